@@ -1,0 +1,365 @@
+//! The admission front end. One screen of request flow:
+//! decode → recognise → evaluate (or mutate) → decide by action → respond.
+
+use crate::context::ClusterSource;
+use crate::engine::{Engine, Evaluation, Mutated};
+use crate::metrics::Metrics;
+use crate::resource::{Kind, Review};
+use crate::rules::Action;
+use base64::Engine as _;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tracing::field::Empty;
+
+/// Which webhook a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Webhook {
+    Validate,
+    Mutate,
+}
+
+impl Webhook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Webhook::Validate => "validate",
+            Webhook::Mutate => "mutate",
+        }
+    }
+}
+
+/// Why a request body could not be answered with an AdmissionReview (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadReview {
+    #[error("request body is not a valid AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported AdmissionReview {0:?}: meshguard speaks admission.k8s.io/v1 only")]
+    Version(String),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("cannot encode the response: {0}")]
+    Encode(String),
+}
+
+/// Shared state of the admission server.
+pub struct Admission {
+    engine: RwLock<Arc<Engine>>,
+    pub metrics: Metrics,
+    pub cluster: Arc<dyn ClusterSource>,
+    /// How long a cluster lookup may take before `onLookupFailure` decides.
+    pub lookup_deadline: Duration,
+}
+
+/// Warnings: each at most 256 characters, all together at most 4096 (apiserver limits).
+const WARNING_MAX: usize = 256;
+const WARNINGS_TOTAL_MAX: usize = 4096;
+/// Key of the audit annotation; the apiserver records it as `<webhook name>/violations`.
+pub const AUDIT_ANNOTATION: &str = "violations";
+
+impl Admission {
+    pub fn new(engine: Engine, metrics: Metrics, cluster: Arc<dyn ClusterSource>) -> Admission {
+        Admission {
+            engine: RwLock::new(Arc::new(engine)),
+            metrics,
+            cluster,
+            lookup_deadline: Duration::from_secs(2),
+        }
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swap in a new engine (config reload).
+    pub fn set_engine(&self, engine: Engine) {
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
+    }
+
+    /// Answer one AdmissionReview body. `Err` means HTTP 400 with the error as the reason.
+    pub async fn handle(
+        &self,
+        webhook: Webhook,
+        body: &[u8],
+        budget: Duration,
+    ) -> Result<Vec<u8>, BadReview> {
+        let start = Instant::now();
+        // 1. decode
+        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+        if review.types.api_version != "admission.k8s.io/v1"
+            || review.types.kind != "AdmissionReview"
+        {
+            return Err(BadReview::Version(format!(
+                "{}/{}",
+                review.types.api_version, review.types.kind
+            )));
+        }
+        let req: AdmissionRequest<DynamicObject> =
+            review.try_into().map_err(|_| BadReview::NoRequest)?;
+        let span = tracing::info_span!("review", webhook = webhook.as_str(), uid = %req.uid,
+            kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty);
+        let _entered = span.enter();
+        tracing::trace!(body = %String::from_utf8_lossy(body), "request");
+        let mut resp = AdmissionResponse::from(&req);
+
+        // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
+        let (kind_label, outcome) = match recognise(&req) {
+            None => ("other", "ignored"),
+            Some(r) => {
+                span.record("namespace", r.namespace);
+                let engine = self.engine();
+                let deadline = self.lookup_deadline.min(budget);
+                if let Err(_elapsed) =
+                    tokio::time::timeout(deadline, self.cluster.prepare(&r, deadline)).await
+                {
+                    tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+                }
+                let view = self.cluster.view();
+                // 3. evaluate, 4. decide
+                let outcome = match webhook {
+                    Webhook::Validate => {
+                        let eval = engine.evaluate(&r, view);
+                        self.count_violations(r.kind, &eval);
+                        let (decided, outcome) = decide(resp, &eval);
+                        resp = decided;
+                        outcome
+                    }
+                    Webhook::Mutate => {
+                        let mutated = engine.mutate(&r, view);
+                        for m in &mutated.applied {
+                            self.metrics
+                                .mutations
+                                .with_label_values(&[m, r.kind.as_str()])
+                                .inc();
+                        }
+                        let (patched, outcome) = with_patch(resp, mutated)?;
+                        resp = patched;
+                        outcome
+                    }
+                };
+                (r.kind.as_str(), outcome)
+            }
+        };
+
+        // 5. respond
+        let out = encode(resp)?;
+        let elapsed = start.elapsed();
+        span.record("outcome", outcome);
+        span.record("duration_us", elapsed.as_micros() as u64);
+        if matches!(outcome, "denied" | "warned" | "audited") {
+            tracing::info!("reviewed");
+        } else {
+            tracing::debug!("reviewed");
+        }
+        let op = operation_label(&req.operation);
+        self.metrics
+            .admission_requests
+            .with_label_values(&[webhook.as_str(), kind_label, op, outcome])
+            .inc();
+        self.metrics
+            .admission_duration
+            .with_label_values(&[webhook.as_str()])
+            .observe(elapsed.as_secs_f64());
+        Ok(out)
+    }
+
+    fn count_violations(&self, kind: Kind, eval: &Evaluation) {
+        for f in &eval.findings {
+            self.metrics
+                .violations
+                .with_label_values(&[f.rule, f.action.as_str(), kind.as_str()])
+                .inc();
+            tracing::info!(rule = f.rule, action = f.action.as_str(), path = %f.violation.path, "{}", f.violation.message);
+        }
+    }
+}
+
+/// Build the engine's view of a request; `None` when meshguard has nothing to say about it.
+pub fn recognise(req: &AdmissionRequest<DynamicObject>) -> Option<Review<'_>> {
+    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        return None;
+    }
+    if matches!(req.operation, Operation::Connect) {
+        return None;
+    }
+    let kind = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)?;
+    let subject = req.object.as_ref().or(req.old_object.as_ref());
+    let meta_name = subject.and_then(|o| {
+        o.metadata
+            .name
+            .as_deref()
+            .or(o.metadata.generate_name.as_deref())
+    });
+    let name = if req.name.is_empty() {
+        meta_name.unwrap_or("")
+    } else {
+        req.name.as_str()
+    };
+    let namespace = if kind == Kind::Namespace {
+        name
+    } else {
+        req.namespace
+            .as_deref()
+            .or_else(|| subject.and_then(|o| o.metadata.namespace.as_deref()))
+            .unwrap_or("")
+    };
+    Some(Review {
+        kind,
+        version: &req.kind.version,
+        operation: &req.operation,
+        namespace,
+        name,
+        object: req.object.as_ref(),
+        old_object: req.old_object.as_ref(),
+        dry_run: req.dry_run,
+    })
+}
+
+/// Turn findings into the response, by resolved action. The one place modes take effect.
+pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionResponse, &'static str) {
+    if eval.exempt {
+        return (resp, "exempt");
+    }
+    if eval.findings.is_empty() {
+        return (resp, "allowed");
+    }
+    // Every finding is recorded for the audit log, whatever its action.
+    let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
+    let annotation = serde_json::to_string(&all).unwrap_or_default();
+    resp.audit_annotations.insert(
+        AUDIT_ANNOTATION.to_owned(),
+        truncate(&annotation, 16 * 1024),
+    );
+
+    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(ToString::to_string));
+    if !warnings.is_empty() {
+        resp.warnings = Some(warnings);
+    }
+    let denies: Vec<String> = eval
+        .with_action(Action::Deny)
+        .map(ToString::to_string)
+        .collect();
+    if denies.is_empty() {
+        let outcome = if eval.with_action(Action::Warn).next().is_some() {
+            "warned"
+        } else {
+            "audited"
+        };
+        return (resp, outcome);
+    }
+    let noun = if denies.len() == 1 {
+        "violation"
+    } else {
+        "violations"
+    };
+    let message = format!("meshguard: {} {noun}:\n{}", denies.len(), denies.join("\n"));
+    resp = resp.deny(message);
+    resp.result.code = 403;
+    resp.result.reason = "Forbidden".into();
+    resp.result.status = Some(kube::core::response::StatusSummary::Failure);
+    (resp, "denied")
+}
+
+/// Warnings that survive an HTTP `Warning` header: printable, ≤ 256 chars each, ≤ 4 KiB total.
+pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for w in items {
+        let clean: String = w
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let w = truncate(&clean, WARNING_MAX);
+        if total + w.len() > WARNINGS_TOTAL_MAX {
+            out.push(
+                "meshguard: more warnings omitted; see the audit annotation or `meshguard check`"
+                    .into(),
+            );
+            break;
+        }
+        total += w.len();
+        out.push(w);
+    }
+    out
+}
+
+/// Truncate to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn with_patch(
+    resp: AdmissionResponse,
+    m: Mutated,
+) -> Result<(AdmissionResponse, &'static str), BadReview> {
+    if m.exempt {
+        return Ok((resp, "exempt"));
+    }
+    if m.patch.is_empty() {
+        return Ok((resp, "allowed"));
+    }
+    let resp = resp
+        .with_patch(json_patch::Patch(m.patch))
+        .map_err(|e| BadReview::Encode(e.to_string()))?;
+    Ok((resp, "patched"))
+}
+
+/// Serialise the response review. kube-core serialises `patch` (a `Vec<u8>`) as a JSON array
+/// of numbers; the apiserver's Go `[]byte` expects a base64 string, so we write that.
+pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
+    let review = resp.into_review();
+    let patch = review.response.as_ref().and_then(|r| r.patch.as_ref());
+    let Some(patch) = patch else {
+        return serde_json::to_vec(&review).map_err(|e| BadReview::Encode(e.to_string()));
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(patch);
+    let mut value = serde_json::to_value(&review).map_err(|e| BadReview::Encode(e.to_string()))?;
+    if let Some(slot) = value.pointer_mut("/response/patch") {
+        *slot = serde_json::Value::String(b64);
+    }
+    serde_json::to_vec(&value).map_err(|e| BadReview::Encode(e.to_string()))
+}
+
+fn operation_label(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_bounded_and_header_safe() {
+        let long = "x".repeat(1000);
+        let items = (0..40).map(|i| format!("{i}\n{long}"));
+        let w = header_safe_warnings(items);
+        assert!(w
+            .iter()
+            .all(|s| s.len() <= WARNING_MAX && !s.contains('\n')));
+        assert!(w.iter().map(String::len).sum::<usize>() <= WARNINGS_TOTAL_MAX + 100);
+        assert!(w.last().is_some_and(|s| s.contains("omitted")));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        let s = "é".repeat(300);
+        let t = truncate(&s, 256);
+        assert!(t.len() <= 256);
+        assert!(t.ends_with('…'));
+    }
+}

@@ -1,0 +1,145 @@
+//! Command line: `meshguard serve | check | audit | certs | rules`.
+//! Every `serve` flag can also be set by an environment variable `MESHGUARD_<FLAG>`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshguard",
+    version,
+    about = "Admission webhook that keeps an Istio service mesh zero-trust"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
+    Serve(ServeArgs),
+    /// Print the rule catalogue.
+    Rules(RulesArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS admission listener.
+    #[arg(long, env = "MESHGUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM chain). Reloaded without restart when the file changes.
+    #[arg(long, env = "MESHGUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "MESHGUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// DNS names of the generated certificate (used only without --tls-cert); localhost and
+    /// 127.0.0.1 are always included.
+    #[arg(
+        long = "dns-name",
+        env = "MESHGUARD_DNS_NAMES",
+        value_delimiter = ',',
+        default_value = "meshguard.meshguard.svc"
+    )]
+    pub dns_names: Vec<String>,
+    /// Where to write the CA bundle (PEM) of the generated certificate.
+    #[arg(long, env = "MESHGUARD_CA_BUNDLE_OUT")]
+    pub ca_bundle_out: Option<PathBuf>,
+    /// How often to check the certificate files for changes.
+    #[arg(long, env = "MESHGUARD_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    pub tls_reload_interval: Duration,
+    /// Require client certificates signed by this CA bundle (PEM), for apiservers configured
+    /// with a webhook client certificate.
+    #[arg(long, env = "MESHGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Address of the plain-HTTP admin listener (/metrics, /healthz, /readyz).
+    #[arg(long, env = "MESHGUARD_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Policy configuration (YAML). Without it the built-in policy is used.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// meshguard's own namespace, always exempt.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub own_namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "MESHGUARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax); `trace` includes request bodies.
+    #[arg(long, env = "MESHGUARD_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Largest accepted request body (bytes).
+    #[arg(long, env = "MESHGUARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time a client has to send the request headers.
+    #[arg(long, env = "MESHGUARD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, env = "MESHGUARD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+    /// Upper bound for answering one review (the apiserver's ?timeout= lowers it).
+    #[arg(long, env = "MESHGUARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Maximum concurrent TLS connections; further connections wait in the accept queue.
+    #[arg(long, env = "MESHGUARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Maximum concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "MESHGUARD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// How long SIGTERM waits for in-flight reviews before closing connections.
+    #[arg(long, env = "MESHGUARD_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// Deadline of a direct API lookup on a cache miss.
+    #[arg(long, env = "MESHGUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub lookup_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RulesFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RulesArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: RulesFormat,
+}
+
+/// Install logging for a long-running command.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Run a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args),
+        Command::Rules(args) => crate::catalogue::print(args.format),
+    }
+}

@@ -1,0 +1,358 @@
+//! The policy configuration: global mode, per-rule actions and exemptions, mesh settings.
+//! Parsed strictly (unknown keys and unknown rule ids are errors) before any listener opens.
+
+use crate::rules::{self, Action};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The built-in policy, embedded in the binary.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("../config/default.yaml");
+
+/// Global enforcement mode. A rule's explicit `action` in config overrides it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Rules act with their default action (deny or warn).
+    #[default]
+    Enforce,
+    /// Deny-level rules only warn.
+    Warn,
+    /// Dry run: everything is allowed and reported (metrics, logs, audit annotations).
+    Audit,
+}
+
+impl Mode {
+    /// Cap a rule's default action by the global mode.
+    pub fn cap(self, default: Action) -> Action {
+        match (self, default) {
+            (_, Action::Off) => Action::Off,
+            (Mode::Enforce, a) => a,
+            (Mode::Warn, Action::Deny) => Action::Warn,
+            (Mode::Warn, a) => a,
+            (Mode::Audit, _) => Action::Audit,
+        }
+    }
+}
+
+/// What to do when a rule needs cluster state (namespace labels, ServiceAccounts) that
+/// neither the cache nor a direct GET could provide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLookupFailure {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// Kubernetes-style label selector (matchLabels + matchExpressions).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let have = labels.get(&e.key);
+                match e.operator {
+                    SelectorOperator::In => have.is_some_and(|v| e.values.contains(v)),
+                    SelectorOperator::NotIn => !have.is_some_and(|v| e.values.contains(v)),
+                    SelectorOperator::Exists => have.is_some(),
+                    SelectorOperator::DoesNotExist => have.is_none(),
+                }
+            })
+    }
+}
+
+/// One exemption of a rule: all given conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Exemption {
+    /// Namespaces (exact names) the rule does not apply to.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Namespaces selected by their labels (needs the namespace labels from the cluster).
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Objects selected by their own labels.
+    #[serde(default)]
+    pub object_selector: Option<LabelSelector>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuleConfig {
+    /// Overrides the global mode for this rule.
+    #[serde(default)]
+    pub action: Option<Action>,
+    #[serde(default)]
+    pub exemptions: Vec<Exemption>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MutationConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The policy. Field names are the YAML keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Istio's root namespace (meshConfig.rootNamespace).
+    #[serde(default = "default_root_namespace")]
+    pub root_namespace: String,
+    /// The mesh trust domain (meshConfig.trustDomain).
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    #[serde(default)]
+    pub trust_domain_aliases: Vec<String>,
+    /// Kubernetes cluster DNS domain.
+    #[serde(default = "default_trust_domain")]
+    pub cluster_domain: String,
+    /// Extra host suffixes that count as in-mesh for DestinationRule checks.
+    #[serde(default)]
+    pub mesh_host_suffixes: Vec<String>,
+    /// When set, namespaces are labeled `istio.io/rev=<rev>` instead of `istio-injection=enabled`.
+    #[serde(default)]
+    pub injection_revision: Option<String>,
+    /// Namespaces no rule or mutation applies to. The root namespace and meshguard's own
+    /// namespace are always added.
+    #[serde(default = "default_exempt")]
+    pub exempt_namespaces: Vec<String>,
+    #[serde(default)]
+    pub on_lookup_failure: OnLookupFailure,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleConfig>,
+    #[serde(default)]
+    pub mutations: BTreeMap<String, MutationConfig>,
+}
+
+fn default_root_namespace() -> String {
+    "istio-system".into()
+}
+fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+fn default_exempt() -> Vec<String> {
+    vec![
+        "kube-system".into(),
+        "kube-public".into(),
+        "kube-node-lease".into(),
+    ]
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Mode::Enforce,
+            root_namespace: default_root_namespace(),
+            trust_domain: default_trust_domain(),
+            trust_domain_aliases: Vec::new(),
+            cluster_domain: default_trust_domain(),
+            mesh_host_suffixes: Vec::new(),
+            injection_revision: None,
+            exempt_namespaces: default_exempt(),
+            on_lookup_failure: OnLookupFailure::Deny,
+            rules: BTreeMap::new(),
+            mutations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Policy {
+    /// The embedded default policy.
+    pub fn builtin() -> Policy {
+        // The embedded file is covered by a unit test; fall back to the coded defaults anyway.
+        Policy::from_yaml(DEFAULT_POLICY_YAML, "<built-in>").unwrap_or_default()
+    }
+
+    /// Read and validate a policy file.
+    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate policy YAML. `origin` names the source in error messages.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError> {
+        let policy: Policy = if text.trim().is_empty() {
+            Policy::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        policy.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        Ok(policy)
+    }
+
+    /// Semantic checks serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        for id in self.rules.keys() {
+            if rules::find(id).is_none() {
+                return Err(format!(
+                    "rules.{id}: unknown rule id (run `meshguard rules` for the catalogue)"
+                ));
+            }
+        }
+        for id in self.mutations.keys() {
+            if crate::mutation::find(id).is_none() {
+                return Err(format!("mutations.{id}: unknown mutation id"));
+            }
+        }
+        if self.root_namespace.is_empty() {
+            return Err("rootNamespace: must not be empty".into());
+        }
+        if self.trust_domain.is_empty() {
+            return Err("trustDomain: must not be empty".into());
+        }
+        if let Some(rev) = &self.injection_revision {
+            if rev.is_empty() || rev.len() > 63 {
+                return Err("injectionRevision: must be a label value of 1-63 characters".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective action of a rule under this policy.
+    pub fn action_for(&self, rule: &rules::Rule) -> Action {
+        match self.rules.get(rule.id).and_then(|c| c.action) {
+            Some(a) => a,
+            None => self.mode.cap(rule.default_action),
+        }
+    }
+
+    pub fn mutation_enabled(&self, id: &str) -> bool {
+        self.mutations.get(id).is_none_or(|m| m.enabled)
+    }
+
+    /// The trust domains principals may name: the configured one and its aliases.
+    pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.trust_domain.as_str())
+            .chain(self.trust_domain_aliases.iter().map(String::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_policy_parses() {
+        let p = Policy::from_yaml(DEFAULT_POLICY_YAML, "default").expect("built-in policy");
+        assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_line() {
+        let err = Policy::from_yaml("mode: enforce\nrootNamespce: foo\n", "p.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("rootNamespce"), "{text}");
+        assert!(text.contains('2'), "line number expected: {text}");
+    }
+
+    #[test]
+    fn unknown_rule_id_is_an_error() {
+        let err =
+            Policy::from_yaml("rules:\n  pa-nope:\n    action: warn\n", "p.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains("rules.pa-nope: unknown rule id"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_mode_is_an_error() {
+        let err = Policy::from_yaml("mode: enforcing\n", "p.yaml").unwrap_err();
+        assert!(err.to_string().contains("enforcing"), "{err}");
+    }
+
+    #[test]
+    fn per_rule_action_overrides_mode() {
+        let p = Policy::from_yaml(
+            "mode: audit\nrules:\n  pa-permissive-mtls:\n    action: deny\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        let permissive = rules::find("pa-permissive-mtls").expect("rule");
+        let disabled = rules::find("pa-disabled-mtls").expect("rule");
+        assert_eq!(p.action_for(permissive), Action::Deny);
+        assert_eq!(p.action_for(disabled), Action::Audit);
+    }
+
+    #[test]
+    fn mode_caps_defaults() {
+        assert_eq!(Mode::Warn.cap(Action::Deny), Action::Warn);
+        assert_eq!(Mode::Warn.cap(Action::Warn), Action::Warn);
+        assert_eq!(Mode::Audit.cap(Action::Deny), Action::Audit);
+        assert_eq!(Mode::Enforce.cap(Action::Warn), Action::Warn);
+    }
+
+    #[test]
+    fn selector_matching() {
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"team": "a"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["prod"]}]
+        }))
+        .expect("selector");
+        let mut labels = BTreeMap::new();
+        labels.insert("team".to_string(), "a".to_string());
+        assert!(sel.matches(&labels));
+        labels.insert("tier".to_string(), "prod".to_string());
+        assert!(!sel.matches(&labels));
+    }
+}

@@ -1,0 +1,292 @@
+//! The one evaluator: review + cluster view → findings (validation) or patches (mutation).
+//! The webhook, `check` and `audit` all call it; only the admission front end turns findings
+//! into allow/deny/warn. No I/O happens here.
+
+use crate::config::Policy;
+use crate::context::{ClusterView, Lookup};
+use crate::mutation::{self, Mutation};
+use crate::resource::{labels_of, Kind, Review};
+use crate::rules::{self, Action, Ctx, Finding, Rule};
+use json_patch::PatchOperation;
+use kube::core::DynamicObject;
+use std::collections::HashMap;
+
+/// Result of validating one review.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Violations with their resolved action, in catalogue order. Rules whose action is `off`
+    /// or that are exempted for this object do not appear.
+    pub findings: Vec<Finding>,
+    /// The whole request was exempt (exempt namespace): no rule ran.
+    pub exempt: bool,
+}
+
+impl Evaluation {
+    pub fn denied(&self) -> bool {
+        self.findings.iter().any(|f| f.action == Action::Deny)
+    }
+    pub fn with_action(&self, action: Action) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.action == action)
+    }
+}
+
+/// Result of mutating one review.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mutated {
+    /// Which mutations contributed operations, in order.
+    pub applied: Vec<&'static str>,
+    /// The JSON patch, ready to send.
+    pub patch: Vec<PatchOperation>,
+    pub exempt: bool,
+}
+
+/// The engine: a validated policy with the rule table resolved per kind.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Policy,
+    exempt_namespaces: Vec<String>,
+    rules: HashMap<Kind, Vec<(&'static Rule, Action)>>,
+    mutations: HashMap<Kind, Vec<&'static Mutation>>,
+}
+
+impl Engine {
+    /// Build the engine. `own_namespace` (where meshguard runs) is always exempt.
+    pub fn new(policy: Policy, own_namespace: Option<&str>) -> Engine {
+        let mut exempt_namespaces = policy.exempt_namespaces.clone();
+        exempt_namespaces.push(policy.root_namespace.clone());
+        if let Some(ns) = own_namespace.filter(|n| !n.is_empty()) {
+            exempt_namespaces.push(ns.to_owned());
+        }
+        exempt_namespaces.sort();
+        exempt_namespaces.dedup();
+
+        let mut rules: HashMap<Kind, Vec<(&'static Rule, Action)>> = HashMap::new();
+        for rule in rules::REGISTRY {
+            let action = policy.action_for(rule);
+            if action == Action::Off {
+                continue;
+            }
+            for kind in rule.kinds {
+                rules.entry(*kind).or_default().push((rule, action));
+            }
+        }
+        let mut mutations: HashMap<Kind, Vec<&'static Mutation>> = HashMap::new();
+        for m in mutation::REGISTRY {
+            if policy.mutation_enabled(m.id) {
+                for kind in m.kinds {
+                    mutations.entry(*kind).or_default().push(m);
+                }
+            }
+        }
+        Engine {
+            policy,
+            exempt_namespaces,
+            rules,
+            mutations,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Namespaces whose workloads, Services, ServiceAccounts and the Namespace objects
+    /// themselves are exempt from every rule and mutation.
+    pub fn exempt_namespaces(&self) -> &[String] {
+        &self.exempt_namespaces
+    }
+
+    /// Whether a review is exempt as a whole. Istio security resources are never exempt by
+    /// namespace: the mesh-wide policies live in the (exempt) root namespace and are exactly
+    /// what must be checked. Use per-rule exemptions to relax them.
+    pub fn is_exempt(&self, review: &Review<'_>) -> bool {
+        let istio = matches!(
+            review.kind,
+            Kind::PeerAuthentication
+                | Kind::AuthorizationPolicy
+                | Kind::RequestAuthentication
+                | Kind::DestinationRule
+        );
+        !istio && self.exempt_namespaces.iter().any(|n| n == review.namespace)
+    }
+
+    /// Validate one review.
+    pub fn evaluate(&self, review: &Review<'_>, cluster: &dyn ClusterView) -> Evaluation {
+        if self.is_exempt(review) {
+            return Evaluation {
+                findings: Vec::new(),
+                exempt: true,
+            };
+        }
+        let ctx = Ctx {
+            policy: &self.policy,
+            cluster,
+        };
+        let mut findings = Vec::new();
+        let mut violations = Vec::new();
+        for (rule, action) in self
+            .rules
+            .get(&review.kind)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            violations.clear();
+            (rule.check)(review, &ctx, &mut violations);
+            if violations.is_empty() || self.rule_exempted(rule, review, cluster) {
+                continue;
+            }
+            findings.extend(violations.drain(..).map(|violation| Finding {
+                rule: rule.id,
+                action: *action,
+                violation,
+            }));
+        }
+        Evaluation {
+            findings,
+            exempt: false,
+        }
+    }
+
+    /// Compute the patch for one review. Mutations run in registry order; each later one sees
+    /// the object as patched by the earlier ones.
+    pub fn mutate(&self, review: &Review<'_>, cluster: &dyn ClusterView) -> Mutated {
+        if self.is_exempt(review) {
+            return Mutated {
+                exempt: true,
+                ..Mutated::default()
+            };
+        }
+        let ctx = Ctx {
+            policy: &self.policy,
+            cluster,
+        };
+        let mut out = Mutated::default();
+        let mut patched: Option<DynamicObject> = None;
+        for m in self
+            .mutations
+            .get(&review.kind)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let mut ops = Vec::new();
+            match &patched {
+                None => (m.apply)(review, &ctx, &mut ops),
+                Some(obj) => {
+                    let r = Review {
+                        object: Some(obj),
+                        ..*review
+                    };
+                    (m.apply)(&r, &ctx, &mut ops)
+                }
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            // Re-materialise the object for the next mutation (rare: one mutation per kind today).
+            let base = patched.as_ref().or(review.object);
+            if let Some(base) = base {
+                if let Ok(mut doc) = serde_json::to_value(base) {
+                    if json_patch::patch(&mut doc, &json_patch::Patch(ops.clone())).is_ok() {
+                        patched = serde_json::from_value(doc).ok();
+                    }
+                }
+            }
+            out.applied.push(m.id);
+            out.patch.extend(ops);
+        }
+        out
+    }
+
+    fn rule_exempted(&self, rule: &Rule, review: &Review<'_>, cluster: &dyn ClusterView) -> bool {
+        let Some(cfg) = self.policy.rules.get(rule.id) else {
+            return false;
+        };
+        cfg.exemptions.iter().any(|ex| {
+            let ns_ok =
+                ex.namespaces.is_empty() || ex.namespaces.iter().any(|n| n == review.namespace);
+            let obj_ok = ex
+                .object_selector
+                .as_ref()
+                .is_none_or(|sel| review.subject().is_some_and(|o| sel.matches(labels_of(o))));
+            let nsel_ok = ex.namespace_selector.as_ref().is_none_or(|sel| {
+                match cluster.namespace_labels(review.namespace) {
+                    Lookup::Found(labels) => sel.matches(&labels),
+                    _ => false,
+                }
+            });
+            let any_condition = !ex.namespaces.is_empty()
+                || ex.object_selector.is_some()
+                || ex.namespace_selector.is_some();
+            any_condition && ns_ok && obj_ok && nsel_ok
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::NoCluster;
+    use kube::core::admission::Operation;
+    use serde_json::json;
+
+    fn pa(ns: &str, mode: &str, labels: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "p", "namespace": ns, "labels": labels},
+            "spec": {"mtls": {"mode": mode}}
+        }))
+        .expect("obj")
+    }
+
+    fn eval(engine: &Engine, o: &DynamicObject) -> Evaluation {
+        let op = Operation::Create;
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        let review = Review {
+            kind: Kind::PeerAuthentication,
+            version: "v1",
+            operation: &op,
+            namespace: &ns,
+            name: "p",
+            object: Some(o),
+            old_object: None,
+            dry_run: false,
+        };
+        engine.evaluate(&review, &NoCluster)
+    }
+
+    #[test]
+    fn off_rules_do_not_run_and_exemptions_apply() {
+        let policy = Policy::from_yaml(
+            "rules:\n  pa-disabled-mtls:\n    action: off\n  pa-permissive-mtls:\n    exemptions:\n      - namespaces: [legacy]\n      - objectSelector:\n          matchLabels: {migration: \"true\"}\n",
+            "t",
+        )
+        .expect("policy");
+        let engine = Engine::new(policy, None);
+        assert!(eval(&engine, &pa("prod", "DISABLE", json!({})))
+            .findings
+            .is_empty());
+        assert_eq!(
+            eval(&engine, &pa("prod", "PERMISSIVE", json!({})))
+                .findings
+                .len(),
+            1
+        );
+        assert!(eval(&engine, &pa("legacy", "PERMISSIVE", json!({})))
+            .findings
+            .is_empty());
+        assert!(eval(
+            &engine,
+            &pa("prod", "PERMISSIVE", json!({"migration": "true"}))
+        )
+        .findings
+        .is_empty());
+    }
+
+    #[test]
+    fn istio_policies_in_root_namespace_are_not_namespace_exempt() {
+        let engine = Engine::new(Policy::default(), Some("meshguard"));
+        let ev = eval(&engine, &pa("istio-system", "PERMISSIVE", json!({})));
+        assert!(!ev.exempt);
+        assert!(ev.denied());
+    }
+}

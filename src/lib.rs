@@ -1,0 +1,20 @@
+//! meshguard: a Kubernetes admission webhook that keeps an Istio service mesh zero-trust.
+//!
+//! Dependencies point one way:
+//! `resource` (typed views) → `rules`, `mutation` → `engine` (pure) → front ends
+//! (`admission`, `check`, `audit`) → `server` → `serve` / `cli` → the binary.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod metrics;
+pub mod mutation;
+pub mod resource;
+pub mod rules;
+pub mod serve;
+pub mod server;
+pub mod tls;

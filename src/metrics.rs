@@ -1,0 +1,144 @@
+//! Prometheus metrics, on meshguard's own registry, held in app state.
+//! Labels are bounded: webhook, kind, operation, outcome, rule, action, mutation, resource.
+//! Never object names.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub admission_requests: IntCounterVec,
+    pub admission_duration: HistogramVec,
+    pub violations: IntCounterVec,
+    pub mutations: IntCounterVec,
+    pub tls_expiry: Gauge,
+    pub tls_reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub cache_synced: IntGaugeVec,
+    pub audit_violations: GaugeVec,
+    pub audit_last_run: Gauge,
+    pub audit_duration: Gauge,
+}
+
+/// Histogram buckets from 50 µs to 10 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let admission_requests = IntCounterVec::new(
+            Opts::new(
+                "meshguard_admission_requests_total",
+                "Admission reviews answered, by webhook, kind, operation and outcome",
+            ),
+            &["webhook", "kind", "operation", "outcome"],
+        )?;
+        let admission_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "meshguard_admission_duration_seconds",
+                "Time from request body received to response encoded",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["webhook"],
+        )?;
+        let violations = IntCounterVec::new(
+            Opts::new(
+                "meshguard_violations_total",
+                "Rule violations found at admission, by rule, resolved action and kind",
+            ),
+            &["rule", "action", "kind"],
+        )?;
+        let mutations = IntCounterVec::new(
+            Opts::new(
+                "meshguard_mutations_total",
+                "Mutations applied, by mutation and kind",
+            ),
+            &["mutation", "kind"],
+        )?;
+        let tls_expiry = Gauge::new(
+            "meshguard_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate, as a Unix timestamp",
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "meshguard_tls_reloads_total",
+                "Serving certificate reload attempts, by result",
+            ),
+            &["result"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("meshguard_build_info", "Build information; always 1"),
+            &["version"],
+        )?;
+        let cache_synced = IntGaugeVec::new(
+            Opts::new(
+                "meshguard_cache_synced",
+                "1 when the watch cache for a resource has synced",
+            ),
+            &["resource"],
+        )?;
+        let audit_violations = GaugeVec::new(
+            Opts::new(
+                "meshguard_audit_violations",
+                "Violations found by the last periodic audit, by rule and namespace",
+            ),
+            &["rule", "namespace"],
+        )?;
+        let audit_last_run = Gauge::new(
+            "meshguard_audit_last_run_timestamp_seconds",
+            "When the last periodic audit finished, as a Unix timestamp",
+        )?;
+        let audit_duration = Gauge::new(
+            "meshguard_audit_duration_seconds",
+            "How long the last periodic audit took",
+        )?;
+        registry.register(Box::new(admission_requests.clone()))?;
+        registry.register(Box::new(admission_duration.clone()))?;
+        registry.register(Box::new(violations.clone()))?;
+        registry.register(Box::new(mutations.clone()))?;
+        registry.register(Box::new(tls_expiry.clone()))?;
+        registry.register(Box::new(tls_reloads.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(cache_synced.clone()))?;
+        registry.register(Box::new(audit_violations.clone()))?;
+        registry.register(Box::new(audit_last_run.clone()))?;
+        registry.register(Box::new(audit_duration.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(Metrics {
+            registry,
+            admission_requests,
+            admission_duration,
+            violations,
+            mutations,
+            tls_expiry,
+            tls_reloads,
+            build_info,
+            cache_synced,
+            audit_violations,
+            audit_last_run,
+            audit_duration,
+        })
+    }
+
+    /// Text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

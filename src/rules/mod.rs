@@ -1,0 +1,219 @@
+//! The rule catalogue. Each rule is a static, data-driven unit: a stable id, the kinds it
+//! inspects, a default action, a one-line summary, an example fix, and a pure check function.
+//! Rules live one file per kind; adding one touches that file plus one line in [`REGISTRY`].
+
+use crate::config::Policy;
+use crate::context::ClusterView;
+use crate::resource::{Kind, Review};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub mod peer_authentication;
+
+/// What happens when a rule finds a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Reported only (metrics, logs, audit annotation); the request is allowed.
+    Audit,
+    /// Allowed, with a warning that kubectl prints.
+    Warn,
+    /// Denied.
+    Deny,
+    /// The rule does not run.
+    Off,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deny => "deny",
+            Action::Warn => "warn",
+            Action::Audit => "audit",
+            Action::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One violation as a rule reports it: where, what, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Field path in the user's camelCase terms, e.g. `spec.rules[0].from[0].source.principals[1]`.
+    pub path: String,
+    /// What is wrong (no trailing period).
+    pub message: String,
+    /// How to fix it (no trailing period).
+    pub fix: String,
+}
+
+impl Violation {
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Violation {
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// A violation attributed to its rule, with the action the policy resolved for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub action: Action,
+    #[serde(flatten)]
+    pub violation: Violation,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] {}: {}. Fix: {}",
+            self.rule, self.violation.path, self.violation.message, self.violation.fix
+        )
+    }
+}
+
+/// What a check function gets besides the review: the policy and the cluster view.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub cluster: &'a dyn ClusterView,
+}
+
+/// A check: pure function of the review and context, pushing violations.
+pub type CheckFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<Violation>);
+
+/// One rule of the catalogue.
+pub struct Rule {
+    /// Stable id, used in config, metrics and messages.
+    pub id: &'static str,
+    /// Kinds the rule inspects; the engine only calls it for these.
+    pub kinds: &'static [Kind],
+    pub default_action: Action,
+    /// One-line description for `meshguard rules`.
+    pub summary: &'static str,
+    /// Example fix for `meshguard rules`.
+    pub example_fix: &'static str,
+    pub check: CheckFn,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule").field("id", &self.id).finish()
+    }
+}
+
+/// The catalogue: one line per rule.
+pub static REGISTRY: &[&Rule] = &[
+    &peer_authentication::PERMISSIVE_MTLS,
+    &peer_authentication::DISABLED_MTLS,
+    &peer_authentication::UNSET_MESH_DEFAULT,
+    &peer_authentication::PORT_LEVEL_WITHOUT_SELECTOR,
+    &peer_authentication::WEAKENING_DELETE,
+    &peer_authentication::ROOT_NAMESPACE_SELECTOR,
+];
+
+/// Look a rule up by id.
+pub fn find(id: &str) -> Option<&'static Rule> {
+    REGISTRY.iter().copied().find(|r| r.id == id)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Small builders shared by the rule unit tests.
+    use super::*;
+    use crate::context::NoCluster;
+    use kube::core::admission::Operation;
+    use kube::core::DynamicObject;
+    use serde_json::Value;
+
+    /// Parse an object from JSON (tests only).
+    pub fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).expect("test object must parse")
+    }
+
+    /// Run one rule over (operation, version, namespace, object) and return its violations.
+    pub fn run(
+        rule: &Rule,
+        op: Operation,
+        version: &str,
+        ns: &str,
+        o: &DynamicObject,
+    ) -> Vec<Violation> {
+        run_with(rule, op, version, ns, o, &Policy::default())
+    }
+
+    pub fn run_with(
+        rule: &Rule,
+        op: Operation,
+        version: &str,
+        ns: &str,
+        o: &DynamicObject,
+        policy: &Policy,
+    ) -> Vec<Violation> {
+        let kind = rule.kinds[0];
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let is_delete = matches!(op, Operation::Delete);
+        let review = Review {
+            kind,
+            version,
+            operation: &op,
+            namespace: ns,
+            name: &name,
+            object: if is_delete { None } else { Some(o) },
+            old_object: if is_delete { Some(o) } else { None },
+            dry_run: false,
+        };
+        let ctx = Ctx {
+            policy,
+            cluster: &NoCluster,
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for r in REGISTRY {
+            assert!(seen.insert(r.id), "duplicate rule id {}", r.id);
+            assert!(
+                r.id.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "rule id {} must be kebab-case",
+                r.id
+            );
+            assert!(!r.kinds.is_empty(), "rule {} names no kind", r.id);
+            assert!(
+                !r.summary.ends_with('.'),
+                "summary of {} ends with a period",
+                r.id
+            );
+            assert_ne!(
+                r.default_action,
+                Action::Off,
+                "rule {} is off by default",
+                r.id
+            );
+        }
+    }
+}

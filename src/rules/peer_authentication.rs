@@ -1,0 +1,413 @@
+//! PeerAuthentication (security.istio.io v1, v1beta1): mTLS must be STRICT everywhere.
+//!
+//! Scope semantics (ISTIO.md): selector-less in the root namespace = mesh-wide; selector-less
+//! elsewhere = namespace-wide; a non-empty `selector.matchLabels` = workload-level, which Istio
+//! *ignores* in the root namespace. `portLevelMtls` only works with a selector.
+
+use super::{Action, Ctx, Rule, Violation};
+use crate::resource::{quoted_key, selector_is_empty, spec_of, Kind, Review};
+use serde_json::Value;
+
+const KINDS: &[Kind] = &[Kind::PeerAuthentication];
+
+/// Every `(path, mode)` an object sets: the top-level mode and each port-level mode.
+fn modes(spec: &Value) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(m) = spec.pointer("/mtls/mode").and_then(Value::as_str) {
+        out.push(("spec.mtls.mode".to_owned(), m));
+    }
+    if let Some(ports) = spec.get("portLevelMtls").and_then(Value::as_object) {
+        for (port, v) in ports {
+            if let Some(m) = v.get("mode").and_then(Value::as_str) {
+                out.push((format!("spec.portLevelMtls{}.mode", quoted_key(port)), m));
+            }
+        }
+    }
+    out
+}
+
+fn scope(review: &Review<'_>, ctx: &Ctx<'_>, spec: &Value) -> &'static str {
+    if !selector_is_empty(spec) {
+        "this workload"
+    } else if review.namespace == ctx.policy.root_namespace {
+        "the whole mesh"
+    } else {
+        "the whole namespace"
+    }
+}
+
+pub static PERMISSIVE_MTLS: Rule = Rule {
+    id: "pa-permissive-mtls",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "mtls.mode PERMISSIVE, at top level or in any portLevelMtls entry, accepts plaintext",
+    example_fix: "spec.mtls.mode: STRICT",
+    check: |review, ctx, out| {
+        let spec = review.spec();
+        for (path, mode) in modes(spec) {
+            if mode == "PERMISSIVE" {
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "PERMISSIVE accepts plaintext connections for {}, so callers without a mesh identity get in",
+                        scope(review, ctx, spec)
+                    ),
+                    "set mode: STRICT (migrate remaining plaintext clients into the mesh first)",
+                ));
+            }
+        }
+    },
+};
+
+pub static DISABLED_MTLS: Rule = Rule {
+    id: "pa-disabled-mtls",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "mtls.mode DISABLE anywhere turns mutual TLS off",
+    example_fix: "spec.mtls.mode: STRICT",
+    check: |review, ctx, out| {
+        let spec = review.spec();
+        for (path, mode) in modes(spec) {
+            if mode == "DISABLE" {
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "DISABLE turns off mutual TLS for {}: traffic is plaintext and unauthenticated",
+                        scope(review, ctx, spec)
+                    ),
+                    "set mode: STRICT",
+                ));
+            }
+        }
+    },
+};
+
+pub static UNSET_MESH_DEFAULT: Rule = Rule {
+    id: "pa-unset-mesh-default",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "mesh-wide policy (root namespace, no selector) with mode absent or UNSET leaves the mesh PERMISSIVE",
+    example_fix: "spec.mtls.mode: STRICT",
+    check: |review, ctx, out| {
+        let Some(obj) = review.written() else { return };
+        if review.namespace != ctx.policy.root_namespace {
+            return;
+        }
+        let spec = spec_of(obj);
+        if !selector_is_empty(spec) {
+            return;
+        }
+        let mode = spec.pointer("/mtls/mode").and_then(Value::as_str);
+        let path = if spec.get("mtls").is_some() {
+            "spec.mtls.mode"
+        } else {
+            "spec.mtls"
+        };
+        match mode {
+            None | Some("UNSET") => out.push(Violation::new(
+                path,
+                format!(
+                    "a mesh-wide PeerAuthentication in root namespace {:?} with mode {} inherits Istio's default, which is PERMISSIVE",
+                    ctx.policy.root_namespace,
+                    mode.unwrap_or("absent")
+                ),
+                "set spec.mtls.mode: STRICT",
+            )),
+            Some(_) => {}
+        }
+    },
+};
+
+pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
+    id: "pa-port-level-without-selector",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "portLevelMtls without a workload selector is ignored (and rejected) by Istio",
+    example_fix: "add spec.selector.matchLabels, or move the setting to spec.mtls.mode",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let has_ports = spec
+            .get("portLevelMtls")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty());
+        if has_ports && selector_is_empty(spec) {
+            out.push(Violation::new(
+                "spec.portLevelMtls",
+                "port-level mTLS needs a workload selector; without one Istio rejects or ignores it",
+                "add spec.selector.matchLabels naming the workload whose container ports these are, or drop portLevelMtls and set spec.mtls.mode",
+            ));
+        }
+    },
+};
+
+pub static WEAKENING_DELETE: Rule = Rule {
+    id: "pa-weakening-delete",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary:
+        "deleting a mesh- or namespace-wide STRICT policy weakens mTLS for everything under it",
+    example_fix: "keep the policy; to change it, apply a replacement first",
+    check: |review, ctx, out| {
+        if !review.is_delete() {
+            return;
+        }
+        let Some(old) = review.old_object else { return };
+        let spec = spec_of(old);
+        if !selector_is_empty(spec) {
+            return;
+        }
+        if spec.pointer("/mtls/mode").and_then(Value::as_str) != Some("STRICT") {
+            return;
+        }
+        let name = old.metadata.name.as_deref().unwrap_or(review.name);
+        out.push(Violation::new(
+            "spec.mtls.mode",
+            format!(
+                "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
+                review.namespace,
+                name,
+                scope(review, ctx, spec)
+            ),
+            "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
+        ));
+    },
+};
+
+pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
+    id: "pa-root-namespace-selector",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a workload-level policy (with selector) in the root namespace is ignored by Istio",
+    example_fix: "move the policy to the workload's own namespace",
+    check: |review, ctx, out| {
+        let Some(obj) = review.written() else { return };
+        if review.namespace != ctx.policy.root_namespace {
+            return;
+        }
+        if selector_is_empty(spec_of(obj)) {
+            return;
+        }
+        out.push(Violation::new(
+            "spec.selector",
+            format!(
+                "Istio ignores workload-level PeerAuthentication in the root namespace {:?}; it is neither mesh-wide nor applied to the selected workloads",
+                ctx.policy.root_namespace
+            ),
+            "create it in the namespace of the workloads it selects, or remove the selector to make it the mesh-wide policy",
+        ));
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{obj, run};
+    use kube::core::admission::Operation;
+    use serde_json::json;
+
+    fn pa(version: &str, ns: &str, spec: Value) -> kube::core::DynamicObject {
+        obj(json!({
+            "apiVersion": format!("security.istio.io/{version}"),
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "p", "namespace": ns},
+            "spec": spec
+        }))
+    }
+
+    const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+    #[test]
+    fn permissive_denied_top_level_and_port_level() {
+        for v in VERSIONS {
+            for op in [Operation::Create, Operation::Update] {
+                let o = pa(v, "prod", json!({"mtls": {"mode": "PERMISSIVE"}}));
+                let found = run(&PERMISSIVE_MTLS, op.clone(), v, "prod", &o);
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].path, "spec.mtls.mode");
+                assert!(
+                    found[0].message.contains("the whole namespace"),
+                    "{}",
+                    found[0].message
+                );
+                assert!(found[0].fix.contains("STRICT"));
+
+                let o = pa(
+                    v,
+                    "prod",
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"},
+                           "portLevelMtls": {"8080": {"mode": "PERMISSIVE"}}}),
+                );
+                let found = run(&PERMISSIVE_MTLS, op.clone(), v, "prod", &o);
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].path, "spec.portLevelMtls[\"8080\"].mode");
+                assert!(found[0].message.contains("this workload"));
+            }
+        }
+    }
+
+    #[test]
+    fn strict_allowed() {
+        for v in VERSIONS {
+            let o = pa(v, "prod", json!({"mtls": {"mode": "STRICT"}}));
+            assert!(run(&PERMISSIVE_MTLS, Operation::Create, v, "prod", &o).is_empty());
+            assert!(run(&DISABLED_MTLS, Operation::Create, v, "prod", &o).is_empty());
+            // DELETE of a permissive policy is not a permissive write.
+            let o = pa(v, "prod", json!({"mtls": {"mode": "PERMISSIVE"}}));
+            assert!(run(&PERMISSIVE_MTLS, Operation::Delete, v, "prod", &o).is_empty());
+        }
+    }
+
+    #[test]
+    fn disable_denied_anywhere() {
+        for v in VERSIONS {
+            let o = pa(
+                v,
+                "prod",
+                json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "DISABLE"},
+                       "portLevelMtls": {"80": {"mode": "DISABLE"}, "443": {"mode": "STRICT"}}}),
+            );
+            let found = run(&DISABLED_MTLS, Operation::Update, v, "prod", &o);
+            let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
+            assert_eq!(paths, ["spec.mtls.mode", "spec.portLevelMtls[\"80\"].mode"]);
+        }
+    }
+
+    #[test]
+    fn unset_mesh_default() {
+        for v in VERSIONS {
+            for spec in [
+                json!({}),
+                json!({"mtls": {}}),
+                json!({"mtls": {"mode": "UNSET"}}),
+            ] {
+                let o = pa(v, "istio-system", spec.clone());
+                let found = run(
+                    &UNSET_MESH_DEFAULT,
+                    Operation::Create,
+                    v,
+                    "istio-system",
+                    &o,
+                );
+                assert_eq!(found.len(), 1, "{spec}");
+                assert!(found[0].message.contains("PERMISSIVE"));
+            }
+            // STRICT mesh policy, namespace-level UNSET, and workload-level: not this rule.
+            let strict = pa(v, "istio-system", json!({"mtls": {"mode": "STRICT"}}));
+            assert!(run(
+                &UNSET_MESH_DEFAULT,
+                Operation::Create,
+                v,
+                "istio-system",
+                &strict
+            )
+            .is_empty());
+            let ns_level = pa(v, "prod", json!({}));
+            assert!(run(&UNSET_MESH_DEFAULT, Operation::Create, v, "prod", &ns_level).is_empty());
+        }
+    }
+
+    #[test]
+    fn port_level_needs_selector() {
+        for v in VERSIONS {
+            let o = pa(
+                v,
+                "prod",
+                json!({"portLevelMtls": {"80": {"mode": "STRICT"}}}),
+            );
+            let found = run(
+                &PORT_LEVEL_WITHOUT_SELECTOR,
+                Operation::Create,
+                v,
+                "prod",
+                &o,
+            );
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].path, "spec.portLevelMtls");
+            let o = pa(
+                v,
+                "prod",
+                json!({"selector": {"matchLabels": {"app": "a"}}, "portLevelMtls": {"80": {"mode": "STRICT"}}}),
+            );
+            assert!(run(
+                &PORT_LEVEL_WITHOUT_SELECTOR,
+                Operation::Create,
+                v,
+                "prod",
+                &o
+            )
+            .is_empty());
+            // An empty matchLabels selects nothing in particular: still namespace-wide.
+            let o = pa(
+                v,
+                "prod",
+                json!({"selector": {"matchLabels": {}}, "portLevelMtls": {"80": {"mode": "STRICT"}}}),
+            );
+            assert_eq!(
+                run(
+                    &PORT_LEVEL_WITHOUT_SELECTOR,
+                    Operation::Create,
+                    v,
+                    "prod",
+                    &o
+                )
+                .len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn weakening_delete() {
+        for v in VERSIONS {
+            let ns_strict = pa(v, "prod", json!({"mtls": {"mode": "STRICT"}}));
+            let found = run(&WEAKENING_DELETE, Operation::Delete, v, "prod", &ns_strict);
+            assert_eq!(found.len(), 1);
+            assert!(found[0].message.contains("prod/p"));
+            // Creating it is fine; deleting a workload-level or PERMISSIVE one is fine.
+            assert!(run(&WEAKENING_DELETE, Operation::Create, v, "prod", &ns_strict).is_empty());
+            let wl = pa(
+                v,
+                "prod",
+                json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+            );
+            assert!(run(&WEAKENING_DELETE, Operation::Delete, v, "prod", &wl).is_empty());
+            let perm = pa(v, "prod", json!({"mtls": {"mode": "PERMISSIVE"}}));
+            assert!(run(&WEAKENING_DELETE, Operation::Delete, v, "prod", &perm).is_empty());
+            let mesh = pa(v, "istio-system", json!({"mtls": {"mode": "STRICT"}}));
+            let found = run(
+                &WEAKENING_DELETE,
+                Operation::Delete,
+                v,
+                "istio-system",
+                &mesh,
+            );
+            assert!(found[0].message.contains("the whole mesh"));
+        }
+    }
+
+    #[test]
+    fn root_namespace_selector_is_ignored_by_istio() {
+        for v in VERSIONS {
+            let o = pa(
+                v,
+                "istio-system",
+                json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+            );
+            let found = run(
+                &ROOT_NAMESPACE_SELECTOR,
+                Operation::Create,
+                v,
+                "istio-system",
+                &o,
+            );
+            assert_eq!(found.len(), 1);
+            assert!(found[0].message.contains("ignores"));
+            let o = pa(
+                v,
+                "prod",
+                json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+            );
+            assert!(run(&ROOT_NAMESPACE_SELECTOR, Operation::Create, v, "prod", &o).is_empty());
+        }
+    }
+}
