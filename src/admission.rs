@@ -4,11 +4,10 @@
 use crate::context::ClusterSource;
 use crate::engine::{Engine, Evaluation, Mutated};
 use crate::metrics::Metrics;
-use crate::resource::{Kind, Review};
+use crate::resource::{Kind, Review, ReviewObject};
 use crate::rules::Action;
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::field::Empty;
@@ -88,7 +87,7 @@ impl Admission {
     ) -> Result<Vec<u8>, BadReview> {
         let start = Instant::now();
         // 1. decode
-        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+        let review: AdmissionReview<ReviewObject> = serde_json::from_slice(body)?;
         if review.types.api_version != "admission.k8s.io/v1"
             || review.types.kind != "AdmissionReview"
         {
@@ -97,9 +96,11 @@ impl Admission {
                 review.types.api_version, review.types.kind
             )));
         }
-        let req: AdmissionRequest<DynamicObject> =
+        let req: AdmissionRequest<ReviewObject> =
             review.try_into().map_err(|_| BadReview::NoRequest)?;
-        let span = tracing::info_span!("review", webhook = webhook.as_str(), uid = %req.uid,
+        // One span per review. It is debug-level so that at the default `info` level it costs
+        // nothing; the summary event below carries the same fields for denied/warned/audited.
+        let span = tracing::debug_span!("review", webhook = webhook.as_str(), uid = %req.uid,
             kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty);
         let _entered = span.enter();
         tracing::trace!(body = %String::from_utf8_lossy(body), "request");
@@ -149,12 +150,13 @@ impl Admission {
         let elapsed = start.elapsed();
         span.record("outcome", outcome);
         span.record("duration_us", elapsed.as_micros() as u64);
+        let op = operation_label(&req.operation);
         if matches!(outcome, "denied" | "warned" | "audited") {
-            tracing::info!("reviewed");
+            tracing::info!(webhook = webhook.as_str(), uid = %req.uid, kind = kind_label, namespace = req.namespace.as_deref().unwrap_or(""),
+                operation = op, outcome, duration_us = elapsed.as_micros() as u64, "reviewed");
         } else {
             tracing::debug!("reviewed");
         }
-        let op = operation_label(&req.operation);
         self.metrics
             .admission_requests
             .with_label_values(&[webhook.as_str(), kind_label, op, outcome])
@@ -178,7 +180,7 @@ impl Admission {
 }
 
 /// Build the engine's view of a request; `None` when meshguard has nothing to say about it.
-pub fn recognise(req: &AdmissionRequest<DynamicObject>) -> Option<Review<'_>> {
+pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
     if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         return None;
     }
@@ -186,7 +188,9 @@ pub fn recognise(req: &AdmissionRequest<DynamicObject>) -> Option<Review<'_>> {
         return None;
     }
     let kind = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)?;
-    let subject = req.object.as_ref().or(req.old_object.as_ref());
+    let object = req.object.as_ref().map(|o| &o.0);
+    let old_object = req.old_object.as_ref().map(|o| &o.0);
+    let subject = object.or(old_object);
     let meta_name = subject.and_then(|o| {
         o.metadata
             .name
@@ -212,8 +216,8 @@ pub fn recognise(req: &AdmissionRequest<DynamicObject>) -> Option<Review<'_>> {
         operation: &req.operation,
         namespace,
         name,
-        object: req.object.as_ref(),
-        old_object: req.old_object.as_ref(),
+        object,
+        old_object,
         dry_run: req.dry_run,
     })
 }

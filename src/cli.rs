@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the rule catalogue.
     Rules(RulesArgs),
 }
@@ -139,7 +139,7 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 /// Run a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Rules(args) => crate::catalogue::print(args.format),
     }
 }
