@@ -9,12 +9,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use meshguard::resource::ReviewObject;
 use meshguard::admission::{recognise, Admission, Webhook};
 use meshguard::config::Policy;
 use meshguard::context::{NoCluster, StaticCluster};
 use meshguard::engine::Engine;
 use meshguard::metrics::Metrics;
+use meshguard::resource::ReviewObject;
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::sync::Arc;
