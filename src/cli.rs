@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Policy configuration (YAML). Without it the built-in policy is used.
     #[arg(long, env = "MESHGUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// How often to check the --config file for changes. A changed, valid file replaces the
+    /// policy without restart; an invalid one is logged and the current policy kept.
+    #[arg(long, env = "MESHGUARD_CONFIG_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub config_reload_interval: Duration,
     /// meshguard's own namespace, always exempt.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
