@@ -14,7 +14,12 @@ import tempfile
 
 import yaml
 
-os.environ["HELM_DRIVER"] = "memory"  # release records in memory: the fake stores no protobuf
+import sys
+
+# Release records in memory: the fake API server does not speak the protobuf of Helm's Secret
+# storage. The Go library reads the environment once when loaded, so re-exec to set it.
+if os.environ.get("HELM_DRIVER") != "memory":
+    os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, HELM_DRIVER="memory"))
 
 import helm_sdkpy  # noqa: E402
 
