@@ -18,11 +18,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing buys nothing
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
     Serve(Box<ServeArgs>),
     /// Print the rule catalogue.
     Rules(RulesArgs),
+    /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
+    Certs(crate::certs::CertsArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -145,5 +148,6 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => crate::serve::run(*args),
         Command::Rules(args) => crate::catalogue::print(args.format),
+        Command::Certs(args) => crate::certs::run(args),
     }
 }

@@ -21,6 +21,7 @@ from helmlib import CHART, ROOT, Cluster, lint, render  # noqa: E402
 
 NS = "mesh-sec"  # a release namespace other than the chart name, to catch hard-coded names
 GOLDEN = os.path.join(ROOT, "tests", "fixtures", "chart", "deployment.yaml")
+GOLDEN_POLICY = os.path.join(ROOT, "tests", "fixtures", "chart", "policy.yaml")
 
 CERT_MANAGER = {"certificates": {"generate": {"enabled": False}, "certManager": {"enabled": True}}}
 CA_B64 = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
@@ -477,29 +478,35 @@ def test_rendered_objects_match_kubernetes_schemas():
 
 # --- golden Deployment for the engine test ------------------------------------------------------
 
-def rendered_deployment():
-    return render(namespace="meshguard").one("Deployment")
+def rendered_golden():
+    r = render(namespace="meshguard")
+    return r.one("Deployment"), r.one("ConfigMap")["data"]["policy.yaml"]
 
 
 def test_golden_deployment_is_current():
+    deployment, policy = rendered_golden()
     with open(GOLDEN) as f:
-        golden = yaml.safe_load(f)
-    assert golden == rendered_deployment(), (
-        "tests/fixtures/chart/deployment.yaml is stale: run tests/chart.sh --update")
+        assert yaml.safe_load(f) == deployment, (
+            "tests/fixtures/chart/deployment.yaml is stale: run tests/chart.sh --update")
+    with open(GOLDEN_POLICY) as f:
+        assert f.read() == policy, "tests/fixtures/chart/policy.yaml is stale: run tests/chart.sh --update"
 
 
 def update_golden():
+    deployment, policy = rendered_golden()
     os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
     with open(GOLDEN, "w") as f:
         f.write("# Rendered by tests/chart.sh --update from charts/meshguard with default values;\n"
                 "# tests/chart_deployment.rs runs meshguard's engine on it.\n")
-        yaml.safe_dump(rendered_deployment(), f, sort_keys=False)
+        yaml.safe_dump(deployment, f, sort_keys=False)
+    with open(GOLDEN_POLICY, "w") as f:
+        f.write(policy)
 
 
 def main(argv):
     if "--update" in argv:
         update_golden()
-        print(f"wrote {os.path.relpath(GOLDEN, ROOT)}")
+        print(f"wrote {os.path.relpath(GOLDEN, ROOT)} and {os.path.relpath(GOLDEN_POLICY, ROOT)}")
     only = [a for a in argv if not a.startswith("-")]
     tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
     tests = [(n, f) for n, f in tests if not only or any(o in n for o in only)]
