@@ -1,26 +1,28 @@
-//! `meshguard certs`: runs the binary, then checks the files, their modes, the caBundle and that
-//! a TLS client trusting only the CA accepts the serving certificate for the Service's names
-//! (and for no other name).
+//! `meshguard certs`: parses the command line as the binary does, generates, then checks the
+//! files, their modes, the caBundle and that a TLS client trusting only the CA accepts the
+//! serving certificate for the Service's names (and for no other name).
+//!
+//! (The library is called rather than the binary: the binary path is shared by every build in a
+//! shared target directory.)
 
 use base64::Engine as _;
+use clap::Parser;
+use meshguard::certs::{CertsError, Written};
+use meshguard::cli::{Cli, Command};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
-fn meshguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshguard"))
-        .args(args)
-        .output()
-        .expect("run meshguard")
-}
-
-fn certs_in(dir: &Path, extra: &[&str]) -> Output {
+fn certs_in(dir: &Path, extra: &[&str]) -> Result<Written, CertsError> {
     let out = dir.to_str().expect("utf-8 path");
-    let mut args = vec!["certs", "--out", out];
+    let mut args = vec!["meshguard", "certs", "--out", out];
     args.extend_from_slice(extra);
-    meshguard(&args)
+    let cli = Cli::try_parse_from(args).expect("command line parses");
+    let Command::Certs(args) = cli.command else {
+        panic!("not the certs command");
+    };
+    meshguard::certs::generate(&args)
 }
 
 fn read(dir: &Path, name: &str) -> Vec<u8> {
@@ -81,20 +83,19 @@ fn handshake(dir: &Path, name: &str) -> Result<(), rustls::Error> {
 fn writes_ca_and_serving_certificate_and_prints_the_ca_bundle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("certs");
-    let result = certs_in(
+    let written = certs_in(
         &out,
         &["--service", "guard", "--namespace", "sec", "--days", "30"],
-    );
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(result.status.success(), "{stderr}");
+    )
+    .expect("certs");
 
-    // stdout is exactly the caBundle: base64 of ca.pem.
-    let stdout = String::from_utf8(result.stdout).expect("utf-8");
+    // The printed caBundle is base64 of ca.pem.
     let bundle = base64::engine::general_purpose::STANDARD
-        .decode(stdout.trim())
-        .expect("stdout is base64");
+        .decode(&written.ca_bundle)
+        .expect("caBundle is base64");
     assert_eq!(bundle, read(&out, "ca.pem"));
-    assert!(stderr.contains("guard.sec.svc"), "{stderr}");
+    assert_eq!(written.cert, out.join("tls.pem"));
+    assert_eq!(written.key, out.join("tls-key.pem"));
 
     // The serving certificate names every form of the Service, and only those.
     let pem = read(&out, "tls.pem");
@@ -141,7 +142,7 @@ fn private_keys_are_mode_0600_and_certificates_0644() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path();
-    assert!(certs_in(out, &[]).status.success());
+    certs_in(out, &[]).expect("certs");
     let mode = |f: &str| {
         std::fs::metadata(out.join(f))
             .expect("metadata")
@@ -161,7 +162,7 @@ fn private_keys_are_mode_0600_and_certificates_0644() {
     )
     .expect("chmod");
     let before = read(out, "tls.pem");
-    assert!(certs_in(out, &["--force"]).status.success());
+    certs_in(out, &["--force"]).expect("certs --force");
     assert_eq!(mode("tls-key.pem"), 0o600);
     assert_ne!(read(out, "tls.pem"), before);
 }
@@ -169,35 +170,43 @@ fn private_keys_are_mode_0600_and_certificates_0644() {
 #[test]
 fn default_names_are_meshguard_in_meshguard() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert!(certs_in(dir.path(), &[]).status.success());
+    let written = certs_in(dir.path(), &[]).expect("certs");
+    assert_eq!(
+        written.names,
+        vec![
+            "meshguard.meshguard.svc",
+            "meshguard.meshguard.svc.cluster.local",
+            "meshguard.meshguard",
+            "meshguard"
+        ]
+    );
     handshake(dir.path(), "meshguard.meshguard.svc").expect("default service name");
 }
 
 #[test]
 fn existing_files_are_not_replaced_without_force() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert!(certs_in(dir.path(), &[]).status.success());
+    certs_in(dir.path(), &[]).expect("certs");
     let before = read(dir.path(), "ca.pem");
-    let again = certs_in(dir.path(), &[]);
-    assert_eq!(again.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("already exists; pass --force"), "{stderr}");
+    let err = certs_in(dir.path(), &[]).unwrap_err().to_string();
+    assert!(err.contains("already exists; pass --force"), "{err}");
     assert_eq!(read(dir.path(), "ca.pem"), before);
 }
 
 #[test]
 fn bad_flags_are_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = certs_in(dir.path(), &["--namespace", "Prod"]);
-    assert_eq!(r.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&r.stderr);
+    let err = certs_in(dir.path(), &["--namespace", "Prod"])
+        .unwrap_err()
+        .to_string();
     assert!(
-        stderr.contains("--namespace: \"Prod\" is not a valid DNS label"),
-        "{stderr}"
+        err.starts_with("--namespace: \"Prod\" is not a valid DNS label"),
+        "{err}"
     );
-    let r = certs_in(dir.path(), &["--days", "0"]);
-    assert_eq!(r.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("--days: must be between 1 and 36500"));
+    let err = certs_in(dir.path(), &["--days", "0"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "--days: must be between 1 and 36500, got 0");
     assert!(
         !dir.path().join("ca.pem").exists(),
         "nothing is written on error"
