@@ -9,6 +9,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -103,9 +104,17 @@ def render(values=None, namespace="meshguard", release="meshguard", **api_option
         return c.install(values, release)
 
 
+FAIL_LOG = re.compile(r'funcMap fail.*?message="((?:[^"\\]|\\.)*)"')
+
+
 def lint(values=None):
     """Lint a copy of the chart whose values.yaml is the defaults merged with `values`.
-    Returns (errors, messages): Helm's lint messages of severity error, and all of them."""
+    Returns (errors, messages): Helm's lint messages of severity error plus the template
+    `fail` calls, and all messages.
+
+    Helm v4 lints in "lint mode", where a template's `fail` does not fail the lint but is logged
+    ("funcMap fail message=...") to the process's stderr; the log is captured at the file
+    descriptor level and each such line counts as an error."""
     tmp = tempfile.mkdtemp(prefix="meshguard-lint-")
     try:
         chart = os.path.join(tmp, "meshguard")
@@ -113,9 +122,22 @@ def lint(values=None):
         with open(os.path.join(chart, "values.yaml"), "w") as f:
             yaml.safe_dump(merge(default_values(), values), f)
         config = helm_sdkpy.Configuration(namespace="meshguard")
-        result = asyncio.run(helm_sdkpy.Lint(config).run(chart))
+        log_path = os.path.join(tmp, "stderr.log")
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(log_path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                result = asyncio.run(helm_sdkpy.Lint(config).run(chart))
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+        with open(log_path, errors="replace") as f:
+            log_text = f.read()
+        sys.stderr.write(log_text)  # keep Helm's log in the test log
         messages = result.get("Messages") or []
         errors = [m for m in messages if m.get("Severity", 0) >= 3] + list(result.get("Errors") or [])
+        errors += [{"fail": m} for m in FAIL_LOG.findall(log_text)]
         return errors, messages
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
