@@ -466,6 +466,47 @@ def test_dashboard_file_uses_only_known_metrics():
     assert used <= known, used - known
 
 
+# --- values.yaml and values.schema.json ------------------------------------------------------
+
+def test_every_value_is_commented_and_in_the_schema():
+    """Each key of values.yaml down to the chart's own settings has a comment line right above
+    it, and the schema closes every chart-owned object (additionalProperties: false)."""
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(CHART, "values.schema.json")) as f:
+        schema = json.load(f)
+    assert schema["additionalProperties"] is False
+
+    def walk(props, prefix, depth):
+        for key, sub in props.items():
+            yield prefix + key, sub, depth
+            if sub.get("additionalProperties") is False and "properties" in sub:
+                yield from walk(sub["properties"], prefix + key + ".", depth + 1)
+
+    values = helmlib.default_values()
+    missing, uncommented, open_objects = [], [], []
+    for path, sub, depth in walk(schema["properties"], "", 0):
+        node = values
+        for part in path.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is KeyError:
+            if path not in ("global",) and not path.startswith(("certificates.certManager.issuerRef.",
+                                                                 "config.")):
+                missing.append(path)
+            continue
+        key = path.split(".")[-1]
+        indent = "  " * depth
+        idx = next((i for i, line in enumerate(lines) if line.startswith(f"{indent}{key}:")), None)
+        if idx is None or not lines[idx - 1].lstrip().startswith("#"):
+            uncommented.append(path)
+        if isinstance(node, dict) and sub.get("type") == "object" and "properties" in sub and \
+                sub.get("additionalProperties") is not False:
+            open_objects.append(path)
+    assert not missing, f"in the schema but not in values.yaml: {missing}"
+    assert not uncommented, f"values without a comment: {uncommented}"
+    assert not open_objects, f"schema objects that accept typos: {open_objects}"
+
+
 # --- Kubernetes schemas -------------------------------------------------------------------------
 
 def test_rendered_objects_match_kubernetes_schemas():
