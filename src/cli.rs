@@ -18,7 +18,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once at start; boxing buys nothing
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
     Serve(Box<ServeArgs>),
