@@ -192,7 +192,7 @@ def test_validating_webhook_safety():
     assert {k: set(v) for k, v in kinds.items()} == VALIDATE_KINDS, kinds
     for (group, _), resources in kinds.items():
         for res, ops in resources.items():
-            if group.endswith("istio.io"):
+            if group == "security.istio.io":
                 assert ops == {"CREATE", "UPDATE", "DELETE"}, (group, res, ops)
             else:
                 assert ops == {"CREATE", "UPDATE"}, (group, res, ops)
@@ -291,6 +291,12 @@ def test_deployment_security_and_availability():
     svc = r.one("Service")
     assert svc["spec"]["selector"] == sel
     assert {p["targetPort"] for p in svc["spec"]["ports"]} == {"https", "admin"}
+
+
+def test_single_replica_has_no_blocking_pdb():
+    r = render({"replicaCount": 1}, namespace=NS)
+    assert not r.all("PodDisruptionBudget"), "a PDB with minAvailable 1 on one replica blocks drains"
+    assert r.one("Deployment")["spec"]["replicas"] == 1
 
 
 def test_service_targets_https_port():
