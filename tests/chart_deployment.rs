@@ -71,6 +71,42 @@ fn the_fixture_is_the_chart_deployment() {
 }
 
 #[test]
+fn the_container_arguments_are_meshguard_flags() {
+    use clap::Parser;
+    let obj = deployment();
+    let container = &obj.data["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg"))
+        .collect();
+    let cli = meshguard::cli::Cli::try_parse_from(std::iter::once("meshguard").chain(args))
+        .unwrap_or_else(|e| panic!("the chart passes flags meshguard does not accept: {e}"));
+    let meshguard::cli::Command::Serve(serve) = cli.command else {
+        panic!("the chart must run `meshguard serve`");
+    };
+    assert_eq!(serve.listen.port(), 8443);
+    assert_eq!(serve.admin_listen.port(), 9090);
+    assert_eq!(
+        serve.tls_cert.as_deref(),
+        Some(std::path::Path::new("/etc/meshguard/tls/tls.crt"))
+    );
+    assert_eq!(
+        serve.config.as_deref(),
+        Some(std::path::Path::new("/etc/meshguard/policy/policy.yaml"))
+    );
+    // SIGTERM's drain must end before the kubelet's SIGKILL.
+    let grace = obj.data["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace period");
+    let sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("preStop sleep");
+    assert!(serve.drain_timeout.as_secs() + sleep < grace);
+}
+
+#[test]
 fn own_namespace_is_exempt_from_every_rule_and_mutation() {
     let obj = deployment();
     let engine = Engine::new(policy(), Some(NAMESPACE));
