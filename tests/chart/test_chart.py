@@ -513,12 +513,58 @@ def test_every_value_is_commented_and_in_the_schema():
     assert not open_objects, f"schema objects that accept typos: {open_objects}"
 
 
+KNOBS = {
+    "fullnameOverride": "guard",
+    "image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "serviceAccount": {"create": False, "name": "existing-sa"},
+    "podAntiAffinity": "hard",
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+    "preStopSleepSeconds": 0,
+    "extraArgs": ["--lookup-timeout=1s"],
+    "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+    "priorityClassName": "system-cluster-critical",
+    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "podLabels": {"team": "platform"},
+    "podAnnotations": {"example.com/owner": "platform"},
+    "service": {"port": 8443},
+}
+
+
+def test_every_knob_renders():
+    r = render(KNOBS, namespace=NS)
+    pod = r.one("Deployment")["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["image"] == "meshguard/meshguard:0.1.0@sha256:" + "a" * 64, c["image"]
+    assert pod["serviceAccountName"] == "existing-sa" and not r.all("ServiceAccount")
+    assert r.one("ClusterRoleBinding")["subjects"][0]["name"] == "existing-sa"
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in pod["affinity"]["podAntiAffinity"]
+    assert "nodeAffinity" in pod["affinity"]
+    assert "lifecycle" not in c
+    assert c["args"][-1] == "--lookup-timeout=1s"
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert r.one("Deployment")["metadata"]["name"] == "guard"
+    wh = r.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["service"]
+    assert wh == {"name": "guard", "namespace": NS, "path": "/validate", "port": 8443}, wh
+    secret = r.one("Secret")
+    assert secret["metadata"]["name"] == "guard-tls"
+    from cryptography import x509
+    leaf = load_cert(base64.b64decode(secret["data"]["tls.crt"]))
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"guard.{NS}.svc" in sans, sans
+    r2 = render({"podAntiAffinity": "none", "rbac": {"create": False}}, namespace=NS)
+    assert "affinity" not in r2.one("Deployment")["spec"]["template"]["spec"]
+    assert not r2.all("ClusterRole") and not r2.all("ClusterRoleBinding")
+
+
 # --- Kubernetes schemas -------------------------------------------------------------------------
 
 def test_rendered_objects_match_kubernetes_schemas():
     import kubernetes_validate
     checked = 0
-    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING):
+    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING, KNOBS):
         for doc in render(values, namespace=NS).docs:
             if doc["apiVersion"].startswith(("cert-manager.io/", "monitoring.coreos.com/")):
                 continue  # CRDs: no offline schema
