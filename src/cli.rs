@@ -23,6 +23,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the rule catalogue.
     Rules(RulesArgs),
+    /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
+    Certs(crate::certs::CertsArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -145,5 +147,6 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => crate::serve::run(*args),
         Command::Rules(args) => crate::catalogue::print(args.format),
+        Command::Certs(args) => crate::certs::run(args),
     }
 }
