@@ -51,7 +51,7 @@ for line in open(".dockerignore"):
 sys.exit(0 if hit else 1)
 PY
 }
-for need in Cargo.toml Cargo.lock src/main.rs src/lib.rs config/default.yaml; do
+for need in Cargo.toml Cargo.lock src/main.rs src/lib.rs src/default-policy.yaml; do
   if ignored "$need"; then bad ".dockerignore keeps $need"; else ok ".dockerignore keeps $need"; fi
 done
 for drop in target/release/meshguard certs/ca-key.pem .git/config; do
