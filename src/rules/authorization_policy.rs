@@ -1000,8 +1000,10 @@ mod tests {
             .fix
             .starts_with("write \"cluster.local/ns/a/sa/b\""));
         // Aliases count.
-        let mut policy = Policy::default();
-        policy.trust_domain_aliases = vec!["other.example".into(), "old.td".into()];
+        let policy = Policy {
+            trust_domain_aliases: vec!["other.example".into(), "old.td".into()],
+            ..Policy::default()
+        };
         for v in VERSIONS {
             for op in WRITES {
                 assert!(run_with(
