@@ -139,42 +139,23 @@ fn match_kind(v: &str) -> (&str, Match) {
 
 /// Whether `body` (a principal, or the literal part of a prefix/suffix match) fits the template.
 fn principal_shape_ok(body: &str, kind: Match) -> bool {
-    let segs: Vec<&str> = body.split('/').collect();
-    let n = segs.len();
-    match kind {
-        Match::Exact => {
-            n == 5
-                && segs
-                    .iter()
-                    .zip(PRINCIPAL_TEMPLATE)
-                    .all(|(s, t)| t.map_or(!s.is_empty(), |lit| *s == lit))
-        }
-        Match::Prefix => {
-            n <= 5
-                && segs
-                    .iter()
-                    .zip(PRINCIPAL_TEMPLATE)
-                    .enumerate()
-                    .all(|(i, (s, t))| {
-                        if i + 1 == n {
-                            t.is_none_or(|lit| lit.starts_with(s))
-                        } else {
-                            t.map_or(!s.is_empty(), |lit| *s == lit)
-                        }
-                    })
-        }
-        Match::Suffix => {
-            n <= 5
-                && segs.iter().enumerate().all(|(i, s)| {
-                    let t = PRINCIPAL_TEMPLATE[5 - n + i];
-                    if i == 0 {
-                        t.is_none_or(|lit| lit.ends_with(s))
-                    } else {
-                        t.map_or(!s.is_empty(), |lit| *s == lit)
-                    }
-                })
-        }
+    let n = body.split('/').count();
+    if n > 5 || (kind == Match::Exact && n != 5) {
+        return false;
     }
+    // Where the segments sit in the template: suffix matches align to the end.
+    let offset = if kind == Match::Suffix { 5 - n } else { 0 };
+    body.split('/').enumerate().all(|(i, s)| {
+        let t = PRINCIPAL_TEMPLATE[offset + i];
+        let partial_last = kind == Match::Prefix && i + 1 == n;
+        let partial_first = kind == Match::Suffix && i == 0;
+        match t {
+            None => partial_last || partial_first || !s.is_empty(),
+            Some(lit) if partial_last => lit.starts_with(s),
+            Some(lit) if partial_first => lit.ends_with(s),
+            Some(lit) => s == lit,
+        }
+    })
 }
 
 /// What is wrong with a principal and what to write instead; `None` when it is fine.
@@ -237,11 +218,15 @@ fn principal_trust_domain(v: &str) -> Option<&str> {
 
 /// Every principal value the policy matches on: source principals/notPrincipals and the
 /// `source.principal` condition values/notValues, as `(path, value)`.
-fn principals(spec: &Value, mut f: impl FnMut(String, &str)) {
+/// The path is built only when the callback asks for it.
+fn principals(spec: &Value, mut f: impl FnMut(&dyn Fn() -> String, &str)) {
     for (i, j, src) in sources(spec) {
         for field in ["principals", "notPrincipals"] {
             for (k, p) in strings(src, field) {
-                f(format!("spec.rules[{i}].from[{j}].source.{field}[{k}]"), p);
+                f(
+                    &|| format!("spec.rules[{i}].from[{j}].source.{field}[{k}]"),
+                    p,
+                );
             }
         }
     }
@@ -249,7 +234,7 @@ fn principals(spec: &Value, mut f: impl FnMut(String, &str)) {
         if key == "source.principal" {
             for field in ["values", "notValues"] {
                 for (k, p) in strings(cond, field) {
-                    f(format!("spec.rules[{i}].when[{l}].{field}[{k}]"), p);
+                    f(&|| format!("spec.rules[{i}].when[{l}].{field}[{k}]"), p);
                 }
             }
         }
@@ -437,7 +422,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     check: |review, ctx, out| {
         principals(review.spec(), |path, p| {
             if let Some((message, fix)) = principal_problem(p, &ctx.policy.trust_domain) {
-                out.push(Violation::new(path, message, fix));
+                out.push(Violation::new(path(), message, fix));
             }
         });
     },
@@ -461,7 +446,7 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
             }
             let rest = &p[td.len()..];
             out.push(Violation::new(
-                path,
+                path(),
                 format!(
                     "trust domain {td:?} in principal {p:?} is neither the mesh trust domain {:?} nor one of its aliases, so no workload of this mesh has that identity",
                     policy.trust_domain
@@ -577,7 +562,8 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
         }
         for (i, rule) in items(spec, "rules").iter().enumerate() {
             let (mut peer_pos, mut req_pos) = (false, false);
-            let mut negatives: Vec<(String, bool)> = Vec::new();
+            // (from index and field, or when index), peer identity?
+            let mut negatives: Vec<(Result<(usize, &str), usize>, bool)> = Vec::new();
             for (j, from) in items(rule, "from").iter().enumerate() {
                 let Some(src) = from.get("source") else { continue };
                 peer_pos |= ["principals", "namespaces", "serviceAccounts"]
@@ -591,7 +577,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                     ("notRequestPrincipals", false),
                 ] {
                     if is_set(src.get(field)) {
-                        negatives.push((format!("spec.rules[{i}].from[{j}].source.{field}"), peer));
+                        negatives.push((Ok((j, field)), peer));
                     }
                 }
             }
@@ -609,17 +595,24 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                     }
                 }
                 if is_set(c.get("notValues")) {
-                    negatives.push((format!("spec.rules[{i}].when[{l}].notValues"), peer));
+                    negatives.push((Err(l), peer));
                 }
             }
-            for (path, peer) in negatives {
-                if peer && !peer_pos {
+            for (at, peer) in negatives {
+                if (peer && peer_pos) || (!peer && req_pos) {
+                    continue;
+                }
+                let path = match at {
+                    Ok((j, field)) => format!("spec.rules[{i}].from[{j}].source.{field}"),
+                    Err(l) => format!("spec.rules[{i}].when[{l}].notValues"),
+                };
+                if peer {
                     out.push(Violation::new(
                         path,
                         "a negative identity match in an ALLOW rule also matches callers with no mesh identity (plaintext traffic has an empty principal and namespace), so it admits them unless mTLS is STRICT",
                         "list the allowed callers with principals or namespaces instead; keep negative matches for DENY policies",
                     ));
-                } else if !peer && !req_pos {
+                } else {
                     out.push(Violation::new(
                         path,
                         "a negative request-identity match in an ALLOW rule also matches requests without a JWT (they carry no request principal or claims), so it admits them",

@@ -57,7 +57,10 @@ pub(crate) fn host_in_mesh(host: &str, policy: &Policy, cluster: &dyn ClusterVie
     let svc_cd = format!("svc.{cd}");
     let label_suffix = |name: &str, suffix: &str| {
         let suffix = suffix.trim_start_matches('.');
-        !suffix.is_empty() && (name == suffix || name.ends_with(&format!(".{suffix}")))
+        !suffix.is_empty()
+            && name.ends_with(suffix)
+            && (name.len() == suffix.len()
+                || name.as_bytes()[name.len() - suffix.len() - 1] == b'.')
     };
     if label_suffix(&h, "svc") || label_suffix(&h, &svc_cd) {
         return true;

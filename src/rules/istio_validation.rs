@@ -65,6 +65,39 @@ pub(crate) fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------
 // The validator
 
+/// A field path rendered only when a violation needs it: `a[i]`, `a[i].b[j]`, plus `.tail`.
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    head: &'a str,
+    i: usize,
+    inner: Option<(&'a str, usize)>,
+    tail: &'a str,
+}
+
+impl<'a> Loc<'a> {
+    fn new(head: &'a str, i: usize, inner: Option<(&'a str, usize)>, tail: &'a str) -> Self {
+        Loc {
+            head,
+            i,
+            inner,
+            tail,
+        }
+    }
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.head, self.i)?;
+        if let Some((b, j)) = self.inner {
+            write!(f, ".{b}[{j}]")?;
+        }
+        if !self.tail.is_empty() {
+            write!(f, ".{}", self.tail)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Class {
     /// A value outside an enum.
@@ -132,7 +165,7 @@ impl Sink<'_> {
                 let t = type_name(other);
                 self.report(
                     Class::Spec,
-                    || p.clone(),
+                    || p.to_string(),
                     || format!("{p} in body must be of type string: {t:?}"),
                     || format!("write one of {}", allowed.join(", ")),
                 );
@@ -141,7 +174,7 @@ impl Sink<'_> {
     }
 
     /// Every entry of the string list at `key` must be non-empty (CRD `minLength: 1`).
-    fn non_empty_strings(&mut self, parent: &Value, base: &str, key: &str) {
+    fn non_empty_strings(&mut self, parent: &Value, base: Loc<'_>, key: &str) {
         if !self.wants(Class::Spec) {
             return;
         }
@@ -150,7 +183,7 @@ impl Sink<'_> {
                 let p = format!("{base}.{key}[{i}]");
                 self.report(
                     Class::Spec,
-                    || p.clone(),
+                    || p.to_string(),
                     || format!("{p} in body should be at least 1 chars long"),
                     || "remove the empty entry or write the value".to_owned(),
                 );
@@ -344,7 +377,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             let Some(src) = from.get("source") else {
                 continue;
             };
-            let base = format!("spec.rules[{i}].from[{j}].source");
+            let base = Loc::new("spec.rules", i, Some(("from", j)), "source");
             let set = |k: &str| {
                 src.get(k)
                     .and_then(Value::as_array)
@@ -357,7 +390,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             {
                 sink.report(
                     Class::Conflict,
-                    || base.clone(),
+                    || base.to_string(),
                     || "Cannot set serviceAccounts with namespaces or principals".to_owned(),
                     || "put serviceAccounts in a separate from[] entry (entries are ORed), or express the accounts as principals".to_owned(),
                 );
@@ -393,7 +426,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     "remoteIpBlocks",
                     "notRemoteIpBlocks",
                 ] {
-                    empty_values(src, &base, key, sink);
+                    empty_values(src, base, key, sink);
                 }
             }
         }
@@ -401,7 +434,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             let Some(op) = to.get("operation") else {
                 continue;
             };
-            let base = format!("spec.rules[{i}].to[{j}].operation");
+            let base = Loc::new("spec.rules", i, Some(("to", j)), "operation");
             for key in ["ports", "notPorts"] {
                 for (k, v) in items(op, key).iter().enumerate() {
                     let ok = match v {
@@ -428,7 +461,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     "hosts",
                     "notHosts",
                 ] {
-                    empty_values(op, &base, key, sink);
+                    empty_values(op, base, key, sink);
                 }
                 for key in ["paths", "notPaths"] {
                     for (k, p) in strings(op, key) {
@@ -445,7 +478,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             }
         }
         for (l, cond) in items(rule, "when").iter().enumerate() {
-            let base = format!("spec.rules[{i}].when[{l}]");
+            let base = Loc::new("spec.rules", i, Some(("when", l)), "");
             let key = cond.get("key").and_then(Value::as_str).unwrap_or("");
             if key.is_empty() {
                 sink.report(
@@ -464,7 +497,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             if !has("values") && !has("notValues") {
                 sink.report(
                     Class::Spec,
-                    || base.clone(),
+                    || base.to_string(),
                     || format!("at least one of `values` or `notValues` must be set for key {key}"),
                     || "add values (or notValues) to the condition".to_owned(),
                 );
@@ -488,7 +521,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
 }
 
 /// Istio's `CheckEmptyValues`: no empty strings in match lists.
-fn empty_values(parent: &Value, base: &str, key: &str, sink: &mut Sink<'_>) {
+fn empty_values(parent: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
     for (k, v) in strings(parent, key) {
         if v.is_empty() {
             let mut name = key.to_owned();
@@ -648,11 +681,11 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
         target_ref(r, &format!("spec.targetRefs[{i}]"), own_ns, sink);
     }
     for (i, rule) in items(spec, "jwtRules").iter().enumerate() {
-        let base = format!("spec.jwtRules[{i}]");
+        let base = Loc::new("spec.jwtRules", i, None, "");
         if !rule.is_object() {
             sink.report(
                 Class::Spec,
-                || base.clone(),
+                || base.to_string(),
                 || format!("{base} in body must be of type object"),
                 || "write the rule, e.g. {issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}, or remove the entry".to_owned(),
             );
@@ -672,7 +705,7 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             "fromCookies",
             "spaceDelimitedClaims",
         ] {
-            sink.non_empty_strings(rule, &base, key);
+            sink.non_empty_strings(rule, base, key);
         }
         if let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) {
             if !uri.is_empty() && jwks_scheme(uri).is_none() {
@@ -685,7 +718,7 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             }
         }
         for (j, h) in items(rule, "fromHeaders").iter().enumerate() {
-            let p = format!("{base}.fromHeaders[{j}]");
+            let p = Loc::new("spec.jwtRules", i, Some(("fromHeaders", j)), "");
             match h.get("name").and_then(Value::as_str) {
                 None => sink.report(
                     Class::Spec,
@@ -703,11 +736,11 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             }
         }
         for (j, c) in items(rule, "outputClaimToHeaders").iter().enumerate() {
-            let p = format!("{base}.outputClaimToHeaders[{j}]");
+            let p = Loc::new("spec.jwtRules", i, Some(("outputClaimToHeaders", j)), "");
             if !c.is_object() {
                 sink.report(
                     Class::Spec,
-                    || p.clone(),
+                    || p.to_string(),
                     || format!("{p} in body must be of type object"),
                     || "write {claim: <claim>, header: <header>} or remove the entry".to_owned(),
                 );
