@@ -1,8 +1,11 @@
 //! The tutorial scenario (tests/fixtures/tutorial, a copy of the published manifests): every
 //! Istio security object is applied as a CREATE through the engine with the default policy and
-//! no cluster. Nothing is denied; the tutorial's own slip, the exact-match paths "/api/" and
-//! "/admin/" in backend-rbac, comes out as two `ap-exact-path-trailing-slash` warnings, and the
-//! source.ip rule of frontend-external gets the informational gateway hint.
+//! no cluster. Nothing is denied. The tutorial's own slips come out as warnings: the exact-match
+//! paths "/api/" and "/admin/" in backend-rbac (`ap-exact-path-trailing-slash`), and the quoted
+//! names in `request.headers["x-api-version"]` and `request.auth.claims["role"]` /
+//! `["sub"]` (`ap-quoted-condition-key`: Istio keeps the quotes, so those conditions never match
+//! and the ALLOW rules they sit in never admit anything). The source.ip rule of
+//! frontend-external gets the informational (audit) gateway hint.
 
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
@@ -88,7 +91,16 @@ fn tutorial_yields_exactly_the_expected_findings() {
         "the tutorial's Istio objects were not all read"
     );
     let gateway_hint = "audit [ap-source-ip-behind-gateway] spec.rules[1].when[0].key: ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's. Fix: for external client addresses use remoteIpBlocks in a policy on the ingress gateway; for in-mesh callers match principals instead of IPs";
+    let quoted = |key: &str, what: &str, fix: &str| {
+        format!("warn [ap-quoted-condition-key] {{}}: key {key} quotes the {what} name: Istio takes the text between the brackets literally, quotes included, so no request has that {what} and this ALLOW rule never matches, so the requests it was written for are denied. Fix: write key: {fix}")
+    };
     let expected = vec![
+        (
+            "authz-frontend-backend.yaml".to_owned(),
+            "production/frontend-to-backend".to_owned(),
+            quoted("request.headers[\"x-api-version\"]", "header", "request.headers[x-api-version]")
+                .replace("{}", "spec.rules[0].when[0].key"),
+        ),
         (
             "authz-rbac.yaml".to_owned(),
             "production/backend-rbac".to_owned(),
@@ -103,6 +115,18 @@ fn tutorial_yields_exactly_the_expected_findings() {
             "authz-rbac.yaml".to_owned(),
             "production/frontend-external".to_owned(),
             gateway_hint.to_owned(),
+        ),
+        (
+            "jwt-auth.yaml".to_owned(),
+            "production/jwt-authz".to_owned(),
+            quoted("request.auth.claims[\"role\"]", "claim", "request.auth.claims[role]")
+                .replace("{}", "spec.rules[0].when[0].key"),
+        ),
+        (
+            "jwt-auth.yaml".to_owned(),
+            "production/jwt-authz".to_owned(),
+            quoted("request.auth.claims[\"sub\"]", "claim", "request.auth.claims[sub]")
+                .replace("{}", "spec.rules[0].when[1].key"),
         ),
     ];
     assert_eq!(got, expected, "\n{got:#?}");

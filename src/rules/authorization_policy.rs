@@ -521,6 +521,53 @@ pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
     },
 };
 
+/// The bracketed names of a `request.headers[...]` / `request.auth.claims[...][...]` key.
+fn bracket_names(key: &str) -> impl Iterator<Item = &str> {
+    let rest = key
+        .strip_prefix("request.headers")
+        .or_else(|| key.strip_prefix("request.auth.claims"))
+        .unwrap_or("");
+    rest.split('[').skip(1).filter_map(|s| s.strip_suffix(']'))
+}
+
+fn is_quoted(name: &str) -> bool {
+    name.len() >= 2
+        && ((name.starts_with('"') && name.ends_with('"'))
+            || (name.starts_with('\'') && name.ends_with('\'')))
+}
+
+pub static QUOTED_CONDITION_KEY: Rule = Rule {
+    id: "ap-quoted-condition-key",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a quoted name in a when key (request.headers[\"x\"]): Istio keeps the quotes, so the condition never matches",
+    example_fix: "key: request.headers[x-api-version]",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let effect = match action(spec) {
+            "ALLOW" => "this ALLOW rule never matches, so the requests it was written for are denied",
+            "DENY" => "this DENY rule never fires, so the requests it was written for are not denied",
+            _ => "the rule never matches",
+        };
+        for (i, l, key, _) in conditions(spec) {
+            if !bracket_names(key).any(is_quoted) {
+                continue;
+            }
+            let unquoted: String = key.chars().filter(|c| *c != '"' && *c != '\'').collect();
+            let what = if key.starts_with("request.headers") {
+                "header"
+            } else {
+                "claim"
+            };
+            out.push(Violation::new(
+                format!("spec.rules[{i}].when[{l}].key"),
+                format!("key {key} quotes the {what} name: Istio takes the text between the brackets literally, quotes included, so no request has that {what} and {effect}"),
+                format!("write key: {unquoted}"),
+            ));
+        }
+    },
+};
+
 pub static DENY_ALL_DELETE: Rule = Rule {
     id: "ap-deny-all-delete",
     kinds: KINDS,
@@ -1076,6 +1123,44 @@ mod tests {
         assert!(each(
             &UNKNOWN_CONDITION_KEY,
             json!({"rules": [{"when": [{"key": "source.ip", "values": ["1.2.3.4"]}, {"key": "connection.sni", "values": ["a"]}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn quoted_condition_key() {
+        let found = each(
+            &QUOTED_CONDITION_KEY,
+            json!({"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}], "when": [
+                {"key": "request.headers[\"x-api-version\"]", "values": ["v1"]},
+                {"key": "request.auth.claims[groups]['admin']", "values": ["x"]},
+                {"key": "request.headers[x-ok]", "values": ["v1"]},
+            ]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["spec.rules[0].when[0].key", "spec.rules[0].when[1].key"]
+        );
+        assert_eq!(
+            found[0].message,
+            "key request.headers[\"x-api-version\"] quotes the header name: Istio takes the text between the brackets literally, quotes included, so no request has that header and this ALLOW rule never matches, so the requests it was written for are denied"
+        );
+        assert_eq!(found[0].fix, "write key: request.headers[x-api-version]");
+        assert_eq!(
+            found[1].fix,
+            "write key: request.auth.claims[groups][admin]"
+        );
+        let found = each(
+            &QUOTED_CONDITION_KEY,
+            json!({"action": "DENY", "rules": [{"when": [{"key": "request.headers['x']", "values": ["v1"]}]}]}),
+        );
+        assert!(found[0].message.ends_with(
+            "this DENY rule never fires, so the requests it was written for are not denied"
+        ));
+        assert!(each(
+            &QUOTED_CONDITION_KEY,
+            json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["a"]}]}]})
         )
         .is_empty());
     }

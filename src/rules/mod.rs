@@ -134,6 +134,7 @@ pub static REGISTRY: &[&Rule] = &[
     &authorization_policy::FOREIGN_TRUST_DOMAIN,
     &authorization_policy::EXACT_PATH_TRAILING_SLASH,
     &authorization_policy::UNKNOWN_CONDITION_KEY,
+    &authorization_policy::QUOTED_CONDITION_KEY,
     &authorization_policy::DENY_ALL_DELETE,
     &authorization_policy::ALLOW_NEGATIVE_MATCH,
     &authorization_policy::DENY_POSITIVE_IDENTITY,
