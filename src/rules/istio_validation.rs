@@ -808,7 +808,7 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
         _ => sink.report(
             Class::Spec,
             || "spec.host".to_owned(),
-            || "destination rule must have associated host (spec.host: Required value)".to_owned(),
+            || "spec.host: Required value".to_owned(),
             || "set host to the service, e.g. \"reviews.prod.svc.cluster.local\"".to_owned(),
         ),
     }
@@ -821,14 +821,6 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
                 .is_some_and(|s| !s.is_empty())
         };
         let files = ["clientCertificate", "privateKey", "caCertificates"];
-        if mode == "ISTIO_MUTUAL" && (files.iter().any(|k| has(k)) || has("credentialName")) {
-            sink.report(
-                Class::Conflict,
-                || path.to_owned(),
-                || "ISTIO_MUTUAL TLS cannot have associated client certificate, private key, CA certificates or credentialName".to_owned(),
-                || "remove them (Istio supplies the mesh certificates), or use mode: MUTUAL".to_owned(),
-            );
-        }
         if matches!(mode, "SIMPLE" | "MUTUAL")
             && has("credentialName")
             && files.iter().any(|k| has(k))
@@ -837,7 +829,7 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
                 Class::Conflict,
                 || path.to_owned(),
                 || {
-                    "cannot specify client certificates or CA certificate if credentialName is set"
+                    "cannot specify client certificates or CA certificate If credentialName is set"
                         .to_owned()
                 },
                 || "use either credentialName or the certificate file fields, not both".to_owned(),
@@ -889,7 +881,7 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
             sink.report(
                 Class::Spec,
                 || format!("spec.subsets[{i}].name"),
-                || "subset name is invalid: \"\" (spec.subsets[].name: Required value)".to_owned(),
+                || "subset name cannot be empty".to_owned(),
                 || "name the subset, e.g. name: v1".to_owned(),
             );
         }
@@ -922,7 +914,7 @@ pub static CONFLICTING_FIELDS: Rule = Rule {
     id: "istio-conflicting-fields",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "fields Istio does not allow together (serviceAccounts with principals/namespaces, selector with targetRef, ISTIO_MUTUAL with certificates)",
+    summary: "fields Istio does not allow together (serviceAccounts with principals/namespaces, selector with targetRef, credentialName with certificate files)",
     example_fix: "keep one of selector, targetRef, targetRefs",
     check: |review, _ctx, out| check(Class::Conflict, review, out),
 };
@@ -1121,7 +1113,7 @@ mod tests {
         let found = each(
             &CONFLICTING_FIELDS,
             Kind::DestinationRule,
-            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL", "caCertificates": "/x"}}}),
+            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL", "credentialName": "c", "caCertificates": "/x"}}}),
         );
         assert_eq!(found[0].path, "spec.trafficPolicy.tls");
         let found = each(
