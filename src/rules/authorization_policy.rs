@@ -46,7 +46,10 @@ fn has_target(spec: &Value) -> bool {
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, spec: &Value) -> String {
-    if has_target(spec) {
+    if has_target(spec) && review.namespace == ctx.policy.root_namespace {
+        "the selected workloads in every namespace (a root-namespace selector applies mesh-wide)"
+            .to_owned()
+    } else if has_target(spec) {
         "the selected workloads".to_owned()
     } else if review.namespace == ctx.policy.root_namespace {
         "every workload in the mesh".to_owned()
@@ -596,6 +599,12 @@ pub static DENY_ALL_DELETE: Rule = Rule {
     },
 };
 
+/// Where a negative match sits: `from[j].source.<field>` or `when[l].notValues`.
+enum Negative {
+    Source(usize, &'static str),
+    When(usize),
+}
+
 pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     id: "ap-allow-negative-match",
     kinds: KINDS,
@@ -609,8 +618,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
         }
         for (i, rule) in items(spec, "rules").iter().enumerate() {
             let (mut peer_pos, mut req_pos) = (false, false);
-            // (from index and field, or when index), peer identity?
-            let mut negatives: Vec<(Result<(usize, &str), usize>, bool)> = Vec::new();
+            let mut negatives: Vec<(Negative, bool)> = Vec::new();
             for (j, from) in items(rule, "from").iter().enumerate() {
                 let Some(src) = from.get("source") else { continue };
                 peer_pos |= ["principals", "namespaces", "serviceAccounts"]
@@ -624,7 +632,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                     ("notRequestPrincipals", false),
                 ] {
                     if is_set(src.get(field)) {
-                        negatives.push((Ok((j, field)), peer));
+                        negatives.push((Negative::Source(j, field), peer));
                     }
                 }
             }
@@ -642,7 +650,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                     }
                 }
                 if is_set(c.get("notValues")) {
-                    negatives.push((Err(l), peer));
+                    negatives.push((Negative::When(l), peer));
                 }
             }
             for (at, peer) in negatives {
@@ -650,8 +658,10 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                     continue;
                 }
                 let path = match at {
-                    Ok((j, field)) => format!("spec.rules[{i}].from[{j}].source.{field}"),
-                    Err(l) => format!("spec.rules[{i}].when[{l}].notValues"),
+                    Negative::Source(j, field) => {
+                        format!("spec.rules[{i}].from[{j}].source.{field}")
+                    }
+                    Negative::When(l) => format!("spec.rules[{i}].when[{l}].notValues"),
                 };
                 if peer {
                     out.push(Violation::new(
