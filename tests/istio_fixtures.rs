@@ -213,6 +213,12 @@ async fn captured_reviews() {
                 a.allowed, a.rules
             ));
         }
+        // kubectl shows warnings from the Warning header, cut at 256 characters: the fix must fit.
+        for w in &a.warnings {
+            if w.chars().count() > 256 || !w.contains(". Fix: ") {
+                failures.push(format!("{file}: warning truncated or without a fix: {w:?}"));
+            }
+        }
         if !a.allowed && !a.message.starts_with("meshguard: ") {
             failures.push(format!("{file}: deny message {:?}", a.message));
         }

@@ -91,25 +91,25 @@ fn tutorial_yields_exactly_the_expected_findings() {
         "the tutorial's Istio objects were not all read"
     );
     let gateway_hint = "audit [ap-source-ip-behind-gateway] spec.rules[1].when[0].key: ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's. Fix: for external client addresses use remoteIpBlocks in a policy on the ingress gateway; for in-mesh callers match principals instead of IPs";
-    let quoted = |key: &str, what: &str, fix: &str| {
-        format!("warn [ap-quoted-condition-key] {{}}: key {key} quotes the {what} name: Istio takes the text between the brackets literally, quotes included, so no request has that {what} and this ALLOW rule never matches, so the requests it was written for are denied. Fix: write key: {fix}")
+    let quoted = |what: &str, fix: &str| {
+        format!("warn [ap-quoted-condition-key] {{}}: quoted {what} name: Istio keeps the quotes, so this condition never matches and the ALLOW rule never applies. Fix: write key: {fix}")
     };
     let expected = vec![
         (
             "authz-frontend-backend.yaml".to_owned(),
             "production/frontend-to-backend".to_owned(),
-            quoted("request.headers[\"x-api-version\"]", "header", "request.headers[x-api-version]")
+            quoted("header", "request.headers[x-api-version]")
                 .replace("{}", "spec.rules[0].when[0].key"),
         ),
         (
             "authz-rbac.yaml".to_owned(),
             "production/backend-rbac".to_owned(),
-            "warn [ap-exact-path-trailing-slash] spec.rules[1].to[0].operation.paths[0]: \"/api/\" has no wildcard, so it is an exact match: it matches the request path \"/api/\" only, not \"/api/<anything>\". Fix: write \"/api/*\" to match \"/api/\" and everything below it".to_owned(),
+            "warn [ap-exact-path-trailing-slash] spec.rules[1].to[0].operation.paths[0]: \"/api/\" has no wildcard: it matches only the exact path \"/api/\", not \"/api/<anything>\". Fix: write \"/api/*\" to match \"/api/\" and everything below it".to_owned(),
         ),
         (
             "authz-rbac.yaml".to_owned(),
             "production/backend-rbac".to_owned(),
-            "warn [ap-exact-path-trailing-slash] spec.rules[1].to[0].operation.paths[1]: \"/admin/\" has no wildcard, so it is an exact match: it matches the request path \"/admin/\" only, not \"/admin/<anything>\". Fix: write \"/admin/*\" to match \"/admin/\" and everything below it".to_owned(),
+            "warn [ap-exact-path-trailing-slash] spec.rules[1].to[0].operation.paths[1]: \"/admin/\" has no wildcard: it matches only the exact path \"/admin/\", not \"/admin/<anything>\". Fix: write \"/admin/*\" to match \"/admin/\" and everything below it".to_owned(),
         ),
         (
             "authz-rbac.yaml".to_owned(),
@@ -119,13 +119,13 @@ fn tutorial_yields_exactly_the_expected_findings() {
         (
             "jwt-auth.yaml".to_owned(),
             "production/jwt-authz".to_owned(),
-            quoted("request.auth.claims[\"role\"]", "claim", "request.auth.claims[role]")
+            quoted("claim", "request.auth.claims[role]")
                 .replace("{}", "spec.rules[0].when[0].key"),
         ),
         (
             "jwt-auth.yaml".to_owned(),
             "production/jwt-authz".to_owned(),
-            quoted("request.auth.claims[\"sub\"]", "claim", "request.auth.claims[sub]")
+            quoted("claim", "request.auth.claims[sub]")
                 .replace("{}", "spec.rules[0].when[1].key"),
         ),
     ];

@@ -405,9 +405,9 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
             if !source_condition {
                 out.push(Violation::new(
                     format!("spec.rules[{i}]"),
-                    "the rule has no from and no source condition, so any caller, including plaintext clients without a mesh identity, matches it for the listed operations",
+                    "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule",
                     format!(
-                        "add from: [{{source: {{principals: [\"{}/ns/<namespace>/sa/<serviceaccount>\"]}}}}] naming the callers",
+                        "add from: [{{source: {{principals: [\"{}/ns/<ns>/sa/<account>\"]}}}}]",
                         ctx.policy.trust_domain
                     ),
                 ));
@@ -451,11 +451,11 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
             out.push(Violation::new(
                 path(),
                 format!(
-                    "trust domain {td:?} in principal {p:?} is neither the mesh trust domain {:?} nor one of its aliases, so no workload of this mesh has that identity",
+                    "trust domain {td:?} is neither {:?} nor an alias: no workload here has this identity",
                     policy.trust_domain
                 ),
                 format!(
-                    "write \"{}{rest}\", or add {td:?} to trustDomainAliases in the meshguard policy if it is a federated or renamed domain",
+                    "write \"{}{rest}\", or add the domain to trustDomainAliases",
                     policy.trust_domain
                 ),
             ));
@@ -477,7 +477,7 @@ pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
                         out.push(Violation::new(
                             format!("spec.rules[{i}].to[{j}].operation.{field}[{k}]"),
                             format!(
-                                "{p:?} has no wildcard, so it is an exact match: it matches the request path {p:?} only, not \"{p}<anything>\""
+                                "{p:?} has no wildcard: it matches only the exact path {p:?}, not \"{p}<anything>\""
                             ),
                             format!("write \"{p}*\" to match {p:?} and everything below it"),
                         ));
@@ -548,8 +548,8 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
     check: |review, _ctx, out| {
         let spec = review.spec();
         let effect = match action(spec) {
-            "ALLOW" => "this ALLOW rule never matches, so the requests it was written for are denied",
-            "DENY" => "this DENY rule never fires, so the requests it was written for are not denied",
+            "ALLOW" => "the ALLOW rule never applies",
+            "DENY" => "the DENY rule never fires",
             _ => "the rule never matches",
         };
         for (i, l, key, _) in conditions(spec) {
@@ -564,7 +564,7 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
             };
             out.push(Violation::new(
                 format!("spec.rules[{i}].when[{l}].key"),
-                format!("key {key} quotes the {what} name: Istio takes the text between the brackets literally, quotes included, so no request has that {what} and {effect}"),
+                format!("quoted {what} name: Istio keeps the quotes, so this condition never matches and {effect}"),
                 format!("write key: {unquoted}"),
             ));
         }
@@ -666,14 +666,14 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
                 if peer {
                     out.push(Violation::new(
                         path,
-                        "a negative identity match in an ALLOW rule also matches callers with no mesh identity (plaintext traffic has an empty principal and namespace), so it admits them unless mTLS is STRICT",
-                        "list the allowed callers with principals or namespaces instead; keep negative matches for DENY policies",
+                        "a negative match in ALLOW also matches plaintext callers (no identity), so it admits them unless mTLS is STRICT",
+                        "list the allowed callers in principals or namespaces instead",
                     ));
                 } else {
                     out.push(Violation::new(
                         path,
-                        "a negative request-identity match in an ALLOW rule also matches requests without a JWT (they carry no request principal or claims), so it admits them",
-                        "add requestPrincipals: [\"<issuer>/<subject>\"] (or [\"*\"]) to the rule so a valid token is required",
+                        "a negative match in ALLOW also matches requests without a JWT (no request principal or claims), so it admits them",
+                        "add requestPrincipals: [\"*\"] (or the issuer's subjects) to require a token",
                     ));
                 }
             }
@@ -692,8 +692,8 @@ pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
         if action(spec) != "DENY" {
             return;
         }
-        let msg = "a DENY matched on a positive identity field never matches plaintext callers (they have no principal or namespace), so they bypass it unless mTLS is STRICT for the workload";
-        let fix = "keep PeerAuthentication STRICT for the workload, and add a DENY rule with from: [{source: {notPrincipals: [\"*\"]}}] to reject identity-less traffic";
+        let msg = "plaintext callers have no identity, so a DENY on positive identity fields never matches them unless mTLS is STRICT";
+        let fix = "keep mTLS STRICT, and add a DENY on notPrincipals: [\"*\"]";
         for (i, j, src) in sources(spec) {
             for field in ["principals", "namespaces", "serviceAccounts"] {
                 if is_set(src.get(field)) {
@@ -781,8 +781,8 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
             if http_only && !ports {
                 out.push(Violation::new(
                     format!("spec.rules[{i}]"),
-                    "the DENY rule uses HTTP-only fields and no ports: on TCP (non-HTTP) traffic Istio drops the HTTP conditions, so the rule denies all TCP traffic to the workload",
-                    "add to[].operation.ports with the HTTP ports the rule is meant for",
+                    "HTTP-only fields and no ports: on TCP traffic Istio drops those fields, so this DENY rule denies all TCP traffic to the workload",
+                    "add to[].operation.ports for the HTTP ports it is meant for",
                 ));
             }
         }
@@ -960,7 +960,10 @@ mod tests {
         );
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "spec.rules[0]");
-        assert!(found[0].message.contains("no from and no source condition"));
+        assert_eq!(
+            found[0].message,
+            "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule"
+        );
         assert!(found[0].fix.contains("principals"));
         // A source condition (even an IP) or a from is a source; empty rules belong to ap-allow-all.
         for spec in [
@@ -1043,12 +1046,14 @@ mod tests {
                 "spec.rules[0].from[0].source.principals[2]"
             ]
         );
-        assert!(found[0]
-            .message
-            .contains("trust domain \"other.example\" in principal \"other.example/ns/a/sa/b\" is neither the mesh trust domain \"cluster.local\""));
-        assert!(found[0]
-            .fix
-            .starts_with("write \"cluster.local/ns/a/sa/b\""));
+        assert_eq!(
+            found[0].message,
+            "trust domain \"other.example\" is neither \"cluster.local\" nor an alias: no workload here has this identity"
+        );
+        assert_eq!(
+            found[0].fix,
+            "write \"cluster.local/ns/a/sa/b\", or add the domain to trustDomainAliases"
+        );
         // Aliases count.
         let policy = Policy {
             trust_domain_aliases: vec!["other.example".into(), "old.td".into()],
@@ -1085,7 +1090,7 @@ mod tests {
         );
         assert_eq!(
             found[0].message,
-            "\"/api/\" has no wildcard, so it is an exact match: it matches the request path \"/api/\" only, not \"/api/<anything>\""
+            "\"/api/\" has no wildcard: it matches only the exact path \"/api/\", not \"/api/<anything>\""
         );
         assert_eq!(
             found[0].fix,
@@ -1154,7 +1159,7 @@ mod tests {
         );
         assert_eq!(
             found[0].message,
-            "key request.headers[\"x-api-version\"] quotes the header name: Istio takes the text between the brackets literally, quotes included, so no request has that header and this ALLOW rule never matches, so the requests it was written for are denied"
+            "quoted header name: Istio keeps the quotes, so this condition never matches and the ALLOW rule never applies"
         );
         assert_eq!(found[0].fix, "write key: request.headers[x-api-version]");
         assert_eq!(
@@ -1165,9 +1170,7 @@ mod tests {
             &QUOTED_CONDITION_KEY,
             json!({"action": "DENY", "rules": [{"when": [{"key": "request.headers['x']", "values": ["v1"]}]}]}),
         );
-        assert!(found[0].message.ends_with(
-            "this DENY rule never fires, so the requests it was written for are not denied"
-        ));
+        assert!(found[0].message.ends_with("and the DENY rule never fires"));
         assert!(each(
             &QUOTED_CONDITION_KEY,
             json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["a"]}]}]})
@@ -1218,7 +1221,9 @@ mod tests {
                 "spec.rules[1].when[0].notValues"
             ]
         );
-        assert!(found[0].message.contains("callers with no mesh identity"));
+        assert!(found[0]
+            .message
+            .contains("also matches plaintext callers (no identity)"));
         assert!(found[1].message.contains("requests without a JWT"));
         // A positive match of the same family fails closed: fine (the tutorial's jwt-authz).
         assert!(each(
@@ -1253,7 +1258,9 @@ mod tests {
                 "spec.rules[1].when[0].values"
             ]
         );
-        assert!(found[0].message.contains("bypass it unless mTLS is STRICT"));
+        assert!(found[0]
+            .message
+            .contains("never matches them unless mTLS is STRICT"));
         assert!(found[0].fix.contains("notPrincipals: [\"*\"]"));
         // The documented defence-in-depth pattern, and ALLOW policies, are fine.
         assert!(each(

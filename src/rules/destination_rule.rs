@@ -135,8 +135,8 @@ pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
             if matches!(m, "SIMPLE" | "MUTUAL") {
                 out.push(Violation::new(
                     format!("{path}.mode"),
-                    format!("{m} toward in-mesh host {h:?} uses your own certificates instead of the mesh identity: the server cannot authenticate the caller's workload identity, and AuthorizationPolicy principals do not match"),
-                    "set mode: ISTIO_MUTUAL (or remove the tls block); use SIMPLE/MUTUAL only for hosts outside the mesh",
+                    format!("{m} to in-mesh host {h:?} bypasses the mesh identity, so principal-based policies cannot match"),
+                    "set mode: ISTIO_MUTUAL",
                 ));
             }
         });
@@ -157,8 +157,8 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
             if matches!(m, "SIMPLE" | "MUTUAL") && !set("caCertificates") && !set("credentialName") && !skip {
                 out.push(Violation::new(
                     path,
-                    format!("{m} TLS without caCertificates or credentialName does not pin a CA for the server certificate (IST0128/IST0129): depending on the proxy's VERIFY_CERTIFICATE_AT_CLIENT setting the server is not verified at all"),
-                    "set caCertificates (a CA bundle file in the proxy) or credentialName (a Secret with ca.crt), plus sni and subjectAltNames for the server",
+                    format!("{m} without caCertificates or credentialName: the server certificate is not checked against a pinned CA (IST0128/IST0129)"),
+                    "set caCertificates or credentialName (a Secret with ca.crt), plus sni",
                 ));
             }
         });
@@ -327,7 +327,7 @@ mod tests {
         );
         assert!(found[0]
             .message
-            .starts_with("SIMPLE toward in-mesh host \"ratings.prod.svc.cluster.local\""));
+            .starts_with("SIMPLE to in-mesh host \"ratings.prod.svc.cluster.local\""));
         assert!(each(
             &TLS_NOT_ISTIO_MUTUAL,
             json!({"host": "api.example.com", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}})
@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(found[0].path, "spec.trafficPolicy.tls");
         assert!(found[0]
             .message
-            .starts_with("SIMPLE TLS without caCertificates or credentialName"));
+            .starts_with("SIMPLE without caCertificates or credentialName"));
         assert!(found[0].fix.contains("caCertificates"));
         for tls in [
             json!({"mode": "SIMPLE", "credentialName": "ca"}),
