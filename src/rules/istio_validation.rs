@@ -428,6 +428,14 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                 ] {
                     empty_values(src, base, key, sink);
                 }
+                for key in [
+                    "ipBlocks",
+                    "notIpBlocks",
+                    "remoteIpBlocks",
+                    "notRemoteIpBlocks",
+                ] {
+                    ip_values(src, |k| format!("{base}.{key}[{k}]"), key, sink);
+                }
             }
         }
         for (j, to) in items(rule, "to").iter().enumerate() {
@@ -502,6 +510,13 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     || "add values (or notValues) to the condition".to_owned(),
                 );
             }
+            if matches!(key, "source.ip" | "remote.ip" | "destination.ip")
+                && sink.wants(Class::Spec)
+            {
+                for field in ["values", "notValues"] {
+                    ip_values(cond, |k| format!("{base}.{field}[{k}]"), field, sink);
+                }
+            }
             if key == "destination.port" {
                 for field in ["values", "notValues"] {
                     for (k, v) in strings(cond, field) {
@@ -516,6 +531,35 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// An IP address or CIDR range, as Istio's `ValidateIPs` accepts them.
+fn ip_or_cidr(s: &str) -> bool {
+    use std::net::IpAddr;
+    match s.split_once('/') {
+        None => s.parse::<IpAddr>().is_ok(),
+        Some((ip, len)) => match (ip.parse::<IpAddr>(), len.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(n)) => n <= 32,
+            (Ok(IpAddr::V6(_)), Ok(n)) => n <= 128,
+            _ => false,
+        },
+    }
+}
+
+fn ip_values(parent: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut Sink<'_>) {
+    for (k, v) in strings(parent, key) {
+        if !v.is_empty() && !ip_or_cidr(v) {
+            sink.report(
+                Class::Spec,
+                || path(k),
+                || format!("invalid IP address or CIDR range {v:?} in {key}"),
+                || {
+                    "write an address such as \"10.0.0.1\" or a range such as \"10.0.0.0/16\""
+                        .to_owned()
+                },
+            );
         }
     }
 }
@@ -1169,6 +1213,25 @@ mod tests {
             ]
         );
         assert!(found[2].message.contains("{**} operator must be the last"));
+        let ips = each(
+            &INVALID_SPEC,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8", "10.0.0.0/33", "::1", "bad"]}}],
+                              "when": [{"key": "remote.ip", "values": ["1.2.3.4/40"]}]}]}),
+        );
+        let paths: Vec<_> = ips.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.ipBlocks[1]",
+                "spec.rules[0].from[0].source.ipBlocks[3]",
+                "spec.rules[0].when[0].values[0]"
+            ]
+        );
+        assert_eq!(
+            ips[0].message,
+            "Istio rejects this object: invalid IP address or CIDR range \"10.0.0.0/33\" in ipBlocks"
+        );
         assert!(found[3].message.contains("whole path segment"));
         let found = each(
             &INVALID_SPEC,
