@@ -8,7 +8,11 @@ use crate::resource::{Kind, Review};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod authorization_policy;
+pub mod destination_rule;
+pub mod istio_validation;
 pub mod peer_authentication;
+pub mod request_authentication;
 
 /// What happens when a rule finds a violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -123,6 +127,34 @@ pub static REGISTRY: &[&Rule] = &[
     &peer_authentication::PORT_LEVEL_WITHOUT_SELECTOR,
     &peer_authentication::WEAKENING_DELETE,
     &peer_authentication::ROOT_NAMESPACE_SELECTOR,
+    &authorization_policy::ALLOW_ALL,
+    &authorization_policy::WILDCARD_SOURCE,
+    &authorization_policy::ALLOW_WITHOUT_SOURCE,
+    &authorization_policy::PRINCIPAL_FORMAT,
+    &authorization_policy::FOREIGN_TRUST_DOMAIN,
+    &authorization_policy::EXACT_PATH_TRAILING_SLASH,
+    &authorization_policy::UNKNOWN_CONDITION_KEY,
+    &authorization_policy::QUOTED_CONDITION_KEY,
+    &authorization_policy::DENY_ALL_DELETE,
+    &authorization_policy::ALLOW_NEGATIVE_MATCH,
+    &authorization_policy::DENY_POSITIVE_IDENTITY,
+    &authorization_policy::ACTION_WITHOUT_RULES,
+    &authorization_policy::HTTP_ONLY_DENY_WITHOUT_PORTS,
+    &authorization_policy::REMOTE_IP_UNTRUSTED,
+    &authorization_policy::SOURCE_IP_BEHIND_GATEWAY,
+    &request_authentication::MISSING_ISSUER,
+    &request_authentication::INSECURE_JWKS_URI,
+    &request_authentication::MISSING_AUDIENCES,
+    &request_authentication::JWKS_PRIVATE_KEY,
+    &request_authentication::JWKS_URI_INTERNAL,
+    &destination_rule::TLS_DISABLED,
+    &destination_rule::TLS_NOT_ISTIO_MUTUAL,
+    &destination_rule::TLS_NO_VERIFICATION,
+    &destination_rule::INSECURE_SKIP_VERIFY,
+    &istio_validation::INVALID_ENUM,
+    &istio_validation::INVALID_PORT,
+    &istio_validation::CONFLICTING_FIELDS,
+    &istio_validation::INVALID_SPEC,
 ];
 
 /// Look a rule up by id.

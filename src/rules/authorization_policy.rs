@@ -1,0 +1,1351 @@
+//! AuthorizationPolicy (security.istio.io v1, v1beta1): no allow-all, no identity-less ALLOW,
+//! well-formed principals, conditions Istio understands.
+//!
+//! Semantics (ISTIO.md): CUSTOM, then DENY, then ALLOW. `spec: {}` is allow-nothing for its scope,
+//! `rules: [{}]` is allow-all. A rule matches when one `from`, one `to` and every `when` match;
+//! unset fields match anything. Identity fields are empty for plaintext callers, so negative
+//! identity matches in ALLOW and positive identity matches in DENY let plaintext through unless
+//! mTLS is STRICT. Schema errors Istio itself rejects live in `istio_validation`.
+
+use super::istio_validation::{closest, items, strings};
+use super::{Action, Ctx, Rule, Violation};
+use crate::resource::{selector_is_empty, spec_of, Kind, Review};
+use serde_json::Value;
+
+const KINDS: &[Kind] = &[Kind::AuthorizationPolicy];
+
+/// `spec.action`, `ALLOW` when absent.
+pub(crate) fn action(spec: &Value) -> &str {
+    spec.get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("ALLOW")
+}
+
+fn is_allow(spec: &Value) -> bool {
+    action(spec) == "ALLOW"
+}
+
+/// A field counts as set when it is present, not null, and not an empty list or object.
+fn is_set(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// A rule with no `from`, `to` or `when`: it matches every request.
+fn rule_is_empty(rule: &Value) -> bool {
+    rule.is_object() && ["from", "to", "when"].iter().all(|k| !is_set(rule.get(*k)))
+}
+
+/// Whether the policy targets something narrower than its namespace.
+fn has_target(spec: &Value) -> bool {
+    !selector_is_empty(spec) || is_set(spec.get("targetRef")) || is_set(spec.get("targetRefs"))
+}
+
+fn scope(review: &Review<'_>, ctx: &Ctx<'_>, spec: &Value) -> String {
+    if has_target(spec) && review.namespace == ctx.policy.root_namespace {
+        "the selected workloads in every namespace (a root-namespace selector applies mesh-wide)"
+            .to_owned()
+    } else if has_target(spec) {
+        "the selected workloads".to_owned()
+    } else if review.namespace == ctx.policy.root_namespace {
+        "every workload in the mesh".to_owned()
+    } else {
+        format!("every workload in namespace {:?}", review.namespace)
+    }
+}
+
+/// Every `from[].source` of every rule: `(path "spec.rules[i].from[j].source", source)`.
+fn sources(spec: &Value) -> impl Iterator<Item = (usize, usize, &Value)> {
+    items(spec, "rules")
+        .iter()
+        .enumerate()
+        .flat_map(|(i, rule)| {
+            items(rule, "from")
+                .iter()
+                .enumerate()
+                .filter_map(move |(j, from)| from.get("source").map(|s| (i, j, s)))
+        })
+}
+
+/// Every `to[].operation` of every rule.
+fn operations(spec: &Value) -> impl Iterator<Item = (usize, usize, &Value)> {
+    items(spec, "rules")
+        .iter()
+        .enumerate()
+        .flat_map(|(i, rule)| {
+            items(rule, "to")
+                .iter()
+                .enumerate()
+                .filter_map(move |(j, to)| to.get("operation").map(|o| (i, j, o)))
+        })
+}
+
+/// Every `when[]` condition of every rule: `(rule index, condition index, key, condition)`.
+fn conditions(spec: &Value) -> impl Iterator<Item = (usize, usize, &str, &Value)> {
+    items(spec, "rules")
+        .iter()
+        .enumerate()
+        .flat_map(|(i, rule)| {
+            items(rule, "when")
+                .iter()
+                .enumerate()
+                .filter_map(move |(l, c)| {
+                    c.get("key").and_then(Value::as_str).map(|k| (i, l, k, c))
+                })
+        })
+}
+
+/// Condition keys that name the peer's mesh identity (empty for plaintext callers).
+const PEER_IDENTITY_KEYS: &[&str] = &[
+    "source.principal",
+    "source.namespace",
+    "source.serviceAccount",
+    "source.trustDomain",
+];
+
+fn is_request_identity_key(key: &str) -> bool {
+    key.starts_with("request.auth.")
+}
+
+/// Condition keys that restrict who the caller is.
+fn is_source_key(key: &str) -> bool {
+    key.starts_with("source.") || key == "remote.ip" || is_request_identity_key(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Principal syntax
+
+/// Positions of `<trust-domain>/ns/<namespace>/sa/<account>`: `None` = free segment.
+const PRINCIPAL_TEMPLATE: [Option<&str>; 5] = [None, Some("ns"), None, Some("sa"), None];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Exact,
+    Prefix,
+    Suffix,
+}
+
+/// Split an Istio match string into its literal body and match kind.
+fn match_kind(v: &str) -> (&str, Match) {
+    if let Some(body) = v.strip_prefix('*') {
+        (body, Match::Suffix)
+    } else if let Some(body) = v.strip_suffix('*') {
+        (body, Match::Prefix)
+    } else {
+        (v, Match::Exact)
+    }
+}
+
+/// Whether `body` (a principal, or the literal part of a prefix/suffix match) fits the template.
+fn principal_shape_ok(body: &str, kind: Match) -> bool {
+    let n = body.split('/').count();
+    if n > 5 || (kind == Match::Exact && n != 5) {
+        return false;
+    }
+    // Where the segments sit in the template: suffix matches align to the end.
+    let offset = if kind == Match::Suffix { 5 - n } else { 0 };
+    body.split('/').enumerate().all(|(i, s)| {
+        let t = PRINCIPAL_TEMPLATE[offset + i];
+        let partial_last = kind == Match::Prefix && i + 1 == n;
+        let partial_first = kind == Match::Suffix && i == 0;
+        match t {
+            None => partial_last || partial_first || !s.is_empty(),
+            Some(lit) if partial_last => lit.starts_with(s),
+            Some(lit) if partial_first => lit.ends_with(s),
+            Some(lit) => s == lit,
+        }
+    })
+}
+
+/// What is wrong with a principal and what to write instead; `None` when it is fine.
+/// Bare names without `/` are legal match strings (they just match no SPIFFE identity) and
+/// are left alone; anything path-like must follow `<trust-domain>/ns/<namespace>/sa/<account>`.
+fn principal_problem(v: &str, trust_domain: &str) -> Option<(String, String)> {
+    if v.is_empty() {
+        return Some((
+            "an empty principal matches no caller".to_owned(),
+            "remove the empty entry".to_owned(),
+        ));
+    }
+    if v.len() >= 9 && v[..9].eq_ignore_ascii_case("spiffe://") {
+        let rest = &v[9..];
+        return Some((
+            format!("principal {v:?} must not start with spiffe:// (Istio compares the identity without the scheme, so it never matches)"),
+            format!("write {rest:?}"),
+        ));
+    }
+    if v == "*" {
+        return None;
+    }
+    let (body, kind) = match_kind(v);
+    if body.contains('*') {
+        return Some((
+            format!("principal {v:?} has a * that is not the first or last character; Istio treats it as a literal character, so it never matches"),
+            format!("use a single leading or trailing wildcard, e.g. \"{trust_domain}/ns/<namespace>/sa/*\""),
+        ));
+    }
+    if !body.contains('/') || principal_shape_ok(body, kind) {
+        return None;
+    }
+    let segs: Vec<&str> = body.split('/').collect();
+    let fix = match (kind, segs.as_slice()) {
+        (Match::Exact, [ns, sa]) if !ns.is_empty() && !sa.is_empty() => format!(
+            "write \"{trust_domain}/ns/{ns}/sa/{sa}\", or move \"{ns}/{sa}\" to serviceAccounts"
+        ),
+        (Match::Exact, ["ns", ns, "sa", sa]) => format!("write \"{trust_domain}/ns/{ns}/sa/{sa}\""),
+        (Match::Exact, [td, "ns", ns]) => format!(
+            "write \"{td}/ns/{ns}/sa/*\" for every account of the namespace, or use namespaces: [\"{ns}\"]"
+        ),
+        _ => format!("write it as \"{trust_domain}/ns/<namespace>/sa/<serviceaccount>\""),
+    };
+    Some((
+        format!("principal {v:?} is not of the form <trust-domain>/ns/<namespace>/sa/<serviceaccount>, so it never matches a workload identity"),
+        fix,
+    ))
+}
+
+/// The trust domain a principal names, when it names one completely.
+fn principal_trust_domain(v: &str) -> Option<&str> {
+    let (body, kind) = match_kind(v);
+    if kind == Match::Suffix || body.contains('*') {
+        return None;
+    }
+    let mut segs = body.split('/');
+    let td = segs.next()?;
+    (segs.next() == Some("ns") && !td.is_empty()).then_some(td)
+}
+
+/// Every principal value the policy matches on: source principals/notPrincipals and the
+/// `source.principal` condition values/notValues, as `(path, value)`.
+/// The path is built only when the callback asks for it.
+fn principals(spec: &Value, mut f: impl FnMut(&dyn Fn() -> String, &str)) {
+    for (i, j, src) in sources(spec) {
+        for field in ["principals", "notPrincipals"] {
+            for (k, p) in strings(src, field) {
+                f(
+                    &|| format!("spec.rules[{i}].from[{j}].source.{field}[{k}]"),
+                    p,
+                );
+            }
+        }
+    }
+    for (i, l, key, cond) in conditions(spec) {
+        if key == "source.principal" {
+            for field in ["values", "notValues"] {
+                for (k, p) in strings(cond, field) {
+                    f(&|| format!("spec.rules[{i}].when[{l}].{field}[{k}]"), p);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Condition keys
+
+const PLAIN_KEYS: &[&str] = &[
+    "source.ip",
+    "remote.ip",
+    "source.namespace",
+    "source.serviceAccount",
+    "source.principal",
+    "source.trustDomain",
+    "request.auth.principal",
+    "request.auth.audiences",
+    "request.auth.presenter",
+    "destination.ip",
+    "destination.port",
+    "connection.sni",
+];
+
+/// Keys offered as suggestions for typos.
+const SUGGESTIONS: &[&str] = &[
+    "source.ip",
+    "remote.ip",
+    "source.namespace",
+    "source.serviceAccount",
+    "source.principal",
+    "source.trustDomain",
+    "request.auth.principal",
+    "request.auth.audiences",
+    "request.auth.presenter",
+    "destination.ip",
+    "destination.port",
+    "connection.sni",
+    "request.headers",
+    "request.auth.claims",
+];
+
+/// `[a]` or, when `nested`, `[a][b]...`: bracketed, non-empty names.
+fn brackets_ok(s: &str, nested: bool) -> bool {
+    let mut rest = s;
+    let mut count = 0;
+    while !rest.is_empty() {
+        let Some(inner) = rest.strip_prefix('[') else {
+            return false;
+        };
+        let Some(end) = inner.find(']') else {
+            return false;
+        };
+        let name = &inner[..end];
+        if name.is_empty() || name.contains('[') {
+            return false;
+        }
+        count += 1;
+        rest = &inner[end + 1..];
+    }
+    count == 1 || (nested && count > 1)
+}
+
+/// Whether Istio's validation accepts a `when` key.
+pub(crate) fn condition_key_supported(key: &str) -> bool {
+    if PLAIN_KEYS.contains(&key) {
+        return true;
+    }
+    if let Some(rest) = key.strip_prefix("request.headers") {
+        return brackets_ok(rest, false);
+    }
+    if let Some(rest) = key.strip_prefix("request.auth.claims") {
+        return brackets_ok(rest, true);
+    }
+    key.strip_prefix("experimental.envoy.filters.")
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+pub static ALLOW_ALL: Rule = Rule {
+    id: "ap-allow-all",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "ALLOW (or no action) with an empty rule {}: it matches every request",
+    example_fix: "rules: [{from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]}]",
+    check: |review, ctx, out| {
+        let spec = review.spec();
+        if !is_allow(spec) {
+            return;
+        }
+        for (i, rule) in items(spec, "rules").iter().enumerate() {
+            if rule_is_empty(rule) {
+                out.push(Violation::new(
+                    format!("spec.rules[{i}]"),
+                    format!(
+                        "an empty rule matches every request, so this ALLOW policy lets any caller, with or without a mesh identity, reach {}",
+                        scope(review, ctx, spec)
+                    ),
+                    "name the callers in from[].source.principals (e.g. \"cluster.local/ns/<namespace>/sa/<account>\") and the operations in to[].operation; to deny everything instead, write spec: {}",
+                ));
+            }
+        }
+    },
+};
+
+pub static WILDCARD_SOURCE: Rule = Rule {
+    id: "ap-wildcard-source",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "ALLOW with principals: [\"*\"] or namespaces: [\"*\"] admits any mesh workload",
+    example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
+    check: |review, ctx, out| {
+        let spec = review.spec();
+        if !is_allow(spec) {
+            return;
+        }
+        for (i, j, src) in sources(spec) {
+            for (k, p) in strings(src, "principals") {
+                if p == "*" {
+                    out.push(Violation::new(
+                        format!("spec.rules[{i}].from[{j}].source.principals[{k}]"),
+                        "\"*\" matches every workload with a mesh identity in any namespace, so it does not restrict the caller",
+                        format!(
+                            "list the callers, e.g. \"{}/ns/<namespace>/sa/<serviceaccount>\"",
+                            ctx.policy.trust_domain
+                        ),
+                    ));
+                }
+            }
+            for (k, n) in strings(src, "namespaces") {
+                if n == "*" {
+                    out.push(Violation::new(
+                        format!("spec.rules[{i}].from[{j}].source.namespaces[{k}]"),
+                        "\"*\" matches every namespace of the mesh, so it does not restrict the caller",
+                        "list the namespaces whose workloads may call, or use principals for specific service accounts",
+                    ));
+                }
+            }
+        }
+    },
+};
+
+pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
+    id: "ap-allow-without-source",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "an ALLOW rule with no from and no source condition lets any caller in",
+    example_fix: "from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]",
+    check: |review, ctx, out| {
+        let spec = review.spec();
+        if !is_allow(spec) {
+            return;
+        }
+        for (i, rule) in items(spec, "rules").iter().enumerate() {
+            if rule_is_empty(rule) || !rule.is_object() || is_set(rule.get("from")) {
+                continue;
+            }
+            let source_condition = items(rule, "when").iter().any(|c| {
+                c.get("key")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_source_key)
+            });
+            if !source_condition {
+                out.push(Violation::new(
+                    format!("spec.rules[{i}]"),
+                    "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule",
+                    format!(
+                        "add from: [{{source: {{principals: [\"{}/ns/<ns>/sa/<account>\"]}}}}]",
+                        ctx.policy.trust_domain
+                    ),
+                ));
+            }
+        }
+    },
+};
+
+pub static PRINCIPAL_FORMAT: Rule = Rule {
+    id: "ap-principal-format",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "a principal not of the form <trust-domain>/ns/<namespace>/sa/<account> (spiffe:// prefixes, missing segments, inner *)",
+    example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
+    check: |review, ctx, out| {
+        principals(review.spec(), |path, p| {
+            if let Some((message, fix)) = principal_problem(p, &ctx.policy.trust_domain) {
+                out.push(Violation::new(path(), message, fix));
+            }
+        });
+    },
+};
+
+pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
+    id: "ap-foreign-trust-domain",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a principal's trust domain is neither the mesh trust domain nor one of its aliases",
+    example_fix:
+        "principals: [\"cluster.local/ns/prod/sa/web\"] (or add the domain to trustDomainAliases)",
+    check: |review, ctx, out| {
+        let policy = ctx.policy;
+        principals(review.spec(), |path, p| {
+            let Some(td) = principal_trust_domain(p) else {
+                return;
+            };
+            if td == policy.trust_domain || policy.trust_domain_aliases.iter().any(|a| a == td) {
+                return;
+            }
+            let rest = &p[td.len()..];
+            out.push(Violation::new(
+                path(),
+                format!(
+                    "trust domain {td:?} is neither {:?} nor an alias: no workload here has this identity",
+                    policy.trust_domain
+                ),
+                format!(
+                    "write \"{}{rest}\", or add the domain to trustDomainAliases",
+                    policy.trust_domain
+                ),
+            ));
+        });
+    },
+};
+
+pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
+    id: "ap-exact-path-trailing-slash",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a path like /api/ with no wildcard is an exact match, usually meant /api/*",
+    example_fix: "paths: [\"/api/*\"]",
+    check: |review, _ctx, out| {
+        for (i, j, op) in operations(review.spec()) {
+            for field in ["paths", "notPaths"] {
+                for (k, p) in strings(op, field) {
+                    if p.len() > 1 && p.ends_with('/') && !p.contains(['*', '{']) {
+                        out.push(Violation::new(
+                            format!("spec.rules[{i}].to[{j}].operation.{field}[{k}]"),
+                            format!(
+                                "{p:?} has no wildcard: it matches only the exact path {p:?}, not \"{p}<anything>\""
+                            ),
+                            format!("write \"{p}*\" to match {p:?} and everything below it"),
+                        ));
+                    }
+                }
+            }
+        }
+    },
+};
+
+pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
+    id: "ap-unknown-condition-key",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "a when key Istio does not support (rejected by current Istio, silently ignored by older versions)",
+    example_fix: "when: [{key: source.namespace, values: [\"prod\"]}]",
+    check: |review, _ctx, out| {
+        for (i, l, key, _) in conditions(review.spec()) {
+            if key.is_empty() || condition_key_supported(key) {
+                continue;
+            }
+            let why = if key.starts_with("destination.")
+                && matches!(
+                    key,
+                    "destination.namespace" | "destination.labels" | "destination.name" | "destination.user"
+                ) {
+                " (Istio removed it; select the workload with spec.selector instead)".to_owned()
+            } else if key.starts_with("request.headers") || key.starts_with("request.auth.claims") {
+                " (the name must be in brackets: request.headers[<name>], request.auth.claims[<claim>][<nested>])".to_owned()
+            } else {
+                String::new()
+            };
+            let base = key.split('[').next().unwrap_or(key);
+            let fix = match closest(base, SUGGESTIONS) {
+                Some(s) if s != base => format!("did you mean {s:?}? Use a supported key: request.headers[<name>], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, source.trustDomain, request.auth.principal|audiences|presenter, request.auth.claims[<claim>], destination.ip, destination.port, connection.sni"),
+                _ => "use a supported key: request.headers[<name>], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, source.trustDomain, request.auth.principal|audiences|presenter, request.auth.claims[<claim>], destination.ip, destination.port, connection.sni".to_owned(),
+            };
+            out.push(Violation::new(
+                format!("spec.rules[{i}].when[{l}].key"),
+                format!("condition key {key:?} is not supported by Istio{why}: current Istio rejects the policy, older versions ignore the condition and so widen the rule"),
+                fix,
+            ));
+        }
+    },
+};
+
+/// The bracketed names of a `request.headers[...]` / `request.auth.claims[...][...]` key.
+fn bracket_names(key: &str) -> impl Iterator<Item = &str> {
+    let rest = key
+        .strip_prefix("request.headers")
+        .or_else(|| key.strip_prefix("request.auth.claims"))
+        .unwrap_or("");
+    rest.split('[').skip(1).filter_map(|s| s.strip_suffix(']'))
+}
+
+fn is_quoted(name: &str) -> bool {
+    name.len() >= 2
+        && ((name.starts_with('"') && name.ends_with('"'))
+            || (name.starts_with('\'') && name.ends_with('\'')))
+}
+
+pub static QUOTED_CONDITION_KEY: Rule = Rule {
+    id: "ap-quoted-condition-key",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a quoted name in a when key (request.headers[\"x\"]): Istio keeps the quotes, so the condition never matches",
+    example_fix: "key: request.headers[x-api-version]",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let effect = match action(spec) {
+            "ALLOW" => "the ALLOW rule never applies",
+            "DENY" => "the DENY rule never fires",
+            _ => "the rule never matches",
+        };
+        for (i, l, key, _) in conditions(spec) {
+            if !bracket_names(key).any(is_quoted) {
+                continue;
+            }
+            let unquoted: String = key.chars().filter(|c| *c != '"' && *c != '\'').collect();
+            let what = if key.starts_with("request.headers") {
+                "header"
+            } else {
+                "claim"
+            };
+            out.push(Violation::new(
+                format!("spec.rules[{i}].when[{l}].key"),
+                format!("quoted {what} name: Istio keeps the quotes, so this condition never matches and {effect}"),
+                format!("write key: {unquoted}"),
+            ));
+        }
+    },
+};
+
+pub static DENY_ALL_DELETE: Rule = Rule {
+    id: "ap-deny-all-delete",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "deleting a namespace- or mesh-wide allow-nothing policy (spec: {}) removes the default-deny baseline",
+    example_fix: "keep the allow-nothing policy and add ALLOW policies for the traffic you need",
+    check: |review, ctx, out| {
+        if !review.is_delete() {
+            return;
+        }
+        let Some(old) = review.old_object else { return };
+        let spec = spec_of(old);
+        if !is_allow(spec) || has_target(spec) || is_set(spec.get("rules")) {
+            return;
+        }
+        let name = old.metadata.name.as_deref().unwrap_or(review.name);
+        out.push(Violation::new(
+            "spec",
+            format!(
+                "deleting allow-nothing AuthorizationPolicy {}/{name} removes the default-deny baseline for {}: workloads without their own ALLOW policies then accept every caller",
+                review.namespace,
+                scope(review, ctx, spec)
+            ),
+            "keep it and add ALLOW policies for the traffic you need; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
+        ));
+    },
+};
+
+/// Where a negative match sits: `from[j].source.<field>` or `when[l].notValues`.
+enum Negative {
+    Source(usize, &'static str),
+    When(usize),
+}
+
+pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
+    id: "ap-allow-negative-match",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "ALLOW keyed on a negative identity match (notPrincipals, notNamespaces, notValues) also admits callers with no identity",
+    example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"] instead of notPrincipals",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        if !is_allow(spec) {
+            return;
+        }
+        for (i, rule) in items(spec, "rules").iter().enumerate() {
+            let (mut peer_pos, mut req_pos) = (false, false);
+            let mut negatives: Vec<(Negative, bool)> = Vec::new();
+            for (j, from) in items(rule, "from").iter().enumerate() {
+                let Some(src) = from.get("source") else { continue };
+                peer_pos |= ["principals", "namespaces", "serviceAccounts"]
+                    .iter()
+                    .any(|f| is_set(src.get(*f)));
+                req_pos |= is_set(src.get("requestPrincipals"));
+                for (field, peer) in [
+                    ("notPrincipals", true),
+                    ("notNamespaces", true),
+                    ("notServiceAccounts", true),
+                    ("notRequestPrincipals", false),
+                ] {
+                    if is_set(src.get(field)) {
+                        negatives.push((Negative::Source(j, field), peer));
+                    }
+                }
+            }
+            for (l, c) in items(rule, "when").iter().enumerate() {
+                let Some(key) = c.get("key").and_then(Value::as_str) else { continue };
+                let peer = PEER_IDENTITY_KEYS.contains(&key);
+                if !peer && !is_request_identity_key(key) {
+                    continue;
+                }
+                if is_set(c.get("values")) {
+                    if peer {
+                        peer_pos = true;
+                    } else {
+                        req_pos = true;
+                    }
+                }
+                if is_set(c.get("notValues")) {
+                    negatives.push((Negative::When(l), peer));
+                }
+            }
+            for (at, peer) in negatives {
+                if (peer && peer_pos) || (!peer && req_pos) {
+                    continue;
+                }
+                let path = match at {
+                    Negative::Source(j, field) => {
+                        format!("spec.rules[{i}].from[{j}].source.{field}")
+                    }
+                    Negative::When(l) => format!("spec.rules[{i}].when[{l}].notValues"),
+                };
+                if peer {
+                    out.push(Violation::new(
+                        path,
+                        "a negative match in ALLOW also matches plaintext callers (no identity), so it admits them unless mTLS is STRICT",
+                        "list the allowed callers in principals or namespaces instead",
+                    ));
+                } else {
+                    out.push(Violation::new(
+                        path,
+                        "a negative match in ALLOW also matches requests without a JWT (no request principal or claims), so it admits them",
+                        "add requestPrincipals: [\"*\"] (or the issuer's subjects) to require a token",
+                    ));
+                }
+            }
+        }
+    },
+};
+
+pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
+    id: "ap-deny-positive-identity",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "DENY keyed on positive identity fields (principals, namespaces, serviceAccounts) is bypassed by plaintext callers unless mTLS is STRICT",
+    example_fix: "keep mTLS STRICT for the workload, or add a DENY on notPrincipals: [\"*\"]",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        if action(spec) != "DENY" {
+            return;
+        }
+        let msg = "plaintext callers have no identity, so a DENY on positive identity fields never matches them unless mTLS is STRICT";
+        let fix = "keep mTLS STRICT, and add a DENY on notPrincipals: [\"*\"]";
+        for (i, j, src) in sources(spec) {
+            for field in ["principals", "namespaces", "serviceAccounts"] {
+                if is_set(src.get(field)) {
+                    out.push(Violation::new(
+                        format!("spec.rules[{i}].from[{j}].source.{field}"),
+                        msg,
+                        fix,
+                    ));
+                }
+            }
+        }
+        for (i, l, key, c) in conditions(spec) {
+            if PEER_IDENTITY_KEYS.contains(&key) && is_set(c.get("values")) {
+                out.push(Violation::new(
+                    format!("spec.rules[{i}].when[{l}].values"),
+                    msg,
+                    fix,
+                ));
+            }
+        }
+    },
+};
+
+pub static ACTION_WITHOUT_RULES: Rule = Rule {
+    id: "ap-action-without-rules",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "DENY or CUSTOM without rules never matches (Istio rejects or ignores it)",
+    example_fix: "rules: [{to: [{operation: {paths: [\"/admin/*\"]}}]}]",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let act = action(spec);
+        if !matches!(act, "DENY" | "CUSTOM") || is_set(spec.get("rules")) {
+            return;
+        }
+        let path = if spec.get("rules").is_some() {
+            "spec.rules"
+        } else {
+            "spec"
+        };
+        out.push(Violation::new(
+            path,
+            format!(
+                "a {act} policy without rules never matches any request, so it enforces nothing"
+            ),
+            format!("add the rules the {act} should apply to; rules: [{{}}] matches every request"),
+        ));
+    },
+};
+
+pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
+    id: "ap-http-deny-without-ports",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a DENY rule with HTTP-only fields and no ports denies all TCP (non-HTTP) traffic to the workload",
+    example_fix: "to: [{operation: {ports: [\"8080\"], paths: [\"/admin/*\"]}}]",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        if action(spec) != "DENY" {
+            return;
+        }
+        const HTTP_OPS: &[&str] = &[
+            "hosts", "notHosts", "methods", "notMethods", "paths", "notPaths",
+        ];
+        const HTTP_SOURCES: &[&str] = &["requestPrincipals", "notRequestPrincipals"];
+        for (i, rule) in items(spec, "rules").iter().enumerate() {
+            let mut http_only = false;
+            let mut ports = false;
+            for to in items(rule, "to") {
+                let Some(op) = to.get("operation") else { continue };
+                http_only |= HTTP_OPS.iter().any(|f| is_set(op.get(*f)));
+                ports |= is_set(op.get("ports")) || is_set(op.get("notPorts"));
+            }
+            for from in items(rule, "from") {
+                if let Some(src) = from.get("source") {
+                    http_only |= HTTP_SOURCES.iter().any(|f| is_set(src.get(*f)));
+                }
+            }
+            for c in items(rule, "when") {
+                if let Some(k) = c.get("key").and_then(Value::as_str) {
+                    http_only |= k.starts_with("request.");
+                    ports |= k == "destination.port";
+                }
+            }
+            if http_only && !ports {
+                out.push(Violation::new(
+                    format!("spec.rules[{i}]"),
+                    "HTTP-only fields and no ports: on TCP traffic Istio drops those fields, so this DENY rule denies all TCP traffic to the workload",
+                    "add to[].operation.ports for the HTTP ports it is meant for",
+                ));
+            }
+        }
+    },
+};
+
+pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
+    id: "ap-remote-ip-untrusted",
+    kinds: KINDS,
+    default_action: Action::Audit,
+    summary: "remoteIpBlocks / remote.ip come from X-Forwarded-For and are only meaningful with gatewayTopology.numTrustedProxies",
+    example_fix: "set meshConfig.defaultConfig.gatewayTopology.numTrustedProxies on the gateway",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let msg = "remote IPs come from X-Forwarded-For or the PROXY protocol: unless the gateway sets gatewayTopology.numTrustedProxies, the client controls the header (or Istio uses the peer IP)";
+        let fix = "configure gatewayTopology.numTrustedProxies (or PROXY protocol) on the ingress gateway, and apply the policy there";
+        for (i, j, src) in sources(spec) {
+            for field in ["remoteIpBlocks", "notRemoteIpBlocks"] {
+                if is_set(src.get(field)) {
+                    out.push(Violation::new(
+                        format!("spec.rules[{i}].from[{j}].source.{field}"),
+                        msg,
+                        fix,
+                    ));
+                }
+            }
+        }
+        for (i, l, key, _) in conditions(spec) {
+            if key == "remote.ip" {
+                out.push(Violation::new(format!("spec.rules[{i}].when[{l}].key"), msg, fix));
+            }
+        }
+    },
+};
+
+pub static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
+    id: "ap-source-ip-behind-gateway",
+    kinds: KINDS,
+    default_action: Action::Audit,
+    summary: "ipBlocks / source.ip match the connection's peer IP: behind an ingress gateway that is the gateway pod, not the client",
+    example_fix: "use remoteIpBlocks on the ingress gateway (with numTrustedProxies) for client IPs",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        let msg = "ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's";
+        let fix = "for external client addresses use remoteIpBlocks in a policy on the ingress gateway; for in-mesh callers match principals instead of IPs";
+        for (i, j, src) in sources(spec) {
+            for field in ["ipBlocks", "notIpBlocks"] {
+                if is_set(src.get(field)) {
+                    out.push(Violation::new(
+                        format!("spec.rules[{i}].from[{j}].source.{field}"),
+                        msg,
+                        fix,
+                    ));
+                }
+            }
+        }
+        for (i, l, key, _) in conditions(spec) {
+            if key == "source.ip" {
+                out.push(Violation::new(format!("spec.rules[{i}].when[{l}].key"), msg, fix));
+            }
+        }
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::rules::testing::{obj, run, run_with};
+    use kube::core::admission::Operation;
+    use kube::core::DynamicObject;
+    use serde_json::json;
+
+    const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+    const WRITES: [Operation; 2] = [Operation::Create, Operation::Update];
+
+    fn ap(version: &str, spec: Value) -> DynamicObject {
+        obj(json!({
+            "apiVersion": format!("security.istio.io/{version}"),
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "prod"},
+            "spec": spec
+        }))
+    }
+
+    /// Run `rule` for every version and write operation; return the violations (all equal).
+    fn each(rule: &Rule, spec: Value) -> Vec<Violation> {
+        let mut last = None;
+        for v in VERSIONS {
+            for op in WRITES {
+                let found = run(rule, op, v, "prod", &ap(v, spec.clone()));
+                if let Some(prev) = &last {
+                    assert_eq!(prev, &found, "{} differs for {v}", rule.id);
+                }
+                last = Some(found);
+            }
+        }
+        last.unwrap_or_default()
+    }
+
+    const SEL: &str = "app";
+
+    fn sel() -> Value {
+        json!({"matchLabels": {SEL: "backend"}})
+    }
+
+    #[test]
+    fn allow_all() {
+        let found = each(&ALLOW_ALL, json!({"rules": [{}]}));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[0]");
+        assert!(found[0]
+            .message
+            .contains("lets any caller, with or without a mesh identity, reach every workload in namespace \"prod\""));
+        assert!(found[0].fix.contains("spec: {}"));
+        let found = each(
+            &ALLOW_ALL,
+            json!({"action": "ALLOW", "selector": sel(), "rules": [{"from": []}, {"to": [{"operation": {"methods": ["GET"]}}]}]}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[0]");
+        assert!(found[0].message.contains("the selected workloads"));
+        // allow-nothing, a DENY with an empty rule, a real rule: fine.
+        assert!(each(&ALLOW_ALL, json!({})).is_empty());
+        assert!(each(&ALLOW_ALL, json!({"action": "DENY", "rules": [{}]})).is_empty());
+        assert!(each(
+            &ALLOW_ALL,
+            json!({"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]})
+        )
+        .is_empty());
+        // DELETE of an allow-all is not a write.
+        let o = ap("v1", json!({"rules": [{}]}));
+        assert!(run(&ALLOW_ALL, Operation::Delete, "v1", "prod", &o).is_empty());
+    }
+
+    #[test]
+    fn wildcard_source() {
+        let found = each(
+            &WILDCARD_SOURCE,
+            json!({"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b", "*"], "namespaces": ["*"]}}]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.principals[1]",
+                "spec.rules[0].from[0].source.namespaces[0]"
+            ]
+        );
+        assert!(found[0]
+            .message
+            .contains("every workload with a mesh identity"));
+        assert!(found[0]
+            .fix
+            .contains("cluster.local/ns/<namespace>/sa/<serviceaccount>"));
+        assert!(found[1].message.contains("every namespace"));
+        // Prefix wildcards and DENY policies are not this rule.
+        assert!(each(
+            &WILDCARD_SOURCE,
+            json!({"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/*"]}}]}]})
+        )
+        .is_empty());
+        assert!(each(
+            &WILDCARD_SOURCE,
+            json!({"action": "DENY", "rules": [{"from": [{"source": {"principals": ["*"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn allow_without_source() {
+        let found = each(
+            &ALLOW_WITHOUT_SOURCE,
+            json!({"selector": sel(), "rules": [{"to": [{"operation": {"paths": ["/api/*"]}}]}]}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[0]");
+        assert_eq!(
+            found[0].message,
+            "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule"
+        );
+        assert!(found[0].fix.contains("principals"));
+        // A source condition (even an IP) or a from is a source; empty rules belong to ap-allow-all.
+        for spec in [
+            json!({"rules": [{"to": [{"operation": {"paths": ["/"]}}], "when": [{"key": "source.ip", "values": ["10.0.0.0/8"]}]}]}),
+            json!({"rules": [{"from": [{"source": {"namespaces": ["a"]}}], "to": [{"operation": {"paths": ["/"]}}]}]}),
+            json!({"rules": [{}]}),
+            json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/"]}}]}]}),
+        ] {
+            assert!(
+                each(&ALLOW_WITHOUT_SOURCE, spec.clone()).is_empty(),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn principal_format() {
+        let found = each(
+            &PRINCIPAL_FORMAT,
+            json!({"rules": [{"from": [{"source": {"principals": [
+                "cluster.local/ns/prod/sa/ok",
+                "spiffe://cluster.local/ns/prod/sa/web",
+                "prod/web",
+                "cluster.local/ns/*/sa/web",
+                "cluster.local/ns/prod",
+            ]}}], "when": [{"key": "source.principal", "notValues": ["ns/prod/sa/web"]}]}]}),
+        );
+        let got: Vec<_> = found
+            .iter()
+            .map(|v| (v.path.as_str(), v.fix.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("spec.rules[0].from[0].source.principals[1]", "write \"cluster.local/ns/prod/sa/web\""),
+                (
+                    "spec.rules[0].from[0].source.principals[2]",
+                    "write \"cluster.local/ns/prod/sa/web\", or move \"prod/web\" to serviceAccounts"
+                ),
+                (
+                    "spec.rules[0].from[0].source.principals[3]",
+                    "use a single leading or trailing wildcard, e.g. \"cluster.local/ns/<namespace>/sa/*\""
+                ),
+                (
+                    "spec.rules[0].from[0].source.principals[4]",
+                    "write \"cluster.local/ns/prod/sa/*\" for every account of the namespace, or use namespaces: [\"prod\"]"
+                ),
+                ("spec.rules[0].when[0].notValues[0]", "write \"cluster.local/ns/prod/sa/web\""),
+            ]
+        );
+        assert_eq!(
+            found[0].message,
+            "principal \"spiffe://cluster.local/ns/prod/sa/web\" must not start with spiffe:// (Istio compares the identity without the scheme, so it never matches)"
+        );
+        assert!(found[1]
+            .message
+            .contains("is not of the form <trust-domain>/ns/<namespace>/sa/<serviceaccount>"));
+        // Valid shapes, wildcards and bare match strings (Istio-valid) pass.
+        assert!(each(
+            &PRINCIPAL_FORMAT,
+            json!({"rules": [{"from": [{"source": {"principals": [
+                "cluster.local/ns/prod/sa/web", "cluster.local/ns/prod/sa/*", "*/sa/web", "*", "cluster.local/*",
+                "td/ns/prod/s*", "*/ns/prod/sa/web", "principal", "*-suffix", "prefix-*"
+            ]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn foreign_trust_domain() {
+        let spec = json!({"rules": [{"from": [{"source": {"principals": [
+            "cluster.local/ns/a/sa/b", "other.example/ns/a/sa/b", "old.td/ns/a/sa/*", "*/ns/a/sa/b"
+        ]}}]}]});
+        let found = each(&FOREIGN_TRUST_DOMAIN, spec.clone());
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.principals[1]",
+                "spec.rules[0].from[0].source.principals[2]"
+            ]
+        );
+        assert_eq!(
+            found[0].message,
+            "trust domain \"other.example\" is neither \"cluster.local\" nor an alias: no workload here has this identity"
+        );
+        assert_eq!(
+            found[0].fix,
+            "write \"cluster.local/ns/a/sa/b\", or add the domain to trustDomainAliases"
+        );
+        // Aliases count.
+        let policy = Policy {
+            trust_domain_aliases: vec!["other.example".into(), "old.td".into()],
+            ..Policy::default()
+        };
+        for v in VERSIONS {
+            for op in WRITES {
+                assert!(run_with(
+                    &FOREIGN_TRUST_DOMAIN,
+                    op,
+                    v,
+                    "prod",
+                    &ap(v, spec.clone()),
+                    &policy
+                )
+                .is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn exact_path_trailing_slash() {
+        let found = each(
+            &EXACT_PATH_TRAILING_SLASH,
+            json!({"rules": [{"to": [{"operation": {"paths": ["/api/", "/", "/api/*", "/x/{*}/"], "notPaths": ["/admin/"]}}]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].to[0].operation.paths[0]",
+                "spec.rules[0].to[0].operation.notPaths[0]"
+            ]
+        );
+        assert_eq!(
+            found[0].message,
+            "\"/api/\" has no wildcard: it matches only the exact path \"/api/\", not \"/api/<anything>\""
+        );
+        assert_eq!(
+            found[0].fix,
+            "write \"/api/*\" to match \"/api/\" and everything below it"
+        );
+        assert!(each(
+            &EXACT_PATH_TRAILING_SLASH,
+            json!({"rules": [{"to": [{"operation": {"paths": ["/api/*", "/health"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn unknown_condition_key() {
+        let found = each(
+            &UNKNOWN_CONDITION_KEY,
+            json!({"rules": [{"when": [
+                {"key": "request.headers[x-foo]", "values": ["a"]},
+                {"key": "source.unknownKey", "values": ["x"]},
+                {"key": "source.namspace", "values": ["x"]},
+                {"key": "destination.namespace", "values": ["x"]},
+                {"key": "request.headers", "values": ["x"]},
+                {"key": "request.auth.claims[a][b]", "values": ["x"]},
+                {"key": "experimental.envoy.filters.a.b[c]", "values": ["x"]},
+            ]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].when[1].key",
+                "spec.rules[0].when[2].key",
+                "spec.rules[0].when[3].key",
+                "spec.rules[0].when[4].key"
+            ]
+        );
+        assert!(found[0]
+            .message
+            .starts_with("condition key \"source.unknownKey\" is not supported by Istio"));
+        assert!(found[1]
+            .fix
+            .starts_with("did you mean \"source.namespace\"?"));
+        assert!(found[2].message.contains("Istio removed it"));
+        assert!(found[3].message.contains("must be in brackets"));
+        assert!(each(
+            &UNKNOWN_CONDITION_KEY,
+            json!({"rules": [{"when": [{"key": "source.ip", "values": ["1.2.3.4"]}, {"key": "connection.sni", "values": ["a"]}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn quoted_condition_key() {
+        let found = each(
+            &QUOTED_CONDITION_KEY,
+            json!({"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}], "when": [
+                {"key": "request.headers[\"x-api-version\"]", "values": ["v1"]},
+                {"key": "request.auth.claims[groups]['admin']", "values": ["x"]},
+                {"key": "request.headers[x-ok]", "values": ["v1"]},
+            ]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["spec.rules[0].when[0].key", "spec.rules[0].when[1].key"]
+        );
+        assert_eq!(
+            found[0].message,
+            "quoted header name: Istio keeps the quotes, so this condition never matches and the ALLOW rule never applies"
+        );
+        assert_eq!(found[0].fix, "write key: request.headers[x-api-version]");
+        assert_eq!(
+            found[1].fix,
+            "write key: request.auth.claims[groups][admin]"
+        );
+        let found = each(
+            &QUOTED_CONDITION_KEY,
+            json!({"action": "DENY", "rules": [{"when": [{"key": "request.headers['x']", "values": ["v1"]}]}]}),
+        );
+        assert!(found[0].message.ends_with("and the DENY rule never fires"));
+        assert!(each(
+            &QUOTED_CONDITION_KEY,
+            json!({"rules": [{"when": [{"key": "request.auth.claims[iss]", "values": ["a"]}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn deny_all_delete() {
+        for v in VERSIONS {
+            let o = ap(v, json!({}));
+            let found = run(&DENY_ALL_DELETE, Operation::Delete, v, "prod", &o);
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].path, "spec");
+            assert!(found[0]
+                .message
+                .starts_with("deleting allow-nothing AuthorizationPolicy prod/p removes the default-deny baseline for every workload in namespace \"prod\""));
+            assert!(found[0].fix.starts_with("keep it"));
+            // CREATE/UPDATE of it, DELETE of a policy with rules or a selector: fine.
+            for op in WRITES {
+                assert!(run(&DENY_ALL_DELETE, op, v, "prod", &o).is_empty());
+            }
+            for spec in [
+                json!({"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]}),
+                json!({"selector": sel()}),
+                json!({"action": "DENY", "rules": [{}]}),
+            ] {
+                let o = ap(v, spec);
+                assert!(run(&DENY_ALL_DELETE, Operation::Delete, v, "prod", &o).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn allow_negative_match() {
+        let found = each(
+            &ALLOW_NEGATIVE_MATCH,
+            json!({"rules": [
+                {"from": [{"source": {"notNamespaces": ["untrusted"]}}]},
+                {"when": [{"key": "request.auth.claims[sub]", "notValues": ["x"]}]},
+            ]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.notNamespaces",
+                "spec.rules[1].when[0].notValues"
+            ]
+        );
+        assert!(found[0]
+            .message
+            .contains("also matches plaintext callers (no identity)"));
+        assert!(found[1].message.contains("requests without a JWT"));
+        // A positive match of the same family fails closed: fine (the tutorial's jwt-authz).
+        assert!(each(
+            &ALLOW_NEGATIVE_MATCH,
+            json!({"rules": [
+                {"from": [{"source": {"requestPrincipals": ["https://a/*"]}}], "when": [{"key": "request.auth.claims[sub]", "notValues": ["x"]}]},
+                {"from": [{"source": {"principals": ["cluster.local/ns/a/sa/*"], "notPrincipals": ["cluster.local/ns/a/sa/b"]}}]},
+            ]})
+        )
+        .is_empty());
+        assert!(each(
+            &ALLOW_NEGATIVE_MATCH,
+            json!({"action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn deny_positive_identity() {
+        let found = each(
+            &DENY_POSITIVE_IDENTITY,
+            json!({"action": "DENY", "rules": [
+                {"from": [{"source": {"namespaces": ["untrusted"]}}]},
+                {"when": [{"key": "source.principal", "values": ["cluster.local/ns/a/sa/b"]}]},
+            ]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.namespaces",
+                "spec.rules[1].when[0].values"
+            ]
+        );
+        assert!(found[0]
+            .message
+            .contains("never matches them unless mTLS is STRICT"));
+        assert!(found[0].fix.contains("notPrincipals: [\"*\"]"));
+        // The documented defence-in-depth pattern, and ALLOW policies, are fine.
+        assert!(each(
+            &DENY_POSITIVE_IDENTITY,
+            json!({"action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}]})
+        )
+        .is_empty());
+        assert!(each(
+            &DENY_POSITIVE_IDENTITY,
+            json!({"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn action_without_rules() {
+        let found = each(&ACTION_WITHOUT_RULES, json!({"action": "DENY"}));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec");
+        assert_eq!(
+            found[0].message,
+            "a DENY policy without rules never matches any request, so it enforces nothing"
+        );
+        let found = each(
+            &ACTION_WITHOUT_RULES,
+            json!({"action": "CUSTOM", "provider": {"name": "ext"}, "rules": []}),
+        );
+        assert_eq!(found[0].path, "spec.rules");
+        assert!(found[0].fix.contains("rules: [{}]"));
+        assert!(each(&ACTION_WITHOUT_RULES, json!({})).is_empty());
+        assert!(each(
+            &ACTION_WITHOUT_RULES,
+            json!({"action": "DENY", "rules": [{}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn http_deny_without_ports() {
+        let found = each(
+            &HTTP_ONLY_DENY_WITHOUT_PORTS,
+            json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin/*"]}}]}]}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[0]");
+        assert!(found[0].message.contains("denies all TCP traffic"));
+        assert!(each(
+            &HTTP_ONLY_DENY_WITHOUT_PORTS,
+            json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin/*"], "ports": ["8080"]}}]}]})
+        )
+        .is_empty());
+        assert!(each(
+            &HTTP_ONLY_DENY_WITHOUT_PORTS,
+            json!({"rules": [{"to": [{"operation": {"paths": ["/admin/*"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn ip_hints() {
+        let spec = json!({"rules": [{"from": [{"source": {"remoteIpBlocks": ["1.2.3.4"], "ipBlocks": ["10.0.0.0/8"]}}],
+                                     "when": [{"key": "remote.ip", "values": ["1.2.3.4"]}, {"key": "source.ip", "values": ["1.2.3.4"]}]}]});
+        let found = each(&REMOTE_IP_UNTRUSTED, spec.clone());
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.remoteIpBlocks",
+                "spec.rules[0].when[0].key"
+            ]
+        );
+        assert!(found[0].message.contains("numTrustedProxies"));
+        let found = each(&SOURCE_IP_BEHIND_GATEWAY, spec);
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.ipBlocks",
+                "spec.rules[0].when[1].key"
+            ]
+        );
+        assert!(found[0].message.contains("not the original client's"));
+        let clean =
+            json!({"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]});
+        assert!(each(&REMOTE_IP_UNTRUSTED, clean.clone()).is_empty());
+        assert!(each(&SOURCE_IP_BEHIND_GATEWAY, clean).is_empty());
+    }
+}

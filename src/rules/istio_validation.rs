@@ -1,0 +1,1296 @@
+//! Istio validation parity: what Istio itself rejects (CRD schema, CEL rules, istiod's
+//! validating webhook), meshguard rejects too, with Istio's reason in the message. One rule per
+//! class of error, across PeerAuthentication, AuthorizationPolicy, RequestAuthentication and
+//! DestinationRule. Unknown fields are tolerated (newer Istio versions add fields); unknown enum
+//! values are not. Security judgements (PERMISSIVE, allow-all, ...) live in the per-kind files;
+//! `pa-port-level-without-selector` and `ra-missing-issuer` already cover those two Istio errors.
+//!
+//! Also home to the small JSON helpers the Istio rule files share.
+
+use super::{Action, Rule, Violation};
+use crate::resource::{quoted_key, Kind, Review};
+use serde_json::Value;
+
+const KINDS: &[Kind] = &[
+    Kind::PeerAuthentication,
+    Kind::AuthorizationPolicy,
+    Kind::RequestAuthentication,
+    Kind::DestinationRule,
+];
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+
+/// The array under `key`, empty when absent or not an array.
+pub(crate) fn items<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The string entries of the array under `key`, with their indexes.
+pub(crate) fn strings<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = (usize, &'v str)> {
+    items(v, key)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, x)| x.as_str().map(|s| (i, s)))
+}
+
+/// Levenshtein distance, for "did you mean" suggestions (error paths only).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The option closest to `word`, when it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
+    options
+        .iter()
+        .map(|o| (distance(word, o), *o))
+        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validator
+
+/// A field path rendered only when a violation needs it: `a[i]`, `a[i].b[j]`, plus `.tail`.
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    head: &'a str,
+    i: usize,
+    inner: Option<(&'a str, usize)>,
+    tail: &'a str,
+}
+
+impl<'a> Loc<'a> {
+    fn new(head: &'a str, i: usize, inner: Option<(&'a str, usize)>, tail: &'a str) -> Self {
+        Loc {
+            head,
+            i,
+            inner,
+            tail,
+        }
+    }
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.head, self.i)?;
+        if let Some((b, j)) = self.inner {
+            write!(f, ".{b}[{j}]")?;
+        }
+        if !self.tail.is_empty() {
+            write!(f, ".{}", self.tail)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Class {
+    /// A value outside an enum.
+    Enum,
+    /// A port number or port key out of range or not a number.
+    Port,
+    /// Fields that must not be set together.
+    Conflict,
+    /// Everything else Istio's schema or webhook rejects: required or empty values, types, formats.
+    Spec,
+}
+
+struct Sink<'o> {
+    class: Class,
+    out: &'o mut Vec<Violation>,
+}
+
+impl Sink<'_> {
+    fn wants(&self, class: Class) -> bool {
+        self.class == class
+    }
+
+    /// Report an Istio error of `class` at `path`; the closures only run when the class is wanted.
+    fn report(
+        &mut self,
+        class: Class,
+        path: impl FnOnce() -> String,
+        istio: impl FnOnce() -> String,
+        fix: impl FnOnce() -> String,
+    ) {
+        if self.wants(class) {
+            self.out.push(Violation::new(
+                path(),
+                format!("Istio rejects this object: {}", istio()),
+                fix(),
+            ));
+        }
+    }
+
+    fn enum_value(&mut self, path: impl FnOnce() -> String, v: Option<&Value>, allowed: &[&str]) {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if allowed.contains(&s.as_str()) => {}
+            Some(Value::String(s)) => {
+                if self.wants(Class::Enum) {
+                    let supported = allowed
+                        .iter()
+                        .map(|a| format!("{a:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let fix = match closest(s, allowed) {
+                        Some(c) => format!("write {c:?} (supported: {})", allowed.join(", ")),
+                        None => format!("write one of {}", allowed.join(", ")),
+                    };
+                    self.report(
+                        Class::Enum,
+                        path,
+                        || format!("Unsupported value: {s:?}: supported values: {supported}"),
+                        || fix,
+                    );
+                }
+            }
+            Some(other) => {
+                let p = path();
+                let t = type_name(other);
+                self.report(
+                    Class::Spec,
+                    || p.to_string(),
+                    || format!("{p} in body must be of type string: {t:?}"),
+                    || format!("write one of {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    /// Every entry of the string list at `key` must be non-empty (CRD `minLength: 1`).
+    fn non_empty_strings(&mut self, parent: &Value, base: Loc<'_>, key: &str) {
+        if !self.wants(Class::Spec) {
+            return;
+        }
+        for (i, v) in items(parent, key).iter().enumerate() {
+            if v.as_str() == Some("") {
+                let p = format!("{base}.{key}[{i}]");
+                self.report(
+                    Class::Spec,
+                    || p.to_string(),
+                    || format!("{p} in body should be at least 1 chars long"),
+                    || "remove the empty entry or write the value".to_owned(),
+                );
+            }
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn port_in_range(n: u64) -> bool {
+    (1..=65535).contains(&n)
+}
+
+const PA_MODES: &[&str] = &["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
+const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
+const RA_PRESENCE: &[&str] = &["OPTIONAL", "REQUIRED"];
+pub(crate) const DR_TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"];
+
+fn validate(review: &Review<'_>, sink: &mut Sink<'_>) {
+    let spec = review.spec();
+    if spec.is_null() {
+        return;
+    }
+    match review.kind {
+        Kind::PeerAuthentication => peer_authentication(spec, sink),
+        Kind::AuthorizationPolicy => authorization_policy(spec, sink),
+        Kind::RequestAuthentication => request_authentication(spec, review.namespace, sink),
+        Kind::DestinationRule => destination_rule(spec, sink),
+        _ => {}
+    }
+}
+
+fn peer_authentication(spec: &Value, sink: &mut Sink<'_>) {
+    sink.enum_value(
+        || "spec.mtls.mode".to_owned(),
+        spec.pointer("/mtls/mode"),
+        PA_MODES,
+    );
+    let Some(ports) = spec.get("portLevelMtls").and_then(Value::as_object) else {
+        return;
+    };
+    if ports.is_empty() {
+        sink.report(
+            Class::Spec,
+            || "spec.portLevelMtls".to_owned(),
+            || "spec.portLevelMtls in body should have at least 1 properties".to_owned(),
+            || "remove portLevelMtls, or list the ports, e.g. portLevelMtls: {\"8080\": {mode: STRICT}}".to_owned(),
+        );
+    }
+    for (key, entry) in ports {
+        let path = || format!("spec.portLevelMtls{}", quoted_key(key));
+        match key.parse::<u64>() {
+            Err(_) => sink.report(
+                Class::Port,
+                path,
+                || format!("type conversion error from string {key:?} to a port number: portLevelMtls keys must be container port numbers"),
+                || "use the numeric container port, e.g. \"8080\"".to_owned(),
+            ),
+            Ok(n) if !port_in_range(n) => sink.report(
+                Class::Port,
+                path,
+                || format!("port must be between 1-65535, got {n}"),
+                || "use the workload's container port, between 1 and 65535".to_owned(),
+            ),
+            Ok(_) => {}
+        }
+        sink.enum_value(|| format!("{}.mode", path()), entry.get("mode"), PA_MODES);
+    }
+}
+
+/// Is `p` a valid Envoy URI template (`{*}` / `{**}` whole segments, `{**}` last)?
+/// Returns Istio's reason when not. Paths without `{` are plain match strings.
+fn path_template_problem(p: &str) -> Option<&'static str> {
+    if !p.contains(['{', '}']) {
+        return None;
+    }
+    let segs: Vec<&str> = p.split('/').collect();
+    for (i, s) in segs.iter().enumerate() {
+        if !s.contains(['{', '}']) {
+            continue;
+        }
+        match *s {
+            "{*}" => {}
+            "{**}" => {
+                if segs[i + 1..]
+                    .iter()
+                    .any(|r| r.contains("{**}") || r.contains("{*}"))
+                {
+                    return Some("the {**} operator must be the last operator in the path");
+                }
+            }
+            _ => {
+                return Some(
+                    "{*} and {**} must be the whole path segment, with no other characters in it",
+                );
+            }
+        }
+    }
+    if p.contains('*') && p.split('/').any(|s| s.contains('*') && !s.starts_with('{')) {
+        return Some("a path template cannot also use the * prefix/suffix match");
+    }
+    None
+}
+
+fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
+    sink.enum_value(|| "spec.action".to_owned(), spec.get("action"), AP_ACTIONS);
+    let action = spec
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("ALLOW");
+    target_conflicts(spec, sink);
+    let provider = spec.get("provider").filter(|p| !p.is_null());
+    if action == "CUSTOM"
+        && spec.get("rules").is_some_and(|r| !r.is_null())
+        && provider
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        sink.report(
+            Class::Spec,
+            || "spec.provider.name".to_owned(),
+            || "`provider.name` must not be empty".to_owned(),
+            || "name the extension provider from meshConfig.extensionProviders".to_owned(),
+        );
+    }
+    if provider.is_some() && action != "CUSTOM" {
+        sink.report(
+            Class::Conflict,
+            || "spec.provider".to_owned(),
+            || format!("`provider` must not be with non CUSTOM action, found {action}"),
+            || "remove provider, or set action: CUSTOM".to_owned(),
+        );
+    }
+    for (i, rule) in items(spec, "rules").iter().enumerate() {
+        if !rule.is_object() {
+            sink.report(
+                Class::Spec,
+                || format!("spec.rules[{i}]"),
+                || format!("`rule` must not be nil, found at rule {i} (spec.rules[{i}] in body must be of type object)"),
+                || "write {} for a rule that matches everything, or remove the entry".to_owned(),
+            );
+            continue;
+        }
+        for (field, inner) in [("from", "source"), ("to", "operation")] {
+            if rule
+                .get(field)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
+                sink.report(
+                    Class::Spec,
+                    || format!("spec.rules[{i}].{field}"),
+                    || format!("`{field}` must not be empty, found at rule {i}"),
+                    || format!("remove {field}, or add entries"),
+                );
+            }
+            for (j, entry) in items(rule, field).iter().enumerate() {
+                match entry.get(inner) {
+                    Some(Value::Object(m)) if !m.is_empty() => {}
+                    Some(Value::Object(_)) => sink.report(
+                        Class::Spec,
+                        || format!("spec.rules[{i}].{field}[{j}].{inner}"),
+                        || format!("`{field}.{inner}` must not be empty, found at rule {i}"),
+                        || {
+                            format!(
+                                "set at least one match in {inner}, or remove the {field} entry"
+                            )
+                        },
+                    ),
+                    _ => sink.report(
+                        Class::Spec,
+                        || format!("spec.rules[{i}].{field}[{j}]"),
+                        || format!("`{field}.{inner}` must not be nil, found at rule {i}"),
+                        || format!("write {field}: [{{{inner}: {{...}}}}]"),
+                    ),
+                }
+            }
+        }
+        for (j, from) in items(rule, "from").iter().enumerate() {
+            let Some(src) = from.get("source") else {
+                continue;
+            };
+            let base = Loc::new("spec.rules", i, Some(("from", j)), "source");
+            let set = |k: &str| {
+                src.get(k)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            };
+            if (set("serviceAccounts") || set("notServiceAccounts"))
+                && ["principals", "notPrincipals", "namespaces", "notNamespaces"]
+                    .iter()
+                    .any(|k| set(k))
+            {
+                sink.report(
+                    Class::Conflict,
+                    || base.to_string(),
+                    || "Cannot set serviceAccounts with namespaces or principals".to_owned(),
+                    || "put serviceAccounts in a separate from[] entry (entries are ORed), or express the accounts as principals".to_owned(),
+                );
+            }
+            if sink.wants(Class::Spec) {
+                for (k, sa) in strings(src, "serviceAccounts") {
+                    if sa.contains('*') {
+                        sink.report(
+                            Class::Spec,
+                            || format!("{base}.serviceAccounts[{k}]"),
+                            || "serviceAccounts do not support wildcards".to_owned(),
+                            || "name each account as <namespace>/<serviceaccount>, or use principals with a wildcard".to_owned(),
+                        );
+                    }
+                }
+                if items(src, "serviceAccounts").len() > 16 {
+                    sink.report(
+                        Class::Spec,
+                        || format!("{base}.serviceAccounts"),
+                        || "serviceAccounts may list at most 16 entries".to_owned(),
+                        || "split the accounts over several from[] entries".to_owned(),
+                    );
+                }
+                for key in [
+                    "principals",
+                    "notPrincipals",
+                    "requestPrincipals",
+                    "notRequestPrincipals",
+                    "namespaces",
+                    "notNamespaces",
+                    "ipBlocks",
+                    "notIpBlocks",
+                    "remoteIpBlocks",
+                    "notRemoteIpBlocks",
+                ] {
+                    empty_values(src, base, key, sink);
+                }
+                for key in [
+                    "ipBlocks",
+                    "notIpBlocks",
+                    "remoteIpBlocks",
+                    "notRemoteIpBlocks",
+                ] {
+                    ip_values(src, |k| format!("{base}.{key}[{k}]"), key, sink);
+                }
+            }
+        }
+        for (j, to) in items(rule, "to").iter().enumerate() {
+            let Some(op) = to.get("operation") else {
+                continue;
+            };
+            let base = Loc::new("spec.rules", i, Some(("to", j)), "operation");
+            for key in ["ports", "notPorts"] {
+                for (k, v) in items(op, key).iter().enumerate() {
+                    let ok = match v {
+                        Value::String(s) => s.parse::<u64>().is_ok_and(port_in_range),
+                        Value::Number(n) => n.as_u64().is_some_and(port_in_range),
+                        _ => false,
+                    };
+                    if !ok {
+                        sink.report(
+                            Class::Port,
+                            || format!("{base}.{key}[{k}]"),
+                            || format!("invalid port {v}: port must be between 1-65535"),
+                            || "write the port as a number string, e.g. \"8080\"".to_owned(),
+                        );
+                    }
+                }
+            }
+            if sink.wants(Class::Spec) {
+                for key in [
+                    "methods",
+                    "notMethods",
+                    "paths",
+                    "notPaths",
+                    "hosts",
+                    "notHosts",
+                ] {
+                    empty_values(op, base, key, sink);
+                }
+                for key in ["paths", "notPaths"] {
+                    for (k, p) in strings(op, key) {
+                        if let Some(why) = path_template_problem(p) {
+                            sink.report(
+                                Class::Spec,
+                                || format!("{base}.{key}[{k}]"),
+                                || format!("invalid path template {p:?}: {why}"),
+                                || "use {*} for one segment and {**} (last) for the rest, each as a whole segment, e.g. \"/api/{*}/items/{**}\"".to_owned(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (l, cond) in items(rule, "when").iter().enumerate() {
+            let base = Loc::new("spec.rules", i, Some(("when", l)), "");
+            let key = cond.get("key").and_then(Value::as_str).unwrap_or("");
+            if key.is_empty() {
+                sink.report(
+                    Class::Spec,
+                    || format!("{base}.key"),
+                    || "`key` must not be empty".to_owned(),
+                    || "set key, e.g. source.namespace".to_owned(),
+                );
+                continue;
+            }
+            let has = |k: &str| {
+                cond.get(k)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            };
+            if !has("values") && !has("notValues") {
+                sink.report(
+                    Class::Spec,
+                    || base.to_string(),
+                    || format!("at least one of `values` or `notValues` must be set for key {key}"),
+                    || "add values (or notValues) to the condition".to_owned(),
+                );
+            }
+            if matches!(key, "source.ip" | "remote.ip" | "destination.ip")
+                && sink.wants(Class::Spec)
+            {
+                for field in ["values", "notValues"] {
+                    ip_values(cond, |k| format!("{base}.{field}[{k}]"), field, sink);
+                }
+            }
+            if key == "destination.port" {
+                for field in ["values", "notValues"] {
+                    for (k, v) in strings(cond, field) {
+                        if !v.parse::<u64>().is_ok_and(port_in_range) {
+                            sink.report(
+                                Class::Port,
+                                || format!("{base}.{field}[{k}]"),
+                                || format!("invalid `value` for `key` destination.port: invalid port {v}"),
+                                || "write a port number between 1 and 65535".to_owned(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An IP address or CIDR range, as Istio's `ValidateIPs` accepts them.
+fn ip_or_cidr(s: &str) -> bool {
+    use std::net::IpAddr;
+    match s.split_once('/') {
+        None => s.parse::<IpAddr>().is_ok(),
+        Some((ip, len)) => match (ip.parse::<IpAddr>(), len.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(n)) => n <= 32,
+            (Ok(IpAddr::V6(_)), Ok(n)) => n <= 128,
+            _ => false,
+        },
+    }
+}
+
+fn ip_values(parent: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut Sink<'_>) {
+    for (k, v) in strings(parent, key) {
+        if !v.is_empty() && !ip_or_cidr(v) {
+            sink.report(
+                Class::Spec,
+                || path(k),
+                || format!("invalid IP address or CIDR range {v:?} in {key}"),
+                || {
+                    "write an address such as \"10.0.0.1\" or a range such as \"10.0.0.0/16\""
+                        .to_owned()
+                },
+            );
+        }
+    }
+}
+
+/// Istio's `CheckEmptyValues`: no empty strings in match lists.
+fn empty_values(parent: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
+    for (k, v) in strings(parent, key) {
+        if v.is_empty() {
+            let mut name = key.to_owned();
+            if let Some(first) = name.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            sink.report(
+                Class::Spec,
+                || format!("{base}.{key}[{k}]"),
+                || format!("empty value is not allowed, found in {name}"),
+                || "remove the empty entry".to_owned(),
+            );
+        }
+    }
+}
+
+/// `selector`, `targetRef` and `targetRefs` are mutually exclusive (AuthorizationPolicy and
+/// RequestAuthentication).
+fn target_conflicts(spec: &Value, sink: &mut Sink<'_>) {
+    let present = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
+    let n = ["selector", "targetRef", "targetRefs"]
+        .iter()
+        .filter(|k| present(k))
+        .count();
+    if n > 1 {
+        sink.report(
+            Class::Conflict,
+            || "spec".to_owned(),
+            || "only one of targetRefs or selector can be set (selector, targetRef and targetRefs are mutually exclusive)".to_owned(),
+            || "keep exactly one of selector, targetRef or targetRefs".to_owned(),
+        );
+    }
+}
+
+/// One `targetRef` (PolicyTargetReference).
+fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
+    if !sink.wants(Class::Spec) {
+        return;
+    }
+    if !r.is_object() {
+        sink.report(
+            Class::Spec,
+            || path.to_owned(),
+            || format!("{path} in body must be of type object"),
+            || "write {group: \"\", kind: Service, name: <name>}".to_owned(),
+        );
+        return;
+    }
+    for field in ["name", "kind"] {
+        match r.get(field).and_then(Value::as_str) {
+            None => sink.report(
+                Class::Spec,
+                || format!("{path}.{field}"),
+                || format!("{path}.{field}: Required value"),
+                || format!("set {field}"),
+            ),
+            Some("") => sink.report(
+                Class::Spec,
+                || format!("{path}.{field}"),
+                || format!("{path}.{field} in body should be at least 1 chars long"),
+                || format!("set {field}"),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(g) = r.get("group").and_then(Value::as_str) {
+        if !g.is_empty() && !dns_subdomain(g) {
+            sink.report(
+                Class::Spec,
+                || format!("{path}.group"),
+                || format!("{path}.group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"),
+                || "write \"\" for core kinds (Service) or the API group, e.g. gateway.networking.k8s.io".to_owned(),
+            );
+        }
+    }
+    if let Some(k) = r.get("kind").and_then(Value::as_str) {
+        let ok = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !k.ends_with('-');
+        if !k.is_empty() && !ok {
+            sink.report(
+                Class::Spec,
+                || format!("{path}.kind"),
+                || {
+                    format!(
+                        "{path}.kind in body should match '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$'"
+                    )
+                },
+                || "write the kind, e.g. Service or Gateway".to_owned(),
+            );
+        }
+    }
+    if let Some(ns) = r.get("namespace").and_then(Value::as_str) {
+        if !ns.is_empty() && ns != own_ns {
+            sink.report(
+                Class::Spec,
+                || format!("{path}.namespace"),
+                || "cross namespace referencing is not currently supported".to_owned(),
+                || format!("remove namespace (the target must be in {own_ns:?}), or create the policy in {ns:?}"),
+            );
+        }
+    }
+}
+
+/// Lower-case RFC 1123 subdomain (API group names).
+fn dns_subdomain(s: &str) -> bool {
+    s.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    })
+}
+
+/// A protobuf duration as Kubernetes/Istio write it (`5s`, `1.5s`, `100ms`, `1m30s`), in ns.
+fn duration_nanos(s: &str) -> Option<u128> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(total as u128)
+}
+
+fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
+    target_conflicts(spec, sink);
+    if let Some(r) = spec.get("targetRef").filter(|r| !r.is_null()) {
+        target_ref(r, "spec.targetRef", own_ns, sink);
+    }
+    for (i, r) in items(spec, "targetRefs").iter().enumerate() {
+        target_ref(r, &format!("spec.targetRefs[{i}]"), own_ns, sink);
+    }
+    for (i, rule) in items(spec, "jwtRules").iter().enumerate() {
+        let base = Loc::new("spec.jwtRules", i, None, "");
+        if !rule.is_object() {
+            sink.report(
+                Class::Spec,
+                || base.to_string(),
+                || format!("{base} in body must be of type object"),
+                || "write the rule, e.g. {issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}, or remove the entry".to_owned(),
+            );
+            continue;
+        }
+        sink.enum_value(
+            || format!("{base}.presence"),
+            rule.get("presence"),
+            RA_PRESENCE,
+        );
+        if !sink.wants(Class::Spec) {
+            continue;
+        }
+        for key in [
+            "audiences",
+            "fromParams",
+            "fromCookies",
+            "spaceDelimitedClaims",
+        ] {
+            sink.non_empty_strings(rule, base, key);
+        }
+        if let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) {
+            if !uri.is_empty() && jwks_scheme(uri).is_none() {
+                sink.report(
+                    Class::Spec,
+                    || format!("{base}.jwksUri"),
+                    || "url must have scheme http:// or https://".to_owned(),
+                    || "write the full URL, e.g. \"https://issuer.example.com/.well-known/jwks.json\"".to_owned(),
+                );
+            }
+        }
+        for (j, h) in items(rule, "fromHeaders").iter().enumerate() {
+            let p = Loc::new("spec.jwtRules", i, Some(("fromHeaders", j)), "");
+            match h.get("name").and_then(Value::as_str) {
+                None => sink.report(
+                    Class::Spec,
+                    || format!("{p}.name"),
+                    || format!("{p}.name: Required value"),
+                    || "set the header name, e.g. name: Authorization".to_owned(),
+                ),
+                Some("") => sink.report(
+                    Class::Spec,
+                    || format!("{p}.name"),
+                    || format!("{p}.name in body should be at least 1 chars long"),
+                    || "set the header name, e.g. name: Authorization".to_owned(),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (j, c) in items(rule, "outputClaimToHeaders").iter().enumerate() {
+            let p = Loc::new("spec.jwtRules", i, Some(("outputClaimToHeaders", j)), "");
+            if !c.is_object() {
+                sink.report(
+                    Class::Spec,
+                    || p.to_string(),
+                    || format!("{p} in body must be of type object"),
+                    || "write {claim: <claim>, header: <header>} or remove the entry".to_owned(),
+                );
+                continue;
+            }
+            for field in ["claim", "header"] {
+                match c.get(field).and_then(Value::as_str) {
+                    None => sink.report(
+                        Class::Spec,
+                        || format!("{p}.{field}"),
+                        || format!("{p}.{field}: Required value"),
+                        || format!("set {field}"),
+                    ),
+                    Some("") => sink.report(
+                        Class::Spec,
+                        || format!("{p}.{field}"),
+                        || format!("{p}.{field} in body should be at least 1 chars long"),
+                        || format!("set {field}"),
+                    ),
+                    Some(h)
+                        if field == "header"
+                            && !h
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    {
+                        sink.report(
+                            Class::Spec,
+                            || format!("{p}.header"),
+                            || format!("{p}.header in body should match '^[-_A-Za-z0-9]+$'"),
+                            || "use a plain header name such as x-jwt-sub (no pseudo-headers like :authority)".to_owned(),
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(t) = rule.get("timeout").filter(|t| !t.is_null()) {
+            let ok = t
+                .as_str()
+                .and_then(duration_nanos)
+                .is_some_and(|n| n >= 1_000_000);
+            if !ok {
+                sink.report(
+                    Class::Spec,
+                    || format!("{base}.timeout"),
+                    || format!("{base}.timeout must be a valid duration greater than 1ms, got {t}"),
+                    || "write a duration such as \"5s\"".to_owned(),
+                );
+            }
+        }
+    }
+}
+
+/// The scheme of a JWKS URI (`http`/`https`, any case), `None` when it has none Istio accepts.
+pub(crate) fn jwks_scheme(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once("://")?;
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        .then_some(scheme)
+        .filter(|_| !rest.is_empty())
+}
+
+fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
+    match spec.get("host").and_then(Value::as_str) {
+        Some(h) if !h.is_empty() => {}
+        _ => sink.report(
+            Class::Spec,
+            || "spec.host".to_owned(),
+            || "spec.host: Required value".to_owned(),
+            || "set host to the service, e.g. \"reviews.prod.svc.cluster.local\"".to_owned(),
+        ),
+    }
+    super::destination_rule::for_each_tls(spec, |path, tls| {
+        sink.enum_value(|| format!("{path}.mode"), tls.get("mode"), DR_TLS_MODES);
+        let mode = tls.get("mode").and_then(Value::as_str).unwrap_or("DISABLE");
+        let has = |k: &str| {
+            tls.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        let files = ["clientCertificate", "privateKey", "caCertificates"];
+        if matches!(mode, "SIMPLE" | "MUTUAL")
+            && has("credentialName")
+            && files.iter().any(|k| has(k))
+        {
+            sink.report(
+                Class::Conflict,
+                || path.to_owned(),
+                || {
+                    "cannot specify client certificates or CA certificate If credentialName is set"
+                        .to_owned()
+                },
+                || "use either credentialName or the certificate file fields, not both".to_owned(),
+            );
+        }
+        if mode == "MUTUAL" && !has("credentialName") {
+            for (k, what) in [
+                ("clientCertificate", "client certificate"),
+                ("privateKey", "private key"),
+            ] {
+                if !has(k) {
+                    sink.report(
+                        Class::Spec,
+                        || format!("{path}.{k}"),
+                        || format!("{what} required for mutual tls"),
+                        || format!("set {k} (a file in the proxy) or credentialName (a Secret), or use mode: ISTIO_MUTUAL for in-mesh hosts"),
+                    );
+                }
+            }
+        }
+    });
+    let mut port_check = |path: String, pls: &Value| {
+        for (i, p) in items(pls, "portLevelSettings").iter().enumerate() {
+            if let Some(n) = p.pointer("/port/number") {
+                if !n.as_u64().is_some_and(port_in_range) {
+                    sink.report(
+                        Class::Port,
+                        || format!("{path}.portLevelSettings[{i}].port.number"),
+                        || format!("port number {n} must be in the range 1..65535"),
+                        || "write the service port, between 1 and 65535".to_owned(),
+                    );
+                }
+            }
+        }
+    };
+    if let Some(tp) = spec.get("trafficPolicy") {
+        port_check("spec.trafficPolicy".to_owned(), tp);
+    }
+    for (i, s) in items(spec, "subsets").iter().enumerate() {
+        if let Some(tp) = s.get("trafficPolicy") {
+            port_check(format!("spec.subsets[{i}].trafficPolicy"), tp);
+        }
+    }
+    for (i, s) in items(spec, "subsets").iter().enumerate() {
+        if s.get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            sink.report(
+                Class::Spec,
+                || format!("spec.subsets[{i}].name"),
+                || "subset name cannot be empty".to_owned(),
+                || "name the subset, e.g. name: v1".to_owned(),
+            );
+        }
+    }
+}
+
+fn check(class: Class, review: &Review<'_>, out: &mut Vec<Violation>) {
+    validate(review, &mut Sink { class, out });
+}
+
+pub static INVALID_ENUM: Rule = Rule {
+    id: "istio-invalid-enum",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "a value outside an Istio enum (mtls mode, action, tls mode, presence): typos such as STRCT or ALLOWED",
+    example_fix: "spec.mtls.mode: STRICT",
+    check: |review, _ctx, out| check(Class::Enum, review, out),
+};
+
+pub static INVALID_PORT: Rule = Rule {
+    id: "istio-invalid-port",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "a port that is not a number between 1 and 65535 (portLevelMtls keys, operation ports, portLevelSettings)",
+    example_fix: "portLevelMtls: {\"8080\": {mode: STRICT}}",
+    check: |review, _ctx, out| check(Class::Port, review, out),
+};
+
+pub static CONFLICTING_FIELDS: Rule = Rule {
+    id: "istio-conflicting-fields",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "fields Istio does not allow together (serviceAccounts with principals/namespaces, selector with targetRef, credentialName with certificate files)",
+    example_fix: "keep one of selector, targetRef, targetRefs",
+    check: |review, _ctx, out| check(Class::Conflict, review, out),
+};
+
+pub static INVALID_SPEC: Rule = Rule {
+    id: "istio-invalid-spec",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "anything else Istio's schema or validation rejects: empty or missing required values, wrong types, bad formats",
+    example_fix: "jwtRules[0].audiences: [\"api.example.com\"] (no empty entries)",
+    check: |review, _ctx, out| check(Class::Spec, review, out),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{obj, run};
+    use kube::core::admission::Operation;
+    use kube::core::DynamicObject;
+    use serde_json::json;
+
+    fn o(group_version: &str, kind: &str, spec: Value) -> DynamicObject {
+        obj(json!({
+            "apiVersion": group_version,
+            "kind": kind,
+            "metadata": {"name": "x", "namespace": "prod"},
+            "spec": spec
+        }))
+    }
+
+    /// Run a parity rule against `kind` for all its versions and CREATE/UPDATE.
+    fn each(rule: &Rule, kind: Kind, spec: Value) -> Vec<Violation> {
+        let (group, versions): (&str, &[&str]) = match kind {
+            Kind::DestinationRule => ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
+            _ => ("security.istio.io", &["v1", "v1beta1"]),
+        };
+        let mut last: Option<Vec<Violation>> = None;
+        for v in versions {
+            for op in [Operation::Create, Operation::Update] {
+                let ob = o(&format!("{group}/{v}"), kind.as_str(), spec.clone());
+                let review = Review {
+                    kind,
+                    version: v,
+                    operation: &op,
+                    namespace: "prod",
+                    name: "x",
+                    object: Some(&ob),
+                    old_object: None,
+                    dry_run: false,
+                };
+                let mut out = Vec::new();
+                (rule.check)(
+                    &review,
+                    &crate::rules::Ctx {
+                        policy: &crate::config::Policy::default(),
+                        cluster: &crate::context::NoCluster,
+                    },
+                    &mut out,
+                );
+                if let Some(prev) = &last {
+                    assert_eq!(prev, &out);
+                }
+                last = Some(out);
+            }
+        }
+        last.unwrap_or_default()
+    }
+
+    #[test]
+    fn enum_typos() {
+        let found = each(
+            &INVALID_ENUM,
+            Kind::PeerAuthentication,
+            json!({"mtls": {"mode": "STRCT"}, "selector": {"matchLabels": {"a": "b"}}, "portLevelMtls": {"80": {"mode": "permissive"}}}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, ["spec.mtls.mode", "spec.portLevelMtls[\"80\"].mode"]);
+        assert_eq!(
+            found[0].message,
+            "Istio rejects this object: Unsupported value: \"STRCT\": supported values: \"UNSET\", \"DISABLE\", \"PERMISSIVE\", \"STRICT\""
+        );
+        assert!(found[0].fix.starts_with("write \"STRICT\""));
+        assert!(found[1].fix.starts_with("write \"PERMISSIVE\""));
+        let found = each(
+            &INVALID_ENUM,
+            Kind::AuthorizationPolicy,
+            json!({"action": "ALLOWED"}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.action");
+        assert!(found[0].fix.starts_with("write \"ALLOW\""));
+        let found = each(
+            &INVALID_ENUM,
+            Kind::DestinationRule,
+            json!({"host": "a", "subsets": [{"name": "v1", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL_"}}}]}),
+        );
+        assert_eq!(found[0].path, "spec.subsets[0].trafficPolicy.tls.mode");
+        let found = each(
+            &INVALID_ENUM,
+            Kind::RequestAuthentication,
+            json!({"jwtRules": [{"issuer": "a", "presence": "MANDATORY"}]}),
+        );
+        assert!(found[0]
+            .message
+            .contains("Unsupported value: \"MANDATORY\""));
+        // Valid values and unknown fields pass.
+        for (kind, spec) in [
+            (
+                Kind::PeerAuthentication,
+                json!({"mtls": {"mode": "STRICT"}, "newField": {"x": 1}}),
+            ),
+            (
+                Kind::AuthorizationPolicy,
+                json!({"action": "AUDIT", "rules": [{}], "futureThing": true}),
+            ),
+            (
+                Kind::DestinationRule,
+                json!({"host": "a", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+            ),
+        ] {
+            assert!(each(&INVALID_ENUM, kind, spec.clone()).is_empty(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        let found = each(
+            &INVALID_PORT,
+            Kind::PeerAuthentication,
+            json!({"selector": {"matchLabels": {"a": "b"}}, "portLevelMtls": {"acd": {"mode": "STRICT"}, "0": {"mode": "STRICT"}, "42949672": {"mode": "STRICT"}, "8080": {"mode": "STRICT"}}}),
+        );
+        let msgs: Vec<_> = found
+            .iter()
+            .map(|v| (v.path.as_str(), v.message.as_str()))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                ("spec.portLevelMtls[\"0\"]", "Istio rejects this object: port must be between 1-65535, got 0"),
+                ("spec.portLevelMtls[\"42949672\"]", "Istio rejects this object: port must be between 1-65535, got 42949672"),
+                ("spec.portLevelMtls[\"acd\"]", "Istio rejects this object: type conversion error from string \"acd\" to a port number: portLevelMtls keys must be container port numbers"),
+            ]
+        );
+        let found = each(
+            &INVALID_PORT,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"to": [{"operation": {"ports": ["80", "http"], "notPorts": ["70000"]}}], "when": [{"key": "destination.port", "values": ["x"]}]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].to[0].operation.ports[1]",
+                "spec.rules[0].to[0].operation.notPorts[0]",
+                "spec.rules[0].when[0].values[0]"
+            ]
+        );
+        let found = each(
+            &INVALID_PORT,
+            Kind::DestinationRule,
+            json!({"host": "a", "trafficPolicy": {"portLevelSettings": [{"port": {"number": 0}}]}}),
+        );
+        assert_eq!(
+            found[0].path,
+            "spec.trafficPolicy.portLevelSettings[0].port.number"
+        );
+        assert!(each(
+            &INVALID_PORT,
+            Kind::PeerAuthentication,
+            json!({"selector": {"matchLabels": {"a": "b"}}, "portLevelMtls": {"80": {"mode": "STRICT"}}})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn conflicts() {
+        let found = each(
+            &CONFLICTING_FIELDS,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"from": [{"source": {"serviceAccounts": ["bar/sa"], "namespaces": ["bar"]}}]}]}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.rules[0].from[0].source");
+        assert!(found[0]
+            .message
+            .contains("Cannot set serviceAccounts with namespaces or principals"));
+        assert!(found[0].fix.contains("separate from[] entry"));
+        let found = each(
+            &CONFLICTING_FIELDS,
+            Kind::RequestAuthentication,
+            json!({"selector": {"matchLabels": {"a": "b"}}, "targetRef": {"group": "", "kind": "Service", "name": "foo"}}),
+        );
+        assert!(found[0]
+            .message
+            .contains("only one of targetRefs or selector can be set"));
+        let found = each(
+            &CONFLICTING_FIELDS,
+            Kind::DestinationRule,
+            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL", "credentialName": "c", "caCertificates": "/x"}}}),
+        );
+        assert_eq!(found[0].path, "spec.trafficPolicy.tls");
+        let found = each(
+            &CONFLICTING_FIELDS,
+            Kind::AuthorizationPolicy,
+            json!({"action": "DENY", "provider": {"name": "x"}, "rules": [{}]}),
+        );
+        assert!(found[0]
+            .message
+            .contains("`provider` must not be with non CUSTOM action"));
+        // Split sources are fine (Istio's own valid example).
+        assert!(each(
+            &CONFLICTING_FIELDS,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"from": [{"source": {"serviceAccounts": ["baz/sa", "sa"]}}, {"source": {"principals": ["bar"]}}]}]})
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn spec_errors() {
+        let found = each(
+            &INVALID_SPEC,
+            Kind::RequestAuthentication,
+            json!({"jwtRules": [{"issuer": "e", "audiences": [""], "jwksUri": "hTPp\\\\blah", "timeout": "apple",
+                                  "fromHeaders": [{"prefix": "b"}], "outputClaimToHeaders": [{"claim": "x", "header": ":authority"}]}]}),
+        );
+        let msgs: Vec<_> = found.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "Istio rejects this object: spec.jwtRules[0].audiences[0] in body should be at least 1 chars long",
+                "Istio rejects this object: url must have scheme http:// or https://",
+                "Istio rejects this object: spec.jwtRules[0].fromHeaders[0].name: Required value",
+                "Istio rejects this object: spec.jwtRules[0].outputClaimToHeaders[0].header in body should match '^[-_A-Za-z0-9]+$'",
+                "Istio rejects this object: spec.jwtRules[0].timeout must be a valid duration greater than 1ms, got \"apple\"",
+            ]
+        );
+        let found = each(
+            &INVALID_SPEC,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"from": [], "to": [{"operation": {"paths": ["/a/{**}/b/{**}", "/x{*}", ""]}}], "when": [{"key": "source.ip"}]}]}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from",
+                "spec.rules[0].to[0].operation.paths[2]",
+                "spec.rules[0].to[0].operation.paths[0]",
+                "spec.rules[0].to[0].operation.paths[1]",
+                "spec.rules[0].when[0]"
+            ]
+        );
+        assert!(found[2].message.contains("{**} operator must be the last"));
+        let ips = each(
+            &INVALID_SPEC,
+            Kind::AuthorizationPolicy,
+            json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8", "10.0.0.0/33", "::1", "bad"]}}],
+                              "when": [{"key": "remote.ip", "values": ["1.2.3.4/40"]}]}]}),
+        );
+        let paths: Vec<_> = ips.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.ipBlocks[1]",
+                "spec.rules[0].from[0].source.ipBlocks[3]",
+                "spec.rules[0].when[0].values[0]"
+            ]
+        );
+        assert_eq!(
+            ips[0].message,
+            "Istio rejects this object: invalid IP address or CIDR range \"10.0.0.0/33\" in ipBlocks"
+        );
+        assert!(found[3].message.contains("whole path segment"));
+        let found = each(
+            &INVALID_SPEC,
+            Kind::PeerAuthentication,
+            json!({"selector": {"matchLabels": {"a": "b"}}, "portLevelMtls": {}}),
+        );
+        assert!(found[0]
+            .message
+            .contains("spec.portLevelMtls in body should have at least 1 properties"));
+        let found = each(
+            &INVALID_SPEC,
+            Kind::DestinationRule,
+            json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL"}}}),
+        );
+        let paths: Vec<_> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.trafficPolicy.tls.clientCertificate",
+                "spec.trafficPolicy.tls.privateKey"
+            ]
+        );
+        // Valid shapes pass, including path templates and every Istio-valid matcher.
+        for (kind, spec) in [
+            (
+                Kind::AuthorizationPolicy,
+                json!({"rules": [{"to": [{"operation": {"paths": ["/path/template/{*}", "/{**}/path/template", "/a/{*}/b/{**}"]}}]}]}),
+            ),
+            (
+                Kind::RequestAuthentication,
+                json!({"jwtRules": [{"issuer": "e", "timeout": "5s", "jwksUri": "https://e/jwks", "outputClaimToHeaders": [{"claim": "abc", "header": "def"}]}]}),
+            ),
+            (
+                Kind::DestinationRule,
+                json!({"host": "a", "trafficPolicy": {"tls": {"mode": "MUTUAL", "credentialName": "c"}}}),
+            ),
+            (Kind::PeerAuthentication, json!({"selector": {}})),
+        ] {
+            assert!(each(&INVALID_SPEC, kind, spec.clone()).is_empty(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn delete_is_not_validated() {
+        let ob = o(
+            "security.istio.io/v1",
+            "PeerAuthentication",
+            json!({"mtls": {"mode": "BLAH"}}),
+        );
+        assert!(run(&INVALID_ENUM, Operation::Delete, "v1", "prod", &ob).is_empty());
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(closest("STRCT", PA_MODES), Some("STRICT"));
+        assert_eq!(closest("xyz", PA_MODES), None);
+        assert_eq!(duration_nanos("1m30s"), Some(90_000_000_000));
+        assert_eq!(duration_nanos("apple"), None);
+        assert_eq!(jwks_scheme("HTTPS://x"), Some("HTTPS"));
+        assert_eq!(jwks_scheme("hTPp\\blah"), None);
+    }
+}
