@@ -28,6 +28,13 @@ fn entries() -> Vec<Entry> {
         .collect()
 }
 
+/// Escape text for a Markdown table cell (pipes, and angle brackets that renderers take for HTML).
+fn md(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn kinds_label(kinds: &[&str]) -> String {
     if kinds.len() >= 8 {
         "workloads".to_owned()
@@ -47,8 +54,8 @@ pub fn markdown() -> String {
             e.id,
             kinds_label(&e.kinds),
             e.default_action,
-            e.summary.replace('|', "\\|"),
-            e.example_fix.replace('|', "\\|")
+            md(e.summary),
+            md(e.example_fix)
         ));
     }
     s.push_str("\nMutations (on `/mutate`):\n\n| id | kind | what it does |\n|---|---|---|\n");

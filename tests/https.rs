@@ -222,6 +222,23 @@ async fn delete_uses_old_object_and_dry_run_is_evaluated_the_same() {
         .unwrap_or("")
         .contains("[pa-weakening-delete]"));
 
+    // The same delete by the namespace controller emptying a terminating namespace passes:
+    // refusing it would leave the namespace stuck Terminating.
+    let mut teardown = req.clone();
+    teardown["request"]["userInfo"] = json!({"username": "system:serviceaccount:kube-system:namespace-controller",
+        "uid": "x", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]});
+    let resp = response_of(
+        &post(
+            &client,
+            srv.started.addr,
+            "/validate",
+            serde_json::to_vec(&teardown).expect("json"),
+        )
+        .await,
+        &teardown,
+    );
+    assert_eq!(resp["allowed"], true, "{resp}");
+
     let mut dry = fixture_json("peerauthentication-update-strict-to-permissive.json");
     dry["request"]["dryRun"] = Value::Bool(true);
     let resp = response_of(

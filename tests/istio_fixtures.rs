@@ -127,12 +127,12 @@ const CASES: &[(&str, bool, &[&str])] = &[
         true,
         &["ap-wildcard-source"],
     ),
-    // The namespace controller emptying a terminating namespace is denied like a user's delete:
-    // the Review carries no user, so meshguard cannot tell them apart (see the closing note).
+    // The namespace controller emptying a terminating namespace is let through: refusing it
+    // would leave the namespace stuck Terminating (a user's delete of the same policy is denied).
     (
         "authorizationpolicy-delete-by-namespace-controller.json",
-        false,
-        &["ap-deny-all-delete"],
+        true,
+        &[],
     ),
     (
         "authorizationpolicy-delete.json",
