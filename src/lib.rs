@@ -13,6 +13,7 @@ pub mod context;
 pub mod engine;
 pub mod metrics;
 pub mod mutation;
+pub mod pod_template;
 pub mod resource;
 pub mod rules;
 pub mod serve;

@@ -8,7 +8,10 @@ use crate::resource::{Kind, Review};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod namespace;
 pub mod peer_authentication;
+pub mod service;
+pub mod workload;
 
 /// What happens when a rule finds a violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -123,6 +126,17 @@ pub static REGISTRY: &[&Rule] = &[
     &peer_authentication::PORT_LEVEL_WITHOUT_SELECTOR,
     &peer_authentication::WEAKENING_DELETE,
     &peer_authentication::ROOT_NAMESPACE_SELECTOR,
+    &workload::DEFAULT_SERVICE_ACCOUNT,
+    &workload::INJECTION_DISABLED,
+    &workload::NAMESPACE_NOT_INJECTED,
+    &workload::MISSING_SIDECAR,
+    &workload::TRAFFIC_BYPASS,
+    &workload::HOST_NETWORK,
+    &workload::PROXY_UID_RULE,
+    &namespace::INJECTION_MISSING,
+    &namespace::INJECTION_DISABLED,
+    &namespace::CONFLICTING_INJECTION_LABELS,
+    &service::PORT_PROTOCOL,
 ];
 
 /// Look a rule up by id.
