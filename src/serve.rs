@@ -10,8 +10,11 @@ use crate::metrics::Metrics;
 use crate::server::{self, AppState, Limits, Shutdown};
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Exit code for configuration and start-up errors.
 pub const EXIT_CONFIG: i32 = 2;
@@ -71,11 +74,44 @@ pub fn cert_source(args: &ServeArgs) -> anyhow::Result<CertSource> {
     })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // Everything that can be wrong with the configuration fails here, before any listener opens.
-    let policy = load_policy(&args)?;
+/// A running server: both listeners bound and serving.
+pub struct Started {
+    /// Bound address of the HTTPS admission listener.
+    pub addr: SocketAddr,
+    /// Bound address of the admin listener.
+    pub admin_addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    tls_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+}
+
+impl Started {
+    /// Stop accepting and drain in-flight reviews (as SIGTERM does); resolves when drained.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.wait().await;
+    }
+
+    /// Trigger the drain without waiting for it.
+    pub fn begin_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolve when both listeners have stopped.
+    pub async fn wait(self) {
+        let _ = self.tls_task.await;
+        self.state.listening.store(false, Ordering::Release);
+        let _ = self.admin_task.await;
+    }
+}
+
+/// Load everything, bind both listeners and start serving. Every configuration error surfaces
+/// here, before a listener opens. Tests use this to run exactly what the binary runs.
+pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
+    let policy = load_policy(args)?;
     let metrics = Metrics::new()?;
-    let store = CertStore::new(cert_source(&args)?, Some(metrics.clone()))?;
+    let store = CertStore::new(cert_source(args)?, Some(metrics.clone()))?;
     let client_ca = match &args.client_ca {
         Some(p) => Some(
             std::fs::read(p)
@@ -109,35 +145,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let tls_listener = server::bind(args.listen, "admission (HTTPS)").await?;
     let admin_listener = server::bind(args.admin_listen, "admin (HTTP)").await?;
-    let (stop_tx, shutdown) = Shutdown::new();
+    let addr = tls_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let (stop, shutdown) = Shutdown::new();
 
     tokio::spawn(store.clone().watch(args.tls_reload_interval));
-    let admin = tokio::spawn(server::serve_admin(
+    let admin_task = tokio::spawn(server::serve_admin(
         admin_listener,
         server::admin_router(state.clone()),
         shutdown.clone(),
     ));
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received: no new connections, draining in-flight reviews");
-        let _ = stop_tx.send(true);
-        wait_for_signal().await;
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
-    });
-
-    state.listening.store(true, Ordering::Release);
-    tracing::info!(listen = %args.listen, admin = %args.admin_listen, "meshguard serving");
-    server::serve_tls(
+    let tls_task = tokio::spawn(server::serve_tls(
         tls_listener,
         tls_config,
         server::admission_router(state.clone()),
         limits,
         shutdown,
-    )
-    .await;
-    state.listening.store(false, Ordering::Release);
-    let _ = admin.await;
+    ));
+    state.listening.store(true, Ordering::Release);
+    tracing::info!(listen = %addr, admin = %admin_addr, "meshguard serving");
+    Ok(Started {
+        addr,
+        admin_addr,
+        state,
+        stop,
+        tls_task,
+        admin_task,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = start(&args).await?;
+    let stop = started.stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received: no new connections, draining in-flight reviews");
+        let _ = stop.send(true);
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    started.wait().await;
     tracing::info!("stopped");
     Ok(())
 }
