@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod catalogue;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod engine;
