@@ -121,7 +121,9 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let resp = match segments.as_slice() {
         ["api", "v1", "namespaces"] if watch => watch_stream(namespace_events.subscribe()),
@@ -159,9 +161,19 @@ async fn handle(
                 tokio::time::sleep(d).await;
             }
             match (fail, found) {
-                (true, _) => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "etcdserver: request timed out"),
-                (false, Some(labels)) => json_response(StatusCode::OK, &meta_object(name, None, &labels, 1)),
-                (false, None) => status(StatusCode::NOT_FOUND, "NotFound", &format!("namespaces \"{name}\" not found")),
+                (true, _) => status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "etcdserver: request timed out",
+                ),
+                (false, Some(labels)) => {
+                    json_response(StatusCode::OK, &meta_object(name, None, &labels, 1))
+                }
+                (false, None) => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("namespaces \"{name}\" not found"),
+                ),
             }
         }
         ["api", "v1", "namespaces", ns, "serviceaccounts", name] => {
@@ -176,11 +188,22 @@ async fn handle(
             };
             match (fail, found) {
                 (true, _) => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "boom"),
-                (false, true) => json_response(StatusCode::OK, &meta_object(name, Some(ns), &Labels::new(), 1)),
-                (false, false) => status(StatusCode::NOT_FOUND, "NotFound", &format!("serviceaccounts \"{name}\" not found")),
+                (false, true) => json_response(
+                    StatusCode::OK,
+                    &meta_object(name, Some(ns), &Labels::new(), 1),
+                ),
+                (false, false) => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("serviceaccounts \"{name}\" not found"),
+                ),
             }
         }
-        _ => status(StatusCode::NOT_FOUND, "NotFound", "the test double does not serve this path"),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the test double does not serve this path",
+        ),
     };
     Ok(resp)
 }
@@ -194,10 +217,16 @@ impl ApiServer {
         let state = Arc::new(Mutex::new(state));
         let (namespace_events, _) = broadcast::channel(64);
         let (account_events, _) = broadcast::channel(64);
-        let (st, ne, ae) = (state.clone(), namespace_events.clone(), account_events.clone());
+        let (st, ne, ae) = (
+            state.clone(),
+            namespace_events.clone(),
+            account_events.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (st, ne, ae) = (st.clone(), ne.clone(), ae.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -232,7 +261,10 @@ impl ApiServer {
     async fn namespace_event(&self, kind: &str, name: &str, labels: &Labels, rv: u64) {
         let until = Instant::now() + Duration::from_secs(10);
         while self.namespace_events.receiver_count() == 0 {
-            assert!(Instant::now() < until, "kube never opened the namespace watch");
+            assert!(
+                Instant::now() < until,
+                "kube never opened the namespace watch"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let line = json!({"type": kind, "object": meta_object(name, None, labels, rv)});
@@ -242,7 +274,10 @@ impl ApiServer {
     async fn account_event(&self, kind: &str, ns: &str, name: &str, rv: u64) {
         let until = Instant::now() + Duration::from_secs(10);
         while self.account_events.receiver_count() == 0 {
-            assert!(Instant::now() < until, "kube never opened the ServiceAccount watch");
+            assert!(
+                Instant::now() < until,
+                "kube never opened the ServiceAccount watch"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let line = json!({"type": kind, "object": meta_object(name, Some(ns), &Labels::new(), rv)});
@@ -340,7 +375,11 @@ async fn cache_hit_answers_without_a_get_and_feeds_the_mutation() {
     );
     let mutated = engine.mutate(&r, cluster.view());
     assert_eq!(mutated.applied, vec!["default-service-account"]);
-    assert!(server.gets().is_empty(), "cache hits need no GET: {:?}", server.gets());
+    assert!(
+        server.gets().is_empty(),
+        "cache hits need no GET: {:?}",
+        server.gets()
+    );
 }
 
 #[tokio::test]
@@ -363,7 +402,10 @@ async fn cache_miss_falls_back_to_one_get() {
         cluster.view().namespace_labels("late"),
         Lookup::Found(labels(&[("istio-injection", "enabled")]))
     );
-    assert_eq!(cluster.view().service_account("late", "api"), Lookup::Found(()));
+    assert_eq!(
+        cluster.view().service_account("late", "api"),
+        Lookup::Found(())
+    );
     let mut gets = server.gets();
     gets.sort();
     assert_eq!(
@@ -388,7 +430,10 @@ async fn cache_miss_falls_back_to_one_get() {
     let o = deployment("late", "reports");
     let r = review("late", &op, &o);
     cluster.prepare(&r, DEADLINE).await;
-    assert_eq!(cluster.view().service_account("late", "reports"), Lookup::Missing);
+    assert_eq!(
+        cluster.view().service_account("late", "reports"),
+        Lookup::Missing
+    );
     let eval = engine.evaluate(&r, cluster.view());
     assert!(
         eval.findings[0]
@@ -441,7 +486,11 @@ async fn slow_get_is_cut_at_the_deadline() {
     let r = review("slow", &op, &o);
     let start = Instant::now();
     cluster.prepare(&r, Duration::from_millis(200)).await;
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(cluster.view().namespace_labels("slow"), Lookup::Unknown);
     assert_eq!(evaluate(&policy("deny"), &cluster, &r).len(), 1);
     assert!(evaluate(&policy("allow"), &cluster, &r).is_empty());
@@ -477,7 +526,10 @@ async fn label_change_arrives_by_watch() {
     while cluster.view().namespace_labels("prod")
         != Lookup::Found(labels(&[("team", "a"), ("istio-injection", "enabled")]))
     {
-        assert!(Instant::now() < until, "the watch event never reached the cache");
+        assert!(
+            Instant::now() < until,
+            "the watch event never reached the cache"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cluster.prepare(&r, DEADLINE).await;
@@ -487,7 +539,10 @@ async fn label_change_arrives_by_watch() {
     server.account_event("ADDED", "prod", "web", 3).await;
     let until = Instant::now() + Duration::from_secs(10);
     while cluster.view().service_account("prod", "web") != Lookup::Found(()) {
-        assert!(Instant::now() < until, "the ServiceAccount never reached the cache");
+        assert!(
+            Instant::now() < until,
+            "the ServiceAccount never reached the cache"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server
@@ -495,7 +550,10 @@ async fn label_change_arrives_by_watch() {
         .await;
     let until = Instant::now() + Duration::from_secs(10);
     while cluster.view().namespace_labels("prod") != Lookup::Unknown {
-        assert!(Instant::now() < until, "the deletion never reached the cache");
+        assert!(
+            Instant::now() < until,
+            "the deletion never reached the cache"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(server.gets().is_empty(), "{:?}", server.gets());
@@ -522,5 +580,8 @@ async fn not_synced_until_the_lists_arrive() {
     let r = review("prod", &op, &o);
     cluster.prepare(&r, DEADLINE).await;
     assert_eq!(cluster.view().namespace_labels("prod"), Lookup::Unknown);
-    assert_eq!(cluster.view().service_account("prod", "web"), Lookup::Unknown);
+    assert_eq!(
+        cluster.view().service_account("prod", "web"),
+        Lookup::Unknown
+    );
 }
