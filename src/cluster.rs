@@ -38,7 +38,24 @@ const MISSING_TTL: Duration = Duration::from_secs(5);
 /// Bound on remembered GET answers.
 const FALLBACK_MAX: usize = 4096;
 
-type Labels = Arc<BTreeMap<String, String>>;
+/// A namespace's labels, compactly: one allocation of sorted pairs (a `BTreeMap` leaf costs
+/// ~540 bytes even for the two labels most namespaces carry).
+type Labels = Arc<[(Box<str>, Box<str>)]>;
+
+fn compact(labels: Option<BTreeMap<String, String>>) -> Labels {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect()
+}
+
+fn expand(labels: &Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 /// Namespace name → labels.
 #[derive(Debug, Default)]
@@ -213,6 +230,26 @@ impl KubeCluster {
         (ns, sa)
     }
 
+    /// Approximate heap bytes held by the two caches: table slots, keys, label strings.
+    pub fn cache_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let ns = read(&self.namespaces.map);
+        let mut total = ns.capacity() * (size_of::<(Box<str>, Labels)>() + 1);
+        for (name, labels) in ns.iter() {
+            // Arc header (two counts) + the pairs + the label strings.
+            total += name.len() + 2 * size_of::<usize>();
+            total += labels.len() * size_of::<(Box<str>, Box<str>)>();
+            total += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        }
+        let sa = read(&self.accounts.map);
+        total += sa.capacity() * (size_of::<(Box<str>, HashSet<Box<str>>)>() + 1);
+        for (namespace, names) in sa.iter() {
+            total += namespace.len() + names.capacity() * (size_of::<Box<str>>() + 1);
+            total += names.iter().map(|n| n.len()).sum::<usize>();
+        }
+        total
+    }
+
     fn cached_namespace(&self, name: &str) -> Option<Labels> {
         read(&self.namespaces.map).get(name).cloned()
     }
@@ -237,7 +274,7 @@ impl KubeCluster {
             Ok(Some(ns)) => remember(
                 &self.fallback.namespaces,
                 name.to_owned(),
-                Lookup::Found(Arc::new(ns.metadata.labels.unwrap_or_default())),
+                Lookup::Found(compact(ns.metadata.labels)),
             ),
             Ok(None) => remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing),
             Err(e) => {
@@ -271,13 +308,13 @@ impl KubeCluster {
 impl ClusterView for KubeCluster {
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
         if let Some(labels) = self.cached_namespace(namespace) {
-            return Lookup::Found((*labels).clone());
+            return Lookup::Found(expand(&labels));
         }
         match read(&self.fallback.namespaces)
             .get(namespace)
             .and_then(Remembered::fresh)
         {
-            Some(Lookup::Found(labels)) => Lookup::Found((*labels).clone()),
+            Some(Lookup::Found(labels)) => Lookup::Found(expand(&labels)),
             Some(Lookup::Missing) => Lookup::Missing,
             _ => Lookup::Unknown,
         }
@@ -379,7 +416,7 @@ async fn reflect_namespaces(
         };
         let entry = |o: PartialObjectMeta<Namespace>| {
             let name = o.metadata.name.unwrap_or_default().into_boxed_str();
-            (name, Arc::new(o.metadata.labels.unwrap_or_default()))
+            (name, compact(o.metadata.labels))
         };
         match event {
             Event::Init => buffer = Some(HashMap::new()),

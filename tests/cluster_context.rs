@@ -585,3 +585,107 @@ async fn not_synced_until_the_lists_arrive() {
         Lookup::Unknown
     );
 }
+
+/// Resident set size of this process, from /proc (Linux); 0 elsewhere.
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Scale measurement, not a pass/fail test: 10,000 namespaces and 50,000 ServiceAccounts in
+/// the caches, then Pod reviews against the warm cache. Run with
+/// `cargo test --release --test cluster_context -- --ignored --nocapture warm_cache_scale`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run explicitly"]
+async fn warm_cache_scale() {
+    const NAMESPACES: usize = 10_000;
+    const ACCOUNTS_PER_NAMESPACE: usize = 5;
+    let mut state = State::default();
+    for i in 0..NAMESPACES {
+        let name = format!("team-{i:05}");
+        state.listed_namespaces.insert(
+            name.clone(),
+            labels(&[
+                ("istio-injection", "enabled"),
+                ("kubernetes.io/metadata.name", &name),
+            ]),
+        );
+        for j in 0..ACCOUNTS_PER_NAMESPACE {
+            state
+                .listed_accounts
+                .insert((name.clone(), format!("service-{j}")));
+        }
+    }
+    let server = ApiServer::start(state).await;
+    let rss_before = rss_bytes();
+    let start = Instant::now();
+    let cluster = KubeCluster::start(server.client(), None);
+    assert!(cluster.wait_synced(Duration::from_secs(120)).await);
+    let sync = start.elapsed();
+    assert_eq!(
+        cluster.cached(),
+        (NAMESPACES, NAMESPACES * ACCOUNTS_PER_NAMESPACE)
+    );
+    let rss_after = rss_bytes();
+
+    // A controller-made Pod of a labeled namespace, injected, with its own account.
+    let engine = Engine::new(Policy::default(), None);
+    let mut pod = fixture_pod();
+    pod["metadata"]["namespace"] = json!("team-04242");
+    let pod: DynamicObject = serde_json::from_value(pod).expect("pod");
+    let op = Operation::Create;
+    let r = Review {
+        kind: Kind::Pod,
+        version: "v1",
+        operation: &op,
+        namespace: "team-04242",
+        name: "web-0",
+        object: Some(&pod),
+        old_object: None,
+        dry_run: false,
+    };
+    const N: u32 = 20_000;
+    let t = Instant::now();
+    for _ in 0..N {
+        let e = engine.evaluate(&r, cluster.view());
+        assert!(e.findings.is_empty(), "{:?}", e.findings);
+    }
+    let eval = t.elapsed() / N;
+    let t = Instant::now();
+    for _ in 0..N {
+        cluster.prepare(&r, DEADLINE).await;
+        let e = engine.evaluate(&r, cluster.view());
+        assert!(!e.denied());
+    }
+    let prepared = t.elapsed() / N;
+    assert!(server.gets().is_empty(), "warm cache: no GETs");
+    println!(
+        "caches: {} namespaces, {} ServiceAccounts; initial list+sync {:?}",
+        NAMESPACES,
+        NAMESPACES * ACCOUNTS_PER_NAMESPACE,
+        sync
+    );
+    println!(
+        "cache heap estimate {:.1} MiB; RSS growth during sync {:.1} MiB (includes list-decoding garbage)",
+        cluster.cache_bytes() as f64 / (1024.0 * 1024.0),
+        rss_after.saturating_sub(rss_before) as f64 / (1024.0 * 1024.0)
+    );
+    println!("Pod review: evaluate {eval:?}, prepare (cache hit) + evaluate {prepared:?}");
+}
+
+/// An injected Pod with its own ServiceAccount (the shape of pod-create-with-istio-proxy-sidecar).
+fn fixture_pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "prod",
+            "labels": {"app": "web", "security.istio.io/tlsMode": "istio",
+                "service.istio.io/canonical-name": "web"},
+            "annotations": {"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
+        "spec": {"serviceAccountName": "service-3", "serviceAccount": "service-3",
+            "initContainers": [{"name": "istio-init", "image": "istio/proxyv2"}],
+            "containers": [
+                {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+                {"name": "istio-proxy", "image": "istio/proxyv2",
+                    "securityContext": {"runAsUser": 1337, "runAsGroup": 1337}}]}})
+}
