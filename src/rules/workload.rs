@@ -31,17 +31,33 @@ fn namespace_labels(review: &Review<'_>, ctx: &Ctx<'_>) -> Lookup<BTreeMap<Strin
 }
 
 /// The "namespace labels unknown" finding, when the policy says an unanswerable lookup denies.
-fn unknown_namespace(review: &Review<'_>, ctx: &Ctx<'_>, what: &str, out: &mut Vec<Violation>) {
+/// `Missing` means the namespace was not found (not in the cluster, or not in the manifests
+/// `check` read); `Unknown` that nobody could tell.
+fn unknown_namespace(
+    review: &Review<'_>,
+    ctx: &Ctx<'_>,
+    lookup: &Lookup<BTreeMap<String, String>>,
+    what: &str,
+    out: &mut Vec<Violation>,
+) {
     if ctx.policy.on_lookup_failure == OnLookupFailure::Allow {
         return;
     }
+    let ns = review.namespace;
+    let (why, fix) = match lookup {
+        Lookup::Missing => (
+            format!("namespace {ns:?} was not found"),
+            "create the namespace first (or include it in the manifests you check), or set onLookupFailure: allow in the meshguard policy",
+        ),
+        _ => (
+            format!("meshguard could not read namespace {ns:?} (no cluster connection, or the lookup failed)"),
+            "retry when the API server is reachable, or set onLookupFailure: allow in the meshguard policy",
+        ),
+    };
     out.push(Violation::new(
         "metadata.namespace",
-        format!(
-            "namespace labels unknown: meshguard could not read namespace {:?} (no cluster connection, or the lookup failed), so it cannot tell {what}",
-            review.namespace
-        ),
-        "retry when the API server is reachable, or set onLookupFailure: allow in the meshguard policy",
+        format!("namespace labels unknown: {why}, so meshguard cannot tell {what}"),
+        fix,
     ));
 }
 
@@ -163,9 +179,13 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                 )),
             },
             Lookup::Missing | Lookup::Unknown if t.opts_in() => {}
-            Lookup::Missing | Lookup::Unknown => {
-                unknown_namespace(review, ctx, "whether this pod will get a sidecar", out)
-            }
+            lookup @ (Lookup::Missing | Lookup::Unknown) => unknown_namespace(
+                review,
+                ctx,
+                &lookup,
+                "whether this pod will get a sidecar",
+                out,
+            ),
         }
     },
 };
@@ -197,8 +217,14 @@ pub static MISSING_SIDECAR: Rule = Rule {
             Lookup::Missing | Lookup::Unknown if t.opts_in() => {
                 "the pod opts in to injection".to_owned()
             }
-            Lookup::Missing | Lookup::Unknown => {
-                unknown_namespace(review, ctx, "whether this pod should carry a sidecar", out);
+            lookup @ (Lookup::Missing | Lookup::Unknown) => {
+                unknown_namespace(
+                    review,
+                    ctx,
+                    &lookup,
+                    "whether this pod should carry a sidecar",
+                    out,
+                );
                 return;
             }
         };
@@ -664,6 +690,26 @@ mod tests {
                 "{}",
                 found[0].message
             );
+            assert!(found[0]
+                .message
+                .ends_with("so meshguard cannot tell whether this pod will get a sidecar"));
+            // Not found at all (`check` without the namespace in its input).
+            let missing = StaticCluster::default();
+            let found = run(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &o,
+                &missing,
+            );
+            assert!(
+                found[0]
+                    .message
+                    .starts_with("namespace labels unknown: namespace \"prod\" was not found"),
+                "{}",
+                found[0].message
+            );
+            assert!(found[0].fix.starts_with("create the namespace first"));
             assert!(check(
                 &NAMESPACE_NOT_INJECTED,
                 kind,
