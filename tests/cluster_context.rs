@@ -70,9 +70,28 @@ fn meta_object(name: &str, namespace: Option<&str>, labels: &Labels, rv: u64) ->
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata})
 }
 
-fn meta_list(items: Vec<Value>) -> Value {
+/// A list page; `next` is the offset the `continue` token of the next page encodes.
+fn meta_list(items: Vec<Value>, next: Option<usize>) -> Value {
+    let mut metadata = json!({"resourceVersion": "1"});
+    if let Some(n) = next {
+        metadata["continue"] = json!(n.to_string());
+    }
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-        "metadata": {"resourceVersion": "1"}, "items": items})
+        "metadata": metadata, "items": items})
+}
+
+/// `limit` and `continue` of a list request, as (offset, page size); pages like the API server.
+fn page(query: &str) -> (usize, usize) {
+    let mut skip = 0;
+    let mut take = usize::MAX;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("limit", v)) => take = v.parse().unwrap_or(usize::MAX),
+            Some(("continue", v)) => skip = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    (skip, take)
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
@@ -130,21 +149,35 @@ async fn handle(
         ["api", "v1", "serviceaccounts"] if watch => watch_stream(account_events.subscribe()),
         ["api", "v1", "namespaces"] => {
             let s = state.lock().expect("state");
+            let (skip, take) = page(&query);
             let items = s
                 .listed_namespaces
                 .iter()
+                .skip(skip)
+                .take(take)
                 .map(|(n, l)| meta_object(n, None, l, 1))
                 .collect();
-            json_response(StatusCode::OK, &meta_list(items))
+            let more = s.listed_namespaces.len() > skip + take;
+            json_response(
+                StatusCode::OK,
+                &meta_list(items, more.then_some(skip + take)),
+            )
         }
         ["api", "v1", "serviceaccounts"] => {
             let s = state.lock().expect("state");
+            let (skip, take) = page(&query);
             let items = s
                 .listed_accounts
                 .iter()
+                .skip(skip)
+                .take(take)
                 .map(|(ns, n)| meta_object(n, Some(ns), &Labels::new(), 1))
                 .collect();
-            json_response(StatusCode::OK, &meta_list(items))
+            let more = s.listed_accounts.len() > skip + take;
+            json_response(
+                StatusCode::OK,
+                &meta_list(items, more.then_some(skip + take)),
+            )
         }
         ["api", "v1", "namespaces", name] => {
             let (delay, fail, found) = {
@@ -668,7 +701,7 @@ async fn warm_cache_scale() {
         sync
     );
     println!(
-        "cache heap estimate {:.1} MiB; RSS growth during sync {:.1} MiB (includes list-decoding garbage)",
+        "cache heap estimate {:.1} MiB; RSS growth during sync {:.1} MiB (includes the in-process test double's pages and decoding garbage)",
         cluster.cache_bytes() as f64 / (1024.0 * 1024.0),
         rss_after.saturating_sub(rss_before) as f64 / (1024.0 * 1024.0)
     );
