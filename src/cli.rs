@@ -21,9 +21,11 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the rule catalogue.
     Rules(RulesArgs),
+    /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
+    Certs(crate::certs::CertsArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,6 +74,10 @@ pub struct ServeArgs {
     /// Policy configuration (YAML). Without it the built-in policy is used.
     #[arg(long, env = "MESHGUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// How often to check the --config file for changes. A changed, valid file replaces the
+    /// policy without restart; an invalid one is logged and the current policy kept.
+    #[arg(long, env = "MESHGUARD_CONFIG_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub config_reload_interval: Duration,
     /// meshguard's own namespace, always exempt.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
@@ -148,7 +154,8 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 /// Run a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Rules(args) => crate::catalogue::print(args.format),
+        Command::Certs(args) => crate::certs::run(args),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The built-in policy, embedded in the binary.
-pub const DEFAULT_POLICY_YAML: &str = include_str!("../config/default.yaml");
+pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
 
 /// Global enforcement mode. A rule's explicit `action` in config overrides it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub mutations: IntCounterVec,
     pub tls_expiry: Gauge,
     pub tls_reloads: IntCounterVec,
+    pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub cache_synced: IntGaugeVec,
     pub audit_violations: GaugeVec,
@@ -72,6 +73,13 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "meshguard_config_reloads_total",
+                "Policy configuration reload attempts after the file changed, by result",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("meshguard_build_info", "Build information; always 1"),
             &["version"],
@@ -104,6 +112,7 @@ impl Metrics {
         registry.register(Box::new(mutations.clone()))?;
         registry.register(Box::new(tls_expiry.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         registry.register(Box::new(cache_synced.clone()))?;
         registry.register(Box::new(audit_violations.clone()))?;
@@ -120,6 +129,7 @@ impl Metrics {
             mutations,
             tls_expiry,
             tls_reloads,
+            config_reloads,
             build_info,
             cache_synced,
             audit_violations,

@@ -159,6 +159,14 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     let (stop, shutdown) = Shutdown::new();
 
     tokio::spawn(store.clone().watch(args.tls_reload_interval));
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(watch_config(
+            path,
+            args.own_namespace.clone(),
+            args.config_reload_interval,
+            state.admission.clone(),
+        ));
+    }
     let admin_task = tokio::spawn(server::serve_admin(
         admin_listener,
         server::admin_router(state.clone()),
@@ -184,13 +192,15 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Install the handlers before anything is listening, so an early SIGTERM drains too.
+    let mut signals = Signals::new()?;
     let started = start(&args).await?;
     let stop = started.stop.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("shutdown signal received: no new connections, draining in-flight reviews");
         let _ = stop.send(true);
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
@@ -199,27 +209,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = int.recv() => {},
-                }
+/// Poll the policy file; swap in a new engine when its content changed and is valid.
+async fn watch_config(
+    path: std::path::PathBuf,
+    own_namespace: Option<String>,
+    interval: std::time::Duration,
+    admission: Arc<Admission>,
+) {
+    let mut last = std::fs::read(&path).unwrap_or_default();
+    let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Ok(content) = tokio::fs::read(&path).await else {
+            continue; // mid-swap or briefly missing: try again next tick
+        };
+        if content == last {
+            continue;
+        }
+        last = content.clone();
+        let text = String::from_utf8_lossy(&content);
+        match Policy::from_yaml(&text, &path.display().to_string()) {
+            Ok(policy) => {
+                admission.set_engine(Engine::new(policy, own_namespace.as_deref()));
+                admission
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(path = %path.display(), "policy reloaded");
             }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+            Err(e) => {
+                admission
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::error!(error = %e, "new policy rejected; keeping the current one");
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// SIGTERM and SIGINT, registered once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }

@@ -6,9 +6,8 @@
 //! limits, and graceful drain.
 
 use crate::admission::{Admission, BadReview, Webhook};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +73,7 @@ pub fn admission_router(state: AppState) -> Router {
         .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // The admission handlers read the body themselves with `limit` (clear 413 message).
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -88,32 +87,26 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn validate(
-    state: State<AppState>,
-    q: Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    review(state, q, headers, body, Webhook::Validate).await
+async fn validate(state: State<AppState>, request: Request) -> Response {
+    review(state, request, Webhook::Validate).await
 }
 
-async fn mutate(
-    state: State<AppState>,
-    q: Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    review(state, q, headers, body, Webhook::Mutate).await
+async fn mutate(state: State<AppState>, request: Request) -> Response {
+    review(state, request, Webhook::Mutate).await
 }
 
-async fn review(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-    webhook: Webhook,
-) -> Response {
-    let ct = headers
+/// The apiserver's `?timeout=10s`, if present and parseable.
+fn timeout_query(query: Option<&str>) -> Option<Duration> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(|t| humantime::parse_duration(t).ok())
+}
+
+async fn review(State(state): State<AppState>, request: Request, webhook: Webhook) -> Response {
+    let (parts, body) = request.into_parts();
+    let ct = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -125,12 +118,41 @@ async fn review(
         );
     }
     // The apiserver tells us how long it will wait: `?timeout=10s`.
-    let budget = query
-        .get("timeout")
-        .and_then(|t| humantime::parse_duration(t).ok())
-        .map_or(state.limits.request_timeout, |t| {
-            t.min(state.limits.request_timeout)
-        });
+    let budget = timeout_query(parts.uri.query()).map_or(state.limits.request_timeout, |t| {
+        t.min(state.limits.request_timeout)
+    });
+    let body = match tokio::time::timeout(
+        budget,
+        axum::body::to_bytes(body, state.limits.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_big {
+                problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "request body exceeds the {} byte limit (--max-body-bytes)",
+                        state.limits.max_body_bytes
+                    ),
+                )
+            } else {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                )
+            };
+        }
+        Err(_) => {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body did not arrive within the request timeout",
+            )
+        }
+    };
     match tokio::time::timeout(budget, state.admission.handle(webhook, &body, budget)).await {
         Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Ok(Err(e @ BadReview::Encode(_))) => {

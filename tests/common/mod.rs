@@ -56,7 +56,7 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
     ];
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
-        Command::Serve(a) => a,
+        Command::Serve(a) => *a,
         _ => unreachable!(),
     }
 }
