@@ -110,6 +110,14 @@ pub struct ServeArgs {
     /// Deadline of a direct API lookup on a cache miss.
     #[arg(long, env = "MESHGUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,
+    /// Kubeconfig for the namespace and ServiceAccount watches. Without it: in-cluster
+    /// configuration, then the default kubeconfig; with neither, serve runs without a cluster.
+    #[arg(long, env = "MESHGUARD_KUBECONFIG", conflicts_with = "no_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Do not connect to a cluster: namespace labels and ServiceAccounts are unknown and
+    /// onLookupFailure decides for the rules that need them.
+    #[arg(long, env = "MESHGUARD_NO_CLUSTER")]
+    pub no_cluster: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -123,8 +123,17 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     let engine = Engine::new(policy, args.own_namespace.as_deref());
     tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
 
-    let cluster: Arc<dyn ClusterSource> = Arc::new(NoCluster);
-    tracing::info!("no cluster connection: namespace labels and ServiceAccounts are unknown; onLookupFailure decides for rules that need them");
+    let client = match args.no_cluster {
+        true => None,
+        false => crate::cluster::connect(args.kubeconfig.as_deref()).await?,
+    };
+    let cluster: Arc<dyn ClusterSource> = match client {
+        Some(client) => crate::cluster::KubeCluster::start(client, Some(metrics.clone())),
+        None => {
+            tracing::info!("no cluster connection: namespace labels and ServiceAccounts are unknown; onLookupFailure decides for rules that need them");
+            Arc::new(NoCluster)
+        }
+    };
 
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;

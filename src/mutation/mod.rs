@@ -10,7 +10,9 @@ use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 use std::fmt;
 
+pub mod namespace;
 pub mod peer_authentication;
+pub mod service_account;
 
 pub type ApplyFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<PatchOperation>);
 
@@ -28,7 +30,11 @@ impl fmt::Debug for Mutation {
 }
 
 /// The mutations, one line each.
-pub static REGISTRY: &[&Mutation] = &[&peer_authentication::STRICT_DEFAULT];
+pub static REGISTRY: &[&Mutation] = &[
+    &peer_authentication::STRICT_DEFAULT,
+    &service_account::DEFAULT_SERVICE_ACCOUNT,
+    &namespace::INJECTION_LABEL,
+];
 
 pub fn find(id: &str) -> Option<&'static Mutation> {
     REGISTRY.iter().copied().find(|m| m.id == id)

@@ -11,8 +11,11 @@ use std::fmt;
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod istio_validation;
+pub mod namespace;
 pub mod peer_authentication;
 pub mod request_authentication;
+pub mod service;
+pub mod workload;
 
 /// What happens when a rule finds a violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -155,6 +158,17 @@ pub static REGISTRY: &[&Rule] = &[
     &istio_validation::INVALID_PORT,
     &istio_validation::CONFLICTING_FIELDS,
     &istio_validation::INVALID_SPEC,
+    &workload::DEFAULT_SERVICE_ACCOUNT,
+    &workload::INJECTION_DISABLED,
+    &workload::NAMESPACE_NOT_INJECTED,
+    &workload::MISSING_SIDECAR,
+    &workload::TRAFFIC_BYPASS,
+    &workload::HOST_NETWORK,
+    &workload::PROXY_UID_RULE,
+    &namespace::INJECTION_MISSING,
+    &namespace::INJECTION_DISABLED,
+    &namespace::CONFLICTING_INJECTION_LABELS,
+    &service::PORT_PROTOCOL,
 ];
 
 /// Look a rule up by id.

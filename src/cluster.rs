@@ -1,0 +1,493 @@
+//! Cluster context from the API server: watch caches of Namespaces (labels) and ServiceAccounts
+//! (names), shared read-only with the engine through [`ClusterView`]. The engine never waits on
+//! the network: whatever I/O a review needs happens in [`ClusterSource::prepare`] before it runs.
+//!
+//! * Two `kube::runtime` watchers, metadata only (`Api<PartialObjectMeta<_>>`: the API server
+//!   sends `PartialObjectMetadata`, never ServiceAccount secrets or Namespace specs), feed two
+//!   compact reflector stores: namespace → labels, and namespace → set of ServiceAccount names.
+//!   They follow the reflector protocol (`Init` / `InitApply` / `InitDone` swap a fresh list in
+//!   atomically; `Apply` / `Delete` update in place) but keep only what rules read, so 10,000
+//!   namespaces and 50,000 ServiceAccounts cost a few MB rather than a full `ObjectMeta` each.
+//! * A cache miss falls back to one direct GET with the review's deadline; its answer (found or
+//!   not found) is remembered briefly. When the GET fails too, the lookup stays
+//!   [`Lookup::Unknown`] and the policy's `onLookupFailure` decides in the rules.
+//! * [`ClusterSource::synced`] (readiness) is true once both initial lists have arrived;
+//!   `meshguard_cache_synced{resource}` says the same per resource.
+
+use crate::context::{ClusterSource, ClusterView, Lookup};
+use crate::metrics::Metrics;
+use crate::pod_template::PodTemplate;
+use crate::resource::{Kind, Review};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How long a direct GET's answer is trusted when the watch has not caught up.
+const FOUND_TTL: Duration = Duration::from_secs(30);
+const MISSING_TTL: Duration = Duration::from_secs(5);
+/// Bound on remembered GET answers.
+const FALLBACK_MAX: usize = 4096;
+
+/// A namespace's labels, compactly: one allocation of sorted pairs (a `BTreeMap` leaf costs
+/// ~540 bytes even for the two labels most namespaces carry).
+type Labels = Arc<[(Box<str>, Box<str>)]>;
+
+fn compact(labels: Option<BTreeMap<String, String>>) -> Labels {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect()
+}
+
+fn expand(labels: &Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Namespace name → labels.
+#[derive(Debug, Default)]
+struct NamespaceCache {
+    map: RwLock<HashMap<Box<str>, Labels>>,
+}
+
+/// Namespace → ServiceAccount names.
+#[derive(Debug, Default)]
+struct AccountCache {
+    map: RwLock<HashMap<Box<str>, HashSet<Box<str>>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One remembered answer of a direct GET.
+#[derive(Clone, Debug)]
+struct Remembered<T> {
+    at: Instant,
+    answer: Lookup<T>,
+}
+
+impl<T: Clone> Remembered<T> {
+    fn fresh(&self) -> Option<Lookup<T>> {
+        let ttl = match self.answer {
+            Lookup::Found(_) => FOUND_TTL,
+            _ => MISSING_TTL,
+        };
+        (self.at.elapsed() < ttl).then(|| self.answer.clone())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Fallback {
+    namespaces: RwLock<HashMap<String, Remembered<Labels>>>,
+    accounts: RwLock<HashMap<(String, String), Remembered<()>>>,
+}
+
+fn remember<K: std::hash::Hash + Eq, T: Clone>(
+    map: &RwLock<HashMap<K, Remembered<T>>>,
+    key: K,
+    answer: Lookup<T>,
+) {
+    let mut m = write(map);
+    if m.len() >= FALLBACK_MAX {
+        m.retain(|_, r| r.fresh().is_some());
+        if m.len() >= FALLBACK_MAX {
+            m.clear();
+        }
+    }
+    m.insert(
+        key,
+        Remembered {
+            at: Instant::now(),
+            answer,
+        },
+    );
+}
+
+/// The cluster as seen through watch caches, with a direct-GET fallback.
+pub struct KubeCluster {
+    client: Client,
+    namespaces: Arc<NamespaceCache>,
+    accounts: Arc<AccountCache>,
+    namespaces_synced: Arc<AtomicBool>,
+    accounts_synced: Arc<AtomicBool>,
+    fallback: Fallback,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("namespaces_synced", &self.namespaces_synced)
+            .field("accounts_synced", &self.accounts_synced)
+            .finish()
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A client for the cluster: from `kubeconfig` when given (an error if it is unusable), else
+/// in-cluster configuration or the default kubeconfig. `Ok(None)` when there is no cluster
+/// to talk to at all.
+pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Option<Client>> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("cannot read --kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("unusable --kubeconfig {}: {e}", path.display()))?
+        }
+        None => match kube::Config::infer().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "no in-cluster configuration and no usable kubeconfig");
+                return Ok(None);
+            }
+        },
+    };
+    let client = Client::try_from(config)
+        .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client: {e}"))?;
+    Ok(Some(client))
+}
+
+impl KubeCluster {
+    /// Start both watches; caches fill in the background (see [`ClusterSource::synced`]).
+    /// Must be called inside a tokio runtime.
+    pub fn start(client: Client, metrics: Option<Metrics>) -> Arc<KubeCluster> {
+        let namespaces = Arc::new(NamespaceCache::default());
+        let accounts = Arc::new(AccountCache::default());
+        let namespaces_synced = Arc::new(AtomicBool::new(false));
+        let accounts_synced = Arc::new(AtomicBool::new(false));
+        if let Some(m) = &metrics {
+            m.cache_synced.with_label_values(&["namespaces"]).set(0);
+            m.cache_synced
+                .with_label_values(&["serviceaccounts"])
+                .set(0);
+        }
+        let ns_task = tokio::spawn(reflect_namespaces(
+            Api::all(client.clone()),
+            namespaces.clone(),
+            namespaces_synced.clone(),
+            metrics.clone(),
+        ));
+        let sa_task = tokio::spawn(reflect_accounts(
+            Api::all(client.clone()),
+            accounts.clone(),
+            accounts_synced.clone(),
+            metrics,
+        ));
+        Arc::new(KubeCluster {
+            client,
+            namespaces,
+            accounts,
+            namespaces_synced,
+            accounts_synced,
+            fallback: Fallback::default(),
+            tasks: vec![ns_task, sa_task],
+        })
+    }
+
+    /// Wait until both caches have synced, or `timeout` passes. Returns whether they did.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while !self.synced() {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Number of cached namespaces and ServiceAccounts.
+    pub fn cached(&self) -> (usize, usize) {
+        let ns = read(&self.namespaces.map).len();
+        let sa = read(&self.accounts.map).values().map(HashSet::len).sum();
+        (ns, sa)
+    }
+
+    /// Approximate heap bytes held by the two caches: table slots, keys, label strings.
+    pub fn cache_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let ns = read(&self.namespaces.map);
+        let mut total = ns.capacity() * (size_of::<(Box<str>, Labels)>() + 1);
+        for (name, labels) in ns.iter() {
+            // Arc header (two counts) + the pairs + the label strings.
+            total += name.len() + 2 * size_of::<usize>();
+            total += labels.len() * size_of::<(Box<str>, Box<str>)>();
+            total += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        }
+        let sa = read(&self.accounts.map);
+        total += sa.capacity() * (size_of::<(Box<str>, HashSet<Box<str>>)>() + 1);
+        for (namespace, names) in sa.iter() {
+            total += namespace.len() + names.capacity() * (size_of::<Box<str>>() + 1);
+            total += names.iter().map(|n| n.len()).sum::<usize>();
+        }
+        total
+    }
+
+    fn cached_namespace(&self, name: &str) -> Option<Labels> {
+        read(&self.namespaces.map).get(name).cloned()
+    }
+
+    fn cached_account(&self, namespace: &str, name: &str) -> bool {
+        read(&self.accounts.map)
+            .get(namespace)
+            .is_some_and(|s| s.contains(name))
+    }
+
+    async fn fetch_namespace(&self, name: &str) {
+        if self.cached_namespace(name).is_some()
+            || read(&self.fallback.namespaces)
+                .get(name)
+                .and_then(Remembered::fresh)
+                .is_some()
+        {
+            return;
+        }
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(self.client.clone());
+        match api.get_opt(name).await {
+            Ok(Some(ns)) => remember(
+                &self.fallback.namespaces,
+                name.to_owned(),
+                Lookup::Found(compact(ns.metadata.labels)),
+            ),
+            Ok(None) => remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing),
+            Err(e) => {
+                tracing::warn!(namespace = name, error = %e, "namespace lookup failed; onLookupFailure decides")
+            }
+        }
+    }
+
+    async fn fetch_account(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        if self.cached_account(namespace, name)
+            || read(&self.fallback.accounts)
+                .get(&key)
+                .and_then(Remembered::fresh)
+                .is_some()
+        {
+            return;
+        }
+        let api: Api<PartialObjectMeta<ServiceAccount>> =
+            Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(_)) => remember(&self.fallback.accounts, key, Lookup::Found(())),
+            Ok(None) => remember(&self.fallback.accounts, key, Lookup::Missing),
+            Err(e) => {
+                tracing::warn!(namespace, service_account = name, error = %e, "ServiceAccount lookup failed")
+            }
+        }
+    }
+}
+
+impl ClusterView for KubeCluster {
+    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
+        if let Some(labels) = self.cached_namespace(namespace) {
+            return Lookup::Found(expand(&labels));
+        }
+        match read(&self.fallback.namespaces)
+            .get(namespace)
+            .and_then(Remembered::fresh)
+        {
+            Some(Lookup::Found(labels)) => Lookup::Found(expand(&labels)),
+            Some(Lookup::Missing) => Lookup::Missing,
+            _ => Lookup::Unknown,
+        }
+    }
+
+    fn service_account(&self, namespace: &str, name: &str) -> Lookup<()> {
+        if self.cached_account(namespace, name) {
+            return Lookup::Found(());
+        }
+        read(&self.fallback.accounts)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .and_then(Remembered::fresh)
+            .unwrap_or(Lookup::Unknown)
+    }
+}
+
+/// What a review will ask the view, so `prepare` can fetch it ahead: the namespace's labels
+/// for anything namespaced (rules and namespace-selector exemptions), and for workloads without
+/// their own ServiceAccount the account their labels name.
+pub fn lookups_for(review: &Review<'_>) -> (Option<String>, Option<(String, String)>) {
+    if review.kind == Kind::Namespace || review.namespace.is_empty() {
+        return (None, None);
+    }
+    let ns = Some(review.namespace.to_owned());
+    let account = PodTemplate::written(review).and_then(|t| {
+        if t.service_account().is_some_and(|(_, sa)| sa != "default") {
+            return None;
+        }
+        let (_, name) = t.service_account_candidate()?;
+        Some((review.namespace.to_owned(), name.to_owned()))
+    });
+    (ns, account)
+}
+
+impl ClusterSource for KubeCluster {
+    fn view(&self) -> &dyn ClusterView {
+        self
+    }
+
+    fn prepare<'a>(&'a self, review: &'a Review<'a>, deadline: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (ns, account) = lookups_for(review);
+            let ns_fut = async {
+                if let Some(ns) = &ns {
+                    if tokio::time::timeout(deadline, self.fetch_namespace(ns))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(namespace = %ns, "namespace lookup timed out; onLookupFailure decides");
+                    }
+                }
+            };
+            let sa_fut = async {
+                if let Some((ns, name)) = &account {
+                    if tokio::time::timeout(deadline, self.fetch_account(ns, name))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(namespace = %ns, service_account = %name, "ServiceAccount lookup timed out");
+                    }
+                }
+            };
+            futures::join!(ns_fut, sa_fut);
+        })
+    }
+
+    fn synced(&self) -> bool {
+        self.namespaces_synced.load(Ordering::Acquire)
+            && self.accounts_synced.load(Ordering::Acquire)
+    }
+}
+
+fn mark_synced(flag: &AtomicBool, metrics: &Option<Metrics>, resource: &str) {
+    if !flag.swap(true, Ordering::AcqRel) {
+        tracing::info!(resource, "watch cache synced");
+    }
+    if let Some(m) = metrics {
+        m.cache_synced.with_label_values(&[resource]).set(1);
+    }
+}
+
+async fn reflect_namespaces(
+    api: Api<PartialObjectMeta<Namespace>>,
+    cache: Arc<NamespaceCache>,
+    synced: Arc<AtomicBool>,
+    metrics: Option<Metrics>,
+) {
+    let mut buffer: Option<HashMap<Box<str>, Labels>> = None;
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "namespace watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        let entry = |o: PartialObjectMeta<Namespace>| {
+            let name = o.metadata.name.unwrap_or_default().into_boxed_str();
+            (name, compact(o.metadata.labels))
+        };
+        match event {
+            Event::Init => buffer = Some(HashMap::new()),
+            Event::InitApply(o) => {
+                let (k, v) = entry(o);
+                buffer.get_or_insert_with(HashMap::new).insert(k, v);
+            }
+            Event::InitDone => {
+                let fresh = buffer.take().unwrap_or_default();
+                *write(&cache.map) = fresh;
+                mark_synced(&synced, &metrics, "namespaces");
+            }
+            Event::Apply(o) => {
+                let (k, v) = entry(o);
+                write(&cache.map).insert(k, v);
+            }
+            Event::Delete(o) => {
+                let name = o.metadata.name.unwrap_or_default();
+                write(&cache.map).remove(name.as_str());
+            }
+        }
+    }
+}
+
+async fn reflect_accounts(
+    api: Api<PartialObjectMeta<ServiceAccount>>,
+    cache: Arc<AccountCache>,
+    synced: Arc<AtomicBool>,
+    metrics: Option<Metrics>,
+) {
+    type Map = HashMap<Box<str>, HashSet<Box<str>>>;
+    fn key(o: PartialObjectMeta<ServiceAccount>) -> (Box<str>, Box<str>) {
+        (
+            o.metadata.namespace.unwrap_or_default().into_boxed_str(),
+            o.metadata.name.unwrap_or_default().into_boxed_str(),
+        )
+    }
+    fn insert(map: &mut Map, (ns, name): (Box<str>, Box<str>)) {
+        map.entry(ns).or_default().insert(name);
+    }
+    let mut buffer: Option<Map> = None;
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "ServiceAccount watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        match event {
+            Event::Init => buffer = Some(Map::new()),
+            Event::InitApply(o) => insert(buffer.get_or_insert_with(Map::new), key(o)),
+            Event::InitDone => {
+                let fresh = buffer.take().unwrap_or_default();
+                *write(&cache.map) = fresh;
+                mark_synced(&synced, &metrics, "serviceaccounts");
+            }
+            Event::Apply(o) => insert(&mut write(&cache.map), key(o)),
+            Event::Delete(o) => {
+                let (ns, name) = key(o);
+                let mut map = write(&cache.map);
+                if let Some(set) = map.get_mut(&ns) {
+                    set.remove(&name);
+                    if set.is_empty() {
+                        map.remove(&ns);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Services: Istio picks a port's protocol from `appProtocol` or from a name of the form
+//! `<protocol>[-<suffix>]`; otherwise it sniffs. Sniffed traffic that is not recognised as HTTP
+//! is plain TCP, where HTTP-only AuthorizationPolicy fields (paths, methods, headers) do not
+//! apply: an ALLOW rule with them is dropped, a DENY rule loses them and denies more.
+
+use super::{Action, Rule, Violation};
+use crate::resource::Kind;
+use serde_json::Value;
+
+/// Protocol prefixes Istio's protocol selection understands (case-insensitive).
+const PROTOCOLS: &[&str] = &[
+    "http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp", "mongo", "mysql", "redis",
+];
+
+/// True when a port name declares its protocol: `http`, `http-web`, `grpc-api`, `tcp-db`, ...
+pub fn name_declares_protocol(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    PROTOCOLS.iter().any(|p| {
+        lower == *p
+            || lower
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
+}
+
+pub static PORT_PROTOCOL: Rule = Rule {
+    id: "svc-port-protocol",
+    kinds: &[Kind::Service],
+    default_action: Action::Warn,
+    summary: "a Service port with neither a protocol-prefixed name (http-, grpc-, tcp-, ...) nor appProtocol: Istio sniffs the protocol",
+    example_fix: "spec.ports[0].name: http-web (or appProtocol: http)",
+    check: |review, _ctx, out| {
+        let spec = review.spec();
+        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+            return;
+        }
+        let Some(ports) = spec.get("ports").and_then(Value::as_array) else { return };
+        for (i, port) in ports.iter().enumerate() {
+            // Only TCP is proxied; UDP and SCTP have nothing to sniff.
+            let proto = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            if !proto.eq_ignore_ascii_case("TCP") {
+                continue;
+            }
+            let app_protocol = port.get("appProtocol").and_then(Value::as_str).unwrap_or("");
+            if !app_protocol.is_empty() {
+                continue;
+            }
+            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
+            if name_declares_protocol(name) {
+                continue;
+            }
+            let number = port.get("port").map(Value::to_string).unwrap_or_else(|| "?".into());
+            let (path, what) = if name.is_empty() {
+                (format!("spec.ports[{i}]"), format!("port {number} has no name and no appProtocol"))
+            } else {
+                (format!("spec.ports[{i}].name"), format!("port {number} is named {name:?}, which names no protocol, and has no appProtocol"))
+            };
+            out.push(Violation::new(
+                path,
+                format!(
+                    "{what}, so Istio sniffs the protocol; traffic it does not recognise as HTTP is treated as TCP, where HTTP-only AuthorizationPolicy fields (paths, methods, headers) do not apply"
+                ),
+                "name the port after its protocol, e.g. name: http-web (or grpc-, tcp-, tls-...), or set appProtocol: http",
+            ));
+        }
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{obj, run};
+    use kube::core::admission::Operation;
+    use serde_json::json;
+
+    fn svc(spec: Value) -> kube::core::DynamicObject {
+        obj(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "prod"}, "spec": spec}))
+    }
+
+    const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
+
+    #[test]
+    fn protocol_names() {
+        for ok in [
+            "http",
+            "HTTP-web",
+            "http2",
+            "grpc-api",
+            "grpc-web",
+            "tcp-postgres",
+            "tls",
+            "https-admin",
+            "mongo",
+            "redis-cache",
+        ] {
+            assert!(name_declares_protocol(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "web",
+            "metrics",
+            "httpx",
+            "postgres-tcp",
+            "tcp_db",
+            "h2",
+        ] {
+            assert!(!name_declares_protocol(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unnamed_and_unprefixed_ports_warned() {
+        for op in OPS {
+            let o = svc(json!({"ports": [
+                {"port": 80, "targetPort": 80, "protocol": "TCP"},
+                {"name": "tcp-postgres", "port": 5432},
+                {"name": "metrics", "port": 9090}]}));
+            let found = run(&PORT_PROTOCOL, op.clone(), "v1", "prod", &o);
+            assert_eq!(found.len(), 2);
+            assert_eq!(found[0].path, "spec.ports[0]");
+            assert!(
+                found[0].message.starts_with(
+                    "port 80 has no name and no appProtocol, so Istio sniffs the protocol"
+                ),
+                "{}",
+                found[0].message
+            );
+            assert!(found[0]
+                .fix
+                .starts_with("name the port after its protocol, e.g. name: http-web"));
+            assert_eq!(found[1].path, "spec.ports[2].name");
+            assert!(found[1]
+                .message
+                .starts_with("port 9090 is named \"metrics\", which names no protocol"));
+        }
+        assert_eq!(PORT_PROTOCOL.default_action, Action::Warn);
+    }
+
+    #[test]
+    fn declared_ports_allowed() {
+        for op in OPS {
+            let o = svc(json!({"ports": [
+                {"name": "http", "port": 80},
+                {"name": "web", "port": 8080, "appProtocol": "http"},
+                {"port": 53, "protocol": "UDP"},
+                {"name": "grpc-api", "port": 9000}]}));
+            assert!(run(&PORT_PROTOCOL, op.clone(), "v1", "prod", &o).is_empty());
+        }
+        let o = svc(
+            json!({"type": "ExternalName", "externalName": "x.example.com", "ports": [{"port": 80}]}),
+        );
+        assert!(run(&PORT_PROTOCOL, Operation::Create, "v1", "prod", &o).is_empty());
+        let o = svc(json!({"ports": [{"port": 80}]}));
+        assert!(run(&PORT_PROTOCOL, Operation::Delete, "v1", "prod", &o).is_empty());
+    }
+}

@@ -1,0 +1,1031 @@
+//! Workloads (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
+//! CronJob): every pod gets a sidecar and its own identity.
+//!
+//! Istio semantics (ISTIO.md "Sidecar injection"): the pod label `sidecar.istio.io/inject`
+//! beats the deprecated annotation of the same name; a pod reaches the injector through its
+//! namespace label or by opting in itself (`sidecar.istio.io/inject=true`, `istio.io/rev`);
+//! `istio-injection` set to anything but `enabled` on the namespace keeps every pod out;
+//! hostNetwork pods are never injected; injection happens only on Pod CREATE, and the proxy may
+//! be a native sidecar (init container with `restartPolicy: Always`). On Pods the ServiceAccount
+//! admission plugin has already filled `serviceAccountName: default`.
+//!
+//! Rules that need the namespace's labels read them from the cluster view; when nobody can tell
+//! (`Lookup::Unknown`), `onLookupFailure: deny` reports "namespace labels unknown" and `allow`
+//! reports nothing.
+
+use super::namespace::{injection, wanted_label, Injection};
+use super::{Action, Ctx, Rule, Violation};
+use crate::config::OnLookupFailure;
+use crate::context::Lookup;
+use crate::pod_template::{PodTemplate, INJECT, PROXY_CONTAINER, PROXY_UID};
+use crate::resource::{Kind, Review};
+use kube::core::admission::Operation;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const KINDS: &[Kind] = Kind::WORKLOADS;
+
+/// The namespace's labels as the cluster view knows them.
+fn namespace_labels(review: &Review<'_>, ctx: &Ctx<'_>) -> Lookup<BTreeMap<String, String>> {
+    ctx.cluster.namespace_labels(review.namespace)
+}
+
+/// The "namespace labels unknown" finding, when the policy says an unanswerable lookup denies.
+/// `Missing` means the namespace was not found (not in the cluster, or not in the manifests
+/// `check` read); `Unknown` that nobody could tell.
+fn unknown_namespace(
+    review: &Review<'_>,
+    ctx: &Ctx<'_>,
+    lookup: &Lookup<BTreeMap<String, String>>,
+    what: &str,
+    out: &mut Vec<Violation>,
+) {
+    if ctx.policy.on_lookup_failure == OnLookupFailure::Allow {
+        return;
+    }
+    let ns = review.namespace;
+    let (why, fix) = match lookup {
+        Lookup::Missing => (
+            format!("namespace {ns:?} was not found"),
+            "create the namespace first (or include it in the manifests you check), or set onLookupFailure: allow in the meshguard policy",
+        ),
+        _ => (
+            format!("meshguard could not read namespace {ns:?} (no cluster connection, or the lookup failed)"),
+            "retry when the API server is reachable, or set onLookupFailure: allow in the meshguard policy",
+        ),
+    };
+    out.push(Violation::new(
+        "metadata.namespace",
+        format!("namespace labels unknown: {why}, so meshguard cannot tell {what}"),
+        fix,
+    ));
+}
+
+/// The identity a pod of this namespace gets with the `default` ServiceAccount.
+fn default_identity(review: &Review<'_>, ctx: &Ctx<'_>) -> String {
+    format!(
+        "{}/ns/{}/sa/default",
+        ctx.policy.trust_domain, review.namespace
+    )
+}
+
+pub static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
+    id: "wl-default-service-account",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "serviceAccountName (or the deprecated serviceAccount) absent or default: the pod shares the namespace's default identity",
+    example_fix: "spec.template.spec.serviceAccountName: <app name> (and create that ServiceAccount)",
+    check: |review, ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        let set = t.service_account();
+        if set.is_some_and(|(_, sa)| sa != "default") {
+            return;
+        }
+        let field = set.map_or("serviceAccountName", |(f, _)| f);
+        let path = t.path(&format!("spec.{field}"));
+        let sa_path = t.path("spec.serviceAccountName");
+        let what = match set {
+            None => "no serviceAccountName is set, so the pods run as the \"default\" ServiceAccount".to_owned(),
+            Some(_) if t.is_pod() => "the pod runs as the \"default\" ServiceAccount (the API server fills it in when the manifest names none)".to_owned(),
+            Some((f, _)) => format!("{f} is \"default\""),
+        };
+        let message = format!(
+            "{what}; its identity {} is shared by every workload without its own account, so AuthorizationPolicy cannot tell them apart",
+            default_identity(review, ctx)
+        );
+        let ns = review.namespace;
+        let fix = match t.service_account_candidate() {
+            Some((label, name)) => match ctx.cluster.service_account(ns, name) {
+                Lookup::Found(()) => format!(
+                    "set {sa_path}: {name} (ServiceAccount {ns}/{name} exists)"
+                ),
+                Lookup::Missing => format!(
+                    "create ServiceAccount {name:?} in namespace {ns:?} (kubectl -n {ns} create serviceaccount {name}) and set {sa_path}: {name}; the name comes from the {label} label"
+                ),
+                Lookup::Unknown => format!(
+                    "create ServiceAccount {name:?} in namespace {ns:?} if it does not exist (kubectl -n {ns} create serviceaccount {name}) and set {sa_path}: {name}"
+                ),
+            },
+            None => format!(
+                "create a ServiceAccount for this workload and set {sa_path} to its name (with an app.kubernetes.io/name or app label, meshguard names the account for you)"
+            ),
+        };
+        out.push(Violation::new(path, message, fix));
+    },
+};
+
+pub static INJECTION_DISABLED: Rule = Rule {
+    id: "wl-injection-disabled",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "sidecar.istio.io/inject: \"false\" as pod-template label or annotation (the label wins over the annotation)",
+    example_fix: "remove sidecar.istio.io/inject, or set it to \"true\"",
+    check: |review, _ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        let Some((path, value)) = t.inject_setting() else { return };
+        if !crate::pod_template::value_disables(value) {
+            return;
+        }
+        let from_annotation = t.label(INJECT).is_none();
+        let mut message = format!(
+            "{INJECT}: {value:?} keeps the Istio sidecar out of this pod, so its traffic skips mTLS and AuthorizationPolicy"
+        );
+        if from_annotation {
+            message.push_str(" (the deprecated annotation counts because no label of the same name is set)");
+        }
+        let fix = if from_annotation {
+            format!("remove the annotation {INJECT} (to opt in explicitly, use the label {INJECT}: \"true\")")
+        } else {
+            format!("remove the label {INJECT}, or set it to \"true\"")
+        };
+        out.push(Violation::new(path, message, fix));
+    },
+};
+
+pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
+    id: "wl-namespace-not-injected",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "the namespace is not labeled for injection and the pod does not opt in (sidecar.istio.io/inject=true or istio.io/rev)",
+    example_fix: "kubectl label namespace <ns> istio-injection=enabled",
+    check: |review, ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        if t.host_network() {
+            return; // never injected; wl-host-network reports it
+        }
+        let ns = review.namespace;
+        let (key, value) = wanted_label(ctx.policy);
+        let fix = format!(
+            "label the namespace: kubectl label namespace {ns} {key}={value} (or add the pod label {INJECT}: \"true\")"
+        );
+        let labels_path = t.path("metadata.labels");
+        match namespace_labels(review, ctx) {
+            Lookup::Found(labels) => match injection(&labels) {
+                Injection::Sidecar | Injection::Ambient => {}
+                Injection::Off(v) => out.push(Violation::new(
+                    labels_path,
+                    format!(
+                        "namespace {ns:?} has istio-injection={v}, which keeps the sidecar out of every pod in it, even pods that opt in"
+                    ),
+                    format!("set the namespace label istio-injection: enabled (kubectl label namespace {ns} istio-injection=enabled --overwrite)"),
+                )),
+                Injection::None if t.opts_in() => {}
+                Injection::None => out.push(Violation::new(
+                    labels_path,
+                    format!(
+                        "namespace {ns:?} is not labeled for injection (istio-injection=enabled or istio.io/rev) and this pod does not opt in, so it starts without a sidecar"
+                    ),
+                    fix,
+                )),
+            },
+            Lookup::Missing | Lookup::Unknown if t.opts_in() => {}
+            lookup @ (Lookup::Missing | Lookup::Unknown) => unknown_namespace(
+                review,
+                ctx,
+                &lookup,
+                "whether this pod will get a sidecar",
+                out,
+            ),
+        }
+    },
+};
+
+pub static MISSING_SIDECAR: Rule = Rule {
+    id: "wl-missing-sidecar",
+    kinds: &[Kind::Pod],
+    default_action: Action::Deny,
+    summary: "a Pod CREATE that should have been injected has no istio-proxy container or native-sidecar init container: the injector failed open",
+    example_fix: "make sure istiod's injector webhook is running, then recreate the pod",
+    check: |review, ctx, out| {
+        if !matches!(review.operation, Operation::Create) {
+            return;
+        }
+        let Some(t) = PodTemplate::written(review) else { return };
+        if t.host_network() || t.injection_disabled() || t.has_proxy() {
+            return;
+        }
+        let ns = review.namespace;
+        let why = match namespace_labels(review, ctx) {
+            Lookup::Found(labels) => match injection(&labels) {
+                Injection::Sidecar => format!("namespace {ns:?} is labeled for injection"),
+                Injection::Off(_) => return,
+                Injection::Ambient | Injection::None if t.opts_in() => {
+                    "the pod opts in to injection".to_owned()
+                }
+                Injection::Ambient | Injection::None => return,
+            },
+            Lookup::Missing | Lookup::Unknown if t.opts_in() => {
+                "the pod opts in to injection".to_owned()
+            }
+            lookup @ (Lookup::Missing | Lookup::Unknown) => {
+                unknown_namespace(
+                    review,
+                    ctx,
+                    &lookup,
+                    "whether this pod should carry a sidecar",
+                    out,
+                );
+                return;
+            }
+        };
+        out.push(Violation::new(
+            "spec.containers",
+            format!(
+                "{why}, but the pod has no {PROXY_CONTAINER} container (nor a native-sidecar init container): the sidecar injector failed open or was bypassed, so this pod would run outside the mesh"
+            ),
+            "check that istiod's sidecar injector webhook is running and reachable (kubectl get mutatingwebhookconfigurations), then recreate the pod",
+        ));
+    },
+};
+
+/// How a bypass annotation's value opens a hole.
+#[derive(Clone, Copy)]
+enum Bypass {
+    /// Any non-empty value excludes something.
+    NonEmpty,
+    /// Anything but `*` narrows what is intercepted (the default is `*`).
+    NotStar,
+    /// The value `NONE` turns interception off.
+    None,
+}
+
+/// Pod annotations that route traffic around the proxy, and what each one does.
+const BYPASS_ANNOTATIONS: &[(&str, Bypass, &str)] = &[
+    ("traffic.sidecar.istio.io/excludeInboundPorts", Bypass::NonEmpty,
+        "connections to these ports reach the application directly, without mTLS or AuthorizationPolicy"),
+    ("traffic.sidecar.istio.io/includeInboundPorts", Bypass::NotStar,
+        "only the listed inbound ports are intercepted; connections to any other port reach the application without mTLS or AuthorizationPolicy"),
+    ("traffic.sidecar.istio.io/excludeOutboundPorts", Bypass::NonEmpty,
+        "outbound connections to these ports leave without the proxy, in plaintext and unauthenticated"),
+    ("traffic.sidecar.istio.io/excludeOutboundIPRanges", Bypass::NonEmpty,
+        "outbound traffic to these ranges leaves without the proxy, in plaintext and unauthenticated"),
+    ("traffic.sidecar.istio.io/includeOutboundIPRanges", Bypass::NotStar,
+        "only the listed outbound ranges are intercepted; traffic to anything else leaves without the proxy"),
+    ("traffic.sidecar.istio.io/excludeInterfaces", Bypass::NonEmpty,
+        "traffic on these network interfaces is not intercepted by the proxy"),
+    ("sidecar.istio.io/interceptionMode", Bypass::None,
+        "interception mode NONE installs no traffic redirection, so the proxy sees only what the application sends to it on purpose"),
+];
+
+pub static TRAFFIC_BYPASS: Rule = Rule {
+    id: "wl-traffic-bypass",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy",
+    example_fix: "remove the traffic.sidecar.istio.io/exclude* annotation",
+    check: |review, _ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        for (key, how, what) in BYPASS_ANNOTATIONS {
+            let Some(value) = t.annotation(key) else { continue };
+            let v = value.trim();
+            let hole = match how {
+                Bypass::NonEmpty => !v.is_empty(),
+                Bypass::NotStar => v != "*",
+                Bypass::None => v.eq_ignore_ascii_case("NONE"),
+            };
+            if !hole {
+                continue;
+            }
+            out.push(Violation::new(
+                t.annotation_path(key),
+                format!("{key}: {value:?}: {what}"),
+                "remove the annotation; if this traffic really must skip the mesh, exempt the workload from wl-traffic-bypass in the meshguard policy",
+            ));
+        }
+    },
+};
+
+pub static HOST_NETWORK: Rule = Rule {
+    id: "wl-host-network",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "hostNetwork pods are never injected and their traffic bypasses the sidecar",
+    example_fix: "remove spec.template.spec.hostNetwork",
+    check: |review, _ctx, out| {
+        let Some(t) = PodTemplate::written(review) else {
+            return;
+        };
+        if !t.host_network() {
+            return;
+        }
+        out.push(Violation::new(
+            t.path("spec.hostNetwork"),
+            "hostNetwork pods share the node's network and are never injected: their traffic bypasses the sidecar, mTLS and AuthorizationPolicy",
+            "remove hostNetwork: true; if this is a node agent that must stay outside the mesh, exempt it from wl-host-network in the meshguard policy",
+        ));
+    },
+};
+
+fn run_as_user(v: &Value) -> Option<i64> {
+    v.get("securityContext")?.get("runAsUser")?.as_i64()
+}
+
+pub static PROXY_UID_RULE: Rule = Rule {
+    id: "wl-proxy-uid",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "an application container runs as UID 1337, the sidecar's UID, whose traffic iptables lets skip the proxy (IST0144)",
+    example_fix: "securityContext.runAsUser: 1000",
+    check: |review, _ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        let pod_uid = run_as_user(t.spec);
+        let mut inheriting = Vec::new();
+        for c in t.containers() {
+            if c.name() == PROXY_CONTAINER {
+                continue;
+            }
+            match run_as_user(c.value) {
+                Some(PROXY_UID) => out.push(Violation::new(
+                    t.path(&format!("spec.{}[{}].securityContext.runAsUser", c.list, c.index)),
+                    format!(
+                        "container {:?} runs as UID {PROXY_UID}, the sidecar's own UID: iptables lets traffic of that UID skip the proxy, so the container bypasses mTLS and policy (Istio IST0144)",
+                        c.name()
+                    ),
+                    "run it as another UID, e.g. securityContext.runAsUser: 1000",
+                )),
+                Some(_) => {}
+                None if pod_uid == Some(PROXY_UID) => inheriting.push(format!("{:?}", c.name())),
+                None => {}
+            }
+        }
+        if !inheriting.is_empty() {
+            out.push(Violation::new(
+                t.path("spec.securityContext.runAsUser"),
+                format!(
+                    "the pod runs as UID {PROXY_UID}, the sidecar's own UID, and container(s) {} inherit it: iptables lets traffic of that UID skip the proxy, so they bypass mTLS and policy (Istio IST0144)",
+                    inheriting.join(", ")
+                ),
+                "run the pod as another UID, e.g. securityContext.runAsUser: 1000 (the injected istio-proxy sets its own)",
+            ));
+        }
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::context::{ClusterView, NoCluster, StaticCluster};
+    use crate::rules::testing::obj;
+    use kube::core::DynamicObject;
+    use serde_json::json;
+
+    /// A workload of `kind` whose pod template has `meta` (labels, annotations) and `spec`.
+    fn workload(kind: Kind, meta: Value, spec: Value) -> DynamicObject {
+        let template = json!({"metadata": meta, "spec": spec});
+        let labels = meta.get("labels").cloned().unwrap_or(json!({}));
+        let annotations = meta.get("annotations").cloned().unwrap_or(json!({}));
+        obj(match kind {
+            Kind::Pod => json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "w", "namespace": "prod", "labels": labels, "annotations": annotations},
+                "spec": spec}),
+            Kind::CronJob => json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": "w", "namespace": "prod"},
+                "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}),
+            Kind::Job => json!({"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "w", "namespace": "prod"}, "spec": {"template": template}}),
+            Kind::ReplicationController => {
+                json!({"apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": "w", "namespace": "prod"}, "spec": {"template": template}})
+            }
+            _ => json!({"apiVersion": "apps/v1", "kind": kind.as_str(),
+                "metadata": {"name": "w", "namespace": "prod"}, "spec": {"template": template}}),
+        })
+    }
+
+    fn prefix(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Pod => "",
+            Kind::CronJob => "spec.jobTemplate.spec.template.",
+            _ => "spec.template.",
+        }
+    }
+
+    fn check(
+        rule: &Rule,
+        kind: Kind,
+        op: Operation,
+        o: &DynamicObject,
+        cluster: &dyn ClusterView,
+        policy: &Policy,
+    ) -> Vec<Violation> {
+        let is_delete = matches!(op, Operation::Delete);
+        let review = Review {
+            kind,
+            version: "v1",
+            operation: &op,
+            namespace: "prod",
+            name: "w",
+            object: (!is_delete).then_some(o),
+            old_object: is_delete.then_some(o),
+            dry_run: false,
+        };
+        let ctx = Ctx { policy, cluster };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    fn run(
+        rule: &Rule,
+        kind: Kind,
+        op: Operation,
+        o: &DynamicObject,
+        cluster: &dyn ClusterView,
+    ) -> Vec<Violation> {
+        check(rule, kind, op, o, cluster, &Policy::default())
+    }
+
+    fn enabled_ns() -> StaticCluster {
+        StaticCluster::default().with_namespace("prod", &[("istio-injection", "enabled")])
+    }
+
+    const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
+
+    fn app() -> Value {
+        json!({"containers": [{"name": "app", "image": "nginx"}]})
+    }
+
+    // ---- wl-default-service-account
+
+    #[test]
+    fn default_service_account_denied_for_every_kind() {
+        let cluster = enabled_ns().with_service_account("prod", "web");
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                // absent
+                let o = workload(kind, json!({"labels": {"app": "web"}}), app());
+                let found = run(&DEFAULT_SERVICE_ACCOUNT, kind, op.clone(), &o, &cluster);
+                assert_eq!(found.len(), 1, "{kind}");
+                let p = prefix(kind);
+                assert_eq!(found[0].path, format!("{p}spec.serviceAccountName"));
+                assert!(
+                    found[0]
+                        .message
+                        .contains("cluster.local/ns/prod/sa/default is shared"),
+                    "{}",
+                    found[0].message
+                );
+                assert_eq!(
+                    found[0].fix,
+                    format!("set {p}spec.serviceAccountName: web (ServiceAccount prod/web exists)")
+                );
+                // explicit default, and the deprecated field
+                for field in ["serviceAccountName", "serviceAccount"] {
+                    let mut spec = app();
+                    spec[field] = json!("default");
+                    let o = workload(kind, json!({"labels": {"app": "web"}}), spec);
+                    let found = run(&DEFAULT_SERVICE_ACCOUNT, kind, op.clone(), &o, &cluster);
+                    assert_eq!(found.len(), 1, "{kind} {field}");
+                    assert_eq!(found[0].path, format!("{p}spec.{field}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_service_account_fix_says_what_to_create() {
+        let kind = Kind::Deployment;
+        let o = workload(
+            kind,
+            json!({"labels": {"app.kubernetes.io/name": "checkout", "app": "shop"}}),
+            app(),
+        );
+        let found = run(
+            &DEFAULT_SERVICE_ACCOUNT,
+            kind,
+            Operation::Create,
+            &o,
+            &enabled_ns(),
+        );
+        assert_eq!(
+            found[0].fix,
+            "create ServiceAccount \"checkout\" in namespace \"prod\" (kubectl -n prod create serviceaccount checkout) and set spec.template.spec.serviceAccountName: checkout; the name comes from the app.kubernetes.io/name label"
+        );
+        let found = run(
+            &DEFAULT_SERVICE_ACCOUNT,
+            kind,
+            Operation::Create,
+            &o,
+            &NoCluster,
+        );
+        assert!(
+            found[0].fix.starts_with(
+                "create ServiceAccount \"checkout\" in namespace \"prod\" if it does not exist"
+            ),
+            "{}",
+            found[0].fix
+        );
+        // No usable label: a generic fix.
+        let o = workload(kind, json!({"labels": {"app": "Not_A_Name"}}), app());
+        let found = run(
+            &DEFAULT_SERVICE_ACCOUNT,
+            kind,
+            Operation::Create,
+            &o,
+            &NoCluster,
+        );
+        assert!(found[0].fix.starts_with("create a ServiceAccount for this workload and set spec.template.spec.serviceAccountName"), "{}", found[0].fix);
+    }
+
+    #[test]
+    fn own_service_account_allowed() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                for field in ["serviceAccountName", "serviceAccount"] {
+                    let mut spec = app();
+                    spec[field] = json!("web");
+                    let o = workload(kind, json!({"labels": {"app": "web"}}), spec);
+                    assert!(
+                        run(&DEFAULT_SERVICE_ACCOUNT, kind, op.clone(), &o, &NoCluster).is_empty(),
+                        "{kind}"
+                    );
+                }
+            }
+            let o = workload(kind, json!({}), app());
+            assert!(run(
+                &DEFAULT_SERVICE_ACCOUNT,
+                kind,
+                Operation::Delete,
+                &o,
+                &NoCluster
+            )
+            .is_empty());
+        }
+    }
+
+    // ---- wl-injection-disabled
+
+    #[test]
+    fn injection_disabled_by_label_or_annotation() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                let p = prefix(kind);
+                let o = workload(
+                    kind,
+                    json!({"labels": {"sidecar.istio.io/inject": "false"}}),
+                    app(),
+                );
+                let found = run(&INJECTION_DISABLED, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 1, "{kind}");
+                assert_eq!(
+                    found[0].path,
+                    format!("{p}metadata.labels[\"sidecar.istio.io/inject\"]")
+                );
+                assert_eq!(found[0].message, "sidecar.istio.io/inject: \"false\" keeps the Istio sidecar out of this pod, so its traffic skips mTLS and AuthorizationPolicy");
+                assert_eq!(
+                    found[0].fix,
+                    "remove the label sidecar.istio.io/inject, or set it to \"true\""
+                );
+
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"sidecar.istio.io/inject": "false"}}),
+                    app(),
+                );
+                let found = run(&INJECTION_DISABLED, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 1, "{kind}");
+                assert_eq!(
+                    found[0].path,
+                    format!("{p}metadata.annotations[\"sidecar.istio.io/inject\"]")
+                );
+                assert!(found[0].message.ends_with(
+                    "(the deprecated annotation counts because no label of the same name is set)"
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn injection_label_wins_over_annotation() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let o = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "true"},
+                "annotations": {"sidecar.istio.io/inject": "false"}}),
+                app(),
+            );
+            assert!(run(&INJECTION_DISABLED, kind, Operation::Create, &o, &NoCluster).is_empty());
+            let o = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "false"},
+                "annotations": {"sidecar.istio.io/inject": "true"}}),
+                app(),
+            );
+            let found = run(&INJECTION_DISABLED, kind, Operation::Update, &o, &NoCluster);
+            assert!(found[0].path.contains("labels"));
+            let o = workload(kind, json!({"labels": {"app": "a"}}), app());
+            assert!(run(&INJECTION_DISABLED, kind, Operation::Create, &o, &NoCluster).is_empty());
+        }
+    }
+
+    // ---- wl-namespace-not-injected
+
+    #[test]
+    fn namespace_not_injected() {
+        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
+        let disabled =
+            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
+        let ambient = StaticCluster::default()
+            .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
+        let rev = StaticCluster::default().with_namespace("prod", &[("istio.io/rev", "canary")]);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                let p = prefix(kind);
+                let o = workload(kind, json!({"labels": {"app": "a"}}), app());
+                let found = run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, &bare);
+                assert_eq!(found.len(), 1, "{kind}");
+                assert_eq!(found[0].path, format!("{p}metadata.labels"));
+                assert_eq!(found[0].message, "namespace \"prod\" is not labeled for injection (istio-injection=enabled or istio.io/rev) and this pod does not opt in, so it starts without a sidecar");
+                assert_eq!(found[0].fix, "label the namespace: kubectl label namespace prod istio-injection=enabled (or add the pod label sidecar.istio.io/inject: \"true\")");
+                let found = run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, &disabled);
+                assert!(found[0].message.contains(
+                    "istio-injection=disabled, which keeps the sidecar out of every pod"
+                ));
+                for ok in [&enabled_ns(), &ambient, &rev] {
+                    assert!(run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, ok).is_empty());
+                }
+                // The pod opts in itself.
+                for labels in [
+                    json!({"sidecar.istio.io/inject": "true"}),
+                    json!({"istio.io/rev": "canary"}),
+                ] {
+                    let o = workload(kind, json!({"labels": labels}), app());
+                    assert!(run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, &bare).is_empty());
+                    // ... but istio-injection=disabled on the namespace still wins.
+                    assert_eq!(
+                        run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, &disabled).len(),
+                        1
+                    );
+                }
+                // hostNetwork pods are never injected: wl-host-network reports them.
+                let o = workload(
+                    kind,
+                    json!({}),
+                    json!({"hostNetwork": true, "containers": []}),
+                );
+                assert!(run(&NAMESPACE_NOT_INJECTED, kind, op.clone(), &o, &bare).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn namespace_unknown_follows_on_lookup_failure() {
+        let allow = Policy::from_yaml("onLookupFailure: allow\n", "t").expect("policy");
+        for kind in [Kind::Pod, Kind::Deployment, Kind::CronJob] {
+            let o = workload(kind, json!({"labels": {"app": "a"}}), app());
+            let found = run(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+            );
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].path, "metadata.namespace");
+            assert!(
+                found[0].message.starts_with(
+                    "namespace labels unknown: meshguard could not read namespace \"prod\""
+                ),
+                "{}",
+                found[0].message
+            );
+            assert!(found[0]
+                .message
+                .ends_with("so meshguard cannot tell whether this pod will get a sidecar"));
+            // Not found at all (`check` without the namespace in its input).
+            let missing = StaticCluster::default();
+            let found = run(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &o,
+                &missing,
+            );
+            assert!(
+                found[0]
+                    .message
+                    .starts_with("namespace labels unknown: namespace \"prod\" was not found"),
+                "{}",
+                found[0].message
+            );
+            assert!(found[0].fix.starts_with("create the namespace first"));
+            assert!(check(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+                &allow
+            )
+            .is_empty());
+            // A pod that opts in does not need the namespace.
+            let o = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "true"}}),
+                app(),
+            );
+            assert!(run(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster
+            )
+            .is_empty());
+        }
+    }
+
+    // ---- wl-missing-sidecar
+
+    fn pod(labels: Value, spec: Value) -> DynamicObject {
+        workload(Kind::Pod, json!({"labels": labels}), spec)
+    }
+
+    #[test]
+    fn missing_sidecar_on_pod_create() {
+        let o = pod(json!({"app": "a"}), app());
+        let found = run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &o,
+            &enabled_ns(),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.containers");
+        assert!(found[0].message.starts_with("namespace \"prod\" is labeled for injection, but the pod has no istio-proxy container (nor a native-sidecar init container)"), "{}", found[0].message);
+        assert!(found[0]
+            .fix
+            .starts_with("check that istiod's sidecar injector webhook is running"));
+        // Not on UPDATE: injection only happens at creation.
+        assert!(run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Update,
+            &o,
+            &enabled_ns()
+        )
+        .is_empty());
+        // A pod that opts in in an unlabeled namespace.
+        let bare = StaticCluster::default().with_namespace("prod", &[]);
+        let o = pod(json!({"sidecar.istio.io/inject": "true"}), app());
+        let found = run(&MISSING_SIDECAR, Kind::Pod, Operation::Create, &o, &bare);
+        assert!(found[0]
+            .message
+            .starts_with("the pod opts in to injection, but"));
+        // An init container named istio-proxy without restartPolicy: Always is not a sidecar.
+        let o = pod(
+            json!({}),
+            json!({"containers": [{"name": "app"}], "initContainers": [{"name": "istio-proxy"}]}),
+        );
+        assert_eq!(
+            run(
+                &MISSING_SIDECAR,
+                Kind::Pod,
+                Operation::Create,
+                &o,
+                &enabled_ns()
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn injected_or_not_expected_pods_allowed() {
+        let sidecar = pod(
+            json!({}),
+            json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}),
+        );
+        let native = pod(
+            json!({}),
+            json!({"containers": [{"name": "app"}],
+            "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always"}]}),
+        );
+        for o in [&sidecar, &native] {
+            assert!(run(
+                &MISSING_SIDECAR,
+                Kind::Pod,
+                Operation::Create,
+                o,
+                &enabled_ns()
+            )
+            .is_empty());
+            assert!(run(
+                &MISSING_SIDECAR,
+                Kind::Pod,
+                Operation::Create,
+                o,
+                &NoCluster
+            )
+            .is_empty());
+        }
+        let bare = StaticCluster::default().with_namespace("prod", &[]);
+        let ambient = StaticCluster::default()
+            .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
+        let plain = pod(json!({}), app());
+        assert!(run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &plain,
+            &bare
+        )
+        .is_empty());
+        assert!(run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &plain,
+            &ambient
+        )
+        .is_empty());
+        let host = pod(
+            json!({}),
+            json!({"hostNetwork": true, "containers": [{"name": "app"}]}),
+        );
+        assert!(run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &host,
+            &enabled_ns()
+        )
+        .is_empty());
+        let off = pod(json!({"sidecar.istio.io/inject": "false"}), app());
+        assert!(run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &off,
+            &enabled_ns()
+        )
+        .is_empty());
+        // Unknown namespace: onLookupFailure decides.
+        let found = run(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &plain,
+            &NoCluster,
+        );
+        assert!(found[0].message.starts_with("namespace labels unknown"));
+        let allow = Policy::from_yaml("onLookupFailure: allow\n", "t").expect("policy");
+        assert!(check(
+            &MISSING_SIDECAR,
+            Kind::Pod,
+            Operation::Create,
+            &plain,
+            &NoCluster,
+            &allow
+        )
+        .is_empty());
+    }
+
+    // ---- wl-traffic-bypass
+
+    #[test]
+    fn bypass_annotations_denied() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                let p = prefix(kind);
+                let o = workload(
+                    kind,
+                    json!({"annotations": {
+                    "traffic.sidecar.istio.io/excludeInboundPorts": "8080",
+                    "traffic.sidecar.istio.io/excludeOutboundIPRanges": "0.0.0.0/0",
+                    "traffic.sidecar.istio.io/includeInboundPorts": "",
+                    "sidecar.istio.io/interceptionMode": "NONE"}}),
+                    app(),
+                );
+                let found = run(&TRAFFIC_BYPASS, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 4, "{kind}: {found:?}");
+                assert_eq!(
+                    found[0].path,
+                    format!(
+                        "{p}metadata.annotations[\"traffic.sidecar.istio.io/excludeInboundPorts\"]"
+                    )
+                );
+                assert_eq!(found[0].message, "traffic.sidecar.istio.io/excludeInboundPorts: \"8080\": connections to these ports reach the application directly, without mTLS or AuthorizationPolicy");
+                assert!(found[0].fix.starts_with("remove the annotation"));
+                assert!(found[1].message.starts_with("traffic.sidecar.istio.io/includeInboundPorts: \"\": only the listed inbound ports"));
+                assert!(found[3].message.contains("interception mode NONE"));
+            }
+        }
+    }
+
+    #[test]
+    fn harmless_traffic_annotations_allowed() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let o = workload(
+                kind,
+                json!({"annotations": {
+                "traffic.sidecar.istio.io/excludeInboundPorts": "",
+                "traffic.sidecar.istio.io/includeInboundPorts": "*",
+                "traffic.sidecar.istio.io/includeOutboundIPRanges": "*",
+                "sidecar.istio.io/interceptionMode": "TPROXY"}}),
+                app(),
+            );
+            assert!(run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &NoCluster).is_empty());
+        }
+    }
+
+    // ---- wl-host-network
+
+    #[test]
+    fn host_network_warned() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                let o = workload(
+                    kind,
+                    json!({}),
+                    json!({"hostNetwork": true, "containers": []}),
+                );
+                let found = run(&HOST_NETWORK, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].path, format!("{}spec.hostNetwork", prefix(kind)));
+                assert!(found[0].message.starts_with(
+                    "hostNetwork pods share the node's network and are never injected"
+                ));
+                let o = workload(
+                    kind,
+                    json!({}),
+                    json!({"hostNetwork": false, "containers": []}),
+                );
+                assert!(run(&HOST_NETWORK, kind, op.clone(), &o, &NoCluster).is_empty());
+            }
+        }
+        assert_eq!(HOST_NETWORK.default_action, Action::Warn);
+    }
+
+    // ---- wl-proxy-uid
+
+    #[test]
+    fn proxy_uid_denied_for_app_containers() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for op in OPS {
+                let p = prefix(kind);
+                let o = workload(
+                    kind,
+                    json!({}),
+                    json!({
+                    "containers": [{"name": "app", "securityContext": {"runAsUser": 1337}},
+                                   {"name": "istio-proxy", "securityContext": {"runAsUser": 1337}}],
+                    "initContainers": [{"name": "setup", "securityContext": {"runAsUser": 1337}}]}),
+                );
+                let found = run(&PROXY_UID_RULE, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 2, "{kind}");
+                assert_eq!(
+                    found[0].path,
+                    format!("{p}spec.containers[0].securityContext.runAsUser")
+                );
+                assert!(found[0]
+                    .message
+                    .starts_with("container \"app\" runs as UID 1337, the sidecar's own UID"));
+                assert_eq!(
+                    found[1].path,
+                    format!("{p}spec.initContainers[0].securityContext.runAsUser")
+                );
+                // Pod-level UID inherited by an app container.
+                let o = workload(
+                    kind,
+                    json!({}),
+                    json!({"securityContext": {"runAsUser": 1337},
+                    "containers": [{"name": "app"}, {"name": "other", "securityContext": {"runAsUser": 1000}},
+                                   {"name": "istio-proxy"}]}),
+                );
+                let found = run(&PROXY_UID_RULE, kind, op.clone(), &o, &NoCluster);
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].path, format!("{p}spec.securityContext.runAsUser"));
+                assert!(
+                    found[0].message.contains("container(s) \"app\" inherit it"),
+                    "{}",
+                    found[0].message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn proxy_uid_allowed_otherwise() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let o = workload(
+                kind,
+                json!({}),
+                json!({"securityContext": {"runAsUser": 1000},
+                "containers": [{"name": "app"}, {"name": "istio-proxy", "securityContext": {"runAsUser": 1337}}],
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "securityContext": {"runAsUser": 1337}}]}),
+            );
+            assert!(run(&PROXY_UID_RULE, kind, Operation::Create, &o, &NoCluster).is_empty());
+            // Pod-level 1337 that every app container overrides.
+            let o = workload(
+                kind,
+                json!({}),
+                json!({"securityContext": {"runAsUser": 1337},
+                "containers": [{"name": "app", "securityContext": {"runAsUser": 1000}}]}),
+            );
+            assert!(run(&PROXY_UID_RULE, kind, Operation::Update, &o, &NoCluster).is_empty());
+        }
+    }
+}
