@@ -143,6 +143,7 @@ fn serve_args(cert: &str, key: &str) -> meshguard::cli::ServeArgs {
         key,
         "--tls-reload-interval",
         "1h",
+        "--no-cluster",
     ])
     .expect("flags");
     match cli.command {

@@ -53,6 +53,7 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--no-cluster",
     ];
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
