@@ -23,6 +23,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the rule catalogue.
     Rules(RulesArgs),
+    /// Check manifests (files, directories, `-` for stdin) offline.
+    Check(crate::check::CheckArgs),
+    /// Audit a live cluster (read-only).
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -104,6 +108,9 @@ pub struct ServeArgs {
     /// Deadline of a direct API lookup on a cache miss.
     #[arg(long, env = "MESHGUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,
+    /// How often to audit the cluster (gauges meshguard_audit_*); 0 turns it off.
+    #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub audit_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -141,5 +148,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args),
         Command::Rules(args) => crate::catalogue::print(args.format),
+        Command::Check(args) => crate::check::run(args),
+        Command::Audit(args) => crate::audit::run(args),
     }
 }

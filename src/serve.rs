@@ -84,12 +84,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca.as_deref())?;
+    let audit_engine = Engine::new(policy.clone(), args.own_namespace.as_deref());
     let engine = Engine::new(policy, args.own_namespace.as_deref());
     tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
 
     let cluster: Arc<dyn ClusterSource> = Arc::new(NoCluster);
     tracing::info!("no cluster connection: namespace labels and ServiceAccounts are unknown; onLookupFailure decides for rules that need them");
 
+    crate::audit::spawn_periodic(audit_engine, metrics.clone(), args.audit_interval);
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(Limits {
