@@ -231,23 +231,41 @@ fn fix_path(dir: &Path, file: &str) -> PathBuf {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
+    let code = execute(
+        args,
+        &mut std::io::stdin(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    );
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// `check` with its streams given: reads `-` from `stdin`, writes the report (and `--fix`
+/// output) to `out`, diagnostics to `err`. Returns the exit code.
+pub fn execute(
+    args: CheckArgs,
+    stdin: &mut dyn std::io::Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    macro_rules! fail {
+        ($($t:tt)*) => {{
+            let _ = writeln!(err, "meshguard check: {}", format!($($t)*));
+            return EXIT_USAGE;
+        }};
+    }
     let policy = match &args.config {
         Some(p) => match Policy::load(p) {
             Ok(p) => p,
-            Err(e) => {
-                eprintln!("meshguard check: {e}");
-                return EXIT_USAGE;
-            }
+            Err(e) => fail!("{e}"),
         },
         None => Policy::builtin(),
     };
     let engine = Engine::new(policy, None);
-    let mut loaded = match manifest::load(&args.paths) {
+    let mut loaded = match manifest::load_from(&args.paths, stdin) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("meshguard check: {e}");
-            return EXIT_USAGE;
-        }
+        Err(e) => fail!("{e}"),
     };
     let prepared = prepare(&mut loaded, &args.namespace, args.fix);
     let report = check_loaded(&engine, &prepared, args.complete, args.mtls);
@@ -259,36 +277,29 @@ pub fn run(args: CheckArgs) -> i32 {
                 let path = fix_path(dir, file);
                 let text = match to_yaml_stream(docs) {
                     Ok(t) => t,
-                    Err(e) => {
-                        eprintln!("meshguard check: cannot render {file}: {e}");
-                        return EXIT_USAGE;
-                    }
+                    Err(e) => fail!("cannot render {file}: {e}"),
                 };
                 let written = path
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
                     .and_then(|()| std::fs::write(&path, text));
                 if let Err(e) = written {
-                    eprintln!("meshguard check: cannot write {}: {e}", path.display());
-                    return EXIT_USAGE;
+                    fail!("cannot write {}: {e}", path.display());
                 }
             }
-            print!("{rendered}");
+            let _ = out.write_all(rendered.as_bytes());
         } else {
             let all: Vec<Value> = files.into_iter().flat_map(|(_, d)| d).collect();
             match to_yaml_stream(&all) {
-                Ok(t) => print!("{t}"),
-                Err(e) => {
-                    eprintln!("meshguard check: cannot render the fixed manifests: {e}");
-                    return EXIT_USAGE;
+                Ok(t) => {
+                    let _ = out.write_all(t.as_bytes());
                 }
+                Err(e) => fail!("cannot render the fixed manifests: {e}"),
             }
-            eprint!("{rendered}");
+            let _ = err.write_all(rendered.as_bytes());
         }
     } else {
-        let mut out = std::io::stdout().lock();
         let _ = out.write_all(rendered.as_bytes());
-        let _ = out.flush();
     }
     report.exit_code()
 }

@@ -456,7 +456,10 @@ impl<'a> Cross<'a> {
             let (why, fix) = match &r.effective.decided_by {
                 Some(d) => {
                     let field = match (d.level, r.port) {
-                        (mtls::Level::Port, Some(p)) => format!("spec.portLevelMtls[{p}].mode"),
+                        (mtls::Level::Port, Some(p)) => format!(
+                            "spec.portLevelMtls{}.mode",
+                            crate::resource::quoted_key(&p.to_string())
+                        ),
                         _ => "spec.mtls.mode".to_owned(),
                     };
                     (

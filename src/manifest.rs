@@ -114,17 +114,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
 
 /// Read every input (files, directories, `-` for stdin).
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
+    load_from(paths, &mut std::io::stdin())
+}
+
+/// [`load`] with `-` read from `stdin`.
+pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
     let files = expand(paths)?;
     let mut loaded = Loaded::default();
     for f in files {
         let (name, text) = if f.as_os_str() == "-" {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| InputError {
-                    path: "-".into(),
-                    message: format!("cannot read stdin: {e}"),
-                })?;
+            stdin.read_to_string(&mut s).map_err(|e| InputError {
+                path: "-".into(),
+                message: format!("cannot read stdin: {e}"),
+            })?;
             ("-".to_owned(), s)
         } else {
             let name = f.display().to_string();
@@ -211,11 +214,25 @@ pub fn parse_into(file: &str, text: &str, out: &mut Loaded) {
                     .map(|l| doc.first_line + (l.line() as usize).saturating_sub(1))
                     .unwrap_or(line);
                 let message = e.to_string();
-                let message = message.lines().next().unwrap_or("invalid YAML").trim();
+                let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
+                // saphyr prefixes "error: line L column C: " relative to the document; the
+                // line is reported (absolute) separately.
+                if let Some(rest) = message.strip_prefix("error: ") {
+                    message = rest;
+                    if rest.starts_with("line ") {
+                        if let Some((_, m)) = rest.split_once(": ") {
+                            message = m;
+                        }
+                    }
+                }
+                let column = e
+                    .location()
+                    .map(|l| format!(" (column {})", l.column()))
+                    .unwrap_or_default();
                 out.errors.push(LoadError {
                     file: file.to_string(),
                     line: Some(at),
-                    message: format!("cannot parse YAML: {message}"),
+                    message: format!("cannot parse YAML{column}: {message}"),
                 });
                 continue;
             }
