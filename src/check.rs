@@ -68,53 +68,63 @@ pub fn prepare(loaded: &mut Loaded, default_namespace: &str, keep_values: bool) 
         errors: std::mem::take(&mut loaded.errors),
         ..Default::default()
     };
-    for o in &mut loaded.objects {
-        let api_version = o
-            .value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let kind_s = o.value.get("kind").and_then(Value::as_str).unwrap_or("");
-        let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
-            *p.skipped
-                .entry(format!("{api_version}/{kind_s}"))
-                .or_default() += 1;
-            p.entry_of.push(None);
-            continue;
-        };
-        let value = if keep_values {
-            o.value.clone()
-        } else {
-            std::mem::take(&mut o.value)
-        };
-        let mut obj: DynamicObject = match serde_json::from_value(value) {
-            Ok(obj) => obj,
-            Err(e) => {
-                p.errors.push(LoadError {
-                    file: o.file.to_string(),
+    enum Prepped {
+        Entry(Box<Entry>),
+        Skipped(String),
+    }
+    let parts = manifest::par_map_mut(&mut loaded.objects, |chunk| {
+        chunk
+            .iter_mut()
+            .map(|o| {
+                let (api_version, kind_s) = o
+                    .object
+                    .types
+                    .as_ref()
+                    .map(|t| (t.api_version.clone(), t.kind.as_str()))
+                    .unwrap_or_default();
+                let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
+                    return Prepped::Skipped(format!("{api_version}/{kind_s}"));
+                };
+                let mut obj = if keep_values {
+                    o.object.clone()
+                } else {
+                    std::mem::replace(
+                        &mut o.object,
+                        DynamicObject {
+                            types: None,
+                            metadata: Default::default(),
+                            data: Value::Null,
+                        },
+                    )
+                };
+                if kind != Kind::Namespace && obj.metadata.namespace.is_none() {
+                    obj.metadata.namespace = Some(default_namespace.to_owned());
+                }
+                let version = api_version
+                    .rsplit_once('/')
+                    .map_or(api_version.as_str(), |(_, v)| v)
+                    .to_owned();
+                Prepped::Entry(Box::new(Entry {
+                    kind,
+                    version,
+                    object: obj,
+                    file: Some(o.file.clone()),
                     line: Some(o.line),
-                    message: format!("invalid {kind}: {e}"),
-                });
-                p.entry_of.push(None);
-                continue;
+                }))
+            })
+            .collect::<Vec<_>>()
+    });
+    for prepped in parts.into_iter().flatten() {
+        match prepped {
+            Prepped::Entry(e) => {
+                p.entry_of.push(Some(p.entries.len()));
+                p.entries.push(*e);
             }
-        };
-        if kind != Kind::Namespace && obj.metadata.namespace.is_none() {
-            obj.metadata.namespace = Some(default_namespace.to_owned());
+            Prepped::Skipped(k) => {
+                *p.skipped.entry(k).or_default() += 1;
+                p.entry_of.push(None);
+            }
         }
-        let version = api_version
-            .rsplit_once('/')
-            .map_or(api_version.as_str(), |(_, v)| v)
-            .to_owned();
-        p.entry_of.push(Some(p.entries.len()));
-        p.entries.push(Entry {
-            kind,
-            version,
-            object: obj,
-            file: Some(o.file.clone()),
-            line: Some(o.line),
-        });
     }
     p
 }
@@ -176,7 +186,13 @@ pub fn fixed_documents(
     let op = Operation::Create;
     let mut files: Vec<(String, Vec<Value>)> = Vec::new();
     for (o, idx) in loaded.objects.iter().zip(&prepared.entry_of) {
-        let mut value = o.value.clone();
+        let mut value = match serde_json::to_value(&o.object) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(file = %o.file, line = o.line, error = %err, "cannot re-encode the object");
+                continue;
+            }
+        };
         if let Some(e) = idx.and_then(|i| prepared.entries.get(i)) {
             let review = crate::resource::Review {
                 kind: e.kind,
@@ -301,5 +317,10 @@ pub fn execute(
     } else {
         let _ = out.write_all(rendered.as_bytes());
     }
-    report.exit_code()
+    let code = report.exit_code();
+    // Freeing a large inventory takes a noticeable share of a run: do it off the exit path.
+    if prepared.entries.len() > 10_000 {
+        std::thread::spawn(move || drop((loaded, prepared, report)));
+    }
+    code
 }

@@ -159,29 +159,33 @@ pub fn analyze(
     cluster: &dyn ClusterView,
     complete: bool,
 ) -> Analysis {
-    let mut items = Vec::new();
     let op = Operation::Create;
-    for e in entries {
-        let review = Review {
-            kind: e.kind,
-            version: &e.version,
-            operation: &op,
-            namespace: e.namespace(),
-            name: e.name(),
-            object: Some(&e.object),
-            old_object: None,
-            dry_run: false,
-        };
-        let ev = engine.evaluate(&review, cluster);
-        if ev.findings.is_empty() {
-            continue;
+    let parts = crate::manifest::par_map(entries, |chunk| {
+        let mut items = Vec::new();
+        for e in chunk {
+            let review = Review {
+                kind: e.kind,
+                version: &e.version,
+                operation: &op,
+                namespace: e.namespace(),
+                name: e.name(),
+                object: Some(&e.object),
+                old_object: None,
+                dry_run: false,
+            };
+            let ev = engine.evaluate(&review, cluster);
+            if ev.findings.is_empty() {
+                continue;
+            }
+            let subject = e.subject();
+            items.extend(ev.findings.into_iter().map(|finding| Item {
+                subject: subject.clone(),
+                finding,
+            }));
         }
-        let subject = e.subject();
-        items.extend(ev.findings.into_iter().map(|finding| Item {
-            subject: subject.clone(),
-            finding,
-        }));
-    }
+        items
+    });
+    let mut items: Vec<Item> = parts.into_iter().flatten().collect();
     let cx = Cross::new(engine, entries, complete);
     let mut cross = Vec::new();
     let rows = cx.run(&mut cross);
@@ -271,6 +275,7 @@ struct Cross<'a> {
     service_accounts: HashSet<(&'a str, &'a str)>,
     sa_namespaces: HashSet<&'a str>,
     services: Vec<&'a Entry>,
+    services_by_name: HashMap<(&'a str, &'a str), Vec<&'a Entry>>,
     peer: Vec<&'a Entry>,
     authz: Vec<&'a Entry>,
     reqauth: Vec<&'a Entry>,
@@ -312,6 +317,7 @@ impl<'a> Cross<'a> {
             service_accounts: HashSet::new(),
             sa_namespaces: HashSet::new(),
             services: Vec::new(),
+            services_by_name: HashMap::new(),
             peer: Vec::new(),
             authz: Vec::new(),
             reqauth: Vec::new(),
@@ -331,7 +337,13 @@ impl<'a> Cross<'a> {
                     cx.service_accounts.insert((ns, e.name()));
                     cx.sa_namespaces.insert(ns);
                 }
-                Kind::Service => cx.services.push(e),
+                Kind::Service => {
+                    cx.services.push(e);
+                    cx.services_by_name
+                        .entry((ns, e.name()))
+                        .or_default()
+                        .push(e);
+                }
                 Kind::PeerAuthentication => cx.peer.push(e),
                 Kind::AuthorizationPolicy => cx.authz.push(e),
                 Kind::RequestAuthentication => cx.reqauth.push(e),
@@ -621,6 +633,11 @@ impl<'a> Cross<'a> {
             .copied()
             .filter(|e| Self::requires_jwt(e))
             .collect();
+        let mut enforcing_by_ns: HashMap<&str, Vec<&Entry>> = HashMap::new();
+        for e in &enforcing {
+            enforcing_by_ns.entry(e.namespace()).or_default().push(e);
+        }
+        let empty = Vec::new();
         for ra in &self.reqauth {
             let ns = ra.namespace();
             let sel = selector_of(spec(&ra.object));
@@ -657,11 +674,16 @@ impl<'a> Cross<'a> {
                 .copied()
                 .filter(|i| {
                     let w = &self.workloads[*i].workload;
-                    !enforcing.iter().any(|ap| {
-                        let apns = ap.namespace();
-                        (apns == w.namespace || apns == self.root)
-                            && matches(&selector_of(spec(&ap.object)), &w.labels)
-                    })
+                    let local = enforcing_by_ns.get(w.namespace.as_str()).unwrap_or(&empty);
+                    let root = if w.namespace == self.root {
+                        &empty
+                    } else {
+                        enforcing_by_ns.get(self.root.as_str()).unwrap_or(&empty)
+                    };
+                    !local
+                        .iter()
+                        .chain(root)
+                        .any(|ap| matches(&selector_of(spec(&ap.object)), &w.labels))
                 })
                 .map(|i| self.workload_label(i))
                 .collect();
@@ -858,22 +880,6 @@ impl<'a> Cross<'a> {
             } else {
                 format!("{host}.{drns}.svc.{cd}")
             };
-            let services: Vec<&Entry> = self
-                .services
-                .iter()
-                .copied()
-                .filter(|svc| {
-                    let fqdn = format!("{}.{}.svc.{cd}", svc.name(), svc.namespace());
-                    let short = format!("{}.{}.svc", svc.name(), svc.namespace());
-                    match fqdn_host.strip_prefix('*') {
-                        Some(suffix) => fqdn.ends_with(suffix),
-                        None => fqdn_host == fqdn || fqdn_host == short,
-                    }
-                })
-                .collect();
-            if services.is_empty() {
-                continue;
-            }
             // (path, port filter, subset labels, ports overridden at port level)
             let mut sites: Vec<(String, Option<u64>, BTreeMap<String, String>, Vec<u64>)> =
                 Vec::new();
@@ -922,6 +928,28 @@ impl<'a> Cross<'a> {
                     }
                 }
             }
+            if sites.is_empty() {
+                continue;
+            }
+            let services: Vec<&Entry> = match fqdn_host.strip_prefix('*') {
+                Some(suffix) => self
+                    .services
+                    .iter()
+                    .copied()
+                    .filter(|svc| {
+                        format!("{}.{}.svc.{cd}", svc.name(), svc.namespace()).ends_with(suffix)
+                    })
+                    .collect(),
+                None => {
+                    let key = fqdn_host
+                        .strip_suffix(&format!(".svc.{cd}"))
+                        .or_else(|| fqdn_host.strip_suffix(".svc"))
+                        .and_then(|h| h.split_once('.'));
+                    key.and_then(|(name, ns)| self.services_by_name.get(&(ns, name)))
+                        .cloned()
+                        .unwrap_or_default()
+                }
+            };
             for (path, port, subset, overridden) in sites {
                 let mut strict = Vec::new();
                 let mut permissive = Vec::new();

@@ -5,6 +5,7 @@
 //! known), then each document is parsed by `serde-saphyr` into a `serde_json::Value`. A document
 //! that does not parse is reported with its file and line, never skipped silently.
 
+use kube::core::DynamicObject;
 use serde_json::Value;
 use std::fmt;
 use std::io::Read;
@@ -18,8 +19,8 @@ pub struct ManifestObject {
     pub file: Arc<str>,
     /// 1-based line the object starts on.
     pub line: usize,
-    /// The object as parsed.
-    pub value: Value,
+    /// The object as parsed (any kind: kinds meshguard does not check are loaded too).
+    pub object: DynamicObject,
 }
 
 /// A document (or file) that could not be read.
@@ -117,29 +118,101 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
     load_from(paths, &mut std::io::stdin())
 }
 
-/// [`load`] with `-` read from `stdin`.
+/// [`load`] with `-` read from `stdin`. Files are read in order, then their documents are
+/// parsed on all cores; the result keeps input order.
 pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
     let files = expand(paths)?;
-    let mut loaded = Loaded::default();
+    let mut texts: Vec<(Arc<str>, String)> = Vec::with_capacity(files.len());
     for f in files {
-        let (name, text) = if f.as_os_str() == "-" {
+        if f.as_os_str() == "-" {
             let mut s = String::new();
             stdin.read_to_string(&mut s).map_err(|e| InputError {
                 path: "-".into(),
                 message: format!("cannot read stdin: {e}"),
             })?;
-            ("-".to_owned(), s)
+            texts.push((Arc::from("-"), s));
         } else {
             let name = f.display().to_string();
             let text = std::fs::read_to_string(&f).map_err(|e| InputError {
                 path: name.clone(),
                 message: e.to_string(),
             })?;
-            (name, text)
-        };
-        parse_into(&name, &text, &mut loaded);
+            texts.push((Arc::from(name), text));
+        }
+    }
+    let jobs: Vec<(&Arc<str>, RawDocument<'_>)> = texts
+        .iter()
+        .flat_map(|(name, text)| {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            split_documents(text).into_iter().map(move |d| (name, d))
+        })
+        .collect();
+    let parts = par_map(&jobs, |chunk| {
+        let mut out = Loaded::default();
+        for (name, doc) in chunk {
+            parse_document(name, doc, &mut out);
+        }
+        out
+    });
+    let mut loaded = Loaded::default();
+    for mut p in parts {
+        loaded.objects.append(&mut p.objects);
+        loaded.errors.append(&mut p.errors);
     }
     Ok(loaded)
+}
+
+/// Split `items` into one contiguous chunk per core and map each on its own thread; results in
+/// chunk order. Small inputs run inline.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if threads <= 1 || items.len() < 512 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|c| scope.spawn(move || f(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// [`par_map`] over mutable chunks.
+pub fn par_map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut [T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if threads <= 1 || items.len() < 512 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks_mut(size)
+            .map(|c| scope.spawn(move || f(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// A document of a multi-document YAML stream: its text and first line.
@@ -203,42 +276,65 @@ pub fn parse_into(file: &str, text: &str, out: &mut Loaded) {
     let file: Arc<str> = Arc::from(file);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for doc in split_documents(text) {
-        let Some(line) = content_line(&doc) else {
-            continue; // empty document
-        };
-        let value: Value = match serde_saphyr::from_str(doc.text) {
-            Ok(v) => v,
-            Err(e) => {
-                let at = e
-                    .location()
-                    .map(|l| doc.first_line + (l.line() as usize).saturating_sub(1))
-                    .unwrap_or(line);
-                let message = e.to_string();
-                let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
-                // saphyr prefixes "error: line L column C: " relative to the document; the
-                // line is reported (absolute) separately.
-                if let Some(rest) = message.strip_prefix("error: ") {
-                    message = rest;
-                    if rest.starts_with("line ") {
-                        if let Some((_, m)) = rest.split_once(": ") {
-                            message = m;
-                        }
+        parse_document(&file, &doc, out);
+    }
+}
+
+/// Parse one document of `file`, appending its objects (or error) to `out`.
+fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, out: &mut Loaded) {
+    let Some(line) = content_line(doc) else {
+        return; // empty document
+    };
+    // Fast path: straight into an object (no intermediate JSON tree). Lists, and anything that
+    // does not deserialize cleanly, take the general path below, which also explains errors.
+    if !doc.text.contains("List") {
+        if let Ok(obj) = serde_saphyr::from_str::<DynamicObject>(doc.text) {
+            if obj
+                .types
+                .as_ref()
+                .is_some_and(|t| !t.kind.is_empty() && !t.api_version.is_empty())
+            {
+                out.objects.push(ManifestObject {
+                    file: file.clone(),
+                    line,
+                    object: obj,
+                });
+                return;
+            }
+        }
+    }
+    let value: Value = match serde_saphyr::from_str(doc.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| doc.first_line + (l.line() as usize).saturating_sub(1))
+                .unwrap_or(line);
+            let message = e.to_string();
+            let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
+            // saphyr prefixes "error: line L column C: " relative to the document; the line
+            // is reported (absolute) separately.
+            if let Some(rest) = message.strip_prefix("error: ") {
+                message = rest;
+                if rest.starts_with("line ") {
+                    if let Some((_, m)) = rest.split_once(": ") {
+                        message = m;
                     }
                 }
-                let column = e
-                    .location()
-                    .map(|l| format!(" (column {})", l.column()))
-                    .unwrap_or_default();
-                out.errors.push(LoadError {
-                    file: file.to_string(),
-                    line: Some(at),
-                    message: format!("cannot parse YAML{column}: {message}"),
-                });
-                continue;
             }
-        };
-        push_object(&file, line, &doc, value, out);
-    }
+            let column = e
+                .location()
+                .map(|l| format!(" (column {})", l.column()))
+                .unwrap_or_default();
+            out.errors.push(LoadError {
+                file: file.to_string(),
+                line: Some(at),
+                message: format!("cannot parse YAML{column}: {message}"),
+            });
+            return;
+        }
+    };
+    push_object(file, line, doc, value, out);
 }
 
 fn push_object(
@@ -260,11 +356,7 @@ fn push_object(
                     for (i, item) in items.iter().enumerate() {
                         let l = item_lines.get(i).copied().unwrap_or(line);
                         if item.is_object() {
-                            out.objects.push(ManifestObject {
-                                file: file.clone(),
-                                line: l,
-                                value: item.clone(),
-                            });
+                            push_value(file, l, item.clone(), out);
                         } else {
                             out.errors.push(LoadError {
                                 file: file.to_string(),
@@ -285,16 +377,27 @@ fn push_object(
                 });
                 return;
             }
-            out.objects.push(ManifestObject {
-                file: file.clone(),
-                line,
-                value,
-            });
+            push_value(file, line, value, out);
         }
         _ => out.errors.push(LoadError {
             file: file.to_string(),
             line: Some(line),
             message: "not a Kubernetes object: the document is not a mapping".into(),
+        }),
+    }
+}
+
+fn push_value(file: &Arc<str>, line: usize, value: Value, out: &mut Loaded) {
+    match serde_json::from_value::<DynamicObject>(value) {
+        Ok(object) => out.objects.push(ManifestObject {
+            file: file.clone(),
+            line,
+            object,
+        }),
+        Err(e) => out.errors.push(LoadError {
+            file: file.to_string(),
+            line: Some(line),
+            message: format!("not a Kubernetes object: {e}"),
         }),
     }
 }
@@ -378,7 +481,7 @@ mod tests {
         let got: Vec<(usize, &str)> = l
             .objects
             .iter()
-            .map(|o| (o.line, o.value["metadata"]["name"].as_str().unwrap_or("")))
+            .map(|o| (o.line, o.object.metadata.name.as_deref().unwrap_or("")))
             .collect();
         assert_eq!(got, vec![(4, "a"), (7, "b")]);
     }

@@ -51,7 +51,10 @@ fn pod(ns: &str, name: &str, app: &str, owner: Option<&str>) -> Value {
 
 fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
     if state.broken {
-        return (StatusCode::INTERNAL_SERVER_ERROR, status(500, "InternalError"));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            status(500, "InternalError"),
+        );
     }
     let param = |k: &str| {
         query
@@ -111,10 +114,12 @@ fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
             None,
         )),
         "/apis/security.istio.io/v1/authorizationpolicies" => ok(list(
-            vec![json!({"metadata": {"name": "deny-all", "namespace": "pay"}, "spec": {}}),
-                 json!({"metadata": {"name": "to-web", "namespace": "shop"},
+            vec![
+                json!({"metadata": {"name": "deny-all", "namespace": "pay"}, "spec": {}}),
+                json!({"metadata": {"name": "to-web", "namespace": "shop"},
                     "spec": {"selector": {"matchLabels": {"app": "web"}},
-                      "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/nowhere/sa/x"]}}]}]}})],
+                      "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/nowhere/sa/x"]}}]}]}}),
+            ],
             None,
         )),
         // An older Istio: RequestAuthentication only at v1beta1.
@@ -187,15 +192,24 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
     let collected = audit::collect(&client, 2, None).await.expect("audit lists");
 
     let requests = state.requests.lock().expect("lock").clone();
-    assert!(requests.iter().all(|r| r.starts_with("GET ")), "read-only: {requests:?}");
     assert!(
-        requests.iter().any(|r| r.starts_with("GET /api/v1/pods?") && r.contains("continue=page-2")),
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "read-only: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods?") && r.contains("continue=page-2")),
         "continue token followed: {requests:?}"
     );
-    assert!(requests.iter().any(|r| r.contains("/apis/security.istio.io/v1beta1/requestauthentications")));
+    assert!(requests
+        .iter()
+        .any(|r| r.contains("/apis/security.istio.io/v1beta1/requestauthentications")));
     for dr in ["v1", "v1beta1", "v1alpha3"] {
         assert!(
-            requests.iter().any(|r| r.contains(&format!("/apis/networking.istio.io/{dr}/destinationrules"))),
+            requests
+                .iter()
+                .any(|r| r.contains(&format!("/apis/networking.istio.io/{dr}/destinationrules"))),
             "DestinationRule {dr} tried: {requests:?}"
         );
     }
@@ -209,7 +223,11 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         .filter(|e| e.kind == meshguard::resource::Kind::Pod)
         .map(|e| e.name())
         .collect();
-    assert_eq!(pods, vec!["web-abc-1", "web-abc-2", "ledger"], "both pages read");
+    assert_eq!(
+        pods,
+        vec!["web-abc-1", "web-abc-2", "ledger"],
+        "both pages read"
+    );
     let ra = collected
         .entries
         .iter()
@@ -227,7 +245,13 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
     let found: Vec<(String, &str, &str)> = report
         .items
         .iter()
-        .map(|i| (i.subject.namespace.clone(), i.subject.name.as_str(), i.finding.rule))
+        .map(|i| {
+            (
+                i.subject.namespace.clone(),
+                i.subject.name.as_str(),
+                i.finding.rule,
+            )
+        })
         .collect();
     for want in [
         ("shop", "web", "mtls-not-strict"),
@@ -237,14 +261,20 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         ("shop", "legacy", "pa-permissive-mtls"),
     ] {
         assert!(
-            found.iter().any(|(n, o, r)| n == want.0 && *o == want.1 && *r == want.2),
+            found
+                .iter()
+                .any(|(n, o, r)| n == want.0 && *o == want.1 && *r == want.2),
             "missing {want:?} in {found:?}"
         );
     }
     // Pods owned by a ReplicaSet are counted through their controller, not twice.
-    assert!(!found.iter().any(|(_, o, r)| o.starts_with("web-abc") && *r == "mtls-not-strict"));
+    assert!(!found
+        .iter()
+        .any(|(_, o, r)| o.starts_with("web-abc") && *r == "mtls-not-strict"));
     // pay has its allow-nothing policy; its standalone pod is STRICT from the mesh.
-    assert!(!found.iter().any(|(n, _, r)| n == "pay" && (*r == "ap-no-default-deny" || *r == "mtls-not-strict")));
+    assert!(!found
+        .iter()
+        .any(|(n, _, r)| n == "pay" && (*r == "ap-no-default-deny" || *r == "mtls-not-strict")));
     assert_eq!(report.exit_code(), 1);
 
     let text = report.render(meshguard::report::Format::Text);
@@ -284,7 +314,10 @@ async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
         text.contains("meshguard_audit_violations{namespace=\"shop\",rule=\"mtls-not-strict\"} 1"),
         "{text}"
     );
-    assert!(!text.contains("namespace=\"gone\""), "reset before publishing: {text}");
+    assert!(
+        !text.contains("namespace=\"gone\""),
+        "reset before publishing: {text}"
+    );
     let last_run = metrics.audit_last_run.get();
     assert!(last_run > 1.7e9, "timestamp set: {last_run}");
 
@@ -297,7 +330,11 @@ async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     let err = audit::run_periodic_once(&client(&url), &engine, &metrics, 2)
         .await
         .expect_err("broken cluster fails");
-    assert!(err.to_string().contains("cannot list namespaces") || err.to_string().contains("cannot list"), "{err}");
+    assert!(
+        err.to_string().contains("cannot list namespaces")
+            || err.to_string().contains("cannot list"),
+        "{err}"
+    );
     assert_eq!(metrics.render(), text, "gauges untouched");
     assert_eq!(metrics.audit_last_run.get(), last_run);
 }
