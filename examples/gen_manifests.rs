@@ -12,7 +12,7 @@ fn object(i: usize) -> String {
     let ns = format!("team-{}", app / 50);
     let name = format!("app-{app}");
     match i % 8 {
-        0 if app % 50 == 0 => format!(
+        0 if app.is_multiple_of(50) => format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    istio-injection: enabled\n"
         ),
         0 | 1 => format!(
@@ -25,7 +25,7 @@ fn object(i: usize) -> String {
         3 => format!("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n  namespace: {ns}\n"),
         4 => format!(
             "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  mtls:\n    mode: STRICT\n  portLevelMtls:\n    9090:\n      mode: {}\n",
-            if app % 10 == 0 { "PERMISSIVE" } else { "STRICT" }
+            if app.is_multiple_of(10) { "PERMISSIVE" } else { "STRICT" }
         ),
         5 => format!(
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/{ns}/sa/app-{}\"]\n    to:\n    - operation:\n        methods: [\"GET\"]\n        paths: [\"/api/*\"]\n",

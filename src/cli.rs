@@ -18,6 +18,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
     Serve(ServeArgs),

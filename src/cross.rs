@@ -881,8 +881,7 @@ impl<'a> Cross<'a> {
                 format!("{host}.{drns}.svc.{cd}")
             };
             // (path, port filter, subset labels, ports overridden at port level)
-            let mut sites: Vec<(String, Option<u64>, BTreeMap<String, String>, Vec<u64>)> =
-                Vec::new();
+            let mut sites: Vec<TlsSite> = Vec::new();
             let mut collect = |tp: &Value, prefix: &str, subset: BTreeMap<String, String>| {
                 let overridden: Vec<u64> = tp
                     .get("portLevelSettings")
@@ -1038,6 +1037,10 @@ impl<'a> Cross<'a> {
         }
     }
 }
+
+/// A `tls.mode: DISABLE` in a DestinationRule: field path, port it is limited to, subset
+/// labels, and ports whose port-level settings override it.
+type TlsSite = (String, Option<u64>, BTreeMap<String, String>, Vec<u64>);
 
 fn tls_disabled(tls: Option<&Value>) -> bool {
     tls.and_then(|t| t.get("mode"))

@@ -231,12 +231,10 @@ pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
     let mut start = 0usize; // byte offset of the current document
     let mut start_line = 1usize;
     let mut offset = 0usize;
-    let mut line_no = 1usize;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
         let trimmed = line.trim_end_matches(['\n', '\r']);
         let is_start = trimmed == "---"
-            || (trimmed.starts_with("---")
-                && trimmed[3..].starts_with(|c: char| c == ' ' || c == '\t'));
+            || (trimmed.starts_with("---") && trimmed[3..].starts_with([' ', '\t']));
         let is_end = trimmed == "..." || trimmed.starts_with("... ");
         if is_start || is_end {
             docs.push(RawDocument {
@@ -254,7 +252,6 @@ pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
             }
         }
         offset += line.len();
-        line_no += 1;
     }
     docs.push(RawDocument {
         text: &text[start..],
