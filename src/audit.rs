@@ -24,7 +24,7 @@ pub const EXIT_ERROR: i32 = 2;
 #[derive(Clone, Debug, Args)]
 pub struct AuditArgs {
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context (default: the current context).
     #[arg(long)]

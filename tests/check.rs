@@ -439,3 +439,172 @@ fn fix_writes_mutated_manifests() {
         .expect("other kinds pass through")
         .contains("IstioOperator"));
 }
+
+// --- cross-resource edge cases (library level) ------------------------------------------------
+
+/// Cross-resource findings of a manifest text: (object name, rule, message).
+fn cross_of(yaml: &str, complete: bool) -> Vec<(String, &'static str, String)> {
+    let engine = Engine::new(Policy::builtin(), None);
+    let mut loaded = manifest::Loaded::default();
+    manifest::parse_into("t.yaml", yaml, &mut loaded);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let prepared = check::prepare(&mut loaded, "default", false);
+    let report = check::check_loaded(&engine, &prepared, complete, false);
+    report
+        .items
+        .into_iter()
+        .filter(|i| cross::find(i.finding.rule).is_some())
+        .map(|i| (i.subject.name, i.finding.rule, i.finding.violation.message))
+        .collect()
+}
+
+const SHOP: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\nspec:\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      serviceAccountName: api\n      containers: [{name: c, image: i, ports: [{containerPort: 8080}]}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: api, namespace: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  selector: {app: api}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+
+fn rules_of<'a>(found: &'a [(String, &'static str, String)]) -> Vec<(&'a str, &'static str)> {
+    found.iter().map(|(n, r, _)| (n.as_str(), *r)).collect()
+}
+
+#[test]
+fn mesh_wide_allow_nothing_covers_every_namespace_but_dry_run_does_not() {
+    let base = rules_of(&cross_of(SHOP, false)).contains(&("shop", "ap-no-default-deny"));
+    assert!(base, "shop has no default deny");
+    let mesh = format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: deny-all, namespace: istio-system}}\nspec: {{}}\n");
+    assert!(!rules_of(&cross_of(&mesh, false)).contains(&("shop", "ap-no-default-deny")));
+    let dry = format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  namespace: shop\n  annotations: {{istio.io/dry-run: \"true\"}}\nspec: {{}}\n");
+    assert!(rules_of(&cross_of(&dry, false)).contains(&("shop", "ap-no-default-deny")));
+    // `rules: [{}]` is allow-all, not allow-nothing.
+    let allow_all = format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: all, namespace: shop}}\nspec: {{rules: [{{}}]}}\n");
+    assert!(rules_of(&cross_of(&allow_all, false)).contains(&("shop", "ap-no-default-deny")));
+}
+
+#[test]
+fn request_authentication_enforcement_from_root_namespace_or_deny_policy() {
+    let ra = "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: shop}\nspec:\n  selector: {matchLabels: {app: api}}\n  jwtRules: [{issuer: https://i.example, jwksUri: https://i.example/k}]\n";
+    let alone = format!("{SHOP}{ra}");
+    let found = cross_of(&alone, false);
+    let msg = found
+        .iter()
+        .find(|(n, r, _)| n == "jwt" && *r == "ra-unenforced")
+        .map(|(_, _, m)| m.clone())
+        .expect("ra-unenforced");
+    assert_eq!(msg, "no AuthorizationPolicy requires requestPrincipals for deployment shop/api, so requests without a token are accepted");
+    let root = format!("{alone}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: need-jwt, namespace: istio-system}}\nspec:\n  selector: {{matchLabels: {{app: api}}}}\n  rules: [{{from: [{{source: {{requestPrincipals: [\"*\"]}}}}]}}]\n");
+    assert!(!rules_of(&cross_of(&root, false)).contains(&("jwt", "ra-unenforced")));
+    let deny = format!("{alone}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: need-jwt, namespace: shop}}\nspec:\n  action: DENY\n  rules: [{{from: [{{source: {{notRequestPrincipals: [\"*\"]}}}}]}}]\n");
+    assert!(!rules_of(&cross_of(&deny, false)).contains(&("jwt", "ra-unenforced")));
+    // A requiring policy for other pods does not count.
+    let other = format!("{alone}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: need-jwt, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  rules: [{{from: [{{source: {{requestPrincipals: [\"*\"]}}}}]}}]\n");
+    assert!(rules_of(&cross_of(&other, false)).contains(&("jwt", "ra-unenforced")));
+}
+
+#[test]
+fn destination_rule_disable_host_forms_and_port_overrides() {
+    let dr = |host: &str, tp: &str| {
+        format!("{SHOP}---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {{name: dr, namespace: shop}}\nspec:\n  host: \"{host}\"\n  trafficPolicy: {tp}\n")
+    };
+    let disable = "{tls: {mode: DISABLE}}";
+    for host in [
+        "api",
+        "api.shop.svc",
+        "api.shop.svc.cluster.local",
+        "*.shop.svc.cluster.local",
+        "*.cluster.local",
+    ] {
+        let found = cross_of(&dr(host, disable), false);
+        let hit = found
+            .iter()
+            .find(|(n, r, _)| n == "dr" && *r == "dr-disable-vs-mtls")
+            .unwrap_or_else(|| panic!("{host}: {found:?}"));
+        assert!(
+            hit.2
+                .contains("deployment shop/api port 8080, whose effective mTLS is STRICT"),
+            "{hit:?}"
+        );
+    }
+    for host in ["api.example.com", "web", "*.other.svc.cluster.local"] {
+        assert!(
+            !rules_of(&cross_of(&dr(host, disable), false)).contains(&("dr", "dr-disable-vs-mtls")),
+            "{host}"
+        );
+    }
+    // Port 80 overridden to ISTIO_MUTUAL: the top-level DISABLE reaches no port of api.
+    let overridden = "{tls: {mode: DISABLE}, portLevelSettings: [{port: {number: 80}, tls: {mode: ISTIO_MUTUAL}}]}";
+    assert!(
+        !rules_of(&cross_of(&dr("api", overridden), false)).contains(&("dr", "dr-disable-vs-mtls"))
+    );
+    // A subset that selects other pods.
+    let subset = format!("{SHOP}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: dr, namespace: shop}}\nspec:\n  host: api\n  subsets:\n  - name: v2\n    labels: {{version: v2}}\n    trafficPolicy: {{tls: {{mode: DISABLE}}}}\n");
+    assert!(!rules_of(&cross_of(&subset, false)).contains(&("dr", "dr-disable-vs-mtls")));
+}
+
+#[test]
+fn unknown_principals_need_a_conclusive_inventory() {
+    let ap = |src: &str| {
+        format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: ap, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: api}}}}\n  rules: [{{from: [{{source: {src}}}]}}]\n")
+    };
+    // shop's ServiceAccounts are in the input: a missing one is reported.
+    let found = cross_of(&ap("{principals: [cluster.local/ns/shop/sa/ghost]}"), false);
+    assert!(
+        rules_of(&found).contains(&("ap", "ap-unknown-principal")),
+        "{found:?}"
+    );
+    // "default" always exists; foreign trust domains and wildcards are not ours to judge.
+    for ok in [
+        "{principals: [cluster.local/ns/shop/sa/default]}",
+        "{principals: [other.domain/ns/shop/sa/ghost]}",
+        "{principals: [cluster.local/ns/shop/sa/*]}",
+        "{principals: [cluster.local/ns/shop/sa/api]}",
+    ] {
+        assert!(
+            !rules_of(&cross_of(&ap(ok), false)).contains(&("ap", "ap-unknown-principal")),
+            "{ok}"
+        );
+    }
+    // Namespaces not in a partial input are unknown, not missing; with --complete they are missing.
+    let ns = ap("{namespaces: [ghost-ns]}");
+    assert!(!rules_of(&cross_of(&ns, false)).contains(&("ap", "ap-unknown-principal")));
+    let found = cross_of(&ns, true);
+    let (_, _, msg) = found
+        .iter()
+        .find(|(n, r, _)| n == "ap" && *r == "ap-unknown-principal")
+        .expect("complete input: missing namespace reported");
+    assert_eq!(
+        msg,
+        "namespace \"ghost-ns\" does not exist, so the rule never matches"
+    );
+}
+
+#[test]
+fn selectors_matching_nothing_respect_istio_scoping() {
+    let policy = |kind: &str, ns: &str, app: &str| {
+        format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: {kind}\nmetadata: {{name: p, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app: {app}}}}}\n")
+    };
+    assert!(rules_of(&cross_of(
+        &policy("AuthorizationPolicy", "shop", "nope"),
+        false
+    ))
+    .contains(&("p", "selector-matches-nothing")));
+    assert!(!rules_of(&cross_of(
+        &policy("AuthorizationPolicy", "shop", "api"),
+        false
+    ))
+    .contains(&("p", "selector-matches-nothing")));
+    // Root-namespace AuthorizationPolicy/RequestAuthentication selectors match in every namespace.
+    assert!(!rules_of(&cross_of(
+        &policy("RequestAuthentication", "istio-system", "api"),
+        false
+    ))
+    .contains(&("p", "selector-matches-nothing")));
+    // A root-namespace PeerAuthentication selector is ignored by Istio: another rule's business.
+    assert!(!rules_of(&cross_of(
+        &policy("PeerAuthentication", "istio-system", "nope"),
+        false
+    ))
+    .contains(&("p", "selector-matches-nothing")));
+    // A namespace whose workloads are not in the input: no conclusion.
+    assert!(!rules_of(&cross_of(
+        &policy("AuthorizationPolicy", "elsewhere", "nope"),
+        false
+    ))
+    .contains(&("p", "selector-matches-nothing")));
+}
