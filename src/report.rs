@@ -106,6 +106,9 @@ impl Report {
         if !self.errors.is_empty() {
             s.push('\n');
         }
+        if self.items.is_empty() && self.errors.is_empty() {
+            s.push_str("No findings.\n\n");
+        }
         let mut last: Option<&cross::Subject> = None;
         for i in &self.items {
             if last != Some(&i.subject) {
