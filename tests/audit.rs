@@ -338,3 +338,42 @@ async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     assert_eq!(metrics.render(), text, "gauges untouched");
     assert_eq!(metrics.audit_last_run.get(), last_run);
 }
+
+#[test]
+fn audit_and_serve_flags_parse() {
+    use clap::Parser;
+    use meshguard::cli::{Cli, Command};
+    let cli = Cli::try_parse_from(["meshguard", "serve"]).expect("serve parses");
+    let Command::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert_eq!(args.audit_interval, Duration::from_secs(600), "default 10m");
+    let cli =
+        Cli::try_parse_from(["meshguard", "serve", "--audit-interval", "0"]).expect("0 parses");
+    let Command::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert!(
+        args.audit_interval.is_zero(),
+        "0 turns the periodic audit off"
+    );
+    let cli = Cli::try_parse_from([
+        "meshguard",
+        "audit",
+        "--mtls",
+        "--format",
+        "sarif",
+        "--page-size",
+        "50",
+        "--context",
+        "prod",
+    ])
+    .expect("audit parses");
+    let Command::Audit(args) = cli.command else {
+        panic!("audit")
+    };
+    assert!(args.mtls);
+    assert_eq!(args.page_size, 50);
+    assert_eq!(args.context.as_deref(), Some("prod"));
+    assert!(Cli::try_parse_from(["meshguard", "audit", "--page-size", "0"]).is_err());
+}
