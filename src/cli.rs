@@ -18,6 +18,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
     Serve(Box<ServeArgs>),
@@ -25,6 +26,10 @@ pub enum Command {
     Rules(RulesArgs),
     /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
     Certs(crate::certs::CertsArgs),
+    /// Check manifests (files, directories, `-` for stdin) offline.
+    Check(crate::check::CheckArgs),
+    /// Audit a live cluster (read-only).
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,6 +123,9 @@ pub struct ServeArgs {
     /// onLookupFailure decides for the rules that need them.
     #[arg(long, env = "MESHGUARD_NO_CLUSTER")]
     pub no_cluster: bool,
+    /// How often to audit the cluster (gauges meshguard_audit_*); 0 turns it off.
+    #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub audit_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -156,5 +164,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => crate::serve::run(*args),
         Command::Rules(args) => crate::catalogue::print(args.format),
         Command::Certs(args) => crate::certs::run(args),
+        Command::Check(args) => crate::check::run(args),
+        Command::Audit(args) => crate::audit::run(args),
     }
 }

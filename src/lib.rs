@@ -6,16 +6,22 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod catalogue;
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod cross;
 pub mod engine;
+pub mod manifest;
 pub mod metrics;
+pub mod mtls;
 pub mod mutation;
 pub mod pod_template;
+pub mod report;
 pub mod resource;
 pub mod rules;
 pub mod serve;

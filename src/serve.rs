@@ -120,6 +120,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca.as_deref())?;
+    let audit_engine = Engine::new(policy.clone(), args.own_namespace.as_deref());
     let engine = Engine::new(policy, args.own_namespace.as_deref());
     tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
 
@@ -127,7 +128,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         true => None,
         false => crate::cluster::connect(args.kubeconfig.as_deref()).await?,
     };
-    let cluster: Arc<dyn ClusterSource> = match client {
+    let cluster: Arc<dyn ClusterSource> = match client.clone() {
         Some(client) => crate::cluster::KubeCluster::start(client, Some(metrics.clone())),
         None => {
             tracing::info!("no cluster connection: namespace labels and ServiceAccounts are unknown; onLookupFailure decides for rules that need them");
@@ -135,6 +136,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         }
     };
 
+    crate::audit::spawn_periodic(client, audit_engine, metrics.clone(), args.audit_interval);
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(Limits {

@@ -1,0 +1,375 @@
+//! `meshguard audit`: read every supported kind from a live cluster (read-only, paginated),
+//! evaluate it with the same engine and cross-resource checks as `check`, and report.
+//! `serve --audit-interval` runs the same code path periodically and exports the results as
+//! Prometheus gauges.
+
+use crate::config::Policy;
+use crate::cross::{self, Entry};
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::report::{Format, Report};
+use crate::resource::Kind;
+use clap::Args;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::core::TypeMeta;
+use kube::Client;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Exit code when the cluster cannot be read.
+pub const EXIT_ERROR: i32 = 2;
+
+#[derive(Clone, Debug, Args)]
+pub struct AuditArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Policy configuration (YAML). Without it the built-in policy is used.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective mTLS of every workload and port.
+    #[arg(long)]
+    pub mtls: bool,
+    /// Objects per list page.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+    /// meshguard's own namespace, exempt like in `serve`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub own_namespace: Option<String>,
+}
+
+/// Errors reading the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot connect to the cluster: {0}")]
+    Connect(String),
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What a listing produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub entries: Vec<Entry>,
+    /// Kinds skipped because their CRD is absent, and similar remarks.
+    pub notes: Vec<String>,
+}
+
+/// Group, versions to try (in order) and plural of a kind.
+fn api_of(kind: Kind) -> (&'static str, &'static [&'static str], &'static str) {
+    match kind {
+        Kind::PeerAuthentication => (
+            "security.istio.io",
+            &["v1", "v1beta1"],
+            "peerauthentications",
+        ),
+        Kind::AuthorizationPolicy => (
+            "security.istio.io",
+            &["v1", "v1beta1"],
+            "authorizationpolicies",
+        ),
+        Kind::RequestAuthentication => (
+            "security.istio.io",
+            &["v1", "v1beta1"],
+            "requestauthentications",
+        ),
+        Kind::DestinationRule => (
+            "networking.istio.io",
+            &["v1", "v1beta1", "v1alpha3"],
+            "destinationrules",
+        ),
+        Kind::Namespace => ("", &["v1"], "namespaces"),
+        Kind::Service => ("", &["v1"], "services"),
+        Kind::ServiceAccount => ("", &["v1"], "serviceaccounts"),
+        Kind::Pod => ("", &["v1"], "pods"),
+        Kind::ReplicationController => ("", &["v1"], "replicationcontrollers"),
+        Kind::Deployment => ("apps", &["v1"], "deployments"),
+        Kind::StatefulSet => ("apps", &["v1"], "statefulsets"),
+        Kind::DaemonSet => ("apps", &["v1"], "daemonsets"),
+        Kind::ReplicaSet => ("apps", &["v1"], "replicasets"),
+        Kind::Job => ("batch", &["v1"], "jobs"),
+        Kind::CronJob => ("batch", &["v1"], "cronjobs"),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// List every object of one API resource across namespaces, page by page.
+async fn list_all(
+    client: &Client,
+    ar: &ApiResource,
+    page_size: u32,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(page_size);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let list = api.list(&lp).await?;
+        out.extend(list.items);
+        token = list.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Read every supported kind. Istio kinds whose CRD is absent (no served version) are skipped
+/// with a note; any other error fails the audit (a partial inventory would give wrong
+/// cross-resource findings).
+pub async fn collect(
+    client: &Client,
+    page_size: u32,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Collected, AuditError> {
+    let mut c = Collected::default();
+    for &kind in Kind::ALL {
+        let (group, versions, plural) = api_of(kind);
+        if let Some(pb) = progress {
+            pb.set_message(kind.as_str());
+        }
+        let mut found = false;
+        for version in versions {
+            let gvk = GroupVersionKind::gvk(group, version, kind.as_str());
+            let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+            match list_all(client, &ar, page_size).await {
+                Ok(items) => {
+                    for mut obj in items {
+                        if obj.types.is_none() {
+                            obj.types = Some(TypeMeta {
+                                api_version: ar.api_version.clone(),
+                                kind: ar.kind.clone(),
+                            });
+                        }
+                        c.entries.push(Entry {
+                            kind,
+                            version: (*version).to_owned(),
+                            object: obj,
+                            file: None,
+                            line: None,
+                        });
+                    }
+                    found = true;
+                    break;
+                }
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => {
+                    return Err(AuditError::List {
+                        what: if group.is_empty() {
+                            format!("{plural} ({version})")
+                        } else {
+                            format!("{plural}.{group} ({version})")
+                        },
+                        source: e,
+                    })
+                }
+            }
+        }
+        if !found {
+            c.notes.push(format!(
+                "{} skipped: {group} {} not served (CRD absent)",
+                kind.as_str(),
+                versions.join("/")
+            ));
+        }
+        if let Some(pb) = progress {
+            pb.inc(1);
+        }
+    }
+    Ok(c)
+}
+
+/// Evaluate a cluster listing. The listing is complete: what it lacks does not exist.
+pub fn evaluate(engine: &Engine, collected: &Collected, show_mtls: bool) -> Report {
+    let cluster = cross::static_cluster(&collected.entries, true);
+    let analysis = cross::analyze(engine, &collected.entries, &cluster, true);
+    Report {
+        command: "audit",
+        items: analysis.items,
+        errors: Vec::new(),
+        objects: analysis.evaluated,
+        skipped: BTreeMap::new(),
+        notes: collected.notes.clone(),
+        mtls: analysis.mtls,
+        show_mtls,
+    }
+}
+
+/// A kube client from `--kubeconfig`/`--context`, or the default chain (KUBECONFIG,
+/// ~/.kube/config, in-cluster).
+pub async fn client(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<Client, AuditError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| AuditError::Connect(format!("{}: {e}", path.display())))?;
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| AuditError::Connect(e.to_string()))?
+        }
+        None if context.is_some() => {
+            let opts = kube::config::KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| AuditError::Connect(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| AuditError::Connect(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| AuditError::Connect(e.to_string()))
+}
+
+pub fn run(args: AuditArgs) -> i32 {
+    let policy = match &args.config {
+        Some(p) => match Policy::load(p) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("meshguard audit: {e}");
+                return EXIT_ERROR;
+            }
+        },
+        None => Policy::builtin(),
+    };
+    let engine = Engine::new(policy, args.own_namespace.as_deref());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshguard audit: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(Kind::ALL.len() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} kinds  listing {msg}")
+        {
+            pb.set_style(style);
+        }
+        pb
+    });
+    let collected = runtime.block_on(async {
+        let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
+        collect(&client, args.page_size, progress.as_ref()).await
+    });
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    let collected = match collected {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshguard audit: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let report = evaluate(&engine, &collected, args.mtls);
+    print!("{}", report.render(args.format));
+    report.exit_code()
+}
+
+/// Export a report as the audit gauges: reset, then one `{rule, namespace}` series per pair
+/// (bounded by rules × namespaces), in sorted order.
+pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in &report.items {
+        *counts
+            .entry((i.finding.rule, i.subject.namespace.as_str()))
+            .or_default() += 1;
+    }
+    metrics.audit_violations.reset();
+    for ((rule, ns), n) in counts {
+        metrics
+            .audit_violations
+            .with_label_values(&[rule, ns])
+            .set(n as f64);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    metrics.audit_last_run.set(now);
+    metrics.audit_duration.set(took.as_secs_f64());
+}
+
+/// One periodic run: list, evaluate (off the async threads), publish. On error the previous
+/// gauges stay.
+pub async fn run_periodic_once(
+    client: &Client,
+    engine: &std::sync::Arc<Engine>,
+    metrics: &Metrics,
+    page_size: u32,
+) -> Result<usize, AuditError> {
+    let start = Instant::now();
+    let collected = collect(client, page_size, None).await?;
+    let engine = engine.clone();
+    let report = tokio::task::spawn_blocking(move || evaluate(&engine, &collected, false))
+        .await
+        .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
+    publish(metrics, &report, start.elapsed());
+    Ok(report.items.len())
+}
+
+/// Start the periodic audit of `serve` (no-op when `interval` is zero or no cluster is
+/// configured).
+pub fn spawn_periodic(
+    client: Option<kube::Client>,
+    engine: Engine,
+    metrics: Metrics,
+    interval: Duration,
+) {
+    if interval.is_zero() {
+        tracing::info!("periodic audit off (--audit-interval 0)");
+        return;
+    }
+    let Some(client) = client else {
+        tracing::info!("no cluster connection: periodic audit off");
+        return;
+    };
+    tokio::spawn(async move {
+        let engine = std::sync::Arc::new(engine);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match run_periodic_once(&client, &engine, &metrics, 500).await {
+                Ok(n) => tracing::info!(findings = n, "periodic audit finished"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "periodic audit failed; keeping the previous results")
+                }
+            }
+        }
+    });
+}

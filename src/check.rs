@@ -1,0 +1,326 @@
+//! `meshguard check PATH…`: evaluate manifests offline. Every object is evaluated as a CREATE
+//! by the same engine the webhook uses; the objects in the input form the cluster context
+//! (Namespaces with their labels, ServiceAccounts, Istio policies, workloads), and the
+//! cross-resource checks run over the whole set.
+
+use crate::config::Policy;
+use crate::cross::{self, Entry};
+use crate::engine::Engine;
+use crate::manifest::{self, LoadError, Loaded};
+use crate::report::{Format, Report};
+use crate::resource::Kind;
+use clap::Args;
+use kube::core::admission::Operation;
+use kube::core::DynamicObject;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Exit code for usage and parse errors.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Policy configuration (YAML). Without it the built-in policy is used.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective mTLS of every workload and port.
+    #[arg(long)]
+    pub mtls: bool,
+    /// Write the mutated manifests (what the mutating webhook would patch in) to stdout; the
+    /// report then goes to stderr.
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: write the mutated manifests into this directory (same relative file names)
+    /// instead of stdout.
+    #[arg(long, requires = "fix", value_name = "DIR")]
+    pub fix_dir: Option<PathBuf>,
+    /// Namespace of objects that name none (as `kubectl apply` without `-n`).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// The input is the whole cluster: namespaces, ServiceAccounts and workloads absent from
+    /// it do not exist (by default they are unknown).
+    #[arg(long)]
+    pub complete: bool,
+}
+
+/// What `check` built from its input, before evaluation.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub entries: Vec<Entry>,
+    /// Index into `entries` for each loaded object (None: not a checked kind).
+    pub entry_of: Vec<Option<usize>>,
+    pub errors: Vec<LoadError>,
+    pub skipped: BTreeMap<String, usize>,
+}
+
+/// Turn loaded objects into engine entries; objects of other kinds are counted as skipped.
+/// `keep_values`: keep the loaded JSON (needed by `--fix`); otherwise it is moved.
+pub fn prepare(loaded: &mut Loaded, default_namespace: &str, keep_values: bool) -> Prepared {
+    let mut p = Prepared {
+        errors: std::mem::take(&mut loaded.errors),
+        ..Default::default()
+    };
+    enum Prepped {
+        Entry(Box<Entry>),
+        Skipped(String),
+    }
+    let parts = manifest::par_map_mut(&mut loaded.objects, |chunk| {
+        chunk
+            .iter_mut()
+            .map(|o| {
+                let (api_version, kind_s) = o
+                    .object
+                    .types
+                    .as_ref()
+                    .map(|t| (t.api_version.clone(), t.kind.as_str()))
+                    .unwrap_or_default();
+                let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
+                    return Prepped::Skipped(format!("{api_version}/{kind_s}"));
+                };
+                let mut obj = if keep_values {
+                    o.object.clone()
+                } else {
+                    std::mem::replace(
+                        &mut o.object,
+                        DynamicObject {
+                            types: None,
+                            metadata: Default::default(),
+                            data: Value::Null,
+                        },
+                    )
+                };
+                if kind != Kind::Namespace && obj.metadata.namespace.is_none() {
+                    obj.metadata.namespace = Some(default_namespace.to_owned());
+                }
+                let version = api_version
+                    .rsplit_once('/')
+                    .map_or(api_version.as_str(), |(_, v)| v)
+                    .to_owned();
+                Prepped::Entry(Box::new(Entry {
+                    kind,
+                    version,
+                    object: obj,
+                    file: Some(o.file.clone()),
+                    line: Some(o.line),
+                }))
+            })
+            .collect::<Vec<_>>()
+    });
+    for prepped in parts.into_iter().flatten() {
+        match prepped {
+            Prepped::Entry(e) => {
+                p.entry_of.push(Some(p.entries.len()));
+                p.entries.push(*e);
+            }
+            Prepped::Skipped(k) => {
+                *p.skipped.entry(k).or_default() += 1;
+                p.entry_of.push(None);
+            }
+        }
+    }
+    p
+}
+
+/// Check loaded manifests: the whole pipeline short of reading files and printing.
+pub fn check_loaded(
+    engine: &Engine,
+    prepared: &Prepared,
+    complete: bool,
+    show_mtls: bool,
+) -> Report {
+    let cluster = cross::static_cluster(&prepared.entries, complete);
+    let analysis = cross::analyze(engine, &prepared.entries, &cluster, complete);
+    let mut notes = Vec::new();
+    if !complete {
+        let defined: BTreeSet<&str> = prepared
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::Namespace)
+            .map(Entry::name)
+            .collect();
+        let used: BTreeSet<&str> = prepared
+            .entries
+            .iter()
+            .filter(|e| e.kind != Kind::Namespace)
+            .map(Entry::namespace)
+            .filter(|ns| {
+                !defined.contains(ns) && !engine.exempt_namespaces().iter().any(|x| x == ns)
+            })
+            .collect();
+        if !used.is_empty() {
+            notes.push(format!(
+                "namespace{} {} not in the input: labels unknown (add the Namespace manifests, or --complete if the input is the whole cluster)",
+                if used.len() == 1 { "" } else { "s" },
+                used.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
+            ));
+        }
+    }
+    Report {
+        command: "check",
+        items: analysis.items,
+        errors: prepared.errors.clone(),
+        objects: analysis.evaluated,
+        skipped: prepared.skipped.clone(),
+        notes,
+        mtls: analysis.mtls,
+        show_mtls,
+    }
+}
+
+/// Apply the engine's mutations to every object; returns the patched documents per file,
+/// in input order (objects of other kinds unchanged).
+pub fn fixed_documents(
+    engine: &Engine,
+    loaded: &Loaded,
+    prepared: &Prepared,
+) -> Vec<(String, Vec<Value>)> {
+    let cluster = cross::static_cluster(&prepared.entries, false);
+    let op = Operation::Create;
+    let mut files: Vec<(String, Vec<Value>)> = Vec::new();
+    for (o, idx) in loaded.objects.iter().zip(&prepared.entry_of) {
+        let mut value = match serde_json::to_value(&o.object) {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(file = %o.file, line = o.line, error = %err, "cannot re-encode the object");
+                continue;
+            }
+        };
+        if let Some(e) = idx.and_then(|i| prepared.entries.get(i)) {
+            let review = crate::resource::Review {
+                kind: e.kind,
+                version: &e.version,
+                operation: &op,
+                namespace: e.namespace(),
+                name: e.name(),
+                object: Some(&e.object),
+                old_object: None,
+                dry_run: false,
+            };
+            let m = engine.mutate(&review, &cluster);
+            if !m.patch.is_empty() {
+                if let Err(err) = json_patch::patch(&mut value, &json_patch::Patch(m.patch)) {
+                    tracing::warn!(file = %o.file, line = o.line, error = %err, "mutation did not apply");
+                }
+            }
+        }
+        match files.last_mut() {
+            Some((f, docs)) if f.as_str() == &*o.file => docs.push(value),
+            _ => files.push((o.file.to_string(), vec![value])),
+        }
+    }
+    files
+}
+
+/// Render documents as a multi-document YAML stream.
+pub fn to_yaml_stream(docs: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, d) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let y = serde_saphyr::to_string(d).map_err(|e| e.to_string())?;
+        out.push_str(&y);
+        if !y.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn fix_path(dir: &Path, file: &str) -> PathBuf {
+    if file == "-" {
+        return dir.join("stdin.yaml");
+    }
+    let rel: PathBuf = Path::new(file)
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    dir.join(rel)
+}
+
+pub fn run(args: CheckArgs) -> i32 {
+    let code = execute(
+        args,
+        &mut std::io::stdin(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    );
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// `check` with its streams given: reads `-` from `stdin`, writes the report (and `--fix`
+/// output) to `out`, diagnostics to `err`. Returns the exit code.
+pub fn execute(
+    args: CheckArgs,
+    stdin: &mut dyn std::io::Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    macro_rules! fail {
+        ($($t:tt)*) => {{
+            let _ = writeln!(err, "meshguard check: {}", format!($($t)*));
+            return EXIT_USAGE;
+        }};
+    }
+    let policy = match &args.config {
+        Some(p) => match Policy::load(p) {
+            Ok(p) => p,
+            Err(e) => fail!("{e}"),
+        },
+        None => Policy::builtin(),
+    };
+    let engine = Engine::new(policy, None);
+    let mut loaded = match manifest::load_from(&args.paths, stdin) {
+        Ok(l) => l,
+        Err(e) => fail!("{e}"),
+    };
+    let prepared = prepare(&mut loaded, &args.namespace, args.fix);
+    let report = check_loaded(&engine, &prepared, args.complete, args.mtls);
+    let rendered = report.render(args.format);
+    if args.fix {
+        let files = fixed_documents(&engine, &loaded, &prepared);
+        if let Some(dir) = &args.fix_dir {
+            for (file, docs) in &files {
+                let path = fix_path(dir, file);
+                let text = match to_yaml_stream(docs) {
+                    Ok(t) => t,
+                    Err(e) => fail!("cannot render {file}: {e}"),
+                };
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, text));
+                if let Err(e) = written {
+                    fail!("cannot write {}: {e}", path.display());
+                }
+            }
+            let _ = out.write_all(rendered.as_bytes());
+        } else {
+            let all: Vec<Value> = files.into_iter().flat_map(|(_, d)| d).collect();
+            match to_yaml_stream(&all) {
+                Ok(t) => {
+                    let _ = out.write_all(t.as_bytes());
+                }
+                Err(e) => fail!("cannot render the fixed manifests: {e}"),
+            }
+            let _ = err.write_all(rendered.as_bytes());
+        }
+    } else {
+        let _ = out.write_all(rendered.as_bytes());
+    }
+    let code = report.exit_code();
+    // Freeing a large inventory takes a noticeable share of a run: do it off the exit path.
+    if prepared.entries.len() > 10_000 {
+        std::thread::spawn(move || drop((loaded, prepared, report)));
+    }
+    code
+}

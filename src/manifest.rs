@@ -1,0 +1,511 @@
+//! Loading Kubernetes manifests from files, directories and stdin: multi-document YAML and
+//! JSON, `List` kinds unwrapped, every object tagged with the file and line it starts on.
+//!
+//! Documents are found by splitting on `---` lines ourselves (so each document's first line is
+//! known), then each document is parsed by `serde-saphyr` into a `serde_json::Value`. A document
+//! that does not parse is reported with its file and line, never skipped silently.
+
+use kube::core::DynamicObject;
+use serde_json::Value;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One object read from a manifest.
+#[derive(Clone, Debug)]
+pub struct ManifestObject {
+    /// Display name of the file (`-` for stdin).
+    pub file: Arc<str>,
+    /// 1-based line the object starts on.
+    pub line: usize,
+    /// The object as parsed (any kind: kinds meshguard does not check are loaded too).
+    pub object: DynamicObject,
+}
+
+/// A document (or file) that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LoadError {
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Everything read from the inputs: objects in input order, and what could not be read.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub objects: Vec<ManifestObject>,
+    pub errors: Vec<LoadError>,
+}
+
+/// A path that cannot be used at all (usage error, exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct InputError {
+    pub path: String,
+    pub message: String,
+}
+
+/// File extensions read when walking a directory.
+const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+
+/// Expand the inputs into the list of files to read, in a stable order: given files as given,
+/// directories walked recursively with entries sorted by name (hidden entries skipped).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(p.clone());
+            continue;
+        }
+        let meta = std::fs::metadata(p).map_err(|e| InputError {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let err = |e: std::io::Error| InputError {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    entries.sort();
+    for p in entries {
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Read every input (files, directories, `-` for stdin).
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
+    load_from(paths, &mut std::io::stdin())
+}
+
+/// [`load`] with `-` read from `stdin`. Files are read in order, then their documents are
+/// parsed on all cores; the result keeps input order.
+pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
+    let files = expand(paths)?;
+    let mut texts: Vec<(Arc<str>, String)> = Vec::with_capacity(files.len());
+    for f in files {
+        if f.as_os_str() == "-" {
+            let mut s = String::new();
+            stdin.read_to_string(&mut s).map_err(|e| InputError {
+                path: "-".into(),
+                message: format!("cannot read stdin: {e}"),
+            })?;
+            texts.push((Arc::from("-"), s));
+        } else {
+            let name = f.display().to_string();
+            let text = std::fs::read_to_string(&f).map_err(|e| InputError {
+                path: name.clone(),
+                message: e.to_string(),
+            })?;
+            texts.push((Arc::from(name), text));
+        }
+    }
+    let jobs: Vec<(&Arc<str>, RawDocument<'_>)> = texts
+        .iter()
+        .flat_map(|(name, text)| {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            split_documents(text).into_iter().map(move |d| (name, d))
+        })
+        .collect();
+    let parts = par_map(&jobs, |chunk| {
+        let mut out = Loaded::default();
+        for (name, doc) in chunk {
+            parse_document(name, doc, &mut out);
+        }
+        out
+    });
+    let mut loaded = Loaded::default();
+    for mut p in parts {
+        loaded.objects.append(&mut p.objects);
+        loaded.errors.append(&mut p.errors);
+    }
+    Ok(loaded)
+}
+
+/// Split `items` into one contiguous chunk per core and map each on its own thread; results in
+/// chunk order. Small inputs run inline.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if threads <= 1 || items.len() < 512 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|c| scope.spawn(move || f(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// [`par_map`] over mutable chunks.
+pub fn par_map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut [T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if threads <= 1 || items.len() < 512 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks_mut(size)
+            .map(|c| scope.spawn(move || f(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// A document of a multi-document YAML stream: its text and first line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawDocument<'a> {
+    pub text: &'a str,
+    /// 1-based line of the document's first line (after the `---`).
+    pub first_line: usize,
+}
+
+/// Split a YAML stream on document markers (`---` at column 0, optionally followed by
+/// whitespace and content) and end markers (`...`). Content after `--- ` on the marker line
+/// belongs to the new document.
+pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0usize; // byte offset of the current document
+    let mut start_line = 1usize;
+    let mut offset = 0usize;
+    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        let is_start = trimmed == "---"
+            || (trimmed.starts_with("---") && trimmed[3..].starts_with([' ', '\t']));
+        let is_end = trimmed == "..." || trimmed.starts_with("... ");
+        if is_start || is_end {
+            docs.push(RawDocument {
+                text: &text[start..offset],
+                first_line: start_line,
+            });
+            if is_start && trimmed.len() > 3 && !trimmed[3..].trim().starts_with('#') {
+                // `--- content`: keep the content (with the marker blanked out) in the new
+                // document so its line numbers stay right.
+                start = offset + 3;
+                start_line = line_no;
+            } else {
+                start = offset + line.len();
+                start_line = line_no + 1;
+            }
+        }
+        offset += line.len();
+    }
+    docs.push(RawDocument {
+        text: &text[start..],
+        first_line: start_line,
+    });
+    docs
+}
+
+/// First line of a document that holds content (not blank, not a comment, not a directive).
+fn content_line(doc: &RawDocument<'_>) -> Option<usize> {
+    doc.text.lines().enumerate().find_map(|(i, l)| {
+        let t = l.trim();
+        (!t.is_empty() && !t.starts_with('#') && !t.starts_with('%')).then_some(doc.first_line + i)
+    })
+}
+
+/// Parse one file's text into objects (and errors), appending to `out`.
+pub fn parse_into(file: &str, text: &str, out: &mut Loaded) {
+    let file: Arc<str> = Arc::from(file);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for doc in split_documents(text) {
+        parse_document(&file, &doc, out);
+    }
+}
+
+/// Parse one document of `file`, appending its objects (or error) to `out`.
+fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, out: &mut Loaded) {
+    let Some(line) = content_line(doc) else {
+        return; // empty document
+    };
+    // Fast path: straight into an object (no intermediate JSON tree). Lists, and anything that
+    // does not deserialize cleanly, take the general path below, which also explains errors.
+    if !doc.text.contains("List") {
+        if let Ok(obj) = serde_saphyr::from_str::<DynamicObject>(doc.text) {
+            if obj
+                .types
+                .as_ref()
+                .is_some_and(|t| !t.kind.is_empty() && !t.api_version.is_empty())
+            {
+                out.objects.push(ManifestObject {
+                    file: file.clone(),
+                    line,
+                    object: obj,
+                });
+                return;
+            }
+        }
+    }
+    let value: Value = match serde_saphyr::from_str(doc.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| doc.first_line + (l.line() as usize).saturating_sub(1))
+                .unwrap_or(line);
+            let message = e.to_string();
+            let mut message = message.lines().next().unwrap_or("invalid YAML").trim();
+            // saphyr prefixes "error: line L column C: " relative to the document; the line
+            // is reported (absolute) separately.
+            if let Some(rest) = message.strip_prefix("error: ") {
+                message = rest;
+                if rest.starts_with("line ") {
+                    if let Some((_, m)) = rest.split_once(": ") {
+                        message = m;
+                    }
+                }
+            }
+            let column = e
+                .location()
+                .map(|l| format!(" (column {})", l.column()))
+                .unwrap_or_default();
+            out.errors.push(LoadError {
+                file: file.to_string(),
+                line: Some(at),
+                message: format!("cannot parse YAML{column}: {message}"),
+            });
+            return;
+        }
+    };
+    push_object(file, line, doc, value, out);
+}
+
+fn push_object(
+    file: &Arc<str>,
+    line: usize,
+    doc: &RawDocument<'_>,
+    value: Value,
+    out: &mut Loaded,
+) {
+    match value {
+        Value::Null => {}
+        Value::Object(ref m) => {
+            let kind = m.get("kind").and_then(Value::as_str);
+            let is_list = kind.is_some_and(|k| k == "List" || k.ends_with("List"))
+                && m.get("items").is_some_and(Value::is_array);
+            if is_list {
+                let item_lines = list_item_lines(doc);
+                if let Some(Value::Array(items)) = value.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        let l = item_lines.get(i).copied().unwrap_or(line);
+                        if item.is_object() {
+                            push_value(file, l, item.clone(), out);
+                        } else {
+                            out.errors.push(LoadError {
+                                file: file.to_string(),
+                                line: Some(l),
+                                message: format!("items[{i}] is not a Kubernetes object"),
+                            });
+                        }
+                    }
+                }
+                return;
+            }
+            let has_kind = kind.is_some() && m.get("apiVersion").is_some_and(Value::is_string);
+            if !has_kind {
+                out.errors.push(LoadError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    message: "not a Kubernetes object: apiVersion and kind are required".into(),
+                });
+                return;
+            }
+            push_value(file, line, value, out);
+        }
+        _ => out.errors.push(LoadError {
+            file: file.to_string(),
+            line: Some(line),
+            message: "not a Kubernetes object: the document is not a mapping".into(),
+        }),
+    }
+}
+
+fn push_value(file: &Arc<str>, line: usize, value: Value, out: &mut Loaded) {
+    match serde_json::from_value::<DynamicObject>(value) {
+        Ok(object) => out.objects.push(ManifestObject {
+            file: file.clone(),
+            line,
+            object,
+        }),
+        Err(e) => out.errors.push(LoadError {
+            file: file.to_string(),
+            line: Some(line),
+            message: format!("not a Kubernetes object: {e}"),
+        }),
+    }
+}
+
+/// Lines of the entries of a block-style `items:` sequence (best effort: flow style and JSON
+/// fall back to the document's line).
+fn list_item_lines(doc: &RawDocument<'_>) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut in_items = false;
+    let mut indent: Option<usize> = None;
+    for (i, l) in doc.text.lines().enumerate() {
+        if !in_items {
+            if l.trim_end() == "items:" {
+                in_items = true;
+            }
+            continue;
+        }
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let ind = l.len() - t.len();
+        if ind == 0 && !t.starts_with('-') {
+            break; // next top-level key
+        }
+        if t.starts_with("- ") || t == "-" {
+            match indent {
+                None => {
+                    indent = Some(ind);
+                    lines.push(doc.first_line + i);
+                }
+                Some(n) if n == ind => lines.push(doc.first_line + i),
+                Some(n) if ind < n => break,
+                _ => {}
+            }
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Loaded {
+        let mut l = Loaded::default();
+        parse_into("f.yaml", text, &mut l);
+        l
+    }
+
+    #[test]
+    fn documents_get_their_first_content_line() {
+        let l = parse(
+            "# header\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\n# c\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: b, namespace: a}\n--- \n---\n",
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let lines: Vec<usize> = l.objects.iter().map(|o| o.line).collect();
+        assert_eq!(lines, vec![2, 8]);
+    }
+
+    #[test]
+    fn broken_document_is_reported_with_its_line_and_others_still_load() {
+        let l = parse(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n",
+        );
+        assert_eq!(l.objects.len(), 2);
+        assert_eq!(l.errors.len(), 1);
+        let e = &l.errors[0];
+        assert_eq!(e.file, "f.yaml");
+        let line = e.line.expect("line");
+        assert!((5..=9).contains(&line), "line {line}: {e}");
+        assert!(e.message.starts_with("cannot parse YAML"), "{e}");
+    }
+
+    #[test]
+    fn lists_are_unwrapped_with_item_lines() {
+        let l = parse(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Namespace\n  metadata:\n    name: b\n",
+        );
+        assert!(l.errors.is_empty());
+        let got: Vec<(usize, &str)> = l
+            .objects
+            .iter()
+            .map(|o| (o.line, o.object.metadata.name.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(got, vec![(4, "a"), (7, "b")]);
+    }
+
+    #[test]
+    fn json_documents_and_json_lists_load() {
+        let l = parse(
+            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}]}"#,
+        );
+        assert_eq!(l.objects.len(), 1);
+        assert_eq!(l.objects[0].line, 1);
+    }
+
+    #[test]
+    fn non_objects_are_reported() {
+        let l = parse("- a\n- b\n---\nfoo: bar\n");
+        assert_eq!(l.objects.len(), 0);
+        assert_eq!(l.errors.len(), 2);
+        assert_eq!(l.errors[1].line, Some(4));
+        assert!(l.errors[1].message.contains("apiVersion and kind"));
+    }
+
+    #[test]
+    fn marker_with_content_keeps_line_numbers() {
+        let docs = split_documents("a: 1\n--- {b: 2}\n...\nc: 3\n");
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[1].first_line, 2);
+        assert_eq!(docs[2].first_line, 4);
+    }
+}

@@ -1,0 +1,489 @@
+//! Effective mTLS per workload and port, composed from PeerAuthentications exactly as istiod
+//! does (pilot `ComposePeerAuthentication`): mesh (root namespace, no selector) → namespace
+//! (no selector) → workload (selector) → port (`portLevelMtls`, workload-level policies only).
+//!
+//! * Within one scope the oldest policy wins (creationTimestamp; name breaks ties; a policy with
+//!   no timestamp, as in a manifest not yet applied, counts as newest).
+//! * `UNSET` (or no `mtls`) inherits from the level above; with no mesh policy (or an UNSET one)
+//!   the default is PERMISSIVE.
+//! * Workload-level policies in the root namespace are ignored.
+//! * Port-level settings apply to workload (container) ports; an UNSET port inherits the
+//!   workload's mode.
+//!
+//! Pure: no I/O. `audit --mtls` and `check --mtls` print the table; the replacement for the
+//! removed `istioctl authn tls-check`.
+
+use crate::resource::{labels_of, Kind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::DynamicObject;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// A PeerAuthentication mTLS mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mode {
+    Unset,
+    Disable,
+    Permissive,
+    Strict,
+}
+
+impl Mode {
+    /// Parse `mtls.mode`; absent or unknown values count as UNSET (Istio's validation rejects
+    /// unknown values).
+    pub fn parse(mtls: Option<&Value>) -> Mode {
+        match mtls.and_then(|m| m.get("mode")).and_then(Value::as_str) {
+            Some("STRICT") => Mode::Strict,
+            Some("PERMISSIVE") => Mode::Permissive,
+            Some("DISABLE") => Mode::Disable,
+            _ => Mode::Unset,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Unset => "UNSET",
+            Mode::Disable => "DISABLE",
+            Mode::Permissive => "PERMISSIVE",
+            Mode::Strict => "STRICT",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The parts of a PeerAuthentication that decide the effective mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerPolicy {
+    pub namespace: String,
+    pub name: String,
+    pub created: Option<Time>,
+    /// `selector.matchLabels`; empty = namespace- or mesh-wide.
+    pub selector: BTreeMap<String, String>,
+    pub mode: Mode,
+    pub ports: BTreeMap<u32, Mode>,
+}
+
+impl PeerPolicy {
+    /// Read a PeerAuthentication object.
+    pub fn from_object(obj: &DynamicObject) -> PeerPolicy {
+        let spec = obj.data.get("spec").unwrap_or(&Value::Null);
+        let selector = string_map(
+            spec.get("selector")
+                .and_then(|s| s.get("matchLabels"))
+                .unwrap_or(&Value::Null),
+        );
+        let ports = spec
+            .get("portLevelMtls")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.trim().parse::<u32>().ok()?, Mode::parse(Some(v))))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PeerPolicy {
+            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            created: obj.metadata.creation_timestamp.clone(),
+            selector,
+            mode: Mode::parse(spec.get("mtls")),
+            ports,
+        }
+    }
+
+    /// Oldest first; no timestamp = newest; name breaks ties.
+    fn age_key(&self) -> (bool, Option<&Time>, &str) {
+        (self.created.is_none(), self.created.as_ref(), &self.name)
+    }
+}
+
+/// A `string → string` map from a JSON object (non-string values skipped).
+pub fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A workload as the mTLS table sees it: pod labels and container ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// Labels of the pods (template labels for controllers).
+    pub labels: BTreeMap<String, String>,
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub port: u32,
+    pub name: Option<String>,
+    /// Field path of `containerPort`, e.g. `spec.template.spec.containers[0].ports[0].containerPort`.
+    pub path: String,
+}
+
+impl Workload {
+    /// Read a workload object (any of [`Kind::WORKLOADS`]); `None` for other kinds.
+    pub fn from_object(kind: Kind, obj: &DynamicObject) -> Option<Workload> {
+        let keys = kind.pod_template_path()?;
+        let (template, prefix): (Option<&Value>, String) = if keys.is_empty() {
+            (None, String::new())
+        } else {
+            let mut v = obj.data.get(keys[0]);
+            for k in &keys[1..] {
+                v = v.and_then(|x| x.get(*k));
+            }
+            (v, format!("{}.", keys.join(".")))
+        };
+        let (labels, pod_spec) = match template {
+            None => (labels_of(obj).clone(), obj.data.get("spec")),
+            Some(t) => (
+                string_map(
+                    t.get("metadata")
+                        .and_then(|m| m.get("labels"))
+                        .unwrap_or(&Value::Null),
+                ),
+                t.get("spec"),
+            ),
+        };
+        let mut ports = Vec::new();
+        if let Some(containers) = pod_spec
+            .and_then(|s| s.get("containers"))
+            .and_then(Value::as_array)
+        {
+            for (ci, c) in containers.iter().enumerate() {
+                let Some(list) = c.get("ports").and_then(Value::as_array) else {
+                    continue;
+                };
+                for (pi, p) in list.iter().enumerate() {
+                    let Some(port) = p
+                        .get("containerPort")
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                    else {
+                        continue;
+                    };
+                    if ports.iter().any(|x: &ContainerPort| x.port == port) {
+                        continue;
+                    }
+                    ports.push(ContainerPort {
+                        port,
+                        name: p.get("name").and_then(Value::as_str).map(str::to_owned),
+                        path: format!("{prefix}spec.containers[{ci}].ports[{pi}].containerPort"),
+                    });
+                }
+            }
+        }
+        Some(Workload {
+            kind,
+            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            labels,
+            ports,
+        })
+    }
+
+    /// Field path of the pod template (`spec.template`, or `metadata` for a Pod).
+    pub fn template_path(&self) -> String {
+        match self.kind.pod_template_path() {
+            Some(keys) if !keys.is_empty() => keys.join("."),
+            _ => "metadata".to_owned(),
+        }
+    }
+}
+
+/// Which level a policy decided at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Mesh,
+    Namespace,
+    Workload,
+    Port,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Mesh => "mesh",
+            Level::Namespace => "namespace",
+            Level::Workload => "workload",
+            Level::Port => "port",
+        }
+    }
+}
+
+/// The policy that decided a mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decider {
+    pub namespace: String,
+    pub name: String,
+    pub level: Level,
+}
+
+impl fmt::Display for Decider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} ({})",
+            self.namespace,
+            self.name,
+            self.level.as_str()
+        )
+    }
+}
+
+/// The effective mode on one port, and what decided it (`None`: Istio's PERMISSIVE default,
+/// no policy set a mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    pub mode: Mode,
+    pub decided_by: Option<Decider>,
+}
+
+/// The composed policy of one workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed {
+    pub workload_mode: Effective,
+    /// Port-level modes (already inheriting the workload mode for UNSET ports).
+    pub ports: BTreeMap<u32, Effective>,
+}
+
+impl Composed {
+    /// The effective mode on a port (port-level when set, the workload mode otherwise).
+    pub fn at(&self, port: Option<u32>) -> &Effective {
+        port.and_then(|p| self.ports.get(&p))
+            .unwrap_or(&self.workload_mode)
+    }
+}
+
+/// PeerAuthentications indexed by namespace, ready to compose for many workloads.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyIndex {
+    root_namespace: String,
+    by_namespace: HashMap<String, Vec<PeerPolicy>>,
+}
+
+impl PolicyIndex {
+    pub fn new(root_namespace: &str, policies: impl IntoIterator<Item = PeerPolicy>) -> Self {
+        let mut by_namespace: HashMap<String, Vec<PeerPolicy>> = HashMap::new();
+        for p in policies {
+            by_namespace.entry(p.namespace.clone()).or_default().push(p);
+        }
+        for v in by_namespace.values_mut() {
+            v.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
+        }
+        PolicyIndex {
+            root_namespace: root_namespace.to_owned(),
+            by_namespace,
+        }
+    }
+
+    pub fn root_namespace(&self) -> &str {
+        &self.root_namespace
+    }
+
+    /// The mesh-wide policy in force (oldest selector-less policy in the root namespace).
+    pub fn mesh_policy(&self) -> Option<&PeerPolicy> {
+        self.by_namespace
+            .get(&self.root_namespace)?
+            .iter()
+            .find(|p| p.selector.is_empty())
+    }
+
+    /// Compose the policies that apply to pods with `labels` in `namespace`.
+    pub fn compose(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Composed {
+        let empty = Vec::new();
+        let root = self
+            .by_namespace
+            .get(&self.root_namespace)
+            .unwrap_or(&empty);
+        let local = self.by_namespace.get(namespace).unwrap_or(&empty);
+        let mesh = root.iter().find(|p| p.selector.is_empty());
+        let (ns_policy, workload) = if namespace == self.root_namespace {
+            // The root namespace's selector-less policy is the mesh policy; its workload-level
+            // policies are ignored.
+            (None, None)
+        } else {
+            (
+                local.iter().find(|p| p.selector.is_empty()),
+                local.iter().find(|p| {
+                    !p.selector.is_empty()
+                        && p.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                }),
+            )
+        };
+        let mut eff = Effective {
+            mode: Mode::Permissive,
+            decided_by: None,
+        };
+        for (p, level) in [(mesh, Level::Mesh), (ns_policy, Level::Namespace)] {
+            if let Some(p) = p {
+                if p.mode != Mode::Unset {
+                    eff = Effective {
+                        mode: p.mode,
+                        decided_by: Some(decider(p, level)),
+                    };
+                }
+            }
+        }
+        let mut ports = BTreeMap::new();
+        if let Some(w) = workload {
+            if w.mode != Mode::Unset {
+                eff = Effective {
+                    mode: w.mode,
+                    decided_by: Some(decider(w, Level::Workload)),
+                };
+            }
+            for (port, mode) in &w.ports {
+                let e = if *mode == Mode::Unset {
+                    eff.clone()
+                } else {
+                    Effective {
+                        mode: *mode,
+                        decided_by: Some(decider(w, Level::Port)),
+                    }
+                };
+                ports.insert(*port, e);
+            }
+        }
+        Composed {
+            workload_mode: eff,
+            ports,
+        }
+    }
+
+    /// One row per workload port: container ports, plus port-level ports the containers do not
+    /// declare; a workload without ports gets one row for "any port". Sorted by namespace,
+    /// workload name, kind, port.
+    pub fn table<'w>(&self, workloads: impl IntoIterator<Item = &'w Workload>) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for w in workloads {
+            let c = self.compose(&w.namespace, &w.labels);
+            let mut ports: Vec<(Option<u32>, Option<String>)> = w
+                .ports
+                .iter()
+                .map(|p| (Some(p.port), Some(p.path.clone())))
+                .collect();
+            for p in c.ports.keys() {
+                if !w.ports.iter().any(|x| x.port == *p) {
+                    ports.push((Some(*p), None));
+                }
+            }
+            if ports.is_empty() {
+                ports.push((None, None));
+            }
+            for (port, path) in ports {
+                rows.push(Row {
+                    namespace: w.namespace.clone(),
+                    kind: w.kind,
+                    workload: w.name.clone(),
+                    port,
+                    path: path.unwrap_or_else(|| w.template_path()),
+                    effective: c.at(port).clone(),
+                });
+            }
+        }
+        rows.sort_by(|a, b| {
+            (&a.namespace, &a.workload, a.kind, a.port).cmp(&(
+                &b.namespace,
+                &b.workload,
+                b.kind,
+                b.port,
+            ))
+        });
+        rows
+    }
+}
+
+fn decider(p: &PeerPolicy, level: Level) -> Decider {
+    Decider {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        level,
+    }
+}
+
+/// One line of the effective-mTLS table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub namespace: String,
+    pub kind: Kind,
+    pub workload: String,
+    /// `None`: the workload declares no port; the mode applies to any port.
+    pub port: Option<u32>,
+    /// Field path of the port (or of the pod template) in the workload.
+    #[serde(skip)]
+    pub path: String,
+    #[serde(flatten)]
+    pub effective: Effective,
+}
+
+impl Row {
+    pub fn port_label(&self) -> String {
+        self.port.map_or_else(|| "*".to_owned(), |p| p.to_string())
+    }
+
+    pub fn decided_by_label(&self) -> String {
+        match &self.effective.decided_by {
+            Some(d) => d.to_string(),
+            None => "(no policy: Istio default)".to_owned(),
+        }
+    }
+}
+
+/// Render the table as aligned text.
+pub fn render_table(rows: &[Row]) -> String {
+    let header = ["NAMESPACE", "WORKLOAD", "PORT", "MODE", "DECIDED BY"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.namespace.clone(),
+                format!("{}/{}", r.kind.as_str().to_ascii_lowercase(), r.workload),
+                r.port_label(),
+                r.effective.mode.to_string(),
+                r.decided_by_label(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for c in &cells {
+        for (i, s) in c.iter().enumerate() {
+            widths[i] = widths[i].max(s.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for c in &cells {
+        line([&c[0], &c[1], &c[2], &c[3], &c[4]]);
+    }
+    out
+}

@@ -1,0 +1,460 @@
+//! Output of `check` and `audit`: text, JSON, JUnit XML and SARIF 2.1.0.
+//! Every format is deterministic (findings sorted, maps ordered).
+
+use crate::cross::{self, Item};
+use crate::manifest::LoadError;
+use crate::mtls;
+use crate::rules::{self, Action};
+use clap::ValueEnum;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Junit,
+    Sarif,
+}
+
+/// Id under which unreadable documents appear in JUnit and SARIF.
+pub const PARSE_ERROR_ID: &str = "manifest-parse-error";
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// `check` or `audit`.
+    pub command: &'static str,
+    pub items: Vec<Item>,
+    pub errors: Vec<LoadError>,
+    /// Objects evaluated.
+    pub objects: usize,
+    /// Objects of kinds meshguard does not check, by `apiVersion/kind`.
+    pub skipped: BTreeMap<String, usize>,
+    /// Remarks for the reader (absent CRDs, partial input).
+    pub notes: Vec<String>,
+    pub mtls: Vec<mtls::Row>,
+    /// Print the effective-mTLS table.
+    pub show_mtls: bool,
+}
+
+impl Report {
+    pub fn count(&self, action: Action) -> usize {
+        self.items
+            .iter()
+            .filter(|i| i.finding.action == action)
+            .count()
+    }
+
+    /// 0 clean (or only warn/audit findings), 1 deny-level findings, 2 unreadable input.
+    pub fn exit_code(&self) -> i32 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.count(Action::Deny) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub fn by_rule(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for i in &self.items {
+            *m.entry(i.finding.rule).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn by_namespace(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for i in &self.items {
+            let ns = if i.subject.namespace.is_empty() {
+                "(cluster)"
+            } else {
+                i.subject.namespace.as_str()
+            };
+            *m.entry(ns).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => self.text(),
+            Format::Json => serde_json::to_string_pretty(&self.json()).unwrap_or_default() + "\n",
+            Format::Junit => self.junit(),
+            Format::Sarif => serde_json::to_string_pretty(&self.sarif()).unwrap_or_default() + "\n",
+        }
+    }
+
+    fn location(i: &Item) -> String {
+        match (&i.subject.file, i.subject.line) {
+            (Some(f), Some(l)) => format!("{f}:{l}: "),
+            (Some(f), None) => format!("{f}: "),
+            _ => String::new(),
+        }
+    }
+
+    // --- text ------------------------------------------------------------------------------
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for e in &self.errors {
+            let _ = writeln!(s, "{e}");
+        }
+        if !self.errors.is_empty() {
+            s.push('\n');
+        }
+        if self.items.is_empty() && self.errors.is_empty() {
+            s.push_str("No findings.\n\n");
+        }
+        let mut last: Option<&cross::Subject> = None;
+        for i in &self.items {
+            if last != Some(&i.subject) {
+                let _ = writeln!(s, "{}{}", Self::location(i), i.subject.label());
+                last = Some(&i.subject);
+            }
+            let _ = writeln!(s, "  {:<5} {}", i.finding.action.as_str(), i.finding);
+        }
+        if self.show_mtls {
+            if !self.items.is_empty() {
+                s.push('\n');
+            }
+            s.push_str(
+                "Effective mTLS (mesh → namespace → workload → port PeerAuthentications):\n",
+            );
+            if self.mtls.is_empty() {
+                s.push_str("  no workloads\n");
+            } else {
+                s.push_str(&mtls::render_table(&self.mtls));
+            }
+        }
+        if !self.items.is_empty() {
+            s.push_str("\nFindings by rule:\n");
+            for (r, n) in self.by_rule() {
+                let _ = writeln!(s, "  {r:<40} {n}");
+            }
+            s.push_str("Findings by namespace:\n");
+            for (ns, n) in self.by_namespace() {
+                let _ = writeln!(s, "  {ns:<40} {n}");
+            }
+        }
+        if !self.skipped.is_empty() {
+            let kinds: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nNot checked (kinds meshguard has no rules for): {}",
+                kinds.join(", ")
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
+        let _ = writeln!(
+            s,
+            "\n{}: {} objects, {} findings ({} deny, {} warn, {} audit), {} unreadable documents",
+            self.command,
+            self.objects,
+            self.items.len(),
+            self.count(Action::Deny),
+            self.count(Action::Warn),
+            self.count(Action::Audit),
+            self.errors.len()
+        );
+        s
+    }
+
+    // --- json ------------------------------------------------------------------------------
+
+    pub fn json(&self) -> Value {
+        let findings: Vec<Value> = self
+            .items
+            .iter()
+            .map(|i| {
+                json!({
+                    "file": i.subject.file.as_deref(),
+                    "line": i.subject.line,
+                    "kind": i.subject.kind,
+                    "namespace": i.subject.namespace,
+                    "name": i.subject.name,
+                    "rule": i.finding.rule,
+                    "action": i.finding.action,
+                    "path": i.finding.violation.path,
+                    "message": i.finding.violation.message,
+                    "fix": i.finding.violation.fix,
+                })
+            })
+            .collect();
+        let mut v = json!({
+            "command": self.command,
+            "summary": {
+                "objects": self.objects,
+                "findings": self.items.len(),
+                "deny": self.count(Action::Deny),
+                "warn": self.count(Action::Warn),
+                "audit": self.count(Action::Audit),
+                "errors": self.errors.len(),
+                "byRule": self.by_rule(),
+                "byNamespace": self.by_namespace(),
+                "skipped": self.skipped,
+            },
+            "findings": findings,
+            "errors": self.errors,
+            "notes": self.notes,
+        });
+        if self.show_mtls {
+            v["mtls"] = json!(self
+                .mtls
+                .iter()
+                .map(|r| json!({
+                    "namespace": r.namespace,
+                    "kind": r.kind,
+                    "workload": r.workload,
+                    "port": r.port,
+                    "mode": r.effective.mode,
+                    "decidedBy": r.effective.decided_by,
+                }))
+                .collect::<Vec<_>>());
+        }
+        v
+    }
+
+    // --- junit -----------------------------------------------------------------------------
+
+    /// One test case per object with findings (and one per unreadable document); deny-level
+    /// findings are failures, warn/audit ones are printed in `system-out`.
+    pub fn junit(&self) -> String {
+        let mut cases: Vec<(String, String, Vec<&Item>)> = Vec::new();
+        for i in &self.items {
+            let name = format!("{}{}", Self::location(i), i.subject.label());
+            match cases.last_mut() {
+                Some((n, _, v)) if *n == name => v.push(i),
+                _ => cases.push((name, i.subject.kind.clone(), vec![i])),
+            }
+        }
+        let failures = cases
+            .iter()
+            .filter(|(_, _, v)| v.iter().any(|i| i.finding.action == Action::Deny))
+            .count();
+        let tests = cases.len() + self.errors.len();
+        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            s,
+            "<testsuites name=\"meshguard {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{}\">",
+            self.command,
+            self.errors.len()
+        );
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"meshguard {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{}\" skipped=\"0\">",
+            self.command,
+            self.errors.len()
+        );
+        for e in &self.errors {
+            let _ = writeln!(
+                s,
+                "    <testcase classname=\"manifest\" name=\"{}\">\n      <error type=\"{PARSE_ERROR_ID}\" message=\"{}\"/>\n    </testcase>",
+                xml(&e.to_string()),
+                xml(&e.message)
+            );
+        }
+        for (name, kind, items) in &cases {
+            let _ = writeln!(
+                s,
+                "    <testcase classname=\"{}\" name=\"{}\">",
+                xml(kind),
+                xml(name)
+            );
+            let deny: Vec<&&Item> = items
+                .iter()
+                .filter(|i| i.finding.action == Action::Deny)
+                .collect();
+            if !deny.is_empty() {
+                let body: Vec<String> = deny.iter().map(|i| i.finding.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "      <failure type=\"{}\" message=\"{}\">{}</failure>",
+                    xml(deny[0].finding.rule),
+                    xml(&format!("{} deny-level finding(s)", deny.len())),
+                    xml(&body.join("\n"))
+                );
+            }
+            let other: Vec<String> = items
+                .iter()
+                .filter(|i| i.finding.action != Action::Deny)
+                .map(|i| format!("{}: {}", i.finding.action, i.finding))
+                .collect();
+            if !other.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "      <system-out>{}</system-out>",
+                    xml(&other.join("\n"))
+                );
+            }
+            s.push_str("    </testcase>\n");
+        }
+        s.push_str("  </testsuite>\n</testsuites>\n");
+        s
+    }
+
+    // --- sarif -----------------------------------------------------------------------------
+
+    /// SARIF 2.1.0: one run, every rule of the catalogue (registry, cross checks, parse error)
+    /// as a reporting descriptor, one result per finding with the file and line of its object.
+    pub fn sarif(&self) -> Value {
+        let mut ids: Vec<(&str, &str, Action)> = rules::REGISTRY
+            .iter()
+            .map(|r| (r.id, r.summary, r.default_action))
+            .collect();
+        for c in cross::CATALOGUE {
+            if !ids.iter().any(|(id, _, _)| *id == c.id) {
+                ids.push((c.id, c.summary, c.default_action));
+            }
+        }
+        ids.push((
+            PARSE_ERROR_ID,
+            "A manifest document that cannot be parsed as a Kubernetes object",
+            Action::Deny,
+        ));
+        let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+        let descriptors: Vec<Value> = ids
+            .iter()
+            .map(|(id, summary, action)| {
+                json!({
+                    "id": id,
+                    "name": id,
+                    "shortDescription": {"text": summary},
+                    "defaultConfiguration": {"level": level(*action)},
+                })
+            })
+            .collect();
+        let mut results: Vec<Value> = Vec::new();
+        for e in &self.errors {
+            let mut loc = json!({
+                "physicalLocation": {
+                    "artifactLocation": {"uri": uri(&e.file)},
+                }
+            });
+            if let Some(l) = e.line {
+                loc["physicalLocation"]["region"] = json!({"startLine": l});
+            }
+            results.push(json!({
+                "ruleId": PARSE_ERROR_ID,
+                "ruleIndex": index.get(PARSE_ERROR_ID),
+                "level": "error",
+                "message": {"text": e.message},
+                "locations": [loc],
+            }));
+        }
+        for i in &self.items {
+            let logical = json!({
+                "name": i.subject.name,
+                "fullyQualifiedName": format!("{}/{}/{}", i.subject.namespace, i.subject.kind, i.subject.name),
+                "kind": "object",
+            });
+            let mut loc = json!({ "logicalLocations": [logical] });
+            if let Some(f) = &i.subject.file {
+                let mut phys = json!({"artifactLocation": {"uri": uri(f)}});
+                if let Some(l) = i.subject.line {
+                    phys["region"] = json!({"startLine": l});
+                }
+                loc["physicalLocation"] = phys;
+            }
+            let mut r = json!({
+                "ruleId": i.finding.rule,
+                "level": level(i.finding.action),
+                "message": {"text": format!("{}: {}. Fix: {}", i.finding.violation.path, i.finding.violation.message, i.finding.violation.fix)},
+                "locations": [loc],
+                "properties": {
+                    "path": i.finding.violation.path,
+                    "fix": i.finding.violation.fix,
+                    "action": i.finding.action,
+                },
+            });
+            if let Some(ix) = index.get(i.finding.rule) {
+                r["ruleIndex"] = json!(ix);
+            }
+            results.push(r);
+        }
+        json!({
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [{
+                "tool": {
+                    "driver": {
+                        "name": "meshguard",
+                        "version": env!("CARGO_PKG_VERSION"),
+                        "rules": descriptors,
+                    }
+                },
+                "invocations": [{
+                    "executionSuccessful": self.errors.is_empty(),
+                    "toolExecutionNotifications": self.notes.iter().map(|n| json!({"level": "note", "message": {"text": n}})).collect::<Vec<_>>(),
+                }],
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }]
+        })
+    }
+}
+
+fn level(a: Action) -> &'static str {
+    match a {
+        Action::Deny => "error",
+        Action::Warn => "warning",
+        Action::Audit | Action::Off => "note",
+    }
+}
+
+/// A relative URI reference for a file path (`-` is stdin).
+fn uri(file: &str) -> String {
+    if file == "-" {
+        return "stdin".to_owned();
+    }
+    let path = file.strip_prefix("./").unwrap_or(file);
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(char::from(b))
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_percent_encoded_and_xml_escaped() {
+        assert_eq!(uri("./a b/c.yaml"), "a%20b/c.yaml");
+        assert_eq!(uri("-"), "stdin");
+        assert_eq!(xml("a<\"b\">&\u{1}"), "a&lt;&quot;b&quot;&gt;&amp;");
+    }
+}

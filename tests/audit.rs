@@ -1,0 +1,379 @@
+//! `meshguard audit` against kube's real `Client`, talking to an API-server test double: an
+//! in-process hyper server on 127.0.0.1 (plain HTTP) that serves list responses the way
+//! kube-apiserver does (paginated with `limit` + `continue`, 404 for unserved versions, list
+//! items without kind/apiVersion). It records every request so the tests can check that the
+//! audit only reads and that it follows the continue token.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use meshguard::audit;
+use meshguard::config::Policy;
+use meshguard::engine::Engine;
+use meshguard::metrics::Metrics;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct ApiServer {
+    /// "METHOD path?query" of every request.
+    requests: Mutex<Vec<String>>,
+    /// Answer everything with 500 (a broken cluster).
+    broken: bool,
+}
+
+fn list(items: Vec<Value>, cont: Option<&str>) -> Value {
+    json!({
+        "kind": "List", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "100", "continue": cont.unwrap_or("")},
+        "items": items
+    })
+}
+
+fn status(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": format!("test double: {reason}"), "reason": reason, "code": code})
+}
+
+fn pod(ns: &str, name: &str, app: &str, owner: Option<&str>) -> Value {
+    let mut meta = json!({"name": name, "namespace": ns, "labels": {"app": app}});
+    if let Some(o) = owner {
+        meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": o, "uid": "u", "controller": true}]);
+    }
+    json!({"metadata": meta, "spec": {"serviceAccountName": app,
+        "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 8080}]}]}})
+}
+
+fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
+    if state.broken {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            status(500, "InternalError"),
+        );
+    }
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .map(str::to_owned)
+    };
+    let ok = |v| (StatusCode::OK, v);
+    match path {
+        "/api/v1/namespaces" => ok(list(
+            vec![
+                json!({"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}),
+                json!({"metadata": {"name": "pay", "labels": {"istio-injection": "enabled"}}}),
+                json!({"metadata": {"name": "istio-system"}}),
+            ],
+            None,
+        )),
+        "/api/v1/serviceaccounts" => ok(list(
+            vec![
+                json!({"metadata": {"name": "web", "namespace": "shop"}}),
+                json!({"metadata": {"name": "api", "namespace": "shop"}}),
+            ],
+            None,
+        )),
+        // Three pods over two pages (limit must be honoured, then the continue token).
+        "/api/v1/pods" => match param("continue").as_deref() {
+            None => {
+                assert_eq!(param("limit").as_deref(), Some("2"), "page size sent");
+                ok(list(
+                    vec![
+                        pod("shop", "web-abc-1", "web", Some("web-abc")),
+                        pod("shop", "web-abc-2", "web", Some("web-abc")),
+                    ],
+                    Some("page-2"),
+                ))
+            }
+            Some("page-2") => ok(list(vec![pod("pay", "ledger", "ledger", None)], None)),
+            Some(other) => (StatusCode::GONE, status(410, &format!("Expired {other}"))),
+        },
+        "/apis/apps/v1/deployments" => ok(list(
+            vec![json!({"metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"serviceAccountName": "web",
+                      "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 8080}]}]}}}})],
+            None,
+        )),
+        "/apis/security.istio.io/v1/peerauthentications" => ok(list(
+            vec![
+                json!({"metadata": {"name": "mesh", "namespace": "istio-system",
+                    "creationTimestamp": "2024-01-01T00:00:00Z"},
+                    "spec": {"mtls": {"mode": "STRICT"}}}),
+                json!({"metadata": {"name": "legacy", "namespace": "shop",
+                    "creationTimestamp": "2024-02-01T00:00:00Z"},
+                    "spec": {"mtls": {"mode": "PERMISSIVE"}}}),
+            ],
+            None,
+        )),
+        "/apis/security.istio.io/v1/authorizationpolicies" => ok(list(
+            vec![
+                json!({"metadata": {"name": "deny-all", "namespace": "pay"}, "spec": {}}),
+                json!({"metadata": {"name": "to-web", "namespace": "shop"},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}},
+                      "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/nowhere/sa/x"]}}]}]}}),
+            ],
+            None,
+        )),
+        // An older Istio: RequestAuthentication only at v1beta1.
+        "/apis/security.istio.io/v1/requestauthentications" => {
+            (StatusCode::NOT_FOUND, status(404, "NotFound"))
+        }
+        "/apis/security.istio.io/v1beta1/requestauthentications" => ok(list(
+            vec![json!({"metadata": {"name": "jwt", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                  "jwtRules": [{"issuer": "https://issuer.example", "jwksUri": "https://issuer.example/jwks", "audiences": ["web"]}]}})],
+            None,
+        )),
+        // No DestinationRule CRD at all.
+        p if p.contains("destinationrules") => (StatusCode::NOT_FOUND, status(404, "NotFound")),
+        _ => ok(list(Vec::new(), None)),
+    }
+}
+
+async fn start(state: Arc<ApiServer>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let query = req.uri().query().unwrap_or("").to_owned();
+                        state
+                            .requests
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{} {path}?{query}", req.method()));
+                        let (code, body) = respond(&state, &path, &query);
+                        let resp = Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body.to_string())))
+                            .expect("response");
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn client(url: &str) -> kube::Client {
+    let mut config = kube::Config::new(url.parse().expect("url"));
+    config.read_timeout = Some(Duration::from_secs(5));
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn audit_lists_every_kind_with_pagination_and_reports() {
+    let state = Arc::new(ApiServer::default());
+    let url = start(state.clone()).await;
+    let client = client(&url);
+    let collected = audit::collect(&client, 2, None).await.expect("audit lists");
+
+    let requests = state.requests.lock().expect("lock").clone();
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "read-only: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods?") && r.contains("continue=page-2")),
+        "continue token followed: {requests:?}"
+    );
+    assert!(requests
+        .iter()
+        .any(|r| r.contains("/apis/security.istio.io/v1beta1/requestauthentications")));
+    for dr in ["v1", "v1beta1", "v1alpha3"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.contains(&format!("/apis/networking.istio.io/{dr}/destinationrules"))),
+            "DestinationRule {dr} tried: {requests:?}"
+        );
+    }
+    assert_eq!(
+        collected.notes,
+        vec!["DestinationRule skipped: networking.istio.io v1/v1beta1/v1alpha3 not served (CRD absent)".to_owned()]
+    );
+    let pods: Vec<&str> = collected
+        .entries
+        .iter()
+        .filter(|e| e.kind == meshguard::resource::Kind::Pod)
+        .map(|e| e.name())
+        .collect();
+    assert_eq!(
+        pods,
+        vec!["web-abc-1", "web-abc-2", "ledger"],
+        "both pages read"
+    );
+    let ra = collected
+        .entries
+        .iter()
+        .find(|e| e.kind == meshguard::resource::Kind::RequestAuthentication)
+        .expect("RequestAuthentication listed");
+    assert_eq!(ra.version, "v1beta1");
+    assert_eq!(
+        ra.object.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("security.istio.io/v1beta1"),
+        "list items get their type filled in"
+    );
+
+    let engine = Engine::new(Policy::builtin(), None);
+    let report = audit::evaluate(&engine, &collected, true);
+    let found: Vec<(String, &str, &str)> = report
+        .items
+        .iter()
+        .map(|i| {
+            (
+                i.subject.namespace.clone(),
+                i.subject.name.as_str(),
+                i.finding.rule,
+            )
+        })
+        .collect();
+    for want in [
+        ("shop", "web", "mtls-not-strict"),
+        ("shop", "shop", "ap-no-default-deny"),
+        ("shop", "jwt", "ra-unenforced"),
+        ("shop", "to-web", "ap-unknown-principal"),
+        ("shop", "legacy", "pa-permissive-mtls"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(n, o, r)| n == want.0 && *o == want.1 && *r == want.2),
+            "missing {want:?} in {found:?}"
+        );
+    }
+    // Pods owned by a ReplicaSet are counted through their controller, not twice.
+    assert!(!found
+        .iter()
+        .any(|(_, o, r)| o.starts_with("web-abc") && *r == "mtls-not-strict"));
+    // pay has its allow-nothing policy; its standalone pod is STRICT from the mesh.
+    assert!(!found
+        .iter()
+        .any(|(n, _, r)| n == "pay" && (*r == "ap-no-default-deny" || *r == "mtls-not-strict")));
+    assert_eq!(report.exit_code(), 1);
+
+    let text = report.render(meshguard::report::Format::Text);
+    assert!(text.contains("Findings by namespace:"), "{text}");
+    assert!(text.contains("note: DestinationRule skipped"), "{text}");
+    let table: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("shop ") || l.starts_with("pay "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        table,
+        vec![
+            "pay pod/ledger 8080 STRICT istio-system/mesh (mesh)",
+            "shop deployment/web 8080 PERMISSIVE shop/legacy (namespace)",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
+    let state = Arc::new(ApiServer::default());
+    let url = start(state).await;
+    let engine = Arc::new(Engine::new(Policy::builtin(), None));
+    let metrics = Metrics::new().expect("metrics");
+    // A stale series from an earlier run must disappear.
+    metrics
+        .audit_violations
+        .with_label_values(&["pa-permissive-mtls", "gone"])
+        .set(3.0);
+    let n = audit::run_periodic_once(&client(&url), &engine, &metrics, 2)
+        .await
+        .expect("periodic run");
+    assert!(n > 0);
+    let text = metrics.render();
+    assert!(
+        text.contains("meshguard_audit_violations{namespace=\"shop\",rule=\"mtls-not-strict\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("namespace=\"gone\""),
+        "reset before publishing: {text}"
+    );
+    let last_run = metrics.audit_last_run.get();
+    assert!(last_run > 1.7e9, "timestamp set: {last_run}");
+
+    // A failing cluster: error, previous gauges kept.
+    let broken = Arc::new(ApiServer {
+        broken: true,
+        ..Default::default()
+    });
+    let url = start(broken).await;
+    let err = audit::run_periodic_once(&client(&url), &engine, &metrics, 2)
+        .await
+        .expect_err("broken cluster fails");
+    assert!(
+        err.to_string().contains("cannot list namespaces")
+            || err.to_string().contains("cannot list"),
+        "{err}"
+    );
+    assert_eq!(metrics.render(), text, "gauges untouched");
+    assert_eq!(metrics.audit_last_run.get(), last_run);
+}
+
+#[test]
+fn audit_and_serve_flags_parse() {
+    use clap::Parser;
+    use meshguard::cli::{Cli, Command};
+    let cli = Cli::try_parse_from(["meshguard", "serve"]).expect("serve parses");
+    let Command::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert_eq!(args.audit_interval, Duration::from_secs(600), "default 10m");
+    let cli =
+        Cli::try_parse_from(["meshguard", "serve", "--audit-interval", "0"]).expect("0 parses");
+    let Command::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert!(
+        args.audit_interval.is_zero(),
+        "0 turns the periodic audit off"
+    );
+    let cli = Cli::try_parse_from([
+        "meshguard",
+        "audit",
+        "--mtls",
+        "--format",
+        "sarif",
+        "--page-size",
+        "50",
+        "--context",
+        "prod",
+    ])
+    .expect("audit parses");
+    let Command::Audit(args) = cli.command else {
+        panic!("audit")
+    };
+    assert!(args.mtls);
+    assert_eq!(args.page_size, 50);
+    assert_eq!(args.context.as_deref(), Some("prod"));
+    assert!(Cli::try_parse_from(["meshguard", "audit", "--page-size", "0"]).is_err());
+}
