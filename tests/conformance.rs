@@ -2,8 +2,9 @@
 //! the upstream attribution): Istio's CRD/webhook validation cases and Kyverno's istio policies.
 //!
 //! Every object goes through meshguard the way kube-apiserver sends it (see [`admit`]):
-//! built-in mutating admission (the ServiceAccount plugin fills `serviceAccountName: default` on
-//! Pods), then meshguard's mutating webhook (`Engine::mutate`, patch applied with `json_patch`),
+//! defaulting and built-in mutating admission (`metadata.namespace` from the request, the
+//! `kubernetes.io/metadata.name` label on Namespaces, the ServiceAccount plugin's
+//! `serviceAccountName: default` on Pods), then meshguard's mutating webhook (`Engine::mutate`, patch applied with `json_patch`),
 //! then meshguard's validating webhook (`Engine::evaluate`) on the patched object. A second
 //! mutate pass over the patched object must emit nothing (`reinvocationPolicy: IfNeeded`).
 //! Lookups go to a `StaticCluster` built per case from its `role: context` resources and its
@@ -414,6 +415,16 @@ fn admit(
             .unwrap_or(default_ns)
             .to_owned()
     };
+    // Before any webhook: the request's namespace is set on a namespaced object, and API
+    // defaulting labels every Namespace with kubernetes.io/metadata.name.
+    if kind == Kind::Namespace {
+        if !v["metadata"]["labels"].is_object() {
+            v["metadata"]["labels"] = json!({});
+        }
+        v["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    } else if v["metadata"]["namespace"].as_str().is_none() {
+        v["metadata"]["namespace"] = json!(namespace);
+    }
     // The ServiceAccount admission plugin runs before any webhook and fills the account in;
     // the v1 conversion mirrors it into the deprecated field.
     if kind == Kind::Pod {
@@ -548,7 +559,7 @@ fn cluster_for(
                 a.summary()
             )),
             Ok(Some(a)) => report.push(format!(
-                "CONTEXT {case}/{file}: admitted {} (a {} is not part of the cluster view)",
+                "CONTEXT {case}/{file}: admitted {} ({} objects are not part of the cluster view)",
                 a.summary(),
                 a.kind
             )),
@@ -906,4 +917,119 @@ fn conformance_cases() {
         "only {} verdicts asserted",
         tally.verdicts
     );
+}
+
+/// The `partial`/`aligned` notes name what an org rule must do beyond upstream's test data
+/// ("not exercised here"). Derive those inputs from the upstream objects and check meshguard
+/// does it: (case, file, JSON merge patch applied to the upstream object, the rule that must
+/// fire, or `None` when none of the case's mapped rules may fire, why).
+type Variant = (
+    &'static str,
+    &'static str,
+    fn() -> Value,
+    Option<&'static str>,
+    &'static str,
+);
+const NOTE_VARIANTS: &[Variant] = &[
+    (
+        "kyverno-prevent-disabling-injection-pods",
+        "resources/01-pod-badpod01.yaml",
+        || json!({"metadata": {"annotations": {"sidecar.istio.io/inject": null}, "labels": {"sidecar.istio.io/inject": "false"}}}),
+        Some("wl-injection-disabled"),
+        "the note: the org rule must also reject the label sidecar.istio.io/inject=\"false\"",
+    ),
+    (
+        "kyverno-prevent-disabling-injection-pods",
+        "resources/03-deployment-baddeploy01.yaml",
+        || json!({"spec": {"template": {"metadata": {"annotations": {"sidecar.istio.io/inject": null}, "labels": {"sidecar.istio.io/inject": "false"}}}}}),
+        Some("wl-injection-disabled"),
+        "the label form in a Deployment template",
+    ),
+    (
+        "kyverno-prevent-disabling-injection-pods",
+        "resources/01-pod-badpod01.yaml",
+        || json!({"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}),
+        None,
+        "Istio reads the label before the deprecated annotation: label \"true\" with annotation \"false\" is injected (upstream, reading only the annotation, would deny)",
+    ),
+    (
+        "kyverno-enforce-strict-mtls",
+        "resources/03-peerauthentication-pa-bad03.yaml",
+        || json!({"spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}}),
+        Some("pa-disabled-mtls"),
+        "the note: a port-level DISABLE passes upstream",
+    ),
+    (
+        "kyverno-enforce-tls-hosts-host-subnets",
+        "resources/07-destinationrule-good-dr05.yaml",
+        || json!({"spec": {"trafficPolicy": {"portLevelSettings": [{"port": {"number": 8080}, "tls": {"mode": "DISABLE"}}]}}}),
+        Some("dr-tls-disabled"),
+        "the note: DISABLE in portLevelSettings",
+    ),
+    (
+        "kyverno-enforce-tls-hosts-host-subnets",
+        "resources/07-destinationrule-good-dr05.yaml",
+        || json!({"spec": {"subsets": [{"name": "v1", "labels": {"version": "v1"}, "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]}}),
+        Some("dr-tls-disabled"),
+        "the note: DISABLE in a subset",
+    ),
+    (
+        "kyverno-enforce-sidecar-injection-namespace",
+        "resources/04-namespace-good-istio-sinj01.yaml",
+        || json!({"metadata": {"labels": {"istio-injection": null, "istio.io/rev": "canary"}}}),
+        None,
+        "the note: istio.io/rev=<revision> enrolls a namespace too",
+    ),
+    (
+        "kyverno-enforce-sidecar-injection-namespace",
+        "resources/02-namespace-bad-istio-sinj03.yaml",
+        || json!({"metadata": {"name": "istio-system"}}),
+        None,
+        "the note: system namespaces are exempt (the root namespace is always exempt)",
+    ),
+];
+
+#[test]
+fn notes_beyond_upstream_data() {
+    let engine = Engine::new(Policy::default(), None);
+    let mut failures = Vec::new();
+    for (case, file, merge, rule, why) in NOTE_VARIANTS {
+        let mapping = MAPPINGS
+            .iter()
+            .find(|m| m.case == *case)
+            .unwrap_or_else(|| panic!("{case}: no mapping"));
+        let mut v = yaml(&root().join(case).join(file));
+        json_patch::merge(&mut v, &merge());
+        // A fresh namespace labeled for injection, as in the case's own cluster view.
+        let mut cluster = StaticCluster::default();
+        let ns = match mapping.namespace {
+            Ns::Fresh(n) => n,
+            _ => "default",
+        };
+        cluster.namespaces.insert(
+            ns.to_owned(),
+            [("istio-injection".to_owned(), "enabled".to_owned())].into(),
+        );
+        let a = match admit(&engine, &cluster, v, ns) {
+            Ok(Some(a)) => a,
+            other => panic!("{case}/{file}: {:?}", other.err()),
+        };
+        let line = format!(
+            "{case}/{file} variant ({why}): {} {}",
+            a.verdict(),
+            a.summary()
+        );
+        println!("{line}");
+        match rule {
+            Some(r) if !(a.fires(r) && a.after.denied()) => {
+                failures.push(format!("{line} — expected {r} to deny"))
+            }
+            None if mapping.rules.iter().any(|r| a.fires(r)) => failures.push(format!(
+                "{line} — expected no finding of {:?}",
+                mapping.rules
+            )),
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
