@@ -42,9 +42,9 @@ use std::path::{Path, PathBuf};
 /// How the namespace a case's objects land in is known to the cluster view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ns {
-    /// The case defines no namespace and nothing implies one: objects without
-    /// `metadata.namespace` go to `default`, and every lookup the case does not answer is
-    /// `Unknown` (`partial: true`), as with no cluster connection.
+    /// The case defines no namespace and nothing implies one (Istio's validation files come from
+    /// Go unit tests, not a cluster): objects without `metadata.namespace` go to `default`, and
+    /// every lookup is `Unknown` (`partial: true`), as with no cluster connection.
     Unknown,
     /// Upstream's chainsaw test applies the objects into the fresh, unlabeled namespace it
     /// creates for the test, and creates nothing else. In a meshguard cluster that Namespace
@@ -103,16 +103,16 @@ const MAPPINGS: &[Mapping] = &[
         case: "kyverno-enforce-strict-mtls",
         rules: &["pa-permissive-mtls", "pa-disabled-mtls"],
         mutations: &["peer-authentication-strict-default"],
-        namespace: Ns::Unknown,
-        note: "PeerAuthentication rules read no cluster state",
+        namespace: Ns::Fresh("chainsaw-enforce-strict-mtls"),
+        note: "pa-permissive-mtls / pa-disabled-mtls; peer-authentication-strict-default writes STRICT where no mode is given",
         explained: &[],
     },
     Mapping {
         case: "kyverno-enforce-tls-hosts-host-subnets",
         rules: &["dr-tls-disabled"],
         mutations: &[],
-        namespace: Ns::Unknown,
-        note: "host ratings.prod.svc.cluster.local is in-mesh by its cluster-domain suffix; namespace prod is never looked up as Found",
+        namespace: Ns::Fresh("chainsaw-enforce-tls-hosts"),
+        note: "dr-tls-disabled; host ratings.prod.svc.cluster.local is in-mesh by its cluster-domain suffix, so namespace prod is not looked up",
         explained: &[],
     },
     Mapping {
@@ -197,7 +197,7 @@ const MAPPINGS: &[Mapping] = &[
         case: "kyverno-restrict-virtual-service-wildcard",
         rules: &[],
         mutations: &[],
-        namespace: Ns::Unknown,
+        namespace: Ns::Fresh("chainsaw-restrict-virtual-service-wildcard"),
         note: "adjacent: meshguard does not admit VirtualServices (not a meshguard kind; its webhooks do not register them)",
         explained: &[],
     },
