@@ -162,57 +162,30 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
     Ok(loaded)
 }
 
-/// Split `items` into one contiguous chunk per core and map each on its own thread; results in
-/// chunk order. Small inputs run inline.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    if threads <= 1 || items.len() < 512 {
-        return vec![f(items)];
+/// Chunk size that gives each core a few chunks (rayon balances them); small inputs stay in one.
+fn chunk_size(len: usize) -> usize {
+    let cores = rayon::current_num_threads().max(1);
+    if len < 512 {
+        len.max(1)
+    } else {
+        len.div_ceil(cores * 4).max(64)
     }
-    let size = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(size)
-            .map(|c| scope.spawn(move || f(c)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+}
+
+/// Map `f` over contiguous chunks of `items` in parallel; results in chunk order.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_chunks(chunk_size(items.len())).map(f).collect()
 }
 
 /// [`par_map`] over mutable chunks.
-pub fn par_map_mut<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut [T]) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    if threads <= 1 || items.len() < 512 {
-        return vec![f(items)];
-    }
-    let size = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks_mut(size)
-            .map(|c| scope.spawn(move || f(c)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+pub fn par_map_mut<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(&mut [T]) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    let size = chunk_size(items.len());
+    items.par_chunks_mut(size).map(f).collect()
 }
 
 /// A document of a multi-document YAML stream: its text and first line.
