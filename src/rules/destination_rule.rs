@@ -16,24 +16,57 @@ use serde_json::Value;
 const KINDS: &[Kind] = &[Kind::DestinationRule];
 
 /// Call `f(path, tls)` for every TLS block of a DestinationRule spec.
-pub(crate) fn for_each_tls(spec: &Value, mut f: impl FnMut(&str, &Value)) {
-    let mut policy = |base: &str, tp: &Value| {
+pub(crate) fn for_each_tls(spec: &Value, mut f: impl FnMut(TlsPath, &Value)) {
+    let mut policy = |subset: Option<usize>, tp: &Value| {
         if let Some(tls) = tp.get("tls").filter(|t| t.is_object()) {
-            f(&format!("{base}.tls"), tls);
+            f(
+                TlsPath {
+                    subset,
+                    port_level: None,
+                },
+                tls,
+            );
         }
         for (i, pls) in items(tp, "portLevelSettings").iter().enumerate() {
             if let Some(tls) = pls.get("tls").filter(|t| t.is_object()) {
-                f(&format!("{base}.portLevelSettings[{i}].tls"), tls);
+                f(
+                    TlsPath {
+                        subset,
+                        port_level: Some(i),
+                    },
+                    tls,
+                );
             }
         }
     };
     if let Some(tp) = spec.get("trafficPolicy") {
-        policy("spec.trafficPolicy", tp);
+        policy(None, tp);
     }
     for (i, subset) in items(spec, "subsets").iter().enumerate() {
         if let Some(tp) = subset.get("trafficPolicy") {
-            policy(&format!("spec.subsets[{i}].trafficPolicy"), tp);
+            policy(Some(i), tp);
         }
+    }
+}
+
+/// Where a `tls` block sits, rendered only when a finding needs it (walking a large
+/// DestinationRule must not format a path per block per rule).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlsPath {
+    subset: Option<usize>,
+    port_level: Option<usize>,
+}
+
+impl std::fmt::Display for TlsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.subset {
+            Some(i) => write!(f, "spec.subsets[{i}].trafficPolicy")?,
+            None => f.write_str("spec.trafficPolicy")?,
+        }
+        if let Some(j) = self.port_level {
+            write!(f, ".portLevelSettings[{j}]")?;
+        }
+        f.write_str(".tls")
     }
 }
 
@@ -156,7 +189,7 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
             let skip = tls.get("insecureSkipVerify").and_then(Value::as_bool) == Some(true);
             if matches!(m, "SIMPLE" | "MUTUAL") && !set("caCertificates") && !set("credentialName") && !skip {
                 out.push(Violation::new(
-                    path,
+                    path.to_string(),
                     format!("{m} without caCertificates or credentialName: the server certificate is not checked against a pinned CA (IST0128/IST0129)"),
                     "set caCertificates or credentialName (a Secret with ca.crt), plus sni",
                 ));

@@ -871,7 +871,7 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
         {
             sink.report(
                 Class::Conflict,
-                || path.to_owned(),
+                || path.to_string(),
                 || {
                     "cannot specify client certificates or CA certificate If credentialName is set"
                         .to_owned()
