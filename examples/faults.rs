@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example faults` (builds `--release --bin meshguard` first).
 //! Env: FAULTS_SECS (seconds per scenario, default 6), FAULTS_ONLY (comma-separated scenario
-//! names). Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
+//! names), MESHGUARD_BIN (use this binary instead of building one). Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -34,8 +34,11 @@ fn fixture() -> Vec<u8> {
     std::fs::read(manifest_dir().join("tests/fixtures/admission").join(GOOD)).expect("fixture")
 }
 
-/// Build (no-op when fresh) and locate the release binary.
+/// Build (no-op when fresh) and locate the release binary; `MESHGUARD_BIN` overrides both.
 fn release_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESHGUARD_BIN") {
+        return PathBuf::from(bin);
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--bin", "meshguard"])
         .current_dir(manifest_dir())
@@ -356,28 +359,34 @@ async fn idle_for(d: Duration) -> String {
 /// Clients that send one header line per second and never finish.
 async fn slowloris(addr: std::net::SocketAddr, ca: String, d: Duration, n: usize) -> String {
     let cfg = Arc::new(client_config(&ca, &[b"http/1.1"]));
-    let cut = Arc::new(AtomicU64::new(0));
+    let cut_after: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let connected = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (cfg, cut) = (cfg.clone(), cut.clone());
+        let (cfg, cut_after, connected) = (cfg.clone(), cut_after.clone(), connected.clone());
         tasks.push(tokio::spawn(async move {
             let Ok(mut s) = tls_connect(addr, cfg).await else {
                 return;
             };
-            let _ = s
-                .write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n")
-                .await;
-            let end = Instant::now() + d;
+            connected.fetch_add(1, Ordering::Relaxed);
+            let start = Instant::now();
+            let cut = || cut_after.lock().expect("lock").push(start.elapsed());
+            let head = b"POST /validate HTTP/1.1\r\nHost: localhost\r\n";
+            if s.write_all(head).await.is_err() || s.flush().await.is_err() {
+                cut();
+                return;
+            }
             let mut buf = [0u8; 64];
-            while Instant::now() < end {
+            while start.elapsed() < d {
                 match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
                     Ok(_) => {
-                        cut.fetch_add(1, Ordering::Relaxed);
+                        cut();
                         return;
                     }
                     Err(_) => {
-                        if s.write_all(b"X-Trickle: a\r\n").await.is_err() {
-                            cut.fetch_add(1, Ordering::Relaxed);
+                        let w = s.write_all(b"X-Trickle: a\r\n").await;
+                        if w.is_err() || s.flush().await.is_err() {
+                            cut();
                             return;
                         }
                     }
@@ -388,9 +397,14 @@ async fn slowloris(addr: std::net::SocketAddr, ca: String, d: Duration, n: usize
     for t in tasks {
         let _ = t.await;
     }
+    let cut = cut_after.lock().expect("lock").clone();
     format!(
-        "{n} trickling clients, {} cut off by the server",
-        cut.load(Ordering::Relaxed)
+        "{} trickling clients for up to {}s: {} cut off by the server, after {:.1}..{:.1}s",
+        connected.load(Ordering::Relaxed),
+        d.as_secs(),
+        cut.len(),
+        cut.iter().min().map_or(0.0, Duration::as_secs_f64),
+        cut.iter().max().map_or(0.0, Duration::as_secs_f64),
     )
 }
 
@@ -476,9 +490,12 @@ async fn rapid_reset(addr: std::net::SocketAddr, ca: String, d: Duration, conns:
     let end = Instant::now() + d;
     let total = Arc::new(AtomicU64::new(0));
     let goaways = Arc::new(AtomicU64::new(0));
+    let per_conn: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let reason: Arc<Mutex<Option<String>>> = Arc::default();
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (cfg, total, goaways) = (cfg.clone(), total.clone(), goaways.clone());
+        let (per_conn, reason) = (per_conn.clone(), reason.clone());
         tasks.push(tokio::spawn(async move {
             // Reconnect whenever the server ends the connection, until time is up.
             let mut reconnects = 0;
@@ -509,8 +526,12 @@ async fn rapid_reset(addr: std::net::SocketAddr, ca: String, d: Duration, conns:
                 }
                 total.fetch_add(n, Ordering::Relaxed);
                 // The driver finishes only when the server ended the connection.
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), driver).await {
+                if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), driver).await {
                     goaways.fetch_add(1, Ordering::Relaxed);
+                    per_conn.lock().expect("lock").push(n);
+                    if let Err(e) = r {
+                        reason.lock().expect("lock").get_or_insert(e.to_string());
+                    }
                 }
             }
         }));
@@ -518,10 +539,15 @@ async fn rapid_reset(addr: std::net::SocketAddr, ca: String, d: Duration, conns:
     for t in tasks {
         let _ = t.await;
     }
+    let mut p = per_conn.lock().expect("lock").clone();
+    p.sort();
     format!(
-        "{} streams reset on {conns} connections; server ended {} connections",
+        "{} streams reset from {conns} parallel clients; server ended {} connections after {}..{} resets ({})",
         total.load(Ordering::Relaxed),
-        goaways.load(Ordering::Relaxed)
+        goaways.load(Ordering::Relaxed),
+        p.first().copied().unwrap_or(0),
+        p.last().copied().unwrap_or(0),
+        reason.lock().expect("lock").clone().unwrap_or_default()
     )
 }
 
@@ -595,7 +621,7 @@ async fn garbage_tls(
                 seed ^= seed << 17;
                 let len = 16 + (seed % 2048) as usize;
                 let mut junk: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     // A record header claiming a handshake, then junk.
                     junk[..3].copy_from_slice(&[0x16, 0x03, (seed % 4) as u8]);
                 }
@@ -637,7 +663,7 @@ async fn cert_rotation(ctx: &Ctx) -> Row {
     let (_, metrics) = admin_get(srv.admin, "/metrics").await;
     let reloads = metrics
         .lines()
-        .filter(|l| l.starts_with("meshguard_cert_reloads_total") && l.contains("success"))
+        .filter(|l| l.starts_with("meshguard_tls_reloads_total") && l.contains("success"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum::<f64>();
     stop.store(true, Ordering::Relaxed);
@@ -850,8 +876,10 @@ fn main() {
             rows.push(ctx.scenario("baseline", &[], |_, _, d| idle_for(d)).await);
         }
         if want("slowloris") {
+            // Long enough to see the default 10 s header timeout cut them off.
+            let sd = d.max(Duration::from_secs(13));
             rows.push(
-                ctx.scenario("slowloris", &[], move |a, c, _| slowloris(a, c, d, 500))
+                ctx.scenario("slowloris", &[], move |a, c, _| slowloris(a, c, sd, 500))
                     .await,
             );
         }

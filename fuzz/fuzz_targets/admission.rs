@@ -70,11 +70,14 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(bytes) = out {
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).expect("handle answered invalid JSON");
-            let input: serde_json::Value = serde_json::from_slice(data).expect("input was JSON");
-            assert_eq!(
-                v["response"]["uid"], input["request"]["uid"],
-                "response uid must echo the request uid"
-            );
+            // The decoder skips managedFields/status without validating them (by design, for
+            // speed), so an accepted body need not be strictly valid JSON as a whole.
+            if let Ok(input) = serde_json::from_slice::<serde_json::Value>(data) {
+                assert_eq!(
+                    v["response"]["uid"], input["request"]["uid"],
+                    "response uid must echo the request uid"
+                );
+            }
         }
     }
 });
