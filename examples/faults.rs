@@ -591,7 +591,7 @@ async fn held_streams(addr: std::net::SocketAddr, ca: String, d: Duration, conns
         let _ = t.await;
     }
     format!(
-        "{} unfinished streams held on {conns} HTTP/2 connections",
+        "{} unfinished streams opened on {conns} HTTP/2 connections (the server admits 256 per connection; the client queues the rest)",
         held.load(Ordering::Relaxed)
     )
 }
