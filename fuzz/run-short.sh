@@ -23,7 +23,7 @@ for t in "${TARGETS[@]}"; do
   cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "== $t (${SECS}s)"
   cargo fuzz run -O -s none --debug-assertions --target-dir "$TARGET_DIR" "$t" "corpus/$t" -- \
-    -max_total_time="$SECS" -jobs=1 -workers=1 -print_final_stats=1 -max_len=65536 \
+    -max_total_time="$SECS" -print_final_stats=1 -max_len=65536 \
     -timeout=10 -rss_limit_mb=4096 -artifact_prefix="artifacts/$t/" 2>&1 \
     | grep -E '^(#[0-9]+.*(DONE|INITED)|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|.*panicked|Done )' || true
   if ls "artifacts/$t"/crash-* "artifacts/$t"/timeout-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
