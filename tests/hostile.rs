@@ -232,6 +232,7 @@ async fn http2_rapid_reset_is_cut_off_and_others_keep_being_served() {
     let (addr, ca) = (srv.started.addr, srv.ca_pem.clone());
     let (worst, (sent, ended)) =
         probe_during(&srv, async move { rapid_reset(addr, &ca, 20_000).await }).await;
+    eprintln!("rapid reset: {sent} resets, ended: {ended:?}");
     let ended = ended.expect("the server must end a rapid-reset connection");
     assert!(sent < 20_000, "sent {sent} resets, ended: {ended}");
     assert!(worst < Duration::from_secs(2), "slowest probe {worst:?}");
