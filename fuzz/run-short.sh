@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Smoke-run every fuzz target for FUZZ_SECS seconds each (default 35: under 2 minutes of
+# fuzzing in all, after the build). Not part of tests/run.sh.
+#   bash fuzz/run-short.sh            # all targets
+#   FUZZ_SECS=3600 bash fuzz/run-short.sh config   # one target, longer
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). cargo-fuzz passes nightly-only flags to rustc;
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. The crate forbids unsafe code, so
+# the targets are built without a sanitizer (-s none, faster) but with debug assertions.
+set -euo pipefail
+cd "$(dirname "$0")"
+export RUSTC_BOOTSTRAP=1
+TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
+SECS="${FUZZ_SECS:-35}"
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(admission manifest config)
+
+for t in "${TARGETS[@]}"; do
+  cargo fuzz build -O -s none --debug-assertions --target-dir "$TARGET_DIR" "$t"
+done
+
+for t in "${TARGETS[@]}"; do
+  mkdir -p "corpus/$t" "artifacts/$t"
+  cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+  echo "== $t (${SECS}s)"
+  cargo fuzz run -O -s none --debug-assertions --target-dir "$TARGET_DIR" "$t" "corpus/$t" -- \
+    -max_total_time="$SECS" -print_final_stats=1 -max_len=65536 \
+    -timeout=10 -rss_limit_mb=4096 -artifact_prefix="artifacts/$t/" 2>&1 \
+    | grep -E '^(#[0-9]+.*(DONE|INITED)|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|.*panicked|Done )' || true
+  if ls "artifacts/$t"/crash-* "artifacts/$t"/timeout-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
+    echo "FAIL: $t found inputs in fuzz/artifacts/$t" >&2
+    exit 1
+  fi
+done
+echo "fuzz smoke run: no crashes"
