@@ -112,6 +112,14 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for in-flight reviews before closing connections.
     #[arg(long, env = "MESHGUARD_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]
     pub drain_timeout: Duration,
+    /// Close a connection idle (no bytes either way, no review in flight) for this long.
+    /// Before its first request the --header-timeout applies.
+    #[arg(long, env = "MESHGUARD_IDLE_TIMEOUT", default_value = "90s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Close a connection whose client cancels more than this many requests within 10 s
+    /// (HTTP/2 rapid-reset floods).
+    #[arg(long, env = "MESHGUARD_MAX_CANCELLED_PER_10S", default_value_t = 500)]
+    pub max_cancelled_per_10s: u32,
     /// Deadline of a direct API lookup on a cache miss.
     #[arg(long, env = "MESHGUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub lookup_timeout: Duration,

@@ -147,6 +147,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         max_connections: args.max_connections,
         max_concurrent_streams: args.max_concurrent_streams,
         drain_timeout: args.drain_timeout,
+        idle_timeout: args.idle_timeout,
+        max_cancelled_per_10s: args.max_cancelled_per_10s,
     });
     let state = AppState {
         admission: Arc::new(admission),

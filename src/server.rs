@@ -34,6 +34,12 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
     pub drain_timeout: Duration,
+    /// A connection with no byte read or written and no review in flight for this long is
+    /// closed. Before its first request the (shorter) header timeout applies instead.
+    pub idle_timeout: Duration,
+    /// Requests a client may cancel on one connection within 10 s (HTTP/2 RST_STREAM or a
+    /// dropped HTTP/1.1 request) before the connection is closed: rapid-reset floods.
+    pub max_cancelled_per_10s: u32,
 }
 
 impl Default for Limits {
@@ -46,6 +52,8 @@ impl Default for Limits {
             max_connections: 10_000,
             max_concurrent_streams: 256,
             drain_timeout: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(90),
+            max_cancelled_per_10s: 500,
         }
     }
 }
@@ -266,24 +274,67 @@ pub async fn serve_tls(
         let builder = builder.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = limits.handshake_timeout;
+        let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let stats = Arc::new(ConnStats::new(limits.max_cancelled_per_10s));
+            let io = Tracked {
+                inner: tls,
+                stats: stats.clone(),
             };
-            let service = TowerToHyperService::new(router);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let svc_stats = stats.clone();
+            let service =
+                tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    let guard = InFlight::start(svc_stats.clone());
+                    async move {
+                        let resp = tower::ServiceExt::oneshot(router, req).await;
+                        guard.finish();
+                        resp
+                    }
+                });
+            let conn =
+                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            let conn = watcher.watch(conn.into_owned());
+            tokio::pin!(conn);
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    r = &mut conn => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stats.flood.notified() => {
+                        tracing::warn!(%peer, limit = limits.max_cancelled_per_10s, "too many cancelled requests (reset flood): closing the connection");
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        let limit = if stats.started.load(Ordering::Relaxed) == 0 {
+                            limits.header_read_timeout
+                        } else {
+                            limits.idle_timeout
+                        };
+                        if stats.in_flight.load(Ordering::Relaxed) == 0 && stats.idle_for() > limit {
+                            tracing::debug!(%peer, "closing idle connection");
+                            break;
+                        }
+                    }
+                }
             }
         });
     }
@@ -294,6 +345,153 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("drain timeout reached; closing remaining connections");
+    }
+}
+
+/// Per-connection activity, shared by the I/O wrapper, the service wrapper and the watchdog.
+struct ConnStats {
+    born: std::time::Instant,
+    /// Milliseconds since `born` of the last byte read or written.
+    last_activity_ms: std::sync::atomic::AtomicU64,
+    started: std::sync::atomic::AtomicU32,
+    in_flight: std::sync::atomic::AtomicU32,
+    /// Cancelled requests in the current 10 s window, and where the window starts (ms).
+    cancelled: std::sync::atomic::AtomicU32,
+    window_start_ms: std::sync::atomic::AtomicU64,
+    max_cancelled: u32,
+    flood: tokio::sync::Notify,
+}
+
+impl ConnStats {
+    fn new(max_cancelled: u32) -> ConnStats {
+        ConnStats {
+            born: std::time::Instant::now(),
+            last_activity_ms: Default::default(),
+            started: Default::default(),
+            in_flight: Default::default(),
+            cancelled: Default::default(),
+            window_start_ms: Default::default(),
+            max_cancelled,
+            flood: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.last_activity_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    fn cancelled_one(&self) {
+        let now = self.now_ms();
+        if now.saturating_sub(self.window_start_ms.load(Ordering::Relaxed)) > 10_000 {
+            self.window_start_ms.store(now, Ordering::Relaxed);
+            self.cancelled.store(0, Ordering::Relaxed);
+        }
+        if self.cancelled.fetch_add(1, Ordering::Relaxed) + 1 > self.max_cancelled {
+            self.flood.notify_one();
+        }
+    }
+}
+
+/// Counts a request from the service call to its response; dropped unfinished = cancelled.
+struct InFlight {
+    stats: Arc<ConnStats>,
+    finished: bool,
+}
+
+impl InFlight {
+    fn start(stats: Arc<ConnStats>) -> InFlight {
+        stats.started.fetch_add(1, Ordering::Relaxed);
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats,
+            finished: false,
+        }
+    }
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.touch();
+        if !self.finished {
+            self.stats.cancelled_one();
+        }
+    }
+}
+
+/// The TLS stream, recording when bytes last moved (for the idle watchdog).
+struct Tracked<S> {
+    inner: S,
+    stats: Arc<ConnStats>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.stats.touch();
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.stats.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.stats.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -127,13 +127,10 @@ async fn idle_connections_are_closed_and_the_cap_recovers() {
     srv.started.shutdown().await;
 }
 
-/// KNOWN GAP (run with `--ignored`): a client that completes the TLS handshake and then sends
-/// nothing holds a connection permit forever. hyper's HTTP/1.1 `header_read_timeout` only
-/// starts with the first byte of a request, and nothing else bounds an idle connection, so
-/// `--max-connections` such clients lock out the apiserver. Fix in src/server.rs: bound the
-/// wait for a connection's first request byte (and idle keep-alive gaps) by the header timeout.
+/// A client that completes the TLS handshake and then sends nothing must not hold a connection
+/// permit forever (hyper's HTTP/1.1 header timeout only starts with the first request byte):
+/// the connection watchdog closes it after --header-timeout.
 #[tokio::test]
-#[ignore = "known gap: idle post-handshake HTTP/1.1 connections are never closed"]
 async fn idle_connection_after_the_handshake_is_closed_by_the_header_timeout() {
     let srv = start(&["--header-timeout", "1s"]).await;
     let mut quiet = tls_connect(srv.started.addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
@@ -500,4 +497,55 @@ async fn request_bodies_never_reach_the_logs_at_debug() {
         !logs.contains(MARKER),
         "a request body reached the logs:\n{logs}"
     );
+}
+
+/// After a request, an idle keep-alive connection is closed after --idle-timeout.
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let srv = start(&["--idle-timeout", "1s"]).await;
+    let mut conn = tls_connect(srv.started.addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+        .await
+        .expect("handshake");
+    let body = fixture(GOOD);
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(&body).await.expect("write");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = conn.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Then silence: the server closes within a few seconds (EOF or reset).
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "idle keep-alive connection still open after 5 s"
+    );
+    srv.started.shutdown().await;
+}
+
+/// A client cancelling more than --max-cancelled-per-10s streams gets its connection closed,
+/// long before hyper's own reset-flood limits would trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_stream_cap_closes_a_reset_flood() {
+    let srv = start(&["--max-cancelled-per-10s", "50"]).await;
+    let (addr, ca) = (srv.started.addr, srv.ca_pem.clone());
+    let (sent, ended) = rapid_reset(addr, &ca, 20_000).await;
+    eprintln!("cancelled-stream cap: closed after {sent} resets: {ended:?}");
+    assert!(ended.is_some(), "connection must be closed");
+    assert!(sent < 20_000, "closed only after {sent} resets");
+    // A well-behaved client is still served.
+    let client = common::client(&srv.ca_pem, true);
+    let reply = post(&client, srv.started.addr, "/validate", fixture(GOOD)).await;
+    assert_eq!(reply.status, 200);
+    srv.started.shutdown().await;
 }
