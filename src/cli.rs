@@ -116,8 +116,8 @@ pub struct ServeArgs {
     /// Before its first request the --header-timeout applies.
     #[arg(long, env = "MESHGUARD_IDLE_TIMEOUT", default_value = "90s", value_parser = duration)]
     pub idle_timeout: Duration,
-    /// Close a connection whose client cancels more than this many requests within 10 s
-    /// (HTTP/2 rapid-reset floods).
+    /// Close a connection whose client cancels, or gets refused with a 4xx, more than this many
+    /// requests within 10 s (HTTP/2 rapid-reset floods; kube-apiserver sends none of either).
     #[arg(long, env = "MESHGUARD_MAX_CANCELLED_PER_10S", default_value_t = 500)]
     pub max_cancelled_per_10s: u32,
     /// Deadline of a direct API lookup on a cache miss.

@@ -37,8 +37,8 @@ pub struct Limits {
     /// A connection with no byte read or written and no review in flight for this long is
     /// closed. Before its first request the (shorter) header timeout applies instead.
     pub idle_timeout: Duration,
-    /// Requests a client may cancel on one connection within 10 s (HTTP/2 RST_STREAM or a
-    /// dropped HTTP/1.1 request) before the connection is closed: rapid-reset floods.
+    /// Requests a client may cancel (HTTP/2 RST_STREAM, an abandoned body) or get refused with
+    /// a 4xx on one connection within 10 s before the connection is closed: rapid-reset floods.
     pub max_cancelled_per_10s: u32,
 }
 
@@ -299,8 +299,19 @@ pub async fn serve_tls(
                 tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
                     let router = router.clone();
                     let guard = InFlight::start(svc_stats.clone());
+                    let seen = svc_stats.clone();
+                    let req = req.map(|inner| WatchedBody {
+                        inner,
+                        stats: svc_stats.clone(),
+                    });
                     async move {
                         let resp = tower::ServiceExt::oneshot(router, req).await;
+                        // kube-apiserver never sends malformed reviews: a stream of 4xx answers
+                        // on one connection is abuse (e.g. HTTP/2 rapid reset of empty requests,
+                        // which hyper answers before the client's RST_STREAM lands).
+                        if resp.as_ref().is_ok_and(|r| r.status().is_client_error()) {
+                            seen.cancelled_one();
+                        }
                         guard.finish();
                         resp
                     }
@@ -431,6 +442,38 @@ impl Drop for InFlight {
         if !self.finished {
             self.stats.cancelled_one();
         }
+    }
+}
+
+/// A request body that counts the client abandoning it (an HTTP/2 RST_STREAM mid-body, a
+/// dropped connection) as a cancelled request: the handler then answers quickly with an error,
+/// so the service future alone would look finished.
+struct WatchedBody {
+    inner: hyper::body::Incoming,
+    stats: Arc<ConnStats>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, std::task::Poll::Ready(Some(Err(_)))) {
+            self.stats.cancelled_one();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
