@@ -107,6 +107,9 @@ impl Admission {
         let mut resp = AdmissionResponse::from(&req);
 
         // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
+        // Rule ids of the findings, for the one info-level log line of a denied/warned/audited
+        // review (each finding's full text is logged at debug and sent in the response).
+        let mut rules_hit = String::new();
         let (kind_label, outcome) = match recognise(&req) {
             None => ("other", "ignored"),
             // A terminating namespace is being emptied: everything in it goes, and refusing
@@ -128,6 +131,14 @@ impl Admission {
                     Webhook::Validate => {
                         let eval = engine.evaluate(&r, view);
                         self.count_violations(r.kind, &eval);
+                        if !eval.findings.is_empty() {
+                            rules_hit = eval
+                                .findings
+                                .iter()
+                                .map(|f| f.rule)
+                                .collect::<Vec<_>>()
+                                .join(",");
+                        }
                         let (decided, outcome) = decide(resp, &eval);
                         resp = decided;
                         outcome
@@ -157,7 +168,7 @@ impl Admission {
         let op = operation_label(&req.operation);
         if matches!(outcome, "denied" | "warned" | "audited") {
             tracing::info!(webhook = webhook.as_str(), uid = %req.uid, kind = kind_label, namespace = req.namespace.as_deref().unwrap_or(""),
-                operation = op, outcome, duration_us = elapsed.as_micros() as u64, "reviewed");
+                operation = op, outcome, rules = %rules_hit, duration_us = elapsed.as_micros() as u64, "reviewed");
         } else {
             tracing::debug!("reviewed");
         }
@@ -178,7 +189,7 @@ impl Admission {
                 .violations
                 .with_label_values(&[f.rule, f.action.as_str(), kind.as_str()])
                 .inc();
-            tracing::info!(rule = f.rule, action = f.action.as_str(), path = %f.violation.path, "{}", f.violation.message);
+            tracing::debug!(rule = f.rule, action = f.action.as_str(), path = %f.violation.path, "{}", f.violation.message);
         }
     }
 }
