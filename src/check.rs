@@ -10,7 +10,6 @@ use crate::manifest::{self, LoadError, Loaded};
 use crate::report::{Format, Report};
 use crate::resource::Kind;
 use clap::Args;
-use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,7 +182,6 @@ pub fn fixed_documents(
     prepared: &Prepared,
 ) -> Vec<(String, Vec<Value>)> {
     let cluster = cross::static_cluster(&prepared.entries, false);
-    let op = Operation::Create;
     let mut files: Vec<(String, Vec<Value>)> = Vec::new();
     for (o, idx) in loaded.objects.iter().zip(&prepared.entry_of) {
         let mut value = match serde_json::to_value(&o.object) {
@@ -194,17 +192,7 @@ pub fn fixed_documents(
             }
         };
         if let Some(e) = idx.and_then(|i| prepared.entries.get(i)) {
-            let review = crate::resource::Review {
-                kind: e.kind,
-                version: &e.version,
-                operation: &op,
-                namespace: e.namespace(),
-                name: e.name(),
-                object: Some(&e.object),
-                old_object: None,
-                dry_run: false,
-            };
-            let m = engine.mutate(&review, &cluster);
+            let m = engine.mutate(&e.review(), &cluster);
             if !m.patch.is_empty() {
                 if let Err(err) = json_patch::patch(&mut value, &json_patch::Patch(m.patch)) {
                     tracing::warn!(file = %o.file, line = o.line, error = %err, "mutation did not apply");

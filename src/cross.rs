@@ -11,7 +11,6 @@ use crate::engine::Engine;
 use crate::mtls::{self, Mode, PeerPolicy, PolicyIndex, Workload};
 use crate::resource::{annotations_of, Kind, Review};
 use crate::rules::{self, Action, Finding, Violation};
-use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -82,6 +81,17 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// This object as a CREATE review.
+    pub fn review(&self) -> Review<'_> {
+        Review::create(
+            self.kind,
+            &self.version,
+            self.namespace(),
+            self.name(),
+            &self.object,
+        )
+    }
+
     pub fn namespace(&self) -> &str {
         if self.kind == Kind::Namespace {
             self.name()
@@ -159,21 +169,10 @@ pub fn analyze(
     cluster: &dyn ClusterView,
     complete: bool,
 ) -> Analysis {
-    let op = Operation::Create;
     let parts = crate::manifest::par_map(entries, |chunk| {
         let mut items = Vec::new();
         for e in chunk {
-            let review = Review {
-                kind: e.kind,
-                version: &e.version,
-                operation: &op,
-                namespace: e.namespace(),
-                name: e.name(),
-                object: Some(&e.object),
-                old_object: None,
-                dry_run: false,
-            };
-            let ev = engine.evaluate(&review, cluster);
+            let ev = engine.evaluate(&e.review(), cluster);
             if ev.findings.is_empty() {
                 continue;
             }

@@ -162,12 +162,12 @@ impl Engine {
         };
         let mut out = Mutated::default();
         let mut patched: Option<DynamicObject> = None;
-        for m in self
+        let mutations = self
             .mutations
             .get(&review.kind)
             .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
+            .unwrap_or(&[]);
+        for (i, m) in mutations.iter().enumerate() {
             let mut ops = Vec::new();
             match &patched {
                 None => (m.apply)(review, &ctx, &mut ops),
@@ -182,8 +182,10 @@ impl Engine {
             if ops.is_empty() {
                 continue;
             }
-            // Re-materialise the object for the next mutation (rare: one mutation per kind today).
-            let base = patched.as_ref().or(review.object);
+            // Re-materialise the object only when another mutation follows (rare: one mutation
+            // per kind today), so the common case allocates nothing extra.
+            let more = i + 1 < mutations.len();
+            let base = patched.as_ref().or(review.object).filter(|_| more);
             if let Some(base) = base {
                 if let Ok(mut doc) = serde_json::to_value(base) {
                     if json_patch::patch(&mut doc, &json_patch::Patch(ops.clone())).is_ok() {

@@ -158,7 +158,30 @@ pub struct Review<'a> {
     pub dry_run: bool,
 }
 
+/// The operation of reviews built by [`Review::create`].
+static CREATE: Operation = Operation::Create;
+
 impl<'a> Review<'a> {
+    /// A CREATE of `object`, as `check`, `audit` and tests evaluate manifests.
+    pub fn create(
+        kind: Kind,
+        version: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+        object: &'a DynamicObject,
+    ) -> Review<'a> {
+        Review {
+            kind,
+            version,
+            operation: &CREATE,
+            namespace,
+            name,
+            object: Some(object),
+            old_object: None,
+            dry_run: false,
+        }
+    }
+
     /// The object being written (CREATE/UPDATE), or the stored object for DELETE.
     pub fn subject(&self) -> Option<&'a DynamicObject> {
         match self.operation {
@@ -205,11 +228,6 @@ pub fn annotations_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
 /// Walk object keys from a JSON value; `None` when any step is missing.
 pub fn get_path<'v>(value: &'v Value, keys: &[&str]) -> Option<&'v Value> {
     keys.iter().try_fold(value, |v, k| v.get(*k))
-}
-
-/// Escape one RFC 6901 JSON-pointer segment (`~` → `~0`, `/` → `~1`).
-pub fn pointer_escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// Render a map key for a user-facing field path: `labels["app"]`.

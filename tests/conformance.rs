@@ -28,7 +28,6 @@
 //!   mapping ([`Mapping::explained`]); the report line carries that explanation.
 
 use json_patch::{Patch, PatchOperation};
-use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use meshguard::config::Policy;
 use meshguard::context::StaticCluster;
@@ -442,17 +441,7 @@ fn admit(
     let obj: DynamicObject =
         serde_json::from_value(v.clone()).map_err(|e| format!("not an object: {e}"))?;
     let version = api_version.rsplit('/').next().unwrap_or("v1").to_owned();
-    let op = Operation::Create;
-    let review = Review {
-        kind,
-        version: &version,
-        operation: &op,
-        namespace: &namespace,
-        name: &name,
-        object: Some(&obj),
-        old_object: None,
-        dry_run: false,
-    };
+    let review = Review::create(kind, &version, &namespace, &name, &obj);
     let before = engine.evaluate(&review, cluster);
     let mutated = engine.mutate(&review, cluster);
     let mut patched = serde_json::to_value(&obj).map_err(|e| e.to_string())?;

@@ -7,7 +7,6 @@
 //! and the ALLOW rules they sit in never admit anything). The source.ip rule of
 //! frontend-external gets the informational (audit) gateway hint.
 
-use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use meshguard::config::Policy;
 use meshguard::context::NoCluster;
@@ -55,17 +54,7 @@ fn findings() -> (usize, Vec<(String, String, String)>) {
             let version = api_version.rsplit('/').next().unwrap_or("v1").to_owned();
             let name = obj.metadata.name.clone().unwrap_or_default();
             let namespace = obj.metadata.namespace.clone().unwrap_or_default();
-            let op = Operation::Create;
-            let review = Review {
-                kind,
-                version: &version,
-                operation: &op,
-                namespace: &namespace,
-                name: &name,
-                object: Some(&obj),
-                old_object: None,
-                dry_run: false,
-            };
+            let review = Review::create(kind, &version, &namespace, &name, &obj);
             objects += 1;
             let eval = engine.evaluate(&review, &NoCluster);
             assert!(!eval.exempt, "{file}: Istio objects are never exempt");
