@@ -1,9 +1,9 @@
 //! `--config` hot reload: a changed, valid policy takes effect without restart; an invalid one
 //! is rejected, counted, and the current policy stays in force.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 async fn allowed(srv: &TestServer, client: &HttpsClient) -> bool {

@@ -1,10 +1,10 @@
 //! Graceful shutdown: after the stop signal no new connection is accepted, a review already in
 //! flight (its body still arriving) completes, and the binary exits 0 on SIGTERM.
 
-mod common;
+use crate::common;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::time::Duration;

@@ -2,9 +2,9 @@
 //! AdmissionReviews captured from a real kube-apiserver v1.28 to `/validate` and `/mutate`,
 //! over HTTP/1.1 and HTTP/2.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PROTOCOLS: [(bool, http::Version); 2] = [

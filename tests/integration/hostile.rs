@@ -3,9 +3,9 @@
 //! logs may contain. A well-behaved client must keep being served throughout.
 //! The long, measured versions are in `examples/faults.rs`.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use rustls::pki_types::ServerName;
 use serde_json::json;
 use std::sync::Arc;

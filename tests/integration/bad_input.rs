@@ -1,9 +1,9 @@
 //! Hostile and malformed input over real HTTPS: every case gets a clear HTTP error with a
 //! reason, and the server keeps answering well-formed reviews afterwards.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 async fn still_serving(srv: &TestServer) {

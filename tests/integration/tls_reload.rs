@@ -3,9 +3,9 @@
 //! directory. New handshakes must see the new certificate, no request may fail meanwhile, and a
 //! broken pair must leave the last good one in place.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use rustls::pki_types::ServerName;
 use std::os::unix::fs::symlink;
 use std::path::Path;

@@ -14,8 +14,8 @@ use meshguard::context::StaticCluster;
 use meshguard::engine::Engine;
 use meshguard::resource::{Kind, Review};
 
-const DEPLOYMENT: &str = include_str!("fixtures/chart/deployment.yaml");
-const POLICY: &str = include_str!("fixtures/chart/policy.yaml");
+const DEPLOYMENT: &str = include_str!("../fixtures/chart/deployment.yaml");
+const POLICY: &str = include_str!("../fixtures/chart/policy.yaml");
 const NAMESPACE: &str = "meshguard";
 
 /// Findings allowed when the namespace exemption is removed: the deliberate mesh opt-out.

@@ -1,0 +1,25 @@
+//! meshguard's integration tests, in one test binary.
+//!
+//! Every suite is a module of this one crate rather than its own `tests/*.rs` binary: each
+//! binary links the whole dependency graph, and twenty of them cost minutes of linking and
+//! gigabytes of disk in CI. Run one suite with `cargo test --test integration https::`.
+
+mod common;
+
+mod audit;
+mod bad_input;
+mod certs;
+mod chart_deployment;
+mod check;
+mod cluster_context;
+mod config_reload;
+mod conformance;
+mod hostile;
+mod https;
+mod istio_fixtures;
+mod mtls;
+mod readme;
+mod shutdown;
+mod tls_reload;
+mod tutorial;
+mod workload_fixtures;
