@@ -1,8 +1,6 @@
 //! Graceful shutdown: after the stop signal no new connection is accepted, a review already in
 //! flight (its body still arriving) completes, and the binary exits 0 on SIGTERM.
 
-use crate::common;
-
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
