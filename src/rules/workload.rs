@@ -9,11 +9,18 @@
 //! be a native sidecar (init container with `restartPolicy: Always`). On Pods the ServiceAccount
 //! admission plugin has already filled `serviceAccountName: default`.
 //!
+//! Ambient mode (ISTIO.md "Sidecar injection", Istio's ambient docs): a pod is captured by
+//! ztunnel when its namespace or the pod itself carries `istio.io/dataplane-mode=ambient`, the pod
+//! label `istio.io/dataplane-mode=none` opts it out, pods that get a sidecar are left to the
+//! sidecar, and hostNetwork pods are never captured. A captured pod is in the mesh whatever
+//! `sidecar.istio.io/inject` says, and the `traffic.sidecar.istio.io/*` annotations do nothing
+//! there; its own bypass knob is `ambient.istio.io/bypass-inbound-capture`.
+//!
 //! Rules that need the namespace's labels read them from the cluster view; when nobody can tell
 //! (`Lookup::Unknown`), `onLookupFailure: deny` reports "namespace labels unknown" and `allow`
 //! reports nothing.
 
-use super::namespace::{injection, wanted_label, Injection};
+use super::namespace::{injection, wanted_label, Injection, DATAPLANE_MODE};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
 use crate::context::Lookup;
@@ -59,6 +66,52 @@ fn unknown_namespace(
         format!("namespace labels unknown: {why}, so meshguard cannot tell {what}"),
         fix,
     ));
+}
+
+/// Which data plane will carry a pod's traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dataplane {
+    /// The sidecar injector adds istio-proxy.
+    Sidecar,
+    /// No sidecar; ztunnel captures the pod (ambient mode).
+    Ambient,
+    /// Neither: the pod runs outside the mesh.
+    Outside,
+    /// The namespace's labels are not known, and the pod's own labels do not settle it.
+    Unknown,
+}
+
+/// Where this pod's traffic goes, from its labels and, when known, its namespace's labels.
+fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Dataplane {
+    if t.host_network() {
+        return Dataplane::Outside; // neither injected nor captured
+    }
+    if t.opts_in() {
+        return Dataplane::Sidecar;
+    }
+    let pod_mode = t.label(DATAPLANE_MODE);
+    let Lookup::Found(labels) = ns else {
+        // Pod-level ambient enrolment is certain only when the pod also refuses a sidecar
+        // (otherwise a sidecar namespace would inject it, and sidecars win).
+        return if pod_mode == Some("ambient") && t.injection_disabled() {
+            Dataplane::Ambient
+        } else {
+            Dataplane::Unknown
+        };
+    };
+    if injection(labels) == Injection::Sidecar && !t.injection_disabled() {
+        return Dataplane::Sidecar;
+    }
+    let ambient = match pod_mode {
+        Some("ambient") => true,
+        Some("none") => false,
+        _ => labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient"),
+    };
+    if ambient {
+        Dataplane::Ambient
+    } else {
+        Dataplane::Outside
+    }
 }
 
 /// The identity a pod of this namespace gets with the `default` ServiceAccount.
@@ -118,10 +171,29 @@ pub static INJECTION_DISABLED: Rule = Rule {
     id: "wl-injection-disabled",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "sidecar.istio.io/inject: \"false\" as pod-template label or annotation (the label wins over the annotation)",
+    summary: "sidecar.istio.io/inject: \"false\" as pod-template label or annotation (the label wins over the annotation), or the label istio.io/dataplane-mode: none in an ambient namespace",
     example_fix: "remove sidecar.istio.io/inject, or set it to \"true\"",
-    check: |review, _ctx, out| {
+    check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
+        let ns = namespace_labels(review, ctx);
+        let plane = dataplane(&t, &ns);
+        if plane == Dataplane::Ambient {
+            return; // ztunnel captures the pod: it is in the mesh without a sidecar
+        }
+        if let (Lookup::Found(labels), Some("none"), Dataplane::Outside) =
+            (&ns, t.label(DATAPLANE_MODE), plane)
+        {
+            if labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient") {
+                out.push(Violation::new(
+                    t.label_path(DATAPLANE_MODE),
+                    format!(
+                        "{DATAPLANE_MODE}: \"none\" takes this pod out of the ambient mesh of namespace {:?}: ztunnel does not capture it, so its traffic skips mTLS and AuthorizationPolicy",
+                        review.namespace
+                    ),
+                    format!("remove the pod label {DATAPLANE_MODE} (the namespace enrolls the pod in ambient mode)"),
+                ));
+            }
+        }
         let Some((path, value)) = t.inject_setting() else { return };
         if !crate::pod_template::value_disables(value) {
             return;
@@ -159,7 +231,11 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
             "label the namespace: kubectl label namespace {ns} {key}={value} (or add the pod label {INJECT}: \"true\")"
         );
         let labels_path = t.path("metadata.labels");
-        match namespace_labels(review, ctx) {
+        let lookup = namespace_labels(review, ctx);
+        if dataplane(&t, &lookup) == Dataplane::Ambient {
+            return; // enrolled in ambient mode: ztunnel captures it without a sidecar
+        }
+        match lookup {
             Lookup::Found(labels) => match injection(&labels) {
                 Injection::Sidecar | Injection::Ambient => {}
                 Injection::Off(v) => out.push(Violation::new(
@@ -178,7 +254,8 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                     fix,
                 )),
             },
-            Lookup::Missing | Lookup::Unknown if t.opts_in() => {}
+            Lookup::Missing | Lookup::Unknown
+                if t.opts_in() || t.label(DATAPLANE_MODE) == Some("ambient") => {}
             lookup @ (Lookup::Missing | Lookup::Unknown) => unknown_namespace(
                 review,
                 ctx,
@@ -267,14 +344,37 @@ const BYPASS_ANNOTATIONS: &[(&str, Bypass, &str)] = &[
         "interception mode NONE installs no traffic redirection, so the proxy sees only what the application sends to it on purpose"),
 ];
 
+/// The ambient-mode annotation that stops ztunnel from capturing a pod's inbound traffic.
+const BYPASS_INBOUND_CAPTURE: &str = "ambient.istio.io/bypass-inbound-capture";
+
+/// A boolean as Go's `strconv.ParseBool` reads it (how Istio reads annotation flags).
+fn go_bool(v: &str) -> bool {
+    matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
 pub static TRAFFIC_BYPASS: Rule = Rule {
     id: "wl-traffic-bypass",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy",
+    summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy; ambient.istio.io/bypass-inbound-capture on ambient pods",
     example_fix: "remove the traffic.sidecar.istio.io/exclude* annotation",
-    check: |review, _ctx, out| {
+    check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
+        let plane = dataplane(&t, &namespace_labels(review, ctx));
+        if matches!(plane, Dataplane::Ambient | Dataplane::Unknown) {
+            if let Some(value) = t.annotation(BYPASS_INBOUND_CAPTURE) {
+                if go_bool(value) {
+                    out.push(Violation::new(
+                        t.annotation_path(BYPASS_INBOUND_CAPTURE),
+                        format!("{BYPASS_INBOUND_CAPTURE}: {value:?}: ztunnel does not capture inbound traffic to this pod, so connections reach the application directly, in plaintext and without AuthorizationPolicy"),
+                        "remove the annotation; if this pod really only serves clients outside the mesh, exempt it from wl-traffic-bypass in the meshguard policy",
+                    ));
+                }
+            }
+        }
+        if plane == Dataplane::Ambient {
+            return; // the sidecar annotations do nothing without a sidecar
+        }
         for (key, how, what) in BYPASS_ANNOTATIONS {
             let Some(value) = t.annotation(key) else { continue };
             let v = value.trim();
@@ -881,6 +981,246 @@ mod tests {
             &allow
         )
         .is_empty());
+    }
+
+    // ---- ambient mode
+
+    fn ambient_ns() -> StaticCluster {
+        StaticCluster::default().with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")])
+    }
+
+    #[test]
+    fn ambient_pods_are_in_the_mesh_without_a_sidecar() {
+        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
+        let disabled =
+            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let p = prefix(kind);
+            // inject=false is moot where ztunnel captures the pod ...
+            let off = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "false"}}),
+                app(),
+            );
+            assert!(run(
+                &INJECTION_DISABLED,
+                kind,
+                Operation::Create,
+                &off,
+                &ambient_ns()
+            )
+            .is_empty());
+            // ... but still denied where nothing else carries the pod, or nobody can tell.
+            for cluster in [&enabled_ns(), &bare] {
+                assert_eq!(
+                    run(&INJECTION_DISABLED, kind, Operation::Create, &off, cluster).len(),
+                    1
+                );
+            }
+            assert_eq!(
+                run(
+                    &INJECTION_DISABLED,
+                    kind,
+                    Operation::Create,
+                    &off,
+                    &NoCluster
+                )
+                .len(),
+                1
+            );
+            // A pod that enrols itself in ambient and refuses a sidecar is captured wherever it runs.
+            let own = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "false", "istio.io/dataplane-mode": "ambient"}}),
+                app(),
+            );
+            for cluster in [&enabled_ns(), &bare] {
+                assert!(
+                    run(&INJECTION_DISABLED, kind, Operation::Create, &own, cluster).is_empty()
+                );
+            }
+            assert!(run(
+                &INJECTION_DISABLED,
+                kind,
+                Operation::Create,
+                &own,
+                &NoCluster
+            )
+            .is_empty());
+
+            // istio.io/dataplane-mode=none leaves an ambient namespace's mesh.
+            let none = workload(
+                kind,
+                json!({"labels": {"istio.io/dataplane-mode": "none"}}),
+                app(),
+            );
+            let found = run(
+                &INJECTION_DISABLED,
+                kind,
+                Operation::Create,
+                &none,
+                &ambient_ns(),
+            );
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(
+                found[0].path,
+                format!("{p}metadata.labels[\"istio.io/dataplane-mode\"]")
+            );
+            assert!(found[0]
+                .message
+                .contains("takes this pod out of the ambient mesh of namespace \"prod\""));
+            assert!(found[0]
+                .fix
+                .starts_with("remove the pod label istio.io/dataplane-mode"));
+            // ... and means nothing where the injector adds a sidecar anyway.
+            assert!(run(
+                &INJECTION_DISABLED,
+                kind,
+                Operation::Create,
+                &none,
+                &enabled_ns()
+            )
+            .is_empty());
+            // An ambient namespace's pod that asks for a sidecar gets one (sidecars win).
+            let sidecar = workload(
+                kind,
+                json!({"labels": {"istio.io/dataplane-mode": "none", "sidecar.istio.io/inject": "true"}}),
+                app(),
+            );
+            assert!(run(
+                &INJECTION_DISABLED,
+                kind,
+                Operation::Create,
+                &sidecar,
+                &ambient_ns()
+            )
+            .is_empty());
+
+            // wl-namespace-not-injected: pod-level ambient enrolment counts as in the mesh.
+            let enrolled = workload(
+                kind,
+                json!({"labels": {"istio.io/dataplane-mode": "ambient"}}),
+                app(),
+            );
+            for cluster in [&bare, &disabled] {
+                assert!(run(
+                    &NAMESPACE_NOT_INJECTED,
+                    kind,
+                    Operation::Create,
+                    &enrolled,
+                    cluster
+                )
+                .is_empty());
+            }
+            assert!(run(
+                &NAMESPACE_NOT_INJECTED,
+                kind,
+                Operation::Create,
+                &enrolled,
+                &NoCluster
+            )
+            .is_empty());
+            let plain = workload(kind, json!({"labels": {"app": "a"}}), app());
+            assert_eq!(
+                run(
+                    &NAMESPACE_NOT_INJECTED,
+                    kind,
+                    Operation::Create,
+                    &plain,
+                    &bare
+                )
+                .len(),
+                1
+            );
+            // hostNetwork pods are never captured, whatever their labels say.
+            let host = workload(
+                kind,
+                json!({"labels": {"istio.io/dataplane-mode": "ambient", "sidecar.istio.io/inject": "false"}}),
+                json!({"hostNetwork": true, "containers": []}),
+            );
+            assert_eq!(
+                run(
+                    &INJECTION_DISABLED,
+                    kind,
+                    Operation::Create,
+                    &host,
+                    &ambient_ns()
+                )
+                .len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn ambient_bypass_annotations() {
+        let ann = |k: &str, v: &str| json!({"annotations": {k: v}});
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let p = prefix(kind);
+            // The sidecar's interception annotations do nothing under ztunnel ...
+            let o = workload(
+                kind,
+                ann("traffic.sidecar.istio.io/excludeInboundPorts", "8080"),
+                app(),
+            );
+            assert!(run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &ambient_ns()).is_empty());
+            assert_eq!(
+                run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).len(),
+                1
+            );
+            assert_eq!(
+                run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &NoCluster).len(),
+                1
+            );
+            // ... unless the pod asks for a sidecar after all.
+            let o = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "true"},
+                       "annotations": {"traffic.sidecar.istio.io/excludeInboundPorts": "8080"}}),
+                app(),
+            );
+            assert_eq!(
+                run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &ambient_ns()).len(),
+                1
+            );
+
+            // ztunnel's own bypass: inbound capture off.
+            for v in ["true", "True", "1"] {
+                let o = workload(
+                    kind,
+                    ann("ambient.istio.io/bypass-inbound-capture", v),
+                    app(),
+                );
+                let found = run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &ambient_ns());
+                assert_eq!(found.len(), 1, "{kind} {v}");
+                assert_eq!(
+                    found[0].path,
+                    format!("{p}metadata.annotations[\"ambient.istio.io/bypass-inbound-capture\"]")
+                );
+                assert!(found[0]
+                    .message
+                    .contains("ztunnel does not capture inbound traffic"));
+                assert_eq!(
+                    run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &NoCluster).len(),
+                    1
+                );
+                // A sidecar pod ignores it.
+                assert!(
+                    run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).is_empty()
+                );
+            }
+            for v in ["false", "", "yes"] {
+                let o = workload(
+                    kind,
+                    ann("ambient.istio.io/bypass-inbound-capture", v),
+                    app(),
+                );
+                assert!(
+                    run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &ambient_ns()).is_empty(),
+                    "{v}"
+                );
+            }
+        }
     }
 
     // ---- wl-traffic-bypass
