@@ -4,7 +4,7 @@
 //! cross-resource findings, parse errors and the effective-mTLS table. Findings of admission
 //! rules (which other parts of the project add over time) are asserted by rule id instead, so
 //! adding a rule does not break these tests. Regenerate the goldens with `UPDATE_GOLDEN=1
-//! cargo test --test check` and review the diff.
+//! cargo test --test integration check::` and review the diff.
 
 use clap::Parser;
 use meshguard::check;

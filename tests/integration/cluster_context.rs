@@ -629,7 +629,7 @@ fn rss_bytes() -> usize {
 
 /// Scale measurement, not a pass/fail test: 10,000 namespaces and 50,000 ServiceAccounts in
 /// the caches, then Pod reviews against the warm cache. Run with
-/// `cargo test --release --test cluster_context -- --ignored --nocapture warm_cache_scale`.
+/// `cargo test --release --test integration -- --ignored --nocapture warm_cache_scale`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]
 async fn warm_cache_scale() {
