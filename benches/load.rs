@@ -5,7 +5,11 @@
 //! Both servers run in this process, each on its own OS thread with a single-threaded tokio
 //! runtime (one server core each), behind the *same* TLS stack (`server::serve_tls`, same
 //! rustls config builder, same certificate files). The bare server answers every review with
-//! `allowed: true`, parsing only the `uid` it must echo. The load generator runs on a separate
+//! `allowed: true`, parsing only the `uid` it must echo. A third server, "kube-allow", is the
+//! allow-all webhook as kube-rs's admission example writes it: it decodes the whole
+//! `AdmissionReview<DynamicObject>` and answers `AdmissionResponse::from(&req)`. It shows how
+//! much of meshguard's cost any webhook that reads the object pays, and how much is the rules.
+//! The load generator runs on a separate
 //! one-worker runtime with N keep-alive connections (HTTP/1.1, as kube-apiserver uses for
 //! in-cluster webhooks) or one multiplexed HTTP/2 connection. Reported: reviews/s,
 //! p50/p99/p99.9 latency, server CPU time per review (from the server thread's schedstat), and
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant};
 enum Which {
     Meshguard,
     Bare,
+    KubeAllow,
 }
 
 struct Running {
@@ -69,6 +74,24 @@ async fn bare_allow(body: Bytes) -> axum::response::Response {
     }
 }
 
+/// The kube-rs-style allow-all handler: decode the whole review, allow, encode.
+async fn kube_allow(body: Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+    use kube::core::DynamicObject;
+    let Ok(review) = serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body) else {
+        return http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let Ok(req): Result<AdmissionRequest<DynamicObject>, _> = review.try_into() else {
+        return http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let review = AdmissionResponse::from(&req).into_review();
+    match serde_json::to_vec(&review) {
+        Ok(out) => ([(http::header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 fn spawn_server(which: Which, cert: String, key: String) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -93,7 +116,7 @@ fn spawn_server(which: Which, cert: String, key: String) -> Running {
                     std::mem::forget(started);
                     addr
                 }
-                Which::Bare => {
+                Which::Bare | Which::KubeAllow => {
                     let store = CertStore::new(
                         CertSource::Files {
                             cert: cert.into(),
@@ -107,8 +130,11 @@ fn spawn_server(which: Which, cert: String, key: String) -> Running {
                         .await
                         .expect("bind");
                     let addr = listener.local_addr().expect("addr");
-                    let router =
-                        axum::Router::new().route("/validate", axum::routing::post(bare_allow));
+                    let router = if which == Which::Bare {
+                        axum::Router::new().route("/validate", axum::routing::post(bare_allow))
+                    } else {
+                        axum::Router::new().route("/validate", axum::routing::post(kube_allow))
+                    };
                     let (stop, shutdown) = Shutdown::new();
                     std::mem::forget(stop);
                     tokio::spawn(server::serve_tls(
@@ -299,7 +325,8 @@ fn main() {
         key.to_string_lossy().to_string(),
     );
     let mg = spawn_server(Which::Meshguard, c.clone(), k.clone());
-    let bare = spawn_server(Which::Bare, c, k);
+    let bare = spawn_server(Which::Bare, c.clone(), k.clone());
+    let kube_allow = spawn_server(Which::KubeAllow, c, k);
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -340,10 +367,14 @@ fn main() {
     for (name, body) in &payloads {
         for h2 in [false, true] {
             let proto = if h2 { "h2" } else { "h1" };
-            let mut rates = [0.0; 2];
-            for (i, (which, server)) in [(Which::Meshguard, &mg), (Which::Bare, &bare)]
-                .into_iter()
-                .enumerate()
+            let mut rates = [0.0; 3];
+            for (i, (which, server)) in [
+                (Which::Meshguard, &mg),
+                (Which::Bare, &bare),
+                (Which::KubeAllow, &kube_allow),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let s = client_rt.block_on(drive(
                     &g.ca_cert_pem,
@@ -353,10 +384,10 @@ fn main() {
                     conns,
                     secs,
                 ));
-                let label = if which == Which::Meshguard {
-                    "meshguard"
-                } else {
-                    "bare"
+                let label = match which {
+                    Which::Meshguard => "meshguard",
+                    Which::Bare => "bare",
+                    Which::KubeAllow => "kube-allow",
                 };
                 let rate = s.reviews as f64 / s.secs;
                 rates[i] = rate;
@@ -375,10 +406,11 @@ fn main() {
                 );
             }
             println!(
-                "{:<20} {:<5} ratio meshguard/bare throughput: {:.2}",
+                "{:<20} {:<5} ratio meshguard/bare throughput: {:.2} (meshguard/kube-allow: {:.2})",
                 "",
                 proto,
-                rates[0] / rates[1].max(1.0)
+                rates[0] / rates[1].max(1.0),
+                rates[0] / rates[2].max(1.0)
             );
         }
     }
