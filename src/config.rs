@@ -243,9 +243,9 @@ impl Policy {
     /// Semantic checks serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
         for id in self.rules.keys() {
-            if rules::find(id).is_none() {
+            if rules::find(id).is_none() && crate::cross::find(id).is_none() {
                 return Err(format!(
-                    "rules.{id}: unknown rule id (run `meshguard rules` for the catalogue)"
+                    "rules.{id}: unknown rule id (run `meshguard rules` for the catalogue; the cross-resource checks of check and audit count too)"
                 ));
             }
         }

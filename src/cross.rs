@@ -2,15 +2,16 @@
 //! An [`Inventory`] (a manifest set or a cluster listing) is evaluated object by object with
 //! [`Engine::evaluate`], then the checks of [`CATALOGUE`] run over the whole set.
 //!
-//! These ids are not admission rules: they have their own small catalogue and are configured
-//! only through the global `mode` (and, when a rule of the same id exists in
-//! `rules::REGISTRY`, through that rule's `Policy.rules` entry). They are audit/check-only.
+//! These ids are not admission rules: they have their own small catalogue and are audit/check
+//! only. The policy configures them like rules: `rules.<id>.action` overrides the default
+//! (capped by the global `mode` otherwise), and `rules.<id>.exemptions` apply to the finding's
+//! subject (its namespace, the namespace's labels, the object's own labels).
 
 use crate::context::ClusterView;
 use crate::engine::Engine;
 use crate::mtls::{self, Mode, PeerPolicy, PolicyIndex, Workload};
 use crate::resource::{annotations_of, Kind, Review};
-use crate::rules::{self, Action, Finding, Violation};
+use crate::rules::{Action, Finding, Violation};
 use kube::core::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -153,10 +154,13 @@ pub struct Analysis {
 }
 
 /// The action a cross check resolves to under the engine's policy.
+/// Like a rule's, it is `rules.<id>.action` when the policy sets one, else the default capped
+/// by the global mode.
 pub fn action_for(engine: &Engine, check: &CrossCheck) -> Action {
-    match rules::find(check.id) {
-        Some(rule) => engine.policy().action_for(rule),
-        None => engine.policy().mode.cap(check.default_action),
+    let policy = engine.policy();
+    match policy.rules.get(check.id).and_then(|c| c.action) {
+        Some(a) => a,
+        None => policy.mode.cap(check.default_action),
     }
 }
 
@@ -369,6 +373,47 @@ impl<'a> Cross<'a> {
         cx
     }
 
+    /// `rules.<id>.exemptions` of the policy, applied to the finding's subject.
+    fn exempted(&self, id: &str, subject: &Subject) -> bool {
+        let configured = self.engine.policy().rules.get(id);
+        if configured.is_none_or(|c| c.exemptions.is_empty()) {
+            return false; // the usual case: no lookup
+        }
+        let ns = subject.namespace.as_str();
+        let object = self.entry_of(subject);
+        self.engine.exempted(
+            id,
+            ns,
+            object.map(|e| crate::resource::labels_of(&e.object)),
+            &|| {
+                self.namespaces
+                    .get(ns)
+                    .map(|e| crate::resource::labels_of(&e.object).clone())
+            },
+        )
+    }
+
+    /// The inventory entry a subject names, among the kinds cross checks report on.
+    fn entry_of(&self, subject: &Subject) -> Option<&'a Entry> {
+        let same = |e: &&&'a Entry| {
+            e.kind.as_str() == subject.kind
+                && e.namespace() == subject.namespace
+                && e.name() == subject.name
+        };
+        if subject.kind == "Namespace" {
+            return self.namespaces.get(subject.name.as_str()).copied();
+        }
+        self.workloads
+            .iter()
+            .map(|w| &w.entry)
+            .chain(self.peer.iter())
+            .chain(self.authz.iter())
+            .chain(self.reqauth.iter())
+            .chain(self.dest.iter())
+            .find(same)
+            .copied()
+    }
+
     fn exempt(&self, ns: &str) -> bool {
         self.engine.exempt_namespaces().iter().any(|n| n == ns)
     }
@@ -376,7 +421,7 @@ impl<'a> Cross<'a> {
     fn push(&self, out: &mut Vec<Item>, id: &'static str, subject: Subject, v: Violation) {
         let Some(check) = find(id) else { return };
         let action = action_for(self.engine, check);
-        if action == Action::Off {
+        if action == Action::Off || self.exempted(id, &subject) {
             return;
         }
         out.push(Item {

@@ -9,7 +9,7 @@ use crate::resource::{labels_of, Kind, Review};
 use crate::rules::{self, Action, Ctx, Finding, Rule};
 use json_patch::PatchOperation;
 use kube::core::DynamicObject;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Result of validating one review.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -200,22 +200,40 @@ impl Engine {
     }
 
     fn rule_exempted(&self, rule: &Rule, review: &Review<'_>, cluster: &dyn ClusterView) -> bool {
-        let Some(cfg) = self.policy.rules.get(rule.id) else {
+        self.exempted(
+            rule.id,
+            review.namespace,
+            review.subject().map(labels_of),
+            &|| match cluster.namespace_labels(review.namespace) {
+                Lookup::Found(labels) => Some(labels),
+                _ => None,
+            },
+        )
+    }
+
+    /// Whether the policy's `rules.<id>.exemptions` exempt an object in `namespace` with
+    /// `object_labels`; `namespace_labels` is asked only when an exemption selects namespaces
+    /// by label (`None`: unknown, so the selector does not match).
+    pub fn exempted(
+        &self,
+        id: &str,
+        namespace: &str,
+        object_labels: Option<&BTreeMap<String, String>>,
+        namespace_labels: &dyn Fn() -> Option<BTreeMap<String, String>>,
+    ) -> bool {
+        let Some(cfg) = self.policy.rules.get(id) else {
             return false;
         };
         cfg.exemptions.iter().any(|ex| {
-            let ns_ok =
-                ex.namespaces.is_empty() || ex.namespaces.iter().any(|n| n == review.namespace);
+            let ns_ok = ex.namespaces.is_empty() || ex.namespaces.iter().any(|n| n == namespace);
             let obj_ok = ex
                 .object_selector
                 .as_ref()
-                .is_none_or(|sel| review.subject().is_some_and(|o| sel.matches(labels_of(o))));
-            let nsel_ok = ex.namespace_selector.as_ref().is_none_or(|sel| {
-                match cluster.namespace_labels(review.namespace) {
-                    Lookup::Found(labels) => sel.matches(&labels),
-                    _ => false,
-                }
-            });
+                .is_none_or(|sel| object_labels.is_some_and(|l| sel.matches(l)));
+            let nsel_ok = ex
+                .namespace_selector
+                .as_ref()
+                .is_none_or(|sel| namespace_labels().is_some_and(|l| sel.matches(&l)));
             let any_condition = !ex.namespaces.is_empty()
                 || ex.object_selector.is_some()
                 || ex.namespace_selector.is_some();

@@ -14,6 +14,7 @@ use meshguard::cross;
 use meshguard::engine::Engine;
 use meshguard::manifest;
 use meshguard::report::{Format, Report};
+use meshguard::rules::Action;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -445,7 +446,19 @@ fn fix_writes_mutated_manifests() {
 
 /// Cross-resource findings of a manifest text: (object name, rule, message).
 fn cross_of(yaml: &str, complete: bool) -> Vec<(String, &'static str, String)> {
-    let engine = Engine::new(Policy::builtin(), None);
+    cross_with(Policy::builtin(), yaml, complete)
+        .into_iter()
+        .map(|(n, r, _, m)| (n, r, m))
+        .collect()
+}
+
+/// Cross-resource findings under `policy`: (object name, rule, action, message).
+fn cross_with(
+    policy: Policy,
+    yaml: &str,
+    complete: bool,
+) -> Vec<(String, &'static str, Action, String)> {
+    let engine = Engine::new(policy, None);
     let mut loaded = manifest::Loaded::default();
     manifest::parse_into("t.yaml", yaml, &mut loaded);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
@@ -455,8 +468,75 @@ fn cross_of(yaml: &str, complete: bool) -> Vec<(String, &'static str, String)> {
         .items
         .into_iter()
         .filter(|i| cross::find(i.finding.rule).is_some())
-        .map(|i| (i.subject.name, i.finding.rule, i.finding.violation.message))
+        .map(|i| {
+            (
+                i.subject.name,
+                i.finding.rule,
+                i.finding.action,
+                i.finding.violation.message,
+            )
+        })
         .collect()
+}
+
+#[test]
+fn cross_checks_take_per_id_actions_and_exemptions_from_the_policy() {
+    let find = |policy: &str| -> Vec<(String, &'static str, Action)> {
+        let policy = Policy::from_yaml(policy, "t").expect("policy");
+        cross_with(policy, SHOP, false)
+            .into_iter()
+            .filter(|(_, r, _, _)| *r == "ap-no-default-deny")
+            .map(|(n, r, a, _)| (n, r, a))
+            .collect()
+    };
+    let default = find("{}");
+    assert_eq!(
+        default,
+        [("shop".into(), "ap-no-default-deny", Action::Warn)]
+    );
+    // Raised to deny, or turned off, by id.
+    let deny = find("rules:\n  ap-no-default-deny:\n    action: deny\n");
+    assert_eq!(deny, [("shop".into(), "ap-no-default-deny", Action::Deny)]);
+    assert!(find("rules:\n  ap-no-default-deny:\n    action: off\n").is_empty());
+    // Exempted by namespace name, or by the namespace's labels.
+    assert!(
+        find("rules:\n  ap-no-default-deny:\n    exemptions: [{namespaces: [shop]}]\n").is_empty()
+    );
+    assert!(find("rules:\n  ap-no-default-deny:\n    exemptions:\n      - namespaceSelector: {matchLabels: {istio-injection: enabled}}\n").is_empty());
+    // ... or by the subject's own labels (here the Namespace object's).
+    assert!(find("rules:\n  ap-no-default-deny:\n    exemptions:\n      - objectSelector: {matchLabels: {istio-injection: enabled}}\n").is_empty());
+    // An exemption for another namespace changes nothing.
+    assert_eq!(
+        find("rules:\n  ap-no-default-deny:\n    exemptions: [{namespaces: [other]}]\n"),
+        default
+    );
+    // mtls-not-strict on a PERMISSIVE workload, exempted by the workload's own labels.
+    let permissive = format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: api, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: api}}}}\n  mtls: {{mode: PERMISSIVE}}\n");
+    let mtls = |policy: &str| -> usize {
+        let policy = Policy::from_yaml(policy, "t").expect("policy");
+        cross_with(policy, &permissive, false)
+            .iter()
+            .filter(|(n, r, _, _)| n == "api" && *r == "mtls-not-strict")
+            .count()
+    };
+    assert_eq!(mtls("{}"), 1);
+    assert_eq!(
+        mtls("rules:\n  mtls-not-strict:\n    exemptions:\n      - objectSelector: {matchLabels: {app: other}}\n"),
+        1
+    );
+    // The Deployment's own labels are not its template's: exempt by namespace instead.
+    assert_eq!(
+        mtls("rules:\n  mtls-not-strict:\n    exemptions: [{namespaces: [shop]}]\n"),
+        0
+    );
+    // Ids that are neither rules nor cross checks stay errors.
+    let err =
+        Policy::from_yaml("rules:\n  ap-no-defult-deny:\n    action: off\n", "t").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rules.ap-no-defult-deny: unknown rule id"),
+        "{err}"
+    );
 }
 
 const SHOP: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {istio-injection: enabled}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\nspec:\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      serviceAccountName: api\n      containers: [{name: c, image: i, ports: [{containerPort: 8080}]}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: api, namespace: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  selector: {app: api}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
