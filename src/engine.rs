@@ -6,7 +6,7 @@ use crate::config::Policy;
 use crate::context::{ClusterView, Lookup};
 use crate::mutation::{self, Mutation};
 use crate::resource::{labels_of, Kind, Review};
-use crate::rules::{self, Action, Ctx, Finding, Rule};
+use crate::rules::{self, Action, Ctx, Finding, Memo, Rule};
 use json_patch::PatchOperation;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
@@ -118,9 +118,11 @@ impl Engine {
                 exempt: true,
             };
         }
+        let memo = Memo::default();
         let ctx = Ctx {
             policy: &self.policy,
             cluster,
+            memo: &memo,
         };
         let mut findings = Vec::new();
         let mut violations = Vec::new();
@@ -156,10 +158,6 @@ impl Engine {
                 ..Mutated::default()
             };
         }
-        let ctx = Ctx {
-            policy: &self.policy,
-            cluster,
-        };
         let mut out = Mutated::default();
         let mut patched: Option<DynamicObject> = None;
         let mutations = self
@@ -168,6 +166,13 @@ impl Engine {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         for (i, m) in mutations.iter().enumerate() {
+            // A fresh memo per mutation: each may see a differently patched object.
+            let memo = Memo::default();
+            let ctx = Ctx {
+                policy: &self.policy,
+                cluster,
+                memo: &memo,
+            };
             let mut ops = Vec::new();
             match &patched {
                 None => (m.apply)(review, &ctx, &mut ops),

@@ -78,6 +78,7 @@ mod tests {
         let ctx = Ctx {
             policy,
             cluster: &NoCluster,
+            memo: &crate::rules::Memo::default(),
         };
         let mut ops = Vec::new();
         (INJECTION_LABEL.apply)(&review, &ctx, &mut ops);

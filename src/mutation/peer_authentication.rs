@@ -52,6 +52,7 @@ mod tests {
         let ctx = Ctx {
             policy: &policy,
             cluster: &NoCluster,
+            memo: &crate::rules::Memo::default(),
         };
         let mut ops = Vec::new();
         (STRICT_DEFAULT.apply)(&review, &ctx, &mut ops);

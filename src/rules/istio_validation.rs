@@ -7,7 +7,7 @@
 //!
 //! Also home to the small JSON helpers the Istio rule files share.
 
-use super::{Action, Rule, Violation};
+use super::{Action, Ctx, Rule, Violation};
 use crate::resource::{quoted_key, Kind, Review};
 use serde_json::Value;
 
@@ -32,6 +32,16 @@ pub(crate) fn items<'v>(v: &'v Value, key: &str) -> &'v [Value] {
 /// The string entries of the array under `key`, with their indexes.
 pub(crate) fn strings<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = (usize, &'v str)> {
     items(v, key)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, x)| x.as_str().map(|s| (i, s)))
+}
+
+/// The string entries of a list value, with their indexes (nothing when it is not a list).
+pub(crate) fn list_strings(list: &Value) -> impl Iterator<Item = (usize, &str)> {
+    list.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
         .iter()
         .enumerate()
         .filter_map(|(i, x)| x.as_str().map(|s| (i, s)))
@@ -99,7 +109,7 @@ impl std::fmt::Display for Loc<'_> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Class {
+pub(crate) enum Class {
     /// A value outside an enum.
     Enum,
     /// A port number or port key out of range or not a number.
@@ -110,17 +120,17 @@ enum Class {
     Spec,
 }
 
+/// Everything one walk over the object found, by class. The four parity rules share one walk
+/// per review (memoised in [`Memo`](super::Memo)); each keeps its own class.
+#[derive(Default)]
+pub(crate) struct Walk(Vec<(Class, Violation)>);
+
 struct Sink<'o> {
-    class: Class,
-    out: &'o mut Vec<Violation>,
+    out: &'o mut Vec<(Class, Violation)>,
 }
 
 impl Sink<'_> {
-    fn wants(&self, class: Class) -> bool {
-        self.class == class
-    }
-
-    /// Report an Istio error of `class` at `path`; the closures only run when the class is wanted.
+    /// Report an Istio error of `class` at `path`.
     fn report(
         &mut self,
         class: Class,
@@ -128,13 +138,14 @@ impl Sink<'_> {
         istio: impl FnOnce() -> String,
         fix: impl FnOnce() -> String,
     ) {
-        if self.wants(class) {
-            self.out.push(Violation::new(
+        self.out.push((
+            class,
+            Violation::new(
                 path(),
                 format!("Istio rejects this object: {}", istio()),
                 fix(),
-            ));
-        }
+            ),
+        ));
     }
 
     fn enum_value(&mut self, path: impl FnOnce() -> String, v: Option<&Value>, allowed: &[&str]) {
@@ -142,23 +153,21 @@ impl Sink<'_> {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if allowed.contains(&s.as_str()) => {}
             Some(Value::String(s)) => {
-                if self.wants(Class::Enum) {
-                    let supported = allowed
-                        .iter()
-                        .map(|a| format!("{a:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let fix = match closest(s, allowed) {
-                        Some(c) => format!("write {c:?} (supported: {})", allowed.join(", ")),
-                        None => format!("write one of {}", allowed.join(", ")),
-                    };
-                    self.report(
-                        Class::Enum,
-                        path,
-                        || format!("Unsupported value: {s:?}: supported values: {supported}"),
-                        || fix,
-                    );
-                }
+                let supported = allowed
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let fix = match closest(s, allowed) {
+                    Some(c) => format!("write {c:?} (supported: {})", allowed.join(", ")),
+                    None => format!("write one of {}", allowed.join(", ")),
+                };
+                self.report(
+                    Class::Enum,
+                    path,
+                    || format!("Unsupported value: {s:?}: supported values: {supported}"),
+                    || fix,
+                );
             }
             Some(other) => {
                 let p = path();
@@ -175,9 +184,6 @@ impl Sink<'_> {
 
     /// Every entry of the string list at `key` must be non-empty (CRD `minLength: 1`).
     fn non_empty_strings(&mut self, parent: &Value, base: Loc<'_>, key: &str) {
-        if !self.wants(Class::Spec) {
-            return;
-        }
         for (i, v) in items(parent, key).iter().enumerate() {
             if v.as_str() == Some("") {
                 let p = format!("{base}.{key}[{i}]");
@@ -395,46 +401,41 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     || "put serviceAccounts in a separate from[] entry (entries are ORed), or express the accounts as principals".to_owned(),
                 );
             }
-            if sink.wants(Class::Spec) {
-                for (k, sa) in strings(src, "serviceAccounts") {
-                    if sa.contains('*') {
-                        sink.report(
-                            Class::Spec,
-                            || format!("{base}.serviceAccounts[{k}]"),
-                            || "serviceAccounts do not support wildcards".to_owned(),
-                            || "name each account as <namespace>/<serviceaccount>, or use principals with a wildcard".to_owned(),
-                        );
-                    }
-                }
-                if items(src, "serviceAccounts").len() > 16 {
+            for (k, sa) in strings(src, "serviceAccounts") {
+                if sa.contains('*') {
                     sink.report(
                         Class::Spec,
-                        || format!("{base}.serviceAccounts"),
-                        || "serviceAccounts may list at most 16 entries".to_owned(),
-                        || "split the accounts over several from[] entries".to_owned(),
+                        || format!("{base}.serviceAccounts[{k}]"),
+                        || "serviceAccounts do not support wildcards".to_owned(),
+                        || "name each account as <namespace>/<serviceaccount>, or use principals with a wildcard".to_owned(),
                     );
                 }
-                for key in [
-                    "principals",
-                    "notPrincipals",
-                    "requestPrincipals",
-                    "notRequestPrincipals",
-                    "namespaces",
-                    "notNamespaces",
-                    "ipBlocks",
-                    "notIpBlocks",
-                    "remoteIpBlocks",
-                    "notRemoteIpBlocks",
-                ] {
-                    empty_values(src, base, key, sink);
-                }
-                for key in [
-                    "ipBlocks",
-                    "notIpBlocks",
-                    "remoteIpBlocks",
-                    "notRemoteIpBlocks",
-                ] {
-                    ip_values(src, |k| format!("{base}.{key}[{k}]"), key, sink);
+            }
+            if items(src, "serviceAccounts").len() > 16 {
+                sink.report(
+                    Class::Spec,
+                    || format!("{base}.serviceAccounts"),
+                    || "serviceAccounts may list at most 16 entries".to_owned(),
+                    || "split the accounts over several from[] entries".to_owned(),
+                );
+            }
+            // One pass over the fields present (not a lookup per known field).
+            for (key, list) in src.as_object().into_iter().flatten() {
+                let key = key.as_str();
+                match key {
+                    "principals"
+                    | "notPrincipals"
+                    | "requestPrincipals"
+                    | "notRequestPrincipals"
+                    | "namespaces"
+                    | "notNamespaces" => {
+                        empty_values(list, base, key, sink);
+                    }
+                    "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
+                        empty_values(list, base, key, sink);
+                        ip_values(list, |k| format!("{base}.{key}[{k}]"), key, sink);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -460,27 +461,26 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     }
                 }
             }
-            if sink.wants(Class::Spec) {
-                for key in [
-                    "methods",
-                    "notMethods",
-                    "paths",
-                    "notPaths",
-                    "hosts",
-                    "notHosts",
-                ] {
-                    empty_values(op, base, key, sink);
+            for (key, list) in op.as_object().into_iter().flatten() {
+                let key = key.as_str();
+                if !matches!(
+                    key,
+                    "methods" | "notMethods" | "paths" | "notPaths" | "hosts" | "notHosts"
+                ) {
+                    continue;
                 }
-                for key in ["paths", "notPaths"] {
-                    for (k, p) in strings(op, key) {
-                        if let Some(why) = path_template_problem(p) {
-                            sink.report(
-                                Class::Spec,
-                                || format!("{base}.{key}[{k}]"),
-                                || format!("invalid path template {p:?}: {why}"),
-                                || "use {*} for one segment and {**} (last) for the rest, each as a whole segment, e.g. \"/api/{*}/items/{**}\"".to_owned(),
-                            );
-                        }
+                empty_values(list, base, key, sink);
+                if !matches!(key, "paths" | "notPaths") {
+                    continue;
+                }
+                for (k, p) in list_strings(list) {
+                    if let Some(why) = path_template_problem(p) {
+                        sink.report(
+                            Class::Spec,
+                            || format!("{base}.{key}[{k}]"),
+                            || format!("invalid path template {p:?}: {why}"),
+                            || "use {*} for one segment and {**} (last) for the rest, each as a whole segment, e.g. \"/api/{*}/items/{**}\"".to_owned(),
+                        );
                     }
                 }
             }
@@ -510,11 +510,14 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                     || "add values (or notValues) to the condition".to_owned(),
                 );
             }
-            if matches!(key, "source.ip" | "remote.ip" | "destination.ip")
-                && sink.wants(Class::Spec)
-            {
+            if matches!(key, "source.ip" | "remote.ip" | "destination.ip") {
                 for field in ["values", "notValues"] {
-                    ip_values(cond, |k| format!("{base}.{field}[{k}]"), field, sink);
+                    ip_values(
+                        cond.get(field).unwrap_or(&Value::Null),
+                        |k| format!("{base}.{field}[{k}]"),
+                        field,
+                        sink,
+                    );
                 }
             }
             if key == "destination.port" {
@@ -548,8 +551,8 @@ fn ip_or_cidr(s: &str) -> bool {
     }
 }
 
-fn ip_values(parent: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut Sink<'_>) {
-    for (k, v) in strings(parent, key) {
+fn ip_values(list: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut Sink<'_>) {
+    for (k, v) in list_strings(list) {
         if !v.is_empty() && !ip_or_cidr(v) {
             sink.report(
                 Class::Spec,
@@ -565,8 +568,8 @@ fn ip_values(parent: &Value, path: impl Fn(usize) -> String, key: &str, sink: &m
 }
 
 /// Istio's `CheckEmptyValues`: no empty strings in match lists.
-fn empty_values(parent: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
-    for (k, v) in strings(parent, key) {
+fn empty_values(list: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
+    for (k, v) in list_strings(list) {
         if v.is_empty() {
             let mut name = key.to_owned();
             if let Some(first) = name.get_mut(0..1) {
@@ -602,9 +605,6 @@ fn target_conflicts(spec: &Value, sink: &mut Sink<'_>) {
 
 /// One `targetRef` (PolicyTargetReference).
 fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
-    if !sink.wants(Class::Spec) {
-        return;
-    }
     if !r.is_object() {
         sink.report(
             Class::Spec,
@@ -740,9 +740,6 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             rule.get("presence"),
             RA_PRESENCE,
         );
-        if !sink.wants(Class::Spec) {
-            continue;
-        }
         for key in [
             "audiences",
             "fromParams",
@@ -932,8 +929,18 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
     }
 }
 
-fn check(class: Class, review: &Review<'_>, out: &mut Vec<Violation>) {
-    validate(review, &mut Sink { class, out });
+fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
+    let walk = ctx.memo.istio.get_or_init(|| {
+        let mut found = Vec::new();
+        validate(review, &mut Sink { out: &mut found });
+        Walk(found)
+    });
+    out.extend(
+        walk.0
+            .iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, v)| v.clone()),
+    );
 }
 
 pub static INVALID_ENUM: Rule = Rule {
@@ -942,7 +949,7 @@ pub static INVALID_ENUM: Rule = Rule {
     default_action: Action::Deny,
     summary: "a value outside an Istio enum (mtls mode, action, tls mode, presence): typos such as STRCT or ALLOWED",
     example_fix: "spec.mtls.mode: STRICT",
-    check: |review, _ctx, out| check(Class::Enum, review, out),
+    check: |review, ctx, out| check(Class::Enum, review, ctx, out),
 };
 
 pub static INVALID_PORT: Rule = Rule {
@@ -951,7 +958,7 @@ pub static INVALID_PORT: Rule = Rule {
     default_action: Action::Deny,
     summary: "a port that is not a number between 1 and 65535 (portLevelMtls keys, operation ports, portLevelSettings)",
     example_fix: "portLevelMtls: {\"8080\": {mode: STRICT}}",
-    check: |review, _ctx, out| check(Class::Port, review, out),
+    check: |review, ctx, out| check(Class::Port, review, ctx, out),
 };
 
 pub static CONFLICTING_FIELDS: Rule = Rule {
@@ -960,7 +967,7 @@ pub static CONFLICTING_FIELDS: Rule = Rule {
     default_action: Action::Deny,
     summary: "fields Istio does not allow together (serviceAccounts with principals/namespaces, selector with targetRef, credentialName with certificate files)",
     example_fix: "keep one of selector, targetRef, targetRefs",
-    check: |review, _ctx, out| check(Class::Conflict, review, out),
+    check: |review, ctx, out| check(Class::Conflict, review, ctx, out),
 };
 
 pub static INVALID_SPEC: Rule = Rule {
@@ -969,7 +976,7 @@ pub static INVALID_SPEC: Rule = Rule {
     default_action: Action::Deny,
     summary: "anything else Istio's schema or validation rejects: empty or missing required values, wrong types, bad formats",
     example_fix: "jwtRules[0].audiences: [\"api.example.com\"] (no empty entries)",
-    check: |review, _ctx, out| check(Class::Spec, review, out),
+    check: |review, ctx, out| check(Class::Spec, review, ctx, out),
 };
 
 #[cfg(test)]
@@ -1015,6 +1022,7 @@ mod tests {
                     &crate::rules::Ctx {
                         policy: &crate::config::Policy::default(),
                         cluster: &crate::context::NoCluster,
+                        memo: &crate::rules::Memo::default(),
                     },
                     &mut out,
                 );

@@ -92,11 +92,21 @@ impl fmt::Display for Finding {
     }
 }
 
-/// What a check function gets besides the review: the policy and the cluster view.
+/// What a check function gets besides the review: the policy, the cluster view, and the
+/// per-review memo.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
     pub cluster: &'a dyn ClusterView,
+    /// Work several rules share for one review; one `Memo` per review.
+    pub memo: &'a Memo,
+}
+
+/// Work several rules share for one review, done once by whichever rule asks first.
+#[derive(Default)]
+pub struct Memo {
+    /// The Istio-parity walk (`istio_validation`), whose four rules each keep one class.
+    pub(crate) istio: std::cell::OnceCell<istio_validation::Walk>,
 }
 
 /// A check: pure function of the review and context, pushing violations.
@@ -225,6 +235,7 @@ pub(crate) mod testing {
         let ctx = Ctx {
             policy,
             cluster: &NoCluster,
+            memo: &Memo::default(),
         };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);

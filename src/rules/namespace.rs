@@ -202,6 +202,7 @@ mod tests {
         let ctx = Ctx {
             policy: &policy,
             cluster: &crate::context::NoCluster,
+            memo: &crate::rules::Memo::default(),
         };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);

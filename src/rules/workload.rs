@@ -520,7 +520,11 @@ mod tests {
             old_object: is_delete.then_some(o),
             dry_run: false,
         };
-        let ctx = Ctx { policy, cluster };
+        let ctx = Ctx {
+            policy,
+            cluster,
+            memo: &crate::rules::Memo::default(),
+        };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);
         out
