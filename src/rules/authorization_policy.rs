@@ -142,13 +142,22 @@ fn match_kind(v: &str) -> (&str, Match) {
 
 /// Whether `body` (a principal, or the literal part of a prefix/suffix match) fits the template.
 fn principal_shape_ok(body: &str, kind: Match) -> bool {
-    let n = body.split('/').count();
-    if n > 5 || (kind == Match::Exact && n != 5) {
+    // Split once, into at most the template's five segments.
+    let mut segs = [""; 5];
+    let mut n = 0;
+    for s in body.split('/') {
+        if n == segs.len() {
+            return false;
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    if kind == Match::Exact && n != 5 {
         return false;
     }
     // Where the segments sit in the template: suffix matches align to the end.
     let offset = if kind == Match::Suffix { 5 - n } else { 0 };
-    body.split('/').enumerate().all(|(i, s)| {
+    segs[..n].iter().enumerate().all(|(i, &s)| {
         let t = PRINCIPAL_TEMPLATE[offset + i];
         let partial_last = kind == Match::Prefix && i + 1 == n;
         let partial_first = kind == Match::Suffix && i == 0;
