@@ -154,6 +154,12 @@ pub struct Policy {
     pub exempt_namespaces: Vec<String>,
     #[serde(default)]
     pub on_lookup_failure: OnLookupFailure,
+    /// On UPDATE, a deny finding the old object already had is reported as a warning instead
+    /// (as Kyverno's `allowExistingViolations`): objects admitted before meshguard, or before a
+    /// rule was added, can still be updated (labels, finalizers, rollouts) while `audit` and the
+    /// warnings keep reporting them. A change that *introduces* a violation is still denied.
+    #[serde(default = "yes")]
+    pub allow_existing_violations: bool,
     #[serde(default)]
     pub rules: BTreeMap<String, RuleConfig>,
     #[serde(default)]
@@ -186,6 +192,7 @@ impl Default for Policy {
             injection_revision: None,
             exempt_namespaces: default_exempt(),
             on_lookup_failure: OnLookupFailure::Deny,
+            allow_existing_violations: true,
             rules: BTreeMap::new(),
             mutations: BTreeMap::new(),
         }

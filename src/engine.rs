@@ -8,6 +8,7 @@ use crate::mutation::{self, Mutation};
 use crate::resource::{labels_of, Kind, Review};
 use crate::rules::{self, Action, Ctx, Finding, Memo, Rule};
 use json_patch::PatchOperation;
+use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
 
@@ -100,6 +101,9 @@ impl Engine {
     /// namespace: the mesh-wide policies live in the (exempt) root namespace and are exactly
     /// what must be checked. Use per-rule exemptions to relax them.
     pub fn is_exempt(&self, review: &Review<'_>) -> bool {
+        if being_deleted(review) {
+            return true;
+        }
         let istio = matches!(
             review.kind,
             Kind::PeerAuthentication
@@ -143,10 +147,80 @@ impl Engine {
                 violation,
             }));
         }
+        if self.policy.allow_existing_violations {
+            self.pardon_existing(review, cluster, &mut findings);
+        }
         Evaluation {
             findings,
             exempt: false,
         }
+    }
+
+    /// On UPDATE, turn deny findings the old object already had (same rule, same field) into
+    /// warnings that say so. The old object is judged as an UPDATE onto itself, so rules that
+    /// compare old and new (weakening) see no change.
+    fn pardon_existing(
+        &self,
+        review: &Review<'_>,
+        cluster: &dyn ClusterView,
+        findings: &mut [Finding],
+    ) {
+        let (Operation::Update, Some(old)) = (review.operation, review.old_object) else {
+            return;
+        };
+        if !findings.iter().any(|f| f.action == Action::Deny) {
+            return;
+        }
+        let before = Review {
+            object: Some(old),
+            old_object: Some(old),
+            ..*review
+        };
+        let earlier = self.evaluate_without_pardon(&before, cluster);
+        for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
+            let existed = earlier
+                .iter()
+                .any(|e| e.rule == f.rule && e.violation.path == f.violation.path);
+            if existed {
+                f.action = Action::Warn;
+                f.violation.message.push_str(
+                    " (already so before this update; allowed because allowExistingViolations is on, fix it at the next change)",
+                );
+            }
+        }
+    }
+
+    fn evaluate_without_pardon(
+        &self,
+        review: &Review<'_>,
+        cluster: &dyn ClusterView,
+    ) -> Vec<Finding> {
+        let memo = Memo::default();
+        let ctx = Ctx {
+            policy: &self.policy,
+            cluster,
+            memo: &memo,
+        };
+        let mut findings = Vec::new();
+        let mut violations = Vec::new();
+        for (rule, action) in self
+            .rules
+            .get(&review.kind)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if *action != Action::Deny {
+                continue;
+            }
+            violations.clear();
+            (rule.check)(review, &ctx, &mut violations);
+            findings.extend(violations.drain(..).map(|violation| Finding {
+                rule: rule.id,
+                action: *action,
+                violation,
+            }));
+        }
+        findings
     }
 
     /// Compute the patch for one review. Mutations run in registry order; each later one sees
@@ -247,6 +321,16 @@ impl Engine {
     }
 }
 
+/// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
+/// finalizers come off now, and refusing would leave the object stuck terminating. Clients
+/// cannot set `deletionTimestamp` themselves.
+fn being_deleted(review: &Review<'_>) -> bool {
+    matches!(review.operation, Operation::Update)
+        && review
+            .object
+            .is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +397,117 @@ mod tests {
         let ev = eval(&engine, &pa("istio-system", "PERMISSIVE", json!({})));
         assert!(!ev.exempt);
         assert!(ev.denied());
+    }
+
+    fn update(engine: &Engine, kind: Kind, old: &DynamicObject, new: &DynamicObject) -> Evaluation {
+        let op = Operation::Update;
+        let review = Review {
+            kind,
+            version: "v1",
+            operation: &op,
+            namespace: "prod",
+            name: "p",
+            object: Some(new),
+            old_object: Some(old),
+            dry_run: false,
+        };
+        engine.evaluate(&review, &NoCluster)
+    }
+
+    fn deployment(sa: Option<&str>, image: &str) -> DynamicObject {
+        let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+        if let Some(sa) = sa {
+            spec["serviceAccountName"] = json!(sa);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "p", "namespace": "prod"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": spec}}
+        }))
+        .expect("obj")
+    }
+
+    fn actions(ev: &Evaluation, rule: &str) -> Vec<Action> {
+        ev.findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| f.action)
+            .collect()
+    }
+
+    #[test]
+    fn existing_violations_warn_on_update_new_ones_deny() {
+        let engine = Engine::new(Policy::default(), None);
+        // The Deployment ran as "default" before; a new image is a routine update.
+        let ev = update(
+            &engine,
+            Kind::Deployment,
+            &deployment(None, "web:1"),
+            &deployment(None, "web:2"),
+        );
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Warn]);
+        let f = ev
+            .findings
+            .iter()
+            .find(|f| f.rule == "wl-default-service-account")
+            .expect("finding");
+        assert!(f.violation.message.ends_with(
+            "allowed because allowExistingViolations is on, fix it at the next change)"
+        ));
+        // Dropping its own account is new: denied.
+        let ev = update(
+            &engine,
+            Kind::Deployment,
+            &deployment(Some("web"), "web:1"),
+            &deployment(None, "web:1"),
+        );
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
+        // PeerAuthentication: PERMISSIVE kept is a warning, STRICT -> PERMISSIVE is denied.
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "PERMISSIVE", json!({})),
+            &pa("prod", "PERMISSIVE", json!({"team": "a"})),
+        );
+        assert!(!ev.denied(), "{:?}", ev.findings);
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Warn]);
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "STRICT", json!({})),
+            &pa("prod", "PERMISSIVE", json!({})),
+        );
+        assert!(ev.denied());
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Deny]);
+        // Off: every deny stays a deny.
+        let strict = Policy::from_yaml("allowExistingViolations: false\n", "t").expect("policy");
+        let engine = Engine::new(strict, None);
+        let ev = update(
+            &engine,
+            Kind::Deployment,
+            &deployment(None, "web:1"),
+            &deployment(None, "web:2"),
+        );
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
+    }
+
+    #[test]
+    fn updates_of_objects_being_deleted_are_exempt() {
+        let engine = Engine::new(Policy::default(), None);
+        let old = deployment(None, "web:1");
+        let mut new = old.clone();
+        new.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-24T08:00:00Z".parse().expect("time"),
+            ));
+        new.metadata.finalizers = None;
+        let strict = Policy::from_yaml("allowExistingViolations: false\n", "t").expect("policy");
+        for engine in [engine, Engine::new(strict, None)] {
+            let ev = update(&engine, Kind::Deployment, &old, &new);
+            assert!(ev.exempt && ev.findings.is_empty());
+            // Without deletionTimestamp the same update is judged.
+            let ev = update(&engine, Kind::Deployment, &old, &old);
+            assert!(!ev.exempt && !ev.findings.is_empty());
+        }
     }
 }

@@ -409,3 +409,50 @@ async fn admin_endpoints_and_metrics_move() {
     assert_eq!(plain.request(req).await.expect("resp").status(), 404);
     srv.started.shutdown().await;
 }
+
+#[tokio::test]
+async fn existing_violations_warn_on_update_and_terminating_objects_pass() {
+    let srv = start(&[]).await;
+    let client = common::client(&srv.ca_pem, false);
+    let send = |v: Value| {
+        let client = client.clone();
+        let addr = srv.started.addr;
+        async move {
+            let body = serde_json::to_vec(&v).expect("json");
+            response_of(&post(&client, addr, "/validate", body).await, &v)
+        }
+    };
+    // The captured STRICT -> PERMISSIVE update introduces the violation: denied.
+    let weakening = fixture_json("peerauthentication-update-strict-to-permissive.json");
+    let resp = send(weakening.clone()).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+
+    // PERMISSIVE before and after (a label added): the violation is not new, so it is allowed
+    // with a warning that says why.
+    let mut kept = weakening.clone();
+    kept["request"]["oldObject"] = kept["request"]["object"].clone();
+    kept["request"]["object"]["metadata"]["labels"] = json!({"team": "payments"});
+    let resp = send(kept.clone()).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let warnings: Vec<&str> = resp["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("[pa-permissive-mtls]")
+            && w.contains("already so before this update")),
+        "{warnings:?}"
+    );
+
+    // The API server is deleting the object (deletionTimestamp set): a finalizer removal
+    // passes even where the object breaks a rule the update would otherwise deny.
+    let mut terminating = weakening;
+    terminating["request"]["object"]["metadata"]["deletionTimestamp"] =
+        json!("2026-11-24T08:00:00Z");
+    let resp = send(terminating).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(resp.get("warnings").is_none_or(Value::is_null), "{resp}");
+    srv.started.shutdown().await;
+}
