@@ -174,49 +174,86 @@ pub fn check_loaded(
     }
 }
 
-/// Apply the engine's mutations to every object; returns the patched documents per file,
-/// in input order (objects of other kinds unchanged).
+/// One document of `--fix` output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FixedDoc {
+    /// Nothing to patch: the document exactly as written, comments included.
+    Verbatim(String),
+    /// A patched object, re-rendered.
+    Patched(Value),
+}
+
+/// Apply the engine's mutations to every object; returns the documents per file, in input
+/// order. Documents with nothing to patch (objects of other kinds too) are passed through
+/// verbatim; a patched document is re-rendered (a patched `List` as its items).
 pub fn fixed_documents(
     engine: &Engine,
     loaded: &Loaded,
     prepared: &Prepared,
-) -> Vec<(String, Vec<Value>)> {
+) -> Vec<(String, Vec<FixedDoc>)> {
     let cluster = cross::static_cluster(&prepared.entries, false);
-    let mut files: Vec<(String, Vec<Value>)> = Vec::new();
-    for (o, idx) in loaded.objects.iter().zip(&prepared.entry_of) {
-        let mut value = match serde_json::to_value(&o.object) {
-            Ok(v) => v,
-            Err(err) => {
-                tracing::warn!(file = %o.file, line = o.line, error = %err, "cannot re-encode the object");
-                continue;
-            }
+    // Patch per object, then group the objects of each document.
+    let patches: Vec<Vec<json_patch::PatchOperation>> = loaded
+        .objects
+        .iter()
+        .zip(&prepared.entry_of)
+        .map(|(_, idx)| match idx.and_then(|i| prepared.entries.get(i)) {
+            Some(e) => engine.mutate(&e.review(), &cluster).patch,
+            None => Vec::new(),
+        })
+        .collect();
+    let mut files: Vec<(String, Vec<FixedDoc>)> = Vec::new();
+    let mut i = 0;
+    while i < loaded.objects.len() {
+        let first = &loaded.objects[i];
+        let mut j = i + 1;
+        while j < loaded.objects.len() && loaded.objects[j].source.same_document(&first.source) {
+            j += 1;
+        }
+        let docs: Vec<FixedDoc> = if patches[i..j].iter().all(Vec::is_empty) {
+            vec![FixedDoc::Verbatim(first.source.text().to_owned())]
+        } else {
+            loaded.objects[i..j]
+                .iter()
+                .zip(&patches[i..j])
+                .filter_map(|(o, patch)| {
+                    let mut value = match serde_json::to_value(&o.object) {
+                        Ok(v) => v,
+                        Err(err) => {
+                            tracing::warn!(file = %o.file, line = o.line, error = %err, "cannot re-encode the object");
+                            return None;
+                        }
+                    };
+                    if let Err(err) = json_patch::patch(&mut value, patch) {
+                        tracing::warn!(file = %o.file, line = o.line, error = %err, "mutation did not apply");
+                    }
+                    Some(FixedDoc::Patched(value))
+                })
+                .collect()
         };
-        if let Some(e) = idx.and_then(|i| prepared.entries.get(i)) {
-            let m = engine.mutate(&e.review(), &cluster);
-            if !m.patch.is_empty() {
-                if let Err(err) = json_patch::patch(&mut value, &json_patch::Patch(m.patch)) {
-                    tracing::warn!(file = %o.file, line = o.line, error = %err, "mutation did not apply");
-                }
-            }
-        }
         match files.last_mut() {
-            Some((f, docs)) if f.as_str() == &*o.file => docs.push(value),
-            _ => files.push((o.file.to_string(), vec![value])),
+            Some((f, out)) if f.as_str() == &*first.file => out.extend(docs),
+            _ => files.push((first.file.to_string(), docs)),
         }
+        i = j;
     }
     files
 }
 
 /// Render documents as a multi-document YAML stream.
-pub fn to_yaml_stream(docs: &[Value]) -> Result<String, String> {
+pub fn to_yaml_stream(docs: &[FixedDoc]) -> Result<String, String> {
     let mut out = String::new();
     for (i, d) in docs.iter().enumerate() {
-        if i > 0 {
+        let text = match d {
+            FixedDoc::Verbatim(t) => t.clone(),
+            FixedDoc::Patched(v) => serde_saphyr::to_string(v).map_err(|e| e.to_string())?,
+        };
+        // A verbatim `--- content` document carries its own marker.
+        if i > 0 && !text.starts_with("---") {
             out.push_str("---\n");
         }
-        let y = serde_saphyr::to_string(d).map_err(|e| e.to_string())?;
-        out.push_str(&y);
-        if !y.ends_with('\n') {
+        out.push_str(&text);
+        if !out.ends_with('\n') {
             out.push('\n');
         }
     }
@@ -293,7 +330,7 @@ pub fn execute(
             }
             let _ = out.write_all(rendered.as_bytes());
         } else {
-            let all: Vec<Value> = files.into_iter().flat_map(|(_, d)| d).collect();
+            let all: Vec<FixedDoc> = files.into_iter().flat_map(|(_, d)| d).collect();
             match to_yaml_stream(&all) {
                 Ok(t) => {
                     let _ = out.write_all(t.as_bytes());

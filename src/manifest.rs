@@ -21,6 +21,30 @@ pub struct ManifestObject {
     pub line: usize,
     /// The object as parsed (any kind: kinds meshguard does not check are loaded too).
     pub object: DynamicObject,
+    /// The document it came from, as written (comments and all), for `check --fix`.
+    pub source: Source,
+}
+
+/// A document's text within its file: `check --fix` writes documents it does not patch back
+/// exactly as they were. Objects of one `List` document share it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The whole file, shared by its objects.
+    pub file_text: Arc<str>,
+    /// Byte range of the document (a `--- content` marker line included).
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Source {
+    pub fn text(&self) -> &str {
+        self.file_text.get(self.start..self.end).unwrap_or("")
+    }
+
+    /// Whether two objects come from the same document.
+    pub fn same_document(&self, other: &Source) -> bool {
+        Arc::ptr_eq(&self.file_text, &other.file_text) && self.start == other.start
+    }
 }
 
 /// A document (or file) that could not be read.
@@ -122,7 +146,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
 /// parsed on all cores; the result keeps input order.
 pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
     let files = expand(paths)?;
-    let mut texts: Vec<(Arc<str>, String)> = Vec::with_capacity(files.len());
+    let mut texts: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(files.len());
     for f in files {
         if f.as_os_str() == "-" {
             let mut s = String::new();
@@ -130,27 +154,28 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
                 path: "-".into(),
                 message: format!("cannot read stdin: {e}"),
             })?;
-            texts.push((Arc::from("-"), s));
+            texts.push((Arc::from("-"), without_bom(s)));
         } else {
             let name = f.display().to_string();
             let text = std::fs::read_to_string(&f).map_err(|e| InputError {
                 path: name.clone(),
                 message: e.to_string(),
             })?;
-            texts.push((Arc::from(name), text));
+            texts.push((Arc::from(name), without_bom(text)));
         }
     }
-    let jobs: Vec<(&Arc<str>, RawDocument<'_>)> = texts
+    let jobs: Vec<(&Arc<str>, RawDocument<'_>, Source)> = texts
         .iter()
         .flat_map(|(name, text)| {
-            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-            split_documents(text).into_iter().map(move |d| (name, d))
+            documents(text)
+                .into_iter()
+                .map(move |(d, source)| (name, d, source))
         })
         .collect();
     let parts = par_map(&jobs, |chunk| {
         let mut out = Loaded::default();
-        for (name, doc) in chunk {
-            parse_document(name, doc, &mut out);
+        for (name, doc, source) in chunk {
+            parse_document(name, doc, source, &mut out);
         }
         out
     });
@@ -160,6 +185,13 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
         loaded.errors.append(&mut p.errors);
     }
     Ok(loaded)
+}
+
+fn without_bom(text: String) -> Arc<str> {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => Arc::from(rest),
+        None => Arc::from(text),
+    }
 }
 
 /// Chunk size that gives each core a few chunks (rayon balances them); small inputs stay in one.
@@ -244,14 +276,38 @@ fn content_line(doc: &RawDocument<'_>) -> Option<usize> {
 /// Parse one file's text into objects (and errors), appending to `out`.
 pub fn parse_into(file: &str, text: &str, out: &mut Loaded) {
     let file: Arc<str> = Arc::from(file);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for doc in split_documents(text) {
-        parse_document(&file, &doc, out);
+    let text: Arc<str> = Arc::from(text.strip_prefix('\u{feff}').unwrap_or(text));
+    for (doc, source) in documents(&text) {
+        parse_document(&file, &doc, &source, out);
     }
 }
 
+/// The documents of a file's text, each with its [`Source`].
+fn documents(file_text: &Arc<str>) -> Vec<(RawDocument<'_>, Source)> {
+    let base = file_text.as_ptr() as usize;
+    split_documents(file_text)
+        .into_iter()
+        .map(|doc| {
+            let mut start = doc.text.as_ptr() as usize - base;
+            let end = start + doc.text.len();
+            // `--- content`: the document starts on its marker line; keep the marker.
+            if let Some(line_start) = file_text[..start].strip_suffix("---") {
+                if line_start.is_empty() || line_start.ends_with('\n') {
+                    start -= 3;
+                }
+            }
+            let source = Source {
+                file_text: file_text.clone(),
+                start,
+                end,
+            };
+            (doc, source)
+        })
+        .collect()
+}
+
 /// Parse one document of `file`, appending its objects (or error) to `out`.
-fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, out: &mut Loaded) {
+fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, source: &Source, out: &mut Loaded) {
     let Some(line) = content_line(doc) else {
         return; // empty document
     };
@@ -268,6 +324,7 @@ fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, out: &mut Loaded) {
                     file: file.clone(),
                     line,
                     object: obj,
+                    source: source.clone(),
                 });
                 return;
             }
@@ -304,13 +361,14 @@ fn parse_document(file: &Arc<str>, doc: &RawDocument<'_>, out: &mut Loaded) {
             return;
         }
     };
-    push_object(file, line, doc, value, out);
+    push_object(file, line, doc, source, value, out);
 }
 
 fn push_object(
     file: &Arc<str>,
     line: usize,
     doc: &RawDocument<'_>,
+    source: &Source,
     value: Value,
     out: &mut Loaded,
 ) {
@@ -326,7 +384,7 @@ fn push_object(
                     for (i, item) in items.iter().enumerate() {
                         let l = item_lines.get(i).copied().unwrap_or(line);
                         if item.is_object() {
-                            push_value(file, l, item.clone(), out);
+                            push_value(file, l, source, item.clone(), out);
                         } else {
                             out.errors.push(LoadError {
                                 file: file.to_string(),
@@ -347,7 +405,7 @@ fn push_object(
                 });
                 return;
             }
-            push_value(file, line, value, out);
+            push_value(file, line, source, value, out);
         }
         _ => out.errors.push(LoadError {
             file: file.to_string(),
@@ -357,12 +415,13 @@ fn push_object(
     }
 }
 
-fn push_value(file: &Arc<str>, line: usize, value: Value, out: &mut Loaded) {
+fn push_value(file: &Arc<str>, line: usize, source: &Source, value: Value, out: &mut Loaded) {
     match serde_json::from_value::<DynamicObject>(value) {
         Ok(object) => out.objects.push(ManifestObject {
             file: file.clone(),
             line,
             object,
+            source: source.clone(),
         }),
         Err(e) => out.errors.push(LoadError {
             file: file.to_string(),

@@ -442,6 +442,55 @@ fn fix_writes_mutated_manifests() {
         .contains("IstioOperator"));
 }
 
+#[test]
+fn fix_passes_unpatched_documents_through_verbatim() {
+    // Comments, key order and quoting survive in documents --fix does not patch; the patched
+    // Namespace (no injection label) is re-rendered with the label added.
+    let input = "# team manifests, owned by payments\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings   # keep me\n  namespace: shop\ndata:\n  mode: \"fast\"\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n--- # a list that needs nothing\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: web, namespace: shop}   # flow style kept\n--- {apiVersion: v1, kind: Secret, metadata: {name: s, namespace: shop}}\n";
+    let (out, err, _) = meshguard(&["check", "-", "--fix"], Some(input));
+    assert!(err.contains("check: 2 objects"), "{err}");
+    assert!(
+        out.starts_with("# team manifests, owned by payments\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings   # keep me\n  namespace: shop\ndata:\n  mode: \"fast\"\n---\n"),
+        "{out}"
+    );
+    // (A comment on a `---` marker line belongs to no document and is not kept.)
+    assert!(
+        out.contains("---\napiVersion: v1\nkind: List\nitems:\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  metadata: {name: web, namespace: shop}   # flow style kept\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("--- {apiVersion: v1, kind: Secret, metadata: {name: s, namespace: shop}}\n"),
+        "{out}"
+    );
+    // Every document is still there, and the Namespace got its label.
+    let docs: Vec<Value> = manifest_values(&out);
+    assert_eq!(docs.len(), 4, "{out}");
+    let ns = docs
+        .iter()
+        .find(|d| d["kind"] == "Namespace")
+        .expect("namespace");
+    assert_eq!(
+        ns["metadata"]["labels"]["istio-injection"], "enabled",
+        "{out}"
+    );
+}
+
+/// The documents of a YAML stream, through meshguard's own loader.
+fn manifest_values(text: &str) -> Vec<Value> {
+    let mut loaded = manifest::Loaded::default();
+    manifest::parse_into("out.yaml", text, &mut loaded);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    loaded
+        .objects
+        .iter()
+        .map(|o| serde_json::to_value(&o.object).expect("json"))
+        .collect()
+}
+
 // --- cross-resource edge cases (library level) ------------------------------------------------
 
 /// Cross-resource findings of a manifest text: (object name, rule, message).

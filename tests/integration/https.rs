@@ -441,8 +441,10 @@ async fn existing_violations_warn_on_update_and_terminating_objects_pass() {
         .filter_map(Value::as_str)
         .collect();
     assert!(
-        warnings.iter().any(|w| w.contains("[pa-permissive-mtls]")
-            && w.contains("already so before this update")),
+        warnings
+            .iter()
+            .any(|w| w.contains("[pa-permissive-mtls]")
+                && w.contains("already so before this update")),
         "{warnings:?}"
     );
 
