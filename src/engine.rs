@@ -122,31 +122,7 @@ impl Engine {
                 exempt: true,
             };
         }
-        let memo = Memo::default();
-        let ctx = Ctx {
-            policy: &self.policy,
-            cluster,
-            memo: &memo,
-        };
-        let mut findings = Vec::new();
-        let mut violations = Vec::new();
-        for (rule, action) in self
-            .rules
-            .get(&review.kind)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            violations.clear();
-            (rule.check)(review, &ctx, &mut violations);
-            if violations.is_empty() || self.rule_exempted(rule, review, cluster) {
-                continue;
-            }
-            findings.extend(violations.drain(..).map(|violation| Finding {
-                rule: rule.id,
-                action: *action,
-                violation,
-            }));
-        }
+        let mut findings = self.run_rules(review, cluster, false);
         if self.policy.allow_existing_violations {
             self.pardon_existing(review, cluster, &mut findings);
         }
@@ -176,7 +152,7 @@ impl Engine {
             old_object: Some(old),
             ..*review
         };
-        let earlier = self.evaluate_without_pardon(&before, cluster);
+        let earlier = self.run_rules(&before, cluster, true);
         for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
             let existed = earlier
                 .iter()
@@ -190,10 +166,13 @@ impl Engine {
         }
     }
 
-    fn evaluate_without_pardon(
+    /// Run the kind's rules (only its deny rules with `deny_only`); exempted rules report
+    /// nothing.
+    fn run_rules(
         &self,
         review: &Review<'_>,
         cluster: &dyn ClusterView,
+        deny_only: bool,
     ) -> Vec<Finding> {
         let memo = Memo::default();
         let ctx = Ctx {
@@ -203,17 +182,20 @@ impl Engine {
         };
         let mut findings = Vec::new();
         let mut violations = Vec::new();
-        for (rule, action) in self
+        let rules = self
             .rules
             .get(&review.kind)
             .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            if *action != Action::Deny {
+            .unwrap_or(&[]);
+        for (rule, action) in rules {
+            if deny_only && *action != Action::Deny {
                 continue;
             }
             violations.clear();
             (rule.check)(review, &ctx, &mut violations);
+            if violations.is_empty() || self.rule_exempted(rule, review, cluster) {
+                continue;
+            }
             findings.extend(violations.drain(..).map(|violation| Finding {
                 rule: rule.id,
                 action: *action,
