@@ -157,7 +157,8 @@ pub struct Policy {
     /// On UPDATE, a deny finding the old object already had is reported as a warning instead
     /// (as Kyverno's `allowExistingViolations`): objects admitted before meshguard, or before a
     /// rule was added, can still be updated (labels, finalizers, rollouts) while `audit` and the
-    /// warnings keep reporting them. A change that *introduces* a violation is still denied.
+    /// warnings keep reporting them. A change that introduces or widens a violation (a different
+    /// message) is still denied.
     #[serde(default = "yes")]
     pub allow_existing_violations: bool,
     #[serde(default)]

@@ -132,8 +132,8 @@ impl Engine {
         }
     }
 
-    /// On UPDATE, turn deny findings the old object already had (same rule, same field) into
-    /// warnings that say so. The old object is judged as an UPDATE onto itself, so rules that
+    /// On UPDATE, turn deny findings the old object already had (same rule, field and message)
+    /// into warnings that say so. The old object is judged as an UPDATE onto itself, so rules that
     /// compare old and new (weakening) see no change.
     fn pardon_existing(
         &self,
@@ -154,9 +154,13 @@ impl Engine {
         };
         let earlier = self.run_rules(&before, cluster, true);
         for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
-            let existed = earlier
-                .iter()
-                .any(|e| e.rule == f.rule && e.violation.path == f.violation.path);
+            // The same finding: rule, field and message (which names the value), so that
+            // widening an existing hole (excludeInboundPorts "8080" -> "1-65535") still denies.
+            let existed = earlier.iter().any(|e| {
+                e.rule == f.rule
+                    && e.violation.path == f.violation.path
+                    && e.violation.message == f.violation.message
+            });
             if existed {
                 f.action = Action::Warn;
                 f.violation.message.push_str(
@@ -461,6 +465,22 @@ mod tests {
         );
         assert!(ev.denied());
         assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Deny]);
+        // Widening an existing bypass is a new finding (the message names the value).
+        let bypass = |ports: &str| -> DynamicObject {
+            let mut d = deployment(Some("web"), "web:1");
+            d.data["spec"]["template"]["metadata"]["annotations"] =
+                json!({"traffic.sidecar.istio.io/excludeInboundPorts": ports});
+            d
+        };
+        let ev = update(&engine, Kind::Deployment, &bypass("8080"), &bypass("8080"));
+        assert_eq!(actions(&ev, "wl-traffic-bypass"), [Action::Warn]);
+        let ev = update(
+            &engine,
+            Kind::Deployment,
+            &bypass("8080"),
+            &bypass("1-65535"),
+        );
+        assert_eq!(actions(&ev, "wl-traffic-bypass"), [Action::Deny]);
         // Off: every deny stays a deny.
         let strict = Policy::from_yaml("allowExistingViolations: false\n", "t").expect("policy");
         let engine = Engine::new(strict, None);
