@@ -13,19 +13,31 @@ struct Entry {
     default_action: &'static str,
     summary: &'static str,
     example_fix: &'static str,
+    /// `admission` (webhook, check, audit) or `cross-resource` (check and audit only).
+    scope: &'static str,
 }
 
+/// Label of the cross-resource checks in the kind column.
+const CROSS: &str = "cross-resource";
+
 fn entries() -> Vec<Entry> {
-    REGISTRY
-        .iter()
-        .map(|r| Entry {
-            id: r.id,
-            kinds: r.kinds.iter().map(|k| k.as_str()).collect(),
-            default_action: r.default_action.as_str(),
-            summary: r.summary,
-            example_fix: r.example_fix,
-        })
-        .collect()
+    let rules = REGISTRY.iter().map(|r| Entry {
+        id: r.id,
+        kinds: r.kinds.iter().map(|k| k.as_str()).collect(),
+        default_action: r.default_action.as_str(),
+        summary: r.summary,
+        example_fix: r.example_fix,
+        scope: "admission",
+    });
+    let cross = crate::cross::CATALOGUE.iter().map(|c| Entry {
+        id: c.id,
+        kinds: vec![CROSS],
+        default_action: c.default_action.as_str(),
+        summary: c.summary,
+        example_fix: "",
+        scope: CROSS,
+    });
+    rules.chain(cross).collect()
 }
 
 /// Escape text for a Markdown table cell (pipes, and angle brackets that renderers take for HTML).
@@ -48,7 +60,7 @@ pub fn markdown() -> String {
     let mut s = String::from(
         "| id | kind | default | what it catches | example fix |\n|---|---|---|---|---|\n",
     );
-    for e in entries() {
+    for e in entries().into_iter().filter(|e| e.scope != CROSS) {
         s.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
             e.id,
@@ -66,6 +78,15 @@ pub fn markdown() -> String {
             m.id,
             kinds_label(&kinds),
             m.summary
+        ));
+    }
+    s.push_str("\nCross-resource checks (`check`, `audit` and the periodic audit; they need the whole inventory, so the webhook does not run them):\n\n| id | default | what it catches |\n|---|---|---|\n");
+    for e in entries().into_iter().filter(|e| e.scope == CROSS) {
+        s.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            e.id,
+            e.default_action,
+            md(e.summary)
         ));
     }
     s
@@ -105,4 +126,32 @@ pub fn render(format: RulesFormat) -> String {
 pub fn print(format: RulesFormat) -> i32 {
     print!("{}", render(format));
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_id_is_configurable_and_cross_checks_are_marked() {
+        let json: serde_json::Value =
+            serde_json::from_str(&render(RulesFormat::Json)).expect("json");
+        let rows = json.as_array().expect("array");
+        assert_eq!(rows.len(), REGISTRY.len() + crate::cross::CATALOGUE.len());
+        for row in rows {
+            let id = row["id"].as_str().expect("id");
+            // What `meshguard rules` lists, the policy accepts under `rules:`.
+            let yaml = format!("rules:\n  {id}:\n    action: warn\n");
+            crate::config::Policy::from_yaml(&yaml, "t").unwrap_or_else(|e| panic!("{id}: {e}"));
+            let cross = crate::cross::find(id).is_some();
+            assert_eq!(row["scope"] == CROSS, cross, "{id}");
+        }
+        let table = render(RulesFormat::Table);
+        assert!(table.contains("mtls-not-strict") && table.contains(CROSS));
+        // The Markdown keeps cross checks out of the admission table.
+        let md = markdown();
+        let (admission, rest) = md.split_once("\nMutations").expect("sections");
+        assert!(!admission.contains("`mtls-not-strict`"));
+        assert!(rest.contains("| `mtls-not-strict` | deny |"));
+    }
 }

@@ -37,32 +37,32 @@ pub static CATALOGUE: &[CrossCheck] = &[
     CrossCheck {
         id: MTLS_NOT_STRICT,
         default_action: Action::Deny,
-        summary: "A workload port whose effective mTLS (mesh → namespace → workload → port PeerAuthentications) is PERMISSIVE or DISABLE",
+        summary: "a workload port whose effective mTLS is PERMISSIVE or DISABLE (mesh → namespace → workload → port, oldest policy wins, UNSET inherits, no mesh policy = PERMISSIVE, root-namespace workload policies ignored)",
     },
     CrossCheck {
         id: AP_NO_DEFAULT_DENY,
         default_action: Action::Warn,
-        summary: "A namespace in the mesh without an allow-nothing AuthorizationPolicy (`spec: {}`) in it or mesh-wide",
+        summary: "a mesh namespace without an allow-nothing AuthorizationPolicy (`spec: {}`) in it or mesh-wide",
     },
     CrossCheck {
         id: RA_UNENFORCED,
         default_action: Action::Warn,
-        summary: "A RequestAuthentication with no AuthorizationPolicy requiring requestPrincipals on the same workloads: requests without a token pass",
+        summary: "a RequestAuthentication with no AuthorizationPolicy requiring `requestPrincipals` for its workloads: requests without a token pass",
     },
     CrossCheck {
         id: AP_UNKNOWN_PRINCIPAL,
         default_action: Action::Warn,
-        summary: "An AuthorizationPolicy principal or namespace naming a namespace or ServiceAccount that does not exist",
+        summary: "AuthorizationPolicy principals or namespaces naming ServiceAccounts or namespaces that do not exist",
     },
     CrossCheck {
         id: SELECTOR_MATCHES_NOTHING,
         default_action: Action::Warn,
-        summary: "A PeerAuthentication, AuthorizationPolicy or RequestAuthentication selector that matches no workload",
+        summary: "a PeerAuthentication, AuthorizationPolicy or RequestAuthentication selector matching no workload",
     },
     CrossCheck {
         id: DR_DISABLE_VS_MTLS,
         default_action: Action::Deny,
-        summary: "A DestinationRule tls.mode DISABLE toward a workload whose effective mTLS is STRICT (traffic breaks) or PERMISSIVE (silent plaintext)",
+        summary: "DestinationRule `tls.mode: DISABLE` toward a STRICT (traffic breaks) or PERMISSIVE (silent plaintext) workload",
     },
 ];
 
