@@ -295,6 +295,16 @@ fn documents(file_text: &Arc<str>) -> Vec<(RawDocument<'_>, Source)> {
                 if line_start.is_empty() || line_start.ends_with('\n') {
                     start -= 3;
                 }
+            } else if let Some(before) = file_text[..start].strip_suffix('\n') {
+                // `--- # comment`: keep the marker line with its comment.
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let marker = before[line_start..].trim_end_matches('\r');
+                if marker
+                    .strip_prefix("---")
+                    .is_some_and(|rest| rest.trim_start().starts_with('#'))
+                {
+                    start = line_start;
+                }
             }
             let source = Source {
                 file_text: file_text.clone(),

@@ -453,9 +453,9 @@ fn fix_passes_unpatched_documents_through_verbatim() {
         out.starts_with("# team manifests, owned by payments\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings   # keep me\n  namespace: shop\ndata:\n  mode: \"fast\"\n---\n"),
         "{out}"
     );
-    // (A comment on a `---` marker line belongs to no document and is not kept.)
+    // A comment on the `---` marker line stays with the document after it.
     assert!(
-        out.contains("---\napiVersion: v1\nkind: List\nitems:\n"),
+        out.contains("\n--- # a list that needs nothing\napiVersion: v1\nkind: List\nitems:\n"),
         "{out}"
     );
     assert!(
