@@ -284,6 +284,8 @@ struct Cross<'a> {
     reqauth: Vec<&'a Entry>,
     dest: Vec<&'a Entry>,
     index: PolicyIndex,
+    /// Entries by (kind, namespace, name), built on first use (per-rule exemptions only).
+    by_subject: std::cell::OnceCell<HashMap<(&'a str, &'a str, &'a str), &'a Entry>>,
 }
 
 /// A workload is its top-level controller: Pods, ReplicaSets and Jobs owned by a controller of
@@ -326,6 +328,7 @@ impl<'a> Cross<'a> {
             reqauth: Vec::new(),
             dest: Vec::new(),
             index: PolicyIndex::default(),
+            by_subject: std::cell::OnceCell::new(),
         };
         for e in entries {
             let ns = e.namespace();
@@ -395,22 +398,26 @@ impl<'a> Cross<'a> {
 
     /// The inventory entry a subject names, among the kinds cross checks report on.
     fn entry_of(&self, subject: &Subject) -> Option<&'a Entry> {
-        let same = |e: &&&'a Entry| {
-            e.kind.as_str() == subject.kind
-                && e.namespace() == subject.namespace
-                && e.name() == subject.name
-        };
         if subject.kind == "Namespace" {
             return self.namespaces.get(subject.name.as_str()).copied();
         }
-        self.workloads
-            .iter()
-            .map(|w| &w.entry)
-            .chain(self.peer.iter())
-            .chain(self.authz.iter())
-            .chain(self.reqauth.iter())
-            .chain(self.dest.iter())
-            .find(same)
+        let index = self.by_subject.get_or_init(|| {
+            self.workloads
+                .iter()
+                .map(|w| w.entry)
+                .chain(self.peer.iter().copied())
+                .chain(self.authz.iter().copied())
+                .chain(self.reqauth.iter().copied())
+                .chain(self.dest.iter().copied())
+                .map(|e| ((e.kind.as_str(), e.namespace(), e.name()), e))
+                .collect()
+        });
+        index
+            .get(&(
+                subject.kind.as_str(),
+                subject.namespace.as_str(),
+                subject.name.as_str(),
+            ))
             .copied()
     }
 
