@@ -175,6 +175,7 @@ pub static REGISTRY: &[&Rule] = &[
     &workload::TRAFFIC_BYPASS,
     &workload::HOST_NETWORK,
     &workload::PROXY_UID_RULE,
+    &workload::PROXY_IMAGE,
     &namespace::INJECTION_MISSING,
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,

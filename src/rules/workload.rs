@@ -416,6 +416,50 @@ pub static HOST_NETWORK: Rule = Rule {
     },
 };
 
+/// Whether `image` is Istio's proxy: the image name (last path segment, without tag or digest)
+/// starts with `proxyv2` in every distribution (istio/proxyv2, OpenShift's proxyv2-rhel9,
+/// ASM's asm/proxyv2, registry mirrors). `auto` is the placeholder the injector replaces.
+fn proxy_image_ok(image: &str) -> bool {
+    if image == "auto" {
+        return true;
+    }
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':')
+        .next()
+        .unwrap_or(last)
+        .starts_with("proxyv2")
+}
+
+pub static PROXY_IMAGE: Rule = Rule {
+    id: "wl-proxy-image",
+    kinds: KINDS,
+    default_action: Action::Warn,
+    summary: "a container named istio-proxy that does not run Istio's proxy image (.../proxyv2): the pod looks injected while nothing enforces mTLS or policy",
+    example_fix: "remove the istio-proxy container's image (or set image: auto) and let the injector choose it",
+    check: |review, _ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        for c in t.containers() {
+            if c.name() != PROXY_CONTAINER {
+                continue;
+            }
+            let Some(image) = c.value.get("image").and_then(Value::as_str) else {
+                continue; // the injector fills it in
+            };
+            if proxy_image_ok(image) {
+                continue;
+            }
+            out.push(Violation::new(
+                t.path(&format!("spec.{}[{}].image", c.list, c.index)),
+                format!(
+                    "container \"{PROXY_CONTAINER}\" runs {image:?}, not Istio's proxy image (.../proxyv2): the injector merges a user-defined {PROXY_CONTAINER} container over its own, so this image replaces Envoy, and the pod looks injected while nothing enforces mTLS or AuthorizationPolicy"
+                ),
+                "remove the image from the istio-proxy container (or set image: auto) and let the injector choose it; if you mirror the proxy under another name, exempt those workloads from wl-proxy-image in the meshguard policy",
+            ));
+        }
+    },
+};
+
 fn run_as_user(v: &Value) -> Option<i64> {
     v.get("securityContext")?.get("runAsUser")?.as_i64()
 }
@@ -985,6 +1029,70 @@ mod tests {
             &allow
         )
         .is_empty());
+    }
+
+    // ---- wl-proxy-image
+
+    #[test]
+    fn proxy_image_must_be_istios() {
+        let with_proxy = |list: &str, image: Option<&str>| {
+            let mut proxy = json!({"name": "istio-proxy"});
+            if let Some(i) = image {
+                proxy["image"] = json!(i);
+            }
+            if list == "initContainers" {
+                proxy["restartPolicy"] = json!("Always");
+            }
+            let mut spec = app();
+            spec[list] = match spec.get(list) {
+                Some(Value::Array(a)) => {
+                    let mut a = a.clone();
+                    a.push(proxy);
+                    Value::Array(a)
+                }
+                _ => json!([proxy]),
+            };
+            spec
+        };
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let p = prefix(kind);
+            for image in [
+                Some("docker.io/istio/proxyv2:1.24.0"),
+                Some("gcr.io/istio-release/proxyv2:1.22.1-distroless"),
+                Some("registry.redhat.io/openshift-service-mesh/proxyv2-rhel9@sha256:0f3a"),
+                Some("localhost:5000/istio/proxyv2"),
+                Some("auto"),
+                None,
+            ] {
+                let o = workload(kind, json!({}), with_proxy("containers", image));
+                assert!(
+                    run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns()).is_empty(),
+                    "{kind} {image:?}"
+                );
+            }
+            let o = workload(
+                kind,
+                json!({}),
+                with_proxy("containers", Some("busybox:1.36")),
+            );
+            let found = run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns());
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(found[0].path, format!("{p}spec.containers[1].image"));
+            assert!(found[0]
+                .message
+                .contains("runs \"busybox:1.36\", not Istio's proxy image"));
+            // A native sidecar too; a registry port is not mistaken for a tag.
+            let o = workload(
+                kind,
+                json!({}),
+                with_proxy("initContainers", Some("localhost:5000/tools/shell:1")),
+            );
+            let found = run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns());
+            assert_eq!(found[0].path, format!("{p}spec.initContainers[0].image"));
+            // Other containers may run anything.
+            let o = workload(kind, json!({}), app());
+            assert!(run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns()).is_empty());
+        }
     }
 
     // ---- ambient mode

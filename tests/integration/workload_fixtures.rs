@@ -358,6 +358,25 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
     // Pod UPDATEs are not injection events.
     let resp = send(&a, Webhook::Validate, &fixture("pod-update-labels.json")).await;
     assert_eq!(resp["allowed"], true, "{}", message(&resp));
+    // An "istio-proxy" that is not Istio's proxy: the pod only looks injected.
+    let mut spoofed = fixture("pod-create-with-istio-proxy-sidecar.json");
+    let containers = spoofed["request"]["object"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers");
+    let i = containers
+        .iter()
+        .position(|c| c["name"] == "istio-proxy")
+        .expect("istio-proxy");
+    containers[i]["image"] = json!("busybox:1.36");
+    let resp = send(&a, Webhook::Validate, &spoofed).await;
+    assert_eq!(resp["allowed"], true, "warn by default: {}", message(&resp));
+    let w = warnings(&resp);
+    assert!(
+        w.iter().any(|w| w.starts_with(&format!(
+            "[wl-proxy-image] spec.containers[{i}].image: container \"istio-proxy\" runs \"busybox:1.36\""
+        ))),
+        "{w:?}"
+    );
 }
 
 #[tokio::test]
