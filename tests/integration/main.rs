@@ -4,6 +4,7 @@
 //! binary links the whole dependency graph, and twenty of them cost minutes of linking and
 //! gigabytes of disk in CI. Run one suite with `cargo test --test integration https::`.
 
+mod api_double;
 mod common;
 
 mod audit;
