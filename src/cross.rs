@@ -593,15 +593,7 @@ impl<'a> Cross<'a> {
         }
         let mut mesh: BTreeSet<&str> = BTreeSet::new();
         for (ns, e) in &self.namespaces {
-            let labels = crate::resource::labels_of(&e.object);
-            let injected = labels
-                .get("istio-injection")
-                .is_some_and(|v| v == "enabled")
-                || labels.contains_key("istio.io/rev")
-                || labels
-                    .get("istio.io/dataplane-mode")
-                    .is_some_and(|v| v == "ambient");
-            if injected {
+            if crate::rules::namespace::in_mesh(crate::resource::labels_of(&e.object)) {
                 mesh.insert(ns);
             }
         }

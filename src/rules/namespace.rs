@@ -38,9 +38,20 @@ pub fn injection(labels: &BTreeMap<String, String>) -> Injection<'_> {
         Some(v) if v == "enabled" => Injection::Sidecar,
         Some(v) => Injection::Off(v),
         None if labels.get(REV).is_some_and(|r| !r.is_empty()) => Injection::Sidecar,
-        None if labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient") => Injection::Ambient,
+        None if is_ambient(labels) => Injection::Ambient,
         None => Injection::None,
     }
+}
+
+/// `istio.io/dataplane-mode=ambient` among the labels (of a namespace or a pod).
+pub fn is_ambient(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
+}
+
+/// Whether a namespace's pods are in the mesh by default: injected with a sidecar, or captured
+/// by ztunnel (ambient, which also applies where `istio-injection` keeps sidecars out).
+pub fn in_mesh(labels: &BTreeMap<String, String>) -> bool {
+    injection(labels) == Injection::Sidecar || is_ambient(labels)
 }
 
 /// The label (key, value) the policy wants namespaces to carry.
@@ -59,7 +70,7 @@ fn mode_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
             out.push(format!("{key}={v}"));
         }
     }
-    if labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient") {
+    if is_ambient(labels) {
         out.push(format!("{DATAPLANE_MODE}=ambient"));
     }
     out
@@ -211,14 +222,15 @@ mod tests {
 
     const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
 
+    fn l(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn injection_precedence() {
-        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
         assert_eq!(
             injection(&l(&[(ISTIO_INJECTION, "enabled")])),
             Injection::Sidecar
@@ -234,6 +246,25 @@ mod tests {
         );
         assert_eq!(injection(&l(&[(DATAPLANE_MODE, "none")])), Injection::None);
         assert_eq!(injection(&l(&[("foo", "enabled")])), Injection::None);
+    }
+
+    #[test]
+    fn in_mesh_counts_sidecar_and_ambient_namespaces() {
+        for yes in [
+            l(&[(ISTIO_INJECTION, "enabled")]),
+            l(&[(REV, "canary")]),
+            l(&[(DATAPLANE_MODE, "ambient")]),
+            l(&[(ISTIO_INJECTION, "disabled"), (DATAPLANE_MODE, "ambient")]),
+        ] {
+            assert!(in_mesh(&yes), "{yes:?}");
+        }
+        for no in [
+            l(&[]),
+            l(&[(ISTIO_INJECTION, "disabled"), (REV, "canary")]),
+            l(&[(DATAPLANE_MODE, "none")]),
+        ] {
+            assert!(!in_mesh(&no), "{no:?}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! (`Lookup::Unknown`), `onLookupFailure: deny` reports "namespace labels unknown" and `allow`
 //! reports nothing.
 
-use super::namespace::{injection, wanted_label, Injection, DATAPLANE_MODE};
+use super::namespace::{injection, is_ambient, wanted_label, Injection, DATAPLANE_MODE};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
 use crate::context::Lookup;
@@ -105,7 +105,7 @@ fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Data
     let ambient = match pod_mode {
         Some("ambient") => true,
         Some("none") => false,
-        _ => labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient"),
+        _ => is_ambient(labels),
     };
     if ambient {
         Dataplane::Ambient
@@ -183,7 +183,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
         if let (Lookup::Found(labels), Some("none"), Dataplane::Outside) =
             (&ns, t.label(DATAPLANE_MODE), plane)
         {
-            if labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient") {
+            if is_ambient(labels) {
                 out.push(Violation::new(
                     t.label_path(DATAPLANE_MODE),
                     format!(
