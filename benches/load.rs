@@ -154,7 +154,7 @@ fn spawn_server(which: Which, cert: String, key: String) -> Running {
     rx.recv().expect("server started")
 }
 
-fn serve_args(cert: &str, key: &str) -> meshguard::cli::ServeArgs {
+fn serve_args(cert: &str, key: &str) -> meshguard::serve::ServeConfig {
     use clap::Parser;
     let cli = meshguard::cli::Cli::try_parse_from([
         "meshguard",
@@ -173,7 +173,7 @@ fn serve_args(cert: &str, key: &str) -> meshguard::cli::ServeArgs {
     ])
     .expect("flags");
     match cli.command {
-        meshguard::cli::Command::Serve(a) => *a,
+        meshguard::cli::Command::Serve(a) => a.config(),
         _ => unreachable!(),
     }
 }

@@ -3,9 +3,9 @@
 
 use crate::context::ClusterSource;
 use crate::engine::{Engine, Evaluation, Mutated};
+use crate::finding::Action;
 use crate::metrics::Metrics;
 use crate::resource::{Kind, Review, ReviewObject};
-use crate::rules::Action;
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use std::sync::{Arc, RwLock};

@@ -3,9 +3,10 @@
 //! `serve --audit-interval` runs the same code path periodically and exports the results as
 //! Prometheus gauges.
 
+use crate::analysis::analyze;
 use crate::config::Policy;
-use crate::cross::{self, Entry};
 use crate::engine::Engine;
+use crate::inventory::{Inventory, Object};
 use crate::metrics::Metrics;
 use crate::report::{Format, Report};
 use crate::resource::Kind;
@@ -62,46 +63,9 @@ pub enum AuditError {
 /// What a listing produced.
 #[derive(Debug, Default)]
 pub struct Collected {
-    pub entries: Vec<Entry>,
+    pub objects: Vec<Object>,
     /// Kinds skipped because their CRD is absent, and similar remarks.
     pub notes: Vec<String>,
-}
-
-/// Group, versions to try (in order) and plural of a kind.
-fn api_of(kind: Kind) -> (&'static str, &'static [&'static str], &'static str) {
-    match kind {
-        Kind::PeerAuthentication => (
-            "security.istio.io",
-            &["v1", "v1beta1"],
-            "peerauthentications",
-        ),
-        Kind::AuthorizationPolicy => (
-            "security.istio.io",
-            &["v1", "v1beta1"],
-            "authorizationpolicies",
-        ),
-        Kind::RequestAuthentication => (
-            "security.istio.io",
-            &["v1", "v1beta1"],
-            "requestauthentications",
-        ),
-        Kind::DestinationRule => (
-            "networking.istio.io",
-            &["v1", "v1beta1", "v1alpha3"],
-            "destinationrules",
-        ),
-        Kind::Namespace => ("", &["v1"], "namespaces"),
-        Kind::Service => ("", &["v1"], "services"),
-        Kind::ServiceAccount => ("", &["v1"], "serviceaccounts"),
-        Kind::Pod => ("", &["v1"], "pods"),
-        Kind::ReplicationController => ("", &["v1"], "replicationcontrollers"),
-        Kind::Deployment => ("apps", &["v1"], "deployments"),
-        Kind::StatefulSet => ("apps", &["v1"], "statefulsets"),
-        Kind::DaemonSet => ("apps", &["v1"], "daemonsets"),
-        Kind::ReplicaSet => ("apps", &["v1"], "replicasets"),
-        Kind::Job => ("batch", &["v1"], "jobs"),
-        Kind::CronJob => ("batch", &["v1"], "cronjobs"),
-    }
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -141,8 +105,9 @@ pub async fn collect(
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Collected, AuditError> {
     let mut c = Collected::default();
-    for &kind in Kind::ALL {
-        let (group, versions, plural) = api_of(kind);
+    for facts in crate::resource::KIND_FACTS {
+        let (kind, group, versions, plural) =
+            (facts.kind, facts.group, facts.versions, facts.plural);
         if let Some(pb) = progress {
             pb.set_message(kind.as_str());
         }
@@ -159,7 +124,7 @@ pub async fn collect(
                                 kind: ar.kind.clone(),
                             });
                         }
-                        c.entries.push(Entry {
+                        c.objects.push(Object {
                             kind,
                             version: (*version).to_owned(),
                             object: obj,
@@ -198,16 +163,16 @@ pub async fn collect(
 }
 
 /// Evaluate a cluster listing. The listing is complete: what it lacks does not exist.
-pub fn evaluate(engine: &Engine, collected: &Collected, show_mtls: bool) -> Report {
-    let cluster = cross::static_cluster(&collected.entries, true);
-    let analysis = cross::analyze(engine, &collected.entries, &cluster, true);
+pub fn evaluate(engine: &Engine, collected: Collected, show_mtls: bool) -> Report {
+    let inventory = Inventory::complete(collected.objects);
+    let analysis = analyze(engine, &inventory);
     Report {
         command: "audit",
-        items: analysis.items,
+        findings: analysis.findings,
         errors: Vec::new(),
         objects: analysis.evaluated,
         skipped: BTreeMap::new(),
-        notes: collected.notes.clone(),
+        notes: collected.notes,
         mtls: analysis.mtls,
         show_mtls,
     }
@@ -249,7 +214,7 @@ pub async fn client(
 
 pub fn run(args: AuditArgs) -> i32 {
     let policy = match &args.config {
-        Some(p) => match Policy::load(p) {
+        Some(p) => match crate::catalogue::load_policy(p) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("meshguard audit: {e}");
@@ -295,7 +260,7 @@ pub fn run(args: AuditArgs) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let report = evaluate(&engine, &collected, args.mtls);
+    let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
     report.exit_code()
 }
@@ -304,7 +269,7 @@ pub fn run(args: AuditArgs) -> i32 {
 /// (bounded by rules × namespaces), in sorted order.
 pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for i in &report.items {
+    for i in &report.findings {
         *counts
             .entry((i.finding.rule, i.subject.namespace.as_str()))
             .or_default() += 1;
@@ -335,11 +300,11 @@ pub async fn run_periodic_once(
     let start = Instant::now();
     let collected = collect(client, page_size, None).await?;
     let engine = engine.clone();
-    let report = tokio::task::spawn_blocking(move || evaluate(&engine, &collected, false))
+    let report = tokio::task::spawn_blocking(move || evaluate(&engine, collected, false))
         .await
         .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
     publish(metrics, &report, start.elapsed());
-    Ok(report.items.len())
+    Ok(report.findings.len())
 }
 
 /// Start the periodic audit of `serve` (no-op when `interval` is zero or no cluster is

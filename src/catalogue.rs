@@ -1,43 +1,103 @@
-//! `meshguard rules`: the catalogue of rules and mutations, as a table, JSON or Markdown.
-//! README.md's rule section is this command's Markdown output (a test keeps them in sync).
+//! The catalogue: every check meshguard knows (the admission rules of [`crate::rules`] and the
+//! cross-resource checks of [`crate::cross`]) and every mutation. It is what validates the ids a
+//! policy configures ([`Catalogue`] implements [`KnownIds`]), what `meshguard rules` prints as a
+//! table, JSON or Markdown, and what SARIF output describes. README.md's rule section is this
+//! command's Markdown output (a test keeps them in sync).
 
-use crate::cli::RulesFormat;
+use crate::config::{ConfigError, KnownIds, Policy};
+use crate::finding::Action;
 use crate::mutation;
-use crate::rules::REGISTRY;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
+use std::path::Path;
 
-#[derive(Serialize)]
-struct Entry {
-    id: &'static str,
-    kinds: Vec<&'static str>,
-    default_action: &'static str,
-    summary: &'static str,
-    example_fix: &'static str,
+/// Every registry, as the policy's id check sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Catalogue;
+
+impl KnownIds for Catalogue {
+    fn is_check(&self, id: &str) -> bool {
+        crate::rules::find(id).is_some() || crate::cross::find(id).is_some()
+    }
+    fn is_mutation(&self, id: &str) -> bool {
+        mutation::find(id).is_some()
+    }
+}
+
+/// Parse and validate policy YAML against the catalogue.
+pub fn policy_from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError> {
+    Policy::from_yaml(text, origin, &Catalogue)
+}
+
+/// Read and validate a policy file against the catalogue.
+pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
+    Policy::load(path, &Catalogue)
+}
+
+/// Where a check runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Scope {
+    /// One object at a time: the webhook, `check` and `audit`.
+    #[serde(rename = "admission")]
+    Admission,
+    /// Over the whole inventory: `check`, `audit` and the periodic audit.
+    #[serde(rename = "cross-resource")]
+    CrossResource,
+}
+
+/// One check of the catalogue, as `meshguard rules` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckInfo {
+    pub id: &'static str,
+    pub kinds: Vec<&'static str>,
+    pub default_action: Action,
+    pub summary: &'static str,
+    pub example_fix: &'static str,
     /// `admission` (webhook, check, audit) or `cross-resource` (check and audit only).
-    scope: &'static str,
+    pub scope: Scope,
 }
 
 /// Label of the cross-resource checks in the kind column.
 const CROSS: &str = "cross-resource";
 
-fn entries() -> Vec<Entry> {
-    let rules = REGISTRY.iter().map(|r| Entry {
+/// Every check: the admission rules in registry order, then the cross-resource checks.
+pub fn checks() -> Vec<CheckInfo> {
+    let rules = crate::rules::REGISTRY.iter().map(|r| CheckInfo {
         id: r.id,
         kinds: r.kinds.iter().map(|k| k.as_str()).collect(),
-        default_action: r.default_action.as_str(),
+        default_action: r.default_action,
         summary: r.summary,
         example_fix: r.example_fix,
-        scope: "admission",
+        scope: Scope::Admission,
     });
-    let cross = crate::cross::CATALOGUE.iter().map(|c| Entry {
+    let cross = crate::cross::REGISTRY.iter().map(|c| CheckInfo {
         id: c.id,
         kinds: vec![CROSS],
-        default_action: c.default_action.as_str(),
+        default_action: c.default_action,
         summary: c.summary,
-        example_fix: "",
-        scope: CROSS,
+        example_fix: c.example_fix,
+        scope: Scope::CrossResource,
     });
     rules.chain(cross).collect()
+}
+
+/// Output format of `meshguard rules`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RulesFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// Flags of `meshguard rules`.
+#[derive(Clone, Debug, Args)]
+pub struct RulesArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: RulesFormat,
+}
+
+fn entries() -> Vec<CheckInfo> {
+    checks()
 }
 
 /// Escape text for a Markdown table cell (pipes, and angle brackets that renderers take for HTML).
@@ -60,7 +120,10 @@ pub fn markdown() -> String {
     let mut s = String::from(
         "| id | kind | default | what it catches | example fix |\n|---|---|---|---|---|\n",
     );
-    for e in entries().into_iter().filter(|e| e.scope != CROSS) {
+    for e in entries()
+        .into_iter()
+        .filter(|e| e.scope == Scope::Admission)
+    {
         s.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
             e.id,
@@ -80,13 +143,17 @@ pub fn markdown() -> String {
             m.summary
         ));
     }
-    s.push_str("\nCross-resource checks (`check`, `audit` and the periodic audit; they need the whole inventory, so the webhook does not run them):\n\n| id | default | what it catches |\n|---|---|---|\n");
-    for e in entries().into_iter().filter(|e| e.scope == CROSS) {
+    s.push_str("\nCross-resource checks (`check`, `audit` and the periodic audit; they need the whole inventory, so the webhook does not run them):\n\n| id | default | what it catches | example fix |\n|---|---|---|---|\n");
+    for e in entries()
+        .into_iter()
+        .filter(|e| e.scope == Scope::CrossResource)
+    {
         s.push_str(&format!(
-            "| `{}` | {} | {} |\n",
+            "| `{}` | {} | {} | {} |\n",
             e.id,
             e.default_action,
-            md(e.summary)
+            md(e.summary),
+            md(e.example_fix)
         ));
     }
     s
@@ -137,21 +204,35 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&render(RulesFormat::Json)).expect("json");
         let rows = json.as_array().expect("array");
-        assert_eq!(rows.len(), REGISTRY.len() + crate::cross::CATALOGUE.len());
+        assert_eq!(
+            rows.len(),
+            crate::rules::REGISTRY.len() + crate::cross::REGISTRY.len()
+        );
         for row in rows {
             let id = row["id"].as_str().expect("id");
             // What `meshguard rules` lists, the policy accepts under `rules:`.
             let yaml = format!("rules:\n  {id}:\n    action: warn\n");
-            crate::config::Policy::from_yaml(&yaml, "t").unwrap_or_else(|e| panic!("{id}: {e}"));
+            policy_from_yaml(&yaml, "t").unwrap_or_else(|e| panic!("{id}: {e}"));
             let cross = crate::cross::find(id).is_some();
-            assert_eq!(row["scope"] == CROSS, cross, "{id}");
+            assert_eq!(row["scope"] == "cross-resource", cross, "{id}");
         }
         let table = render(RulesFormat::Table);
         assert!(table.contains("mtls-not-strict") && table.contains(CROSS));
+        // A policy naming an unknown id is refused, whatever registry it would belong to.
+        let err = policy_from_yaml("rules:\n  pa-nope:\n    action: warn\n", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("rules.pa-nope: unknown rule id"),
+            "{err}"
+        );
         // The Markdown keeps cross checks out of the admission table.
         let md = markdown();
         let (admission, rest) = md.split_once("\nMutations").expect("sections");
         assert!(!admission.contains("`mtls-not-strict`"));
         assert!(rest.contains("| `mtls-not-strict` | deny |"));
+        // Every cross check has an example fix.
+        assert!(
+            checks().iter().all(|c| !c.example_fix.is_empty()),
+            "example fixes"
+        );
     }
 }

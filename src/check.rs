@@ -3,9 +3,10 @@
 //! (Namespaces with their labels, ServiceAccounts, Istio policies, workloads), and the
 //! cross-resource checks run over the whole set.
 
+use crate::analysis::analyze;
 use crate::config::Policy;
-use crate::cross::{self, Entry};
 use crate::engine::Engine;
+use crate::inventory::{Inventory, Object};
 use crate::manifest::{self, LoadError, Loaded};
 use crate::report::{Format, Report};
 use crate::resource::Kind;
@@ -53,22 +54,28 @@ pub struct CheckArgs {
 /// What `check` built from its input, before evaluation.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    pub entries: Vec<Entry>,
-    /// Index into `entries` for each loaded object (None: not a checked kind).
-    pub entry_of: Vec<Option<usize>>,
+    pub inventory: Inventory,
+    /// Index into the inventory's objects for each loaded object (None: not a checked kind).
+    pub object_of: Vec<Option<usize>>,
     pub errors: Vec<LoadError>,
     pub skipped: BTreeMap<String, usize>,
 }
 
-/// Turn loaded objects into engine entries; objects of other kinds are counted as skipped.
-/// `keep_values`: keep the loaded JSON (needed by `--fix`); otherwise it is moved.
-pub fn prepare(loaded: &mut Loaded, default_namespace: &str, keep_values: bool) -> Prepared {
+/// Turn loaded objects into the run's inventory; objects of other kinds are counted as
+/// skipped. `keep_values`: keep the loaded JSON (needed by `--fix`); otherwise it is moved.
+/// `complete`: the input is the whole cluster (what it lacks does not exist).
+pub fn prepare(
+    loaded: &mut Loaded,
+    default_namespace: &str,
+    keep_values: bool,
+    complete: bool,
+) -> Prepared {
     let mut p = Prepared {
         errors: std::mem::take(&mut loaded.errors),
         ..Default::default()
     };
     enum Prepped {
-        Entry(Box<Entry>),
+        Object(Box<Object>),
         Skipped(String),
     }
     let parts = manifest::par_map_mut(&mut loaded.objects, |chunk| {
@@ -103,7 +110,7 @@ pub fn prepare(loaded: &mut Loaded, default_namespace: &str, keep_values: bool) 
                     .rsplit_once('/')
                     .map_or(api_version.as_str(), |(_, v)| v)
                     .to_owned();
-                Prepped::Entry(Box::new(Entry {
+                Prepped::Object(Box::new(Object {
                     kind,
                     version,
                     object: obj,
@@ -113,43 +120,42 @@ pub fn prepare(loaded: &mut Loaded, default_namespace: &str, keep_values: bool) 
             })
             .collect::<Vec<_>>()
     });
+    let mut objects = Vec::new();
     for prepped in parts.into_iter().flatten() {
         match prepped {
-            Prepped::Entry(e) => {
-                p.entry_of.push(Some(p.entries.len()));
-                p.entries.push(*e);
+            Prepped::Object(o) => {
+                p.object_of.push(Some(objects.len()));
+                objects.push(*o);
             }
             Prepped::Skipped(k) => {
                 *p.skipped.entry(k).or_default() += 1;
-                p.entry_of.push(None);
+                p.object_of.push(None);
             }
         }
     }
+    p.inventory = if complete {
+        Inventory::complete(objects)
+    } else {
+        Inventory::partial(objects)
+    };
     p
 }
 
 /// Check loaded manifests: the whole pipeline short of reading files and printing.
-pub fn check_loaded(
-    engine: &Engine,
-    prepared: &Prepared,
-    complete: bool,
-    show_mtls: bool,
-) -> Report {
-    let cluster = cross::static_cluster(&prepared.entries, complete);
-    let analysis = cross::analyze(engine, &prepared.entries, &cluster, complete);
+pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Report {
+    let inventory = &prepared.inventory;
+    let analysis = analyze(engine, inventory);
     let mut notes = Vec::new();
-    if !complete {
-        let defined: BTreeSet<&str> = prepared
-            .entries
-            .iter()
-            .filter(|e| e.kind == Kind::Namespace)
-            .map(Entry::name)
+    if !inventory.is_complete() {
+        let defined: BTreeSet<&str> = inventory
+            .of_kind(Kind::Namespace)
+            .map(Object::name)
             .collect();
-        let used: BTreeSet<&str> = prepared
-            .entries
+        let used: BTreeSet<&str> = inventory
+            .objects()
             .iter()
             .filter(|e| e.kind != Kind::Namespace)
-            .map(Entry::namespace)
+            .map(Object::namespace)
             .filter(|ns| {
                 !defined.contains(ns) && !engine.exempt_namespaces().iter().any(|x| x == ns)
             })
@@ -164,7 +170,7 @@ pub fn check_loaded(
     }
     Report {
         command: "check",
-        items: analysis.items,
+        findings: analysis.findings,
         errors: prepared.errors.clone(),
         objects: analysis.evaluated,
         skipped: prepared.skipped.clone(),
@@ -191,16 +197,18 @@ pub fn fixed_documents(
     loaded: &Loaded,
     prepared: &Prepared,
 ) -> Vec<(String, Vec<FixedDoc>)> {
-    let cluster = cross::static_cluster(&prepared.entries, false);
+    let inventory = &prepared.inventory;
     // Patch per object, then group the objects of each document.
     let patches: Vec<Vec<json_patch::PatchOperation>> = loaded
         .objects
         .iter()
-        .zip(&prepared.entry_of)
-        .map(|(_, idx)| match idx.and_then(|i| prepared.entries.get(i)) {
-            Some(e) => engine.mutate(&e.review(), &cluster).patch,
-            None => Vec::new(),
-        })
+        .zip(&prepared.object_of)
+        .map(
+            |(_, idx)| match idx.and_then(|i| inventory.objects().get(i)) {
+                Some(o) => engine.mutate(&o.review(), inventory).patch,
+                None => Vec::new(),
+            },
+        )
         .collect();
     let mut files: Vec<(String, Vec<FixedDoc>)> = Vec::new();
     let mut i = 0;
@@ -297,7 +305,7 @@ pub fn execute(
         }};
     }
     let policy = match &args.config {
-        Some(p) => match Policy::load(p) {
+        Some(p) => match crate::catalogue::load_policy(p) {
             Ok(p) => p,
             Err(e) => fail!("{e}"),
         },
@@ -308,8 +316,8 @@ pub fn execute(
         Ok(l) => l,
         Err(e) => fail!("{e}"),
     };
-    let prepared = prepare(&mut loaded, &args.namespace, args.fix);
-    let report = check_loaded(&engine, &prepared, args.complete, args.mtls);
+    let prepared = prepare(&mut loaded, &args.namespace, args.fix, args.complete);
+    let report = check_loaded(&engine, &prepared, args.mtls);
     let rendered = report.render(args.format);
     if args.fix {
         let files = fixed_documents(&engine, &loaded, &prepared);
@@ -344,7 +352,7 @@ pub fn execute(
     }
     let code = report.exit_code();
     // Freeing a large inventory takes a noticeable share of a run: do it off the exit path.
-    if prepared.entries.len() > 10_000 {
+    if prepared.inventory.len() > 10_000 {
         std::thread::spawn(move || drop((loaded, prepared, report)));
     }
     code

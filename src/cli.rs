@@ -1,7 +1,11 @@
-//! Command line: `meshguard serve | check | audit | certs | rules`.
+//! Command line: `meshguard serve | check | audit | certs | rules`, and dispatch. Each command's
+//! flags live next to the command (`check::CheckArgs`, `audit::AuditArgs`, ...); `serve`'s flags
+//! are here and become a plain [`ServeConfig`], so the server never sees clap.
 //! Every `serve` flag can also be set by an environment variable `MESHGUARD_<FLAG>`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::serve::ServeConfig;
+use crate::server::Limits;
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,19 +27,13 @@ pub enum Command {
     /// Run the admission webhook server (HTTPS) and the admin server (metrics, probes).
     Serve(Box<ServeArgs>),
     /// Print the rule catalogue.
-    Rules(RulesArgs),
+    Rules(crate::catalogue::RulesArgs),
     /// Generate a CA and a serving certificate for the webhook Service; prints the caBundle.
     Certs(crate::certs::CertsArgs),
     /// Check manifests (files, directories, `-` for stdin) offline.
     Check(crate::check::CheckArgs),
     /// Audit a live cluster (read-only).
     Audit(crate::audit::AuditArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -87,7 +85,7 @@ pub struct ServeArgs {
     pub own_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "MESHGUARD_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    pub log_format: crate::logging::LogFormat,
     /// Log filter (tracing EnvFilter syntax); `trace` includes request bodies.
     #[arg(long, env = "MESHGUARD_LOG", default_value = "info")]
     pub log_level: String,
@@ -136,40 +134,45 @@ pub struct ServeArgs {
     pub audit_interval: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RulesFormat {
-    Table,
-    Json,
-    Markdown,
-}
-
-#[derive(Clone, Debug, Args)]
-pub struct RulesArgs {
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: RulesFormat,
-}
-
-/// Install logging for a long-running command.
-pub fn init_logging(format: LogFormat, filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+impl ServeArgs {
+    /// The plain configuration `serve` runs with.
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            tls_files: self.tls_cert.clone().zip(self.tls_key.clone()),
+            dns_names: self.dns_names.clone(),
+            ca_bundle_out: self.ca_bundle_out.clone(),
+            tls_reload_interval: self.tls_reload_interval,
+            client_ca: self.client_ca.clone(),
+            admin_listen: self.admin_listen,
+            config: self.config.clone(),
+            config_reload_interval: self.config_reload_interval,
+            own_namespace: self.own_namespace.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                header_read_timeout: self.header_timeout,
+                handshake_timeout: self.handshake_timeout,
+                request_timeout: self.request_timeout,
+                max_connections: self.max_connections,
+                max_concurrent_streams: self.max_concurrent_streams,
+                drain_timeout: self.drain_timeout,
+                idle_timeout: self.idle_timeout,
+                max_cancelled_per_10s: self.max_cancelled_per_10s,
+            },
+            lookup_timeout: self.lookup_timeout,
+            kubeconfig: self.kubeconfig.clone(),
+            no_cluster: self.no_cluster,
+            audit_interval: self.audit_interval,
+        }
+    }
 }
 
 /// Run a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => crate::serve::run(*args),
+        Command::Serve(args) => crate::serve::run(args.config()),
         Command::Rules(args) => crate::catalogue::print(args.format),
         Command::Certs(args) => crate::certs::run(args),
         Command::Check(args) => crate::check::run(args),

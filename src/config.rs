@@ -1,7 +1,7 @@
 //! The policy configuration: global mode, per-rule actions and exemptions, mesh settings.
 //! Parsed strictly (unknown keys and unknown rule ids are errors) before any listener opens.
 
-use crate::rules::{self, Action};
+use crate::finding::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +12,7 @@ pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
 /// Global enforcement mode. A rule's explicit `action` in config overrides it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum EnforcementMode {
     /// Rules act with their default action (deny or warn).
     #[default]
     Enforce,
@@ -22,15 +22,15 @@ pub enum Mode {
     Audit,
 }
 
-impl Mode {
+impl EnforcementMode {
     /// Cap a rule's default action by the global mode.
     pub fn cap(self, default: Action) -> Action {
         match (self, default) {
             (_, Action::Off) => Action::Off,
-            (Mode::Enforce, a) => a,
-            (Mode::Warn, Action::Deny) => Action::Warn,
-            (Mode::Warn, a) => a,
-            (Mode::Audit, _) => Action::Audit,
+            (EnforcementMode::Enforce, a) => a,
+            (EnforcementMode::Warn, Action::Deny) => Action::Warn,
+            (EnforcementMode::Warn, a) => a,
+            (EnforcementMode::Audit, _) => Action::Audit,
         }
     }
 }
@@ -130,7 +130,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
     #[serde(default)]
-    pub mode: Mode,
+    pub mode: EnforcementMode,
     /// Istio's root namespace (meshConfig.rootNamespace).
     #[serde(default = "default_root_namespace")]
     pub root_namespace: String,
@@ -184,7 +184,7 @@ fn default_exempt() -> Vec<String> {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            mode: Mode::Enforce,
+            mode: EnforcementMode::Enforce,
             root_namespace: default_root_namespace(),
             trust_domain: default_trust_domain(),
             trust_domain_aliases: Vec::new(),
@@ -198,6 +198,15 @@ impl Default for Policy {
             mutations: BTreeMap::new(),
         }
     }
+}
+
+/// The ids a policy may configure, handed in by whoever knows every registry (the catalogue:
+/// rules, cross-resource checks, mutations). Keeps this module free of the registries.
+pub trait KnownIds {
+    /// A rule or cross-resource check id (`rules.<id>`).
+    fn is_check(&self, id: &str) -> bool;
+    /// A mutation id (`mutations.<id>`).
+    fn is_mutation(&self, id: &str) -> bool;
 }
 
 /// Why a policy file was refused.
@@ -216,23 +225,27 @@ pub enum ConfigError {
 }
 
 impl Policy {
-    /// The embedded default policy.
+    /// The embedded default policy. It configures no rule ids (a unit test checks it parses
+    /// to the coded defaults), so it needs no id check.
     pub fn builtin() -> Policy {
-        // The embedded file is covered by a unit test; fall back to the coded defaults anyway.
-        Policy::from_yaml(DEFAULT_POLICY_YAML, "<built-in>").unwrap_or_default()
+        Policy::from_yaml(DEFAULT_POLICY_YAML, "<built-in>", &NoIds).unwrap_or_default()
     }
 
     /// Read and validate a policy file.
-    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
+    pub fn load(path: &Path, known: &dyn KnownIds) -> Result<Policy, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Policy::from_yaml(&text, &path.display().to_string())
+        Policy::from_yaml(&text, &path.display().to_string(), known)
     }
 
     /// Parse and validate policy YAML. `origin` names the source in error messages.
-    pub fn from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        known: &dyn KnownIds,
+    ) -> Result<Policy, ConfigError> {
         let policy: Policy = if text.trim().is_empty() {
             Policy::default()
         } else {
@@ -241,24 +254,26 @@ impl Policy {
                 message: e.to_string(),
             })?
         };
-        policy.validate().map_err(|message| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            message,
-        })?;
+        policy
+            .validate(known)
+            .map_err(|message| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                message,
+            })?;
         Ok(policy)
     }
 
     /// Semantic checks serde cannot express.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self, known: &dyn KnownIds) -> Result<(), String> {
         for id in self.rules.keys() {
-            if rules::find(id).is_none() && crate::cross::find(id).is_none() {
+            if !known.is_check(id) {
                 return Err(format!(
                     "rules.{id}: unknown rule id (run `meshguard rules` for the catalogue; the cross-resource checks of check and audit count too)"
                 ));
             }
         }
         for id in self.mutations.keys() {
-            if crate::mutation::find(id).is_none() {
+            if !known.is_mutation(id) {
                 return Err(format!("mutations.{id}: unknown mutation id"));
             }
         }
@@ -276,11 +291,12 @@ impl Policy {
         Ok(())
     }
 
-    /// The effective action of a rule under this policy.
-    pub fn action_for(&self, rule: &rules::Rule) -> Action {
-        match self.rules.get(rule.id).and_then(|c| c.action) {
+    /// The effective action of a rule or cross-resource check under this policy: its
+    /// `rules.<id>.action` when set, else its default capped by the global mode.
+    pub fn action_for(&self, id: &str, default_action: Action) -> Action {
+        match self.rules.get(id).and_then(|c| c.action) {
             Some(a) => a,
-            None => self.mode.cap(rule.default_action),
+            None => self.mode.cap(default_action),
         }
     }
 
@@ -295,19 +311,44 @@ impl Policy {
     }
 }
 
+/// Knows no ids: any `rules.<id>` or `mutations.<id>` is refused.
+struct NoIds;
+
+impl KnownIds for NoIds {
+    fn is_check(&self, _: &str) -> bool {
+        false
+    }
+    fn is_mutation(&self, _: &str) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The ids these tests configure.
+    struct TestIds;
+    impl KnownIds for TestIds {
+        fn is_check(&self, id: &str) -> bool {
+            matches!(id, "pa-permissive-mtls" | "pa-disabled-mtls")
+        }
+        fn is_mutation(&self, _: &str) -> bool {
+            false
+        }
+    }
+
     #[test]
     fn builtin_policy_parses() {
-        let p = Policy::from_yaml(DEFAULT_POLICY_YAML, "default").expect("built-in policy");
+        let p =
+            Policy::from_yaml(DEFAULT_POLICY_YAML, "default", &TestIds).expect("built-in policy");
         assert_eq!(p, Policy::default());
     }
 
     #[test]
     fn unknown_key_is_an_error_with_a_line() {
-        let err = Policy::from_yaml("mode: enforce\nrootNamespce: foo\n", "p.yaml").unwrap_err();
+        let err = Policy::from_yaml("mode: enforce\nrootNamespce: foo\n", "p.yaml", &TestIds)
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("rootNamespce"), "{text}");
         assert!(text.contains('2'), "line number expected: {text}");
@@ -315,8 +356,8 @@ mod tests {
 
     #[test]
     fn unknown_rule_id_is_an_error() {
-        let err =
-            Policy::from_yaml("rules:\n  pa-nope:\n    action: warn\n", "p.yaml").unwrap_err();
+        let err = Policy::from_yaml("rules:\n  pa-nope:\n    action: warn\n", "p.yaml", &TestIds)
+            .unwrap_err();
         assert!(
             err.to_string().contains("rules.pa-nope: unknown rule id"),
             "{err}"
@@ -325,7 +366,7 @@ mod tests {
 
     #[test]
     fn bad_mode_is_an_error() {
-        let err = Policy::from_yaml("mode: enforcing\n", "p.yaml").unwrap_err();
+        let err = Policy::from_yaml("mode: enforcing\n", "p.yaml", &TestIds).unwrap_err();
         assert!(err.to_string().contains("enforcing"), "{err}");
     }
 
@@ -334,20 +375,25 @@ mod tests {
         let p = Policy::from_yaml(
             "mode: audit\nrules:\n  pa-permissive-mtls:\n    action: deny\n",
             "p.yaml",
+            &TestIds,
         )
         .expect("valid");
-        let permissive = rules::find("pa-permissive-mtls").expect("rule");
-        let disabled = rules::find("pa-disabled-mtls").expect("rule");
-        assert_eq!(p.action_for(permissive), Action::Deny);
-        assert_eq!(p.action_for(disabled), Action::Audit);
+        assert_eq!(
+            p.action_for("pa-permissive-mtls", Action::Deny),
+            Action::Deny
+        );
+        assert_eq!(
+            p.action_for("pa-disabled-mtls", Action::Deny),
+            Action::Audit
+        );
     }
 
     #[test]
     fn mode_caps_defaults() {
-        assert_eq!(Mode::Warn.cap(Action::Deny), Action::Warn);
-        assert_eq!(Mode::Warn.cap(Action::Warn), Action::Warn);
-        assert_eq!(Mode::Audit.cap(Action::Deny), Action::Audit);
-        assert_eq!(Mode::Enforce.cap(Action::Warn), Action::Warn);
+        assert_eq!(EnforcementMode::Warn.cap(Action::Deny), Action::Warn);
+        assert_eq!(EnforcementMode::Warn.cap(Action::Warn), Action::Warn);
+        assert_eq!(EnforcementMode::Audit.cap(Action::Deny), Action::Audit);
+        assert_eq!(EnforcementMode::Enforce.cap(Action::Warn), Action::Warn);
     }
 
     #[test]

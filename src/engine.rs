@@ -4,9 +4,10 @@
 
 use crate::config::Policy;
 use crate::context::{ClusterView, Lookup};
+use crate::finding::{Action, Finding};
 use crate::mutation::{self, Mutation};
 use crate::resource::{labels_of, Kind, Review};
-use crate::rules::{self, Action, Ctx, Finding, Memo, Rule};
+use crate::rules::{self, Ctx, ReviewCache, Rule};
 use json_patch::PatchOperation;
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
@@ -63,7 +64,7 @@ impl Engine {
 
         let mut rules: HashMap<Kind, Vec<(&'static Rule, Action)>> = HashMap::new();
         for rule in rules::REGISTRY {
-            let action = policy.action_for(rule);
+            let action = policy.action_for(rule.id, rule.default_action);
             if action == Action::Off {
                 continue;
             }
@@ -104,14 +105,7 @@ impl Engine {
         if being_deleted(review) {
             return true;
         }
-        let istio = matches!(
-            review.kind,
-            Kind::PeerAuthentication
-                | Kind::AuthorizationPolicy
-                | Kind::RequestAuthentication
-                | Kind::DestinationRule
-        );
-        !istio && self.exempt_namespaces.iter().any(|n| n == review.namespace)
+        !review.kind.is_istio() && self.exempt_namespaces.iter().any(|n| n == review.namespace)
     }
 
     /// Validate one review.
@@ -178,11 +172,11 @@ impl Engine {
         cluster: &dyn ClusterView,
         deny_only: bool,
     ) -> Vec<Finding> {
-        let memo = Memo::default();
+        let cache = ReviewCache::default();
         let ctx = Ctx {
             policy: &self.policy,
             cluster,
-            memo: &memo,
+            cache: &cache,
         };
         let mut findings = Vec::new();
         let mut violations = Vec::new();
@@ -226,12 +220,12 @@ impl Engine {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         for (i, m) in mutations.iter().enumerate() {
-            // A fresh memo per mutation: each may see a differently patched object.
-            let memo = Memo::default();
+            // A fresh cache per mutation: each may see a differently patched object.
+            let cache = ReviewCache::default();
             let ctx = Ctx {
                 policy: &self.policy,
                 cluster,
-                memo: &memo,
+                cache: &cache,
             };
             let mut ops = Vec::new();
             match &patched {
@@ -351,7 +345,7 @@ mod tests {
 
     #[test]
     fn off_rules_do_not_run_and_exemptions_apply() {
-        let policy = Policy::from_yaml(
+        let policy = crate::catalogue::policy_from_yaml(
             "rules:\n  pa-disabled-mtls:\n    action: off\n  pa-permissive-mtls:\n    exemptions:\n      - namespaces: [legacy]\n      - objectSelector:\n          matchLabels: {migration: \"true\"}\n",
             "t",
         )
@@ -482,7 +476,8 @@ mod tests {
         );
         assert_eq!(actions(&ev, "wl-traffic-bypass"), [Action::Deny]);
         // Off: every deny stays a deny.
-        let strict = Policy::from_yaml("allowExistingViolations: false\n", "t").expect("policy");
+        let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
+            .expect("policy");
         let engine = Engine::new(strict, None);
         let ev = update(
             &engine,
@@ -503,7 +498,8 @@ mod tests {
                 "2026-11-24T08:00:00Z".parse().expect("time"),
             ));
         new.metadata.finalizers = None;
-        let strict = Policy::from_yaml("allowExistingViolations: false\n", "t").expect("policy");
+        let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
+            .expect("policy");
         for engine in [engine, Engine::new(strict, None)] {
             let ev = update(&engine, Kind::Deployment, &old, &new);
             assert!(ev.exempt && ev.findings.is_empty());

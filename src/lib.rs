@@ -1,11 +1,24 @@
 //! meshguard: a Kubernetes admission webhook that keeps an Istio service mesh zero-trust.
 //!
-//! Dependencies point one way:
-//! `resource` (typed views) → `rules`, `mutation` → `engine` (pure) → front ends
-//! (`admission`, `check`, `audit`) → `server` → `serve` / `cli` → the binary.
+//! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
+//!
+//! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
+//!   `logging`;
+//! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
+//!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
+//!   (the policy);
+//! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS);
+//! * `engine` (the one pure evaluator);
+//! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
+//!   (engine + cross checks over an inventory), `catalogue` (every registry);
+//! * front ends: `admission` (the webhook), `check`, `audit`, `report` (outputs), `manifest`,
+//!   `cluster` (kube-backed caches);
+//! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
+//! * `cli`, then the binary.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod analysis;
 pub mod audit;
 pub mod catalogue;
 pub mod certs;
@@ -16,6 +29,11 @@ pub mod config;
 pub mod context;
 pub mod cross;
 pub mod engine;
+pub mod finding;
+pub mod inventory;
+pub mod istio;
+pub mod json;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod mtls;

@@ -13,51 +13,14 @@
 //! Pure: no I/O. `audit --mtls` and `check --mtls` print the table; the replacement for the
 //! removed `istioctl authn tls-check`.
 
-use crate::resource::{labels_of, Kind};
+use crate::istio::{MtlsMode, PeerAuthentication};
+use crate::pod_template::PodTemplate;
+use crate::resource::{spec_of, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DynamicObject;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-
-/// A PeerAuthentication mTLS mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Mode {
-    Unset,
-    Disable,
-    Permissive,
-    Strict,
-}
-
-impl Mode {
-    /// Parse `mtls.mode`; absent or unknown values count as UNSET (Istio's validation rejects
-    /// unknown values).
-    pub fn parse(mtls: Option<&Value>) -> Mode {
-        match mtls.and_then(|m| m.get("mode")).and_then(Value::as_str) {
-            Some("STRICT") => Mode::Strict,
-            Some("PERMISSIVE") => Mode::Permissive,
-            Some("DISABLE") => Mode::Disable,
-            _ => Mode::Unset,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Unset => "UNSET",
-            Mode::Disable => "DISABLE",
-            Mode::Permissive => "PERMISSIVE",
-            Mode::Strict => "STRICT",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The parts of a PeerAuthentication that decide the effective mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,37 +30,24 @@ pub struct PeerPolicy {
     pub created: Option<Time>,
     /// `selector.matchLabels`; empty = namespace- or mesh-wide.
     pub selector: BTreeMap<String, String>,
-    pub mode: Mode,
-    pub ports: BTreeMap<u32, Mode>,
+    pub mode: MtlsMode,
+    pub ports: BTreeMap<u32, MtlsMode>,
 }
 
 impl PeerPolicy {
     /// Read a PeerAuthentication object.
     pub fn from_object(obj: &DynamicObject) -> PeerPolicy {
-        let spec = obj.data.get("spec").unwrap_or(&Value::Null);
-        let selector = string_map(
-            spec.get("selector")
-                .and_then(|s| s.get("matchLabels"))
-                .unwrap_or(&Value::Null),
-        );
-        let ports = spec
-            .get("portLevelMtls")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        Some((k.trim().parse::<u32>().ok()?, Mode::parse(Some(v))))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pa = PeerAuthentication::of(spec_of(obj));
         PeerPolicy {
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
             created: obj.metadata.creation_timestamp.clone(),
-            selector,
-            mode: Mode::parse(spec.get("mtls")),
-            ports,
+            selector: pa.selector.to_map(),
+            mode: pa.mode(),
+            ports: pa
+                .port_level()
+                .filter_map(|p| Some((p.port()?, MtlsMode::parse(p.mode()))))
+                .collect(),
         }
     }
 
@@ -105,17 +55,6 @@ impl PeerPolicy {
     fn age_key(&self) -> (bool, Option<&Time>, &str) {
         (self.created.is_none(), self.created.as_ref(), &self.name)
     }
-}
-
-/// A `string → string` map from a JSON object (non-string values skipped).
-pub fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A workload as the mTLS table sees it: pod labels and container ports.
@@ -138,62 +77,41 @@ pub struct ContainerPort {
 }
 
 impl Workload {
-    /// Read a workload object (any of [`Kind::WORKLOADS`]); `None` for other kinds.
+    /// Read a workload object (any of [`Kind::WORKLOADS`]) through its pod template; `None` for
+    /// other kinds.
     pub fn from_object(kind: Kind, obj: &DynamicObject) -> Option<Workload> {
-        let keys = kind.pod_template_path()?;
-        let (template, prefix): (Option<&Value>, String) = if keys.is_empty() {
-            (None, String::new())
-        } else {
-            let mut v = obj.data.get(keys[0]);
-            for k in &keys[1..] {
-                v = v.and_then(|x| x.get(*k));
-            }
-            (v, format!("{}.", keys.join(".")))
-        };
-        let (labels, pod_spec) = match template {
-            None => (labels_of(obj).clone(), obj.data.get("spec")),
-            Some(t) => (
-                string_map(
-                    t.get("metadata")
-                        .and_then(|m| m.get("labels"))
-                        .unwrap_or(&Value::Null),
-                ),
-                t.get("spec"),
-            ),
-        };
-        let mut ports = Vec::new();
-        if let Some(containers) = pod_spec
-            .and_then(|s| s.get("containers"))
-            .and_then(Value::as_array)
-        {
-            for (ci, c) in containers.iter().enumerate() {
-                let Some(list) = c.get("ports").and_then(Value::as_array) else {
+        let t = PodTemplate::of(kind, obj)?;
+        let mut ports: Vec<ContainerPort> = Vec::new();
+        for c in t.containers().filter(|c| c.list == "containers") {
+            for (pi, p) in c.ports() {
+                let Some(port) = p
+                    .get("containerPort")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                else {
                     continue;
                 };
-                for (pi, p) in list.iter().enumerate() {
-                    let Some(port) = p
-                        .get("containerPort")
-                        .and_then(Value::as_u64)
-                        .and_then(|n| u32::try_from(n).ok())
-                    else {
-                        continue;
-                    };
-                    if ports.iter().any(|x: &ContainerPort| x.port == port) {
-                        continue;
-                    }
-                    ports.push(ContainerPort {
-                        port,
-                        name: p.get("name").and_then(Value::as_str).map(str::to_owned),
-                        path: format!("{prefix}spec.containers[{ci}].ports[{pi}].containerPort"),
-                    });
+                if ports.iter().any(|x| x.port == port) {
+                    continue;
                 }
+                ports.push(ContainerPort {
+                    port,
+                    name: p
+                        .get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned),
+                    path: t.path(&format!(
+                        "spec.containers[{}].ports[{pi}].containerPort",
+                        c.index
+                    )),
+                });
             }
         }
         Some(Workload {
             kind,
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
-            labels,
+            labels: t.labels(),
             ports,
         })
     }
@@ -252,7 +170,7 @@ impl fmt::Display for Decider {
 /// no policy set a mode).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Effective {
-    pub mode: Mode,
+    pub mode: MtlsMode,
     pub decided_by: Option<Decider>,
 }
 
@@ -329,12 +247,12 @@ impl PolicyIndex {
             )
         };
         let mut eff = Effective {
-            mode: Mode::Permissive,
+            mode: MtlsMode::Permissive,
             decided_by: None,
         };
         for (p, level) in [(mesh, Level::Mesh), (ns_policy, Level::Namespace)] {
             if let Some(p) = p {
-                if p.mode != Mode::Unset {
+                if p.mode != MtlsMode::Unset {
                     eff = Effective {
                         mode: p.mode,
                         decided_by: Some(decider(p, level)),
@@ -344,14 +262,14 @@ impl PolicyIndex {
         }
         let mut ports = BTreeMap::new();
         if let Some(w) = workload {
-            if w.mode != Mode::Unset {
+            if w.mode != MtlsMode::Unset {
                 eff = Effective {
                     mode: w.mode,
                     decided_by: Some(decider(w, Level::Workload)),
                 };
             }
             for (port, mode) in &w.ports {
-                let e = if *mode == Mode::Unset {
+                let e = if *mode == MtlsMode::Unset {
                     eff.clone()
                 } else {
                     Effective {

@@ -4,7 +4,8 @@
 //! through [`PodTemplate`] and build field paths and JSON pointers from its prefix, so a finding
 //! or a patch points at the right place for each kind. Nothing here does I/O.
 
-use crate::resource::{quoted_key, Kind, Review};
+use crate::json::quoted_key;
+use crate::resource::{Kind, Review};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DynamicObject;
 use serde_json::Value;
@@ -50,6 +51,10 @@ impl<'a> Container<'a> {
     pub fn name(&self) -> &'a str {
         self.value.get("name").and_then(Value::as_str).unwrap_or("")
     }
+    /// The entries of `ports`, with their indexes.
+    pub fn ports(&self) -> impl Iterator<Item = (usize, &'a Value)> + 'a {
+        crate::json::items(self.value, "ports").iter().enumerate()
+    }
     /// An init container with `restartPolicy: Always` (a native sidecar).
     pub fn is_native_sidecar(&self) -> bool {
         self.list == "initContainers"
@@ -69,7 +74,7 @@ impl<'a> PodTemplate<'a> {
                 spec: obj.data.get("spec").unwrap_or(&NULL),
             });
         }
-        let template = crate::resource::get_path(&obj.data, prefix);
+        let template = crate::json::get_path(&obj.data, prefix);
         Some(PodTemplate {
             kind,
             prefix,
@@ -104,6 +109,16 @@ impl<'a> PodTemplate<'a> {
         match self.meta {
             Meta::Typed(m) => m.annotations.as_ref()?.get(key).map(String::as_str),
             Meta::Raw(m) => m?.get("annotations")?.get(key)?.as_str(),
+        }
+    }
+
+    /// All labels, as an owned map (string values only).
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        match self.meta {
+            Meta::Typed(m) => m.labels.clone().unwrap_or_default(),
+            Meta::Raw(m) => {
+                crate::json::string_map(m.and_then(|m| m.get("labels")).unwrap_or(&NULL))
+            }
         }
     }
 

@@ -1,10 +1,9 @@
 //! Output of `check` and `audit`: text, JSON, JUnit XML and SARIF 2.1.0.
 //! Every format is deterministic (findings sorted, maps ordered).
 
-use crate::cross::{self, Item};
+use crate::finding::{Action, ObjectFinding, Subject};
 use crate::manifest::LoadError;
 use crate::mtls;
-use crate::rules::{self, Action};
 use clap::ValueEnum;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -26,7 +25,7 @@ pub const PARSE_ERROR_ID: &str = "manifest-parse-error";
 pub struct Report {
     /// `check` or `audit`.
     pub command: &'static str,
-    pub items: Vec<Item>,
+    pub findings: Vec<ObjectFinding>,
     pub errors: Vec<LoadError>,
     /// Objects evaluated.
     pub objects: usize,
@@ -41,7 +40,7 @@ pub struct Report {
 
 impl Report {
     pub fn count(&self, action: Action) -> usize {
-        self.items
+        self.findings
             .iter()
             .filter(|i| i.finding.action == action)
             .count()
@@ -60,7 +59,7 @@ impl Report {
 
     pub fn by_rule(&self) -> BTreeMap<&'static str, usize> {
         let mut m = BTreeMap::new();
-        for i in &self.items {
+        for i in &self.findings {
             *m.entry(i.finding.rule).or_default() += 1;
         }
         m
@@ -68,7 +67,7 @@ impl Report {
 
     pub fn by_namespace(&self) -> BTreeMap<&str, usize> {
         let mut m = BTreeMap::new();
-        for i in &self.items {
+        for i in &self.findings {
             let ns = if i.subject.namespace.is_empty() {
                 "(cluster)"
             } else {
@@ -88,7 +87,7 @@ impl Report {
         }
     }
 
-    fn location(i: &Item) -> String {
+    fn location(i: &ObjectFinding) -> String {
         match (&i.subject.file, i.subject.line) {
             (Some(f), Some(l)) => format!("{f}:{l}: "),
             (Some(f), None) => format!("{f}: "),
@@ -106,11 +105,11 @@ impl Report {
         if !self.errors.is_empty() {
             s.push('\n');
         }
-        if self.items.is_empty() && self.errors.is_empty() {
+        if self.findings.is_empty() && self.errors.is_empty() {
             s.push_str("No findings.\n\n");
         }
-        let mut last: Option<&cross::Subject> = None;
-        for i in &self.items {
+        let mut last: Option<&Subject> = None;
+        for i in &self.findings {
             if last != Some(&i.subject) {
                 let _ = writeln!(s, "{}{}", Self::location(i), i.subject.label());
                 last = Some(&i.subject);
@@ -118,7 +117,7 @@ impl Report {
             let _ = writeln!(s, "  {:<5} {}", i.finding.action.as_str(), i.finding);
         }
         if self.show_mtls {
-            if !self.items.is_empty() {
+            if !self.findings.is_empty() {
                 s.push('\n');
             }
             s.push_str(
@@ -130,7 +129,7 @@ impl Report {
                 s.push_str(&mtls::render_table(&self.mtls));
             }
         }
-        if !self.items.is_empty() {
+        if !self.findings.is_empty() {
             s.push_str("\nFindings by rule:\n");
             for (r, n) in self.by_rule() {
                 let _ = writeln!(s, "  {r:<40} {n}");
@@ -160,7 +159,7 @@ impl Report {
             "\n{}: {} objects, {} findings ({} deny, {} warn, {} audit), {} unreadable documents",
             self.command,
             self.objects,
-            self.items.len(),
+            self.findings.len(),
             self.count(Action::Deny),
             self.count(Action::Warn),
             self.count(Action::Audit),
@@ -173,7 +172,7 @@ impl Report {
 
     pub fn json(&self) -> Value {
         let findings: Vec<Value> = self
-            .items
+            .findings
             .iter()
             .map(|i| {
                 json!({
@@ -194,7 +193,7 @@ impl Report {
             "command": self.command,
             "summary": {
                 "objects": self.objects,
-                "findings": self.items.len(),
+                "findings": self.findings.len(),
                 "deny": self.count(Action::Deny),
                 "warn": self.count(Action::Warn),
                 "audit": self.count(Action::Audit),
@@ -229,8 +228,8 @@ impl Report {
     /// One test case per object with findings (and one per unreadable document); deny-level
     /// findings are failures, warn/audit ones are printed in `system-out`.
     pub fn junit(&self) -> String {
-        let mut cases: Vec<(String, String, Vec<&Item>)> = Vec::new();
-        for i in &self.items {
+        let mut cases: Vec<(String, String, Vec<&ObjectFinding>)> = Vec::new();
+        for i in &self.findings {
             let name = format!("{}{}", Self::location(i), i.subject.label());
             match cases.last_mut() {
                 Some((n, _, v)) if *n == name => v.push(i),
@@ -270,7 +269,7 @@ impl Report {
                 xml(kind),
                 xml(name)
             );
-            let deny: Vec<&&Item> = items
+            let deny: Vec<&&ObjectFinding> = items
                 .iter()
                 .filter(|i| i.finding.action == Action::Deny)
                 .collect();
@@ -307,15 +306,10 @@ impl Report {
     /// SARIF 2.1.0: one run, every rule of the catalogue (registry, cross checks, parse error)
     /// as a reporting descriptor, one result per finding with the file and line of its object.
     pub fn sarif(&self) -> Value {
-        let mut ids: Vec<(&str, &str, Action)> = rules::REGISTRY
+        let mut ids: Vec<(&str, &str, Action)> = crate::catalogue::checks()
             .iter()
-            .map(|r| (r.id, r.summary, r.default_action))
+            .map(|c| (c.id, c.summary, c.default_action))
             .collect();
-        for c in cross::CATALOGUE {
-            if !ids.iter().any(|(id, _, _)| *id == c.id) {
-                ids.push((c.id, c.summary, c.default_action));
-            }
-        }
         ids.push((
             PARSE_ERROR_ID,
             "A manifest document that cannot be parsed as a Kubernetes object",
@@ -351,7 +345,7 @@ impl Report {
                 "locations": [loc],
             }));
         }
-        for i in &self.items {
+        for i in &self.findings {
             let logical = json!({
                 "name": i.subject.name,
                 "fullyQualifiedName": format!("{}/{}/{}", i.subject.namespace, i.subject.kind, i.subject.name),

@@ -61,30 +61,11 @@ impl Kind {
     /// Recognise a kind from the group/version/kind the apiserver sent.
     /// Versions outside the served set are not ours: they pass untouched.
     pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Kind> {
-        let k = match (group, kind) {
-            ("security.istio.io", "PeerAuthentication") => Kind::PeerAuthentication,
-            ("security.istio.io", "AuthorizationPolicy") => Kind::AuthorizationPolicy,
-            ("security.istio.io", "RequestAuthentication") => Kind::RequestAuthentication,
-            ("networking.istio.io", "DestinationRule") => Kind::DestinationRule,
-            ("", "Namespace") => Kind::Namespace,
-            ("", "Service") => Kind::Service,
-            ("", "ServiceAccount") => Kind::ServiceAccount,
-            ("", "Pod") => Kind::Pod,
-            ("", "ReplicationController") => Kind::ReplicationController,
-            ("apps", "Deployment") => Kind::Deployment,
-            ("apps", "StatefulSet") => Kind::StatefulSet,
-            ("apps", "DaemonSet") => Kind::DaemonSet,
-            ("apps", "ReplicaSet") => Kind::ReplicaSet,
-            ("batch", "Job") => Kind::Job,
-            ("batch", "CronJob") => Kind::CronJob,
-            _ => return None,
-        };
-        let served = match group {
-            "security.istio.io" => matches!(version, "v1" | "v1beta1"),
-            "networking.istio.io" => matches!(version, "v1" | "v1beta1" | "v1alpha3"),
-            _ => version == "v1",
-        };
-        served.then_some(k)
+        KIND_FACTS
+            .iter()
+            .find(|f| f.group == group && f.kind.as_str() == kind)
+            .filter(|f| f.versions.contains(&version))
+            .map(|f| f.kind)
     }
 
     /// Parse `apiVersion` + `kind` as found in a manifest.
@@ -94,6 +75,23 @@ impl Kind {
             None => ("", api_version),
         };
         Kind::from_gvk(group, version, kind)
+    }
+
+    /// Recognise a kind by its name alone (`Deployment`), for objects referenced by kind.
+    pub fn from_name(kind: &str) -> Option<Kind> {
+        KIND_FACTS
+            .iter()
+            .find(|f| f.kind.as_str() == kind)
+            .map(|f| f.kind)
+    }
+
+    /// This kind's row of [`KIND_FACTS`].
+    pub fn facts(self) -> &'static KindFacts {
+        // The table has a row for every kind (a unit test checks it); the fallback is never hit.
+        KIND_FACTS
+            .iter()
+            .find(|f| f.kind == self)
+            .unwrap_or(&KIND_FACTS[0])
     }
 
     pub fn as_str(self) -> &'static str {
@@ -117,24 +115,209 @@ impl Kind {
     }
 
     pub fn is_workload(self) -> bool {
-        Kind::WORKLOADS.contains(&self)
+        self.facts().pod_template.is_some()
+    }
+
+    /// One of Istio's security resources (never exempt by namespace: the mesh-wide policies
+    /// live in the exempt root namespace).
+    pub fn is_istio(self) -> bool {
+        self.facts().istio
     }
 
     /// Where the pod template sits below the object root, as object keys.
     /// `Some(&[])` for a Pod (the object is its own template).
     pub fn pod_template_path(self) -> Option<&'static [&'static str]> {
-        match self {
-            Kind::Pod => Some(&[]),
-            Kind::Deployment
-            | Kind::StatefulSet
-            | Kind::DaemonSet
-            | Kind::ReplicaSet
-            | Kind::ReplicationController
-            | Kind::Job => Some(&["spec", "template"]),
-            Kind::CronJob => Some(&["spec", "jobTemplate", "spec", "template"]),
-            _ => None,
-        }
+        self.facts().pod_template
     }
+}
+
+/// What meshguard knows about one kind: where the API serves it, and what it is to the mesh.
+/// The one table every list of kinds derives from (recognition, `audit`'s listing, exemptions,
+/// pod templates, owner references).
+#[derive(Debug)]
+pub struct KindFacts {
+    pub kind: Kind,
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// Versions meshguard reads, in the order `audit` tries them.
+    pub versions: &'static [&'static str],
+    /// Resource name in URLs.
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// One of Istio's security resources.
+    pub istio: bool,
+    /// Where the pod template sits (`Some(&[])`: the object is a pod); `None`: no pods.
+    pub pod_template: Option<&'static [&'static str]>,
+    /// A controller of pods (or of pod controllers): an object it owns through a `controller`
+    /// owner reference is judged through it, not on its own.
+    pub owns_pods: bool,
+}
+
+const SECURITY: &[&str] = &["v1", "v1beta1"];
+const NETWORKING: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+const V1: &[&str] = &["v1"];
+const TEMPLATE: Option<&[&str]> = Some(&["spec", "template"]);
+
+/// Every kind meshguard reads, in [`Kind::ALL`] order.
+pub static KIND_FACTS: &[KindFacts] = &[
+    KindFacts {
+        kind: Kind::PeerAuthentication,
+        group: "security.istio.io",
+        versions: SECURITY,
+        plural: "peerauthentications",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::AuthorizationPolicy,
+        group: "security.istio.io",
+        versions: SECURITY,
+        plural: "authorizationpolicies",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::RequestAuthentication,
+        group: "security.istio.io",
+        versions: SECURITY,
+        plural: "requestauthentications",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::DestinationRule,
+        group: "networking.istio.io",
+        versions: NETWORKING,
+        plural: "destinationrules",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::Namespace,
+        group: "",
+        versions: V1,
+        plural: "namespaces",
+        namespaced: false,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::Service,
+        group: "",
+        versions: V1,
+        plural: "services",
+        namespaced: true,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::ServiceAccount,
+        group: "",
+        versions: V1,
+        plural: "serviceaccounts",
+        namespaced: true,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::Pod,
+        group: "",
+        versions: V1,
+        plural: "pods",
+        namespaced: true,
+        istio: false,
+        pod_template: Some(&[]),
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::Deployment,
+        group: "apps",
+        versions: V1,
+        plural: "deployments",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::StatefulSet,
+        group: "apps",
+        versions: V1,
+        plural: "statefulsets",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::DaemonSet,
+        group: "apps",
+        versions: V1,
+        plural: "daemonsets",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::ReplicaSet,
+        group: "apps",
+        versions: V1,
+        plural: "replicasets",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::ReplicationController,
+        group: "",
+        versions: V1,
+        plural: "replicationcontrollers",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::Job,
+        group: "batch",
+        versions: V1,
+        plural: "jobs",
+        namespaced: true,
+        istio: false,
+        pod_template: TEMPLATE,
+        owns_pods: true,
+    },
+    KindFacts {
+        kind: Kind::CronJob,
+        group: "batch",
+        versions: V1,
+        plural: "cronjobs",
+        namespaced: true,
+        istio: false,
+        pod_template: Some(&["spec", "jobTemplate", "spec", "template"]),
+        owns_pods: true,
+    },
+];
+
+/// An object owned, through a `controller` owner reference, by a controller of pods: it is
+/// judged through that controller (a ReplicaSet of a Deployment, the Pods of a ReplicaSet).
+pub fn is_controlled(obj: &DynamicObject) -> bool {
+    obj.metadata.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true) && Kind::from_name(&r.kind).is_some_and(|k| k.facts().owns_pods)
+    })
 }
 
 impl std::fmt::Display for Kind {
@@ -223,25 +406,6 @@ pub fn labels_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
 pub fn annotations_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     obj.metadata.annotations.as_ref().unwrap_or(&EMPTY)
-}
-
-/// Walk object keys from a JSON value; `None` when any step is missing.
-pub fn get_path<'v>(value: &'v Value, keys: &[&str]) -> Option<&'v Value> {
-    keys.iter().try_fold(value, |v, k| v.get(*k))
-}
-
-/// Render a map key for a user-facing field path: `labels["app"]`.
-pub fn quoted_key(key: &str) -> String {
-    format!("[{}]", serde_json::Value::String(key.to_owned()))
-}
-
-/// True when an Istio `selector` (`WorkloadSelector`) selects nothing in particular,
-/// i.e. it is absent or has no `matchLabels` entries: the policy is namespace- or mesh-wide.
-pub fn selector_is_empty(spec: &Value) -> bool {
-    match spec.get("selector").and_then(|s| s.get("matchLabels")) {
-        Some(Value::Object(m)) => m.is_empty(),
-        _ => true,
-    }
 }
 
 /// An object as it arrives in an AdmissionReview, decoded for the rules: a [`DynamicObject`]
@@ -354,6 +518,51 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kind_facts_cover_every_kind_once() {
+        assert_eq!(KIND_FACTS.len(), Kind::ALL.len());
+        for (f, k) in KIND_FACTS.iter().zip(Kind::ALL) {
+            assert_eq!(f.kind, *k, "KIND_FACTS follows Kind::ALL");
+            assert_eq!(k.facts().kind, *k);
+            for v in f.versions {
+                assert_eq!(Kind::from_gvk(f.group, v, k.as_str()), Some(*k));
+            }
+            assert_eq!(Kind::from_name(k.as_str()), Some(*k));
+        }
+        let workloads: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.is_workload())
+            .collect();
+        assert_eq!(workloads, Kind::WORKLOADS);
+        assert_eq!(
+            Kind::from_gvk("networking.istio.io", "v1alpha3", "DestinationRule"),
+            Some(Kind::DestinationRule)
+        );
+        assert_eq!(
+            Kind::from_gvk("security.istio.io", "v1alpha1", "PeerAuthentication"),
+            None
+        );
+        assert_eq!(Kind::from_gvk("apps", "v1beta1", "Deployment"), None);
+        assert!(Kind::AuthorizationPolicy.is_istio() && !Kind::Pod.is_istio());
+    }
+
+    #[test]
+    fn controlled_objects_are_judged_through_their_controller() {
+        let owned = |kind: &str, controller: bool| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind,
+                    "name": "o", "uid": "u", "controller": controller}]}
+            }))
+            .expect("pod")
+        };
+        assert!(is_controlled(&owned("ReplicaSet", true)));
+        assert!(is_controlled(&owned("Job", true)));
+        assert!(!is_controlled(&owned("ReplicaSet", false)));
+        assert!(!is_controlled(&owned("Node", true)));
+    }
 
     #[test]
     fn review_object_drops_managed_fields_and_status_only() {

@@ -2,25 +2,62 @@
 //! then run until SIGTERM/SIGINT and drain. A second signal exits at once.
 
 use crate::admission::Admission;
-use crate::cli::ServeArgs;
 use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
 use crate::engine::Engine;
+use crate::logging::LogFormat;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Limits, Shutdown};
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Exit code for configuration and start-up errors.
 pub const EXIT_CONFIG: i32 = 2;
 
-pub fn run(args: ServeArgs) -> i32 {
-    crate::cli::init_logging(args.log_format, &args.log_level);
+/// Everything `serve` needs, as plain values (the command line builds it from its flags).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address of the HTTPS admission listener.
+    pub listen: SocketAddr,
+    /// Serving certificate chain and key (PEM files, reloaded when they change); `None`
+    /// generates a self-signed CA and certificate for `dns_names`.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// DNS names of a generated certificate (besides localhost and 127.0.0.1).
+    pub dns_names: Vec<String>,
+    /// Where to write the CA bundle of a generated certificate.
+    pub ca_bundle_out: Option<PathBuf>,
+    pub tls_reload_interval: Duration,
+    /// Require client certificates signed by this CA bundle (PEM file).
+    pub client_ca: Option<PathBuf>,
+    /// Address of the plain-HTTP admin listener.
+    pub admin_listen: SocketAddr,
+    /// Policy file; `None` uses the built-in policy.
+    pub config: Option<PathBuf>,
+    pub config_reload_interval: Duration,
+    /// meshguard's own namespace, always exempt.
+    pub own_namespace: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub limits: Limits,
+    /// Deadline of a direct API lookup on a cache miss.
+    pub lookup_timeout: Duration,
+    /// Kubeconfig for the watches; `None`: in-cluster or the default kubeconfig.
+    pub kubeconfig: Option<PathBuf>,
+    /// Run without a cluster connection.
+    pub no_cluster: bool,
+    /// Period of the background audit; zero turns it off.
+    pub audit_interval: Duration,
+}
+
+pub fn run(args: ServeConfig) -> i32 {
+    crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,16 +79,16 @@ pub fn run(args: ServeArgs) -> i32 {
 }
 
 /// Load the policy named by `--config`, or the built-in one.
-pub fn load_policy(args: &ServeArgs) -> anyhow::Result<Policy> {
+pub fn load_policy(args: &ServeConfig) -> anyhow::Result<Policy> {
     Ok(match &args.config {
-        Some(path) => Policy::load(path)?,
+        Some(path) => crate::catalogue::load_policy(path)?,
         None => Policy::builtin(),
     })
 }
 
 /// The certificate source: the given files, or a CA + certificate generated now.
-pub fn cert_source(args: &ServeArgs) -> anyhow::Result<CertSource> {
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+pub fn cert_source(args: &ServeConfig) -> anyhow::Result<CertSource> {
+    if let Some((cert, key)) = &args.tls_files {
         return Ok(CertSource::Files {
             cert: cert.clone(),
             key: key.clone(),
@@ -108,7 +145,7 @@ impl Started {
 
 /// Load everything, bind both listeners and start serving. Every configuration error surfaces
 /// here, before a listener opens. Tests use this to run exactly what the binary runs.
-pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
+pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     let policy = load_policy(args)?;
     let metrics = Metrics::new()?;
     let store = CertStore::new(cert_source(args)?, Some(metrics.clone()))?;
@@ -139,17 +176,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     crate::audit::spawn_periodic(client, audit_engine, metrics.clone(), args.audit_interval);
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
-    let limits = Arc::new(Limits {
-        max_body_bytes: args.max_body_bytes,
-        header_read_timeout: args.header_timeout,
-        handshake_timeout: args.handshake_timeout,
-        request_timeout: args.request_timeout,
-        max_connections: args.max_connections,
-        max_concurrent_streams: args.max_concurrent_streams,
-        drain_timeout: args.drain_timeout,
-        idle_timeout: args.idle_timeout,
-        max_cancelled_per_10s: args.max_cancelled_per_10s,
-    });
+    let limits = Arc::new(args.limits.clone());
     let state = AppState {
         admission: Arc::new(admission),
         listening: Arc::new(AtomicBool::new(false)),
@@ -195,7 +222,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeConfig) -> anyhow::Result<()> {
     // Install the handlers before anything is listening, so an early SIGTERM drains too.
     let mut signals = Signals::new()?;
     let started = start(&args).await?;
@@ -234,7 +261,7 @@ async fn watch_config(
         }
         last = content.clone();
         let text = String::from_utf8_lossy(&content);
-        match Policy::from_yaml(&text, &path.display().to_string()) {
+        match crate::catalogue::policy_from_yaml(&text, &path.display().to_string()) {
             Ok(policy) => {
                 admission.set_engine(Engine::new(policy, own_namespace.as_deref()));
                 admission

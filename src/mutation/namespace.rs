@@ -78,7 +78,7 @@ mod tests {
         let ctx = Ctx {
             policy,
             cluster: &NoCluster,
-            memo: &crate::rules::Memo::default(),
+            cache: &crate::rules::ReviewCache::default(),
         };
         let mut ops = Vec::new();
         (INJECTION_LABEL.apply)(&review, &ctx, &mut ops);
@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn revision_label_is_escaped() {
-        let policy = Policy::from_yaml("injectionRevision: canary\n", "t").expect("policy");
+        let policy =
+            crate::catalogue::policy_from_yaml("injectionRevision: canary\n", "t").expect("policy");
         let o = ns(Some(json!({"team": "a"})));
         let ops = mutate_with(Operation::Create, &o, None, &policy);
         let text = serde_json::to_string(&ops).expect("ser");

@@ -52,7 +52,7 @@ mod tests {
         let ctx = Ctx {
             policy: &policy,
             cluster: &NoCluster,
-            memo: &crate::rules::Memo::default(),
+            cache: &crate::rules::ReviewCache::default(),
         };
         let mut ops = Vec::new();
         (STRICT_DEFAULT.apply)(&review, &ctx, &mut ops);

@@ -70,7 +70,7 @@ mod tests {
         let ctx = Ctx {
             policy: &policy,
             cluster,
-            memo: &crate::rules::Memo::default(),
+            cache: &crate::rules::ReviewCache::default(),
         };
         let mut ops = Vec::new();
         (DEFAULT_SERVICE_ACCOUNT.apply)(&review, &ctx, &mut ops);

@@ -1,111 +1,24 @@
 //! AuthorizationPolicy (security.istio.io v1, v1beta1): no allow-all, no identity-less ALLOW,
 //! well-formed principals, conditions Istio understands.
 //!
-//! Semantics (ISTIO.md): CUSTOM, then DENY, then ALLOW. `spec: {}` is allow-nothing for its scope,
-//! `rules: [{}]` is allow-all. A rule matches when one `from`, one `to` and every `when` match;
-//! unset fields match anything. Identity fields are empty for plaintext callers, so negative
-//! identity matches in ALLOW and positive identity matches in DENY let plaintext through unless
-//! mTLS is STRICT. Schema errors Istio itself rejects live in `istio_validation`.
+//! Semantics (Istio's AuthorizationPolicy reference, `pilot/pkg/security/authz/model`): CUSTOM,
+//! then DENY, then ALLOW. `spec: {}` is allow-nothing for its scope, `rules: [{}]` is allow-all.
+//! A rule matches when one `from`, one `to` and every `when` match; unset fields match anything.
+//! Identity fields are empty for plaintext callers, so negative identity matches in ALLOW and
+//! positive identity matches in DENY let plaintext through unless mTLS is STRICT. Schema errors
+//! Istio itself rejects live in `istio_validation`. Every rule reads the object through
+//! [`AuthorizationPolicy`].
 
-use super::istio_validation::{closest, items, strings};
-use super::{Action, Ctx, Rule, Violation};
-use crate::resource::{selector_is_empty, spec_of, Kind, Review};
-use serde_json::Value;
+use super::{closest, Action, Ctx, Rule, Violation};
+use crate::istio::authorization_policy::{AuthorizationPolicy, AuthzAction, Condition};
+use crate::resource::{spec_of, Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::AuthorizationPolicy];
 
-/// `spec.action`, `ALLOW` when absent.
-pub(crate) fn action(spec: &Value) -> &str {
-    spec.get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("ALLOW")
+/// The view of the policy being written.
+fn policy<'a>(review: &Review<'a>) -> AuthorizationPolicy<'a> {
+    AuthorizationPolicy::of(review.spec())
 }
-
-fn is_allow(spec: &Value) -> bool {
-    action(spec) == "ALLOW"
-}
-
-/// A field counts as set when it is present, not null, and not an empty list or object.
-fn is_set(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(m)) => !m.is_empty(),
-        Some(_) => true,
-    }
-}
-
-/// A rule with no `from`, `to` or `when`: it matches every request.
-fn rule_is_empty(rule: &Value) -> bool {
-    rule.is_object() && ["from", "to", "when"].iter().all(|k| !is_set(rule.get(*k)))
-}
-
-/// Whether the policy targets something narrower than its namespace.
-fn has_target(spec: &Value) -> bool {
-    !selector_is_empty(spec) || is_set(spec.get("targetRef")) || is_set(spec.get("targetRefs"))
-}
-
-fn scope(review: &Review<'_>, ctx: &Ctx<'_>, spec: &Value) -> String {
-    if has_target(spec) && review.namespace == ctx.policy.root_namespace {
-        "the selected workloads in every namespace (a root-namespace selector applies mesh-wide)"
-            .to_owned()
-    } else if has_target(spec) {
-        "the selected workloads".to_owned()
-    } else if review.namespace == ctx.policy.root_namespace {
-        "every workload in the mesh".to_owned()
-    } else {
-        format!("every workload in namespace {:?}", review.namespace)
-    }
-}
-
-/// Every `from[].source` of every rule: `(path "spec.rules[i].from[j].source", source)`.
-fn sources(spec: &Value) -> impl Iterator<Item = (usize, usize, &Value)> {
-    items(spec, "rules")
-        .iter()
-        .enumerate()
-        .flat_map(|(i, rule)| {
-            items(rule, "from")
-                .iter()
-                .enumerate()
-                .filter_map(move |(j, from)| from.get("source").map(|s| (i, j, s)))
-        })
-}
-
-/// Every `to[].operation` of every rule.
-fn operations(spec: &Value) -> impl Iterator<Item = (usize, usize, &Value)> {
-    items(spec, "rules")
-        .iter()
-        .enumerate()
-        .flat_map(|(i, rule)| {
-            items(rule, "to")
-                .iter()
-                .enumerate()
-                .filter_map(move |(j, to)| to.get("operation").map(|o| (i, j, o)))
-        })
-}
-
-/// Every `when[]` condition of every rule: `(rule index, condition index, key, condition)`.
-fn conditions(spec: &Value) -> impl Iterator<Item = (usize, usize, &str, &Value)> {
-    items(spec, "rules")
-        .iter()
-        .enumerate()
-        .flat_map(|(i, rule)| {
-            items(rule, "when")
-                .iter()
-                .enumerate()
-                .filter_map(move |(l, c)| {
-                    c.get("key").and_then(Value::as_str).map(|k| (i, l, k, c))
-                })
-        })
-}
-
-/// Condition keys that name the peer's mesh identity (empty for plaintext callers).
-const PEER_IDENTITY_KEYS: &[&str] = &[
-    "source.principal",
-    "source.namespace",
-    "source.serviceAccount",
-    "source.trustDomain",
-];
 
 fn is_request_identity_key(key: &str) -> bool {
     key.starts_with("request.auth.")
@@ -114,6 +27,20 @@ fn is_request_identity_key(key: &str) -> bool {
 /// Condition keys that restrict who the caller is.
 fn is_source_key(key: &str) -> bool {
     key.starts_with("source.") || key == "remote.ip" || is_request_identity_key(key)
+}
+
+fn scope(review: &Review<'_>, ctx: &Ctx<'_>, ap: &AuthorizationPolicy<'_>) -> String {
+    let root = review.namespace == ctx.policy.root_namespace;
+    if ap.is_targeted() && root {
+        "the selected workloads in every namespace (a root-namespace selector applies mesh-wide)"
+            .to_owned()
+    } else if ap.is_targeted() {
+        "the selected workloads".to_owned()
+    } else if root {
+        "every workload in the mesh".to_owned()
+    } else {
+        format!("every workload in namespace {:?}", review.namespace)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,22 +158,20 @@ fn principal_trust_domain(v: &str) -> Option<&str> {
 /// Every principal value the policy matches on: source principals/notPrincipals and the
 /// `source.principal` condition values/notValues, as `(path, value)`.
 /// The path is built only when the callback asks for it.
-fn principals(spec: &Value, mut f: impl FnMut(&dyn Fn() -> String, &str)) {
-    for (i, j, src) in sources(spec) {
+fn principals(ap: &AuthorizationPolicy<'_>, mut f: impl FnMut(&dyn Fn() -> String, &str)) {
+    for src in ap.sources() {
         for field in ["principals", "notPrincipals"] {
-            for (k, p) in strings(src, field) {
-                f(
-                    &|| format!("spec.rules[{i}].from[{j}].source.{field}[{k}]"),
-                    p,
-                );
+            let list = src.field(field);
+            for (k, p) in list.strings() {
+                f(&|| list.item_path(k), p);
             }
         }
     }
-    for (i, l, key, cond) in conditions(spec) {
-        if key == "source.principal" {
+    for cond in ap.conditions() {
+        if cond.key() == Some("source.principal") {
             for field in ["values", "notValues"] {
-                for (k, p) in strings(cond, field) {
-                    f(&|| format!("spec.rules[{i}].when[{l}].{field}[{k}]"), p);
+                for (k, p) in cond.strings(field) {
+                    f(&|| format!("{}.{field}[{k}]", cond.path()), p);
                 }
             }
         }
@@ -335,21 +260,19 @@ pub static ALLOW_ALL: Rule = Rule {
     summary: "ALLOW (or no action) with an empty rule {}: it matches every request",
     example_fix: "rules: [{from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]}]",
     check: |review, ctx, out| {
-        let spec = review.spec();
-        if !is_allow(spec) {
+        let ap = policy(review);
+        if !ap.is_allow() {
             return;
         }
-        for (i, rule) in items(spec, "rules").iter().enumerate() {
-            if rule_is_empty(rule) {
-                out.push(Violation::new(
-                    format!("spec.rules[{i}]"),
-                    format!(
-                        "an empty rule matches every request, so this ALLOW policy lets any caller, with or without a mesh identity, reach {}",
-                        scope(review, ctx, spec)
-                    ),
-                    "name the callers in from[].source.principals (e.g. \"cluster.local/ns/<namespace>/sa/<account>\") and the operations in to[].operation; to deny everything instead, write spec: {}",
-                ));
-            }
+        for rule in ap.rules().filter(|r| r.is_empty()) {
+            out.push(Violation::new(
+                rule.path(),
+                format!(
+                    "an empty rule matches every request, so this ALLOW policy lets any caller, with or without a mesh identity, reach {}",
+                    scope(review, ctx, &ap)
+                ),
+                "name the callers in from[].source.principals (e.g. \"cluster.local/ns/<namespace>/sa/<account>\") and the operations in to[].operation; to deny everything instead, write spec: {}",
+            ));
         }
     },
 };
@@ -361,31 +284,29 @@ pub static WILDCARD_SOURCE: Rule = Rule {
     summary: "ALLOW with principals: [\"*\"] or namespaces: [\"*\"] admits any mesh workload",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
     check: |review, ctx, out| {
-        let spec = review.spec();
-        if !is_allow(spec) {
+        let ap = policy(review);
+        if !ap.is_allow() {
             return;
         }
-        for (i, j, src) in sources(spec) {
-            for (k, p) in strings(src, "principals") {
-                if p == "*" {
-                    out.push(Violation::new(
-                        format!("spec.rules[{i}].from[{j}].source.principals[{k}]"),
-                        "\"*\" matches every workload with a mesh identity in any namespace, so it does not restrict the caller",
-                        format!(
-                            "list the callers, e.g. \"{}/ns/<namespace>/sa/<serviceaccount>\"",
-                            ctx.policy.trust_domain
-                        ),
-                    ));
-                }
+        for src in ap.sources() {
+            let principals = src.field("principals");
+            for (k, _) in principals.strings().filter(|(_, p)| *p == "*") {
+                out.push(Violation::new(
+                    principals.item_path(k),
+                    "\"*\" matches every workload with a mesh identity in any namespace, so it does not restrict the caller",
+                    format!(
+                        "list the callers, e.g. \"{}/ns/<namespace>/sa/<serviceaccount>\"",
+                        ctx.policy.trust_domain
+                    ),
+                ));
             }
-            for (k, n) in strings(src, "namespaces") {
-                if n == "*" {
-                    out.push(Violation::new(
-                        format!("spec.rules[{i}].from[{j}].source.namespaces[{k}]"),
-                        "\"*\" matches every namespace of the mesh, so it does not restrict the caller",
-                        "list the namespaces whose workloads may call, or use principals for specific service accounts",
-                    ));
-                }
+            let namespaces = src.field("namespaces");
+            for (k, _) in namespaces.strings().filter(|(_, n)| *n == "*") {
+                out.push(Violation::new(
+                    namespaces.item_path(k),
+                    "\"*\" matches every namespace of the mesh, so it does not restrict the caller",
+                    "list the namespaces whose workloads may call, or use principals for specific service accounts",
+                ));
             }
         }
     },
@@ -398,22 +319,20 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
     summary: "an ALLOW rule with no from and no source condition lets any caller in",
     example_fix: "from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]",
     check: |review, ctx, out| {
-        let spec = review.spec();
-        if !is_allow(spec) {
+        let ap = policy(review);
+        if !ap.is_allow() {
             return;
         }
-        for (i, rule) in items(spec, "rules").iter().enumerate() {
-            if rule_is_empty(rule) || !rule.is_object() || is_set(rule.get("from")) {
+        for rule in ap.rules() {
+            if rule.is_empty() || !rule.is_object() || rule.has("from") {
                 continue;
             }
-            let source_condition = items(rule, "when").iter().any(|c| {
-                c.get("key")
-                    .and_then(Value::as_str)
-                    .is_some_and(is_source_key)
-            });
+            let source_condition = rule
+                .conditions()
+                .any(|c| c.key().is_some_and(is_source_key));
             if !source_condition {
                 out.push(Violation::new(
-                    format!("spec.rules[{i}]"),
+                    rule.path(),
                     "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule",
                     format!(
                         "add from: [{{source: {{principals: [\"{}/ns/<ns>/sa/<account>\"]}}}}]",
@@ -432,7 +351,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     summary: "a principal not of the form <trust-domain>/ns/<namespace>/sa/<account> (spiffe:// prefixes, missing segments, inner *)",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
     check: |review, ctx, out| {
-        principals(review.spec(), |path, p| {
+        principals(&policy(review), |path, p| {
             if let Some((message, fix)) = principal_problem(p, &ctx.policy.trust_domain) {
                 out.push(Violation::new(path(), message, fix));
             }
@@ -448,12 +367,12 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
     example_fix:
         "principals: [\"cluster.local/ns/prod/sa/web\"] (or add the domain to trustDomainAliases)",
     check: |review, ctx, out| {
-        let policy = ctx.policy;
-        principals(review.spec(), |path, p| {
+        let policy_cfg = ctx.policy;
+        principals(&policy(review), |path, p| {
             let Some(td) = principal_trust_domain(p) else {
                 return;
             };
-            if td == policy.trust_domain || policy.trust_domain_aliases.iter().any(|a| a == td) {
+            if policy_cfg.trust_domains().any(|d| d == td) {
                 return;
             }
             let rest = &p[td.len()..];
@@ -461,11 +380,11 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
                 path(),
                 format!(
                     "trust domain {td:?} is neither {:?} nor an alias: no workload here has this identity",
-                    policy.trust_domain
+                    policy_cfg.trust_domain
                 ),
                 format!(
                     "write \"{}{rest}\", or add the domain to trustDomainAliases",
-                    policy.trust_domain
+                    policy_cfg.trust_domain
                 ),
             ));
         });
@@ -479,12 +398,13 @@ pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
     summary: "a path like /api/ with no wildcard is an exact match, usually meant /api/*",
     example_fix: "paths: [\"/api/*\"]",
     check: |review, _ctx, out| {
-        for (i, j, op) in operations(review.spec()) {
+        for op in policy(review).operations() {
             for field in ["paths", "notPaths"] {
-                for (k, p) in strings(op, field) {
+                let list = op.field(field);
+                for (k, p) in list.strings() {
                     if p.len() > 1 && p.ends_with('/') && !p.contains(['*', '{']) {
                         out.push(Violation::new(
-                            format!("spec.rules[{i}].to[{j}].operation.{field}[{k}]"),
+                            list.item_path(k),
                             format!(
                                 "{p:?} has no wildcard: it matches only the exact path {p:?}, not \"{p}<anything>\""
                             ),
@@ -504,7 +424,8 @@ pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
     summary: "a when key Istio does not support (rejected by current Istio, silently ignored by older versions)",
     example_fix: "when: [{key: source.namespace, values: [\"prod\"]}]",
     check: |review, _ctx, out| {
-        for (i, l, key, _) in conditions(review.spec()) {
+        for cond in policy(review).conditions() {
+            let Some(key) = cond.key() else { continue };
             if key.is_empty() || condition_key_supported(key) {
                 continue;
             }
@@ -525,7 +446,7 @@ pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
                 _ => "use a supported key: request.headers[<name>], source.ip, remote.ip, source.namespace, source.serviceAccount, source.principal, source.trustDomain, request.auth.principal|audiences|presenter, request.auth.claims[<claim>], destination.ip, destination.port, connection.sni".to_owned(),
             };
             out.push(Violation::new(
-                format!("spec.rules[{i}].when[{l}].key"),
+                format!("{}.key", cond.path()),
                 format!("condition key {key:?} is not supported by Istio{why}: current Istio rejects the policy, older versions ignore the condition and so widen the rule"),
                 fix,
             ));
@@ -555,13 +476,14 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
     summary: "a quoted name in a when key (request.headers[\"x\"]): Istio keeps the quotes, so the condition never matches",
     example_fix: "key: request.headers[x-api-version]",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        let effect = match action(spec) {
+        let ap = policy(review);
+        let effect = match ap.action_str() {
             "ALLOW" => "the ALLOW rule never applies",
             "DENY" => "the DENY rule never fires",
             _ => "the rule never matches",
         };
-        for (i, l, key, _) in conditions(spec) {
+        for cond in ap.conditions() {
+            let Some(key) = cond.key() else { continue };
             if !bracket_names(key).any(is_quoted) {
                 continue;
             }
@@ -572,7 +494,7 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
                 "claim"
             };
             out.push(Violation::new(
-                format!("spec.rules[{i}].when[{l}].key"),
+                format!("{}.key", cond.path()),
                 format!("quoted {what} name: Istio keeps the quotes, so this condition never matches and {effect}"),
                 format!("write key: {unquoted}"),
             ));
@@ -591,8 +513,8 @@ pub static DENY_ALL_DELETE: Rule = Rule {
             return;
         }
         let Some(old) = review.old_object else { return };
-        let spec = spec_of(old);
-        if !is_allow(spec) || has_target(spec) || is_set(spec.get("rules")) {
+        let ap = AuthorizationPolicy::of(spec_of(old));
+        if !ap.is_allow_nothing(crate::istio::is_dry_run(old)) {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
@@ -601,18 +523,12 @@ pub static DENY_ALL_DELETE: Rule = Rule {
             format!(
                 "deleting allow-nothing AuthorizationPolicy {}/{name} removes the default-deny baseline for {}: workloads without their own ALLOW policies then accept every caller",
                 review.namespace,
-                scope(review, ctx, spec)
+                scope(review, ctx, &ap)
             ),
             "keep it and add ALLOW policies for the traffic you need; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
         ));
     },
 };
-
-/// Where a negative match sits: `from[j].source.<field>` or `when[l].notValues`.
-enum Negative {
-    Source(usize, &'static str),
-    When(usize),
-}
 
 pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     id: "ap-allow-negative-match",
@@ -621,57 +537,52 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     summary: "ALLOW keyed on a negative identity match (notPrincipals, notNamespaces, notValues) also admits callers with no identity",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"] instead of notPrincipals",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        if !is_allow(spec) {
+        let ap = policy(review);
+        if !ap.is_allow() {
             return;
         }
-        for (i, rule) in items(spec, "rules").iter().enumerate() {
+        for rule in ap.rules() {
             let (mut peer_pos, mut req_pos) = (false, false);
-            let mut negatives: Vec<(Negative, bool)> = Vec::new();
-            for (j, from) in items(rule, "from").iter().enumerate() {
-                let Some(src) = from.get("source") else { continue };
+            // (path, is a peer-identity field)
+            let mut negatives: Vec<(String, bool)> = Vec::new();
+            for src in rule.sources() {
                 peer_pos |= ["principals", "namespaces", "serviceAccounts"]
                     .iter()
-                    .any(|f| is_set(src.get(*f)));
-                req_pos |= is_set(src.get("requestPrincipals"));
+                    .any(|f| src.field(f).is_set());
+                req_pos |= src.field("requestPrincipals").is_set();
                 for (field, peer) in [
                     ("notPrincipals", true),
                     ("notNamespaces", true),
                     ("notServiceAccounts", true),
                     ("notRequestPrincipals", false),
                 ] {
-                    if is_set(src.get(field)) {
-                        negatives.push((Negative::Source(j, field), peer));
+                    let list = src.field(field);
+                    if list.is_set() {
+                        negatives.push((list.path(), peer));
                     }
                 }
             }
-            for (l, c) in items(rule, "when").iter().enumerate() {
-                let Some(key) = c.get("key").and_then(Value::as_str) else { continue };
-                let peer = PEER_IDENTITY_KEYS.contains(&key);
+            for cond in rule.conditions() {
+                let Some(key) = cond.key() else { continue };
+                let peer = cond.is_peer_identity();
                 if !peer && !is_request_identity_key(key) {
                     continue;
                 }
-                if is_set(c.get("values")) {
+                if cond.has("values") {
                     if peer {
                         peer_pos = true;
                     } else {
                         req_pos = true;
                     }
                 }
-                if is_set(c.get("notValues")) {
-                    negatives.push((Negative::When(l), peer));
+                if cond.has("notValues") {
+                    negatives.push((format!("{}.notValues", cond.path()), peer));
                 }
             }
-            for (at, peer) in negatives {
+            for (path, peer) in negatives {
                 if (peer && peer_pos) || (!peer && req_pos) {
                     continue;
                 }
-                let path = match at {
-                    Negative::Source(j, field) => {
-                        format!("spec.rules[{i}].from[{j}].source.{field}")
-                    }
-                    Negative::When(l) => format!("spec.rules[{i}].when[{l}].notValues"),
-                };
                 if peer {
                     out.push(Violation::new(
                         path,
@@ -697,30 +608,23 @@ pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
     summary: "DENY keyed on positive identity fields (principals, namespaces, serviceAccounts) is bypassed by plaintext callers unless mTLS is STRICT",
     example_fix: "keep mTLS STRICT for the workload, or add a DENY on notPrincipals: [\"*\"]",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        if action(spec) != "DENY" {
+        let ap = policy(review);
+        if ap.action() != Some(AuthzAction::Deny) {
             return;
         }
         let msg = "plaintext callers have no identity, so a DENY on positive identity fields never matches them unless mTLS is STRICT";
         let fix = "keep mTLS STRICT, and add a DENY on notPrincipals: [\"*\"]";
-        for (i, j, src) in sources(spec) {
+        for src in ap.sources() {
             for field in ["principals", "namespaces", "serviceAccounts"] {
-                if is_set(src.get(field)) {
-                    out.push(Violation::new(
-                        format!("spec.rules[{i}].from[{j}].source.{field}"),
-                        msg,
-                        fix,
-                    ));
+                let list = src.field(field);
+                if list.is_set() {
+                    out.push(Violation::new(list.path(), msg, fix));
                 }
             }
         }
-        for (i, l, key, c) in conditions(spec) {
-            if PEER_IDENTITY_KEYS.contains(&key) && is_set(c.get("values")) {
-                out.push(Violation::new(
-                    format!("spec.rules[{i}].when[{l}].values"),
-                    msg,
-                    fix,
-                ));
+        for cond in ap.conditions() {
+            if cond.is_peer_identity() && cond.has("values") {
+                out.push(Violation::new(format!("{}.values", cond.path()), msg, fix));
             }
         }
     },
@@ -733,12 +637,12 @@ pub static ACTION_WITHOUT_RULES: Rule = Rule {
     summary: "DENY or CUSTOM without rules never matches (Istio rejects or ignores it)",
     example_fix: "rules: [{to: [{operation: {paths: [\"/admin/*\"]}}]}]",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        let act = action(spec);
-        if !matches!(act, "DENY" | "CUSTOM") || is_set(spec.get("rules")) {
+        let ap = policy(review);
+        let act = ap.action_str();
+        if !matches!(act, "DENY" | "CUSTOM") || ap.has_rules() {
             return;
         }
-        let path = if spec.get("rules").is_some() {
+        let path = if ap.rules_value().is_some() {
             "spec.rules"
         } else {
             "spec"
@@ -753,6 +657,38 @@ pub static ACTION_WITHOUT_RULES: Rule = Rule {
     },
 };
 
+/// Operation fields that only HTTP traffic carries.
+const HTTP_OPERATION_FIELDS: &[&str] = &[
+    "hosts",
+    "notHosts",
+    "methods",
+    "notMethods",
+    "paths",
+    "notPaths",
+];
+/// Source fields that only HTTP traffic carries (a JWT).
+const HTTP_SOURCE_FIELDS: &[&str] = &["requestPrincipals", "notRequestPrincipals"];
+
+/// The rule uses fields only HTTP traffic carries, and whether it limits ports.
+fn http_only_and_ports(rule: &crate::istio::authorization_policy::AuthzRule<'_>) -> (bool, bool) {
+    let mut http_only = false;
+    let mut ports = false;
+    for op in rule.operations() {
+        http_only |= HTTP_OPERATION_FIELDS.iter().any(|f| op.field(f).is_set());
+        ports |= op.field("ports").is_set() || op.field("notPorts").is_set();
+    }
+    for src in rule.sources() {
+        http_only |= HTTP_SOURCE_FIELDS.iter().any(|f| src.field(f).is_set());
+    }
+    for c in rule.conditions() {
+        if let Some(k) = c.key() {
+            http_only |= k.starts_with("request.");
+            ports |= k == "destination.port";
+        }
+    }
+    (http_only, ports)
+}
+
 pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     id: "ap-http-deny-without-ports",
     kinds: KINDS,
@@ -760,36 +696,15 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     summary: "a DENY rule with HTTP-only fields and no ports denies all TCP (non-HTTP) traffic to the workload",
     example_fix: "to: [{operation: {ports: [\"8080\"], paths: [\"/admin/*\"]}}]",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        if action(spec) != "DENY" {
+        let ap = policy(review);
+        if ap.action() != Some(AuthzAction::Deny) {
             return;
         }
-        const HTTP_OPS: &[&str] = &[
-            "hosts", "notHosts", "methods", "notMethods", "paths", "notPaths",
-        ];
-        const HTTP_SOURCES: &[&str] = &["requestPrincipals", "notRequestPrincipals"];
-        for (i, rule) in items(spec, "rules").iter().enumerate() {
-            let mut http_only = false;
-            let mut ports = false;
-            for to in items(rule, "to") {
-                let Some(op) = to.get("operation") else { continue };
-                http_only |= HTTP_OPS.iter().any(|f| is_set(op.get(*f)));
-                ports |= is_set(op.get("ports")) || is_set(op.get("notPorts"));
-            }
-            for from in items(rule, "from") {
-                if let Some(src) = from.get("source") {
-                    http_only |= HTTP_SOURCES.iter().any(|f| is_set(src.get(*f)));
-                }
-            }
-            for c in items(rule, "when") {
-                if let Some(k) = c.get("key").and_then(Value::as_str) {
-                    http_only |= k.starts_with("request.");
-                    ports |= k == "destination.port";
-                }
-            }
+        for rule in ap.rules() {
+            let (http_only, ports) = http_only_and_ports(&rule);
             if http_only && !ports {
                 out.push(Violation::new(
-                    format!("spec.rules[{i}]"),
+                    rule.path(),
                     "HTTP-only fields and no ports: on TCP traffic Istio drops those fields, so this DENY rule denies all TCP traffic to the workload",
                     "add to[].operation.ports for the HTTP ports it is meant for",
                 ));
@@ -798,6 +713,31 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     },
 };
 
+/// Report `fields` of every source and `key` conditions, with one message.
+fn report_source_fields(
+    ap: &AuthorizationPolicy<'_>,
+    fields: [&'static str; 2],
+    key: &str,
+    msg: &str,
+    fix: &str,
+    out: &mut Vec<Violation>,
+) {
+    for src in ap.sources() {
+        for field in fields {
+            let list = src.field(field);
+            if list.is_set() {
+                out.push(Violation::new(list.path(), msg, fix));
+            }
+        }
+    }
+    for cond in ap
+        .conditions()
+        .filter(|c: &Condition<'_>| c.key() == Some(key))
+    {
+        out.push(Violation::new(format!("{}.key", cond.path()), msg, fix));
+    }
+}
+
 pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
     id: "ap-remote-ip-untrusted",
     kinds: KINDS,
@@ -805,25 +745,14 @@ pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
     summary: "remoteIpBlocks / remote.ip come from X-Forwarded-For and are only meaningful with gatewayTopology.numTrustedProxies",
     example_fix: "set meshConfig.defaultConfig.gatewayTopology.numTrustedProxies on the gateway",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        let msg = "remote IPs come from X-Forwarded-For or the PROXY protocol: unless the gateway sets gatewayTopology.numTrustedProxies, the client controls the header (or Istio uses the peer IP)";
-        let fix = "configure gatewayTopology.numTrustedProxies (or PROXY protocol) on the ingress gateway, and apply the policy there";
-        for (i, j, src) in sources(spec) {
-            for field in ["remoteIpBlocks", "notRemoteIpBlocks"] {
-                if is_set(src.get(field)) {
-                    out.push(Violation::new(
-                        format!("spec.rules[{i}].from[{j}].source.{field}"),
-                        msg,
-                        fix,
-                    ));
-                }
-            }
-        }
-        for (i, l, key, _) in conditions(spec) {
-            if key == "remote.ip" {
-                out.push(Violation::new(format!("spec.rules[{i}].when[{l}].key"), msg, fix));
-            }
-        }
+        report_source_fields(
+            &policy(review),
+            ["remoteIpBlocks", "notRemoteIpBlocks"],
+            "remote.ip",
+            "remote IPs come from X-Forwarded-For or the PROXY protocol: unless the gateway sets gatewayTopology.numTrustedProxies, the client controls the header (or Istio uses the peer IP)",
+            "configure gatewayTopology.numTrustedProxies (or PROXY protocol) on the ingress gateway, and apply the policy there",
+            out,
+        );
     },
 };
 
@@ -834,25 +763,14 @@ pub static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
     summary: "ipBlocks / source.ip match the connection's peer IP: behind an ingress gateway that is the gateway pod, not the client",
     example_fix: "use remoteIpBlocks on the ingress gateway (with numTrustedProxies) for client IPs",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        let msg = "ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's";
-        let fix = "for external client addresses use remoteIpBlocks in a policy on the ingress gateway; for in-mesh callers match principals instead of IPs";
-        for (i, j, src) in sources(spec) {
-            for field in ["ipBlocks", "notIpBlocks"] {
-                if is_set(src.get(field)) {
-                    out.push(Violation::new(
-                        format!("spec.rules[{i}].from[{j}].source.{field}"),
-                        msg,
-                        fix,
-                    ));
-                }
-            }
-        }
-        for (i, l, key, _) in conditions(spec) {
-            if key == "source.ip" {
-                out.push(Violation::new(format!("spec.rules[{i}].when[{l}].key"), msg, fix));
-            }
-        }
+        report_source_fields(
+            &policy(review),
+            ["ipBlocks", "notIpBlocks"],
+            "source.ip",
+            "ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's",
+            "for external client addresses use remoteIpBlocks in a policy on the ingress gateway; for in-mesh callers match principals instead of IPs",
+            out,
+        );
     },
 };
 
@@ -863,7 +781,7 @@ mod tests {
     use crate::rules::testing::{obj, run, run_with};
     use kube::core::admission::Operation;
     use kube::core::DynamicObject;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
     const WRITES: [Operation; 2] = [Operation::Create, Operation::Update];

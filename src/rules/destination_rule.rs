@@ -1,73 +1,23 @@
 //! DestinationRule (networking.istio.io v1, v1beta1, v1alpha3): client-side TLS toward in-mesh
 //! hosts must stay Istio mutual TLS, and TLS toward anything must verify the server.
 //!
-//! An explicit DR `tls` always overrides auto-mTLS (ISTIO.md), so `DISABLE` toward an in-mesh
+//! An explicit DR `tls` always overrides auto-mTLS (Istio's `ClientTLSSettings` reference), so
+//! `DISABLE` toward an in-mesh
 //! host downgrades PERMISSIVE workloads to plaintext and breaks STRICT ones. Every TLS block is
 //! checked: `trafficPolicy.tls`, `trafficPolicy.portLevelSettings[].tls`, and the same two under
 //! `subsets[].trafficPolicy`.
 
-use super::istio_validation::items;
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::Policy;
 use crate::context::{ClusterView, Lookup};
+use crate::istio::DestinationRule;
 use crate::resource::{Kind, Review};
-use serde_json::Value;
 
 const KINDS: &[Kind] = &[Kind::DestinationRule];
 
-/// Call `f(path, tls)` for every TLS block of a DestinationRule spec.
-pub(crate) fn for_each_tls(spec: &Value, mut f: impl FnMut(TlsPath, &Value)) {
-    let mut policy = |subset: Option<usize>, tp: &Value| {
-        if let Some(tls) = tp.get("tls").filter(|t| t.is_object()) {
-            f(
-                TlsPath {
-                    subset,
-                    port_level: None,
-                },
-                tls,
-            );
-        }
-        for (i, pls) in items(tp, "portLevelSettings").iter().enumerate() {
-            if let Some(tls) = pls.get("tls").filter(|t| t.is_object()) {
-                f(
-                    TlsPath {
-                        subset,
-                        port_level: Some(i),
-                    },
-                    tls,
-                );
-            }
-        }
-    };
-    if let Some(tp) = spec.get("trafficPolicy") {
-        policy(None, tp);
-    }
-    for (i, subset) in items(spec, "subsets").iter().enumerate() {
-        if let Some(tp) = subset.get("trafficPolicy") {
-            policy(Some(i), tp);
-        }
-    }
-}
-
-/// Where a `tls` block sits, rendered only when a finding needs it (walking a large
-/// DestinationRule must not format a path per block per rule).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TlsPath {
-    subset: Option<usize>,
-    port_level: Option<usize>,
-}
-
-impl std::fmt::Display for TlsPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.subset {
-            Some(i) => write!(f, "spec.subsets[{i}].trafficPolicy")?,
-            None => f.write_str("spec.trafficPolicy")?,
-        }
-        if let Some(j) = self.port_level {
-            write!(f, ".portLevelSettings[{j}]")?;
-        }
-        f.write_str(".tls")
-    }
+/// The view of the rule being written.
+fn destination_rule<'a>(review: &Review<'a>) -> DestinationRule<'a> {
+    DestinationRule::of(review.spec())
 }
 
 /// Top-level domains that rule out reading a two-label host as `<service>.<namespace>`.
@@ -120,17 +70,10 @@ pub(crate) fn host_in_mesh(host: &str, policy: &Policy, cluster: &dyn ClusterVie
     false
 }
 
-fn host(spec: &Value) -> Option<&str> {
-    spec.get("host").and_then(Value::as_str)
-}
-
-fn mode(tls: &Value) -> &str {
-    tls.get("mode").and_then(Value::as_str).unwrap_or("")
-}
-
 fn in_mesh_host<'s>(review: &Review<'s>, ctx: &Ctx<'_>) -> Option<&'s str> {
-    let spec = review.spec();
-    host(spec).filter(|h| host_in_mesh(h, ctx.policy, ctx.cluster))
+    destination_rule(review)
+        .host()
+        .filter(|h| host_in_mesh(h, ctx.policy, ctx.cluster))
 }
 
 pub static TLS_DISABLED: Rule = Rule {
@@ -141,15 +84,15 @@ pub static TLS_DISABLED: Rule = Rule {
     example_fix: "trafficPolicy.tls.mode: ISTIO_MUTUAL (or drop tls to let auto-mTLS decide)",
     check: |review, ctx, out| {
         let Some(h) = in_mesh_host(review, ctx) else { return };
-        for_each_tls(review.spec(), |path, tls| {
-            if mode(tls) == "DISABLE" {
+        for site in destination_rule(review).tls_sites() {
+            if site.mode() == "DISABLE" {
                 out.push(Violation::new(
-                    format!("{path}.mode"),
+                    format!("{}.mode", site.at),
                     format!("DISABLE sends plaintext to in-mesh host {h:?}: an explicit tls setting overrides auto-mTLS, so PERMISSIVE workloads are downgraded to plaintext and STRICT ones refuse the traffic"),
                     "set mode: ISTIO_MUTUAL, or remove the tls block so auto-mTLS uses Istio mutual TLS",
                 ));
             }
-        });
+        }
     },
 };
 
@@ -163,16 +106,16 @@ pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
         let Some(h) = in_mesh_host(review, ctx) else {
             return;
         };
-        for_each_tls(review.spec(), |path, tls| {
-            let m = mode(tls);
+        for site in destination_rule(review).tls_sites() {
+            let m = site.mode();
             if matches!(m, "SIMPLE" | "MUTUAL") {
                 out.push(Violation::new(
-                    format!("{path}.mode"),
+                    format!("{}.mode", site.at),
                     format!("{m} to in-mesh host {h:?} bypasses the mesh identity, so principal-based policies cannot match"),
                     "set mode: ISTIO_MUTUAL",
                 ));
             }
-        });
+        }
     },
 };
 
@@ -183,18 +126,20 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
     summary: "SIMPLE or MUTUAL without caCertificates or credentialName: the server certificate is not verified (IST0128/IST0129)",
     example_fix: "tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, sni: api.example.com}",
     check: |review, _ctx, out| {
-        for_each_tls(review.spec(), |path, tls| {
-            let m = mode(tls);
-            let set = |k: &str| tls.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            let skip = tls.get("insecureSkipVerify").and_then(Value::as_bool) == Some(true);
-            if matches!(m, "SIMPLE" | "MUTUAL") && !set("caCertificates") && !set("credentialName") && !skip {
+        for site in destination_rule(review).tls_sites() {
+            let m = site.mode();
+            if matches!(m, "SIMPLE" | "MUTUAL")
+                && !site.has("caCertificates")
+                && !site.has("credentialName")
+                && !site.insecure_skip_verify()
+            {
                 out.push(Violation::new(
-                    path.to_string(),
+                    site.at.to_string(),
                     format!("{m} without caCertificates or credentialName: the server certificate is not checked against a pinned CA (IST0128/IST0129)"),
                     "set caCertificates or credentialName (a Secret with ca.crt), plus sni",
                 ));
             }
-        });
+        }
     },
 };
 
@@ -205,15 +150,15 @@ pub static INSECURE_SKIP_VERIFY: Rule = Rule {
     summary: "insecureSkipVerify: true turns server certificate verification off",
     example_fix: "remove insecureSkipVerify and set caCertificates",
     check: |review, _ctx, out| {
-        for_each_tls(review.spec(), |path, tls| {
-            if tls.get("insecureSkipVerify").and_then(Value::as_bool) == Some(true) {
+        for site in destination_rule(review).tls_sites() {
+            if site.insecure_skip_verify() {
                 out.push(Violation::new(
-                    format!("{path}.insecureSkipVerify"),
+                    format!("{}.insecureSkipVerify", site.at),
                     "insecureSkipVerify: true accepts any server certificate, so anyone on the path can impersonate the server",
                     "remove insecureSkipVerify and set caCertificates or credentialName to the server's CA",
                 ));
             }
-        });
+        }
     },
 };
 
@@ -224,7 +169,7 @@ mod tests {
     use crate::rules::testing::{obj, run, run_with};
     use kube::core::admission::Operation;
     use kube::core::DynamicObject;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 

@@ -1,14 +1,22 @@
 //! Istio validation parity: what Istio itself rejects (CRD schema, CEL rules, istiod's
-//! validating webhook), meshguard rejects too, with Istio's reason in the message. One rule per
-//! class of error, across PeerAuthentication, AuthorizationPolicy, RequestAuthentication and
-//! DestinationRule. Unknown fields are tolerated (newer Istio versions add fields); unknown enum
-//! values are not. Security judgements (PERMISSIVE, allow-all, ...) live in the per-kind files;
-//! `pa-port-level-without-selector` and `ra-missing-issuer` already cover those two Istio errors.
+//! validating webhook, `pkg/config/validation`), meshguard rejects too, with Istio's reason in
+//! the message. One rule per class of error, across PeerAuthentication, AuthorizationPolicy,
+//! RequestAuthentication and DestinationRule. Unknown fields are tolerated (newer Istio
+//! versions add fields); unknown enum values are not. Security judgements (PERMISSIVE,
+//! allow-all, ...) live in the per-kind files; `pa-port-level-without-selector` and
+//! `ra-missing-issuer` already cover those two Istio errors.
 //!
-//! Also home to the small JSON helpers the Istio rule files share.
+//! The walk goes through the typed views of [`crate::istio`] for structure and field paths, and
+//! looks at each part's raw value only for what a schema checks (types, emptiness, formats).
+//! The four rules share one validation per review, cached in [`ReviewCache`](super::ReviewCache).
 
-use super::{Action, Ctx, Rule, Violation};
-use crate::resource::{quoted_key, Kind, Review};
+use super::{closest, Action, Ctx, Rule, Violation};
+use crate::istio::authorization_policy::MatchList;
+use crate::istio::{
+    AuthorizationPolicy, DestinationRule, PeerAuthentication, RequestAuthentication,
+};
+use crate::json::{items, list_strings, type_name};
+use crate::resource::{Kind, Review};
 use serde_json::Value;
 
 const KINDS: &[Kind] = &[
@@ -18,96 +26,7 @@ const KINDS: &[Kind] = &[
     Kind::DestinationRule,
 ];
 
-// ---------------------------------------------------------------------------------------------
-// Shared helpers
-
-/// The array under `key`, empty when absent or not an array.
-pub(crate) fn items<'v>(v: &'v Value, key: &str) -> &'v [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// The string entries of the array under `key`, with their indexes.
-pub(crate) fn strings<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = (usize, &'v str)> {
-    items(v, key)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, x)| x.as_str().map(|s| (i, s)))
-}
-
-/// The string entries of a list value, with their indexes (nothing when it is not a list).
-pub(crate) fn list_strings(list: &Value) -> impl Iterator<Item = (usize, &str)> {
-    list.as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-        .filter_map(|(i, x)| x.as_str().map(|s| (i, s)))
-}
-
-/// Levenshtein distance, for "did you mean" suggestions (error paths only).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The option closest to `word`, when it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (distance(word, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, o)| o)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The validator
-
-/// A field path rendered only when a violation needs it: `a[i]`, `a[i].b[j]`, plus `.tail`.
-#[derive(Clone, Copy)]
-struct Loc<'a> {
-    head: &'a str,
-    i: usize,
-    inner: Option<(&'a str, usize)>,
-    tail: &'a str,
-}
-
-impl<'a> Loc<'a> {
-    fn new(head: &'a str, i: usize, inner: Option<(&'a str, usize)>, tail: &'a str) -> Self {
-        Loc {
-            head,
-            i,
-            inner,
-            tail,
-        }
-    }
-}
-
-impl std::fmt::Display for Loc<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.head, self.i)?;
-        if let Some((b, j)) = self.inner {
-            write!(f, ".{b}[{j}]")?;
-        }
-        if !self.tail.is_empty() {
-            write!(f, ".{}", self.tail)?;
-        }
-        Ok(())
-    }
-}
-
+/// The class of an Istio validation error; each parity rule reports one class.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Class {
     /// A value outside an enum.
@@ -120,16 +39,15 @@ pub(crate) enum Class {
     Spec,
 }
 
-/// Everything one walk over the object found, by class. The four parity rules share one walk
-/// per review (memoised in [`Memo`](super::Memo)); each keeps its own class.
-#[derive(Default)]
-pub(crate) struct Walk(Vec<(Class, Violation)>);
+/// What Istio would reject in one object, by class.
+pub(crate) type IstioErrors = Vec<(Class, Violation)>;
 
-struct Sink<'o> {
-    out: &'o mut Vec<(Class, Violation)>,
+/// Collects the errors of one validation.
+struct Errors<'o> {
+    out: &'o mut IstioErrors,
 }
 
-impl Sink<'_> {
+impl Errors<'_> {
     /// Report an Istio error of `class` at `path`.
     fn report(
         &mut self,
@@ -183,7 +101,7 @@ impl Sink<'_> {
     }
 
     /// Every entry of the string list at `key` must be non-empty (CRD `minLength: 1`).
-    fn non_empty_strings(&mut self, parent: &Value, base: Loc<'_>, key: &str) {
+    fn non_empty_strings(&mut self, parent: &Value, base: &str, key: &str) {
         for (i, v) in items(parent, key).iter().enumerate() {
             if v.as_str() == Some("") {
                 let p = format!("{base}.{key}[{i}]");
@@ -198,17 +116,6 @@ impl Sink<'_> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn port_in_range(n: u64) -> bool {
     (1..=65535).contains(&n)
 }
@@ -218,47 +125,49 @@ const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
 const RA_PRESENCE: &[&str] = &["OPTIONAL", "REQUIRED"];
 pub(crate) const DR_TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"];
 
-fn validate(review: &Review<'_>, sink: &mut Sink<'_>) {
+/// Validate the object a review writes, as Istio would.
+pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
+    let mut found = Vec::new();
+    let errors = &mut Errors { out: &mut found };
     let spec = review.spec();
     if spec.is_null() {
-        return;
+        return found;
     }
     match review.kind {
-        Kind::PeerAuthentication => peer_authentication(spec, sink),
-        Kind::AuthorizationPolicy => authorization_policy(spec, sink),
-        Kind::RequestAuthentication => request_authentication(spec, review.namespace, sink),
-        Kind::DestinationRule => destination_rule(spec, sink),
+        Kind::PeerAuthentication => peer_authentication(spec, errors),
+        Kind::AuthorizationPolicy => authorization_policy(spec, errors),
+        Kind::RequestAuthentication => request_authentication(spec, review.namespace, errors),
+        Kind::DestinationRule => destination_rule(spec, errors),
         _ => {}
     }
+    found
 }
 
-fn peer_authentication(spec: &Value, sink: &mut Sink<'_>) {
-    sink.enum_value(
-        || "spec.mtls.mode".to_owned(),
-        spec.pointer("/mtls/mode"),
-        PA_MODES,
-    );
-    let Some(ports) = spec.get("portLevelMtls").and_then(Value::as_object) else {
+fn peer_authentication(spec: &Value, errors: &mut Errors<'_>) {
+    let pa = PeerAuthentication::of(spec);
+    errors.enum_value(|| "spec.mtls.mode".to_owned(), pa.mode_value(), PA_MODES);
+    if !pa.has_port_level_field() {
         return;
-    };
-    if ports.is_empty() {
-        sink.report(
+    }
+    if pa.port_level().next().is_none() {
+        errors.report(
             Class::Spec,
             || "spec.portLevelMtls".to_owned(),
             || "spec.portLevelMtls in body should have at least 1 properties".to_owned(),
             || "remove portLevelMtls, or list the ports, e.g. portLevelMtls: {\"8080\": {mode: STRICT}}".to_owned(),
         );
     }
-    for (key, entry) in ports {
-        let path = || format!("spec.portLevelMtls{}", quoted_key(key));
+    for entry in pa.port_level() {
+        let key = entry.key;
+        let path = || entry.path();
         match key.parse::<u64>() {
-            Err(_) => sink.report(
+            Err(_) => errors.report(
                 Class::Port,
                 path,
                 || format!("type conversion error from string {key:?} to a port number: portLevelMtls keys must be container port numbers"),
                 || "use the numeric container port, e.g. \"8080\"".to_owned(),
             ),
-            Ok(n) if !port_in_range(n) => sink.report(
+            Ok(n) if !port_in_range(n) => errors.report(
                 Class::Port,
                 path,
                 || format!("port must be between 1-65535, got {n}"),
@@ -266,7 +175,11 @@ fn peer_authentication(spec: &Value, sink: &mut Sink<'_>) {
             ),
             Ok(_) => {}
         }
-        sink.enum_value(|| format!("{}.mode", path()), entry.get("mode"), PA_MODES);
+        errors.enum_value(
+            || format!("{}.mode", entry.path()),
+            entry.value.get("mode"),
+            PA_MODES,
+        );
     }
 }
 
@@ -304,22 +217,22 @@ fn path_template_problem(p: &str) -> Option<&'static str> {
     None
 }
 
-fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
-    sink.enum_value(|| "spec.action".to_owned(), spec.get("action"), AP_ACTIONS);
-    let action = spec
-        .get("action")
-        .and_then(Value::as_str)
-        .unwrap_or("ALLOW");
-    target_conflicts(spec, sink);
-    let provider = spec.get("provider").filter(|p| !p.is_null());
+/// A list field that is an array with at least one entry (the schema's sense of "set").
+fn non_empty_array(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+}
+
+fn authorization_policy(spec: &Value, errors: &mut Errors<'_>) {
+    let ap = AuthorizationPolicy::of(spec);
+    errors.enum_value(|| "spec.action".to_owned(), spec.get("action"), AP_ACTIONS);
+    let action = ap.action_str();
+    target_conflicts(spec, errors);
+    let provider = ap.provider();
     if action == "CUSTOM"
         && spec.get("rules").is_some_and(|r| !r.is_null())
-        && provider
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
+        && ap.provider_name().is_none_or(str::is_empty)
     {
-        sink.report(
+        errors.report(
             Class::Spec,
             || "spec.provider.name".to_owned(),
             || "`provider.name` must not be empty".to_owned(),
@@ -327,18 +240,19 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
         );
     }
     if provider.is_some() && action != "CUSTOM" {
-        sink.report(
+        errors.report(
             Class::Conflict,
             || "spec.provider".to_owned(),
             || format!("`provider` must not be with non CUSTOM action, found {action}"),
             || "remove provider, or set action: CUSTOM".to_owned(),
         );
     }
-    for (i, rule) in items(spec, "rules").iter().enumerate() {
+    for rule in ap.rules() {
+        let i = rule.index;
         if !rule.is_object() {
-            sink.report(
+            errors.report(
                 Class::Spec,
-                || format!("spec.rules[{i}]"),
+                || rule.path(),
                 || format!("`rule` must not be nil, found at rule {i} (spec.rules[{i}] in body must be of type object)"),
                 || "write {} for a rule that matches everything, or remove the entry".to_owned(),
             );
@@ -346,21 +260,22 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
         }
         for (field, inner) in [("from", "source"), ("to", "operation")] {
             if rule
+                .value
                 .get(field)
                 .and_then(Value::as_array)
                 .is_some_and(Vec::is_empty)
             {
-                sink.report(
+                errors.report(
                     Class::Spec,
                     || format!("spec.rules[{i}].{field}"),
                     || format!("`{field}` must not be empty, found at rule {i}"),
                     || format!("remove {field}, or add entries"),
                 );
             }
-            for (j, entry) in items(rule, field).iter().enumerate() {
+            for (j, entry) in rule.entries(field) {
                 match entry.get(inner) {
                     Some(Value::Object(m)) if !m.is_empty() => {}
-                    Some(Value::Object(_)) => sink.report(
+                    Some(Value::Object(_)) => errors.report(
                         Class::Spec,
                         || format!("spec.rules[{i}].{field}[{j}].{inner}"),
                         || format!("`{field}.{inner}` must not be empty, found at rule {i}"),
@@ -370,7 +285,7 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                             )
                         },
                     ),
-                    _ => sink.report(
+                    _ => errors.report(
                         Class::Spec,
                         || format!("spec.rules[{i}].{field}[{j}]"),
                         || format!("`{field}.{inner}` must not be nil, found at rule {i}"),
@@ -379,105 +294,106 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                 }
             }
         }
-        for (j, from) in items(rule, "from").iter().enumerate() {
-            let Some(src) = from.get("source") else {
-                continue;
-            };
-            let base = Loc::new("spec.rules", i, Some(("from", j)), "source");
-            let set = |k: &str| {
-                src.get(k)
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-            };
+        for src in rule.sources() {
+            let set = |k: &'static str| non_empty_array(src.field(k).value);
             if (set("serviceAccounts") || set("notServiceAccounts"))
                 && ["principals", "notPrincipals", "namespaces", "notNamespaces"]
                     .iter()
                     .any(|k| set(k))
             {
-                sink.report(
+                errors.report(
                     Class::Conflict,
-                    || base.to_string(),
+                    || src.path(),
                     || "Cannot set serviceAccounts with namespaces or principals".to_owned(),
                     || "put serviceAccounts in a separate from[] entry (entries are ORed), or express the accounts as principals".to_owned(),
                 );
             }
-            for (k, sa) in strings(src, "serviceAccounts") {
+            let accounts = src.field("serviceAccounts");
+            for (k, sa) in accounts.strings() {
                 if sa.contains('*') {
-                    sink.report(
+                    errors.report(
                         Class::Spec,
-                        || format!("{base}.serviceAccounts[{k}]"),
+                        || accounts.item_path(k),
                         || "serviceAccounts do not support wildcards".to_owned(),
                         || "name each account as <namespace>/<serviceaccount>, or use principals with a wildcard".to_owned(),
                     );
                 }
             }
-            if items(src, "serviceAccounts").len() > 16 {
-                sink.report(
+            if accounts
+                .value
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.len() > 16)
+            {
+                errors.report(
                     Class::Spec,
-                    || format!("{base}.serviceAccounts"),
+                    || accounts.path(),
                     || "serviceAccounts may list at most 16 entries".to_owned(),
                     || "split the accounts over several from[] entries".to_owned(),
                 );
             }
             // One pass over the fields present (not a lookup per known field).
-            for (key, list) in src.as_object().into_iter().flatten() {
-                let key = key.as_str();
-                match key {
+            for list in src.fields() {
+                match list.field {
                     "principals"
                     | "notPrincipals"
                     | "requestPrincipals"
                     | "notRequestPrincipals"
                     | "namespaces"
-                    | "notNamespaces" => {
-                        empty_values(list, base, key, sink);
-                    }
+                    | "notNamespaces" => empty_values(&list, errors),
                     "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
-                        empty_values(list, base, key, sink);
-                        ip_values(list, |k| format!("{base}.{key}[{k}]"), key, sink);
+                        empty_values(&list, errors);
+                        ip_values(
+                            list.value.unwrap_or(&Value::Null),
+                            |k| list.item_path(k),
+                            list.field,
+                            errors,
+                        );
                     }
                     _ => {}
                 }
             }
         }
-        for (j, to) in items(rule, "to").iter().enumerate() {
-            let Some(op) = to.get("operation") else {
-                continue;
-            };
-            let base = Loc::new("spec.rules", i, Some(("to", j)), "operation");
+        for op in rule.operations() {
             for key in ["ports", "notPorts"] {
-                for (k, v) in items(op, key).iter().enumerate() {
+                let list = op.field(key);
+                for (k, v) in list
+                    .value
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
                     let ok = match v {
                         Value::String(s) => s.parse::<u64>().is_ok_and(port_in_range),
                         Value::Number(n) => n.as_u64().is_some_and(port_in_range),
                         _ => false,
                     };
                     if !ok {
-                        sink.report(
+                        errors.report(
                             Class::Port,
-                            || format!("{base}.{key}[{k}]"),
+                            || list.item_path(k),
                             || format!("invalid port {v}: port must be between 1-65535"),
                             || "write the port as a number string, e.g. \"8080\"".to_owned(),
                         );
                     }
                 }
             }
-            for (key, list) in op.as_object().into_iter().flatten() {
-                let key = key.as_str();
+            for list in op.fields() {
                 if !matches!(
-                    key,
+                    list.field,
                     "methods" | "notMethods" | "paths" | "notPaths" | "hosts" | "notHosts"
                 ) {
                     continue;
                 }
-                empty_values(list, base, key, sink);
-                if !matches!(key, "paths" | "notPaths") {
+                empty_values(&list, errors);
+                if !matches!(list.field, "paths" | "notPaths") {
                     continue;
                 }
-                for (k, p) in list_strings(list) {
+                for (k, p) in list.strings() {
                     if let Some(why) = path_template_problem(p) {
-                        sink.report(
+                        errors.report(
                             Class::Spec,
-                            || format!("{base}.{key}[{k}]"),
+                            || list.item_path(k),
                             || format!("invalid path template {p:?}: {why}"),
                             || "use {*} for one segment and {**} (last) for the rest, each as a whole segment, e.g. \"/api/{*}/items/{**}\"".to_owned(),
                         );
@@ -485,11 +401,11 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                 }
             }
         }
-        for (l, cond) in items(rule, "when").iter().enumerate() {
-            let base = Loc::new("spec.rules", i, Some(("when", l)), "");
-            let key = cond.get("key").and_then(Value::as_str).unwrap_or("");
+        for cond in rule.conditions() {
+            let base = cond.path();
+            let key = cond.key().unwrap_or("");
             if key.is_empty() {
-                sink.report(
+                errors.report(
                     Class::Spec,
                     || format!("{base}.key"),
                     || "`key` must not be empty".to_owned(),
@@ -497,15 +413,10 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
                 );
                 continue;
             }
-            let has = |k: &str| {
-                cond.get(k)
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-            };
-            if !has("values") && !has("notValues") {
-                sink.report(
+            if !non_empty_array(cond.list("values")) && !non_empty_array(cond.list("notValues")) {
+                errors.report(
                     Class::Spec,
-                    || base.to_string(),
+                    || base.clone(),
                     || format!("at least one of `values` or `notValues` must be set for key {key}"),
                     || "add values (or notValues) to the condition".to_owned(),
                 );
@@ -513,18 +424,18 @@ fn authorization_policy(spec: &Value, sink: &mut Sink<'_>) {
             if matches!(key, "source.ip" | "remote.ip" | "destination.ip") {
                 for field in ["values", "notValues"] {
                     ip_values(
-                        cond.get(field).unwrap_or(&Value::Null),
+                        cond.list(field).unwrap_or(&Value::Null),
                         |k| format!("{base}.{field}[{k}]"),
                         field,
-                        sink,
+                        errors,
                     );
                 }
             }
             if key == "destination.port" {
                 for field in ["values", "notValues"] {
-                    for (k, v) in strings(cond, field) {
+                    for (k, v) in cond.strings(field) {
                         if !v.parse::<u64>().is_ok_and(port_in_range) {
-                            sink.report(
+                            errors.report(
                                 Class::Port,
                                 || format!("{base}.{field}[{k}]"),
                                 || format!("invalid `value` for `key` destination.port: invalid port {v}"),
@@ -551,10 +462,10 @@ fn ip_or_cidr(s: &str) -> bool {
     }
 }
 
-fn ip_values(list: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut Sink<'_>) {
+fn ip_values(list: &Value, path: impl Fn(usize) -> String, key: &str, errors: &mut Errors<'_>) {
     for (k, v) in list_strings(list) {
         if !v.is_empty() && !ip_or_cidr(v) {
-            sink.report(
+            errors.report(
                 Class::Spec,
                 || path(k),
                 || format!("invalid IP address or CIDR range {v:?} in {key}"),
@@ -568,16 +479,16 @@ fn ip_values(list: &Value, path: impl Fn(usize) -> String, key: &str, sink: &mut
 }
 
 /// Istio's `CheckEmptyValues`: no empty strings in match lists.
-fn empty_values(list: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
-    for (k, v) in list_strings(list) {
+fn empty_values(list: &MatchList<'_>, errors: &mut Errors<'_>) {
+    for (k, v) in list.strings() {
         if v.is_empty() {
-            let mut name = key.to_owned();
+            let mut name = list.field.to_owned();
             if let Some(first) = name.get_mut(0..1) {
                 first.make_ascii_uppercase();
             }
-            sink.report(
+            errors.report(
                 Class::Spec,
-                || format!("{base}.{key}[{k}]"),
+                || list.item_path(k),
                 || format!("empty value is not allowed, found in {name}"),
                 || "remove the empty entry".to_owned(),
             );
@@ -587,14 +498,14 @@ fn empty_values(list: &Value, base: Loc<'_>, key: &str, sink: &mut Sink<'_>) {
 
 /// `selector`, `targetRef` and `targetRefs` are mutually exclusive (AuthorizationPolicy and
 /// RequestAuthentication).
-fn target_conflicts(spec: &Value, sink: &mut Sink<'_>) {
+fn target_conflicts(spec: &Value, errors: &mut Errors<'_>) {
     let present = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
     let n = ["selector", "targetRef", "targetRefs"]
         .iter()
         .filter(|k| present(k))
         .count();
     if n > 1 {
-        sink.report(
+        errors.report(
             Class::Conflict,
             || "spec".to_owned(),
             || "only one of targetRefs or selector can be set (selector, targetRef and targetRefs are mutually exclusive)".to_owned(),
@@ -604,9 +515,9 @@ fn target_conflicts(spec: &Value, sink: &mut Sink<'_>) {
 }
 
 /// One `targetRef` (PolicyTargetReference).
-fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
+fn target_ref(r: &Value, path: &str, own_ns: &str, errors: &mut Errors<'_>) {
     if !r.is_object() {
-        sink.report(
+        errors.report(
             Class::Spec,
             || path.to_owned(),
             || format!("{path} in body must be of type object"),
@@ -616,13 +527,13 @@ fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
     }
     for field in ["name", "kind"] {
         match r.get(field).and_then(Value::as_str) {
-            None => sink.report(
+            None => errors.report(
                 Class::Spec,
                 || format!("{path}.{field}"),
                 || format!("{path}.{field}: Required value"),
                 || format!("set {field}"),
             ),
-            Some("") => sink.report(
+            Some("") => errors.report(
                 Class::Spec,
                 || format!("{path}.{field}"),
                 || format!("{path}.{field} in body should be at least 1 chars long"),
@@ -633,7 +544,7 @@ fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
     }
     if let Some(g) = r.get("group").and_then(Value::as_str) {
         if !g.is_empty() && !dns_subdomain(g) {
-            sink.report(
+            errors.report(
                 Class::Spec,
                 || format!("{path}.group"),
                 || format!("{path}.group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"),
@@ -646,7 +557,7 @@ fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !k.ends_with('-');
         if !k.is_empty() && !ok {
-            sink.report(
+            errors.report(
                 Class::Spec,
                 || format!("{path}.kind"),
                 || {
@@ -660,7 +571,7 @@ fn target_ref(r: &Value, path: &str, own_ns: &str, sink: &mut Sink<'_>) {
     }
     if let Some(ns) = r.get("namespace").and_then(Value::as_str) {
         if !ns.is_empty() && ns != own_ns {
-            sink.report(
+            errors.report(
                 Class::Spec,
                 || format!("{path}.namespace"),
                 || "cross namespace referencing is not currently supported".to_owned(),
@@ -716,26 +627,27 @@ fn duration_nanos(s: &str) -> Option<u128> {
     Some(total as u128)
 }
 
-fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
-    target_conflicts(spec, sink);
+fn request_authentication(spec: &Value, own_ns: &str, errors: &mut Errors<'_>) {
+    target_conflicts(spec, errors);
     if let Some(r) = spec.get("targetRef").filter(|r| !r.is_null()) {
-        target_ref(r, "spec.targetRef", own_ns, sink);
+        target_ref(r, "spec.targetRef", own_ns, errors);
     }
     for (i, r) in items(spec, "targetRefs").iter().enumerate() {
-        target_ref(r, &format!("spec.targetRefs[{i}]"), own_ns, sink);
+        target_ref(r, &format!("spec.targetRefs[{i}]"), own_ns, errors);
     }
-    for (i, rule) in items(spec, "jwtRules").iter().enumerate() {
-        let base = Loc::new("spec.jwtRules", i, None, "");
-        if !rule.is_object() {
-            sink.report(
+    for jwt in RequestAuthentication::of(spec).jwt_rules() {
+        let base = jwt.path("");
+        let rule = jwt.value;
+        if !jwt.is_object() {
+            errors.report(
                 Class::Spec,
-                || base.to_string(),
+                || base.clone(),
                 || format!("{base} in body must be of type object"),
                 || "write the rule, e.g. {issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}, or remove the entry".to_owned(),
             );
             continue;
         }
-        sink.enum_value(
+        errors.enum_value(
             || format!("{base}.presence"),
             rule.get("presence"),
             RA_PRESENCE,
@@ -746,11 +658,11 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             "fromCookies",
             "spaceDelimitedClaims",
         ] {
-            sink.non_empty_strings(rule, base, key);
+            errors.non_empty_strings(rule, &base, key);
         }
         if let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) {
             if !uri.is_empty() && jwks_scheme(uri).is_none() {
-                sink.report(
+                errors.report(
                     Class::Spec,
                     || format!("{base}.jwksUri"),
                     || "url must have scheme http:// or https://".to_owned(),
@@ -759,15 +671,15 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             }
         }
         for (j, h) in items(rule, "fromHeaders").iter().enumerate() {
-            let p = Loc::new("spec.jwtRules", i, Some(("fromHeaders", j)), "");
+            let p = format!("{base}.fromHeaders[{j}]");
             match h.get("name").and_then(Value::as_str) {
-                None => sink.report(
+                None => errors.report(
                     Class::Spec,
                     || format!("{p}.name"),
                     || format!("{p}.name: Required value"),
                     || "set the header name, e.g. name: Authorization".to_owned(),
                 ),
-                Some("") => sink.report(
+                Some("") => errors.report(
                     Class::Spec,
                     || format!("{p}.name"),
                     || format!("{p}.name in body should be at least 1 chars long"),
@@ -777,9 +689,9 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             }
         }
         for (j, c) in items(rule, "outputClaimToHeaders").iter().enumerate() {
-            let p = Loc::new("spec.jwtRules", i, Some(("outputClaimToHeaders", j)), "");
+            let p = format!("{base}.outputClaimToHeaders[{j}]");
             if !c.is_object() {
-                sink.report(
+                errors.report(
                     Class::Spec,
                     || p.to_string(),
                     || format!("{p} in body must be of type object"),
@@ -789,13 +701,13 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
             }
             for field in ["claim", "header"] {
                 match c.get(field).and_then(Value::as_str) {
-                    None => sink.report(
+                    None => errors.report(
                         Class::Spec,
                         || format!("{p}.{field}"),
                         || format!("{p}.{field}: Required value"),
                         || format!("set {field}"),
                     ),
-                    Some("") => sink.report(
+                    Some("") => errors.report(
                         Class::Spec,
                         || format!("{p}.{field}"),
                         || format!("{p}.{field} in body should be at least 1 chars long"),
@@ -807,7 +719,7 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
                                 .chars()
                                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
                     {
-                        sink.report(
+                        errors.report(
                             Class::Spec,
                             || format!("{p}.header"),
                             || format!("{p}.header in body should match '^[-_A-Za-z0-9]+$'"),
@@ -824,7 +736,7 @@ fn request_authentication(spec: &Value, own_ns: &str, sink: &mut Sink<'_>) {
                 .and_then(duration_nanos)
                 .is_some_and(|n| n >= 1_000_000);
             if !ok {
-                sink.report(
+                errors.report(
                     Class::Spec,
                     || format!("{base}.timeout"),
                     || format!("{base}.timeout must be a valid duration greater than 1ms, got {t}"),
@@ -843,30 +755,35 @@ pub(crate) fn jwks_scheme(uri: &str) -> Option<&str> {
         .filter(|_| !rest.is_empty())
 }
 
-fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
-    match spec.get("host").and_then(Value::as_str) {
+fn destination_rule(spec: &Value, errors: &mut Errors<'_>) {
+    let dr = DestinationRule::of(spec);
+    match dr.host() {
         Some(h) if !h.is_empty() => {}
-        _ => sink.report(
+        _ => errors.report(
             Class::Spec,
             || "spec.host".to_owned(),
             || "spec.host: Required value".to_owned(),
             || "set host to the service, e.g. \"reviews.prod.svc.cluster.local\"".to_owned(),
         ),
     }
-    super::destination_rule::for_each_tls(spec, |path, tls| {
-        sink.enum_value(|| format!("{path}.mode"), tls.get("mode"), DR_TLS_MODES);
-        let mode = tls.get("mode").and_then(Value::as_str).unwrap_or("DISABLE");
-        let has = |k: &str| {
-            tls.get(k)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-        };
+    for site in dr.tls_sites() {
+        let path = site.at;
+        errors.enum_value(
+            || format!("{path}.mode"),
+            site.tls.get("mode"),
+            DR_TLS_MODES,
+        );
+        let mode = site
+            .tls
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("DISABLE");
         let files = ["clientCertificate", "privateKey", "caCertificates"];
         if matches!(mode, "SIMPLE" | "MUTUAL")
-            && has("credentialName")
-            && files.iter().any(|k| has(k))
+            && site.has("credentialName")
+            && files.iter().any(|k| site.has(k))
         {
-            sink.report(
+            errors.report(
                 Class::Conflict,
                 || path.to_string(),
                 || {
@@ -876,13 +793,13 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
                 || "use either credentialName or the certificate file fields, not both".to_owned(),
             );
         }
-        if mode == "MUTUAL" && !has("credentialName") {
+        if mode == "MUTUAL" && !site.has("credentialName") {
             for (k, what) in [
                 ("clientCertificate", "client certificate"),
                 ("privateKey", "private key"),
             ] {
-                if !has(k) {
-                    sink.report(
+                if !site.has(k) {
+                    errors.report(
                         Class::Spec,
                         || format!("{path}.{k}"),
                         || format!("{what} required for mutual tls"),
@@ -891,37 +808,26 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
                 }
             }
         }
-    });
-    let mut port_check = |path: String, pls: &Value| {
-        for (i, p) in items(pls, "portLevelSettings").iter().enumerate() {
-            if let Some(n) = p.pointer("/port/number") {
+    }
+    for tp in dr.traffic_policies() {
+        for pl in tp.port_level() {
+            if let Some(n) = pl.port_number() {
                 if !n.as_u64().is_some_and(port_in_range) {
-                    sink.report(
+                    errors.report(
                         Class::Port,
-                        || format!("{path}.portLevelSettings[{i}].port.number"),
+                        || format!("{}.portLevelSettings[{}].port.number", tp.path(), pl.index),
                         || format!("port number {n} must be in the range 1..65535"),
                         || "write the service port, between 1 and 65535".to_owned(),
                     );
                 }
             }
         }
-    };
-    if let Some(tp) = spec.get("trafficPolicy") {
-        port_check("spec.trafficPolicy".to_owned(), tp);
     }
-    for (i, s) in items(spec, "subsets").iter().enumerate() {
-        if let Some(tp) = s.get("trafficPolicy") {
-            port_check(format!("spec.subsets[{i}].trafficPolicy"), tp);
-        }
-    }
-    for (i, s) in items(spec, "subsets").iter().enumerate() {
-        if s.get("name")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            sink.report(
+    for subset in dr.subsets() {
+        if subset.name().is_none_or(str::is_empty) {
+            errors.report(
                 Class::Spec,
-                || format!("spec.subsets[{i}].name"),
+                || format!("spec.subsets[{}].name", subset.index),
                 || "subset name cannot be empty".to_owned(),
                 || "name the subset, e.g. name: v1".to_owned(),
             );
@@ -930,17 +836,13 @@ fn destination_rule(spec: &Value, sink: &mut Sink<'_>) {
 }
 
 fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
-    let walk = ctx.memo.istio.get_or_init(|| {
-        let mut found = Vec::new();
-        validate(review, &mut Sink { out: &mut found });
-        Walk(found)
-    });
+    let errors = ctx.cache.istio_errors.get_or_init(|| validate(review));
     out.extend(
-        walk.0
+        errors
             .iter()
             .filter(|(c, _)| *c == class)
             .map(|(_, v)| v.clone()),
-    );
+    )
 }
 
 pub static INVALID_ENUM: Rule = Rule {
@@ -1022,7 +924,7 @@ mod tests {
                     &crate::rules::Ctx {
                         policy: &crate::config::Policy::default(),
                         cluster: &crate::context::NoCluster,
-                        memo: &crate::rules::Memo::default(),
+                        cache: &crate::rules::ReviewCache::default(),
                     },
                     &mut out,
                 );

@@ -4,8 +4,8 @@
 
 use crate::config::Policy;
 use crate::context::ClusterView;
+pub(crate) use crate::finding::{Action, Violation};
 use crate::resource::{Kind, Review};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod authorization_policy;
@@ -17,96 +17,47 @@ pub mod request_authentication;
 pub mod service;
 pub mod workload;
 
-/// What happens when a rule finds a violation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Reported only (metrics, logs, audit annotation); the request is allowed.
-    Audit,
-    /// Allowed, with a warning that kubectl prints.
-    Warn,
-    /// Denied.
-    Deny,
-    /// The rule does not run.
-    Off,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Deny => "deny",
-            Action::Warn => "warn",
-            Action::Audit => "audit",
-            Action::Off => "off",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One violation as a rule reports it: where, what, and how to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    /// Field path in the user's camelCase terms, e.g. `spec.rules[0].from[0].source.principals[1]`.
-    pub path: String,
-    /// What is wrong (no trailing period).
-    pub message: String,
-    /// How to fix it (no trailing period).
-    pub fix: String,
-}
-
-impl Violation {
-    pub fn new(
-        path: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Violation {
-            path: path.into(),
-            message: message.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-/// A violation attributed to its rule, with the action the policy resolved for it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub rule: &'static str,
-    pub action: Action,
-    #[serde(flatten)]
-    pub violation: Violation,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] {}: {}. Fix: {}",
-            self.rule, self.violation.path, self.violation.message, self.violation.fix
-        )
-    }
-}
-
 /// What a check function gets besides the review: the policy, the cluster view, and the
-/// per-review memo.
+/// per-review cache.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
     pub cluster: &'a dyn ClusterView,
-    /// Work several rules share for one review; one `Memo` per review.
-    pub memo: &'a Memo,
+    /// Work several rules share for one review; one per review.
+    pub cache: &'a ReviewCache,
 }
 
 /// Work several rules share for one review, done once by whichever rule asks first.
 #[derive(Default)]
-pub struct Memo {
-    /// The Istio-parity walk (`istio_validation`), whose four rules each keep one class.
-    pub(crate) istio: std::cell::OnceCell<istio_validation::Walk>,
+pub struct ReviewCache {
+    /// What Istio's own validation would reject (`istio_validation`); its four rules each
+    /// report one class of it.
+    pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
+}
+
+/// Levenshtein distance, for "did you mean" suggestions (error paths only).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The option closest to `word`, when it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
+    options
+        .iter()
+        .map(|o| (distance(word, o), *o))
+        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o)
 }
 
 /// A check: pure function of the review and context, pushing violations.
@@ -236,7 +187,7 @@ pub(crate) mod testing {
         let ctx = Ctx {
             policy,
             cluster: &NoCluster,
-            memo: &Memo::default(),
+            cache: &ReviewCache::default(),
         };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);

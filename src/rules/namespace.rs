@@ -10,7 +10,8 @@
 
 use super::{Action, Rule, Violation};
 use crate::config::Policy;
-use crate::resource::{labels_of, quoted_key, Kind};
+use crate::json::quoted_key;
+use crate::resource::{labels_of, Kind};
 use std::collections::BTreeMap;
 
 pub const ISTIO_INJECTION: &str = "istio-injection";
@@ -213,7 +214,7 @@ mod tests {
         let ctx = Ctx {
             policy: &policy,
             cluster: &crate::context::NoCluster,
-            memo: &crate::rules::Memo::default(),
+            cache: &crate::rules::ReviewCache::default(),
         };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);
@@ -297,7 +298,8 @@ mod tests {
 
     #[test]
     fn missing_label_fix_names_the_revision() {
-        let policy = Policy::from_yaml("injectionRevision: canary\n", "t").expect("policy");
+        let policy =
+            crate::catalogue::policy_from_yaml("injectionRevision: canary\n", "t").expect("policy");
         let found = run_with(
             &INJECTION_MISSING,
             Operation::Create,

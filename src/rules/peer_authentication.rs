@@ -1,33 +1,23 @@
 //! PeerAuthentication (security.istio.io v1, v1beta1): mTLS must be STRICT everywhere.
 //!
-//! Scope semantics (ISTIO.md): selector-less in the root namespace = mesh-wide; selector-less
-//! elsewhere = namespace-wide; a non-empty `selector.matchLabels` = workload-level, which Istio
-//! *ignores* in the root namespace. `portLevelMtls` only works with a selector.
+//! Scope semantics (pilot `ComposePeerAuthentication`, see [`crate::istio::peer_authentication`]):
+//! selector-less in the root namespace = mesh-wide; selector-less elsewhere = namespace-wide; a
+//! non-empty `selector.matchLabels` = workload-level, which Istio *ignores* in the root
+//! namespace. `portLevelMtls` only works with a selector.
 
 use super::{Action, Ctx, Rule, Violation};
-use crate::resource::{quoted_key, selector_is_empty, spec_of, Kind, Review};
-use serde_json::Value;
+use crate::istio::PeerAuthentication;
+use crate::resource::{spec_of, Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::PeerAuthentication];
 
-/// Every `(path, mode)` an object sets: the top-level mode and each port-level mode.
-fn modes(spec: &Value) -> Vec<(String, &str)> {
-    let mut out = Vec::new();
-    if let Some(m) = spec.pointer("/mtls/mode").and_then(Value::as_str) {
-        out.push(("spec.mtls.mode".to_owned(), m));
-    }
-    if let Some(ports) = spec.get("portLevelMtls").and_then(Value::as_object) {
-        for (port, v) in ports {
-            if let Some(m) = v.get("mode").and_then(Value::as_str) {
-                out.push((format!("spec.portLevelMtls{}.mode", quoted_key(port)), m));
-            }
-        }
-    }
-    out
+/// The view of the policy being written.
+fn policy<'a>(review: &Review<'a>) -> PeerAuthentication<'a> {
+    PeerAuthentication::of(review.spec())
 }
 
-fn scope(review: &Review<'_>, ctx: &Ctx<'_>, spec: &Value) -> &'static str {
-    if !selector_is_empty(spec) {
+fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'static str {
+    if !pa.selector.is_empty() {
         "this workload"
     } else if review.namespace == ctx.policy.root_namespace {
         "the whole mesh"
@@ -43,14 +33,14 @@ pub static PERMISSIVE_MTLS: Rule = Rule {
     summary: "mtls.mode PERMISSIVE, at top level or in any portLevelMtls entry, accepts plaintext",
     example_fix: "spec.mtls.mode: STRICT",
     check: |review, ctx, out| {
-        let spec = review.spec();
-        for (path, mode) in modes(spec) {
+        let pa = policy(review);
+        for (path, mode) in pa.modes() {
             if mode == "PERMISSIVE" {
                 out.push(Violation::new(
                     path,
                     format!(
                         "PERMISSIVE accepts plaintext connections for {}, so callers without a mesh identity get in",
-                        scope(review, ctx, spec)
+                        scope(review, ctx, &pa)
                     ),
                     "set mode: STRICT (migrate remaining plaintext clients into the mesh first)",
                 ));
@@ -66,14 +56,14 @@ pub static DISABLED_MTLS: Rule = Rule {
     summary: "mtls.mode DISABLE anywhere turns mutual TLS off",
     example_fix: "spec.mtls.mode: STRICT",
     check: |review, ctx, out| {
-        let spec = review.spec();
-        for (path, mode) in modes(spec) {
+        let pa = policy(review);
+        for (path, mode) in pa.modes() {
             if mode == "DISABLE" {
                 out.push(Violation::new(
                     path,
                     format!(
                         "DISABLE turns off mutual TLS for {}: traffic is plaintext and unauthenticated",
-                        scope(review, ctx, spec)
+                        scope(review, ctx, &pa)
                     ),
                     "set mode: STRICT",
                 ));
@@ -93,12 +83,12 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
         if review.namespace != ctx.policy.root_namespace {
             return;
         }
-        let spec = spec_of(obj);
-        if !selector_is_empty(spec) {
+        let pa = PeerAuthentication::of(spec_of(obj));
+        if !pa.selector.is_empty() {
             return;
         }
-        let mode = spec.pointer("/mtls/mode").and_then(Value::as_str);
-        let path = if spec.get("mtls").is_some() {
+        let mode = pa.mode_str();
+        let path = if pa.mtls.is_some() {
             "spec.mtls.mode"
         } else {
             "spec.mtls"
@@ -125,12 +115,8 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     summary: "portLevelMtls without a workload selector is ignored (and rejected) by Istio",
     example_fix: "add spec.selector.matchLabels, or move the setting to spec.mtls.mode",
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        let has_ports = spec
-            .get("portLevelMtls")
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty());
-        if has_ports && selector_is_empty(spec) {
+        let pa = policy(review);
+        if pa.port_level().next().is_some() && pa.selector.is_empty() {
             out.push(Violation::new(
                 "spec.portLevelMtls",
                 "port-level mTLS needs a workload selector; without one Istio rejects or ignores it",
@@ -152,11 +138,8 @@ pub static WEAKENING_DELETE: Rule = Rule {
             return;
         }
         let Some(old) = review.old_object else { return };
-        let spec = spec_of(old);
-        if !selector_is_empty(spec) {
-            return;
-        }
-        if spec.pointer("/mtls/mode").and_then(Value::as_str) != Some("STRICT") {
+        let pa = PeerAuthentication::of(spec_of(old));
+        if !pa.selector.is_empty() || pa.mode_str() != Some("STRICT") {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
@@ -166,7 +149,7 @@ pub static WEAKENING_DELETE: Rule = Rule {
                 "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
                 review.namespace,
                 name,
-                scope(review, ctx, spec)
+                scope(review, ctx, &pa)
             ),
             "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
         ));
@@ -184,7 +167,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
         if review.namespace != ctx.policy.root_namespace {
             return;
         }
-        if selector_is_empty(spec_of(obj)) {
+        if PeerAuthentication::of(spec_of(obj)).selector.is_empty() {
             return;
         }
         out.push(Violation::new(
@@ -203,7 +186,7 @@ mod tests {
     use super::*;
     use crate::rules::testing::{obj, run};
     use kube::core::admission::Operation;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn pa(version: &str, ns: &str, spec: Value) -> kube::core::DynamicObject {
         obj(json!({

@@ -1,11 +1,13 @@
 //! RequestAuthentication (security.istio.io v1, v1beta1): JWT rules that actually authenticate.
 //!
 //! A RequestAuthentication validates a token when one is present; it never requires one
-//! (ISTIO.md). What it can get wrong on its own: no issuer, keys fetched over plaintext or from
+//! (see [`crate::istio::request_authentication`]). What it can get wrong on its own: no issuer, keys fetched over plaintext or from
 //! an internal address, no audience restriction, private key material published inline.
 
-use super::istio_validation::{items, jwks_scheme};
+use super::istio_validation::jwks_scheme;
 use super::{Action, Rule, Violation};
+use crate::istio::request_authentication::JwtRule;
+use crate::istio::RequestAuthentication;
 use crate::resource::{Kind, Review};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,11 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const KINDS: &[Kind] = &[Kind::RequestAuthentication];
 
 /// Every `jwtRules[i]` that is an object.
-fn jwt_rules<'v>(review: &Review<'v>) -> impl Iterator<Item = (usize, &'v Value)> {
-    items(review.spec(), "jwtRules")
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.is_object())
+fn jwt_rules<'v>(review: &Review<'v>) -> impl Iterator<Item = JwtRule<'v>> {
+    RequestAuthentication::of(review.spec())
+        .jwt_rules()
+        .filter(JwtRule::is_object)
 }
 
 /// The host part of a URL (`scheme://[userinfo@]host[:port]/...`), brackets removed for IPv6.
@@ -101,10 +102,10 @@ pub static MISSING_ISSUER: Rule = Rule {
     summary: "a jwtRules entry without issuer (Istio rejects it: issuer must be set)",
     example_fix: "jwtRules: [{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}]",
     check: |review, _ctx, out| {
-        for (i, rule) in jwt_rules(review) {
-            if rule.get("issuer").and_then(Value::as_str).is_none_or(str::is_empty) {
+        for rule in jwt_rules(review) {
+            if rule.issuer().is_none_or(str::is_empty) {
                 out.push(Violation::new(
-                    format!("spec.jwtRules[{i}].issuer"),
+                    rule.path("issuer"),
                     "issuer must be set: a JWT rule without an issuer matches no token (Istio rejects it)",
                     "set issuer to the token's iss claim, e.g. \"https://issuer.example.com\"",
                 ));
@@ -120,8 +121,8 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
     summary: "jwksUri not https: the signing keys can be replaced in transit",
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
     check: |review, _ctx, out| {
-        for (i, rule) in jwt_rules(review) {
-            let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) else {
+        for rule in jwt_rules(review) {
+            let Some(uri) = rule.string("jwksUri") else {
                 continue;
             };
             let Some(scheme) = jwks_scheme(uri) else {
@@ -130,7 +131,7 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
             if scheme.eq_ignore_ascii_case("http") {
                 let https = format!("https{}", &uri[scheme.len()..]);
                 out.push(Violation::new(
-                    format!("spec.jwtRules[{i}].jwksUri"),
+                    rule.path("jwksUri"),
                     format!("jwksUri {uri:?} is fetched over plaintext http: anyone on the path can substitute their own signing keys and mint accepted tokens"),
                     format!("serve the JWKS over TLS and write {https:?}"),
                 ));
@@ -146,13 +147,10 @@ pub static MISSING_AUDIENCES: Rule = Rule {
     summary: "no audiences: tokens the issuer minted for any other service are accepted",
     example_fix: "audiences: [\"api.example.com\"]",
     check: |review, _ctx, out| {
-        for (i, rule) in jwt_rules(review) {
-            let has = items(rule, "audiences")
-                .iter()
-                .any(|a| a.as_str().is_some_and(|s| !s.is_empty()));
-            if !has {
+        for rule in jwt_rules(review) {
+            if !rule.audiences().any(|a| !a.is_empty()) {
                 out.push(Violation::new(
-                    format!("spec.jwtRules[{i}].audiences"),
+                    rule.path("audiences"),
                     "no audiences: tokens of this issuer minted for another service are accepted too",
                     "list the accepted audiences, e.g. audiences: [\"api.example.com\"]",
                 ));
@@ -168,8 +166,8 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
     summary: "inline jwks containing private key material (JWK members d, p, q, dp, dq, qi, k)",
     example_fix: "publish only the public members (kty, kid, n, e / crv, x, y)",
     check: |review, _ctx, out| {
-        for (i, rule) in jwt_rules(review) {
-            let Some(text) = rule.get("jwks").and_then(Value::as_str) else {
+        for rule in jwt_rules(review) {
+            let Some(text) = rule.string("jwks") else {
                 continue;
             };
             // Cheap pre-filter: no quoted private member name, nothing to parse.
@@ -198,7 +196,7 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
                     .map(|s| format!(" (kid {s:?})"))
                     .unwrap_or_default();
                 out.push(Violation::new(
-                    format!("spec.jwtRules[{i}].jwks"),
+                    rule.path("jwks"),
                     format!(
                         "key {k}{kid} carries private key material ({}): anyone who can read this object can sign tokens the mesh accepts",
                         found.join(", ")
@@ -217,12 +215,12 @@ pub static JWKS_URI_INTERNAL: Rule = Rule {
     summary: "jwksUri pointing to a private, loopback or link-local address (or localhost), as istiod's BLOCKED_CIDRS_IN_JWKS_URIS / IST0175 warn",
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
     check: |review, _ctx, out| {
-        for (i, rule) in jwt_rules(review) {
-            let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) else { continue };
+        for rule in jwt_rules(review) {
+            let Some(uri) = rule.string("jwksUri") else { continue };
             let Some(host) = url_host(uri) else { continue };
             if let Some(why) = internal_host(host) {
                 out.push(Violation::new(
-                    format!("spec.jwtRules[{i}].jwksUri"),
+                    rule.path("jwksUri"),
                     format!("jwksUri host {host:?} is a {why} address: istiod fetches it from inside the cluster (request forgery, IST0175)"),
                     "use the issuer's public https JWKS URL, or inline the public keys in jwks",
                 ));

@@ -567,7 +567,7 @@ mod tests {
         let ctx = Ctx {
             policy,
             cluster,
-            memo: &crate::rules::Memo::default(),
+            cache: &crate::rules::ReviewCache::default(),
         };
         let mut out = Vec::new();
         (rule.check)(&review, &ctx, &mut out);
@@ -819,7 +819,8 @@ mod tests {
 
     #[test]
     fn namespace_unknown_follows_on_lookup_failure() {
-        let allow = Policy::from_yaml("onLookupFailure: allow\n", "t").expect("policy");
+        let allow =
+            crate::catalogue::policy_from_yaml("onLookupFailure: allow\n", "t").expect("policy");
         for kind in [Kind::Pod, Kind::Deployment, Kind::CronJob] {
             let o = workload(kind, json!({"labels": {"app": "a"}}), app());
             let found = run(
@@ -1019,7 +1020,8 @@ mod tests {
             &NoCluster,
         );
         assert!(found[0].message.starts_with("namespace labels unknown"));
-        let allow = Policy::from_yaml("onLookupFailure: allow\n", "t").expect("policy");
+        let allow =
+            crate::catalogue::policy_from_yaml("onLookupFailure: allow\n", "t").expect("policy");
         assert!(check(
             &MISSING_SIDECAR,
             Kind::Pod,

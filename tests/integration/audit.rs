@@ -218,7 +218,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         vec!["DestinationRule skipped: networking.istio.io v1/v1beta1/v1alpha3 not served (CRD absent)".to_owned()]
     );
     let pods: Vec<&str> = collected
-        .entries
+        .objects
         .iter()
         .filter(|e| e.kind == meshguard::resource::Kind::Pod)
         .map(|e| e.name())
@@ -229,7 +229,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         "both pages read"
     );
     let ra = collected
-        .entries
+        .objects
         .iter()
         .find(|e| e.kind == meshguard::resource::Kind::RequestAuthentication)
         .expect("RequestAuthentication listed");
@@ -241,9 +241,9 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
     );
 
     let engine = Engine::new(Policy::builtin(), None);
-    let report = audit::evaluate(&engine, &collected, true);
+    let report = audit::evaluate(&engine, collected, true);
     let found: Vec<(String, &str, &str)> = report
-        .items
+        .findings
         .iter()
         .map(|i| {
             (

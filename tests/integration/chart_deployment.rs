@@ -27,7 +27,7 @@ fn deployment() -> DynamicObject {
 }
 
 fn policy() -> Policy {
-    Policy::from_yaml(POLICY, "tests/fixtures/chart/policy.yaml")
+    meshguard::catalogue::policy_from_yaml(POLICY, "tests/fixtures/chart/policy.yaml")
         .expect("the chart's policy is valid")
 }
 

@@ -12,9 +12,9 @@ use meshguard::cli::{Cli, Command};
 use meshguard::config::Policy;
 use meshguard::cross;
 use meshguard::engine::Engine;
+use meshguard::finding::Action;
 use meshguard::manifest;
 use meshguard::report::{Format, Report};
-use meshguard::rules::Action;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -61,10 +61,10 @@ fn owned_report(dir: &str) -> Report {
     for e in &mut loaded.errors {
         e.file = e.file.replace(&prefix, "");
     }
-    let prepared = check::prepare(&mut loaded, "default", false);
-    let mut report = check::check_loaded(&engine, &prepared, false, true);
+    let prepared = check::prepare(&mut loaded, "default", false, false);
+    let mut report = check::check_loaded(&engine, &prepared, true);
     report
-        .items
+        .findings
         .retain(|i| cross::find(i.finding.rule).is_some());
     report
 }
@@ -162,7 +162,7 @@ fn tutorial_reports_effective_mtls_of_frontend_and_backend() {
         "{out}"
     );
     // Nothing cross-resource is wrong with the tutorial.
-    for c in cross::CATALOGUE {
+    for c in cross::REGISTRY {
         assert!(
             !out.contains(&format!("[{}]", c.id)),
             "{} reported:\n{out}",
@@ -511,10 +511,10 @@ fn cross_with(
     let mut loaded = manifest::Loaded::default();
     manifest::parse_into("t.yaml", yaml, &mut loaded);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let prepared = check::prepare(&mut loaded, "default", false);
-    let report = check::check_loaded(&engine, &prepared, complete, false);
+    let prepared = check::prepare(&mut loaded, "default", false, complete);
+    let report = check::check_loaded(&engine, &prepared, false);
     report
-        .items
+        .findings
         .into_iter()
         .filter(|i| cross::find(i.finding.rule).is_some())
         .map(|i| {
@@ -531,7 +531,7 @@ fn cross_with(
 #[test]
 fn cross_checks_take_per_id_actions_and_exemptions_from_the_policy() {
     let find = |policy: &str| -> Vec<(String, &'static str, Action)> {
-        let policy = Policy::from_yaml(policy, "t").expect("policy");
+        let policy = meshguard::catalogue::policy_from_yaml(policy, "t").expect("policy");
         cross_with(policy, SHOP, false)
             .into_iter()
             .filter(|(_, r, _, _)| *r == "ap-no-default-deny")
@@ -562,7 +562,7 @@ fn cross_checks_take_per_id_actions_and_exemptions_from_the_policy() {
     // mtls-not-strict on a PERMISSIVE workload, exempted by the workload's own labels.
     let permissive = format!("{SHOP}---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: api, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: api}}}}\n  mtls: {{mode: PERMISSIVE}}\n");
     let mtls = |policy: &str| -> usize {
-        let policy = Policy::from_yaml(policy, "t").expect("policy");
+        let policy = meshguard::catalogue::policy_from_yaml(policy, "t").expect("policy");
         cross_with(policy, &permissive, false)
             .iter()
             .filter(|(n, r, _, _)| n == "api" && *r == "mtls-not-strict")
@@ -579,8 +579,11 @@ fn cross_checks_take_per_id_actions_and_exemptions_from_the_policy() {
         0
     );
     // Ids that are neither rules nor cross checks stay errors.
-    let err =
-        Policy::from_yaml("rules:\n  ap-no-defult-deny:\n    action: off\n", "t").unwrap_err();
+    let err = meshguard::catalogue::policy_from_yaml(
+        "rules:\n  ap-no-defult-deny:\n    action: off\n",
+        "t",
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("rules.ap-no-defult-deny: unknown rule id"),

@@ -11,7 +11,6 @@ use crate::api_double::{labels, ApiServer, Labels, State};
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use meshguard::cluster::KubeCluster;
-use meshguard::config::Policy;
 use meshguard::context::{ClusterSource, Lookup};
 use meshguard::engine::Engine;
 use meshguard::metrics::Metrics;
@@ -53,8 +52,11 @@ fn evaluate(engine: &Engine, source: &KubeCluster, r: &Review<'_>) -> Vec<String
 }
 
 fn policy(on_lookup_failure: &str) -> Engine {
-    let p = Policy::from_yaml(&format!("onLookupFailure: {on_lookup_failure}\n"), "test")
-        .expect("policy");
+    let p = meshguard::catalogue::policy_from_yaml(
+        &format!("onLookupFailure: {on_lookup_failure}\n"),
+        "test",
+    )
+    .expect("policy");
     Engine::new(p, None)
 }
 

@@ -1,8 +1,9 @@
 //! Effective mTLS: the mesh → namespace → workload → port composition, table-tested against
-//! Istio's semantics (pilot `ComposePeerAuthentication`, see ISTIO.md).
+//! Istio's semantics (pilot `ComposePeerAuthentication`).
 
 use kube::core::DynamicObject;
-use meshguard::mtls::{render_table, Level, Mode, PeerPolicy, PolicyIndex, Workload};
+use meshguard::istio::MtlsMode;
+use meshguard::mtls::{render_table, Level, PeerPolicy, PolicyIndex, Workload};
 use meshguard::resource::Kind;
 use serde_json::{json, Value};
 
@@ -32,7 +33,7 @@ fn deployment(ns: &str, name: &str, app: &str, ports: &[u32]) -> Workload {
 }
 
 /// (port, mode, deciding policy as "ns/name", level)
-type Expect<'a> = (Option<u32>, Mode, Option<(&'a str, Level)>);
+type Expect<'a> = (Option<u32>, MtlsMode, Option<(&'a str, Level)>);
 
 fn assert_rows(index: &PolicyIndex, w: &Workload, want: &[Expect<'_>]) {
     let rows = index.table([w]);
@@ -81,18 +82,18 @@ fn mesh_strict_namespace_permissive_workload_port_disable() {
             // 8080: workload policy UNSET, so the namespace's PERMISSIVE holds.
             (
                 Some(8080),
-                Mode::Permissive,
+                MtlsMode::Permissive,
                 Some(("prod/ns", Level::Namespace)),
             ),
             // 8443: port-level, not declared by the containers, still listed.
             (
                 Some(8443),
-                Mode::Strict,
+                MtlsMode::Strict,
                 Some(("prod/web-metrics", Level::Port)),
             ),
             (
                 Some(9090),
-                Mode::Disable,
+                MtlsMode::Disable,
                 Some(("prod/web-metrics", Level::Port)),
             ),
         ],
@@ -104,7 +105,7 @@ fn mesh_strict_namespace_permissive_workload_port_disable() {
         &api,
         &[(
             Some(8080),
-            Mode::Permissive,
+            MtlsMode::Permissive,
             Some(("prod/ns", Level::Namespace)),
         )],
     );
@@ -115,7 +116,7 @@ fn mesh_strict_namespace_permissive_workload_port_disable() {
         &other,
         &[(
             Some(80),
-            Mode::Strict,
+            MtlsMode::Strict,
             Some(("istio-system/mesh", Level::Mesh)),
         )],
     );
@@ -148,7 +149,7 @@ fn unset_inherits_through_every_level() {
         &web,
         &[(
             Some(80),
-            Mode::Strict,
+            MtlsMode::Strict,
             Some(("istio-system/mesh", Level::Mesh)),
         )],
     );
@@ -175,10 +176,14 @@ fn unset_inherits_through_every_level() {
     assert_rows(
         &index,
         &web,
-        &[(Some(80), Mode::Strict, Some(("prod/wl", Level::Workload)))],
+        &[(
+            Some(80),
+            MtlsMode::Strict,
+            Some(("prod/wl", Level::Workload)),
+        )],
     );
     let api = deployment("prod", "api", "api", &[80]);
-    assert_rows(&index, &api, &[(Some(80), Mode::Permissive, None)]);
+    assert_rows(&index, &api, &[(Some(80), MtlsMode::Permissive, None)]);
 }
 
 #[test]
@@ -206,7 +211,7 @@ fn oldest_policy_wins_within_a_scope() {
             &web,
             &[(
                 Some(80),
-                Mode::Permissive,
+                MtlsMode::Permissive,
                 Some(("prod/zz-older", Level::Namespace)),
             )],
         );
@@ -233,7 +238,11 @@ fn oldest_policy_wins_within_a_scope() {
     assert_rows(
         &index,
         &web,
-        &[(Some(80), Mode::Disable, Some(("prod/a", Level::Namespace)))],
+        &[(
+            Some(80),
+            MtlsMode::Disable,
+            Some(("prod/a", Level::Namespace)),
+        )],
     );
     // Two workload-level policies selecting the same pods: the oldest wins too.
     let index = PolicyIndex::new(
@@ -256,7 +265,11 @@ fn oldest_policy_wins_within_a_scope() {
     assert_rows(
         &index,
         &web,
-        &[(Some(80), Mode::Strict, Some(("prod/w1", Level::Workload)))],
+        &[(
+            Some(80),
+            MtlsMode::Strict,
+            Some(("prod/w1", Level::Workload)),
+        )],
     );
 }
 
@@ -285,7 +298,7 @@ fn workload_policies_in_the_root_namespace_are_ignored() {
         &web,
         &[(
             Some(80),
-            Mode::Strict,
+            MtlsMode::Strict,
             Some(("istio-system/mesh", Level::Mesh)),
         )],
     );
@@ -296,7 +309,7 @@ fn workload_policies_in_the_root_namespace_are_ignored() {
         &gw,
         &[(
             Some(443),
-            Mode::Strict,
+            MtlsMode::Strict,
             Some(("istio-system/mesh", Level::Mesh)),
         )],
     );
@@ -310,14 +323,14 @@ fn workload_policies_in_the_root_namespace_are_ignored() {
             json!({"mtls": {"mode": "STRICT"}}),
         )],
     );
-    assert_rows(&index, &web, &[(Some(80), Mode::Permissive, None)]);
+    assert_rows(&index, &web, &[(Some(80), MtlsMode::Permissive, None)]);
 }
 
 #[test]
 fn no_mesh_policy_means_permissive() {
     let index = PolicyIndex::new("istio-system", []);
     let web = deployment("prod", "web", "web", &[]);
-    assert_rows(&index, &web, &[(None, Mode::Permissive, None)]);
+    assert_rows(&index, &web, &[(None, MtlsMode::Permissive, None)]);
     let rows = index.table([&web]);
     let table = render_table(&rows);
     assert_eq!(
@@ -352,7 +365,11 @@ fn selector_must_match_all_labels_and_pods_and_cronjobs_are_read() {
     assert_rows(
         &index,
         &pod,
-        &[(Some(80), Mode::Strict, Some(("prod/wl", Level::Workload)))],
+        &[(
+            Some(80),
+            MtlsMode::Strict,
+            Some(("prod/wl", Level::Workload)),
+        )],
     );
 
     let cron: DynamicObject = serde_json::from_value(json!({
@@ -367,5 +384,5 @@ fn selector_must_match_all_labels_and_pods_and_cronjobs_are_read() {
         cron.ports[0].path,
         "spec.jobTemplate.spec.template.spec.containers[0].ports[0].containerPort"
     );
-    assert_rows(&index, &cron, &[(Some(81), Mode::Permissive, None)]);
+    assert_rows(&index, &cron, &[(Some(81), MtlsMode::Permissive, None)]);
 }

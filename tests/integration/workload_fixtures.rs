@@ -240,7 +240,8 @@ async fn namespace_gets_its_injection_label() {
 
 #[tokio::test]
 async fn namespace_with_a_revision_gets_istio_io_rev() {
-    let policy = Policy::from_yaml("injectionRevision: stable\n", "test").expect("policy");
+    let policy = meshguard::catalogue::policy_from_yaml("injectionRevision: stable\n", "test")
+        .expect("policy");
     let a = admission(StaticCluster::default(), policy);
     let review = fixture("namespace-create.json");
     let resp = send(&a, Webhook::Mutate, &review).await;
@@ -287,7 +288,7 @@ async fn disabling_injection_on_the_namespace_is_refused_not_overridden() {
     );
 
     // In warn mode the same change passes with a warning.
-    let warn = Policy::from_yaml("mode: warn\n", "test").expect("policy");
+    let warn = meshguard::catalogue::policy_from_yaml("mode: warn\n", "test").expect("policy");
     let a = admission(StaticCluster::default(), warn);
     let resp = send(&a, Webhook::Validate, &removal).await;
     assert_eq!(resp["allowed"], true);
@@ -395,7 +396,8 @@ async fn unknown_namespace_follows_on_lookup_failure() {
         "{}",
         message(&resp)
     );
-    let allow = Policy::from_yaml("onLookupFailure: allow\n", "test").expect("policy");
+    let allow =
+        meshguard::catalogue::policy_from_yaml("onLookupFailure: allow\n", "test").expect("policy");
     let a = admission(unknown, allow);
     let resp = send(&a, Webhook::Validate, &review).await;
     assert_eq!(resp["allowed"], true, "{}", message(&resp));

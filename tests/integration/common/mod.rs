@@ -10,7 +10,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use meshguard::cli::{Cli, Command, ServeArgs};
+use meshguard::cli::{Cli, Command};
+use meshguard::serve::ServeConfig;
 use meshguard::serve::{self, Started};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -45,7 +46,7 @@ pub struct TestServer {
 }
 
 /// Parse `meshguard serve` flags the way the binary does.
-pub fn serve_args(extra: &[&str]) -> ServeArgs {
+pub fn serve_args(extra: &[&str]) -> ServeConfig {
     let mut argv = vec![
         "meshguard",
         "serve",
@@ -57,7 +58,7 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
     ];
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid flags").command {
-        Command::Serve(a) => *a,
+        Command::Serve(a) => a.config(),
         _ => unreachable!(),
     }
 }

@@ -1,0 +1,103 @@
+//! `ap-no-default-deny`: a mesh namespace without an allow-nothing AuthorizationPolicy.
+//!
+//! `spec: {}` (ALLOW with no rules, no selector) denies every request that no other ALLOW
+//! policy admits; in the root namespace it does so mesh-wide. Without one, a workload with no
+//! ALLOW policy of its own accepts every caller (Istio's "allow-nothing" pattern; the one
+//! definition is [`AuthorizationPolicy::is_allow_nothing`]).
+
+use super::{CrossCheck, CrossContext};
+use crate::finding::{Action, Subject, Violation};
+use crate::istio::{is_dry_run, AuthorizationPolicy};
+use crate::resource::{spec_of, Kind};
+use std::collections::{BTreeSet, HashSet};
+
+pub static CHECK: CrossCheck = CrossCheck {
+    id: "ap-no-default-deny",
+    default_action: Action::Warn,
+    summary: "a mesh namespace without an allow-nothing AuthorizationPolicy (`spec: {}`) in it or mesh-wide",
+    example_fix: "an AuthorizationPolicy named deny-all with spec: {} in the namespace (or in the root namespace for the whole mesh)",
+    run,
+};
+
+/// Namespaces with an allow-nothing policy in force.
+pub fn protected_namespaces<'a>(cx: &CrossContext<'a>) -> HashSet<&'a str> {
+    cx.inventory
+        .of_kind(Kind::AuthorizationPolicy)
+        .filter(|o| {
+            AuthorizationPolicy::of(spec_of(&o.object)).is_allow_nothing(is_dry_run(&o.object))
+        })
+        .map(|o| o.namespace())
+        .collect()
+}
+
+fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
+    let protected = protected_namespaces(cx);
+    if protected.contains(cx.root) {
+        return; // a mesh-wide allow-nothing policy covers every namespace
+    }
+    let mut mesh: BTreeSet<&str> = BTreeSet::new();
+    for o in cx.inventory.namespace_objects() {
+        if crate::rules::namespace::in_mesh(o.labels()) {
+            mesh.insert(o.name());
+        }
+    }
+    mesh.extend(cx.inventory.namespaces_with_workloads());
+    for ns in mesh {
+        if cx.is_exempt_namespace(ns) || protected.contains(ns) {
+            continue;
+        }
+        out.push((
+            cx.namespace_subject(ns),
+            Violation::new(
+                "metadata.name",
+                format!("namespace \"{ns}\" has no allow-nothing AuthorizationPolicy, so a workload without an ALLOW policy accepts every caller"),
+                format!("apply an AuthorizationPolicy named \"deny-all\" in namespace \"{ns}\" with \"spec: {{}}\", then allow callers explicitly"),
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cross::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn fires_for_mesh_namespaces_and_namespaces_with_workloads() {
+        let found = findings(
+            &CHECK,
+            false,
+            vec![
+                namespace("prod", json!({"istio-injection": "enabled"})),
+                namespace("plain", json!({})),
+                deployment("apps", "web", json!({"app": "web"}), &[]),
+            ],
+        );
+        let subjects: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(subjects, ["Namespace apps", "Namespace prod"]);
+    }
+
+    #[test]
+    fn quiet_with_a_baseline_here_or_mesh_wide_but_not_in_dry_run() {
+        let objects = |ns: &str, annotations: serde_json::Value| {
+            let mut ap = istio("AuthorizationPolicy", ns, "deny-all", json!({}));
+            ap["metadata"]["annotations"] = annotations;
+            vec![namespace("prod", json!({"istio-injection": "enabled"})), ap]
+        };
+        assert!(findings(&CHECK, false, objects("prod", json!({}))).is_empty());
+        assert!(findings(&CHECK, false, objects("istio-system", json!({}))).is_empty());
+        let dry = findings(
+            &CHECK,
+            false,
+            objects("prod", json!({"istio.io/dry-run": "true"})),
+        );
+        assert_eq!(dry.len(), 1, "a dry-run policy is not enforced: {dry:?}");
+        // An allow-all or a targeted policy is no baseline.
+        let allow_all = vec![
+            namespace("prod", json!({"istio-injection": "enabled"})),
+            istio("AuthorizationPolicy", "prod", "all", json!({"rules": [{}]})),
+        ];
+        assert_eq!(findings(&CHECK, false, allow_all).len(), 1);
+    }
+}

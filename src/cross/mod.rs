@@ -1,0 +1,385 @@
+//! Cross-resource checks: what no single-object rule can see, judged over a whole
+//! [`Inventory`] (`check`, `audit` and serve's periodic audit; the webhook does not run them).
+//!
+//! Each check is a static [`CrossCheck`] in its own file with its own tests, listed in
+//! [`REGISTRY`]; adding one touches its file plus one registry line. A check reports
+//! `(subject, violation)` pairs through a [`CrossContext`]; the runner here resolves each
+//! check's action (`rules.<id>.action`, else its default capped by the global mode) and its
+//! `rules.<id>.exemptions` with the same resolver the admission rules use.
+
+use crate::engine::Engine;
+use crate::finding::{Action, Finding, ObjectFinding, Subject, Violation};
+use crate::inventory::{Inventory, InventoryWorkload};
+use crate::istio::WorkloadSelector;
+use crate::mtls::{self, PeerPolicy, PolicyIndex};
+use crate::resource::Kind;
+use std::cell::OnceCell;
+
+pub mod ap_no_default_deny;
+pub mod ap_unknown_principal;
+pub mod dr_disable_vs_mtls;
+pub mod mtls_not_strict;
+pub mod ra_unenforced;
+pub mod selector_matches_nothing;
+
+/// A check function: report every violation it finds as `(subject, violation)`.
+pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
+
+/// One cross-resource check of the catalogue.
+pub struct CrossCheck {
+    /// Stable id, configurable under `rules.<id>` like an admission rule.
+    pub id: &'static str,
+    pub default_action: Action,
+    /// One-line description for `meshguard rules`.
+    pub summary: &'static str,
+    /// Example fix for `meshguard rules`.
+    pub example_fix: &'static str,
+    pub run: CrossCheckFn,
+}
+
+impl std::fmt::Debug for CrossCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrossCheck").field("id", &self.id).finish()
+    }
+}
+
+/// The cross-resource catalogue: one line per check, in the order they run.
+pub static REGISTRY: &[&CrossCheck] = &[
+    &mtls_not_strict::CHECK,
+    &ap_no_default_deny::CHECK,
+    &ra_unenforced::CHECK,
+    &ap_unknown_principal::CHECK,
+    &selector_matches_nothing::CHECK,
+    &dr_disable_vs_mtls::CHECK,
+];
+
+/// Look a check up by id.
+pub fn find(id: &str) -> Option<&'static CrossCheck> {
+    REGISTRY.iter().copied().find(|c| c.id == id)
+}
+
+/// What a check sees: the inventory, the engine's policy and exemptions, and what several
+/// checks share (the mesh's root namespace, the PeerAuthentication index, the effective-mTLS
+/// table), computed once.
+pub struct CrossContext<'a> {
+    pub engine: &'a Engine,
+    pub inventory: &'a Inventory,
+    /// The mesh's root namespace.
+    pub root: &'a str,
+    peer_index: PolicyIndex,
+    mtls_rows: OnceCell<Vec<mtls::Row>>,
+}
+
+impl<'a> CrossContext<'a> {
+    pub fn new(engine: &'a Engine, inventory: &'a Inventory) -> CrossContext<'a> {
+        let root = engine.policy().root_namespace.as_str();
+        let peer_index = PolicyIndex::new(
+            root,
+            inventory
+                .of_kind(Kind::PeerAuthentication)
+                .map(|o| PeerPolicy::from_object(&o.object)),
+        );
+        CrossContext {
+            engine,
+            inventory,
+            root,
+            peer_index,
+            mtls_rows: OnceCell::new(),
+        }
+    }
+
+    /// PeerAuthentications by namespace, ready to compose effective mTLS.
+    pub fn peer_index(&self) -> &PolicyIndex {
+        &self.peer_index
+    }
+
+    /// The effective-mTLS table: one row per workload port, workloads of exempt namespaces
+    /// left out.
+    pub fn mtls_rows(&self) -> &[mtls::Row] {
+        self.mtls_rows.get_or_init(|| {
+            self.peer_index.table(
+                self.inventory
+                    .workloads()
+                    .iter()
+                    .map(|w| &w.workload)
+                    .filter(|w| !self.is_exempt_namespace(&w.namespace)),
+            )
+        })
+    }
+
+    /// meshguard exempts the namespace as a whole (policy `exemptNamespaces`, root, own).
+    pub fn is_exempt_namespace(&self, ns: &str) -> bool {
+        self.engine.exempt_namespaces().iter().any(|n| n == ns)
+    }
+
+    /// The workloads an Istio policy in `ns` with `selector` applies to, as indexes into
+    /// [`Inventory::workloads`]. `global`: a root-namespace policy of a kind whose selector
+    /// applies in every namespace (AuthorizationPolicy, RequestAuthentication).
+    pub fn scope(&self, ns: &str, selector: &WorkloadSelector<'_>, global: bool) -> Vec<usize> {
+        let workloads = self.inventory.workloads();
+        let selected = |i: &usize| selector.matches(&workloads[*i].workload.labels);
+        if global && ns == self.root {
+            (0..workloads.len()).filter(selected).collect()
+        } else {
+            self.inventory
+                .workloads_in(ns)
+                .iter()
+                .copied()
+                .filter(selected)
+                .collect()
+        }
+    }
+
+    /// A workload by index into [`Inventory::workloads`].
+    pub fn workload(&self, i: usize) -> &InventoryWorkload {
+        &self.inventory.workloads()[i]
+    }
+
+    /// `deployment prod/web`, for messages.
+    pub fn workload_label(&self, i: usize) -> String {
+        let w = &self.workload(i).workload;
+        format!(
+            "{} {}/{}",
+            w.kind.as_str().to_ascii_lowercase(),
+            w.namespace,
+            w.name
+        )
+    }
+
+    /// The subject of a namespace-level finding: its Namespace object when the inventory has
+    /// one, else the bare name.
+    pub fn namespace_subject(&self, ns: &str) -> Subject {
+        match self.inventory.namespace(ns) {
+            Some(o) => o.subject(),
+            None => Subject {
+                kind: "Namespace".into(),
+                namespace: ns.to_owned(),
+                name: ns.to_owned(),
+                file: None,
+                line: None,
+            },
+        }
+    }
+
+    /// `rules.<id>.exemptions` of the policy, applied to a finding's subject.
+    fn exempted(&self, id: &str, subject: &Subject) -> bool {
+        let configured = self.engine.policy().rules.get(id);
+        if configured.is_none_or(|c| c.exemptions.is_empty()) {
+            return false; // the usual case: no lookup
+        }
+        let ns = subject.namespace.as_str();
+        let object = self.inventory.find_subject(subject);
+        self.engine
+            .exempted(id, ns, object.map(|o| o.labels()), &|| {
+                self.inventory.namespace(ns).map(|o| o.labels().clone())
+            })
+    }
+}
+
+/// Run every check of the registry; findings come out in registry order, each check's in the
+/// order it reported them.
+pub fn run_all(cx: &CrossContext<'_>) -> Vec<ObjectFinding> {
+    let mut out = Vec::new();
+    let mut found = Vec::new();
+    for check in REGISTRY {
+        let action = cx
+            .engine
+            .policy()
+            .action_for(check.id, check.default_action);
+        if action == Action::Off {
+            continue;
+        }
+        (check.run)(cx, &mut found);
+        for (subject, violation) in found.drain(..) {
+            if cx.exempted(check.id, &subject) {
+                continue;
+            }
+            out.push(ObjectFinding {
+                subject,
+                finding: Finding {
+                    rule: check.id,
+                    action,
+                    violation,
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Up to five names, then "and N more".
+pub(crate) fn list_some(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Builders shared by the checks' unit tests.
+    use super::*;
+    use crate::config::Policy;
+    use crate::inventory::Object;
+
+    /// An inventory object from JSON (tests only).
+    pub fn object(v: serde_json::Value) -> Object {
+        let object: kube::core::DynamicObject =
+            serde_json::from_value(v).expect("test object must parse");
+        let t = object.types.clone().expect("apiVersion and kind");
+        let kind = Kind::from_api_version(&t.api_version, &t.kind).expect("a checked kind");
+        let version = t
+            .api_version
+            .rsplit_once('/')
+            .map_or(t.api_version.as_str(), |(_, v)| v)
+            .to_owned();
+        Object {
+            kind,
+            version,
+            object,
+            file: None,
+            line: None,
+        }
+    }
+
+    /// Run one check over objects and return what it reports, as `(subject label, path,
+    /// message)`.
+    pub fn findings(
+        check: &CrossCheck,
+        complete: bool,
+        objects: Vec<serde_json::Value>,
+    ) -> Vec<(String, String, String)> {
+        findings_with(check, complete, objects, Policy::default())
+    }
+
+    pub fn findings_with(
+        check: &CrossCheck,
+        complete: bool,
+        objects: Vec<serde_json::Value>,
+        policy: Policy,
+    ) -> Vec<(String, String, String)> {
+        let objects = objects.into_iter().map(object).collect();
+        let inventory = if complete {
+            Inventory::complete(objects)
+        } else {
+            Inventory::partial(objects)
+        };
+        let engine = Engine::new(policy, None);
+        let cx = CrossContext::new(&engine, &inventory);
+        let mut out = Vec::new();
+        (check.run)(&cx, &mut out);
+        out.into_iter()
+            .map(|(s, v)| (s.label(), v.path, v.message))
+            .collect()
+    }
+
+    pub fn namespace(name: &str, labels: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels}})
+    }
+
+    pub fn deployment(
+        ns: &str,
+        name: &str,
+        labels: serde_json::Value,
+        ports: &[u32],
+    ) -> serde_json::Value {
+        let ports: Vec<serde_json::Value> = ports
+            .iter()
+            .map(|p| serde_json::json!({"containerPort": p}))
+            .collect();
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "app", "ports": ports}]}}}})
+    }
+
+    pub fn istio(kind: &str, ns: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
+        let group = if kind == "DestinationRule" {
+            "networking.istio.io/v1"
+        } else {
+            "security.istio.io/v1"
+        };
+        serde_json::json!({"apiVersion": group, "kind": kind,
+            "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+
+    #[test]
+    fn ids_are_unique_and_configured_like_rules() {
+        let mut seen = std::collections::HashSet::new();
+        for c in REGISTRY {
+            assert!(seen.insert(c.id), "duplicate id {}", c.id);
+            assert!(
+                crate::rules::find(c.id).is_none(),
+                "{} is also a rule id",
+                c.id
+            );
+            assert!(
+                !c.summary.ends_with('.') && !c.example_fix.is_empty(),
+                "{}",
+                c.id
+            );
+        }
+        // One resolver: `rules.<id>` overrides, the global mode caps the default.
+        let policy: Policy = crate::catalogue::policy_from_yaml(
+            "mode: warn\nrules:\n  ap-no-default-deny:\n    action: deny\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(
+            policy.action_for("ap-no-default-deny", Action::Warn),
+            Action::Deny
+        );
+        assert_eq!(
+            policy.action_for("mtls-not-strict", Action::Deny),
+            Action::Warn
+        );
+    }
+
+    #[test]
+    fn runner_applies_actions_and_exemptions() {
+        use testing::*;
+        let objects = || {
+            vec![
+                namespace(
+                    "prod",
+                    serde_json::json!({"istio-injection": "enabled", "team": "a"}),
+                ),
+                deployment("prod", "web", serde_json::json!({"app": "web"}), &[8080]),
+            ]
+        };
+        let run = |policy: &str| {
+            let inventory = Inventory::complete(objects().into_iter().map(object).collect());
+            let engine = Engine::new(
+                crate::catalogue::policy_from_yaml(policy, "t").expect("policy"),
+                None,
+            );
+            let cx = CrossContext::new(&engine, &inventory);
+            run_all(&cx)
+                .into_iter()
+                .map(|f| (f.finding.rule, f.finding.action))
+                .collect::<Vec<_>>()
+        };
+        let all = run("");
+        assert!(all.contains(&("mtls-not-strict", Action::Deny)), "{all:?}");
+        assert!(
+            all.contains(&("ap-no-default-deny", Action::Warn)),
+            "{all:?}"
+        );
+        let off = run("rules:\n  mtls-not-strict:\n    action: off\n");
+        assert!(!off.iter().any(|(r, _)| *r == "mtls-not-strict"));
+        let exempt = run("rules:\n  ap-no-default-deny:\n    exemptions:\n      - namespaceSelector:\n          matchLabels: {team: a}\n");
+        assert!(
+            !exempt.iter().any(|(r, _)| *r == "ap-no-default-deny"),
+            "{exempt:?}"
+        );
+        assert!(exempt.iter().any(|(r, _)| *r == "mtls-not-strict"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The objects of one run, indexed once: the manifests `check` reads, the cluster `audit` (and
+//! serve's periodic audit) lists, or a table a test builds. Everything that needs more than the
+//! object under review asks it: the rules through [`ClusterView`] (it is one), the cross-resource
+//! checks, effective mTLS, the authorization simulator and the posture page.
+//!
+//! What the inventory does not hold depends on how it was built: a *complete* inventory (a live
+//! listing) is the whole cluster, so an absent namespace or ServiceAccount does not exist; a
+//! *partial* one (manifests) is conclusive only where it speaks: a namespace some object lives in
+//! exists, and a namespace whose ServiceAccounts the input lists has no others.
+
+use crate::context::{ClusterSource, ClusterView, Lookup};
+use crate::finding::Subject;
+use crate::mtls::Workload;
+use crate::resource::{is_controlled, labels_of, Kind, Review};
+use kube::core::DynamicObject;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// One object of the inventory, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub kind: Kind,
+    /// API version (`v1`, `v1beta1`, ...).
+    pub version: String,
+    pub object: DynamicObject,
+    /// The manifest file and line it was read from (`check`).
+    pub file: Option<Arc<str>>,
+    pub line: Option<usize>,
+}
+
+impl Object {
+    /// This object as a CREATE review.
+    pub fn review(&self) -> Review<'_> {
+        Review::create(
+            self.kind,
+            &self.version,
+            self.namespace(),
+            self.name(),
+            &self.object,
+        )
+    }
+
+    /// The namespace it lives in (its own name for a Namespace).
+    pub fn namespace(&self) -> &str {
+        if self.kind == Kind::Namespace {
+            self.name()
+        } else {
+            self.object.metadata.namespace.as_deref().unwrap_or("")
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.metadata.name.as_deref().unwrap_or("")
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        labels_of(&self.object)
+    }
+
+    /// What a finding about this object names.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            kind: self.kind.as_str().to_owned(),
+            namespace: self.namespace().to_owned(),
+            name: self.name().to_owned(),
+            file: self.file.clone(),
+            line: self.line,
+        }
+    }
+}
+
+/// A workload as the cross checks see it: the top-level controller (Pods, ReplicaSets and Jobs
+/// owned by a controller of pods are counted through that controller), read through its pod
+/// template.
+#[derive(Clone, Debug)]
+pub struct InventoryWorkload {
+    /// Index of its object in [`Inventory::objects`].
+    pub object: usize,
+    pub workload: Workload,
+}
+
+/// The objects of one run, with the indexes every consumer shares.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    objects: Vec<Object>,
+    complete: bool,
+    /// Namespace objects by name.
+    namespaces: HashMap<String, usize>,
+    /// Namespaces any object lives in (Namespace objects included).
+    seen_namespaces: BTreeSet<String>,
+    service_accounts: HashSet<(String, String)>,
+    /// Namespaces whose ServiceAccounts the input lists.
+    account_namespaces: HashSet<String>,
+    by_kind: HashMap<Kind, Vec<usize>>,
+    by_subject: HashMap<(Kind, String, String), usize>,
+    workloads: Vec<InventoryWorkload>,
+    workloads_by_namespace: HashMap<String, Vec<usize>>,
+}
+
+impl Inventory {
+    /// The whole cluster (a live listing): what it lacks does not exist.
+    pub fn complete(objects: Vec<Object>) -> Inventory {
+        Inventory::build(objects, true)
+    }
+
+    /// Part of a cluster (manifests): conclusive only where it speaks.
+    pub fn partial(objects: Vec<Object>) -> Inventory {
+        Inventory::build(objects, false)
+    }
+
+    fn build(objects: Vec<Object>, complete: bool) -> Inventory {
+        let mut inv = Inventory {
+            complete,
+            ..Inventory::default()
+        };
+        for o in objects {
+            inv.push(o);
+        }
+        inv
+    }
+
+    /// Add one object and index it.
+    pub fn push(&mut self, o: Object) {
+        let i = self.objects.len();
+        let ns = o.namespace().to_owned();
+        if !ns.is_empty() {
+            self.seen_namespaces.insert(ns.clone());
+        }
+        match o.kind {
+            Kind::Namespace => {
+                // The last definition wins, as applying the manifests in order leaves it.
+                self.namespaces.insert(ns.clone(), i);
+            }
+            Kind::ServiceAccount => {
+                self.service_accounts
+                    .insert((ns.clone(), o.name().to_owned()));
+                self.account_namespaces.insert(ns.clone());
+            }
+            k if k.is_workload() && !is_controlled(&o.object) => {
+                if let Some(workload) = Workload::from_object(k, &o.object) {
+                    self.workloads_by_namespace
+                        .entry(ns.clone())
+                        .or_default()
+                        .push(self.workloads.len());
+                    self.workloads.push(InventoryWorkload {
+                        object: i,
+                        workload,
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.by_kind.entry(o.kind).or_default().push(i);
+        // The last definition wins, as for Namespaces.
+        self.by_subject.insert((o.kind, ns, o.name().to_owned()), i);
+        self.objects.push(o);
+    }
+
+    /// Add a Namespace with `labels` (tests and tools building a cluster by hand).
+    pub fn with_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Inventory {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.push(Object {
+            kind: Kind::Namespace,
+            version: "v1".to_owned(),
+            object: synthetic("Namespace", name, None, labels),
+            file: None,
+            line: None,
+        });
+        self
+    }
+
+    /// Add a ServiceAccount (tests and tools building a cluster by hand).
+    pub fn with_service_account(mut self, namespace: &str, name: &str) -> Inventory {
+        self.push(Object {
+            kind: Kind::ServiceAccount,
+            version: "v1".to_owned(),
+            object: synthetic("ServiceAccount", name, Some(namespace), BTreeMap::new()),
+            file: None,
+            line: None,
+        });
+        self
+    }
+
+    /// The inventory is the whole cluster.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    pub fn objects(&self) -> &[Object] {
+        &self.objects
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// The objects of one kind, in input order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> + '_ {
+        self.by_kind
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.objects[*i])
+    }
+
+    /// The object of a kind, namespace and name (the last one when the input repeats it).
+    pub fn find(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Object> {
+        self.by_subject
+            .get(&(kind, namespace.to_owned(), name.to_owned()))
+            .map(|i| &self.objects[*i])
+    }
+
+    /// The object a finding's subject names.
+    pub fn find_subject(&self, subject: &Subject) -> Option<&Object> {
+        let kind = Kind::from_name(&subject.kind)?;
+        self.find(kind, &subject.namespace, &subject.name)
+    }
+
+    /// The Namespace object of that name.
+    pub fn namespace(&self, name: &str) -> Option<&Object> {
+        self.namespaces.get(name).map(|i| &self.objects[*i])
+    }
+
+    /// The Namespace objects, one per name (the last one when the input repeats a name, as
+    /// applying the manifests in order would leave it).
+    pub fn namespace_objects(&self) -> impl Iterator<Item = &Object> + '_ {
+        self.namespaces.values().map(|i| &self.objects[*i])
+    }
+
+    /// Names of the namespaces any object lives in, sorted.
+    pub fn namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.seen_namespaces.iter().map(String::as_str)
+    }
+
+    /// Whether a namespace exists: it has a Namespace object or some object lives in it;
+    /// otherwise `Missing` for a complete inventory, `Unknown` for a partial one.
+    pub fn namespace_exists(&self, name: &str) -> Lookup<()> {
+        if self.namespaces.contains_key(name) || self.seen_namespaces.contains(name) {
+            Lookup::Found(())
+        } else if self.complete {
+            Lookup::Missing
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    /// Every workload (top-level controllers and bare Pods), in input order.
+    pub fn workloads(&self) -> &[InventoryWorkload] {
+        &self.workloads
+    }
+
+    /// Indexes into [`Inventory::workloads`] of the workloads in one namespace.
+    pub fn workloads_in(&self, namespace: &str) -> &[usize] {
+        self.workloads_by_namespace
+            .get(namespace)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Namespaces with at least one workload.
+    pub fn namespaces_with_workloads(&self) -> impl Iterator<Item = &str> + '_ {
+        self.workloads_by_namespace.keys().map(String::as_str)
+    }
+
+    /// The object of a workload.
+    pub fn workload_object(&self, w: &InventoryWorkload) -> &Object {
+        &self.objects[w.object]
+    }
+}
+
+/// A minimal object for [`Inventory::with_namespace`] and friends.
+fn synthetic(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    labels: BTreeMap<String, String>,
+) -> DynamicObject {
+    DynamicObject {
+        types: Some(kube::core::TypeMeta {
+            api_version: "v1".to_owned(),
+            kind: kind.to_owned(),
+        }),
+        metadata: kube::core::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        data: serde_json::Value::Object(Default::default()),
+    }
+}
+
+impl ClusterView for Inventory {
+    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
+        match self.namespace(namespace) {
+            Some(o) => Lookup::Found(o.labels().clone()),
+            None if self.complete => Lookup::Missing,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Found when listed, or when it is `default` in a namespace that exists (Kubernetes creates
+    /// it in every namespace); missing when the inventory is complete or lists other accounts
+    /// of that namespace; unknown otherwise.
+    fn service_account(&self, namespace: &str, name: &str) -> Lookup<()> {
+        if self
+            .service_accounts
+            .contains(&(namespace.to_owned(), name.to_owned()))
+            || (name == "default" && self.namespace_exists(namespace) == Lookup::Found(()))
+        {
+            Lookup::Found(())
+        } else if self.complete || self.account_namespaces.contains(namespace) {
+            Lookup::Missing
+        } else {
+            Lookup::Unknown
+        }
+    }
+}
+
+impl ClusterSource for Inventory {
+    fn view(&self) -> &dyn ClusterView {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: serde_json::Value) -> Object {
+        let object: DynamicObject = serde_json::from_value(v).expect("object");
+        let t = object.types.clone().expect("types");
+        let kind = Kind::from_api_version(&t.api_version, &t.kind).expect("kind");
+        Object {
+            kind,
+            version: "v1".into(),
+            object,
+            file: None,
+            line: None,
+        }
+    }
+
+    fn objects() -> Vec<Object> {
+        vec![
+            object(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "prod", "labels": {"istio-injection": "enabled"}}})),
+            object(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "web", "namespace": "prod"}})),
+            object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "prod"},
+                "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}})),
+            object(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-1", "namespace": "prod", "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-x", "uid": "u", "controller": true}]}})),
+            object(json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "db", "namespace": "data"}})),
+        ]
+    }
+
+    #[test]
+    fn partial_inventory_is_conclusive_only_where_it_speaks() {
+        let inv = Inventory::partial(objects());
+        assert!(matches!(inv.namespace_labels("prod"), Lookup::Found(l) if l.len() == 1));
+        assert_eq!(
+            inv.namespace_labels("data"),
+            Lookup::Unknown,
+            "no Namespace object"
+        );
+        assert_eq!(
+            inv.namespace_exists("data"),
+            Lookup::Found(()),
+            "something lives there"
+        );
+        assert_eq!(inv.namespace_exists("other"), Lookup::Unknown);
+        assert_eq!(inv.service_account("prod", "web"), Lookup::Found(()));
+        assert_eq!(inv.service_account("prod", "default"), Lookup::Found(()));
+        assert_eq!(
+            inv.service_account("prod", "db"),
+            Lookup::Missing,
+            "prod's accounts are listed"
+        );
+        assert_eq!(inv.service_account("data", "db"), Lookup::Unknown);
+        // The controlled Pod is judged through its controller: one workload.
+        assert_eq!(inv.workloads().len(), 1);
+        assert_eq!(inv.workloads_in("prod"), [0]);
+        assert_eq!(inv.of_kind(Kind::Service).count(), 1);
+        assert!(inv.find(Kind::Deployment, "prod", "web").is_some());
+        assert_eq!(inv.namespace_names().collect::<Vec<_>>(), ["data", "prod"]);
+    }
+
+    #[test]
+    fn complete_inventory_knows_what_is_absent() {
+        let inv = Inventory::complete(objects());
+        assert_eq!(inv.namespace_labels("data"), Lookup::Missing);
+        assert_eq!(inv.namespace_exists("other"), Lookup::Missing);
+        assert_eq!(inv.service_account("data", "db"), Lookup::Missing);
+        let built = Inventory::complete(Vec::new())
+            .with_namespace("a", &[("k", "v")])
+            .with_service_account("a", "sa");
+        assert!(matches!(built.namespace_labels("a"), Lookup::Found(l) if l["k"] == "v"));
+        assert_eq!(built.service_account("a", "sa"), Lookup::Found(()));
+        assert_eq!(built.service_account("b", "sa"), Lookup::Missing);
+    }
+}
