@@ -151,7 +151,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("rt");
     let admission = Admission::new(
-        Engine::new(Policy::default(), None),
+        meshguard::engine::EngineHandle::new(Engine::new(Policy::default(), None)),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

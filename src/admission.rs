@@ -2,13 +2,13 @@
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
 use crate::context::ClusterSource;
-use crate::engine::{Engine, Evaluation, Mutated};
+use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
 use crate::resource::{Kind, Review, ReviewObject};
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
@@ -43,7 +43,7 @@ pub enum BadReview {
 
 /// Shared state of the admission server.
 pub struct Admission {
-    engine: RwLock<Arc<Engine>>,
+    pub engine: EngineHandle,
     pub metrics: Metrics,
     pub cluster: Arc<dyn ClusterSource>,
     /// How long a cluster lookup may take before `onLookupFailure` decides.
@@ -57,25 +57,17 @@ const WARNINGS_TOTAL_MAX: usize = 4096;
 pub const AUDIT_ANNOTATION: &str = "violations";
 
 impl Admission {
-    pub fn new(engine: Engine, metrics: Metrics, cluster: Arc<dyn ClusterSource>) -> Admission {
+    pub fn new(
+        engine: EngineHandle,
+        metrics: Metrics,
+        cluster: Arc<dyn ClusterSource>,
+    ) -> Admission {
         Admission {
-            engine: RwLock::new(Arc::new(engine)),
+            engine,
             metrics,
             cluster,
             lookup_deadline: Duration::from_secs(2),
         }
-    }
-
-    pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Swap in a new engine (config reload).
-    pub fn set_engine(&self, engine: Engine) {
-        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
     }
 
     /// Answer one AdmissionReview body. `Err` means HTTP 400 with the error as the reason.
@@ -118,7 +110,7 @@ impl Admission {
             Some(r) if namespace_teardown(&req) => (r.kind.as_str(), "exempt"),
             Some(r) => {
                 span.record("namespace", r.namespace);
-                let engine = self.engine();
+                let engine = self.engine.current();
                 let deadline = self.lookup_deadline.min(budget);
                 if let Err(_elapsed) =
                     tokio::time::timeout(deadline, self.cluster.prepare(&r, deadline)).await

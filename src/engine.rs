@@ -12,6 +12,7 @@ use json_patch::PatchOperation;
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Result of validating one review.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -301,6 +302,29 @@ impl Engine {
     }
 }
 
+/// The engine in force, shared by everything that evaluates in one process (the webhook, the
+/// periodic audit) and swapped as a whole when the policy is reloaded: every holder sees the new
+/// policy at its next evaluation, and an evaluation in progress finishes with the engine it
+/// started with. Reads are lock-free (the hot path loads it once per review).
+#[derive(Clone, Debug)]
+pub struct EngineHandle(Arc<arc_swap::ArcSwap<Engine>>);
+
+impl EngineHandle {
+    pub fn new(engine: Engine) -> EngineHandle {
+        EngineHandle(Arc::new(arc_swap::ArcSwap::from_pointee(engine)))
+    }
+
+    /// The engine in force now.
+    pub fn current(&self) -> Arc<Engine> {
+        self.0.load_full()
+    }
+
+    /// Replace the engine for every holder (policy reload).
+    pub fn replace(&self, engine: Engine) {
+        self.0.store(Arc::new(engine));
+    }
+}
+
 /// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
 /// finalizers come off now, and refusing would leave the object stuck terminating. Clients
 /// cannot set `deletionTimestamp` themselves.
@@ -486,6 +510,23 @@ mod tests {
             &deployment(None, "web:2"),
         );
         assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
+    }
+
+    #[test]
+    fn a_handle_swaps_the_engine_for_every_holder() {
+        let handle = EngineHandle::new(Engine::new(Policy::default(), None));
+        let other_holder = handle.clone();
+        let before = handle.current();
+        let strict = crate::catalogue::policy_from_yaml("mode: audit\n", "t").expect("policy");
+        handle.replace(Engine::new(strict, None));
+        assert_eq!(
+            before.policy().mode,
+            crate::config::EnforcementMode::Enforce
+        );
+        assert_eq!(
+            other_holder.current().policy().mode,
+            crate::config::EnforcementMode::Audit
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::admission::Admission;
 use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineHandle};
 use crate::logging::LogFormat;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Limits, Shutdown};
@@ -157,9 +157,10 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca.as_deref())?;
-    let audit_engine = Engine::new(policy.clone(), args.own_namespace.as_deref());
     let engine = Engine::new(policy, args.own_namespace.as_deref());
     tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
+    // One engine for the webhook and the periodic audit; a policy reload swaps it for both.
+    let engine = EngineHandle::new(engine);
 
     let client = match args.no_cluster {
         true => None,
@@ -173,7 +174,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         }
     };
 
-    crate::audit::spawn_periodic(client, audit_engine, metrics.clone(), args.audit_interval);
+    crate::audit::spawn_periodic(client, engine.clone(), metrics.clone(), args.audit_interval);
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(args.limits.clone());
@@ -263,7 +264,9 @@ async fn watch_config(
         let text = String::from_utf8_lossy(&content);
         match crate::catalogue::policy_from_yaml(&text, &path.display().to_string()) {
             Ok(policy) => {
-                admission.set_engine(Engine::new(policy, own_namespace.as_deref()));
+                admission
+                    .engine
+                    .replace(Engine::new(policy, own_namespace.as_deref()));
                 admission
                     .metrics
                     .config_reloads

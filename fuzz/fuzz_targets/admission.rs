@@ -28,7 +28,7 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let metrics = Metrics::new().expect("metrics");
         let admission = Admission::new(
-            Engine::new(Policy::builtin(), Some("meshguard")),
+            meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), Some("meshguard"))),
             metrics,
             Arc::new(NoCluster),
         );

@@ -25,7 +25,7 @@ fn fixture(name: &str) -> Value {
 fn admission(cluster: StaticCluster, policy: Policy) -> Admission {
     let source: Arc<dyn ClusterSource> = Arc::new(cluster);
     Admission::new(
-        Engine::new(policy, Some("meshguard")),
+        meshguard::engine::EngineHandle::new(Engine::new(policy, Some("meshguard"))),
         Metrics::new().expect("metrics"),
         source,
     )
