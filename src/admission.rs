@@ -111,11 +111,13 @@ impl Admission {
             Some(r) => {
                 span.record("namespace", r.namespace);
                 let engine = self.engine.current();
-                let deadline = self.lookup_deadline.min(budget);
-                if let Err(_elapsed) =
-                    tokio::time::timeout(deadline, self.cluster.prepare(&r, deadline)).await
-                {
-                    tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+                let lookups = engine.lookups(&r);
+                if !lookups.is_empty() {
+                    let deadline = self.lookup_deadline.min(budget);
+                    let prepared = self.cluster.prepare(&lookups, deadline);
+                    if tokio::time::timeout(deadline, prepared).await.is_err() {
+                        tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+                    }
                 }
                 let view = self.cluster.view();
                 // 3. evaluate, 4. decide

@@ -14,10 +14,8 @@
 //! * [`ClusterSource::synced`] (readiness) is true once both initial lists have arrived;
 //!   `meshguard_cache_synced{resource}` says the same per resource.
 
-use crate::context::{ClusterSource, ClusterView, Lookup};
+use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::metrics::Metrics;
-use crate::pod_template::PodTemplate;
-use crate::resource::{Kind, Review};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -331,53 +329,27 @@ impl ClusterView for KubeCluster {
     }
 }
 
-/// What a review will ask the view, so `prepare` can fetch it ahead: the namespace's labels
-/// for anything namespaced (rules and namespace-selector exemptions), and for workloads without
-/// their own ServiceAccount the account their labels name.
-pub fn lookups_for(review: &Review<'_>) -> (Option<String>, Option<(String, String)>) {
-    if review.kind == Kind::Namespace || review.namespace.is_empty() {
-        return (None, None);
-    }
-    let ns = Some(review.namespace.to_owned());
-    let account = PodTemplate::written(review).and_then(|t| {
-        if t.service_account().is_some_and(|(_, sa)| sa != "default") {
-            return None;
-        }
-        let (_, name) = t.service_account_candidate()?;
-        Some((review.namespace.to_owned(), name.to_owned()))
-    });
-    (ns, account)
-}
-
 impl ClusterSource for KubeCluster {
     fn view(&self) -> &dyn ClusterView {
         self
     }
 
-    fn prepare<'a>(&'a self, review: &'a Review<'a>, deadline: Duration) -> BoxFuture<'a, ()> {
+    fn prepare<'a>(&'a self, lookups: &'a [LookupKey], deadline: Duration) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let (ns, account) = lookups_for(review);
-            let ns_fut = async {
-                if let Some(ns) = &ns {
-                    if tokio::time::timeout(deadline, self.fetch_namespace(ns))
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(namespace = %ns, "namespace lookup timed out; onLookupFailure decides");
+            let fetches = lookups.iter().map(|key| async move {
+                let fetched = match key {
+                    LookupKey::NamespaceLabels(ns) => {
+                        tokio::time::timeout(deadline, self.fetch_namespace(ns)).await
                     }
-                }
-            };
-            let sa_fut = async {
-                if let Some((ns, name)) = &account {
-                    if tokio::time::timeout(deadline, self.fetch_account(ns, name))
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(namespace = %ns, service_account = %name, "ServiceAccount lookup timed out");
+                    LookupKey::ServiceAccount { namespace, name } => {
+                        tokio::time::timeout(deadline, self.fetch_account(namespace, name)).await
                     }
+                };
+                if fetched.is_err() {
+                    tracing::warn!(lookup = ?key, "cluster lookup timed out; onLookupFailure decides");
                 }
-            };
-            futures::join!(ns_fut, sa_fut);
+            });
+            futures::future::join_all(fetches).await;
         })
     }
 

@@ -23,6 +23,60 @@ pub trait ClusterView: Send + Sync {
     fn service_account(&self, namespace: &str, name: &str) -> Lookup<()>;
 }
 
+/// A cluster fact a rule, a mutation or an exemption reads through the [`ClusterView`], declared
+/// with it so the admission front end can fetch it before the (synchronous) engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Need {
+    /// The labels of the review's namespace.
+    NamespaceLabels,
+    /// Whether the ServiceAccount a workload's labels name (`app.kubernetes.io/name`, `app`)
+    /// exists, for a workload without an account of its own.
+    CandidateServiceAccount,
+    /// The labels of the namespace a DestinationRule host names (`<service>.<namespace>`).
+    HostNamespaceLabels,
+}
+
+/// One concrete lookup a review needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LookupKey {
+    NamespaceLabels(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Need {
+    /// The lookup this need makes for one review, if any.
+    pub fn key(self, review: &crate::resource::Review<'_>) -> Option<LookupKey> {
+        use crate::resource::Kind;
+        match self {
+            // A Namespace's own labels are in the object; cluster-scoped objects have none.
+            Need::NamespaceLabels if review.kind == Kind::Namespace => None,
+            Need::NamespaceLabels => (!review.namespace.is_empty())
+                .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned())),
+            Need::CandidateServiceAccount => {
+                let t = crate::pod_template::PodTemplate::written(review)?;
+                if t.service_account().is_some_and(|(_, sa)| sa != "default") {
+                    return None;
+                }
+                let (_, name) = t.service_account_candidate()?;
+                Some(LookupKey::ServiceAccount {
+                    namespace: review.namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            Need::HostNamespaceLabels => {
+                let host = crate::istio::DestinationRule::of(review.spec()).host()?;
+                let mut labels = host.trim_end_matches('.').split('.');
+                match (labels.next(), labels.next(), labels.next()) {
+                    (Some(_), Some(ns), None) if !ns.is_empty() && ns != "*" => {
+                        Some(LookupKey::NamespaceLabels(ns.to_ascii_lowercase()))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
 /// No cluster at all: every lookup is unknown.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoCluster;
@@ -95,10 +149,10 @@ impl ClusterView for StaticCluster {
 /// [`prepare`]: ClusterSource::prepare
 pub trait ClusterSource: Send + Sync {
     fn view(&self) -> &dyn ClusterView;
-    /// Make sure the view can answer lookups for this review, within `deadline`.
+    /// Make sure the view can answer these lookups, within `deadline`.
     fn prepare<'a>(
         &'a self,
-        _review: &'a crate::resource::Review<'a>,
+        _lookups: &'a [LookupKey],
         _deadline: std::time::Duration,
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async {})

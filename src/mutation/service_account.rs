@@ -6,7 +6,7 @@
 //! controller copies the template anyway.
 
 use super::{add_nested, Mutation};
-use crate::context::Lookup;
+use crate::context::{Lookup, Need};
 use crate::pod_template::PodTemplate;
 use crate::resource::Kind;
 use serde_json::json;
@@ -23,6 +23,7 @@ pub static DEFAULT_SERVICE_ACCOUNT: Mutation = Mutation {
         Kind::CronJob,
     ],
     summary: "set the template's serviceAccountName from the app.kubernetes.io/name or app label when that ServiceAccount exists",
+    needs: &[Need::CandidateServiceAccount],
     apply: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let Some(t) = PodTemplate::of(review.kind, obj) else { return };

@@ -83,6 +83,7 @@ pub static INJECTION_MISSING: Rule = Rule {
     default_action: Action::Deny,
     summary: "a non-exempt namespace without an injection label (istio-injection=enabled or istio.io/rev); an update that removes it is refused",
     example_fix: "metadata.labels: {istio-injection: enabled}",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let labels = labels_of(obj);
@@ -125,6 +126,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     default_action: Action::Deny,
     summary: "istio-injection set to disabled (or any value but enabled) keeps sidecars out of the whole namespace",
     example_fix: "metadata.labels: {istio-injection: enabled}",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(obj) = review.written() else { return };
         let Injection::Off(value) = injection(labels_of(obj)) else {
@@ -155,6 +157,7 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
     default_action: Action::Deny,
     summary: "more than one injection mode label (istio-injection, istio.io/rev, istio.io/dataplane-mode=ambient) on a namespace",
     example_fix: "keep one of istio-injection, istio.io/rev, istio.io/dataplane-mode",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let labels = labels_of(obj);

@@ -23,7 +23,7 @@
 use super::namespace::{injection, is_ambient, wanted_label, Injection, DATAPLANE_MODE};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
-use crate::context::Lookup;
+use crate::context::{Lookup, Need};
 use crate::pod_template::{PodTemplate, INJECT, PROXY_CONTAINER, PROXY_UID};
 use crate::resource::{Kind, Review};
 use kube::core::admission::Operation;
@@ -128,6 +128,7 @@ pub static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
     default_action: Action::Deny,
     summary: "serviceAccountName (or the deprecated serviceAccount) absent or default: the pod shares the namespace's default identity",
     example_fix: "spec.template.spec.serviceAccountName: <app name> (and create that ServiceAccount)",
+    needs: &[Need::CandidateServiceAccount],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let set = t.service_account();
@@ -173,6 +174,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     default_action: Action::Deny,
     summary: "sidecar.istio.io/inject: \"false\" as pod-template label or annotation (the label wins over the annotation), or the label istio.io/dataplane-mode: none in an ambient namespace",
     example_fix: "remove sidecar.istio.io/inject, or set it to \"true\"",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let ns = namespace_labels(review, ctx);
@@ -220,6 +222,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
     default_action: Action::Deny,
     summary: "the namespace is not labeled for injection and the pod does not opt in (sidecar.istio.io/inject=true or istio.io/rev)",
     example_fix: "kubectl label namespace <ns> istio-injection=enabled",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         if t.host_network() {
@@ -273,6 +276,7 @@ pub static MISSING_SIDECAR: Rule = Rule {
     default_action: Action::Deny,
     summary: "a Pod CREATE that should have been injected has no istio-proxy container or native-sidecar init container: the injector failed open",
     example_fix: "make sure istiod's injector webhook is running, then recreate the pod",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         if !matches!(review.operation, Operation::Create) {
             return;
@@ -358,6 +362,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     default_action: Action::Deny,
     summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy; ambient.istio.io/bypass-inbound-capture on ambient pods",
     example_fix: "remove the traffic.sidecar.istio.io/exclude* annotation",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let plane = dataplane(&t, &namespace_labels(review, ctx));
@@ -401,6 +406,7 @@ pub static HOST_NETWORK: Rule = Rule {
     default_action: Action::Warn,
     summary: "hostNetwork pods are never injected and their traffic bypasses the sidecar",
     example_fix: "remove spec.template.spec.hostNetwork",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else {
             return;
@@ -437,6 +443,7 @@ pub static PROXY_IMAGE: Rule = Rule {
     default_action: Action::Warn,
     summary: "a container named istio-proxy that does not run Istio's proxy image (.../proxyv2): the pod looks injected while nothing enforces mTLS or policy",
     example_fix: "remove the istio-proxy container's image (or set image: auto) and let the injector choose it",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         for c in t.containers() {
@@ -470,6 +477,7 @@ pub static PROXY_UID_RULE: Rule = Rule {
     default_action: Action::Deny,
     summary: "an application container runs as UID 1337, the sidecar's UID, whose traffic iptables lets skip the proxy (IST0144)",
     example_fix: "securityContext.runAsUser: 1000",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let pod_uid = run_as_user(t.spec);

@@ -51,6 +51,11 @@ fn evaluate(engine: &Engine, source: &KubeCluster, r: &Review<'_>) -> Vec<String
         .collect()
 }
 
+/// What the built-in policy's rules read from the cluster for this review.
+fn lookups(r: &meshguard::resource::Review<'_>) -> Vec<meshguard::context::LookupKey> {
+    meshguard::engine::Engine::new(meshguard::config::Policy::default(), None).lookups(r)
+}
+
 fn policy(on_lookup_failure: &str) -> Engine {
     let p = meshguard::catalogue::policy_from_yaml(
         &format!("onLookupFailure: {on_lookup_failure}\n"),
@@ -93,7 +98,7 @@ async fn cache_hit_answers_without_a_get_and_feeds_the_mutation() {
     let op = Operation::Create;
     let o = deployment("prod", "web");
     let r = review("prod", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     let engine = policy("deny");
     let findings = evaluate(&engine, &cluster, &r);
     assert_eq!(findings.len(), 1, "{findings:?}");
@@ -127,7 +132,7 @@ async fn cache_miss_falls_back_to_one_get() {
     let o = deployment("late", "api");
     let r = review("late", &op, &o);
     assert_eq!(cluster.view().namespace_labels("late"), Lookup::Unknown);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(
         cluster.view().namespace_labels("late"),
         Lookup::Found(labels(&[("istio-injection", "enabled")]))
@@ -153,13 +158,13 @@ async fn cache_miss_falls_back_to_one_get() {
         vec!["default-service-account"]
     );
     // The answer is remembered: a second review does not GET again.
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(server.gets().len(), 2);
 
     // A ServiceAccount that does not exist: 404 → Missing → the fix says what to create.
     let o = deployment("late", "reports");
     let r = review("late", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(
         cluster.view().service_account("late", "reports"),
         Lookup::Missing
@@ -186,7 +191,7 @@ async fn failed_get_follows_on_lookup_failure() {
     let mut o = deployment("broken", "web");
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
     let r = review("broken", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(server.gets(), vec!["/api/v1/namespaces/broken".to_owned()]);
     assert_eq!(cluster.view().namespace_labels("broken"), Lookup::Unknown);
 
@@ -215,7 +220,9 @@ async fn slow_get_is_cut_at_the_deadline() {
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
     let r = review("slow", &op, &o);
     let start = Instant::now();
-    cluster.prepare(&r, Duration::from_millis(200)).await;
+    cluster
+        .prepare(&lookups(&r), Duration::from_millis(200))
+        .await;
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -262,7 +269,7 @@ async fn label_change_arrives_by_watch() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert!(evaluate(&engine, &cluster, &r).is_empty());
 
     // A ServiceAccount created later arrives the same way, and deletions are seen too.
@@ -308,7 +315,7 @@ async fn not_synced_until_the_lists_arrive() {
     let op = Operation::Create;
     let o = deployment("prod", "web");
     let r = review("prod", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(cluster.view().namespace_labels("prod"), Lookup::Unknown);
     assert_eq!(
         cluster.view().service_account("prod", "web"),
