@@ -28,6 +28,45 @@ impl Webhook {
     }
 }
 
+/// What happened to one review: the `outcome` label of the metrics and the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a kind, subresource or operation meshguard judges: passed untouched.
+    Ignored,
+    /// Exempt as a whole (exempt namespace, namespace teardown, object being deleted).
+    Exempt,
+    /// Judged and nothing found (validate), or nothing to patch (mutate).
+    Allowed,
+    /// Denied by deny-level findings.
+    Denied,
+    /// Allowed with warnings.
+    Warned,
+    /// Allowed; audit-level findings recorded only.
+    Audited,
+    /// Mutated: a patch was sent.
+    Patched,
+}
+
+impl Outcome {
+    /// The metric label and log value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ignored => "ignored",
+            Outcome::Exempt => "exempt",
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Warned => "warned",
+            Outcome::Audited => "audited",
+            Outcome::Patched => "patched",
+        }
+    }
+
+    /// Findings were reported: the review gets its one info-level log line.
+    pub fn reported(self) -> bool {
+        matches!(self, Outcome::Denied | Outcome::Warned | Outcome::Audited)
+    }
+}
+
 /// Why a request body could not be answered with an AdmissionReview (HTTP 400).
 #[derive(Debug, thiserror::Error)]
 pub enum BadReview {
@@ -103,11 +142,11 @@ impl Admission {
         // review (each finding's full text is logged at debug and sent in the response).
         let mut rules_hit = String::new();
         let (kind_label, outcome) = match recognise(&req) {
-            None => ("other", "ignored"),
+            None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
             // Terminating. Its policies protect nothing once the workloads are gone.
-            Some(r) if namespace_teardown(&req) => (r.kind.as_str(), "exempt"),
+            Some(r) if namespace_teardown(&req) => (r.kind.as_str(), Outcome::Exempt),
             Some(r) => {
                 span.record("namespace", r.namespace);
                 let engine = self.engine.current();
@@ -157,18 +196,18 @@ impl Admission {
         // 5. respond
         let out = encode(resp)?;
         let elapsed = start.elapsed();
-        span.record("outcome", outcome);
+        span.record("outcome", outcome.label());
         span.record("duration_us", elapsed.as_micros() as u64);
         let op = operation_label(&req.operation);
-        if matches!(outcome, "denied" | "warned" | "audited") {
+        if outcome.reported() {
             tracing::info!(webhook = webhook.as_str(), uid = %req.uid, kind = kind_label, namespace = req.namespace.as_deref().unwrap_or(""),
-                operation = op, outcome, rules = %rules_hit, duration_us = elapsed.as_micros() as u64, "reviewed");
+                operation = op, outcome = outcome.label(), rules = %rules_hit, duration_us = elapsed.as_micros() as u64, "reviewed");
         } else {
             tracing::debug!("reviewed");
         }
         self.metrics
             .admission_requests
-            .with_label_values(&[webhook.as_str(), kind_label, op, outcome])
+            .with_label_values(&[webhook.as_str(), kind_label, op, outcome.label()])
             .inc();
         self.metrics
             .admission_duration
@@ -270,12 +309,12 @@ fn namespace_teardown(req: &AdmissionRequest<ReviewObject>) -> bool {
 }
 
 /// Turn findings into the response, by resolved action. The one place modes take effect.
-pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionResponse, &'static str) {
+pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionResponse, Outcome) {
     if eval.exempt {
-        return (resp, "exempt");
+        return (resp, Outcome::Exempt);
     }
     if eval.findings.is_empty() {
-        return (resp, "allowed");
+        return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action.
     let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
@@ -295,9 +334,9 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         .collect();
     if denies.is_empty() {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
-            "warned"
+            Outcome::Warned
         } else {
-            "audited"
+            Outcome::Audited
         };
         return (resp, outcome);
     }
@@ -311,7 +350,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     resp.result.code = 403;
     resp.result.reason = "Forbidden".into();
     resp.result.status = Some(kube::core::response::StatusSummary::Failure);
-    (resp, "denied")
+    (resp, Outcome::Denied)
 }
 
 /// Warnings that survive an HTTP `Warning` header: printable, ≤ 256 chars each, ≤ 4 KiB total.
@@ -352,17 +391,17 @@ fn truncate(s: &str, max: usize) -> String {
 fn with_patch(
     resp: AdmissionResponse,
     m: Mutated,
-) -> Result<(AdmissionResponse, &'static str), BadReview> {
+) -> Result<(AdmissionResponse, Outcome), BadReview> {
     if m.exempt {
-        return Ok((resp, "exempt"));
+        return Ok((resp, Outcome::Exempt));
     }
     if m.patch.is_empty() {
-        return Ok((resp, "allowed"));
+        return Ok((resp, Outcome::Allowed));
     }
     let resp = resp
         .with_patch(json_patch::Patch(m.patch))
         .map_err(|e| BadReview::Encode(e.to_string()))?;
-    Ok((resp, "patched"))
+    Ok((resp, Outcome::Patched))
 }
 
 /// Serialise the response review. kube-core serialises `patch` (a `Vec<u8>`) as a JSON array

@@ -3,8 +3,8 @@
 //! are here and become a plain [`ServeConfig`], so the server never sees clap.
 //! Every `serve` flag can also be set by an environment variable `MESHGUARD_<FLAG>`.
 
+use crate::listener::Limits;
 use crate::serve::ServeConfig;
-use crate::server::Limits;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,9 +5,10 @@ use crate::admission::Admission;
 use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
 use crate::engine::{Engine, EngineHandle};
+use crate::http::{self, AppState};
+use crate::listener::{self, Limits, Shutdown};
 use crate::logging::LogFormat;
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, Limits, Shutdown};
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
 use std::net::SocketAddr;
@@ -184,8 +185,8 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         limits: limits.clone(),
     };
 
-    let tls_listener = server::bind(args.listen, "admission (HTTPS)").await?;
-    let admin_listener = server::bind(args.admin_listen, "admin (HTTP)").await?;
+    let tls_listener = listener::bind(args.listen, "admission (HTTPS)").await?;
+    let admin_listener = listener::bind(args.admin_listen, "admin (HTTP)").await?;
     let addr = tls_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let (stop, shutdown) = Shutdown::new();
@@ -199,15 +200,15 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
             state.admission.clone(),
         ));
     }
-    let admin_task = tokio::spawn(server::serve_admin(
+    let admin_task = tokio::spawn(http::serve_admin(
         admin_listener,
-        server::admin_router(state.clone()),
+        http::admin_router(state.clone()),
         shutdown.clone(),
     ));
-    let tls_task = tokio::spawn(server::serve_tls(
+    let tls_task = tokio::spawn(listener::serve_tls(
         tls_listener,
         tls_config,
-        server::admission_router(state.clone()),
+        http::admission_router(state.clone()),
         limits,
         shutdown,
     ));
