@@ -1,8 +1,9 @@
 //! What rules may know about the cluster beyond the object under review.
-//! The engine sees only the synchronous [`ClusterView`]; whatever fills it (watch caches,
-//! a manifest set, a test table) lives outside the engine.
+//! The engine sees only the synchronous [`ClusterView`]; whatever fills it lives outside the
+//! engine: the watch caches of `serve` (`cluster::KubeCluster`), the inventory of a `check` or
+//! `audit` run (`inventory::Inventory`, which tests also build by hand), or nothing (`NoCluster`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// The answer to a cluster lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,58 +91,6 @@ impl ClusterView for NoCluster {
     }
 }
 
-/// A complete, static picture of the cluster: what is not in it does not exist.
-/// `check` builds one from the manifests it reads; tests build them by hand.
-#[derive(Clone, Debug, Default)]
-pub struct StaticCluster {
-    pub namespaces: HashMap<String, BTreeMap<String, String>>,
-    pub service_accounts: HashSet<(String, String)>,
-    /// When true, a namespace absent from `namespaces` is `Unknown` rather than `Missing`.
-    pub partial: bool,
-}
-
-impl StaticCluster {
-    pub fn with_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
-        self.namespaces.insert(
-            name.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        self
-    }
-
-    pub fn with_service_account(mut self, namespace: &str, name: &str) -> Self {
-        self.service_accounts
-            .insert((namespace.to_owned(), name.to_owned()));
-        self
-    }
-}
-
-impl ClusterView for StaticCluster {
-    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
-        match self.namespaces.get(namespace) {
-            Some(l) => Lookup::Found(l.clone()),
-            None if self.partial => Lookup::Unknown,
-            None => Lookup::Missing,
-        }
-    }
-
-    fn service_account(&self, namespace: &str, name: &str) -> Lookup<()> {
-        if self
-            .service_accounts
-            .contains(&(namespace.to_owned(), name.to_owned()))
-        {
-            Lookup::Found(())
-        } else if self.partial {
-            Lookup::Unknown
-        } else {
-            Lookup::Missing
-        }
-    }
-}
-
 /// Where the admission front end gets its [`ClusterView`] from. Implementations may need I/O
 /// to answer (a cache miss falls back to a direct GET): that happens in [`prepare`], before the
 /// engine runs, so the engine itself stays synchronous and pure.
@@ -164,12 +113,6 @@ pub trait ClusterSource: Send + Sync {
 }
 
 impl ClusterSource for NoCluster {
-    fn view(&self) -> &dyn ClusterView {
-        self
-    }
-}
-
-impl ClusterSource for StaticCluster {
     fn view(&self) -> &dyn ClusterView {
         self
     }

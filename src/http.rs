@@ -230,7 +230,10 @@ mod tests {
             let resp = rejection.into_response();
             assert_eq!(resp.status().as_u16(), code, "{text}");
         }
-        assert_eq!(timeout_query(Some("timeout=10s")), Some(Duration::from_secs(10)));
+        assert_eq!(
+            timeout_query(Some("timeout=10s")),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(timeout_query(Some("a=b")), None);
     }
 }

@@ -158,10 +158,22 @@ impl Inventory {
 
     /// Add a Namespace with `labels` (tests and tools building a cluster by hand).
     pub fn with_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Inventory {
-        let labels: BTreeMap<String, String> = labels
+        let labels = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        self.insert_namespace(name, labels);
+        self
+    }
+
+    /// Add a ServiceAccount (tests and tools building a cluster by hand).
+    pub fn with_service_account(mut self, namespace: &str, name: &str) -> Inventory {
+        self.insert_service_account(namespace, name);
+        self
+    }
+
+    /// Add (or redefine) a Namespace with `labels`.
+    pub fn insert_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
         self.push(Object {
             kind: Kind::Namespace,
             version: "v1".to_owned(),
@@ -169,11 +181,10 @@ impl Inventory {
             file: None,
             line: None,
         });
-        self
     }
 
-    /// Add a ServiceAccount (tests and tools building a cluster by hand).
-    pub fn with_service_account(mut self, namespace: &str, name: &str) -> Inventory {
+    /// Add a ServiceAccount.
+    pub fn insert_service_account(&mut self, namespace: &str, name: &str) {
         self.push(Object {
             kind: Kind::ServiceAccount,
             version: "v1".to_owned(),
@@ -181,7 +192,6 @@ impl Inventory {
             file: None,
             line: None,
         });
-        self
     }
 
     /// The inventory is the whole cluster.

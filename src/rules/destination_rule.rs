@@ -169,7 +169,7 @@ pub static INSECURE_SKIP_VERIFY: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::StaticCluster;
+    use crate::inventory::Inventory;
     use crate::rules::testing::{obj, run, run_with};
     use kube::core::admission::Operation;
     use kube::core::DynamicObject;
@@ -236,7 +236,7 @@ mod tests {
             assert!(!host_in_mesh(h, &p, &none), "{h}");
         }
         // A two-label name is <svc>.<ns> only when the namespace exists (when we can tell).
-        let cluster = StaticCluster::default().with_namespace("io", &[]);
+        let cluster = Inventory::complete(Vec::new()).with_namespace("io", &[]);
         assert!(host_in_mesh("foo.io", &p, &cluster));
         assert!(!host_in_mesh("backend.nope", &p, &cluster));
     }

@@ -517,7 +517,8 @@ pub static PROXY_UID_RULE: Rule = Rule {
 mod tests {
     use super::*;
     use crate::config::Policy;
-    use crate::context::{ClusterView, NoCluster, StaticCluster};
+    use crate::context::{ClusterView, NoCluster};
+    use crate::inventory::Inventory;
     use crate::rules::testing::obj;
     use kube::core::DynamicObject;
     use serde_json::json;
@@ -592,8 +593,8 @@ mod tests {
         check(rule, kind, op, o, cluster, &Policy::default())
     }
 
-    fn enabled_ns() -> StaticCluster {
-        StaticCluster::default().with_namespace("prod", &[("istio-injection", "enabled")])
+    fn enabled_ns() -> Inventory {
+        Inventory::complete(Vec::new()).with_namespace("prod", &[("istio-injection", "enabled")])
     }
 
     const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
@@ -779,12 +780,13 @@ mod tests {
 
     #[test]
     fn namespace_not_injected() {
-        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
-        let disabled =
-            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
-        let ambient = StaticCluster::default()
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[("team", "a")]);
+        let disabled = Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio-injection", "disabled")]);
+        let ambient = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
-        let rev = StaticCluster::default().with_namespace("prod", &[("istio.io/rev", "canary")]);
+        let rev =
+            Inventory::complete(Vec::new()).with_namespace("prod", &[("istio.io/rev", "canary")]);
         for kind in Kind::WORKLOADS.iter().copied() {
             for op in OPS {
                 let p = prefix(kind);
@@ -851,7 +853,7 @@ mod tests {
                 .message
                 .ends_with("so meshguard cannot tell whether this pod will get a sidecar"));
             // Not found at all (`check` without the namespace in its input).
-            let missing = StaticCluster::default();
+            let missing = Inventory::complete(Vec::new());
             let found = run(
                 &NAMESPACE_NOT_INJECTED,
                 kind,
@@ -925,7 +927,7 @@ mod tests {
         )
         .is_empty());
         // A pod that opts in in an unlabeled namespace.
-        let bare = StaticCluster::default().with_namespace("prod", &[]);
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[]);
         let o = pod(json!({"sidecar.istio.io/inject": "true"}), app());
         let found = run(&MISSING_SIDECAR, Kind::Pod, Operation::Create, &o, &bare);
         assert!(found[0]
@@ -978,8 +980,8 @@ mod tests {
             )
             .is_empty());
         }
-        let bare = StaticCluster::default().with_namespace("prod", &[]);
-        let ambient = StaticCluster::default()
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[]);
+        let ambient = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
         let plain = pod(json!({}), app());
         assert!(run(
@@ -1107,15 +1109,16 @@ mod tests {
 
     // ---- ambient mode
 
-    fn ambient_ns() -> StaticCluster {
-        StaticCluster::default().with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")])
+    fn ambient_ns() -> Inventory {
+        Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")])
     }
 
     #[test]
     fn ambient_pods_are_in_the_mesh_without_a_sidecar() {
-        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
-        let disabled =
-            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[("team", "a")]);
+        let disabled = Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio-injection", "disabled")]);
         for kind in Kind::WORKLOADS.iter().copied() {
             let p = prefix(kind);
             // inject=false is moot where ztunnel captures the pod ...
