@@ -40,6 +40,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod mtls;
 pub mod mutation;
+pub mod parallel;
 pub mod pod_template;
 pub mod report;
 pub mod resource;

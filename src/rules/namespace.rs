@@ -1,11 +1,11 @@
 //! Namespaces: every namespace outside the exempt list must be enrolled in the mesh by exactly
 //! one injection label.
 //!
-//! Istio semantics (ISTIO.md "Sidecar injection"): `istio-injection=enabled` (default revision)
-//! or `istio.io/rev=<rev|tag>`; when both are present `istio-injection` wins, and more than one
-//! mode label (counting `istio.io/dataplane-mode=ambient`) is IST0123. Only the value `enabled`
-//! of `istio-injection` turns injection on: any other value keeps every pod of the namespace out
-//! of the injector, pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel
+//! Istio semantics (docs/istio-semantics.md, "Sidecar injection"): `istio-injection=enabled`
+//! (default revision) or `istio.io/rev=<rev|tag>`; when both are present `istio-injection`
+//! wins, and more than one mode label (counting `istio.io/dataplane-mode=ambient`) is IST0123.
+//! Only the value `enabled` of `istio-injection` turns injection on: any other value keeps
+//! every pod of the namespace out of the injector, pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel
 //! gives its pods mTLS), so it is not "missing".
 
 use super::{Action, Rule, Violation};

@@ -1,15 +1,16 @@
 //! Workloads (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
 //! CronJob): every pod gets a sidecar and its own identity.
 //!
-//! Istio semantics (ISTIO.md "Sidecar injection"): the pod label `sidecar.istio.io/inject`
-//! beats the deprecated annotation of the same name; a pod reaches the injector through its
-//! namespace label or by opting in itself (`sidecar.istio.io/inject=true`, `istio.io/rev`);
+//! Istio semantics (docs/istio-semantics.md, "Sidecar injection"; Istio's `pkg/kube/inject`
+//! `injectRequired`): the pod label `sidecar.istio.io/inject` beats the deprecated annotation
+//! of the same name; a pod reaches the injector through its namespace label or by opting in
+//! itself (`sidecar.istio.io/inject=true`, `istio.io/rev`);
 //! `istio-injection` set to anything but `enabled` on the namespace keeps every pod out;
 //! hostNetwork pods are never injected; injection happens only on Pod CREATE, and the proxy may
 //! be a native sidecar (init container with `restartPolicy: Always`). On Pods the ServiceAccount
 //! admission plugin has already filled `serviceAccountName: default`.
 //!
-//! Ambient mode (ISTIO.md "Sidecar injection", Istio's ambient docs): a pod is captured by
+//! Ambient mode (docs/istio-semantics.md, Istio's ambient docs): a pod is captured by
 //! ztunnel when its namespace or the pod itself carries `istio.io/dataplane-mode=ambient`, the pod
 //! label `istio.io/dataplane-mode=none` opts it out, pods that get a sidecar are left to the
 //! sidecar, and hostNetwork pods are never captured. A captured pod is in the mesh whatever
