@@ -17,6 +17,7 @@ pub mod context;
 pub mod cross;
 pub mod engine;
 pub mod manifest;
+pub mod mesh;
 pub mod metrics;
 pub mod mtls;
 pub mod mutation;
