@@ -20,7 +20,7 @@ use super::injector::{
     InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL, REV_LABEL,
 };
 use super::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
-use super::selector::{Labels, NamespaceLabels};
+use super::selector::{Labels, NamespaceLabels, NoLabels};
 use super::{MeshError, MeshOverrides, Origin, Sourced};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -32,6 +32,7 @@ use std::fmt;
 
 const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
 const MESH_CONFIG_MAP: &str = "istio";
+const NO_LABELS: NoLabels = NoLabels;
 
 /// One snapshot of the mesh as installed. Build it with [`MeshContext::builder`] or
 /// [`MeshContext::from_objects`]; [`MeshContext::default`] knows nothing and assumes Istio's
@@ -618,14 +619,21 @@ impl MeshContext {
     /// unlabelled namespace. With no injector visible every name is assumed served (meshguard's
     /// label semantics), so check [`MeshContext::assumed_default_injector`] first when that matters.
     pub fn serves(&self, name: &str) -> bool {
-        if self.assumed_default_injector() {
-            return true;
-        }
+        self.serves_namespace(name) || self.serves_pod(name)
+    }
+
+    /// Whether a namespace labelled `istio.io/rev=<name>` (and nothing else) has its plain pods
+    /// sent to an injector. `true` with no injector visible.
+    pub fn serves_namespace(&self, name: &str) -> bool {
         let rev = [(REV_LABEL, name)];
-        let none: [(&str, &str); 0] = [];
-        self.webhooks
-            .iter()
-            .any(|w| w.selects(&rev, &none) || w.selects(&none, &rev))
+        self.assumed_default_injector() || self.webhooks.iter().any(|w| w.selects(&rev, &NO_LABELS))
+    }
+
+    /// Whether a pod labelled `istio.io/rev=<name>` in an unlabelled namespace is sent to an
+    /// injector. `true` with no injector visible.
+    pub fn serves_pod(&self, name: &str) -> bool {
+        let rev = [(REV_LABEL, name)];
+        self.assumed_default_injector() || self.webhooks.iter().any(|w| w.selects(&NO_LABELS, &rev))
     }
 
     /// Every injector webhook that receives Pod CREATEs, in kube-apiserver's order.
@@ -712,6 +720,16 @@ impl MeshContext {
             .filter_map(|o| Some((self.webhooks.get(o.first)?, self.webhooks.get(o.second)?, o)))
     }
 
+    /// Whether a plain pod (no labels or annotations of its own) created in this namespace gets a
+    /// sidecar: the namespace-level verdict (`ns-injection-missing`).
+    pub fn namespace_injection<'a, N: Labels + ?Sized>(
+        &'a self,
+        namespace: &'a str,
+        ns_labels: &'a N,
+    ) -> InjectionDecision<'a> {
+        self.injection(namespace, ns_labels, &NO_LABELS, &NO_LABELS, false)
+    }
+
     /// Whether a Pod CREATE with these labels gets a sidecar, from which injector, and why.
     ///
     /// `ns_labels` are the namespace's labels (`kubernetes.io/metadata.name` is filled in from
@@ -732,7 +750,7 @@ impl MeshContext {
     {
         let setting = pod_setting(pod_labels, pod_annotations);
         if self.assumed_default_injector() {
-            return InjectionDecision::assumed(
+            return InjectionDecision::assume_default(
                 namespace,
                 ns_labels,
                 pod_labels,

@@ -18,7 +18,7 @@
 //! unlabelled namespace opts in with the label `sidecar.istio.io/inject` set to `y`, `yes`,
 //! `true` or `on` (any case) or a non-empty `istio.io/rev` label; `sidecar.istio.io/inject` (the
 //! label, else the annotation) set to anything else non-empty opts a pod out; hostNetwork pods are
-//! never injected. [`InjectionDecision::assumed`] says which way a decision was made.
+//! never injected. The field `InjectionDecision::assumed` says which way a decision was made.
 
 use super::injector::{
     InjectionPolicy, InjectorConfig, InjectorWebhook, INJECT, INJECTION_LABEL, REV_LABEL,
@@ -132,7 +132,7 @@ impl<'a> InjectionDecision<'a> {
     }
 
     /// The decision under the assumed default injector (meshguard's label semantics).
-    pub(crate) fn assumed<N, P>(
+    pub(crate) fn assume_default<N, P>(
         namespace: &'a str,
         ns_labels: &'a N,
         pod_labels: &'a P,

@@ -340,6 +340,13 @@ fn enable_namespaces_by_default_adds_auto() {
         row(&c, "prod", &[], &[], &[]),
         (true, "istio-sidecar-injector/auto.".into(), Why::Policy)
     );
+    let empty = labels(&[]);
+    let d = c.namespace_injection("prod", &empty);
+    assert!(d.inject && d.webhook.is_some_and(|w| w.name.starts_with("auto.")));
+    assert!(
+        !c.injectors()[0].enable_namespaces_by_default,
+        "values say false; the webhook decides"
+    );
     // kubernetes.io/metadata.name comes from the namespace name when the labels lack it.
     for ns in [
         "kube-system",
@@ -392,6 +399,17 @@ fn revisions_and_tags() {
     for unserved in ["default", "stable", ""] {
         assert!(!c.serves(unserved), "{unserved}");
     }
+    // Only pod-level webhooks for a name: served for pods, not for namespaces.
+    let pod_only: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "istio-sidecar-injector-p", "labels": {"istio.io/rev": "p"}},
+        "webhooks": [chart_webhooks("p", "istiod-p", false, false)[1].clone()],
+    }))
+    .unwrap();
+    let p = ctx(&[pod_only], &[]);
+    assert!(p.serves_pod("p") && !p.serves_namespace("p") && p.serves("p"));
+    assert!(!p.serves_pod("q"));
+    let f = MeshContext::default();
+    assert!(f.serves_namespace("x") && f.serves_pod("x"));
 
     let (nsl, none) = (labels(&[(REV_LABEL, "prod-stable")]), labels(&[]));
     let d = decide(&c, "prod", &nsl, &none, &none);
