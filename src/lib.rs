@@ -37,6 +37,7 @@ pub mod json;
 pub mod listener;
 pub mod logging;
 pub mod manifest;
+pub mod mesh;
 pub mod metrics;
 pub mod mtls;
 pub mod mutation;
