@@ -21,6 +21,11 @@ pub trait ClusterView: Send + Sync {
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>>;
     /// Whether a ServiceAccount exists.
     fn service_account(&self, namespace: &str, name: &str) -> Lookup<()>;
+    /// Whether a namespace is Terminating (`metadata.deletionTimestamp` set): the namespace
+    /// controller is deleting everything in it. Views that cannot tell answer `Unknown`.
+    fn namespace_terminating(&self, _namespace: &str) -> Lookup<bool> {
+        Lookup::Unknown
+    }
 }
 
 /// No cluster at all: every lookup is unknown.
@@ -42,6 +47,8 @@ impl ClusterView for NoCluster {
 pub struct StaticCluster {
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
     pub service_accounts: HashSet<(String, String)>,
+    /// Namespaces (of `namespaces`) that are Terminating.
+    pub terminating: HashSet<String>,
     /// When true, a namespace absent from `namespaces` is `Unknown` rather than `Missing`.
     pub partial: bool,
 }
@@ -58,6 +65,12 @@ impl StaticCluster {
         self
     }
 
+    /// A namespace that is being deleted (Terminating).
+    pub fn with_terminating_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
+        self.terminating.insert(name.to_owned());
+        self.with_namespace(name, labels)
+    }
+
     pub fn with_service_account(mut self, namespace: &str, name: &str) -> Self {
         self.service_accounts
             .insert((namespace.to_owned(), name.to_owned()));
@@ -71,6 +84,14 @@ impl ClusterView for StaticCluster {
             Some(l) => Lookup::Found(l.clone()),
             None if self.partial => Lookup::Unknown,
             None => Lookup::Missing,
+        }
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> Lookup<bool> {
+        match self.namespaces.contains_key(namespace) {
+            true => Lookup::Found(self.terminating.contains(namespace)),
+            false if self.partial => Lookup::Unknown,
+            false => Lookup::Missing,
         }
     }
 
