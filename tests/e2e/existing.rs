@@ -64,6 +64,8 @@ spec:
     };
 
     // A rollout restart is an UPDATE of the pod template: allowed, the old violations warned.
+    // (The Deployment controller's new ReplicaSet for it is a CREATE, judged as a new object:
+    // refused while the template still violates; the old ReplicaSet keeps the Pods.)
     let out = run
         .kubectl(&["-n", &ns, "rollout", "restart", "deployment/legacy"])
         .await
