@@ -515,11 +515,27 @@ pub struct Run {
     pub dir: tempfile::TempDir,
     started: Instant,
     namespaces: Mutex<Vec<String>>,
+    /// Cluster-scoped objects (`kind/name`) to delete at the end.
+    cluster_objects: Mutex<Vec<String>>,
     steps: Mutex<Vec<String>>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
+        let objects = std::mem::take(
+            &mut *self
+                .cluster_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !objects.is_empty() {
+            let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
+            args.extend(objects.iter().map(String::as_str));
+            let out = kubectl_blocking(&self.kubeconfig, &args, None);
+            if !out.success() {
+                eprintln!("e2e clean-up: cannot delete {objects:?}:\n{out}");
+            }
+        }
         let namespaces =
             std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|p| p.into_inner()));
         if !namespaces.is_empty() {
@@ -558,6 +574,7 @@ impl Run {
             dir: tempfile::tempdir().expect("temp dir"),
             started: Instant::now(),
             namespaces: Mutex::new(Vec::new()),
+            cluster_objects: Mutex::new(Vec::new()),
             steps: Mutex::new(Vec::new()),
         }
     }
@@ -639,6 +656,27 @@ impl Run {
             .push(name);
         self.kubectl_with(&["create", "-f", "-"], Some(&manifest.to_string()))
             .await
+    }
+
+    /// `kubectl apply` of cluster-scoped objects (e.g. an injector's
+    /// MutatingWebhookConfiguration), deleted when the run ends. Name them after the run
+    /// (`run.id`) so that parallel scenarios do not collide.
+    pub async fn apply_cluster_scoped(&self, yaml: &str) -> Kubectl {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("cluster-scoped YAML");
+        {
+            let mut tracked = self
+                .cluster_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for d in &docs {
+                let (Some(kind), Some(name)) = (d["kind"].as_str(), d["metadata"]["name"].as_str())
+                else {
+                    panic!("a cluster-scoped object needs kind and metadata.name: {d}");
+                };
+                tracked.push(format!("{}/{name}", kind.to_lowercase()));
+            }
+        }
+        self.apply(yaml, &[]).await
     }
 
     /// The labels of a namespace as stored.

@@ -8,6 +8,14 @@
 //! kube-controller-manager runs with `--use-service-account-credentials=false`), the namespace
 //! teardown scenario runs there too.
 //!
+//! Adding a scenario: a module with `pub fn run(kubeconfig: &Path)` that calls
+//! `harness::block_on` on its async body, and one `trial(…)` line below. The body makes a
+//! `harness::Run`, starts meshguard (`run.serve(&[extra flags])`), registers it
+//! (`run.register(&mg)`), creates its namespaces (`run.create_namespace`), and asserts on
+//! `run.apply` / `run.kubectl` results (exit, refusal by rule, warnings), on stored objects
+//! (`run.get`, `run.names`), on events (`run.events`) and on meshguard's metrics
+//! (`mg.metric_sum`); `harness::eventually` polls for what controllers do asynchronously.
+//!
 //! This target has its own test runner (libtest-mimic, the libtest command line) so that it can
 //! skip with one visible line, run its I/O-bound scenarios more widely in parallel than the
 //! machine's core count, and print its own wall time. `cargo test --test e2e tutorial` runs one.

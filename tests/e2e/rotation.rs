@@ -145,6 +145,9 @@ async fn scenario(kubeconfig: &Path) {
         load.wait_for_more("reviews after the swap", REVIEWS_AROUND_A_SWAP)
             .await;
     }
+    // Idle-connection closes from here on include those of the apiserver's last connections.
+    let idle = "closing idle connection";
+    let closed_before = log_count(&mg.log, idle);
     load.stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("load worker");
@@ -169,8 +172,6 @@ async fn scenario(kubeconfig: &Path) {
 
     // The apiserver's connections from before are closed once idle; the next review needs a
     // new TLS handshake, with the newest certificate.
-    let idle = "closing idle connection";
-    let closed_before = log_count(&mg.log, idle);
     let log = mg.log.clone();
     harness::eventually(
         "meshguard closes the idle apiserver connections",
