@@ -1,7 +1,7 @@
 //! The admission front end. One screen of request flow:
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
-use crate::context::ClusterSource;
+use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
@@ -145,12 +145,20 @@ impl Admission {
             None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
-            // Terminating. Its policies protect nothing once the workloads are gone.
+            // Terminating. Its policies protect nothing once the workloads are gone. Known by
+            // the namespace controller's own identity here, or below by the namespace's state.
             Some(r) if namespace_teardown(&req) => (r.kind.as_str(), Outcome::Exempt),
             Some(r) => {
                 span.record("namespace", r.namespace);
                 let engine = self.engine.current();
-                let lookups = engine.lookups(&r);
+                let mut lookups = engine.lookups(&r);
+                if matches!(r.operation, Operation::Delete) && !r.namespace.is_empty() {
+                    // Whether the namespace is Terminating (below) comes with its labels.
+                    let key = LookupKey::NamespaceLabels(r.namespace.to_owned());
+                    if !lookups.contains(&key) {
+                        lookups.push(key);
+                    }
+                }
                 if !lookups.is_empty() {
                     let deadline = self.lookup_deadline.min(budget);
                     let prepared = self.cluster.prepare(&lookups, deadline);
@@ -161,6 +169,7 @@ impl Admission {
                 let view = self.cluster.view();
                 // 3. evaluate, 4. decide
                 let outcome = match webhook {
+                    _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
                         let eval = engine.evaluate(&r, view);
                         self.count_violations(r.kind, &eval);
@@ -302,10 +311,25 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
 /// namespace's contents (with `--use-service-account-credentials`, as kubeadm runs it).
 pub const NAMESPACE_CONTROLLER: &str = "system:serviceaccount:kube-system:namespace-controller";
 
-/// A DELETE issued by the namespace controller while it tears a namespace down.
+/// A DELETE issued by the namespace controller while it tears a namespace down, recognised by
+/// its service-account identity.
 fn namespace_teardown(req: &AdmissionRequest<ReviewObject>) -> bool {
     matches!(req.operation, Operation::Delete)
         && req.user_info.username.as_deref() == Some(NAMESPACE_CONTROLLER)
+}
+
+/// A DELETE in a namespace that is Terminating (namespace cache: `deletionTimestamp` set),
+/// whoever sends it. This covers the namespace controller when kube-controller-manager runs
+/// with `--use-service-account-credentials=false` and so acts as `system:kube-controller-manager`,
+/// and a user deleting a policy the namespace controller is about to delete anyway. UPDATEs
+/// need no such rule: the ones a teardown causes remove finalizers from objects that carry a
+/// `deletionTimestamp` themselves, and the engine exempts those. CREATEs in a terminating
+/// namespace are refused by the API server's NamespaceLifecycle admission before any webhook.
+fn delete_in_terminating_namespace(review: &Review<'_>, view: &dyn ClusterView) -> bool {
+    matches!(review.operation, Operation::Delete)
+        && !review.namespace.is_empty()
+        && review.kind != Kind::Namespace
+        && view.namespace_terminating(review.namespace) == Lookup::Found(true)
 }
 
 /// Turn findings into the response, by resolved action. The one place modes take effect.
@@ -432,6 +456,7 @@ fn operation_label(op: &Operation) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Inventory;
 
     #[test]
     fn warnings_are_bounded_and_header_safe() {
@@ -469,6 +494,92 @@ mod tests {
         assert_eq!(
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
+        );
+    }
+
+    /// Answer a review with the default policy over `cluster`; returns the response.
+    fn answer(cluster: Inventory, review: &serde_json::Value) -> serde_json::Value {
+        let admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(
+                crate::config::Policy::default(),
+                None,
+            )),
+            Metrics::new().expect("metrics"),
+            Arc::new(cluster),
+        );
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt
+            .block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))
+            .expect("answered");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        v["response"].clone()
+    }
+
+    /// A captured DELETE of a namespace-wide STRICT PeerAuthentication in `production`, sent as
+    /// kube-controller-manager's own identity (`--use-service-account-credentials=false`).
+    fn delete_by_controller_manager() -> serde_json::Value {
+        let mut review: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-delete-strict-v1beta1.json"
+        ))
+        .expect("fixture");
+        review["request"]["userInfo"] = serde_json::json!({
+            "username": "system:kube-controller-manager", "groups": ["system:authenticated"]});
+        review
+    }
+
+    #[test]
+    fn delete_in_terminating_namespace_is_exempt_whoever_sends_it() {
+        let review = delete_by_controller_manager();
+        let labels = [("istio-injection", "enabled")];
+        let terminating =
+            Inventory::complete(Vec::new()).with_terminating_namespace("production", &labels);
+        let resp = answer(terminating, &review);
+        assert_eq!(resp["allowed"], true, "{resp}");
+
+        // The same identity deleting the same policy in a live namespace is refused.
+        let live = Inventory::complete(Vec::new()).with_namespace("production", &labels);
+        let resp = answer(live, &review);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[pa-weakening-delete]")));
+
+        // Nobody can tell (no cluster view): refused, as before.
+        let unknown = Inventory::partial(Vec::new());
+        assert_eq!(answer(unknown, &review)["allowed"], false);
+    }
+
+    #[test]
+    fn update_in_terminating_namespace_is_still_checked() {
+        let review: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("fixture");
+        let ns = review["request"]["namespace"].as_str().expect("namespace");
+        let cluster = Inventory::complete(Vec::new()).with_terminating_namespace(ns, &[]);
+        let resp = answer(cluster, &review);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[pa-permissive-mtls]")));
+    }
+
+    #[test]
+    fn inventory_answers_terminating() {
+        use crate::context::ClusterView;
+        let c = Inventory::complete(Vec::new())
+            .with_namespace("live", &[])
+            .with_terminating_namespace("going", &[]);
+        assert_eq!(c.namespace_terminating("live"), Lookup::Found(false));
+        assert_eq!(c.namespace_terminating("going"), Lookup::Found(true));
+        assert_eq!(c.namespace_terminating("absent"), Lookup::Missing);
+        assert_eq!(
+            crate::context::NoCluster.namespace_terminating("x"),
+            Lookup::Unknown
         );
     }
 

@@ -4,7 +4,8 @@
 //!
 //! * Two `kube::runtime` watchers, metadata only (`Api<PartialObjectMeta<_>>`: the API server
 //!   sends `PartialObjectMetadata`, never ServiceAccount secrets or Namespace specs), feed two
-//!   compact reflector stores: namespace → labels, and namespace → set of ServiceAccount names.
+//!   compact reflector stores: namespace → labels and whether it is Terminating
+//!   (`metadata.deletionTimestamp` set), and namespace → set of ServiceAccount names.
 //!   They follow the reflector protocol (`Init` / `InitApply` / `InitDone` swap a fresh list in
 //!   atomically; `Apply` / `Delete` update in place) but keep only what rules read, so 10,000
 //!   namespaces and 50,000 ServiceAccounts cost a few MB rather than a full `ObjectMeta` each.
@@ -48,6 +49,23 @@ fn compact(labels: Option<BTreeMap<String, String>>) -> Labels {
         .collect()
 }
 
+/// What the namespace cache keeps of one namespace.
+#[derive(Clone, Debug)]
+struct NsEntry {
+    labels: Labels,
+    /// `metadata.deletionTimestamp` is set: the namespace controller is emptying it.
+    terminating: bool,
+}
+
+impl NsEntry {
+    fn of(meta: kube::core::ObjectMeta) -> NsEntry {
+        NsEntry {
+            terminating: meta.deletion_timestamp.is_some(),
+            labels: compact(meta.labels),
+        }
+    }
+}
+
 fn expand(labels: &Labels) -> BTreeMap<String, String> {
     labels
         .iter()
@@ -55,10 +73,10 @@ fn expand(labels: &Labels) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Namespace name → labels.
+/// Namespace name → labels and Terminating flag.
 #[derive(Debug, Default)]
 struct NamespaceCache {
-    map: RwLock<HashMap<Box<str>, Labels>>,
+    map: RwLock<HashMap<Box<str>, NsEntry>>,
 }
 
 /// Namespace → ServiceAccount names.
@@ -94,7 +112,7 @@ impl<T: Clone> Remembered<T> {
 
 #[derive(Debug, Default)]
 struct Fallback {
-    namespaces: RwLock<HashMap<String, Remembered<Labels>>>,
+    namespaces: RwLock<HashMap<String, Remembered<NsEntry>>>,
     accounts: RwLock<HashMap<(String, String), Remembered<()>>>,
 }
 
@@ -232,8 +250,8 @@ impl KubeCluster {
     pub fn cache_bytes(&self) -> usize {
         use std::mem::size_of;
         let ns = read(&self.namespaces.map);
-        let mut total = ns.capacity() * (size_of::<(Box<str>, Labels)>() + 1);
-        for (name, labels) in ns.iter() {
+        let mut total = ns.capacity() * (size_of::<(Box<str>, NsEntry)>() + 1);
+        for (name, NsEntry { labels, .. }) in ns.iter() {
             // Arc header (two counts) + the pairs + the label strings.
             total += name.len() + 2 * size_of::<usize>();
             total += labels.len() * size_of::<(Box<str>, Box<str>)>();
@@ -248,7 +266,7 @@ impl KubeCluster {
         total
     }
 
-    fn cached_namespace(&self, name: &str) -> Option<Labels> {
+    fn cached_namespace(&self, name: &str) -> Option<NsEntry> {
         read(&self.namespaces.map).get(name).cloned()
     }
 
@@ -272,7 +290,7 @@ impl KubeCluster {
             Ok(Some(ns)) => remember(
                 &self.fallback.namespaces,
                 name.to_owned(),
-                Lookup::Found(compact(ns.metadata.labels)),
+                Lookup::Found(NsEntry::of(ns.metadata)),
             ),
             Ok(None) => remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing),
             Err(e) => {
@@ -303,18 +321,33 @@ impl KubeCluster {
     }
 }
 
-impl ClusterView for KubeCluster {
-    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
-        if let Some(labels) = self.cached_namespace(namespace) {
-            return Lookup::Found(expand(&labels));
+impl KubeCluster {
+    /// A namespace from the watch cache, else from a fresh direct-GET answer.
+    fn namespace(&self, namespace: &str) -> Lookup<NsEntry> {
+        if let Some(entry) = self.cached_namespace(namespace) {
+            return Lookup::Found(entry);
         }
-        match read(&self.fallback.namespaces)
+        read(&self.fallback.namespaces)
             .get(namespace)
             .and_then(Remembered::fresh)
-        {
-            Some(Lookup::Found(labels)) => Lookup::Found(expand(&labels)),
-            Some(Lookup::Missing) => Lookup::Missing,
-            _ => Lookup::Unknown,
+            .unwrap_or(Lookup::Unknown)
+    }
+}
+
+impl ClusterView for KubeCluster {
+    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
+        match self.namespace(namespace) {
+            Lookup::Found(entry) => Lookup::Found(expand(&entry.labels)),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown => Lookup::Unknown,
+        }
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> Lookup<bool> {
+        match self.namespace(namespace) {
+            Lookup::Found(entry) => Lookup::Found(entry.terminating),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown => Lookup::Unknown,
         }
     }
 
@@ -374,7 +407,7 @@ async fn reflect_namespaces(
     synced: Arc<AtomicBool>,
     metrics: Option<Metrics>,
 ) {
-    let mut buffer: Option<HashMap<Box<str>, Labels>> = None;
+    let mut buffer: Option<HashMap<Box<str>, NsEntry>> = None;
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -386,9 +419,9 @@ async fn reflect_namespaces(
                 continue;
             }
         };
-        let entry = |o: PartialObjectMeta<Namespace>| {
-            let name = o.metadata.name.unwrap_or_default().into_boxed_str();
-            (name, compact(o.metadata.labels))
+        let entry = |mut o: PartialObjectMeta<Namespace>| {
+            let name = o.metadata.name.take().unwrap_or_default().into_boxed_str();
+            (name, NsEntry::of(o.metadata))
         };
         match event {
             Event::Init => buffer = Some(HashMap::new()),

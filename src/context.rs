@@ -22,6 +22,11 @@ pub trait ClusterView: Send + Sync {
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>>;
     /// Whether a ServiceAccount exists.
     fn service_account(&self, namespace: &str, name: &str) -> Lookup<()>;
+    /// Whether a namespace is Terminating (`metadata.deletionTimestamp` set): the namespace
+    /// controller is deleting everything in it. Views that cannot tell answer `Unknown`.
+    fn namespace_terminating(&self, _namespace: &str) -> Lookup<bool> {
+        Lookup::Unknown
+    }
 }
 
 /// A cluster fact a rule, a mutation or an exemption reads through the [`ClusterView`], declared

@@ -166,6 +166,27 @@ impl Inventory {
         self
     }
 
+    /// Add a Namespace that is being deleted (Terminating).
+    pub fn with_terminating_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Inventory {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut object = synthetic("Namespace", name, None, labels);
+        object.metadata.deletion_timestamp = "1970-01-01T00:00:00Z"
+            .parse()
+            .ok()
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        self.push(Object {
+            kind: Kind::Namespace,
+            version: "v1".to_owned(),
+            object,
+            file: None,
+            line: None,
+        });
+        self
+    }
+
     /// Add a ServiceAccount (tests and tools building a cluster by hand).
     pub fn with_service_account(mut self, namespace: &str, name: &str) -> Inventory {
         self.insert_service_account(namespace, name);
@@ -330,6 +351,21 @@ impl ClusterView for Inventory {
             Lookup::Missing
         } else {
             Lookup::Unknown
+        }
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> Lookup<bool> {
+        self.terminating(namespace)
+    }
+}
+
+impl Inventory {
+    /// Whether a listed namespace is Terminating (`deletionTimestamp` set).
+    fn terminating(&self, namespace: &str) -> Lookup<bool> {
+        match self.namespace(namespace) {
+            Some(o) => Lookup::Found(o.object.metadata.deletion_timestamp.is_some()),
+            None if self.complete => Lookup::Missing,
+            None => Lookup::Unknown,
         }
     }
 }
