@@ -109,7 +109,7 @@ async fn scenario(kubeconfig: &Path) {
             "--idle-timeout",
             "1s",
             "--log-level",
-            "info,meshguard::server=debug",
+            "info,meshguard::listener=debug",
         ])
         .await;
     let _hooks = run.register(&mg).await;
