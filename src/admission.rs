@@ -304,7 +304,45 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
         object,
         old_object,
         dry_run: req.dry_run,
+        created_for: created_for(req, object),
     })
+}
+
+/// The identities Kubernetes' controllers create pods and their controllers under: each
+/// controller's own ServiceAccount when kube-controller-manager runs with
+/// `--use-service-account-credentials` (as kubeadm does), or its own identity otherwise.
+const CONTROLLER_IDENTITIES: &[&str] = &[
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+];
+
+/// For a CREATE by one of Kubernetes' controllers of an object it controls for its owner, the
+/// owner's kind. Both conditions matter: a user cannot pass as a controller, and a controller's
+/// own objects (none today) would not carry an owner's template.
+fn created_for(
+    req: &AdmissionRequest<ReviewObject>,
+    object: Option<&kube::core::DynamicObject>,
+) -> Option<Kind> {
+    if !matches!(req.operation, Operation::Create) {
+        return None;
+    }
+    let user = req.user_info.username.as_deref()?;
+    if !CONTROLLER_IDENTITIES.contains(&user) {
+        return None;
+    }
+    object?
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .find_map(|r| Kind::from_name(&r.kind).filter(|k| k.facts().owns_pods))
 }
 
 /// The identity kube-controller-manager's namespace controller uses to delete a terminating

@@ -339,6 +339,11 @@ pub struct Review<'a> {
     pub object: Option<&'a DynamicObject>,
     pub old_object: Option<&'a DynamicObject>,
     pub dry_run: bool,
+    /// Set when a Kubernetes controller creates this object for the owner it controls (a
+    /// Deployment's ReplicaSet, a ReplicaSet's Pods): the owner's kind. The pod template it
+    /// carries is the owner's, judged when the owner was admitted. Only the admission front end
+    /// sets it, from the requester's identity and the object's controller reference.
+    pub created_for: Option<Kind>,
 }
 
 /// The operation of reviews built by [`Review::create`].
@@ -362,6 +367,7 @@ impl<'a> Review<'a> {
             object: Some(object),
             old_object: None,
             dry_run: false,
+            created_for: None,
         }
     }
 

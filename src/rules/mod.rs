@@ -186,6 +186,7 @@ pub(crate) mod testing {
             object: if is_delete { None } else { Some(o) },
             old_object: if is_delete { Some(o) } else { None },
             dry_run: false,
+            created_for: None,
         };
         let ctx = Ctx {
             policy,

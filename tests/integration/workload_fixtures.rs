@@ -347,16 +347,37 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
     assert_eq!(resp["allowed"], false);
     let msg = message(&resp);
     assert!(msg.starts_with("meshguard: 1 violation:\n[wl-missing-sidecar] spec.containers: namespace \"production\" is labeled for injection, but the pod has no istio-proxy container"), "{msg}");
-    // A controller-made pod of the unpatched Deployment: the default account is named too.
+    // A controller-made pod of the unpatched Deployment: still refused for the missing sidecar;
+    // the default account is named too, as a warning inherited from its ReplicaSet's template
+    // (the ReplicaSet controller's CREATE), in full in the audit annotation.
     let resp = send(
         &a,
         Webhook::Validate,
         &fixture("pod-create-by-replicaset.json"),
     )
     .await;
-    let msg = message(&resp);
-    assert!(msg.contains("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \"default\" ServiceAccount"), "{msg}");
-    assert!(msg.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{msg}");
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        message(&resp).contains("[wl-missing-sidecar]"),
+        "{}",
+        message(&resp)
+    );
+    let all = resp["auditAnnotations"]["violations"]
+        .as_str()
+        .expect("audit annotation");
+    assert!(all.contains("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \\\"default\\\" ServiceAccount"), "{all}");
+    assert!(all.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{all}");
+    assert!(
+        all.contains("inherited from the pod template of its ReplicaSet"),
+        "{all}"
+    );
+    let warned = warnings(&resp);
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.starts_with("[wl-default-service-account]")),
+        "{warned:?}"
+    );
     // Pod UPDATEs are not injection events.
     let resp = send(&a, Webhook::Validate, &fixture("pod-update-labels.json")).await;
     assert_eq!(resp["allowed"], true, "{}", message(&resp));
