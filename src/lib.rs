@@ -9,7 +9,8 @@
 //!   (the policy);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS);
 //! * `engine` (the one pure evaluator);
-//! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
+//! * `inventory` (the objects of one run), `cross` (cross-resource checks), `authz` (Istio's
+//!   authorization decision for a request, explained), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `check`, `audit`, `report` (outputs), `manifest`,
 //!   `cluster` (kube-backed caches);
@@ -20,6 +21,7 @@
 pub mod admission;
 pub mod analysis;
 pub mod audit;
+pub mod authz;
 pub mod catalogue;
 pub mod certs;
 pub mod check;

@@ -87,11 +87,13 @@ impl<'a> WorkloadSelector<'a> {
 }
 
 /// The `istio.io/dry-run: "true"` annotation: Istio evaluates the policy in shadow mode only
-/// (logs and stats, never the decision).
+/// (logs and stats, never the decision). Read as Go's `strconv.ParseBool` reads it (istio/istio
+/// `pilot/pkg/security/authz/builder/builder.go`, `isDryRun`): `1`, `t`, `T`, `TRUE`, `true`
+/// and `True` all turn it on.
 pub fn is_dry_run(obj: &DynamicObject) -> bool {
     annotations_of(obj)
         .get("istio.io/dry-run")
-        .is_some_and(|v| v == "true")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
 
 #[cfg(test)]
