@@ -12,7 +12,8 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `authz` (Istio's
 //!   authorization decision for a request, explained), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
-//! * front ends: `admission` (the webhook), `check`, `audit`, `report` (outputs), `manifest`,
+//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
+//!   (outputs), `manifest`,
 //!   `cluster` (kube-backed caches);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
@@ -46,4 +47,5 @@ pub mod resource;
 pub mod rules;
 pub mod serve;
 pub mod server;
+pub mod simulate;
 pub mod tls;
