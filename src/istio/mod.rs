@@ -102,6 +102,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn dry_run_reads_like_go_parse_bool() {
+        let obj = |v: &str| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "X",
+                "metadata": {"name": "p", "annotations": {"istio.io/dry-run": v}}}))
+            .expect("object")
+        };
+        for on in ["true", "True", "TRUE", "t", "T", "1"] {
+            assert!(is_dry_run(&obj(on)), "{on}");
+        }
+        for off in ["false", "0", "yes", ""] {
+            assert!(!is_dry_run(&obj(off)), "{off}");
+        }
+    }
+
+    #[test]
     fn selector_empty_matches_and_describes() {
         let spec = json!({"selector": {"matchLabels": {"app": "web", "n": 1}}});
         let s = WorkloadSelector::of(&spec);

@@ -2,7 +2,7 @@
 //! turning "from this identity to that workload, with this request" into a [`Request`] and
 //! the workload's pod labels.
 
-use crate::authz::{Http, Identity, Jwt, Mesh, Request};
+use crate::authz::{Http, Jwt, Mesh, Request};
 use crate::context::ClusterView;
 use crate::inventory::{Inventory, Object};
 use crate::manifest;
@@ -344,9 +344,4 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{s}: want KEY=VALUE"))
-}
-
-/// The identity of a request's caller for reports.
-pub fn peer_principal(id: Option<&Identity>) -> Option<String> {
-    id.map(|i| i.principal().to_owned())
 }

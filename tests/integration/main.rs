@@ -21,6 +21,7 @@ mod istio_fixtures;
 mod mtls;
 mod readme;
 mod shutdown;
+mod simulate;
 mod tls_reload;
 mod tutorial;
 mod workload_fixtures;
