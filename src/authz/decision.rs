@@ -1,10 +1,10 @@
 //! The decision for one request, step by step as the destination's sidecar takes it.
 //!
-//! 1. **Bad request.** A path with `%00` or a lower-case method is answered 400 before any
-//!    policy runs.
-//! 2. **mTLS.** The port's effective PeerAuthentication mode ([`crate::mtls`]): STRICT refuses
+//! 1. **mTLS.** The port's effective PeerAuthentication mode ([`crate::mtls`]): STRICT refuses
 //!    a plaintext client at the connection; under PERMISSIVE a plaintext request carries no
 //!    peer identity; under DISABLE the sidecar terminates no mTLS, so no request does.
+//! 2. **Bad request.** A path with `%00` or a lower-case method is answered 400 before any
+//!    policy runs.
 //! 3. **JWT.** With a token, and RequestAuthentications applying to the workload: the token is
 //!    accepted when one of their `jwtRules` names its issuer (and, when the rule lists
 //!    audiences, one of the token's); otherwise 401. With no RequestAuthentication the token
@@ -326,12 +326,12 @@ impl<'s> Target<'s> {
     where
         's: 'r,
     {
-        if req.http.as_ref().is_some_and(|h| h.rejection().is_some()) {
-            return Err(Outcome::BadRequest);
-        }
         let mode = self.mtls.at(Some(u32::from(req.port))).mode;
         if req.peer.is_none() && mode == MtlsMode::Strict {
             return Err(Outcome::Refused);
+        }
+        if req.http.as_ref().is_some_and(|h| h.rejection().is_some()) {
+            return Err(Outcome::BadRequest);
         }
         let peer = if mode == MtlsMode::Disable {
             None
@@ -932,9 +932,20 @@ pub(crate) mod tests {
         let s = set(&[]);
         let t = s.target("prod", &labels("api"));
         for h in [Http::new("GET", "/a%00b"), Http::new("get", "/")] {
-            let req = Request::http(id("prod", "web"), 80, h);
+            let req = Request::http(id("prod", "web"), 80, h.clone());
             assert_eq!(t.decide(&req), Outcome::BadRequest);
             assert_eq!(t.explain(&req).headline, "DENY (400: bad request)");
+            // Under STRICT a plaintext client never gets as far as sending the request.
+            let strict = set(&[peer_auth(
+                "prod",
+                "strict",
+                json!({"mtls": {"mode": "STRICT"}}),
+            )]);
+            let req = Request::http(None, 80, h);
+            assert_eq!(
+                strict.target("prod", &labels("api")).decide(&req),
+                Outcome::Refused
+            );
         }
     }
 

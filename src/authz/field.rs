@@ -114,7 +114,27 @@ impl Field {
         } else {
             format!("want none of [{}]", self.shown_not.join(" "))
         };
-        format!("{} is {}, {want}", self.label, self.actual(ctx))
+        let mut hint = String::new();
+        if self.attr == Attr::Host {
+            let host = ctx.req.http.as_ref().and_then(|h| h.host());
+            if let Some((bare, port)) = host.and_then(|h| h.rsplit_once(':')) {
+                // Host values compile one to one, so `shown` lines up with `values`.
+                let written = self
+                    .values
+                    .iter()
+                    .zip(&self.shown)
+                    .find_map(|(m, v)| match m {
+                        Matcher::Str(s) if s.matches(Some(bare), true) => Some(v),
+                        _ => None,
+                    });
+                if let (true, Some(v)) = (port.bytes().all(|b| b.is_ascii_digit()), written) {
+                    hint = format!(
+                        " (Istio compares the Host with its port: list {v}:* as well as {v})"
+                    );
+                }
+            }
+        }
+        format!("{} is {}, {want}{hint}", self.label, self.actual(ctx))
     }
 
     /// The attribute's value in this request, for messages.
@@ -677,6 +697,28 @@ mod tests {
                 "{attr:?} {values:?}"
             );
         }
+        let trust = td();
+        let mut c = compiler(&trust);
+        let f = c
+            .field(
+                Attr::Host,
+                &["api.example.com"],
+                &[],
+                "p".into(),
+                "to[0] host".into(),
+            )
+            .expect("ok")
+            .expect("field");
+        let ctx = Ctx {
+            req: &req,
+            peer: None,
+            jwt: None,
+            space_delimited: &[],
+        };
+        assert_eq!(
+            f.mismatch(&ctx),
+            "to[0] host is API.example.com:8080, want one of [api.example.com] (Istio compares the Host with its port: list api.example.com:* as well as api.example.com)"
+        );
         // notValues on an absent header match.
         assert!(check(
             Attr::Header("x-missing".into()),
