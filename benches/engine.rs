@@ -11,8 +11,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use meshguard::admission::{recognise, Admission, Webhook};
 use meshguard::config::Policy;
-use meshguard::context::{NoCluster, StaticCluster};
+use meshguard::context::NoCluster;
 use meshguard::engine::Engine;
+use meshguard::inventory::Inventory;
 use meshguard::metrics::Metrics;
 use meshguard::resource::ReviewObject;
 use serde_json::{json, Value};
@@ -127,7 +128,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // Warm cache: 10,000 namespaces, 50,000 ServiceAccounts.
-    let mut cluster = StaticCluster::default();
+    let mut cluster = Inventory::complete(Vec::new());
     for i in 0..10_000 {
         cluster = cluster.with_namespace(
             &format!("ns-{i}"),
@@ -151,7 +152,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("rt");
     let admission = Admission::new(
-        Engine::new(Policy::default(), None),
+        meshguard::engine::EngineHandle::new(Engine::new(Policy::default(), None)),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

@@ -3,7 +3,7 @@
 //! `cargo bench --bench load` (env: LOAD_SECS=3 per scenario, LOAD_CONNECTIONS=16).
 //!
 //! Both servers run in this process, each on its own OS thread with a single-threaded tokio
-//! runtime (one server core each), behind the *same* TLS stack (`server::serve_tls`, same
+//! runtime (one server core each), behind the *same* TLS stack (`listener::serve_tls`, same
 //! rustls config builder, same certificate files). The bare server answers every review with
 //! `allowed: true`, parsing only the `uid` it must echo. A third server, "kube-allow", is the
 //! allow-all webhook as kube-rs's admission example writes it: it decodes the whole
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use meshguard::server::{self, Limits, Shutdown};
+use meshguard::listener::{self, Limits, Shutdown};
 use meshguard::tls::{self, CertSource, CertStore};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -137,7 +137,7 @@ fn spawn_server(which: Which, cert: String, key: String) -> Running {
                     };
                     let (stop, shutdown) = Shutdown::new();
                     std::mem::forget(stop);
-                    tokio::spawn(server::serve_tls(
+                    tokio::spawn(listener::serve_tls(
                         listener,
                         config,
                         router,

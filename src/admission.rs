@@ -1,14 +1,14 @@
 //! The admission front end. One screen of request flow:
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
-use crate::context::ClusterSource;
-use crate::engine::{Engine, Evaluation, Mutated};
+use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
+use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
 use crate::resource::{Kind, Review, ReviewObject};
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
@@ -28,6 +28,45 @@ impl Webhook {
     }
 }
 
+/// What happened to one review: the `outcome` label of the metrics and the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a kind, subresource or operation meshguard judges: passed untouched.
+    Ignored,
+    /// Exempt as a whole (exempt namespace, namespace teardown, object being deleted).
+    Exempt,
+    /// Judged and nothing found (validate), or nothing to patch (mutate).
+    Allowed,
+    /// Denied by deny-level findings.
+    Denied,
+    /// Allowed with warnings.
+    Warned,
+    /// Allowed; audit-level findings recorded only.
+    Audited,
+    /// Mutated: a patch was sent.
+    Patched,
+}
+
+impl Outcome {
+    /// The metric label and log value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ignored => "ignored",
+            Outcome::Exempt => "exempt",
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Warned => "warned",
+            Outcome::Audited => "audited",
+            Outcome::Patched => "patched",
+        }
+    }
+
+    /// Findings were reported: the review gets its one info-level log line.
+    pub fn reported(self) -> bool {
+        matches!(self, Outcome::Denied | Outcome::Warned | Outcome::Audited)
+    }
+}
+
 /// Why a request body could not be answered with an AdmissionReview (HTTP 400).
 #[derive(Debug, thiserror::Error)]
 pub enum BadReview {
@@ -43,7 +82,7 @@ pub enum BadReview {
 
 /// Shared state of the admission server.
 pub struct Admission {
-    engine: RwLock<Arc<Engine>>,
+    pub engine: EngineHandle,
     pub metrics: Metrics,
     pub cluster: Arc<dyn ClusterSource>,
     /// How long a cluster lookup may take before `onLookupFailure` decides.
@@ -57,25 +96,17 @@ const WARNINGS_TOTAL_MAX: usize = 4096;
 pub const AUDIT_ANNOTATION: &str = "violations";
 
 impl Admission {
-    pub fn new(engine: Engine, metrics: Metrics, cluster: Arc<dyn ClusterSource>) -> Admission {
+    pub fn new(
+        engine: EngineHandle,
+        metrics: Metrics,
+        cluster: Arc<dyn ClusterSource>,
+    ) -> Admission {
         Admission {
-            engine: RwLock::new(Arc::new(engine)),
+            engine,
             metrics,
             cluster,
             lookup_deadline: Duration::from_secs(2),
         }
-    }
-
-    pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Swap in a new engine (config reload).
-    pub fn set_engine(&self, engine: Engine) {
-        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
     }
 
     /// Answer one AdmissionReview body. `Err` means HTTP 400 with the error as the reason.
@@ -111,23 +142,34 @@ impl Admission {
         // review (each finding's full text is logged at debug and sent in the response).
         let mut rules_hit = String::new();
         let (kind_label, outcome) = match recognise(&req) {
-            None => ("other", "ignored"),
+            None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
-            // Terminating. Its policies protect nothing once the workloads are gone.
-            Some(r) if namespace_teardown(&req) => (r.kind.as_str(), "exempt"),
+            // Terminating. Its policies protect nothing once the workloads are gone. Known by
+            // the namespace controller's own identity here, or below by the namespace's state.
+            Some(r) if namespace_teardown(&req) => (r.kind.as_str(), Outcome::Exempt),
             Some(r) => {
                 span.record("namespace", r.namespace);
-                let engine = self.engine();
-                let deadline = self.lookup_deadline.min(budget);
-                if let Err(_elapsed) =
-                    tokio::time::timeout(deadline, self.cluster.prepare(&r, deadline)).await
-                {
-                    tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+                let engine = self.engine.current();
+                let mut lookups = engine.lookups(&r);
+                if matches!(r.operation, Operation::Delete) && !r.namespace.is_empty() {
+                    // Whether the namespace is Terminating (below) comes with its labels.
+                    let key = LookupKey::NamespaceLabels(r.namespace.to_owned());
+                    if !lookups.contains(&key) {
+                        lookups.push(key);
+                    }
+                }
+                if !lookups.is_empty() {
+                    let deadline = self.lookup_deadline.min(budget);
+                    let prepared = self.cluster.prepare(&lookups, deadline);
+                    if tokio::time::timeout(deadline, prepared).await.is_err() {
+                        tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+                    }
                 }
                 let view = self.cluster.view();
                 // 3. evaluate, 4. decide
                 let outcome = match webhook {
+                    _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
                         let eval = engine.evaluate(&r, view);
                         self.count_violations(r.kind, &eval);
@@ -163,18 +205,18 @@ impl Admission {
         // 5. respond
         let out = encode(resp)?;
         let elapsed = start.elapsed();
-        span.record("outcome", outcome);
+        span.record("outcome", outcome.label());
         span.record("duration_us", elapsed.as_micros() as u64);
         let op = operation_label(&req.operation);
-        if matches!(outcome, "denied" | "warned" | "audited") {
+        if outcome.reported() {
             tracing::info!(webhook = webhook.as_str(), uid = %req.uid, kind = kind_label, namespace = req.namespace.as_deref().unwrap_or(""),
-                operation = op, outcome, rules = %rules_hit, duration_us = elapsed.as_micros() as u64, "reviewed");
+                operation = op, outcome = outcome.label(), rules = %rules_hit, duration_us = elapsed.as_micros() as u64, "reviewed");
         } else {
             tracing::debug!("reviewed");
         }
         self.metrics
             .admission_requests
-            .with_label_values(&[webhook.as_str(), kind_label, op, outcome])
+            .with_label_values(&[webhook.as_str(), kind_label, op, outcome.label()])
             .inc();
         self.metrics
             .admission_duration
@@ -269,19 +311,34 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
 /// namespace's contents (with `--use-service-account-credentials`, as kubeadm runs it).
 pub const NAMESPACE_CONTROLLER: &str = "system:serviceaccount:kube-system:namespace-controller";
 
-/// A DELETE issued by the namespace controller while it tears a namespace down.
+/// A DELETE issued by the namespace controller while it tears a namespace down, recognised by
+/// its service-account identity.
 fn namespace_teardown(req: &AdmissionRequest<ReviewObject>) -> bool {
     matches!(req.operation, Operation::Delete)
         && req.user_info.username.as_deref() == Some(NAMESPACE_CONTROLLER)
 }
 
+/// A DELETE in a namespace that is Terminating (namespace cache: `deletionTimestamp` set),
+/// whoever sends it. This covers the namespace controller when kube-controller-manager runs
+/// with `--use-service-account-credentials=false` and so acts as `system:kube-controller-manager`,
+/// and a user deleting a policy the namespace controller is about to delete anyway. UPDATEs
+/// need no such rule: the ones a teardown causes remove finalizers from objects that carry a
+/// `deletionTimestamp` themselves, and the engine exempts those. CREATEs in a terminating
+/// namespace are refused by the API server's NamespaceLifecycle admission before any webhook.
+fn delete_in_terminating_namespace(review: &Review<'_>, view: &dyn ClusterView) -> bool {
+    matches!(review.operation, Operation::Delete)
+        && !review.namespace.is_empty()
+        && review.kind != Kind::Namespace
+        && view.namespace_terminating(review.namespace) == Lookup::Found(true)
+}
+
 /// Turn findings into the response, by resolved action. The one place modes take effect.
-pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionResponse, &'static str) {
+pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionResponse, Outcome) {
     if eval.exempt {
-        return (resp, "exempt");
+        return (resp, Outcome::Exempt);
     }
     if eval.findings.is_empty() {
-        return (resp, "allowed");
+        return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action.
     let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
@@ -301,9 +358,9 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         .collect();
     if denies.is_empty() {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
-            "warned"
+            Outcome::Warned
         } else {
-            "audited"
+            Outcome::Audited
         };
         return (resp, outcome);
     }
@@ -317,7 +374,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     resp.result.code = 403;
     resp.result.reason = "Forbidden".into();
     resp.result.status = Some(kube::core::response::StatusSummary::Failure);
-    (resp, "denied")
+    (resp, Outcome::Denied)
 }
 
 /// Warnings that survive an HTTP `Warning` header: printable, ≤ 256 chars each, ≤ 4 KiB total.
@@ -358,17 +415,17 @@ fn truncate(s: &str, max: usize) -> String {
 fn with_patch(
     resp: AdmissionResponse,
     m: Mutated,
-) -> Result<(AdmissionResponse, &'static str), BadReview> {
+) -> Result<(AdmissionResponse, Outcome), BadReview> {
     if m.exempt {
-        return Ok((resp, "exempt"));
+        return Ok((resp, Outcome::Exempt));
     }
     if m.patch.is_empty() {
-        return Ok((resp, "allowed"));
+        return Ok((resp, Outcome::Allowed));
     }
     let resp = resp
         .with_patch(json_patch::Patch(m.patch))
         .map_err(|e| BadReview::Encode(e.to_string()))?;
-    Ok((resp, "patched"))
+    Ok((resp, Outcome::Patched))
 }
 
 /// Serialise the response review. kube-core serialises `patch` (a `Vec<u8>`) as a JSON array
@@ -399,6 +456,7 @@ fn operation_label(op: &Operation) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Inventory;
 
     #[test]
     fn warnings_are_bounded_and_header_safe() {
@@ -436,6 +494,92 @@ mod tests {
         assert_eq!(
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
+        );
+    }
+
+    /// Answer a review with the default policy over `cluster`; returns the response.
+    fn answer(cluster: Inventory, review: &serde_json::Value) -> serde_json::Value {
+        let admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(
+                crate::config::Policy::default(),
+                None,
+            )),
+            Metrics::new().expect("metrics"),
+            Arc::new(cluster),
+        );
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt
+            .block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))
+            .expect("answered");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        v["response"].clone()
+    }
+
+    /// A captured DELETE of a namespace-wide STRICT PeerAuthentication in `production`, sent as
+    /// kube-controller-manager's own identity (`--use-service-account-credentials=false`).
+    fn delete_by_controller_manager() -> serde_json::Value {
+        let mut review: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-delete-strict-v1beta1.json"
+        ))
+        .expect("fixture");
+        review["request"]["userInfo"] = serde_json::json!({
+            "username": "system:kube-controller-manager", "groups": ["system:authenticated"]});
+        review
+    }
+
+    #[test]
+    fn delete_in_terminating_namespace_is_exempt_whoever_sends_it() {
+        let review = delete_by_controller_manager();
+        let labels = [("istio-injection", "enabled")];
+        let terminating =
+            Inventory::complete(Vec::new()).with_terminating_namespace("production", &labels);
+        let resp = answer(terminating, &review);
+        assert_eq!(resp["allowed"], true, "{resp}");
+
+        // The same identity deleting the same policy in a live namespace is refused.
+        let live = Inventory::complete(Vec::new()).with_namespace("production", &labels);
+        let resp = answer(live, &review);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[pa-weakening-delete]")));
+
+        // Nobody can tell (no cluster view): refused, as before.
+        let unknown = Inventory::partial(Vec::new());
+        assert_eq!(answer(unknown, &review)["allowed"], false);
+    }
+
+    #[test]
+    fn update_in_terminating_namespace_is_still_checked() {
+        let review: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("fixture");
+        let ns = review["request"]["namespace"].as_str().expect("namespace");
+        let cluster = Inventory::complete(Vec::new()).with_terminating_namespace(ns, &[]);
+        let resp = answer(cluster, &review);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[pa-permissive-mtls]")));
+    }
+
+    #[test]
+    fn inventory_answers_terminating() {
+        use crate::context::ClusterView;
+        let c = Inventory::complete(Vec::new())
+            .with_namespace("live", &[])
+            .with_terminating_namespace("going", &[]);
+        assert_eq!(c.namespace_terminating("live"), Lookup::Found(false));
+        assert_eq!(c.namespace_terminating("going"), Lookup::Found(true));
+        assert_eq!(c.namespace_terminating("absent"), Lookup::Missing);
+        assert_eq!(
+            crate::context::NoCluster.namespace_terminating("x"),
+            Lookup::Unknown
         );
     }
 

@@ -22,7 +22,7 @@ pub struct Analysis {
 
 /// Evaluate every object, then run the cross-resource checks.
 pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
-    let parts = crate::manifest::par_map(inventory.objects(), |chunk| {
+    let parts = crate::parallel::par_map(inventory.objects(), |chunk| {
         let mut findings = Vec::new();
         for o in chunk {
             let ev = engine.evaluate(&o.review(), inventory);

@@ -5,7 +5,7 @@
 
 use crate::analysis::analyze;
 use crate::config::Policy;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineHandle};
 use crate::inventory::{Inventory, Object};
 use crate::metrics::Metrics;
 use crate::report::{Format, Report};
@@ -289,17 +289,17 @@ pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     metrics.audit_duration.set(took.as_secs_f64());
 }
 
-/// One periodic run: list, evaluate (off the async threads), publish. On error the previous
-/// gauges stay.
+/// One periodic run: list, evaluate with the engine in force now (off the async threads),
+/// publish. On error the previous gauges stay.
 pub async fn run_periodic_once(
     client: &Client,
-    engine: &std::sync::Arc<Engine>,
+    engine: &EngineHandle,
     metrics: &Metrics,
     page_size: u32,
 ) -> Result<usize, AuditError> {
     let start = Instant::now();
     let collected = collect(client, page_size, None).await?;
-    let engine = engine.clone();
+    let engine = engine.current();
     let report = tokio::task::spawn_blocking(move || evaluate(&engine, collected, false))
         .await
         .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
@@ -311,7 +311,7 @@ pub async fn run_periodic_once(
 /// configured).
 pub fn spawn_periodic(
     client: Option<kube::Client>,
-    engine: Engine,
+    engine: EngineHandle,
     metrics: Metrics,
     interval: Duration,
 ) {
@@ -324,7 +324,6 @@ pub fn spawn_periodic(
         return;
     };
     tokio::spawn(async move {
-        let engine = std::sync::Arc::new(engine);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

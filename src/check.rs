@@ -78,7 +78,7 @@ pub fn prepare(
         Object(Box<Object>),
         Skipped(String),
     }
-    let parts = manifest::par_map_mut(&mut loaded.objects, |chunk| {
+    let parts = crate::parallel::par_map_mut(&mut loaded.objects, |chunk| {
         chunk
             .iter_mut()
             .map(|o| {

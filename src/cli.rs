@@ -4,8 +4,8 @@
 //! server never sees clap. Every `serve` flag can also be set by an environment variable
 //! `MESHGUARD_<FLAG>`.
 
+use crate::listener::Limits;
 use crate::serve::ServeConfig;
-use crate::server::Limits;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

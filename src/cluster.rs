@@ -4,7 +4,8 @@
 //!
 //! * Two `kube::runtime` watchers, metadata only (`Api<PartialObjectMeta<_>>`: the API server
 //!   sends `PartialObjectMetadata`, never ServiceAccount secrets or Namespace specs), feed two
-//!   compact reflector stores: namespace → labels, and namespace → set of ServiceAccount names.
+//!   compact reflector stores: namespace → labels and whether it is Terminating
+//!   (`metadata.deletionTimestamp` set), and namespace → set of ServiceAccount names.
 //!   They follow the reflector protocol (`Init` / `InitApply` / `InitDone` swap a fresh list in
 //!   atomically; `Apply` / `Delete` update in place) but keep only what rules read, so 10,000
 //!   namespaces and 50,000 ServiceAccounts cost a few MB rather than a full `ObjectMeta` each.
@@ -14,10 +15,8 @@
 //! * [`ClusterSource::synced`] (readiness) is true once both initial lists have arrived;
 //!   `meshguard_cache_synced{resource}` says the same per resource.
 
-use crate::context::{ClusterSource, ClusterView, Lookup};
+use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::metrics::Metrics;
-use crate::pod_template::PodTemplate;
-use crate::resource::{Kind, Review};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -50,6 +49,23 @@ fn compact(labels: Option<BTreeMap<String, String>>) -> Labels {
         .collect()
 }
 
+/// What the namespace cache keeps of one namespace.
+#[derive(Clone, Debug)]
+struct NsEntry {
+    labels: Labels,
+    /// `metadata.deletionTimestamp` is set: the namespace controller is emptying it.
+    terminating: bool,
+}
+
+impl NsEntry {
+    fn of(meta: kube::core::ObjectMeta) -> NsEntry {
+        NsEntry {
+            terminating: meta.deletion_timestamp.is_some(),
+            labels: compact(meta.labels),
+        }
+    }
+}
+
 fn expand(labels: &Labels) -> BTreeMap<String, String> {
     labels
         .iter()
@@ -57,10 +73,10 @@ fn expand(labels: &Labels) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Namespace name → labels.
+/// Namespace name → labels and Terminating flag.
 #[derive(Debug, Default)]
 struct NamespaceCache {
-    map: RwLock<HashMap<Box<str>, Labels>>,
+    map: RwLock<HashMap<Box<str>, NsEntry>>,
 }
 
 /// Namespace → ServiceAccount names.
@@ -96,7 +112,7 @@ impl<T: Clone> Remembered<T> {
 
 #[derive(Debug, Default)]
 struct Fallback {
-    namespaces: RwLock<HashMap<String, Remembered<Labels>>>,
+    namespaces: RwLock<HashMap<String, Remembered<NsEntry>>>,
     accounts: RwLock<HashMap<(String, String), Remembered<()>>>,
 }
 
@@ -234,8 +250,8 @@ impl KubeCluster {
     pub fn cache_bytes(&self) -> usize {
         use std::mem::size_of;
         let ns = read(&self.namespaces.map);
-        let mut total = ns.capacity() * (size_of::<(Box<str>, Labels)>() + 1);
-        for (name, labels) in ns.iter() {
+        let mut total = ns.capacity() * (size_of::<(Box<str>, NsEntry)>() + 1);
+        for (name, NsEntry { labels, .. }) in ns.iter() {
             // Arc header (two counts) + the pairs + the label strings.
             total += name.len() + 2 * size_of::<usize>();
             total += labels.len() * size_of::<(Box<str>, Box<str>)>();
@@ -250,7 +266,7 @@ impl KubeCluster {
         total
     }
 
-    fn cached_namespace(&self, name: &str) -> Option<Labels> {
+    fn cached_namespace(&self, name: &str) -> Option<NsEntry> {
         read(&self.namespaces.map).get(name).cloned()
     }
 
@@ -274,7 +290,7 @@ impl KubeCluster {
             Ok(Some(ns)) => remember(
                 &self.fallback.namespaces,
                 name.to_owned(),
-                Lookup::Found(compact(ns.metadata.labels)),
+                Lookup::Found(NsEntry::of(ns.metadata)),
             ),
             Ok(None) => remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing),
             Err(e) => {
@@ -305,18 +321,33 @@ impl KubeCluster {
     }
 }
 
-impl ClusterView for KubeCluster {
-    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
-        if let Some(labels) = self.cached_namespace(namespace) {
-            return Lookup::Found(expand(&labels));
+impl KubeCluster {
+    /// A namespace from the watch cache, else from a fresh direct-GET answer.
+    fn namespace(&self, namespace: &str) -> Lookup<NsEntry> {
+        if let Some(entry) = self.cached_namespace(namespace) {
+            return Lookup::Found(entry);
         }
-        match read(&self.fallback.namespaces)
+        read(&self.fallback.namespaces)
             .get(namespace)
             .and_then(Remembered::fresh)
-        {
-            Some(Lookup::Found(labels)) => Lookup::Found(expand(&labels)),
-            Some(Lookup::Missing) => Lookup::Missing,
-            _ => Lookup::Unknown,
+            .unwrap_or(Lookup::Unknown)
+    }
+}
+
+impl ClusterView for KubeCluster {
+    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
+        match self.namespace(namespace) {
+            Lookup::Found(entry) => Lookup::Found(expand(&entry.labels)),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown => Lookup::Unknown,
+        }
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> Lookup<bool> {
+        match self.namespace(namespace) {
+            Lookup::Found(entry) => Lookup::Found(entry.terminating),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown => Lookup::Unknown,
         }
     }
 
@@ -331,53 +362,27 @@ impl ClusterView for KubeCluster {
     }
 }
 
-/// What a review will ask the view, so `prepare` can fetch it ahead: the namespace's labels
-/// for anything namespaced (rules and namespace-selector exemptions), and for workloads without
-/// their own ServiceAccount the account their labels name.
-pub fn lookups_for(review: &Review<'_>) -> (Option<String>, Option<(String, String)>) {
-    if review.kind == Kind::Namespace || review.namespace.is_empty() {
-        return (None, None);
-    }
-    let ns = Some(review.namespace.to_owned());
-    let account = PodTemplate::written(review).and_then(|t| {
-        if t.service_account().is_some_and(|(_, sa)| sa != "default") {
-            return None;
-        }
-        let (_, name) = t.service_account_candidate()?;
-        Some((review.namespace.to_owned(), name.to_owned()))
-    });
-    (ns, account)
-}
-
 impl ClusterSource for KubeCluster {
     fn view(&self) -> &dyn ClusterView {
         self
     }
 
-    fn prepare<'a>(&'a self, review: &'a Review<'a>, deadline: Duration) -> BoxFuture<'a, ()> {
+    fn prepare<'a>(&'a self, lookups: &'a [LookupKey], deadline: Duration) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let (ns, account) = lookups_for(review);
-            let ns_fut = async {
-                if let Some(ns) = &ns {
-                    if tokio::time::timeout(deadline, self.fetch_namespace(ns))
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(namespace = %ns, "namespace lookup timed out; onLookupFailure decides");
+            let fetches = lookups.iter().map(|key| async move {
+                let fetched = match key {
+                    LookupKey::NamespaceLabels(ns) => {
+                        tokio::time::timeout(deadline, self.fetch_namespace(ns)).await
                     }
-                }
-            };
-            let sa_fut = async {
-                if let Some((ns, name)) = &account {
-                    if tokio::time::timeout(deadline, self.fetch_account(ns, name))
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!(namespace = %ns, service_account = %name, "ServiceAccount lookup timed out");
+                    LookupKey::ServiceAccount { namespace, name } => {
+                        tokio::time::timeout(deadline, self.fetch_account(namespace, name)).await
                     }
+                };
+                if fetched.is_err() {
+                    tracing::warn!(lookup = ?key, "cluster lookup timed out; onLookupFailure decides");
                 }
-            };
-            futures::join!(ns_fut, sa_fut);
+            });
+            futures::future::join_all(fetches).await;
         })
     }
 
@@ -402,7 +407,7 @@ async fn reflect_namespaces(
     synced: Arc<AtomicBool>,
     metrics: Option<Metrics>,
 ) {
-    let mut buffer: Option<HashMap<Box<str>, Labels>> = None;
+    let mut buffer: Option<HashMap<Box<str>, NsEntry>> = None;
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -414,9 +419,9 @@ async fn reflect_namespaces(
                 continue;
             }
         };
-        let entry = |o: PartialObjectMeta<Namespace>| {
-            let name = o.metadata.name.unwrap_or_default().into_boxed_str();
-            (name, compact(o.metadata.labels))
+        let entry = |mut o: PartialObjectMeta<Namespace>| {
+            let name = o.metadata.name.take().unwrap_or_default().into_boxed_str();
+            (name, NsEntry::of(o.metadata))
         };
         match event {
             Event::Init => buffer = Some(HashMap::new()),

@@ -1,8 +1,9 @@
 //! What rules may know about the cluster beyond the object under review.
-//! The engine sees only the synchronous [`ClusterView`]; whatever fills it (watch caches,
-//! a manifest set, a test table) lives outside the engine.
+//! The engine sees only the synchronous [`ClusterView`]; whatever fills it lives outside the
+//! engine: the watch caches of `serve` (`cluster::KubeCluster`), the inventory of a `check` or
+//! `audit` run (`inventory::Inventory`, which tests also build by hand), or nothing (`NoCluster`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// The answer to a cluster lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,65 @@ pub trait ClusterView: Send + Sync {
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>>;
     /// Whether a ServiceAccount exists.
     fn service_account(&self, namespace: &str, name: &str) -> Lookup<()>;
+    /// Whether a namespace is Terminating (`metadata.deletionTimestamp` set): the namespace
+    /// controller is deleting everything in it. Views that cannot tell answer `Unknown`.
+    fn namespace_terminating(&self, _namespace: &str) -> Lookup<bool> {
+        Lookup::Unknown
+    }
+}
+
+/// A cluster fact a rule, a mutation or an exemption reads through the [`ClusterView`], declared
+/// with it so the admission front end can fetch it before the (synchronous) engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Need {
+    /// The labels of the review's namespace.
+    NamespaceLabels,
+    /// Whether the ServiceAccount a workload's labels name (`app.kubernetes.io/name`, `app`)
+    /// exists, for a workload without an account of its own.
+    CandidateServiceAccount,
+    /// The labels of the namespace a DestinationRule host names (`<service>.<namespace>`).
+    HostNamespaceLabels,
+}
+
+/// One concrete lookup a review needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LookupKey {
+    NamespaceLabels(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Need {
+    /// The lookup this need makes for one review, if any.
+    pub fn key(self, review: &crate::resource::Review<'_>) -> Option<LookupKey> {
+        use crate::resource::Kind;
+        match self {
+            // A Namespace's own labels are in the object; cluster-scoped objects have none.
+            Need::NamespaceLabels if review.kind == Kind::Namespace => None,
+            Need::NamespaceLabels => (!review.namespace.is_empty())
+                .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned())),
+            Need::CandidateServiceAccount => {
+                let t = crate::pod_template::PodTemplate::written(review)?;
+                if t.service_account().is_some_and(|(_, sa)| sa != "default") {
+                    return None;
+                }
+                let (_, name) = t.service_account_candidate()?;
+                Some(LookupKey::ServiceAccount {
+                    namespace: review.namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            Need::HostNamespaceLabels => {
+                let host = crate::istio::DestinationRule::of(review.spec()).host()?;
+                let mut labels = host.trim_end_matches('.').split('.');
+                match (labels.next(), labels.next(), labels.next()) {
+                    (Some(_), Some(ns), None) if !ns.is_empty() && ns != "*" => {
+                        Some(LookupKey::NamespaceLabels(ns.to_ascii_lowercase()))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
 }
 
 /// No cluster at all: every lookup is unknown.
@@ -36,58 +96,6 @@ impl ClusterView for NoCluster {
     }
 }
 
-/// A complete, static picture of the cluster: what is not in it does not exist.
-/// `check` builds one from the manifests it reads; tests build them by hand.
-#[derive(Clone, Debug, Default)]
-pub struct StaticCluster {
-    pub namespaces: HashMap<String, BTreeMap<String, String>>,
-    pub service_accounts: HashSet<(String, String)>,
-    /// When true, a namespace absent from `namespaces` is `Unknown` rather than `Missing`.
-    pub partial: bool,
-}
-
-impl StaticCluster {
-    pub fn with_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
-        self.namespaces.insert(
-            name.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        self
-    }
-
-    pub fn with_service_account(mut self, namespace: &str, name: &str) -> Self {
-        self.service_accounts
-            .insert((namespace.to_owned(), name.to_owned()));
-        self
-    }
-}
-
-impl ClusterView for StaticCluster {
-    fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
-        match self.namespaces.get(namespace) {
-            Some(l) => Lookup::Found(l.clone()),
-            None if self.partial => Lookup::Unknown,
-            None => Lookup::Missing,
-        }
-    }
-
-    fn service_account(&self, namespace: &str, name: &str) -> Lookup<()> {
-        if self
-            .service_accounts
-            .contains(&(namespace.to_owned(), name.to_owned()))
-        {
-            Lookup::Found(())
-        } else if self.partial {
-            Lookup::Unknown
-        } else {
-            Lookup::Missing
-        }
-    }
-}
-
 /// Where the admission front end gets its [`ClusterView`] from. Implementations may need I/O
 /// to answer (a cache miss falls back to a direct GET): that happens in [`prepare`], before the
 /// engine runs, so the engine itself stays synchronous and pure.
@@ -95,10 +103,10 @@ impl ClusterView for StaticCluster {
 /// [`prepare`]: ClusterSource::prepare
 pub trait ClusterSource: Send + Sync {
     fn view(&self) -> &dyn ClusterView;
-    /// Make sure the view can answer lookups for this review, within `deadline`.
+    /// Make sure the view can answer these lookups, within `deadline`.
     fn prepare<'a>(
         &'a self,
-        _review: &'a crate::resource::Review<'a>,
+        _lookups: &'a [LookupKey],
         _deadline: std::time::Duration,
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(async {})
@@ -110,12 +118,6 @@ pub trait ClusterSource: Send + Sync {
 }
 
 impl ClusterSource for NoCluster {
-    fn view(&self) -> &dyn ClusterView {
-        self
-    }
-}
-
-impl ClusterSource for StaticCluster {
     fn view(&self) -> &dyn ClusterView {
         self
     }

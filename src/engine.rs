@@ -3,7 +3,7 @@
 //! into allow/deny/warn. No I/O happens here.
 
 use crate::config::Policy;
-use crate::context::{ClusterView, Lookup};
+use crate::context::{ClusterView, Lookup, LookupKey, Need};
 use crate::finding::{Action, Finding};
 use crate::mutation::{self, Mutation};
 use crate::resource::{labels_of, Kind, Review};
@@ -12,6 +12,7 @@ use json_patch::PatchOperation;
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Result of validating one review.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Engine {
     exempt_namespaces: Vec<String>,
     rules: HashMap<Kind, Vec<(&'static Rule, Action)>>,
     mutations: HashMap<Kind, Vec<&'static Mutation>>,
+    /// What the active rules, mutations and exemptions of each kind read from the cluster.
+    needs: HashMap<Kind, Vec<Need>>,
 }
 
 impl Engine {
@@ -80,12 +83,56 @@ impl Engine {
                 }
             }
         }
+        let mut needs: HashMap<Kind, Vec<Need>> = HashMap::new();
+        for (kind, active) in &rules {
+            let n = needs.entry(*kind).or_default();
+            for (rule, _) in active {
+                n.extend(rule.needs);
+                // A namespaceSelector exemption reads the namespace's labels.
+                let by_namespace_labels = policy
+                    .rules
+                    .get(rule.id)
+                    .is_some_and(|c| c.exemptions.iter().any(|e| e.namespace_selector.is_some()));
+                if by_namespace_labels {
+                    n.push(Need::NamespaceLabels);
+                }
+            }
+        }
+        for (kind, active) in &mutations {
+            needs
+                .entry(*kind)
+                .or_default()
+                .extend(active.iter().flat_map(|m| m.needs));
+        }
+        for n in needs.values_mut() {
+            n.sort();
+            n.dedup();
+        }
         Engine {
             policy,
             exempt_namespaces,
             rules,
             mutations,
+            needs,
         }
+    }
+
+    /// The cluster lookups evaluating or mutating this review will make, derived from what the
+    /// active rules, mutations and exemptions of its kind declare. Nothing for an exempt review.
+    pub fn lookups(&self, review: &Review<'_>) -> Vec<LookupKey> {
+        if self.is_exempt(review) {
+            return Vec::new();
+        }
+        let mut keys: Vec<LookupKey> = self
+            .needs
+            .get(&review.kind)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.key(review))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     pub fn policy(&self) -> &Policy {
@@ -301,6 +348,29 @@ impl Engine {
     }
 }
 
+/// The engine in force, shared by everything that evaluates in one process (the webhook, the
+/// periodic audit) and swapped as a whole when the policy is reloaded: every holder sees the new
+/// policy at its next evaluation, and an evaluation in progress finishes with the engine it
+/// started with. Reads are lock-free (the hot path loads it once per review).
+#[derive(Clone, Debug)]
+pub struct EngineHandle(Arc<arc_swap::ArcSwap<Engine>>);
+
+impl EngineHandle {
+    pub fn new(engine: Engine) -> EngineHandle {
+        EngineHandle(Arc::new(arc_swap::ArcSwap::from_pointee(engine)))
+    }
+
+    /// The engine in force now.
+    pub fn current(&self) -> Arc<Engine> {
+        self.0.load_full()
+    }
+
+    /// Replace the engine for every holder (policy reload).
+    pub fn replace(&self, engine: Engine) {
+        self.0.store(Arc::new(engine));
+    }
+}
+
 /// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
 /// finalizers come off now, and refusing would leave the object stuck terminating. Clients
 /// cannot set `deletionTimestamp` themselves.
@@ -486,6 +556,94 @@ mod tests {
             &deployment(None, "web:2"),
         );
         assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
+    }
+
+    #[test]
+    fn lookups_derive_from_what_active_rules_declare() {
+        let engine = Engine::new(Policy::default(), None);
+        let web = |sa: Option<&str>| deployment(sa, "web:1");
+        let d = web(None);
+        let op = Operation::Create;
+        let review =
+            |o: &'static DynamicObject| Review::create(Kind::Deployment, "v1", "prod", "p", o);
+        let d: &'static DynamicObject = Box::leak(Box::new(d));
+        assert_eq!(
+            engine.lookups(&review(d)),
+            [
+                LookupKey::NamespaceLabels("prod".into()),
+                LookupKey::ServiceAccount {
+                    namespace: "prod".into(),
+                    name: "web".into()
+                }
+            ]
+        );
+        // With its own account, only the namespace's labels.
+        let own: &'static DynamicObject = Box::leak(Box::new(web(Some("web"))));
+        assert_eq!(
+            engine.lookups(&review(own)),
+            [LookupKey::NamespaceLabels("prod".into())]
+        );
+        // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
+        let off = crate::catalogue::policy_from_yaml(
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-default-service-account: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "t",
+        )
+        .expect("policy");
+        assert!(Engine::new(off, None).lookups(&review(d)).is_empty());
+        // ... and a namespaceSelector exemption brings the namespace's labels back.
+        let exempt = crate::catalogue::policy_from_yaml(
+            "rules:\n  pa-permissive-mtls:\n    exemptions: [{namespaceSelector: {matchLabels: {a: b}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        let pa: &'static DynamicObject = Box::leak(Box::new(pa("prod", "STRICT", json!({}))));
+        let pa_review = Review {
+            kind: Kind::PeerAuthentication,
+            version: "v1",
+            operation: &op,
+            namespace: "prod",
+            name: "p",
+            object: Some(pa),
+            old_object: None,
+            dry_run: false,
+        };
+        assert!(Engine::new(Policy::default(), None)
+            .lookups(&pa_review)
+            .is_empty());
+        assert_eq!(
+            Engine::new(exempt, None).lookups(&pa_review),
+            [LookupKey::NamespaceLabels("prod".into())]
+        );
+        // A DestinationRule host `<svc>.<ns>` needs that namespace's labels.
+        let dr: &'static DynamicObject = Box::leak(Box::new(
+            serde_json::from_value(
+                json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": "d", "namespace": "prod"}, "spec": {"host": "db.data"}}),
+            )
+            .expect("dr"),
+        ));
+        let dr_review = Review::create(Kind::DestinationRule, "v1", "prod", "d", dr);
+        assert_eq!(
+            engine.lookups(&dr_review),
+            [LookupKey::NamespaceLabels("data".into())]
+        );
+    }
+
+    #[test]
+    fn a_handle_swaps_the_engine_for_every_holder() {
+        let handle = EngineHandle::new(Engine::new(Policy::default(), None));
+        let other_holder = handle.clone();
+        let before = handle.current();
+        let strict = crate::catalogue::policy_from_yaml("mode: audit\n", "t").expect("policy");
+        handle.replace(Engine::new(strict, None));
+        assert_eq!(
+            before.policy().mode,
+            crate::config::EnforcementMode::Enforce
+        );
+        assert_eq!(
+            other_holder.current().policy().mode,
+            crate::config::EnforcementMode::Audit
+        );
     }
 
     #[test]

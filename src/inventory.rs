@@ -158,14 +158,29 @@ impl Inventory {
 
     /// Add a Namespace with `labels` (tests and tools building a cluster by hand).
     pub fn with_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Inventory {
-        let labels: BTreeMap<String, String> = labels
+        let labels = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        self.insert_namespace(name, labels);
+        self
+    }
+
+    /// Add a Namespace that is being deleted (Terminating).
+    pub fn with_terminating_namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Inventory {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut object = synthetic("Namespace", name, None, labels);
+        object.metadata.deletion_timestamp = "1970-01-01T00:00:00Z"
+            .parse()
+            .ok()
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
         self.push(Object {
             kind: Kind::Namespace,
             version: "v1".to_owned(),
-            object: synthetic("Namespace", name, None, labels),
+            object,
             file: None,
             line: None,
         });
@@ -174,6 +189,23 @@ impl Inventory {
 
     /// Add a ServiceAccount (tests and tools building a cluster by hand).
     pub fn with_service_account(mut self, namespace: &str, name: &str) -> Inventory {
+        self.insert_service_account(namespace, name);
+        self
+    }
+
+    /// Add (or redefine) a Namespace with `labels`.
+    pub fn insert_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.push(Object {
+            kind: Kind::Namespace,
+            version: "v1".to_owned(),
+            object: synthetic("Namespace", name, None, labels),
+            file: None,
+            line: None,
+        });
+    }
+
+    /// Add a ServiceAccount.
+    pub fn insert_service_account(&mut self, namespace: &str, name: &str) {
         self.push(Object {
             kind: Kind::ServiceAccount,
             version: "v1".to_owned(),
@@ -181,7 +213,6 @@ impl Inventory {
             file: None,
             line: None,
         });
-        self
     }
 
     /// The inventory is the whole cluster.
@@ -320,6 +351,21 @@ impl ClusterView for Inventory {
             Lookup::Missing
         } else {
             Lookup::Unknown
+        }
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> Lookup<bool> {
+        self.terminating(namespace)
+    }
+}
+
+impl Inventory {
+    /// Whether a listed namespace is Terminating (`deletionTimestamp` set).
+    fn terminating(&self, namespace: &str) -> Lookup<bool> {
+        match self.namespace(namespace) {
+            Some(o) => Lookup::Found(o.object.metadata.deletion_timestamp.is_some()),
+            None if self.complete => Lookup::Missing,
+            None => Lookup::Unknown,
         }
     }
 }

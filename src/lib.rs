@@ -7,14 +7,13 @@
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
-//! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS);
+//! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
+//!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
-//! * `inventory` (the objects of one run), `cross` (cross-resource checks), `authz` (Istio's
-//!   authorization decision for a request, explained), `analysis`
+//! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
-//!   (outputs), `manifest`,
-//!   `cluster` (kube-backed caches);
+//!   (outputs), `manifest`, `cluster` (kube-backed caches);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -33,19 +32,22 @@ pub mod context;
 pub mod cross;
 pub mod engine;
 pub mod finding;
+pub mod http;
 pub mod inventory;
 pub mod istio;
 pub mod json;
+pub mod listener;
 pub mod logging;
 pub mod manifest;
+pub mod mesh;
 pub mod metrics;
 pub mod mtls;
 pub mod mutation;
+pub mod parallel;
 pub mod pod_template;
 pub mod report;
 pub mod resource;
 pub mod rules;
 pub mod serve;
-pub mod server;
 pub mod simulate;
 pub mod tls;

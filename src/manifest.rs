@@ -172,7 +172,7 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
                 .map(move |(d, source)| (name, d, source))
         })
         .collect();
-    let parts = par_map(&jobs, |chunk| {
+    let parts = crate::parallel::par_map(&jobs, |chunk| {
         let mut out = Loaded::default();
         for (name, doc, source) in chunk {
             parse_document(name, doc, source, &mut out);
@@ -192,32 +192,6 @@ fn without_bom(text: String) -> Arc<str> {
         Some(rest) => Arc::from(rest),
         None => Arc::from(text),
     }
-}
-
-/// Chunk size that gives each core a few chunks (rayon balances them); small inputs stay in one.
-fn chunk_size(len: usize) -> usize {
-    let cores = rayon::current_num_threads().max(1);
-    if len < 512 {
-        len.max(1)
-    } else {
-        len.div_ceil(cores * 4).max(64)
-    }
-}
-
-/// Map `f` over contiguous chunks of `items` in parallel; results in chunk order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    items.par_chunks(chunk_size(items.len())).map(f).collect()
-}
-
-/// [`par_map`] over mutable chunks.
-pub fn par_map_mut<T: Send, R: Send>(
-    items: &mut [T],
-    f: impl Fn(&mut [T]) -> R + Sync + Send,
-) -> Vec<R> {
-    use rayon::prelude::*;
-    let size = chunk_size(items.len());
-    items.par_chunks_mut(size).map(f).collect()
 }
 
 /// A document of a multi-document YAML stream: its text and first line.

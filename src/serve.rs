@@ -4,10 +4,11 @@
 use crate::admission::Admission;
 use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineHandle};
+use crate::http::{self, AppState};
+use crate::listener::{self, Limits, Shutdown};
 use crate::logging::LogFormat;
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, Limits, Shutdown};
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
 use std::net::SocketAddr;
@@ -157,9 +158,10 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca.as_deref())?;
-    let audit_engine = Engine::new(policy.clone(), args.own_namespace.as_deref());
     let engine = Engine::new(policy, args.own_namespace.as_deref());
     tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
+    // One engine for the webhook and the periodic audit; a policy reload swaps it for both.
+    let engine = EngineHandle::new(engine);
 
     let client = match args.no_cluster {
         true => None,
@@ -173,7 +175,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         }
     };
 
-    crate::audit::spawn_periodic(client, audit_engine, metrics.clone(), args.audit_interval);
+    crate::audit::spawn_periodic(client, engine.clone(), metrics.clone(), args.audit_interval);
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(args.limits.clone());
@@ -183,8 +185,8 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         limits: limits.clone(),
     };
 
-    let tls_listener = server::bind(args.listen, "admission (HTTPS)").await?;
-    let admin_listener = server::bind(args.admin_listen, "admin (HTTP)").await?;
+    let tls_listener = listener::bind(args.listen, "admission (HTTPS)").await?;
+    let admin_listener = listener::bind(args.admin_listen, "admin (HTTP)").await?;
     let addr = tls_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let (stop, shutdown) = Shutdown::new();
@@ -198,15 +200,15 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
             state.admission.clone(),
         ));
     }
-    let admin_task = tokio::spawn(server::serve_admin(
+    let admin_task = tokio::spawn(http::serve_admin(
         admin_listener,
-        server::admin_router(state.clone()),
+        http::admin_router(state.clone()),
         shutdown.clone(),
     ));
-    let tls_task = tokio::spawn(server::serve_tls(
+    let tls_task = tokio::spawn(listener::serve_tls(
         tls_listener,
         tls_config,
-        server::admission_router(state.clone()),
+        http::admission_router(state.clone()),
         limits,
         shutdown,
     ));
@@ -263,7 +265,9 @@ async fn watch_config(
         let text = String::from_utf8_lossy(&content);
         match crate::catalogue::policy_from_yaml(&text, &path.display().to_string()) {
             Ok(policy) => {
-                admission.set_engine(Engine::new(policy, own_namespace.as_deref()));
+                admission
+                    .engine
+                    .replace(Engine::new(policy, own_namespace.as_deref()));
                 admission
                     .metrics
                     .config_reloads

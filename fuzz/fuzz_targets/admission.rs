@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use meshguard::admission::{self, Admission, Webhook};
 use meshguard::config::Policy;
-use meshguard::context::{NoCluster, StaticCluster};
+use meshguard::context::{NoCluster};
+use meshguard::inventory::Inventory;
 use meshguard::engine::Engine;
 use meshguard::metrics::Metrics;
 use std::sync::{Arc, OnceLock};
@@ -16,7 +17,7 @@ struct Fixture {
     rt: tokio::runtime::Runtime,
     admission: Admission,
     engine: Engine,
-    cluster: StaticCluster,
+    cluster: Inventory,
 }
 
 fn fixture() -> &'static Fixture {
@@ -28,11 +29,11 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let metrics = Metrics::new().expect("metrics");
         let admission = Admission::new(
-            Engine::new(Policy::builtin(), Some("meshguard")),
+            meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), Some("meshguard"))),
             metrics,
             Arc::new(NoCluster),
         );
-        let cluster = StaticCluster::default()
+        let cluster = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio-injection", "enabled")])
             .with_namespace("default", &[])
             .with_namespace("istio-system", &[])

@@ -7,15 +7,16 @@ use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use libfuzzer_sys::fuzz_target;
 use meshguard::config::Policy;
-use meshguard::context::{NoCluster, StaticCluster};
+use meshguard::context::{NoCluster};
+use meshguard::inventory::Inventory;
 use meshguard::engine::Engine;
 use meshguard::resource::{Kind, Review};
 use std::sync::OnceLock;
 
-fn engine() -> &'static (Engine, StaticCluster) {
-    static E: OnceLock<(Engine, StaticCluster)> = OnceLock::new();
+fn engine() -> &'static (Engine, Inventory) {
+    static E: OnceLock<(Engine, Inventory)> = OnceLock::new();
     E.get_or_init(|| {
-        let cluster = StaticCluster::default()
+        let cluster = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio-injection", "enabled")])
             .with_service_account("prod", "web");
         (Engine::new(Policy::builtin(), None), cluster)

@@ -27,7 +27,6 @@
 use super::field::{Ctx, TrustDomains};
 use super::policy::{JwtIssuer, JwtPolicy, Policy, Rule};
 use super::request::{Identity, Jwt, Request};
-use crate::inventory::Inventory;
 use crate::istio::authorization_policy::AuthzAction;
 use crate::istio::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
@@ -35,8 +34,8 @@ use crate::resource::Kind;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
 
-/// The mesh facts the decision depends on. Today they come from meshguard's policy file
-/// ([`Mesh::from_policy`]); MeshConfig can supply them instead.
+/// The mesh facts the decision depends on: from meshguard's policy file ([`Mesh::from_policy`])
+/// or from the mesh as installed ([`Mesh::from_context`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mesh {
     /// Policies here without a selector apply to every workload; with one, to matching
@@ -52,6 +51,15 @@ impl Mesh {
             root_namespace: p.root_namespace.clone(),
             trust_domain: p.trust_domain.clone(),
             trust_domain_aliases: p.trust_domain_aliases.clone(),
+        }
+    }
+
+    /// The mesh as installed (MeshConfig, with meshguard's overrides applied).
+    pub fn from_context(c: &crate::mesh::MeshContext) -> Mesh {
+        Mesh {
+            root_namespace: c.root_namespace().value.clone(),
+            trust_domain: c.trust_domain().value.clone(),
+            trust_domain_aliases: c.trust_domain_aliases().value.clone(),
         }
     }
 
@@ -130,8 +138,9 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// Compile the objects (other kinds are ignored). Policies are kept in creation order
-    /// (oldest first, then by name), as istiod lists them.
+    /// Compile the objects (other kinds are ignored, so an inventory's whole object list can be
+    /// passed: `inventory.objects().iter().map(|o| (o.kind, &o.object))`). Policies are kept in
+    /// creation order (oldest first, then by name), as istiod lists them.
     pub fn new<'o>(
         mesh: Mesh,
         objects: impl IntoIterator<Item = (Kind, &'o DynamicObject)>,
@@ -179,18 +188,6 @@ impl PolicySet {
             jwt_by_namespace,
             custom_deny: false,
         }
-    }
-
-    /// The security policies of an inventory.
-    pub fn from_inventory(inventory: &Inventory, mesh: Mesh) -> PolicySet {
-        let objects = [
-            Kind::AuthorizationPolicy,
-            Kind::RequestAuthentication,
-            Kind::PeerAuthentication,
-        ]
-        .into_iter()
-        .flat_map(|k| inventory.of_kind(k).map(move |o| (k, &o.object)));
-        PolicySet::new(mesh, objects)
     }
 
     /// Assume the external authorizer of CUSTOM policies denies what it is asked about

@@ -3,7 +3,7 @@
 //! Pure: no I/O.
 //!
 //! ```text
-//! PolicySet::new / from_inventory   compile every AuthorizationPolicy, RequestAuthentication
+//! PolicySet::new(mesh, objects)     compile every AuthorizationPolicy, RequestAuthentication
 //!                                   and PeerAuthentication once
 //!   .target(namespace, pod labels)  select what applies to one workload, once
 //!     .decide(&request)             the outcome, without allocating (matrices)

@@ -1,8 +1,9 @@
 //! Cross-resource checks: what no single-object rule can see, judged over a whole
 //! [`Inventory`] (`check`, `audit` and serve's periodic audit; the webhook does not run them).
 //!
-//! Each check is a static [`CrossCheck`] in its own file with its own tests, listed in
-//! [`REGISTRY`]; adding one touches its file plus one registry line. A check reports
+//! Each check is a static `CHECK: CrossCheck` in its own file with its own tests, named once in
+//! the `registry!` list below (which declares the module and puts it in [`REGISTRY`]); adding one
+//! touches its file plus that one line. A check reports
 //! `(subject, violation)` pairs through a [`CrossContext`]; the runner here resolves each
 //! check's action (`rules.<id>.action`, else its default capped by the global mode) and its
 //! `rules.<id>.exemptions` with the same resolver the admission rules use.
@@ -14,13 +15,6 @@ use crate::istio::WorkloadSelector;
 use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
-
-pub mod ap_no_default_deny;
-pub mod ap_unknown_principal;
-pub mod dr_disable_vs_mtls;
-pub mod mtls_not_strict;
-pub mod ra_unenforced;
-pub mod selector_matches_nothing;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
 pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
@@ -43,15 +37,24 @@ impl std::fmt::Debug for CrossCheck {
     }
 }
 
-/// The cross-resource catalogue: one line per check, in the order they run.
-pub static REGISTRY: &[&CrossCheck] = &[
-    &mtls_not_strict::CHECK,
-    &ap_no_default_deny::CHECK,
-    &ra_unenforced::CHECK,
-    &ap_unknown_principal::CHECK,
-    &selector_matches_nothing::CHECK,
-    &dr_disable_vs_mtls::CHECK,
-];
+/// Declares each check's module (its file) and lists its `CHECK` in [`REGISTRY`], in order.
+macro_rules! registry {
+    ($($check:ident,)*) => {
+        $(pub mod $check;)*
+        /// The cross-resource catalogue, in the order the checks run.
+        pub static REGISTRY: &[&CrossCheck] = &[$(&$check::CHECK),*];
+    };
+}
+
+// One line per check: the name of its file, which defines `pub static CHECK: CrossCheck`.
+registry! {
+    mtls_not_strict,
+    ap_no_default_deny,
+    ra_unenforced,
+    ap_unknown_principal,
+    selector_matches_nothing,
+    dr_disable_vs_mtls,
+}
 
 /// Look a check up by id.
 pub fn find(id: &str) -> Option<&'static CrossCheck> {

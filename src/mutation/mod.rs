@@ -3,6 +3,7 @@
 //! emits minimal RFC 6902 operations. Every mutation must be idempotent: applied to its own
 //! output it emits nothing, so `reinvocationPolicy: IfNeeded` is safe.
 
+use crate::context::Need;
 use crate::resource::{Kind, Review};
 use crate::rules::Ctx;
 use json_patch::jsonptr::PointerBuf;
@@ -20,6 +21,8 @@ pub struct Mutation {
     pub id: &'static str,
     pub kinds: &'static [Kind],
     pub summary: &'static str,
+    /// The cluster facts `apply` reads (see [`crate::rules::Rule::needs`]).
+    pub needs: &'static [Need],
     pub apply: ApplyFn,
 }
 

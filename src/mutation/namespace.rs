@@ -16,6 +16,7 @@ pub static INJECTION_LABEL: Mutation = Mutation {
     id: "namespace-injection-label",
     kinds: &[Kind::Namespace],
     summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>) to namespaces without an injection label",
+    needs: &[],
     apply: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         if injection(labels_of(obj)) != Injection::None {

@@ -9,6 +9,7 @@ pub static STRICT_DEFAULT: Mutation = Mutation {
     id: "peer-authentication-strict-default",
     kinds: &[Kind::PeerAuthentication],
     summary: "set spec.mtls.mode: STRICT where the mode is absent",
+    needs: &[],
     apply: |review, _ctx, out| {
         let Some(obj) = review.written() else { return };
         let spec = obj.data.get("spec");

@@ -6,7 +6,7 @@
 //! controller copies the template anyway.
 
 use super::{add_nested, Mutation};
-use crate::context::Lookup;
+use crate::context::{Lookup, Need};
 use crate::pod_template::PodTemplate;
 use crate::resource::Kind;
 use serde_json::json;
@@ -23,6 +23,7 @@ pub static DEFAULT_SERVICE_ACCOUNT: Mutation = Mutation {
         Kind::CronJob,
     ],
     summary: "set the template's serviceAccountName from the app.kubernetes.io/name or app label when that ServiceAccount exists",
+    needs: &[Need::CandidateServiceAccount],
     apply: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let Some(t) = PodTemplate::of(review.kind, obj) else { return };
@@ -46,7 +47,8 @@ pub static DEFAULT_SERVICE_ACCOUNT: Mutation = Mutation {
 mod tests {
     use super::*;
     use crate::config::Policy;
-    use crate::context::{ClusterView, NoCluster, StaticCluster};
+    use crate::context::{ClusterView, NoCluster};
+    use crate::inventory::Inventory;
     use crate::resource::Review;
     use crate::rules::Ctx;
     use json_patch::PatchOperation;
@@ -101,7 +103,7 @@ mod tests {
 
     #[test]
     fn patches_every_template_kind_and_is_idempotent() {
-        let cluster = StaticCluster::default().with_service_account("prod", "web");
+        let cluster = Inventory::complete(Vec::new()).with_service_account("prod", "web");
         for kind in DEFAULT_SERVICE_ACCOUNT.kinds.iter().copied() {
             for spec in [
                 json!({"containers": []}),
@@ -130,7 +132,7 @@ mod tests {
 
     #[test]
     fn prefers_app_kubernetes_io_name() {
-        let cluster = StaticCluster::default()
+        let cluster = Inventory::complete(Vec::new())
             .with_service_account("prod", "web")
             .with_service_account("prod", "checkout");
         let o = workload(
@@ -148,9 +150,9 @@ mod tests {
     #[test]
     fn no_patch_unless_the_account_exists() {
         let o = workload(Kind::Deployment, json!({"app": "web"}), json!({}));
-        assert!(mutate(Kind::Deployment, &o, &StaticCluster::default()).is_empty());
+        assert!(mutate(Kind::Deployment, &o, &Inventory::complete(Vec::new())).is_empty());
         assert!(mutate(Kind::Deployment, &o, &NoCluster).is_empty());
-        let cluster = StaticCluster::default().with_service_account("prod", "web");
+        let cluster = Inventory::complete(Vec::new()).with_service_account("prod", "web");
         // An explicit account is never replaced.
         let o = workload(
             Kind::Deployment,

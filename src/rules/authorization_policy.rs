@@ -259,6 +259,7 @@ pub static ALLOW_ALL: Rule = Rule {
     default_action: Action::Deny,
     summary: "ALLOW (or no action) with an empty rule {}: it matches every request",
     example_fix: "rules: [{from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]}]",
+    needs: &[],
     check: |review, ctx, out| {
         let ap = policy(review);
         if !ap.is_allow() {
@@ -283,6 +284,7 @@ pub static WILDCARD_SOURCE: Rule = Rule {
     default_action: Action::Warn,
     summary: "ALLOW with principals: [\"*\"] or namespaces: [\"*\"] admits any mesh workload",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
+    needs: &[],
     check: |review, ctx, out| {
         let ap = policy(review);
         if !ap.is_allow() {
@@ -318,6 +320,7 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
     default_action: Action::Warn,
     summary: "an ALLOW rule with no from and no source condition lets any caller in",
     example_fix: "from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]",
+    needs: &[],
     check: |review, ctx, out| {
         let ap = policy(review);
         if !ap.is_allow() {
@@ -350,6 +353,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     default_action: Action::Deny,
     summary: "a principal not of the form <trust-domain>/ns/<namespace>/sa/<account> (spiffe:// prefixes, missing segments, inner *)",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
+    needs: &[],
     check: |review, ctx, out| {
         principals(&policy(review), |path, p| {
             if let Some((message, fix)) = principal_problem(p, &ctx.policy.trust_domain) {
@@ -366,6 +370,7 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
     summary: "a principal's trust domain is neither the mesh trust domain nor one of its aliases",
     example_fix:
         "principals: [\"cluster.local/ns/prod/sa/web\"] (or add the domain to trustDomainAliases)",
+    needs: &[],
     check: |review, ctx, out| {
         let policy_cfg = ctx.policy;
         principals(&policy(review), |path, p| {
@@ -397,6 +402,7 @@ pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
     default_action: Action::Warn,
     summary: "a path like /api/ with no wildcard is an exact match, usually meant /api/*",
     example_fix: "paths: [\"/api/*\"]",
+    needs: &[],
     check: |review, _ctx, out| {
         for op in policy(review).operations() {
             for field in ["paths", "notPaths"] {
@@ -423,6 +429,7 @@ pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
     default_action: Action::Deny,
     summary: "a when key Istio does not support (rejected by current Istio, silently ignored by older versions)",
     example_fix: "when: [{key: source.namespace, values: [\"prod\"]}]",
+    needs: &[],
     check: |review, _ctx, out| {
         for cond in policy(review).conditions() {
             let Some(key) = cond.key() else { continue };
@@ -475,6 +482,7 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
     default_action: Action::Warn,
     summary: "a quoted name in a when key (request.headers[\"x\"]): Istio keeps the quotes, so the condition never matches",
     example_fix: "key: request.headers[x-api-version]",
+    needs: &[],
     check: |review, _ctx, out| {
         let ap = policy(review);
         let effect = match ap.action_str() {
@@ -508,6 +516,7 @@ pub static DENY_ALL_DELETE: Rule = Rule {
     default_action: Action::Deny,
     summary: "deleting a namespace- or mesh-wide allow-nothing policy (spec: {}) removes the default-deny baseline",
     example_fix: "keep the allow-nothing policy and add ALLOW policies for the traffic you need",
+    needs: &[],
     check: |review, ctx, out| {
         if !review.is_delete() {
             return;
@@ -536,6 +545,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     default_action: Action::Warn,
     summary: "ALLOW keyed on a negative identity match (notPrincipals, notNamespaces, notValues) also admits callers with no identity",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"] instead of notPrincipals",
+    needs: &[],
     check: |review, _ctx, out| {
         let ap = policy(review);
         if !ap.is_allow() {
@@ -607,6 +617,7 @@ pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
     default_action: Action::Warn,
     summary: "DENY keyed on positive identity fields (principals, namespaces, serviceAccounts) is bypassed by plaintext callers unless mTLS is STRICT",
     example_fix: "keep mTLS STRICT for the workload, or add a DENY on notPrincipals: [\"*\"]",
+    needs: &[],
     check: |review, _ctx, out| {
         let ap = policy(review);
         if ap.action() != Some(AuthzAction::Deny) {
@@ -636,6 +647,7 @@ pub static ACTION_WITHOUT_RULES: Rule = Rule {
     default_action: Action::Deny,
     summary: "DENY or CUSTOM without rules never matches (Istio rejects or ignores it)",
     example_fix: "rules: [{to: [{operation: {paths: [\"/admin/*\"]}}]}]",
+    needs: &[],
     check: |review, _ctx, out| {
         let ap = policy(review);
         let act = ap.action_str();
@@ -695,6 +707,7 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     default_action: Action::Warn,
     summary: "a DENY rule with HTTP-only fields and no ports denies all TCP (non-HTTP) traffic to the workload",
     example_fix: "to: [{operation: {ports: [\"8080\"], paths: [\"/admin/*\"]}}]",
+    needs: &[],
     check: |review, _ctx, out| {
         let ap = policy(review);
         if ap.action() != Some(AuthzAction::Deny) {
@@ -744,6 +757,7 @@ pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
     default_action: Action::Audit,
     summary: "remoteIpBlocks / remote.ip come from X-Forwarded-For and are only meaningful with gatewayTopology.numTrustedProxies",
     example_fix: "set meshConfig.defaultConfig.gatewayTopology.numTrustedProxies on the gateway",
+    needs: &[],
     check: |review, _ctx, out| {
         report_source_fields(
             &policy(review),
@@ -762,6 +776,7 @@ pub static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
     default_action: Action::Audit,
     summary: "ipBlocks / source.ip match the connection's peer IP: behind an ingress gateway that is the gateway pod, not the client",
     example_fix: "use remoteIpBlocks on the ingress gateway (with numTrustedProxies) for client IPs",
+    needs: &[],
     check: |review, _ctx, out| {
         report_source_fields(
             &policy(review),

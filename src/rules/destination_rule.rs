@@ -9,7 +9,7 @@
 
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::Policy;
-use crate::context::{ClusterView, Lookup};
+use crate::context::{ClusterView, Lookup, Need};
 use crate::istio::DestinationRule;
 use crate::resource::{Kind, Review};
 
@@ -82,6 +82,7 @@ pub static TLS_DISABLED: Rule = Rule {
     default_action: Action::Deny,
     summary: "tls.mode DISABLE (trafficPolicy, portLevelSettings, subsets) toward an in-mesh host sends plaintext",
     example_fix: "trafficPolicy.tls.mode: ISTIO_MUTUAL (or drop tls to let auto-mTLS decide)",
+    needs: &[Need::HostNamespaceLabels],
     check: |review, ctx, out| {
         let Some(h) = in_mesh_host(review, ctx) else { return };
         for site in destination_rule(review).tls_sites() {
@@ -102,6 +103,7 @@ pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
     default_action: Action::Warn,
     summary: "SIMPLE or MUTUAL toward an in-mesh host replaces Istio's workload certificates",
     example_fix: "trafficPolicy.tls.mode: ISTIO_MUTUAL",
+    needs: &[Need::HostNamespaceLabels],
     check: |review, ctx, out| {
         let Some(h) = in_mesh_host(review, ctx) else {
             return;
@@ -125,6 +127,7 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
     default_action: Action::Warn,
     summary: "SIMPLE or MUTUAL without caCertificates or credentialName: the server certificate is not verified (IST0128/IST0129)",
     example_fix: "tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, sni: api.example.com}",
+    needs: &[],
     check: |review, _ctx, out| {
         for site in destination_rule(review).tls_sites() {
             let m = site.mode();
@@ -149,6 +152,7 @@ pub static INSECURE_SKIP_VERIFY: Rule = Rule {
     default_action: Action::Deny,
     summary: "insecureSkipVerify: true turns server certificate verification off",
     example_fix: "remove insecureSkipVerify and set caCertificates",
+    needs: &[],
     check: |review, _ctx, out| {
         for site in destination_rule(review).tls_sites() {
             if site.insecure_skip_verify() {
@@ -165,7 +169,7 @@ pub static INSECURE_SKIP_VERIFY: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::StaticCluster;
+    use crate::inventory::Inventory;
     use crate::rules::testing::{obj, run, run_with};
     use kube::core::admission::Operation;
     use kube::core::DynamicObject;
@@ -232,7 +236,7 @@ mod tests {
             assert!(!host_in_mesh(h, &p, &none), "{h}");
         }
         // A two-label name is <svc>.<ns> only when the namespace exists (when we can tell).
-        let cluster = StaticCluster::default().with_namespace("io", &[]);
+        let cluster = Inventory::complete(Vec::new()).with_namespace("io", &[]);
         assert!(host_in_mesh("foo.io", &p, &cluster));
         assert!(!host_in_mesh("backend.nope", &p, &cluster));
     }

@@ -851,6 +851,7 @@ pub static INVALID_ENUM: Rule = Rule {
     default_action: Action::Deny,
     summary: "a value outside an Istio enum (mtls mode, action, tls mode, presence): typos such as STRCT or ALLOWED",
     example_fix: "spec.mtls.mode: STRICT",
+    needs: &[],
     check: |review, ctx, out| check(Class::Enum, review, ctx, out),
 };
 
@@ -860,6 +861,7 @@ pub static INVALID_PORT: Rule = Rule {
     default_action: Action::Deny,
     summary: "a port that is not a number between 1 and 65535 (portLevelMtls keys, operation ports, portLevelSettings)",
     example_fix: "portLevelMtls: {\"8080\": {mode: STRICT}}",
+    needs: &[],
     check: |review, ctx, out| check(Class::Port, review, ctx, out),
 };
 
@@ -869,6 +871,7 @@ pub static CONFLICTING_FIELDS: Rule = Rule {
     default_action: Action::Deny,
     summary: "fields Istio does not allow together (serviceAccounts with principals/namespaces, selector with targetRef, credentialName with certificate files)",
     example_fix: "keep one of selector, targetRef, targetRefs",
+    needs: &[],
     check: |review, ctx, out| check(Class::Conflict, review, ctx, out),
 };
 
@@ -878,6 +881,7 @@ pub static INVALID_SPEC: Rule = Rule {
     default_action: Action::Deny,
     summary: "anything else Istio's schema or validation rejects: empty or missing required values, wrong types, bad formats",
     example_fix: "jwtRules[0].audiences: [\"api.example.com\"] (no empty entries)",
+    needs: &[],
     check: |review, ctx, out| check(Class::Spec, review, ctx, out),
 };
 

@@ -3,7 +3,7 @@
 //! Rules live one file per kind; adding one touches that file plus one line in [`REGISTRY`].
 
 use crate::config::Policy;
-use crate::context::ClusterView;
+use crate::context::{ClusterView, Need};
 pub(crate) use crate::finding::{Action, Violation};
 use crate::resource::{Kind, Review};
 use std::fmt;
@@ -74,6 +74,9 @@ pub struct Rule {
     pub summary: &'static str,
     /// Example fix for `meshguard rules`.
     pub example_fix: &'static str,
+    /// The cluster facts `check` reads through the cluster view; the admission front end
+    /// fetches them before the engine runs (a fact not declared here may read as unknown).
+    pub needs: &'static [Need],
     pub check: CheckFn,
 }
 
@@ -198,7 +201,112 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{Lookup, LookupKey};
     use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    /// A cluster view that answers "unknown" and records what was asked.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<LookupKey>>);
+
+    impl ClusterView for Recording {
+        fn namespace_labels(&self, ns: &str) -> Lookup<std::collections::BTreeMap<String, String>> {
+            if let Ok(mut asked) = self.0.lock() {
+                asked.push(LookupKey::NamespaceLabels(ns.to_owned()));
+            }
+            Lookup::Unknown
+        }
+        fn service_account(&self, ns: &str, name: &str) -> Lookup<()> {
+            if let Ok(mut asked) = self.0.lock() {
+                asked.push(LookupKey::ServiceAccount {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+            Lookup::Unknown
+        }
+    }
+
+    /// An object of `kind` that makes rules look things up: a workload without its own
+    /// ServiceAccount but with an app label, a DestinationRule toward `<svc>.<ns>`.
+    fn sample(kind: Kind) -> kube::core::DynamicObject {
+        let template = serde_json::json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}});
+        let f = kind.facts();
+        let api_version = if f.group.is_empty() {
+            f.versions[0].to_owned()
+        } else {
+            format!("{}/{}", f.group, f.versions[0])
+        };
+        let mut o = serde_json::json!({"apiVersion": api_version, "kind": kind.as_str(),
+            "metadata": {"name": "web", "namespace": "prod", "labels": {"app": "web"}}});
+        match f.pod_template {
+            Some([]) => {
+                o["spec"] = template["spec"].clone();
+            }
+            Some(path) => {
+                let mut spec = template;
+                for key in path.iter().skip(1).rev() {
+                    spec = serde_json::json!({ *key: spec });
+                }
+                o[path[0]] = spec;
+            }
+            None if kind == Kind::DestinationRule => {
+                o["spec"] = serde_json::json!({"host": "db.data",
+                    "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
+            }
+            None => {}
+        }
+        serde_json::from_value(o).expect("sample object")
+    }
+
+    #[test]
+    fn every_cluster_lookup_a_rule_makes_is_declared() {
+        for rule in REGISTRY {
+            for kind in rule.kinds {
+                let o = sample(*kind);
+                let review = Review::create(*kind, "v1", "prod", "web", &o);
+                let recording = Recording::default();
+                let ctx = Ctx {
+                    policy: &Policy::default(),
+                    cluster: &recording,
+                    cache: &ReviewCache::default(),
+                };
+                (rule.check)(&review, &ctx, &mut Vec::new());
+                let declared: HashSet<LookupKey> =
+                    rule.needs.iter().filter_map(|n| n.key(&review)).collect();
+                for asked in recording.0.lock().expect("lock").iter() {
+                    assert!(
+                        declared.contains(asked),
+                        "{} reads {asked:?} for a {kind} but does not declare it in needs",
+                        rule.id
+                    );
+                }
+            }
+        }
+        for m in crate::mutation::REGISTRY {
+            for kind in m.kinds {
+                let o = sample(*kind);
+                let review = Review::create(*kind, "v1", "prod", "web", &o);
+                let recording = Recording::default();
+                let ctx = Ctx {
+                    policy: &Policy::default(),
+                    cluster: &recording,
+                    cache: &ReviewCache::default(),
+                };
+                (m.apply)(&review, &ctx, &mut Vec::new());
+                let declared: HashSet<LookupKey> =
+                    m.needs.iter().filter_map(|n| n.key(&review)).collect();
+                for asked in recording.0.lock().expect("lock").iter() {
+                    assert!(
+                        declared.contains(asked),
+                        "{} reads {asked:?} undeclared",
+                        m.id
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_well_formed() {

@@ -1,11 +1,11 @@
 //! Namespaces: every namespace outside the exempt list must be enrolled in the mesh by exactly
 //! one injection label.
 //!
-//! Istio semantics (ISTIO.md "Sidecar injection"): `istio-injection=enabled` (default revision)
-//! or `istio.io/rev=<rev|tag>`; when both are present `istio-injection` wins, and more than one
-//! mode label (counting `istio.io/dataplane-mode=ambient`) is IST0123. Only the value `enabled`
-//! of `istio-injection` turns injection on: any other value keeps every pod of the namespace out
-//! of the injector, pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel
+//! Istio semantics (docs/istio-semantics.md, "Sidecar injection"): `istio-injection=enabled`
+//! (default revision) or `istio.io/rev=<rev|tag>`; when both are present `istio-injection`
+//! wins, and more than one mode label (counting `istio.io/dataplane-mode=ambient`) is IST0123.
+//! Only the value `enabled` of `istio-injection` turns injection on: any other value keeps
+//! every pod of the namespace out of the injector, pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel
 //! gives its pods mTLS), so it is not "missing".
 
 use super::{Action, Rule, Violation};
@@ -83,6 +83,7 @@ pub static INJECTION_MISSING: Rule = Rule {
     default_action: Action::Deny,
     summary: "a non-exempt namespace without an injection label (istio-injection=enabled or istio.io/rev); an update that removes it is refused",
     example_fix: "metadata.labels: {istio-injection: enabled}",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let labels = labels_of(obj);
@@ -125,6 +126,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     default_action: Action::Deny,
     summary: "istio-injection set to disabled (or any value but enabled) keeps sidecars out of the whole namespace",
     example_fix: "metadata.labels: {istio-injection: enabled}",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(obj) = review.written() else { return };
         let Injection::Off(value) = injection(labels_of(obj)) else {
@@ -155,6 +157,7 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
     default_action: Action::Deny,
     summary: "more than one injection mode label (istio-injection, istio.io/rev, istio.io/dataplane-mode=ambient) on a namespace",
     example_fix: "keep one of istio-injection, istio.io/rev, istio.io/dataplane-mode",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let labels = labels_of(obj);

@@ -32,6 +32,7 @@ pub static PERMISSIVE_MTLS: Rule = Rule {
     default_action: Action::Deny,
     summary: "mtls.mode PERMISSIVE, at top level or in any portLevelMtls entry, accepts plaintext",
     example_fix: "spec.mtls.mode: STRICT",
+    needs: &[],
     check: |review, ctx, out| {
         let pa = policy(review);
         for (path, mode) in pa.modes() {
@@ -55,6 +56,7 @@ pub static DISABLED_MTLS: Rule = Rule {
     default_action: Action::Deny,
     summary: "mtls.mode DISABLE anywhere turns mutual TLS off",
     example_fix: "spec.mtls.mode: STRICT",
+    needs: &[],
     check: |review, ctx, out| {
         let pa = policy(review);
         for (path, mode) in pa.modes() {
@@ -78,6 +80,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
     default_action: Action::Deny,
     summary: "mesh-wide policy (root namespace, no selector) with mode absent or UNSET leaves the mesh PERMISSIVE",
     example_fix: "spec.mtls.mode: STRICT",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         if review.namespace != ctx.policy.root_namespace {
@@ -114,6 +117,7 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     default_action: Action::Deny,
     summary: "portLevelMtls without a workload selector is ignored (and rejected) by Istio",
     example_fix: "add spec.selector.matchLabels, or move the setting to spec.mtls.mode",
+    needs: &[],
     check: |review, _ctx, out| {
         let pa = policy(review);
         if pa.port_level().next().is_some() && pa.selector.is_empty() {
@@ -133,6 +137,7 @@ pub static WEAKENING_DELETE: Rule = Rule {
     summary:
         "deleting a mesh- or namespace-wide STRICT policy weakens mTLS for everything under it",
     example_fix: "keep the policy; to change it, apply a replacement first",
+    needs: &[],
     check: |review, ctx, out| {
         if !review.is_delete() {
             return;
@@ -162,6 +167,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
     default_action: Action::Warn,
     summary: "a workload-level policy (with selector) in the root namespace is ignored by Istio",
     example_fix: "move the policy to the workload's own namespace",
+    needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         if review.namespace != ctx.policy.root_namespace {

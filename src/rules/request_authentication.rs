@@ -101,6 +101,7 @@ pub static MISSING_ISSUER: Rule = Rule {
     default_action: Action::Deny,
     summary: "a jwtRules entry without issuer (Istio rejects it: issuer must be set)",
     example_fix: "jwtRules: [{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}]",
+    needs: &[],
     check: |review, _ctx, out| {
         for rule in jwt_rules(review) {
             if rule.issuer().is_none_or(str::is_empty) {
@@ -120,6 +121,7 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
     default_action: Action::Deny,
     summary: "jwksUri not https: the signing keys can be replaced in transit",
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
+    needs: &[],
     check: |review, _ctx, out| {
         for rule in jwt_rules(review) {
             let Some(uri) = rule.string("jwksUri") else {
@@ -146,6 +148,7 @@ pub static MISSING_AUDIENCES: Rule = Rule {
     default_action: Action::Warn,
     summary: "no audiences: tokens the issuer minted for any other service are accepted",
     example_fix: "audiences: [\"api.example.com\"]",
+    needs: &[],
     check: |review, _ctx, out| {
         for rule in jwt_rules(review) {
             if !rule.audiences().any(|a| !a.is_empty()) {
@@ -165,6 +168,7 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
     default_action: Action::Deny,
     summary: "inline jwks containing private key material (JWK members d, p, q, dp, dq, qi, k)",
     example_fix: "publish only the public members (kty, kid, n, e / crv, x, y)",
+    needs: &[],
     check: |review, _ctx, out| {
         for rule in jwt_rules(review) {
             let Some(text) = rule.string("jwks") else {
@@ -214,6 +218,7 @@ pub static JWKS_URI_INTERNAL: Rule = Rule {
     default_action: Action::Warn,
     summary: "jwksUri pointing to a private, loopback or link-local address (or localhost), as istiod's BLOCKED_CIDRS_IN_JWKS_URIS / IST0175 warn",
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
+    needs: &[],
     check: |review, _ctx, out| {
         for rule in jwt_rules(review) {
             let Some(uri) = rule.string("jwksUri") else { continue };

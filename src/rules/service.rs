@@ -29,6 +29,7 @@ pub static PORT_PROTOCOL: Rule = Rule {
     default_action: Action::Warn,
     summary: "a Service port with neither a protocol-prefixed name (http-, grpc-, tcp-, ...) nor appProtocol: Istio sniffs the protocol",
     example_fix: "spec.ports[0].name: http-web (or appProtocol: http)",
+    needs: &[],
     check: |review, _ctx, out| {
         let spec = review.spec();
         if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {

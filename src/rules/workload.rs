@@ -1,15 +1,16 @@
 //! Workloads (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
 //! CronJob): every pod gets a sidecar and its own identity.
 //!
-//! Istio semantics (ISTIO.md "Sidecar injection"): the pod label `sidecar.istio.io/inject`
-//! beats the deprecated annotation of the same name; a pod reaches the injector through its
-//! namespace label or by opting in itself (`sidecar.istio.io/inject=true`, `istio.io/rev`);
+//! Istio semantics (docs/istio-semantics.md, "Sidecar injection"; Istio's `pkg/kube/inject`
+//! `injectRequired`): the pod label `sidecar.istio.io/inject` beats the deprecated annotation
+//! of the same name; a pod reaches the injector through its namespace label or by opting in
+//! itself (`sidecar.istio.io/inject=true`, `istio.io/rev`);
 //! `istio-injection` set to anything but `enabled` on the namespace keeps every pod out;
 //! hostNetwork pods are never injected; injection happens only on Pod CREATE, and the proxy may
 //! be a native sidecar (init container with `restartPolicy: Always`). On Pods the ServiceAccount
 //! admission plugin has already filled `serviceAccountName: default`.
 //!
-//! Ambient mode (ISTIO.md "Sidecar injection", Istio's ambient docs): a pod is captured by
+//! Ambient mode (docs/istio-semantics.md, Istio's ambient docs): a pod is captured by
 //! ztunnel when its namespace or the pod itself carries `istio.io/dataplane-mode=ambient`, the pod
 //! label `istio.io/dataplane-mode=none` opts it out, pods that get a sidecar are left to the
 //! sidecar, and hostNetwork pods are never captured. A captured pod is in the mesh whatever
@@ -23,7 +24,7 @@
 use super::namespace::{injection, is_ambient, wanted_label, Injection, DATAPLANE_MODE};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
-use crate::context::Lookup;
+use crate::context::{Lookup, Need};
 use crate::pod_template::{PodTemplate, INJECT, PROXY_CONTAINER, PROXY_UID};
 use crate::resource::{Kind, Review};
 use kube::core::admission::Operation;
@@ -128,6 +129,7 @@ pub static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
     default_action: Action::Deny,
     summary: "serviceAccountName (or the deprecated serviceAccount) absent or default: the pod shares the namespace's default identity",
     example_fix: "spec.template.spec.serviceAccountName: <app name> (and create that ServiceAccount)",
+    needs: &[Need::CandidateServiceAccount],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let set = t.service_account();
@@ -173,6 +175,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     default_action: Action::Deny,
     summary: "sidecar.istio.io/inject: \"false\" as pod-template label or annotation (the label wins over the annotation), or the label istio.io/dataplane-mode: none in an ambient namespace",
     example_fix: "remove sidecar.istio.io/inject, or set it to \"true\"",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let ns = namespace_labels(review, ctx);
@@ -220,6 +223,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
     default_action: Action::Deny,
     summary: "the namespace is not labeled for injection and the pod does not opt in (sidecar.istio.io/inject=true or istio.io/rev)",
     example_fix: "kubectl label namespace <ns> istio-injection=enabled",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         if t.host_network() {
@@ -273,6 +277,7 @@ pub static MISSING_SIDECAR: Rule = Rule {
     default_action: Action::Deny,
     summary: "a Pod CREATE that should have been injected has no istio-proxy container or native-sidecar init container: the injector failed open",
     example_fix: "make sure istiod's injector webhook is running, then recreate the pod",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         if !matches!(review.operation, Operation::Create) {
             return;
@@ -358,6 +363,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     default_action: Action::Deny,
     summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy; ambient.istio.io/bypass-inbound-capture on ambient pods",
     example_fix: "remove the traffic.sidecar.istio.io/exclude* annotation",
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let plane = dataplane(&t, &namespace_labels(review, ctx));
@@ -401,6 +407,7 @@ pub static HOST_NETWORK: Rule = Rule {
     default_action: Action::Warn,
     summary: "hostNetwork pods are never injected and their traffic bypasses the sidecar",
     example_fix: "remove spec.template.spec.hostNetwork",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else {
             return;
@@ -437,6 +444,7 @@ pub static PROXY_IMAGE: Rule = Rule {
     default_action: Action::Warn,
     summary: "a container named istio-proxy that does not run Istio's proxy image (.../proxyv2): the pod looks injected while nothing enforces mTLS or policy",
     example_fix: "remove the istio-proxy container's image (or set image: auto) and let the injector choose it",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         for c in t.containers() {
@@ -470,6 +478,7 @@ pub static PROXY_UID_RULE: Rule = Rule {
     default_action: Action::Deny,
     summary: "an application container runs as UID 1337, the sidecar's UID, whose traffic iptables lets skip the proxy (IST0144)",
     example_fix: "securityContext.runAsUser: 1000",
+    needs: &[],
     check: |review, _ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let pod_uid = run_as_user(t.spec);
@@ -509,7 +518,8 @@ pub static PROXY_UID_RULE: Rule = Rule {
 mod tests {
     use super::*;
     use crate::config::Policy;
-    use crate::context::{ClusterView, NoCluster, StaticCluster};
+    use crate::context::{ClusterView, NoCluster};
+    use crate::inventory::Inventory;
     use crate::rules::testing::obj;
     use kube::core::DynamicObject;
     use serde_json::json;
@@ -584,8 +594,8 @@ mod tests {
         check(rule, kind, op, o, cluster, &Policy::default())
     }
 
-    fn enabled_ns() -> StaticCluster {
-        StaticCluster::default().with_namespace("prod", &[("istio-injection", "enabled")])
+    fn enabled_ns() -> Inventory {
+        Inventory::complete(Vec::new()).with_namespace("prod", &[("istio-injection", "enabled")])
     }
 
     const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
@@ -771,12 +781,13 @@ mod tests {
 
     #[test]
     fn namespace_not_injected() {
-        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
-        let disabled =
-            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
-        let ambient = StaticCluster::default()
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[("team", "a")]);
+        let disabled = Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio-injection", "disabled")]);
+        let ambient = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
-        let rev = StaticCluster::default().with_namespace("prod", &[("istio.io/rev", "canary")]);
+        let rev =
+            Inventory::complete(Vec::new()).with_namespace("prod", &[("istio.io/rev", "canary")]);
         for kind in Kind::WORKLOADS.iter().copied() {
             for op in OPS {
                 let p = prefix(kind);
@@ -843,7 +854,7 @@ mod tests {
                 .message
                 .ends_with("so meshguard cannot tell whether this pod will get a sidecar"));
             // Not found at all (`check` without the namespace in its input).
-            let missing = StaticCluster::default();
+            let missing = Inventory::complete(Vec::new());
             let found = run(
                 &NAMESPACE_NOT_INJECTED,
                 kind,
@@ -917,7 +928,7 @@ mod tests {
         )
         .is_empty());
         // A pod that opts in in an unlabeled namespace.
-        let bare = StaticCluster::default().with_namespace("prod", &[]);
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[]);
         let o = pod(json!({"sidecar.istio.io/inject": "true"}), app());
         let found = run(&MISSING_SIDECAR, Kind::Pod, Operation::Create, &o, &bare);
         assert!(found[0]
@@ -970,8 +981,8 @@ mod tests {
             )
             .is_empty());
         }
-        let bare = StaticCluster::default().with_namespace("prod", &[]);
-        let ambient = StaticCluster::default()
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[]);
+        let ambient = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")]);
         let plain = pod(json!({}), app());
         assert!(run(
@@ -1099,15 +1110,16 @@ mod tests {
 
     // ---- ambient mode
 
-    fn ambient_ns() -> StaticCluster {
-        StaticCluster::default().with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")])
+    fn ambient_ns() -> Inventory {
+        Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio.io/dataplane-mode", "ambient")])
     }
 
     #[test]
     fn ambient_pods_are_in_the_mesh_without_a_sidecar() {
-        let bare = StaticCluster::default().with_namespace("prod", &[("team", "a")]);
-        let disabled =
-            StaticCluster::default().with_namespace("prod", &[("istio-injection", "disabled")]);
+        let bare = Inventory::complete(Vec::new()).with_namespace("prod", &[("team", "a")]);
+        let disabled = Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio-injection", "disabled")]);
         for kind in Kind::WORKLOADS.iter().copied() {
             let p = prefix(kind);
             // inject=false is moot where ztunnel captures the pod ...

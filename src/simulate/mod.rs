@@ -228,7 +228,7 @@ pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         } else {
             scenario::load_manifests(&args.paths, &args.namespace, &[])?
         };
-        let set = PolicySet::from_inventory(&inventory, mesh).assume_custom_deny(args.custom_deny);
+        let set = scenario::policy_set(&inventory, mesh).assume_custom_deny(args.custom_deny);
         simulate(&inventory, &set, &spec)
     })();
     let (resolved, ex) = match result {

@@ -22,7 +22,7 @@
 
 use super::scenario::{self, Caller, RequestSpec, TokenSpec};
 use super::{mesh_of, simulate, EXIT_USAGE};
-use crate::authz::{Explanation, PolicySet, Verdict};
+use crate::authz::{Explanation, Verdict};
 use crate::inventory::Inventory;
 use clap::Args;
 use serde::Deserialize;
@@ -386,7 +386,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     let mut outcomes = Vec::new();
     for (inventory, tests) in &suites {
         let set =
-            PolicySet::from_inventory(inventory, mesh.clone()).assume_custom_deny(args.custom_deny);
+            scenario::policy_set(inventory, mesh.clone()).assume_custom_deny(args.custom_deny);
         for t in tests {
             match simulate(inventory, &set, &t.spec) {
                 Ok((_, explanation)) => outcomes.push(Outcome {

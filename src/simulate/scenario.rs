@@ -61,6 +61,14 @@ pub fn load_cluster(
     Ok(Inventory::complete(collected.objects))
 }
 
+/// The security policies of an inventory, compiled.
+pub fn policy_set(inventory: &Inventory, mesh: Mesh) -> crate::authz::PolicySet {
+    crate::authz::PolicySet::new(
+        mesh,
+        inventory.objects().iter().map(|o| (o.kind, &o.object)),
+    )
+}
+
 /// Who calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {

@@ -28,6 +28,8 @@ pub struct State {
     pub late_namespaces: BTreeMap<String, Labels>,
     pub listed_accounts: BTreeSet<(String, String)>,
     pub late_accounts: BTreeSet<(String, String)>,
+    /// Namespaces (listed or late) that are Terminating: served with a `deletionTimestamp`.
+    pub terminating: BTreeSet<String>,
     /// Direct GETs of these names answer 500.
     pub failing: BTreeSet<String>,
     /// Direct GETs of these names answer after this long.
@@ -57,6 +59,15 @@ pub fn meta_object(name: &str, namespace: Option<&str>, labels: &Labels, rv: u64
         metadata["namespace"] = json!(ns);
     }
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata})
+}
+
+/// A Namespace's metadata, Terminating (`deletionTimestamp` set) when `terminating`.
+pub fn namespace_object(name: &str, labels: &Labels, rv: u64, terminating: bool) -> Value {
+    let mut o = meta_object(name, None, labels, rv);
+    if terminating {
+        o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    o
 }
 
 /// A list page; `next` is the offset the `continue` token of the next page encodes.
@@ -144,7 +155,7 @@ pub async fn handle(
                 .iter()
                 .skip(skip)
                 .take(take)
-                .map(|(n, l)| meta_object(n, None, l, 1))
+                .map(|(n, l)| namespace_object(n, l, 1, s.terminating.contains(n)))
                 .collect();
             let more = s.listed_namespaces.len() > skip + take;
             json_response(
@@ -176,7 +187,7 @@ pub async fn handle(
                     .listed_namespaces
                     .get(*name)
                     .or_else(|| s.late_namespaces.get(*name))
-                    .cloned();
+                    .map(|l| namespace_object(name, l, 1, s.terminating.contains(*name)));
                 (s.slow.get(*name).copied(), s.failing.contains(*name), found)
             };
             if let Some(d) = delay {
@@ -188,9 +199,7 @@ pub async fn handle(
                     "InternalError",
                     "etcdserver: request timed out",
                 ),
-                (false, Some(labels)) => {
-                    json_response(StatusCode::OK, &meta_object(name, None, &labels, 1))
-                }
+                (false, Some(object)) => json_response(StatusCode::OK, &object),
                 (false, None) => status(
                     StatusCode::NOT_FOUND,
                     "NotFound",
@@ -281,6 +290,12 @@ impl ApiServer {
 
     /// Send one namespace watch event once a watch is open.
     pub async fn namespace_event(&self, kind: &str, name: &str, labels: &Labels, rv: u64) {
+        self.namespace_event_of(kind, meta_object(name, None, labels, rv))
+            .await;
+    }
+
+    /// Send a watch event of a namespace object built by the caller (e.g. `namespace_object`).
+    pub async fn namespace_event_of(&self, kind: &str, object: Value) {
         let until = Instant::now() + Duration::from_secs(10);
         while self.namespace_events.receiver_count() == 0 {
             assert!(
@@ -289,7 +304,7 @@ impl ApiServer {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let line = json!({"type": kind, "object": meta_object(name, None, labels, rv)});
+        let line = json!({"type": kind, "object": object});
         self.namespace_events.send(line.to_string()).expect("send");
     }
 

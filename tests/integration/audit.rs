@@ -24,6 +24,9 @@ struct ApiServer {
     requests: Mutex<Vec<String>>,
     /// Answer everything with 500 (a broken cluster).
     broken: bool,
+    /// Serve the pods in one page whatever page size is asked for (serve's periodic audit
+    /// lists with its own page size); otherwise insist on the tests' page size of 2.
+    any_page_size: bool,
 }
 
 fn list(items: Vec<Value>, cont: Option<&str>) -> Value {
@@ -80,6 +83,14 @@ fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
             None,
         )),
         // Three pods over two pages (limit must be honoured, then the continue token).
+        "/api/v1/pods" if state.any_page_size => ok(list(
+            vec![
+                pod("shop", "web-abc-1", "web", Some("web-abc")),
+                pod("shop", "web-abc-2", "web", Some("web-abc")),
+                pod("pay", "ledger", "ledger", None),
+            ],
+            None,
+        )),
         "/api/v1/pods" => match param("continue").as_deref() {
             None => {
                 assert_eq!(param("limit").as_deref(), Some("2"), "page size sent");
@@ -298,7 +309,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
 async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     let state = Arc::new(ApiServer::default());
     let url = start(state).await;
-    let engine = Arc::new(Engine::new(Policy::builtin(), None));
+    let engine = meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), None));
     let metrics = Metrics::new().expect("metrics");
     // A stale series from an earlier run must disappear.
     metrics
@@ -337,6 +348,81 @@ async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     );
     assert_eq!(metrics.render(), text, "gauges untouched");
     assert_eq!(metrics.audit_last_run.get(), last_run);
+}
+
+/// The bug this guards against: serve built the periodic audit's engine once from the start-up
+/// policy, so a reloaded policy reached the webhook but never the audit (metrics, reports).
+#[tokio::test]
+async fn a_policy_reload_reaches_the_next_periodic_audit() {
+    crate::common::init();
+    let url = start(Arc::new(ApiServer {
+        any_page_size: true,
+        ..Default::default()
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{url}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\nusers:\n- name: nobody\n  user: {{}}\n"),
+    )
+    .expect("kubeconfig");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "mode: enforce\n").expect("policy");
+    let mut config = crate::common::serve_args(&[
+        "--config-reload-interval",
+        "50ms",
+        "--audit-interval",
+        "200ms",
+    ]);
+    config.no_cluster = false;
+    config.kubeconfig = Some(kubeconfig);
+    config.config = Some(policy.clone());
+    let started = meshguard::serve::start(&config)
+        .await
+        .expect("serve starts");
+    let metrics = started.state.admission.metrics.clone();
+    let series = "meshguard_audit_violations{namespace=\"shop\",rule=\"mtls-not-strict\"}";
+    let wait_for = |want: bool| {
+        let metrics = metrics.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while metrics.render().contains(series) != want {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "periodic audit never {} {series}:\n{}",
+                    if want { "reported" } else { "dropped" },
+                    metrics.render()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(true).await;
+    // Turn the check off in the policy file: the next audit must judge with the new policy.
+    std::fs::write(&policy, "rules:\n  mtls-not-strict:\n    action: off\n").expect("policy");
+    wait_for(false).await;
+    assert!(
+        metrics
+            .render()
+            .contains("meshguard_config_reloads_total{result=\"success\"} 1"),
+        "{}",
+        metrics.render()
+    );
+    // ... and the webhook shares that engine.
+    assert_eq!(
+        started
+            .state
+            .admission
+            .engine
+            .current()
+            .policy()
+            .rules
+            .get("mtls-not-strict")
+            .and_then(|r| r.action),
+        Some(meshguard::finding::Action::Off)
+    );
+    started.shutdown().await;
 }
 
 #[test]

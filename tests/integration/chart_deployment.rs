@@ -10,8 +10,8 @@
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use meshguard::config::Policy;
-use meshguard::context::StaticCluster;
 use meshguard::engine::Engine;
+use meshguard::inventory::Inventory;
 use meshguard::resource::{Kind, Review};
 
 const DEPLOYMENT: &str = include_str!("../fixtures/chart/deployment.yaml");
@@ -44,9 +44,9 @@ fn review<'a>(obj: &'a DynamicObject, op: &'a Operation) -> Review<'a> {
     }
 }
 
-fn cluster() -> StaticCluster {
+fn cluster() -> Inventory {
     // The release namespace as `helm install --create-namespace` makes it: no injection label.
-    StaticCluster::default()
+    Inventory::complete(Vec::new())
         .with_namespace(NAMESPACE, &[("kubernetes.io/metadata.name", NAMESPACE)])
         .with_service_account(NAMESPACE, "meshguard")
 }

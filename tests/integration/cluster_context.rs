@@ -4,12 +4,14 @@
 //! `kube::Config` with its URL. Scale is measured by `cargo bench --bench cache`.
 //!
 //! Covered: cache hit (no direct GET), cache miss answered by one direct GET, GET failure and GET
-//! timeout under both `onLookupFailure` values, a namespace label change arriving by watch, and
+//! timeout under both `onLookupFailure` values, a namespace label change arriving by watch, a
+//! namespace turning Terminating (by list, watch and GET) exempting DELETEs in it, and
 //! readiness (`synced`, `meshguard_cache_synced`).
 
-use crate::api_double::{labels, ApiServer, Labels, State};
+use crate::api_double::{labels, namespace_object, ApiServer, Labels, State};
 use kube::core::admission::Operation;
 use kube::core::DynamicObject;
+use meshguard::admission::{Admission, Webhook};
 use meshguard::cluster::KubeCluster;
 use meshguard::context::{ClusterSource, Lookup};
 use meshguard::engine::Engine;
@@ -49,6 +51,11 @@ fn evaluate(engine: &Engine, source: &KubeCluster, r: &Review<'_>) -> Vec<String
         .iter()
         .map(|f| format!("[{}] {}", f.rule, f.violation.message))
         .collect()
+}
+
+/// What the built-in policy's rules read from the cluster for this review.
+fn lookups(r: &meshguard::resource::Review<'_>) -> Vec<meshguard::context::LookupKey> {
+    meshguard::engine::Engine::new(meshguard::config::Policy::default(), None).lookups(r)
 }
 
 fn policy(on_lookup_failure: &str) -> Engine {
@@ -93,7 +100,7 @@ async fn cache_hit_answers_without_a_get_and_feeds_the_mutation() {
     let op = Operation::Create;
     let o = deployment("prod", "web");
     let r = review("prod", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     let engine = policy("deny");
     let findings = evaluate(&engine, &cluster, &r);
     assert_eq!(findings.len(), 1, "{findings:?}");
@@ -127,7 +134,7 @@ async fn cache_miss_falls_back_to_one_get() {
     let o = deployment("late", "api");
     let r = review("late", &op, &o);
     assert_eq!(cluster.view().namespace_labels("late"), Lookup::Unknown);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(
         cluster.view().namespace_labels("late"),
         Lookup::Found(labels(&[("istio-injection", "enabled")]))
@@ -153,13 +160,13 @@ async fn cache_miss_falls_back_to_one_get() {
         vec!["default-service-account"]
     );
     // The answer is remembered: a second review does not GET again.
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(server.gets().len(), 2);
 
     // A ServiceAccount that does not exist: 404 → Missing → the fix says what to create.
     let o = deployment("late", "reports");
     let r = review("late", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(
         cluster.view().service_account("late", "reports"),
         Lookup::Missing
@@ -186,7 +193,7 @@ async fn failed_get_follows_on_lookup_failure() {
     let mut o = deployment("broken", "web");
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
     let r = review("broken", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(server.gets(), vec!["/api/v1/namespaces/broken".to_owned()]);
     assert_eq!(cluster.view().namespace_labels("broken"), Lookup::Unknown);
 
@@ -215,7 +222,9 @@ async fn slow_get_is_cut_at_the_deadline() {
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
     let r = review("slow", &op, &o);
     let start = Instant::now();
-    cluster.prepare(&r, Duration::from_millis(200)).await;
+    cluster
+        .prepare(&lookups(&r), Duration::from_millis(200))
+        .await;
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -262,7 +271,7 @@ async fn label_change_arrives_by_watch() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert!(evaluate(&engine, &cluster, &r).is_empty());
 
     // A ServiceAccount created later arrives the same way, and deletions are seen too.
@@ -308,10 +317,99 @@ async fn not_synced_until_the_lists_arrive() {
     let op = Operation::Create;
     let o = deployment("prod", "web");
     let r = review("prod", &op, &o);
-    cluster.prepare(&r, DEADLINE).await;
+    cluster.prepare(&lookups(&r), DEADLINE).await;
     assert_eq!(cluster.view().namespace_labels("prod"), Lookup::Unknown);
     assert_eq!(
         cluster.view().service_account("prod", "web"),
         Lookup::Unknown
+    );
+}
+
+/// The validating answer of `admission` to `review`.
+async fn validate(admission: &Admission, review: &serde_json::Value) -> serde_json::Value {
+    let body = serde_json::to_vec(review).expect("json");
+    let out = admission
+        .handle(Webhook::Validate, &body, Duration::from_secs(5))
+        .await
+        .expect("answered");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+    v["response"].clone()
+}
+
+/// kube-controller-manager deleting a namespace-wide STRICT PeerAuthentication in `namespace`
+/// as `system:kube-controller-manager` (`--use-service-account-credentials=false`), from the
+/// captured review of `kubectl delete peerauthentication default-strict`.
+fn teardown_delete(namespace: &str) -> serde_json::Value {
+    let mut review: serde_json::Value = serde_json::from_slice(include_bytes!(
+        "../fixtures/admission/peerauthentication-delete-strict-v1beta1.json"
+    ))
+    .expect("fixture");
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["oldObject"]["metadata"]["namespace"] = json!(namespace);
+    review["request"]["userInfo"] =
+        json!({"username": "system:kube-controller-manager", "groups": ["system:authenticated"]});
+    review
+}
+
+#[tokio::test]
+async fn terminating_namespace_exempts_deletes_by_any_identity() {
+    let injected = labels(&[("istio-injection", "enabled")]);
+    let mut state = State::default();
+    state
+        .listed_namespaces
+        .insert("prod".into(), injected.clone());
+    state
+        .listed_namespaces
+        .insert("retired".into(), injected.clone());
+    state.terminating.insert("retired".into());
+    state
+        .late_namespaces
+        .insert("late".into(), injected.clone());
+    state.terminating.insert("late".into());
+    let server = ApiServer::start(state).await;
+    let cluster = synced_cluster(&server, None).await;
+    let view = cluster.view();
+    assert_eq!(view.namespace_terminating("prod"), Lookup::Found(false));
+    assert_eq!(view.namespace_terminating("retired"), Lookup::Found(true));
+    assert_eq!(view.namespace_terminating("late"), Lookup::Unknown);
+
+    let source: Arc<dyn ClusterSource> = cluster.clone();
+    let admission = Admission::new(
+        meshguard::engine::EngineHandle::new(policy("deny")),
+        Metrics::new().expect("metrics"),
+        source,
+    );
+    // A live namespace: the delete weakens mTLS and is refused, whoever sends it.
+    let resp = validate(&admission, &teardown_delete("prod")).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(resp["status"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("[pa-weakening-delete]")));
+    // Terminating by the initial list: let through.
+    let resp = validate(&admission, &teardown_delete("retired")).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+
+    // `kubectl delete namespace prod` reaches the cache by watch (deletionTimestamp set).
+    server
+        .namespace_event_of("MODIFIED", namespace_object("prod", &injected, 2, true))
+        .await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while cluster.view().namespace_terminating("prod") != Lookup::Found(true) {
+        assert!(
+            Instant::now() < until,
+            "the Terminating state never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = validate(&admission, &teardown_delete("prod")).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+
+    // Not in the cache yet: the direct GET answers, deletionTimestamp included.
+    let resp = validate(&admission, &teardown_delete("late")).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(server.gets(), vec!["/api/v1/namespaces/late".to_owned()]);
+    assert_eq!(
+        cluster.view().namespace_terminating("late"),
+        Lookup::Found(true)
     );
 }

@@ -7,7 +7,7 @@
 //! `serviceAccountName: default` on Pods), then meshguard's mutating webhook (`Engine::mutate`, patch applied with `json_patch`),
 //! then meshguard's validating webhook (`Engine::evaluate`) on the patched object. A second
 //! mutate pass over the patched object must emit nothing (`reinvocationPolicy: IfNeeded`).
-//! Lookups go to a `StaticCluster` built per case from its `role: context` resources and its
+//! Lookups go to a `Inventory` built per case from its `role: context` resources and its
 //! Namespaces, each admitted through meshguard first (see [`Mapping::namespace`]).
 //!
 //! What is asserted:
@@ -30,9 +30,9 @@
 use json_patch::{Patch, PatchOperation};
 use kube::core::DynamicObject;
 use meshguard::config::Policy;
-use meshguard::context::StaticCluster;
 use meshguard::engine::{Engine, Evaluation, Mutated};
 use meshguard::finding::Action;
+use meshguard::inventory::Inventory;
 use meshguard::resource::{Kind, Review};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -393,7 +393,7 @@ impl Admitted {
 /// meshguard does not handle; `Err` when meshguard's patch does not apply or parse.
 fn admit(
     engine: &Engine,
-    cluster: &StaticCluster,
+    cluster: &Inventory,
     mut v: Value,
     default_ns: &str,
 ) -> Result<Option<Admitted>, String> {
@@ -469,7 +469,7 @@ fn admit(
 
 /// Add an admitted Namespace to the view: the labels it is stored with, and the `default`
 /// ServiceAccount the ServiceAccount controller creates in it.
-fn record_namespace(cluster: &mut StaticCluster, a: &Admitted) {
+fn record_namespace(cluster: &mut Inventory, a: &Admitted) {
     let labels: BTreeMap<String, String> = a.patched["metadata"]["labels"]
         .as_object()
         .map(|m| {
@@ -478,10 +478,8 @@ fn record_namespace(cluster: &mut StaticCluster, a: &Admitted) {
                 .collect()
         })
         .unwrap_or_default();
-    cluster.namespaces.insert(a.namespace.clone(), labels);
-    cluster
-        .service_accounts
-        .insert((a.namespace.clone(), "default".to_owned()));
+    cluster.insert_namespace(&a.namespace, labels);
+    cluster.insert_service_account(&a.namespace, "default");
 }
 
 /// Build a case's cluster view: its implicit namespace, its Namespaces and its `role: context`
@@ -496,10 +494,11 @@ fn cluster_for(
     resources: &serde_json::Map<String, Value>,
     failures: &mut Vec<String>,
     report: &mut Vec<String>,
-) -> (StaticCluster, String) {
-    let mut cluster = StaticCluster {
-        partial: mapping.namespace == Ns::Unknown,
-        ..StaticCluster::default()
+) -> (Inventory, String) {
+    let mut cluster = if mapping.namespace == Ns::Unknown {
+        Inventory::partial(Vec::new())
+    } else {
+        Inventory::complete(Vec::new())
     };
     let default_ns = match mapping.namespace {
         Ns::Fresh(name) => {
@@ -532,9 +531,7 @@ fn cluster_for(
         if entry["kind"].as_str() == Some("ServiceAccount") {
             let ns = v["metadata"]["namespace"].as_str().unwrap_or(&default_ns);
             let name = v["metadata"]["name"].as_str().unwrap_or("");
-            cluster
-                .service_accounts
-                .insert((ns.to_owned(), name.to_owned()));
+            cluster.insert_service_account(ns, name);
             continue;
         }
         match admit(engine, &cluster.clone(), v, &default_ns) {
@@ -857,7 +854,7 @@ fn conformance_cases() {
     // Generated objects: meshguard does not generate them, but must admit them by hand.
     for (case, file) in GENERATED {
         let v = yaml(&root().join(case).join(file));
-        let cluster = StaticCluster::default();
+        let cluster = Inventory::complete(Vec::new());
         match admit(&engine, &cluster, v, "default") {
             Ok(Some(a)) if !a.after.denied() => report.push(format!(
                 "REPORT {case}/{file}: generated upstream, admitted by meshguard when created by hand {}",
@@ -990,13 +987,13 @@ fn notes_beyond_upstream_data() {
         let mut v = yaml(&root().join(case).join(file));
         json_patch::merge(&mut v, &merge());
         // A fresh namespace labeled for injection, as in the case's own cluster view.
-        let mut cluster = StaticCluster::default();
+        let mut cluster = Inventory::complete(Vec::new());
         let ns = match mapping.namespace {
             Ns::Fresh(n) => n,
             _ => "default",
         };
-        cluster.namespaces.insert(
-            ns.to_owned(),
+        cluster.insert_namespace(
+            ns,
             [("istio-injection".to_owned(), "enabled".to_owned())].into(),
         );
         let a = match admit(&engine, &cluster, v, ns) {

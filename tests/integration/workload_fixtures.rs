@@ -1,13 +1,14 @@
 //! Captured AdmissionReviews (tests/fixtures/admission/, see its README) through
-//! `Admission::handle`, with a `StaticCluster` as the cluster: the tutorial's namespace, workloads
+//! `Admission::handle`, with a `Inventory` as the cluster: the tutorial's namespace, workloads
 //! and pods flow the way the tutorial intends once meshguard is in the path.
 
 use base64::Engine as _;
 use kube::core::DynamicObject;
 use meshguard::admission::{Admission, Webhook};
 use meshguard::config::Policy;
-use meshguard::context::{ClusterSource, StaticCluster};
+use meshguard::context::ClusterSource;
 use meshguard::engine::Engine;
+use meshguard::inventory::Inventory;
 use meshguard::metrics::Metrics;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -22,18 +23,18 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn admission(cluster: StaticCluster, policy: Policy) -> Admission {
+fn admission(cluster: Inventory, policy: Policy) -> Admission {
     let source: Arc<dyn ClusterSource> = Arc::new(cluster);
     Admission::new(
-        Engine::new(policy, Some("meshguard")),
+        meshguard::engine::EngineHandle::new(Engine::new(policy, Some("meshguard"))),
         Metrics::new().expect("metrics"),
         source,
     )
 }
 
 /// The namespace of the tutorial, labeled for injection, with the given ServiceAccounts.
-fn production(accounts: &[&str]) -> StaticCluster {
-    let mut c = StaticCluster::default().with_namespace(
+fn production(accounts: &[&str]) -> Inventory {
+    let mut c = Inventory::complete(Vec::new()).with_namespace(
         "production",
         &[
             ("istio-injection", "enabled"),
@@ -207,7 +208,7 @@ async fn every_template_kind_is_patched_at_its_own_path() {
 
 #[tokio::test]
 async fn namespace_gets_its_injection_label() {
-    let a = admission(StaticCluster::default(), Policy::default());
+    let a = admission(Inventory::complete(Vec::new()), Policy::default());
     let review = fixture("namespace-create.json");
     // Without the mutation, validation refuses the bare namespace.
     let resp = send(&a, Webhook::Validate, &review).await;
@@ -242,7 +243,7 @@ async fn namespace_gets_its_injection_label() {
 async fn namespace_with_a_revision_gets_istio_io_rev() {
     let policy = meshguard::catalogue::policy_from_yaml("injectionRevision: stable\n", "test")
         .expect("policy");
-    let a = admission(StaticCluster::default(), policy);
+    let a = admission(Inventory::complete(Vec::new()), policy);
     let review = fixture("namespace-create.json");
     let resp = send(&a, Webhook::Mutate, &review).await;
     assert_eq!(
@@ -258,7 +259,7 @@ async fn namespace_with_a_revision_gets_istio_io_rev() {
 
 #[tokio::test]
 async fn disabling_injection_on_the_namespace_is_refused_not_overridden() {
-    let a = admission(StaticCluster::default(), Policy::default());
+    let a = admission(Inventory::complete(Vec::new()), Policy::default());
     let review = fixture("namespace-update-injection-disabled.json");
     let resp = send(&a, Webhook::Mutate, &review).await;
     assert!(
@@ -289,7 +290,7 @@ async fn disabling_injection_on_the_namespace_is_refused_not_overridden() {
 
     // In warn mode the same change passes with a warning.
     let warn = meshguard::catalogue::policy_from_yaml("mode: warn\n", "test").expect("policy");
-    let a = admission(StaticCluster::default(), warn);
+    let a = admission(Inventory::complete(Vec::new()), warn);
     let resp = send(&a, Webhook::Validate, &removal).await;
     assert_eq!(resp["allowed"], true);
     assert!(warnings(&resp)[0].starts_with("[ns-injection-missing]"));
@@ -297,7 +298,7 @@ async fn disabling_injection_on_the_namespace_is_refused_not_overridden() {
 
 #[tokio::test]
 async fn root_namespace_is_exempt() {
-    let a = admission(StaticCluster::default(), Policy::default());
+    let a = admission(Inventory::complete(Vec::new()), Policy::default());
     let review = fixture("namespace-create-istio-system.json");
     assert!(patch_of(&send(&a, Webhook::Mutate, &review).await).is_empty());
     assert_eq!(send(&a, Webhook::Validate, &review).await["allowed"], true);
@@ -382,10 +383,7 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
 
 #[tokio::test]
 async fn unknown_namespace_follows_on_lookup_failure() {
-    let unknown = StaticCluster {
-        partial: true,
-        ..StaticCluster::default()
-    };
+    let unknown = Inventory::partial(Vec::new());
     let review = fixture("cronjob-create.json");
     let a = admission(unknown.clone(), Policy::default());
     let resp = send(&a, Webhook::Validate, &review).await;

@@ -1,22 +1,15 @@
-//! HTTPS admission listener and plain-HTTP admin listener.
-//!
-//! The library owns the routers, so tests drive exactly what the binary serves. The TLS loop is
-//! hand-rolled on hyper-util so we control what axum::serve does not: per-handshake certificate
-//! resolution, a handshake deadline, a connection cap, header-read timeout, HTTP/2 reset-flood
-//! limits, and graceful drain.
+//! The HTTPS admission listener: a TLS accept loop hand-rolled on hyper-util, so we control
+//! what `axum::serve` does not: per-handshake certificate resolution, a handshake deadline, a
+//! connection cap, header-read timeout, idle and HTTP/2 reset-flood watchdogs per connection,
+//! and graceful drain. The routes it carries are [`crate::http`]'s.
 
-use crate::admission::{Admission, BadReview, Webhook};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -56,155 +49,6 @@ impl Default for Limits {
             max_cancelled_per_10s: 500,
         }
     }
-}
-
-/// Shared state of both listeners.
-#[derive(Clone)]
-pub struct AppState {
-    pub admission: Arc<Admission>,
-    /// The TLS listener is bound and the config is valid.
-    pub listening: Arc<AtomicBool>,
-    pub limits: Arc<Limits>,
-}
-
-impl AppState {
-    pub fn ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && self.admission.cluster.synced()
-    }
-}
-
-/// The admission router: `POST /validate`, `POST /mutate`, and health probes.
-pub fn admission_router(state: AppState) -> Router {
-    let limit = state.limits.max_body_bytes;
-    Router::new()
-        .route("/validate", post(validate))
-        .route("/mutate", post(mutate))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        // The admission handlers read the body themselves with `limit` (clear 413 message).
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
-}
-
-/// The admin router (plain HTTP): metrics and probes, no admission traffic.
-pub fn admin_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-}
-
-async fn validate(state: State<AppState>, request: Request) -> Response {
-    review(state, request, Webhook::Validate).await
-}
-
-async fn mutate(state: State<AppState>, request: Request) -> Response {
-    review(state, request, Webhook::Mutate).await
-}
-
-/// The apiserver's `?timeout=10s`, if present and parseable.
-fn timeout_query(query: Option<&str>) -> Option<Duration> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(|t| humantime::parse_duration(t).ok())
-}
-
-async fn review(State(state): State<AppState>, request: Request, webhook: Webhook) -> Response {
-    let (parts, body) = request.into_parts();
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("Content-Type must be application/json, got {ct:?}"),
-        );
-    }
-    // The apiserver tells us how long it will wait: `?timeout=10s`.
-    let budget = timeout_query(parts.uri.query()).map_or(state.limits.request_timeout, |t| {
-        t.min(state.limits.request_timeout)
-    });
-    let body = match tokio::time::timeout(
-        budget,
-        axum::body::to_bytes(body, state.limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_big {
-                problem(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!(
-                        "request body exceeds the {} byte limit (--max-body-bytes)",
-                        state.limits.max_body_bytes
-                    ),
-                )
-            } else {
-                problem(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read the request body: {e}"),
-                )
-            };
-        }
-        Err(_) => {
-            return problem(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body did not arrive within the request timeout",
-            )
-        }
-    };
-    match tokio::time::timeout(budget, state.admission.handle(webhook, &body, budget)).await {
-        Ok(Ok(out)) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
-        Ok(Err(e @ BadReview::Encode(_))) => {
-            tracing::error!(error = %e, "response encoding failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "bad admission request");
-            problem(StatusCode::BAD_REQUEST, &e.to_string())
-        }
-        Err(_) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "review did not finish within the request timeout",
-        ),
-    }
-}
-
-fn problem(code: StatusCode, reason: &str) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{reason}\n"),
-    )
-        .into_response()
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.admission.metrics.render(),
-    )
-        .into_response()
 }
 
 /// A shutdown signal shared by the listeners: flips to `true` once.
@@ -535,16 +379,6 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Serve the admin router over plain HTTP until `shutdown`.
-pub async fn serve_admin(listener: TcpListener, router: Router, shutdown: Shutdown) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait())
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "admin listener failed");
     }
 }
 

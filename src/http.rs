@@ -1,0 +1,239 @@
+//! The HTTP side of both listeners: the admission routes (`POST /validate`, `POST /mutate`)
+//! and probes, the admin routes (`/metrics` and probes), and how a request that cannot be
+//! answered with an AdmissionReview is refused ([`Rejection`], which owns its status code).
+//! The library owns the routers, so tests drive exactly what the binary serves; the TLS accept
+//! loop that carries them is [`crate::listener`].
+
+use crate::admission::{Admission, BadReview, Webhook};
+use crate::listener::{Limits, Shutdown};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Shared state of both listeners.
+#[derive(Clone)]
+pub struct AppState {
+    pub admission: Arc<Admission>,
+    /// The TLS listener is bound and the config is valid.
+    pub listening: Arc<AtomicBool>,
+    pub limits: Arc<Limits>,
+}
+
+impl AppState {
+    pub fn ready(&self) -> bool {
+        self.listening.load(Ordering::Acquire) && self.admission.cluster.synced()
+    }
+}
+
+/// The admission router: `POST /validate`, `POST /mutate`, and health probes.
+pub fn admission_router(state: AppState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        // The admission handlers read the body themselves with `limit` (clear 413 message).
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The admin router (plain HTTP): metrics and probes, no admission traffic.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn validate(state: State<AppState>, request: Request) -> Response {
+    review(state, request, Webhook::Validate).await
+}
+
+async fn mutate(state: State<AppState>, request: Request) -> Response {
+    review(state, request, Webhook::Mutate).await
+}
+
+/// The apiserver's `?timeout=10s`, if present and parseable.
+fn timeout_query(query: Option<&str>) -> Option<Duration> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(|t| humantime::parse_duration(t).ok())
+}
+
+/// Why a review request was answered without an AdmissionReview. The status code each
+/// deserves lives here, on the type.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("Content-Type must be application/json, got {0:?}")]
+    ContentType(String),
+    #[error("request body exceeds the {0} byte limit (--max-body-bytes)")]
+    TooLarge(usize),
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error("request body did not arrive within the request timeout")]
+    BodyTimeout,
+    #[error(transparent)]
+    Review(#[from] BadReview),
+    #[error("review did not finish within the request timeout")]
+    ReviewTimeout,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Body(_) => StatusCode::BAD_REQUEST,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Review(e) => e.status(),
+            Rejection::ReviewTimeout => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "review failed");
+        } else {
+            tracing::debug!(error = %self, "bad admission request");
+        }
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{self}\n"),
+        )
+            .into_response()
+    }
+}
+
+impl BadReview {
+    /// 500 when meshguard failed to encode its own answer, 400 for what the client sent.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BadReview::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for BadReview {
+    fn into_response(self) -> Response {
+        Rejection::Review(self).into_response()
+    }
+}
+
+async fn review(State(state): State<AppState>, request: Request, webhook: Webhook) -> Response {
+    match answer(&state, request, webhook).await {
+        Ok(out) => ([(header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Read the body within the budget and let the admission front end answer it.
+async fn answer(
+    state: &AppState,
+    request: Request,
+    webhook: Webhook,
+) -> Result<Vec<u8>, Rejection> {
+    let (parts, body) = request.into_parts();
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(Rejection::ContentType(ct.to_owned()));
+    }
+    // The apiserver tells us how long it will wait: `?timeout=10s`.
+    let budget = timeout_query(parts.uri.query()).map_or(state.limits.request_timeout, |t| {
+        t.min(state.limits.request_timeout)
+    });
+    let limit = state.limits.max_body_bytes;
+    let body = match tokio::time::timeout(budget, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if too_big {
+                Rejection::TooLarge(limit)
+            } else {
+                Rejection::Body(e.to_string())
+            });
+        }
+        Err(_) => return Err(Rejection::BodyTimeout),
+    };
+    match tokio::time::timeout(budget, state.admission.handle(webhook, &body, budget)).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(Rejection::ReviewTimeout),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.admission.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serve the admin router over plain HTTP until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, router: Router, shutdown: Shutdown) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.wait())
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejection_carries_its_status() {
+        let cases = [
+            (Rejection::ContentType("text/plain".into()), 415),
+            (Rejection::TooLarge(10), 413),
+            (Rejection::Body("reset".into()), 400),
+            (Rejection::BodyTimeout, 408),
+            (Rejection::Review(BadReview::NoRequest), 400),
+            (Rejection::Review(BadReview::Encode("x".into())), 500),
+            (Rejection::ReviewTimeout, 503),
+        ];
+        for (rejection, code) in cases {
+            let text = rejection.to_string();
+            let resp = rejection.into_response();
+            assert_eq!(resp.status().as_u16(), code, "{text}");
+        }
+        assert_eq!(
+            timeout_query(Some("timeout=10s")),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(timeout_query(Some("a=b")), None);
+    }
+}

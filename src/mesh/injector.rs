@@ -1,0 +1,964 @@
+//! Istio's sidecar injectors as installed: their MutatingWebhookConfigurations (who kube-apiserver
+//! sends a pod to) and their ConfigMaps (what the injector then decides, and which proxy image it
+//! puts in).
+//!
+//! * **Webhooks.** A MutatingWebhookConfiguration is an Istio injector when it carries the labels
+//!   `istioctl tag` works with (istio/istio `istioctl/pkg/tag/util.go`): `istio.io/tag` (a revision
+//!   tag, `istio-revision-tag-<tag>`, whose `istio.io/rev` names the revision it points to),
+//!   `istio.io/rev` (a revision's own injector, `istio-sidecar-injector[-<rev>]`), or
+//!   `app: sidecar-injector`; or, unlabelled, when one of its webhooks is named
+//!   `…sidecar-injector.istio.io` (the suffix `istioctl x check-inject` and the `webhook` analyzer
+//!   look for). The chart's webhooks are in
+//!   `manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml` and
+//!   `revision-tags-mwc.yaml`.
+//! * **Injector ConfigMap** `istio-sidecar-injector[-<rev>]` in the Istio namespace: key `config`
+//!   (YAML, `pkg/kube/inject/inject.go` `Config`: `policy`, `neverInjectSelector`,
+//!   `alwaysInjectSelector`, `defaultTemplates`, `templates`) and key `values` (JSON, the Helm
+//!   values the templates read: `global.hub`, `global.tag`, `global.proxy.image`, `global.variant`,
+//!   `sidecarInjectorWebhook.enableNamespacesByDefault`, `revision`).
+//! * **`injectRequired`** (`pkg/kube/inject/inject.go`) decides for a pod that reached the injector,
+//!   in this order: hostNetwork → no; namespace in `IgnoredNamespaces` (kube-system, kube-public,
+//!   kube-node-lease, local-path-storage; `pkg/kube/inject/initializer.go`) → no; the pod label
+//!   `sidecar.istio.io/inject`, else the annotation of that name: `"true"` → yes, `"false"` → no,
+//!   anything else falls through (Istio 1.27 and later; before 1.27 `y`, `yes`, `true`, `on` in any
+//!   case meant yes, empty fell through, and anything else meant no); a match of a non-empty
+//!   `neverInjectSelector` → no; of a non-empty `alwaysInjectSelector` → yes; else `policy`
+//!   (`enabled` → yes, `disabled` → no, anything else, including absent → no).
+//! * **Proxy image** (`files/injection-template.yaml` and `ProxyImage` / `imageURL` in
+//!   `pkg/kube/inject/inject.go`): the pod annotation `sidecar.istio.io/proxyImage`, else
+//!   `global.proxy.image`, used as is when it contains a `/`; otherwise
+//!   `<global.hub>/<global.proxy.image or proxyv2>:<global.tag>` with the image type appended to the
+//!   tag (`-distroless`, `-debug`; `default` appends nothing, and a known suffix already on the tag
+//!   is replaced). The image type is the ProxyConfig's `image.imageType` (MeshConfig
+//!   `defaultConfig`, overridden by the pod annotation `proxy.istio.io/config`), else
+//!   `global.variant`, and the annotation `sidecar.istio.io/proxyImageType` overrides both.
+//!   ProxyConfig custom resources can also set the image type; they are not read here.
+
+use super::decision::{PodSetting, SettingSource, Why};
+use super::mesh_config::{json_type, parse_yaml};
+use super::selector::{Labels, Selector};
+use super::{MeshError, Origin};
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+/// `istio.io/rev`: on a namespace or pod, the revision (or tag) to inject; on an injector object,
+/// its revision.
+pub const REV_LABEL: &str = "istio.io/rev";
+/// `istio.io/tag` on a revision tag's MutatingWebhookConfiguration.
+pub const TAG_LABEL: &str = "istio.io/tag";
+/// `istio-injection` on a namespace.
+pub const INJECTION_LABEL: &str = "istio-injection";
+/// `sidecar.istio.io/inject`, a pod label (or the deprecated annotation).
+pub const INJECT: &str = "sidecar.istio.io/inject";
+/// The revision name of Istio's default (unrevisioned) install.
+pub const DEFAULT_REVISION: &str = "default";
+/// Namespaces Istio's injector never injects (`inject.IgnoredNamespaces`).
+pub const IGNORED_NAMESPACES: [&str; 4] = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
+/// The name of the injector ConfigMap of the default revision.
+pub const INJECTOR_CONFIG_MAP: &str = "istio-sidecar-injector";
+
+const PROXY_IMAGE_ANNOTATION: &str = "sidecar.istio.io/proxyImage";
+const PROXY_IMAGE_TYPE_ANNOTATION: &str = "sidecar.istio.io/proxyImageType";
+const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+
+/// `failurePolicy` of a webhook (`Fail` when unset, the v1 default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Fail,
+    Ignore,
+}
+
+/// One webhook of an Istio injector MutatingWebhookConfiguration.
+#[derive(Clone, Debug)]
+pub struct InjectorWebhook {
+    /// The MutatingWebhookConfiguration's name.
+    pub configuration: String,
+    /// The webhook's name, e.g. `rev.namespace.sidecar-injector.istio.io`.
+    pub name: String,
+    /// The revision that injects: the configuration's `istio.io/rev` label (`default` when absent).
+    pub revision: String,
+    /// The revision tag, for a tag's configuration (`istio.io/tag`).
+    pub tag: Option<String>,
+    /// `namespaceSelector` (null means everything, as the API server defaults it).
+    pub namespace_selector: Selector,
+    /// `objectSelector` (null means everything).
+    pub object_selector: Selector,
+    /// Whether its `rules` send a Pod CREATE to it at all.
+    pub covers_pod_create: bool,
+    pub failure_policy: FailurePolicy,
+    /// `matchConditions` (CEL) count: they can narrow the match further, and are not evaluated here.
+    pub match_conditions: usize,
+    /// `clientConfig.service` as (namespace, name), when the webhook calls a Service.
+    pub service: Option<(String, String)>,
+    /// Index of the injector configuration used for this webhook's revision.
+    pub(crate) injector: usize,
+}
+
+impl InjectorWebhook {
+    /// The name a namespace or pod uses to ask for this injector: the tag, else the revision.
+    pub fn served_name(&self) -> &str {
+        self.tag.as_deref().unwrap_or(&self.revision)
+    }
+
+    /// Whether kube-apiserver sends a Pod CREATE with these labels to this webhook
+    /// (`rules` aside, which [`InjectorWebhook::covers_pod_create`] says).
+    pub fn selects<N: Labels + ?Sized, P: Labels + ?Sized>(&self, ns: &N, pod: &P) -> bool {
+        self.namespace_selector.matches(ns) && self.object_selector.matches(pod)
+    }
+}
+
+impl fmt::Display for InjectorWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "webhook {:?} of MutatingWebhookConfiguration {:?} (",
+            self.name, self.configuration
+        )?;
+        match &self.tag {
+            Some(tag) => write!(f, "tag {tag} → revision {})", self.revision),
+            None => write!(f, "revision {})", self.revision),
+        }
+    }
+}
+
+/// What a MutatingWebhookConfiguration is, for Istio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InjectorIdentity {
+    pub revision: String,
+    pub tag: Option<String>,
+}
+
+/// Whether a MutatingWebhookConfiguration is an Istio sidecar injector, and which revision or tag.
+pub(crate) fn identify(mwc: &MutatingWebhookConfiguration) -> Option<InjectorIdentity> {
+    let labels = mwc.metadata.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    let named = mwc
+        .webhooks
+        .iter()
+        .flatten()
+        .any(|w| w.name.ends_with("sidecar-injector.istio.io"));
+    let is_injector = label(TAG_LABEL).is_some()
+        || label(REV_LABEL).is_some()
+        || label("app") == Some("sidecar-injector")
+        || named;
+    if !is_injector {
+        return None;
+    }
+    let revision = label(REV_LABEL)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(DEFAULT_REVISION)
+        .to_owned();
+    let tag = label(TAG_LABEL).map(str::to_owned);
+    Some(InjectorIdentity { revision, tag })
+}
+
+/// The webhooks of an injector configuration, in order.
+pub(crate) fn webhooks_of(
+    mwc: &MutatingWebhookConfiguration,
+    id: &InjectorIdentity,
+) -> Vec<InjectorWebhook> {
+    let configuration = mwc.metadata.name.clone().unwrap_or_default();
+    mwc.webhooks
+        .iter()
+        .flatten()
+        .map(|w| InjectorWebhook {
+            configuration: configuration.clone(),
+            name: w.name.clone(),
+            revision: id.revision.clone(),
+            tag: id.tag.clone(),
+            namespace_selector: Selector::for_webhook(w.namespace_selector.as_ref()),
+            object_selector: Selector::for_webhook(w.object_selector.as_ref()),
+            covers_pod_create: covers_pod_create(w),
+            failure_policy: match w.failure_policy.as_deref() {
+                Some("Ignore") => FailurePolicy::Ignore,
+                _ => FailurePolicy::Fail,
+            },
+            match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
+            service: w
+                .client_config
+                .service
+                .as_ref()
+                .map(|s| (s.namespace.clone(), s.name.clone())),
+            injector: 0,
+        })
+        .collect()
+}
+
+/// Whether a webhook's `rules` match a CREATE of core/v1 `pods` (kube-apiserver's
+/// `predicates/rules` `Matcher`: `*` wildcards; `pods/*` and `*/*` include the main resource; scope
+/// `*` or `Namespaced`).
+fn covers_pod_create(w: &MutatingWebhook) -> bool {
+    let any = |list: &Option<Vec<String>>, want: &str| {
+        list.iter().flatten().any(|x| x == "*" || x == want)
+    };
+    w.rules.iter().flatten().any(|r| {
+        any(&r.operations, "CREATE")
+            && any(&r.api_groups, "")
+            && any(&r.api_versions, "v1")
+            && r.resources.iter().flatten().any(|res| {
+                let (res, sub) = res.split_once('/').unwrap_or((res, ""));
+                (res == "*" || res == "pods") && (sub == "*" || sub.is_empty())
+            })
+            && matches!(r.scope.as_deref(), None | Some("*") | Some("Namespaced"))
+    })
+}
+
+/// `policy` of an injector configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InjectionPolicy {
+    Enabled,
+    Disabled,
+    /// Any other value (or none): Istio logs "Illegal value for autoInject" and injects nothing.
+    Invalid(String),
+}
+
+impl fmt::Display for InjectionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InjectionPolicy::Enabled => f.write_str("enabled"),
+            InjectionPolicy::Disabled => f.write_str("disabled"),
+            InjectionPolicy::Invalid(v) if v.is_empty() => f.write_str("unset"),
+            InjectionPolicy::Invalid(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// How the injector reads `sidecar.istio.io/inject` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectValues {
+    /// Istio 1.27 and later: only `"true"` and `"false"` decide; anything else falls through.
+    Exact,
+    /// Before 1.27: `y`, `yes`, `true`, `on` (any case) inject, empty falls through, anything else
+    /// refuses.
+    Legacy,
+}
+
+impl InjectValues {
+    /// What a `sidecar.istio.io/inject` value decides (`None`: fall through to the selectors and
+    /// policy).
+    pub fn decide(self, value: &str) -> Option<bool> {
+        match self {
+            InjectValues::Exact => match value {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            InjectValues::Legacy => {
+                if value.is_empty() {
+                    None
+                } else {
+                    Some(matches!(
+                        value.to_ascii_lowercase().as_str(),
+                        "y" | "yes" | "true" | "on"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// From the injector's image tag (`global.tag`): `1.26.x` and older are `Legacy`; anything
+    /// newer or unrecognised (a digest, `latest`) is `Exact`.
+    pub fn for_tag(tag: Option<&str>) -> Self {
+        let Some(tag) = tag else {
+            return InjectValues::Exact;
+        };
+        let mut parts = tag.split(['.', '-']);
+        let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+        match (major, minor) {
+            (Some(1), Some(minor)) if minor < 27 => InjectValues::Legacy,
+            (Some(0), Some(_)) => InjectValues::Legacy,
+            _ => InjectValues::Exact,
+        }
+    }
+}
+
+/// One revision's injector configuration, from its ConfigMap, or Istio's chart defaults when that
+/// ConfigMap is not visible.
+#[derive(Clone, Debug)]
+pub struct InjectorConfig {
+    /// The revision (`default` for the default install).
+    pub revision: String,
+    /// Where it was read: a ConfigMap, or `Origin::Default` (chart defaults assumed).
+    pub origin: Origin,
+    pub policy: InjectionPolicy,
+    /// `neverInjectSelector` entries, compiled.
+    pub never_inject: Vec<Selector>,
+    /// `alwaysInjectSelector` entries, compiled.
+    pub always_inject: Vec<Selector>,
+    /// `defaultTemplates` (`[sidecar]` when unset).
+    pub default_templates: Vec<String>,
+    /// The template names `templates` defines.
+    pub templates: Vec<String>,
+    pub hub: Option<String>,
+    pub tag: Option<String>,
+    /// `global.proxy.image`.
+    pub proxy_image_name: Option<String>,
+    /// `global.variant`.
+    pub variant: Option<String>,
+    /// `sidecarInjectorWebhook.enableNamespacesByDefault` (its effect is the `auto.*` webhook).
+    pub enable_namespaces_by_default: bool,
+    /// How `sidecar.istio.io/inject` values are read (from the injector's version).
+    pub inject_values: InjectValues,
+    /// The proxy image a pod without image annotations gets, when `values` tell.
+    pub proxy_image: Option<String>,
+    /// `defaultConfig.image.imageType` of the MeshConfig this injector renders with.
+    pub(crate) mesh_image_type: Option<String>,
+}
+
+impl InjectorConfig {
+    /// Istio's chart defaults for a revision whose ConfigMap is not visible: policy enabled, no
+    /// never/always selectors, image unknown.
+    pub fn assumed(revision: &str) -> Self {
+        InjectorConfig {
+            revision: revision.to_owned(),
+            origin: Origin::Default,
+            policy: InjectionPolicy::Enabled,
+            never_inject: Vec::new(),
+            always_inject: Vec::new(),
+            default_templates: vec!["sidecar".to_owned()],
+            templates: Vec::new(),
+            hub: None,
+            tag: None,
+            proxy_image_name: None,
+            variant: None,
+            enable_namespaces_by_default: false,
+            inject_values: InjectValues::Exact,
+            proxy_image: None,
+            mesh_image_type: None,
+        }
+    }
+
+    /// Whether this configuration was read from a ConfigMap (not assumed).
+    pub fn observed(&self) -> bool {
+        !matches!(self.origin, Origin::Default)
+    }
+
+    /// Read an injector ConfigMap. Errors in `config` or `values` are returned beside the result,
+    /// which keeps the chart default for what could not be read.
+    pub fn from_config_map(cm: &ConfigMap) -> (Self, Vec<MeshError>) {
+        let name = cm.metadata.name.as_deref().unwrap_or_default();
+        let namespace = cm.metadata.namespace.as_deref().unwrap_or_default();
+        let origin = Origin::ConfigMap {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let origin_text = origin.to_string();
+        let data = cm.data.as_ref();
+        let mut errors = Vec::new();
+        let mut cfg = InjectorConfig::assumed(DEFAULT_REVISION);
+        cfg.origin = origin;
+        match data.and_then(|d| d.get("config")) {
+            Some(text) => {
+                if let Err(e) = cfg.read_config(text, &origin_text) {
+                    errors.push(e);
+                }
+            }
+            None => errors.push(MeshError::Invalid {
+                origin: origin_text.clone(),
+                field: "data.config".to_owned(),
+                message: "no key \"config\": istiod cannot load this injector's configuration"
+                    .to_owned(),
+            }),
+        }
+        let mut values_revision = None;
+        if let Some(text) = data.and_then(|d| d.get("values")) {
+            match cfg.read_values(text, &origin_text) {
+                Ok(rev) => values_revision = rev,
+                Err(e) => errors.extend(e),
+            }
+        }
+        let label_rev = cm
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(REV_LABEL))
+            .filter(|r| !r.is_empty());
+        let name_rev = name
+            .strip_prefix(INJECTOR_CONFIG_MAP)
+            .and_then(|s| s.strip_prefix('-'))
+            .filter(|r| !r.is_empty());
+        cfg.revision = label_rev
+            .map(String::as_str)
+            .or(values_revision.as_deref())
+            .or(name_rev)
+            .unwrap_or(DEFAULT_REVISION)
+            .to_owned();
+        cfg.inject_values = InjectValues::for_tag(cfg.tag.as_deref());
+        cfg.refresh_proxy_image();
+        (cfg, errors)
+    }
+
+    /// Whether a ConfigMap is an injector configuration (`istio-sidecar-injector[-<rev>]` holding
+    /// `config` or `values`).
+    pub fn is_injector_config_map(cm: &ConfigMap) -> bool {
+        let name = cm.metadata.name.as_deref().unwrap_or_default();
+        let named = name == INJECTOR_CONFIG_MAP
+            || name
+                .strip_prefix(INJECTOR_CONFIG_MAP)
+                .is_some_and(|s| s.starts_with('-'));
+        named
+            && cm
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key("config") || d.contains_key("values"))
+    }
+
+    fn read_config(&mut self, text: &str, origin: &str) -> Result<(), MeshError> {
+        let value = parse_yaml(text, origin, "config")?;
+        let invalid = |field: &str, message: String| MeshError::Invalid {
+            origin: origin.to_owned(),
+            field: format!("config.{field}"),
+            message,
+        };
+        let map = match &value {
+            Value::Object(m) => m,
+            Value::Null => {
+                self.policy = InjectionPolicy::Invalid(String::new());
+                return Ok(());
+            }
+            other => {
+                return Err(invalid(
+                    "",
+                    format!("must be a YAML mapping, not {}", json_type(other)),
+                ))
+            }
+        };
+        self.policy = match map.get("policy") {
+            None | Some(Value::Null) => InjectionPolicy::Invalid(String::new()),
+            Some(Value::String(s)) if s == "enabled" => InjectionPolicy::Enabled,
+            Some(Value::String(s)) if s == "disabled" => InjectionPolicy::Disabled,
+            Some(Value::String(s)) => InjectionPolicy::Invalid(s.clone()),
+            Some(other) => {
+                return Err(invalid(
+                    "policy",
+                    format!("must be enabled or disabled, not {}", json_type(other)),
+                ))
+            }
+        };
+        let selectors = |field: &str| -> Result<Vec<Selector>, MeshError> {
+            match map.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        serde_json::from_value::<LabelSelector>(v.clone())
+                            .map(|s| Selector::from_label_selector(&s))
+                            .map_err(|e| invalid(&format!("{field}[{i}]"), e.to_string()))
+                    })
+                    .collect(),
+                Some(other) => Err(invalid(
+                    field,
+                    format!(
+                        "must be a list of label selectors, not {}",
+                        json_type(other)
+                    ),
+                )),
+            }
+        };
+        self.never_inject = selectors("neverInjectSelector")?;
+        self.always_inject = selectors("alwaysInjectSelector")?;
+        if let Some(Value::Array(t)) = map.get("defaultTemplates") {
+            let t: Vec<String> = t
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            if !t.is_empty() {
+                self.default_templates = t;
+            }
+        }
+        if let Some(Value::Object(t)) = map.get("templates") {
+            self.templates = t.keys().cloned().collect();
+        }
+        Ok(())
+    }
+
+    /// Read `values`; returns its `revision` (empty means the default revision).
+    fn read_values(&mut self, text: &str, origin: &str) -> Result<Option<String>, Vec<MeshError>> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            vec![MeshError::Json {
+                origin: origin.to_owned(),
+                key: "values".to_owned(),
+                message: e.to_string(),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        let mut string = |path: &[&str]| -> Option<String> {
+            let v = path.iter().try_fold(&value, |v, k| v.get(k))?;
+            match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                // global.tag may be a number in Helm values (`tag: 1.27`); Go prints it with %v.
+                Value::Number(n) if path == ["global", "tag"] => Some(go_number(n)),
+                other => {
+                    errors.push(MeshError::Invalid {
+                        origin: origin.to_owned(),
+                        field: format!("values.{}", path.join(".")),
+                        message: format!("must be a string, not {}", json_type(other)),
+                    });
+                    None
+                }
+            }
+        };
+        self.hub = string(&["global", "hub"]);
+        self.tag = string(&["global", "tag"]);
+        self.proxy_image_name = string(&["global", "proxy", "image"]);
+        self.variant = string(&["global", "variant"]);
+        let revision = string(&["revision"]).filter(|r| !r.is_empty());
+        self.enable_namespaces_by_default = value
+            .get("sidecarInjectorWebhook")
+            .and_then(|s| s.get("enableNamespacesByDefault"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if errors.is_empty() {
+            Ok(revision)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Recompute the annotation-free proxy image (after the MeshConfig image type is known).
+    pub(crate) fn refresh_proxy_image(&mut self) {
+        self.proxy_image = self
+            .proxy_image_for(&super::selector::NoLabels)
+            .map(Cow::into_owned);
+    }
+
+    /// The `istio-proxy` image a new pod with these annotations gets from this injector, when the
+    /// injector's `values` were read. See the module documentation for the rules.
+    pub fn proxy_image_for<A: Labels + ?Sized>(&self, annotations: &A) -> Option<Cow<'_, str>> {
+        // injection-template.yaml: annotation `sidecar.istio.io/proxyImage` else
+        // .Values.global.proxy.image; used verbatim when it contains "/".
+        let chosen = annotations
+            .label(PROXY_IMAGE_ANNOTATION)
+            .or(self.proxy_image_name.as_deref());
+        if let Some(image) = chosen.filter(|i| i.contains('/')) {
+            return Some(Cow::Owned(image.to_owned()));
+        }
+        let hub = self.hub.as_deref()?;
+        let tag = self.tag.as_deref()?;
+        let name = self
+            .proxy_image_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("proxyv2");
+        let annotated_type = annotations
+            .label(PROXY_CONFIG_ANNOTATION)
+            .and_then(image_type_of_proxy_config);
+        let mut image_type = annotated_type
+            .as_deref()
+            .or(self.mesh_image_type.as_deref())
+            .filter(|t| !t.is_empty())
+            .or(self.variant.as_deref())
+            .unwrap_or("");
+        if let Some(t) = annotations.label(PROXY_IMAGE_TYPE_ANNOTATION) {
+            image_type = t;
+        }
+        Some(Cow::Owned(format!(
+            "{hub}/{name}:{}",
+            update_image_type(tag, image_type)
+        )))
+    }
+}
+
+/// `image.imageType` of a `proxy.istio.io/config` annotation (ProxyConfig YAML), when readable.
+fn image_type_of_proxy_config(yaml: &str) -> Option<String> {
+    let v = parse_yaml(yaml, "", "").ok()?;
+    v.get("image")?
+        .get("imageType")?
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// `updateImageTypeIfPresent`: replace a known type suffix on the tag, `default` meaning none.
+fn update_image_type(tag: &str, image_type: &str) -> String {
+    if image_type.is_empty() {
+        return tag.to_owned();
+    }
+    let mut tag = tag;
+    for known in ["distroless", "debug"] {
+        if let Some(base) = tag.strip_suffix(known).and_then(|t| t.strip_suffix('-')) {
+            tag = base;
+            break;
+        }
+    }
+    if image_type == "default" {
+        tag.to_owned()
+    } else {
+        format!("{tag}-{image_type}")
+    }
+}
+
+/// A JSON number as Go's `%v` prints the float64 it decodes to (`1.27`, `2`).
+fn go_number(n: &serde_json::Number) -> String {
+    if n.is_i64() || n.is_u64() {
+        return n.to_string();
+    }
+    n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string())
+}
+
+/// The pod's `sidecar.istio.io/inject` setting: the label when present (even empty), else the
+/// annotation.
+pub fn pod_setting<'a, P: Labels + ?Sized, A: Labels + ?Sized>(
+    labels: &'a P,
+    annotations: &'a A,
+) -> Option<PodSetting<'a>> {
+    if let Some(value) = labels.label(INJECT) {
+        return Some(PodSetting {
+            source: SettingSource::Label,
+            value,
+        });
+    }
+    annotations.label(INJECT).map(|value| PodSetting {
+        source: SettingSource::Annotation,
+        value,
+    })
+}
+
+/// `injectRequired` for a pod that reached this injector.
+pub(crate) fn inject_required<P: Labels + ?Sized>(
+    cfg: &InjectorConfig,
+    namespace: &str,
+    pod_labels: &P,
+    setting: Option<PodSetting<'_>>,
+    host_network: bool,
+) -> (bool, Why) {
+    if host_network {
+        return (false, Why::HostNetwork);
+    }
+    if IGNORED_NAMESPACES.contains(&namespace) {
+        return (false, Why::IgnoredNamespace);
+    }
+    if let Some(inject) = setting.and_then(|s| cfg.inject_values.decide(s.value)) {
+        return (inject, Why::PodSetting);
+    }
+    if let Some(i) = cfg
+        .never_inject
+        .iter()
+        .position(|s| !s.is_empty() && s.matches(pod_labels))
+    {
+        return (false, Why::NeverInjectSelector(i));
+    }
+    if let Some(i) = cfg
+        .always_inject
+        .iter()
+        .position(|s| !s.is_empty() && s.matches(pod_labels))
+    {
+        return (true, Why::AlwaysInjectSelector(i));
+    }
+    (cfg.policy == InjectionPolicy::Enabled, Why::Policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "istio-system"},
+            "data": data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        }))
+        .unwrap()
+    }
+
+    fn values(hub: &str, tag: Value, extra: Value) -> String {
+        let mut v = json!({"global": {"hub": hub, "tag": tag, "proxy": {"image": "proxyv2"}},
+            "sidecarInjectorWebhook": {"enableNamespacesByDefault": false}, "revision": ""});
+        if let (Some(base), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            for (k, x) in extra {
+                base.insert(k, x);
+            }
+        }
+        v.to_string()
+    }
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const CONFIG: &str = "defaultTemplates: [sidecar]\npolicy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\ninjectedAnnotations: {}\ntemplate: \"{{ Template_Version_And_Istio_Version_Mismatched_Check_Installation }}\"\ntemplates:\n  sidecar: |\n    spec:\n      containers:\n      - name: istio-proxy\n        image: \"{{ .ProxyImage }}\"\n  gateway: |\n    spec: {}\n";
+
+    #[test]
+    fn reads_an_injector_config_map() {
+        let (cfg, errors) = InjectorConfig::from_config_map(&cm(
+            "istio-sidecar-injector-canary",
+            &[
+                ("config", CONFIG),
+                (
+                    "values",
+                    &values(
+                        "docker.io/istio",
+                        json!("1.28.1"),
+                        json!({"revision": "canary", "sidecarInjectorWebhook": {"enableNamespacesByDefault": true}}),
+                    ),
+                ),
+            ],
+        ));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.revision, "canary");
+        assert!(cfg.observed());
+        assert_eq!(cfg.policy, InjectionPolicy::Enabled);
+        assert_eq!(cfg.templates, ["gateway", "sidecar"]);
+        assert!(cfg.enable_namespaces_by_default);
+        assert_eq!(cfg.inject_values, InjectValues::Exact);
+        assert_eq!(
+            cfg.proxy_image.as_deref(),
+            Some("docker.io/istio/proxyv2:1.28.1")
+        );
+    }
+
+    #[test]
+    fn revision_from_label_values_or_name() {
+        let mut c = cm("istio-sidecar-injector", &[("config", CONFIG)]);
+        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "default");
+        c.metadata.name = Some("istio-sidecar-injector-1-28".into());
+        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "1-28");
+        c.metadata.labels = Some([(REV_LABEL.to_owned(), "blue".to_owned())].into());
+        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "blue");
+        assert!(InjectorConfig::is_injector_config_map(&c));
+        assert!(!InjectorConfig::is_injector_config_map(&cm(
+            "istio-sidecar-injectorx",
+            &[("config", CONFIG)]
+        )));
+        assert!(!InjectorConfig::is_injector_config_map(&cm(
+            "istio-sidecar-injector",
+            &[("other", "")]
+        )));
+    }
+
+    #[test]
+    fn bad_config_and_values_are_errors_with_defaults_kept() {
+        let (cfg, errors) = InjectorConfig::from_config_map(&cm(
+            "istio-sidecar-injector",
+            &[("config", "policy: [\n"), ("values", "{not json")],
+        ));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0]
+            .to_string()
+            .contains("key \"config\" is not valid YAML"));
+        assert!(errors[1]
+            .to_string()
+            .contains("key \"values\" is not valid JSON"));
+        assert_eq!(cfg.policy, InjectionPolicy::Enabled, "chart default kept");
+        assert_eq!(cfg.proxy_image, None);
+
+        let (_, errors) = InjectorConfig::from_config_map(&cm(
+            "istio-sidecar-injector",
+            &[(
+                "config",
+                "policy: enabled\nneverInjectSelector: [{matchLabels: [1]}]\n",
+            )],
+        ));
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("config.neverInjectSelector[0]"),
+            "{errors:?}"
+        );
+        let (_, errors) =
+            InjectorConfig::from_config_map(&cm("istio-sidecar-injector", &[("values", "{}")]));
+        assert!(
+            errors[0].to_string().contains("no key \"config\""),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn policy_values() {
+        for (text, want) in [
+            ("policy: enabled", InjectionPolicy::Enabled),
+            ("policy: disabled", InjectionPolicy::Disabled),
+            (
+                "policy: Enabled",
+                InjectionPolicy::Invalid("Enabled".into()),
+            ),
+            ("templates: {}", InjectionPolicy::Invalid(String::new())),
+            ("", InjectionPolicy::Invalid(String::new())),
+        ] {
+            let (cfg, errors) =
+                InjectorConfig::from_config_map(&cm("istio-sidecar-injector", &[("config", text)]));
+            assert!(errors.is_empty(), "{text}: {errors:?}");
+            assert_eq!(cfg.policy, want, "{text}");
+        }
+    }
+
+    fn image_cfg(values_json: &str, mesh_type: Option<&str>) -> InjectorConfig {
+        let (mut cfg, errors) = InjectorConfig::from_config_map(&cm(
+            "istio-sidecar-injector",
+            &[("config", CONFIG), ("values", values_json)],
+        ));
+        assert!(errors.is_empty(), "{errors:?}");
+        cfg.mesh_image_type = mesh_type.map(str::to_owned);
+        cfg.refresh_proxy_image();
+        cfg
+    }
+
+    #[test]
+    fn proxy_image_from_values() {
+        let plain = image_cfg(
+            &values("registry.istio.io/release", json!("1.28.0"), json!({})),
+            None,
+        );
+        assert_eq!(
+            plain.proxy_image.as_deref(),
+            Some("registry.istio.io/release/proxyv2:1.28.0")
+        );
+        // global.variant, then MeshConfig defaultConfig.image.imageType over it.
+        let variant = image_cfg(
+            &values(
+                "hub",
+                json!("1.28.0"),
+                json!({"global": {"hub": "hub", "tag": "1.28.0", "variant": "distroless"}}),
+            ),
+            None,
+        );
+        assert_eq!(
+            variant.proxy_image.as_deref(),
+            Some("hub/proxyv2:1.28.0-distroless")
+        );
+        let mesh = image_cfg(
+            &values(
+                "hub",
+                json!("1.28.0"),
+                json!({"global": {"hub": "hub", "tag": "1.28.0", "variant": "distroless"}}),
+            ),
+            Some("debug"),
+        );
+        assert_eq!(
+            mesh.proxy_image.as_deref(),
+            Some("hub/proxyv2:1.28.0-debug")
+        );
+        // A known suffix on the tag is replaced; `default` removes it.
+        let suffixed = image_cfg(
+            &values("hub", json!("1.28.0-distroless"), json!({})),
+            Some("default"),
+        );
+        assert_eq!(suffixed.proxy_image.as_deref(), Some("hub/proxyv2:1.28.0"));
+        // A numeric tag prints as Go prints a float64.
+        let numeric = image_cfg(&values("hub", json!(1.28), json!({})), None);
+        assert_eq!(numeric.proxy_image.as_deref(), Some("hub/proxyv2:1.28"));
+        // A full image reference in global.proxy.image is used verbatim.
+        let full = image_cfg(
+            &values(
+                "hub",
+                json!("1.28.0"),
+                json!({"global": {"hub": "hub", "tag": "1.28.0", "proxy": {"image": "mirror.example/istio/proxyv2:1.28.0"}}}),
+            ),
+            None,
+        );
+        assert_eq!(
+            full.proxy_image.as_deref(),
+            Some("mirror.example/istio/proxyv2:1.28.0")
+        );
+        // Without hub/tag the image cannot be told.
+        let unknown = image_cfg("{}", None);
+        assert_eq!(unknown.proxy_image, None);
+    }
+
+    #[test]
+    fn proxy_image_annotations() {
+        let cfg = image_cfg(
+            &values("hub", json!("1.28.0"), json!({})),
+            Some("distroless"),
+        );
+        let image = |a: &[(&str, &str)]| cfg.proxy_image_for(&ann(a)).map(Cow::into_owned);
+        assert_eq!(image(&[]).as_deref(), Some("hub/proxyv2:1.28.0-distroless"));
+        assert_eq!(
+            image(&[(PROXY_IMAGE_ANNOTATION, "my.registry/proxy:dev")]).as_deref(),
+            Some("my.registry/proxy:dev")
+        );
+        // Without a "/", the annotation is not an image reference and the template ignores it.
+        assert_eq!(
+            image(&[(PROXY_IMAGE_ANNOTATION, "proxy")]).as_deref(),
+            Some("hub/proxyv2:1.28.0-distroless")
+        );
+        assert_eq!(
+            image(&[(PROXY_IMAGE_TYPE_ANNOTATION, "debug")]).as_deref(),
+            Some("hub/proxyv2:1.28.0-debug")
+        );
+        assert_eq!(
+            image(&[(PROXY_IMAGE_TYPE_ANNOTATION, "default")]).as_deref(),
+            Some("hub/proxyv2:1.28.0")
+        );
+        assert_eq!(
+            image(&[(PROXY_CONFIG_ANNOTATION, "image:\n  imageType: debug\n")]).as_deref(),
+            Some("hub/proxyv2:1.28.0-debug")
+        );
+        assert_eq!(
+            image(&[(PROXY_CONFIG_ANNOTATION, "{broken")]).as_deref(),
+            Some("hub/proxyv2:1.28.0-distroless"),
+            "an unreadable proxy config is ignored, as Istio ignores it"
+        );
+    }
+
+    #[test]
+    fn inject_value_semantics_follow_the_version() {
+        assert_eq!(InjectValues::for_tag(Some("1.27.0")), InjectValues::Exact);
+        assert_eq!(
+            InjectValues::for_tag(Some("1.26.3-distroless")),
+            InjectValues::Legacy
+        );
+        assert_eq!(InjectValues::for_tag(Some("1.9")), InjectValues::Legacy);
+        assert_eq!(InjectValues::for_tag(Some("latest")), InjectValues::Exact);
+        assert_eq!(InjectValues::for_tag(None), InjectValues::Exact);
+        let e = InjectValues::Exact;
+        assert_eq!(e.decide("true"), Some(true));
+        assert_eq!(e.decide("false"), Some(false));
+        assert_eq!(e.decide("yes"), None);
+        assert_eq!(e.decide("False"), None);
+        assert_eq!(e.decide(""), None);
+        let l = InjectValues::Legacy;
+        assert_eq!(l.decide("YES"), Some(true));
+        assert_eq!(l.decide("on"), Some(true));
+        assert_eq!(l.decide("no"), Some(false));
+        assert_eq!(l.decide("False"), Some(false));
+        assert_eq!(l.decide(""), None);
+    }
+
+    #[test]
+    fn rules_must_cover_pod_create() {
+        let wh = |rules: Value| -> MutatingWebhook {
+            serde_json::from_value(
+                json!({"name": "x.sidecar-injector.istio.io", "clientConfig": {},
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "rules": rules}),
+            )
+            .unwrap()
+        };
+        for rules in [
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]),
+            json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]),
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["*/*"], "scope": "Namespaced"}]),
+            json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
+                   {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/*"]}]),
+        ] {
+            assert!(covers_pod_create(&wh(rules.clone())), "{rules}");
+        }
+        for rules in [
+            json!([]),
+            json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]),
+            json!([{"operations": ["CREATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["pods"]}]),
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/exec"]}]),
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["deployments"]}]),
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Cluster"}]),
+        ] {
+            assert!(!covers_pod_create(&wh(rules.clone())), "{rules}");
+        }
+    }
+}

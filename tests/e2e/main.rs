@@ -1,0 +1,113 @@
+//! meshguard end to end: the real `meshguard serve` binary registered with a real
+//! kube-apiserver, observed through kubectl and kube-rs.
+//!
+//! Opt-in: set `MESHGUARD_E2E_KUBECONFIG` to the cluster-admin kubeconfig of a cluster whose
+//! apiserver can reach this machine's 127.0.0.1 (a local control plane; README, "End-to-end
+//! tests"). Without it the suite prints one line saying so and passes. With
+//! `MESHGUARD_E2E_KUBECONFIG_KCM_SHARED` also set (a second cluster whose
+//! kube-controller-manager runs with `--use-service-account-credentials=false`), the namespace
+//! teardown scenario runs there too.
+//!
+//! Adding a scenario: a module with `pub fn run(kubeconfig: &Path)` that calls
+//! `harness::block_on` on its async body, and one `trial(…)` line below. The body makes a
+//! `harness::Run`, starts meshguard (`run.serve(&[extra flags])`), registers it
+//! (`run.register(&mg)`), creates its namespaces (`run.create_namespace`), and asserts on
+//! `run.apply` / `run.kubectl` results (exit, refusal by rule, warnings), on stored objects
+//! (`run.get`, `run.names`), on events (`run.events`) and on meshguard's metrics
+//! (`mg.metric_sum`); `harness::eventually` polls for what controllers do asynchronously.
+//!
+//! This target has its own test runner (libtest-mimic, the libtest command line) so that it can
+//! skip with one visible line, run its I/O-bound scenarios more widely in parallel than the
+//! machine's core count, and print its own wall time. `cargo test --test e2e tutorial` runs one.
+
+mod audit;
+mod existing;
+mod harness;
+mod rotation;
+mod server_side;
+mod teardown;
+mod tutorial;
+
+use harness::{KUBECONFIG_ENV, KUBECONFIG_KCM_SHARED_ENV};
+use libtest_mimic::{Arguments, Trial};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Scenarios run at once by default: they mostly wait on the apiserver and its controllers.
+const DEFAULT_PARALLEL: usize = 8;
+
+/// A kubeconfig from the environment, if set and non-empty.
+fn kubeconfig(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn trial(name: &'static str, body: impl FnOnce() + Send + 'static) -> Trial {
+    Trial::test(name, move || {
+        let start = Instant::now();
+        body();
+        eprintln!(
+            "e2e {name}: passed in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    let Some(main) = kubeconfig(KUBECONFIG_ENV) else {
+        println!(
+            "e2e: skipped: set {KUBECONFIG_ENV}=<cluster-admin kubeconfig of a cluster whose apiserver reaches 127.0.0.1> to run the end-to-end suite (README: End-to-end tests)"
+        );
+        return libtest_mimic::run(&args, Vec::new()).exit_code();
+    };
+    let shared = kubeconfig(KUBECONFIG_KCM_SHARED_ENV);
+    args.test_threads.get_or_insert(DEFAULT_PARALLEL);
+    let k = |p: &PathBuf| p.clone();
+    let trials = vec![
+        trial("tutorial", {
+            let kc = k(&main);
+            move || tutorial::run(&kc)
+        }),
+        trial("existing_objects", {
+            let kc = k(&main);
+            move || existing::run(&kc)
+        }),
+        trial("server_side_apply_and_dry_run", {
+            let kc = k(&main);
+            move || server_side::run(&kc)
+        }),
+        trial("namespace_teardown_as_service_accounts", {
+            let kc = k(&main);
+            move || teardown::run(&kc, "as per-controller service accounts")
+        }),
+        trial("namespace_teardown_as_controller_manager", move || {
+            match shared {
+            Some(kc) => teardown::run(&kc, "as system:kube-controller-manager"),
+            None => println!(
+                "e2e namespace_teardown_as_controller_manager: skipped: set {KUBECONFIG_KCM_SHARED_ENV} to a cluster whose kube-controller-manager runs with --use-service-account-credentials=false"
+            ),
+        }
+        }),
+        trial("certificate_rotation", {
+            let kc = k(&main);
+            move || rotation::run(&kc)
+        }),
+        trial("audit", {
+            let kc = k(&main);
+            move || audit::run(&kc)
+        }),
+    ];
+    let start = Instant::now();
+    let conclusion = libtest_mimic::run(&args, trials);
+    println!(
+        "e2e suite: wall time {:.1}s against {} ({} scenarios run)",
+        start.elapsed().as_secs_f64(),
+        main.display(),
+        conclusion.num_passed + conclusion.num_failed
+    );
+    conclusion.exit_code()
+}

@@ -1,0 +1,285 @@
+//! The crate's module structure, checked from its source: every `crate::<module>` path outside
+//! test code is an edge between top-level modules. The graph must have no cycle, and every
+//! edge must point down (or sideways) the layers below — the order `src/lib.rs` documents.
+//! A new module must be placed in a layer here, which is the point: it makes you decide where
+//! it sits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Layers, lowest first. A module may use modules of its own layer or of any layer below.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "leaves",
+        &["finding", "json", "metrics", "logging", "parallel"],
+    ),
+    (
+        "resources",
+        &[
+            "resource",
+            "istio",
+            "pod_template",
+            "context",
+            "config",
+            "mesh",
+        ],
+    ),
+    ("checks", &["rules", "mutation", "mtls", "authz"]),
+    ("engine", &["engine"]),
+    ("runs", &["inventory", "cross", "analysis", "catalogue"]),
+    (
+        "front ends",
+        &[
+            "admission",
+            "manifest",
+            "report",
+            "check",
+            "audit",
+            "cluster",
+            "simulate",
+            "policy_test",
+            "policy_report",
+            "report_writer",
+            "lease",
+            "posture",
+        ],
+    ),
+    ("server", &["tls", "certs", "listener", "http", "serve"]),
+    ("command line", &["cli"]),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, mods)| mods.contains(&module))
+}
+
+/// Source without comments and without the trailing `#[cfg(test)] mod ...` blocks.
+fn code(text: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            let next = lines.peek().map(|l| l.trim_start()).unwrap_or("");
+            if next.starts_with("mod ")
+                || next.starts_with("pub(crate) mod ")
+                || next.starts_with("pub mod ")
+            {
+                break; // test modules sit at the end of a file
+            }
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        out.push_str(line.split(" //").next().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The top-level modules a piece of code names through `crate::`, including grouped
+/// `use crate::{a::X, b}` imports.
+fn referenced(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let bytes = code.as_bytes();
+    let mut at = 0;
+    while let Some(i) = code[at..].find("crate::") {
+        let start = at + i + "crate::".len();
+        at = start;
+        if bytes.get(start) == Some(&b'{') {
+            // A group: collect the first segment of each comma-separated item at depth 1.
+            let mut depth = 0usize;
+            let mut item = String::new();
+            for c in code[start..].chars() {
+                match c {
+                    '{' => {
+                        depth += 1;
+                        if depth > 1 {
+                            item.push(c);
+                        }
+                    }
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                        item.push(c);
+                    }
+                    ',' if depth == 1 => {
+                        push_first(&item, &mut found);
+                        item.clear();
+                    }
+                    _ => item.push(c),
+                }
+            }
+            push_first(&item, &mut found);
+        } else {
+            push_first(&code[start..], &mut found);
+        }
+    }
+    found
+}
+
+fn push_first(path: &str, found: &mut BTreeSet<String>) {
+    let name: String = path
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if !name.is_empty() && name != "self" {
+        found.insert(name);
+    }
+}
+
+/// Edges between top-level modules, with a file that makes each.
+fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&src).expect("under src");
+            let first = rel.components().next().expect("component");
+            let module = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            for to in referenced(&code(&text)) {
+                if to != module {
+                    edges
+                        .entry(module.clone())
+                        .or_default()
+                        .entry(to)
+                        .or_insert_with(|| rel.display().to_string());
+                }
+            }
+            edges.entry(module.clone()).or_default();
+        }
+    }
+    edges
+}
+
+/// Strongly connected components with more than one module (Tarjan).
+fn cycles(edges: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    struct Tarjan<'a> {
+        edges: &'a BTreeMap<String, BTreeMap<String, String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        next: usize,
+        out: Vec<Vec<String>>,
+    }
+    impl<'a> Tarjan<'a> {
+        fn visit(&mut self, v: &'a str) {
+            self.index.insert(v, self.next);
+            self.low.insert(v, self.next);
+            self.next += 1;
+            self.stack.push(v);
+            for w in self.edges.get(v).into_iter().flat_map(|m| m.keys()) {
+                let w = w.as_str();
+                if !self.index.contains_key(w) {
+                    self.visit(w);
+                    let lw = self.low[w];
+                    let lv = self.low.get_mut(v).expect("visited");
+                    *lv = (*lv).min(lw);
+                } else if self.stack.contains(&w) {
+                    let iw = self.index[w];
+                    let lv = self.low.get_mut(v).expect("visited");
+                    *lv = (*lv).min(iw);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    comp.push(w.to_owned());
+                    if w == v {
+                        break;
+                    }
+                }
+                if comp.len() > 1 {
+                    comp.sort();
+                    self.out.push(comp);
+                }
+            }
+        }
+    }
+    let mut t = Tarjan {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            t.visit(v);
+        }
+    }
+    t.out
+}
+
+#[test]
+fn modules_have_no_cycles_and_depend_downward() {
+    let edges = graph();
+    let cyc = cycles(&edges);
+    assert!(
+        cyc.is_empty(),
+        "module cycles: {cyc:?}\nedges (module -> module: a file that makes the edge):\n{}",
+        cyc.iter()
+            .flatten()
+            .flat_map(|m| edges[m]
+                .iter()
+                .map(move |(to, f)| format!("  {m} -> {to}: {f}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut wrong = Vec::new();
+    for (from, tos) in &edges {
+        let Some(lf) = layer_of(from) else {
+            wrong.push(format!("module `{from}` is in no layer: add it to LAYERS"));
+            continue;
+        };
+        for (to, file) in tos {
+            match layer_of(to) {
+                None => wrong.push(format!("module `{to}` is in no layer: add it to LAYERS")),
+                Some(lt) if lt > lf => wrong.push(format!(
+                    "{file}: `{from}` ({}) uses `{to}` ({}), a layer above it",
+                    LAYERS[lf].0, LAYERS[lt].0
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_cycles_groups_and_skips_tests() {
+    let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (a, b) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {
+        edges
+            .entry(a.into())
+            .or_default()
+            .insert(b.into(), "f".into());
+    }
+    edges.entry("d".into()).or_default();
+    assert_eq!(cycles(&edges), [vec!["a", "b", "c"]]);
+    let text = "use crate::{a::X, b};\n// crate::c in a comment\nfn f() { crate::d::g() }\n#[cfg(test)]\nmod tests { use crate::e; }\n";
+    let found: Vec<String> = referenced(&code(text)).into_iter().collect();
+    assert_eq!(found, ["a", "b", "d"]);
+}
