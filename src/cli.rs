@@ -1,7 +1,8 @@
-//! Command line: `meshguard serve | check | audit | certs | rules`, and dispatch. Each command's
-//! flags live next to the command (`check::CheckArgs`, `audit::AuditArgs`, ...); `serve`'s flags
-//! are here and become a plain [`ServeConfig`], so the server never sees clap.
-//! Every `serve` flag can also be set by an environment variable `MESHGUARD_<FLAG>`.
+//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test`, and
+//! dispatch. Each command's flags live next to the command (`check::CheckArgs`,
+//! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
+//! server never sees clap. Every `serve` flag can also be set by an environment variable
+//! `MESHGUARD_<FLAG>`.
 
 use crate::listener::Limits;
 use crate::serve::ServeConfig;
@@ -34,6 +35,10 @@ pub enum Command {
     Check(crate::check::CheckArgs),
     /// Audit a live cluster (read-only).
     Audit(crate::audit::AuditArgs),
+    /// Would this request be allowed? Istio's authorization decision, explained.
+    Simulate(Box<crate::simulate::SimulateArgs>),
+    /// Run authorization test files (requests with expected verdicts).
+    Test(crate::simulate::policy_tests::TestArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -177,5 +182,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Certs(args) => crate::certs::run(args),
         Command::Check(args) => crate::check::run(args),
         Command::Audit(args) => crate::audit::run(args),
+        Command::Simulate(args) => crate::simulate::run(*args),
+        Command::Test(args) => crate::simulate::policy_tests::run(args),
     }
 }

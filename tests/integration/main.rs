@@ -22,6 +22,7 @@ mod module_graph;
 mod mtls;
 mod readme;
 mod shutdown;
+mod simulate;
 mod tls_reload;
 mod tutorial;
 mod workload_fixtures;
