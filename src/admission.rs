@@ -378,9 +378,28 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.findings.is_empty() {
         return (resp, Outcome::Allowed);
     }
-    // Every finding is recorded for the audit log, whatever its action.
-    let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
-    let annotation = serde_json::to_string(&all).unwrap_or_default();
+    // Every finding is recorded for the audit log, whatever its action: which rule, where, and
+    // what it did. A deny's text is already in the response status the audit log records, so
+    // it is not repeated (`[pa-permissive-mtls] spec.mtls.mode (deny)`); warnings and audit
+    // findings are recorded nowhere else, so they keep their text
+    // (`[ap-wildcard-source] spec.rules[0]... (warn): "*" matches ... Fix: ...`).
+    let mut annotation = String::with_capacity(64 * eval.findings.len());
+    annotation.push('[');
+    for (i, f) in eval.findings.iter().enumerate() {
+        if i > 0 {
+            annotation.push(',');
+        }
+        let v = &f.violation;
+        let entry = match f.action {
+            Action::Deny => format!("[{}] {} (deny)", f.rule, v.path),
+            a => format!(
+                "[{}] {} ({a}): {}. Fix: {}",
+                f.rule, v.path, v.message, v.fix
+            ),
+        };
+        annotation.push_str(&serde_json::Value::String(entry).to_string());
+    }
+    annotation.push(']');
     resp.audit_annotations.insert(
         AUDIT_ANNOTATION.to_owned(),
         truncate(&annotation, 16 * 1024),

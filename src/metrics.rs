@@ -22,6 +22,8 @@ pub struct Metrics {
     pub audit_violations: GaugeVec,
     pub audit_last_run: Gauge,
     pub audit_duration: Gauge,
+    /// Log lines dropped by the non-blocking writer (sink slower than the reviews).
+    pub log_dropped: prometheus::IntCounter,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -118,6 +120,11 @@ impl Metrics {
         registry.register(Box::new(audit_violations.clone()))?;
         registry.register(Box::new(audit_last_run.clone()))?;
         registry.register(Box::new(audit_duration.clone()))?;
+        let log_dropped = prometheus::IntCounter::new(
+            "meshguard_log_lines_dropped_total",
+            "Log lines dropped because the log sink was slower than the reviews",
+        )?;
+        registry.register(Box::new(log_dropped.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -135,11 +142,15 @@ impl Metrics {
             audit_violations,
             audit_last_run,
             audit_duration,
+            log_dropped,
         })
     }
 
     /// Text exposition format for `/metrics`.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::dropped_lines();
+        self.log_dropped
+            .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -450,34 +450,50 @@ impl kube::core::Resource for ReviewObject {
 
 impl<'de> serde::Deserialize<'de> for ReviewObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
 
-        struct Meta(kube::core::ObjectMeta);
-        impl<'de> serde::Deserialize<'de> for Meta {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct MetaVisitor;
-                impl<'de> Visitor<'de> for MetaVisitor {
-                    type Value = Meta;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("object metadata")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
-                        let mut kept = serde_json::Map::new();
-                        while let Some(key) = map.next_key::<String>()? {
-                            if key == "managedFields" {
-                                map.next_value::<IgnoredAny>()?;
-                            } else {
-                                kept.insert(key, map.next_value::<Value>()?);
-                            }
-                        }
-                        serde_json::from_value(Value::Object(kept))
-                            .map(Meta)
-                            .map_err(A::Error::custom)
-                    }
+        /// `metadata` without `managedFields`, decoded straight into kube's `ObjectMeta`
+        /// fields (unknown keys, `managedFields` among them, are skipped without being built).
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            annotations: Option<BTreeMap<String, String>>,
+            creation_timestamp: Option<Time>,
+            deletion_grace_period_seconds: Option<i64>,
+            deletion_timestamp: Option<Time>,
+            finalizers: Option<Vec<String>>,
+            generate_name: Option<String>,
+            generation: Option<i64>,
+            labels: Option<BTreeMap<String, String>>,
+            name: Option<String>,
+            namespace: Option<String>,
+            owner_references: Option<Vec<OwnerReference>>,
+            resource_version: Option<String>,
+            self_link: Option<String>,
+            uid: Option<String>,
+        }
+        impl From<Meta> for kube::core::ObjectMeta {
+            fn from(m: Meta) -> Self {
+                kube::core::ObjectMeta {
+                    annotations: m.annotations,
+                    creation_timestamp: m.creation_timestamp,
+                    deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                    deletion_timestamp: m.deletion_timestamp,
+                    finalizers: m.finalizers,
+                    generate_name: m.generate_name,
+                    generation: m.generation,
+                    labels: m.labels,
+                    managed_fields: None,
+                    name: m.name,
+                    namespace: m.namespace,
+                    owner_references: m.owner_references,
+                    resource_version: m.resource_version,
+                    self_link: m.self_link,
+                    uid: m.uid,
                 }
-                d.deserialize_map(MetaVisitor)
             }
         }
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 
         struct ObjectVisitor;
         impl<'de> Visitor<'de> for ObjectVisitor {
@@ -493,7 +509,7 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                     match key.as_str() {
                         "apiVersion" => api_version = Some(map.next_value::<String>()?),
                         "kind" => kind = Some(map.next_value::<String>()?),
-                        "metadata" => metadata = map.next_value::<Meta>()?.0,
+                        "metadata" => metadata = map.next_value::<Meta>()?.into(),
                         "status" => {
                             map.next_value::<IgnoredAny>()?;
                         }

@@ -58,7 +58,7 @@ pub struct ServeConfig {
 }
 
 pub fn run(args: ServeConfig) -> i32 {
-    crate::logging::init(args.log_format, &args.log_level);
+    let _logging = crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
