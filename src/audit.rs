@@ -375,7 +375,11 @@ async fn round_api(
                 "wgpolicyk8s.io/v1alpha2 PolicyReports are not served (CRD absent): not writing reports (--reports)"
             ),
             (_, Some(api)) => tracing::info!(api = %api.api_version(), "writing the periodic audit's findings as reports"),
-            (ReportsSetting::Api(_), None) => {}
+            (ReportsSetting::Api(api), None) => tracing::warn!(
+                api = %api.api_version(),
+                "--reports {}: the report CRDs are not served; no reports until they are installed",
+                api.name()
+            ),
         }
         *last = Some(resolved);
     }

@@ -366,22 +366,22 @@ pub enum ReportsSetting {
     /// `wgpolicyk8s` when its CRD is served, else none (checked before every round; logged
     /// when it changes).
     Auto,
-    /// This API (a round whose CRD is not served is skipped with a warning).
+    /// This API (while its CRDs are not served nothing is written; a warning says so when
+    /// that changes).
     Api(ReportApi),
     /// No reports.
     Off,
 }
 
-/// What a round resolves `--reports` to.
+/// What a round resolves `--reports` to: the API to write, if its CRDs are served.
 pub async fn resolve(
     client: &Client,
     setting: ReportsSetting,
 ) -> Result<Option<ReportApi>, WriteError> {
-    match setting {
-        ReportsSetting::Off => Ok(None),
-        ReportsSetting::Api(api) => Ok(Some(api)),
-        ReportsSetting::Auto => Ok(served(client, ReportApi::Wgpolicyk8s)
-            .await?
-            .then_some(ReportApi::Wgpolicyk8s)),
-    }
+    let api = match setting {
+        ReportsSetting::Off => return Ok(None),
+        ReportsSetting::Api(api) => api,
+        ReportsSetting::Auto => ReportApi::Wgpolicyk8s,
+    };
+    Ok(served(client, api).await?.then_some(api))
 }
