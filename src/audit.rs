@@ -272,6 +272,8 @@ pub fn run(args: AuditArgs) -> i32 {
     let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
     if let Some(api) = args.write_reports {
+        // Say why a write failed or a report was truncated (the writer logs it).
+        crate::logging::init(crate::logging::LogFormat::Text, "meshguard=warn");
         let writer = ReportWriter::new(client, api, None);
         match runtime.block_on(writer.write(&report.findings, Timestamp::now(), &|| true)) {
             Ok(counts) => {

@@ -455,13 +455,14 @@ pub async fn run(
     set_gauge(0);
     let mut leading = false;
     let mut last_holder = String::new();
+    let mut last_error: Option<String> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         let started = Instant::now();
         let attempt = tokio::time::timeout(timing.renew_deadline, c.try_acquire_or_renew()).await;
-        match attempt {
+        match &attempt {
             Ok(Ok(true)) => {
                 leadership.lead_until(started + timing.renew_deadline);
                 if !leading {
@@ -479,11 +480,21 @@ pub async fn run(
                 }
             }
             Ok(Err(e)) => {
-                tracing::warn!(lease = %describe, error = %e, "leader election: cannot acquire or renew the Lease")
+                // Once per distinct error: a missing Role would otherwise log every retry.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(lease = %describe, error = %text, "leader election: cannot acquire or renew the Lease; retrying");
+                    last_error = Some(text);
+                } else {
+                    tracing::debug!(lease = %describe, error = %text, "leader election: still cannot acquire or renew the Lease");
+                }
             }
             Err(_) => {
                 tracing::warn!(lease = %describe, "leader election: acquiring or renewing the Lease timed out")
             }
+        }
+        if matches!(attempt, Ok(Ok(_))) {
+            last_error = None;
         }
         // A failed renewal ends leadership once the renew deadline has passed.
         if leading && !leadership.is_leader() {

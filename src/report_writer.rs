@@ -177,7 +177,8 @@ impl ReportWriter {
             loop {
                 let mut lp = ListParams::default()
                     .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
-                    .limit(100);
+                    // Reports can be large (up to ~1.3 MB each): small pages.
+                    .limit(25);
                 if let Some(t) = &token {
                     lp = lp.continue_token(t);
                 }
