@@ -357,37 +357,6 @@ async fn run_periodic_report(
     Ok(report)
 }
 
-/// Resolve `--reports` for this round, logging when the answer changes.
-async fn round_api(
-    client: &Client,
-    setting: ReportsSetting,
-    last: &mut Option<Option<ReportApi>>,
-) -> Option<ReportApi> {
-    let resolved = match crate::report_writer::resolve(client, setting).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot tell which report API is served; no reports this round");
-            return None;
-        }
-    };
-    if last.as_ref() != Some(&resolved) {
-        match (setting, resolved) {
-            (ReportsSetting::Off, _) => tracing::info!("reports off (--reports none)"),
-            (ReportsSetting::Auto, None) => tracing::info!(
-                "wgpolicyk8s.io/v1alpha2 PolicyReports are not served (CRD absent): not writing reports (--reports)"
-            ),
-            (_, Some(api)) => tracing::info!(api = %api.api_version(), "writing the periodic audit's findings as reports"),
-            (ReportsSetting::Api(api), None) => tracing::warn!(
-                api = %api.api_version(),
-                "--reports {}: the report CRDs are not served; no reports until they are installed",
-                api.name()
-            ),
-        }
-        *last = Some(resolved);
-    }
-    resolved
-}
-
 /// Start the periodic audit of `serve` (no-op when the interval is zero or no cluster is
 /// configured). With a `leadership`, it runs only while this replica holds the Lease, at once
 /// when it acquires it, and stops writing reports as soon as it loses it.
@@ -410,7 +379,7 @@ pub fn spawn_periodic(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = periodic.leadership.as_ref().map(Leadership::subscribe);
-        let mut last_api = None;
+        let mut reports = crate::report_writer::RoundApi::new(periodic.reports);
         loop {
             match changes.as_mut() {
                 None => {
@@ -452,7 +421,7 @@ pub fn spawn_periodic(
                 }
             };
             tracing::info!(findings = report.findings.len(), "periodic audit finished");
-            let Some(api) = round_api(&client, periodic.reports, &mut last_api).await else {
+            let Some(api) = reports.resolve(&client).await else {
                 continue;
             };
             let writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));

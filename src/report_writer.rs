@@ -386,3 +386,47 @@ pub async fn resolve(
     };
     Ok(served(client, api).await?.then_some(api))
 }
+
+/// `--reports` resolved before every round of the periodic audit, logged when the answer
+/// changes (so a missing CRD is one log line, not one per round).
+#[derive(Debug)]
+pub struct RoundApi {
+    setting: ReportsSetting,
+    last: Option<Option<ReportApi>>,
+}
+
+impl RoundApi {
+    pub fn new(setting: ReportsSetting) -> RoundApi {
+        RoundApi {
+            setting,
+            last: None,
+        }
+    }
+
+    /// The API to write this round, if any.
+    pub async fn resolve(&mut self, client: &Client) -> Option<ReportApi> {
+        let resolved = match resolve(client, self.setting).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which report API is served; no reports this round");
+                return None;
+            }
+        };
+        if self.last != Some(resolved) {
+            match (self.setting, resolved) {
+                (ReportsSetting::Off, _) => tracing::info!("reports off (--reports none)"),
+                (ReportsSetting::Auto, None) => tracing::info!(
+                    "wgpolicyk8s.io/v1alpha2 PolicyReports are not served (CRD absent): not writing reports (--reports)"
+                ),
+                (_, Some(api)) => tracing::info!(api = %api.api_version(), "writing the periodic audit's findings as reports"),
+                (ReportsSetting::Api(api), None) => tracing::warn!(
+                    api = %api.api_version(),
+                    "--reports {}: the report CRDs are not served; no reports until they are installed",
+                    api.name()
+                ),
+            }
+            self.last = Some(resolved);
+        }
+        resolved
+    }
+}
