@@ -12,8 +12,8 @@
 //! 3. meshguard's report in a scope with no findings left is deleted (preconditions: the uid
 //!    and resourceVersion listed).
 //!
-//! Every request first asks `may_write` (the Lease, for serve): a replica that loses the Lease
-//! stops in the middle of a round. Results go to `meshguard_report_writes_total{api,result}`.
+//! Every report of a round first asks `may_write` (the Lease, for serve): a replica that loses
+//! the Lease stops in the middle of a round, before its next request. Results go to `meshguard_report_writes_total{api,result}`.
 
 use crate::finding::ObjectFinding;
 use crate::metrics::Metrics;
@@ -294,12 +294,13 @@ impl ReportWriter {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
+        // No longer the writer: this round records nothing more, not even "unchanged".
+        if !may_write() {
+            return Outcome::Skipped;
+        }
         match (built, current) {
             (Some(b), Some(cur)) if b.matches(self.api, cur) => Outcome::Unchanged,
             (Some(b), cur) => {
-                if !may_write() {
-                    return Outcome::Skipped;
-                }
                 if let Some(note) = b.truncation_note() {
                     tracing::warn!(%scope, kind, total = b.total, kept = b.results.len(), "report truncated: {note}");
                 }
@@ -334,9 +335,6 @@ impl ReportWriter {
                 }
             }
             (None, Some(cur)) => {
-                if !may_write() {
-                    return Outcome::Skipped;
-                }
                 let dp = DeleteParams {
                     preconditions: Some(Preconditions {
                         uid: cur["metadata"]["uid"].as_str().map(str::to_owned),

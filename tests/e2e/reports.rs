@@ -8,8 +8,9 @@
 //!
 //! `reports_one_writer`: two `meshguard serve` replicas with the periodic audit: only the
 //! holder of the Lease writes (openreports.io Reports, so that this scenario and the other never
-//! write the same objects); a holder whose Lease is taken stops writing; when the holder stops,
-//! the other takes over and writes.
+//! write the same objects); a holder whose Lease is taken stops writing (a finding that appears
+//! meanwhile is written only after a replica holds the Lease again); when the holder stops, the
+//! other takes over and writes.
 //!
 //! Both write reports for every namespace of the cluster, including other scenarios'; they
 //! assert only on their own namespaces.
@@ -335,7 +336,7 @@ async fn holder(run: &Run, ns: &str) -> Result<(String, i64), String> {
     ))
 }
 
-/// Every report write of a replica, whatever its result.
+/// Everything a replica recorded about reports (writes, and reports it found unchanged).
 fn writes(mg: &Meshguard) -> f64 {
     mg.metric_sum("meshguard_report_writes_total", &[])
 }
@@ -418,7 +419,7 @@ async fn one_writer(kubeconfig: &Path) {
                 .await
                 .ok_or("no Lease")?;
             lease["spec"]["holderIdentity"] = json!("intruder");
-            lease["spec"]["leaseDurationSeconds"] = json!(4);
+            lease["spec"]["leaseDurationSeconds"] = json!(6);
             let out = run
                 .kubectl_with(&["replace", "-f", "-"], Some(&lease.to_string()))
                 .await;
@@ -435,29 +436,61 @@ async fn one_writer(kubeconfig: &Path) {
         }
     })
     .await;
-    let frozen = writes(&leader);
-    // The intruder never renews: after its 4 s a replica takes the Lease back.
-    let (back, _) = eventually("a replica takes the abandoned Lease", PATIENCE, || async {
-        let (name, t) = holder(&run, &system).await?;
+    run.step("a finding appears while the intruder holds the Lease");
+    run.apply(&service(&app, "db").to_string(), &[]).await.ok();
+    // The intruder never renews: after its 6 s a replica takes the Lease back.
+    let (back, acquired) = eventually("a replica takes the abandoned Lease", PATIENCE, || async {
+        let lease = get(&run, "Lease", Some(&system), "meshguard-audit")
+            .await
+            .ok_or("no Lease")?;
+        let (name, _) = holder(&run, &system).await?;
+        let acquired = lease["spec"]["acquireTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if name.starts_with("replica-") {
-            Ok((name, t))
+            Ok((name, acquired))
         } else {
             Err(name)
         }
     })
     .await;
+    eventually("the new holder writes the new finding", PATIENCE, || {
+        let run = &run;
+        let app = &app;
+        async move {
+            let r = get(run, "Report", Some(app), "meshguard")
+                .await
+                .ok_or("no Report")?;
+            let n = results(&r).len();
+            (n == 2).then_some(()).ok_or(format!("{n} results"))
+        }
+    })
+    .await;
+    // Nobody wrote it while the intruder held the Lease: meshguard's last change of the Report
+    // is no earlier than the new holder's acquireTime (both to the second).
+    let report = get(&run, "Report", Some(&app), "meshguard")
+        .await
+        .expect("Report");
+    let written = report["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["manager"] == "meshguard")
+        .filter_map(|m| m["time"].as_str())
+        .max()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        written.get(..19) >= acquired.get(..19),
+        "the Report was last written at {written}, before {back} acquired the Lease at {acquired}"
+    );
     let (leader, standby) = if back == first {
         (leader, standby)
     } else {
-        // The former standby won: the former holder wrote nothing since it stepped down.
-        assert_eq!(writes(&leader), frozen, "writes after losing the Lease");
         (standby, leader)
     };
-    let leader_name = if back == first {
-        first.clone()
-    } else {
-        back.clone()
-    };
+    let leader_name = back;
 
     run.step(format!("{leader_name} stops"));
     let (_, before) = holder(&run, &system).await.expect("holder");
@@ -495,7 +528,7 @@ async fn one_writer(kubeconfig: &Path) {
                 .await
                 .ok_or("no Report")?;
             let n = results(&r).len();
-            (n == 2).then_some(()).ok_or(format!("{n} results"))
+            (n == 3).then_some(()).ok_or(format!("{n} results"))
         }
     })
     .await;
