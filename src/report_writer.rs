@@ -253,6 +253,12 @@ impl ReportWriter {
                 let outcome = self
                     .reconcile(&scope, built.as_ref(), current.as_ref(), may_write)
                     .await;
+                // Counted as each request completes, not at the end of the round.
+                if let (Some(m), Some(label)) = (&self.metrics, outcome.label()) {
+                    m.report_writes
+                        .with_label_values(&[self.api.name(), label])
+                        .inc();
+                }
                 (outcome, truncated)
             })
             .buffer_unordered(CONCURRENCY)
@@ -270,11 +276,6 @@ impl ReportWriter {
             }
             if truncated && matches!(outcome, Outcome::Created | Outcome::Updated) {
                 counts.truncated += 1;
-            }
-            if let (Some(m), Some(label)) = (&self.metrics, outcome.label()) {
-                m.report_writes
-                    .with_label_values(&[self.api.name(), label])
-                    .inc();
             }
         }
         Ok(counts)

@@ -351,15 +351,35 @@ async fn replica(run: &Run, name: &str, system: &str) -> Meshguard {
             "openreports",
             "--audit-interval",
             "2s",
+            // Short, but with room for a loaded 2-core machine.
             "--leader-elect-lease-duration",
-            "3s",
+            "5s",
             "--leader-elect-renew-deadline",
-            "2s",
+            "3s",
             "--leader-elect-retry-period",
-            "500ms",
+            "1s",
         ],
     )
     .await
+}
+
+/// Wait until the app namespace's Report has `n` results.
+async fn report_results(run: &Run, app: &str, n: usize, what: &str) {
+    eventually(what, PATIENCE, || async move {
+        let r = get(run, "Report", Some(app), "meshguard")
+            .await
+            .ok_or("no Report yet")?;
+        let got = results(&r).len();
+        (got == n).then_some(()).ok_or(format!("{got} results"))
+    })
+    .await;
+}
+
+fn unix_seconds(rfc3339: &str) -> i64 {
+    rfc3339
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .unwrap_or_else(|e| panic!("time {rfc3339:?}: {e}"))
+        .as_second()
 }
 
 async fn one_writer(kubeconfig: &Path) {
@@ -371,31 +391,37 @@ async fn one_writer(kubeconfig: &Path) {
         .await
         .ok();
     run.apply(&service(&app, "web").to_string(), &[]).await.ok();
-    let a = replica(&run, "replica-a", &system).await;
-    let b = replica(&run, "replica-b", &system).await;
+    let mut replicas = vec![
+        (
+            "replica-a".to_owned(),
+            replica(&run, "replica-a", &system).await,
+        ),
+        (
+            "replica-b".to_owned(),
+            replica(&run, "replica-b", &system).await,
+        ),
+    ];
+    let of = |replicas: &[(String, Meshguard)], name: &str| -> usize {
+        replicas
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no replica named {name:?}"))
+    };
 
     run.step("a replica takes the Lease and writes");
     let (first, transitions) = eventually("a replica holds the Lease", PATIENCE, || {
         holder(&run, &system)
     })
     .await;
-    let (leader, standby) = if first == "replica-a" { (a, b) } else { (b, a) };
-    eventually(
+    report_results(
+        &run,
+        &app,
+        1,
         "the holder writes the app namespace's Report",
-        PATIENCE,
-        || {
-            let run = &run;
-            let app = &app;
-            async move {
-                let r = get(run, "Report", Some(app), "meshguard")
-                    .await
-                    .ok_or("no Report yet")?;
-                let n = results(&r).len();
-                (n == 1).then_some(()).ok_or(format!("{n} results"))
-            }
-        },
     )
     .await;
+    let leader = &replicas[of(&replicas, &first)].1;
+    let standby = &replicas[1 - of(&replicas, &first)].1;
     // Rounds later the holder finds nothing to change; the standby has written nothing.
     eventually("the holder audits again, no change", PATIENCE, || {
         let n = leader.metric_sum(
@@ -407,11 +433,11 @@ async fn one_writer(kubeconfig: &Path) {
     .await;
     assert_eq!(leader.metric_sum("meshguard_leader", &[]), 1.0);
     assert_eq!(standby.metric_sum("meshguard_leader", &[]), 0.0);
-    assert_eq!(writes(&standby), 0.0, "the standby wrote reports");
+    assert_eq!(writes(standby), 0.0, "the standby wrote reports");
 
-    run.step("someone else takes the Lease");
+    run.step("someone else takes the Lease for 6 s");
     // As a client-go candidate would once it expired; retried: the holder renews in between.
-    eventually("the Lease taken", PATIENCE, || {
+    let stolen_at = eventually("the Lease taken", PATIENCE, || {
         let run = &run;
         let system = &system;
         async move {
@@ -420,14 +446,15 @@ async fn one_writer(kubeconfig: &Path) {
                 .ok_or("no Lease")?;
             lease["spec"]["holderIdentity"] = json!("intruder");
             lease["spec"]["leaseDurationSeconds"] = json!(6);
+            let before = k8s_openapi::jiff::Timestamp::now().as_second();
             let out = run
                 .kubectl_with(&["replace", "-f", "-"], Some(&lease.to_string()))
                 .await;
-            out.success().then_some(()).ok_or(out.to_string())
+            out.success().then_some(before).ok_or(out.to_string())
         }
     })
     .await;
-    eventually("the old holder steps down", PATIENCE, || {
+    eventually("the holder steps down", PATIENCE, || {
         let v = leader.metric_sum("meshguard_leader", &[]);
         async move {
             (v == 0.0)
@@ -438,37 +465,16 @@ async fn one_writer(kubeconfig: &Path) {
     .await;
     run.step("a finding appears while the intruder holds the Lease");
     run.apply(&service(&app, "db").to_string(), &[]).await.ok();
-    // The intruder never renews: after its 6 s a replica takes the Lease back.
-    let (back, acquired) = eventually("a replica takes the abandoned Lease", PATIENCE, || async {
-        let lease = get(&run, "Lease", Some(&system), "meshguard-audit")
-            .await
-            .ok_or("no Lease")?;
+    // The intruder never renews: once its record has not changed for 6 s, a replica takes the
+    // Lease back and writes the new finding.
+    eventually("a replica takes the abandoned Lease", PATIENCE, || async {
         let (name, _) = holder(&run, &system).await?;
-        let acquired = lease["spec"]["acquireTime"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if name.starts_with("replica-") {
-            Ok((name, acquired))
-        } else {
-            Err(name)
-        }
+        name.starts_with("replica-").then_some(()).ok_or(name)
     })
     .await;
-    eventually("the new holder writes the new finding", PATIENCE, || {
-        let run = &run;
-        let app = &app;
-        async move {
-            let r = get(run, "Report", Some(app), "meshguard")
-                .await
-                .ok_or("no Report")?;
-            let n = results(&r).len();
-            (n == 2).then_some(()).ok_or(format!("{n} results"))
-        }
-    })
-    .await;
-    // Nobody wrote it while the intruder held the Lease: meshguard's last change of the Report
-    // is no earlier than the new holder's acquireTime (both to the second).
+    report_results(&run, &app, 2, "the new finding is written").await;
+    // ... and not before: no replica may take the Lease until 6 s after the steal, so
+    // meshguard's last change of the Report (managedFields, to the second) is no earlier.
     let report = get(&run, "Report", Some(&app), "meshguard")
         .await
         .expect("Report");
@@ -478,39 +484,34 @@ async fn one_writer(kubeconfig: &Path) {
         .flatten()
         .filter(|m| m["manager"] == "meshguard")
         .filter_map(|m| m["time"].as_str())
+        .map(unix_seconds)
         .max()
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
     assert!(
-        written.get(..19) >= acquired.get(..19),
-        "the Report was last written at {written}, before {back} acquired the Lease at {acquired}"
+        written >= stolen_at + 6,
+        "the Report was written {} s after the Lease was taken, while no replica held it",
+        written - stolen_at
     );
-    let (leader, standby) = if back == first {
-        (leader, standby)
-    } else {
-        (standby, leader)
-    };
-    let leader_name = back;
 
-    run.step(format!("{leader_name} stops"));
-    let (_, before) = holder(&run, &system).await.expect("holder");
-    leader.terminate().await;
+    run.step("the holder stops");
+    let (current, before) = holder(&run, &system).await.expect("holder");
+    let (_, stopping) = replicas.remove(of(&replicas, &current));
+    stopping.terminate().await;
+    let (survivor_name, survivor) = replicas.pop().expect("the other replica");
     let (name, after) = eventually("the standby takes over", PATIENCE, || async {
         let (name, t) = holder(&run, &system).await?;
-        if name != leader_name {
-            Ok((name, t))
-        } else {
-            Err(name)
-        }
+        (name == survivor_name)
+            .then_some((name.clone(), t))
+            .ok_or(name)
     })
     .await;
-    assert_ne!(name, leader_name);
+    assert_eq!(name, survivor_name);
     assert!(
         after > before && before > transitions,
         "leaseTransitions {transitions} → {before} → {after}"
     );
     eventually("the new holder says so", PATIENCE, || {
-        let v = standby.metric_sum("meshguard_leader", &[]);
+        let v = survivor.metric_sum("meshguard_leader", &[]);
         async move {
             (v == 1.0)
                 .then_some(())
@@ -520,23 +521,14 @@ async fn one_writer(kubeconfig: &Path) {
     .await;
     // It writes: a new finding reaches the Report.
     run.apply(&service(&app, "api").to_string(), &[]).await.ok();
-    eventually("the new holder updates the Report", PATIENCE, || {
-        let run = &run;
-        let app = &app;
-        async move {
-            let r = get(run, "Report", Some(app), "meshguard")
-                .await
-                .ok_or("no Report")?;
-            let n = results(&r).len();
-            (n == 3).then_some(()).ok_or(format!("{n} results"))
-        }
+    report_results(&run, &app, 3, "the new holder updates the Report").await;
+    eventually("the new holder counts its update", PATIENCE, || {
+        let n = survivor.metric_sum(
+            "meshguard_report_writes_total",
+            &[("api", "openreports"), ("result", "updated")],
+        );
+        async move { (n >= 1.0).then_some(()).ok_or(format!("{n} updated")) }
     })
     .await;
-    assert!(
-        standby.metric_sum(
-            "meshguard_report_writes_total",
-            &[("api", "openreports"), ("result", "updated")]
-        ) >= 1.0
-    );
-    standby.terminate().await;
+    survivor.terminate().await;
 }
