@@ -84,11 +84,19 @@ impl fmt::Display for Finding {
 }
 
 /// What a finding is about: an object, with its file and line when it came from a manifest.
+///
+/// Every field is read from the one object (or, for a namespace the input does not list, set to
+/// the same fixed values), so two subjects are equal exactly when they name the same object read
+/// from the same place.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Subject {
+    /// `apiVersion` of the object (`v1`, `apps/v1`, `security.istio.io/v1`, ...).
+    pub api_version: String,
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`; empty when the object has none (manifests, synthetic objects).
+    pub uid: String,
     pub file: Option<Arc<str>>,
     pub line: Option<usize>,
 }

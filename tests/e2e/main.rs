@@ -23,6 +23,7 @@
 mod audit;
 mod existing;
 mod harness;
+mod reports;
 mod rotation;
 mod server_side;
 mod teardown;
@@ -99,6 +100,14 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("reports_from_audit", {
+            let kc = k(&main);
+            move || reports::run_audit(&kc)
+        }),
+        trial("reports_one_writer", {
+            let kc = k(&main);
+            move || reports::run_one_writer(&kc)
         }),
     ];
     let start = Instant::now();

@@ -21,6 +21,7 @@ mod istio_fixtures;
 mod module_graph;
 mod mtls;
 mod readme;
+mod reports;
 mod shutdown;
 mod simulate;
 mod tls_reload;
