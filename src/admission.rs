@@ -383,37 +383,42 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // it is not repeated (`[pa-permissive-mtls] spec.mtls.mode (deny)`); warnings and audit
     // findings are recorded nowhere else, so they keep their text
     // (`[ap-wildcard-source] spec.rules[0]... (warn): "*" matches ... Fix: ...`).
-    let mut annotation = String::with_capacity(64 * eval.findings.len());
-    annotation.push('[');
-    for (i, f) in eval.findings.iter().enumerate() {
-        if i > 0 {
-            annotation.push(',');
-        }
-        let v = &f.violation;
-        let entry = match f.action {
-            Action::Deny => format!("[{}] {} (deny)", f.rule, v.path),
-            a => format!(
-                "[{}] {} ({a}): {}. Fix: {}",
-                f.rule, v.path, v.message, v.fix
-            ),
-        };
-        annotation.push_str(&serde_json::Value::String(entry).to_string());
-    }
-    annotation.push(']');
-    resp.audit_annotations.insert(
-        AUDIT_ANNOTATION.to_owned(),
-        truncate(&annotation, 16 * 1024),
-    );
+    let entries: Vec<String> = eval
+        .findings
+        .iter()
+        .map(|f| {
+            let v = &f.violation;
+            let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
+            e.push('[');
+            e.push_str(f.rule);
+            e.push_str("] ");
+            e.push_str(&v.path);
+            e.push_str(" (");
+            e.push_str(f.action.as_str());
+            e.push(')');
+            if f.action != Action::Deny {
+                e.push_str(": ");
+                e.push_str(&v.message);
+                e.push_str(". Fix: ");
+                e.push_str(&v.fix);
+            }
+            e
+        })
+        .collect();
+    let annotation = serde_json::to_string(&entries).unwrap_or_default();
+    resp.audit_annotations
+        .insert(AUDIT_ANNOTATION.to_owned(), truncate(annotation, 16 * 1024));
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(ToString::to_string));
+    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
+        let mut line = String::new();
+        f.write_line(&mut line);
+        line
+    }));
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
-    let denies: Vec<String> = eval
-        .with_action(Action::Deny)
-        .map(ToString::to_string)
-        .collect();
-    if denies.is_empty() {
+    let denies = eval.with_action(Action::Deny).count();
+    if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
         } else {
@@ -421,12 +426,22 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         };
         return (resp, outcome);
     }
-    let noun = if denies.len() == 1 {
+    let noun = if denies == 1 {
         "violation"
     } else {
         "violations"
     };
-    let message = format!("meshguard: {} {noun}:\n{}", denies.len(), denies.join("\n"));
+    // `meshguard: N violations:` then one finding per line.
+    let mut message = String::with_capacity(512 * denies);
+    message.push_str("meshguard: ");
+    message.push_str(&denies.to_string());
+    message.push(' ');
+    message.push_str(noun);
+    message.push(':');
+    for f in eval.with_action(Action::Deny) {
+        message.push('\n');
+        f.write_line(&mut message);
+    }
     resp = resp.deny(message);
     resp.result.code = 403;
     resp.result.reason = "Forbidden".into();
@@ -439,11 +454,14 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        let clean: String = w
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let w = truncate(&clean, WARNING_MAX);
+        let clean = if w.chars().any(char::is_control) {
+            w.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        } else {
+            w
+        };
+        let w = truncate(clean, WARNING_MAX);
         if total + w.len() > WARNINGS_TOTAL_MAX {
             out.push(
                 "meshguard: more warnings omitted; see the audit annotation or `meshguard check`"
@@ -457,16 +475,18 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     out
 }
 
-/// Truncate to at most `max` bytes on a char boundary, marking the cut with `…`.
-fn truncate(s: &str, max: usize) -> String {
+/// Cut to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn truncate(mut s: String, max: usize) -> String {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max.saturating_sub('…'.len_utf8());
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    s.truncate(end);
+    s.push('…');
+    s
 }
 
 fn with_patch(
@@ -643,7 +663,7 @@ mod tests {
     #[test]
     fn truncate_respects_char_boundaries() {
         let s = "é".repeat(300);
-        let t = truncate(&s, 256);
+        let t = truncate(s.clone(), 256);
         assert!(t.len() <= 256);
         assert!(t.ends_with('…'));
     }

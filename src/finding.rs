@@ -73,13 +73,29 @@ pub struct Finding {
     pub violation: Violation,
 }
 
+impl Finding {
+    /// The finding as one line, `[rule] path: message. Fix: fix`, appended to `out` (what
+    /// `Display` writes, without the formatting machinery: the webhook writes one per finding
+    /// of every denied review).
+    pub fn write_line(&self, out: &mut String) {
+        let v = &self.violation;
+        out.reserve(self.rule.len() + v.path.len() + v.message.len() + v.fix.len() + 12);
+        out.push('[');
+        out.push_str(self.rule);
+        out.push_str("] ");
+        out.push_str(&v.path);
+        out.push_str(": ");
+        out.push_str(&v.message);
+        out.push_str(". Fix: ");
+        out.push_str(&v.fix);
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] {}: {}. Fix: {}",
-            self.rule, self.violation.path, self.violation.message, self.violation.fix
-        )
+        let mut line = String::new();
+        self.write_line(&mut line);
+        f.write_str(&line)
     }
 }
 
