@@ -20,6 +20,7 @@ mod https;
 mod istio_fixtures;
 mod module_graph;
 mod mtls;
+mod pruning;
 mod readme;
 mod reports;
 mod shutdown;
