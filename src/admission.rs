@@ -379,10 +379,10 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action: which rule, where, and
-    // what it did. A deny's text is already in the response status the audit log records, so
-    // it is not repeated (`[pa-permissive-mtls] spec.mtls.mode (deny)`); warnings and audit
-    // findings are recorded nowhere else, so they keep their text
-    // (`[ap-wildcard-source] spec.rules[0]... (warn): "*" matches ... Fix: ...`).
+    // what it did (`[pa-permissive-mtls] spec.mtls.mode (deny)`). The texts of denies and
+    // warnings are in the response's status and warnings, so they are not repeated here (that
+    // would double every response); audit-level findings are reported nowhere else, so they
+    // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
     let entries: Vec<String> = eval
         .findings
         .iter()
@@ -396,7 +396,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
             e.push_str(" (");
             e.push_str(f.action.as_str());
             e.push(')');
-            if f.action != Action::Deny {
+            if f.action == Action::Audit {
                 e.push_str(": ");
                 e.push_str(&v.message);
                 e.push_str(". Fix: ");
@@ -454,7 +454,13 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        let clean = if w.chars().any(char::is_control) {
+        // Printable ASCII, the usual case, is checked a byte at a time.
+        let control = if w.is_ascii() {
+            w.bytes().any(|b| b < 0x20 || b == 0x7f)
+        } else {
+            w.chars().any(char::is_control)
+        };
+        let clean = if control {
             w.chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect()
@@ -669,6 +675,53 @@ mod tests {
         assert_eq!(
             crate::context::NoCluster.namespace_terminating("x"),
             Lookup::Unknown
+        );
+    }
+
+    #[test]
+    fn the_audit_annotation_names_every_finding_and_spells_out_audit_ones() {
+        use crate::finding::{Finding, Violation};
+        let f = |rule, action| Finding {
+            rule,
+            action,
+            violation: Violation::new("spec.x", "what", "fix it"),
+        };
+        let eval = Evaluation {
+            findings: vec![
+                f("pa-permissive-mtls", Action::Deny),
+                f("ap-wildcard-source", Action::Warn),
+                f("ap-remote-ip-untrusted", Action::Audit),
+            ],
+            exempt: false,
+        };
+        let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let (resp, outcome) = decide(AdmissionResponse::from(&req), &eval);
+        assert_eq!(outcome, Outcome::Denied);
+        let entries: Vec<String> =
+            serde_json::from_str(&resp.audit_annotations[AUDIT_ANNOTATION]).expect("a JSON list");
+        assert_eq!(
+            entries,
+            [
+                "[pa-permissive-mtls] spec.x (deny)",
+                "[ap-wildcard-source] spec.x (warn)",
+                "[ap-remote-ip-untrusted] spec.x (audit): what. Fix: fix it"
+            ]
+        );
+        // The texts the annotation leaves out are in the status and the warnings.
+        assert!(resp
+            .result
+            .message
+            .contains("[pa-permissive-mtls] spec.x: what. Fix: fix it"));
+        assert_eq!(
+            resp.warnings,
+            Some(vec![
+                "[ap-wildcard-source] spec.x: what. Fix: fix it".to_owned()
+            ])
         );
     }
 

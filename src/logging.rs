@@ -32,6 +32,16 @@ pub struct LoggingGuard {
 /// Install the process-wide subscriber. `filter` is tracing's EnvFilter syntax; an invalid one
 /// falls back to `info`. A second call (tests start several servers) is a no-op.
 pub fn init(format: LogFormat, filter: &str) -> LoggingGuard {
+    init_to(format, filter, std::io::stderr())
+}
+
+/// [`init`] with another sink than stderr (the load benchmark discards the lines but pays for
+/// them exactly as `serve` does).
+pub fn init_to(
+    format: LogFormat,
+    filter: &str,
+    sink: impl std::io::Write + Send + 'static,
+) -> LoggingGuard {
     use tracing_subscriber::EnvFilter;
     if DROPPED.get().is_some() {
         return LoggingGuard { _writer: None };
@@ -41,7 +51,7 @@ pub fn init(format: LogFormat, filter: &str) -> LoggingGuard {
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("meshguard-log")
-        .finish(std::io::stderr());
+        .finish(sink);
     let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -457,6 +457,7 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Meta {
+            #[serde(default, deserialize_with = "annotations")]
             annotations: Option<BTreeMap<String, String>>,
             creation_timestamp: Option<Time>,
             deletion_grace_period_seconds: Option<i64>,
@@ -472,6 +473,46 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
             self_link: Option<String>,
             uid: Option<String>,
         }
+        /// Annotations without `kubectl.kubernetes.io/last-applied-configuration`: a copy of
+        /// the whole object as an escaped JSON string, the longest value of a `kubectl apply`d
+        /// object's metadata, which no check reads.
+        fn annotations<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+            struct Annotations;
+            impl<'de> Visitor<'de> for Annotations {
+                type Value = Option<BTreeMap<String, String>>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("annotations")
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_none<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_some<D: serde::Deserializer<'de>>(
+                    self,
+                    d: D,
+                ) -> Result<Self::Value, D::Error> {
+                    d.deserialize_map(self)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = BTreeMap::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        if key == LAST_APPLIED {
+                            map.next_value::<IgnoredAny>()?;
+                        } else {
+                            out.insert(key, map.next_value::<String>()?);
+                        }
+                    }
+                    Ok(Some(out))
+                }
+            }
+            d.deserialize_option(Annotations)
+        }
+        const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
         impl From<Meta> for kube::core::ObjectMeta {
             fn from(m: Meta) -> Self {
                 kube::core::ObjectMeta {
@@ -547,15 +588,18 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
     }
 }
 
-/// What the webhook keeps of a subtree of a review's object: keys to skip without building
-/// them, and the shapes of keys (or list items) below. Only pod specs are pruned, and only of
-/// what no rule, mutation or cross check reads (volumes, scheduling, probes, environment...):
-/// decoding them into `Value` trees was most of a Pod review's cost. A rule that starts reading
-/// one of these fields must take it off the list; `tests::pruning_changes_no_verdict` compares
+/// What the webhook keeps of a subtree of a review's object: the keys to build (the others are
+/// scanned past without being built), and the shapes of keys (or list items) below. Only pod
+/// specs are pruned, down to what the rules and mutations read (the ServiceAccount,
+/// hostNetwork, security contexts, and each container's name, image, ports, security context
+/// and restart policy): building the rest into `Value` trees was most of a Pod review's cost. A
+/// rule that starts reading another pod field must add it here; the rules' unit tests decode
+/// their objects this way (`rules::testing::obj`), and `tests/integration/pruning.rs` compares
 /// pruned and whole decoding over every captured review. `check` and `audit` never prune.
 #[derive(Debug)]
 pub struct Shape {
-    skip: &'static [&'static str],
+    /// The keys to build; empty: all of them.
+    keep: &'static [&'static str],
     children: &'static [(&'static str, &'static Shape)],
     /// For a list: the shape of each item.
     items: Option<&'static Shape>,
@@ -571,69 +615,38 @@ impl Shape {
             _ => None,
         }
     }
+
+    fn keeps(&self, key: &str) -> bool {
+        self.keep.is_empty() || self.keep.contains(&key)
+    }
 }
 
-/// Pod spec fields no check reads.
-const POD_SPEC_SKIP: &[&str] = &[
-    "volumes",
-    "tolerations",
-    "affinity",
-    "nodeSelector",
-    "dnsConfig",
-    "dnsPolicy",
-    "schedulerName",
-    "priorityClassName",
-    "priority",
-    "preemptionPolicy",
-    "enableServiceLinks",
-    "terminationGracePeriodSeconds",
-    "activeDeadlineSeconds",
-    "imagePullSecrets",
-    "topologySpreadConstraints",
-    "readinessGates",
-    "overhead",
-    "resourceClaims",
-    "schedulingGates",
-    "runtimeClassName",
-    "hostAliases",
+/// The pod spec fields checks read.
+const POD_SPEC_KEEP: &[&str] = &[
+    "serviceAccountName",
+    "serviceAccount",
+    "hostNetwork",
+    "securityContext",
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
 ];
 
-/// Container fields no check reads (name, image, ports, securityContext and restartPolicy
-/// stay).
-const CONTAINER_SKIP: &[&str] = &[
-    "env",
-    "envFrom",
-    "volumeMounts",
-    "volumeDevices",
-    "resources",
-    "resizePolicy",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
-    "lifecycle",
-    "command",
-    "args",
-    "workingDir",
-    "terminationMessagePath",
-    "terminationMessagePolicy",
-    "imagePullPolicy",
-    "stdin",
-    "stdinOnce",
-    "tty",
-];
+/// The container fields checks read.
+const CONTAINER_KEEP: &[&str] = &["name", "image", "ports", "securityContext", "restartPolicy"];
 
 static CONTAINER: Shape = Shape {
-    skip: CONTAINER_SKIP,
+    keep: CONTAINER_KEEP,
     children: &[],
     items: None,
 };
 static CONTAINERS: Shape = Shape {
-    skip: &[],
+    keep: &[],
     children: &[],
     items: Some(&CONTAINER),
 };
 static POD_SPEC: Shape = Shape {
-    skip: POD_SPEC_SKIP,
+    keep: POD_SPEC_KEEP,
     children: &[
         ("containers", &CONTAINERS),
         ("initContainers", &CONTAINERS),
@@ -642,27 +655,27 @@ static POD_SPEC: Shape = Shape {
     items: None,
 };
 static POD_TEMPLATE: Shape = Shape {
-    skip: &[],
+    keep: &[],
     children: &[("spec", &POD_SPEC)],
     items: None,
 };
 static CONTROLLER_SPEC: Shape = Shape {
-    skip: &[],
+    keep: &[],
     children: &[("template", &POD_TEMPLATE)],
     items: None,
 };
 static JOB_TEMPLATE: Shape = Shape {
-    skip: &[],
+    keep: &[],
     children: &[("spec", &CONTROLLER_SPEC)],
     items: None,
 };
 static CRONJOB_SPEC: Shape = Shape {
-    skip: &[],
+    keep: &[],
     children: &[("jobTemplate", &JOB_TEMPLATE)],
     items: None,
 };
 
-/// Decode a JSON value into a `Value`, leaving out what `Shape` skips.
+/// Decode a JSON value into a `Value`, building only what its `Shape` keeps.
 struct Pruned(&'static Shape);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
@@ -680,7 +693,7 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if self.0.skip.contains(&key.as_str()) {
+            if !self.0.keeps(&key) {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
             }
@@ -743,10 +756,11 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn pod_specs_are_pruned_of_what_no_check_reads() {
+    fn pod_specs_keep_only_what_checks_read() {
         let pod: ReviewObject = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"volumes": [{"name": "v"}], "hostNetwork": true, "serviceAccountName": "web",
+                "nodeName": "n1", "someFutureField": {"a": 1},
                 "containers": [{"name": "app", "image": "i", "env": [{"name": "X"}],
                     "ports": [{"containerPort": 80}], "securityContext": {"runAsUser": 1337}}],
                 "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"]}]}
@@ -839,6 +853,7 @@ mod tests {
         let o: ReviewObject = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "n", "labels": {"app": "a"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"},
                          "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
             "spec": {"serviceAccountName": "default"},
             "status": {"phase": "Pending"}
@@ -847,6 +862,11 @@ mod tests {
         assert_eq!(o.0.metadata.name.as_deref(), Some("p"));
         assert_eq!(labels_of(&o.0).get("app").map(String::as_str), Some("a"));
         assert!(o.0.metadata.managed_fields.is_none());
+        assert_eq!(
+            o.0.metadata.annotations,
+            Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
+            "last-applied-configuration is not kept"
+        );
         assert_eq!(o.0.data, json!({"spec": {"serviceAccountName": "default"}}));
         assert_eq!(o.0.types.as_ref().map(|t| t.kind.as_str()), Some("Pod"));
         assert!(serde_json::from_value::<ReviewObject>(json!([1])).is_err());
