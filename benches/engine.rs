@@ -103,7 +103,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    let engine = Engine::new(Policy::default(), Some("meshguard"));
+    let engine = Engine::new(Policy::default(), Default::default(), Some("meshguard"));
     let mut inputs: Vec<(String, Vec<u8>)> = FIXTURES
         .iter()
         .map(|n| (n.trim_end_matches(".json").to_owned(), fixture(n)))
@@ -152,7 +152,11 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("rt");
     let admission = Admission::new(
-        meshguard::engine::EngineHandle::new(Engine::new(Policy::default(), None)),
+        meshguard::engine::EngineHandle::new(Engine::new(
+            Policy::default(),
+            Default::default(),
+            None,
+        )),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

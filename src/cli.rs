@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// How often to audit the cluster (gauges meshguard_audit_*); 0 turns it off.
     #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
     pub audit_interval: Duration,
+    /// The namespace Istio is installed in: its MeshConfig and injector ConfigMaps are watched
+    /// there (default: istio-system).
+    #[arg(long, env = "MESHGUARD_ISTIO_NAMESPACE")]
+    pub istio_namespace: Option<String>,
 }
 
 impl ServeArgs {
@@ -165,6 +169,7 @@ impl ServeArgs {
             kubeconfig: self.kubeconfig.clone(),
             no_cluster: self.no_cluster,
             audit_interval: self.audit_interval,
+            istio_namespace: self.istio_namespace.clone(),
         }
     }
 }

@@ -78,6 +78,7 @@ mod tests {
         };
         let ctx = Ctx {
             policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster: &NoCluster,
             cache: &crate::rules::ReviewCache::default(),
         };

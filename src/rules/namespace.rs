@@ -3,14 +3,24 @@
 //!
 //! Istio semantics (docs/istio-semantics.md, "Sidecar injection"): `istio-injection=enabled`
 //! (default revision) or `istio.io/rev=<rev|tag>`; when both are present `istio-injection`
-//! wins, and more than one mode label (counting `istio.io/dataplane-mode=ambient`) is IST0123.
-//! Only the value `enabled` of `istio-injection` turns injection on: any other value keeps
-//! every pod of the namespace out of the injector, pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel
-//! gives its pods mTLS), so it is not "missing".
+//! wins. More than one mode label is IST0123, where `istio.io/rev` and
+//! `istio.io/dataplane-mode=ambient` count only beside an absent or `enabled` `istio-injection`
+//! (istio/istio `pkg/config/analysis/analyzers/injection/injection.go`): `disabled` wins over
+//! them, which `ns-injection-disabled` reports. Only the value `enabled` of `istio-injection`
+//! turns injection on: any other value keeps every pod of the namespace out of the injector,
+//! pod-level opt-ins included. An ambient namespace is enrolled too (ztunnel gives its pods mTLS),
+//! so it is not "missing".
+//!
+//! Whether a namespace's pods really get a sidecar is the mesh context's injector decision
+//! ([`crate::mesh::MeshContext::namespace_injection`]): the injector webhooks' selectors as
+//! installed, so a namespace that `sidecarInjectorWebhook.enableNamespacesByDefault` injects
+//! without a label is enrolled, and one labelled for a revision no injector serves is not. With no
+//! injector visible the labels above decide (Istio's default injector assumed).
 
-use super::{Action, Rule, Violation};
+use super::{Action, Ctx, Rule, Violation};
 use crate::config::Policy;
 use crate::json::quoted_key;
+use crate::mesh::Why;
 use crate::resource::{labels_of, Kind};
 use std::collections::BTreeMap;
 
@@ -19,6 +29,19 @@ pub const REV: &str = "istio.io/rev";
 pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 
 const KINDS: &[Kind] = &[Kind::Namespace];
+
+/// Namespaces and every workload kind (`ns-unknown-revision`).
+const NAMESPACE_AND_WORKLOADS: &[Kind] = &[
+    Kind::Namespace,
+    Kind::Pod,
+    Kind::Deployment,
+    Kind::StatefulSet,
+    Kind::DaemonSet,
+    Kind::ReplicaSet,
+    Kind::ReplicationController,
+    Kind::Job,
+    Kind::CronJob,
+];
 
 /// What a namespace's labels mean for sidecar injection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +86,106 @@ pub fn wanted_label(policy: &Policy) -> (&'static str, &str) {
     }
 }
 
-/// The injection-mode labels present, as `key=value`, in a fixed order.
+/// The label to suggest for namespace `ns`: the policy's (`istio-injection=enabled`, or
+/// `istio.io/rev=<injectionRevision>`) when an injector serves it (always, with no injector
+/// visible), else the first revision tag, else the first revision an injector serves.
+pub fn suggested_label(ctx: &Ctx<'_>, ns: &str) -> (&'static str, String) {
+    let (key, value) = wanted_label(ctx.policy);
+    let served = |key: &str, value: &str| {
+        let labels = [(key, value)];
+        ctx.mesh.namespace_injection(ns, &labels).inject
+    };
+    if ctx.mesh.assumed_default_injector() || served(key, value) {
+        return (key, value.to_owned());
+    }
+    served_labels(ctx, ns)
+        .into_iter()
+        .next()
+        .unwrap_or((key, value.to_owned()))
+}
+
+/// The namespace labels an injector serves (a plain pod in a namespace with only that label gets
+/// a sidecar): revision tags, then revisions, each as `istio.io/rev`, and
+/// `istio-injection=enabled` when the default revision's webhooks serve it.
+fn served_labels(ctx: &Ctx<'_>, ns: &str) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let served = |key: &str, value: &str| {
+        let labels = [(key, value)];
+        ctx.mesh.namespace_injection(ns, &labels).inject
+    };
+    for name in ctx.mesh.tags().keys().chain(ctx.mesh.revisions()) {
+        if served(REV, name) && !out.iter().any(|(_, v): &(&str, String)| v == name) {
+            out.push((REV, name.clone()));
+        }
+    }
+    if served(ISTIO_INJECTION, "enabled") {
+        out.push((ISTIO_INJECTION, "enabled".to_owned()));
+    }
+    out
+}
+
+/// The revisions and tags that exist and the namespace labels they serve, for messages:
+/// `injectors serve istio.io/rev=prod-stable, istio.io/rev=canary; revisions: canary, default;
+/// tags: prod-stable → canary`.
+pub fn served_summary(ctx: &Ctx<'_>, ns: &str) -> String {
+    let served: Vec<String> = served_labels(ctx, ns)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut s = if served.is_empty() {
+        "no injector serves any namespace label".to_owned()
+    } else {
+        format!("injectors serve {}", served.join(", "))
+    };
+    s.push_str(&format!("; {}", revisions_and_tags(ctx)));
+    s
+}
+
+/// `revisions: canary, default; tags: prod-stable → canary` (or `no revision tags`).
+fn revisions_and_tags(ctx: &Ctx<'_>) -> String {
+    let revisions: Vec<&str> = ctx.mesh.revisions().iter().map(String::as_str).collect();
+    let mut s = if revisions.is_empty() {
+        "no revisions".to_owned()
+    } else {
+        format!("revisions: {}", revisions.join(", "))
+    };
+    let tags: Vec<String> = ctx
+        .mesh
+        .tags()
+        .iter()
+        .map(|(t, r)| format!("{t} → {r}"))
+        .collect();
+    if tags.is_empty() {
+        s.push_str("; no revision tags");
+    } else {
+        s.push_str(&format!("; tags: {}", tags.join(", ")));
+    }
+    s
+}
+
+/// The injection-mode labels that count, as `key=value`, in a fixed order: `istio-injection`,
+/// then `istio.io/rev` and `istio.io/dataplane-mode=ambient` when `istio-injection` is absent or
+/// `enabled` (a `disabled` one wins over them: Istio's IST0123 does not count them then).
 fn mode_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let injection = labels.get(ISTIO_INJECTION);
+    if let Some(v) = injection {
+        out.push(format!("{ISTIO_INJECTION}={v}"));
+    }
+    if injection.is_some_and(|v| v != "enabled") {
+        return out;
+    }
+    if let Some(v) = labels.get(REV) {
+        out.push(format!("{REV}={v}"));
+    }
+    if is_ambient(labels) {
+        out.push(format!("{DATAPLANE_MODE}=ambient"));
+    }
+    out
+}
+
+/// The injection labels present, as `key=value` (for "this update removes ...").
+fn present_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
     for key in [ISTIO_INJECTION, REV] {
         if let Some(v) = labels.get(key) {
@@ -81,41 +202,75 @@ pub static INJECTION_MISSING: Rule = Rule {
     id: "ns-injection-missing",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "a non-exempt namespace without an injection label (istio-injection=enabled or istio.io/rev); an update that removes it is refused",
+    summary: "a non-exempt namespace whose pods get no sidecar: no injection label (istio-injection=enabled or istio.io/rev), or a label no injector's selectors serve; an update that removes the label is refused",
     example_fix: "metadata.labels: {istio-injection: enabled}",
     needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
         let labels = labels_of(obj);
-        if injection(labels) != Injection::None {
+        let ns = review.namespace;
+        match injection(labels) {
+            Injection::Off(_) | Injection::Ambient => return, // ns-injection-disabled; ztunnel
+            Injection::Sidecar | Injection::None => {}
+        }
+        let decision = ctx.mesh.namespace_injection(ns, labels);
+        if decision.inject {
             return;
         }
-        let (key, value) = wanted_label(ctx.policy);
+        let (key, value) = suggested_label(ctx, ns);
+        if injection(labels) == Injection::Sidecar {
+            // The labels look right, but no injector (as installed) acts on them.
+            if labels.get(ISTIO_INJECTION).is_none()
+                && labels.get(REV).is_some_and(|r| !ctx.mesh.serves_namespace(r))
+            {
+                return; // ns-unknown-revision names the revision that does not exist
+            }
+            out.push(Violation::new(
+                "metadata.labels",
+                format!(
+                    "namespace {ns:?} is labelled {}, but its pods get no sidecar: {decision} ({})",
+                    present_labels(labels).join(", "),
+                    served_summary(ctx, ns)
+                ),
+                match decision.why {
+                    Why::NotSelected => format!(
+                        "label it for an injector that exists: kubectl label namespace {ns} {key}={value} --overwrite"
+                    ),
+                    _ => "fix the injector's configuration (policy, neverInjectSelector), or exempt the namespace in the meshguard policy".to_owned(),
+                },
+            ));
+            return;
+        }
         let removed = review
             .old_object
             .filter(|_| matches!(review.operation, kube::core::admission::Operation::Update))
-            .map(|old| mode_labels(labels_of(old)))
+            .map(|old| present_labels(labels_of(old)))
             .unwrap_or_default();
         if let Some(first) = removed.first() {
             let removed_key = first.split('=').next().unwrap_or(ISTIO_INJECTION);
             out.push(Violation::new(
                 format!("metadata.labels{}", quoted_key(removed_key)),
                 format!(
-                    "this update removes {} from namespace {:?}: pods created from now on start without a sidecar and fall out of mTLS and AuthorizationPolicy",
+                    "this update removes {} from namespace {ns:?}: pods created from now on start without a sidecar and fall out of mTLS and AuthorizationPolicy",
                     removed.join(", "),
-                    review.namespace
                 ),
                 format!("keep the label {first} (to take a namespace out of the mesh, add it to exemptNamespaces in the meshguard policy)"),
             ));
             return;
         }
+        let message = if decision.assumed || decision.why == Why::NotSelected {
+            format!(
+                "namespace {ns:?} has no injection label, so its pods start without a sidecar: their traffic is plaintext and no AuthorizationPolicy applies to them"
+            )
+        } else {
+            format!(
+                "namespace {ns:?} has no injection label and its pods get no sidecar ({decision}): their traffic is plaintext and no AuthorizationPolicy applies to them"
+            )
+        };
         out.push(Violation::new(
             "metadata.labels",
-            format!(
-                "namespace {:?} has no injection label, so its pods start without a sidecar: their traffic is plaintext and no AuthorizationPolicy applies to them",
-                review.namespace
-            ),
-            format!("add the label {key}: {value} (kubectl label namespace {} {key}={value})", review.namespace),
+            message,
+            format!("add the label {key}: {value} (kubectl label namespace {ns} {key}={value})"),
         ));
     },
 };
@@ -155,7 +310,7 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
     id: "ns-conflicting-injection-labels",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "more than one injection mode label (istio-injection, istio.io/rev, istio.io/dataplane-mode=ambient) on a namespace",
+    summary: "more than one injection mode label (istio-injection, istio.io/rev, istio.io/dataplane-mode=ambient) on a namespace; beside istio-injection=disabled the others do not count (it wins, IST0123)",
     example_fix: "keep one of istio-injection, istio.io/rev, istio.io/dataplane-mode",
     needs: &[],
     check: |review, ctx, out| {
@@ -170,6 +325,7 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
                 "istio-injection wins, so istio.io/rev is ignored".to_owned()
             }
             Injection::Sidecar => "sidecars win, so ambient capture skips these pods".to_owned(),
+            // Not reached: mode_labels counts nothing beside a non-enabled istio-injection.
             Injection::Off(v) => format!("istio-injection={v} wins, so no sidecar is injected"),
             Injection::Ambient | Injection::None => "the result depends on label precedence".to_owned(),
         };
@@ -182,6 +338,62 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
                 modes.join(", ")
             ),
             format!("keep only {key}: {value} and remove the other mode labels"),
+        ));
+    },
+};
+
+pub static UNKNOWN_REVISION: Rule = Rule {
+    id: "ns-unknown-revision",
+    kinds: NAMESPACE_AND_WORKLOADS,
+    default_action: Action::Deny,
+    summary: "a namespace (or pod template) labelled istio.io/rev=<x> that no injector or revision tag serves: its pods get no sidecar at all",
+    example_fix: "metadata.labels: {istio.io/rev: prod-stable} (a revision or tag that exists: kubectl get mutatingwebhookconfigurations -l istio.io/rev)",
+    needs: &[],
+    check: |review, ctx, out| {
+        if ctx.mesh.assumed_default_injector() {
+            return; // no injector visible: nothing to compare with
+        }
+        let Some(obj) = review.written() else { return };
+        let (path, rev, namespace_level) = if review.kind == Kind::Namespace {
+            let labels = labels_of(obj);
+            if labels.contains_key(ISTIO_INJECTION) {
+                return; // istio-injection wins: the revision label is not in effect
+            }
+            let Some(rev) = labels.get(REV).filter(|r| !r.is_empty()) else {
+                return;
+            };
+            if ctx.mesh.serves_namespace(rev) {
+                return;
+            }
+            (format!("metadata.labels{}", quoted_key(REV)), rev.as_str(), true)
+        } else {
+            let Some(t) = crate::pod_template::PodTemplate::written(review) else {
+                return;
+            };
+            if t.has_proxy() {
+                return; // injected already: the injector records its revision in this label
+            }
+            let Some(rev) = t.label(REV).filter(|r| !r.is_empty()) else {
+                return;
+            };
+            if ctx.mesh.serves(rev) {
+                return;
+            }
+            (t.label_path(REV), rev, false)
+        };
+        let (key, value) = suggested_label(ctx, review.namespace);
+        let what = if namespace_level {
+            format!("the pods of namespace {:?}", review.namespace)
+        } else {
+            "this pod".to_owned()
+        };
+        out.push(Violation::new(
+            path,
+            format!(
+                "istio.io/rev={rev:?} names no revision or revision tag an injector serves, so {what} get no sidecar at all ({})",
+                revisions_and_tags(ctx)
+            ),
+            format!("use a revision or tag that exists, e.g. {key}: {value}"),
         ));
     },
 };
@@ -216,6 +428,7 @@ mod tests {
         };
         let ctx = Ctx {
             policy: &policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster: &crate::context::NoCluster,
             cache: &crate::rules::ReviewCache::default(),
         };

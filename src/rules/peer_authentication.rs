@@ -19,7 +19,7 @@ fn policy<'a>(review: &Review<'a>) -> PeerAuthentication<'a> {
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'static str {
     if !pa.selector.is_empty() {
         "this workload"
-    } else if review.namespace == ctx.policy.root_namespace {
+    } else if review.namespace == ctx.mesh.root_namespace().value {
         "the whole mesh"
     } else {
         "the whole namespace"
@@ -83,7 +83,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.policy.root_namespace {
+        if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
         let pa = PeerAuthentication::of(spec_of(obj));
@@ -101,7 +101,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
                 path,
                 format!(
                     "a mesh-wide PeerAuthentication in root namespace {:?} with mode {} inherits Istio's default, which is PERMISSIVE",
-                    ctx.policy.root_namespace,
+                    ctx.mesh.root_namespace().value,
                     mode.unwrap_or("absent")
                 ),
                 "set spec.mtls.mode: STRICT",
@@ -170,7 +170,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.policy.root_namespace {
+        if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
         if PeerAuthentication::of(spec_of(obj)).selector.is_empty() {
@@ -180,7 +180,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
             "spec.selector",
             format!(
                 "Istio ignores workload-level PeerAuthentication in the root namespace {:?}; it is neither mesh-wide nor applied to the selected workloads",
-                ctx.policy.root_namespace
+                ctx.mesh.root_namespace().value
             ),
             "create it in the namespace of the workloads it selects, or remove the selector to make it the mesh-wide policy",
         ));

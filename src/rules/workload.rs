@@ -21,10 +21,13 @@
 //! (`Lookup::Unknown`), `onLookupFailure: deny` reports "namespace labels unknown" and `allow`
 //! reports nothing.
 
-use super::namespace::{injection, is_ambient, wanted_label, Injection, DATAPLANE_MODE};
+use super::namespace::{
+    is_ambient, served_summary, suggested_label, DATAPLANE_MODE, ISTIO_INJECTION, REV,
+};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
 use crate::context::{Lookup, Need};
+use crate::mesh::Why;
 use crate::pod_template::{PodTemplate, INJECT, PROXY_CONTAINER, PROXY_UID};
 use crate::resource::{Kind, Review};
 use kube::core::admission::Operation;
@@ -71,7 +74,7 @@ fn unknown_namespace(
 
 /// Which data plane will carry a pod's traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dataplane {
+pub(crate) enum Dataplane {
     /// The sidecar injector adds istio-proxy.
     Sidecar,
     /// No sidecar; ztunnel captures the pod (ambient mode).
@@ -82,16 +85,68 @@ enum Dataplane {
     Unknown,
 }
 
-/// Where this pod's traffic goes, from its labels and, when known, its namespace's labels.
-fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Dataplane {
+/// What the rules of one review know about its pod's injection, worked out once per review
+/// ([`super::ReviewCache`]): the namespace's labels and, when they are known, the injector
+/// decision of the mesh context (precomputed selectors, no allocation).
+#[derive(Debug)]
+pub(crate) struct PodInjection {
+    ns: Lookup<BTreeMap<String, String>>,
+    plane: Dataplane,
+    /// The mesh's injector decision: `None` when the namespace's labels are unknown.
+    decision: Option<(bool, Why)>,
+}
+
+/// The pod's injection facts, from the cache or worked out now.
+fn pod_injection<'c>(review: &Review<'_>, ctx: &Ctx<'c>, t: &PodTemplate<'_>) -> &'c PodInjection {
+    ctx.cache.pod.get_or_init(|| {
+        let ns = namespace_labels(review, ctx);
+        let decision = match &ns {
+            Lookup::Found(labels) => {
+                let (pl, pa) = (t.label_view(), t.annotation_view());
+                let d = ctx
+                    .mesh
+                    .injection(review.namespace, labels, &pl, &pa, t.host_network());
+                Some((d.inject, d.why))
+            }
+            _ => None,
+        };
+        let plane = dataplane(t, &ns, decision.map(|(inject, _)| inject));
+        PodInjection {
+            ns,
+            plane,
+            decision,
+        }
+    })
+}
+
+/// The injector decision in words (the reporting path only: it allocates).
+fn decision_text(
+    review: &Review<'_>,
+    ctx: &Ctx<'_>,
+    t: &PodTemplate<'_>,
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let (pl, pa) = (t.label_view(), t.annotation_view());
+    ctx.mesh
+        .injection(review.namespace, labels, &pl, &pa, t.host_network())
+        .to_string()
+}
+
+/// Where this pod's traffic goes: the injector decision (`inject`, when the namespace's labels are
+/// known), else ambient capture from the pod's and the namespace's labels.
+fn dataplane(
+    t: &PodTemplate<'_>,
+    ns: &Lookup<BTreeMap<String, String>>,
+    inject: Option<bool>,
+) -> Dataplane {
     if t.host_network() {
         return Dataplane::Outside; // neither injected nor captured
     }
-    if t.opts_in() {
-        return Dataplane::Sidecar;
-    }
     let pod_mode = t.label(DATAPLANE_MODE);
     let Lookup::Found(labels) = ns else {
+        if t.opts_in() {
+            return Dataplane::Sidecar;
+        }
         // Pod-level ambient enrolment is certain only when the pod also refuses a sidecar
         // (otherwise a sidecar namespace would inject it, and sidecars win).
         return if pod_mode == Some("ambient") && t.injection_disabled() {
@@ -100,7 +155,7 @@ fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Data
             Dataplane::Unknown
         };
     };
-    if injection(labels) == Injection::Sidecar && !t.injection_disabled() {
+    if inject == Some(true) {
         return Dataplane::Sidecar;
     }
     let ambient = match pod_mode {
@@ -115,11 +170,45 @@ fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Data
     }
 }
 
+/// Whether a `sidecar.istio.io/inject` value keeps the sidecar out. With no injector visible,
+/// meshguard's reading (anything but `y`, `yes`, `true`, `on` and empty). With injectors, theirs:
+/// Istio 1.27 and later act only on exactly `"true"` / `"false"` and ignore anything else; older
+/// injectors also refuse `no`, `off` and the like. The injector that decided for this pod reads it
+/// when there is one; otherwise any injector that would refuse it counts.
+fn setting_disables(ctx: &Ctx<'_>, revision: Option<&str>, value: &str) -> bool {
+    if ctx.mesh.assumed_default_injector() {
+        return crate::pod_template::value_disables(value);
+    }
+    let refuses = |c: &crate::mesh::InjectorConfig| c.inject_values.decide(value) == Some(false);
+    match revision.and_then(|r| ctx.mesh.injector(r)) {
+        Some(c) => refuses(c),
+        None => ctx.mesh.injectors().iter().any(refuses),
+    }
+}
+
+/// The revision of the injector that decided for this pod, when one selected it.
+fn deciding_revision(
+    review: &Review<'_>,
+    ctx: &Ctx<'_>,
+    t: &PodTemplate<'_>,
+    ns: &Lookup<BTreeMap<String, String>>,
+) -> Option<String> {
+    let Lookup::Found(labels) = ns else {
+        return None;
+    };
+    let (pl, pa) = (t.label_view(), t.annotation_view());
+    let d = ctx
+        .mesh
+        .injection(review.namespace, labels, &pl, &pa, t.host_network());
+    d.webhook.map(|w| w.revision.clone())
+}
+
 /// The identity a pod of this namespace gets with the `default` ServiceAccount.
 fn default_identity(review: &Review<'_>, ctx: &Ctx<'_>) -> String {
     format!(
         "{}/ns/{}/sa/default",
-        ctx.policy.trust_domain, review.namespace
+        ctx.mesh.trust_domain().value,
+        review.namespace
     )
 }
 
@@ -178,13 +267,13 @@ pub static INJECTION_DISABLED: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let ns = namespace_labels(review, ctx);
-        let plane = dataplane(&t, &ns);
+        let facts = pod_injection(review, ctx, &t);
+        let (ns, plane) = (&facts.ns, facts.plane);
         if plane == Dataplane::Ambient {
             return; // ztunnel captures the pod: it is in the mesh without a sidecar
         }
         if let (Lookup::Found(labels), Some("none"), Dataplane::Outside) =
-            (&ns, t.label(DATAPLANE_MODE), plane)
+            (ns, t.label(DATAPLANE_MODE), plane)
         {
             if is_ambient(labels) {
                 out.push(Violation::new(
@@ -199,7 +288,11 @@ pub static INJECTION_DISABLED: Rule = Rule {
         }
         let Some((path, value)) = t.inject_setting() else { return };
         if !crate::pod_template::value_disables(value) {
-            return;
+            return; // no reading of an "on" or empty value keeps the sidecar out
+        }
+        let revision = deciding_revision(review, ctx, &t, ns);
+        if !setting_disables(ctx, revision.as_deref(), value) {
+            return; // this mesh's injectors ignore the value (Istio 1.27+: only "true"/"false")
         }
         let from_annotation = t.label(INJECT).is_none();
         let mut message = format!(
@@ -221,7 +314,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
     id: "wl-namespace-not-injected",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "the namespace is not labeled for injection and the pod does not opt in (sidecar.istio.io/inject=true or istio.io/rev)",
+    summary: "the pod will not get a sidecar: no injector selects it (its namespace is not labeled for injection, or no injector serves the label) or the injector's configuration keeps it out, and it does not opt in",
     example_fix: "kubectl label namespace <ns> istio-injection=enabled",
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
@@ -229,47 +322,92 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
         if t.host_network() {
             return; // never injected; wl-host-network reports it
         }
+        if t.has_proxy() {
+            return; // injected already (istioctl kube-inject): it carries its sidecar
+        }
         let ns = review.namespace;
-        let (key, value) = wanted_label(ctx.policy);
-        let fix = format!(
-            "label the namespace: kubectl label namespace {ns} {key}={value} (or add the pod label {INJECT}: \"true\")"
-        );
         let labels_path = t.path("metadata.labels");
-        let lookup = namespace_labels(review, ctx);
-        if dataplane(&t, &lookup) == Dataplane::Ambient {
+        let facts = pod_injection(review, ctx, &t);
+        if facts.plane == Dataplane::Ambient {
             return; // enrolled in ambient mode: ztunnel captures it without a sidecar
         }
-        match lookup {
-            Lookup::Found(labels) => match injection(&labels) {
-                Injection::Sidecar | Injection::Ambient => {}
-                Injection::Off(v) => out.push(Violation::new(
-                    labels_path,
-                    format!(
-                        "namespace {ns:?} has istio-injection={v}, which keeps the sidecar out of every pod in it, even pods that opt in"
-                    ),
-                    format!("set the namespace label istio-injection: enabled (kubectl label namespace {ns} istio-injection=enabled --overwrite)"),
-                )),
-                Injection::None if t.opts_in() => {}
-                Injection::None => out.push(Violation::new(
-                    labels_path,
-                    format!(
-                        "namespace {ns:?} is not labeled for injection (istio-injection=enabled or istio.io/rev) and this pod does not opt in, so it starts without a sidecar"
-                    ),
-                    fix,
-                )),
-            },
-            Lookup::Missing | Lookup::Unknown
+        match (&facts.ns, facts.decision) {
+            (_, Some((true, _))) => {}
+            // wl-injection-disabled reports the pod's own opt-out.
+            (_, Some((false, Why::PodSetting | Why::HostNetwork))) => {}
+            (Lookup::Found(labels), Some((false, why))) => {
+                let (key, value) = suggested_label(ctx, ns);
+                let pod_opt_in = format!("add the pod label {INJECT}: \"true\"");
+                match why {
+                    Why::NamespaceOff => {
+                        let v = labels.get(ISTIO_INJECTION).map_or("", String::as_str);
+                        out.push(Violation::new(
+                            labels_path,
+                            format!(
+                                "namespace {ns:?} has istio-injection={v}, which keeps the sidecar out of every pod in it, even pods that opt in"
+                            ),
+                            format!("set the namespace label istio-injection: enabled (kubectl label namespace {ns} istio-injection=enabled --overwrite)"),
+                        ));
+                    }
+                    Why::NotEnrolled => out.push(Violation::new(
+                        labels_path,
+                        format!(
+                            "namespace {ns:?} is not labeled for injection (istio-injection=enabled or istio.io/rev) and this pod does not opt in, so it starts without a sidecar"
+                        ),
+                        format!(
+                            "label the namespace: kubectl label namespace {ns} {key}={value} (or {pod_opt_in})"
+                        ),
+                    )),
+                    Why::NotSelected => {
+                        if pod_revision_unknown(ctx, &t) {
+                            return; // ns-unknown-revision names the label that points nowhere
+                        }
+                        out.push(Violation::new(
+                            labels_path,
+                            format!(
+                                "{}, so it starts without a sidecar ({})",
+                                decision_text(review, ctx, &t, labels),
+                                served_summary(ctx, ns)
+                            ),
+                            format!(
+                                "label the namespace for an injector that exists: kubectl label namespace {ns} {key}={value} --overwrite"
+                            ),
+                        ));
+                    }
+                    _ => out.push(Violation::new(
+                        labels_path,
+                        format!(
+                            "{}, so it starts without a sidecar",
+                            decision_text(review, ctx, &t, labels)
+                        ),
+                        if why == Why::IgnoredNamespace {
+                            format!("run the workload in a namespace the injector serves (kubectl label namespace <ns> {key}={value})")
+                        } else {
+                            format!("{pod_opt_in} (the pod's own setting comes before the injector's selectors and policy)")
+                        },
+                    )),
+                }
+            }
+            (Lookup::Missing | Lookup::Unknown, _)
                 if t.opts_in() || t.label(DATAPLANE_MODE) == Some("ambient") => {}
-            lookup @ (Lookup::Missing | Lookup::Unknown) => unknown_namespace(
+            (lookup @ (Lookup::Missing | Lookup::Unknown), _) => unknown_namespace(
                 review,
                 ctx,
-                &lookup,
+                lookup,
                 "whether this pod will get a sidecar",
                 out,
             ),
+            (Lookup::Found(_), None) => {} // not reached: known labels always decide
         }
     },
 };
+
+/// The pod asks for a revision by its own `istio.io/rev` label that no injector serves
+/// (`ns-unknown-revision` reports it).
+fn pod_revision_unknown(ctx: &Ctx<'_>, t: &PodTemplate<'_>) -> bool {
+    t.label(REV)
+        .is_some_and(|r| !r.is_empty() && !ctx.mesh.serves(r))
+}
 
 pub static MISSING_SIDECAR: Rule = Rule {
     id: "wl-missing-sidecar",
@@ -283,27 +421,27 @@ pub static MISSING_SIDECAR: Rule = Rule {
             return;
         }
         let Some(t) = PodTemplate::written(review) else { return };
-        if t.host_network() || t.injection_disabled() || t.has_proxy() {
+        if t.host_network() || t.has_proxy() {
             return;
         }
         let ns = review.namespace;
-        let why = match namespace_labels(review, ctx) {
-            Lookup::Found(labels) => match injection(&labels) {
-                Injection::Sidecar => format!("namespace {ns:?} is labeled for injection"),
-                Injection::Off(_) => return,
-                Injection::Ambient | Injection::None if t.opts_in() => {
-                    "the pod opts in to injection".to_owned()
-                }
-                Injection::Ambient | Injection::None => return,
+        let facts = pod_injection(review, ctx, &t);
+        let why = match (&facts.ns, facts.decision) {
+            (Lookup::Found(labels), Some((true, why))) => match why {
+                Why::NamespaceLabel => format!("namespace {ns:?} is labeled for injection"),
+                Why::PodOptIn => "the pod opts in to injection".to_owned(),
+                _ => decision_text(review, ctx, &t, labels),
             },
-            Lookup::Missing | Lookup::Unknown if t.opts_in() => {
+            (Lookup::Found(_), _) => return,
+            (Lookup::Missing | Lookup::Unknown, _) if t.injection_disabled() => return,
+            (Lookup::Missing | Lookup::Unknown, _) if t.opts_in() => {
                 "the pod opts in to injection".to_owned()
             }
-            lookup @ (Lookup::Missing | Lookup::Unknown) => {
+            (lookup @ (Lookup::Missing | Lookup::Unknown), _) => {
                 unknown_namespace(
                     review,
                     ctx,
-                    &lookup,
+                    lookup,
                     "whether this pod should carry a sidecar",
                     out,
                 );
@@ -317,6 +455,39 @@ pub static MISSING_SIDECAR: Rule = Rule {
             ),
             "check that istiod's sidecar injector webhook is running and reachable (kubectl get mutatingwebhookconfigurations), then recreate the pod",
         ));
+    },
+};
+
+pub static PROXY_IMAGE_AUTO: Rule = Rule {
+    id: "wl-proxy-image-auto",
+    kinds: &[Kind::Pod],
+    default_action: Action::Deny,
+    summary: "a Pod CREATE whose istio-proxy container (or init container) still has image: auto: no injector ran, and the pod cannot start (IST0146/IST0147)",
+    example_fix: "label the namespace for an injector that exists (istio-injection=enabled or istio.io/rev=<revision>), then recreate the pod",
+    needs: &[],
+    check: |review, ctx, out| {
+        if !matches!(review.operation, Operation::Create) {
+            return;
+        }
+        let Some(t) = PodTemplate::written(review) else { return };
+        for c in t.containers() {
+            if c.name() != PROXY_CONTAINER
+                || c.value.get("image").and_then(Value::as_str) != Some("auto")
+            {
+                continue;
+            }
+            let (key, value) = suggested_label(ctx, review.namespace);
+            out.push(Violation::new(
+                t.path(&format!("spec.{}[{}].image", c.list, c.index)),
+                format!(
+                    "container \"{PROXY_CONTAINER}\" still has image \"auto\", the placeholder Istio's sidecar injector replaces: no injector ran on this pod, so it cannot start (there is no image \"auto\") and would not be in the mesh if it did"
+                ),
+                format!(
+                    "make sure an injector selects the pod (kubectl label namespace {} {key}={value}) and istiod is running, then recreate it; or remove the {PROXY_CONTAINER} container",
+                    review.namespace
+                ),
+            ));
+        }
     },
 };
 
@@ -366,7 +537,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let plane = dataplane(&t, &namespace_labels(review, ctx));
+        let plane = pod_injection(review, ctx, &t).plane;
         if matches!(plane, Dataplane::Ambient | Dataplane::Unknown) {
             if let Some(value) = t.annotation(BYPASS_INBOUND_CAPTURE) {
                 if go_bool(value) {
@@ -576,6 +747,7 @@ mod tests {
         };
         let ctx = Ctx {
             policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster,
             cache: &crate::rules::ReviewCache::default(),
         };

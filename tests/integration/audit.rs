@@ -251,7 +251,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         "list items get their type filled in"
     );
 
-    let engine = Engine::new(Policy::builtin(), None);
+    let engine = Engine::new(Policy::builtin(), Default::default(), None);
     let report = audit::evaluate(&engine, collected, true);
     let found: Vec<(String, &str, &str)> = report
         .findings
@@ -309,7 +309,11 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
 async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     let state = Arc::new(ApiServer::default());
     let url = start(state).await;
-    let engine = meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), None));
+    let engine = meshguard::engine::EngineHandle::new(Engine::new(
+        Policy::builtin(),
+        Default::default(),
+        None,
+    ));
     let metrics = Metrics::new().expect("metrics");
     // A stale series from an earlier run must disappear.
     metrics

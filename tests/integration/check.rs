@@ -52,7 +52,7 @@ fn meshguard(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
 /// The report of `check DIR` restricted to what `check` owns (cross-resource findings, parse
 /// errors, the mTLS table), built through the library with relative paths.
 fn owned_report(dir: &str) -> Report {
-    let engine = Engine::new(Policy::builtin(), None);
+    let engine = Engine::new(Policy::builtin(), Default::default(), None);
     let mut loaded = manifest::load(&[root().join(dir)]).expect("fixture loads");
     let prefix = format!("{}/", root().display());
     for o in &mut loaded.objects {
@@ -507,7 +507,7 @@ fn cross_with(
     yaml: &str,
     complete: bool,
 ) -> Vec<(String, &'static str, Action, String)> {
-    let engine = Engine::new(policy, None);
+    let engine = Engine::new(policy, Default::default(), None);
     let mut loaded = manifest::Loaded::default();
     manifest::parse_into("t.yaml", yaml, &mut loaded);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
