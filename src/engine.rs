@@ -692,4 +692,39 @@ mod tests {
             assert!(!ev.exempt && !ev.findings.is_empty());
         }
     }
+
+    #[test]
+    fn the_mesh_is_an_input_and_the_policy_overrides_it() {
+        use crate::mesh::testing::{mesh, mesh_cm};
+        let mesh = Arc::new(mesh(&[mesh_cm(
+            "istio",
+            "rootNamespace: mesh-config\ntrustDomain: corp.example\n",
+        )]));
+        let engine = Engine::new(Policy::default(), mesh.clone(), None);
+        assert_eq!(engine.mesh().trust_domain().value, "corp.example");
+        // The context is shared as is when the policy overrides nothing.
+        assert!(Arc::ptr_eq(engine.mesh(), &mesh));
+        // The root and the Istio namespaces are exempt.
+        assert!(engine
+            .exempt_namespaces()
+            .iter()
+            .any(|n| n == "mesh-config"));
+        assert!(engine
+            .exempt_namespaces()
+            .iter()
+            .any(|n| n == "istio-system"));
+        let d = deployment(None, "web:1");
+        let in_root = Review::create(Kind::Deployment, "v1", "mesh-config", "p", &d);
+        assert!(engine.evaluate(&in_root, &NoCluster).exempt);
+        // A policy value wins, with its origin.
+        let policy = crate::catalogue::policy_from_yaml("trustDomain: cluster.local\n", "t")
+            .expect("policy");
+        let engine = Engine::new(policy, mesh, None);
+        assert_eq!(engine.mesh().trust_domain().value, "cluster.local");
+        assert_eq!(
+            engine.mesh().trust_domain().origin,
+            crate::mesh::Origin::Policy
+        );
+        assert_eq!(engine.mesh().root_namespace().value, "mesh-config");
+    }
 }

@@ -383,14 +383,14 @@ pub static UNKNOWN_REVISION: Rule = Rule {
         };
         let (key, value) = suggested_label(ctx, review.namespace);
         let what = if namespace_level {
-            format!("the pods of namespace {:?}", review.namespace)
+            format!("the pods of namespace {:?} get", review.namespace)
         } else {
-            "this pod".to_owned()
+            "this pod gets".to_owned()
         };
         out.push(Violation::new(
             path,
             format!(
-                "istio.io/rev={rev:?} names no revision or revision tag an injector serves, so {what} get no sidecar at all ({})",
+                "istio.io/rev={rev:?} names no revision or revision tag an injector serves, so {what} no sidecar at all ({})",
                 revisions_and_tags(ctx)
             ),
             format!("use a revision or tag that exists, e.g. {key}: {value}"),
@@ -693,5 +693,212 @@ mod tests {
             &ns("p", json!({"istio-injection": "disabled"}))
         )
         .is_empty());
+    }
+
+    // ---- the mesh as installed
+
+    use crate::mesh::testing::{canary_mesh, enabled_injector, mesh_of, revision_mwc, tag_mwc};
+    use crate::mesh::MeshContext;
+
+    fn with_mesh(rule: &Rule, o: &DynamicObject, mesh: &MeshContext) -> Vec<Violation> {
+        crate::rules::testing::run_in(
+            rule,
+            Operation::Create,
+            "v1",
+            "prod",
+            o,
+            &Policy::default(),
+            mesh,
+            &crate::context::NoCluster,
+        )
+    }
+
+    #[test]
+    fn conflicts_count_as_istio_counts_them() {
+        // istio-injection=disabled wins over istio.io/rev (and ambient): not a conflict, and not
+        // IST0123; ns-injection-disabled reports it.
+        for labels in [
+            json!({"istio-injection": "disabled", "istio.io/rev": "canary"}),
+            json!({"istio-injection": "disabled", "istio.io/dataplane-mode": "ambient"}),
+        ] {
+            let o = ns("prod", labels.clone());
+            assert!(
+                run(
+                    &CONFLICTING_INJECTION_LABELS,
+                    Operation::Create,
+                    "v1",
+                    "prod",
+                    &o
+                )
+                .is_empty(),
+                "{labels}"
+            );
+            assert_eq!(
+                run(&INJECTION_DISABLED, Operation::Create, "v1", "prod", &o).len(),
+                1
+            );
+        }
+        // enabled beside istio.io/rev is IST0123.
+        let o = ns(
+            "prod",
+            json!({"istio-injection": "enabled", "istio.io/rev": "canary"}),
+        );
+        let found = run(
+            &CONFLICTING_INJECTION_LABELS,
+            Operation::Create,
+            "v1",
+            "prod",
+            &o,
+        );
+        assert!(found[0].message.ends_with("(Istio IST0123)"));
+    }
+
+    #[test]
+    fn missing_follows_the_injector_decision() {
+        // enableNamespacesByDefault: an unlabelled namespace is injected (IST0148, not IST0102).
+        let auto = mesh_of(
+            &[revision_mwc("", true)],
+            &[enabled_injector("default", "1.27.1")],
+        );
+        assert!(with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &auto).is_empty());
+        // A revisioned install without a default: istio-injection=enabled is served by nobody.
+        let revisioned = mesh_of(
+            &[
+                revision_mwc("canary", false),
+                tag_mwc("prod-stable", "canary", false),
+            ],
+            &[enabled_injector("canary", "1.27.1")],
+        );
+        let found = with_mesh(
+            &INJECTION_MISSING,
+            &ns("prod", json!({"istio-injection": "enabled"})),
+            &revisioned,
+        );
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].message.starts_with(
+                "namespace \"prod\" is labelled istio-injection=enabled, but its pods get no sidecar: no sidecar injector webhook selects this pod in namespace \"prod\""
+            ),
+            "{}",
+            found[0].message
+        );
+        assert!(found[0]
+            .message
+            .contains("injectors serve istio.io/rev=prod-stable, istio.io/rev=canary"));
+        assert_eq!(
+            found[0].fix,
+            "label it for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable --overwrite"
+        );
+        // Unlabelled: the usual finding, and the fix names a label that is served.
+        let found = with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &revisioned);
+        assert!(found[0].message.contains("has no injection label"));
+        assert!(
+            found[0]
+                .fix
+                .starts_with("add the label istio.io/rev: prod-stable"),
+            "{}",
+            found[0].fix
+        );
+        // Served labels are quiet; an unknown revision is ns-unknown-revision's.
+        for labels in [
+            json!({"istio.io/rev": "prod-stable"}),
+            json!({"istio.io/rev": "nope"}),
+        ] {
+            assert!(with_mesh(&INJECTION_MISSING, &ns("prod", labels), &revisioned).is_empty());
+        }
+        // The injector's policy disabled: labelled, yet no sidecar.
+        let off = mesh_of(
+            &[revision_mwc("", false)],
+            &[crate::mesh::testing::injector_cm(
+                "default",
+                "policy: disabled\n",
+                "1.27.1",
+            )],
+        );
+        let found = with_mesh(
+            &INJECTION_MISSING,
+            &ns("prod", json!({"istio-injection": "enabled"})),
+            &off,
+        );
+        assert!(
+            found[0].message.contains("policy is disabled"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_revision_on_namespaces_and_pod_templates() {
+        let mesh = canary_mesh(&[]);
+        let found = with_mesh(
+            &UNKNOWN_REVISION,
+            &ns("prod", json!({"istio.io/rev": "nope"})),
+            &mesh,
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "metadata.labels[\"istio.io/rev\"]");
+        assert_eq!(
+            found[0].message,
+            "istio.io/rev=\"nope\" names no revision or revision tag an injector serves, so the pods of namespace \"prod\" get no sidecar at all (revisions: canary, default; tags: prod-stable → canary)"
+        );
+        assert_eq!(
+            found[0].fix,
+            "use a revision or tag that exists, e.g. istio-injection: enabled"
+        );
+        for quiet in [
+            json!({"istio.io/rev": "prod-stable"}),
+            json!({"istio.io/rev": "canary"}),
+            json!({"istio.io/rev": "nope", "istio-injection": "enabled"}),
+            json!({}),
+        ] {
+            assert!(
+                with_mesh(&UNKNOWN_REVISION, &ns("prod", quiet.clone()), &mesh).is_empty(),
+                "{quiet}"
+            );
+        }
+        // No injector visible: nothing to compare with.
+        assert!(with_mesh(
+            &UNKNOWN_REVISION,
+            &ns("prod", json!({"istio.io/rev": "nope"})),
+            &MeshContext::default()
+        )
+        .is_empty());
+        // Pod templates.
+        let deployment = |labels: Value, containers: Value| {
+            obj(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "namespace": "prod"},
+                "spec": {"template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}}),
+            )
+        };
+        let app = json!([{"name": "app", "image": "app"}]);
+        let run_deployment = |o: &DynamicObject| {
+            let review = Review::create(Kind::Deployment, "v1", "prod", "w", o);
+            let ctx = Ctx {
+                policy: &Policy::default(),
+                mesh: &mesh,
+                cluster: &crate::context::NoCluster,
+                cache: &crate::rules::ReviewCache::default(),
+            };
+            let mut out = Vec::new();
+            (UNKNOWN_REVISION.check)(&review, &ctx, &mut out);
+            out
+        };
+        let found = run_deployment(&deployment(json!({"istio.io/rev": "1-25"}), app.clone()));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            "spec.template.metadata.labels[\"istio.io/rev\"]"
+        );
+        assert!(
+            found[0].message.contains("so this pod gets no sidecar"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            run_deployment(&deployment(json!({"istio.io/rev": "prod-stable"}), app)).is_empty()
+        );
+        // An injected pod records its injector's revision in the label: not judged.
+        let injected = json!([{"name": "app"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.25.0"}]);
+        assert!(run_deployment(&deployment(json!({"istio.io/rev": "1-25"}), injected)).is_empty());
     }
 }

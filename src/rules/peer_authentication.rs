@@ -399,4 +399,34 @@ mod tests {
             assert!(run(&ROOT_NAMESPACE_SELECTOR, Operation::Create, v, "prod", &o).is_empty());
         }
     }
+
+    #[test]
+    fn the_root_namespace_comes_from_the_mesh() {
+        use crate::config::Policy;
+        use crate::mesh::testing::{mesh, mesh_cm};
+        use crate::rules::testing::run_in;
+        let mesh = mesh(&[mesh_cm("istio", "rootNamespace: mesh-config\n")]);
+        let run_root = |ns: &str, policy: &Policy| {
+            run_in(
+                &UNSET_MESH_DEFAULT,
+                Operation::Create,
+                "v1",
+                ns,
+                &pa("v1", ns, json!({})),
+                policy,
+                &mesh,
+                &crate::context::NoCluster,
+            )
+        };
+        // The mesh's root namespace holds the mesh-wide policy; istio-system is not special.
+        assert_eq!(run_root("mesh-config", &Policy::default()).len(), 1);
+        assert!(run_root("istio-system", &Policy::default()).is_empty());
+        // The policy file overrides the mesh.
+        let policy = Policy {
+            root_namespace: Some("istio-system".into()),
+            ..Policy::default()
+        };
+        assert!(run_root("mesh-config", &policy).is_empty());
+        assert_eq!(run_root("istio-system", &policy).len(), 1);
+    }
 }

@@ -766,6 +766,41 @@ mod tests {
         check(rule, kind, op, o, cluster, &Policy::default())
     }
 
+    /// A rule over a CREATE in namespace prod, with a mesh context.
+    fn in_mesh(
+        rule: &Rule,
+        kind: Kind,
+        o: &DynamicObject,
+        cluster: &dyn ClusterView,
+        mesh: &crate::mesh::MeshContext,
+    ) -> Vec<Violation> {
+        in_mesh_ns(rule, kind, "prod", o, cluster, mesh)
+    }
+
+    fn in_mesh_ns(
+        rule: &Rule,
+        kind: Kind,
+        ns: &str,
+        o: &DynamicObject,
+        cluster: &dyn ClusterView,
+        mesh: &crate::mesh::MeshContext,
+    ) -> Vec<Violation> {
+        let review = Review::create(kind, "v1", ns, "w", o);
+        let ctx = Ctx {
+            policy: &Policy::default(),
+            mesh,
+            cluster,
+            cache: &crate::rules::ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    fn ns_with(labels: &[(&str, &str)]) -> Inventory {
+        Inventory::complete(Vec::new()).with_namespace("prod", labels)
+    }
+
     fn enabled_ns() -> Inventory {
         Inventory::complete(Vec::new()).with_namespace("prod", &[("istio-injection", "enabled")])
     }
@@ -1665,5 +1700,375 @@ mod tests {
             );
             assert!(run(&PROXY_UID_RULE, kind, Operation::Update, &o, &NoCluster).is_empty());
         }
+    }
+
+    // ---- the injector decision of the mesh as installed
+
+    use crate::mesh::testing::{
+        canary_mesh, enabled_injector, expr, injector_cm, mesh_of, revision_mwc, tag_mwc,
+    };
+
+    /// A pod (for wl-missing-sidecar and friends) or a Deployment with these template labels.
+    fn pod_with(labels: Value, spec: Value) -> DynamicObject {
+        workload(Kind::Pod, json!({"labels": labels}), spec)
+    }
+
+    #[test]
+    fn enable_namespaces_by_default_injects_unlabelled_namespaces() {
+        // sidecarInjectorWebhook.enableNamespacesByDefault: the auto.* webhook selects them.
+        let mesh = mesh_of(
+            &[revision_mwc("", true)],
+            &[enabled_injector("default", "1.27.1")],
+        );
+        let d = workload(Kind::Deployment, json!({}), app());
+        let unlabelled = ns_with(&[("team", "a")]);
+        assert!(in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            &d,
+            &unlabelled,
+            &mesh
+        )
+        .is_empty());
+        // ... the label folklore (no mesh context) says otherwise.
+        assert_eq!(
+            in_mesh(
+                &NAMESPACE_NOT_INJECTED,
+                Kind::Deployment,
+                &d,
+                &unlabelled,
+                &crate::mesh::MeshContext::default()
+            )
+            .len(),
+            1
+        );
+        // kube-system stays out: the auto.* webhook excludes it, and Istio never injects there.
+        let system = Inventory::complete(Vec::new()).with_namespace("kube-public", &[]);
+        let found = in_mesh_ns(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            "kube-public",
+            &d,
+            &system,
+            &mesh,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn labels_that_look_right_but_no_injector_serves() {
+        // A revisioned install without a default revision or tag: istio-injection=enabled is
+        // served by nobody (Istio's chart renders namespace.* only for the default revision).
+        let mesh = mesh_of(
+            &[
+                revision_mwc("canary", false),
+                tag_mwc("prod-stable", "canary", false),
+            ],
+            &[enabled_injector("canary", "1.27.1")],
+        );
+        let d = workload(Kind::Deployment, json!({}), app());
+        let found = in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            &d,
+            &enabled_ns(),
+            &mesh,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.template.metadata.labels");
+        assert!(
+            found[0].message.starts_with(
+                "no sidecar injector webhook selects this pod in namespace \"prod\", so it starts without a sidecar (injectors serve istio.io/rev=prod-stable, istio.io/rev=canary; revisions: canary; tags: prod-stable → canary)"
+            ),
+            "{}",
+            found[0].message
+        );
+        assert_eq!(
+            found[0].fix,
+            "label the namespace for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable --overwrite"
+        );
+        // The pod that should have been injected is not expected to carry a proxy.
+        let p = pod_with(json!({}), app());
+        assert!(in_mesh(&MISSING_SIDECAR, Kind::Pod, &p, &enabled_ns(), &mesh).is_empty());
+        // The tag and the revision both serve.
+        for rev in ["prod-stable", "canary"] {
+            let ns = ns_with(&[("istio.io/rev", rev)]);
+            assert!(in_mesh(&NAMESPACE_NOT_INJECTED, Kind::Deployment, &d, &ns, &mesh).is_empty());
+            let found = in_mesh(&MISSING_SIDECAR, Kind::Pod, &p, &ns, &mesh);
+            assert_eq!(found.len(), 1, "{rev}");
+            assert!(
+                found[0]
+                    .message
+                    .starts_with("webhook \"rev.namespace.sidecar-injector.istio.io\""),
+                "{}",
+                found[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn the_injectors_own_configuration_keeps_pods_out() {
+        let never = "policy: enabled\nneverInjectSelector:\n  - matchExpressions: [{key: batch, operator: Exists}]\n";
+        let mesh = mesh_of(
+            &[revision_mwc("", false)],
+            &[injector_cm("default", never, "1.27.1")],
+        );
+        let batch = workload(Kind::Job, json!({"labels": {"batch": "x"}}), app());
+        let found = in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Job,
+            &batch,
+            &enabled_ns(),
+            &mesh,
+        );
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].message.contains("neverInjectSelector[0]"),
+            "{}",
+            found[0].message
+        );
+        assert!(found[0]
+            .fix
+            .starts_with("add the pod label sidecar.istio.io/inject: \"true\""));
+        // The pod's own label comes first.
+        let asks = workload(
+            Kind::Job,
+            json!({"labels": {"batch": "x", "sidecar.istio.io/inject": "true"}}),
+            app(),
+        );
+        assert!(in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Job,
+            &asks,
+            &enabled_ns(),
+            &mesh
+        )
+        .is_empty());
+        let disabled = mesh_of(
+            &[revision_mwc("", false)],
+            &[injector_cm("default", "policy: disabled\n", "1.27.1")],
+        );
+        let d = workload(Kind::Deployment, json!({}), app());
+        let found = in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            &d,
+            &enabled_ns(),
+            &disabled,
+        );
+        assert!(
+            found[0].message.contains("policy is disabled"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn manually_injected_pods_carry_their_sidecar() {
+        let injected = json!({"containers": [{"name": "app", "image": "app"},
+            {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.1"}]});
+        for mesh in [crate::mesh::MeshContext::default(), canary_mesh(&[])] {
+            for kind in [Kind::Pod, Kind::Deployment] {
+                let o = workload(kind, json!({}), injected.clone());
+                assert!(
+                    in_mesh(&NAMESPACE_NOT_INJECTED, kind, &o, &ns_with(&[]), &mesh).is_empty(),
+                    "{kind}"
+                );
+                // Without the proxy, it is reported.
+                let o = workload(kind, json!({}), app());
+                assert_eq!(
+                    in_mesh(&NAMESPACE_NOT_INJECTED, kind, &o, &ns_with(&[]), &mesh).len(),
+                    1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inject_values_are_read_the_injectors_way() {
+        // Istio 1.27+: only "true" and "false" decide; "no" is ignored and the pod is injected.
+        let new = mesh_of(
+            &[revision_mwc("", false)],
+            &[enabled_injector("default", "1.27.1")],
+        );
+        let old = mesh_of(
+            &[revision_mwc("", false)],
+            &[enabled_injector("default", "1.26.2")],
+        );
+        for (value, on_new, on_old) in [
+            ("no", 0, 1),
+            ("False", 0, 1),
+            ("false", 1, 1),
+            ("true", 0, 0),
+        ] {
+            let d = workload(
+                Kind::Deployment,
+                json!({"labels": {"sidecar.istio.io/inject": value}}),
+                app(),
+            );
+            for (mesh, want) in [(&new, on_new), (&old, on_old)] {
+                assert_eq!(
+                    in_mesh(
+                        &INJECTION_DISABLED,
+                        Kind::Deployment,
+                        &d,
+                        &enabled_ns(),
+                        mesh
+                    )
+                    .len(),
+                    want,
+                    "{value}"
+                );
+            }
+            // Without an injector visible, meshguard's reading: anything but on/empty disables.
+            let assumed = usize::from(value != "true");
+            assert_eq!(
+                in_mesh(
+                    &INJECTION_DISABLED,
+                    Kind::Deployment,
+                    &d,
+                    &enabled_ns(),
+                    &crate::mesh::MeshContext::default()
+                )
+                .len(),
+                assumed,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_opt_in_does_not_beat_istio_injection_disabled() {
+        // Notes item 8: a pod that opts in inside istio-injection=disabled gets no sidecar, so
+        // in an ambient namespace it is ztunnel's; the sidecar traffic annotations do nothing.
+        let ns = ns_with(&[
+            ("istio-injection", "disabled"),
+            ("istio.io/dataplane-mode", "ambient"),
+        ]);
+        let d = workload(
+            Kind::Deployment,
+            json!({"labels": {"sidecar.istio.io/inject": "true"},
+                   "annotations": {"traffic.sidecar.istio.io/excludeInboundPorts": "8080"}}),
+            app(),
+        );
+        let none = crate::mesh::MeshContext::default();
+        assert!(in_mesh(&TRAFFIC_BYPASS, Kind::Deployment, &d, &ns, &none).is_empty());
+        assert!(in_mesh(&NAMESPACE_NOT_INJECTED, Kind::Deployment, &d, &ns, &none).is_empty());
+        // Without ambient, the namespace label keeps it out: reported.
+        let off = ns_with(&[("istio-injection", "disabled")]);
+        assert_eq!(
+            in_mesh(&TRAFFIC_BYPASS, Kind::Deployment, &d, &off, &none).len(),
+            1
+        );
+        assert!(
+            in_mesh(&NAMESPACE_NOT_INJECTED, Kind::Deployment, &d, &off, &none)[0]
+                .message
+                .contains("istio-injection=disabled")
+        );
+    }
+
+    #[test]
+    fn a_pod_revision_no_injector_serves_is_left_to_ns_unknown_revision() {
+        let d = workload(
+            Kind::Deployment,
+            json!({"labels": {"istio.io/rev": "nope"}}),
+            app(),
+        );
+        let found = in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            &d,
+            &ns_with(&[]),
+            &canary_mesh(&[]),
+        );
+        assert!(found.is_empty(), "{found:?}");
+        let d = workload(
+            Kind::Deployment,
+            json!({"labels": {"istio.io/rev": "canary"}}),
+            app(),
+        );
+        assert!(in_mesh(
+            &NAMESPACE_NOT_INJECTED,
+            Kind::Deployment,
+            &d,
+            &ns_with(&[]),
+            &canary_mesh(&[])
+        )
+        .is_empty());
+        let _ = expr; // the selector builder is shared with the mesh tests
+    }
+
+    // ---- wl-proxy-image-auto
+
+    #[test]
+    fn proxy_image_auto_on_pod_create() {
+        let with = |list: &str| {
+            let mut spec = app();
+            let mut proxy = json!({"name": "istio-proxy", "image": "auto"});
+            if list == "initContainers" {
+                proxy["restartPolicy"] = json!("Always");
+                spec["initContainers"] = json!([proxy]);
+            } else {
+                spec["containers"].as_array_mut().expect("list").push(proxy);
+            }
+            pod_with(json!({}), spec)
+        };
+        for (list, path) in [
+            ("containers", "spec.containers[1].image"),
+            ("initContainers", "spec.initContainers[0].image"),
+        ] {
+            let found = run(
+                &PROXY_IMAGE_AUTO,
+                Kind::Pod,
+                Operation::Create,
+                &with(list),
+                &enabled_ns(),
+            );
+            assert_eq!(found.len(), 1, "{list}");
+            assert_eq!(found[0].path, path);
+            assert!(found[0].message.contains("still has image \"auto\""));
+            assert!(found[0]
+                .fix
+                .contains("kubectl label namespace prod istio-injection=enabled"));
+            // Updates and injected images pass.
+            assert!(run(
+                &PROXY_IMAGE_AUTO,
+                Kind::Pod,
+                Operation::Update,
+                &with(list),
+                &enabled_ns()
+            )
+            .is_empty());
+        }
+        let injected = pod_with(
+            json!({}),
+            json!({"containers": [{"name": "app"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.1"}]}),
+        );
+        assert!(run(
+            &PROXY_IMAGE_AUTO,
+            Kind::Pod,
+            Operation::Create,
+            &injected,
+            &enabled_ns()
+        )
+        .is_empty());
+        // Deployments carry `auto` by design (the gateway template): only pods are judged.
+        assert!(!PROXY_IMAGE_AUTO.kinds.contains(&Kind::Deployment));
+        // The fix names a label an injector serves.
+        let found = in_mesh(
+            &PROXY_IMAGE_AUTO,
+            Kind::Pod,
+            &with("containers"),
+            &ns_with(&[]),
+            &mesh_of(
+                &[revision_mwc("canary", false)],
+                &[enabled_injector("canary", "1.27.1")],
+            ),
+        );
+        assert!(
+            found[0].fix.contains("istio.io/rev=canary"),
+            "{}",
+            found[0].fix
+        );
     }
 }

@@ -853,6 +853,31 @@ fn policy_overrides_win() {
     assert_eq!(c.trust_domain_aliases().value, ["a.example"]);
     assert_eq!(c.enable_auto_mtls(), &Sourced::new(false, Origin::Policy));
     assert_eq!(c.trust_domain().origin.to_string(), "meshguard policy");
+    // Other overrides later (a policy reload) go over the mesh's own values again.
+    let reloaded = c.with_overrides(&MeshOverrides {
+        trust_domain: Some("other.example".into()),
+        ..MeshOverrides::default()
+    });
+    assert_eq!(reloaded.trust_domain().value, "other.example");
+    let origin = Origin::ConfigMap {
+        namespace: "istio-system".into(),
+        name: "istio".into(),
+    };
+    assert_eq!(
+        reloaded.root_namespace(),
+        &Sourced::new("istio-config".to_owned(), origin)
+    );
+    assert_eq!(
+        reloaded.enable_auto_mtls(),
+        &Sourced::new(true, Origin::Default)
+    );
+    assert!(reloaded.trust_domain_aliases().value.is_empty());
+    assert_eq!(
+        reloaded.overrides().trust_domain.as_deref(),
+        Some("other.example")
+    );
+    let back = reloaded.with_overrides(&MeshOverrides::default());
+    assert_eq!(back.trust_domain().value, "corp.example");
 }
 
 #[test]
