@@ -88,17 +88,45 @@ pub fn wanted_label(policy: &Policy) -> (&'static str, &str) {
 
 /// The label to suggest for namespace `ns`: the policy's (`istio-injection=enabled`, or
 /// `istio.io/rev=<injectionRevision>`) when an injector serves it (always, with no injector
-/// visible), else the first revision tag, else the first revision an injector serves.
+/// visible), else a served label of the key the namespace already uses (`current`: its labels),
+/// else the first revision tag, else the first revision an injector serves.
 pub fn suggested_label(ctx: &Ctx<'_>, ns: &str) -> (&'static str, String) {
+    suggested_label_for(ctx, ns, None)
+}
+
+/// [`suggested_label`] for a namespace with these labels: a label of the key it already carries
+/// comes first, so that the suggestion replaces it rather than adding a second mode label.
+pub fn suggested_label_for(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    current: Option<&BTreeMap<String, String>>,
+) -> (&'static str, String) {
     let (key, value) = wanted_label(ctx.policy);
     let served = |key: &str, value: &str| {
         let labels = [(key, value)];
         ctx.mesh.namespace_injection(ns, &labels).inject
     };
-    if ctx.mesh.assumed_default_injector() || served(key, value) {
+    if ctx.mesh.assumed_default_injector() {
         return (key, value.to_owned());
     }
-    served_labels(ctx, ns)
+    let served_labels = served_labels(ctx, ns);
+    let keep_key = current.and_then(|l| {
+        [REV, ISTIO_INJECTION]
+            .into_iter()
+            .find(|k| l.contains_key(*k))
+    });
+    if let Some(k) = keep_key {
+        if k == key && served(key, value) {
+            return (key, value.to_owned());
+        }
+        if let Some(found) = served_labels.iter().find(|(sk, _)| *sk == k) {
+            return found.clone();
+        }
+    }
+    if served(key, value) {
+        return (key, value.to_owned());
+    }
+    served_labels
         .into_iter()
         .next()
         .unwrap_or((key, value.to_owned()))
@@ -217,7 +245,7 @@ pub static INJECTION_MISSING: Rule = Rule {
         if decision.inject {
             return;
         }
-        let (key, value) = suggested_label(ctx, ns);
+        let (key, value) = suggested_label_for(ctx, ns, Some(labels));
         if injection(labels) == Injection::Sidecar {
             // The labels look right, but no injector (as installed) acts on them.
             if labels.get(ISTIO_INJECTION).is_none()
@@ -348,7 +376,7 @@ pub static UNKNOWN_REVISION: Rule = Rule {
     default_action: Action::Deny,
     summary: "a namespace (or pod template) labelled istio.io/rev=<x> that no injector or revision tag serves: its pods get no sidecar at all",
     example_fix: "metadata.labels: {istio.io/rev: prod-stable} (a revision or tag that exists: kubectl get mutatingwebhookconfigurations -l istio.io/rev)",
-    needs: &[],
+    needs: &[crate::context::Need::NamespaceLabels],
     check: |review, ctx, out| {
         if ctx.mesh.assumed_default_injector() {
             return; // no injector visible: nothing to compare with
@@ -376,12 +404,25 @@ pub static UNKNOWN_REVISION: Rule = Rule {
             let Some(rev) = t.label(REV).filter(|r| !r.is_empty()) else {
                 return;
             };
+            // In a namespace labelled for injection the pod's own istio.io/rev is not read
+            // (Istio's chart selects pods by it only in namespaces with neither label).
+            if let crate::context::Lookup::Found(labels) =
+                ctx.cluster.namespace_labels(review.namespace)
+            {
+                if labels.contains_key(ISTIO_INJECTION) || labels.contains_key(REV) {
+                    return;
+                }
+            }
             if ctx.mesh.serves(rev) {
                 return;
             }
             (t.label_path(REV), rev, false)
         };
-        let (key, value) = suggested_label(ctx, review.namespace);
+        let (key, value) = suggested_label_for(
+            ctx,
+            review.namespace,
+            Some(&BTreeMap::from([(REV.to_owned(), rev.to_owned())])),
+        );
         let what = if namespace_level {
             format!("the pods of namespace {:?} get", review.namespace)
         } else {
@@ -843,7 +884,7 @@ mod tests {
         );
         assert_eq!(
             found[0].fix,
-            "use a revision or tag that exists, e.g. istio-injection: enabled"
+            "use a revision or tag that exists, e.g. istio.io/rev: prod-stable"
         );
         for quiet in [
             json!({"istio.io/rev": "prod-stable"}),
@@ -894,9 +935,25 @@ mod tests {
             "{}",
             found[0].message
         );
-        assert!(
-            run_deployment(&deployment(json!({"istio.io/rev": "prod-stable"}), app)).is_empty()
-        );
+        assert!(run_deployment(&deployment(
+            json!({"istio.io/rev": "prod-stable"}),
+            app.clone()
+        ))
+        .is_empty());
+        // In a namespace labelled for injection, the pod's label is not read: quiet.
+        let labelled = crate::inventory::Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio.io/rev", "canary")]);
+        let o = deployment(json!({"istio.io/rev": "1-25"}), app.clone());
+        let review = Review::create(Kind::Deployment, "v1", "prod", "w", &o);
+        let ctx = Ctx {
+            policy: &Policy::default(),
+            mesh: &mesh,
+            cluster: &labelled,
+            cache: &crate::rules::ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (UNKNOWN_REVISION.check)(&review, &ctx, &mut out);
+        assert!(out.is_empty(), "{out:?}");
         // An injected pod records its injector's revision in the label: not judged.
         let injected = json!([{"name": "app"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.25.0"}]);
         assert!(run_deployment(&deployment(json!({"istio.io/rev": "1-25"}), injected)).is_empty());

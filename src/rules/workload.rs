@@ -22,7 +22,8 @@
 //! reports nothing.
 
 use super::namespace::{
-    is_ambient, served_summary, suggested_label, DATAPLANE_MODE, ISTIO_INJECTION, REV,
+    is_ambient, served_summary, suggested_label, suggested_label_for, DATAPLANE_MODE,
+    ISTIO_INJECTION, REV,
 };
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
@@ -336,7 +337,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
             // wl-injection-disabled reports the pod's own opt-out.
             (_, Some((false, Why::PodSetting | Why::HostNetwork))) => {}
             (Lookup::Found(labels), Some((false, why))) => {
-                let (key, value) = suggested_label(ctx, ns);
+                let (key, value) = suggested_label_for(ctx, ns, Some(labels));
                 let pod_opt_in = format!("add the pod label {INJECT}: \"true\"");
                 match why {
                     Why::NamespaceOff => {
