@@ -88,42 +88,40 @@ pub fn wanted_label(policy: &Policy) -> (&'static str, &str) {
 
 /// The label to suggest for namespace `ns`: the policy's (`istio-injection=enabled`, or
 /// `istio.io/rev=<injectionRevision>`) when an injector serves it (always, with no injector
-/// visible), else a served label of the key the namespace already uses (`current`: its labels),
-/// else the first revision tag, else the first revision an injector serves.
+/// visible), else the first revision tag, else the first revision an injector serves.
 pub fn suggested_label(ctx: &Ctx<'_>, ns: &str) -> (&'static str, String) {
     suggested_label_for(ctx, ns, None)
 }
 
-/// [`suggested_label`] for a namespace with these labels: a label of the key it already carries
-/// comes first, so that the suggestion replaces it rather than adding a second mode label.
+/// [`suggested_label`] for a namespace with these labels (`current`, when known): whether a
+/// label is served is judged with the namespace's other labels (injectors may select on them
+/// too), and a label of the key it already carries comes first, so that the suggestion replaces
+/// it rather than adding a second mode label.
 pub fn suggested_label_for(
     ctx: &Ctx<'_>,
     ns: &str,
     current: Option<&BTreeMap<String, String>>,
 ) -> (&'static str, String) {
     let (key, value) = wanted_label(ctx.policy);
-    let served = |key: &str, value: &str| {
-        let labels = [(key, value)];
-        ctx.mesh.namespace_injection(ns, &labels).inject
-    };
     if ctx.mesh.assumed_default_injector() {
         return (key, value.to_owned());
     }
-    let served_labels = served_labels(ctx, ns);
+    let served_labels = served_labels(ctx, ns, current);
     let keep_key = current.and_then(|l| {
         [REV, ISTIO_INJECTION]
             .into_iter()
             .find(|k| l.contains_key(*k))
     });
+    let wanted_served = served_as(ctx, ns, current, key, value);
     if let Some(k) = keep_key {
-        if k == key && served(key, value) {
+        if k == key && wanted_served {
             return (key, value.to_owned());
         }
         if let Some(found) = served_labels.iter().find(|(sk, _)| *sk == k) {
             return found.clone();
         }
     }
-    if served(key, value) {
+    if wanted_served {
         return (key, value.to_owned());
     }
     served_labels
@@ -132,31 +130,57 @@ pub fn suggested_label_for(
         .unwrap_or((key, value.to_owned()))
 }
 
-/// The namespace labels an injector serves (a plain pod in a namespace with only that label gets
-/// a sidecar): revision tags, then revisions, each as `istio.io/rev`, and
+/// Whether a plain pod in namespace `ns` gets a sidecar once the namespace carries `key=value`
+/// as its injection label (its other labels, when known, kept).
+fn served_as(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    base: Option<&BTreeMap<String, String>>,
+    key: &str,
+    value: &str,
+) -> bool {
+    match base {
+        None => {
+            let labels = [(key, value)];
+            ctx.mesh.namespace_injection(ns, &labels).inject
+        }
+        Some(base) => {
+            let mut labels = base.clone();
+            labels.remove(ISTIO_INJECTION);
+            labels.remove(REV);
+            labels.insert(key.to_owned(), value.to_owned());
+            ctx.mesh.namespace_injection(ns, &labels).inject
+        }
+    }
+}
+
+/// The namespace labels an injector serves for namespace `ns` (with its other labels `base`,
+/// when known): revision tags, then revisions, each as `istio.io/rev`, and
 /// `istio-injection=enabled` when the default revision's webhooks serve it.
-fn served_labels(ctx: &Ctx<'_>, ns: &str) -> Vec<(&'static str, String)> {
+fn served_labels(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    base: Option<&BTreeMap<String, String>>,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let served = |key: &str, value: &str| {
-        let labels = [(key, value)];
-        ctx.mesh.namespace_injection(ns, &labels).inject
-    };
     for name in ctx.mesh.tags().keys().chain(ctx.mesh.revisions()) {
-        if served(REV, name) && !out.iter().any(|(_, v): &(&str, String)| v == name) {
+        if served_as(ctx, ns, base, REV, name)
+            && !out.iter().any(|(_, v): &(&str, String)| v == name)
+        {
             out.push((REV, name.clone()));
         }
     }
-    if served(ISTIO_INJECTION, "enabled") {
+    if served_as(ctx, ns, base, ISTIO_INJECTION, "enabled") {
         out.push((ISTIO_INJECTION, "enabled".to_owned()));
     }
     out
 }
 
-/// The revisions and tags that exist and the namespace labels they serve, for messages:
+/// The revisions and tags that exist and the namespace labels they serve here, for messages:
 /// `injectors serve istio.io/rev=prod-stable, istio.io/rev=canary; revisions: canary, default;
 /// tags: prod-stable → canary`.
-pub fn served_summary(ctx: &Ctx<'_>, ns: &str) -> String {
-    let served: Vec<String> = served_labels(ctx, ns)
+pub fn served_summary(ctx: &Ctx<'_>, ns: &str, base: Option<&BTreeMap<String, String>>) -> String {
+    let served: Vec<String> = served_labels(ctx, ns, base)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
@@ -167,6 +191,23 @@ pub fn served_summary(ctx: &Ctx<'_>, ns: &str) -> String {
     };
     s.push_str(&format!("; {}", revisions_and_tags(ctx)));
     s
+}
+
+/// Whether a namespace labelled `istio.io/rev=<rev>` has its plain pods sent to an injector:
+/// by the revision's own selectors, or by a webhook that selects the namespace with all its
+/// labels (custom selectors may ask for more than the revision label).
+pub fn revision_served_for_namespace(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+    rev: &str,
+) -> bool {
+    ctx.mesh.serves_namespace(rev)
+        || ctx
+            .mesh
+            .selecting_webhooks(ns, labels, &crate::mesh::NoLabels)
+            .next()
+            .is_some()
 }
 
 /// `revisions: canary, default; tags: prod-stable → canary` (or `no revision tags`).
@@ -249,7 +290,9 @@ pub static INJECTION_MISSING: Rule = Rule {
         if injection(labels) == Injection::Sidecar {
             // The labels look right, but no injector (as installed) acts on them.
             if labels.get(ISTIO_INJECTION).is_none()
-                && labels.get(REV).is_some_and(|r| !ctx.mesh.serves_namespace(r))
+                && labels
+                    .get(REV)
+                    .is_some_and(|r| !revision_served_for_namespace(ctx, ns, labels, r))
             {
                 return; // ns-unknown-revision names the revision that does not exist
             }
@@ -258,7 +301,7 @@ pub static INJECTION_MISSING: Rule = Rule {
                 format!(
                     "namespace {ns:?} is labelled {}, but its pods get no sidecar: {decision} ({})",
                     present_labels(labels).join(", "),
-                    served_summary(ctx, ns)
+                    served_summary(ctx, ns, Some(labels))
                 ),
                 match decision.why {
                     Why::NotSelected => format!(
@@ -382,7 +425,7 @@ pub static UNKNOWN_REVISION: Rule = Rule {
             return; // no injector visible: nothing to compare with
         }
         let Some(obj) = review.written() else { return };
-        let (path, rev, namespace_level) = if review.kind == Kind::Namespace {
+        let (path, rev, namespace_level, base) = if review.kind == Kind::Namespace {
             let labels = labels_of(obj);
             if labels.contains_key(ISTIO_INJECTION) {
                 return; // istio-injection wins: the revision label is not in effect
@@ -390,10 +433,11 @@ pub static UNKNOWN_REVISION: Rule = Rule {
             let Some(rev) = labels.get(REV).filter(|r| !r.is_empty()) else {
                 return;
             };
-            if ctx.mesh.serves_namespace(rev) {
+            if revision_served_for_namespace(ctx, review.namespace, labels, rev) {
                 return;
             }
-            (format!("metadata.labels{}", quoted_key(REV)), rev.as_str(), true)
+            let path = format!("metadata.labels{}", quoted_key(REV));
+            (path, rev.as_str(), true, labels.clone())
         } else {
             let Some(t) = crate::pod_template::PodTemplate::written(review) else {
                 return;
@@ -404,25 +448,33 @@ pub static UNKNOWN_REVISION: Rule = Rule {
             let Some(rev) = t.label(REV).filter(|r| !r.is_empty()) else {
                 return;
             };
-            // In a namespace labelled for injection the pod's own istio.io/rev is not read
-            // (Istio's chart selects pods by it only in namespaces with neither label).
-            if let crate::context::Lookup::Found(labels) =
-                ctx.cluster.namespace_labels(review.namespace)
-            {
-                if labels.contains_key(ISTIO_INJECTION) || labels.contains_key(REV) {
-                    return;
-                }
-            }
             if ctx.mesh.serves(rev) {
                 return;
             }
-            (t.label_path(REV), rev, false)
+            let ns_labels = match ctx.cluster.namespace_labels(review.namespace) {
+                crate::context::Lookup::Found(labels) => labels,
+                _ => BTreeMap::new(),
+            };
+            // In a namespace labelled for injection the pod's own istio.io/rev is not read
+            // (Istio's chart selects pods by it only in namespaces with neither label).
+            if ns_labels.contains_key(ISTIO_INJECTION) || ns_labels.contains_key(REV) {
+                return;
+            }
+            // Custom selectors may ask for more than the revision label: the namespace's own.
+            let pod_labels = t.label_view();
+            if ctx
+                .mesh
+                .selecting_webhooks(review.namespace, &ns_labels, &pod_labels)
+                .next()
+                .is_some()
+            {
+                return;
+            }
+            (t.label_path(REV), rev, false, ns_labels)
         };
-        let (key, value) = suggested_label_for(
-            ctx,
-            review.namespace,
-            Some(&BTreeMap::from([(REV.to_owned(), rev.to_owned())])),
-        );
+        let mut as_revision = base;
+        as_revision.insert(REV.to_owned(), rev.to_owned());
+        let (key, value) = suggested_label_for(ctx, review.namespace, Some(&as_revision));
         let what = if namespace_level {
             format!("the pods of namespace {:?} get", review.namespace)
         } else {

@@ -22,8 +22,7 @@
 //! reports nothing.
 
 use super::namespace::{
-    is_ambient, served_summary, suggested_label, suggested_label_for, DATAPLANE_MODE,
-    ISTIO_INJECTION, REV,
+    is_ambient, served_summary, suggested_label_for, DATAPLANE_MODE, ISTIO_INJECTION, REV,
 };
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
@@ -360,7 +359,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                         ),
                     )),
                     Why::NotSelected => {
-                        if pod_revision_unknown(ctx, &t) {
+                        if pod_revision_unknown(ctx, &t, labels) {
                             return; // ns-unknown-revision names the label that points nowhere
                         }
                         out.push(Violation::new(
@@ -368,7 +367,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                             format!(
                                 "{}, so it starts without a sidecar ({})",
                                 decision_text(review, ctx, &t, labels),
-                                served_summary(ctx, ns)
+                                served_summary(ctx, ns, Some(labels))
                             ),
                             format!(
                                 "label the namespace for an injector that exists: kubectl label namespace {ns} {key}={value} --overwrite"
@@ -403,11 +402,17 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
     },
 };
 
-/// The pod asks for a revision by its own `istio.io/rev` label that no injector serves
-/// (`ns-unknown-revision` reports it).
-fn pod_revision_unknown(ctx: &Ctx<'_>, t: &PodTemplate<'_>) -> bool {
-    t.label(REV)
-        .is_some_and(|r| !r.is_empty() && !ctx.mesh.serves(r))
+/// The pod asks for a revision by its own `istio.io/rev` label (in effect: its namespace has no
+/// injection label) that no injector serves; `ns-unknown-revision` reports it.
+fn pod_revision_unknown(
+    ctx: &Ctx<'_>,
+    t: &PodTemplate<'_>,
+    ns_labels: &BTreeMap<String, String>,
+) -> bool {
+    !ns_labels.contains_key(ISTIO_INJECTION)
+        && !ns_labels.contains_key(REV)
+        && t.label(REV)
+            .is_some_and(|r| !r.is_empty() && !ctx.mesh.serves(r))
 }
 
 pub static MISSING_SIDECAR: Rule = Rule {
@@ -465,7 +470,7 @@ pub static PROXY_IMAGE_AUTO: Rule = Rule {
     default_action: Action::Deny,
     summary: "a Pod CREATE whose istio-proxy container (or init container) still has image: auto: no injector ran, and the pod cannot start (IST0146/IST0147)",
     example_fix: "label the namespace for an injector that exists (istio-injection=enabled or istio.io/rev=<revision>), then recreate the pod",
-    needs: &[],
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         if !matches!(review.operation, Operation::Create) {
             return;
@@ -477,7 +482,11 @@ pub static PROXY_IMAGE_AUTO: Rule = Rule {
             {
                 continue;
             }
-            let (key, value) = suggested_label(ctx, review.namespace);
+            let ns_labels = match namespace_labels(review, ctx) {
+                Lookup::Found(labels) => Some(labels),
+                _ => None,
+            };
+            let (key, value) = suggested_label_for(ctx, review.namespace, ns_labels.as_ref());
             out.push(Violation::new(
                 t.path(&format!("spec.{}[{}].image", c.list, c.index)),
                 format!(
