@@ -1055,7 +1055,7 @@ mod tests {
             .message
             .contains("neither the mesh's \"corp.example\""));
         assert!(found[0].fix.starts_with("write \"corp.example/ns/a/sa/b\""));
-        // Without the mesh context, corp.example is foreign: the false positive issue 11 names.
+        // Without the mesh context, corp.example is foreign: a false positive on every principal of such a mesh.
         assert_eq!(run(&Policy::default(), &MeshContext::default()).len(), 3);
         // The policy overrides the mesh: its aliases replace the mesh's.
         let policy = Policy {
