@@ -147,6 +147,24 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| black_box(engine.evaluate(black_box(&review), &cluster))),
     );
 
+    // The mesh as installed: three injector configurations (10 webhooks, default revision,
+    // canary, tag prod-stable) and their ConfigMaps; the pod's namespace uses the tag.
+    let mesh_docs: Vec<kube::core::DynamicObject> = serde_saphyr::from_multiple(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/mesh/canary/istio.yaml"),
+        )
+        .expect("mesh fixture"),
+    )
+    .expect("mesh objects");
+    let mesh = meshguard::mesh::MeshContext::from_objects(&mesh_docs, None, Default::default());
+    let with_mesh = Engine::new(Policy::default(), Arc::new(mesh), Some("meshguard"));
+    let tagged = Inventory::complete(Vec::new())
+        .with_namespace("production", &[("istio.io/rev", "prod-stable")]);
+    c.bench_function("evaluate/pod-with-injectors-canary-mesh", |b| {
+        b.iter(|| black_box(with_mesh.evaluate(black_box(&review), &tagged)))
+    });
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -155,8 +155,8 @@ pub struct Policy {
     /// When set, namespaces are labeled `istio.io/rev=<rev>` instead of `istio-injection=enabled`.
     #[serde(default)]
     pub injection_revision: Option<String>,
-    /// Namespaces no rule or mutation applies to. The root namespace and meshguard's own
-    /// namespace are always added.
+    /// Namespaces no rule or mutation applies to. The root and Istio namespaces and meshguard's
+    /// own namespace are always added.
     #[serde(default = "default_exempt")]
     pub exempt_namespaces: Vec<String>,
     #[serde(default)]

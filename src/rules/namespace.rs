@@ -130,6 +130,25 @@ pub fn suggested_label_for(
         .unwrap_or((key, value.to_owned()))
 }
 
+/// `kubectl label namespace <ns> <key>=<value> --overwrite`, also removing the other injection
+/// label the namespace carries (`istio-injection` wins over `istio.io/rev`, so keeping both would
+/// not do).
+pub fn relabel_command(
+    ns: &str,
+    current: &BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> String {
+    let mut cmd = format!("kubectl label namespace {ns} {key}={value}");
+    for other in [ISTIO_INJECTION, REV] {
+        if other != key && current.contains_key(other) {
+            cmd.push_str(&format!(" {other}-"));
+        }
+    }
+    cmd.push_str(" --overwrite");
+    cmd
+}
+
 /// Whether a plain pod in namespace `ns` gets a sidecar once the namespace carries `key=value`
 /// as its injection label (its other labels, when known, kept).
 fn served_as(
@@ -305,7 +324,8 @@ pub static INJECTION_MISSING: Rule = Rule {
                 ),
                 match decision.why {
                     Why::NotSelected => format!(
-                        "label it for an injector that exists: kubectl label namespace {ns} {key}={value} --overwrite"
+                        "label it for an injector that exists: {}",
+                        relabel_command(ns, labels, key, &value)
                     ),
                     _ => "fix the injector's configuration (policy, neverInjectSelector), or exempt the namespace in the meshguard policy".to_owned(),
                 },
@@ -880,7 +900,7 @@ mod tests {
             .contains("injectors serve istio.io/rev=prod-stable, istio.io/rev=canary"));
         assert_eq!(
             found[0].fix,
-            "label it for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable --overwrite"
+            "label it for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable istio-injection- --overwrite"
         );
         // Unlabelled: the usual finding, and the fix names a label that is served.
         let found = with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &revisioned);

@@ -22,7 +22,8 @@
 //! reports nothing.
 
 use super::namespace::{
-    is_ambient, served_summary, suggested_label_for, DATAPLANE_MODE, ISTIO_INJECTION, REV,
+    is_ambient, relabel_command, served_summary, suggested_label_for, DATAPLANE_MODE,
+    ISTIO_INJECTION, REV,
 };
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
@@ -370,7 +371,8 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                                 served_summary(ctx, ns, Some(labels))
                             ),
                             format!(
-                                "label the namespace for an injector that exists: kubectl label namespace {ns} {key}={value} --overwrite"
+                                "label the namespace for an injector that exists: {}",
+                                relabel_command(ns, labels, key, &value)
                             ),
                         ));
                     }
@@ -1795,7 +1797,7 @@ mod tests {
         );
         assert_eq!(
             found[0].fix,
-            "label the namespace for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable --overwrite"
+            "label the namespace for an injector that exists: kubectl label namespace prod istio.io/rev=prod-stable istio-injection- --overwrite"
         );
         // The pod that should have been injected is not expected to carry a proxy.
         let p = pod_with(json!({}), app());
