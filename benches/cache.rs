@@ -105,6 +105,7 @@ fn main() {
             object: Some(&pod),
             old_object: None,
             dry_run: false,
+            created_for: None,
         };
         let t = Instant::now();
         for _ in 0..reviews {

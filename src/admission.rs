@@ -304,7 +304,45 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
         object,
         old_object,
         dry_run: req.dry_run,
+        created_for: created_for(req, object),
     })
+}
+
+/// The identities Kubernetes' controllers create pods and their controllers under: each
+/// controller's own ServiceAccount when kube-controller-manager runs with
+/// `--use-service-account-credentials` (as kubeadm does), or its own identity otherwise.
+const CONTROLLER_IDENTITIES: &[&str] = &[
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+];
+
+/// For a CREATE by one of Kubernetes' controllers of an object it controls for its owner, the
+/// owner's kind. Both conditions matter: a user cannot pass as a controller, and a controller's
+/// own objects (none today) would not carry an owner's template.
+fn created_for(
+    req: &AdmissionRequest<ReviewObject>,
+    object: Option<&kube::core::DynamicObject>,
+) -> Option<Kind> {
+    if !matches!(req.operation, Operation::Create) {
+        return None;
+    }
+    let user = req.user_info.username.as_deref()?;
+    if !CONTROLLER_IDENTITIES.contains(&user) {
+        return None;
+    }
+    object?
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .find_map(|r| Kind::from_name(&r.kind).filter(|k| k.facts().owns_pods))
 }
 
 /// The identity kube-controller-manager's namespace controller uses to delete a terminating
@@ -340,23 +378,47 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.findings.is_empty() {
         return (resp, Outcome::Allowed);
     }
-    // Every finding is recorded for the audit log, whatever its action.
-    let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
-    let annotation = serde_json::to_string(&all).unwrap_or_default();
-    resp.audit_annotations.insert(
-        AUDIT_ANNOTATION.to_owned(),
-        truncate(&annotation, 16 * 1024),
-    );
+    // Every finding is recorded for the audit log, whatever its action: which rule, where, and
+    // what it did. A deny's text is already in the response status the audit log records, so
+    // it is not repeated (`[pa-permissive-mtls] spec.mtls.mode (deny)`); warnings and audit
+    // findings are recorded nowhere else, so they keep their text
+    // (`[ap-wildcard-source] spec.rules[0]... (warn): "*" matches ... Fix: ...`).
+    let entries: Vec<String> = eval
+        .findings
+        .iter()
+        .map(|f| {
+            let v = &f.violation;
+            let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
+            e.push('[');
+            e.push_str(f.rule);
+            e.push_str("] ");
+            e.push_str(&v.path);
+            e.push_str(" (");
+            e.push_str(f.action.as_str());
+            e.push(')');
+            if f.action != Action::Deny {
+                e.push_str(": ");
+                e.push_str(&v.message);
+                e.push_str(". Fix: ");
+                e.push_str(&v.fix);
+            }
+            e
+        })
+        .collect();
+    let annotation = serde_json::to_string(&entries).unwrap_or_default();
+    resp.audit_annotations
+        .insert(AUDIT_ANNOTATION.to_owned(), truncate(annotation, 16 * 1024));
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(ToString::to_string));
+    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
+        let mut line = String::new();
+        f.write_line(&mut line);
+        line
+    }));
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
-    let denies: Vec<String> = eval
-        .with_action(Action::Deny)
-        .map(ToString::to_string)
-        .collect();
-    if denies.is_empty() {
+    let denies = eval.with_action(Action::Deny).count();
+    if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
         } else {
@@ -364,12 +426,22 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         };
         return (resp, outcome);
     }
-    let noun = if denies.len() == 1 {
+    let noun = if denies == 1 {
         "violation"
     } else {
         "violations"
     };
-    let message = format!("meshguard: {} {noun}:\n{}", denies.len(), denies.join("\n"));
+    // `meshguard: N violations:` then one finding per line.
+    let mut message = String::with_capacity(512 * denies);
+    message.push_str("meshguard: ");
+    message.push_str(&denies.to_string());
+    message.push(' ');
+    message.push_str(noun);
+    message.push(':');
+    for f in eval.with_action(Action::Deny) {
+        message.push('\n');
+        f.write_line(&mut message);
+    }
     resp = resp.deny(message);
     resp.result.code = 403;
     resp.result.reason = "Forbidden".into();
@@ -382,11 +454,14 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        let clean: String = w
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let w = truncate(&clean, WARNING_MAX);
+        let clean = if w.chars().any(char::is_control) {
+            w.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        } else {
+            w
+        };
+        let w = truncate(clean, WARNING_MAX);
         if total + w.len() > WARNINGS_TOTAL_MAX {
             out.push(
                 "meshguard: more warnings omitted; see the audit annotation or `meshguard check`"
@@ -400,16 +475,18 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     out
 }
 
-/// Truncate to at most `max` bytes on a char boundary, marking the cut with `…`.
-fn truncate(s: &str, max: usize) -> String {
+/// Cut to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn truncate(mut s: String, max: usize) -> String {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max.saturating_sub('…'.len_utf8());
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    s.truncate(end);
+    s.push('…');
+    s
 }
 
 fn with_patch(
@@ -490,7 +567,19 @@ mod tests {
             theirs.object.expect("object"),
         );
         assert_eq!(o.metadata.labels, t.metadata.labels);
-        assert_eq!(o.data["spec"], t.data["spec"]);
+        // The pod spec keeps what the checks read and loses the rest (`resource::Shape`).
+        for field in ["serviceAccountName", "containers", "hostNetwork"] {
+            let (a, b) = (&o.data["spec"][field], &t.data["spec"][field]);
+            if field == "containers" {
+                assert_eq!(a[0]["name"], b[0]["name"]);
+                assert_eq!(a[0]["image"], b[0]["image"]);
+                assert_eq!(a[0]["ports"], b[0]["ports"]);
+            } else {
+                assert_eq!(a, b, "{field}");
+            }
+        }
+        assert!(t.data["spec"].get("volumes").is_some());
+        assert!(o.data["spec"].get("volumes").is_none());
         assert_eq!(
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
@@ -587,7 +676,7 @@ mod tests {
     #[test]
     fn truncate_respects_char_boundaries() {
         let s = "é".repeat(300);
-        let t = truncate(&s, 256);
+        let t = truncate(s.clone(), 256);
         assert!(t.len() <= 256);
         assert!(t.ends_with('…'));
     }

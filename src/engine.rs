@@ -188,6 +188,7 @@ impl Engine {
         let mut findings = self.run_rules(review, cluster, false);
         if self.policy.allow_existing_violations {
             self.pardon_existing(review, cluster, &mut findings);
+            pardon_inherited(review, &mut findings);
         }
         Evaluation {
             findings,
@@ -395,6 +396,27 @@ impl EngineHandle {
     }
 }
 
+/// On a controller's CREATE of an object for its owner (`Review::created_for`), turn deny
+/// findings of rules that also judge the owner's kind into warnings that say so: the pod
+/// template is the owner's, which was admitted (or predates meshguard), and refusing its
+/// ReplicaSet or Pods would only stop a rollout or a scale-up of an existing workload, not fix
+/// anything. Rules only a Pod can break (`wl-missing-sidecar`: the injector failed at this very
+/// creation) keep denying.
+fn pardon_inherited(review: &Review<'_>, findings: &mut [Finding]) {
+    let Some(owner) = review.created_for else {
+        return;
+    };
+    for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
+        let judges_owner = rules::find(f.rule).is_some_and(|r| r.kinds.contains(&owner));
+        if judges_owner {
+            f.action = Action::Warn;
+            f.violation.message.push_str(&format!(
+                " (inherited from the pod template of its {owner}, created by its controller; allowed because allowExistingViolations is on, fix it in the {owner})"
+            ));
+        }
+    }
+}
+
 /// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
 /// finalizers come off now, and refusing would leave the object stuck terminating. Clients
 /// cannot set `deletionTimestamp` themselves.
@@ -433,6 +455,7 @@ mod tests {
             object: Some(o),
             old_object: None,
             dry_run: false,
+            created_for: None,
         };
         engine.evaluate(&review, &NoCluster)
     }
@@ -484,6 +507,7 @@ mod tests {
             object: Some(new),
             old_object: Some(old),
             dry_run: false,
+            created_for: None,
         };
         engine.evaluate(&review, &NoCluster)
     }
@@ -632,6 +656,7 @@ mod tests {
             object: Some(pa),
             old_object: None,
             dry_run: false,
+            created_for: None,
         };
         assert!(Engine::new(Policy::default(), Default::default(), None)
             .lookups(&pa_review)
@@ -670,6 +695,42 @@ mod tests {
             other_holder.current().policy().mode,
             crate::config::EnforcementMode::Audit
         );
+    }
+
+    #[test]
+    fn controller_made_children_inherit_their_owner_s_template_findings() {
+        let engine = Engine::new(Policy::default(), Default::default(), None);
+        let pod: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "prod", "labels": {"app": "web"}},
+            "spec": {"serviceAccountName": "default", "containers": [{"name": "app", "image": "web"}]}
+        }))
+        .expect("pod");
+        let cluster = crate::inventory::Inventory::complete(Vec::new())
+            .with_namespace("prod", &[("istio-injection", "enabled")]);
+        let review = |created_for| Review {
+            created_for,
+            ..Review::create(Kind::Pod, "v1", "prod", "web-1", &pod)
+        };
+        // A user's Pod: the default ServiceAccount and the missing sidecar both deny.
+        let ev = engine.evaluate(&review(None), &cluster);
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
+        assert_eq!(actions(&ev, "wl-missing-sidecar"), [Action::Deny]);
+        // The ReplicaSet controller's Pod: the template finding is its owner's; the failed
+        // injection is this Pod's own.
+        let ev = engine.evaluate(&review(Some(Kind::ReplicaSet)), &cluster);
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Warn]);
+        assert_eq!(actions(&ev, "wl-missing-sidecar"), [Action::Deny]);
+        assert!(ev.findings.iter().any(|f| f
+            .violation
+            .message
+            .contains("inherited from the pod template of its ReplicaSet")));
+        // Strict mode keeps every deny.
+        let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
+            .expect("policy");
+        let ev = Engine::new(strict, Default::default(), None)
+            .evaluate(&review(Some(Kind::ReplicaSet)), &cluster);
+        assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
     }
 
     #[test]

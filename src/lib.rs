@@ -7,12 +7,14 @@
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
-//! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS);
+//! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
+//!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
-//! * front ends: `admission` (the webhook), `check`, `audit`, `report` (outputs), `manifest`,
-//!   `cluster` (kube-backed caches);
+//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
+//!   (outputs), `manifest`, `cluster` (kube-backed caches), `policy_report` (findings →
+//!   PolicyReports, pure), `report_writer` (writes them), `lease` (one writer among replicas);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@
 pub mod admission;
 pub mod analysis;
 pub mod audit;
+pub mod authz;
 pub mod catalogue;
 pub mod certs;
 pub mod check;
@@ -34,6 +37,7 @@ pub mod http;
 pub mod inventory;
 pub mod istio;
 pub mod json;
+pub mod lease;
 pub mod listener;
 pub mod logging;
 pub mod manifest;
@@ -44,8 +48,11 @@ pub mod mtls;
 pub mod mutation;
 pub mod parallel;
 pub mod pod_template;
+pub mod policy_report;
 pub mod report;
+pub mod report_writer;
 pub mod resource;
 pub mod rules;
 pub mod serve;
+pub mod simulate;
 pub mod tls;

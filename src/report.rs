@@ -437,7 +437,8 @@ fn uri(file: &str) -> String {
     out
 }
 
-fn xml(s: &str) -> String {
+/// Escape text for XML attributes and content.
+pub(crate) fn xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

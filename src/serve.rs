@@ -6,10 +6,12 @@ use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
 use crate::engine::{Engine, EngineHandle};
 use crate::http::{self, AppState};
+use crate::lease::{Leadership, LeaseConfig, LeaseTiming};
 use crate::listener::{self, Limits, Shutdown};
 use crate::logging::LogFormat;
 use crate::mesh::MeshContext;
 use crate::metrics::Metrics;
+use crate::report_writer::ReportsSetting;
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
 use std::net::SocketAddr;
@@ -59,10 +61,16 @@ pub struct ServeConfig {
     /// The namespace Istio is installed in, where its ConfigMaps are watched; `None`: istio-system
     /// (and the mesh context may infer another one from the injector webhooks).
     pub istio_namespace: Option<String>,
+    /// Which reports the periodic audit writes.
+    pub reports: ReportsSetting,
+    /// Run the periodic audit only while holding the audit Lease (several replicas); false:
+    /// always (one replica).
+    pub leader_elect: bool,
+    pub lease_timing: LeaseTiming,
 }
 
 pub fn run(args: ServeConfig) -> i32 {
-    crate::logging::init(args.log_format, &args.log_level);
+    let _logging = crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -126,6 +134,8 @@ pub struct Started {
     stop: watch::Sender<bool>,
     tls_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    /// The audit Lease loop: releases the Lease once the listeners have stopped.
+    lease_task: Option<JoinHandle<()>>,
 }
 
 impl Started {
@@ -145,12 +155,18 @@ impl Started {
         let _ = self.tls_task.await;
         self.state.listening.store(false, Ordering::Release);
         let _ = self.admin_task.await;
+        if let Some(t) = self.lease_task {
+            let _ = t.await;
+        }
     }
 }
 
 /// Load everything, bind both listeners and start serving. Every configuration error surfaces
 /// here, before a listener opens. Tests use this to run exactly what the binary runs.
 pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
+    if args.leader_elect {
+        args.lease_timing.validate().map_err(anyhow::Error::msg)?;
+    }
     let policy = load_policy(args)?;
     let metrics = Metrics::new()?;
     let store = CertStore::new(cert_source(args)?, Some(metrics.clone()))?;
@@ -206,7 +222,48 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         }
     };
 
-    crate::audit::spawn_periodic(client, engine.clone(), metrics.clone(), args.audit_interval);
+    let (stop, shutdown) = Shutdown::new();
+    // One writer among replicas: the periodic audit (and its reports) runs on the Lease holder.
+    let mut lease_task = None;
+    let leadership = match (&client, args.leader_elect && !args.audit_interval.is_zero()) {
+        (Some(client), true) => {
+            let leadership = Leadership::new();
+            let config = LeaseConfig {
+                namespace: args
+                    .own_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                name: crate::lease::LEASE_NAME.to_owned(),
+                identity: crate::lease::default_identity(),
+                timing: args.lease_timing,
+            };
+            lease_task = Some(tokio::spawn(crate::lease::run(
+                client.clone(),
+                config,
+                leadership.clone(),
+                Some(metrics.clone()),
+                stop.subscribe(),
+            )));
+            Some(leadership)
+        }
+        _ => {
+            if client.is_some() && !args.audit_interval.is_zero() {
+                metrics.leader.set(1);
+                tracing::info!("--leader-elect=false: this replica runs the periodic audit without a Lease; run only one such replica");
+            }
+            None
+        }
+    };
+    crate::audit::spawn_periodic(
+        client,
+        engine.clone(),
+        metrics.clone(),
+        crate::audit::Periodic {
+            interval: args.audit_interval,
+            reports: args.reports,
+            leadership,
+        },
+    );
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(args.limits.clone());
@@ -220,7 +277,6 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     let admin_listener = listener::bind(args.admin_listen, "admin (HTTP)").await?;
     let addr = tls_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let (stop, shutdown) = Shutdown::new();
 
     tokio::spawn(store.clone().watch(args.tls_reload_interval));
     if let Some(path) = args.config.clone() {
@@ -252,6 +308,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         stop,
         tls_task,
         admin_task,
+        lease_task,
     })
 }
 

@@ -77,8 +77,10 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         }
         out.push((
             Subject {
+                api_version: "admissionregistration.k8s.io/v1".to_owned(),
                 kind: "MutatingWebhookConfiguration".to_owned(),
                 namespace: String::new(),
+                uid: String::new(),
                 name: b.configuration.clone(),
                 file: None,
                 line: None,

@@ -157,9 +157,11 @@ impl<'a> CrossContext<'a> {
         match self.inventory.namespace(ns) {
             Some(o) => o.subject(),
             None => Subject {
+                api_version: "v1".into(),
                 kind: "Namespace".into(),
                 namespace: ns.to_owned(),
                 name: ns.to_owned(),
+                uid: String::new(),
                 file: None,
                 line: None,
             },

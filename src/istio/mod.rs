@@ -87,17 +87,34 @@ impl<'a> WorkloadSelector<'a> {
 }
 
 /// The `istio.io/dry-run: "true"` annotation: Istio evaluates the policy in shadow mode only
-/// (logs and stats, never the decision).
+/// (logs and stats, never the decision). Read as Go's `strconv.ParseBool` reads it (istio/istio
+/// `pilot/pkg/security/authz/builder/builder.go`, `isDryRun`): `1`, `t`, `T`, `TRUE`, `true`
+/// and `True` all turn it on.
 pub fn is_dry_run(obj: &DynamicObject) -> bool {
     annotations_of(obj)
         .get("istio.io/dry-run")
-        .is_some_and(|v| v == "true")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn dry_run_reads_like_go_parse_bool() {
+        let obj = |v: &str| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "X",
+                "metadata": {"name": "p", "annotations": {"istio.io/dry-run": v}}}))
+            .expect("object")
+        };
+        for on in ["true", "True", "TRUE", "t", "T", "1"] {
+            assert!(is_dry_run(&obj(on)), "{on}");
+        }
+        for off in ["false", "0", "yes", ""] {
+            assert!(!is_dry_run(&obj(off)), "{off}");
+        }
+    }
 
     #[test]
     fn selector_empty_matches_and_describes() {

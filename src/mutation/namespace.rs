@@ -77,6 +77,7 @@ mod tests {
             object: Some(o),
             old_object: old,
             dry_run: false,
+            created_for: None,
         };
         let ctx = Ctx {
             policy,

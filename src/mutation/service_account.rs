@@ -67,6 +67,7 @@ mod tests {
             object: Some(o),
             old_object: None,
             dry_run: false,
+            created_for: None,
         };
         let policy = Policy::default();
         let ctx = Ctx {

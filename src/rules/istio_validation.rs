@@ -921,6 +921,7 @@ mod tests {
                     object: Some(&ob),
                     old_object: None,
                     dry_run: false,
+                    created_for: None,
                 };
                 let mut out = Vec::new();
                 (rule.check)(

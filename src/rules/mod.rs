@@ -160,8 +160,13 @@ pub(crate) mod testing {
     use serde_json::Value;
 
     /// Parse an object from JSON (tests only).
+    /// Parse an object as the webhook decodes it (pod specs pruned of the fields no check
+    /// reads, `resource::Shape`), so a rule that starts reading a pruned field fails its own
+    /// tests.
     pub fn obj(v: Value) -> DynamicObject {
-        serde_json::from_value(v).expect("test object must parse")
+        serde_json::from_value::<crate::resource::ReviewObject>(v)
+            .expect("test object must parse")
+            .0
     }
 
     /// Run one rule over (operation, version, namespace, object) and return its violations.
@@ -221,6 +226,7 @@ pub(crate) mod testing {
             object: if is_delete { None } else { Some(o) },
             old_object: if is_delete { Some(o) } else { None },
             dry_run: false,
+            created_for: None,
         };
         let ctx = Ctx {
             policy,

@@ -538,6 +538,7 @@ mod tests {
             object: Some(new),
             old_object: Some(old),
             dry_run: false,
+            created_for: None,
         };
         let ctx = Ctx {
             policy: &policy,

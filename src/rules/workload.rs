@@ -756,6 +756,7 @@ mod tests {
             object: (!is_delete).then_some(o),
             old_object: is_delete.then_some(o),
             dry_run: false,
+            created_for: None,
         };
         let ctx = Ctx {
             policy,

@@ -64,8 +64,9 @@ spec:
     };
 
     // A rollout restart is an UPDATE of the pod template: allowed, the old violations warned.
-    // (The Deployment controller's new ReplicaSet for it is a CREATE, judged as a new object:
-    // refused while the template still violates; the old ReplicaSet keeps the Pods.)
+    // The Deployment controller's new ReplicaSet and the ReplicaSet controller's Pods are
+    // CREATEs by controllers for their owner: the template findings are the owner's, so they
+    // are warnings and the rollout really happens.
     let out = run
         .kubectl(&["-n", &ns, "rollout", "restart", "deployment/legacy"])
         .await
@@ -82,9 +83,18 @@ spec:
         "restart not stored: {:#}",
         d.data["spec"]["template"]
     );
+    run.step("wait for the restart's new ReplicaSet");
+    harness::eventually("the rollout's new ReplicaSet", PATIENCE, || async {
+        let sets = run.names("ReplicaSet", &ns).await;
+        (sets.len() == 2)
+            .then_some(())
+            .ok_or(format!("ReplicaSets: {sets:?}"))
+    })
+    .await;
 
     // A scale goes through the scale subresource, which meshguard does not judge; the
-    // Deployment controller then resizes a ReplicaSet (an UPDATE with its old violations).
+    // Deployment controller then resizes a ReplicaSet (an UPDATE with its old violations) and
+    // the ReplicaSet controller creates the Pods.
     run.kubectl(&["-n", &ns, "scale", "deployment/legacy", "--replicas=3"])
         .await
         .ok();
@@ -113,6 +123,14 @@ spec:
                 .ok_or(format!("ReplicaSet sizes {sizes:?}"))
         },
     )
+    .await;
+    run.step("wait for the scaled-up Pods");
+    harness::eventually("three Pods of the scaled Deployment", PATIENCE, || async {
+        let pods = run.names("Pod", &ns).await;
+        (pods.len() >= 3)
+            .then_some(())
+            .ok_or(format!("pods: {pods:?}"))
+    })
     .await;
 
     // Relabelling the Deployment and the namespace: allowed, old violations warned.

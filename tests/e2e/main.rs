@@ -24,6 +24,7 @@ mod audit;
 mod existing;
 mod harness;
 mod mesh;
+mod reports;
 mod rotation;
 mod server_side;
 mod teardown;
@@ -124,6 +125,14 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("reports_from_audit", {
+            let kc = k(&main);
+            move || reports::run_audit(&kc)
+        }),
+        trial("reports_one_writer", {
+            let kc = k(&main);
+            move || reports::run_one_writer(&kc)
         }),
     ];
     let start = Instant::now();

@@ -41,6 +41,7 @@ fn review<'a>(obj: &'a DynamicObject, op: &'a Operation) -> Review<'a> {
         object: Some(obj),
         old_object: None,
         dry_run: false,
+        created_for: None,
     }
 }
 

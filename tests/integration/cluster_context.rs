@@ -40,6 +40,7 @@ fn review<'a>(ns: &'a str, op: &'a Operation, o: &'a DynamicObject) -> Review<'a
         object: Some(o),
         old_object: None,
         dry_run: false,
+        created_for: None,
     }
 }
 

@@ -351,16 +351,54 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
     assert_eq!(resp["allowed"], false);
     let msg = message(&resp);
     assert!(msg.starts_with("meshguard: 1 violation:\n[wl-missing-sidecar] spec.containers: namespace \"production\" is labeled for injection, but the pod has no istio-proxy container"), "{msg}");
-    // A controller-made pod of the unpatched Deployment: the default account is named too.
-    let resp = send(
-        &a,
-        Webhook::Validate,
-        &fixture("pod-create-by-replicaset.json"),
-    )
-    .await;
-    let msg = message(&resp);
-    assert!(msg.contains("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \"default\" ServiceAccount"), "{msg}");
-    assert!(msg.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{msg}");
+    // A controller-made pod of the unpatched Deployment: still refused for the missing sidecar;
+    // the default account is named too, as a warning inherited from its ReplicaSet's template
+    // (the ReplicaSet controller's CREATE).
+    let review = fixture("pod-create-by-replicaset.json");
+    let resp = send(&a, Webhook::Validate, &review).await;
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        message(&resp).contains("[wl-missing-sidecar]"),
+        "{}",
+        message(&resp)
+    );
+    let warned = warnings(&resp);
+    assert!(
+        warned.iter().any(|w| w.starts_with("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \"default\" ServiceAccount")),
+        "{warned:?}"
+    );
+    let all = resp["auditAnnotations"]["violations"]
+        .as_str()
+        .expect("audit annotation");
+    assert!(
+        all.contains("[wl-default-service-account] spec.serviceAccountName (warn)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("[wl-missing-sidecar] spec.containers (deny)"),
+        "{all}"
+    );
+    // The whole finding (too long for a warning header) names the account to use and why it
+    // only warns.
+    let body = serde_json::to_vec(&review).expect("json");
+    let req: kube::core::admission::AdmissionRequest<meshguard::resource::ReviewObject> =
+        meshguard::admission::decode_review(&body)
+            .expect("decodes")
+            .try_into()
+            .expect("request");
+    let r = meshguard::admission::recognise(&req).expect("a pod");
+    let eval = a.engine.current().evaluate(&r, a.cluster.view());
+    let full = eval
+        .findings
+        .iter()
+        .find(|f| f.rule == "wl-default-service-account")
+        .map(ToString::to_string)
+        .expect("finding");
+    assert!(full.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{full}");
+    assert!(
+        full.contains("inherited from the pod template of its ReplicaSet"),
+        "{full}"
+    );
     // Pod UPDATEs are not injection events.
     let resp = send(&a, Webhook::Validate, &fixture("pod-update-labels.json")).await;
     assert_eq!(resp["allowed"], true, "{}", message(&resp));

@@ -1,0 +1,442 @@
+//! AuthorizationPolicies and RequestAuthentications compiled once for a policy set.
+//!
+//! A rule mirrors istio/istio `pilot/pkg/security/authz/model/model.go` (`New`): it matches
+//! when one of its `from` entries, one of its `to` entries and every `when` condition match
+//! (an absent list matches anything). Istio folds each condition into every `from` (source
+//! keys) or `to` (destination keys) entry; keeping them apart is the same predicate and reads
+//! better in explanations. Within an entry the fields are kept in the order Istio builds them
+//! (principals, requestPrincipals, serviceAccounts, trustDomains, namespaces, remoteIpBlocks,
+//! ipBlocks; hosts, methods, paths, ports), which is the order explanations report them in.
+//!
+//! Rules Istio cannot build never match: an unknown `when` key skips the rule for every action;
+//! a value it cannot translate (a bad CIDR or port, an unparsable key) skips an ALLOW rule but
+//! is dropped from DENY, AUDIT and CUSTOM rules (`rule.checkError`). A policy without rules
+//! matches nothing (`rbacPolicyMatchNever` in `builder.go`), which for ALLOW is allow-nothing.
+
+use super::field::{when_attr, Attr, Field, FieldCompiler, OnError, TrustDomains};
+use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
+use crate::istio::{is_dry_run, AuthorizationPolicy, RequestAuthentication, WorkloadSelector};
+use crate::json::list_strings;
+use crate::resource::spec_of;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::DynamicObject;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One entry of `from` or `to`.
+#[derive(Clone, Debug)]
+pub(crate) struct Clause {
+    pub fields: Vec<Field>,
+}
+
+/// One compiled rule.
+#[derive(Clone, Debug)]
+pub(crate) struct Rule {
+    pub index: usize,
+    /// Istio skips the rule (it never matches), and why.
+    pub skipped: Option<String>,
+    pub from: Vec<Clause>,
+    pub to: Vec<Clause>,
+    pub when: Vec<Field>,
+    /// Where the first HTTP-only field sits (an ALLOW rule with one never matches TCP).
+    pub http_only: Option<String>,
+}
+
+impl Rule {
+    /// Every field, in evaluation order.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.from
+            .iter()
+            .chain(&self.to)
+            .flat_map(|c| &c.fields)
+            .chain(&self.when)
+    }
+}
+
+/// One compiled AuthorizationPolicy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub namespace: String,
+    pub name: String,
+    /// `None`: an action Istio does not know (the policy is ignored).
+    pub action: Option<AuthzAction>,
+    pub action_str: String,
+    pub dry_run: bool,
+    /// `spec.provider.name` (CUSTOM).
+    pub provider: Option<String>,
+    /// `targetRef`/`targetRefs` set: gateways and waypoints, never sidecars.
+    pub target_refs: bool,
+    pub(crate) selector: BTreeMap<String, String>,
+    pub(crate) created: Option<Time>,
+    pub(crate) rules: Vec<Rule>,
+    /// Values the simulator cannot evaluate or that Istio drops.
+    pub notes: Vec<String>,
+}
+
+impl Policy {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// No rules: the policy matches nothing (for ALLOW, allow-nothing).
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether the policy attaches to a sidecar workload with these pod labels (istio/istio
+    /// `pilot/pkg/model/policyattachment.go`, `ShouldAttachPolicy`): no target refs, and the
+    /// selector's labels are a subset of the pod's.
+    pub(crate) fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.target_refs
+            && self
+                .selector
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+    }
+
+    /// Compile an AuthorizationPolicy object.
+    pub(crate) fn compile(obj: &DynamicObject, trust: &TrustDomains) -> Policy {
+        let spec = spec_of(obj);
+        let ap = AuthorizationPolicy::of(spec);
+        let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+        let action = ap.action();
+        let on_error = if action == Some(AuthzAction::Allow) {
+            OnError::SkipRule
+        } else {
+            OnError::DropValue
+        };
+        let mut compiler = FieldCompiler {
+            trust,
+            namespace: &namespace,
+            on_error,
+            unsupported: Vec::new(),
+        };
+        let rules = ap
+            .rules()
+            .map(|r| {
+                if r.is_object() {
+                    compile_rule(r.index, r.value, &mut compiler)
+                } else {
+                    Rule {
+                        index: r.index,
+                        skipped: Some(format!("{} is not a rule object", r.path())),
+                        from: Vec::new(),
+                        to: Vec::new(),
+                        when: Vec::new(),
+                        http_only: None,
+                    }
+                }
+            })
+            .collect();
+        let notes = compiler.unsupported;
+        Policy {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            action,
+            action_str: ap.action_str().to_owned(),
+            dry_run: is_dry_run(obj),
+            provider: ap.provider_name().map(str::to_owned),
+            target_refs: ap.has_target_refs(),
+            selector: ap.selector.to_map(),
+            created: obj.metadata.creation_timestamp.clone(),
+            rules,
+            notes,
+            namespace,
+        }
+    }
+}
+
+/// A field pair: positive and negative field name, the attribute both read, and the
+/// attribute's name in messages.
+type FieldPair = (&'static str, &'static str, fn() -> Attr, &'static str);
+
+/// Source fields in Istio's order, with the attribute each reads and its name in messages.
+const SOURCE: &[FieldPair] = &[
+    (
+        "principals",
+        "notPrincipals",
+        || Attr::Principal,
+        "source.principal",
+    ),
+    (
+        "requestPrincipals",
+        "notRequestPrincipals",
+        || Attr::RequestPrincipal,
+        "request.auth.principal",
+    ),
+    (
+        "serviceAccounts",
+        "notServiceAccounts",
+        || Attr::ServiceAccount,
+        "source.serviceAccount",
+    ),
+    (
+        "trustDomains",
+        "notTrustDomains",
+        || Attr::TrustDomain,
+        "source.trustDomain",
+    ),
+    (
+        "namespaces",
+        "notNamespaces",
+        || Attr::Namespace,
+        "source.namespace",
+    ),
+    (
+        "remoteIpBlocks",
+        "notRemoteIpBlocks",
+        || Attr::RemoteIp,
+        "remote.ip",
+    ),
+    ("ipBlocks", "notIpBlocks", || Attr::SourceIp, "source.ip"),
+];
+
+/// Operation fields in Istio's order.
+const OPERATION: &[FieldPair] = &[
+    ("hosts", "notHosts", || Attr::Host, "host"),
+    ("methods", "notMethods", || Attr::Method, "method"),
+    ("paths", "notPaths", || Attr::Path, "path"),
+    ("ports", "notPorts", || Attr::Port, "port"),
+];
+
+fn strs(v: Option<&Value>) -> Vec<&str> {
+    v.into_iter()
+        .flat_map(list_strings)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+fn compile_rule(index: usize, value: &Value, c: &mut FieldCompiler<'_>) -> Rule {
+    let mut rule = Rule {
+        index,
+        skipped: None,
+        from: Vec::new(),
+        to: Vec::new(),
+        when: Vec::new(),
+        http_only: None,
+    };
+    let result = (|| -> Result<(), String> {
+        for (j, entry) in crate::json::items(value, "from").iter().enumerate() {
+            let mut fields = Vec::new();
+            if let Some(s) = entry.get("source") {
+                let src = Source {
+                    rule: index,
+                    index: j,
+                    value: s,
+                };
+                for (pos, neg, attr, label) in SOURCE {
+                    let (p, n) = (src.field(pos), src.field(neg));
+                    let path = if p.is_set() { p.path() } else { n.path() };
+                    if let Some(f) = c.field(
+                        attr(),
+                        &strs(p.value),
+                        &strs(n.value),
+                        path,
+                        format!("from[{j}] {label}"),
+                    )? {
+                        fields.push(f);
+                    }
+                }
+            }
+            rule.from.push(Clause { fields });
+        }
+        for (j, entry) in crate::json::items(value, "to").iter().enumerate() {
+            let mut fields = Vec::new();
+            if let Some(o) = entry.get("operation") {
+                let op = Operation {
+                    rule: index,
+                    index: j,
+                    value: o,
+                };
+                for (pos, neg, attr, label) in OPERATION {
+                    let (p, n) = (op.field(pos), op.field(neg));
+                    let path = if p.is_set() { p.path() } else { n.path() };
+                    if let Some(f) = c.field(
+                        attr(),
+                        &strs(p.value),
+                        &strs(n.value),
+                        path,
+                        format!("to[{j}] {label}"),
+                    )? {
+                        fields.push(f);
+                    }
+                }
+            }
+            rule.to.push(Clause { fields });
+        }
+        for (l, cond) in crate::json::items(value, "when").iter().enumerate() {
+            let cond = Condition {
+                rule: index,
+                index: l,
+                value: cond,
+            };
+            let key = cond.key().unwrap_or("");
+            let attr = when_attr(key).map_err(|e| format!("{}: {e}", cond.path()))?;
+            let values: Vec<&str> = cond.strings("values").map(|(_, s)| s).collect();
+            let not_values: Vec<&str> = cond.strings("notValues").map(|(_, s)| s).collect();
+            if let Some(f) = c.field(
+                attr,
+                &values,
+                &not_values,
+                cond.path(),
+                format!("when {key}"),
+            )? {
+                rule.when.push(f);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        rule.skipped = Some(e);
+        rule.from.clear();
+        rule.to.clear();
+        rule.when.clear();
+    }
+    let http_only = rule
+        .fields()
+        .find(|f| f.http_only())
+        .map(|f| f.path.clone());
+    rule.http_only = http_only;
+    rule
+}
+
+/// One `jwtRules` entry of a RequestAuthentication.
+#[derive(Clone, Debug)]
+pub struct JwtIssuer {
+    /// `namespace/name` of the RequestAuthentication.
+    pub policy: String,
+    pub issuer: String,
+    /// Empty: any audience (Envoy checks none).
+    pub audiences: Vec<String>,
+    /// Claims the JWT filter splits on spaces: `scope`, `permission`, plus the rule's own.
+    pub space_delimited: Vec<String>,
+}
+
+/// One compiled RequestAuthentication.
+#[derive(Clone, Debug)]
+pub(crate) struct JwtPolicy {
+    pub namespace: String,
+    pub selector: BTreeMap<String, String>,
+    pub target_refs: bool,
+    pub issuers: Vec<JwtIssuer>,
+}
+
+impl JwtPolicy {
+    pub(crate) fn compile(obj: &DynamicObject) -> JwtPolicy {
+        let ra = RequestAuthentication::of(spec_of(obj));
+        let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+        let policy = format!(
+            "{namespace}/{}",
+            obj.metadata.name.as_deref().unwrap_or_default()
+        );
+        let issuers = ra
+            .jwt_rules()
+            .filter_map(|r| {
+                let mut space_delimited = vec!["scope".to_owned(), "permission".to_owned()];
+                space_delimited.extend(
+                    r.value
+                        .get("spaceDelimitedClaims")
+                        .into_iter()
+                        .flat_map(list_strings)
+                        .map(|(_, s)| s.to_owned()),
+                );
+                Some(JwtIssuer {
+                    policy: policy.clone(),
+                    issuer: r.issuer()?.to_owned(),
+                    audiences: r.audiences().map(str::to_owned).collect(),
+                    space_delimited,
+                })
+            })
+            .collect();
+        JwtPolicy {
+            selector: WorkloadSelector::of(spec_of(obj)).to_map(),
+            target_refs: ra.has_target_refs(),
+            issuers,
+            namespace,
+        }
+    }
+
+    pub(crate) fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.target_refs
+            && self
+                .selector
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ap(spec: Value) -> Policy {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "prod", "annotations": {"istio.io/dry-run": "True"}},
+            "spec": spec
+        }))
+        .expect("object");
+        Policy::compile(
+            &obj,
+            &TrustDomains {
+                domains: vec!["cluster.local".into()],
+            },
+        )
+    }
+
+    #[test]
+    fn rule_shape_and_order() {
+        let p = ap(json!({"rules": [{
+            "from": [{"source": {"ipBlocks": ["10.0.0.0/8"], "principals": ["a/ns/b/sa/c"]}}, {}],
+            "to": [{"operation": {"ports": ["80"], "methods": ["GET"]}}],
+            "when": [{"key": "request.headers[x]", "values": ["1"]}]
+        }]}));
+        assert!(p.dry_run, "ParseBool accepts True");
+        let r = &p.rules[0];
+        assert!(r.skipped.is_none());
+        let labels: Vec<&str> = r.from[0].fields.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, ["from[0] source.principal", "from[0] source.ip"]);
+        assert!(
+            r.from[1].fields.is_empty(),
+            "an empty from entry matches any source"
+        );
+        assert_eq!(
+            r.to[0]
+                .fields
+                .iter()
+                .map(|f| f.label.as_str())
+                .collect::<Vec<_>>(),
+            ["to[0] method", "to[0] port"]
+        );
+        assert_eq!(r.when[0].path, "spec.rules[0].when[0]");
+        assert_eq!(
+            r.http_only.as_deref(),
+            Some("spec.rules[0].to[0].operation.methods")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values() {
+        let p = ap(json!({"rules": [
+            {"when": [{"key": "destination.namespace", "values": ["x"]}]},
+            {"from": [{"source": {"ipBlocks": ["10.0.0.0/99"]}}]},
+            {}
+        ]}));
+        assert!(p.rules[0]
+            .skipped
+            .as_deref()
+            .is_some_and(|s| s.contains("unknown attribute")));
+        assert!(
+            p.rules[1].skipped.is_some(),
+            "ALLOW: a bad value skips the rule"
+        );
+        assert!(p.rules[2].skipped.is_none() && p.rules[2].fields().count() == 0);
+        let d = ap(json!({"action": "DENY", "rules": [
+            {"from": [{"source": {"ipBlocks": ["10.0.0.0/99"]}}]}
+        ]}));
+        assert!(d.rules[0].skipped.is_none(), "DENY: the value is dropped");
+        assert_eq!(d.rules[0].fields().count(), 0);
+        assert_eq!(d.notes.len(), 1);
+    }
+}

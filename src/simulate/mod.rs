@@ -1,0 +1,254 @@
+//! `meshguard simulate`: would this request be allowed, and why. The objects come from
+//! manifests or a live cluster; the decision is [`crate::authz`]'s. Exit code 0 when the
+//! request is allowed, 1 when it is denied, 2 on a usage or input error.
+//!
+//! `meshguard test` ([`policy_tests`]) runs files of such requests with expected verdicts.
+
+pub mod policy_tests;
+pub mod scenario;
+
+use crate::authz::{Explanation, Mesh, PolicySet, Verdict};
+use crate::config::Policy;
+use crate::inventory::Inventory;
+use clap::{Args, ValueEnum};
+use scenario::{Caller, RequestSpec, Resolved, TokenSpec};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Exit codes.
+pub const EXIT_ALLOW: i32 = 0;
+pub const EXIT_DENY: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimulateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Args)]
+#[command(group(clap::ArgGroup::new("caller").required(true).args(["from", "from_workload", "plaintext"])))]
+pub struct SimulateArgs {
+    /// Manifests: files, directories (searched recursively) or `-` for stdin.
+    #[arg(value_name = "PATH", required_unless_present = "cluster")]
+    pub paths: Vec<PathBuf>,
+    /// Read the objects from the live cluster (read-only) instead of manifests.
+    #[arg(long, conflicts_with = "paths")]
+    pub cluster: bool,
+    /// Kubeconfig file for --cluster (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long, requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --cluster.
+    #[arg(long, requires = "cluster")]
+    pub context: Option<String>,
+    /// The caller's mesh identity: NAMESPACE/SERVICEACCOUNT.
+    #[arg(long, value_name = "NS/SA")]
+    pub from: Option<String>,
+    /// The caller is this workload (its ServiceAccount): NAMESPACE/NAME.
+    #[arg(long, value_name = "NS/NAME")]
+    pub from_workload: Option<String>,
+    /// The caller has no mesh identity (sends plaintext).
+    #[arg(long)]
+    pub plaintext: bool,
+    /// The caller's IP address (source.ip, ipBlocks).
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<IpAddr>,
+    /// The destination workload: NAMESPACE/NAME (or NAMESPACE/KIND/NAME).
+    #[arg(long, value_name = "NS/WORKLOAD")]
+    pub to: String,
+    /// Destination (container) port; default: the workload's only port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// HTTP method. Without --method, --path, --host, --header and --jwt the request is TCP.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// HTTP path as sent (normalised as Istio's default BASE normalisation does).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// HTTP Host (:authority) as sent, with the port if the client sends one.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// A request header (repeatable).
+    #[arg(long = "header", value_name = "K=V")]
+    pub headers: Vec<String>,
+    /// Present a JWT: ISSUER/SUBJECT (split at the last /).
+    #[arg(long, value_name = "ISSUER/SUBJECT")]
+    pub jwt: Option<String>,
+    /// A claim of the token (repeatable; a repeated key makes a list; nest as a[b]).
+    #[arg(long = "claim", value_name = "K=V", requires = "jwt")]
+    pub claims: Vec<String>,
+    /// An audience of the token (repeatable).
+    #[arg(long = "audience", value_name = "A", requires = "jwt")]
+    pub audiences: Vec<String>,
+    /// Assume the external authorizer of CUSTOM policies denies (default: allows).
+    #[arg(long)]
+    pub custom_deny: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: SimulateFormat,
+    /// Policy configuration (YAML): the root namespace and trust domain come from it.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespace of manifests that name none.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+}
+
+impl SimulateArgs {
+    /// The request as written on the command line.
+    pub fn request_spec(&self) -> Result<RequestSpec, String> {
+        let from = match (&self.from, &self.from_workload) {
+            (Some(f), _) => Caller::Identity(f.clone()),
+            (_, Some(w)) => Caller::Workload(w.clone()),
+            _ => Caller::Plaintext,
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| scenario::key_value(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jwt = match &self.jwt {
+            None => None,
+            Some(j) => {
+                let (issuer, subject) = j
+                    .rsplit_once('/')
+                    .filter(|(i, s)| !i.is_empty() && !s.is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "--jwt {j}: want ISSUER/SUBJECT, e.g. https://auth.example.com/alice"
+                        )
+                    })?;
+                let mut claims = Vec::new();
+                for c in &self.claims {
+                    let (k, v) = scenario::key_value(c)?;
+                    claims.push((scenario::claim_path(&k)?, Value::String(v)));
+                }
+                Some(TokenSpec {
+                    issuer: issuer.to_owned(),
+                    subject: subject.to_owned(),
+                    audiences: self.audiences.clone(),
+                    claims,
+                })
+            }
+        };
+        Ok(RequestSpec {
+            from,
+            to: self.to.clone(),
+            port: self.port,
+            source_ip: self.source_ip,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            host: self.host.clone(),
+            headers,
+            jwt,
+        })
+    }
+}
+
+/// The mesh context from `--config` (or the built-in policy).
+pub fn mesh_of(config: Option<&PathBuf>) -> Result<Mesh, String> {
+    let policy = match config {
+        Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
+        None => Policy::builtin(),
+    };
+    Ok(Mesh::from_policy(&policy))
+}
+
+/// The request and its explanation as JSON: the explanation's fields plus `request`.
+pub fn json_of(resolved: &Resolved, ex: &Explanation) -> Value {
+    let req = &resolved.request;
+    let mut v = serde_json::to_value(ex).unwrap_or(Value::Null);
+    let http = req.http_part().map(|h| {
+        json!({
+            "method": h.method(),
+            "path": h.raw_path(),
+            "normalizedPath": h.path(),
+            "host": h.host(),
+            "headers": h.headers().iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        })
+    });
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            "request".into(),
+            json!({
+                "from": resolved.from_label,
+                "to": resolved.to_label,
+                "port": req.port(),
+                "protocol": if req.is_http() { "HTTP" } else { "TCP" },
+                "http": http,
+                "sourceIp": req.source_ip().map(|i| i.to_string()),
+                "jwt": req.jwt().map(|j| j.principal()),
+            }),
+        );
+    }
+    v
+}
+
+/// The explanation as text, with the request line after the headline.
+pub fn text_of(resolved: &Resolved, ex: &Explanation) -> String {
+    let body = ex.text();
+    let (head, rest) = body.split_once('\n').unwrap_or((&body, ""));
+    format!(
+        "{head}\n  request:     {} → {}, port {}, {}\n{rest}",
+        resolved.from_label,
+        resolved.to_label,
+        resolved.request.port(),
+        resolved.request.describe()
+    )
+}
+
+/// Resolve and explain one request against an inventory.
+pub fn simulate(
+    inventory: &Inventory,
+    set: &PolicySet,
+    spec: &RequestSpec,
+) -> Result<(Resolved, Explanation), String> {
+    let resolved = scenario::resolve(inventory, set.mesh(), spec)?;
+    let target = set.target(&resolved.namespace, &resolved.labels);
+    let mut ex = target.explain(&resolved.request);
+    ex.notes.splice(0..0, resolved.notes.iter().cloned());
+    Ok((resolved, ex))
+}
+
+pub fn run(args: SimulateArgs) -> i32 {
+    let code = execute(&args, &mut std::io::stdout().lock(), &mut std::io::stderr());
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// `simulate` with its streams given. Returns the exit code.
+pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let result = (|| -> Result<(Resolved, Explanation), String> {
+        let mesh = mesh_of(args.config.as_ref())?;
+        let spec = args.request_spec()?;
+        let inventory = if args.cluster {
+            scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref())?
+        } else {
+            scenario::load_manifests(&args.paths, &args.namespace, &[])?
+        };
+        let set = scenario::policy_set(&inventory, mesh).assume_custom_deny(args.custom_deny);
+        simulate(&inventory, &set, &spec)
+    })();
+    let (resolved, ex) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "meshguard simulate: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rendered = match args.format {
+        SimulateFormat::Text => text_of(&resolved, &ex),
+        SimulateFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&json_of(&resolved, &ex)).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+    };
+    let _ = out.write_all(rendered.as_bytes());
+    match ex.verdict {
+        Verdict::Allow => EXIT_ALLOW,
+        Verdict::Deny => EXIT_DENY,
+    }
+}

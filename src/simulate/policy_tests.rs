@@ -1,0 +1,474 @@
+//! `meshguard test TESTFILE… [PATH…|--cluster]`: unit tests for mesh authorization. Each test
+//! file lists requests with the verdict they must get:
+//!
+//! ```yaml
+//! manifests: [../policies/]        # optional, relative to this file
+//! tests:
+//!   - name: frontend reads data
+//!     from: production/frontend    # or fromWorkload: NS/NAME, or plaintext: true
+//!     to: production/backend
+//!     port: 80                     # optional when the workload has one port
+//!     sourceIp: 10.0.0.7           # optional
+//!     request: {method: GET, path: /api/data, host: backend, headers: {x-api-version: v1}}
+//!     jwt: {issuer: https://auth.example.com, subject: alice, audiences: [api], claims: {role: admin}}
+//!     expect: allow                # allow | deny
+//! ```
+//!
+//! A test without `request` (and without `jwt`) is a plain TCP connection. Positional
+//! arguments that are YAML files with a top-level `tests` key are test files; the others
+//! (files, directories) are manifests every test file uses besides its own. With `--cluster`
+//! the live cluster replaces the manifests. One line per test; exit 1 on any mismatch, 2 on a
+//! bad test file (with file and line) or unreadable manifests.
+
+use super::scenario::{self, Caller, RequestSpec, TokenSpec};
+use super::{mesh_of, simulate, EXIT_USAGE};
+use crate::authz::{Explanation, Verdict};
+use crate::inventory::Inventory;
+use clap::Args;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Args)]
+pub struct TestArgs {
+    /// Test files, then manifests (files or directories) every test file also uses.
+    #[arg(value_name = "TESTFILE|PATH", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Test against the live cluster (read-only) instead of manifests.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Kubeconfig file for --cluster.
+    #[arg(long, requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --cluster.
+    #[arg(long, requires = "cluster")]
+    pub context: Option<String>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Assume the external authorizer of CUSTOM policies denies (default: allows).
+    #[arg(long)]
+    pub custom_deny: bool,
+    /// Policy configuration (YAML): the root namespace and trust domain come from it.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespace of manifests that name none.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+}
+
+/// A test file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    #[serde(default)]
+    manifests: Vec<String>,
+    tests: Vec<Spanned<TestCase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestCase {
+    name: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    from_workload: Option<String>,
+    #[serde(default)]
+    plaintext: bool,
+    to: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    source_ip: Option<String>,
+    #[serde(default)]
+    request: Option<HttpCase>,
+    #[serde(default)]
+    jwt: Option<JwtCase>,
+    expect: Expect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpCase {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtCase {
+    issuer: String,
+    subject: String,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    claims: serde_json::Map<String, Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+impl Expect {
+    fn verdict(self) -> Verdict {
+        match self {
+            Expect::Allow => Verdict::Allow,
+            Expect::Deny => Verdict::Deny,
+        }
+    }
+}
+
+/// One test ready to run.
+struct Prepared {
+    file: String,
+    line: usize,
+    name: String,
+    expect: Verdict,
+    spec: RequestSpec,
+}
+
+/// The result of one test.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub file: String,
+    pub line: usize,
+    pub name: String,
+    pub expected: Verdict,
+    pub explanation: Explanation,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.explanation.verdict == self.expected
+    }
+
+    /// `PASS  file:line  name (allow)` or `FAIL  file:line  name: expected …, got …: reason`
+    /// (with the closest ALLOW rule for a default deny).
+    pub fn line(&self) -> String {
+        if self.passed() {
+            format!(
+                "PASS  {}:{}  {} ({})",
+                self.file, self.line, self.name, self.expected
+            )
+        } else {
+            let closest = self
+                .explanation
+                .near_misses
+                .first()
+                .map(|m| format!(" (closest: {})", m.line()))
+                .unwrap_or_default();
+            format!(
+                "FAIL  {}:{}  {}: expected {}, got {}: {}{closest}",
+                self.file,
+                self.line,
+                self.name,
+                self.expected,
+                self.explanation.headline,
+                self.explanation.reason
+            )
+        }
+    }
+}
+
+/// Whether a path is a test file: YAML whose top level has a `tests` key.
+fn is_test_file(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    match serde_saphyr::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => m.contains_key("tests"),
+        Ok(_) => false,
+        // An unparsable file that looks like a test file is one (its error is reported).
+        Err(_) => text.lines().any(|l| l.starts_with("tests:")),
+    }
+}
+
+/// A parsed test file: its manifest paths, its well-formed tests, and errors (`file:line`)
+/// about the others.
+type Parsed = (Vec<PathBuf>, Vec<Prepared>, Vec<String>);
+
+/// Parse a test file; `Err` when the file cannot be read at all.
+fn parse(path: &Path) -> Result<Parsed, String> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+    let parsed: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line());
+        let msg = e.to_string();
+        let msg = msg.lines().next().unwrap_or("invalid YAML").trim();
+        let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+        let msg = msg
+            .strip_prefix("line ")
+            .and_then(|m| m.split_once(": ").map(|(_, m)| m))
+            .unwrap_or(msg);
+        format!("{file}:{line}: {msg}")
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let manifests = parsed.manifests.iter().map(|m| base.join(m)).collect();
+    let mut tests = Vec::new();
+    let mut errors = Vec::new();
+    for t in parsed.tests {
+        let line = t.referenced.line() as usize;
+        match spec_of(&t.value) {
+            Ok(spec) => tests.push(Prepared {
+                file: file.clone(),
+                line,
+                name: t.value.name.clone(),
+                expect: t.value.expect.verdict(),
+                spec,
+            }),
+            Err(e) => errors.push(format!("{file}:{line}: test \"{}\": {e}", t.value.name)),
+        }
+    }
+    Ok((manifests, tests, errors))
+}
+
+fn spec_of(t: &TestCase) -> Result<RequestSpec, String> {
+    let from = match (&t.from, &t.from_workload, t.plaintext) {
+        (Some(f), None, false) => Caller::Identity(f.clone()),
+        (None, Some(w), false) => Caller::Workload(w.clone()),
+        (None, None, true) => Caller::Plaintext,
+        _ => return Err("give exactly one of from, fromWorkload and plaintext: true".to_owned()),
+    };
+    let source_ip = t
+        .source_ip
+        .as_deref()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("sourceIp {s}: not an IP address"))
+        })
+        .transpose()?;
+    let http = t.request.as_ref();
+    let headers = http
+        .map(|h| {
+            h.headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        _ => return Err(format!("header {k}: want a string value")),
+                    };
+                    Ok((k.clone(), v))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let jwt = t.jwt.as_ref().map(|j| TokenSpec {
+        issuer: j.issuer.clone(),
+        subject: j.subject.clone(),
+        audiences: j.audience.iter().chain(&j.audiences).cloned().collect(),
+        claims: j
+            .claims
+            .iter()
+            .map(|(k, v)| (vec![k.clone()], v.clone()))
+            .collect(),
+    });
+    let mut spec = RequestSpec {
+        from,
+        to: t.to.clone(),
+        port: t.port,
+        source_ip,
+        method: http.and_then(|h| h.method.clone()),
+        path: http.and_then(|h| h.path.clone()),
+        host: http.and_then(|h| h.host.clone()),
+        headers,
+        jwt,
+    };
+    // `request: {}` still means HTTP (GET /).
+    if http.is_some() && !spec.is_http() {
+        spec.method = Some("GET".to_owned());
+    }
+    Ok(spec)
+}
+
+pub fn run(args: TestArgs) -> i32 {
+    let code = execute(&args, &mut std::io::stdout().lock(), &mut std::io::stderr());
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// `test` with its streams given. Returns the exit code.
+pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let fail = |err: &mut dyn Write, errors: &[String]| {
+        for e in errors {
+            let _ = writeln!(err, "meshguard test: {e}");
+        }
+        EXIT_USAGE
+    };
+    let (test_files, extra): (Vec<PathBuf>, Vec<PathBuf>) =
+        args.inputs.iter().cloned().partition(|p| is_test_file(p));
+    if test_files.is_empty() {
+        return fail(
+            err,
+            &["no test file among the arguments (a test file is YAML with a top-level tests: list)".to_owned()],
+        );
+    }
+    if args.cluster && !extra.is_empty() {
+        return fail(err, &["give manifests or --cluster, not both".to_owned()]);
+    }
+    let mesh = match mesh_of(args.config.as_ref()) {
+        Ok(m) => m,
+        Err(e) => return fail(err, &[e]),
+    };
+    let cluster = if args.cluster {
+        match scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref()) {
+            Ok(inv) => Some(inv),
+            Err(e) => return fail(err, &[e]),
+        }
+    } else {
+        None
+    };
+    // Parse every file, resolve every test, and only then run: a bad file fails the run
+    // before any verdict is printed.
+    let mut errors = Vec::new();
+    let mut suites: Vec<(Inventory, Vec<Prepared>)> = Vec::new();
+    for file in &test_files {
+        let (manifests, tests) = match parse(file) {
+            Ok((manifests, tests, bad)) => {
+                errors.extend(bad);
+                (manifests, tests)
+            }
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let inventory = match &cluster {
+            Some(inv) => inv.clone(),
+            None => {
+                let paths: Vec<PathBuf> = manifests.iter().chain(&extra).cloned().collect();
+                if paths.is_empty() {
+                    errors.push(format!(
+                        "{}: no manifests: list them under manifests: (relative to the file) or on the command line, or use --cluster",
+                        file.display()
+                    ));
+                    continue;
+                }
+                match scenario::load_manifests(&paths, &args.namespace, &test_files) {
+                    Ok(inv) => inv,
+                    Err(e) => {
+                        errors.push(format!("{}: {e}", file.display()));
+                        continue;
+                    }
+                }
+            }
+        };
+        for t in &tests {
+            if let Err(e) = scenario::resolve(&inventory, &mesh, &t.spec) {
+                errors.push(format!("{}:{}: test \"{}\": {e}", t.file, t.line, t.name));
+            }
+        }
+        suites.push((inventory, tests));
+    }
+    if !errors.is_empty() {
+        return fail(err, &errors);
+    }
+    let mut outcomes = Vec::new();
+    for (inventory, tests) in &suites {
+        let set =
+            scenario::policy_set(inventory, mesh.clone()).assume_custom_deny(args.custom_deny);
+        for t in tests {
+            match simulate(inventory, &set, &t.spec) {
+                Ok((_, explanation)) => outcomes.push(Outcome {
+                    file: t.file.clone(),
+                    line: t.line,
+                    name: t.name.clone(),
+                    expected: t.expect,
+                    explanation,
+                }),
+                Err(e) => errors.push(format!("{}:{}: test \"{}\": {e}", t.file, t.line, t.name)),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return fail(err, &errors);
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let mut text = String::new();
+    for o in &outcomes {
+        let _ = writeln!(text, "{}", o.line());
+    }
+    let _ = writeln!(
+        text,
+        "{} tests: {} passed, {failed} failed",
+        outcomes.len(),
+        outcomes.len() - failed
+    );
+    let _ = out.write_all(text.as_bytes());
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, junit(&outcomes)) {
+            return fail(err, &[format!("cannot write {}: {e}", path.display())]);
+        }
+    }
+    i32::from(failed > 0)
+}
+
+/// The results as JUnit XML: one suite per test file, one case per test.
+pub fn junit(outcomes: &[Outcome]) -> String {
+    use crate::report::xml;
+    let mut by_file: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
+    for o in outcomes {
+        by_file.entry(&o.file).or_default().push(o);
+    }
+    let failures = outcomes.iter().filter(|o| !o.passed()).count();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"meshguard test\" tests=\"{}\" failures=\"{failures}\">",
+        outcomes.len()
+    );
+    for (file, cases) in by_file {
+        let f = cases.iter().filter(|o| !o.passed()).count();
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">",
+            xml(file),
+            cases.len()
+        );
+        for o in cases {
+            let _ = write!(
+                s,
+                "    <testcase name=\"{}\" classname=\"{}:{}\"",
+                xml(&o.name),
+                xml(file),
+                o.line
+            );
+            if o.passed() {
+                s.push_str("/>\n");
+            } else {
+                let _ = writeln!(
+                    s,
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                    xml(&format!(
+                        "expected {}, got {}",
+                        o.expected, o.explanation.headline
+                    )),
+                    xml(&o.explanation.text())
+                );
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}
