@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 pub static INJECTION_LABEL: Mutation = Mutation {
     id: "namespace-injection-label",
     kinds: &[Kind::Namespace],
-    summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>) to namespaces without an injection label",
+    summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>; with injectors visible, a label one of them serves) to namespaces without an injection label",
     needs: &[],
     apply: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
