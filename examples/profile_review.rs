@@ -32,7 +32,7 @@ fn main() {
     let _logging = std::env::var_os("PROFILE_LOG")
         .map(|_| meshguard::logging::init(meshguard::logging::LogFormat::Text, "info"));
     let admission = Admission::new(
-        EngineHandle::new(Engine::new(Policy::default(), None)),
+        EngineHandle::new(Engine::new(Policy::default(), Default::default(), None)),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

@@ -597,6 +597,7 @@ mod tests {
         let admission = Admission::new(
             EngineHandle::new(crate::engine::Engine::new(
                 crate::config::Policy::default(),
+                Default::default(),
                 None,
             )),
             Metrics::new().expect("metrics"),

@@ -49,6 +49,10 @@ pub struct AuditArgs {
     /// meshguard's own namespace, exempt like in `serve`.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
+    /// The namespace Istio is installed in, where its MeshConfig and injector ConfigMaps are read
+    /// (default: the namespace the injector webhooks call, else istio-system).
+    #[arg(long)]
+    pub istio_namespace: Option<String>,
     /// Also write the findings to the cluster as reports of this API (one per namespace with
     /// findings, one cluster report for Namespaces), as serve's periodic audit does.
     #[arg(long, value_enum, value_name = "API")]
@@ -183,6 +187,7 @@ pub fn evaluate(engine: &Engine, collected: Collected, show_mtls: bool) -> Repor
         notes: collected.notes,
         mtls: analysis.mtls,
         show_mtls,
+        mesh: Some(engine.mesh().clone()),
     }
 }
 
@@ -231,7 +236,6 @@ pub fn run(args: AuditArgs) -> i32 {
         },
         None => Policy::builtin(),
     };
-    let engine = Engine::new(policy, args.own_namespace.as_deref());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,19 +260,32 @@ pub fn run(args: AuditArgs) -> i32 {
     });
     let collected = runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-        let collected = collect(&client, args.page_size, progress.as_ref()).await?;
-        Ok::<_, AuditError>((client, collected))
+        let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
+            .await
+            .map_err(|source| AuditError::List {
+                what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
+                source,
+            })?;
+        let mut collected = collect(&client, args.page_size, progress.as_ref()).await?;
+        collected.notes.extend(mesh.notes);
+        Ok::<_, AuditError>((client, collected, mesh.builder))
     });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let (client, collected) = match collected {
+    let (client, collected, mesh) = match collected {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshguard audit: {e}");
             return EXIT_ERROR;
         }
     };
+    // The mesh as installed is an input of every verdict, like the policy.
+    let engine = Engine::new(
+        policy,
+        std::sync::Arc::new(mesh.build()),
+        args.own_namespace.as_deref(),
+    );
     let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
     if let Some(api) = args.write_reports {

@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// How often to audit the cluster (gauges meshguard_audit_*, reports); 0 turns it off.
     #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
     pub audit_interval: Duration,
+    /// The namespace Istio is installed in: its MeshConfig and injector ConfigMaps are watched
+    /// there (default: istio-system).
+    #[arg(long, env = "MESHGUARD_ISTIO_NAMESPACE")]
+    pub istio_namespace: Option<String>,
     /// Write the periodic audit's findings as reports: wgpolicyk8s (PolicyReport
     /// wgpolicyk8s.io/v1alpha2), openreports (Report openreports.io/v1alpha1) or none.
     /// Default: wgpolicyk8s when its CRD is served, else none.
@@ -205,6 +209,7 @@ impl ServeArgs {
             kubeconfig: self.kubeconfig.clone(),
             no_cluster: self.no_cluster,
             audit_interval: self.audit_interval,
+            istio_namespace: self.istio_namespace.clone(),
             reports: match self.reports {
                 None => ReportsSetting::Auto,
                 Some(ReportsFlag::Wgpolicyk8s) => ReportsSetting::Api(ReportApi::Wgpolicyk8s),

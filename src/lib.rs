@@ -42,6 +42,7 @@ pub mod listener;
 pub mod logging;
 pub mod manifest;
 pub mod mesh;
+pub mod mesh_watch;
 pub mod metrics;
 pub mod mtls;
 pub mod mutation;

@@ -54,7 +54,12 @@ RBAC_READS = {
     "batch": {"jobs", "cronjobs"},
     "security.istio.io": {"peerauthentications", "authorizationpolicies", "requestauthentications"},
     "networking.istio.io": {"destinationrules"},
+    # The mesh as installed: Istio's injector webhooks (cluster-scoped).
+    "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
 }
+# The mesh's MeshConfig and injector ConfigMaps, read in the Istio namespace only.
+MESH_CONFIG_MAPS = {"": {"configmaps"}}
+MESH_KEYS = ("rootNamespace", "trustDomain", "trustDomainAliases", "enableAutoMtls")
 
 
 def expect_failure(values, *fragments, lint_text=True):
@@ -126,6 +131,10 @@ def test_lint_rejects_wrong_types():
     assert errors, "config.mode is an enum"
     errors, _ = lint({"config": {"rules": {"pa-permissive-mtls": {"action": "block"}}}})
     assert errors, "rule actions are an enum"
+    errors, _ = lint({"config": {"trustDomain": "Corp_Example"}})
+    assert errors, "a trust domain is lowercase DNS labels (Istio's ValidateTrustDomain)"
+    errors, _ = lint({"istioNamespace": "Istio System"})
+    assert errors, "istioNamespace is a namespace name"
 
 
 # --- value combinations the templates refuse (`fail`) -----------------------------------------
@@ -324,6 +333,27 @@ def test_rbac_is_read_only_and_minimal():
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
                                     "namespace": NS}]
+    # ConfigMaps only in the Istio namespace, read-only.
+    ns_role = r.one("Role", "meshguard-istio-config")
+    assert ns_role["metadata"]["namespace"] == "istio-system", ns_role["metadata"]
+    seen = {}
+    for rule in ns_role["rules"]:
+        assert set(rule["verbs"]) == {"get", "list", "watch"}, rule
+        for g in rule["apiGroups"]:
+            seen.setdefault(g, set()).update(rule["resources"])
+    assert seen == MESH_CONFIG_MAPS, seen
+    ns_binding = r.one("RoleBinding", "meshguard-istio-config")
+    assert ns_binding["metadata"]["namespace"] == "istio-system"
+    assert ns_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                     "name": ns_role["metadata"]["name"]}
+    assert ns_binding["subjects"] == binding["subjects"]
+    # Another Istio namespace moves the Role; it can be left out (Istio not installed yet).
+    other = render({"istioNamespace": "istio-mesh"}, namespace=NS)
+    assert other.one("Role", "meshguard-istio-config")["metadata"]["namespace"] == "istio-mesh"
+    assert "--istio-namespace=istio-mesh" in other.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    none = render({"rbac": {"istioNamespaceRole": False}}, namespace=NS)
+    assert [r["metadata"]["name"] for r in none.all("Role") + none.all("RoleBinding")] == \
+        ["meshguard-lease", "meshguard-lease"], none.kinds()
 
 
 REPORT_KINDS = {"wgpolicyk8s": ("wgpolicyk8s.io", {"policyreports", "clusterpolicyreports"}),
@@ -347,13 +377,13 @@ def test_rbac_for_reports_and_the_lease_is_exactly_what_meshguard_does():
         assert f"--reports={api}" in args, args
     # The Lease: only in the release namespace; get and update only on meshguard's Lease.
     r = render(namespace=NS)
-    lease = r.one("Role")
+    lease = r.one("Role", "meshguard-lease")
     assert lease["metadata"]["namespace"] == NS
     assert lease["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["meshguard-audit"],
          "verbs": ["get", "update"]}], lease["rules"]
-    rb = r.one("RoleBinding")
+    rb = r.one("RoleBinding", "meshguard-lease")
     assert rb["metadata"]["namespace"] == NS and rb["subjects"] == [sa]
     assert rb["roleRef"]["name"] == lease["metadata"]["name"] and rb["roleRef"]["kind"] == "Role"
     # Reports off: no write access at all, and meshguard is told.
@@ -394,11 +424,22 @@ def test_policy_configmap_matches_values():
     r = render(values, namespace=NS)
     policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
     expected = helmlib.merge(helmlib.default_values()["config"], values["config"])
+    expected = {k: v for k, v in expected.items() if v is not None}
     assert policy == expected, (policy, expected)
-    # An empty injectionRevision is left out (meshguard refuses an empty one).
+    # An empty injectionRevision is left out (meshguard refuses an empty one), and so are the
+    # mesh values left unset: meshguard takes them from the mesh.
     policy = yaml.safe_load(render(namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
     assert "injectionRevision" not in policy, policy
-    assert policy == {k: v for k, v in helmlib.default_values()["config"].items() if k != "injectionRevision"}
+    for key in MESH_KEYS:
+        assert key not in policy, (key, policy)
+    assert policy == {k: v for k, v in helmlib.default_values()["config"].items()
+                      if k != "injectionRevision" and k not in MESH_KEYS}
+    # Set ones are written, an explicit empty alias list included (it replaces the mesh's).
+    values = {"config": {"rootNamespace": "mesh-root", "trustDomainAliases": [], "enableAutoMtls": False,
+                         "trustDomain": ""}}
+    policy = yaml.safe_load(render(values, namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
+    assert policy["rootNamespace"] == "mesh-root" and policy["trustDomainAliases"] == []
+    assert policy["enableAutoMtls"] is False and "trustDomain" not in policy, policy
 
 
 def test_policy_change_rolls_the_pods():
@@ -497,8 +538,8 @@ def test_optional_pieces_are_off_by_default():
         assert not r.all(kind), kind
     assert r.kinds() == sorted(["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
                                 "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget",
-                                "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
-                                "ValidatingWebhookConfiguration"]), r.kinds()
+                                "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service",
+                                "ServiceAccount", "ValidatingWebhookConfiguration"]), r.kinds()
 
 
 def test_service_monitor_network_policy_dashboard():

@@ -18,6 +18,7 @@ mod conformance;
 mod hostile;
 mod https;
 mod istio_fixtures;
+mod mesh_context;
 mod module_graph;
 mod mtls;
 mod pruning;

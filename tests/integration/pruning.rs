@@ -33,7 +33,7 @@ fn whole(v: &Value) -> Option<ReviewObject> {
 #[test]
 fn pruning_changes_no_verdict() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let engine = Engine::new(Policy::default(), Some("meshguard"));
+    let engine = Engine::new(Policy::default(), Default::default(), Some("meshguard"));
     let cluster = Inventory::complete(Vec::new())
         .with_namespace("production", &[("istio-injection", "enabled")])
         .with_namespace("default", &[])

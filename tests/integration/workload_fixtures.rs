@@ -26,7 +26,11 @@ fn fixture(name: &str) -> Value {
 fn admission(cluster: Inventory, policy: Policy) -> Admission {
     let source: Arc<dyn ClusterSource> = Arc::new(cluster);
     Admission::new(
-        meshguard::engine::EngineHandle::new(Engine::new(policy, Some("meshguard"))),
+        meshguard::engine::EngineHandle::new(Engine::new(
+            policy,
+            Default::default(),
+            Some("meshguard"),
+        )),
         Metrics::new().expect("metrics"),
         source,
     )
