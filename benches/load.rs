@@ -168,7 +168,11 @@ fn meshguard_router() -> axum::Router {
         .with_service_account("production", "frontend")
         .with_service_account("production", "backend");
     let admission = Admission::new(
-        EngineHandle::new(Engine::new(meshguard::config::Policy::builtin(), None)),
+        EngineHandle::new(Engine::new(
+            meshguard::config::Policy::builtin(),
+            Default::default(),
+            None,
+        )),
         meshguard::metrics::Metrics::new().expect("metrics"),
         Arc::new(cluster),
     );
