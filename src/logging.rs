@@ -32,7 +32,13 @@ pub struct LoggingGuard {
 /// Install the process-wide subscriber. `filter` is tracing's EnvFilter syntax; an invalid one
 /// falls back to `info`. A second call (tests start several servers) is a no-op.
 pub fn init(format: LogFormat, filter: &str) -> LoggingGuard {
-    init_to(format, filter, std::io::stderr())
+    // The writer thread drains every line that is waiting and then flushes, so buffering
+    // stderr turns a burst of lines into one write instead of one per line.
+    init_to(
+        format,
+        filter,
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
+    )
 }
 
 /// [`init`] with another sink than stderr (the load benchmark discards the lines but pays for
