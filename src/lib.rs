@@ -13,7 +13,7 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
-//!   (outputs), `manifest`, `cluster` (kube-backed caches);
+//!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -45,6 +45,7 @@ pub mod mtls;
 pub mod mutation;
 pub mod parallel;
 pub mod pod_template;
+pub mod posture;
 pub mod report;
 pub mod resource;
 pub mod rules;

@@ -71,7 +71,7 @@ fn unknown_namespace(
 
 /// Which data plane will carry a pod's traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dataplane {
+pub enum Dataplane {
     /// The sidecar injector adds istio-proxy.
     Sidecar,
     /// No sidecar; ztunnel captures the pod (ambient mode).
@@ -82,8 +82,20 @@ enum Dataplane {
     Unknown,
 }
 
+impl Dataplane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Sidecar => "sidecar",
+            Dataplane::Ambient => "ambient",
+            Dataplane::Outside => "none",
+            Dataplane::Unknown => "unknown",
+        }
+    }
+}
+
 /// Where this pod's traffic goes, from its labels and, when known, its namespace's labels.
-fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Dataplane {
+/// The one decision the workload rules and the posture page share.
+pub fn dataplane(t: &PodTemplate<'_>, ns: &Lookup<BTreeMap<String, String>>) -> Dataplane {
     if t.host_network() {
         return Dataplane::Outside; // neither injected nor captured
     }

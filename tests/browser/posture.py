@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Checks the posture page (`meshguard report --html`) in a real, headless Chromium.
+
+Driver: the Chrome DevTools protocol over `--remote-debugging-pipe` (file descriptors 3 and 4,
+messages separated by NUL bytes), with Python's standard library only. No WebSocket, no port,
+no crate to compile: nothing is added to the Rust build, and Chromium is the only thing the
+check needs besides Python 3.
+
+    posture.py check PAGE --expect CHECK_JSON [--screenshot PNG]
+        load PAGE from file://, fail on any console error or exception, assert the grid, the
+        mTLS colours and shapes, the findings counts (against `meshguard check --format json`),
+        the search box, and click a port and a reachability cell to see the deciding policy;
+        optionally save a screenshot.
+    posture.py measure PAGE…
+        print, per page, the time from navigation start until the page has rendered
+        (performance.now() when the script is done) and the time to unfold every namespace.
+
+Exit status 0 when every assertion holds, 1 otherwise (with the reason), 2 on usage errors.
+"""
+
+import base64
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+]
+
+
+class Failure(Exception):
+    pass
+
+
+def chromium_binary():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class Browser:
+    """A headless Chromium driven over the DevTools pipe."""
+
+    def __init__(self):
+        binary = chromium_binary()
+        if not binary:
+            raise Failure("no chromium on PATH")
+        self.profile = tempfile.mkdtemp(prefix="posture-chromium-")
+        to_chrome_r, self.to_chrome = os.pipe()
+        self.from_chrome, from_chrome_w = os.pipe()
+
+        def wire_pipes():
+            # Chromium reads commands from fd 3 and writes answers to fd 4.
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=wire_pipes,
+            pass_fds=(3, 4, to_chrome_r, from_chrome_w),
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self.next_id = 0
+        self.answers = {}
+        self.events = queue.Queue()
+        self.lock = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.session = None
+
+    def _read(self):
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(self.from_chrome, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                with self.lock:
+                    self.answers[None] = "closed"
+                    self.lock.notify_all()
+                return
+            buf += chunk
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                msg = json.loads(raw)
+                if "id" in msg:
+                    with self.lock:
+                        self.answers[msg["id"]] = msg
+                        self.lock.notify_all()
+                else:
+                    self.events.put(msg)
+
+    def send(self, method, params=None, session=True, timeout=30):
+        self.next_id += 1
+        mid = self.next_id
+        msg = {"id": mid, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self.to_chrome, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while mid not in self.answers:
+                if None in self.answers:
+                    raise Failure(f"chromium exited while waiting for {method}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Failure(f"no answer to {method} within {timeout} s")
+                self.lock.wait(left)
+            answer = self.answers.pop(mid)
+        if "error" in answer:
+            raise Failure(f"{method}: {answer['error']}")
+        return answer.get("result", {})
+
+    def open_page(self, width=1280, height=900):
+        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)
+        attached = self.send(
+            "Target.attachToTarget",
+            {"targetId": target["targetId"], "flatten": True},
+            session=False,
+        )
+        self.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable")
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+
+    def drain_events(self):
+        out = []
+        while True:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait_event(self, method, timeout=30):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for e in seen:
+                    self.events.put(e)
+                raise Failure(f"no {method} within {timeout} s")
+            try:
+                e = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if e.get("method") == method:
+                for x in seen:
+                    self.events.put(x)
+                return e
+            seen.append(e)
+
+    def evaluate(self, expression, timeout=30):
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            timeout=timeout,
+        )
+        if "exceptionDetails" in result:
+            raise Failure(f"script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def navigate(self, url, timeout=60):
+        self.send("Page.navigate", {"url": url})
+        self.wait_event("Page.loadEventFired", timeout)
+        deadline = time.monotonic() + timeout
+        while self.evaluate("document.documentElement.getAttribute('data-ready')") != "true":
+            errors = console_errors(self.peek_events())
+            if errors:
+                raise Failure("the page failed while loading: " + "; ".join(errors))
+            if time.monotonic() > deadline:
+                raise Failure(f"the page did not render within {timeout} s")
+            time.sleep(0.05)
+
+    def peek_events(self):
+        events = self.drain_events()
+        for e in events:
+            self.events.put(e)
+        return events
+
+    def click(self, selector):
+        """Scroll an element into view and click its centre with real mouse events."""
+        box = self.evaluate(
+            f"""(() => {{
+              const el = document.querySelector({json.dumps(selector)});
+              if (!el) return null;
+              el.scrollIntoView({{block: 'center'}});
+              const r = el.getBoundingClientRect();
+              return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
+            }})()"""
+        )
+        if box is None:
+            raise Failure(f"nothing to click: {selector}")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
+
+    def screenshot(self, path, max_height=2600):
+        metrics = self.send("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        height = min(int(size["height"]), max_height)
+        shot = self.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1},
+            },
+        )
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+
+    def close(self):
+        try:
+            self.send("Browser.close", session=False, timeout=5)
+        except Failure:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def console_errors(events):
+    """Console errors, uncaught exceptions and error log entries among DevTools events."""
+    out = []
+    for e in events:
+        m, p = e.get("method"), e.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            out.append("exception: " + (d.get("exception", {}).get("description") or d.get("text", "")))
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
+        elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            out.append("log: " + p["entry"].get("text", ""))
+    return out
+
+
+def file_url(path):
+    return "file://" + os.path.abspath(path)
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def check(page, expected_json, screenshot):
+    with open(expected_json) as f:
+        summary = json.load(f)["summary"]
+    b = Browser()
+    try:
+        b.open_page()
+        b.navigate(file_url(page))
+
+        # The grid: one row per namespace; the tutorial's one namespace with workloads is
+        # unfolded; its workloads render through the DOM.
+        grid = b.evaluate("""(() => {
+          const ns = [...document.querySelectorAll('#grid tbody.ns')].map(tb => ({
+            name: tb.dataset.ns, open: tb.classList.contains('open'),
+            workloads: [...tb.querySelectorAll('tr.wl')].map(tr => ({
+              name: tr.querySelector('.wlname').textContent,
+              dataplane: tr.querySelector('.dp').textContent,
+              sa: tr.querySelector('.saname').textContent,
+              ports: [...tr.querySelectorAll('button.m')].map(b => b.dataset.mode + ' ' + b.title),
+            })),
+          }));
+          return ns;
+        })()""")
+        names = [n["name"] for n in grid]
+        expect(names == ["istio-system", "production"], f"namespaces in the grid: {names}")
+        prod = grid[1]
+        expect(prod["open"], "production is not unfolded")
+        wl = {w["name"]: w for w in prod["workloads"]}
+        expect(sorted(wl) == ["backend", "frontend"], f"production's workloads: {sorted(wl)}")
+        expect(wl["backend"]["ports"] == ["STRICT STRICT on port 80: decided by PeerAuthentication production/backend-strict (port level)"],
+               f"backend's port: {wl['backend']['ports']}")
+        expect(wl["frontend"]["ports"] == ["STRICT STRICT on port 80: decided by PeerAuthentication production/default-strict (namespace level)"],
+               f"frontend's port: {wl['frontend']['ports']}")
+        expect(wl["frontend"]["sa"] == "default", f"frontend's ServiceAccount: {wl['frontend']['sa']}")
+
+        # mTLS modes differ in colour and in shape (the legend shows all three; the grid's
+        # STRICT chips look like the legend's).
+        styles = b.evaluate("""(() => {
+          const look = el => { const s = getComputedStyle(el); return {
+            bg: s.backgroundColor, fg: s.color, border: s.borderTopStyle,
+            shape: (sh => sh.clipPath + ' ' + sh.borderRadius)(getComputedStyle(el.querySelector('.sh'))) }; };
+          const out = {};
+          for (const m of ['strict', 'permissive', 'disable'])
+            out[m] = look(document.querySelector('.legend .m-' + m));
+          out.grid = look(document.querySelector('#grid tr.wl button.m'));
+          return out;
+        })()""")
+        modes = [styles[m] for m in ("strict", "permissive", "disable")]
+        for key in ("bg", "fg", "border", "shape"):
+            values = [m[key] for m in modes]
+            expect(len(set(values)) == 3, f"mTLS modes share a {key}: {values}")
+        expect(styles["grid"] == styles["strict"], f"a STRICT port looks unlike the legend: {styles['grid']} vs {styles['strict']}")
+
+        # Findings: the counts are check's, exactly.
+        counts = b.evaluate("""(() => ({
+          total: +document.getElementById('f-total').textContent,
+          header: Object.fromEntries([...document.querySelectorAll('#counts [data-count]')].map(e => [e.dataset.count, +e.querySelector('b').textContent])),
+          actions: Object.fromEntries([...document.querySelectorAll('#f-action option')].filter(o => o.value).map(o => [o.value, +o.textContent.match(/\\((\\d+)\\)$/)[1]])),
+          rows: document.querySelectorAll('#fbody tr[data-action]').length,
+        }))()""")
+        expect(counts["total"] == summary["findings"], f"findings: page {counts['total']}, check {summary['findings']}")
+        expect(counts["rows"] == min(summary["findings"], 100), f"finding rows: {counts['rows']}")
+        for action in ("deny", "warn", "audit"):
+            expect(counts["header"].get(action) == summary[action], f"header {action}: {counts['header']} vs {summary}")
+            expect(counts["actions"].get(action, 0) == summary[action], f"filter {action}: {counts['actions']} vs {summary}")
+
+        # Clicking a port shows the PeerAuthentication that decides it.
+        b.click("#grid tr.wl[data-w] button.m[title*='backend-strict']")
+        detail = b.evaluate("""(() => { const d = document.getElementById('detail');
+          return {hidden: d.hidden, text: d.textContent, decided: (d.querySelector('.decided-by') || {}).textContent}; })()""")
+        expect(not detail["hidden"], "the detail panel did not open on a click")
+        expect("PeerAuthentication production/backend-strict (port level)" in (detail["decided"] or ""), f"detail: {detail['decided']}")
+        expect('"portLevelMtls"' in detail["text"], "the detail panel does not show the policy's spec")
+
+        # Reachability: a cell links to its deciding policy.
+        b.click("#detail-close")
+        expect(b.evaluate("document.getElementById('detail').hidden"), "the detail panel did not close")
+        reach = b.evaluate("""(() => ({
+          ns: document.getElementById('reach-table').dataset.ns,
+          rows: [...document.querySelectorAll('#reach-table tbody th.row')].map(t => t.firstChild.textContent),
+          cols: [...document.querySelectorAll('#reach-table thead th.col')].map(t => t.firstChild.textContent),
+        }))()""")
+        expect(reach["ns"] == "production", f"reachability shows {reach['ns']}")
+        expect(reach["rows"][0].startswith("plaintext"), f"first row: {reach['rows'][0]}")
+        expect("production/frontend" in reach["rows"], f"rows: {reach['rows']}")
+        row = reach["rows"].index("production/frontend")
+        col = reach["cols"].index("backend")
+        b.click(f"#reach-table .rc[data-r='{row}'][data-c='{col}']")
+        cell = b.evaluate("""(() => { const d = document.getElementById('detail');
+          return {hidden: d.hidden, verdicts: [...d.querySelectorAll('.cell-verdict')].map(p => p.textContent),
+                  deciding: [...d.querySelectorAll('.deciding b')].map(b => b.textContent)}; })()""")
+        expect(not cell["hidden"] and cell["verdicts"], f"reachability cell detail: {cell}")
+        expect(cell["verdicts"][0].startswith("TCP connection: DENY"), f"frontend → backend over TCP: {cell['verdicts']}")
+        expect(cell["deciding"] and cell["deciding"][0].startswith("AuthorizationPolicy production/"), f"deciding policy: {cell['deciding']}")
+
+        # The search box filters workloads.
+        found = b.evaluate("""new Promise(done => {
+          const s = document.getElementById('search');
+          s.value = 'backend'; s.dispatchEvent(new Event('input'));
+          setTimeout(() => done([...document.querySelectorAll('#grid tr.wl')]
+            .filter(tr => getComputedStyle(tr).display !== 'none').map(tr => tr.querySelector('.wlname').textContent)), 400);
+        })""")
+        expect(found == ["backend"], f"search 'backend' shows {found}")
+        b.evaluate("(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); })()")
+
+        errors = console_errors(b.drain_events())
+        expect(not errors, "console errors: " + "; ".join(errors))
+
+        if screenshot:
+            # The top of the page in one tall viewport, with a port's deciding policy open.
+            b.send("Emulation.setDeviceMetricsOverride",
+                   {"width": 1280, "height": 1500, "deviceScaleFactor": 1, "mobile": False})
+            b.click("#grid tr.wl[data-w] button.m[title*='backend-strict']")
+            b.evaluate("window.scrollTo(0, 0)")
+            time.sleep(0.2)
+            b.screenshot(screenshot, max_height=1500)
+    finally:
+        b.close()
+
+
+def measure(pages):
+    b = Browser()
+    try:
+        b.open_page()
+        for page in pages:
+            b.navigate(file_url(page), timeout=120)
+            rendered = b.evaluate("window.meshguardPosture")
+            unfold = b.evaluate("""(() => { const t = performance.now();
+              document.getElementById('unfold-all').click();
+              document.body.offsetHeight; return performance.now() - t; })()""")
+            errors = console_errors(b.drain_events())
+            expect(not errors, "console errors: " + "; ".join(errors))
+            size = os.path.getsize(page)
+            print(f"{page}: {size / 1e6:.2f} MB, rendered after {rendered['renderedMs']:.0f} ms "
+                  f"({rendered['namespaces']} namespaces, {rendered['workloads']} workloads, "
+                  f"{rendered['findings']} findings); unfolding every namespace: {unfold:.0f} ms")
+    finally:
+        b.close()
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "check":
+        page, rest = argv[1], argv[2:]
+        expected, shot = None, None
+        while rest:
+            flag, value, rest = rest[0], rest[1] if len(rest) > 1 else None, rest[2:]
+            if flag == "--expect":
+                expected = value
+            elif flag == "--screenshot":
+                shot = value
+            else:
+                print(__doc__, file=sys.stderr)
+                return 2
+        if not expected:
+            print("posture.py check: --expect CHECK_JSON is required", file=sys.stderr)
+            return 2
+        check(page, expected, shot)
+        print(f"posture.py: {page} passes in headless Chromium" + (f"; screenshot {shot}" if shot else ""))
+        return 0
+    if len(argv) >= 2 and argv[0] == "measure":
+        measure(argv[1:])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except Failure as e:
+        print(f"posture.py: FAIL: {e}", file=sys.stderr)
+        sys.exit(1)
