@@ -45,7 +45,12 @@ fn injected_pod(namespace: &str) -> Value {
 
 /// What the built-in policy's rules read from the cluster for this review.
 fn lookups(r: &meshguard::resource::Review<'_>) -> Vec<meshguard::context::LookupKey> {
-    meshguard::engine::Engine::new(meshguard::config::Policy::default(), None).lookups(r)
+    meshguard::engine::Engine::new(
+        meshguard::config::Policy::default(),
+        Default::default(),
+        None,
+    )
+    .lookups(r)
 }
 
 fn main() {
@@ -88,7 +93,7 @@ fn main() {
 
         // A controller-made Pod of a labeled namespace, injected, with its own account.
         let ns = format!("team-{:05}", namespaces / 2);
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         let pod: DynamicObject = serde_json::from_value(injected_pod(&ns)).expect("pod");
         let op = Operation::Create;
         let r = Review {

@@ -103,7 +103,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    let engine = Engine::new(Policy::default(), Some("meshguard"));
+    let engine = Engine::new(Policy::default(), Default::default(), Some("meshguard"));
     let mut inputs: Vec<(String, Vec<u8>)> = FIXTURES
         .iter()
         .map(|n| (n.trim_end_matches(".json").to_owned(), fixture(n)))
@@ -147,12 +147,34 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| black_box(engine.evaluate(black_box(&review), &cluster))),
     );
 
+    // The mesh as installed: three injector configurations (10 webhooks, default revision,
+    // canary, tag prod-stable) and their ConfigMaps; the pod's namespace uses the tag.
+    let mesh_docs: Vec<kube::core::DynamicObject> = serde_saphyr::from_multiple(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/mesh/canary/istio.yaml"),
+        )
+        .expect("mesh fixture"),
+    )
+    .expect("mesh objects");
+    let mesh = meshguard::mesh::MeshContext::from_objects(&mesh_docs, None, Default::default());
+    let with_mesh = Engine::new(Policy::default(), Arc::new(mesh), Some("meshguard"));
+    let tagged = Inventory::complete(Vec::new())
+        .with_namespace("production", &[("istio.io/rev", "prod-stable")]);
+    c.bench_function("evaluate/pod-with-injectors-canary-mesh", |b| {
+        b.iter(|| black_box(with_mesh.evaluate(black_box(&review), &tagged)))
+    });
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("rt");
     let admission = Admission::new(
-        meshguard::engine::EngineHandle::new(Engine::new(Policy::default(), None)),
+        meshguard::engine::EngineHandle::new(Engine::new(
+            Policy::default(),
+            Default::default(),
+            None,
+        )),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

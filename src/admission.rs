@@ -378,23 +378,47 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.findings.is_empty() {
         return (resp, Outcome::Allowed);
     }
-    // Every finding is recorded for the audit log, whatever its action.
-    let all: Vec<String> = eval.findings.iter().map(ToString::to_string).collect();
-    let annotation = serde_json::to_string(&all).unwrap_or_default();
-    resp.audit_annotations.insert(
-        AUDIT_ANNOTATION.to_owned(),
-        truncate(&annotation, 16 * 1024),
-    );
+    // Every finding is recorded for the audit log, whatever its action: which rule, where, and
+    // what it did (`[pa-permissive-mtls] spec.mtls.mode (deny)`). The texts of denies and
+    // warnings are in the response's status and warnings, so they are not repeated here (that
+    // would double every response); audit-level findings are reported nowhere else, so they
+    // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
+    let entries: Vec<String> = eval
+        .findings
+        .iter()
+        .map(|f| {
+            let v = &f.violation;
+            let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
+            e.push('[');
+            e.push_str(f.rule);
+            e.push_str("] ");
+            e.push_str(&v.path);
+            e.push_str(" (");
+            e.push_str(f.action.as_str());
+            e.push(')');
+            if f.action == Action::Audit {
+                e.push_str(": ");
+                e.push_str(&v.message);
+                e.push_str(". Fix: ");
+                e.push_str(&v.fix);
+            }
+            e
+        })
+        .collect();
+    let annotation = serde_json::to_string(&entries).unwrap_or_default();
+    resp.audit_annotations
+        .insert(AUDIT_ANNOTATION.to_owned(), truncate(annotation, 16 * 1024));
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(ToString::to_string));
+    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
+        let mut line = String::new();
+        f.write_line(&mut line);
+        line
+    }));
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
-    let denies: Vec<String> = eval
-        .with_action(Action::Deny)
-        .map(ToString::to_string)
-        .collect();
-    if denies.is_empty() {
+    let denies = eval.with_action(Action::Deny).count();
+    if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
         } else {
@@ -402,12 +426,22 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         };
         return (resp, outcome);
     }
-    let noun = if denies.len() == 1 {
+    let noun = if denies == 1 {
         "violation"
     } else {
         "violations"
     };
-    let message = format!("meshguard: {} {noun}:\n{}", denies.len(), denies.join("\n"));
+    // `meshguard: N violations:` then one finding per line.
+    let mut message = String::with_capacity(512 * denies);
+    message.push_str("meshguard: ");
+    message.push_str(&denies.to_string());
+    message.push(' ');
+    message.push_str(noun);
+    message.push(':');
+    for f in eval.with_action(Action::Deny) {
+        message.push('\n');
+        f.write_line(&mut message);
+    }
     resp = resp.deny(message);
     resp.result.code = 403;
     resp.result.reason = "Forbidden".into();
@@ -420,11 +454,20 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        let clean: String = w
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let w = truncate(&clean, WARNING_MAX);
+        // Printable ASCII, the usual case, is checked a byte at a time.
+        let control = if w.is_ascii() {
+            w.bytes().any(|b| b < 0x20 || b == 0x7f)
+        } else {
+            w.chars().any(char::is_control)
+        };
+        let clean = if control {
+            w.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        } else {
+            w
+        };
+        let w = truncate(clean, WARNING_MAX);
         if total + w.len() > WARNINGS_TOTAL_MAX {
             out.push(
                 "meshguard: more warnings omitted; see the audit annotation or `meshguard check`"
@@ -438,16 +481,18 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     out
 }
 
-/// Truncate to at most `max` bytes on a char boundary, marking the cut with `…`.
-fn truncate(s: &str, max: usize) -> String {
+/// Cut to at most `max` bytes on a char boundary, marking the cut with `…`.
+fn truncate(mut s: String, max: usize) -> String {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max.saturating_sub('…'.len_utf8());
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    s.truncate(end);
+    s.push('…');
+    s
 }
 
 fn with_patch(
@@ -528,7 +573,19 @@ mod tests {
             theirs.object.expect("object"),
         );
         assert_eq!(o.metadata.labels, t.metadata.labels);
-        assert_eq!(o.data["spec"], t.data["spec"]);
+        // The pod spec keeps what the checks read and loses the rest (`resource::Shape`).
+        for field in ["serviceAccountName", "containers", "hostNetwork"] {
+            let (a, b) = (&o.data["spec"][field], &t.data["spec"][field]);
+            if field == "containers" {
+                assert_eq!(a[0]["name"], b[0]["name"]);
+                assert_eq!(a[0]["image"], b[0]["image"]);
+                assert_eq!(a[0]["ports"], b[0]["ports"]);
+            } else {
+                assert_eq!(a, b, "{field}");
+            }
+        }
+        assert!(t.data["spec"].get("volumes").is_some());
+        assert!(o.data["spec"].get("volumes").is_none());
         assert_eq!(
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
@@ -540,6 +597,7 @@ mod tests {
         let admission = Admission::new(
             EngineHandle::new(crate::engine::Engine::new(
                 crate::config::Policy::default(),
+                Default::default(),
                 None,
             )),
             Metrics::new().expect("metrics"),
@@ -622,9 +680,56 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_annotation_names_every_finding_and_spells_out_audit_ones() {
+        use crate::finding::{Finding, Violation};
+        let f = |rule, action| Finding {
+            rule,
+            action,
+            violation: Violation::new("spec.x", "what", "fix it"),
+        };
+        let eval = Evaluation {
+            findings: vec![
+                f("pa-permissive-mtls", Action::Deny),
+                f("ap-wildcard-source", Action::Warn),
+                f("ap-remote-ip-untrusted", Action::Audit),
+            ],
+            exempt: false,
+        };
+        let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let (resp, outcome) = decide(AdmissionResponse::from(&req), &eval);
+        assert_eq!(outcome, Outcome::Denied);
+        let entries: Vec<String> =
+            serde_json::from_str(&resp.audit_annotations[AUDIT_ANNOTATION]).expect("a JSON list");
+        assert_eq!(
+            entries,
+            [
+                "[pa-permissive-mtls] spec.x (deny)",
+                "[ap-wildcard-source] spec.x (warn)",
+                "[ap-remote-ip-untrusted] spec.x (audit): what. Fix: fix it"
+            ]
+        );
+        // The texts the annotation leaves out are in the status and the warnings.
+        assert!(resp
+            .result
+            .message
+            .contains("[pa-permissive-mtls] spec.x: what. Fix: fix it"));
+        assert_eq!(
+            resp.warnings,
+            Some(vec![
+                "[ap-wildcard-source] spec.x: what. Fix: fix it".to_owned()
+            ])
+        );
+    }
+
+    #[test]
     fn truncate_respects_char_boundaries() {
         let s = "é".repeat(300);
-        let t = truncate(&s, 256);
+        let t = truncate(s.clone(), 256);
         assert!(t.len() <= 256);
         assert!(t.ends_with('…'));
     }

@@ -1,14 +1,18 @@
 //! `meshguard audit`: read every supported kind from a live cluster (read-only, paginated),
 //! evaluate it with the same engine and cross-resource checks as `check`, and report.
 //! `serve --audit-interval` runs the same code path periodically and exports the results as
-//! Prometheus gauges.
+//! Prometheus gauges; both can write the findings as PolicyReports ([`crate::report_writer`]).
+//! In `serve`, only the replica holding the audit Lease ([`crate::lease`]) runs it.
 
 use crate::analysis::analyze;
 use crate::config::Policy;
 use crate::engine::{Engine, EngineHandle};
 use crate::inventory::{Inventory, Object};
+use crate::lease::Leadership;
 use crate::metrics::Metrics;
+use crate::policy_report::{ReportApi, Timestamp};
 use crate::report::{Format, Report};
+use crate::report_writer::{ReportWriter, ReportsSetting};
 use crate::resource::Kind;
 use clap::Args;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -45,6 +49,14 @@ pub struct AuditArgs {
     /// meshguard's own namespace, exempt like in `serve`.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
+    /// The namespace Istio is installed in, where its MeshConfig and injector ConfigMaps are read
+    /// (default: the namespace the injector webhooks call, else istio-system).
+    #[arg(long)]
+    pub istio_namespace: Option<String>,
+    /// Also write the findings to the cluster as reports of this API (one per namespace with
+    /// findings, one cluster report for Namespaces), as serve's periodic audit does.
+    #[arg(long, value_enum, value_name = "API")]
+    pub write_reports: Option<ReportApi>,
 }
 
 /// Errors reading the cluster.
@@ -185,6 +197,7 @@ pub fn evaluate_inventory(
         notes,
         mtls: analysis.mtls,
         show_mtls,
+        mesh: Some(engine.mesh().clone()),
     }
 }
 
@@ -233,7 +246,6 @@ pub fn run(args: AuditArgs) -> i32 {
         },
         None => Policy::builtin(),
     };
-    let engine = Engine::new(policy, args.own_namespace.as_deref());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -258,20 +270,51 @@ pub fn run(args: AuditArgs) -> i32 {
     });
     let collected = runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-        collect(&client, args.page_size, progress.as_ref()).await
+        let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
+            .await
+            .map_err(|source| AuditError::List {
+                what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
+                source,
+            })?;
+        let mut collected = collect(&client, args.page_size, progress.as_ref()).await?;
+        collected.notes.extend(mesh.notes);
+        Ok::<_, AuditError>((client, collected, mesh.builder))
     });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let collected = match collected {
+    let (client, collected, mesh) = match collected {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshguard audit: {e}");
             return EXIT_ERROR;
         }
     };
+    // The mesh as installed is an input of every verdict, like the policy.
+    let engine = Engine::new(
+        policy,
+        std::sync::Arc::new(mesh.build()),
+        args.own_namespace.as_deref(),
+    );
     let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
+    if let Some(api) = args.write_reports {
+        // Say why a write failed or a report was truncated (the writer logs it).
+        let _logging = crate::logging::init(crate::logging::LogFormat::Text, "meshguard=warn");
+        let writer = ReportWriter::new(client, api, None);
+        match runtime.block_on(writer.write(&report.findings, Timestamp::now(), &|| true)) {
+            Ok(counts) => {
+                eprintln!("meshguard audit: {} reports: {counts}", api.api_version());
+                if counts.failed > 0 {
+                    return EXIT_ERROR;
+                }
+            }
+            Err(e) => {
+                eprintln!("meshguard audit: cannot write reports: {e}");
+                return EXIT_ERROR;
+            }
+        }
+    }
     report.exit_code()
 }
 
@@ -299,14 +342,38 @@ pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     metrics.audit_duration.set(took.as_secs_f64());
 }
 
+/// What serve's periodic audit does besides the gauges, and who may do it.
+#[derive(Clone, Debug)]
+pub struct Periodic {
+    /// Zero turns the periodic audit off.
+    pub interval: Duration,
+    /// `--reports`.
+    pub reports: ReportsSetting,
+    /// Run only while this replica holds the audit Lease; `None`: always (`--leader-elect=false`).
+    pub leadership: Option<Leadership>,
+}
+
 /// One periodic run: list, evaluate with the engine in force now (off the async threads),
-/// publish. On error the previous gauges stay.
+/// publish, and write the reports when `reports` names an API. On error the previous gauges
+/// stay.
 pub async fn run_periodic_once(
     client: &Client,
     engine: &EngineHandle,
     metrics: &Metrics,
     page_size: u32,
 ) -> Result<usize, AuditError> {
+    Ok(run_periodic_report(client, engine, metrics, page_size)
+        .await?
+        .findings
+        .len())
+}
+
+async fn run_periodic_report(
+    client: &Client,
+    engine: &EngineHandle,
+    metrics: &Metrics,
+    page_size: u32,
+) -> Result<Report, AuditError> {
     let start = Instant::now();
     let collected = collect(client, page_size, None).await?;
     let engine = engine.current();
@@ -314,17 +381,19 @@ pub async fn run_periodic_once(
         .await
         .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
     publish(metrics, &report, start.elapsed());
-    Ok(report.findings.len())
+    Ok(report)
 }
 
-/// Start the periodic audit of `serve` (no-op when `interval` is zero or no cluster is
-/// configured).
+/// Start the periodic audit of `serve` (no-op when the interval is zero or no cluster is
+/// configured). With a `leadership`, it runs only while this replica holds the Lease, at once
+/// when it acquires it, and stops writing reports as soon as it loses it.
 pub fn spawn_periodic(
     client: Option<kube::Client>,
     engine: EngineHandle,
     metrics: Metrics,
-    interval: Duration,
+    periodic: Periodic,
 ) {
+    let interval = periodic.interval;
     if interval.is_zero() {
         tracing::info!("periodic audit off (--audit-interval 0)");
         return;
@@ -336,12 +405,60 @@ pub fn spawn_periodic(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = periodic.leadership.as_ref().map(Leadership::subscribe);
+        let mut reports = crate::report_writer::RoundApi::new(periodic.reports);
         loop {
-            tick.tick().await;
-            match run_periodic_once(&client, &engine, &metrics, 500).await {
-                Ok(n) => tracing::info!(findings = n, "periodic audit finished"),
+            match changes.as_mut() {
+                None => {
+                    tick.tick().await;
+                }
+                Some(rx) => {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        // Became leader: audit now rather than at the next tick.
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if !*rx.borrow_and_update() {
+                                // A standby's gauges would be stale copies of the writer's.
+                                metrics.audit_violations.reset();
+                                continue;
+                            }
+                            tick.reset();
+                        }
+                    }
+                }
+            }
+            let may_write = || {
+                periodic
+                    .leadership
+                    .as_ref()
+                    .is_none_or(Leadership::is_leader)
+            };
+            if !may_write() {
+                tracing::debug!("periodic audit skipped: another replica holds the audit Lease");
+                continue;
+            }
+            let report = match run_periodic_report(&client, &engine, &metrics, 500).await {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %e, "periodic audit failed; keeping the previous results")
+                    tracing::warn!(error = %e, "periodic audit failed; keeping the previous results");
+                    continue;
+                }
+            };
+            tracing::info!(findings = report.findings.len(), "periodic audit finished");
+            let Some(api) = reports.resolve(&client).await else {
+                continue;
+            };
+            let writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+            match writer
+                .write(&report.findings, Timestamp::now(), &may_write)
+                .await
+            {
+                Ok(counts) => tracing::info!(api = %api.api_version(), "reports: {counts}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write reports; the next audit tries again")
                 }
             }
         }

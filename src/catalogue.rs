@@ -107,12 +107,22 @@ fn md(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The kinds of a rule, with the eight workload kinds written as "workloads".
 fn kinds_label(kinds: &[&str]) -> String {
-    if kinds.len() >= 8 {
-        "workloads".to_owned()
-    } else {
-        kinds.join(", ")
+    let workloads: Vec<&str> = crate::resource::Kind::WORKLOADS
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    if !workloads.iter().all(|w| kinds.contains(w)) {
+        return kinds.join(", ");
     }
+    let mut label: Vec<&str> = kinds
+        .iter()
+        .copied()
+        .filter(|k| !workloads.contains(k))
+        .collect();
+    label.push("workloads");
+    label.join(", ")
 }
 
 /// The Markdown catalogue embedded in README.md between the rule markers.

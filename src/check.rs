@@ -8,6 +8,7 @@ use crate::config::Policy;
 use crate::engine::Engine;
 use crate::inventory::{Inventory, Object};
 use crate::manifest::{self, LoadError, Loaded};
+use crate::mesh::MeshContext;
 use crate::report::{Format, Report};
 use crate::resource::Kind;
 use clap::Args;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Exit code for usage and parse errors.
 pub const EXIT_USAGE: i32 = 2;
@@ -49,6 +51,16 @@ pub struct CheckArgs {
     /// it do not exist (by default they are unknown).
     #[arg(long)]
     pub complete: bool,
+    /// The mesh's MeshConfig: a MeshConfig YAML file, or the `istio` ConfigMap holding it under
+    /// `data.mesh` (root namespace, trust domain and aliases, enableAutoMtls). It wins over
+    /// MeshConfig ConfigMaps in the input; meshguard's policy file wins over both.
+    #[arg(long, value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
+    /// The namespace Istio is installed in, where its ConfigMaps (`istio[-<rev>]`,
+    /// `istio-sidecar-injector[-<rev>]`) count (default: from the injector webhooks in the
+    /// input, else istio-system). ConfigMaps without a namespace count as being in it.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub istio_namespace: Option<String>,
 }
 
 /// What `check` built from its input, before evaluation.
@@ -59,6 +71,9 @@ pub struct Prepared {
     pub object_of: Vec<Option<usize>>,
     pub errors: Vec<LoadError>,
     pub skipped: BTreeMap<String, usize>,
+    /// MutatingWebhookConfigurations and ConfigMaps of the input (not checked themselves): what
+    /// the mesh context is built from.
+    pub mesh_objects: Vec<DynamicObject>,
 }
 
 /// Turn loaded objects into the run's inventory; objects of other kinds are counted as
@@ -77,6 +92,8 @@ pub fn prepare(
     enum Prepped {
         Object(Box<Object>),
         Skipped(String),
+        /// Not checked, but read for the mesh context.
+        Mesh(String, Box<DynamicObject>),
     }
     let parts = crate::parallel::par_map_mut(&mut loaded.objects, |chunk| {
         chunk
@@ -89,7 +106,11 @@ pub fn prepare(
                     .map(|t| (t.api_version.clone(), t.kind.as_str()))
                     .unwrap_or_default();
                 let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
-                    return Prepped::Skipped(format!("{api_version}/{kind_s}"));
+                    let skipped = format!("{api_version}/{kind_s}");
+                    if is_mesh_object(&api_version, kind_s) {
+                        return Prepped::Mesh(skipped, Box::new(o.object.clone()));
+                    }
+                    return Prepped::Skipped(skipped);
                 };
                 let mut obj = if keep_values {
                     o.object.clone()
@@ -131,6 +152,11 @@ pub fn prepare(
                 *p.skipped.entry(k).or_default() += 1;
                 p.object_of.push(None);
             }
+            Prepped::Mesh(k, o) => {
+                *p.skipped.entry(k).or_default() += 1;
+                p.object_of.push(None);
+                p.mesh_objects.push(*o);
+            }
         }
     }
     p.inventory = if complete {
@@ -139,6 +165,32 @@ pub fn prepare(
         Inventory::partial(objects)
     };
     p
+}
+
+/// A kind the mesh context reads (an injector's MutatingWebhookConfiguration, Istio's ConfigMaps).
+fn is_mesh_object(api_version: &str, kind: &str) -> bool {
+    (kind == "MutatingWebhookConfiguration"
+        && api_version.starts_with("admissionregistration.k8s.io/"))
+        || (kind == "ConfigMap" && api_version == "v1")
+}
+
+/// The mesh context of a `check` run: the mesh objects of the input, the `--mesh-config` file
+/// (already read: path and text) and the Istio namespace flag. The policy's overrides are applied
+/// by the engine.
+pub fn mesh_context(
+    prepared: &Prepared,
+    mesh_config: Option<(&str, &str)>,
+    istio_namespace: Option<&str>,
+) -> MeshContext {
+    let mut b = MeshContext::builder();
+    if let Some(ns) = istio_namespace {
+        b.istio_namespace_from_flag(ns, "--istio-namespace");
+    }
+    if let Some((path, text)) = mesh_config {
+        b.mesh_config_file(path, text);
+    }
+    b.objects(&prepared.mesh_objects);
+    b.build()
 }
 
 /// Check loaded manifests: the whole pipeline short of reading files and printing.
@@ -177,6 +229,7 @@ pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Re
         notes,
         mtls: analysis.mtls,
         show_mtls,
+        mesh: Some(engine.mesh().clone()),
     }
 }
 
@@ -311,12 +364,31 @@ pub fn execute(
         },
         None => Policy::builtin(),
     };
-    let engine = Engine::new(policy, None);
+    let mesh_config = match &args.mesh_config {
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => fail!("cannot read --mesh-config {}: {e}", path.display()),
+            };
+            let origin = format!("--mesh-config {}", path.display());
+            if let Err(e) = crate::mesh::MeshConfig::from_file_text(&text, &origin) {
+                fail!("{e}");
+            }
+            Some((path.display().to_string(), text))
+        }
+        None => None,
+    };
     let mut loaded = match manifest::load_from(&args.paths, stdin) {
         Ok(l) => l,
         Err(e) => fail!("{e}"),
     };
     let prepared = prepare(&mut loaded, &args.namespace, args.fix, args.complete);
+    let mesh = mesh_context(
+        &prepared,
+        mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        args.istio_namespace.as_deref(),
+    );
+    let engine = Engine::new(policy, Arc::new(mesh), None);
     let report = check_loaded(&engine, &prepared, args.mtls);
     let rendered = report.render(args.format);
     if args.fix {

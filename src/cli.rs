@@ -4,7 +4,10 @@
 //! server never sees clap. Every `serve` flag can also be set by an environment variable
 //! `MESHGUARD_<FLAG>`.
 
+use crate::lease::LeaseTiming;
 use crate::listener::Limits;
+use crate::policy_report::ReportApi;
+use crate::report_writer::ReportsSetting;
 use crate::serve::ServeConfig;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -136,9 +139,45 @@ pub struct ServeArgs {
     /// onLookupFailure decides for the rules that need them.
     #[arg(long, env = "MESHGUARD_NO_CLUSTER")]
     pub no_cluster: bool,
-    /// How often to audit the cluster (gauges meshguard_audit_*); 0 turns it off.
+    /// How often to audit the cluster (gauges meshguard_audit_*, reports); 0 turns it off.
     #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
     pub audit_interval: Duration,
+    /// The namespace Istio is installed in: its MeshConfig and injector ConfigMaps are watched
+    /// there (default: istio-system).
+    #[arg(long, env = "MESHGUARD_ISTIO_NAMESPACE")]
+    pub istio_namespace: Option<String>,
+    /// Write the periodic audit's findings as reports: wgpolicyk8s (PolicyReport
+    /// wgpolicyk8s.io/v1alpha2), openreports (Report openreports.io/v1alpha1) or none.
+    /// Default: wgpolicyk8s when its CRD is served, else none.
+    #[arg(long, env = "MESHGUARD_REPORTS", value_enum, value_name = "API")]
+    pub reports: Option<ReportsFlag>,
+    /// Run the periodic audit (and write reports) only on the replica that holds the
+    /// coordination.k8s.io Lease `meshguard-audit` in --own-namespace (else the kubeconfig's
+    /// namespace). false: this process always runs it; run a single replica then.
+    #[arg(long, env = "MESHGUARD_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub leader_elect: bool,
+    /// How long standbys wait after the Lease last changed before taking it over.
+    #[arg(long, env = "MESHGUARD_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the holder keeps writing after its last successful renewal.
+    #[arg(long, env = "MESHGUARD_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// Time between attempts to acquire or renew the Lease.
+    #[arg(long, env = "MESHGUARD_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
+    pub leader_elect_retry_period: Duration,
+}
+
+/// Values of `serve --reports`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportsFlag {
+    /// PolicyReport / ClusterPolicyReport, wgpolicyk8s.io/v1alpha2.
+    #[value(name = "wgpolicyk8s")]
+    Wgpolicyk8s,
+    /// Report / ClusterReport, openreports.io/v1alpha1.
+    #[value(name = "openreports")]
+    Openreports,
+    /// No reports.
+    None,
 }
 
 impl ServeArgs {
@@ -172,6 +211,19 @@ impl ServeArgs {
             kubeconfig: self.kubeconfig.clone(),
             no_cluster: self.no_cluster,
             audit_interval: self.audit_interval,
+            istio_namespace: self.istio_namespace.clone(),
+            reports: match self.reports {
+                None => ReportsSetting::Auto,
+                Some(ReportsFlag::Wgpolicyk8s) => ReportsSetting::Api(ReportApi::Wgpolicyk8s),
+                Some(ReportsFlag::Openreports) => ReportsSetting::Api(ReportApi::OpenReports),
+                Some(ReportsFlag::None) => ReportsSetting::Off,
+            },
+            leader_elect: self.leader_elect,
+            lease_timing: LeaseTiming {
+                lease_duration: self.leader_elect_lease_duration,
+                renew_deadline: self.leader_elect_renew_deadline,
+                retry_period: self.leader_elect_retry_period,
+            },
         }
     }
 }

@@ -131,16 +131,23 @@ fn yes() -> bool {
 pub struct Policy {
     #[serde(default)]
     pub mode: EnforcementMode,
-    /// Istio's root namespace (meshConfig.rootNamespace).
-    #[serde(default = "default_root_namespace")]
-    pub root_namespace: String,
-    /// The mesh trust domain (meshConfig.trustDomain).
-    #[serde(default = "default_trust_domain")]
-    pub trust_domain: String,
+    /// Istio's root namespace. Unset (the default): the mesh's own (MeshConfig `rootNamespace`,
+    /// else the Istio namespace); set, it wins over the mesh.
     #[serde(default)]
-    pub trust_domain_aliases: Vec<String>,
+    pub root_namespace: Option<String>,
+    /// The mesh trust domain. Unset: the mesh's own (MeshConfig `trustDomain`, else
+    /// `cluster.local`); set, it wins over the mesh.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// Other trust domains principals may name. Unset: the mesh's (MeshConfig
+    /// `trustDomainAliases`); set, it replaces them.
+    #[serde(default)]
+    pub trust_domain_aliases: Option<Vec<String>>,
+    /// MeshConfig `enableAutoMtls`. Unset: the mesh's own (default true).
+    #[serde(default)]
+    pub enable_auto_mtls: Option<bool>,
     /// Kubernetes cluster DNS domain.
-    #[serde(default = "default_trust_domain")]
+    #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
     /// Extra host suffixes that count as in-mesh for DestinationRule checks.
     #[serde(default)]
@@ -148,8 +155,8 @@ pub struct Policy {
     /// When set, namespaces are labeled `istio.io/rev=<rev>` instead of `istio-injection=enabled`.
     #[serde(default)]
     pub injection_revision: Option<String>,
-    /// Namespaces no rule or mutation applies to. The root namespace and meshguard's own
-    /// namespace are always added.
+    /// Namespaces no rule or mutation applies to. The root and Istio namespaces and meshguard's
+    /// own namespace are always added.
     #[serde(default = "default_exempt")]
     pub exempt_namespaces: Vec<String>,
     #[serde(default)]
@@ -167,10 +174,7 @@ pub struct Policy {
     pub mutations: BTreeMap<String, MutationConfig>,
 }
 
-fn default_root_namespace() -> String {
-    "istio-system".into()
-}
-fn default_trust_domain() -> String {
+fn default_cluster_domain() -> String {
     "cluster.local".into()
 }
 fn default_exempt() -> Vec<String> {
@@ -185,10 +189,11 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             mode: EnforcementMode::Enforce,
-            root_namespace: default_root_namespace(),
-            trust_domain: default_trust_domain(),
-            trust_domain_aliases: Vec::new(),
-            cluster_domain: default_trust_domain(),
+            root_namespace: None,
+            trust_domain: None,
+            trust_domain_aliases: None,
+            enable_auto_mtls: None,
+            cluster_domain: default_cluster_domain(),
             mesh_host_suffixes: Vec::new(),
             injection_revision: None,
             exempt_namespaces: default_exempt(),
@@ -277,11 +282,18 @@ impl Policy {
                 return Err(format!("mutations.{id}: unknown mutation id"));
             }
         }
-        if self.root_namespace.is_empty() {
-            return Err("rootNamespace: must not be empty".into());
+        if self.root_namespace.as_deref() == Some("") {
+            return Err(
+                "rootNamespace: must not be empty (leave it out to use the mesh's own)".into(),
+            );
         }
-        if self.trust_domain.is_empty() {
-            return Err("trustDomain: must not be empty".into());
+        if let Some(td) = &self.trust_domain {
+            crate::mesh::mesh_config::validate_trust_domain(td)
+                .map_err(|e| format!("trustDomain: {e} (leave it out to use the mesh's own)"))?;
+        }
+        for (i, alias) in self.trust_domain_aliases.iter().flatten().enumerate() {
+            crate::mesh::mesh_config::validate_trust_domain(alias)
+                .map_err(|e| format!("trustDomainAliases[{i}]: {e}"))?;
         }
         if let Some(rev) = &self.injection_revision {
             if rev.is_empty() || rev.len() > 63 {
@@ -304,10 +316,14 @@ impl Policy {
         self.mutations.get(id).is_none_or(|m| m.enabled)
     }
 
-    /// The trust domains principals may name: the configured one and its aliases.
-    pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.trust_domain.as_str())
-            .chain(self.trust_domain_aliases.iter().map(String::as_str))
+    /// The mesh values this policy sets itself, which win over the mesh's own.
+    pub fn mesh_overrides(&self) -> crate::mesh::MeshOverrides {
+        crate::mesh::MeshOverrides {
+            root_namespace: self.root_namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
+            trust_domain_aliases: self.trust_domain_aliases.clone(),
+            enable_auto_mtls: self.enable_auto_mtls,
+        }
     }
 }
 
@@ -394,6 +410,38 @@ mod tests {
         assert_eq!(EnforcementMode::Warn.cap(Action::Warn), Action::Warn);
         assert_eq!(EnforcementMode::Audit.cap(Action::Deny), Action::Audit);
         assert_eq!(EnforcementMode::Enforce.cap(Action::Warn), Action::Warn);
+    }
+
+    #[test]
+    fn mesh_values_are_overrides_only_when_set() {
+        let unset = Policy::from_yaml("mode: enforce\n", "p.yaml", &TestIds).expect("valid");
+        assert_eq!(
+            unset.mesh_overrides(),
+            crate::mesh::MeshOverrides::default()
+        );
+        let set = Policy::from_yaml(
+            "rootNamespace: mesh-root\ntrustDomain: corp.example\ntrustDomainAliases: [old.example]\nenableAutoMtls: false\n",
+            "p.yaml",
+            &TestIds,
+        )
+        .expect("valid");
+        let o = set.mesh_overrides();
+        assert_eq!(o.root_namespace.as_deref(), Some("mesh-root"));
+        assert_eq!(o.trust_domain.as_deref(), Some("corp.example"));
+        assert_eq!(o.trust_domain_aliases, Some(vec!["old.example".to_owned()]));
+        assert_eq!(o.enable_auto_mtls, Some(false));
+        // An explicit empty alias list is set too: it removes the mesh's aliases.
+        let none =
+            Policy::from_yaml("trustDomainAliases: []\n", "p.yaml", &TestIds).expect("valid");
+        assert_eq!(none.mesh_overrides().trust_domain_aliases, Some(Vec::new()));
+        for bad in [
+            "rootNamespace: \"\"\n",
+            "trustDomain: \"\"\n",
+            "trustDomain: Corp_Example\n",
+            "trustDomainAliases: [\"\"]\n",
+        ] {
+            assert!(Policy::from_yaml(bad, "p.yaml", &TestIds).is_err(), "{bad}");
+        }
     }
 
     #[test]

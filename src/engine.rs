@@ -5,6 +5,7 @@
 use crate::config::Policy;
 use crate::context::{ClusterView, Lookup, LookupKey, Need};
 use crate::finding::{Action, Finding};
+use crate::mesh::MeshContext;
 use crate::mutation::{self, Mutation};
 use crate::resource::{labels_of, Kind, Review};
 use crate::rules::{self, Ctx, ReviewCache, Rule};
@@ -43,10 +44,13 @@ pub struct Mutated {
     pub exempt: bool,
 }
 
-/// The engine: a validated policy with the rule table resolved per kind.
+/// The engine: a validated policy and the mesh as installed (the two inputs of every verdict),
+/// with the rule table resolved per kind.
 #[derive(Debug)]
 pub struct Engine {
     policy: Policy,
+    /// The mesh context with this policy's overrides applied.
+    mesh: Arc<MeshContext>,
     exempt_namespaces: Vec<String>,
     rules: HashMap<Kind, Vec<(&'static Rule, Action)>>,
     mutations: HashMap<Kind, Vec<&'static Mutation>>,
@@ -55,10 +59,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Build the engine. `own_namespace` (where meshguard runs) is always exempt.
-    pub fn new(policy: Policy, own_namespace: Option<&str>) -> Engine {
+    /// Build the engine from the policy and the mesh context (`MeshContext::default()` when no
+    /// mesh object is visible: Istio's defaults and the default injector assumed). The policy's
+    /// mesh values go over the context's (they win); the context is rebuilt only when they differ
+    /// from the overrides it was built with. `own_namespace` (where meshguard runs), the root
+    /// namespace and the Istio namespace are always exempt.
+    pub fn new(policy: Policy, mesh: Arc<MeshContext>, own_namespace: Option<&str>) -> Engine {
+        let overrides = policy.mesh_overrides();
+        let mesh = if mesh.overrides() == &overrides {
+            mesh
+        } else {
+            Arc::new(mesh.with_overrides(&overrides))
+        };
         let mut exempt_namespaces = policy.exempt_namespaces.clone();
-        exempt_namespaces.push(policy.root_namespace.clone());
+        exempt_namespaces.push(mesh.root_namespace().value.clone());
+        exempt_namespaces.push(mesh.istio_namespace().value.clone());
+        exempt_namespaces.retain(|n| !n.is_empty());
         if let Some(ns) = own_namespace.filter(|n| !n.is_empty()) {
             exempt_namespaces.push(ns.to_owned());
         }
@@ -110,6 +126,7 @@ impl Engine {
         }
         Engine {
             policy,
+            mesh,
             exempt_namespaces,
             rules,
             mutations,
@@ -137,6 +154,11 @@ impl Engine {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The mesh as installed, with the policy's overrides applied.
+    pub fn mesh(&self) -> &Arc<MeshContext> {
+        &self.mesh
     }
 
     /// Namespaces whose workloads, Services, ServiceAccounts and the Namespace objects
@@ -223,6 +245,7 @@ impl Engine {
         let cache = ReviewCache::default();
         let ctx = Ctx {
             policy: &self.policy,
+            mesh: &self.mesh,
             cluster,
             cache: &cache,
         };
@@ -272,6 +295,7 @@ impl Engine {
             let cache = ReviewCache::default();
             let ctx = Ctx {
                 policy: &self.policy,
+                mesh: &self.mesh,
                 cluster,
                 cache: &cache,
             };
@@ -350,7 +374,7 @@ impl Engine {
 }
 
 /// The engine in force, shared by everything that evaluates in one process (the webhook, the
-/// periodic audit) and swapped as a whole when the policy is reloaded: every holder sees the new
+/// periodic audit) and swapped as a whole when the policy is reloaded or the mesh changes: every holder sees the new
 /// policy at its next evaluation, and an evaluation in progress finishes with the engine it
 /// started with. Reads are lock-free (the hot path loads it once per review).
 #[derive(Clone, Debug)]
@@ -366,7 +390,7 @@ impl EngineHandle {
         self.0.load_full()
     }
 
-    /// Replace the engine for every holder (policy reload).
+    /// Replace the engine for every holder (policy reload, mesh change).
     pub fn replace(&self, engine: Engine) {
         self.0.store(Arc::new(engine));
     }
@@ -443,7 +467,7 @@ mod tests {
             "t",
         )
         .expect("policy");
-        let engine = Engine::new(policy, None);
+        let engine = Engine::new(policy, Default::default(), None);
         assert!(eval(&engine, &pa("prod", "DISABLE", json!({})))
             .findings
             .is_empty());
@@ -466,7 +490,7 @@ mod tests {
 
     #[test]
     fn istio_policies_in_root_namespace_are_not_namespace_exempt() {
-        let engine = Engine::new(Policy::default(), Some("meshguard"));
+        let engine = Engine::new(Policy::default(), Default::default(), Some("meshguard"));
         let ev = eval(&engine, &pa("istio-system", "PERMISSIVE", json!({})));
         assert!(!ev.exempt);
         assert!(ev.denied());
@@ -511,7 +535,7 @@ mod tests {
 
     #[test]
     fn existing_violations_warn_on_update_new_ones_deny() {
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         // The Deployment ran as "default" before; a new image is a routine update.
         let ev = update(
             &engine,
@@ -572,7 +596,7 @@ mod tests {
         // Off: every deny stays a deny.
         let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
             .expect("policy");
-        let engine = Engine::new(strict, None);
+        let engine = Engine::new(strict, Default::default(), None);
         let ev = update(
             &engine,
             Kind::Deployment,
@@ -584,7 +608,7 @@ mod tests {
 
     #[test]
     fn lookups_derive_from_what_active_rules_declare() {
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         let web = |sa: Option<&str>| deployment(sa, "web:1");
         let d = web(None);
         let op = Operation::Create;
@@ -609,11 +633,13 @@ mod tests {
         );
         // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
         let off = crate::catalogue::policy_from_yaml(
-            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-default-service-account: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
             "t",
         )
         .expect("policy");
-        assert!(Engine::new(off, None).lookups(&review(d)).is_empty());
+        assert!(Engine::new(off, Default::default(), None)
+            .lookups(&review(d))
+            .is_empty());
         // ... and a namespaceSelector exemption brings the namespace's labels back.
         let exempt = crate::catalogue::policy_from_yaml(
             "rules:\n  pa-permissive-mtls:\n    exemptions: [{namespaceSelector: {matchLabels: {a: b}}}]\n",
@@ -632,11 +658,11 @@ mod tests {
             dry_run: false,
             created_for: None,
         };
-        assert!(Engine::new(Policy::default(), None)
+        assert!(Engine::new(Policy::default(), Default::default(), None)
             .lookups(&pa_review)
             .is_empty());
         assert_eq!(
-            Engine::new(exempt, None).lookups(&pa_review),
+            Engine::new(exempt, Default::default(), None).lookups(&pa_review),
             [LookupKey::NamespaceLabels("prod".into())]
         );
         // A DestinationRule host `<svc>.<ns>` needs that namespace's labels.
@@ -656,11 +682,11 @@ mod tests {
 
     #[test]
     fn a_handle_swaps_the_engine_for_every_holder() {
-        let handle = EngineHandle::new(Engine::new(Policy::default(), None));
+        let handle = EngineHandle::new(Engine::new(Policy::default(), Default::default(), None));
         let other_holder = handle.clone();
         let before = handle.current();
         let strict = crate::catalogue::policy_from_yaml("mode: audit\n", "t").expect("policy");
-        handle.replace(Engine::new(strict, None));
+        handle.replace(Engine::new(strict, Default::default(), None));
         assert_eq!(
             before.policy().mode,
             crate::config::EnforcementMode::Enforce
@@ -673,7 +699,7 @@ mod tests {
 
     #[test]
     fn controller_made_children_inherit_their_owner_s_template_findings() {
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         let pod: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web-1", "namespace": "prod", "labels": {"app": "web"}},
@@ -702,13 +728,14 @@ mod tests {
         // Strict mode keeps every deny.
         let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
             .expect("policy");
-        let ev = Engine::new(strict, None).evaluate(&review(Some(Kind::ReplicaSet)), &cluster);
+        let ev = Engine::new(strict, Default::default(), None)
+            .evaluate(&review(Some(Kind::ReplicaSet)), &cluster);
         assert_eq!(actions(&ev, "wl-default-service-account"), [Action::Deny]);
     }
 
     #[test]
     fn updates_of_objects_being_deleted_are_exempt() {
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         let old = deployment(None, "web:1");
         let mut new = old.clone();
         new.metadata.deletion_timestamp =
@@ -718,12 +745,47 @@ mod tests {
         new.metadata.finalizers = None;
         let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
             .expect("policy");
-        for engine in [engine, Engine::new(strict, None)] {
+        for engine in [engine, Engine::new(strict, Default::default(), None)] {
             let ev = update(&engine, Kind::Deployment, &old, &new);
             assert!(ev.exempt && ev.findings.is_empty());
             // Without deletionTimestamp the same update is judged.
             let ev = update(&engine, Kind::Deployment, &old, &old);
             assert!(!ev.exempt && !ev.findings.is_empty());
         }
+    }
+
+    #[test]
+    fn the_mesh_is_an_input_and_the_policy_overrides_it() {
+        use crate::mesh::testing::{mesh, mesh_cm};
+        let mesh = Arc::new(mesh(&[mesh_cm(
+            "istio",
+            "rootNamespace: mesh-config\ntrustDomain: corp.example\n",
+        )]));
+        let engine = Engine::new(Policy::default(), mesh.clone(), None);
+        assert_eq!(engine.mesh().trust_domain().value, "corp.example");
+        // The context is shared as is when the policy overrides nothing.
+        assert!(Arc::ptr_eq(engine.mesh(), &mesh));
+        // The root and the Istio namespaces are exempt.
+        assert!(engine
+            .exempt_namespaces()
+            .iter()
+            .any(|n| n == "mesh-config"));
+        assert!(engine
+            .exempt_namespaces()
+            .iter()
+            .any(|n| n == "istio-system"));
+        let d = deployment(None, "web:1");
+        let in_root = Review::create(Kind::Deployment, "v1", "mesh-config", "p", &d);
+        assert!(engine.evaluate(&in_root, &NoCluster).exempt);
+        // A policy value wins, with its origin.
+        let policy = crate::catalogue::policy_from_yaml("trustDomain: cluster.local\n", "t")
+            .expect("policy");
+        let engine = Engine::new(policy, mesh, None);
+        assert_eq!(engine.mesh().trust_domain().value, "cluster.local");
+        assert_eq!(
+            engine.mesh().trust_domain().origin,
+            crate::mesh::Origin::Policy
+        );
+        assert_eq!(engine.mesh().root_namespace().value, "mesh-config");
     }
 }

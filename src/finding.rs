@@ -73,22 +73,46 @@ pub struct Finding {
     pub violation: Violation,
 }
 
+impl Finding {
+    /// The finding as one line, `[rule] path: message. Fix: fix`, appended to `out` (what
+    /// `Display` writes, without the formatting machinery: the webhook writes one per finding
+    /// of every denied review).
+    pub fn write_line(&self, out: &mut String) {
+        let v = &self.violation;
+        out.reserve(self.rule.len() + v.path.len() + v.message.len() + v.fix.len() + 12);
+        out.push('[');
+        out.push_str(self.rule);
+        out.push_str("] ");
+        out.push_str(&v.path);
+        out.push_str(": ");
+        out.push_str(&v.message);
+        out.push_str(". Fix: ");
+        out.push_str(&v.fix);
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] {}: {}. Fix: {}",
-            self.rule, self.violation.path, self.violation.message, self.violation.fix
-        )
+        let mut line = String::new();
+        self.write_line(&mut line);
+        f.write_str(&line)
     }
 }
 
 /// What a finding is about: an object, with its file and line when it came from a manifest.
+///
+/// Every field is read from the one object (or, for a namespace the input does not list, set to
+/// the same fixed values), so two subjects are equal exactly when they name the same object read
+/// from the same place.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Subject {
+    /// `apiVersion` of the object (`v1`, `apps/v1`, `security.istio.io/v1`, ...).
+    pub api_version: String,
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`; empty when the object has none (manifests, synthetic objects).
+    pub uid: String,
     pub file: Option<Arc<str>>,
     pub line: Option<usize>,
 }

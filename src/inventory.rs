@@ -60,11 +60,29 @@ impl Object {
     /// What a finding about this object names.
     pub fn subject(&self) -> Subject {
         Subject {
+            api_version: self.api_version(),
             kind: self.kind.as_str().to_owned(),
             namespace: self.namespace().to_owned(),
             name: self.name().to_owned(),
+            uid: self.object.metadata.uid.clone().unwrap_or_default(),
             file: self.file.clone(),
             line: self.line,
+        }
+    }
+
+    /// `apiVersion` as the object states it, else from its kind's group and the version it was
+    /// read as.
+    pub fn api_version(&self) -> String {
+        match &self.object.types {
+            Some(t) if !t.api_version.is_empty() => t.api_version.clone(),
+            _ => {
+                let group = self.kind.facts().group;
+                if group.is_empty() {
+                    self.version.clone()
+                } else {
+                    format!("{group}/{}", self.version)
+                }
+            }
         }
     }
 }

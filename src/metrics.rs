@@ -3,8 +3,8 @@
 //! Never object names.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone, Debug)]
@@ -22,6 +22,12 @@ pub struct Metrics {
     pub audit_violations: GaugeVec,
     pub audit_last_run: Gauge,
     pub audit_duration: Gauge,
+    /// Log lines dropped by the non-blocking writer (sink slower than the reviews).
+    pub log_dropped: prometheus::IntCounter,
+    /// Report writes by API and result (created, updated, unchanged, deleted, failed).
+    pub report_writes: IntCounterVec,
+    /// 1 while this replica holds the audit Lease (runs the periodic audit, writes reports).
+    pub leader: IntGauge,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -106,6 +112,17 @@ impl Metrics {
             "meshguard_audit_duration_seconds",
             "How long the last periodic audit took",
         )?;
+        let report_writes = IntCounterVec::new(
+            Opts::new(
+                "meshguard_report_writes_total",
+                "PolicyReport writes by API (wgpolicyk8s, openreports) and result (created, updated, unchanged, deleted, failed)",
+            ),
+            &["api", "result"],
+        )?;
+        let leader = IntGauge::new(
+            "meshguard_leader",
+            "1 while this replica holds the audit Lease: it runs the periodic audit and writes the reports",
+        )?;
         registry.register(Box::new(admission_requests.clone()))?;
         registry.register(Box::new(admission_duration.clone()))?;
         registry.register(Box::new(violations.clone()))?;
@@ -118,6 +135,13 @@ impl Metrics {
         registry.register(Box::new(audit_violations.clone()))?;
         registry.register(Box::new(audit_last_run.clone()))?;
         registry.register(Box::new(audit_duration.clone()))?;
+        let log_dropped = prometheus::IntCounter::new(
+            "meshguard_log_lines_dropped_total",
+            "Log lines dropped because the log sink was slower than the reviews",
+        )?;
+        registry.register(Box::new(log_dropped.clone()))?;
+        registry.register(Box::new(report_writes.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -135,11 +159,17 @@ impl Metrics {
             audit_violations,
             audit_last_run,
             audit_duration,
+            log_dropped,
+            report_writes,
+            leader,
         })
     }
 
     /// Text exposition format for `/metrics`.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::dropped_lines();
+        self.log_dropped
+            .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -193,6 +193,23 @@ impl<'a> PodTemplate<'a> {
         })
     }
 
+    /// The template's labels as a label set for selectors ([`crate::mesh::Labels`]), without
+    /// copying them.
+    pub fn label_view(&self) -> TemplateMeta<'_, 'a> {
+        TemplateMeta {
+            template: self,
+            annotations: false,
+        }
+    }
+
+    /// The template's annotations, likewise.
+    pub fn annotation_view(&self) -> TemplateMeta<'_, 'a> {
+        TemplateMeta {
+            template: self,
+            annotations: true,
+        }
+    }
+
     /// `spec.hostNetwork: true`.
     pub fn host_network(&self) -> bool {
         self.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true)
@@ -245,6 +262,23 @@ impl<'a> PodTemplate<'a> {
         }
         self.label(INJECT).is_some_and(value_enables)
             || self.label(REV).is_some_and(|r| !r.is_empty())
+    }
+}
+
+/// A pod template's labels (or annotations) read in place, for label selectors.
+#[derive(Clone, Copy, Debug)]
+pub struct TemplateMeta<'t, 'a> {
+    template: &'t PodTemplate<'a>,
+    annotations: bool,
+}
+
+impl crate::mesh::Labels for TemplateMeta<'_, '_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        if self.annotations {
+            self.template.annotation(key)
+        } else {
+            self.template.label(key)
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Report {
     pub mtls: Vec<mtls::Row>,
     /// Print the effective-mTLS table.
     pub show_mtls: bool,
+    /// The mesh context the verdicts were made with (effective values and their origins).
+    pub mesh: Option<std::sync::Arc<crate::mesh::MeshContext>>,
 }
 
 impl Report {
@@ -103,6 +105,13 @@ impl Report {
             let _ = writeln!(s, "{e}");
         }
         if !self.errors.is_empty() {
+            s.push('\n');
+        }
+        if let Some(mesh) = &self.mesh {
+            s.push_str("Mesh context:\n");
+            for line in mesh.to_string().lines() {
+                let _ = writeln!(s, "  {line}");
+            }
             s.push('\n');
         }
         if self.findings.is_empty() && self.errors.is_empty() {
@@ -206,6 +215,9 @@ impl Report {
             "errors": self.errors,
             "notes": self.notes,
         });
+        if let Some(mesh) = &self.mesh {
+            v["meshContext"] = json!(mesh.summary());
+        }
         if self.show_mtls {
             v["mtls"] = json!(self
                 .mtls

@@ -450,34 +450,91 @@ impl kube::core::Resource for ReviewObject {
 
 impl<'de> serde::Deserialize<'de> for ReviewObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
 
-        struct Meta(kube::core::ObjectMeta);
-        impl<'de> serde::Deserialize<'de> for Meta {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct MetaVisitor;
-                impl<'de> Visitor<'de> for MetaVisitor {
-                    type Value = Meta;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("object metadata")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
-                        let mut kept = serde_json::Map::new();
-                        while let Some(key) = map.next_key::<String>()? {
-                            if key == "managedFields" {
-                                map.next_value::<IgnoredAny>()?;
-                            } else {
-                                kept.insert(key, map.next_value::<Value>()?);
-                            }
-                        }
-                        serde_json::from_value(Value::Object(kept))
-                            .map(Meta)
-                            .map_err(A::Error::custom)
-                    }
+        /// `metadata` without `managedFields`, decoded straight into kube's `ObjectMeta`
+        /// fields (unknown keys, `managedFields` among them, are skipped without being built).
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            #[serde(default, deserialize_with = "annotations")]
+            annotations: Option<BTreeMap<String, String>>,
+            creation_timestamp: Option<Time>,
+            deletion_grace_period_seconds: Option<i64>,
+            deletion_timestamp: Option<Time>,
+            finalizers: Option<Vec<String>>,
+            generate_name: Option<String>,
+            generation: Option<i64>,
+            labels: Option<BTreeMap<String, String>>,
+            name: Option<String>,
+            namespace: Option<String>,
+            owner_references: Option<Vec<OwnerReference>>,
+            resource_version: Option<String>,
+            self_link: Option<String>,
+            uid: Option<String>,
+        }
+        /// Annotations without `kubectl.kubernetes.io/last-applied-configuration`: a copy of
+        /// the whole object as an escaped JSON string, the longest value of a `kubectl apply`d
+        /// object's metadata, which no check reads.
+        fn annotations<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+            struct Annotations;
+            impl<'de> Visitor<'de> for Annotations {
+                type Value = Option<BTreeMap<String, String>>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("annotations")
                 }
-                d.deserialize_map(MetaVisitor)
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_none<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_some<D: serde::Deserializer<'de>>(
+                    self,
+                    d: D,
+                ) -> Result<Self::Value, D::Error> {
+                    d.deserialize_map(self)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = BTreeMap::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        if key == LAST_APPLIED {
+                            map.next_value::<IgnoredAny>()?;
+                        } else {
+                            out.insert(key, map.next_value::<String>()?);
+                        }
+                    }
+                    Ok(Some(out))
+                }
+            }
+            d.deserialize_option(Annotations)
+        }
+        const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+        impl From<Meta> for kube::core::ObjectMeta {
+            fn from(m: Meta) -> Self {
+                kube::core::ObjectMeta {
+                    annotations: m.annotations,
+                    creation_timestamp: m.creation_timestamp,
+                    deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                    deletion_timestamp: m.deletion_timestamp,
+                    finalizers: m.finalizers,
+                    generate_name: m.generate_name,
+                    generation: m.generation,
+                    labels: m.labels,
+                    managed_fields: None,
+                    name: m.name,
+                    namespace: m.namespace,
+                    owner_references: m.owner_references,
+                    resource_version: m.resource_version,
+                    self_link: m.self_link,
+                    uid: m.uid,
+                }
             }
         }
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 
         struct ObjectVisitor;
         impl<'de> Visitor<'de> for ObjectVisitor {
@@ -493,9 +550,20 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                     match key.as_str() {
                         "apiVersion" => api_version = Some(map.next_value::<String>()?),
                         "kind" => kind = Some(map.next_value::<String>()?),
-                        "metadata" => metadata = map.next_value::<Meta>()?.0,
+                        "metadata" => metadata = map.next_value::<Meta>()?.into(),
                         "status" => {
                             map.next_value::<IgnoredAny>()?;
+                        }
+                        "spec" => {
+                            // Pod specs lose the parts no rule reads (see `Shape`); the object's
+                            // `kind` comes before its `spec` in what kube-apiserver sends, and
+                            // without it the spec is kept whole.
+                            let shape = kind.as_deref().and_then(Shape::of_spec);
+                            let v = match shape {
+                                Some(shape) => map.next_value_seed(Pruned(shape))?,
+                                None => map.next_value::<Value>()?,
+                            };
+                            data.insert(key, v);
                         }
                         _ => {
                             let v = map.next_value::<Value>()?;
@@ -520,10 +588,220 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
     }
 }
 
+/// What the webhook keeps of a subtree of a review's object: the keys to build (the others are
+/// scanned past without being built), and the shapes of keys (or list items) below. Only pod
+/// specs are pruned, down to what the rules and mutations read (the ServiceAccount,
+/// hostNetwork, security contexts, and each container's name, image, ports, security context
+/// and restart policy): building the rest into `Value` trees was most of a Pod review's cost. A
+/// rule that starts reading another pod field must add it here; the rules' unit tests decode
+/// their objects this way (`rules::testing::obj`), and `tests/integration/pruning.rs` compares
+/// pruned and whole decoding over every captured review. `check` and `audit` never prune.
+#[derive(Debug)]
+pub struct Shape {
+    /// The keys to build; empty: all of them.
+    keep: &'static [&'static str],
+    children: &'static [(&'static str, &'static Shape)],
+    /// For a list: the shape of each item.
+    items: Option<&'static Shape>,
+}
+
+impl Shape {
+    /// The shape of the `spec` of an object of `kind`.
+    fn of_spec(kind: &str) -> Option<&'static Shape> {
+        match Kind::from_name(kind)? {
+            Kind::Pod => Some(&POD_SPEC),
+            Kind::CronJob => Some(&CRONJOB_SPEC),
+            k if k.is_workload() => Some(&CONTROLLER_SPEC),
+            _ => None,
+        }
+    }
+
+    fn keeps(&self, key: &str) -> bool {
+        self.keep.is_empty() || self.keep.contains(&key)
+    }
+}
+
+/// The pod spec fields checks read.
+const POD_SPEC_KEEP: &[&str] = &[
+    "serviceAccountName",
+    "serviceAccount",
+    "hostNetwork",
+    "securityContext",
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
+];
+
+/// The container fields checks read.
+const CONTAINER_KEEP: &[&str] = &["name", "image", "ports", "securityContext", "restartPolicy"];
+
+static CONTAINER: Shape = Shape {
+    keep: CONTAINER_KEEP,
+    children: &[],
+    items: None,
+};
+static CONTAINERS: Shape = Shape {
+    keep: &[],
+    children: &[],
+    items: Some(&CONTAINER),
+};
+static POD_SPEC: Shape = Shape {
+    keep: POD_SPEC_KEEP,
+    children: &[
+        ("containers", &CONTAINERS),
+        ("initContainers", &CONTAINERS),
+        ("ephemeralContainers", &CONTAINERS),
+    ],
+    items: None,
+};
+static POD_TEMPLATE: Shape = Shape {
+    keep: &[],
+    children: &[("spec", &POD_SPEC)],
+    items: None,
+};
+static CONTROLLER_SPEC: Shape = Shape {
+    keep: &[],
+    children: &[("template", &POD_TEMPLATE)],
+    items: None,
+};
+static JOB_TEMPLATE: Shape = Shape {
+    keep: &[],
+    children: &[("spec", &CONTROLLER_SPEC)],
+    items: None,
+};
+static CRONJOB_SPEC: Shape = Shape {
+    keep: &[],
+    children: &[("jobTemplate", &JOB_TEMPLATE)],
+    items: None,
+};
+
+/// Decode a JSON value into a `Value`, building only what its `Shape` keeps.
+struct Pruned(&'static Shape);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pruned {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !self.0.keeps(&key) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let child = self.0.children.iter().find(|(k, _)| *k == key);
+            let v = match child {
+                Some((_, shape)) => map.next_value_seed(Pruned(shape))?,
+                None => map.next_value::<Value>()?,
+            };
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        match self.0.items {
+            Some(shape) => {
+                while let Some(v) = seq.next_element_seed(Pruned(shape))? {
+                    out.push(v);
+                }
+            }
+            None => {
+                while let Some(v) = seq.next_element::<Value>()? {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+    // Anything else where a map or list was expected is kept as it is: the rules and the
+    // Istio-parity checks report wrong types.
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pod_specs_keep_only_what_checks_read() {
+        let pod: ReviewObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"volumes": [{"name": "v"}], "hostNetwork": true, "serviceAccountName": "web",
+                "nodeName": "n1", "someFutureField": {"a": 1},
+                "containers": [{"name": "app", "image": "i", "env": [{"name": "X"}],
+                    "ports": [{"containerPort": 80}], "securityContext": {"runAsUser": 1337}}],
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"]}]}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod.0.data["spec"],
+            json!({"hostNetwork": true, "serviceAccountName": "web",
+                "containers": [{"name": "app", "image": "i", "ports": [{"containerPort": 80}],
+                    "securityContext": {"runAsUser": 1337}}],
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}]})
+        );
+        // Templates of controllers (CronJob's one level deeper) too; other kinds are kept whole.
+        let cron: ReviewObject = serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"tolerations": [], "containers": [{"name": "c", "resources": {}}]}}}}}
+        }))
+        .expect("cronjob");
+        assert_eq!(
+            cron.0.data["spec"],
+            json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}}}})
+        );
+        let svc: ReviewObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"volumes": 1, "ports": [{"port": 80}]}
+        }))
+        .expect("service");
+        assert_eq!(
+            svc.0.data["spec"],
+            json!({"volumes": 1, "ports": [{"port": 80}]})
+        );
+        // A spec of the wrong type is kept as it is.
+        let odd: ReviewObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": "nope"
+        }))
+        .expect("pod");
+        assert_eq!(odd.0.data["spec"], json!("nope"));
+    }
 
     #[test]
     fn kind_facts_cover_every_kind_once() {
@@ -575,6 +853,7 @@ mod tests {
         let o: ReviewObject = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "namespace": "n", "labels": {"app": "a"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"},
                          "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
             "spec": {"serviceAccountName": "default"},
             "status": {"phase": "Pending"}
@@ -583,6 +862,11 @@ mod tests {
         assert_eq!(o.0.metadata.name.as_deref(), Some("p"));
         assert_eq!(labels_of(&o.0).get("app").map(String::as_str), Some("a"));
         assert!(o.0.metadata.managed_fields.is_none());
+        assert_eq!(
+            o.0.metadata.annotations,
+            Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
+            "last-applied-configuration is not kept"
+        );
         assert_eq!(o.0.data, json!({"spec": {"serviceAccountName": "default"}}));
         assert_eq!(o.0.types.as_ref().map(|t| t.kind.as_str()), Some("Pod"));
         assert!(serde_json::from_value::<ReviewObject>(json!([1])).is_err());

@@ -6,15 +6,18 @@ use crate::config::Policy;
 use crate::context::{ClusterSource, NoCluster};
 use crate::engine::{Engine, EngineHandle};
 use crate::http::{self, AppState};
+use crate::lease::{Leadership, LeaseConfig, LeaseTiming};
 use crate::listener::{self, Limits, Shutdown};
 use crate::logging::LogFormat;
+use crate::mesh::MeshContext;
 use crate::metrics::Metrics;
+use crate::report_writer::ReportsSetting;
 use crate::tls::{self, CertSource, CertStore};
 use base64::Engine as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -55,10 +58,19 @@ pub struct ServeConfig {
     pub no_cluster: bool,
     /// Period of the background audit; zero turns it off.
     pub audit_interval: Duration,
+    /// The namespace Istio is installed in, where its ConfigMaps are watched; `None`: istio-system
+    /// (and the mesh context may infer another one from the injector webhooks).
+    pub istio_namespace: Option<String>,
+    /// Which reports the periodic audit writes.
+    pub reports: ReportsSetting,
+    /// Run the periodic audit only while holding the audit Lease (several replicas); false:
+    /// always (one replica).
+    pub leader_elect: bool,
+    pub lease_timing: LeaseTiming,
 }
 
 pub fn run(args: ServeConfig) -> i32 {
-    crate::logging::init(args.log_format, &args.log_level);
+    let _logging = crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,6 +134,8 @@ pub struct Started {
     stop: watch::Sender<bool>,
     tls_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    /// The audit Lease loop: releases the Lease once the listeners have stopped.
+    lease_task: Option<JoinHandle<()>>,
 }
 
 impl Started {
@@ -141,12 +155,18 @@ impl Started {
         let _ = self.tls_task.await;
         self.state.listening.store(false, Ordering::Release);
         let _ = self.admin_task.await;
+        if let Some(t) = self.lease_task {
+            let _ = t.await;
+        }
     }
 }
 
 /// Load everything, bind both listeners and start serving. Every configuration error surfaces
 /// here, before a listener opens. Tests use this to run exactly what the binary runs.
 pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
+    if args.leader_elect {
+        args.lease_timing.validate().map_err(anyhow::Error::msg)?;
+    }
     let policy = load_policy(args)?;
     let metrics = Metrics::new()?;
     let store = CertStore::new(cert_source(args)?, Some(metrics.clone()))?;
@@ -158,24 +178,92 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         None => None,
     };
     let tls_config = tls::server_config(store.clone(), client_ca.as_deref())?;
-    let engine = Engine::new(policy, args.own_namespace.as_deref());
-    tracing::info!(mode = ?engine.policy().mode, exempt = ?engine.exempt_namespaces(), "policy loaded");
-    // One engine for the webhook and the periodic audit; a policy reload swaps it for both.
-    let engine = EngineHandle::new(engine);
+    // One engine for the webhook and the periodic audit, rebuilt from its two inputs (the policy
+    // and the mesh as installed) when either changes, and swapped for both.
+    let inputs = Arc::new(Inputs::new(
+        policy,
+        Arc::new(MeshContext::default()),
+        args.own_namespace.clone(),
+    ));
+    let engine = inputs.handle.clone();
+    {
+        let e = engine.current();
+        tracing::info!(mode = ?e.policy().mode, exempt = ?e.exempt_namespaces(), "policy loaded");
+    }
 
     let client = match args.no_cluster {
         true => None,
         false => crate::cluster::connect(args.kubeconfig.as_deref()).await?,
     };
     let cluster: Arc<dyn ClusterSource> = match client.clone() {
-        Some(client) => crate::cluster::KubeCluster::start(client, Some(metrics.clone())),
+        Some(client) => {
+            let caches = crate::cluster::KubeCluster::start(client.clone(), Some(metrics.clone()));
+            let namespace = args
+                .istio_namespace
+                .clone()
+                .unwrap_or_else(|| crate::mesh_watch::DEFAULT_ISTIO_NAMESPACE.to_owned());
+            let sink = inputs.clone();
+            let watch = crate::mesh_watch::spawn(
+                client,
+                namespace,
+                args.istio_namespace.is_some(),
+                Some(metrics.clone()),
+                move |snapshot| sink.set_mesh(snapshot),
+            );
+            Arc::new(crate::mesh_watch::ReadyWithMesh {
+                inner: caches,
+                watch,
+            })
+        }
         None => {
             tracing::info!("no cluster connection: namespace labels and ServiceAccounts are unknown; onLookupFailure decides for rules that need them");
+            inputs.log_mesh(&[]);
             Arc::new(NoCluster)
         }
     };
 
-    crate::audit::spawn_periodic(client, engine.clone(), metrics.clone(), args.audit_interval);
+    let (stop, shutdown) = Shutdown::new();
+    // One writer among replicas: the periodic audit (and its reports) runs on the Lease holder.
+    let mut lease_task = None;
+    let leadership = match (&client, args.leader_elect && !args.audit_interval.is_zero()) {
+        (Some(client), true) => {
+            let leadership = Leadership::new();
+            let config = LeaseConfig {
+                namespace: args
+                    .own_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                name: crate::lease::LEASE_NAME.to_owned(),
+                identity: crate::lease::default_identity(),
+                timing: args.lease_timing,
+            };
+            lease_task = Some(tokio::spawn(crate::lease::run(
+                client.clone(),
+                config,
+                leadership.clone(),
+                Some(metrics.clone()),
+                stop.subscribe(),
+            )));
+            Some(leadership)
+        }
+        _ => {
+            if client.is_some() && !args.audit_interval.is_zero() {
+                metrics.leader.set(1);
+                tracing::info!("--leader-elect=false: this replica runs the periodic audit without a Lease; run only one such replica");
+            }
+            None
+        }
+    };
+    crate::audit::spawn_periodic(
+        client,
+        engine.clone(),
+        metrics.clone(),
+        crate::audit::Periodic {
+            interval: args.audit_interval,
+            reports: args.reports,
+            leadership,
+        },
+    );
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
     let limits = Arc::new(args.limits.clone());
@@ -189,15 +277,14 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     let admin_listener = listener::bind(args.admin_listen, "admin (HTTP)").await?;
     let addr = tls_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let (stop, shutdown) = Shutdown::new();
 
     tokio::spawn(store.clone().watch(args.tls_reload_interval));
     if let Some(path) = args.config.clone() {
         tokio::spawn(watch_config(
             path,
-            args.own_namespace.clone(),
             args.config_reload_interval,
-            state.admission.clone(),
+            inputs.clone(),
+            state.admission.metrics.clone(),
         ));
     }
     let admin_task = tokio::spawn(http::serve_admin(
@@ -221,6 +308,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         stop,
         tls_task,
         admin_task,
+        lease_task,
     })
 }
 
@@ -242,12 +330,108 @@ async fn serve(args: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Poll the policy file; swap in a new engine when its content changed and is valid.
+/// The engine's two inputs, and the handle every evaluator reads. A new policy or a new mesh
+/// snapshot rebuilds the engine from both and swaps it in; the mesh context is logged whenever its
+/// effective values change (policy overrides included).
+struct Inputs {
+    handle: EngineHandle,
+    own_namespace: Option<String>,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    policy: Policy,
+    mesh: Arc<MeshContext>,
+    /// Kinds of mesh objects that could not be read.
+    notes: Vec<String>,
+    /// What was last logged of the mesh context.
+    logged: Option<String>,
+}
+
+impl Inputs {
+    fn new(policy: Policy, mesh: Arc<MeshContext>, own_namespace: Option<String>) -> Inputs {
+        let engine = Engine::new(policy.clone(), mesh.clone(), own_namespace.as_deref());
+        Inputs {
+            handle: EngineHandle::new(engine),
+            own_namespace,
+            current: Mutex::new(Current {
+                policy,
+                mesh,
+                notes: Vec::new(),
+                logged: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reloaded policy.
+    fn set_policy(&self, policy: Policy) {
+        let mut c = self.lock();
+        c.policy = policy;
+        self.rebuild(&mut c);
+    }
+
+    /// A new snapshot of the mesh objects (the mesh watch).
+    fn set_mesh(&self, snapshot: crate::mesh_watch::Snapshot) {
+        let mesh = Arc::new(snapshot.builder.build());
+        let mut c = self.lock();
+        c.mesh = mesh;
+        c.notes = snapshot.notes;
+        self.rebuild(&mut c);
+    }
+
+    fn rebuild(&self, c: &mut Current) {
+        let engine = Engine::new(
+            c.policy.clone(),
+            c.mesh.clone(),
+            self.own_namespace.as_deref(),
+        );
+        let mesh = engine.mesh().clone();
+        self.handle.replace(engine);
+        let notes = c.notes.clone();
+        Self::log_if_changed(c, &mesh, &notes);
+    }
+
+    /// Log the mesh context in force now (at start without a cluster).
+    fn log_mesh(&self, notes: &[String]) {
+        let mut c = self.lock();
+        let mesh = self.handle.current().mesh().clone();
+        Self::log_if_changed(&mut c, &mesh, notes);
+    }
+
+    fn log_if_changed(c: &mut Current, mesh: &MeshContext, notes: &[String]) {
+        let mut text = mesh.to_string();
+        for n in notes {
+            text.push_str(&format!("\nnote: {n}"));
+        }
+        if c.logged.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let sourced = |v: &str, o: &crate::mesh::Origin| format!("{v} ({o})");
+        let aliases = mesh.trust_domain_aliases();
+        tracing::info!(
+            root_namespace = %sourced(&mesh.root_namespace().value, &mesh.root_namespace().origin),
+            trust_domain = %sourced(&mesh.trust_domain().value, &mesh.trust_domain().origin),
+            trust_domain_aliases = %sourced(&aliases.value.join(","), &aliases.origin),
+            enable_auto_mtls = %sourced(&mesh.enable_auto_mtls().value.to_string(), &mesh.enable_auto_mtls().origin),
+            istio_namespace = %sourced(&mesh.istio_namespace().value, &mesh.istio_namespace().origin),
+            assumed_default_injector = mesh.assumed_default_injector(),
+            summary = %text.replace('\n', "; "),
+            "mesh context"
+        );
+        c.logged = Some(text);
+    }
+}
+
+/// Poll the policy file; rebuild the engine when its content changed and is valid.
 async fn watch_config(
     path: std::path::PathBuf,
-    own_namespace: Option<String>,
     interval: std::time::Duration,
-    admission: Arc<Admission>,
+    inputs: Arc<Inputs>,
+    metrics: Metrics,
 ) {
     let mut last = std::fs::read(&path).unwrap_or_default();
     let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(50)));
@@ -265,22 +449,12 @@ async fn watch_config(
         let text = String::from_utf8_lossy(&content);
         match crate::catalogue::policy_from_yaml(&text, &path.display().to_string()) {
             Ok(policy) => {
-                admission
-                    .engine
-                    .replace(Engine::new(policy, own_namespace.as_deref()));
-                admission
-                    .metrics
-                    .config_reloads
-                    .with_label_values(&["success"])
-                    .inc();
+                inputs.set_policy(policy);
+                metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(path = %path.display(), "policy reloaded");
             }
             Err(e) => {
-                admission
-                    .metrics
-                    .config_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
+                metrics.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(error = %e, "new policy rejected; keeping the current one");
             }
         }

@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use meshguard::admission::{self, Admission, Webhook};
 use meshguard::config::Policy;
-use meshguard::context::{NoCluster};
-use meshguard::inventory::Inventory;
+use meshguard::context::NoCluster;
 use meshguard::engine::Engine;
+use meshguard::inventory::Inventory;
 use meshguard::metrics::Metrics;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -29,7 +29,11 @@ fn fixture() -> &'static Fixture {
             .expect("runtime");
         let metrics = Metrics::new().expect("metrics");
         let admission = Admission::new(
-            meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), Some("meshguard"))),
+            meshguard::engine::EngineHandle::new(Engine::new(
+                Policy::builtin(),
+                Default::default(),
+                Some("meshguard"),
+            )),
             metrics,
             Arc::new(NoCluster),
         );
@@ -42,7 +46,7 @@ fn fixture() -> &'static Fixture {
         Fixture {
             rt,
             admission,
-            engine: Engine::new(Policy::builtin(), Some("meshguard")),
+            engine: Engine::new(Policy::builtin(), Default::default(), Some("meshguard")),
             cluster,
         }
     })

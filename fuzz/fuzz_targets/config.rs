@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(policy) = Policy::from_yaml(text, "fuzz") else {
         return;
     };
-    let engine = Engine::new(policy, Some("meshguard"));
+    let engine = Engine::new(policy, Default::default(), Some("meshguard"));
     let review = admission::decode_review(REVIEW).expect("fixture decodes");
     if let Some(req) = review.request.as_ref() {
         if let Some(r) = admission::recognise(req) {

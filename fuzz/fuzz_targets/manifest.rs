@@ -7,9 +7,9 @@ use kube::core::admission::Operation;
 use kube::core::DynamicObject;
 use libfuzzer_sys::fuzz_target;
 use meshguard::config::Policy;
-use meshguard::context::{NoCluster};
-use meshguard::inventory::Inventory;
+use meshguard::context::NoCluster;
 use meshguard::engine::Engine;
+use meshguard::inventory::Inventory;
 use meshguard::resource::{Kind, Review};
 use std::sync::OnceLock;
 
@@ -19,7 +19,10 @@ fn engine() -> &'static (Engine, Inventory) {
         let cluster = Inventory::complete(Vec::new())
             .with_namespace("prod", &[("istio-injection", "enabled")])
             .with_service_account("prod", "web");
-        (Engine::new(Policy::builtin(), None), cluster)
+        (
+            Engine::new(Policy::builtin(), Default::default(), None),
+            cluster,
+        )
     })
 }
 

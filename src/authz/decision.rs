@@ -46,12 +46,9 @@ pub struct Mesh {
 }
 
 impl Mesh {
+    /// The policy file's mesh values over Istio's defaults (no mesh object visible).
     pub fn from_policy(p: &crate::config::Policy) -> Mesh {
-        Mesh {
-            root_namespace: p.root_namespace.clone(),
-            trust_domain: p.trust_domain.clone(),
-            trust_domain_aliases: p.trust_domain_aliases.clone(),
-        }
+        Mesh::from_context(&crate::mesh::MeshContext::default().with_overrides(&p.mesh_overrides()))
     }
 
     /// The mesh as installed (MeshConfig, with meshguard's overrides applied).

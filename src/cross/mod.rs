@@ -54,6 +54,8 @@ registry! {
     ap_unknown_principal,
     selector_matches_nothing,
     dr_disable_vs_mtls,
+    wl_proxy_outdated,
+    injector_overlap,
 }
 
 /// Look a check up by id.
@@ -75,7 +77,7 @@ pub struct CrossContext<'a> {
 
 impl<'a> CrossContext<'a> {
     pub fn new(engine: &'a Engine, inventory: &'a Inventory) -> CrossContext<'a> {
-        let root = engine.policy().root_namespace.as_str();
+        let root = engine.mesh().root_namespace().value.as_str();
         let peer_index = PolicyIndex::new(
             root,
             inventory
@@ -155,9 +157,11 @@ impl<'a> CrossContext<'a> {
         match self.inventory.namespace(ns) {
             Some(o) => o.subject(),
             None => Subject {
+                api_version: "v1".into(),
                 kind: "Namespace".into(),
                 namespace: ns.to_owned(),
                 name: ns.to_owned(),
+                uid: String::new(),
                 file: None,
                 line: None,
             },
@@ -262,13 +266,30 @@ pub(crate) mod testing {
         objects: Vec<serde_json::Value>,
         policy: Policy,
     ) -> Vec<(String, String, String)> {
+        findings_in(
+            check,
+            complete,
+            objects,
+            policy,
+            crate::mesh::MeshContext::default(),
+        )
+    }
+
+    /// Run one check with a mesh context (the policy's overrides go over it).
+    pub fn findings_in(
+        check: &CrossCheck,
+        complete: bool,
+        objects: Vec<serde_json::Value>,
+        policy: Policy,
+        mesh: crate::mesh::MeshContext,
+    ) -> Vec<(String, String, String)> {
         let objects = objects.into_iter().map(object).collect();
         let inventory = if complete {
             Inventory::complete(objects)
         } else {
             Inventory::partial(objects)
         };
-        let engine = Engine::new(policy, None);
+        let engine = Engine::new(policy, std::sync::Arc::new(mesh), None);
         let cx = CrossContext::new(&engine, &inventory);
         let mut out = Vec::new();
         (check.run)(&cx, &mut out);
@@ -362,6 +383,7 @@ mod tests {
             let inventory = Inventory::complete(objects().into_iter().map(object).collect());
             let engine = Engine::new(
                 crate::catalogue::policy_from_yaml(policy, "t").expect("policy"),
+                Default::default(),
                 None,
             );
             let cx = CrossContext::new(&engine, &inventory);

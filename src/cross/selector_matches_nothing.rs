@@ -4,6 +4,11 @@
 //! namespace; a root-namespace PeerAuthentication selector is ignored by Istio
 //! (`pa-root-namespace-selector` reports that). On a partial inventory only namespaces whose
 //! workloads the input shows are judged.
+//!
+//! A namespace-wide policy (no selector, outside the root namespace) in a namespace without any
+//! workload applies to nothing either; that is judged only on a complete inventory (`audit`,
+//! `check --complete`), as Istio's `analyzeNoMatchingWorkloads` does for AuthorizationPolicies
+//! (istio/istio `pkg/config/analysis/analyzers/authz/authorizationpolicies.go`, IST0127).
 
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
@@ -13,7 +18,7 @@ use crate::resource::{spec_of, Kind};
 pub static CHECK: CrossCheck = CrossCheck {
     id: "selector-matches-nothing",
     default_action: Action::Warn,
-    summary: "a PeerAuthentication, AuthorizationPolicy or RequestAuthentication selector matching no workload",
+    summary: "a PeerAuthentication, AuthorizationPolicy or RequestAuthentication whose selector matches no workload, or a namespace-wide one in a namespace without workloads (complete input)",
     example_fix: "set spec.selector.matchLabels to the pod labels of the workload the policy is for",
     run,
 };
@@ -29,10 +34,25 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     .flat_map(|k| inv.of_kind(k));
     for o in policies {
         let sel = WorkloadSelector::of(spec_of(&o.object));
+        let ns = o.namespace();
         if sel.is_empty() {
+            let targeted = o.kind != Kind::PeerAuthentication
+                && crate::istio::AuthorizationPolicy::of(spec_of(&o.object)).is_targeted();
+            if inv.is_complete() && ns != cx.root && !targeted && inv.workloads_in(ns).is_empty() {
+                out.push((
+                    o.subject(),
+                    Violation::new(
+                        "metadata.namespace",
+                        format!(
+                            "this namespace-wide {} applies to the workloads of namespace \"{ns}\", and there are none, so it has no effect",
+                            o.kind
+                        ),
+                        "deploy the workloads it is for, or delete it (a baseline kept for workloads still to come can be exempted from selector-matches-nothing for this namespace)",
+                    ),
+                ));
+            }
             continue;
         }
-        let ns = o.namespace();
         let global = o.kind != Kind::PeerAuthentication;
         if !global && ns == cx.root {
             continue; // ignored by Istio; pa-root-namespace-selector reports it
@@ -106,6 +126,42 @@ mod tests {
             vec![selecting("PeerAuthentication", "empty", "web")],
         );
         assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn namespace_wide_policies_in_empty_namespaces_on_a_complete_inventory() {
+        let objects = || {
+            vec![
+                namespace("prod", json!({})),
+                namespace("empty", json!({})),
+                deployment("prod", "web", json!({"app": "web"}), &[]),
+                istio("AuthorizationPolicy", "empty", "deny-all", json!({})),
+                istio("PeerAuthentication", "empty", "strict", json!({"mtls": {"mode": "STRICT"}})),
+                istio("AuthorizationPolicy", "prod", "deny-all", json!({})),
+                istio("AuthorizationPolicy", "istio-system", "mesh-deny", json!({})),
+                istio(
+                    "AuthorizationPolicy",
+                    "empty",
+                    "gateway",
+                    json!({"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]}),
+                ),
+            ]
+        };
+        let found = findings(&CHECK, true, objects());
+        let who: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            who,
+            [
+                "PeerAuthentication empty/strict",
+                "AuthorizationPolicy empty/deny-all"
+            ],
+            "{found:?}"
+        );
+        assert!(found[1]
+            .2
+            .contains("namespace-wide AuthorizationPolicy applies to the workloads of namespace \"empty\", and there are none"));
+        // The manifests alone do not show every workload: quiet.
+        assert!(findings(&CHECK, false, objects()).is_empty());
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct MeshContext {
     trust_domain: Sourced<String>,
     trust_domain_aliases: Sourced<Vec<String>>,
     enable_auto_mtls: Sourced<bool>,
+    /// The mesh's own values, before meshguard's policy overrides.
+    mesh_values: MeshValues,
+    /// The overrides applied.
+    overrides: MeshOverrides,
     mesh_configs: BTreeMap<String, (Origin, MeshConfig)>,
     /// Injector configurations seen: (name, revision, tag).
     configurations: Vec<(String, String, Option<String>)>,
@@ -57,6 +61,40 @@ pub struct MeshContext {
     overlaps: Vec<ConfigurationOverlap>,
     errors: Vec<MeshError>,
     notes: Vec<String>,
+}
+
+/// The four MeshConfig values verdicts use, each with its origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MeshValues {
+    root_namespace: Sourced<String>,
+    trust_domain: Sourced<String>,
+    trust_domain_aliases: Sourced<Vec<String>>,
+    enable_auto_mtls: Sourced<bool>,
+}
+
+impl MeshValues {
+    /// These values with meshguard's policy over them: every value the policy sets wins.
+    fn overridden(&self, o: &MeshOverrides) -> MeshValues {
+        let policy = |v| Sourced::new(v, Origin::Policy);
+        MeshValues {
+            root_namespace: o
+                .root_namespace
+                .clone()
+                .map_or_else(|| self.root_namespace.clone(), policy),
+            trust_domain: o
+                .trust_domain
+                .clone()
+                .map_or_else(|| self.trust_domain.clone(), policy),
+            trust_domain_aliases: o.trust_domain_aliases.clone().map_or_else(
+                || self.trust_domain_aliases.clone(),
+                |v| Sourced::new(v, Origin::Policy),
+            ),
+            enable_auto_mtls: o.enable_auto_mtls.map_or_else(
+                || self.enable_auto_mtls.clone(),
+                |v| Sourced::new(v, Origin::Policy),
+            ),
+        }
+    }
 }
 
 impl Default for MeshContext {
@@ -80,7 +118,7 @@ pub struct ConfigurationOverlap {
 /// Collects mesh objects, then [`MeshContextBuilder::build`]s the context.
 #[derive(Clone, Debug, Default)]
 pub struct MeshContextBuilder {
-    istio_namespace: Option<String>,
+    istio_namespace: Option<Sourced<String>>,
     overrides: MeshOverrides,
     mesh_file: Option<(String, Result<MeshConfig, MeshError>)>,
     mesh_maps: Vec<ConfigMap>,
@@ -90,9 +128,25 @@ pub struct MeshContextBuilder {
 }
 
 impl MeshContextBuilder {
-    /// The namespace Istio is installed in (where its ConfigMaps are read).
+    /// The namespace Istio is installed in (where its ConfigMaps are read), as meshguard's
+    /// configuration says.
     pub fn istio_namespace(&mut self, namespace: impl Into<String>) -> &mut Self {
-        self.istio_namespace = Some(namespace.into());
+        self.istio_namespace = Some(Sourced::new(namespace.into(), Origin::Policy));
+        self
+    }
+
+    /// The Istio namespace, given by a command-line flag (`--istio-namespace`).
+    pub fn istio_namespace_from_flag(
+        &mut self,
+        namespace: impl Into<String>,
+        flag: &str,
+    ) -> &mut Self {
+        self.istio_namespace = Some(Sourced::new(
+            namespace.into(),
+            Origin::Flag {
+                name: flag.to_owned(),
+            },
+        ));
         self
     }
 
@@ -210,7 +264,7 @@ impl MeshContextBuilder {
         let mut configurations = self.configurations.clone();
         configurations.sort_by(|a, b| a.1.cmp(&b.1));
         let istio_namespace = match &self.istio_namespace {
-            Some(ns) => Sourced::new(ns.clone(), Origin::Policy),
+            Some(ns) => ns.clone(),
             None => configurations
                 .iter()
                 .find_map(|(_, name, whs)| {
@@ -303,36 +357,39 @@ impl MeshContextBuilder {
             }
         }
 
-        let o = &self.overrides;
-        let root_namespace = match (&o.root_namespace, &primary) {
-            (Some(v), _) => Sourced::new(v.clone(), Origin::Policy),
-            (None, Some((origin, m))) => match &m.root_namespace {
+        // The mesh's own values (no overrides), then meshguard's policy over them.
+        let root_namespace = match &primary {
+            Some((origin, m)) => match &m.root_namespace {
                 Some(v) => Sourced::new(v.clone(), origin.clone()),
                 None => Sourced::new(m.effective_root_namespace().to_owned(), Origin::Default),
             },
-            (None, None) => Sourced::new(istio_namespace.value.clone(), Origin::Default),
+            None => Sourced::new(istio_namespace.value.clone(), Origin::Default),
         };
-        let trust_domain = match (&o.trust_domain, &primary) {
-            (Some(v), _) => Sourced::new(v.clone(), Origin::Policy),
-            (None, Some((origin, m))) if m.trust_domain.is_some() => {
+        let trust_domain = match &primary {
+            Some((origin, m)) if m.trust_domain.is_some() => {
                 Sourced::new(m.effective_trust_domain().to_owned(), origin.clone())
             }
             _ => Sourced::new(DEFAULT_TRUST_DOMAIN.to_owned(), Origin::Default),
         };
-        let trust_domain_aliases = match (&o.trust_domain_aliases, &primary) {
-            (Some(v), _) => Sourced::new(v.clone(), Origin::Policy),
-            (None, Some((origin, m))) if !m.trust_domain_aliases.is_empty() => {
+        let trust_domain_aliases = match &primary {
+            Some((origin, m)) if !m.trust_domain_aliases.is_empty() => {
                 Sourced::new(m.trust_domain_aliases.clone(), origin.clone())
             }
             _ => Sourced::new(Vec::new(), Origin::Default),
         };
-        let enable_auto_mtls = match (o.enable_auto_mtls, &primary) {
-            (Some(v), _) => Sourced::new(v, Origin::Policy),
-            (None, Some((origin, m))) if m.enable_auto_mtls.is_some() => {
+        let enable_auto_mtls = match &primary {
+            Some((origin, m)) if m.enable_auto_mtls.is_some() => {
                 Sourced::new(m.effective_enable_auto_mtls(), origin.clone())
             }
             _ => Sourced::new(true, Origin::Default),
         };
+        let mesh_values = MeshValues {
+            root_namespace,
+            trust_domain,
+            trust_domain_aliases,
+            enable_auto_mtls,
+        };
+        let effective = mesh_values.overridden(&self.overrides);
         let primary_image_type = primary
             .as_ref()
             .and_then(|(_, m)| m.proxy_image_type.clone());
@@ -397,10 +454,12 @@ impl MeshContextBuilder {
         notes.dedup();
         MeshContext {
             istio_namespace,
-            root_namespace,
-            trust_domain,
-            trust_domain_aliases,
-            enable_auto_mtls,
+            root_namespace: effective.root_namespace,
+            trust_domain: effective.trust_domain,
+            trust_domain_aliases: effective.trust_domain_aliases,
+            enable_auto_mtls: effective.enable_auto_mtls,
+            mesh_values,
+            overrides: self.overrides.clone(),
             mesh_configs,
             configurations: configurations
                 .iter()
@@ -426,7 +485,7 @@ fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, Strin
 }
 
 /// `istio` or `istio-<rev>` holding key `mesh`.
-fn is_mesh_config_map(cm: &ConfigMap) -> bool {
+pub(crate) fn is_mesh_config_map(cm: &ConfigMap) -> bool {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     let named =
         name == MESH_CONFIG_MAP || name.strip_prefix("istio-").is_some_and(|r| !r.is_empty());
@@ -532,6 +591,26 @@ impl MeshContext {
     /// A builder.
     pub fn builder() -> MeshContextBuilder {
         MeshContextBuilder::default()
+    }
+
+    /// This context with other policy overrides (a policy reload): the mesh's own values stay,
+    /// meshguard's policy goes over them again. Cheap next to a rebuild, and used only when the
+    /// policy changes.
+    pub fn with_overrides(&self, overrides: &MeshOverrides) -> MeshContext {
+        let v = self.mesh_values.overridden(overrides);
+        MeshContext {
+            root_namespace: v.root_namespace,
+            trust_domain: v.trust_domain,
+            trust_domain_aliases: v.trust_domain_aliases,
+            enable_auto_mtls: v.enable_auto_mtls,
+            overrides: overrides.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The policy overrides this context was built with.
+    pub fn overrides(&self) -> &MeshOverrides {
+        &self.overrides
     }
 
     /// The context of a list of objects (manifests or a cluster listing), unrelated objects

@@ -25,6 +25,8 @@ pub mod decision;
 pub mod injector;
 pub mod mesh_config;
 pub mod selector;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
 pub use decision::{InjectionDecision, PodSetting, SettingSource, Why};
@@ -42,8 +44,10 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Origin {
-    /// meshguard's own configuration (policy file or flag), which wins over the mesh.
+    /// meshguard's own policy file, which wins over the mesh.
     Policy,
+    /// A meshguard command-line flag (e.g. `--istio-namespace`).
+    Flag { name: String },
     /// A ConfigMap in the cluster or in the input.
     ConfigMap { namespace: String, name: String },
     /// A file given to meshguard (`check --mesh-config`).
@@ -58,6 +62,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Policy => f.write_str("meshguard policy"),
+            Origin::Flag { name } => write!(f, "flag {name}"),
             Origin::ConfigMap { namespace, name } if namespace.is_empty() => {
                 write!(f, "ConfigMap {name}")
             }

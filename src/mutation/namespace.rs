@@ -1,6 +1,8 @@
 //! `namespace-injection-label`: a non-exempt namespace that carries no injection mode at all
 //! gets `istio-injection: enabled` (or `istio.io/rev: <rev>` when `injectionRevision` is
-//! configured), on CREATE and UPDATE. Never on a namespace that already says something:
+//! configured), on CREATE and UPDATE. When the mesh's injectors are visible and none serves that
+//! label (a revision-only install without a `default` tag), a label one serves instead: a revision
+//! tag, else a revision. Never on a namespace that already says something:
 //! an explicit `istio-injection=disabled` is denied by `ns-injection-disabled` instead, and an
 //! existing `istio.io/rev` or ambient label is left as it is. An UPDATE that *removes* the
 //! injection label is not silently undone either: `ns-injection-missing` refuses it with a
@@ -8,14 +10,14 @@
 
 use super::{add, Mutation};
 use crate::resource::{labels_of, Kind};
-use crate::rules::namespace::{injection, wanted_label, Injection};
+use crate::rules::namespace::{injection, suggested_label_for, Injection};
 use kube::core::admission::Operation;
 use serde_json::{json, Value};
 
 pub static INJECTION_LABEL: Mutation = Mutation {
     id: "namespace-injection-label",
     kinds: &[Kind::Namespace],
-    summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>) to namespaces without an injection label",
+    summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>; with injectors visible, a label one of them serves) to namespaces without an injection label",
     needs: &[],
     apply: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
@@ -29,12 +31,12 @@ pub static INJECTION_LABEL: Mutation = Mutation {
         if removed {
             return;
         }
-        let (key, value) = wanted_label(ctx.policy);
+        let (key, value) = suggested_label_for(ctx, review.namespace, Some(labels_of(obj)));
         match &obj.metadata.labels {
             Some(_) => out.push(add(["metadata", "labels", key], json!(value))),
             None => {
                 let mut labels = serde_json::Map::new();
-                labels.insert(key.to_owned(), Value::String(value.to_owned()));
+                labels.insert(key.to_owned(), Value::String(value));
                 out.push(add(["metadata", "labels"], Value::Object(labels)));
             }
         }
@@ -79,6 +81,7 @@ mod tests {
         };
         let ctx = Ctx {
             policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster: &NoCluster,
             cache: &crate::rules::ReviewCache::default(),
         };
@@ -126,6 +129,35 @@ mod tests {
                 assert!(mutate(op.clone(), &patched).is_empty(), "idempotent");
             }
         }
+    }
+
+    #[test]
+    fn labels_the_namespace_for_an_injector_that_exists() {
+        use crate::mesh::testing::{enabled_injector, mesh_of, revision_mwc, tag_mwc};
+        // A revision-only install: nobody serves istio-injection=enabled, the tag does.
+        let mesh = mesh_of(
+            &[
+                revision_mwc("canary", false),
+                tag_mwc("prod-stable", "canary", false),
+            ],
+            &[enabled_injector("canary", "1.27.1")],
+        );
+        let o = ns(Some(json!({"team": "a"})));
+        let review = Review::create(Kind::Namespace, "v1", "prod", "prod", &o);
+        let ctx = Ctx {
+            policy: &Policy::default(),
+            mesh: &mesh,
+            cluster: &NoCluster,
+            cache: &crate::rules::ReviewCache::default(),
+        };
+        let mut ops = Vec::new();
+        (INJECTION_LABEL.apply)(&review, &ctx, &mut ops);
+        let patched = apply(&o, ops);
+        assert_eq!(
+            labels_of(&patched).get("istio.io/rev").map(String::as_str),
+            Some("prod-stable")
+        );
+        assert!(!labels_of(&patched).contains_key("istio-injection"));
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod tests {
         let policy = Policy::default();
         let ctx = Ctx {
             policy: &policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster: &NoCluster,
             cache: &crate::rules::ReviewCache::default(),
         };

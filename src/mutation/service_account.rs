@@ -72,6 +72,7 @@ mod tests {
         let policy = Policy::default();
         let ctx = Ctx {
             policy: &policy,
+            mesh: &crate::mesh::MeshContext::default(),
             cluster,
             cache: &crate::rules::ReviewCache::default(),
         };

@@ -40,6 +40,10 @@ pub struct ReportArgs {
     /// Kubeconfig context for --cluster.
     #[arg(long, requires = "cluster")]
     pub context: Option<String>,
+    /// Namespace of the Istio control plane (its ConfigMaps); by default read from the
+    /// injector webhooks, else `istio-system`.
+    #[arg(long)]
+    pub istio_namespace: Option<String>,
     /// Write the page to this file.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
@@ -78,22 +82,33 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
         None => (Policy::builtin(), "built-in policy".to_owned()),
     };
     if args.cluster {
-        let engine = Engine::new(policy, args.own_namespace.as_deref());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let collected = runtime
+        let (collected, mesh) = runtime
             .block_on(async {
                 let client =
-                    crate::audit::client(args.kubeconfig.as_ref(), args.context.as_deref())
-                        .await?;
-                crate::audit::collect(&client, 500, None).await
+                    crate::audit::client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
+                let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
+                    .await
+                    .map_err(|source| crate::audit::AuditError::List {
+                        what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
+                        source,
+                    })?;
+                let mut collected = crate::audit::collect(&client, 500, None).await?;
+                collected.notes.extend(mesh.notes);
+                Ok::<_, crate::audit::AuditError>((collected, mesh.builder))
             })
             .map_err(|e| e.to_string())?;
+        // The mesh as installed is an input of every verdict, as in `audit`.
+        let engine = Engine::new(
+            policy,
+            std::sync::Arc::new(mesh.build()),
+            args.own_namespace.as_deref(),
+        );
         let inventory = Inventory::complete(collected.objects);
-        let report =
-            crate::audit::evaluate_inventory(&engine, &inventory, collected.notes, false);
+        let report = crate::audit::evaluate_inventory(&engine, &inventory, collected.notes, false);
         let input = format!(
             "live cluster ({}), as `meshguard audit`",
             match (&args.context, &args.kubeconfig) {
@@ -110,16 +125,14 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             policy_source,
         })
     } else {
-        let engine = Engine::new(policy, None);
         let mut loaded = crate::manifest::load_from(&args.paths, &mut std::io::stdin())
             .map_err(|e| e.to_string())?;
         let prepared = crate::check::prepare(&mut loaded, &args.namespace, false, args.complete);
+        // The mesh objects of the input (MeshConfig, injector webhooks), as in `check`.
+        let mesh = crate::check::mesh_context(&prepared, None, args.istio_namespace.as_deref());
+        let engine = Engine::new(policy, std::sync::Arc::new(mesh), None);
         let report = crate::check::check_loaded(&engine, &prepared, false);
-        let paths: Vec<String> = args
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         let input = format!(
             "manifests {}{}, as `meshguard check`",
             paths.join(" "),

@@ -4,7 +4,7 @@
 //! to, and the reachability matrices ([`super::reach`]).
 //!
 //! Nothing is decided here that another module decides: the data plane is
-//! [`crate::rules::workload::dataplane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
+//! [`crate::rules::workload::workload_dataplane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
 //! table, default deny is [`crate::cross::ap_no_default_deny`]'s allow-nothing policies plus
 //! the simulator's ALLOW policies for the workload, and the findings are the run's
 //! [`Report`], exactly what `check` or `audit` print. Pure: no I/O.
@@ -24,9 +24,9 @@ use crate::mtls::Decider;
 use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
-use crate::rules::namespace::{injection, Injection};
+use crate::rules::namespace::{injection, is_ambient, Injection};
 use crate::rules::service::{port_protocol, PortProtocol};
-use crate::rules::workload::{dataplane, Dataplane};
+use crate::rules::workload::{workload_dataplane as plane_of, Dataplane};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -274,33 +274,41 @@ fn mode_slot(m: MtlsMode) -> Option<usize> {
     }
 }
 
-/// A namespace's injection by its labels, as `(code, label)`.
-fn namespace_injection(inventory: &Inventory, ns: &str) -> (&'static str, String) {
+/// A namespace's injection for a plain pod, as `(code, why)`: the mesh's injectors decide
+/// ([`crate::mesh::MeshContext::namespace_injection`], as `ns-injection-missing` does), then
+/// ambient capture, then an explicit opt-out label.
+fn namespace_injection(engine: &Engine, inventory: &Inventory, ns: &str) -> (&'static str, String) {
     let Lookup::Found(labels) = inventory.namespace_labels(ns) else {
         return ("unknown", "no Namespace object in the input".to_owned());
     };
-    let label = |k: &str| format!("{k}={}", labels.get(k).map_or("", String::as_str));
+    let decision = engine.mesh().namespace_injection(ns, &labels);
+    if decision.inject {
+        return ("sidecar", decision.to_string());
+    }
+    if is_ambient(&labels) {
+        return ("ambient", "istio.io/dataplane-mode=ambient".to_owned());
+    }
     match injection(&labels) {
-        Injection::Sidecar if labels.contains_key("istio-injection") => {
-            ("sidecar", label("istio-injection"))
-        }
-        Injection::Sidecar => ("sidecar", label("istio.io/rev")),
         Injection::Off(v) => ("off", format!("istio-injection={v}")),
-        Injection::Ambient => ("ambient", label("istio.io/dataplane-mode")),
-        Injection::None => ("none", "no injection label".to_owned()),
+        _ => ("none", decision.to_string()),
     }
 }
 
 /// The data plane of a workload: a Pod that already carries the proxy has a sidecar;
 /// otherwise the injection decision the workload rules make.
-fn workload_dataplane(inventory: &Inventory, o: &Object) -> Dataplane {
+fn workload_dataplane(engine: &Engine, inventory: &Inventory, o: &Object) -> Dataplane {
     let Some(t) = PodTemplate::of(o.kind, &o.object) else {
         return Dataplane::Unknown;
     };
     if t.is_pod() && t.has_proxy() {
         return Dataplane::Sidecar;
     }
-    dataplane(&t, &inventory.namespace_labels(o.namespace()))
+    plane_of(
+        engine.mesh(),
+        o.namespace(),
+        &t,
+        &inventory.namespace_labels(o.namespace()),
+    )
 }
 
 /// Services by namespace, with their selectors read once, for protocol selection.
@@ -379,15 +387,13 @@ pub fn build<'a>(
     report: &'a Report,
     options: Options,
 ) -> Data<'a> {
-    let t = std::time::Instant::now();
-    let root = engine.policy().root_namespace.as_str();
+    let root = engine.mesh().root_namespace().value.as_str();
     let cx = CrossContext::new(engine, inventory);
     let set = PolicySet::new(
-        Mesh::from_policy(engine.policy()),
+        Mesh::from_context(engine.mesh()),
         inventory.objects().iter().map(|o| (o.kind, &o.object)),
     );
     let services = Services::new(inventory);
-    eprintln!("TIMING setup {:?}", t.elapsed());
     let mut pol = Policies::default();
 
     // Findings first: the grid counts them per workload and namespace.
@@ -402,7 +408,11 @@ pub fn build<'a>(
         .into_iter()
         .map(|c| (c.id, c.summary))
         .collect();
-    for ObjectFinding { subject: s, finding } in &report.findings {
+    for ObjectFinding {
+        subject: s,
+        finding,
+    } in &report.findings
+    {
         let key = (s.kind.as_str(), s.namespace.as_str(), s.name.as_str());
         let si = *subj_index.entry(key).or_insert_with(|| {
             subj.push((key.0, key.1, key.2, pol.file(s.file.as_deref()), s.line));
@@ -447,7 +457,7 @@ pub fn build<'a>(
     let mut ns: Vec<NamespaceRow<'a>> = names
         .iter()
         .map(|&n| {
-            let (inj, injl) = namespace_injection(inventory, n);
+            let (inj, injl) = namespace_injection(engine, inventory, n);
             NamespaceRow {
                 n,
                 ex: cx.is_exempt_namespace(n),
@@ -518,7 +528,7 @@ pub fn build<'a>(
                 k: o.kind.as_str(),
                 n: o.name(),
                 ns: nsi,
-                dp: workload_dataplane(inventory, o).as_str(),
+                dp: workload_dataplane(engine, inventory, o).as_str(),
                 sa,
                 sai: named.is_none(),
                 sax,
@@ -526,7 +536,9 @@ pub fn build<'a>(
                 dd,
                 ddp,
                 ap,
-                f: s.and_then(|s| per_subject.get(&s)).copied().unwrap_or_default(),
+                f: s.and_then(|s| per_subject.get(&s))
+                    .copied()
+                    .unwrap_or_default(),
                 s,
                 file: pol.file(o.file.as_deref()),
                 line: o.line,
@@ -536,7 +548,6 @@ pub fn build<'a>(
         }
     }
 
-    eprintln!("TIMING grid {:?}", t.elapsed());
     let reach = reach::matrices(
         &reach::Input {
             inventory,
@@ -547,13 +558,12 @@ pub fn build<'a>(
             workloads: &wl,
             targets: &targets,
             sources: &sources,
-            trust_domains: engine.policy().trust_domains().collect(),
+            trust_domains: engine.mesh().trust_domains().collect(),
         },
         &mut pol,
         options.max_identities,
     );
 
-    eprintln!("TIMING reach {:?}", t.elapsed());
     let mesh_mtls = match cx.peer_index().mesh_policy() {
         Some(p) if p.mode != MtlsMode::Unset => {
             format!("{} ({}/{})", p.mode, p.namespace, p.name)
@@ -562,8 +572,9 @@ pub fn build<'a>(
             "PERMISSIVE: {}/{} leaves the mode UNSET, so Istio's default applies",
             p.namespace, p.name
         ),
-        None => "PERMISSIVE: no mesh-wide PeerAuthentication, so Istio's default applies"
-            .to_owned(),
+        None => {
+            "PERMISSIVE: no mesh-wide PeerAuthentication, so Istio's default applies".to_owned()
+        }
     };
     Data {
         mesh_mtls,
@@ -599,7 +610,7 @@ pub(crate) mod tests {
     /// A run over objects, as `check` makes it: the engine, the inventory and the report.
     pub(crate) fn run(objects: Vec<Value>) -> (Engine, Inventory, Report) {
         let inventory = Inventory::partial(objects.into_iter().map(object).collect());
-        let engine = Engine::new(Policy::default(), None);
+        let engine = Engine::new(Policy::default(), Default::default(), None);
         let analysis = crate::analysis::analyze(&engine, &inventory);
         let report = Report {
             command: "check",
@@ -634,7 +645,12 @@ pub(crate) mod tests {
             namespace("amb", json!({"istio.io/dataplane-mode": "ambient"})),
             namespace("out", json!({})),
             deployment("side", "a", json!({"app": "a"}), &[80]),
-            deployment("side", "b", json!({"app": "b", "sidecar.istio.io/inject": "false"}), &[80]),
+            deployment(
+                "side",
+                "b",
+                json!({"app": "b", "sidecar.istio.io/inject": "false"}),
+                &[80],
+            ),
             deployment("amb", "c", json!({"app": "c"}), &[80]),
             deployment("out", "d", json!({"app": "d"}), &[80]),
             deployment("nowhere", "e", json!({"app": "e"}), &[80]),
@@ -643,48 +659,97 @@ pub(crate) mod tests {
         let dp: Vec<(&str, &str)> = data.wl.iter().map(|w| (w.n, w.dp)).collect();
         assert_eq!(
             dp,
-            [("c", "ambient"), ("e", "unknown"), ("d", "none"), ("a", "sidecar"), ("b", "none")]
+            [
+                ("c", "ambient"),
+                ("e", "unknown"),
+                ("d", "none"),
+                ("a", "sidecar"),
+                ("b", "none")
+            ]
         );
         let inj: Vec<(&str, &str)> = data.ns.iter().map(|n| (n.n, n.inj)).collect();
         assert_eq!(
             inj,
-            [("amb", "ambient"), ("nowhere", "unknown"), ("out", "none"), ("side", "sidecar")]
+            [
+                ("amb", "ambient"),
+                ("nowhere", "unknown"),
+                ("out", "none"),
+                ("side", "sidecar")
+            ]
         );
-        assert_eq!(data.ns[3].injl, "istio-injection=enabled");
+        assert!(
+            data.ns[3].injl.contains("istio-injection=enabled"),
+            "{}",
+            data.ns[3].injl
+        );
     }
 
     #[test]
     fn ports_name_their_deciding_peer_authentication() {
         let (engine, inventory, report) = run(vec![
             namespace("prod", json!({"istio-injection": "enabled"})),
-            istio("PeerAuthentication", "istio-system", "mesh", json!({"mtls": {"mode": "STRICT"}})),
-            istio("PeerAuthentication", "prod", "web", json!({
+            istio(
+                "PeerAuthentication",
+                "istio-system",
+                "mesh",
+                json!({"mtls": {"mode": "STRICT"}}),
+            ),
+            istio(
+                "PeerAuthentication",
+                "prod",
+                "web",
+                json!({
                 "selector": {"matchLabels": {"app": "web"}},
-                "portLevelMtls": {"9090": {"mode": "PERMISSIVE"}}})),
+                "portLevelMtls": {"9090": {"mode": "PERMISSIVE"}}}),
+            ),
             deployment("prod", "web", json!({"app": "web"}), &[8080, 9090]),
             deployment("prod", "db", json!({"app": "db"}), &[]),
         ]);
         let data = build(&engine, &inventory, &report, Options::default());
         let web = workload(&data, "web");
         let mesh = web.p[0].2.expect("decided by the mesh policy");
-        assert_eq!((web.p[0].0, web.p[0].1, web.p[0].3), (Some(8080), "STRICT", Some("mesh")));
-        assert_eq!((data.pol[mesh].ns.as_str(), data.pol[mesh].n.as_str()), ("istio-system", "mesh"));
+        assert_eq!(
+            (web.p[0].0, web.p[0].1, web.p[0].3),
+            (Some(8080), "STRICT", Some("mesh"))
+        );
+        assert_eq!(
+            (data.pol[mesh].ns.as_str(), data.pol[mesh].n.as_str()),
+            ("istio-system", "mesh")
+        );
         let port = web.p[1].2.expect("decided at the port");
         assert_eq!((web.p[1].1, web.p[1].3), ("PERMISSIVE", Some("port")));
         assert_eq!(data.pol[port].n, "web");
-        assert_eq!(data.pol[port].spec["portLevelMtls"]["9090"]["mode"], "PERMISSIVE");
+        assert_eq!(
+            data.pol[port].spec["portLevelMtls"]["9090"]["mode"],
+            "PERMISSIVE"
+        );
         // A workload without ports: one row for every port.
         let db = workload(&data, "db");
         assert_eq!(db.p.len(), 1);
         assert_eq!((db.p[0].0, db.p[0].1), (None, "STRICT"));
-        assert_eq!(data.ns.iter().find(|n| n.n == "prod").map(|n| n.m), Some([2, 1, 0]));
-        assert!(data.mesh_mtls.starts_with("STRICT (istio-system/mesh)"), "{}", data.mesh_mtls);
+        assert_eq!(
+            data.ns.iter().find(|n| n.n == "prod").map(|n| n.m),
+            Some([2, 1, 0])
+        );
+        assert!(
+            data.mesh_mtls.starts_with("STRICT (istio-system/mesh)"),
+            "{}",
+            data.mesh_mtls
+        );
         // No mesh policy: Istio's PERMISSIVE default, decided by nobody.
-        let (engine, inventory, report) =
-            run(vec![deployment("prod", "web", json!({"app": "web"}), &[80])]);
+        let (engine, inventory, report) = run(vec![deployment(
+            "prod",
+            "web",
+            json!({"app": "web"}),
+            &[80],
+        )]);
         let data = build(&engine, &inventory, &report, Options::default());
         assert_eq!((data.wl[0].p[0].1, data.wl[0].p[0].2), ("PERMISSIVE", None));
-        assert!(data.mesh_mtls.starts_with("PERMISSIVE: no mesh-wide"), "{}", data.mesh_mtls);
+        assert!(
+            data.mesh_mtls.starts_with("PERMISSIVE: no mesh-wide"),
+            "{}",
+            data.mesh_mtls
+        );
     }
 
     #[test]
@@ -693,9 +758,14 @@ pub(crate) mod tests {
             namespace("a", json!({"istio-injection": "enabled"})),
             namespace("b", json!({"istio-injection": "enabled"})),
             istio("AuthorizationPolicy", "a", "deny-all", json!({})),
-            istio("AuthorizationPolicy", "b", "web", json!({
+            istio(
+                "AuthorizationPolicy",
+                "b",
+                "web",
+                json!({
                 "selector": {"matchLabels": {"app": "web"}},
-                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/b/sa/api"]}}]}]})),
+                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/b/sa/api"]}}]}]}),
+            ),
             with_sa(deployment("a", "web", json!({"app": "web"}), &[80]), "web"),
             with_sa(deployment("b", "web", json!({"app": "web"}), &[80]), "web"),
             deployment("b", "api", json!({"app": "api"}), &[80]),
@@ -713,7 +783,10 @@ pub(crate) mod tests {
         assert_eq!((b_api.dd, b_api.ap), ("open", 0));
         assert_eq!((b_api.sa, b_api.sai), ("default", true));
         assert_eq!(b_web.sax, "unknown", "b's accounts are not listed");
-        assert_eq!(data.ns[0].dd.map(|p| data.pol[p].n.as_str()), Some("deny-all"));
+        assert_eq!(
+            data.ns[0].dd.map(|p| data.pol[p].n.as_str()),
+            Some("deny-all")
+        );
         assert_eq!(b.dd, None);
         // Findings: every one of the report's, counted per workload and namespace.
         assert_eq!(data.fd.len(), report.findings.len());
@@ -724,13 +797,25 @@ pub(crate) mod tests {
             .count();
         assert!(api_findings > 0);
         assert_eq!(b_api.f.iter().sum::<usize>(), api_findings);
-        let in_b = report.findings.iter().filter(|f| f.subject.namespace == "b").count();
+        let in_b = report
+            .findings
+            .iter()
+            .filter(|f| f.subject.namespace == "b")
+            .count();
         assert_eq!(b.f.iter().sum::<usize>(), in_b);
         let s = b_api.s.expect("api has findings");
-        assert_eq!((data.subj[s].0, data.subj[s].1, data.subj[s].2), ("Deployment", "b", "api"));
+        assert_eq!(
+            (data.subj[s].0, data.subj[s].1, data.subj[s].2),
+            ("Deployment", "b", "api")
+        );
         // A mesh-wide allow-nothing policy covers every namespace.
         let mut mesh = objects;
-        mesh.push(istio("AuthorizationPolicy", "istio-system", "deny-all", json!({})));
+        mesh.push(istio(
+            "AuthorizationPolicy",
+            "istio-system",
+            "deny-all",
+            json!({}),
+        ));
         let (engine, inventory, report) = run(mesh);
         let data = build(&engine, &inventory, &report, Options::default());
         let api = workload_in(&data, "b", "api");
@@ -754,19 +839,41 @@ pub(crate) mod tests {
             web,
             deployment("prod", "db", json!({"app": "db"}), &[5432]),
             // By container port name, by number, by the service port's own number.
-            service("prod", "web", json!({"app": "web"}), json!([
-                {"name": "http-web", "port": 80, "targetPort": "web"},
-                {"name": "tcp-metrics", "port": 9090},
-            ])),
-            service("prod", "other", json!({"app": "other"}), json!([{"name": "http", "port": 5432}])),
-            service("prod", "db", json!({"app": "db"}), json!([{"port": 5432, "targetPort": 5432}])),
+            service(
+                "prod",
+                "web",
+                json!({"app": "web"}),
+                json!([
+                    {"name": "http-web", "port": 80, "targetPort": "web"},
+                    {"name": "tcp-metrics", "port": 9090},
+                ]),
+            ),
+            service(
+                "prod",
+                "other",
+                json!({"app": "other"}),
+                json!([{"name": "http", "port": 5432}]),
+            ),
+            service(
+                "prod",
+                "db",
+                json!({"app": "db"}),
+                json!([{"port": 5432, "targetPort": 5432}]),
+            ),
         ]);
         let data = build(&engine, &inventory, &report, Options::default());
-        let protos: Vec<(Option<u32>, &str)> =
-            workload(&data, "web").p.iter().map(|p| (p.0, p.4)).collect();
+        let protos: Vec<(Option<u32>, &str)> = workload(&data, "web")
+            .p
+            .iter()
+            .map(|p| (p.0, p.4))
+            .collect();
         assert_eq!(
             protos,
-            [(Some(5000), "sniffed"), (Some(8080), "http"), (Some(9090), "tcp")]
+            [
+                (Some(5000), "sniffed"),
+                (Some(8080), "http"),
+                (Some(9090), "tcp")
+            ]
         );
         assert_eq!(workload(&data, "db").p[0].4, "sniffed", "unnamed: sniffed");
     }
@@ -779,7 +886,10 @@ pub(crate) mod tests {
         ]);
         let data = build(&engine, &inventory, &report, Options::default());
         let v = serde_json::to_value(&data).expect("json");
-        assert_eq!(v["wl"][0][7][0], json!([80, "PERMISSIVE", null, null, "sniffed"]));
+        assert_eq!(
+            v["wl"][0][7][0],
+            json!([80, "PERMISSIVE", null, null, "sniffed"])
+        );
         assert_eq!(v["wl"][0][1], "web");
         assert!(v["fd"][0].is_array() && v["subj"][0].is_array());
         assert!(v.get("mesh_mtls").is_none(), "header-only fields stay out");

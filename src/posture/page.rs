@@ -48,27 +48,6 @@ impl MeshFact {
         }
     }
 
-    /// The mesh as meshguard's policy describes it (root namespace, trust domain, aliases),
-    /// until the mesh context (MeshConfig, injectors) is read: then [`MeshFact::from_summary`].
-    pub fn from_policy(engine: &Engine, source: &str) -> Vec<MeshFact> {
-        let p = engine.policy();
-        let aliases = if p.trust_domain_aliases.is_empty() {
-            "none".to_owned()
-        } else {
-            p.trust_domain_aliases.join(", ")
-        };
-        vec![
-            MeshFact::new("root namespace", p.root_namespace.clone(), source),
-            MeshFact::new("trust domain", p.trust_domain.clone(), source),
-            MeshFact::new("trust domain aliases", aliases, source),
-            MeshFact::new(
-                "injectors",
-                "not read: injection follows the namespace and pod labels",
-                "meshguard's injection rules",
-            ),
-        ]
-    }
-
     /// The mesh as installed ([`crate::mesh::MeshContext::summary`]), each value with its
     /// origin.
     pub fn from_summary(s: &MeshSummary) -> Vec<MeshFact> {
@@ -83,9 +62,21 @@ impl MeshFact {
             other => other.to_string(),
         };
         let mut out = vec![
-            MeshFact::new("Istio namespace", text(&s.istio_namespace.value), &s.istio_namespace.source),
-            MeshFact::new("root namespace", text(&s.root_namespace.value), &s.root_namespace.source),
-            MeshFact::new("trust domain", text(&s.trust_domain.value), &s.trust_domain.source),
+            MeshFact::new(
+                "Istio namespace",
+                text(&s.istio_namespace.value),
+                &s.istio_namespace.source,
+            ),
+            MeshFact::new(
+                "root namespace",
+                text(&s.root_namespace.value),
+                &s.root_namespace.source,
+            ),
+            MeshFact::new(
+                "trust domain",
+                text(&s.trust_domain.value),
+                &s.trust_domain.source,
+            ),
             MeshFact::new(
                 "trust domain aliases",
                 text(&s.trust_domain_aliases.value),
@@ -112,7 +103,11 @@ impl MeshFact {
             ));
         }
         for (tag, rev) in &s.tags {
-            out.push(MeshFact::new(&format!("tag {tag}"), format!("→ revision {rev}"), "revision tag webhook"));
+            out.push(MeshFact::new(
+                &format!("tag {tag}"),
+                format!("→ revision {rev}"),
+                "revision tag webhook",
+            ));
         }
         if s.injectors == "assumed-default" {
             out.push(MeshFact::new(
@@ -139,7 +134,13 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn new(engine: &Engine, report: &Report, input: String, policy_source: &str, generated: String) -> Meta {
+    pub fn new(
+        engine: &Engine,
+        report: &Report,
+        input: String,
+        policy_source: &str,
+        generated: String,
+    ) -> Meta {
         let mut notes = report.notes.clone();
         notes.extend(report.errors.iter().map(|e| format!("unreadable: {e}")));
         if !report.skipped.is_empty() {
@@ -157,7 +158,11 @@ impl Meta {
             version: env!("CARGO_PKG_VERSION"),
             generated,
             input,
-            mesh: MeshFact::from_policy(engine, policy_source),
+            mesh: {
+                let mut facts = MeshFact::from_summary(&engine.mesh().summary());
+                facts.push(MeshFact::new("meshguard policy", policy_source, "--config"));
+                facts
+            },
             notes,
         }
     }
@@ -283,10 +288,7 @@ fn header(meta: &Meta, data: &Data<'_>, report: &Report, inventory: &Inventory) 
         );
     }
     let mesh_dd = match data.mdd {
-        Some(p) => format!(
-            "yes: {}/{} (allow-nothing)",
-            data.pol[p].ns, data.pol[p].n
-        ),
+        Some(p) => format!("yes: {}/{} (allow-nothing)", data.pol[p].ns, data.pol[p].n),
         None => "no allow-nothing AuthorizationPolicy in the root namespace".to_owned(),
     };
     let _ = write!(
@@ -322,7 +324,9 @@ fn namespace_row(out: &mut String, i: usize, ns: &NamespaceRow<'_>, data: &Data<
         if ns.w.is_empty() { " disabled" } else { "" }
     );
     if ns.ex {
-        out.push_str(r#" <span class="tag exempt" title="meshguard exempts this namespace">exempt</span>"#);
+        out.push_str(
+            r#" <span class="tag exempt" title="meshguard exempts this namespace">exempt</span>"#,
+        );
     }
     let _ = write!(
         out,
@@ -364,7 +368,10 @@ fn namespace_row(out: &mut String, i: usize, ns: &NamespaceRow<'_>, data: &Data<
         (None, None) => r#"<span class="dd dd-no">none</span>"#.to_owned(),
     };
     let _ = write!(out, "<td>{dd}</td>");
-    let own = ns.w.iter().filter(|&&w| !data.wl[w].sai && data.wl[w].sa != "default").count();
+    let own =
+        ns.w.iter()
+            .filter(|&&w| !data.wl[w].sai && data.wl[w].sa != "default")
+            .count();
     let default = ns.w.len() - own;
     let _ = write!(out, r#"<td class="sa">"#);
     if !ns.w.is_empty() {

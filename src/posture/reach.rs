@@ -293,19 +293,34 @@ pub(super) fn matrices<'a>(
                 };
                 let http = matches!(proto, "http" | "sniffed");
                 if input.workloads[w].dp == "none" {
-                    let np = *no_proxy.get_or_insert_with(|| outcomes.intern(("A", "no-proxy", None, None)));
+                    let np = *no_proxy
+                        .get_or_insert_with(|| outcomes.intern(("A", "no-proxy", None, None)));
                     line.extend([np, if http { np } else { -1 }]);
                     continue;
                 }
                 let target = &input.targets[w];
                 tcp.set_port(port);
                 let t = target.decide(&tcp);
-                let t = cell(input.inventory, input.set, target, port, t, outcomes.policies);
+                let t = cell(
+                    input.inventory,
+                    input.set,
+                    target,
+                    port,
+                    t,
+                    outcomes.policies,
+                );
                 line.push(outcomes.intern(t));
                 if http {
                     get.set_port(port);
                     let g = target.decide(&get);
-                    let g = cell(input.inventory, input.set, target, port, g, outcomes.policies);
+                    let g = cell(
+                        input.inventory,
+                        input.set,
+                        target,
+                        port,
+                        g,
+                        outcomes.policies,
+                    );
                     line.push(outcomes.intern(g));
                 } else {
                     line.push(-1);
@@ -349,17 +364,31 @@ mod tests {
         let i = data.ns.iter().position(|n| n.n == ns).expect("namespace");
         let m = data.reach[i].as_ref().expect("matrix");
         let r = m.ids.iter().position(|id| id.0 == from).expect("row");
-        let c = m.cols.iter().position(|c| data.wl[c.0].n == to).expect("column");
+        let c = m
+            .cols
+            .iter()
+            .position(|c| data.wl[c.0].n == to)
+            .expect("column");
         let get = |k: usize| {
             m.outcome(r, c, k).map(|o| {
                 let (v, why, p, rule) = m.o[o];
-                (v.to_owned(), why.to_owned(), p.map(|p| data.pol[p].n.clone()), rule)
+                (
+                    v.to_owned(),
+                    why.to_owned(),
+                    p.map(|p| data.pol[p].n.clone()),
+                    rule,
+                )
             })
         };
         [get(0), get(1)]
     }
 
-    fn some(v: &str, why: &str, p: Option<&str>, rule: Option<usize>) -> Option<(String, String, Option<String>, Option<usize>)> {
+    fn some(
+        v: &str,
+        why: &str,
+        p: Option<&str>,
+        rule: Option<usize>,
+    ) -> Option<(String, String, Option<String>, Option<usize>)> {
         Some((v.to_owned(), why.to_owned(), p.map(str::to_owned), rule))
     }
 
@@ -368,20 +397,44 @@ mod tests {
             namespace("prod", json!({"istio-injection": "enabled"})),
             namespace("other", json!({"istio-injection": "enabled"})),
             namespace("legacy", json!({})),
-            istio("PeerAuthentication", "prod", "strict", json!({"mtls": {"mode": "STRICT"}})),
+            istio(
+                "PeerAuthentication",
+                "prod",
+                "strict",
+                json!({"mtls": {"mode": "STRICT"}}),
+            ),
             istio("AuthorizationPolicy", "prod", "deny-all", json!({})),
-            istio("AuthorizationPolicy", "prod", "api", json!({
+            istio(
+                "AuthorizationPolicy",
+                "prod",
+                "api",
+                json!({
                 "selector": {"matchLabels": {"app": "api"}},
                 "rules": [
                     {"from": [{"source": {"principals": ["cluster.local/ns/prod/sa/web"]}}]},
                     {"from": [{"source": {"namespaces": ["other"]}}], "to": [{"operation": {"methods": ["GET"]}}]},
-                ]})),
-            istio("AuthorizationPolicy", "prod", "no-admin", json!({
+                ]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "prod",
+                "no-admin",
+                json!({
                 "action": "DENY", "selector": {"matchLabels": {"app": "api"}},
-                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/prod/sa/admin"]}}]}]})),
-            with_sa(deployment("prod", "web", json!({"app": "web"}), &[8080]), "web"),
-            with_sa(deployment("prod", "api", json!({"app": "api"}), &[8080]), "api"),
-            with_sa(deployment("other", "client", json!({"app": "client"}), &[80]), "client"),
+                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/prod/sa/admin"]}}]}]}),
+            ),
+            with_sa(
+                deployment("prod", "web", json!({"app": "web"}), &[8080]),
+                "web",
+            ),
+            with_sa(
+                deployment("prod", "api", json!({"app": "api"}), &[8080]),
+                "api",
+            ),
+            with_sa(
+                deployment("other", "client", json!({"app": "client"}), &[80]),
+                "client",
+            ),
             deployment("legacy", "old", json!({"app": "old"}), &[80]),
         ]
     }
@@ -391,42 +444,63 @@ mod tests {
         let (engine, inventory, report) = run(mesh());
         let data = build(&engine, &inventory, &report, Options::default());
         // STRICT refuses the plaintext client; the PeerAuthentication decides.
-        assert_eq!(cell(&data, "prod", "", "api"), [
-            some("D", "refused", Some("strict"), None),
-            some("D", "refused", Some("strict"), None),
-        ]);
+        assert_eq!(
+            cell(&data, "prod", "", "api"),
+            [
+                some("D", "refused", Some("strict"), None),
+                some("D", "refused", Some("strict"), None),
+            ]
+        );
         // web is allowed by api's rules[0], on TCP and HTTP alike.
-        assert_eq!(cell(&data, "prod", "prod/web", "api"), [
-            some("A", "allow", Some("api"), Some(0)),
-            some("A", "allow", Some("api"), Some(0)),
-        ]);
+        assert_eq!(
+            cell(&data, "prod", "prod/web", "api"),
+            [
+                some("A", "allow", Some("api"), Some(0)),
+                some("A", "allow", Some("api"), Some(0)),
+            ]
+        );
         // A caller from the named namespace: rules[1] needs HTTP (GET), so TCP is denied by
         // default and the GET allowed.
-        assert_eq!(cell(&data, "prod", "other/client", "api"), [
-            some("D", "default-deny", Some("deny-all"), None),
-            some("A", "allow", Some("api"), Some(1)),
-        ]);
+        assert_eq!(
+            cell(&data, "prod", "other/client", "api"),
+            [
+                some("D", "default-deny", Some("deny-all"), None),
+                some("A", "allow", Some("api"), Some(1)),
+            ]
+        );
         // The named admin: the DENY rule decides.
-        assert_eq!(cell(&data, "prod", "prod/admin", "api")[0], some("D", "deny", Some("no-admin"), Some(0)));
+        assert_eq!(
+            cell(&data, "prod", "prod/admin", "api")[0],
+            some("D", "deny", Some("no-admin"), Some(0))
+        );
         // web itself: only deny-all applies, which allows nothing.
-        assert_eq!(cell(&data, "prod", "prod/api", "web")[0], some("D", "default-deny", Some("deny-all"), None));
+        assert_eq!(
+            cell(&data, "prod", "prod/api", "web")[0],
+            some("D", "default-deny", Some("deny-all"), None)
+        );
         // Outside the mesh nothing is enforced.
-        assert_eq!(cell(&data, "legacy", "", "old"), [
-            some("A", "no-proxy", None, None),
-            some("A", "no-proxy", None, None),
-        ]);
+        assert_eq!(
+            cell(&data, "legacy", "", "old"),
+            [
+                some("A", "no-proxy", None, None),
+                some("A", "no-proxy", None, None),
+            ]
+        );
         // Rows: plaintext, the workloads' identities, the named principal, the named
         // namespace's workloads.
         let prod = data.ns.iter().position(|n| n.n == "prod").expect("prod");
         let m = data.reach[prod].as_ref().expect("matrix");
         let rows: Vec<(&str, &str)> = m.ids.iter().map(|(l, w)| (l.as_str(), *w)).collect();
-        assert_eq!(rows, [
-            ("", "plaintext"),
-            ("prod/web", "workload"),
-            ("prod/api", "workload"),
-            ("prod/admin", "named"),
-            ("other/client", "caller"),
-        ]);
+        assert_eq!(
+            rows,
+            [
+                ("", "plaintext"),
+                ("prod/web", "workload"),
+                ("prod/api", "workload"),
+                ("prod/admin", "named"),
+                ("other/client", "caller"),
+            ]
+        );
         assert_eq!(m.total, 4);
         // A namespace without workloads has no matrix.
         let (engine, inventory, report) = run(vec![namespace("empty", json!({}))]);
@@ -447,10 +521,22 @@ mod tests {
 
     #[test]
     fn cell_codes_round_trip_in_one_and_two_characters() {
-        assert_eq!(ALPHABET.iter().collect::<std::collections::HashSet<_>>().len(), 90);
-        assert!(!ALPHABET.iter().any(|b| b"-\\\"".contains(b) || !b.is_ascii_graphic()));
+        assert_eq!(
+            ALPHABET
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            90
+        );
+        assert!(!ALPHABET
+            .iter()
+            .any(|b| b"-\\\"".contains(b) || !b.is_ascii_graphic()));
         for w in [1, 2] {
-            let row: Vec<i32> = if w == 1 { vec![0, 89, -1, 5] } else { vec![0, 8099, -1, 95] };
+            let row: Vec<i32> = if w == 1 {
+                vec![0, 89, -1, 5]
+            } else {
+                vec![0, 8099, -1, 95]
+            };
             let m = super::Matrix {
                 ids: Vec::new(),
                 total: 0,
@@ -459,8 +545,10 @@ mod tests {
                 w,
                 c: vec![super::encode(&row, w)],
             };
-            let back: Vec<Option<usize>> =
-                (0..2).flat_map(|c| (0..2).map(move |k| (c, k))).map(|(c, k)| m.outcome(0, c, k)).collect();
+            let back: Vec<Option<usize>> = (0..2)
+                .flat_map(|c| (0..2).map(move |k| (c, k)))
+                .map(|(c, k)| m.outcome(0, c, k))
+                .collect();
             let want: Vec<Option<usize>> = row.iter().map(|&i| usize::try_from(i).ok()).collect();
             assert_eq!(back, want, "width {w}");
         }

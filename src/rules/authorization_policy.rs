@@ -30,7 +30,7 @@ fn is_source_key(key: &str) -> bool {
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, ap: &AuthorizationPolicy<'_>) -> String {
-    let root = review.namespace == ctx.policy.root_namespace;
+    let root = review.namespace == ctx.mesh.root_namespace().value;
     if ap.is_targeted() && root {
         "the selected workloads in every namespace (a root-namespace selector applies mesh-wide)"
             .to_owned()
@@ -153,6 +153,13 @@ fn principal_trust_domain(v: &str) -> Option<&str> {
     let mut segs = body.split('/');
     let td = segs.next()?;
     (segs.next() == Some("ns") && !td.is_empty()).then_some(td)
+}
+
+/// Whether a principal's trust domain names this mesh: its trust domain, one of its aliases, or
+/// `cluster.local`, which Istio reads as a pointer to the local trust domain and its aliases
+/// (istio/istio `pilot/pkg/security/trustdomain/bundle.go`, `ReplaceTrustDomainAliases`).
+pub(crate) fn is_local_trust_domain(mesh: &crate::mesh::MeshContext, td: &str) -> bool {
+    td == crate::mesh::mesh_config::DEFAULT_TRUST_DOMAIN || mesh.trust_domains().any(|d| d == td)
 }
 
 /// Every principal value the policy matches on: source principals/notPrincipals and the
@@ -298,7 +305,7 @@ pub static WILDCARD_SOURCE: Rule = Rule {
                     "\"*\" matches every workload with a mesh identity in any namespace, so it does not restrict the caller",
                     format!(
                         "list the callers, e.g. \"{}/ns/<namespace>/sa/<serviceaccount>\"",
-                        ctx.policy.trust_domain
+                        ctx.mesh.trust_domain().value
                     ),
                 ));
             }
@@ -339,7 +346,7 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
                     "no from and no source condition: any caller, including plaintext ones without a mesh identity, matches this ALLOW rule",
                     format!(
                         "add from: [{{source: {{principals: [\"{}/ns/<ns>/sa/<account>\"]}}}}]",
-                        ctx.policy.trust_domain
+                        ctx.mesh.trust_domain().value
                     ),
                 ));
             }
@@ -356,7 +363,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         principals(&policy(review), |path, p| {
-            if let Some((message, fix)) = principal_problem(p, &ctx.policy.trust_domain) {
+            if let Some((message, fix)) = principal_problem(p, &ctx.mesh.trust_domain().value) {
                 out.push(Violation::new(path(), message, fix));
             }
         });
@@ -372,24 +379,23 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
         "principals: [\"cluster.local/ns/prod/sa/web\"] (or add the domain to trustDomainAliases)",
     needs: &[],
     check: |review, ctx, out| {
-        let policy_cfg = ctx.policy;
+        let mesh = ctx.mesh;
         principals(&policy(review), |path, p| {
             let Some(td) = principal_trust_domain(p) else {
                 return;
             };
-            if policy_cfg.trust_domains().any(|d| d == td) {
+            if is_local_trust_domain(mesh, td) {
                 return;
             }
             let rest = &p[td.len()..];
+            let trust_domain = &mesh.trust_domain().value;
             out.push(Violation::new(
                 path(),
                 format!(
-                    "trust domain {td:?} is neither {:?} nor an alias: no workload here has this identity",
-                    policy_cfg.trust_domain
+                    "trust domain {td:?} is neither the mesh's {trust_domain:?} nor an alias: no workload here has this identity"
                 ),
                 format!(
-                    "write \"{}{rest}\", or add the domain to trustDomainAliases",
-                    policy_cfg.trust_domain
+                    "write \"{trust_domain}{rest}\", or add the domain to the mesh's trustDomainAliases"
                 ),
             ));
         });
@@ -990,15 +996,15 @@ mod tests {
         );
         assert_eq!(
             found[0].message,
-            "trust domain \"other.example\" is neither \"cluster.local\" nor an alias: no workload here has this identity"
+            "trust domain \"other.example\" is neither the mesh's \"cluster.local\" nor an alias: no workload here has this identity"
         );
         assert_eq!(
             found[0].fix,
-            "write \"cluster.local/ns/a/sa/b\", or add the domain to trustDomainAliases"
+            "write \"cluster.local/ns/a/sa/b\", or add the domain to the mesh's trustDomainAliases"
         );
         // Aliases count.
         let policy = Policy {
-            trust_domain_aliases: vec!["other.example".into(), "old.td".into()],
+            trust_domain_aliases: Some(vec!["other.example".into(), "old.td".into()]),
             ..Policy::default()
         };
         for v in VERSIONS {
@@ -1014,6 +1020,51 @@ mod tests {
                 .is_empty());
             }
         }
+    }
+
+    #[test]
+    fn trust_domains_come_from_the_mesh_and_cluster_local_points_to_it() {
+        use crate::mesh::MeshContext;
+        use crate::rules::testing::run_in;
+        let mesh = crate::mesh::testing::mesh(&[crate::mesh::testing::mesh_cm(
+            "istio",
+            "trustDomain: corp.example\ntrustDomainAliases: [old.corp.example]\n",
+        )]);
+        let spec = json!({"rules": [{"from": [{"source": {"principals": [
+            "corp.example/ns/a/sa/b", "old.corp.example/ns/a/sa/b", "cluster.local/ns/a/sa/b",
+            "other.example/ns/a/sa/b"
+        ]}}]}]});
+        let run = |policy: &Policy, mesh: &MeshContext| {
+            run_in(
+                &FOREIGN_TRUST_DOMAIN,
+                Operation::Create,
+                "v1",
+                "prod",
+                &ap("v1", spec.clone()),
+                policy,
+                mesh,
+                &crate::context::NoCluster,
+            )
+        };
+        // The mesh's trust domain and aliases are local, and so is cluster.local (Istio rewrites
+        // it to the local trust domain); only the other domain warns, named after the mesh's.
+        let found = run(&Policy::default(), &mesh);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.rules[0].from[0].source.principals[3]");
+        assert!(found[0]
+            .message
+            .contains("neither the mesh's \"corp.example\""));
+        assert!(found[0].fix.starts_with("write \"corp.example/ns/a/sa/b\""));
+        // Without the mesh context, corp.example is foreign: a false positive on every principal of such a mesh.
+        assert_eq!(run(&Policy::default(), &MeshContext::default()).len(), 3);
+        // The policy overrides the mesh: its aliases replace the mesh's.
+        let policy = Policy {
+            trust_domain_aliases: Some(vec!["other.example".into()]),
+            ..Policy::default()
+        };
+        let found = run(&policy, &mesh);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.rules[0].from[0].source.principals[1]");
     }
 
     #[test]

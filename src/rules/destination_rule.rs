@@ -125,23 +125,42 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
     id: "dr-tls-no-verification",
     kinds: KINDS,
     default_action: Action::Warn,
-    summary: "SIMPLE or MUTUAL without caCertificates or credentialName: the server certificate is not verified (IST0128/IST0129)",
+    summary: "SIMPLE or MUTUAL without caCertificates (or credentialName with a workloadSelector, the only place sidecars read it): the server certificate is not verified (IST0128/IST0129)",
     example_fix: "tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, sni: api.example.com}",
     needs: &[],
     check: |review, _ctx, out| {
+        // Sidecars read credentialName only when the rule has a workloadSelector (Istio's
+        // ClientTLSSettings reference; istio/istio
+        // pkg/config/analysis/analyzers/destinationrule/ca-certificates.go); gateways read it
+        // always, but one rule without a selector applies to both.
+        let selector = review
+            .spec()
+            .get("workloadSelector")
+            .is_some_and(|s| !s.is_null());
         for site in destination_rule(review).tls_sites() {
             let m = site.mode();
-            if matches!(m, "SIMPLE" | "MUTUAL")
-                && !site.has("caCertificates")
-                && !site.has("credentialName")
-                && !site.insecure_skip_verify()
+            if !matches!(m, "SIMPLE" | "MUTUAL")
+                || site.has("caCertificates")
+                || site.insecure_skip_verify()
             {
+                continue;
+            }
+            if site.has("credentialName") {
+                if selector {
+                    continue;
+                }
                 out.push(Violation::new(
                     site.at.to_string(),
-                    format!("{m} without caCertificates or credentialName: the server certificate is not checked against a pinned CA (IST0128/IST0129)"),
-                    "set caCertificates or credentialName (a Secret with ca.crt), plus sni",
+                    format!("{m} with credentialName but without caCertificates, in a DestinationRule without workloadSelector: sidecars ignore credentialName there, so their connections do not check the server certificate against a pinned CA (IST0128/IST0129)"),
+                    "add spec.workloadSelector for the workloads that use the Secret, or set caCertificates (plus sni)",
                 ));
+                continue;
             }
+            out.push(Violation::new(
+                site.at.to_string(),
+                format!("{m} without caCertificates or credentialName: the server certificate is not checked against a pinned CA (IST0128/IST0129)"),
+                "set caCertificates or credentialName (a Secret with ca.crt, read by sidecars with a workloadSelector), plus sni",
+            ));
         }
     },
 };
@@ -336,7 +355,6 @@ mod tests {
             .starts_with("SIMPLE without caCertificates or credentialName"));
         assert!(found[0].fix.contains("caCertificates"));
         for tls in [
-            json!({"mode": "SIMPLE", "credentialName": "ca"}),
             json!({"mode": "ISTIO_MUTUAL"}),
             json!({"mode": "SIMPLE", "insecureSkipVerify": true}),
         ] {
@@ -346,6 +364,22 @@ mod tests {
             )
             .is_empty());
         }
+        // credentialName counts only with a workloadSelector (sidecars ignore it otherwise).
+        let credential = json!({"mode": "MUTUAL", "credentialName": "client"});
+        let found = each(
+            &TLS_NO_VERIFICATION,
+            json!({"host": "api.example.com", "trafficPolicy": {"tls": credential.clone()}}),
+        );
+        assert_eq!(found.len(), 1);
+        assert!(found[0]
+            .message
+            .starts_with("MUTUAL with credentialName but without caCertificates, in a DestinationRule without workloadSelector"));
+        assert!(each(
+            &TLS_NO_VERIFICATION,
+            json!({"host": "api.example.com", "workloadSelector": {"matchLabels": {"app": "web"}},
+                   "trafficPolicy": {"tls": credential}})
+        )
+        .is_empty());
     }
 
     #[test]

@@ -928,6 +928,7 @@ mod tests {
                     &review,
                     &crate::rules::Ctx {
                         policy: &crate::config::Policy::default(),
+                        mesh: &crate::mesh::MeshContext::default(),
                         cluster: &crate::context::NoCluster,
                         cache: &crate::rules::ReviewCache::default(),
                     },

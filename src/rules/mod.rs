@@ -5,6 +5,7 @@
 use crate::config::Policy;
 use crate::context::{ClusterView, Need};
 pub(crate) use crate::finding::{Action, Violation};
+use crate::mesh::MeshContext;
 use crate::resource::{Kind, Review};
 use std::fmt;
 
@@ -17,11 +18,15 @@ pub mod request_authentication;
 pub mod service;
 pub mod workload;
 
-/// What a check function gets besides the review: the policy, the cluster view, and the
-/// per-review cache.
+/// What a check function gets besides the review: the policy, the mesh as installed, the cluster
+/// view, and the per-review cache.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
+    /// The mesh as installed (MeshConfig values with the policy's overrides, the injectors and
+    /// their decision): the root namespace, trust domains and "will this pod get a sidecar" come
+    /// from here, never from the policy directly.
+    pub mesh: &'a MeshContext,
     pub cluster: &'a dyn ClusterView,
     /// Work several rules share for one review; one per review.
     pub cache: &'a ReviewCache,
@@ -33,6 +38,8 @@ pub struct ReviewCache {
     /// What Istio's own validation would reject (`istio_validation`); its four rules each
     /// report one class of it.
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
+    /// The pod's namespace labels and injector decision (`workload`): several rules ask.
+    pub(crate) pod: std::cell::OnceCell<workload::PodInjection>,
 }
 
 /// Levenshtein distance, for "did you mean" suggestions (error paths only).
@@ -130,9 +137,11 @@ pub static REGISTRY: &[&Rule] = &[
     &workload::HOST_NETWORK,
     &workload::PROXY_UID_RULE,
     &workload::PROXY_IMAGE,
+    &workload::PROXY_IMAGE_AUTO,
     &namespace::INJECTION_MISSING,
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,
+    &namespace::UNKNOWN_REVISION,
     &service::PORT_PROTOCOL,
 ];
 
@@ -151,8 +160,13 @@ pub(crate) mod testing {
     use serde_json::Value;
 
     /// Parse an object from JSON (tests only).
+    /// Parse an object as the webhook decodes it (pod specs pruned of the fields no check
+    /// reads, `resource::Shape`), so a rule that starts reading a pruned field fails its own
+    /// tests.
     pub fn obj(v: Value) -> DynamicObject {
-        serde_json::from_value(v).expect("test object must parse")
+        serde_json::from_value::<crate::resource::ReviewObject>(v)
+            .expect("test object must parse")
+            .0
     }
 
     /// Run one rule over (operation, version, namespace, object) and return its violations.
@@ -174,6 +188,32 @@ pub(crate) mod testing {
         o: &DynamicObject,
         policy: &Policy,
     ) -> Vec<Violation> {
+        run_in(
+            rule,
+            op,
+            version,
+            ns,
+            o,
+            policy,
+            &MeshContext::default(),
+            &NoCluster,
+        )
+    }
+
+    /// Run one rule with a policy, a mesh context and a cluster view. The policy's mesh
+    /// overrides are applied to `mesh` as the engine applies them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_in(
+        rule: &Rule,
+        op: Operation,
+        version: &str,
+        ns: &str,
+        o: &DynamicObject,
+        policy: &Policy,
+        mesh: &MeshContext,
+        cluster: &dyn ClusterView,
+    ) -> Vec<Violation> {
+        let mesh = mesh.with_overrides(&policy.mesh_overrides());
         let kind = rule.kinds[0];
         let name = o.metadata.name.clone().unwrap_or_default();
         let is_delete = matches!(op, Operation::Delete);
@@ -190,7 +230,8 @@ pub(crate) mod testing {
         };
         let ctx = Ctx {
             policy,
-            cluster: &NoCluster,
+            mesh: &mesh,
+            cluster,
             cache: &ReviewCache::default(),
         };
         let mut out = Vec::new();
@@ -270,6 +311,7 @@ mod tests {
                 let recording = Recording::default();
                 let ctx = Ctx {
                     policy: &Policy::default(),
+                    mesh: &MeshContext::default(),
                     cluster: &recording,
                     cache: &ReviewCache::default(),
                 };
@@ -292,6 +334,7 @@ mod tests {
                 let recording = Recording::default();
                 let ctx = Ctx {
                     policy: &Policy::default(),
+                    mesh: &MeshContext::default(),
                     cluster: &recording,
                     cache: &ReviewCache::default(),
                 };

@@ -19,7 +19,7 @@ fn policy<'a>(review: &Review<'a>) -> PeerAuthentication<'a> {
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'static str {
     if !pa.selector.is_empty() {
         "this workload"
-    } else if review.namespace == ctx.policy.root_namespace {
+    } else if review.namespace == ctx.mesh.root_namespace().value {
         "the whole mesh"
     } else {
         "the whole namespace"
@@ -83,7 +83,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.policy.root_namespace {
+        if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
         let pa = PeerAuthentication::of(spec_of(obj));
@@ -101,7 +101,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
                 path,
                 format!(
                     "a mesh-wide PeerAuthentication in root namespace {:?} with mode {} inherits Istio's default, which is PERMISSIVE",
-                    ctx.policy.root_namespace,
+                    ctx.mesh.root_namespace().value,
                     mode.unwrap_or("absent")
                 ),
                 "set spec.mtls.mode: STRICT",
@@ -170,7 +170,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.policy.root_namespace {
+        if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
         if PeerAuthentication::of(spec_of(obj)).selector.is_empty() {
@@ -180,7 +180,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
             "spec.selector",
             format!(
                 "Istio ignores workload-level PeerAuthentication in the root namespace {:?}; it is neither mesh-wide nor applied to the selected workloads",
-                ctx.policy.root_namespace
+                ctx.mesh.root_namespace().value
             ),
             "create it in the namespace of the workloads it selects, or remove the selector to make it the mesh-wide policy",
         ));
@@ -398,5 +398,35 @@ mod tests {
             );
             assert!(run(&ROOT_NAMESPACE_SELECTOR, Operation::Create, v, "prod", &o).is_empty());
         }
+    }
+
+    #[test]
+    fn the_root_namespace_comes_from_the_mesh() {
+        use crate::config::Policy;
+        use crate::mesh::testing::{mesh, mesh_cm};
+        use crate::rules::testing::run_in;
+        let mesh = mesh(&[mesh_cm("istio", "rootNamespace: mesh-config\n")]);
+        let run_root = |ns: &str, policy: &Policy| {
+            run_in(
+                &UNSET_MESH_DEFAULT,
+                Operation::Create,
+                "v1",
+                ns,
+                &pa("v1", ns, json!({})),
+                policy,
+                &mesh,
+                &crate::context::NoCluster,
+            )
+        };
+        // The mesh's root namespace holds the mesh-wide policy; istio-system is not special.
+        assert_eq!(run_root("mesh-config", &Policy::default()).len(), 1);
+        assert!(run_root("istio-system", &Policy::default()).is_empty());
+        // The policy file overrides the mesh.
+        let policy = Policy {
+            root_namespace: Some("istio-system".into()),
+            ..Policy::default()
+        };
+        assert!(run_root("mesh-config", &policy).is_empty());
+        assert_eq!(run_root("istio-system", &policy).len(), 1);
     }
 }

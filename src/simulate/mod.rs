@@ -10,6 +10,7 @@ pub mod scenario;
 use crate::authz::{Explanation, Mesh, PolicySet, Verdict};
 use crate::config::Policy;
 use crate::inventory::Inventory;
+use crate::mesh::MeshContext;
 use clap::{Args, ValueEnum};
 use scenario::{Caller, RequestSpec, Resolved, TokenSpec};
 use serde_json::{json, Value};
@@ -147,13 +148,16 @@ impl SimulateArgs {
     }
 }
 
-/// The mesh context from `--config` (or the built-in policy).
-pub fn mesh_of(config: Option<&PathBuf>) -> Result<Mesh, String> {
+/// The mesh the decision runs in: the mesh as installed (`installed`, read with the objects),
+/// with the overrides of `--config` (or the built-in policy) applied, as the engine does.
+pub fn mesh_of(config: Option<&PathBuf>, installed: &MeshContext) -> Result<Mesh, String> {
     let policy = match config {
         Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
         None => Policy::builtin(),
     };
-    Ok(Mesh::from_policy(&policy))
+    Ok(Mesh::from_context(
+        &installed.with_overrides(&policy.mesh_overrides()),
+    ))
 }
 
 /// The request and its explanation as JSON: the explanation's fields plus `request`.
@@ -221,13 +225,13 @@ pub fn run(args: SimulateArgs) -> i32 {
 /// `simulate` with its streams given. Returns the exit code.
 pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let result = (|| -> Result<(Resolved, Explanation), String> {
-        let mesh = mesh_of(args.config.as_ref())?;
         let spec = args.request_spec()?;
-        let inventory = if args.cluster {
+        let (inventory, installed) = if args.cluster {
             scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref())?
         } else {
             scenario::load_manifests(&args.paths, &args.namespace, &[])?
         };
+        let mesh = mesh_of(args.config.as_ref(), &installed)?;
         let set = scenario::policy_set(&inventory, mesh).assume_custom_deny(args.custom_deny);
         simulate(&inventory, &set, &spec)
     })();

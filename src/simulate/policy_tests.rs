@@ -326,13 +326,13 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     if args.cluster && !extra.is_empty() {
         return fail(err, &["give manifests or --cluster, not both".to_owned()]);
     }
-    let mesh = match mesh_of(args.config.as_ref()) {
-        Ok(m) => m,
-        Err(e) => return fail(err, &[e]),
-    };
+    // The policy file is read (and refused) before anything else.
+    if let Err(e) = mesh_of(args.config.as_ref(), &Default::default()) {
+        return fail(err, &[e]);
+    }
     let cluster = if args.cluster {
         match scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref()) {
-            Ok(inv) => Some(inv),
+            Ok(loaded) => Some(loaded),
             Err(e) => return fail(err, &[e]),
         }
     } else {
@@ -341,7 +341,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     // Parse every file, resolve every test, and only then run: a bad file fails the run
     // before any verdict is printed.
     let mut errors = Vec::new();
-    let mut suites: Vec<(Inventory, Vec<Prepared>)> = Vec::new();
+    let mut suites: Vec<(Inventory, crate::authz::Mesh, Vec<Prepared>)> = Vec::new();
     for file in &test_files {
         let (manifests, tests) = match parse(file) {
             Ok((manifests, tests, bad)) => {
@@ -353,8 +353,8 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                 continue;
             }
         };
-        let inventory = match &cluster {
-            Some(inv) => inv.clone(),
+        let (inventory, installed) = match &cluster {
+            Some((inv, installed)) => (inv.clone(), installed.clone()),
             None => {
                 let paths: Vec<PathBuf> = manifests.iter().chain(&extra).cloned().collect();
                 if paths.is_empty() {
@@ -365,7 +365,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                     continue;
                 }
                 match scenario::load_manifests(&paths, &args.namespace, &test_files) {
-                    Ok(inv) => inv,
+                    Ok(loaded) => loaded,
                     Err(e) => {
                         errors.push(format!("{}: {e}", file.display()));
                         continue;
@@ -373,18 +373,22 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                 }
             }
         };
+        let mesh = match mesh_of(args.config.as_ref(), &installed) {
+            Ok(m) => m,
+            Err(e) => return fail(err, &[e]),
+        };
         for t in &tests {
             if let Err(e) = scenario::resolve(&inventory, &mesh, &t.spec) {
                 errors.push(format!("{}:{}: test \"{}\": {e}", t.file, t.line, t.name));
             }
         }
-        suites.push((inventory, tests));
+        suites.push((inventory, mesh, tests));
     }
     if !errors.is_empty() {
         return fail(err, &errors);
     }
     let mut outcomes = Vec::new();
-    for (inventory, tests) in &suites {
+    for (inventory, mesh, tests) in &suites {
         let set =
             scenario::policy_set(inventory, mesh.clone()).assume_custom_deny(args.custom_deny);
         for t in tests {

@@ -6,6 +6,7 @@ use crate::authz::{Http, Jwt, Mesh, Request};
 use crate::context::ClusterView;
 use crate::inventory::{Inventory, Object};
 use crate::manifest;
+use crate::mesh::MeshContext;
 use crate::mtls::Workload;
 use crate::pod_template::PodTemplate;
 use crate::resource::Kind;
@@ -14,14 +15,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// Read manifests into an inventory. Files in `skip` (test files found in a manifest
-/// directory) are left out. Any unreadable document is an error: a policy that cannot be
-/// read would silently change the verdict.
+/// Read manifests into an inventory, with the mesh context their Istio objects describe
+/// (MeshConfig, injector webhooks and ConfigMaps, as `check` reads them). Files in `skip` (test
+/// files found in a manifest directory) are left out. Any unreadable document is an error: a
+/// policy that cannot be read would silently change the verdict.
 pub fn load_manifests(
     paths: &[PathBuf],
     default_namespace: &str,
     skip: &[PathBuf],
-) -> Result<Inventory, String> {
+) -> Result<(Inventory, MeshContext), String> {
     let mut loaded =
         manifest::load_from(paths, &mut std::io::stdin()).map_err(|e| e.to_string())?;
     let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
@@ -40,25 +42,32 @@ pub fn load_manifests(
             list.join("\n  ")
         ));
     }
-    Ok(prepared.inventory)
+    let mesh = crate::check::mesh_context(&prepared, None, None);
+    Ok((prepared.inventory, mesh))
 }
 
-/// Read a live cluster (read-only, like `audit`).
+/// Read a live cluster (read-only, like `audit`), with the mesh as installed there.
 pub fn load_cluster(
     kubeconfig: Option<&PathBuf>,
     context: Option<&str>,
-) -> Result<Inventory, String> {
+) -> Result<(Inventory, MeshContext), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let collected = runtime
+    let (collected, mesh) = runtime
         .block_on(async {
             let client = crate::audit::client(kubeconfig, context).await?;
-            crate::audit::collect(&client, 500, None).await
+            let collected = crate::audit::collect(&client, 500, None).await?;
+            // Forbidden or absent mesh objects: Istio's defaults, as `audit` falls back.
+            let mesh = crate::mesh_watch::read(&client, None)
+                .await
+                .map(|m| m.builder.build())
+                .unwrap_or_default();
+            Ok::<_, crate::audit::AuditError>((collected, mesh))
         })
         .map_err(|e| e.to_string())?;
-    Ok(Inventory::complete(collected.objects))
+    Ok((Inventory::complete(collected.objects), mesh))
 }
 
 /// The security policies of an inventory, compiled.

@@ -31,6 +31,7 @@ RESOURCES = {
         ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),
     ],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    "apiextensions.k8s.io/v1": [("customresourcedefinitions", "CustomResourceDefinition", False)],
 }
 OPTIONAL = {
     "cert-manager.io/v1": [

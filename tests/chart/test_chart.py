@@ -54,7 +54,12 @@ RBAC_READS = {
     "batch": {"jobs", "cronjobs"},
     "security.istio.io": {"peerauthentications", "authorizationpolicies", "requestauthentications"},
     "networking.istio.io": {"destinationrules"},
+    # The mesh as installed: Istio's injector webhooks (cluster-scoped).
+    "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
 }
+# The mesh's MeshConfig and injector ConfigMaps, read in the Istio namespace only.
+MESH_CONFIG_MAPS = {"": {"configmaps"}}
+MESH_KEYS = ("rootNamespace", "trustDomain", "trustDomainAliases", "enableAutoMtls")
 
 
 def expect_failure(values, *fragments, lint_text=True):
@@ -126,6 +131,10 @@ def test_lint_rejects_wrong_types():
     assert errors, "config.mode is an enum"
     errors, _ = lint({"config": {"rules": {"pa-permissive-mtls": {"action": "block"}}}})
     assert errors, "rule actions are an enum"
+    errors, _ = lint({"config": {"trustDomain": "Corp_Example"}})
+    assert errors, "a trust domain is lowercase DNS labels (Istio's ValidateTrustDomain)"
+    errors, _ = lint({"istioNamespace": "Istio System"})
+    assert errors, "istioNamespace is a namespace name"
 
 
 # --- value combinations the templates refuse (`fail`) -----------------------------------------
@@ -266,6 +275,8 @@ def test_deployment_security_and_availability():
     assert not c["image"].endswith(":latest"), c["image"]
     env = {e["name"]: e for e in c["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", "Lease identity"
+    assert "--reports=wgpolicyk8s" in c["args"], c["args"]
     # Certificate and policy files are where the args say, from the right objects.
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert all("subPath" not in m for m in c["volumeMounts"]), "subPath mounts never see Secret updates"
@@ -308,7 +319,7 @@ def test_service_targets_https_port():
 
 def test_rbac_is_read_only_and_minimal():
     r = render(namespace=NS)
-    role = r.one("ClusterRole")
+    role = r.one("ClusterRole", "meshguard")
     seen = {}
     for rule in role["rules"]:
         assert set(rule["verbs"]) == {"get", "list", "watch"}, rule
@@ -318,11 +329,91 @@ def test_rbac_is_read_only_and_minimal():
             seen.setdefault(g, set()).update(rule["resources"])
     assert seen == RBAC_READS, seen
     assert "secrets" not in seen.get("", set())
-    binding = r.one("ClusterRoleBinding")
+    binding = r.one("ClusterRoleBinding", "meshguard")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
                                     "namespace": NS}]
-    assert not r.all("Role") and not r.all("RoleBinding")
+    # ConfigMaps only in the Istio namespace, read-only.
+    ns_role = r.one("Role", "meshguard-istio-config")
+    assert ns_role["metadata"]["namespace"] == "istio-system", ns_role["metadata"]
+    seen = {}
+    for rule in ns_role["rules"]:
+        assert set(rule["verbs"]) == {"get", "list", "watch"}, rule
+        for g in rule["apiGroups"]:
+            seen.setdefault(g, set()).update(rule["resources"])
+    assert seen == MESH_CONFIG_MAPS, seen
+    ns_binding = r.one("RoleBinding", "meshguard-istio-config")
+    assert ns_binding["metadata"]["namespace"] == "istio-system"
+    assert ns_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                     "name": ns_role["metadata"]["name"]}
+    assert ns_binding["subjects"] == binding["subjects"]
+    # Another Istio namespace moves the Role; it can be left out (Istio not installed yet).
+    other = render({"istioNamespace": "istio-mesh"}, namespace=NS)
+    assert other.one("Role", "meshguard-istio-config")["metadata"]["namespace"] == "istio-mesh"
+    assert "--istio-namespace=istio-mesh" in other.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    none = render({"rbac": {"istioNamespaceRole": False}}, namespace=NS)
+    assert [r["metadata"]["name"] for r in none.all("Role") + none.all("RoleBinding")] == \
+        ["meshguard-lease", "meshguard-lease"], none.kinds()
+
+
+REPORT_KINDS = {"wgpolicyk8s": ("wgpolicyk8s.io", {"policyreports", "clusterpolicyreports"}),
+                "openreports": ("openreports.io", {"reports", "clusterreports"})}
+
+
+def test_rbac_for_reports_and_the_lease_is_exactly_what_meshguard_does():
+    sa = {"kind": "ServiceAccount", "name": "meshguard", "namespace": NS}
+    for api, (group, resources) in REPORT_KINDS.items():
+        r = render({"reports": {"api": api}}, namespace=NS)
+        # Reports: exactly the two kinds of the chosen API, read and write, nothing else.
+        role = r.one("ClusterRole", "meshguard-reports")
+        assert role["rules"] == [{"apiGroups": [group], "resources": sorted(resources, reverse=True),
+                                  "verbs": ["get", "list", "watch", "create", "update", "patch",
+                                            "delete"]}], role["rules"]
+        binding = r.one("ClusterRoleBinding", "meshguard-reports")
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": "meshguard-reports"}
+        assert binding["subjects"] == [sa]
+        args = r.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--reports={api}" in args, args
+    # The Lease: only in the release namespace; get and update only on meshguard's Lease.
+    r = render(namespace=NS)
+    lease = r.one("Role", "meshguard-lease")
+    assert lease["metadata"]["namespace"] == NS
+    assert lease["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["meshguard-audit"],
+         "verbs": ["get", "update"]}], lease["rules"]
+    rb = r.one("RoleBinding", "meshguard-lease")
+    assert rb["metadata"]["namespace"] == NS and rb["subjects"] == [sa]
+    assert rb["roleRef"]["name"] == lease["metadata"]["name"] and rb["roleRef"]["kind"] == "Role"
+    # Reports off: no write access at all, and meshguard is told.
+    r = render({"reports": {"enabled": False}}, namespace=NS)
+    assert [c["metadata"]["name"] for c in r.all("ClusterRole")] == ["meshguard"]
+    args = r.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--reports=none" in args, args
+
+
+def test_report_crds_only_on_request_kept_on_uninstall_and_unchanged():
+    assert not render(namespace=NS).all("CustomResourceDefinition")
+    fixtures = os.path.join(ROOT, "tests", "fixtures", "policy-report-crds")
+    for api, (group, resources) in REPORT_KINDS.items():
+        r = render({"reports": {"api": api, "installCRDs": True}}, namespace=NS)
+        crds = r.all("CustomResourceDefinition")
+        assert {c["spec"]["names"]["plural"] for c in crds} == resources, crds
+        for crd in crds:
+            assert crd["spec"]["group"] == group
+            assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshguard"
+            with open(os.path.join(fixtures, f"{crd['metadata']['name'].split('.', 1)[1]}_"
+                                             f"{crd['metadata']['name'].split('.')[0]}.yaml")) as f:
+                upstream = yaml.safe_load(f)
+            assert crd["spec"] == upstream["spec"], crd["metadata"]["name"]
+    # The chart's copies are the test fixtures, byte for byte.
+    for name in os.listdir(fixtures):
+        if name.endswith(".yaml"):
+            with open(os.path.join(fixtures, name), "rb") as a, \
+                    open(os.path.join(CHART, "files", "crds", name), "rb") as b:
+                assert a.read() == b.read(), name
 
 
 def test_policy_configmap_matches_values():
@@ -333,11 +424,22 @@ def test_policy_configmap_matches_values():
     r = render(values, namespace=NS)
     policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
     expected = helmlib.merge(helmlib.default_values()["config"], values["config"])
+    expected = {k: v for k, v in expected.items() if v is not None}
     assert policy == expected, (policy, expected)
-    # An empty injectionRevision is left out (meshguard refuses an empty one).
+    # An empty injectionRevision is left out (meshguard refuses an empty one), and so are the
+    # mesh values left unset: meshguard takes them from the mesh.
     policy = yaml.safe_load(render(namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
     assert "injectionRevision" not in policy, policy
-    assert policy == {k: v for k, v in helmlib.default_values()["config"].items() if k != "injectionRevision"}
+    for key in MESH_KEYS:
+        assert key not in policy, (key, policy)
+    assert policy == {k: v for k, v in helmlib.default_values()["config"].items()
+                      if k != "injectionRevision" and k not in MESH_KEYS}
+    # Set ones are written, an explicit empty alias list included (it replaces the mesh's).
+    values = {"config": {"rootNamespace": "mesh-root", "trustDomainAliases": [], "enableAutoMtls": False,
+                         "trustDomain": ""}}
+    policy = yaml.safe_load(render(values, namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
+    assert policy["rootNamespace"] == "mesh-root" and policy["trustDomainAliases"] == []
+    assert policy["enableAutoMtls"] is False and "trustDomain" not in policy, policy
 
 
 def test_policy_change_rolls_the_pods():
@@ -434,8 +536,9 @@ def test_optional_pieces_are_off_by_default():
     r = render(namespace=NS)
     for kind in ("ServiceMonitor", "NetworkPolicy", "Certificate", "Issuer"):
         assert not r.all(kind), kind
-    assert r.kinds() == sorted(["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
-                                "MutatingWebhookConfiguration", "PodDisruptionBudget", "Secret", "Service",
+    assert r.kinds() == sorted(["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+                                "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget",
+                                "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service",
                                 "ServiceAccount", "ValidatingWebhookConfiguration"]), r.kinds()
 
 
@@ -539,7 +642,9 @@ def test_every_knob_renders():
     [c] = pod["containers"]
     assert c["image"] == "meshguard/meshguard:0.1.0@sha256:" + "a" * 64, c["image"]
     assert pod["serviceAccountName"] == "existing-sa" and not r.all("ServiceAccount")
-    assert r.one("ClusterRoleBinding")["subjects"][0]["name"] == "existing-sa"
+    assert r.one("ClusterRoleBinding", "guard")["subjects"][0]["name"] == "existing-sa"
+    assert r.one("ClusterRoleBinding", "guard-reports")["subjects"][0]["name"] == "existing-sa"
+    assert r.one("RoleBinding", "guard-lease")["subjects"][0]["name"] == "existing-sa"
     assert "requiredDuringSchedulingIgnoredDuringExecution" in pod["affinity"]["podAntiAffinity"]
     assert "nodeAffinity" in pod["affinity"]
     assert "lifecycle" not in c
@@ -557,6 +662,7 @@ def test_every_knob_renders():
     r2 = render({"podAntiAffinity": "none", "rbac": {"create": False}}, namespace=NS)
     assert "affinity" not in r2.one("Deployment")["spec"]["template"]["spec"]
     assert not r2.all("ClusterRole") and not r2.all("ClusterRoleBinding")
+    assert not r2.all("Role") and not r2.all("RoleBinding")
 
 
 # --- Kubernetes schemas -------------------------------------------------------------------------
@@ -564,7 +670,8 @@ def test_every_knob_renders():
 def test_rendered_objects_match_kubernetes_schemas():
     import kubernetes_validate
     checked = 0
-    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING, KNOBS):
+    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING, KNOBS,
+                   {"reports": {"installCRDs": True}}, {"reports": {"api": "openreports", "installCRDs": True}}):
         for doc in render(values, namespace=NS).docs:
             if doc["apiVersion"].startswith(("cert-manager.io/", "monitoring.coreos.com/")):
                 continue  # CRDs: no offline schema

@@ -222,6 +222,10 @@ pub fn resource(kind: &str) -> ApiResource {
         "Service" => ("", "v1", "services"),
         "ServiceAccount" => ("", "v1", "serviceaccounts"),
         "Namespace" => ("", "v1", "namespaces"),
+        "PolicyReport" => ("wgpolicyk8s.io", "v1alpha2", "policyreports"),
+        "ClusterPolicyReport" => ("wgpolicyk8s.io", "v1alpha2", "clusterpolicyreports"),
+        "Report" => ("openreports.io", "v1alpha1", "reports"),
+        "Lease" => ("coordination.k8s.io", "v1", "leases"),
         other => panic!("the harness does not know the resource of kind {other}"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
@@ -421,6 +425,28 @@ impl Drop for Meshguard {
 }
 
 impl Meshguard {
+    /// SIGTERM, as the kubelet stops a pod, and wait for a clean exit (drain, Lease release).
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let until = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "meshguard exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "meshguard did not stop after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// GET a path of the admin listener; `(status, body)`.
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(5))?;
@@ -734,11 +760,23 @@ impl Run {
     /// now (in a Secret-volume layout, reloaded every 200 ms), watching this cluster, with
     /// `extra` flags; returns once `/readyz` says its caches have synced.
     pub async fn serve(&self, extra: &[&str]) -> Meshguard {
+        self.serve_named("meshguard", extra).await
+    }
+
+    /// [`Run::serve`] for one of several replicas: its own certificate directory and log
+    /// (`<name>.log`), `POD_NAME=<name>` (its Lease identity). The periodic audit is off unless
+    /// `extra` sets `--audit-interval`.
+    pub async fn serve_named(&self, name: &str, extra: &[&str]) -> Meshguard {
         let pki = Pki::new();
         let leaf = pki.leaf();
-        let mut volume = SecretVolume::new(self.dir.path().join("tls"));
+        let mut volume = SecretVolume::new(self.dir.path().join(format!("{name}-tls")));
         volume.write(&[("tls.crt", &leaf.cert_pem), ("tls.key", &leaf.key_pem)]);
-        let log = self.dir.path().join("meshguard.log");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let audit_off: &[&str] = if extra.iter().any(|a| a.starts_with("--audit-interval")) {
+            &[]
+        } else {
+            &["--audit-interval", "0"]
+        };
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshguard"));
         cmd.arg("serve")
@@ -747,12 +785,14 @@ impl Run {
             .arg(volume.path("tls.crt"))
             .arg("--tls-key")
             .arg(volume.path("tls.key"))
-            .args(["--tls-reload-interval", "200ms", "--audit-interval", "0"])
+            .args(["--tls-reload-interval", "200ms"])
+            .args(audit_off)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(["--log-format", "json"])
             .args(extra)
             .env_remove("POD_NAMESPACE")
+            .env("POD_NAME", name)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file);

@@ -23,6 +23,8 @@
 mod audit;
 mod existing;
 mod harness;
+mod mesh;
+mod reports;
 mod rotation;
 mod server_side;
 mod teardown;
@@ -32,6 +34,7 @@ use harness::{KUBECONFIG_ENV, KUBECONFIG_KCM_SHARED_ENV};
 use libtest_mimic::{Arguments, Trial};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::RwLock;
 use std::time::Instant;
 
 /// Scenarios run at once by default: they mostly wait on the apiserver and its controllers.
@@ -44,12 +47,31 @@ fn kubeconfig(var: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Scenarios share the cluster; one that changes what every meshguard reads cluster-wide (Istio
+/// injector configurations) takes this lock alone, the others share it.
+static CLUSTER_WIDE: RwLock<()> = RwLock::new(());
+
 fn trial(name: &'static str, body: impl FnOnce() + Send + 'static) -> Trial {
     Trial::test(name, move || {
+        let _shared = CLUSTER_WIDE.read().unwrap_or_else(|p| p.into_inner());
         let start = Instant::now();
         body();
         eprintln!(
             "e2e {name}: passed in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })
+}
+
+/// A scenario that runs with no other scenario at the same time (see [`CLUSTER_WIDE`]).
+fn exclusive_trial(name: &'static str, body: impl FnOnce() + Send + 'static) -> Trial {
+    Trial::test(name, move || {
+        let _alone = CLUSTER_WIDE.write().unwrap_or_else(|p| p.into_inner());
+        let start = Instant::now();
+        body();
+        eprintln!(
+            "e2e {name}: passed in {:.1}s (alone on the cluster)",
             start.elapsed().as_secs_f64()
         );
         Ok(())
@@ -68,6 +90,10 @@ fn main() -> ExitCode {
     args.test_threads.get_or_insert(DEFAULT_PARALLEL);
     let k = |p: &PathBuf| p.clone();
     let trials = vec![
+        exclusive_trial("mesh_as_installed", {
+            let kc = k(&main);
+            move || mesh::run(&kc)
+        }),
         trial("tutorial", {
             let kc = k(&main);
             move || tutorial::run(&kc)
@@ -99,6 +125,14 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("reports_from_audit", {
+            let kc = k(&main);
+            move || reports::run_audit(&kc)
+        }),
+        trial("reports_one_writer", {
+            let kc = k(&main);
+            move || reports::run_one_writer(&kc)
         }),
     ];
     let start = Instant::now();

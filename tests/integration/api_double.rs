@@ -1,8 +1,10 @@
 //! An API-server test double: a plain-HTTP server on 127.0.0.1, in this process, that answers
 //! the metadata-only list (paginated), watch and get requests kube-rs makes for Namespaces and
 //! ServiceAccounts (the pattern of kube-rs's and controller-rs's `ApiServerVerifier`, but
-//! serving real HTTP so the real `kube::Client` stack is exercised). Shared by the
-//! `cluster_context` suite and `benches/cache.rs`.
+//! serving real HTTP so the real `kube::Client` stack is exercised), and the list and watch of
+//! MutatingWebhookConfigurations and of the ConfigMaps of one namespace (the mesh as installed),
+//! which it can also refuse (403). Shared by the `cluster_context` and `mesh_context` suites and
+//! `benches/cache.rs`.
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -36,6 +38,12 @@ pub struct State {
     pub slow: BTreeMap<String, Duration>,
     /// Paths of every direct GET received.
     pub gets: Vec<String>,
+    /// MutatingWebhookConfigurations, whole objects (list and watch).
+    pub webhook_configurations: Vec<Value>,
+    /// ConfigMaps, whole objects, by namespace (list and watch of one namespace).
+    pub config_maps: BTreeMap<String, Vec<Value>>,
+    /// Answer the mesh kinds (MutatingWebhookConfigurations, ConfigMaps) with 403 Forbidden.
+    pub forbid_mesh: bool,
 }
 
 pub struct ApiServer {
@@ -43,7 +51,21 @@ pub struct ApiServer {
     state: Arc<Mutex<State>>,
     namespace_events: broadcast::Sender<String>,
     account_events: broadcast::Sender<String>,
+    mesh_events: MeshEvents,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Watch streams of the mesh kinds.
+#[derive(Clone)]
+pub struct MeshEvents {
+    pub webhooks: broadcast::Sender<String>,
+    pub config_maps: broadcast::Sender<String>,
+}
+
+/// A typed list (what the API server answers for full objects).
+pub fn object_list(api_version: &str, kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": format!("{kind}List"),
+        "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
 impl Drop for ApiServer {
@@ -137,6 +159,7 @@ pub async fn handle(
     state: Arc<Mutex<State>>,
     namespace_events: broadcast::Sender<String>,
     account_events: broadcast::Sender<String>,
+    mesh_events: MeshEvents,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -144,7 +167,50 @@ pub async fn handle(
         .split('&')
         .any(|p| p == "watch=true" || p == "watch=1");
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let forbidden = || {
+        status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the test double forbids this kind",
+        )
+    };
+    let forbid_mesh = state.lock().expect("state").forbid_mesh;
     let resp = match segments.as_slice() {
+        ["apis", "admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"]
+            if forbid_mesh =>
+        {
+            forbidden()
+        }
+        ["api", "v1", "namespaces", _, "configmaps"] if forbid_mesh => forbidden(),
+        ["apis", "admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"]
+            if watch =>
+        {
+            watch_stream(mesh_events.webhooks.subscribe())
+        }
+        ["apis", "admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"] => {
+            let items = state.lock().expect("state").webhook_configurations.clone();
+            json_response(
+                StatusCode::OK,
+                &object_list(
+                    "admissionregistration.k8s.io/v1",
+                    "MutatingWebhookConfiguration",
+                    items,
+                ),
+            )
+        }
+        ["api", "v1", "namespaces", _, "configmaps"] if watch => {
+            watch_stream(mesh_events.config_maps.subscribe())
+        }
+        ["api", "v1", "namespaces", ns, "configmaps"] => {
+            let items = state
+                .lock()
+                .expect("state")
+                .config_maps
+                .get(*ns)
+                .cloned()
+                .unwrap_or_default();
+            json_response(StatusCode::OK, &object_list("v1", "ConfigMap", items))
+        }
         ["api", "v1", "namespaces"] if watch => watch_stream(namespace_events.subscribe()),
         ["api", "v1", "serviceaccounts"] if watch => watch_stream(account_events.subscribe()),
         ["api", "v1", "namespaces"] => {
@@ -248,20 +314,25 @@ impl ApiServer {
         let state = Arc::new(Mutex::new(state));
         let (namespace_events, _) = broadcast::channel(64);
         let (account_events, _) = broadcast::channel(64);
-        let (st, ne, ae) = (
+        let mesh_events = MeshEvents {
+            webhooks: broadcast::channel(64).0,
+            config_maps: broadcast::channel(64).0,
+        };
+        let (st, ne, ae, me) = (
             state.clone(),
             namespace_events.clone(),
             account_events.clone(),
+            mesh_events.clone(),
         );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (st, ne, ae) = (st.clone(), ne.clone(), ae.clone());
+                let (st, ne, ae, me) = (st.clone(), ne.clone(), ae.clone(), me.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, st.clone(), ne.clone(), ae.clone())
+                        handle(req, st.clone(), ne.clone(), ae.clone(), me.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -274,6 +345,7 @@ impl ApiServer {
             state,
             namespace_events,
             account_events,
+            mesh_events,
             task,
         }
     }
@@ -282,6 +354,48 @@ impl ApiServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = kube::Config::new(self.url.parse().expect("url"));
         kube::Client::try_from(config).expect("client")
+    }
+
+    /// The base URL (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A kubeconfig file for this server, for `meshguard serve --kubeconfig`.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!("apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\nusers:\n- name: nobody\n  user: {{}}\n", self.url),
+        )
+        .expect("kubeconfig");
+        path
+    }
+
+    /// Send one MutatingWebhookConfiguration watch event once the watch is open.
+    pub async fn webhook_event(&self, kind: &str, object: Value) {
+        Self::send(
+            &self.mesh_events.webhooks,
+            "MutatingWebhookConfiguration",
+            kind,
+            object,
+        )
+        .await;
+    }
+
+    /// Send one ConfigMap watch event once the watch is open.
+    pub async fn config_map_event(&self, kind: &str, object: Value) {
+        Self::send(&self.mesh_events.config_maps, "ConfigMap", kind, object).await;
+    }
+
+    async fn send(channel: &broadcast::Sender<String>, what: &str, kind: &str, object: Value) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while channel.receiver_count() == 0 {
+            assert!(Instant::now() < until, "kube never opened the {what} watch");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let line = json!({"type": kind, "object": object});
+        channel.send(line.to_string()).expect("send");
     }
 
     pub fn gets(&self) -> Vec<String> {

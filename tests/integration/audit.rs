@@ -27,6 +27,18 @@ struct ApiServer {
     /// Serve the pods in one page whatever page size is asked for (serve's periodic audit
     /// lists with its own page size); otherwise insist on the tests' page size of 2.
     any_page_size: bool,
+    /// Serve Istio's injector webhooks and ConfigMaps (tests/fixtures/mesh/canary/istio.yaml).
+    mesh: bool,
+    /// Answer the mesh kinds with 403.
+    forbid_mesh: bool,
+}
+
+/// The fixture's MutatingWebhookConfigurations or ConfigMaps, as list items.
+fn mesh_items(kind: &str) -> Vec<Value> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(include_str!("../fixtures/mesh/canary/istio.yaml"))
+            .expect("fixture");
+    docs.into_iter().filter(|d| d["kind"] == kind).collect()
 }
 
 fn list(items: Vec<Value>, cont: Option<&str>) -> Value {
@@ -66,7 +78,18 @@ fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
             .map(str::to_owned)
     };
     let ok = |v| (StatusCode::OK, v);
+    let mesh_path = path == "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+        || path == "/api/v1/namespaces/istio-system/configmaps";
+    if mesh_path && state.forbid_mesh {
+        return (StatusCode::FORBIDDEN, status(403, "Forbidden"));
+    }
     match path {
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations" if state.mesh => {
+            ok(list(mesh_items("MutatingWebhookConfiguration"), None))
+        }
+        "/api/v1/namespaces/istio-system/configmaps" if state.mesh => {
+            ok(list(mesh_items("ConfigMap"), None))
+        }
         "/api/v1/namespaces" => ok(list(
             vec![
                 json!({"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}),
@@ -251,7 +274,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         "list items get their type filled in"
     );
 
-    let engine = Engine::new(Policy::builtin(), None);
+    let engine = Engine::new(Policy::builtin(), Default::default(), None);
     let report = audit::evaluate(&engine, collected, true);
     let found: Vec<(String, &str, &str)> = report
         .findings
@@ -306,10 +329,71 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
 }
 
 #[tokio::test]
+async fn audit_reads_the_mesh_as_installed_read_only() {
+    let state = Arc::new(ApiServer {
+        mesh: true,
+        ..Default::default()
+    });
+    let url = start(state.clone()).await;
+    let client = client(&url);
+    // The Istio namespace comes from the injector webhooks (their istiod Service).
+    let read = meshguard::mesh_watch::read(&client, None)
+        .await
+        .expect("mesh read");
+    assert!(read.notes.is_empty(), "{:?}", read.notes);
+    let mesh = read.builder.build();
+    assert_eq!(mesh.istio_namespace().value, "istio-system");
+    assert_eq!(mesh.trust_domain().value, "corp.example");
+    assert_eq!(
+        mesh.tags().get("prod-stable").map(String::as_str),
+        Some("canary")
+    );
+    let requests = state.requests.lock().expect("lock").clone();
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "read-only: {requests:?}"
+    );
+    assert!(requests
+        .iter()
+        .any(|r| r.starts_with("GET /api/v1/namespaces/istio-system/configmaps?")));
+    // The audit's report says which mesh it judged against.
+    let collected = audit::collect(&client, 2, None).await.expect("audit lists");
+    let engine = Engine::new(Policy::builtin(), Arc::new(mesh), None);
+    let json = audit::evaluate(&engine, collected, false).json();
+    assert_eq!(json["meshContext"]["trustDomain"]["value"], "corp.example");
+    assert_eq!(json["meshContext"]["injectors"], "observed");
+    // The principal of cluster.local in the double's policy is local to corp.example too.
+    assert!(json["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["rule"] == "ap-unknown-principal" && f["name"] == "to-web"));
+
+    // Forbidden: a note each, and the fallback (no injector, Istio's defaults).
+    let state = Arc::new(ApiServer {
+        mesh: true,
+        forbid_mesh: true,
+        ..Default::default()
+    });
+    let url = start(state).await;
+    let read = meshguard::mesh_watch::read(&self::client(&url), Some("istio-system"))
+        .await
+        .expect("forbidden is not an error");
+    assert_eq!(read.notes.len(), 2, "{:?}", read.notes);
+    assert!(read.notes[0].contains("cannot list MutatingWebhookConfigurations"));
+    assert!(read.notes[1].contains("cannot list ConfigMaps in namespace istio-system"));
+    assert!(read.builder.build().assumed_default_injector());
+}
+
+#[tokio::test]
 async fn periodic_audit_publishes_gauges_and_keeps_them_on_failure() {
     let state = Arc::new(ApiServer::default());
     let url = start(state).await;
-    let engine = meshguard::engine::EngineHandle::new(Engine::new(Policy::builtin(), None));
+    let engine = meshguard::engine::EngineHandle::new(Engine::new(
+        Policy::builtin(),
+        Default::default(),
+        None,
+    ));
     let metrics = Metrics::new().expect("metrics");
     // A stale series from an earlier run must disappear.
     metrics
@@ -374,6 +458,8 @@ async fn a_policy_reload_reaches_the_next_periodic_audit() {
         "50ms",
         "--audit-interval",
         "200ms",
+        // The double serves no Lease: one replica audits without one.
+        "--leader-elect=false",
     ]);
     config.no_cluster = false;
     config.kubeconfig = Some(kubeconfig);

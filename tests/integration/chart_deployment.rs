@@ -110,7 +110,7 @@ fn the_container_arguments_are_meshguard_flags() {
 #[test]
 fn own_namespace_is_exempt_from_every_rule_and_mutation() {
     let obj = deployment();
-    let engine = Engine::new(policy(), Some(NAMESPACE));
+    let engine = Engine::new(policy(), Default::default(), Some(NAMESPACE));
     for op in [Operation::Create, Operation::Update] {
         let ev = engine.evaluate(&review(&obj, &op), &cluster());
         assert!(ev.exempt, "{op:?}: the release namespace must be exempt");
@@ -123,7 +123,7 @@ fn own_namespace_is_exempt_from_every_rule_and_mutation() {
 #[test]
 fn without_the_exemption_only_the_intended_mesh_opt_out_is_reported() {
     let obj = deployment();
-    let engine = Engine::new(policy(), None);
+    let engine = Engine::new(policy(), Default::default(), None);
     for op in [Operation::Create, Operation::Update] {
         let ev = engine.evaluate(&review(&obj, &op), &cluster());
         assert!(!ev.exempt);

@@ -52,7 +52,7 @@ fn meshguard(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
 /// The report of `check DIR` restricted to what `check` owns (cross-resource findings, parse
 /// errors, the mTLS table), built through the library with relative paths.
 fn owned_report(dir: &str) -> Report {
-    let engine = Engine::new(Policy::builtin(), None);
+    let engine = Engine::new(Policy::builtin(), Default::default(), None);
     let mut loaded = manifest::load(&[root().join(dir)]).expect("fixture loads");
     let prefix = format!("{}/", root().display());
     for o in &mut loaded.objects {
@@ -507,7 +507,7 @@ fn cross_with(
     yaml: &str,
     complete: bool,
 ) -> Vec<(String, &'static str, Action, String)> {
-    let engine = Engine::new(policy, None);
+    let engine = Engine::new(policy, Default::default(), None);
     let mut loaded = manifest::Loaded::default();
     manifest::parse_into("t.yaml", yaml, &mut loaded);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
@@ -740,4 +740,275 @@ fn selectors_matching_nothing_respect_istio_scoping() {
         false
     ))
     .contains(&("p", "selector-matches-nothing")));
+}
+
+// --- the mesh as installed ----------------------------------------------------------------------
+
+const CANARY: &str = "tests/fixtures/mesh/canary";
+
+/// (rule, "kind namespace/name path") of every finding, for assertions on the mesh verdicts.
+fn findings_of(json: &Value) -> Vec<(String, String)> {
+    json["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{} {}/{} {}",
+                    f["kind"].as_str().unwrap_or_default(),
+                    f["namespace"].as_str().unwrap_or_default(),
+                    f["name"].as_str().unwrap_or_default(),
+                    f["path"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+fn has(found: &[(String, String)], rule: &str, at: &str) -> bool {
+    found.iter().any(|(r, a)| r == rule && a == at)
+}
+
+#[test]
+fn the_mesh_in_the_input_decides_injection_and_trust_domain() {
+    let (out, err, code) = meshguard(&["check", CANARY, "--format", "json"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    let json: Value = serde_json::from_str(&out).expect("json");
+    let mesh = &json["meshContext"];
+    assert_eq!(mesh["trustDomain"]["value"], "corp.example");
+    assert_eq!(
+        mesh["trustDomain"]["source"],
+        "ConfigMap istio-system/istio"
+    );
+    assert_eq!(mesh["trustDomainAliases"]["value"][0], "old.corp.example");
+    assert_eq!(mesh["rootNamespace"]["value"], "istio-system");
+    assert_eq!(mesh["injectors"], "observed");
+    assert_eq!(mesh["tags"]["prod-stable"], "canary");
+    let found = findings_of(&json);
+    // A removed revision, on the namespace and on a pod template that relies on it.
+    assert!(
+        has(
+            &found,
+            "ns-unknown-revision",
+            "Namespace payments/payments metadata.labels[\"istio.io/rev\"]"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "ns-unknown-revision",
+            "Job batch/migrate spec.template.metadata.labels[\"istio.io/rev\"]"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "wl-namespace-not-injected",
+            "Deployment payments/ledger spec.template.metadata.labels"
+        ),
+        "{found:?}"
+    );
+    // The tag serves shop; the canary pod opt-in serves the CronJob.
+    assert!(
+        !found.iter().any(|(r, a)| r == "wl-namespace-not-injected"
+            && (a.contains("shop/") || a.contains("batch/report"))),
+        "{found:?}"
+    );
+    // shop moved to prod-stable (-> canary 1.27.1): the pod injected before runs 1.26.2.
+    assert!(
+        has(
+            &found,
+            "wl-proxy-outdated",
+            "Pod shop/web-7c9d-abcde spec.containers[1].image"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(r, a)| r == "wl-proxy-outdated" && a.contains("legacy/")),
+        "{found:?}"
+    );
+    // Principals of the mesh's trust domain, its alias and cluster.local are local.
+    let foreign: Vec<&String> = found
+        .iter()
+        .filter(|(r, _)| r == "ap-foreign-trust-domain")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        foreign,
+        ["AuthorizationPolicy shop/web spec.rules[0].from[0].source.principals[3]"]
+    );
+    // The fix suggests a label of the key the namespace uses, served by an injector.
+    let fix = json["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["rule"] == "ns-unknown-revision" && f["kind"] == "Namespace")
+        .and_then(|f| f["fix"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        fix,
+        "use a revision or tag that exists, e.g. istio.io/rev: prod-stable"
+    );
+    // The text report says where each value came from, once, before the findings.
+    let (text, _, _) = meshguard(&["check", CANARY], None);
+    assert!(text.starts_with("Mesh context:\n  root namespace: istio-system (ConfigMap istio-system/istio)\n  trust domain: corp.example (ConfigMap istio-system/istio), aliases old.corp.example (ConfigMap istio-system/istio)\n"), "{text}");
+    assert!(text.contains("tag prod-stable → canary"), "{text}");
+    assert!(!text.contains("assume Istio's default injector"), "{text}");
+}
+
+#[test]
+fn without_injectors_the_default_injector_is_assumed_and_said_once() {
+    let workloads = format!("{CANARY}/workloads.yaml");
+    let (text, _, _) = meshguard(&["check", &workloads], None);
+    assert_eq!(
+        text.matches("assume Istio's default injector").count(),
+        1,
+        "{text}"
+    );
+    let (out, _, _) = meshguard(&["check", &workloads, "--format", "json"], None);
+    let json: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["meshContext"]["injectors"], "assumed-default");
+    assert_eq!(
+        json["meshContext"]["trustDomain"]["source"],
+        "Istio default"
+    );
+    let found = findings_of(&json);
+    // Label folklore: any istio.io/rev enrols, so nothing is an unknown revision ...
+    assert!(
+        !found
+            .iter()
+            .any(|(r, _)| r == "ns-unknown-revision" || r == "wl-proxy-outdated"),
+        "{found:?}"
+    );
+    // ... and corp.example is foreign (the false positive the mesh context removes).
+    assert_eq!(
+        found
+            .iter()
+            .filter(|(r, _)| r == "ap-foreign-trust-domain")
+            .count(),
+        3,
+        "{found:?}"
+    );
+}
+
+#[test]
+fn mesh_config_flag_and_policy_override_the_mesh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A MeshConfig file wins over the ConfigMap in the input.
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "trustDomain: partner.example\nrootNamespace: mesh-root\n",
+    )
+    .expect("write");
+    let mesh_arg = mesh.to_string_lossy().to_string();
+    let (out, err, _) = meshguard(
+        &[
+            "check",
+            CANARY,
+            "--format",
+            "json",
+            "--mesh-config",
+            &mesh_arg,
+        ],
+        None,
+    );
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(
+        json["meshContext"]["trustDomain"]["value"],
+        "partner.example"
+    );
+    assert_eq!(
+        json["meshContext"]["trustDomain"]["source"],
+        format!("file {mesh_arg}")
+    );
+    assert_eq!(json["meshContext"]["rootNamespace"]["value"], "mesh-root");
+    let foreign: Vec<String> = findings_of(&json)
+        .into_iter()
+        .filter(|(r, _)| r == "ap-foreign-trust-domain")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        foreign.len(),
+        2,
+        "corp.example and its alias are foreign now: {foreign:?}"
+    );
+    // The ConfigMap form of the file works too.
+    let cm = dir.path().join("istio-cm.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio}\ndata:\n  mesh: |\n    trustDomain: partner.example\n").expect("write");
+    let (out, _, _) = meshguard(
+        &[
+            "check",
+            CANARY,
+            "--format",
+            "json",
+            "--mesh-config",
+            &cm.to_string_lossy(),
+        ],
+        None,
+    );
+    let json: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json["meshContext"]["trustDomain"]["value"],
+        "partner.example"
+    );
+    // meshguard's policy wins over both.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "trustDomain: corp.example\n").expect("write");
+    let (out, _, _) = meshguard(
+        &[
+            "check",
+            CANARY,
+            "--format",
+            "json",
+            "--mesh-config",
+            &mesh_arg,
+            "--config",
+            &policy.to_string_lossy(),
+        ],
+        None,
+    );
+    let json: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["meshContext"]["trustDomain"]["value"], "corp.example");
+    assert_eq!(
+        json["meshContext"]["trustDomain"]["source"],
+        "meshguard policy"
+    );
+    // A broken MeshConfig file is a usage error, naming the file.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "trustDomain: [not, a, string]\n").expect("write");
+    let (_, err, code) = meshguard(
+        &["check", CANARY, "--mesh-config", &bad.to_string_lossy()],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("trustDomain") && err.contains("bad.yaml"),
+        "{err}"
+    );
+    // --istio-namespace: ConfigMaps in another namespace are not Istio's.
+    let (out, _, _) = meshguard(
+        &[
+            "check",
+            CANARY,
+            "--format",
+            "json",
+            "--istio-namespace",
+            "istio-mesh",
+        ],
+        None,
+    );
+    let json: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json["meshContext"]["istioNamespace"]["source"],
+        "flag --istio-namespace"
+    );
+    assert_eq!(json["meshContext"]["trustDomain"]["value"], "cluster.local");
 }

@@ -56,7 +56,12 @@ fn evaluate(engine: &Engine, source: &KubeCluster, r: &Review<'_>) -> Vec<String
 
 /// What the built-in policy's rules read from the cluster for this review.
 fn lookups(r: &meshguard::resource::Review<'_>) -> Vec<meshguard::context::LookupKey> {
-    meshguard::engine::Engine::new(meshguard::config::Policy::default(), None).lookups(r)
+    meshguard::engine::Engine::new(
+        meshguard::config::Policy::default(),
+        Default::default(),
+        None,
+    )
+    .lookups(r)
 }
 
 fn policy(on_lookup_failure: &str) -> Engine {
@@ -65,7 +70,7 @@ fn policy(on_lookup_failure: &str) -> Engine {
         "test",
     )
     .expect("policy");
-    Engine::new(p, None)
+    Engine::new(p, Default::default(), None)
 }
 
 async fn synced_cluster(server: &ApiServer, metrics: Option<Metrics>) -> Arc<KubeCluster> {

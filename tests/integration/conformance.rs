@@ -588,7 +588,7 @@ struct Tally {
 
 #[test]
 fn conformance_cases() {
-    let engine = Engine::new(Policy::default(), None);
+    let engine = Engine::new(Policy::default(), Default::default(), None);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root())
         .expect("tests/conformance exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -977,7 +977,7 @@ const NOTE_VARIANTS: &[Variant] = &[
 
 #[test]
 fn notes_beyond_upstream_data() {
-    let engine = Engine::new(Policy::default(), None);
+    let engine = Engine::new(Policy::default(), Default::default(), None);
     let mut failures = Vec::new();
     for (case, file, merge, rule, why) in NOTE_VARIANTS {
         let mapping = MAPPINGS

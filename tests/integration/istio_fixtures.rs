@@ -26,7 +26,11 @@ async fn review(file: &str) -> Answer {
         .join(file);
     let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
     let admission = Admission::new(
-        meshguard::engine::EngineHandle::new(Engine::new(Policy::default(), None)),
+        meshguard::engine::EngineHandle::new(Engine::new(
+            Policy::default(),
+            Default::default(),
+            None,
+        )),
         Metrics::new().expect("metrics"),
         Arc::new(NoCluster),
     );

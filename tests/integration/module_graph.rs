@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "check",
             "audit",
             "cluster",
+            "mesh_watch",
             "simulate",
             "policy_test",
             "policy_report",

@@ -450,3 +450,46 @@ fn a_test_file_inside_its_manifest_directory_is_not_read_as_a_manifest() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The decision runs in the mesh as installed: a MeshConfig in the input with another trust
+/// domain gives callers identities in that domain, so a policy naming them matches; without it
+/// the identities are `cluster.local/...` and the same policy does not.
+#[test]
+fn the_trust_domain_comes_from_the_mesh_in_the_input() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let app = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      serviceAccountName: {name}\n      containers: [{{name: app, image: app, ports: [{{containerPort: 8080}}]}}]\n"
+        )
+    };
+    let manifests = format!(
+        "{}---\n{}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: web-from-client, namespace: prod}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  rules: [{{from: [{{source: {{principals: [corp.example/ns/prod/sa/client]}}}}]}}]\n",
+        app("web"),
+        app("client")
+    );
+    std::fs::write(dir.path().join("apps.yaml"), manifests).expect("write");
+    let path = dir.path().to_string_lossy().to_string();
+    let ask = |path: &str| {
+        let (out, err, code) = meshguard(&[
+            "simulate",
+            path,
+            "--from",
+            "prod/client",
+            "--to",
+            "prod/web",
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (v, code)
+    };
+    let (v, code) = ask(&path);
+    assert_eq!((v["verdict"].as_str(), code), (Some("deny"), 1), "{v:#}");
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    trustDomain: corp.example\n",
+    )
+    .expect("write");
+    let (v, code) = ask(&path);
+    assert_eq!((v["verdict"].as_str(), code), (Some("allow"), 0), "{v:#}");
+}

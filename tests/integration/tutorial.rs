@@ -25,7 +25,7 @@ const ISTIO_KINDS: &[Kind] = &[
 /// `(file, namespace/name, finding as rendered)` for every finding of the scenario.
 fn findings() -> (usize, Vec<(String, String, String)>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tutorial");
-    let engine = Engine::new(Policy::default(), None);
+    let engine = Engine::new(Policy::default(), Default::default(), None);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("tutorial fixtures")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -26,7 +26,11 @@ fn fixture(name: &str) -> Value {
 fn admission(cluster: Inventory, policy: Policy) -> Admission {
     let source: Arc<dyn ClusterSource> = Arc::new(cluster);
     Admission::new(
-        meshguard::engine::EngineHandle::new(Engine::new(policy, Some("meshguard"))),
+        meshguard::engine::EngineHandle::new(Engine::new(
+            policy,
+            Default::default(),
+            Some("meshguard"),
+        )),
         Metrics::new().expect("metrics"),
         source,
     )
@@ -349,34 +353,51 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
     assert!(msg.starts_with("meshguard: 1 violation:\n[wl-missing-sidecar] spec.containers: namespace \"production\" is labeled for injection, but the pod has no istio-proxy container"), "{msg}");
     // A controller-made pod of the unpatched Deployment: still refused for the missing sidecar;
     // the default account is named too, as a warning inherited from its ReplicaSet's template
-    // (the ReplicaSet controller's CREATE), in full in the audit annotation.
-    let resp = send(
-        &a,
-        Webhook::Validate,
-        &fixture("pod-create-by-replicaset.json"),
-    )
-    .await;
+    // (the ReplicaSet controller's CREATE).
+    let review = fixture("pod-create-by-replicaset.json");
+    let resp = send(&a, Webhook::Validate, &review).await;
     assert_eq!(resp["allowed"], false);
     assert!(
         message(&resp).contains("[wl-missing-sidecar]"),
         "{}",
         message(&resp)
     );
+    let warned = warnings(&resp);
+    assert!(
+        warned.iter().any(|w| w.starts_with("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \"default\" ServiceAccount")),
+        "{warned:?}"
+    );
     let all = resp["auditAnnotations"]["violations"]
         .as_str()
         .expect("audit annotation");
-    assert!(all.contains("[wl-default-service-account] spec.serviceAccountName: the pod runs as the \\\"default\\\" ServiceAccount"), "{all}");
-    assert!(all.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{all}");
     assert!(
-        all.contains("inherited from the pod template of its ReplicaSet"),
+        all.contains("[wl-default-service-account] spec.serviceAccountName (warn)"),
         "{all}"
     );
-    let warned = warnings(&resp);
     assert!(
-        warned
-            .iter()
-            .any(|w| w.starts_with("[wl-default-service-account]")),
-        "{warned:?}"
+        all.contains("[wl-missing-sidecar] spec.containers (deny)"),
+        "{all}"
+    );
+    // The whole finding (too long for a warning header) names the account to use and why it
+    // only warns.
+    let body = serde_json::to_vec(&review).expect("json");
+    let req: kube::core::admission::AdmissionRequest<meshguard::resource::ReviewObject> =
+        meshguard::admission::decode_review(&body)
+            .expect("decodes")
+            .try_into()
+            .expect("request");
+    let r = meshguard::admission::recognise(&req).expect("a pod");
+    let eval = a.engine.current().evaluate(&r, a.cluster.view());
+    let full = eval
+        .findings
+        .iter()
+        .find(|f| f.rule == "wl-default-service-account")
+        .map(ToString::to_string)
+        .expect("finding");
+    assert!(full.contains("Fix: set spec.serviceAccountName: frontend (ServiceAccount production/frontend exists)"), "{full}");
+    assert!(
+        full.contains("inherited from the pod template of its ReplicaSet"),
+        "{full}"
     );
     // Pod UPDATEs are not injection events.
     let resp = send(&a, Webhook::Validate, &fixture("pod-update-labels.json")).await;

@@ -3,170 +3,11 @@
 //! same selectors, built here rather than copied from upstream test data.
 
 use super::*;
+use crate::mesh::testing::*;
 use crate::mesh::{InjectValues, InjectionPolicy, NoLabels, SettingSource};
 use serde_json::{json, Value};
 
-// ---- fixtures --------------------------------------------------------------------------
-
-fn expr(key: &str, op: &str, values: &[&str]) -> Value {
-    if values.is_empty() {
-        json!({"key": key, "operator": op})
-    } else {
-        json!({"key": key, "operator": op, "values": values})
-    }
-}
-
-fn webhook(prefix: &str, service: &str, ns: Vec<Value>, obj: Vec<Value>) -> Value {
-    json!({
-        "name": format!("{prefix}sidecar-injector.istio.io"),
-        "clientConfig": {"service": {"name": service, "namespace": "istio-system", "path": "/inject", "port": 443}},
-        "sideEffects": "None",
-        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-        "failurePolicy": "Fail",
-        "reinvocationPolicy": "Never",
-        "admissionReviewVersions": ["v1"],
-        "namespaceSelector": {"matchExpressions": ns},
-        "objectSelector": {"matchExpressions": obj},
-    })
-}
-
-/// The webhooks Istio's chart renders for `name` (a revision, or a tag), served by `service`.
-/// `default_hooks` adds the default revision's `namespace.*` and `object.*` (and `auto.*` with
-/// `enable_by_default`).
-fn chart_webhooks(
-    name: &str,
-    service: &str,
-    default_hooks: bool,
-    enable_by_default: bool,
-) -> Vec<Value> {
-    let mut hooks = vec![
-        webhook(
-            "rev.namespace.",
-            service,
-            vec![
-                expr(REV_LABEL, "In", &[name]),
-                expr(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![expr(INJECT, "NotIn", &["false"])],
-        ),
-        webhook(
-            "rev.object.",
-            service,
-            vec![
-                expr(REV_LABEL, "DoesNotExist", &[]),
-                expr(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![
-                expr(INJECT, "NotIn", &["false"]),
-                expr(REV_LABEL, "In", &[name]),
-            ],
-        ),
-    ];
-    if default_hooks {
-        hooks.push(webhook(
-            "namespace.",
-            service,
-            vec![expr(INJECTION_LABEL, "In", &["enabled"])],
-            vec![expr(INJECT, "NotIn", &["false"])],
-        ));
-        hooks.push(webhook(
-            "object.",
-            service,
-            vec![
-                expr(INJECTION_LABEL, "DoesNotExist", &[]),
-                expr(REV_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![
-                expr(INJECT, "In", &["true"]),
-                expr(REV_LABEL, "DoesNotExist", &[]),
-            ],
-        ));
-        if enable_by_default {
-            hooks.push(webhook(
-                "auto.",
-                service,
-                vec![
-                    expr(INJECTION_LABEL, "DoesNotExist", &[]),
-                    expr(REV_LABEL, "DoesNotExist", &[]),
-                    expr(
-                        "kubernetes.io/metadata.name",
-                        "NotIn",
-                        &[
-                            "kube-system",
-                            "kube-public",
-                            "kube-node-lease",
-                            "local-path-storage",
-                        ],
-                    ),
-                ],
-                vec![
-                    expr(INJECT, "DoesNotExist", &[]),
-                    expr(REV_LABEL, "DoesNotExist", &[]),
-                ],
-            ));
-        }
-    }
-    hooks
-}
-
-/// A revision's injector configuration (`revision` "" is the default revision).
-fn revision_mwc(revision: &str, enable_by_default: bool) -> MutatingWebhookConfiguration {
-    let (name, rev, service) = if revision.is_empty() {
-        (
-            "istio-sidecar-injector".to_owned(),
-            "default",
-            "istiod".to_owned(),
-        )
-    } else {
-        (
-            format!("istio-sidecar-injector-{revision}"),
-            revision,
-            format!("istiod-{revision}"),
-        )
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app": "sidecar-injector", "istio.io/rev": rev}},
-        "webhooks": chart_webhooks(rev, &service, revision.is_empty(), enable_by_default),
-    }))
-    .unwrap()
-}
-
-/// A revision tag `istio-revision-tag-<tag>` pointing to `revision`.
-fn tag_mwc(tag: &str, revision: &str, enable_by_default: bool) -> MutatingWebhookConfiguration {
-    let service = if revision == "default" {
-        "istiod".to_owned()
-    } else {
-        format!("istiod-{revision}")
-    };
-    serde_json::from_value(json!({
-        "metadata": {"name": format!("istio-revision-tag-{tag}"),
-            "labels": {"app": "sidecar-injector", "istio.io/rev": revision, "istio.io/tag": tag}},
-        "webhooks": chart_webhooks(tag, &service, tag == "default", enable_by_default),
-    }))
-    .unwrap()
-}
-
-fn config_map(name: &str, data: Value) -> ConfigMap {
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "namespace": "istio-system"}, "data": data}),
-    )
-    .unwrap()
-}
-
-fn injector_cm(revision: &str, config: &str, tag: &str) -> ConfigMap {
-    let name = if revision == "default" {
-        "istio-sidecar-injector".to_owned()
-    } else {
-        format!("istio-sidecar-injector-{revision}")
-    };
-    let values =
-        json!({"global": {"hub": "docker.io/istio", "tag": tag, "proxy": {"image": "proxyv2"}},
-        "revision": if revision == "default" { "" } else { revision }})
-        .to_string();
-    config_map(&name, json!({"config": config, "values": values}))
-}
+// ---- fixtures: crate::mesh::testing (shared with the rule and cross-check tests) ----
 
 /// Label pairs of a table row.
 type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -920,10 +761,6 @@ fn reasons_in_words() {
 
 // ---- MeshConfig and its origins ----------------------------------------------------------------
 
-fn mesh_cm(name: &str, yaml: &str) -> ConfigMap {
-    config_map(name, json!({"mesh": yaml, "meshNetworks": "networks: {}"}))
-}
-
 #[test]
 fn mesh_config_defaults_without_config_maps() {
     let c = MeshContext::default();
@@ -1016,6 +853,31 @@ fn policy_overrides_win() {
     assert_eq!(c.trust_domain_aliases().value, ["a.example"]);
     assert_eq!(c.enable_auto_mtls(), &Sourced::new(false, Origin::Policy));
     assert_eq!(c.trust_domain().origin.to_string(), "meshguard policy");
+    // Other overrides later (a policy reload) go over the mesh's own values again.
+    let reloaded = c.with_overrides(&MeshOverrides {
+        trust_domain: Some("other.example".into()),
+        ..MeshOverrides::default()
+    });
+    assert_eq!(reloaded.trust_domain().value, "other.example");
+    let origin = Origin::ConfigMap {
+        namespace: "istio-system".into(),
+        name: "istio".into(),
+    };
+    assert_eq!(
+        reloaded.root_namespace(),
+        &Sourced::new("istio-config".to_owned(), origin)
+    );
+    assert_eq!(
+        reloaded.enable_auto_mtls(),
+        &Sourced::new(true, Origin::Default)
+    );
+    assert!(reloaded.trust_domain_aliases().value.is_empty());
+    assert_eq!(
+        reloaded.overrides().trust_domain.as_deref(),
+        Some("other.example")
+    );
+    let back = reloaded.with_overrides(&MeshOverrides::default());
+    assert_eq!(back.trust_domain().value, "corp.example");
 }
 
 #[test]
