@@ -5,6 +5,7 @@
   'use strict';
   var D = null;
   var PAGE = 100;
+  var PRINT_ROWS = 5000;
   var $ = function (id) { return document.getElementById(id); };
   var ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
   function esc(s) { return String(s == null ? '' : s).replace(/[&<>"']/g, function (c) { return ESC[c]; }); }
@@ -374,6 +375,31 @@
     $('detail-close').addEventListener('click', function () { $('detail').hidden = true; });
     document.addEventListener('keydown', function (e) { if (e.key === 'Escape') $('detail').hidden = true; });
     renderFindings();
+    // Printing: the namespaces of the page on screen unfold (within the budget) and the
+    // findings table lists every finding the filters select, not one page; both come back
+    // after printing.
+    var printState = null;
+    window.addEventListener('beforeprint', function () {
+      var opened = [];
+      for (var i = 0; i < NS.shown.length; i++) {
+        if (!NS.shown[i].classList.contains('open')) opened.push(NS.shown[i]);
+      }
+      unfoldAll();
+      opened = opened.filter(function (tb) { return tb.classList.contains('open'); });
+      printState = { opened: opened, page: PAGE };
+      PAGE = PRINT_ROWS;
+      F.page = 0;
+      renderFindings();
+      document.documentElement.setAttribute('data-printing', 'true');
+    });
+    window.addEventListener('afterprint', function () {
+      if (!printState) return;
+      for (var i = 0; i < printState.opened.length; i++) setOpen(printState.opened[i], false);
+      PAGE = printState.page;
+      printState = null;
+      renderFindings();
+      document.documentElement.removeAttribute('data-printing');
+    });
     // Open the namespace when the page has one namespace with workloads (a small mesh).
     var withWorkloads = document.querySelectorAll('#grid tbody.ns .fold:not([disabled])');
     if (withWorkloads.length === 1) setOpen(withWorkloads[0].closest('tbody.ns'), true);

@@ -6,11 +6,12 @@ messages separated by NUL bytes), with Python's standard library only. No WebSoc
 no crate to compile: nothing is added to the Rust build, and Chromium is the only thing the
 check needs besides Python 3.
 
-    posture.py check PAGE --expect CHECK_JSON [--screenshot PNG]
-        load PAGE from file://, fail on any console error or exception, assert the grid, the
-        mTLS colours and shapes, the findings counts (against `meshguard check --format json`),
-        the search box, and click a port and a reachability cell to see the deciding policy;
-        optionally save a screenshot.
+    posture.py check PAGE --expect CHECK_JSON [--screenshot PNG] [--pdf PDF]
+        load the tutorial's PAGE from file://, fail on any console error, exception or
+        network request, assert the grid, the mTLS colours and shapes, the findings counts
+        (against `meshguard check --format json` of the same input), folding, the search box,
+        the print stylesheet and printing (Page.printToPDF), and click a port and a
+        reachability cell to see the deciding policy; optionally save a screenshot and the PDF.
     posture.py measure PAGE…
         print, per page, the time from navigation start until the page has rendered
         (performance.now() when the script is done) and the time to unfold every namespace.
@@ -142,7 +143,7 @@ class Browser:
             session=False,
         )
         self.session = attached["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
         self.send(
             "Emulation.setDeviceMetricsOverride",
@@ -266,6 +267,30 @@ def console_errors(events):
     return out
 
 
+def requests_made(events):
+    """URLs the page asked the network stack for (Network.requestWillBeSent)."""
+    return [e["params"]["request"]["url"] for e in events
+            if e.get("method") == "Network.requestWillBeSent"]
+
+
+# Every element of the live DOM that loads something or names a URL (after the script ran).
+EXTERNAL_IN_DOM = """(() => {
+  const out = [];
+  for (const el of document.querySelectorAll('*')) {
+    const tag = el.tagName.toLowerCase();
+    if (['link', 'img', 'iframe', 'object', 'embed', 'base', 'frame', 'audio', 'video', 'source'].includes(tag))
+      out.push('<' + tag + '>');
+    for (const a of el.attributes) {
+      const v = a.value.trim().toLowerCase();
+      if (v.includes('http://') || v.includes('https://') || v.startsWith('//')) out.push('<' + tag + ' ' + a.name + '=' + a.value + '>');
+      if (['href', 'src', 'action', 'srcset', 'data', 'poster'].includes(a.name) && !v.startsWith('#'))
+        out.push('<' + tag + ' ' + a.name + '=' + a.value + '> leaves the page');
+    }
+  }
+  return out;
+})()"""
+
+
 def file_url(path):
     return "file://" + os.path.abspath(path)
 
@@ -275,7 +300,7 @@ def expect(cond, what):
         raise Failure(what)
 
 
-def check(page, expected_json, screenshot):
+def check(page, expected_json, screenshot, pdf_path=None):
     with open(expected_json) as f:
         summary = json.load(f)["summary"]
     b = Browser()
@@ -369,17 +394,89 @@ def check(page, expected_json, screenshot):
         expect(cell["verdicts"][0].startswith("TCP connection: DENY"), f"frontend → backend over TCP: {cell['verdicts']}")
         expect(cell["deciding"] and cell["deciding"][0].startswith("AuthorizationPolicy production/"), f"deciding policy: {cell['deciding']}")
 
-        # The search box filters workloads.
-        found = b.evaluate("""new Promise(done => {
-          const s = document.getElementById('search');
-          s.value = 'backend'; s.dispatchEvent(new Event('input'));
-          setTimeout(() => done([...document.querySelectorAll('#grid tr.wl')]
-            .filter(tr => getComputedStyle(tr).display !== 'none').map(tr => tr.querySelector('.wlname').textContent)), 400);
-        })""")
-        expect(found == ["backend"], f"search 'backend' shows {found}")
-        b.evaluate("(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); })()")
+        # Namespaces fold and unfold with real clicks; a namespace without workloads cannot.
+        visible_rows = """[...document.querySelectorAll('#grid tr.wl')]
+          .filter(tr => tr.getClientRects().length).map(tr => tr.querySelector('.wlname').textContent)"""
+        fold_state = """(() => { const tb = document.querySelector('#grid tbody.ns[data-ns=production]');
+          return {open: tb.classList.contains('open'), expanded: tb.querySelector('.fold').getAttribute('aria-expanded'),
+                  rows: """ + visible_rows + """}; })()"""
+        b.click("#grid tbody.ns[data-ns=production] .fold")
+        folded = b.evaluate(fold_state)
+        expect(folded == {"open": False, "expanded": "false", "rows": []}, f"after folding production: {folded}")
+        b.click("#grid tbody.ns[data-ns=production] .fold")
+        unfolded = b.evaluate(fold_state)
+        expect(unfolded["open"] and unfolded["expanded"] == "true" and sorted(unfolded["rows"]) == ["backend", "frontend"],
+               f"after unfolding production: {unfolded}")
+        expect(b.evaluate("document.querySelector('#grid tbody.ns[data-ns=\"istio-system\"] .fold').disabled"),
+               "istio-system has no workloads but its fold button is enabled")
+        b.click("#fold-all")
+        expect(b.evaluate(visible_rows) == [], "Fold all left workloads visible")
+        b.click("#unfold-all")
+        expect(sorted(b.evaluate(visible_rows)) == ["backend", "frontend"], "Unfold all did not show the workloads")
 
-        errors = console_errors(b.drain_events())
+        # The search box filters namespaces and workloads (typed, as a user would).
+        def search(text):
+            b.evaluate("(() => { const s = document.getElementById('search'); s.value = ''; s.focus(); })()")
+            if text:
+                b.send("Input.insertText", {"text": text})
+            else:
+                b.evaluate("document.getElementById('search').dispatchEvent(new Event('input'))")
+            time.sleep(0.3)  # the box waits 120 ms after the last keystroke
+            return b.evaluate("""(() => ({
+              namespaces: [...document.querySelectorAll('#grid tbody.ns')].filter(tb => !tb.hidden).map(tb => tb.dataset.ns),
+              rows: """ + visible_rows + """,
+              count: document.getElementById('search-count').textContent,
+              page: document.getElementById('ns-page').textContent }))()""")
+        found = search("backend")
+        expect(found["namespaces"] == ["production"] and found["rows"] == ["backend"], f"search 'backend' shows {found}")
+        found = search("istio")
+        expect(found["namespaces"] == ["istio-system"], f"search 'istio' shows {found}")
+        found = search("no-such-thing")
+        expect(found["namespaces"] == [] and found["page"] == "no namespace matches", f"search 'no-such-thing' shows {found}")
+        found = search("")
+        expect(found["namespaces"] == ["istio-system", "production"], f"an empty search shows {found}")
+
+        # Printing: the print stylesheet hides the controls and the panel; beforeprint unfolds
+        # the namespaces and lists every finding, afterprint restores the page.
+        b.click("#fold-all")
+        b.evaluate("""(() => { window.__prints = [];
+          // Registered after the page's own handler, so it sees the page as printed.
+          addEventListener('beforeprint', () => window.__prints.push({
+            rows: [...document.querySelectorAll('#grid tr.wl')].filter(tr => tr.getClientRects().length).length,
+            findings: document.querySelectorAll('#fbody tr[data-action]').length,
+            printing: document.documentElement.getAttribute('data-printing') }));
+        })()""")
+        pdf = base64.b64decode(b.send("Page.printToPDF", {"printBackground": True}, timeout=60)["data"])
+        expect(pdf.startswith(b"%PDF") and len(pdf) > 10000, f"printToPDF gave {len(pdf)} bytes")
+        if pdf_path:
+            with open(pdf_path, "wb") as f:
+                f.write(pdf)
+        prints = b.evaluate("window.__prints")
+        expect(prints and prints[0]["rows"] == 2 and prints[0]["findings"] == summary["findings"]
+               and prints[0]["printing"] == "true", f"while printing: {prints}")
+        after = b.evaluate("""(() => ({
+          open: document.querySelectorAll('#grid tbody.ns.open').length,
+          printing: document.documentElement.getAttribute('data-printing') }))()""")
+        expect(after == {"open": 0, "printing": None}, f"after printing: {after}")
+        b.send("Emulation.setEmulatedMedia", {"media": "print"})
+        printed = b.evaluate("""(() => {
+          const shown = sel => [...document.querySelectorAll(sel)].some(e => e.getClientRects().length);
+          return {controls: shown('.noprint') || shown('nav') || shown('.fold'), note: shown('.printonly'),
+                  chips: ['strict', 'permissive', 'disable'].map(m => getComputedStyle(document.querySelector('.legend .m-' + m)).backgroundColor)};
+        })()""")
+        b.send("Emulation.setEmulatedMedia", {"media": ""})
+        expect(not printed["controls"], "the print stylesheet leaves controls on paper")
+        expect(printed["note"], "the print note is not printed")
+        expect(len(set(printed["chips"])) == 3, f"printed mTLS chips share a colour: {printed['chips']}")
+
+        # Nothing on the page, as rendered, names or loads anything outside the file.
+        b.click("#unfold-all")
+        refs = b.evaluate(EXTERNAL_IN_DOM)
+        expect(refs == [], f"the rendered page references the outside: {refs}")
+        events = b.drain_events()
+        foreign = [u for u in requests_made(events) if u != file_url(page)]
+        expect(not foreign, f"the page made requests: {foreign}")
+        errors = console_errors(events)
         expect(not errors, "console errors: " + "; ".join(errors))
 
         if screenshot:
@@ -417,20 +514,22 @@ def measure(pages):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "check":
         page, rest = argv[1], argv[2:]
-        expected, shot = None, None
+        expected, shot, pdf = None, None, None
         while rest:
             flag, value, rest = rest[0], rest[1] if len(rest) > 1 else None, rest[2:]
             if flag == "--expect":
                 expected = value
             elif flag == "--screenshot":
                 shot = value
+            elif flag == "--pdf":
+                pdf = value
             else:
                 print(__doc__, file=sys.stderr)
                 return 2
         if not expected:
             print("posture.py check: --expect CHECK_JSON is required", file=sys.stderr)
             return 2
-        check(page, expected, shot)
+        check(page, expected, shot, pdf)
         print(f"posture.py: {page} passes in headless Chromium" + (f"; screenshot {shot}" if shot else ""))
         return 0
     if len(argv) >= 2 and argv[0] == "measure":
