@@ -44,6 +44,10 @@ pub struct ReportArgs {
     /// injector webhooks, else `istio-system`.
     #[arg(long)]
     pub istio_namespace: Option<String>,
+    /// The mesh's MeshConfig for manifests (as `check --mesh-config`): a MeshConfig YAML file
+    /// or the `istio` ConfigMap holding it under `data.mesh`.
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
+    pub mesh_config: Option<PathBuf>,
     /// Write the page to this file.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
@@ -125,11 +129,27 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             policy_source,
         })
     } else {
+        let mesh_config = match &args.mesh_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --mesh-config {}: {e}", path.display()))?;
+                let origin = format!("--mesh-config {}", path.display());
+                crate::mesh::MeshConfig::from_file_text(&text, &origin)
+                    .map_err(|e| e.to_string())?;
+                Some((path.display().to_string(), text))
+            }
+            None => None,
+        };
         let mut loaded = crate::manifest::load_from(&args.paths, &mut std::io::stdin())
             .map_err(|e| e.to_string())?;
         let prepared = crate::check::prepare(&mut loaded, &args.namespace, false, args.complete);
-        // The mesh objects of the input (MeshConfig, injector webhooks), as in `check`.
-        let mesh = crate::check::mesh_context(&prepared, None, args.istio_namespace.as_deref());
+        // The mesh objects of the input (MeshConfig, injector webhooks) and --mesh-config, as
+        // in `check`.
+        let mesh = crate::check::mesh_context(
+            &prepared,
+            mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            args.istio_namespace.as_deref(),
+        );
         let engine = Engine::new(policy, std::sync::Arc::new(mesh), None);
         let report = crate::check::check_loaded(&engine, &prepared, false);
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();

@@ -691,3 +691,57 @@ fn unwritable_output_is_an_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent-dir/manifests"), "{err}");
 }
+
+#[test]
+fn mesh_config_flag_is_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "trustDomain: corp.example\nrootNamespace: mesh-root\n",
+    )
+    .expect("write");
+    let tutorial = root().join(TUTORIAL);
+    let (tutorial, mesh) = (
+        tutorial.to_str().expect("path"),
+        mesh.to_str().expect("path"),
+    );
+    let (code, err, raw) = report(&[tutorial, "--mesh-config", mesh]);
+    assert_eq!(code, 0, "{err}");
+    let html = Html::parse_document(&raw);
+    let facts = text(one(&html, "#mesh-facts"));
+    assert!(
+        facts.contains("corp.example") && facts.contains("mesh-root"),
+        "{facts}"
+    );
+    // The root namespace decides which PeerAuthentication is mesh-wide: istio-system's no
+    // longer is.
+    assert!(
+        facts.contains("PERMISSIVE: no mesh-wide PeerAuthentication"),
+        "{facts}"
+    );
+    let plain = page_of(&root().join(TUTORIAL));
+    assert!(text(one(&plain, "#mesh-facts")).contains("STRICT (istio-system/mesh-strict)"));
+    // The same findings as `check --mesh-config`.
+    let Command::Check(a) = cli(&["check", tutorial, "--mesh-config", mesh, "--format", "json"])
+    else {
+        panic!("not a check command");
+    };
+    let (mut out, mut e) = (Vec::new(), Vec::new());
+    meshguard::check::execute(a, &mut std::io::empty(), &mut out, &mut e);
+    let summary: Value = serde_json::from_slice::<Value>(&out).expect("json")["summary"].clone();
+    let header = text(one(&html, "#counts [data-count=findings] b"));
+    assert_eq!(
+        Some(header.parse::<u64>().expect("n")),
+        summary["findings"].as_u64()
+    );
+    assert_eq!(
+        data(&html)["fd"].as_array().expect("fd").len() as u64,
+        summary["findings"].as_u64().expect("n")
+    );
+    // A MeshConfig that does not parse is an error, as in check.
+    std::fs::write(dir.path().join("bad.yaml"), "trustDomain: [").expect("write");
+    let bad = dir.path().join("bad.yaml");
+    let (code, err, _) = report(&[tutorial, "--mesh-config", bad.to_str().expect("path")]);
+    assert_eq!(code, 2, "{err}");
+}
