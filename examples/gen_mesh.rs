@@ -28,7 +28,7 @@ fn namespace(n: usize, workloads: usize) -> String {
         s,
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: {ns}\nspec:\n  mtls:\n    mode: {mode}\n---\n"
     );
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let _ = write!(
             s,
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  namespace: {ns}\nspec: {{}}\n---\n"

@@ -21,7 +21,7 @@ pub static CHECK: CrossCheck = CrossCheck {
 };
 
 /// The allow-nothing policies in force, in input order.
-pub fn allow_nothing_policies<'a>(inventory: &'a Inventory) -> impl Iterator<Item = &'a Object> {
+pub fn allow_nothing_policies(inventory: &Inventory) -> impl Iterator<Item = &Object> {
     inventory.of_kind(Kind::AuthorizationPolicy).filter(|o| {
         AuthorizationPolicy::of(spec_of(&o.object)).is_allow_nothing(is_dry_run(&o.object))
     })

@@ -311,9 +311,12 @@ fn workload_dataplane(engine: &Engine, inventory: &Inventory, o: &Object) -> Dat
     )
 }
 
+/// A Service's selector (read once) and its spec.
+type SelectingService<'a> = (BTreeMap<String, String>, &'a Value);
+
 /// Services by namespace, with their selectors read once, for protocol selection.
 pub(super) struct Services<'a> {
-    by_namespace: HashMap<&'a str, Vec<(BTreeMap<String, String>, &'a Value)>>,
+    by_namespace: HashMap<&'a str, Vec<SelectingService<'a>>>,
 }
 
 impl<'a> Services<'a> {

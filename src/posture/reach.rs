@@ -353,14 +353,11 @@ mod tests {
         d
     }
 
-    /// The cell of identity `from` to workload `to`: (TCP, GET) as (verdict, reason, policy
-    /// name, rule).
-    fn cell(
-        data: &Data<'_>,
-        ns: &str,
-        from: &str,
-        to: &str,
-    ) -> [Option<(String, String, Option<String>, Option<usize>)>; 2] {
+    /// (verdict, reason, policy name, rule) of one request.
+    type Seen = (String, String, Option<String>, Option<usize>);
+
+    /// The cell of identity `from` to workload `to`: (TCP, GET).
+    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> [Option<Seen>; 2] {
         let i = data.ns.iter().position(|n| n.n == ns).expect("namespace");
         let m = data.reach[i].as_ref().expect("matrix");
         let r = m.ids.iter().position(|id| id.0 == from).expect("row");
