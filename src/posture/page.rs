@@ -413,3 +413,85 @@ pub fn decode_data(encoded: &str) -> Result<serde_json::Value, String> {
     gz.finish().map_err(|e| e.to_string())?;
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::posture::model::{build, tests::run, Options};
+    use serde_json::json;
+
+    #[test]
+    fn escape_covers_content_and_both_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x" title='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+        assert_eq!(escape("plain-name.ns"), "plain-name.ns");
+    }
+
+    #[test]
+    fn fill_never_rescans_inserted_values() {
+        let out = fill("<{{A}}|{{B}}|{{C}}>", &[("A", "{{B}}"), ("B", "b")]);
+        // A's value holds a marker: it stays text; an unknown marker stays as written.
+        assert_eq!(out, "<{{B}}|b|{{C}}>");
+        assert_eq!(fill("open {{ only", &[]), "open {{ only");
+    }
+
+    fn page_of(objects: Vec<serde_json::Value>) -> String {
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        let meta = Meta::new(
+            &engine,
+            &report,
+            "manifests <x>".to_owned(),
+            "built-in policy",
+            "2026-01-01T00:00:00Z".to_owned(),
+        );
+        render(&meta, &data, &report, &inventory)
+    }
+
+    #[test]
+    fn every_template_marker_is_filled_and_the_data_round_trips() {
+        use crate::cross::testing::{deployment, namespace};
+        let html = page_of(vec![
+            namespace("prod", json!({"istio-injection": "enabled"})),
+            deployment("prod", "web", json!({"app": "web"}), &[8080]),
+        ]);
+        assert!(!html.contains("{{"), "a marker is left");
+        assert!(html.contains(r#"<tbody class="ns" id="ns-0" data-i="0" data-ns="prod">"#));
+        assert!(html.contains("manifests &lt;x&gt;"), "the input is escaped");
+        let start = html.find(r#"data-encoding="gzip+base64">"#).expect("data") + 28;
+        let end = start + html[start..].find("</script>").expect("end");
+        let data = decode_data(&html[start..end]).expect("decodes");
+        assert_eq!(data["ns"][0]["n"], "prod");
+        assert_eq!(data["wl"][0][1], "web");
+        assert!(decode_data("not base64!").is_err());
+    }
+
+    #[test]
+    fn text_from_the_input_cannot_break_out_of_the_data_element() {
+        use crate::cross::testing::istio;
+        // A path with markup lands in a finding's message: it travels base64-encoded.
+        let hostile = "/api/</script><script>alert(1)</script>/";
+        let html = page_of(vec![istio(
+            "AuthorizationPolicy",
+            "prod",
+            "p",
+            json!({"rules": [{"to": [{"operation": {"paths": [hostile]}}]}]}),
+        )]);
+        assert!(!html.contains("alert(1)"), "the markup carries input text");
+        let start = html.find(r#"data-encoding="gzip+base64">"#).expect("data") + 28;
+        let end = start + html[start..].find("</script>").expect("end");
+        let data = decode_data(&html[start..end]).expect("decodes");
+        assert!(
+            data["fd"].to_string().contains("alert(1)"),
+            "the finding quotes the path: {}",
+            data["fd"]
+        );
+        assert_eq!(
+            html.matches("<script").count(),
+            2,
+            "one data element, one script"
+        );
+    }
+}
