@@ -177,14 +177,24 @@ pub async fn collect(
 /// Evaluate a cluster listing. The listing is complete: what it lacks does not exist.
 pub fn evaluate(engine: &Engine, collected: Collected, show_mtls: bool) -> Report {
     let inventory = Inventory::complete(collected.objects);
-    let analysis = analyze(engine, &inventory);
+    evaluate_inventory(engine, &inventory, collected.notes, show_mtls)
+}
+
+/// Evaluate a cluster listing already made into an inventory (the posture page keeps it).
+pub fn evaluate_inventory(
+    engine: &Engine,
+    inventory: &Inventory,
+    notes: Vec<String>,
+    show_mtls: bool,
+) -> Report {
+    let analysis = analyze(engine, inventory);
     Report {
         command: "audit",
         findings: analysis.findings,
         errors: Vec::new(),
         objects: analysis.evaluated,
         skipped: BTreeMap::new(),
-        notes: collected.notes,
+        notes,
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),

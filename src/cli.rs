@@ -1,4 +1,4 @@
-//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test`, and
+//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report`, and
 //! dispatch. Each command's flags live next to the command (`check::CheckArgs`,
 //! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
 //! server never sees clap. Every `serve` flag can also be set by an environment variable
@@ -42,6 +42,8 @@ pub enum Command {
     Simulate(Box<crate::simulate::SimulateArgs>),
     /// Run authorization test files (requests with expected verdicts).
     Test(crate::simulate::policy_tests::TestArgs),
+    /// Write the mesh's zero-trust posture as one self-contained HTML page.
+    Report(crate::posture::ReportArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -236,5 +238,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Audit(args) => crate::audit::run(args),
         Command::Simulate(args) => crate::simulate::run(*args),
         Command::Test(args) => crate::simulate::policy_tests::run(args),
+        Command::Report(args) => crate::posture::run(args),
     }
 }

@@ -13,8 +13,9 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
-//!   (outputs), `manifest`, `cluster` (kube-backed caches), `policy_report` (findings →
-//!   PolicyReports, pure), `report_writer` (writes them), `lease` (one writer among replicas);
+//!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
+//!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
+//!   (one writer among replicas);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -49,6 +50,7 @@ pub mod mutation;
 pub mod parallel;
 pub mod pod_template;
 pub mod policy_report;
+pub mod posture;
 pub mod report;
 pub mod report_writer;
 pub mod resource;

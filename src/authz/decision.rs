@@ -307,6 +307,11 @@ impl<'s> Target<'s> {
         !self.allow.is_empty()
     }
 
+    /// The enforced ALLOW policies that apply, as indexes into [`PolicySet::policies`].
+    pub fn allow_policies(&self) -> &[usize] {
+        &self.allow
+    }
+
     /// The decision for one request.
     pub fn decide(&self, req: &Request) -> Outcome {
         match self.prepare(req) {

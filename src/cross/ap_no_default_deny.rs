@@ -7,6 +7,7 @@
 
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
+use crate::inventory::{Inventory, Object};
 use crate::istio::{is_dry_run, AuthorizationPolicy};
 use crate::resource::{spec_of, Kind};
 use std::collections::{BTreeSet, HashSet};
@@ -19,13 +20,16 @@ pub static CHECK: CrossCheck = CrossCheck {
     run,
 };
 
+/// The allow-nothing policies in force, in input order.
+pub fn allow_nothing_policies(inventory: &Inventory) -> impl Iterator<Item = &Object> {
+    inventory.of_kind(Kind::AuthorizationPolicy).filter(|o| {
+        AuthorizationPolicy::of(spec_of(&o.object)).is_allow_nothing(is_dry_run(&o.object))
+    })
+}
+
 /// Namespaces with an allow-nothing policy in force.
 pub fn protected_namespaces<'a>(cx: &CrossContext<'a>) -> HashSet<&'a str> {
-    cx.inventory
-        .of_kind(Kind::AuthorizationPolicy)
-        .filter(|o| {
-            AuthorizationPolicy::of(spec_of(&o.object)).is_allow_nothing(is_dry_run(&o.object))
-        })
+    allow_nothing_policies(cx.inventory)
         .map(|o| o.namespace())
         .collect()
 }

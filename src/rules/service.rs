@@ -23,6 +23,68 @@ pub fn name_declares_protocol(name: &str) -> bool {
     })
 }
 
+/// How Istio's sidecar treats the traffic of one Service port, from its protocol selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProtocol {
+    /// HTTP, HTTP/2, gRPC, gRPC-Web, HTTP proxy: HTTP filters, all AuthorizationPolicy fields.
+    Http,
+    /// TCP, TLS, HTTPS (passed through), Mongo, MySQL, Redis: TCP filters, HTTP-only fields
+    /// do not apply.
+    Tcp,
+    /// UDP: not proxied.
+    Udp,
+    /// Not declared: the sidecar sniffs, so an HTTP/1.1 or HTTP/2 request is handled as HTTP
+    /// and anything else as TCP.
+    Sniffed,
+}
+
+impl PortProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProtocol::Http => "http",
+            PortProtocol::Tcp => "tcp",
+            PortProtocol::Udp => "udp",
+            PortProtocol::Sniffed => "sniffed",
+        }
+    }
+}
+
+/// Istio's protocol for a Service port: `appProtocol` when set (with Kubernetes' standard
+/// `kubernetes.io/h2c`, `/ws`, `/wss`), else the port name up to its first `-` (`grpc-web`
+/// whole), case-insensitively; an unknown protocol is sniffed, except on the well-known ports
+/// 25, 53, 3306 and 27017, which are TCP (istio/istio `pkg/config/kube/conversion.go`,
+/// `ConvertProtocol`, and `pkg/config/protocol/instance.go`, `Parse`).
+pub fn port_protocol(
+    port: u32,
+    name: &str,
+    protocol: &str,
+    app_protocol: Option<&str>,
+) -> PortProtocol {
+    if protocol == "UDP" {
+        return PortProtocol::Udp;
+    }
+    let mut name = name;
+    if let Some(app) = app_protocol {
+        match app {
+            "kubernetes.io/h2c" | "kubernetes.io/ws" => return PortProtocol::Http,
+            "kubernetes.io/wss" => return PortProtocol::Tcp,
+            _ => name = app,
+        }
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("grpc-web") {
+        return PortProtocol::Http;
+    }
+    let prefix = lower.split('-').next().unwrap_or("");
+    match prefix {
+        "http" | "http2" | "http_proxy" | "grpc" => PortProtocol::Http,
+        "tcp" | "https" | "tls" | "mongo" | "redis" | "mysql" => PortProtocol::Tcp,
+        "udp" => PortProtocol::Udp,
+        _ if matches!(port, 25 | 53 | 3306 | 27017) => PortProtocol::Tcp,
+        _ => PortProtocol::Sniffed,
+    }
+}
+
 pub static PORT_PROTOCOL: Rule = Rule {
     id: "svc-port-protocol",
     kinds: &[Kind::Service],
@@ -80,6 +142,28 @@ mod tests {
     }
 
     const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
+
+    #[test]
+    fn port_protocol_follows_istio_selection() {
+        use PortProtocol::*;
+        let p = |port, name, proto, app| port_protocol(port, name, proto, app);
+        assert_eq!(p(80, "http-web", "TCP", None), Http);
+        assert_eq!(p(80, "HTTP2", "TCP", None), Http);
+        assert_eq!(p(80, "grpc-web-x", "TCP", None), Http);
+        assert_eq!(p(80, "grpc", "TCP", None), Http);
+        assert_eq!(p(80, "tcp-db", "TCP", None), Tcp);
+        assert_eq!(p(443, "https", "TCP", None), Tcp);
+        assert_eq!(p(80, "web", "TCP", None), Sniffed);
+        assert_eq!(p(80, "", "TCP", None), Sniffed);
+        assert_eq!(p(3306, "", "TCP", None), Tcp, "well-known port");
+        assert_eq!(p(80, "http", "UDP", None), Udp);
+        // appProtocol wins over the name.
+        assert_eq!(p(80, "tcp", "TCP", Some("http")), Http);
+        assert_eq!(p(80, "http", "TCP", Some("tcp")), Tcp);
+        assert_eq!(p(80, "", "TCP", Some("kubernetes.io/h2c")), Http);
+        assert_eq!(p(80, "", "TCP", Some("kubernetes.io/wss")), Tcp);
+        assert_eq!(p(80, "http", "TCP", Some("custom")), Sniffed);
+    }
 
     #[test]
     fn protocol_names() {

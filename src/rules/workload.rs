@@ -75,7 +75,7 @@ fn unknown_namespace(
 
 /// Which data plane will carry a pod's traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dataplane {
+pub enum Dataplane {
     /// The sidecar injector adds istio-proxy.
     Sidecar,
     /// No sidecar; ztunnel captures the pod (ambient mode).
@@ -84,6 +84,38 @@ pub(crate) enum Dataplane {
     Outside,
     /// The namespace's labels are not known, and the pod's own labels do not settle it.
     Unknown,
+}
+
+impl Dataplane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Sidecar => "sidecar",
+            Dataplane::Ambient => "ambient",
+            Dataplane::Outside => "none",
+            Dataplane::Unknown => "unknown",
+        }
+    }
+}
+
+/// Where a pod of `namespace` goes in the mesh as installed: the same decision the workload
+/// rules make (the injector's, else ambient capture), for the posture page.
+pub fn workload_dataplane(
+    mesh: &crate::mesh::MeshContext,
+    namespace: &str,
+    t: &PodTemplate<'_>,
+    ns: &Lookup<BTreeMap<String, String>>,
+) -> Dataplane {
+    let inject = match ns {
+        Lookup::Found(labels) => {
+            let (pl, pa) = (t.label_view(), t.annotation_view());
+            Some(
+                mesh.injection(namespace, labels, &pl, &pa, t.host_network())
+                    .inject,
+            )
+        }
+        _ => None,
+    };
+    dataplane(t, ns, inject)
 }
 
 /// What the rules of one review know about its pod's injection, worked out once per review

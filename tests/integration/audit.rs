@@ -549,3 +549,114 @@ fn audit_and_serve_flags_parse() {
     assert_eq!(args.context.as_deref(), Some("prod"));
     assert!(Cli::try_parse_from(["meshguard", "audit", "--page-size", "0"]).is_err());
 }
+
+/// `meshguard report --cluster` is `audit`'s run: against the same cluster (the double, with
+/// the mesh's injectors and ConfigMaps), the page's findings are exactly `audit --format json`'s
+/// and its header names the mesh as installed there. Both run as the binary, as a user would.
+#[tokio::test]
+async fn report_cluster_shows_audits_findings() {
+    let url = start(Arc::new(ApiServer {
+        any_page_size: true,
+        mesh: true,
+        ..Default::default()
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster: {{server: \"{url}\"}}\ncontexts:\n- name: double\n  context: {{cluster: double, user: nobody}}\ncurrent-context: double\nusers:\n- name: nobody\n  user: {{}}\n"),
+    )
+    .expect("kubeconfig");
+    let page = dir.path().join("page.html");
+    let (k, p) = (kubeconfig.clone(), page.clone());
+    let (audit, report) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_meshguard"))
+                .args(args)
+                .env_remove("KUBECONFIG")
+                .env_remove("MESHGUARD_CONFIG")
+                .output()
+                .expect("meshguard runs")
+        };
+        let audit = run(&[
+            "audit".as_ref(),
+            "--kubeconfig".as_ref(),
+            k.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ]);
+        let report = run(&[
+            "report".as_ref(),
+            "--cluster".as_ref(),
+            "--kubeconfig".as_ref(),
+            k.as_os_str(),
+            "--html".as_ref(),
+            p.as_os_str(),
+        ]);
+        (audit, report)
+    })
+    .await
+    .expect("joined");
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let summary = serde_json::from_slice::<Value>(&audit.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit's JSON: {e}: {}",
+            String::from_utf8_lossy(&audit.stderr)
+        )
+    })["summary"]
+        .clone();
+    assert!(summary["findings"].as_u64().expect("findings") > 0);
+    let html = scraper::Html::parse_document(&std::fs::read_to_string(&page).expect("page"));
+    let text = |s: &str| -> String {
+        let sel = scraper::Selector::parse(s).expect("selector");
+        html.select(&sel)
+            .next()
+            .unwrap_or_else(|| panic!("no {s}"))
+            .text()
+            .collect()
+    };
+    for key in ["findings", "deny", "warn", "audit"] {
+        assert_eq!(
+            text(&format!("#counts [data-count={key}] b"))
+                .parse::<u64>()
+                .ok(),
+            summary[key].as_u64(),
+            "{key}"
+        );
+    }
+    assert!(text("header p.sub").contains("live cluster"));
+    let facts = text("#mesh-facts");
+    assert!(
+        facts.contains("corp.example") && facts.contains("revision canary"),
+        "{facts}"
+    );
+    let data_sel = scraper::Selector::parse("script#posture-data").expect("selector");
+    let data = meshguard::posture::page::decode_data(
+        &html
+            .select(&data_sel)
+            .next()
+            .expect("data")
+            .text()
+            .collect::<String>(),
+    )
+    .expect("decodes");
+    assert_eq!(
+        data["fd"].as_array().expect("fd").len() as u64,
+        summary["findings"].as_u64().expect("n")
+    );
+    let namespaces: Vec<&str> = data["ns"]
+        .as_array()
+        .expect("ns")
+        .iter()
+        .map(|n| n["n"].as_str().expect("n"))
+        .collect();
+    assert!(
+        namespaces.contains(&"shop") && namespaces.contains(&"pay"),
+        "{namespaces:?}"
+    );
+}

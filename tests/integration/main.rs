@@ -21,6 +21,7 @@ mod istio_fixtures;
 mod mesh_context;
 mod module_graph;
 mod mtls;
+mod posture;
 mod pruning;
 mod readme;
 mod reports;

@@ -1,0 +1,565 @@
+//! The reachability matrices of the posture page: per namespace, calling identities (rows) ×
+//! the namespace's workloads (columns). Each cell is Istio's authorization decision, from the
+//! simulator ([`crate::authz`], one allocation-free `decide` per request), for a plain TCP
+//! connection to the workload's first container port and, where that port carries HTTP
+//! (declared, or sniffed: a GET is recognised as HTTP), for a `GET /`.
+//!
+//! Rows are bounded: the plaintext client, then the identities most likely to matter to the
+//! namespace, in this order, until `max_identities`: those its workloads run as, those the
+//! AuthorizationPolicies that apply there (its own and the root namespace's) name as
+//! principals, its ServiceAccounts, and the identities of workloads in the namespaces those
+//! policies name. The page says when the list was cut, and how many were left out.
+
+use super::model::{NamespaceRow, Policies, WorkloadRow};
+use crate::authz::{Http, Outcome, PolicySet, Request, Target};
+use crate::inventory::{Inventory, InventoryWorkload};
+use crate::istio::AuthorizationPolicy;
+use crate::resource::{spec_of, Kind};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// What the matrices are computed from (the grid's rows and the simulator's targets, once).
+pub(super) struct Input<'i, 'a> {
+    pub inventory: &'a Inventory,
+    pub set: &'i PolicySet,
+    pub names: &'i [&'a str],
+    pub ns_index: &'i HashMap<&'a str, usize>,
+    pub namespaces: &'i [NamespaceRow<'a>],
+    pub workloads: &'i [WorkloadRow<'a>],
+    /// The simulator's target of each workload (same order as `workloads`).
+    pub targets: &'i [Target<'i>],
+    pub sources: &'i [&'a InventoryWorkload],
+    pub trust_domains: Vec<&'a str>,
+}
+
+/// One namespace's matrix.
+#[derive(Debug, Serialize)]
+pub struct Matrix {
+    /// Rows: `[identity, why it is listed]`; the identity is `namespace/serviceAccount`, or
+    /// empty for the plaintext client; why: `plaintext`, `workload` (a workload here runs as
+    /// it), `named` (a policy that applies here names it), `account` (a ServiceAccount of the
+    /// namespace), `caller` (runs a workload in a namespace such a policy names).
+    pub ids: Vec<(String, &'static str)>,
+    /// Identities that were candidates (more than the rows shown when the list was cut).
+    pub total: usize,
+    /// Columns: `[workload (index into wl), port (null: none declared), protocol]`.
+    pub cols: Vec<(usize, Option<u32>, &'static str)>,
+    /// The distinct outcomes: `[verdict A|D, reason, policy (index into pol), rule index]`.
+    pub o: Vec<Cell>,
+    /// Characters per outcome code in `c`: 1, or 2 when there are more than 90 outcomes.
+    pub w: usize,
+    /// Per row, two codes per column: the outcome (index into `o`) of the TCP connection,
+    /// then of the GET, each `w` characters of [`ALPHABET`] (base 90, most significant
+    /// first), or `w` dashes where there is no such request.
+    pub c: Vec<String>,
+}
+
+/// The digits of the cell codes: printable ASCII from `#` to `~` without `-` and the
+/// backslash (nothing JSON escapes).
+pub const ALPHABET: &[u8; 90] =
+    b"#$%&'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+
+impl Matrix {
+    /// The outcome index of row `r`, column `c`, request `k` (0: TCP, 1: GET).
+    pub fn outcome(&self, r: usize, c: usize, k: usize) -> Option<usize> {
+        let at = (2 * c + k) * self.w;
+        let code = self.c.get(r)?.as_bytes().get(at..at + self.w)?;
+        code.iter().try_fold(0usize, |n, b| {
+            ALPHABET.iter().position(|x| x == b).map(|d| n * 90 + d)
+        })
+    }
+}
+
+/// Encode a row of outcome indexes (-1: none).
+fn encode(row: &[i32], w: usize) -> String {
+    let mut s = String::with_capacity(row.len() * w);
+    for &i in row {
+        match usize::try_from(i) {
+            Ok(i) if w == 1 => s.push(char::from(ALPHABET[i % 90])),
+            Ok(i) => {
+                s.push(char::from(ALPHABET[(i / 90) % 90]));
+                s.push(char::from(ALPHABET[i % 90]));
+            }
+            Err(_) => s.extend(std::iter::repeat_n('-', w)),
+        }
+    }
+    s
+}
+
+/// `[verdict, reason, policy, rule]`.
+pub type Cell = (&'static str, &'static str, Option<usize>, Option<usize>);
+
+/// Why a candidate identity is listed, strongest first.
+const WORKLOAD: &str = "workload";
+const NAMED: &str = "named";
+const ACCOUNT: &str = "account";
+const CALLER: &str = "caller";
+
+/// The identities (namespace, ServiceAccount) a namespace's matrix considers, in order.
+fn candidates<'a>(
+    input: &Input<'_, 'a>,
+    ns: &'a str,
+    root_names: &(Vec<(String, String)>, Vec<String>),
+    policies_by_ns: &HashMap<&'a str, Vec<&'a crate::inventory::Object>>,
+    accounts: &HashMap<&'a str, Vec<&'a str>>,
+) -> Vec<(String, String, &'static str)> {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut out = Vec::new();
+    let mut push = |n: &str, sa: &str, why: &'static str, out: &mut Vec<_>| {
+        if seen.insert((n.to_owned(), sa.to_owned())) {
+            out.push((n.to_owned(), sa.to_owned(), why));
+        }
+    };
+    let workloads_of = |n: &str| {
+        input
+            .ns_index
+            .get(n)
+            .map(|&i| input.namespaces[i].w.as_slice())
+            .unwrap_or(&[])
+    };
+    for &w in workloads_of(ns) {
+        push(ns, input.workloads[w].sa, WORKLOAD, &mut out);
+    }
+    let (mut principals, mut namespaces) = names_in(
+        policies_by_ns.get(ns).map(Vec::as_slice).unwrap_or(&[]),
+        &input.trust_domains,
+    );
+    principals.extend(root_names.0.iter().cloned());
+    namespaces.extend(root_names.1.iter().cloned());
+    for (n, sa) in &principals {
+        push(n, sa, NAMED, &mut out);
+    }
+    for sa in accounts.get(ns).into_iter().flatten() {
+        push(ns, sa, ACCOUNT, &mut out);
+    }
+    for n in &namespaces {
+        for &w in workloads_of(n) {
+            push(n, input.workloads[w].sa, CALLER, &mut out);
+        }
+    }
+    out
+}
+
+/// The identities (`<trust domain>/ns/<ns>/sa/<sa>` in the mesh's trust domains) and the
+/// namespaces that AuthorizationPolicies name exactly in `principals` and `namespaces`.
+fn names_in(
+    policies: &[&crate::inventory::Object],
+    trust_domains: &[&str],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut principals = Vec::new();
+    let mut namespaces = Vec::new();
+    for o in policies {
+        let ap = AuthorizationPolicy::of(spec_of(&o.object));
+        for src in ap.sources() {
+            for (_, p) in src.field("principals").strings() {
+                if p.contains('*') {
+                    continue;
+                }
+                if let [td, "ns", n, "sa", sa] = p.split('/').collect::<Vec<_>>().as_slice() {
+                    if trust_domains.contains(td) {
+                        principals.push(((*n).to_owned(), (*sa).to_owned()));
+                    }
+                }
+            }
+            for (_, n) in src.field("namespaces").strings() {
+                if !n.contains('*') {
+                    namespaces.push(n.to_owned());
+                }
+            }
+        }
+    }
+    (principals, namespaces)
+}
+
+/// Outcomes interned per matrix.
+struct Outcomes<'p, 'a> {
+    list: Vec<Cell>,
+    index: HashMap<Cell, i32>,
+    policies: &'p mut Policies<'a>,
+}
+
+impl Outcomes<'_, '_> {
+    fn intern(&mut self, cell: Cell) -> i32 {
+        if let Some(&i) = self.index.get(&cell) {
+            return i;
+        }
+        let i = i32::try_from(self.list.len()).unwrap_or(i32::MAX);
+        self.list.push(cell);
+        self.index.insert(cell, i);
+        i
+    }
+}
+
+/// One decision as a cell: what decided it and which policy (and rule) the page links to.
+fn cell<'a>(
+    inventory: &'a Inventory,
+    set: &PolicySet,
+    target: &Target<'_>,
+    port: u16,
+    outcome: Outcome,
+    policies: &mut Policies<'a>,
+) -> Cell {
+    let mut ap = |i: usize| policies.authz(inventory, set, i);
+    match outcome {
+        Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule)),
+        Outcome::NoAllowPolicy => ("A", "no-allow", None, None),
+        Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule)),
+        Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule)),
+        Outcome::DefaultDeny => {
+            // Name the allow-nothing policy when one applies, else the first ALLOW policy.
+            let allow = target.allow_policies();
+            let first = allow
+                .iter()
+                .copied()
+                .find(|&i| !set.policies()[i].has_rules())
+                .or_else(|| allow.first().copied());
+            ("D", "default-deny", first.map(ap), None)
+        }
+        Outcome::Refused => {
+            let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
+            let pa = decider.map(|d| {
+                policies.intern(inventory, Kind::PeerAuthentication, &d.namespace, &d.name)
+            });
+            ("D", "refused", pa, None)
+        }
+        Outcome::Unauthenticated => ("D", "401", None, None),
+        Outcome::BadRequest => ("D", "400", None, None),
+    }
+}
+
+/// Every namespace's matrix (null for a namespace without workloads).
+pub(super) fn matrices<'a>(
+    input: &Input<'_, 'a>,
+    policies: &mut Policies<'a>,
+    max_identities: usize,
+) -> Vec<Option<Matrix>> {
+    let mesh = input.set.mesh();
+    let mut policies_by_ns: HashMap<&'a str, Vec<&'a crate::inventory::Object>> = HashMap::new();
+    for o in input.inventory.of_kind(Kind::AuthorizationPolicy) {
+        policies_by_ns.entry(o.namespace()).or_default().push(o);
+    }
+    let mut accounts: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
+    for o in input.inventory.of_kind(Kind::ServiceAccount) {
+        accounts.entry(o.namespace()).or_default().push(o.name());
+    }
+    let root = mesh.root_namespace.as_str();
+    let root_names = names_in(
+        policies_by_ns.get(root).map(Vec::as_slice).unwrap_or(&[]),
+        &input.trust_domains,
+    );
+    let mut out = Vec::with_capacity(input.names.len());
+    for (nsi, &ns) in input.names.iter().enumerate() {
+        let row = &input.namespaces[nsi];
+        if row.w.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let all = candidates(input, ns, &root_names, &policies_by_ns, &accounts);
+        let total = all.len();
+        let mut ids: Vec<(String, &'static str)> = vec![(String::new(), "plaintext")];
+        let mut peers = vec![None];
+        for (n, sa, why) in all.into_iter().take(max_identities) {
+            peers.push(Some(mesh.identity(&n, &sa)));
+            ids.push((format!("{n}/{sa}"), why));
+        }
+        let cols: Vec<(usize, Option<u32>, &'static str)> = row
+            .w
+            .iter()
+            .map(|&w| {
+                let port = input.sources[w].workload.ports.first().map(|p| p.port);
+                let proto = input.workloads[w]
+                    .p
+                    .iter()
+                    .find(|c| c.0 == port)
+                    .map_or("sniffed", |c| c.4);
+                (w, port, proto)
+            })
+            .collect();
+        let mut outcomes = Outcomes {
+            list: Vec::new(),
+            index: HashMap::new(),
+            policies,
+        };
+        let mut no_proxy = None;
+        let mut c = Vec::with_capacity(peers.len());
+        for peer in peers {
+            let mut tcp = Request::tcp(peer.clone(), 0);
+            let mut get = Request::http(peer, 0, Http::new("GET", "/"));
+            let mut line = Vec::with_capacity(cols.len() * 2);
+            for &(w, port, proto) in &cols {
+                let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
+                    line.extend([-1, -1]);
+                    continue;
+                };
+                let http = matches!(proto, "http" | "sniffed");
+                if input.workloads[w].dp == "none" {
+                    let np = *no_proxy
+                        .get_or_insert_with(|| outcomes.intern(("A", "no-proxy", None, None)));
+                    line.extend([np, if http { np } else { -1 }]);
+                    continue;
+                }
+                let target = &input.targets[w];
+                tcp.set_port(port);
+                let t = target.decide(&tcp);
+                let t = cell(
+                    input.inventory,
+                    input.set,
+                    target,
+                    port,
+                    t,
+                    outcomes.policies,
+                );
+                line.push(outcomes.intern(t));
+                if http {
+                    get.set_port(port);
+                    let g = target.decide(&get);
+                    let g = cell(
+                        input.inventory,
+                        input.set,
+                        target,
+                        port,
+                        g,
+                        outcomes.policies,
+                    );
+                    line.push(outcomes.intern(g));
+                } else {
+                    line.push(-1);
+                }
+            }
+            c.push(line);
+        }
+        let w = if outcomes.list.len() <= 90 { 1 } else { 2 };
+        out.push(Some(Matrix {
+            ids,
+            total,
+            cols,
+            o: outcomes.list,
+            w,
+            c: c.iter().map(|row| encode(row, w)).collect(),
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{build, tests::run, Data, Options};
+    use super::ALPHABET;
+    use crate::cross::testing::{deployment, istio, namespace};
+    use serde_json::{json, Value};
+
+    fn with_sa(mut d: Value, sa: &str) -> Value {
+        d["spec"]["template"]["spec"]["serviceAccountName"] = json!(sa);
+        d
+    }
+
+    /// (verdict, reason, policy name, rule) of one request.
+    type Seen = (String, String, Option<String>, Option<usize>);
+
+    /// The cell of identity `from` to workload `to`: (TCP, GET).
+    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> [Option<Seen>; 2] {
+        let i = data.ns.iter().position(|n| n.n == ns).expect("namespace");
+        let m = data.reach[i].as_ref().expect("matrix");
+        let r = m.ids.iter().position(|id| id.0 == from).expect("row");
+        let c = m
+            .cols
+            .iter()
+            .position(|c| data.wl[c.0].n == to)
+            .expect("column");
+        let get = |k: usize| {
+            m.outcome(r, c, k).map(|o| {
+                let (v, why, p, rule) = m.o[o];
+                (
+                    v.to_owned(),
+                    why.to_owned(),
+                    p.map(|p| data.pol[p].n.clone()),
+                    rule,
+                )
+            })
+        };
+        [get(0), get(1)]
+    }
+
+    fn some(
+        v: &str,
+        why: &str,
+        p: Option<&str>,
+        rule: Option<usize>,
+    ) -> Option<(String, String, Option<String>, Option<usize>)> {
+        Some((v.to_owned(), why.to_owned(), p.map(str::to_owned), rule))
+    }
+
+    fn mesh() -> Vec<Value> {
+        vec![
+            namespace("prod", json!({"istio-injection": "enabled"})),
+            namespace("other", json!({"istio-injection": "enabled"})),
+            namespace("legacy", json!({})),
+            istio(
+                "PeerAuthentication",
+                "prod",
+                "strict",
+                json!({"mtls": {"mode": "STRICT"}}),
+            ),
+            istio("AuthorizationPolicy", "prod", "deny-all", json!({})),
+            istio(
+                "AuthorizationPolicy",
+                "prod",
+                "api",
+                json!({
+                "selector": {"matchLabels": {"app": "api"}},
+                "rules": [
+                    {"from": [{"source": {"principals": ["cluster.local/ns/prod/sa/web"]}}]},
+                    {"from": [{"source": {"namespaces": ["other"]}}], "to": [{"operation": {"methods": ["GET"]}}]},
+                ]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "prod",
+                "no-admin",
+                json!({
+                "action": "DENY", "selector": {"matchLabels": {"app": "api"}},
+                "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/prod/sa/admin"]}}]}]}),
+            ),
+            with_sa(
+                deployment("prod", "web", json!({"app": "web"}), &[8080]),
+                "web",
+            ),
+            with_sa(
+                deployment("prod", "api", json!({"app": "api"}), &[8080]),
+                "api",
+            ),
+            with_sa(
+                deployment("other", "client", json!({"app": "client"}), &[80]),
+                "client",
+            ),
+            deployment("legacy", "old", json!({"app": "old"}), &[80]),
+        ]
+    }
+
+    #[test]
+    fn cells_are_the_simulators_decisions_with_their_policy() {
+        let (engine, inventory, report) = run(mesh());
+        let data = build(&engine, &inventory, &report, Options::default());
+        // STRICT refuses the plaintext client; the PeerAuthentication decides.
+        assert_eq!(
+            cell(&data, "prod", "", "api"),
+            [
+                some("D", "refused", Some("strict"), None),
+                some("D", "refused", Some("strict"), None),
+            ]
+        );
+        // web is allowed by api's rules[0], on TCP and HTTP alike.
+        assert_eq!(
+            cell(&data, "prod", "prod/web", "api"),
+            [
+                some("A", "allow", Some("api"), Some(0)),
+                some("A", "allow", Some("api"), Some(0)),
+            ]
+        );
+        // A caller from the named namespace: rules[1] needs HTTP (GET), so TCP is denied by
+        // default and the GET allowed.
+        assert_eq!(
+            cell(&data, "prod", "other/client", "api"),
+            [
+                some("D", "default-deny", Some("deny-all"), None),
+                some("A", "allow", Some("api"), Some(1)),
+            ]
+        );
+        // The named admin: the DENY rule decides.
+        assert_eq!(
+            cell(&data, "prod", "prod/admin", "api")[0],
+            some("D", "deny", Some("no-admin"), Some(0))
+        );
+        // web itself: only deny-all applies, which allows nothing.
+        assert_eq!(
+            cell(&data, "prod", "prod/api", "web")[0],
+            some("D", "default-deny", Some("deny-all"), None)
+        );
+        // Outside the mesh nothing is enforced.
+        assert_eq!(
+            cell(&data, "legacy", "", "old"),
+            [
+                some("A", "no-proxy", None, None),
+                some("A", "no-proxy", None, None),
+            ]
+        );
+        // Rows: plaintext, the workloads' identities, the named principal, the named
+        // namespace's workloads.
+        let prod = data.ns.iter().position(|n| n.n == "prod").expect("prod");
+        let m = data.reach[prod].as_ref().expect("matrix");
+        let rows: Vec<(&str, &str)> = m.ids.iter().map(|(l, w)| (l.as_str(), *w)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("", "plaintext"),
+                ("prod/web", "workload"),
+                ("prod/api", "workload"),
+                ("prod/admin", "named"),
+                ("other/client", "caller"),
+            ]
+        );
+        assert_eq!(m.total, 4);
+        // A namespace without workloads has no matrix.
+        let (engine, inventory, report) = run(vec![namespace("empty", json!({}))]);
+        let data = build(&engine, &inventory, &report, Options::default());
+        assert!(data.reach[0].is_none());
+    }
+
+    #[test]
+    fn rows_are_bounded_and_the_cut_is_counted() {
+        let (engine, inventory, report) = run(mesh());
+        let data = build(&engine, &inventory, &report, Options { max_identities: 2 });
+        let prod = data.ns.iter().position(|n| n.n == "prod").expect("prod");
+        let m = data.reach[prod].as_ref().expect("matrix");
+        assert_eq!(m.ids.len(), 3, "plaintext and two identities");
+        assert_eq!(m.total, 4);
+        assert!(m.c.iter().all(|row| row.len() == 2 * m.cols.len()));
+    }
+
+    #[test]
+    fn cell_codes_round_trip_in_one_and_two_characters() {
+        assert_eq!(
+            ALPHABET
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            90
+        );
+        assert!(!ALPHABET
+            .iter()
+            .any(|b| b"-\\\"".contains(b) || !b.is_ascii_graphic()));
+        for w in [1, 2] {
+            let row: Vec<i32> = if w == 1 {
+                vec![0, 89, -1, 5]
+            } else {
+                vec![0, 8099, -1, 95]
+            };
+            let m = super::Matrix {
+                ids: Vec::new(),
+                total: 0,
+                cols: vec![(0, None, ""), (0, None, "")],
+                o: Vec::new(),
+                w,
+                c: vec![super::encode(&row, w)],
+            };
+            let back: Vec<Option<usize>> = (0..2)
+                .flat_map(|c| (0..2).map(move |k| (c, k)))
+                .map(|(c, k)| m.outcome(0, c, k))
+                .collect();
+            let want: Vec<Option<usize>> = row.iter().map(|&i| usize::try_from(i).ok()).collect();
+            assert_eq!(back, want, "width {w}");
+        }
+    }
+
+    #[test]
+    fn tcp_only_ports_get_no_get() {
+        let mut objects = mesh();
+        objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "prod"},
+            "spec": {"selector": {"app": "api"}, "ports": [{"name": "tcp-api", "port": 8080}]}}));
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        let [tcp, get] = cell(&data, "prod", "prod/web", "api");
+        assert!(tcp.is_some());
+        assert_eq!(get, None, "a declared TCP port gets no GET");
+    }
+}
