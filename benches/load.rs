@@ -34,10 +34,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The allocator the `meshguard` binary uses, so the servers here run as shipped.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Which {
     Meshguard,
     Bare,
@@ -103,7 +104,9 @@ async fn kube_allow(body: Bytes) -> axum::response::Response {
 
 fn spawn_server(which: Which, cert: String, key: String) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    // Named, so a profiler can tell the servers apart (`perf report --comm srv-meshguard`).
+    let name = format!("srv-{which:?}").to_lowercase();
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -154,6 +157,7 @@ fn spawn_server(which: Which, cert: String, key: String) -> Running {
             std::future::pending::<()>().await;
         });
     });
+    spawned.expect("server thread");
     rx.recv().expect("server started")
 }
 

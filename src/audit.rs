@@ -84,11 +84,16 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-/// List every object of one API resource across namespaces, page by page.
+/// List every object of one API resource across namespaces, page by page, keeping what the
+/// checks read: with `metadata_only` (kinds judged by their metadata alone) the API server sends
+/// `PartialObjectMetadata` and the objects carry no body; otherwise each object loses its
+/// `status`. Every object loses `managedFields` and the `last-applied-configuration`
+/// annotation, as in the webhook. A page at a time is whole in memory, never the full listing.
 async fn list_all(
     client: &Client,
     ar: &ApiResource,
     page_size: u32,
+    metadata_only: bool,
 ) -> Result<Vec<DynamicObject>, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     let mut out = Vec::new();
@@ -98,14 +103,58 @@ async fn list_all(
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
-        let list = api.list(&lp).await?;
-        out.extend(list.items);
-        token = list.metadata.continue_.filter(|t| !t.is_empty());
+        let continue_ = if metadata_only {
+            let list = api.list_metadata(&lp).await?;
+            out.extend(list.items.into_iter().map(|o| DynamicObject {
+                types: o.types,
+                metadata: identity_metadata(o.metadata),
+                data: serde_json::Value::Object(Default::default()),
+            }));
+            list.metadata.continue_
+        } else {
+            let list = api.list(&lp).await?;
+            out.extend(list.items.into_iter().map(|mut o| {
+                o.metadata = slim_metadata(o.metadata);
+                if let Some(data) = o.data.as_object_mut() {
+                    data.remove("status");
+                }
+                o
+            }));
+            list.metadata.continue_
+        };
+        token = continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             break;
         }
     }
     Ok(out)
+}
+
+/// What the checks read of an object judged by its metadata: its identity, labels, annotations
+/// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
+fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    let mut annotations = m.annotations;
+    if let Some(a) = annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    kube::core::ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        labels: m.labels.filter(|l| !l.is_empty()),
+        annotations: annotations.filter(|a| !a.is_empty()),
+        deletion_timestamp: m.deletion_timestamp,
+        ..Default::default()
+    }
+}
+
+/// Metadata without what no check reads and every object may carry in bulk.
+fn slim_metadata(mut m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    m
 }
 
 /// Read every supported kind. Istio kinds whose CRD is absent (no served version) are skipped
@@ -127,7 +176,7 @@ pub async fn collect(
         for version in versions {
             let gvk = GroupVersionKind::gvk(group, version, kind.as_str());
             let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-            match list_all(client, &ar, page_size).await {
+            match list_all(client, &ar, page_size, facts.judged_by_metadata()).await {
                 Ok(items) => {
                     for mut obj in items {
                         if obj.types.is_none() {
@@ -463,4 +512,69 @@ pub fn spawn_periodic(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed() -> kube::core::ObjectMeta {
+        serde_json::from_value(serde_json::json!({
+            "name": "app", "namespace": "prod", "uid": "u-1", "resourceVersion": "42",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"app": "web"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
+                "team": "a",
+            },
+            "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:metadata": {}}}],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "u-0"}],
+        }))
+        .expect("metadata")
+    }
+
+    #[test]
+    fn listed_objects_lose_what_no_check_reads() {
+        let m = slim_metadata(listed());
+        assert!(m.managed_fields.is_none());
+        let annotations = m.annotations.expect("annotations kept");
+        assert_eq!(
+            annotations.len(),
+            1,
+            "last-applied dropped: {annotations:?}"
+        );
+        assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
+        // Everything a check may read stays.
+        assert_eq!(m.owner_references.map(|o| o.len()), Some(1));
+        assert_eq!(
+            m.labels.and_then(|l| l.get("app").cloned()).as_deref(),
+            Some("web")
+        );
+    }
+
+    #[test]
+    fn metadata_only_kinds_keep_their_identity_labels_and_deletion() {
+        let mut listed = listed();
+        listed.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-02T00:00:00Z".parse().expect("time"),
+        ));
+        let m = identity_metadata(listed);
+        assert_eq!(
+            (m.name.as_deref(), m.namespace.as_deref(), m.uid.as_deref()),
+            (Some("app"), Some("prod"), Some("u-1"))
+        );
+        assert!(m.deletion_timestamp.is_some());
+        assert_eq!(m.labels.map(|l| l.len()), Some(1));
+        assert_eq!(m.annotations.map(|a| a.len()), Some(1));
+        assert!(m.managed_fields.is_none() && m.resource_version.is_none());
+        assert!(m.owner_references.is_none());
+        // Only Namespaces and ServiceAccounts are listed this way.
+        let judged: Vec<Kind> = crate::resource::KIND_FACTS
+            .iter()
+            .filter(|f| f.judged_by_metadata())
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(judged, [Kind::Namespace, Kind::ServiceAccount]);
+    }
 }

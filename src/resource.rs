@@ -153,6 +153,15 @@ pub struct KindFacts {
     pub owns_pods: bool,
 }
 
+impl KindFacts {
+    /// Every check reads only the metadata of this kind (a Namespace's labels, annotations and
+    /// deletion; a ServiceAccount's name), so a listing asks the API server for
+    /// `PartialObjectMetadata` only.
+    pub fn judged_by_metadata(&self) -> bool {
+        matches!(self.kind, Kind::Namespace | Kind::ServiceAccount)
+    }
+}
+
 const SECURITY: &[&str] = &["v1", "v1beta1"];
 const NETWORKING: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 const V1: &[&str] = &["v1"];
