@@ -1,6 +1,6 @@
 //! Load benchmark over real HTTPS: meshguard vs a bare allow-all axum+rustls server.
 //!
-//! `cargo bench --bench load` (env: LOAD_SECS=3 per scenario, LOAD_CONNECTIONS=16).
+//! `cargo bench --bench load` (env: LOAD_SECS=3 per scenario, LOAD_CONNECTIONS=16, LOAD_LOG=info).
 //!
 //! The servers run in this process, each on its own OS thread with a single-threaded tokio
 //! runtime (one server core each), behind the *same* TLS stack (`listener::serve_tls`, same
@@ -334,9 +334,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     // Realistic logging cost: serve's subscriber at info level (the denied reviews' log line,
-    // through the non-blocking writer), output discarded.
+    // through the non-blocking writer), output discarded. LOAD_LOG=warn measures without it.
+    let level = std::env::var("LOAD_LOG").unwrap_or_else(|_| "info".to_owned());
     let _logging =
-        meshguard::logging::init_to(meshguard::logging::LogFormat::Text, "info", std::io::sink());
+        meshguard::logging::init_to(meshguard::logging::LogFormat::Text, &level, std::io::sink());
 
     let dir = tempfile::tempdir().expect("tmp");
     let g = tls::generate(&["localhost".into(), "127.0.0.1".into()], 30).expect("certs");

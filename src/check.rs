@@ -383,6 +383,12 @@ pub fn execute(
         Err(e) => fail!("{e}"),
     };
     let prepared = prepare(&mut loaded, &args.namespace, args.fix, args.complete);
+    if !args.fix {
+        // Only --fix goes back to the documents: without it, the emptied shells of the moved
+        // objects and the file texts (~1 KB an object) need not outlive the inventory's build.
+        let shells = std::mem::take(&mut loaded.objects);
+        std::thread::spawn(move || drop(shells));
+    }
     let mesh = mesh_context(
         &prepared,
         mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),

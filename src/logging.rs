@@ -1,14 +1,24 @@
 //! Logging for the long-running commands: one `tracing` subscriber on stderr, text or JSON.
 //!
-//! Lines are handed to a background writer thread, so a review never waits on stderr: when the
-//! log sink is slower than the reviews (a blocked pipe, a slow collector), lines beyond the
-//! buffer are dropped and counted (`meshguard_log_lines_dropped_total`) instead of stalling the
-//! webhook. Colours only when stderr is a terminal.
+//! A review never waits on stderr, and never wakes another thread to log: the subscriber
+//! formats each line into a shared in-memory batch (a mutex held for one copy), and a writer
+//! thread takes the whole batch every [`FLUSH_EVERY`], or as soon as it passes [`FLUSH_BYTES`],
+//! and writes it with one call. When the log sink is slower than the reviews (a blocked pipe, a
+//! slow collector), the batch stops growing at [`MAX_BYTES`]: further lines are dropped and
+//! counted (`meshguard_log_lines_dropped_total`), the webhook is never stalled. Colours only
+//! when stderr is a terminal.
+//!
+//! Why not `tracing-appender`'s non-blocking writer: it hands each line to its thread through a
+//! channel, which wakes that thread (a futex call) for nearly every line when lines are
+//! sparse — the denied reviews' lines, at a few thousand reviews per second. Batching by time
+//! does one write per interval instead (README, Benchmarks).
 
 use clap::ValueEnum;
-use std::io::IsTerminal;
-use std::sync::OnceLock;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -17,28 +27,136 @@ pub enum LogFormat {
     Json,
 }
 
-/// Lines buffered for the writer thread before new ones are dropped.
-const BUFFERED_LINES: usize = 64 * 1024;
+/// How long a line may wait in the batch.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// A batch this large is written at once, without waiting for the interval.
+pub const FLUSH_BYTES: usize = 64 * 1024;
+/// A batch this large takes no more lines until the writer has taken it (the sink is behind).
+pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 
-/// Counts the lines the writer dropped (the sink could not keep up).
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The batch and its writer thread, shared by every line writer.
+#[derive(Debug, Default)]
+struct Shared {
+    batch: Mutex<Batch>,
+    wake: Condvar,
+    dropped: AtomicU64,
+}
 
-/// Keeps the writer thread alive; dropping it flushes the lines still buffered.
-#[must_use = "logging stops (and buffered lines are lost) when the guard is dropped"]
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add one formatted line (the fmt layer writes each event with one `write_all`).
+    fn push(&self, line: &[u8]) {
+        let mut b = self.lock();
+        if b.bytes.len() + line.len() > MAX_BYTES {
+            drop(b);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let below = b.bytes.len() < FLUSH_BYTES;
+        b.bytes.extend_from_slice(line);
+        let crossed = below && b.bytes.len() >= FLUSH_BYTES;
+        drop(b);
+        if crossed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: take the batch when it is due, write it, until closed.
+    fn drain(&self, mut sink: impl Write) {
+        let mut taken = Vec::with_capacity(FLUSH_BYTES);
+        loop {
+            let closed = {
+                let mut b = self.lock();
+                if b.bytes.len() < FLUSH_BYTES && !b.closed {
+                    b = match self.wake.wait_timeout(b, FLUSH_EVERY) {
+                        Ok((b, _)) => b,
+                        Err(p) => p.into_inner().0,
+                    };
+                }
+                std::mem::swap(&mut b.bytes, &mut taken);
+                b.closed
+            };
+            if !taken.is_empty() {
+                // A failing sink loses the batch; there is nowhere else to say so.
+                let _ = sink.write_all(&taken).and_then(|()| sink.flush());
+                taken.clear();
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+}
+
+/// What the subscriber writes each line to.
+#[derive(Clone, Debug)]
+struct LineWriter(Arc<Shared>);
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        self.clone()
+    }
+}
+
+/// The installed writer's counters.
+static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// Keeps the writer thread alive; dropping it writes the lines still batched.
+#[must_use = "logging stops (and batched lines are lost) when the guard is dropped"]
 pub struct LoggingGuard {
-    _writer: Option<WorkerGuard>,
+    writer: Option<(Arc<Shared>, JoinHandle<()>)>,
+}
+
+impl Drop for LoggingGuard {
+    fn drop(&mut self) {
+        if let Some((shared, thread)) = self.writer.take() {
+            shared.close();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Start a writer thread over `sink`.
+fn start(sink: impl Write + Send + 'static) -> std::io::Result<(Arc<Shared>, JoinHandle<()>)> {
+    let shared = Arc::new(Shared::default());
+    let s = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("meshguard-log".to_owned())
+        .spawn(move || s.drain(sink))?;
+    Ok((shared, thread))
 }
 
 /// Install the process-wide subscriber. `filter` is tracing's EnvFilter syntax; an invalid one
 /// falls back to `info`. A second call (tests start several servers) is a no-op.
 pub fn init(format: LogFormat, filter: &str) -> LoggingGuard {
-    // The writer thread drains every line that is waiting and then flushes, so buffering
-    // stderr turns a burst of lines into one write instead of one per line.
-    init_to(
-        format,
-        filter,
-        std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
-    )
+    init_to(format, filter, std::io::stderr())
 }
 
 /// [`init`] with another sink than stderr (the load benchmark discards the lines but pays for
@@ -49,20 +167,17 @@ pub fn init_to(
     sink: impl std::io::Write + Send + 'static,
 ) -> LoggingGuard {
     use tracing_subscriber::EnvFilter;
-    if DROPPED.get().is_some() {
-        return LoggingGuard { _writer: None };
+    if INSTALLED.get().is_some() {
+        return LoggingGuard { writer: None };
     }
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("meshguard-log")
-        .finish(sink);
-    let dropped = writer.error_counter();
+    let Ok((shared, thread)) = start(sink) else {
+        return LoggingGuard { writer: None }; // no thread: no logging, rather than no webhook
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
+        .with_writer(LineWriter(shared.clone()));
     let installed = match format {
         LogFormat::Json => builder
             .json()
@@ -71,16 +186,130 @@ pub fn init_to(
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    let guard = LoggingGuard {
+        writer: Some((shared.clone(), thread)),
+    };
     if installed.is_err() {
-        return LoggingGuard { _writer: None }; // another subscriber is in place (tests)
+        return guard; // another subscriber is in place (tests); the guard stops the thread
     }
-    let _ = DROPPED.set(dropped);
-    LoggingGuard {
-        _writer: Some(guard),
-    }
+    let _ = INSTALLED.set(shared);
+    guard
 }
 
 /// Lines dropped so far because the log sink was slower than the reviews.
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    INSTALLED
+        .get()
+        .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A sink that reports each write and can be held shut.
+    struct Sink {
+        writes: mpsc::Sender<Vec<u8>>,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.writes.send(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writer() -> (
+        LoggingGuard,
+        LineWriter,
+        mpsc::Receiver<Vec<u8>>,
+        Arc<Mutex<()>>,
+    ) {
+        let (tx, rx) = mpsc::channel();
+        let gate = Arc::new(Mutex::new(()));
+        let (shared, thread) = start(Sink {
+            writes: tx,
+            gate: gate.clone(),
+        })
+        .expect("thread");
+        let line = LineWriter(shared.clone());
+        (
+            LoggingGuard {
+                writer: Some((shared, thread)),
+            },
+            line,
+            rx,
+            gate,
+        )
+    }
+
+    #[test]
+    fn lines_are_written_in_batches_without_waking_the_writer_per_line() {
+        let (guard, mut w, rx, _gate) = writer();
+        for i in 0..100 {
+            writeln!(w, "line {i}").expect("write");
+        }
+        // All hundred lines arrive, in order, in far fewer writes than lines.
+        let mut got = Vec::new();
+        let mut writes = 0;
+        while got.len() < 100 {
+            let batch = rx.recv_timeout(Duration::from_secs(10)).expect("a batch");
+            writes += 1;
+            got.extend(
+                String::from_utf8(batch)
+                    .expect("utf8")
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        assert_eq!(
+            got,
+            (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        assert!(writes < 10, "{writes} writes for 100 lines");
+        drop(guard);
+    }
+
+    #[test]
+    fn a_stuck_sink_drops_and_counts_lines_instead_of_blocking() {
+        let (guard, mut w, rx, gate) = writer();
+        let shut = gate.lock().expect("gate");
+        // The writer takes the first batch and blocks in the sink; the next lines fill the
+        // batch to MAX_BYTES, then are dropped. No write here ever waits on the sink.
+        let line = vec![b'x'; 1023];
+        writeln!(w, "{}", String::from_utf8_lossy(&line)).expect("write");
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let lines = MAX_BYTES / 1024 + 100;
+        for _ in 0..lines {
+            w.write_all(&[b'y'; 1024]).expect("never fails");
+        }
+        let dropped = w.0.dropped.load(Ordering::Relaxed);
+        assert!(dropped >= 99, "dropped {dropped}");
+        assert!(dropped < lines as u64, "the batch took lines until full");
+        drop(shut);
+        // Once the sink moves again, what was batched is written.
+        let mut total = 0;
+        while let Ok(batch) = rx.recv_timeout(Duration::from_secs(2)) {
+            total += batch.len();
+        }
+        assert_eq!(total, 1024 + (lines - dropped as usize) * 1024);
+        drop(guard);
+    }
+
+    #[test]
+    fn dropping_the_guard_writes_what_is_batched() {
+        let (guard, mut w, rx, _gate) = writer();
+        writeln!(w, "last words").expect("write");
+        drop(guard); // before the interval is up
+        let batch = rx
+            .recv_timeout(Duration::from_secs(1))
+            .expect("written on close");
+        assert_eq!(batch, b"last words\n");
+    }
 }
