@@ -14,6 +14,7 @@
 pub mod model;
 pub mod page;
 pub mod reach;
+mod rows;
 
 use crate::config::Policy;
 use crate::engine::Engine;

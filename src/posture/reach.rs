@@ -10,7 +10,7 @@
 //! principals, its ServiceAccounts, and the identities of workloads in the namespaces those
 //! policies name. The page says when the list was cut, and how many were left out.
 
-use super::model::{NamespaceRow, Policies, WorkloadRow};
+use super::rows::{NamespaceRow, Policies, WorkloadRow};
 use crate::authz::{Http, Outcome, PolicySet, Request, Target};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
