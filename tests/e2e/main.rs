@@ -48,7 +48,8 @@ fn kubeconfig(var: &str) -> Option<PathBuf> {
 }
 
 /// Scenarios share the cluster; one that changes what every meshguard reads cluster-wide (Istio
-/// injector configurations) takes this lock alone, the others share it.
+/// injector configurations), or that must not see another scenario's cluster-wide writes (the
+/// audit Lease's Reports), takes this lock alone, the others share it.
 static CLUSTER_WIDE: RwLock<()> = RwLock::new(());
 
 fn trial(name: &'static str, body: impl FnOnce() + Send + 'static) -> Trial {
@@ -130,7 +131,10 @@ fn main() -> ExitCode {
             let kc = k(&main);
             move || reports::run_audit(&kc)
         }),
-        trial("reports_one_writer", {
+        // Alone: its assertion reads when meshguard last wrote its namespace's Report, and
+        // `reports_from_audit` runs a cluster-wide `audit --write-reports openreports` that writes
+        // every namespace's Report too.
+        exclusive_trial("reports_one_writer", {
             let kc = k(&main);
             move || reports::run_one_writer(&kc)
         }),

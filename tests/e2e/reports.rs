@@ -7,8 +7,8 @@
 //! than fit in one object while its summary still counts all of them.
 //!
 //! `reports_one_writer`: two `meshguard serve` replicas with the periodic audit: only the
-//! holder of the Lease writes (openreports.io Reports, so that this scenario and the other never
-//! write the same objects); a holder whose Lease is taken stops writing (a finding that appears
+//! holder of the Lease writes (openreports.io Reports; the scenario runs alone on the cluster,
+//! since `reports_from_audit` also writes openreports.io Reports cluster-wide); a holder whose Lease is taken stops writing (a finding that appears
 //! meanwhile is written only after a replica holds the Lease again); when the holder stops, the
 //! other takes over and writes.
 //!
