@@ -133,16 +133,13 @@ async fn list_all(
 /// What the checks read of an object judged by its metadata: its identity, labels, annotations
 /// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
 fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
-    let mut annotations = m.annotations;
-    if let Some(a) = annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    let m = slim_metadata(m);
     kube::core::ObjectMeta {
         name: m.name,
         namespace: m.namespace,
         uid: m.uid,
         labels: m.labels.filter(|l| !l.is_empty()),
-        annotations: annotations.filter(|a| !a.is_empty()),
+        annotations: m.annotations.filter(|a| !a.is_empty()),
         deletion_timestamp: m.deletion_timestamp,
         ..Default::default()
     }

@@ -18,7 +18,8 @@
 //!
 //! This target has its own test runner (libtest-mimic, the libtest command line) so that it can
 //! skip with one visible line, run its I/O-bound scenarios more widely in parallel than the
-//! machine's core count, and print its own wall time. `cargo test --test e2e tutorial` runs one.
+//! machine's core count, and print its own wall time. It takes libtest's arguments (a name
+//! filter, `--test-threads`).
 
 mod audit;
 mod existing;
