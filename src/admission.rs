@@ -311,7 +311,7 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
 /// The identities Kubernetes' controllers create pods and their controllers under: each
 /// controller's own ServiceAccount when kube-controller-manager runs with
 /// `--use-service-account-credentials` (as kubeadm does), or its own identity otherwise.
-const CONTROLLER_IDENTITIES: &[&str] = &[
+pub const CONTROLLER_IDENTITIES: &[&str] = &[
     "system:kube-controller-manager",
     "system:serviceaccount:kube-system:deployment-controller",
     "system:serviceaccount:kube-system:replicaset-controller",

@@ -44,6 +44,9 @@ pub enum Command {
     Test(crate::simulate::policy_tests::TestArgs),
     /// Write the mesh's zero-trust posture as one self-contained HTML page.
     Report(crate::posture::ReportArgs),
+    /// Generate Kubernetes objects from the rules (admission-policies: the rules CEL can state,
+    /// as ValidatingAdmissionPolicies).
+    Generate(crate::admission_policy::GenerateArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -239,5 +242,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Simulate(args) => crate::simulate::run(*args),
         Command::Test(args) => crate::simulate::policy_tests::run(args),
         Command::Report(args) => crate::posture::run(args),
+        Command::Generate(args) => crate::admission_policy::run(args),
     }
 }

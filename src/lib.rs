@@ -12,7 +12,8 @@
 //! * `engine` (the one pure evaluator);
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
-//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
+//! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
+//!   ValidatingAdmissionPolicies), `check`, `audit`, `simulate` (and `test`), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
 //!   (one writer among replicas);
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod admission_policy;
 pub mod analysis;
 pub mod audit;
 pub mod authz;

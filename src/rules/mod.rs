@@ -10,6 +10,7 @@ use crate::resource::{Kind, Review};
 use std::fmt;
 
 pub mod authorization_policy;
+pub mod cel;
 pub mod destination_rule;
 pub mod istio_validation;
 pub mod namespace;

@@ -21,6 +21,7 @@
 //! machine's core count, and print its own wall time. It takes libtest's arguments (a name
 //! filter, `--test-threads`).
 
+mod admission_policies;
 mod audit;
 mod existing;
 mod harness;
@@ -95,6 +96,10 @@ fn main() -> ExitCode {
         exclusive_trial("mesh_as_installed", {
             let kc = k(&main);
             move || mesh::run(&kc)
+        }),
+        trial("admission_policies", {
+            let kc = k(&main);
+            move || admission_policies::run(&kc)
         }),
         trial("tutorial", {
             let kc = k(&main);

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "front ends",
         &[
             "admission",
+            "admission_policy",
             "manifest",
             "report",
             "check",
