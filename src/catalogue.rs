@@ -108,7 +108,7 @@ fn md(text: &str) -> String {
 }
 
 /// The kinds of a rule, with the eight workload kinds written as "workloads".
-fn kinds_label(kinds: &[&str]) -> String {
+pub(crate) fn kinds_label(kinds: &[&str]) -> String {
     let workloads: Vec<&str> = crate::resource::Kind::WORKLOADS
         .iter()
         .map(|k| k.as_str())

@@ -107,7 +107,10 @@ fn principal_problem(v: &str, trust_domain: &str) -> Option<(String, String)> {
             "remove the empty entry".to_owned(),
         ));
     }
-    if v.len() >= 9 && v[..9].eq_ignore_ascii_case("spiffe://") {
+    // `get`, not `[..9]`: the ninth byte may fall inside a multi-byte character.
+    if v.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+    {
         let rest = &v[9..];
         return Some((
             format!("principal {v:?} must not start with spiffe:// (Istio compares the identity without the scheme, so it never matches)"),
@@ -925,6 +928,19 @@ mod tests {
                 "{spec}"
             );
         }
+    }
+
+    #[test]
+    fn principal_format_takes_any_unicode_without_panicking() {
+        // The ninth byte inside a two-byte character: a prefix check by byte slice panicked here.
+        let found = each(
+            &PRINCIPAL_FORMAT,
+            json!({"rules": [{"from": [{"source": {"principals": ["spiffe:/é/ns/a/sa/b", "spiffe://é/ns/a/sa/b"]}}]}]}),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].message.contains("is not of the form"));
+        assert!(found[1].message.contains("must not start with spiffe://"));
+        assert!(found[1].path.ends_with("principals[1]"));
     }
 
     #[test]
