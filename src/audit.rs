@@ -44,8 +44,12 @@ pub struct AuditArgs {
     #[arg(long)]
     pub mtls: bool,
     /// Objects per list page.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+    /// Objects judged at once: namespaces are gathered, in order, until a batch holds this many
+    /// (the audit keeps one batch and each kind's current page in memory, besides the findings).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(usize))]
+    pub batch_objects: usize,
     /// meshguard's own namespace, exempt like in `serve`.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
@@ -247,6 +251,43 @@ pub fn evaluate_inventory(
     }
 }
 
+/// Audit a live cluster a batch of namespaces at a time ([`crate::audit_stream`]); from one
+/// whole listing when kube-apiserver does not return lists in namespace order.
+pub async fn audit_streamed(
+    client: &Client,
+    engine: &Engine,
+    limits: crate::audit_stream::Limits,
+    notes: Vec<String>,
+    show_mtls: bool,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Report, AuditError> {
+    use crate::audit_stream::StreamError;
+    let (analysis, more) = match crate::audit_stream::audit(client, engine, limits, progress).await
+    {
+        Ok(done) => done,
+        Err(StreamError::List { what, source }) => return Err(AuditError::List { what, source }),
+        Err(StreamError::OutOfOrder(what)) => {
+            tracing::warn!(resource = what, "kube-apiserver listed objects out of namespace order; auditing from one whole listing");
+            let collected = collect(client, limits.page_size, progress).await?;
+            let inventory = Inventory::complete(collected.objects);
+            (analyze(engine, &inventory), collected.notes)
+        }
+    };
+    let mut notes = notes;
+    notes.extend(more);
+    Ok(Report {
+        command: "audit",
+        findings: analysis.findings,
+        errors: Vec::new(),
+        objects: analysis.evaluated,
+        skipped: BTreeMap::new(),
+        notes,
+        mtls: analysis.mtls,
+        show_mtls,
+        mesh: Some(engine.mesh().clone()),
+    })
+}
+
 /// A kube client from `--kubeconfig`/`--context`, or the default chain (KUBECONFIG,
 /// ~/.kube/config, in-cluster).
 pub async fn client(
@@ -314,7 +355,11 @@ pub fn run(args: AuditArgs) -> i32 {
         }
         pb
     });
-    let collected = runtime.block_on(async {
+    let limits = crate::audit_stream::Limits {
+        page_size: args.page_size,
+        batch_objects: args.batch_objects.max(1),
+    };
+    let audited = runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
         let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
             .await
@@ -322,27 +367,27 @@ pub fn run(args: AuditArgs) -> i32 {
                 what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
                 source,
             })?;
-        let mut collected = collect(&client, args.page_size, progress.as_ref()).await?;
-        collected.notes.extend(mesh.notes);
-        Ok::<_, AuditError>((client, collected, mesh.builder))
+        // The mesh as installed is an input of every verdict, like the policy.
+        let engine = Engine::new(
+            policy,
+            std::sync::Arc::new(mesh.builder.build()),
+            args.own_namespace.as_deref(),
+        );
+        let report =
+            audit_streamed(&client, &engine, limits, mesh.notes, args.mtls, progress.as_ref())
+                .await?;
+        Ok::<_, AuditError>((client, report))
     });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let (client, collected, mesh) = match collected {
+    let (client, report) = match audited {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshguard audit: {e}");
             return EXIT_ERROR;
         }
     };
-    // The mesh as installed is an input of every verdict, like the policy.
-    let engine = Engine::new(
-        policy,
-        std::sync::Arc::new(mesh.build()),
-        args.own_namespace.as_deref(),
-    );
-    let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
     if let Some(api) = args.write_reports {
         // Say why a write failed or a report was truncated (the writer logs it).
@@ -421,11 +466,12 @@ async fn run_periodic_report(
     page_size: u32,
 ) -> Result<Report, AuditError> {
     let start = Instant::now();
-    let collected = collect(client, page_size, None).await?;
     let engine = engine.current();
-    let report = tokio::task::spawn_blocking(move || evaluate(&engine, collected, false))
-        .await
-        .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
+    let limits = crate::audit_stream::Limits {
+        page_size,
+        ..Default::default()
+    };
+    let report = audit_streamed(client, &engine, limits, Vec::new(), false, None).await?;
     publish(metrics, &report, start.elapsed());
     Ok(report)
 }
@@ -486,7 +532,7 @@ pub fn spawn_periodic(
                 tracing::debug!("periodic audit skipped: another replica holds the audit Lease");
                 continue;
             }
-            let report = match run_periodic_report(&client, &engine, &metrics, 500).await {
+            let report = match run_periodic_report(&client, &engine, &metrics, 100).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "periodic audit failed; keeping the previous results");

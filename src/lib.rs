@@ -13,7 +13,7 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
-//!   ValidatingAdmissionPolicies), `check`, `audit`, `simulate` (and `test`), `report`
+//!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of namespaces at a time), `simulate` (and `test`), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
 //!   (one writer among replicas);
@@ -25,6 +25,7 @@ pub mod admission;
 pub mod admission_policy;
 pub mod analysis;
 pub mod audit;
+pub mod audit_stream;
 pub mod authz;
 pub mod catalogue;
 pub mod certs;

@@ -65,6 +65,20 @@ fn pod(ns: &str, name: &str, app: &str, owner: Option<&str>) -> Value {
 }
 
 fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
+    // A namespaced list: the cluster-wide list's items of that namespace, as kube-apiserver
+    // answers it.
+    let parts: Vec<&str> = path.split('/').collect();
+    if let Some(i) = parts.iter().position(|p| *p == "namespaces") {
+        if parts.len() == i + 3 {
+            let ns = parts[i + 1];
+            let cluster_path = [&parts[..i], &parts[i + 2..]].concat().join("/");
+            let (code, mut body) = respond(state, &cluster_path, query);
+            if let Some(items) = body["items"].as_array_mut() {
+                items.retain(|o| o["metadata"]["namespace"] == ns);
+            }
+            return (code, body);
+        }
+    }
     if state.broken {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

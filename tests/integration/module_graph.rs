@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "report",
             "check",
             "audit",
+            "audit_stream",
             "cluster",
             "mesh_watch",
             "simulate",

@@ -1,0 +1,963 @@
+//! The cluster audit, streamed: the objects of a live cluster are listed page by page, in
+//! namespace order, and judged a batch of namespaces at a time; each batch's objects are dropped
+//! once its findings are kept. The findings are exactly those of one [`analyze`] over the whole
+//! cluster (a test compares them): every check that looks beyond one namespace gets what it reads.
+//!
+//! * **Context**, listed first and kept for the whole run: every Namespace (metadata only), the
+//!   names of every ServiceAccount, the objects of the root namespace (mesh-wide policies apply
+//!   to every batch), and the DestinationRules whose `tls.mode: DISABLE` reaches Services of other
+//!   namespaces.
+//! * **Batches**: every namespaced kind is listed cluster-wide, page by page (`limit`/`continue`;
+//!   kube-apiserver returns objects in key order, namespace by namespace); the pages of all kinds
+//!   are merged namespace by namespace, and namespaces are gathered until a batch holds
+//!   `batch_objects` objects. Objects are decoded as the webhook decodes them (pod specs pruned to
+//!   what checks read, no `status`, no `managedFields`, no last-applied annotation).
+//! * **Cross-namespace checks**: a root-namespace AuthorizationPolicy or RequestAuthentication
+//!   selects workloads in every namespace (`selector-matches-nothing`, `ra-unenforced`), and a
+//!   DestinationRule may point at Services elsewhere (`dr-disable-vs-mtls`): those findings come
+//!   from a final pass over the context and just the objects they read (the workloads such a
+//!   policy selects, the JWT-enforcing AuthorizationPolicies of their namespaces, the Services,
+//!   workloads and PeerAuthentications of the namespaces such a rule points at), collected while
+//!   the batches go by.
+//!
+//! [`analyze`]: crate::analysis::analyze
+
+use crate::cross::{self, CrossContext};
+use crate::engine::Engine;
+use crate::finding::{sort_findings, ObjectFinding, Subject};
+use crate::inventory::{Inventory, Object};
+use crate::istio::{AuthorizationPolicy, DestinationRule, WorkloadSelector};
+use crate::mtls;
+use crate::resource::{spec_of, Kind};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Checks whose findings about root-namespace AuthorizationPolicies and RequestAuthentications
+/// depend on workloads of every namespace.
+const ROOT_SCOPED: &[&str] = &["selector-matches-nothing", "ra-unenforced"];
+/// The check whose findings about a DestinationRule depend on Services of other namespaces.
+const DR_SCOPED: &str = "dr-disable-vs-mtls";
+
+/// What the whole run keeps besides the findings.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// Every Namespace, by name (metadata only).
+    pub namespaces: BTreeMap<String, Object>,
+    /// ServiceAccount names by namespace.
+    pub accounts: HashMap<String, Vec<String>>,
+    /// Objects of the root namespace.
+    pub root_objects: Vec<Object>,
+    /// DestinationRules with a DISABLE site toward Services outside their namespace, with the
+    /// namespaces they reach (`None`: a wildcard host, every namespace).
+    pub deferred_rules: Vec<(Object, Option<BTreeSet<String>>)>,
+}
+
+impl Context {
+    /// A DestinationRule to keep for the final pass, and the namespaces it reaches.
+    pub fn consider_destination_rule(&mut self, o: &Object) {
+        let dr = DestinationRule::of(spec_of(&o.object));
+        let Some(host) = dr.host() else { return };
+        if !dr.tls_sites().any(|s| s.mode() == "DISABLE") {
+            return;
+        }
+        // As dr-disable-vs-mtls resolves hosts: a wildcard matches Services by suffix anywhere,
+        // `<svc>.<ns>.svc[.<domain>]` names one namespace, a short name the rule's own.
+        let reach = if host.contains('*') {
+            None
+        } else if !host.contains('.') {
+            return; // its own namespace: judged in its batch
+        } else {
+            let ns = host
+                .split('.')
+                .nth(1)
+                .filter(|_| host.contains(".svc"))
+                .map(str::to_owned);
+            match ns {
+                Some(ns) if ns != o.namespace() => Some(BTreeSet::from([ns])),
+                _ => return,
+            }
+        };
+        self.deferred_rules.push((o.clone(), reach));
+    }
+}
+
+/// The analysis of a cluster delivered a batch of namespaces at a time.
+pub struct StreamAnalysis<'e> {
+    engine: &'e Engine,
+    root: String,
+    context: Context,
+    /// Root-namespace AuthorizationPolicies and RequestAuthentications whose scope is every
+    /// namespace: (kind, name, selector labels, is a RequestAuthentication).
+    root_scoped: Vec<(Kind, String, BTreeMap<String, String>)>,
+    /// Objects the final pass reads, by (kind, namespace, name).
+    kept_for_final: BTreeMap<(Kind, String, String), Object>,
+    findings: Vec<ObjectFinding>,
+    /// Findings about subjects outside any namespace (injector configurations), once each.
+    global_seen: HashSet<(String, String, String)>,
+    mtls: Vec<mtls::Row>,
+    evaluated: usize,
+    batched: BTreeSet<String>,
+}
+
+impl<'e> StreamAnalysis<'e> {
+    pub fn new(engine: &'e Engine, context: Context) -> StreamAnalysis<'e> {
+        let root = engine.mesh().root_namespace().value.clone();
+        let root_scoped = context
+            .root_objects
+            .iter()
+            .filter(|o| matches!(o.kind, Kind::AuthorizationPolicy | Kind::RequestAuthentication))
+            .map(|o| {
+                (
+                    o.kind,
+                    o.name().to_owned(),
+                    WorkloadSelector::of(spec_of(&o.object)).to_map(),
+                )
+            })
+            .collect();
+        StreamAnalysis {
+            engine,
+            root,
+            context,
+            root_scoped,
+            kept_for_final: BTreeMap::new(),
+            findings: Vec::new(),
+            global_seen: HashSet::new(),
+            mtls: Vec::new(),
+            evaluated: 0,
+            batched: BTreeSet::new(),
+        }
+    }
+
+    /// The namespaces already judged.
+    pub fn batched(&self) -> &BTreeSet<String> {
+        &self.batched
+    }
+
+    /// Judge the objects of `namespaces` (every object they hold, of every kind).
+    pub fn batch(&mut self, namespaces: &BTreeSet<String>, objects: Vec<Object>) {
+        let with_root = namespaces.contains(&self.root);
+        let mut inventory = Inventory::complete(Vec::new());
+        // Every Namespace: existence and labels for the rules, the mesh's namespaces for the
+        // cross checks.
+        for o in self.context.namespaces.values() {
+            inventory.push(o.clone());
+        }
+        if !with_root {
+            for o in &self.context.root_objects {
+                inventory.push(o.clone());
+            }
+        }
+        // ServiceAccounts: those of the batch's namespaces and of every namespace its
+        // AuthorizationPolicies name.
+        let mut account_namespaces: BTreeSet<String> = namespaces.clone();
+        for o in objects.iter().filter(|o| o.kind == Kind::AuthorizationPolicy) {
+            named_namespaces(spec_of(&o.object), &mut account_namespaces);
+        }
+        for ns in &account_namespaces {
+            for name in self.context.accounts.get(ns).into_iter().flatten() {
+                inventory.insert_service_account(ns, name);
+            }
+        }
+        let first_own = inventory.len();
+        for o in objects {
+            inventory.push(o);
+        }
+        // Admission rules on the batch's own objects (and its Namespaces).
+        let own = |o: &Object| namespaces.contains(o.namespace());
+        let mut batch_findings = Vec::new();
+        for (i, o) in inventory.objects().iter().enumerate() {
+            let is_own = if o.kind == Kind::Namespace {
+                own(o)
+            } else {
+                i >= first_own || (with_root && o.namespace() == self.root)
+            };
+            if !is_own || o.kind == Kind::ServiceAccount {
+                continue;
+            }
+            self.evaluated += 1;
+            let ev = self.engine.evaluate(&o.review(), &inventory);
+            let subject = o.subject();
+            batch_findings.extend(ev.findings.into_iter().map(|finding| ObjectFinding {
+                subject: subject.clone(),
+                finding,
+            }));
+        }
+        let cx = CrossContext::new(self.engine, &inventory);
+        let seen: HashSet<(&str, &Subject)> = batch_findings
+            .iter()
+            .map(|f| (f.finding.rule, &f.subject))
+            .collect();
+        let mut cross_findings = Vec::new();
+        for f in cross::run_all(&cx) {
+            if seen.contains(&(f.finding.rule, &f.subject)) {
+                continue;
+            }
+            let s = &f.subject;
+            if s.namespace.is_empty() && s.kind != "Namespace" {
+                // An injector configuration: the same in every batch.
+                let key = (f.finding.rule.to_owned(), s.name.clone(), f.finding.violation.message.clone());
+                if self.global_seen.insert(key) {
+                    cross_findings.push(f);
+                }
+                continue;
+            }
+            if !namespaces.contains(&s.namespace) {
+                continue;
+            }
+            if self.deferred(&f) {
+                continue;
+            }
+            cross_findings.push(f);
+        }
+        self.findings.extend(batch_findings);
+        self.findings.extend(cross_findings);
+        self.mtls.extend(
+            cx.mtls_rows()
+                .iter()
+                .filter(|r| namespaces.contains(&r.namespace))
+                .cloned(),
+        );
+        self.keep_for_final(namespaces, &inventory);
+        self.batched.extend(namespaces.iter().cloned());
+    }
+
+    /// A finding the final pass decides instead.
+    fn deferred(&self, f: &ObjectFinding) -> bool {
+        let s = &f.subject;
+        if ROOT_SCOPED.contains(&f.finding.rule)
+            && s.namespace == self.root
+            && self
+                .root_scoped
+                .iter()
+                .any(|(k, n, _)| k.as_str() == s.kind && *n == s.name)
+        {
+            return true;
+        }
+        f.finding.rule == DR_SCOPED
+            && self.context.deferred_rules.iter().any(|(o, _)| {
+                o.namespace() == s.namespace && o.name() == s.name
+            })
+    }
+
+    /// Keep what the final pass reads from this batch.
+    fn keep_for_final(&mut self, namespaces: &BTreeSet<String>, inventory: &Inventory) {
+        let mut keep = |o: &Object| {
+            self.kept_for_final.insert(
+                (o.kind, o.namespace().to_owned(), o.name().to_owned()),
+                o.clone(),
+            );
+        };
+        // Workloads a root-scoped policy selects, and the JWT-enforcing AuthorizationPolicies of
+        // their namespaces.
+        let mut jwt_namespaces = BTreeSet::new();
+        for (kind, _, selector) in &self.root_scoped {
+            for w in inventory.workloads() {
+                if !namespaces.contains(&w.workload.namespace) {
+                    continue;
+                }
+                if selector.iter().all(|(k, v)| w.workload.labels.get(k) == Some(v)) {
+                    keep(inventory.workload_object(w));
+                    if *kind == Kind::RequestAuthentication {
+                        jwt_namespaces.insert(w.workload.namespace.clone());
+                    }
+                }
+            }
+        }
+        for o in inventory.of_kind(Kind::AuthorizationPolicy) {
+            if jwt_namespaces.contains(o.namespace())
+                && AuthorizationPolicy::of(spec_of(&o.object))
+                    .requires_jwt(crate::istio::is_dry_run(&o.object))
+            {
+                keep(o);
+            }
+        }
+        // What the deferred DestinationRules reach: Services, workloads and PeerAuthentications.
+        let reached = |ns: &str| {
+            self.context.deferred_rules.iter().any(|(_, reach)| {
+                reach.as_ref().is_none_or(|set| set.contains(ns))
+            })
+        };
+        let reached: Vec<&String> = namespaces.iter().filter(|ns| reached(ns)).collect();
+        for ns in reached {
+            for kind in [Kind::Service, Kind::PeerAuthentication] {
+                for o in inventory.of_kind(kind).filter(|o| o.namespace() == ns.as_str()) {
+                    keep(o);
+                }
+            }
+            for &wi in inventory.workloads_in(ns) {
+                keep(inventory.workload_object(&inventory.workloads()[wi]));
+            }
+        }
+    }
+
+    /// The final pass, then every finding, sorted as `analyze` sorts them.
+    pub fn finish(mut self) -> crate::analysis::Analysis {
+        // ServiceAccounts are judged by no admission rule; `analyze` counts them all the same.
+        self.evaluated += self.context.accounts.values().map(Vec::len).sum::<usize>();
+        let needs_final = !self.root_scoped.is_empty() || !self.context.deferred_rules.is_empty();
+        if needs_final {
+            let mut inventory = Inventory::complete(Vec::new());
+            for o in self.context.namespaces.values() {
+                inventory.push(o.clone());
+            }
+            // In the order a live listing has them (kind by kind, then namespace and name), as
+            // the workloads a message lists come in inventory order.
+            let mut objects: BTreeMap<(Kind, String, String), &Object> = BTreeMap::new();
+            for o in self
+                .context
+                .root_objects
+                .iter()
+                .chain(self.context.deferred_rules.iter().map(|(o, _)| o))
+                .chain(self.kept_for_final.values())
+            {
+                objects
+                    .entry((o.kind, o.namespace().to_owned(), o.name().to_owned()))
+                    .or_insert(o);
+            }
+            for o in objects.into_values() {
+                inventory.push(o.clone());
+            }
+            let cx = CrossContext::new(self.engine, &inventory);
+            let decided: Vec<ObjectFinding> = cross::run_all(&cx)
+                .into_iter()
+                .filter(|f| self.deferred(f))
+                .collect();
+            // An admission rule of the same id may already have reported the same subject.
+            let seen: HashSet<(&str, Subject)> = self
+                .findings
+                .iter()
+                .map(|f| (f.finding.rule, f.subject.clone()))
+                .collect();
+            let decided: Vec<ObjectFinding> = decided
+                .into_iter()
+                .filter(|f| !seen.contains(&(f.finding.rule, f.subject.clone())))
+                .collect();
+            self.findings.extend(decided);
+        }
+        sort_findings(&mut self.findings);
+        crate::analysis::Analysis {
+            findings: self.findings,
+            mtls: self.mtls,
+            evaluated: self.evaluated,
+        }
+    }
+}
+
+/// The namespaces an AuthorizationPolicy names in principals and namespaces (`…/ns/<ns>/…`, and
+/// every string, over-approximately): the ServiceAccounts it may refer to.
+fn named_namespaces(spec: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match spec {
+        serde_json::Value::String(s) => {
+            let mut parts = s.split('/');
+            while let Some(p) = parts.next() {
+                if p == "ns" {
+                    if let Some(ns) = parts.next() {
+                        out.insert(ns.trim_end_matches('*').to_owned());
+                    }
+                }
+            }
+            out.insert(s.trim_matches('*').to_owned());
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| named_namespaces(v, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|v| named_namespaces(v, out)),
+        _ => {}
+    }
+}
+
+/// Analyse an inventory the streamed way, in batches of about `batch_objects` objects of
+/// consecutive namespaces (tests compare it with `analyze`; `check` has no use for it).
+pub fn analyze_in_batches(
+    engine: &Engine,
+    objects: Vec<Object>,
+    batch_objects: usize,
+) -> crate::analysis::Analysis {
+    let root = engine.mesh().root_namespace().value.clone();
+    let mut context = Context::default();
+    let mut by_namespace: BTreeMap<String, Vec<Object>> = BTreeMap::new();
+    for o in objects {
+        match o.kind {
+            Kind::Namespace => {
+                context.namespaces.insert(o.name().to_owned(), o);
+            }
+            Kind::ServiceAccount => context
+                .accounts
+                .entry(o.namespace().to_owned())
+                .or_default()
+                .push(o.name().to_owned()),
+            _ => {
+                if o.kind == Kind::DestinationRule {
+                    context.consider_destination_rule(&o);
+                }
+                if o.namespace() == root {
+                    context.root_objects.push(o.clone());
+                }
+                by_namespace.entry(o.namespace().to_owned()).or_default().push(o);
+            }
+        }
+    }
+    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
+    let mut analysis = StreamAnalysis::new(engine, context);
+    let mut batch = BTreeSet::new();
+    let mut held = Vec::new();
+    for (ns, objects) in by_namespace {
+        batch.insert(ns);
+        held.extend(objects);
+        if held.len() >= batch_objects {
+            analysis.batch(&batch, std::mem::take(&mut held));
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        analysis.batch(&batch, std::mem::take(&mut held));
+    }
+    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
+    if !rest.is_empty() {
+        analysis.batch(&rest, Vec::new());
+    }
+    analysis.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing a live cluster
+
+use crate::resource::ReviewObject;
+
+/// Why a streamed audit stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// kube-apiserver did not return a list in namespace order: audit from one whole listing.
+    #[error("{0} were not listed in namespace order")]
+    OutOfOrder(&'static str),
+}
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::core::TypeMeta;
+use kube::Client;
+use std::collections::VecDeque;
+
+/// How the streamed audit lists and batches.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Objects per list page.
+    pub page_size: u32,
+    /// Objects gathered before a batch is judged (at least one namespace at a time).
+    pub batch_objects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            page_size: 100,
+            batch_objects: 2000,
+        }
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+fn object(kind: Kind, ar: &ApiResource, mut o: DynamicObject) -> Object {
+    if o.types.is_none() {
+        o.types = Some(TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        });
+    }
+    Object {
+        kind,
+        version: ar.version.clone(),
+        object: o,
+        file: None,
+        line: None,
+    }
+}
+
+/// One page of a list, decoded as the webhook decodes objects.
+async fn page(
+    api: &Api<ReviewObject>,
+    limit: u32,
+    token: Option<&str>,
+) -> Result<(Vec<DynamicObject>, Option<String>), kube::Error> {
+    let mut lp = ListParams::default().limit(limit);
+    if let Some(t) = token {
+        lp = lp.continue_token(t);
+    }
+    let list = api.list(&lp).await?;
+    let next = list.metadata.continue_.filter(|t| !t.is_empty());
+    Ok((list.items.into_iter().map(|o| o.0).collect(), next))
+}
+
+fn list_error(ar: &ApiResource, source: kube::Error) -> StreamError {
+    StreamError::List {
+        what: if ar.group.is_empty() {
+            format!("{} ({})", ar.plural, ar.version)
+        } else {
+            format!("{}.{} ({})", ar.plural, ar.group, ar.version)
+        },
+        source,
+    }
+}
+
+/// A cursor over the version of `kind` the cluster serves (the first of meshguard's whose list
+/// answers), with its first page read; `None` when no version is served.
+async fn open(client: &Client, kind: Kind, limit: u32) -> Result<Option<Cursor>, StreamError> {
+    let f = kind.facts();
+    for version in f.versions {
+        let gvk = GroupVersionKind::gvk(f.group, version, kind.as_str());
+        let ar = ApiResource::from_gvk_with_plural(&gvk, f.plural);
+        let mut cursor = Cursor {
+            kind,
+            api: Api::all_with(client.clone(), &ar),
+            ar,
+            page: VecDeque::new(),
+            token: None,
+            started: false,
+            last_namespace: String::new(),
+            limit,
+        };
+        match page(&cursor.api, limit, None).await {
+            Ok((items, next)) => {
+                cursor.started = true;
+                cursor.token = next;
+                cursor.page.extend(items);
+                return Ok(Some(cursor));
+            }
+            Err(e) if is_not_found(&e) => continue,
+            Err(source) => return Err(list_error(&cursor.ar, source)),
+        }
+    }
+    Ok(None)
+}
+
+/// One kind's cluster-wide list, read a page at a time, in namespace order.
+struct Cursor {
+    kind: Kind,
+    ar: ApiResource,
+    api: Api<ReviewObject>,
+    page: VecDeque<DynamicObject>,
+    token: Option<String>,
+    started: bool,
+    last_namespace: String,
+    limit: u32,
+}
+
+/// kube-apiserver did not return a list in namespace order.
+#[derive(Debug)]
+struct OutOfOrder;
+
+impl Cursor {
+    async fn fill(&mut self) -> Result<(), StreamError> {
+        while self.page.is_empty() && (!self.started || self.token.is_some()) {
+            let (items, next) = page(&self.api, self.limit, self.token.as_deref())
+                .await
+                .map_err(|e| list_error(&self.ar, e))?;
+            self.started = true;
+            self.token = next;
+            self.page.extend(items);
+        }
+        Ok(())
+    }
+
+    async fn peek_namespace(&mut self) -> Result<Option<String>, StreamError> {
+        self.fill().await?;
+        Ok(self
+            .page
+            .front()
+            .map(|o| o.metadata.namespace.clone().unwrap_or_default()))
+    }
+
+    /// Move the objects of `ns` into `out`; `Err(None)` when the list is out of order.
+    async fn take(&mut self, ns: &str, out: &mut Vec<Object>) -> Result<Result<(), OutOfOrder>, StreamError> {
+        loop {
+            self.fill().await?;
+            let Some(front) = self.page.front() else { return Ok(Ok(())) };
+            let front_ns = front.metadata.namespace.as_deref().unwrap_or("");
+            if front_ns != ns {
+                if front_ns < ns || front_ns < self.last_namespace.as_str() {
+                    return Ok(Err(OutOfOrder));
+                }
+                return Ok(Ok(()));
+            }
+            if let Some(o) = self.page.pop_front() {
+                out.push(object(self.kind, &self.ar, o));
+            }
+            self.last_namespace = ns.to_owned();
+        }
+    }
+}
+
+/// List everything of `kind` in one namespace (the root namespace's context).
+async fn list_namespace(client: &Client, kind: Kind, ar: &ApiResource, ns: &str, limit: u32) -> Result<Vec<Object>, StreamError> {
+    let api: Api<ReviewObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let (items, next) = page(&api, limit, token.as_deref()).await.map_err(|e| list_error(ar, e))?;
+        out.extend(items.into_iter().map(|o| object(kind, ar, o)));
+        token = next;
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Metadata-only objects of `kind` (Namespaces, ServiceAccounts), page by page, each handed to
+/// `each`.
+async fn each_metadata(
+    client: &Client,
+    kind: Kind,
+    ar: &ApiResource,
+    limit: u32,
+    mut each: impl FnMut(Object),
+) -> Result<(), StreamError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(limit);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let list = api.list_metadata(&lp).await.map_err(|e| list_error(ar, e))?;
+        for o in list.items {
+            let mut meta = o.metadata;
+            meta.managed_fields = None;
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+            let dynamic = DynamicObject {
+                types: o.types,
+                metadata: meta,
+                data: serde_json::Value::Object(Default::default()),
+            };
+            each(object(kind, ar, dynamic));
+        }
+        token = list.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// The streamed audit of a live cluster: every finding of one `analyze` over it, with at most a
+/// batch of namespaces (and a page per kind) in memory besides the context.
+/// [`StreamError::OutOfOrder`] when kube-apiserver does not return lists in namespace order
+/// (the caller then audits from one whole listing).
+pub async fn audit(
+    client: &Client,
+    engine: &Engine,
+    limits: Limits,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<(crate::analysis::Analysis, Vec<String>), StreamError> {
+    let mut notes = Vec::new();
+    let root = engine.mesh().root_namespace().value.clone();
+    let mut context = Context::default();
+    let mut cursors = Vec::new();
+    for facts in crate::resource::KIND_FACTS {
+        let kind = facts.kind;
+        if let Some(pb) = progress {
+            pb.set_message(format!("{} (context)", kind.as_str()));
+        }
+        let Some(cursor) = open(client, kind, limits.page_size).await? else {
+            notes.push(format!(
+                "{} skipped: {} {} not served (CRD absent)",
+                kind.as_str(),
+                facts.group,
+                facts.versions.join("/")
+            ));
+            continue;
+        };
+        let ar = cursor.ar.clone();
+        match kind {
+            // Judged by their metadata, listed as such (the cursor's first page is dropped).
+            Kind::Namespace => {
+                each_metadata(client, kind, &ar, limits.page_size, |o| {
+                    context.namespaces.insert(o.name().to_owned(), o);
+                })
+                .await?
+            }
+            Kind::ServiceAccount => {
+                each_metadata(client, kind, &ar, limits.page_size, |o| {
+                    context
+                        .accounts
+                        .entry(o.namespace().to_owned())
+                        .or_default()
+                        .push(o.name().to_owned());
+                })
+                .await?
+            }
+            _ if !facts.namespaced => {
+                notes.push(format!("{} is cluster-scoped: not audited", kind.as_str()));
+            }
+            _ => {
+                context
+                    .root_objects
+                    .extend(list_namespace(client, kind, &ar, &root, limits.page_size).await?);
+                if kind == Kind::DestinationRule {
+                    let api: Api<ReviewObject> = Api::all_with(client.clone(), &ar);
+                    let mut token = None;
+                    loop {
+                        let (items, next) = page(&api, limits.page_size, token.as_deref())
+                            .await
+                            .map_err(|e| list_error(&ar, e))?;
+                        for o in items {
+                            context.consider_destination_rule(&object(kind, &ar, o));
+                        }
+                        token = next;
+                        if token.is_none() {
+                            break;
+                        }
+                    }
+                }
+                cursors.push(cursor);
+            }
+        }
+        if let Some(pb) = progress {
+            pb.inc(1);
+        }
+    }
+    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
+    let mut analysis = StreamAnalysis::new(engine, context);
+    let mut batch = BTreeSet::new();
+    let mut held: Vec<Object> = Vec::new();
+    loop {
+        let mut next: Option<String> = None;
+        for c in cursors.iter_mut() {
+            if let Some(ns) = c.peek_namespace().await? {
+                if next.as_ref().is_none_or(|n| ns < *n) {
+                    next = Some(ns);
+                }
+            }
+        }
+        let Some(ns) = next else { break };
+        if let Some(pb) = progress {
+            pb.set_message(format!("namespace {ns}"));
+        }
+        for c in cursors.iter_mut() {
+            if c.take(&ns, &mut held).await?.is_err() {
+                return Err(StreamError::OutOfOrder(c.kind.facts().plural));
+            }
+        }
+        batch.insert(ns);
+        if held.len() >= limits.batch_objects {
+            analysis.batch(&batch, std::mem::take(&mut held));
+            batch.clear();
+            // A batch is CPU work: let the runtime's other tasks in between.
+            tokio::task::yield_now().await;
+        }
+    }
+    if !batch.is_empty() {
+        analysis.batch(&batch, std::mem::take(&mut held));
+    }
+    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
+    if !rest.is_empty() {
+        analysis.batch(&rest, Vec::new());
+    }
+    Ok((analysis.finish(), notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::analyze;
+    use crate::config::Policy;
+    use crate::mesh::MeshContext;
+    use std::sync::Arc;
+
+    fn objects_of(yaml: &str) -> Vec<Object> {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).expect("yaml");
+        docs.into_iter()
+            .filter(|d| d.is_object())
+            .filter_map(|mut d| {
+                let kind = Kind::from_api_version(d["apiVersion"].as_str()?, d["kind"].as_str()?)?;
+                if kind != Kind::Namespace && d["metadata"]["namespace"].is_null() {
+                    d["metadata"]["namespace"] = serde_json::json!("default");
+                }
+                let version = d["apiVersion"].as_str()?.rsplit('/').next()?.to_owned();
+                let object: DynamicObject = serde_json::from_value(d).ok()?;
+                Some(Object { kind, version, object, file: None, line: None })
+            })
+            .collect()
+    }
+
+    /// A cluster: the objects, one of each (kind, namespace, name), and a Namespace for every
+    /// namespace they live in.
+    fn cluster(mut objects: Vec<Object>) -> Vec<Object> {
+        let mut seen = HashSet::new();
+        objects.retain(|o| seen.insert((o.kind, o.namespace().to_owned(), o.name().to_owned())));
+        let have: BTreeSet<String> = objects
+            .iter()
+            .filter(|o| o.kind == Kind::Namespace)
+            .map(|o| o.name().to_owned())
+            .collect();
+        let need: BTreeSet<String> = objects.iter().map(|o| o.namespace().to_owned()).collect();
+        for ns in need.difference(&have) {
+            objects.extend(objects_of(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")));
+        }
+        objects
+    }
+
+    fn fixtures() -> Vec<Object> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut out = Vec::new();
+        for dir in ["tests/fixtures/tutorial", "tests/fixtures/check/cross", "tests/fixtures/check/tutorial", "tests/fixtures/check/conformance", "tests/fixtures/mesh/canary"] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
+                out.extend(objects_of(&std::fs::read_to_string(f).unwrap_or_default()));
+            }
+        }
+        out
+    }
+
+    /// Cross-namespace cases: root-namespace policies with selectors and a mesh-wide
+    /// RequestAuthentication, DestinationRules toward Services of other namespaces (one a wildcard).
+    const ACROSS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: c, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: b}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {serviceAccountName: web, containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: b}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: b}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: to-web, namespace: a}
+spec: {host: web.b.svc.cluster.local, trafficPolicy: {tls: {mode: DISABLE}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: everything, namespace: c}
+spec: {host: "*.svc.cluster.local", trafficPolicy: {tls: {mode: DISABLE}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-only, namespace: istio-system}
+spec: {selector: {matchLabels: {app: web}}, rules: [{from: [{source: {principals: ["cluster.local/ns/a/sa/nobody"]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: nothing-selected, namespace: istio-system}
+spec: {selector: {matchLabels: {app: none}}, rules: [{to: [{operation: {ports: ["80"]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: mesh-jwt, namespace: istio-system}
+spec: {jwtRules: [{issuer: "https://issuer.example", audiences: [x]}]}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: web-jwt, namespace: istio-system}
+spec: {selector: {matchLabels: {app: web}}, jwtRules: [{issuer: "https://issuer.example", audiences: [x]}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: b}
+spec: {selector: {matchLabels: {app: web}}, rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lone, namespace: c, labels: {app: web}}
+spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
+"#;
+
+    type Key = (String, String, String, &'static str, String, String, String);
+
+    fn keys(a: &crate::analysis::Analysis) -> Vec<Key> {
+        let mut k: Vec<Key> = a
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.subject.namespace.clone(),
+                    f.subject.kind.clone(),
+                    f.subject.name.clone(),
+                    f.finding.rule,
+                    f.finding.action.as_str().to_owned(),
+                    f.finding.violation.path.clone(),
+                    f.finding.violation.message.clone(),
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn batches_find_exactly_what_one_analysis_finds() {
+        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), Some("meshguard"));
+        for (what, objects) in [
+            ("fixtures", cluster(fixtures())),
+            ("across namespaces", cluster(objects_of(ACROSS))),
+            ("both", cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect())),
+        ] {
+            // In the order a live listing has them: kind by kind, then namespace and name.
+            let mut objects = objects;
+            objects.sort_by(|a, b| {
+                (a.kind, a.namespace(), a.name()).cmp(&(b.kind, b.namespace(), b.name()))
+            });
+            let whole = analyze(&engine, &Inventory::complete(objects.clone()));
+            let expected = keys(&whole);
+            assert!(!expected.is_empty(), "{what}");
+            for batch in [1, 3, 10, usize::MAX] {
+                let streamed = analyze_in_batches(&engine, objects.clone(), batch);
+                let got = keys(&streamed);
+                let missing: Vec<&Key> = expected.iter().filter(|k| !got.contains(k)).collect();
+                let extra: Vec<&Key> = got.iter().filter(|k| !expected.contains(k)).collect();
+                assert!(
+                    missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
+                    "{what}, batches of {batch}: missing {missing:#?}\nextra {extra:#?}"
+                );
+                assert_eq!(streamed.evaluated, whole.evaluated, "{what}, batches of {batch}");
+                assert_eq!(streamed.mtls.len(), whole.mtls.len(), "{what}, batches of {batch}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cross_namespace_cases_are_there() {
+        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
+        let whole = analyze(&engine, &Inventory::complete(cluster(objects_of(ACROSS))));
+        let rules: BTreeSet<(&str, &str)> = whole
+            .findings
+            .iter()
+            .map(|f| (f.finding.rule, f.subject.name.as_str()))
+            .collect();
+        for expected in [
+            ("dr-disable-vs-mtls", "to-web"),
+            ("dr-disable-vs-mtls", "everything"),
+            ("selector-matches-nothing", "nothing-selected"),
+            ("ra-unenforced", "mesh-jwt"),
+        ] {
+            assert!(rules.contains(&expected), "{expected:?} not in {rules:#?}");
+        }
+    }
+}
