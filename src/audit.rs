@@ -373,9 +373,15 @@ pub fn run(args: AuditArgs) -> i32 {
             std::sync::Arc::new(mesh.builder.build()),
             args.own_namespace.as_deref(),
         );
-        let report =
-            audit_streamed(&client, &engine, limits, mesh.notes, args.mtls, progress.as_ref())
-                .await?;
+        let report = audit_streamed(
+            &client,
+            &engine,
+            limits,
+            mesh.notes,
+            args.mtls,
+            progress.as_ref(),
+        )
+        .await?;
         Ok::<_, AuditError>((client, report))
     });
     if let Some(pb) = &progress {

@@ -104,7 +104,12 @@ impl<'e> StreamAnalysis<'e> {
         let root_scoped = context
             .root_objects
             .iter()
-            .filter(|o| matches!(o.kind, Kind::AuthorizationPolicy | Kind::RequestAuthentication))
+            .filter(|o| {
+                matches!(
+                    o.kind,
+                    Kind::AuthorizationPolicy | Kind::RequestAuthentication
+                )
+            })
             .map(|o| {
                 (
                     o.kind,
@@ -149,7 +154,10 @@ impl<'e> StreamAnalysis<'e> {
         // ServiceAccounts: those of the batch's namespaces and of every namespace its
         // AuthorizationPolicies name.
         let mut account_namespaces: BTreeSet<String> = namespaces.clone();
-        for o in objects.iter().filter(|o| o.kind == Kind::AuthorizationPolicy) {
+        for o in objects
+            .iter()
+            .filter(|o| o.kind == Kind::AuthorizationPolicy)
+        {
             named_namespaces(spec_of(&o.object), &mut account_namespaces);
         }
         for ns in &account_namespaces {
@@ -194,7 +202,11 @@ impl<'e> StreamAnalysis<'e> {
             let s = &f.subject;
             if s.namespace.is_empty() && s.kind != "Namespace" {
                 // An injector configuration: the same in every batch.
-                let key = (f.finding.rule.to_owned(), s.name.clone(), f.finding.violation.message.clone());
+                let key = (
+                    f.finding.rule.to_owned(),
+                    s.name.clone(),
+                    f.finding.violation.message.clone(),
+                );
                 if self.global_seen.insert(key) {
                     cross_findings.push(f);
                 }
@@ -233,9 +245,11 @@ impl<'e> StreamAnalysis<'e> {
             return true;
         }
         f.finding.rule == DR_SCOPED
-            && self.context.deferred_rules.iter().any(|(o, _)| {
-                o.namespace() == s.namespace && o.name() == s.name
-            })
+            && self
+                .context
+                .deferred_rules
+                .iter()
+                .any(|(o, _)| o.namespace() == s.namespace && o.name() == s.name)
     }
 
     /// Keep what the final pass reads from this batch.
@@ -254,7 +268,10 @@ impl<'e> StreamAnalysis<'e> {
                 if !namespaces.contains(&w.workload.namespace) {
                     continue;
                 }
-                if selector.iter().all(|(k, v)| w.workload.labels.get(k) == Some(v)) {
+                if selector
+                    .iter()
+                    .all(|(k, v)| w.workload.labels.get(k) == Some(v))
+                {
                     keep(inventory.workload_object(w));
                     if *kind == Kind::RequestAuthentication {
                         jwt_namespaces.insert(w.workload.namespace.clone());
@@ -272,14 +289,18 @@ impl<'e> StreamAnalysis<'e> {
         }
         // What the deferred DestinationRules reach: Services, workloads and PeerAuthentications.
         let reached = |ns: &str| {
-            self.context.deferred_rules.iter().any(|(_, reach)| {
-                reach.as_ref().is_none_or(|set| set.contains(ns))
-            })
+            self.context
+                .deferred_rules
+                .iter()
+                .any(|(_, reach)| reach.as_ref().is_none_or(|set| set.contains(ns)))
         };
         let reached: Vec<&String> = namespaces.iter().filter(|ns| reached(ns)).collect();
         for ns in reached {
             for kind in [Kind::Service, Kind::PeerAuthentication] {
-                for o in inventory.of_kind(kind).filter(|o| o.namespace() == ns.as_str()) {
+                for o in inventory
+                    .of_kind(kind)
+                    .filter(|o| o.namespace() == ns.as_str())
+                {
                     keep(o);
                 }
             }
@@ -390,7 +411,10 @@ pub fn analyze_in_batches(
                 if o.namespace() == root {
                     context.root_objects.push(o.clone());
                 }
-                by_namespace.entry(o.namespace().to_owned()).or_default().push(o);
+                by_namespace
+                    .entry(o.namespace().to_owned())
+                    .or_default()
+                    .push(o);
             }
         }
     }
@@ -572,10 +596,16 @@ impl Cursor {
     }
 
     /// Move the objects of `ns` into `out`; `Err(None)` when the list is out of order.
-    async fn take(&mut self, ns: &str, out: &mut Vec<Object>) -> Result<Result<(), OutOfOrder>, StreamError> {
+    async fn take(
+        &mut self,
+        ns: &str,
+        out: &mut Vec<Object>,
+    ) -> Result<Result<(), OutOfOrder>, StreamError> {
         loop {
             self.fill().await?;
-            let Some(front) = self.page.front() else { return Ok(Ok(())) };
+            let Some(front) = self.page.front() else {
+                return Ok(Ok(()));
+            };
             let front_ns = front.metadata.namespace.as_deref().unwrap_or("");
             if front_ns != ns {
                 if front_ns < ns || front_ns < self.last_namespace.as_str() {
@@ -592,12 +622,20 @@ impl Cursor {
 }
 
 /// List everything of `kind` in one namespace (the root namespace's context).
-async fn list_namespace(client: &Client, kind: Kind, ar: &ApiResource, ns: &str, limit: u32) -> Result<Vec<Object>, StreamError> {
+async fn list_namespace(
+    client: &Client,
+    kind: Kind,
+    ar: &ApiResource,
+    ns: &str,
+    limit: u32,
+) -> Result<Vec<Object>, StreamError> {
     let api: Api<ReviewObject> = Api::namespaced_with(client.clone(), ns, ar);
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let (items, next) = page(&api, limit, token.as_deref()).await.map_err(|e| list_error(ar, e))?;
+        let (items, next) = page(&api, limit, token.as_deref())
+            .await
+            .map_err(|e| list_error(ar, e))?;
         out.extend(items.into_iter().map(|o| object(kind, ar, o)));
         token = next;
         if token.is_none() {
@@ -622,7 +660,10 @@ async fn each_metadata(
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
-        let list = api.list_metadata(&lp).await.map_err(|e| list_error(ar, e))?;
+        let list = api
+            .list_metadata(&lp)
+            .await
+            .map_err(|e| list_error(ar, e))?;
         for o in list.items {
             let mut meta = o.metadata;
             meta.managed_fields = None;
@@ -779,7 +820,13 @@ mod tests {
                 }
                 let version = d["apiVersion"].as_str()?.rsplit('/').next()?.to_owned();
                 let object: DynamicObject = serde_json::from_value(d).ok()?;
-                Some(Object { kind, version, object, file: None, line: None })
+                Some(Object {
+                    kind,
+                    version,
+                    object,
+                    file: None,
+                    line: None,
+                })
             })
             .collect()
     }
@@ -796,7 +843,9 @@ mod tests {
             .collect();
         let need: BTreeSet<String> = objects.iter().map(|o| o.namespace().to_owned()).collect();
         for ns in need.difference(&have) {
-            objects.extend(objects_of(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")));
+            objects.extend(objects_of(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+            )));
         }
         objects
     }
@@ -804,10 +853,24 @@ mod tests {
     fn fixtures() -> Vec<Object> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut out = Vec::new();
-        for dir in ["tests/fixtures/tutorial", "tests/fixtures/check/cross", "tests/fixtures/check/tutorial", "tests/fixtures/check/conformance", "tests/fixtures/mesh/canary"] {
-            let mut files: Vec<_> = std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        for dir in [
+            "tests/fixtures/tutorial",
+            "tests/fixtures/check/cross",
+            "tests/fixtures/check/tutorial",
+            "tests/fixtures/check/conformance",
+            "tests/fixtures/mesh/canary",
+        ] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
             files.sort();
-            for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
+            for f in files
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+            {
                 out.extend(objects_of(&std::fs::read_to_string(f).unwrap_or_default()));
             }
         }
@@ -913,11 +976,18 @@ spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
 
     #[test]
     fn batches_find_exactly_what_one_analysis_finds() {
-        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), Some("meshguard"));
+        let engine = Engine::new(
+            Policy::default(),
+            Arc::new(MeshContext::default()),
+            Some("meshguard"),
+        );
         for (what, objects) in [
             ("fixtures", cluster(fixtures())),
             ("across namespaces", cluster(objects_of(ACROSS))),
-            ("both", cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect())),
+            (
+                "both",
+                cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect()),
+            ),
         ] {
             // In the order a live listing has them: kind by kind, then namespace and name.
             let mut objects = objects;
@@ -936,8 +1006,15 @@ spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
                     missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
                     "{what}, batches of {batch}: missing {missing:#?}\nextra {extra:#?}"
                 );
-                assert_eq!(streamed.evaluated, whole.evaluated, "{what}, batches of {batch}");
-                assert_eq!(streamed.mtls.len(), whole.mtls.len(), "{what}, batches of {batch}");
+                assert_eq!(
+                    streamed.evaluated, whole.evaluated,
+                    "{what}, batches of {batch}"
+                );
+                assert_eq!(
+                    streamed.mtls.len(),
+                    whole.mtls.len(),
+                    "{what}, batches of {batch}"
+                );
             }
         }
     }

@@ -47,6 +47,9 @@ pub enum Command {
     /// Generate Kubernetes objects from the rules (admission-policies: the rules CEL can state,
     /// as ValidatingAdmissionPolicies).
     Generate(crate::admission_policy::GenerateArgs),
+    /// Run the cluster audit as its own workload: every --interval, one writer by Lease, with
+    /// a back-off after failed or killed runs; metrics and probes on the admin port.
+    Auditor(Box<crate::auditor::AuditorArgs>),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -142,8 +145,10 @@ pub struct ServeArgs {
     /// onLookupFailure decides for the rules that need them.
     #[arg(long, env = "MESHGUARD_NO_CLUSTER")]
     pub no_cluster: bool,
-    /// How often to audit the cluster (gauges meshguard_audit_*, reports); 0 turns it off.
-    #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
+    /// How often to audit the cluster here (gauges meshguard_audit_*, reports); 0 (the default)
+    /// turns it off: run `meshguard auditor` as its own workload instead, so that an audit that
+    /// outgrows its memory never takes admission with it.
+    #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "0s", value_parser = duration)]
     pub audit_interval: Duration,
     /// The namespace Istio is installed in: its MeshConfig and injector ConfigMaps are watched
     /// there (default: istio-system).
@@ -168,6 +173,14 @@ pub struct ServeArgs {
     /// Time between attempts to acquire or renew the Lease.
     #[arg(long, env = "MESHGUARD_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
     pub leader_elect_retry_period: Duration,
+    /// Restart every watch (a fresh list) this often, so that a stalled watch cannot keep a
+    /// cache stale for long; 0 never restarts them.
+    #[arg(long, env = "MESHGUARD_WATCH_RELIST_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub watch_relist_interval: Duration,
+    /// Not ready (/readyz fails) while a watch has not completed a list for this long; 0 turns
+    /// the check off.
+    #[arg(long, env = "MESHGUARD_WATCH_STALE_AFTER", default_value = "30m", value_parser = duration)]
+    pub watch_stale_after: Duration,
 }
 
 /// Values of `serve --reports`.
@@ -221,6 +234,8 @@ impl ServeArgs {
                 Some(ReportsFlag::Openreports) => ReportsSetting::Api(ReportApi::OpenReports),
                 Some(ReportsFlag::None) => ReportsSetting::Off,
             },
+            watch_relist_interval: self.watch_relist_interval,
+            watch_stale_after: self.watch_stale_after,
             leader_elect: self.leader_elect,
             lease_timing: LeaseTiming {
                 lease_duration: self.leader_elect_lease_duration,
@@ -243,5 +258,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Test(args) => crate::simulate::policy_tests::run(args),
         Command::Report(args) => crate::posture::run(args),
         Command::Generate(args) => crate::admission_policy::run(args),
+        Command::Auditor(args) => crate::auditor::run(*args),
     }
 }

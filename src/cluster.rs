@@ -22,7 +22,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -146,6 +145,8 @@ pub struct KubeCluster {
     accounts_synced: Arc<AtomicBool>,
     fallback: Fallback,
     tasks: Vec<JoinHandle<()>>,
+    /// When each watch last listed; readiness fails when one is stale.
+    freshness: Arc<crate::freshness::Freshness>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -194,6 +195,16 @@ impl KubeCluster {
     /// Start both watches; caches fill in the background (see [`ClusterSource::synced`]).
     /// Must be called inside a tokio runtime.
     pub fn start(client: Client, metrics: Option<Metrics>) -> Arc<KubeCluster> {
+        KubeCluster::start_with(client, metrics, Arc::default())
+    }
+
+    /// [`KubeCluster::start`] with watches that relist and count as stale as `freshness` says
+    /// (shared with the mesh watch, so that one readiness covers every cache).
+    pub fn start_with(
+        client: Client,
+        metrics: Option<Metrics>,
+        freshness: Arc<crate::freshness::Freshness>,
+    ) -> Arc<KubeCluster> {
         let namespaces = Arc::new(NamespaceCache::default());
         let accounts = Arc::new(AccountCache::default());
         let namespaces_synced = Arc::new(AtomicBool::new(false));
@@ -205,16 +216,18 @@ impl KubeCluster {
                 .set(0);
         }
         let ns_task = tokio::spawn(reflect_namespaces(
-            Api::all(client.clone()),
+            freshness.watch(Api::all(client.clone())),
             namespaces.clone(),
             namespaces_synced.clone(),
             metrics.clone(),
+            freshness.clone(),
         ));
         let sa_task = tokio::spawn(reflect_accounts(
-            Api::all(client.clone()),
+            freshness.watch(Api::all(client.clone())),
             accounts.clone(),
             accounts_synced.clone(),
             metrics,
+            freshness.clone(),
         ));
         Arc::new(KubeCluster {
             client,
@@ -224,6 +237,7 @@ impl KubeCluster {
             accounts_synced,
             fallback: Fallback::default(),
             tasks: vec![ns_task, sa_task],
+            freshness,
         })
     }
 
@@ -389,6 +403,7 @@ impl ClusterSource for KubeCluster {
     fn synced(&self) -> bool {
         self.namespaces_synced.load(Ordering::Acquire)
             && self.accounts_synced.load(Ordering::Acquire)
+            && self.freshness.fresh()
     }
 }
 
@@ -402,15 +417,16 @@ fn mark_synced(flag: &AtomicBool, metrics: &Option<Metrics>, resource: &str) {
 }
 
 async fn reflect_namespaces(
-    api: Api<PartialObjectMeta<Namespace>>,
+    mut events: futures::stream::BoxStream<
+        'static,
+        Result<Event<PartialObjectMeta<Namespace>>, watcher::Error>,
+    >,
     cache: Arc<NamespaceCache>,
     synced: Arc<AtomicBool>,
     metrics: Option<Metrics>,
+    freshness: Arc<crate::freshness::Freshness>,
 ) {
     let mut buffer: Option<HashMap<Box<str>, NsEntry>> = None;
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
@@ -433,6 +449,7 @@ async fn reflect_namespaces(
                 let fresh = buffer.take().unwrap_or_default();
                 *write(&cache.map) = fresh;
                 mark_synced(&synced, &metrics, "namespaces");
+                freshness.listed("namespaces");
             }
             Event::Apply(o) => {
                 let (k, v) = entry(o);
@@ -447,10 +464,14 @@ async fn reflect_namespaces(
 }
 
 async fn reflect_accounts(
-    api: Api<PartialObjectMeta<ServiceAccount>>,
+    mut events: futures::stream::BoxStream<
+        'static,
+        Result<Event<PartialObjectMeta<ServiceAccount>>, watcher::Error>,
+    >,
     cache: Arc<AccountCache>,
     synced: Arc<AtomicBool>,
     metrics: Option<Metrics>,
+    freshness: Arc<crate::freshness::Freshness>,
 ) {
     type Map = HashMap<Box<str>, HashSet<Box<str>>>;
     fn key(o: PartialObjectMeta<ServiceAccount>) -> (Box<str>, Box<str>) {
@@ -463,9 +484,6 @@ async fn reflect_accounts(
         map.entry(ns).or_default().insert(name);
     }
     let mut buffer: Option<Map> = None;
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
@@ -481,6 +499,7 @@ async fn reflect_accounts(
                 let fresh = buffer.take().unwrap_or_default();
                 *write(&cache.map) = fresh;
                 mark_synced(&synced, &metrics, "serviceaccounts");
+                freshness.listed("serviceaccounts");
             }
             Event::Apply(o) => insert(&mut write(&cache.map), key(o)),
             Event::Delete(o) => {

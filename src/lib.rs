@@ -3,6 +3,7 @@
 //! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
 //!
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
+//!   `freshness` (watch relists and staleness),
 //!   `logging`;
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
@@ -14,10 +15,11 @@
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
 //!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of namespaces at a time), `simulate` (and `test`), `report`
-//!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
+//!   (outputs), `policy_change` (what a policy reload weakens), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
 //!   (one writer among replicas);
-//! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
+//! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`, `auditor`
+//!   (the audit as its own workload);
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod admission_policy;
 pub mod analysis;
 pub mod audit;
 pub mod audit_stream;
+pub mod auditor;
 pub mod authz;
 pub mod catalogue;
 pub mod certs;
@@ -37,6 +40,7 @@ pub mod context;
 pub mod cross;
 pub mod engine;
 pub mod finding;
+pub mod freshness;
 pub mod http;
 pub mod inventory;
 pub mod istio;
@@ -52,6 +56,7 @@ pub mod mtls;
 pub mod mutation;
 pub mod parallel;
 pub mod pod_template;
+pub mod policy_change;
 pub mod policy_report;
 pub mod posture;
 pub mod report;

@@ -22,7 +22,6 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,6 +216,25 @@ pub fn spawn(
     metrics: Option<Metrics>,
     on_change: impl Fn(Snapshot) + Send + Sync + 'static,
 ) -> MeshWatch {
+    spawn_with(
+        client,
+        istio_namespace,
+        explicit,
+        metrics,
+        Arc::default(),
+        on_change,
+    )
+}
+
+/// [`spawn`] with watches that relist and count as stale as `freshness` says.
+pub fn spawn_with(
+    client: Client,
+    istio_namespace: String,
+    explicit: bool,
+    metrics: Option<Metrics>,
+    freshness: Arc<crate::freshness::Freshness>,
+    on_change: impl Fn(Snapshot) + Send + Sync + 'static,
+) -> MeshWatch {
     let state = Arc::new(Mutex::new(State::default()));
     let changed = Arc::new(Notify::new());
     let ready = Arc::new(AtomicBool::new(false));
@@ -226,7 +244,8 @@ pub fn spawn(
         }
     }
     let webhooks_task = tokio::spawn(watch_kind(
-        Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        freshness.watch(Api::<MutatingWebhookConfiguration>::all(client.clone())),
+        freshness.clone(),
         state.clone(),
         changed.clone(),
         metrics.clone(),
@@ -240,7 +259,8 @@ pub fn spawn(
         },
     ));
     let config_maps_task = tokio::spawn(watch_kind(
-        Api::<ConfigMap>::namespaced(client, &istio_namespace),
+        freshness.watch(Api::<ConfigMap>::namespaced(client, &istio_namespace)),
+        freshness.clone(),
         state.clone(),
         changed.clone(),
         metrics,
@@ -296,7 +316,8 @@ struct Kept<K> {
 }
 
 async fn watch_kind<K>(
-    api: Api<K>,
+    mut events: futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>,
+    freshness: Arc<crate::freshness::Freshness>,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
     metrics: Option<Metrics>,
@@ -313,9 +334,6 @@ async fn watch_kind<K>(
 {
     let name_of = |o: &K| o.meta().name.clone().unwrap_or_default();
     let mut buffer: Option<BTreeMap<String, K>> = None;
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
@@ -362,6 +380,7 @@ async fn watch_kind<K>(
                 *store = fresh;
                 let was_ready = std::mem::replace((kept.ready)(&mut s), true);
                 let was_refused = s.notes.remove(kept.resource).is_some();
+                freshness.listed(kept.resource);
                 if let Some(m) = &metrics {
                     m.cache_synced.with_label_values(&[kept.resource]).set(1);
                 }

@@ -28,6 +28,16 @@ pub struct Metrics {
     pub report_writes: IntCounterVec,
     /// 1 while this replica holds the audit Lease (runs the periodic audit, writes reports).
     pub leader: IntGauge,
+    /// Audit runs by result (success, failure, interrupted).
+    pub audit_runs: IntCounterVec,
+    /// How long the auditor waits before its next run after failures (0: no back-off).
+    pub audit_backoff: Gauge,
+    /// The policy in force: one series, 1, labelled with its mode, a digest of its text and what
+    /// its last reload weakened (`none`, or a comma-separated list: mode, action, exemption,
+    /// lookup, existing-violations).
+    pub policy_info: IntGaugeVec,
+    /// When each watch last completed a full list (a relist), as a Unix timestamp.
+    pub watch_last_list: GaugeVec,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -142,6 +152,35 @@ impl Metrics {
         registry.register(Box::new(log_dropped.clone()))?;
         registry.register(Box::new(report_writes.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        let audit_runs = IntCounterVec::new(
+            Opts::new(
+                "meshguard_audit_runs_total",
+                "Audit runs by result (success, failure, interrupted)",
+            ),
+            &["result"],
+        )?;
+        let audit_backoff = Gauge::new(
+            "meshguard_audit_backoff_seconds",
+            "How long the auditor waits before its next run because earlier runs failed or were killed (0: none)",
+        )?;
+        let policy_info = IntGaugeVec::new(
+            Opts::new(
+                "meshguard_policy_info",
+                "The policy in force (always 1): its mode, a digest of its text, and what its last reload weakened (none, or mode, action, exemption, lookup, existing-violations)",
+            ),
+            &["mode", "digest", "weakened"],
+        )?;
+        let watch_last_list = GaugeVec::new(
+            Opts::new(
+                "meshguard_watch_last_list_timestamp_seconds",
+                "When the watch of a resource last completed a full list, as a Unix timestamp",
+            ),
+            &["resource"],
+        )?;
+        registry.register(Box::new(audit_runs.clone()))?;
+        registry.register(Box::new(audit_backoff.clone()))?;
+        registry.register(Box::new(policy_info.clone()))?;
+        registry.register(Box::new(watch_last_list.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -162,6 +201,10 @@ impl Metrics {
             log_dropped,
             report_writes,
             leader,
+            audit_runs,
+            audit_backoff,
+            policy_info,
+            watch_last_list,
         })
     }
 

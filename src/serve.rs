@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub istio_namespace: Option<String>,
     /// Which reports the periodic audit writes.
     pub reports: ReportsSetting,
+    /// Restart every watch this often (zero: never).
+    pub watch_relist_interval: Duration,
+    /// Not ready while a watch has not listed for this long (zero: never).
+    pub watch_stale_after: Duration,
     /// Run the periodic audit only while holding the audit Lease (several replicas); false:
     /// always (one replica).
     pub leader_elect: bool,
@@ -169,6 +173,12 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     }
     let policy = load_policy(args)?;
     let metrics = Metrics::new()?;
+    let policy_text = args
+        .config
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    crate::policy_change::publish(&metrics, None, &policy, &policy_text);
     let store = CertStore::new(cert_source(args)?, Some(metrics.clone()))?;
     let client_ca = match &args.client_ca {
         Some(p) => Some(
@@ -197,17 +207,37 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     };
     let cluster: Arc<dyn ClusterSource> = match client.clone() {
         Some(client) => {
-            let caches = crate::cluster::KubeCluster::start(client.clone(), Some(metrics.clone()));
+            if !args.watch_stale_after.is_zero()
+                && !args.watch_relist_interval.is_zero()
+                && args.watch_stale_after <= args.watch_relist_interval
+            {
+                anyhow::bail!(
+                    "--watch-stale-after {:?} must be longer than --watch-relist-interval {:?}",
+                    args.watch_stale_after,
+                    args.watch_relist_interval
+                );
+            }
+            let freshness = Arc::new(crate::freshness::Freshness::new(
+                Some(args.watch_relist_interval),
+                Some(args.watch_stale_after),
+                Some(metrics.clone()),
+            ));
+            let caches = crate::cluster::KubeCluster::start_with(
+                client.clone(),
+                Some(metrics.clone()),
+                freshness.clone(),
+            );
             let namespace = args
                 .istio_namespace
                 .clone()
                 .unwrap_or_else(|| crate::mesh_watch::DEFAULT_ISTIO_NAMESPACE.to_owned());
             let sink = inputs.clone();
-            let watch = crate::mesh_watch::spawn(
+            let watch = crate::mesh_watch::spawn_with(
                 client,
                 namespace,
                 args.istio_namespace.is_some(),
                 Some(metrics.clone()),
+                freshness,
                 move |snapshot| sink.set_mesh(snapshot),
             );
             Arc::new(crate::mesh_watch::ReadyWithMesh {
@@ -449,6 +479,8 @@ async fn watch_config(
         let text = String::from_utf8_lossy(&content);
         match crate::catalogue::policy_from_yaml(&text, &path.display().to_string()) {
             Ok(policy) => {
+                let previous = inputs.lock().policy.clone();
+                crate::policy_change::publish(&metrics, Some(&previous), &policy, &content);
                 inputs.set_policy(policy);
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(path = %path.display(), "policy reloaded");

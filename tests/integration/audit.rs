@@ -68,7 +68,12 @@ fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
     // A namespaced list: the cluster-wide list's items of that namespace, as kube-apiserver
     // answers it.
     let parts: Vec<&str> = path.split('/').collect();
-    if let Some(i) = parts.iter().position(|p| *p == "namespaces") {
+    // (Istio's ConfigMaps are read only in their namespace, answered below.)
+    if let Some(i) = parts
+        .iter()
+        .position(|p| *p == "namespaces")
+        .filter(|_| !path.ends_with("/configmaps"))
+    {
         if parts.len() == i + 3 {
             let ns = parts[i + 1];
             let cluster_path = [&parts[..i], &parts[i + 2..]].concat().join("/");
@@ -533,7 +538,16 @@ fn audit_and_serve_flags_parse() {
     let Command::Serve(args) = cli.command else {
         panic!("serve")
     };
-    assert_eq!(args.audit_interval, Duration::from_secs(600), "default 10m");
+    assert!(
+        args.audit_interval.is_zero(),
+        "the webhook audits nothing by default (meshguard auditor does)"
+    );
+    let cli =
+        Cli::try_parse_from(["meshguard", "serve", "--audit-interval", "10m"]).expect("10m parses");
+    let Command::Serve(args) = cli.command else {
+        panic!("serve")
+    };
+    assert_eq!(args.audit_interval, Duration::from_secs(600));
     let cli =
         Cli::try_parse_from(["meshguard", "serve", "--audit-interval", "0"]).expect("0 parses");
     let Command::Serve(args) = cli.command else {

@@ -419,3 +419,43 @@ async fn terminating_namespace_exempts_deletes_by_any_identity() {
         Lookup::Found(true)
     );
 }
+
+#[tokio::test]
+async fn readiness_degrades_when_a_watch_has_not_relisted_in_time_and_relisting_keeps_it() {
+    use meshguard::freshness::Freshness;
+    let mut state = State::default();
+    state
+        .listed_namespaces
+        .insert("prod".into(), labels(&[("istio-injection", "enabled")]));
+    let server = ApiServer::start(state).await;
+    let metrics = Metrics::new().expect("metrics");
+    // No relist: the caches go stale after the limit.
+    let stale = Arc::new(Freshness::new(
+        None,
+        Some(Duration::from_millis(400)),
+        Some(metrics.clone()),
+    ));
+    let cluster = KubeCluster::start_with(server.client(), Some(metrics.clone()), stale);
+    assert!(cluster.wait_synced(Duration::from_secs(10)).await);
+    assert!(metrics
+        .render()
+        .contains("meshguard_watch_last_list_timestamp_seconds{resource=\"namespaces\"}"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!cluster.synced(), "stale watches: not ready");
+    // Relisting every 100 ms: ready all along.
+    let relisting = Arc::new(Freshness::new(
+        Some(Duration::from_millis(100)),
+        Some(Duration::from_millis(400)),
+        None,
+    ));
+    let cluster = KubeCluster::start_with(server.client(), None, relisting);
+    assert!(cluster.wait_synced(Duration::from_secs(10)).await);
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(cluster.synced(), "relisted in time");
+    }
+    assert_eq!(
+        cluster.view().namespace_labels("prod"),
+        Lookup::Found(labels(&[("istio-injection", "enabled")]))
+    );
+}

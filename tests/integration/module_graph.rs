@@ -11,7 +11,14 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["finding", "json", "metrics", "logging", "parallel"],
+        &[
+            "finding",
+            "json",
+            "metrics",
+            "logging",
+            "parallel",
+            "freshness",
+        ],
     ),
     (
         "resources",
@@ -26,7 +33,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("checks", &["rules", "mutation", "mtls", "authz"]),
     ("engine", &["engine"]),
-    ("runs", &["inventory", "cross", "analysis", "catalogue"]),
+    (
+        "runs",
+        &[
+            "inventory",
+            "cross",
+            "analysis",
+            "catalogue",
+            "policy_change",
+        ],
+    ),
     (
         "front ends",
         &[
@@ -47,7 +63,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "posture",
         ],
     ),
-    ("server", &["tls", "certs", "listener", "http", "serve"]),
+    (
+        "server",
+        &["tls", "certs", "listener", "http", "serve", "auditor"],
+    ),
     ("command line", &["cli"]),
 ];
 
