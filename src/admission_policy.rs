@@ -257,11 +257,10 @@ pub fn exemptions_cel(
     (!any.is_empty()).then(|| any.join(" || "))
 }
 
-/// A namespace selector of an exemption for objects of `kinds`: the namespace's labels as the
+/// A namespace selector of an exemption (`namespace_kind`: the policy judges Namespaces): the namespace's labels as the
 /// webhook's namespace cache knows them. For a Namespace that is its stored labels (an UPDATE's
 /// old object); a namespace being created is not in the cache, so no selector matches it.
-fn namespace_selector_cel(kinds: &[Kind]) -> impl Fn(&LabelSelector) -> String {
-    let namespace_kind = kinds == [Kind::Namespace];
+fn namespace_selector_cel(namespace_kind: bool) -> impl Fn(&LabelSelector) -> String {
     move |sel| {
         if namespace_kind {
             format!(
@@ -368,24 +367,14 @@ fn validation_action(action: Action) -> Option<&'static str> {
     }
 }
 
-fn metadata(name: &str, form: &CelForm, options: &Options) -> Value {
+fn metadata(name: &str, parts: &FormParts, options: &Options) -> Value {
     let mut labels = Map::new();
     labels.insert("app.kubernetes.io/part-of".into(), json!("meshguard"));
-    labels.insert("meshguard.io/rule".into(), json!(form.rule.id));
+    labels.insert("meshguard.io/rule".into(), json!(parts.id));
     for (k, v) in &options.labels {
         labels.insert(k.clone(), json!(v));
     }
-    let mut annotations = Map::new();
-    match form.coverage {
-        Coverage::Full => {
-            annotations.insert("meshguard.io/coverage".into(), json!("full"));
-        }
-        Coverage::Partly(adds) => {
-            annotations.insert("meshguard.io/coverage".into(), json!("partly"));
-            annotations.insert("meshguard.io/webhook-adds".into(), json!(adds));
-        }
-    }
-    json!({"name": name, "labels": labels, "annotations": annotations})
+    json!({"name": name, "labels": labels, "annotations": parts.annotations})
 }
 
 /// The message of a refusal: the rule id and each new finding (the first five, then a count).
@@ -399,18 +388,59 @@ fn message_expression(id: &str) -> String {
     )
 }
 
-/// The policy and binding of one form, or `None` when the rule is off.
-pub fn policy_for(
-    form: &'static CelForm,
-    engine: &Engine,
-    options: &Options,
-) -> Result<Option<[Value; 2]>, GenerateError> {
-    let policy = engine.policy();
+/// A CEL variable of a policy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Var {
+    pub name: String,
+    pub expression: String,
+}
+
+fn vars(pairs: Vec<(String, String)>) -> Vec<Var> {
+    pairs
+        .into_iter()
+        .map(|(name, expression)| Var { name, expression })
+        .collect()
+}
+
+/// What a form's policy is, whatever the policy file says: its kinds, operations, CEL
+/// instantiated for the new and the old object, and the facts the assembly needs. The Helm chart
+/// ships these (`--format chart`) and assembles them as [`assemble`] does.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FormParts {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub default_action: Action,
+    /// Istio's kinds: the exempt namespaces do not apply.
+    pub istio: bool,
+    /// The policy judges Namespace objects (their own labels are their namespace's).
+    pub namespace_kind: bool,
+    /// DELETE among the operations: the namespace teardown exemptions apply.
+    pub delete: bool,
+    /// A write rule (CREATE/UPDATE): `allowExistingViolations` applies on UPDATE.
+    pub write: bool,
+    pub operations: Vec<&'static str>,
+    pub match_constraints: Value,
+    /// The settings (`@name`) its CEL reads, in [`cel::SETTINGS`] order.
+    pub settings: Vec<&'static str>,
+    /// The form's variables for the object judged (`findings` comes after them).
+    pub variables: Vec<Var>,
+    pub findings: String,
+    /// The form's variables for the old object of an UPDATE (`old_<name>`).
+    pub old_variables: Vec<Var>,
+    /// `previous`: the old object's findings as keys, when `pardonable`.
+    pub previous: String,
+    /// The object whose labels an `objectSelector` exemption reads.
+    pub subject_labels: &'static str,
+    /// Kinds whose controllers' objects are their owner's (the rule also judges the owner).
+    pub owners: Vec<&'static str>,
+    pub annotations: BTreeMap<String, String>,
+    pub message_expression: String,
+}
+
+/// The static parts of one form.
+pub fn parts(form: &'static CelForm, engine: &Engine) -> Result<FormParts, GenerateError> {
     let rule = form.rule;
-    let action = policy.action_for(rule.id, rule.default_action);
-    let Some(validation_action) = validation_action(action) else {
-        return Ok(None);
-    };
     let err = |message: String| GenerateError::Form {
         rule: rule.id,
         message,
@@ -422,8 +452,6 @@ pub fn policy_for(
     }
     let (ops, weakening) = operations(form, engine);
     let cel = (form.cel)();
-    let pardon =
-        action == Action::Deny && policy.allow_existing_violations && matches!(form.on, On::Write);
     let declared: Vec<&str> = cel.variables.iter().map(|(n, _)| *n).collect();
     for n in &declared {
         if cel::SETTINGS.iter().any(|(s, _)| s == n)
@@ -438,9 +466,7 @@ pub fn policy_for(
         On::Delete => "oldObject",
         _ => "object",
     };
-    // The form's variables for the object judged, then (for allowExistingViolations) for the
-    // old object of an UPDATE.
-    let mut variables: Vec<(String, String)> = Vec::new();
+    let mut variables = Vec::new();
     for (i, (name, expr)) in cel.variables.iter().enumerate() {
         let e = instantiate(expr, subject, None, "", &declared[..i], &mut used).map_err(err)?;
         variables.push(((*name).to_owned(), e));
@@ -462,38 +488,106 @@ pub fn policy_for(
         }
         _ => findings_new,
     };
-    let namespace_selector = namespace_selector_cel(kinds);
+    let write = matches!(form.on, On::Write);
+    let mut old_variables = Vec::new();
+    let mut previous = String::new();
+    if write {
+        for (i, (name, expr)) in cel.variables.iter().enumerate() {
+            let e = instantiate(expr, "oldObject", None, "old_", &declared[..i], &mut used)
+                .map_err(err)?;
+            old_variables.push((format!("old_{name}"), e));
+        }
+        let old_sites = instantiate(&cel.sites, "oldObject", None, "old_", &declared, &mut used)
+            .map_err(err)?;
+        previous = format!("variables.pardonable ? ({old_sites}).map(s, s[0] + ': ' + s[1]) : []");
+    }
+    let settings: Vec<&'static str> = cel::SETTINGS
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| used.contains(s))
+        .collect();
+    let owners: Vec<&'static str> = kinds
+        .iter()
+        .filter(|k| k.facts().owns_pods && rule.kinds.contains(k))
+        .map(|k| k.as_str())
+        .collect();
+    let mut annotations = BTreeMap::new();
+    match form.coverage {
+        Coverage::Full => {
+            annotations.insert("meshguard.io/coverage".to_owned(), "full".to_owned());
+        }
+        Coverage::Partly(adds) => {
+            annotations.insert("meshguard.io/coverage".to_owned(), "partly".to_owned());
+            annotations.insert("meshguard.io/webhook-adds".to_owned(), adds.to_owned());
+        }
+    }
+    Ok(FormParts {
+        id: rule.id,
+        summary: rule.summary,
+        default_action: rule.default_action,
+        istio,
+        namespace_kind: kinds == [Kind::Namespace],
+        delete: ops.contains(&"DELETE"),
+        write,
+        match_constraints: json!({"matchPolicy": "Equivalent", "resourceRules": resource_rules(kinds, &ops)}),
+        operations: ops,
+        settings,
+        variables: vars(variables),
+        findings,
+        old_variables: vars(old_variables),
+        previous,
+        subject_labels: match form.on {
+            On::Delete => {
+                "(request.operation == 'DELETE' ? oldObject : object).metadata.?labels.orValue({})"
+            }
+            _ => "object.metadata.?labels.orValue({})",
+        },
+        owners,
+        annotations,
+        message_expression: message_expression(rule.id),
+    })
+}
+
+/// The policy and binding of one form under the engine's policy, or `None` when the rule is off.
+pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option<[Value; 2]> {
+    let policy = engine.policy();
+    let action = policy.action_for(parts.id, parts.default_action);
+    let validation_action = validation_action(action)?;
+    let pardon = action == Action::Deny && policy.allow_existing_violations && parts.write;
     let exemptions = policy
         .rules
-        .get(rule.id)
+        .get(parts.id)
         .map(|c| c.exemptions.as_slice())
         .unwrap_or(&[]);
+    let namespace_selector = namespace_selector_cel(parts.namespace_kind);
+
+    let mut variables: Vec<(String, String)> = parts
+        .variables
+        .iter()
+        .map(|v| (v.name.clone(), v.expression.clone()))
+        .collect();
     // What exempts the request but needs `namespaceObject`, which match conditions cannot read:
     // a DELETE in a Terminating namespace, and the rule's exemptions.
-    let subject_labels = match form.on {
-        On::Delete => {
-            "(request.operation == 'DELETE' ? oldObject : object).metadata.?labels.orValue({})"
-        }
-        _ => "object.metadata.?labels.orValue({})",
-    };
     let mut exempt = Vec::new();
-    if ops.contains(&"DELETE") {
+    if parts.delete {
         exempt.push("(request.operation == 'DELETE' && namespaceObject != null && has(namespaceObject.metadata.deletionTimestamp))".to_owned());
     }
-    if let Some(e) = exemptions_cel(exemptions, subject_labels, &namespace_selector) {
+    if let Some(e) = exemptions_cel(exemptions, parts.subject_labels, &namespace_selector) {
         exempt.push(e);
     }
     let exempt = (!exempt.is_empty()).then(|| exempt.join(" || "));
     if let Some(e) = &exempt {
         variables.push(("exempt".to_owned(), e.clone()));
     }
-    variables.push(("findings".to_owned(), findings));
+    variables.push(("findings".to_owned(), parts.findings.clone()));
+    let mut fresh = "variables.findings".to_owned();
     if pardon {
-        for (i, (name, expr)) in cel.variables.iter().enumerate() {
-            let e = instantiate(expr, "oldObject", None, "old_", &declared[..i], &mut used)
-                .map_err(err)?;
-            variables.push((format!("old_{name}"), e));
-        }
+        variables.extend(
+            parts
+                .old_variables
+                .iter()
+                .map(|v| (v.name.clone(), v.expression.clone())),
+        );
         let old_exempt = exemptions_cel(
             exemptions,
             "oldObject.metadata.?labels.orValue({})",
@@ -506,35 +600,22 @@ pub fn policy_for(
                 None => "request.operation == 'UPDATE'".to_owned(),
             },
         ));
-        let old_sites = instantiate(&cel.sites, "oldObject", None, "old_", &declared, &mut used)
-            .map_err(err)?;
-        variables.push((
-            "previous".to_owned(),
-            format!("variables.pardonable ? ({old_sites}).map(s, s[0] + ': ' + s[1]) : []"),
-        ));
-        variables.push((
-            "fresh".to_owned(),
-            "variables.findings.filter(s, !((s[0] + ': ' + s[1]) in variables.previous))"
-                .to_owned(),
-        ));
-    } else {
-        variables.push(("fresh".to_owned(), "variables.findings".to_owned()));
+        variables.push(("previous".to_owned(), parts.previous.clone()));
+        fresh = "variables.findings.filter(s, !((s[0] + ': ' + s[1]) in variables.previous))"
+            .to_owned();
     }
     if exempt.is_some() {
-        if let Some((_, fresh)) = variables.last_mut() {
-            *fresh = format!("variables.exempt ? [] : {fresh}");
-        }
+        fresh = format!("variables.exempt ? [] : {fresh}");
     }
+    variables.push(("fresh".to_owned(), fresh));
     let all_settings = settings(engine);
-    let mut settings_vars: Vec<Value> = Vec::new();
-    for (name, _) in cel::SETTINGS {
-        if used.contains(name) {
+    let variables: Vec<Value> = parts
+        .settings
+        .iter()
+        .map(|name| {
             let value = all_settings.get(name).cloned().unwrap_or(Value::Null);
-            settings_vars.push(json!({"name": name, "expression": cel_literal(&value)}));
-        }
-    }
-    let variables: Vec<Value> = settings_vars
-        .into_iter()
+            json!({"name": name, "expression": cel_literal(&value)})
+        })
         .chain(
             variables
                 .into_iter()
@@ -544,19 +625,19 @@ pub fn policy_for(
 
     // Match conditions: what the engine passes untouched.
     let mut conditions = Vec::new();
-    if !istio && !engine.exempt_namespaces().is_empty() {
+    if !parts.istio && !engine.exempt_namespaces().is_empty() {
         conditions.push(json!({
             "name": "not-in-an-exempt-namespace",
             "expression": format!("!(request.namespace in {})", lit_list(engine.exempt_namespaces())),
         }));
     }
-    if ops.contains(&"UPDATE") {
+    if parts.operations.contains(&"UPDATE") {
         conditions.push(json!({
             "name": "not-being-deleted",
             "expression": "!(request.operation == 'UPDATE' && has(object.metadata.deletionTimestamp))",
         }));
     }
-    if ops.contains(&"DELETE") {
+    if parts.delete {
         conditions.push(json!({
             "name": "not-a-namespace-teardown",
             "expression": format!(
@@ -565,35 +646,28 @@ pub fn policy_for(
             ),
         }));
     }
-    let owners: Vec<&str> = kinds
-        .iter()
-        .filter(|k| k.facts().owns_pods && rule.kinds.contains(k))
-        .map(|k| k.as_str())
-        .collect();
     if action == Action::Deny
         && policy.allow_existing_violations
-        && ops.contains(&"CREATE")
-        && !owners.is_empty()
+        && parts.operations.contains(&"CREATE")
+        && !parts.owners.is_empty()
     {
         conditions.push(json!({
             "name": "not-created-by-a-controller-for-its-owner",
             "expression": format!(
                 "!(request.operation == 'CREATE' && request.userInfo.username in {} && object.metadata.?ownerReferences.orValue([]).exists(r, r.?controller.orValue(false) && r.kind in {}))",
                 lit_list(CONTROLLER_IDENTITIES),
-                lit_list(&owners)
+                lit_list(&parts.owners)
             ),
         }));
     }
-    let name = format!("{}{}", options.name_prefix, rule.id);
+
+    let name = format!("{}{}", options.name_prefix, parts.id);
     let mut spec = Map::new();
     spec.insert(
         "failurePolicy".into(),
         json!(options.failure_policy.as_str()),
     );
-    spec.insert(
-        "matchConstraints".into(),
-        json!({"matchPolicy": "Equivalent", "resourceRules": resource_rules(kinds, &ops)}),
-    );
+    spec.insert("matchConstraints".into(), parts.match_constraints.clone());
     if !conditions.is_empty() {
         spec.insert("matchConditions".into(), Value::Array(conditions));
     }
@@ -602,15 +676,15 @@ pub fn policy_for(
         "validations".into(),
         json!([{
             "expression": "size(variables.fresh) == 0",
-            "messageExpression": message_expression(rule.id),
-            "message": format!("[{}] {}", rule.id, rule.summary),
+            "messageExpression": parts.message_expression,
+            "message": format!("[{}] {}", parts.id, parts.summary),
             "reason": "Forbidden",
         }]),
     );
     let policy_object = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata(&name, form, options),
+        "metadata": metadata(&name, parts, options),
         "spec": spec,
     });
     let mut binding_spec = Map::new();
@@ -625,10 +699,34 @@ pub fn policy_for(
     let binding = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": metadata(&name, form, options),
+        "metadata": metadata(&name, parts, options),
         "spec": binding_spec,
     });
-    Ok(Some([policy_object, binding]))
+    Some([policy_object, binding])
+}
+
+/// The policy and binding of one form, or `None` when the rule is off.
+pub fn policy_for(
+    form: &'static CelForm,
+    engine: &Engine,
+    options: &Options,
+) -> Result<Option<[Value; 2]>, GenerateError> {
+    Ok(assemble(&parts(form, engine)?, engine, options))
+}
+
+/// What the Helm chart ships (`files/admission-policies.json`): every form's parts, and the
+/// identities the match conditions name. The chart assembles them as [`assemble`] does.
+pub fn chart_data(engine: &Engine) -> Result<Value, GenerateError> {
+    let forms: Vec<FormParts> = cel::REGISTRY
+        .iter()
+        .map(|f| parts(f, engine))
+        .collect::<Result<_, _>>()?;
+    Ok(json!({
+        "generatedBy": format!("meshguard generate admission-policies --format chart (meshguard {})", env!("CARGO_PKG_VERSION")),
+        "controllerIdentities": CONTROLLER_IDENTITIES,
+        "namespaceController": NAMESPACE_CONTROLLER,
+        "forms": forms,
+    }))
 }
 
 /// Every policy and binding, in catalogue order.
@@ -683,6 +781,125 @@ pub fn docs_table() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Self-protection
+
+/// What the self-protection policy guards, and who may change it anyway.
+#[derive(Clone, Debug, Default)]
+pub struct SelfProtection {
+    /// The policy's and binding's name.
+    pub name: String,
+    /// meshguard's Validating- and MutatingWebhookConfiguration (the same name).
+    pub webhook_configuration: String,
+    /// Namespace labels that take a namespace out of meshguard's hands: the webhooks' opt-out
+    /// label and the keys of namespaceSelector exemptions.
+    pub protected_labels: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub allowed_users: Vec<String>,
+}
+
+/// The label keys the policy's namespaceSelector exemptions read, sorted.
+pub fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
+    let mut keys = BTreeSet::new();
+    for c in policy.rules.values() {
+        for sel in c.exemptions.iter().filter_map(|e| e.namespace_selector.as_ref()) {
+            keys.extend(sel.match_labels.keys().cloned());
+            keys.extend(sel.match_expressions.iter().map(|e| e.key.clone()));
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// A ValidatingAdmissionPolicy (and binding) that lets only `allowed_groups` and
+/// `allowed_users` change meshguard's webhook configurations and the protected namespace labels.
+/// kube-apiserver exempts ValidatingAdmissionPolicies and their bindings from every admission
+/// check (webhooks and policies alike), so the generated policies, and this one, are protected
+/// by RBAC alone; that is also the break-glass: delete this binding.
+pub fn self_protection(p: &SelfProtection) -> [Value; 2] {
+    let who = format!(
+        "{}{}",
+        if p.allowed_groups.is_empty() {
+            String::new()
+        } else {
+            format!("members of {}", p.allowed_groups.join(", "))
+        },
+        if p.allowed_users.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}{}",
+                if p.allowed_groups.is_empty() { "" } else { " and " },
+                p.allowed_users.join(", ")
+            )
+        }
+    );
+    let who = if who.is_empty() { "nobody".to_owned() } else { who };
+    let labels = lit_list(&p.protected_labels);
+    let spec = json!({
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "matchPolicy": "Equivalent",
+            "resourceRules": [
+                {
+                    "apiGroups": ["admissionregistration.k8s.io"],
+                    "apiVersions": ["v1"],
+                    "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+                    "resourceNames": [p.webhook_configuration],
+                    "operations": ["CREATE", "UPDATE", "DELETE"],
+                },
+                {
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["namespaces"],
+                    "operations": ["CREATE", "UPDATE"],
+                },
+            ],
+        },
+        "matchConditions": [{
+            "name": "not-an-administrator",
+            "expression": format!(
+                "!(request.userInfo.username in {}) && !request.userInfo.?groups.orValue([]).exists(g, g in {})",
+                lit_list(&p.allowed_users),
+                lit_list(&p.allowed_groups)
+            ),
+        }],
+        "variables": [
+            {"name": "protected", "expression": labels},
+            {
+                "name": "changed",
+                "expression": "request.resource.resource != 'namespaces' ? [] : variables.protected.filter(k, object.metadata.?labels[?k].orValue('\\n') != (request.operation == 'UPDATE' ? oldObject.metadata.?labels[?k].orValue('\\n') : '\\n'))",
+            },
+        ],
+        "validations": [{
+            "expression": "request.resource.resource == 'namespaces' && size(variables.changed) == 0",
+            "messageExpression": format!(
+                "request.resource.resource == 'namespaces' ? {} + variables.changed.join(', ') + {} : {} + request.name + {}",
+                lit(&format!("[meshguard-self-protection] only {who} may set or change the namespace label(s) ")),
+                lit(&format!(": they exempt the namespace from meshguard (break-glass: delete the ValidatingAdmissionPolicyBinding {})", p.name)),
+                lit(&format!("[meshguard-self-protection] only {who} may change the meshguard webhook configuration ")),
+                lit(&format!(" (break-glass: delete the ValidatingAdmissionPolicyBinding {})", p.name)),
+            ),
+            "message": format!("[meshguard-self-protection] only {who} may change the meshguard webhook configurations and the namespace labels that exempt namespaces from meshguard"),
+            "reason": "Forbidden",
+        }],
+    });
+    let metadata = json!({"name": p.name, "labels": {"app.kubernetes.io/part-of": "meshguard"}});
+    [
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": metadata,
+            "spec": spec,
+        }),
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": metadata,
+            "spec": {"policyName": p.name, "validationActions": ["Deny"]},
+        }),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
 // `meshguard generate`
 
 /// Flags of `meshguard generate`.
@@ -698,6 +915,59 @@ pub enum Generate {
     /// ValidatingAdmissionPolicies and bindings for every rule CEL can state, so that
     /// kube-apiserver keeps enforcing them while meshguard is unreachable.
     AdmissionPolicies(AdmissionPoliciesArgs),
+    /// A ValidatingAdmissionPolicy that lets only the given groups and users change meshguard's
+    /// webhook configurations and the namespace labels that exempt namespaces from it.
+    SelfProtection(SelfProtectionArgs),
+}
+
+/// Flags of `meshguard generate self-protection`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SelfProtectionArgs {
+    /// Name of the policy and its binding.
+    #[arg(long, default_value = "meshguard-self-protection")]
+    pub name: String,
+    /// meshguard's webhook configurations (the Validating- and Mutating-, same name).
+    #[arg(long, default_value = "meshguard")]
+    pub webhook_configuration: String,
+    /// Groups allowed to change them (repeatable).
+    #[arg(long = "allowed-group", default_value = "system:masters")]
+    pub allowed_groups: Vec<String>,
+    /// Users allowed to change them (repeatable).
+    #[arg(long = "allowed-user")]
+    pub allowed_users: Vec<String>,
+    /// The webhooks' namespace opt-out label.
+    #[arg(long, default_value = "meshguard.io/ignore")]
+    pub opt_out_label: String,
+    /// Policy file whose namespaceSelector exemptions' label keys are protected too.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: OutputFormat,
+}
+
+/// The self-protection objects for these flags.
+pub fn self_protection_objects(args: &SelfProtectionArgs) -> Result<Vec<Value>, String> {
+    let policy = match &args.config {
+        Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
+        None => crate::config::Policy::builtin(),
+    };
+    let mut labels = Vec::new();
+    if !args.opt_out_label.is_empty() {
+        labels.push(args.opt_out_label.clone());
+    }
+    for k in exemption_label_keys(&policy) {
+        if !labels.contains(&k) {
+            labels.push(k);
+        }
+    }
+    Ok(self_protection(&SelfProtection {
+        name: args.name.clone(),
+        webhook_configuration: args.webhook_configuration.clone(),
+        protected_labels: labels,
+        allowed_groups: args.allowed_groups.clone(),
+        allowed_users: args.allowed_users.clone(),
+    })
+    .to_vec())
 }
 
 /// Output of `meshguard generate admission-policies`.
@@ -709,6 +979,8 @@ pub enum OutputFormat {
     Json,
     /// The Markdown table of every rule: in CEL, partly, or not, and why.
     Docs,
+    /// Every form's parts as JSON, for the Helm chart (charts/meshguard/files/admission-policies.json).
+    Chart,
 }
 
 /// Flags of `meshguard generate admission-policies`.
@@ -743,17 +1015,33 @@ pub struct AdmissionPoliciesArgs {
 
 /// Run `meshguard generate`; returns the exit code.
 pub fn run(args: GenerateArgs) -> i32 {
-    match args.what {
-        Generate::AdmissionPolicies(a) => match admission_policies(&a) {
-            Ok(text) => {
-                print!("{text}");
-                0
-            }
-            Err(e) => {
-                eprintln!("meshguard generate admission-policies: {e}");
-                2
-            }
-        },
+    let (what, out) = match args.what {
+        Generate::AdmissionPolicies(a) => ("admission-policies", admission_policies(&a)),
+        Generate::SelfProtection(a) => (
+            "self-protection",
+            self_protection_objects(&a).and_then(|objects| match a.format {
+                OutputFormat::Json => serde_json::to_string_pretty(
+                    &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+                )
+                .map(|s| s + "\n")
+                .map_err(|e| e.to_string()),
+                _ => render_yaml_with(
+                    &objects,
+                    "self-protection",
+                    "only the allowed groups\n# and users may change meshguard's webhook configurations and exempting namespace labels.",
+                ),
+            }),
+        ),
+    };
+    match out {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("meshguard generate {what}: {e}");
+            2
+        }
     }
 }
 
@@ -793,6 +1081,12 @@ pub fn admission_policies(args: &AdmissionPoliciesArgs) -> Result<String, String
         failure_policy: args.failure_policy,
         labels: BTreeMap::new(),
     };
+    if args.format == OutputFormat::Chart {
+        let data = chart_data(&engine).map_err(|e| e.to_string())?;
+        return serde_json::to_string_pretty(&data)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string());
+    }
     let objects = generate(&engine, &options).map_err(|e| e.to_string())?;
     match args.format {
         OutputFormat::Json => serde_json::to_string_pretty(&json!({
@@ -806,9 +1100,17 @@ pub fn admission_policies(args: &AdmissionPoliciesArgs) -> Result<String, String
 
 /// Multi-document YAML, with a header saying what it is.
 pub fn render_yaml(objects: &[Value]) -> Result<String, String> {
+    render_yaml_with(
+        objects,
+        "admission-policies",
+        "the rules CEL can\n# state, enforced by kube-apiserver while the webhook is unreachable.",
+    )
+}
+
+fn render_yaml_with(objects: &[Value], what: &str, about: &str) -> Result<String, String> {
     let body = serde_saphyr::to_string_multiple(objects).map_err(|e| e.to_string())?;
     Ok(format!(
-        "# Generated by `meshguard generate admission-policies` (meshguard {}): the rules CEL can\n# state, enforced by kube-apiserver while the webhook is unreachable.\n{body}",
+        "# Generated by `meshguard generate {what}` (meshguard {}): {about}\n{body}",
         env!("CARGO_PKG_VERSION")
     ))
 }
@@ -1132,6 +1434,25 @@ mod tests {
         assert!(
             golden == text,
             "{} is stale: MESHGUARD_UPDATE_GOLDEN=1 cargo test --lib admission_policy (the built-in policy, --own-namespace meshguard)",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn the_charts_copy_of_the_forms_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("charts/meshguard/files/admission-policies.json");
+        let e = Engine::new(Policy::builtin(), Arc::new(MeshContext::default()), None);
+        let text = serde_json::to_string_pretty(&chart_data(&e).expect("chart data"))
+            .expect("json")
+            + "\n";
+        if std::env::var_os("MESHGUARD_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).expect("write chart data");
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == text,
+            "{} is stale: MESHGUARD_UPDATE_GOLDEN=1 cargo test --lib admission_policy (or meshguard generate admission-policies --format chart > it)",
             path.display()
         );
     }

@@ -32,6 +32,29 @@ app.kubernetes.io/name: {{ include "meshguard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The auditor's labels: another app name, so that the webhook's selectors never match it. */}}
+{{- define "meshguard.auditorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "meshguard.name" . }}-auditor
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "meshguard.auditorLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "meshguard.auditorSelectorLabels" . }}
+app.kubernetes.io/component: auditor
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: meshguard
+{{- end }}
+
+{{- define "meshguard.auditorServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- printf "%s-auditor" (include "meshguard.fullname" .) }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{- define "meshguard.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "meshguard.fullname" .) .Values.serviceAccount.name }}
@@ -97,25 +120,129 @@ depends on them so that a bad combination fails the whole render.
 {{- end }}
 {{- end }}
 
-{{/* Namespace selector shared by both webhooks. */}}
+{{/* A webhook's namespaceSelector: never kube-system, kube-node-lease, the release namespace and
+webhook.excludeNamespaces, nor namespaces carrying the opt-out label; with .engineExempt also
+every namespace meshguard's engine exempts as a whole (config.exemptNamespaces, the root and
+Istio namespaces). */}}
 {{- define "meshguard.namespaceSelector" -}}
+{{- $ctx := .ctx }}
+{{- $excluded := concat (list "kube-system" "kube-node-lease" $ctx.Release.Namespace) $ctx.Values.webhook.excludeNamespaces }}
+{{- if .engineExempt }}
+{{- $excluded = concat $excluded (include "meshguard.engineExemptNamespaces" $ctx | fromJsonArray) }}
+{{- end }}
 namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values:
-        {{- $excluded := concat (list "kube-system" "kube-node-lease" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq }}
-        {{- range $excluded }}
+        {{- range ($excluded | uniq) }}
         - {{ . | quote }}
         {{- end }}
-    {{- if .Values.webhook.optOutLabel }}
-    - key: {{ .Values.webhook.optOutLabel | quote }}
+    {{- if $ctx.Values.webhook.optOutLabel }}
+    - key: {{ $ctx.Values.webhook.optOutLabel | quote }}
       operator: NotIn
       values: ["true"]
     {{- end }}
 {{- end }}
 
+{{/* A webhook's clientConfig: the Service, and the CA bundle unless cert-manager injects it. */}}
+{{- define "meshguard.clientConfig" -}}
+service:
+  name: {{ include "meshguard.fullname" .ctx }}
+  namespace: {{ .ctx.Release.Namespace }}
+  path: {{ .path }}
+  port: {{ .ctx.Values.service.port }}
+{{- if .caBundle }}
+caBundle: {{ .caBundle }}
+{{- end }}
+{{- end }}
+
 {{/* Effective failure policy. */}}
 {{- define "meshguard.failurePolicy" -}}
 {{- if eq .Values.config.mode "audit" }}Ignore{{ else }}{{ .Values.webhook.failurePolicy }}{{ end }}
+{{- end }}
+
+{{/* A CEL list literal of strings, as meshguard writes it: ["a", "b"]. */}}
+{{- define "meshguard.celList" -}}
+{{- $items := list }}
+{{- range . }}{{ $items = append $items (toJson .) }}{{ end }}
+{{- printf "[%s]" (join ", " $items) }}
+{{- end }}
+
+{{/* Istio's root namespace for the generated policies: config.rootNamespace, else the Istio
+namespace (meshguard's default when no MeshConfig sets one). */}}
+{{- define "meshguard.rootNamespace" -}}
+{{- default .Values.istioNamespace .Values.config.rootNamespace }}
+{{- end }}
+
+{{/* The namespaces meshguard's engine exempts as a whole, sorted: exemptNamespaces, the root and
+Istio namespaces, and the release namespace. */}}
+{{- define "meshguard.engineExemptNamespaces" -}}
+{{- $all := concat (.Values.config.exemptNamespaces | default list) (list (include "meshguard.rootNamespace" .) .Values.istioNamespace .Release.Namespace) }}
+{{- $out := list }}
+{{- range $all }}{{ if . }}{{ $out = append $out . }}{{ end }}{{ end }}
+{{- $out | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* The settings the generated policies' CEL reads, as CEL literals (JSON object). */}}
+{{- define "meshguard.celSettings" -}}
+{{- $c := .Values.config }}
+{{- $td := default "cluster.local" $c.trustDomain }}
+{{- $tds := list "cluster.local" }}
+{{- range (concat (list $td) ($c.trustDomainAliases | default list)) }}{{ if not (has . $tds) }}{{ $tds = append $tds . }}{{ end }}{{ end }}
+{{- $suffixes := list }}
+{{- range ($c.meshHostSuffixes | default list) }}
+{{- $s := regexReplaceAll "^\\.+" (lower .) "" }}
+{{- if $s }}{{ $suffixes = append $suffixes $s }}{{ end }}
+{{- end }}
+{{- $label := "istio-injection: enabled" }}
+{{- if $c.injectionRevision }}{{ $label = printf "istio.io/rev: %s" $c.injectionRevision }}{{ end }}
+{{- dict "rootNamespace" (include "meshguard.rootNamespace" . | toJson) "trustDomain" (toJson $td) "trustDomains" (include "meshguard.celList" $tds) "clusterDomain" (trimAll "." $c.clusterDomain | lower | toJson) "meshHostSuffixes" (include "meshguard.celList" $suffixes) "injectionLabel" (toJson $label) | toJson }}
+{{- end }}
+
+{{/* A rule's action under the policy: its own action, else its default capped by the mode. */}}
+{{- define "meshguard.ruleAction" -}}
+{{- if .set }}{{ .set }}
+{{- else if eq .mode "audit" }}audit
+{{- else if and (eq .mode "warn") (eq .default "deny") }}warn
+{{- else }}{{ .default }}
+{{- end }}
+{{- end }}
+
+{{/* A label selector as a CEL condition on the labels `.labels` (a CEL expression). */}}
+{{- define "meshguard.selectorCel" -}}
+{{- $conds := list }}
+{{- range $k, $v := (.sel.matchLabels | default dict) }}
+{{- $conds = append $conds (printf "%s in l && l[%s] == %s" (toJson $k) (toJson $k) (toJson $v)) }}
+{{- end }}
+{{- range (.sel.matchExpressions | default list) }}
+{{- $k := toJson .key }}
+{{- $values := include "meshguard.celList" (.values | default list) }}
+{{- if eq .operator "In" }}{{ $conds = append $conds (printf "%s in l && l[%s] in %s" $k $k $values) }}
+{{- else if eq .operator "NotIn" }}{{ $conds = append $conds (printf "!(%s in l && l[%s] in %s)" $k $k $values) }}
+{{- else if eq .operator "Exists" }}{{ $conds = append $conds (printf "%s in l" $k) }}
+{{- else }}{{ $conds = append $conds (printf "!(%s in l)" $k) }}
+{{- end }}
+{{- end }}
+{{- if $conds }}{{ printf "[%s].all(l, %s)" .labels (join " && " $conds) }}{{ else }}true{{ end }}
+{{- end }}
+
+{{/* A rule's exemptions as one CEL condition (true: exempt), or nothing. */}}
+{{- define "meshguard.exemptionsCel" -}}
+{{- $any := list }}
+{{- $root := . }}
+{{- range .exemptions }}
+{{- $all := list }}
+{{- if .namespaces }}{{ $all = append $all (printf "request.namespace in %s" (include "meshguard.celList" .namespaces)) }}{{ end }}
+{{- if and (hasKey . "objectSelector") (ne (toJson .objectSelector) "null") }}{{ $all = append $all (include "meshguard.selectorCel" (dict "sel" .objectSelector "labels" $root.subject)) }}{{ end }}
+{{- if and (hasKey . "namespaceSelector") (ne (toJson .namespaceSelector) "null") }}
+{{- if $root.namespaceKind }}
+{{- $all = append $all (printf "(request.operation == 'UPDATE' && %s)" (include "meshguard.selectorCel" (dict "sel" .namespaceSelector "labels" "oldObject.metadata.?labels.orValue({})"))) }}
+{{- else }}
+{{- $all = append $all (printf "(namespaceObject != null && %s)" (include "meshguard.selectorCel" (dict "sel" .namespaceSelector "labels" "namespaceObject.metadata.?labels.orValue({})"))) }}
+{{- end }}
+{{- end }}
+{{- if $all }}{{ $any = append $any (printf "(%s)" (join " && " $all)) }}{{ end }}
+{{- end }}
+{{- join " || " $any }}
 {{- end }}
