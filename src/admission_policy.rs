@@ -929,7 +929,7 @@ pub struct SelfProtectionArgs {
     /// meshguard's webhook configurations (the Validating- and Mutating-, same name).
     #[arg(long, default_value = "meshguard")]
     pub webhook_configuration: String,
-    /// Groups allowed to change them (repeatable).
+    /// Groups allowed to change them (repeatable; `--allowed-group ''` alone: none).
     #[arg(long = "allowed-group", default_value = "system:masters")]
     pub allowed_groups: Vec<String>,
     /// Users allowed to change them (repeatable).
@@ -943,6 +943,10 @@ pub struct SelfProtectionArgs {
     pub config: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "yaml")]
     pub format: OutputFormat,
+}
+
+fn nonempty(items: &[String]) -> Vec<String> {
+    items.iter().filter(|s| !s.is_empty()).cloned().collect()
 }
 
 /// The self-protection objects for these flags.
@@ -964,8 +968,8 @@ pub fn self_protection_objects(args: &SelfProtectionArgs) -> Result<Vec<Value>, 
         name: args.name.clone(),
         webhook_configuration: args.webhook_configuration.clone(),
         protected_labels: labels,
-        allowed_groups: args.allowed_groups.clone(),
-        allowed_users: args.allowed_users.clone(),
+        allowed_groups: nonempty(&args.allowed_groups),
+        allowed_users: nonempty(&args.allowed_users),
     })
     .to_vec())
 }

@@ -29,6 +29,8 @@ RESOURCES = {
     "admissionregistration.k8s.io/v1": [
         ("validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False),
         ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),
+        ("validatingadmissionpolicies", "ValidatingAdmissionPolicy", False),
+        ("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", False),
     ],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
     "apiextensions.k8s.io/v1": [("customresourcedefinitions", "CustomResourceDefinition", False)],
@@ -38,13 +40,45 @@ OPTIONAL = {
         ("issuers", "Issuer", True),
         ("certificates", "Certificate", True),
     ],
-    "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor", True)],
+    "monitoring.coreos.com/v1": [
+        ("servicemonitors", "ServiceMonitor", True),
+        ("prometheusrules", "PrometheusRule", True),
+    ],
 }
+# ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30+).
+ADMISSION_POLICIES = {"validatingadmissionpolicies", "validatingadmissionpolicybindings"}
+
+
+def merge_patch(target, patch):
+    """A strategic merge patch, as far as Helm's patches of the chart's objects need it."""
+    if not isinstance(patch, dict) or not isinstance(target, dict):
+        return patch
+    out = dict(target)
+    for k, v in patch.items():
+        if k.startswith("$"):
+            continue  # directives ($setElementOrder, $patch, $retainKeys): order and hints only
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, list) and isinstance(out.get(k), list) and v and all(
+                isinstance(i, dict) and "name" in i for i in v):
+            items = {i.get("name"): i for i in out[k] if isinstance(i, dict)}
+            merged = [merge_patch(items.get(i["name"], {}), i) for i in v]
+            names = {i["name"] for i in v}
+            out[k] = merged + [i for i in out[k] if isinstance(i, dict) and i.get("name") not in names]
+        elif isinstance(v, dict):
+            out[k] = merge_patch(out.get(k) or {}, v)
+        else:
+            out[k] = v
+    return out
 
 
 class FakeApi:
-    def __init__(self, cert_manager=True, prometheus_operator=True, minor="33"):
+    def __init__(self, cert_manager=True, prometheus_operator=True, minor="33", admission_policies=True,
+                 objects=()):
         self.groups = dict(RESOURCES)
+        if not admission_policies:
+            gv = "admissionregistration.k8s.io/v1"
+            self.groups[gv] = [r for r in self.groups[gv] if r[0] not in ADMISSION_POLICIES]
         if cert_manager:
             self.groups["cert-manager.io/v1"] = OPTIONAL["cert-manager.io/v1"]
         if prometheus_operator:
@@ -52,6 +86,8 @@ class FakeApi:
         self.minor = minor
         self.store = {}  # path of the item -> object
         self.lock = threading.Lock()
+        for obj in objects:  # objects the cluster has before the release (e.g. Istio's MeshConfig)
+            self.put(obj)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,6 +141,17 @@ class FakeApi:
         return path
 
     # -- helpers -----------------------------------------------------------------------
+    def put(self, obj):
+        """Store an object as if created: {apiVersion, kind, metadata: {name, namespace?}}."""
+        gv, kind = obj["apiVersion"], obj["kind"]
+        for plural, k, namespaced in self.groups.get(gv, []):
+            if k == kind:
+                ns = obj["metadata"].get("namespace", "") if namespaced else ""
+                with self.lock:
+                    self.store[f"{gv}/{ns}/{plural}/{obj['metadata']['name']}"] = obj
+                return
+        raise KeyError(f"{gv} {kind} is not served")
+
     def objects(self, kind=None):
         with self.lock:
             objs = list(self.store.values())
@@ -217,8 +264,15 @@ class FakeApi:
                 self.store[key] = obj
             return self._send(h, 201 if method == "POST" else 200, obj)
         if method == "PATCH":
+            # Helm sends strategic merge patches: applied as a merge (maps merged, null deletes,
+            # lists of named items merged by name, other lists replaced), so that lookups after
+            # an upgrade see what the upgrade wrote.
             with self.lock:
                 obj = self.store.get(f"{prefix}/{name}")
+                if obj is not None:
+                    obj = merge_patch(obj, json.loads(body or b"{}"))
+                    obj["metadata"]["resourceVersion"] = str(int(obj["metadata"].get("resourceVersion", "0")) + 1)
+                    self.store[f"{prefix}/{name}"] = obj
             if obj is None:
                 return self._status(h, 404, "NotFound", f'{plural} "{name}" not found')
             return self._send(h, 200, obj)

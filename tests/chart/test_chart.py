@@ -30,24 +30,33 @@ EXISTING = {"certificates": {"generate": {"enabled": False},
 ALL_OPTIONAL = {"serviceMonitor": {"enabled": True}, "networkPolicy": {"enabled": True},
                 "grafanaDashboard": {"enabled": True}}
 
-# Kinds meshguard handles (issue 6): group -> versions, resources.
-VALIDATE_KINDS = {
-    ("", "v1"): {"pods", "namespaces", "services", "serviceaccounts", "replicationcontrollers"},
-    ("apps", "v1"): {"deployments", "statefulsets", "daemonsets", "replicasets"},
-    ("batch", "v1"): {"jobs", "cronjobs"},
-    ("security.istio.io", "v1"): {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    ("security.istio.io", "v1beta1"): {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    ("networking.istio.io", "v1"): {"destinationrules"},
-    ("networking.istio.io", "v1beta1"): {"destinationrules"},
-    ("networking.istio.io", "v1alpha3"): {"destinationrules"},
-}
-MUTATE_KINDS = {
+# The webhooks, split by what they protect (issue 24), and the kinds each handles:
+# name -> (group, version) -> resources.
+ISTIO_POLICY_KINDS = {
+    ("security.istio.io", v): {"peerauthentications", "authorizationpolicies", "requestauthentications"}
+    for v in ("v1", "v1beta1")
+} | {("networking.istio.io", v): {"destinationrules"} for v in ("v1", "v1beta1", "v1alpha3")}
+WORKLOAD_KINDS = {
     ("", "v1"): {"pods", "namespaces", "replicationcontrollers"},
     ("apps", "v1"): {"deployments", "statefulsets", "daemonsets", "replicasets"},
     ("batch", "v1"): {"jobs", "cronjobs"},
-    ("security.istio.io", "v1"): {"peerauthentications"},
-    ("security.istio.io", "v1beta1"): {"peerauthentications"},
 }
+VALIDATE_WEBHOOKS = {
+    "policies.validate.meshguard.io": ISTIO_POLICY_KINDS,
+    "workloads.validate.meshguard.io": WORKLOAD_KINDS,
+    "services.validate.meshguard.io": {("", "v1"): {"services"}},
+}
+MUTATE_WEBHOOKS = {
+    "policies.mutate.meshguard.io": {("security.istio.io", v): {"peerauthentications"} for v in ("v1", "v1beta1")},
+    "workloads.mutate.meshguard.io": WORKLOAD_KINDS,
+}
+# What the webhook reads (admission only): Namespaces and ServiceAccounts (watched, read by name
+# on a cache miss) and Istio's injector webhooks (watched).
+WEBHOOK_READS = {
+    "": ({"namespaces", "serviceaccounts"}, {"get", "list", "watch"}),
+    "admissionregistration.k8s.io": ({"mutatingwebhookconfigurations"}, {"list", "watch"}),
+}
+# What the auditor lists (every kind meshguard judges, and the injector webhooks).
 RBAC_READS = {
     "": {"namespaces", "serviceaccounts", "pods", "services", "replicationcontrollers"},
     "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
@@ -57,6 +66,9 @@ RBAC_READS = {
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
 }
+# Namespaces the engine exempts as a whole with default values (exemptNamespaces, the root and
+# Istio namespaces, the release namespace): never sent to the workload and Service webhooks.
+ENGINE_EXEMPT = ["istio-system", "kube-node-lease", "kube-public", "kube-system", NS]
 # The mesh's MeshConfig and injector ConfigMaps, read in the Istio namespace only.
 MESH_CONFIG_MAPS = {"": {"configmaps"}}
 MESH_KEYS = ("rootNamespace", "trustDomain", "trustDomainAliases", "enableAutoMtls")
@@ -189,42 +201,76 @@ def check_common_webhook(wh, service, path):
     assert "objectSelector" not in wh, "objects must not be able to opt themselves out"
 
 
+def webhooks(r, kind):
+    return {wh["name"]: wh for wh in r.one(kind)["webhooks"]}
+
+
+def excluded_namespaces(wh):
+    exprs = {e["key"]: e for e in wh["namespaceSelector"]["matchExpressions"]}
+    return exprs["kubernetes.io/metadata.name"]["values"]
+
+
 def test_validating_webhook_safety():
     r = render(namespace=NS)
-    service = r.one("Service")
-    vwc = r.one("ValidatingWebhookConfiguration")
-    [wh] = vwc["webhooks"]
-    assert wh["name"] == "validate.meshguard.io"
-    check_common_webhook(wh, service, "/validate")
-    assert wh["failurePolicy"] == "Fail"
-    kinds = rule_kinds(wh)
-    assert {k: set(v) for k, v in kinds.items()} == VALIDATE_KINDS, kinds
-    for (group, _), resources in kinds.items():
-        for res, ops in resources.items():
-            if group == "security.istio.io":
-                assert ops == {"CREATE", "UPDATE", "DELETE"}, (group, res, ops)
-            else:
-                assert ops == {"CREATE", "UPDATE"}, (group, res, ops)
+    service = r.one("Service", "meshguard")
+    whs = webhooks(r, "ValidatingWebhookConfiguration")
+    assert list(whs) == list(VALIDATE_WEBHOOKS), list(whs)
+    for name, wanted in VALIDATE_WEBHOOKS.items():
+        wh = whs[name]
+        check_common_webhook(wh, service, "/validate")
+        kinds = rule_kinds(wh)
+        assert {k: set(v) for k, v in kinds.items()} == wanted, (name, kinds)
+        for (group, _), resources in kinds.items():
+            for res, ops in resources.items():
+                if group == "security.istio.io":
+                    # pa-weakening-delete, ap-deny-all-delete read DELETE.
+                    assert ops == {"CREATE", "UPDATE", "DELETE"}, (group, res, ops)
+                else:
+                    assert ops == {"CREATE", "UPDATE"}, (group, res, ops)
+        assert "serviceaccounts" not in json.dumps(wh["rules"]), "no rule judges a ServiceAccount"
+    # Blast radius while meshguard is down: Istio's policies and workloads fail closed, Services
+    # open; workloads and Services are never sent from a namespace the engine exempts anyway, so
+    # istiod, istio-cni and kube-system can be recreated while meshguard is down.
+    assert whs["policies.validate.meshguard.io"]["failurePolicy"] == "Fail"
+    assert whs["workloads.validate.meshguard.io"]["failurePolicy"] == "Fail"
+    assert whs["services.validate.meshguard.io"]["failurePolicy"] == "Ignore"
+    assert excluded_namespaces(whs["policies.validate.meshguard.io"]) == ["kube-system", "kube-node-lease", NS]
+    for name in ("workloads.validate.meshguard.io", "services.validate.meshguard.io"):
+        assert sorted(excluded_namespaces(whs[name])) == ENGINE_EXEMPT, (name, excluded_namespaces(whs[name]))
+    # The root namespace of the mesh (here from MeshConfig) is excluded too, and config's
+    # exemptNamespaces.
+    mesh = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+            "data": {"mesh": "rootNamespace: mesh-root\ntrustDomain: corp.example\n"}}
+    r = render({"config": {"exemptNamespaces": ["legacy"]}}, namespace=NS, objects=[mesh])
+    whs = webhooks(r, "ValidatingWebhookConfiguration")
+    assert sorted(excluded_namespaces(whs["workloads.validate.meshguard.io"])) == sorted(
+        ["istio-system", "kube-node-lease", "kube-system", "legacy", "mesh-root", NS])
+    assert excluded_namespaces(whs["policies.validate.meshguard.io"]) == ["kube-system", "kube-node-lease", NS]
+    r = render({"webhook": {"servicesFailurePolicy": "Fail", "failurePolicy": "Ignore"}}, namespace=NS)
+    whs = webhooks(r, "ValidatingWebhookConfiguration")
+    assert [w["failurePolicy"] for w in whs.values()] == ["Ignore", "Ignore", "Fail"]
 
 
 def test_mutating_webhook_safety():
     r = render(namespace=NS)
-    mwc = r.one("MutatingWebhookConfiguration")
-    [wh] = mwc["webhooks"]
-    assert wh["name"] == "mutate.meshguard.io"
-    check_common_webhook(wh, r.one("Service"), "/mutate")
-    assert wh["reinvocationPolicy"] == "IfNeeded"
-    assert wh["failurePolicy"] == "Fail"
-    kinds = rule_kinds(wh)
-    assert {k: set(v) for k, v in kinds.items()} == MUTATE_KINDS, kinds
-    assert all(ops == {"CREATE", "UPDATE"} for res in kinds.values() for ops in res.values())
+    whs = webhooks(r, "MutatingWebhookConfiguration")
+    assert list(whs) == list(MUTATE_WEBHOOKS), list(whs)
+    for name, wanted in MUTATE_WEBHOOKS.items():
+        wh = whs[name]
+        check_common_webhook(wh, r.one("Service", "meshguard"), "/mutate")
+        assert wh["reinvocationPolicy"] == "IfNeeded"
+        assert wh["failurePolicy"] == "Fail"
+        kinds = rule_kinds(wh)
+        assert {k: set(v) for k, v in kinds.items()} == wanted, kinds
+        assert all(ops == {"CREATE", "UPDATE"} for res in kinds.values() for ops in res.values())
+    assert sorted(excluded_namespaces(whs["workloads.mutate.meshguard.io"])) == ENGINE_EXEMPT
 
 
 def test_audit_mode_registers_fail_open_webhooks():
     r = render({"config": {"mode": "audit"}, "webhook": {"failurePolicy": "Ignore"}}, namespace=NS)
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        assert r.one(kind)["webhooks"][0]["failurePolicy"] == "Ignore"
-    policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
+        assert {wh["failurePolicy"] for wh in r.one(kind)["webhooks"]} == {"Ignore"}
+    policy = yaml.safe_load(r.one("ConfigMap", "meshguard-policy")["data"]["policy.yaml"])
     assert policy["mode"] == "audit"
 
 
@@ -232,9 +278,11 @@ def test_timeout_and_exclusions_are_values():
     r = render({"webhook": {"timeoutSeconds": 3, "excludeNamespaces": ["legacy"], "optOutLabel": ""}}, namespace=NS)
     wh = r.one("ValidatingWebhookConfiguration")["webhooks"][0]
     assert wh["timeoutSeconds"] == 3
+    assert wh["name"] == "policies.validate.meshguard.io"
     exprs = wh["namespaceSelector"]["matchExpressions"]
     assert [e["key"] for e in exprs] == ["kubernetes.io/metadata.name"], exprs
     assert exprs[0]["values"] == ["kube-system", "kube-node-lease", NS, "legacy"], exprs
+    assert all(w["timeoutSeconds"] == 3 for w in r.one("ValidatingWebhookConfiguration")["webhooks"])
 
 
 def test_mutating_webhook_can_be_turned_off():
@@ -247,7 +295,7 @@ def test_mutating_webhook_can_be_turned_off():
 
 def test_deployment_security_and_availability():
     r = render(namespace=NS)
-    d = r.one("Deployment")
+    d = r.one("Deployment", "meshguard")
     spec = d["spec"]
     pod = spec["template"]["spec"]
     assert spec["replicas"] == 2
@@ -276,7 +324,9 @@ def test_deployment_security_and_availability():
     env = {e["name"]: e for e in c["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", "Lease identity"
-    assert "--reports=wgpolicyk8s" in c["args"], c["args"]
+    # The webhook audits nothing and writes no reports: the auditor does.
+    assert "--audit-interval=0s" in c["args"] and not any(a.startswith("--reports") for a in c["args"]), c["args"]
+    assert pod["priorityClassName"] == "system-cluster-critical", "admission depends on these pods"
     # Certificate and policy files are where the args say, from the right objects.
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert all("subPath" not in m for m in c["volumeMounts"]), "subPath mounts never see Secret updates"
@@ -285,7 +335,7 @@ def test_deployment_security_and_availability():
     assert args["--tls-cert"] == mounts["tls"] + "/tls.crt" and args["--tls-key"] == mounts["tls"] + "/tls.key"
     assert args["--config"] == mounts["policy"] + "/policy.yaml"
     assert vols["tls"]["secret"]["secretName"] == r.one("Secret")["metadata"]["name"]
-    assert vols["policy"]["configMap"]["name"] == r.one("ConfigMap")["metadata"]["name"]
+    assert vols["policy"]["configMap"]["name"] == r.one("ConfigMap", "meshguard-policy")["metadata"]["name"]
     # Spread and anti-affinity select exactly these pods.
     labels = spec["template"]["metadata"]["labels"]
     assert labels["sidecar.istio.io/inject"] == "false", "meshguard must not be in the mesh"
@@ -296,10 +346,10 @@ def test_deployment_security_and_availability():
     assert all(t["labelSelector"]["matchLabels"] == sel for t in pod["topologySpreadConstraints"])
     term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == sel
-    assert pod["serviceAccountName"] == r.one("ServiceAccount")["metadata"]["name"]
+    assert pod["serviceAccountName"] == r.one("ServiceAccount", "meshguard")["metadata"]["name"]
     pdb = r.one("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"]["matchLabels"] == sel
-    svc = r.one("Service")
+    svc = r.one("Service", "meshguard")
     assert svc["spec"]["selector"] == sel
     assert {p["targetPort"] for p in svc["spec"]["ports"]} == {"https", "admin"}
 
@@ -307,89 +357,116 @@ def test_deployment_security_and_availability():
 def test_single_replica_has_no_blocking_pdb():
     r = render({"replicaCount": 1}, namespace=NS)
     assert not r.all("PodDisruptionBudget"), "a PDB with minAvailable 1 on one replica blocks drains"
-    assert r.one("Deployment")["spec"]["replicas"] == 1
+    assert r.one("Deployment", "meshguard")["spec"]["replicas"] == 1
 
 
 def test_service_targets_https_port():
     r = render(namespace=NS)
-    svc = r.one("Service")
+    svc = r.one("Service", "meshguard")
     https = next(p for p in svc["spec"]["ports"] if p["targetPort"] == "https")
     assert https["port"] == 443 and https["name"].startswith("https"), https
 
 
+def rbac_rules(role):
+    """group -> resources -> verbs, with resourceNames rules apart: (group, resource, names) -> verbs."""
+    out, named = {}, {}
+    for rule in role["rules"]:
+        assert "*" not in rule["resources"] and "*" not in rule["apiGroups"] and "*" not in rule["verbs"], rule
+        for g in rule["apiGroups"]:
+            for res in rule["resources"]:
+                if "resourceNames" in rule:
+                    named.setdefault((g, res, tuple(rule["resourceNames"])), set()).update(rule["verbs"])
+                else:
+                    out.setdefault(g, {}).setdefault(res, set()).update(rule["verbs"])
+    return out, named
+
+
 def test_rbac_is_read_only_and_minimal():
     r = render(namespace=NS)
+    webhook_sa = [{"kind": "ServiceAccount", "name": "meshguard", "namespace": NS}]
+    auditor_sa = [{"kind": "ServiceAccount", "name": "meshguard-auditor", "namespace": NS}]
+    # The webhook: what admission reads, nothing more.
     role = r.one("ClusterRole", "meshguard")
-    seen = {}
-    for rule in role["rules"]:
-        assert set(rule["verbs"]) == {"get", "list", "watch"}, rule
-        assert "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
-        assert "resourceNames" not in rule
-        for g in rule["apiGroups"]:
-            seen.setdefault(g, set()).update(rule["resources"])
-    assert seen == RBAC_READS, seen
-    assert "secrets" not in seen.get("", set())
+    rules, named = rbac_rules(role)
+    assert not named
+    assert {g: set(res) for g, res in rules.items()} == {g: v[0] for g, v in WEBHOOK_READS.items()}, rules
+    for g, res in rules.items():
+        for name, verbs in res.items():
+            assert verbs == WEBHOOK_READS[g][1], (g, name, verbs)
     binding = r.one("ClusterRoleBinding", "meshguard")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
-                                    "namespace": NS}]
-    # ConfigMaps only in the Istio namespace, read-only.
+    assert binding["subjects"] == webhook_sa
+    # The auditor: lists every kind meshguard judges; never watches, reads by name or writes.
+    role = r.one("ClusterRole", "meshguard-auditor")
+    rules, named = rbac_rules(role)
+    assert not named
+    assert {g: set(res) for g, res in rules.items()} == RBAC_READS, rules
+    assert all(v == {"list"} for res in rules.values() for v in res.values()), rules
+    assert "secrets" not in rules.get("", {})
+    assert r.one("ClusterRoleBinding", "meshguard-auditor")["subjects"] == auditor_sa
+    # ConfigMaps only in the Istio namespace, read-only (list and watch: nothing reads one by name).
     ns_role = r.one("Role", "meshguard-istio-config")
     assert ns_role["metadata"]["namespace"] == "istio-system", ns_role["metadata"]
-    seen = {}
-    for rule in ns_role["rules"]:
-        assert set(rule["verbs"]) == {"get", "list", "watch"}, rule
-        for g in rule["apiGroups"]:
-            seen.setdefault(g, set()).update(rule["resources"])
-    assert seen == MESH_CONFIG_MAPS, seen
+    rules, named = rbac_rules(ns_role)
+    assert rules == {"": {"configmaps": {"list", "watch"}}} and not named, rules
     ns_binding = r.one("RoleBinding", "meshguard-istio-config")
     assert ns_binding["metadata"]["namespace"] == "istio-system"
     assert ns_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                      "name": ns_role["metadata"]["name"]}
-    assert ns_binding["subjects"] == binding["subjects"]
+    assert ns_binding["subjects"] == webhook_sa + auditor_sa
     # Another Istio namespace moves the Role; it can be left out (Istio not installed yet).
     other = render({"istioNamespace": "istio-mesh"}, namespace=NS)
     assert other.one("Role", "meshguard-istio-config")["metadata"]["namespace"] == "istio-mesh"
-    assert "--istio-namespace=istio-mesh" in other.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    for name in ("meshguard", "meshguard-auditor"):
+        args = other.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--istio-namespace=istio-mesh" in args, (name, args)
     none = render({"rbac": {"istioNamespaceRole": False}}, namespace=NS)
     assert [r["metadata"]["name"] for r in none.all("Role") + none.all("RoleBinding")] == \
         ["meshguard-lease", "meshguard-lease"], none.kinds()
+    # Without the auditor, nothing of it: no read-everything role, no Lease, no report writes.
+    r = render({"auditor": {"enabled": False}}, namespace=NS)
+    assert [c["metadata"]["name"] for c in r.all("ClusterRole")] == ["meshguard"], r.kinds()
+    assert not r.all("Role") or [x["metadata"]["name"] for x in r.all("Role")] == ["meshguard-istio-config"]
+    assert [d["metadata"]["name"] for d in r.all("Deployment")] == ["meshguard"]
 
 
-REPORT_KINDS = {"wgpolicyk8s": ("wgpolicyk8s.io", {"policyreports", "clusterpolicyreports"}),
-                "openreports": ("openreports.io", {"reports", "clusterreports"})}
+REPORT_KINDS = {"wgpolicyk8s": ("wgpolicyk8s.io", ["policyreports", "clusterpolicyreports"]),
+                "openreports": ("openreports.io", ["reports", "clusterreports"])}
 
 
 def test_rbac_for_reports_and_the_lease_is_exactly_what_meshguard_does():
-    sa = {"kind": "ServiceAccount", "name": "meshguard", "namespace": NS}
+    """src/report_writer.rs lists its reports by label, creates missing ones, and updates or
+    deletes the one named meshguard; src/lease.rs and src/auditor.rs get, create and update the
+    two Leases by name. The roles grant exactly that, to the auditor only."""
+    sa = {"kind": "ServiceAccount", "name": "meshguard-auditor", "namespace": NS}
     for api, (group, resources) in REPORT_KINDS.items():
         r = render({"reports": {"api": api}}, namespace=NS)
-        # Reports: exactly the two kinds of the chosen API, read and write, nothing else.
         role = r.one("ClusterRole", "meshguard-reports")
-        assert role["rules"] == [{"apiGroups": [group], "resources": sorted(resources, reverse=True),
-                                  "verbs": ["get", "list", "watch", "create", "update", "patch",
-                                            "delete"]}], role["rules"]
+        assert role["rules"] == [
+            {"apiGroups": [group], "resources": resources, "verbs": ["list", "create"]},
+            {"apiGroups": [group], "resources": resources, "resourceNames": ["meshguard"],
+             "verbs": ["update", "delete"]}], role["rules"]
         binding = r.one("ClusterRoleBinding", "meshguard-reports")
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                       "name": "meshguard-reports"}
         assert binding["subjects"] == [sa]
-        args = r.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        args = r.one("Deployment", "meshguard-auditor")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"--reports={api}" in args, args
-    # The Lease: only in the release namespace; get and update only on meshguard's Lease.
+    # The Leases: only in the release namespace; get and update only on meshguard's two.
     r = render(namespace=NS)
     lease = r.one("Role", "meshguard-lease")
     assert lease["metadata"]["namespace"] == NS
     assert lease["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["meshguard-audit"],
-         "verbs": ["get", "update"]}], lease["rules"]
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["meshguard-audit", "meshguard-audit-run"], "verbs": ["get", "update"]}], lease["rules"]
     rb = r.one("RoleBinding", "meshguard-lease")
     assert rb["metadata"]["namespace"] == NS and rb["subjects"] == [sa]
     assert rb["roleRef"]["name"] == lease["metadata"]["name"] and rb["roleRef"]["kind"] == "Role"
-    # Reports off: no write access at all, and meshguard is told.
+    # Reports off: no write access at all, and the auditor is told.
     r = render({"reports": {"enabled": False}}, namespace=NS)
-    assert [c["metadata"]["name"] for c in r.all("ClusterRole")] == ["meshguard"]
-    args = r.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert sorted(c["metadata"]["name"] for c in r.all("ClusterRole")) == ["meshguard", "meshguard-auditor"]
+    args = r.one("Deployment", "meshguard-auditor")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--reports=none" in args, args
 
 
@@ -399,7 +476,7 @@ def test_report_crds_only_on_request_kept_on_uninstall_and_unchanged():
     for api, (group, resources) in REPORT_KINDS.items():
         r = render({"reports": {"api": api, "installCRDs": True}}, namespace=NS)
         crds = r.all("CustomResourceDefinition")
-        assert {c["spec"]["names"]["plural"] for c in crds} == resources, crds
+        assert {c["spec"]["names"]["plural"] for c in crds} == set(resources), crds
         for crd in crds:
             assert crd["spec"]["group"] == group
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -422,13 +499,13 @@ def test_policy_configmap_matches_values():
                                                           "exemptions": [{"namespaces": ["legacy"]}]}},
                          "mutations": {"peer-authentication-strict-default": {"enabled": False}}}}
     r = render(values, namespace=NS)
-    policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
+    policy = yaml.safe_load(r.one("ConfigMap", "meshguard-policy")["data"]["policy.yaml"])
     expected = helmlib.merge(helmlib.default_values()["config"], values["config"])
     expected = {k: v for k, v in expected.items() if v is not None}
     assert policy == expected, (policy, expected)
     # An empty injectionRevision is left out (meshguard refuses an empty one), and so are the
     # mesh values left unset: meshguard takes them from the mesh.
-    policy = yaml.safe_load(render(namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
+    policy = yaml.safe_load(render(namespace=NS).one("ConfigMap", "meshguard-policy")["data"]["policy.yaml"])
     assert "injectionRevision" not in policy, policy
     for key in MESH_KEYS:
         assert key not in policy, (key, policy)
@@ -437,14 +514,14 @@ def test_policy_configmap_matches_values():
     # Set ones are written, an explicit empty alias list included (it replaces the mesh's).
     values = {"config": {"rootNamespace": "mesh-root", "trustDomainAliases": [], "enableAutoMtls": False,
                          "trustDomain": ""}}
-    policy = yaml.safe_load(render(values, namespace=NS).one("ConfigMap")["data"]["policy.yaml"])
+    policy = yaml.safe_load(render(values, namespace=NS).one("ConfigMap", "meshguard-policy")["data"]["policy.yaml"])
     assert policy["rootNamespace"] == "mesh-root" and policy["trustDomainAliases"] == []
     assert policy["enableAutoMtls"] is False and "trustDomain" not in policy, policy
 
 
 def test_policy_change_rolls_the_pods():
-    a = render(namespace=NS).one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
-    b = render({"config": {"mode": "warn"}}, namespace=NS).one("Deployment")
+    a = render(namespace=NS).one("Deployment", "meshguard")["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
+    b = render({"config": {"mode": "warn"}}, namespace=NS).one("Deployment", "meshguard")
     assert b["spec"]["template"]["metadata"]["annotations"]["checksum/policy"] != a
 
 
@@ -475,8 +552,8 @@ def test_generated_certificate_is_valid_for_the_service():
     days = (leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)).days
     assert 3640 < days <= 3650, days
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        wh = r.one(kind)["webhooks"][0]
-        assert base64.b64decode(wh["clientConfig"]["caBundle"]) == data["ca.crt"], kind
+        for wh in r.one(kind)["webhooks"]:
+            assert base64.b64decode(wh["clientConfig"]["caBundle"]) == data["ca.crt"], kind
         assert "cert-manager.io/inject-ca-from" not in (r.one(kind)["metadata"].get("annotations") or {})
 
 
@@ -488,8 +565,61 @@ def test_generated_certificate_is_reused_on_upgrade():
         assert a == b, "an upgrade must not rotate the generated certificate"
         bundle = second.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]
         assert bundle == a["ca.crt"]
+        assert "previous-ca.crt" not in b
     other = render(namespace=NS).one("Secret")["data"]
     assert other["tls.crt"] != a["tls.crt"], "a new install generates a new pair"
+
+
+def pem_certs(b64):
+    from cryptography import x509
+    return x509.load_pem_x509_certificates(base64.b64decode(b64))
+
+
+def test_generated_certificate_rotation_trusts_old_and_new_ca():
+    """Rotation (generate.rotation changed, or renewBeforeDays reached) issues a new CA and pair;
+    the webhooks' caBundle holds the new CA and the previous one, so that reviews succeed
+    whichever pair a pod serves until it reloads the Secret. The previous CA stays until it
+    expires; the next rotation drops it."""
+    with Cluster(NS) as cluster:
+        first = cluster.install()
+        old = first.one("Secret")["data"]
+        second = cluster.upgrade({"certificates": {"generate": {"rotation": "2026-01"}}})
+        new = second.one("Secret")["data"]
+        assert new["tls.crt"] != old["tls.crt"] and new["ca.crt"] != old["ca.crt"]
+        assert new["previous-ca.crt"] == old["ca.crt"]
+        ann = second.one("Secret")["metadata"]["annotations"]
+        assert ann["meshguard.io/rotation"] == "2026-01"
+        assert int(ann["meshguard.io/previous-not-after"]) > datetime.datetime.now().timestamp()
+        expected = [load_cert(base64.b64decode(new["ca.crt"])), load_cert(base64.b64decode(old["ca.crt"]))]
+        for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            for wh in second.one(kind)["webhooks"]:
+                assert pem_certs(wh["clientConfig"]["caBundle"]) == expected, (kind, wh["name"])
+        # The new pair is signed by the new CA.
+        leaf = load_cert(base64.b64decode(new["tls.crt"]))
+        assert leaf.issuer == expected[0].subject
+        # An upgrade without rotation keeps both.
+        third = cluster.upgrade({"certificates": {"generate": {"rotation": "2026-01"}}, "config": {"mode": "warn"}})
+        assert third.one("Secret")["data"] == new
+        wh = third.one("ValidatingWebhookConfiguration")["webhooks"][0]
+        assert pem_certs(wh["clientConfig"]["caBundle"]) == expected
+        # The next rotation trusts the last two CAs only.
+        fourth = cluster.upgrade({"certificates": {"generate": {"rotation": "2026-02"}}})
+        latest = fourth.one("Secret")["data"]
+        assert latest["previous-ca.crt"] == new["ca.crt"]
+        wh = fourth.one("ValidatingWebhookConfiguration")["webhooks"][0]
+        assert pem_certs(wh["clientConfig"]["caBundle"]) == [load_cert(base64.b64decode(latest["ca.crt"])),
+                                                              expected[0]]
+        ann = fourth.one("Secret")["metadata"]["annotations"]
+        hours = (int(ann["meshguard.io/previous-not-after"]) - datetime.datetime.now().timestamp()) / 3600
+        assert 23.5 < hours <= 24, hours
+        # Once previousCAHours have passed, the next upgrade drops the previous CA.
+        [stored] = cluster.api.objects("Secret")
+        stored["metadata"]["annotations"]["meshguard.io/previous-not-after"] = "1"
+        fifth = cluster.upgrade({"certificates": {"generate": {"rotation": "2026-02"}}})
+        data = fifth.one("Secret")["data"]
+        assert data["ca.crt"] == latest["ca.crt"] and "previous-ca.crt" not in data
+        wh = fifth.one("ValidatingWebhookConfiguration")["webhooks"][0]
+        assert wh["clientConfig"]["caBundle"] == latest["ca.crt"]
 
 
 def test_cert_manager_mode():
@@ -500,11 +630,11 @@ def test_cert_manager_mode():
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         obj = r.one(kind)
         assert obj["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == ref, obj["metadata"]
-        assert "caBundle" not in obj["webhooks"][0]["clientConfig"], "cert-manager injects the caBundle"
+        assert all("caBundle" not in wh["clientConfig"] for wh in obj["webhooks"]), "cert-manager injects it"
     assert not r.all("Secret"), "cert-manager writes the Secret"
     assert set(serving["spec"]["dnsNames"]) == {f"meshguard.{NS}.svc", f"meshguard.{NS}.svc.cluster.local",
                                                 f"meshguard.{NS}", "meshguard"}
-    vol = next(v for v in r.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+    vol = next(v for v in r.one("Deployment", "meshguard")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
     assert vol["secret"]["secretName"] == serving["spec"]["secretName"]
     issuers = {i["metadata"]["name"] for i in r.all("Issuer")}
     assert issuers == {"meshguard-selfsigned", "meshguard-ca"}, issuers
@@ -525,9 +655,243 @@ def test_existing_secret_mode():
     r = render(EXISTING, namespace=NS)
     assert not r.all("Secret") and not r.all("Certificate")
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        assert r.one(kind)["webhooks"][0]["clientConfig"]["caBundle"] == CA_B64
-    vol = next(v for v in r.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+        assert {wh["clientConfig"]["caBundle"] for wh in r.one(kind)["webhooks"]} == {CA_B64}
+    vol = next(v for v in r.one("Deployment", "meshguard")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
     assert vol["secret"]["secretName"] == "my-tls"
+
+
+# --- admission policies: the rules kube-apiserver enforces itself ------------------------------
+
+def meshguard_bin():
+    """The meshguard binary tests/run.sh built (`cargo test` builds it); the chart's admission
+    policies must be exactly what `meshguard generate` writes."""
+    path = os.environ.get("MESHGUARD_BIN") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "meshguard")
+    assert os.access(path, os.X_OK), f"{path} not found: build it first (cargo build) or set MESHGUARD_BIN"
+    return path
+
+
+def generate(*args, stdin_files=None):
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [meshguard_bin(), "generate", *args]
+        for flag, text in (stdin_files or {}).items():
+            path = os.path.join(tmp, flag.strip("-") + ".yaml")
+            with open(path, "w") as f:
+                f.write(text)
+            argv += [flag, path]
+        out = subprocess.run(argv + ["--format", "json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["items"]
+
+
+def by_name(objs):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def assert_same_objects(rendered, generated, what):
+    rendered, generated = by_name(rendered), by_name(generated)
+    assert sorted(rendered) == sorted(generated), (what, sorted(set(rendered) ^ set(generated)))
+    for key, want in generated.items():
+        got = rendered[key]
+        assert got["spec"] == want["spec"], (what, key, dump(got["spec"]), dump(want["spec"]))
+        assert got["metadata"].get("annotations") == want["metadata"].get("annotations"), (what, key)
+        labels = got["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in want["metadata"]["labels"].items()), (what, key, labels)
+
+
+MESH = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "rootNamespace: mesh-root\ntrustDomain: corp.example\ntrustDomainAliases: [old.example]\n"}}
+POLICY_VALUES = {"config": {
+    "mode": "enforce", "allowExistingViolations": False, "exemptNamespaces": ["kube-system", "legacy"],
+    "meshHostSuffixes": [".Mesh.Internal"], "injectionRevision": "canary", "clusterDomain": "corp.local",
+    "rules": {
+        "pa-permissive-mtls": {"exemptions": [
+            {"namespaces": ["migrating"]},
+            {"namespaceSelector": {"matchLabels": {"team": "a"}},
+             "objectSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "y"]}]}}]},
+        "ns-injection-disabled": {"exemptions": [{"namespaceSelector": {"matchExpressions": [
+            {"key": "tier", "operator": "Exists"}]}}]},
+        "ap-allow-all": {"action": "off"},
+        "dr-tls-disabled": {"action": "audit"},
+        "svc-port-protocol": {"action": "deny"},
+    }}}
+
+
+def test_admission_policies_are_what_meshguard_generates():
+    cases = [
+        ({}, [], None),
+        (POLICY_VALUES, [], None),
+        ({"config": {"mode": "warn"}, "admissionPolicies": {"failurePolicy": "Ignore"}}, [MESH], MESH["data"]["mesh"]),
+        ({"config": {"mode": "audit", "trustDomain": "td.example", "trustDomainAliases": []},
+          "webhook": {"failurePolicy": "Ignore", "servicesFailurePolicy": "Ignore"},
+          "fullnameOverride": "guard"}, [MESH], MESH["data"]["mesh"]),
+    ]
+    for values, objects, mesh in cases:
+        r = render(values, namespace=NS, objects=objects)
+        fullname = values.get("fullnameOverride", "meshguard")
+        policy = r.one("ConfigMap", f"{fullname}-policy")["data"]["policy.yaml"]
+        files = {"--config": policy}
+        if mesh:
+            files["--mesh-config"] = mesh
+        fp = (values.get("admissionPolicies") or {}).get("failurePolicy", "Fail").lower()
+        generated = generate("admission-policies", "--own-namespace", NS, "--istio-namespace", "istio-system",
+                             "--name-prefix", f"{fullname}-", "--failure-policy", fp, stdin_files=files)
+        rendered = r.all("ValidatingAdmissionPolicy") + r.all("ValidatingAdmissionPolicyBinding")
+        rendered = [o for o in rendered if not o["metadata"]["name"].endswith("-self-protection")]
+        assert len(generated) > 40, len(generated)
+        assert_same_objects(rendered, generated, values)
+    # Spot checks of what the cases change.
+    r = render(POLICY_VALUES, namespace=NS)
+    names = {o["metadata"]["name"] for o in r.all("ValidatingAdmissionPolicy")}
+    assert "meshguard-ap-allow-all" not in names and "meshguard-pa-permissive-mtls" in names
+    binding = r.one("ValidatingAdmissionPolicyBinding", "meshguard-dr-tls-disabled")
+    assert binding["spec"]["validationActions"] == ["Audit"]
+    pa = r.one("ValidatingAdmissionPolicy", "meshguard-pa-permissive-mtls")
+    assert "migrating" in json.dumps(pa["spec"]["variables"]) and 'team' in json.dumps(pa["spec"]["variables"])
+    assert pa["spec"]["validations"][0]["messageExpression"].startswith('"[pa-permissive-mtls] "')
+
+
+def test_admission_policies_only_where_served_and_enabled():
+    r = render(namespace=NS, admission_policies=False)
+    assert not r.all("ValidatingAdmissionPolicy") and not r.all("ValidatingAdmissionPolicyBinding"), r.kinds()
+    r.one("ValidatingWebhookConfiguration")
+    r = render({"admissionPolicies": {"enabled": False}, "selfProtection": {"enabled": False}}, namespace=NS)
+    assert not r.all("ValidatingAdmissionPolicy"), r.kinds()
+    r = render({"admissionPolicies": {"enabled": False}}, namespace=NS)
+    assert [p["metadata"]["name"] for p in r.all("ValidatingAdmissionPolicy")] == ["meshguard-self-protection"]
+
+
+def test_the_charts_rule_parts_are_current():
+    """files/admission-policies.json is `meshguard generate admission-policies --format chart`."""
+    import subprocess
+    out = subprocess.run([meshguard_bin(), "generate", "admission-policies", "--format", "chart"],
+                         check=True, capture_output=True, text=True).stdout
+    with open(os.path.join(CHART, "files", "admission-policies.json")) as f:
+        assert json.loads(f.read()) == json.loads(out), "files/admission-policies.json is stale"
+
+
+def test_self_protection_is_what_meshguard_generates():
+    cases = [
+        ({}, []),
+        (POLICY_VALUES | {"selfProtection": {"allowedGroups": ["platform-admins", "system:masters"],
+                                             "allowedUsers": ["alice"]}}, []),
+        (helmlib.merge(CERT_MANAGER, {"webhook": {"optOutLabel": ""}}),
+         ["--allowed-user", "system:serviceaccount:cert-manager:cert-manager-cainjector"]),
+        ({"selfProtection": {"allowedGroups": []}, "fullnameOverride": "guard"}, []),
+    ]
+    for values, extra in cases:
+        r = render(values, namespace=NS)
+        fullname = values.get("fullnameOverride", "meshguard")
+        sp = values.get("selfProtection", {})
+        args = ["self-protection", "--name", f"{fullname}-self-protection", "--webhook-configuration", fullname,
+                "--opt-out-label", (values.get("webhook") or {}).get("optOutLabel", "meshguard.io/ignore")]
+        for g in sp.get("allowedGroups", ["system:masters"]):
+            args += ["--allowed-group", g]
+        if not sp.get("allowedGroups", ["system:masters"]):
+            args += ["--allowed-group", ""]
+        for u in sp.get("allowedUsers", []):
+            args += ["--allowed-user", u]
+        policy = r.one("ConfigMap", f"{fullname}-policy")["data"]["policy.yaml"]
+        generated = generate(*args, *extra, stdin_files={"--config": policy})
+        rendered = [o for o in r.all("ValidatingAdmissionPolicy") + r.all("ValidatingAdmissionPolicyBinding")
+                    if o["metadata"]["name"] == f"{fullname}-self-protection"]
+        assert_same_objects(rendered, generated, values)
+    r = render(POLICY_VALUES, namespace=NS)
+    vap = r.one("ValidatingAdmissionPolicy", "meshguard-self-protection")
+    protected = next(v["expression"] for v in vap["spec"]["variables"] if v["name"] == "protected")
+    assert protected == '["meshguard.io/ignore", "team", "tier"]', protected
+    rules = vap["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resourceNames"] == ["meshguard"] and set(rules[0]["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    assert render({"selfProtection": {"enabled": False}}, namespace=NS).all("ValidatingAdmissionPolicy")[0][
+        "metadata"]["name"] != "meshguard-self-protection"
+
+
+def test_refuses_the_istio_and_root_namespaces():
+    for namespace, values, objects in (("istio-system", {}, []),
+                                       ("mesh-root", {"config": {"rootNamespace": "mesh-root"}}, []),
+                                       ("mesh-root", {}, [MESH])):
+        try:
+            render(values, namespace=namespace, objects=objects)
+        except Exception as e:
+            assert "refusing to install into " + namespace in str(e), str(e)
+        else:
+            raise AssertionError(f"installed into {namespace} with {values}")
+    render({"config": {"rootNamespace": "mesh-root"}}, namespace=NS)
+
+
+def test_host_network_with_its_own_ports():
+    values = {"hostNetwork": True, "podAntiAffinity": "hard", "ports": {"https": 10250 + 4000, "admin": 19090}}
+    r = render(values, namespace=NS)
+    pod = r.one("Deployment", "meshguard")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    [c] = pod["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"https": 14250, "admin": 19090}
+    assert "--listen=0.0.0.0:14250" in c["args"] and "--admin-listen=0.0.0.0:19090" in c["args"], c["args"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in pod["affinity"]["podAntiAffinity"]
+    expect_failure({"hostNetwork": True}, "podAntiAffinity=hard")
+    assert "hostNetwork" not in r.one("Deployment", "meshguard-auditor")["spec"]["template"]["spec"]
+
+
+def test_auditor_is_its_own_workload():
+    r = render(namespace=NS)
+    d = r.one("Deployment", "meshguard-auditor")
+    pod = d["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["args"][0] == "auditor", c["args"]
+    args = dict(a.split("=", 1) for a in c["args"][1:] if "=" in a)
+    assert args["--interval"] == "10m" and args["--backoff"] == "1m" and args["--max-backoff"] == "1h"
+    assert args["--reports"] == "wgpolicyk8s" and args["--config"] == "/etc/meshguard/policy/policy.yaml"
+    assert c["resources"]["limits"]["memory"] == "512Mi", c["resources"]
+    assert pod["serviceAccountName"] == "meshguard-auditor"
+    assert r.one("ServiceAccount", "meshguard-auditor")
+    assert "priorityClassName" not in pod, "the audit can wait"
+    # Its labels never match the webhook's selectors (PDB, Service, spread).
+    webhook_sel = r.one("Deployment", "meshguard")["spec"]["selector"]["matchLabels"]
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in webhook_sel.items()), labels
+    assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    svc = r.one("Service", "meshguard-auditor")
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+    r = render({"auditor": {"interval": "1h", "resources": {"limits": {"memory": "1Gi"}}}}, namespace=NS)
+    c = r.one("Deployment", "meshguard-auditor")["spec"]["template"]["spec"]["containers"][0]
+    assert "--interval=1h" in c["args"] and c["resources"]["limits"]["memory"] == "1Gi"
+
+
+def known_metrics():
+    with open(os.path.join(ROOT, "src", "metrics.rs")) as f:
+        return set(re.findall(r'"(meshguard_[a-z_]+)"', f.read()))
+
+
+def test_prometheus_rule_alerts():
+    r = render({"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}}}, namespace=NS)
+    rule = r.one("PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    alerts = {a["alert"]: a for g in rule["spec"]["groups"] for a in g["rules"]}
+    assert set(alerts) == {"MeshguardWebhookErrors", "MeshguardWebhookFailingOpen", "MeshguardSlowReviews",
+                           "MeshguardSlowCalls", "MeshguardReplicasNotReady", "MeshguardDown",
+                           "MeshguardCertificateExpiresSoon", "MeshguardWatchStale", "MeshguardPolicyWeakened",
+                           "MeshguardAuditFailing", "MeshguardAuditStale", "MeshguardReportWritesFailing"}, set(alerts)
+    known = known_metrics()
+    for name, a in alerts.items():
+        expr = a["expr"]
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), (name, expr)
+        for m in re.findall(r"meshguard_[a-z_]+", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", m)
+            assert base in known, (name, m)
+        if "meshguard_" in expr:
+            assert f'namespace="{NS}"' in expr, (name, expr)
+        assert a["labels"]["severity"] in ("critical", "warning", "info"), a
+    # The webhook-name regex covers every webhook the chart registers.
+    regex = re.search(r'name=~"([^"]+)"', alerts["MeshguardWebhookErrors"]["expr"]).group(1)
+    regex = regex.replace("\\\\", "\\")
+    names = [wh["name"] for k in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+             for wh in r.one(k)["webhooks"]]
+    assert all(re.fullmatch(regex, n) for n in names), (regex, names)
+    assert 'deployment="meshguard"' in alerts["MeshguardDown"]["expr"]
+    assert "> 0.5" in alerts["MeshguardSlowReviews"]["expr"]
+    assert str(14 * 86400) in alerts["MeshguardCertificateExpiresSoon"]["expr"]
+    assert not render(namespace=NS).all("PrometheusRule")
 
 
 # --- optional pieces ----------------------------------------------------------------------------
@@ -536,18 +900,26 @@ def test_optional_pieces_are_off_by_default():
     r = render(namespace=NS)
     for kind in ("ServiceMonitor", "NetworkPolicy", "Certificate", "Issuer"):
         assert not r.all(kind), kind
-    assert r.kinds() == sorted(["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                                "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget",
-                                "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service",
-                                "ServiceAccount", "ValidatingWebhookConfiguration"]), r.kinds()
+    kinds = [k for k in r.kinds() if k not in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
+    assert kinds == sorted(["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+                            "ClusterRoleBinding", "ConfigMap", "Deployment", "Deployment",
+                            "MutatingWebhookConfiguration", "PodDisruptionBudget", "Role", "Role", "RoleBinding",
+                            "RoleBinding", "Secret", "Service", "Service", "ServiceAccount", "ServiceAccount",
+                            "ValidatingWebhookConfiguration"]), r.kinds()
 
 
 def test_service_monitor_network_policy_dashboard():
     r = render(ALL_OPTIONAL, namespace=NS)
     sm = r.one("ServiceMonitor")
-    svc = r.one("Service")
     port = sm["spec"]["endpoints"][0]["port"]
-    assert port in [p["name"] for p in svc["spec"]["ports"]] and sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    # It scrapes the webhook and the auditor (audit runs, back-off, report writes).
+    for name in ("meshguard", "meshguard-auditor"):
+        svc = r.one("Service", name)
+        assert port in [p["name"] for p in svc["spec"]["ports"]], name
+        assert helmlib_selects(sm["spec"]["selector"], svc["metadata"]["labels"]), name
+    assert not helmlib_selects(sm["spec"]["selector"], {"app.kubernetes.io/name": "meshguard",
+                                                        "app.kubernetes.io/instance": "other"})
     np = r.one("NetworkPolicy")
     assert np["spec"]["policyTypes"] == ["Ingress"]
     [webhook_rule, admin_rule] = np["spec"]["ingress"]
@@ -562,6 +934,20 @@ def test_service_monitor_network_policy_dashboard():
     assert "histogram_quantile(0.99" in exprs
     r = render(helmlib.merge(ALL_OPTIONAL, {"networkPolicy": {"apiserverCIDRs": ["10.0.0.0/24"]}}), namespace=NS)
     assert r.one("NetworkPolicy")["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+
+
+def helmlib_selects(selector, labels):
+    """A LabelSelector against labels."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        has, value = e["key"] in labels, labels.get(e["key"])
+        op = e["operator"]
+        if (op == "In" and value not in e["values"]) or (op == "NotIn" and has and value in e["values"]) or \
+                (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
 
 
 def test_dashboard_file_uses_only_known_metrics():
@@ -638,21 +1024,22 @@ KNOBS = {
 
 def test_every_knob_renders():
     r = render(KNOBS, namespace=NS)
-    pod = r.one("Deployment")["spec"]["template"]["spec"]
+    pod = r.one("Deployment", "guard")["spec"]["template"]["spec"]
     [c] = pod["containers"]
     assert c["image"] == "meshguard/meshguard:0.1.0@sha256:" + "a" * 64, c["image"]
     assert pod["serviceAccountName"] == "existing-sa" and not r.all("ServiceAccount")
     assert r.one("ClusterRoleBinding", "guard")["subjects"][0]["name"] == "existing-sa"
     assert r.one("ClusterRoleBinding", "guard-reports")["subjects"][0]["name"] == "existing-sa"
     assert r.one("RoleBinding", "guard-lease")["subjects"][0]["name"] == "existing-sa"
+    assert r.one("Deployment", "guard-auditor")["spec"]["template"]["spec"]["serviceAccountName"] == "existing-sa"
     assert "requiredDuringSchedulingIgnoredDuringExecution" in pod["affinity"]["podAntiAffinity"]
     assert "nodeAffinity" in pod["affinity"]
     assert "lifecycle" not in c
     assert c["args"][-1] == "--lookup-timeout=1s"
     assert pod["priorityClassName"] == "system-cluster-critical"
-    assert r.one("Deployment")["metadata"]["name"] == "guard"
-    wh = r.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["service"]
-    assert wh == {"name": "guard", "namespace": NS, "path": "/validate", "port": 8443}, wh
+    for wh in r.one("ValidatingWebhookConfiguration")["webhooks"]:
+        svc = wh["clientConfig"]["service"]
+        assert svc == {"name": "guard", "namespace": NS, "path": "/validate", "port": 8443}, svc
     secret = r.one("Secret")
     assert secret["metadata"]["name"] == "guard-tls"
     from cryptography import x509
@@ -660,7 +1047,9 @@ def test_every_knob_renders():
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert f"guard.{NS}.svc" in sans, sans
     r2 = render({"podAntiAffinity": "none", "rbac": {"create": False}}, namespace=NS)
-    assert "affinity" not in r2.one("Deployment")["spec"]["template"]["spec"]
+    assert "affinity" not in r2.one("Deployment", "meshguard")["spec"]["template"]["spec"]
+    r3 = render({"priorityClassName": ""}, namespace=NS)
+    assert "priorityClassName" not in r3.one("Deployment", "meshguard")["spec"]["template"]["spec"]
     assert not r2.all("ClusterRole") and not r2.all("ClusterRoleBinding")
     assert not r2.all("Role") and not r2.all("RoleBinding")
 
@@ -670,7 +1059,7 @@ def test_every_knob_renders():
 def test_rendered_objects_match_kubernetes_schemas():
     import kubernetes_validate
     checked = 0
-    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING, KNOBS,
+    for values in ({}, ALL_OPTIONAL, CERT_MANAGER, EXISTING, KNOBS, POLICY_VALUES,
                    {"reports": {"installCRDs": True}}, {"reports": {"api": "openreports", "installCRDs": True}}):
         for doc in render(values, namespace=NS).docs:
             if doc["apiVersion"].startswith(("cert-manager.io/", "monitoring.coreos.com/")):
@@ -682,14 +1071,14 @@ def test_rendered_objects_match_kubernetes_schemas():
                     raise AssertionError(f"{doc['kind']} {doc['metadata']['name']} (k8s {version}): {e.message} "
                                          f"at {list(e.path)}") from e
                 checked += 1
-    assert checked >= 40, checked
+    assert checked >= 400, checked
 
 
 # --- golden Deployment for the engine test ------------------------------------------------------
 
 def rendered_golden():
     r = render(namespace="meshguard")
-    return r.one("Deployment"), r.one("ConfigMap")["data"]["policy.yaml"]
+    return r.one("Deployment", "meshguard"), r.one("ConfigMap", "meshguard-policy")["data"]["policy.yaml"]
 
 
 def test_golden_deployment_is_current():

@@ -115,6 +115,16 @@ depends on them so that a bad combination fails the whole render.
 {{- if and (eq .Values.config.mode "audit") (eq .Values.webhook.failurePolicy "Fail") }}
 {{- fail "meshguard: config.mode=audit is a dry run and must not register a fail-closed webhook: set webhook.failurePolicy=Ignore" }}
 {{- end }}
+{{- $root := include "meshguard.meshRootNamespace" . }}
+{{- if or (eq .Release.Namespace .Values.istioNamespace) (eq .Release.Namespace $root) }}
+{{- fail (printf "meshguard: refusing to install into %s, the Istio namespace or the mesh's root namespace: meshguard exempts its own namespace, which would exempt Istio's control plane or the mesh-wide policies there. Install it into a namespace of its own (e.g. meshguard)" .Release.Namespace) }}
+{{- end }}
+{{- if and .Values.hostNetwork (ne .Values.podAntiAffinity "hard") (gt (int .Values.replicaCount) 1) }}
+{{- fail "meshguard: hostNetwork binds ports.https and ports.admin on the node: two replicas on one node would collide; set podAntiAffinity=hard" }}
+{{- end }}
+{{- if and (eq .Values.config.mode "audit") (eq .Values.webhook.servicesFailurePolicy "Fail") }}
+{{- fail "meshguard: config.mode=audit is a dry run and must not register a fail-closed webhook: set webhook.servicesFailurePolicy=Ignore" }}
+{{- end }}
 {{- if and (gt (int .Values.preStopSleepSeconds) 0) (le (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) (int .Values.drainTimeoutSeconds))) }}
 {{- fail (printf "meshguard: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + drainTimeoutSeconds (%d)" (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) (int .Values.drainTimeoutSeconds))) }}
 {{- end }}
@@ -169,10 +179,33 @@ caBundle: {{ .caBundle }}
 {{- printf "[%s]" (join ", " $items) }}
 {{- end }}
 
+{{/* The mesh's root namespace as far as Helm can tell: config.rootNamespace, else MeshConfig's
+rootNamespace (ConfigMap istio in istioNamespace, read at install and upgrade), else the Istio
+namespace. */}}
+{{- define "meshguard.meshRootNamespace" -}}
+{{- if .Values.config.rootNamespace }}
+{{- .Values.config.rootNamespace }}
+{{- else }}
+{{- (include "meshguard.meshConfig" . | fromJson).rootNamespace | default .Values.istioNamespace }}
+{{- end }}
+{{- end }}
+
+{{/* The mesh's MeshConfig (ConfigMap istio in istioNamespace, key mesh) as JSON; {} when there is
+none or Helm cannot look it up (helm template). */}}
+{{- define "meshguard.meshConfig" -}}
+{{- $mesh := dict }}
+{{- $cm := lookup "v1" "ConfigMap" .Values.istioNamespace "istio" }}
+{{- if and $cm $cm.data (hasKey $cm.data "mesh") }}
+{{- $parsed := (index $cm.data "mesh") | fromYaml }}
+{{- if and $parsed (not (hasKey $parsed "Error")) }}{{ $mesh = $parsed }}{{ end }}
+{{- end }}
+{{- $mesh | toJson }}
+{{- end }}
+
 {{/* Istio's root namespace for the generated policies: config.rootNamespace, else the Istio
 namespace (meshguard's default when no MeshConfig sets one). */}}
 {{- define "meshguard.rootNamespace" -}}
-{{- default .Values.istioNamespace .Values.config.rootNamespace }}
+{{- include "meshguard.meshRootNamespace" . }}
 {{- end }}
 
 {{/* The namespaces meshguard's engine exempts as a whole, sorted: exemptNamespaces, the root and
@@ -187,9 +220,12 @@ Istio namespaces, and the release namespace. */}}
 {{/* The settings the generated policies' CEL reads, as CEL literals (JSON object). */}}
 {{- define "meshguard.celSettings" -}}
 {{- $c := .Values.config }}
-{{- $td := default "cluster.local" $c.trustDomain }}
+{{- $mesh := include "meshguard.meshConfig" . | fromJson }}
+{{- $td := $c.trustDomain | default $mesh.trustDomain | default "cluster.local" }}
+{{- $aliases := $mesh.trustDomainAliases | default list }}
+{{- if kindIs "slice" $c.trustDomainAliases }}{{ $aliases = $c.trustDomainAliases }}{{ end }}
 {{- $tds := list "cluster.local" }}
-{{- range (concat (list $td) ($c.trustDomainAliases | default list)) }}{{ if not (has . $tds) }}{{ $tds = append $tds . }}{{ end }}{{ end }}
+{{- range (concat (list $td) $aliases) }}{{ if not (has . $tds) }}{{ $tds = append $tds . }}{{ end }}{{ end }}
 {{- $suffixes := list }}
 {{- range ($c.meshHostSuffixes | default list) }}
 {{- $s := regexReplaceAll "^\\.+" (lower .) "" }}
