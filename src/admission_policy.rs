@@ -801,7 +801,11 @@ pub struct SelfProtection {
 pub fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
     let mut keys = BTreeSet::new();
     for c in policy.rules.values() {
-        for sel in c.exemptions.iter().filter_map(|e| e.namespace_selector.as_ref()) {
+        for sel in c
+            .exemptions
+            .iter()
+            .filter_map(|e| e.namespace_selector.as_ref())
+        {
             keys.extend(sel.match_labels.keys().cloned());
             keys.extend(sel.match_expressions.iter().map(|e| e.key.clone()));
         }
@@ -827,12 +831,20 @@ pub fn self_protection(p: &SelfProtection) -> [Value; 2] {
         } else {
             format!(
                 "{}{}",
-                if p.allowed_groups.is_empty() { "" } else { " and " },
+                if p.allowed_groups.is_empty() {
+                    ""
+                } else {
+                    " and "
+                },
                 p.allowed_users.join(", ")
             )
         }
     );
-    let who = if who.is_empty() { "nobody".to_owned() } else { who };
+    let who = if who.is_empty() {
+        "nobody".to_owned()
+    } else {
+        who
+    };
     let labels = lit_list(&p.protected_labels);
     let spec = json!({
         "failurePolicy": "Fail",

@@ -232,16 +232,21 @@ pub fn resource(kind: &str) -> ApiResource {
 }
 
 /// The webhook `rules` the chart registers (charts/meshguard/templates/webhooks.yaml), read from
-/// the template so that the suite registers exactly what an installation does: the first
-/// `rules:` block is the validating webhook's, the second the mutating webhook's.
+/// the template so that the suite registers exactly what an installation does: the `rules:`
+/// blocks of the ValidatingWebhookConfiguration's webhooks (policies, workloads, Services)
+/// joined, then those of the MutatingWebhookConfiguration's.
 pub fn chart_rules() -> (Value, Value) {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/meshguard/templates/webhooks.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut blocks = Vec::new();
+    let (mut validating, mut mutating) = (Vec::new(), Vec::new());
+    let mut in_mutating = false;
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
+        if line.trim() == "kind: MutatingWebhookConfiguration" {
+            in_mutating = true;
+        }
         if line.trim() != "rules:" {
             continue;
         }
@@ -267,17 +272,19 @@ pub fn chart_rules() -> (Value, Value) {
             "empty rules block in {}",
             path.display()
         );
-        blocks.push(rules);
+        let side = if in_mutating {
+            &mut mutating
+        } else {
+            &mut validating
+        };
+        side.extend(rules.as_array().cloned().unwrap_or_default());
     }
-    assert_eq!(
-        blocks.len(),
-        2,
+    assert!(
+        !validating.is_empty() && !mutating.is_empty(),
         "expected the validating and the mutating rules in {}",
         path.display()
     );
-    let mutating = blocks.pop().expect("two blocks");
-    let validating = blocks.pop().expect("two blocks");
-    (validating, mutating)
+    (Value::Array(validating), Value::Array(mutating))
 }
 
 /// A CA made at test time and the serving certificates it signs (for 127.0.0.1 and localhost,
@@ -480,9 +487,14 @@ impl Meshguard {
 
     /// The DER of the certificate the admission listener presents now.
     pub fn served_certificate(&self) -> Vec<u8> {
+        self.served_certificate_trusting(&self.pki.ca_pem)
+    }
+
+    /// [`Meshguard::served_certificate`], verified against the CAs in `ca_pem`.
+    pub fn served_certificate_trusting(&self, ca_pem: &str) -> Vec<u8> {
         use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
         let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(self.pki.ca_pem.as_bytes()) {
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(c.expect("ca pem")).expect("ca");
         }
         let config = rustls::ClientConfig::builder()

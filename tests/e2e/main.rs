@@ -129,6 +129,10 @@ fn main() -> ExitCode {
             let kc = k(&main);
             move || rotation::run(&kc)
         }),
+        trial("ca_rotation", {
+            let kc = k(&main);
+            move || rotation::run_ca(&kc)
+        }),
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
