@@ -456,33 +456,12 @@ impl Meshguard {
 
     /// GET a path of the admin listener; `(status, body)`.
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.admin)?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        Ok((status, body.to_owned()))
+        admin_get(self.admin, path)
     }
 
     /// The sum of the samples of metric `name` carrying all of `labels` (0 when none).
     pub fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let (_, body) = self.admin_get("/metrics").unwrap_or_default();
-        body.lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(self.admin, name, labels)
     }
 
     /// The DER of the certificate the admission listener presents now.
@@ -516,6 +495,68 @@ impl Meshguard {
             .map(|c| c.to_vec())
             .expect("a served certificate")
     }
+}
+
+/// GET a path of an admin listener at `admin`; `(status, body)`.
+pub fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_owned()))
+}
+
+/// The sum of the samples of metric `name` carrying all of `labels` at the admin listener
+/// `admin` (0 when none).
+pub fn metric_sum(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, body) = admin_get(admin, "/metrics").unwrap_or_default();
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The first `rules:` block after the line containing `marker` in a chart template
+/// (charts/meshguard/templates/FILE), as JSON: what the chart grants, read from the chart.
+pub fn chart_template_rules(file: &str, marker: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/meshguard/templates")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.contains(marker))
+        .skip_while(|l| l.trim() != "rules:")
+        .peekable();
+    let Some(first) = lines.next() else {
+        panic!("no rules block after {marker:?} in {}", path.display());
+    };
+    let indent = first.len() - first.trim_start().len();
+    let mut block = String::new();
+    for next in lines {
+        let deeper = next.len() - next.trim_start().len() > indent;
+        if next.contains("{{") || !(deeper || next.trim().is_empty()) {
+            break;
+        }
+        block.push_str(next);
+        block.push('\n');
+    }
+    serde_saphyr::from_str(&block)
+        .unwrap_or_else(|e| panic!("the rules after {marker:?} are not YAML: {e}\n{block}"))
 }
 
 /// The registered webhook configurations; deleted on drop.

@@ -23,6 +23,7 @@
 
 mod admission_policies;
 mod audit;
+mod auditor;
 mod existing;
 mod harness;
 mod mesh;
@@ -140,6 +141,11 @@ fn main() -> ExitCode {
         trial("reports_from_audit", {
             let kc = k(&main);
             move || reports::run_audit(&kc)
+        }),
+        // Alone: it writes reports in every namespace, as the reports scenarios do.
+        exclusive_trial("auditor", {
+            let kc = k(&main);
+            move || auditor::run(&kc)
         }),
         // Alone: its assertion reads when meshguard last wrote its namespace's Report, and
         // `reports_from_audit` runs a cluster-wide `audit --write-reports openreports` that writes
