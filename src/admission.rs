@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
+mod policy_ops;
+
 /// Which webhook a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Webhook {
@@ -45,6 +47,8 @@ pub enum Outcome {
     Audited,
     /// Mutated: a patch was sent.
     Patched,
+    /// Allowed: every finding was covered by an exception (reported in warnings).
+    Excepted,
 }
 
 impl Outcome {
@@ -58,12 +62,16 @@ impl Outcome {
             Outcome::Warned => "warned",
             Outcome::Audited => "audited",
             Outcome::Patched => "patched",
+            Outcome::Excepted => "excepted",
         }
     }
 
     /// Findings were reported: the review gets its one info-level log line.
     pub fn reported(self) -> bool {
-        matches!(self, Outcome::Denied | Outcome::Warned | Outcome::Audited)
+        matches!(
+            self,
+            Outcome::Denied | Outcome::Warned | Outcome::Audited | Outcome::Excepted
+        )
     }
 }
 
@@ -142,6 +150,13 @@ impl Admission {
         // review (each finding's full text is logged at debug and sent in the response).
         let mut rules_hit = String::new();
         let (kind_label, outcome) = match recognise(&req) {
+            // meshguard's own PolicyException resources (config::exceptions).
+            None if webhook == Webhook::Validate && policy_ops::is_exception(&req) => {
+                let (answered, outcome) =
+                    policy_ops::review_exception(&self.engine.current(), &req, resp);
+                resp = answered;
+                (crate::config::exceptions::KIND, outcome)
+            }
             None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
@@ -171,7 +186,8 @@ impl Admission {
                 let outcome = match webhook {
                     _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
-                        let eval = engine.evaluate(&r, view);
+                        let mut eval = engine.evaluate(&r, view);
+                        policy_ops::pardon_platform(engine.policy(), &req, &mut eval);
                         self.count_violations(r.kind, &eval);
                         if !eval.findings.is_empty() {
                             rules_hit = eval
@@ -226,6 +242,12 @@ impl Admission {
     }
 
     fn count_violations(&self, kind: Kind, eval: &Evaluation) {
+        for e in &eval.excepted {
+            self.metrics
+                .excepted
+                .with_label_values(&[e.finding.rule, kind.as_str()])
+                .inc();
+        }
         for f in &eval.findings {
             self.metrics
                 .violations
@@ -375,7 +397,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.exempt {
         return (resp, Outcome::Exempt);
     }
-    if eval.findings.is_empty() {
+    if eval.findings.is_empty() && eval.excepted.is_empty() {
         return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action: which rule, where, and
@@ -383,7 +405,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // warnings are in the response's status and warnings, so they are not repeated here (that
     // would double every response); audit-level findings are reported nowhere else, so they
     // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
-    let entries: Vec<String> = eval
+    let mut entries: Vec<String> = eval
         .findings
         .iter()
         .map(|f| {
@@ -405,15 +427,20 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
             e
         })
         .collect();
+    entries.extend(eval.excepted.iter().map(policy_ops::annotation_entry));
     let annotation = serde_json::to_string(&entries).unwrap_or_default();
     resp.audit_annotations
         .insert(AUDIT_ANNOTATION.to_owned(), truncate(annotation, 16 * 1024));
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
-        let mut line = String::new();
-        f.write_line(&mut line);
-        line
-    }));
+    let warnings = header_safe_warnings(
+        eval.with_action(Action::Warn)
+            .map(|f| {
+                let mut line = String::new();
+                f.write_line(&mut line);
+                line
+            })
+            .chain(eval.excepted.iter().map(policy_ops::warning)),
+    );
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
@@ -421,6 +448,8 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
+        } else if eval.findings.is_empty() {
+            Outcome::Excepted
         } else {
             Outcome::Audited
         };
@@ -694,6 +723,7 @@ mod tests {
                 f("ap-remote-ip-untrusted", Action::Audit),
             ],
             exempt: false,
+            excepted: Vec::new(),
         };
         let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
             "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"

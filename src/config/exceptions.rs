@@ -644,14 +644,14 @@ impl ExceptionSet {
 }
 
 /// A finding an exception covers, from one evaluation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Excepted {
     pub finding: Finding,
     pub exception: Arc<Exception>,
 }
 
 /// An excepted finding attributed to its object (check, audit, reports, the posture page).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectExcepted {
     pub subject: Subject,
     pub finding: Finding,
