@@ -19,6 +19,7 @@
 //! audit-level ones `warn` too, with severity `low`.
 
 use crate::catalogue::{self, Scope};
+use crate::config::exceptions::ObjectExcepted;
 use crate::finding::{Action, ObjectFinding};
 use crate::resource::Kind;
 use serde::{Deserialize, Serialize};
@@ -471,9 +472,24 @@ pub fn build(
     seen: &HashMap<ResultKey, Timestamp>,
     budget: usize,
 ) -> Built {
+    build_with_excepted(scope, findings, &[], now, seen, budget)
+}
+
+/// [`build`] with the scope's excepted findings as `skip` results ([`skipped_result_of`]).
+pub fn build_with_excepted(
+    scope: ReportScope,
+    findings: &[&ObjectFinding],
+    excepted: &[&ObjectExcepted],
+    now: Timestamp,
+    seen: &HashMap<ResultKey, Timestamp>,
+    budget: usize,
+) -> Built {
     let mut all: BTreeMap<ResultKey, ReportResult> = BTreeMap::new();
-    for f in findings {
-        let mut r = result_of(f, now);
+    let results = findings
+        .iter()
+        .map(|f| result_of(f, now))
+        .chain(excepted.iter().map(|e| skipped_result_of(e, now)));
+    for mut r in results {
         let key = r.key();
         if let Some(t) = seen.get(&key) {
             r.timestamp = *t;
@@ -515,6 +531,69 @@ pub fn build(
         summary,
         total,
     }
+}
+
+/// The `skip` result of a finding an exception covers: severity `info`, the message saying which
+/// exception until when and why, and the properties `exception`, `exceptionExpires`,
+/// `exceptionReason` (and `exceptionOwner`, `exceptionTicket` when set) beside `fieldPath` and
+/// the `action` the finding would have had.
+pub fn skipped_result_of(e: &ObjectExcepted, timestamp: Timestamp) -> ReportResult {
+    let as_finding = ObjectFinding {
+        subject: e.subject.clone(),
+        finding: e.finding.clone(),
+    };
+    let mut r = result_of(&as_finding, timestamp);
+    let x = &e.exception;
+    r.result = "skip".to_owned();
+    r.severity = "info".to_owned();
+    r.message
+        .push_str(&format!(" (excepted by {}, {})", x.id(), x.describe()));
+    let props = &mut r.properties;
+    props.insert("exception".to_owned(), x.id());
+    if let Some(t) = x.expires {
+        props.insert("exceptionExpires".to_owned(), t.to_string());
+    }
+    props.insert("exceptionReason".to_owned(), x.reason.clone());
+    if let Some(o) = &x.owner {
+        props.insert("exceptionOwner".to_owned(), o.clone());
+    }
+    if let Some(t) = &x.ticket {
+        props.insert("exceptionTicket".to_owned(), t.clone());
+    }
+    r
+}
+
+/// Every report of a set of findings and excepted findings (see [`build_with_excepted`]).
+pub fn build_all_with_excepted(
+    findings: &[ObjectFinding],
+    excepted: &[ObjectExcepted],
+    now: Timestamp,
+    existing: &dyn Fn(&ReportScope) -> Option<Value>,
+    budget: usize,
+) -> Vec<Built> {
+    let mut scopes: BTreeMap<ReportScope, (Vec<&ObjectFinding>, Vec<&ObjectExcepted>)> =
+        BTreeMap::new();
+    for (scope, fs) in group_by_scope(findings) {
+        scopes.entry(scope).or_default().0 = fs;
+    }
+    for e in excepted {
+        let as_finding = ObjectFinding {
+            subject: e.subject.clone(),
+            finding: e.finding.clone(),
+        };
+        scopes
+            .entry(ReportScope::of(&as_finding))
+            .or_default()
+            .1
+            .push(e);
+    }
+    scopes
+        .into_iter()
+        .map(|(scope, (fs, es))| {
+            let seen = existing(&scope).map(|e| first_seen(&e)).unwrap_or_default();
+            build_with_excepted(scope, &fs, &es, now, &seen, budget)
+        })
+        .collect()
 }
 
 /// Every report of a set of findings (see [`build`]); `existing` gives the cluster's current

@@ -236,13 +236,21 @@ impl Exception {
             },
             Source::Policy { .. } => Subject {
                 api_version: format!("{GROUP}/{VERSION}"),
-                kind: "PolicyFileException".to_owned(),
+                kind: KIND.to_owned(),
                 namespace: String::new(),
-                name: self.name.clone(),
+                name: self.id(),
                 uid: String::new(),
                 file: policy_file.cloned(),
                 line: None,
             },
+        }
+    }
+
+    /// Where its end is written: `spec.expires`, or `exceptions[i].expires` in the policy.
+    pub fn expires_path(&self) -> String {
+        match &self.source {
+            Source::Policy { index } => format!("exceptions[{index}].expires"),
+            Source::Resource { .. } => "spec.expires".to_owned(),
         }
     }
 
@@ -349,6 +357,25 @@ impl Exception {
             },
         }
     }
+}
+
+/// Whether an object (as a manifest or listing gives it) is a PolicyException.
+pub fn is_resource(obj: &DynamicObject) -> bool {
+    obj.types.as_ref().is_some_and(|t| {
+        t.kind == KIND
+            && t.api_version
+                .split_once('/')
+                .is_some_and(|(g, _)| g == GROUP)
+    })
+}
+
+/// The PolicyExceptions among objects (the manifests of `check`, `report`, `meshguard test`).
+pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a DynamicObject>) -> Vec<Exception> {
+    objects
+        .into_iter()
+        .filter(|o| is_resource(o))
+        .map(Exception::from_resource)
+        .collect()
 }
 
 /// `web` matches `web`; `web-*` matches every name starting with `web-`.
@@ -656,6 +683,21 @@ pub struct ObjectExcepted {
     pub subject: Subject,
     pub finding: Finding,
     pub exception: Arc<Exception>,
+}
+
+/// Deterministic order, as `finding::sort_findings`: file, line, namespace, kind, name.
+pub fn sort_excepted(items: &mut [ObjectExcepted]) {
+    fn key(i: &ObjectExcepted) -> (&str, usize, &str, &str, &str) {
+        let s = &i.subject;
+        (
+            s.file.as_deref().unwrap_or(""),
+            s.line.unwrap_or(0),
+            &s.namespace,
+            &s.kind,
+            &s.name,
+        )
+    }
+    items.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 /// The note a finding gets when an exception that covered it has expired.
