@@ -41,9 +41,10 @@ pub struct TestArgs {
     /// Test files, then manifests (files or directories) every test file also uses.
     #[arg(value_name = "TESTFILE|PATH", required_unless_present = "record")]
     pub inputs: Vec<PathBuf>,
-    /// Print captured AdmissionReviews (JSON files) as admission test cases, with what meshguard
-    /// answers now as their expectations; the positional paths are their manifests.
-    #[arg(long, value_name = "REVIEW.json", num_args = 1..)]
+    /// Print a captured AdmissionReview (a JSON file; repeat the flag for more) as admission
+    /// test cases, with what meshguard answers now as their expectations; the positional paths
+    /// are the manifests the webhook would look up.
+    #[arg(long, value_name = "REVIEW.json")]
     pub record: Vec<PathBuf>,
     /// Output format of the results.
     #[arg(long, value_enum, default_value = "text")]

@@ -7,6 +7,7 @@
 mod api_double;
 mod common;
 
+mod admission_cases;
 mod analyze_parity;
 mod audit;
 mod bad_input;
