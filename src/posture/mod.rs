@@ -13,6 +13,7 @@
 
 pub mod model;
 pub mod page;
+pub mod policy_ops;
 pub mod reach;
 mod rows;
 
@@ -211,13 +212,14 @@ pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> i32 {
         max_identities: args.max_identities as usize,
     };
     let data = model::build(&run.engine, &run.inventory, &run.report, options);
-    let meta = page::Meta::new(
+    let mut meta = page::Meta::new(
         &run.engine,
         &run.report,
         run.input.clone(),
         &run.policy_source,
         generated_at(),
     );
+    meta.policy_ops = policy_ops::section(&run.engine, &run.inventory, &run.report);
     let html = page::render(&meta, &data, &run.report, &run.inventory);
     if let Err(e) = std::fs::write(&args.html, html.as_bytes()) {
         let _ = writeln!(
