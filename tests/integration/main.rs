@@ -23,6 +23,7 @@ mod istio_fixtures;
 mod mesh_context;
 mod module_graph;
 mod mtls;
+mod policy_exceptions;
 mod posture;
 mod pruning;
 mod readme;
