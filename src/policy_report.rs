@@ -1021,6 +1021,80 @@ mod tests {
         }
     }
 
+    #[test]
+    fn excepted_findings_are_skip_results_naming_the_exception() {
+        use crate::config::exceptions::{Exception, ObjectExcepted};
+        let policy = crate::catalogue::policy_from_yaml(
+            "exceptions:\n  - name: legacy\n    rules: [svc-port-protocol]\n    namespaces: [shop]\n    reason: old clients\n    owner: team-shop\n    ticket: SHOP-1\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        let exception = std::sync::Arc::new(Exception::from_spec(0, &policy.exceptions[0]));
+        let f = finding("Service", "shop", "web", "svc-port-protocol", Action::Warn);
+        let excepted = vec![ObjectExcepted {
+            subject: f.subject.clone(),
+            finding: f.finding.clone(),
+            exception,
+        }];
+        let findings = vec![finding(
+            "PeerAuthentication",
+            "shop",
+            "p",
+            "pa-permissive-mtls",
+            Action::Deny,
+        )];
+        let built =
+            build_all_with_excepted(&findings, &excepted, T0, &no_existing, RESULTS_BUDGET_BYTES);
+        assert_eq!(built.len(), 1);
+        let b = &built[0];
+        assert_eq!(
+            b.summary,
+            Summary {
+                fail: 1,
+                skip: 1,
+                ..Summary::default()
+            }
+        );
+        let skip = b
+            .results
+            .iter()
+            .find(|r| r.result == "skip")
+            .expect("a skip result");
+        assert_eq!(skip.severity, "info");
+        assert_eq!(skip.properties["exception"], "policy:legacy");
+        assert_eq!(skip.properties["exceptionExpires"], "2026-06-30T00:00:00Z");
+        assert_eq!(skip.properties["exceptionOwner"], "team-shop");
+        assert_eq!(skip.properties[PROP_ACTION], "warn");
+        assert!(
+            skip.message.contains("excepted by policy:legacy"),
+            "{}",
+            skip.message
+        );
+        // Valid for every report CRD meshguard writes.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/policy-report-crds");
+        for (api, file) in [
+            (ReportApi::Wgpolicyk8s, "wgpolicyk8s.io_policyreports.yaml"),
+            (ReportApi::OpenReports, "openreports.io_reports.yaml"),
+        ] {
+            let crd: Value =
+                serde_saphyr::from_str(&std::fs::read_to_string(dir.join(file)).expect(file))
+                    .expect(file);
+            let version = crd["spec"]["versions"]
+                .as_array()
+                .and_then(|v| v.iter().find(|v| v["name"] == api.version()))
+                .expect("version");
+            let schema = openapi_to_json_schema(&version["schema"]["openAPIV3Schema"]);
+            let validator = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft4)
+                .build(&schema)
+                .expect("schema compiles");
+            let obj = b.object(api);
+            let errors: Vec<String> = validator.iter_errors(&obj).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{file}: {errors:#?}");
+        }
+    }
+
     /// A structural schema in JSON Schema terms: drop the Kubernetes extensions the validator
     /// does not know, close every object with `properties` (the apiserver prunes unknown
     /// fields; here they are errors).

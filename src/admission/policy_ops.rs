@@ -106,3 +106,86 @@ pub(super) fn warning(e: &Excepted) -> String {
         e.exception.describe()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{decide, decode_review, AUDIT_ANNOTATION};
+    use crate::config::exceptions::Exception;
+    use crate::finding::{Action, Finding, Violation};
+
+    #[test]
+    fn excepted_findings_are_warned_and_annotated_never_denied() {
+        let policy = crate::catalogue::policy_from_yaml(
+            "exceptions:\n  - name: legacy\n    rules: [pa-permissive-mtls]\n    namespaces: [shop]\n    reason: plaintext clients\n    ticket: NET-7\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        let exception = std::sync::Arc::new(Exception::from_spec(0, &policy.exceptions[0]));
+        let eval = Evaluation {
+            findings: Vec::new(),
+            exempt: false,
+            excepted: vec![Excepted {
+                finding: Finding {
+                    rule: "pa-permissive-mtls",
+                    action: Action::Deny,
+                    violation: Violation::new("spec.mtls.mode", "what", "fix"),
+                },
+                exception,
+            }],
+        };
+        let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let (resp, outcome) = decide(AdmissionResponse::from(&req), &eval);
+        assert_eq!(outcome, Outcome::Excepted);
+        assert!(resp.allowed);
+        assert_eq!(
+            resp.warnings,
+            Some(vec![
+                "[pa-permissive-mtls] spec.mtls.mode: excepted by policy:legacy (deny), until 2026-06-30T00:00:00Z, ticket NET-7: plaintext clients".to_owned()
+            ])
+        );
+        let entries: Vec<String> =
+            serde_json::from_str(&resp.audit_annotations[AUDIT_ANNOTATION]).expect("list");
+        assert_eq!(
+            entries,
+            ["[pa-permissive-mtls] spec.mtls.mode (excepted by policy:legacy; deny)"]
+        );
+    }
+
+    #[test]
+    fn the_label_guard_stands_aside_for_the_platform_only() {
+        let policy =
+            crate::catalogue::policy_from_yaml("platform: {labels: [env], users: [argo]}\n", "t")
+                .expect("policy");
+        let mut req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../../tests/fixtures/admission/namespace-update-labels.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let guard = || Evaluation {
+            findings: vec![Finding {
+                rule: PLATFORM_LABEL_RULE,
+                action: Action::Deny,
+                violation: Violation::new("metadata.labels[\"env\"]", "changed", "keep it"),
+            }],
+            ..Evaluation::default()
+        };
+        for (user, groups, pardoned) in [
+            ("alice", vec!["dev"], false),
+            ("argo", vec![], true),
+            ("bob", vec!["system:masters"], true),
+        ] {
+            req.user_info.username = Some(user.to_owned());
+            req.user_info.groups = Some(groups.into_iter().map(str::to_owned).collect());
+            let mut eval = guard();
+            pardon_platform(&policy, &req, &mut eval);
+            assert_eq!(eval.findings.is_empty(), pardoned, "{user}");
+        }
+    }
+}

@@ -146,3 +146,111 @@ async fn audit_lists_exceptions_and_says_when_the_crd_is_absent() {
         "a note"
     );
 }
+
+/// `meshguard check` with exceptions: the policy's (one active, one expired) and a
+/// PolicyException in the manifests, in every output format.
+#[test]
+fn check_shows_excepted_findings_and_expired_exceptions_in_every_format() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "exceptions:\n  - name: old-apps\n    rules: [wl-default-service-account]\n    namespaces: [shop]\n    names: [old-*]\n    reason: moving to their own accounts\n    owner: team-shop\n    expires: 2999-01-01\n  - name: ended\n    rules: [svc-port-protocol]\n    namespaces: [shop]\n    reason: was temporary\n    ticket: SHOP-9\n    expires: 2000-01-01\npolicyExceptions:\n  namespaces: [shop]\n  maxDuration: 365000d\n",
+    )
+    .expect("policy");
+    let manifests = dir.path().join("manifests.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio-injection: enabled}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: old-api, namespace: shop}\nspec:\n  selector: {matchLabels: {app: old-api}}\n  template:\n    metadata: {labels: {app: old-api}}\n    spec: {containers: [{name: app, image: old:1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {selector: {app: web}, ports: [{name: web, port: 80}]}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: PERMISSIVE}}\n---\napiVersion: meshguard.io/v1alpha1\nkind: PolicyException\nmetadata: {name: plaintext, namespace: shop}\nspec: {rules: [pa-permissive-mtls, mtls-not-strict], reason: two plaintext clients, owner: team-shop, expires: \"2999-01-01\"}\n",
+    )
+    .expect("manifests");
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshguard"))
+            .args(["check", "--format", format, "--config"])
+            .arg(&policy)
+            .arg(&manifests)
+            .output()
+            .expect("run");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    };
+    let (text, code) = run("text");
+    // The excepted deny findings do not fail the run; nothing else denies.
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Excepted (reported, not enforced):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[wl-default-service-account] spec.template.spec.serviceAccountName"),
+        "{text}"
+    );
+    assert!(text.contains("[excepted by policy:old-apps, until 2999-01-01T00:00:00Z, owner team-shop: moving to their own accounts]"), "{text}");
+    assert!(text.contains("[excepted by shop/plaintext,"), "{text}");
+    assert!(text.contains(", 3 excepted, "), "{text}");
+    // The expired exception: its finding is back, saying so, and the exception is reported.
+    assert!(
+        text.contains("(exception policy:ended expired 2000-01-01T00:00:00Z: enforced again)"),
+        "{text}"
+    );
+    assert!(text.contains("PolicyException policy:ended"), "{text}");
+    assert!(
+        text.contains("[exception-expired] exceptions[1].expires"),
+        "{text}"
+    );
+
+    let (json, _) = run("json");
+    let v: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["summary"]["excepted"], 3);
+    let rules: Vec<&str> = v["excepted"]
+        .as_array()
+        .expect("excepted")
+        .iter()
+        .filter_map(|e| e["rule"].as_str())
+        .collect();
+    // A cross-resource check is excepted like an admission rule.
+    assert_eq!(
+        rules,
+        [
+            "wl-default-service-account",
+            "mtls-not-strict",
+            "pa-permissive-mtls"
+        ]
+    );
+    assert_eq!(v["excepted"][0]["exception"], "policy:old-apps");
+    assert_eq!(v["excepted"][0]["action"], "deny");
+
+    let (junit, _) = run("junit");
+    assert!(junit.contains("skipped=\"3\""), "{junit}");
+    assert!(
+        junit.contains("<skipped message=\"excepted by policy:old-apps (deny)"),
+        "{junit}"
+    );
+
+    let (sarif, _) = run("sarif");
+    let v: Value = serde_json::from_str(&sarif).expect("sarif");
+    let suppressed: Vec<&Value> = v["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r.get("suppressions").is_some())
+        .collect();
+    assert_eq!(suppressed.len(), 3);
+    assert_eq!(suppressed[0]["suppressions"][0]["kind"], "external");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sarif-schema-2.1.0.json"),
+        )
+        .expect("schema"),
+    )
+    .expect("schema json");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .expect("schema");
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
