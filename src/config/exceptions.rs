@@ -359,6 +359,24 @@ impl Exception {
     }
 }
 
+impl Policy {
+    /// The policy file's own exception that covers a finding of rule `id` about `target` at
+    /// `now`, if any: a pure function of the policy, for whoever resolves verdicts outside the
+    /// engine (PolicyException resources are the engine's: [`ExceptionSet::find`] over
+    /// `Engine::exceptions`).
+    pub fn exception_for(
+        &self,
+        id: &str,
+        target: &Target<'_>,
+        now: Timestamp,
+    ) -> Option<Arc<Exception>> {
+        match ExceptionSet::of_policy(self).find(self, id, target, now)? {
+            Hit::Active(e) => Some(e),
+            Hit::Expired(_) => None,
+        }
+    }
+}
+
 /// Whether an object (as a manifest or listing gives it) is a PolicyException.
 pub fn is_resource(obj: &DynamicObject) -> bool {
     obj.types.as_ref().is_some_and(|t| {
@@ -779,6 +797,9 @@ mod tests {
                 before
             )
             .is_none());
+        assert!(p
+            .exception_for(rule, &target("payments", "legacy-api", &none), before)
+            .is_some());
         // At the end: expired, and said so.
         let after = at("2026-06-30");
         let hit = set.find(&p, rule, &target("payments", "legacy-api", &none), after);
