@@ -1024,6 +1024,190 @@ mod tests {
         );
     }
 
+    /// Answer `review` with the default policy, no cluster, and these limits.
+    fn answer_within(
+        review: &serde_json::Value,
+        limits: DecodeLimits,
+        memory: Option<Arc<Budget>>,
+    ) -> Result<serde_json::Value, BadReview> {
+        let mut admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(
+                crate::config::Policy::default(),
+                Default::default(),
+                None,
+            )),
+            Metrics::new().expect("metrics"),
+            Arc::new(crate::context::NoCluster),
+        );
+        admission.decode_limits = limits;
+        admission.memory = memory;
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out =
+            rt.block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))?;
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        Ok(v["response"].clone())
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/admission/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    }
+
+    const ONE_MIB: DecodeLimits = DecodeLimits {
+        max_decoded_bytes: 1024 * 1024,
+    };
+
+    #[test]
+    fn objects_too_large_to_decode_are_refused_never_judged_in_part() {
+        // Allowed as it is; with a list in its spec that takes more than the limit to build, it
+        // is refused as too large (a partial object is never judged: the cut-off part could
+        // hold what a rule denies).
+        let mut review = fixture("peerauthentication-create-v1beta1.json");
+        let resp = answer_within(&review, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["allowed"], true, "{resp}");
+        review["request"]["object"]["spec"]["padding"] = serde_json::json!(vec![0; 100_000]);
+        let resp = answer_within(&review, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert_eq!(resp["status"]["code"], 413);
+        let message = resp["status"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!("[{TOO_LARGE_RULE}]")),
+            "{message}"
+        );
+        assert!(resp["auditAnnotations"][AUDIT_ANNOTATION]
+            .as_str()
+            .is_some_and(|a| a.contains(TOO_LARGE_RULE)));
+        // Within a larger limit the same object is judged (and allowed).
+        let roomy = DecodeLimits {
+            max_decoded_bytes: 64 * 1024 * 1024,
+        };
+        assert_eq!(
+            answer_within(&review, roomy, None).expect("answered")["allowed"],
+            true
+        );
+
+        // The same for the old object of a DELETE, for maps (metadata labels), and for
+        // `options` and `userInfo` (nothing a client inflates is built unbounded).
+        let mut delete = fixture("peerauthentication-delete-strict-v1beta1.json");
+        let labels: serde_json::Map<String, serde_json::Value> = (0..20_000)
+            .map(|i| (format!("l{i}"), serde_json::json!("v")))
+            .collect();
+        delete["request"]["oldObject"]["metadata"]["labels"] = serde_json::Value::Object(labels);
+        let resp = answer_within(&delete, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["status"]["code"], 413, "{resp}");
+        for (field, value) in [
+            (
+                "options",
+                serde_json::json!({"a": vec![vec![0; 10]; 20_000]}),
+            ),
+            (
+                "userInfo",
+                serde_json::json!({"username": "u", "groups": vec!["g"; 100_000]}),
+            ),
+        ] {
+            let mut r = fixture("peerauthentication-create-v1beta1.json");
+            r["request"][field] = value;
+            let resp = answer_within(&r, ONE_MIB, None).expect("answered");
+            assert_eq!(resp["status"]["code"], 413, "{field}: {resp}");
+        }
+
+        // A kind meshguard does not judge passes, whatever its size.
+        let mut other = review.clone();
+        other["request"]["kind"]["kind"] = serde_json::json!("ConfigMap");
+        other["request"]["kind"]["group"] = serde_json::json!("");
+        other["request"]["kind"]["version"] = serde_json::json!("v1");
+        assert_eq!(
+            answer_within(&other, ONE_MIB, None).expect("answered")["allowed"],
+            true
+        );
+    }
+
+    #[test]
+    fn a_full_memory_budget_answers_busy_and_frees_what_it_held() {
+        let review = fixture("peerauthentication-update-strict-to-permissive.json");
+        let budget = Budget::new(4 * 1024 * 1024);
+        let mut hog = budget.reserve();
+        assert!(hog.grow(4 * 1024 * 1024 - 1000));
+        let err = answer_within(&review, DecodeLimits::default(), Some(budget.clone()))
+            .expect_err("no room");
+        assert!(matches!(err, BadReview::Busy), "{err}");
+        assert_eq!(budget.used(), 4 * 1024 * 1024 - 1000, "nothing kept");
+        drop(hog);
+        let resp = answer_within(&review, DecodeLimits::default(), Some(budget.clone()))
+            .expect("answered");
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(
+            budget.used(),
+            0,
+            "the decoded review's bytes are given back"
+        );
+    }
+
+    #[test]
+    fn uids_are_bounded() {
+        let mut review = fixture("peerauthentication-update-strict-to-permissive.json");
+        review["request"]["uid"] = serde_json::json!("u".repeat(MAX_UID_BYTES + 1));
+        let err = answer_within(&review, DecodeLimits::default(), None).expect_err("refused");
+        assert!(err.to_string().contains("request.uid"), "{err}");
+    }
+
+    #[test]
+    fn deny_messages_and_the_audit_annotation_are_capped_with_the_count_left_out() {
+        use crate::finding::{Finding, Violation};
+        let findings: Vec<Finding> = (0..200)
+            .map(|i| Finding {
+                rule: "ap-wildcard-source",
+                action: if i % 2 == 0 {
+                    Action::Deny
+                } else {
+                    Action::Audit
+                },
+                violation: Violation::new(
+                    format!("spec.rules[{i}]"),
+                    format!("quotes \"{}\"", "x".repeat(100_000)),
+                    "fix it",
+                ),
+            })
+            .collect();
+        let eval = Evaluation {
+            findings,
+            exempt: false,
+        };
+        let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let (resp, outcome) = decide(AdmissionResponse::from(&req), &eval);
+        assert_eq!(outcome, Outcome::Denied);
+        let m = &resp.result.message;
+        assert!(m.len() <= MAX_DENY_MESSAGE, "{}", m.len());
+        assert!(m.starts_with("meshguard: 100 violations:"), "{}", &m[..80]);
+        assert!(m.contains("more bytes)"), "each quoted value is clipped");
+        let tail = m.lines().last().expect("lines");
+        assert!(
+            tail.starts_with("… and ") && tail.contains(" more"),
+            "{tail}"
+        );
+        let annotation = &resp.audit_annotations[AUDIT_ANNOTATION];
+        assert!(annotation.len() <= AUDIT_ANNOTATION_MAX);
+        let entries: Vec<String> = serde_json::from_str(annotation).expect("still a JSON list");
+        assert!(
+            entries.last().is_some_and(|e| e.starts_with("… and ")),
+            "{entries:?}"
+        );
+        let encoded = encode(resp).expect("encodes");
+        assert!(encoded.len() < 48 * 1024, "{}", encoded.len());
+    }
+
     #[test]
     fn truncate_respects_char_boundaries() {
         let s = "é".repeat(300);

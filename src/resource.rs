@@ -1146,6 +1146,71 @@ mod tests {
     }
 
     #[test]
+    fn metered_decoding_charges_what_it_builds_and_stops_at_the_limit() {
+        let small = DecodeLimits {
+            max_decoded_bytes: 64 * 1024,
+        };
+        let obj = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "p", "labels": {"a": "b"}},
+            "spec": {"mtls": {"mode": "STRICT"}},
+            "data": vec!["unread"; 50_000], "status": {"x": 1}});
+        let text = serde_json::to_vec(&obj).expect("json");
+        let (o, report) = metered(small, crate::budget::Reservation::unbounded(), || {
+            serde_json::from_slice::<ReviewObject>(&text)
+        });
+        let o = o.expect("decodes");
+        assert_eq!(report.overflow, None, "unread top-level keys are not built");
+        assert!(
+            report.decoded_bytes > 0 && report.decoded_bytes < 8 * 1024,
+            "{report:?}"
+        );
+        assert_eq!(o.0.data, json!({"spec": {"mtls": {"mode": "STRICT"}}}));
+
+        // Lists, maps and strings past the limit: the decode finishes (the rest of the input is
+        // scanned), what was built is reported incomplete, and the shared budget is charged.
+        let budget = crate::budget::Budget::new(1 << 30);
+        for spec in [
+            json!({"x": vec![1; 100_000]}),
+            json!({"x": (0..5_000).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}),
+            json!({"x": "y".repeat(100_000)}),
+            json!({"x": vec![json!({"a": {"b": 1}}); 1_000]}),
+        ] {
+            let text = serde_json::to_vec(&json!({"kind": "PeerAuthentication", "spec": spec}))
+                .expect("json");
+            let (o, report) = metered(small, budget.reserve(), || {
+                serde_json::from_slice::<ReviewObject>(&text)
+            });
+            assert!(o.is_ok());
+            assert_eq!(report.overflow, Some(Overflow::Review));
+            assert!(
+                report.reservation.bytes() >= report.decoded_bytes.min(small.max_decoded_bytes)
+            );
+        }
+        assert_eq!(budget.used(), 0);
+
+        // A shared budget without room stops the decode too, and says so.
+        let tight = crate::budget::Budget::new(1024);
+        let text =
+            serde_json::to_vec(&json!({"kind": "Service", "spec": {"ports": [{"port": 80}]}}))
+                .expect("json");
+        let (_, report) = metered(DecodeLimits::default(), tight.reserve(), || {
+            serde_json::from_slice::<ReviewObject>(&text)
+        });
+        assert_eq!(report.overflow, Some(Overflow::Shared));
+
+        // Outside a meter nothing is bounded (check, audit, tests).
+        let text = serde_json::to_vec(
+            &json!({"kind": "PeerAuthentication", "spec": {"x": vec![1; 100_000]}}),
+        )
+        .expect("json");
+        let o: ReviewObject = serde_json::from_slice(&text).expect("decodes");
+        assert_eq!(
+            o.0.data["spec"]["x"].as_array().map(Vec::len),
+            Some(100_000)
+        );
+    }
+
+    #[test]
     fn kind_facts_cover_every_kind_once() {
         assert_eq!(KIND_FACTS.len(), Kind::ALL.len());
         for (f, k) in KIND_FACTS.iter().zip(Kind::ALL) {
