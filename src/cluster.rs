@@ -348,6 +348,12 @@ impl KubeCluster {
         true
     }
 
+    /// Both caches have synced and neither watch is failing: lookups are answered from the
+    /// caches alone, without direct GETs.
+    pub fn answers_from_cache(&self) -> bool {
+        self.ns_watch.authoritative() && self.sa_watch.authoritative()
+    }
+
     /// Number of cached namespaces and ServiceAccounts.
     pub fn cached(&self) -> (usize, usize) {
         let ns = read(&self.namespaces.map).len();
