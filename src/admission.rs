@@ -252,7 +252,6 @@ impl Admission {
         start: Instant,
     ) -> Result<Vec<u8>, BadReview> {
         let _entered = span.enter();
-        tracing::trace!(uid = %req.uid, "request decoded");
         let mut resp = AdmissionResponse::from(req);
 
         // Rule ids of the findings, for the one info-level log line of a denied/warned/audited
@@ -397,6 +396,7 @@ pub fn decode_bounded(
     limits: DecodeLimits,
     reservation: Reservation,
 ) -> Result<Decoded, BadReview> {
+    tracing::trace!(body = %String::from_utf8_lossy(body), "request");
     let (review, report) = crate::resource::metered(limits, reservation, || decode_review(body));
     if report.overflow == Some(Overflow::Shared) {
         return Err(BadReview::Busy);
