@@ -7,9 +7,11 @@
 //! of the large reviews; default the binary's body limit, 7 MiB). Traffic goes to 127.0.0.1
 //! (and 127.0.0.2 as a second peer) only; every loop is bounded in count and time.
 //!
-//! Scenarios: `largest` (one PeerAuthentication UPDATE at the body limit whose spec carries a
-//! long list), `concurrent16` (16 of them at once), `healthz` (/healthz latency on the admin
-//! port, idle and while 4 clients send large reviews back to back), `message` (the answer to an
+//! Scenarios: `largest` (the largest review kube-apiserver sends: an AuthorizationPolicy UPDATE
+//! at the body limit, object and oldObject each ~3.5 MB of principals), `concurrent16` (16 of
+//! them at once), `list` and `list4` (one and four PeerAuthentication UPDATEs at the body limit
+//! whose spec carries a long list of numbers, the issue's shape), `healthz` (/healthz latency on
+//! the admin port, idle and while 4 clients send such list reviews back to back), `message` (the answer to an
 //! AuthorizationPolicy quoting 2.3 MB of principals), `slow-body` (how long a trickled body
 //! holds its connection), `peer-cap` (a second peer's TLS handshake while one peer holds
 //! `--max-connections` silent connections), `admin` (300 silent connections to the admin port).
@@ -210,9 +212,31 @@ async fn post(client: &HttpsClient, addr: std::net::SocketAddr, body: Bytes) -> 
     }
 }
 
-/// A PeerAuthentication UPDATE (STRICT → PERMISSIVE, denied) of `size` bytes: the new object's
-/// spec carries a list of small numbers, as in the issue.
+/// The largest review kube-apiserver sends, of about `size` bytes: an AuthorizationPolicy UPDATE
+/// whose object and oldObject each carry half of it as principals (judged: denied for the
+/// `spiffe://` prefix).
 fn largest_review(size: usize) -> Bytes {
+    let mut v = fixture("authorizationpolicy-create-v1-bad-principals.json");
+    v["request"]["operation"] = json!("UPDATE");
+    v["request"]["oldObject"] = v["request"]["object"].clone();
+    let base = serde_json::to_vec(&v).expect("json").len();
+    let each = size.saturating_sub(base + 1024) / 2;
+    let principal = "cluster.local/ns/production/sa/frontend-0000000";
+    let principals: Vec<String> = (0..each / (principal.len() + 3))
+        .map(|i| format!("{}{i:07}", &principal[..principal.len() - 7]))
+        .collect();
+    for o in ["object", "oldObject"] {
+        let source = &mut v["request"][o]["spec"]["rules"][0]["from"][0]["source"];
+        let mut list = principals.clone();
+        list.push("spiffe://cluster.local/ns/production/sa/frontend".into());
+        source["principals"] = json!(list);
+    }
+    Bytes::from(serde_json::to_vec(&v).expect("json"))
+}
+
+/// A PeerAuthentication UPDATE (STRICT → PERMISSIVE) of `size` bytes whose new spec carries a
+/// list of small numbers: the issue's shape, a tree ~30 times the size of its text.
+fn list_review(size: usize) -> Bytes {
     let mut v = fixture("peerauthentication-update-strict-to-permissive.json");
     v["request"]["object"]["spec"]["padding"] = json!([]);
     let base = serde_json::to_vec(&v).expect("json").len();
@@ -276,10 +300,14 @@ struct Ctx {
     body: usize,
 }
 
-async fn largest(ctx: &Ctx, n: usize) -> String {
+async fn largest(ctx: &Ctx, n: usize, list: bool) -> String {
     let srv = Server::start(&ctx.bin, ctx.dir.path(), &ctx.flags, &[]).await;
     let (idle, _) = srv.rss_mb();
-    let body = largest_review(ctx.body);
+    let body = if list {
+        list_review(ctx.body)
+    } else {
+        largest_review(ctx.body)
+    };
     let mut tasks = Vec::new();
     for _ in 0..n {
         let (client, body, addr) = (https_client(&ctx.ca), body.clone(), srv.addr);
@@ -287,15 +315,25 @@ async fn largest(ctx: &Ctx, n: usize) -> String {
     }
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut largest_answer = 0;
+    let mut verdicts = std::collections::BTreeMap::<String, usize>::new();
     for t in tasks {
         let (status, resp) = t.await.expect("task");
         *statuses.entry(status).or_default() += 1;
         largest_answer = largest_answer.max(resp.len());
+        if let Ok(v) = serde_json::from_slice::<Value>(&resp) {
+            let r = &v["response"];
+            let verdict = match r["status"]["code"].as_u64() {
+                Some(413) => "refused as too large".to_owned(),
+                _ if r["allowed"] == false => "judged: denied".to_owned(),
+                _ => "judged: allowed".to_owned(),
+            };
+            *verdicts.entry(verdict).or_default() += 1;
+        }
     }
     let (peak, _) = srv.rss_mb();
     srv.stop();
     format!(
-        "{n} x {:.2} MiB review(s): answers {statuses:?} (largest {largest_answer} B); RSS idle {idle:.1} MB, peak {peak:.1} MB",
+        "{n} x {:.2} MiB review(s): HTTP {statuses:?} {verdicts:?} (largest answer {largest_answer} B); RSS idle {idle:.1} MB, peak {peak:.1} MB",
         body.len() as f64 / 1048576.0
     )
 }
@@ -308,7 +346,7 @@ async fn healthz(ctx: &Ctx) -> String {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body = largest_review(ctx.body.min(8 * 1024 * 1024));
+    let body = list_review(ctx.body.min(8 * 1024 * 1024));
     let mut load = Vec::new();
     for _ in 0..4 {
         let (client, body, addr, stop) =
@@ -493,10 +531,16 @@ fn main() {
     println!("binary: {}", ctx.bin.display());
     rt.block_on(async {
         if run("largest") {
-            println!("largest       {}", largest(&ctx, 1).await);
+            println!("largest       {}", largest(&ctx, 1, false).await);
         }
         if run("concurrent16") {
-            println!("concurrent16  {}", largest(&ctx, 16).await);
+            println!("concurrent16  {}", largest(&ctx, 16, false).await);
+        }
+        if run("list") {
+            println!("list          {}", largest(&ctx, 1, true).await);
+        }
+        if run("list4") {
+            println!("list4         {}", largest(&ctx, 4, true).await);
         }
         if run("healthz") {
             println!("healthz       {}", healthz(&ctx).await);

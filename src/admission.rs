@@ -161,7 +161,21 @@ impl Admission {
         let Ok(_slot) = self.offload.clone().acquire_owned().await else {
             return Err(BadReview::Busy);
         };
-        let (limits, reservation) = (self.decode_limits, self.reservation());
+        let (limits, mut reservation) = (self.decode_limits, self.reservation());
+        // Hold room for the decoded tree before decoding (a large review's tree is a few times
+        // its text): when several large reviews arrive at once, the ones that get room are
+        // decoded whole and the others wait for it, or get 429, instead of all of them running
+        // out of room halfway through.
+        let upfront = limits
+            .max_decoded_bytes
+            .min(body.len().saturating_mul(UPFRONT_FACTOR));
+        let until = Instant::now() + budget.min(UPFRONT_WAIT);
+        while !reservation.grow(upfront) {
+            if Instant::now() >= until {
+                return Err(BadReview::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let decoded = tokio::task::spawn_blocking(move || {
             let decoded = decode_bounded(&body, limits, reservation);
             drop(body);
@@ -356,6 +370,12 @@ impl Admission {
 /// ([`Admission::handle_owned`]). A 5 KB Pod review decodes in ~15 µs, where moving it to
 /// another thread would cost more than it saves; a 1 MiB one takes milliseconds.
 pub const OFFLOAD_BYTES: usize = 128 * 1024;
+
+/// A large review holds this many times its body's size of the memory budget for its decoded
+/// tree before it is decoded ([`Admission::handle_owned`]), and waits at most
+/// `UPFRONT_WAIT` for that room.
+const UPFRONT_FACTOR: usize = 4;
+const UPFRONT_WAIT: Duration = Duration::from_secs(2);
 
 /// The id the audit annotation and the log line give a review refused as too large to judge.
 pub const TOO_LARGE_RULE: &str = "meshguard-too-large";

@@ -205,6 +205,23 @@ async fn answer(
     Ok(out)
 }
 
+/// Read and discard the rest of a body the memory budget has no room for (at most `limit`
+/// bytes, within the caller's body timeout), so the client reads the 429 instead of a reset
+/// connection while it is still sending; nothing of it is kept.
+async fn drain(mut body: axum::body::Body, limit: usize) -> Rejection {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+        }
+    }
+    Rejection::Busy
+}
+
 /// Read a request body of at most `limit` bytes, holding its bytes on `held`'s budget: a
 /// declared `Content-Length` over the limit is refused before anything is read, and one the
 /// budget has no room for is refused with 429 (`Busy`) at once.
@@ -221,7 +238,7 @@ async fn read_body(
             return Err(Rejection::TooLarge(limit));
         }
         if !held.grow(len) {
-            return Err(Rejection::Busy);
+            return Err(drain(body, limit).await);
         }
     }
     let mut body = body;
@@ -245,7 +262,8 @@ async fn read_body(
             return Err(Rejection::TooLarge(limit));
         }
         if total > held.bytes() && !held.grow(total - held.bytes()) {
-            return Err(Rejection::Busy);
+            drop(chunks);
+            return Err(drain(body, limit - total).await);
         }
         chunks.push(data);
     }
