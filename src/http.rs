@@ -237,12 +237,19 @@ async fn read_body(
         if len > limit {
             return Err(Rejection::TooLarge(limit));
         }
-        if !held.grow(len) {
-            return Err(drain(body, limit).await);
+        // No room now: wait a little for reviews in flight to finish (queueing a burst rather
+        // than refusing it), then 429.
+        let until = tokio::time::Instant::now() + BUDGET_WAIT;
+        while !held.grow(len) {
+            if tokio::time::Instant::now() >= until {
+                return Err(drain(body, limit).await);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     let mut body = body;
-    let mut chunks: Vec<bytes::Bytes> = Vec::new();
+    // One buffer of the declared size: no second copy of a large body.
+    let mut all = bytes::BytesMut::with_capacity(held.bytes());
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -262,23 +269,16 @@ async fn read_body(
             return Err(Rejection::TooLarge(limit));
         }
         if total > held.bytes() && !held.grow(total - held.bytes()) {
-            drop(chunks);
+            drop(all);
             return Err(drain(body, limit - total).await);
         }
-        chunks.push(data);
+        all.extend_from_slice(&data);
     }
-    Ok(match chunks.len() {
-        0 => bytes::Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut all = bytes::BytesMut::with_capacity(total);
-            for c in chunks {
-                all.extend_from_slice(&c);
-            }
-            all.freeze()
-        }
-    })
+    Ok(all.freeze())
 }
+
+/// How long a body waits for room in the memory budget before it is refused with 429.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
 async fn healthz() -> &'static str {
     "ok\n"
