@@ -29,8 +29,12 @@ const DECODE_LIMIT: usize = 32 * 1024 * 1024;
 const RESPONSE_LIMIT: usize = 64 * 1024;
 
 const FIXTURES: &[&[u8]] = &[
-    include_bytes!("../../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"),
-    include_bytes!("../../tests/fixtures/admission/authorizationpolicy-create-v1-bad-principals.json"),
+    include_bytes!(
+        "../../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+    ),
+    include_bytes!(
+        "../../tests/fixtures/admission/authorizationpolicy-create-v1-bad-principals.json"
+    ),
     include_bytes!("../../tests/fixtures/admission/pod-create-bare-no-serviceaccount.json"),
     include_bytes!("../../tests/fixtures/admission/deployment-create.json"),
     include_bytes!("../../tests/fixtures/admission/namespace-update-labels.json"),
@@ -90,7 +94,13 @@ fn inflated(shape: u8, n: usize, u: &mut Unstructured<'_>) -> Value {
         2 => json!(word.repeat(n.max(1))),
         3 => json!(vec![json!({"a": {"b": [1]}}); n / 8]),
         4 => json!(vec![vec![vec![word.clone()]]; n / 4]),
-        _ => json!(vec![format!("spiffe://cluster.local/ns/x/sa/{}", word.repeat(64)); n / 64]),
+        _ => json!(vec![
+            format!(
+                "spiffe://cluster.local/ns/x/sa/{}",
+                word.repeat(64)
+            );
+            n / 64
+        ]),
     }
 }
 
@@ -147,9 +157,8 @@ fuzz_target!(|data: &[u8]| {
     ALLOC
         .set_limit(before + bound)
         .expect("limit above what is allocated");
-    let out = f
-        .rt
-        .block_on(f.admission.handle(webhook, &body, Duration::from_secs(10)));
+    let out =
+        f.rt.block_on(f.admission.handle(webhook, &body, Duration::from_secs(10)));
     ALLOC.set_limit(usize::MAX).expect("lift the limit");
     if let Ok(bytes) = &out {
         assert!(
