@@ -402,6 +402,12 @@ impl KubeCluster {
         }
         if self.ns_watch.authoritative() {
             wait_for_watch(&self.ns_watch, || self.cached_namespace(name).is_some()).await;
+            if self.cached_namespace(name).is_none() && self.ns_watch.authoritative() {
+                // Missing: remembered briefly, so that the next review naming it (a
+                // DestinationRule host outside the cluster, say) does not wait again. The cache
+                // is read first, so the namespace counts as soon as the watch delivers it.
+                remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing);
+            }
             return;
         }
         let key = LookupKey::NamespaceLabels(name.to_owned());
@@ -434,6 +440,9 @@ impl KubeCluster {
         }
         if self.sa_watch.authoritative() {
             wait_for_watch(&self.sa_watch, || self.cached_account(namespace, name)).await;
+            if !self.cached_account(namespace, name) && self.sa_watch.authoritative() {
+                remember(&self.fallback.accounts, key, Lookup::Missing);
+            }
             return;
         }
         let lookup = LookupKey::ServiceAccount {
