@@ -3,7 +3,7 @@
 //! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
 //!
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
-//!   `logging`;
+//!   `logging`, `budget` (the byte budget of the reviews in flight);
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
@@ -24,6 +24,7 @@ pub mod admission;
 pub mod analysis;
 pub mod audit;
 pub mod authz;
+pub mod budget;
 pub mod catalogue;
 pub mod certs;
 pub mod check;

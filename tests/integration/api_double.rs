@@ -47,6 +47,9 @@ pub struct State {
     /// PolicyExceptions (meshguard.io/v1alpha1), whole objects (list and watch); `None`: the
     /// CRD is not installed (404).
     pub policy_exceptions: Option<Vec<Value>>,
+    /// Answer watches of Namespaces and ServiceAccounts with 500 (lists still work): the caches
+    /// sync, then their watches keep failing.
+    pub watch_fails: bool,
 }
 
 pub struct ApiServer {
@@ -178,7 +181,17 @@ pub async fn handle(
             "the test double forbids this kind",
         )
     };
-    let forbid_mesh = state.lock().expect("state").forbid_mesh;
+    let (forbid_mesh, watch_fails) = {
+        let s = state.lock().expect("state");
+        (s.forbid_mesh, s.watch_fails)
+    };
+    let broken_watch = || {
+        status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "the test double fails this watch",
+        )
+    };
     let resp = match segments.as_slice() {
         ["apis", "admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"]
             if forbid_mesh =>
@@ -228,6 +241,9 @@ pub async fn handle(
                     &object_list("meshguard.io/v1alpha1", "PolicyException", items),
                 ),
             }
+        }
+        ["api", "v1", "namespaces"] | ["api", "v1", "serviceaccounts"] if watch && watch_fails => {
+            broken_watch()
         }
         ["api", "v1", "namespaces"] if watch => watch_stream(namespace_events.subscribe()),
         ["api", "v1", "serviceaccounts"] if watch => watch_stream(account_events.subscribe()),

@@ -11,7 +11,9 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["finding", "json", "metrics", "logging", "parallel"],
+        &[
+            "finding", "json", "metrics", "logging", "parallel", "budget",
+        ],
     ),
     (
         "resources",
