@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "cluster",
             "mesh_watch",
+            "exception_watch",
             "simulate",
             "policy_test",
             "policy_report",
