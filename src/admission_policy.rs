@@ -113,6 +113,9 @@ pub fn settings(engine: &Engine) -> BTreeMap<&'static str, Value> {
     );
     out.insert("meshHostSuffixes", json!(suffixes));
     out.insert("injectionLabel", json!(format!("{key}: {value}")));
+    out.insert("platformLabels", json!(policy.platform.labels));
+    out.insert("platformUsers", json!(policy.platform.users));
+    out.insert("platformGroups", json!(policy.platform.groups));
     out
 }
 
@@ -430,7 +433,9 @@ pub struct FormParts {
     pub old_variables: Vec<Var>,
     /// `previous`: the old object's findings as keys, when `pardonable`.
     pub previous: String,
-    /// The object whose labels an `objectSelector` exemption reads.
+    /// The object an exception's `names` and `objectSelector` read (the old one of a DELETE).
+    pub subject: &'static str,
+    /// The labels an `objectSelector` exemption reads (the subject's).
     pub subject_labels: &'static str,
     /// Kinds whose controllers' objects are their owner's (the rule also judges the owner).
     pub owners: Vec<&'static str>,
@@ -455,7 +460,16 @@ pub fn parts(form: &'static CelForm, engine: &Engine) -> Result<FormParts, Gener
     let declared: Vec<&str> = cel.variables.iter().map(|(n, _)| *n).collect();
     for n in &declared {
         if cel::SETTINGS.iter().any(|(s, _)| s == n)
-            || ["exempt", "findings", "pardonable", "previous", "fresh"].contains(n)
+            || [
+                "exempt",
+                "findings",
+                "pardonable",
+                "previous",
+                "fresh",
+                "actionHere",
+                "namespaceLabels",
+            ]
+            .contains(n)
             || n.starts_with("old_")
         {
             return Err(err(format!("variable name {n} is reserved")));
@@ -536,6 +550,10 @@ pub fn parts(form: &'static CelForm, engine: &Engine) -> Result<FormParts, Gener
         findings,
         old_variables: vars(old_variables),
         previous,
+        subject: match form.on {
+            On::Delete => "(request.operation == 'DELETE' ? oldObject : object)",
+            _ => "object",
+        },
         subject_labels: match form.on {
             On::Delete => {
                 "(request.operation == 'DELETE' ? oldObject : object).metadata.?labels.orValue({})"
@@ -548,11 +566,202 @@ pub fn parts(form: &'static CelForm, engine: &Engine) -> Result<FormParts, Gener
     })
 }
 
-/// The policy and binding of one form under the engine's policy, or `None` when the rule is off.
-pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option<[Value; 2]> {
+/// The labels of the namespace an override or exception reads (as the engine's
+/// `review_namespace_labels`): a Namespace's own as stored (the old object of an UPDATE, so that
+/// relabelling cannot change how that very change is judged), else the namespace's; a namespace
+/// that does not exist has none.
+fn namespace_labels_cel(namespace_kind: bool) -> &'static str {
+    if namespace_kind {
+        "(oldObject != null ? oldObject : object).metadata.?labels.orValue({})"
+    } else {
+        "namespaceObject == null ? {} : namespaceObject.metadata.?labels.orValue({})"
+    }
+}
+
+/// The CEL of the variable holding the namespace's labels ([`namespace_labels_cel`]).
+const NS_LABELS: &str = "variables.namespaceLabels";
+
+/// Where a rule takes which action under the policy: the overrides that concern it as CEL
+/// conditions in precedence order ([`crate::config::Policy::overrides_in_order`]; the first
+/// that holds decides), and the action everywhere else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionPlan {
+    pub steps: Vec<(String, Action)>,
+    pub elsewhere: Action,
+}
+
+impl ActionPlan {
+    pub fn of(policy: &crate::config::Policy, id: &str, default: Action) -> ActionPlan {
+        let steps = policy
+            .overrides_in_order(id)
+            .into_iter()
+            .map(|o| {
+                let cond = match &o.namespace_selector {
+                    Some(sel) if o.namespaces.is_empty() => selector_cel(sel, NS_LABELS),
+                    _ => format!("request.namespace in {}", lit_list(&o.namespaces)),
+                };
+                (cond, o.action(default))
+            })
+            .collect();
+        ActionPlan {
+            steps,
+            elsewhere: policy.action_for(id, default),
+        }
+    }
+
+    /// Whether the action depends on the namespace.
+    pub fn per_namespace(&self) -> bool {
+        !self.steps.is_empty()
+    }
+
+    /// Whether a condition reads the namespace's labels.
+    pub fn reads_labels(&self) -> bool {
+        self.steps.iter().any(|(c, _)| c.contains(NS_LABELS))
+    }
+
+    /// The actions taken somewhere, strictest first, `off` left out.
+    pub fn actions(&self) -> Vec<Action> {
+        [Action::Deny, Action::Warn, Action::Audit]
+            .into_iter()
+            .filter(|a| self.elsewhere == *a || self.steps.iter().any(|(_, s)| s == a))
+            .collect()
+    }
+
+    /// The action as a CEL string (`'deny'`, ...): the first condition that holds, else the
+    /// action elsewhere.
+    pub fn cel(&self) -> String {
+        let mut out = String::new();
+        for (cond, action) in &self.steps {
+            out.push_str(&format!("({cond}) ? {} : ", lit(action.as_str())));
+        }
+        out.push_str(&lit(self.elsewhere.as_str()));
+        out
+    }
+}
+
+/// The object's name as the engine reads it (`request.name`, else the subject's name or
+/// `generateName`).
+fn name_cel(subject: &str) -> String {
+    format!("(request.name != '' ? request.name : {subject}.metadata.?name.orValue({subject}.metadata.?generateName.orValue('')))")
+}
+
+/// The policy file's exceptions of rule `id` that are active now, as one CEL condition (true:
+/// excepted). Their expiry is not CEL's to check (it has no clock): an exception that expires
+/// stays in the generated policies until they are generated again (the policies carry the
+/// earliest end in `meshguard.io/exceptions-until`).
+pub fn exceptions_cel(
+    engine: &Engine,
+    id: &str,
+    subject: &str,
+    subject_labels: &str,
+) -> Option<String> {
+    use crate::config::exceptions::{Source, Status};
     let policy = engine.policy();
-    let action = policy.action_for(parts.id, parts.default_action);
-    let validation_action = validation_action(action)?;
+    let now = engine.now();
+    let mut any = Vec::new();
+    for e in engine.exceptions().items() {
+        if !matches!(e.source, Source::Policy { .. })
+            || !e.rules.iter().any(|r| r == id)
+            || e.status(policy, now) != Status::Active
+        {
+            continue;
+        }
+        let mut all = Vec::new();
+        if !e.namespaces.is_empty() {
+            all.push(format!("request.namespace in {}", lit_list(&e.namespaces)));
+        }
+        if !e.names.is_empty() {
+            let alts: Vec<String> = e
+                .names
+                .iter()
+                .map(|n| match n.strip_suffix('*') {
+                    Some(prefix) => format!("n.startsWith({})", lit(prefix)),
+                    None => format!("n == {}", lit(n)),
+                })
+                .collect();
+            all.push(format!(
+                "[{}].exists(n, {})",
+                name_cel(subject),
+                alts.join(" || ")
+            ));
+        }
+        if !e.kinds.is_empty() {
+            all.push(format!("request.kind.kind in {}", lit_list(&e.kinds)));
+        }
+        if let Some(sel) = &e.object_selector {
+            all.push(selector_cel(sel, subject_labels));
+        }
+        if let Some(sel) = &e.namespace_selector {
+            all.push(selector_cel(sel, NS_LABELS));
+        }
+        if all.is_empty() {
+            continue; // refused at load: an exception needs a scope
+        }
+        any.push(format!("({})", all.join(" && ")));
+    }
+    (!any.is_empty()).then(|| any.join(" || "))
+}
+
+/// The earliest end of the policy file's exceptions of rule `id` that are active now.
+fn exceptions_until(engine: &Engine, id: &str) -> Option<String> {
+    use crate::config::exceptions::{Source, Status};
+    let now = engine.now();
+    engine
+        .exceptions()
+        .items()
+        .iter()
+        .filter(|e| {
+            matches!(e.source, Source::Policy { .. })
+                && e.rules.iter().any(|r| r == id)
+                && e.status(engine.policy(), now) == Status::Active
+        })
+        .filter_map(|e| e.expires)
+        .min()
+        .map(|t| t.to_string())
+}
+
+/// The namespaces whose PolicyException resources may except rule `id` (the webhook reads
+/// those resources; these policies cannot, so they stand aside there).
+pub fn policy_exception_namespaces<'p>(
+    policy: &'p crate::config::Policy,
+    id: &str,
+) -> &'p [String] {
+    let s = &policy.policy_exceptions;
+    let allowed = if s.rules.is_empty() {
+        id != crate::config::rollout::PLATFORM_LABEL_RULE
+    } else {
+        s.rules.iter().any(|r| r == id)
+    };
+    if allowed {
+        &s.namespaces
+    } else {
+        &[]
+    }
+}
+
+/// The policies and bindings of one form under the engine's policy: one pair per action the
+/// rule takes somewhere (none when it is off everywhere). Without per-namespace overrides that
+/// is one pair named `<prefix><id>`; with them, the action elsewhere keeps that name and each
+/// other action gets `<prefix><id>-<action>`, every one computing the namespace's action
+/// (`variables.actionHere`) and refusing only where it is its own.
+pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Vec<Value> {
+    let plan = ActionPlan::of(engine.policy(), parts.id, parts.default_action);
+    let mut out = Vec::new();
+    for action in plan.actions() {
+        out.extend(assemble_action(parts, engine, options, &plan, action));
+    }
+    out
+}
+
+fn assemble_action(
+    parts: &FormParts,
+    engine: &Engine,
+    options: &Options,
+    plan: &ActionPlan,
+    action: Action,
+) -> [Value; 2] {
+    let policy = engine.policy();
+    let validation_action = validation_action(action).unwrap_or("Audit");
     let pardon = action == Action::Deny && policy.allow_existing_violations && parts.write;
     let exemptions = policy
         .rules
@@ -560,19 +769,34 @@ pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option
         .map(|c| c.exemptions.as_slice())
         .unwrap_or(&[]);
     let namespace_selector = namespace_selector_cel(parts.namespace_kind);
+    let excepted = exceptions_cel(engine, parts.id, parts.subject, parts.subject_labels);
 
-    let mut variables: Vec<(String, String)> = parts
-        .variables
-        .iter()
-        .map(|v| (v.name.clone(), v.expression.clone()))
-        .collect();
+    let mut variables: Vec<(String, String)> = Vec::new();
+    if plan.reads_labels() || excepted.as_deref().is_some_and(|e| e.contains(NS_LABELS)) {
+        variables.push((
+            "namespaceLabels".to_owned(),
+            namespace_labels_cel(parts.namespace_kind).to_owned(),
+        ));
+    }
+    if plan.per_namespace() {
+        variables.push(("actionHere".to_owned(), plan.cel()));
+    }
+    variables.extend(
+        parts
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.expression.clone())),
+    );
     // What exempts the request but needs `namespaceObject`, which match conditions cannot read:
-    // a DELETE in a Terminating namespace, and the rule's exemptions.
+    // a DELETE in a Terminating namespace, the rule's exemptions and the policy's exceptions.
     let mut exempt = Vec::new();
     if parts.delete {
         exempt.push("(request.operation == 'DELETE' && namespaceObject != null && has(namespaceObject.metadata.deletionTimestamp))".to_owned());
     }
     if let Some(e) = exemptions_cel(exemptions, parts.subject_labels, &namespace_selector) {
+        exempt.push(e);
+    }
+    if let Some(e) = excepted {
         exempt.push(e);
     }
     let exempt = (!exempt.is_empty()).then(|| exempt.join(" || "));
@@ -631,6 +855,13 @@ pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option
             "expression": format!("!(request.namespace in {})", lit_list(engine.exempt_namespaces())),
         }));
     }
+    let exception_namespaces = policy_exception_namespaces(policy, parts.id);
+    if !exception_namespaces.is_empty() {
+        conditions.push(json!({
+            "name": "not-where-policy-exceptions-are-accepted",
+            "expression": format!("!(request.namespace in {})", lit_list(exception_namespaces)),
+        }));
+    }
     if parts.operations.contains(&"UPDATE") {
         conditions.push(json!({
             "name": "not-being-deleted",
@@ -661,7 +892,11 @@ pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option
         }));
     }
 
-    let name = format!("{}{}", options.name_prefix, parts.id);
+    let name = if action == plan.elsewhere {
+        format!("{}{}", options.name_prefix, parts.id)
+    } else {
+        format!("{}{}-{}", options.name_prefix, parts.id, action.as_str())
+    };
     let mut spec = Map::new();
     spec.insert(
         "failurePolicy".into(),
@@ -672,19 +907,31 @@ pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option
         spec.insert("matchConditions".into(), Value::Array(conditions));
     }
     spec.insert("variables".into(), Value::Array(variables));
+    let expression = if plan.per_namespace() {
+        format!(
+            "variables.actionHere != {} || size(variables.fresh) == 0",
+            lit(action.as_str())
+        )
+    } else {
+        "size(variables.fresh) == 0".to_owned()
+    };
     spec.insert(
         "validations".into(),
         json!([{
-            "expression": "size(variables.fresh) == 0",
+            "expression": expression,
             "messageExpression": parts.message_expression,
             "message": format!("[{}] {}", parts.id, parts.summary),
             "reason": "Forbidden",
         }]),
     );
+    let mut meta = metadata(&name, parts, options);
+    if let Some(until) = exceptions_until(engine, parts.id) {
+        meta["annotations"]["meshguard.io/exceptions-until"] = json!(until);
+    }
     let policy_object = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata(&name, parts, options),
+        "metadata": meta,
         "spec": spec,
     });
     let mut binding_spec = Map::new();
@@ -702,15 +949,15 @@ pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Option
         "metadata": metadata(&name, parts, options),
         "spec": binding_spec,
     });
-    Some([policy_object, binding])
+    [policy_object, binding]
 }
 
-/// The policy and binding of one form, or `None` when the rule is off.
+/// The policies and bindings of one form (none when the rule is off everywhere).
 pub fn policy_for(
     form: &'static CelForm,
     engine: &Engine,
     options: &Options,
-) -> Result<Option<[Value; 2]>, GenerateError> {
+) -> Result<Vec<Value>, GenerateError> {
     Ok(assemble(&parts(form, engine)?, engine, options))
 }
 
@@ -733,9 +980,7 @@ pub fn chart_data(engine: &Engine) -> Result<Value, GenerateError> {
 pub fn generate(engine: &Engine, options: &Options) -> Result<Vec<Value>, GenerateError> {
     let mut out = Vec::new();
     for form in cel::REGISTRY {
-        if let Some(pair) = policy_for(form, engine, options)? {
-            out.extend(pair);
-        }
+        out.extend(policy_for(form, engine, options)?);
     }
     Ok(out)
 }
@@ -797,9 +1042,11 @@ pub struct SelfProtection {
     pub allowed_users: Vec<String>,
 }
 
-/// The label keys the policy's namespaceSelector exemptions read, sorted.
+/// The namespace label keys that decide where meshguard enforces, sorted: those the policy's
+/// namespaceSelector exemptions read, and the platform-owned labels (`platform.labels`, the only
+/// keys overrides and exceptions may select on).
 pub fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
-    let mut keys = BTreeSet::new();
+    let mut keys: BTreeSet<String> = policy.platform.labels.iter().cloned().collect();
     for c in policy.rules.values() {
         for sel in c
             .exemptions
@@ -1239,6 +1486,179 @@ mod tests {
         assert!(policy_of(&objects(off), "pa-permissive-mtls").is_none());
         let raised = "mode: audit\nrules:\n  pa-permissive-mtls:\n    action: deny\n";
         assert_eq!(actions(raised, "pa-permissive-mtls"), Some(json!(["Deny"])));
+    }
+
+    fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+    }
+
+    const ROLLOUT: &str = "platform: {labels: [env]}\noverrides:\n  - namespaces: [sandbox]\n    mode: audit\nrules:\n  pa-permissive-mtls:\n    overrides:\n      - namespaceSelector: {matchLabels: {env: dev}}\n        action: warn\n      - namespaces: [legacy]\n        action: off\n  svc-port-protocol:\n    action: off\n    overrides:\n      - namespaces: [strict]\n        action: deny\n";
+
+    #[test]
+    fn per_namespace_actions_become_one_policy_per_action() {
+        let out = objects(ROLLOUT);
+        let pa = |name: &str| named(&out, "ValidatingAdmissionPolicy", name);
+        let action_of = |name: &str| {
+            named(&out, "ValidatingAdmissionPolicyBinding", name)
+                .map(|b| b["spec"]["validationActions"][0].clone())
+        };
+        // deny elsewhere keeps the rule's name; warn (env=dev) and audit (sandbox) get their own.
+        assert_eq!(
+            action_of("meshguard-pa-permissive-mtls"),
+            Some(json!("Deny"))
+        );
+        assert_eq!(
+            action_of("meshguard-pa-permissive-mtls-warn"),
+            Some(json!("Warn"))
+        );
+        assert_eq!(
+            action_of("meshguard-pa-permissive-mtls-audit"),
+            Some(json!("Audit"))
+        );
+        assert!(pa("meshguard-pa-permissive-mtls-off").is_none());
+        let deny = pa("meshguard-pa-permissive-mtls").expect("policy");
+        // The rule's own overrides by name, then by selector, then those for every rule.
+        assert_eq!(
+            variable(deny, "actionHere"),
+            Some(
+                r#"(request.namespace in ["legacy"]) ? "off" : ([variables.namespaceLabels].all(l, "env" in l && l["env"] == "dev")) ? "warn" : (request.namespace in ["sandbox"]) ? "audit" : "deny""#
+            )
+        );
+        assert_eq!(
+            variable(deny, "namespaceLabels"),
+            Some("namespaceObject == null ? {} : namespaceObject.metadata.?labels.orValue({})")
+        );
+        assert_eq!(
+            deny["spec"]["validations"][0]["expression"],
+            r#"variables.actionHere != "deny" || size(variables.fresh) == 0"#
+        );
+        // allowExistingViolations only where the rule denies.
+        assert!(variable(deny, "previous").is_some());
+        let warn = pa("meshguard-pa-permissive-mtls-warn").expect("policy");
+        assert!(variable(warn, "previous").is_none());
+        // Off elsewhere, deny in one namespace: one policy, named for its action.
+        assert!(pa("meshguard-svc-port-protocol").is_none());
+        let svc = pa("meshguard-svc-port-protocol-deny").expect("policy");
+        assert_eq!(
+            variable(svc, "actionHere"),
+            Some(r#"(request.namespace in ["strict"]) ? "deny" : "off""#)
+        );
+        // Overrides by name only: no labels read.
+        assert!(variable(svc, "namespaceLabels").is_none());
+        // A Namespace's own labels as stored decide its action.
+        let ns = pa("meshguard-ns-injection-disabled").expect("policy");
+        assert_eq!(
+            variable(ns, "actionHere"),
+            Some(r#"(request.namespace in ["sandbox"]) ? "audit" : "deny""#)
+        );
+        // Without overrides nothing changes: one policy, no action variable.
+        let plain = objects("");
+        let p = policy_of(&plain, "pa-permissive-mtls").expect("policy");
+        assert!(variable(p, "actionHere").is_none());
+        assert_eq!(
+            p["spec"]["validations"][0]["expression"],
+            "size(variables.fresh) == 0"
+        );
+    }
+
+    #[test]
+    fn the_plan_decides_as_the_engine_does() {
+        let policy = crate::catalogue::policy_from_yaml(ROLLOUT, "t").expect("policy");
+        for (id, default) in [
+            ("pa-permissive-mtls", Action::Deny),
+            ("svc-port-protocol", Action::Warn),
+            ("ns-injection-disabled", Action::Deny),
+        ] {
+            let plan = ActionPlan::of(&policy, id, default);
+            for ns in ["legacy", "sandbox", "strict", "shop"] {
+                for labels in [
+                    BTreeMap::new(),
+                    BTreeMap::from([("env".to_owned(), "dev".to_owned())]),
+                ] {
+                    // The plan's conditions, decided in Rust as kube-apiserver decides the CEL.
+                    let by_plan = policy
+                        .overrides_in_order(id)
+                        .into_iter()
+                        .zip(&plan.steps)
+                        .find(|(o, _)| {
+                            o.namespaces.iter().any(|n| n == ns)
+                                || o.namespace_selector
+                                    .as_ref()
+                                    .is_some_and(|s| s.matches(&labels))
+                        })
+                        .map_or(plan.elsewhere, |(_, (_, a))| *a);
+                    assert_eq!(
+                        by_plan,
+                        policy.action_in(id, default, ns, Some(&labels)),
+                        "{id} in {ns} {labels:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_policys_exceptions_become_cel_while_active() {
+        let yaml = "platform: {labels: [env]}\nexceptions:\n  - name: legacy\n    rules: [wl-default-service-account]\n    namespaces: [shop]\n    names: [legacy-*, batch]\n    kinds: [Deployment]\n    reason: moving\n    owner: team\n    expires: 2099-01-01\n  - name: edge\n    rules: [pa-permissive-mtls]\n    namespaceSelector: {matchLabels: {env: prod}}\n    objectSelector: {matchLabels: {app: edge}}\n    reason: edge\n    ticket: T-1\n    expires: 2098-06-30T12:00:00Z\n  - name: gone\n    rules: [pa-disabled-mtls]\n    namespaces: [old]\n    reason: done\n    owner: team\n    expires: 2020-01-01\n";
+        let out = objects(yaml);
+        let sa = policy_of(&out, "wl-default-service-account").expect("policy");
+        assert_eq!(
+            variable(sa, "exempt"),
+            Some(
+                r#"(request.namespace in ["shop"] && [(request.name != '' ? request.name : object.metadata.?name.orValue(object.metadata.?generateName.orValue('')))].exists(n, n.startsWith("legacy-") || n == "batch") && request.kind.kind in ["Deployment"])"#
+            )
+        );
+        assert_eq!(
+            sa["metadata"]["annotations"]["meshguard.io/exceptions-until"],
+            "2099-01-01T00:00:00Z"
+        );
+        let pa = policy_of(&out, "pa-permissive-mtls").expect("policy");
+        let exempt = variable(pa, "exempt").expect("exempt");
+        assert!(
+            exempt.contains(
+                r#"[variables.namespaceLabels].all(l, "env" in l && l["env"] == "prod")"#
+            ),
+            "{exempt}"
+        );
+        assert!(variable(pa, "namespaceLabels").is_some());
+        assert!(variable(pa, "fresh").is_some_and(|f| f.starts_with("variables.exempt ? [] : ")));
+        // Expired: gone from the policies, as from the webhook's verdicts.
+        let dis = policy_of(&out, "pa-disabled-mtls").expect("policy");
+        assert!(variable(dis, "exempt").is_none());
+        assert!(dis["metadata"]["annotations"]
+            .get("meshguard.io/exceptions-until")
+            .is_none());
+        // Bindings carry no expiry.
+        let b = binding_of(&out, "wl-default-service-account").expect("binding");
+        assert!(b["metadata"]["annotations"]
+            .get("meshguard.io/exceptions-until")
+            .is_none());
+    }
+
+    #[test]
+    fn policies_stand_aside_where_policy_exceptions_are_accepted() {
+        let out = objects(
+            "policyExceptions:\n  namespaces: [payments]\n  rules: [wl-default-service-account]\n",
+        );
+        let cond = json!({"name": "not-where-policy-exceptions-are-accepted", "expression": "!(request.namespace in [\"payments\"])"});
+        let has = |id: &str| {
+            policy_of(&out, id).expect("policy")["spec"]["matchConditions"]
+                .as_array()
+                .is_some_and(|c| c.contains(&cond))
+        };
+        assert!(has("wl-default-service-account"));
+        assert!(!has("pa-permissive-mtls"));
+        // Any rule but the label guard when the policy lists none.
+        let out = objects("policyExceptions:\n  namespaces: [payments]\n");
+        let has = |id: &str| {
+            policy_of(&out, id).expect("policy")["spec"]["matchConditions"]
+                .as_array()
+                .is_some_and(|c| c.contains(&cond))
+        };
+        assert!(has("pa-permissive-mtls"));
+        assert!(!has("ns-platform-label-change"));
     }
 
     #[test]

@@ -248,6 +248,7 @@ pub fn evaluate_inventory(
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        excepted: analysis.excepted,
     }
 }
 
@@ -285,6 +286,7 @@ pub async fn audit_streamed(
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        excepted: analysis.excepted,
     })
 }
 
@@ -367,17 +369,26 @@ pub fn run(args: AuditArgs) -> i32 {
                 what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
                 source,
             })?;
+        let (exceptions, note) = crate::exception_watch::list(&client)
+            .await
+            .map_err(|source| AuditError::List {
+                what: "PolicyExceptions".to_owned(),
+                source,
+            })?;
         // The mesh as installed is an input of every verdict, like the policy.
         let engine = Engine::new(
             policy,
             std::sync::Arc::new(mesh.builder.build()),
             args.own_namespace.as_deref(),
-        );
+        )
+        .with_exception_resources(exceptions);
+        let mut notes = mesh.notes;
+        notes.extend(note);
         let report = audit_streamed(
             &client,
             &engine,
             limits,
-            mesh.notes,
+            notes,
             args.mtls,
             progress.as_ref(),
         )
@@ -398,7 +409,8 @@ pub fn run(args: AuditArgs) -> i32 {
     if let Some(api) = args.write_reports {
         // Say why a write failed or a report was truncated (the writer logs it).
         let _logging = crate::logging::init(crate::logging::LogFormat::Text, "meshguard=warn");
-        let writer = ReportWriter::new(client, api, None);
+        let mut writer = ReportWriter::new(client, api, None);
+        writer.excepted = report.excepted.clone();
         match runtime.block_on(writer.write(&report.findings, Timestamp::now(), &|| true)) {
             Ok(counts) => {
                 eprintln!("meshguard audit: {} reports: {counts}", api.api_version());
@@ -428,6 +440,19 @@ pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     for ((rule, ns), n) in counts {
         metrics
             .audit_violations
+            .with_label_values(&[rule, ns])
+            .set(n as f64);
+    }
+    let mut excepted: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in &report.excepted {
+        *excepted
+            .entry((i.finding.rule, i.subject.namespace.as_str()))
+            .or_default() += 1;
+    }
+    metrics.audit_excepted.reset();
+    for ((rule, ns), n) in excepted {
+        metrics
+            .audit_excepted
             .with_label_values(&[rule, ns])
             .set(n as f64);
     }
@@ -473,6 +498,7 @@ async fn run_periodic_report(
 ) -> Result<Report, AuditError> {
     let start = Instant::now();
     let engine = engine.current();
+    crate::exception_watch::publish(metrics, &engine);
     let limits = crate::audit_stream::Limits {
         page_size,
         ..Default::default()
@@ -549,7 +575,8 @@ pub fn spawn_periodic(
             let Some(api) = reports.resolve(&client).await else {
                 continue;
             };
-            let writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+            let mut writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+            writer.excepted = report.excepted.clone();
             match writer
                 .write(&report.findings, Timestamp::now(), &may_write)
                 .await

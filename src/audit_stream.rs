@@ -22,6 +22,7 @@
 //!
 //! [`analyze`]: crate::analysis::analyze
 
+use crate::config::exceptions::{sort_excepted, ObjectExcepted};
 use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
@@ -91,8 +92,11 @@ pub struct StreamAnalysis<'e> {
     /// Objects the final pass reads, by (kind, namespace, name).
     kept_for_final: BTreeMap<(Kind, String, String), Object>,
     findings: Vec<ObjectFinding>,
-    /// Findings about subjects outside any namespace (injector configurations), once each.
-    global_seen: HashSet<(String, String, String)>,
+    /// Findings an exception covers, kept apart as `analyze` keeps them.
+    excepted: Vec<ObjectExcepted>,
+    /// Findings about subjects outside any namespace (injector configurations), once each
+    /// (excepted ones apart: `true`).
+    global_seen: HashSet<(String, String, String, bool)>,
     mtls: Vec<mtls::Row>,
     evaluated: usize,
     batched: BTreeSet<String>,
@@ -125,6 +129,7 @@ impl<'e> StreamAnalysis<'e> {
             root_scoped,
             kept_for_final: BTreeMap::new(),
             findings: Vec::new(),
+            excepted: Vec::new(),
             global_seen: HashSet::new(),
             mtls: Vec::new(),
             evaluated: 0,
@@ -172,6 +177,7 @@ impl<'e> StreamAnalysis<'e> {
         // Admission rules on the batch's own objects (and its Namespaces).
         let own = |o: &Object| namespaces.contains(o.namespace());
         let mut batch_findings = Vec::new();
+        let mut batch_excepted = Vec::new();
         for (i, o) in inventory.objects().iter().enumerate() {
             let is_own = if o.kind == Kind::Namespace {
                 own(o)
@@ -188,40 +194,36 @@ impl<'e> StreamAnalysis<'e> {
                 subject: subject.clone(),
                 finding,
             }));
+            batch_excepted.extend(ev.excepted.into_iter().map(|e| ObjectExcepted {
+                subject: subject.clone(),
+                finding: e.finding,
+                exception: e.exception,
+            }));
         }
         let cx = CrossContext::new(self.engine, &inventory);
+        let (cross, cross_excepted) = cross::run_all_with_exceptions(&cx);
         let seen: HashSet<(&str, &Subject)> = batch_findings
             .iter()
             .map(|f| (f.finding.rule, &f.subject))
             .collect();
-        let mut cross_findings = Vec::new();
-        for f in cross::run_all(&cx) {
-            if seen.contains(&(f.finding.rule, &f.subject)) {
-                continue;
-            }
-            let s = &f.subject;
-            if s.namespace.is_empty() && s.kind != "Namespace" {
-                // An injector configuration: the same in every batch.
-                let key = (
-                    f.finding.rule.to_owned(),
-                    s.name.clone(),
-                    f.finding.violation.message.clone(),
-                );
-                if self.global_seen.insert(key) {
-                    cross_findings.push(f);
-                }
-                continue;
-            }
-            if !namespaces.contains(&s.namespace) {
-                continue;
-            }
-            if self.deferred(&f) {
-                continue;
-            }
-            cross_findings.push(f);
-        }
+        let cross_findings: Vec<ObjectFinding> = cross
+            .into_iter()
+            .filter(|f| !seen.contains(&(f.finding.rule, &f.subject)))
+            .filter(|f| self.batch_keeps(namespaces, &f.finding, &f.subject, false))
+            .collect();
+        let seen: HashSet<(&str, &Subject)> = batch_excepted
+            .iter()
+            .map(|f| (f.finding.rule, &f.subject))
+            .collect();
+        let cross_excepted: Vec<ObjectExcepted> = cross_excepted
+            .into_iter()
+            .filter(|f| !seen.contains(&(f.finding.rule, &f.subject)))
+            .filter(|f| self.batch_keeps(namespaces, &f.finding, &f.subject, true))
+            .collect();
         self.findings.extend(batch_findings);
         self.findings.extend(cross_findings);
+        self.excepted.extend(batch_excepted);
+        self.excepted.extend(cross_excepted);
         self.mtls.extend(
             cx.mtls_rows()
                 .iter()
@@ -232,10 +234,31 @@ impl<'e> StreamAnalysis<'e> {
         self.batched.extend(namespaces.iter().cloned());
     }
 
+    /// Whether a batch keeps a cross-check finding: it is about one of the batch's namespaces
+    /// (or about an injector configuration, seen for the first time) and no final-pass finding.
+    fn batch_keeps(
+        &mut self,
+        namespaces: &BTreeSet<String>,
+        finding: &crate::finding::Finding,
+        s: &Subject,
+        excepted: bool,
+    ) -> bool {
+        if s.namespace.is_empty() && s.kind != "Namespace" {
+            // An injector configuration: the same in every batch.
+            let key = (
+                finding.rule.to_owned(),
+                s.name.clone(),
+                finding.violation.message.clone(),
+                excepted,
+            );
+            return self.global_seen.insert(key);
+        }
+        namespaces.contains(&s.namespace) && !self.deferred(finding.rule, s)
+    }
+
     /// A finding the final pass decides instead.
-    fn deferred(&self, f: &ObjectFinding) -> bool {
-        let s = &f.subject;
-        if ROOT_SCOPED.contains(&f.finding.rule)
+    fn deferred(&self, rule: &str, s: &Subject) -> bool {
+        if ROOT_SCOPED.contains(&rule)
             && s.namespace == self.root
             && self
                 .root_scoped
@@ -244,7 +267,7 @@ impl<'e> StreamAnalysis<'e> {
         {
             return true;
         }
-        f.finding.rule == DR_SCOPED
+        rule == DR_SCOPED
             && self
                 .context
                 .deferred_rules
@@ -338,10 +361,7 @@ impl<'e> StreamAnalysis<'e> {
                 inventory.push(o.clone());
             }
             let cx = CrossContext::new(self.engine, &inventory);
-            let decided: Vec<ObjectFinding> = cross::run_all(&cx)
-                .into_iter()
-                .filter(|f| self.deferred(f))
-                .collect();
+            let (decided, decided_excepted) = cross::run_all_with_exceptions(&cx);
             // An admission rule of the same id may already have reported the same subject.
             let seen: HashSet<(&str, Subject)> = self
                 .findings
@@ -350,13 +370,27 @@ impl<'e> StreamAnalysis<'e> {
                 .collect();
             let decided: Vec<ObjectFinding> = decided
                 .into_iter()
+                .filter(|f| self.deferred(f.finding.rule, &f.subject))
+                .filter(|f| !seen.contains(&(f.finding.rule, f.subject.clone())))
+                .collect();
+            let seen: HashSet<(&str, Subject)> = self
+                .excepted
+                .iter()
+                .map(|f| (f.finding.rule, f.subject.clone()))
+                .collect();
+            let decided_excepted: Vec<ObjectExcepted> = decided_excepted
+                .into_iter()
+                .filter(|f| self.deferred(f.finding.rule, &f.subject))
                 .filter(|f| !seen.contains(&(f.finding.rule, f.subject.clone())))
                 .collect();
             self.findings.extend(decided);
+            self.excepted.extend(decided_excepted);
         }
         sort_findings(&mut self.findings);
+        sort_excepted(&mut self.excepted);
         crate::analysis::Analysis {
             findings: self.findings,
+            excepted: self.excepted,
             mtls: self.mtls,
             evaluated: self.evaluated,
         }
@@ -974,13 +1008,69 @@ spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
         k
     }
 
+    /// Per-namespace actions and exceptions, for admission rules and for checks of each pass
+    /// (batch, deferred DestinationRule, root-scoped policy).
+    const OPERATIONS: &str = r#"
+overrides:
+  - namespaces: [b]
+    mode: audit
+  - namespaces: [c]
+    rules: [wl-default-service-account]
+    action: "off"
+exceptions:
+  - name: web-pa
+    rules: [pa-permissive-mtls]
+    namespaces: [b]
+    reason: migrating
+    owner: team-b
+    expires: 2099-01-01
+  - name: to-web
+    rules: [dr-disable-vs-mtls]
+    names: [to-web]
+    reason: legacy client
+    owner: team-a
+    expires: 2099-01-01
+  - name: root-selectors
+    rules: [selector-matches-nothing]
+    namespaces: [istio-system]
+    reason: staged
+    ticket: MESH-1
+    expires: 2099-01-01
+"#;
+
+    fn excepted_keys(a: &crate::analysis::Analysis) -> Vec<(String, String, String, String)> {
+        let mut k: Vec<_> = a
+            .excepted
+            .iter()
+            .map(|e| {
+                (
+                    e.subject.namespace.clone(),
+                    e.subject.name.clone(),
+                    e.finding.rule.to_owned(),
+                    e.exception.name.clone(),
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    }
+
     #[test]
     fn batches_find_exactly_what_one_analysis_finds() {
-        let engine = Engine::new(
+        for policy in [
             Policy::default(),
-            Arc::new(MeshContext::default()),
-            Some("meshguard"),
-        );
+            crate::catalogue::policy_from_yaml(OPERATIONS, "operations").expect("policy"),
+        ] {
+            let engine = Engine::new(
+                policy.clone(),
+                Arc::new(MeshContext::default()),
+                Some("meshguard"),
+            );
+            batches_agree(&engine, !policy.exceptions.is_empty());
+        }
+    }
+
+    fn batches_agree(engine: &Engine, with_exceptions: bool) {
         for (what, objects) in [
             ("fixtures", cluster(fixtures())),
             ("across namespaces", cluster(objects_of(ACROSS))),
@@ -994,11 +1084,11 @@ spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
             objects.sort_by(|a, b| {
                 (a.kind, a.namespace(), a.name()).cmp(&(b.kind, b.namespace(), b.name()))
             });
-            let whole = analyze(&engine, &Inventory::complete(objects.clone()));
+            let whole = analyze(engine, &Inventory::complete(objects.clone()));
             let expected = keys(&whole);
             assert!(!expected.is_empty(), "{what}");
             for batch in [1, 3, 10, usize::MAX] {
-                let streamed = analyze_in_batches(&engine, objects.clone(), batch);
+                let streamed = analyze_in_batches(engine, objects.clone(), batch);
                 let got = keys(&streamed);
                 let missing: Vec<&Key> = expected.iter().filter(|k| !got.contains(k)).collect();
                 let extra: Vec<&Key> = got.iter().filter(|k| !expected.contains(k)).collect();
@@ -1014,6 +1104,26 @@ spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
                     streamed.mtls.len(),
                     whole.mtls.len(),
                     "{what}, batches of {batch}"
+                );
+                assert_eq!(
+                    excepted_keys(&streamed),
+                    excepted_keys(&whole),
+                    "{what}, batches of {batch}"
+                );
+            }
+            if with_exceptions && what != "fixtures" {
+                let names: BTreeSet<String> = excepted_keys(&whole)
+                    .into_iter()
+                    .map(|(_, _, rule, name)| format!("{rule}/{name}"))
+                    .collect();
+                assert_eq!(
+                    names,
+                    BTreeSet::from([
+                        "dr-disable-vs-mtls/to-web".to_owned(),
+                        "pa-permissive-mtls/web-pa".to_owned(),
+                        "selector-matches-nothing/root-selectors".to_owned(),
+                    ]),
+                    "{what}"
                 );
             }
         }

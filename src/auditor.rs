@@ -269,22 +269,27 @@ async fn audit_once(
 ) -> anyhow::Result<usize> {
     let start = std::time::Instant::now();
     let mesh = crate::mesh_watch::read(client, args.istio_namespace.as_deref()).await?;
+    let (exceptions, note) = crate::exception_watch::list(client).await?;
     let engine = Engine::new(
         policy.clone(),
         Arc::new(mesh.builder.build()),
         args.own_namespace.as_deref(),
-    );
+    )
+    .with_exception_resources(exceptions);
+    crate::exception_watch::publish(metrics, &engine);
+    let mut notes = mesh.notes;
+    notes.extend(note);
     let limits = crate::audit_stream::Limits {
         page_size: args.page_size,
         batch_objects: args.batch_objects.max(1),
     };
-    let report =
-        crate::audit::audit_streamed(client, &engine, limits, mesh.notes, false, None).await?;
+    let report = crate::audit::audit_streamed(client, &engine, limits, notes, false, None).await?;
     crate::audit::publish(metrics, &report, start.elapsed());
     let findings = report.findings.len();
     if let Some(api) = reports.resolve(client).await {
         let may_write = || leadership.as_ref().is_none_or(Leadership::is_leader);
-        let writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+        let mut writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+        writer.excepted = report.excepted.clone();
         let counts = writer
             .write(&report.findings, Timestamp::now(), &may_write)
             .await?;

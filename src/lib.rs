@@ -3,8 +3,8 @@
 //! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
 //!
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
-//!   `freshness` (watch relists and staleness),
-//!   `logging`;
+//!   `freshness` (watch relists and staleness), `logging`, `budget` (the byte budget of the
+//!   reviews in flight);
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
@@ -14,10 +14,11 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry);
 //! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
-//!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of namespaces at a time), `simulate` (and `test`), `report`
-//!   (outputs), `policy_change` (what a policy reload weakens), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
-//!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas);
+//!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of
+//!   namespaces at a time), `simulate` (and `test`), `report` (outputs), `policy_change` (what a
+//!   policy reload weakens), `posture` (the HTML posture page), `manifest`, `cluster`
+//!   (kube-backed caches), `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
+//!   (one writer among replicas), `exception_watch` (PolicyException resources);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`, `auditor`
 //!   (the audit as its own workload);
 //! * `cli`, then the binary.
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod audit_stream;
 pub mod auditor;
 pub mod authz;
+pub mod budget;
 pub mod catalogue;
 pub mod certs;
 pub mod check;
@@ -39,6 +41,7 @@ pub mod config;
 pub mod context;
 pub mod cross;
 pub mod engine;
+pub mod exception_watch;
 pub mod finding;
 pub mod freshness;
 pub mod http;

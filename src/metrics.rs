@@ -38,6 +38,11 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     /// When each watch last completed a full list (a relist), as a Unix timestamp.
     pub watch_last_list: GaugeVec,
+    /// Policy operations (`config::exceptions`): findings excepted at admission, by the last
+    /// periodic audit, and the exceptions known by source and status.
+    pub excepted: IntCounterVec,
+    pub audit_excepted: GaugeVec,
+    pub exceptions: IntGaugeVec,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -181,6 +186,30 @@ impl Metrics {
         registry.register(Box::new(audit_backoff.clone()))?;
         registry.register(Box::new(policy_info.clone()))?;
         registry.register(Box::new(watch_last_list.clone()))?;
+        let excepted = IntCounterVec::new(
+            Opts::new(
+                "meshguard_excepted_total",
+                "Findings an exception covered at admission (allowed, reported), by rule and kind",
+            ),
+            &["rule", "kind"],
+        )?;
+        let audit_excepted = GaugeVec::new(
+            Opts::new(
+                "meshguard_audit_excepted",
+                "Findings an exception covered in the last periodic audit, by rule and namespace",
+            ),
+            &["rule", "namespace"],
+        )?;
+        let exceptions = IntGaugeVec::new(
+            Opts::new(
+                "meshguard_exceptions",
+                "Exceptions known to the engine, by source (policy, resource) and status (active, expired, refused)",
+            ),
+            &["source", "status"],
+        )?;
+        registry.register(Box::new(excepted.clone()))?;
+        registry.register(Box::new(audit_excepted.clone()))?;
+        registry.register(Box::new(exceptions.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -205,6 +234,9 @@ impl Metrics {
             audit_backoff,
             policy_info,
             watch_last_list,
+            excepted,
+            audit_excepted,
+            exceptions,
         })
     }
 

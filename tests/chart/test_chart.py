@@ -35,7 +35,10 @@ ALL_OPTIONAL = {"serviceMonitor": {"enabled": True}, "networkPolicy": {"enabled"
 ISTIO_POLICY_KINDS = {
     ("security.istio.io", v): {"peerauthentications", "authorizationpolicies", "requestauthentications"}
     for v in ("v1", "v1beta1")
-} | {("networking.istio.io", v): {"destinationrules"} for v in ("v1", "v1beta1", "v1alpha3")}
+} | {("networking.istio.io", v): {"destinationrules"} for v in ("v1", "v1beta1", "v1alpha3")} | {
+    # meshguard's own PolicyExceptions (CREATE and UPDATE: deleting one never weakens anything).
+    ("meshguard.io", "v1alpha1"): {"policyexceptions"},
+}
 WORKLOAD_KINDS = {
     ("", "v1"): {"pods", "namespaces", "replicationcontrollers"},
     ("apps", "v1"): {"deployments", "statefulsets", "daemonsets", "replicasets"},
@@ -51,10 +54,11 @@ MUTATE_WEBHOOKS = {
     "workloads.mutate.meshguard.io": WORKLOAD_KINDS,
 }
 # What the webhook reads (admission only): Namespaces and ServiceAccounts (watched, read by name
-# on a cache miss) and Istio's injector webhooks (watched).
+# on a cache miss), Istio's injector webhooks and PolicyExceptions (watched).
 WEBHOOK_READS = {
     "": ({"namespaces", "serviceaccounts"}, {"get", "list", "watch"}),
     "admissionregistration.k8s.io": ({"mutatingwebhookconfigurations"}, {"list", "watch"}),
+    "meshguard.io": ({"policyexceptions"}, {"list", "watch"}),
 }
 # What the auditor lists (every kind meshguard judges, and the injector webhooks).
 RBAC_READS = {
@@ -65,6 +69,8 @@ RBAC_READS = {
     "networking.istio.io": {"destinationrules"},
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
+    # PolicyExceptions (serve watches them, audit lists them).
+    "meshguard.io": {"policyexceptions"},
 }
 # Namespaces the engine exempts as a whole with default values (exemptNamespaces, the root and
 # Istio namespaces, the release namespace): never sent to the workload and Service webhooks.
@@ -470,13 +476,17 @@ def test_rbac_for_reports_and_the_lease_is_exactly_what_meshguard_does():
     assert "--reports=none" in args, args
 
 
+def report_crds(r):
+    return [c for c in r.all("CustomResourceDefinition") if c["spec"]["group"] != "meshguard.io"]
+
+
 def test_report_crds_only_on_request_kept_on_uninstall_and_unchanged():
-    assert not render(namespace=NS).all("CustomResourceDefinition")
+    assert not report_crds(render(namespace=NS))
     fixtures = os.path.join(ROOT, "tests", "fixtures", "policy-report-crds")
     for api, (group, resources) in REPORT_KINDS.items():
         r = render({"reports": {"api": api, "installCRDs": True}}, namespace=NS)
-        crds = r.all("CustomResourceDefinition")
-        assert {c["spec"]["names"]["plural"] for c in crds} == set(resources), crds
+        crds = report_crds(r)
+        assert {c["spec"]["names"]["plural"] for c in crds} == resources, crds
         for crd in crds:
             assert crd["spec"]["group"] == group
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -718,10 +728,43 @@ POLICY_VALUES = {"config": {
     }}}
 
 
+# Per-namespace actions and exceptions (issue 25) in the generated policies.
+OPERATIONS_VALUES = {"config": {
+    "mode": "enforce",
+    "platform": {"labels": ["env", "tier"], "users": ["system:serviceaccount:argocd:argocd"]},
+    "overrides": [
+        {"namespaces": ["sandbox"], "mode": "audit"},
+        {"namespaceSelector": {"matchLabels": {"env": "dev"}}, "mode": "warn"},
+        {"namespaces": ["payments"], "rules": ["wl-host-network"], "action": "deny"},
+    ],
+    "rules": {
+        "pa-permissive-mtls": {"overrides": [
+            {"namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["edge"]}]},
+             "action": "warn"},
+            {"namespaces": ["legacy"], "action": "off"}]},
+        "svc-port-protocol": {"action": "off", "overrides": [{"namespaces": ["strict"], "action": "deny"}]},
+        "ap-allow-all": {"action": "deny"},
+    },
+    "exceptions": [
+        {"name": "legacy-sa", "rules": ["wl-default-service-account", "wl-host-network"], "namespaces": ["shop"],
+         "names": ["legacy-*", "batch"], "kinds": ["Deployment"], "reason": "moving", "owner": "team-shop",
+         "expires": "2099-09-30"},
+        {"name": "edge-pa", "rules": ["pa-permissive-mtls"],
+         "namespaceSelector": {"matchLabels": {"env": "prod"}},
+         "objectSelector": {"matchLabels": {"app": "edge"}}, "reason": "edge", "ticket": "NET-1",
+         "expires": "2098-01-02T03:04:05Z"},
+        {"name": "gone", "rules": ["pa-disabled-mtls"], "namespaces": ["old"], "reason": "done",
+         "owner": "x", "expires": "2020-01-01"},
+    ],
+    "policyExceptions": {"namespaces": ["payments", "shop"], "rules": ["wl-default-service-account", "dr-tls-disabled"]},
+}}
+
+
 def test_admission_policies_are_what_meshguard_generates():
     cases = [
         ({}, [], None),
         (POLICY_VALUES, [], None),
+        (OPERATIONS_VALUES, [], None),
         ({"config": {"mode": "warn"}, "admissionPolicies": {"failurePolicy": "Ignore"}}, [MESH], MESH["data"]["mesh"]),
         ({"config": {"mode": "audit", "trustDomain": "td.example", "trustDomainAliases": []},
           "webhook": {"failurePolicy": "Ignore", "servicesFailurePolicy": "Ignore"},
@@ -741,6 +784,28 @@ def test_admission_policies_are_what_meshguard_generates():
         rendered = [o for o in rendered if not o["metadata"]["name"].endswith("-self-protection")]
         assert len(generated) > 40, len(generated)
         assert_same_objects(rendered, generated, values)
+    # Spot checks of the per-namespace actions and exceptions.
+    r = render(OPERATIONS_VALUES, namespace=NS)
+    names = {o["metadata"]["name"] for o in r.all("ValidatingAdmissionPolicy")}
+    assert {"meshguard-pa-permissive-mtls", "meshguard-pa-permissive-mtls-warn",
+            "meshguard-pa-permissive-mtls-audit", "meshguard-svc-port-protocol-deny"} <= names, sorted(names)
+    assert "meshguard-svc-port-protocol" not in names
+    assert r.one("ValidatingAdmissionPolicyBinding", "meshguard-svc-port-protocol-deny")["spec"][
+        "validationActions"] == ["Deny"]
+    pa = r.one("ValidatingAdmissionPolicy", "meshguard-pa-permissive-mtls-warn")
+    assert pa["spec"]["validations"][0]["expression"] == 'variables.actionHere != "warn" || size(variables.fresh) == 0'
+    assert "edge" in variable_of(pa, "exempt") and "gone" not in json.dumps(pa)
+    assert pa["metadata"]["annotations"]["meshguard.io/exceptions-until"] == "2098-01-02T03:04:05Z"
+    sa = r.one("ValidatingAdmissionPolicy", "meshguard-wl-default-service-account")
+    assert variable_of(sa, "actionHere") == ('(request.namespace in ["sandbox"]) ? "audit" : '
+                                         '([variables.namespaceLabels].all(l, "env" in l && l["env"] == "dev")) ? "warn" : "deny"')
+    assert 'n.startsWith("legacy-")' in variable_of(sa, "exempt")
+    assert {"name": "not-where-policy-exceptions-are-accepted", "expression": '!(request.namespace in ["payments", "shop"])'} \
+        in sa["spec"]["matchConditions"]
+    # ap-allow-all sets its own action: the overrides for every rule stand behind it.
+    assert "meshguard-ap-allow-all-audit" not in names and "meshguard-ap-allow-all-warn" not in names
+    guard = r.one("ValidatingAdmissionPolicy", "meshguard-ns-platform-label-change")
+    assert variable_of(guard, "platformLabels") == '["env", "tier"]'
     # Spot checks of what the cases change.
     r = render(POLICY_VALUES, namespace=NS)
     names = {o["metadata"]["name"] for o in r.all("ValidatingAdmissionPolicy")}
@@ -750,6 +815,10 @@ def test_admission_policies_are_what_meshguard_generates():
     pa = r.one("ValidatingAdmissionPolicy", "meshguard-pa-permissive-mtls")
     assert "migrating" in json.dumps(pa["spec"]["variables"]) and 'team' in json.dumps(pa["spec"]["variables"])
     assert pa["spec"]["validations"][0]["messageExpression"].startswith('"[pa-permissive-mtls] "')
+
+
+def variable_of(policy, name):
+    return next(v["expression"] for v in policy["spec"]["variables"] if v["name"] == name)
 
 
 def test_admission_policies_only_where_served_and_enabled():
@@ -779,6 +848,7 @@ def test_self_protection_is_what_meshguard_generates():
         (helmlib.merge(CERT_MANAGER, {"webhook": {"optOutLabel": ""}}),
          ["--allowed-user", "system:serviceaccount:cert-manager:cert-manager-cainjector"]),
         ({"selfProtection": {"allowedGroups": []}, "fullnameOverride": "guard"}, []),
+        (OPERATIONS_VALUES, []),
     ]
     for values, extra in cases:
         r = render(values, namespace=NS)
@@ -894,6 +964,36 @@ def test_prometheus_rule_alerts():
     assert not render(namespace=NS).all("PrometheusRule")
 
 
+def test_policy_exception_crd_is_installed_kept_and_what_meshguard_reads():
+    r = render(namespace=NS)
+    [crd] = [c for c in r.all("CustomResourceDefinition") if c["spec"]["group"] == "meshguard.io"]
+    assert crd["metadata"]["name"] == "policyexceptions.meshguard.io"
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshguard"
+    assert crd["spec"]["scope"] == "Namespaced" and crd["spec"]["names"]["kind"] == "PolicyException"
+    [version] = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    # Exactly the fields meshguard reads (src/config/exceptions.rs ResourceSpec).
+    assert set(spec["properties"]) == {"rules", "names", "kinds", "objectSelector", "reason",
+                                       "owner", "ticket", "expires"}, spec["properties"]
+    assert set(spec["required"]) == {"rules", "reason", "expires"}
+    # The plain lines of the template are the CRD as it is (the end-to-end suite applies them).
+    with open(os.path.join(CHART, "templates", "policyexception-crd.yaml")) as f:
+        body = f.read().split("*/ -}}", 1)[1]
+    plain = yaml.safe_load("\n".join(line for line in body.splitlines() if "{{" not in line))
+    assert plain["spec"] == crd["spec"], "the template's plain lines differ from the rendered CRD"
+    # Off on request; meshguard still reads PolicyExceptions if someone else installs the CRD.
+    r = render({"policyExceptions": {"installCRD": False}}, namespace=NS)
+    assert not r.all("CustomResourceDefinition")
+    # The policy's settings reach the ConfigMap.
+    r = render({"config": {"policyExceptions": {"namespaces": ["payments"], "maxDuration": "30d"},
+                           "platform": {"labels": ["env"]}}}, namespace=NS)
+    policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
+    assert policy["policyExceptions"]["namespaces"] == ["payments"]
+    assert policy["platform"]["labels"] == ["env"]
+
+
 # --- optional pieces ----------------------------------------------------------------------------
 
 def test_optional_pieces_are_off_by_default():
@@ -902,7 +1002,7 @@ def test_optional_pieces_are_off_by_default():
         assert not r.all(kind), kind
     kinds = [k for k in r.kinds() if k not in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
     assert kinds == sorted(["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "ConfigMap", "Deployment", "Deployment",
+                            "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment", "Deployment",
                             "MutatingWebhookConfiguration", "PodDisruptionBudget", "Role", "Role", "RoleBinding",
                             "RoleBinding", "Secret", "Service", "Service", "ServiceAccount", "ServiceAccount",
                             "ValidatingWebhookConfiguration"]), r.kinds()

@@ -44,22 +44,49 @@ const NAMESPACES: &[&str] = &[
     "legacy",
     "ambient",
     "other",
+    "sandbox",
+    "relaxed",
 ];
 
 /// The meshguard policy of the run: the defaults with the renamed system namespaces, exemptions of
-/// every kind (namespaces, object and namespace selectors), and the audit-level rules raised to
-/// warn so that both paths report them where a client sees it.
+/// every kind (namespaces, object and namespace selectors), the audit-level rules raised to
+/// warn so that both paths report them where a client sees it, and policy operations:
+/// per-namespace actions (every rule warns in `sandbox`; PERMISSIVE only warns where the
+/// platform label `env` is `relaxed`), the policy's exceptions (by name prefix; by namespace
+/// label), and a platform group the run's admin is not in, so that its relabelling of `env` is
+/// the platform-label guard's.
 fn policy(run: &Run) -> String {
     let ns = |n: &str| run.ns(n);
     format!(
         r#"rootNamespace: {root}
 exemptNamespaces: [{ks}, {kp}, {kn}]
+platform: {{labels: [env], groups: [e2e-platform]}}
+overrides:
+  - namespaces: [{sandbox}]
+    mode: warn
+exceptions:
+  - name: e2e-excepted-pa
+    rules: [pa-permissive-mtls]
+    namespaces: [{production}]
+    names: [s-excepted-*]
+    reason: the end-to-end exception by name
+    owner: e2e
+    expires: 2099-01-01
+  - name: e2e-relaxed-allow-all
+    rules: [ap-allow-all]
+    namespaceSelector: {{matchLabels: {{env: relaxed}}}}
+    reason: the end-to-end exception by namespace label
+    owner: e2e
+    expires: 2099-01-01
 rules:
   pa-permissive-mtls:
     exemptions:
       - namespaces: [{payments}]
       - objectSelector: {{matchLabels: {{mesh-migration: in-progress}}}}
       - namespaceSelector: {{matchExpressions: [{{key: team, operator: In, values: [legacy]}}]}}
+    overrides:
+      - namespaceSelector: {{matchLabels: {{env: relaxed}}}}
+        action: warn
   ap-remote-ip-untrusted:
     action: warn
   ap-source-ip-behind-gateway:
@@ -70,6 +97,8 @@ rules:
         kp = ns("kube-public"),
         kn = ns("kube-node-lease"),
         payments = ns("payments"),
+        sandbox = ns("sandbox"),
+        production = ns("production"),
     )
 }
 
@@ -122,7 +151,12 @@ impl Answer {
     }
     /// Rule ids of meshguard's warnings.
     fn webhook_warns(&self) -> BTreeSet<String> {
-        self.warnings.iter().filter_map(|w| rule_tag(w)).collect()
+        self.warnings
+            .iter()
+            // An excepted finding is answered with a warning too, but it is not the rule's.
+            .filter(|w| !w.contains(": excepted by "))
+            .filter_map(|w| rule_tag(w))
+            .collect()
     }
     /// Some warnings may be missing: meshguard's own cut-off, or kube-apiserver's (it keeps
     /// 4096 characters of warnings per response and drops the rest, k8s.io/apiserver
@@ -153,6 +187,15 @@ impl Answer {
             .contains("denied request")
             .then(|| rest.split('\'').next().unwrap_or("").to_owned())
     }
+}
+
+/// A JSON object of strings (labels) as a map.
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 /// `[rule-id] ...` → `rule-id`.
@@ -412,8 +455,35 @@ fn documents(dir: &Path) -> Vec<(String, Value)> {
 
 /// The synthetic cases: each form's findings and the engine's exemptions, on purpose. `NS` is
 /// the run's injected namespace, `ROOT` the root namespace, `AMB` an ambient one, `LEGACY` one
-/// exempted by label, `PAYMENTS` one exempted by name, `OTHER` another namespace.
+/// exempted by label, `PAYMENTS` one exempted by name, `OTHER` another namespace, `SANDBOX` one
+/// where every rule only warns, `RELAXED` one whose platform label relaxes PERMISSIVE to a warning
+/// and excepts allow-all policies.
 const SYNTHETIC_CREATE: &str = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: s-sandbox-permissive, namespace: SANDBOX}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: s-sandbox-allow-all, namespace: SANDBOX}
+spec: {rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: s-relaxed-permissive, namespace: RELAXED}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: s-relaxed-allow-all, namespace: RELAXED}
+spec: {rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: s-excepted-permissive, namespace: NS}
+spec: {mtls: {mode: PERMISSIVE}}
+---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: s-permissive, namespace: NS}
@@ -669,6 +739,16 @@ spec: {type: ExternalName, externalName: api.example.com, ports: [{port: 80}]}
 
 /// Synthetic UPDATEs: (stored, written, user).
 const SYNTHETIC_UPDATE: &[(&str, &str)] = &[
+    // A platform-owned label changed by someone outside the platform's groups.
+    (
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "relabel", "labels": {"istio-injection": "enabled", "env": "staging"}}}"#,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "relabel", "labels": {"istio-injection": "enabled", "env": "prod"}}}"#,
+    ),
+    // Other labels: the guard stays quiet.
+    (
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "relabel-other", "labels": {"istio-injection": "enabled", "env": "staging"}}}"#,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "relabel-other", "labels": {"istio-injection": "enabled", "env": "staging", "team": "a"}}}"#,
+    ),
     // STRICT → PERMISSIVE: a new finding.
     (
         r#"{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "u1", "namespace": "NS"}, "spec": {"mtls": {"mode": "STRICT"}}}"#,
@@ -774,7 +854,9 @@ fn controller_pod(run: &Run) -> Case {
 
 fn substitute(text: &str, run: &Run) -> String {
     // Longer placeholders first.
-    text.replace("PAYMENTS", &run.ns("payments"))
+    text.replace("SANDBOX", &run.ns("sandbox"))
+        .replace("RELAXED", &run.ns("relaxed"))
+        .replace("PAYMENTS", &run.ns("payments"))
         .replace("LEGACY", &run.ns("legacy"))
         .replace("OTHER", &run.ns("other"))
         .replace("ROOT", &run.ns("istio-system"))
@@ -1100,6 +1182,8 @@ async fn scenario(kubeconfig: &Path) {
                 &[("istio-injection", "enabled")]
             }
             "legacy" => &[("istio-injection", "enabled"), ("team", "legacy")],
+            "sandbox" => &[("istio-injection", "enabled")],
+            "relaxed" => &[("istio-injection", "enabled"), ("env", "relaxed")],
             "ambient" => &[("istio.io/dataplane-mode", "ambient")],
             _ => &[],
         };
@@ -1273,9 +1357,31 @@ async fn scenario(kubeconfig: &Path) {
     let mut skipped: Vec<String> = Vec::new();
     // Per case: the deny-level rules the policies fired (what the down pass must refuse).
     let mut expected_down: Vec<Option<BTreeSet<String>>> = Vec::new();
+    let mut fired_policies: BTreeSet<String> = BTreeSet::new();
+    let policy_in_force =
+        meshguard::catalogue::policy_from_yaml(&policy(&run), "the run's policy").expect("policy");
+    let mut namespace_labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut excepted_cases = 0usize;
     for c in &all_cases {
         let a = dry_run(&client, c).await;
         let warned_policies = a.policies_warned();
+        fired_policies.extend(warned_policies.iter().cloned());
+        if ["s-excepted-permissive", "s-relaxed-allow-all"]
+            .iter()
+            .any(|n| c.label.ends_with(n))
+        {
+            // Excepted by the policy: allowed, with the exception named, by both paths.
+            assert!(
+                a.allowed()
+                    && a.warnings
+                        .iter()
+                        .any(|w| w.contains("excepted by policy:e2e-"))
+                    && warned_policies.is_empty(),
+                "{}: {a:?}",
+                c.label
+            );
+            excepted_cases += 1;
+        }
         let reached_admission = a.allowed() || a.webhook_denied() || !warned_policies.is_empty();
         if !reached_admission {
             skipped.push(format!(
@@ -1304,26 +1410,74 @@ async fn scenario(kubeconfig: &Path) {
                 _ => v_warn.insert(rule.clone()),
             };
         }
-        for (name, (rule, action)) in &generated.policies {
-            let _ = name;
+        // The action each rule takes in this case's namespace, as meshguard resolves it
+        // (per-namespace overrides): the policy of that action is the one to compare.
+        let (ns, labels) = match c.kind {
+            Kind::Namespace => {
+                let stored = c.old.as_ref().unwrap_or(&c.object);
+                (
+                    stored["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                    string_map(&stored["metadata"]["labels"]),
+                )
+            }
+            _ => {
+                let ns = c.object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let labels = match namespace_labels.get(&ns) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let got = string_map(
+                            &get_json(&client, &format!("/api/v1/namespaces/{ns}")).await
+                                ["metadata"]["labels"],
+                        );
+                        namespace_labels.insert(ns.clone(), got.clone());
+                        got
+                    }
+                };
+                (ns, labels)
+            }
+        };
+        let rules: BTreeSet<&String> = generated.policies.values().map(|(r, _)| r).collect();
+        for rule in rules {
             let Some(form) = forms.get(rule.as_str()) else {
                 continue;
             };
-            let (v, w) = match action.as_str() {
-                "Deny" => (v_deny.contains(rule), w_deny.contains(rule)),
-                "Warn" => (v_warn.contains(rule), w_warn.contains(rule)),
-                _ => continue,
+            let here =
+                policy_in_force.action_in(rule, form.rule.default_action, &ns, Some(&labels));
+            let (action, v, w, other) = match here {
+                meshguard::finding::Action::Deny => (
+                    "Deny",
+                    v_deny.contains(rule),
+                    w_deny.contains(rule),
+                    v_warn.contains(rule),
+                ),
+                meshguard::finding::Action::Warn => (
+                    "Warn",
+                    v_warn.contains(rule),
+                    w_warn.contains(rule),
+                    v_deny.contains(rule),
+                ),
+                _ => (
+                    "",
+                    false,
+                    false,
+                    v_deny.contains(rule) || v_warn.contains(rule),
+                ),
             };
             // With warnings cut, any warning may be the one missing: only a policy that fired
             // for a deny rule the webhook did not deny is then a certain difference.
-            let ok = match form.coverage {
-                _ if cut => action != "Deny" || !v || w,
-                meshguard::rules::cel::Coverage::Full => v == w,
-                meshguard::rules::cel::Coverage::Partly(_) => !v || w,
-            };
+            let ok = !other
+                && match form.coverage {
+                    _ if action.is_empty() => true,
+                    _ if cut => action != "Deny" || !v || w,
+                    meshguard::rules::cel::Coverage::Full => v == w,
+                    meshguard::rules::cel::Coverage::Partly(_) => !v || w,
+                };
             if !ok {
                 mismatches.push(format!(
-                    "{} ({:?} {}): rule {rule} ({action}): policy {v}, webhook {w}\n    webhook: {} {:?}\n    warnings: {:?}",
+                    "{} ({:?} {}): rule {rule} ({here:?} in {ns}): policy {v}, webhook {w}, a policy of another action fired: {other}\n    webhook: {} {:?}\n    warnings: {:?}",
                     c.label, c.op, c.kind, a.status, a.message, a.warnings
                 ));
             }
@@ -1355,6 +1509,15 @@ async fn scenario(kubeconfig: &Path) {
         admissible >= 150,
         "only {admissible} cases reached admission: {skipped:#?}"
     );
+    // Per-namespace actions: the rules' warn policies fired where the overrides say so.
+    assert_eq!(excepted_cases, 2);
+    for policy in ["pa-permissive-mtls-warn", "ap-allow-all-warn"] {
+        let name = format!("{}-{policy}", run.id);
+        assert!(
+            fired_policies.contains(&name),
+            "{name} never fired: {fired_policies:?}"
+        );
+    }
 
     // --- meshguard down: webhook fail-open and stopped, the generated bindings in force.
     run.apply_cluster_scoped(&to_yaml(&[webhook("Ignore")]))

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "logging",
             "parallel",
             "freshness",
+            "budget",
         ],
     ),
     (
@@ -55,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit_stream",
             "cluster",
             "mesh_watch",
+            "exception_watch",
             "simulate",
             "policy_test",
             "policy_report",

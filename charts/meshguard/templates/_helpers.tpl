@@ -233,12 +233,17 @@ Istio namespaces, and the release namespace. */}}
 {{- end }}
 {{- $label := "istio-injection: enabled" }}
 {{- if $c.injectionRevision }}{{ $label = printf "istio.io/rev: %s" $c.injectionRevision }}{{ end }}
-{{- dict "rootNamespace" (include "meshguard.rootNamespace" . | toJson) "trustDomain" (toJson $td) "trustDomains" (include "meshguard.celList" $tds) "clusterDomain" (trimAll "." $c.clusterDomain | lower | toJson) "meshHostSuffixes" (include "meshguard.celList" $suffixes) "injectionLabel" (toJson $label) | toJson }}
+{{- $platform := $c.platform | default dict }}
+{{- $groups := list "system:masters" }}
+{{- if hasKey $platform "groups" }}{{ $groups = $platform.groups | default list }}{{ end }}
+{{- dict "rootNamespace" (include "meshguard.rootNamespace" . | toJson) "trustDomain" (toJson $td) "trustDomains" (include "meshguard.celList" $tds) "clusterDomain" (trimAll "." $c.clusterDomain | lower | toJson) "meshHostSuffixes" (include "meshguard.celList" $suffixes) "injectionLabel" (toJson $label) "platformLabels" (include "meshguard.celList" ($platform.labels | default list)) "platformUsers" (include "meshguard.celList" ($platform.users | default list)) "platformGroups" (include "meshguard.celList" $groups) | toJson }}
 {{- end }}
 
-{{/* A rule's action under the policy: its own action, else its default capped by the mode. */}}
+{{/* A rule's action under the policy: its own action, else its default capped by the mode
+(an override's: its action, else its mode's cap; "enforce" leaves the default). */}}
 {{- define "meshguard.ruleAction" -}}
 {{- if .set }}{{ .set }}
+{{- else if eq .default "off" }}off
 {{- else if eq .mode "audit" }}audit
 {{- else if and (eq .mode "warn") (eq .default "deny") }}warn
 {{- else }}{{ .default }}
@@ -281,4 +286,79 @@ Istio namespaces, and the release namespace. */}}
 {{- if $all }}{{ $any = append $any (printf "(%s)" (join " && " $all)) }}{{ end }}
 {{- end }}
 {{- join " || " $any }}
+{{- end }}
+
+{{/* Where a rule takes which action (meshguard's ActionPlan): the overrides that concern it in
+the order meshguard tries them (Policy::overrides_in_order: the rule's own and the top-level
+ones listing it, by name then by selector; then, unless the rule sets its own action, the
+top-level ones for every rule, by name then by selector), each as {cond, action} with its
+condition in CEL, and the action elsewhere. JSON. */}}
+{{- define "meshguard.actionPlan" -}}
+{{- $c := .config }}
+{{- $id := .id }}
+{{- $default := .default }}
+{{- $rc := get ($c.rules | default dict) $id | default dict }}
+{{- $named := $rc.overrides | default list }}
+{{- $every := list }}
+{{- range ($c.overrides | default list) }}
+{{- if .rules }}{{ if has $id .rules }}{{ $named = append $named . }}{{ end }}
+{{- else }}{{ $every = append $every . }}{{ end }}
+{{- end }}
+{{- $ordered := list }}
+{{- if ne $id "ns-platform-label-change" }}
+{{- range $named }}{{ if .namespaces }}{{ $ordered = append $ordered . }}{{ end }}{{ end }}
+{{- range $named }}{{ if not .namespaces }}{{ $ordered = append $ordered . }}{{ end }}{{ end }}
+{{- if not $rc.action }}
+{{- range $every }}{{ if .namespaces }}{{ $ordered = append $ordered . }}{{ end }}{{ end }}
+{{- range $every }}{{ if not .namespaces }}{{ $ordered = append $ordered . }}{{ end }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $steps := list }}
+{{- range $ordered }}
+{{- $cond := "" }}
+{{- if .namespaces }}{{ $cond = printf "request.namespace in %s" (include "meshguard.celList" .namespaces) }}
+{{- else }}{{ $cond = include "meshguard.selectorCel" (dict "sel" .namespaceSelector "labels" "variables.namespaceLabels") }}{{ end }}
+{{- $steps = append $steps (dict "cond" $cond "action" (include "meshguard.ruleAction" (dict "mode" (.mode | default "enforce") "default" $default "set" (.action | default "")))) }}
+{{- end }}
+{{- dict "steps" $steps "elsewhere" (include "meshguard.ruleAction" (dict "mode" $c.mode "default" $default "set" ($rc.action | default ""))) | toJson }}
+{{- end }}
+
+{{/* The policy's exceptions of rule .id that are active now, as one CEL condition (true:
+excepted), and the earliest end among them: {cel, until}. JSON. */}}
+{{- define "meshguard.exceptionsCel" -}}
+{{- $root := . }}
+{{- $any := list }}
+{{- $until := "" }}
+{{- $untilUnix := 0 }}
+{{- $now := now | unixEpoch | atoi }}
+{{- range ($root.config.exceptions | default list) }}
+{{- $e := . }}
+{{- if has $root.id ($e.rules | default list) }}
+{{- $text := toString $e.expires }}
+{{- if eq (len $text) 10 }}{{ $text = printf "%sT00:00:00Z" $text }}{{ end }}
+{{- $end := toDate "2006-01-02T15:04:05Z07:00" $text }}
+{{- $endUnix := $end | unixEpoch | atoi }}
+{{- if gt $endUnix $now }}
+{{- $all := list }}
+{{- if $e.namespaces }}{{ $all = append $all (printf "request.namespace in %s" (include "meshguard.celList" $e.namespaces)) }}{{ end }}
+{{- if $e.names }}
+{{- $alts := list }}
+{{- range $e.names }}
+{{- if hasSuffix "*" . }}{{ $alts = append $alts (printf "n.startsWith(%s)" (trimSuffix "*" . | toJson)) }}
+{{- else }}{{ $alts = append $alts (printf "n == %s" (toJson .)) }}{{ end }}
+{{- end }}
+{{- $all = append $all (printf "[(request.name != '' ? request.name : %s.metadata.?name.orValue(%s.metadata.?generateName.orValue('')))].exists(n, %s)" $root.subject $root.subject (join " || " $alts)) }}
+{{- end }}
+{{- if $e.kinds }}{{ $all = append $all (printf "request.kind.kind in %s" (include "meshguard.celList" $e.kinds)) }}{{ end }}
+{{- if and (hasKey $e "objectSelector") (ne (toJson $e.objectSelector) "null") }}{{ $all = append $all (include "meshguard.selectorCel" (dict "sel" $e.objectSelector "labels" $root.subjectLabels)) }}{{ end }}
+{{- if and (hasKey $e "namespaceSelector") (ne (toJson $e.namespaceSelector) "null") }}{{ $all = append $all (include "meshguard.selectorCel" (dict "sel" $e.namespaceSelector "labels" "variables.namespaceLabels")) }}{{ end }}
+{{- if $all }}{{ $any = append $any (printf "(%s)" (join " && " $all)) }}{{ end }}
+{{- if or (eq $untilUnix 0) (lt $endUnix $untilUnix) }}
+{{- $untilUnix = $endUnix }}
+{{- $until = dateInZone "2006-01-02T15:04:05.999999999Z07:00" $end "UTC" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- dict "cel" (join " || " $any) "until" $until | toJson }}
 {{- end }}

@@ -125,6 +125,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "injectionLabel",
         "the injection label the policy wants on namespaces, as `key: value` (string)",
     ),
+    (
+        "platformLabels",
+        "the platform-owned namespace label keys, platform.labels (list of strings)",
+    ),
+    (
+        "platformUsers",
+        "the users that may change them, platform.users (list of strings)",
+    ),
+    (
+        "platformGroups",
+        "the groups whose members may change them, platform.groups (list of strings)",
+    ),
 ];
 
 /// The forms: one line per rule with a CEL form.
@@ -167,6 +179,7 @@ pub static REGISTRY: &[&CelForm] = &[
     &workload::PROXY_IMAGE_AUTO,
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,
+    &namespace::PLATFORM_LABEL_CHANGE,
     &service::PORT_PROTOCOL,
 ];
 

@@ -4,6 +4,7 @@
 
 use super::{lit, site_if, Cel, CelForm, Coverage, NotInCel, On};
 use crate::rules::namespace::{self as ns, DATAPLANE_MODE, ISTIO_INJECTION, REV};
+use crate::rules::namespace_guard;
 
 fn labels() -> Vec<(&'static str, String)> {
     vec![("labels", "$o.metadata.?labels.orValue({})".to_owned())]
@@ -76,4 +77,26 @@ pub static INJECTION_MISSING: NotInCel = NotInCel {
 pub static UNKNOWN_REVISION: NotInCel = NotInCel {
     rule: &ns::UNKNOWN_REVISION,
     why: "which revisions and tags exist is the injector MutatingWebhookConfigurations' labels, which the webhook watches and no admission policy can read",
+};
+
+/// The platform-label guard: a Namespace UPDATE that changes a platform-owned label, by anyone
+/// but the platform's users and groups (the webhook's pardon, stated here from `userInfo`). The
+/// old labels are `oldObject`'s whatever `$o` is, so that the old object, judged for
+/// `allowExistingViolations`, never has a finding of its own (as the webhook judges it).
+pub static PLATFORM_LABEL_CHANGE: CelForm = CelForm {
+    rule: &namespace_guard::PLATFORM_LABEL_CHANGE,
+    coverage: Coverage::Full,
+    on: On::Write,
+    kinds: None,
+    cel: || {
+        let new = "$labels[?k]";
+        let old = "oldObject.metadata.?labels.orValue({})[?k]";
+        Cel {
+            variables: labels(),
+            sites: format!(
+                "request.operation != 'UPDATE' || request.userInfo.username in @platformUsers || request.userInfo.?groups.orValue([]).exists(g, g in @platformGroups) ? [] : @platformLabels.filter(k, {new}.orValue('\\n') != {old}.orValue('\\n')).map(k, ['metadata.labels[' + strings.quote(k) + ']', (!{old}.hasValue() ? 'added with value ' + strings.quote({new}.value()) : !{new}.hasValue() ? 'removed (it was ' + strings.quote({old}.value()) + ')' : 'changed from ' + strings.quote({old}.value()) + ' to ' + strings.quote({new}.value())) + ': ' + k + ' is platform-owned (the policy selects namespaces by it to decide where rules deny, warn or are excepted), so only the platform\\'s identities may change it', 'keep ' + k + ' as it was; the platform team changes it (platform.users, platform.groups)'])"
+            ),
+            weakening: None,
+        }
+    },
 };

@@ -277,7 +277,9 @@ pub static PROXY_IMAGE: CelForm = CelForm {
 
 pub static PROXY_IMAGE_AUTO: CelForm = CelForm {
     rule: &wl::PROXY_IMAGE_AUTO,
-    coverage: Coverage::Full,
+    coverage: Coverage::Partly(
+        "workload templates (IST0146): whether an injector will select their pods is the injectors' decision (their webhook selectors and ConfigMaps), which no admission policy can read; the policy judges Pod CREATEs (IST0147)",
+    ),
     on: On::Create,
     kinds: Some(&[Kind::Pod]),
     cel: || {
