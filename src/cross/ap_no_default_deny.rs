@@ -41,7 +41,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     }
     let mut mesh: BTreeSet<&str> = BTreeSet::new();
     for o in cx.inventory.namespace_objects() {
-        if crate::rules::namespace::in_mesh(o.labels()) {
+        if crate::dataplane::labels::in_mesh(o.labels()) {
             mesh.insert(o.name());
         }
     }

@@ -4,7 +4,7 @@
 //! to, and the reachability matrices ([`super::reach`]).
 //!
 //! Nothing is decided here that another module decides: the data plane is
-//! [`crate::rules::workload::workload_dataplane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
+//! [`crate::dataplane::workload_plane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
 //! table, default deny is [`crate::cross::ap_no_default_deny`]'s allow-nothing policies plus
 //! the simulator's ALLOW policies for the workload, and the findings are the run's
 //! [`Report`], exactly what `check` or `audit` print. Pure: no I/O.
@@ -18,6 +18,8 @@ use super::rows::{Policies, PortCell, NULL};
 use crate::authz::{Mesh, PolicySet, Target};
 use crate::context::{ClusterView, Lookup};
 use crate::cross::{ap_no_default_deny, CrossContext};
+use crate::dataplane::labels::{injection, is_ambient, Injection};
+use crate::dataplane::{workload_plane, Plane};
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload, Object};
@@ -26,9 +28,7 @@ use crate::mtls::Decider;
 use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
-use crate::rules::namespace::{injection, is_ambient, Injection};
 use crate::rules::service::{port_protocol, PortProtocol};
-use crate::rules::workload::{workload_dataplane as plane_of, Dataplane};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -112,21 +112,18 @@ fn namespace_injection(engine: &Engine, inventory: &Inventory, ns: &str) -> (&'s
     }
 }
 
-/// The data plane of a workload: a Pod that already carries the proxy has a sidecar;
-/// otherwise the injection decision the workload rules make.
-fn workload_dataplane(engine: &Engine, inventory: &Inventory, o: &Object) -> Dataplane {
+/// The data plane of a workload ([`crate::dataplane::workload_plane`]).
+fn workload_dataplane(engine: &Engine, inventory: &Inventory, o: &Object) -> Plane {
     let Some(t) = PodTemplate::of(o.kind, &o.object) else {
-        return Dataplane::Unknown;
+        return Plane::Unknown;
     };
-    if t.is_pod() && t.has_proxy() {
-        return Dataplane::Sidecar;
-    }
-    plane_of(
+    workload_plane(
         engine.mesh(),
         o.namespace(),
         &t,
         &inventory.namespace_labels(o.namespace()),
     )
+    .plane
 }
 
 /// A Service's selector (read once) and its spec.
