@@ -8,6 +8,7 @@
 //! check's action (`rules.<id>.action`, else its default capped by the global mode) and its
 //! `rules.<id>.exemptions` with the same resolver the admission rules use.
 
+use crate::dataplane::Topology;
 use crate::engine::Engine;
 use crate::finding::{Action, Finding, ObjectFinding, Subject, Violation};
 use crate::inventory::{Inventory, InventoryWorkload};
@@ -73,6 +74,7 @@ pub struct CrossContext<'a> {
     pub root: &'a str,
     peer_index: PolicyIndex,
     mtls_rows: OnceCell<Vec<mtls::Row>>,
+    topology: OnceCell<Topology>,
 }
 
 impl<'a> CrossContext<'a> {
@@ -90,7 +92,16 @@ impl<'a> CrossContext<'a> {
             root,
             peer_index,
             mtls_rows: OnceCell::new(),
+            topology: OnceCell::new(),
         }
+    }
+
+    /// The ambient topology of the inventory (waypoints, Service bindings, gateway identities),
+    /// read once.
+    pub fn topology(&self) -> &Topology {
+        self.topology.get_or_init(|| {
+            Topology::new(self.inventory.objects().iter().map(|o| (o.kind, &o.object)))
+        })
     }
 
     /// PeerAuthentications by namespace, ready to compose effective mTLS.
