@@ -203,6 +203,7 @@ fn cell<'a>(
     match outcome {
         Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule)),
         Outcome::NoAllowPolicy => ("A", "no-allow", None, None),
+        Outcome::Unenforced => ("A", "no-proxy", None, None),
         Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule)),
         Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule)),
         Outcome::DefaultDeny => {
