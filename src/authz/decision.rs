@@ -246,6 +246,7 @@ impl PolicySet {
             not_sent: Vec::new(),
             peer: ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels),
             mtls: self.mtls.compose(namespace, labels),
+            selector_jwt: Vec::new(),
         };
         for ns in self.scope_namespaces(namespace) {
             for &i in self.by_namespace.get(ns).into_iter().flatten() {
@@ -257,6 +258,12 @@ impl PolicySet {
                     Ok(l) if l.action == L4Action::Deny => t.deny.push(i),
                     Ok(_) => t.allow.push(i),
                     Err(_) => t.not_sent.push(i),
+                }
+            }
+            for &i in self.jwt_by_namespace.get(ns).into_iter().flatten() {
+                let p = &self.jwt[i];
+                if p.selects(labels) {
+                    t.selector_jwt.push(p.id.clone());
                 }
             }
         }

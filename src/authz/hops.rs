@@ -171,14 +171,9 @@ impl<'s> Route<'s> {
                     .unwrap_or(Outside::NotEnrolled)
                     .describe(dest.namespace)
             )),
+            // Its namespace's labels are not known: a sidecar, as before ambient was modelled.
             Plane::Unknown => DestTarget::Sidecar(set.target(dest.namespace, dest.labels)),
         };
-        if dest.plane.plane == Plane::Unknown {
-            notes.push(format!(
-                "the data plane of {} is unknown (its namespace's labels are not in the input): a sidecar is assumed",
-                dest.label
-            ));
-        }
         Route {
             caller,
             waypoint,

@@ -412,6 +412,8 @@ pub struct JwtIssuer {
 /// One compiled RequestAuthentication.
 #[derive(Clone, Debug)]
 pub(crate) struct JwtPolicy {
+    /// `namespace/name`.
+    pub id: String,
     pub namespace: String,
     pub selector: BTreeMap<String, String>,
     pub target_refs: bool,
@@ -447,6 +449,7 @@ impl JwtPolicy {
             })
             .collect();
         JwtPolicy {
+            id: policy,
             selector: WorkloadSelector::of(spec_of(obj)).to_map(),
             target_refs: ra.has_target_refs(),
             refs: target_refs(spec_of(obj)),

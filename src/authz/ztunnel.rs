@@ -922,6 +922,9 @@ pub struct ZtunnelTarget<'s> {
     pub(crate) peer: PeerDerived,
     /// The sidecar-style composition, for naming the PeerAuthentication that decided.
     pub(crate) mtls: Composed,
+    /// RequestAuthentications that select this workload (not by targetRefs): nothing enforces
+    /// them in ambient mode.
+    pub(crate) selector_jwt: Vec<String>,
 }
 
 impl<'s> ZtunnelTarget<'s> {
@@ -1112,6 +1115,12 @@ impl<'s> ZtunnelTarget<'s> {
                 "ztunnel sees connections, not HTTP requests: the method, path, headers and token play no part here".to_owned(),
             );
         }
+        if !self.selector_jwt.is_empty() {
+            ex.notes.push(format!(
+                "RequestAuthentication {} selects this workload, but ztunnel has no JWT support and waypoints read only targetRefs: no token is validated or rejected",
+                self.selector_jwt.join(", ")
+            ));
+        }
         for &i in self.deny.iter().chain(&self.allow) {
             let p = &self.set.policies()[i];
             if let Some(l) = self.l4(i) {
@@ -1166,7 +1175,7 @@ impl<'s> ZtunnelTarget<'s> {
                             Some((m, f)) => (
                                 m.path.clone(),
                                 format!(
-                                    "{}: {} does not hold ({} {})",
+                                    "{}: {} does not match (want {}; {})",
                                     m.label,
                                     f.join(", "),
                                     m.describe(),

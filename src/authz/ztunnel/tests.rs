@@ -290,7 +290,10 @@ fn peer_authentication_compiled_as_istiod_does() {
     // No PeerAuthentication: permissive.
     assert_eq!(strict_ports(&[], &[80]), [false]);
     // Mesh STRICT: the static strict policy refuses plaintext; mesh clients get in.
-    assert_eq!(strict_ports(std::slice::from_ref(&mesh_strict), &[80]), [true]);
+    assert_eq!(
+        strict_ports(std::slice::from_ref(&mesh_strict), &[80]),
+        [true]
+    );
     let s = set(std::slice::from_ref(&mesh_strict));
     let t = s.ztunnel_target("prod", &labels("api"));
     assert_eq!(
@@ -333,7 +336,10 @@ fn peer_authentication_compiled_as_istiod_does() {
         json!({"selector": {"matchLabels": {"app": "api"}},
         "mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"9090": {"mode": "STRICT"}}}),
     );
-    assert_eq!(strict_ports(std::slice::from_ref(&wl), &[80, 9090]), [false, true]);
+    assert_eq!(
+        strict_ports(std::slice::from_ref(&wl), &[80, 9090]),
+        [false, true]
+    );
     // istiod's quirk: the same under a STRICT mesh policy skips the STRICT port (its parent
     // check reads the mesh policy), and the PERMISSIVE workload mode wins: nothing is strict.
     assert_eq!(
