@@ -468,6 +468,31 @@ impl Topology {
         }
     }
 
+    /// The waypoint a namespace's own `istio.io/use-waypoint` label names, as its Services
+    /// without a label of their own bind to it (`fetchWaypointForService` on the namespace's
+    /// label; [`Binding::None`] without one).
+    pub fn namespace_binding(&self, namespace: &str) -> Binding {
+        match self.binding(namespace, &EMPTY) {
+            Binding::Bound { gateway, source }
+                if !self.gateways[gateway].traffic.serves_services() =>
+            {
+                let g = &self.gateways[gateway];
+                Binding::Unbound {
+                    namespace: g.namespace.clone(),
+                    name: g.name.clone(),
+                    source,
+                    why: Unbound::TrafficType(g.traffic.as_str().to_owned()),
+                }
+            }
+            b => b,
+        }
+    }
+
+    /// Namespaces with Namespace objects in the input.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.keys().map(String::as_str)
+    }
+
     /// `fetchWaypointForTarget`: the object's own label, else its namespace's.
     fn binding(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Binding {
         let ns_labels = self.namespace_labels(namespace);
