@@ -229,6 +229,7 @@ impl Report {
                     "port": r.port,
                     "mode": r.effective.mode,
                     "decidedBy": r.effective.decided_by,
+                    "dataPlane": r.dataplane,
                 }))
                 .collect::<Vec<_>>());
         }

@@ -270,6 +270,15 @@ impl PolicySet {
         t
     }
 
+    /// The PeerAuthentication-derived DENY policies ztunnel applies to a captured workload.
+    pub fn peer_derived(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> ztunnel::PeerDerived {
+        ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels)
+    }
+
     /// The root namespace, then `namespace` when it is another one.
     fn scope_namespaces<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a str> {
         let root = self.mesh.root_namespace.as_str();

@@ -948,6 +948,11 @@ impl<'s> ZtunnelTarget<'s> {
         &self.peer
     }
 
+    /// The sidecar-style composition of the PeerAuthentications (which policy decided a port).
+    pub fn mtls(&self) -> &Composed {
+        &self.mtls
+    }
+
     /// The decision for one connection (the request's HTTP part is not seen by ztunnel).
     pub fn decide(&self, req: &Request) -> Outcome {
         let c = Conn::of(req);

@@ -172,14 +172,50 @@ impl<'a> CrossContext<'a> {
     /// left out.
     pub fn mtls_rows(&self) -> &[mtls::Row] {
         self.mtls_rows.get_or_init(|| {
-            self.peer_index.table(
-                self.inventory
-                    .workloads()
-                    .iter()
-                    .map(|w| &w.workload)
-                    .filter(|w| !self.is_exempt_namespace(&w.namespace)),
-            )
+            let mut rows = Vec::new();
+            for (i, w) in self.inventory.workloads().iter().enumerate() {
+                if !self.is_exempt_namespace(&w.workload.namespace) {
+                    rows.extend(self.workload_mtls(i));
+                }
+            }
+            rows.sort_by(|a, b| {
+                (&a.namespace, &a.workload, a.kind, a.port).cmp(&(
+                    &b.namespace,
+                    &b.workload,
+                    b.kind,
+                    b.port,
+                ))
+            });
+            rows
         })
+    }
+
+    /// The effective-mTLS rows of workload `i`, with its data plane: for a workload ztunnel
+    /// captures, ztunnel's compilation of the PeerAuthentications ([`crate::authz::ztunnel`]):
+    /// a port is STRICT when plaintext is refused there, else PERMISSIVE (DISABLE included).
+    pub fn workload_mtls(&self, i: usize) -> Vec<mtls::Row> {
+        let w = &self.workload(i).workload;
+        let plane = self.plane(i).plane;
+        let mut table = self.peer_index.table(std::iter::once(w));
+        if plane == Plane::Ambient {
+            let z = self.policy_set().peer_derived(&w.namespace, &w.labels);
+            for r in &mut table {
+                let port = r.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+                r.effective.mode = if z.strict_on(port) {
+                    crate::istio::MtlsMode::Strict
+                } else {
+                    crate::istio::MtlsMode::Permissive
+                };
+            }
+        }
+        let name = match plane {
+            Plane::Ambient => "ztunnel/HBONE",
+            other => other.as_str(),
+        };
+        for r in &mut table {
+            r.dataplane = name.to_owned();
+        }
+        table
     }
 
     /// meshguard exempts the namespace as a whole (policy `exemptNamespaces`, root, own).

@@ -1012,3 +1012,47 @@ fn mesh_config_flag_and_policy_override_the_mesh() {
     );
     assert_eq!(json["meshContext"]["trustDomain"]["value"], "cluster.local");
 }
+
+#[test]
+fn effective_mtls_of_an_ambient_mesh_is_ztunnels() {
+    let (out, err, code) = meshguard(
+        &["check", "tests/fixtures/ambient", "--mtls", "--complete"],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains(
+            "NAMESPACE  WORKLOAD             DATA PLANE     PORT  MODE        DECIDED BY\n"
+        ),
+        "{out}"
+    );
+    // metrics' PeerAuthentication says DISABLE: ztunnel reads it as PERMISSIVE.
+    assert!(
+        out.contains("shop       deployment/metrics   ztunnel/HBONE  9090  PERMISSIVE  shop/metrics (workload)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("payments   deployment/ledger    sidecar        8080  STRICT      payments/default (namespace)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ztunnel accepts plaintext connections (without a peer identity)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ambient: capture on (ConfigMap istio-system/istio-cni-config)"),
+        "{out}"
+    );
+    // Every ambient finding of the fixture, and no unknown principal for the waypoint and the
+    // ingress gateway that reviews-l7 and reviews-only-via-waypoint name.
+    for id in [
+        "ap-ztunnel-http",
+        "ra-ambient-selector",
+        "waypoint-unbound",
+        "waypoint-bypass",
+        "ingress-skips-waypoint",
+    ] {
+        assert!(out.contains(&format!("[{id}]")), "{id}: {out}");
+    }
+    assert!(!out.contains("[ap-unknown-principal]"), "{out}");
+}
