@@ -49,7 +49,10 @@ fn names(f: &[L7Field]) -> String {
     n.join(", ")
 }
 
-const TARGET_REFS_FIX: &str = "enforce HTTP rules at a waypoint: move them to an AuthorizationPolicy with targetRefs: [{kind: Service, group: \"\", name: <service>}] (or the waypoint's Gateway) and keep only L4 fields (principals, namespaces, serviceAccounts, ipBlocks, ports) in this selector policy";
+/// Admission warnings travel in a `Warning` header of at most 256 characters
+/// (`crate::admission`): message and fix are kept short enough for the fix to arrive.
+const TARGET_REFS_FIX: &str =
+    "move HTTP rules to a targetRefs policy (Service or waypoint), keep L4 ones";
 
 pub static ZTUNNEL_HTTP: Rule = Rule {
     id: "ap-ztunnel-http",
@@ -80,20 +83,20 @@ pub static ZTUNNEL_HTTP: Rule = Rule {
         for (rule, fate) in &converted.fates {
             let path = format!("spec.rules[{rule}]");
             let (what, l7) = match fate {
+                RuleFate::Dropped(l7) if all_dropped => (
+                    "this ALLOW rule is dropped; none left, every connection is denied",
+                    l7,
+                ),
                 RuleFate::Dropped(l7) => (
-                    if all_dropped {
-                        "ztunnel cannot match them, so istiod drops the rule; with every rule dropped, this ALLOW policy admits nothing: every connection to the selected pods is denied, the callers it names included".to_owned()
-                    } else {
-                        "ztunnel cannot match them, so istiod drops the rule: it admits nothing at ztunnel (more restrictive than written)".to_owned()
-                    },
+                    "this ALLOW rule is dropped: it admits nothing",
                     l7,
                 ),
                 RuleFate::NoOp(l7) => (
-                    "ztunnel enforces the rule without them, and an entry left empty never matches: this DENY rule denies nothing".to_owned(),
+                    "this DENY rule, enforced without them, never matches: it denies nothing",
                     l7,
                 ),
                 RuleFate::Wider(l7) => (
-                    "ztunnel enforces the rule without them: it denies every connection its L4 part matches, not only the requests written".to_owned(),
+                    "this DENY rule, enforced without them, denies all its L4 part matches",
                     l7,
                 ),
                 RuleFate::Kept | RuleFate::Inert(_) => continue,
@@ -101,7 +104,7 @@ pub static ZTUNNEL_HTTP: Rule = Rule {
             out.push(Violation::new(
                 path,
                 format!(
-                    "rules[{rule}] matches HTTP attributes ({}) and namespace {ns:?} is ambient, where ztunnel enforces selector policies as L4: {what}",
+                    "ambient namespace: ztunnel cannot match ({}): {what}",
                     names(l7)
                 ),
                 TARGET_REFS_FIX,
@@ -134,20 +137,20 @@ pub static ZTUNNEL_ACTION: Rule = Rule {
         let ap = AuthorizationPolicy::of(review.spec());
         let effect = match action.as_str() {
             "CUSTOM" => format!(
-                "the external authorizer{} is never called for the selected pods",
+                "the external authorizer{} is never called",
                 ap.provider_name()
                     .map(|p| format!(" {p:?}"))
                     .unwrap_or_default()
             ),
-            "AUDIT" => "nothing is audited for the selected pods".to_owned(),
+            "AUDIT" => "nothing is audited".to_owned(),
             _ => return, // an action Istio rejects: istio-invalid-enum
         };
         out.push(Violation::new(
             "spec.action",
             format!(
-                "action {action} in ambient namespace {ns:?}: ztunnel does not support it, so istiod does not send the policy and, with no targetRefs, no waypoint applies it either: {effect}"
+                "ambient namespace: ztunnel does not support {action}, waypoints skip selector policies: {effect}"
             ),
-            "attach the policy to a waypoint with targetRefs: [{kind: Service, group: \"\", name: <service>}] (or the waypoint's Gateway) instead of spec.selector",
+            "attach it with targetRefs (Service or waypoint), not a selector",
         ));
     },
 };
@@ -167,18 +170,15 @@ pub static RA_AMBIENT_SELECTOR: Rule = Rule {
         if ra.has_target_refs() {
             return;
         }
-        let (path, scope) = if ra.selector.is_empty() {
-            ("spec", "every pod of the namespace".to_owned())
+        let path = if ra.selector.is_empty() {
+            "spec"
         } else {
-            ("spec.selector", format!("the pods labelled {}", ra.selector.describe()))
+            "spec.selector"
         };
         out.push(Violation::new(
             path,
-            format!(
-                "namespace {:?} is ambient: ztunnel, which handles {scope}, has no JWT support, and waypoints apply only RequestAuthentications with targetRefs, so this one validates nothing (invalid tokens are not rejected) and AuthorizationPolicies cannot see request principals",
-                review.namespace
-            ),
-            "replace spec.selector with targetRefs: [{kind: Service, group: \"\", name: <service>}] (or the waypoint's Gateway), and require the token with an AuthorizationPolicy attached the same way (requestPrincipals: [\"*\"])",
+            "ambient namespace: neither ztunnel (no JWT support) nor a waypoint (targetRefs only) applies it, so no token is validated",
+            "use targetRefs (Service or waypoint); require tokens with a policy attached likewise",
         ));
     },
 };
@@ -238,7 +238,7 @@ mod tests {
         assert!(
             found[0]
                 .message
-                .contains("admits nothing: every connection"),
+                .contains("none left, every connection is denied"),
             "{}",
             found[0].message
         );
@@ -258,7 +258,7 @@ mod tests {
         assert!(found[0].message.contains("denies nothing"));
         assert!(
             found[1].message.contains("requestPrincipals")
-                && found[1].message.contains("denies every connection")
+                && found[1].message.contains("denies all its L4 part matches")
         );
         // Quiet: the same policies in a sidecar namespace, with targetRefs, in dry-run, or L4 only.
         assert!(run(
@@ -384,7 +384,7 @@ mod tests {
         );
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "spec.selector");
-        assert!(found[0].message.contains("validates nothing"));
+        assert!(found[0].message.contains("no token is validated"));
         assert!(run(
             &RA_AMBIENT_SELECTOR,
             "RequestAuthentication",
@@ -401,5 +401,45 @@ mod tests {
             &ambient()
         )
         .is_empty());
+    }
+
+    /// The warning header carries 256 characters: message and fix arrive whole.
+    #[test]
+    fn warnings_fit_the_header() {
+        let cases = [
+            (
+                &ZTUNNEL_HTTP,
+                "AuthorizationPolicy",
+                json!({"selector": {"matchLabels": {"app": "ratings"}},
+                "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/x"], "hosts": ["a"]}}]}]}),
+            ),
+            (
+                &ZTUNNEL_HTTP,
+                "AuthorizationPolicy",
+                json!({"action": "DENY", "rules": [
+                {"from": [{"source": {"namespaces": ["dev"], "requestPrincipals": ["*"]}}]},
+                {"to": [{"operation": {"methods": ["DELETE"]}}]}]}),
+            ),
+            (
+                &ZTUNNEL_ACTION,
+                "AuthorizationPolicy",
+                json!({"action": "CUSTOM",
+                "provider": {"name": "ext-authz-opa"}, "rules": [{}]}),
+            ),
+            (
+                &RA_AMBIENT_SELECTOR,
+                "RequestAuthentication",
+                json!({"selector": {"matchLabels": {"app": "orders"}},
+                "jwtRules": [{"issuer": "https://auth.example.com"}]}),
+            ),
+        ];
+        for (rule, kind, spec) in cases {
+            let found = run(rule, kind, spec, &ambient());
+            assert!(!found.is_empty(), "{}", rule.id);
+            for v in found {
+                let line = format!("[{}] {}: {}. Fix: {}", rule.id, v.path, v.message, v.fix);
+                assert!(line.len() <= 256, "{} characters: {line}", line.len());
+            }
+        }
     }
 }
