@@ -301,6 +301,9 @@ mod tests {
                 o["spec"] = serde_json::json!({"host": "db.data",
                     "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
             }
+            None if kind == Kind::PeerAuthentication => {
+                o["spec"] = serde_json::json!({"mtls": {"mode": "DISABLE"}});
+            }
             None => {}
         }
         serde_json::from_value(o).expect("sample object")

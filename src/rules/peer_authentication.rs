@@ -56,12 +56,15 @@ pub static DISABLED_MTLS: Rule = Rule {
     default_action: Action::Deny,
     summary: "mtls.mode DISABLE anywhere turns mutual TLS off (in an ambient namespace ztunnel reads it as PERMISSIVE: plaintext gets in)",
     example_fix: "spec.mtls.mode: STRICT",
-    needs: &[crate::context::Need::NamespaceLabels],
+    needs: &[crate::context::Need::NamespaceLabelsOnDisable],
     check: |review, ctx, out| {
         let pa = policy(review);
-        let ambient = review.written().is_some() && super::ambient::ambient_namespace(review, ctx);
+        let mut ambient = None;
         for (path, mode) in pa.modes() {
             if mode == "DISABLE" {
+                let ambient = *ambient.get_or_insert_with(|| {
+                    review.written().is_some() && super::ambient::ambient_namespace(review, ctx)
+                });
                 let message = if ambient {
                     format!(
                         "namespace {:?} is ambient, where ztunnel treats DISABLE as PERMISSIVE for {}: mesh clients keep using HBONE (mTLS, with their identity), and plaintext clients get in without one, past every identity-based AuthorizationPolicy",
