@@ -23,6 +23,10 @@
 //!     explanation), what the posture page pays per cell;
 //!   * `posture-page`: `meshguard report --html` of the same manifests, whole (read, check,
 //!     cross checks, grid, reachability matrices, render).
+//! * `sidecar/…`: the same benches on the sidecar equivalent (every namespace uses sidecars,
+//!   with the same workloads, Services and callers; L7 selector policies): `simulate/service`
+//!   (one hop, the destination's sidecar), `simulate/sidecar-to-pods`, `decide/service`,
+//!   `posture-page`. The ratio ambient / sidecar is what ambient costs.
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) criterion runs each function once,
 //! the matrix shrinks to 20 × 20 and the ambient mesh to 4 × 5 workloads, as a smoke pass.
@@ -232,11 +236,12 @@ fn matrix_bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// The ambient mesh of the `ambient/…` benches, as manifests: `namespaces` × `per_ns`
-/// workloads; every fifth namespace uses sidecars, the others are ambient with a service
-/// waypoint. Workload `w-i` admits `w-(i+1)` and `w-(i+2)` of the previous namespace and of its
+/// The mesh of the `ambient/…` benches, as manifests: `namespaces` × `per_ns` workloads; every
+/// fifth namespace uses sidecars, the others are ambient with a service waypoint (with
+/// `sidecar_only`, the sidecar equivalent of the `sidecar/…` benches: every namespace uses
+/// sidecars, with the same workloads, Services and callers). Workload `w-i` admits `w-(i+1)` and `w-(i+2)` of the previous namespace and of its
 /// own: L4 (identities, and the waypoint's) at ztunnel, GET /api/* at the waypoint.
-fn ambient_mesh(namespaces: usize, per_ns: usize) -> String {
+fn ambient_mesh(namespaces: usize, per_ns: usize, sidecar_only: bool) -> String {
     let mut s = String::from(
         "apiVersion: v1
 kind: Namespace
@@ -270,7 +275,7 @@ spec: {mtls: {mode: STRICT}}
     for n in 0..namespaces {
         let ns = format!("ns-{n}");
         let prev = format!("ns-{}", (n + namespaces - 1) % namespaces);
-        let ambient = n % 5 != 4;
+        let ambient = !sidecar_only && n % 5 != 4;
         let labels = if ambient {
             "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}"
         } else {
@@ -378,11 +383,20 @@ fn spec(from: &str, to: &str, port: u16) -> RequestSpec {
 }
 
 fn ambient_bench(c: &mut Criterion) {
+    mesh_bench(c, false);
+    mesh_bench(c, true);
+}
+
+/// The `ambient/…` benches, or with `sidecar_only` the `sidecar/…` ones: the same requests on
+/// the sidecar equivalent of the mesh (a sidecar caller to the Service: one hop, the
+/// destination's sidecar; a sidecar caller to the pods, denied there).
+fn mesh_bench(c: &mut Criterion, sidecar_only: bool) {
     let full = std::env::args().any(|a| a == "--bench");
     let (namespaces, per_ns) = if full { (50, 20) } else { (5, 4) };
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = dir.path().join("mesh.yaml");
-    std::fs::write(&manifests, ambient_mesh(namespaces, per_ns)).expect("write the mesh");
+    std::fs::write(&manifests, ambient_mesh(namespaces, per_ns, sidecar_only))
+        .expect("write the mesh");
     let (inventory, mesh) =
         scenario::load_manifests(std::slice::from_ref(&manifests), "default", &[])
             .expect("the mesh loads");
@@ -391,23 +405,38 @@ fn ambient_bench(c: &mut Criterion) {
     // The workloads, and ztunnel and istio-cni.
     assert_eq!(world.inventory.workloads().len(), namespaces * per_ns + 2);
 
-    // ns-0 and ns-1 are ambient, ns-4 uses sidecars.
+    // ns-0 and ns-1 are ambient (sidecar in the sidecar equivalent), ns-4 uses sidecars.
     let through = spec("ns-1/w-2", "ns-1/Service/w-1", 80);
     let (resolved, ex) = meshguard::simulate::simulate(&world, &set, &through).expect("resolves");
     assert_eq!(ex.verdict, Verdict::Allow, "{ex:?}");
+    let hops = if sidecar_only { 1 } else { 2 };
     assert_eq!(
         ex.hops.len(),
-        2,
-        "the waypoint, then ztunnel: {:?}",
+        hops,
+        "the waypoint, then ztunnel (the sidecar alone): {:?}",
         ex.hops
     );
     let direct = spec("ns-4/w-0", "ns-0/w-1", 8080);
     let (_, ex) = meshguard::simulate::simulate(&world, &set, &direct).expect("resolves");
     assert_eq!(ex.verdict, Verdict::Deny, "{ex:?}");
 
-    let mut g = c.benchmark_group("ambient");
+    let group = if sidecar_only { "sidecar" } else { "ambient" };
+    let (service, pods) = if sidecar_only {
+        ("simulate/service", "simulate/sidecar-to-pods")
+    } else {
+        (
+            "simulate/service-through-waypoint",
+            "simulate/sidecar-to-ambient-pods",
+        )
+    };
+    let decide = if sidecar_only {
+        "decide/service"
+    } else {
+        "decide/service-through-waypoint"
+    };
+    let mut g = c.benchmark_group(group);
     let id = |what: &str| format!("{what} ({} workloads)", namespaces * per_ns);
-    g.bench_function(id("simulate/service-through-waypoint"), |b| {
+    g.bench_function(id(service), |b| {
         b.iter(|| {
             black_box(meshguard::simulate::simulate(
                 &world,
@@ -416,7 +445,7 @@ fn ambient_bench(c: &mut Criterion) {
             ))
         })
     });
-    g.bench_function(id("simulate/sidecar-to-ambient-pods"), |b| {
+    g.bench_function(id(pods), |b| {
         b.iter(|| {
             black_box(meshguard::simulate::simulate(
                 &world,
@@ -439,12 +468,12 @@ fn ambient_bench(c: &mut Criterion) {
         route.decide(&resolved.request, &forwarded).verdict(),
         Verdict::Allow
     );
-    g.bench_function(id("decide/service-through-waypoint"), |b| {
+    g.bench_function(id(decide), |b| {
         b.iter(|| black_box(route.decide(black_box(&resolved.request), &forwarded)))
     });
     g.finish();
 
-    let mut g = c.benchmark_group("ambient");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(if full { 20 } else { 1 }));
     let html = dir.path().join("posture.html");
