@@ -76,6 +76,10 @@ pub enum BadReview {
     Version(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+    /// A request kube-apiserver would never send: no object to judge, or an object that is not
+    /// of the kind the request names.
+    #[error("malformed AdmissionReview: {0}")]
+    Malformed(String),
     #[error("cannot encode the response: {0}")]
     Encode(String),
 }
@@ -141,7 +145,7 @@ impl Admission {
         // Rule ids of the findings, for the one info-level log line of a denied/warned/audited
         // review (each finding's full text is logged at debug and sent in the response).
         let mut rules_hit = String::new();
-        let (kind_label, outcome) = match recognise(&req) {
+        let (kind_label, outcome) = match recognise_checked(&req)? {
             None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
@@ -264,15 +268,24 @@ pub fn decode_review(body: &[u8]) -> Result<AdmissionReview<ReviewObject>, BadRe
     })
 }
 
+/// The subresources meshguard judges as an UPDATE of the object itself: `pods/ephemeralcontainers`
+/// carries the whole Pod (with `kind: Pod`), and is how `kubectl debug` adds a container to a
+/// running pod. Every other subresource (`deployments/scale`, `pods/status`, ...) passes.
+const JUDGED_SUBRESOURCES: &[(Kind, &str)] = &[(Kind::Pod, "ephemeralcontainers")];
+
 /// Build the engine's view of a request; `None` when meshguard has nothing to say about it.
+/// It trusts the request's shape; [`recognise_checked`] (what the webhook calls) first refuses
+/// requests no kube-apiserver sends.
 pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
-    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
-        return None;
-    }
     if matches!(req.operation, Operation::Connect) {
         return None;
     }
     let kind = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)?;
+    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        if !JUDGED_SUBRESOURCES.contains(&(kind, sub)) {
+            return None;
+        }
+    }
     let object = req.object.as_ref().map(|o| &o.0);
     let old_object = req.old_object.as_ref().map(|o| &o.0);
     let subject = object.or(old_object);
@@ -308,6 +321,60 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
     })
 }
 
+/// [`recognise`], refusing (HTTP 400) a request of a kind meshguard judges that kube-apiserver
+/// would never send, rather than judging something other than what is written:
+///
+/// * CREATE or UPDATE without `object`, UPDATE or DELETE without `oldObject` (kube-apiserver
+///   always sends the stored object with both; without it, a weakening could not be seen);
+/// * an `object` or `oldObject` whose `apiVersion`/`kind` is not the request's `kind` (a
+///   PeerAuthentication request carrying a Pod would otherwise be judged by neither kind's
+///   rules). The object is always sent in the request's version, so they agree on every real
+///   request; an object without `apiVersion` and `kind` is judged as the request's kind.
+pub fn recognise_checked(
+    req: &AdmissionRequest<ReviewObject>,
+) -> Result<Option<Review<'_>>, BadReview> {
+    let Some(review) = recognise(req) else {
+        return Ok(None);
+    };
+    let op = operation_label(&req.operation);
+    let kind = &req.kind;
+    let missing = |field: &str| {
+        BadReview::Malformed(format!(
+            "{op} of {} {:?} without {field}",
+            kind.kind, review.name
+        ))
+    };
+    match req.operation {
+        Operation::Create if review.object.is_none() => return Err(missing("object")),
+        Operation::Update if review.object.is_none() => return Err(missing("object")),
+        Operation::Update | Operation::Delete if review.old_object.is_none() => {
+            return Err(missing("oldObject"))
+        }
+        _ => {}
+    }
+    for (field, obj) in [("object", review.object), ("oldObject", review.old_object)] {
+        let Some(types) = obj.and_then(|o| o.types.as_ref()) else {
+            continue;
+        };
+        let (group, version) = match types.api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", types.api_version.as_str()),
+        };
+        if group != kind.group || version != kind.version || types.kind != kind.kind {
+            let expected = if kind.group.is_empty() {
+                format!("{}/{}", kind.version, kind.kind)
+            } else {
+                format!("{}/{}/{}", kind.group, kind.version, kind.kind)
+            };
+            return Err(BadReview::Malformed(format!(
+                "request.kind is {expected} but request.{field} is {} {}",
+                types.api_version, types.kind
+            )));
+        }
+    }
+    Ok(Some(review))
+}
+
 /// The identities Kubernetes' controllers create pods and their controllers under: each
 /// controller's own ServiceAccount when kube-controller-manager runs with
 /// `--use-service-account-credentials` (as kubeadm does), or its own identity otherwise.
@@ -324,7 +391,8 @@ const CONTROLLER_IDENTITIES: &[&str] = &[
 
 /// For a CREATE by one of Kubernetes' controllers of an object it controls for its owner, the
 /// owner's kind. Both conditions matter: a user cannot pass as a controller, and a controller's
-/// own objects (none today) would not carry an owner's template.
+/// own objects (none today) would not carry an owner's template. The controller reference must
+/// name the owner's group and version too ([`crate::resource::controller_kind`]).
 fn created_for(
     req: &AdmissionRequest<ReviewObject>,
     object: Option<&kube::core::DynamicObject>,
@@ -336,13 +404,7 @@ fn created_for(
     if !CONTROLLER_IDENTITIES.contains(&user) {
         return None;
     }
-    object?
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .filter(|r| r.controller == Some(true))
-        .find_map(|r| Kind::from_name(&r.kind).filter(|k| k.facts().owns_pods))
+    crate::resource::controller_kind(object?)
 }
 
 /// The identity kube-controller-manager's namespace controller uses to delete a terminating

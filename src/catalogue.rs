@@ -24,14 +24,69 @@ impl KnownIds for Catalogue {
     }
 }
 
-/// Parse and validate policy YAML against the catalogue.
+/// Parse and validate policy YAML against the catalogue. What the policy weakens without saying
+/// so ([`policy_warnings`]) is logged at warn.
 pub fn policy_from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError> {
-    Policy::from_yaml(text, origin, &Catalogue)
+    let policy = Policy::from_yaml(text, origin, &Catalogue)?;
+    log_warnings(&policy, origin);
+    Ok(policy)
 }
 
-/// Read and validate a policy file against the catalogue.
+/// Read and validate a policy file against the catalogue, logging [`policy_warnings`] at warn.
 pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
-    Policy::load(path, &Catalogue)
+    let policy = Policy::load(path, &Catalogue)?;
+    log_warnings(&policy, &path.display().to_string());
+    Ok(policy)
+}
+
+fn log_warnings(policy: &Policy, origin: &str) {
+    for w in policy_warnings(policy) {
+        tracing::warn!(policy = origin, "{w}");
+    }
+}
+
+/// What a valid policy weakens without saying so. An `objectSelector` exemption of a check
+/// whose action is `deny` is matched by the labels of the object being judged, which whoever
+/// writes that object chooses: anyone who may create a Deployment or a PeerAuthentication can
+/// label it to skip the check. Exemptions by namespace (`namespaces`, or a `namespaceSelector`
+/// over labels only cluster administrators may set) do not have that hole. `serve` logs these at
+/// warn when it loads the policy; `check` and `audit` print them above their findings.
+pub fn policy_warnings(policy: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, cfg) in &policy.rules {
+        let default = crate::rules::find(id)
+            .map(|r| r.default_action)
+            .or_else(|| crate::cross::find(id).map(|c| c.default_action));
+        let Some(default) = default else { continue };
+        if policy.action_for(id, default) != Action::Deny {
+            continue;
+        }
+        for (i, ex) in cfg.exemptions.iter().enumerate() {
+            let Some(sel) = &ex.object_selector else {
+                continue;
+            };
+            let labels: Vec<String> = sel
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(
+                    sel.match_expressions
+                        .iter()
+                        .map(|e| format!("{} {:?} {:?}", e.key, e.operator, e.values)),
+                )
+                .collect();
+            let within = if ex.namespaces.is_empty() && ex.namespace_selector.is_none() {
+                "in any namespace".to_owned()
+            } else {
+                "in the namespaces it names".to_owned()
+            };
+            out.push(format!(
+                "rules.{id}.exemptions[{i}].objectSelector ({}) exempts a deny-level rule by the object's own labels: whoever may write such an object {within} can add them and skip {id}; exempt by namespace instead (namespaces, or a namespaceSelector on labels only cluster administrators may set)",
+                labels.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// Where a check runs.

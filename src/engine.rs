@@ -171,7 +171,7 @@ impl Engine {
     /// namespace: the mesh-wide policies live in the (exempt) root namespace and are exactly
     /// what must be checked. Use per-rule exemptions to relax them.
     pub fn is_exempt(&self, review: &Review<'_>) -> bool {
-        if being_deleted(review) {
+        if finalizers_coming_off(review) {
             return true;
         }
         !review.kind.is_istio() && self.exempt_namespaces.iter().any(|n| n == review.namespace)
@@ -417,14 +417,42 @@ fn pardon_inherited(review: &Review<'_>, findings: &mut [Finding]) {
     }
 }
 
-/// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
-/// finalizers come off now, and refusing would leave the object stuck terminating. Clients
-/// cannot set `deletionTimestamp` themselves.
-fn being_deleted(review: &Review<'_>) -> bool {
-    matches!(review.operation, Operation::Update)
-        && review
-            .object
-            .is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+/// An UPDATE of an object the API server is deleting (`deletionTimestamp` set) that only takes
+/// finalizers off: the one write a teardown needs, and refusing it would leave the object stuck
+/// terminating. Every other UPDATE of such an object is judged as usual: an object waiting on a
+/// finalizer is still in force (Istio keeps applying a policy until it is gone), so editing its
+/// spec, labels or annotations is an edit like any other. The old and new objects must be the
+/// same but for what the API server keeps itself (`resourceVersion`, `generation`,
+/// `managedFields`, the deletion fields) and the finalizers, of which the new ones are a subset
+/// of the old. Clients cannot set `deletionTimestamp` themselves.
+fn finalizers_coming_off(review: &Review<'_>) -> bool {
+    let (Operation::Update, Some(new), Some(old)) =
+        (review.operation, review.object, review.old_object)
+    else {
+        return false;
+    };
+    if new.metadata.deletion_timestamp.is_none() {
+        return false;
+    }
+    let kept = new.metadata.finalizers.iter().flatten();
+    let before = old.metadata.finalizers.as_deref().unwrap_or_default();
+    if !kept.into_iter().all(|f| before.contains(f)) {
+        return false;
+    }
+    /// The metadata a client controls.
+    fn owned(m: &kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+        kube::core::ObjectMeta {
+            finalizers: None,
+            resource_version: None,
+            generation: None,
+            managed_fields: None,
+            deletion_timestamp: None,
+            deletion_grace_period_seconds: None,
+            self_link: None,
+            ..m.clone()
+        }
+    }
+    new.types == old.types && new.data == old.data && owned(&new.metadata) == owned(&old.metadata)
 }
 
 #[cfg(test)]
@@ -633,7 +661,7 @@ mod tests {
         );
         // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
         let off = crate::catalogue::policy_from_yaml(
-            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
             "t",
         )
         .expect("policy");

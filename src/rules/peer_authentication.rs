@@ -130,34 +130,92 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     },
 };
 
+/// A policy that protects its whole scope: no selector (mesh-wide in the root namespace,
+/// namespace-wide elsewhere) and `mtls.mode: STRICT`.
+fn protects(pa: &PeerAuthentication<'_>) -> bool {
+    pa.selector.is_empty() && pa.mode_str() == Some("STRICT")
+}
+
+/// What an UPDATE did to a protecting policy that no longer protects, with the field it did it
+/// in (the path of the finding).
+fn what_changed(new: &PeerAuthentication<'_>) -> (&'static str, String) {
+    if !new.selector.is_empty() {
+        return (
+            "spec.selector",
+            format!(
+                "adds the selector {{{}}}, which narrows it to the selected workloads (and in the root namespace, where Istio ignores workload-level policies, to nothing)",
+                new.selector.describe()
+            ),
+        );
+    }
+    match (new.mtls, new.mode_value()) {
+        (None, _) => (
+            "spec.mtls",
+            "removes spec.mtls, so the mode is inherited (UNSET)".to_owned(),
+        ),
+        (Some(_), None) => (
+            "spec.mtls.mode",
+            "removes spec.mtls.mode, so the mode is inherited (UNSET)".to_owned(),
+        ),
+        (Some(_), Some(v)) => (
+            "spec.mtls.mode",
+            format!(
+                "changes spec.mtls.mode from STRICT to {}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            ),
+        ),
+    }
+}
+
 pub static WEAKENING_DELETE: Rule = Rule {
     id: "pa-weakening-delete",
     kinds: KINDS,
     default_action: Action::Deny,
     summary:
-        "deleting a mesh- or namespace-wide STRICT policy weakens mTLS for everything under it",
+        "deleting a mesh- or namespace-wide STRICT policy, or an update that makes it stop protecting (a selector, another mode, no mode), weakens mTLS for everything under it",
     example_fix: "keep the policy; to change it, apply a replacement first",
     needs: &[],
     check: |review, ctx, out| {
-        if !review.is_delete() {
-            return;
-        }
         let Some(old) = review.old_object else { return };
-        let pa = PeerAuthentication::of(spec_of(old));
-        if !pa.selector.is_empty() || pa.mode_str() != Some("STRICT") {
+        let before = PeerAuthentication::of(spec_of(old));
+        if !protects(&before) {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
-        out.push(Violation::new(
-            "spec.mtls.mode",
-            format!(
-                "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
-                review.namespace,
-                name,
-                scope(review, ctx, &pa)
-            ),
-            "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
-        ));
+        let fix = "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy";
+        match review.operation {
+            kube::core::admission::Operation::Delete => out.push(Violation::new(
+                "spec.mtls.mode",
+                format!(
+                    "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
+                    review.namespace,
+                    name,
+                    scope(review, ctx, &before)
+                ),
+                fix,
+            )),
+            // An update that turns the protecting policy into one that protects nothing is its
+            // deletion (the same hole, and an UPDATE then a DELETE would otherwise walk around
+            // the DELETE check).
+            kube::core::admission::Operation::Update => {
+                let Some(new) = review.written() else { return };
+                let after = PeerAuthentication::of(spec_of(new));
+                if protects(&after) {
+                    return;
+                }
+                let (path, what) = what_changed(&after);
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "this update {what}: STRICT PeerAuthentication {}/{name} stops enforcing mutual TLS for {}, as deleting it would",
+                        review.namespace,
+                        scope(review, ctx, &before)
+                    ),
+                    "keep spec.mtls.mode: STRICT and no selector on this policy; for a workload that needs another mode, add a separate workload-level PeerAuthentication in its namespace",
+                ));
+            }
+            _ => {}
+        }
     },
 };
 
