@@ -788,6 +788,120 @@ mod tests {
         );
     }
 
+    fn request_of(review: &serde_json::Value) -> AdmissionRequest<ReviewObject> {
+        let body = serde_json::to_vec(review).expect("json");
+        decode_review(&body)
+            .expect("decodes")
+            .try_into()
+            .expect("request")
+    }
+
+    fn captured(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/admission/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("json")
+    }
+
+    #[test]
+    fn malformed_reviews_are_refused_not_judged_as_something_else() {
+        // A PeerAuthentication request carrying a Pod.
+        let mut pod_as_pa = captured("peerauthentication-create-disable-denied.json");
+        let pod = captured("pod-create-bare-with-serviceaccount.json")["request"]["object"].clone();
+        pod_as_pa["request"]["object"] = pod;
+        let err = recognise_checked(&request_of(&pod_as_pa))
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("request.kind is security.istio.io/v1/PeerAuthentication but request.object is v1 Pod"),
+            "{err}"
+        );
+        // The same kind in another version is another object too.
+        let mut other_version = captured("peerauthentication-create-disable-denied.json");
+        other_version["request"]["object"]["apiVersion"] =
+            serde_json::json!("security.istio.io/v1beta1");
+        assert!(recognise_checked(&request_of(&other_version)).is_err());
+        // CREATE and UPDATE without object, UPDATE and DELETE without oldObject.
+        for (fixture, field, missing) in [
+            (
+                "peerauthentication-create-disable-denied.json",
+                "object",
+                "without object",
+            ),
+            (
+                "peerauthentication-update-strict-to-permissive.json",
+                "object",
+                "without object",
+            ),
+            (
+                "peerauthentication-update-strict-to-permissive.json",
+                "oldObject",
+                "without oldObject",
+            ),
+            (
+                "peerauthentication-delete-strict-v1beta1.json",
+                "oldObject",
+                "without oldObject",
+            ),
+        ] {
+            let mut r = captured(fixture);
+            r["request"][field] = serde_json::Value::Null;
+            let err = recognise_checked(&request_of(&r)).err().expect("refused");
+            assert!(
+                err.to_string().contains(missing),
+                "{fixture} {field}: {err}"
+            );
+            assert!(matches!(err, BadReview::Malformed(_)));
+        }
+        // Kinds meshguard does not judge pass as before, malformed or not.
+        let mut other = captured("deployment-scale-subresource-update.json");
+        other["request"]["object"] = serde_json::Value::Null;
+        assert!(matches!(recognise_checked(&request_of(&other)), Ok(None)));
+        // Every captured review is well-formed.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let r: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+                assert!(
+                    recognise_checked(&request_of(&r)).is_ok(),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ephemeral_containers_are_judged_as_a_pod_update() {
+        let mut r = captured("pod-update-labels.json");
+        r["request"]["subResource"] = serde_json::json!("ephemeralcontainers");
+        let req = request_of(&r);
+        let review = recognise(&req).expect("judged");
+        assert_eq!(review.kind, Kind::Pod);
+        assert!(matches!(review.operation, Operation::Update));
+        r["request"]["subResource"] = serde_json::json!("status");
+        assert!(recognise(&request_of(&r)).is_none());
+    }
+
+    #[test]
+    fn an_owner_of_another_group_earns_no_pardon() {
+        let mut r = captured("pod-create-by-replicaset.json");
+        let owner = &mut r["request"]["object"]["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicaSet");
+        let req = request_of(&r);
+        assert_eq!(
+            recognise(&req).expect("pod").created_for,
+            Some(Kind::ReplicaSet)
+        );
+        r["request"]["object"]["metadata"]["ownerReferences"][0]["apiVersion"] =
+            serde_json::json!("fake.example.com/v1");
+        let req = request_of(&r);
+        assert_eq!(recognise(&req).expect("pod").created_for, None);
+    }
+
     #[test]
     fn truncate_respects_char_boundaries() {
         let s = "é".repeat(300);

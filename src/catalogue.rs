@@ -149,6 +149,10 @@ pub enum RulesFormat {
 pub struct RulesArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: RulesFormat,
+    /// A policy file to check against the catalogue: its errors, and what it weakens without
+    /// saying so (`objectSelector` exemptions of deny-level rules), are printed on stderr.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 fn entries() -> Vec<CheckInfo> {
@@ -260,9 +264,65 @@ pub fn print(format: RulesFormat) -> i32 {
     0
 }
 
+/// `meshguard rules [--config FILE]`: the catalogue, and the policy's warnings on stderr
+/// (exit 2 when the policy does not load).
+pub fn run(args: &RulesArgs) -> i32 {
+    let warnings = match &args.config {
+        Some(path) => match Policy::load(path, &Catalogue) {
+            Ok(policy) => policy_warnings(&policy),
+            Err(e) => {
+                eprintln!("meshguard rules: {e}");
+                return 2;
+            }
+        },
+        None => Vec::new(),
+    };
+    let code = print(args.format);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_selector_exemptions_of_deny_rules_are_warned_about() {
+        let policy = policy_from_yaml(
+            "rules:\n  pa-permissive-mtls:\n    exemptions:\n      - namespaces: [legacy]\n      - objectSelector: {matchLabels: {mesh-migration: in-progress}}\n  wl-host-network:\n    exemptions: [{objectSelector: {matchLabels: {agent: \"true\"}}}]\n  mtls-not-strict:\n    exemptions: [{namespaces: [a], objectSelector: {matchExpressions: [{key: tier, operator: In, values: [edge]}]}}]\n  ap-wildcard-source:\n    action: deny\n    exemptions: [{objectSelector: {matchLabels: {x: y}}}]\n  pa-disabled-mtls:\n    action: warn\n    exemptions: [{objectSelector: {matchLabels: {x: y}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        let w = policy_warnings(&policy);
+        // Deny-level (by default, by action, cross checks too); not the warn-level ones.
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(w[0].starts_with("rules.ap-wildcard-source.exemptions[0].objectSelector (x=y)"));
+        assert!(w[1].starts_with(
+            "rules.mtls-not-strict.exemptions[0].objectSelector (tier In [\"edge\"])"
+        ));
+        assert!(w[1].contains("in the namespaces it names"));
+        assert!(w[2].starts_with(
+            "rules.pa-permissive-mtls.exemptions[1].objectSelector (mesh-migration=in-progress)"
+        ));
+        assert!(w[2].contains("whoever may write such an object in any namespace can add them and skip pa-permissive-mtls"));
+        // Exemptions by namespace raise nothing; nor does the built-in policy.
+        let by_ns = policy_from_yaml(
+            "rules:\n  pa-permissive-mtls:\n    exemptions: [{namespaces: [legacy]}, {namespaceSelector: {matchLabels: {team: platform}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert!(policy_warnings(&by_ns).is_empty());
+        assert!(policy_warnings(&Policy::builtin()).is_empty());
+        // The global mode caps the rule: under mode: warn nothing is deny-level.
+        let warn_mode = policy_from_yaml(
+            "mode: warn\nrules:\n  pa-permissive-mtls:\n    exemptions: [{objectSelector: {matchLabels: {a: b}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert!(policy_warnings(&warn_mode).is_empty());
+    }
 
     #[test]
     fn every_listed_id_is_configurable_and_cross_checks_are_marked() {

@@ -661,7 +661,7 @@ mod tests {
         );
         // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
         let off = crate::catalogue::policy_from_yaml(
-            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-proxy-override: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
             "t",
         )
         .expect("policy");
@@ -762,24 +762,80 @@ mod tests {
     }
 
     #[test]
-    fn updates_of_objects_being_deleted_are_exempt() {
-        let engine = Engine::new(Policy::default(), Default::default(), None);
-        let old = deployment(None, "web:1");
-        let mut new = old.clone();
-        new.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                "2026-11-24T08:00:00Z".parse().expect("time"),
-            ));
-        new.metadata.finalizers = None;
+    fn only_the_finalizer_removal_of_an_object_being_deleted_is_exempt() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let deleting = |mut o: DynamicObject, finalizers: &[&str]| {
+            o.metadata.deletion_timestamp =
+                Some(Time("2026-11-24T08:00:00Z".parse().expect("time")));
+            o.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+            o.metadata.resource_version = Some(format!("{}", finalizers.len()));
+            o
+        };
+        let old = deleting(deployment(None, "web:1"), &["a.example/x", "b.example/y"]);
         let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
             .expect("policy");
-        for engine in [engine, Engine::new(strict, Default::default(), None)] {
-            let ev = update(&engine, Kind::Deployment, &old, &new);
-            assert!(ev.exempt && ev.findings.is_empty());
-            // Without deletionTimestamp the same update is judged.
-            let ev = update(&engine, Kind::Deployment, &old, &old);
-            assert!(!ev.exempt && !ev.findings.is_empty());
+        let engines = [
+            Engine::new(Policy::default(), Default::default(), None),
+            Engine::new(strict, Default::default(), None),
+        ];
+        for engine in &engines {
+            // Finalizers coming off (one or all), bookkeeping changed: exempt.
+            for left in [&["b.example/y"][..], &[]] {
+                let new = deleting(deployment(None, "web:1"), left);
+                let ev = update(engine, Kind::Deployment, &old, &new);
+                assert!(ev.exempt && ev.findings.is_empty(), "{left:?}");
+            }
+            // Anything else is an edit: judged.
+            let mut relabelled = deleting(deployment(None, "web:1"), &[]);
+            relabelled.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+            let added = deleting(
+                deployment(None, "web:1"),
+                &["a.example/x", "b.example/y", "c.example/z"],
+            );
+            for new in [deleting(deployment(None, "web:2"), &[]), relabelled, added] {
+                let ev = update(engine, Kind::Deployment, &old, &new);
+                assert!(!ev.exempt && !ev.findings.is_empty(), "{:?}", new.metadata);
+            }
         }
+        // The finalizer-delete-edit sequence: a STRICT policy waiting on a finalizer edited to
+        // PERMISSIVE is refused by the weakening rule, whatever the pardon does.
+        let engine = &engines[0];
+        let old = deleting(pa("prod", "STRICT", json!({})), &["a.example/x"]);
+        let new = deleting(pa("prod", "PERMISSIVE", json!({})), &["a.example/x"]);
+        let ev = update(engine, Kind::PeerAuthentication, &old, &new);
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Deny]);
+        let gone = deleting(pa("prod", "STRICT", json!({})), &[]);
+        assert!(update(engine, Kind::PeerAuthentication, &old, &gone).exempt);
+    }
+
+    #[test]
+    fn a_weakening_update_is_never_pardoned_as_existing() {
+        // The old object judged onto itself carries no weakening finding, so the deny stays.
+        let engine = Engine::new(Policy::default(), Default::default(), None);
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "STRICT", json!({})),
+            &pa("prod", "UNSET", json!({})),
+        );
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
+        assert!(ev.denied());
+        // Even when the rule that judges the new object alone is only a warning.
+        let policy = crate::catalogue::policy_from_yaml(
+            "rules:\n  pa-permissive-mtls: {action: warn}\n",
+            "t",
+        )
+        .expect("policy");
+        let engine = Engine::new(policy, Default::default(), None);
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "STRICT", json!({})),
+            &pa("prod", "PERMISSIVE", json!({})),
+        );
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Warn]);
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
     }
 
     #[test]

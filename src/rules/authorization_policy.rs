@@ -1266,6 +1266,124 @@ mod tests {
         }
     }
 
+    /// Run a rule over an UPDATE from `old` to `new` (specs, annotations) in `ns`.
+    fn update_ap(
+        rule: &Rule,
+        ns: &str,
+        old: (Value, Value),
+        new: (Value, Value),
+    ) -> Vec<Violation> {
+        use crate::rules::{Ctx, ReviewCache};
+        let make = |(spec, annotations): (Value, Value)| {
+            obj(
+                json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "p", "namespace": ns, "annotations": annotations}, "spec": spec}),
+            )
+        };
+        let (old, new) = (make(old), make(new));
+        let op = Operation::Update;
+        let review = Review {
+            kind: Kind::AuthorizationPolicy,
+            version: "v1",
+            operation: &op,
+            namespace: ns,
+            name: "p",
+            object: Some(&new),
+            old_object: Some(&old),
+            dry_run: false,
+            created_for: None,
+        };
+        let mesh = crate::mesh::MeshContext::default();
+        let ctx = Ctx {
+            policy: &crate::config::Policy::default(),
+            mesh: &mesh,
+            cluster: &crate::context::NoCluster,
+            cache: &ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn deny_all_weakened_by_update_is_the_deletion() {
+        let nothing = (json!({}), json!({}));
+        for ns in ["prod", "istio-system"] {
+            for (new, path, what) in [
+                (
+                    (json!({"selector": sel()}), json!({})),
+                    "spec.selector",
+                    "adds the selector",
+                ),
+                (
+                    (
+                        json!({"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]}),
+                        json!({}),
+                    ),
+                    "spec.targetRefs",
+                    "attaches it to target refs",
+                ),
+                (
+                    (
+                        json!({"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]}),
+                        json!({}),
+                    ),
+                    "spec.rules",
+                    "adds rules",
+                ),
+                (
+                    (json!({"rules": [{}]}), json!({})),
+                    "spec.rules",
+                    "adds rules",
+                ),
+                (
+                    (
+                        json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/x"]}}]}]}),
+                        json!({}),
+                    ),
+                    "spec.action",
+                    "sets action: DENY",
+                ),
+                (
+                    (json!({"action": "AUDIT"}), json!({})),
+                    "spec.action",
+                    "sets action: AUDIT",
+                ),
+                (
+                    (json!({}), json!({"istio.io/dry-run": "true"})),
+                    "metadata.annotations[\"istio.io/dry-run\"]",
+                    "turns on istio.io/dry-run",
+                ),
+            ] {
+                let found = update_ap(&DENY_ALL_DELETE, ns, nothing.clone(), new.clone());
+                assert_eq!(found.len(), 1, "{ns} {new:?}");
+                assert_eq!(found[0].path, path);
+                assert!(found[0].message.contains(what), "{}", found[0].message);
+                assert!(found[0]
+                    .message
+                    .contains("stops being the default-deny baseline"));
+            }
+            // Still allow-nothing (a label, an annotation), or not allow-nothing before: fine.
+            for (old, new) in [
+                (nothing.clone(), (json!({}), json!({"team": "a"}))),
+                (nothing.clone(), (json!({"action": "ALLOW"}), json!({}))),
+                (
+                    (json!({"selector": sel()}), json!({})),
+                    (json!({"selector": sel(), "rules": [{}]}), json!({})),
+                ),
+                (
+                    (json!({}), json!({"istio.io/dry-run": "true"})),
+                    (json!({"rules": [{}]}), json!({})),
+                ),
+            ] {
+                assert!(
+                    update_ap(&DENY_ALL_DELETE, ns, old.clone(), new.clone()).is_empty(),
+                    "{old:?} -> {new:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn allow_negative_match() {
         let found = each(

@@ -248,6 +248,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::Review;
     use crate::rules::testing::{obj, run};
     use kube::core::admission::Operation;
     use serde_json::{json, Value};
@@ -429,6 +430,103 @@ mod tests {
                 &mesh,
             );
             assert!(found[0].message.contains("the whole mesh"));
+        }
+    }
+
+    /// Run a rule over an UPDATE from `old` to `new` in `ns`.
+    fn update(rule: &Rule, ns: &str, old: Value, new: Value) -> Vec<Violation> {
+        use crate::rules::{Ctx, ReviewCache};
+        let (old, new) = (pa("v1", ns, old), pa("v1", ns, new));
+        let op = Operation::Update;
+        let review = Review {
+            kind: Kind::PeerAuthentication,
+            version: "v1",
+            operation: &op,
+            namespace: ns,
+            name: "p",
+            object: Some(&new),
+            old_object: Some(&old),
+            dry_run: false,
+            created_for: None,
+        };
+        let mesh = crate::mesh::MeshContext::default();
+        let ctx = Ctx {
+            policy: &crate::config::Policy::default(),
+            mesh: &mesh,
+            cluster: &crate::context::NoCluster,
+            cache: &ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn weakening_by_update_is_the_deletion() {
+        let strict = json!({"mtls": {"mode": "STRICT"}});
+        for ns in ["prod", "istio-system"] {
+            let scope = if ns == "prod" {
+                "the whole namespace"
+            } else {
+                "the whole mesh"
+            };
+            for (new, path, what) in [
+                (
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+                    "spec.selector",
+                    "adds the selector {app=a}",
+                ),
+                (
+                    json!({"mtls": {"mode": "UNSET"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to UNSET",
+                ),
+                (
+                    json!({"mtls": {"mode": "PERMISSIVE"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to PERMISSIVE",
+                ),
+                (
+                    json!({"mtls": {"mode": "DISABLE"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to DISABLE",
+                ),
+                (
+                    json!({"mtls": {}}),
+                    "spec.mtls.mode",
+                    "removes spec.mtls.mode",
+                ),
+                (json!({}), "spec.mtls", "removes spec.mtls"),
+            ] {
+                let found = update(&WEAKENING_DELETE, ns, strict.clone(), new.clone());
+                assert_eq!(found.len(), 1, "{ns} {new}");
+                assert_eq!(found[0].path, path);
+                assert!(found[0].message.contains(what), "{}", found[0].message);
+                assert!(found[0].message.contains(scope), "{}", found[0].message);
+                assert!(found[0].message.ends_with("as deleting it would"));
+            }
+            // Still protecting (labels, an empty selector), or not protecting before: fine.
+            for (old, new) in [
+                (strict.clone(), strict.clone()),
+                (
+                    strict.clone(),
+                    json!({"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}),
+                ),
+                (
+                    json!({"mtls": {"mode": "PERMISSIVE"}}),
+                    json!({"mtls": {"mode": "DISABLE"}}),
+                ),
+                (
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "PERMISSIVE"}}),
+                ),
+                (json!({}), json!({"mtls": {"mode": "STRICT"}})),
+            ] {
+                assert!(
+                    update(&WEAKENING_DELETE, ns, old.clone(), new.clone()).is_empty(),
+                    "{old} -> {new}"
+                );
+            }
         }
     }
 

@@ -26,6 +26,7 @@
 //! capability and privilege rules judge it like any application container.
 
 use super::{Action, Rule, Violation};
+use crate::context::{Lookup, Need};
 use crate::mesh::MeshContext;
 use crate::pod_template::{
     Container, InjectionStatus, PodTemplate, INIT_CONTAINER, PROXY_CONTAINER, VALIDATION_CONTAINER,
@@ -206,9 +207,9 @@ pub static PROXY_OVERRIDE: Rule = Rule {
     id: "wl-proxy-override",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "an istio-proxy, istio-init or istio-validation container that is not what Istio's injector runs: a command or args of its own (a container written with that name is merged over the injected one), or on a Pod one the injector's sidecar.istio.io/status does not list, or a sidecar without the init container that installs its capture",
+    summary: "an istio-proxy, istio-init or istio-validation container that is not what Istio's injector runs: a command or args of its own (a container written with that name is merged over the injected one), or on a Pod one the injector's sidecar.istio.io/status does not list, or a hand-written sidecar (no injector selects the pod) without the init container that installs its capture",
     example_fix: "remove the container (or its command and args) and let Istio's injector add it; to tune the proxy use its annotations (sidecar.istio.io/proxyCPU, ...)",
-    needs: &[],
+    needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let status = t.is_pod().then(|| t.injection_status()).flatten();
@@ -260,21 +261,36 @@ pub static PROXY_OVERRIDE: Rule = Rule {
                 format!("remove the {name} container's command and args (or the whole container) and let Istio's injector write it; tune the proxy with its annotations (sidecar.istio.io/proxyCPU, proxy.istio.io/config, ...) instead"),
             ));
         }
-        // An injected sidecar (not a gateway: `proxy router`) always comes with the container
-        // that installs its capture, unless interception is NONE (wl-traffic-bypass).
+        // Istio's injector renders a sidecar (not a gateway: `proxy router`) with the container
+        // that installs its capture, unless interception is NONE (wl-traffic-bypass). A pod that
+        // no injector was sent (its namespace and labels select none) was written by hand, and
+        // then nothing else vouches for the capture.
         let sidecar = proxy_args
             .and_then(|a| a.get(1))
             .and_then(Value::as_str)
             == Some("sidecar");
-        if t.is_pod() && sidecar && !capture && !interception_none(&t) {
-            out.push(Violation::new(
-                t.path("spec.initContainers"),
-                format!(
-                    "the pod runs Istio's sidecar but neither {INIT_CONTAINER} nor {VALIDATION_CONTAINER}: nothing installs the iptables rules that send its traffic through the proxy, so connections reach the application directly, without mTLS or AuthorizationPolicy"
-                ),
-                "let Istio's injector write the pod (remove the hand-written istio-proxy and recreate it in a namespace labelled for injection)",
-            ));
+        if !(t.is_pod() && sidecar && !capture && !interception_none(&t)) {
+            return;
         }
+        let Lookup::Found(labels) = ctx.cluster.namespace_labels(review.namespace) else {
+            return; // cannot tell whether the injector wrote it
+        };
+        let (pl, pa) = (t.label_view(), t.annotation_view());
+        if ctx
+            .mesh
+            .injection(review.namespace, &labels, &pl, &pa, t.host_network())
+            .inject
+        {
+            return; // the injector rendered this pod; it strips and re-renders its own containers
+        }
+        out.push(Violation::new(
+            t.path("spec.initContainers"),
+            format!(
+                "the pod runs Istio's sidecar but neither {INIT_CONTAINER} nor {VALIDATION_CONTAINER}, and no injector was sent this pod (namespace {:?} and its labels select none), so nothing installs the iptables rules that send its traffic through the proxy: connections reach the application directly, without mTLS or AuthorizationPolicy",
+                review.namespace
+            ),
+            "let Istio's injector write the pod: remove the hand-written istio-proxy and create the pod in a namespace labelled for injection",
+        ));
     },
 };
 
@@ -459,6 +475,22 @@ mod tests {
     }
 
     fn run_mesh(rule: &Rule, o: &DynamicObject, mesh: &MeshContext) -> Vec<Violation> {
+        run_cluster(rule, o, mesh, &NoCluster)
+    }
+
+    /// In namespace prod with these labels.
+    fn run_labelled(rule: &Rule, o: &DynamicObject, labels: &[(&str, &str)]) -> Vec<Violation> {
+        let cluster =
+            crate::inventory::Inventory::complete(Vec::new()).with_namespace("prod", labels);
+        run_cluster(rule, o, &MeshContext::default(), &cluster)
+    }
+
+    fn run_cluster(
+        rule: &Rule,
+        o: &DynamicObject,
+        mesh: &MeshContext,
+        cluster: &dyn crate::context::ClusterView,
+    ) -> Vec<Violation> {
         let kind = if o.types.as_ref().is_some_and(|t| t.kind == "Pod") {
             Kind::Pod
         } else {
@@ -469,7 +501,7 @@ mod tests {
         let ctx = Ctx {
             policy: &Policy::default(),
             mesh,
-            cluster: &NoCluster,
+            cluster,
             cache: &crate::rules::ReviewCache::default(),
         };
         (rule.check)(&review, &ctx, &mut out);
@@ -609,31 +641,38 @@ mod tests {
             json!({"containers": [{"name": "app", "image": "app"},
                 {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "args": ["proxy", "sidecar"]}]}),
         );
-        let found = run(&PROXY_OVERRIDE, &hand);
+        let found = run_labelled(&PROXY_OVERRIDE, &hand, &[]);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].path, "spec.containers[1]");
         assert!(found[0]
             .message
             .contains("was not added by Istio's sidecar injector"));
-        // ... and a sidecar without the container that installs its capture.
+        // ... and, with no injector sent this pod, a sidecar without the container that
+        // installs its capture.
         assert_eq!(found[1].path, "spec.initContainers");
         let forged = pod(
             status(&[], &["istio-proxy"]),
             json!({"containers": [{"name": "app", "image": "app"},
                 {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "args": ["proxy", "sidecar"]}]}),
         );
-        let found = run(&PROXY_OVERRIDE, &forged);
+        let found = run_labelled(&PROXY_OVERRIDE, &forged, &[]);
         assert_eq!(found.len(), 1);
-        assert!(found[0]
-            .message
-            .contains("neither istio-init nor istio-validation"));
+        assert!(found[0].message.contains(
+            "neither istio-init nor istio-validation, and no injector was sent this pod"
+        ));
+        // Where the injector renders the pod (it strips and re-renders its own containers), or
+        // nobody can tell, the status is taken as written.
+        assert!(
+            run_labelled(&PROXY_OVERRIDE, &forged, &[("istio-injection", "enabled")]).is_empty()
+        );
+        assert!(run(&PROXY_OVERRIDE, &forged).is_empty());
         // interceptionMode NONE is wl-traffic-bypass's.
         let mut none = forged.clone();
         none.metadata
             .annotations
             .get_or_insert_default()
             .insert(INTERCEPTION_MODE.into(), "NONE".into());
-        assert!(run(&PROXY_OVERRIDE, &none).is_empty());
+        assert!(run_labelled(&PROXY_OVERRIDE, &none, &[]).is_empty());
     }
 
     #[test]

@@ -1486,6 +1486,226 @@ mod tests {
         }
     }
 
+    #[test]
+    fn proxy_image_is_a_deny_and_covers_the_annotation_and_init_containers() {
+        assert_eq!(PROXY_IMAGE.default_action, Action::Deny);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let p = prefix(kind);
+            // sidecar.istio.io/proxyImage is used verbatim (when it has a "/") for the proxy
+            // and istio-init.
+            let o = workload(
+                kind,
+                json!({"annotations": {"sidecar.istio.io/proxyImage": "evil.example/envoy:1"}}),
+                app(),
+            );
+            let found = run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns());
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(
+                found[0].path,
+                format!("{p}metadata.annotations[\"sidecar.istio.io/proxyImage\"]")
+            );
+            for fine in ["docker.io/istio/proxyv2:1.22.0", "proxyv2"] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"sidecar.istio.io/proxyImage": fine}}),
+                    app(),
+                );
+                assert!(run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns()).is_empty());
+            }
+            // istio-init and istio-validation replace the iptables setup.
+            let mut spec = app();
+            spec["initContainers"] = json!([{"name": "istio-init", "image": "evil/iptables:1"}]);
+            let found = run(
+                &PROXY_IMAGE,
+                kind,
+                Operation::Create,
+                &workload(kind, json!({}), spec),
+                &enabled_ns(),
+            );
+            assert_eq!(found[0].path, format!("{p}spec.initContainers[0].image"));
+            assert!(found[0].message.contains("replaces the iptables setup"));
+        }
+    }
+
+    #[test]
+    fn a_pod_update_may_not_swap_the_proxy_image() {
+        let pod_with_image = |image: &str| {
+            workload(
+                Kind::Pod,
+                json!({}),
+                json!({"containers": [{"name": "app", "image": "app:1"},
+                    {"name": "istio-proxy", "image": image, "args": ["proxy", "sidecar"]}]}),
+            )
+        };
+        let old = pod_with_image("docker.io/istio/proxyv2:1.24.0");
+        let review = |new: &DynamicObject, mesh: &crate::mesh::MeshContext| {
+            let op = Operation::Update;
+            let review = Review {
+                kind: Kind::Pod,
+                version: "v1",
+                operation: &op,
+                namespace: "prod",
+                name: "w",
+                object: Some(new),
+                old_object: Some(&old),
+                dry_run: false,
+                created_for: None,
+            };
+            let ctx = Ctx {
+                policy: &Policy::default(),
+                mesh,
+                cluster: &NoCluster,
+                cache: &crate::rules::ReviewCache::default(),
+            };
+            let mut out = Vec::new();
+            (PROXY_IMAGE.check)(&review, &ctx, &mut out);
+            out
+        };
+        let none = crate::mesh::MeshContext::default();
+        // A look-alike name passes the image check but not the swap check.
+        let found = review(&pod_with_image("attacker.example/proxyv2:1.24.0"), &none);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.containers[1].image");
+        assert!(found[0]
+            .message
+            .starts_with("this update swaps container \"istio-proxy\" of a running pod"));
+        // Unchanged, or the app's own image updated: fine.
+        assert!(review(&old, &none).is_empty());
+        let mut app_update = old.clone();
+        app_update.data["spec"]["containers"][0]["image"] = json!("app:2");
+        assert!(review(&app_update, &none).is_empty());
+        // To the image the injector gives a new pod now: fine (the mesh as installed tells).
+        let mesh = crate::mesh::testing::mesh(&[enabled_injector("default", "1.27.1")]);
+        assert!(review(&pod_with_image("docker.io/istio/proxyv2:1.27.1"), &mesh).is_empty());
+        assert_eq!(
+            review(&pod_with_image("docker.io/istio/proxyv2:1.26.0"), &mesh).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn host_network_in_a_meshed_namespace_is_denied() {
+        assert_eq!(HOST_NETWORK_IN_MESH.default_action, Action::Deny);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let o = workload(
+                kind,
+                json!({}),
+                json!({"hostNetwork": true, "containers": [{"name": "agent"}]}),
+            );
+            for meshed in [
+                enabled_ns(),
+                ns_with(&[("istio.io/dataplane-mode", "ambient")]),
+            ] {
+                let found = run(&HOST_NETWORK_IN_MESH, kind, Operation::Create, &o, &meshed);
+                assert_eq!(found.len(), 1, "{kind}");
+                assert_eq!(found[0].path, format!("{}spec.hostNetwork", prefix(kind)));
+                assert!(found[0]
+                    .message
+                    .starts_with("namespace \"prod\" is in the mesh"));
+                // The warning is left to namespaces outside the mesh.
+                assert!(run(&HOST_NETWORK, kind, Operation::Create, &o, &meshed).is_empty());
+            }
+            let outside = ns_with(&[]);
+            assert!(run(&HOST_NETWORK_IN_MESH, kind, Operation::Create, &o, &outside).is_empty());
+            assert_eq!(
+                run(&HOST_NETWORK, kind, Operation::Create, &o, &outside).len(),
+                1
+            );
+            // A pod that opts in counts as meshed even in an unlabelled namespace.
+            let opted = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "true"}}),
+                json!({"hostNetwork": true, "containers": []}),
+            );
+            assert_eq!(
+                run(
+                    &HOST_NETWORK_IN_MESH,
+                    kind,
+                    Operation::Create,
+                    &opted,
+                    &outside
+                )
+                .len(),
+                1
+            );
+            // Unknown labels follow onLookupFailure (deny by default).
+            let found = run(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+            );
+            assert!(found[0].message.starts_with("namespace labels unknown"));
+            let allow = crate::catalogue::policy_from_yaml("onLookupFailure: allow\n", "t")
+                .expect("policy");
+            assert!(check(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+                &allow
+            )
+            .is_empty());
+            // No hostNetwork: nothing.
+            let o = workload(kind, json!({}), app());
+            assert!(run(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &enabled_ns()
+            )
+            .is_empty());
+        }
+    }
+
+    #[test]
+    fn proxy_config_interception_none_is_a_bypass() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for value in [
+                "interceptionMode: NONE",
+                "{\"interceptionMode\":\"NONE\"}",
+                "concurrency: 2\ninterceptionMode: none\n",
+            ] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"proxy.istio.io/config": value}}),
+                    app(),
+                );
+                let found = run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns());
+                assert_eq!(found.len(), 1, "{kind} {value}");
+                assert_eq!(
+                    found[0].path,
+                    format!(
+                        "{}metadata.annotations[\"proxy.istio.io/config\"]",
+                        prefix(kind)
+                    )
+                );
+            }
+            for value in ["interceptionMode: TPROXY", "concurrency: 2", "not: [yaml"] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"proxy.istio.io/config": value}}),
+                    app(),
+                );
+                assert!(
+                    run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).is_empty(),
+                    "{value}"
+                );
+            }
+            // The interceptionMode annotation wins over the proxy config, as in the template.
+            let o = workload(
+                kind,
+                json!({"annotations": {"proxy.istio.io/config": "interceptionMode: NONE",
+                    "sidecar.istio.io/interceptionMode": "REDIRECT"}}),
+                app(),
+            );
+            assert!(run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).is_empty());
+        }
+    }
+
     // ---- ambient mode
 
     fn ambient_ns() -> Inventory {

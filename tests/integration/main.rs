@@ -9,6 +9,7 @@ mod common;
 
 mod audit;
 mod bad_input;
+mod bypass;
 mod certs;
 mod chart_deployment;
 mod check;
