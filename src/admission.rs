@@ -810,9 +810,7 @@ mod tests {
         let mut pod_as_pa = captured("peerauthentication-create-disable-denied.json");
         let pod = captured("pod-create-bare-with-serviceaccount.json")["request"]["object"].clone();
         pod_as_pa["request"]["object"] = pod;
-        let err = recognise_checked(&request_of(&pod_as_pa))
-            .err()
-            .expect("refused");
+        let err = recognise_checked(&request_of(&pod_as_pa)).expect_err("refused");
         assert!(
             err.to_string().contains("request.kind is security.istio.io/v1/PeerAuthentication but request.object is v1 Pod"),
             "{err}"
@@ -847,7 +845,7 @@ mod tests {
         ] {
             let mut r = captured(fixture);
             r["request"][field] = serde_json::Value::Null;
-            let err = recognise_checked(&request_of(&r)).err().expect("refused");
+            let err = recognise_checked(&request_of(&r)).expect_err("refused");
             assert!(
                 err.to_string().contains(missing),
                 "{fixture} {field}: {err}"

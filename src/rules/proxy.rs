@@ -135,7 +135,11 @@ pub(crate) fn deviation(
     if role == Role::App {
         return None;
     }
-    if t.is_pod() && !status.is_some_and(|s| s.lists(c.list, c.name())) {
+    // On a Pod the injector lists what it added. A Pod that runs nothing but the proxy is a
+    // gateway or a waypoint: istiod's gateway controller writes those Deployments itself (the
+    // `kube-gateway` and `waypoint` templates, `sidecar.istio.io/inject: "false"`), so no
+    // status annotation lists their proxy, and there is no application beside it to keep in.
+    if t.is_pod() && !status.is_some_and(|s| s.lists(c.list, c.name())) && runs_applications(t) {
         return Some(Deviation::NotInjected);
     }
     if let Some(image) = c.image() {
@@ -153,6 +157,12 @@ pub(crate) fn deviation(
             (first != Some(role.verb())).then(|| Deviation::Args(first.unwrap_or("").to_owned()))
         }
     }
+}
+
+/// The pod runs a regular container other than `istio-proxy`.
+fn runs_applications(t: &PodTemplate<'_>) -> bool {
+    t.containers()
+        .any(|c| c.list == "containers" && c.name() != PROXY_CONTAINER)
 }
 
 /// Whether container `c` is one of Istio's own (an `istio-proxy`, `istio-init` or
@@ -269,7 +279,7 @@ pub static PROXY_OVERRIDE: Rule = Rule {
             .and_then(|a| a.get(1))
             .and_then(Value::as_str)
             == Some("sidecar");
-        if !(t.is_pod() && sidecar && !capture && !interception_none(&t)) {
+        if !t.is_pod() || !sidecar || capture || interception_none(&t) {
             return;
         }
         let Lookup::Found(labels) = ctx.cluster.namespace_labels(review.namespace) else {
@@ -613,6 +623,25 @@ mod tests {
                 {"name": "istio-proxy", "image": "auto", "securityContext": {"runAsUser": 1337}}]}),
         );
         assert!(run(&PROXY_OVERRIDE, &tuned).is_empty());
+    }
+
+    #[test]
+    fn gateway_and_waypoint_pods_istiod_writes_are_istios_own() {
+        // istiod's gateway controller renders these Deployments itself (kube-gateway.yaml,
+        // waypoint.yaml): no injector, no status annotation, only the proxy.
+        let waypoint = pod(
+            json!({"sidecar.istio.io/inject": "false"}),
+            json!({"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0",
+                "args": ["proxy", "waypoint", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+                "securityContext": {"privileged": false, "runAsUser": 1337, "runAsGroup": 1337,
+                    "capabilities": {"drop": ["ALL"]}}}]}),
+        );
+        let t = PodTemplate::of(Kind::Pod, &waypoint).expect("template");
+        let c = t.containers().next().expect("proxy");
+        assert!(is_istios(&MeshContext::default(), &t, &c, None));
+        for rule in [&PROXY_OVERRIDE, &NET_ADMIN] {
+            assert!(run_labelled(rule, &waypoint, &[]).is_empty(), "{}", rule.id);
+        }
     }
 
     #[test]
