@@ -93,22 +93,23 @@ impl<'a> Container<'a> {
 }
 
 /// What Istio's injector recorded on a pod it injected ([`STATUS_ANNOTATION`]): the names of the
-/// containers and init containers it added.
+/// containers and init containers it added, borrowed from the annotation (container names need
+/// no JSON escapes; an annotation that has them does not read, and lists nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InjectionStatus {
-    #[serde(default, deserialize_with = "names")]
-    pub containers: Vec<String>,
-    #[serde(default, deserialize_with = "names")]
-    pub init_containers: Vec<String>,
+pub struct InjectionStatus<'a> {
+    #[serde(default, borrow, deserialize_with = "names")]
+    pub containers: Vec<&'a str>,
+    #[serde(default, borrow, deserialize_with = "names")]
+    pub init_containers: Vec<&'a str>,
 }
 
 /// A list of names that may be JSON `null` (`"containers":null` for native sidecars).
-fn names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+fn names<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'a str>, D::Error> {
+    Ok(Option::<Vec<&'a str>>::deserialize(d)?.unwrap_or_default())
 }
 
-impl InjectionStatus {
+impl InjectionStatus<'_> {
     /// Whether the injector lists `name` in `list` (`containers` or `initContainers`).
     pub fn lists(&self, list: &str, name: &str) -> bool {
         let names = match list {
@@ -116,7 +117,7 @@ impl InjectionStatus {
             "initContainers" => &self.init_containers,
             _ => return false,
         };
-        names.iter().any(|n| n == name)
+        names.iter().any(|n| *n == name)
     }
 }
 
@@ -254,7 +255,7 @@ impl<'a> PodTemplate<'a> {
 
     /// The injector's record of what it added (`sidecar.istio.io/status`), when the annotation is
     /// there and reads as Istio writes it.
-    pub fn injection_status(&self) -> Option<InjectionStatus> {
+    pub fn injection_status(&self) -> Option<InjectionStatus<'a>> {
         serde_json::from_str(self.annotation(STATUS_ANNOTATION)?).ok()
     }
 

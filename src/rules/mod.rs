@@ -43,6 +43,9 @@ pub struct ReviewCache {
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
     /// The pod's namespace labels and injector decision (`workload`): several rules ask.
     pub(crate) pod: std::cell::OnceCell<workload::PodInjection>,
+    /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
+    /// (`proxy`): the UID, capability and override rules all ask.
+    pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
 }
 
 /// Levenshtein distance, for "did you mean" suggestions (error paths only).

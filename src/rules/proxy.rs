@@ -25,7 +25,7 @@
 //! pod's own container wearing Istio's name: `wl-proxy-override` refuses it, and the UID,
 //! capability and privilege rules judge it like any application container.
 
-use super::{Action, Rule, Violation};
+use super::{Action, Ctx, Rule, Violation};
 use crate::context::{Lookup, Need};
 use crate::mesh::MeshContext;
 use crate::pod_template::{
@@ -124,12 +124,14 @@ pub(crate) fn proxy_image_accepted(mesh: &MeshContext, image: &str) -> bool {
 }
 
 /// How container `c` (named like one of Istio's) differs from what Istio's injector runs, first
-/// difference first; `None` when it is Istio's. On a Pod, `status` is the injector's record.
+/// difference first; `None` when it is Istio's. On a Pod, `status` is the injector's record and
+/// `apps` whether the pod runs application containers ([`runs_applications`]).
 pub(crate) fn deviation(
     mesh: &MeshContext,
     t: &PodTemplate<'_>,
     c: &Container<'_>,
-    status: Option<&InjectionStatus>,
+    status: Option<&InjectionStatus<'_>>,
+    apps: bool,
 ) -> Option<Deviation> {
     let role = role(c);
     if role == Role::App {
@@ -139,7 +141,7 @@ pub(crate) fn deviation(
     // gateway or a waypoint: istiod's gateway controller writes those Deployments itself (the
     // `kube-gateway` and `waypoint` templates, `sidecar.istio.io/inject: "false"`), so no
     // status annotation lists their proxy, and there is no application beside it to keep in.
-    if t.is_pod() && !status.is_some_and(|s| s.lists(c.list, c.name())) && runs_applications(t) {
+    if t.is_pod() && apps && !status.is_some_and(|s| s.lists(c.list, c.name())) {
         return Some(Deviation::NotInjected);
     }
     if let Some(image) = c.image() {
@@ -165,16 +167,35 @@ fn runs_applications(t: &PodTemplate<'_>) -> bool {
         .any(|c| c.list == "containers" && c.name() != PROXY_CONTAINER)
 }
 
+/// The injector's record on a Pod (`None` for templates, where the injector has not run yet).
+fn status_of<'a>(t: &PodTemplate<'a>) -> Option<InjectionStatus<'a>> {
+    t.is_pod().then(|| t.injection_status()).flatten()
+}
+
 /// Whether container `c` is one of Istio's own (an `istio-proxy`, `istio-init` or
-/// `istio-validation` that is what the injector runs): the rules on UIDs, capabilities and
-/// privilege spare exactly these.
+/// `istio-validation` that is what the injector runs).
 pub(crate) fn is_istios(
     mesh: &MeshContext,
     t: &PodTemplate<'_>,
     c: &Container<'_>,
-    status: Option<&InjectionStatus>,
+    status: Option<&InjectionStatus<'_>>,
 ) -> bool {
-    role(c) != Role::App && deviation(mesh, t, c, status).is_none()
+    role(c) != Role::App && deviation(mesh, t, c, status, runs_applications(t)).is_none()
+}
+
+/// For each container of the pod (in [`PodTemplate::containers`] order), whether it is Istio's
+/// own: the rules on UIDs, capabilities and privilege spare exactly these. Worked out once per
+/// review.
+pub(crate) fn istio_containers<'c>(ctx: &Ctx<'c>, t: &PodTemplate<'_>) -> &'c [bool] {
+    ctx.cache.istio_containers.get_or_init(|| {
+        let status = status_of(t);
+        let apps = runs_applications(t);
+        t.containers()
+            .map(|c| {
+                role(&c) != Role::App && deviation(ctx.mesh, t, &c, status.as_ref(), apps).is_none()
+            })
+            .collect()
+    })
 }
 
 /// The effective interception mode is `NONE` (the pod gets no iptables capture): the annotation
@@ -222,10 +243,13 @@ pub static PROXY_OVERRIDE: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let status = t.is_pod().then(|| t.injection_status()).flatten();
+        let istios = istio_containers(ctx, &t);
+        // The details are worked out only for a container that is not Istio's (rare).
+        let status = std::cell::OnceCell::new();
+        let apps = runs_applications(&t);
         let mut proxy_args: Option<&Value> = None;
         let mut capture = false;
-        for c in t.containers() {
+        for (c, istios) in t.containers().zip(istios) {
             let role = role(&c);
             if role == Role::App {
                 continue;
@@ -234,7 +258,11 @@ pub static PROXY_OVERRIDE: Rule = Rule {
                 Role::Proxy => proxy_args = c.value.get("args"),
                 _ => capture = true,
             }
-            let Some(d) = deviation(ctx.mesh, &t, &c, status.as_ref()) else {
+            if *istios {
+                continue;
+            }
+            let status = status.get_or_init(|| status_of(&t));
+            let Some(d) = deviation(ctx.mesh, &t, &c, status.as_ref(), apps) else {
                 continue;
             };
             let name = c.name();
@@ -322,9 +350,9 @@ pub static NET_ADMIN: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let status = t.is_pod().then(|| t.injection_status()).flatten();
-        for c in t.containers() {
-            if is_istios(ctx.mesh, &t, &c, status.as_ref()) {
+        let istios = istio_containers(ctx, &t);
+        for (c, istios) in t.containers().zip(istios) {
+            if *istios {
                 continue; // istio-init needs NET_ADMIN and NET_RAW; a TPROXY istio-proxy too
             }
             let name = c.name();
@@ -464,7 +492,6 @@ mod tests {
     use crate::config::Policy;
     use crate::context::NoCluster;
     use crate::rules::testing::obj;
-    use crate::rules::Ctx;
     use kube::core::DynamicObject;
     use serde_json::json;
 

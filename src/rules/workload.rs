@@ -26,8 +26,8 @@ use super::namespace::{
     ISTIO_INJECTION, REV,
 };
 use super::proxy::{
-    is_istios, proxy_config_interception, proxy_image_accepted, role, Role, INTERCEPTION_MODE,
-    PROXY_CONFIG,
+    istio_containers, proxy_config_interception, proxy_image_accepted, role, Role,
+    INTERCEPTION_MODE, PROXY_CONFIG,
 };
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
@@ -816,15 +816,15 @@ pub static PROXY_UID_RULE: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let status = t.is_pod().then(|| t.injection_status()).flatten();
+        let istios = istio_containers(ctx, &t);
         for (field, id, what) in [
             ("runAsUser", PROXY_UID, "UID"),
             ("runAsGroup", PROXY_GID, "GID"),
         ] {
             let pod_id = security_id(t.spec, field);
             let mut inheriting = Vec::new();
-            for c in t.containers() {
-                if is_istios(ctx.mesh, &t, &c, status.as_ref()) {
+            for (c, istios) in t.containers().zip(istios) {
+                if *istios {
                     continue; // the proxy (and istio-validation) run as 1337 on purpose
                 }
                 match security_id(c.value, field) {
