@@ -661,7 +661,7 @@ mod tests {
         );
         // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
         let off = crate::catalogue::policy_from_yaml(
-            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-proxy-override: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-proxy-override: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\n  wl-proxy-image-auto: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
             "t",
         )
         .expect("policy");

@@ -8,8 +8,10 @@
 //! too, and revision tags are resolved to their revision; when the namespace's labels are unknown,
 //! the revision the injector recorded in the pod's `istio.io/rev` label. The image is the one the
 //! injection template computes for the pod's annotations (`sidecar.istio.io/proxyImage`, the image
-//! type). Pods whose injector's image is unknown (its ConfigMap not visible) are skipped, and so is
-//! everything when no injector is visible.
+//! type). Pods whose injector's image is unknown (its ConfigMap not visible) are skipped. With the
+//! injector ConfigMaps visible but no webhook configuration (manifests of a partial install, as
+//! `istioctl analyze` reads them), the revision is the one the pod's or its namespace's
+//! `istio.io/rev` label names, else the default revision.
 
 use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
@@ -28,8 +30,8 @@ pub static CHECK: CrossCheck = CrossCheck {
 
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let mesh = cx.engine.mesh();
-    if mesh.assumed_default_injector() {
-        return;
+    if mesh.assumed_default_injector() && mesh.injectors().is_empty() {
+        return; // no injector image known at all
     }
     for o in cx.inventory.of_kind(Kind::Pod) {
         let ns = o.namespace();
@@ -39,9 +41,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let Some(t) = PodTemplate::of(Kind::Pod, &o.object) else {
             continue;
         };
-        let Some(proxy) = t.containers().find(|c| {
-            c.name() == PROXY_CONTAINER && (c.list == "containers" || c.is_native_sidecar())
-        }) else {
+        // Istio's own lookup: containers, then init containers.
+        let Some(proxy) = t.containers().find(|c| c.name() == PROXY_CONTAINER) else {
             continue;
         };
         let Some(image) = proxy.value.get("image").and_then(Value::as_str) else {
@@ -57,7 +58,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                 if !d.inject {
                     continue; // a new pod gets no sidecar: wl-namespace-not-injected
                 }
-                d.revision().map(str::to_owned)
+                d.revision().or_else(|| d.assumed_revision()).map(str::to_owned)
             }
             _ => t.label(REV).map(str::to_owned),
         };
@@ -65,8 +66,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let Some(want) = mesh.proxy_image_for(&revision, &t.annotation_view()) else {
             continue; // the injector's image is unknown
         };
-        if want == image {
-            continue;
+        if crate::mesh::same_proxy_release(&want, image) {
+            continue; // the same release, perhaps another image type (distroless, debug)
         }
         out.push((
             o.subject(),
@@ -164,5 +165,30 @@ mod tests {
             ],
         );
         assert!(found.is_empty());
+    }
+
+    /// The release counts, not the image type: a distroless or debug variant of the image the
+    /// injector gives is current (ProxyConfig resources, which meshguard does not read, pick the
+    /// type per namespace or workload), and so is a proxy in the init containers.
+    #[test]
+    fn another_image_type_of_the_same_release_is_current() {
+        assert!(crate::mesh::same_proxy_release(NEW, "docker.io/istio/proxyv2:1.27.1-distroless"));
+        assert!(crate::mesh::same_proxy_release("docker.io/istio/proxyv2:1.27.1-debug", NEW));
+        assert!(crate::mesh::same_proxy_release("localhost:5000/proxyv2", "localhost:5000/proxyv2"));
+        assert!(!crate::mesh::same_proxy_release(OLD, "docker.io/istio/proxyv2:1.27.1-distroless"));
+        assert!(!crate::mesh::same_proxy_release("docker.io/istio/proxyv2:1.27.1-distroless", "docker.io/other/proxyv2:1.27.1"));
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "prod", "labels": {"istio.io/rev": "canary"}}});
+        let quiet = run_with(vec![
+            ns.clone(),
+            pod("prod", "p", json!({}), &format!("{NEW}-distroless")),
+        ]);
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let init = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "native", "namespace": "prod"},
+            "spec": {"containers": [{"name": "app", "image": "app"}],
+                     "initContainers": [{"name": "istio-proxy", "image": OLD}]}});
+        let found = run_with(vec![ns, init]);
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 }

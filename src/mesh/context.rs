@@ -17,7 +17,7 @@
 use super::decision::{InjectionDecision, Why};
 use super::injector::{
     self, identify, inject_required, pod_setting, webhooks_of, InjectorConfig, InjectorIdentity,
-    InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL, REV_LABEL,
+    InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
 };
 use super::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
 use super::selector::{Labels, NamespaceLabels, NoLabels};
@@ -56,6 +56,10 @@ pub struct MeshContext {
     /// Injector webhooks whose rules do not cover Pod CREATE.
     inert_webhooks: Vec<InjectorWebhook>,
     injectors: Vec<InjectorConfig>,
+    /// No injector webhook is visible, but the default revision's injector ConfigMap is, and its
+    /// `values` set `sidecarInjectorWebhook.enableNamespacesByDefault`: the assumed default
+    /// injector then injects unlabelled namespaces too.
+    assumed_by_default: bool,
     revisions: BTreeSet<String>,
     tags: BTreeMap<String, String>,
     overlaps: Vec<ConfigurationOverlap>,
@@ -450,6 +454,10 @@ impl MeshContextBuilder {
         }
 
         let overlaps = configuration_overlaps(&webhooks, &revisions, &tags);
+        let assumed_by_default = configurations.is_empty()
+            && injectors
+                .iter()
+                .any(|c| c.revision == DEFAULT_REVISION && c.enable_namespaces_by_default);
         notes.sort();
         notes.dedup();
         MeshContext {
@@ -468,6 +476,7 @@ impl MeshContextBuilder {
             webhooks,
             inert_webhooks,
             injectors,
+            assumed_by_default,
             revisions,
             tags,
             overlaps,
@@ -835,6 +844,7 @@ impl MeshContext {
                 pod_labels,
                 setting,
                 host_network,
+                self.assumed_by_default,
             );
         }
         let mut d = InjectionDecision {
@@ -1020,6 +1030,12 @@ impl fmt::Display for MeshContext {
                 f,
                 "injectors: none visible; injection verdicts assume Istio's default injector (namespace label istio-injection=enabled or istio.io/rev)"
             )?;
+            if self.assumed_by_default {
+                write!(
+                    f,
+                    ", and its ConfigMap {INJECTOR_CONFIG_MAP} sets enableNamespacesByDefault, so unlabelled namespaces are injected too"
+                )?;
+            }
         } else {
             write!(f, "injectors:")?;
             for (i, c) in self.injectors.iter().enumerate() {

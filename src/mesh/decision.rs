@@ -21,7 +21,8 @@
 //! never injected. The field `InjectionDecision::assumed` says which way a decision was made.
 
 use super::injector::{
-    InjectionPolicy, InjectorConfig, InjectorWebhook, INJECT, INJECTION_LABEL, REV_LABEL,
+    InjectionPolicy, InjectorConfig, InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES, INJECT,
+    INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
 };
 use std::fmt;
 
@@ -86,6 +87,10 @@ pub enum Why {
     PodOptIn,
     /// Assumed default injector: neither the namespace nor the pod asks for injection.
     NotEnrolled,
+    /// Assumed default injector whose ConfigMap `values` set
+    /// `sidecarInjectorWebhook.enableNamespacesByDefault`: an unlabelled namespace's plain pods
+    /// are injected (the chart's `auto.*` webhook).
+    EnabledByDefault,
 }
 
 /// Whether a pod gets a sidecar, and why. Borrowed from the mesh context and the inputs; building
@@ -122,6 +127,20 @@ impl<'a> InjectionDecision<'a> {
             .map(|w| w.revision.as_str())
     }
 
+    /// The revision whose injector puts the sidecar in under the assumed default injector (no
+    /// webhook visible): `istio.io/rev=<x>` on the namespace or the pod names it, anything else
+    /// (`istio-injection=enabled`, the pod's opt-in, enableNamespacesByDefault) is the default
+    /// revision's. `None` when not injected or decided by a visible injector.
+    pub fn assumed_revision(&self) -> Option<&'a str> {
+        if !(self.assumed && self.inject) {
+            return None;
+        }
+        match self.label {
+            Some((REV_LABEL, rev)) => Some(rev),
+            _ => Some(DEFAULT_REVISION),
+        }
+    }
+
     /// The pod's `sidecar.istio.io/inject` value was ignored by the injector (neither `"true"` nor
     /// `"false"` for Istio 1.27 and later), so a selector or the policy decided instead.
     pub fn setting_ignored(&self) -> bool {
@@ -132,12 +151,20 @@ impl<'a> InjectionDecision<'a> {
     }
 
     /// The decision under the assumed default injector (meshguard's label semantics).
+    ///
+    /// `by_default`: the default injector's ConfigMap is visible and its `values` set
+    /// `sidecarInjectorWebhook.enableNamespacesByDefault`; the chart then renders the `auto.*`
+    /// webhook (namespace without `istio-injection` and `istio.io/rev`, outside Istio's ignored
+    /// namespaces; pod without `sidecar.istio.io/inject` and `istio.io/rev` labels), so such pods
+    /// are injected (istio/istio `manifests/charts/istio-control/istio-discovery/templates/
+    /// mutatingwebhook.yaml`; `istioctl analyze` reads the same value, IST0148).
     pub(crate) fn assume_default<N, P>(
         namespace: &'a str,
         ns_labels: &'a N,
         pod_labels: &'a P,
         setting: Option<PodSetting<'a>>,
         host_network: bool,
+        by_default: bool,
     ) -> Self
     where
         N: super::Labels + ?Sized,
@@ -187,6 +214,13 @@ impl<'a> InjectionDecision<'a> {
                         d.inject = true;
                         d.why = Why::PodOptIn;
                         d.label = Some((REV_LABEL, rev));
+                    } else if by_default
+                        && pod_labels.label(INJECT).is_none()
+                        && pod_labels.label(REV_LABEL).is_none()
+                        && !IGNORED_NAMESPACES.contains(&namespace)
+                    {
+                        d.inject = true;
+                        d.why = Why::EnabledByDefault;
                     }
                 }
             },
@@ -240,6 +274,10 @@ impl fmt::Display for InjectionDecision<'_> {
             (Why::NotEnrolled, _) => write!(
                 f,
                 "namespace {ns:?} is not labelled for injection (istio-injection=enabled or istio.io/rev) and the pod does not opt in"
+            ),
+            (Why::EnabledByDefault, _) => write!(
+                f,
+                "namespace {ns:?} has no injection label, and the injector's sidecarInjectorWebhook.enableNamespacesByDefault (ConfigMap {INJECTOR_CONFIG_MAP}) injects such namespaces"
             ),
             (Why::PodSetting, None) => match self.setting {
                 Some(s) => write!(f, "{s} opts it out of injection"),

@@ -633,6 +633,27 @@ fn update_image_type(tag: &str, image_type: &str) -> String {
     }
 }
 
+/// Whether two proxy images are the same release: equal once an image-type variant
+/// (`-distroless`, `-debug`) is taken off their tags. The variant is chosen per pod by
+/// annotations, MeshConfig and ProxyConfig resources; `istioctl analyze` accepts either form
+/// too (`injection-image.go`: the image, or the image with the variant).
+pub fn same_proxy_release(a: &str, b: &str) -> bool {
+    fn base(image: &str) -> &str {
+        let tag_at = image
+            .rfind(':')
+            .filter(|i| !image[*i..].contains('/'))
+            .map_or(image.len(), |i| i + 1);
+        let tag = &image[tag_at..];
+        for known in ["distroless", "debug"] {
+            if let Some(t) = tag.strip_suffix(known).and_then(|t| t.strip_suffix('-')) {
+                return &image[..tag_at + t.len()];
+            }
+        }
+        image
+    }
+    a == b || base(a) == base(b)
+}
+
 /// A JSON number as Go's `%v` prints the float64 it decodes to (`1.27`, `2`).
 fn go_number(n: &serde_json::Number) -> String {
     if n.is_i64() || n.is_u64() {

@@ -31,8 +31,8 @@ pub(crate) mod testing;
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
 pub use decision::{InjectionDecision, PodSetting, SettingSource, Why};
 pub use injector::{
-    FailurePolicy, InjectValues, InjectionPolicy, InjectorConfig, InjectorWebhook,
-    DEFAULT_REVISION, IGNORED_NAMESPACES,
+    same_proxy_release, FailurePolicy, InjectValues, InjectionPolicy, InjectorConfig,
+    InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES,
 };
 pub use mesh_config::MeshConfig;
 pub use selector::{Labels, NamespaceLabels, NoLabels, Selector};

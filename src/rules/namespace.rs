@@ -875,6 +875,26 @@ mod tests {
             &[enabled_injector("default", "1.27.1")],
         );
         assert!(with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &auto).is_empty());
+        // The same setting read from the injector ConfigMap's values alone (no webhook
+        // configuration visible, as `istioctl analyze` reads manifests).
+        let values = |on: bool| {
+            json!({"global": {"hub": "docker.io/istio", "tag": "1.27.1"},
+                "sidecarInjectorWebhook": {"enableNamespacesByDefault": on}})
+            .to_string()
+        };
+        let cm = |on| {
+            crate::mesh::testing::config_map(
+                "istio-sidecar-injector",
+                json!({"config": "policy: enabled\n", "values": values(on)}),
+            )
+        };
+        let by_values = mesh_of(&[], &[cm(true)]);
+        assert!(with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &by_values).is_empty());
+        let off = mesh_of(&[], &[cm(false)]);
+        assert_eq!(
+            with_mesh(&INJECTION_MISSING, &ns("prod", json!({})), &off).len(),
+            1
+        );
         // A revisioned install without a default: istio-injection=enabled is served by nobody.
         let revisioned = mesh_of(
             &[

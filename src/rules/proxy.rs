@@ -172,17 +172,6 @@ fn status_of<'a>(t: &PodTemplate<'a>) -> Option<InjectionStatus<'a>> {
     t.is_pod().then(|| t.injection_status()).flatten()
 }
 
-/// Whether container `c` is one of Istio's own (an `istio-proxy`, `istio-init` or
-/// `istio-validation` that is what the injector runs).
-pub(crate) fn is_istios(
-    mesh: &MeshContext,
-    t: &PodTemplate<'_>,
-    c: &Container<'_>,
-    status: Option<&InjectionStatus<'_>>,
-) -> bool {
-    role(c) != Role::App && deviation(mesh, t, c, status, runs_applications(t)).is_none()
-}
-
 /// For each container of the pod (in [`PodTemplate::containers`] order), whether it is Istio's
 /// own: the rules on UIDs, capabilities and privilege spare exactly these. Worked out once per
 /// review.
@@ -665,7 +654,10 @@ mod tests {
         );
         let t = PodTemplate::of(Kind::Pod, &waypoint).expect("template");
         let c = t.containers().next().expect("proxy");
-        assert!(is_istios(&MeshContext::default(), &t, &c, None));
+        assert_eq!(
+            deviation(&MeshContext::default(), &t, &c, None, false),
+            None
+        );
         for rule in [&PROXY_OVERRIDE, &NET_ADMIN] {
             assert!(run_labelled(rule, &waypoint, &[]).is_empty(), "{}", rule.id);
         }

@@ -34,7 +34,7 @@ use crate::config::OnLookupFailure;
 use crate::context::{Lookup, Need};
 use crate::mesh::Why;
 use crate::pod_template::{
-    PodTemplate, INIT_CONTAINER, INJECT, PROXY_CONTAINER, PROXY_GID, PROXY_UID,
+    Container, PodTemplate, INIT_CONTAINER, INJECT, PROXY_CONTAINER, PROXY_GID, PROXY_UID,
 };
 use crate::resource::{Kind, Review};
 use kube::core::admission::Operation;
@@ -506,36 +506,68 @@ pub static MISSING_SIDECAR: Rule = Rule {
 
 pub static PROXY_IMAGE_AUTO: Rule = Rule {
     id: "wl-proxy-image-auto",
-    kinds: &[Kind::Pod],
+    kinds: KINDS,
     default_action: Action::Deny,
-    summary: "a Pod CREATE whose istio-proxy container (or init container) still has image: auto: no injector ran, and the pod cannot start (IST0146/IST0147)",
+    summary: "an istio-proxy container (or init container) with image: auto that no injector will replace: on a Pod CREATE no injector ran (IST0147), on a workload template no injector selects its pods (IST0146); such pods cannot start",
     example_fix: "label the namespace for an injector that exists (istio-injection=enabled or istio.io/rev=<revision>), then recreate the pod",
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
-        if !matches!(review.operation, Operation::Create) {
+        let Some(t) = PodTemplate::written(review) else { return };
+        let auto: Vec<Container<'_>> = t
+            .containers()
+            .filter(|c| {
+                c.name() == PROXY_CONTAINER
+                    && c.value.get("image").and_then(Value::as_str) == Some("auto")
+            })
+            .collect();
+        if auto.is_empty() {
             return;
         }
-        let Some(t) = PodTemplate::written(review) else { return };
-        for c in t.containers() {
-            if c.name() != PROXY_CONTAINER
-                || c.value.get("image").and_then(Value::as_str) != Some("auto")
-            {
-                continue;
+        let ns_labels = match namespace_labels(review, ctx) {
+            Lookup::Found(labels) => Some(labels),
+            // A namespace that does not exist has no labels (as `istioctl analyze` reads it).
+            Lookup::Missing => Some(BTreeMap::new()),
+            Lookup::Unknown => None,
+        };
+        let template = review.kind != Kind::Pod;
+        let why = if template {
+            // The injector replaces the placeholder when the template's pods are created: fine
+            // when one will select them (the gateway injection template's normal form).
+            let Some(labels) = &ns_labels else { return };
+            let (pl, pa) = (t.label_view(), t.annotation_view());
+            let decision = ctx
+                .mesh
+                .injection(review.namespace, labels, &pl, &pa, t.host_network());
+            if decision.inject {
+                return;
             }
-            let ns_labels = match namespace_labels(review, ctx) {
-                Lookup::Found(labels) => Some(labels),
-                _ => None,
-            };
-            let (key, value) = suggested_label_for(ctx, review.namespace, ns_labels.as_ref());
+            format!(
+                "no injector will replace it when the pods are created ({decision}), so they cannot start (there is no image \"auto\") and would not be in the mesh if they did"
+            )
+        } else {
+            if !matches!(review.operation, Operation::Create) {
+                return;
+            }
+            "no injector ran on this pod, so it cannot start (there is no image \"auto\") and would not be in the mesh if it did".to_owned()
+        };
+        let (key, value) = suggested_label_for(ctx, review.namespace, ns_labels.as_ref());
+        for c in auto {
             out.push(Violation::new(
                 t.path(&format!("spec.{}[{}].image", c.list, c.index)),
                 format!(
-                    "container \"{PROXY_CONTAINER}\" still has image \"auto\", the placeholder Istio's sidecar injector replaces: no injector ran on this pod, so it cannot start (there is no image \"auto\") and would not be in the mesh if it did"
+                    "container \"{PROXY_CONTAINER}\" still has image \"auto\", the placeholder Istio's sidecar injector replaces: {why}"
                 ),
-                format!(
-                    "make sure an injector selects the pod (kubectl label namespace {} {key}={value}) and istiod is running, then recreate it; or remove the {PROXY_CONTAINER} container",
-                    review.namespace
-                ),
+                if template {
+                    format!(
+                        "make sure an injector selects the pods (kubectl label namespace {} {key}={value}, or the pod template label sidecar.istio.io/inject: \"true\") and istiod is running; or remove the {PROXY_CONTAINER} container",
+                        review.namespace
+                    )
+                } else {
+                    format!(
+                        "make sure an injector selects the pod (kubectl label namespace {} {key}={value}) and istiod is running, then recreate it; or remove the {PROXY_CONTAINER} container",
+                        review.namespace
+                    )
+                },
             ));
         }
     },
@@ -2529,8 +2561,6 @@ mod tests {
             &enabled_ns()
         )
         .is_empty());
-        // Deployments carry `auto` by design (the gateway template): only pods are judged.
-        assert!(!PROXY_IMAGE_AUTO.kinds.contains(&Kind::Deployment));
         // The fix names a label an injector serves.
         let found = in_mesh(
             &PROXY_IMAGE_AUTO,
@@ -2547,5 +2577,129 @@ mod tests {
             "{}",
             found[0].fix
         );
+    }
+
+    /// IST0146 (istio/istio `pkg/config/analysis/analyzers/injection/image-auto.go`): a workload
+    /// template with `image: auto` is the gateway injection template's normal form, and broken
+    /// only when no injector will select its pods.
+    #[test]
+    fn proxy_image_auto_on_templates_no_injector_selects() {
+        let gateway = |labels: Value| {
+            workload(
+                Kind::Deployment,
+                json!({"labels": labels, "annotations": {"inject.istio.io/templates": "gateway"}}),
+                json!({"containers": [{"name": "istio-proxy", "image": "auto"}]}),
+            )
+        };
+        let plain = gateway(json!({"istio": "ingressgateway"}));
+        // An unlabelled namespace and no opt-in: nothing replaces the placeholder.
+        for op in OPS {
+            let found = run(
+                &PROXY_IMAGE_AUTO,
+                Kind::Deployment,
+                op,
+                &plain,
+                &ns_with(&[]),
+            );
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].path, "spec.template.spec.containers[0].image");
+            assert!(
+                found[0]
+                    .message
+                    .contains("no injector will replace it when the pods are created"),
+                "{}",
+                found[0].message
+            );
+            assert!(found[0].fix.contains("sidecar.istio.io/inject: \"true\""));
+        }
+        // A namespace that does not exist has no labels either (as istioctl analyze reads it).
+        let none = Inventory::complete(Vec::new());
+        assert_eq!(
+            run(
+                &PROXY_IMAGE_AUTO,
+                Kind::Deployment,
+                Operation::Create,
+                &plain,
+                &none
+            )
+            .len(),
+            1
+        );
+        // Every template kind, not only Deployments.
+        let sts = workload(
+            Kind::StatefulSet,
+            json!({}),
+            json!({"containers": [{"name": "istio-proxy", "image": "auto"}]}),
+        );
+        assert_eq!(
+            run(
+                &PROXY_IMAGE_AUTO,
+                Kind::StatefulSet,
+                Operation::Create,
+                &sts,
+                &ns_with(&[])
+            )
+            .len(),
+            1
+        );
+
+        // Quiet: the template opts in (Istio's documented gateway Deployment), the namespace is
+        // injected, or nobody can tell the namespace's labels.
+        let opted_in =
+            gateway(json!({"istio": "ingressgateway", "sidecar.istio.io/inject": "true"}));
+        assert!(run(
+            &PROXY_IMAGE_AUTO,
+            Kind::Deployment,
+            Operation::Create,
+            &opted_in,
+            &ns_with(&[])
+        )
+        .is_empty());
+        assert!(run(
+            &PROXY_IMAGE_AUTO,
+            Kind::Deployment,
+            Operation::Create,
+            &plain,
+            &enabled_ns()
+        )
+        .is_empty());
+        assert!(run(
+            &PROXY_IMAGE_AUTO,
+            Kind::Deployment,
+            Operation::Create,
+            &plain,
+            &crate::context::NoCluster
+        )
+        .is_empty());
+
+        // With injectors visible, their selectors decide: a canary-only mesh serves no
+        // istio-injection=enabled namespace.
+        let canary = mesh_of(
+            &[revision_mwc("canary", false)],
+            &[enabled_injector("canary", "1.27.1")],
+        );
+        let found = in_mesh(
+            &PROXY_IMAGE_AUTO,
+            Kind::Deployment,
+            &plain,
+            &enabled_ns(),
+            &canary,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].fix.contains("istio.io/rev=canary"),
+            "{}",
+            found[0].fix
+        );
+        let served =
+            Inventory::complete(Vec::new()).with_namespace("prod", &[("istio.io/rev", "canary")]);
+        assert!(in_mesh(
+            &PROXY_IMAGE_AUTO,
+            Kind::Deployment,
+            &plain,
+            &served,
+            &canary
+        )
+        .is_empty());
     }
 }

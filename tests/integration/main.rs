@@ -7,6 +7,7 @@
 mod api_double;
 mod common;
 
+mod analyze_parity;
 mod audit;
 mod bad_input;
 mod bypass;

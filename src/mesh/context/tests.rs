@@ -712,6 +712,82 @@ fn fallback_without_injectors_uses_label_semantics() {
     assert_eq!((d.inject, d.why), (false, Why::HostNetwork));
 }
 
+/// Only the injector ConfigMap visible (`check` over manifests without the webhook
+/// configuration, as `istioctl analyze` reads them): its `values` decide whether the chart's
+/// `auto.*` webhook injects unlabelled namespaces (`injection.go`
+/// `GetEnableNamespacesByDefaultFromInjectedConfigMap`, IST0148).
+#[test]
+fn fallback_reads_enable_namespaces_by_default_from_the_config_map() {
+    let values = |on: bool, revision: &str| {
+        json!({"global": {"hub": "docker.io/istio", "tag": "1.28.0", "proxy": {"image": "proxyv2"}},
+            "revision": revision,
+            "sidecarInjectorWebhook": {"enableNamespacesByDefault": on}})
+        .to_string()
+    };
+    let on = ctx(
+        &[],
+        &[config_map(
+            "istio-sidecar-injector",
+            json!({"config": ENABLED, "values": values(true, "")}),
+        )],
+    );
+    assert!(on.assumed_default_injector());
+    assert_eq!(
+        row(&on, "prod", &[], &[], &[]),
+        (true, String::new(), Why::EnabledByDefault)
+    );
+    let empty = labels(&[]);
+    let d = on.namespace_injection("prod", &empty);
+    assert!(d.inject && d.assumed);
+    assert!(d.to_string().contains("enableNamespacesByDefault"), "{d}");
+    assert!(on
+        .to_string()
+        .contains("unlabelled namespaces are injected too"));
+    // What the auto.* webhook leaves out stays out: Istio's ignored namespaces, pods that say
+    // anything themselves, namespaces that say anything.
+    assert!(!row(&on, "kube-public", &[], &[], &[]).0);
+    assert_eq!(
+        row(&on, "prod", &[], &[(INJECT, "false")], &[]),
+        (false, String::new(), Why::NotEnrolled)
+    );
+    assert_eq!(
+        row(&on, "prod", &[], &[(INJECT, "maybe")], &[]),
+        (false, String::new(), Why::NotEnrolled)
+    );
+    assert!(!row(&on, "prod", &[], &[], &[(INJECT, "false")]).0);
+    assert_eq!(
+        row(&on, "prod", &[(INJECTION_LABEL, "disabled")], &[], &[]).2,
+        Why::NamespaceOff
+    );
+
+    // Off, or set only on another revision's injector: unlabelled namespaces are not injected.
+    for cm in [
+        config_map(
+            "istio-sidecar-injector",
+            json!({"config": ENABLED, "values": values(false, "")}),
+        ),
+        config_map(
+            "istio-sidecar-injector-canary",
+            json!({"config": ENABLED, "values": values(true, "canary")}),
+        ),
+    ] {
+        let off = ctx(&[], &[cm]);
+        assert_eq!(
+            row(&off, "prod", &[], &[], &[]),
+            (false, String::new(), Why::NotEnrolled)
+        );
+    }
+    // With webhooks visible the webhooks decide, not the ConfigMap's values.
+    let hooks = ctx(
+        &[revision_mwc("", false)],
+        &[config_map(
+            "istio-sidecar-injector",
+            json!({"config": ENABLED, "values": values(true, "")}),
+        )],
+    );
+    assert_eq!(row(&hooks, "prod", &[], &[], &[]).2, Why::NotSelected);
+}
+
 // ---- reasons -------------------------------------------------------------------------------
 
 #[test]
