@@ -117,7 +117,7 @@ impl InjectionStatus<'_> {
             "initContainers" => &self.init_containers,
             _ => return false,
         };
-        names.iter().any(|n| *n == name)
+        names.contains(&name)
     }
 }
 
