@@ -1,16 +1,20 @@
 //! The admission front end. One screen of request flow:
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
+use crate::budget::{Budget, Reservation};
 use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
-use crate::resource::{Kind, Review, ReviewObject};
+use crate::resource::{DecodeLimits, Kind, Overflow, Review, ReviewObject};
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::field::Empty;
+use tracing::Instrument;
+
+mod policy_ops;
 
 /// Which webhook a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub enum Outcome {
     Audited,
     /// Mutated: a patch was sent.
     Patched,
+    /// Allowed: every finding was covered by an exception (reported in warnings).
+    Excepted,
 }
 
 impl Outcome {
@@ -58,12 +64,16 @@ impl Outcome {
             Outcome::Warned => "warned",
             Outcome::Audited => "audited",
             Outcome::Patched => "patched",
+            Outcome::Excepted => "excepted",
         }
     }
 
     /// Findings were reported: the review gets its one info-level log line.
     pub fn reported(self) -> bool {
-        matches!(self, Outcome::Denied | Outcome::Warned | Outcome::Audited)
+        matches!(
+            self,
+            Outcome::Denied | Outcome::Warned | Outcome::Audited | Outcome::Excepted
+        )
     }
 }
 
@@ -80,6 +90,8 @@ pub enum BadReview {
     /// of the kind the request names.
     #[error("malformed AdmissionReview: {0}")]
     Malformed(String),
+    #[error("too many large reviews in flight: the memory budget is full (--max-inflight-bytes); retry shortly")]
+    Busy,
     #[error("cannot encode the response: {0}")]
     Encode(String),
 }
@@ -91,11 +103,23 @@ pub struct Admission {
     pub cluster: Arc<dyn ClusterSource>,
     /// How long a cluster lookup may take before `onLookupFailure` decides.
     pub lookup_deadline: Duration,
+    /// What decoding one review may build.
+    pub decode_limits: DecodeLimits,
+    /// The memory budget shared by the reviews in flight (bodies and decoded trees); `None`:
+    /// unbounded (no server).
+    pub memory: Option<Arc<Budget>>,
+    /// At most this many large reviews are decoded and judged on the blocking pool at once.
+    offload: Arc<tokio::sync::Semaphore>,
 }
 
 /// Warnings: each at most 256 characters, all together at most 4096 (apiserver limits).
 const WARNING_MAX: usize = 256;
 const WARNINGS_TOTAL_MAX: usize = 4096;
+/// Longest deny message (`status.message`): every finding's line is clipped
+/// (`finding::MAX_MESSAGE_BYTES`), and lines past this say `… and N more`.
+pub const MAX_DENY_MESSAGE: usize = 16 * 1024;
+/// Longest audit annotation value.
+const AUDIT_ANNOTATION_MAX: usize = 16 * 1024;
 /// Key of the audit annotation; the apiserver records it as `<webhook name>/violations`.
 pub const AUDIT_ANNOTATION: &str = "violations";
 
@@ -110,10 +134,18 @@ impl Admission {
             metrics,
             cluster,
             lookup_deadline: Duration::from_secs(2),
+            decode_limits: DecodeLimits::default(),
+            memory: None,
+            offload: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
-    /// Answer one AdmissionReview body. `Err` means HTTP 400 with the error as the reason.
+    /// Answer one AdmissionReview body. `Err` means an HTTP error status with the error as the
+    /// reason (400 for what the client sent, 429 when the reviews in flight hold the whole
+    /// memory budget). Decoding and judging run on the calling task; [`Admission::handle_owned`]
+    /// moves large reviews off the async workers.
     pub async fn handle(
         &self,
         webhook: Webhook,
@@ -121,61 +153,180 @@ impl Admission {
         budget: Duration,
     ) -> Result<Vec<u8>, BadReview> {
         let start = Instant::now();
-        // 1. decode
-        let review = decode_review(body)?;
-        if review.types.api_version != "admission.k8s.io/v1"
-            || review.types.kind != "AdmissionReview"
-        {
-            return Err(BadReview::Version(format!(
-                "{}/{}",
-                review.types.api_version, review.types.kind
-            )));
+        let decoded = decode_bounded(body, self.decode_limits, self.reservation())?;
+        self.answer(None, webhook, decoded, budget, start).await
+    }
+
+    /// [`Admission::handle`] for a shared server: a body of [`OFFLOAD_BYTES`] or more is
+    /// decoded, judged and encoded on tokio's blocking pool (at most one review per core at
+    /// once), so that probes, the Lease renewal and small reviews never wait behind it.
+    pub async fn handle_owned(
+        self: &Arc<Self>,
+        webhook: Webhook,
+        body: bytes::Bytes,
+        budget: Duration,
+    ) -> Result<Vec<u8>, BadReview> {
+        if body.len() < OFFLOAD_BYTES {
+            return self.handle(webhook, &body, budget).await;
         }
-        let req: AdmissionRequest<ReviewObject> =
-            review.try_into().map_err(|_| BadReview::NoRequest)?;
+        let start = Instant::now();
+        let Ok(_slot) = self.offload.clone().acquire_owned().await else {
+            return Err(BadReview::Busy);
+        };
+        let (limits, mut reservation) = (self.decode_limits, self.reservation());
+        // Hold room for the decoded tree before decoding (a large review's tree is a few times
+        // its text): when several large reviews arrive at once, the ones that get room are
+        // decoded whole and the others wait for it, or get 429, instead of all of them running
+        // out of room halfway through.
+        let upfront = limits
+            .max_decoded_bytes
+            .min(body.len().saturating_mul(UPFRONT_FACTOR));
+        let until = Instant::now() + budget.min(UPFRONT_WAIT);
+        while !reservation.grow(upfront) {
+            if Instant::now() >= until {
+                return Err(BadReview::Busy);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let decoded = tokio::task::spawn_blocking(move || {
+            let decoded = decode_bounded(&body, limits, reservation);
+            drop(body);
+            decoded
+        })
+        .await
+        .map_err(|e| BadReview::Encode(format!("decode task failed: {e}")))??;
+        self.answer(Some(self.clone()), webhook, decoded, budget, start)
+            .await
+    }
+
+    fn reservation(&self) -> Reservation {
+        self.memory
+            .as_ref()
+            .map_or_else(Reservation::unbounded, |b| b.reserve())
+    }
+
+    /// Recognise, look up what the rules need, judge and encode a decoded review. With `this`
+    /// (large reviews) the judging runs on the blocking pool.
+    async fn answer(
+        &self,
+        this: Option<Arc<Admission>>,
+        webhook: Webhook,
+        decoded: Decoded,
+        budget: Duration,
+        start: Instant,
+    ) -> Result<Vec<u8>, BadReview> {
+        let req = decoded.request;
         // One span per review. It is debug-level so that at the default `info` level it costs
         // nothing; the summary event below carries the same fields for denied/warned/audited.
         let span = tracing::debug_span!("review", webhook = webhook.as_str(), uid = %req.uid,
             kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty);
-        let _entered = span.enter();
-        tracing::trace!(body = %String::from_utf8_lossy(body), "request");
-        let mut resp = AdmissionResponse::from(&req);
-
-        // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
-        // Rule ids of the findings, for the one info-level log line of a denied/warned/audited
-        // review (each finding's full text is logged at debug and sent in the response).
-        let mut rules_hit = String::new();
-        let (kind_label, outcome) = match recognise_checked(&req)? {
-            None => ("other", Outcome::Ignored),
-            // A terminating namespace is being emptied: everything in it goes, and refusing
-            // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
-            // Terminating. Its policies protect nothing once the workloads are gone. Known by
-            // the namespace controller's own identity here, or below by the namespace's state.
-            Some(r) if namespace_teardown(&req) => (r.kind.as_str(), Outcome::Exempt),
-            Some(r) => {
-                span.record("namespace", r.namespace);
-                let engine = self.engine.current();
-                let mut lookups = engine.lookups(&r);
+        // 2. recognise. A request kube-apiserver would never send (no object to judge, or an
+        // object of another kind than the request names) is refused before anything is looked up.
+        if decoded.overflow.is_none() {
+            recognise_checked(&req)?;
+        }
+        // What the rules will read from the cluster, fetched before the (synchronous) engine runs.
+        let lookups = match recognise(&req) {
+            Some(r) if !namespace_teardown(&req) && decoded.overflow.is_none() => {
+                let mut lookups = self.engine.current().lookups(&r);
                 if matches!(r.operation, Operation::Delete) && !r.namespace.is_empty() {
-                    // Whether the namespace is Terminating (below) comes with its labels.
+                    // Whether the namespace is Terminating (in `judge`) comes with its labels.
                     let key = LookupKey::NamespaceLabels(r.namespace.to_owned());
                     if !lookups.contains(&key) {
                         lookups.push(key);
                     }
                 }
-                if !lookups.is_empty() {
-                    let deadline = self.lookup_deadline.min(budget);
-                    let prepared = self.cluster.prepare(&lookups, deadline);
-                    if tokio::time::timeout(deadline, prepared).await.is_err() {
-                        tracing::warn!("cluster lookup timed out; onLookupFailure decides");
-                    }
+                lookups
+            }
+            _ => Vec::new(),
+        };
+        if !lookups.is_empty() {
+            let deadline = self.lookup_deadline.min(budget);
+            let prepared = self.cluster.prepare(&lookups, deadline);
+            if tokio::time::timeout(deadline, prepared)
+                .instrument(span.clone())
+                .await
+                .is_err()
+            {
+                let _entered = span.enter();
+                tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+            }
+        }
+        let overflow = decoded.overflow;
+        let held = decoded.reservation;
+        let out = match this {
+            Some(this) => tokio::task::spawn_blocking(move || {
+                let out = this.judge(webhook, &req, overflow, &span, start);
+                drop(req);
+                drop(held);
+                out
+            })
+            .await
+            .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?,
+            None => {
+                let out = self.judge(webhook, &req, overflow, &span, start);
+                drop(held);
+                out
+            }
+        };
+        out
+    }
+
+    /// Judge a decoded review whose lookups are done: evaluate (or mutate), decide, encode,
+    /// count and log.
+    fn judge(
+        &self,
+        webhook: Webhook,
+        req: &AdmissionRequest<ReviewObject>,
+        overflow: Option<Overflow>,
+        span: &tracing::Span,
+        start: Instant,
+    ) -> Result<Vec<u8>, BadReview> {
+        let _entered = span.enter();
+        let mut resp = AdmissionResponse::from(req);
+
+        // Rule ids of the findings, for the one info-level log line of a denied/warned/audited
+        // review (each finding's full text is logged at debug and sent in the response).
+        let mut rules_hit = String::new();
+        // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
+        let (kind_label, outcome) = match recognise(req) {
+            // meshguard's own PolicyException resources (config::exceptions).
+            None if webhook == Webhook::Validate && policy_ops::is_exception(req) => {
+                let (answered, outcome) =
+                    policy_ops::review_exception(&self.engine.current(), req, resp);
+                resp = answered;
+                (crate::config::exceptions::KIND, outcome)
+            }
+            None => ("other", Outcome::Ignored),
+            // A terminating namespace is being emptied: everything in it goes, and refusing
+            // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
+            // Terminating. Its policies protect nothing once the workloads are gone. Known by
+            // the namespace controller's own identity here, or below by the namespace's state.
+            Some(r) if namespace_teardown(req) => (r.kind.as_str(), Outcome::Exempt),
+            // Part of the object was not built (larger than --max-decoded-bytes): it cannot be
+            // judged, and judging what was built could miss the item a rule denies. Refused,
+            // unless the review is exempt as a whole.
+            Some(r) if overflow.is_some() => {
+                span.record("namespace", r.namespace);
+                let engine = self.engine.current();
+                if engine.is_exempt(&r) {
+                    (r.kind.as_str(), Outcome::Exempt)
+                } else {
+                    rules_hit = TOO_LARGE_RULE.to_owned();
+                    resp = too_large(resp, self.decode_limits.max_decoded_bytes);
+                    (r.kind.as_str(), Outcome::Denied)
                 }
+            }
+            Some(r) => {
+                span.record("namespace", r.namespace);
+                let engine = self.engine.current();
                 let view = self.cluster.view();
                 // 3. evaluate, 4. decide
                 let outcome = match webhook {
                     _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
-                        let eval = engine.evaluate(&r, view);
+                        let mut eval = engine.evaluate(&r, view);
+                        policy_ops::pardon_platform(engine.policy(), req, &mut eval);
                         self.count_violations(r.kind, &eval);
                         if !eval.findings.is_empty() {
                             rules_hit = eval
@@ -230,6 +381,12 @@ impl Admission {
     }
 
     fn count_violations(&self, kind: Kind, eval: &Evaluation) {
+        for e in &eval.excepted {
+            self.metrics
+                .excepted
+                .with_label_values(&[e.finding.rule, kind.as_str()])
+                .inc();
+        }
         for f in &eval.findings {
             self.metrics
                 .violations
@@ -240,10 +397,82 @@ impl Admission {
     }
 }
 
+/// Bodies from this size on are decoded and judged off the async workers
+/// ([`Admission::handle_owned`]). A 5 KB Pod review decodes in ~15 µs, where moving it to
+/// another thread would cost more than it saves; a 1 MiB one takes milliseconds.
+pub const OFFLOAD_BYTES: usize = 128 * 1024;
+
+/// A large review holds this many times its body's size of the memory budget for its decoded
+/// tree before it is decoded ([`Admission::handle_owned`]), and waits at most
+/// `UPFRONT_WAIT` for that room.
+const UPFRONT_FACTOR: usize = 4;
+const UPFRONT_WAIT: Duration = Duration::from_secs(2);
+
+/// The id the audit annotation and the log line give a review refused as too large to judge.
+pub const TOO_LARGE_RULE: &str = "meshguard-too-large";
+
+/// Refuse a review whose objects were too large to decode within `limit`: nothing in them was
+/// judged, so nothing may pass (code 413, as the apiserver says of oversized bodies).
+fn too_large(mut resp: AdmissionResponse, limit: usize) -> AdmissionResponse {
+    let message = format!(
+        "meshguard: 1 violation:\n[{TOO_LARGE_RULE}] object: decoding this object would take more than {} MiB \
+         (serve --max-decoded-bytes), so none of it was checked. Fix: split the object; the \
+         largest objects a policy needs are far below this",
+        limit / (1024 * 1024)
+    );
+    resp.audit_annotations.insert(
+        AUDIT_ANNOTATION.to_owned(),
+        format!("[\"[{TOO_LARGE_RULE}] object (deny)\"]"),
+    );
+    resp = resp.deny(message);
+    resp.result.code = 413;
+    resp.result.reason = "RequestEntityTooLarge".into();
+    resp.result.status = Some(kube::core::response::StatusSummary::Failure);
+    resp
+}
+
+/// A decoded review: the request, and what decoding it built.
+pub struct Decoded {
+    pub request: AdmissionRequest<ReviewObject>,
+    /// Set when part of an object was not built: the review must not be judged.
+    pub overflow: Option<Overflow>,
+    /// Its decoded trees' bytes on the shared budget, released with it.
+    pub reservation: Reservation,
+}
+
+/// Decode a review within `limits`, charging the shared budget through `reservation`.
+/// [`BadReview::Busy`] when the shared budget has no room for it now.
+pub fn decode_bounded(
+    body: &[u8],
+    limits: DecodeLimits,
+    reservation: Reservation,
+) -> Result<Decoded, BadReview> {
+    tracing::trace!(body = %String::from_utf8_lossy(body), "request");
+    let (review, report) = crate::resource::metered(limits, reservation, || decode_review(body));
+    if report.overflow == Some(Overflow::Shared) {
+        return Err(BadReview::Busy);
+    }
+    let review = review?;
+    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+        return Err(BadReview::Version(format!(
+            "{}/{}",
+            crate::finding::clip(&review.types.api_version, 64),
+            crate::finding::clip(&review.types.kind, 64)
+        )));
+    }
+    let request: AdmissionRequest<ReviewObject> =
+        review.try_into().map_err(|_| BadReview::NoRequest)?;
+    Ok(Decoded {
+        request,
+        overflow: report.overflow,
+        reservation: report.reservation,
+    })
+}
+
 /// The wire shape of an incoming review, decoded without kube-core's `#[serde(flatten)]` on
 /// `AdmissionReview::types`: a flattened field makes serde buffer the *whole* body into an
 /// intermediate tree before decoding it again, which cost a third of a Pod review's CPU. The
-/// fields are kube's own types and the result is kube's `AdmissionReview`.
+/// result is kube's `AdmissionReview`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope {
@@ -252,10 +481,106 @@ struct Envelope {
     #[serde(default)]
     kind: String,
     #[serde(default)]
-    request: Option<AdmissionRequest<ReviewObject>>,
+    request: Option<RequestWire>,
 }
 
-/// Decode an `admission.k8s.io/v1` review body.
+/// Longest `uid` accepted: the apiserver sends a UUID (36 characters), and the uid is echoed in
+/// the response, so an unbounded one would make the answer as large as the question.
+pub const MAX_UID_BYTES: usize = 128;
+
+/// kube's `AdmissionRequest`, field for field, with what an attacker could inflate bounded: the
+/// objects, `options` and the user's groups and extras are charged to the decode meter
+/// (`resource::metered`), the uid is at most [`MAX_UID_BYTES`].
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestWire {
+    #[serde(deserialize_with = "bounded_uid")]
+    uid: String,
+    kind: kube::core::GroupVersionKind,
+    resource: kube::core::GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<kube::core::GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<kube::core::GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfoWire,
+    #[serde(default)]
+    object: Option<ReviewObject>,
+    #[serde(default)]
+    old_object: Option<ReviewObject>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default, deserialize_with = "bounded_options")]
+    options: Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>,
+}
+
+#[derive(serde::Deserialize)]
+struct UserInfoWire {
+    #[serde(default, deserialize_with = "crate::resource::bounded_extra")]
+    extra: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(default, deserialize_with = "crate::resource::bounded_string_list")]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+fn bounded_uid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let uid = <String as serde::Deserialize>::deserialize(d)?;
+    if uid.len() > MAX_UID_BYTES {
+        return Err(serde::de::Error::custom(format_args!(
+            "request.uid is {} bytes long; at most {MAX_UID_BYTES} are accepted",
+            uid.len()
+        )));
+    }
+    Ok(uid)
+}
+
+fn bounded_options<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>, D::Error> {
+    let v = crate::resource::bounded_value(d)?;
+    Ok((!v.is_null()).then_some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(v)))
+}
+
+impl From<RequestWire> for AdmissionRequest<ReviewObject> {
+    fn from(w: RequestWire) -> Self {
+        AdmissionRequest {
+            types: Default::default(),
+            uid: w.uid,
+            kind: w.kind,
+            resource: w.resource,
+            sub_resource: w.sub_resource,
+            request_kind: w.request_kind,
+            request_resource: w.request_resource,
+            request_sub_resource: w.request_sub_resource,
+            name: w.name,
+            namespace: w.namespace,
+            operation: w.operation,
+            user_info: k8s_openapi::api::authentication::v1::UserInfo {
+                extra: w.user_info.extra,
+                groups: w.user_info.groups,
+                uid: w.user_info.uid,
+                username: w.user_info.username,
+            },
+            object: w.object,
+            old_object: w.old_object,
+            dry_run: w.dry_run,
+            options: w.options,
+        }
+    }
+}
+
+/// Decode an `admission.k8s.io/v1` review body (without a meter: see [`decode_bounded`]).
 pub fn decode_review(body: &[u8]) -> Result<AdmissionReview<ReviewObject>, BadReview> {
     let env: Envelope = serde_json::from_slice(body)?;
     Ok(AdmissionReview {
@@ -263,7 +588,7 @@ pub fn decode_review(body: &[u8]) -> Result<AdmissionReview<ReviewObject>, BadRe
             api_version: env.api_version,
             kind: env.kind,
         },
-        request: env.request,
+        request: env.request.map(Into::into),
         response: None,
     })
 }
@@ -437,7 +762,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.exempt {
         return (resp, Outcome::Exempt);
     }
-    if eval.findings.is_empty() {
+    if eval.findings.is_empty() && eval.excepted.is_empty() {
         return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action: which rule, where, and
@@ -445,37 +770,60 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // warnings are in the response's status and warnings, so they are not repeated here (that
     // would double every response); audit-level findings are reported nowhere else, so they
     // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
-    let entries: Vec<String> = eval
-        .findings
-        .iter()
-        .map(|f| {
-            let v = &f.violation;
-            let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
-            e.push('[');
-            e.push_str(f.rule);
-            e.push_str("] ");
-            e.push_str(&v.path);
-            e.push_str(" (");
-            e.push_str(f.action.as_str());
-            e.push(')');
-            if f.action == Action::Audit {
-                e.push_str(": ");
-                e.push_str(&v.message);
-                e.push_str(". Fix: ");
-                e.push_str(&v.fix);
-            }
-            e
-        })
-        .collect();
+    let mut entries: Vec<String> = Vec::new();
+    let mut size = 2;
+    for (i, f) in eval.findings.iter().enumerate() {
+        let v = &f.violation;
+        let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
+        e.push('[');
+        e.push_str(f.rule);
+        e.push_str("] ");
+        e.push_str(&crate::finding::clip(
+            &v.path,
+            crate::finding::MAX_PATH_BYTES,
+        ));
+        e.push_str(" (");
+        e.push_str(f.action.as_str());
+        e.push(')');
+        if f.action == Action::Audit {
+            e.push_str(": ");
+            e.push_str(&crate::finding::clip(&v.message, 1024));
+            e.push_str(". Fix: ");
+            e.push_str(&crate::finding::clip(&v.fix, 512));
+        }
+        // Whole entries only, so the annotation stays a JSON list.
+        if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
+            entries.push(format!("… and {} more", eval.findings.len() - i));
+            break;
+        }
+        size += e.len() + 3;
+        entries.push(e);
+    }
+    // Excepted findings (`policy_ops`), within the same room.
+    for (i, x) in eval.excepted.iter().enumerate() {
+        let e = policy_ops::annotation_entry(x);
+        if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
+            entries.push(format!("… and {} more excepted", eval.excepted.len() - i));
+            break;
+        }
+        size += e.len() + 3;
+        entries.push(e);
+    }
     let annotation = serde_json::to_string(&entries).unwrap_or_default();
-    resp.audit_annotations
-        .insert(AUDIT_ANNOTATION.to_owned(), truncate(annotation, 16 * 1024));
+    resp.audit_annotations.insert(
+        AUDIT_ANNOTATION.to_owned(),
+        truncate(annotation, AUDIT_ANNOTATION_MAX),
+    );
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
-        let mut line = String::new();
-        f.write_line(&mut line);
-        line
-    }));
+    let warnings = header_safe_warnings(
+        eval.with_action(Action::Warn)
+            .map(|f| {
+                let mut line = String::new();
+                f.write_line(&mut line);
+                line
+            })
+            .chain(eval.excepted.iter().map(policy_ops::warning)),
+    );
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
@@ -483,6 +831,8 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
+        } else if eval.findings.is_empty() {
+            Outcome::Excepted
         } else {
             Outcome::Audited
         };
@@ -493,16 +843,27 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     } else {
         "violations"
     };
-    // `meshguard: N violations:` then one finding per line.
-    let mut message = String::with_capacity(512 * denies);
+    // `meshguard: N violations:` then one finding per line, at most MAX_DENY_MESSAGE bytes:
+    // the message goes back to the client and into the apiserver's audit log.
+    let mut message = String::with_capacity(512 * denies.min(16));
     message.push_str("meshguard: ");
     message.push_str(&denies.to_string());
     message.push(' ');
     message.push_str(noun);
     message.push(':');
-    for f in eval.with_action(Action::Deny) {
+    let mut line = String::new();
+    for (i, f) in eval.with_action(Action::Deny).enumerate() {
+        line.clear();
+        f.write_line(&mut line);
+        if message.len() + 1 + line.len() > MAX_DENY_MESSAGE - 64 {
+            message.push_str(&format!(
+                "\n… and {} more (the audit annotation names every rule; `meshguard check` prints them all)",
+                denies - i
+            ));
+            break;
+        }
         message.push('\n');
-        f.write_line(&mut message);
+        message.push_str(&line);
     }
     resp = resp.deny(message);
     resp.result.code = 403;
@@ -756,6 +1117,7 @@ mod tests {
                 f("ap-remote-ip-untrusted", Action::Audit),
             ],
             exempt: false,
+            excepted: Vec::new(),
         };
         let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
             "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
@@ -788,6 +1150,191 @@ mod tests {
         );
     }
 
+    /// Answer `review` with the default policy, no cluster, and these limits.
+    fn answer_within(
+        review: &serde_json::Value,
+        limits: DecodeLimits,
+        memory: Option<Arc<Budget>>,
+    ) -> Result<serde_json::Value, BadReview> {
+        let mut admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(
+                crate::config::Policy::default(),
+                Default::default(),
+                None,
+            )),
+            Metrics::new().expect("metrics"),
+            Arc::new(crate::context::NoCluster),
+        );
+        admission.decode_limits = limits;
+        admission.memory = memory;
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out =
+            rt.block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))?;
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        Ok(v["response"].clone())
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/admission/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    }
+
+    const ONE_MIB: DecodeLimits = DecodeLimits {
+        max_decoded_bytes: 1024 * 1024,
+    };
+
+    #[test]
+    fn objects_too_large_to_decode_are_refused_never_judged_in_part() {
+        // Allowed as it is; with a list in its spec that takes more than the limit to build, it
+        // is refused as too large (a partial object is never judged: the cut-off part could
+        // hold what a rule denies).
+        let mut review = fixture("peerauthentication-create-v1beta1.json");
+        let resp = answer_within(&review, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["allowed"], true, "{resp}");
+        review["request"]["object"]["spec"]["padding"] = serde_json::json!(vec![0; 100_000]);
+        let resp = answer_within(&review, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert_eq!(resp["status"]["code"], 413);
+        let message = resp["status"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!("[{TOO_LARGE_RULE}]")),
+            "{message}"
+        );
+        assert!(resp["auditAnnotations"][AUDIT_ANNOTATION]
+            .as_str()
+            .is_some_and(|a| a.contains(TOO_LARGE_RULE)));
+        // Within a larger limit the same object is judged (and allowed).
+        let roomy = DecodeLimits {
+            max_decoded_bytes: 64 * 1024 * 1024,
+        };
+        assert_eq!(
+            answer_within(&review, roomy, None).expect("answered")["allowed"],
+            true
+        );
+
+        // The same for the old object of a DELETE, for maps (metadata labels), and for
+        // `options` and `userInfo` (nothing a client inflates is built unbounded).
+        let mut delete = fixture("peerauthentication-delete-strict-v1beta1.json");
+        let labels: serde_json::Map<String, serde_json::Value> = (0..20_000)
+            .map(|i| (format!("l{i}"), serde_json::json!("v")))
+            .collect();
+        delete["request"]["oldObject"]["metadata"]["labels"] = serde_json::Value::Object(labels);
+        let resp = answer_within(&delete, ONE_MIB, None).expect("answered");
+        assert_eq!(resp["status"]["code"], 413, "{resp}");
+        for (field, value) in [
+            (
+                "options",
+                serde_json::json!({"a": vec![vec![0; 10]; 20_000]}),
+            ),
+            (
+                "userInfo",
+                serde_json::json!({"username": "u", "groups": vec!["g"; 100_000]}),
+            ),
+        ] {
+            let mut r = fixture("peerauthentication-create-v1beta1.json");
+            r["request"][field] = value;
+            let resp = answer_within(&r, ONE_MIB, None).expect("answered");
+            assert_eq!(resp["status"]["code"], 413, "{field}: {resp}");
+        }
+
+        // A kind meshguard does not judge passes, whatever its size.
+        let mut other = review.clone();
+        other["request"]["kind"]["kind"] = serde_json::json!("ConfigMap");
+        other["request"]["kind"]["group"] = serde_json::json!("");
+        other["request"]["kind"]["version"] = serde_json::json!("v1");
+        assert_eq!(
+            answer_within(&other, ONE_MIB, None).expect("answered")["allowed"],
+            true
+        );
+    }
+
+    #[test]
+    fn a_full_memory_budget_answers_busy_and_frees_what_it_held() {
+        let review = fixture("peerauthentication-update-strict-to-permissive.json");
+        let budget = Budget::new(4 * 1024 * 1024);
+        let mut hog = budget.reserve();
+        assert!(hog.grow(4 * 1024 * 1024 - 1000));
+        let err = answer_within(&review, DecodeLimits::default(), Some(budget.clone()))
+            .expect_err("no room");
+        assert!(matches!(err, BadReview::Busy), "{err}");
+        assert_eq!(budget.used(), 4 * 1024 * 1024 - 1000, "nothing kept");
+        drop(hog);
+        let resp = answer_within(&review, DecodeLimits::default(), Some(budget.clone()))
+            .expect("answered");
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(
+            budget.used(),
+            0,
+            "the decoded review's bytes are given back"
+        );
+    }
+
+    #[test]
+    fn uids_are_bounded() {
+        let mut review = fixture("peerauthentication-update-strict-to-permissive.json");
+        review["request"]["uid"] = serde_json::json!("u".repeat(MAX_UID_BYTES + 1));
+        let err = answer_within(&review, DecodeLimits::default(), None).expect_err("refused");
+        assert!(err.to_string().contains("request.uid"), "{err}");
+    }
+
+    #[test]
+    fn deny_messages_and_the_audit_annotation_are_capped_with_the_count_left_out() {
+        use crate::finding::{Finding, Violation};
+        let findings: Vec<Finding> = (0..200)
+            .map(|i| Finding {
+                rule: "ap-wildcard-source",
+                action: if i % 2 == 0 {
+                    Action::Deny
+                } else {
+                    Action::Audit
+                },
+                violation: Violation::new(
+                    format!("spec.rules[{i}]"),
+                    format!("quotes \"{}\"", "x".repeat(100_000)),
+                    "fix it",
+                ),
+            })
+            .collect();
+        let eval = Evaluation {
+            findings,
+            exempt: false,
+            excepted: Vec::new(),
+        };
+        let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
+            "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
+        ))
+        .expect("decodes")
+        .try_into()
+        .expect("request");
+        let (resp, outcome) = decide(AdmissionResponse::from(&req), &eval);
+        assert_eq!(outcome, Outcome::Denied);
+        let m = &resp.result.message;
+        assert!(m.len() <= MAX_DENY_MESSAGE, "{}", m.len());
+        assert!(m.starts_with("meshguard: 100 violations:"), "{}", &m[..80]);
+        assert!(m.contains("more bytes)"), "each quoted value is clipped");
+        let tail = m.lines().last().expect("lines");
+        assert!(
+            tail.starts_with("… and ") && tail.contains(" more"),
+            "{tail}"
+        );
+        let annotation = &resp.audit_annotations[AUDIT_ANNOTATION];
+        assert!(annotation.len() <= AUDIT_ANNOTATION_MAX);
+        let entries: Vec<String> = serde_json::from_str(annotation).expect("still a JSON list");
+        assert!(
+            entries.last().is_some_and(|e| e.starts_with("… and ")),
+            "{entries:?}"
+        );
+        let encoded = encode(resp).expect("encodes");
+        assert!(encoded.len() < 48 * 1024, "{}", encoded.len());
+    }
+
     fn request_of(review: &serde_json::Value) -> AdmissionRequest<ReviewObject> {
         let body = serde_json::to_vec(review).expect("json");
         decode_review(&body)
@@ -796,19 +1343,11 @@ mod tests {
             .expect("request")
     }
 
-    fn captured(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/tests/fixtures/admission/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("json")
-    }
-
     #[test]
     fn malformed_reviews_are_refused_not_judged_as_something_else() {
         // A PeerAuthentication request carrying a Pod.
-        let mut pod_as_pa = captured("peerauthentication-create-disable-denied.json");
-        let pod = captured("pod-create-bare-with-serviceaccount.json")["request"]["object"].clone();
+        let mut pod_as_pa = fixture("peerauthentication-create-disable-denied.json");
+        let pod = fixture("pod-create-bare-with-serviceaccount.json")["request"]["object"].clone();
         pod_as_pa["request"]["object"] = pod;
         let err = recognise_checked(&request_of(&pod_as_pa)).expect_err("refused");
         assert!(
@@ -816,12 +1355,12 @@ mod tests {
             "{err}"
         );
         // The same kind in another version is another object too.
-        let mut other_version = captured("peerauthentication-create-disable-denied.json");
+        let mut other_version = fixture("peerauthentication-create-disable-denied.json");
         other_version["request"]["object"]["apiVersion"] =
             serde_json::json!("security.istio.io/v1beta1");
         assert!(recognise_checked(&request_of(&other_version)).is_err());
         // CREATE and UPDATE without object, UPDATE and DELETE without oldObject.
-        for (fixture, field, missing) in [
+        for (file, field, missing) in [
             (
                 "peerauthentication-create-disable-denied.json",
                 "object",
@@ -843,17 +1382,14 @@ mod tests {
                 "without oldObject",
             ),
         ] {
-            let mut r = captured(fixture);
+            let mut r = fixture(file);
             r["request"][field] = serde_json::Value::Null;
             let err = recognise_checked(&request_of(&r)).expect_err("refused");
-            assert!(
-                err.to_string().contains(missing),
-                "{fixture} {field}: {err}"
-            );
+            assert!(err.to_string().contains(missing), "{file} {field}: {err}");
             assert!(matches!(err, BadReview::Malformed(_)));
         }
         // Kinds meshguard does not judge pass as before, malformed or not.
-        let mut other = captured("deployment-scale-subresource-update.json");
+        let mut other = fixture("deployment-scale-subresource-update.json");
         other["request"]["object"] = serde_json::Value::Null;
         assert!(matches!(recognise_checked(&request_of(&other)), Ok(None)));
         // Every captured review is well-formed.
@@ -874,7 +1410,7 @@ mod tests {
 
     #[test]
     fn ephemeral_containers_are_judged_as_a_pod_update() {
-        let mut r = captured("pod-update-labels.json");
+        let mut r = fixture("pod-update-labels.json");
         r["request"]["subResource"] = serde_json::json!("ephemeralcontainers");
         let req = request_of(&r);
         let review = recognise(&req).expect("judged");
@@ -886,7 +1422,7 @@ mod tests {
 
     #[test]
     fn an_owner_of_another_group_earns_no_pardon() {
-        let mut r = captured("pod-create-by-replicaset.json");
+        let mut r = fixture("pod-create-by-replicaset.json");
         let owner = &mut r["request"]["object"]["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "ReplicaSet");
         let req = request_of(&r);

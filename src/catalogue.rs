@@ -58,7 +58,12 @@ pub fn policy_warnings(policy: &Policy) -> Vec<String> {
             .map(|r| r.default_action)
             .or_else(|| crate::cross::find(id).map(|c| c.default_action));
         let Some(default) = default else { continue };
-        if policy.action_for(id, default) != Action::Deny {
+        // Deny-level anywhere: by default, or in the namespaces an override enforces it in.
+        if !policy
+            .acts_where(id, default)
+            .iter()
+            .any(|(_, a)| *a == Action::Deny)
+        {
             continue;
         }
         for (i, ex) in cfg.exemptions.iter().enumerate() {
@@ -149,10 +154,40 @@ pub enum RulesFormat {
 pub struct RulesArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: RulesFormat,
-    /// A policy file to check against the catalogue: its errors, and what it weakens without
-    /// saying so (`objectSelector` exemptions of deny-level rules), are printed on stderr.
-    #[arg(long)]
+    /// A policy file: show where each rule denies, warns, only audits or is off under it (its
+    /// per-namespace overrides and exceptions) instead of the defaults alone; its errors, and
+    /// what it weakens without saying so (`objectSelector` exemptions of deny-level rules), are
+    /// printed on stderr.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+}
+
+/// Where a check acts under a policy, for people: `deny`, or `deny in namespaceSelector
+/// env=prod; warn elsewhere`, then the exceptions that name it.
+pub fn acts_under(policy: &Policy, id: &str, default: Action) -> String {
+    let places = policy.acts_where(id, default);
+    let mut s = match places.as_slice() {
+        [(_, only)] => only.as_str().to_owned(),
+        _ => places
+            .iter()
+            .map(|(scope, a)| match scope.as_str() {
+                "elsewhere" => format!("{a} elsewhere"),
+                _ => format!("{a} in {scope}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    for e in policy
+        .exceptions
+        .iter()
+        .filter(|e| e.rules.iter().any(|r| r == id))
+    {
+        s.push_str(&format!(
+            "; excepted by policy:{} until {}",
+            e.name, e.expires
+        ));
+    }
+    s
 }
 
 fn entries() -> Vec<CheckInfo> {
@@ -228,6 +263,59 @@ pub fn markdown() -> String {
     s
 }
 
+/// `meshguard rules --config POLICY`: the catalogue with where each check acts under the policy.
+pub fn render_under(format: RulesFormat, policy: &Policy) -> String {
+    let rows = entries();
+    match format {
+        RulesFormat::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    v["acts"] = serde_json::json!(policy
+                        .acts_where(e.id, e.default_action)
+                        .into_iter()
+                        .map(|(scope, action)| serde_json::json!({"where": scope, "action": action}))
+                        .collect::<Vec<_>>());
+                    v["exceptions"] = serde_json::json!(policy
+                        .exceptions
+                        .iter()
+                        .filter(|x| x.rules.iter().any(|r| r == e.id))
+                        .map(|x| serde_json::json!({"name": x.name, "expires": x.expires, "reason": x.reason}))
+                        .collect::<Vec<_>>());
+                    v
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        RulesFormat::Markdown => {
+            let mut s = String::from("| id | default | under this policy |\n|---|---|---|\n");
+            for e in &rows {
+                s.push_str(&format!(
+                    "| `{}` | {} | {} |\n",
+                    e.id,
+                    e.default_action,
+                    md(&acts_under(policy, e.id, e.default_action))
+                ));
+            }
+            s
+        }
+        RulesFormat::Table => {
+            let w_id = rows.iter().map(|e| e.id.len()).max().unwrap_or(2).max(2);
+            let mut s = format!("{:<w_id$}  {:<7}  UNDER THIS POLICY\n", "ID", "DEFAULT");
+            for e in &rows {
+                s.push_str(&format!(
+                    "{:<w_id$}  {:<7}  {}\n",
+                    e.id,
+                    e.default_action,
+                    acts_under(policy, e.id, e.default_action)
+                ));
+            }
+            s
+        }
+    }
+}
+
 pub fn render(format: RulesFormat) -> String {
     match format {
         RulesFormat::Json => serde_json::to_string_pretty(&entries()).unwrap_or_default() + "\n",
@@ -259,29 +347,25 @@ pub fn render(format: RulesFormat) -> String {
     }
 }
 
-pub fn print(format: RulesFormat) -> i32 {
-    print!("{}", render(format));
-    0
-}
-
-/// `meshguard rules [--config FILE]`: the catalogue, and the policy's warnings on stderr
-/// (exit 2 when the policy does not load).
+/// `meshguard rules [--config FILE]`: the catalogue (under the policy, when one is given), and
+/// the policy's warnings on stderr (exit 2 when the policy does not load).
 pub fn run(args: &RulesArgs) -> i32 {
-    let warnings = match &args.config {
+    match &args.config {
+        None => print!("{}", render(args.format)),
         Some(path) => match Policy::load(path, &Catalogue) {
-            Ok(policy) => policy_warnings(&policy),
+            Ok(policy) => {
+                print!("{}", render_under(args.format, &policy));
+                for w in policy_warnings(&policy) {
+                    eprintln!("warning: {w}");
+                }
+            }
             Err(e) => {
                 eprintln!("meshguard rules: {e}");
                 return 2;
             }
         },
-        None => Vec::new(),
-    };
-    let code = print(args.format);
-    for w in warnings {
-        eprintln!("warning: {w}");
     }
-    code
+    0
 }
 
 #[cfg(test)]
@@ -322,6 +406,45 @@ mod tests {
         )
         .expect("policy");
         assert!(policy_warnings(&warn_mode).is_empty());
+        // Deny-level in the namespaces an override enforces it in is deny-level.
+        let overridden = policy_from_yaml(
+            "platform: {labels: [env]}\nrules:\n  pa-permissive-mtls:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\n    exemptions: [{objectSelector: {matchLabels: {a: b}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(policy_warnings(&overridden).len(), 1);
+    }
+
+    #[test]
+    fn rules_under_a_policy_say_where_each_acts() {
+        let policy = policy_from_yaml(
+            "platform: {labels: [env]}\nrules:\n  pa-permissive-mtls:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\n      - namespaces: [legacy]\n        action: audit\nexceptions:\n  - name: old\n    rules: [pa-permissive-mtls]\n    namespaces: [legacy]\n    reason: r\n    owner: o\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(
+            acts_under(&policy, "pa-permissive-mtls", Action::Deny),
+            "audit in namespaces legacy; deny in namespaceSelector env=prod; warn elsewhere; excepted by policy:old until 2026-06-30"
+        );
+        assert_eq!(
+            acts_under(&policy, "pa-disabled-mtls", Action::Deny),
+            "deny"
+        );
+        let table = render_under(RulesFormat::Table, &policy);
+        assert!(table
+            .lines()
+            .any(|l| l.starts_with("pa-disabled-mtls") && l.ends_with("deny")));
+        let json: serde_json::Value =
+            serde_json::from_str(&render_under(RulesFormat::Json, &policy)).expect("json");
+        let pa = json
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == "pa-permissive-mtls"))
+            .expect("row");
+        assert_eq!(
+            pa["acts"][1],
+            serde_json::json!({"where": "namespaceSelector env=prod", "action": "deny"})
+        );
+        assert_eq!(pa["exceptions"][0]["name"], "old");
     }
 
     #[test]

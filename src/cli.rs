@@ -99,9 +99,22 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax); `trace` includes request bodies.
     #[arg(long, env = "MESHGUARD_LOG", default_value = "info")]
     pub log_level: String,
-    /// Largest accepted request body (bytes).
-    #[arg(long, env = "MESHGUARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Largest accepted request body (bytes). The default, 7 MiB, is the largest review
+    /// kube-apiserver sends: object and oldObject of at most 3 MiB each (its request body
+    /// limit) and the envelope.
+    #[arg(long, env = "MESHGUARD_MAX_BODY_BYTES", default_value_t = crate::listener::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Bytes all reviews in flight may hold together (request bodies and the objects decoded
+    /// from them); a review that does not fit is answered 429 with Retry-After.
+    #[arg(long, env = "MESHGUARD_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// Estimated bytes the decoded objects of one review may take; a larger review is denied
+    /// as too large to judge.
+    #[arg(long, env = "MESHGUARD_MAX_DECODED_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_decoded_bytes: usize,
+    /// Time a client has to send a request's body (the request's ?timeout= lowers it).
+    #[arg(long, env = "MESHGUARD_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub body_timeout: Duration,
     /// Time a client has to send the request headers.
     #[arg(long, env = "MESHGUARD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
@@ -112,8 +125,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHGUARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub request_timeout: Duration,
     /// Maximum concurrent TLS connections; further connections wait in the accept queue.
+    /// Lowered at start to fit the open-file limit.
     #[arg(long, env = "MESHGUARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Maximum concurrent connections from one peer address; further ones are closed at once.
+    #[arg(
+        long,
+        env = "MESHGUARD_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_peer: usize,
+    /// Maximum concurrent connections to the admin port (a quarter of them per peer).
+    #[arg(long, env = "MESHGUARD_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
+    pub admin_max_connections: usize,
     /// Maximum concurrent HTTP/2 streams per connection.
     #[arg(long, env = "MESHGUARD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
@@ -206,6 +230,11 @@ impl ServeArgs {
                 drain_timeout: self.drain_timeout,
                 idle_timeout: self.idle_timeout,
                 max_cancelled_per_10s: self.max_cancelled_per_10s,
+                body_timeout: self.body_timeout,
+                max_connections_per_peer: self.max_connections_per_peer,
+                max_inflight_bytes: self.max_inflight_bytes,
+                max_decoded_bytes: self.max_decoded_bytes,
+                admin_max_connections: self.admin_max_connections,
             },
             lookup_timeout: self.lookup_timeout,
             kubeconfig: self.kubeconfig.clone(),

@@ -9,9 +9,16 @@
 //!   They follow the reflector protocol (`Init` / `InitApply` / `InitDone` swap a fresh list in
 //!   atomically; `Apply` / `Delete` update in place) but keep only what rules read, so 10,000
 //!   namespaces and 50,000 ServiceAccounts cost a few MB rather than a full `ObjectMeta` each.
-//! * A cache miss falls back to one direct GET with the review's deadline; its answer (found or
-//!   not found) is remembered briefly. When the GET fails too, the lookup stays
-//!   [`Lookup::Unknown`] and the policy's `onLookupFailure` decides in the rules.
+//! * Once a cache has synced (and its watch has not failed since), it is the answer: an object
+//!   it does not hold is [`Lookup::Missing`] after the watch has had [`WATCH_GRACE`] to deliver
+//!   it (an object created just before the review that names it), and no GET is made — the
+//!   pattern of kube-apiserver's own NamespaceLifecycle admission, which waits for its informer
+//!   before it looks further. Reviews for namespaces nobody created cost the API server nothing.
+//! * Before the first sync, or while a watch is failing, a cache miss falls back to one direct
+//!   GET with the review's deadline; its answer (found or not found) is remembered briefly.
+//!   Concurrent misses for one object share one GET, and GETs are rate-limited
+//!   ([`GET_RATE`] per second, bursts of [`GET_BURST`]); a miss that gets no GET, or whose GET
+//!   fails, stays [`Lookup::Unknown`] and the policy's `onLookupFailure` decides in the rules.
 //! * [`ClusterSource::synced`] (readiness) is true once both initial lists have arrived;
 //!   `meshguard_cache_synced{resource}` says the same per resource.
 
@@ -29,6 +36,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long a direct GET's answer is trusted when the watch has not caught up.
@@ -36,6 +44,14 @@ const FOUND_TTL: Duration = Duration::from_secs(30);
 const MISSING_TTL: Duration = Duration::from_secs(5);
 /// Bound on remembered GET answers.
 const FALLBACK_MAX: usize = 4096;
+/// How long a review waits for a synced watch to deliver an object it does not hold yet,
+/// before the object is taken as missing. kube-apiserver's NamespaceLifecycle admission waits
+/// 50 ms for its in-process informer (`missingNamespaceWait`); meshguard's watch crosses the
+/// network, hence more.
+pub const WATCH_GRACE: Duration = Duration::from_millis(250);
+/// Direct GETs per second, sustained, and in a burst (all lookups together).
+pub const GET_RATE: f64 = 20.0;
+pub const GET_BURST: f64 = 40.0;
 
 /// A namespace's labels, compactly: one allocation of sorted pairs (a `BTreeMap` leaf costs
 /// ~540 bytes even for the two labels most namespaces carry).
@@ -114,6 +130,99 @@ impl<T: Clone> Remembered<T> {
 struct Fallback {
     namespaces: RwLock<HashMap<String, Remembered<NsEntry>>>,
     accounts: RwLock<HashMap<(String, String), Remembered<()>>>,
+    /// GETs in flight, by what they look up: a second miss for the same object waits for the
+    /// first one's answer instead of sending its own.
+    in_flight: std::sync::Mutex<HashMap<LookupKey, watch::Receiver<bool>>>,
+    tokens: std::sync::Mutex<Bucket>,
+}
+
+/// A token bucket for direct GETs.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket {
+            tokens: GET_BURST,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * GET_RATE).min(GET_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The GET a miss leads to: `Lead` sends it (and clears the entry when done or cancelled),
+/// `Follow` waits for the one in flight.
+enum Turn<'a> {
+    Lead(Leader<'a>),
+    Follow(watch::Receiver<bool>),
+}
+
+struct Leader<'a> {
+    fallback: &'a Fallback,
+    key: LookupKey,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        lock(&self.fallback.in_flight).remove(&self.key);
+        let _ = self.done.send(true);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fallback {
+    fn turn(&self, key: &LookupKey) -> Turn<'_> {
+        let mut m = lock(&self.in_flight);
+        if let Some(rx) = m.get(key) {
+            return Turn::Follow(rx.clone());
+        }
+        let (done, rx) = watch::channel(false);
+        m.insert(key.clone(), rx);
+        Turn::Lead(Leader {
+            fallback: self,
+            key: key.clone(),
+            done,
+        })
+    }
+}
+
+/// Whether a watch-fed cache can answer on its own, and a signal for what it delivers.
+#[derive(Debug, Default)]
+struct WatchState {
+    /// The initial list arrived.
+    synced: AtomicBool,
+    /// The watch failed since its last event: objects may be missing from the cache.
+    failing: AtomicBool,
+    /// Woken whenever the cache changes.
+    changed: tokio::sync::Notify,
+}
+
+impl WatchState {
+    /// The cache is the answer (synced, and the watch not failing).
+    fn authoritative(&self) -> bool {
+        self.synced.load(Ordering::Acquire) && !self.failing.load(Ordering::Acquire)
+    }
 }
 
 fn remember<K: std::hash::Hash + Eq, T: Clone>(
@@ -142,8 +251,8 @@ pub struct KubeCluster {
     client: Client,
     namespaces: Arc<NamespaceCache>,
     accounts: Arc<AccountCache>,
-    namespaces_synced: Arc<AtomicBool>,
-    accounts_synced: Arc<AtomicBool>,
+    ns_watch: Arc<WatchState>,
+    sa_watch: Arc<WatchState>,
     fallback: Fallback,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -151,8 +260,8 @@ pub struct KubeCluster {
 impl std::fmt::Debug for KubeCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeCluster")
-            .field("namespaces_synced", &self.namespaces_synced)
-            .field("accounts_synced", &self.accounts_synced)
+            .field("namespaces", &self.ns_watch)
+            .field("serviceaccounts", &self.sa_watch)
             .finish()
     }
 }
@@ -196,8 +305,8 @@ impl KubeCluster {
     pub fn start(client: Client, metrics: Option<Metrics>) -> Arc<KubeCluster> {
         let namespaces = Arc::new(NamespaceCache::default());
         let accounts = Arc::new(AccountCache::default());
-        let namespaces_synced = Arc::new(AtomicBool::new(false));
-        let accounts_synced = Arc::new(AtomicBool::new(false));
+        let ns_watch = Arc::new(WatchState::default());
+        let sa_watch = Arc::new(WatchState::default());
         if let Some(m) = &metrics {
             m.cache_synced.with_label_values(&["namespaces"]).set(0);
             m.cache_synced
@@ -207,21 +316,21 @@ impl KubeCluster {
         let ns_task = tokio::spawn(reflect_namespaces(
             Api::all(client.clone()),
             namespaces.clone(),
-            namespaces_synced.clone(),
+            ns_watch.clone(),
             metrics.clone(),
         ));
         let sa_task = tokio::spawn(reflect_accounts(
             Api::all(client.clone()),
             accounts.clone(),
-            accounts_synced.clone(),
+            sa_watch.clone(),
             metrics,
         ));
         Arc::new(KubeCluster {
             client,
             namespaces,
             accounts,
-            namespaces_synced,
-            accounts_synced,
+            ns_watch,
+            sa_watch,
             fallback: Fallback::default(),
             tasks: vec![ns_task, sa_task],
         })
@@ -237,6 +346,12 @@ impl KubeCluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+
+    /// Both caches have synced and neither watch is failing: lookups are answered from the
+    /// caches alone, without direct GETs.
+    pub fn answers_from_cache(&self) -> bool {
+        self.ns_watch.authoritative() && self.sa_watch.authoritative()
     }
 
     /// Number of cached namespaces and ServiceAccounts.
@@ -285,6 +400,20 @@ impl KubeCluster {
         {
             return;
         }
+        if self.ns_watch.authoritative() {
+            wait_for_watch(&self.ns_watch, || self.cached_namespace(name).is_some()).await;
+            if self.cached_namespace(name).is_none() && self.ns_watch.authoritative() {
+                // Missing: remembered briefly, so that the next review naming it (a
+                // DestinationRule host outside the cluster, say) does not wait again. The cache
+                // is read first, so the namespace counts as soon as the watch delivers it.
+                remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing);
+            }
+            return;
+        }
+        let key = LookupKey::NamespaceLabels(name.to_owned());
+        let Some(_leader) = self.lead_get(&key).await else {
+            return;
+        };
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(self.client.clone());
         match api.get_opt(name).await {
             Ok(Some(ns)) => remember(
@@ -309,6 +438,20 @@ impl KubeCluster {
         {
             return;
         }
+        if self.sa_watch.authoritative() {
+            wait_for_watch(&self.sa_watch, || self.cached_account(namespace, name)).await;
+            if !self.cached_account(namespace, name) && self.sa_watch.authoritative() {
+                remember(&self.fallback.accounts, key, Lookup::Missing);
+            }
+            return;
+        }
+        let lookup = LookupKey::ServiceAccount {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let Some(_leader) = self.lead_get(&lookup).await else {
+            return;
+        };
         let api: Api<PartialObjectMeta<ServiceAccount>> =
             Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await {
@@ -319,6 +462,42 @@ impl KubeCluster {
             }
         }
     }
+
+    /// The right to send the GET for `key`: `None` when another review's GET for it was in
+    /// flight (now answered: its answer is remembered) or the GET rate is spent (the lookup
+    /// stays unknown and onLookupFailure decides).
+    async fn lead_get(&self, key: &LookupKey) -> Option<Leader<'_>> {
+        match self.fallback.turn(key) {
+            Turn::Follow(mut rx) => {
+                let _ = rx.wait_for(|done| *done).await;
+                None
+            }
+            Turn::Lead(leader) => {
+                if lock(&self.fallback.tokens).take() {
+                    Some(leader)
+                } else {
+                    tracing::warn!(lookup = ?key, rate = GET_RATE, "direct API lookups over their rate; onLookupFailure decides");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Wait (at most [`WATCH_GRACE`]) until `present` or the watch stops being authoritative.
+async fn wait_for_watch(state: &WatchState, present: impl Fn() -> bool) {
+    let until = tokio::time::Instant::now() + WATCH_GRACE;
+    loop {
+        let changed = state.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if present() || !state.authoritative() {
+            return;
+        }
+        if tokio::time::timeout_at(until, changed).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl KubeCluster {
@@ -327,10 +506,17 @@ impl KubeCluster {
         if let Some(entry) = self.cached_namespace(namespace) {
             return Lookup::Found(entry);
         }
-        read(&self.fallback.namespaces)
+        if let Some(answer) = read(&self.fallback.namespaces)
             .get(namespace)
             .and_then(Remembered::fresh)
-            .unwrap_or(Lookup::Unknown)
+        {
+            return answer;
+        }
+        if self.ns_watch.authoritative() {
+            Lookup::Missing
+        } else {
+            Lookup::Unknown
+        }
     }
 }
 
@@ -355,10 +541,17 @@ impl ClusterView for KubeCluster {
         if self.cached_account(namespace, name) {
             return Lookup::Found(());
         }
-        read(&self.fallback.accounts)
+        if let Some(answer) = read(&self.fallback.accounts)
             .get(&(namespace.to_owned(), name.to_owned()))
             .and_then(Remembered::fresh)
-            .unwrap_or(Lookup::Unknown)
+        {
+            return answer;
+        }
+        if self.sa_watch.authoritative() {
+            Lookup::Missing
+        } else {
+            Lookup::Unknown
+        }
     }
 }
 
@@ -387,13 +580,12 @@ impl ClusterSource for KubeCluster {
     }
 
     fn synced(&self) -> bool {
-        self.namespaces_synced.load(Ordering::Acquire)
-            && self.accounts_synced.load(Ordering::Acquire)
+        self.ns_watch.synced.load(Ordering::Acquire) && self.sa_watch.synced.load(Ordering::Acquire)
     }
 }
 
-fn mark_synced(flag: &AtomicBool, metrics: &Option<Metrics>, resource: &str) {
-    if !flag.swap(true, Ordering::AcqRel) {
+fn mark_synced(state: &WatchState, metrics: &Option<Metrics>, resource: &str) {
+    if !state.synced.swap(true, Ordering::AcqRel) {
         tracing::info!(resource, "watch cache synced");
     }
     if let Some(m) = metrics {
@@ -404,7 +596,7 @@ fn mark_synced(flag: &AtomicBool, metrics: &Option<Metrics>, resource: &str) {
 async fn reflect_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
     cache: Arc<NamespaceCache>,
-    synced: Arc<AtomicBool>,
+    state: Arc<WatchState>,
     metrics: Option<Metrics>,
 ) {
     let mut buffer: Option<HashMap<Box<str>, NsEntry>> = None;
@@ -415,10 +607,12 @@ async fn reflect_namespaces(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
+                state.failing.store(true, Ordering::Release);
                 tracing::warn!(error = %e, "namespace watch failed; retrying with backoff");
                 continue;
             }
         };
+        state.failing.store(false, Ordering::Release);
         let entry = |mut o: PartialObjectMeta<Namespace>| {
             let name = o.metadata.name.take().unwrap_or_default().into_boxed_str();
             (name, NsEntry::of(o.metadata))
@@ -432,7 +626,7 @@ async fn reflect_namespaces(
             Event::InitDone => {
                 let fresh = buffer.take().unwrap_or_default();
                 *write(&cache.map) = fresh;
-                mark_synced(&synced, &metrics, "namespaces");
+                mark_synced(&state, &metrics, "namespaces");
             }
             Event::Apply(o) => {
                 let (k, v) = entry(o);
@@ -443,13 +637,14 @@ async fn reflect_namespaces(
                 write(&cache.map).remove(name.as_str());
             }
         }
+        state.changed.notify_waiters();
     }
 }
 
 async fn reflect_accounts(
     api: Api<PartialObjectMeta<ServiceAccount>>,
     cache: Arc<AccountCache>,
-    synced: Arc<AtomicBool>,
+    state: Arc<WatchState>,
     metrics: Option<Metrics>,
 ) {
     type Map = HashMap<Box<str>, HashSet<Box<str>>>;
@@ -470,17 +665,19 @@ async fn reflect_accounts(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
+                state.failing.store(true, Ordering::Release);
                 tracing::warn!(error = %e, "ServiceAccount watch failed; retrying with backoff");
                 continue;
             }
         };
+        state.failing.store(false, Ordering::Release);
         match event {
             Event::Init => buffer = Some(Map::new()),
             Event::InitApply(o) => insert(buffer.get_or_insert_with(Map::new), key(o)),
             Event::InitDone => {
                 let fresh = buffer.take().unwrap_or_default();
                 *write(&cache.map) = fresh;
-                mark_synced(&synced, &metrics, "serviceaccounts");
+                mark_synced(&state, &metrics, "serviceaccounts");
             }
             Event::Apply(o) => insert(&mut write(&cache.map), key(o)),
             Event::Delete(o) => {
@@ -494,5 +691,6 @@ async fn reflect_accounts(
                 }
             }
         }
+        state.changed.notify_waiters();
     }
 }

@@ -5,6 +5,7 @@
 //! rules, cross checks, the engine, the front ends and the outputs can all share it.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -73,21 +74,48 @@ pub struct Finding {
     pub violation: Violation,
 }
 
+/// Longest path, message and fix of one finding's line: messages quote values from the object
+/// (a 2 MB string, a list of 100,000 principals), and the line goes back to the client, into the
+/// apiserver's audit log and into kubectl's output.
+pub const MAX_PATH_BYTES: usize = 512;
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+pub const MAX_FIX_BYTES: usize = 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `… (N more bytes)` when
+/// something was cut (the marker is counted in `max`).
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    // The marker's length depends on the count it states; 32 bytes hold any.
+    let mut end = max.saturating_sub(32);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} more bytes)", &s[..end], s.len() - end))
+}
+
 impl Finding {
     /// The finding as one line, `[rule] path: message. Fix: fix`, appended to `out` (what
     /// `Display` writes, without the formatting machinery: the webhook writes one per finding
-    /// of every denied review).
+    /// of every denied review). Path, message and fix are each clipped ([`MAX_MESSAGE_BYTES`]
+    /// and friends), so one line is at most ~3.6 KB whatever the object quoted.
     pub fn write_line(&self, out: &mut String) {
         let v = &self.violation;
-        out.reserve(self.rule.len() + v.path.len() + v.message.len() + v.fix.len() + 12);
+        let (path, message, fix) = (
+            clip(&v.path, MAX_PATH_BYTES),
+            clip(&v.message, MAX_MESSAGE_BYTES),
+            clip(&v.fix, MAX_FIX_BYTES),
+        );
+        out.reserve(self.rule.len() + path.len() + message.len() + fix.len() + 12);
         out.push('[');
         out.push_str(self.rule);
         out.push_str("] ");
-        out.push_str(&v.path);
+        out.push_str(&path);
         out.push_str(": ");
-        out.push_str(&v.message);
+        out.push_str(&message);
         out.push_str(". Fix: ");
-        out.push_str(&v.fix);
+        out.push_str(&fix);
     }
 }
 
@@ -148,4 +176,33 @@ pub fn sort_findings(items: &mut [ObjectFinding]) {
         )
     }
     items.sort_by(|a, b| key(a).cmp(&key(b)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_clip_what_the_object_quoted() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(5000);
+        let c = clip(&long, 100);
+        assert!(c.len() <= 100, "{}", c.len());
+        assert!(c.ends_with(" more bytes)"), "{c}");
+        let f = Finding {
+            rule: "r",
+            action: Action::Deny,
+            violation: Violation::new("spec.x".repeat(1000), "m".repeat(1 << 20), "f".repeat(5000)),
+        };
+        let line = f.to_string();
+        assert!(
+            line.len() <= MAX_PATH_BYTES + MAX_MESSAGE_BYTES + MAX_FIX_BYTES + 16,
+            "{}",
+            line.len()
+        );
+        assert!(line.contains(&format!(
+            "({} more bytes)",
+            (1 << 20) - (MAX_MESSAGE_BYTES - 32)
+        )));
+    }
 }

@@ -79,8 +79,12 @@ pub enum Rejection {
     TooLarge(usize),
     #[error("cannot read the request body: {0}")]
     Body(String),
-    #[error("request body did not arrive within the request timeout")]
-    BodyTimeout,
+    #[error(
+        "request body did not arrive within {0:?} (--body-timeout, or the request's own timeout)"
+    )]
+    BodyTimeout(Duration),
+    #[error("too many large reviews in flight: the memory budget is full (--max-inflight-bytes); retry shortly")]
+    Busy,
     #[error(transparent)]
     Review(#[from] BadReview),
     #[error("review did not finish within the request timeout")]
@@ -93,7 +97,8 @@ impl Rejection {
             Rejection::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Body(_) => StatusCode::BAD_REQUEST,
-            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Busy => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Review(e) => e.status(),
             Rejection::ReviewTimeout => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -108,20 +113,33 @@ impl IntoResponse for Rejection {
         } else {
             tracing::debug!(error = %self, "bad admission request");
         }
-        (
+        // Error texts can quote what the client sent (serde names the value it could not
+        // read): bounded like every other answer.
+        let text = self.to_string();
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{self}\n"),
+            format!("{}\n", crate::finding::clip(&text, MAX_ERROR_BYTES)),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 
+/// Longest error text sent back for a refused request.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
 impl BadReview {
-    /// 500 when meshguard failed to encode its own answer, 400 for what the client sent.
+    /// 500 when meshguard failed to encode its own answer, 429 when the memory budget is full,
+    /// 400 for what the client sent.
     pub fn status(&self) -> StatusCode {
         match self {
             BadReview::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BadReview::Busy => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -161,24 +179,106 @@ async fn answer(
         t.min(state.limits.request_timeout)
     });
     let limit = state.limits.max_body_bytes;
-    let body = match tokio::time::timeout(budget, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // The body's bytes are held on the shared memory budget until the answer is sent.
+    let mut held = match &state.admission.memory {
+        Some(b) => b.reserve(),
+        None => crate::budget::Reservation::unbounded(),
+    };
+    let within = budget.min(state.limits.body_timeout);
+    let body = match tokio::time::timeout(within, read_body(body, limit, declared, &mut held)).await
+    {
+        Ok(b) => b?,
+        Err(_) => return Err(Rejection::BodyTimeout(within)),
+    };
+    let admission = state.admission.clone();
+    let answer = admission.handle_owned(webhook, body, budget);
+    let out = match tokio::time::timeout(budget, answer).await {
+        Ok(answer) => answer?,
+        Err(_) => return Err(Rejection::ReviewTimeout),
+    };
+    drop(held);
+    Ok(out)
+}
+
+/// Read and discard the rest of a body the memory budget has no room for (at most `limit`
+/// bytes, within the caller's body timeout), so the client reads the 429 instead of a reset
+/// connection while it is still sending; nothing of it is kept.
+async fn drain(mut body: axum::body::Body, limit: usize) -> Rejection {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+        }
+    }
+    Rejection::Busy
+}
+
+/// Read a request body of at most `limit` bytes, holding its bytes on `held`'s budget: a
+/// declared `Content-Length` over the limit is refused before anything is read, and one the
+/// budget has no room for is refused with 429 (`Busy`) at once.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    declared: Option<u64>,
+    held: &mut crate::budget::Reservation,
+) -> Result<bytes::Bytes, Rejection> {
+    use http_body_util::BodyExt;
+    if let Some(len) = declared {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > limit {
+            return Err(Rejection::TooLarge(limit));
+        }
+        // No room now: wait a little for reviews in flight to finish (queueing a burst rather
+        // than refusing it), then 429.
+        let until = tokio::time::Instant::now() + BUDGET_WAIT;
+        while !held.grow(len) {
+            if tokio::time::Instant::now() >= until {
+                return Err(drain(body, limit).await);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut body = body;
+    // One buffer of the declared size: no second copy of a large body.
+    let mut all = bytes::BytesMut::with_capacity(held.bytes());
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             let too_big = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if too_big {
+            if too_big {
                 Rejection::TooLarge(limit)
             } else {
                 Rejection::Body(e.to_string())
-            });
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(Rejection::TooLarge(limit));
         }
-        Err(_) => return Err(Rejection::BodyTimeout),
-    };
-    match tokio::time::timeout(budget, state.admission.handle(webhook, &body, budget)).await {
-        Ok(answer) => Ok(answer?),
-        Err(_) => Err(Rejection::ReviewTimeout),
+        if total > held.bytes() && !held.grow(total - held.bytes()) {
+            drop(all);
+            return Err(drain(body, limit - total).await);
+        }
+        all.extend_from_slice(&data);
     }
+    Ok(all.freeze())
 }
+
+/// How long a body waits for room in the memory budget before it is refused with 429.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
 async fn healthz() -> &'static str {
     "ok\n"
@@ -200,14 +300,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serve the admin router over plain HTTP until `shutdown`.
-pub async fn serve_admin(listener: TcpListener, router: Router, shutdown: Shutdown) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait())
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "admin listener failed");
-    }
+/// Serve the admin router over plain HTTP until `shutdown`, through the same hardened accept
+/// loop as the admission port (header and idle timeouts, its own connection caps).
+pub async fn serve_admin(
+    listener: TcpListener,
+    router: Router,
+    limits: Arc<Limits>,
+    shutdown: Shutdown,
+) {
+    crate::listener::serve_plain(listener, router, limits, shutdown).await;
 }
 
 #[cfg(test)]
@@ -220,7 +321,9 @@ mod tests {
             (Rejection::ContentType("text/plain".into()), 415),
             (Rejection::TooLarge(10), 413),
             (Rejection::Body("reset".into()), 400),
-            (Rejection::BodyTimeout, 408),
+            (Rejection::BodyTimeout(Duration::from_secs(1)), 408),
+            (Rejection::Busy, 429),
+            (Rejection::Review(BadReview::Busy), 429),
             (Rejection::Review(BadReview::NoRequest), 400),
             (Rejection::Review(BadReview::Encode("x".into())), 500),
             (Rejection::ReviewTimeout, 503),

@@ -3,7 +3,7 @@
 //! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
 //!
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
-//!   `logging`;
+//!   `logging`, `budget` (the byte budget of the reviews in flight);
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
@@ -15,7 +15,7 @@
 //! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas);
+//!   (one writer among replicas), `exception_watch` (PolicyException resources);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -24,6 +24,7 @@ pub mod admission;
 pub mod analysis;
 pub mod audit;
 pub mod authz;
+pub mod budget;
 pub mod catalogue;
 pub mod certs;
 pub mod check;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod context;
 pub mod cross;
 pub mod engine;
+pub mod exception_watch;
 pub mod finding;
 pub mod http;
 pub mod inventory;

@@ -514,12 +514,15 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
             creation_timestamp: Option<Time>,
             deletion_grace_period_seconds: Option<i64>,
             deletion_timestamp: Option<Time>,
+            #[serde(default, deserialize_with = "bounded_strings")]
             finalizers: Option<Vec<String>>,
             generate_name: Option<String>,
             generation: Option<i64>,
+            #[serde(default, deserialize_with = "bounded_string_map")]
             labels: Option<BTreeMap<String, String>>,
             name: Option<String>,
             namespace: Option<String>,
+            #[serde(default, deserialize_with = "owner_references")]
             owner_references: Option<Vec<OwnerReference>>,
             resource_version: Option<String>,
             self_link: Option<String>,
@@ -554,14 +557,73 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                     while let Some(key) = map.next_key::<String>()? {
                         if key == LAST_APPLIED {
                             map.next_value::<IgnoredAny>()?;
-                        } else {
-                            out.insert(key, map.next_value::<String>()?);
+                            continue;
                         }
+                        let value = map.next_value::<String>()?;
+                        if !charge(cost::entry(out.len(), key.len() + value.len())) {
+                            skip_map(map)?;
+                            return Ok(None);
+                        }
+                        out.insert(key, value);
                     }
                     Ok(Some(out))
                 }
             }
             d.deserialize_option(Annotations)
+        }
+        /// A string map (labels), charged to the decode meter.
+        fn bounded_string_map<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+            struct Strings;
+            impl<'de> Visitor<'de> for Strings {
+                type Value = Option<BTreeMap<String, String>>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a map of strings")
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_none<E>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_some<D: serde::Deserializer<'de>>(
+                    self,
+                    d: D,
+                ) -> Result<Self::Value, D::Error> {
+                    d.deserialize_map(self)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = BTreeMap::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        let value = map.next_value::<String>()?;
+                        if !charge(cost::entry(out.len(), key.len() + value.len())) {
+                            skip_map(map)?;
+                            return Ok(None);
+                        }
+                        out.insert(key, value);
+                    }
+                    Ok(Some(out))
+                }
+            }
+            d.deserialize_option(Strings)
+        }
+        /// A list of strings (finalizers), charged to the decode meter.
+        fn bounded_strings<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Vec<String>>, D::Error> {
+            bounded_list(d, |s: &String| s.len())
+        }
+        fn owner_references<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Vec<OwnerReference>>, D::Error> {
+            bounded_list(d, |r: &OwnerReference| {
+                std::mem::size_of::<OwnerReference>()
+                    + r.api_version.len()
+                    + r.kind.len()
+                    + r.name.len()
+                    + r.uid.len()
+            })
         }
         const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -609,17 +671,16 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                         "spec" => {
                             // Pod specs lose the parts no rule reads (see `Shape`); the object's
                             // `kind` comes before its `spec` in what kube-apiserver sends, and
-                            // without it the spec is kept whole.
+                            // without it the spec is kept whole. Either way what is built is
+                            // charged to the decode meter (`metered`).
                             let shape = kind.as_deref().and_then(Shape::of_spec);
-                            let v = match shape {
-                                Some(shape) => map.next_value_seed(Pruned(shape))?,
-                                None => map.next_value::<Value>()?,
-                            };
+                            let v = map.next_value_seed(Bounded(shape))?;
                             data.insert(key, v);
                         }
+                        // No check reads any other top-level key (`data`, `secrets`, ...):
+                        // scanned past, not built.
                         _ => {
-                            let v = map.next_value::<Value>()?;
-                            data.insert(key, v);
+                            map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
@@ -736,17 +797,72 @@ static CRONJOB_SPEC: Shape = Shape {
     items: None,
 };
 
-/// Decode a JSON value into a `Value`, building only what its `Shape` keeps.
-struct Pruned(&'static Shape);
+/// Decode a JSON value into a `Value`, building only what its `Shape` keeps (everything when
+/// there is no shape), and charging what it builds to the decode meter: once the meter says
+/// stop, the rest of the value is scanned past without being built (the review is then
+/// answered as too large, see [`metered`]).
+struct Bounded(Option<&'static Shape>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Pruned {
+fn skip_map<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+        map.next_value::<serde::de::IgnoredAny>()?;
+    }
+    Ok(())
+}
+
+fn skip_seq<'de, A: serde::de::SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A list whose items are charged to the decode meter by `size` (metadata lists).
+fn bounded_list<'de, D, T, F>(d: D, size: F) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+    F: Fn(&T) -> usize,
+{
+    struct List<T, F>(F, std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>, F: Fn(&T) -> usize> serde::de::Visitor<'de> for List<T, F> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<T>()? {
+                if !charge(cost::ITEM + (self.0)(&item)) {
+                    skip_seq(seq)?;
+                    return Ok(None);
+                }
+                out.push(item);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(List(size, std::marker::PhantomData))
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded {
     type Value = Value;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
@@ -754,31 +870,47 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if !self.0.keeps(&key) {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                continue;
-            }
-            let child = self.0.children.iter().find(|(k, _)| *k == key);
-            let v = match child {
-                Some((_, shape)) => map.next_value_seed(Pruned(shape))?,
-                None => map.next_value::<Value>()?,
+            let child = match self.0 {
+                Some(shape) if !shape.keeps(&key) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                Some(shape) => shape
+                    .children
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, s)| *s),
+                None => None,
             };
+            if !charge(cost::entry(out.len(), key.len())) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                skip_map(map)?;
+                return Ok(Value::Null);
+            }
+            let v = map.next_value_seed(Bounded(child))?;
+            if stopped() {
+                skip_map(map)?;
+                return Ok(Value::Null);
+            }
             out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        match self.0.items {
-            Some(shape) => {
-                while let Some(v) = seq.next_element_seed(Pruned(shape))? {
-                    out.push(v);
-                }
+        let mut out = Vec::new();
+        let items = self.0.and_then(|s| s.items);
+        loop {
+            if !charge(cost::ITEM) {
+                skip_seq(seq)?;
+                return Ok(Value::Null);
             }
-            None => {
-                while let Some(v) = seq.next_element::<Value>()? {
-                    out.push(v);
-                }
+            match seq.next_element_seed(Bounded(items))? {
+                Some(v) => out.push(v),
+                None => break,
+            }
+            if stopped() {
+                skip_seq(seq)?;
+                return Ok(Value::Null);
             }
         }
         Ok(Value::Array(out))
@@ -798,9 +930,15 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        if !charge(cost::string(v.len())) {
+            return Ok(Value::Null);
+        }
         Ok(Value::String(v.to_owned()))
     }
     fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        if !charge(cost::string(v.len())) {
+            return Ok(Value::Null);
+        }
         Ok(Value::String(v))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -809,6 +947,201 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
     fn visit_none<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
+}
+
+/// What the decoded trees of one review cost, estimated from what is built (the heap of
+/// `serde_json::Value` trees with B-tree maps: a map's first leaf is ~630 bytes however few its
+/// keys), rounded up so that the estimate stays above what the allocator hands out.
+mod cost {
+    /// One list item or map value slot (`Value` is 32 bytes; vectors grow by doubling).
+    pub const ITEM: usize = 64;
+    /// A string of `len` bytes (allocator rounding and header included).
+    pub fn string(len: usize) -> usize {
+        len + 16
+    }
+    /// The `n`-th entry (from 0) of a map, with `text` bytes of key (and value, for string maps).
+    pub fn entry(n: usize, text: usize) -> usize {
+        let node = if n == 0 { 640 } else { 96 };
+        node + string(text)
+    }
+}
+
+/// What decoding one review may build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Estimated heap bytes of the decoded objects of one review (object, oldObject, options
+    /// and the user's groups and extras).
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_decoded_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why decoding stopped building.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The review alone needs more than [`DecodeLimits::max_decoded_bytes`].
+    Review,
+    /// The shared budget of the reviews in flight has no room now.
+    Shared,
+}
+
+/// What one metered decode built.
+#[derive(Debug, Default)]
+pub struct DecodeReport {
+    /// Estimated heap bytes of what was built.
+    pub decoded_bytes: usize,
+    /// Set when something was skipped for want of room: the decoded objects are incomplete and
+    /// must not be judged.
+    pub overflow: Option<Overflow>,
+    /// The bytes held on the shared budget for what was built; release when the review is done.
+    pub reservation: crate::budget::Reservation,
+}
+
+/// The meter of the decode running on this thread.
+struct Meter {
+    cap: usize,
+    used: usize,
+    reservation: crate::budget::Reservation,
+    overflow: Option<Overflow>,
+}
+
+thread_local! {
+    /// `None` outside [`metered`]: decoding builds without bounds (`check`, `audit` and tests
+    /// decode trusted or small input through the same types).
+    static METER: std::cell::RefCell<Option<Meter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Reserve from the shared budget in steps of this many bytes.
+const RESERVE_STEP: usize = 64 * 1024;
+
+/// Charge `n` bytes to this thread's meter; `false` once the decode must stop building.
+fn charge(n: usize) -> bool {
+    METER.with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return false;
+        };
+        let Some(m) = m.as_mut() else {
+            return true;
+        };
+        if m.overflow.is_some() {
+            return false;
+        }
+        m.used = m.used.saturating_add(n);
+        if m.used > m.cap {
+            m.overflow = Some(Overflow::Review);
+            return false;
+        }
+        let held = m.reservation.bytes();
+        if m.used > held && !m.reservation.grow((m.used - held).max(RESERVE_STEP)) {
+            m.overflow = Some(Overflow::Shared);
+            return false;
+        }
+        true
+    })
+}
+
+/// Whether this thread's decode has been told to stop building.
+fn stopped() -> bool {
+    METER.with(|m| {
+        m.try_borrow()
+            .map(|m| m.as_ref().is_some_and(|m| m.overflow.is_some()))
+            .unwrap_or(true)
+    })
+}
+
+/// Run `decode` (a synchronous serde decode of one review) with a meter: the [`ReviewObject`]s
+/// and other bounded parts it decodes charge what they build, at most
+/// `limits.max_decoded_bytes` and whatever `reservation`'s budget still has room for. Past
+/// either, the rest is scanned without being built and the report says which limit was hit:
+/// incomplete objects are never judged (truncating a list could hide the item a rule would
+/// deny), the review is answered as too large (or 429 when only the shared budget is full).
+pub fn metered<T>(
+    limits: DecodeLimits,
+    reservation: crate::budget::Reservation,
+    decode: impl FnOnce() -> T,
+) -> (T, DecodeReport) {
+    let meter = Meter {
+        cap: limits.max_decoded_bytes,
+        used: 0,
+        reservation,
+        overflow: None,
+    };
+    let outer = METER.with(|m| m.replace(Some(meter)));
+    let out = decode();
+    let meter = METER.with(|m| m.replace(outer));
+    let report = match meter {
+        Some(m) => DecodeReport {
+            decoded_bytes: m.used,
+            overflow: m.overflow,
+            reservation: m.reservation,
+        },
+        None => DecodeReport::default(),
+    };
+    (out, report)
+}
+
+/// Deserialize `T` as a bounded tree (`options` of a review): built within the decode meter.
+pub fn bounded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    serde::de::DeserializeSeed::deserialize(Bounded(None), d)
+}
+
+/// A list of strings charged to the decode meter (a review's `userInfo.groups`).
+pub fn bounded_string_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    bounded_list(d, |s: &String| s.len())
+}
+
+/// A map of string lists charged to the decode meter (a review's `userInfo.extra`).
+pub fn bounded_extra<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    struct Extra;
+    impl<'de> serde::de::Visitor<'de> for Extra {
+        type Value = Option<BTreeMap<String, Vec<String>>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of string lists")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !charge(cost::entry(out.len(), key.len())) {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    skip_map(map)?;
+                    return Ok(None);
+                }
+                let values = map.next_value_seed(StringList)?.unwrap_or_default();
+                out.insert(key, values);
+            }
+            Ok(Some(out))
+        }
+    }
+    struct StringList;
+    impl<'de> serde::de::DeserializeSeed<'de> for StringList {
+        type Value = Option<Vec<String>>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            bounded_string_list(d)
+        }
+    }
+    d.deserialize_option(Extra)
 }
 
 #[cfg(test)]
@@ -863,6 +1196,71 @@ mod tests {
         }))
         .expect("pod");
         assert_eq!(odd.0.data["spec"], json!("nope"));
+    }
+
+    #[test]
+    fn metered_decoding_charges_what_it_builds_and_stops_at_the_limit() {
+        let small = DecodeLimits {
+            max_decoded_bytes: 64 * 1024,
+        };
+        let obj = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+            "metadata": {"name": "p", "labels": {"a": "b"}},
+            "spec": {"mtls": {"mode": "STRICT"}},
+            "data": vec!["unread"; 50_000], "status": {"x": 1}});
+        let text = serde_json::to_vec(&obj).expect("json");
+        let (o, report) = metered(small, crate::budget::Reservation::unbounded(), || {
+            serde_json::from_slice::<ReviewObject>(&text)
+        });
+        let o = o.expect("decodes");
+        assert_eq!(report.overflow, None, "unread top-level keys are not built");
+        assert!(
+            report.decoded_bytes > 0 && report.decoded_bytes < 8 * 1024,
+            "{report:?}"
+        );
+        assert_eq!(o.0.data, json!({"spec": {"mtls": {"mode": "STRICT"}}}));
+
+        // Lists, maps and strings past the limit: the decode finishes (the rest of the input is
+        // scanned), what was built is reported incomplete, and the shared budget is charged.
+        let budget = crate::budget::Budget::new(1 << 30);
+        for spec in [
+            json!({"x": vec![1; 100_000]}),
+            json!({"x": (0..5_000).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}),
+            json!({"x": "y".repeat(100_000)}),
+            json!({"x": vec![json!({"a": {"b": 1}}); 1_000]}),
+        ] {
+            let text = serde_json::to_vec(&json!({"kind": "PeerAuthentication", "spec": spec}))
+                .expect("json");
+            let (o, report) = metered(small, budget.reserve(), || {
+                serde_json::from_slice::<ReviewObject>(&text)
+            });
+            assert!(o.is_ok());
+            assert_eq!(report.overflow, Some(Overflow::Review));
+            assert!(
+                report.reservation.bytes() >= report.decoded_bytes.min(small.max_decoded_bytes)
+            );
+        }
+        assert_eq!(budget.used(), 0);
+
+        // A shared budget without room stops the decode too, and says so.
+        let tight = crate::budget::Budget::new(1024);
+        let text =
+            serde_json::to_vec(&json!({"kind": "Service", "spec": {"ports": [{"port": 80}]}}))
+                .expect("json");
+        let (_, report) = metered(DecodeLimits::default(), tight.reserve(), || {
+            serde_json::from_slice::<ReviewObject>(&text)
+        });
+        assert_eq!(report.overflow, Some(Overflow::Shared));
+
+        // Outside a meter nothing is bounded (check, audit, tests).
+        let text = serde_json::to_vec(
+            &json!({"kind": "PeerAuthentication", "spec": {"x": vec![1; 100_000]}}),
+        )
+        .expect("json");
+        let o: ReviewObject = serde_json::from_slice(&text).expect("decodes");
+        assert_eq!(
+            o.0.data["spec"]["x"].as_array().map(Vec::len),
+            Some(100_000)
+        );
     }
 
     #[test]

@@ -202,6 +202,13 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
                 .istio_namespace
                 .clone()
                 .unwrap_or_else(|| crate::mesh_watch::DEFAULT_ISTIO_NAMESPACE.to_owned());
+            // PolicyExceptions (config::exceptions): a change rebuilds the engine too.
+            let sink = inputs.clone();
+            let gauges = metrics.clone();
+            crate::exception_watch::spawn(client.clone(), move |resources| {
+                sink.set_exceptions(resources);
+                crate::exception_watch::publish(&gauges, &sink.handle.current());
+            });
             let sink = inputs.clone();
             let watch = crate::mesh_watch::spawn(
                 client,
@@ -266,7 +273,11 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     );
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
-    let limits = Arc::new(args.limits.clone());
+    let limits = Arc::new(fit_to_open_files(args.limits.clone())?);
+    admission.decode_limits = crate::resource::DecodeLimits {
+        max_decoded_bytes: limits.max_decoded_bytes,
+    };
+    admission.memory = Some(crate::budget::Budget::new(limits.max_inflight_bytes));
     let state = AppState {
         admission: Arc::new(admission),
         listening: Arc::new(AtomicBool::new(false)),
@@ -290,6 +301,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     let admin_task = tokio::spawn(http::serve_admin(
         admin_listener,
         http::admin_router(state.clone()),
+        limits.clone(),
         shutdown.clone(),
     ));
     let tls_task = tokio::spawn(listener::serve_tls(
@@ -310,6 +322,51 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
         admin_task,
         lease_task,
     })
+}
+
+/// Descriptors kept free of connections: watches, the log, certificate and config reads.
+const SPARE_FILES: u64 = 256;
+
+/// Raise the soft open-file limit to the hard one (a container's default soft limit is often
+/// 1,024 while the hard one is far higher) and keep both listeners' connection caps below it,
+/// so that connections can never take the descriptors the process needs, nor the admin port's
+/// the admission port's. Checks the limits that must hold together.
+pub fn fit_to_open_files(mut limits: Limits) -> anyhow::Result<Limits> {
+    if limits.max_decoded_bytes > limits.max_inflight_bytes
+        || limits.max_body_bytes > limits.max_inflight_bytes
+    {
+        anyhow::bail!(
+            "--max-inflight-bytes ({}) must hold one review: at least --max-body-bytes ({}) and --max-decoded-bytes ({})",
+            limits.max_inflight_bytes,
+            limits.max_body_bytes,
+            limits.max_decoded_bytes
+        );
+    }
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit; connection caps unchanged");
+            return Ok(limits);
+        }
+    };
+    let room = usize::try_from(files.saturating_sub(SPARE_FILES)).unwrap_or(usize::MAX);
+    let wanted = limits.max_connections + limits.admin_max_connections;
+    if wanted > room {
+        let admin = limits.admin_max_connections.min(room / 8).max(1);
+        let tls = room.saturating_sub(admin).max(1);
+        tracing::warn!(
+            open_files = files,
+            max_connections = tls,
+            admin_max_connections = admin,
+            "the open-file limit is below --max-connections + --admin-max-connections + {SPARE_FILES}: caps lowered"
+        );
+        limits.max_connections = tls;
+        limits.admin_max_connections = admin;
+    } else {
+        tracing::debug!(open_files = files, "open-file limit");
+    }
+    limits.max_connections_per_peer = limits.max_connections_per_peer.min(limits.max_connections);
+    Ok(limits)
 }
 
 async fn serve(args: ServeConfig) -> anyhow::Result<()> {
@@ -342,6 +399,8 @@ struct Inputs {
 struct Current {
     policy: Policy,
     mesh: Arc<MeshContext>,
+    /// PolicyException resources (the exception watch).
+    exceptions: Vec<crate::config::exceptions::Exception>,
     /// Kinds of mesh objects that could not be read.
     notes: Vec<String>,
     /// What was last logged of the mesh context.
@@ -357,6 +416,7 @@ impl Inputs {
             current: Mutex::new(Current {
                 policy,
                 mesh,
+                exceptions: Vec::new(),
                 notes: Vec::new(),
                 logged: None,
             }),
@@ -383,12 +443,20 @@ impl Inputs {
         self.rebuild(&mut c);
     }
 
+    /// New PolicyException resources (the exception watch).
+    fn set_exceptions(&self, exceptions: Vec<crate::config::exceptions::Exception>) {
+        let mut c = self.lock();
+        c.exceptions = exceptions;
+        self.rebuild(&mut c);
+    }
+
     fn rebuild(&self, c: &mut Current) {
         let engine = Engine::new(
             c.policy.clone(),
             c.mesh.clone(),
             self.own_namespace.as_deref(),
-        );
+        )
+        .with_exception_resources(c.exceptions.clone());
         let mesh = engine.mesh().clone();
         self.handle.replace(engine);
         let notes = c.notes.clone();

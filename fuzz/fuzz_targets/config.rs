@@ -4,7 +4,6 @@
 
 use libfuzzer_sys::fuzz_target;
 use meshguard::admission;
-use meshguard::config::Policy;
 use meshguard::context::NoCluster;
 use meshguard::engine::Engine;
 
@@ -16,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(policy) = Policy::from_yaml(text, "fuzz") else {
+    let Ok(policy) = meshguard::catalogue::policy_from_yaml(text, "fuzz") else {
         return;
     };
     let engine = Engine::new(policy, Default::default(), Some("meshguard"));

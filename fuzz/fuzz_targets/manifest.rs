@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 None
             },
             dry_run: false,
+            created_for: None,
         };
         let _ = engine.evaluate(&review, &NoCluster);
         let _ = engine.evaluate(&review, cluster);

@@ -107,8 +107,12 @@ fn principal_problem(v: &str, trust_domain: &str) -> Option<(String, String)> {
             "remove the empty entry".to_owned(),
         ));
     }
-    if v.len() >= 9 && v[..9].eq_ignore_ascii_case("spiffe://") {
-        let rest = &v[9..];
+    // `get`, not indexing: byte 9 may fall inside a multi-byte character (found by fuzzing).
+    if let Some(rest) = v
+        .get(..9)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
+        .and_then(|_| v.get(9..))
+    {
         return Some((
             format!("principal {v:?} must not start with spiffe:// (Istio compares the identity without the scheme, so it never matches)"),
             format!("write {rest:?}"),
@@ -994,6 +998,32 @@ mod tests {
                 "{spec}"
             );
         }
+    }
+
+    #[test]
+    fn principal_with_a_multibyte_character_at_byte_nine_does_not_panic() {
+        // Found by the admission fuzz target: "spiffe:/" then a two-byte character straddling
+        // byte 9 used to panic in a byte slice.
+        for p in [
+            "spiffe:/\u{065c}x",
+            "spiffe://\u{065c}",
+            "\u{065c}\u{065c}\u{065c}\u{065c}\u{065c}",
+        ] {
+            let found = each(
+                &PRINCIPAL_FORMAT,
+                json!({"rules": [{"from": [{"source": {"principals": [p]}}]}]}),
+            );
+            assert!(
+                found.iter().all(|v| !v.message.is_empty()),
+                "{p}: {found:?}"
+            );
+        }
+        let found = each(
+            &PRINCIPAL_FORMAT,
+            json!({"rules": [{"from": [{"source": {"principals": ["SPIFFE://cluster.local/ns/a/sa/b"]}}]}]}),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].fix, "write \"cluster.local/ns/a/sa/b\"");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod destination_rule;
 pub mod envoy_filter;
 pub mod istio_validation;
 pub mod namespace;
+pub mod namespace_guard;
 pub mod peer_authentication;
 pub mod proxy;
 pub mod request_authentication;
@@ -156,6 +157,7 @@ pub static REGISTRY: &[&Rule] = &[
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,
     &namespace::UNKNOWN_REVISION,
+    &namespace_guard::PLATFORM_LABEL_CHANGE,
     &service::PORT_PROTOCOL,
 ];
 

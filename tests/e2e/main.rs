@@ -26,6 +26,7 @@ mod bypass;
 mod existing;
 mod harness;
 mod mesh;
+mod policy_ops;
 mod reports;
 mod rotation;
 mod server_side;
@@ -132,6 +133,10 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("policy_operations", {
+            let kc = k(&main);
+            move || policy_ops::run(&kc)
         }),
         trial("reports_from_audit", {
             let kc = k(&main);

@@ -3,10 +3,13 @@
 //! makes for Namespaces and ServiceAccounts). A real `kube::Client` points at it through a
 //! `kube::Config` with its URL. Scale is measured by `cargo bench --bench cache`.
 //!
-//! Covered: cache hit (no direct GET), cache miss answered by one direct GET, GET failure and GET
-//! timeout under both `onLookupFailure` values, a namespace label change arriving by watch, a
-//! namespace turning Terminating (by list, watch and GET) exempting DELETEs in it, and
-//! readiness (`synced`, `meshguard_cache_synced`).
+//! Covered: cache hit (no direct GET); a miss in a synced cache answered Missing without a GET
+//! (2,000 crafted reviews for unseen namespaces cost the API server nothing), an object the watch
+//! delivers within the grace found; with a failing watch, a miss answered by one direct GET,
+//! concurrent misses sharing one GET, GETs held to their rate, GET failure and GET timeout under
+//! both `onLookupFailure` values; a namespace label change arriving by watch, a namespace
+//! turning Terminating (by list, watch and GET) exempting DELETEs in it, and readiness
+//! (`synced`, `meshguard_cache_synced`).
 
 use crate::api_double::{labels, namespace_object, ApiServer, Labels, State};
 use kube::core::admission::Operation;
@@ -82,6 +85,18 @@ async fn synced_cluster(server: &ApiServer, metrics: Option<Metrics>) -> Arc<Kub
     cluster
 }
 
+/// A cluster whose caches synced and whose watches then fail (`State::watch_fails`): misses
+/// fall back to direct GETs.
+async fn cluster_with_failing_watches(server: &ApiServer) -> Arc<KubeCluster> {
+    let cluster = synced_cluster(server, None).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while cluster.answers_from_cache() {
+        assert!(Instant::now() < until, "the watches never failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster
+}
+
 const DEADLINE: Duration = Duration::from_secs(2);
 
 #[tokio::test]
@@ -126,14 +141,15 @@ async fn cache_hit_answers_without_a_get_and_feeds_the_mutation() {
 }
 
 #[tokio::test]
-async fn cache_miss_falls_back_to_one_get() {
+async fn with_a_failing_watch_a_miss_falls_back_to_one_get() {
     let mut state = State::default();
     state
         .late_namespaces
         .insert("late".into(), labels(&[("istio-injection", "enabled")]));
     state.late_accounts.insert(("late".into(), "api".into()));
+    state.watch_fails = true;
     let server = ApiServer::start(state).await;
-    let cluster = synced_cluster(&server, None).await;
+    let cluster = cluster_with_failing_watches(&server).await;
     assert_eq!(cluster.cached(), (0, 0));
 
     let op = Operation::Create;
@@ -193,8 +209,9 @@ async fn cache_miss_falls_back_to_one_get() {
 async fn failed_get_follows_on_lookup_failure() {
     let mut state = State::default();
     state.failing.insert("broken".into());
+    state.watch_fails = true;
     let server = ApiServer::start(state).await;
-    let cluster = synced_cluster(&server, None).await;
+    let cluster = cluster_with_failing_watches(&server).await;
     let op = Operation::Create;
     let mut o = deployment("broken", "web");
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
@@ -221,8 +238,9 @@ async fn slow_get_is_cut_at_the_deadline() {
         .late_namespaces
         .insert("slow".into(), labels(&[("istio-injection", "enabled")]));
     state.slow.insert("slow".into(), Duration::from_secs(5));
+    state.watch_fails = true;
     let server = ApiServer::start(state).await;
-    let cluster = synced_cluster(&server, None).await;
+    let cluster = cluster_with_failing_watches(&server).await;
     let op = Operation::Create;
     let mut o = deployment("slow", "web");
     o.data["spec"]["template"]["spec"]["serviceAccountName"] = json!("web");
@@ -294,7 +312,7 @@ async fn label_change_arrives_by_watch() {
         .namespace_event("DELETED", "prod", &Labels::new(), 4)
         .await;
     let until = Instant::now() + Duration::from_secs(10);
-    while cluster.view().namespace_labels("prod") != Lookup::Unknown {
+    while cluster.view().namespace_labels("prod") != Lookup::Missing {
         assert!(
             Instant::now() < until,
             "the deletion never reached the cache"
@@ -377,7 +395,7 @@ async fn terminating_namespace_exempts_deletes_by_any_identity() {
     let view = cluster.view();
     assert_eq!(view.namespace_terminating("prod"), Lookup::Found(false));
     assert_eq!(view.namespace_terminating("retired"), Lookup::Found(true));
-    assert_eq!(view.namespace_terminating("late"), Lookup::Unknown);
+    assert_eq!(view.namespace_terminating("late"), Lookup::Missing);
 
     let source: Arc<dyn ClusterSource> = cluster.clone();
     let admission = Admission::new(
@@ -410,12 +428,163 @@ async fn terminating_namespace_exempts_deletes_by_any_identity() {
     let resp = validate(&admission, &teardown_delete("prod")).await;
     assert_eq!(resp["allowed"], true, "{resp}");
 
-    // Not in the cache yet: the direct GET answers, deletionTimestamp included.
+    // Not in the synced cache: missing (no GET), so not known to be Terminating: judged.
+    let resp = validate(&admission, &teardown_delete("late")).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(server.gets().is_empty(), "{:?}", server.gets());
+}
+
+#[tokio::test]
+async fn with_a_failing_watch_a_get_tells_a_namespace_is_terminating() {
+    let injected = labels(&[("istio-injection", "enabled")]);
+    let mut state = State::default();
+    state
+        .late_namespaces
+        .insert("late".into(), injected.clone());
+    state.terminating.insert("late".into());
+    state.watch_fails = true;
+    let server = ApiServer::start(state).await;
+    let cluster = cluster_with_failing_watches(&server).await;
+    assert_eq!(
+        cluster.view().namespace_terminating("late"),
+        Lookup::Unknown
+    );
+    let source: Arc<dyn ClusterSource> = cluster.clone();
+    let admission = Admission::new(
+        meshguard::engine::EngineHandle::new(policy("deny")),
+        Metrics::new().expect("metrics"),
+        source,
+    );
+    // Not in the cache: the direct GET answers, deletionTimestamp included.
     let resp = validate(&admission, &teardown_delete("late")).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     assert_eq!(server.gets(), vec!["/api/v1/namespaces/late".to_owned()]);
     assert_eq!(
         cluster.view().namespace_terminating("late"),
         Lookup::Found(true)
+    );
+}
+
+/// A Pod review for `namespace` with ServiceAccount `web`: reads the namespace's labels.
+fn pod_review(namespace: &str, uid: usize) -> serde_json::Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": format!("u-{uid}"), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "mallory"},
+        "object": {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "nginx"}]}}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_reviews_for_unseen_namespaces_cost_no_gets_once_synced() {
+    let mut state = State::default();
+    state
+        .listed_namespaces
+        .insert("prod".into(), labels(&[("istio-injection", "enabled")]));
+    state.listed_accounts.insert(("prod".into(), "web".into()));
+    let server = ApiServer::start(state).await;
+    let cluster = synced_cluster(&server, None).await;
+    assert!(cluster.answers_from_cache());
+    let source: Arc<dyn ClusterSource> = cluster.clone();
+    let admission = Arc::new(Admission::new(
+        meshguard::engine::EngineHandle::new(policy("deny")),
+        Metrics::new().expect("metrics"),
+        source,
+    ));
+    // 2,000 reviews for namespaces nobody created, 100 at a time (each waits out the watch
+    // grace once): no GET, each refused (the namespace is missing, so not injected).
+    let mut denied = 0;
+    for batch in 0..20 {
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let admission = admission.clone();
+            let review = pod_review(&format!("ghost-{batch}-{i}"), batch * 100 + i);
+            tasks.push(tokio::spawn(
+                async move { validate(&admission, &review).await },
+            ));
+        }
+        for t in tasks {
+            let resp = t.await.expect("task");
+            if resp["allowed"] == false {
+                denied += 1;
+            }
+        }
+    }
+    assert_eq!(denied, 2000);
+    assert!(server.gets().is_empty(), "{} GETs", server.gets().len());
+
+    // A namespace created just before its first review is found once the watch delivers it,
+    // within the grace, still without a GET.
+    let fresh = admission.clone();
+    let review = pod_review("fresh", 1);
+    let waiting = tokio::spawn(async move { validate(&fresh, &review).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server
+        .namespace_event(
+            "ADDED",
+            "fresh",
+            &labels(&[("istio-injection", "enabled")]),
+            5,
+        )
+        .await;
+    server.account_event("ADDED", "fresh", "web", 6).await;
+    let resp = waiting.await.expect("task");
+    let message = resp["status"]["message"].as_str().unwrap_or("");
+    assert!(
+        !message.contains("not labeled for injection") && !message.contains("could not read"),
+        "{resp}"
+    );
+    assert!(server.gets().is_empty(), "{:?}", server.gets());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_gets_are_coalesced_and_rate_limited() {
+    let mut state = State::default();
+    state
+        .late_namespaces
+        .insert("late".into(), labels(&[("istio-injection", "enabled")]));
+    state.slow.insert("late".into(), Duration::from_millis(300));
+    state.watch_fails = true;
+    let server = ApiServer::start(state).await;
+    let cluster = cluster_with_failing_watches(&server).await;
+    // 50 concurrent misses for one namespace share one GET.
+    let key = vec![meshguard::context::LookupKey::NamespaceLabels(
+        "late".into(),
+    )];
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (cluster, key) = (cluster.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            cluster.prepare(&key, DEADLINE).await;
+            cluster.view().namespace_labels("late")
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.expect("task"), Lookup::Found(_)));
+    }
+    assert_eq!(server.gets(), vec!["/api/v1/namespaces/late".to_owned()]);
+
+    // 2,000 misses for distinct namespaces: GETs stop at the burst plus the rate.
+    let start = Instant::now();
+    for i in 0..2000 {
+        let key = vec![meshguard::context::LookupKey::NamespaceLabels(format!(
+            "ghost-{i}"
+        ))];
+        cluster.prepare(&key, DEADLINE).await;
+    }
+    let gets = server.gets().len() - 1;
+    let allowed = meshguard::cluster::GET_BURST
+        + meshguard::cluster::GET_RATE * start.elapsed().as_secs_f64()
+        + 1.0;
+    assert!(
+        (gets as f64) <= allowed && gets >= 40,
+        "{gets} GETs in {:?} (at most {allowed})",
+        start.elapsed()
+    );
+    // Past the rate, a miss stays unknown: onLookupFailure decides.
+    assert_eq!(
+        cluster.view().namespace_labels("ghost-1999"),
+        Lookup::Unknown
     );
 }

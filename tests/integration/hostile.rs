@@ -549,3 +549,295 @@ async fn cancelled_stream_cap_closes_a_reset_flood() {
     assert_eq!(reply.status, 200);
     srv.started.shutdown().await;
 }
+
+// --- What one request can cost (issue: bodies, memory budget, slow bodies, connection caps,
+// --- the admin port, response size) -------------------------------------------------------
+
+/// A TLS connection to `addr` whose TCP side is bound to `from` (127.0.0.x: another "peer").
+async fn tls_connect_from(
+    from: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    cfg: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    let tcp = socket.connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+}
+
+/// Send `body` as one HTTP/1.1 review on `s` and read the status line and the whole answer.
+async fn raw_post<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    body: &[u8],
+) -> (String, String) {
+    let head = format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_body_limit_is_what_kube_apiserver_can_send() {
+    let srv = start(&[]).await;
+    let limit = meshguard::listener::DEFAULT_MAX_BODY_BYTES;
+    assert_eq!(limit, 7 * 1024 * 1024);
+    let client = common::client(&srv.ca_pem, false);
+    // At the limit: judged (a large review of a kind meshguard reads, with its verdict).
+    let reply = post(
+        &client,
+        srv.started.addr,
+        "/validate",
+        review_of_size(limit),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["response"]["allowed"], false);
+    // One byte more: 413, refused from the declared length before the body is read (the
+    // client has sent only the headers when the answer comes).
+    let mut s = tls_connect(srv.started.addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+        .await
+        .expect("handshake");
+    let head = format!(
+        "POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        limit + 1
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-body-bytes"), "{answer}");
+    probe(&srv, &client).await;
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_memory_budget_answers_429_with_retry_after() {
+    const MIB: usize = 1024 * 1024;
+    let srv = start(&[
+        "--max-inflight-bytes",
+        &(8 * MIB).to_string(),
+        "--max-body-bytes",
+        &(4 * MIB).to_string(),
+        "--max-decoded-bytes",
+        &(4 * MIB).to_string(),
+    ])
+    .await;
+    let addr = srv.started.addr;
+    // Two clients declare 4 MiB bodies and send half: their bytes are held from the budget.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut s = tls_connect(addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+            .await
+            .expect("handshake");
+        let head = format!(
+            "POST /validate?timeout=10s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            4 * MIB
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        s.write_all(&vec![b' '; 2 * MIB]).await.expect("write");
+        s.flush().await.expect("flush");
+        holders.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A third large review does not fit: 429, Retry-After, and it is not counted as abuse.
+    let mut s = tls_connect(addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+        .await
+        .expect("handshake");
+    let (status, text) = raw_post(&mut s, &review_of_size(MIB)).await;
+    assert!(status.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+    assert!(text.contains("--max-inflight-bytes"), "{text}");
+    // Once the holders go, the budget is free again.
+    drop(holders);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = common::client(&srv.ca_pem, false);
+    let reply = post(&client, addr, "/validate", review_of_size(MIB)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_cut_off_at_the_body_timeout() {
+    let srv = start(&["--body-timeout", "1s"]).await;
+    let mut s = tls_connect(srv.started.addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+        .await
+        .expect("handshake");
+    s.write_all(
+        b"POST /validate?timeout=30s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    // One byte every 200 ms: headers done, the body never finishes.
+    let cut = server_gives_up(&mut s, Duration::from_secs(8), Some(b" ")).await;
+    let cut = cut.expect("a trickled body must be cut off");
+    assert!(cut < Duration::from_secs(5), "cut off after {cut:?}");
+    probe(&srv, &common::client(&srv.ca_pem, false)).await;
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection() {
+    let srv = start(&["--max-connections", "20", "--max-connections-per-peer", "5"]).await;
+    let addr = srv.started.addr;
+    // Twelve silent connections from 127.0.0.1: five are held, the others closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut closed = 0;
+    for s in silent.iter_mut() {
+        if server_gives_up(s, Duration::from_millis(400), None)
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 7,
+        "connections over the per-peer cap are closed on accept"
+    );
+    // Another peer (the apiserver, 127.0.0.2) completes its handshake and is served meanwhile.
+    let other: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let mut s = tls_connect_from(other, addr, client_config(&srv.ca_pem, &[b"http/1.1"]))
+        .await
+        .expect("another peer's handshake");
+    let (status, text) = raw_post(&mut s, &fixture(GOOD)).await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{text}");
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_has_timeouts_and_a_connection_cap() {
+    let srv = start(&["--header-timeout", "1s", "--admin-max-connections", "8"]).await;
+    let admin = srv.started.admin_addr;
+    // 20 silent connections: over the admin port's per-peer share (8 / 4, at least 4) they
+    // are closed at once, the rest after the header timeout.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(TcpStream::connect(admin).await.expect("connect"));
+    }
+    let start = Instant::now();
+    for (i, s) in silent.iter_mut().enumerate() {
+        let closed = server_gives_up(s, Duration::from_secs(5), None).await;
+        assert!(closed.is_some(), "admin connection {i} still open");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // A slowloris on the admin port is cut off too.
+    let mut s = TcpStream::connect(admin).await.expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let cut = server_gives_up(&mut s, Duration::from_secs(6), Some(b"X-A: b\r\n")).await;
+    assert!(cut.is_some(), "trickled admin headers must be cut off");
+    let (status, _) = common::admin_get(admin, "/healthz").await;
+    assert_eq!(status, 200);
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_answered_while_large_reviews_are_judged() {
+    let srv = start(&[]).await;
+    let (addr, admin) = (srv.started.addr, srv.started.admin_addr);
+    let big = review_of_size(6 * 1024 * 1024);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..4 {
+        let client = common::client(&srv.ca_pem, i % 2 == 0);
+        let (big, stop) = (big.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = post(&client, addr, "/validate", big.clone()).await;
+                assert!(
+                    reply.status == 200 || reply.status == 429,
+                    "{}",
+                    reply.status
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    let https = common::client(&srv.ca_pem, false);
+    for _ in 0..10 {
+        let (status, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            common::admin_get(admin, "/healthz"),
+        )
+        .await
+        .expect("admin /healthz answered under load");
+        assert_eq!(status, 200);
+        let uri = format!("https://localhost:{}/healthz", addr.port());
+        let req = http::Request::get(uri)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(10), https.request(req))
+            .await
+            .expect("admission-port /healthz answered under load")
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut judged = 0;
+    for t in load {
+        judged += t.await.expect("load task");
+    }
+    assert!(judged >= 4, "{judged}");
+    srv.started.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_messages_quote_values_within_bounds() {
+    let srv = start(&[]).await;
+    // Five principals of 1 MB each, every one quoted by the message and the fix of a finding:
+    // unbounded, that was a 10 MB answer.
+    let mut review = fixture_json("authorizationpolicy-create-v1-bad-principals.json");
+    let huge: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                "spiffe://cluster.local/ns/x/sa/{i}{}",
+                "a".repeat(1_000_000)
+            )
+        })
+        .collect();
+    review["request"]["object"]["spec"]["rules"][0]["from"][0]["source"]["principals"] =
+        json!(huge);
+    let body = serde_json::to_vec(&review).expect("json");
+    assert!(body.len() > 5_000_000);
+    let client = common::client(&srv.ca_pem, false);
+    let reply = post(&client, srv.started.addr, "/validate", body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.body.len() < 64 * 1024,
+        "response of {} bytes",
+        reply.body.len()
+    );
+    let resp = reply.json()["response"].clone();
+    assert_eq!(resp["allowed"], false, "{resp}");
+    let message = resp["status"]["message"].as_str().expect("message");
+    assert!(message.contains("more bytes)"), "{message}");
+    srv.started.shutdown().await;
+}

@@ -11,7 +11,9 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["finding", "json", "metrics", "logging", "parallel"],
+        &[
+            "finding", "json", "metrics", "logging", "parallel", "budget",
+        ],
     ),
     (
         "resources",
@@ -37,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "cluster",
             "mesh_watch",
+            "exception_watch",
             "simulate",
             "policy_test",
             "policy_report",
