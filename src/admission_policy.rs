@@ -1696,7 +1696,7 @@ mod tests {
         let out = objects("exemptNamespaces: [legacy]\n");
         let conditions =
             |id: &str| policy_of(&out, id).expect("policy")["spec"]["matchConditions"].to_string();
-        let wl = conditions("wl-host-network");
+        let wl = conditions("wl-proxy-uid");
         for ns in ["legacy", "istio-system", "meshguard"] {
             assert!(wl.contains(&format!("\\\"{ns}\\\"")), "{ns} in {wl}");
         }

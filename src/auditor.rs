@@ -58,7 +58,7 @@ pub struct AuditorArgs {
     pub istio_namespace: Option<String>,
     /// Reports to write: wgpolicyk8s, openreports or none (default: wgpolicyk8s when served).
     #[arg(long, env = "MESHGUARD_REPORTS", value_enum, value_name = "API")]
-    pub reports: Option<crate::cli::ReportsFlag>,
+    pub reports: Option<crate::report_writer::ReportsFlag>,
     /// Address of the plain-HTTP admin listener (/metrics, /healthz, /readyz).
     #[arg(long, env = "MESHGUARD_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
@@ -425,13 +425,13 @@ async fn auditor(args: AuditorArgs) -> anyhow::Result<()> {
     };
     let mut reports = RoundApi::new(match args.reports {
         None => ReportsSetting::Auto,
-        Some(crate::cli::ReportsFlag::Wgpolicyk8s) => {
+        Some(crate::report_writer::ReportsFlag::Wgpolicyk8s) => {
             ReportsSetting::Api(crate::policy_report::ReportApi::Wgpolicyk8s)
         }
-        Some(crate::cli::ReportsFlag::Openreports) => {
+        Some(crate::report_writer::ReportsFlag::Openreports) => {
             ReportsSetting::Api(crate::policy_report::ReportApi::OpenReports)
         }
-        Some(crate::cli::ReportsFlag::None) => ReportsSetting::Off,
+        Some(crate::report_writer::ReportsFlag::None) => ReportsSetting::Off,
     });
     let mut signals = Box::pin(shutdown_signal());
     loop {

@@ -207,18 +207,7 @@ pub struct ServeArgs {
     pub watch_stale_after: Duration,
 }
 
-/// Values of `serve --reports`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportsFlag {
-    /// PolicyReport / ClusterPolicyReport, wgpolicyk8s.io/v1alpha2.
-    #[value(name = "wgpolicyk8s")]
-    Wgpolicyk8s,
-    /// Report / ClusterReport, openreports.io/v1alpha1.
-    #[value(name = "openreports")]
-    Openreports,
-    /// No reports.
-    None,
-}
+pub use crate::report_writer::ReportsFlag;
 
 impl ServeArgs {
     /// The plain configuration `serve` runs with.
@@ -279,7 +268,7 @@ impl ServeArgs {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args.config()),
-        Command::Rules(args) => crate::catalogue::print(&args),
+        Command::Rules(args) => crate::catalogue::run(&args),
         Command::Certs(args) => crate::certs::run(args),
         Command::Check(args) => crate::check::run(args),
         Command::Audit(args) => crate::audit::run(args),

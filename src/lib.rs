@@ -7,7 +7,8 @@
 //!   reviews in flight);
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
-//!   (the policy);
+//!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
+//!   point and each Service's waypoint);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
@@ -40,6 +41,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod cross;
+pub mod dataplane;
 pub mod engine;
 pub mod exception_watch;
 pub mod finding;

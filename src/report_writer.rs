@@ -433,3 +433,16 @@ impl RoundApi {
         resolved
     }
 }
+
+/// Values of `serve --reports` and `auditor --reports` (here, below both front ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportsFlag {
+    /// PolicyReport / ClusterPolicyReport, wgpolicyk8s.io/v1alpha2.
+    #[value(name = "wgpolicyk8s")]
+    Wgpolicyk8s,
+    /// Report / ClusterReport, openreports.io/v1alpha1.
+    #[value(name = "openreports")]
+    Openreports,
+    /// No reports.
+    None,
+}

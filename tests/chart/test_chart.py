@@ -35,7 +35,8 @@ ALL_OPTIONAL = {"serviceMonitor": {"enabled": True}, "networkPolicy": {"enabled"
 ISTIO_POLICY_KINDS = {
     ("security.istio.io", v): {"peerauthentications", "authorizationpolicies", "requestauthentications"}
     for v in ("v1", "v1beta1")
-} | {("networking.istio.io", v): {"destinationrules"} for v in ("v1", "v1beta1", "v1alpha3")} | {
+} | {("networking.istio.io", v): {"destinationrules", "sidecars"} for v in ("v1", "v1beta1")} | {
+    ("networking.istio.io", "v1alpha3"): {"destinationrules", "sidecars", "envoyfilters"},
     # meshguard's own PolicyExceptions (CREATE and UPDATE: deleting one never weakens anything).
     ("meshguard.io", "v1alpha1"): {"policyexceptions"},
 }
@@ -46,7 +47,9 @@ WORKLOAD_KINDS = {
 }
 VALIDATE_WEBHOOKS = {
     "policies.validate.meshguard.io": ISTIO_POLICY_KINDS,
-    "workloads.validate.meshguard.io": WORKLOAD_KINDS,
+    # kubectl debug adds containers through pods/ephemeralcontainers (wl-net-admin, wl-proxy-uid).
+    "workloads.validate.meshguard.io": WORKLOAD_KINDS | {
+        ("", "v1"): WORKLOAD_KINDS[("", "v1")] | {"pods/ephemeralcontainers"}},
     "services.validate.meshguard.io": {("", "v1"): {"services"}},
 }
 MUTATE_WEBHOOKS = {
@@ -54,10 +57,13 @@ MUTATE_WEBHOOKS = {
     "workloads.mutate.meshguard.io": WORKLOAD_KINDS,
 }
 # What the webhook reads (admission only): Namespaces and ServiceAccounts (watched, read by name
-# on a cache miss), Istio's injector webhooks and PolicyExceptions (watched).
+# on a cache miss), Istio's injector webhooks, the ztunnel and istio-cni DaemonSets and
+# PolicyExceptions (watched).
 WEBHOOK_READS = {
     "": ({"namespaces", "serviceaccounts"}, {"get", "list", "watch"}),
     "admissionregistration.k8s.io": ({"mutatingwebhookconfigurations"}, {"list", "watch"}),
+    # The ztunnel and istio-cni DaemonSets: ambient as installed.
+    "apps": ({"daemonsets"}, {"list", "watch"}),
     "meshguard.io": ({"policyexceptions"}, {"list", "watch"}),
 }
 # What the auditor lists (every kind meshguard judges, and the injector webhooks).
@@ -66,7 +72,9 @@ RBAC_READS = {
     "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
     "batch": {"jobs", "cronjobs"},
     "security.istio.io": {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    "networking.istio.io": {"destinationrules"},
+    "networking.istio.io": {"destinationrules", "serviceentries", "envoyfilters", "sidecars"},
+    # The ambient topology: waypoints, ingress routes.
+    "gateway.networking.k8s.io": {"gateways", "gatewayclasses", "httproutes"},
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
     # PolicyExceptions (serve watches them, audit lists them).
@@ -231,6 +239,9 @@ def test_validating_webhook_safety():
                 if group == "security.istio.io":
                     # pa-weakening-delete, ap-deny-all-delete read DELETE.
                     assert ops == {"CREATE", "UPDATE", "DELETE"}, (group, res, ops)
+                elif res == "pods/ephemeralcontainers":
+                    # kubectl debug's PATCH of the subresource arrives as an UPDATE.
+                    assert ops == {"UPDATE"}, (group, res, ops)
                 else:
                     assert ops == {"CREATE", "UPDATE"}, (group, res, ops)
         assert "serviceaccounts" not in json.dumps(wh["rules"]), "no rule judges a ServiceAccount"
@@ -486,7 +497,7 @@ def test_report_crds_only_on_request_kept_on_uninstall_and_unchanged():
     for api, (group, resources) in REPORT_KINDS.items():
         r = render({"reports": {"api": api, "installCRDs": True}}, namespace=NS)
         crds = report_crds(r)
-        assert {c["spec"]["names"]["plural"] for c in crds} == resources, crds
+        assert {c["spec"]["names"]["plural"] for c in crds} == set(resources), crds
         for crd in crds:
             assert crd["spec"]["group"] == group
             assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

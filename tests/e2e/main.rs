@@ -22,8 +22,10 @@
 //! filter, `--test-threads`).
 
 mod admission_policies;
+mod ambient;
 mod audit;
 mod auditor;
+mod bypass;
 mod existing;
 mod harness;
 mod mesh;
@@ -107,6 +109,10 @@ fn main() -> ExitCode {
             let kc = k(&main);
             move || tutorial::run(&kc)
         }),
+        trial("ways_around_the_rules", {
+            let kc = k(&main);
+            move || bypass::run(&kc)
+        }),
         trial("existing_objects", {
             let kc = k(&main);
             move || existing::run(&kc)
@@ -138,6 +144,10 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("ambient", {
+            let kc = k(&main);
+            move || ambient::run(&kc)
         }),
         trial("policy_operations", {
             let kc = k(&main);

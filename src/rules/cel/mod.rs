@@ -23,10 +23,12 @@
 use super::Rule;
 use crate::resource::Kind;
 
+pub mod ambient;
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod namespace;
 pub mod peer_authentication;
+pub mod proxy;
 pub mod request_authentication;
 pub mod service;
 pub mod workload;
@@ -173,9 +175,7 @@ pub static REGISTRY: &[&CelForm] = &[
     &workload::DEFAULT_SERVICE_ACCOUNT,
     &workload::INJECTION_DISABLED,
     &workload::TRAFFIC_BYPASS,
-    &workload::HOST_NETWORK,
     &workload::PROXY_UID_RULE,
-    &workload::PROXY_IMAGE,
     &workload::PROXY_IMAGE_AUTO,
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,
@@ -192,8 +192,21 @@ pub static NOT_IN_CEL: &[&NotInCel] = &[
     &istio_validation_not::INVALID_SPEC,
     &workload::NAMESPACE_NOT_INJECTED,
     &workload::MISSING_SIDECAR,
+    &workload::HOST_NETWORK,
+    &workload::PROXY_IMAGE,
     &namespace::INJECTION_MISSING,
     &namespace::UNKNOWN_REVISION,
+    &ambient::ZTUNNEL_HTTP,
+    &ambient::ZTUNNEL_ACTION,
+    &ambient::RA_AMBIENT_SELECTOR,
+    &proxy::PROXY_OVERRIDE,
+    &proxy::NET_ADMIN,
+    &proxy::INJECTION_TEMPLATE,
+    &proxy::HOST_NETWORK_IN_MESH,
+    &proxy::SECURITY_FILTER,
+    &proxy::TRANSPORT_SOCKET,
+    &proxy::INBOUND_LISTENER,
+    &proxy::INGRESS_TLS,
 ];
 
 /// Istio's own validation (`istio_validation`): why the four parity rules have no CEL form.

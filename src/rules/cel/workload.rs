@@ -9,7 +9,7 @@
 //! configuration), which no policy can see: the forms below judge only what holds whatever the
 //! injectors decide, and say what they leave to the webhook.
 
-use super::{lit, site, site_if, Cel, CelForm, Coverage, NotInCel, On};
+use super::{lit, lit_list, site, site_if, Cel, CelForm, Coverage, NotInCel, On};
 use crate::pod_template::{INJECT, PROXY_CONTAINER, PROXY_UID};
 use crate::resource::Kind;
 use crate::rules::namespace::DATAPLANE_MODE;
@@ -164,7 +164,7 @@ const BYPASS: &[(&str, &str, &str)] = &[
 pub static TRAFFIC_BYPASS: CelForm = CelForm {
     rule: &wl::TRAFFIC_BYPASS,
     coverage: Coverage::Partly(
-        "pods that ztunnel would capture (ambient namespace or pod label) unless a sidecar is injected: whether one is, and so whether the sidecar annotations or ambient.istio.io/bypass-inbound-capture matter, is the injector's decision; the policy judges the sidecar annotations outside ambient mode, and bypass-inbound-capture on ambient pods that refuse the sidecar",
+        "pods that ztunnel would capture (ambient namespace or pod label) unless a sidecar is injected: whether one is, and so whether the sidecar annotations or ambient.istio.io/bypass-inbound-capture matter, is the injector's decision; the policy judges the sidecar annotations outside ambient mode, and bypass-inbound-capture on ambient pods that refuse the sidecar; interceptionMode inside the proxy.istio.io/config annotation is the webhook's alone",
     ),
     on: On::Write,
     kinds: None,
@@ -202,47 +202,36 @@ pub static TRAFFIC_BYPASS: CelForm = CelForm {
     },
 };
 
-pub static HOST_NETWORK: CelForm = CelForm {
+pub static HOST_NETWORK: NotInCel = NotInCel {
     rule: &wl::HOST_NETWORK,
-    coverage: Coverage::Full,
-    on: On::Write,
-    kinds: None,
-    cel: || {
-        with_template(
-            Vec::new(),
-            site_if(
-                "$spec.?hostNetwork.orValue(false)",
-                "$pfx + 'spec.hostNetwork'",
-                "'hostNetwork pods share the node\\'s network and are never injected: their traffic bypasses the sidecar, mTLS and AuthorizationPolicy'",
-                "'remove hostNetwork: true; if this is a node agent that must stay outside the mesh, exempt it from wl-host-network in the meshguard policy'",
-            ),
-        )
-    },
+    why: "it judges hostNetwork only outside the namespaces the mesh enrolls (inside them wl-host-network-in-mesh does), and whether a namespace is enrolled is the injectors' and the installed data plane's decision, which the webhook watches and no admission policy can read",
 };
 
 pub static PROXY_UID_RULE: CelForm = CelForm {
     rule: &wl::PROXY_UID_RULE,
-    coverage: Coverage::Full,
+    coverage: Coverage::Partly(
+        "runAsGroup 1337 (the sidecar's GID), ephemeral containers (added through pods/ephemeralcontainers), and containers named like Istio's own that are not what the injector runs (which reads the injector's templates); the policy leaves every container named istio-proxy, istio-init or istio-validation alone",
+    ),
     on: On::Write,
     kinds: None,
     cel: || {
         let own = format!(
-            "$containers.filter(x, x.c.?name.orValue('') != {p} && x.c.?securityContext.?runAsUser.orValue(-1) == {PROXY_UID}).map(x, {})",
+            "$containers.filter(x, !(x.c.?name.orValue('') in {istio}) && x.c.?securityContext.?runAsUser.orValue(-1) == {PROXY_UID}).map(x, {})",
             site(
                 "$pfx + 'spec.' + x.l + '[' + string(x.i) + '].securityContext.runAsUser'",
                 &format!("'container ' + strings.quote(x.c.?name.orValue('')) + ' runs as UID {PROXY_UID}, the sidecar\\'s own UID: iptables lets traffic of that UID skip the proxy, so the container bypasses mTLS and policy (Istio IST0144)'"),
                 "'run it as another UID, e.g. securityContext.runAsUser: 1000'",
             ),
-            p = lit(PROXY_CONTAINER),
+            istio = lit_list(&[PROXY_CONTAINER, "istio-init", "istio-validation"]),
         );
         let inheriting = format!(
-            "$spec.?securityContext.?runAsUser.orValue(-1) == {PROXY_UID} ? [$containers.filter(x, x.c.?name.orValue('') != {p} && !x.c.?securityContext.?runAsUser.hasValue())].filter(l, size(l) > 0).map(l, {}) : []",
+            "$spec.?securityContext.?runAsUser.orValue(-1) == {PROXY_UID} ? [$containers.filter(x, !(x.c.?name.orValue('') in {istio}) && !x.c.?securityContext.?runAsUser.hasValue())].filter(l, size(l) > 0).map(l, {}) : []",
             site(
                 "$pfx + 'spec.securityContext.runAsUser'",
                 &format!("'the pod runs as UID {PROXY_UID}, the sidecar\\'s own UID, and container(s) ' + l.map(x, strings.quote(x.c.?name.orValue(''))).join(', ') + ' inherit it: iptables lets traffic of that UID skip the proxy, so they bypass mTLS and policy (Istio IST0144)'"),
                 "'run the pod as another UID, e.g. securityContext.runAsUser: 1000 (the injected istio-proxy sets its own)'",
             ),
-            p = lit(PROXY_CONTAINER),
+            istio = lit_list(&[PROXY_CONTAINER, "istio-init", "istio-validation"]),
         );
         with_template(
             vec![("containers", CONTAINERS.to_owned())],
@@ -251,28 +240,9 @@ pub static PROXY_UID_RULE: CelForm = CelForm {
     },
 };
 
-pub static PROXY_IMAGE: CelForm = CelForm {
+pub static PROXY_IMAGE: NotInCel = NotInCel {
     rule: &wl::PROXY_IMAGE,
-    coverage: Coverage::Full,
-    on: On::Write,
-    kinds: None,
-    cel: || {
-        // `proxy_image_ok`: "auto", or an image whose name (last path segment, without tag or
-        // digest) starts with proxyv2.
-        let ok = "(img == 'auto' || [img.split('@')[0].split('/')].map(s, s[size(s) - 1])[0].split(':')[0].startsWith('proxyv2'))";
-        with_template(
-            vec![("containers", CONTAINERS.to_owned())],
-            format!(
-                "$containers.filter(x, x.c.?name.orValue('') == {p} && x.c.?image.hasValue() && ![x.c.image].exists(img, {ok})).map(x, {})",
-                site(
-                    "$pfx + 'spec.' + x.l + '[' + string(x.i) + '].image'",
-                    &format!("'container \"{PROXY_CONTAINER}\" runs ' + strings.quote(x.c.image) + ', not Istio\\'s proxy image (.../proxyv2): the injector merges a user-defined {PROXY_CONTAINER} container over its own, so this image replaces Envoy, and the pod looks injected while nothing enforces mTLS or AuthorizationPolicy'"),
-                    &format!("'remove the image from the {PROXY_CONTAINER} container (or set image: auto) and let the injector choose it; if you mirror the proxy under another name, exempt those workloads from wl-proxy-image in the meshguard policy'"),
-                ),
-                p = lit(PROXY_CONTAINER),
-            ),
-        )
-    },
+    why: "Istio's proxy image is the injector's (its ConfigMap values: hub, tag, image), which the webhook watches and no admission policy can read; a test for .../proxyv2 alone would refuse a mesh whose injector runs another image",
 };
 
 pub static PROXY_IMAGE_AUTO: CelForm = CelForm {
