@@ -4,7 +4,8 @@
 //!
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
 //!   `logging`, `budget` (the byte budget of the reviews in flight);
-//! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
+//! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
+//!   once, with Istio's validation beside it), `istio` (views of the Istio kinds not yet in it),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
@@ -47,6 +48,7 @@ pub mod manifest;
 pub mod mesh;
 pub mod mesh_watch;
 pub mod metrics;
+pub mod model;
 pub mod mtls;
 pub mod mutation;
 pub mod parallel;

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "resources",
         &[
             "resource",
+            "model",
             "istio",
             "pod_template",
             "context",
