@@ -7,7 +7,8 @@
 //! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
 //!   once, with Istio's validation beside it), `istio` (views of the Istio kinds not yet in it),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
-//!   (the policy);
+//!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
+//!   point and each Service's waypoint);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
@@ -34,6 +35,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod cross;
+pub mod dataplane;
 pub mod engine;
 pub mod exception_watch;
 pub mod finding;

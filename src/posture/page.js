@@ -63,7 +63,7 @@
     var w = D.wl[wi], c = w.p[k];
     var h = '<h3 id="detail-title">' + esc(wlLabel(w)) + ', ' + (c[0] == null ? 'every port' : 'port ' + c[0]) + '</h3>';
     h += '<p class="port-mode"><span class="m m-' + MODE_CLASS[c[1]] + '">' + icon(MODE_CLASS[c[1]]) + esc(c[1]) + '</span> ' + esc(MODE_WORDS[c[1]] || '') + '</p>';
-    h += '<p>Protocol: ' + esc(c[4]) + '. Composed as istiod does: mesh → namespace → workload → port.</p>';
+    h += '<p>Protocol: ' + esc(c[4]) + '. Composed as istiod does: mesh → namespace → workload → port' + (w.dp === 'ztunnel' ? ', compiled for ztunnel (HBONE): STRICT refuses plaintext, anything else (DISABLE too) admits it while mesh clients keep mTLS' : '') + '.</p>';
     if (w.dp === 'none') h += '<p class="error">The workload runs without a proxy: nothing enforces this mode.</p>';
     if (c[2] == null) {
       h += '<p class="decided-by">Decided by: no PeerAuthentication sets a mode, so Istio\'s default PERMISSIVE applies.</p>';
@@ -85,7 +85,7 @@
   function workloadRow(wi) {
     var w = D.wl[wi];
     var h = '<tr class="wl" data-w="' + wi + '"><th scope="row" title="' + esc(where(w.file, w.line)) + '"><span class="kind">' + esc(w.k) + '</span> <span class="wlname">' + esc(w.n) + '</span></th>';
-    h += '<td><span class="dp dp-' + esc(w.dp) + '">' + esc(w.dp) + '</span></td><td class="ports">';
+    h += '<td><span class="dp dp-' + esc(w.dp) + '">' + esc(w.dp) + '</span>' + (w.wp ? ' <span class="wp" title="ambient callers addressing it go through this waypoint">+ waypoint ' + esc(w.wp) + '</span>' : '') + '</td><td class="ports">';
     for (var k = 0; k < w.p.length; k++) {
       var c = w.p[k], cls = MODE_CLASS[c[1]] || 'permissive';
       h += '<button type="button" class="m m-' + cls + (w.dp === 'none' ? ' noproxy' : '') + '" data-w="' + wi + '" data-k="' + k + '" data-mode="' + esc(c[1]) + '" title="' + esc(portTitle(w, c)) + '">' + icon(cls) + (c[0] == null ? '*' : c[0]) + ' ' + esc(c[1]) + '<span class="proto">' + esc(c[4]) + '</span></button>';
@@ -229,6 +229,8 @@
     var t = outcomeAt(m, r, c, 0), g = outcomeAt(m, r, c, 1), s = [];
     if (t >= 0) s.push('TCP: ' + verdict(m.o[t]) + ', ' + REASON[m.o[t][1]](m.o[t]));
     if (g >= 0) s.push('GET /: ' + verdict(m.o[g]) + ', ' + REASON[m.o[g][1]](m.o[g]));
+    var o = m.o[t >= 0 ? t : g];
+    if (o && o[4] != null) s.push('path: ' + m.hops[o[4]]);
     return s.join('; ');
   }
   function showCell(r, c) {
@@ -240,6 +242,7 @@
       if (reqs[k][1] < 0) continue;
       var o = m.o[reqs[k][1]];
       h += '<p class="cell-verdict"><b>' + reqs[k][0] + ': <span class="v v-' + o[0] + '">' + icon(o[0] === 'A' ? 'allow' : 'deny') + verdict(o) + '</span></b> ' + esc(REASON[o[1]](o)) + '</p>';
+      if (o[4] != null) h += '<p class="hops">Path: ' + esc(m.hops[o[4]]) + '</p>';
       if (o[2] != null && !seen[o[2]]) {
         seen[o[2]] = true;
         h += '<div class="deciding">Deciding policy:' + policyBlock(o[2], o[3] == null ? '' : 'rules[' + o[3] + ']') + '</div>';
@@ -315,7 +318,7 @@
     D = data;
     // Workloads travel as arrays (see model::WorkloadRow); name their fields once.
     D.wl = D.wl.map(function (a) {
-      return { k: a[0], n: a[1], ns: a[2], dp: a[3], sa: a[4], sai: a[5], sax: a[6], p: a[7], dd: a[8], ddp: a[9], ap: a[10], f: a[11], s: a[12], file: a[13], line: a[14] };
+      return { k: a[0], n: a[1], ns: a[2], dp: a[3], sa: a[4], sai: a[5], sax: a[6], p: a[7], dd: a[8], ddp: a[9], ap: a[10], f: a[11], s: a[12], file: a[13], line: a[14], wp: a[15] };
     });
     var grid = $('grid');
     grid.addEventListener('click', function (e) {

@@ -4,6 +4,14 @@
 //! connection to the workload's first container port and, where that port carries HTTP
 //! (declared, or sniffed: a GET is recognised as HTTP), for a `GET /`.
 //!
+//! In an ambient mesh a cell follows the request's path ([`crate::authz::hops`]): a column
+//! whose workload is behind a Service bound to a waypoint is addressed through that Service, so
+//! an ambient caller's request passes the waypoint (its `targetRefs` policies, the caller's
+//! identity) and then the pods' ztunnel (seeing the waypoint's identity); sidecar callers, ingress
+//! gateways without `istio.io/ingress-use-waypoint` and the plaintext client go straight to the
+//! pods. A row's data plane is that of the workloads running as its identity. The cell's
+//! explanation names the path and the hop that decided.
+//!
 //! Rows are bounded: the plaintext client, then the identities most likely to matter to the
 //! namespace, in this order, until `max_identities`: those its workloads run as, those the
 //! AuthorizationPolicies that apply there (its own and the root namespace's) name as
@@ -11,7 +19,9 @@
 //! policies name. The page says when the list was cut, and how many were left out.
 
 use super::rows::{NamespaceRow, Policies, WorkloadRow};
+use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Destination, Route};
 use crate::authz::{Http, Outcome, PolicySet, Request, Target};
+use crate::dataplane::{PodPlane, Topology};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
 use crate::resource::{spec_of, Kind};
@@ -30,6 +40,12 @@ pub(super) struct Input<'i, 'a> {
     pub targets: &'i [Target<'i>],
     pub sources: &'i [&'a InventoryWorkload],
     pub trust_domains: Vec<&'a str>,
+    /// The data-plane topology (Services and their waypoints).
+    pub topology: &'i Topology,
+    /// The data plane of each workload (same order as `workloads`).
+    pub planes: &'i [PodPlane],
+    /// The data plane of each identity that runs workloads (or a gateway).
+    pub callers: &'i HashMap<(String, String), CallerPlane>,
 }
 
 /// One namespace's matrix.
@@ -44,8 +60,11 @@ pub struct Matrix {
     pub total: usize,
     /// Columns: `[workload (index into wl), port (null: none declared), protocol]`.
     pub cols: Vec<(usize, Option<u32>, &'static str)>,
-    /// The distinct outcomes: `[verdict A|D, reason, policy (index into pol), rule index]`.
+    /// The distinct outcomes: `[verdict A|D, reason, policy (index into pol), rule index, path
+    /// (index into hops, null: straight to the workload's sidecar)]`.
     pub o: Vec<Cell>,
+    /// The paths cells took, in words (which hops, which one decided, what it saw).
+    pub hops: Vec<String>,
     /// Characters per outcome code in `c`: 1, or 2 when there are more than 90 outcomes.
     pub w: usize,
     /// Per row, two codes per column: the outcome (index into `o`) of the TCP connection,
@@ -86,8 +105,14 @@ fn encode(row: &[i32], w: usize) -> String {
     s
 }
 
-/// `[verdict, reason, policy, rule]`.
-pub type Cell = (&'static str, &'static str, Option<usize>, Option<usize>);
+/// `[verdict, reason, policy, rule, path]`.
+pub type Cell = (
+    &'static str,
+    &'static str,
+    Option<usize>,
+    Option<usize>,
+    Option<usize>,
+);
 
 /// Why a candidate identity is listed, strongest first.
 const WORKLOAD: &str = "workload";
@@ -194,37 +219,223 @@ impl Outcomes<'_, '_> {
 fn cell<'a>(
     inventory: &'a Inventory,
     set: &PolicySet,
-    target: &Target<'_>,
-    port: u16,
+    allow: &[usize],
+    refused_by: Option<&crate::mtls::Decider>,
     outcome: Outcome,
     policies: &mut Policies<'a>,
 ) -> Cell {
     let mut ap = |i: usize| policies.authz(inventory, set, i);
     match outcome {
-        Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule)),
-        Outcome::NoAllowPolicy => ("A", "no-allow", None, None),
-        Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule)),
-        Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule)),
+        Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule), None),
+        Outcome::NoAllowPolicy => ("A", "no-allow", None, None, None),
+        Outcome::Unenforced => ("A", "no-proxy", None, None, None),
+        Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule), None),
+        Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule), None),
         Outcome::DefaultDeny => {
             // Name the allow-nothing policy when one applies, else the first ALLOW policy.
-            let allow = target.allow_policies();
             let first = allow
                 .iter()
                 .copied()
                 .find(|&i| !set.policies()[i].has_rules())
                 .or_else(|| allow.first().copied());
-            ("D", "default-deny", first.map(ap), None)
+            ("D", "default-deny", first.map(ap), None, None)
         }
         Outcome::Refused => {
-            let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
-            let pa = decider.map(|d| {
+            let pa = refused_by.map(|d| {
                 policies.intern(inventory, Kind::PeerAuthentication, &d.namespace, &d.name)
             });
-            ("D", "refused", pa, None)
+            ("D", "refused", pa, None, None)
         }
-        Outcome::Unauthenticated => ("D", "401", None, None),
-        Outcome::BadRequest => ("D", "400", None, None),
+        Outcome::Unauthenticated => ("D", "401", None, None, None),
+        Outcome::BadRequest => ("D", "400", None, None, None),
     }
+}
+
+/// A sidecar target's cell.
+fn sidecar_cell<'a>(
+    inventory: &'a Inventory,
+    set: &PolicySet,
+    target: &Target<'_>,
+    port: u16,
+    outcome: Outcome,
+    policies: &mut Policies<'a>,
+) -> Cell {
+    let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
+    cell(
+        inventory,
+        set,
+        target.allow_policies(),
+        decider,
+        outcome,
+        policies,
+    )
+}
+
+/// A column that takes a path of its own: the route of each caller data plane, built when a
+/// row of that plane first asks, with the requests the destination sees after a waypoint.
+struct RouteColumn<'s> {
+    /// Service-addressed (its port) or pod-addressed.
+    via: Addressed,
+    /// The pod's port.
+    port: u16,
+    routes: [Option<(Route<'s>, [usize; 2])>; 4],
+}
+
+fn plane_slot(p: CallerPlane) -> usize {
+    match p {
+        CallerPlane::Sidecar => 0,
+        CallerPlane::Ambient => 1,
+        CallerPlane::Gateway => 2,
+        CallerPlane::Outside => 3,
+    }
+}
+
+/// The path of a route in words, for the cell's explanation: (decided at the destination,
+/// decided at the waypoint).
+fn route_words(route: &Route<'_>, caller: CallerPlane) -> [String; 2] {
+    let dest = match &route.dest {
+        DestTarget::Sidecar(_) => format!("the sidecar of {}", route.dest_label),
+        DestTarget::Ztunnel { .. } => format!("the ztunnel of {}", route.dest_label),
+        DestTarget::Unenforced(_) => route.dest_label.clone(),
+    };
+    let notes = if route.notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", route.notes.join("; "))
+    };
+    match &route.waypoint {
+        Some(w) => [
+            format!(
+                "{} caller → waypoint {} (passed) → {dest}, which sees the waypoint's identity {} and decides{notes}",
+                caller.as_str(),
+                w.id,
+                w.identity.principal()
+            ),
+            format!(
+                "{} caller → waypoint {}, which decides (it sees the caller's own identity; {dest} is not reached){notes}",
+                caller.as_str(),
+                w.id
+            ),
+        ],
+        None => {
+            let s = format!(
+                "{} caller → {dest}, which sees the caller's own identity and decides{notes}",
+                caller.as_str()
+            );
+            [s.clone(), s]
+        }
+    }
+}
+
+/// The cell of a decision on a path.
+fn route_cell<'a>(
+    inventory: &'a Inventory,
+    set: &PolicySet,
+    route: &Route<'_>,
+    port: u16,
+    at_waypoint: bool,
+    outcome: Outcome,
+    policies: &mut Policies<'a>,
+) -> Cell {
+    match (&route.waypoint, at_waypoint) {
+        (Some(w), true) => sidecar_cell(inventory, set, &w.target, port, outcome, policies),
+        _ => match &route.dest {
+            DestTarget::Sidecar(t) => sidecar_cell(inventory, set, t, port, outcome, policies),
+            DestTarget::Ztunnel { target, .. } => {
+                let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
+                cell(
+                    inventory,
+                    set,
+                    target.allow_policies(),
+                    decider,
+                    outcome,
+                    policies,
+                )
+            }
+            DestTarget::Unenforced(_) => cell(inventory, set, &[], None, outcome, policies),
+        },
+    }
+}
+
+/// How a column is addressed, when its requests take a path of their own: a Service bound to
+/// a waypoint that sends to the column's port (ambient callers go through the waypoint), else
+/// the pods directly when they are ambient. `None`: a sidecar workload reached directly (the
+/// sidecar target decides alone).
+fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Option<RouteColumn<'s>> {
+    let port = u16::try_from(port?).ok()?;
+    let d = &input.sources[w].workload;
+    let topology = input.topology;
+    let via = topology
+        .services_selecting(&d.namespace, &d.labels)
+        .find_map(|i| {
+            let s = topology.service(i);
+            s.binding.gateway()?;
+            s.ports.iter().find_map(|p| {
+                let target = match &p.target {
+                    crate::dataplane::topology::TargetPort::Number(n) => *n,
+                    crate::dataplane::topology::TargetPort::Name(n) => {
+                        d.ports
+                            .iter()
+                            .find(|c| c.name.as_deref() == Some(n.as_str()))?
+                            .port
+                    }
+                };
+                (target == u32::from(port)).then(|| Addressed::Service {
+                    service: i,
+                    port: u16::try_from(p.port).unwrap_or(port),
+                })
+            })
+        });
+    let via = match via {
+        Some(v) => v,
+        None if input.planes[w].plane == crate::dataplane::Plane::Ambient => Addressed::Pod,
+        None => return None,
+    };
+    Some(RouteColumn {
+        via,
+        port,
+        routes: [None, None, None, None],
+    })
+}
+
+/// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
+/// a gateway's deployment), and of the identities istiod creates for gateways.
+pub(super) fn caller_planes(
+    inventory: &Inventory,
+    topology: &Topology,
+    planes: &[(usize, PodPlane)],
+) -> HashMap<(String, String), CallerPlane> {
+    let mut out: HashMap<(String, String), CallerPlane> = HashMap::new();
+    for &(i, p) in planes {
+        let w = &inventory.workloads()[i];
+        let o = inventory.workload_object(w);
+        let Some(t) = crate::pod_template::PodTemplate::of(o.kind, &o.object) else {
+            continue;
+        };
+        let sa = t.service_account().map_or("default", |(_, s)| s);
+        let gateway = t.label(crate::dataplane::labels::GATEWAY_NAME).is_some()
+            || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"));
+        let plane = if gateway {
+            CallerPlane::Gateway
+        } else if p.plane == crate::dataplane::Plane::Ambient {
+            CallerPlane::Ambient
+        } else {
+            CallerPlane::Sidecar
+        };
+        let e = out
+            .entry((w.workload.namespace.clone(), sa.to_owned()))
+            .or_insert(plane);
+        // Mixed planes for one identity: the sidecar's path (the simulator asks to choose).
+        if *e != plane {
+            *e = CallerPlane::Sidecar;
+        }
+    }
+    for (ns, sa, g) in topology.gateway_identities() {
+        if !g.is_waypoint() {
+            out.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Gateway);
+        }
+    }
+    out
 }
 
 /// Every namespace's matrix (null for a namespace without workloads).
@@ -280,28 +491,108 @@ pub(super) fn matrices<'a>(
             index: HashMap::new(),
             policies,
         };
+        let mut hops: Vec<String> = Vec::new();
+        // Columns that take a path of their own (ambient, or behind a waypoint).
+        let mut route_cols: Vec<Option<RouteColumn<'_>>> = cols
+            .iter()
+            .map(|&(w, port, _)| route_column(input, w, port))
+            .collect();
         let mut no_proxy = None;
         let mut c = Vec::with_capacity(peers.len());
-        for peer in peers {
+        for (ri, peer) in peers.into_iter().enumerate() {
+            let caller = if ri == 0 {
+                CallerPlane::Outside
+            } else {
+                ids[ri]
+                    .0
+                    .split_once('/')
+                    .and_then(|(n, sa)| input.callers.get(&(n.to_owned(), sa.to_owned())))
+                    .copied()
+                    .unwrap_or(CallerPlane::Sidecar)
+            };
             let mut tcp = Request::tcp(peer.clone(), 0);
             let mut get = Request::http(peer, 0, Http::new("GET", "/"));
             let mut line = Vec::with_capacity(cols.len() * 2);
-            for &(w, port, proto) in &cols {
+            for (ci, &(w, port, proto)) in cols.iter().enumerate() {
                 let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
                     line.extend([-1, -1]);
                     continue;
                 };
                 let http = matches!(proto, "http" | "sniffed");
                 if input.workloads[w].dp == "none" {
-                    let np = *no_proxy
-                        .get_or_insert_with(|| outcomes.intern(("A", "no-proxy", None, None)));
+                    let np = *no_proxy.get_or_insert_with(|| {
+                        outcomes.intern(("A", "no-proxy", None, None, None))
+                    });
                     line.extend([np, if http { np } else { -1 }]);
+                    continue;
+                }
+                if let Some(rc) = route_cols[ci].as_mut() {
+                    let (route, words) = rc.routes[plane_slot(caller)].get_or_insert_with(|| {
+                        let d = &input.sources[w].workload;
+                        let dest = Destination {
+                            namespace: &d.namespace,
+                            labels: &d.labels,
+                            label: format!(
+                                "{} {}/{}",
+                                d.kind.as_str().to_ascii_lowercase(),
+                                d.namespace,
+                                d.name
+                            ),
+                            plane: input.planes[w],
+                            workload_waypoint: input
+                                .topology
+                                .workload_binding(&d.namespace, &d.labels),
+                        };
+                        let route = Route::new(input.set, input.topology, caller, rc.via, &dest);
+                        let [at_dest, at_waypoint] = route_words(&route, caller);
+                        let mut idx = |s: String| match hops.iter().position(|h| *h == s) {
+                            Some(i) => i,
+                            None => {
+                                hops.push(s);
+                                hops.len() - 1
+                            }
+                        };
+                        let words = [idx(at_dest), idx(at_waypoint)];
+                        (route, words)
+                    });
+                    let via_port = match rc.via {
+                        Addressed::Service { port, .. } => port,
+                        Addressed::Pod => rc.port,
+                    };
+                    for (k, req) in [(0, &mut tcp), (1, &mut get)] {
+                        if k == 1 && !http {
+                            line.push(-1);
+                            continue;
+                        }
+                        req.set_port(via_port);
+                        let o = match &route.waypoint {
+                            Some(wp) => {
+                                let fwd = req.forwarded(Some(wp.identity.clone()), rc.port, false);
+                                route.decide(req, &fwd)
+                            }
+                            None => {
+                                req.set_port(rc.port);
+                                route.decide(req, req)
+                            }
+                        };
+                        let mut cell = route_cell(
+                            input.inventory,
+                            input.set,
+                            route,
+                            rc.port,
+                            o.waypoint,
+                            o.outcome,
+                            outcomes.policies,
+                        );
+                        cell.4 = Some(words[usize::from(o.waypoint)]);
+                        line.push(outcomes.intern(cell));
+                    }
                     continue;
                 }
                 let target = &input.targets[w];
                 tcp.set_port(port);
                 let t = target.decide(&tcp);
-                let t = cell(
+                let t = sidecar_cell(
                     input.inventory,
                     input.set,
                     target,
@@ -313,7 +604,7 @@ pub(super) fn matrices<'a>(
                 if http {
                     get.set_port(port);
                     let g = target.decide(&get);
-                    let g = cell(
+                    let g = sidecar_cell(
                         input.inventory,
                         input.set,
                         target,
@@ -334,6 +625,7 @@ pub(super) fn matrices<'a>(
             total,
             cols,
             o: outcomes.list,
+            hops,
             w,
             c: c.iter().map(|row| encode(row, w)).collect(),
         }));
@@ -368,7 +660,7 @@ mod tests {
             .expect("column");
         let get = |k: usize| {
             m.outcome(r, c, k).map(|o| {
-                let (v, why, p, rule) = m.o[o];
+                let (v, why, p, rule, _) = m.o[o];
                 (
                     v.to_owned(),
                     why.to_owned(),
@@ -539,6 +831,7 @@ mod tests {
                 total: 0,
                 cols: vec![(0, None, ""), (0, None, "")],
                 o: Vec::new(),
+                hops: Vec::new(),
                 w,
                 c: vec![super::encode(&row, w)],
             };
@@ -561,5 +854,87 @@ mod tests {
         let [tcp, get] = cell(&data, "prod", "prod/web", "api");
         assert!(tcp.is_some());
         assert_eq!(get, None, "a declared TCP port gets no GET");
+    }
+
+    #[test]
+    fn ambient_cells_follow_the_path_through_the_waypoint() {
+        let objects = vec![
+            namespace(
+                "shop",
+                json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}),
+            ),
+            namespace("payments", json!({"istio-injection": "enabled"})),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "waypoint", "namespace": "shop"},
+                "spec": {"gatewayClassName": "istio-waypoint",
+                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 80, "targetPort": 9080}]}}),
+            with_sa(
+                deployment("shop", "reviews", json!({"app": "reviews"}), &[9080]),
+                "reviews",
+            ),
+            with_sa(
+                deployment("shop", "frontend", json!({"app": "frontend"}), &[8080]),
+                "frontend",
+            ),
+            with_sa(
+                deployment("payments", "billing", json!({"app": "billing"}), &[8080]),
+                "billing",
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "reviews-l7",
+                json!({"targetRefs": [{"kind": "Service", "group": "", "name": "reviews"}],
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/frontend"]}}],
+                               "to": [{"operation": {"methods": ["GET"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "reviews-only-via-waypoint",
+                json!({"selector": {"matchLabels": {"app": "reviews"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/waypoint"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "from-billing",
+                json!({"selector": {"matchLabels": {"app": "reviews"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/payments/sa/billing"]}}]}]}),
+            ),
+        ];
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        // frontend (ambient): GET passes the waypoint, then the pods' ztunnel admits the
+        // waypoint; a TCP connection is denied at the waypoint (its ALLOW rule needs GET).
+        let [tcp, get] = cell(&data, "shop", "shop/frontend", "reviews");
+        assert_eq!(
+            get,
+            some("A", "allow", Some("reviews-only-via-waypoint"), Some(0)),
+            "{tcp:?}"
+        );
+        assert_eq!(tcp, some("D", "default-deny", Some("reviews-l7"), None));
+        // billing (sidecar): straight to the pods, where it is admitted by its own identity.
+        let [tcp, _] = cell(&data, "shop", "payments/billing", "reviews");
+        assert_eq!(tcp, some("A", "allow", Some("from-billing"), Some(0)));
+        // The path is in the cell's explanation.
+        let i = data.ns.iter().position(|n| n.n == "shop").expect("ns");
+        let m = data.reach[i].as_ref().expect("matrix");
+        let hops: Vec<&str> = m.hops.iter().map(String::as_str).collect();
+        assert!(
+            hops.iter().any(|h| h.starts_with("ambient caller → waypoint shop/waypoint (passed) → the ztunnel of deployment shop/reviews, which sees the waypoint's identity cluster.local/ns/shop/sa/waypoint")),
+            "{hops:?}"
+        );
+        assert!(
+            hops.iter()
+                .any(|h| h.contains("sidecar callers never use waypoints")),
+            "{hops:?}"
+        );
+        // The grid says ztunnel and names the waypoint.
+        let w = data.wl.iter().find(|w| w.n == "reviews").expect("reviews");
+        assert_eq!(w.dp, "ztunnel");
+        assert_eq!(w.wp.as_deref(), Some("shop/waypoint (Service reviews)"));
     }
 }

@@ -9,14 +9,18 @@ use crate::mesh::MeshContext;
 use crate::resource::{Kind, Review};
 use std::fmt;
 
+pub mod ambient;
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod envoy_filter;
 pub mod istio_validation;
 pub mod namespace;
 pub mod namespace_guard;
 pub mod peer_authentication;
+pub mod proxy;
 pub mod request_authentication;
 pub mod service;
+pub mod sidecar;
 pub mod workload;
 
 /// What a check function gets besides the review: the policy, the mesh as installed, the cluster
@@ -41,6 +45,9 @@ pub struct ReviewCache {
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
     /// The pod's namespace labels and injector decision (`workload`): several rules ask.
     pub(crate) pod: std::cell::OnceCell<workload::PodInjection>,
+    /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
+    /// (`proxy`): the UID, capability and override rules all ask.
+    pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
 }
 
 pub(crate) use crate::model::validation::closest;
@@ -94,15 +101,22 @@ pub static REGISTRY: &[&Rule] = &[
     &authorization_policy::HTTP_ONLY_DENY_WITHOUT_PORTS,
     &authorization_policy::REMOTE_IP_UNTRUSTED,
     &authorization_policy::SOURCE_IP_BEHIND_GATEWAY,
+    &ambient::ZTUNNEL_HTTP,
+    &ambient::ZTUNNEL_ACTION,
     &request_authentication::MISSING_ISSUER,
     &request_authentication::INSECURE_JWKS_URI,
     &request_authentication::MISSING_AUDIENCES,
     &request_authentication::JWKS_PRIVATE_KEY,
     &request_authentication::JWKS_URI_INTERNAL,
+    &ambient::RA_AMBIENT_SELECTOR,
     &destination_rule::TLS_DISABLED,
     &destination_rule::TLS_NOT_ISTIO_MUTUAL,
     &destination_rule::TLS_NO_VERIFICATION,
     &destination_rule::INSECURE_SKIP_VERIFY,
+    &envoy_filter::SECURITY_FILTER,
+    &envoy_filter::TRANSPORT_SOCKET,
+    &envoy_filter::INBOUND_LISTENER,
+    &sidecar::INGRESS_TLS,
     &istio_validation::INVALID_ENUM,
     &istio_validation::INVALID_PORT,
     &istio_validation::CONFLICTING_FIELDS,
@@ -113,8 +127,12 @@ pub static REGISTRY: &[&Rule] = &[
     &workload::MISSING_SIDECAR,
     &workload::TRAFFIC_BYPASS,
     &workload::HOST_NETWORK,
+    &workload::HOST_NETWORK_IN_MESH,
     &workload::PROXY_UID_RULE,
     &workload::PROXY_IMAGE,
+    &proxy::PROXY_OVERRIDE,
+    &proxy::NET_ADMIN,
+    &proxy::INJECTION_TEMPLATE,
     &workload::PROXY_IMAGE_AUTO,
     &namespace::INJECTION_MISSING,
     &namespace::INJECTION_DISABLED,
@@ -275,6 +293,9 @@ mod tests {
             None if kind == Kind::DestinationRule => {
                 o["spec"] = serde_json::json!({"host": "db.data",
                     "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
+            }
+            None if kind == Kind::PeerAuthentication => {
+                o["spec"] = serde_json::json!({"mtls": {"mode": "DISABLE"}});
             }
             None => {}
         }

@@ -21,7 +21,9 @@
 //! machine's core count, and print its own wall time. It takes libtest's arguments (a name
 //! filter, `--test-threads`).
 
+mod ambient;
 mod audit;
+mod bypass;
 mod existing;
 mod harness;
 mod mesh;
@@ -101,6 +103,10 @@ fn main() -> ExitCode {
             let kc = k(&main);
             move || tutorial::run(&kc)
         }),
+        trial("ways_around_the_rules", {
+            let kc = k(&main);
+            move || bypass::run(&kc)
+        }),
         trial("existing_objects", {
             let kc = k(&main);
             move || existing::run(&kc)
@@ -128,6 +134,10 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("ambient", {
+            let kc = k(&main);
+            move || ambient::run(&kc)
         }),
         trial("policy_operations", {
             let kc = k(&main);
