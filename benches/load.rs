@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench load` (env: `LOAD_SECS=3` per scenario, `LOAD_CONNECTIONS=25`,
 //! `LOAD_ROUNDS=1`, `LOAD_LOG=info`, `LOAD_CLIENT=h2load|builtin`, `LOAD_SERVER_CPU`,
-//! `LOAD_SERVE_ENV="K=V …"` for meshguard's environment, `LOAD_ONLY=pod` to run only payloads
+//! `LOAD_SERVE_ENV="K=V …"` for meshguard's environment, `LOAD_MESHGUARD_BIN` for another build,
+//! `LOAD_ONLY=pod` to run only payloads
 //! whose name contains it).
 //!
 //! What a deployment runs, and so what this measures:
@@ -233,10 +234,12 @@ fn spawn(which: Which, setup: &Setup) -> Server {
     let addr = free_addr();
     let mut cmd = match which {
         Which::Meshguard => {
-            let mut c = pinned(
-                setup.server_cpu.as_deref(),
-                Path::new(env!("CARGO_BIN_EXE_meshguard")),
+            // LOAD_MESHGUARD_BIN: another build of the binary (before/after comparisons).
+            let bin = std::env::var_os("LOAD_MESHGUARD_BIN").map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_meshguard")),
+                PathBuf::from,
             );
+            let mut c = pinned(setup.server_cpu.as_deref(), &bin);
             c.arg("serve")
                 .arg("--no-cluster")
                 .arg("--tls-cert")

@@ -13,7 +13,7 @@
 //! * [`DestinationRule`]: host, every traffic policy (top level and per subset) with its
 //!   port-level settings, and every TLS site among them.
 //! * [`PeerAuthentication`]: selector, the top-level mTLS mode and the port-level modes.
-//! * [`RequestAuthentication`]: selector and JWT rules.
+//! * RequestAuthentication: in [`crate::model::request_authentication`] (the typed model).
 //! * [`EnvoyFilter`]: config patches, where each applies and what it does.
 //! * [`Sidecar`]: ingress listeners and their TLS settings.
 //!
@@ -25,14 +25,12 @@ pub mod authorization_policy;
 pub mod destination_rule;
 pub mod envoy_filter;
 pub mod peer_authentication;
-pub mod request_authentication;
 pub mod sidecar;
 
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use envoy_filter::EnvoyFilter;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
-pub use request_authentication::RequestAuthentication;
 pub use sidecar::Sidecar;
 
 use crate::resource::annotations_of;

@@ -83,6 +83,28 @@ impl<'a> RequestAuthentication<'a> {
             .filter_map(|(i, r)| Some((i, r.ok()?)))
     }
 
+    /// `targetRef` or `targetRefs` is set (gateways and waypoints, not sidecars): present, not
+    /// null, not an empty list or reference.
+    pub fn has_target_refs(&self) -> bool {
+        let one = match &self.target_ref {
+            None => false,
+            Some(Loose::Ok(r)) => *r != TargetRef::default(),
+            Some(Loose::Wrong { .. }) => true,
+        };
+        let list = match &self.target_refs {
+            None => false,
+            Some(Loose::Ok(l)) => !l.is_empty(),
+            Some(Loose::Wrong { .. }) => true,
+        };
+        one || list
+    }
+
+    /// No `selector.matchLabels`: the policy applies namespace-wide (mesh-wide in the root
+    /// namespace).
+    pub fn selects_all(&self) -> bool {
+        ok(&self.selector).is_none_or(Selector::is_empty)
+    }
+
     /// Istio's validation of the spec, in a policy of namespace `own_ns`.
     pub(crate) fn validate(&self, own_ns: &str, errors: &mut Errors<'_>) {
         let set = [
@@ -143,6 +165,13 @@ impl JwtRule<'_> {
     /// `jwks`, when it is a string.
     pub fn jwks(&self) -> Option<&str> {
         ok(&self.jwks).map(Str::as_str)
+    }
+
+    /// The string entries of `spaceDelimitedClaims`.
+    pub fn space_delimited_claims(&self) -> impl Iterator<Item = &str> {
+        entries(&self.space_delimited_claims)
+            .iter()
+            .filter_map(|a| a.ok().map(Str::as_str))
     }
 
     /// The string entries of `audiences`.
@@ -325,6 +354,23 @@ mod tests {
             }
         ));
         assert!(ok(&ra.selector).is_none() && ra.target_refs.is_none());
+        assert!(ra.selects_all() && !ra.has_target_refs());
+        for (spec, refs) in [
+            (
+                json!({"targetRefs": [{"kind": "Service", "name": "s"}]}),
+                true,
+            ),
+            (json!({"targetRef": {"kind": "Gateway", "name": "g"}}), true),
+            (json!({"targetRef": "x"}), true),
+            (json!({"targetRefs": [], "targetRef": null}), false),
+            (json!({"targetRef": {}}), false),
+        ] {
+            let ra: RequestAuthentication<'_> = decode_spec(&spec).expect("decodes");
+            assert_eq!(ra.has_target_refs(), refs, "{spec}");
+        }
+        let spec = json!({"selector": {"matchLabels": {"app": "a"}}});
+        let ra: RequestAuthentication<'_> = decode_spec(&spec).expect("decodes");
+        assert!(!ra.selects_all());
     }
 
     #[test]
