@@ -14,13 +14,15 @@
 //! is a [`Malformed`] value with path and message, which the Istio-parity rules report as
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
-//! Landed kinds: [`RequestAuthentication`]. The others still go through the lenses of
+//! Landed kinds: [`RequestAuthentication`], [`DestinationRule`]. The others still go through the lenses of
 //! [`crate::istio`] and [`crate::pod_template`] until they move here.
 
+pub mod destination_rule;
 pub mod request_authentication;
 pub mod target_ref;
 pub mod validation;
 
+pub use destination_rule::DestinationRule;
 pub use request_authentication::RequestAuthentication;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
@@ -261,6 +263,15 @@ impl Selector<'_> {
         self.labels()
             .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
     }
+}
+
+/// For `#[serde(deserialize_with = "nullable")]`: a present `null` is kept as
+/// `Some(Wrong { found: "null" })` instead of read as absent, where what Istio reports (or
+/// what a field's presence means) differs for it.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shaped>(
+    d: D,
+) -> Result<Option<Loose<T>>, D::Error> {
+    Loose::deserialize(d).map(Some)
 }
 
 /// What the typed decode of an object refuses: where, and why (in Istio's wording).

@@ -12,7 +12,7 @@
 
 use super::{Action, Ctx, Rule, Violation};
 use crate::istio::authorization_policy::MatchList;
-use crate::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication};
+use crate::istio::{AuthorizationPolicy, PeerAuthentication};
 use crate::json::list_strings;
 use crate::model::validation::Errors;
 pub(crate) use crate::model::validation::{Class, IstioErrors};
@@ -33,7 +33,6 @@ fn port_in_range(n: u64) -> bool {
 
 const PA_MODES: &[&str] = &["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
 const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
-pub(crate) const DR_TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"];
 
 /// Validate the object a review writes, as Istio would.
 pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
@@ -52,7 +51,10 @@ pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
                 Err(m) => malformed(m, errors),
             }
         }
-        Kind::DestinationRule => destination_rule(spec, errors),
+        Kind::DestinationRule => match decode_spec::<crate::model::DestinationRule>(spec) {
+            Ok(dr) => dr.validate(errors),
+            Err(m) => malformed(m, errors),
+        },
         _ => {}
     }
     found
@@ -436,86 +438,6 @@ fn target_conflicts(spec: &Value, errors: &mut Errors<'_>) {
             || "only one of targetRefs or selector can be set (selector, targetRef and targetRefs are mutually exclusive)".to_owned(),
             || "keep exactly one of selector, targetRef or targetRefs".to_owned(),
         );
-    }
-}
-
-fn destination_rule(spec: &Value, errors: &mut Errors<'_>) {
-    let dr = DestinationRule::of(spec);
-    match dr.host() {
-        Some(h) if !h.is_empty() => {}
-        _ => errors.report(
-            Class::Spec,
-            || "spec.host".to_owned(),
-            || "spec.host: Required value".to_owned(),
-            || "set host to the service, e.g. \"reviews.prod.svc.cluster.local\"".to_owned(),
-        ),
-    }
-    for site in dr.tls_sites() {
-        let path = site.at;
-        errors.enum_value(
-            || format!("{path}.mode"),
-            site.tls.get("mode"),
-            DR_TLS_MODES,
-        );
-        let mode = site
-            .tls
-            .get("mode")
-            .and_then(Value::as_str)
-            .unwrap_or("DISABLE");
-        let files = ["clientCertificate", "privateKey", "caCertificates"];
-        if matches!(mode, "SIMPLE" | "MUTUAL")
-            && site.has("credentialName")
-            && files.iter().any(|k| site.has(k))
-        {
-            errors.report(
-                Class::Conflict,
-                || path.to_string(),
-                || {
-                    "cannot specify client certificates or CA certificate If credentialName is set"
-                        .to_owned()
-                },
-                || "use either credentialName or the certificate file fields, not both".to_owned(),
-            );
-        }
-        if mode == "MUTUAL" && !site.has("credentialName") {
-            for (k, what) in [
-                ("clientCertificate", "client certificate"),
-                ("privateKey", "private key"),
-            ] {
-                if !site.has(k) {
-                    errors.report(
-                        Class::Spec,
-                        || format!("{path}.{k}"),
-                        || format!("{what} required for mutual tls"),
-                        || format!("set {k} (a file in the proxy) or credentialName (a Secret), or use mode: ISTIO_MUTUAL for in-mesh hosts"),
-                    );
-                }
-            }
-        }
-    }
-    for tp in dr.traffic_policies() {
-        for pl in tp.port_level() {
-            if let Some(n) = pl.port_number() {
-                if !n.as_u64().is_some_and(port_in_range) {
-                    errors.report(
-                        Class::Port,
-                        || format!("{}.portLevelSettings[{}].port.number", tp.path(), pl.index),
-                        || format!("port number {n} must be in the range 1..65535"),
-                        || "write the service port, between 1 and 65535".to_owned(),
-                    );
-                }
-            }
-        }
-    }
-    for subset in dr.subsets() {
-        if subset.name().is_none_or(str::is_empty) {
-            errors.report(
-                Class::Spec,
-                || format!("spec.subsets[{}].name", subset.index),
-                || "subset name cannot be empty".to_owned(),
-                || "name the subset, e.g. name: v1".to_owned(),
-            );
-        }
     }
 }
 
