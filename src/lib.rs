@@ -11,7 +11,8 @@
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
-//!   (engine + cross checks over an inventory), `catalogue` (every registry);
+//!   (engine + cross checks over an inventory), `catalogue` (every registry), `reach` (who can
+//!   reach what, as sets of requests, and what a change opens);
 //! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
@@ -52,6 +53,7 @@ pub mod parallel;
 pub mod pod_template;
 pub mod policy_report;
 pub mod posture;
+pub mod reach;
 pub mod report;
 pub mod report_writer;
 pub mod resource;

@@ -28,7 +28,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("checks", &["rules", "mutation", "mtls", "authz"]),
     ("engine", &["engine"]),
-    ("runs", &["inventory", "cross", "analysis", "catalogue"]),
+    (
+        "runs",
+        &["inventory", "cross", "analysis", "catalogue", "reach"],
+    ),
     (
         "front ends",
         &[

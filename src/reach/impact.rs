@@ -1,0 +1,2 @@
+//! What an AuthorizationPolicy or PeerAuthentication change opens (the webhook's `impact`
+//! setting). Filled in below.
