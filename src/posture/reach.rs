@@ -1,8 +1,10 @@
 //! The reachability matrices of the posture page: per namespace, calling identities (rows) ×
-//! the namespace's workloads (columns). Each cell is Istio's authorization decision, from the
-//! simulator ([`crate::authz`], one allocation-free `decide` per request), for a plain TCP
-//! connection to the workload's first container port and, where that port carries HTTP
-//! (declared, or sniffed: a GET is recognised as HTTP), for a `GET /`.
+//! the namespace's workloads (columns). Each cell is the *set* of requests the caller may send
+//! to the workload's first container port ([`crate::reach`]): `all`, `some` or `none`, with the
+//! set in words (`GET /api/data; GET,POST /api/* when x-api-version ∈ {v1,v2}`) and the
+//! policies that allow and refuse. The set is computed exactly from the values the policies
+//! write, each class of requests decided by the authorization simulator, so a cell says `none`
+//! only when no request of any kind gets through.
 //!
 //! Rows are bounded: the plaintext client, then the identities most likely to matter to the
 //! namespace, in this order, until `max_identities`: those its workloads run as, those the
@@ -11,10 +13,14 @@
 //! policies name. The page says when the list was cut, and how many were left out.
 
 use super::rows::{NamespaceRow, Policies, WorkloadRow};
-use crate::authz::{Http, Outcome, PolicySet, Request, Target};
+use crate::authz::{PolicySet, Target};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
+use crate::reach::eval::{Decider, Enforcement};
+use crate::reach::space::{Protocols, Summary};
+use crate::reach::Reach;
 use crate::resource::{spec_of, Kind};
+use crate::rules::service::PortProtocol;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -44,13 +50,14 @@ pub struct Matrix {
     pub total: usize,
     /// Columns: `[workload (index into wl), port (null: none declared), protocol]`.
     pub cols: Vec<(usize, Option<u32>, &'static str)>,
-    /// The distinct outcomes: `[verdict A|D, reason, policy (index into pol), rule index]`.
+    /// The distinct sets: `[summary A|S|N (all, some, none), the set in words, allowed by,
+    /// refused by]`, each decider `[policy (index into pol, null for a step), rule, how]`.
     pub o: Vec<Cell>,
-    /// Characters per outcome code in `c`: 1, or 2 when there are more than 90 outcomes.
+    /// Characters per set code in `c`: 1, or 2 when there are more than 90 sets.
     pub w: usize,
-    /// Per row, two codes per column: the outcome (index into `o`) of the TCP connection,
-    /// then of the GET, each `w` characters of [`ALPHABET`] (base 90, most significant
-    /// first), or `w` dashes where there is no such request.
+    /// Per row, one code per column: the set (index into `o`), `w` characters of
+    /// [`ALPHABET`] (base 90, most significant first), or `w` dashes where the workload
+    /// declares no port.
     pub c: Vec<String>,
 }
 
@@ -60,9 +67,9 @@ pub const ALPHABET: &[u8; 90] =
     b"#$%&'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
 impl Matrix {
-    /// The outcome index of row `r`, column `c`, request `k` (0: TCP, 1: GET).
-    pub fn outcome(&self, r: usize, c: usize, k: usize) -> Option<usize> {
-        let at = (2 * c + k) * self.w;
+    /// The set index of row `r`, column `c`.
+    pub fn outcome(&self, r: usize, c: usize) -> Option<usize> {
+        let at = c * self.w;
         let code = self.c.get(r)?.as_bytes().get(at..at + self.w)?;
         code.iter().try_fold(0usize, |n, b| {
             ALPHABET.iter().position(|x| x == b).map(|d| n * 90 + d)
@@ -86,8 +93,11 @@ fn encode(row: &[i32], w: usize) -> String {
     s
 }
 
-/// `[verdict, reason, policy, rule]`.
-pub type Cell = (&'static str, &'static str, Option<usize>, Option<usize>);
+/// `[policy (index into pol), rule, how]`.
+pub type DeciderRow = (Option<usize>, Option<usize>, &'static str);
+
+/// `[summary, set in words, allowed by, refused by]`.
+pub type Cell = (&'static str, String, Vec<DeciderRow>, Vec<DeciderRow>);
 
 /// Why a candidate identity is listed, strongest first.
 const WORKLOAD: &str = "workload";
@@ -171,7 +181,7 @@ fn names_in(
     (principals, namespaces)
 }
 
-/// Outcomes interned per matrix.
+/// Sets interned per matrix.
 struct Outcomes<'p, 'a> {
     list: Vec<Cell>,
     index: HashMap<Cell, i32>,
@@ -184,46 +194,34 @@ impl Outcomes<'_, '_> {
             return i;
         }
         let i = i32::try_from(self.list.len()).unwrap_or(i32::MAX);
-        self.list.push(cell);
+        self.list.push(cell.clone());
         self.index.insert(cell, i);
         i
     }
 }
 
-/// One decision as a cell: what decided it and which policy (and rule) the page links to.
-fn cell<'a>(
+/// A decider as the page links it.
+fn decider_row<'a>(
     inventory: &'a Inventory,
-    set: &PolicySet,
-    target: &Target<'_>,
-    port: u16,
-    outcome: Outcome,
+    d: &Decider,
     policies: &mut Policies<'a>,
-) -> Cell {
-    let mut ap = |i: usize| policies.authz(inventory, set, i);
-    match outcome {
-        Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule)),
-        Outcome::NoAllowPolicy => ("A", "no-allow", None, None),
-        Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule)),
-        Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule)),
-        Outcome::DefaultDeny => {
-            // Name the allow-nothing policy when one applies, else the first ALLOW policy.
-            let allow = target.allow_policies();
-            let first = allow
-                .iter()
-                .copied()
-                .find(|&i| !set.policies()[i].has_rules())
-                .or_else(|| allow.first().copied());
-            ("D", "default-deny", first.map(ap), None)
-        }
-        Outcome::Refused => {
-            let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
-            let pa = decider.map(|d| {
-                policies.intern(inventory, Kind::PeerAuthentication, &d.namespace, &d.name)
-            });
-            ("D", "refused", pa, None)
-        }
-        Outcome::Unauthenticated => ("D", "401", None, None),
-        Outcome::BadRequest => ("D", "400", None, None),
+) -> DeciderRow {
+    let policy = d.policy.split_once('/').map(|(ns, name)| {
+        let kind = if d.kind == "PeerAuthentication" {
+            Kind::PeerAuthentication
+        } else {
+            Kind::AuthorizationPolicy
+        };
+        policies.intern(inventory, kind, ns, name)
+    });
+    (policy, d.rule, d.how)
+}
+
+fn summary_code(s: Summary) -> &'static str {
+    match s {
+        Summary::All => "A",
+        Summary::Some => "S",
+        Summary::None => "N",
     }
 }
 
@@ -280,51 +278,49 @@ pub(super) fn matrices<'a>(
             index: HashMap::new(),
             policies,
         };
-        let mut no_proxy = None;
+        // One set computation per column, shared by its rows (callers the policies cannot
+        // tell apart share one evaluation).
+        let mut columns: Vec<Option<Reach<'_>>> = cols
+            .iter()
+            .map(|&(w, port, proto)| {
+                let port = port.and_then(|p| u16::try_from(p).ok())?;
+                let enforcement = if input.workloads[w].dp == "none" {
+                    Enforcement::Unenforced("the workload runs without a proxy: nothing enforces mTLS or AuthorizationPolicy")
+                } else {
+                    Enforcement::Sidecar(input.targets[w].clone())
+                };
+                let protocol = match proto {
+                    "http" => PortProtocol::Http,
+                    "tcp" => PortProtocol::Tcp,
+                    "udp" => PortProtocol::Udp,
+                    _ => PortProtocol::Sniffed,
+                };
+                let host = format!("{}.{}.svc", input.workloads[w].n, ns);
+                Some(Reach::new(enforcement, port, Protocols::of(protocol), &host))
+            })
+            .collect();
         let mut c = Vec::with_capacity(peers.len());
-        for peer in peers {
-            let mut tcp = Request::tcp(peer.clone(), 0);
-            let mut get = Request::http(peer, 0, Http::new("GET", "/"));
-            let mut line = Vec::with_capacity(cols.len() * 2);
-            for &(w, port, proto) in &cols {
-                let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
-                    line.extend([-1, -1]);
+        for peer in &peers {
+            let mut line = Vec::with_capacity(cols.len());
+            for reach in columns.iter_mut() {
+                let Some(reach) = reach else {
+                    line.push(-1);
                     continue;
                 };
-                let http = matches!(proto, "http" | "sniffed");
-                if input.workloads[w].dp == "none" {
-                    let np = *no_proxy
-                        .get_or_insert_with(|| outcomes.intern(("A", "no-proxy", None, None)));
-                    line.extend([np, if http { np } else { -1 }]);
-                    continue;
-                }
-                let target = &input.targets[w];
-                tcp.set_port(port);
-                let t = target.decide(&tcp);
-                let t = cell(
-                    input.inventory,
-                    input.set,
-                    target,
-                    port,
-                    t,
-                    outcomes.policies,
+                let computed = reach.of(peer.as_ref());
+                let set = &computed.1;
+                let mut row = |ds: &[Decider]| -> Vec<DeciderRow> {
+                    ds.iter()
+                        .map(|d| decider_row(input.inventory, d, outcomes.policies))
+                        .collect()
+                };
+                let cell = (
+                    summary_code(set.summary),
+                    set.text.clone(),
+                    row(&set.allowed_by),
+                    row(&set.denied_by),
                 );
-                line.push(outcomes.intern(t));
-                if http {
-                    get.set_port(port);
-                    let g = target.decide(&get);
-                    let g = cell(
-                        input.inventory,
-                        input.set,
-                        target,
-                        port,
-                        g,
-                        outcomes.policies,
-                    );
-                    line.push(outcomes.intern(g));
-                } else {
-                    line.push(-1);
-                }
+                line.push(outcomes.intern(cell));
             }
             c.push(line);
         }
@@ -353,11 +349,12 @@ mod tests {
         d
     }
 
-    /// (verdict, reason, policy name, rule) of one request.
-    type Seen = (String, String, Option<String>, Option<usize>);
+    /// (summary, set in words, allowed by, refused by) of one cell; deciders as
+    /// `name rules[i] (how)` or the step.
+    type Seen = (String, String, Vec<String>, Vec<String>);
 
-    /// The cell of identity `from` to workload `to`: (TCP, GET).
-    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> [Option<Seen>; 2] {
+    /// The cell of identity `from` to workload `to`.
+    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> Option<Seen> {
         let i = data.ns.iter().position(|n| n.n == ns).expect("namespace");
         let m = data.reach[i].as_ref().expect("matrix");
         let r = m.ids.iter().position(|id| id.0 == from).expect("row");
@@ -366,27 +363,29 @@ mod tests {
             .iter()
             .position(|c| data.wl[c.0].n == to)
             .expect("column");
-        let get = |k: usize| {
-            m.outcome(r, c, k).map(|o| {
-                let (v, why, p, rule) = m.o[o];
-                (
-                    v.to_owned(),
-                    why.to_owned(),
-                    p.map(|p| data.pol[p].n.clone()),
-                    rule,
-                )
-            })
+        let names = |ds: &[super::DeciderRow]| -> Vec<String> {
+            ds.iter()
+                .map(|(p, rule, how)| match (p, rule) {
+                    (Some(p), Some(r)) => format!("{} rules[{r}] ({how})", data.pol[*p].n),
+                    (Some(p), None) => format!("{} ({how})", data.pol[*p].n),
+                    (None, _) => (*how).to_owned(),
+                })
+                .collect()
         };
-        [get(0), get(1)]
+        m.outcome(r, c).map(|o| {
+            let (summary, text, allow, deny) = &m.o[o];
+            (
+                (*summary).to_owned(),
+                text.clone(),
+                names(allow),
+                names(deny),
+            )
+        })
     }
 
-    fn some(
-        v: &str,
-        why: &str,
-        p: Option<&str>,
-        rule: Option<usize>,
-    ) -> Option<(String, String, Option<String>, Option<usize>)> {
-        Some((v.to_owned(), why.to_owned(), p.map(str::to_owned), rule))
+    fn seen(summary: &str, text: &str, allow: &[&str], deny: &[&str]) -> Option<Seen> {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect();
+        Some((summary.to_owned(), text.to_owned(), v(allow), v(deny)))
     }
 
     fn mesh() -> Vec<Value> {
@@ -443,45 +442,39 @@ mod tests {
         // STRICT refuses the plaintext client; the PeerAuthentication decides.
         assert_eq!(
             cell(&data, "prod", "", "api"),
-            [
-                some("D", "refused", Some("strict"), None),
-                some("D", "refused", Some("strict"), None),
-            ]
+            seen("N", "none", &[], &["strict (refused)"])
         );
-        // web is allowed by api's rules[0], on TCP and HTTP alike.
+        // web is allowed everything by api's rules[0], on TCP and HTTP alike.
         assert_eq!(
             cell(&data, "prod", "prod/web", "api"),
-            [
-                some("A", "allow", Some("api"), Some(0)),
-                some("A", "allow", Some("api"), Some(0)),
-            ]
+            seen("A", "all", &["api rules[0] (allow)"], &[])
         );
-        // A caller from the named namespace: rules[1] needs HTTP (GET), so TCP is denied by
-        // default and the GET allowed.
+        // A caller from the named namespace: rules[1] needs HTTP (GET), so only GETs pass; a
+        // plain TCP connection and other methods meet the default deny. The page shows
+        // "some", never "deny", for this edge.
         assert_eq!(
             cell(&data, "prod", "other/client", "api"),
-            [
-                some("D", "default-deny", Some("deny-all"), None),
-                some("A", "allow", Some("api"), Some(1)),
-            ]
+            seen(
+                "S",
+                "GET",
+                &["api rules[1] (allow)"],
+                &["deny-all (default-deny)"]
+            )
         );
         // The named admin: the DENY rule decides.
         assert_eq!(
-            cell(&data, "prod", "prod/admin", "api")[0],
-            some("D", "deny", Some("no-admin"), Some(0))
+            cell(&data, "prod", "prod/admin", "api"),
+            seen("N", "none", &[], &["no-admin rules[0] (deny)"])
         );
         // web itself: only deny-all applies, which allows nothing.
         assert_eq!(
-            cell(&data, "prod", "prod/api", "web")[0],
-            some("D", "default-deny", Some("deny-all"), None)
+            cell(&data, "prod", "prod/api", "web"),
+            seen("N", "none", &[], &["deny-all (default-deny)"])
         );
         // Outside the mesh nothing is enforced.
         assert_eq!(
             cell(&data, "legacy", "", "old"),
-            [
-                some("A", "no-proxy", None, None),
-                some("A", "no-proxy", None, None),
-            ]
+            seen("A", "all", &["unenforced"], &[])
         );
         // Rows: plaintext, the workloads' identities, the named principal, the named
         // namespace's workloads.
@@ -513,7 +506,7 @@ mod tests {
         let m = data.reach[prod].as_ref().expect("matrix");
         assert_eq!(m.ids.len(), 3, "plaintext and two identities");
         assert_eq!(m.total, 4);
-        assert!(m.c.iter().all(|row| row.len() == 2 * m.cols.len()));
+        assert!(m.c.iter().all(|row| row.len() == m.cols.len()));
     }
 
     #[test]
@@ -537,29 +530,58 @@ mod tests {
             let m = super::Matrix {
                 ids: Vec::new(),
                 total: 0,
-                cols: vec![(0, None, ""), (0, None, "")],
+                cols: vec![(0, None, ""); 4],
                 o: Vec::new(),
                 w,
                 c: vec![super::encode(&row, w)],
             };
-            let back: Vec<Option<usize>> = (0..2)
-                .flat_map(|c| (0..2).map(move |k| (c, k)))
-                .map(|(c, k)| m.outcome(0, c, k))
-                .collect();
+            let back: Vec<Option<usize>> = (0..4).map(|c| m.outcome(0, c)).collect();
             let want: Vec<Option<usize>> = row.iter().map(|&i| usize::try_from(i).ok()).collect();
             assert_eq!(back, want, "width {w}");
         }
     }
 
     #[test]
-    fn tcp_only_ports_get_no_get() {
+    fn tcp_only_ports_have_no_http_requests() {
         let mut objects = mesh();
         objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "prod"},
             "spec": {"selector": {"app": "api"}, "ports": [{"name": "tcp-api", "port": 8080}]}}));
         let (engine, inventory, report) = run(objects);
         let data = build(&engine, &inventory, &report, Options::default());
-        let [tcp, get] = cell(&data, "prod", "prod/web", "api");
-        assert!(tcp.is_some());
-        assert_eq!(get, None, "a declared TCP port gets no GET");
+        // On a declared TCP port the GET-only rule never applies: the namespace's caller gets
+        // nothing; web still gets every connection.
+        assert_eq!(
+            cell(&data, "prod", "other/client", "api"),
+            seen("N", "none", &[], &["deny-all (default-deny)"])
+        );
+        assert_eq!(
+            cell(&data, "prod", "prod/web", "api").map(|s| s.1),
+            Some("all".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_cell_says_none_only_when_no_request_gets_through() {
+        // The tutorial's shape: a frontend that may GET one path of the backend.
+        let mut objects = mesh();
+        objects.push(istio(
+            "AuthorizationPolicy",
+            "prod",
+            "web-get",
+            json!({"selector": {"matchLabels": {"app": "web"}}, "rules": [{
+                "from": [{"source": {"principals": ["cluster.local/ns/prod/sa/api"]}}],
+                "to": [{"operation": {"methods": ["GET"], "paths": ["/api/data"]}}]}]}),
+        ));
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        assert_eq!(
+            cell(&data, "prod", "prod/api", "web"),
+            seen(
+                "S",
+                "GET /api/data",
+                &["web-get rules[0] (allow)"],
+                &["deny-all (default-deny)"]
+            )
+        );
     }
 }

@@ -507,6 +507,45 @@ fn prime_cover(
         }
         out.push(b);
     }
+    // Shrink each chosen box by the classes whose cells the other boxes cover already
+    // (a grown box may overlap its neighbours more than it needs to).
+    for i in 0..out.len() {
+        for &d in order {
+            for c in 0..p.dims[d].classes.len() {
+                // An unconstrained dimension reads best as it is.
+                if !out[i][d].get(c)
+                    || out[i][d] == full[d]
+                    || out[i][d].0.iter().map(|w| w.count_ones()).sum::<u32>() <= 1
+                {
+                    continue;
+                }
+                let mut slice = out[i].clone();
+                slice[d] = Sig::new(p.dims[d].classes.len());
+                slice[d].set(c);
+                let Some(cells) = cells_of(p, http, token, &slice, &mut budget) else {
+                    return out;
+                };
+                let mut others: Vec<Vec<Vec<u16>>> = Vec::new();
+                for (j, b) in out.iter().enumerate() {
+                    if j == i {
+                        continue;
+                    }
+                    match cells_of(p, http, token, b, &mut budget) {
+                        Some(x) => others.push(x),
+                        None => return out,
+                    }
+                }
+                if cells
+                    .iter()
+                    .all(|x| others.iter().any(|o| o.binary_search(x).is_ok()))
+                {
+                    let mut keep = out[i][d].clone();
+                    keep.0[c / 64] &= !(1 << (c % 64));
+                    out[i][d] = keep;
+                }
+            }
+        }
+    }
     out
 }
 

@@ -53,7 +53,7 @@ impl DimKey {
             DimKey::Header(h) => h.clone(),
             DimKey::Token => "token".into(),
             DimKey::Sub => "sub".into(),
-            DimKey::Claim(p) => p.join("."),
+            DimKey::Claim(p) => format!("claims[{}]", p.join("][")),
             DimKey::SourceIp => "source ip".into(),
             DimKey::DestinationIp => "destination ip".into(),
             DimKey::Sni => "sni".into(),

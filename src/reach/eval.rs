@@ -248,7 +248,8 @@ impl<'s> Enforcement<'s> {
 
 /// Bits of the identity fields a context matches.
 pub(crate) fn identity_key(fields: &[&Field], ctx: &Ctx<'_>) -> Vec<u64> {
-    let mut key = vec![u64::from(ctx.peer.is_some()); 1 + fields.len().div_ceil(64)];
+    let mut key = vec![0u64; 1 + fields.len().div_ceil(64)];
+    key[0] = u64::from(ctx.peer.is_some());
     for (i, f) in fields.iter().enumerate() {
         if f.matches(ctx) {
             key[1 + i / 64] |= 1 << (i % 64);

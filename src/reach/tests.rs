@@ -542,3 +542,37 @@ fn tutorial_frontend_to_backend_reads_as_istio_writes_it() {
     let all: Vec<usize> = (0..p.cells.len()).collect();
     assert_eq!(describe(&p, &all, |_| None).text(&p), "all");
 }
+
+#[test]
+fn callers_the_policies_cannot_tell_apart_share_one_evaluation() {
+    let mut r = Rng(0x5EED_0003);
+    for round in 0..25 {
+        let objects = policies(&mut r);
+        let set = compile(&objects);
+        let enf = Enforcement::Sidecar(set.target("prod", &labels()));
+        let mut reach = super::Reach::new(
+            enf.clone(),
+            80,
+            Protocols {
+                tcp: true,
+                http: true,
+            },
+            "api.example.com",
+        );
+        let mut p = Partition::new(
+            &[&enf],
+            80,
+            Protocols {
+                tcp: true,
+                http: true,
+            },
+            "api.example.com",
+        );
+        // Twice over, so that later callers hit the cache.
+        for peer in callers().into_iter().chain(callers()) {
+            let cached = reach.of(peer.as_ref());
+            let direct = p.evaluate(&enf, peer.clone());
+            assert_eq!(cached.0, direct, "round {round}: {peer:?}");
+        }
+    }
+}
