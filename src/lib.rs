@@ -13,7 +13,8 @@
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
 //!   (engine + cross checks over an inventory), `catalogue` (every registry), `reach` (who can
 //!   reach what, as sets of requests, and what a change opens);
-//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
+//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `diff`
+//!   (what a change opens and closes), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
 //!   (one writer among replicas);
@@ -34,6 +35,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod cross;
+pub mod diff;
 pub mod engine;
 pub mod finding;
 pub mod http;

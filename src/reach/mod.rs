@@ -280,8 +280,13 @@ fn change(
     }
 }
 
-/// The simplest flipped cell: HTTP before TCP when both flip (more telling), then the one with
-/// the fewest non-default classes.
+/// The simplest of some cells (the fewest classes other than each dimension's first), as the
+/// witness of a change.
+pub fn first_witness(p: &Partition, cells: &[usize]) -> usize {
+    witness(p, cells)
+}
+
+/// The simplest flipped cell: the one with the fewest non-default classes.
 fn witness(p: &Partition, cells: &[usize]) -> usize {
     cells
         .iter()

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "mesh_watch",
             "simulate",
+            "diff",
             "policy_test",
             "policy_report",
             "report_writer",
