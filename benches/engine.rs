@@ -147,6 +147,27 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| black_box(engine.evaluate(black_box(&review), &cluster))),
     );
 
+    // Policy operations: the same Pod under a policy whose every rule is resolved per namespace
+    // (selector and name overrides) with 20 exceptions in the policy (none covering this Pod),
+    // against the same warm cache: what resolving actions and matching exceptions costs.
+    let mut ops_policy = String::from(
+        "platform: {labels: [env]}\noverrides:\n  - namespaceSelector: {matchLabels: {env: prod}}\n    mode: enforce\n  - namespaces: [legacy-a, legacy-b]\n    mode: audit\nrules:\n  wl-default-service-account:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\nexceptions:\n",
+    );
+    for i in 0..20 {
+        ops_policy.push_str(&format!(
+            "  - name: e{i}\n    rules: [wl-default-service-account, wl-missing-sidecar]\n    namespaces: [ns-{i}]\n    reason: r\n    owner: o\n    expires: 2999-01-01\n"
+        ));
+    }
+    let ops = Engine::new(
+        meshguard::catalogue::policy_from_yaml(&ops_policy, "bench").expect("policy"),
+        Default::default(),
+        Some("meshguard"),
+    );
+    c.bench_function(
+        "evaluate/pod-with-10k-namespaces-overrides-and-exceptions",
+        |b| b.iter(|| black_box(ops.evaluate(black_box(&review), &cluster))),
+    );
+
     // The mesh as installed: three injector configurations (10 webhooks, default revision,
     // canary, tag prod-stable) and their ConfigMaps; the pod's namespace uses the tag.
     let mesh_docs: Vec<kube::core::DynamicObject> = serde_saphyr::from_multiple(

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 use tracing::Instrument;
 
+mod policy_ops;
+
 /// Which webhook a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Webhook {
@@ -47,6 +49,8 @@ pub enum Outcome {
     Audited,
     /// Mutated: a patch was sent.
     Patched,
+    /// Allowed: every finding was covered by an exception (reported in warnings).
+    Excepted,
 }
 
 impl Outcome {
@@ -60,12 +64,16 @@ impl Outcome {
             Outcome::Warned => "warned",
             Outcome::Audited => "audited",
             Outcome::Patched => "patched",
+            Outcome::Excepted => "excepted",
         }
     }
 
     /// Findings were reported: the review gets its one info-level log line.
     pub fn reported(self) -> bool {
-        matches!(self, Outcome::Denied | Outcome::Warned | Outcome::Audited)
+        matches!(
+            self,
+            Outcome::Denied | Outcome::Warned | Outcome::Audited | Outcome::Excepted
+        )
     }
 }
 
@@ -273,6 +281,13 @@ impl Admission {
         let mut rules_hit = String::new();
         // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
         let (kind_label, outcome) = match recognise(req) {
+            // meshguard's own PolicyException resources (config::exceptions).
+            None if webhook == Webhook::Validate && policy_ops::is_exception(req) => {
+                let (answered, outcome) =
+                    policy_ops::review_exception(&self.engine.current(), req, resp);
+                resp = answered;
+                (crate::config::exceptions::KIND, outcome)
+            }
             None => ("other", Outcome::Ignored),
             // A terminating namespace is being emptied: everything in it goes, and refusing
             // (pa-weakening-delete, ap-deny-all-delete) would leave the namespace stuck
@@ -301,7 +316,8 @@ impl Admission {
                 let outcome = match webhook {
                     _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
-                        let eval = engine.evaluate(&r, view);
+                        let mut eval = engine.evaluate(&r, view);
+                        policy_ops::pardon_platform(engine.policy(), req, &mut eval);
                         self.count_violations(r.kind, &eval);
                         if !eval.findings.is_empty() {
                             rules_hit = eval
@@ -356,6 +372,12 @@ impl Admission {
     }
 
     fn count_violations(&self, kind: Kind, eval: &Evaluation) {
+        for e in &eval.excepted {
+            self.metrics
+                .excepted
+                .with_label_values(&[e.finding.rule, kind.as_str()])
+                .inc();
+        }
         for f in &eval.findings {
             self.metrics
                 .violations
@@ -673,7 +695,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if eval.exempt {
         return (resp, Outcome::Exempt);
     }
-    if eval.findings.is_empty() {
+    if eval.findings.is_empty() && eval.excepted.is_empty() {
         return (resp, Outcome::Allowed);
     }
     // Every finding is recorded for the audit log, whatever its action: which rule, where, and
@@ -710,17 +732,31 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         size += e.len() + 3;
         entries.push(e);
     }
+    // Excepted findings (`policy_ops`), within the same room.
+    for (i, x) in eval.excepted.iter().enumerate() {
+        let e = policy_ops::annotation_entry(x);
+        if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
+            entries.push(format!("… and {} more excepted", eval.excepted.len() - i));
+            break;
+        }
+        size += e.len() + 3;
+        entries.push(e);
+    }
     let annotation = serde_json::to_string(&entries).unwrap_or_default();
     resp.audit_annotations.insert(
         AUDIT_ANNOTATION.to_owned(),
         truncate(annotation, AUDIT_ANNOTATION_MAX),
     );
 
-    let warnings = header_safe_warnings(eval.with_action(Action::Warn).map(|f| {
-        let mut line = String::new();
-        f.write_line(&mut line);
-        line
-    }));
+    let warnings = header_safe_warnings(
+        eval.with_action(Action::Warn)
+            .map(|f| {
+                let mut line = String::new();
+                f.write_line(&mut line);
+                line
+            })
+            .chain(eval.excepted.iter().map(policy_ops::warning)),
+    );
     if !warnings.is_empty() {
         resp.warnings = Some(warnings);
     }
@@ -728,6 +764,8 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     if denies == 0 {
         let outcome = if eval.with_action(Action::Warn).next().is_some() {
             Outcome::Warned
+        } else if eval.findings.is_empty() {
+            Outcome::Excepted
         } else {
             Outcome::Audited
         };
@@ -1012,6 +1050,7 @@ mod tests {
                 f("ap-remote-ip-untrusted", Action::Audit),
             ],
             exempt: false,
+            excepted: Vec::new(),
         };
         let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
             "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"
@@ -1199,6 +1238,7 @@ mod tests {
         let eval = Evaluation {
             findings,
             exempt: false,
+            excepted: Vec::new(),
         };
         let req: AdmissionRequest<ReviewObject> = decode_review(include_bytes!(
             "../tests/fixtures/admission/peerauthentication-update-strict-to-permissive.json"

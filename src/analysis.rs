@@ -2,6 +2,7 @@
 //! object is evaluated as a CREATE by the same [`Engine`] the webhook uses (with the inventory
 //! as its cluster view), then the cross-resource checks run over the whole set.
 
+use crate::config::exceptions::ObjectExcepted;
 use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
@@ -18,15 +19,18 @@ pub struct Analysis {
     pub mtls: Vec<mtls::Row>,
     /// Objects evaluated.
     pub evaluated: usize,
+    /// Findings an exception covers: reported apart, never counted as findings.
+    pub excepted: Vec<ObjectExcepted>,
 }
 
 /// Evaluate every object, then run the cross-resource checks.
 pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
     let parts = crate::parallel::par_map(inventory.objects(), |chunk| {
         let mut findings = Vec::new();
+        let mut excepted = Vec::new();
         for o in chunk {
             let ev = engine.evaluate(&o.review(), inventory);
-            if ev.findings.is_empty() {
+            if ev.findings.is_empty() && ev.excepted.is_empty() {
                 continue;
             }
             let subject = o.subject();
@@ -34,12 +38,22 @@ pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
                 subject: subject.clone(),
                 finding,
             }));
+            excepted.extend(ev.excepted.into_iter().map(|e| ObjectExcepted {
+                subject: subject.clone(),
+                finding: e.finding,
+                exception: e.exception,
+            }));
         }
-        findings
+        (findings, excepted)
     });
-    let mut findings: Vec<ObjectFinding> = parts.into_iter().flatten().collect();
+    let (mut findings, mut excepted): (Vec<ObjectFinding>, Vec<ObjectExcepted>) =
+        (Vec::new(), Vec::new());
+    for (f, e) in parts {
+        findings.extend(f);
+        excepted.extend(e);
+    }
     let cx = CrossContext::new(engine, inventory);
-    let cross = cross::run_all(&cx);
+    let (cross, cross_excepted) = cross::run_all_with_exceptions(&cx);
     // An admission rule of the same id may already have reported the same subject.
     let seen: HashSet<(&str, &Subject)> = findings
         .iter()
@@ -51,9 +65,20 @@ pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
         .collect();
     findings.extend(cross);
     sort_findings(&mut findings);
+    let seen: HashSet<(&str, &Subject)> = excepted
+        .iter()
+        .map(|i| (i.finding.rule, &i.subject))
+        .collect();
+    let cross_excepted: Vec<ObjectExcepted> = cross_excepted
+        .into_iter()
+        .filter(|i| !seen.contains(&(i.finding.rule, &i.subject)))
+        .collect();
+    excepted.extend(cross_excepted);
+    crate::config::exceptions::sort_excepted(&mut excepted);
     Analysis {
         findings,
         mtls: cx.mtls_rows().to_vec(),
         evaluated: inventory.len(),
+        excepted,
     }
 }

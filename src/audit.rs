@@ -244,6 +244,7 @@ pub fn evaluate_inventory(
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        excepted: analysis.excepted,
     }
 }
 
@@ -324,12 +325,19 @@ pub fn run(args: AuditArgs) -> i32 {
             })?;
         let mut collected = collect(&client, args.page_size, progress.as_ref()).await?;
         collected.notes.extend(mesh.notes);
-        Ok::<_, AuditError>((client, collected, mesh.builder))
+        let (exceptions, note) = crate::exception_watch::list(&client)
+            .await
+            .map_err(|source| AuditError::List {
+                what: "PolicyExceptions".to_owned(),
+                source,
+            })?;
+        collected.notes.extend(note);
+        Ok::<_, AuditError>((client, collected, mesh.builder, exceptions))
     });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let (client, collected, mesh) = match collected {
+    let (client, collected, mesh, exceptions) = match collected {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshguard audit: {e}");
@@ -341,13 +349,15 @@ pub fn run(args: AuditArgs) -> i32 {
         policy,
         std::sync::Arc::new(mesh.build()),
         args.own_namespace.as_deref(),
-    );
+    )
+    .with_exception_resources(exceptions);
     let report = evaluate(&engine, collected, args.mtls);
     print!("{}", report.render(args.format));
     if let Some(api) = args.write_reports {
         // Say why a write failed or a report was truncated (the writer logs it).
         let _logging = crate::logging::init(crate::logging::LogFormat::Text, "meshguard=warn");
-        let writer = ReportWriter::new(client, api, None);
+        let mut writer = ReportWriter::new(client, api, None);
+        writer.excepted = report.excepted.clone();
         match runtime.block_on(writer.write(&report.findings, Timestamp::now(), &|| true)) {
             Ok(counts) => {
                 eprintln!("meshguard audit: {} reports: {counts}", api.api_version());
@@ -377,6 +387,19 @@ pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     for ((rule, ns), n) in counts {
         metrics
             .audit_violations
+            .with_label_values(&[rule, ns])
+            .set(n as f64);
+    }
+    let mut excepted: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in &report.excepted {
+        *excepted
+            .entry((i.finding.rule, i.subject.namespace.as_str()))
+            .or_default() += 1;
+    }
+    metrics.audit_excepted.reset();
+    for ((rule, ns), n) in excepted {
+        metrics
+            .audit_excepted
             .with_label_values(&[rule, ns])
             .set(n as f64);
     }
@@ -423,6 +446,7 @@ async fn run_periodic_report(
     let start = Instant::now();
     let collected = collect(client, page_size, None).await?;
     let engine = engine.current();
+    crate::exception_watch::publish(metrics, &engine);
     let report = tokio::task::spawn_blocking(move || evaluate(&engine, collected, false))
         .await
         .map_err(|e| AuditError::Connect(format!("audit task failed: {e}")))?;
@@ -497,7 +521,8 @@ pub fn spawn_periodic(
             let Some(api) = reports.resolve(&client).await else {
                 continue;
             };
-            let writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+            let mut writer = ReportWriter::new(client.clone(), api, Some(metrics.clone()));
+            writer.excepted = report.excepted.clone();
             match writer
                 .write(&report.findings, Timestamp::now(), &may_write)
                 .await

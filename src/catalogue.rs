@@ -94,6 +94,38 @@ pub enum RulesFormat {
 pub struct RulesArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: RulesFormat,
+    /// Show where each rule denies, warns, only audits or is off under this policy (its
+    /// per-namespace overrides and exceptions), instead of the defaults alone.
+    #[arg(long, env = "MESHGUARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Where a check acts under a policy, for people: `deny`, or `deny in namespaceSelector
+/// env=prod; warn elsewhere`, then the exceptions that name it.
+pub fn acts_under(policy: &Policy, id: &str, default: Action) -> String {
+    let places = policy.acts_where(id, default);
+    let mut s = match places.as_slice() {
+        [(_, only)] => only.as_str().to_owned(),
+        _ => places
+            .iter()
+            .map(|(scope, a)| match scope.as_str() {
+                "elsewhere" => format!("{a} elsewhere"),
+                _ => format!("{a} in {scope}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    for e in policy
+        .exceptions
+        .iter()
+        .filter(|e| e.rules.iter().any(|r| r == id))
+    {
+        s.push_str(&format!(
+            "; excepted by policy:{} until {}",
+            e.name, e.expires
+        ));
+    }
+    s
 }
 
 fn entries() -> Vec<CheckInfo> {
@@ -169,6 +201,59 @@ pub fn markdown() -> String {
     s
 }
 
+/// `meshguard rules --config POLICY`: the catalogue with where each check acts under the policy.
+pub fn render_under(format: RulesFormat, policy: &Policy) -> String {
+    let rows = entries();
+    match format {
+        RulesFormat::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    v["acts"] = serde_json::json!(policy
+                        .acts_where(e.id, e.default_action)
+                        .into_iter()
+                        .map(|(scope, action)| serde_json::json!({"where": scope, "action": action}))
+                        .collect::<Vec<_>>());
+                    v["exceptions"] = serde_json::json!(policy
+                        .exceptions
+                        .iter()
+                        .filter(|x| x.rules.iter().any(|r| r == e.id))
+                        .map(|x| serde_json::json!({"name": x.name, "expires": x.expires, "reason": x.reason}))
+                        .collect::<Vec<_>>());
+                    v
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        RulesFormat::Markdown => {
+            let mut s = String::from("| id | default | under this policy |\n|---|---|---|\n");
+            for e in &rows {
+                s.push_str(&format!(
+                    "| `{}` | {} | {} |\n",
+                    e.id,
+                    e.default_action,
+                    md(&acts_under(policy, e.id, e.default_action))
+                ));
+            }
+            s
+        }
+        RulesFormat::Table => {
+            let w_id = rows.iter().map(|e| e.id.len()).max().unwrap_or(2).max(2);
+            let mut s = format!("{:<w_id$}  {:<7}  UNDER THIS POLICY\n", "ID", "DEFAULT");
+            for e in &rows {
+                s.push_str(&format!(
+                    "{:<w_id$}  {:<7}  {}\n",
+                    e.id,
+                    e.default_action,
+                    acts_under(policy, e.id, e.default_action)
+                ));
+            }
+            s
+        }
+    }
+}
+
 pub fn render(format: RulesFormat) -> String {
     match format {
         RulesFormat::Json => serde_json::to_string_pretty(&entries()).unwrap_or_default() + "\n",
@@ -200,14 +285,55 @@ pub fn render(format: RulesFormat) -> String {
     }
 }
 
-pub fn print(format: RulesFormat) -> i32 {
-    print!("{}", render(format));
+pub fn print(args: &RulesArgs) -> i32 {
+    match &args.config {
+        None => print!("{}", render(args.format)),
+        Some(path) => match load_policy(path) {
+            Ok(policy) => print!("{}", render_under(args.format, &policy)),
+            Err(e) => {
+                eprintln!("meshguard rules: {e}");
+                return 2;
+            }
+        },
+    }
     0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_under_a_policy_say_where_each_acts() {
+        let policy = policy_from_yaml(
+            "platform: {labels: [env]}\nrules:\n  pa-permissive-mtls:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\n      - namespaces: [legacy]\n        action: audit\nexceptions:\n  - name: old\n    rules: [pa-permissive-mtls]\n    namespaces: [legacy]\n    reason: r\n    owner: o\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(
+            acts_under(&policy, "pa-permissive-mtls", Action::Deny),
+            "audit in namespaces legacy; deny in namespaceSelector env=prod; warn elsewhere; excepted by policy:old until 2026-06-30"
+        );
+        assert_eq!(
+            acts_under(&policy, "pa-disabled-mtls", Action::Deny),
+            "deny"
+        );
+        let table = render_under(RulesFormat::Table, &policy);
+        assert!(table
+            .lines()
+            .any(|l| l.starts_with("pa-disabled-mtls") && l.ends_with("deny")));
+        let json: serde_json::Value =
+            serde_json::from_str(&render_under(RulesFormat::Json, &policy)).expect("json");
+        let pa = json
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == "pa-permissive-mtls"))
+            .expect("row");
+        assert_eq!(
+            pa["acts"][1],
+            serde_json::json!({"where": "namespaceSelector env=prod", "action": "deny"})
+        );
+        assert_eq!(pa["exceptions"][0]["name"], "old");
+    }
 
     #[test]
     fn every_listed_id_is_configurable_and_cross_checks_are_marked() {

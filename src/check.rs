@@ -72,7 +72,7 @@ pub struct Prepared {
     pub errors: Vec<LoadError>,
     pub skipped: BTreeMap<String, usize>,
     /// MutatingWebhookConfigurations and ConfigMaps of the input (not checked themselves): what
-    /// the mesh context is built from.
+    /// the mesh context is built from; and PolicyExceptions, which the engine applies.
     pub mesh_objects: Vec<DynamicObject>,
 }
 
@@ -167,11 +167,13 @@ pub fn prepare(
     p
 }
 
-/// A kind the mesh context reads (an injector's MutatingWebhookConfiguration, Istio's ConfigMaps).
+/// A kind the mesh context reads (an injector's MutatingWebhookConfiguration, Istio's ConfigMaps),
+/// or a PolicyException (`config::exceptions`).
 fn is_mesh_object(api_version: &str, kind: &str) -> bool {
     (kind == "MutatingWebhookConfiguration"
         && api_version.starts_with("admissionregistration.k8s.io/"))
         || (kind == "ConfigMap" && api_version == "v1")
+        || (kind == crate::config::exceptions::KIND && api_version.starts_with("meshguard.io/"))
 }
 
 /// The mesh context of a `check` run: the mesh objects of the input, the `--mesh-config` file
@@ -230,6 +232,7 @@ pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Re
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        excepted: analysis.excepted,
     }
 }
 
@@ -394,7 +397,8 @@ pub fn execute(
         mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
         args.istio_namespace.as_deref(),
     );
-    let engine = Engine::new(policy, Arc::new(mesh), None);
+    let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
+    let engine = Engine::new(policy, Arc::new(mesh), None).with_exception_resources(exceptions);
     let report = check_loaded(&engine, &prepared, args.mtls);
     let rendered = report.render(args.format);
     if args.fix {

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod exceptions;
+pub mod rollout;
+
 /// The built-in policy, embedded in the binary.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
 
@@ -112,6 +115,9 @@ pub struct RuleConfig {
     pub action: Option<Action>,
     #[serde(default)]
     pub exemptions: Vec<Exemption>,
+    /// Per-namespace actions of this rule (`rollout`).
+    #[serde(default)]
+    pub overrides: Vec<rollout::Override>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +178,18 @@ pub struct Policy {
     pub rules: BTreeMap<String, RuleConfig>,
     #[serde(default)]
     pub mutations: BTreeMap<String, MutationConfig>,
+    /// Per-namespace actions for every rule or listed rules, and who owns the labels they
+    /// select on (`rollout`).
+    #[serde(default)]
+    pub overrides: Vec<rollout::Override>,
+    #[serde(default)]
+    pub platform: rollout::Platform,
+    /// Exceptions with a scope, a reason and an end, and where PolicyException resources are
+    /// accepted (`exceptions`).
+    #[serde(default)]
+    pub exceptions: Vec<exceptions::ExceptionSpec>,
+    #[serde(default)]
+    pub policy_exceptions: exceptions::ExceptionSettings,
 }
 
 fn default_cluster_domain() -> String {
@@ -201,6 +219,10 @@ impl Default for Policy {
             allow_existing_violations: true,
             rules: BTreeMap::new(),
             mutations: BTreeMap::new(),
+            overrides: Vec::new(),
+            platform: rollout::Platform::default(),
+            exceptions: Vec::new(),
+            policy_exceptions: exceptions::ExceptionSettings::default(),
         }
     }
 }
@@ -300,6 +322,8 @@ impl Policy {
                 return Err("injectionRevision: must be a label value of 1-63 characters".into());
             }
         }
+        rollout::validate(self, known)?;
+        exceptions::validate(self, known)?;
         Ok(())
     }
 

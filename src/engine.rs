@@ -2,6 +2,7 @@
 //! The webhook, `check` and `audit` all call it; only the admission front end turns findings
 //! into allow/deny/warn. No I/O happens here.
 
+use crate::config::exceptions::{self, Clock, Excepted, Exception, ExceptionSet, Hit, Target};
 use crate::config::Policy;
 use crate::context::{ClusterView, Lookup, LookupKey, Need};
 use crate::finding::{Action, Finding};
@@ -23,6 +24,8 @@ pub struct Evaluation {
     pub findings: Vec<Finding>,
     /// The whole request was exempt (exempt namespace): no rule ran.
     pub exempt: bool,
+    /// Findings an exception covers (`config::exceptions`): reported, never enforced.
+    pub excepted: Vec<Excepted>,
 }
 
 impl Evaluation {
@@ -56,6 +59,11 @@ pub struct Engine {
     mutations: HashMap<Kind, Vec<&'static Mutation>>,
     /// What the active rules, mutations and exemptions of each kind read from the cluster.
     needs: HashMap<Kind, Vec<Need>>,
+    /// The policy's exceptions and PolicyException resources, and the clock they expire by.
+    exceptions: ExceptionSet,
+    clock: Arc<dyn Clock>,
+    /// The policy has per-namespace overrides: actions are resolved per review.
+    per_namespace: bool,
 }
 
 impl Engine {
@@ -82,9 +90,11 @@ impl Engine {
         exempt_namespaces.dedup();
 
         let mut rules: HashMap<Kind, Vec<(&'static Rule, Action)>> = HashMap::new();
+        let exceptions = ExceptionSet::of_policy(&policy);
         for rule in rules::REGISTRY {
             let action = policy.action_for(rule.id, rule.default_action);
-            if action == Action::Off {
+            // An override may turn a rule that is off by default on somewhere.
+            if !policy.may_act(rule.id, rule.default_action) {
                 continue;
             }
             for kind in rule.kinds {
@@ -109,7 +119,10 @@ impl Engine {
                     .rules
                     .get(rule.id)
                     .is_some_and(|c| c.exemptions.iter().any(|e| e.namespace_selector.is_some()));
-                if by_namespace_labels {
+                if by_namespace_labels
+                    || policy.action_reads_namespace_labels(rule.id)
+                    || exceptions.reads_namespace_labels(rule.id)
+                {
                     n.push(Need::NamespaceLabels);
                 }
             }
@@ -125,13 +138,41 @@ impl Engine {
             n.dedup();
         }
         Engine {
+            per_namespace: policy.has_overrides(),
             policy,
             mesh,
             exempt_namespaces,
             rules,
             mutations,
             needs,
+            exceptions,
+            clock: Arc::new(exceptions::SystemClock),
         }
+    }
+
+    /// Add PolicyException resources to the policy's exceptions (checked against the policy at
+    /// every evaluation).
+    pub fn with_exception_resources(mut self, resources: Vec<Exception>) -> Engine {
+        for e in resources {
+            self.exceptions.push(e);
+        }
+        self
+    }
+
+    /// Read the time from `clock` (tests, `meshguard test`) instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
+    }
+
+    /// Every exception, the policy's and the resources'.
+    pub fn exceptions(&self) -> &ExceptionSet {
+        &self.exceptions
+    }
+
+    /// The time exceptions are judged at now.
+    pub fn now(&self) -> k8s_openapi::jiff::Timestamp {
+        self.clock.now()
     }
 
     /// The cluster lookups evaluating or mutating this review will make, derived from what the
@@ -181,11 +222,12 @@ impl Engine {
     pub fn evaluate(&self, review: &Review<'_>, cluster: &dyn ClusterView) -> Evaluation {
         if self.is_exempt(review) {
             return Evaluation {
-                findings: Vec::new(),
                 exempt: true,
+                ..Evaluation::default()
             };
         }
-        let mut findings = self.run_rules(review, cluster, false);
+        let mut excepted = Vec::new();
+        let mut findings = self.run_rules(review, cluster, false, Some(&mut excepted));
         if self.policy.allow_existing_violations {
             self.pardon_existing(review, cluster, &mut findings);
             pardon_inherited(review, &mut findings);
@@ -193,6 +235,7 @@ impl Engine {
         Evaluation {
             findings,
             exempt: false,
+            excepted,
         }
     }
 
@@ -216,7 +259,7 @@ impl Engine {
             old_object: Some(old),
             ..*review
         };
-        let earlier = self.run_rules(&before, cluster, true);
+        let earlier = self.run_rules(&before, cluster, true, None);
         for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
             // The same finding: rule, field and message (which names the value), so that
             // widening an existing hole (excludeInboundPorts "8080" -> "1-65535") still denies.
@@ -235,12 +278,13 @@ impl Engine {
     }
 
     /// Run the kind's rules (only its deny rules with `deny_only`); exempted rules report
-    /// nothing.
+    /// nothing; findings an exception covers go to `excepted` (dropped when `None`).
     fn run_rules(
         &self,
         review: &Review<'_>,
         cluster: &dyn ClusterView,
         deny_only: bool,
+        mut excepted: Option<&mut Vec<Excepted>>,
     ) -> Vec<Finding> {
         let cache = ReviewCache::default();
         let ctx = Ctx {
@@ -256,8 +300,22 @@ impl Engine {
             .get(&review.kind)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        // The namespace's labels, read at most once, when overrides or exceptions ask.
+        let ns_labels = std::cell::OnceCell::new();
+        let labels = || {
+            ns_labels
+                .get_or_init(|| review_namespace_labels(review, cluster))
+                .as_ref()
+        };
         for (rule, action) in rules {
-            if deny_only && *action != Action::Deny {
+            let action = match self.per_namespace {
+                true => {
+                    self.policy
+                        .action_in(rule.id, rule.default_action, review.namespace, labels())
+                }
+                false => *action,
+            };
+            if action == Action::Off || (deny_only && action != Action::Deny) {
                 continue;
             }
             violations.clear();
@@ -265,13 +323,57 @@ impl Engine {
             if violations.is_empty() || self.rule_exempted(rule, review, cluster) {
                 continue;
             }
-            findings.extend(violations.drain(..).map(|violation| Finding {
-                rule: rule.id,
-                action: *action,
-                violation,
+            let mut note = None;
+            match self.exception_hit(rule.id, review, &|| labels().cloned()) {
+                Some(Hit::Active(exception)) => {
+                    if let Some(out) = excepted.as_deref_mut() {
+                        out.extend(violations.drain(..).map(|violation| Excepted {
+                            finding: Finding {
+                                rule: rule.id,
+                                action,
+                                violation,
+                            },
+                            exception: exception.clone(),
+                        }));
+                    }
+                    continue;
+                }
+                Some(Hit::Expired(exception)) => note = Some(exceptions::expired_note(&exception)),
+                None => {}
+            }
+            findings.extend(violations.drain(..).map(|mut violation| {
+                if let Some(note) = &note {
+                    violation.message.push_str(note);
+                }
+                Finding {
+                    rule: rule.id,
+                    action,
+                    violation,
+                }
             }));
         }
         findings
+    }
+
+    /// The exception that covers a finding of rule `id` about the review's object, if any.
+    fn exception_hit(
+        &self,
+        id: &str,
+        review: &Review<'_>,
+        namespace_labels: &dyn Fn() -> Option<BTreeMap<String, String>>,
+    ) -> Option<Hit> {
+        if !self.exceptions.names_rule(id) {
+            return None;
+        }
+        let target = Target {
+            namespace: review.namespace,
+            kind: review.kind.as_str(),
+            name: review.name,
+            labels: review.subject().map(labels_of),
+            namespace_labels,
+        };
+        self.exceptions
+            .find(&self.policy, id, &target, self.clock.now())
     }
 
     /// Compute the patch for one review. Mutations run in registry order; each later one sees
@@ -414,6 +516,26 @@ fn pardon_inherited(review: &Review<'_>, findings: &mut [Finding]) {
                 " (inherited from the pod template of its {owner}, created by its controller; allowed because allowExistingViolations is on, fix it in the {owner})"
             ));
         }
+    }
+}
+
+/// The labels of the review's namespace for overrides and exceptions: a Namespace's own (as
+/// stored: the old object on UPDATE, so relabelling cannot change how that very change is
+/// judged), else the cluster's; a namespace that does not exist has none; `None`: unknown.
+fn review_namespace_labels(
+    review: &Review<'_>,
+    cluster: &dyn ClusterView,
+) -> Option<BTreeMap<String, String>> {
+    if review.kind == Kind::Namespace {
+        return review
+            .old_object
+            .or(review.object)
+            .map(|o| labels_of(o).clone());
+    }
+    match cluster.namespace_labels(review.namespace) {
+        Lookup::Found(labels) => Some(labels),
+        Lookup::Missing => Some(BTreeMap::new()),
+        Lookup::Unknown => None,
     }
 }
 
@@ -752,6 +874,73 @@ mod tests {
             let ev = update(&engine, Kind::Deployment, &old, &old);
             assert!(!ev.exempt && !ev.findings.is_empty());
         }
+    }
+
+    #[test]
+    fn overrides_act_per_namespace_and_exceptions_report_until_they_expire() {
+        use crate::config::exceptions::{parse_expires, FixedClock};
+        let policy = crate::catalogue::policy_from_yaml(
+            "platform: {labels: [env]}\nrules:\n  pa-permissive-mtls:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\nexceptions:\n  - name: legacy\n    rules: [pa-permissive-mtls]\n    namespaces: [legacy]\n    reason: clients still on plaintext\n    ticket: NET-7\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        let cluster = crate::inventory::Inventory::complete(Vec::new())
+            .with_namespace("shop", &[("env", "prod")])
+            .with_namespace("dev", &[("env", "dev")])
+            .with_namespace("legacy", &[("env", "prod")]);
+        let at = |t: &str| -> Arc<dyn Clock> { Arc::new(FixedClock(parse_expires(t).expect("t"))) };
+        let engine =
+            Engine::new(policy.clone(), Default::default(), None).with_clock(at("2026-06-01"));
+        let judge = |engine: &Engine, ns: &str| {
+            let o = pa(ns, "PERMISSIVE", json!({}));
+            let review = Review::create(Kind::PeerAuthentication, "v1", ns, "p", &o);
+            engine.evaluate(&review, &cluster)
+        };
+        assert_eq!(
+            actions(&judge(&engine, "shop"), "pa-permissive-mtls"),
+            [Action::Deny]
+        );
+        assert_eq!(
+            actions(&judge(&engine, "dev"), "pa-permissive-mtls"),
+            [Action::Warn]
+        );
+        // A namespace that does not exist has no labels; unknown labels never weaken.
+        assert_eq!(
+            actions(&judge(&engine, "elsewhere"), "pa-permissive-mtls"),
+            [Action::Warn]
+        );
+        let o = pa("shop", "PERMISSIVE", json!({}));
+        let unknown = engine.evaluate(
+            &Review::create(Kind::PeerAuthentication, "v1", "shop", "p", &o),
+            &NoCluster,
+        );
+        assert_eq!(actions(&unknown, "pa-permissive-mtls"), [Action::Deny]);
+        // Excepted: not a finding, reported with the exception and the action it would have had.
+        let ev = judge(&engine, "legacy");
+        assert!(ev.findings.is_empty() && !ev.denied());
+        assert_eq!(ev.excepted.len(), 1);
+        assert_eq!(ev.excepted[0].finding.action, Action::Deny);
+        assert_eq!(ev.excepted[0].exception.id(), "policy:legacy");
+        // The namespace's labels are fetched by the webhook when overrides select on them.
+        let o = pa("shop", "STRICT", json!({}));
+        assert_eq!(
+            engine.lookups(&Review::create(
+                Kind::PeerAuthentication,
+                "v1",
+                "shop",
+                "p",
+                &o
+            )),
+            [LookupKey::NamespaceLabels("shop".into())]
+        );
+        // Expired: enforced again, and the message says which exception ended.
+        let later = Engine::new(policy, Default::default(), None).with_clock(at("2026-07-01"));
+        let ev = judge(&later, "legacy");
+        assert!(ev.denied() && ev.excepted.is_empty());
+        assert!(ev.findings[0]
+            .violation
+            .message
+            .ends_with("(exception policy:legacy expired 2026-06-30T00:00:00Z: enforced again)"));
     }
 
     #[test]

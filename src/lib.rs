@@ -17,7 +17,7 @@
 //!   (what a change opens and closes), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas);
+//!   (one writer among replicas), `exception_watch` (PolicyException resources);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -37,6 +37,7 @@ pub mod context;
 pub mod cross;
 pub mod diff;
 pub mod engine;
+pub mod exception_watch;
 pub mod finding;
 pub mod http;
 pub mod inventory;

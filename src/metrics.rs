@@ -28,6 +28,11 @@ pub struct Metrics {
     pub report_writes: IntCounterVec,
     /// 1 while this replica holds the audit Lease (runs the periodic audit, writes reports).
     pub leader: IntGauge,
+    /// Policy operations (`config::exceptions`): findings excepted at admission, by the last
+    /// periodic audit, and the exceptions known by source and status.
+    pub excepted: IntCounterVec,
+    pub audit_excepted: GaugeVec,
+    pub exceptions: IntGaugeVec,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -142,6 +147,30 @@ impl Metrics {
         registry.register(Box::new(log_dropped.clone()))?;
         registry.register(Box::new(report_writes.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        let excepted = IntCounterVec::new(
+            Opts::new(
+                "meshguard_excepted_total",
+                "Findings an exception covered at admission (allowed, reported), by rule and kind",
+            ),
+            &["rule", "kind"],
+        )?;
+        let audit_excepted = GaugeVec::new(
+            Opts::new(
+                "meshguard_audit_excepted",
+                "Findings an exception covered in the last periodic audit, by rule and namespace",
+            ),
+            &["rule", "namespace"],
+        )?;
+        let exceptions = IntGaugeVec::new(
+            Opts::new(
+                "meshguard_exceptions",
+                "Exceptions known to the engine, by source (policy, resource) and status (active, expired, refused)",
+            ),
+            &["source", "status"],
+        )?;
+        registry.register(Box::new(excepted.clone()))?;
+        registry.register(Box::new(audit_excepted.clone()))?;
+        registry.register(Box::new(exceptions.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -162,6 +191,9 @@ impl Metrics {
             log_dropped,
             report_writes,
             leader,
+            excepted,
+            audit_excepted,
+            exceptions,
         })
     }
 

@@ -19,6 +19,7 @@
 //! audit-level ones `warn` too, with severity `low`.
 
 use crate::catalogue::{self, Scope};
+use crate::config::exceptions::ObjectExcepted;
 use crate::finding::{Action, ObjectFinding};
 use crate::resource::Kind;
 use serde::{Deserialize, Serialize};
@@ -471,9 +472,24 @@ pub fn build(
     seen: &HashMap<ResultKey, Timestamp>,
     budget: usize,
 ) -> Built {
+    build_with_excepted(scope, findings, &[], now, seen, budget)
+}
+
+/// [`build`] with the scope's excepted findings as `skip` results ([`skipped_result_of`]).
+pub fn build_with_excepted(
+    scope: ReportScope,
+    findings: &[&ObjectFinding],
+    excepted: &[&ObjectExcepted],
+    now: Timestamp,
+    seen: &HashMap<ResultKey, Timestamp>,
+    budget: usize,
+) -> Built {
     let mut all: BTreeMap<ResultKey, ReportResult> = BTreeMap::new();
-    for f in findings {
-        let mut r = result_of(f, now);
+    let results = findings
+        .iter()
+        .map(|f| result_of(f, now))
+        .chain(excepted.iter().map(|e| skipped_result_of(e, now)));
+    for mut r in results {
         let key = r.key();
         if let Some(t) = seen.get(&key) {
             r.timestamp = *t;
@@ -515,6 +531,69 @@ pub fn build(
         summary,
         total,
     }
+}
+
+/// The `skip` result of a finding an exception covers: severity `info`, the message saying which
+/// exception until when and why, and the properties `exception`, `exceptionExpires`,
+/// `exceptionReason` (and `exceptionOwner`, `exceptionTicket` when set) beside `fieldPath` and
+/// the `action` the finding would have had.
+pub fn skipped_result_of(e: &ObjectExcepted, timestamp: Timestamp) -> ReportResult {
+    let as_finding = ObjectFinding {
+        subject: e.subject.clone(),
+        finding: e.finding.clone(),
+    };
+    let mut r = result_of(&as_finding, timestamp);
+    let x = &e.exception;
+    r.result = "skip".to_owned();
+    r.severity = "info".to_owned();
+    r.message
+        .push_str(&format!(" (excepted by {}, {})", x.id(), x.describe()));
+    let props = &mut r.properties;
+    props.insert("exception".to_owned(), x.id());
+    if let Some(t) = x.expires {
+        props.insert("exceptionExpires".to_owned(), t.to_string());
+    }
+    props.insert("exceptionReason".to_owned(), x.reason.clone());
+    if let Some(o) = &x.owner {
+        props.insert("exceptionOwner".to_owned(), o.clone());
+    }
+    if let Some(t) = &x.ticket {
+        props.insert("exceptionTicket".to_owned(), t.clone());
+    }
+    r
+}
+
+/// Every report of a set of findings and excepted findings (see [`build_with_excepted`]).
+pub fn build_all_with_excepted(
+    findings: &[ObjectFinding],
+    excepted: &[ObjectExcepted],
+    now: Timestamp,
+    existing: &dyn Fn(&ReportScope) -> Option<Value>,
+    budget: usize,
+) -> Vec<Built> {
+    let mut scopes: BTreeMap<ReportScope, (Vec<&ObjectFinding>, Vec<&ObjectExcepted>)> =
+        BTreeMap::new();
+    for (scope, fs) in group_by_scope(findings) {
+        scopes.entry(scope).or_default().0 = fs;
+    }
+    for e in excepted {
+        let as_finding = ObjectFinding {
+            subject: e.subject.clone(),
+            finding: e.finding.clone(),
+        };
+        scopes
+            .entry(ReportScope::of(&as_finding))
+            .or_default()
+            .1
+            .push(e);
+    }
+    scopes
+        .into_iter()
+        .map(|(scope, (fs, es))| {
+            let seen = existing(&scope).map(|e| first_seen(&e)).unwrap_or_default();
+            build_with_excepted(scope, &fs, &es, now, &seen, budget)
+        })
+        .collect()
 }
 
 /// Every report of a set of findings (see [`build`]); `existing` gives the cluster's current
@@ -939,6 +1018,80 @@ mod tests {
             let mut extra = reports[0].object(api);
             extra["results"][0]["fieldPath"] = json!("spec");
             assert!(!validator.is_valid(&extra), "{file}");
+        }
+    }
+
+    #[test]
+    fn excepted_findings_are_skip_results_naming_the_exception() {
+        use crate::config::exceptions::{Exception, ObjectExcepted};
+        let policy = crate::catalogue::policy_from_yaml(
+            "exceptions:\n  - name: legacy\n    rules: [svc-port-protocol]\n    namespaces: [shop]\n    reason: old clients\n    owner: team-shop\n    ticket: SHOP-1\n    expires: 2026-06-30\n",
+            "t",
+        )
+        .expect("policy");
+        let exception = std::sync::Arc::new(Exception::from_spec(0, &policy.exceptions[0]));
+        let f = finding("Service", "shop", "web", "svc-port-protocol", Action::Warn);
+        let excepted = vec![ObjectExcepted {
+            subject: f.subject.clone(),
+            finding: f.finding.clone(),
+            exception,
+        }];
+        let findings = vec![finding(
+            "PeerAuthentication",
+            "shop",
+            "p",
+            "pa-permissive-mtls",
+            Action::Deny,
+        )];
+        let built =
+            build_all_with_excepted(&findings, &excepted, T0, &no_existing, RESULTS_BUDGET_BYTES);
+        assert_eq!(built.len(), 1);
+        let b = &built[0];
+        assert_eq!(
+            b.summary,
+            Summary {
+                fail: 1,
+                skip: 1,
+                ..Summary::default()
+            }
+        );
+        let skip = b
+            .results
+            .iter()
+            .find(|r| r.result == "skip")
+            .expect("a skip result");
+        assert_eq!(skip.severity, "info");
+        assert_eq!(skip.properties["exception"], "policy:legacy");
+        assert_eq!(skip.properties["exceptionExpires"], "2026-06-30T00:00:00Z");
+        assert_eq!(skip.properties["exceptionOwner"], "team-shop");
+        assert_eq!(skip.properties[PROP_ACTION], "warn");
+        assert!(
+            skip.message.contains("excepted by policy:legacy"),
+            "{}",
+            skip.message
+        );
+        // Valid for every report CRD meshguard writes.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/policy-report-crds");
+        for (api, file) in [
+            (ReportApi::Wgpolicyk8s, "wgpolicyk8s.io_policyreports.yaml"),
+            (ReportApi::OpenReports, "openreports.io_reports.yaml"),
+        ] {
+            let crd: Value =
+                serde_saphyr::from_str(&std::fs::read_to_string(dir.join(file)).expect(file))
+                    .expect(file);
+            let version = crd["spec"]["versions"]
+                .as_array()
+                .and_then(|v| v.iter().find(|v| v["name"] == api.version()))
+                .expect("version");
+            let schema = openapi_to_json_schema(&version["schema"]["openAPIV3Schema"]);
+            let validator = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft4)
+                .build(&schema)
+                .expect("schema compiles");
+            let obj = b.object(api);
+            let errors: Vec<String> = validator.iter_errors(&obj).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{file}: {errors:#?}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Output of `check` and `audit`: text, JSON, JUnit XML and SARIF 2.1.0.
 //! Every format is deterministic (findings sorted, maps ordered).
 
+use crate::config::exceptions::ObjectExcepted;
 use crate::finding::{Action, ObjectFinding, Subject};
 use crate::manifest::LoadError;
 use crate::mtls;
@@ -8,6 +9,8 @@ use clap::ValueEnum;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+mod excepted;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -38,6 +41,8 @@ pub struct Report {
     pub show_mtls: bool,
     /// The mesh context the verdicts were made with (effective values and their origins).
     pub mesh: Option<std::sync::Arc<crate::mesh::MeshContext>>,
+    /// Findings an exception covers: shown apart (`report_excepted`), never counted as findings.
+    pub excepted: Vec<ObjectExcepted>,
 }
 
 impl Report {
@@ -148,6 +153,7 @@ impl Report {
                 let _ = writeln!(s, "  {ns:<40} {n}");
             }
         }
+        excepted::text(&self.excepted, &mut s);
         if !self.skipped.is_empty() {
             let kinds: Vec<String> = self
                 .skipped
@@ -165,13 +171,14 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{}: {} objects, {} findings ({} deny, {} warn, {} audit), {} unreadable documents",
+            "\n{}: {} objects, {} findings ({} deny, {} warn, {} audit){}, {} unreadable documents",
             self.command,
             self.objects,
             self.findings.len(),
             self.count(Action::Deny),
             self.count(Action::Warn),
             self.count(Action::Audit),
+            excepted::summary(&self.excepted),
             self.errors.len()
         );
         s
@@ -218,6 +225,8 @@ impl Report {
         if let Some(mesh) = &self.mesh {
             v["meshContext"] = json!(mesh.summary());
         }
+        v["summary"]["excepted"] = json!(self.excepted.len());
+        v["excepted"] = excepted::json(&self.excepted);
         if self.show_mtls {
             v["mtls"] = json!(self
                 .mtls
@@ -252,7 +261,7 @@ impl Report {
             .iter()
             .filter(|(_, _, v)| v.iter().any(|i| i.finding.action == Action::Deny))
             .count();
-        let tests = cases.len() + self.errors.len();
+        let tests = cases.len() + self.errors.len() + self.excepted.len();
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             s,
@@ -262,9 +271,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  <testsuite name=\"meshguard {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{}\" skipped=\"0\">",
+            "  <testsuite name=\"meshguard {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{}\" skipped=\"{}\">",
             self.command,
-            self.errors.len()
+            self.errors.len(),
+            self.excepted.len()
         );
         for e in &self.errors {
             let _ = writeln!(
@@ -309,6 +319,7 @@ impl Report {
             }
             s.push_str("    </testcase>\n");
         }
+        excepted::junit(&self.excepted, &mut s);
         s.push_str("  </testsuite>\n</testsuites>\n");
         s
     }
@@ -387,6 +398,7 @@ impl Report {
             }
             results.push(r);
         }
+        results.extend(excepted::sarif(&self.excepted, &index));
         json!({
             "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
             "version": "2.1.0",

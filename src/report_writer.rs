@@ -143,6 +143,8 @@ pub struct ReportWriter {
     metrics: Option<Metrics>,
     /// Room for one report's results (a parameter for tests).
     pub budget: usize,
+    /// Findings exceptions cover: written as `skip` results beside the findings.
+    pub excepted: Vec<crate::config::exceptions::ObjectExcepted>,
 }
 
 impl ReportWriter {
@@ -152,6 +154,7 @@ impl ReportWriter {
             api,
             metrics,
             budget: RESULTS_BUDGET_BYTES,
+            excepted: Vec::new(),
         }
     }
 
@@ -229,8 +232,9 @@ impl ReportWriter {
             });
         }
         let existing = self.existing().await?;
-        let wanted = policy_report::build_all(
+        let wanted = policy_report::build_all_with_excepted(
             findings,
+            &self.excepted,
             now,
             &|scope| existing.get(scope).cloned(),
             self.budget,

@@ -202,6 +202,13 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
                 .istio_namespace
                 .clone()
                 .unwrap_or_else(|| crate::mesh_watch::DEFAULT_ISTIO_NAMESPACE.to_owned());
+            // PolicyExceptions (config::exceptions): a change rebuilds the engine too.
+            let sink = inputs.clone();
+            let gauges = metrics.clone();
+            crate::exception_watch::spawn(client.clone(), move |resources| {
+                sink.set_exceptions(resources);
+                crate::exception_watch::publish(&gauges, &sink.handle.current());
+            });
             let sink = inputs.clone();
             let watch = crate::mesh_watch::spawn(
                 client,
@@ -392,6 +399,8 @@ struct Inputs {
 struct Current {
     policy: Policy,
     mesh: Arc<MeshContext>,
+    /// PolicyException resources (the exception watch).
+    exceptions: Vec<crate::config::exceptions::Exception>,
     /// Kinds of mesh objects that could not be read.
     notes: Vec<String>,
     /// What was last logged of the mesh context.
@@ -407,6 +416,7 @@ impl Inputs {
             current: Mutex::new(Current {
                 policy,
                 mesh,
+                exceptions: Vec::new(),
                 notes: Vec::new(),
                 logged: None,
             }),
@@ -433,12 +443,20 @@ impl Inputs {
         self.rebuild(&mut c);
     }
 
+    /// New PolicyException resources (the exception watch).
+    fn set_exceptions(&self, exceptions: Vec<crate::config::exceptions::Exception>) {
+        let mut c = self.lock();
+        c.exceptions = exceptions;
+        self.rebuild(&mut c);
+    }
+
     fn rebuild(&self, c: &mut Current) {
         let engine = Engine::new(
             c.policy.clone(),
             c.mesh.clone(),
             self.own_namespace.as_deref(),
-        );
+        )
+        .with_exception_resources(c.exceptions.clone());
         let mesh = engine.mesh().clone();
         self.handle.replace(engine);
         let notes = c.notes.clone();

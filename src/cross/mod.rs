@@ -8,6 +8,7 @@
 //! check's action (`rules.<id>.action`, else its default capped by the global mode) and its
 //! `rules.<id>.exemptions` with the same resolver the admission rules use.
 
+use crate::config::exceptions::{self, Hit, ObjectExcepted, Target};
 use crate::engine::Engine;
 use crate::finding::{Action, Finding, ObjectFinding, Subject, Violation};
 use crate::inventory::{Inventory, InventoryWorkload};
@@ -56,6 +57,8 @@ registry! {
     dr_disable_vs_mtls,
     wl_proxy_outdated,
     injector_overlap,
+    exception_expired,
+    exception_refused,
 }
 
 /// Look a check up by id.
@@ -168,6 +171,44 @@ impl<'a> CrossContext<'a> {
         }
     }
 
+    /// The labels of a subject's namespace: the inventory's Namespace, none for a namespace a
+    /// complete inventory lacks, unknown otherwise.
+    fn namespace_labels(&self, ns: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        match self.inventory.namespace(ns) {
+            Some(o) => Some(o.labels().clone()),
+            None if self.inventory.is_complete() => Some(Default::default()),
+            None => None,
+        }
+    }
+
+    /// A check's action for a subject (per-namespace overrides, `config::rollout`).
+    fn action_in(&self, check: &CrossCheck, subject: &Subject) -> Action {
+        let policy = self.engine.policy();
+        let ns = subject.namespace.as_str();
+        if !policy.action_reads_namespace_labels(check.id) {
+            return policy.action_in(check.id, check.default_action, ns, None);
+        }
+        let labels = self.namespace_labels(ns);
+        policy.action_in(check.id, check.default_action, ns, labels.as_ref())
+    }
+
+    /// The exception covering a finding of check `id` about a subject, if any.
+    fn exception_hit(&self, id: &str, subject: &Subject) -> Option<Hit> {
+        let set = self.engine.exceptions();
+        if !set.names_rule(id) {
+            return None;
+        }
+        let object = self.inventory.find_subject(subject);
+        let target = Target {
+            namespace: &subject.namespace,
+            kind: &subject.kind,
+            name: &subject.name,
+            labels: object.map(|o| o.labels()),
+            namespace_labels: &|| self.namespace_labels(&subject.namespace),
+        };
+        set.find(self.engine.policy(), id, &target, self.engine.now())
+    }
+
     /// `rules.<id>.exemptions` of the policy, applied to a finding's subject.
     fn exempted(&self, id: &str, subject: &Subject) -> bool {
         let configured = self.engine.policy().rules.get(id);
@@ -186,32 +227,49 @@ impl<'a> CrossContext<'a> {
 /// Run every check of the registry; findings come out in registry order, each check's in the
 /// order it reported them.
 pub fn run_all(cx: &CrossContext<'_>) -> Vec<ObjectFinding> {
+    run_all_with_exceptions(cx).0
+}
+
+/// [`run_all`], with the findings an exception covers apart.
+pub fn run_all_with_exceptions(cx: &CrossContext<'_>) -> (Vec<ObjectFinding>, Vec<ObjectExcepted>) {
     let mut out = Vec::new();
+    let mut excepted = Vec::new();
     let mut found = Vec::new();
+    let policy = cx.engine.policy();
     for check in REGISTRY {
-        let action = cx
-            .engine
-            .policy()
-            .action_for(check.id, check.default_action);
-        if action == Action::Off {
+        // An override may turn a check that is off by default on in some namespaces.
+        if !policy.may_act(check.id, check.default_action) {
             continue;
         }
         (check.run)(cx, &mut found);
-        for (subject, violation) in found.drain(..) {
+        for (subject, mut violation) in found.drain(..) {
             if cx.exempted(check.id, &subject) {
                 continue;
             }
-            out.push(ObjectFinding {
-                subject,
-                finding: Finding {
-                    rule: check.id,
-                    action,
-                    violation,
-                },
-            });
+            let action = cx.action_in(check, &subject);
+            if action == Action::Off {
+                continue;
+            }
+            let hit = cx.exception_hit(check.id, &subject);
+            if let Some(Hit::Expired(e)) = &hit {
+                violation.message.push_str(&exceptions::expired_note(e));
+            }
+            let finding = Finding {
+                rule: check.id,
+                action,
+                violation,
+            };
+            match hit {
+                Some(Hit::Active(exception)) => excepted.push(ObjectExcepted {
+                    subject,
+                    finding,
+                    exception,
+                }),
+                _ => out.push(ObjectFinding { subject, finding }),
+            }
         }
     }
-    out
+    (out, excepted)
 }
 
 /// Up to five names, then "and N more".

@@ -13,6 +13,7 @@
 
 pub mod model;
 pub mod page;
+pub mod policy_ops;
 pub mod reach;
 mod rows;
 
@@ -91,7 +92,7 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let (collected, mesh) = runtime
+        let (collected, mesh, exceptions) = runtime
             .block_on(async {
                 let client =
                     crate::audit::client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
@@ -103,7 +104,15 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
                     })?;
                 let mut collected = crate::audit::collect(&client, 500, None).await?;
                 collected.notes.extend(mesh.notes);
-                Ok::<_, crate::audit::AuditError>((collected, mesh.builder))
+                let (exceptions, note) =
+                    crate::exception_watch::list(&client)
+                        .await
+                        .map_err(|source| crate::audit::AuditError::List {
+                            what: "PolicyExceptions".to_owned(),
+                            source,
+                        })?;
+                collected.notes.extend(note);
+                Ok::<_, crate::audit::AuditError>((collected, mesh.builder, exceptions))
             })
             .map_err(|e| e.to_string())?;
         // The mesh as installed is an input of every verdict, as in `audit`.
@@ -111,7 +120,8 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             policy,
             std::sync::Arc::new(mesh.build()),
             args.own_namespace.as_deref(),
-        );
+        )
+        .with_exception_resources(exceptions);
         let inventory = Inventory::complete(collected.objects);
         let report = crate::audit::evaluate_inventory(&engine, &inventory, collected.notes, false);
         let input = format!(
@@ -151,7 +161,9 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
             args.istio_namespace.as_deref(),
         );
-        let engine = Engine::new(policy, std::sync::Arc::new(mesh), None);
+        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
+        let engine = Engine::new(policy, std::sync::Arc::new(mesh), None)
+            .with_exception_resources(exceptions);
         let report = crate::check::check_loaded(&engine, &prepared, false);
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         let input = format!(
@@ -200,13 +212,14 @@ pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> i32 {
         max_identities: args.max_identities as usize,
     };
     let data = model::build(&run.engine, &run.inventory, &run.report, options);
-    let meta = page::Meta::new(
+    let mut meta = page::Meta::new(
         &run.engine,
         &run.report,
         run.input.clone(),
         &run.policy_source,
         generated_at(),
     );
+    meta.policy_ops = policy_ops::section(&run.engine, &run.inventory, &run.report);
     let html = page::render(&meta, &data, &run.report, &run.inventory);
     if let Err(e) = std::fs::write(&args.html, html.as_bytes()) {
         let _ = writeln!(

@@ -131,6 +131,8 @@ pub struct Meta {
     pub mesh: Vec<MeshFact>,
     /// Remarks (partial input, absent CRDs) and unreadable documents.
     pub notes: Vec<String>,
+    /// The "Rollout and exceptions" section (`policy_ops`), HTML.
+    pub policy_ops: String,
 }
 
 impl Meta {
@@ -164,6 +166,7 @@ impl Meta {
                 facts
             },
             notes,
+            policy_ops: String::new(),
         }
     }
 }
@@ -215,6 +218,7 @@ pub fn render(meta: &Meta, data: &Data<'_>, report: &Report, inventory: &Invento
             ("DATA_ID", DATA_ID),
             ("NS_PAGE", &NAMESPACE_PAGE.to_string()),
             ("DATA", &encoded),
+            ("POLICY_OPS", &meta.policy_ops),
             ("JS", JS),
         ],
     )

@@ -13,6 +13,7 @@ pub mod authorization_policy;
 pub mod destination_rule;
 pub mod istio_validation;
 pub mod namespace;
+pub mod namespace_guard;
 pub mod peer_authentication;
 pub mod request_authentication;
 pub mod service;
@@ -142,6 +143,7 @@ pub static REGISTRY: &[&Rule] = &[
     &namespace::INJECTION_DISABLED,
     &namespace::CONFLICTING_INJECTION_LABELS,
     &namespace::UNKNOWN_REVISION,
+    &namespace_guard::PLATFORM_LABEL_CHANGE,
     &service::PORT_PROTOCOL,
 ];
 

@@ -4,7 +4,9 @@
 //!
 //! `meshguard test` ([`policy_tests`]) runs files of such requests with expected verdicts.
 
+mod admission_tests;
 pub mod policy_tests;
+pub mod results;
 pub mod scenario;
 
 use crate::authz::{Explanation, Mesh, PolicySet, Verdict};

@@ -19,6 +19,10 @@
 //! (files, directories) are manifests every test file uses besides its own. With `--cluster`
 //! the live cluster replaces the manifests. One line per test; exit 1 on any mismatch, 2 on a
 //! bad test file (with file and line) or unreadable manifests.
+//!
+//! Entries with an `admission:` key are admission cases (`admission_tests`), run through the
+//! webhook's own code path; a file may mix both kinds. `--record REVIEW.json…` turns captured
+//! AdmissionReviews into admission cases.
 
 use super::scenario::{self, Caller, RequestSpec, TokenSpec};
 use super::{mesh_of, simulate, EXIT_USAGE};
@@ -29,15 +33,22 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Args)]
 pub struct TestArgs {
     /// Test files, then manifests (files or directories) every test file also uses.
-    #[arg(value_name = "TESTFILE|PATH", required = true)]
+    #[arg(value_name = "TESTFILE|PATH", required_unless_present = "record")]
     pub inputs: Vec<PathBuf>,
+    /// Print a captured AdmissionReview (a JSON file; repeat the flag for more) as admission
+    /// test cases, with what meshguard answers now as their expectations; the positional paths
+    /// are the manifests the webhook would look up.
+    #[arg(long, value_name = "REVIEW.json")]
+    pub record: Vec<PathBuf>,
+    /// Output format of the results.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::results::TestFormat,
     /// Test against the live cluster (read-only) instead of manifests.
     #[arg(long)]
     pub cluster: bool,
@@ -158,6 +169,36 @@ impl Outcome {
         self.explanation.verdict == self.expected
     }
 
+    /// As `meshguard test` prints it (text, JSON, JUnit).
+    pub fn reported(&self) -> super::results::Reported {
+        super::results::Reported {
+            file: self.file.clone(),
+            line: self.line,
+            name: self.name.clone(),
+            passed: self.passed(),
+            text: self.line(),
+            failure: (!self.passed()).then(|| {
+                (
+                    format!(
+                        "expected {}, got {}",
+                        self.expected, self.explanation.headline
+                    ),
+                    self.explanation.text(),
+                )
+            }),
+            json: serde_json::json!({
+                "kind": "request",
+                "file": self.file,
+                "line": self.line,
+                "name": self.name,
+                "passed": self.passed(),
+                "expected": self.expected.to_string(),
+                "got": self.explanation.headline,
+                "reason": self.explanation.reason,
+            }),
+        }
+    }
+
     /// `PASS  file:line  name (allow)` or `FAIL  file:line  name: expected …, got …: reason`
     /// (with the closest ALLOW rule for a default deny).
     pub fn line(&self) -> String {
@@ -206,10 +247,36 @@ fn is_test_file(path: &Path) -> bool {
 /// about the others.
 type Parsed = (Vec<PathBuf>, Vec<Prepared>, Vec<String>);
 
-/// Parse a test file; `Err` when the file cannot be read at all.
-fn parse(path: &Path) -> Result<Parsed, String> {
+/// Parse a test file; `Err` when the file cannot be read at all. Its admission cases go to
+/// `admission`.
+fn parse(path: &Path, admission: &mut super::admission_tests::Suites) -> Result<Parsed, String> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+    if super::admission_tests::has_cases(&text) {
+        // Admission cases are `admission_tests`'; the requests beside them come back here.
+        let split = admission.take_file(path, &text)?;
+        let mut tests = Vec::new();
+        let mut errors = split.errors;
+        for (line, entry) in split.requests {
+            let name = entry
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let case = serde_json::from_value::<TestCase>(entry).map_err(|e| e.to_string());
+            match case.and_then(|t| spec_of(&t).map(|spec| (t, spec))) {
+                Ok((t, spec)) => tests.push(Prepared {
+                    file: file.clone(),
+                    line,
+                    name: t.name,
+                    expect: t.expect.verdict(),
+                    spec,
+                }),
+                Err(e) => errors.push(format!("{file}:{line}: test \"{name}\": {e}")),
+            }
+        }
+        return Ok((split.manifests, tests, errors));
+    }
     let parsed: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
         let msg = e.to_string();
@@ -315,6 +382,12 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         }
         EXIT_USAGE
     };
+    if !args.record.is_empty() {
+        return match super::admission_tests::record(args, &args.record, &args.inputs, out) {
+            Ok(()) => 0,
+            Err(e) => fail(err, &[e]),
+        };
+    }
     let (test_files, extra): (Vec<PathBuf>, Vec<PathBuf>) =
         args.inputs.iter().cloned().partition(|p| is_test_file(p));
     if test_files.is_empty() {
@@ -342,8 +415,9 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     // before any verdict is printed.
     let mut errors = Vec::new();
     let mut suites: Vec<(Inventory, crate::authz::Mesh, Vec<Prepared>)> = Vec::new();
+    let mut admission = super::admission_tests::Suites::default();
     for file in &test_files {
-        let (manifests, tests) = match parse(file) {
+        let (manifests, tests) = match parse(file, &mut admission) {
             Ok((manifests, tests, bad)) => {
                 errors.extend(bad);
                 (manifests, tests)
@@ -353,6 +427,9 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                 continue;
             }
         };
+        if tests.is_empty() && admission.holds(file) {
+            continue; // admission cases only: no requests to resolve
+        }
         let (inventory, installed) = match &cluster {
             Some((inv, installed)) => (inv.clone(), installed.clone()),
             None => {
@@ -404,23 +481,26 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             }
         }
     }
+    let mut results: Vec<super::results::Reported> =
+        outcomes.iter().map(Outcome::reported).collect();
+    match admission.run(args, &extra, &test_files) {
+        Ok(r) => results.extend(r),
+        Err(e) => errors.extend(e),
+    }
     if !errors.is_empty() {
         return fail(err, &errors);
     }
-    let failed = outcomes.iter().filter(|o| !o.passed()).count();
-    let mut text = String::new();
-    for o in &outcomes {
-        let _ = writeln!(text, "{}", o.line());
-    }
-    let _ = writeln!(
-        text,
-        "{} tests: {} passed, {failed} failed",
-        outcomes.len(),
-        outcomes.len() - failed
-    );
+    // Files in the order given, each file's tests by line.
+    let order = |f: &str| test_files.iter().position(|p| p.display().to_string() == f);
+    results.sort_by_key(|r| (order(&r.file), r.line));
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let text = match args.format {
+        super::results::TestFormat::Text => super::results::text(&results),
+        super::results::TestFormat::Json => super::results::json(&results),
+    };
     let _ = out.write_all(text.as_bytes());
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit(&outcomes)) {
+        if let Err(e) = std::fs::write(path, super::results::junit(&results)) {
             return fail(err, &[format!("cannot write {}: {e}", path.display())]);
         }
     }
@@ -429,50 +509,6 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
 
 /// The results as JUnit XML: one suite per test file, one case per test.
 pub fn junit(outcomes: &[Outcome]) -> String {
-    use crate::report::xml;
-    let mut by_file: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
-    for o in outcomes {
-        by_file.entry(&o.file).or_default().push(o);
-    }
-    let failures = outcomes.iter().filter(|o| !o.passed()).count();
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        s,
-        "<testsuites name=\"meshguard test\" tests=\"{}\" failures=\"{failures}\">",
-        outcomes.len()
-    );
-    for (file, cases) in by_file {
-        let f = cases.iter().filter(|o| !o.passed()).count();
-        let _ = writeln!(
-            s,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">",
-            xml(file),
-            cases.len()
-        );
-        for o in cases {
-            let _ = write!(
-                s,
-                "    <testcase name=\"{}\" classname=\"{}:{}\"",
-                xml(&o.name),
-                xml(file),
-                o.line
-            );
-            if o.passed() {
-                s.push_str("/>\n");
-            } else {
-                let _ = writeln!(
-                    s,
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                    xml(&format!(
-                        "expected {}, got {}",
-                        o.expected, o.explanation.headline
-                    )),
-                    xml(&o.explanation.text())
-                );
-            }
-        }
-        s.push_str("  </testsuite>\n");
-    }
-    s.push_str("</testsuites>\n");
-    s
+    let results: Vec<super::results::Reported> = outcomes.iter().map(Outcome::reported).collect();
+    super::results::junit(&results)
 }

@@ -40,6 +40,8 @@ VALIDATE_KINDS = {
     ("networking.istio.io", "v1"): {"destinationrules"},
     ("networking.istio.io", "v1beta1"): {"destinationrules"},
     ("networking.istio.io", "v1alpha3"): {"destinationrules"},
+    # meshguard's own PolicyExceptions (CREATE and UPDATE: deleting one never weakens anything).
+    ("meshguard.io", "v1alpha1"): {"policyexceptions"},
 }
 MUTATE_KINDS = {
     ("", "v1"): {"pods", "namespaces", "replicationcontrollers"},
@@ -56,6 +58,8 @@ RBAC_READS = {
     "networking.istio.io": {"destinationrules"},
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
+    # PolicyExceptions (serve watches them, audit lists them).
+    "meshguard.io": {"policyexceptions"},
 }
 # The mesh's MeshConfig and injector ConfigMaps, read in the Istio namespace only.
 MESH_CONFIG_MAPS = {"": {"configmaps"}}
@@ -393,12 +397,16 @@ def test_rbac_for_reports_and_the_lease_is_exactly_what_meshguard_does():
     assert "--reports=none" in args, args
 
 
+def report_crds(r):
+    return [c for c in r.all("CustomResourceDefinition") if c["spec"]["group"] != "meshguard.io"]
+
+
 def test_report_crds_only_on_request_kept_on_uninstall_and_unchanged():
-    assert not render(namespace=NS).all("CustomResourceDefinition")
+    assert not report_crds(render(namespace=NS))
     fixtures = os.path.join(ROOT, "tests", "fixtures", "policy-report-crds")
     for api, (group, resources) in REPORT_KINDS.items():
         r = render({"reports": {"api": api, "installCRDs": True}}, namespace=NS)
-        crds = r.all("CustomResourceDefinition")
+        crds = report_crds(r)
         assert {c["spec"]["names"]["plural"] for c in crds} == resources, crds
         for crd in crds:
             assert crd["spec"]["group"] == group
@@ -530,6 +538,36 @@ def test_existing_secret_mode():
     assert vol["secret"]["secretName"] == "my-tls"
 
 
+def test_policy_exception_crd_is_installed_kept_and_what_meshguard_reads():
+    r = render(namespace=NS)
+    [crd] = [c for c in r.all("CustomResourceDefinition") if c["spec"]["group"] == "meshguard.io"]
+    assert crd["metadata"]["name"] == "policyexceptions.meshguard.io"
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "meshguard"
+    assert crd["spec"]["scope"] == "Namespaced" and crd["spec"]["names"]["kind"] == "PolicyException"
+    [version] = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    # Exactly the fields meshguard reads (src/config/exceptions.rs ResourceSpec).
+    assert set(spec["properties"]) == {"rules", "names", "kinds", "objectSelector", "reason",
+                                       "owner", "ticket", "expires"}, spec["properties"]
+    assert set(spec["required"]) == {"rules", "reason", "expires"}
+    # The plain lines of the template are the CRD as it is (the end-to-end suite applies them).
+    with open(os.path.join(CHART, "templates", "policyexception-crd.yaml")) as f:
+        body = f.read().split("*/ -}}", 1)[1]
+    plain = yaml.safe_load("\n".join(line for line in body.splitlines() if "{{" not in line))
+    assert plain["spec"] == crd["spec"], "the template's plain lines differ from the rendered CRD"
+    # Off on request; meshguard still reads PolicyExceptions if someone else installs the CRD.
+    r = render({"policyExceptions": {"installCRD": False}}, namespace=NS)
+    assert not r.all("CustomResourceDefinition")
+    # The policy's settings reach the ConfigMap.
+    r = render({"config": {"policyExceptions": {"namespaces": ["payments"], "maxDuration": "30d"},
+                           "platform": {"labels": ["env"]}}}, namespace=NS)
+    policy = yaml.safe_load(r.one("ConfigMap")["data"]["policy.yaml"])
+    assert policy["policyExceptions"]["namespaces"] == ["payments"]
+    assert policy["platform"]["labels"] == ["env"]
+
+
 # --- optional pieces ----------------------------------------------------------------------------
 
 def test_optional_pieces_are_off_by_default():
@@ -537,7 +575,8 @@ def test_optional_pieces_are_off_by_default():
     for kind in ("ServiceMonitor", "NetworkPolicy", "Certificate", "Issuer"):
         assert not r.all(kind), kind
     assert r.kinds() == sorted(["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-                                "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "PodDisruptionBudget",
+                                "ConfigMap", "CustomResourceDefinition", "Deployment",
+                                "MutatingWebhookConfiguration", "PodDisruptionBudget",
                                 "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service",
                                 "ServiceAccount", "ValidatingWebhookConfiguration"]), r.kinds()
 

@@ -25,6 +25,7 @@ mod audit;
 mod existing;
 mod harness;
 mod mesh;
+mod policy_ops;
 mod reports;
 mod rotation;
 mod server_side;
@@ -127,6 +128,10 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("policy_operations", {
+            let kc = k(&main);
+            move || policy_ops::run(&kc)
         }),
         trial("reports_from_audit", {
             let kc = k(&main);

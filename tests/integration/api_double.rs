@@ -44,6 +44,9 @@ pub struct State {
     pub config_maps: BTreeMap<String, Vec<Value>>,
     /// Answer the mesh kinds (MutatingWebhookConfigurations, ConfigMaps) with 403 Forbidden.
     pub forbid_mesh: bool,
+    /// PolicyExceptions (meshguard.io/v1alpha1), whole objects (list and watch); `None`: the
+    /// CRD is not installed (404).
+    pub policy_exceptions: Option<Vec<Value>>,
     /// Answer watches of Namespaces and ServiceAccounts with 500 (lists still work): the caches
     /// sync, then their watches keep failing.
     pub watch_fails: bool,
@@ -63,6 +66,7 @@ pub struct ApiServer {
 pub struct MeshEvents {
     pub webhooks: broadcast::Sender<String>,
     pub config_maps: broadcast::Sender<String>,
+    pub policy_exceptions: broadcast::Sender<String>,
 }
 
 /// A typed list (what the API server answers for full objects).
@@ -224,6 +228,20 @@ pub async fn handle(
                 .unwrap_or_default();
             json_response(StatusCode::OK, &object_list("v1", "ConfigMap", items))
         }
+        ["apis", "meshguard.io", "v1alpha1", "policyexceptions"] => {
+            match state.lock().expect("state").policy_exceptions.clone() {
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+                Some(_) if watch => watch_stream(mesh_events.policy_exceptions.subscribe()),
+                Some(items) => json_response(
+                    StatusCode::OK,
+                    &object_list("meshguard.io/v1alpha1", "PolicyException", items),
+                ),
+            }
+        }
         ["api", "v1", "namespaces"] | ["api", "v1", "serviceaccounts"] if watch && watch_fails => {
             broken_watch()
         }
@@ -333,6 +351,7 @@ impl ApiServer {
         let mesh_events = MeshEvents {
             webhooks: broadcast::channel(64).0,
             config_maps: broadcast::channel(64).0,
+            policy_exceptions: broadcast::channel(64).0,
         };
         let (st, ne, ae, me) = (
             state.clone(),
@@ -393,6 +412,17 @@ impl ApiServer {
         Self::send(
             &self.mesh_events.webhooks,
             "MutatingWebhookConfiguration",
+            kind,
+            object,
+        )
+        .await;
+    }
+
+    /// Send one PolicyException watch event once the watch is open.
+    pub async fn policy_exception_event(&self, kind: &str, object: Value) {
+        Self::send(
+            &self.mesh_events.policy_exceptions,
+            "PolicyException",
             kind,
             object,
         )

@@ -7,6 +7,7 @@
 mod api_double;
 mod common;
 
+mod admission_cases;
 mod analyze_parity;
 mod audit;
 mod bad_input;
@@ -22,6 +23,7 @@ mod istio_fixtures;
 mod mesh_context;
 mod module_graph;
 mod mtls;
+mod policy_exceptions;
 mod posture;
 mod pruning;
 mod readme;

@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "cluster",
             "mesh_watch",
+            "exception_watch",
             "simulate",
             "diff",
             "policy_test",
