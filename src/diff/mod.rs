@@ -306,7 +306,12 @@ fn witness(p: &Partition, cell: usize, caller: &CallerNode, to_arg: &str, opens:
             sim.push(format!("{}/{}", id.namespace(), id.service_account()));
         }
     }
-    sim.extend(["--to".into(), to_arg.to_owned(), "--port".into(), p.port.to_string()]);
+    sim.extend([
+        "--to".into(),
+        to_arg.to_owned(),
+        "--port".into(),
+        p.port.to_string(),
+    ]);
     let mut out = Witness {
         protocol: if req.is_http() { "HTTP" } else { "TCP" },
         method: None,
@@ -600,7 +605,11 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
                     None => {
                         let bs = be.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
                         let hs = he.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
-                        let c = edge_changes(&p, bs.as_ref().map(|(e, s)| (*e, s)), hs.as_ref().map(|(e, s)| (*e, s)));
+                        let c = edge_changes(
+                            &p,
+                            bs.as_ref().map(|(e, s)| (*e, s)),
+                            hs.as_ref().map(|(e, s)| (*e, s)),
+                        );
                         cache.insert(key, c.clone());
                         c
                     }
@@ -724,21 +733,37 @@ pub fn load_git(reference: &str, paths: &[PathBuf]) -> Result<Loaded, String> {
         }
         Ok(out.stdout)
     };
-    let commit = git(&["rev-parse", "--verify", "--quiet", &format!("{reference}^{{commit}}")])
-        .map_err(|_| format!("--base-ref {reference}: not a commit in this repository"))?;
+    let commit = git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{reference}^{{commit}}"),
+    ])
+    .map_err(|_| format!("--base-ref {reference}: not a commit in this repository"))?;
     let commit = String::from_utf8_lossy(&commit).trim().to_owned();
     let mut loaded = Loaded::default();
     let mut seen = BTreeSet::new();
     for p in paths {
         let spec = p.display().to_string();
-        let listing = git(&["ls-tree", "-r", "--name-only", "--full-name", &commit, "--", &spec])?;
+        let listing = git(&[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "--full-name",
+            &commit,
+            "--",
+            &spec,
+        ])?;
         let files: Vec<String> = String::from_utf8_lossy(&listing)
             .lines()
             .map(str::to_owned)
             .collect();
         let explicit = files.len() == 1 && !Path::new(&spec).is_dir();
         for f in files {
-            let ext = Path::new(&f).extension().and_then(|e| e.to_str()).unwrap_or("");
+            let ext = Path::new(&f)
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("");
             if !explicit && !matches!(ext, "yaml" | "yml" | "json") {
                 continue;
             }
@@ -749,7 +774,8 @@ pub fn load_git(reference: &str, paths: &[PathBuf]) -> Result<Loaded, String> {
                 continue;
             }
             let blob = git(&["cat-file", "blob", &format!("{commit}:{f}")])?;
-            let text = String::from_utf8(blob).map_err(|_| format!("{reference}:{f}: not UTF-8"))?;
+            let text =
+                String::from_utf8(blob).map_err(|_| format!("{reference}:{f}: not UTF-8"))?;
             manifest::parse_into(&format!("{reference}:{f}"), &text, &mut loaded);
         }
     }
@@ -769,7 +795,11 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
             None => Policy::builtin(),
         };
-        let shown = |ps: &[PathBuf]| ps.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        let shown = |ps: &[PathBuf]| {
+            ps.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
         let (base, head) = match &args.base_ref {
             Some(r) => {
                 let paths = if args.paths.is_empty() {
@@ -782,7 +812,13 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                     .map_err(|e| e.to_string())?;
                 let label = shown(&paths).join(" ");
                 (
-                    Side::load(format!("{r}:{label}"), Vec::new(), base_loaded, &policy, &args.namespace)?,
+                    Side::load(
+                        format!("{r}:{label}"),
+                        Vec::new(),
+                        base_loaded,
+                        &policy,
+                        &args.namespace,
+                    )?,
                     Side::load(label, shown(&paths), head_loaded, &policy, &args.namespace)?,
                 )
             }
@@ -799,8 +835,20 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                         .map_err(|e| e.to_string())
                 };
                 (
-                    Side::load(b.display().to_string(), shown(std::slice::from_ref(b)), load(b)?, &policy, &args.namespace)?,
-                    Side::load(h.display().to_string(), shown(std::slice::from_ref(h)), load(h)?, &policy, &args.namespace)?,
+                    Side::load(
+                        b.display().to_string(),
+                        shown(std::slice::from_ref(b)),
+                        load(b)?,
+                        &policy,
+                        &args.namespace,
+                    )?,
+                    Side::load(
+                        h.display().to_string(),
+                        shown(std::slice::from_ref(h)),
+                        load(h)?,
+                        &policy,
+                        &args.namespace,
+                    )?,
                 )
             }
         };

@@ -110,7 +110,10 @@ pub fn text(d: &Diff) -> String {
         ("Newly allowed (HEAD allows, BASE refused)", true),
         ("Newly refused (HEAD refuses, BASE allowed)", false),
     ] {
-        let mine: Vec<&Group<'_>> = gs.iter().filter(|g| g.first.change.opens() == opens).collect();
+        let mine: Vec<&Group<'_>> = gs
+            .iter()
+            .filter(|g| g.first.change.opens() == opens)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -229,6 +232,13 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
     const ROWS: usize = 25;
     const BUDGET: usize = 50_000;
     let md = |s: &str| s.replace('|', "\\|").replace('`', "'");
+    // Outside code spans, `*` and `_` would start emphasis (`*, istio-system/*`).
+    let plain = |s: &str| {
+        md(s)
+            .replace('*', "\\*")
+            .replace('_', "\\_")
+            .replace('<', "&lt;")
+    };
     let mut s = String::new();
     let verdict = if d.exit_code(fail_on) == 0 {
         "✅"
@@ -268,11 +278,15 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
                 "| **{}**{} | {} | `{}:{}` | `{}` | {} |\n",
                 c.change.as_str(),
                 c.note.map(|n| format!(" ({n})")).unwrap_or_default(),
-                md(&callers(&g.from)),
+                plain(&callers(&g.from)),
                 md(&c.to),
                 c.port,
                 md(&c.requests),
-                md(&deciders(if c.change.opens() { &c.after } else { &c.before }))
+                plain(&deciders(if c.change.opens() {
+                    &c.after
+                } else {
+                    &c.before
+                }))
             );
             if s.len() + row.len() > BUDGET {
                 break;
