@@ -2,10 +2,12 @@
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
 use crate::budget::{Budget, Reservation};
+use crate::config::ImpactSetting;
 use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
+use crate::reach::impact::ImpactSlot;
 use crate::resource::{DecodeLimits, Kind, Overflow, Review, ReviewObject};
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -106,6 +108,9 @@ pub struct Admission {
     pub memory: Option<Arc<Budget>>,
     /// At most this many large reviews are decoded and judged on the blocking pool at once.
     offload: Arc<tokio::sync::Semaphore>,
+    /// The cluster the policy's `impact` setting reads (`serve`'s watch fills it; empty until
+    /// it has synced, and always empty while `impact` is off).
+    pub impact: Arc<ImpactSlot>,
 }
 
 /// Warnings: each at most 256 characters, all together at most 4096 (apiserver limits).
@@ -116,6 +121,11 @@ const WARNINGS_TOTAL_MAX: usize = 4096;
 pub const MAX_DENY_MESSAGE: usize = 16 * 1024;
 /// Longest audit annotation value.
 const AUDIT_ANNOTATION_MAX: usize = 16 * 1024;
+/// Key of the audit annotation of what a change opens (`impact`), recorded as
+/// `<webhook name>/impact`.
+pub const IMPACT_ANNOTATION: &str = "impact";
+/// Lines of what one change opens, at most (the last counts the rest).
+const IMPACT_LINES: usize = 8;
 /// Key of the audit annotation; the apiserver records it as `<webhook name>/violations`.
 pub const AUDIT_ANNOTATION: &str = "violations";
 
@@ -135,6 +145,7 @@ impl Admission {
             offload: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            impact: Arc::new(ImpactSlot::default()),
         }
     }
 
@@ -327,8 +338,21 @@ impl Admission {
                                 .collect::<Vec<_>>()
                                 .join(",");
                         }
-                        let (decided, outcome) = decide(resp, &eval);
+                        let (decided, mut outcome) = decide(resp, &eval);
                         resp = decided;
+                        if resp.allowed {
+                            let setting = engine.policy().impact;
+                            if setting != ImpactSetting::Off {
+                                let said;
+                                (resp, said) = self.say_impact(&engine, &r, setting, resp);
+                                if said
+                                    && setting == ImpactSetting::Warn
+                                    && outcome == Outcome::Allowed
+                                {
+                                    outcome = Outcome::Warned;
+                                }
+                            }
+                        }
                         outcome
                     }
                     Webhook::Mutate => {
@@ -369,6 +393,55 @@ impl Admission {
             .with_label_values(&[webhook.as_str()])
             .observe(elapsed.as_secs_f64());
         Ok(out)
+    }
+
+    /// What an admitted AuthorizationPolicy or PeerAuthentication change opens
+    /// (`reach::impact`): warnings (`warn`) and the `impact` audit annotation. True when
+    /// something opens.
+    fn say_impact(
+        &self,
+        engine: &crate::engine::Engine,
+        r: &Review<'_>,
+        setting: ImpactSetting,
+        mut resp: AdmissionResponse,
+    ) -> (AdmissionResponse, bool) {
+        let Some(change) = crate::reach::impact::change_of(r) else {
+            return (resp, false);
+        };
+        let Some(index) = self.impact.current() else {
+            tracing::debug!("impact not computed: the workload and policy watch has not synced");
+            return (resp, false);
+        };
+        let mesh = crate::authz::Mesh::from_context(engine.mesh());
+        let found = crate::reach::impact::impact(
+            &index,
+            &mesh,
+            change,
+            crate::reach::impact::Limits::default(),
+        );
+        if found.is_empty() && found.stopped.is_none() {
+            return (resp, false);
+        }
+        let lines = found.messages(IMPACT_LINES);
+        self.metrics
+            .impact
+            .with_label_values(&[r.kind.as_str()])
+            .inc();
+        let annotation = serde_json::to_string(&lines).unwrap_or_default();
+        resp.audit_annotations.insert(
+            IMPACT_ANNOTATION.to_owned(),
+            truncate(annotation, AUDIT_ANNOTATION_MAX),
+        );
+        if setting == ImpactSetting::Warn {
+            let before = resp.warnings.take().unwrap_or_default();
+            let warnings = header_safe_warnings(
+                before
+                    .into_iter()
+                    .chain(lines.iter().map(|l| format!("[impact] {l}"))),
+            );
+            resp.warnings = Some(warnings);
+        }
+        (resp, !found.is_empty())
     }
 
     fn count_violations(&self, kind: Kind, eval: &Evaluation) {

@@ -17,7 +17,8 @@
 //!   (what a change opens and closes), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas), `exception_watch` (PolicyException resources);
+//!   (one writer among replicas), `exception_watch` (PolicyException resources),
+//!   `impact_watch` (what the policy's `impact` setting reads);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -40,6 +41,7 @@ pub mod engine;
 pub mod exception_watch;
 pub mod finding;
 pub mod http;
+pub mod impact_watch;
 pub mod inventory;
 pub mod istio;
 pub mod json;

@@ -289,72 +289,110 @@ fn fresh(base: &str, taken: &BTreeSet<&str>) -> String {
         .unwrap_or_else(|| base.to_owned())
 }
 
+/// What the callers of some inventories are made of: the accounts, the namespaces policies
+/// name, and every namespace seen (so that "any other mesh identity" is in none of them).
+#[derive(Clone, Debug, Default)]
+pub struct CallerSeeds {
+    accounts: BTreeSet<(String, String)>,
+    namespaces: BTreeSet<String>,
+    all_namespaces: BTreeSet<String>,
+}
+
+fn trust_domains(mesh: &Mesh) -> Vec<&str> {
+    std::iter::once(mesh.trust_domain.as_str())
+        .chain(mesh.trust_domain_aliases.iter().map(String::as_str))
+        .collect()
+}
+
+impl CallerSeeds {
+    /// The seeds of one or more inventories (both sides of a diff).
+    pub fn of(inventories: &[&Inventory], mesh: &Mesh) -> CallerSeeds {
+        let mut seeds = CallerSeeds::default();
+        for inv in inventories {
+            for o in inv.of_kind(Kind::ServiceAccount) {
+                seeds
+                    .accounts
+                    .insert((o.namespace().to_owned(), o.name().to_owned()));
+            }
+            for w in inv.workloads() {
+                let o = inv.workload_object(w);
+                let sa = PodTemplate::of(o.kind, &o.object)
+                    .and_then(|t| t.service_account().map(|(_, sa)| sa.to_owned()))
+                    .unwrap_or_else(|| "default".to_owned());
+                seeds.accounts.insert((o.namespace().to_owned(), sa));
+            }
+            seeds.add_named(
+                inv.of_kind(Kind::AuthorizationPolicy).map(|o| &o.object),
+                mesh,
+            );
+            seeds
+                .all_namespaces
+                .extend(inv.namespace_names().map(str::to_owned));
+        }
+        seeds
+    }
+
+    /// Add what some AuthorizationPolicies name (an admitted policy's old and new object).
+    pub fn add_named<'o>(
+        &mut self,
+        policies: impl IntoIterator<Item = &'o kube::core::DynamicObject>,
+        mesh: &Mesh,
+    ) {
+        let (ids, ns) = named(policies, &trust_domains(mesh));
+        self.accounts.extend(ids);
+        self.namespaces.extend(ns);
+    }
+
+    /// The callers, sorted: the plaintext client, accounts, other identities of named
+    /// namespaces, any other mesh identity.
+    pub fn callers(&self, mesh: &Mesh) -> Vec<CallerNode> {
+        let (accounts, namespaces) = (&self.accounts, &self.namespaces);
+        let mut out = vec![CallerNode {
+            label: "plaintext".to_owned(),
+            kind: CallerKind::Plaintext,
+            peer: None,
+        }];
+        for (ns, sa) in accounts {
+            out.push(CallerNode {
+                label: format!("{ns}/{sa}"),
+                kind: CallerKind::Account,
+                peer: Some(mesh.identity(ns, sa)),
+            });
+        }
+        for ns in namespaces {
+            let taken: BTreeSet<&str> = accounts
+                .iter()
+                .filter(|(n, _)| n == ns)
+                .map(|(_, sa)| sa.as_str())
+                .collect();
+            let sa = fresh("other", &taken);
+            out.push(CallerNode {
+                label: format!("{ns}/*"),
+                kind: CallerKind::OtherInNamespace,
+                peer: Some(mesh.identity(ns, &sa)),
+            });
+        }
+        let taken: BTreeSet<&str> = self
+            .all_namespaces
+            .iter()
+            .chain(namespaces)
+            .map(String::as_str)
+            .chain(accounts.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let ns = fresh("any-other", &taken);
+        out.push(CallerNode {
+            label: "*".to_owned(),
+            kind: CallerKind::AnyOther,
+            peer: Some(mesh.identity(&ns, "any-other")),
+        });
+        out
+    }
+}
+
 /// The callers of one or more inventories (both sides of a diff), sorted: the plaintext client,
 /// accounts, other identities of named namespaces, any other mesh identity.
 pub fn callers(inventories: &[&Inventory], mesh: &Mesh) -> Vec<CallerNode> {
-    let trust: Vec<&str> = std::iter::once(mesh.trust_domain.as_str())
-        .chain(mesh.trust_domain_aliases.iter().map(String::as_str))
-        .collect();
-    let mut accounts: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut namespaces: BTreeSet<String> = BTreeSet::new();
-    let mut all_namespaces: BTreeSet<String> = BTreeSet::new();
-    for inv in inventories {
-        for o in inv.of_kind(Kind::ServiceAccount) {
-            accounts.insert((o.namespace().to_owned(), o.name().to_owned()));
-        }
-        for w in inv.workloads() {
-            let o = inv.workload_object(w);
-            let sa = PodTemplate::of(o.kind, &o.object)
-                .and_then(|t| t.service_account().map(|(_, sa)| sa.to_owned()))
-                .unwrap_or_else(|| "default".to_owned());
-            accounts.insert((o.namespace().to_owned(), sa));
-        }
-        let (ids, ns) = named(
-            inv.of_kind(Kind::AuthorizationPolicy).map(|o| &o.object),
-            &trust,
-        );
-        accounts.extend(ids);
-        namespaces.extend(ns);
-        all_namespaces.extend(inv.namespace_names().map(str::to_owned));
-    }
-    let mut out = vec![CallerNode {
-        label: "plaintext".to_owned(),
-        kind: CallerKind::Plaintext,
-        peer: None,
-    }];
-    for (ns, sa) in &accounts {
-        out.push(CallerNode {
-            label: format!("{ns}/{sa}"),
-            kind: CallerKind::Account,
-            peer: Some(mesh.identity(ns, sa)),
-        });
-    }
-    for ns in &namespaces {
-        let taken: BTreeSet<&str> = accounts
-            .iter()
-            .filter(|(n, _)| n == ns)
-            .map(|(_, sa)| sa.as_str())
-            .collect();
-        let sa = fresh("other", &taken);
-        out.push(CallerNode {
-            label: format!("{ns}/*"),
-            kind: CallerKind::OtherInNamespace,
-            peer: Some(mesh.identity(ns, &sa)),
-        });
-    }
-    let taken: BTreeSet<&str> = all_namespaces
-        .iter()
-        .chain(&namespaces)
-        .map(String::as_str)
-        .chain(accounts.iter().map(|(n, _)| n.as_str()))
-        .collect();
-    let ns = fresh("any-other", &taken);
-    out.push(CallerNode {
-        label: "*".to_owned(),
-        kind: CallerKind::AnyOther,
-        peer: Some(mesh.identity(&ns, "any-other")),
-    });
-    out
+    CallerSeeds::of(inventories, mesh).callers(mesh)
 }
 
 /// The enforcement point of a workload in a policy set.

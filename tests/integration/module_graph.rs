@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "mesh_watch",
             "exception_watch",
+            "impact_watch",
             "simulate",
             "diff",
             "policy_test",
