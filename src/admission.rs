@@ -1348,4 +1348,136 @@ mod tests {
         assert!(t.len() <= 256);
         assert!(t.ends_with('…'));
     }
+
+    /// The tutorial's manifests as the cluster, indexed for `impact`.
+    fn tutorial_cluster() -> (Inventory, crate::reach::impact::ImpactIndex) {
+        let mut loaded = crate::manifest::Loaded::default();
+        for (name, text) in [
+            (
+                "test-apps.yaml",
+                include_str!("../tests/fixtures/tutorial/test-apps.yaml"),
+            ),
+            (
+                "service-accounts.yaml",
+                include_str!("../tests/fixtures/tutorial/service-accounts.yaml"),
+            ),
+            (
+                "peer-auth-strict.yaml",
+                include_str!("../tests/fixtures/tutorial/peer-auth-strict.yaml"),
+            ),
+            (
+                "authz-deny-all.yaml",
+                include_str!("../tests/fixtures/tutorial/authz-deny-all.yaml"),
+            ),
+            (
+                "authz-rbac.yaml",
+                include_str!("../tests/fixtures/tutorial/authz-rbac.yaml"),
+            ),
+        ] {
+            crate::manifest::parse_into(name, text, &mut loaded);
+        }
+        let mut prepared = crate::check::prepare(&mut loaded, "default", false, true);
+        prepared.inventory.insert_namespace(
+            "production",
+            [("istio-injection".to_owned(), "enabled".to_owned())].into(),
+        );
+        let mesh = crate::check::mesh_context(&prepared, None, None);
+        let index = crate::reach::impact::ImpactIndex::new(
+            prepared.inventory.clone(),
+            &mesh,
+            "cluster.local",
+        );
+        (prepared.inventory, index)
+    }
+
+    /// An UPDATE of the tutorial's backend-rbac whose first rule allows `paths`.
+    fn rbac_update(paths: serde_json::Value) -> serde_json::Value {
+        let policy = |paths: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "backend-rbac", "namespace": "production"},
+                "spec": {"selector": {"matchLabels": {"app": "backend"}}, "rules": [
+                    {"from": [{"source": {"principals": ["cluster.local/ns/production/sa/frontend"]}}],
+                     "to": [{"operation": {"methods": ["GET"], "paths": paths}}]}]}
+            })
+        };
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "impact-1",
+                "kind": {"group": "security.istio.io", "version": "v1", "kind": "AuthorizationPolicy"},
+                "resource": {"group": "security.istio.io", "version": "v1", "resource": "authorizationpolicies"},
+                "requestKind": {"group": "security.istio.io", "version": "v1", "kind": "AuthorizationPolicy"},
+                "requestResource": {"group": "security.istio.io", "version": "v1", "resource": "authorizationpolicies"},
+                "name": "backend-rbac", "namespace": "production", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": policy(paths),
+                "oldObject": policy(serde_json::json!(["/api/data"])),
+                "dryRun": false
+            }
+        })
+    }
+
+    fn answer_with_impact(
+        setting: crate::config::ImpactSetting,
+        review: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (cluster, index) = tutorial_cluster();
+        let policy = crate::config::Policy {
+            impact: setting,
+            ..Default::default()
+        };
+        let admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(policy, Default::default(), None)),
+            Metrics::new().expect("metrics"),
+            Arc::new(cluster),
+        );
+        admission.impact.set(index);
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt
+            .block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))
+            .expect("answered");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        v["response"].clone()
+    }
+
+    #[test]
+    fn impact_warns_what_an_update_opens_and_costs_nothing_when_off() {
+        use crate::config::ImpactSetting;
+        let widen = rbac_update(serde_json::json!(["/api/data", "/api/export"]));
+        let resp = answer_with_impact(ImpactSetting::Warn, &widen);
+        assert_eq!(resp["allowed"], true, "{resp}");
+        let want = "[impact] this change lets cluster.local/ns/production/sa/frontend call backend:80 (GET /api/export)";
+        assert_eq!(resp["warnings"], serde_json::json!([want]), "{resp}");
+        assert_eq!(
+            resp["auditAnnotations"]["impact"],
+            serde_json::json!([want.trim_start_matches("[impact] ")]).to_string(),
+            "{resp}"
+        );
+        // audit: the annotation only.
+        let resp = answer_with_impact(ImpactSetting::Audit, &widen);
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        assert!(resp["auditAnnotations"]["impact"].is_string(), "{resp}");
+        // off: nothing, though the index is there.
+        let resp = answer_with_impact(ImpactSetting::Off, &widen);
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        assert!(resp["auditAnnotations"].get("impact").is_none(), "{resp}");
+        // Narrowing opens nothing: quiet.
+        let mut narrow = rbac_update(serde_json::json!(["/api/data"]));
+        narrow["request"]["oldObject"]["spec"]["rules"][0]["to"][0]["operation"]["paths"] =
+            serde_json::json!(["/api/data", "/api/export"]);
+        let resp = answer_with_impact(ImpactSetting::Warn, &narrow);
+        assert_eq!(resp["allowed"], true, "{resp}");
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        // A denied change opens nothing either: no impact is said.
+        let mut all = rbac_update(serde_json::json!(["/api/data"]));
+        all["request"]["object"]["spec"]["rules"] = serde_json::json!([{}]);
+        let resp = answer_with_impact(ImpactSetting::Warn, &all);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["auditAnnotations"].get("impact").is_none(), "{resp}");
+    }
 }
