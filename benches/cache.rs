@@ -34,7 +34,8 @@ fn injected_pod(namespace: &str) -> Value {
         "metadata": {"name": "web-0", "namespace": namespace,
             "labels": {"app": "web", "security.istio.io/tlsMode": "istio",
                 "service.istio.io/canonical-name": "web"},
-            "annotations": {"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
+            "annotations": {"sidecar.istio.io/status":
+                "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"]}"}},
         "spec": {"serviceAccountName": "service-3", "serviceAccount": "service-3",
             "initContainers": [{"name": "istio-init", "image": "istio/proxyv2"}],
             "containers": [

@@ -88,6 +88,10 @@ pub enum BadReview {
     Version(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+    /// A request kube-apiserver would never send: no object to judge, or an object that is not
+    /// of the kind the request names.
+    #[error("malformed AdmissionReview: {0}")]
+    Malformed(String),
     #[error("too many large reviews in flight: the memory budget is full (--max-inflight-bytes); retry shortly")]
     Busy,
     #[error("cannot encode the response: {0}")]
@@ -227,6 +231,11 @@ impl Admission {
         // nothing; the summary event below carries the same fields for denied/warned/audited.
         let span = tracing::debug_span!("review", webhook = webhook.as_str(), uid = %req.uid,
             kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty);
+        // 2. recognise. A request kube-apiserver would never send (no object to judge, or an
+        // object of another kind than the request names) is refused before anything is looked up.
+        if decoded.overflow.is_none() {
+            recognise_checked(&req)?;
+        }
         // What the rules will read from the cluster, fetched before the (synchronous) engine runs.
         let lookups = match recognise(&req) {
             Some(r) if !namespace_teardown(&req) && decoded.overflow.is_none() => {
@@ -657,15 +666,24 @@ pub fn decode_review(body: &[u8]) -> Result<AdmissionReview<ReviewObject>, BadRe
     })
 }
 
+/// The subresources meshguard judges as an UPDATE of the object itself: `pods/ephemeralcontainers`
+/// carries the whole Pod (with `kind: Pod`), and is how `kubectl debug` adds a container to a
+/// running pod. Every other subresource (`deployments/scale`, `pods/status`, ...) passes.
+const JUDGED_SUBRESOURCES: &[(Kind, &str)] = &[(Kind::Pod, "ephemeralcontainers")];
+
 /// Build the engine's view of a request; `None` when meshguard has nothing to say about it.
+/// It trusts the request's shape; [`recognise_checked`] (what the webhook calls) first refuses
+/// requests no kube-apiserver sends.
 pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
-    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
-        return None;
-    }
     if matches!(req.operation, Operation::Connect) {
         return None;
     }
     let kind = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)?;
+    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        if !JUDGED_SUBRESOURCES.contains(&(kind, sub)) {
+            return None;
+        }
+    }
     let object = req.object.as_ref().map(|o| &o.0);
     let old_object = req.old_object.as_ref().map(|o| &o.0);
     let subject = object.or(old_object);
@@ -701,6 +719,60 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
     })
 }
 
+/// [`recognise`], refusing (HTTP 400) a request of a kind meshguard judges that kube-apiserver
+/// would never send, rather than judging something other than what is written:
+///
+/// * CREATE or UPDATE without `object`, UPDATE or DELETE without `oldObject` (kube-apiserver
+///   always sends the stored object with both; without it, a weakening could not be seen);
+/// * an `object` or `oldObject` whose `apiVersion`/`kind` is not the request's `kind` (a
+///   PeerAuthentication request carrying a Pod would otherwise be judged by neither kind's
+///   rules). The object is always sent in the request's version, so they agree on every real
+///   request; an object without `apiVersion` and `kind` is judged as the request's kind.
+pub fn recognise_checked(
+    req: &AdmissionRequest<ReviewObject>,
+) -> Result<Option<Review<'_>>, BadReview> {
+    let Some(review) = recognise(req) else {
+        return Ok(None);
+    };
+    let op = operation_label(&req.operation);
+    let kind = &req.kind;
+    let missing = |field: &str| {
+        BadReview::Malformed(format!(
+            "{op} of {} {:?} without {field}",
+            kind.kind, review.name
+        ))
+    };
+    match req.operation {
+        Operation::Create if review.object.is_none() => return Err(missing("object")),
+        Operation::Update if review.object.is_none() => return Err(missing("object")),
+        Operation::Update | Operation::Delete if review.old_object.is_none() => {
+            return Err(missing("oldObject"))
+        }
+        _ => {}
+    }
+    for (field, obj) in [("object", review.object), ("oldObject", review.old_object)] {
+        let Some(types) = obj.and_then(|o| o.types.as_ref()) else {
+            continue;
+        };
+        let (group, version) = match types.api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", types.api_version.as_str()),
+        };
+        if group != kind.group || version != kind.version || types.kind != kind.kind {
+            let expected = if kind.group.is_empty() {
+                format!("{}/{}", kind.version, kind.kind)
+            } else {
+                format!("{}/{}/{}", kind.group, kind.version, kind.kind)
+            };
+            return Err(BadReview::Malformed(format!(
+                "request.kind is {expected} but request.{field} is {} {}",
+                types.api_version, types.kind
+            )));
+        }
+    }
+    Ok(Some(review))
+}
+
 /// The identities Kubernetes' controllers create pods and their controllers under: each
 /// controller's own ServiceAccount when kube-controller-manager runs with
 /// `--use-service-account-credentials` (as kubeadm does), or its own identity otherwise.
@@ -717,7 +789,8 @@ const CONTROLLER_IDENTITIES: &[&str] = &[
 
 /// For a CREATE by one of Kubernetes' controllers of an object it controls for its owner, the
 /// owner's kind. Both conditions matter: a user cannot pass as a controller, and a controller's
-/// own objects (none today) would not carry an owner's template.
+/// own objects (none today) would not carry an owner's template. The controller reference must
+/// name the owner's group and version too ([`crate::resource::controller_kind`]).
 fn created_for(
     req: &AdmissionRequest<ReviewObject>,
     object: Option<&kube::core::DynamicObject>,
@@ -729,13 +802,7 @@ fn created_for(
     if !CONTROLLER_IDENTITIES.contains(&user) {
         return None;
     }
-    object?
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .filter(|r| r.controller == Some(true))
-        .find_map(|r| Kind::from_name(&r.kind).filter(|k| k.facts().owns_pods))
+    crate::resource::controller_kind(object?)
 }
 
 /// The identity kube-controller-manager's namespace controller uses to delete a terminating
@@ -1339,6 +1406,107 @@ mod tests {
         );
         let encoded = encode(resp).expect("encodes");
         assert!(encoded.len() < 48 * 1024, "{}", encoded.len());
+    }
+
+    fn request_of(review: &serde_json::Value) -> AdmissionRequest<ReviewObject> {
+        let body = serde_json::to_vec(review).expect("json");
+        decode_review(&body)
+            .expect("decodes")
+            .try_into()
+            .expect("request")
+    }
+
+    #[test]
+    fn malformed_reviews_are_refused_not_judged_as_something_else() {
+        // A PeerAuthentication request carrying a Pod.
+        let mut pod_as_pa = fixture("peerauthentication-create-disable-denied.json");
+        let pod = fixture("pod-create-bare-with-serviceaccount.json")["request"]["object"].clone();
+        pod_as_pa["request"]["object"] = pod;
+        let err = recognise_checked(&request_of(&pod_as_pa)).expect_err("refused");
+        assert!(
+            err.to_string().contains("request.kind is security.istio.io/v1/PeerAuthentication but request.object is v1 Pod"),
+            "{err}"
+        );
+        // The same kind in another version is another object too.
+        let mut other_version = fixture("peerauthentication-create-disable-denied.json");
+        other_version["request"]["object"]["apiVersion"] =
+            serde_json::json!("security.istio.io/v1beta1");
+        assert!(recognise_checked(&request_of(&other_version)).is_err());
+        // CREATE and UPDATE without object, UPDATE and DELETE without oldObject.
+        for (file, field, missing) in [
+            (
+                "peerauthentication-create-disable-denied.json",
+                "object",
+                "without object",
+            ),
+            (
+                "peerauthentication-update-strict-to-permissive.json",
+                "object",
+                "without object",
+            ),
+            (
+                "peerauthentication-update-strict-to-permissive.json",
+                "oldObject",
+                "without oldObject",
+            ),
+            (
+                "peerauthentication-delete-strict-v1beta1.json",
+                "oldObject",
+                "without oldObject",
+            ),
+        ] {
+            let mut r = fixture(file);
+            r["request"][field] = serde_json::Value::Null;
+            let err = recognise_checked(&request_of(&r)).expect_err("refused");
+            assert!(err.to_string().contains(missing), "{file} {field}: {err}");
+            assert!(matches!(err, BadReview::Malformed(_)));
+        }
+        // Kinds meshguard does not judge pass as before, malformed or not.
+        let mut other = fixture("deployment-scale-subresource-update.json");
+        other["request"]["object"] = serde_json::Value::Null;
+        assert!(matches!(recognise_checked(&request_of(&other)), Ok(None)));
+        // Every captured review is well-formed.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let r: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+                assert!(
+                    recognise_checked(&request_of(&r)).is_ok(),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ephemeral_containers_are_judged_as_a_pod_update() {
+        let mut r = fixture("pod-update-labels.json");
+        r["request"]["subResource"] = serde_json::json!("ephemeralcontainers");
+        let req = request_of(&r);
+        let review = recognise(&req).expect("judged");
+        assert_eq!(review.kind, Kind::Pod);
+        assert!(matches!(review.operation, Operation::Update));
+        r["request"]["subResource"] = serde_json::json!("status");
+        assert!(recognise(&request_of(&r)).is_none());
+    }
+
+    #[test]
+    fn an_owner_of_another_group_earns_no_pardon() {
+        let mut r = fixture("pod-create-by-replicaset.json");
+        let owner = &mut r["request"]["object"]["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicaSet");
+        let req = request_of(&r);
+        assert_eq!(
+            recognise(&req).expect("pod").created_for,
+            Some(Kind::ReplicaSet)
+        );
+        r["request"]["object"]["metadata"]["ownerReferences"][0]["apiVersion"] =
+            serde_json::json!("fake.example.com/v1");
+        let req = request_of(&r);
+        assert_eq!(recognise(&req).expect("pod").created_for, None);
     }
 
     #[test]

@@ -244,6 +244,7 @@ pub fn evaluate_inventory(
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        policy_warnings: crate::catalogue::policy_warnings(engine.policy()),
         excepted: analysis.excepted,
     }
 }

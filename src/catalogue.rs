@@ -24,14 +24,74 @@ impl KnownIds for Catalogue {
     }
 }
 
-/// Parse and validate policy YAML against the catalogue.
+/// Parse and validate policy YAML against the catalogue. What the policy weakens without saying
+/// so ([`policy_warnings`]) is logged at warn.
 pub fn policy_from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError> {
-    Policy::from_yaml(text, origin, &Catalogue)
+    let policy = Policy::from_yaml(text, origin, &Catalogue)?;
+    log_warnings(&policy, origin);
+    Ok(policy)
 }
 
-/// Read and validate a policy file against the catalogue.
+/// Read and validate a policy file against the catalogue, logging [`policy_warnings`] at warn.
 pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
-    Policy::load(path, &Catalogue)
+    let policy = Policy::load(path, &Catalogue)?;
+    log_warnings(&policy, &path.display().to_string());
+    Ok(policy)
+}
+
+fn log_warnings(policy: &Policy, origin: &str) {
+    for w in policy_warnings(policy) {
+        tracing::warn!(policy = origin, "{w}");
+    }
+}
+
+/// What a valid policy weakens without saying so. An `objectSelector` exemption of a check
+/// whose action is `deny` is matched by the labels of the object being judged, which whoever
+/// writes that object chooses: anyone who may create a Deployment or a PeerAuthentication can
+/// label it to skip the check. Exemptions by namespace (`namespaces`, or a `namespaceSelector`
+/// over labels only cluster administrators may set) do not have that hole. `serve` logs these at
+/// warn when it loads the policy; `check` and `audit` print them above their findings.
+pub fn policy_warnings(policy: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, cfg) in &policy.rules {
+        let default = crate::rules::find(id)
+            .map(|r| r.default_action)
+            .or_else(|| crate::cross::find(id).map(|c| c.default_action));
+        let Some(default) = default else { continue };
+        // Deny-level anywhere: by default, or in the namespaces an override enforces it in.
+        if !policy
+            .acts_where(id, default)
+            .iter()
+            .any(|(_, a)| *a == Action::Deny)
+        {
+            continue;
+        }
+        for (i, ex) in cfg.exemptions.iter().enumerate() {
+            let Some(sel) = &ex.object_selector else {
+                continue;
+            };
+            let labels: Vec<String> = sel
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(
+                    sel.match_expressions
+                        .iter()
+                        .map(|e| format!("{} {:?} {:?}", e.key, e.operator, e.values)),
+                )
+                .collect();
+            let within = if ex.namespaces.is_empty() && ex.namespace_selector.is_none() {
+                "in any namespace".to_owned()
+            } else {
+                "in the namespaces it names".to_owned()
+            };
+            out.push(format!(
+                "rules.{id}.exemptions[{i}].objectSelector ({}) exempts a deny-level rule by the object's own labels: whoever may write such an object {within} can add them and skip {id}; exempt by namespace instead (namespaces, or a namespaceSelector on labels only cluster administrators may set)",
+                labels.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// Where a check runs.
@@ -94,8 +154,10 @@ pub enum RulesFormat {
 pub struct RulesArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: RulesFormat,
-    /// Show where each rule denies, warns, only audits or is off under this policy (its
-    /// per-namespace overrides and exceptions), instead of the defaults alone.
+    /// A policy file: show where each rule denies, warns, only audits or is off under it (its
+    /// per-namespace overrides and exceptions) instead of the defaults alone; its errors, and
+    /// what it weakens without saying so (`objectSelector` exemptions of deny-level rules), are
+    /// printed on stderr.
     #[arg(long, env = "MESHGUARD_CONFIG")]
     pub config: Option<std::path::PathBuf>,
 }
@@ -285,11 +347,18 @@ pub fn render(format: RulesFormat) -> String {
     }
 }
 
-pub fn print(args: &RulesArgs) -> i32 {
+/// `meshguard rules [--config FILE]`: the catalogue (under the policy, when one is given), and
+/// the policy's warnings on stderr (exit 2 when the policy does not load).
+pub fn run(args: &RulesArgs) -> i32 {
     match &args.config {
         None => print!("{}", render(args.format)),
-        Some(path) => match load_policy(path) {
-            Ok(policy) => print!("{}", render_under(args.format, &policy)),
+        Some(path) => match Policy::load(path, &Catalogue) {
+            Ok(policy) => {
+                print!("{}", render_under(args.format, &policy));
+                for w in policy_warnings(&policy) {
+                    eprintln!("warning: {w}");
+                }
+            }
             Err(e) => {
                 eprintln!("meshguard rules: {e}");
                 return 2;
@@ -302,6 +371,49 @@ pub fn print(args: &RulesArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_selector_exemptions_of_deny_rules_are_warned_about() {
+        let policy = policy_from_yaml(
+            "rules:\n  pa-permissive-mtls:\n    exemptions:\n      - namespaces: [legacy]\n      - objectSelector: {matchLabels: {mesh-migration: in-progress}}\n  wl-host-network:\n    exemptions: [{objectSelector: {matchLabels: {agent: \"true\"}}}]\n  mtls-not-strict:\n    exemptions: [{namespaces: [a], objectSelector: {matchExpressions: [{key: tier, operator: In, values: [edge]}]}}]\n  ap-wildcard-source:\n    action: deny\n    exemptions: [{objectSelector: {matchLabels: {x: y}}}]\n  pa-disabled-mtls:\n    action: warn\n    exemptions: [{objectSelector: {matchLabels: {x: y}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        let w = policy_warnings(&policy);
+        // Deny-level (by default, by action, cross checks too); not the warn-level ones.
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(w[0].starts_with("rules.ap-wildcard-source.exemptions[0].objectSelector (x=y)"));
+        assert!(w[1].starts_with(
+            "rules.mtls-not-strict.exemptions[0].objectSelector (tier In [\"edge\"])"
+        ));
+        assert!(w[1].contains("in the namespaces it names"));
+        assert!(w[2].starts_with(
+            "rules.pa-permissive-mtls.exemptions[1].objectSelector (mesh-migration=in-progress)"
+        ));
+        assert!(w[2].contains("whoever may write such an object in any namespace can add them and skip pa-permissive-mtls"));
+        // Exemptions by namespace raise nothing; nor does the built-in policy.
+        let by_ns = policy_from_yaml(
+            "rules:\n  pa-permissive-mtls:\n    exemptions: [{namespaces: [legacy]}, {namespaceSelector: {matchLabels: {team: platform}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert!(policy_warnings(&by_ns).is_empty());
+        assert!(policy_warnings(&Policy::builtin()).is_empty());
+        // The global mode caps the rule: under mode: warn nothing is deny-level.
+        let warn_mode = policy_from_yaml(
+            "mode: warn\nrules:\n  pa-permissive-mtls:\n    exemptions: [{objectSelector: {matchLabels: {a: b}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert!(policy_warnings(&warn_mode).is_empty());
+        // Deny-level in the namespaces an override enforces it in is deny-level.
+        let overridden = policy_from_yaml(
+            "platform: {labels: [env]}\nrules:\n  pa-permissive-mtls:\n    action: warn\n    overrides:\n      - namespaceSelector: {matchLabels: {env: prod}}\n        action: deny\n    exemptions: [{objectSelector: {matchLabels: {a: b}}}]\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(policy_warnings(&overridden).len(), 1);
+    }
 
     #[test]
     fn rules_under_a_policy_say_where_each_acts() {

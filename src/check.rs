@@ -232,6 +232,7 @@ pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Re
         mtls: analysis.mtls,
         show_mtls,
         mesh: Some(engine.mesh().clone()),
+        policy_warnings: crate::catalogue::policy_warnings(engine.policy()),
         excepted: analysis.excepted,
     }
 }

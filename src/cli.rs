@@ -263,7 +263,7 @@ impl ServeArgs {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args.config()),
-        Command::Rules(args) => crate::catalogue::print(&args),
+        Command::Rules(args) => crate::catalogue::run(&args),
         Command::Certs(args) => crate::certs::run(args),
         Command::Check(args) => crate::check::run(args),
         Command::Audit(args) => crate::audit::run(args),

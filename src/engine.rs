@@ -212,7 +212,7 @@ impl Engine {
     /// namespace: the mesh-wide policies live in the (exempt) root namespace and are exactly
     /// what must be checked. Use per-rule exemptions to relax them.
     pub fn is_exempt(&self, review: &Review<'_>) -> bool {
-        if being_deleted(review) {
+        if finalizers_coming_off(review) {
             return true;
         }
         !review.kind.is_istio() && self.exempt_namespaces.iter().any(|n| n == review.namespace)
@@ -539,14 +539,42 @@ fn review_namespace_labels(
     }
 }
 
-/// An UPDATE of an object the API server is deleting (`deletionTimestamp` set): only
-/// finalizers come off now, and refusing would leave the object stuck terminating. Clients
-/// cannot set `deletionTimestamp` themselves.
-fn being_deleted(review: &Review<'_>) -> bool {
-    matches!(review.operation, Operation::Update)
-        && review
-            .object
-            .is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+/// An UPDATE of an object the API server is deleting (`deletionTimestamp` set) that only takes
+/// finalizers off: the one write a teardown needs, and refusing it would leave the object stuck
+/// terminating. Every other UPDATE of such an object is judged as usual: an object waiting on a
+/// finalizer is still in force (Istio keeps applying a policy until it is gone), so editing its
+/// spec, labels or annotations is an edit like any other. The old and new objects must be the
+/// same but for what the API server keeps itself (`resourceVersion`, `generation`,
+/// `managedFields`, the deletion fields) and the finalizers, of which the new ones are a subset
+/// of the old. Clients cannot set `deletionTimestamp` themselves.
+fn finalizers_coming_off(review: &Review<'_>) -> bool {
+    let (Operation::Update, Some(new), Some(old)) =
+        (review.operation, review.object, review.old_object)
+    else {
+        return false;
+    };
+    if new.metadata.deletion_timestamp.is_none() {
+        return false;
+    }
+    let kept = new.metadata.finalizers.iter().flatten();
+    let before = old.metadata.finalizers.as_deref().unwrap_or_default();
+    if !kept.into_iter().all(|f| before.contains(f)) {
+        return false;
+    }
+    /// The metadata a client controls.
+    fn owned(m: &kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+        kube::core::ObjectMeta {
+            finalizers: None,
+            resource_version: None,
+            generation: None,
+            managed_fields: None,
+            deletion_timestamp: None,
+            deletion_grace_period_seconds: None,
+            self_link: None,
+            ..m.clone()
+        }
+    }
+    new.types == old.types && new.data == old.data && owned(&new.metadata) == owned(&old.metadata)
 }
 
 #[cfg(test)]
@@ -755,7 +783,7 @@ mod tests {
         );
         // Rules that need nothing from the cluster, turned off, leave nothing to fetch...
         let off = crate::catalogue::policy_from_yaml(
-            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\n  wl-proxy-image-auto: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
+            "rules:\n  wl-injection-disabled: {action: off}\n  wl-namespace-not-injected: {action: off}\n  wl-missing-sidecar: {action: off}\n  wl-traffic-bypass: {action: off}\n  wl-host-network: {action: off}\n  wl-host-network-in-mesh: {action: off}\n  wl-proxy-override: {action: off}\n  wl-default-service-account: {action: off}\n  ns-unknown-revision: {action: off}\n  wl-proxy-image-auto: {action: off}\nmutations:\n  default-service-account: {enabled: false}\n",
             "t",
         )
         .expect("policy");
@@ -856,24 +884,80 @@ mod tests {
     }
 
     #[test]
-    fn updates_of_objects_being_deleted_are_exempt() {
-        let engine = Engine::new(Policy::default(), Default::default(), None);
-        let old = deployment(None, "web:1");
-        let mut new = old.clone();
-        new.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                "2026-11-24T08:00:00Z".parse().expect("time"),
-            ));
-        new.metadata.finalizers = None;
+    fn only_the_finalizer_removal_of_an_object_being_deleted_is_exempt() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let deleting = |mut o: DynamicObject, finalizers: &[&str]| {
+            o.metadata.deletion_timestamp =
+                Some(Time("2026-11-24T08:00:00Z".parse().expect("time")));
+            o.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+            o.metadata.resource_version = Some(format!("{}", finalizers.len()));
+            o
+        };
+        let old = deleting(deployment(None, "web:1"), &["a.example/x", "b.example/y"]);
         let strict = crate::catalogue::policy_from_yaml("allowExistingViolations: false\n", "t")
             .expect("policy");
-        for engine in [engine, Engine::new(strict, Default::default(), None)] {
-            let ev = update(&engine, Kind::Deployment, &old, &new);
-            assert!(ev.exempt && ev.findings.is_empty());
-            // Without deletionTimestamp the same update is judged.
-            let ev = update(&engine, Kind::Deployment, &old, &old);
-            assert!(!ev.exempt && !ev.findings.is_empty());
+        let engines = [
+            Engine::new(Policy::default(), Default::default(), None),
+            Engine::new(strict, Default::default(), None),
+        ];
+        for engine in &engines {
+            // Finalizers coming off (one or all), bookkeeping changed: exempt.
+            for left in [&["b.example/y"][..], &[]] {
+                let new = deleting(deployment(None, "web:1"), left);
+                let ev = update(engine, Kind::Deployment, &old, &new);
+                assert!(ev.exempt && ev.findings.is_empty(), "{left:?}");
+            }
+            // Anything else is an edit: judged.
+            let mut relabelled = deleting(deployment(None, "web:1"), &[]);
+            relabelled.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+            let added = deleting(
+                deployment(None, "web:1"),
+                &["a.example/x", "b.example/y", "c.example/z"],
+            );
+            for new in [deleting(deployment(None, "web:2"), &[]), relabelled, added] {
+                let ev = update(engine, Kind::Deployment, &old, &new);
+                assert!(!ev.exempt && !ev.findings.is_empty(), "{:?}", new.metadata);
+            }
         }
+        // The finalizer-delete-edit sequence: a STRICT policy waiting on a finalizer edited to
+        // PERMISSIVE is refused by the weakening rule, whatever the pardon does.
+        let engine = &engines[0];
+        let old = deleting(pa("prod", "STRICT", json!({})), &["a.example/x"]);
+        let new = deleting(pa("prod", "PERMISSIVE", json!({})), &["a.example/x"]);
+        let ev = update(engine, Kind::PeerAuthentication, &old, &new);
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Deny]);
+        let gone = deleting(pa("prod", "STRICT", json!({})), &[]);
+        assert!(update(engine, Kind::PeerAuthentication, &old, &gone).exempt);
+    }
+
+    #[test]
+    fn a_weakening_update_is_never_pardoned_as_existing() {
+        // The old object judged onto itself carries no weakening finding, so the deny stays.
+        let engine = Engine::new(Policy::default(), Default::default(), None);
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "STRICT", json!({})),
+            &pa("prod", "UNSET", json!({})),
+        );
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
+        assert!(ev.denied());
+        // Even when the rule that judges the new object alone is only a warning.
+        let policy = crate::catalogue::policy_from_yaml(
+            "rules:\n  pa-permissive-mtls: {action: warn}\n",
+            "t",
+        )
+        .expect("policy");
+        let engine = Engine::new(policy, Default::default(), None);
+        let ev = update(
+            &engine,
+            Kind::PeerAuthentication,
+            &pa("prod", "STRICT", json!({})),
+            &pa("prod", "PERMISSIVE", json!({})),
+        );
+        assert_eq!(actions(&ev, "pa-permissive-mtls"), [Action::Warn]);
+        assert_eq!(actions(&ev, "pa-weakening-delete"), [Action::Deny]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::json::quoted_key;
 use crate::resource::{Kind, Review};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DynamicObject;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Label and annotation that turn sidecar injection on or off for one pod.
@@ -18,6 +19,19 @@ pub const REV: &str = "istio.io/rev";
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 /// The sidecar's UID; iptables lets traffic of this UID skip the proxy.
 pub const PROXY_UID: i64 = 1337;
+/// The sidecar's GID; iptables lets traffic of this GID skip the proxy too (istio-iptables
+/// `--gid-owner`).
+pub const PROXY_GID: i64 = 1337;
+/// The init container that installs the pod's iptables capture (istio/istio
+/// `pkg/kube/inject/inject.go`, `InitContainerName`).
+pub const INIT_CONTAINER: &str = "istio-init";
+/// The init container that checks the capture when the Istio CNI plugin installs it
+/// (`ValidationContainerName`).
+pub const VALIDATION_CONTAINER: &str = "istio-validation";
+/// The annotation Istio's injector writes on every pod it injected, naming the containers and
+/// init containers it added (`sidecar.istio.io/status`, istio/istio `pkg/kube/inject/webhook.go`
+/// `getInjectionStatus`).
+pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
 
 /// Where the template's metadata lives: a Pod's typed metadata, or a JSON object in a template.
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +55,7 @@ static NULL: Value = Value::Null;
 /// One container of the pod spec, with the list it is in and its index.
 #[derive(Clone, Copy, Debug)]
 pub struct Container<'a> {
-    /// `containers` or `initContainers`.
+    /// `containers`, `initContainers` or `ephemeralContainers`.
     pub list: &'static str,
     pub index: usize,
     pub value: &'a Value,
@@ -59,6 +73,51 @@ impl<'a> Container<'a> {
     pub fn is_native_sidecar(&self) -> bool {
         self.list == "initContainers"
             && self.value.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+    }
+    /// `image`, when it is a string.
+    pub fn image(&self) -> Option<&'a str> {
+        self.value.get("image").and_then(Value::as_str)
+    }
+    /// `securityContext.<field>` of this container.
+    pub fn security(&self, field: &str) -> Option<&'a Value> {
+        self.value.get("securityContext")?.get(field)
+    }
+    /// `spec.<list>[<index>]` below the template (see [`PodTemplate::path`]).
+    pub fn rest(&self, field: &str) -> String {
+        if field.is_empty() {
+            format!("spec.{}[{}]", self.list, self.index)
+        } else {
+            format!("spec.{}[{}].{field}", self.list, self.index)
+        }
+    }
+}
+
+/// What Istio's injector recorded on a pod it injected ([`STATUS_ANNOTATION`]): the names of the
+/// containers and init containers it added, borrowed from the annotation (container names need
+/// no JSON escapes; an annotation that has them does not read, and lists nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionStatus<'a> {
+    #[serde(default, borrow, deserialize_with = "names")]
+    pub containers: Vec<&'a str>,
+    #[serde(default, borrow, deserialize_with = "names")]
+    pub init_containers: Vec<&'a str>,
+}
+
+/// A list of names that may be JSON `null` (`"containers":null` for native sidecars).
+fn names<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'a str>, D::Error> {
+    Ok(Option::<Vec<&'a str>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl InjectionStatus<'_> {
+    /// Whether the injector lists `name` in `list` (`containers` or `initContainers`).
+    pub fn lists(&self, list: &str, name: &str) -> bool {
+        let names = match list {
+            "containers" => &self.containers,
+            "initContainers" => &self.init_containers,
+            _ => return false,
+        };
+        names.contains(&name)
     }
 }
 
@@ -170,10 +229,11 @@ impl<'a> PodTemplate<'a> {
             .collect()
     }
 
-    /// `containers` then `initContainers`, in order (Istio's own proxy lookup order).
+    /// `containers` then `initContainers` (Istio's own proxy lookup order), then
+    /// `ephemeralContainers` (added to running pods, e.g. by `kubectl debug`; never the proxy).
     pub fn containers(&self) -> impl Iterator<Item = Container<'a>> + 'a {
         let spec = self.spec;
-        ["containers", "initContainers"]
+        ["containers", "initContainers", "ephemeralContainers"]
             .into_iter()
             .flat_map(move |list| {
                 spec.get(list)
@@ -191,6 +251,12 @@ impl<'a> PodTemplate<'a> {
         self.containers().any(|c| {
             c.name() == PROXY_CONTAINER && (c.list == "containers" || c.is_native_sidecar())
         })
+    }
+
+    /// The injector's record of what it added (`sidecar.istio.io/status`), when the annotation is
+    /// there and reads as Istio writes it.
+    pub fn injection_status(&self) -> Option<InjectionStatus<'a>> {
+        serde_json::from_str(self.annotation(STATUS_ANNOTATION)?).ok()
     }
 
     /// The template's labels as a label set for selectors ([`crate::mesh::Labels`]), without

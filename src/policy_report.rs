@@ -464,7 +464,8 @@ impl Built {
 
 /// Build the report of one scope from its findings. Results already in the cluster's report
 /// (`seen`, from [`first_seen`]) keep their timestamp; new ones get `now`. Results beyond
-/// `budget` bytes are left out, the most severe kept first.
+/// `budget` bytes are left out: the most severe are taken first, and a result too big for what
+/// is left is skipped, not the end of the list (later, smaller ones still fit).
 pub fn build(
     scope: ReportScope,
     findings: &[&ObjectFinding],
@@ -519,7 +520,8 @@ pub fn build_with_excepted(
             .unwrap_or(usize::MAX)
             + 1;
         if used.saturating_add(size) > budget {
-            break;
+            // Too big for what is left; a smaller one further on may still fit.
+            continue;
         }
         used += size;
         kept.push((key, r));
@@ -917,6 +919,36 @@ mod tests {
         );
         assert_eq!(obj["summary"]["fail"], 100);
         assert_eq!(obj["summary"]["warn"], 200);
+    }
+
+    #[test]
+    fn one_oversized_result_does_not_drop_the_ones_after_it() {
+        let mut findings = vec![finding(
+            "Service",
+            "big",
+            "huge",
+            "pa-permissive-mtls",
+            Action::Deny,
+        )];
+        findings[0].finding.violation.message = "x".repeat(10_000);
+        findings.extend(
+            many(6)
+                .into_iter()
+                .filter(|f| f.finding.action != Action::Deny),
+        );
+        let refs: Vec<&ObjectFinding> = findings.iter().collect();
+        let cut = build(
+            ReportScope::Namespace("big".into()),
+            &refs,
+            T0,
+            &HashMap::new(),
+            5_000,
+        );
+        // The failure alone is over the budget; every warning after it still fits.
+        assert_eq!(cut.total, 5);
+        assert_eq!(cut.results.len(), 4, "{:?}", cut.results);
+        assert!(cut.results.iter().all(|r| r.result == "warn"));
+        assert_eq!(cut.summary.fail, 1);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Report {
     pub show_mtls: bool,
     /// The mesh context the verdicts were made with (effective values and their origins).
     pub mesh: Option<std::sync::Arc<crate::mesh::MeshContext>>,
+    /// What the policy in force weakens without saying so (exemptions a tenant can grant
+    /// themselves), from [`crate::catalogue::policy_warnings`].
+    pub policy_warnings: Vec<String>,
     /// Findings an exception covers: shown apart (`report_excepted`), never counted as findings.
     pub excepted: Vec<ObjectExcepted>,
 }
@@ -110,6 +113,13 @@ impl Report {
             let _ = writeln!(s, "{e}");
         }
         if !self.errors.is_empty() {
+            s.push('\n');
+        }
+        if !self.policy_warnings.is_empty() {
+            s.push_str("Policy warnings:\n");
+            for w in &self.policy_warnings {
+                let _ = writeln!(s, "  {w}");
+            }
             s.push('\n');
         }
         if let Some(mesh) = &self.mesh {
@@ -222,6 +232,9 @@ impl Report {
             "errors": self.errors,
             "notes": self.notes,
         });
+        if !self.policy_warnings.is_empty() {
+            v["policyWarnings"] = json!(self.policy_warnings);
+        }
         if let Some(mesh) = &self.mesh {
             v["meshContext"] = json!(mesh.summary());
         }

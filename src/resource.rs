@@ -14,6 +14,8 @@ pub enum Kind {
     AuthorizationPolicy,
     RequestAuthentication,
     DestinationRule,
+    EnvoyFilter,
+    Sidecar,
     Namespace,
     Service,
     ServiceAccount,
@@ -33,6 +35,8 @@ impl Kind {
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
         Kind::DestinationRule,
+        Kind::EnvoyFilter,
+        Kind::Sidecar,
         Kind::Namespace,
         Kind::Service,
         Kind::ServiceAccount,
@@ -100,6 +104,8 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::DestinationRule => "DestinationRule",
+            Kind::EnvoyFilter => "EnvoyFilter",
+            Kind::Sidecar => "Sidecar",
             Kind::Namespace => "Namespace",
             Kind::Service => "Service",
             Kind::ServiceAccount => "ServiceAccount",
@@ -118,8 +124,9 @@ impl Kind {
         self.facts().pod_template.is_some()
     }
 
-    /// One of Istio's security resources (never exempt by namespace: the mesh-wide policies
-    /// live in the exempt root namespace).
+    /// One of Istio's resources meshguard judges (never exempt by namespace: the mesh-wide
+    /// policies, and the EnvoyFilters and Sidecars that reach every workload, live in the exempt
+    /// root namespace).
     pub fn is_istio(self) -> bool {
         self.facts().istio
     }
@@ -164,6 +171,8 @@ impl KindFacts {
 
 const SECURITY: &[&str] = &["v1", "v1beta1"];
 const NETWORKING: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+/// EnvoyFilter is served as v1alpha3 only.
+const V1ALPHA3: &[&str] = &["v1alpha3"];
 const V1: &[&str] = &["v1"];
 const TEMPLATE: Option<&[&str]> = Some(&["spec", "template"]);
 
@@ -204,6 +213,26 @@ pub static KIND_FACTS: &[KindFacts] = &[
         group: "networking.istio.io",
         versions: NETWORKING,
         plural: "destinationrules",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::EnvoyFilter,
+        group: "networking.istio.io",
+        versions: V1ALPHA3,
+        plural: "envoyfilters",
+        namespaced: true,
+        istio: true,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::Sidecar,
+        group: "networking.istio.io",
+        versions: NETWORKING,
+        plural: "sidecars",
         namespaced: true,
         istio: true,
         pod_template: None,
@@ -324,9 +353,23 @@ pub static KIND_FACTS: &[KindFacts] = &[
 /// An object owned, through a `controller` owner reference, by a controller of pods: it is
 /// judged through that controller (a ReplicaSet of a Deployment, the Pods of a ReplicaSet).
 pub fn is_controlled(obj: &DynamicObject) -> bool {
-    obj.metadata.owner_references.iter().flatten().any(|r| {
-        r.controller == Some(true) && Kind::from_name(&r.kind).is_some_and(|k| k.facts().owns_pods)
-    })
+    controller_kind(obj).is_some()
+}
+
+/// The kind of the pod controller that controls `obj` through a `controller` owner reference.
+/// The reference must name the kind with its group and a version meshguard reads
+/// (`apps/v1` `Deployment`, `batch/v1` `Job`, `v1` `ReplicationController`): a `kind:
+/// Deployment` of another API group is somebody's own resource, which no Kubernetes controller
+/// acts for, and it must neither hide the object from the checks nor earn its owner's pardon.
+pub fn controller_kind(obj: &DynamicObject) -> Option<Kind> {
+    obj.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .find_map(|r| {
+            Kind::from_api_version(&r.api_version, &r.kind).filter(|k| k.facts().owns_pods)
+        })
 }
 
 impl std::fmt::Display for Kind {
@@ -702,8 +745,17 @@ const POD_SPEC_KEEP: &[&str] = &[
     "ephemeralContainers",
 ];
 
-/// The container fields checks read.
-const CONTAINER_KEEP: &[&str] = &["name", "image", "ports", "securityContext", "restartPolicy"];
+/// The container fields checks read (`command` and `args`: an `istio-proxy`, `istio-init` or
+/// `istio-validation` container that replaces what Istio's injector runs, `wl-proxy-override`).
+const CONTAINER_KEEP: &[&str] = &[
+    "name",
+    "image",
+    "ports",
+    "securityContext",
+    "restartPolicy",
+    "command",
+    "args",
+];
 
 static CONTAINER: Shape = Shape {
     keep: CONTAINER_KEEP,
@@ -1105,7 +1157,8 @@ mod tests {
                 "nodeName": "n1", "someFutureField": {"a": 1},
                 "containers": [{"name": "app", "image": "i", "env": [{"name": "X"}],
                     "ports": [{"containerPort": 80}], "securityContext": {"runAsUser": 1337}}],
-                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"]}]}
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"],
+                    "resources": {}}]}
         }))
         .expect("pod");
         assert_eq!(
@@ -1113,7 +1166,7 @@ mod tests {
             json!({"hostNetwork": true, "serviceAccountName": "web",
                 "containers": [{"name": "app", "image": "i", "ports": [{"containerPort": 80}],
                     "securityContext": {"runAsUser": 1337}}],
-                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}]})
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"]}]})
         );
         // Templates of controllers (CronJob's one level deeper) too; other kinds are kept whole.
         let cron: ReviewObject = serde_json::from_value(json!({
@@ -1241,18 +1294,32 @@ mod tests {
 
     #[test]
     fn controlled_objects_are_judged_through_their_controller() {
-        let owned = |kind: &str, controller: bool| -> DynamicObject {
+        let owned = |api_version: &str, kind: &str, controller: bool| -> DynamicObject {
             serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind,
+                "metadata": {"name": "p", "ownerReferences": [{"apiVersion": api_version, "kind": kind,
                     "name": "o", "uid": "u", "controller": controller}]}
             }))
             .expect("pod")
         };
-        assert!(is_controlled(&owned("ReplicaSet", true)));
-        assert!(is_controlled(&owned("Job", true)));
-        assert!(!is_controlled(&owned("ReplicaSet", false)));
-        assert!(!is_controlled(&owned("Node", true)));
+        assert!(is_controlled(&owned("apps/v1", "ReplicaSet", true)));
+        assert_eq!(
+            controller_kind(&owned("apps/v1", "ReplicaSet", true)),
+            Some(Kind::ReplicaSet)
+        );
+        assert!(is_controlled(&owned("batch/v1", "Job", true)));
+        assert!(is_controlled(&owned("v1", "ReplicationController", true)));
+        assert!(!is_controlled(&owned("apps/v1", "ReplicaSet", false)));
+        assert!(!is_controlled(&owned("v1", "Node", true)));
+        // The kind alone is not enough: group and version must be the controller's.
+        assert!(!is_controlled(&owned(
+            "fake.example.com/v1",
+            "Deployment",
+            true
+        )));
+        assert!(!is_controlled(&owned("apps/v1beta1", "Deployment", true)));
+        assert!(!is_controlled(&owned("apps/v1", "Job", true)));
+        assert!(!is_controlled(&owned("Deployment", "Deployment", true)));
     }
 
     #[test]

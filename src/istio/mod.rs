@@ -1,4 +1,5 @@
-//! Typed, path-aware views of Istio's four security kinds, read once from an object's `spec`.
+//! Typed, path-aware views of the Istio kinds meshguard judges (the four security kinds,
+//! EnvoyFilter and Sidecar), read once from an object's `spec`.
 //!
 //! Every consumer reads these instead of walking JSON on its own: the per-kind rules, the
 //! Istio-parity validation, the cross-resource checks, effective mTLS and the authorization
@@ -13,6 +14,8 @@
 //!   port-level settings, and every TLS site among them.
 //! * [`PeerAuthentication`]: selector, the top-level mTLS mode and the port-level modes.
 //! * [`RequestAuthentication`]: selector and JWT rules.
+//! * [`EnvoyFilter`]: config patches, where each applies and what it does.
+//! * [`Sidecar`]: ingress listeners and their TLS settings.
 //!
 //! Semantics follow Istio's own code: `pilot/pkg/security/authz/model` for authorization,
 //! `pilot/pkg/security/authn` (`ComposePeerAuthentication`) for mTLS, and
@@ -20,13 +23,17 @@
 
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod envoy_filter;
 pub mod peer_authentication;
 pub mod request_authentication;
+pub mod sidecar;
 
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
+pub use envoy_filter::EnvoyFilter;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
+pub use sidecar::Sidecar;
 
 use crate::resource::annotations_of;
 use kube::core::DynamicObject;

@@ -43,6 +43,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// `istio.io/rev`: on a namespace or pod, the revision (or tag) to inject; on an injector object,
@@ -299,6 +300,15 @@ pub struct InjectorConfig {
     pub default_templates: Vec<String>,
     /// The template names `templates` defines.
     pub templates: Vec<String>,
+    /// The templates among them that install the pod's traffic capture: their text runs
+    /// `istio-iptables` (the `istio-init` container, or `istio-validation` when the Istio CNI
+    /// plugin installs the rules). The chart's `sidecar` does; `gateway`, `grpc-agent`,
+    /// `grpc-simple`, `waypoint` and `kube-gateway` do not.
+    pub capturing_templates: Vec<String>,
+    /// `aliases`: a name that stands for several templates (`inject.istio.io/templates` and
+    /// `defaultTemplates` resolve them, istio/istio `pkg/kube/inject/inject.go`,
+    /// `resolveAliases`).
+    pub aliases: BTreeMap<String, Vec<String>>,
     pub hub: Option<String>,
     pub tag: Option<String>,
     /// `global.proxy.image`.
@@ -327,6 +337,8 @@ impl InjectorConfig {
             always_inject: Vec::new(),
             default_templates: vec!["sidecar".to_owned()],
             templates: Vec::new(),
+            capturing_templates: Vec::new(),
+            aliases: BTreeMap::new(),
             hub: None,
             tag: None,
             proxy_image_name: None,
@@ -480,6 +492,26 @@ impl InjectorConfig {
         }
         if let Some(Value::Object(t)) = map.get("templates") {
             self.templates = t.keys().cloned().collect();
+            self.capturing_templates = t
+                .iter()
+                .filter(|(_, text)| text.as_str().is_some_and(|t| t.contains("istio-iptables")))
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+        if let Some(Value::Object(a)) = map.get("aliases") {
+            self.aliases = a
+                .iter()
+                .map(|(name, list)| {
+                    let names = list
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect();
+                    (name.clone(), names)
+                })
+                .collect();
         }
         Ok(())
     }

@@ -520,32 +520,101 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
     },
 };
 
+/// What an UPDATE did to an allow-nothing policy that no longer allows nothing, with the field
+/// it did it in (the path of the finding).
+fn what_changed(new: &AuthorizationPolicy<'_>, dry_run: bool) -> (&'static str, String) {
+    if !new.is_allow() {
+        return (
+            "spec.action",
+            format!(
+                "sets action: {}, which makes it a policy that denies nothing by default",
+                new.action_str()
+            ),
+        );
+    }
+    if !new.selector.is_empty() {
+        return (
+            "spec.selector",
+            format!(
+                "adds the selector {{{}}}, which narrows the baseline to the selected workloads",
+                new.selector.describe()
+            ),
+        );
+    }
+    if new.has_target_refs() {
+        let path = if crate::json::is_set(new.spec.get("targetRefs")) {
+            "spec.targetRefs"
+        } else {
+            "spec.targetRef"
+        };
+        return (
+            path,
+            "attaches it to target refs (gateways, waypoints, Services), away from the sidecars"
+                .to_owned(),
+        );
+    }
+    if new.has_rules() {
+        return (
+            "spec.rules",
+            "adds rules, so it allows the traffic they match instead of nothing".to_owned(),
+        );
+    }
+    if dry_run {
+        return (
+            "metadata.annotations[\"istio.io/dry-run\"]",
+            "turns on istio.io/dry-run, so Istio evaluates it in shadow only and enforces nothing"
+                .to_owned(),
+        );
+    }
+    ("spec", "changes it".to_owned())
+}
+
 pub static DENY_ALL_DELETE: Rule = Rule {
     id: "ap-deny-all-delete",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "deleting a namespace- or mesh-wide allow-nothing policy (spec: {}) removes the default-deny baseline",
+    summary: "deleting a namespace- or mesh-wide allow-nothing policy (spec: {}), or an update that makes it allow something (a selector, targetRefs, rules, another action, dry-run), removes the default-deny baseline",
     example_fix: "keep the allow-nothing policy and add ALLOW policies for the traffic you need",
     needs: &[],
     check: |review, ctx, out| {
-        if !review.is_delete() {
-            return;
-        }
         let Some(old) = review.old_object else { return };
-        let ap = AuthorizationPolicy::of(spec_of(old));
-        if !ap.is_allow_nothing(crate::istio::is_dry_run(old)) {
+        let before = AuthorizationPolicy::of(spec_of(old));
+        if !before.is_allow_nothing(crate::istio::is_dry_run(old)) {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
-        out.push(Violation::new(
-            "spec",
-            format!(
-                "deleting allow-nothing AuthorizationPolicy {}/{name} removes the default-deny baseline for {}: workloads without their own ALLOW policies then accept every caller",
-                review.namespace,
-                scope(review, ctx, &ap)
-            ),
-            "keep it and add ALLOW policies for the traffic you need; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
-        ));
+        match review.operation {
+            kube::core::admission::Operation::Delete => out.push(Violation::new(
+                "spec",
+                format!(
+                    "deleting allow-nothing AuthorizationPolicy {}/{name} removes the default-deny baseline for {}: workloads without their own ALLOW policies then accept every caller",
+                    review.namespace,
+                    scope(review, ctx, &before)
+                ),
+                "keep it and add ALLOW policies for the traffic you need; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
+            )),
+            // An update that turns the baseline into a policy that allows something (or applies
+            // elsewhere) is its deletion: the same hole, reached in two steps otherwise.
+            kube::core::admission::Operation::Update => {
+                let Some(new) = review.written() else { return };
+                let dry_run = crate::istio::is_dry_run(new);
+                let after = AuthorizationPolicy::of(spec_of(new));
+                if after.is_allow_nothing(dry_run) {
+                    return;
+                }
+                let (path, what) = what_changed(&after, dry_run);
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "this update {what}: allow-nothing AuthorizationPolicy {}/{name} stops being the default-deny baseline for {}, as deleting it would",
+                        review.namespace,
+                        scope(review, ctx, &before)
+                    ),
+                    "keep this policy as spec: {} and put what you need in a separate ALLOW policy (with a selector and rules naming the callers)",
+                ));
+            }
+            _ => {}
+        }
     },
 };
 
@@ -1223,6 +1292,124 @@ mod tests {
             ] {
                 let o = ap(v, spec);
                 assert!(run(&DENY_ALL_DELETE, Operation::Delete, v, "prod", &o).is_empty());
+            }
+        }
+    }
+
+    /// Run a rule over an UPDATE from `old` to `new` (specs, annotations) in `ns`.
+    fn update_ap(
+        rule: &Rule,
+        ns: &str,
+        old: (Value, Value),
+        new: (Value, Value),
+    ) -> Vec<Violation> {
+        use crate::rules::{Ctx, ReviewCache};
+        let make = |(spec, annotations): (Value, Value)| {
+            obj(
+                json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "p", "namespace": ns, "annotations": annotations}, "spec": spec}),
+            )
+        };
+        let (old, new) = (make(old), make(new));
+        let op = Operation::Update;
+        let review = Review {
+            kind: Kind::AuthorizationPolicy,
+            version: "v1",
+            operation: &op,
+            namespace: ns,
+            name: "p",
+            object: Some(&new),
+            old_object: Some(&old),
+            dry_run: false,
+            created_for: None,
+        };
+        let mesh = crate::mesh::MeshContext::default();
+        let ctx = Ctx {
+            policy: &crate::config::Policy::default(),
+            mesh: &mesh,
+            cluster: &crate::context::NoCluster,
+            cache: &ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn deny_all_weakened_by_update_is_the_deletion() {
+        let nothing = (json!({}), json!({}));
+        for ns in ["prod", "istio-system"] {
+            for (new, path, what) in [
+                (
+                    (json!({"selector": sel()}), json!({})),
+                    "spec.selector",
+                    "adds the selector",
+                ),
+                (
+                    (
+                        json!({"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]}),
+                        json!({}),
+                    ),
+                    "spec.targetRefs",
+                    "attaches it to target refs",
+                ),
+                (
+                    (
+                        json!({"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]}),
+                        json!({}),
+                    ),
+                    "spec.rules",
+                    "adds rules",
+                ),
+                (
+                    (json!({"rules": [{}]}), json!({})),
+                    "spec.rules",
+                    "adds rules",
+                ),
+                (
+                    (
+                        json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/x"]}}]}]}),
+                        json!({}),
+                    ),
+                    "spec.action",
+                    "sets action: DENY",
+                ),
+                (
+                    (json!({"action": "AUDIT"}), json!({})),
+                    "spec.action",
+                    "sets action: AUDIT",
+                ),
+                (
+                    (json!({}), json!({"istio.io/dry-run": "true"})),
+                    "metadata.annotations[\"istio.io/dry-run\"]",
+                    "turns on istio.io/dry-run",
+                ),
+            ] {
+                let found = update_ap(&DENY_ALL_DELETE, ns, nothing.clone(), new.clone());
+                assert_eq!(found.len(), 1, "{ns} {new:?}");
+                assert_eq!(found[0].path, path);
+                assert!(found[0].message.contains(what), "{}", found[0].message);
+                assert!(found[0]
+                    .message
+                    .contains("stops being the default-deny baseline"));
+            }
+            // Still allow-nothing (a label, an annotation), or not allow-nothing before: fine.
+            for (old, new) in [
+                (nothing.clone(), (json!({}), json!({"team": "a"}))),
+                (nothing.clone(), (json!({"action": "ALLOW"}), json!({}))),
+                (
+                    (json!({"selector": sel()}), json!({})),
+                    (json!({"selector": sel(), "rules": [{}]}), json!({})),
+                ),
+                (
+                    (json!({}), json!({"istio.io/dry-run": "true"})),
+                    (json!({"rules": [{}]}), json!({})),
+                ),
+            ] {
+                assert!(
+                    update_ap(&DENY_ALL_DELETE, ns, old.clone(), new.clone()).is_empty(),
+                    "{old:?} -> {new:?}"
+                );
             }
         }
     }

@@ -11,12 +11,15 @@ use std::fmt;
 
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod envoy_filter;
 pub mod istio_validation;
 pub mod namespace;
 pub mod namespace_guard;
 pub mod peer_authentication;
+pub mod proxy;
 pub mod request_authentication;
 pub mod service;
+pub mod sidecar;
 pub mod workload;
 
 /// What a check function gets besides the review: the policy, the mesh as installed, the cluster
@@ -41,6 +44,9 @@ pub struct ReviewCache {
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
     /// The pod's namespace labels and injector decision (`workload`): several rules ask.
     pub(crate) pod: std::cell::OnceCell<workload::PodInjection>,
+    /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
+    /// (`proxy`): the UID, capability and override rules all ask.
+    pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
 }
 
 /// Levenshtein distance, for "did you mean" suggestions (error paths only).
@@ -126,6 +132,10 @@ pub static REGISTRY: &[&Rule] = &[
     &destination_rule::TLS_NOT_ISTIO_MUTUAL,
     &destination_rule::TLS_NO_VERIFICATION,
     &destination_rule::INSECURE_SKIP_VERIFY,
+    &envoy_filter::SECURITY_FILTER,
+    &envoy_filter::TRANSPORT_SOCKET,
+    &envoy_filter::INBOUND_LISTENER,
+    &sidecar::INGRESS_TLS,
     &istio_validation::INVALID_ENUM,
     &istio_validation::INVALID_PORT,
     &istio_validation::CONFLICTING_FIELDS,
@@ -136,8 +146,12 @@ pub static REGISTRY: &[&Rule] = &[
     &workload::MISSING_SIDECAR,
     &workload::TRAFFIC_BYPASS,
     &workload::HOST_NETWORK,
+    &workload::HOST_NETWORK_IN_MESH,
     &workload::PROXY_UID_RULE,
     &workload::PROXY_IMAGE,
+    &proxy::PROXY_OVERRIDE,
+    &proxy::NET_ADMIN,
+    &proxy::INJECTION_TEMPLATE,
     &workload::PROXY_IMAGE_AUTO,
     &namespace::INJECTION_MISSING,
     &namespace::INJECTION_DISABLED,

@@ -130,34 +130,92 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     },
 };
 
+/// A policy that protects its whole scope: no selector (mesh-wide in the root namespace,
+/// namespace-wide elsewhere) and `mtls.mode: STRICT`.
+fn protects(pa: &PeerAuthentication<'_>) -> bool {
+    pa.selector.is_empty() && pa.mode_str() == Some("STRICT")
+}
+
+/// What an UPDATE did to a protecting policy that no longer protects, with the field it did it
+/// in (the path of the finding).
+fn what_changed(new: &PeerAuthentication<'_>) -> (&'static str, String) {
+    if !new.selector.is_empty() {
+        return (
+            "spec.selector",
+            format!(
+                "adds the selector {{{}}}, which narrows it to the selected workloads (and in the root namespace, where Istio ignores workload-level policies, to nothing)",
+                new.selector.describe()
+            ),
+        );
+    }
+    match (new.mtls, new.mode_value()) {
+        (None, _) => (
+            "spec.mtls",
+            "removes spec.mtls, so the mode is inherited (UNSET)".to_owned(),
+        ),
+        (Some(_), None) => (
+            "spec.mtls.mode",
+            "removes spec.mtls.mode, so the mode is inherited (UNSET)".to_owned(),
+        ),
+        (Some(_), Some(v)) => (
+            "spec.mtls.mode",
+            format!(
+                "changes spec.mtls.mode from STRICT to {}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            ),
+        ),
+    }
+}
+
 pub static WEAKENING_DELETE: Rule = Rule {
     id: "pa-weakening-delete",
     kinds: KINDS,
     default_action: Action::Deny,
     summary:
-        "deleting a mesh- or namespace-wide STRICT policy weakens mTLS for everything under it",
+        "deleting a mesh- or namespace-wide STRICT policy, or an update that makes it stop protecting (a selector, another mode, no mode), weakens mTLS for everything under it",
     example_fix: "keep the policy; to change it, apply a replacement first",
     needs: &[],
     check: |review, ctx, out| {
-        if !review.is_delete() {
-            return;
-        }
         let Some(old) = review.old_object else { return };
-        let pa = PeerAuthentication::of(spec_of(old));
-        if !pa.selector.is_empty() || pa.mode_str() != Some("STRICT") {
+        let before = PeerAuthentication::of(spec_of(old));
+        if !protects(&before) {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
-        out.push(Violation::new(
-            "spec.mtls.mode",
-            format!(
-                "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
-                review.namespace,
-                name,
-                scope(review, ctx, &pa)
-            ),
-            "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy",
-        ));
+        let fix = "keep it; if the namespace is being retired, delete the namespace, or exempt this rule for it in the meshguard policy";
+        match review.operation {
+            kube::core::admission::Operation::Delete => out.push(Violation::new(
+                "spec.mtls.mode",
+                format!(
+                    "deleting STRICT PeerAuthentication {}/{} drops mutual TLS enforcement for {}",
+                    review.namespace,
+                    name,
+                    scope(review, ctx, &before)
+                ),
+                fix,
+            )),
+            // An update that turns the protecting policy into one that protects nothing is its
+            // deletion (the same hole, and an UPDATE then a DELETE would otherwise walk around
+            // the DELETE check).
+            kube::core::admission::Operation::Update => {
+                let Some(new) = review.written() else { return };
+                let after = PeerAuthentication::of(spec_of(new));
+                if protects(&after) {
+                    return;
+                }
+                let (path, what) = what_changed(&after);
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "this update {what}: STRICT PeerAuthentication {}/{name} stops enforcing mutual TLS for {}, as deleting it would",
+                        review.namespace,
+                        scope(review, ctx, &before)
+                    ),
+                    "keep spec.mtls.mode: STRICT and no selector on this policy; for a workload that needs another mode, add a separate workload-level PeerAuthentication in its namespace",
+                ));
+            }
+            _ => {}
+        }
     },
 };
 
@@ -190,6 +248,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::Review;
     use crate::rules::testing::{obj, run};
     use kube::core::admission::Operation;
     use serde_json::{json, Value};
@@ -371,6 +430,103 @@ mod tests {
                 &mesh,
             );
             assert!(found[0].message.contains("the whole mesh"));
+        }
+    }
+
+    /// Run a rule over an UPDATE from `old` to `new` in `ns`.
+    fn update(rule: &Rule, ns: &str, old: Value, new: Value) -> Vec<Violation> {
+        use crate::rules::{Ctx, ReviewCache};
+        let (old, new) = (pa("v1", ns, old), pa("v1", ns, new));
+        let op = Operation::Update;
+        let review = Review {
+            kind: Kind::PeerAuthentication,
+            version: "v1",
+            operation: &op,
+            namespace: ns,
+            name: "p",
+            object: Some(&new),
+            old_object: Some(&old),
+            dry_run: false,
+            created_for: None,
+        };
+        let mesh = crate::mesh::MeshContext::default();
+        let ctx = Ctx {
+            policy: &crate::config::Policy::default(),
+            mesh: &mesh,
+            cluster: &crate::context::NoCluster,
+            cache: &ReviewCache::default(),
+        };
+        let mut out = Vec::new();
+        (rule.check)(&review, &ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn weakening_by_update_is_the_deletion() {
+        let strict = json!({"mtls": {"mode": "STRICT"}});
+        for ns in ["prod", "istio-system"] {
+            let scope = if ns == "prod" {
+                "the whole namespace"
+            } else {
+                "the whole mesh"
+            };
+            for (new, path, what) in [
+                (
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+                    "spec.selector",
+                    "adds the selector {app=a}",
+                ),
+                (
+                    json!({"mtls": {"mode": "UNSET"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to UNSET",
+                ),
+                (
+                    json!({"mtls": {"mode": "PERMISSIVE"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to PERMISSIVE",
+                ),
+                (
+                    json!({"mtls": {"mode": "DISABLE"}}),
+                    "spec.mtls.mode",
+                    "from STRICT to DISABLE",
+                ),
+                (
+                    json!({"mtls": {}}),
+                    "spec.mtls.mode",
+                    "removes spec.mtls.mode",
+                ),
+                (json!({}), "spec.mtls", "removes spec.mtls"),
+            ] {
+                let found = update(&WEAKENING_DELETE, ns, strict.clone(), new.clone());
+                assert_eq!(found.len(), 1, "{ns} {new}");
+                assert_eq!(found[0].path, path);
+                assert!(found[0].message.contains(what), "{}", found[0].message);
+                assert!(found[0].message.contains(scope), "{}", found[0].message);
+                assert!(found[0].message.ends_with("as deleting it would"));
+            }
+            // Still protecting (labels, an empty selector), or not protecting before: fine.
+            for (old, new) in [
+                (strict.clone(), strict.clone()),
+                (
+                    strict.clone(),
+                    json!({"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}),
+                ),
+                (
+                    json!({"mtls": {"mode": "PERMISSIVE"}}),
+                    json!({"mtls": {"mode": "DISABLE"}}),
+                ),
+                (
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "STRICT"}}),
+                    json!({"selector": {"matchLabels": {"app": "a"}}, "mtls": {"mode": "PERMISSIVE"}}),
+                ),
+                (json!({}), json!({"mtls": {"mode": "STRICT"}})),
+            ] {
+                assert!(
+                    update(&WEAKENING_DELETE, ns, old.clone(), new.clone()).is_empty(),
+                    "{old} -> {new}"
+                );
+            }
         }
     }
 

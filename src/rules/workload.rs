@@ -25,11 +25,17 @@ use super::namespace::{
     is_ambient, relabel_command, served_summary, suggested_label_for, DATAPLANE_MODE,
     ISTIO_INJECTION, REV,
 };
+use super::proxy::{
+    istio_containers, proxy_config_interception, proxy_image_accepted, role, Role,
+    INTERCEPTION_MODE, PROXY_CONFIG,
+};
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
 use crate::context::{Lookup, Need};
 use crate::mesh::Why;
-use crate::pod_template::{Container, PodTemplate, INJECT, PROXY_CONTAINER, PROXY_UID};
+use crate::pod_template::{
+    Container, PodTemplate, INIT_CONTAINER, INJECT, PROXY_CONTAINER, PROXY_GID, PROXY_UID,
+};
 use crate::resource::{Kind, Review};
 use kube::core::admission::Operation;
 use serde_json::Value;
@@ -608,7 +614,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     id: "wl-traffic-bypass",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE that route traffic around the proxy; ambient.istio.io/bypass-inbound-capture on ambient pods",
+    summary: "traffic.sidecar.istio.io/* exclude/include annotations or interceptionMode NONE (the annotation, or in proxy.istio.io/config) that route traffic around the proxy; ambient.istio.io/bypass-inbound-capture on ambient pods",
     example_fix: "remove the traffic.sidecar.istio.io/exclude* annotation",
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
@@ -645,22 +651,62 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
                 "remove the annotation; if this traffic really must skip the mesh, exempt the workload from wl-traffic-bypass in the meshguard policy",
             ));
         }
+        // The same setting through the pod's ProxyConfig; the annotation above wins over it.
+        if t.annotation(INTERCEPTION_MODE).is_none() {
+            if let Some(mode) = proxy_config_interception(&t).filter(|m| m.eq_ignore_ascii_case("NONE")) {
+                out.push(Violation::new(
+                    t.annotation_path(PROXY_CONFIG),
+                    format!("{PROXY_CONFIG} sets interceptionMode: {mode}: the injector then installs no traffic redirection (no istio-init), so the proxy sees only what the application sends to it on purpose and connections reach the application directly, without mTLS or AuthorizationPolicy"),
+                    "remove interceptionMode from proxy.istio.io/config (the mesh default is REDIRECT); if this pod really must skip the mesh, exempt it from wl-traffic-bypass in the meshguard policy",
+                ));
+            }
+        }
     },
 };
+
+/// For a hostNetwork pod: whether it would be in the mesh but for hostNetwork (its namespace's
+/// injector decision injects it, or ambient mode captures it), as far as the namespace's labels
+/// are known.
+fn meshed_but_for_host_network(
+    review: &Review<'_>,
+    ctx: &Ctx<'_>,
+    t: &PodTemplate<'_>,
+) -> Lookup<bool> {
+    match namespace_labels(review, ctx) {
+        Lookup::Found(labels) => {
+            let (pl, pa) = (t.label_view(), t.annotation_view());
+            let sidecar = ctx
+                .mesh
+                .injection(review.namespace, &labels, &pl, &pa, false)
+                .inject;
+            let ambient = match t.label(DATAPLANE_MODE) {
+                Some("ambient") => true,
+                Some("none") => false,
+                _ => is_ambient(&labels),
+            };
+            Lookup::Found(sidecar || ambient)
+        }
+        Lookup::Missing => Lookup::Missing,
+        Lookup::Unknown => Lookup::Unknown,
+    }
+}
 
 pub static HOST_NETWORK: Rule = Rule {
     id: "wl-host-network",
     kinds: KINDS,
     default_action: Action::Warn,
-    summary: "hostNetwork pods are never injected and their traffic bypasses the sidecar",
+    summary: "hostNetwork pods are never injected and their traffic bypasses the sidecar (outside the mesh's namespaces; inside them wl-host-network-in-mesh denies)",
     example_fix: "remove spec.template.spec.hostNetwork",
-    needs: &[],
-    check: |review, _ctx, out| {
+    needs: &[Need::NamespaceLabels],
+    check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else {
             return;
         };
         if !t.host_network() {
             return;
+        }
+        if meshed_but_for_host_network(review, ctx, &t) == Lookup::Found(true) {
+            return; // wl-host-network-in-mesh
         }
         out.push(Violation::new(
             t.path("spec.hostNetwork"),
@@ -670,93 +716,173 @@ pub static HOST_NETWORK: Rule = Rule {
     },
 };
 
-/// Whether `image` is Istio's proxy: the image name (last path segment, without tag or digest)
-/// starts with `proxyv2` in every distribution (istio/proxyv2, OpenShift's proxyv2-rhel9,
-/// ASM's asm/proxyv2, registry mirrors). `auto` is the placeholder the injector replaces.
-fn proxy_image_ok(image: &str) -> bool {
-    if image == "auto" {
-        return true;
-    }
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last.split(':')
-        .next()
-        .unwrap_or(last)
-        .starts_with("proxyv2")
-}
-
-pub static PROXY_IMAGE: Rule = Rule {
-    id: "wl-proxy-image",
+pub static HOST_NETWORK_IN_MESH: Rule = Rule {
+    id: "wl-host-network-in-mesh",
     kinds: KINDS,
-    default_action: Action::Warn,
-    summary: "a container named istio-proxy that does not run Istio's proxy image (.../proxyv2): the pod looks injected while nothing enforces mTLS or policy",
-    example_fix: "remove the istio-proxy container's image (or set image: auto) and let the injector choose it",
-    needs: &[],
-    check: |review, _ctx, out| {
-        let Some(t) = PodTemplate::written(review) else { return };
-        for c in t.containers() {
-            if c.name() != PROXY_CONTAINER {
-                continue;
-            }
-            let Some(image) = c.value.get("image").and_then(Value::as_str) else {
-                continue; // the injector fills it in
-            };
-            if proxy_image_ok(image) {
-                continue;
-            }
-            out.push(Violation::new(
-                t.path(&format!("spec.{}[{}].image", c.list, c.index)),
-                format!(
-                    "container \"{PROXY_CONTAINER}\" runs {image:?}, not Istio's proxy image (.../proxyv2): the injector merges a user-defined {PROXY_CONTAINER} container over its own, so this image replaces Envoy, and the pod looks injected while nothing enforces mTLS or AuthorizationPolicy"
-                ),
-                "remove the image from the istio-proxy container (or set image: auto) and let the injector choose it; if you mirror the proxy under another name, exempt those workloads from wl-proxy-image in the meshguard policy",
-            ));
+    default_action: Action::Deny,
+    summary: "hostNetwork in a namespace the mesh enrolls (sidecar injection or ambient): the pod is never injected nor captured, so it runs outside the mesh beside workloads that are in it",
+    example_fix: "remove spec.template.spec.hostNetwork (or run the node agent in a namespace outside the mesh)",
+    needs: &[Need::NamespaceLabels],
+    check: |review, ctx, out| {
+        let Some(t) = PodTemplate::written(review) else {
+            return;
+        };
+        if !t.host_network() {
+            return;
+        }
+        let ns = review.namespace;
+        match meshed_but_for_host_network(review, ctx, &t) {
+            Lookup::Found(true) => out.push(Violation::new(
+                t.path("spec.hostNetwork"),
+                format!("namespace {ns:?} is in the mesh, but hostNetwork pods share the node's network and are never injected nor captured by ztunnel: this pod's traffic bypasses mTLS and AuthorizationPolicy, and it can reach and serve the node's ports"),
+                format!("remove hostNetwork: true; a node agent that must use the host network belongs in a namespace outside the mesh (or exempt it from wl-host-network-in-mesh for namespace {ns} in the meshguard policy)"),
+            )),
+            Lookup::Found(false) => {} // wl-host-network warns
+            Lookup::Missing => unknown_namespace(
+                review,
+                ctx,
+                &Lookup::Missing,
+                "whether this hostNetwork pod takes a workload out of the mesh",
+                out,
+            ),
+            Lookup::Unknown => unknown_namespace(
+                review,
+                ctx,
+                &Lookup::Unknown,
+                "whether this hostNetwork pod takes a workload out of the mesh",
+                out,
+            ),
         }
     },
 };
 
-fn run_as_user(v: &Value) -> Option<i64> {
-    v.get("securityContext")?.get("runAsUser")?.as_i64()
+/// `sidecar.istio.io/proxyImage`: an image the injection templates use verbatim for
+/// `istio-proxy` and `istio-init` when it contains a `/` (`injection-template.yaml`).
+const PROXY_IMAGE_ANNOTATION: &str = "sidecar.istio.io/proxyImage";
+
+pub static PROXY_IMAGE: Rule = Rule {
+    id: "wl-proxy-image",
+    kinds: KINDS,
+    default_action: Action::Deny,
+    summary: "an istio-proxy, istio-init or istio-validation container, or sidecar.istio.io/proxyImage, with an image that is not Istio's proxy (the injector's, or .../proxyv2 when it is not known), or a Pod UPDATE that swaps such a container's image: the pod looks injected while nothing enforces mTLS or policy",
+    example_fix: "remove the istio-proxy container's image (or set image: auto) and let the injector choose it",
+    needs: &[],
+    check: |review, ctx, out| {
+        let Some(t) = PodTemplate::written(review) else { return };
+        let mirror_fix = "remove the image (or set image: auto) and let the injector choose it; if you mirror the proxy, set global.hub in the injector's values (meshguard reads them) or exempt those workloads from wl-proxy-image in the meshguard policy";
+        if let Some(image) = t.annotation(PROXY_IMAGE_ANNOTATION) {
+            if image.contains('/') && !proxy_image_accepted(ctx.mesh, image) {
+                out.push(Violation::new(
+                    t.annotation_path(PROXY_IMAGE_ANNOTATION),
+                    format!(
+                        "{PROXY_IMAGE_ANNOTATION}: {image:?} is not Istio's proxy image: the injector runs it as {PROXY_CONTAINER} and {INIT_CONTAINER}, so it replaces Envoy and the iptables setup, and the pod looks injected while nothing enforces mTLS or AuthorizationPolicy"
+                    ),
+                    "remove the annotation and let the injector choose the image",
+                ));
+            }
+        }
+        let old = match (review.operation, review.old_object) {
+            (Operation::Update, Some(old)) if t.is_pod() => PodTemplate::of(review.kind, old),
+            _ => None,
+        };
+        for c in t.containers() {
+            if role(&c) == Role::App {
+                continue;
+            }
+            let Some(image) = c.image() else {
+                continue; // the injector fills it in
+            };
+            let path = t.path(&c.rest("image"));
+            if !proxy_image_accepted(ctx.mesh, image) {
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "container {:?} runs {image:?}, not Istio's proxy image: the injector merges a container of this name over its own, so this image replaces {}, and the pod looks injected while nothing enforces mTLS or AuthorizationPolicy",
+                        c.name(),
+                        if role(&c) == Role::Proxy { "Envoy" } else { "the iptables setup" }
+                    ),
+                    mirror_fix,
+                ));
+                continue;
+            }
+            // A running pod's Istio container swapped for another image (Pod images are the
+            // one container field an UPDATE may change): only to the injector's current image.
+            let before = old.as_ref().and_then(|o| {
+                o.containers()
+                    .find(|b| b.list == c.list && b.name() == c.name())
+                    .and_then(|b| b.image())
+            });
+            let Some(before) = before.filter(|b| *b != image) else { continue };
+            let annotations = t.annotation_view();
+            let current = ctx
+                .mesh
+                .injectors()
+                .iter()
+                .filter_map(|i| i.proxy_image_for(&annotations))
+                .any(|i| i == image);
+            if !current {
+                out.push(Violation::new(
+                    path,
+                    format!(
+                        "this update swaps container {:?} of a running pod from {before:?} to {image:?}: the kubelet restarts it with the new image in place of the one Istio's injector chose, and the pod keeps looking injected",
+                        c.name()
+                    ),
+                    "recreate the pod (kubectl rollout restart for its workload) so the injector chooses the proxy image",
+                ));
+            }
+        }
+    },
+};
+
+/// `securityContext.<field>` of a pod spec or a container, as a number.
+fn security_id(v: &Value, field: &str) -> Option<i64> {
+    v.get("securityContext")?.get(field)?.as_i64()
 }
 
 pub static PROXY_UID_RULE: Rule = Rule {
     id: "wl-proxy-uid",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "an application container runs as UID 1337, the sidecar's UID, whose traffic iptables lets skip the proxy (IST0144)",
+    summary: "an application container (ephemeral ones included) runs as UID 1337 or GID 1337, the sidecar's, whose traffic iptables lets skip the proxy (IST0144)",
     example_fix: "securityContext.runAsUser: 1000",
     needs: &[],
-    check: |review, _ctx, out| {
+    check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
-        let pod_uid = run_as_user(t.spec);
-        let mut inheriting = Vec::new();
-        for c in t.containers() {
-            if c.name() == PROXY_CONTAINER {
-                continue;
+        let istios = istio_containers(ctx, &t);
+        for (field, id, what) in [
+            ("runAsUser", PROXY_UID, "UID"),
+            ("runAsGroup", PROXY_GID, "GID"),
+        ] {
+            let pod_id = security_id(t.spec, field);
+            let mut inheriting = Vec::new();
+            for (c, istios) in t.containers().zip(istios) {
+                if *istios {
+                    continue; // the proxy (and istio-validation) run as 1337 on purpose
+                }
+                match security_id(c.value, field) {
+                    Some(v) if v == id => out.push(Violation::new(
+                        t.path(&c.rest(&format!("securityContext.{field}"))),
+                        format!(
+                            "container {:?} runs as {what} {id}, the sidecar's own {what}: iptables lets traffic of that {what} skip the proxy, so the container bypasses mTLS and policy (Istio IST0144)",
+                            c.name()
+                        ),
+                        format!("run it as another {what}, e.g. securityContext.{field}: 1000"),
+                    )),
+                    Some(_) => {}
+                    None if pod_id == Some(id) => inheriting.push(format!("{:?}", c.name())),
+                    None => {}
+                }
             }
-            match run_as_user(c.value) {
-                Some(PROXY_UID) => out.push(Violation::new(
-                    t.path(&format!("spec.{}[{}].securityContext.runAsUser", c.list, c.index)),
+            if !inheriting.is_empty() {
+                out.push(Violation::new(
+                    t.path(&format!("spec.securityContext.{field}")),
                     format!(
-                        "container {:?} runs as UID {PROXY_UID}, the sidecar's own UID: iptables lets traffic of that UID skip the proxy, so the container bypasses mTLS and policy (Istio IST0144)",
-                        c.name()
+                        "the pod runs as {what} {id}, the sidecar's own {what}, and container(s) {} inherit it: iptables lets traffic of that {what} skip the proxy, so they bypass mTLS and policy (Istio IST0144)",
+                        inheriting.join(", ")
                     ),
-                    "run it as another UID, e.g. securityContext.runAsUser: 1000",
-                )),
-                Some(_) => {}
-                None if pod_uid == Some(PROXY_UID) => inheriting.push(format!("{:?}", c.name())),
-                None => {}
+                    format!("run the pod as another {what}, e.g. securityContext.{field}: 1000 (the injected istio-proxy sets its own)"),
+                ));
             }
-        }
-        if !inheriting.is_empty() {
-            out.push(Violation::new(
-                t.path("spec.securityContext.runAsUser"),
-                format!(
-                    "the pod runs as UID {PROXY_UID}, the sidecar's own UID, and container(s) {} inherit it: iptables lets traffic of that UID skip the proxy, so they bypass mTLS and policy (Istio IST0144)",
-                    inheriting.join(", ")
-                ),
-                "run the pod as another UID, e.g. securityContext.runAsUser: 1000 (the injected istio-proxy sets its own)",
-            ));
         }
     },
 };
@@ -1392,6 +1518,226 @@ mod tests {
         }
     }
 
+    #[test]
+    fn proxy_image_is_a_deny_and_covers_the_annotation_and_init_containers() {
+        assert_eq!(PROXY_IMAGE.default_action, Action::Deny);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let p = prefix(kind);
+            // sidecar.istio.io/proxyImage is used verbatim (when it has a "/") for the proxy
+            // and istio-init.
+            let o = workload(
+                kind,
+                json!({"annotations": {"sidecar.istio.io/proxyImage": "evil.example/envoy:1"}}),
+                app(),
+            );
+            let found = run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns());
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(
+                found[0].path,
+                format!("{p}metadata.annotations[\"sidecar.istio.io/proxyImage\"]")
+            );
+            for fine in ["docker.io/istio/proxyv2:1.22.0", "proxyv2"] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"sidecar.istio.io/proxyImage": fine}}),
+                    app(),
+                );
+                assert!(run(&PROXY_IMAGE, kind, Operation::Create, &o, &enabled_ns()).is_empty());
+            }
+            // istio-init and istio-validation replace the iptables setup.
+            let mut spec = app();
+            spec["initContainers"] = json!([{"name": "istio-init", "image": "evil/iptables:1"}]);
+            let found = run(
+                &PROXY_IMAGE,
+                kind,
+                Operation::Create,
+                &workload(kind, json!({}), spec),
+                &enabled_ns(),
+            );
+            assert_eq!(found[0].path, format!("{p}spec.initContainers[0].image"));
+            assert!(found[0].message.contains("replaces the iptables setup"));
+        }
+    }
+
+    #[test]
+    fn a_pod_update_may_not_swap_the_proxy_image() {
+        let pod_with_image = |image: &str| {
+            workload(
+                Kind::Pod,
+                json!({}),
+                json!({"containers": [{"name": "app", "image": "app:1"},
+                    {"name": "istio-proxy", "image": image, "args": ["proxy", "sidecar"]}]}),
+            )
+        };
+        let old = pod_with_image("docker.io/istio/proxyv2:1.24.0");
+        let review = |new: &DynamicObject, mesh: &crate::mesh::MeshContext| {
+            let op = Operation::Update;
+            let review = Review {
+                kind: Kind::Pod,
+                version: "v1",
+                operation: &op,
+                namespace: "prod",
+                name: "w",
+                object: Some(new),
+                old_object: Some(&old),
+                dry_run: false,
+                created_for: None,
+            };
+            let ctx = Ctx {
+                policy: &Policy::default(),
+                mesh,
+                cluster: &NoCluster,
+                cache: &crate::rules::ReviewCache::default(),
+            };
+            let mut out = Vec::new();
+            (PROXY_IMAGE.check)(&review, &ctx, &mut out);
+            out
+        };
+        let none = crate::mesh::MeshContext::default();
+        // A look-alike name passes the image check but not the swap check.
+        let found = review(&pod_with_image("attacker.example/proxyv2:1.24.0"), &none);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.containers[1].image");
+        assert!(found[0]
+            .message
+            .starts_with("this update swaps container \"istio-proxy\" of a running pod"));
+        // Unchanged, or the app's own image updated: fine.
+        assert!(review(&old, &none).is_empty());
+        let mut app_update = old.clone();
+        app_update.data["spec"]["containers"][0]["image"] = json!("app:2");
+        assert!(review(&app_update, &none).is_empty());
+        // To the image the injector gives a new pod now: fine (the mesh as installed tells).
+        let mesh = crate::mesh::testing::mesh(&[enabled_injector("default", "1.27.1")]);
+        assert!(review(&pod_with_image("docker.io/istio/proxyv2:1.27.1"), &mesh).is_empty());
+        assert_eq!(
+            review(&pod_with_image("docker.io/istio/proxyv2:1.26.0"), &mesh).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn host_network_in_a_meshed_namespace_is_denied() {
+        assert_eq!(HOST_NETWORK_IN_MESH.default_action, Action::Deny);
+        for kind in Kind::WORKLOADS.iter().copied() {
+            let o = workload(
+                kind,
+                json!({}),
+                json!({"hostNetwork": true, "containers": [{"name": "agent"}]}),
+            );
+            for meshed in [
+                enabled_ns(),
+                ns_with(&[("istio.io/dataplane-mode", "ambient")]),
+            ] {
+                let found = run(&HOST_NETWORK_IN_MESH, kind, Operation::Create, &o, &meshed);
+                assert_eq!(found.len(), 1, "{kind}");
+                assert_eq!(found[0].path, format!("{}spec.hostNetwork", prefix(kind)));
+                assert!(found[0]
+                    .message
+                    .starts_with("namespace \"prod\" is in the mesh"));
+                // The warning is left to namespaces outside the mesh.
+                assert!(run(&HOST_NETWORK, kind, Operation::Create, &o, &meshed).is_empty());
+            }
+            let outside = ns_with(&[]);
+            assert!(run(&HOST_NETWORK_IN_MESH, kind, Operation::Create, &o, &outside).is_empty());
+            assert_eq!(
+                run(&HOST_NETWORK, kind, Operation::Create, &o, &outside).len(),
+                1
+            );
+            // A pod that opts in counts as meshed even in an unlabelled namespace.
+            let opted = workload(
+                kind,
+                json!({"labels": {"sidecar.istio.io/inject": "true"}}),
+                json!({"hostNetwork": true, "containers": []}),
+            );
+            assert_eq!(
+                run(
+                    &HOST_NETWORK_IN_MESH,
+                    kind,
+                    Operation::Create,
+                    &opted,
+                    &outside
+                )
+                .len(),
+                1
+            );
+            // Unknown labels follow onLookupFailure (deny by default).
+            let found = run(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+            );
+            assert!(found[0].message.starts_with("namespace labels unknown"));
+            let allow = crate::catalogue::policy_from_yaml("onLookupFailure: allow\n", "t")
+                .expect("policy");
+            assert!(check(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &NoCluster,
+                &allow
+            )
+            .is_empty());
+            // No hostNetwork: nothing.
+            let o = workload(kind, json!({}), app());
+            assert!(run(
+                &HOST_NETWORK_IN_MESH,
+                kind,
+                Operation::Create,
+                &o,
+                &enabled_ns()
+            )
+            .is_empty());
+        }
+    }
+
+    #[test]
+    fn proxy_config_interception_none_is_a_bypass() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            for value in [
+                "interceptionMode: NONE",
+                "{\"interceptionMode\":\"NONE\"}",
+                "concurrency: 2\ninterceptionMode: none\n",
+            ] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"proxy.istio.io/config": value}}),
+                    app(),
+                );
+                let found = run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns());
+                assert_eq!(found.len(), 1, "{kind} {value}");
+                assert_eq!(
+                    found[0].path,
+                    format!(
+                        "{}metadata.annotations[\"proxy.istio.io/config\"]",
+                        prefix(kind)
+                    )
+                );
+            }
+            for value in ["interceptionMode: TPROXY", "concurrency: 2", "not: [yaml"] {
+                let o = workload(
+                    kind,
+                    json!({"annotations": {"proxy.istio.io/config": value}}),
+                    app(),
+                );
+                assert!(
+                    run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).is_empty(),
+                    "{value}"
+                );
+            }
+            // The interceptionMode annotation wins over the proxy config, as in the template.
+            let o = workload(
+                kind,
+                json!({"annotations": {"proxy.istio.io/config": "interceptionMode: NONE",
+                    "sidecar.istio.io/interceptionMode": "REDIRECT"}}),
+                app(),
+            );
+            assert!(run(&TRAFFIC_BYPASS, kind, Operation::Create, &o, &enabled_ns()).is_empty());
+        }
+    }
+
     // ---- ambient mode
 
     fn ambient_ns() -> Inventory {
@@ -1711,6 +2057,13 @@ mod tests {
 
     // ---- wl-proxy-uid
 
+    /// The injector's status annotation, listing an injected istio-proxy (on a Pod the proxy
+    /// counts as Istio's only when the injector lists it).
+    fn injected_meta() -> Value {
+        json!({"annotations": {"sidecar.istio.io/status":
+            "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"],\"revision\":\"default\"}"}})
+    }
+
     #[test]
     fn proxy_uid_denied_for_app_containers() {
         for kind in Kind::WORKLOADS.iter().copied() {
@@ -1718,7 +2071,7 @@ mod tests {
                 let p = prefix(kind);
                 let o = workload(
                     kind,
-                    json!({}),
+                    injected_meta(),
                     json!({
                     "containers": [{"name": "app", "securityContext": {"runAsUser": 1337}},
                                    {"name": "istio-proxy", "securityContext": {"runAsUser": 1337}}],
@@ -1740,7 +2093,7 @@ mod tests {
                 // Pod-level UID inherited by an app container.
                 let o = workload(
                     kind,
-                    json!({}),
+                    injected_meta(),
                     json!({"securityContext": {"runAsUser": 1337},
                     "containers": [{"name": "app"}, {"name": "other", "securityContext": {"runAsUser": 1000}},
                                    {"name": "istio-proxy"}]}),
@@ -1753,8 +2106,85 @@ mod tests {
                     "{}",
                     found[0].message
                 );
+                // GID 1337 too (istio-iptables skips --gid-owner 1337), pod- and container-level.
+                let o = workload(
+                    kind,
+                    injected_meta(),
+                    json!({"securityContext": {"runAsGroup": 1337},
+                    "containers": [{"name": "app", "securityContext": {"runAsGroup": 1000}},
+                                   {"name": "worker"},
+                                   {"name": "sidecar", "securityContext": {"runAsGroup": 1337}},
+                                   {"name": "istio-proxy", "securityContext": {"runAsUser": 1337, "runAsGroup": 1337}}]}),
+                );
+                let found = run(&PROXY_UID_RULE, kind, op.clone(), &o, &NoCluster);
+                let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
+                assert_eq!(
+                    paths,
+                    [
+                        format!("{p}spec.containers[2].securityContext.runAsGroup"),
+                        format!("{p}spec.securityContext.runAsGroup")
+                    ],
+                    "{kind}"
+                );
+                assert!(found[0]
+                    .message
+                    .contains("runs as GID 1337, the sidecar's own GID"));
+                assert!(found[1]
+                    .message
+                    .contains("container(s) \"worker\" inherit it"));
             }
         }
+    }
+
+    #[test]
+    fn proxy_uid_judges_containers_that_only_borrow_istios_name() {
+        for kind in Kind::WORKLOADS.iter().copied() {
+            // An istio-proxy of its own (its own image or command) is an application container.
+            let o = workload(
+                kind,
+                injected_meta(),
+                json!({"containers": [{"name": "app"},
+                    {"name": "istio-proxy", "image": "evil/envoy", "securityContext": {"runAsUser": 1337}},
+                    {"name": "istio-proxy-2", "securityContext": {"runAsUser": 1337}}],
+                    "initContainers": [{"name": "istio-init", "command": ["sh"], "securityContext": {"runAsGroup": 1337}}]}),
+            );
+            let found = run(&PROXY_UID_RULE, kind, Operation::Create, &o, &NoCluster);
+            assert_eq!(found.len(), 3, "{kind} {found:?}");
+            // Ephemeral containers (kubectl debug) run as whatever they say.
+            let o = workload(
+                kind,
+                injected_meta(),
+                json!({"containers": [{"name": "app"}],
+                    "ephemeralContainers": [{"name": "debugger", "securityContext": {"runAsUser": 1337}}]}),
+            );
+            let found = run(&PROXY_UID_RULE, kind, Operation::Update, &o, &NoCluster);
+            assert_eq!(found.len(), 1, "{kind}");
+            assert_eq!(
+                found[0].path,
+                format!(
+                    "{}spec.ephemeralContainers[0].securityContext.runAsUser",
+                    prefix(kind)
+                )
+            );
+        }
+        // On a Pod, an istio-proxy the injector did not list is not Istio's.
+        let o = workload(
+            Kind::Pod,
+            json!({}),
+            json!({"containers": [{"name": "app"},
+                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "securityContext": {"runAsUser": 1337}}]}),
+        );
+        assert_eq!(
+            run(
+                &PROXY_UID_RULE,
+                Kind::Pod,
+                Operation::Create,
+                &o,
+                &NoCluster
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -1762,18 +2192,20 @@ mod tests {
         for kind in Kind::WORKLOADS.iter().copied() {
             let o = workload(
                 kind,
-                json!({}),
+                json!({"annotations": {"sidecar.istio.io/status":
+                    "{\"initContainers\":[\"istio-proxy\",\"istio-validation\"],\"containers\":[\"istio-proxy\"]}"}}),
                 json!({"securityContext": {"runAsUser": 1000},
                 "containers": [{"name": "app"}, {"name": "istio-proxy", "securityContext": {"runAsUser": 1337}}],
-                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "securityContext": {"runAsUser": 1337}}]}),
+                "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "securityContext": {"runAsUser": 1337}},
+                    {"name": "istio-validation", "args": ["istio-iptables", "--run-validation"], "securityContext": {"runAsUser": 1337, "runAsGroup": 1337}}]}),
             );
             assert!(run(&PROXY_UID_RULE, kind, Operation::Create, &o, &NoCluster).is_empty());
             // Pod-level 1337 that every app container overrides.
             let o = workload(
                 kind,
                 json!({}),
-                json!({"securityContext": {"runAsUser": 1337},
-                "containers": [{"name": "app", "securityContext": {"runAsUser": 1000}}]}),
+                json!({"securityContext": {"runAsUser": 1337, "runAsGroup": 1337},
+                "containers": [{"name": "app", "securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}]}),
             );
             assert!(run(&PROXY_UID_RULE, kind, Operation::Update, &o, &NoCluster).is_empty());
         }

@@ -32,14 +32,15 @@ ALL_OPTIONAL = {"serviceMonitor": {"enabled": True}, "networkPolicy": {"enabled"
 
 # Kinds meshguard handles (issue 6): group -> versions, resources.
 VALIDATE_KINDS = {
-    ("", "v1"): {"pods", "namespaces", "services", "serviceaccounts", "replicationcontrollers"},
+    ("", "v1"): {"pods", "pods/ephemeralcontainers", "namespaces", "services", "serviceaccounts",
+                 "replicationcontrollers"},
     ("apps", "v1"): {"deployments", "statefulsets", "daemonsets", "replicasets"},
     ("batch", "v1"): {"jobs", "cronjobs"},
     ("security.istio.io", "v1"): {"peerauthentications", "authorizationpolicies", "requestauthentications"},
     ("security.istio.io", "v1beta1"): {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    ("networking.istio.io", "v1"): {"destinationrules"},
-    ("networking.istio.io", "v1beta1"): {"destinationrules"},
-    ("networking.istio.io", "v1alpha3"): {"destinationrules"},
+    ("networking.istio.io", "v1"): {"destinationrules", "sidecars"},
+    ("networking.istio.io", "v1beta1"): {"destinationrules", "sidecars"},
+    ("networking.istio.io", "v1alpha3"): {"destinationrules", "sidecars", "envoyfilters"},
     # meshguard's own PolicyExceptions (CREATE and UPDATE: deleting one never weakens anything).
     ("meshguard.io", "v1alpha1"): {"policyexceptions"},
 }
@@ -55,7 +56,7 @@ RBAC_READS = {
     "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
     "batch": {"jobs", "cronjobs"},
     "security.istio.io": {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    "networking.istio.io": {"destinationrules"},
+    "networking.istio.io": {"destinationrules", "envoyfilters", "sidecars"},
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
     # PolicyExceptions (serve watches them, audit lists them).
@@ -207,6 +208,9 @@ def test_validating_webhook_safety():
         for res, ops in resources.items():
             if group == "security.istio.io":
                 assert ops == {"CREATE", "UPDATE", "DELETE"}, (group, res, ops)
+            elif res == "pods/ephemeralcontainers":
+                # kubectl debug's PATCH of the subresource arrives as an UPDATE.
+                assert ops == {"UPDATE"}, (group, res, ops)
             else:
                 assert ops == {"CREATE", "UPDATE"}, (group, res, ops)
 

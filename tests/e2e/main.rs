@@ -22,6 +22,7 @@
 //! filter, `--test-threads`).
 
 mod audit;
+mod bypass;
 mod existing;
 mod harness;
 mod impact;
@@ -101,6 +102,10 @@ fn main() -> ExitCode {
         trial("tutorial", {
             let kc = k(&main);
             move || tutorial::run(&kc)
+        }),
+        trial("ways_around_the_rules", {
+            let kc = k(&main);
+            move || bypass::run(&kc)
         }),
         trial("existing_objects", {
             let kc = k(&main);

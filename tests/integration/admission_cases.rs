@@ -231,7 +231,7 @@ fn recorded_reviews_replay_to_the_same_verdict() {
     // One validating case per review, and mutating ones where the review gets a patch.
     assert!(replayed.contains("tests: ") && replayed.lines().count() > fixtures.len());
     assert!(
-        replayed.contains("(denied: pa-permissive-mtls)"),
+        replayed.contains("(denied: pa-permissive-mtls, pa-weakening-delete)"),
         "{replayed}"
     );
     assert!(

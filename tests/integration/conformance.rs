@@ -72,6 +72,10 @@ struct Mapping {
 
 const WHY_DEFAULT_SA: &str = "the upstream pods name no ServiceAccount, so the ServiceAccount admission plugin runs them as \"default\", the namespace's shared identity";
 const WHY_NO_PROXY: &str = "upstream's test cluster runs no Istio injector, so a Pod CREATE in a namespace labeled for injection arrives without an istio-proxy container (the injector failed open)";
+const WHY_HAND_WRITTEN_INIT: &str = "the pods carry a hand-written istio-init that no sidecar.istio.io/status annotation of Istio's injector lists, so meshguard does not take it for Istio's: a container under Istio's name the injector did not add is refused";
+const WHY_NET_ADMIN: &str = "NET_ADMIN, NET_RAW or privileged on a container that is not Istio's own (the hand-written istio-init, or any app container) can rewrite the pod's iptables and send its traffic around the sidecar";
+const WHY_FOREIGN_IMAGE: &str =
+    "an istio-init running an image that is not Istio's proxy image replaces the iptables setup";
 
 const MAPPINGS: &[Mapping] = &[
     Mapping {
@@ -175,10 +179,13 @@ const MAPPINGS: &[Mapping] = &[
         rules: &[],
         mutations: &[],
         namespace: Ns::Fresh("chainsaw-disallow-capabilities"),
-        note: "adjacent: meshguard has no container-capabilities rule (Pod Security admission's job); its verdict comes from unrelated zero-trust rules",
+        note: "adjacent: meshguard has no general container-capabilities rule (Pod Security admission's job); it refuses only what can undo the capture (NET_ADMIN, NET_RAW, privileged) outside Istio's own containers, which it tells by the injector's sidecar.istio.io/status annotation, name, placement, image and args rather than by image alone",
         explained: &[
             ("wl-default-service-account", WHY_DEFAULT_SA),
             ("wl-missing-sidecar", WHY_NO_PROXY),
+            ("wl-proxy-override", WHY_HAND_WRITTEN_INIT),
+            ("wl-net-admin", WHY_NET_ADMIN),
+            ("wl-proxy-image", WHY_FOREIGN_IMAGE),
         ],
     },
     Mapping {
@@ -186,10 +193,13 @@ const MAPPINGS: &[Mapping] = &[
         rules: &[],
         mutations: &[],
         namespace: Ns::Fresh("chainsaw-require-run-as-nonroot"),
-        note: "adjacent: meshguard has no runAsNonRoot rule (Pod Security admission's job); it only refuses UID 1337 (wl-proxy-uid), which no pod here uses",
+        note: "adjacent: meshguard has no runAsNonRoot rule (Pod Security admission's job); it only refuses UID and GID 1337 (wl-proxy-uid), which no pod here uses",
         explained: &[
             ("wl-default-service-account", WHY_DEFAULT_SA),
             ("wl-missing-sidecar", WHY_NO_PROXY),
+            ("wl-proxy-override", WHY_HAND_WRITTEN_INIT),
+            ("wl-net-admin", WHY_NET_ADMIN),
+            ("wl-proxy-image", WHY_FOREIGN_IMAGE),
         ],
     },
     Mapping {

@@ -448,12 +448,30 @@ async fn existing_violations_warn_on_update_and_terminating_objects_pass() {
         "{warnings:?}"
     );
 
-    // The API server is deleting the object (deletionTimestamp set): a finalizer removal
-    // passes even where the object breaks a rule the update would otherwise deny.
-    let mut terminating = weakening;
-    terminating["request"]["object"]["metadata"]["deletionTimestamp"] =
-        json!("2026-11-24T08:00:00Z");
+    // The API server is deleting the object (deletionTimestamp set). Editing it is still an
+    // edit: the STRICT -> PERMISSIVE update is refused even now.
+    let mut terminating = weakening.clone();
+    for key in ["object", "oldObject"] {
+        terminating["request"][key]["metadata"]["deletionTimestamp"] =
+            json!("2026-11-24T08:00:00Z");
+    }
     let resp = send(terminating).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[pa-weakening-delete]")),
+        "{resp}"
+    );
+    // Only the write a teardown needs passes unjudged: the finalizers coming off, nothing else
+    // changed, even where the object breaks a rule the update would otherwise deny.
+    let mut teardown = weakening;
+    teardown["request"]["oldObject"] = teardown["request"]["object"].clone();
+    teardown["request"]["oldObject"]["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    for key in ["object", "oldObject"] {
+        teardown["request"][key]["metadata"]["deletionTimestamp"] = json!("2026-11-24T08:00:00Z");
+    }
+    let resp = send(teardown).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     assert!(resp.get("warnings").is_none_or(Value::is_null), "{resp}");
     srv.started.shutdown().await;

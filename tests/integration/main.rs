@@ -11,6 +11,7 @@ mod admission_cases;
 mod analyze_parity;
 mod audit;
 mod bad_input;
+mod bypass;
 mod certs;
 mod chart_deployment;
 mod check;

@@ -413,13 +413,20 @@ async fn injected_pods_pass_and_uninjected_pods_are_caught() {
         .expect("istio-proxy");
     containers[i]["image"] = json!("busybox:1.36");
     let resp = send(&a, Webhook::Validate, &spoofed).await;
-    assert_eq!(resp["allowed"], true, "warn by default: {}", message(&resp));
-    let w = warnings(&resp);
+    assert_eq!(resp["allowed"], false, "denied: {}", message(&resp));
+    let m = message(&resp);
     assert!(
-        w.iter().any(|w| w.starts_with(&format!(
+        m.contains(&format!(
             "[wl-proxy-image] spec.containers[{i}].image: container \"istio-proxy\" runs \"busybox:1.36\""
-        ))),
-        "{w:?}"
+        )),
+        "{m}"
+    );
+    // No longer Istio's proxy, its UID 1337 is an application's that skips the capture.
+    assert!(
+        m.contains(&format!(
+            "[wl-proxy-uid] spec.containers[{i}].securityContext.runAsUser"
+        )),
+        "{m}"
     );
 }
 

@@ -66,6 +66,12 @@ pub fn serve_args(extra: &[&str]) -> ServeConfig {
 /// Generate a CA + serving certificate for localhost/127.0.0.1 into files in a temp dir, and
 /// start the server on them (certificate reload polling every 100 ms).
 pub async fn start(extra: &[&str]) -> TestServer {
+    start_with(extra, |_| {}).await
+}
+
+/// [`start`], with the parsed configuration adjusted by `configure` first (e.g. a kubeconfig
+/// for the API-server test double instead of `--no-cluster`).
+pub async fn start_with(extra: &[&str], configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
     init();
     let dir = tempfile::tempdir().expect("tempdir");
     let generated =
@@ -85,9 +91,9 @@ pub async fn start(extra: &[&str]) -> TestServer {
         "100ms",
     ];
     args.extend_from_slice(extra);
-    let started = serve::start(&serve_args(&args))
-        .await
-        .expect("server starts");
+    let mut config = serve_args(&args);
+    configure(&mut config);
+    let started = serve::start(&config).await.expect("server starts");
     TestServer {
         started,
         ca_pem: generated.ca_cert_pem,
