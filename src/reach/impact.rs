@@ -416,6 +416,13 @@ impl ImpactSlot {
         }
     }
 
+    /// Share an index already built.
+    pub fn set_shared(&self, index: std::sync::Arc<ImpactIndex>) {
+        if let Ok(mut g) = self.current.write() {
+            *g = Some(index);
+        }
+    }
+
     /// `None` until the watch has synced once.
     pub fn current(&self) -> Option<std::sync::Arc<ImpactIndex>> {
         self.current.read().ok().and_then(|g| g.clone())
