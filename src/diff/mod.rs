@@ -531,7 +531,7 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
     for (b, h) in pairs {
         let be = b.map(|w| model::enforcement(&base_set, w));
         let he = h.map(|w| model::enforcement(&head_set, w));
-        let any = h.or(b).map(|w| w.clone());
+        let any = h.or(b).cloned();
         let Some(node) = any else {
             continue;
         };

@@ -549,6 +549,9 @@ fn prime_cover(
     out
 }
 
+/// Cells described together: HTTP or TCP, and the CUSTOM label they carry.
+type GroupKey = (bool, Option<String>);
+
 /// Describe a set of cells (indexes into the partition's cells). `label` names the group a
 /// cell is described in (the CUSTOM provider that also decides it, or none).
 pub fn describe(
@@ -560,7 +563,7 @@ pub fn describe(
         return Description::none();
     }
     let groups = {
-        let mut g: Vec<((bool, Option<String>), Vec<usize>)> = Vec::new();
+        let mut g: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         for &c in cells {
             let key = (p.cells[c].http, label(c));
             match g.iter_mut().find(|(k, _)| *k == key) {

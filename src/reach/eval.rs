@@ -17,6 +17,9 @@ use crate::istio::MtlsMode;
 use serde::Serialize;
 
 /// What decides requests to one workload.
+// One per workload port being computed, never stored in bulk: boxing the sidecar's target
+// would cost an allocation per workload for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Enforcement<'s> {
     /// The workload's sidecar.

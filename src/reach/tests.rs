@@ -249,7 +249,7 @@ fn request(r: &mut Rng, peer: Option<Identity>, port: u16) -> Request {
             ),
             _ => "/api/./data".to_owned(),
         };
-        let mut h = Http::new(method, &path).with_host(*r.pick(&[
+        let mut h = Http::new(method, &path).with_host(r.pick::<&str>(&[
             "api.example.com",
             "API.EXAMPLE.COM",
             "x.example.com",
@@ -258,11 +258,11 @@ fn request(r: &mut Rng, peer: Option<Identity>, port: u16) -> Request {
             "other",
         ]));
         if r.chance(60) {
-            h = h.with_header("x-v", *r.pick(&["v1", "v2", "v3", "", "beta", "vv"]));
+            h = h.with_header("x-v", r.pick::<&str>(&["v1", "v2", "v3", "", "beta", "vv"]));
         }
         let mut req = Request::http(peer, port, h);
         if r.chance(40) {
-            let mut jwt = Jwt::new(ISSUERS[r.below(2)], *r.pick(&["alice", "bob"]));
+            let mut jwt = Jwt::new(ISSUERS[r.below(2)], r.pick::<&str>(&["alice", "bob"]));
             if r.chance(70) {
                 jwt = jwt.with_audiences(&["api".to_owned()]);
             }

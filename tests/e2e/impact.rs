@@ -83,7 +83,7 @@ async fn scenario(kubeconfig: &Path) {
 
     // The UPDATE that widens: admitted, with the warning.
     let out = run.apply(&widened, &[]).await.ok();
-    assert_eq!(impact_lines(&out), [want.clone()], "{out}");
+    assert_eq!(impact_lines(&out), [want], "{out}");
     let stored = run
         .get("AuthorizationPolicy", &shop, "payments-callers")
         .await
