@@ -10,16 +10,38 @@
 //!   policies (50 namespaces, ~1,100 AuthorizationPolicies), select per workload, and decide
 //!   one request per identity × workload (1,000,000 decisions), on one core.
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) criterion runs each function once
-//! and the matrix shrinks to 20 × 20, as a smoke pass.
+//! * `ambient/…`: an ambient mesh of 1,000 workloads (50 namespaces × 20: 40 ambient, each
+//!   with a service waypoint, an L4 selector ALLOW per workload at ztunnel and an L7 `targetRefs`
+//!   ALLOW per Service at the waypoint; 10 sidecar namespaces with L7 selector policies; ztunnel
+//!   and istio-cni installed), read from manifests as `meshguard simulate` reads them:
+//!   * `simulate/service-through-waypoint`: one `simulate` request as the command answers it
+//!     (resolve `--to NS/Service/NAME`, the path through the Service's waypoint, every hop
+//!     explained), an ambient caller's GET allowed at the waypoint and at ztunnel;
+//!   * `simulate/sidecar-to-ambient-pods`: a sidecar caller addressing an ambient workload's pods
+//!     (`--to NS/NAME`: no waypoint, ztunnel alone), denied;
+//!   * `decide/service-through-waypoint`: the path's verdict alone (`Route::decide`, no
+//!     explanation), what the posture page pays per cell;
+//!   * `posture-page`: `meshguard report --html` of the same manifests, whole (read, check,
+//!     cross checks, grid, reachability matrices, render).
+//! * `sidecar/…`: the same benches on the sidecar equivalent (every namespace uses sidecars,
+//!   with the same workloads, Services and callers; L7 selector policies): `simulate/service`
+//!   (one hop, the destination's sidecar), `simulate/sidecar-to-pods`, `decide/service`,
+//!   `posture-page`. The ratio ambient / sidecar is what ambient costs.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) criterion runs each function once,
+//! the matrix shrinks to 20 × 20 and the ambient mesh to 4 × 5 workloads, as a smoke pass.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kube::core::DynamicObject;
+use meshguard::authz::hops::{Destination, Route};
 use meshguard::authz::{Http, Identity, Mesh, Outcome, PolicySet, Request, Verdict};
 use meshguard::resource::Kind;
+use meshguard::simulate::scenario::{self, Caller, RequestSpec, World};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::hint::black_box;
+use std::path::Path;
 use std::time::Duration;
 
 fn object(kind: Kind, ns: &str, name: &str, spec: Value) -> (Kind, DynamicObject) {
@@ -214,9 +236,277 @@ fn matrix_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The mesh of the `ambient/…` benches, as manifests: `namespaces` × `per_ns` workloads; every
+/// fifth namespace uses sidecars, the others are ambient with a service waypoint (with
+/// `sidecar_only`, the sidecar equivalent of the `sidecar/…` benches: every namespace uses
+/// sidecars, with the same workloads, Services and callers). Workload `w-i` admits `w-(i+1)` and `w-(i+2)` of the previous namespace and of its
+/// own: L4 (identities, and the waypoint's) at ztunnel, GET /api/* at the waypoint.
+fn ambient_mesh(namespaces: usize, per_ns: usize, sidecar_only: bool) -> String {
+    let mut s = String::from(
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: istio-system}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ztunnel, namespace: istio-system}
+spec:
+  selector: {matchLabels: {app: ztunnel}}
+  template:
+    metadata: {labels: {app: ztunnel, sidecar.istio.io/inject: \"false\"}}
+    spec: {serviceAccountName: ztunnel, containers: [{name: istio-proxy, image: docker.io/istio/ztunnel:1.28.0}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: istio-cni-node, namespace: istio-system}
+spec:
+  selector: {matchLabels: {k8s-app: istio-cni-node}}
+  template:
+    metadata: {labels: {k8s-app: istio-cni-node, sidecar.istio.io/inject: \"false\"}}
+    spec: {serviceAccountName: istio-cni, hostNetwork: true, containers: [{name: install-cni, image: docker.io/istio/install-cni:1.28.0}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+",
+    );
+    for n in 0..namespaces {
+        let ns = format!("ns-{n}");
+        let prev = format!("ns-{}", (n + namespaces - 1) % namespaces);
+        let ambient = !sidecar_only && n % 5 != 4;
+        let labels = if ambient {
+            "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}"
+        } else {
+            "{istio-injection: enabled}"
+        };
+        let _ = write!(
+            s,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {labels}}}\n---\n"
+        );
+        if ambient {
+            let _ = write!(
+                s,
+                "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: waypoint, namespace: {ns}, labels: {{istio.io/waypoint-for: service}}}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+---
+"
+            );
+        }
+        for w in 0..per_ns {
+            let app = format!("w-{w}");
+            let callers: Vec<String> = [(&ns, 1), (&ns, 2), (&prev, 1), (&prev, 2)]
+                .iter()
+                .map(|(cns, d)| format!("\"cluster.local/ns/{cns}/sa/w-{}\"", (w + d) % per_ns))
+                .collect();
+            let callers = callers.join(", ");
+            let _ = write!(
+                s,
+                "apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {app}, namespace: {ns}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {app}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {app}}}}}
+  template:
+    metadata: {{labels: {{app: {app}}}}}
+    spec:
+      serviceAccountName: {app}
+      containers: [{{name: main, image: registry.example/{app}:1, ports: [{{name: http, containerPort: 8080}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {app}, namespace: {ns}}}
+spec:
+  selector: {{app: {app}}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+"
+            );
+            if ambient {
+                let _ = write!(
+                    s,
+                    "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {app}-l4, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {app}}}}}
+  rules: [{{from: [{{source: {{principals: [\"cluster.local/ns/{ns}/sa/waypoint\", {callers}]}}}}], to: [{{operation: {{ports: [\"8080\"]}}}}]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {app}-l7, namespace: {ns}}}
+spec:
+  targetRefs: [{{kind: Service, group: \"\", name: {app}}}]
+  rules: [{{from: [{{source: {{principals: [{callers}]}}}}], to: [{{operation: {{methods: [GET], paths: [\"/api/*\"]}}}}]}}]
+---
+"
+                );
+            } else {
+                let _ = write!(
+                    s,
+                    "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {app}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {app}}}}}
+  rules: [{{from: [{{source: {{principals: [{callers}]}}}}], to: [{{operation: {{methods: [GET], paths: [\"/api/*\"]}}}}]}}]
+---
+"
+                );
+            }
+        }
+    }
+    s
+}
+
+fn spec(from: &str, to: &str, port: u16) -> RequestSpec {
+    RequestSpec {
+        from: Caller::Workload(from.to_owned()),
+        to: to.to_owned(),
+        port: Some(port),
+        source_ip: None,
+        method: Some("GET".to_owned()),
+        path: Some("/api/items".to_owned()),
+        host: None,
+        headers: Vec::new(),
+        jwt: None,
+    }
+}
+
+fn ambient_bench(c: &mut Criterion) {
+    mesh_bench(c, false);
+    mesh_bench(c, true);
+}
+
+/// The `ambient/…` benches, or with `sidecar_only` the `sidecar/…` ones: the same requests on
+/// the sidecar equivalent of the mesh (a sidecar caller to the Service: one hop, the
+/// destination's sidecar; a sidecar caller to the pods, denied there).
+fn mesh_bench(c: &mut Criterion, sidecar_only: bool) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (namespaces, per_ns) = if full { (50, 20) } else { (5, 4) };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = dir.path().join("mesh.yaml");
+    std::fs::write(&manifests, ambient_mesh(namespaces, per_ns, sidecar_only))
+        .expect("write the mesh");
+    let (inventory, mesh) =
+        scenario::load_manifests(std::slice::from_ref(&manifests), "default", &[])
+            .expect("the mesh loads");
+    let world = World::new(inventory, mesh);
+    let set = world.policy_set();
+    // The workloads, and ztunnel and istio-cni.
+    assert_eq!(world.inventory.workloads().len(), namespaces * per_ns + 2);
+
+    // ns-0 and ns-1 are ambient (sidecar in the sidecar equivalent), ns-4 uses sidecars.
+    let through = spec("ns-1/w-2", "ns-1/Service/w-1", 80);
+    let (resolved, ex) = meshguard::simulate::simulate(&world, &set, &through).expect("resolves");
+    assert_eq!(ex.verdict, Verdict::Allow, "{ex:?}");
+    let hops = if sidecar_only { 1 } else { 2 };
+    assert_eq!(
+        ex.hops.len(),
+        hops,
+        "the waypoint, then ztunnel (the sidecar alone): {:?}",
+        ex.hops
+    );
+    let direct = spec("ns-4/w-0", "ns-0/w-1", 8080);
+    let (_, ex) = meshguard::simulate::simulate(&world, &set, &direct).expect("resolves");
+    assert_eq!(ex.verdict, Verdict::Deny, "{ex:?}");
+
+    let group = if sidecar_only { "sidecar" } else { "ambient" };
+    let (service, pods) = if sidecar_only {
+        ("simulate/service", "simulate/sidecar-to-pods")
+    } else {
+        (
+            "simulate/service-through-waypoint",
+            "simulate/sidecar-to-ambient-pods",
+        )
+    };
+    let decide = if sidecar_only {
+        "decide/service"
+    } else {
+        "decide/service-through-waypoint"
+    };
+    let mut g = c.benchmark_group(group);
+    let id = |what: &str| format!("{what} ({} workloads)", namespaces * per_ns);
+    g.bench_function(id(service), |b| {
+        b.iter(|| {
+            black_box(meshguard::simulate::simulate(
+                &world,
+                &set,
+                black_box(&through),
+            ))
+        })
+    });
+    g.bench_function(id(pods), |b| {
+        b.iter(|| {
+            black_box(meshguard::simulate::simulate(
+                &world,
+                &set,
+                black_box(&direct),
+            ))
+        })
+    });
+    let t = &resolved.targets[0];
+    let dest = Destination {
+        namespace: &t.namespace,
+        labels: &t.labels,
+        label: t.label.clone(),
+        plane: t.plane,
+        workload_waypoint: t.workload_waypoint.clone(),
+    };
+    let route = Route::new(&set, &world.topology, resolved.caller, resolved.via, &dest);
+    let forwarded = route.forwarded(&resolved.request, t.port);
+    assert_eq!(
+        route.decide(&resolved.request, &forwarded).verdict(),
+        Verdict::Allow
+    );
+    g.bench_function(id(decide), |b| {
+        b.iter(|| black_box(route.decide(black_box(&resolved.request), &forwarded)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(if full { 20 } else { 1 }));
+    let html = dir.path().join("posture.html");
+    g.bench_function(id("posture-page"), |b| {
+        b.iter(|| posture_page(&manifests, &html))
+    });
+    g.finish();
+}
+
+/// `meshguard report --html PAGE MANIFESTS`, whole.
+fn posture_page(manifests: &Path, html: &Path) {
+    let args = meshguard::posture::ReportArgs {
+        paths: vec![manifests.to_owned()],
+        cluster: false,
+        kubeconfig: None,
+        context: None,
+        istio_namespace: None,
+        mesh_config: None,
+        html: html.to_owned(),
+        config: None,
+        namespace: "default".to_owned(),
+        complete: false,
+        own_namespace: None,
+        max_identities: 40,
+    };
+    let mut err = Vec::new();
+    let code = meshguard::posture::execute(&args, &mut err);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = one_request, matrix_bench
+    targets = one_request, matrix_bench, ambient_bench
 }
 criterion_main!(benches);

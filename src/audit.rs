@@ -87,13 +87,14 @@ fn is_not_found(e: &kube::Error) -> bool {
 /// List every object of one API resource across namespaces, page by page, keeping what the
 /// checks read: with `metadata_only` (kinds judged by their metadata alone) the API server sends
 /// `PartialObjectMetadata` and the objects carry no body; otherwise each object loses its
-/// `status`. Every object loses `managedFields` and the `last-applied-configuration`
+/// `status` (but a Gateway keeps it: readiness). Every object loses `managedFields` and the `last-applied-configuration`
 /// annotation, as in the webhook. A page at a time is whole in memory, never the full listing.
 async fn list_all(
     client: &Client,
     ar: &ApiResource,
     page_size: u32,
     metadata_only: bool,
+    keep_status: bool,
 ) -> Result<Vec<DynamicObject>, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     let mut out = Vec::new();
@@ -115,7 +116,7 @@ async fn list_all(
             let list = api.list(&lp).await?;
             out.extend(list.items.into_iter().map(|mut o| {
                 o.metadata = slim_metadata(o.metadata);
-                if let Some(data) = o.data.as_object_mut() {
+                if let Some(data) = o.data.as_object_mut().filter(|_| !keep_status) {
                     data.remove("status");
                 }
                 o
@@ -173,7 +174,8 @@ pub async fn collect(
         for version in versions {
             let gvk = GroupVersionKind::gvk(group, version, kind.as_str());
             let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-            match list_all(client, &ar, page_size, facts.judged_by_metadata()).await {
+            let (metadata_only, keep_status) = (facts.judged_by_metadata(), facts.keeps_status());
+            match list_all(client, &ar, page_size, metadata_only, keep_status).await {
                 Ok(items) => {
                     for mut obj in items {
                         if obj.types.is_none() {

@@ -124,7 +124,7 @@ pub fn prepare(
                         },
                     )
                 };
-                if kind != Kind::Namespace && obj.metadata.namespace.is_none() {
+                if kind.facts().namespaced && obj.metadata.namespace.is_none() {
                     obj.metadata.namespace = Some(default_namespace.to_owned());
                 }
                 let version = api_version
@@ -192,6 +192,13 @@ pub fn mesh_context(
         b.mesh_config_file(path, text);
     }
     b.objects(&prepared.mesh_objects);
+    // ztunnel's and istio-cni's DaemonSets (ambient as installed) are workloads of the input.
+    b.objects(
+        prepared
+            .inventory
+            .of_kind(Kind::DaemonSet)
+            .map(|o| &o.object),
+    );
     b.build()
 }
 

@@ -40,6 +40,9 @@ pub enum Need {
     CandidateServiceAccount,
     /// The labels of the namespace a DestinationRule host names (`<service>.<namespace>`).
     HostNamespaceLabels,
+    /// The labels of the review's namespace, for a PeerAuthentication that sets DISABLE
+    /// anywhere: what DISABLE does depends on whether ztunnel captures the namespace.
+    NamespaceLabelsOnDisable,
 }
 
 /// One concrete lookup a review needs.
@@ -58,6 +61,13 @@ impl Need {
             Need::NamespaceLabels if review.kind == Kind::Namespace => None,
             Need::NamespaceLabels => (!review.namespace.is_empty())
                 .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned())),
+            Need::NamespaceLabelsOnDisable => {
+                let pa = crate::istio::PeerAuthentication::of(review.spec());
+                let disable = pa.mode_str() == Some("DISABLE")
+                    || pa.port_level().any(|p| p.mode() == Some("DISABLE"));
+                (disable && !review.namespace.is_empty())
+                    .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned()))
+            }
             Need::CandidateServiceAccount => {
                 let t = crate::pod_template::PodTemplate::written(review)?;
                 if t.service_account().is_some_and(|(_, sa)| sa != "default") {

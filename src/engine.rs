@@ -808,7 +808,11 @@ mod tests {
             dry_run: false,
             created_for: None,
         };
-        assert!(Engine::new(Policy::default(), Default::default(), None)
+        // pa-disabled-mtls reads the namespace's labels (DISABLE means PERMISSIVE in ambient).
+        let no_disable =
+            crate::catalogue::policy_from_yaml("rules:\n  pa-disabled-mtls: {action: off}\n", "t")
+                .expect("policy");
+        assert!(Engine::new(no_disable, Default::default(), None)
             .lookups(&pa_review)
             .is_empty());
         assert_eq!(

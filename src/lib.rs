@@ -6,7 +6,8 @@
 //!   `logging`, `budget` (the byte budget of the reviews in flight);
 //! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
-//!   (the policy);
+//!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
+//!   point and each Service's waypoint);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod cross;
+pub mod dataplane;
 pub mod diff;
 pub mod engine;
 pub mod exception_watch;

@@ -1,6 +1,7 @@
 //! Reading the mesh as installed from the API server: Istio's injector
-//! MutatingWebhookConfigurations (cluster-wide) and its ConfigMaps in the Istio namespace
-//! (`istio[-<rev>]`, `istio-sidecar-injector[-<rev>]`), turned into a
+//! MutatingWebhookConfigurations (cluster-wide), its ConfigMaps in the Istio namespace
+//! (`istio[-<rev>]`, `istio-sidecar-injector[-<rev>]`, istio-cni's `istio-cni-config`) and the
+//! ztunnel and istio-cni DaemonSets (cluster-wide: ambient as installed), turned into a
 //! [`MeshContextBuilder`] by [`crate::mesh`].
 //!
 //! * [`read`]: one list of each (`meshguard audit`).
@@ -19,6 +20,7 @@ use crate::mesh::{InjectorConfig, MeshContext, MeshContextBuilder};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
@@ -41,7 +43,30 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// A ConfigMap the mesh context reads: a MeshConfig (`istio`, `istio-<rev>` with key `mesh`) or an
 /// injector configuration.
 fn is_mesh_config_map(cm: &ConfigMap) -> bool {
-    InjectorConfig::is_injector_config_map(cm) || crate::mesh::context::is_mesh_config_map(cm)
+    InjectorConfig::is_injector_config_map(cm)
+        || crate::mesh::context::is_mesh_config_map(cm)
+        || crate::mesh::context::is_cni_config_map(cm)
+}
+
+/// What is kept of a ztunnel or istio-cni DaemonSet: its name, namespace and pod labels (how
+/// [`crate::mesh::ambient::component`] recognises it); `None` for any other DaemonSet.
+fn strip_daemonset(ds: DaemonSet) -> Option<DaemonSet> {
+    crate::mesh::ambient::component(&ds)?;
+    let labels = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    let mut kept = DaemonSet::default();
+    kept.metadata.name = ds.metadata.name;
+    kept.metadata.namespace = ds.metadata.namespace;
+    let mut spec = k8s_openapi::api::apps::v1::DaemonSetSpec::default();
+    spec.template.metadata = Some(kube::core::ObjectMeta {
+        labels,
+        ..Default::default()
+    });
+    kept.spec = Some(spec);
+    Some(kept)
 }
 
 /// What is kept of an Istio MutatingWebhookConfiguration: name, labels and webhooks, without
@@ -116,6 +141,18 @@ pub async fn read(client: &Client, istio_namespace: Option<&str>) -> Result<Mesh
         )),
         Err(e) => return Err(e),
     }
+    let daemonsets: Api<DaemonSet> = Api::all(client.clone());
+    match daemonsets.list(&ListParams::default()).await {
+        Ok(list) => {
+            for ds in list.items.into_iter().filter_map(strip_daemonset) {
+                out.builder.daemonset(&ds);
+            }
+        }
+        Err(e) if is_forbidden_or_absent(&e) => out.notes.push(format!(
+            "cannot list DaemonSets ({e}): ztunnel and istio-cni are not visible, so Istio's ambient defaults are assumed"
+        )),
+        Err(e) => return Err(e),
+    }
     Ok(out)
 }
 
@@ -124,9 +161,12 @@ pub async fn read(client: &Client, istio_namespace: Option<&str>) -> Result<Mesh
 struct State {
     webhooks: BTreeMap<String, MutatingWebhookConfiguration>,
     config_maps: BTreeMap<String, ConfigMap>,
+    /// ztunnel and istio-cni DaemonSets, by `namespace/name`.
+    daemonsets: BTreeMap<String, DaemonSet>,
     /// Per kind: initial list done, or given up on (forbidden).
     webhooks_ready: bool,
     config_maps_ready: bool,
+    daemonsets_ready: bool,
     /// Per kind: forbidden or absent (noted once).
     notes: BTreeMap<&'static str, String>,
 }
@@ -142,6 +182,9 @@ impl State {
         }
         for cm in self.config_maps.values() {
             b.config_map(cm);
+        }
+        for ds in self.daemonsets.values() {
+            b.daemonset(ds);
         }
         b
     }
@@ -221,7 +264,7 @@ pub fn spawn(
     let changed = Arc::new(Notify::new());
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(m) = &metrics {
-        for r in ["mutatingwebhookconfigurations", "configmaps"] {
+        for r in ["mutatingwebhookconfigurations", "configmaps", "daemonsets"] {
             m.cache_synced.with_label_values(&[r]).set(0);
         }
     }
@@ -237,6 +280,18 @@ pub fn spawn(
             },
             store: |s: &mut State| &mut s.webhooks,
             ready: |s: &mut State| &mut s.webhooks_ready,
+        },
+    ));
+    let daemonsets_task = tokio::spawn(watch_kind(
+        Api::<DaemonSet>::all(client.clone()),
+        state.clone(),
+        changed.clone(),
+        metrics.clone(),
+        Kept {
+            resource: "daemonsets",
+            keep: strip_daemonset,
+            store: |s: &mut State| &mut s.daemonsets,
+            ready: |s: &mut State| &mut s.daemonsets_ready,
         },
     ));
     let config_maps_task = tokio::spawn(watch_kind(
@@ -259,7 +314,7 @@ pub fn spawn(
                 tokio::time::sleep(DEBOUNCE).await;
                 let snapshot = {
                     let s = state.lock().unwrap_or_else(|p| p.into_inner());
-                    if !(s.webhooks_ready && s.config_maps_ready) {
+                    if !(s.webhooks_ready && s.config_maps_ready && s.daemonsets_ready) {
                         continue;
                     }
                     let ns = explicit.then_some(istio_namespace.as_str());
@@ -282,7 +337,12 @@ pub fn spawn(
     });
     MeshWatch {
         ready,
-        tasks: vec![webhooks_task, config_maps_task, rebuild_task],
+        tasks: vec![
+            webhooks_task,
+            config_maps_task,
+            daemonsets_task,
+            rebuild_task,
+        ],
     }
 }
 
@@ -311,7 +371,14 @@ async fn watch_kind<K>(
         + Sync
         + 'static,
 {
-    let name_of = |o: &K| o.meta().name.clone().unwrap_or_default();
+    let name_of = |o: &K| {
+        let m = o.meta();
+        format!(
+            "{}/{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default()
+        )
+    };
     let mut buffer: Option<BTreeMap<String, K>> = None;
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()

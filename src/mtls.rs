@@ -314,6 +314,7 @@ impl PolicyIndex {
                     port,
                     path: path.unwrap_or_else(|| w.template_path()),
                     effective: c.at(port).clone(),
+                    dataplane: String::new(),
                 });
             }
         }
@@ -350,6 +351,11 @@ pub struct Row {
     pub path: String,
     #[serde(flatten)]
     pub effective: Effective,
+    /// Who enforces the mode: `sidecar`, `ztunnel/HBONE` (ambient, compiled by istiod into
+    /// ztunnel DENY policies, DISABLE read as PERMISSIVE), `none` or `unknown`; empty when the
+    /// table was built without the data-plane model.
+    #[serde(rename = "dataPlane", skip_serializing_if = "String::is_empty")]
+    pub dataplane: String,
 }
 
 impl Row {
@@ -365,29 +371,49 @@ impl Row {
     }
 }
 
-/// Render the table as aligned text.
+/// Render the table as aligned text. A DATA PLANE column is added when some workload is
+/// ztunnel's (an ambient mesh): the same table as before for a sidecar mesh.
 pub fn render_table(rows: &[Row]) -> String {
-    let header = ["NAMESPACE", "WORKLOAD", "PORT", "MODE", "DECIDED BY"];
-    let cells: Vec<[String; 5]> = rows
+    let planes = rows.iter().any(|r| r.dataplane.starts_with("ztunnel"));
+    let header = if planes {
+        [
+            "NAMESPACE",
+            "WORKLOAD",
+            "DATA PLANE",
+            "PORT",
+            "MODE",
+            "DECIDED BY",
+        ]
+        .to_vec()
+    } else {
+        ["NAMESPACE", "WORKLOAD", "PORT", "MODE", "DECIDED BY"].to_vec()
+    };
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            let mut c = vec![
                 r.namespace.clone(),
                 format!("{}/{}", r.kind.as_str().to_ascii_lowercase(), r.workload),
+            ];
+            if planes {
+                c.push(r.dataplane.clone());
+            }
+            c.extend([
                 r.port_label(),
                 r.effective.mode.to_string(),
                 r.decided_by_label(),
-            ]
+            ]);
+            c
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for c in &cells {
         for (i, s) in c.iter().enumerate() {
-            widths[i] = widths[i].max(s.len());
+            widths[i] = widths[i].max(s.chars().count());
         }
     }
     let mut out = String::new();
-    let mut line = |cols: [&str; 5]| {
+    let mut line = |cols: &[&str]| {
         let mut s = String::new();
         for (i, c) in cols.iter().enumerate() {
             if i + 1 == cols.len() {
@@ -399,9 +425,10 @@ pub fn render_table(rows: &[Row]) -> String {
         out.push_str(s.trim_end());
         out.push('\n');
     };
-    line(header);
+    line(&header);
     for c in &cells {
-        line([&c[0], &c[1], &c[2], &c[3], &c[4]]);
+        let cols: Vec<&str> = c.iter().map(String::as_str).collect();
+        line(&cols);
     }
     out
 }

@@ -251,6 +251,7 @@ impl Report {
                     "port": r.port,
                     "mode": r.effective.mode,
                     "decidedBy": r.effective.decided_by,
+                    "dataPlane": r.dataplane,
                 }))
                 .collect::<Vec<_>>());
         }

@@ -27,6 +27,10 @@ pub enum Kind {
     ReplicationController,
     Job,
     CronJob,
+    Gateway,
+    GatewayClass,
+    HttpRoute,
+    ServiceEntry,
 }
 
 impl Kind {
@@ -48,6 +52,10 @@ impl Kind {
         Kind::ReplicationController,
         Kind::Job,
         Kind::CronJob,
+        Kind::Gateway,
+        Kind::GatewayClass,
+        Kind::HttpRoute,
+        Kind::ServiceEntry,
     ];
 
     /// Kinds that carry a pod spec (directly or in a template).
@@ -117,6 +125,10 @@ impl Kind {
             Kind::ReplicationController => "ReplicationController",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::Gateway => "Gateway",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::ServiceEntry => "ServiceEntry",
         }
     }
 
@@ -167,6 +179,12 @@ impl KindFacts {
     pub fn judged_by_metadata(&self) -> bool {
         matches!(self.kind, Kind::Namespace | Kind::ServiceAccount)
     }
+
+    /// A listing keeps this kind's `status` (a Gateway is a waypoint only once its
+    /// `status.addresses` are set); every other kind's is dropped.
+    pub fn keeps_status(&self) -> bool {
+        self.kind == Kind::Gateway
+    }
 }
 
 const SECURITY: &[&str] = &["v1", "v1beta1"];
@@ -174,6 +192,8 @@ const NETWORKING: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 /// EnvoyFilter is served as v1alpha3 only.
 const V1ALPHA3: &[&str] = &["v1alpha3"];
 const V1: &[&str] = &["v1"];
+/// Gateway API (standard channel): v1, and v1beta1 as older installations serve it.
+const GATEWAY_API: &[&str] = &["v1", "v1beta1"];
 const TEMPLATE: Option<&[&str]> = Some(&["spec", "template"]);
 
 /// Every kind meshguard reads, in [`Kind::ALL`] order.
@@ -347,6 +367,48 @@ pub static KIND_FACTS: &[KindFacts] = &[
         istio: false,
         pod_template: Some(&["spec", "jobTemplate", "spec", "template"]),
         owns_pods: true,
+    },
+    // The data plane's topology (waypoints, ingress routes, mesh-external services): read, not
+    // judged by rules of their own.
+    KindFacts {
+        kind: Kind::Gateway,
+        group: "gateway.networking.k8s.io",
+        versions: GATEWAY_API,
+        plural: "gateways",
+        namespaced: true,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::GatewayClass,
+        group: "gateway.networking.k8s.io",
+        versions: GATEWAY_API,
+        plural: "gatewayclasses",
+        namespaced: false,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::HttpRoute,
+        group: "gateway.networking.k8s.io",
+        versions: GATEWAY_API,
+        plural: "httproutes",
+        namespaced: true,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
+    },
+    KindFacts {
+        kind: Kind::ServiceEntry,
+        group: "networking.istio.io",
+        versions: NETWORKING,
+        plural: "serviceentries",
+        namespaced: true,
+        istio: false,
+        pod_template: None,
+        owns_pods: false,
     },
 ];
 

@@ -25,8 +25,9 @@
 //! of identities × workloads costs one `decide` per cell.
 
 use super::field::{Ctx, TrustDomains};
-use super::policy::{JwtIssuer, JwtPolicy, Policy, Rule};
+use super::policy::{attaches_to_waypoint, JwtIssuer, JwtPolicy, Policy, Rule, ServiceRef};
 use super::request::{Identity, Jwt, Request};
+use super::ztunnel::{self, L4Action, L4Policy, NotSent, ZtunnelTarget};
 use crate::istio::authorization_policy::AuthzAction;
 use crate::istio::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
@@ -110,12 +111,15 @@ pub enum Outcome {
     Allowed(RuleRef),
     /// ALLOW policies apply and none of their rules matched.
     DefaultDeny,
+    /// No enforcement point sees the request (a pod outside the mesh, or plaintext past
+    /// `bypass-inbound-capture`): it gets through.
+    Unenforced,
 }
 
 impl Outcome {
     pub fn verdict(self) -> Verdict {
         match self {
-            Outcome::NoAllowPolicy | Outcome::Allowed(_) => Verdict::Allow,
+            Outcome::NoAllowPolicy | Outcome::Allowed(_) | Outcome::Unenforced => Verdict::Allow,
             _ => Verdict::Deny,
         }
     }
@@ -127,6 +131,10 @@ impl Outcome {
 pub struct PolicySet {
     mesh: Mesh,
     policies: Vec<Policy>,
+    /// Each policy as istiod converts it for ztunnel (same order as `policies`).
+    ztunnel: Vec<Result<L4Policy, NotSent>>,
+    /// The PeerAuthentications, for ztunnel's compilation of them.
+    peers: Vec<PeerPolicy>,
     by_namespace: HashMap<String, Vec<usize>>,
     jwt: Vec<JwtPolicy>,
     jwt_by_namespace: HashMap<String, Vec<usize>>,
@@ -147,24 +155,29 @@ impl PolicySet {
                 .chain(mesh.trust_domain_aliases.iter().cloned())
                 .collect(),
         };
-        let mut policies = Vec::new();
+        let mut compiled = Vec::new();
         let mut jwt = Vec::new();
         let mut peers = Vec::new();
         for (kind, obj) in objects {
             match kind {
-                Kind::AuthorizationPolicy => policies.push(Policy::compile(obj, &trust)),
+                Kind::AuthorizationPolicy => compiled.push((
+                    Policy::compile(obj, &trust),
+                    ztunnel::convert(obj, &mesh.root_namespace),
+                )),
                 Kind::RequestAuthentication => jwt.push(JwtPolicy::compile(obj)),
                 Kind::PeerAuthentication => peers.push(PeerPolicy::from_object(obj)),
                 _ => {}
             }
         }
-        policies.sort_by(|a, b| {
+        compiled.sort_by(|(a, _), (b, _)| {
             (a.created.is_none(), &a.created, &a.name).cmp(&(
                 b.created.is_none(),
                 &b.created,
                 &b.name,
             ))
         });
+        let (policies, ztunnel): (Vec<Policy>, Vec<Result<L4Policy, NotSent>>) =
+            compiled.into_iter().unzip();
         let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, p) in policies.iter().enumerate() {
             by_namespace.entry(p.namespace.clone()).or_default().push(i);
@@ -177,9 +190,11 @@ impl PolicySet {
                 .push(i);
         }
         PolicySet {
-            mtls: PolicyIndex::new(&mesh.root_namespace, peers),
+            mtls: PolicyIndex::new(&mesh.root_namespace, peers.iter().cloned()),
             mesh,
             policies,
+            ztunnel,
+            peers,
             by_namespace,
             jwt,
             jwt_by_namespace,
@@ -207,6 +222,149 @@ impl PolicySet {
         &self.policies[r.policy]
     }
 
+    /// Policy `i` as istiod converts it for ztunnel, or why it sends nothing.
+    pub fn ztunnel_policy(&self, i: usize) -> Result<&L4Policy, &NotSent> {
+        match self.ztunnel.get(i) {
+            Some(Ok(p)) => Ok(p),
+            Some(Err(e)) => Err(e),
+            None => Err(&NotSent::TargetRefs),
+        }
+    }
+
+    /// What the destination ztunnel applies to a captured workload in `namespace` whose pods
+    /// carry `labels` ([`ztunnel`]): the selector, namespace-wide and root policies istiod
+    /// converts for it, and the PeerAuthentication-derived DENY policies.
+    pub fn ztunnel_target(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> ZtunnelTarget<'_> {
+        let mut t = ZtunnelTarget {
+            set: self,
+            deny: Vec::new(),
+            allow: Vec::new(),
+            not_sent: Vec::new(),
+            peer: ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels),
+            mtls: self.mtls.compose(namespace, labels),
+            selector_jwt: Vec::new(),
+        };
+        for ns in self.scope_namespaces(namespace) {
+            for &i in self.by_namespace.get(ns).into_iter().flatten() {
+                let p = &self.policies[i];
+                if !p.target_refs && !p.selects(labels) {
+                    continue;
+                }
+                match &self.ztunnel[i] {
+                    Ok(l) if l.action == L4Action::Deny => t.deny.push(i),
+                    Ok(_) => t.allow.push(i),
+                    Err(_) => t.not_sent.push(i),
+                }
+            }
+            for &i in self.jwt_by_namespace.get(ns).into_iter().flatten() {
+                let p = &self.jwt[i];
+                if p.selects(labels) {
+                    t.selector_jwt.push(p.id.clone());
+                }
+            }
+        }
+        t
+    }
+
+    /// The PeerAuthentication-derived DENY policies ztunnel applies to a captured workload.
+    pub fn peer_derived(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> ztunnel::PeerDerived {
+        ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels)
+    }
+
+    /// The root namespace, then `namespace` when it is another one.
+    fn scope_namespaces<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a str> {
+        let root = self.mesh.root_namespace.as_str();
+        std::iter::once(root).chain((namespace != root).then_some(namespace))
+    }
+
+    /// What a waypoint applies to requests for `service` (or, without one, to workload-addressed
+    /// traffic): the policies whose `targetRef(s)` attach to it ([`attaches_to_waypoint`]),
+    /// evaluated with the sidecar algorithm (CUSTOM, DENY, ALLOW); RequestAuthentications
+    /// attach the same way. The waypoint sees the client's own identity (HBONE).
+    pub fn waypoint_target(
+        &self,
+        waypoint_namespace: &str,
+        waypoint_name: &str,
+        service: Option<ServiceRef<'_>>,
+    ) -> Target<'_> {
+        let root = self.mesh.root_namespace.as_str();
+        let mut t = Target {
+            set: self,
+            mtls: Composed {
+                workload_mode: crate::mtls::Effective {
+                    mode: MtlsMode::Strict,
+                    decided_by: None,
+                },
+                ports: BTreeMap::new(),
+            },
+            custom: Vec::new(),
+            deny: Vec::new(),
+            allow: Vec::new(),
+            audit: Vec::new(),
+            dry_run: Vec::new(),
+            not_applied: Vec::new(),
+            ignored: Vec::new(),
+            issuers: Vec::new(),
+            at: At::Waypoint(format!("{waypoint_namespace}/{waypoint_name}")),
+        };
+        let mut namespaces = vec![root, waypoint_namespace];
+        if let Some(s) = service {
+            namespaces.push(s.namespace);
+        }
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        let attaches = |ns: &str, refs: &[super::policy::TargetRef]| {
+            attaches_to_waypoint(refs, ns, root, waypoint_namespace, waypoint_name, service)
+        };
+        for ns in &namespaces {
+            for &i in self.by_namespace.get(*ns).into_iter().flatten() {
+                let p = &self.policies[i];
+                if !attaches(ns, &p.refs) {
+                    // Selector and namespace-wide policies of the Service's namespace are the ones
+                    // a reader expects here: say why they do not apply.
+                    if !p.target_refs && service.is_some_and(|s| s.namespace == *ns) {
+                        t.not_applied.push(i);
+                    }
+                    continue;
+                }
+                let list = match p.action {
+                    None => &mut t.ignored,
+                    Some(_) if p.dry_run => &mut t.dry_run,
+                    Some(AuthzAction::Custom) => &mut t.custom,
+                    Some(AuthzAction::Deny) => &mut t.deny,
+                    Some(AuthzAction::Allow) => &mut t.allow,
+                    Some(AuthzAction::Audit) => &mut t.audit,
+                };
+                list.push(i);
+            }
+            for &i in self.jwt_by_namespace.get(*ns).into_iter().flatten() {
+                let p = &self.jwt[i];
+                if attaches(ns, &p.refs) {
+                    t.issuers.extend(p.issuers.iter());
+                }
+            }
+        }
+        for list in [
+            &mut t.custom,
+            &mut t.deny,
+            &mut t.allow,
+            &mut t.audit,
+            &mut t.dry_run,
+        ] {
+            list.sort_unstable();
+        }
+        t.issuers.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        t
+    }
+
     /// What applies to a workload in `namespace` whose pods carry `labels`: computed once,
     /// then used for any number of requests.
     pub fn target(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Target<'_> {
@@ -221,6 +379,7 @@ impl PolicySet {
             not_applied: Vec::new(),
             ignored: Vec::new(),
             issuers: Vec::new(),
+            at: At::Sidecar,
         };
         let mut namespaces = vec![self.mesh.root_namespace.as_str()];
         if namespace != self.mesh.root_namespace {
@@ -273,6 +432,16 @@ pub(crate) enum TokenStep<'s> {
     },
 }
 
+/// Which proxy a [`Target`] stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum At {
+    /// The destination workload's sidecar.
+    Sidecar,
+    /// A waypoint (`namespace/name`): only `targetRef(s)` policies, clients seen by their own
+    /// identity over HBONE.
+    Waypoint(String),
+}
+
 /// Everything that applies to one workload.
 #[derive(Clone, Debug)]
 pub struct Target<'s> {
@@ -289,6 +458,8 @@ pub struct Target<'s> {
     /// Policies with an action Istio does not know.
     pub(crate) ignored: Vec<usize>,
     pub(crate) issuers: Vec<&'s JwtIssuer>,
+    /// The sidecar of a workload, or a waypoint.
+    pub(crate) at: At,
 }
 
 impl<'s> Target<'s> {
@@ -310,6 +481,16 @@ impl<'s> Target<'s> {
     /// The enforced ALLOW policies that apply, as indexes into [`PolicySet::policies`].
     pub fn allow_policies(&self) -> &[usize] {
         &self.allow
+    }
+
+    /// The enforced DENY and CUSTOM policies that apply.
+    pub fn deny_policies(&self) -> impl Iterator<Item = usize> + '_ {
+        self.deny.iter().chain(&self.custom).copied()
+    }
+
+    /// A sidecar or a waypoint.
+    pub fn at(&self) -> &At {
+        &self.at
     }
 
     /// The decision for one request.

@@ -12,7 +12,7 @@
 //! (an unknown `when` key, a value it cannot translate). Each is reported with the first
 //! failing constraint in evaluation order (`from`, then `to`, then `when`).
 
-use super::decision::{Outcome, RuleRef, Target, TokenStep, Verdict};
+use super::decision::{At, Outcome, RuleRef, Target, TokenStep, Verdict};
 use super::field::{Attr, Ctx, Field};
 use super::policy::{Clause, Rule};
 use super::request::Request;
@@ -140,8 +140,54 @@ pub struct Explanation {
     /// the workload's sidecar.
     pub not_applied: Vec<String>,
     pub notes: Vec<String>,
+    /// The request's path, hop by hop (caller's proxy, waypoint, destination); one hop for a
+    /// sidecar destination reached directly.
+    pub hops: Vec<Hop>,
     #[serde(skip)]
     pub outcome: Outcome,
+}
+
+/// One enforcement point a request passes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    /// `sidecar`, `waypoint`, `ztunnel` or `none` (nothing enforces).
+    pub enforcer: &'static str,
+    /// What it is: `waypoint shop/waypoint`, `ztunnel of deployment shop/reviews`.
+    pub at: String,
+    /// The identity it sees (`None`: plaintext, no peer identity).
+    pub peer: Option<String>,
+    /// The port it sees (a waypoint sees the Service port, the destination the pod's).
+    pub port: u16,
+    /// `None`: not reached (an earlier hop denied).
+    pub verdict: Option<Verdict>,
+    pub headline: String,
+    pub reason: String,
+    pub decided_by: Option<RuleHit>,
+}
+
+impl Hop {
+    /// `waypoint shop/waypoint sees cluster.local/ns/shop/sa/web on port 80: DENY (reason)`.
+    pub fn line(&self) -> String {
+        let peer = self
+            .peer
+            .as_deref()
+            .unwrap_or("no peer identity (plaintext)");
+        match self.verdict {
+            None => format!("{}: not reached", self.at),
+            Some(_) => {
+                let by = self
+                    .decided_by
+                    .as_ref()
+                    .map(|d| format!(" by {}", d.label()))
+                    .unwrap_or_default();
+                format!(
+                    "{} sees {peer} on port {}: {}{by}",
+                    self.at, self.port, self.headline
+                )
+            }
+        }
+    }
 }
 
 fn action_str(a: Option<AuthzAction>, raw: &str) -> String {
@@ -169,9 +215,17 @@ impl Target<'_> {
                 level: d.level.as_str().to_owned(),
             }),
         };
-        let mtls_label = match &mtls.decided_by {
-            Some(d) => format!("{} ({}, {})", mtls.mode, d.policy, d.level),
-            None => format!("{} (no PeerAuthentication: Istio's default)", mtls.mode),
+        let mtls_label = match (&self.at, &mtls.decided_by) {
+            (At::Waypoint(_), _) => "HBONE (the waypoint accepts only mesh clients)".to_owned(),
+            (_, Some(d)) => format!("{} ({}, {})", mtls.mode, d.policy, d.level),
+            (_, None) => format!("{} (no PeerAuthentication: Istio's default)", mtls.mode),
+        };
+        let mtls = match &self.at {
+            At::Waypoint(_) => MtlsStep {
+                mode: "HBONE".to_owned(),
+                decided_by: None,
+            },
+            At::Sidecar => mtls,
         };
         let mut ex = Explanation {
             verdict: Verdict::Deny,
@@ -191,14 +245,15 @@ impl Target<'_> {
                 .iter()
                 .map(|&i| {
                     let p = &self.set.policies()[i];
-                    format!(
-                        "{} ({}): uses targetRef(s), so it attaches to gateways or waypoints, not to sidecars",
-                        p.id(),
-                        action_str(p.action, &p.action_str)
-                    )
+                    let why = match &self.at {
+                        At::Sidecar => "uses targetRef(s), so it attaches to gateways or waypoints, not to sidecars",
+                        At::Waypoint(_) => "has no targetRefs: waypoints never use selector or namespace-wide policies (the destination's ztunnel enforces it, as L4)",
+                    };
+                    format!("{} ({}): {why}", p.id(), action_str(p.action, &p.action_str))
                 })
                 .collect(),
             notes: Vec::new(),
+            hops: Vec::new(),
             outcome: Outcome::DefaultDeny,
         };
         for &i in &self.ignored {
@@ -417,16 +472,21 @@ impl Target<'_> {
             }
             Outcome::NoAllowPolicy => (
                 None,
-                if self.deny.is_empty() && self.custom.is_empty() {
-                    "no AuthorizationPolicy decides for this workload: with no ALLOW policy, every request is allowed".to_owned()
-                } else {
-                    "no DENY rule matches and no ALLOW policy applies to this workload, so the request is allowed".to_owned()
+                match (&self.at, self.deny.is_empty() && self.custom.is_empty()) {
+                    (At::Waypoint(w), true) => format!("no AuthorizationPolicy attaches to waypoint {w} for this traffic (targetRefs to the Gateway, the Service or the istio-waypoint GatewayClass): with no ALLOW policy, every request passes it"),
+                    (At::Waypoint(w), false) => format!("no DENY rule attached to waypoint {w} matches and no ALLOW policy attaches, so the request passes it"),
+                    (At::Sidecar, true) => "no AuthorizationPolicy decides for this workload: with no ALLOW policy, every request is allowed".to_owned(),
+                    (At::Sidecar, false) => "no DENY rule matches and no ALLOW policy applies to this workload, so the request is allowed".to_owned(),
                 },
             ),
             Outcome::DefaultDeny => {
                 let tcp = ctx.req.http.is_none();
+                let applied = match &self.at {
+                    At::Sidecar => "apply to this workload".to_owned(),
+                    At::Waypoint(w) => format!("attach to waypoint {w} for this traffic"),
+                };
                 let mut reason = format!(
-                    "no ALLOW rule matches; ALLOW policies apply to this workload ({}), so a request must match one of their rules",
+                    "no ALLOW rule matches; ALLOW policies {applied} ({}), so a request must match one of their rules",
                     policies(&self.allow)
                 );
                 if tcp {

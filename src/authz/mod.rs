@@ -28,12 +28,15 @@ pub mod claims;
 pub mod decision;
 pub mod explain;
 pub(crate) mod field;
+pub mod hops;
 pub mod ip;
 pub mod path;
 pub mod policy;
 pub mod request;
 pub mod string_match;
+pub mod ztunnel;
 
-pub use decision::{Mesh, Outcome, PolicySet, RuleRef, Target, Verdict};
-pub use explain::{Explanation, NearMiss, RuleHit};
+pub use decision::{At, Mesh, Outcome, PolicySet, RuleRef, Target, Verdict};
+pub use explain::{Explanation, Hop, NearMiss, RuleHit};
 pub use request::{Http, Identity, Jwt, Request};
+pub use ztunnel::ZtunnelTarget;

@@ -20,6 +20,7 @@ use crate::json::list_strings;
 use crate::resource::spec_of;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DynamicObject;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -66,6 +67,8 @@ pub struct Policy {
     pub provider: Option<String>,
     /// `targetRef`/`targetRefs` set: gateways and waypoints, never sidecars.
     pub target_refs: bool,
+    /// The target references, as `GetTargetRefs` reads them.
+    pub refs: Vec<TargetRef>,
     pub(crate) selector: BTreeMap<String, String>,
     pub(crate) created: Option<Time>,
     pub(crate) rules: Vec<Rule>,
@@ -137,6 +140,7 @@ impl Policy {
             dry_run: is_dry_run(obj),
             provider: ap.provider_name().map(str::to_owned),
             target_refs: ap.has_target_refs(),
+            refs: target_refs(spec),
             selector: ap.selector.to_map(),
             created: obj.metadata.creation_timestamp.clone(),
             rules,
@@ -144,6 +148,99 @@ impl Policy {
             namespace,
         }
     }
+}
+
+/// A `targetRef` / `targetRefs` entry (istio/api `PolicyTargetReference`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TargetRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+impl TargetRef {
+    /// `matchesGroupKind`: the group compared canonically (empty and `core` are the core group).
+    pub fn is(&self, group: &str, kind: &str) -> bool {
+        let canonical = |g: &str| if g.is_empty() { "core" } else { g }.to_owned();
+        canonical(&self.group) == canonical(group) && self.kind == kind
+    }
+
+    /// `Kind namespace/name` (the policy's namespace when the reference names none).
+    pub fn label(&self, policy_namespace: &str) -> String {
+        let ns = if self.namespace.is_empty() {
+            policy_namespace
+        } else {
+            &self.namespace
+        };
+        format!("{} {ns}/{}", self.kind, self.name)
+    }
+}
+
+/// `GetTargetRefs`: `targetRefs` when it has entries, else `targetRef`. Entries that do not
+/// decode are left out (Istio's schema rejects them).
+pub fn target_refs(spec: &Value) -> Vec<TargetRef> {
+    let list: Vec<TargetRef> = crate::json::items(spec, "targetRefs")
+        .iter()
+        .filter_map(|v| TargetRef::deserialize(v).ok())
+        .collect();
+    if !list.is_empty() {
+        return list;
+    }
+    spec.get("targetRef")
+        .filter(|v| v.is_object())
+        .and_then(|v| TargetRef::deserialize(v).ok())
+        .into_iter()
+        .collect()
+}
+
+/// The Service a waypoint chain serves: `(ServiceEntry?, namespace, name)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceRef<'a> {
+    pub service_entry: bool,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// `ShouldAttachPolicy` for a waypoint (istio/istio `pilot/pkg/model/policyattachment.go`):
+/// only target references attach ("waypoints never use selector"): a `Gateway` named like the
+/// waypoint, from its namespace; the `Service` (or `ServiceEntry`) the chain serves, from its
+/// namespace; the GatewayClass `istio-waypoint`, from the root namespace.
+pub fn attaches_to_waypoint(
+    refs: &[TargetRef],
+    policy_namespace: &str,
+    root: &str,
+    waypoint_namespace: &str,
+    waypoint_name: &str,
+    service: Option<ServiceRef<'_>>,
+) -> bool {
+    const GATEWAY_API: &str = "gateway.networking.k8s.io";
+    refs.iter().any(|r| {
+        if let Some(s) = service {
+            let (group, kind) = if s.service_entry {
+                ("networking.istio.io", "ServiceEntry")
+            } else {
+                ("", "Service")
+            };
+            if r.is(group, kind) && r.name == s.name && policy_namespace == s.namespace {
+                return true;
+            }
+        }
+        if policy_namespace == root
+            && r.is(GATEWAY_API, "GatewayClass")
+            && r.name == crate::dataplane::labels::WAYPOINT_CLASS
+        {
+            return true;
+        }
+        policy_namespace == waypoint_namespace
+            && (r.namespace.is_empty() || r.namespace == waypoint_namespace)
+            && r.is(GATEWAY_API, "Gateway")
+            && r.name == waypoint_name
+    })
 }
 
 /// A field pair: positive and negative field name, the attribute both read, and the
@@ -315,9 +412,12 @@ pub struct JwtIssuer {
 /// One compiled RequestAuthentication.
 #[derive(Clone, Debug)]
 pub(crate) struct JwtPolicy {
+    /// `namespace/name`.
+    pub id: String,
     pub namespace: String,
     pub selector: BTreeMap<String, String>,
     pub target_refs: bool,
+    pub refs: Vec<TargetRef>,
     pub issuers: Vec<JwtIssuer>,
 }
 
@@ -349,8 +449,10 @@ impl JwtPolicy {
             })
             .collect();
         JwtPolicy {
+            id: policy,
             selector: WorkloadSelector::of(spec_of(obj)).to_map(),
             target_refs: ra.has_target_refs(),
+            refs: target_refs(spec_of(obj)),
             issuers,
             namespace,
         }
@@ -414,6 +516,71 @@ mod tests {
             r.http_only.as_deref(),
             Some("spec.rules[0].to[0].operation.methods")
         );
+    }
+
+    #[test]
+    fn waypoint_attachment_follows_should_attach_policy() {
+        let refs = |v: Value| target_refs(&json!({"targetRefs": v}));
+        let svc = Some(ServiceRef {
+            service_entry: false,
+            namespace: "shop",
+            name: "reviews",
+        });
+        let at = |r: &[TargetRef], ns: &str| {
+            attaches_to_waypoint(r, ns, "istio-system", "shop", "waypoint", svc)
+        };
+        // The Service, from its namespace; not from another.
+        let s = refs(json!([{"kind": "Service", "group": "", "name": "reviews"}]));
+        assert!(at(&s, "shop") && !at(&s, "other"));
+        let core = refs(json!([{"kind": "Service", "group": "core", "name": "reviews"}]));
+        assert!(at(&core, "shop"));
+        // The Gateway, from its namespace; a namespace in the reference must be its own.
+        let g = refs(
+            json!([{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}]),
+        );
+        assert!(at(&g, "shop") && !at(&g, "istio-system"));
+        let g_other = refs(
+            json!([{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint", "namespace": "x"}]),
+        );
+        assert!(!at(&g_other, "shop"));
+        // The istio-waypoint GatewayClass, only from the root namespace.
+        let c = refs(
+            json!([{"kind": "GatewayClass", "group": "gateway.networking.k8s.io", "name": "istio-waypoint"}]),
+        );
+        assert!(at(&c, "istio-system") && !at(&c, "shop"));
+        // No target refs: never (waypoints never use selector policies).
+        assert!(!at(&[], "shop"));
+        // The legacy single targetRef.
+        let single = target_refs(
+            &json!({"targetRef": {"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}}),
+        );
+        assert_eq!(single.len(), 1);
+        assert!(at(&single, "shop"));
+        // A ServiceEntry chain only takes ServiceEntry references.
+        let se = Some(ServiceRef {
+            service_entry: true,
+            namespace: "shop",
+            name: "reviews",
+        });
+        assert!(!attaches_to_waypoint(
+            &s,
+            "shop",
+            "istio-system",
+            "shop",
+            "waypoint",
+            se
+        ));
+        let se_ref = refs(
+            json!([{"kind": "ServiceEntry", "group": "networking.istio.io", "name": "reviews"}]),
+        );
+        assert!(attaches_to_waypoint(
+            &se_ref,
+            "shop",
+            "istio-system",
+            "shop",
+            "waypoint",
+            se
+        ));
     }
 
     #[test]

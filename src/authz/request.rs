@@ -310,6 +310,22 @@ impl Request {
         self.port = port;
     }
 
+    /// Change who the destination sees (after a waypoint: the waypoint's identity).
+    pub fn set_peer(&mut self, peer: Option<Identity>) {
+        self.peer = peer;
+    }
+
+    /// This request as the next hop receives it: from `peer`, on `port`, with the source
+    /// address unknown when a proxy in between (a waypoint) opens the connection.
+    pub fn forwarded(&self, peer: Option<Identity>, port: u16, keep_source: bool) -> Request {
+        Request {
+            peer,
+            port,
+            source_ip: if keep_source { self.source_ip } else { None },
+            ..self.clone()
+        }
+    }
+
     pub fn peer(&self) -> Option<&Identity> {
         self.peer.as_ref()
     }

@@ -41,21 +41,47 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     }
     let mut mesh: BTreeSet<&str> = BTreeSet::new();
     for o in cx.inventory.namespace_objects() {
-        if crate::rules::namespace::in_mesh(o.labels()) {
+        if crate::dataplane::labels::in_mesh(o.labels()) {
             mesh.insert(o.name());
         }
     }
     mesh.extend(cx.inventory.namespaces_with_workloads());
+    // The waypoints the namespace's Services are bound to: an allow-nothing policy also blocks
+    // their connections to the pods, so the fix must admit them too.
+    let topology = cx.topology();
+    let set = cx.policy_set();
     for ns in mesh {
         if cx.is_exempt_namespace(ns) || protected.contains(ns) {
             continue;
+        }
+        let mut waypoints: Vec<String> = topology
+            .services()
+            .iter()
+            .filter(|s| s.namespace == ns)
+            .filter_map(|s| s.binding.gateway())
+            .map(|g| {
+                let gw = topology.gateway(g);
+                set.mesh()
+                    .identity(&gw.namespace, &gw.service_account)
+                    .principal()
+                    .to_owned()
+            })
+            .collect();
+        waypoints.sort();
+        waypoints.dedup();
+        let mut fix = format!("apply an AuthorizationPolicy named \"deny-all\" in namespace \"{ns}\" with \"spec: {{}}\", then allow callers explicitly");
+        if !waypoints.is_empty() {
+            fix.push_str(&format!(
+                ", and allow the waypoint identity too ({}): its Services' traffic reaches the pods from the waypoint, which an allow-nothing policy blocks at the pods' ztunnel",
+                waypoints.join(", ")
+            ));
         }
         out.push((
             cx.namespace_subject(ns),
             Violation::new(
                 "metadata.name",
                 format!("namespace \"{ns}\" has no allow-nothing AuthorizationPolicy, so a workload without an ALLOW policy accepts every caller"),
-                format!("apply an AuthorizationPolicy named \"deny-all\" in namespace \"{ns}\" with \"spec: {{}}\", then allow callers explicitly"),
+                fix,
             ),
         ));
     }
@@ -80,6 +106,42 @@ mod tests {
         );
         let subjects: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(subjects, ["Namespace apps", "Namespace prod"]);
+    }
+
+    #[test]
+    fn the_fix_admits_the_waypoint_where_services_use_one() {
+        let found = findings(
+            &CHECK,
+            false,
+            vec![
+                namespace("shop", json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})),
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "waypoint", "namespace": "shop"},
+                    "spec": {"gatewayClassName": "istio-waypoint",
+                        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                    "spec": {"selector": {"app": "reviews"}, "ports": [{"port": 80}]}}),
+                namespace("payments", json!({"istio-injection": "enabled"})),
+            ],
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        let shop = &found[1];
+        assert_eq!(shop.0, "Namespace shop");
+        let fixes = crate::cross::testing::fixes(
+            &CHECK,
+            false,
+            vec![
+                namespace("shop", json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})),
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "waypoint", "namespace": "shop"},
+                    "spec": {"gatewayClassName": "istio-waypoint"}}),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                    "spec": {"selector": {"app": "reviews"}, "ports": [{"port": 80}]}}),
+                namespace("payments", json!({"istio-injection": "enabled"})),
+            ],
+        );
+        assert!(fixes[1].contains("allow the waypoint identity too (cluster.local/ns/shop/sa/waypoint)"), "{fixes:?}");
+        assert!(!fixes[0].contains("waypoint"), "the sidecar namespace's fix is unchanged: {fixes:?}");
     }
 
     #[test]

@@ -65,6 +65,11 @@ fn namespace_match_exists(cx: &CrossContext<'_>, value: &str) -> Lookup<()> {
     }
 }
 
+/// A ServiceAccount istiod creates for a Gateway (or waypoint) of the inventory.
+fn gateway_identity(cx: &CrossContext<'_>, ns: &str, sa: &str) -> bool {
+    cx.topology().gateway_with_identity(ns, sa).is_some()
+}
+
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let mesh = cx.engine.mesh();
     let inv = cx.inventory;
@@ -99,6 +104,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                             format!("principal \"{p}\" names namespace \"{ns}\", which does not exist, so the rule never matches"),
                             format!("correct the principal or create namespace \"{ns}\""),
                         )),
+                        (_, Some(sa)) if gateway_identity(cx, ns, sa) => None,
                         (_, Some(sa)) => match inv.service_account(ns, sa) {
                             Lookup::Missing if !(sa == "default" && BUILT_IN_NAMESPACES.contains(&ns)) => Some((
                                 format!("principal \"{p}\" names ServiceAccount \"{ns}/{sa}\", which does not exist, so the rule never matches (or matches whoever creates it later)"),
@@ -205,6 +211,42 @@ mod tests {
             json!(["elsewhere"]),
         )];
         assert!(findings(&CHECK, false, partial).is_empty());
+    }
+
+    #[test]
+    fn waypoint_and_gateway_identities_are_known() {
+        let objects = |gateways: bool| {
+            let mut v = vec![
+                namespace("prod", json!({"istio.io/dataplane-mode": "ambient"})),
+                namespace("ingress", json!({})),
+                ap(
+                    json!([
+                        "cluster.local/ns/prod/sa/waypoint",
+                        "cluster.local/ns/ingress/sa/public-istio",
+                        "cluster.local/ns/ingress/sa/edge"
+                    ]),
+                    json!([]),
+                ),
+            ];
+            if gateways {
+                v.push(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "waypoint", "namespace": "prod"},
+                    "spec": {"gatewayClassName": "istio-waypoint",
+                        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}));
+                v.push(json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "Gateway",
+                    "metadata": {"name": "public", "namespace": "ingress"},
+                    "spec": {"gatewayClassName": "istio"}}));
+                v.push(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "other", "namespace": "ingress",
+                        "annotations": {"gateway.istio.io/service-account": "edge"}},
+                    "spec": {"gatewayClassName": "istio"}}));
+            }
+            v
+        };
+        // The Gateways make their identities exist: quiet.
+        assert!(findings(&CHECK, true, objects(true)).is_empty());
+        // Without them the same principals name accounts nobody creates.
+        assert_eq!(findings(&CHECK, true, objects(false)).len(), 3);
     }
 
     #[test]

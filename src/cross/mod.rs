@@ -8,7 +8,9 @@
 //! check's action (`rules.<id>.action`, else its default capped by the global mode) and its
 //! `rules.<id>.exemptions` with the same resolver the admission rules use.
 
+use crate::authz::{Mesh, PolicySet};
 use crate::config::exceptions::{self, Hit, ObjectExcepted, Target};
+use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::engine::Engine;
 use crate::finding::{Action, Finding, ObjectFinding, Subject, Violation};
 use crate::inventory::{Inventory, InventoryWorkload};
@@ -57,6 +59,13 @@ registry! {
     dr_disable_vs_mtls,
     wl_proxy_outdated,
     injector_overlap,
+    waypoint_unbound,
+    ap_targetref_unbound,
+    ap_waypoint_identity_denied,
+    waypoint_bypass,
+    policy_unenforced,
+    ingress_skips_waypoint,
+    pa_ambient_disable,
     exception_expired,
     exception_refused,
 }
@@ -76,6 +85,9 @@ pub struct CrossContext<'a> {
     pub root: &'a str,
     peer_index: PolicyIndex,
     mtls_rows: OnceCell<Vec<mtls::Row>>,
+    topology: OnceCell<Topology>,
+    planes: OnceCell<Vec<PodPlane>>,
+    policy_set: OnceCell<PolicySet>,
 }
 
 impl<'a> CrossContext<'a> {
@@ -93,7 +105,65 @@ impl<'a> CrossContext<'a> {
             root,
             peer_index,
             mtls_rows: OnceCell::new(),
+            topology: OnceCell::new(),
+            planes: OnceCell::new(),
+            policy_set: OnceCell::new(),
         }
+    }
+
+    /// The data plane of every workload ([`Inventory::workloads`] order), from the mesh as
+    /// installed ([`crate::dataplane::workload_plane`]).
+    pub fn planes(&self) -> &[PodPlane] {
+        self.planes.get_or_init(|| {
+            let mesh = self.engine.mesh();
+            self.inventory
+                .workloads()
+                .iter()
+                .map(|w| {
+                    let o = self.inventory.workload_object(w);
+                    match crate::pod_template::PodTemplate::of(o.kind, &o.object) {
+                        Some(t) => workload_plane(
+                            mesh,
+                            o.namespace(),
+                            &t,
+                            &crate::context::ClusterView::namespace_labels(
+                                self.inventory,
+                                o.namespace(),
+                            ),
+                        ),
+                        None => PodPlane {
+                            plane: Plane::Unknown,
+                            outside: None,
+                            bypass_inbound: false,
+                        },
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The data plane of workload `i`.
+    pub fn plane(&self, i: usize) -> PodPlane {
+        self.planes()[i]
+    }
+
+    /// The inventory's AuthorizationPolicies, RequestAuthentications and PeerAuthentications,
+    /// compiled once for the simulator's evaluator (sidecar, waypoint and ztunnel).
+    pub fn policy_set(&self) -> &PolicySet {
+        self.policy_set.get_or_init(|| {
+            PolicySet::new(
+                Mesh::from_context(self.engine.mesh()),
+                self.inventory.objects().iter().map(|o| (o.kind, &o.object)),
+            )
+        })
+    }
+
+    /// The ambient topology of the inventory (waypoints, Service bindings, gateway identities),
+    /// read once.
+    pub fn topology(&self) -> &Topology {
+        self.topology.get_or_init(|| {
+            Topology::new(self.inventory.objects().iter().map(|o| (o.kind, &o.object)))
+        })
     }
 
     /// PeerAuthentications by namespace, ready to compose effective mTLS.
@@ -105,14 +175,50 @@ impl<'a> CrossContext<'a> {
     /// left out.
     pub fn mtls_rows(&self) -> &[mtls::Row] {
         self.mtls_rows.get_or_init(|| {
-            self.peer_index.table(
-                self.inventory
-                    .workloads()
-                    .iter()
-                    .map(|w| &w.workload)
-                    .filter(|w| !self.is_exempt_namespace(&w.namespace)),
-            )
+            let mut rows = Vec::new();
+            for (i, w) in self.inventory.workloads().iter().enumerate() {
+                if !self.is_exempt_namespace(&w.workload.namespace) {
+                    rows.extend(self.workload_mtls(i));
+                }
+            }
+            rows.sort_by(|a, b| {
+                (&a.namespace, &a.workload, a.kind, a.port).cmp(&(
+                    &b.namespace,
+                    &b.workload,
+                    b.kind,
+                    b.port,
+                ))
+            });
+            rows
         })
+    }
+
+    /// The effective-mTLS rows of workload `i`, with its data plane: for a workload ztunnel
+    /// captures, ztunnel's compilation of the PeerAuthentications ([`crate::authz::ztunnel`]):
+    /// a port is STRICT when plaintext is refused there, else PERMISSIVE (DISABLE included).
+    pub fn workload_mtls(&self, i: usize) -> Vec<mtls::Row> {
+        let w = &self.workload(i).workload;
+        let plane = self.plane(i).plane;
+        let mut table = self.peer_index.table(std::iter::once(w));
+        if plane == Plane::Ambient {
+            let z = self.policy_set().peer_derived(&w.namespace, &w.labels);
+            for r in &mut table {
+                let port = r.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+                r.effective.mode = if z.strict_on(port) {
+                    crate::istio::MtlsMode::Strict
+                } else {
+                    crate::istio::MtlsMode::Permissive
+                };
+            }
+        }
+        let name = match plane {
+            Plane::Ambient => "ztunnel/HBONE",
+            other => other.as_str(),
+        };
+        for r in &mut table {
+            r.dataplane = name.to_owned();
+        }
+        table
     }
 
     /// meshguard exempts the namespace as a whole (policy `exemptNamespaces`, root, own).
@@ -272,6 +378,39 @@ pub fn run_all_with_exceptions(cx: &CrossContext<'_>) -> (Vec<ObjectFinding>, Ve
     (out, excepted)
 }
 
+/// The workloads a Service selects (indexes into [`Inventory::workloads`]), each with the
+/// container ports its Service ports send to (`targetPort` by number, or by the container
+/// port's name).
+pub(crate) fn backends(
+    cx: &CrossContext<'_>,
+    s: &crate::dataplane::Service,
+) -> Vec<(usize, Vec<u16>)> {
+    use crate::dataplane::topology::TargetPort;
+    let mut out = Vec::new();
+    for &i in cx.inventory.workloads_in(&s.namespace) {
+        let w = &cx.inventory.workloads()[i].workload;
+        if !s.selects(&w.labels) {
+            continue;
+        }
+        let mut ports: Vec<u16> = s
+            .ports
+            .iter()
+            .filter_map(|p| match &p.target {
+                TargetPort::Number(n) => u16::try_from(*n).ok(),
+                TargetPort::Name(name) => w
+                    .ports
+                    .iter()
+                    .find(|c| c.name.as_deref() == Some(name.as_str()))
+                    .and_then(|c| u16::try_from(c.port).ok()),
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        out.push((i, ports));
+    }
+    out
+}
+
 /// Up to five names, then "and N more".
 pub(crate) fn list_some(names: &[String]) -> String {
     let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
@@ -354,6 +493,25 @@ pub(crate) mod testing {
         out.into_iter()
             .map(|(s, v)| (s.label(), v.path, v.message))
             .collect()
+    }
+
+    /// The fixes a check reports, in order.
+    pub fn fixes(
+        check: &CrossCheck,
+        complete: bool,
+        objects: Vec<serde_json::Value>,
+    ) -> Vec<String> {
+        let objects = objects.into_iter().map(object).collect();
+        let inventory = if complete {
+            Inventory::complete(objects)
+        } else {
+            Inventory::partial(objects)
+        };
+        let engine = Engine::new(Policy::default(), Default::default(), None);
+        let cx = CrossContext::new(&engine, &inventory);
+        let mut out = Vec::new();
+        (check.run)(&cx, &mut out);
+        out.into_iter().map(|(_, v)| v.fix).collect()
     }
 
     pub fn namespace(name: &str, labels: serde_json::Value) -> serde_json::Value {

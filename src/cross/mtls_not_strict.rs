@@ -43,8 +43,9 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             Some(p) => format!("port {p}"),
             None => "every port".to_owned(),
         };
-        let what = match mode {
-            MtlsMode::Disable => "connections are plaintext",
+        let what = match (mode, r.dataplane.as_str()) {
+            (_, p) if p.starts_with("ztunnel") => "ztunnel accepts plaintext connections (without a peer identity) besides its mesh clients' HBONE",
+            (MtlsMode::Disable, _) => "connections are plaintext",
             _ => "plaintext connections are accepted",
         };
         let (why, fix) = match &r.effective.decided_by {

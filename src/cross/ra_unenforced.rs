@@ -22,6 +22,17 @@ fn selector(o: &Object) -> WorkloadSelector<'_> {
     WorkloadSelector::of(spec_of(&o.object))
 }
 
+/// A namespace whose pods ztunnel captures (the root namespace aside).
+fn ambient_namespace(cx: &CrossContext<'_>, ns: &str) -> bool {
+    ns != cx.root
+        && matches!(
+            crate::context::ClusterView::namespace_labels(cx.inventory, ns),
+            crate::context::Lookup::Found(l)
+                if crate::dataplane::namespace_plane(cx.engine.mesh(), ns, &l)
+                    == crate::dataplane::Plane::Ambient
+        )
+}
+
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let enforcing: Vec<&Object> = cx
         .inventory
@@ -33,9 +44,16 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         enforcing_by_ns.entry(o.namespace()).or_default().push(o);
     }
     let none = Vec::new();
-    let fix = "add an AuthorizationPolicy for the same workloads with rules[].from[].source.requestPrincipals: [\"*\"] (or action DENY with notRequestPrincipals: [\"*\"])";
+    let sidecar_fix = "add an AuthorizationPolicy for the same workloads with rules[].from[].source.requestPrincipals: [\"*\"] (or action DENY with notRequestPrincipals: [\"*\"])";
+    // In ambient mode only waypoints see requests: both policies must attach to the waypoint.
+    let ambient_fix = "in ambient mode only a waypoint validates tokens and sees request principals: attach this RequestAuthentication and an AuthorizationPolicy with rules[].from[].source.requestPrincipals: [\"*\"] to the waypoint with targetRefs (the Service, or the waypoint's Gateway)";
     for ra in cx.inventory.of_kind(Kind::RequestAuthentication) {
         let ns = ra.namespace();
+        let fix = if ambient_namespace(cx, ns) {
+            ambient_fix
+        } else {
+            sidecar_fix
+        };
         let spec = spec_of(&ra.object);
         let view = RequestAuthentication::of(spec);
         let sel = view.selector;
@@ -176,5 +194,28 @@ mod tests {
             assert!(found.is_empty(), "{ap}: {found:?}");
             assert!(findings(&CHECK, false, vec![ra(), ap]).is_empty());
         }
+    }
+
+    #[test]
+    fn the_fix_speaks_ambient_in_ambient_namespaces() {
+        let objects = |labels: serde_json::Value| {
+            vec![
+                namespace("prod", labels),
+                deployment("prod", "api", json!({"app": "api"}), &[80]),
+                ra(),
+            ]
+        };
+        let ambient = crate::cross::testing::fixes(
+            &CHECK,
+            true,
+            objects(json!({"istio.io/dataplane-mode": "ambient"})),
+        );
+        assert!(ambient[0].contains("attach this RequestAuthentication and an AuthorizationPolicy"), "{ambient:?}");
+        let sidecar = crate::cross::testing::fixes(
+            &CHECK,
+            true,
+            objects(json!({"istio-injection": "enabled"})),
+        );
+        assert!(sidecar[0].starts_with("add an AuthorizationPolicy for the same workloads"), "{sidecar:?}");
     }
 }

@@ -449,7 +449,7 @@ fn mtls_decider(enf: &Enforcement<'_>, port: u16) -> Option<String> {
             .decided_by
             .as_ref()
             .map(|d| format!("{}/{} ({})", d.namespace, d.name, d.level.as_str())),
-        Enforcement::Unenforced(_) => None,
+        Enforcement::Path(_) | Enforcement::Unenforced(_) => None,
     }
 }
 
@@ -506,6 +506,10 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
         head.mesh(),
         head.inventory.objects().iter().map(|o| (o.kind, &o.object)),
     );
+    let topology = |s: &Side| {
+        crate::dataplane::Topology::new(s.inventory.objects().iter().map(|o| (o.kind, &o.object)))
+    };
+    let (base_topology, head_topology) = (topology(base), topology(head));
     let domain = |s: &Side| s.engine.policy().cluster_domain.clone();
     let base_wl = model::workloads(&base.inventory, base.engine.mesh(), &domain(base));
     let head_wl = model::workloads(&head.inventory, head.engine.mesh(), &domain(head));
@@ -529,8 +533,8 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
         )
         .collect();
     for (b, h) in pairs {
-        let be = b.map(|w| model::enforcement(&base_set, w));
-        let he = h.map(|w| model::enforcement(&head_set, w));
+        let be = b.map(|w| model::enforcement(&base_set, &base_topology, w));
+        let he = h.map(|w| model::enforcement(&head_set, &head_topology, w));
         let any = h.or(b).cloned();
         let Some(node) = any else {
             continue;

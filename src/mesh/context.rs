@@ -14,6 +14,7 @@
 //! `clientConfig.service.namespace` (the chart points them at `istiod[-<rev>]` there), or
 //! `istio-system`. ConfigMaps without a namespace (from manifests) count as being in it.
 
+use super::ambient::{self, AmbientInstall, Component};
 use super::decision::{InjectionDecision, Why};
 use super::injector::{
     self, identify, inject_required, pod_setting, webhooks_of, InjectorConfig, InjectorIdentity,
@@ -23,6 +24,7 @@ use super::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
 use super::selector::{Labels, NamespaceLabels, NoLabels};
 use super::{MeshError, MeshOverrides, Origin, Sourced};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::DynamicObject;
 use serde::Serialize;
@@ -63,6 +65,8 @@ pub struct MeshContext {
     revisions: BTreeSet<String>,
     tags: BTreeMap<String, String>,
     overlaps: Vec<ConfigurationOverlap>,
+    /// Ambient mode as installed (ztunnel, istio-cni and its configuration).
+    ambient: AmbientInstall,
     errors: Vec<MeshError>,
     notes: Vec<String>,
 }
@@ -128,6 +132,10 @@ pub struct MeshContextBuilder {
     mesh_maps: Vec<ConfigMap>,
     injector_maps: Vec<ConfigMap>,
     configurations: Vec<(InjectorIdentity, String, Vec<InjectorWebhook>)>,
+    /// ztunnel and istio-cni DaemonSets: (namespace, name, which).
+    ambient_daemonsets: Vec<(String, String, Component)>,
+    /// istio-cni's ConfigMaps (`istio-cni-config`, any namespace).
+    cni_maps: Vec<ConfigMap>,
     errors: Vec<MeshError>,
 }
 
@@ -171,6 +179,10 @@ impl MeshContextBuilder {
     /// A ConfigMap: kept when it is a MeshConfig (`istio[-<rev>]` with key `mesh`) or an injector
     /// configuration (`istio-sidecar-injector[-<rev>]`); returns whether it was kept.
     pub fn config_map(&mut self, cm: &ConfigMap) -> bool {
+        if is_cni_config_map(cm) {
+            self.cni_maps.push(cm.clone());
+            return true;
+        }
         if InjectorConfig::is_injector_config_map(cm) {
             self.injector_maps.push(cm.clone());
             return true;
@@ -191,6 +203,24 @@ impl MeshContextBuilder {
         let webhooks = webhooks_of(mwc, &id);
         let name = mwc.metadata.name.clone().unwrap_or_default();
         self.configurations.push((id, name, webhooks));
+        true
+    }
+
+    /// A DaemonSet: kept when it is ztunnel's or istio-cni's (ambient as installed); returns
+    /// whether it was kept.
+    pub fn daemonset(&mut self, ds: &DaemonSet) -> bool {
+        let Some(c) = ambient::component(ds) else {
+            return false;
+        };
+        let ns = ds.metadata.namespace.clone().unwrap_or_default();
+        let name = ds.metadata.name.clone().unwrap_or_default();
+        if !self
+            .ambient_daemonsets
+            .iter()
+            .any(|(n, m, _)| *n == ns && *m == name)
+        {
+            self.ambient_daemonsets.push((ns, name, c));
+        }
         true
     }
 
@@ -226,6 +256,10 @@ impl MeshContextBuilder {
                     }
                 }
             }
+            ("apps/v1", "DaemonSet") => match typed::<DaemonSet>(obj) {
+                Ok(ds) => self.daemonset(&ds),
+                Err(_) => false,
+            },
             ("v1", "ConfigMap") => match typed::<ConfigMap>(obj) {
                 Ok(cm) => self.config_map(&cm),
                 Err(message) => {
@@ -454,6 +488,9 @@ impl MeshContextBuilder {
         }
 
         let overlaps = configuration_overlaps(&webhooks, &revisions, &tags);
+        let mut daemonsets = self.ambient_daemonsets.clone();
+        daemonsets.sort();
+        let ambient = AmbientInstall::build(&daemonsets, &self.cni_maps, &mut errors, &mut notes);
         let assumed_by_default = configurations.is_empty()
             && injectors
                 .iter()
@@ -480,6 +517,7 @@ impl MeshContextBuilder {
             revisions,
             tags,
             overlaps,
+            ambient,
             errors,
             notes,
         }
@@ -499,6 +537,11 @@ pub(crate) fn is_mesh_config_map(cm: &ConfigMap) -> bool {
     let named =
         name == MESH_CONFIG_MAP || name.strip_prefix("istio-").is_some_and(|r| !r.is_empty());
     named && cm.data.as_ref().is_some_and(|d| d.contains_key(MESH_KEY))
+}
+
+/// `istio-cni-config` (any namespace: the node agent may run in `kube-system`).
+pub(crate) fn is_cni_config_map(cm: &ConfigMap) -> bool {
+    cm.metadata.name.as_deref() == Some(ambient::CNI_CONFIG_MAP)
 }
 
 /// The revision a MeshConfig ConfigMap belongs to: its `istio.io/rev` label, else the name suffix.
@@ -903,6 +946,13 @@ impl MeshContext {
         d
     }
 
+    // ---- ambient ---------------------------------------------------------------------------
+
+    /// Ambient mode as installed: whether ztunnel captures pods, and which.
+    pub fn ambient(&self) -> &AmbientInstall {
+        &self.ambient
+    }
+
     // ---- reporting ---------------------------------------------------------------------
 
     /// Mesh objects that could not be read (their values fell back to defaults).
@@ -966,6 +1016,32 @@ impl MeshContext {
                 })
                 .collect(),
             tags: self.tags.clone(),
+            ambient: AmbientSummary {
+                state: if self.ambient.assumed {
+                    "assumed-default"
+                } else {
+                    "observed"
+                },
+                enabled: sourced(self.ambient.enabled.value.into(), &self.ambient.enabled.origin),
+                exclude_namespaces: sourced(
+                    self.ambient.exclude_namespaces.value.clone().into(),
+                    &self.ambient.exclude_namespaces.origin,
+                ),
+                enablement_selectors: sourced(
+                    self.ambient
+                        .selectors
+                        .value
+                        .iter()
+                        .map(|e| {
+                            serde_json::json!({"pods": e.pod.to_string(), "namespaces": e.namespace.to_string()})
+                        })
+                        .collect::<Vec<_>>()
+                        .into(),
+                    &self.ambient.selectors.origin,
+                ),
+                ztunnel: self.ambient.ztunnel.clone(),
+                cni: self.ambient.cni.clone(),
+            },
             errors: self.errors.iter().map(ToString::to_string).collect(),
             notes: self.notes.clone(),
         }
@@ -985,8 +1061,25 @@ pub struct MeshSummary {
     pub injectors: &'static str,
     pub revisions: Vec<RevisionSummary>,
     pub tags: BTreeMap<String, String>,
+    /// Ambient mode as installed.
+    pub ambient: AmbientSummary,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// Ambient mode as installed, with where each value came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmbientSummary {
+    /// `observed`, or `assumed-default` when no ztunnel or istio-cni is visible.
+    pub state: &'static str,
+    pub enabled: SourcedValue,
+    pub exclude_namespaces: SourcedValue,
+    pub enablement_selectors: SourcedValue,
+    /// ztunnel DaemonSets seen (`namespace/name`).
+    pub ztunnel: Vec<String>,
+    /// istio-cni DaemonSets seen.
+    pub cni: Vec<String>,
 }
 
 /// A value with its origin, in words.
@@ -1053,6 +1146,7 @@ impl fmt::Display for MeshContext {
                 write!(f, ", tag {tag} → {rev}")?;
             }
         }
+        write!(f, "\n{}", self.ambient.describe())?;
         for e in &self.errors {
             write!(f, "\nerror: {e}")?;
         }

@@ -20,6 +20,7 @@
 //! can say where it came from. With no injector visible, injection verdicts assume Istio's default
 //! injector ([`MeshContext::assumed_default_injector`]; see [`decision`]).
 
+pub mod ambient;
 pub mod context;
 pub mod decision;
 pub mod injector;
@@ -28,6 +29,7 @@ pub mod selector;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use ambient::{AmbientInstall, Capture};
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
 pub use decision::{InjectionDecision, PodSetting, SettingSource, Why};
 pub use injector::{
@@ -54,6 +56,8 @@ pub enum Origin {
     File { path: String },
     /// Inferred from an injector webhook's `clientConfig.service` (the Istio namespace).
     Webhook { configuration: String },
+    /// A DaemonSet seen in the cluster or the input (ztunnel, istio-cni).
+    DaemonSet { namespace: String, name: String },
     /// Istio's built-in default (or, for injectors, Istio's chart defaults).
     Default,
 }
@@ -71,6 +75,7 @@ impl fmt::Display for Origin {
             Origin::Webhook { configuration } => {
                 write!(f, "MutatingWebhookConfiguration {configuration}")
             }
+            Origin::DaemonSet { namespace, name } => write!(f, "DaemonSet {namespace}/{name}"),
             Origin::Default => f.write_str("Istio default"),
         }
     }

@@ -9,8 +9,9 @@
 //! message, so the change is visible to whoever made it.
 
 use super::{add, Mutation};
+use crate::dataplane::labels::{injection, Injection};
 use crate::resource::{labels_of, Kind};
-use crate::rules::namespace::{injection, suggested_label_for, Injection};
+use crate::rules::namespace::suggested_label_for;
 use kube::core::admission::Operation;
 use serde_json::{json, Value};
 

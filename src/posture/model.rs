@@ -4,7 +4,7 @@
 //! to, and the reachability matrices ([`super::reach`]).
 //!
 //! Nothing is decided here that another module decides: the data plane is
-//! [`crate::rules::workload::workload_dataplane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
+//! [`crate::dataplane::workload_plane`], effective mTLS is [`crate::mtls::PolicyIndex`]'s
 //! table, default deny is [`crate::cross::ap_no_default_deny`]'s allow-nothing policies plus
 //! the simulator's ALLOW policies for the workload, and the findings are the run's
 //! [`Report`], exactly what `check` or `audit` print. Pure: no I/O.
@@ -15,20 +15,20 @@
 use super::reach::{self, Matrix};
 pub use super::rows::{FindingRow, NamespaceRow, PolicyRef, SubjectRow, WorkloadRow};
 use super::rows::{Policies, PortCell, NULL};
-use crate::authz::{Mesh, PolicySet, Target};
+use crate::authz::Target;
 use crate::context::{ClusterView, Lookup};
 use crate::cross::{ap_no_default_deny, CrossContext};
+use crate::dataplane::labels::{injection, is_ambient, Injection};
+use crate::dataplane::Plane;
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
-use crate::inventory::{Inventory, InventoryWorkload, Object};
+use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::MtlsMode;
 use crate::mtls::Decider;
 use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
-use crate::rules::namespace::{injection, is_ambient, Injection};
 use crate::rules::service::{port_protocol, PortProtocol};
-use crate::rules::workload::{workload_dataplane as plane_of, Dataplane};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -72,6 +72,10 @@ pub struct Data<'a> {
     /// The mesh-wide mTLS mode and the policy that sets it, in words (for the header).
     #[serde(skip)]
     pub mesh_mtls: String,
+    /// The Gateways (waypoints and ingress), in words: `(waypoint shop/waypoint, for service
+    /// traffic, runs as …)` (for the header).
+    #[serde(skip)]
+    pub gateways: Vec<(String, String)>,
 }
 
 fn action_slot(a: Action) -> Option<usize> {
@@ -112,21 +116,24 @@ fn namespace_injection(engine: &Engine, inventory: &Inventory, ns: &str) -> (&'s
     }
 }
 
-/// The data plane of a workload: a Pod that already carries the proxy has a sidecar;
-/// otherwise the injection decision the workload rules make.
-fn workload_dataplane(engine: &Engine, inventory: &Inventory, o: &Object) -> Dataplane {
-    let Some(t) = PodTemplate::of(o.kind, &o.object) else {
-        return Dataplane::Unknown;
-    };
-    if t.is_pod() && t.has_proxy() {
-        return Dataplane::Sidecar;
+/// The waypoints a workload's traffic goes through, in words: its Services' (for ambient
+/// callers addressing them) and its own workload waypoint (for pod-IP calls).
+fn waypoints_of(cx: &CrossContext<'_>, i: usize) -> Option<String> {
+    let topology = cx.topology();
+    let w = &cx.workload(i).workload;
+    let mut out: Vec<String> = topology
+        .services_selecting(&w.namespace, &w.labels)
+        .filter_map(|s| {
+            let svc = topology.service(s);
+            svc.binding
+                .gateway()
+                .map(|g| format!("{} (Service {})", topology.gateway(g).id(), svc.name))
+        })
+        .collect();
+    if let Some(g) = topology.workload_binding(&w.namespace, &w.labels).gateway() {
+        out.push(format!("{} (pod-addressed)", topology.gateway(g).id()));
     }
-    plane_of(
-        engine.mesh(),
-        o.namespace(),
-        &t,
-        &inventory.namespace_labels(o.namespace()),
-    )
+    (!out.is_empty()).then(|| out.join(", "))
 }
 
 /// A Service's selector (read once) and its spec.
@@ -210,10 +217,7 @@ pub fn build<'a>(
 ) -> Data<'a> {
     let root = engine.mesh().root_namespace().value.as_str();
     let cx = CrossContext::new(engine, inventory);
-    let set = PolicySet::new(
-        Mesh::from_context(engine.mesh()),
-        inventory.objects().iter().map(|o| (o.kind, &o.object)),
-    );
+    let set = cx.policy_set();
     let services = Services::new(inventory);
     let mut pol = Policies::default();
 
@@ -296,6 +300,8 @@ pub fn build<'a>(
     let mut wl: Vec<WorkloadRow<'a>> = Vec::with_capacity(inventory.workloads().len());
     let mut targets: Vec<Target<'_>> = Vec::with_capacity(inventory.workloads().len());
     let mut sources: Vec<&'a InventoryWorkload> = Vec::with_capacity(inventory.workloads().len());
+    // The inventory index of each grid row.
+    let mut wl_index: Vec<usize> = Vec::with_capacity(inventory.workloads().len());
     for (nsi, &name) in names.iter().enumerate() {
         for &i in inventory.workloads_in(name) {
             let w = &inventory.workloads()[i];
@@ -310,7 +316,7 @@ pub fn build<'a>(
             };
             let target = set.target(name, &w.workload.labels);
             let mut p: Vec<PortCell> = Vec::new();
-            for row in cx.peer_index().table(std::iter::once(&w.workload)) {
+            for row in cx.workload_mtls(i) {
                 let eff = &row.effective;
                 if let Some(slot) = mode_slot(eff.mode) {
                     ns[nsi].m[slot] += 1;
@@ -345,11 +351,16 @@ pub fn build<'a>(
                 .get(&(o.kind.as_str(), o.namespace(), o.name()))
                 .copied();
             ns[nsi].w.push(wl.len());
+            let plane = cx.plane(i).plane;
             wl.push(WorkloadRow {
                 k: o.kind.as_str(),
                 n: o.name(),
                 ns: nsi,
-                dp: workload_dataplane(engine, inventory, o).as_str(),
+                dp: match plane {
+                    Plane::Ambient => "ztunnel",
+                    other => other.as_str(),
+                },
+                wp: waypoints_of(&cx, i),
                 sa,
                 sai: named.is_none(),
                 sax,
@@ -366,13 +377,23 @@ pub fn build<'a>(
             });
             targets.push(target);
             sources.push(w);
+            wl_index.push(i);
         }
     }
 
+    let wl_planes: Vec<crate::dataplane::PodPlane> =
+        wl_index.iter().map(|&i| cx.plane(i)).collect();
+    let callers = reach::caller_planes(
+        inventory,
+        cx.topology(),
+        &(0..inventory.workloads().len())
+            .map(|i| (i, cx.plane(i)))
+            .collect::<Vec<_>>(),
+    );
     let reach = reach::matrices(
         &reach::Input {
             inventory,
-            set: &set,
+            set,
             names: &names,
             ns_index: &ns_index,
             namespaces: &ns,
@@ -380,6 +401,9 @@ pub fn build<'a>(
             targets: &targets,
             sources: &sources,
             trust_domains: engine.mesh().trust_domains().collect(),
+            topology: cx.topology(),
+            planes: &wl_planes,
+            callers: &callers,
         },
         &mut pol,
         options.max_identities,
@@ -397,7 +421,52 @@ pub fn build<'a>(
             "PERMISSIVE: no mesh-wide PeerAuthentication, so Istio's default applies".to_owned()
         }
     };
+    let gateways = cx
+        .topology()
+        .gateways()
+        .iter()
+        .map(|g| {
+            let what = if g.is_waypoint() {
+                format!("waypoint {}", g.id())
+            } else {
+                format!("gateway {}", g.id())
+            };
+            let mut value = format!(
+                "class {}, runs as {}",
+                g.class,
+                set.mesh()
+                    .identity(&g.namespace, &g.service_account)
+                    .principal()
+            );
+            if g.is_waypoint() {
+                value.push_str(&format!(", for {} traffic", g.traffic.as_str()));
+                let bound: Vec<&str> = cx
+                    .topology()
+                    .services()
+                    .iter()
+                    .filter(|s| {
+                        s.binding
+                            .gateway()
+                            .is_some_and(|b| cx.topology().gateway(b).id() == g.id())
+                    })
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if !bound.is_empty() {
+                    value.push_str(&format!(", Services {}", bound.join(", ")));
+                }
+            }
+            match g.ready {
+                crate::dataplane::Readiness::NotReady => value.push_str(", not ready"),
+                crate::dataplane::Readiness::Assumed => {
+                    value.push_str(", ready assumed (no status in the input)")
+                }
+                crate::dataplane::Readiness::Ready => {}
+            }
+            (what, value)
+        })
+        .collect();
     Data {
+        gateways,
         mesh_mtls,
         ns,
         wl,
@@ -481,7 +550,7 @@ pub(crate) mod tests {
         assert_eq!(
             dp,
             [
-                ("c", "ambient"),
+                ("c", "ztunnel"),
                 ("e", "unknown"),
                 ("d", "none"),
                 ("a", "sidecar"),

@@ -63,7 +63,7 @@
     var w = D.wl[wi], c = w.p[k];
     var h = '<h3 id="detail-title">' + esc(wlLabel(w)) + ', ' + (c[0] == null ? 'every port' : 'port ' + c[0]) + '</h3>';
     h += '<p class="port-mode"><span class="m m-' + MODE_CLASS[c[1]] + '">' + icon(MODE_CLASS[c[1]]) + esc(c[1]) + '</span> ' + esc(MODE_WORDS[c[1]] || '') + '</p>';
-    h += '<p>Protocol: ' + esc(c[4]) + '. Composed as istiod does: mesh → namespace → workload → port.</p>';
+    h += '<p>Protocol: ' + esc(c[4]) + '. Composed as istiod does: mesh → namespace → workload → port' + (w.dp === 'ztunnel' ? ', compiled for ztunnel (HBONE): STRICT refuses plaintext, anything else (DISABLE too) admits it while mesh clients keep mTLS' : '') + '.</p>';
     if (w.dp === 'none') h += '<p class="error">The workload runs without a proxy: nothing enforces this mode.</p>';
     if (c[2] == null) {
       h += '<p class="decided-by">Decided by: no PeerAuthentication sets a mode, so Istio\'s default PERMISSIVE applies.</p>';
@@ -85,7 +85,7 @@
   function workloadRow(wi) {
     var w = D.wl[wi];
     var h = '<tr class="wl" data-w="' + wi + '"><th scope="row" title="' + esc(where(w.file, w.line)) + '"><span class="kind">' + esc(w.k) + '</span> <span class="wlname">' + esc(w.n) + '</span></th>';
-    h += '<td><span class="dp dp-' + esc(w.dp) + '">' + esc(w.dp) + '</span></td><td class="ports">';
+    h += '<td><span class="dp dp-' + esc(w.dp) + '">' + esc(w.dp) + '</span>' + (w.wp ? ' <span class="wp" title="ambient callers addressing it go through this waypoint">+ waypoint ' + esc(w.wp) + '</span>' : '') + '</td><td class="ports">';
     for (var k = 0; k < w.p.length; k++) {
       var c = w.p[k], cls = MODE_CLASS[c[1]] || 'permissive';
       h += '<button type="button" class="m m-' + cls + (w.dp === 'none' ? ' noproxy' : '') + '" data-w="' + wi + '" data-k="' + k + '" data-mode="' + esc(c[1]) + '" title="' + esc(portTitle(w, c)) + '">' + icon(cls) + (c[0] == null ? '*' : c[0]) + ' ' + esc(c[1]) + '<span class="proto">' + esc(c[4]) + '</span></button>';
@@ -186,7 +186,7 @@
   };
   function deciderText(d) {
     var who = d[0] == null ? '' : D.pol[d[0]].k + ' ' + polLabel(D.pol[d[0]]) + (d[1] == null ? '' : ' rules[' + d[1] + ']') + ': ';
-    return who + (HOW[d[2]] || d[2]);
+    return who + (HOW[d[2]] || d[2]) + (d[3] ? ' (at ' + d[3] + ')' : '');
   }
   function idLabel(id) { return id[0] === '' ? 'plaintext client (no mesh identity)' : id[0]; }
   // Cell codes: base 90 over ALPHABET, m.w characters each, dashes for "no port".
@@ -233,7 +233,7 @@
     var k = outcomeAt(m, r, c);
     if (k < 0) return '';
     var o = m.o[k];
-    return SUMMARY[o[0]] + (o[0] === 'S' ? ': ' + o[1] : '');
+    return SUMMARY[o[0]] + (o[0] === 'S' ? ': ' + o[1] : '') + (o[4] != null ? '; path: ' + m.hops[o[4]] : '');
   }
   function showCell(r, c) {
     var i = +$('reach').dataset.ns, m = D.reach[i], col = m.cols[c], w = D.wl[col[0]];
@@ -248,6 +248,7 @@
       for (var a = 0; a < alts.length; a++) h += '<li><code>' + esc(alts[a]) + '</code></li>';
       h += '</ul>';
     }
+    if (o[4] != null) h += '<p class="hops">Path: ' + esc(m.hops[o[4]]) + '</p>';
     var seen = {};
     function block(title, list) {
       if (!list.length) return '';
@@ -334,7 +335,7 @@
     D = data;
     // Workloads travel as arrays (see model::WorkloadRow); name their fields once.
     D.wl = D.wl.map(function (a) {
-      return { k: a[0], n: a[1], ns: a[2], dp: a[3], sa: a[4], sai: a[5], sax: a[6], p: a[7], dd: a[8], ddp: a[9], ap: a[10], f: a[11], s: a[12], file: a[13], line: a[14] };
+      return { k: a[0], n: a[1], ns: a[2], dp: a[3], sa: a[4], sai: a[5], sax: a[6], p: a[7], dd: a[8], ddp: a[9], ap: a[10], f: a[11], s: a[12], file: a[13], line: a[14], wp: a[15] };
     });
     var grid = $('grid');
     grid.addEventListener('click', function (e) {

@@ -116,6 +116,28 @@ impl MeshFact {
                 "default",
             ));
         }
+        let a = &s.ambient;
+        let mut capture = if a.enabled.value == serde_json::Value::Bool(true) {
+            "on".to_owned()
+        } else {
+            "off".to_owned()
+        };
+        if a.state == "assumed-default" {
+            capture
+                .push_str(" (no ztunnel or istio-cni visible: Istio's ambient defaults assumed)");
+        } else {
+            for (what, list) in [("ztunnel", &a.ztunnel), ("istio-cni", &a.cni)] {
+                if !list.is_empty() {
+                    let _ = write!(capture, ", {what} {}", list.join(", "));
+                }
+            }
+        }
+        out.push(MeshFact::new("ambient capture", capture, &a.enabled.source));
+        out.push(MeshFact::new(
+            "ambient excluded namespaces",
+            text(&a.exclude_namespaces.value),
+            &a.exclude_namespaces.source,
+        ));
         out
     }
 }
@@ -289,6 +311,14 @@ fn header(meta: &Meta, data: &Data<'_>, report: &Report, inventory: &Inventory) 
             escape(&f.label),
             escape(&f.value),
             escape(&f.source)
+        );
+    }
+    for (what, value) in &data.gateways {
+        let _ = write!(
+            h,
+            r#"<tr><th scope="row">{}</th><td>{}</td><td class="src">Gateway</td></tr>"#,
+            escape(what),
+            escape(value)
         );
     }
     let mesh_dd = match data.mdd {

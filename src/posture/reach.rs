@@ -6,6 +6,14 @@
 //! write, each class of requests decided by the authorization simulator, so a cell says `none`
 //! only when no request of any kind gets through.
 //!
+//! In an ambient mesh a cell follows the request's path ([`crate::authz::hops`]): a column
+//! whose workload is behind a Service bound to a waypoint is addressed through that Service, so
+//! an ambient caller's request passes the waypoint (its `targetRefs` policies, the caller's
+//! identity) and then the pods' ztunnel (seeing the waypoint's identity); sidecar callers, ingress
+//! gateways without `istio.io/ingress-use-waypoint` and the plaintext client go straight to the
+//! pods. A row's data plane is that of the workloads running as its identity. The cell's
+//! explanation names the path and the hop that decided.
+//!
 //! Rows are bounded: the plaintext client, then the identities most likely to matter to the
 //! namespace, in this order, until `max_identities`: those its workloads run as, those the
 //! AuthorizationPolicies that apply there (its own and the root namespace's) name as
@@ -13,10 +21,12 @@
 //! policies name. The page says when the list was cut, and how many were left out.
 
 use super::rows::{NamespaceRow, Policies, WorkloadRow};
+use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Destination, Route};
 use crate::authz::{PolicySet, Target};
+use crate::dataplane::{PodPlane, Topology};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
-use crate::reach::eval::{Decider, Enforcement};
+use crate::reach::eval::{Decider, Enforcement, PathEnforcement};
 use crate::reach::space::{Protocols, Summary};
 use crate::reach::Reach;
 use crate::resource::{spec_of, Kind};
@@ -36,6 +46,12 @@ pub(super) struct Input<'i, 'a> {
     pub targets: &'i [Target<'i>],
     pub sources: &'i [&'a InventoryWorkload],
     pub trust_domains: Vec<&'a str>,
+    /// The data-plane topology (Services and their waypoints).
+    pub topology: &'i Topology,
+    /// The data plane of each workload (same order as `workloads`).
+    pub planes: &'i [PodPlane],
+    /// The data plane of each identity that runs workloads (or a gateway).
+    pub callers: &'i HashMap<(String, String), CallerPlane>,
 }
 
 /// One namespace's matrix.
@@ -51,8 +67,12 @@ pub struct Matrix {
     /// Columns: `[workload (index into wl), port (null: none declared), protocol]`.
     pub cols: Vec<(usize, Option<u32>, &'static str)>,
     /// The distinct sets: `[summary A|S|N (all, some, none), the set in words, allowed by,
-    /// refused by]`, each decider `[policy (index into pol, null for a step), rule, how]`.
+    /// refused by, path (index into hops, null: straight to the workload's sidecar)]`, each
+    /// decider `[policy (index into pol, null for a step), rule, how, hop (null: the
+    /// workload's sidecar)]`.
     pub o: Vec<Cell>,
+    /// The paths cells take, in words (which hops, and what each sees).
+    pub hops: Vec<String>,
     /// Characters per set code in `c`: 1, or 2 when there are more than 90 sets.
     pub w: usize,
     /// Per row, one code per column: the set (index into `o`), `w` characters of
@@ -93,11 +113,17 @@ fn encode(row: &[i32], w: usize) -> String {
     s
 }
 
-/// `[policy (index into pol), rule, how]`.
-pub type DeciderRow = (Option<usize>, Option<usize>, &'static str);
+/// `[policy (index into pol), rule, how, hop]`.
+pub type DeciderRow = (Option<usize>, Option<usize>, &'static str, Option<String>);
 
-/// `[summary, set in words, allowed by, refused by]`.
-pub type Cell = (&'static str, String, Vec<DeciderRow>, Vec<DeciderRow>);
+/// `[summary, set in words, allowed by, refused by, path]`.
+pub type Cell = (
+    &'static str,
+    String,
+    Vec<DeciderRow>,
+    Vec<DeciderRow>,
+    Option<usize>,
+);
 
 /// Why a candidate identity is listed, strongest first.
 const WORKLOAD: &str = "workload";
@@ -214,7 +240,7 @@ fn decider_row<'a>(
         };
         policies.intern(inventory, kind, ns, name)
     });
-    (policy, d.rule, d.how)
+    (policy, d.rule, d.how, d.hop.clone())
 }
 
 fn summary_code(s: Summary) -> &'static str {
@@ -223,6 +249,132 @@ fn summary_code(s: Summary) -> &'static str {
         Summary::Some => "S",
         Summary::None => "N",
     }
+}
+
+/// A column that takes a path of its own: per caller data plane, the set computation over
+/// the path (built when a row of that plane first asks) and the path in words.
+struct RouteColumn<'s> {
+    /// Service-addressed (its port) or pod-addressed.
+    via: Addressed,
+    /// The pod's port.
+    port: u16,
+    routes: [Option<(Reach<'s>, usize)>; 4],
+}
+
+fn plane_slot(p: CallerPlane) -> usize {
+    match p {
+        CallerPlane::Sidecar => 0,
+        CallerPlane::Ambient => 1,
+        CallerPlane::Gateway => 2,
+        CallerPlane::Outside => 3,
+    }
+}
+
+/// The path of a route in words, for the cell's explanation.
+fn route_words(route: &Route<'_>, caller: CallerPlane) -> String {
+    let dest = match &route.dest {
+        DestTarget::Sidecar(_) => format!("the sidecar of {}", route.dest_label),
+        DestTarget::Ztunnel { .. } => format!("the ztunnel of {}", route.dest_label),
+        DestTarget::Unenforced(_) => route.dest_label.clone(),
+    };
+    let notes = if route.notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", route.notes.join("; "))
+    };
+    match &route.waypoint {
+        Some(w) => format!(
+            "{} caller → waypoint {} (decides with the caller's own identity) → {dest}, which sees the waypoint's identity {} and decides{notes}",
+            caller.as_str(),
+            w.id,
+            w.identity.principal()
+        ),
+        None => format!(
+            "{} caller → {dest}, which sees the caller's own identity and decides{notes}",
+            caller.as_str()
+        ),
+    }
+}
+
+/// How a column is addressed, when its requests take a path of their own: a Service bound to
+/// a waypoint that sends to the column's port (ambient callers go through the waypoint), else
+/// the pods directly when they are ambient. `None`: a sidecar workload reached directly (the
+/// sidecar target decides alone).
+fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Option<RouteColumn<'s>> {
+    let port = u16::try_from(port?).ok()?;
+    let d = &input.sources[w].workload;
+    let topology = input.topology;
+    let via = topology
+        .services_selecting(&d.namespace, &d.labels)
+        .find_map(|i| {
+            let s = topology.service(i);
+            s.binding.gateway()?;
+            s.ports.iter().find_map(|p| {
+                let target = match &p.target {
+                    crate::dataplane::topology::TargetPort::Number(n) => *n,
+                    crate::dataplane::topology::TargetPort::Name(n) => {
+                        d.ports
+                            .iter()
+                            .find(|c| c.name.as_deref() == Some(n.as_str()))?
+                            .port
+                    }
+                };
+                (target == u32::from(port)).then(|| Addressed::Service {
+                    service: i,
+                    port: u16::try_from(p.port).unwrap_or(port),
+                })
+            })
+        });
+    let via = match via {
+        Some(v) => v,
+        None if input.planes[w].plane == crate::dataplane::Plane::Ambient => Addressed::Pod,
+        None => return None,
+    };
+    Some(RouteColumn {
+        via,
+        port,
+        routes: [None, None, None, None],
+    })
+}
+
+/// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
+/// a gateway's deployment), and of the identities istiod creates for gateways.
+pub(super) fn caller_planes(
+    inventory: &Inventory,
+    topology: &Topology,
+    planes: &[(usize, PodPlane)],
+) -> HashMap<(String, String), CallerPlane> {
+    let mut out: HashMap<(String, String), CallerPlane> = HashMap::new();
+    for &(i, p) in planes {
+        let w = &inventory.workloads()[i];
+        let o = inventory.workload_object(w);
+        let Some(t) = crate::pod_template::PodTemplate::of(o.kind, &o.object) else {
+            continue;
+        };
+        let sa = t.service_account().map_or("default", |(_, s)| s);
+        let gateway = t.label(crate::dataplane::labels::GATEWAY_NAME).is_some()
+            || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"));
+        let plane = if gateway {
+            CallerPlane::Gateway
+        } else if p.plane == crate::dataplane::Plane::Ambient {
+            CallerPlane::Ambient
+        } else {
+            CallerPlane::Sidecar
+        };
+        let e = out
+            .entry((w.workload.namespace.clone(), sa.to_owned()))
+            .or_insert(plane);
+        // Mixed planes for one identity: the sidecar's path (the simulator asks to choose).
+        if *e != plane {
+            *e = CallerPlane::Sidecar;
+        }
+    }
+    for (ns, sa, g) in topology.gateway_identities() {
+        if !g.is_waypoint() {
+            out.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Gateway);
+        }
+    }
+    out
 }
 
 /// Every namespace's matrix (null for a namespace without workloads).
@@ -279,33 +431,113 @@ pub(super) fn matrices<'a>(
             policies,
         };
         // One set computation per column, shared by its rows (callers the policies cannot
-        // tell apart share one evaluation).
+        // tell apart share one evaluation); a column that takes a path of its own (ambient,
+        // or behind a waypoint) has one per caller data plane.
+        let protocol_of = |proto: &str| {
+            Protocols::of(match proto {
+                "http" => PortProtocol::Http,
+                "tcp" => PortProtocol::Tcp,
+                "udp" => PortProtocol::Udp,
+                _ => PortProtocol::Sniffed,
+            })
+        };
+        let mut route_cols: Vec<Option<RouteColumn<'_>>> = cols
+            .iter()
+            .map(|&(w, port, _)| {
+                if input.workloads[w].dp == "none" {
+                    return None;
+                }
+                route_column(input, w, port)
+            })
+            .collect();
         let mut columns: Vec<Option<Reach<'_>>> = cols
             .iter()
-            .map(|&(w, port, proto)| {
+            .enumerate()
+            .map(|(ci, &(w, port, proto))| {
                 let port = port.and_then(|p| u16::try_from(p).ok())?;
+                if route_cols[ci].is_some() {
+                    return None;
+                }
                 let enforcement = if input.workloads[w].dp == "none" {
                     Enforcement::Unenforced("the workload runs without a proxy: nothing enforces mTLS or AuthorizationPolicy")
                 } else {
                     Enforcement::Sidecar(input.targets[w].clone())
                 };
-                let protocol = match proto {
-                    "http" => PortProtocol::Http,
-                    "tcp" => PortProtocol::Tcp,
-                    "udp" => PortProtocol::Udp,
-                    _ => PortProtocol::Sniffed,
-                };
                 let host = format!("{}.{}.svc", input.workloads[w].n, ns);
-                Some(Reach::new(enforcement, port, Protocols::of(protocol), &host))
+                Some(Reach::new(enforcement, port, protocol_of(proto), &host))
             })
             .collect();
+        let mut hops: Vec<String> = Vec::new();
         let mut c = Vec::with_capacity(peers.len());
-        for peer in &peers {
+        for (ri, peer) in peers.iter().enumerate() {
+            let caller = if ri == 0 {
+                CallerPlane::Outside
+            } else {
+                ids[ri]
+                    .0
+                    .split_once('/')
+                    .and_then(|(n, sa)| input.callers.get(&(n.to_owned(), sa.to_owned())))
+                    .copied()
+                    .unwrap_or(CallerPlane::Sidecar)
+            };
             let mut line = Vec::with_capacity(cols.len());
-            for reach in columns.iter_mut() {
-                let Some(reach) = reach else {
-                    line.push(-1);
-                    continue;
+            for (ci, &(w, _, proto)) in cols.iter().enumerate() {
+                let (reach, path) = match (&mut route_cols[ci], &mut columns[ci]) {
+                    (Some(rc), _) => {
+                        let (via, port) = (rc.via, rc.port);
+                        let (reach, words) =
+                            rc.routes[plane_slot(caller)].get_or_insert_with(|| {
+                                let d = &input.sources[w].workload;
+                                let dest = Destination {
+                                    namespace: &d.namespace,
+                                    labels: &d.labels,
+                                    label: format!(
+                                        "{} {}/{}",
+                                        d.kind.as_str().to_ascii_lowercase(),
+                                        d.namespace,
+                                        d.name
+                                    ),
+                                    plane: input.planes[w],
+                                    workload_waypoint: input
+                                        .topology
+                                        .workload_binding(&d.namespace, &d.labels),
+                                };
+                                let route =
+                                    Route::new(input.set, input.topology, caller, via, &dest);
+                                let words = route_words(&route, caller);
+                                let idx = match hops.iter().position(|h| *h == words) {
+                                    Some(i) => i,
+                                    None => {
+                                        hops.push(words);
+                                        hops.len() - 1
+                                    }
+                                };
+                                let via_port = match via {
+                                    Addressed::Service { port, .. } => port,
+                                    Addressed::Pod => port,
+                                };
+                                let path = PathEnforcement {
+                                    route,
+                                    via_port,
+                                    pod_port: port,
+                                };
+                                let at = path.port();
+                                let host = format!("{}.{}.svc", input.workloads[w].n, ns);
+                                let reach = Reach::new(
+                                    Enforcement::Path(Box::new(path)),
+                                    at,
+                                    protocol_of(proto),
+                                    &host,
+                                );
+                                (reach, idx)
+                            });
+                        (reach, Some(*words))
+                    }
+                    (None, Some(reach)) => (reach, None),
+                    (None, None) => {
+                        line.push(-1);
+                        continue;
+                    }
                 };
                 let computed = reach.of(peer.as_ref());
                 let set = &computed.1;
@@ -319,6 +551,7 @@ pub(super) fn matrices<'a>(
                     set.text.clone(),
                     row(&set.allowed_by),
                     row(&set.denied_by),
+                    path,
                 );
                 line.push(outcomes.intern(cell));
             }
@@ -330,6 +563,7 @@ pub(super) fn matrices<'a>(
             total,
             cols,
             o: outcomes.list,
+            hops,
             w,
             c: c.iter().map(|row| encode(row, w)).collect(),
         }));
@@ -365,15 +599,21 @@ mod tests {
             .expect("column");
         let names = |ds: &[super::DeciderRow]| -> Vec<String> {
             ds.iter()
-                .map(|(p, rule, how)| match (p, rule) {
-                    (Some(p), Some(r)) => format!("{} rules[{r}] ({how})", data.pol[*p].n),
-                    (Some(p), None) => format!("{} ({how})", data.pol[*p].n),
-                    (None, _) => (*how).to_owned(),
+                .map(|(p, rule, how, hop)| {
+                    let base = match (p, rule) {
+                        (Some(p), Some(r)) => format!("{} rules[{r}] ({how})", data.pol[*p].n),
+                        (Some(p), None) => format!("{} ({how})", data.pol[*p].n),
+                        (None, _) => (*how).to_owned(),
+                    };
+                    match hop {
+                        Some(h) => format!("{base} at {h}"),
+                        None => base,
+                    }
                 })
                 .collect()
         };
         m.outcome(r, c).map(|o| {
-            let (summary, text, allow, deny) = &m.o[o];
+            let (summary, text, allow, deny, _) = &m.o[o];
             (
                 (*summary).to_owned(),
                 text.clone(),
@@ -532,6 +772,7 @@ mod tests {
                 total: 0,
                 cols: vec![(0, None, ""); 4],
                 o: Vec::new(),
+                hops: Vec::new(),
                 w,
                 c: vec![super::encode(&row, w)],
             };
@@ -583,5 +824,93 @@ mod tests {
                 &["deny-all (default-deny)"]
             )
         );
+    }
+
+    #[test]
+    fn ambient_cells_follow_the_path_through_the_waypoint() {
+        let objects = vec![
+            namespace(
+                "shop",
+                json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}),
+            ),
+            namespace("payments", json!({"istio-injection": "enabled"})),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "waypoint", "namespace": "shop"},
+                "spec": {"gatewayClassName": "istio-waypoint",
+                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 80, "targetPort": 9080}]}}),
+            with_sa(
+                deployment("shop", "reviews", json!({"app": "reviews"}), &[9080]),
+                "reviews",
+            ),
+            with_sa(
+                deployment("shop", "frontend", json!({"app": "frontend"}), &[8080]),
+                "frontend",
+            ),
+            with_sa(
+                deployment("payments", "billing", json!({"app": "billing"}), &[8080]),
+                "billing",
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "reviews-l7",
+                json!({"targetRefs": [{"kind": "Service", "group": "", "name": "reviews"}],
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/frontend"]}}],
+                               "to": [{"operation": {"methods": ["GET"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "reviews-only-via-waypoint",
+                json!({"selector": {"matchLabels": {"app": "reviews"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/waypoint"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "from-billing",
+                json!({"selector": {"matchLabels": {"app": "reviews"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/payments/sa/billing"]}}]}]}),
+            ),
+        ];
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        // frontend (ambient), through the Service's waypoint: GET passes the waypoint (its
+        // ALLOW for frontend), then the pods' ztunnel admits the waypoint's identity; anything
+        // else the waypoint refuses.
+        assert_eq!(
+            cell(&data, "shop", "shop/frontend", "reviews"),
+            seen(
+                "S",
+                "GET",
+                &["reviews-only-via-waypoint rules[0] (allow) at the ztunnel of deployment shop/reviews"],
+                &["reviews-l7 (default-deny) at waypoint shop/waypoint"]
+            )
+        );
+        // billing (sidecar): straight to the pods, where ztunnel admits it by its own
+        // identity, whatever it sends.
+        assert_eq!(
+            cell(&data, "shop", "payments/billing", "reviews"),
+            seen("A", "all", &["from-billing rules[0] (allow)"], &[])
+        );
+        // The paths are in the cells' explanations.
+        let i = data.ns.iter().position(|n| n.n == "shop").expect("ns");
+        let m = data.reach[i].as_ref().expect("matrix");
+        let hops: Vec<&str> = m.hops.iter().map(String::as_str).collect();
+        assert!(
+            hops.iter().any(|h| h.starts_with("ambient caller → waypoint shop/waypoint (decides with the caller's own identity) → the ztunnel of deployment shop/reviews, which sees the waypoint's identity cluster.local/ns/shop/sa/waypoint")),
+            "{hops:?}"
+        );
+        assert!(
+            hops.iter()
+                .any(|h| h.contains("sidecar callers never use waypoints")),
+            "{hops:?}"
+        );
+        // The grid says ztunnel and names the waypoint.
+        let w = data.wl.iter().find(|w| w.n == "reviews").expect("reviews");
+        assert_eq!(w.dp, "ztunnel");
+        assert_eq!(w.wp.as_deref(), Some("shop/waypoint (Service reviews)"));
     }
 }

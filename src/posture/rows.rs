@@ -41,7 +41,7 @@ pub type PortCell = (
 );
 
 /// One workload of the grid, serialised as an array in field order (`[k, n, ns, dp, sa, sai,
-/// sax, p, dd, ddp, ap, f, s, file, line]`): ten thousand workloads make the keys count.
+/// sax, p, dd, ddp, ap, f, s, file, line, wp]`): ten thousand workloads make the keys count.
 #[derive(Debug)]
 pub struct WorkloadRow<'a> {
     /// Kind.
@@ -50,8 +50,10 @@ pub struct WorkloadRow<'a> {
     pub n: &'a str,
     /// Namespace, index into `ns`.
     pub ns: usize,
-    /// Data plane: `sidecar`, `ambient`, `none` or `unknown`.
+    /// Data plane: `sidecar`, `ztunnel` (ambient), `none` or `unknown`.
     pub dp: &'static str,
+    /// The waypoints its traffic goes through (`shop/waypoint (Service reviews)`), if any.
+    pub wp: Option<String>,
     /// ServiceAccount its pods run as.
     pub sa: &'a str,
     /// No ServiceAccount named: `default` by omission.
@@ -79,7 +81,7 @@ pub struct WorkloadRow<'a> {
 impl Serialize for WorkloadRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(15)?;
+        let mut t = s.serialize_tuple(16)?;
         t.serialize_element(self.k)?;
         t.serialize_element(self.n)?;
         t.serialize_element(&self.ns)?;
@@ -95,6 +97,7 @@ impl Serialize for WorkloadRow<'_> {
         t.serialize_element(&self.s)?;
         t.serialize_element(&self.file)?;
         t.serialize_element(&self.line)?;
+        t.serialize_element(&self.wp)?;
         t.end()
     }
 }

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 /// The cluster as the impact computation reads it: the objects that decide requests, the
 /// workloads with their ports, and the callers worth asking about. Built once per change of
 /// the watched objects, shared by every review.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ImpactIndex {
     inventory: Inventory,
     workloads: Vec<WorkloadNode>,
@@ -40,6 +40,7 @@ pub struct ImpactIndex {
     /// (indexes into the inventory).
     policies: HashMap<String, Vec<usize>>,
     seeds: CallerSeeds,
+    topology: crate::dataplane::Topology,
 }
 
 /// The kinds the policy sets are built from.
@@ -69,12 +70,16 @@ impl ImpactIndex {
             }
         }
         let seeds = CallerSeeds::of(&[&inventory], &Mesh::from_context(mesh));
+        let topology = crate::dataplane::Topology::new(
+            inventory.objects().iter().map(|o| (o.kind, &o.object)),
+        );
         ImpactIndex {
             inventory,
             workloads,
             by_namespace,
             policies,
             seeds,
+            topology,
         }
     }
 
@@ -232,10 +237,13 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
             .chain(&t.deny)
             .chain(&t.allow)
             .any(|&i| t.set().policies()[i].id() == id),
-        Enforcement::Unenforced(_) => false,
+        Enforcement::Path(_) | Enforcement::Unenforced(_) => false,
     };
     for w in scope {
-        let (be, he) = (model::enforcement(&base, w), model::enforcement(&head, w));
+        let (be, he) = (
+            model::enforcement(&base, &index.topology, w),
+            model::enforcement(&head, &index.topology, w),
+        );
         if matches!(be, Enforcement::Unenforced(_)) {
             continue;
         }

@@ -9,13 +9,13 @@
 
 use crate::authz::{Identity, Mesh, PolicySet};
 use crate::context::{ClusterView, Lookup};
+use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::inventory::Inventory;
 use crate::istio::AuthorizationPolicy;
 use crate::mesh::MeshContext;
 use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{port_protocol, PortProtocol};
-use crate::rules::workload::{workload_dataplane, Dataplane};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +42,7 @@ pub struct WorkloadNode {
     pub host: String,
     /// The data plane, in words (`sidecar`, `ambient`, `none`, `unknown`).
     pub plane: &'static str,
+    pub pod_plane: PodPlane,
 }
 
 impl WorkloadNode {
@@ -168,15 +169,17 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
             .and_then(|t| t.service_account())
             .map_or("default", |(_, sa)| sa)
             .to_owned();
-        let plane = match &t {
-            Some(t) if t.is_pod() && t.has_proxy() => Dataplane::Sidecar,
-            Some(t) => {
-                workload_dataplane(mesh, o.namespace(), t, &inv.namespace_labels(o.namespace()))
-            }
-            None => Dataplane::Unknown,
+        let pod_plane = match &t {
+            Some(t) => workload_plane(mesh, o.namespace(), t, &inv.namespace_labels(o.namespace())),
+            None => PodPlane {
+                plane: Plane::Unknown,
+                outside: None,
+                bypass_inbound: false,
+            },
         };
+        let plane = pod_plane.plane;
         let unenforced = match plane {
-            Dataplane::Outside => Some("the workload runs outside the mesh (no proxy)"),
+            Plane::Outside => Some("the workload runs outside the mesh (no proxy)"),
             _ => None,
         };
         let mut host = None;
@@ -211,6 +214,7 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
             unenforced,
             host,
             plane: plane.as_str(),
+            pod_plane,
         });
     }
     out
@@ -395,11 +399,36 @@ pub fn callers(inventories: &[&Inventory], mesh: &Mesh) -> Vec<CallerNode> {
     CallerSeeds::of(inventories, mesh).callers(mesh)
 }
 
-/// The enforcement point of a workload in a policy set.
-pub fn enforcement<'s>(set: &'s PolicySet, w: &WorkloadNode) -> super::Enforce<'s> {
-    match w.unenforced {
-        Some(why) => super::Enforce::Unenforced(why),
-        None => super::Enforce::Sidecar(set.target(&w.namespace, &w.labels)),
+/// The enforcement point of a workload in a policy set. An ambient workload is decided by its
+/// ztunnel, as a request addressed to its pods from a caller that uses no waypoint meets it
+/// ([`crate::authz::hops::Route`]); the paths of ambient callers through waypoints are the
+/// posture page's (`posture::reach`), not yet `diff`'s and impact's.
+pub fn enforcement<'s>(
+    set: &'s PolicySet,
+    topology: &Topology,
+    w: &WorkloadNode,
+) -> super::Enforce<'s> {
+    use crate::authz::hops::{Addressed, CallerPlane, Destination, Route};
+    match (w.unenforced, w.pod_plane.plane) {
+        (Some(why), _) => super::Enforce::Unenforced(why),
+        (None, Plane::Ambient) => {
+            let dest = Destination {
+                namespace: &w.namespace,
+                labels: &w.labels,
+                label: format!("{} {}", w.kind.as_str().to_ascii_lowercase(), w.id()),
+                plane: w.pod_plane,
+                workload_waypoint: topology.workload_binding(&w.namespace, &w.labels),
+            };
+            let route = Route::new(set, topology, CallerPlane::Sidecar, Addressed::Pod, &dest);
+            // No waypoint on this path: the requests reach the pods on the port they address
+            // (the partition's), so the ports here are not read.
+            super::Enforce::Path(Box::new(super::eval::PathEnforcement {
+                route,
+                via_port: 0,
+                pod_port: 0,
+            }))
+        }
+        (None, _) => super::Enforce::Sidecar(set.target(&w.namespace, &w.labels)),
     }
 }
 

@@ -314,7 +314,7 @@ fn refused_token(e: &Enforcement<'_>, req: &Request) -> bool {
             t.token(req),
             crate::authz::decision::TokenStep::Rejected { .. }
         ),
-        Enforcement::Unenforced(_) => false,
+        Enforcement::Path(_) | Enforcement::Unenforced(_) => false,
     }
 }
 
@@ -346,6 +346,7 @@ fn cells_and_descriptions_agree_with_the_evaluator() {
                         !outside(match enf.decide(&req) {
                             super::eval::Decision::Authz(o) => o,
                             super::eval::Decision::Unenforced => Outcome::NoAllowPolicy,
+                            super::eval::Decision::Path(p) => p.outcome,
                         }),
                         "round {round}: representative {} is refused before authorization",
                         req.describe()

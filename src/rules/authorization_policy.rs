@@ -786,11 +786,14 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     default_action: Action::Warn,
     summary: "a DENY rule with HTTP-only fields and no ports denies all TCP (non-HTTP) traffic to the workload",
     example_fix: "to: [{operation: {ports: [\"8080\"], paths: [\"/admin/*\"]}}]",
-    needs: &[],
-    check: |review, _ctx, out| {
+    needs: &[crate::context::Need::NamespaceLabels],
+    check: |review, ctx, out| {
         let ap = policy(review);
         if ap.action() != Some(AuthzAction::Deny) {
             return;
+        }
+        if !ap.has_target_refs() && super::ambient::ambient_namespace(review, ctx) {
+            return; // ztunnel drops the HTTP fields differently: ap-ztunnel-http says how
         }
         for rule in ap.rules() {
             let (http_only, ports) = http_only_and_ports(&rule);

@@ -9,6 +9,7 @@ use crate::mesh::MeshContext;
 use crate::resource::{Kind, Review};
 use std::fmt;
 
+pub mod ambient;
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod envoy_filter;
@@ -123,11 +124,14 @@ pub static REGISTRY: &[&Rule] = &[
     &authorization_policy::HTTP_ONLY_DENY_WITHOUT_PORTS,
     &authorization_policy::REMOTE_IP_UNTRUSTED,
     &authorization_policy::SOURCE_IP_BEHIND_GATEWAY,
+    &ambient::ZTUNNEL_HTTP,
+    &ambient::ZTUNNEL_ACTION,
     &request_authentication::MISSING_ISSUER,
     &request_authentication::INSECURE_JWKS_URI,
     &request_authentication::MISSING_AUDIENCES,
     &request_authentication::JWKS_PRIVATE_KEY,
     &request_authentication::JWKS_URI_INTERNAL,
+    &ambient::RA_AMBIENT_SELECTOR,
     &destination_rule::TLS_DISABLED,
     &destination_rule::TLS_NOT_ISTIO_MUTUAL,
     &destination_rule::TLS_NO_VERIFICATION,
@@ -312,6 +316,9 @@ mod tests {
             None if kind == Kind::DestinationRule => {
                 o["spec"] = serde_json::json!({"host": "db.data",
                     "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
+            }
+            None if kind == Kind::PeerAuthentication => {
+                o["spec"] = serde_json::json!({"mtls": {"mode": "DISABLE"}});
             }
             None => {}
         }

@@ -24,9 +24,8 @@ use crate::mesh::Why;
 use crate::resource::{labels_of, Kind};
 use std::collections::BTreeMap;
 
-pub const ISTIO_INJECTION: &str = "istio-injection";
-pub const REV: &str = "istio.io/rev";
-pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+use crate::dataplane::labels::{injection, is_ambient, Injection};
+pub use crate::dataplane::labels::{DATAPLANE_MODE, ISTIO_INJECTION, REV};
 
 const KINDS: &[Kind] = &[Kind::Namespace];
 
@@ -42,41 +41,6 @@ const NAMESPACE_AND_WORKLOADS: &[Kind] = &[
     Kind::Job,
     Kind::CronJob,
 ];
-
-/// What a namespace's labels mean for sidecar injection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Injection<'a> {
-    /// `istio-injection=enabled`, or `istio.io/rev` without `istio-injection`.
-    Sidecar,
-    /// `istio-injection` with any value but `enabled` (it wins over `istio.io/rev`).
-    Off(&'a str),
-    /// `istio.io/dataplane-mode=ambient` and no sidecar label.
-    Ambient,
-    /// No injection label at all.
-    None,
-}
-
-/// Read a namespace's injection mode from its labels, with Istio's precedence.
-pub fn injection(labels: &BTreeMap<String, String>) -> Injection<'_> {
-    match labels.get(ISTIO_INJECTION) {
-        Some(v) if v == "enabled" => Injection::Sidecar,
-        Some(v) => Injection::Off(v),
-        None if labels.get(REV).is_some_and(|r| !r.is_empty()) => Injection::Sidecar,
-        None if is_ambient(labels) => Injection::Ambient,
-        None => Injection::None,
-    }
-}
-
-/// `istio.io/dataplane-mode=ambient` among the labels (of a namespace or a pod).
-pub fn is_ambient(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
-}
-
-/// Whether a namespace's pods are in the mesh by default: injected with a sidecar, or captured
-/// by ztunnel (ambient, which also applies where `istio-injection` keeps sidecars out).
-pub fn in_mesh(labels: &BTreeMap<String, String>) -> bool {
-    injection(labels) == Injection::Sidecar || is_ambient(labels)
-}
 
 /// The label (key, value) the policy wants namespaces to carry.
 pub fn wanted_label(policy: &Policy) -> (&'static str, &str) {
@@ -514,6 +478,7 @@ pub static UNKNOWN_REVISION: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::labels::in_mesh;
     use crate::resource::Review;
     use crate::rules::testing::{obj, run, run_with};
     use crate::rules::Ctx;

@@ -54,21 +54,30 @@ pub static DISABLED_MTLS: Rule = Rule {
     id: "pa-disabled-mtls",
     kinds: KINDS,
     default_action: Action::Deny,
-    summary: "mtls.mode DISABLE anywhere turns mutual TLS off",
+    summary: "mtls.mode DISABLE anywhere turns mutual TLS off (in an ambient namespace ztunnel reads it as PERMISSIVE: plaintext gets in)",
     example_fix: "spec.mtls.mode: STRICT",
-    needs: &[],
+    needs: &[crate::context::Need::NamespaceLabelsOnDisable],
     check: |review, ctx, out| {
         let pa = policy(review);
+        let mut ambient = None;
         for (path, mode) in pa.modes() {
             if mode == "DISABLE" {
-                out.push(Violation::new(
-                    path,
+                let ambient = *ambient.get_or_insert_with(|| {
+                    review.written().is_some() && super::ambient::ambient_namespace(review, ctx)
+                });
+                let message = if ambient {
+                    format!(
+                        "namespace {:?} is ambient, where ztunnel treats DISABLE as PERMISSIVE for {}: mesh clients keep using HBONE (mTLS, with their identity), and plaintext clients get in without one, past every identity-based AuthorizationPolicy",
+                        review.namespace,
+                        scope(review, ctx, &pa)
+                    )
+                } else {
                     format!(
                         "DISABLE turns off mutual TLS for {}: traffic is plaintext and unauthenticated",
                         scope(review, ctx, &pa)
-                    ),
-                    "set mode: STRICT",
-                ));
+                    )
+                };
+                out.push(Violation::new(path, message, "set mode: STRICT"));
             }
         }
     },

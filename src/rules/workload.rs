@@ -21,10 +21,7 @@
 //! (`Lookup::Unknown`), `onLookupFailure: deny` reports "namespace labels unknown" and `allow`
 //! reports nothing.
 
-use super::namespace::{
-    is_ambient, relabel_command, served_summary, suggested_label_for, DATAPLANE_MODE,
-    ISTIO_INJECTION, REV,
-};
+use super::namespace::{relabel_command, served_summary, suggested_label_for};
 use super::proxy::{
     istio_containers, proxy_config_interception, proxy_image_accepted, role, Role,
     INTERCEPTION_MODE, PROXY_CONFIG,
@@ -32,6 +29,10 @@ use super::proxy::{
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::OnLookupFailure;
 use crate::context::{Lookup, Need};
+use crate::dataplane::labels::{
+    go_bool, is_ambient, BYPASS_INBOUND_CAPTURE, DATAPLANE_MODE, ISTIO_INJECTION, REV,
+};
+use crate::dataplane::{pod_plane, Plane};
 use crate::mesh::Why;
 use crate::pod_template::{
     Container, PodTemplate, INIT_CONTAINER, INJECT, PROXY_CONTAINER, PROXY_GID, PROXY_UID,
@@ -79,58 +80,13 @@ fn unknown_namespace(
     ));
 }
 
-/// Which data plane will carry a pod's traffic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dataplane {
-    /// The sidecar injector adds istio-proxy.
-    Sidecar,
-    /// No sidecar; ztunnel captures the pod (ambient mode).
-    Ambient,
-    /// Neither: the pod runs outside the mesh.
-    Outside,
-    /// The namespace's labels are not known, and the pod's own labels do not settle it.
-    Unknown,
-}
-
-impl Dataplane {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dataplane::Sidecar => "sidecar",
-            Dataplane::Ambient => "ambient",
-            Dataplane::Outside => "none",
-            Dataplane::Unknown => "unknown",
-        }
-    }
-}
-
-/// Where a pod of `namespace` goes in the mesh as installed: the same decision the workload
-/// rules make (the injector's, else ambient capture), for the posture page.
-pub fn workload_dataplane(
-    mesh: &crate::mesh::MeshContext,
-    namespace: &str,
-    t: &PodTemplate<'_>,
-    ns: &Lookup<BTreeMap<String, String>>,
-) -> Dataplane {
-    let inject = match ns {
-        Lookup::Found(labels) => {
-            let (pl, pa) = (t.label_view(), t.annotation_view());
-            Some(
-                mesh.injection(namespace, labels, &pl, &pa, t.host_network())
-                    .inject,
-            )
-        }
-        _ => None,
-    };
-    dataplane(t, ns, inject)
-}
-
 /// What the rules of one review know about its pod's injection, worked out once per review
 /// ([`super::ReviewCache`]): the namespace's labels and, when they are known, the injector
 /// decision of the mesh context (precomputed selectors, no allocation).
 #[derive(Debug)]
 pub(crate) struct PodInjection {
     ns: Lookup<BTreeMap<String, String>>,
-    plane: Dataplane,
+    plane: Plane,
     /// The mesh's injector decision: `None` when the namespace's labels are unknown.
     decision: Option<(bool, Why)>,
 }
@@ -149,7 +105,14 @@ fn pod_injection<'c>(review: &Review<'_>, ctx: &Ctx<'c>, t: &PodTemplate<'_>) ->
             }
             _ => None,
         };
-        let plane = dataplane(t, &ns, decision.map(|(inject, _)| inject));
+        let plane = pod_plane(
+            ctx.mesh,
+            review.namespace,
+            t,
+            &ns,
+            decision.map(|(inject, _)| inject),
+        )
+        .plane;
         PodInjection {
             ns,
             plane,
@@ -169,44 +132,6 @@ fn decision_text(
     ctx.mesh
         .injection(review.namespace, labels, &pl, &pa, t.host_network())
         .to_string()
-}
-
-/// Where this pod's traffic goes: the injector decision (`inject`, when the namespace's labels are
-/// known), else ambient capture from the pod's and the namespace's labels.
-fn dataplane(
-    t: &PodTemplate<'_>,
-    ns: &Lookup<BTreeMap<String, String>>,
-    inject: Option<bool>,
-) -> Dataplane {
-    if t.host_network() {
-        return Dataplane::Outside; // neither injected nor captured
-    }
-    let pod_mode = t.label(DATAPLANE_MODE);
-    let Lookup::Found(labels) = ns else {
-        if t.opts_in() {
-            return Dataplane::Sidecar;
-        }
-        // Pod-level ambient enrolment is certain only when the pod also refuses a sidecar
-        // (otherwise a sidecar namespace would inject it, and sidecars win).
-        return if pod_mode == Some("ambient") && t.injection_disabled() {
-            Dataplane::Ambient
-        } else {
-            Dataplane::Unknown
-        };
-    };
-    if inject == Some(true) {
-        return Dataplane::Sidecar;
-    }
-    let ambient = match pod_mode {
-        Some("ambient") => true,
-        Some("none") => false,
-        _ => is_ambient(labels),
-    };
-    if ambient {
-        Dataplane::Ambient
-    } else {
-        Dataplane::Outside
-    }
 }
 
 /// Whether a `sidecar.istio.io/inject` value keeps the sidecar out. With no injector visible,
@@ -308,10 +233,10 @@ pub static INJECTION_DISABLED: Rule = Rule {
         let Some(t) = PodTemplate::written(review) else { return };
         let facts = pod_injection(review, ctx, &t);
         let (ns, plane) = (&facts.ns, facts.plane);
-        if plane == Dataplane::Ambient {
+        if plane == Plane::Ambient {
             return; // ztunnel captures the pod: it is in the mesh without a sidecar
         }
-        if let (Lookup::Found(labels), Some("none"), Dataplane::Outside) =
+        if let (Lookup::Found(labels), Some("none"), Plane::Outside) =
             (ns, t.label(DATAPLANE_MODE), plane)
         {
             if is_ambient(labels) {
@@ -367,7 +292,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
         let ns = review.namespace;
         let labels_path = t.path("metadata.labels");
         let facts = pod_injection(review, ctx, &t);
-        if facts.plane == Dataplane::Ambient {
+        if facts.plane == Plane::Ambient {
             return; // enrolled in ambient mode: ztunnel captures it without a sidecar
         }
         match (&facts.ns, facts.decision) {
@@ -602,14 +527,6 @@ const BYPASS_ANNOTATIONS: &[(&str, Bypass, &str)] = &[
         "interception mode NONE installs no traffic redirection, so the proxy sees only what the application sends to it on purpose"),
 ];
 
-/// The ambient-mode annotation that stops ztunnel from capturing a pod's inbound traffic.
-const BYPASS_INBOUND_CAPTURE: &str = "ambient.istio.io/bypass-inbound-capture";
-
-/// A boolean as Go's `strconv.ParseBool` reads it (how Istio reads annotation flags).
-fn go_bool(v: &str) -> bool {
-    matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True")
-}
-
 pub static TRAFFIC_BYPASS: Rule = Rule {
     id: "wl-traffic-bypass",
     kinds: KINDS,
@@ -620,7 +537,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     check: |review, ctx, out| {
         let Some(t) = PodTemplate::written(review) else { return };
         let plane = pod_injection(review, ctx, &t).plane;
-        if matches!(plane, Dataplane::Ambient | Dataplane::Unknown) {
+        if matches!(plane, Plane::Ambient | Plane::Unknown) {
             if let Some(value) = t.annotation(BYPASS_INBOUND_CAPTURE) {
                 if go_bool(value) {
                     out.push(Violation::new(
@@ -631,7 +548,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
                 }
             }
         }
-        if plane == Dataplane::Ambient {
+        if plane == Plane::Ambient {
             return; // the sidecar annotations do nothing without a sidecar
         }
         for (key, how, what) in BYPASS_ANNOTATIONS {

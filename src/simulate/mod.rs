@@ -9,12 +9,12 @@ pub mod policy_tests;
 pub mod results;
 pub mod scenario;
 
-use crate::authz::{Explanation, Mesh, PolicySet, Verdict};
+use crate::authz::hops::{Destination, Route};
+use crate::authz::{Explanation, PolicySet, Verdict};
 use crate::config::Policy;
-use crate::inventory::Inventory;
 use crate::mesh::MeshContext;
 use clap::{Args, ValueEnum};
-use scenario::{Caller, RequestSpec, Resolved, TokenSpec};
+use scenario::{Caller, RequestSpec, Resolved, TokenSpec, World};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::IpAddr;
@@ -49,7 +49,8 @@ pub struct SimulateArgs {
     /// The caller's mesh identity: NAMESPACE/SERVICEACCOUNT.
     #[arg(long, value_name = "NS/SA")]
     pub from: Option<String>,
-    /// The caller is this workload (its ServiceAccount): NAMESPACE/NAME.
+    /// The caller is this workload (its ServiceAccount and data plane): NAMESPACE/NAME,
+    /// NAMESPACE/KIND/NAME, or NAMESPACE/Gateway/NAME for a Gateway API gateway.
     #[arg(long, value_name = "NS/NAME")]
     pub from_workload: Option<String>,
     /// The caller has no mesh identity (sends plaintext).
@@ -58,10 +59,12 @@ pub struct SimulateArgs {
     /// The caller's IP address (source.ip, ipBlocks).
     #[arg(long, value_name = "IP")]
     pub source_ip: Option<IpAddr>,
-    /// The destination workload: NAMESPACE/NAME (or NAMESPACE/KIND/NAME).
-    #[arg(long, value_name = "NS/WORKLOAD")]
+    /// The destination: a workload's pods, NAMESPACE/NAME (or NAMESPACE/KIND/NAME), or a
+    /// Service's VIP, NAMESPACE/Service/NAME.
+    #[arg(long, value_name = "NS/WORKLOAD|NS/Service/NAME")]
     pub to: String,
-    /// Destination (container) port; default: the workload's only port.
+    /// Destination port: the workload's container port (default: its only one), or the
+    /// Service's port (default: its only one).
     #[arg(long)]
     pub port: Option<u16>,
     /// HTTP method. Without --method, --path, --host, --header and --jwt the request is TCP.
@@ -152,14 +155,12 @@ impl SimulateArgs {
 
 /// The mesh the decision runs in: the mesh as installed (`installed`, read with the objects),
 /// with the overrides of `--config` (or the built-in policy) applied, as the engine does.
-pub fn mesh_of(config: Option<&PathBuf>, installed: &MeshContext) -> Result<Mesh, String> {
+pub fn mesh_of(config: Option<&PathBuf>, installed: &MeshContext) -> Result<MeshContext, String> {
     let policy = match config {
         Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
         None => Policy::builtin(),
     };
-    Ok(Mesh::from_context(
-        &installed.with_overrides(&policy.mesh_overrides()),
-    ))
+    Ok(installed.with_overrides(&policy.mesh_overrides()))
 }
 
 /// The request and its explanation as JSON: the explanation's fields plus `request`.
@@ -186,18 +187,37 @@ pub fn json_of(resolved: &Resolved, ex: &Explanation) -> Value {
                 "http": http,
                 "sourceIp": req.source_ip().map(|i| i.to_string()),
                 "jwt": req.jwt().map(|j| j.principal()),
+                "caller": resolved.caller.as_str(),
+                "addressed": match resolved.via {
+                    crate::authz::hops::Addressed::Service { .. } => "service",
+                    crate::authz::hops::Addressed::Pod => "pod",
+                },
+                "workloads": resolved.targets.iter().map(|t| json!({
+                    "workload": t.label, "port": t.port, "dataPlane": t.plane.plane.as_str(),
+                })).collect::<Vec<_>>(),
             }),
         );
     }
     v
 }
 
-/// The explanation as text, with the request line after the headline.
+/// The explanation as text, with the request line after the headline and, when the request
+/// takes more than one hop or meets no sidecar, the path.
 pub fn text_of(resolved: &Resolved, ex: &Explanation) -> String {
     let body = ex.text();
     let (head, rest) = body.split_once('\n').unwrap_or((&body, ""));
+    let mut path = String::new();
+    let plain_sidecar = ex.hops.len() == 1 && ex.hops[0].enforcer == "sidecar";
+    if !ex.hops.is_empty() && !plain_sidecar {
+        let mut chain = vec![format!("{} caller", resolved.caller.as_str())];
+        chain.extend(ex.hops.iter().map(|h| h.at.clone()));
+        path.push_str(&format!("  path:        {}\n", chain.join(" → ")));
+        for (i, h) in ex.hops.iter().enumerate() {
+            path.push_str(&format!("  hop {}:       {}\n", i + 1, h.line()));
+        }
+    }
     format!(
-        "{head}\n  request:     {} → {}, port {}, {}\n{rest}",
+        "{head}\n  request:     {} → {}, port {}, {}\n{path}{rest}",
         resolved.from_label,
         resolved.to_label,
         resolved.request.port(),
@@ -205,15 +225,52 @@ pub fn text_of(resolved: &Resolved, ex: &Explanation) -> String {
     )
 }
 
-/// Resolve and explain one request against an inventory.
+/// Resolve and explain one request: the path it takes to each workload it can land on (one for
+/// a workload, every workload a Service selects), through the waypoints the data plane sends it
+/// to.
 pub fn simulate(
-    inventory: &Inventory,
+    world: &World,
     set: &PolicySet,
     spec: &RequestSpec,
 ) -> Result<(Resolved, Explanation), String> {
-    let resolved = scenario::resolve(inventory, set.mesh(), spec)?;
-    let target = set.target(&resolved.namespace, &resolved.labels);
-    let mut ex = target.explain(&resolved.request);
+    let resolved = scenario::resolve(world, spec)?;
+    let mut explained: Vec<Explanation> = Vec::new();
+    for t in &resolved.targets {
+        let dest = Destination {
+            namespace: &t.namespace,
+            labels: &t.labels,
+            label: t.label.clone(),
+            plane: t.plane,
+            workload_waypoint: t.workload_waypoint.clone(),
+        };
+        let route = Route::new(set, &world.topology, resolved.caller, resolved.via, &dest);
+        let forwarded = route.forwarded(&resolved.request, t.port);
+        explained.push(route.explain(&resolved.request, &forwarded));
+    }
+    // Several workloads behind one Service: the request lands on one of them. Report the first
+    // that denies (the request can be denied), with a note when the others differ.
+    let verdicts: Vec<Verdict> = explained.iter().map(|e| e.verdict).collect();
+    let pick = verdicts
+        .iter()
+        .position(|v| *v == Verdict::Deny)
+        .unwrap_or(0);
+    let mut ex = explained.swap_remove(pick);
+    if resolved.targets.len() > 1 && verdicts.iter().any(|v| *v != verdicts[0]) {
+        let list: Vec<String> = resolved
+            .targets
+            .iter()
+            .zip(&verdicts)
+            .map(|(t, v)| format!("{} {v}", t.label))
+            .collect();
+        ex.notes.insert(
+            0,
+            format!(
+                "{} load-balances over several workloads and the verdict depends on which one the request lands on ({}): shown is one that denies",
+                resolved.to_label,
+                list.join(", ")
+            ),
+        );
+    }
     ex.notes.splice(0..0, resolved.notes.iter().cloned());
     Ok((resolved, ex))
 }
@@ -233,9 +290,9 @@ pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         } else {
             scenario::load_manifests(&args.paths, &args.namespace, &[])?
         };
-        let mesh = mesh_of(args.config.as_ref(), &installed)?;
-        let set = scenario::policy_set(&inventory, mesh).assume_custom_deny(args.custom_deny);
-        simulate(&inventory, &set, &spec)
+        let world = World::new(inventory, mesh_of(args.config.as_ref(), &installed)?);
+        let set = world.policy_set().assume_custom_deny(args.custom_deny);
+        simulate(&world, &set, &spec)
     })();
     let (resolved, ex) = match result {
         Ok(r) => r,

@@ -5,9 +5,9 @@
 //! manifests: [../policies/]        # optional, relative to this file
 //! tests:
 //!   - name: frontend reads data
-//!     from: production/frontend    # or fromWorkload: NS/NAME, or plaintext: true
-//!     to: production/backend
-//!     port: 80                     # optional when the workload has one port
+//!     from: production/frontend    # or fromWorkload: NS/NAME (NS/Gateway/NAME), or plaintext: true
+//!     to: production/backend       # a workload's pods; NS/Service/NAME addresses the Service
+//!     port: 80                     # optional when the workload (or Service) has one port
 //!     sourceIp: 10.0.0.7           # optional
 //!     request: {method: GET, path: /api/data, host: backend, headers: {x-api-version: v1}}
 //!     jwt: {issuer: https://auth.example.com, subject: alice, audiences: [api], claims: {role: admin}}
@@ -24,10 +24,9 @@
 //! webhook's own code path; a file may mix both kinds. `--record REVIEW.json…` turns captured
 //! AdmissionReviews into admission cases.
 
-use super::scenario::{self, Caller, RequestSpec, TokenSpec};
+use super::scenario::{self, Caller, RequestSpec, TokenSpec, World};
 use super::{mesh_of, simulate, EXIT_USAGE};
 use crate::authz::{Explanation, Verdict};
-use crate::inventory::Inventory;
 use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
@@ -414,7 +413,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     // Parse every file, resolve every test, and only then run: a bad file fails the run
     // before any verdict is printed.
     let mut errors = Vec::new();
-    let mut suites: Vec<(Inventory, crate::authz::Mesh, Vec<Prepared>)> = Vec::new();
+    let mut suites: Vec<(World, Vec<Prepared>)> = Vec::new();
     let mut admission = super::admission_tests::Suites::default();
     for file in &test_files {
         let (manifests, tests) = match parse(file, &mut admission) {
@@ -454,22 +453,22 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             Ok(m) => m,
             Err(e) => return fail(err, &[e]),
         };
+        let world = World::new(inventory, mesh);
         for t in &tests {
-            if let Err(e) = scenario::resolve(&inventory, &mesh, &t.spec) {
+            if let Err(e) = scenario::resolve(&world, &t.spec) {
                 errors.push(format!("{}:{}: test \"{}\": {e}", t.file, t.line, t.name));
             }
         }
-        suites.push((inventory, mesh, tests));
+        suites.push((world, tests));
     }
     if !errors.is_empty() {
         return fail(err, &errors);
     }
     let mut outcomes = Vec::new();
-    for (inventory, mesh, tests) in &suites {
-        let set =
-            scenario::policy_set(inventory, mesh.clone()).assume_custom_deny(args.custom_deny);
+    for (world, tests) in &suites {
+        let set = world.policy_set().assume_custom_deny(args.custom_deny);
         for t in tests {
-            match simulate(inventory, &set, &t.spec) {
+            match simulate(world, &set, &t.spec) {
                 Ok((_, explanation)) => outcomes.push(Outcome {
                     file: t.file.clone(),
                     line: t.line,

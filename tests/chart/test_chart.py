@@ -56,7 +56,9 @@ RBAC_READS = {
     "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
     "batch": {"jobs", "cronjobs"},
     "security.istio.io": {"peerauthentications", "authorizationpolicies", "requestauthentications"},
-    "networking.istio.io": {"destinationrules", "envoyfilters", "sidecars"},
+    "networking.istio.io": {"destinationrules", "serviceentries", "envoyfilters", "sidecars"},
+    # The ambient topology: waypoints, ingress routes.
+    "gateway.networking.k8s.io": {"gateways", "gatewayclasses", "httproutes"},
     # The mesh as installed: Istio's injector webhooks (cluster-scoped).
     "admissionregistration.k8s.io": {"mutatingwebhookconfigurations"},
     # PolicyExceptions (serve watches them, audit lists them).

@@ -21,6 +21,7 @@
 //! machine's core count, and print its own wall time. It takes libtest's arguments (a name
 //! filter, `--test-threads`).
 
+mod ambient;
 mod audit;
 mod bypass;
 mod existing;
@@ -134,6 +135,10 @@ fn main() -> ExitCode {
         trial("audit", {
             let kc = k(&main);
             move || audit::run(&kc)
+        }),
+        trial("ambient", {
+            let kc = k(&main);
+            move || ambient::run(&kc)
         }),
         trial("policy_operations", {
             let kc = k(&main);

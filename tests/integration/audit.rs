@@ -168,6 +168,23 @@ fn respond(state: &ApiServer, path: &str, query: &str) -> (StatusCode, Value) {
         )),
         // No DestinationRule CRD at all.
         p if p.contains("destinationrules") => (StatusCode::NOT_FOUND, status(404, "NotFound")),
+        // Gateway API at v1beta1 only (an older installation); a waypoint that is programmed
+        // and one that is not yet.
+        "/apis/gateway.networking.k8s.io/v1/gateways" => {
+            (StatusCode::NOT_FOUND, status(404, "NotFound"))
+        }
+        "/apis/gateway.networking.k8s.io/v1beta1/gateways" => ok(list(
+            vec![
+                json!({"metadata": {"name": "waypoint", "namespace": "shop",
+                    "managedFields": [{"manager": "pilot-discovery"}]},
+                    "spec": {"gatewayClassName": "istio-waypoint",
+                        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+                    "status": {"addresses": [{"type": "Hostname", "value": "waypoint.shop.svc.cluster.local"}]}}),
+                json!({"metadata": {"name": "pending", "namespace": "shop"},
+                    "spec": {"gatewayClassName": "istio-waypoint"}, "status": {}}),
+            ],
+            None,
+        )),
         _ => ok(list(Vec::new(), None)),
     }
 }
@@ -272,6 +289,27 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         ra.object.types.as_ref().map(|t| t.api_version.as_str()),
         Some("security.istio.io/v1beta1"),
         "list items get their type filled in"
+    );
+
+    // Gateways are listed with their status (a waypoint is ready only with addresses).
+    let gateways: Vec<&meshguard::inventory::Object> = collected
+        .objects
+        .iter()
+        .filter(|e| e.kind == meshguard::resource::Kind::Gateway)
+        .collect();
+    assert_eq!(gateways.len(), 2);
+    assert_eq!(gateways[0].version, "v1beta1");
+    assert!(gateways[0].object.metadata.managed_fields.is_none());
+    let topology =
+        meshguard::dataplane::Topology::new(collected.objects.iter().map(|o| (o.kind, &o.object)));
+    let ready: Vec<meshguard::dataplane::Readiness> =
+        topology.gateways().iter().map(|g| g.ready).collect();
+    assert_eq!(
+        ready,
+        [
+            meshguard::dataplane::Readiness::Ready,
+            meshguard::dataplane::Readiness::NotReady
+        ]
     );
 
     let engine = Engine::new(Policy::builtin(), Default::default(), None);

@@ -1012,3 +1012,99 @@ fn mesh_config_flag_and_policy_override_the_mesh() {
     );
     assert_eq!(json["meshContext"]["trustDomain"]["value"], "cluster.local");
 }
+
+#[test]
+fn effective_mtls_of_an_ambient_mesh_is_ztunnels() {
+    let (out, err, code) = meshguard(
+        &["check", "tests/fixtures/ambient", "--mtls", "--complete"],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains(
+            "NAMESPACE  WORKLOAD             DATA PLANE     PORT  MODE        DECIDED BY\n"
+        ),
+        "{out}"
+    );
+    // metrics' PeerAuthentication says DISABLE: ztunnel reads it as PERMISSIVE.
+    assert!(
+        out.contains("shop       deployment/metrics   ztunnel/HBONE  9090  PERMISSIVE  shop/metrics (workload)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("payments   deployment/ledger    sidecar        8080  STRICT      payments/default (namespace)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ztunnel accepts plaintext connections (without a peer identity)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ambient: capture on (ConfigMap istio-system/istio-cni-config)"),
+        "{out}"
+    );
+    // Every ambient finding of the fixture, and no unknown principal for the waypoint and the
+    // ingress gateway that reviews-l7 and reviews-only-via-waypoint name.
+    for id in [
+        "ap-ztunnel-http",
+        "ra-ambient-selector",
+        "waypoint-unbound",
+        "waypoint-bypass",
+        "ingress-skips-waypoint",
+    ] {
+        assert!(out.contains(&format!("[{id}]")), "{id}: {out}");
+    }
+    assert!(!out.contains("[ap-unknown-principal]"), "{out}");
+}
+
+/// The ambient fixture's findings, whole: every rule and how often it fires (19: 7 deny, 12 warn).
+/// The ambient ones are the problems the fixture sets up (a misbound use-waypoint, L7 selector
+/// policies ztunnel drops or ignores, a selector RequestAuthentication, DISABLE read as
+/// PERMISSIVE, waypoint bypass, an ingress route past the waypoint); none for the waypoint's or
+/// the ingress gateway's identity.
+#[test]
+fn the_ambient_fixture_raises_its_findings_and_no_others() {
+    let (out, err, code) = meshguard(
+        &[
+            "check",
+            "tests/fixtures/ambient",
+            "--complete",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v["summary"]["byRule"],
+        serde_json::json!({
+            "ap-http-deny-without-ports": 1,
+            "ap-no-default-deny": 3,
+            "ap-ztunnel-http": 2,
+            "ingress-skips-waypoint": 1,
+            "mtls-not-strict": 2,
+            "ns-injection-missing": 2,
+            "pa-disabled-mtls": 1,
+            "ra-ambient-selector": 1,
+            "ra-unenforced": 1,
+            "waypoint-bypass": 2,
+            "waypoint-unbound": 1,
+            "wl-namespace-not-injected": 1,
+            "wl-traffic-bypass": 1,
+        }),
+        "{out}"
+    );
+    assert_eq!(
+        (
+            &v["summary"]["findings"],
+            &v["summary"]["deny"],
+            &v["summary"]["warn"]
+        ),
+        (
+            &serde_json::json!(19),
+            &serde_json::json!(7),
+            &serde_json::json!(12)
+        )
+    );
+}

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "context",
             "config",
             "mesh",
+            "dataplane",
         ],
     ),
     ("checks", &["rules", "mutation", "mtls", "authz"]),

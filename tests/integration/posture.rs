@@ -211,7 +211,7 @@ fn grid_has_a_row_per_namespace_and_every_workload() {
         // without declared ports has one for every port).
         for w in wl {
             assert!(
-                ["sidecar", "ambient", "none", "unknown"].contains(&w[3].as_str().expect("dp")),
+                ["sidecar", "ztunnel", "none", "unknown"].contains(&w[3].as_str().expect("dp")),
                 "{w}"
             );
             assert!(!w[4].as_str().expect("sa").is_empty(), "{w}");
@@ -830,4 +830,39 @@ fn mesh_config_flag_is_checks() {
     let bad = dir.path().join("bad.yaml");
     let (code, err, _) = report(&[tutorial, "--mesh-config", bad.to_str().expect("path")]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn an_ambient_mesh_shows_ztunnel_waypoints_and_paths() {
+    let html = page_of(&root().join("tests/fixtures/ambient"));
+    let facts = text(one(&html, "#mesh-facts"));
+    assert!(facts.contains("ambient capture"), "{facts}");
+    assert!(
+        facts.contains("waypoint shop/waypoint")
+            && facts.contains("runs as cluster.local/ns/shop/sa/waypoint")
+            && facts.contains("Services frontend, reviews, metrics"),
+        "{facts}"
+    );
+    let data = data(&html);
+    let wl = data["wl"].as_array().expect("wl");
+    let reviews = wl.iter().find(|w| w[1] == "reviews").expect("reviews row");
+    assert_eq!(reviews[3], "ztunnel");
+    assert_eq!(reviews[15], "shop/waypoint (Service reviews)");
+    let ledger = wl.iter().find(|w| w[1] == "ledger").expect("ledger row");
+    assert_eq!(ledger[3], "sidecar");
+    assert!(ledger[15].is_null());
+    // Ambient cells carry their path.
+    let hops: Vec<String> = data["reach"]
+        .as_array()
+        .expect("reach")
+        .iter()
+        .filter_map(|m| m["hops"].as_array())
+        .flatten()
+        .filter_map(|h| h.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        hops.iter()
+            .any(|h| h.contains("waypoint shop/waypoint (passed)")),
+        "{hops:?}"
+    );
 }

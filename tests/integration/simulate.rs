@@ -493,3 +493,161 @@ fn the_trust_domain_comes_from_the_mesh_in_the_input() {
     let (v, code) = ask(&path);
     assert_eq!((v["verdict"].as_str(), code), (Some("allow"), 0), "{v:#}");
 }
+
+const AMBIENT: &str = "tests/fixtures/ambient";
+
+/// `simulate AMBIENT ARGS --format json`, parsed; with the exit code.
+fn ambient_json(args: &[&str]) -> (Value, i32) {
+    let mut all = vec!["simulate", AMBIENT, "--format", "json"];
+    all.extend_from_slice(args);
+    let (out, err, code) = meshguard(&all);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (v, code)
+}
+
+#[test]
+fn the_ambient_test_file_passes() {
+    let (out, err, code) = meshguard(&["test", "tests/fixtures/authz/ambient.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.ends_with("30 tests: 30 passed, 0 failed\n"), "{out}");
+}
+
+#[test]
+fn service_addressed_requests_go_through_the_waypoint_hop_by_hop() {
+    let (v, code) = ambient_json(&[
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/Service/reviews",
+        "--method",
+        "POST",
+        "--path",
+        "/reviews",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["headline"], "DENY at waypoint shop/waypoint");
+    let hops = v["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), 2);
+    assert_eq!(hops[0]["enforcer"], "waypoint");
+    assert_eq!(hops[0]["peer"], "cluster.local/ns/shop/sa/frontend");
+    assert_eq!(hops[0]["verdict"], "deny");
+    assert_eq!(hops[1]["enforcer"], "ztunnel");
+    assert!(hops[1]["verdict"].is_null(), "not reached: {v}");
+    assert_eq!(v["request"]["addressed"], "service");
+    assert_eq!(v["request"]["caller"], "ambient");
+    assert_eq!(v["request"]["workloads"][0]["port"], 9080);
+
+    // Allowed: the destination ztunnel sees the waypoint's identity.
+    let (v, code) = ambient_json(&[
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/Service/reviews",
+        "--method",
+        "GET",
+        "--path",
+        "/reviews/1",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["hops"][1]["peer"], "cluster.local/ns/shop/sa/waypoint");
+    assert_eq!(v["decidedBy"]["policy"], "shop/reviews-only-via-waypoint");
+
+    // The same client by pod IP skips the waypoint and is denied at the pod's ztunnel.
+    let (out, _, code) = meshguard(&[
+        "simulate",
+        AMBIENT,
+        "--from-workload",
+        "shop/frontend",
+        "--to",
+        "shop/reviews",
+        "--method",
+        "GET",
+        "--path",
+        "/reviews/1",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  path:        ambient caller → ztunnel of deployment shop/reviews\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the Service's waypoint shop/waypoint is skipped"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sidecar_and_gateway_callers_skip_or_use_waypoints_as_istio_does() {
+    let (out, _, code) = meshguard(&[
+        "simulate",
+        AMBIENT,
+        "--from",
+        "payments/billing",
+        "--to",
+        "shop/Service/reviews",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sidecar callers never use waypoints"), "{out}");
+    let (v, code) = ambient_json(&[
+        "--from-workload",
+        "ingress/Gateway/public",
+        "--to",
+        "shop/Service/reviews",
+        "--method",
+        "GET",
+        "--path",
+        "/",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["request"]["caller"], "gateway");
+    assert_eq!(
+        v["hops"][0]["peer"],
+        "cluster.local/ns/ingress/sa/public-istio"
+    );
+    // Gateway identities are known: no "ServiceAccount not in the input" note.
+    let (v, _) = ambient_json(&[
+        "--from",
+        "ingress/public-istio",
+        "--to",
+        "shop/Service/frontend",
+    ]);
+    assert_eq!(v["request"]["caller"], "gateway");
+    assert!(!v["notes"].to_string().contains("not in the input"), "{v}");
+    assert!(
+        v["notes"].to_string().contains("ingress-use-waypoint"),
+        "{v}"
+    );
+}
+
+#[test]
+fn unknown_services_and_ports_are_usage_errors() {
+    let (_, err, code) = meshguard(&[
+        "simulate",
+        AMBIENT,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/Service/nope",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no Service named nope in namespace shop (it has "),
+        "{err}"
+    );
+    let (_, err, code) = meshguard(&[
+        "simulate",
+        AMBIENT,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/Service/reviews",
+        "--port",
+        "1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("Service shop/reviews has no port 1 (its ports: 9080)"),
+        "{err}"
+    );
+}

@@ -1191,3 +1191,54 @@ fn summary_and_header() {
         .to_string()
         .contains("injection verdicts assume Istio's default injector"));
 }
+
+#[test]
+fn ambient_as_installed_comes_from_the_daemonsets_and_istio_cni() {
+    // Nothing visible: Istio's defaults, said once.
+    let c = MeshContext::default();
+    assert!(c.ambient().assumed && c.ambient().enabled.value);
+    assert_eq!(c.summary().ambient.state, "assumed-default");
+    assert!(c
+        .to_string()
+        .contains("ambient: no ztunnel or istio-cni visible"));
+    // ztunnel and istio-cni from objects (manifests or a listing), the node agent's ConfigMap
+    // in another namespace than Istio's (GKE runs istio-cni in kube-system).
+    let objects: Vec<DynamicObject> = [
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ztunnel", "namespace": "istio-system"},
+            "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "ztunnel"}}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "istio-cni-node", "namespace": "kube-system"},
+            "spec": {"selector": {}, "template": {"metadata": {"labels": {"k8s-app": "istio-cni-node"}}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "fluentd", "namespace": "kube-system"},
+            "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "fluentd"}}}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-cni-config", "namespace": "kube-system"},
+            "data": {"AMBIENT_ENABLED": "true", "EXCLUDE_NAMESPACES": "kube-system,legacy"}}),
+    ]
+    .into_iter()
+    .map(|v| serde_json::from_value(v).expect("object"))
+    .collect();
+    let c = MeshContext::from_objects(&objects, None, MeshOverrides::default());
+    let a = c.ambient();
+    assert!(!a.assumed && a.enabled.value);
+    assert_eq!(a.ztunnel, ["istio-system/ztunnel"]);
+    assert_eq!(a.cni, ["kube-system/istio-cni-node"]);
+    assert_eq!(a.exclude_namespaces.value, ["kube-system", "legacy"]);
+    let s = c.summary();
+    assert_eq!(s.ambient.state, "observed");
+    assert_eq!(
+        s.ambient.exclude_namespaces.source,
+        "ConfigMap kube-system/istio-cni-config"
+    );
+    let text = c.to_string();
+    assert!(
+        text.contains("ambient: capture on (ConfigMap kube-system/istio-cni-config), ztunnel istio-system/ztunnel, istio-cni kube-system/istio-cni-node, excludeNamespaces kube-system, legacy (ConfigMap kube-system/istio-cni-config), enablement selectors: chart defaults"),
+        "{text}"
+    );
+    assert_eq!(
+        c.ambient().captures(
+            "legacy",
+            &labels(&[("istio.io/dataplane-mode", "ambient")]),
+            &NoLabels
+        ),
+        crate::mesh::Capture::Excluded
+    );
+}

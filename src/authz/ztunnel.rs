@@ -1,0 +1,1292 @@
+//! The destination ztunnel's L4 authorization, as istiod compiles policies for it and ztunnel
+//! evaluates them.
+//!
+//! **Conversion** (istio/istio `pilot/pkg/serviceregistry/ambient/authorization.go`,
+//! `convertAuthorizationPolicy` and `handleRule`): policies with `targetRef(s)` are not sent
+//! ("TargetRef is not intended for ztunnel"), nor dry-run ones (`AMBIENT_ENABLE_DRY_RUN_…`
+//! defaults to false), nor CUSTOM and AUDIT ("ztunnel does not support the CUSTOM action").
+//! Each rule becomes a group of clauses: one for its `to` entries (ports only), one for its `from`
+//! entries (principals, namespaces, service accounts, IP blocks; `trustDomains` is not mapped)
+//! and one per `when` condition (only `source.ip`, `source.namespace`, `source.principal`,
+//! `destination.ip`, `destination.port` carry values). HTTP attributes (hosts, methods, paths,
+//! request principals, remote IPs, any other `when` key) are left out: an ALLOW rule that has
+//! any is dropped whole (a policy left without rules allows nothing), a DENY rule keeps its
+//! entries without them. Ports and IPs that do not parse are skipped silently. Principals and
+//! namespaces become exact, prefix, suffix or presence matches, compared literally.
+//!
+//! **Evaluation** (istio/ztunnel `src/rbac.rs` `Authorization::matches`, `src/state.rs`
+//! `assert_rbac`): a policy with no groups matches nothing; a group matches when every clause
+//! does; a clause matches when one of its non-empty matches does — an entry left empty is
+//! skipped ("an empty match sent to ztunnel is skipped (match-none), not match-all"), so a clause
+//! of empty entries never matches and neither does its rule. Principals are compared with the
+//! peer's SPIFFE ID without `spiffe://` (no `cluster.local` pointer, no trust-domain aliases).
+//! Order: any DENY match denies; no ALLOW policy allows; an ALLOW match allows; else deny. No
+//! CUSTOM step.
+//!
+//! **Scope** (`convertAuthorizationPolicy`, `workloads.go` `buildWorkloadPolicies`): a policy
+//! without selector applies to every captured pod of its namespace (of the mesh, in the root
+//! namespace); with one, to the captured pods of its namespace (or, from the root namespace, of
+//! any namespace) whose labels match.
+//!
+//! **PeerAuthentication** (`convertedSelectorPeerAuthentications`, `convertPeerAuthentication`,
+//! `policies.go`): the same mesh → namespace → workload inheritance as sidecars, compiled into
+//! DENY policies: the static `istio_converted_static_strict` (deny connections without a peer
+//! identity) when the effective mode is STRICT, and a per-workload policy with port exceptions.
+//! DISABLE counts as PERMISSIVE. The conversion is ported as written, quirks included (a
+//! port-level DISABLE under a STRICT namespace and an UNSET workload mode stays STRICT; a STRICT
+//! port under a STRICT mesh policy is not re-added).
+
+use super::decision::{Outcome, PolicySet, RuleRef, Verdict};
+use super::explain::{Applied, Explanation, MtlsDecider, MtlsStep, NearMiss, RuleHit};
+use super::ip::Cidr;
+use super::request::{Identity, Request};
+use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
+use crate::istio::{is_dry_run, AuthorizationPolicy, MtlsMode};
+use crate::json::list_strings;
+use crate::mtls::{Composed, PeerPolicy};
+use crate::resource::spec_of;
+use kube::core::DynamicObject;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The name of istiod's static STRICT policy.
+pub const STATIC_STRICT: &str = "istio_converted_static_strict";
+
+/// A ztunnel string match (`stringToMatch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Sm {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Presence,
+}
+
+impl Sm {
+    fn parse(v: &str) -> Sm {
+        if v == "*" {
+            Sm::Presence
+        } else if let Some(s) = v.strip_prefix('*') {
+            Sm::Suffix(s.to_owned())
+        } else if let Some(p) = v.strip_suffix('*') {
+            Sm::Prefix(p.to_owned())
+        } else {
+            Sm::Exact(v.to_owned())
+        }
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Sm::Exact(e) => e == s,
+            Sm::Prefix(p) => s.starts_with(p.as_str()),
+            Sm::Suffix(x) => s.ends_with(x.as_str()),
+            Sm::Presence => !s.is_empty(),
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            Sm::Exact(e) => e.clone(),
+            Sm::Prefix(p) => format!("{p}*"),
+            Sm::Suffix(s) => format!("*{s}"),
+            Sm::Presence => "*".to_owned(),
+        }
+    }
+}
+
+/// One match of a clause (ztunnel's `RbacMatch`): every field present must hold.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct L4Match {
+    pub namespaces: Vec<Sm>,
+    pub not_namespaces: Vec<Sm>,
+    pub service_accounts: Vec<(String, String)>,
+    pub not_service_accounts: Vec<(String, String)>,
+    pub principals: Vec<Sm>,
+    pub not_principals: Vec<Sm>,
+    pub source_ips: Vec<Cidr>,
+    pub not_source_ips: Vec<Cidr>,
+    pub destination_ips: Vec<Cidr>,
+    pub not_destination_ips: Vec<Cidr>,
+    pub destination_ports: Vec<u16>,
+    pub not_destination_ports: Vec<u16>,
+    /// `from[1]`, `to[0]`, `when[2]`, or the PeerAuthentication part it stands for.
+    pub label: String,
+    pub path: String,
+}
+
+/// What a match reads from a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn<'r> {
+    pub identity: Option<&'r Identity>,
+    pub source_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl<'r> Conn<'r> {
+    pub(crate) fn of(req: &'r Request) -> Conn<'r> {
+        Conn {
+            identity: req.peer(),
+            source_ip: req.source_ip(),
+            destination_ip: req.destination_ip(),
+            port: req.port(),
+        }
+    }
+}
+
+/// `matches_internal`: any positive (or none declared) and no negative.
+fn field<T>(pos: &[T], neg: &[T], pred: impl Fn(&T) -> bool) -> bool {
+    (pos.is_empty() || pos.iter().any(&pred)) && !neg.iter().any(&pred)
+}
+
+impl L4Match {
+    /// `RbacMatch::is_empty`: nothing to match on (ztunnel skips it).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+            && self.not_namespaces.is_empty()
+            && self.service_accounts.is_empty()
+            && self.not_service_accounts.is_empty()
+            && self.principals.is_empty()
+            && self.not_principals.is_empty()
+            && self.source_ips.is_empty()
+            && self.not_source_ips.is_empty()
+            && self.destination_ips.is_empty()
+            && self.not_destination_ips.is_empty()
+            && self.destination_ports.is_empty()
+            && self.not_destination_ports.is_empty()
+    }
+
+    /// The failing fields of this match against a connection, in ztunnel's order (empty: it
+    /// matches).
+    fn failing(&self, c: &Conn<'_>) -> Vec<&'static str> {
+        let principal = c.identity.map_or("", Identity::principal);
+        let ns = c.identity.map_or("", Identity::namespace);
+        let ip_in = |ip: Option<IpAddr>| move |n: &Cidr| ip.is_some_and(|ip| n.contains(ip));
+        let mut out = Vec::new();
+        if !field(
+            &self.destination_ips,
+            &self.not_destination_ips,
+            ip_in(c.destination_ip),
+        ) {
+            out.push("destination.ip");
+        }
+        if !field(&self.source_ips, &self.not_source_ips, ip_in(c.source_ip)) {
+            out.push("source.ip");
+        }
+        if !field(&self.destination_ports, &self.not_destination_ports, |p| {
+            *p == c.port
+        }) {
+            out.push("port");
+        }
+        if !field(
+            &self.service_accounts,
+            &self.not_service_accounts,
+            |(n, s)| {
+                c.identity
+                    .is_some_and(|i| i.namespace() == n && i.service_account() == s)
+            },
+        ) {
+            out.push("source.serviceAccount");
+        }
+        // Without an identity ztunnel compares "" without the spiffe:// prefix: nothing matches.
+        if !field(&self.principals, &self.not_principals, |p| {
+            c.identity.is_some() && p.matches(principal)
+        }) {
+            out.push("source.principal");
+        }
+        if !field(&self.namespaces, &self.not_namespaces, |p| p.matches(ns)) {
+            out.push("source.namespace");
+        }
+        out
+    }
+
+    fn matches(&self, c: &Conn<'_>) -> bool {
+        let principal = c.identity.map_or("", Identity::principal);
+        let ns = c.identity.map_or("", Identity::namespace);
+        let ip_in = |ip: Option<IpAddr>| move |n: &Cidr| ip.is_some_and(|ip| n.contains(ip));
+        field(
+            &self.destination_ips,
+            &self.not_destination_ips,
+            ip_in(c.destination_ip),
+        ) && field(&self.source_ips, &self.not_source_ips, ip_in(c.source_ip))
+            && field(&self.destination_ports, &self.not_destination_ports, |p| {
+                *p == c.port
+            })
+            && field(
+                &self.service_accounts,
+                &self.not_service_accounts,
+                |(n, s)| {
+                    c.identity
+                        .is_some_and(|i| i.namespace() == n && i.service_account() == s)
+                },
+            )
+            && field(&self.principals, &self.not_principals, |p| {
+                c.identity.is_some() && p.matches(principal)
+            })
+            && field(&self.namespaces, &self.not_namespaces, |p| p.matches(ns))
+    }
+
+    /// What the match asks for, in words (for explanations).
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let sms = |v: &[Sm]| v.iter().map(Sm::show).collect::<Vec<_>>().join(" ");
+        let list = |name: &str, pos: String, neg: String, parts: &mut Vec<String>| {
+            if !pos.is_empty() {
+                parts.push(format!("{name} in [{pos}]"));
+            }
+            if !neg.is_empty() {
+                parts.push(format!("{name} not in [{neg}]"));
+            }
+        };
+        let sa = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(n, s)| format!("{n}/{s}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let ports = |v: &[u16]| v.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
+        let ips = |v: &[Cidr]| v.len().to_string() + " range(s)";
+        list(
+            "source.principal",
+            sms(&self.principals),
+            sms(&self.not_principals),
+            &mut parts,
+        );
+        list(
+            "source.namespace",
+            sms(&self.namespaces),
+            sms(&self.not_namespaces),
+            &mut parts,
+        );
+        list(
+            "source.serviceAccount",
+            sa(&self.service_accounts),
+            sa(&self.not_service_accounts),
+            &mut parts,
+        );
+        if !self.source_ips.is_empty() || !self.not_source_ips.is_empty() {
+            parts.push(format!(
+                "source.ip ({} in, {} not in)",
+                ips(&self.source_ips),
+                ips(&self.not_source_ips)
+            ));
+        }
+        if !self.destination_ips.is_empty() || !self.not_destination_ips.is_empty() {
+            parts.push("destination.ip".to_owned());
+        }
+        list(
+            "port",
+            ports(&self.destination_ports),
+            ports(&self.not_destination_ports),
+            &mut parts,
+        );
+        parts.join(", ")
+    }
+}
+
+/// One converted rule (an istiod `Group`): every clause must match.
+#[derive(Clone, Debug)]
+pub(crate) struct L4Group {
+    /// Index of the AuthorizationPolicy rule it came from.
+    pub rule: usize,
+    pub clauses: Vec<Vec<L4Match>>,
+}
+
+impl L4Group {
+    fn matches(&self, c: &Conn<'_>) -> bool {
+        self.clauses
+            .iter()
+            .all(|clause| clause.is_empty() || clause.iter().any(|m| !m.is_empty() && m.matches(c)))
+    }
+
+    /// The group can match something: no clause is made of empty matches only
+    /// (`hasEffectiveRules`).
+    fn effective(&self) -> bool {
+        self.clauses
+            .iter()
+            .all(|clause| clause.is_empty() || clause.iter().any(|m| !m.is_empty()))
+    }
+}
+
+/// An HTTP attribute istiod leaves out of a ztunnel policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L7Field {
+    /// As istiod names it in its status (`methods`, `requestPrincipals`, `request.headers[x]`).
+    pub name: String,
+    /// Where it is written.
+    pub path: String,
+}
+
+/// What istiod made of one AuthorizationPolicy rule for ztunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleFate {
+    /// Converted as written.
+    Kept,
+    /// An ALLOW rule with HTTP attributes: left out ("rules matching HTTP attributes are
+    /// omitted. This will be more restrictive than requested").
+    Dropped(Vec<L7Field>),
+    /// A DENY rule whose HTTP attributes were left out and that, with an entry left empty,
+    /// never matches: the rule denies nothing.
+    NoOp(Vec<L7Field>),
+    /// A DENY rule whose HTTP attributes were left out and that still matches: it denies more
+    /// than written (every request its L4 part matches).
+    Wider(Vec<L7Field>),
+    /// A rule without HTTP attributes that still never matches at ztunnel: an entry holds only
+    /// what ztunnel ignores (`trustDomains`) or values it skips (ports, IPs that do not parse).
+    Inert(String),
+}
+
+impl RuleFate {
+    /// The HTTP attributes left out.
+    pub fn l7(&self) -> &[L7Field] {
+        match self {
+            RuleFate::Dropped(f) | RuleFate::NoOp(f) | RuleFate::Wider(f) => f,
+            _ => &[],
+        }
+    }
+}
+
+/// Why istiod sends a policy to no ztunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotSent {
+    /// `targetRef(s)`: waypoints and gateways only.
+    TargetRefs,
+    /// `istio.io/dry-run`.
+    DryRun,
+    /// CUSTOM or AUDIT ("ztunnel does not support the CUSTOM action").
+    Action(String),
+}
+
+impl NotSent {
+    pub fn describe(&self) -> String {
+        match self {
+            NotSent::TargetRefs => "uses targetRef(s): enforced by waypoints (or gateways), never by ztunnel".to_owned(),
+            NotSent::DryRun => "dry-run: istiod does not send dry-run policies to ztunnel (AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY is off by default)".to_owned(),
+            NotSent::Action(a) => format!("action {a}: ztunnel does not support it, so istiod does not send the policy (with no waypoint, nothing enforces it)"),
+        }
+    }
+}
+
+/// ztunnel's policy scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Root namespace, no selector: every captured pod of the mesh.
+    Global,
+    /// No selector: every captured pod of the namespace.
+    Namespace,
+    /// A selector: the captured pods it selects.
+    WorkloadSelector,
+}
+
+/// ALLOW or DENY (ztunnel has no other action).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Action {
+    Allow,
+    Deny,
+}
+
+/// One AuthorizationPolicy as ztunnel receives it.
+#[derive(Clone, Debug)]
+pub struct L4Policy {
+    pub action: L4Action,
+    pub scope: Scope,
+    pub(crate) groups: Vec<L4Group>,
+    /// Per rule of the policy, what conversion made of it.
+    pub fates: Vec<(usize, RuleFate)>,
+}
+
+impl L4Policy {
+    /// `hasEffectiveRules`: some group can match.
+    pub fn effective(&self) -> bool {
+        self.groups.iter().any(L4Group::effective)
+    }
+
+    fn first_match(&self, c: &Conn<'_>) -> Option<usize> {
+        self.groups.iter().find(|g| g.matches(c)).map(|g| g.rule)
+    }
+}
+
+/// Convert one AuthorizationPolicy object as istiod does for ztunnel.
+pub fn convert(obj: &DynamicObject, root_namespace: &str) -> Result<L4Policy, NotSent> {
+    convert_spec(
+        spec_of(obj),
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        is_dry_run(obj),
+        root_namespace,
+    )
+}
+
+/// [`convert`] on a spec.
+pub fn convert_spec(
+    spec: &Value,
+    namespace: &str,
+    dry_run: bool,
+    root_namespace: &str,
+) -> Result<L4Policy, NotSent> {
+    let ap = AuthorizationPolicy::of(spec);
+    if dry_run {
+        return Err(NotSent::DryRun);
+    }
+    if ap.has_target_refs() {
+        return Err(NotSent::TargetRefs);
+    }
+    let action = match ap.action() {
+        Some(AuthzAction::Allow) => L4Action::Allow,
+        Some(AuthzAction::Deny) => L4Action::Deny,
+        _ => return Err(NotSent::Action(ap.action_str().to_owned())),
+    };
+    let scope = if spec.get("selector").is_some_and(|s| !s.is_null()) {
+        Scope::WorkloadSelector
+    } else if namespace == root_namespace {
+        Scope::Global
+    } else {
+        Scope::Namespace
+    };
+    let mut groups = Vec::new();
+    let mut fates = Vec::new();
+    for rule in ap.rules() {
+        if !rule.is_object() {
+            continue; // Istio's schema rejects it
+        }
+        let (clauses, l7) = handle_rule(rule.index, rule.value, namespace);
+        let group = L4Group {
+            rule: rule.index,
+            clauses,
+        };
+        let fate = match (action, l7.is_empty()) {
+            (L4Action::Allow, false) => RuleFate::Dropped(l7),
+            (_, true) if !group.effective() => RuleFate::Inert(inert_reason(&group)),
+            (_, true) => RuleFate::Kept,
+            (L4Action::Deny, false) if !group.effective() => RuleFate::NoOp(l7),
+            (L4Action::Deny, false) => RuleFate::Wider(l7),
+        };
+        if !matches!(fate, RuleFate::Dropped(_)) {
+            groups.push(group);
+        }
+        fates.push((rule.index, fate));
+    }
+    Ok(L4Policy {
+        action,
+        scope,
+        groups,
+        fates,
+    })
+}
+
+fn inert_reason(g: &L4Group) -> String {
+    let empty: Vec<String> = g
+        .clauses
+        .iter()
+        .filter(|c| !c.is_empty() && c.iter().all(L4Match::is_empty))
+        .flat_map(|c| c.iter().map(|m| m.label.clone()))
+        .collect();
+    format!(
+        "{} holds nothing ztunnel matches on (trustDomains is not sent to ztunnel; ports and IPs that do not parse are skipped), so the rule never matches",
+        empty.join(", ")
+    )
+}
+
+fn strs(v: Option<&Value>) -> Vec<&str> {
+    v.into_iter()
+        .flat_map(list_strings)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+fn to_match(v: Option<&Value>) -> Vec<Sm> {
+    strs(v).into_iter().map(Sm::parse).collect()
+}
+
+/// `stringToPort`: numbers 0-65535; anything else is skipped.
+fn to_port(v: Option<&Value>) -> Vec<u16> {
+    strs(v)
+        .into_iter()
+        .filter_map(|p| p.parse::<u16>().ok())
+        .collect()
+}
+
+/// `stringToIP`: addresses and CIDRs; anything else is skipped.
+fn to_ip(v: Option<&Value>) -> Vec<Cidr> {
+    strs(v)
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| Cidr::parse(s).ok())
+        .collect()
+}
+
+/// `stringToServiceAccountMatch`: `ns/sa`, or `sa` in the policy's namespace.
+fn to_sa(v: Option<&Value>, ns: &str) -> Vec<(String, String)> {
+    strs(v)
+        .into_iter()
+        .map(|s| match s.split_once('/') {
+            Some((n, a)) => (n.to_owned(), a.to_owned()),
+            None => (ns.to_owned(), s.to_owned()),
+        })
+        .collect()
+}
+
+/// The `when` keys ztunnel can evaluate (`l4WhenAttributes`).
+const L4_WHEN: &[&str] = &[
+    "source.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.ip",
+    "destination.port",
+];
+
+const HTTP_OPERATIONS: &[&str] = &[
+    "hosts",
+    "notHosts",
+    "methods",
+    "notMethods",
+    "paths",
+    "notPaths",
+];
+const HTTP_SOURCES: &[&str] = &[
+    "remoteIpBlocks",
+    "notRemoteIpBlocks",
+    "requestPrincipals",
+    "notRequestPrincipals",
+];
+
+/// `handleRule`: the clauses of one rule and the HTTP attributes it has.
+fn handle_rule(index: usize, value: &Value, ns: &str) -> (Vec<Vec<L4Match>>, Vec<L7Field>) {
+    let mut l7 = Vec::new();
+    let set = |v: Option<&Value>| v.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let mut to_matches = Vec::new();
+    for (j, entry) in crate::json::items(value, "to").iter().enumerate() {
+        let op = entry.get("operation").unwrap_or(&Value::Null);
+        let o = Operation {
+            rule: index,
+            index: j,
+            value: op,
+        };
+        for f in HTTP_OPERATIONS {
+            if set(op.get(*f)) {
+                l7.push(L7Field {
+                    name: (*f).to_owned(),
+                    path: o.field(f).path(),
+                });
+            }
+        }
+        to_matches.push(L4Match {
+            destination_ports: to_port(op.get("ports")),
+            not_destination_ports: to_port(op.get("notPorts")),
+            label: format!("to[{j}]"),
+            path: format!("spec.rules[{index}].to[{j}]"),
+            ..L4Match::default()
+        });
+    }
+    let mut from_matches = Vec::new();
+    for (j, entry) in crate::json::items(value, "from").iter().enumerate() {
+        let src = entry.get("source").unwrap_or(&Value::Null);
+        let s = Source {
+            rule: index,
+            index: j,
+            value: src,
+        };
+        for f in HTTP_SOURCES {
+            if set(src.get(*f)) {
+                l7.push(L7Field {
+                    name: (*f).to_owned(),
+                    path: s.field(f).path(),
+                });
+            }
+        }
+        from_matches.push(L4Match {
+            source_ips: to_ip(src.get("ipBlocks")),
+            not_source_ips: to_ip(src.get("notIpBlocks")),
+            namespaces: to_match(src.get("namespaces")),
+            not_namespaces: to_match(src.get("notNamespaces")),
+            service_accounts: to_sa(src.get("serviceAccounts"), ns),
+            not_service_accounts: to_sa(src.get("notServiceAccounts"), ns),
+            principals: to_match(src.get("principals")),
+            not_principals: to_match(src.get("notPrincipals")),
+            label: format!("from[{j}]"),
+            path: format!("spec.rules[{index}].from[{j}]"),
+            ..L4Match::default()
+        });
+    }
+    let mut clauses = Vec::new();
+    if !to_matches.is_empty() {
+        clauses.push(to_matches);
+    }
+    if !from_matches.is_empty() {
+        clauses.push(from_matches);
+    }
+    for (l, cond) in crate::json::items(value, "when").iter().enumerate() {
+        let c = Condition {
+            rule: index,
+            index: l,
+            value: cond,
+        };
+        let key = c.key().unwrap_or("");
+        if !L4_WHEN.contains(&key) {
+            l7.push(L7Field {
+                name: key.to_owned(),
+                path: c.path(),
+            });
+        }
+        let values = |field: &'static str| cond.get(field);
+        let pick = |want: &str, field: &'static str| {
+            if key == want {
+                values(field)
+            } else {
+                None
+            }
+        };
+        clauses.push(vec![L4Match {
+            namespaces: to_match(pick("source.namespace", "values")),
+            principals: to_match(pick("source.principal", "values")),
+            source_ips: to_ip(pick("source.ip", "values")),
+            destination_ports: to_port(pick("destination.port", "values")),
+            destination_ips: to_ip(pick("destination.ip", "values")),
+            not_namespaces: to_match(pick("source.namespace", "notValues")),
+            not_principals: to_match(pick("source.principal", "notValues")),
+            not_source_ips: to_ip(pick("source.ip", "notValues")),
+            not_destination_ports: to_port(pick("destination.port", "notValues")),
+            not_destination_ips: to_ip(pick("destination.ip", "notValues")),
+            label: format!("when[{l}]"),
+            path: c.path(),
+            ..L4Match::default()
+        }]);
+    }
+    (clauses, l7)
+}
+
+// ---- PeerAuthentication -------------------------------------------------------------------
+
+/// The PeerAuthentication-derived DENY policies ztunnel applies to one workload.
+#[derive(Clone, Debug, Default)]
+pub struct PeerDerived {
+    /// `istio_converted_static_strict` is attached: connections without a peer identity are
+    /// denied.
+    pub static_strict: bool,
+    /// The converted workload policy with port exceptions, and its PeerAuthentication.
+    pub(crate) port_policy: Option<(String, Vec<L4Group>)>,
+    /// The policies that decided, for explanations: mesh, namespace, workload.
+    pub deciders: Vec<(String, &'static str)>,
+}
+
+impl PeerDerived {
+    /// The DENY that refuses this connection, if any: the policy's name.
+    fn denies(&self, c: &Conn<'_>) -> Option<String> {
+        if self.static_strict && c.identity.is_none() {
+            return Some(STATIC_STRICT.to_owned());
+        }
+        let (name, groups) = self.port_policy.as_ref()?;
+        groups.iter().any(|g| g.matches(c)).then(|| name.clone())
+    }
+
+    /// Whether a plaintext connection to this port is refused.
+    pub fn strict_on(&self, port: u16) -> bool {
+        self.denies(&Conn {
+            identity: None,
+            source_ip: None,
+            destination_ip: None,
+            port,
+        })
+        .is_some()
+    }
+}
+
+fn strict(m: MtlsMode) -> bool {
+    m == MtlsMode::Strict
+}
+fn unset(m: MtlsMode) -> bool {
+    m == MtlsMode::Unset
+}
+fn loose(m: MtlsMode) -> bool {
+    matches!(m, MtlsMode::Permissive | MtlsMode::Disable)
+}
+
+/// The oldest policy of a list (istiod's `CreationTimestamp.Before`; like
+/// [`crate::mtls`], a policy without timestamp counts as the newest, name breaks ties).
+fn oldest<'p>(ps: impl Iterator<Item = &'p PeerPolicy>) -> Option<&'p PeerPolicy> {
+    ps.min_by(|a, b| {
+        (a.created.is_none(), &a.created, &a.name).cmp(&(b.created.is_none(), &b.created, &b.name))
+    })
+}
+
+/// `convertedSelectorPeerAuthentications` and `convertPeerAuthentication` for a workload in
+/// `namespace` with pod `labels`.
+pub fn peer_derived(
+    peers: &[PeerPolicy],
+    root: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> PeerDerived {
+    let selects = |p: &PeerPolicy| p.selector.iter().all(|(k, v)| labels.get(k) == Some(v));
+    // fetchPeerAuthentications: the workload's namespace (no selector, or a matching one), and
+    // the root namespace's selector-less policies.
+    let fetched = peers.iter().filter(|p| {
+        (p.namespace == namespace && (p.selector.is_empty() || selects(p)))
+            || (namespace != root && p.namespace == root && p.selector.is_empty())
+    });
+    let fetched: Vec<&PeerPolicy> = fetched.collect();
+    let mesh = oldest(
+        fetched
+            .iter()
+            .copied()
+            .filter(|p| p.selector.is_empty() && p.namespace == root),
+    );
+    let ns_cfg = oldest(
+        fetched
+            .iter()
+            .copied()
+            .filter(|p| p.selector.is_empty() && p.namespace != root),
+    );
+    let workload = oldest(
+        fetched
+            .iter()
+            .copied()
+            .filter(|p| !p.selector.is_empty() && p.namespace != root),
+    );
+    let mut deciders = Vec::new();
+    let mut effective_strict = false;
+    if let Some(m) = mesh {
+        effective_strict = strict(m.mode);
+        deciders.push((format!("{}/{}", m.namespace, m.name), "mesh"));
+    }
+    if let Some(n) = ns_cfg {
+        if !unset(n.mode) {
+            effective_strict = strict(n.mode);
+        }
+        deciders.push((format!("{}/{}", n.namespace, n.name), "namespace"));
+    }
+    let Some(w) = workload else {
+        return PeerDerived {
+            static_strict: effective_strict,
+            port_policy: None,
+            deciders,
+        };
+    };
+    deciders.push((format!("{}/{}", w.namespace, w.name), "workload"));
+    if strict(w.mode) {
+        effective_strict = true;
+    }
+    if loose(w.mode) {
+        effective_strict = false;
+    }
+    let mut port_key = false;
+    if !w.ports.is_empty() {
+        match w.mode {
+            MtlsMode::Strict => {
+                if w.ports.values().any(|m| loose(*m)) {
+                    port_key = true;
+                    effective_strict = false;
+                }
+            }
+            MtlsMode::Permissive | MtlsMode::Disable => {
+                if w.ports.values().any(|m| strict(*m)) {
+                    port_key = true;
+                }
+            }
+            MtlsMode::Unset => {
+                if effective_strict {
+                    // Only PERMISSIVE counts here, not DISABLE (istiod's code as written).
+                    if w.ports.values().any(|m| *m == MtlsMode::Permissive) {
+                        port_key = true;
+                        effective_strict = false;
+                    }
+                } else {
+                    effective_strict = false;
+                    if w.ports.values().any(|m| strict(*m)) {
+                        port_key = true;
+                    }
+                }
+            }
+        }
+    }
+    let port_policy = if port_key {
+        // PeerAuthDerivedPolicies: the namespace's and the root's selector-less policies.
+        let ns_pol = oldest(
+            peers
+                .iter()
+                .filter(|p| p.namespace == w.namespace && p.selector.is_empty()),
+        );
+        let root_pol = oldest(
+            peers
+                .iter()
+                .filter(|p| p.namespace == root && p.selector.is_empty()),
+        );
+        convert_peer(root, w, ns_pol, root_pol).map(|g| (format!("{}/{}", w.namespace, w.name), g))
+    } else {
+        None
+    };
+    PeerDerived {
+        static_strict: effective_strict,
+        port_policy,
+        deciders,
+    }
+}
+
+fn presence_deny(label: &str) -> L4Match {
+    L4Match {
+        not_principals: vec![Sm::Presence],
+        label: label.to_owned(),
+        ..L4Match::default()
+    }
+}
+
+/// `convertPeerAuthentication`: the workload policy's DENY groups, `None` when istiod sends
+/// nothing.
+fn convert_peer(
+    root: &str,
+    cfg: &PeerPolicy,
+    ns_cfg: Option<&PeerPolicy>,
+    root_cfg: Option<&PeerPolicy>,
+) -> Option<Vec<L4Group>> {
+    if cfg.namespace == root || cfg.selector.is_empty() || cfg.ports.is_empty() {
+        return None;
+    }
+    let mode = cfg.mode;
+    let mut rules: Vec<Vec<L4Match>> = Vec::new();
+    let mut groups: Vec<L4Group> = Vec::new();
+    if strict(mode) {
+        rules.push(vec![presence_deny("no peer identity")]);
+    }
+    let ns_mode = ns_cfg.map(|n| n.mode);
+    let root_mode = root_cfg.map(|r| r.mode);
+    let mut found_non_strict = false;
+    for (&port, &pm) in &cfg.ports {
+        let Ok(port16) = u16::try_from(port) else {
+            continue;
+        };
+        if strict(pm) {
+            // Go: `#1 || (#2a && #2b || #3)` — `&&` binds tighter, so #3 stands alone.
+            let parent_strict = strict(mode)
+                || (unset(mode) && ns_mode.is_some_and(strict)
+                    || (ns_mode.is_none_or(unset) && root_mode.is_some_and(strict)));
+            if parent_strict {
+                continue;
+            }
+            groups.push(L4Group {
+                rule: 0,
+                clauses: vec![vec![L4Match {
+                    not_principals: vec![Sm::Presence],
+                    destination_ports: vec![port16],
+                    label: format!("port {port} STRICT"),
+                    ..L4Match::default()
+                }]],
+            });
+        } else if loose(pm) {
+            if loose(mode) {
+                continue;
+            }
+            let skip = unset(mode)
+                && ((ns_mode.is_some_and(|m| !strict(m)))
+                    || (ns_mode.is_none() && root_mode.is_some_and(|m| !strict(m)))
+                    || (ns_mode.is_none() && root_mode.is_none()));
+            if skip {
+                continue;
+            }
+            found_non_strict = true;
+            rules.push(vec![L4Match {
+                not_destination_ports: vec![port16],
+                label: format!("port {port} exempt"),
+                ..L4Match::default()
+            }]);
+        }
+    }
+    if strict(mode) && !found_non_strict {
+        return None;
+    }
+    if rules.is_empty() && groups.is_empty() {
+        return None;
+    }
+    let merge = (root_mode.is_some_and(strict) && ns_mode.is_none_or(|m| unset(m) || strict(m)))
+        || ns_mode.is_some_and(strict);
+    if merge && found_non_strict {
+        rules.push(vec![presence_deny("no peer identity")]);
+    }
+    if !rules.is_empty() {
+        groups.push(L4Group {
+            rule: 0,
+            clauses: rules,
+        });
+    }
+    Some(groups)
+}
+
+// ---- the target ---------------------------------------------------------------------------
+
+/// What the destination ztunnel applies to one workload.
+#[derive(Clone, Debug)]
+pub struct ZtunnelTarget<'s> {
+    pub(crate) set: &'s PolicySet,
+    pub(crate) deny: Vec<usize>,
+    pub(crate) allow: Vec<usize>,
+    /// Policies in scope that istiod does not send to ztunnel, with why.
+    pub(crate) not_sent: Vec<usize>,
+    pub(crate) peer: PeerDerived,
+    /// The sidecar-style composition, for naming the PeerAuthentication that decided.
+    pub(crate) mtls: Composed,
+    /// RequestAuthentications that select this workload (not by targetRefs): nothing enforces
+    /// them in ambient mode.
+    pub(crate) selector_jwt: Vec<String>,
+}
+
+impl<'s> ZtunnelTarget<'s> {
+    /// The policy set this target was selected from.
+    pub fn set(&self) -> &'s PolicySet {
+        self.set
+    }
+
+    /// The ALLOW policies that apply (indexes into [`PolicySet::policies`]).
+    pub fn allow_policies(&self) -> &[usize] {
+        &self.allow
+    }
+
+    /// The DENY policies that apply.
+    pub fn deny_policies(&self) -> &[usize] {
+        &self.deny
+    }
+
+    /// The PeerAuthentication-derived policies.
+    pub fn peer(&self) -> &PeerDerived {
+        &self.peer
+    }
+
+    /// The sidecar-style composition of the PeerAuthentications (which policy decided a port).
+    pub fn mtls(&self) -> &Composed {
+        &self.mtls
+    }
+
+    /// The decision for one connection (the request's HTTP part is not seen by ztunnel).
+    pub fn decide(&self, req: &Request) -> Outcome {
+        let c = Conn::of(req);
+        if self.peer.denies(&c).is_some() {
+            return Outcome::Refused;
+        }
+        for &i in &self.deny {
+            if let Some(rule) = self.l4(i).and_then(|p| p.first_match(&c)) {
+                return Outcome::Denied(RuleRef { policy: i, rule });
+            }
+        }
+        if self.allow.is_empty() {
+            return Outcome::NoAllowPolicy;
+        }
+        for &i in &self.allow {
+            if let Some(rule) = self.l4(i).and_then(|p| p.first_match(&c)) {
+                return Outcome::Allowed(RuleRef { policy: i, rule });
+            }
+        }
+        Outcome::DefaultDeny
+    }
+
+    fn l4(&self, i: usize) -> Option<&'s L4Policy> {
+        self.set.ztunnel_policy(i).ok()
+    }
+
+    /// The mode plaintext meets on a port: STRICT when ztunnel refuses it, else PERMISSIVE.
+    pub fn mode_on(&self, port: u16) -> MtlsMode {
+        if self.peer.strict_on(port) {
+            MtlsMode::Strict
+        } else {
+            MtlsMode::Permissive
+        }
+    }
+
+    fn hit(&self, r: RuleRef) -> RuleHit {
+        let p = &self.set.policies()[r.policy];
+        RuleHit {
+            policy: p.id(),
+            action: p.action_str.clone(),
+            rule: Some(r.rule),
+            provider: None,
+        }
+    }
+
+    /// The decision with its reasons, in the shape of a sidecar's explanation.
+    pub fn explain(&self, req: &Request) -> Explanation {
+        let c = Conn::of(req);
+        let outcome = self.decide(req);
+        let mode = self.mode_on(req.port());
+        let decider = self
+            .mtls
+            .at(Some(u32::from(req.port())))
+            .decided_by
+            .as_ref()
+            .map(|d| MtlsDecider {
+                policy: format!("{}/{}", d.namespace, d.name),
+                level: d.level.as_str().to_owned(),
+            });
+        let sidecar_mode = self.mtls.at(Some(u32::from(req.port()))).mode;
+        let mtls = MtlsStep {
+            mode: mode.to_string(),
+            decided_by: decider,
+        };
+        let ids = |list: &[usize]| -> Vec<String> {
+            list.iter()
+                .map(|&i| {
+                    let p = &self.set.policies()[i];
+                    match self.l4(i) {
+                        Some(l) if l.groups.is_empty() => {
+                            format!("{} (no rules at ztunnel: allows nothing)", p.id())
+                        }
+                        _ => p.id(),
+                    }
+                })
+                .collect()
+        };
+        let mut ex = Explanation {
+            verdict: outcome.verdict(),
+            headline: String::new(),
+            decided_by: None,
+            mtls,
+            reason: String::new(),
+            near_misses: Vec::new(),
+            peer: c.identity.map(|i| i.principal().to_owned()),
+            request_principal: None,
+            custom: Vec::new(),
+            audit: Vec::new(),
+            shadow: None,
+            policies: self.applied(),
+            not_applied: self
+                .not_sent
+                .iter()
+                .map(|&i| {
+                    let p = &self.set.policies()[i];
+                    let why = match self.set.ztunnel_policy(i) {
+                        Err(n) => n.describe(),
+                        Ok(_) => String::new(),
+                    };
+                    format!("{} ({}): {why}", p.id(), p.action_str)
+                })
+                .collect(),
+            notes: Vec::new(),
+            hops: Vec::new(),
+            outcome,
+        };
+        ex.headline = match (outcome, ex.verdict) {
+            (Outcome::Refused, _) => {
+                "DENY (connection refused at ztunnel: STRICT mTLS, plaintext client)".to_owned()
+            }
+            (_, Verdict::Allow) => "ALLOW".to_owned(),
+            (_, Verdict::Deny) => "DENY".to_owned(),
+        };
+        match outcome {
+            Outcome::Refused => {
+                let by = self.peer.denies(&c).unwrap_or_default();
+                ex.reason = format!(
+                    "ztunnel applies {by} (the PeerAuthentication mode STRICT compiled to a DENY on connections without a peer identity) and the client sends plaintext: the connection is refused before any AuthorizationPolicy"
+                );
+            }
+            Outcome::Denied(r) => {
+                let hit = self.hit(r);
+                ex.reason = format!("{} matches the connection at ztunnel", hit.label());
+                ex.decided_by = Some(hit);
+            }
+            Outcome::Allowed(r) => {
+                let hit = self.hit(r);
+                ex.reason = format!("{} matches the connection at ztunnel", hit.label());
+                ex.decided_by = Some(hit);
+            }
+            Outcome::NoAllowPolicy => {
+                ex.reason = if self.deny.is_empty() {
+                    "no AuthorizationPolicy that ztunnel enforces applies to this workload: with no ALLOW policy, every connection is allowed".to_owned()
+                } else {
+                    "no DENY rule matches at ztunnel and no ALLOW policy applies, so the connection is allowed".to_owned()
+                };
+            }
+            Outcome::DefaultDeny => {
+                ex.reason = format!(
+                    "no ALLOW rule matches at ztunnel; ALLOW policies apply to this workload ({}), so a connection must match one of their rules as converted for ztunnel (rules with HTTP attributes are dropped)",
+                    ids(&self.allow).join(", ")
+                );
+                ex.near_misses = self.near_misses(&c);
+            }
+            _ => {}
+        }
+        if c.identity.is_none() {
+            ex.notes.push(format!(
+                "plaintext client accepted by ztunnel (mode {mode} on port {}): the connection carries no peer identity, so principals, namespaces and service accounts cannot match and notPrincipals/notNamespaces do",
+                req.port()
+            ));
+        }
+        if sidecar_mode == MtlsMode::Disable {
+            ex.notes.push(
+                "the PeerAuthentication mode DISABLE behaves like PERMISSIVE at ztunnel: mesh clients still connect over HBONE (mTLS, with their identity), and plaintext clients get in without one".to_owned(),
+            );
+        } else if (sidecar_mode == MtlsMode::Strict) != (mode == MtlsMode::Strict) {
+            ex.notes.push(format!(
+                "as istiod compiles the PeerAuthentications for ztunnel, port {} is {mode}, not {sidecar_mode} as a sidecar would apply it",
+                req.port()
+            ));
+        }
+        if req.is_http() {
+            ex.notes.push(
+                "ztunnel sees connections, not HTTP requests: the method, path, headers and token play no part here".to_owned(),
+            );
+        }
+        if !self.selector_jwt.is_empty() {
+            ex.notes.push(format!(
+                "RequestAuthentication {} selects this workload, but ztunnel has no JWT support and waypoints read only targetRefs: no token is validated or rejected",
+                self.selector_jwt.join(", ")
+            ));
+        }
+        for &i in self.deny.iter().chain(&self.allow) {
+            let p = &self.set.policies()[i];
+            if let Some(l) = self.l4(i) {
+                for (rule, fate) in &l.fates {
+                    if let Some(n) = fate_note(*rule, fate) {
+                        ex.notes.push(format!("{}: {n}", p.id()));
+                    }
+                }
+            }
+        }
+        ex
+    }
+
+    fn applied(&self) -> Vec<Applied> {
+        let mut ids: Vec<usize> = self.deny.iter().chain(&self.allow).copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|i| {
+                let p = &self.set.policies()[i];
+                Applied {
+                    policy: p.id(),
+                    action: p.action_str.clone(),
+                    dry_run: false,
+                    rules: self.l4(i).map_or(0, |l| l.groups.len()),
+                }
+            })
+            .collect()
+    }
+
+    /// The converted ALLOW rules closest to matching, then the rules conversion dropped.
+    fn near_misses(&self, c: &Conn<'_>) -> Vec<NearMiss> {
+        let mut scored: Vec<((usize, usize), NearMiss)> = Vec::new();
+        for &i in &self.allow {
+            let p = &self.set.policies()[i];
+            let Some(l) = self.l4(i) else { continue };
+            for g in &l.groups {
+                // The first failing clause's best match.
+                let mut first: Option<(String, String, usize)> = None;
+                let mut failing_clauses = 0;
+                for clause in &g.clauses {
+                    if clause.is_empty() || clause.iter().any(|m| !m.is_empty() && m.matches(c)) {
+                        continue;
+                    }
+                    failing_clauses += 1;
+                    if first.is_none() {
+                        let best = clause
+                            .iter()
+                            .filter(|m| !m.is_empty())
+                            .map(|m| (m, m.failing(c)))
+                            .min_by_key(|(_, f)| f.len());
+                        first = Some(match best {
+                            Some((m, f)) => (
+                                m.path.clone(),
+                                format!(
+                                    "{}: {} does not match (want {}; {})",
+                                    m.label,
+                                    f.join(", "),
+                                    m.describe(),
+                                    actual(c)
+                                ),
+                                f.len(),
+                            ),
+                            None => (
+                                String::new(),
+                                format!(
+                                    "{} is empty at ztunnel, so the rule never matches",
+                                    clause
+                                        .iter()
+                                        .map(|m| m.label.clone())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                                usize::MAX,
+                            ),
+                        });
+                    }
+                }
+                if let Some((path, reason, _)) = first {
+                    scored.push((
+                        (0, failing_clauses),
+                        NearMiss {
+                            policy: p.id(),
+                            rule: g.rule,
+                            field: (!path.is_empty()).then_some(path),
+                            reason,
+                            mismatches: failing_clauses,
+                            matched: g.clauses.len() - failing_clauses,
+                        },
+                    ));
+                }
+            }
+            for (rule, fate) in &l.fates {
+                if let RuleFate::Dropped(f) = fate {
+                    scored.push((
+                        (1, 0),
+                        NearMiss {
+                            policy: p.id(),
+                            rule: *rule,
+                            field: f.first().map(|x| x.path.clone()),
+                            reason: format!(
+                                "dropped at ztunnel: an ALLOW rule with HTTP attributes ({}) is left out of what ztunnel enforces",
+                                names(f)
+                            ),
+                            mismatches: 0,
+                            matched: 0,
+                        },
+                    ));
+                }
+            }
+        }
+        scored.sort_by_key(|s| s.0);
+        scored
+            .into_iter()
+            .take(super::explain::NEAR_MISSES)
+            .map(|(_, m)| m)
+            .collect()
+    }
+}
+
+fn actual(c: &Conn<'_>) -> String {
+    match c.identity {
+        Some(i) => format!("the peer is {}, port {}", i.principal(), c.port),
+        None => format!("no peer identity (plaintext), port {}", c.port),
+    }
+}
+
+fn names(f: &[L7Field]) -> String {
+    let mut n: Vec<&str> = f.iter().map(|x| x.name.as_str()).collect();
+    n.sort_unstable();
+    n.dedup();
+    n.join(", ")
+}
+
+/// A note on what conversion did to a rule, for explanations and findings.
+pub fn fate_note(rule: usize, fate: &RuleFate) -> Option<String> {
+    Some(match fate {
+        RuleFate::Kept => return None,
+        RuleFate::Dropped(f) => format!(
+            "rules[{rule}] is dropped at ztunnel (HTTP attributes: {}): it admits nothing there",
+            names(f)
+        ),
+        RuleFate::NoOp(f) => format!(
+            "rules[{rule}] loses its HTTP attributes at ztunnel ({}) and an entry left empty never matches: this DENY rule denies nothing",
+            names(f)
+        ),
+        RuleFate::Wider(f) => format!(
+            "rules[{rule}] loses its HTTP attributes at ztunnel ({}): this DENY rule denies every connection its L4 part matches",
+            names(f)
+        ),
+        RuleFate::Inert(why) => format!("rules[{rule}]: {why}"),
+    })
+}
+
+/// Principals a policy names whose trust domain is not the mesh's own: ztunnel compares them
+/// literally, so `cluster.local/...` in a mesh of another trust domain matches nobody.
+pub fn literal_principal_mismatch(principal: &str, trust_domain: &str) -> bool {
+    match principal.split_once('/') {
+        Some((td, _)) => !td.contains('*') && td != trust_domain,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
