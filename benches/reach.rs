@@ -126,10 +126,13 @@ fn sets(side: &Side) -> usize {
     );
     let workloads = model::workloads(&side.inventory, side.engine.mesh(), "cluster.local");
     let callers = model::callers(&[&side.inventory], &mesh);
+    let topology = meshguard::dataplane::Topology::new(
+        side.inventory.objects().iter().map(|o| (o.kind, &o.object)),
+    );
     let mut some = 0;
     for w in &workloads {
         for p in &w.ports {
-            let enf = model::enforcement(&set, w);
+            let enf = model::enforcement(&set, &topology, w);
             let mut reach = Reach::new(enf, p.port, Protocols::of(p.protocol), &w.host);
             for c in &callers {
                 if !reach.of(c.peer.as_ref()).0.allowed().is_empty() {
