@@ -862,7 +862,8 @@ fn an_ambient_mesh_shows_ztunnel_waypoints_and_paths() {
         .collect();
     assert!(
         hops.iter()
-            .any(|h| h.contains("waypoint shop/waypoint (passed)")),
+            .any(|h| h
+                .contains("→ waypoint shop/waypoint (decides with the caller's own identity) →")),
         "{hops:?}"
     );
 }
