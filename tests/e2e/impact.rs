@@ -43,7 +43,7 @@ async fn scenario(kubeconfig: &Path) {
     let config = run.dir.path().join("policy.yaml");
     std::fs::write(
         &config,
-        "impact: warn\nrules:\n  pa-permissive-mtls:\n    action: warn\n",
+        "impact: warn\nrules:\n  pa-permissive-mtls:\n    action: warn\n  pa-weakening-delete:\n    action: warn\n",
     )
     .expect("policy file");
     let mg = run
@@ -98,8 +98,8 @@ async fn scenario(kubeconfig: &Path) {
     let out = run.apply(&callers(&shop, "/api/*"), &[]).await.ok();
     assert!(impact_lines(&out).is_empty(), "{out}");
 
-    // STRICT → PERMISSIVE: pa-permissive-mtls warns (the policy lowers it to warn) and impact
-    // says plaintext now reaches both workloads' port.
+    // STRICT → PERMISSIVE: pa-permissive-mtls and pa-weakening-delete warn (the policy lowers
+    // them to warn) and impact says plaintext now reaches both workloads' port.
     let out = run.apply(&pa(&shop, "PERMISSIVE"), &[]).await.ok();
     let lines = impact_lines(&out);
     for w in ["payments", "web"] {
