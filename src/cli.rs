@@ -1,5 +1,5 @@
-//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report`, and
-//! dispatch. Each command's flags live next to the command (`check::CheckArgs`,
+//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report |
+//! diff`, and dispatch. Each command's flags live next to the command (`check::CheckArgs`,
 //! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
 //! server never sees clap. Every `serve` flag can also be set by an environment variable
 //! `MESHGUARD_<FLAG>`.
@@ -44,6 +44,8 @@ pub enum Command {
     Test(crate::simulate::policy_tests::TestArgs),
     /// Write the mesh's zero-trust posture as one self-contained HTML page.
     Report(crate::posture::ReportArgs),
+    /// What a change opens and closes: reachability, mTLS and findings of BASE vs HEAD.
+    Diff(crate::diff::DiffArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -268,5 +270,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Simulate(args) => crate::simulate::run(*args),
         Command::Test(args) => crate::simulate::policy_tests::run(args),
         Command::Report(args) => crate::posture::run(args),
+        Command::Diff(args) => crate::diff::run(args),
     }
 }

@@ -13,11 +13,14 @@
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
-//!   (engine + cross checks over an inventory), `catalogue` (every registry);
-//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `report`
+//!   (engine + cross checks over an inventory), `catalogue` (every registry), `reach` (who can
+//!   reach what, as sets of requests, and what a change opens);
+//! * front ends: `admission` (the webhook), `check`, `audit`, `simulate` (and `test`), `diff`
+//!   (what a change opens and closes), `report`
 //!   (outputs), `posture` (the HTML posture page), `manifest`, `cluster` (kube-backed caches),
 //!   `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas), `exception_watch` (PolicyException resources);
+//!   (one writer among replicas), `exception_watch` (PolicyException resources),
+//!   `impact_watch` (what the policy's `impact` setting reads);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`;
 //! * `cli`, then the binary.
 #![forbid(unsafe_code)]
@@ -36,10 +39,12 @@ pub mod config;
 pub mod context;
 pub mod cross;
 pub mod dataplane;
+pub mod diff;
 pub mod engine;
 pub mod exception_watch;
 pub mod finding;
 pub mod http;
+pub mod impact_watch;
 pub mod inventory;
 pub mod istio;
 pub mod json;
@@ -57,6 +62,7 @@ pub mod parallel;
 pub mod pod_template;
 pub mod policy_report;
 pub mod posture;
+pub mod reach;
 pub mod report;
 pub mod report_writer;
 pub mod resource;

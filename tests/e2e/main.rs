@@ -26,6 +26,7 @@ mod audit;
 mod bypass;
 mod existing;
 mod harness;
+mod impact;
 mod mesh;
 mod policy_ops;
 mod reports;
@@ -142,6 +143,10 @@ fn main() -> ExitCode {
         trial("policy_operations", {
             let kc = k(&main);
             move || policy_ops::run(&kc)
+        }),
+        trial("impact_at_admission", {
+            let kc = k(&main);
+            move || impact::run(&kc)
         }),
         trial("reports_from_audit", {
             let kc = k(&main);

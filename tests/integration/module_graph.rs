@@ -30,7 +30,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("checks", &["rules", "mutation", "mtls", "authz"]),
     ("engine", &["engine"]),
-    ("runs", &["inventory", "cross", "analysis", "catalogue"]),
+    (
+        "runs",
+        &["inventory", "cross", "analysis", "catalogue", "reach"],
+    ),
     (
         "front ends",
         &[
@@ -42,7 +45,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "mesh_watch",
             "exception_watch",
+            "impact_watch",
             "simulate",
+            "diff",
             "policy_test",
             "policy_report",
             "report_writer",
