@@ -17,9 +17,10 @@
 //! stopped.
 
 use super::eval::Enforcement;
-use super::model::{self, CallerKind, CallerNode, CallerSeeds, WorkloadNode};
+use super::model::{self, CallerKind, CallerNode, CallerPlanes, CallerSeeds, WorkloadNode};
 use super::space::{Partition, Protocols};
 use super::ChangeKind;
+use crate::authz::hops::{Addressed, CallerPlane};
 use crate::authz::{Mesh, PolicySet};
 use crate::inventory::Inventory;
 use crate::istio::MtlsMode;
@@ -41,6 +42,8 @@ pub struct ImpactIndex {
     policies: HashMap<String, Vec<usize>>,
     seeds: CallerSeeds,
     topology: crate::dataplane::Topology,
+    /// The data plane each caller calls from.
+    planes: CallerPlanes,
 }
 
 /// The kinds the policy sets are built from.
@@ -73,7 +76,9 @@ impl ImpactIndex {
         let topology = crate::dataplane::Topology::new(
             inventory.objects().iter().map(|o| (o.kind, &o.object)),
         );
+        let planes = CallerPlanes::new(&inventory, mesh, &topology, &workloads);
         ImpactIndex {
+            planes,
             inventory,
             workloads,
             by_namespace,
@@ -230,26 +235,41 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
         seeds.add_named(change.old.into_iter().chain(change.new), mesh);
     }
     let callers = seeds.callers(mesh);
-    let applies = |e: &Enforcement<'_>| match e {
-        Enforcement::Sidecar(t) => t
-            .custom
-            .iter()
-            .chain(&t.deny)
-            .chain(&t.allow)
-            .any(|&i| t.set().policies()[i].id() == id),
-        Enforcement::Path(_) | Enforcement::Unenforced(_) => false,
-    };
+    // Every caller's data plane, and the planes present: each takes its own path to an
+    // ambient workload or one behind a Service bound to a waypoint (the posture page's paths).
+    let planes: Vec<CallerPlane> = callers
+        .iter()
+        .map(|c| index.planes.of(c.peer.as_ref()))
+        .collect();
+    let mut present: Vec<CallerPlane> = planes.clone();
+    present.sort_by_key(|p| p.as_str());
+    present.dedup();
+    let applies = |e: &Enforcement<'_>| e.applied().0.iter().any(|p| *p == id);
     for w in scope {
-        let (be, he) = (
-            model::enforcement(&base, &index.topology, w),
-            model::enforcement(&head, &index.topology, w),
-        );
-        if matches!(be, Enforcement::Unenforced(_)) {
+        if w.unenforced.is_some() {
             continue;
         }
-        let mtls_moves = w.ports.iter().any(|p| be.mtls(p.port) != he.mtls(p.port));
+        // (`after`: HEAD's policy set, else BASE's.)
+        let paths = |after: bool, port: u16, plane: CallerPlane| {
+            let set = if after { &head } else { &base };
+            model::enforcement(set, &index.topology, w, port, plane).0
+        };
+        // The pods' mode, the same on every caller's path.
+        let mtls_of = |after: bool, port: u16| paths(after, port, CallerPlane::Sidecar).mtls(port);
+        let mtls_moves = w
+            .ports
+            .iter()
+            .any(|p| mtls_of(false, p.port) != mtls_of(true, p.port));
         let relevant = match change.kind {
-            Kind::AuthorizationPolicy => applies(&be) || applies(&he) || mtls_moves,
+            Kind::AuthorizationPolicy => {
+                mtls_moves
+                    || w.ports.iter().any(|p| {
+                        present.iter().any(|&plane| {
+                            applies(&paths(false, p.port, plane))
+                                || applies(&paths(true, p.port, plane))
+                        })
+                    })
+            }
             _ => mtls_moves,
         };
         if !relevant {
@@ -280,7 +300,8 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
                 return out;
             }
             out.ports += 1;
-            if let (Some(MtlsMode::Strict), Some(now)) = (be.mtls(port), he.mtls(port)) {
+            if let (Some(MtlsMode::Strict), Some(now)) = (mtls_of(false, port), mtls_of(true, port))
+            {
                 if now != MtlsMode::Strict {
                     out.mtls.push(MtlsOpening {
                         to: to.clone(),
@@ -290,50 +311,61 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
                     });
                 }
             }
-            let mut p = Partition::new(&[&be, &he], port, protocols, &w.host);
-            if let Some(n) = p.too_large {
-                out.stopped = Some(format!(
-                    "{}:{port} not compared: {n} combinations of policy values",
-                    w.id()
-                ));
-                continue;
-            }
-            let (bf, hf) = (fields(&be), fields(&he));
-            let mut classes: HashMap<(Vec<u64>, Vec<u64>), Vec<super::Change>> = HashMap::new();
-            for caller in &callers {
-                let key = (
-                    be.caller_key(&bf, caller.peer.as_ref(), port),
-                    he.caller_key(&hf, caller.peer.as_ref(), port),
-                );
-                let found = match classes.get(&key) {
-                    Some(c) => c.clone(),
-                    None => {
-                        if classes.len() >= limits.classes {
-                            out.stopped = Some(format!(
-                                "{}:{port}: stopped after {} kinds of caller",
-                                w.id(),
-                                limits.classes
-                            ));
-                            break;
-                        }
-                        let bs = p.evaluate(&be, caller.peer.clone());
-                        let hs = p.evaluate(&he, caller.peer.clone());
-                        let c: Vec<super::Change> = super::compare(&p, (&be, &bs), (&he, &hs))
-                            .into_iter()
-                            .filter(|c| c.kind.opens())
-                            .collect();
-                        classes.insert(key, c.clone());
-                        c
-                    }
+            let mut classes: HashMap<(CallerPlane, Vec<u64>, Vec<u64>), Vec<super::Change>> =
+                HashMap::new();
+            for &plane in &present {
+                let (be, via) = model::enforcement(&base, &index.topology, w, port, plane);
+                let (he, head_via) = model::enforcement(&head, &index.topology, w, port, plane);
+                // Behind a Service bound to a waypoint the requests carry the Service's port.
+                let at = match head_via.or(via) {
+                    Some(Addressed::Service { port, .. }) => port,
+                    _ => port,
                 };
-                for c in found {
-                    out.openings.push(Opening {
-                        who: who(caller),
-                        to: to.clone(),
-                        port,
-                        kind: c.kind,
-                        requests: c.text,
-                    });
+                let mut p = Partition::new(&[&be, &he], at, protocols, &w.host);
+                if let Some(n) = p.too_large {
+                    out.stopped = Some(format!(
+                        "{}:{port} not compared: {n} combinations of policy values",
+                        w.id()
+                    ));
+                    continue;
+                }
+                let (bf, hf) = (fields(&be), fields(&he));
+                for (caller, _) in callers.iter().zip(&planes).filter(|(_, &p)| p == plane) {
+                    let key = (
+                        plane,
+                        be.caller_key(&bf, caller.peer.as_ref(), at),
+                        he.caller_key(&hf, caller.peer.as_ref(), at),
+                    );
+                    let found = match classes.get(&key) {
+                        Some(c) => c.clone(),
+                        None => {
+                            if classes.len() >= limits.classes {
+                                out.stopped = Some(format!(
+                                    "{}:{port}: stopped after {} kinds of caller",
+                                    w.id(),
+                                    limits.classes
+                                ));
+                                break;
+                            }
+                            let bs = p.evaluate(&be, caller.peer.clone());
+                            let hs = p.evaluate(&he, caller.peer.clone());
+                            let c: Vec<super::Change> = super::compare(&p, (&be, &bs), (&he, &hs))
+                                .into_iter()
+                                .filter(|c| c.kind.opens())
+                                .collect();
+                            classes.insert(key, c.clone());
+                            c
+                        }
+                    };
+                    for c in found {
+                        out.openings.push(Opening {
+                            who: who(caller),
+                            to: to.clone(),
+                            port,
+                            kind: c.kind,
+                            requests: c.text,
+                        });
+                    }
                 }
             }
         }
