@@ -781,6 +781,88 @@ spec:
             .is_some_and(|l| l.starts_with("impact incomplete: stopped after 1 workload ports")));
     }
 
+    /// The ambient fixture: shop is ambient, its Services use the waypoint `waypoint`, and
+    /// reviews-l7 (`targetRefs` Service reviews) lets frontend and the ingress gateway GET.
+    fn ambient_index() -> (ImpactIndex, Mesh) {
+        let mut loaded = Loaded::default();
+        for (name, text) in [
+            (
+                "00-mesh.yaml",
+                include_str!("../../tests/fixtures/ambient/00-mesh.yaml"),
+            ),
+            (
+                "10-shop.yaml",
+                include_str!("../../tests/fixtures/ambient/10-shop.yaml"),
+            ),
+            (
+                "20-payments.yaml",
+                include_str!("../../tests/fixtures/ambient/20-payments.yaml"),
+            ),
+            (
+                "30-ingress.yaml",
+                include_str!("../../tests/fixtures/ambient/30-ingress.yaml"),
+            ),
+        ] {
+            crate::manifest::parse_into(name, text, &mut loaded);
+        }
+        let prepared = crate::check::prepare(&mut loaded, "default", false, true);
+        assert!(prepared.errors.is_empty(), "{:?}", prepared.errors);
+        let mesh = crate::check::mesh_context(&prepared, None, None);
+        let index = ImpactIndex::new(prepared.inventory, &mesh, "cluster.local");
+        (index, Mesh::from_context(&mesh))
+    }
+
+    fn reviews_l7(principals: &str, methods: &str) -> DynamicObject {
+        object(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-l7, namespace: shop}}\nspec:\n  targetRefs: [{{kind: Service, group: \"\", name: reviews}}]\n  rules:\n  - from: [{{source: {{principals: [{principals}]}}}}]\n    to: [{{operation: {{methods: [{methods}]}}}}]\n"
+        ))
+    }
+
+    #[test]
+    fn a_waypoint_policy_change_is_judged_on_the_path_through_the_waypoint() {
+        let (index, mesh) = ambient_index();
+        let callers = "cluster.local/ns/shop/sa/frontend, cluster.local/ns/ingress/sa/public-istio";
+        let old = reviews_l7(callers, "GET");
+        let change = |old, new| Change {
+            kind: Kind::AuthorizationPolicy,
+            namespace: "shop",
+            name: "reviews-l7",
+            old,
+            new,
+        };
+        // Widened at the waypoint: the callers it names, through the waypoint (their own
+        // identity there; the pods' ztunnel admits the waypoint's). A ztunnel-only view of
+        // reviews (pod-addressed, no waypoint) sees no change at all.
+        let new = reviews_l7(callers, "GET, POST");
+        assert_eq!(
+            said(&index, &mesh, change(Some(&old), Some(&new))),
+            ["this change lets cluster.local/ns/shop/sa/frontend and cluster.local/ns/ingress/sa/public-istio call reviews:9080 (POST any path but /debug*)"]
+        );
+        // The same callers in another order: compared (the policy applies at the waypoint),
+        // quiet.
+        let reordered = reviews_l7(
+            "cluster.local/ns/ingress/sa/public-istio, cluster.local/ns/shop/sa/frontend",
+            "GET",
+        );
+        let found = impact(
+            &index,
+            &mesh,
+            change(Some(&old), Some(&reordered)),
+            Limits::default(),
+        );
+        assert!(found.is_empty() && found.stopped.is_none(), "{found:?}");
+        assert_eq!(found.ports, 1, "reviews:9080 compared");
+        // Narrowing is not an opening.
+        let narrowed = reviews_l7("cluster.local/ns/shop/sa/frontend", "GET");
+        assert!(impact(
+            &index,
+            &mesh,
+            change(Some(&old), Some(&narrowed)),
+            Limits::default()
+        )
+        .is_empty());
+    }
+
     #[test]
     fn only_policy_kinds_and_real_operations_are_changes() {
         let o = object(
