@@ -6,7 +6,11 @@
 //!   nothing was allowed before; `widened`: more than before) and newly refused (`closed`,
 //!   `narrowed`), each with a witness request that flips and the policies that decide it before
 //!   and after ([`crate::reach`]). Workloads whose applicable policies, mTLS and data plane did
-//!   not change are not recomputed. A workload that only HEAD has is `opened` for the callers
+//!   not change are not recomputed. An edge follows the request's path through the data plane
+//!   ([`crate::reach::model::enforcement`], the posture page's): a caller on the ambient data
+//!   plane reaching a workload behind a Service bound to a waypoint goes through the waypoint
+//!   (its `targetRefs` policies, the caller's identity), then the pods' ztunnel or sidecar
+//!   (the waypoint's identity); sidecar callers and the plaintext client go to the pods. A workload that only HEAD has is `opened` for the callers
 //!   that can reach it; one that only BASE has is `closed`.
 //! * **mTLS**: the effective mode per workload and port ([`crate::mtls`]) where it changes; a
 //!   port that stops requiring mTLS (STRICT → PERMISSIVE or DISABLE) counts as opening.

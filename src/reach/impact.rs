@@ -6,7 +6,10 @@
 //! namespace) and that the object applies to before or after the change, the request space of
 //! every caller on every port is computed before and after ([`super::compare`]); what opens
 //! (an edge that becomes reachable, requests newly allowed) and every port that stops requiring
-//! mTLS is said in one line each, the callers of the same opening together:
+//! mTLS is said in one line each, the callers of the same opening together. Edges follow the
+//! request's path per caller data plane ([`model::enforcement`]): an ambient caller's request
+//! to a workload behind a waypoint-bound Service passes the waypoint, so a `targetRefs` policy
+//! there is judged where it applies.
 //!
 //! ```text
 //! this change lets cluster.local/ns/shop/sa/web call payments:8080 (GET /admin/*)
@@ -244,7 +247,7 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
     let mut present: Vec<CallerPlane> = planes.clone();
     present.sort_by_key(|p| p.as_str());
     present.dedup();
-    let applies = |e: &Enforcement<'_>| e.applied().0.iter().any(|p| *p == id);
+    let applies = |e: &Enforcement<'_>| e.applied().0.contains(&id);
     for w in scope {
         if w.unenforced.is_some() {
             continue;
