@@ -414,7 +414,12 @@ fn fingerprint(
 ) -> String {
     let mut s = format!("{:?}|{:?}|", w.unenforced, w.ports);
     for p in &w.ports {
-        for plane in PLANES {
+        let planes: &[CallerPlane] = if model::routed(topology, w, p.port) {
+            &PLANES
+        } else {
+            &PLANES[..1]
+        };
+        for &plane in planes {
             let (enf, via) = model::enforcement(set, topology, w, p.port, plane);
             let (ids, shape) = enf.applied();
             s.push_str(&format!("{}|{via:?}|{shape}|", p.port));
@@ -630,11 +635,22 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
         for (&port, &protocols) in &ports {
             // Callers by the data planes they call from on each side: each group takes its
             // own path (through a Service's waypoint, or straight to the pods).
+            // (One group when neither side's path depends on the caller's plane.)
+            let b_routed = b.is_some_and(|w| model::routed(&base_topology, w, port));
+            let h_routed = h.is_some_and(|w| model::routed(&head_topology, w, port));
             let mut groups: BTreeMap<(usize, usize), Vec<&CallerNode>> = BTreeMap::new();
             for c in &callers {
                 let key = (
-                    plane_slot(base_planes.of(c.peer.as_ref())),
-                    plane_slot(head_planes.of(c.peer.as_ref())),
+                    if b_routed {
+                        plane_slot(base_planes.of(c.peer.as_ref()))
+                    } else {
+                        0
+                    },
+                    if h_routed {
+                        plane_slot(head_planes.of(c.peer.as_ref()))
+                    } else {
+                        0
+                    },
                 );
                 groups.entry(key).or_default().push(c);
             }

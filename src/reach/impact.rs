@@ -267,7 +267,12 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
             Kind::AuthorizationPolicy => {
                 mtls_moves
                     || w.ports.iter().any(|p| {
-                        present.iter().any(|&plane| {
+                        let here: &[CallerPlane] = if model::routed(&index.topology, w, p.port) {
+                            &present
+                        } else {
+                            &[CallerPlane::Sidecar]
+                        };
+                        here.iter().any(|&plane| {
                             applies(&paths(false, p.port, plane))
                                 || applies(&paths(true, p.port, plane))
                         })
@@ -316,7 +321,14 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
             }
             let mut classes: HashMap<(CallerPlane, Vec<u64>, Vec<u64>), Vec<super::Change>> =
                 HashMap::new();
-            for &plane in &present {
+            // One pass for every caller when the path does not depend on its plane.
+            let routed = model::routed(&index.topology, w, port);
+            let here: &[CallerPlane] = if routed {
+                &present
+            } else {
+                &[CallerPlane::Sidecar]
+            };
+            for &plane in here {
                 let (be, via) = model::enforcement(&base, &index.topology, w, port, plane);
                 let (he, head_via) = model::enforcement(&head, &index.topology, w, port, plane);
                 // Behind a Service bound to a waypoint the requests carry the Service's port.
@@ -333,7 +345,11 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
                     continue;
                 }
                 let (bf, hf) = (fields(&be), fields(&he));
-                for (caller, _) in callers.iter().zip(&planes).filter(|(_, &p)| p == plane) {
+                for (caller, _) in callers
+                    .iter()
+                    .zip(&planes)
+                    .filter(|(_, &p)| !routed || p == plane)
+                {
                     let key = (
                         plane,
                         be.caller_key(&bf, caller.peer.as_ref(), at),

@@ -524,6 +524,21 @@ pub fn enforcement<'s>(
     (super::Enforce::Path(Box::new(path)), Some(via))
 }
 
+/// Whether the requests to a workload port take a path that depends on the caller's data
+/// plane ([`addressed`]); else every caller meets the same enforcement.
+pub fn routed(topology: &Topology, w: &WorkloadNode, port: u16) -> bool {
+    w.unenforced.is_none()
+        && addressed(
+            topology,
+            &w.namespace,
+            &w.labels,
+            &w.container_ports,
+            w.pod_plane.plane,
+            port,
+        )
+        .is_some()
+}
+
 /// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
 /// a gateway's deployment), and of the identities istiod creates for gateways. `planes`: the
 /// data plane of workloads (index into [`Inventory::workloads`]).
