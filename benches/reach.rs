@@ -132,7 +132,14 @@ fn sets(side: &Side) -> usize {
     let mut some = 0;
     for w in &workloads {
         for p in &w.ports {
-            let enf = model::enforcement(&set, &topology, w);
+            let enf = model::enforcement(
+                &set,
+                &topology,
+                w,
+                p.port,
+                meshguard::authz::hops::CallerPlane::Sidecar,
+            )
+            .0;
             let mut reach = Reach::new(enf, p.port, Protocols::of(p.protocol), &w.host);
             for c in &callers {
                 if !reach.of(c.peer.as_ref()).0.allowed().is_empty() {

@@ -6,7 +6,11 @@
 //!   nothing was allowed before; `widened`: more than before) and newly refused (`closed`,
 //!   `narrowed`), each with a witness request that flips and the policies that decide it before
 //!   and after ([`crate::reach`]). Workloads whose applicable policies, mTLS and data plane did
-//!   not change are not recomputed. A workload that only HEAD has is `opened` for the callers
+//!   not change are not recomputed. An edge follows the request's path through the data plane
+//!   ([`crate::reach::model::enforcement`], the posture page's): a caller on the ambient data
+//!   plane reaching a workload behind a Service bound to a waypoint goes through the waypoint
+//!   (its `targetRefs` policies, the caller's identity), then the pods' ztunnel or sidecar
+//!   (the waypoint's identity); sidecar callers and the plaintext client go to the pods. A workload that only HEAD has is `opened` for the callers
 //!   that can reach it; one that only BASE has is `closed`.
 //! * **mTLS**: the effective mode per workload and port ([`crate::mtls`]) where it changes; a
 //!   port that stops requiring mTLS (STRICT → PERMISSIVE or DISABLE) counts as opening.
@@ -18,6 +22,7 @@
 
 pub mod render;
 
+use crate::authz::hops::CallerPlane;
 use crate::authz::{Mesh, PolicySet};
 use crate::config::Policy;
 use crate::engine::Engine;
@@ -172,6 +177,11 @@ pub struct EdgeChange {
     pub to: String,
     pub to_kind: &'static str,
     pub port: u16,
+    /// The Service the caller addresses, when its requests take that Service's path (ambient
+    /// callers through its waypoint): `shop/Service/reviews:9080`, as `simulate --to` takes it
+    /// with `--port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub change: ChangeKind,
     /// The requests that flip, in words.
     pub requests: String,
@@ -392,32 +402,57 @@ fn flatten_claim(key: &str, v: &serde_json::Value, out: &mut Vec<(String, String
     }
 }
 
-/// What a workload's decisions depend on in one policy set, as text: the applicable policies
-/// (specs and what orders them), token issuers, effective mTLS and the data plane. Equal
-/// fingerprints decide every request alike.
-fn fingerprint(inv: &Inventory, enf: &Enforcement<'_>, w: &WorkloadNode) -> String {
+/// What a workload's decisions depend on in one policy set, as text: on every port and for
+/// callers on every data plane, the path and its policies (specs and what orders them), token
+/// issuers and effective mTLS ([`Enforcement::applied`]). Equal fingerprints decide every
+/// request alike.
+fn fingerprint(
+    inv: &Inventory,
+    set: &PolicySet,
+    topology: &crate::dataplane::Topology,
+    w: &WorkloadNode,
+) -> String {
     let mut s = format!("{:?}|{:?}|", w.unenforced, w.ports);
-    if let Enforcement::Sidecar(t) = enf {
-        let set = t.set();
-        for &i in t.custom.iter().chain(&t.deny).chain(&t.allow) {
-            let p = &set.policies()[i];
-            let spec = inv
-                .find(Kind::AuthorizationPolicy, &p.namespace, &p.name)
-                .map(|o| {
+    for p in &w.ports {
+        let planes: &[CallerPlane] = if model::routed(topology, w, p.port) {
+            &PLANES
+        } else {
+            &PLANES[..1]
+        };
+        for &plane in planes {
+            let (enf, via) = model::enforcement(set, topology, w, p.port, plane);
+            let (ids, shape) = enf.applied();
+            s.push_str(&format!("{}|{via:?}|{shape}|", p.port));
+            if let Some(crate::authz::hops::Addressed::Service { service, .. }) = via {
+                let svc = topology.service(service);
+                s.push_str(&format!("{}/{}|", svc.namespace, svc.name));
+            }
+            for id in ids {
+                let (ns, name) = id.split_once('/').unwrap_or(("", id.as_str()));
+                let spec = inv.find(Kind::AuthorizationPolicy, ns, name).map(|o| {
                     (
                         spec_of(&o.object).to_string(),
                         o.object.metadata.annotations.clone(),
                         o.object.metadata.creation_timestamp.clone(),
                     )
                 });
-            s.push_str(&format!("{}|{spec:?}|", p.id()));
+                s.push_str(&format!("{id}|{spec:?}|"));
+            }
         }
-        for i in &t.issuers {
-            s.push_str(&format!("{i:?}|"));
-        }
-        s.push_str(&format!("{:?}", t.mtls()));
     }
     s
+}
+
+/// The callers' data planes, each of which may take its own path to a workload.
+const PLANES: [CallerPlane; 4] = [
+    CallerPlane::Sidecar,
+    CallerPlane::Ambient,
+    CallerPlane::Gateway,
+    CallerPlane::Outside,
+];
+
+fn plane_slot(p: CallerPlane) -> usize {
+    PLANES.iter().position(|&x| x == p).unwrap_or(0)
 }
 
 fn caller_fields<'s>(enf: &Enforcement<'s>) -> Vec<&'s crate::authz::field::Field> {
@@ -442,15 +477,21 @@ fn mtls_rank(m: Option<MtlsMode>) -> u8 {
 }
 
 fn mtls_decider(enf: &Enforcement<'_>, port: u16) -> Option<String> {
-    match enf {
-        Enforcement::Sidecar(t) => t
-            .mtls()
-            .at(Some(u32::from(port)))
-            .decided_by
-            .as_ref()
-            .map(|d| format!("{}/{} ({})", d.namespace, d.name, d.level.as_str())),
-        Enforcement::Path(_) | Enforcement::Unenforced(_) => None,
-    }
+    use crate::authz::hops::DestTarget;
+    let composed = match enf {
+        Enforcement::Sidecar(t) => t.mtls(),
+        Enforcement::Path(p) => match &p.route.dest {
+            DestTarget::Sidecar(t) => t.mtls(),
+            DestTarget::Ztunnel { target, .. } => target.mtls(),
+            DestTarget::Unenforced(_) => return None,
+        },
+        Enforcement::Unenforced(_) => return None,
+    };
+    composed
+        .at(Some(u32::from(port)))
+        .decided_by
+        .as_ref()
+        .map(|d| format!("{}/{} ({})", d.namespace, d.name, d.level.as_str()))
 }
 
 fn finding_key(f: &ObjectFinding) -> (String, String, String, String, String) {
@@ -532,9 +573,12 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
                 .map(|b| (Some(b), None)),
         )
         .collect();
+    let planes = |s: &Side, wl: &[WorkloadNode], t: &crate::dataplane::Topology| {
+        model::CallerPlanes::new(&s.inventory, s.engine.mesh(), t, wl)
+    };
+    let base_planes = planes(base, &base_wl, &base_topology);
+    let head_planes = planes(head, &head_wl, &head_topology);
     for (b, h) in pairs {
-        let be = b.map(|w| model::enforcement(&base_set, &base_topology, w));
-        let he = h.map(|w| model::enforcement(&head_set, &head_topology, w));
         let any = h.or(b).cloned();
         let Some(node) = any else {
             continue;
@@ -554,11 +598,18 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
                 m
             });
         compared += ports.len();
-        if let (Some(bw), Some(hw), Some(be), Some(he)) = (b, h, &be, &he) {
-            if fingerprint(&base.inventory, be, bw) == fingerprint(&head.inventory, he, hw) {
+        if let (Some(bw), Some(hw)) = (b, h) {
+            if fingerprint(&base.inventory, &base_set, &base_topology, bw)
+                == fingerprint(&head.inventory, &head_set, &head_topology, hw)
+            {
                 continue;
             }
             for &port in ports.keys() {
+                // The pods' mode: the same on every caller's path.
+                let be =
+                    model::enforcement(&base_set, &base_topology, bw, port, CallerPlane::Sidecar).0;
+                let he =
+                    model::enforcement(&head_set, &head_topology, hw, port, CallerPlane::Sidecar).0;
                 let (bm, hm) = (be.mtls(port), he.mtls(port));
                 if bm != hm {
                     mtls.push(MtlsChange {
@@ -566,8 +617,8 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
                         port,
                         from: mode_str(bm),
                         to: mode_str(hm),
-                        from_policy: mtls_decider(be, port),
-                        to_policy: mtls_decider(he, port),
+                        from_policy: mtls_decider(&be, port),
+                        to_policy: mtls_decider(&he, port),
                         opens_plaintext: bm == Some(MtlsMode::Strict)
                             && mtls_rank(hm) < mtls_rank(bm),
                     });
@@ -580,70 +631,120 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
         } else {
             &base.inventory
         };
-        let to = to_arg(to_inv, &node);
-        let sides: Vec<&Enforcement<'_>> = be.iter().chain(he.iter()).collect();
+        let workload_arg = to_arg(to_inv, &node);
         for (&port, &protocols) in &ports {
-            let mut p = Partition::new(&sides, port, protocols, &node.host);
-            if let Some(n) = p.too_large {
-                notes.push(format!(
-                    "{}:{port}: {n} combinations of policy values, more than meshguard splits: not compared",
-                    node.id()
-                ));
-                continue;
-            }
-            notes.extend(p.notes.iter().map(|n| format!("{}:{port}: {n}", node.id())));
-            let bf = be.as_ref().map(caller_fields).unwrap_or_default();
-            let hf = he.as_ref().map(caller_fields).unwrap_or_default();
-            let mut cache: HashMap<(Vec<u64>, Vec<u64>), Vec<reach::Change>> = HashMap::new();
-            for caller in &callers {
+            // Callers by the data planes they call from on each side: each group takes its
+            // own path (through a Service's waypoint, or straight to the pods).
+            // (One group when neither side's path depends on the caller's plane.)
+            let b_routed = b.is_some_and(|w| model::routed(&base_topology, w, port));
+            let h_routed = h.is_some_and(|w| model::routed(&head_topology, w, port));
+            let mut groups: BTreeMap<(usize, usize), Vec<&CallerNode>> = BTreeMap::new();
+            for c in &callers {
                 let key = (
-                    be.as_ref()
-                        .map(|e| e.caller_key(&bf, caller.peer.as_ref(), port))
-                        .unwrap_or_default(),
-                    he.as_ref()
-                        .map(|e| e.caller_key(&hf, caller.peer.as_ref(), port))
-                        .unwrap_or_default(),
+                    if b_routed {
+                        plane_slot(base_planes.of(c.peer.as_ref()))
+                    } else {
+                        0
+                    },
+                    if h_routed {
+                        plane_slot(head_planes.of(c.peer.as_ref()))
+                    } else {
+                        0
+                    },
                 );
-                let found = match cache.get(&key) {
-                    Some(c) => c.clone(),
-                    None => {
-                        let bs = be.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
-                        let hs = he.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
-                        let c = edge_changes(
-                            &p,
-                            bs.as_ref().map(|(e, s)| (*e, s)),
-                            hs.as_ref().map(|(e, s)| (*e, s)),
-                        );
-                        cache.insert(key, c.clone());
-                        c
-                    }
+                groups.entry(key).or_default().push(c);
+            }
+            for ((bp, hp), group) in groups {
+                let bside =
+                    b.map(|w| model::enforcement(&base_set, &base_topology, w, port, PLANES[bp]));
+                let hside =
+                    h.map(|w| model::enforcement(&head_set, &head_topology, w, port, PLANES[hp]));
+                // The Service the requests address (HEAD's, else BASE's), when the workload is
+                // behind one bound to a waypoint: the requests carry its port, and `simulate`
+                // is asked about it.
+                let service =
+                    |side: &Option<(Enforcement<'_>, Option<crate::authz::hops::Addressed>)>,
+                     t: &crate::dataplane::Topology| {
+                        match side.as_ref().and_then(|s| s.1) {
+                            Some(crate::authz::hops::Addressed::Service { service, port }) => {
+                                let s = t.service(service);
+                                Some((format!("{}/Service/{}", s.namespace, s.name), port))
+                            }
+                            _ => None,
+                        }
+                    };
+                let via =
+                    service(&hside, &head_topology).or_else(|| service(&bside, &base_topology));
+                let (at, to) = match &via {
+                    Some((arg, svc_port)) => (*svc_port, arg.clone()),
+                    None => (port, workload_arg.clone()),
                 };
-                for ch in found {
-                    let mut policies: Vec<String> = Vec::new();
-                    for d in ch.after.iter().chain(&ch.before) {
-                        if let Some(id) = d.policy_id() {
-                            if !policies.iter().any(|x| x == id) {
-                                policies.push(id.to_owned());
+                let be = bside.map(|s| s.0);
+                let he = hside.map(|s| s.0);
+                let sides: Vec<&Enforcement<'_>> = be.iter().chain(he.iter()).collect();
+                let mut p = Partition::new(&sides, at, protocols, &node.host);
+                if let Some(n) = p.too_large {
+                    notes.push(format!(
+                        "{}:{port}: {n} combinations of policy values, more than meshguard splits: not compared",
+                        node.id()
+                    ));
+                    continue;
+                }
+                notes.extend(p.notes.iter().map(|n| format!("{}:{port}: {n}", node.id())));
+                let bf = be.as_ref().map(caller_fields).unwrap_or_default();
+                let hf = he.as_ref().map(caller_fields).unwrap_or_default();
+                let mut cache: HashMap<(Vec<u64>, Vec<u64>), Vec<reach::Change>> = HashMap::new();
+                for caller in group {
+                    let key = (
+                        be.as_ref()
+                            .map(|e| e.caller_key(&bf, caller.peer.as_ref(), at))
+                            .unwrap_or_default(),
+                        he.as_ref()
+                            .map(|e| e.caller_key(&hf, caller.peer.as_ref(), at))
+                            .unwrap_or_default(),
+                    );
+                    let found = match cache.get(&key) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let bs = be.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
+                            let hs = he.as_ref().map(|e| (e, p.evaluate(e, caller.peer.clone())));
+                            let c = edge_changes(
+                                &p,
+                                bs.as_ref().map(|(e, s)| (*e, s)),
+                                hs.as_ref().map(|(e, s)| (*e, s)),
+                            );
+                            cache.insert(key, c.clone());
+                            c
+                        }
+                    };
+                    for ch in found {
+                        let mut policies: Vec<String> = Vec::new();
+                        for d in ch.after.iter().chain(&ch.before) {
+                            if let Some(id) = d.policy_id() {
+                                if !policies.iter().any(|x| x == id) {
+                                    policies.push(id.to_owned());
+                                }
                             }
                         }
+                        changes.push(EdgeChange {
+                            from: caller.label.clone(),
+                            to: node.id(),
+                            to_kind: node.kind.as_str(),
+                            port,
+                            via: via.as_ref().map(|(arg, sp)| format!("{arg}:{sp}")),
+                            change: ch.kind,
+                            requests: ch.text.clone(),
+                            witness: witness(&p, ch.witness, caller, &to, ch.kind.opens()),
+                            policies,
+                            before: ch.before.clone(),
+                            after: ch.after.clone(),
+                            note: match (b, h) {
+                                (None, Some(_)) => Some("new workload"),
+                                (Some(_), None) => Some("removed workload"),
+                                _ => None,
+                            },
+                        });
                     }
-                    changes.push(EdgeChange {
-                        from: caller.label.clone(),
-                        to: node.id(),
-                        to_kind: node.kind.as_str(),
-                        port,
-                        change: ch.kind,
-                        requests: ch.text.clone(),
-                        witness: witness(&p, ch.witness, caller, &to, ch.kind.opens()),
-                        policies,
-                        before: ch.before.clone(),
-                        after: ch.after.clone(),
-                        note: match (b, h) {
-                            (None, Some(_)) => Some("new workload"),
-                            (Some(_), None) => Some("removed workload"),
-                            _ => None,
-                        },
-                    });
                 }
             }
         }

@@ -24,6 +24,7 @@ fn groups(d: &Diff) -> Vec<Group<'_>> {
             let f = g.first;
             f.to == c.to
                 && f.port == c.port
+                && f.via == c.via
                 && f.change == c.change
                 && f.requests == c.requests
                 && f.before == c.before
@@ -122,11 +123,15 @@ pub fn text(d: &Diff) -> String {
             let c = g.first;
             let _ = writeln!(
                 s,
-                "  {:<8} {} → {}:{}{}",
+                "  {:<8} {} → {}:{}{}{}",
                 c.change.as_str(),
                 callers(&g.from),
                 c.to,
                 c.port,
+                c.via
+                    .as_ref()
+                    .map(|v| format!(" via {v}"))
+                    .unwrap_or_default(),
                 c.note.map(|n| format!(" ({n})")).unwrap_or_default()
             );
             let _ = writeln!(s, "           requests: {}", c.requests);

@@ -21,12 +21,13 @@
 //! policies name. The page says when the list was cut, and how many were left out.
 
 use super::rows::{NamespaceRow, Policies, WorkloadRow};
-use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Destination, Route};
+use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Route};
 use crate::authz::{PolicySet, Target};
 use crate::dataplane::{PodPlane, Topology};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
-use crate::reach::eval::{Decider, Enforcement, PathEnforcement};
+use crate::reach::eval::{Decider, Enforcement};
+use crate::reach::model;
 use crate::reach::space::{Protocols, Summary};
 use crate::reach::Reach;
 use crate::resource::{spec_of, Kind};
@@ -296,40 +297,21 @@ fn route_words(route: &Route<'_>, caller: CallerPlane) -> String {
     }
 }
 
-/// How a column is addressed, when its requests take a path of their own: a Service bound to
-/// a waypoint that sends to the column's port (ambient callers go through the waypoint), else
-/// the pods directly when they are ambient. `None`: a sidecar workload reached directly (the
-/// sidecar target decides alone).
+/// How a column is addressed, when its requests take a path of their own
+/// ([`crate::reach::model::addressed`]: a Service bound to a waypoint that sends to the column's
+/// port, else the pods directly when they are ambient). `None`: a sidecar workload reached
+/// directly (the sidecar target decides alone).
 fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Option<RouteColumn<'s>> {
     let port = u16::try_from(port?).ok()?;
     let d = &input.sources[w].workload;
-    let topology = input.topology;
-    let via = topology
-        .services_selecting(&d.namespace, &d.labels)
-        .find_map(|i| {
-            let s = topology.service(i);
-            s.binding.gateway()?;
-            s.ports.iter().find_map(|p| {
-                let target = match &p.target {
-                    crate::dataplane::topology::TargetPort::Number(n) => *n,
-                    crate::dataplane::topology::TargetPort::Name(n) => {
-                        d.ports
-                            .iter()
-                            .find(|c| c.name.as_deref() == Some(n.as_str()))?
-                            .port
-                    }
-                };
-                (target == u32::from(port)).then(|| Addressed::Service {
-                    service: i,
-                    port: u16::try_from(p.port).unwrap_or(port),
-                })
-            })
-        });
-    let via = match via {
-        Some(v) => v,
-        None if input.planes[w].plane == crate::dataplane::Plane::Ambient => Addressed::Pod,
-        None => return None,
-    };
+    let via = model::addressed(
+        input.topology,
+        &d.namespace,
+        &d.labels,
+        &d.ports,
+        input.planes[w].plane,
+        port,
+    )?;
     Some(RouteColumn {
         via,
         port,
@@ -337,45 +319,8 @@ fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Optio
     })
 }
 
-/// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
-/// a gateway's deployment), and of the identities istiod creates for gateways.
-pub(super) fn caller_planes(
-    inventory: &Inventory,
-    topology: &Topology,
-    planes: &[(usize, PodPlane)],
-) -> HashMap<(String, String), CallerPlane> {
-    let mut out: HashMap<(String, String), CallerPlane> = HashMap::new();
-    for &(i, p) in planes {
-        let w = &inventory.workloads()[i];
-        let o = inventory.workload_object(w);
-        let Some(t) = crate::pod_template::PodTemplate::of(o.kind, &o.object) else {
-            continue;
-        };
-        let sa = t.service_account().map_or("default", |(_, s)| s);
-        let gateway = t.label(crate::dataplane::labels::GATEWAY_NAME).is_some()
-            || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"));
-        let plane = if gateway {
-            CallerPlane::Gateway
-        } else if p.plane == crate::dataplane::Plane::Ambient {
-            CallerPlane::Ambient
-        } else {
-            CallerPlane::Sidecar
-        };
-        let e = out
-            .entry((w.workload.namespace.clone(), sa.to_owned()))
-            .or_insert(plane);
-        // Mixed planes for one identity: the sidecar's path (the simulator asks to choose).
-        if *e != plane {
-            *e = CallerPlane::Sidecar;
-        }
-    }
-    for (ns, sa, g) in topology.gateway_identities() {
-        if !g.is_waypoint() {
-            out.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Gateway);
-        }
-    }
-    out
-}
+/// The data plane of every identity that runs workloads (the reachability sets' own).
+pub(super) use crate::reach::model::caller_planes;
 
 /// Every namespace's matrix (null for a namespace without workloads).
 pub(super) fn matrices<'a>(
@@ -488,38 +433,29 @@ pub(super) fn matrices<'a>(
                         let (reach, words) =
                             rc.routes[plane_slot(caller)].get_or_insert_with(|| {
                                 let d = &input.sources[w].workload;
-                                let dest = Destination {
-                                    namespace: &d.namespace,
-                                    labels: &d.labels,
-                                    label: format!(
-                                        "{} {}/{}",
-                                        d.kind.as_str().to_ascii_lowercase(),
-                                        d.namespace,
-                                        d.name
-                                    ),
-                                    plane: input.planes[w],
-                                    workload_waypoint: input
-                                        .topology
-                                        .workload_binding(&d.namespace, &d.labels),
-                                };
-                                let route =
-                                    Route::new(input.set, input.topology, caller, via, &dest);
-                                let words = route_words(&route, caller);
+                                let dest = model::destination(
+                                    input.topology,
+                                    d.kind,
+                                    &d.namespace,
+                                    &d.name,
+                                    &d.labels,
+                                    input.planes[w],
+                                );
+                                let path = model::path_enforcement(
+                                    input.set,
+                                    input.topology,
+                                    caller,
+                                    via,
+                                    port,
+                                    &dest,
+                                );
+                                let words = route_words(&path.route, caller);
                                 let idx = match hops.iter().position(|h| *h == words) {
                                     Some(i) => i,
                                     None => {
                                         hops.push(words);
                                         hops.len() - 1
                                     }
-                                };
-                                let via_port = match via {
-                                    Addressed::Service { port, .. } => port,
-                                    Addressed::Pod => port,
-                                };
-                                let path = PathEnforcement {
-                                    route,
-                                    via_port,
-                                    pod_port: port,
                                 };
                                 let at = path.port();
                                 let host = format!("{}.{}.svc", input.workloads[w].n, ns);

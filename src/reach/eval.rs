@@ -134,10 +134,22 @@ impl<'s> Enforcement<'s> {
     pub fn decide(&self, req: &Request) -> Decision {
         match self {
             Enforcement::Sidecar(t) => Decision::Authz(t.decide(req)),
+            // A request on another port than the path's (one partition for two sides whose
+            // paths differ, e.g. a Service that gains a waypoint) is moved to it: the
+            // Service's port before a waypoint, the pod's (`targetPort`) without one.
             Enforcement::Path(p) => Decision::Path(match &p.route.waypoint {
                 Some(w) => {
                     let forwarded = req.forwarded(Some(w.identity.clone()), p.pod_port, false);
-                    p.route.decide(req, &forwarded)
+                    if p.via_port != 0 && req.port() != p.via_port {
+                        let at = req.forwarded(req.peer().cloned(), p.via_port, true);
+                        p.route.decide(&at, &forwarded)
+                    } else {
+                        p.route.decide(req, &forwarded)
+                    }
+                }
+                None if p.pod_port != 0 && req.port() != p.pod_port => {
+                    let at = req.forwarded(req.peer().cloned(), p.pod_port, true);
+                    p.route.decide(&at, &at)
                 }
                 None => p.route.decide(req, req),
             }),
@@ -204,6 +216,46 @@ impl<'s> Enforcement<'s> {
         }
     }
 
+    /// What decides here, as text: the waypoint and the destination, the policies (`namespace/
+    /// name`) with CUSTOM, DENY or ALLOW rules on every hop, and the effective mTLS. Two
+    /// enforcements with the same policies (and the same specs) and equal texts decide alike.
+    pub fn applied(&self) -> (Vec<String>, String) {
+        let mut ids = Vec::new();
+        let mut shape = String::new();
+        for t in self.l7_targets() {
+            let set = t.set();
+            for &i in t.custom.iter().chain(&t.deny).chain(&t.allow) {
+                ids.push(set.policies()[i].id());
+            }
+            shape.push_str(&format!("{:?}|{:?}|", t.issuers, t.mtls()));
+        }
+        match self {
+            Enforcement::Path(p) => {
+                if let Some(w) = &p.route.waypoint {
+                    shape.push_str(&format!("waypoint {} {}|", w.id, w.identity.principal()));
+                }
+                shape.push_str(&format!("{}:{}|", p.via_port, p.pod_port));
+                match &p.route.dest {
+                    DestTarget::Ztunnel {
+                        target,
+                        bypass_inbound,
+                    } => {
+                        let set = target.set();
+                        for &i in target.deny.iter().chain(&target.allow) {
+                            ids.push(set.policies()[i].id());
+                        }
+                        shape.push_str(&format!("ztunnel {bypass_inbound} {:?}|", target.mtls()));
+                    }
+                    DestTarget::Sidecar(_) => shape.push_str("sidecar|"),
+                    DestTarget::Unenforced(why) => shape.push_str(why),
+                }
+            }
+            Enforcement::Sidecar(_) => shape.push_str("sidecar|"),
+            Enforcement::Unenforced(why) => shape.push_str(why),
+        }
+        (ids, shape)
+    }
+
     /// The JWT issuers whose tokens are accepted here.
     pub(crate) fn issuers(&self) -> Vec<&'s crate::authz::policy::JwtIssuer> {
         self.l7_targets()
@@ -217,12 +269,8 @@ impl<'s> Enforcement<'s> {
         match self {
             Enforcement::Sidecar(t) => Some(t.mtls().at(Some(u32::from(port))).mode),
             Enforcement::Path(p) => {
-                // After a waypoint the pods are reached on their own port.
-                let port = if p.route.waypoint.is_some() {
-                    p.pod_port
-                } else {
-                    port
-                };
+                // The pods are reached on their own port.
+                let port = if p.pod_port != 0 { p.pod_port } else { port };
                 match &p.route.dest {
                     DestTarget::Sidecar(t) => Some(t.mtls().at(Some(u32::from(port))).mode),
                     DestTarget::Ztunnel { target, .. } => Some(target.mode_on(port)),
@@ -271,11 +319,7 @@ impl<'s> Enforcement<'s> {
                     Some(format!("waypoint {}", w.id)),
                 ),
                 _ => {
-                    let port = if p.route.waypoint.is_some() {
-                        p.pod_port
-                    } else {
-                        port
-                    };
+                    let port = if p.pod_port != 0 { p.pod_port } else { port };
                     let hop = p.route.waypoint.as_ref().map(|_| match &p.route.dest {
                         DestTarget::Ztunnel { .. } => {
                             format!("the ztunnel of {}", p.route.dest_label)

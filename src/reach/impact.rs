@@ -6,7 +6,10 @@
 //! namespace) and that the object applies to before or after the change, the request space of
 //! every caller on every port is computed before and after ([`super::compare`]); what opens
 //! (an edge that becomes reachable, requests newly allowed) and every port that stops requiring
-//! mTLS is said in one line each, the callers of the same opening together:
+//! mTLS is said in one line each, the callers of the same opening together. Edges follow the
+//! request's path per caller data plane ([`model::enforcement`]): an ambient caller's request
+//! to a workload behind a waypoint-bound Service passes the waypoint, so a `targetRefs` policy
+//! there is judged where it applies.
 //!
 //! ```text
 //! this change lets cluster.local/ns/shop/sa/web call payments:8080 (GET /admin/*)
@@ -17,9 +20,10 @@
 //! stopped.
 
 use super::eval::Enforcement;
-use super::model::{self, CallerKind, CallerNode, CallerSeeds, WorkloadNode};
+use super::model::{self, CallerKind, CallerNode, CallerPlanes, CallerSeeds, WorkloadNode};
 use super::space::{Partition, Protocols};
 use super::ChangeKind;
+use crate::authz::hops::{Addressed, CallerPlane};
 use crate::authz::{Mesh, PolicySet};
 use crate::inventory::Inventory;
 use crate::istio::MtlsMode;
@@ -41,6 +45,8 @@ pub struct ImpactIndex {
     policies: HashMap<String, Vec<usize>>,
     seeds: CallerSeeds,
     topology: crate::dataplane::Topology,
+    /// The data plane each caller calls from.
+    planes: CallerPlanes,
 }
 
 /// The kinds the policy sets are built from.
@@ -73,7 +79,9 @@ impl ImpactIndex {
         let topology = crate::dataplane::Topology::new(
             inventory.objects().iter().map(|o| (o.kind, &o.object)),
         );
+        let planes = CallerPlanes::new(&inventory, mesh, &topology, &workloads);
         ImpactIndex {
+            planes,
             inventory,
             workloads,
             by_namespace,
@@ -230,26 +238,46 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
         seeds.add_named(change.old.into_iter().chain(change.new), mesh);
     }
     let callers = seeds.callers(mesh);
-    let applies = |e: &Enforcement<'_>| match e {
-        Enforcement::Sidecar(t) => t
-            .custom
-            .iter()
-            .chain(&t.deny)
-            .chain(&t.allow)
-            .any(|&i| t.set().policies()[i].id() == id),
-        Enforcement::Path(_) | Enforcement::Unenforced(_) => false,
-    };
+    // Every caller's data plane, and the planes present: each takes its own path to an
+    // ambient workload or one behind a Service bound to a waypoint (the posture page's paths).
+    let planes: Vec<CallerPlane> = callers
+        .iter()
+        .map(|c| index.planes.of(c.peer.as_ref()))
+        .collect();
+    let mut present: Vec<CallerPlane> = planes.clone();
+    present.sort_by_key(|p| p.as_str());
+    present.dedup();
+    let applies = |e: &Enforcement<'_>| e.applied().0.contains(&id);
     for w in scope {
-        let (be, he) = (
-            model::enforcement(&base, &index.topology, w),
-            model::enforcement(&head, &index.topology, w),
-        );
-        if matches!(be, Enforcement::Unenforced(_)) {
+        if w.unenforced.is_some() {
             continue;
         }
-        let mtls_moves = w.ports.iter().any(|p| be.mtls(p.port) != he.mtls(p.port));
+        // (`after`: HEAD's policy set, else BASE's.)
+        let paths = |after: bool, port: u16, plane: CallerPlane| {
+            let set = if after { &head } else { &base };
+            model::enforcement(set, &index.topology, w, port, plane).0
+        };
+        // The pods' mode, the same on every caller's path.
+        let mtls_of = |after: bool, port: u16| paths(after, port, CallerPlane::Sidecar).mtls(port);
+        let mtls_moves = w
+            .ports
+            .iter()
+            .any(|p| mtls_of(false, p.port) != mtls_of(true, p.port));
         let relevant = match change.kind {
-            Kind::AuthorizationPolicy => applies(&be) || applies(&he) || mtls_moves,
+            Kind::AuthorizationPolicy => {
+                mtls_moves
+                    || w.ports.iter().any(|p| {
+                        let here: &[CallerPlane] = if model::routed(&index.topology, w, p.port) {
+                            &present
+                        } else {
+                            &[CallerPlane::Sidecar]
+                        };
+                        here.iter().any(|&plane| {
+                            applies(&paths(false, p.port, plane))
+                                || applies(&paths(true, p.port, plane))
+                        })
+                    })
+            }
             _ => mtls_moves,
         };
         if !relevant {
@@ -280,7 +308,8 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
                 return out;
             }
             out.ports += 1;
-            if let (Some(MtlsMode::Strict), Some(now)) = (be.mtls(port), he.mtls(port)) {
+            if let (Some(MtlsMode::Strict), Some(now)) = (mtls_of(false, port), mtls_of(true, port))
+            {
                 if now != MtlsMode::Strict {
                     out.mtls.push(MtlsOpening {
                         to: to.clone(),
@@ -290,50 +319,72 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
                     });
                 }
             }
-            let mut p = Partition::new(&[&be, &he], port, protocols, &w.host);
-            if let Some(n) = p.too_large {
-                out.stopped = Some(format!(
-                    "{}:{port} not compared: {n} combinations of policy values",
-                    w.id()
-                ));
-                continue;
-            }
-            let (bf, hf) = (fields(&be), fields(&he));
-            let mut classes: HashMap<(Vec<u64>, Vec<u64>), Vec<super::Change>> = HashMap::new();
-            for caller in &callers {
-                let key = (
-                    be.caller_key(&bf, caller.peer.as_ref(), port),
-                    he.caller_key(&hf, caller.peer.as_ref(), port),
-                );
-                let found = match classes.get(&key) {
-                    Some(c) => c.clone(),
-                    None => {
-                        if classes.len() >= limits.classes {
-                            out.stopped = Some(format!(
-                                "{}:{port}: stopped after {} kinds of caller",
-                                w.id(),
-                                limits.classes
-                            ));
-                            break;
-                        }
-                        let bs = p.evaluate(&be, caller.peer.clone());
-                        let hs = p.evaluate(&he, caller.peer.clone());
-                        let c: Vec<super::Change> = super::compare(&p, (&be, &bs), (&he, &hs))
-                            .into_iter()
-                            .filter(|c| c.kind.opens())
-                            .collect();
-                        classes.insert(key, c.clone());
-                        c
-                    }
+            let mut classes: HashMap<(CallerPlane, Vec<u64>, Vec<u64>), Vec<super::Change>> =
+                HashMap::new();
+            // One pass for every caller when the path does not depend on its plane.
+            let routed = model::routed(&index.topology, w, port);
+            let here: &[CallerPlane] = if routed {
+                &present
+            } else {
+                &[CallerPlane::Sidecar]
+            };
+            for &plane in here {
+                let (be, via) = model::enforcement(&base, &index.topology, w, port, plane);
+                let (he, head_via) = model::enforcement(&head, &index.topology, w, port, plane);
+                // Behind a Service bound to a waypoint the requests carry the Service's port.
+                let at = match head_via.or(via) {
+                    Some(Addressed::Service { port, .. }) => port,
+                    _ => port,
                 };
-                for c in found {
-                    out.openings.push(Opening {
-                        who: who(caller),
-                        to: to.clone(),
-                        port,
-                        kind: c.kind,
-                        requests: c.text,
-                    });
+                let mut p = Partition::new(&[&be, &he], at, protocols, &w.host);
+                if let Some(n) = p.too_large {
+                    out.stopped = Some(format!(
+                        "{}:{port} not compared: {n} combinations of policy values",
+                        w.id()
+                    ));
+                    continue;
+                }
+                let (bf, hf) = (fields(&be), fields(&he));
+                for (caller, _) in callers
+                    .iter()
+                    .zip(&planes)
+                    .filter(|(_, &p)| !routed || p == plane)
+                {
+                    let key = (
+                        plane,
+                        be.caller_key(&bf, caller.peer.as_ref(), at),
+                        he.caller_key(&hf, caller.peer.as_ref(), at),
+                    );
+                    let found = match classes.get(&key) {
+                        Some(c) => c.clone(),
+                        None => {
+                            if classes.len() >= limits.classes {
+                                out.stopped = Some(format!(
+                                    "{}:{port}: stopped after {} kinds of caller",
+                                    w.id(),
+                                    limits.classes
+                                ));
+                                break;
+                            }
+                            let bs = p.evaluate(&be, caller.peer.clone());
+                            let hs = p.evaluate(&he, caller.peer.clone());
+                            let c: Vec<super::Change> = super::compare(&p, (&be, &bs), (&he, &hs))
+                                .into_iter()
+                                .filter(|c| c.kind.opens())
+                                .collect();
+                            classes.insert(key, c.clone());
+                            c
+                        }
+                    };
+                    for c in found {
+                        out.openings.push(Opening {
+                            who: who(caller),
+                            to: to.clone(),
+                            port,
+                            kind: c.kind,
+                            requests: c.text,
+                        });
+                    }
                 }
             }
         }
@@ -747,6 +798,88 @@ spec:
             .messages(8)
             .last()
             .is_some_and(|l| l.starts_with("impact incomplete: stopped after 1 workload ports")));
+    }
+
+    /// The ambient fixture: shop is ambient, its Services use the waypoint `waypoint`, and
+    /// reviews-l7 (`targetRefs` Service reviews) lets frontend and the ingress gateway GET.
+    fn ambient_index() -> (ImpactIndex, Mesh) {
+        let mut loaded = Loaded::default();
+        for (name, text) in [
+            (
+                "00-mesh.yaml",
+                include_str!("../../tests/fixtures/ambient/00-mesh.yaml"),
+            ),
+            (
+                "10-shop.yaml",
+                include_str!("../../tests/fixtures/ambient/10-shop.yaml"),
+            ),
+            (
+                "20-payments.yaml",
+                include_str!("../../tests/fixtures/ambient/20-payments.yaml"),
+            ),
+            (
+                "30-ingress.yaml",
+                include_str!("../../tests/fixtures/ambient/30-ingress.yaml"),
+            ),
+        ] {
+            crate::manifest::parse_into(name, text, &mut loaded);
+        }
+        let prepared = crate::check::prepare(&mut loaded, "default", false, true);
+        assert!(prepared.errors.is_empty(), "{:?}", prepared.errors);
+        let mesh = crate::check::mesh_context(&prepared, None, None);
+        let index = ImpactIndex::new(prepared.inventory, &mesh, "cluster.local");
+        (index, Mesh::from_context(&mesh))
+    }
+
+    fn reviews_l7(principals: &str, methods: &str) -> DynamicObject {
+        object(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: reviews-l7, namespace: shop}}\nspec:\n  targetRefs: [{{kind: Service, group: \"\", name: reviews}}]\n  rules:\n  - from: [{{source: {{principals: [{principals}]}}}}]\n    to: [{{operation: {{methods: [{methods}]}}}}]\n"
+        ))
+    }
+
+    #[test]
+    fn a_waypoint_policy_change_is_judged_on_the_path_through_the_waypoint() {
+        let (index, mesh) = ambient_index();
+        let callers = "cluster.local/ns/shop/sa/frontend, cluster.local/ns/ingress/sa/public-istio";
+        let old = reviews_l7(callers, "GET");
+        let change = |old, new| Change {
+            kind: Kind::AuthorizationPolicy,
+            namespace: "shop",
+            name: "reviews-l7",
+            old,
+            new,
+        };
+        // Widened at the waypoint: the callers it names, through the waypoint (their own
+        // identity there; the pods' ztunnel admits the waypoint's). A ztunnel-only view of
+        // reviews (pod-addressed, no waypoint) sees no change at all.
+        let new = reviews_l7(callers, "GET, POST");
+        assert_eq!(
+            said(&index, &mesh, change(Some(&old), Some(&new))),
+            ["this change lets cluster.local/ns/shop/sa/frontend and cluster.local/ns/ingress/sa/public-istio call reviews:9080 (POST any path but /debug*)"]
+        );
+        // The same callers in another order: compared (the policy applies at the waypoint),
+        // quiet.
+        let reordered = reviews_l7(
+            "cluster.local/ns/ingress/sa/public-istio, cluster.local/ns/shop/sa/frontend",
+            "GET",
+        );
+        let found = impact(
+            &index,
+            &mesh,
+            change(Some(&old), Some(&reordered)),
+            Limits::default(),
+        );
+        assert!(found.is_empty() && found.stopped.is_none(), "{found:?}");
+        assert_eq!(found.ports, 1, "reviews:9080 compared");
+        // Narrowing is not an opening.
+        let narrowed = reviews_l7("cluster.local/ns/shop/sa/frontend", "GET");
+        assert!(impact(
+            &index,
+            &mesh,
+            change(Some(&old), Some(&narrowed)),
+            Limits::default()
+        )
+        .is_empty());
     }
 
     #[test]

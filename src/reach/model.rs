@@ -7,6 +7,7 @@
 //! the input does not list); a plaintext client; and *any other mesh identity* (a namespace and
 //! account nothing names).
 
+use crate::authz::hops::{Addressed, CallerPlane, Destination, Route};
 use crate::authz::{Identity, Mesh, PolicySet};
 use crate::context::{ClusterView, Lookup};
 use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
@@ -17,7 +18,7 @@ use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{port_protocol, PortProtocol};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One port of a workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct WorkloadNode {
     pub service_account: String,
     /// Declared container ports (a workload that declares none gets one port, 80, sniffed).
     pub ports: Vec<PortNode>,
+    /// The container ports as declared (names included, for Services' named `targetPort`s).
+    pub container_ports: Vec<crate::mtls::ContainerPort>,
     /// Why nothing enforces (outside the mesh), if so.
     pub unenforced: Option<&'static str>,
     /// A Host its clients send (its Service's cluster name, else its name).
@@ -211,6 +214,7 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
             labels: w.workload.labels.clone(),
             service_account: sa,
             ports,
+            container_ports: w.workload.ports.clone(),
             unenforced,
             host,
             plane: plane.as_str(),
@@ -399,36 +403,243 @@ pub fn callers(inventories: &[&Inventory], mesh: &Mesh) -> Vec<CallerNode> {
     CallerSeeds::of(inventories, mesh).callers(mesh)
 }
 
-/// The enforcement point of a workload in a policy set. An ambient workload is decided by its
-/// ztunnel, as a request addressed to its pods from a caller that uses no waypoint meets it
-/// ([`crate::authz::hops::Route`]); the paths of ambient callers through waypoints are the
-/// posture page's (`posture::reach`), not yet `diff`'s and impact's.
+/// How the requests of an edge to a workload port are addressed when they take a path of
+/// their own through the data plane: through the first Service in the workload's namespace
+/// that selects its pods, is bound to a waypoint and sends to the port (by number, or by the
+/// container port's name), else to the pods directly when they are ambient. `None`: a sidecar
+/// (or unknown) workload reached directly, which its own sidecar decides alone. The posture
+/// page's columns, `diff`'s and impact's edges all address workloads this way.
+pub fn addressed(
+    topology: &Topology,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    container_ports: &[crate::mtls::ContainerPort],
+    plane: Plane,
+    port: u16,
+) -> Option<Addressed> {
+    use crate::dataplane::topology::TargetPort;
+    let via = topology
+        .services_selecting(namespace, labels)
+        .find_map(|i| {
+            let s = topology.service(i);
+            s.binding.gateway()?;
+            s.ports.iter().find_map(|p| {
+                let target = match &p.target {
+                    TargetPort::Number(n) => *n,
+                    TargetPort::Name(n) => {
+                        container_ports
+                            .iter()
+                            .find(|c| c.name.as_deref() == Some(n.as_str()))?
+                            .port
+                    }
+                };
+                (target == u32::from(port)).then(|| Addressed::Service {
+                    service: i,
+                    port: u16::try_from(p.port).unwrap_or(port),
+                })
+            })
+        });
+    via.or((plane == Plane::Ambient).then_some(Addressed::Pod))
+}
+
+/// The destination of a path, as the data-plane model sees a workload.
+pub fn destination<'a>(
+    topology: &Topology,
+    kind: Kind,
+    namespace: &'a str,
+    name: &str,
+    labels: &'a BTreeMap<String, String>,
+    plane: PodPlane,
+) -> Destination<'a> {
+    Destination {
+        namespace,
+        labels,
+        label: format!("{} {namespace}/{name}", kind.as_str().to_ascii_lowercase()),
+        plane,
+        workload_waypoint: topology.workload_binding(namespace, labels),
+    }
+}
+
+/// The path a caller's requests to a workload port addressed as `via` take, with its ports:
+/// the Service's port before a waypoint, the pod's after it ([`super::eval::PathEnforcement`]).
+pub fn path_enforcement<'s>(
+    set: &'s PolicySet,
+    topology: &Topology,
+    caller: CallerPlane,
+    via: Addressed,
+    pod_port: u16,
+    dest: &Destination<'_>,
+) -> super::eval::PathEnforcement<'s> {
+    let route = Route::new(set, topology, caller, via, dest);
+    let via_port = match via {
+        Addressed::Service { port, .. } => port,
+        Addressed::Pod => pod_port,
+    };
+    super::eval::PathEnforcement {
+        route,
+        via_port,
+        pod_port,
+    }
+}
+
+/// What decides the requests of a caller on `caller`'s data plane to one port of a workload in
+/// a policy set: nothing (outside the mesh), the path through the data plane when the
+/// workload is ambient or behind a Service bound to a waypoint ([`addressed`]: an ambient
+/// caller's Service-addressed request passes the waypoint with the caller's identity, then the
+/// pods' ztunnel or sidecar sees the waypoint's; sidecar callers, gateways without
+/// `istio.io/ingress-use-waypoint` and plaintext clients go to the pods), else the workload's
+/// sidecar. The second value is the Service the requests address, if any.
 pub fn enforcement<'s>(
     set: &'s PolicySet,
     topology: &Topology,
     w: &WorkloadNode,
-) -> super::Enforce<'s> {
-    use crate::authz::hops::{Addressed, CallerPlane, Destination, Route};
-    match (w.unenforced, w.pod_plane.plane) {
-        (Some(why), _) => super::Enforce::Unenforced(why),
-        (None, Plane::Ambient) => {
-            let dest = Destination {
-                namespace: &w.namespace,
-                labels: &w.labels,
-                label: format!("{} {}", w.kind.as_str().to_ascii_lowercase(), w.id()),
-                plane: w.pod_plane,
-                workload_waypoint: topology.workload_binding(&w.namespace, &w.labels),
-            };
-            let route = Route::new(set, topology, CallerPlane::Sidecar, Addressed::Pod, &dest);
-            // No waypoint on this path: the requests reach the pods on the port they address
-            // (the partition's), so the ports here are not read.
-            super::Enforce::Path(Box::new(super::eval::PathEnforcement {
-                route,
-                via_port: 0,
-                pod_port: 0,
-            }))
+    port: u16,
+    caller: CallerPlane,
+) -> (super::Enforce<'s>, Option<Addressed>) {
+    if let Some(why) = w.unenforced {
+        return (super::Enforce::Unenforced(why), None);
+    }
+    let Some(via) = addressed(
+        topology,
+        &w.namespace,
+        &w.labels,
+        &w.container_ports,
+        w.pod_plane.plane,
+        port,
+    ) else {
+        return (
+            super::Enforce::Sidecar(set.target(&w.namespace, &w.labels)),
+            None,
+        );
+    };
+    let dest = destination(
+        topology,
+        w.kind,
+        &w.namespace,
+        &w.name,
+        &w.labels,
+        w.pod_plane,
+    );
+    let path = path_enforcement(set, topology, caller, via, port, &dest);
+    (super::Enforce::Path(Box::new(path)), Some(via))
+}
+
+/// Whether the requests to a workload port take a path that depends on the caller's data
+/// plane ([`addressed`]); else every caller meets the same enforcement.
+pub fn routed(topology: &Topology, w: &WorkloadNode, port: u16) -> bool {
+    w.unenforced.is_none()
+        && addressed(
+            topology,
+            &w.namespace,
+            &w.labels,
+            &w.container_ports,
+            w.pod_plane.plane,
+            port,
+        )
+        .is_some()
+}
+
+/// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
+/// a gateway's deployment), and of the identities istiod creates for gateways. `planes`: the
+/// data plane of workloads (index into [`Inventory::workloads`]).
+pub fn caller_planes(
+    inventory: &Inventory,
+    topology: &Topology,
+    planes: &[(usize, PodPlane)],
+) -> HashMap<(String, String), CallerPlane> {
+    let mut out: HashMap<(String, String), CallerPlane> = HashMap::new();
+    for &(i, p) in planes {
+        let Some(w) = inventory.workloads().get(i) else {
+            continue;
+        };
+        let o = inventory.workload_object(w);
+        let Some(t) = PodTemplate::of(o.kind, &o.object) else {
+            continue;
+        };
+        let sa = t.service_account().map_or("default", |(_, s)| s);
+        let gateway = t.label(crate::dataplane::labels::GATEWAY_NAME).is_some()
+            || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"));
+        let plane = if gateway {
+            CallerPlane::Gateway
+        } else if p.plane == Plane::Ambient {
+            CallerPlane::Ambient
+        } else {
+            CallerPlane::Sidecar
+        };
+        let e = out
+            .entry((w.workload.namespace.clone(), sa.to_owned()))
+            .or_insert(plane);
+        // Mixed planes for one identity: the sidecar's path (the simulator asks to choose).
+        if *e != plane {
+            *e = CallerPlane::Sidecar;
         }
-        (None, _) => super::Enforce::Sidecar(set.target(&w.namespace, &w.labels)),
+    }
+    for (ns, sa, g) in topology.gateway_identities() {
+        if !g.is_waypoint() {
+            out.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Gateway);
+        }
+    }
+    out
+}
+
+/// The data plane of every caller of an inventory: that of the workloads running as its
+/// identity ([`caller_planes`]); a waypoint's identity calls as a sidecar does (straight to
+/// the pods); an identity no workload runs as is on its namespace's data plane (ambient when
+/// the namespace is captured, else a sidecar), as `meshguard simulate --from` takes it; the
+/// plaintext client is outside the mesh.
+#[derive(Clone, Debug, Default)]
+pub struct CallerPlanes {
+    by_identity: HashMap<(String, String), CallerPlane>,
+    ambient_namespaces: BTreeSet<String>,
+}
+
+impl CallerPlanes {
+    pub fn new(
+        inventory: &Inventory,
+        mesh: &MeshContext,
+        topology: &Topology,
+        workloads: &[WorkloadNode],
+    ) -> CallerPlanes {
+        let planes: Vec<(usize, PodPlane)> = workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i, w.pod_plane))
+            .collect();
+        let ambient_namespaces = inventory
+            .namespace_names()
+            .filter(|ns| match inventory.namespace_labels(ns) {
+                Lookup::Found(l) => {
+                    crate::dataplane::namespace_plane(mesh, ns, &l) == Plane::Ambient
+                }
+                _ => false,
+            })
+            .map(str::to_owned)
+            .collect();
+        let mut by_identity = caller_planes(inventory, topology, &planes);
+        // A waypoint's own identity calls as a proxy, never through a waypoint (as `simulate
+        // --from` takes it).
+        for (ns, sa, g) in topology.gateway_identities() {
+            if g.is_waypoint() {
+                by_identity.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Sidecar);
+            }
+        }
+        CallerPlanes {
+            by_identity,
+            ambient_namespaces,
+        }
+    }
+
+    /// The data plane of a caller (`None`: the plaintext client).
+    pub fn of(&self, peer: Option<&Identity>) -> CallerPlane {
+        let Some(id) = peer else {
+            return CallerPlane::Outside;
+        };
+        let key = (id.namespace().to_owned(), id.service_account().to_owned());
+        match self.by_identity.get(&key) {
+            Some(p) => *p,
+            None if self.ambient_namespaces.contains(id.namespace()) => CallerPlane::Ambient,
+            None => CallerPlane::Sidecar,
+        }
     }
 }
 

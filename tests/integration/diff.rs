@@ -510,3 +510,153 @@ fn bad_input_exits_two_with_a_reason() {
     let (_, err, code) = meshguard_in(tmp.path(), &["diff", "--base-ref", "main", "step-3"]);
     assert_eq!(code, 2, "{err}");
 }
+
+const AMBIENT: &str = "tests/fixtures/ambient";
+
+/// The ambient fixture copied to `tmp/<name>`, with `edit` applied to `10-shop.yaml` (each
+/// `(from, to)` must occur once).
+fn ambient_dir(tmp: &Path, name: &str, edits: &[(&str, &str)]) {
+    let dir = tmp.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(root().join(AMBIENT)).expect("fixture") {
+        let path = entry.expect("entry").path();
+        let file = path.file_name().expect("name").to_owned();
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        if file == "10-shop.yaml" {
+            for (from, to) in edits {
+                assert_eq!(text.matches(from).count(), 1, "{from}");
+                text = text.replacen(from, to, 1);
+            }
+        }
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+}
+
+/// reviews-l7's rule, the L7 policy the waypoint enforces for Service shop/reviews.
+const REVIEWS_L7_RULE: &str = "              - cluster.local/ns/ingress/sa/public-istio\n      to:\n        - operation: {methods: [GET]}";
+
+#[test]
+fn widening_a_waypoint_policy_is_seen_on_the_path_through_the_waypoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ambient_dir(tmp.path(), "base", &[]);
+    ambient_dir(
+        tmp.path(),
+        "head",
+        &[(
+            REVIEWS_L7_RULE,
+            "              - cluster.local/ns/ingress/sa/public-istio\n      to:\n        - operation: {methods: [GET, POST]}",
+        )],
+    );
+    let (v, code) = diff_json(tmp.path(), "base", "head", &[]);
+    assert_eq!(code, 1, "something widened: exit 1\n{v:#}");
+    // The two callers reviews-l7 names, both through the Service's waypoint (frontend is
+    // ambient; the ingress gateway because the Service sets istio.io/ingress-use-waypoint).
+    // Callers that go straight to the pods (sidecars, the plaintext client, other ambient
+    // identities the waypoint never allowed) see no change.
+    let want = vec![
+        (
+            "widened".to_owned(),
+            "ingress/public-istio".to_owned(),
+            "shop/reviews".to_owned(),
+            9080,
+        ),
+        (
+            "widened".to_owned(),
+            "shop/frontend".to_owned(),
+            "shop/reviews".to_owned(),
+            9080,
+        ),
+    ];
+    assert_eq!(edges(&v), want, "{v:#}");
+    for c in v["changes"].as_array().expect("changes") {
+        assert_eq!(c["via"], "shop/Service/reviews:9080", "{c:#}");
+        assert_eq!(c["requests"], "POST any path but /debug*", "{c:#}");
+        assert_eq!(c["policies"][1], "shop/reviews-l7", "{c:#}");
+        assert_eq!(
+            c["before"][0]["hop"], "waypoint shop/waypoint",
+            "the waypoint refused before: {c:#}"
+        );
+        assert_eq!(
+            c["after"][0]["policy"], "shop/reviews-only-via-waypoint",
+            "the pods' ztunnel admits the waypoint after: {c:#}"
+        );
+        let sim: Vec<&str> = c["witness"]["simulate"]
+            .as_array()
+            .expect("simulate")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            sim.windows(2)
+                .any(|w| w == ["--to", "shop/Service/reviews"]),
+            "{sim:?}"
+        );
+        assert_eq!(c["witness"]["method"], "POST", "{c:#}");
+    }
+    assert_witnesses_flip(tmp.path(), "base", "head", &v);
+}
+
+#[test]
+fn ambient_changes_that_do_not_change_reachability_stay_quiet() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ambient_dir(tmp.path(), "base", &[]);
+    // The same callers in another order in the waypoint's policy; an HTTP method added to an
+    // L7 rule ztunnel drops (ratings-readers still allows nothing at ratings' ztunnel); and
+    // ratings bound to the namespace's waypoint, whose path its ztunnel refuses as well.
+    ambient_dir(
+        tmp.path(),
+        "head",
+        &[
+            (
+                "              - cluster.local/ns/shop/sa/frontend\n              - cluster.local/ns/ingress/sa/public-istio\n",
+                "              - cluster.local/ns/ingress/sa/public-istio\n              - cluster.local/ns/shop/sa/frontend\n",
+            ),
+            (
+                "            principals: [cluster.local/ns/shop/sa/reviews]\n      to:\n        - operation: {methods: [GET]}",
+                "            principals: [cluster.local/ns/shop/sa/reviews]\n      to:\n        - operation: {methods: [GET, POST]}",
+            ),
+            (
+                "  name: ratings\n  namespace: shop\n  labels:\n    istio.io/use-waypoint: none\n",
+                "  name: ratings\n  namespace: shop\n",
+            ),
+        ],
+    );
+    let (v, code) = diff_json(tmp.path(), "base", "head", &["--fail-on", "opened"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(v["changes"].as_array().is_some_and(Vec::is_empty), "{v:#}");
+    assert!(
+        v["portsRecomputed"].as_u64().is_some_and(|n| n >= 2),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn binding_a_service_to_a_waypoint_puts_its_policies_on_ambient_callers_paths() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ambient_dir(tmp.path(), "base", &[]);
+    // orders named a waypoint that does not exist (bound to none); now the namespace's, whose
+    // root-namespace policy refuses /debug* to every caller through a waypoint.
+    ambient_dir(
+        tmp.path(),
+        "head",
+        &[(
+            "istio.io/use-waypoint: orders-waypoint",
+            "istio.io/use-waypoint: waypoint",
+        )],
+    );
+    let (v, code) = diff_json(tmp.path(), "base", "head", &["--fail-on", "opened"]);
+    assert_eq!(code, 0, "nothing opened\n{v:#}");
+    let changes = v["changes"].as_array().expect("changes");
+    assert!(!changes.is_empty(), "{v:#}");
+    for c in changes {
+        assert_eq!(c["change"], "narrowed", "{c:#}");
+        assert_eq!(c["to"], "shop/orders", "{c:#}");
+        assert_eq!(c["requests"], "/debug*", "{c:#}");
+        assert_eq!(c["via"], "shop/Service/orders:8080", "{c:#}");
+    }
+    let from: Vec<&str> = changes.iter().filter_map(|c| c["from"].as_str()).collect();
+    assert!(from.contains(&"shop/frontend"), "{from:?}");
+    // Sidecar callers and the waypoint itself go straight to the pods.
+    assert!(!from.contains(&"shop/waypoint"), "{from:?}");
+    assert_witnesses_flip(tmp.path(), "base", "head", &v);
+}
