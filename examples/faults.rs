@@ -408,7 +408,18 @@ async fn slowloris(addr: std::net::SocketAddr, ca: String, d: Duration, n: usize
     )
 }
 
-/// Open `tcp` silent TCP connections and `tls` handshaken-but-silent HTTP/1.1 connections.
+/// A connection from another peer than the well-behaved client (127.0.0.2, not 127.0.0.1): an
+/// attacker in another pod is another address to the server, and the per-peer cap
+/// (`--max-connections-per-peer`) is what keeps it from taking the apiserver's slots. From the
+/// client's own address the cap would refuse the client too, which is not the attack.
+async fn attacker_tcp(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)))?;
+    socket.connect(addr).await
+}
+
+/// Open `tcp` silent TCP connections and `tls` handshaken-but-silent HTTP/1.1 connections, from
+/// another peer ([`attacker_tcp`]).
 async fn idle_conns(
     addr: std::net::SocketAddr,
     ca: String,
@@ -418,17 +429,22 @@ async fn idle_conns(
 ) -> String {
     let mut held_tcp = Vec::new();
     for _ in 0..tcp {
-        match TcpStream::connect(addr).await {
+        match attacker_tcp(addr).await {
             Ok(s) => held_tcp.push(s),
             Err(_) => break,
         }
     }
     let cfg = Arc::new(client_config(&ca, &[b"http/1.1"]));
+    let connector = tokio_rustls::TlsConnector::from(cfg);
     let mut held_tls = Vec::new();
     for _ in 0..tls {
-        match tls_connect(addr, cfg.clone()).await {
-            Ok(s) => held_tls.push(s),
-            Err(_) => break,
+        let Ok(tcp) = attacker_tcp(addr).await else {
+            break;
+        };
+        let name = ServerName::try_from("localhost").expect("name");
+        match tokio::time::timeout(Duration::from_secs(2), connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => held_tls.push(s),
+            _ => break,
         }
     }
     tokio::time::sleep(d).await;

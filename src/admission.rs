@@ -2,10 +2,12 @@
 //! decode → recognise → evaluate (or mutate) → decide by action → respond.
 
 use crate::budget::{Budget, Reservation};
+use crate::config::ImpactSetting;
 use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::engine::{EngineHandle, Evaluation, Mutated};
 use crate::finding::Action;
 use crate::metrics::Metrics;
+use crate::reach::impact::ImpactSlot;
 use crate::resource::{DecodeLimits, Kind, Overflow, Review, ReviewObject};
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -110,6 +112,9 @@ pub struct Admission {
     pub memory: Option<Arc<Budget>>,
     /// At most this many large reviews are decoded and judged on the blocking pool at once.
     offload: Arc<tokio::sync::Semaphore>,
+    /// The cluster the policy's `impact` setting reads (`serve`'s watch fills it; empty until
+    /// it has synced, and always empty while `impact` is off).
+    pub impact: Arc<ImpactSlot>,
 }
 
 /// Warnings: each at most 256 characters, all together at most 4096 (apiserver limits).
@@ -120,6 +125,11 @@ const WARNINGS_TOTAL_MAX: usize = 4096;
 pub const MAX_DENY_MESSAGE: usize = 16 * 1024;
 /// Longest audit annotation value.
 const AUDIT_ANNOTATION_MAX: usize = 16 * 1024;
+/// Key of the audit annotation of what a change opens (`impact`), recorded as
+/// `<webhook name>/impact`.
+pub const IMPACT_ANNOTATION: &str = "impact";
+/// Lines of what one change opens, at most (the last counts the rest).
+const IMPACT_LINES: usize = 8;
 /// Key of the audit annotation; the apiserver records it as `<webhook name>/violations`.
 pub const AUDIT_ANNOTATION: &str = "violations";
 
@@ -139,6 +149,7 @@ impl Admission {
             offload: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            impact: Arc::new(ImpactSlot::default()),
         }
     }
 
@@ -336,8 +347,21 @@ impl Admission {
                                 .collect::<Vec<_>>()
                                 .join(",");
                         }
-                        let (decided, outcome) = decide(resp, &eval);
+                        let (decided, mut outcome) = decide(resp, &eval);
                         resp = decided;
+                        if resp.allowed {
+                            let setting = engine.policy().impact;
+                            if setting != ImpactSetting::Off {
+                                let said;
+                                (resp, said) = self.say_impact(&engine, &r, setting, resp);
+                                if said
+                                    && setting == ImpactSetting::Warn
+                                    && outcome == Outcome::Allowed
+                                {
+                                    outcome = Outcome::Warned;
+                                }
+                            }
+                        }
                         outcome
                     }
                     Webhook::Mutate => {
@@ -378,6 +402,55 @@ impl Admission {
             .with_label_values(&[webhook.as_str()])
             .observe(elapsed.as_secs_f64());
         Ok(out)
+    }
+
+    /// What an admitted AuthorizationPolicy or PeerAuthentication change opens
+    /// (`reach::impact`): warnings (`warn`) and the `impact` audit annotation. True when
+    /// something opens.
+    fn say_impact(
+        &self,
+        engine: &crate::engine::Engine,
+        r: &Review<'_>,
+        setting: ImpactSetting,
+        mut resp: AdmissionResponse,
+    ) -> (AdmissionResponse, bool) {
+        let Some(change) = crate::reach::impact::change_of(r) else {
+            return (resp, false);
+        };
+        let Some(index) = self.impact.current() else {
+            tracing::debug!("impact not computed: the workload and policy watch has not synced");
+            return (resp, false);
+        };
+        let mesh = crate::authz::Mesh::from_context(engine.mesh());
+        let found = crate::reach::impact::impact(
+            &index,
+            &mesh,
+            change,
+            crate::reach::impact::Limits::default(),
+        );
+        if found.is_empty() && found.stopped.is_none() {
+            return (resp, false);
+        }
+        let lines = found.messages(IMPACT_LINES);
+        self.metrics
+            .impact
+            .with_label_values(&[r.kind.as_str()])
+            .inc();
+        let annotation = serde_json::to_string(&lines).unwrap_or_default();
+        resp.audit_annotations.insert(
+            IMPACT_ANNOTATION.to_owned(),
+            truncate(annotation, AUDIT_ANNOTATION_MAX),
+        );
+        if setting == ImpactSetting::Warn {
+            let before = resp.warnings.take().unwrap_or_default();
+            let warnings = header_safe_warnings(
+                before
+                    .into_iter()
+                    .chain(lines.iter().map(|l| format!("[impact] {l}"))),
+            );
+            resp.warnings = Some(warnings);
+        }
+        (resp, !found.is_empty())
     }
 
     fn count_violations(&self, kind: Kind, eval: &Evaluation) {
@@ -1442,5 +1515,137 @@ mod tests {
         let t = truncate(s.clone(), 256);
         assert!(t.len() <= 256);
         assert!(t.ends_with('…'));
+    }
+
+    /// The tutorial's manifests as the cluster, indexed for `impact`.
+    fn tutorial_cluster() -> (Inventory, crate::reach::impact::ImpactIndex) {
+        let mut loaded = crate::manifest::Loaded::default();
+        for (name, text) in [
+            (
+                "test-apps.yaml",
+                include_str!("../tests/fixtures/tutorial/test-apps.yaml"),
+            ),
+            (
+                "service-accounts.yaml",
+                include_str!("../tests/fixtures/tutorial/service-accounts.yaml"),
+            ),
+            (
+                "peer-auth-strict.yaml",
+                include_str!("../tests/fixtures/tutorial/peer-auth-strict.yaml"),
+            ),
+            (
+                "authz-deny-all.yaml",
+                include_str!("../tests/fixtures/tutorial/authz-deny-all.yaml"),
+            ),
+            (
+                "authz-rbac.yaml",
+                include_str!("../tests/fixtures/tutorial/authz-rbac.yaml"),
+            ),
+        ] {
+            crate::manifest::parse_into(name, text, &mut loaded);
+        }
+        let mut prepared = crate::check::prepare(&mut loaded, "default", false, true);
+        prepared.inventory.insert_namespace(
+            "production",
+            [("istio-injection".to_owned(), "enabled".to_owned())].into(),
+        );
+        let mesh = crate::check::mesh_context(&prepared, None, None);
+        let index = crate::reach::impact::ImpactIndex::new(
+            prepared.inventory.clone(),
+            &mesh,
+            "cluster.local",
+        );
+        (prepared.inventory, index)
+    }
+
+    /// An UPDATE of the tutorial's backend-rbac whose first rule allows `paths`.
+    fn rbac_update(paths: serde_json::Value) -> serde_json::Value {
+        let policy = |paths: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "backend-rbac", "namespace": "production"},
+                "spec": {"selector": {"matchLabels": {"app": "backend"}}, "rules": [
+                    {"from": [{"source": {"principals": ["cluster.local/ns/production/sa/frontend"]}}],
+                     "to": [{"operation": {"methods": ["GET"], "paths": paths}}]}]}
+            })
+        };
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "impact-1",
+                "kind": {"group": "security.istio.io", "version": "v1", "kind": "AuthorizationPolicy"},
+                "resource": {"group": "security.istio.io", "version": "v1", "resource": "authorizationpolicies"},
+                "requestKind": {"group": "security.istio.io", "version": "v1", "kind": "AuthorizationPolicy"},
+                "requestResource": {"group": "security.istio.io", "version": "v1", "resource": "authorizationpolicies"},
+                "name": "backend-rbac", "namespace": "production", "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": policy(paths),
+                "oldObject": policy(serde_json::json!(["/api/data"])),
+                "dryRun": false
+            }
+        })
+    }
+
+    fn answer_with_impact(
+        setting: crate::config::ImpactSetting,
+        review: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (cluster, index) = tutorial_cluster();
+        let policy = crate::config::Policy {
+            impact: setting,
+            ..Default::default()
+        };
+        let admission = Admission::new(
+            EngineHandle::new(crate::engine::Engine::new(policy, Default::default(), None)),
+            Metrics::new().expect("metrics"),
+            Arc::new(cluster),
+        );
+        admission.impact.set(index);
+        let body = serde_json::to_vec(review).expect("json");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt
+            .block_on(admission.handle(Webhook::Validate, &body, Duration::from_secs(5)))
+            .expect("answered");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("response");
+        v["response"].clone()
+    }
+
+    #[test]
+    fn impact_warns_what_an_update_opens_and_costs_nothing_when_off() {
+        use crate::config::ImpactSetting;
+        let widen = rbac_update(serde_json::json!(["/api/data", "/api/export"]));
+        let resp = answer_with_impact(ImpactSetting::Warn, &widen);
+        assert_eq!(resp["allowed"], true, "{resp}");
+        let want = "[impact] this change lets cluster.local/ns/production/sa/frontend call backend:80 (GET /api/export)";
+        assert_eq!(resp["warnings"], serde_json::json!([want]), "{resp}");
+        assert_eq!(
+            resp["auditAnnotations"]["impact"],
+            serde_json::json!([want.trim_start_matches("[impact] ")]).to_string(),
+            "{resp}"
+        );
+        // audit: the annotation only.
+        let resp = answer_with_impact(ImpactSetting::Audit, &widen);
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        assert!(resp["auditAnnotations"]["impact"].is_string(), "{resp}");
+        // off: nothing, though the index is there.
+        let resp = answer_with_impact(ImpactSetting::Off, &widen);
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        assert!(resp["auditAnnotations"].get("impact").is_none(), "{resp}");
+        // Narrowing opens nothing: quiet.
+        let mut narrow = rbac_update(serde_json::json!(["/api/data"]));
+        narrow["request"]["oldObject"]["spec"]["rules"][0]["to"][0]["operation"]["paths"] =
+            serde_json::json!(["/api/data", "/api/export"]);
+        let resp = answer_with_impact(ImpactSetting::Warn, &narrow);
+        assert_eq!(resp["allowed"], true, "{resp}");
+        assert!(resp.get("warnings").is_none_or(|w| w.is_null()), "{resp}");
+        // A denied change opens nothing either: no impact is said.
+        let mut all = rbac_update(serde_json::json!(["/api/data"]));
+        all["request"]["object"]["spec"]["rules"] = serde_json::json!([{}]);
+        let resp = answer_with_impact(ImpactSetting::Warn, &all);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(resp["auditAnnotations"].get("impact").is_none(), "{resp}");
     }
 }

@@ -27,7 +27,8 @@ use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
 use crate::inventory::{Inventory, Object};
-use crate::istio::{AuthorizationPolicy, DestinationRule, WorkloadSelector};
+use crate::istio::{AuthorizationPolicy, WorkloadSelector};
+use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
 use crate::resource::{spec_of, Kind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -55,7 +56,10 @@ pub struct Context {
 impl Context {
     /// A DestinationRule to keep for the final pass, and the namespaces it reaches.
     pub fn consider_destination_rule(&mut self, o: &Object) {
-        let dr = DestinationRule::of(spec_of(&o.object));
+        // A spec the typed decode refuses is istio-invalid-spec, judged in its batch.
+        let Ok(dr) = decode_spec::<DestinationRule<'_>>(spec_of(&o.object)) else {
+            return;
+        };
         let Some(host) = dr.host() else { return };
         if !dr.tls_sites().any(|s| s.mode() == "DISABLE") {
             return;

@@ -1,5 +1,5 @@
-//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report`, and
-//! dispatch. Each command's flags live next to the command (`check::CheckArgs`,
+//! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report |
+//! diff`, and dispatch. Each command's flags live next to the command (`check::CheckArgs`,
 //! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
 //! server never sees clap. Every `serve` flag can also be set by an environment variable
 //! `MESHGUARD_<FLAG>`.
@@ -50,6 +50,8 @@ pub enum Command {
     /// Run the cluster audit as its own workload: every --interval, one writer by Lease, with
     /// a back-off after failed or killed runs; metrics and probes on the admin port.
     Auditor(Box<crate::auditor::AuditorArgs>),
+    /// What a change opens and closes: reachability, mTLS and findings of BASE vs HEAD.
+    Diff(crate::diff::DiffArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -277,5 +279,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(args) => crate::posture::run(args),
         Command::Generate(args) => crate::admission_policy::run(args),
         Command::Auditor(args) => crate::auditor::run(*args),
+        Command::Diff(args) => crate::diff::run(args),
     }
 }

@@ -48,6 +48,20 @@ pub enum OnLookupFailure {
     Allow,
 }
 
+/// What the webhook says about what an AuthorizationPolicy or PeerAuthentication change opens
+/// (`reach::impact`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImpactSetting {
+    /// Not computed (no watch, no cost on the review path).
+    #[default]
+    Off,
+    /// A warning per opening (kubectl prints them), and the audit annotation.
+    Warn,
+    /// The audit annotation only.
+    Audit,
+}
+
 /// Kubernetes-style label selector (matchLabels + matchExpressions).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -190,6 +204,9 @@ pub struct Policy {
     pub exceptions: Vec<exceptions::ExceptionSpec>,
     #[serde(default)]
     pub policy_exceptions: exceptions::ExceptionSettings,
+    /// Say what an admitted AuthorizationPolicy or PeerAuthentication change opens.
+    #[serde(default)]
+    pub impact: ImpactSetting,
 }
 
 fn default_cluster_domain() -> String {
@@ -223,6 +240,7 @@ impl Default for Policy {
             platform: rollout::Platform::default(),
             exceptions: Vec::new(),
             policy_exceptions: exceptions::ExceptionSettings::default(),
+            impact: ImpactSetting::Off,
         }
     }
 }

@@ -80,7 +80,9 @@ impl Need {
                 })
             }
             Need::HostNamespaceLabels => {
-                let host = crate::istio::DestinationRule::of(review.spec()).host()?;
+                let dr: crate::model::DestinationRule<'_> =
+                    crate::model::decode_spec(review.spec()).ok()?;
+                let host = dr.host()?;
                 let mut labels = host.trim_end_matches('.').split('.');
                 match (labels.next(), labels.next(), labels.next()) {
                     (Some(_), Some(ns), None) if !ns.is_empty() && ns != "*" => {

@@ -5,7 +5,8 @@
 //! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
 //!   `freshness` (watch relists and staleness), `logging`, `budget` (the byte budget of the
 //!   reviews in flight);
-//! * resources: `resource` (kinds, the review), `istio` (typed views of the Istio kinds),
+//! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
+//!   once, with Istio's validation beside it), `istio` (views of the Istio kinds not yet in it),
 //!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
 //!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
 //!   point and each Service's waypoint);
@@ -13,13 +14,16 @@
 //!   authorization decision for a request, explained);
 //! * `engine` (the one pure evaluator);
 //! * `inventory` (the objects of one run), `cross` (cross-resource checks), `analysis`
-//!   (engine + cross checks over an inventory), `catalogue` (every registry);
+//!   (engine + cross checks over an inventory), `catalogue` (every registry), `reach` (who can
+//!   reach what, as sets of requests, and what a change opens);
 //! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
 //!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of
-//!   namespaces at a time), `simulate` (and `test`), `report` (outputs), `policy_change` (what a
-//!   policy reload weakens), `posture` (the HTML posture page), `manifest`, `cluster`
-//!   (kube-backed caches), `policy_report` (findings → PolicyReports, pure), `report_writer` (writes them), `lease`
-//!   (one writer among replicas), `exception_watch` (PolicyException resources);
+//!   namespaces at a time), `simulate` (and `test`), `diff` (what a change opens and closes),
+//!   `report` (outputs), `policy_change` (what a policy reload weakens), `posture` (the HTML
+//!   posture page), `manifest`, `cluster` (kube-backed caches), `policy_report` (findings →
+//!   PolicyReports, pure), `report_writer` (writes them), `lease` (one writer among replicas),
+//!   `exception_watch` (PolicyException resources), `impact_watch` (what the policy's `impact`
+//!   setting reads);
 //! * server: `http` (routes), `listener` (TLS accept loop), `tls`, `certs`, `serve`, `auditor`
 //!   (the audit as its own workload);
 //! * `cli`, then the binary.
@@ -42,11 +46,13 @@ pub mod config;
 pub mod context;
 pub mod cross;
 pub mod dataplane;
+pub mod diff;
 pub mod engine;
 pub mod exception_watch;
 pub mod finding;
 pub mod freshness;
 pub mod http;
+pub mod impact_watch;
 pub mod inventory;
 pub mod istio;
 pub mod json;
@@ -57,6 +63,7 @@ pub mod manifest;
 pub mod mesh;
 pub mod mesh_watch;
 pub mod metrics;
+pub mod model;
 pub mod mtls;
 pub mod mutation;
 pub mod parallel;
@@ -64,6 +71,7 @@ pub mod pod_template;
 pub mod policy_change;
 pub mod policy_report;
 pub mod posture;
+pub mod reach;
 pub mod report;
 pub mod report_writer;
 pub mod resource;

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub excepted: IntCounterVec,
     pub audit_excepted: GaugeVec,
     pub exceptions: IntGaugeVec,
+    /// Admitted AuthorizationPolicy and PeerAuthentication changes that open access (the
+    /// policy's `impact` setting), by kind.
+    pub impact: IntCounterVec,
 }
 
 /// Histogram buckets from 50 µs to 10 s.
@@ -210,6 +213,14 @@ impl Metrics {
         registry.register(Box::new(excepted.clone()))?;
         registry.register(Box::new(audit_excepted.clone()))?;
         registry.register(Box::new(exceptions.clone()))?;
+        let impact = IntCounterVec::new(
+            Opts::new(
+                "meshguard_impact_total",
+                "Admitted AuthorizationPolicy and PeerAuthentication changes that open access (impact: warn or audit), by kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(impact.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -237,6 +248,7 @@ impl Metrics {
             excepted,
             audit_excepted,
             exceptions,
+            impact,
         })
     }
 

@@ -291,6 +291,14 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
             None
         }
     };
+    let impact = Arc::new(ImpactWatch {
+        client: client.clone(),
+        engine: engine.clone(),
+        slot: Arc::new(crate::reach::impact::ImpactSlot::default()),
+        metrics: metrics.clone(),
+        task: Mutex::new(None),
+    });
+    impact.ensure();
     crate::audit::spawn_periodic(
         client,
         engine.clone(),
@@ -303,6 +311,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
     );
     let mut admission = Admission::new(engine, metrics, cluster);
     admission.lookup_deadline = args.lookup_timeout;
+    admission.impact = impact.slot.clone();
     let limits = Arc::new(fit_to_open_files(args.limits.clone())?);
     admission.decode_limits = crate::resource::DecodeLimits {
         max_decoded_bytes: limits.max_decoded_bytes,
@@ -326,6 +335,7 @@ pub async fn start(args: &ServeConfig) -> anyhow::Result<Started> {
             args.config_reload_interval,
             inputs.clone(),
             state.admission.metrics.clone(),
+            impact.clone(),
         ));
     }
     let admin_task = tokio::spawn(http::serve_admin(
@@ -524,12 +534,56 @@ impl Inputs {
     }
 }
 
+/// The watch behind the policy's `impact` setting (`impact_watch`), started the first time a
+/// policy sets it (at start or by a reload) and kept from then on; never with `impact: off`.
+struct ImpactWatch {
+    client: Option<kube::Client>,
+    engine: EngineHandle,
+    slot: Arc<crate::reach::impact::ImpactSlot>,
+    metrics: Metrics,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ImpactWatch {
+    fn ensure(&self) {
+        if self.engine.current().policy().impact == crate::config::ImpactSetting::Off {
+            return;
+        }
+        let Some(client) = &self.client else {
+            return;
+        };
+        let Ok(mut task) = self.task.lock() else {
+            return;
+        };
+        if task.is_none() {
+            tracing::info!("impact is on: watching workloads and security policies");
+            *task = Some(crate::impact_watch::spawn(
+                client.clone(),
+                self.engine.clone(),
+                self.slot.clone(),
+                Some(self.metrics.clone()),
+            ));
+        }
+    }
+}
+
+impl Drop for ImpactWatch {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.task.lock() {
+            if let Some(t) = t.take() {
+                t.abort();
+            }
+        }
+    }
+}
+
 /// Poll the policy file; rebuild the engine when its content changed and is valid.
 async fn watch_config(
     path: std::path::PathBuf,
     interval: std::time::Duration,
     inputs: Arc<Inputs>,
     metrics: Metrics,
+    impact: Arc<ImpactWatch>,
 ) {
     let mut last = std::fs::read(&path).unwrap_or_default();
     let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(50)));
@@ -550,6 +604,7 @@ async fn watch_config(
                 let previous = inputs.lock().policy.clone();
                 crate::policy_change::publish(&metrics, Some(&previous), &policy, &content);
                 inputs.set_policy(policy);
+                impact.ensure();
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(path = %path.display(), "policy reloaded");
             }

@@ -33,6 +33,22 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
+    /// The first and the last address of the range.
+    pub fn bounds(&self) -> (IpAddr, IpAddr) {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let host = u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+                let first = u32::from(a) & !host;
+                (IpAddr::V4(first.into()), IpAddr::V4((first | host).into()))
+            }
+            IpAddr::V6(a) => {
+                let host = u128::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+                let first = u128::from(a) & !host;
+                (IpAddr::V6(first.into()), IpAddr::V6((first | host).into()))
+            }
+        }
+    }
+
     /// Whether `ip` lies in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
@@ -85,6 +101,20 @@ mod tests {
             let ip: IpAddr = ip.parse().expect("ip");
             assert_eq!(c.contains(ip), *want, "{range} ∋ {ip}");
         }
+        let b = |s: &str| {
+            let (a, z) = Cidr::parse(s).expect(s).bounds();
+            (a.to_string(), z.to_string())
+        };
+        assert_eq!(b("10.1.2.3/16"), ("10.1.0.0".into(), "10.1.255.255".into()));
+        assert_eq!(b("0.0.0.0/0"), ("0.0.0.0".into(), "255.255.255.255".into()));
+        assert_eq!(b("10.1.2.3"), ("10.1.2.3".into(), "10.1.2.3".into()));
+        assert_eq!(
+            b("2001:db8::/32"),
+            (
+                "2001:db8::".into(),
+                "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".into()
+            )
+        );
         for bad in ["10.0.0.0/33", "10.0.0", "x", "::/129", "10.0.0.0/-1"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

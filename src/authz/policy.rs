@@ -15,8 +15,9 @@
 
 use super::field::{when_attr, Attr, Field, FieldCompiler, OnError, TrustDomains};
 use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
-use crate::istio::{is_dry_run, AuthorizationPolicy, RequestAuthentication, WorkloadSelector};
+use crate::istio::{is_dry_run, AuthorizationPolicy, WorkloadSelector};
 use crate::json::list_strings;
+use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::spec_of;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DynamicObject;
@@ -423,7 +424,7 @@ pub(crate) struct JwtPolicy {
 
 impl JwtPolicy {
     pub(crate) fn compile(obj: &DynamicObject) -> JwtPolicy {
-        let ra = RequestAuthentication::of(spec_of(obj));
+        let ra: RequestAuthentication<'_> = decode_spec(spec_of(obj)).unwrap_or_default();
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let policy = format!(
             "{namespace}/{}",
@@ -431,15 +432,9 @@ impl JwtPolicy {
         );
         let issuers = ra
             .jwt_rules()
-            .filter_map(|r| {
+            .filter_map(|(_, r)| {
                 let mut space_delimited = vec!["scope".to_owned(), "permission".to_owned()];
-                space_delimited.extend(
-                    r.value
-                        .get("spaceDelimitedClaims")
-                        .into_iter()
-                        .flat_map(list_strings)
-                        .map(|(_, s)| s.to_owned()),
-                );
+                space_delimited.extend(r.space_delimited_claims().map(str::to_owned));
                 Some(JwtIssuer {
                     policy: policy.clone(),
                     issuer: r.issuer()?.to_owned(),

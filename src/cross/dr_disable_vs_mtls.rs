@@ -11,8 +11,9 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::destination_rule::TlsSite;
-use crate::istio::{DestinationRule, MtlsMode};
+use crate::istio::MtlsMode;
+use crate::model::destination_rule::TlsSite;
+use crate::model::{decode_spec, DestinationRule};
 use crate::json::string_map;
 use crate::resource::{spec_of, Kind};
 use serde_json::Value;
@@ -52,13 +53,20 @@ fn services<'a>(cx: &CrossContext<'a>, host: &str, rule_ns: &str) -> Vec<&'a Obj
 
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     for dr_obj in cx.inventory.of_kind(Kind::DestinationRule) {
-        let dr = DestinationRule::of(spec_of(&dr_obj.object));
+        let Ok(dr) = decode_spec::<DestinationRule<'_>>(spec_of(&dr_obj.object)) else {
+            continue;
+        };
         let Some(host) = dr.host() else { continue };
         // (site, subset labels, ports overridden at port level)
-        let mut sites: Vec<(TlsSite<'_>, BTreeMap<String, String>, Vec<u64>)> = Vec::new();
+        let mut sites: Vec<(TlsSite<'_, '_>, BTreeMap<String, String>, Vec<u64>)> = Vec::new();
         for tp in dr.traffic_policies() {
             let labels = match tp.subset {
-                Some(i) => dr.subsets().nth(i).map(|s| s.labels()).unwrap_or_default(),
+                Some(i) => dr
+                    .subsets()
+                    .get(i)
+                    .and_then(|s| s.ok())
+                    .map(|s| s.labels())
+                    .unwrap_or_default(),
                 None => BTreeMap::new(),
             };
             for site in tp.tls_sites().filter(|s| s.mode() == "DISABLE") {

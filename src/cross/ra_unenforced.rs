@@ -6,7 +6,7 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::{is_dry_run, AuthorizationPolicy, RequestAuthentication, WorkloadSelector};
+use crate::istio::{is_dry_run, AuthorizationPolicy, WorkloadSelector};
 use crate::resource::{spec_of, Kind};
 use std::collections::HashMap;
 
@@ -55,8 +55,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             sidecar_fix
         };
         let spec = spec_of(&ra.object);
-        let view = RequestAuthentication::of(spec);
-        let sel = view.selector;
+        let sel = WorkloadSelector::of(spec);
         let targets = cx.scope(ns, &sel, true);
         let path = if spec.get("jwtRules").is_some() {
             "spec.jwtRules"

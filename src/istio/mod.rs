@@ -10,10 +10,9 @@
 //!
 //! * [`AuthorizationPolicy`]: action, selector or target refs, rules → sources, operations,
 //!   conditions, and the one definition of allow-nothing.
-//! * [`DestinationRule`]: host, every traffic policy (top level and per subset) with its
-//!   port-level settings, and every TLS site among them.
+//! * DestinationRule: in [`crate::model::destination_rule`] (the typed model).
 //! * [`PeerAuthentication`]: selector, the top-level mTLS mode and the port-level modes.
-//! * [`RequestAuthentication`]: selector and JWT rules.
+//! * RequestAuthentication: in [`crate::model::request_authentication`] (the typed model).
 //! * [`EnvoyFilter`]: config patches, where each applies and what it does.
 //! * [`Sidecar`]: ingress listeners and their TLS settings.
 //!
@@ -22,17 +21,13 @@
 //! `pkg/config/validation` for what the API accepts.
 
 pub mod authorization_policy;
-pub mod destination_rule;
 pub mod envoy_filter;
 pub mod peer_authentication;
-pub mod request_authentication;
 pub mod sidecar;
 
 pub use authorization_policy::AuthorizationPolicy;
-pub use destination_rule::DestinationRule;
 pub use envoy_filter::EnvoyFilter;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
-pub use request_authentication::RequestAuthentication;
 pub use sidecar::Sidecar;
 
 use crate::resource::annotations_of;

@@ -170,23 +170,29 @@
   }
 
   // ---- reachability ---------------------------------------------------------------------------
-  var REASON = {
-    'allow': function (o) { return 'rules[' + o[3] + '] of ALLOW policy ' + polLabel(D.pol[o[2]]) + ' matches'; },
-    'no-allow': function () { return 'no ALLOW policy applies to the workload and no DENY rule matches'; },
-    'deny': function (o) { return 'rules[' + o[3] + '] of DENY policy ' + polLabel(D.pol[o[2]]) + ' matches'; },
-    'custom': function (o) { return 'CUSTOM policy ' + polLabel(D.pol[o[2]]) + ' hands the request to its external authorizer'; },
-    'default-deny': function (o) { return 'ALLOW policies apply and none of their rules matches' + (o[2] == null ? '' : ' (' + polLabel(D.pol[o[2]]) + (D.pol[o[2]].spec === '{}' ? ', allow-nothing' : '') + ')'); },
-    'refused': function (o) { return 'STRICT mTLS refuses a client without a mesh identity' + (o[2] == null ? '' : ' (PeerAuthentication ' + polLabel(D.pol[o[2]]) + ')'); },
-    '401': function () { return 'the token is not accepted (401)'; },
-    '400': function () { return 'the request is rejected before authorization (400)'; },
-    'no-proxy': function () { return 'the workload runs without a proxy: nothing enforces mTLS or AuthorizationPolicy'; }
+  // A cell is the set of requests a caller may send: A (all), S (some), N (none).
+  var SUMMARY = { A: 'all', S: 'some', N: 'none' };
+  var BADGE = { A: 'A', S: 'S', N: 'D' };
+  var HOW = {
+    'allow': 'its ALLOW rule matches',
+    'deny': 'its DENY rule matches',
+    'custom': 'its CUSTOM rule hands the request to the external authorizer',
+    'default-deny': 'ALLOW policies apply and none of their rules matches (default deny)',
+    'no-allow-policy': 'no ALLOW policy applies to the workload and no DENY rule matches',
+    'refused': 'STRICT mTLS refuses a client without a mesh identity',
+    'unenforced': 'the workload runs without a proxy: nothing enforces mTLS or AuthorizationPolicy',
+    '401': 'the token is not accepted (401)',
+    '400': 'the request is rejected before authorization (400)'
   };
-  function verdict(o) { return o[0] === 'A' ? 'ALLOW' : 'DENY'; }
+  function deciderText(d) {
+    var who = d[0] == null ? '' : D.pol[d[0]].k + ' ' + polLabel(D.pol[d[0]]) + (d[1] == null ? '' : ' rules[' + d[1] + ']') + ': ';
+    return who + (HOW[d[2]] || d[2]) + (d[3] ? ' (at ' + d[3] + ')' : '');
+  }
   function idLabel(id) { return id[0] === '' ? 'plaintext client (no mesh identity)' : id[0]; }
-  // Cell codes: base 90 over ALPHABET, m.w characters each, dashes for "no request".
+  // Cell codes: base 90 over ALPHABET, m.w characters each, dashes for "no port".
   var ALPHABET = '#$%&\'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~';
-  function outcomeAt(m, r, c, k) {
-    var at = (2 * c + k) * m.w, n = 0;
+  function outcomeAt(m, r, c) {
+    var at = c * m.w, n = 0;
     for (var i = 0; i < m.w; i++) {
       var d = ALPHABET.indexOf(m.c[r].charAt(at + i));
       if (d < 0) return -1;
@@ -194,10 +200,8 @@
     }
     return n;
   }
-  function cellBadge(m, idx, what) {
-    if (idx < 0) return '';
-    var o = m.o[idx];
-    return '<span class="v v-' + o[0] + '" data-verdict="' + verdict(o) + '">' + icon(o[0] === 'A' ? 'allow' : 'deny') + what + '</span>';
+  function cellBadge(o) {
+    return '<span class="v v-' + BADGE[o[0]] + '" data-summary="' + SUMMARY[o[0]] + '">' + icon() + SUMMARY[o[0]] + '</span>';
   }
   function renderReach(i) {
     var m = D.reach[i], ns = D.ns[i], box = $('reach');
@@ -216,9 +220,9 @@
       var id = m.ids[r];
       h += '<tr><th scope="row" class="row">' + esc(idLabel(id)) + (id[0] === '' ? '' : '<span class="why">' + esc(id[1]) + '</span>') + '</th>';
       for (var c2 = 0; c2 < m.cols.length; c2++) {
-        var t = outcomeAt(m, r, c2, 0), g = outcomeAt(m, r, c2, 1);
-        if (t < 0 && g < 0) { h += '<td><span class="v v-N">n/a</span></td>'; continue; }
-        h += '<td><button type="button" class="rc" data-r="' + r + '" data-c="' + c2 + '">' + cellBadge(m, t, 'TCP') + cellBadge(m, g, 'GET') + '</button></td>';
+        var k = outcomeAt(m, r, c2);
+        if (k < 0) { h += '<td><span class="v v-N" title="the workload declares no port">n/a</span></td>'; continue; }
+        h += '<td><button type="button" class="rc" data-r="' + r + '" data-c="' + c2 + '">' + cellBadge(m.o[k]) + '</button></td>';
       }
       h += '</tr>';
     }
@@ -226,28 +230,41 @@
     box.dataset.ns = String(i);
   }
   function cellTitle(m, r, c) {
-    var t = outcomeAt(m, r, c, 0), g = outcomeAt(m, r, c, 1), s = [];
-    if (t >= 0) s.push('TCP: ' + verdict(m.o[t]) + ', ' + REASON[m.o[t][1]](m.o[t]));
-    if (g >= 0) s.push('GET /: ' + verdict(m.o[g]) + ', ' + REASON[m.o[g][1]](m.o[g]));
-    var o = m.o[t >= 0 ? t : g];
-    if (o && o[4] != null) s.push('path: ' + m.hops[o[4]]);
-    return s.join('; ');
+    var k = outcomeAt(m, r, c);
+    if (k < 0) return '';
+    var o = m.o[k];
+    return SUMMARY[o[0]] + (o[0] === 'S' ? ': ' + o[1] : '') + (o[4] != null ? '; path: ' + m.hops[o[4]] : '');
   }
   function showCell(r, c) {
     var i = +$('reach').dataset.ns, m = D.reach[i], col = m.cols[c], w = D.wl[col[0]];
-    var h = '<h3 id="detail-title">' + esc(idLabel(m.ids[r])) + ' → ' + esc(wlLabel(w)) + ':' + col[1] + '</h3>';
-    var reqs = [['TCP connection', outcomeAt(m, r, c, 0)], ['GET /', outcomeAt(m, r, c, 1)]];
-    var seen = {};
-    for (var k = 0; k < reqs.length; k++) {
-      if (reqs[k][1] < 0) continue;
-      var o = m.o[reqs[k][1]];
-      h += '<p class="cell-verdict"><b>' + reqs[k][0] + ': <span class="v v-' + o[0] + '">' + icon(o[0] === 'A' ? 'allow' : 'deny') + verdict(o) + '</span></b> ' + esc(REASON[o[1]](o)) + '</p>';
-      if (o[4] != null) h += '<p class="hops">Path: ' + esc(m.hops[o[4]]) + '</p>';
-      if (o[2] != null && !seen[o[2]]) {
-        seen[o[2]] = true;
-        h += '<div class="deciding">Deciding policy:' + policyBlock(o[2], o[3] == null ? '' : 'rules[' + o[3] + ']') + '</div>';
-      }
+    var k = outcomeAt(m, r, c);
+    if (k < 0) return;
+    var o = m.o[k], id = m.ids[r];
+    var h = '<h3 id="detail-title">' + esc(idLabel(id)) + ' → ' + esc(wlLabel(w)) + ':' + col[1] + '</h3>';
+    h += '<p class="cell-verdict"><b>' + cellBadge(o) + '</b> ' + (o[0] === 'A' ? 'every request' : o[0] === 'N' ? 'no request' : 'these requests') + ' (' + esc(col[2]) + ' port):</p>';
+    if (o[0] === 'S') {
+      h += '<ul class="cell-set">';
+      var alts = o[1].split('; ');
+      for (var a = 0; a < alts.length; a++) h += '<li><code>' + esc(alts[a]) + '</code></li>';
+      h += '</ul>';
     }
+    if (o[4] != null) h += '<p class="hops">Path: ' + esc(m.hops[o[4]]) + '</p>';
+    var seen = {};
+    function block(title, list) {
+      if (!list.length) return '';
+      var s = '<div class="deciding"><p>' + title + '</p><ul>';
+      for (var d = 0; d < list.length; d++) s += '<li>' + esc(deciderText(list[d])) + '</li>';
+      s += '</ul>';
+      for (var e = 0; e < list.length; e++) {
+        var pi = list[e][0];
+        if (pi != null && !seen[pi]) { seen[pi] = true; s += policyBlock(pi, list[e][1] == null ? '' : 'rules[' + list[e][1] + ']'); }
+      }
+      return s + '</div>';
+    }
+    h += block('Allowed by:', o[2]);
+    h += block(o[0] === 'N' ? 'Refused by:' : 'The other requests are refused by:', o[3]);
+    var from = id[0] === '' ? '--plaintext' : '--from ' + id[0];
+    h += '<p class="muted">Ask about one request: <code>meshguard simulate … ' + esc(from) + ' --to ' + esc(D.ns[w.ns].n + '/' + w.n) + ' --port ' + col[1] + ' --method GET --path /</code></p>';
     showDetail(h);
   }
 

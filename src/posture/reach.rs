@@ -1,8 +1,10 @@
 //! The reachability matrices of the posture page: per namespace, calling identities (rows) ×
-//! the namespace's workloads (columns). Each cell is Istio's authorization decision, from the
-//! simulator ([`crate::authz`], one allocation-free `decide` per request), for a plain TCP
-//! connection to the workload's first container port and, where that port carries HTTP
-//! (declared, or sniffed: a GET is recognised as HTTP), for a `GET /`.
+//! the namespace's workloads (columns). Each cell is the *set* of requests the caller may send
+//! to the workload's first container port ([`crate::reach`]): `all`, `some` or `none`, with the
+//! set in words (`GET /api/data; GET,POST /api/* when x-api-version ∈ {v1,v2}`) and the
+//! policies that allow and refuse. The set is computed exactly from the values the policies
+//! write, each class of requests decided by the authorization simulator, so a cell says `none`
+//! only when no request of any kind gets through.
 //!
 //! In an ambient mesh a cell follows the request's path ([`crate::authz::hops`]): a column
 //! whose workload is behind a Service bound to a waypoint is addressed through that Service, so
@@ -19,12 +21,17 @@
 //! policies name. The page says when the list was cut, and how many were left out.
 
 use super::rows::{NamespaceRow, Policies, WorkloadRow};
-use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Destination, Route};
-use crate::authz::{Http, Outcome, PolicySet, Request, Target};
+use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Route};
+use crate::authz::{PolicySet, Target};
 use crate::dataplane::{PodPlane, Topology};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::AuthorizationPolicy;
+use crate::reach::eval::{Decider, Enforcement};
+use crate::reach::model;
+use crate::reach::space::{Protocols, Summary};
+use crate::reach::Reach;
 use crate::resource::{spec_of, Kind};
+use crate::rules::service::PortProtocol;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -60,16 +67,18 @@ pub struct Matrix {
     pub total: usize,
     /// Columns: `[workload (index into wl), port (null: none declared), protocol]`.
     pub cols: Vec<(usize, Option<u32>, &'static str)>,
-    /// The distinct outcomes: `[verdict A|D, reason, policy (index into pol), rule index, path
-    /// (index into hops, null: straight to the workload's sidecar)]`.
+    /// The distinct sets: `[summary A|S|N (all, some, none), the set in words, allowed by,
+    /// refused by, path (index into hops, null: straight to the workload's sidecar)]`, each
+    /// decider `[policy (index into pol, null for a step), rule, how, hop (null: the
+    /// workload's sidecar)]`.
     pub o: Vec<Cell>,
-    /// The paths cells took, in words (which hops, which one decided, what it saw).
+    /// The paths cells take, in words (which hops, and what each sees).
     pub hops: Vec<String>,
-    /// Characters per outcome code in `c`: 1, or 2 when there are more than 90 outcomes.
+    /// Characters per set code in `c`: 1, or 2 when there are more than 90 sets.
     pub w: usize,
-    /// Per row, two codes per column: the outcome (index into `o`) of the TCP connection,
-    /// then of the GET, each `w` characters of [`ALPHABET`] (base 90, most significant
-    /// first), or `w` dashes where there is no such request.
+    /// Per row, one code per column: the set (index into `o`), `w` characters of
+    /// [`ALPHABET`] (base 90, most significant first), or `w` dashes where the workload
+    /// declares no port.
     pub c: Vec<String>,
 }
 
@@ -79,9 +88,9 @@ pub const ALPHABET: &[u8; 90] =
     b"#$%&'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
 impl Matrix {
-    /// The outcome index of row `r`, column `c`, request `k` (0: TCP, 1: GET).
-    pub fn outcome(&self, r: usize, c: usize, k: usize) -> Option<usize> {
-        let at = (2 * c + k) * self.w;
+    /// The set index of row `r`, column `c`.
+    pub fn outcome(&self, r: usize, c: usize) -> Option<usize> {
+        let at = c * self.w;
         let code = self.c.get(r)?.as_bytes().get(at..at + self.w)?;
         code.iter().try_fold(0usize, |n, b| {
             ALPHABET.iter().position(|x| x == b).map(|d| n * 90 + d)
@@ -105,12 +114,15 @@ fn encode(row: &[i32], w: usize) -> String {
     s
 }
 
-/// `[verdict, reason, policy, rule, path]`.
+/// `[policy (index into pol), rule, how, hop]`.
+pub type DeciderRow = (Option<usize>, Option<usize>, &'static str, Option<String>);
+
+/// `[summary, set in words, allowed by, refused by, path]`.
 pub type Cell = (
     &'static str,
-    &'static str,
-    Option<usize>,
-    Option<usize>,
+    String,
+    Vec<DeciderRow>,
+    Vec<DeciderRow>,
     Option<usize>,
 );
 
@@ -196,7 +208,7 @@ fn names_in(
     (principals, namespaces)
 }
 
-/// Outcomes interned per matrix.
+/// Sets interned per matrix.
 struct Outcomes<'p, 'a> {
     list: Vec<Cell>,
     index: HashMap<Cell, i32>,
@@ -209,76 +221,45 @@ impl Outcomes<'_, '_> {
             return i;
         }
         let i = i32::try_from(self.list.len()).unwrap_or(i32::MAX);
-        self.list.push(cell);
+        self.list.push(cell.clone());
         self.index.insert(cell, i);
         i
     }
 }
 
-/// One decision as a cell: what decided it and which policy (and rule) the page links to.
-fn cell<'a>(
+/// A decider as the page links it.
+fn decider_row<'a>(
     inventory: &'a Inventory,
-    set: &PolicySet,
-    allow: &[usize],
-    refused_by: Option<&crate::mtls::Decider>,
-    outcome: Outcome,
+    d: &Decider,
     policies: &mut Policies<'a>,
-) -> Cell {
-    let mut ap = |i: usize| policies.authz(inventory, set, i);
-    match outcome {
-        Outcome::Allowed(r) => ("A", "allow", Some(ap(r.policy)), Some(r.rule), None),
-        Outcome::NoAllowPolicy => ("A", "no-allow", None, None, None),
-        Outcome::Unenforced => ("A", "no-proxy", None, None, None),
-        Outcome::Denied(r) => ("D", "deny", Some(ap(r.policy)), Some(r.rule), None),
-        Outcome::CustomDenied(r) => ("D", "custom", Some(ap(r.policy)), Some(r.rule), None),
-        Outcome::DefaultDeny => {
-            // Name the allow-nothing policy when one applies, else the first ALLOW policy.
-            let first = allow
-                .iter()
-                .copied()
-                .find(|&i| !set.policies()[i].has_rules())
-                .or_else(|| allow.first().copied());
-            ("D", "default-deny", first.map(ap), None, None)
-        }
-        Outcome::Refused => {
-            let pa = refused_by.map(|d| {
-                policies.intern(inventory, Kind::PeerAuthentication, &d.namespace, &d.name)
-            });
-            ("D", "refused", pa, None, None)
-        }
-        Outcome::Unauthenticated => ("D", "401", None, None, None),
-        Outcome::BadRequest => ("D", "400", None, None, None),
+) -> DeciderRow {
+    let policy = d.policy.split_once('/').map(|(ns, name)| {
+        let kind = if d.kind == "PeerAuthentication" {
+            Kind::PeerAuthentication
+        } else {
+            Kind::AuthorizationPolicy
+        };
+        policies.intern(inventory, kind, ns, name)
+    });
+    (policy, d.rule, d.how, d.hop.clone())
+}
+
+fn summary_code(s: Summary) -> &'static str {
+    match s {
+        Summary::All => "A",
+        Summary::Some => "S",
+        Summary::None => "N",
     }
 }
 
-/// A sidecar target's cell.
-fn sidecar_cell<'a>(
-    inventory: &'a Inventory,
-    set: &PolicySet,
-    target: &Target<'_>,
-    port: u16,
-    outcome: Outcome,
-    policies: &mut Policies<'a>,
-) -> Cell {
-    let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
-    cell(
-        inventory,
-        set,
-        target.allow_policies(),
-        decider,
-        outcome,
-        policies,
-    )
-}
-
-/// A column that takes a path of its own: the route of each caller data plane, built when a
-/// row of that plane first asks, with the requests the destination sees after a waypoint.
+/// A column that takes a path of its own: per caller data plane, the set computation over
+/// the path (built when a row of that plane first asks) and the path in words.
 struct RouteColumn<'s> {
     /// Service-addressed (its port) or pod-addressed.
     via: Addressed,
     /// The pod's port.
     port: u16,
-    routes: [Option<(Route<'s>, [usize; 2])>; 4],
+    routes: [Option<(Reach<'s>, usize)>; 4],
 }
 
 fn plane_slot(p: CallerPlane) -> usize {
@@ -290,9 +271,8 @@ fn plane_slot(p: CallerPlane) -> usize {
     }
 }
 
-/// The path of a route in words, for the cell's explanation: (decided at the destination,
-/// decided at the waypoint).
-fn route_words(route: &Route<'_>, caller: CallerPlane) -> [String; 2] {
+/// The path of a route in words, for the cell's explanation.
+fn route_words(route: &Route<'_>, caller: CallerPlane) -> String {
     let dest = match &route.dest {
         DestTarget::Sidecar(_) => format!("the sidecar of {}", route.dest_label),
         DestTarget::Ztunnel { .. } => format!("the ztunnel of {}", route.dest_label),
@@ -304,93 +284,34 @@ fn route_words(route: &Route<'_>, caller: CallerPlane) -> [String; 2] {
         format!(" ({})", route.notes.join("; "))
     };
     match &route.waypoint {
-        Some(w) => [
-            format!(
-                "{} caller → waypoint {} (passed) → {dest}, which sees the waypoint's identity {} and decides{notes}",
-                caller.as_str(),
-                w.id,
-                w.identity.principal()
-            ),
-            format!(
-                "{} caller → waypoint {}, which decides (it sees the caller's own identity; {dest} is not reached){notes}",
-                caller.as_str(),
-                w.id
-            ),
-        ],
-        None => {
-            let s = format!(
-                "{} caller → {dest}, which sees the caller's own identity and decides{notes}",
-                caller.as_str()
-            );
-            [s.clone(), s]
-        }
+        Some(w) => format!(
+            "{} caller → waypoint {} (decides with the caller's own identity) → {dest}, which sees the waypoint's identity {} and decides{notes}",
+            caller.as_str(),
+            w.id,
+            w.identity.principal()
+        ),
+        None => format!(
+            "{} caller → {dest}, which sees the caller's own identity and decides{notes}",
+            caller.as_str()
+        ),
     }
 }
 
-/// The cell of a decision on a path.
-fn route_cell<'a>(
-    inventory: &'a Inventory,
-    set: &PolicySet,
-    route: &Route<'_>,
-    port: u16,
-    at_waypoint: bool,
-    outcome: Outcome,
-    policies: &mut Policies<'a>,
-) -> Cell {
-    match (&route.waypoint, at_waypoint) {
-        (Some(w), true) => sidecar_cell(inventory, set, &w.target, port, outcome, policies),
-        _ => match &route.dest {
-            DestTarget::Sidecar(t) => sidecar_cell(inventory, set, t, port, outcome, policies),
-            DestTarget::Ztunnel { target, .. } => {
-                let decider = target.mtls().at(Some(u32::from(port))).decided_by.as_ref();
-                cell(
-                    inventory,
-                    set,
-                    target.allow_policies(),
-                    decider,
-                    outcome,
-                    policies,
-                )
-            }
-            DestTarget::Unenforced(_) => cell(inventory, set, &[], None, outcome, policies),
-        },
-    }
-}
-
-/// How a column is addressed, when its requests take a path of their own: a Service bound to
-/// a waypoint that sends to the column's port (ambient callers go through the waypoint), else
-/// the pods directly when they are ambient. `None`: a sidecar workload reached directly (the
-/// sidecar target decides alone).
+/// How a column is addressed, when its requests take a path of their own
+/// ([`crate::reach::model::addressed`]: a Service bound to a waypoint that sends to the column's
+/// port, else the pods directly when they are ambient). `None`: a sidecar workload reached
+/// directly (the sidecar target decides alone).
 fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Option<RouteColumn<'s>> {
     let port = u16::try_from(port?).ok()?;
     let d = &input.sources[w].workload;
-    let topology = input.topology;
-    let via = topology
-        .services_selecting(&d.namespace, &d.labels)
-        .find_map(|i| {
-            let s = topology.service(i);
-            s.binding.gateway()?;
-            s.ports.iter().find_map(|p| {
-                let target = match &p.target {
-                    crate::dataplane::topology::TargetPort::Number(n) => *n,
-                    crate::dataplane::topology::TargetPort::Name(n) => {
-                        d.ports
-                            .iter()
-                            .find(|c| c.name.as_deref() == Some(n.as_str()))?
-                            .port
-                    }
-                };
-                (target == u32::from(port)).then(|| Addressed::Service {
-                    service: i,
-                    port: u16::try_from(p.port).unwrap_or(port),
-                })
-            })
-        });
-    let via = match via {
-        Some(v) => v,
-        None if input.planes[w].plane == crate::dataplane::Plane::Ambient => Addressed::Pod,
-        None => return None,
-    };
+    let via = model::addressed(
+        input.topology,
+        &d.namespace,
+        &d.labels,
+        &d.ports,
+        input.planes[w].plane,
+        port,
+    )?;
     Some(RouteColumn {
         via,
         port,
@@ -398,45 +319,8 @@ fn route_column<'s>(input: &Input<'s, '_>, w: usize, port: Option<u32>) -> Optio
     })
 }
 
-/// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
-/// a gateway's deployment), and of the identities istiod creates for gateways.
-pub(super) fn caller_planes(
-    inventory: &Inventory,
-    topology: &Topology,
-    planes: &[(usize, PodPlane)],
-) -> HashMap<(String, String), CallerPlane> {
-    let mut out: HashMap<(String, String), CallerPlane> = HashMap::new();
-    for &(i, p) in planes {
-        let w = &inventory.workloads()[i];
-        let o = inventory.workload_object(w);
-        let Some(t) = crate::pod_template::PodTemplate::of(o.kind, &o.object) else {
-            continue;
-        };
-        let sa = t.service_account().map_or("default", |(_, s)| s);
-        let gateway = t.label(crate::dataplane::labels::GATEWAY_NAME).is_some()
-            || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"));
-        let plane = if gateway {
-            CallerPlane::Gateway
-        } else if p.plane == crate::dataplane::Plane::Ambient {
-            CallerPlane::Ambient
-        } else {
-            CallerPlane::Sidecar
-        };
-        let e = out
-            .entry((w.workload.namespace.clone(), sa.to_owned()))
-            .or_insert(plane);
-        // Mixed planes for one identity: the sidecar's path (the simulator asks to choose).
-        if *e != plane {
-            *e = CallerPlane::Sidecar;
-        }
-    }
-    for (ns, sa, g) in topology.gateway_identities() {
-        if !g.is_waypoint() {
-            out.insert((ns.to_owned(), sa.to_owned()), CallerPlane::Gateway);
-        }
-    }
-    out
-}
+/// The data plane of every identity that runs workloads (the reachability sets' own).
+pub(super) use crate::reach::model::caller_planes;
 
 /// Every namespace's matrix (null for a namespace without workloads).
 pub(super) fn matrices<'a>(
@@ -491,15 +375,46 @@ pub(super) fn matrices<'a>(
             index: HashMap::new(),
             policies,
         };
-        let mut hops: Vec<String> = Vec::new();
-        // Columns that take a path of their own (ambient, or behind a waypoint).
+        // One set computation per column, shared by its rows (callers the policies cannot
+        // tell apart share one evaluation); a column that takes a path of its own (ambient,
+        // or behind a waypoint) has one per caller data plane.
+        let protocol_of = |proto: &str| {
+            Protocols::of(match proto {
+                "http" => PortProtocol::Http,
+                "tcp" => PortProtocol::Tcp,
+                "udp" => PortProtocol::Udp,
+                _ => PortProtocol::Sniffed,
+            })
+        };
         let mut route_cols: Vec<Option<RouteColumn<'_>>> = cols
             .iter()
-            .map(|&(w, port, _)| route_column(input, w, port))
+            .map(|&(w, port, _)| {
+                if input.workloads[w].dp == "none" {
+                    return None;
+                }
+                route_column(input, w, port)
+            })
             .collect();
-        let mut no_proxy = None;
+        let mut columns: Vec<Option<Reach<'_>>> = cols
+            .iter()
+            .enumerate()
+            .map(|(ci, &(w, port, proto))| {
+                let port = port.and_then(|p| u16::try_from(p).ok())?;
+                if route_cols[ci].is_some() {
+                    return None;
+                }
+                let enforcement = if input.workloads[w].dp == "none" {
+                    Enforcement::Unenforced("the workload runs without a proxy: nothing enforces mTLS or AuthorizationPolicy")
+                } else {
+                    Enforcement::Sidecar(input.targets[w].clone())
+                };
+                let host = format!("{}.{}.svc", input.workloads[w].n, ns);
+                Some(Reach::new(enforcement, port, protocol_of(proto), &host))
+            })
+            .collect();
+        let mut hops: Vec<String> = Vec::new();
         let mut c = Vec::with_capacity(peers.len());
-        for (ri, peer) in peers.into_iter().enumerate() {
+        for (ri, peer) in peers.iter().enumerate() {
             let caller = if ri == 0 {
                 CallerPlane::Outside
             } else {
@@ -510,112 +425,71 @@ pub(super) fn matrices<'a>(
                     .copied()
                     .unwrap_or(CallerPlane::Sidecar)
             };
-            let mut tcp = Request::tcp(peer.clone(), 0);
-            let mut get = Request::http(peer, 0, Http::new("GET", "/"));
-            let mut line = Vec::with_capacity(cols.len() * 2);
-            for (ci, &(w, port, proto)) in cols.iter().enumerate() {
-                let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
-                    line.extend([-1, -1]);
-                    continue;
-                };
-                let http = matches!(proto, "http" | "sniffed");
-                if input.workloads[w].dp == "none" {
-                    let np = *no_proxy.get_or_insert_with(|| {
-                        outcomes.intern(("A", "no-proxy", None, None, None))
-                    });
-                    line.extend([np, if http { np } else { -1 }]);
-                    continue;
-                }
-                if let Some(rc) = route_cols[ci].as_mut() {
-                    let (route, words) = rc.routes[plane_slot(caller)].get_or_insert_with(|| {
-                        let d = &input.sources[w].workload;
-                        let dest = Destination {
-                            namespace: &d.namespace,
-                            labels: &d.labels,
-                            label: format!(
-                                "{} {}/{}",
-                                d.kind.as_str().to_ascii_lowercase(),
-                                d.namespace,
-                                d.name
-                            ),
-                            plane: input.planes[w],
-                            workload_waypoint: input
-                                .topology
-                                .workload_binding(&d.namespace, &d.labels),
-                        };
-                        let route = Route::new(input.set, input.topology, caller, rc.via, &dest);
-                        let [at_dest, at_waypoint] = route_words(&route, caller);
-                        let mut idx = |s: String| match hops.iter().position(|h| *h == s) {
-                            Some(i) => i,
-                            None => {
-                                hops.push(s);
-                                hops.len() - 1
-                            }
-                        };
-                        let words = [idx(at_dest), idx(at_waypoint)];
-                        (route, words)
-                    });
-                    let via_port = match rc.via {
-                        Addressed::Service { port, .. } => port,
-                        Addressed::Pod => rc.port,
-                    };
-                    for (k, req) in [(0, &mut tcp), (1, &mut get)] {
-                        if k == 1 && !http {
-                            line.push(-1);
-                            continue;
-                        }
-                        req.set_port(via_port);
-                        let o = match &route.waypoint {
-                            Some(wp) => {
-                                let fwd = req.forwarded(Some(wp.identity.clone()), rc.port, false);
-                                route.decide(req, &fwd)
-                            }
-                            None => {
-                                req.set_port(rc.port);
-                                route.decide(req, req)
-                            }
-                        };
-                        let mut cell = route_cell(
-                            input.inventory,
-                            input.set,
-                            route,
-                            rc.port,
-                            o.waypoint,
-                            o.outcome,
-                            outcomes.policies,
-                        );
-                        cell.4 = Some(words[usize::from(o.waypoint)]);
-                        line.push(outcomes.intern(cell));
+            let mut line = Vec::with_capacity(cols.len());
+            for (ci, &(w, _, proto)) in cols.iter().enumerate() {
+                let (reach, path) = match (&mut route_cols[ci], &mut columns[ci]) {
+                    (Some(rc), _) => {
+                        let (via, port) = (rc.via, rc.port);
+                        let (reach, words) =
+                            rc.routes[plane_slot(caller)].get_or_insert_with(|| {
+                                let d = &input.sources[w].workload;
+                                let dest = model::destination(
+                                    input.topology,
+                                    d.kind,
+                                    &d.namespace,
+                                    &d.name,
+                                    &d.labels,
+                                    input.planes[w],
+                                );
+                                let path = model::path_enforcement(
+                                    input.set,
+                                    input.topology,
+                                    caller,
+                                    via,
+                                    port,
+                                    &dest,
+                                );
+                                let words = route_words(&path.route, caller);
+                                let idx = match hops.iter().position(|h| *h == words) {
+                                    Some(i) => i,
+                                    None => {
+                                        hops.push(words);
+                                        hops.len() - 1
+                                    }
+                                };
+                                let at = path.port();
+                                let host = format!("{}.{}.svc", input.workloads[w].n, ns);
+                                let reach = Reach::new(
+                                    Enforcement::Path(Box::new(path)),
+                                    at,
+                                    protocol_of(proto),
+                                    &host,
+                                );
+                                (reach, idx)
+                            });
+                        (reach, Some(*words))
                     }
-                    continue;
-                }
-                let target = &input.targets[w];
-                tcp.set_port(port);
-                let t = target.decide(&tcp);
-                let t = sidecar_cell(
-                    input.inventory,
-                    input.set,
-                    target,
-                    port,
-                    t,
-                    outcomes.policies,
+                    (None, Some(reach)) => (reach, None),
+                    (None, None) => {
+                        line.push(-1);
+                        continue;
+                    }
+                };
+                let computed = reach.of(peer.as_ref());
+                let set = &computed.1;
+                let mut row = |ds: &[Decider]| -> Vec<DeciderRow> {
+                    ds.iter()
+                        .map(|d| decider_row(input.inventory, d, outcomes.policies))
+                        .collect()
+                };
+                let cell = (
+                    summary_code(set.summary),
+                    set.text.clone(),
+                    row(&set.allowed_by),
+                    row(&set.denied_by),
+                    path,
                 );
-                line.push(outcomes.intern(t));
-                if http {
-                    get.set_port(port);
-                    let g = target.decide(&get);
-                    let g = sidecar_cell(
-                        input.inventory,
-                        input.set,
-                        target,
-                        port,
-                        g,
-                        outcomes.policies,
-                    );
-                    line.push(outcomes.intern(g));
-                } else {
-                    line.push(-1);
-                }
+                line.push(outcomes.intern(cell));
             }
             c.push(line);
         }
@@ -645,11 +519,12 @@ mod tests {
         d
     }
 
-    /// (verdict, reason, policy name, rule) of one request.
-    type Seen = (String, String, Option<String>, Option<usize>);
+    /// (summary, set in words, allowed by, refused by) of one cell; deciders as
+    /// `name rules[i] (how)` or the step.
+    type Seen = (String, String, Vec<String>, Vec<String>);
 
-    /// The cell of identity `from` to workload `to`: (TCP, GET).
-    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> [Option<Seen>; 2] {
+    /// The cell of identity `from` to workload `to`.
+    fn cell(data: &Data<'_>, ns: &str, from: &str, to: &str) -> Option<Seen> {
         let i = data.ns.iter().position(|n| n.n == ns).expect("namespace");
         let m = data.reach[i].as_ref().expect("matrix");
         let r = m.ids.iter().position(|id| id.0 == from).expect("row");
@@ -658,27 +533,35 @@ mod tests {
             .iter()
             .position(|c| data.wl[c.0].n == to)
             .expect("column");
-        let get = |k: usize| {
-            m.outcome(r, c, k).map(|o| {
-                let (v, why, p, rule, _) = m.o[o];
-                (
-                    v.to_owned(),
-                    why.to_owned(),
-                    p.map(|p| data.pol[p].n.clone()),
-                    rule,
-                )
-            })
+        let names = |ds: &[super::DeciderRow]| -> Vec<String> {
+            ds.iter()
+                .map(|(p, rule, how, hop)| {
+                    let base = match (p, rule) {
+                        (Some(p), Some(r)) => format!("{} rules[{r}] ({how})", data.pol[*p].n),
+                        (Some(p), None) => format!("{} ({how})", data.pol[*p].n),
+                        (None, _) => (*how).to_owned(),
+                    };
+                    match hop {
+                        Some(h) => format!("{base} at {h}"),
+                        None => base,
+                    }
+                })
+                .collect()
         };
-        [get(0), get(1)]
+        m.outcome(r, c).map(|o| {
+            let (summary, text, allow, deny, _) = &m.o[o];
+            (
+                (*summary).to_owned(),
+                text.clone(),
+                names(allow),
+                names(deny),
+            )
+        })
     }
 
-    fn some(
-        v: &str,
-        why: &str,
-        p: Option<&str>,
-        rule: Option<usize>,
-    ) -> Option<(String, String, Option<String>, Option<usize>)> {
-        Some((v.to_owned(), why.to_owned(), p.map(str::to_owned), rule))
+    fn seen(summary: &str, text: &str, allow: &[&str], deny: &[&str]) -> Option<Seen> {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect();
+        Some((summary.to_owned(), text.to_owned(), v(allow), v(deny)))
     }
 
     fn mesh() -> Vec<Value> {
@@ -735,45 +618,39 @@ mod tests {
         // STRICT refuses the plaintext client; the PeerAuthentication decides.
         assert_eq!(
             cell(&data, "prod", "", "api"),
-            [
-                some("D", "refused", Some("strict"), None),
-                some("D", "refused", Some("strict"), None),
-            ]
+            seen("N", "none", &[], &["strict (refused)"])
         );
-        // web is allowed by api's rules[0], on TCP and HTTP alike.
+        // web is allowed everything by api's rules[0], on TCP and HTTP alike.
         assert_eq!(
             cell(&data, "prod", "prod/web", "api"),
-            [
-                some("A", "allow", Some("api"), Some(0)),
-                some("A", "allow", Some("api"), Some(0)),
-            ]
+            seen("A", "all", &["api rules[0] (allow)"], &[])
         );
-        // A caller from the named namespace: rules[1] needs HTTP (GET), so TCP is denied by
-        // default and the GET allowed.
+        // A caller from the named namespace: rules[1] needs HTTP (GET), so only GETs pass; a
+        // plain TCP connection and other methods meet the default deny. The page shows
+        // "some", never "deny", for this edge.
         assert_eq!(
             cell(&data, "prod", "other/client", "api"),
-            [
-                some("D", "default-deny", Some("deny-all"), None),
-                some("A", "allow", Some("api"), Some(1)),
-            ]
+            seen(
+                "S",
+                "GET",
+                &["api rules[1] (allow)"],
+                &["deny-all (default-deny)"]
+            )
         );
         // The named admin: the DENY rule decides.
         assert_eq!(
-            cell(&data, "prod", "prod/admin", "api")[0],
-            some("D", "deny", Some("no-admin"), Some(0))
+            cell(&data, "prod", "prod/admin", "api"),
+            seen("N", "none", &[], &["no-admin rules[0] (deny)"])
         );
         // web itself: only deny-all applies, which allows nothing.
         assert_eq!(
-            cell(&data, "prod", "prod/api", "web")[0],
-            some("D", "default-deny", Some("deny-all"), None)
+            cell(&data, "prod", "prod/api", "web"),
+            seen("N", "none", &[], &["deny-all (default-deny)"])
         );
         // Outside the mesh nothing is enforced.
         assert_eq!(
             cell(&data, "legacy", "", "old"),
-            [
-                some("A", "no-proxy", None, None),
-                some("A", "no-proxy", None, None),
-            ]
+            seen("A", "all", &["unenforced"], &[])
         );
         // Rows: plaintext, the workloads' identities, the named principal, the named
         // namespace's workloads.
@@ -805,7 +682,7 @@ mod tests {
         let m = data.reach[prod].as_ref().expect("matrix");
         assert_eq!(m.ids.len(), 3, "plaintext and two identities");
         assert_eq!(m.total, 4);
-        assert!(m.c.iter().all(|row| row.len() == 2 * m.cols.len()));
+        assert!(m.c.iter().all(|row| row.len() == m.cols.len()));
     }
 
     #[test]
@@ -829,31 +706,60 @@ mod tests {
             let m = super::Matrix {
                 ids: Vec::new(),
                 total: 0,
-                cols: vec![(0, None, ""), (0, None, "")],
+                cols: vec![(0, None, ""); 4],
                 o: Vec::new(),
                 hops: Vec::new(),
                 w,
                 c: vec![super::encode(&row, w)],
             };
-            let back: Vec<Option<usize>> = (0..2)
-                .flat_map(|c| (0..2).map(move |k| (c, k)))
-                .map(|(c, k)| m.outcome(0, c, k))
-                .collect();
+            let back: Vec<Option<usize>> = (0..4).map(|c| m.outcome(0, c)).collect();
             let want: Vec<Option<usize>> = row.iter().map(|&i| usize::try_from(i).ok()).collect();
             assert_eq!(back, want, "width {w}");
         }
     }
 
     #[test]
-    fn tcp_only_ports_get_no_get() {
+    fn tcp_only_ports_have_no_http_requests() {
         let mut objects = mesh();
         objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "prod"},
             "spec": {"selector": {"app": "api"}, "ports": [{"name": "tcp-api", "port": 8080}]}}));
         let (engine, inventory, report) = run(objects);
         let data = build(&engine, &inventory, &report, Options::default());
-        let [tcp, get] = cell(&data, "prod", "prod/web", "api");
-        assert!(tcp.is_some());
-        assert_eq!(get, None, "a declared TCP port gets no GET");
+        // On a declared TCP port the GET-only rule never applies: the namespace's caller gets
+        // nothing; web still gets every connection.
+        assert_eq!(
+            cell(&data, "prod", "other/client", "api"),
+            seen("N", "none", &[], &["deny-all (default-deny)"])
+        );
+        assert_eq!(
+            cell(&data, "prod", "prod/web", "api").map(|s| s.1),
+            Some("all".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_cell_says_none_only_when_no_request_gets_through() {
+        // The tutorial's shape: a frontend that may GET one path of the backend.
+        let mut objects = mesh();
+        objects.push(istio(
+            "AuthorizationPolicy",
+            "prod",
+            "web-get",
+            json!({"selector": {"matchLabels": {"app": "web"}}, "rules": [{
+                "from": [{"source": {"principals": ["cluster.local/ns/prod/sa/api"]}}],
+                "to": [{"operation": {"methods": ["GET"], "paths": ["/api/data"]}}]}]}),
+        ));
+        let (engine, inventory, report) = run(objects);
+        let data = build(&engine, &inventory, &report, Options::default());
+        assert_eq!(
+            cell(&data, "prod", "prod/api", "web"),
+            seen(
+                "S",
+                "GET /api/data",
+                &["web-get rules[0] (allow)"],
+                &["deny-all (default-deny)"]
+            )
+        );
     }
 
     #[test]
@@ -907,24 +813,30 @@ mod tests {
         ];
         let (engine, inventory, report) = run(objects);
         let data = build(&engine, &inventory, &report, Options::default());
-        // frontend (ambient): GET passes the waypoint, then the pods' ztunnel admits the
-        // waypoint; a TCP connection is denied at the waypoint (its ALLOW rule needs GET).
-        let [tcp, get] = cell(&data, "shop", "shop/frontend", "reviews");
+        // frontend (ambient), through the Service's waypoint: GET passes the waypoint (its
+        // ALLOW for frontend), then the pods' ztunnel admits the waypoint's identity; anything
+        // else the waypoint refuses.
         assert_eq!(
-            get,
-            some("A", "allow", Some("reviews-only-via-waypoint"), Some(0)),
-            "{tcp:?}"
+            cell(&data, "shop", "shop/frontend", "reviews"),
+            seen(
+                "S",
+                "GET",
+                &["reviews-only-via-waypoint rules[0] (allow) at the ztunnel of deployment shop/reviews"],
+                &["reviews-l7 (default-deny) at waypoint shop/waypoint"]
+            )
         );
-        assert_eq!(tcp, some("D", "default-deny", Some("reviews-l7"), None));
-        // billing (sidecar): straight to the pods, where it is admitted by its own identity.
-        let [tcp, _] = cell(&data, "shop", "payments/billing", "reviews");
-        assert_eq!(tcp, some("A", "allow", Some("from-billing"), Some(0)));
-        // The path is in the cell's explanation.
+        // billing (sidecar): straight to the pods, where ztunnel admits it by its own
+        // identity, whatever it sends.
+        assert_eq!(
+            cell(&data, "shop", "payments/billing", "reviews"),
+            seen("A", "all", &["from-billing rules[0] (allow)"], &[])
+        );
+        // The paths are in the cells' explanations.
         let i = data.ns.iter().position(|n| n.n == "shop").expect("ns");
         let m = data.reach[i].as_ref().expect("matrix");
         let hops: Vec<&str> = m.hops.iter().map(String::as_str).collect();
         assert!(
-            hops.iter().any(|h| h.starts_with("ambient caller → waypoint shop/waypoint (passed) → the ztunnel of deployment shop/reviews, which sees the waypoint's identity cluster.local/ns/shop/sa/waypoint")),
+            hops.iter().any(|h| h.starts_with("ambient caller → waypoint shop/waypoint (decides with the caller's own identity) → the ztunnel of deployment shop/reviews, which sees the waypoint's identity cluster.local/ns/shop/sa/waypoint")),
             "{hops:?}"
         );
         assert!(

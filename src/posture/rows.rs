@@ -2,7 +2,6 @@
 //! (interned), and the compact tuples findings and subjects travel as. Shared by the grid
 //! ([`super::model`]) and the reachability matrices ([`super::reach`]).
 
-use crate::authz::PolicySet;
 use crate::inventory::{Inventory, Object};
 use crate::resource::{spec_of, Kind};
 use serde::Serialize;
@@ -141,8 +140,6 @@ pub(super) struct Policies<'a> {
     pub files: Vec<&'a str>,
     file_index: HashMap<&'a str, usize>,
     index: HashMap<(Kind, String, String), usize>,
-    /// By index into [`PolicySet::policies`] (reachability cells ask once per decision).
-    authz: Vec<Option<usize>>,
 }
 
 impl<'a> Policies<'a> {
@@ -174,20 +171,6 @@ impl<'a> Policies<'a> {
             self.files.push(file);
             self.files.len() - 1
         }))
-    }
-
-    /// The index of the simulator's AuthorizationPolicy `i`.
-    pub fn authz(&mut self, inventory: &'a Inventory, set: &PolicySet, i: usize) -> usize {
-        if let Some(Some(k)) = self.authz.get(i) {
-            return *k;
-        }
-        let p = &set.policies()[i];
-        let k = self.intern(inventory, Kind::AuthorizationPolicy, &p.namespace, &p.name);
-        if self.authz.len() <= i {
-            self.authz.resize(i + 1, None);
-        }
-        self.authz[i] = Some(k);
-        k
     }
 
     /// Intern an inventory object.

@@ -25,7 +25,8 @@ use super::{Action, Ctx, Rule, Violation};
 use crate::authz::ztunnel::{convert_spec, L7Field, NotSent, RuleFate};
 use crate::context::{Lookup, Need};
 use crate::dataplane::{namespace_plane, Plane};
-use crate::istio::{is_dry_run, AuthorizationPolicy, RequestAuthentication};
+use crate::istio::{is_dry_run, AuthorizationPolicy};
+use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::{Kind, Review};
 
 /// The namespace of a policy under review is ambient: a plain pod created there is captured by
@@ -166,11 +167,11 @@ pub static RA_AMBIENT_SELECTOR: Rule = Rule {
         if review.written().is_none() || !ambient_namespace(review, ctx) {
             return;
         }
-        let ra = RequestAuthentication::of(review.spec());
+        let ra: RequestAuthentication<'_> = decode_spec(review.spec()).unwrap_or_default();
         if ra.has_target_refs() {
             return;
         }
-        let path = if ra.selector.is_empty() {
+        let path = if ra.selects_all() {
             "spec"
         } else {
             "spec.selector"

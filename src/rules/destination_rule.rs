@@ -10,14 +10,16 @@
 use super::{Action, Ctx, Rule, Violation};
 use crate::config::Policy;
 use crate::context::{ClusterView, Lookup, Need};
-use crate::istio::DestinationRule;
+use crate::model::{decode_spec, DestinationRule};
 use crate::resource::{Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::DestinationRule];
 
 /// The view of the rule being written.
+/// The reviewed DestinationRule; a spec the typed decode refuses reads as empty
+/// (`istio-invalid-spec` reports it).
 fn destination_rule<'a>(review: &Review<'a>) -> DestinationRule<'a> {
-    DestinationRule::of(review.spec())
+    decode_spec(review.spec()).unwrap_or_default()
 }
 
 /// Top-level domains that rule out reading a two-label host as `<service>.<namespace>`.
@@ -70,9 +72,8 @@ pub(crate) fn host_in_mesh(host: &str, policy: &Policy, cluster: &dyn ClusterVie
     false
 }
 
-fn in_mesh_host<'s>(review: &Review<'s>, ctx: &Ctx<'_>) -> Option<&'s str> {
-    destination_rule(review)
-        .host()
+fn in_mesh_host<'d>(dr: &'d DestinationRule<'_>, ctx: &Ctx<'_>) -> Option<&'d str> {
+    dr.host()
         .filter(|h| host_in_mesh(h, ctx.policy, ctx.cluster))
 }
 
@@ -84,8 +85,9 @@ pub static TLS_DISABLED: Rule = Rule {
     example_fix: "trafficPolicy.tls.mode: ISTIO_MUTUAL (or drop tls to let auto-mTLS decide)",
     needs: &[Need::HostNamespaceLabels],
     check: |review, ctx, out| {
-        let Some(h) = in_mesh_host(review, ctx) else { return };
-        for site in destination_rule(review).tls_sites() {
+        let dr = destination_rule(review);
+        let Some(h) = in_mesh_host(&dr, ctx) else { return };
+        for site in dr.tls_sites() {
             if site.mode() == "DISABLE" {
                 out.push(Violation::new(
                     format!("{}.mode", site.at),
@@ -105,10 +107,11 @@ pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
     example_fix: "trafficPolicy.tls.mode: ISTIO_MUTUAL",
     needs: &[Need::HostNamespaceLabels],
     check: |review, ctx, out| {
-        let Some(h) = in_mesh_host(review, ctx) else {
+        let dr = destination_rule(review);
+        let Some(h) = in_mesh_host(&dr, ctx) else {
             return;
         };
-        for site in destination_rule(review).tls_sites() {
+        for site in dr.tls_sites() {
             let m = site.mode();
             if matches!(m, "SIMPLE" | "MUTUAL") {
                 out.push(Violation::new(
@@ -133,19 +136,17 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
         // ClientTLSSettings reference; istio/istio
         // pkg/config/analysis/analyzers/destinationrule/ca-certificates.go); gateways read it
         // always, but one rule without a selector applies to both.
-        let selector = review
-            .spec()
-            .get("workloadSelector")
-            .is_some_and(|s| !s.is_null());
-        for site in destination_rule(review).tls_sites() {
+        let dr = destination_rule(review);
+        let selector = dr.has_workload_selector();
+        for site in dr.tls_sites() {
             let m = site.mode();
             if !matches!(m, "SIMPLE" | "MUTUAL")
-                || site.has("caCertificates")
+                || site.tls.has_ca_certificates()
                 || site.insecure_skip_verify()
             {
                 continue;
             }
-            if site.has("credentialName") {
+            if site.tls.has_credential_name() {
                 if selector {
                     continue;
                 }

@@ -10,12 +10,13 @@
 //! looks at each part's raw value only for what a schema checks (types, emptiness, formats).
 //! The four rules share one validation per review, cached in [`ReviewCache`](super::ReviewCache).
 
-use super::{closest, Action, Ctx, Rule, Violation};
+use super::{Action, Ctx, Rule, Violation};
 use crate::istio::authorization_policy::MatchList;
-use crate::istio::{
-    AuthorizationPolicy, DestinationRule, PeerAuthentication, RequestAuthentication,
-};
-use crate::json::{items, list_strings, type_name};
+use crate::istio::{AuthorizationPolicy, PeerAuthentication};
+use crate::json::list_strings;
+use crate::model::validation::Errors;
+pub(crate) use crate::model::validation::{Class, IstioErrors};
+use crate::model::{decode_spec, Malformed};
 use crate::resource::{Kind, Review};
 use serde_json::Value;
 
@@ -26,104 +27,12 @@ const KINDS: &[Kind] = &[
     Kind::DestinationRule,
 ];
 
-/// The class of an Istio validation error; each parity rule reports one class.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Class {
-    /// A value outside an enum.
-    Enum,
-    /// A port number or port key out of range or not a number.
-    Port,
-    /// Fields that must not be set together.
-    Conflict,
-    /// Everything else Istio's schema or webhook rejects: required or empty values, types, formats.
-    Spec,
-}
-
-/// What Istio would reject in one object, by class.
-pub(crate) type IstioErrors = Vec<(Class, Violation)>;
-
-/// Collects the errors of one validation.
-struct Errors<'o> {
-    out: &'o mut IstioErrors,
-}
-
-impl Errors<'_> {
-    /// Report an Istio error of `class` at `path`.
-    fn report(
-        &mut self,
-        class: Class,
-        path: impl FnOnce() -> String,
-        istio: impl FnOnce() -> String,
-        fix: impl FnOnce() -> String,
-    ) {
-        self.out.push((
-            class,
-            Violation::new(
-                path(),
-                format!("Istio rejects this object: {}", istio()),
-                fix(),
-            ),
-        ));
-    }
-
-    fn enum_value(&mut self, path: impl FnOnce() -> String, v: Option<&Value>, allowed: &[&str]) {
-        match v {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if allowed.contains(&s.as_str()) => {}
-            Some(Value::String(s)) => {
-                let supported = allowed
-                    .iter()
-                    .map(|a| format!("{a:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let fix = match closest(s, allowed) {
-                    Some(c) => format!("write {c:?} (supported: {})", allowed.join(", ")),
-                    None => format!("write one of {}", allowed.join(", ")),
-                };
-                self.report(
-                    Class::Enum,
-                    path,
-                    || format!("Unsupported value: {s:?}: supported values: {supported}"),
-                    || fix,
-                );
-            }
-            Some(other) => {
-                let p = path();
-                let t = type_name(other);
-                self.report(
-                    Class::Spec,
-                    || p.to_string(),
-                    || format!("{p} in body must be of type string: {t:?}"),
-                    || format!("write one of {}", allowed.join(", ")),
-                );
-            }
-        }
-    }
-
-    /// Every entry of the string list at `key` must be non-empty (CRD `minLength: 1`).
-    fn non_empty_strings(&mut self, parent: &Value, base: &str, key: &str) {
-        for (i, v) in items(parent, key).iter().enumerate() {
-            if v.as_str() == Some("") {
-                let p = format!("{base}.{key}[{i}]");
-                self.report(
-                    Class::Spec,
-                    || p.to_string(),
-                    || format!("{p} in body should be at least 1 chars long"),
-                    || "remove the empty entry or write the value".to_owned(),
-                );
-            }
-        }
-    }
-}
-
 fn port_in_range(n: u64) -> bool {
     (1..=65535).contains(&n)
 }
 
 const PA_MODES: &[&str] = &["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
 const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
-const RA_PRESENCE: &[&str] = &["OPTIONAL", "REQUIRED"];
-pub(crate) const DR_TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"];
 
 /// Validate the object a review writes, as Istio would.
 pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
@@ -136,11 +45,29 @@ pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
     match review.kind {
         Kind::PeerAuthentication => peer_authentication(spec, errors),
         Kind::AuthorizationPolicy => authorization_policy(spec, errors),
-        Kind::RequestAuthentication => request_authentication(spec, review.namespace, errors),
-        Kind::DestinationRule => destination_rule(spec, errors),
+        Kind::RequestAuthentication => {
+            match decode_spec::<crate::model::RequestAuthentication>(spec) {
+                Ok(ra) => ra.validate(review.namespace, errors),
+                Err(m) => malformed(m, errors),
+            }
+        }
+        Kind::DestinationRule => match decode_spec::<crate::model::DestinationRule>(spec) {
+            Ok(dr) => dr.validate(errors),
+            Err(m) => malformed(m, errors),
+        },
         _ => {}
     }
     found
+}
+
+/// A spec the typed decode refuses: Istio's schema rejects it too.
+fn malformed(m: Malformed, errors: &mut Errors<'_>) {
+    errors.report(
+        Class::Spec,
+        || m.path,
+        || m.message,
+        || "write the spec as an object of the kind's fields".to_owned(),
+    );
 }
 
 fn peer_authentication(spec: &Value, errors: &mut Errors<'_>) {
@@ -514,327 +441,6 @@ fn target_conflicts(spec: &Value, errors: &mut Errors<'_>) {
     }
 }
 
-/// One `targetRef` (PolicyTargetReference).
-fn target_ref(r: &Value, path: &str, own_ns: &str, errors: &mut Errors<'_>) {
-    if !r.is_object() {
-        errors.report(
-            Class::Spec,
-            || path.to_owned(),
-            || format!("{path} in body must be of type object"),
-            || "write {group: \"\", kind: Service, name: <name>}".to_owned(),
-        );
-        return;
-    }
-    for field in ["name", "kind"] {
-        match r.get(field).and_then(Value::as_str) {
-            None => errors.report(
-                Class::Spec,
-                || format!("{path}.{field}"),
-                || format!("{path}.{field}: Required value"),
-                || format!("set {field}"),
-            ),
-            Some("") => errors.report(
-                Class::Spec,
-                || format!("{path}.{field}"),
-                || format!("{path}.{field} in body should be at least 1 chars long"),
-                || format!("set {field}"),
-            ),
-            Some(_) => {}
-        }
-    }
-    if let Some(g) = r.get("group").and_then(Value::as_str) {
-        if !g.is_empty() && !dns_subdomain(g) {
-            errors.report(
-                Class::Spec,
-                || format!("{path}.group"),
-                || format!("{path}.group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'"),
-                || "write \"\" for core kinds (Service) or the API group, e.g. gateway.networking.k8s.io".to_owned(),
-            );
-        }
-    }
-    if let Some(k) = r.get("kind").and_then(Value::as_str) {
-        let ok = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !k.ends_with('-');
-        if !k.is_empty() && !ok {
-            errors.report(
-                Class::Spec,
-                || format!("{path}.kind"),
-                || {
-                    format!(
-                        "{path}.kind in body should match '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$'"
-                    )
-                },
-                || "write the kind, e.g. Service or Gateway".to_owned(),
-            );
-        }
-    }
-    if let Some(ns) = r.get("namespace").and_then(Value::as_str) {
-        if !ns.is_empty() && ns != own_ns {
-            errors.report(
-                Class::Spec,
-                || format!("{path}.namespace"),
-                || "cross namespace referencing is not currently supported".to_owned(),
-                || format!("remove namespace (the target must be in {own_ns:?}), or create the policy in {ns:?}"),
-            );
-        }
-    }
-}
-
-/// Lower-case RFC 1123 subdomain (API group names).
-fn dns_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    })
-}
-
-/// A protobuf duration as Kubernetes/Istio write it (`5s`, `1.5s`, `100ms`, `1m30s`), in ns.
-fn duration_nanos(s: &str) -> Option<u128> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(total as u128)
-}
-
-fn request_authentication(spec: &Value, own_ns: &str, errors: &mut Errors<'_>) {
-    target_conflicts(spec, errors);
-    if let Some(r) = spec.get("targetRef").filter(|r| !r.is_null()) {
-        target_ref(r, "spec.targetRef", own_ns, errors);
-    }
-    for (i, r) in items(spec, "targetRefs").iter().enumerate() {
-        target_ref(r, &format!("spec.targetRefs[{i}]"), own_ns, errors);
-    }
-    for jwt in RequestAuthentication::of(spec).jwt_rules() {
-        let base = jwt.path("");
-        let rule = jwt.value;
-        if !jwt.is_object() {
-            errors.report(
-                Class::Spec,
-                || base.clone(),
-                || format!("{base} in body must be of type object"),
-                || "write the rule, e.g. {issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}, or remove the entry".to_owned(),
-            );
-            continue;
-        }
-        errors.enum_value(
-            || format!("{base}.presence"),
-            rule.get("presence"),
-            RA_PRESENCE,
-        );
-        for key in [
-            "audiences",
-            "fromParams",
-            "fromCookies",
-            "spaceDelimitedClaims",
-        ] {
-            errors.non_empty_strings(rule, &base, key);
-        }
-        if let Some(uri) = rule.get("jwksUri").and_then(Value::as_str) {
-            if !uri.is_empty() && jwks_scheme(uri).is_none() {
-                errors.report(
-                    Class::Spec,
-                    || format!("{base}.jwksUri"),
-                    || "url must have scheme http:// or https://".to_owned(),
-                    || "write the full URL, e.g. \"https://issuer.example.com/.well-known/jwks.json\"".to_owned(),
-                );
-            }
-        }
-        for (j, h) in items(rule, "fromHeaders").iter().enumerate() {
-            let p = format!("{base}.fromHeaders[{j}]");
-            match h.get("name").and_then(Value::as_str) {
-                None => errors.report(
-                    Class::Spec,
-                    || format!("{p}.name"),
-                    || format!("{p}.name: Required value"),
-                    || "set the header name, e.g. name: Authorization".to_owned(),
-                ),
-                Some("") => errors.report(
-                    Class::Spec,
-                    || format!("{p}.name"),
-                    || format!("{p}.name in body should be at least 1 chars long"),
-                    || "set the header name, e.g. name: Authorization".to_owned(),
-                ),
-                Some(_) => {}
-            }
-        }
-        for (j, c) in items(rule, "outputClaimToHeaders").iter().enumerate() {
-            let p = format!("{base}.outputClaimToHeaders[{j}]");
-            if !c.is_object() {
-                errors.report(
-                    Class::Spec,
-                    || p.to_string(),
-                    || format!("{p} in body must be of type object"),
-                    || "write {claim: <claim>, header: <header>} or remove the entry".to_owned(),
-                );
-                continue;
-            }
-            for field in ["claim", "header"] {
-                match c.get(field).and_then(Value::as_str) {
-                    None => errors.report(
-                        Class::Spec,
-                        || format!("{p}.{field}"),
-                        || format!("{p}.{field}: Required value"),
-                        || format!("set {field}"),
-                    ),
-                    Some("") => errors.report(
-                        Class::Spec,
-                        || format!("{p}.{field}"),
-                        || format!("{p}.{field} in body should be at least 1 chars long"),
-                        || format!("set {field}"),
-                    ),
-                    Some(h)
-                        if field == "header"
-                            && !h
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-                    {
-                        errors.report(
-                            Class::Spec,
-                            || format!("{p}.header"),
-                            || format!("{p}.header in body should match '^[-_A-Za-z0-9]+$'"),
-                            || "use a plain header name such as x-jwt-sub (no pseudo-headers like :authority)".to_owned(),
-                        )
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        if let Some(t) = rule.get("timeout").filter(|t| !t.is_null()) {
-            let ok = t
-                .as_str()
-                .and_then(duration_nanos)
-                .is_some_and(|n| n >= 1_000_000);
-            if !ok {
-                errors.report(
-                    Class::Spec,
-                    || format!("{base}.timeout"),
-                    || format!("{base}.timeout must be a valid duration greater than 1ms, got {t}"),
-                    || "write a duration such as \"5s\"".to_owned(),
-                );
-            }
-        }
-    }
-}
-
-/// The scheme of a JWKS URI (`http`/`https`, any case), `None` when it has none Istio accepts.
-pub(crate) fn jwks_scheme(uri: &str) -> Option<&str> {
-    let (scheme, rest) = uri.split_once("://")?;
-    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
-        .then_some(scheme)
-        .filter(|_| !rest.is_empty())
-}
-
-fn destination_rule(spec: &Value, errors: &mut Errors<'_>) {
-    let dr = DestinationRule::of(spec);
-    match dr.host() {
-        Some(h) if !h.is_empty() => {}
-        _ => errors.report(
-            Class::Spec,
-            || "spec.host".to_owned(),
-            || "spec.host: Required value".to_owned(),
-            || "set host to the service, e.g. \"reviews.prod.svc.cluster.local\"".to_owned(),
-        ),
-    }
-    for site in dr.tls_sites() {
-        let path = site.at;
-        errors.enum_value(
-            || format!("{path}.mode"),
-            site.tls.get("mode"),
-            DR_TLS_MODES,
-        );
-        let mode = site
-            .tls
-            .get("mode")
-            .and_then(Value::as_str)
-            .unwrap_or("DISABLE");
-        let files = ["clientCertificate", "privateKey", "caCertificates"];
-        if matches!(mode, "SIMPLE" | "MUTUAL")
-            && site.has("credentialName")
-            && files.iter().any(|k| site.has(k))
-        {
-            errors.report(
-                Class::Conflict,
-                || path.to_string(),
-                || {
-                    "cannot specify client certificates or CA certificate If credentialName is set"
-                        .to_owned()
-                },
-                || "use either credentialName or the certificate file fields, not both".to_owned(),
-            );
-        }
-        if mode == "MUTUAL" && !site.has("credentialName") {
-            for (k, what) in [
-                ("clientCertificate", "client certificate"),
-                ("privateKey", "private key"),
-            ] {
-                if !site.has(k) {
-                    errors.report(
-                        Class::Spec,
-                        || format!("{path}.{k}"),
-                        || format!("{what} required for mutual tls"),
-                        || format!("set {k} (a file in the proxy) or credentialName (a Secret), or use mode: ISTIO_MUTUAL for in-mesh hosts"),
-                    );
-                }
-            }
-        }
-    }
-    for tp in dr.traffic_policies() {
-        for pl in tp.port_level() {
-            if let Some(n) = pl.port_number() {
-                if !n.as_u64().is_some_and(port_in_range) {
-                    errors.report(
-                        Class::Port,
-                        || format!("{}.portLevelSettings[{}].port.number", tp.path(), pl.index),
-                        || format!("port number {n} must be in the range 1..65535"),
-                        || "write the service port, between 1 and 65535".to_owned(),
-                    );
-                }
-            }
-        }
-    }
-    for subset in dr.subsets() {
-        if subset.name().is_none_or(str::is_empty) {
-            errors.report(
-                Class::Spec,
-                || format!("spec.subsets[{}].name", subset.index),
-                || "subset name cannot be empty".to_owned(),
-                || "name the subset, e.g. name: v1".to_owned(),
-            );
-        }
-    }
-}
-
 fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
     let errors = ctx.cache.istio_errors.get_or_init(|| validate(review));
     out.extend(
@@ -1202,11 +808,7 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(closest("STRCT", PA_MODES), Some("STRICT"));
-        assert_eq!(closest("xyz", PA_MODES), None);
-        assert_eq!(duration_nanos("1m30s"), Some(90_000_000_000));
-        assert_eq!(duration_nanos("apple"), None);
-        assert_eq!(jwks_scheme("HTTPS://x"), Some("HTTPS"));
-        assert_eq!(jwks_scheme("hTPp\\blah"), None);
+        assert_eq!(super::super::closest("STRCT", PA_MODES), Some("STRICT"));
+        assert_eq!(super::super::closest("xyz", PA_MODES), None);
     }
 }

@@ -51,30 +51,7 @@ pub struct ReviewCache {
     pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
 }
 
-/// Levenshtein distance, for "did you mean" suggestions (error paths only).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The option closest to `word`, when it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (distance(word, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, o)| o)
-}
+pub(crate) use crate::model::validation::closest;
 
 /// A check: pure function of the review and context, pushing violations.
 pub type CheckFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<Violation>);

@@ -1,24 +1,29 @@
 //! RequestAuthentication (security.istio.io v1, v1beta1): JWT rules that actually authenticate.
 //!
 //! A RequestAuthentication validates a token when one is present; it never requires one
-//! (see [`crate::istio::request_authentication`]). What it can get wrong on its own: no issuer, keys fetched over plaintext or from
+//! (see [`crate::model::request_authentication`]). What it can get wrong on its own: no issuer, keys fetched over plaintext or from
 //! an internal address, no audience restriction, private key material published inline.
 
-use super::istio_validation::jwks_scheme;
 use super::{Action, Rule, Violation};
-use crate::istio::request_authentication::JwtRule;
-use crate::istio::RequestAuthentication;
+use crate::model::request_authentication::{jwks_scheme, JwtRule};
+use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::{Kind, Review};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const KINDS: &[Kind] = &[Kind::RequestAuthentication];
 
-/// Every `jwtRules[i]` that is an object.
-fn jwt_rules<'v>(review: &Review<'v>) -> impl Iterator<Item = JwtRule<'v>> {
-    RequestAuthentication::of(review.spec())
-        .jwt_rules()
-        .filter(JwtRule::is_object)
+/// Every `jwtRules[i]` that is an object, with its index. A spec the typed decode refuses has
+/// none (`istio-invalid-spec` reports it).
+fn jwt_rules<'v>(review: &Review<'v>) -> Vec<(usize, JwtRule<'v>)> {
+    let ra: RequestAuthentication<'v> = decode_spec(review.spec()).unwrap_or_default();
+    ra.jwt_rules
+        .and_then(crate::model::Loose::into_ok)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.into_ok()?)))
+        .collect()
 }
 
 /// The host part of a URL (`scheme://[userinfo@]host[:port]/...`), brackets removed for IPv6.
@@ -103,10 +108,10 @@ pub static MISSING_ISSUER: Rule = Rule {
     example_fix: "jwtRules: [{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}]",
     needs: &[],
     check: |review, _ctx, out| {
-        for rule in jwt_rules(review) {
+        for (i, rule) in jwt_rules(review) {
             if rule.issuer().is_none_or(str::is_empty) {
                 out.push(Violation::new(
-                    rule.path("issuer"),
+                    JwtRule::path(i, "issuer"),
                     "issuer must be set: a JWT rule without an issuer matches no token (Istio rejects it)",
                     "set issuer to the token's iss claim, e.g. \"https://issuer.example.com\"",
                 ));
@@ -123,8 +128,8 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
     needs: &[],
     check: |review, _ctx, out| {
-        for rule in jwt_rules(review) {
-            let Some(uri) = rule.string("jwksUri") else {
+        for (i, rule) in jwt_rules(review) {
+            let Some(uri) = rule.jwks_uri() else {
                 continue;
             };
             let Some(scheme) = jwks_scheme(uri) else {
@@ -133,7 +138,7 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
             if scheme.eq_ignore_ascii_case("http") {
                 let https = format!("https{}", &uri[scheme.len()..]);
                 out.push(Violation::new(
-                    rule.path("jwksUri"),
+                    JwtRule::path(i, "jwksUri"),
                     format!("jwksUri {uri:?} is fetched over plaintext http: anyone on the path can substitute their own signing keys and mint accepted tokens"),
                     format!("serve the JWKS over TLS and write {https:?}"),
                 ));
@@ -150,10 +155,10 @@ pub static MISSING_AUDIENCES: Rule = Rule {
     example_fix: "audiences: [\"api.example.com\"]",
     needs: &[],
     check: |review, _ctx, out| {
-        for rule in jwt_rules(review) {
+        for (i, rule) in jwt_rules(review) {
             if !rule.audiences().any(|a| !a.is_empty()) {
                 out.push(Violation::new(
-                    rule.path("audiences"),
+                    JwtRule::path(i, "audiences"),
                     "no audiences: tokens of this issuer minted for another service are accepted too",
                     "list the accepted audiences, e.g. audiences: [\"api.example.com\"]",
                 ));
@@ -170,8 +175,8 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
     example_fix: "publish only the public members (kty, kid, n, e / crv, x, y)",
     needs: &[],
     check: |review, _ctx, out| {
-        for rule in jwt_rules(review) {
-            let Some(text) = rule.string("jwks") else {
+        for (i, rule) in jwt_rules(review) {
+            let Some(text) = rule.jwks() else {
                 continue;
             };
             // Cheap pre-filter: no quoted private member name, nothing to parse.
@@ -200,7 +205,7 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
                     .map(|s| format!(" (kid {s:?})"))
                     .unwrap_or_default();
                 out.push(Violation::new(
-                    rule.path("jwks"),
+                    JwtRule::path(i, "jwks"),
                     format!(
                         "key {k}{kid} carries private key material ({}): anyone who can read this object can sign tokens the mesh accepts",
                         found.join(", ")
@@ -220,12 +225,12 @@ pub static JWKS_URI_INTERNAL: Rule = Rule {
     example_fix: "jwksUri: \"https://issuer.example.com/.well-known/jwks.json\"",
     needs: &[],
     check: |review, _ctx, out| {
-        for rule in jwt_rules(review) {
-            let Some(uri) = rule.string("jwksUri") else { continue };
+        for (i, rule) in jwt_rules(review) {
+            let Some(uri) = rule.jwks_uri() else { continue };
             let Some(host) = url_host(uri) else { continue };
             if let Some(why) = internal_host(host) {
                 out.push(Violation::new(
-                    rule.path("jwksUri"),
+                    JwtRule::path(i, "jwksUri"),
                     format!("jwksUri host {host:?} is a {why} address: istiod fetches it from inside the cluster (request forgery, IST0175)"),
                     "use the issuer's public https JWKS URL, or inline the public keys in jwks",
                 ));

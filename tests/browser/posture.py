@@ -283,7 +283,8 @@ EXTERNAL_IN_DOM = """(() => {
       out.push('<' + tag + '>');
     for (const a of el.attributes) {
       const v = a.value.trim().toLowerCase();
-      if (v.includes('http://') || v.includes('https://') || v.startsWith('//')) out.push('<' + tag + ' ' + a.name + '=' + a.value + '>');
+      // A tooltip is text (a JWT issuer in a reachability set is a URL by nature): it loads nothing.
+      if (a.name !== 'title' && (v.includes('http://') || v.includes('https://') || v.startsWith('//'))) out.push('<' + tag + ' ' + a.name + '=' + a.value + '>');
       if (['href', 'src', 'action', 'srcset', 'data', 'poster'].includes(a.name) && !v.startsWith('#'))
         out.push('<' + tag + ' ' + a.name + '=' + a.value + '> leaves the page');
     }
@@ -387,12 +388,26 @@ def check(page, expected_json, screenshot, pdf_path=None):
         expect("production/frontend" in reach["rows"], f"rows: {reach['rows']}")
         row = reach["rows"].index("production/frontend")
         col = reach["cols"].index("backend")
+        # Cells are sets: frontend may GET /api/data of backend, so the cell says "some" (never
+        # "none"), its title lists the set, and a click shows it with the allowing policy.
+        badge = b.evaluate(f"""(() => {{ const c = document.querySelector("#reach-table .rc[data-r='{row}'][data-c='{col}']");
+          return {{summary: c.querySelector('.v').dataset.summary, text: c.textContent}}; }})()""")
+        expect(badge["summary"] == "some", f"frontend → backend: {badge}")
+        b.evaluate(f"""document.querySelector("#reach-table .rc[data-r='{row}'][data-c='{col}']").dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}))""")
+        title = b.evaluate(f"""document.querySelector("#reach-table .rc[data-r='{row}'][data-c='{col}']").title""")
+        expect("GET /api/data" in title, f"frontend → backend title: {title}")
+        shown = b.evaluate("""[...document.querySelectorAll('#reach-table .rc .v')].map(v => v.dataset.summary)""")
+        expect(shown and all(x in ("all", "some", "none") for x in shown), f"cell summaries: {shown}")
+        expect(not any("DENY" in t or "ALLOW" in t for t in b.evaluate("""[...document.querySelectorAll('#reach-table .rc')].map(c => c.textContent)""")),
+               "a reachability cell still shows a single probe's verdict")
         b.click(f"#reach-table .rc[data-r='{row}'][data-c='{col}']")
         cell = b.evaluate("""(() => { const d = document.getElementById('detail');
           return {hidden: d.hidden, verdicts: [...d.querySelectorAll('.cell-verdict')].map(p => p.textContent),
+                  set: [...d.querySelectorAll('.cell-set li')].map(li => li.textContent),
                   deciding: [...d.querySelectorAll('.deciding b')].map(b => b.textContent)}; })()""")
         expect(not cell["hidden"] and cell["verdicts"], f"reachability cell detail: {cell}")
-        expect(cell["verdicts"][0].startswith("TCP connection: DENY"), f"frontend → backend over TCP: {cell['verdicts']}")
+        expect(cell["verdicts"][0].startswith("some"), f"frontend → backend: {cell['verdicts']}")
+        expect("GET /api/data" in cell["set"], f"frontend → backend set: {cell['set']}")
         expect(cell["deciding"] and cell["deciding"][0].startswith("AuthorizationPolicy production/"), f"deciding policy: {cell['deciding']}")
 
         # Namespaces fold and unfold with real clicks; a namespace without workloads cannot.

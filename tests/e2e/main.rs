@@ -28,6 +28,7 @@ mod auditor;
 mod bypass;
 mod existing;
 mod harness;
+mod impact;
 mod mesh;
 mod policy_ops;
 mod reports;
@@ -152,6 +153,10 @@ fn main() -> ExitCode {
         trial("policy_operations", {
             let kc = k(&main);
             move || policy_ops::run(&kc)
+        }),
+        trial("impact_at_admission", {
+            let kc = k(&main);
+            move || impact::run(&kc)
         }),
         trial("reports_from_audit", {
             let kc = k(&main);

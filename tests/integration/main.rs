@@ -18,6 +18,7 @@ mod check;
 mod cluster_context;
 mod config_reload;
 mod conformance;
+mod diff;
 mod hostile;
 mod https;
 mod istio_fixtures;

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "resources",
         &[
             "resource",
+            "model",
             "istio",
             "pod_template",
             "context",
@@ -43,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "analysis",
             "catalogue",
             "policy_change",
+            "reach",
         ],
     ),
     (
@@ -58,7 +60,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "mesh_watch",
             "exception_watch",
+            "impact_watch",
             "simulate",
+            "diff",
             "policy_test",
             "policy_report",
             "report_writer",

@@ -517,20 +517,106 @@ fn reachability_section_shows_the_simulators_decisions() {
     );
     // istio-system has no workloads: no matrix.
     assert!(reach[ns.iter().position(|n| *n == "istio-system").expect("root")].is_null());
-    // The plaintext client is refused by STRICT mTLS, naming the PeerAuthentication.
+    // Cells are sets: the plaintext client gets nothing (STRICT mTLS refuses it, naming the
+    // PeerAuthentication), production/frontend may GET /api/data of the backend, so its cell
+    // says "some", never "none".
     let outcomes = prod["o"].as_array().expect("o");
     let w = prod["w"].as_u64().expect("w") as usize;
-    let first = prod["c"][0].as_str().expect("row");
     let alphabet = "#$%&'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
-    let code = first[..w]
-        .chars()
-        .fold(0, |n, ch| n * 90 + alphabet.find(ch).expect("a digit"));
-    assert_eq!(outcomes[code][0], "D");
-    assert_eq!(outcomes[code][1], "refused");
+    let at = |row: usize, col: usize| -> &Value {
+        let codes = prod["c"][row].as_str().expect("row");
+        let code = codes[col * w..(col + 1) * w]
+            .chars()
+            .fold(0, |n, ch| n * 90 + alphabet.find(ch).expect("a digit"));
+        &outcomes[code]
+    };
+    let backend = cols.iter().position(|c| *c == "backend").expect("backend");
+    let plain = at(0, backend);
+    assert_eq!(plain[0], "N", "{plain}");
+    assert_eq!(plain[1], "none");
+    let refused = &plain[3][0];
+    assert_eq!(refused[2], "refused");
+    assert!(refused[0].is_u64(), "links to the PeerAuthentication");
+    let frontend = ids
+        .iter()
+        .position(|i| *i == "production/frontend")
+        .expect("frontend row");
+    let cell = at(frontend, backend);
+    assert_eq!(cell[0], "S", "{cell}");
+    let text = cell[1].as_str().expect("text");
+    assert!(text.split("; ").any(|a| a == "GET /api/data"), "{text}");
     assert!(
-        outcomes[code][2].is_u64(),
-        "links to the PeerAuthentication"
+        cell[2]
+            .as_array()
+            .expect("allowed by")
+            .iter()
+            .any(|d| d[2] == "allow"),
+        "{cell}"
     );
+    // "none" is never said of an edge some request can use: every cell the page marks none
+    // is denied by `meshguard simulate` for the requests the tutorial's policies name, and
+    // the frontend's GET /api/data, which its cell lists, is allowed.
+    let dir = root().join(TUTORIAL);
+    for (r, id) in ids.iter().enumerate() {
+        for (c, col) in cols.iter().enumerate() {
+            if at(r, c)[0] != "N" {
+                continue;
+            }
+            for req in [
+                vec!["--method", "GET", "--path", "/api/data"],
+                vec!["--method", "GET", "--path", "/"],
+                vec![
+                    "--method",
+                    "POST",
+                    "--path",
+                    "/api/x",
+                    "--header",
+                    "x-api-version=v1",
+                ],
+                vec![],
+            ] {
+                let from = if id.is_empty() {
+                    vec!["--plaintext".to_owned()]
+                } else {
+                    vec!["--from".to_owned(), (*id).to_owned()]
+                };
+                assert_eq!(
+                    simulate(&dir, &from, &format!("production/{col}"), &req),
+                    1,
+                    "{id} → {col} is marked none, but simulate allows {req:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        simulate(
+            &dir,
+            &["--from".to_owned(), "production/frontend".to_owned()],
+            "production/backend",
+            &["--method", "GET", "--path", "/api/data"]
+        ),
+        0
+    );
+}
+
+/// `meshguard simulate DIR FROM --to TO REQ…`: its exit code (0 allow, 1 deny).
+fn simulate(dir: &Path, from: &[String], to: &str, req: &[&str]) -> i32 {
+    let mut args: Vec<String> = vec!["simulate".into(), dir.display().to_string()];
+    args.extend(from.iter().cloned());
+    args.extend(["--to".to_owned(), to.to_owned()]);
+    args.extend(req.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Command::Simulate(a) = cli(&refs) else {
+        panic!("not a simulate command");
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = meshguard::simulate::execute(&a, &mut out, &mut err);
+    assert!(
+        code <= 1,
+        "simulate failed: {}",
+        String::from_utf8_lossy(&err)
+    );
+    code
 }
 
 #[test]
@@ -776,7 +862,8 @@ fn an_ambient_mesh_shows_ztunnel_waypoints_and_paths() {
         .collect();
     assert!(
         hops.iter()
-            .any(|h| h.contains("waypoint shop/waypoint (passed)")),
+            .any(|h| h
+                .contains("→ waypoint shop/waypoint (decides with the caller's own identity) →")),
         "{hops:?}"
     );
 }
