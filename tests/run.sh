@@ -25,7 +25,7 @@ fi
 # The posture page (`meshguard report --html`) in a real browser: the tutorial's page, loaded
 # from file:// in headless Chromium over the DevTools pipe (tests/browser/posture.py, Python's
 # standard library only), against `meshguard check --format json` of the same input. Set
-# MESHGUARD_POSTURE_SCREENSHOT=docs/posture.png to regenerate the README's screenshot.
+# MESHGUARD_POSTURE_SCREENSHOT=docs/posture.png to regenerate docs/commands.md's screenshot.
 if command -v chromium >/dev/null 2>&1; then
   target=${CARGO_TARGET_DIR:-target}
   bin=$target/debug/meshguard # built by `cargo test` above (the integration tests use it)
