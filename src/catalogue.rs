@@ -1,7 +1,7 @@
 //! The catalogue: every check meshguard knows (the admission rules of [`crate::rules`] and the
 //! cross-resource checks of [`crate::cross`]) and every mutation. It is what validates the ids a
 //! policy configures ([`Catalogue`] implements [`KnownIds`]), what `meshguard rules` prints as a
-//! table, JSON or Markdown, and what SARIF output describes. README.md's rule section is this
+//! table, JSON or Markdown, and what SARIF output describes. docs/rules.md's rule section is this
 //! command's Markdown output (a test keeps them in sync).
 
 use crate::config::{ConfigError, KnownIds, Policy};
@@ -219,7 +219,7 @@ pub(crate) fn kinds_label(kinds: &[&str]) -> String {
     label.join(", ")
 }
 
-/// The Markdown catalogue embedded in README.md between the rule markers.
+/// The Markdown catalogue embedded in docs/rules.md between the rule markers.
 pub fn markdown() -> String {
     let mut s = String::from(
         "| id | kind | default | what it catches | example fix |\n|---|---|---|---|---|\n",

@@ -11,7 +11,7 @@
 //! Why not `tracing-appender`'s non-blocking writer: it hands each line to its thread through a
 //! channel, which wakes that thread (a futex call) for nearly every line when lines are
 //! sparse — the denied reviews' lines, at a few thousand reviews per second. Batching by time
-//! does one write per interval instead (README, Benchmarks).
+//! does one write per interval instead (docs/benchmarks.md).
 
 use clap::ValueEnum;
 use std::io::{IsTerminal, Write};

@@ -5,7 +5,7 @@
 use clap::Parser;
 
 /// mimalloc: the review hot path is allocation-heavy (decoded objects, findings, the response),
-/// and mimalloc cuts its CPU per review measurably against glibc's malloc (README, Benchmarks).
+/// and mimalloc cuts its CPU per review measurably against glibc's malloc (docs/benchmarks.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// arenas committed eagerly, and freed memory kept for a second. For `serve` two options are
 /// set (unless the environment sets them): arenas are committed as they are used, and freed
 /// memory goes back to the OS after 100 ms. At rest with 3,000 namespaces and 18,000
-/// ServiceAccounts cached, that is 28 MB of RSS instead of 60 MB (README, Benchmarks). mimalloc
+/// ServiceAccounts cached, that is 28 MB of RSS instead of 60 MB (docs/benchmarks.md). mimalloc
 /// reads its options when the process starts, before `main`, so `serve` re-executes itself
 /// once with them in its environment (same PID, same arguments); if that fails it serves with
 /// the defaults.

@@ -7,16 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `--tests --benches`: every target that has tests (the library's unit tests, tests/integration,
+# tests/e2e) and the criterion benches, which run each benchmark once as a smoke test. Not
+# `--all-targets`, which also compiles the binary and every example in test mode although
+# none has a test (Cargo.toml: `test = false`; `cargo clippy --all-targets` in .ci/run still
+# compiles the examples), nor `--doc`: the library has no doctests (`doctest = false`).
+
 if [ -n "${MESHGUARD_E2E_KUBECONFIG:-}" ]; then
-  # The e2e target is one of --all-targets; here it runs on its own afterwards, so this
+  # The e2e target is one of --tests; here it runs on its own afterwards, so this
   # first run leaves it out (it then prints that it is skipped).
   echo "run.sh: the end-to-end suite runs as its own step after the other suites" >&2
   env -u MESHGUARD_E2E_KUBECONFIG -u MESHGUARD_E2E_KUBECONFIG_KCM_SHARED \
-    cargo test --locked --all-targets
+    cargo test --locked --tests --benches
 else
-  cargo test --locked --all-targets
+  cargo test --locked --tests --benches
 fi
-cargo test --locked --doc
 
 if [ -f tests/chart.sh ]; then
   bash tests/chart.sh
@@ -25,7 +30,7 @@ fi
 # The posture page (`meshguard report --html`) in a real browser: the tutorial's page, loaded
 # from file:// in headless Chromium over the DevTools pipe (tests/browser/posture.py, Python's
 # standard library only), against `meshguard check --format json` of the same input. Set
-# MESHGUARD_POSTURE_SCREENSHOT=docs/posture.png to regenerate the README's screenshot.
+# MESHGUARD_POSTURE_SCREENSHOT=docs/posture.png to regenerate docs/commands.md's screenshot.
 if command -v chromium >/dev/null 2>&1; then
   target=${CARGO_TARGET_DIR:-target}
   bin=$target/debug/meshguard # built by `cargo test` above (the integration tests use it)

@@ -15,7 +15,8 @@
 //! `istio-system`. ConfigMaps without a namespace (from manifests) count as being in it.
 
 use super::ambient::{self, AmbientInstall, Component};
-use super::decision::{InjectionDecision, Why};
+use super::decision::InjectionDecision;
+use super::injector::Why;
 use super::injector::{
     self, identify, inject_required, pod_setting, webhooks_of, InjectorConfig, InjectorIdentity,
     InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,

@@ -21,77 +21,10 @@
 //! never injected. The field `InjectionDecision::assumed` says which way a decision was made.
 
 use super::injector::{
-    InjectionPolicy, InjectorConfig, InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES, INJECT,
-    INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
+    InjectionPolicy, InjectorConfig, InjectorWebhook, PodSetting, SettingSource, Why,
+    DEFAULT_REVISION, IGNORED_NAMESPACES, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
 };
 use std::fmt;
-
-/// Where a pod's `sidecar.istio.io/inject` setting came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SettingSource {
-    Label,
-    Annotation,
-}
-
-/// A pod's `sidecar.istio.io/inject` setting (the label wins over the annotation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodSetting<'a> {
-    pub source: SettingSource,
-    pub value: &'a str,
-}
-
-impl PodSetting<'_> {
-    /// `metadata.labels["sidecar.istio.io/inject"]` or `metadata.annotations[…]`.
-    pub fn path(&self) -> &'static str {
-        match self.source {
-            SettingSource::Label => "metadata.labels[\"sidecar.istio.io/inject\"]",
-            SettingSource::Annotation => "metadata.annotations[\"sidecar.istio.io/inject\"]",
-        }
-    }
-}
-
-impl fmt::Display for PodSetting<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.source {
-            SettingSource::Label => "label",
-            SettingSource::Annotation => "annotation",
-        };
-        write!(f, "the pod {what} {INJECT}={:?}", self.value)
-    }
-}
-
-/// The step that decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Why {
-    /// No injector webhook's selectors (and rules) select the pod: kube-apiserver never calls an
-    /// injector.
-    NotSelected,
-    /// `spec.hostNetwork: true`: never injected.
-    HostNetwork,
-    /// The namespace is one the injector ignores (kube-system, kube-public, kube-node-lease,
-    /// local-path-storage).
-    IgnoredNamespace,
-    /// The pod's `sidecar.istio.io/inject` label (else annotation) decided.
-    PodSetting,
-    /// The injector's `neverInjectSelector[i]` matched the pod's labels.
-    NeverInjectSelector(usize),
-    /// The injector's `alwaysInjectSelector[i]` matched the pod's labels.
-    AlwaysInjectSelector(usize),
-    /// The injector's `policy` decided.
-    Policy,
-    /// Assumed default injector: the namespace's injection label enrols it.
-    NamespaceLabel,
-    /// Assumed default injector: `istio-injection` with a value other than `enabled`.
-    NamespaceOff,
-    /// Assumed default injector: the pod's own label opts it in.
-    PodOptIn,
-    /// Assumed default injector: neither the namespace nor the pod asks for injection.
-    NotEnrolled,
-    /// Assumed default injector whose ConfigMap `values` set
-    /// `sidecarInjectorWebhook.enableNamespacesByDefault`: an unlabelled namespace's plain pods
-    /// are injected (the chart's `auto.*` webhook).
-    EnabledByDefault,
-}
 
 /// Whether a pod gets a sidecar, and why. Borrowed from the mesh context and the inputs; building
 /// one allocates nothing, and its `Display` gives the reason in words.

@@ -34,7 +34,6 @@
 //!   `global.variant`, and the annotation `sidecar.istio.io/proxyImageType` overrides both.
 //!   ProxyConfig custom resources can also set the image type; they are not read here.
 
-use super::decision::{PodSetting, SettingSource, Why};
 use super::mesh_config::{json_type, parse_yaml};
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
@@ -45,6 +44,73 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// Where a pod's `sidecar.istio.io/inject` setting came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingSource {
+    Label,
+    Annotation,
+}
+
+/// A pod's `sidecar.istio.io/inject` setting (the label wins over the annotation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodSetting<'a> {
+    pub source: SettingSource,
+    pub value: &'a str,
+}
+
+impl PodSetting<'_> {
+    /// `metadata.labels["sidecar.istio.io/inject"]` or `metadata.annotations[…]`.
+    pub fn path(&self) -> &'static str {
+        match self.source {
+            SettingSource::Label => "metadata.labels[\"sidecar.istio.io/inject\"]",
+            SettingSource::Annotation => "metadata.annotations[\"sidecar.istio.io/inject\"]",
+        }
+    }
+}
+
+impl fmt::Display for PodSetting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.source {
+            SettingSource::Label => "label",
+            SettingSource::Annotation => "annotation",
+        };
+        write!(f, "the pod {what} {INJECT}={:?}", self.value)
+    }
+}
+
+/// The step that decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// No injector webhook's selectors (and rules) select the pod: kube-apiserver never calls an
+    /// injector.
+    NotSelected,
+    /// `spec.hostNetwork: true`: never injected.
+    HostNetwork,
+    /// The namespace is one the injector ignores (kube-system, kube-public, kube-node-lease,
+    /// local-path-storage).
+    IgnoredNamespace,
+    /// The pod's `sidecar.istio.io/inject` label (else annotation) decided.
+    PodSetting,
+    /// The injector's `neverInjectSelector[i]` matched the pod's labels.
+    NeverInjectSelector(usize),
+    /// The injector's `alwaysInjectSelector[i]` matched the pod's labels.
+    AlwaysInjectSelector(usize),
+    /// The injector's `policy` decided.
+    Policy,
+    /// Assumed default injector: the namespace's injection label enrols it.
+    NamespaceLabel,
+    /// Assumed default injector: `istio-injection` with a value other than `enabled`.
+    NamespaceOff,
+    /// Assumed default injector: the pod's own label opts it in.
+    PodOptIn,
+    /// Assumed default injector: neither the namespace nor the pod asks for injection.
+    NotEnrolled,
+    /// Assumed default injector whose ConfigMap `values` set
+    /// `sidecarInjectorWebhook.enableNamespacesByDefault`: an unlabelled namespace's plain pods
+    /// are injected (the chart's `auto.*` webhook).
+    EnabledByDefault,
+}
 
 /// `istio.io/rev`: on a namespace or pod, the revision (or tag) to inject; on an injector object,
 /// its revision.

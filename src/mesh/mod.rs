@@ -31,11 +31,12 @@ pub(crate) mod testing;
 
 pub use ambient::{AmbientInstall, Capture};
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
-pub use decision::{InjectionDecision, PodSetting, SettingSource, Why};
+pub use decision::InjectionDecision;
 pub use injector::{
     same_proxy_release, FailurePolicy, InjectValues, InjectionPolicy, InjectorConfig,
     InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES,
 };
+pub use injector::{PodSetting, SettingSource, Why};
 pub use mesh_config::MeshConfig;
 pub use selector::{Labels, NamespaceLabels, NoLabels, Selector};
 

@@ -2,7 +2,7 @@
 //! kube-apiserver, observed through kubectl and kube-rs.
 //!
 //! Opt-in: set `MESHGUARD_E2E_KUBECONFIG` to the cluster-admin kubeconfig of a cluster whose
-//! apiserver can reach this machine's 127.0.0.1 (a local control plane; README, "End-to-end
+//! apiserver can reach this machine's 127.0.0.1 (a local control plane; docs/testing.md, "End-to-end
 //! tests"). Without it the suite prints one line saying so and passes. With
 //! `MESHGUARD_E2E_KUBECONFIG_KCM_SHARED` also set (a second cluster whose
 //! kube-controller-manager runs with `--use-service-account-credentials=false`), the namespace
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     let Some(main) = kubeconfig(KUBECONFIG_ENV) else {
         println!(
-            "e2e: skipped: set {KUBECONFIG_ENV}=<cluster-admin kubeconfig of a cluster whose apiserver reaches 127.0.0.1> to run the end-to-end suite (README: End-to-end tests)"
+            "e2e: skipped: set {KUBECONFIG_ENV}=<cluster-admin kubeconfig of a cluster whose apiserver reaches 127.0.0.1> to run the end-to-end suite (docs/testing.md: End-to-end tests)"
         );
         return libtest_mimic::run(&args, Vec::new()).exit_code();
     };

@@ -5,7 +5,7 @@
 //! it sits.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use modules of its own layer or of any layer below.
 const LAYERS: &[(&str, &[&str])] = &[
@@ -160,8 +160,78 @@ fn push_first(path: &str, found: &mut BTreeSet<String>) {
 }
 
 /// Edges between top-level modules, with a file that makes each.
+/// The files of test modules declared out of line (`#[cfg(test)] mod tests;`, optionally with
+/// `#[path = "..."]`): test code, like the trailing inline ones `code` drops.
+fn test_module_files(src: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            out.extend(declared_test_modules(&path, &text));
+        }
+    }
+    out
+}
+
+/// Where the out-of-line `#[cfg(test)]` modules `text` (the file at `file`) declares live.
+fn declared_test_modules(file: &Path, text: &str) -> Vec<PathBuf> {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    // Children of mod.rs / lib.rs / main.rs sit beside it; of any other file, in its directory.
+    let children = if matches!(stem, "mod" | "lib" | "main") {
+        dir.to_path_buf()
+    } else {
+        dir.join(stem)
+    };
+    let mut out = Vec::new();
+    let mut test = false;
+    let mut path_attr: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if line == "#[cfg(test)]" {
+            test = true;
+            continue;
+        }
+        if test {
+            if let Some(p) = line
+                .strip_prefix("#[path = \"")
+                .and_then(|r| r.strip_suffix("\"]"))
+            {
+                path_attr = Some(p.to_string());
+                continue;
+            }
+            let decl = line
+                .trim_start_matches("pub(crate) ")
+                .trim_start_matches("pub ")
+                .strip_prefix("mod ")
+                .and_then(|r| r.strip_suffix(';'));
+            if let Some(name) = decl {
+                out.push(match path_attr.take() {
+                    Some(p) => dir.join(p),
+                    None if children.join(name).join("mod.rs").exists() => {
+                        children.join(name).join("mod.rs")
+                    }
+                    None => children.join(format!("{name}.rs")),
+                });
+            }
+        }
+        test = false;
+        path_attr = None;
+    }
+    out
+}
+
 fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tests = test_module_files(&src);
     let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
@@ -171,7 +241,7 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
                 stack.push(path);
                 continue;
             }
-            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") || tests.contains(&path) {
                 continue;
             }
             let rel = path.strip_prefix(&src).expect("under src");
@@ -311,4 +381,21 @@ fn the_checker_sees_cycles_groups_and_skips_tests() {
     let text = "use crate::{a::X, b};\n// crate::c in a comment\nfn f() { crate::d::g() }\n#[cfg(test)]\nmod tests { use crate::e; }\n";
     let found: Vec<String> = referenced(&code(text)).into_iter().collect();
     assert_eq!(found, ["a", "b", "d"]);
+}
+
+#[test]
+fn out_of_line_test_modules_are_found() {
+    let text =
+        "mod kept;\n#[cfg(test)]\nmod tests;\n#[cfg(test)]\n#[path = \"x_tests.rs\"]\nmod more;\n";
+    assert_eq!(
+        declared_test_modules(Path::new("src/rules/namespace.rs"), text),
+        [
+            PathBuf::from("src/rules/namespace/tests.rs"),
+            PathBuf::from("src/rules/x_tests.rs")
+        ]
+    );
+    assert_eq!(
+        declared_test_modules(Path::new("src/authz/mod.rs"), "#[cfg(test)]\nmod tests;\n"),
+        [PathBuf::from("src/authz/tests.rs")]
+    );
 }

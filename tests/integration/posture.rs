@@ -248,7 +248,7 @@ fn tutorial_grid_shows_the_deciding_peer_authentication_per_port() {
             p[3].as_str().expect("level").to_owned(),
         )
     };
-    // As `meshguard check --mtls` prints them (README, "Checking manifests and clusters").
+    // As `meshguard check --mtls` prints them (docs/commands.md, "Checking manifests and clusters").
     assert_eq!(
         port("backend"),
         (
