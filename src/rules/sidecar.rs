@@ -8,7 +8,7 @@
 //! istiod runs with `ENABLE_TLS_ON_SIDECAR_INGRESS`). Clients are no longer checked against the
 //! mesh's CA, and a client certificate from the CA the Sidecar names can carry any SPIFFE identity,
 //! which AuthorizationPolicy then trusts as a mesh principal. `egress`, `outboundTrafficPolicy`
-//! and `ingress` ports without `tls` are left to RBAC (see the README).
+//! and `ingress` ports without `tls` are left to RBAC (docs/rules.md).
 
 use super::{Action, Rule, Violation};
 use crate::istio::Sidecar;
