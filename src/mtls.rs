@@ -13,7 +13,7 @@
 //! Pure: no I/O. `audit --mtls` and `check --mtls` print the table; the replacement for the
 //! removed `istioctl authn tls-check`.
 
-use crate::istio::{MtlsMode, PeerAuthentication};
+use crate::model::{decode_spec, MtlsMode, PeerAuthentication};
 use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -37,12 +37,12 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// Read a PeerAuthentication object.
     pub fn from_object(obj: &DynamicObject) -> PeerPolicy {
-        let pa = PeerAuthentication::of(spec_of(obj));
+        let pa: PeerAuthentication<'_> = decode_spec(spec_of(obj)).unwrap_or_default();
         PeerPolicy {
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
             created: obj.metadata.creation_timestamp.clone(),
-            selector: pa.selector.to_map(),
+            selector: pa.selector().to_map(),
             mode: pa.mode(),
             ports: pa
                 .port_level()

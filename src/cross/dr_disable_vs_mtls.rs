@@ -11,7 +11,7 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use crate::model::destination_rule::TlsSite;
 use crate::model::{decode_spec, DestinationRule};
 use crate::json::string_map;

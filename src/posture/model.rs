@@ -23,7 +23,7 @@ use crate::dataplane::Plane;
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload};
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use crate::mtls::Decider;
 use crate::pod_template::PodTemplate;
 use crate::report::Report;
