@@ -116,6 +116,21 @@ impl Workload {
         })
     }
 
+    /// The container port a Service port's target is, in this workload: a number as is, a name
+    /// resolved against the container ports' names (`None` when no container port has it).
+    /// The one place a `targetPort` name is resolved.
+    pub fn target_port(&self, target: crate::model::service::Target<'_>) -> Option<u32> {
+        use crate::model::service::Target;
+        match target {
+            Target::Number(n) => Some(n),
+            Target::Name(name) => self
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .map(|p| p.port),
+        }
+    }
+
     /// Field path of the pod template (`spec.template`, or `metadata` for a Pod).
     pub fn template_path(&self) -> String {
         match self.kind.pod_template_path() {

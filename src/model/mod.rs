@@ -14,18 +14,21 @@
 //! is a [`Malformed`] value with path and message, which the Istio-parity rules report as
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
-//! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`]. The others still go through the lenses of
+//! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
+//! [`Service`]. The others still go through the lenses of
 //! [`crate::istio`] and [`crate::pod_template`] until they move here.
 
 pub mod destination_rule;
 pub mod peer_authentication;
 pub mod request_authentication;
+pub mod service;
 pub mod target_ref;
 pub mod validation;
 
 pub use destination_rule::DestinationRule;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
+pub use service::Service;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
