@@ -19,6 +19,7 @@
 //! [`crate::istio`] and [`crate::pod_template`] until they move here.
 
 pub mod destination_rule;
+pub mod labels;
 pub mod peer_authentication;
 pub mod request_authentication;
 pub mod service;
