@@ -100,6 +100,7 @@ const FIXTURES: &[&str] = &[
     "pod-create-with-istio-proxy-sidecar.json",
     "deployment-create.json",
     "namespace-create.json",
+    "service-create-multiport-headless.json",
 ];
 
 fn bench(c: &mut Criterion) {

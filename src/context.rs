@@ -62,7 +62,8 @@ impl Need {
             Need::NamespaceLabels => (!review.namespace.is_empty())
                 .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned())),
             Need::NamespaceLabelsOnDisable => {
-                let pa = crate::istio::PeerAuthentication::of(review.spec());
+                let pa: crate::model::PeerAuthentication<'_> =
+                    crate::model::decode_spec(review.spec()).unwrap_or_default();
                 let disable = pa.mode_str() == Some("DISABLE")
                     || pa.port_level().any(|p| p.mode() == Some("DISABLE"));
                 (disable && !review.namespace.is_empty())

@@ -13,7 +13,7 @@
 //! Pure: no I/O. `audit --mtls` and `check --mtls` print the table; the replacement for the
 //! removed `istioctl authn tls-check`.
 
-use crate::istio::{MtlsMode, PeerAuthentication};
+use crate::model::{decode_spec, MtlsMode, PeerAuthentication};
 use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -37,12 +37,12 @@ pub struct PeerPolicy {
 impl PeerPolicy {
     /// Read a PeerAuthentication object.
     pub fn from_object(obj: &DynamicObject) -> PeerPolicy {
-        let pa = PeerAuthentication::of(spec_of(obj));
+        let pa: PeerAuthentication<'_> = decode_spec(spec_of(obj)).unwrap_or_default();
         PeerPolicy {
             namespace: obj.metadata.namespace.clone().unwrap_or_default(),
             name: obj.metadata.name.clone().unwrap_or_default(),
             created: obj.metadata.creation_timestamp.clone(),
-            selector: pa.selector.to_map(),
+            selector: pa.selector().to_map(),
             mode: pa.mode(),
             ports: pa
                 .port_level()
@@ -114,6 +114,21 @@ impl Workload {
             labels: t.labels(),
             ports,
         })
+    }
+
+    /// The container port a Service port's target is, in this workload: a number as is, a name
+    /// resolved against the container ports' names (`None` when no container port has it).
+    /// The one place a `targetPort` name is resolved.
+    pub fn target_port(&self, target: crate::model::service::Target<'_>) -> Option<u32> {
+        use crate::model::service::Target;
+        match target {
+            Target::Number(n) => Some(n),
+            Target::Name(name) => self
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .map(|p| p.port),
+        }
     }
 
     /// Field path of the pod template (`spec.template`, or `metadata` for a Pod).

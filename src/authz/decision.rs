@@ -29,7 +29,7 @@ use super::policy::{attaches_to_waypoint, JwtIssuer, JwtPolicy, Policy, Rule, Se
 use super::request::{Identity, Jwt, Request};
 use super::ztunnel::{self, L4Action, L4Policy, NotSent, ZtunnelTarget};
 use crate::istio::authorization_policy::AuthzAction;
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use kube::core::DynamicObject;

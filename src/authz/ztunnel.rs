@@ -41,8 +41,9 @@ use super::explain::{Applied, Explanation, MtlsDecider, MtlsStep, NearMiss, Rule
 use super::ip::Cidr;
 use super::request::{Identity, Request};
 use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
-use crate::istio::{is_dry_run, AuthorizationPolicy, MtlsMode};
+use crate::istio::{is_dry_run, AuthorizationPolicy};
 use crate::json::list_strings;
+use crate::model::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy};
 use crate::resource::spec_of;
 use kube::core::DynamicObject;

@@ -11,12 +11,10 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use crate::model::destination_rule::TlsSite;
-use crate::model::{decode_spec, DestinationRule};
-use crate::json::string_map;
+use crate::model::{decode_spec, DestinationRule, Service};
 use crate::resource::{spec_of, Kind};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -85,14 +83,15 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             let mut strict = Vec::new();
             let mut permissive = Vec::new();
             for svc in &services {
-                let sspec = spec_of(&svc.object);
-                let svc_sel = string_map(sspec.get("selector").unwrap_or(&Value::Null));
+                let Ok(sspec) = decode_spec::<Service<'_>>(spec_of(&svc.object)) else {
+                    continue;
+                };
+                let svc_sel = sspec.selector();
                 if svc_sel.is_empty() {
                     continue; // no selector: endpoints managed by hand
                 }
-                let ports = sspec.get("ports").and_then(Value::as_array);
-                for sp in ports.into_iter().flatten() {
-                    let Some(number) = sp.get("port").and_then(Value::as_u64) else {
+                for sp in sspec.ports() {
+                    let Some(number) = sp.number() else {
                         continue;
                     };
                     if site.port.is_some_and(|p| p != number) || overridden.contains(&number) {
@@ -106,19 +105,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                         if !selects(&svc_sel) || !selects(&subset) {
                             continue;
                         }
-                        let target = match sp.get("targetPort") {
-                            Some(Value::Number(n)) => n.as_u64(),
-                            Some(Value::String(name)) => match name.parse::<u64>() {
-                                Ok(n) => Some(n),
-                                Err(_) => w
-                                    .ports
-                                    .iter()
-                                    .find(|p| p.name.as_deref() == Some(name))
-                                    .map(|p| u64::from(p.port)),
-                            },
-                            _ => Some(number),
-                        };
-                        let target = target.and_then(|t| u32::try_from(t).ok());
+                        let target = sp.target().and_then(|t| w.target_port(t));
                         let mode = cx
                             .peer_index()
                             .compose(&w.namespace, &w.labels)

@@ -18,6 +18,7 @@ use crate::istio::WorkloadSelector;
 use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
 pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
@@ -88,6 +89,25 @@ pub struct CrossContext<'a> {
     topology: OnceCell<Topology>,
     planes: OnceCell<Vec<PodPlane>>,
     policy_set: OnceCell<PolicySet>,
+}
+
+/// A policy's workload selector, as [`CrossContext::scope`] reads it: the lens of
+/// [`crate::istio`] or the typed model's.
+pub trait Selects {
+    /// Whether pods with `labels` are selected.
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool;
+}
+
+impl Selects for WorkloadSelector<'_> {
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches(labels)
+    }
+}
+
+impl Selects for crate::model::Selector<'_> {
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches(labels)
+    }
 }
 
 impl<'a> CrossContext<'a> {
@@ -205,9 +225,9 @@ impl<'a> CrossContext<'a> {
             for r in &mut table {
                 let port = r.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
                 r.effective.mode = if z.strict_on(port) {
-                    crate::istio::MtlsMode::Strict
+                    crate::model::MtlsMode::Strict
                 } else {
-                    crate::istio::MtlsMode::Permissive
+                    crate::model::MtlsMode::Permissive
                 };
             }
         }
@@ -229,9 +249,9 @@ impl<'a> CrossContext<'a> {
     /// The workloads an Istio policy in `ns` with `selector` applies to, as indexes into
     /// [`Inventory::workloads`]. `global`: a root-namespace policy of a kind whose selector
     /// applies in every namespace (AuthorizationPolicy, RequestAuthentication).
-    pub fn scope(&self, ns: &str, selector: &WorkloadSelector<'_>, global: bool) -> Vec<usize> {
+    pub fn scope(&self, ns: &str, selector: &impl Selects, global: bool) -> Vec<usize> {
         let workloads = self.inventory.workloads();
-        let selected = |i: &usize| selector.matches(&workloads[*i].workload.labels);
+        let selected = |i: &usize| selector.selects(&workloads[*i].workload.labels);
         if global && ns == self.root {
             (0..workloads.len()).filter(selected).collect()
         } else {

@@ -7,7 +7,7 @@
 
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use crate::json::quoted_key;
 use crate::mtls::Level;
 use crate::resource::Kind;

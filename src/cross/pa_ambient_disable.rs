@@ -11,7 +11,7 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::dataplane::{namespace_plane, Plane};
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::PeerAuthentication;
+use crate::model::{decode_spec, PeerAuthentication};
 use crate::resource::{spec_of, Kind};
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -26,7 +26,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let mesh = cx.engine.mesh();
     for o in cx.inventory.of_kind(Kind::PeerAuthentication) {
         let ns = o.namespace();
-        let pa = PeerAuthentication::of(spec_of(&o.object));
+        let pa: PeerAuthentication<'_> = decode_spec(spec_of(&o.object)).unwrap_or_default();
         let disabled: Vec<(String, &str)> = pa
             .modes()
             .filter(|(_, m)| *m == "DISABLE")
@@ -43,12 +43,12 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             }
         }
         let scope: Vec<usize> = if ns == cx.root {
-            if !pa.selector.is_empty() {
+            if !pa.selector().is_empty() {
                 continue; // ignored by Istio
             }
             (0..cx.inventory.workloads().len()).collect()
         } else {
-            cx.scope(ns, &pa.selector, false)
+            cx.scope(ns, pa.selector(), false)
         };
         let ambient: Vec<String> = scope
             .iter()

@@ -1,42 +1,15 @@
-//! The labels and annotations that put a pod on a data plane, in one place, with how Istio reads
-//! each (istio/api `label/labels.yaml`, `annotation/annotations.yaml`).
+//! How Istio reads the labels and annotations that put a pod on a data plane (istio/api
+//! `label/labels.yaml`, `annotation/annotations.yaml`); the keys themselves are defined once, in
+//! [`crate::model::labels`].
 
 use std::collections::BTreeMap;
 
-/// Namespace label for the default revision's sidecar injector.
-pub const ISTIO_INJECTION: &str = "istio-injection";
-/// Namespace (or pod) label naming an injector revision or tag.
-pub const REV: &str = "istio.io/rev";
-/// `ambient` or `none`, on a Namespace or a Pod (istio/api: "there is no value on this label to
-/// configure sidecars").
-pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
-/// The waypoint a Namespace, Service, ServiceEntry or Pod uses; `none` opts the object out.
-pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
-/// The namespace of the waypoint `istio.io/use-waypoint` names (label values cannot hold `/`).
-pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-/// On a waypoint Gateway (or its GatewayClass): `service` (default), `workload`, `all`, `none`.
-pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
-/// On a Service or Namespace: ingress gateways send to the waypoint too (`"true"`).
-pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
-/// Pod annotation: plaintext inbound traffic is not redirected to ztunnel (Alpha).
-pub const BYPASS_INBOUND_CAPTURE: &str = "ambient.istio.io/bypass-inbound-capture";
-/// Pod annotation the istio-cni node agent sets once it has enrolled the pod (`enabled`).
-pub const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
-/// Pod annotation the sidecar injector sets; a pod with it is never captured by ztunnel.
-pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
-/// Label on a Gateway API gateway's pods (and the Deployment istiod creates).
-pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
-/// Gateway annotation naming the ServiceAccount of the deployment istiod creates.
-pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
-/// Gateway annotation: how ztunnel hands traffic to the waypoint (`PROXY`, `PROXY/<port>`).
-pub const WAYPOINT_INBOUND_BINDING: &str = "ambient.istio.io/waypoint-inbound-binding";
-/// Label istiod puts on the objects of a managed gateway (`istio.io-mesh-controller` for
-/// waypoints).
-pub const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
-/// The GatewayClass of Istio's waypoints.
-pub const WAYPOINT_CLASS: &str = "istio-waypoint";
-/// The controller of Istio's waypoint GatewayClass.
-pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
+pub use crate::model::labels::{
+    AMBIENT_REDIRECTION, BYPASS_INBOUND_CAPTURE, DATAPLANE_MODE, GATEWAY_MANAGED, GATEWAY_NAME,
+    GATEWAY_SERVICE_ACCOUNT, INGRESS_USE_WAYPOINT, ISTIO_INJECTION, MESH_CONTROLLER, REV,
+    SIDECAR_STATUS, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR,
+    WAYPOINT_INBOUND_BINDING,
+};
 
 /// What a namespace's labels mean for sidecar injection and ambient enrolment (label precedence
 /// only; whether an injector or ztunnel acts on them is the mesh context's decision).

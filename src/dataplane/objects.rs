@@ -1,6 +1,6 @@
 //! Typed views of the objects the data-plane model reads besides workloads: Gateway API
 //! `Gateway`, `GatewayClass`, `HTTPRoute` (gateway.networking.k8s.io v1 and v1beta1, the same
-//! shape), Istio's `ServiceEntry`, and the parts of a `Service` that matter (selector, ports).
+//! shape) and Istio's `ServiceEntry` (a `Service` is read through [`crate::model::Service`]).
 //! Each is a small serde struct decoded from the object's JSON without copying it; anything
 //! malformed decodes as far as it goes, with the error kept for the explanation.
 
@@ -157,57 +157,6 @@ pub struct WorkloadSelectorSpec {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// `Service.spec`: the selector and ports.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    #[serde(default)]
-    pub selector: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default)]
-    pub ports: Vec<ServicePort>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServicePort {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub port: u32,
-    /// A number or a container port name; absent: the same as `port`.
-    #[serde(default)]
-    pub target_port: Option<Value>,
-    #[serde(default)]
-    pub protocol: Option<String>,
-    #[serde(default)]
-    pub app_protocol: Option<String>,
-}
-
-impl ServicePort {
-    /// The target port: a number, or a named container port.
-    pub fn target(&self) -> Target<'_> {
-        match &self.target_port {
-            Some(Value::Number(n)) => Target::Number(
-                n.as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(self.port),
-            ),
-            Some(Value::String(s)) => match s.parse::<u32>() {
-                Ok(n) => Target::Number(n),
-                Err(_) => Target::Name(s),
-            },
-            _ => Target::Number(self.port),
-        }
-    }
-}
-
-/// A Service port's `targetPort`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target<'a> {
-    Number(u32),
-    Name(&'a str),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,19 +192,5 @@ mod tests {
         );
         let (spec, err): (GatewaySpec, _) = part(&bad, "spec");
         assert!(spec.listeners.is_empty() && err.is_some());
-        let svc = obj(
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081}, {"port": 82}]}}),
-        );
-        let (spec, _): (ServiceSpec, _) = part(&svc, "spec");
-        let targets: Vec<Target<'_>> = spec.ports.iter().map(ServicePort::target).collect();
-        assert_eq!(
-            targets,
-            [
-                Target::Name("http"),
-                Target::Number(8081),
-                Target::Number(82)
-            ]
-        );
     }
 }

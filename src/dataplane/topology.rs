@@ -34,9 +34,9 @@ use super::labels::{
 };
 use super::objects::{
     part, GatewayClassSpec, GatewaySpec, GatewayStatus, HttpRouteSpec, Listener, ServiceEntrySpec,
-    ServiceSpec, Target,
 };
 use crate::mesh::{NamespaceLabels, Selector};
+use crate::model::service::Target;
 use crate::pod_template::PodTemplate;
 use crate::resource::{annotations_of, labels_of, Kind};
 use kube::core::DynamicObject;
@@ -528,22 +528,27 @@ impl Topology {
         let name = o.metadata.name.clone().unwrap_or_default();
         let labels = labels_of(o);
         let (selector, ports, skind) = if kind == Kind::Service {
-            let (spec, _): (ServiceSpec, _) = part(o, "spec");
+            let spec: crate::model::Service<'_> =
+                crate::model::decode_spec(crate::resource::spec_of(o)).unwrap_or_default();
             let ports = spec
-                .ports
-                .iter()
-                .map(|p| ServicePort {
-                    port: p.port,
-                    name: p.name.clone(),
-                    target: match p.target() {
-                        Target::Number(n) => TargetPort::Number(n),
-                        Target::Name(n) => TargetPort::Name(n.to_owned()),
-                    },
-                    protocol: p.protocol.clone(),
-                    app_protocol: p.app_protocol.clone(),
+                .ports()
+                .map(|p| {
+                    let port = p.number().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+                    ServicePort {
+                        port,
+                        name: crate::model::ok(&p.name).map(|n| n.to_string()),
+                        target: match p.target() {
+                            Some(Target::Name(n)) => TargetPort::Name(n.to_owned()),
+                            Some(Target::Number(n)) => TargetPort::Number(n),
+                            None => TargetPort::Number(port),
+                        },
+                        protocol: crate::model::ok(&p.protocol).map(|n| n.to_string()),
+                        app_protocol: p.app_protocol().map(str::to_owned),
+                    }
                 })
                 .collect();
-            (spec.selector, ports, ServiceKind::Service)
+            let selector = crate::model::ok(&spec.selector).map(|_| spec.selector());
+            (selector, ports, ServiceKind::Service)
         } else {
             let (spec, _): (ServiceEntrySpec, _) = part(o, "spec");
             let ports = spec

@@ -11,7 +11,7 @@
 //! * [`AuthorizationPolicy`]: action, selector or target refs, rules → sources, operations,
 //!   conditions, and the one definition of allow-nothing.
 //! * DestinationRule: in [`crate::model::destination_rule`] (the typed model).
-//! * [`PeerAuthentication`]: selector, the top-level mTLS mode and the port-level modes.
+//! * PeerAuthentication: in [`crate::model::peer_authentication`] (the typed model).
 //! * RequestAuthentication: in [`crate::model::request_authentication`] (the typed model).
 //! * [`EnvoyFilter`]: config patches, where each applies and what it does.
 //! * [`Sidecar`]: ingress listeners and their TLS settings.
@@ -22,12 +22,10 @@
 
 pub mod authorization_policy;
 pub mod envoy_filter;
-pub mod peer_authentication;
 pub mod sidecar;
 
 pub use authorization_policy::AuthorizationPolicy;
 pub use envoy_filter::EnvoyFilter;
-pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use sidecar::Sidecar;
 
 use crate::resource::annotations_of;

@@ -19,6 +19,7 @@
 
 use super::selector::{Labels, NamespaceLabels, Selector};
 use super::{MeshError, Origin, Sourced};
+use crate::model::labels::DATAPLANE_MODE;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -70,8 +71,6 @@ pub fn default_selectors() -> Vec<EnablementSelector> {
         },
     ]
 }
-
-const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 
 /// What kind of ambient component a DaemonSet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -37,6 +37,9 @@
 use super::mesh_config::{json_type, parse_yaml};
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
+use crate::model::labels::{
+    PROXY_IMAGE as PROXY_IMAGE_ANNOTATION, PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
+};
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -112,15 +115,11 @@ pub enum Why {
     EnabledByDefault,
 }
 
-/// `istio.io/rev`: on a namespace or pod, the revision (or tag) to inject; on an injector object,
-/// its revision.
-pub const REV_LABEL: &str = "istio.io/rev";
-/// `istio.io/tag` on a revision tag's MutatingWebhookConfiguration.
-pub const TAG_LABEL: &str = "istio.io/tag";
-/// `istio-injection` on a namespace.
-pub const INJECTION_LABEL: &str = "istio-injection";
-/// `sidecar.istio.io/inject`, a pod label (or the deprecated annotation).
-pub const INJECT: &str = "sidecar.istio.io/inject";
+/// The injection label keys, under the names the injector code uses (defined once, in
+/// [`crate::model::labels`]).
+pub use crate::model::labels::{
+    INJECT, ISTIO_INJECTION as INJECTION_LABEL, REV as REV_LABEL, TAG as TAG_LABEL,
+};
 /// The revision name of Istio's default (unrevisioned) install.
 pub const DEFAULT_REVISION: &str = "default";
 /// Namespaces Istio's injector never injects (`inject.IgnoredNamespaces`).
@@ -133,8 +132,6 @@ pub const IGNORED_NAMESPACES: [&str; 4] = [
 /// The name of the injector ConfigMap of the default revision.
 pub const INJECTOR_CONFIG_MAP: &str = "istio-sidecar-injector";
 
-const PROXY_IMAGE_ANNOTATION: &str = "sidecar.istio.io/proxyImage";
-const PROXY_IMAGE_TYPE_ANNOTATION: &str = "sidecar.istio.io/proxyImageType";
 const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
 
 /// `failurePolicy` of a webhook (`Fail` when unset, the v1 default).

@@ -2,6 +2,7 @@
 //! gets `mtls.mode: STRICT`. An explicit mode (including UNSET) is left to the validators.
 
 use super::{add_nested, Mutation};
+use crate::model::{decode_spec, PeerAuthentication};
 use crate::resource::Kind;
 use serde_json::json;
 
@@ -12,8 +13,8 @@ pub static STRICT_DEFAULT: Mutation = Mutation {
     needs: &[],
     apply: |review, _ctx, out| {
         let Some(obj) = review.written() else { return };
-        let spec = obj.data.get("spec");
-        if spec.and_then(|s| s.pointer("/mtls/mode")).is_some() {
+        let pa: PeerAuthentication<'_> = decode_spec(review.spec()).unwrap_or_default();
+        if pa.mode_field().is_some() {
             return;
         }
         add_nested(&obj.data, &["spec", "mtls", "mode"], json!("STRICT"), out);

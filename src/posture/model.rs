@@ -14,7 +14,7 @@
 
 use super::reach::{self, Matrix};
 pub use super::rows::{FindingRow, NamespaceRow, PolicyRef, SubjectRow, WorkloadRow};
-use super::rows::{Policies, PortCell, NULL};
+use super::rows::{Policies, PortCell};
 use crate::authz::Target;
 use crate::context::{ClusterView, Lookup};
 use crate::cross::{ap_no_default_deny, CrossContext};
@@ -23,14 +23,14 @@ use crate::dataplane::Plane;
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload};
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
+use crate::model::{decode_spec, Service};
 use crate::mtls::Decider;
 use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
-use crate::rules::service::{port_protocol, PortProtocol};
+use crate::rules::service::{targeted_protocol, PortProtocol};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// Knobs of the page.
@@ -137,7 +137,7 @@ fn waypoints_of(cx: &CrossContext<'_>, i: usize) -> Option<String> {
 }
 
 /// A Service's selector (read once) and its spec.
-type SelectingService<'a> = (BTreeMap<String, String>, &'a Value);
+type SelectingService<'a> = (BTreeMap<String, String>, Service<'a>);
 
 /// Services by namespace, with their selectors read once, for protocol selection.
 pub(super) struct Services<'a> {
@@ -148,8 +148,10 @@ impl<'a> Services<'a> {
     pub fn new(inventory: &'a Inventory) -> Services<'a> {
         let mut by_namespace: HashMap<&str, Vec<_>> = HashMap::new();
         for o in inventory.of_kind(Kind::Service) {
-            let spec = spec_of(&o.object);
-            let selector = crate::json::string_map(spec.get("selector").unwrap_or(&NULL));
+            let Ok(spec) = decode_spec::<Service<'_>>(spec_of(&o.object)) else {
+                continue;
+            };
+            let selector = spec.selector();
             if !selector.is_empty() {
                 by_namespace
                     .entry(o.namespace())
@@ -170,35 +172,15 @@ impl<'a> Services<'a> {
             return PortProtocol::Sniffed;
         };
         let wl = &w.workload;
-        let port_name = wl
-            .ports
-            .iter()
-            .find(|p| p.port == port)
-            .and_then(|p| p.name.as_deref());
         let services = self.by_namespace.get(wl.namespace.as_str());
         for (selector, spec) in services.into_iter().flatten() {
             if !selector.iter().all(|(k, v)| wl.labels.get(k) == Some(v)) {
                 continue;
             }
-            for sp in crate::json::items(spec, "ports") {
-                let number = sp.get("port").and_then(Value::as_u64);
-                let target = match sp.get("targetPort") {
-                    Some(Value::Number(n)) => n.as_u64() == Some(u64::from(port)),
-                    Some(Value::String(s)) => match s.parse::<u64>() {
-                        Ok(n) => n == u64::from(port),
-                        Err(_) => port_name == Some(s.as_str()),
-                    },
-                    _ => number == Some(u64::from(port)),
-                };
-                if !target {
-                    continue;
+            for sp in spec.ports() {
+                if let Some(proto) = targeted_protocol(sp, wl, port) {
+                    return proto;
                 }
-                return port_protocol(
-                    number.and_then(|n| u32::try_from(n).ok()).unwrap_or(port),
-                    sp.get("name").and_then(Value::as_str).unwrap_or(""),
-                    sp.get("protocol").and_then(Value::as_str).unwrap_or("TCP"),
-                    sp.get("appProtocol").and_then(Value::as_str),
-                );
             }
         }
         PortProtocol::Sniffed
@@ -495,7 +477,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::Policy;
     use crate::cross::testing::{deployment, istio, namespace, object};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// A run over objects, as `check` makes it: the engine, the inventory and the report.
     pub(crate) fn run(objects: Vec<Value>) -> (Engine, Inventory, Report) {

@@ -16,7 +16,7 @@ use crate::authz::decision::RuleRef;
 use crate::authz::field::{Attr, Ctx, Field};
 use crate::authz::hops::{DestTarget, PathOutcome, Route};
 use crate::authz::{Outcome, PolicySet, Request, Target, Verdict};
-use crate::istio::MtlsMode;
+use crate::model::MtlsMode;
 use serde::Serialize;
 
 /// What decides requests to one workload.

@@ -14,10 +14,10 @@ use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::inventory::Inventory;
 use crate::istio::AuthorizationPolicy;
 use crate::mesh::MeshContext;
+use crate::model::{decode_spec, Service};
 use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
-use crate::rules::service::{port_protocol, PortProtocol};
-use serde_json::Value;
+use crate::rules::service::{targeted_protocol, PortProtocol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One port of a workload.
@@ -101,7 +101,7 @@ struct Svc<'a> {
     namespace: &'a str,
     name: &'a str,
     selector: BTreeMap<String, String>,
-    spec: &'a Value,
+    spec: Service<'a>,
 }
 
 /// The protocol Istio picks for a workload's container port: from the first Service in its
@@ -113,36 +113,15 @@ fn protocol(
     w: &crate::mtls::Workload,
     port: u32,
 ) -> (PortProtocol, Option<String>) {
-    let port_name = w
-        .ports
-        .iter()
-        .find(|p| p.port == port)
-        .and_then(|p| p.name.as_deref());
     for s in services {
         if s.namespace != w.namespace || !s.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
         {
             continue;
         }
-        for sp in crate::json::items(s.spec, "ports") {
-            let number = sp.get("port").and_then(Value::as_u64);
-            let target = match sp.get("targetPort") {
-                Some(Value::Number(n)) => n.as_u64() == Some(u64::from(port)),
-                Some(Value::String(t)) => match t.parse::<u64>() {
-                    Ok(n) => n == u64::from(port),
-                    Err(_) => port_name == Some(t.as_str()),
-                },
-                _ => number == Some(u64::from(port)),
-            };
-            if !target {
-                continue;
+        for sp in s.spec.ports() {
+            if let Some(proto) = targeted_protocol(sp, w, port) {
+                return (proto, Some(s.name.to_owned()));
             }
-            let proto = port_protocol(
-                number.and_then(|n| u32::try_from(n).ok()).unwrap_or(port),
-                sp.get("name").and_then(Value::as_str).unwrap_or(""),
-                sp.get("protocol").and_then(Value::as_str).unwrap_or("TCP"),
-                sp.get("appProtocol").and_then(Value::as_str),
-            );
-            return (proto, Some(s.name.to_owned()));
         }
     }
     (PortProtocol::Sniffed, None)
@@ -153,8 +132,8 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
     let services: Vec<Svc<'_>> = inv
         .of_kind(Kind::Service)
         .filter_map(|o| {
-            let spec = spec_of(&o.object);
-            let selector = crate::json::string_map(spec.get("selector").unwrap_or(&Value::Null));
+            let spec: Service<'_> = decode_spec(spec_of(&o.object)).ok()?;
+            let selector = spec.selector();
             (!selector.is_empty()).then(|| Svc {
                 namespace: o.namespace(),
                 name: o.name(),

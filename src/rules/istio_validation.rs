@@ -12,7 +12,7 @@
 
 use super::{Action, Ctx, Rule, Violation};
 use crate::istio::authorization_policy::MatchList;
-use crate::istio::{AuthorizationPolicy, PeerAuthentication};
+use crate::istio::AuthorizationPolicy;
 use crate::json::list_strings;
 use crate::model::validation::Errors;
 pub(crate) use crate::model::validation::{Class, IstioErrors};
@@ -31,7 +31,6 @@ fn port_in_range(n: u64) -> bool {
     (1..=65535).contains(&n)
 }
 
-const PA_MODES: &[&str] = &["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
 const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
 
 /// Validate the object a review writes, as Istio would.
@@ -43,7 +42,10 @@ pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
         return found;
     }
     match review.kind {
-        Kind::PeerAuthentication => peer_authentication(spec, errors),
+        Kind::PeerAuthentication => match decode_spec::<crate::model::PeerAuthentication>(spec) {
+            Ok(pa) => pa.validate(errors),
+            Err(m) => malformed(m, errors),
+        },
         Kind::AuthorizationPolicy => authorization_policy(spec, errors),
         Kind::RequestAuthentication => {
             match decode_spec::<crate::model::RequestAuthentication>(spec) {
@@ -68,46 +70,6 @@ fn malformed(m: Malformed, errors: &mut Errors<'_>) {
         || m.message,
         || "write the spec as an object of the kind's fields".to_owned(),
     );
-}
-
-fn peer_authentication(spec: &Value, errors: &mut Errors<'_>) {
-    let pa = PeerAuthentication::of(spec);
-    errors.enum_value(|| "spec.mtls.mode".to_owned(), pa.mode_value(), PA_MODES);
-    if !pa.has_port_level_field() {
-        return;
-    }
-    if pa.port_level().next().is_none() {
-        errors.report(
-            Class::Spec,
-            || "spec.portLevelMtls".to_owned(),
-            || "spec.portLevelMtls in body should have at least 1 properties".to_owned(),
-            || "remove portLevelMtls, or list the ports, e.g. portLevelMtls: {\"8080\": {mode: STRICT}}".to_owned(),
-        );
-    }
-    for entry in pa.port_level() {
-        let key = entry.key;
-        let path = || entry.path();
-        match key.parse::<u64>() {
-            Err(_) => errors.report(
-                Class::Port,
-                path,
-                || format!("type conversion error from string {key:?} to a port number: portLevelMtls keys must be container port numbers"),
-                || "use the numeric container port, e.g. \"8080\"".to_owned(),
-            ),
-            Ok(n) if !port_in_range(n) => errors.report(
-                Class::Port,
-                path,
-                || format!("port must be between 1-65535, got {n}"),
-                || "use the workload's container port, between 1 and 65535".to_owned(),
-            ),
-            Ok(_) => {}
-        }
-        errors.enum_value(
-            || format!("{}.mode", entry.path()),
-            entry.value.get("mode"),
-            PA_MODES,
-        );
-    }
 }
 
 /// Is `p` a valid Envoy URI template (`{*}` / `{**}` whole segments, `{**}` last)?
@@ -808,7 +770,13 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(super::super::closest("STRCT", PA_MODES), Some("STRICT"));
-        assert_eq!(super::super::closest("xyz", PA_MODES), None);
+        assert_eq!(
+            super::super::closest("STRCT", &crate::model::MtlsMode::NAMES),
+            Some("STRICT")
+        );
+        assert_eq!(
+            super::super::closest("xyz", &crate::model::MtlsMode::NAMES),
+            None
+        );
     }
 }

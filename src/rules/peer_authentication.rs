@@ -1,23 +1,30 @@
 //! PeerAuthentication (security.istio.io v1, v1beta1): mTLS must be STRICT everywhere.
 //!
-//! Scope semantics (pilot `ComposePeerAuthentication`, see [`crate::istio::peer_authentication`]):
+//! Scope semantics (pilot `ComposePeerAuthentication`, see [`crate::model::peer_authentication`]):
 //! selector-less in the root namespace = mesh-wide; selector-less elsewhere = namespace-wide; a
 //! non-empty `selector.matchLabels` = workload-level, which Istio *ignores* in the root
 //! namespace. `portLevelMtls` only works with a selector.
 
 use super::{Action, Ctx, Rule, Violation};
-use crate::istio::PeerAuthentication;
+use crate::model::{decode_spec, MtlsMode, PeerAuthentication};
 use crate::resource::{spec_of, Kind, Review};
+use kube::core::DynamicObject;
 
 const KINDS: &[Kind] = &[Kind::PeerAuthentication];
 
-/// The view of the policy being written.
+/// The policy being written; a spec the typed decode refuses reads as empty
+/// (`istio-invalid-spec` reports it).
 fn policy<'a>(review: &Review<'a>) -> PeerAuthentication<'a> {
-    PeerAuthentication::of(review.spec())
+    decode_spec(review.spec()).unwrap_or_default()
+}
+
+/// The policy of an object (the old one of an update or delete, say).
+fn policy_of(obj: &DynamicObject) -> PeerAuthentication<'_> {
+    decode_spec(spec_of(obj)).unwrap_or_default()
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'static str {
-    if !pa.selector.is_empty() {
+    if !pa.selector().is_empty() {
         "this workload"
     } else if review.namespace == ctx.mesh.root_namespace().value {
         "the whole mesh"
@@ -95,12 +102,12 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
         if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
-        let pa = PeerAuthentication::of(spec_of(obj));
-        if !pa.selector.is_empty() {
+        let pa = policy_of(obj);
+        if !pa.selector().is_empty() {
             return;
         }
         let mode = pa.mode_str();
-        let path = if pa.mtls.is_some() {
+        let path = if pa.has_mtls() {
             "spec.mtls.mode"
         } else {
             "spec.mtls"
@@ -129,7 +136,7 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     needs: &[],
     check: |review, _ctx, out| {
         let pa = policy(review);
-        if pa.port_level().next().is_some() && pa.selector.is_empty() {
+        if pa.port_level().next().is_some() && pa.selector().is_empty() {
             out.push(Violation::new(
                 "spec.portLevelMtls",
                 "port-level mTLS needs a workload selector; without one Istio rejects or ignores it",
@@ -142,36 +149,33 @@ pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
 /// A policy that protects its whole scope: no selector (mesh-wide in the root namespace,
 /// namespace-wide elsewhere) and `mtls.mode: STRICT`.
 fn protects(pa: &PeerAuthentication<'_>) -> bool {
-    pa.selector.is_empty() && pa.mode_str() == Some("STRICT")
+    pa.selector().is_empty() && pa.mode() == MtlsMode::Strict
 }
 
 /// What an UPDATE did to a protecting policy that no longer protects, with the field it did it
 /// in (the path of the finding).
 fn what_changed(new: &PeerAuthentication<'_>) -> (&'static str, String) {
-    if !new.selector.is_empty() {
+    if !new.selector().is_empty() {
         return (
             "spec.selector",
             format!(
                 "adds the selector {{{}}}, which narrows it to the selected workloads (and in the root namespace, where Istio ignores workload-level policies, to nothing)",
-                new.selector.describe()
+                new.selector().describe()
             ),
         );
     }
-    match (new.mtls, new.mode_value()) {
-        (None, _) => (
+    match (new.has_mtls(), new.mode_field()) {
+        (false, _) => (
             "spec.mtls",
             "removes spec.mtls, so the mode is inherited (UNSET)".to_owned(),
         ),
-        (Some(_), None) => (
+        (true, None) => (
             "spec.mtls.mode",
             "removes spec.mtls.mode, so the mode is inherited (UNSET)".to_owned(),
         ),
-        (Some(_), Some(v)) => (
+        (true, Some(v)) => (
             "spec.mtls.mode",
-            format!(
-                "changes spec.mtls.mode from STRICT to {}",
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-            ),
+            format!("changes spec.mtls.mode from STRICT to {}", v.describe()),
         ),
     }
 }
@@ -186,7 +190,7 @@ pub static WEAKENING_DELETE: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(old) = review.old_object else { return };
-        let before = PeerAuthentication::of(spec_of(old));
+        let before = policy_of(old);
         if !protects(&before) {
             return;
         }
@@ -208,7 +212,7 @@ pub static WEAKENING_DELETE: Rule = Rule {
             // the DELETE check).
             kube::core::admission::Operation::Update => {
                 let Some(new) = review.written() else { return };
-                let after = PeerAuthentication::of(spec_of(new));
+                let after = policy_of(new);
                 if protects(&after) {
                     return;
                 }
@@ -240,7 +244,7 @@ pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
         if review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
-        if PeerAuthentication::of(spec_of(obj)).selector.is_empty() {
+        if policy_of(obj).selector().is_empty() {
             return;
         }
         out.push(Violation::new(

@@ -4,8 +4,9 @@
 //! apply: an ALLOW rule with them is dropped, a DENY rule loses them and denies more.
 
 use super::{Action, Rule, Violation};
+use crate::model::service::ServicePort;
+use crate::model::{decode_spec, Service};
 use crate::resource::Kind;
-use serde_json::Value;
 
 /// Protocol prefixes Istio's protocol selection understands (case-insensitive).
 const PROTOCOLS: &[&str] = &[
@@ -85,6 +86,27 @@ pub fn port_protocol(
     }
 }
 
+/// The protocol Istio picks for container port `port` of workload `w` from one port of a
+/// Service that selects it: `None` when the Service port does not target that container port
+/// (by number, or by the container port's name; absent, the Service port's own number).
+pub fn targeted_protocol(
+    sp: &ServicePort<'_>,
+    w: &crate::mtls::Workload,
+    port: u32,
+) -> Option<PortProtocol> {
+    if w.target_port(sp.target()?) != Some(port) {
+        return None;
+    }
+    Some(port_protocol(
+        sp.number()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(port),
+        sp.name(),
+        sp.protocol(),
+        sp.app_protocol(),
+    ))
+}
+
 pub static PORT_PROTOCOL: Rule = Rule {
     id: "svc-port-protocol",
     kinds: &[Kind::Service],
@@ -93,26 +115,26 @@ pub static PORT_PROTOCOL: Rule = Rule {
     example_fix: "spec.ports[0].name: http-web (or appProtocol: http)",
     needs: &[],
     check: |review, _ctx, out| {
-        let spec = review.spec();
-        if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        let svc: Service<'_> = decode_spec(review.spec()).unwrap_or_default();
+        if svc.is_external_name() {
             return;
         }
-        let Some(ports) = spec.get("ports").and_then(Value::as_array) else { return };
-        for (i, port) in ports.iter().enumerate() {
+        let not_an_object = ServicePort::default();
+        for (i, port) in svc.port_entries().iter().enumerate() {
+            // An entry that is not an object has no name and no appProtocol either.
+            let port = port.ok().unwrap_or(&not_an_object);
             // Only TCP is proxied; UDP and SCTP have nothing to sniff.
-            let proto = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-            if !proto.eq_ignore_ascii_case("TCP") {
+            if !port.protocol().eq_ignore_ascii_case("TCP") {
                 continue;
             }
-            let app_protocol = port.get("appProtocol").and_then(Value::as_str).unwrap_or("");
-            if !app_protocol.is_empty() {
+            if port.app_protocol().is_some_and(|a| !a.is_empty()) {
                 continue;
             }
-            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
+            let name = port.name();
             if name_declares_protocol(name) {
                 continue;
             }
-            let number = port.get("port").map(Value::to_string).unwrap_or_else(|| "?".into());
+            let number = port.number_text();
             let (path, what) = if name.is_empty() {
                 (format!("spec.ports[{i}]"), format!("port {number} has no name and no appProtocol"))
             } else {
@@ -134,7 +156,7 @@ mod tests {
     use super::*;
     use crate::rules::testing::{obj, run};
     use kube::core::admission::Operation;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn svc(spec: Value) -> kube::core::DynamicObject {
         obj(json!({"apiVersion": "v1", "kind": "Service",

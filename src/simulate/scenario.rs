@@ -316,17 +316,16 @@ fn parse_to<'i>(world: &'i World, spec: &str) -> Result<To<'i>, String> {
     find_workload(&world.inventory, spec).map(To::Workload)
 }
 
-/// The container port a Service port's `targetPort` names in a workload.
+/// The container port a Service port's `targetPort` names in a workload
+/// ([`Workload::target_port`]).
 fn target_port(target: &crate::dataplane::topology::TargetPort, w: &Workload) -> Option<u16> {
     use crate::dataplane::topology::TargetPort;
-    match target {
-        TargetPort::Number(n) => u16::try_from(*n).ok(),
-        TargetPort::Name(name) => w
-            .ports
-            .iter()
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .and_then(|p| u16::try_from(p.port).ok()),
-    }
+    use crate::model::service::Target;
+    let target = match target {
+        TargetPort::Number(n) => Target::Number(*n),
+        TargetPort::Name(name) => Target::Name(name),
+    };
+    w.target_port(target).and_then(|p| u16::try_from(p).ok())
 }
 
 /// A destination workload: its data plane and workload waypoint.

@@ -2,7 +2,7 @@
 //! Istio's semantics (pilot `ComposePeerAuthentication`).
 
 use kube::core::DynamicObject;
-use meshguard::istio::MtlsMode;
+use meshguard::model::MtlsMode;
 use meshguard::mtls::{render_table, Level, PeerPolicy, PolicyIndex, Workload};
 use meshguard::resource::Kind;
 use serde_json::{json, Value};

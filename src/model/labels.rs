@@ -1,0 +1,47 @@
+//! The Istio label and annotation keys meshguard reads, each defined once (istio/api
+//! `label/labels.yaml`, `annotation/annotations.yaml`). How each is read lives with its readers
+//! (`crate::dataplane::labels` for the data plane, `crate::mesh` for injection).
+
+/// Namespace label for the default revision's sidecar injector.
+pub const ISTIO_INJECTION: &str = "istio-injection";
+/// Namespace (or pod) label naming an injector revision or tag; on an injector object, its
+/// revision.
+pub const REV: &str = "istio.io/rev";
+/// `istio.io/tag` on a revision tag's MutatingWebhookConfiguration.
+pub const TAG: &str = "istio.io/tag";
+/// `sidecar.istio.io/inject`, a pod label (or the deprecated annotation).
+pub const INJECT: &str = "sidecar.istio.io/inject";
+/// `ambient` or `none`, on a Namespace or a Pod (istio/api: "there is no value on this label to
+/// configure sidecars").
+pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+/// The waypoint a Namespace, Service, ServiceEntry or Pod uses; `none` opts the object out.
+pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+/// The namespace of the waypoint `istio.io/use-waypoint` names (label values cannot hold `/`).
+pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+/// On a waypoint Gateway (or its GatewayClass): `service` (default), `workload`, `all`, `none`.
+pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
+/// On a Service or Namespace: ingress gateways send to the waypoint too (`"true"`).
+pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+/// Pod annotation: plaintext inbound traffic is not redirected to ztunnel (Alpha).
+pub const BYPASS_INBOUND_CAPTURE: &str = "ambient.istio.io/bypass-inbound-capture";
+/// Pod annotation the istio-cni node agent sets once it has enrolled the pod (`enabled`).
+pub const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
+/// Pod annotation the sidecar injector sets; a pod with it is never captured by ztunnel.
+pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
+/// Label on a Gateway API gateway's pods (and the Deployment istiod creates).
+pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+/// Gateway annotation naming the ServiceAccount of the deployment istiod creates.
+pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
+/// Gateway annotation: how ztunnel hands traffic to the waypoint (`PROXY`, `PROXY/<port>`).
+pub const WAYPOINT_INBOUND_BINDING: &str = "ambient.istio.io/waypoint-inbound-binding";
+/// Label istiod puts on the objects of a managed gateway (`istio.io-mesh-controller` for
+/// waypoints).
+pub const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
+/// The GatewayClass of Istio's waypoints.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// The controller of Istio's waypoint GatewayClass.
+pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
+/// Pod annotation naming the proxy image the injector uses instead of its template's.
+pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+/// Pod annotation choosing the proxy image type (`distroless`, `debug`).
+pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
