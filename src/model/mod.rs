@@ -14,14 +14,16 @@
 //! is a [`Malformed`] value with path and message, which the Istio-parity rules report as
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
-//! Landed kinds: [`RequestAuthentication`], [`DestinationRule`]. The others still go through the lenses of
+//! Landed kinds: [`RequestAuthentication`], [`DestinationRule`], [`AuthorizationPolicy`]. The others still go through the lenses of
 //! [`crate::istio`] and [`crate::pod_template`] until they move here.
 
+pub mod authorization_policy;
 pub mod destination_rule;
 pub mod request_authentication;
 pub mod target_ref;
 pub mod validation;
 
+pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use request_authentication::RequestAuthentication;
 
@@ -262,6 +264,21 @@ impl Selector<'_> {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.labels()
             .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+    }
+
+    /// The label pairs as an owned map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.labels()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// `k=v,k2=v2`, for messages.
+    pub fn describe(&self) -> String {
+        self.labels()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -25,7 +25,8 @@ use super::{Action, Ctx, Rule, Violation};
 use crate::authz::ztunnel::{convert_spec, L7Field, NotSent, RuleFate};
 use crate::context::{Lookup, Need};
 use crate::dataplane::{namespace_plane, Plane};
-use crate::istio::{is_dry_run, AuthorizationPolicy};
+use crate::istio::is_dry_run;
+use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::{Kind, Review};
 
