@@ -425,7 +425,21 @@ pub fn convert_spec(
     dry_run: bool,
     root_namespace: &str,
 ) -> Result<L4Policy, NotSent> {
-    let ap = AuthorizationPolicy::of(spec);
+    convert_policy(
+        &AuthorizationPolicy::of(spec),
+        namespace,
+        dry_run,
+        root_namespace,
+    )
+}
+
+/// [`convert`] on a decoded policy.
+pub fn convert_policy(
+    ap: &AuthorizationPolicy<'_>,
+    namespace: &str,
+    dry_run: bool,
+    root_namespace: &str,
+) -> Result<L4Policy, NotSent> {
     if dry_run {
         return Err(NotSent::DryRun);
     }

@@ -19,9 +19,17 @@ use crate::resource::{spec_of, Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::AuthorizationPolicy];
 
-/// The view of the policy being written.
-fn policy<'a>(review: &Review<'a>) -> AuthorizationPolicy<'a> {
-    AuthorizationPolicy::of(review.spec())
+/// The policy being written: decoded once per review ([`super::ReviewCache::for_review`]),
+/// or here when the cache was made without the review.
+pub(crate) fn policy<'x>(
+    review: &Review<'x>,
+    ctx: &Ctx<'x>,
+) -> std::borrow::Cow<'x, AuthorizationPolicy<'x>> {
+    match &ctx.cache.authorization_policy {
+        Some(Ok(ap)) => std::borrow::Cow::Borrowed(ap),
+        Some(Err(_)) => std::borrow::Cow::Owned(AuthorizationPolicy::default()),
+        None => std::borrow::Cow::Owned(AuthorizationPolicy::of(review.spec())),
+    }
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, ap: &AuthorizationPolicy<'_>) -> String {
@@ -79,7 +87,7 @@ pub static ALLOW_ALL: Rule = Rule {
     example_fix: "rules: [{from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]}]",
     needs: &[],
     check: |review, ctx, out| {
-        let ap = policy(review);
+        let ap = policy(review, ctx);
         if !ap.is_allow() {
             return;
         }
@@ -104,7 +112,7 @@ pub static WILDCARD_SOURCE: Rule = Rule {
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
     needs: &[],
     check: |review, ctx, out| {
-        let ap = policy(review);
+        let ap = policy(review, ctx);
         if !ap.is_allow() {
             return;
         }
@@ -140,7 +148,7 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
     example_fix: "from: [{source: {principals: [\"cluster.local/ns/prod/sa/web\"]}}]",
     needs: &[],
     check: |review, ctx, out| {
-        let ap = policy(review);
+        let ap = policy(review, ctx);
         if !ap.is_allow() {
             return;
         }
@@ -173,7 +181,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"]",
     needs: &[],
     check: |review, ctx, out| {
-        principals(&policy(review), |path, p| {
+        principals(&policy(review, ctx), |path, p| {
             if let Some((message, fix)) = principal::problem(p, &ctx.mesh.trust_domain().value) {
                 out.push(Violation::new(path(), message, fix));
             }
@@ -191,7 +199,7 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let mesh = ctx.mesh;
-        principals(&policy(review), |path, p| {
+        principals(&policy(review, ctx), |path, p| {
             let Some(td) = principal::trust_domain(p) else {
                 return;
             };
@@ -220,8 +228,8 @@ pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
     summary: "a path like /api/ with no wildcard is an exact match, usually meant /api/*",
     example_fix: "paths: [\"/api/*\"]",
     needs: &[],
-    check: |review, _ctx, out| {
-        for op in policy(review).operations() {
+    check: |review, ctx, out| {
+        for op in policy(review, ctx).operations() {
             for field in ["paths", "notPaths"] {
                 let list = op.field(field);
                 for (k, p) in list.strings() {
@@ -247,8 +255,8 @@ pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
     summary: "a when key Istio does not support (rejected by current Istio, silently ignored by older versions)",
     example_fix: "when: [{key: source.namespace, values: [\"prod\"]}]",
     needs: &[],
-    check: |review, _ctx, out| {
-        for cond in policy(review).conditions() {
+    check: |review, ctx, out| {
+        for cond in policy(review, ctx).conditions() {
             let Some(key) = cond.key() else { continue };
             if key.is_empty() || WhenKey::parse(key).is_supported() {
                 continue;
@@ -292,8 +300,8 @@ pub static QUOTED_CONDITION_KEY: Rule = Rule {
     summary: "a quoted name in a when key (request.headers[\"x\"]): Istio keeps the quotes, so the condition never matches",
     example_fix: "key: request.headers[x-api-version]",
     needs: &[],
-    check: |review, _ctx, out| {
-        let ap = policy(review);
+    check: |review, ctx, out| {
+        let ap = policy(review, ctx);
         let effect = match ap.action_str() {
             "ALLOW" => "the ALLOW rule never applies",
             "DENY" => "the DENY rule never fires",
@@ -419,8 +427,8 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     summary: "ALLOW keyed on a negative identity match (notPrincipals, notNamespaces, notValues) also admits callers with no identity",
     example_fix: "principals: [\"cluster.local/ns/prod/sa/web\"] instead of notPrincipals",
     needs: &[],
-    check: |review, _ctx, out| {
-        let ap = policy(review);
+    check: |review, ctx, out| {
+        let ap = policy(review, ctx);
         if !ap.is_allow() {
             return;
         }
@@ -491,8 +499,8 @@ pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
     summary: "DENY keyed on positive identity fields (principals, namespaces, serviceAccounts) is bypassed by plaintext callers unless mTLS is STRICT",
     example_fix: "keep mTLS STRICT for the workload, or add a DENY on notPrincipals: [\"*\"]",
     needs: &[],
-    check: |review, _ctx, out| {
-        let ap = policy(review);
+    check: |review, ctx, out| {
+        let ap = policy(review, ctx);
         if ap.action() != Some(AuthzAction::Deny) {
             return;
         }
@@ -521,8 +529,8 @@ pub static ACTION_WITHOUT_RULES: Rule = Rule {
     summary: "DENY or CUSTOM without rules never matches (Istio rejects or ignores it)",
     example_fix: "rules: [{to: [{operation: {paths: [\"/admin/*\"]}}]}]",
     needs: &[],
-    check: |review, _ctx, out| {
-        let ap = policy(review);
+    check: |review, ctx, out| {
+        let ap = policy(review, ctx);
         let act = ap.action_str();
         if !matches!(act, "DENY" | "CUSTOM") || ap.has_rules() {
             return;
@@ -573,7 +581,7 @@ pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     example_fix: "to: [{operation: {ports: [\"8080\"], paths: [\"/admin/*\"]}}]",
     needs: &[crate::context::Need::NamespaceLabels],
     check: |review, ctx, out| {
-        let ap = policy(review);
+        let ap = policy(review, ctx);
         if ap.action() != Some(AuthzAction::Deny) {
             return;
         }
@@ -625,9 +633,9 @@ pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
     summary: "remoteIpBlocks / remote.ip come from X-Forwarded-For and are only meaningful with gatewayTopology.numTrustedProxies",
     example_fix: "set meshConfig.defaultConfig.gatewayTopology.numTrustedProxies on the gateway",
     needs: &[],
-    check: |review, _ctx, out| {
+    check: |review, ctx, out| {
         report_source_fields(
-            &policy(review),
+            &policy(review, ctx),
             ["remoteIpBlocks", "notRemoteIpBlocks"],
             "remote.ip",
             "remote IPs come from X-Forwarded-For or the PROXY protocol: unless the gateway sets gatewayTopology.numTrustedProxies, the client controls the header (or Istio uses the peer IP)",
@@ -644,9 +652,9 @@ pub static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
     summary: "ipBlocks / source.ip match the connection's peer IP: behind an ingress gateway that is the gateway pod, not the client",
     example_fix: "use remoteIpBlocks on the ingress gateway (with numTrustedProxies) for client IPs",
     needs: &[],
-    check: |review, _ctx, out| {
+    check: |review, ctx, out| {
         report_source_fields(
-            &policy(review),
+            &policy(review, ctx),
             ["ipBlocks", "notIpBlocks"],
             "source.ip",
             "ipBlocks and source.ip match the peer address of the connection: for traffic through an ingress gateway (or any proxy) that is the proxy pod's IP, not the original client's",

@@ -32,7 +32,7 @@ fn port_in_range(n: u64) -> bool {
 const PA_MODES: &[&str] = &["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
 
 /// Validate the object a review writes, as Istio would.
-pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
+pub(crate) fn validate(review: &Review<'_>, cache: &super::ReviewCache<'_>) -> IstioErrors {
     let mut found = Vec::new();
     let errors = &mut Errors { out: &mut found };
     let spec = review.spec();
@@ -41,9 +41,13 @@ pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
     }
     match review.kind {
         Kind::PeerAuthentication => peer_authentication(spec, errors),
-        Kind::AuthorizationPolicy => match decode_spec::<crate::model::AuthorizationPolicy>(spec) {
-            Ok(ap) => ap.validate(errors),
-            Err(m) => malformed(m, errors),
+        Kind::AuthorizationPolicy => match &cache.authorization_policy {
+            Some(Ok(ap)) => ap.validate(errors),
+            Some(Err(m)) => malformed(m.clone(), errors),
+            None => match decode_spec::<crate::model::AuthorizationPolicy>(spec) {
+                Ok(ap) => ap.validate(errors),
+                Err(m) => malformed(m, errors),
+            },
         },
         Kind::RequestAuthentication => {
             match decode_spec::<crate::model::RequestAuthentication>(spec) {
@@ -111,7 +115,10 @@ fn peer_authentication(spec: &Value, errors: &mut Errors<'_>) {
 }
 
 fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
-    let errors = ctx.cache.istio_errors.get_or_init(|| validate(review));
+    let errors = ctx
+        .cache
+        .istio_errors
+        .get_or_init(|| validate(review, ctx.cache));
     out.extend(
         errors
             .iter()
