@@ -1113,6 +1113,36 @@ fn empty_values(list: &MatchList<'_, '_>, errors: &mut Errors<'_>) {
     }
 }
 
+/// Istio's `CheckTrustDomainValues`: no empty entries, at most one `*` and only at the start
+/// or end, no `/` (a trust domain, not a principal).
+fn trust_domain_values(list: &MatchList<'_, '_>, errors: &mut Errors<'_>) {
+    let name = if list.field == "trustDomains" {
+        "TrustDomains"
+    } else {
+        "NotTrustDomains"
+    };
+    for (k, v) in list.strings() {
+        let stars = v.matches('*').count();
+        let why = if v.is_empty() {
+            format!("empty value is not allowed, found in {name}")
+        } else if stars > 1 {
+            format!("at most one wildcard is allowed, found in {name}: {v:?}")
+        } else if stars == 1 && v != "*" && !v.starts_with('*') && !v.ends_with('*') {
+            format!("wildcard is only allowed at the start or end, found in {name}: {v:?}")
+        } else if v.contains('/') {
+            format!("trust domain must not contain '/', found in {name}: {v:?}")
+        } else {
+            continue;
+        };
+        errors.report(
+            Class::Spec,
+            || list.item_path(k),
+            || why,
+            || "write the trust domain alone, e.g. \"cluster.local\" (or principals for a full identity)".to_owned(),
+        );
+    }
+}
+
 /// The JSON text of a list entry, for messages.
 fn entry_text(v: &Loose<Str<'_>>) -> String {
     match v {
@@ -1310,6 +1340,7 @@ fn validate_source(src: &SourceView<'_, '_>, errors: &mut Errors<'_>) {
                 empty_values(&list, errors);
                 ip_values(list.list, |k| list.item_path(k), list.field, errors);
             }
+            "trustDomains" | "notTrustDomains" => trust_domain_values(&list, errors),
             _ => {}
         }
     }
@@ -1549,6 +1580,22 @@ mod tests {
         );
         assert!(found[0].2.contains("`from.source` must not be empty"));
         assert!(found[1].2.contains("`from.source` must not be nil"));
+        // Trust domains as Istio's CheckTrustDomainValues reads them.
+        let found = errors_of(json!({"rules": [{"from": [{"source": {
+            "trustDomains": ["td", "*.td", "a*b", "td/ns/x"], "notTrustDomains": [""]}}]}]}));
+        let paths: Vec<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].from[0].source.notTrustDomains[0]",
+                "spec.rules[0].from[0].source.trustDomains[2]",
+                "spec.rules[0].from[0].source.trustDomains[3]"
+            ]
+        );
+        assert!(found[1].2.contains(
+            "wildcard is only allowed at the start or end, found in TrustDomains: \"a*b\""
+        ));
+        assert!(found[2].2.contains("trust domain must not contain '/'"));
         // Ports as numbers or strings, in range; the JSON text in the message.
         let found = errors_of(
             json!({"rules": [{"to": [{"operation": {"ports": ["80", 443, "x", 70000]}}]}]}),
