@@ -44,6 +44,11 @@ pub struct AuditorArgs {
     /// Time between audits.
     #[arg(long, env = "MESHGUARD_AUDIT_INTERVAL", default_value = "10m", value_parser = duration)]
     pub interval: Duration,
+    /// Run one audit now and exit (0 when it succeeded, non-zero when it failed or timed out): for a
+    /// CronJob or a measurement. No Lease election, no run record and no admin listener; reports
+    /// are written as --reports says. Do not run it beside an auditor Deployment.
+    #[arg(long)]
+    pub once: bool,
     /// Kubeconfig (default: in-cluster configuration, then the default kubeconfig).
     #[arg(long, env = "MESHGUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -395,6 +400,37 @@ async fn auditor(args: AuditorArgs) -> anyhow::Result<()> {
         .own_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
+    let reports_setting = || match args.reports {
+        None => ReportsSetting::Auto,
+        Some(crate::report_writer::ReportsFlag::Wgpolicyk8s) => {
+            ReportsSetting::Api(crate::policy_report::ReportApi::Wgpolicyk8s)
+        }
+        Some(crate::report_writer::ReportsFlag::Openreports) => {
+            ReportsSetting::Api(crate::policy_report::ReportApi::OpenReports)
+        }
+        Some(crate::report_writer::ReportsFlag::None) => ReportsSetting::Off,
+    };
+    if args.once {
+        metrics.leader.set(1);
+        let mut reports = RoundApi::new(reports_setting());
+        let started = std::time::Instant::now();
+        let run = tokio::time::timeout(
+            args.run_timeout,
+            audit_once(&client, &args, &policy, &metrics, &mut reports, &None),
+        )
+        .await;
+        return match run {
+            Ok(Ok(findings)) => {
+                tracing::info!(findings, took = ?started.elapsed(), "audit finished (--once)");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.context("the audit failed")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the audit took longer than --run-timeout {:?}",
+                args.run_timeout
+            )),
+        };
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let listener = crate::listener::bind(args.admin_listen, "admin (HTTP)").await?;
     let admin_addr = listener.local_addr()?;
@@ -423,16 +459,7 @@ async fn auditor(args: AuditorArgs) -> anyhow::Result<()> {
     let record = Record {
         api: Api::namespaced(client.clone(), &namespace),
     };
-    let mut reports = RoundApi::new(match args.reports {
-        None => ReportsSetting::Auto,
-        Some(crate::report_writer::ReportsFlag::Wgpolicyk8s) => {
-            ReportsSetting::Api(crate::policy_report::ReportApi::Wgpolicyk8s)
-        }
-        Some(crate::report_writer::ReportsFlag::Openreports) => {
-            ReportsSetting::Api(crate::policy_report::ReportApi::OpenReports)
-        }
-        Some(crate::report_writer::ReportsFlag::None) => ReportsSetting::Off,
-    });
+    let mut reports = RoundApi::new(reports_setting());
     let mut signals = Box::pin(shutdown_signal());
     loop {
         // Leading, and the run record allows a run now?

@@ -19,6 +19,16 @@ check "multi-stage build" test "$(grep -c '^FROM ' <<<"$instructions")" -ge 2
 check "final image is distroless or scratch" grep -Eq '^FROM (scratch|[^ ]*distroless/)' <<<"$final_stage"
 check "final stage runs no commands (no shell needed)" bash -c '! grep -q "^RUN " <<<"$1"' _ "$final_stage"
 check "numeric non-root USER" grep -Eq '^USER [1-9][0-9]*(:[0-9]+)?$' <<<"$final_stage"
+# Every base image can be pinned by digest: its FROM ends in a digest build argument declared
+# before the first FROM, empty by default (the tag alone until a digest is passed).
+while read -r from; do
+  arg="$(grep -o '\${[A-Z_]*DIGEST}' <<<"$from" | tr -d '${}')"
+  if [[ -n "$arg" ]] && grep -Eq "^ARG $arg=\$" <<<"$instructions"; then
+    ok "base image pinnable by digest ($arg): $from"
+  else
+    bad "base image pinnable by digest: $from" "end the image with \${SOMETHING_DIGEST} and declare ARG SOMETHING_DIGEST= before the first FROM"
+  fi
+done < <(grep '^FROM ' <<<"$instructions")
 check 'ENTRYPOINT ["/meshguard"]' grep -qx 'ENTRYPOINT \["/meshguard"\]' <<<"$final_stage"
 check 'CMD ["serve"]' grep -qx 'CMD \["serve"\]' <<<"$final_stage"
 

@@ -23,7 +23,7 @@ fn destination_rule<'a>(review: &Review<'a>) -> DestinationRule<'a> {
 }
 
 /// Top-level domains that rule out reading a two-label host as `<service>.<namespace>`.
-const PUBLIC_TLDS: &[&str] = &[
+pub(crate) const PUBLIC_TLDS: &[&str] = &[
     "com", "net", "org", "io", "dev", "app", "cloud", "co", "ai", "info", "biz", "gov", "edu",
     "us", "uk", "de", "eu", "fr", "jp", "cn", "in",
 ];

@@ -28,7 +28,7 @@ const KINDS: &[Kind] = &[Kind::EnvoyFilter];
 /// namespaces authorization reads (a filter that writes `istio_authn` can forge request
 /// principals): Istio's RBAC (AuthorizationPolicy ALLOW/DENY), ext_authz (CUSTOM), the JWT filter
 /// (RequestAuthentication) and Istio's authn filter, by filter name or typed-config type URL.
-const SECURITY_MARKERS: &[&str] = &[
+pub(crate) const SECURITY_MARKERS: &[&str] = &[
     "envoy.filters.http.rbac",
     "envoy.filters.network.rbac",
     "envoy.extensions.filters.http.rbac",
@@ -40,7 +40,7 @@ const SECURITY_MARKERS: &[&str] = &[
 ];
 
 /// The network filter that holds the HTTP filters (RBAC, JWT, ext_authz among them).
-const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(crate) const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 fn is_security(name: &str) -> bool {
     SECURITY_MARKERS.iter().any(|m| name.contains(m))
@@ -63,7 +63,7 @@ fn context_text(p: &ConfigPatch<'_>) -> &'static str {
     }
 }
 
-const EXEMPT_FIX: &str = "if this patch is deliberate and reviewed, exempt the EnvoyFilter's namespace from this rule in the meshguard policy";
+pub(crate) const EXEMPT_FIX: &str = "if this patch is deliberate and reviewed, exempt the EnvoyFilter's namespace from this rule in the meshguard policy";
 
 pub static SECURITY_FILTER: Rule = Rule {
     id: "ef-security-filter",
@@ -152,7 +152,7 @@ fn continue_value(p: &ConfigPatch<'_>) -> (String, String) {
 }
 
 /// Keys that set how a connection is encrypted and authenticated.
-const TRANSPORT_KEYS: &[&str] = &[
+pub(crate) const TRANSPORT_KEYS: &[&str] = &[
     "transport_socket",
     "transportSocket",
     "transport_socket_matches",

@@ -440,6 +440,20 @@ def test_rbac_is_read_only_and_minimal():
     none = render({"rbac": {"istioNamespaceRole": False}}, namespace=NS)
     assert [r["metadata"]["name"] for r in none.all("Role") + none.all("RoleBinding")] == \
         ["meshguard-lease", "meshguard-lease"], none.kinds()
+    # Impact at admission watches what it reasons over (src/impact_watch.rs `watched`): with
+    # config.impact on, the webhook may list and watch those kinds too (it is forbidden
+    # otherwise, and impact would reason over an empty mesh); still no get, no writes.
+    for impact in ("warn", "audit"):
+        role = render({"config": {"impact": impact}}, namespace=NS).one("ClusterRole", "meshguard")
+        rules, named = rbac_rules(role)
+        assert not named
+        for g, kinds in RBAC_READS.items():
+            if g in ("admissionregistration.k8s.io", "meshguard.io", "networking.istio.io",
+                     "gateway.networking.k8s.io"):
+                continue
+            for k in kinds:
+                assert {"list", "watch"} <= rules.get(g, {}).get(k, set()), (impact, g, k, rules)
+        assert all(v <= {"get", "list", "watch"} for res in rules.values() for v in res.values())
     # Without the auditor, nothing of it: no read-everything role, no Lease, no report writes.
     r = render({"auditor": {"enabled": False}}, namespace=NS)
     assert [c["metadata"]["name"] for c in r.all("ClusterRole")] == ["meshguard"], r.kinds()

@@ -735,6 +735,192 @@ apiVersion: v1
 kind: Service
 metadata: {name: s-svc-external, namespace: NS}
 spec: {type: ExternalName, externalName: api.example.com, ports: [{port: 80}]}
+---
+# wl-net-admin, the EnvoyFilter rules and sidecar-ingress-tls: each fires, and stays quiet on
+# Istio's own containers (an injected pod, istio-init in a template), outbound and external patches,
+# patches that add no security filter, and Istio's mutual TLS on a Sidecar's ingress.
+apiVersion: v1
+kind: Pod
+metadata: {name: s-net-admin, namespace: NS}
+spec:
+  serviceAccountName: web
+  containers:
+  - {name: app, image: app, securityContext: {privileged: true, capabilities: {add: [NET_ADMIN, " cap_net_raw", SYS_TIME, all]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: s-net-admin-injected
+  namespace: NS
+  annotations: {sidecar.istio.io/status: '{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}'}
+spec:
+  serviceAccountName: web
+  initContainers:
+  - {name: istio-init, image: docker.io/istio/proxyv2:1.27.1, args: [istio-iptables, -p, "15001", -z, "15006", -u, "1337"], securityContext: {runAsUser: 0, runAsNonRoot: false, capabilities: {add: [NET_ADMIN, NET_RAW], drop: [ALL]}}}
+  containers:
+  - {name: app, image: app}
+  - {name: istio-proxy, image: docker.io/istio/proxyv2:1.27.1, args: [proxy, sidecar, --domain, prod.svc.cluster.local], securityContext: {runAsUser: 1337, capabilities: {drop: [ALL]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: s-net-admin-not-listed
+  namespace: NS
+  annotations: {sidecar.istio.io/status: '{"initContainers":[],"containers":["istio-proxy"]}'}
+spec:
+  serviceAccountName: web
+  initContainers:
+  - {name: istio-init, image: docker.io/istio/proxyv2:1.27.1, args: [istio-iptables], securityContext: {capabilities: {add: [NET_ADMIN]}}}
+  containers:
+  - {name: app, image: app}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: s-net-admin-init, namespace: NS}
+spec:
+  selector: {matchLabels: {app: na}}
+  template:
+    metadata: {labels: {app: na}}
+    spec:
+      serviceAccountName: web
+      initContainers:
+      - {name: istio-init, image: docker.io/istio/proxyv2:1.27.1, securityContext: {capabilities: {add: [NET_ADMIN, NET_RAW]}}}
+      - {name: istio-validation, image: docker.io/istio/proxyv2:1.27.1, command: [sh, -c, "iptables -F"], securityContext: {capabilities: {add: [NET_ADMIN]}}}
+      containers:
+      - {name: app, image: app, securityContext: {capabilities: {add: [NET_BIND_SERVICE]}, privileged: false}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-remove-rbac, namespace: NS}
+spec:
+  workloadSelector: {labels: {app: web}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND, listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager, subFilter: {name: envoy.filters.http.rbac}}}}}
+    patch: {operation: REMOVE}
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_OUTBOUND, listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager, subFilter: {name: envoy.filters.http.rbac}}}}}
+    patch: {operation: REMOVE}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-every-filter, namespace: NS}
+spec:
+  configPatches:
+  - applyTo: NETWORK_FILTER
+    match: {listener: {portNumber: 8080}}
+    patch: {operation: MERGE, value: {name: x}}
+  - applyTo: NETWORK_FILTER
+    match: {context: GATEWAY, listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager}}}}
+    patch: {operation: REPLACE, value: {name: envoy.filters.network.tcp_proxy}}
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND}
+    patch: {operation: MERGE, value: {typed_config: {"@type": type.googleapis.com/udpa.type.v1.TypedStruct}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-add-authz, namespace: ROOT}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: GATEWAY, listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager, subFilter: {name: envoy.filters.http.router}}}}}
+    patch:
+      operation: INSERT_BEFORE
+      value: {name: my.ext_authz, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, zz: [{a: jwt_authn}], "Aa b": istio_authn}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-listener-deep, namespace: NS}
+spec:
+  configPatches:
+  - applyTo: LISTENER
+    match: {context: SIDECAR_INBOUND}
+    patch:
+      operation: ADD
+      value:
+        name: plain
+        filter_chains:
+        - filters:
+          - name: envoy.filters.network.http_connection_manager
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+              http_filters:
+              - {name: envoy.filters.http.rbac}
+              - {name: envoy.filters.http.router}
+          transport_socket: {name: envoy.transport_sockets.raw_buffer}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-transport, namespace: NS}
+spec:
+  configPatches:
+  - applyTo: FILTER_CHAIN
+    match: {context: SIDECAR_INBOUND, listener: {portNumber: 15006}}
+    patch: {operation: MERGE, value: {transport_socket: {name: envoy.transport_sockets.tls}}}
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: reviews.prod.svc.cluster.local}}
+    patch: {operation: MERGE, value: {transportSocketMatches: [{name: plain}]}}
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: api.example.com}}
+    patch: {operation: MERGE, value: {transport_socket: {name: envoy.transport_sockets.tls}}}
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: reviews.prod}}
+    patch: {operation: MERGE, value: {transport_socket: {name: envoy.transport_sockets.tls}}}
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: shop.com}}
+    patch: {operation: MERGE, value: {transport_socket: {name: envoy.transport_sockets.tls}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-external-tls, namespace: NS}
+spec:
+  configPatches:
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: api.example.com}}
+    patch: {operation: MERGE, value: {transport_socket: {name: envoy.transport_sockets.tls}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-virtual-inbound, namespace: NS}
+spec:
+  configPatches:
+  - applyTo: LISTENER_FILTER
+    match: {context: SIDECAR_OUTBOUND, listener: {name: virtualInbound}}
+    patch: {operation: REMOVE}
+  - applyTo: LISTENER
+    match: {context: GATEWAY}
+    patch: {operation: MERGE, value: {per_connection_buffer_limit_bytes: 1024}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: s-ef-lua, namespace: NS}
+spec:
+  workloadSelector: {labels: {app: web}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND, listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager, subFilter: {name: envoy.filters.http.router}}}}}
+    patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.lua, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua, inlineCode: "function envoy_on_request(h) end"}}}
+  - applyTo: CLUSTER
+    match: {context: SIDECAR_OUTBOUND, cluster: {service: api.example.com}}
+    patch: {operation: MERGE, value: {connect_timeout: 2s}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: s-sidecar-tls, namespace: NS}
+spec:
+  workloadSelector: {labels: {app: web}}
+  ingress:
+  - {port: {number: 8443, protocol: HTTPS, name: https}, defaultEndpoint: "127.0.0.1:8080", tls: {mode: SIMPLE, privateKey: /etc/k.pem, serverCertificate: /etc/c.pem}}
+  - {port: {number: 9443, protocol: HTTPS, name: https2}, defaultEndpoint: "127.0.0.1:9080", tls: {mode: ISTIO_MUTUAL}}
+  - {port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: "127.0.0.1:9080"}
+  - {port: {number: 7443, protocol: HTTPS, name: https3}, defaultEndpoint: "127.0.0.1:7080", tls: {credentialName: c}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: s-sidecar-plain, namespace: NS}
+spec:
+  ingress:
+  - {port: {number: 9080, protocol: HTTP, name: http}, defaultEndpoint: "127.0.0.1:9080", tls: {mode: ISTIO_MUTUAL}}
 "#;
 
 /// Synthetic UPDATEs: (stored, written, user).

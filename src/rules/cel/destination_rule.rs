@@ -10,7 +10,7 @@ use crate::rules::destination_rule as dr;
 const TLS_SITES: &str = "($o.?spec.?trafficPolicy.?tls.hasValue() ? [{'at': dyn('spec.trafficPolicy.tls'), 'tls': dyn($o.spec.trafficPolicy.tls)}] : []) + $o.?spec.?trafficPolicy.?portLevelSettings.orValue([]).transformList(j, p, p.?tls.hasValue(), {'at': dyn('spec.trafficPolicy.portLevelSettings[' + string(j) + '].tls'), 'tls': dyn(p.tls)}) + $o.?spec.?subsets.orValue([]).transformList(i, s, s.?trafficPolicy.hasValue(), (s.trafficPolicy.?tls.hasValue() ? [{'at': dyn('spec.subsets[' + string(i) + '].trafficPolicy.tls'), 'tls': dyn(s.trafficPolicy.tls)}] : []) + s.trafficPolicy.?portLevelSettings.orValue([]).transformList(j, p, p.?tls.hasValue(), {'at': dyn('spec.subsets[' + string(i) + '].trafficPolicy.portLevelSettings[' + string(j) + '].tls'), 'tls': dyn(p.tls)})).flatten()";
 
 /// `label_suffix(name, suffix)`: `name` ends with the label(s) `suffix` (non-empty).
-fn label_suffix(name: &str, suffix: &str) -> String {
+pub(super) fn label_suffix(name: &str, suffix: &str) -> String {
     format!(
         "({suffix} != '' && {name}.endsWith({suffix}) && (size({name}) == size({suffix}) || {name}.substring(0, size({name}) - size({suffix})).endsWith('.')))"
     )

@@ -26,11 +26,13 @@ use crate::resource::Kind;
 pub mod ambient;
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod envoy_filter;
 pub mod namespace;
 pub mod peer_authentication;
 pub mod proxy;
 pub mod request_authentication;
 pub mod service;
+pub mod sidecar;
 pub mod workload;
 
 /// How much of a rule its CEL form states.
@@ -181,6 +183,11 @@ pub static REGISTRY: &[&CelForm] = &[
     &namespace::CONFLICTING_INJECTION_LABELS,
     &namespace::PLATFORM_LABEL_CHANGE,
     &service::PORT_PROTOCOL,
+    &proxy::NET_ADMIN,
+    &envoy_filter::SECURITY_FILTER,
+    &envoy_filter::TRANSPORT_SOCKET,
+    &envoy_filter::INBOUND_LISTENER,
+    &sidecar::INGRESS_TLS,
 ];
 
 /// The rules without a CEL form: one line each.
@@ -200,13 +207,8 @@ pub static NOT_IN_CEL: &[&NotInCel] = &[
     &ambient::ZTUNNEL_ACTION,
     &ambient::RA_AMBIENT_SELECTOR,
     &proxy::PROXY_OVERRIDE,
-    &proxy::NET_ADMIN,
     &proxy::INJECTION_TEMPLATE,
     &proxy::HOST_NETWORK_IN_MESH,
-    &proxy::SECURITY_FILTER,
-    &proxy::TRANSPORT_SOCKET,
-    &proxy::INBOUND_LISTENER,
-    &proxy::INGRESS_TLS,
 ];
 
 /// Istio's own validation (`istio_validation`): why the four parity rules have no CEL form.

@@ -16,7 +16,7 @@ use crate::rules::namespace::DATAPLANE_MODE;
 use crate::rules::workload as wl;
 
 /// The template and its parts, for every workload kind.
-fn template() -> Vec<(&'static str, String)> {
+pub(super) fn template() -> Vec<(&'static str, String)> {
     vec![
         (
             "tpl",
@@ -36,7 +36,7 @@ fn template() -> Vec<(&'static str, String)> {
 }
 
 /// `containers` then `initContainers`, as `{'l': list, 'i': index, 'c': container}`.
-const CONTAINERS: &str = "$spec.?containers.orValue([]).transformList(i, c, {'l': dyn('containers'), 'i': dyn(i), 'c': dyn(c)}) + $spec.?initContainers.orValue([]).transformList(i, c, {'l': dyn('initContainers'), 'i': dyn(i), 'c': dyn(c)})";
+pub(super) const CONTAINERS: &str = "$spec.?containers.orValue([]).transformList(i, c, {'l': dyn('containers'), 'i': dyn(i), 'c': dyn(c)}) + $spec.?initContainers.orValue([]).transformList(i, c, {'l': dyn('initContainers'), 'i': dyn(i), 'c': dyn(c)})";
 
 /// `metadata.labels["key"]` (or annotations) below the template, as a CEL string.
 fn meta_path(what: &str, key: &str) -> String {
@@ -46,7 +46,7 @@ fn meta_path(what: &str, key: &str) -> String {
     )
 }
 
-fn with_template(extra: Vec<(&'static str, String)>, sites: String) -> Cel {
+pub(super) fn with_template(extra: Vec<(&'static str, String)>, sites: String) -> Cel {
     let mut variables = template();
     variables.extend(extra);
     Cel {
