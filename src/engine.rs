@@ -286,7 +286,7 @@ impl Engine {
         deny_only: bool,
         mut excepted: Option<&mut Vec<Excepted>>,
     ) -> Vec<Finding> {
-        let cache = ReviewCache::default();
+        let cache = ReviewCache::for_review(review);
         let ctx = Ctx {
             policy: &self.policy,
             mesh: &self.mesh,

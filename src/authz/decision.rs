@@ -28,7 +28,7 @@ use super::field::{Ctx, TrustDomains};
 use super::policy::{attaches_to_waypoint, JwtIssuer, JwtPolicy, Policy, Rule, ServiceRef};
 use super::request::{Identity, Jwt, Request};
 use super::ztunnel::{self, L4Action, L4Policy, NotSent, ZtunnelTarget};
-use crate::istio::authorization_policy::AuthzAction;
+use crate::model::authorization_policy::AuthzAction;
 use crate::model::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;

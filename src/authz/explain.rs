@@ -16,7 +16,7 @@ use super::decision::{At, Outcome, RuleRef, Target, TokenStep, Verdict};
 use super::field::{Attr, Ctx, Field};
 use super::policy::{Clause, Rule};
 use super::request::Request;
-use crate::istio::authorization_policy::AuthzAction;
+use crate::model::authorization_policy::AuthzAction;
 use serde::Serialize;
 use std::fmt::Write;
 

@@ -336,28 +336,24 @@ pub(crate) struct FieldCompiler<'a> {
 /// The attribute a `when` key reads, or why Istio rejects the rule (istio/istio
 /// `model.New`: an unknown key skips the rule).
 pub(crate) fn when_attr(key: &str) -> Result<Attr, String> {
-    Ok(match key {
-        "destination.ip" => Attr::DestinationIp,
-        "destination.port" => Attr::Port,
-        "connection.sni" => Attr::Sni,
-        k if k.starts_with("experimental.envoy.filters.") => Attr::EnvoyFilter,
-        "source.ip" => Attr::SourceIp,
-        "remote.ip" => Attr::RemoteIp,
-        "source.namespace" => Attr::Namespace,
-        "source.trustDomain" => Attr::TrustDomain,
-        "source.serviceAccount" => Attr::ServiceAccount,
-        "source.principal" => Attr::Principal,
-        "request.auth.principal" => Attr::RequestPrincipal,
-        "request.auth.audiences" => Attr::Claim(vec!["aud".to_owned()]),
-        "request.auth.presenter" => Attr::Claim(vec!["azp".to_owned()]),
-        k if k.starts_with("request.headers") => {
-            let name = claims::bracketed(&k["request.headers".len()..])?;
-            Attr::Header(name.to_ascii_lowercase())
-        }
-        k if k.starts_with("request.auth.claims") => {
-            Attr::Claim(claims::parse_claim_key(&k["request.auth.claims".len()..])?)
-        }
-        _ => return Err(format!("unknown attribute {key}")),
+    use crate::model::authorization_policy::WhenKey;
+    Ok(match WhenKey::parse(key) {
+        WhenKey::DestinationIp => Attr::DestinationIp,
+        WhenKey::DestinationPort => Attr::Port,
+        WhenKey::ConnectionSni => Attr::Sni,
+        WhenKey::EnvoyFilter(_) => Attr::EnvoyFilter,
+        WhenKey::SourceIp => Attr::SourceIp,
+        WhenKey::RemoteIp => Attr::RemoteIp,
+        WhenKey::SourceNamespace => Attr::Namespace,
+        WhenKey::SourceTrustDomain => Attr::TrustDomain,
+        WhenKey::SourceServiceAccount => Attr::ServiceAccount,
+        WhenKey::SourcePrincipal => Attr::Principal,
+        WhenKey::RequestPrincipal => Attr::RequestPrincipal,
+        WhenKey::RequestAudiences => Attr::Claim(vec!["aud".to_owned()]),
+        WhenKey::RequestPresenter => Attr::Claim(vec!["azp".to_owned()]),
+        WhenKey::Header(rest) => Attr::Header(claims::bracketed(rest)?.to_ascii_lowercase()),
+        WhenKey::Claims(rest) => Attr::Claim(claims::parse_claim_key(rest)?),
+        WhenKey::Unknown(_) => return Err(format!("unknown attribute {key}")),
     })
 }
 

@@ -14,9 +14,9 @@
 //! matches nothing (`rbacPolicyMatchNever` in `builder.go`), which for ALLOW is allow-nothing.
 
 use super::field::{when_attr, Attr, Field, FieldCompiler, OnError, TrustDomains};
-use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
-use crate::istio::{is_dry_run, AuthorizationPolicy, WorkloadSelector};
-use crate::json::list_strings;
+use crate::istio::{is_dry_run, WorkloadSelector};
+use crate::model::authorization_policy::{AuthzAction, RuleView, OPERATION_FIELDS, SOURCE_FIELDS};
+use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::spec_of;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -120,7 +120,7 @@ impl Policy {
             .rules()
             .map(|r| {
                 if r.is_object() {
-                    compile_rule(r.index, r.value, &mut compiler)
+                    compile_rule(&r, &mut compiler)
                 } else {
                     Rule {
                         index: r.index,
@@ -142,7 +142,7 @@ impl Policy {
             provider: ap.provider_name().map(str::to_owned),
             target_refs: ap.has_target_refs(),
             refs: target_refs(spec),
-            selector: ap.selector.to_map(),
+            selector: ap.selector().to_map(),
             created: obj.metadata.creation_timestamp.clone(),
             rules,
             notes,
@@ -244,67 +244,33 @@ pub fn attaches_to_waypoint(
     })
 }
 
-/// A field pair: positive and negative field name, the attribute both read, and the
-/// attribute's name in messages.
-type FieldPair = (&'static str, &'static str, fn() -> Attr, &'static str);
-
-/// Source fields in Istio's order, with the attribute each reads and its name in messages.
-const SOURCE: &[FieldPair] = &[
-    (
-        "principals",
-        "notPrincipals",
-        || Attr::Principal,
-        "source.principal",
-    ),
-    (
-        "requestPrincipals",
-        "notRequestPrincipals",
-        || Attr::RequestPrincipal,
-        "request.auth.principal",
-    ),
-    (
-        "serviceAccounts",
-        "notServiceAccounts",
-        || Attr::ServiceAccount,
-        "source.serviceAccount",
-    ),
-    (
-        "trustDomains",
-        "notTrustDomains",
-        || Attr::TrustDomain,
-        "source.trustDomain",
-    ),
-    (
-        "namespaces",
-        "notNamespaces",
-        || Attr::Namespace,
-        "source.namespace",
-    ),
-    (
-        "remoteIpBlocks",
-        "notRemoteIpBlocks",
-        || Attr::RemoteIp,
-        "remote.ip",
-    ),
-    ("ipBlocks", "notIpBlocks", || Attr::SourceIp, "source.ip"),
-];
-
-/// Operation fields in Istio's order.
-const OPERATION: &[FieldPair] = &[
-    ("hosts", "notHosts", || Attr::Host, "host"),
-    ("methods", "notMethods", || Attr::Method, "method"),
-    ("paths", "notPaths", || Attr::Path, "path"),
-    ("ports", "notPorts", || Attr::Port, "port"),
-];
-
-fn strs(v: Option<&Value>) -> Vec<&str> {
-    v.into_iter()
-        .flat_map(list_strings)
-        .map(|(_, s)| s)
-        .collect()
+/// The attribute a source field pair reads (by its positive field, one of
+/// [`SOURCE_FIELDS`]), with the attribute's name in messages.
+fn source_attr(field: &str) -> (Attr, &'static str) {
+    match field {
+        "principals" => (Attr::Principal, "source.principal"),
+        "requestPrincipals" => (Attr::RequestPrincipal, "request.auth.principal"),
+        "serviceAccounts" => (Attr::ServiceAccount, "source.serviceAccount"),
+        "trustDomains" => (Attr::TrustDomain, "source.trustDomain"),
+        "namespaces" => (Attr::Namespace, "source.namespace"),
+        "remoteIpBlocks" => (Attr::RemoteIp, "remote.ip"),
+        _ => (Attr::SourceIp, "source.ip"),
+    }
 }
 
-fn compile_rule(index: usize, value: &Value, c: &mut FieldCompiler<'_>) -> Rule {
+/// The attribute an operation field pair reads (by its positive field, one of
+/// [`OPERATION_FIELDS`]), with the attribute's name in messages.
+fn operation_attr(field: &str) -> (Attr, &'static str) {
+    match field {
+        "hosts" => (Attr::Host, "host"),
+        "methods" => (Attr::Method, "method"),
+        "paths" => (Attr::Path, "path"),
+        _ => (Attr::Port, "port"),
+    }
+}
+
+fn compile_rule(r: &RuleView<'_, '_>, c: &mut FieldCompiler<'_>) -> Rule {
+    let index = r.index;
     let mut rule = Rule {
         index,
         skipped: None,
@@ -314,21 +280,20 @@ fn compile_rule(index: usize, value: &Value, c: &mut FieldCompiler<'_>) -> Rule 
         http_only: None,
     };
     let result = (|| -> Result<(), String> {
-        for (j, entry) in crate::json::items(value, "from").iter().enumerate() {
+        let sources = r.sources().map(|s| (s.index, s)).collect::<Vec<_>>();
+        for (j, _) in r.from_entries() {
             let mut fields = Vec::new();
-            if let Some(s) = entry.get("source") {
-                let src = Source {
-                    rule: index,
-                    index: j,
-                    value: s,
-                };
-                for (pos, neg, attr, label) in SOURCE {
-                    let (p, n) = (src.field(pos), src.field(neg));
+            if let Some((_, src)) = sources.iter().find(|(k, _)| *k == j) {
+                for pair in SOURCE_FIELDS.chunks_exact(2) {
+                    let (p, n) = (src.field(pair[0]), src.field(pair[1]));
+                    let (attr, label) = source_attr(pair[0]);
                     let path = if p.is_set() { p.path() } else { n.path() };
+                    let values: Vec<&str> = p.strings().map(|(_, s)| s).collect();
+                    let not_values: Vec<&str> = n.strings().map(|(_, s)| s).collect();
                     if let Some(f) = c.field(
-                        attr(),
-                        &strs(p.value),
-                        &strs(n.value),
+                        attr,
+                        &values,
+                        &not_values,
                         path,
                         format!("from[{j}] {label}"),
                     )? {
@@ -338,36 +303,26 @@ fn compile_rule(index: usize, value: &Value, c: &mut FieldCompiler<'_>) -> Rule 
             }
             rule.from.push(Clause { fields });
         }
-        for (j, entry) in crate::json::items(value, "to").iter().enumerate() {
+        let operations = r.operations().map(|o| (o.index, o)).collect::<Vec<_>>();
+        for (j, _) in r.to_entries() {
             let mut fields = Vec::new();
-            if let Some(o) = entry.get("operation") {
-                let op = Operation {
-                    rule: index,
-                    index: j,
-                    value: o,
-                };
-                for (pos, neg, attr, label) in OPERATION {
-                    let (p, n) = (op.field(pos), op.field(neg));
+            if let Some((_, op)) = operations.iter().find(|(k, _)| *k == j) {
+                for pair in OPERATION_FIELDS.chunks_exact(2) {
+                    let (p, n) = (op.field(pair[0]), op.field(pair[1]));
+                    let (attr, label) = operation_attr(pair[0]);
                     let path = if p.is_set() { p.path() } else { n.path() };
-                    if let Some(f) = c.field(
-                        attr(),
-                        &strs(p.value),
-                        &strs(n.value),
-                        path,
-                        format!("to[{j}] {label}"),
-                    )? {
+                    let values: Vec<&str> = p.strings().map(|(_, s)| s).collect();
+                    let not_values: Vec<&str> = n.strings().map(|(_, s)| s).collect();
+                    if let Some(f) =
+                        c.field(attr, &values, &not_values, path, format!("to[{j}] {label}"))?
+                    {
                         fields.push(f);
                     }
                 }
             }
             rule.to.push(Clause { fields });
         }
-        for (l, cond) in crate::json::items(value, "when").iter().enumerate() {
-            let cond = Condition {
-                rule: index,
-                index: l,
-                value: cond,
-            };
+        for cond in r.conditions() {
             let key = cond.key().unwrap_or("");
             let attr = when_attr(key).map_err(|e| format!("{}: {e}", cond.path()))?;
             let values: Vec<&str> = cond.strings("values").map(|(_, s)| s).collect();

@@ -40,10 +40,11 @@ use super::decision::{Outcome, PolicySet, RuleRef, Verdict};
 use super::explain::{Applied, Explanation, MtlsDecider, MtlsStep, NearMiss, RuleHit};
 use super::ip::Cidr;
 use super::request::{Identity, Request};
-use crate::istio::authorization_policy::{AuthzAction, Condition, Operation, Source};
-use crate::istio::{is_dry_run, AuthorizationPolicy};
-use crate::json::list_strings;
-use crate::model::MtlsMode;
+use crate::istio::is_dry_run;
+use crate::model::authorization_policy::{
+    strings, AuthzAction, List, RuleView, HTTP_OPERATION_FIELDS,
+};
+use crate::model::{AuthorizationPolicy, MtlsMode};
 use crate::mtls::{Composed, PeerPolicy};
 use crate::resource::spec_of;
 use kube::core::DynamicObject;
@@ -424,7 +425,21 @@ pub fn convert_spec(
     dry_run: bool,
     root_namespace: &str,
 ) -> Result<L4Policy, NotSent> {
-    let ap = AuthorizationPolicy::of(spec);
+    convert_policy(
+        &AuthorizationPolicy::of(spec),
+        namespace,
+        dry_run,
+        root_namespace,
+    )
+}
+
+/// [`convert`] on a decoded policy.
+pub fn convert_policy(
+    ap: &AuthorizationPolicy<'_>,
+    namespace: &str,
+    dry_run: bool,
+    root_namespace: &str,
+) -> Result<L4Policy, NotSent> {
     if dry_run {
         return Err(NotSent::DryRun);
     }
@@ -436,7 +451,7 @@ pub fn convert_spec(
         Some(AuthzAction::Deny) => L4Action::Deny,
         _ => return Err(NotSent::Action(ap.action_str().to_owned())),
     };
-    let scope = if spec.get("selector").is_some_and(|s| !s.is_null()) {
+    let scope = if ap.selector.is_some() {
         Scope::WorkloadSelector
     } else if namespace == root_namespace {
         Scope::Global
@@ -449,7 +464,7 @@ pub fn convert_spec(
         if !rule.is_object() {
             continue; // Istio's schema rejects it
         }
-        let (clauses, l7) = handle_rule(rule.index, rule.value, namespace);
+        let (clauses, l7) = handle_rule(&rule, namespace);
         let group = L4Group {
             rule: rule.index,
             clauses,
@@ -487,19 +502,16 @@ fn inert_reason(g: &L4Group) -> String {
     )
 }
 
-fn strs(v: Option<&Value>) -> Vec<&str> {
-    v.into_iter()
-        .flat_map(list_strings)
-        .map(|(_, s)| s)
-        .collect()
+fn strs<'r>(v: &'r List<'_>) -> Vec<&'r str> {
+    strings(v).map(|(_, s)| s).collect()
 }
 
-fn to_match(v: Option<&Value>) -> Vec<Sm> {
+fn to_match(v: &List<'_>) -> Vec<Sm> {
     strs(v).into_iter().map(Sm::parse).collect()
 }
 
 /// `stringToPort`: numbers 0-65535; anything else is skipped.
-fn to_port(v: Option<&Value>) -> Vec<u16> {
+fn to_port(v: &List<'_>) -> Vec<u16> {
     strs(v)
         .into_iter()
         .filter_map(|p| p.parse::<u16>().ok())
@@ -507,7 +519,7 @@ fn to_port(v: Option<&Value>) -> Vec<u16> {
 }
 
 /// `stringToIP`: addresses and CIDRs; anything else is skipped.
-fn to_ip(v: Option<&Value>) -> Vec<Cidr> {
+fn to_ip(v: &List<'_>) -> Vec<Cidr> {
     strs(v)
         .into_iter()
         .filter(|s| !s.is_empty())
@@ -516,7 +528,7 @@ fn to_ip(v: Option<&Value>) -> Vec<Cidr> {
 }
 
 /// `stringToServiceAccountMatch`: `ns/sa`, or `sa` in the policy's namespace.
-fn to_sa(v: Option<&Value>, ns: &str) -> Vec<(String, String)> {
+fn to_sa(v: &List<'_>, ns: &str) -> Vec<(String, String)> {
     strs(v)
         .into_iter()
         .map(|s| match s.split_once('/') {
@@ -535,14 +547,6 @@ const L4_WHEN: &[&str] = &[
     "destination.port",
 ];
 
-const HTTP_OPERATIONS: &[&str] = &[
-    "hosts",
-    "notHosts",
-    "methods",
-    "notMethods",
-    "paths",
-    "notPaths",
-];
 const HTTP_SOURCES: &[&str] = &[
     "remoteIpBlocks",
     "notRemoteIpBlocks",
@@ -551,58 +555,58 @@ const HTTP_SOURCES: &[&str] = &[
 ];
 
 /// `handleRule`: the clauses of one rule and the HTTP attributes it has.
-fn handle_rule(index: usize, value: &Value, ns: &str) -> (Vec<Vec<L4Match>>, Vec<L7Field>) {
+fn handle_rule(rule: &RuleView<'_, '_>, ns: &str) -> (Vec<Vec<L4Match>>, Vec<L7Field>) {
+    let index = rule.index;
     let mut l7 = Vec::new();
-    let set = |v: Option<&Value>| v.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let operations: Vec<_> = rule.operations().collect();
     let mut to_matches = Vec::new();
-    for (j, entry) in crate::json::items(value, "to").iter().enumerate() {
-        let op = entry.get("operation").unwrap_or(&Value::Null);
-        let o = Operation {
-            rule: index,
-            index: j,
-            value: op,
-        };
-        for f in HTTP_OPERATIONS {
-            if set(op.get(*f)) {
-                l7.push(L7Field {
-                    name: (*f).to_owned(),
-                    path: o.field(f).path(),
-                });
+    for (j, _) in rule.to_entries() {
+        let op = operations.iter().find(|o| o.index == j);
+        let field = |f: &'static str| op.map_or(&None, |o| o.field(f).list);
+        if let Some(o) = op {
+            for f in HTTP_OPERATION_FIELDS {
+                let list = o.field(f);
+                if crate::model::ok(list.list).is_some_and(|l| !l.is_empty()) {
+                    l7.push(L7Field {
+                        name: (*f).to_owned(),
+                        path: list.path(),
+                    });
+                }
             }
         }
         to_matches.push(L4Match {
-            destination_ports: to_port(op.get("ports")),
-            not_destination_ports: to_port(op.get("notPorts")),
+            destination_ports: to_port(field("ports")),
+            not_destination_ports: to_port(field("notPorts")),
             label: format!("to[{j}]"),
             path: format!("spec.rules[{index}].to[{j}]"),
             ..L4Match::default()
         });
     }
+    let sources: Vec<_> = rule.sources().collect();
     let mut from_matches = Vec::new();
-    for (j, entry) in crate::json::items(value, "from").iter().enumerate() {
-        let src = entry.get("source").unwrap_or(&Value::Null);
-        let s = Source {
-            rule: index,
-            index: j,
-            value: src,
-        };
-        for f in HTTP_SOURCES {
-            if set(src.get(*f)) {
-                l7.push(L7Field {
-                    name: (*f).to_owned(),
-                    path: s.field(f).path(),
-                });
+    for (j, _) in rule.from_entries() {
+        let src = sources.iter().find(|s| s.index == j);
+        let field = |f: &'static str| src.map_or(&None, |s| s.field(f).list);
+        if let Some(s) = src {
+            for f in HTTP_SOURCES {
+                let list = s.field(f);
+                if crate::model::ok(list.list).is_some_and(|l| !l.is_empty()) {
+                    l7.push(L7Field {
+                        name: (*f).to_owned(),
+                        path: list.path(),
+                    });
+                }
             }
         }
         from_matches.push(L4Match {
-            source_ips: to_ip(src.get("ipBlocks")),
-            not_source_ips: to_ip(src.get("notIpBlocks")),
-            namespaces: to_match(src.get("namespaces")),
-            not_namespaces: to_match(src.get("notNamespaces")),
-            service_accounts: to_sa(src.get("serviceAccounts"), ns),
-            not_service_accounts: to_sa(src.get("notServiceAccounts"), ns),
-            principals: to_match(src.get("principals")),
-            not_principals: to_match(src.get("notPrincipals")),
+            source_ips: to_ip(field("ipBlocks")),
+            not_source_ips: to_ip(field("notIpBlocks")),
+            namespaces: to_match(field("namespaces")),
+            not_namespaces: to_match(field("notNamespaces")),
+            service_accounts: to_sa(field("serviceAccounts"), ns),
+            not_service_accounts: to_sa(field("notServiceAccounts"), ns),
+            principals: to_match(field("principals")),
+            not_principals: to_match(field("notPrincipals")),
             label: format!("from[{j}]"),
             path: format!("spec.rules[{index}].from[{j}]"),
             ..L4Match::default()
@@ -615,12 +619,8 @@ fn handle_rule(index: usize, value: &Value, ns: &str) -> (Vec<Vec<L4Match>>, Vec
     if !from_matches.is_empty() {
         clauses.push(from_matches);
     }
-    for (l, cond) in crate::json::items(value, "when").iter().enumerate() {
-        let c = Condition {
-            rule: index,
-            index: l,
-            value: cond,
-        };
+    for c in rule.conditions() {
+        let l = c.index;
         let key = c.key().unwrap_or("");
         if !L4_WHEN.contains(&key) {
             l7.push(L7Field {
@@ -628,12 +628,11 @@ fn handle_rule(index: usize, value: &Value, ns: &str) -> (Vec<Vec<L4Match>>, Vec
                 path: c.path(),
             });
         }
-        let values = |field: &'static str| cond.get(field);
         let pick = |want: &str, field: &'static str| {
             if key == want {
-                values(field)
+                c.list(field)
             } else {
-                None
+                &None
             }
         };
         clauses.push(vec![L4Match {

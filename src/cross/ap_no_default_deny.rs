@@ -6,9 +6,10 @@
 //! definition is [`AuthorizationPolicy::is_allow_nothing`]).
 
 use super::{CrossCheck, CrossContext};
+use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::{Inventory, Object};
-use crate::istio::{is_dry_run, AuthorizationPolicy};
+use crate::istio::is_dry_run;
 use crate::resource::{spec_of, Kind};
 use std::collections::{BTreeSet, HashSet};
 

@@ -15,7 +15,7 @@
 use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::AuthorizationPolicy;
+use crate::model::AuthorizationPolicy;
 use crate::resource::{spec_of, Kind};
 use crate::rules::authorization_policy::is_local_trust_domain;
 

@@ -4,9 +4,10 @@
 //! AuthorizationPolicy on `requestPrincipals` the JWT is optional.
 
 use super::{list_some, CrossCheck, CrossContext};
+use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::{is_dry_run, AuthorizationPolicy, WorkloadSelector};
+use crate::istio::{is_dry_run, WorkloadSelector};
 use crate::resource::{spec_of, Kind};
 use std::collections::HashMap;
 

@@ -37,7 +37,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let ns = o.namespace();
         if sel.is_empty() {
             let targeted = o.kind != Kind::PeerAuthentication
-                && crate::istio::AuthorizationPolicy::of(spec_of(&o.object)).is_targeted();
+                && crate::model::AuthorizationPolicy::of(spec_of(&o.object)).is_targeted();
             if inv.is_complete() && ns != cx.root && !targeted && inv.workloads_in(ns).is_empty() {
                 out.push((
                     o.subject(),

@@ -8,8 +8,7 @@
 //! lenient: a value of the wrong JSON type reads as absent here, and the parity validation
 //! reports it from the raw value each part also keeps.
 //!
-//! * [`AuthorizationPolicy`]: action, selector or target refs, rules → sources, operations,
-//!   conditions, and the one definition of allow-nothing.
+//! * AuthorizationPolicy: in [`crate::model::authorization_policy`] (the typed model).
 //! * DestinationRule: in [`crate::model::destination_rule`] (the typed model).
 //! * PeerAuthentication: in [`crate::model::peer_authentication`] (the typed model).
 //! * RequestAuthentication: in [`crate::model::request_authentication`] (the typed model).
@@ -20,11 +19,9 @@
 //! `pilot/pkg/security/authn` (`ComposePeerAuthentication`) for mTLS, and
 //! `pkg/config/validation` for what the API accepts.
 
-pub mod authorization_policy;
 pub mod envoy_filter;
 pub mod sidecar;
 
-pub use authorization_policy::AuthorizationPolicy;
 pub use envoy_filter::EnvoyFilter;
 pub use sidecar::Sidecar;
 

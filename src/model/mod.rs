@@ -15,9 +15,10 @@
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
 //! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
-//! [`Service`]. The others still go through the lenses of
+//! [`Service`], [`AuthorizationPolicy`]. The others still go through the lenses of
 //! [`crate::istio`] and [`crate::pod_template`] until they move here.
 
+pub mod authorization_policy;
 pub mod destination_rule;
 pub mod labels;
 pub mod peer_authentication;
@@ -26,6 +27,7 @@ pub mod service;
 pub mod target_ref;
 pub mod validation;
 
+pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;

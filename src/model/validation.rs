@@ -3,8 +3,6 @@
 
 use super::{Loose, Str};
 use crate::finding::Violation;
-use crate::json::type_name;
-use serde_json::Value;
 
 /// Levenshtein distance, for "did you mean" suggestions (error paths only).
 pub(crate) fn distance(a: &str, b: &str) -> usize {
@@ -71,28 +69,6 @@ impl Errors<'_> {
         ));
     }
 
-    pub(crate) fn enum_value(
-        &mut self,
-        path: impl FnOnce() -> String,
-        v: Option<&Value>,
-        allowed: &[&str],
-    ) {
-        match v {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => self.enum_str(path, s, allowed),
-            Some(other) => {
-                let p = path();
-                let t = type_name(other);
-                self.report(
-                    Class::Spec,
-                    || p.to_string(),
-                    || format!("{p} in body must be of type string: {t:?}"),
-                    || format!("write one of {}", allowed.join(", ")),
-                );
-            }
-        }
-    }
-
     /// A string that must be one of `allowed`.
     pub(crate) fn enum_str(&mut self, path: impl FnOnce() -> String, s: &str, allowed: &[&str]) {
         if allowed.contains(&s) {
@@ -115,7 +91,7 @@ impl Errors<'_> {
         );
     }
 
-    /// [`Errors::enum_value`] over a typed field.
+    /// An enum over a typed field (a wrong JSON type reported with it).
     pub(crate) fn enum_field(
         &mut self,
         path: impl FnOnce() -> String,

@@ -25,7 +25,8 @@ use crate::authz::hops::{Addressed, CallerPlane, DestTarget, Route};
 use crate::authz::{PolicySet, Target};
 use crate::dataplane::{PodPlane, Topology};
 use crate::inventory::{Inventory, InventoryWorkload};
-use crate::istio::AuthorizationPolicy;
+use crate::model::authorization_policy::principal;
+use crate::model::AuthorizationPolicy;
 use crate::reach::eval::{Decider, Enforcement};
 use crate::reach::model;
 use crate::reach::space::{Protocols, Summary};
@@ -189,12 +190,9 @@ fn names_in(
         let ap = AuthorizationPolicy::of(spec_of(&o.object));
         for src in ap.sources() {
             for (_, p) in src.field("principals").strings() {
-                if p.contains('*') {
-                    continue;
-                }
-                if let [td, "ns", n, "sa", sa] = p.split('/').collect::<Vec<_>>().as_slice() {
-                    if trust_domains.contains(td) {
-                        principals.push(((*n).to_owned(), (*sa).to_owned()));
+                if let Some((td, n, sa)) = principal::identity(p) {
+                    if trust_domains.contains(&td) {
+                        principals.push((n.to_owned(), sa.to_owned()));
                     }
                 }
             }

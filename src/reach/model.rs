@@ -12,9 +12,9 @@ use crate::authz::{Identity, Mesh, PolicySet};
 use crate::context::{ClusterView, Lookup};
 use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::inventory::Inventory;
-use crate::istio::AuthorizationPolicy;
 use crate::mesh::MeshContext;
-use crate::model::{decode_spec, Service};
+use crate::model::authorization_policy::principal;
+use crate::model::{decode_spec, AuthorizationPolicy, Service};
 use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{targeted_protocol, PortProtocol};
@@ -217,13 +217,9 @@ pub fn named<'o>(
         for src in ap.sources() {
             for key in ["principals", "notPrincipals"] {
                 for (_, p) in src.field(key).strings() {
-                    if p.contains('*') {
-                        continue;
-                    }
-                    let parts: Vec<&str> = p.split('/').collect();
-                    if let [td, "ns", ns, "sa", sa] = parts.as_slice() {
-                        if trust_domains.contains(td) || *td == "cluster.local" {
-                            ids.insert(((*ns).to_owned(), (*sa).to_owned()));
+                    if let Some((td, ns, sa)) = principal::identity(p) {
+                        if trust_domains.contains(&td) || td == "cluster.local" {
+                            ids.insert((ns.to_owned(), sa.to_owned()));
                         }
                     }
                 }

@@ -22,10 +22,10 @@
 //! policies are not sent to ztunnel and are not judged here.
 
 use super::{Action, Ctx, Rule, Violation};
-use crate::authz::ztunnel::{convert_spec, L7Field, NotSent, RuleFate};
+use crate::authz::ztunnel::{convert_policy, L7Field, NotSent, RuleFate};
 use crate::context::{Lookup, Need};
 use crate::dataplane::{namespace_plane, Plane};
-use crate::istio::{is_dry_run, AuthorizationPolicy};
+use crate::istio::is_dry_run;
 use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::{Kind, Review};
 
@@ -68,8 +68,9 @@ pub static ZTUNNEL_HTTP: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        let Ok(converted) = convert_spec(
-            review.spec(),
+        let ap = super::authorization_policy::policy(review, ctx);
+        let Ok(converted) = convert_policy(
+            &ap,
             ns,
             false,
             &ctx.mesh.root_namespace().value,
@@ -127,15 +128,15 @@ pub static ZTUNNEL_ACTION: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        let Err(NotSent::Action(action)) = convert_spec(
-            review.spec(),
+        let ap = super::authorization_policy::policy(review, ctx);
+        let Err(NotSent::Action(action)) = convert_policy(
+            &ap,
             ns,
             false,
             &ctx.mesh.root_namespace().value,
         ) else {
             return;
         };
-        let ap = AuthorizationPolicy::of(review.spec());
         let effect = match action.as_str() {
             "CUSTOM" => format!(
                 "the external authorizer{} is never called",

@@ -6,19 +6,15 @@
 //! allow-all, ...) live in the per-kind files; `pa-port-level-without-selector` and
 //! `ra-missing-issuer` already cover those two Istio errors.
 //!
-//! The walk goes through the typed views of [`crate::istio`] for structure and field paths, and
-//! looks at each part's raw value only for what a schema checks (types, emptiness, formats).
+//! Each kind's validation sits beside its typed struct in [`crate::model`]; a spec the typed
+//! decode refuses is reported here.
 //! The four rules share one validation per review, cached in [`ReviewCache`](super::ReviewCache).
 
 use super::{Action, Ctx, Rule, Violation};
-use crate::istio::authorization_policy::MatchList;
-use crate::istio::AuthorizationPolicy;
-use crate::json::list_strings;
 use crate::model::validation::Errors;
 pub(crate) use crate::model::validation::{Class, IstioErrors};
 use crate::model::{decode_spec, Malformed};
 use crate::resource::{Kind, Review};
-use serde_json::Value;
 
 const KINDS: &[Kind] = &[
     Kind::PeerAuthentication,
@@ -27,14 +23,8 @@ const KINDS: &[Kind] = &[
     Kind::DestinationRule,
 ];
 
-fn port_in_range(n: u64) -> bool {
-    (1..=65535).contains(&n)
-}
-
-const AP_ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
-
 /// Validate the object a review writes, as Istio would.
-pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
+pub(crate) fn validate(review: &Review<'_>, cache: &super::ReviewCache<'_>) -> IstioErrors {
     let mut found = Vec::new();
     let errors = &mut Errors { out: &mut found };
     let spec = review.spec();
@@ -46,7 +36,14 @@ pub(crate) fn validate(review: &Review<'_>) -> IstioErrors {
             Ok(pa) => pa.validate(errors),
             Err(m) => malformed(m, errors),
         },
-        Kind::AuthorizationPolicy => authorization_policy(spec, errors),
+        Kind::AuthorizationPolicy => match &cache.authorization_policy {
+            Some(Ok(ap)) => ap.validate(errors),
+            Some(Err(m)) => malformed(m.clone(), errors),
+            None => match decode_spec::<crate::model::AuthorizationPolicy>(spec) {
+                Ok(ap) => ap.validate(errors),
+                Err(m) => malformed(m, errors),
+            },
+        },
         Kind::RequestAuthentication => {
             match decode_spec::<crate::model::RequestAuthentication>(spec) {
                 Ok(ra) => ra.validate(review.namespace, errors),
@@ -72,339 +69,11 @@ fn malformed(m: Malformed, errors: &mut Errors<'_>) {
     );
 }
 
-/// Is `p` a valid Envoy URI template (`{*}` / `{**}` whole segments, `{**}` last)?
-/// Returns Istio's reason when not. Paths without `{` are plain match strings.
-fn path_template_problem(p: &str) -> Option<&'static str> {
-    if !p.contains(['{', '}']) {
-        return None;
-    }
-    let segs: Vec<&str> = p.split('/').collect();
-    for (i, s) in segs.iter().enumerate() {
-        if !s.contains(['{', '}']) {
-            continue;
-        }
-        match *s {
-            "{*}" => {}
-            "{**}" => {
-                if segs[i + 1..]
-                    .iter()
-                    .any(|r| r.contains("{**}") || r.contains("{*}"))
-                {
-                    return Some("the {**} operator must be the last operator in the path");
-                }
-            }
-            _ => {
-                return Some(
-                    "{*} and {**} must be the whole path segment, with no other characters in it",
-                );
-            }
-        }
-    }
-    if p.contains('*') && p.split('/').any(|s| s.contains('*') && !s.starts_with('{')) {
-        return Some("a path template cannot also use the * prefix/suffix match");
-    }
-    None
-}
-
-/// A list field that is an array with at least one entry (the schema's sense of "set").
-fn non_empty_array(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_array).is_some_and(|a| !a.is_empty())
-}
-
-fn authorization_policy(spec: &Value, errors: &mut Errors<'_>) {
-    let ap = AuthorizationPolicy::of(spec);
-    errors.enum_value(|| "spec.action".to_owned(), spec.get("action"), AP_ACTIONS);
-    let action = ap.action_str();
-    target_conflicts(spec, errors);
-    let provider = ap.provider();
-    if action == "CUSTOM"
-        && spec.get("rules").is_some_and(|r| !r.is_null())
-        && ap.provider_name().is_none_or(str::is_empty)
-    {
-        errors.report(
-            Class::Spec,
-            || "spec.provider.name".to_owned(),
-            || "`provider.name` must not be empty".to_owned(),
-            || "name the extension provider from meshConfig.extensionProviders".to_owned(),
-        );
-    }
-    if provider.is_some() && action != "CUSTOM" {
-        errors.report(
-            Class::Conflict,
-            || "spec.provider".to_owned(),
-            || format!("`provider` must not be with non CUSTOM action, found {action}"),
-            || "remove provider, or set action: CUSTOM".to_owned(),
-        );
-    }
-    for rule in ap.rules() {
-        let i = rule.index;
-        if !rule.is_object() {
-            errors.report(
-                Class::Spec,
-                || rule.path(),
-                || format!("`rule` must not be nil, found at rule {i} (spec.rules[{i}] in body must be of type object)"),
-                || "write {} for a rule that matches everything, or remove the entry".to_owned(),
-            );
-            continue;
-        }
-        for (field, inner) in [("from", "source"), ("to", "operation")] {
-            if rule
-                .value
-                .get(field)
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty)
-            {
-                errors.report(
-                    Class::Spec,
-                    || format!("spec.rules[{i}].{field}"),
-                    || format!("`{field}` must not be empty, found at rule {i}"),
-                    || format!("remove {field}, or add entries"),
-                );
-            }
-            for (j, entry) in rule.entries(field) {
-                match entry.get(inner) {
-                    Some(Value::Object(m)) if !m.is_empty() => {}
-                    Some(Value::Object(_)) => errors.report(
-                        Class::Spec,
-                        || format!("spec.rules[{i}].{field}[{j}].{inner}"),
-                        || format!("`{field}.{inner}` must not be empty, found at rule {i}"),
-                        || {
-                            format!(
-                                "set at least one match in {inner}, or remove the {field} entry"
-                            )
-                        },
-                    ),
-                    _ => errors.report(
-                        Class::Spec,
-                        || format!("spec.rules[{i}].{field}[{j}]"),
-                        || format!("`{field}.{inner}` must not be nil, found at rule {i}"),
-                        || format!("write {field}: [{{{inner}: {{...}}}}]"),
-                    ),
-                }
-            }
-        }
-        for src in rule.sources() {
-            let set = |k: &'static str| non_empty_array(src.field(k).value);
-            if (set("serviceAccounts") || set("notServiceAccounts"))
-                && ["principals", "notPrincipals", "namespaces", "notNamespaces"]
-                    .iter()
-                    .any(|k| set(k))
-            {
-                errors.report(
-                    Class::Conflict,
-                    || src.path(),
-                    || "Cannot set serviceAccounts with namespaces or principals".to_owned(),
-                    || "put serviceAccounts in a separate from[] entry (entries are ORed), or express the accounts as principals".to_owned(),
-                );
-            }
-            let accounts = src.field("serviceAccounts");
-            for (k, sa) in accounts.strings() {
-                if sa.contains('*') {
-                    errors.report(
-                        Class::Spec,
-                        || accounts.item_path(k),
-                        || "serviceAccounts do not support wildcards".to_owned(),
-                        || "name each account as <namespace>/<serviceaccount>, or use principals with a wildcard".to_owned(),
-                    );
-                }
-            }
-            if accounts
-                .value
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.len() > 16)
-            {
-                errors.report(
-                    Class::Spec,
-                    || accounts.path(),
-                    || "serviceAccounts may list at most 16 entries".to_owned(),
-                    || "split the accounts over several from[] entries".to_owned(),
-                );
-            }
-            // One pass over the fields present (not a lookup per known field).
-            for list in src.fields() {
-                match list.field {
-                    "principals"
-                    | "notPrincipals"
-                    | "requestPrincipals"
-                    | "notRequestPrincipals"
-                    | "namespaces"
-                    | "notNamespaces" => empty_values(&list, errors),
-                    "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
-                        empty_values(&list, errors);
-                        ip_values(
-                            list.value.unwrap_or(&Value::Null),
-                            |k| list.item_path(k),
-                            list.field,
-                            errors,
-                        );
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for op in rule.operations() {
-            for key in ["ports", "notPorts"] {
-                let list = op.field(key);
-                for (k, v) in list
-                    .value
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let ok = match v {
-                        Value::String(s) => s.parse::<u64>().is_ok_and(port_in_range),
-                        Value::Number(n) => n.as_u64().is_some_and(port_in_range),
-                        _ => false,
-                    };
-                    if !ok {
-                        errors.report(
-                            Class::Port,
-                            || list.item_path(k),
-                            || format!("invalid port {v}: port must be between 1-65535"),
-                            || "write the port as a number string, e.g. \"8080\"".to_owned(),
-                        );
-                    }
-                }
-            }
-            for list in op.fields() {
-                if !matches!(
-                    list.field,
-                    "methods" | "notMethods" | "paths" | "notPaths" | "hosts" | "notHosts"
-                ) {
-                    continue;
-                }
-                empty_values(&list, errors);
-                if !matches!(list.field, "paths" | "notPaths") {
-                    continue;
-                }
-                for (k, p) in list.strings() {
-                    if let Some(why) = path_template_problem(p) {
-                        errors.report(
-                            Class::Spec,
-                            || list.item_path(k),
-                            || format!("invalid path template {p:?}: {why}"),
-                            || "use {*} for one segment and {**} (last) for the rest, each as a whole segment, e.g. \"/api/{*}/items/{**}\"".to_owned(),
-                        );
-                    }
-                }
-            }
-        }
-        for cond in rule.conditions() {
-            let base = cond.path();
-            let key = cond.key().unwrap_or("");
-            if key.is_empty() {
-                errors.report(
-                    Class::Spec,
-                    || format!("{base}.key"),
-                    || "`key` must not be empty".to_owned(),
-                    || "set key, e.g. source.namespace".to_owned(),
-                );
-                continue;
-            }
-            if !non_empty_array(cond.list("values")) && !non_empty_array(cond.list("notValues")) {
-                errors.report(
-                    Class::Spec,
-                    || base.clone(),
-                    || format!("at least one of `values` or `notValues` must be set for key {key}"),
-                    || "add values (or notValues) to the condition".to_owned(),
-                );
-            }
-            if matches!(key, "source.ip" | "remote.ip" | "destination.ip") {
-                for field in ["values", "notValues"] {
-                    ip_values(
-                        cond.list(field).unwrap_or(&Value::Null),
-                        |k| format!("{base}.{field}[{k}]"),
-                        field,
-                        errors,
-                    );
-                }
-            }
-            if key == "destination.port" {
-                for field in ["values", "notValues"] {
-                    for (k, v) in cond.strings(field) {
-                        if !v.parse::<u64>().is_ok_and(port_in_range) {
-                            errors.report(
-                                Class::Port,
-                                || format!("{base}.{field}[{k}]"),
-                                || format!("invalid `value` for `key` destination.port: invalid port {v}"),
-                                || "write a port number between 1 and 65535".to_owned(),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// An IP address or CIDR range, as Istio's `ValidateIPs` accepts them.
-fn ip_or_cidr(s: &str) -> bool {
-    use std::net::IpAddr;
-    match s.split_once('/') {
-        None => s.parse::<IpAddr>().is_ok(),
-        Some((ip, len)) => match (ip.parse::<IpAddr>(), len.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(n)) => n <= 32,
-            (Ok(IpAddr::V6(_)), Ok(n)) => n <= 128,
-            _ => false,
-        },
-    }
-}
-
-fn ip_values(list: &Value, path: impl Fn(usize) -> String, key: &str, errors: &mut Errors<'_>) {
-    for (k, v) in list_strings(list) {
-        if !v.is_empty() && !ip_or_cidr(v) {
-            errors.report(
-                Class::Spec,
-                || path(k),
-                || format!("invalid IP address or CIDR range {v:?} in {key}"),
-                || {
-                    "write an address such as \"10.0.0.1\" or a range such as \"10.0.0.0/16\""
-                        .to_owned()
-                },
-            );
-        }
-    }
-}
-
-/// Istio's `CheckEmptyValues`: no empty strings in match lists.
-fn empty_values(list: &MatchList<'_>, errors: &mut Errors<'_>) {
-    for (k, v) in list.strings() {
-        if v.is_empty() {
-            let mut name = list.field.to_owned();
-            if let Some(first) = name.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            errors.report(
-                Class::Spec,
-                || list.item_path(k),
-                || format!("empty value is not allowed, found in {name}"),
-                || "remove the empty entry".to_owned(),
-            );
-        }
-    }
-}
-
-/// `selector`, `targetRef` and `targetRefs` are mutually exclusive (AuthorizationPolicy and
-/// RequestAuthentication).
-fn target_conflicts(spec: &Value, errors: &mut Errors<'_>) {
-    let present = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
-    let n = ["selector", "targetRef", "targetRefs"]
-        .iter()
-        .filter(|k| present(k))
-        .count();
-    if n > 1 {
-        errors.report(
-            Class::Conflict,
-            || "spec".to_owned(),
-            || "only one of targetRefs or selector can be set (selector, targetRef and targetRefs are mutually exclusive)".to_owned(),
-            || "keep exactly one of selector, targetRef or targetRefs".to_owned(),
-        );
-    }
-}
-
 fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violation>) {
-    let errors = ctx.cache.istio_errors.get_or_init(|| validate(review));
+    let errors = ctx
+        .cache
+        .istio_errors
+        .get_or_init(|| validate(review, ctx.cache));
     out.extend(
         errors
             .iter()
@@ -459,7 +128,7 @@ mod tests {
     use crate::rules::testing::{obj, run};
     use kube::core::admission::Operation;
     use kube::core::DynamicObject;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn o(group_version: &str, kind: &str, spec: Value) -> DynamicObject {
         obj(json!({
@@ -766,6 +435,21 @@ mod tests {
             json!({"mtls": {"mode": "BLAH"}}),
         );
         assert!(run(&INVALID_ENUM, Operation::Delete, "v1", "prod", &ob).is_empty());
+    }
+
+    #[test]
+    fn an_authorization_policy_spec_that_is_not_an_object_is_invalid() {
+        let found = each(&INVALID_SPEC, Kind::AuthorizationPolicy, json!("deny-all"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec");
+        assert!(
+            found[0]
+                .message
+                .contains("spec in body must be of type object: \"string\""),
+            "{}",
+            found[0].message
+        );
+        assert!(each(&INVALID_SPEC, Kind::AuthorizationPolicy, json!({})).is_empty());
     }
 
     #[test]

@@ -35,12 +35,16 @@ pub struct Ctx<'a> {
     pub mesh: &'a MeshContext,
     pub cluster: &'a dyn ClusterView,
     /// Work several rules share for one review; one per review.
-    pub cache: &'a ReviewCache,
+    pub cache: &'a ReviewCache<'a>,
 }
 
 /// Work several rules share for one review, done once by whichever rule asks first.
 #[derive(Default)]
-pub struct ReviewCache {
+pub struct ReviewCache<'v> {
+    /// The AuthorizationPolicy the review writes, decoded once ([`ReviewCache::for_review`]),
+    /// or what its decode refuses; `None` for other kinds or a cache made without the review.
+    pub(crate) authorization_policy:
+        Option<Result<crate::model::AuthorizationPolicy<'v>, crate::model::Malformed>>,
     /// What Istio's own validation would reject (`istio_validation`); its four rules each
     /// report one class of it.
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
@@ -49,6 +53,21 @@ pub struct ReviewCache {
     /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
     /// (`proxy`): the UID, capability and override rules all ask.
     pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
+}
+
+impl<'v> ReviewCache<'v> {
+    /// The cache of one review, with the typed object decoded once for the kinds whose rules
+    /// share it (AuthorizationPolicy).
+    pub fn for_review(review: &Review<'v>) -> ReviewCache<'v> {
+        let authorization_policy = (review.kind == Kind::AuthorizationPolicy)
+            .then(|| review.written())
+            .flatten()
+            .map(|o| crate::model::decode_spec(crate::resource::spec_of(o)));
+        ReviewCache {
+            authorization_policy,
+            ..ReviewCache::default()
+        }
+    }
 }
 
 pub(crate) use crate::model::validation::closest;

@@ -1,6 +1,6 @@
 //! CEL forms of the AuthorizationPolicy rules ([`crate::rules::authorization_policy`]).
 //!
-//! The policy is walked as the rules walk it ([`crate::istio::authorization_policy`]): `rules[i]`,
+//! The policy is walked as the rules walk it ([`crate::model::authorization_policy`]): `rules[i]`,
 //! each rule's `from[j].source`, `to[j].operation` and `when[l]`, with the same field paths.
 
 use super::{lit, lit_list, site, site_if, Cel, CelForm, Coverage, On, Weakening};
