@@ -14,13 +14,15 @@
 //! is a [`Malformed`] value with path and message, which the Istio-parity rules report as
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
-//! Landed kinds: [`RequestAuthentication`], [`DestinationRule`]. The others still go through the lenses of
-//! [`crate::istio`] and [`crate::pod_template`] until they move here.
+//! Landed kinds: [`RequestAuthentication`], [`DestinationRule`], the pod template of every
+//! workload kind ([`workload::PodTemplate`]). The others still go through the lenses of
+//! [`crate::istio`] until they move here.
 
 pub mod destination_rule;
 pub mod request_authentication;
 pub mod target_ref;
 pub mod validation;
+pub mod workload;
 
 pub use destination_rule::DestinationRule;
 pub use request_authentication::RequestAuthentication;
@@ -46,6 +48,12 @@ impl<'a> Str<'a> {
     /// The same string, owning its text (independent of the document).
     pub fn into_owned(self) -> Str<'static> {
         Str(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

@@ -24,8 +24,8 @@ use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload};
 use crate::istio::MtlsMode;
+use crate::model::workload::PodTemplate;
 use crate::mtls::Decider;
-use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{port_protocol, PortProtocol};
@@ -307,9 +307,11 @@ pub fn build<'a>(
             let w = &inventory.workloads()[i];
             let o = inventory.workload_object(w);
             let t = PodTemplate::of(o.kind, &o.object);
-            let named = t.and_then(|t| t.service_account()).map(|(_, sa)| sa);
-            let sa = named.unwrap_or("default");
-            let sax = match inventory.service_account(name, sa) {
+            let named = t
+                .as_ref()
+                .and_then(|t| t.service_account_str())
+                .map(|(_, sa)| sa.0.clone());
+            let sax = match inventory.service_account(name, named.as_deref().unwrap_or("default")) {
                 Lookup::Found(()) => "found",
                 Lookup::Missing => "missing",
                 Lookup::Unknown => "unknown",
@@ -361,8 +363,8 @@ pub fn build<'a>(
                     other => other.as_str(),
                 },
                 wp: waypoints_of(&cx, i),
-                sa,
                 sai: named.is_none(),
+                sa: named.unwrap_or(std::borrow::Cow::Borrowed("default")),
                 sax,
                 p,
                 dd,
@@ -666,12 +668,12 @@ pub(crate) mod tests {
         let a_web = &data.wl[data.ns[0].w[0]];
         assert_eq!((a_web.dd, a_web.ap), ("deny-all", 1));
         assert_eq!(data.pol[a_web.ddp.expect("deny-all")].n, "deny-all");
-        assert_eq!((a_web.sa, a_web.sai, a_web.sax), ("web", false, "found"));
+        assert_eq!((&*a_web.sa, a_web.sai, a_web.sax), ("web", false, "found"));
         let b = &data.ns[1];
         let (b_web, b_api) = (&data.wl[b.w[0]], &data.wl[b.w[1]]);
         assert_eq!((b_web.dd, b_web.ap, b_web.ddp), ("allow-list", 1, None));
         assert_eq!((b_api.dd, b_api.ap), ("open", 0));
-        assert_eq!((b_api.sa, b_api.sai), ("default", true));
+        assert_eq!((&*b_api.sa, b_api.sai), ("default", true));
         assert_eq!(b_web.sax, "unknown", "b's accounts are not listed");
         assert_eq!(
             data.ns[0].dd.map(|p| data.pol[p].n.as_str()),

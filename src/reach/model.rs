@@ -14,7 +14,7 @@ use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::inventory::Inventory;
 use crate::istio::AuthorizationPolicy;
 use crate::mesh::MeshContext;
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{port_protocol, PortProtocol};
 use serde_json::Value;
