@@ -227,10 +227,10 @@ pub static PROXY_OVERRIDE: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = ctx.cache.template(review) else { return };
-        let istios = istio_containers(ctx, &t);
+        let istios = istio_containers(ctx, t);
         // The details are worked out only for a container that is not Istio's (rare).
         let status = std::cell::OnceCell::new();
-        let apps = runs_applications(&t);
+        let apps = runs_applications(t);
         let mut proxy: Option<Container<'_>> = None;
         let mut capture = false;
         for (c, istios) in t.containers().zip(istios) {
@@ -245,8 +245,8 @@ pub static PROXY_OVERRIDE: Rule = Rule {
             if *istios {
                 continue;
             }
-            let status = status.get_or_init(|| status_of(&t));
-            let Some(d) = deviation(ctx.mesh, &t, &c, status.as_ref(), apps) else {
+            let status = status.get_or_init(|| status_of(t));
+            let Some(d) = deviation(ctx.mesh, t, &c, status.as_ref(), apps) else {
                 continue;
             };
             let name = c.name();
@@ -288,7 +288,7 @@ pub static PROXY_OVERRIDE: Rule = Rule {
         // no injector was sent (its namespace and labels select none) was written by hand, and
         // then nothing else vouches for the capture.
         let sidecar = proxy.and_then(|p| p.arg(1)) == Some("sidecar");
-        if !t.is_pod() || !sidecar || capture || interception_none(&t) {
+        if !t.is_pod() || !sidecar || capture || interception_none(t) {
             return;
         }
         let Lookup::Found(labels) = ctx.cluster.namespace_labels(review.namespace) else {
@@ -331,7 +331,7 @@ pub static NET_ADMIN: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(t) = ctx.cache.template(review) else { return };
-        let istios = istio_containers(ctx, &t);
+        let istios = istio_containers(ctx, t);
         for (c, istios) in t.containers().zip(istios) {
             if *istios {
                 continue; // istio-init needs NET_ADMIN and NET_RAW; a TPROXY istio-proxy too

@@ -230,7 +230,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = ctx.cache.template(review) else { return };
-        let facts = pod_injection(review, ctx, &t);
+        let facts = pod_injection(review, ctx, t);
         let (ns, plane) = (&facts.ns, facts.plane);
         if plane == Plane::Ambient {
             return; // ztunnel captures the pod: it is in the mesh without a sidecar
@@ -253,7 +253,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
         if !crate::model::workload::value_disables(value) {
             return; // no reading of an "on" or empty value keeps the sidecar out
         }
-        let revision = deciding_revision(review, ctx, &t, ns);
+        let revision = deciding_revision(review, ctx, t, ns);
         if !setting_disables(ctx, revision.as_deref(), value) {
             return; // this mesh's injectors ignore the value (Istio 1.27+: only "true"/"false")
         }
@@ -290,7 +290,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
         }
         let ns = review.namespace;
         let labels_path = t.path("metadata.labels");
-        let facts = pod_injection(review, ctx, &t);
+        let facts = pod_injection(review, ctx, t);
         if facts.plane == Plane::Ambient {
             return; // enrolled in ambient mode: ztunnel captures it without a sidecar
         }
@@ -322,14 +322,14 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                         ),
                     )),
                     Why::NotSelected => {
-                        if pod_revision_unknown(ctx, &t, labels) {
+                        if pod_revision_unknown(ctx, t, labels) {
                             return; // ns-unknown-revision names the label that points nowhere
                         }
                         out.push(Violation::new(
                             labels_path,
                             format!(
                                 "{}, so it starts without a sidecar ({})",
-                                decision_text(review, ctx, &t, labels),
+                                decision_text(review, ctx, t, labels),
                                 served_summary(ctx, ns, Some(labels))
                             ),
                             format!(
@@ -342,7 +342,7 @@ pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
                         labels_path,
                         format!(
                             "{}, so it starts without a sidecar",
-                            decision_text(review, ctx, &t, labels)
+                            decision_text(review, ctx, t, labels)
                         ),
                         if why == Why::IgnoredNamespace {
                             format!("run the workload in a namespace the injector serves (kubectl label namespace <ns> {key}={value})")
@@ -395,12 +395,12 @@ pub static MISSING_SIDECAR: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        let facts = pod_injection(review, ctx, &t);
+        let facts = pod_injection(review, ctx, t);
         let why = match (&facts.ns, facts.decision) {
             (Lookup::Found(labels), Some((true, why))) => match why {
                 Why::NamespaceLabel => format!("namespace {ns:?} is labeled for injection"),
                 Why::PodOptIn => "the pod opts in to injection".to_owned(),
-                _ => decision_text(review, ctx, &t, labels),
+                _ => decision_text(review, ctx, t, labels),
             },
             (Lookup::Found(_), _) => return,
             (Lookup::Missing | Lookup::Unknown, _) if t.injection_disabled() => return,
@@ -535,7 +535,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
         let Some(t) = ctx.cache.template(review) else { return };
-        let plane = pod_injection(review, ctx, &t).plane;
+        let plane = pod_injection(review, ctx, t).plane;
         if matches!(plane, Plane::Ambient | Plane::Unknown) {
             if let Some(value) = t.annotation(BYPASS_INBOUND_CAPTURE) {
                 if go_bool(value) {
@@ -569,7 +569,7 @@ pub static TRAFFIC_BYPASS: Rule = Rule {
         }
         // The same setting through the pod's ProxyConfig; the annotation above wins over it.
         if t.annotation(INTERCEPTION_MODE).is_none() {
-            if let Some(mode) = proxy_config_interception(&t).filter(|m| m.eq_ignore_ascii_case("NONE")) {
+            if let Some(mode) = proxy_config_interception(t).filter(|m| m.eq_ignore_ascii_case("NONE")) {
                 out.push(Violation::new(
                     t.annotation_path(PROXY_CONFIG),
                     format!("{PROXY_CONFIG} sets interceptionMode: {mode}: the injector then installs no traffic redirection (no istio-init), so the proxy sees only what the application sends to it on purpose and connections reach the application directly, without mTLS or AuthorizationPolicy"),
@@ -621,7 +621,7 @@ pub static HOST_NETWORK: Rule = Rule {
         if !t.host_network() {
             return;
         }
-        if meshed_but_for_host_network(review, ctx, &t) == Lookup::Found(true) {
+        if meshed_but_for_host_network(review, ctx, t) == Lookup::Found(true) {
             return; // wl-host-network-in-mesh
         }
         out.push(Violation::new(
@@ -647,7 +647,7 @@ pub static HOST_NETWORK_IN_MESH: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        match meshed_but_for_host_network(review, ctx, &t) {
+        match meshed_but_for_host_network(review, ctx, t) {
             Lookup::Found(true) => out.push(Violation::new(
                 t.path("spec.hostNetwork"),
                 format!("namespace {ns:?} is in the mesh, but hostNetwork pods share the node's network and are never injected nor captured by ztunnel: this pod's traffic bypasses mTLS and AuthorizationPolicy, and it can reach and serve the node's ports"),
@@ -759,7 +759,7 @@ pub static PROXY_UID_RULE: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(t) = ctx.cache.template(review) else { return };
-        let istios = istio_containers(ctx, &t);
+        let istios = istio_containers(ctx, t);
         for (field, id, what) in [
             ("runAsUser", PROXY_UID, "UID"),
             ("runAsGroup", PROXY_GID, "GID"),
