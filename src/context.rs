@@ -70,7 +70,7 @@ impl Need {
                     .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned()))
             }
             Need::CandidateServiceAccount => {
-                let t = crate::pod_template::PodTemplate::written(review)?;
+                let t = crate::model::workload::PodTemplate::written(review)?;
                 if t.service_account().is_some_and(|(_, sa)| sa != "default") {
                     return None;
                 }

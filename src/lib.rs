@@ -7,7 +7,7 @@
 //!   reviews in flight);
 //! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
 //!   once, with Istio's validation beside it), `istio` (views of the Istio kinds not yet in it),
-//!   `pod_template` (workload views), `context` (the cluster view rules read), `config`
+//!   `context` (the cluster view rules read), `config`
 //!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
 //!   point and each Service's waypoint);
 //! * checks: `rules` and `mutation` (one object), `mtls` (effective mTLS), `authz` (Istio's
@@ -67,7 +67,6 @@ pub mod model;
 pub mod mtls;
 pub mod mutation;
 pub mod parallel;
-pub mod pod_template;
 pub mod policy_change;
 pub mod policy_report;
 pub mod posture;

@@ -13,8 +13,8 @@
 //! Pure: no I/O. `audit --mtls` and `check --mtls` print the table; the replacement for the
 //! removed `istioctl authn tls-check`.
 
+use crate::model::workload::PodTemplate;
 use crate::model::{decode_spec, MtlsMode, PeerAuthentication};
-use crate::pod_template::PodTemplate;
 use crate::resource::{spec_of, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DynamicObject;
@@ -84,10 +84,8 @@ impl Workload {
         let mut ports: Vec<ContainerPort> = Vec::new();
         for c in t.containers().filter(|c| c.list == "containers") {
             for (pi, p) in c.ports() {
-                let Some(port) = p
-                    .get("containerPort")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
+                let Some(port) =
+                    crate::model::ok(&p.container_port).and_then(|n| u32::try_from(*n).ok())
                 else {
                     continue;
                 };
@@ -96,10 +94,7 @@ impl Workload {
                 }
                 ports.push(ContainerPort {
                     port,
-                    name: p
-                        .get("name")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned),
+                    name: crate::model::ok(&p.name).map(|s| s.to_string()),
                     path: t.path(&format!(
                         "spec.containers[{}].ports[{pi}].containerPort",
                         c.index

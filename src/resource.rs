@@ -440,6 +440,11 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// Key under which the webhook keeps a Pod's `spec` as its JSON text instead of a tree
+/// ([`ReviewObject`]): `model::workload::PodTemplate::of` decodes it straight into the typed
+/// pod spec, borrowing its strings. Not a key any object can have (it starts with NUL).
+pub const RAW_POD_SPEC: &str = "\u{0}spec";
+
 /// What a rule or mutation sees: the request reduced to the fields that matter.
 /// The admission front end, `check` and `audit` all build one of these.
 #[derive(Clone, Copy, Debug)]
@@ -730,11 +735,21 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                         "status" => {
                             map.next_value::<IgnoredAny>()?;
                         }
+                        // A Pod's spec is kept as its JSON text, decoded by the rules straight
+                        // into the typed model (`model::workload::PodSpec`, borrowing its
+                        // strings): no tree is built. Charged to the decode meter as one string.
+                        "spec" if kind.as_deref() == Some("Pod") => {
+                            let raw: Box<serde_json::value::RawValue> = map.next_value()?;
+                            let text = String::from(Box::<str>::from(raw));
+                            if charge(cost::string(text.len())) {
+                                data.insert(RAW_POD_SPEC.to_owned(), Value::String(text));
+                            }
+                        }
                         "spec" => {
-                            // Pod specs lose the parts no rule reads (see `Shape`); the object's
-                            // `kind` comes before its `spec` in what kube-apiserver sends, and
-                            // without it the spec is kept whole. Either way what is built is
-                            // charged to the decode meter (`metered`).
+                            // Controllers' pod templates lose the parts no rule reads (see
+                            // `Shape`); the object's `kind` comes before its `spec` in what
+                            // kube-apiserver sends, and without it the spec is kept whole. Either
+                            // way what is built is charged to the decode meter (`metered`).
                             let shape = kind.as_deref().and_then(Shape::of_spec);
                             let v = map.next_value_seed(Bounded(shape))?;
                             data.insert(key, v);
@@ -764,8 +779,9 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
 }
 
 /// What the webhook keeps of a subtree of a review's object: the keys to build (the others are
-/// scanned past without being built), and the shapes of keys (or list items) below. Only pod
-/// specs are pruned, down to what the rules and mutations read (the ServiceAccount,
+/// scanned past without being built), and the shapes of keys (or list items) below. Only the
+/// pod templates of controllers are pruned (a Pod's spec is not built at all: it is kept as
+/// text and read through `model::workload`, like every template), down to what the rules and mutations read (the ServiceAccount,
 /// hostNetwork, security contexts, and each container's name, image, ports, security context
 /// and restart policy): building the rest into `Value` trees was most of a Pod review's cost. A
 /// rule that starts reading another pod field must add it here; the rules' unit tests decode
@@ -784,7 +800,6 @@ impl Shape {
     /// The shape of the `spec` of an object of `kind`.
     fn of_spec(kind: &str) -> Option<&'static Shape> {
         match Kind::from_name(kind)? {
-            Kind::Pod => Some(&POD_SPEC),
             Kind::CronJob => Some(&CRONJOB_SPEC),
             k if k.is_workload() => Some(&CONTROLLER_SPEC),
             _ => None,
@@ -1213,23 +1228,48 @@ mod tests {
 
     #[test]
     fn pod_specs_keep_only_what_checks_read() {
-        let pod: ReviewObject = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-            "spec": {"volumes": [{"name": "v"}], "hostNetwork": true, "serviceAccountName": "web",
+        let spec = json!({"volumes": [{"name": "v"}], "hostNetwork": true, "serviceAccountName": "web",
                 "nodeName": "n1", "someFutureField": {"a": 1},
                 "containers": [{"name": "app", "image": "i", "env": [{"name": "X"}],
                     "ports": [{"containerPort": 80}], "securityContext": {"runAsUser": 1337}}],
                 "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"],
-                    "resources": {}}]}
+                    "resources": {}}]});
+        let text = serde_json::to_vec(&json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}, "spec": spec.clone()}}
         }))
-        .expect("pod");
+        .expect("encodes");
+        let deployment: ReviewObject = serde_json::from_slice(&text).expect("deployment");
         assert_eq!(
-            pod.0.data["spec"],
+            deployment.0.data["spec"]["template"]["spec"],
             json!({"hostNetwork": true, "serviceAccountName": "web",
                 "containers": [{"name": "app", "image": "i", "ports": [{"containerPort": 80}],
                     "securityContext": {"runAsUser": 1337}}],
                 "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always", "args": ["x"]}]})
         );
+        // A Pod's spec is kept as its text, read through the typed model: no tree.
+        let text = serde_json::to_vec(&json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec
+        }))
+        .expect("encodes");
+        let pod: ReviewObject = serde_json::from_slice(&text).expect("pod");
+        assert!(pod.0.data.get("spec").is_none());
+        assert!(pod.0.data[RAW_POD_SPEC].is_string());
+        let t = crate::model::workload::PodTemplate::of(Kind::Pod, &pod.0).expect("template");
+        assert!(t.host_network());
+        assert_eq!(t.service_account(), Some(("serviceAccountName", "web")));
+        let c: Vec<_> = t
+            .containers()
+            .map(|c| (c.list, c.name(), c.image()))
+            .collect();
+        assert_eq!(
+            c,
+            [
+                ("containers", "app", Some("i")),
+                ("initContainers", "istio-proxy", None)
+            ]
+        );
+        assert!(t.containers().nth(1).is_some_and(|c| c.is_native_sidecar()));
         // Templates of controllers (CronJob's one level deeper) too; other kinds are kept whole.
         let cron: ReviewObject = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
@@ -1252,12 +1292,20 @@ mod tests {
             svc.0.data["spec"],
             json!({"volumes": 1, "ports": [{"port": 80}]})
         );
-        // A spec of the wrong type is kept as it is.
+        // A spec of the wrong type is kept as it is (a Pod's as its text, which reads as
+        // nothing set).
+        let odd: ReviewObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}, "spec": "nope"
+        }))
+        .expect("deployment");
+        assert_eq!(odd.0.data["spec"], json!("nope"));
         let odd: ReviewObject = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": "nope"
         }))
         .expect("pod");
-        assert_eq!(odd.0.data["spec"], json!("nope"));
+        assert_eq!(odd.0.data[RAW_POD_SPEC], json!("\"nope\""));
+        let t = crate::model::workload::PodTemplate::of(Kind::Pod, &odd.0).expect("template");
+        assert_eq!(t.containers().count(), 0);
     }
 
     #[test]
@@ -1403,7 +1451,10 @@ mod tests {
             Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
             "last-applied-configuration is not kept"
         );
-        assert_eq!(o.0.data, json!({"spec": {"serviceAccountName": "default"}}));
+        assert_eq!(
+            o.0.data,
+            json!({RAW_POD_SPEC: "{\"serviceAccountName\":\"default\"}"})
+        );
         assert_eq!(o.0.types.as_ref().map(|t| t.kind.as_str()), Some("Pod"));
         assert!(serde_json::from_value::<ReviewObject>(json!([1])).is_err());
         assert!(

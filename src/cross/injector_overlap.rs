@@ -15,7 +15,7 @@ use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
 use crate::mesh::{InjectorWebhook, Labels, MeshContext, NoLabels};
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub static CHECK: CrossCheck = CrossCheck {

@@ -141,7 +141,7 @@ impl<'a> CrossContext<'a> {
                 .iter()
                 .map(|w| {
                     let o = self.inventory.workload_object(w);
-                    match crate::pod_template::PodTemplate::of(o.kind, &o.object) {
+                    match crate::model::workload::PodTemplate::of(o.kind, &o.object) {
                         Some(t) => workload_plane(
                             mesh,
                             o.namespace(),

@@ -16,7 +16,7 @@ use crate::dataplane::labels::USE_WAYPOINT;
 use crate::dataplane::{Binding, LabelSource, Unbound};
 use crate::finding::{Action, Subject, Violation};
 use crate::json::quoted_key;
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {

@@ -16,9 +16,8 @@
 use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
-use crate::pod_template::{PodTemplate, PROXY_CONTAINER, REV};
+use crate::model::workload::{PodTemplate, PROXY_CONTAINER, REV};
 use crate::resource::Kind;
-use serde_json::Value;
 
 pub static CHECK: CrossCheck = CrossCheck {
     id: "wl-proxy-outdated",
@@ -45,7 +44,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let Some(proxy) = t.containers().find(|c| c.name() == PROXY_CONTAINER) else {
             continue;
         };
-        let Some(image) = proxy.value.get("image").and_then(Value::as_str) else {
+        let Some(image) = proxy.image() else {
             continue;
         };
         if image == "auto" {

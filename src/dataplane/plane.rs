@@ -12,7 +12,7 @@
 use super::labels::{go_bool, BYPASS_INBOUND_CAPTURE, DATAPLANE_MODE, SIDECAR_STATUS};
 use crate::context::Lookup;
 use crate::mesh::{Capture, MeshContext};
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use std::collections::BTreeMap;
 
 /// The data plane of a pod.

@@ -37,7 +37,7 @@ use super::objects::{
 };
 use crate::mesh::{NamespaceLabels, Selector};
 use crate::model::service::Target;
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use crate::resource::{annotations_of, labels_of, Kind};
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};

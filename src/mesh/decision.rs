@@ -118,7 +118,7 @@ impl<'a> InjectionDecision<'a> {
             d.why = Why::HostNetwork;
             return d;
         }
-        let disabled = setting.is_some_and(|s| legacy_disables(s.value));
+        let disabled = setting.is_some_and(|s| super::injector::inject_value_disables(s.value));
         let enrol = |d: &mut Self, label: (&'static str, &'a str)| {
             if disabled {
                 d.why = Why::PodSetting;
@@ -138,7 +138,10 @@ impl<'a> InjectionDecision<'a> {
                 Some(rev) => enrol(&mut d, (REV_LABEL, rev)),
                 None if disabled => {}
                 None => {
-                    if let Some(v) = pod_labels.label(INJECT).filter(|v| legacy_enables(v)) {
+                    if let Some(v) = pod_labels
+                        .label(INJECT)
+                        .filter(|v| super::injector::inject_value_enables(v))
+                    {
                         d.inject = true;
                         d.why = Why::PodOptIn;
                         d.label = Some((INJECT, v));
@@ -160,16 +163,6 @@ impl<'a> InjectionDecision<'a> {
         }
         d
     }
-}
-
-/// `y`, `yes`, `true`, `on` in any case (meshguard's reading of `sidecar.istio.io/inject`).
-fn legacy_enables(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "y" | "yes" | "true" | "on")
-}
-
-/// Any other non-empty value.
-fn legacy_disables(v: &str) -> bool {
-    !v.is_empty() && !legacy_enables(v)
 }
 
 impl fmt::Display for InjectionDecision<'_> {

@@ -15,8 +15,9 @@
 //! `istio-invalid-spec`, never a panic and never a silent pass.
 //!
 //! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
-//! [`Service`], [`AuthorizationPolicy`]. The others still go through the lenses of
-//! [`crate::istio`] and [`crate::pod_template`] until they move here.
+//! [`Service`], [`AuthorizationPolicy`], the pod template of every workload kind
+//! ([`workload::PodTemplate`]). The others still go through the lenses of [`crate::istio`]
+//! until they move here.
 
 pub mod authorization_policy;
 pub mod destination_rule;
@@ -26,6 +27,7 @@ pub mod request_authentication;
 pub mod service;
 pub mod target_ref;
 pub mod validation;
+pub mod workload;
 
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
@@ -54,6 +56,12 @@ impl<'a> Str<'a> {
     /// The same string, owning its text (independent of the document).
     pub fn into_owned(self) -> Str<'static> {
         Str(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

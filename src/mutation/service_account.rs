@@ -7,7 +7,7 @@
 
 use super::{add_nested, Mutation};
 use crate::context::{Lookup, Need};
-use crate::pod_template::PodTemplate;
+use crate::model::workload::PodTemplate;
 use crate::resource::Kind;
 use serde_json::json;
 

@@ -23,10 +23,10 @@ use crate::dataplane::Plane;
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload};
+use crate::model::workload::PodTemplate;
 use crate::model::MtlsMode;
 use crate::model::{decode_spec, Service};
 use crate::mtls::Decider;
-use crate::pod_template::PodTemplate;
 use crate::report::Report;
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{targeted_protocol, PortProtocol};
@@ -289,9 +289,11 @@ pub fn build<'a>(
             let w = &inventory.workloads()[i];
             let o = inventory.workload_object(w);
             let t = PodTemplate::of(o.kind, &o.object);
-            let named = t.and_then(|t| t.service_account()).map(|(_, sa)| sa);
-            let sa = named.unwrap_or("default");
-            let sax = match inventory.service_account(name, sa) {
+            let named = t
+                .as_ref()
+                .and_then(|t| t.service_account_str())
+                .map(|(_, sa)| sa.0.clone());
+            let sax = match inventory.service_account(name, named.as_deref().unwrap_or("default")) {
                 Lookup::Found(()) => "found",
                 Lookup::Missing => "missing",
                 Lookup::Unknown => "unknown",
@@ -343,8 +345,8 @@ pub fn build<'a>(
                     other => other.as_str(),
                 },
                 wp: waypoints_of(&cx, i),
-                sa,
                 sai: named.is_none(),
+                sa: named.unwrap_or(std::borrow::Cow::Borrowed("default")),
                 sax,
                 p,
                 dd,
@@ -648,12 +650,12 @@ pub(crate) mod tests {
         let a_web = &data.wl[data.ns[0].w[0]];
         assert_eq!((a_web.dd, a_web.ap), ("deny-all", 1));
         assert_eq!(data.pol[a_web.ddp.expect("deny-all")].n, "deny-all");
-        assert_eq!((a_web.sa, a_web.sai, a_web.sax), ("web", false, "found"));
+        assert_eq!((&*a_web.sa, a_web.sai, a_web.sax), ("web", false, "found"));
         let b = &data.ns[1];
         let (b_web, b_api) = (&data.wl[b.w[0]], &data.wl[b.w[1]]);
         assert_eq!((b_web.dd, b_web.ap, b_web.ddp), ("allow-list", 1, None));
         assert_eq!((b_api.dd, b_api.ap), ("open", 0));
-        assert_eq!((b_api.sa, b_api.sai), ("default", true));
+        assert_eq!((&*b_api.sa, b_api.sai), ("default", true));
         assert_eq!(b_web.sax, "unknown", "b's accounts are not listed");
         assert_eq!(
             data.ns[0].dd.map(|p| data.pol[p].n.as_str()),

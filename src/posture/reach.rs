@@ -156,7 +156,7 @@ fn candidates<'a>(
             .unwrap_or(&[])
     };
     for &w in workloads_of(ns) {
-        push(ns, input.workloads[w].sa, WORKLOAD, &mut out);
+        push(ns, &input.workloads[w].sa, WORKLOAD, &mut out);
     }
     let (mut principals, mut namespaces) = names_in(
         policies_by_ns.get(ns).map(Vec::as_slice).unwrap_or(&[]),
@@ -172,7 +172,7 @@ fn candidates<'a>(
     }
     for n in &namespaces {
         for &w in workloads_of(n) {
-            push(n, input.workloads[w].sa, CALLER, &mut out);
+            push(n, &input.workloads[w].sa, CALLER, &mut out);
         }
     }
     out

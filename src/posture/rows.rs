@@ -55,7 +55,7 @@ pub struct WorkloadRow<'a> {
     /// The waypoints its traffic goes through (`shop/waypoint (Service reviews)`), if any.
     pub wp: Option<String>,
     /// ServiceAccount its pods run as.
-    pub sa: &'a str,
+    pub sa: std::borrow::Cow<'a, str>,
     /// No ServiceAccount named: `default` by omission.
     pub sai: bool,
     /// Whether that ServiceAccount exists: `found`, `missing`, `unknown`.
@@ -86,7 +86,7 @@ impl Serialize for WorkloadRow<'_> {
         t.serialize_element(self.n)?;
         t.serialize_element(&self.ns)?;
         t.serialize_element(self.dp)?;
-        t.serialize_element(self.sa)?;
+        t.serialize_element(&self.sa)?;
         t.serialize_element(&self.sai)?;
         t.serialize_element(self.sax)?;
         t.serialize_element(&self.p)?;

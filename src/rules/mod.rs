@@ -53,6 +53,24 @@ pub struct ReviewCache<'v> {
     /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
     /// (`proxy`): the UID, capability and override rules all ask.
     pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
+    /// The pod template of the object written (`model::workload`), decoded once.
+    template: std::cell::OnceCell<Option<crate::model::workload::PodTemplate<'static>>>,
+}
+
+impl ReviewCache<'_> {
+    /// The pod template of the object `review` writes (CREATE/UPDATE of a workload kind),
+    /// decoded on first use; every rule of the review reads this one.
+    pub fn template(
+        &self,
+        review: &Review<'_>,
+    ) -> Option<&crate::model::workload::PodTemplate<'static>> {
+        self.template
+            .get_or_init(|| {
+                crate::model::workload::PodTemplate::written(review)
+                    .map(crate::model::workload::PodTemplate::into_owned)
+            })
+            .as_ref()
+    }
 }
 
 impl<'v> ReviewCache<'v> {
@@ -181,7 +199,8 @@ pub(crate) mod testing {
     /// reads, `resource::Shape`), so a rule that starts reading a pruned field fails its own
     /// tests.
     pub fn obj(v: Value) -> DynamicObject {
-        serde_json::from_value::<crate::resource::ReviewObject>(v)
+        let text = serde_json::to_vec(&v).expect("test object encodes");
+        serde_json::from_slice::<crate::resource::ReviewObject>(&text)
             .expect("test object must parse")
             .0
     }

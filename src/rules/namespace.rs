@@ -423,7 +423,7 @@ pub static UNKNOWN_REVISION: Rule = Rule {
             let path = format!("metadata.labels{}", quoted_key(REV));
             (path, rev.as_str(), true, labels.clone())
         } else {
-            let Some(t) = crate::pod_template::PodTemplate::written(review) else {
+            let Some(t) = ctx.cache.template(review) else {
                 return;
             };
             if t.has_proxy() {

@@ -28,7 +28,7 @@
 use super::{Action, Ctx, Rule, Violation};
 use crate::context::{Lookup, Need};
 use crate::mesh::MeshContext;
-use crate::pod_template::{
+use crate::model::workload::{
     Container, InjectionStatus, PodTemplate, INIT_CONTAINER, PROXY_CONTAINER, VALIDATION_CONTAINER,
 };
 use crate::resource::Kind;
@@ -149,16 +149,11 @@ pub(crate) fn deviation(
             return Some(Deviation::Image(image.to_owned()));
         }
     }
-    if c.value.get("command").is_some_and(|v| !v.is_null()) {
+    if c.has_command() {
         return Some(Deviation::Command);
     }
-    match c.value.get("args") {
-        None | Some(Value::Null) => None,
-        Some(args) => {
-            let first = args.get(0).and_then(Value::as_str);
-            (first != Some(role.verb())).then(|| Deviation::Args(first.unwrap_or("").to_owned()))
-        }
-    }
+    let first = c.args()?;
+    (first != Some(role.verb())).then(|| Deviation::Args(first.unwrap_or("").to_owned()))
 }
 
 /// The pod runs a regular container other than `istio-proxy`.
@@ -168,7 +163,7 @@ fn runs_applications(t: &PodTemplate<'_>) -> bool {
 }
 
 /// The injector's record on a Pod (`None` for templates, where the injector has not run yet).
-fn status_of<'a>(t: &PodTemplate<'a>) -> Option<InjectionStatus<'a>> {
+fn status_of<'a>(t: &'a PodTemplate<'a>) -> Option<InjectionStatus<'a>> {
     t.is_pod().then(|| t.injection_status()).flatten()
 }
 
@@ -231,12 +226,12 @@ pub static PROXY_OVERRIDE: Rule = Rule {
     example_fix: "remove the container (or its command and args) and let Istio's injector add it; to tune the proxy use its annotations (sidecar.istio.io/proxyCPU, ...)",
     needs: &[Need::NamespaceLabels],
     check: |review, ctx, out| {
-        let Some(t) = PodTemplate::written(review) else { return };
-        let istios = istio_containers(ctx, &t);
+        let Some(t) = ctx.cache.template(review) else { return };
+        let istios = istio_containers(ctx, t);
         // The details are worked out only for a container that is not Istio's (rare).
         let status = std::cell::OnceCell::new();
-        let apps = runs_applications(&t);
-        let mut proxy_args: Option<&Value> = None;
+        let apps = runs_applications(t);
+        let mut proxy: Option<Container<'_>> = None;
         let mut capture = false;
         for (c, istios) in t.containers().zip(istios) {
             let role = role(&c);
@@ -244,14 +239,14 @@ pub static PROXY_OVERRIDE: Rule = Rule {
                 continue;
             }
             match role {
-                Role::Proxy => proxy_args = c.value.get("args"),
+                Role::Proxy => proxy = Some(c),
                 _ => capture = true,
             }
             if *istios {
                 continue;
             }
-            let status = status.get_or_init(|| status_of(&t));
-            let Some(d) = deviation(ctx.mesh, &t, &c, status.as_ref(), apps) else {
+            let status = status.get_or_init(|| status_of(t));
+            let Some(d) = deviation(ctx.mesh, t, &c, status.as_ref(), apps) else {
                 continue;
             };
             let name = c.name();
@@ -262,7 +257,7 @@ pub static PROXY_OVERRIDE: Rule = Rule {
                     t.path(&c.rest("")),
                     format!(
                         "container {name:?} was not added by Istio's sidecar injector: the pod's {} annotation does not list it, so it is the pod's own container under Istio's name (a proxy that nothing configures, or an init container that installs no capture), and the pod runs outside the mesh while looking injected",
-                        crate::pod_template::STATUS_ANNOTATION
+                        crate::model::workload::STATUS_ANNOTATION
                     ),
                 ),
                 Deviation::Command => (
@@ -292,11 +287,8 @@ pub static PROXY_OVERRIDE: Rule = Rule {
         // that installs its capture, unless interception is NONE (wl-traffic-bypass). A pod that
         // no injector was sent (its namespace and labels select none) was written by hand, and
         // then nothing else vouches for the capture.
-        let sidecar = proxy_args
-            .and_then(|a| a.get(1))
-            .and_then(Value::as_str)
-            == Some("sidecar");
-        if !t.is_pod() || !sidecar || capture || interception_none(&t) {
+        let sidecar = proxy.and_then(|p| p.arg(1)) == Some("sidecar");
+        if !t.is_pod() || !sidecar || capture || interception_none(t) {
             return;
         }
         let Lookup::Found(labels) = ctx.cluster.namespace_labels(review.namespace) else {
@@ -338,8 +330,8 @@ pub static NET_ADMIN: Rule = Rule {
     example_fix: "securityContext: {privileged: false, capabilities: {drop: [ALL]}}",
     needs: &[],
     check: |review, ctx, out| {
-        let Some(t) = PodTemplate::written(review) else { return };
-        let istios = istio_containers(ctx, &t);
+        let Some(t) = ctx.cache.template(review) else { return };
+        let istios = istio_containers(ctx, t);
         for (c, istios) in t.containers().zip(istios) {
             if *istios {
                 continue; // istio-init needs NET_ADMIN and NET_RAW; a TPROXY istio-proxy too
@@ -350,19 +342,15 @@ pub static NET_ADMIN: Rule = Rule {
             } else {
                 "container"
             };
-            if c.security("privileged").and_then(Value::as_bool) == Some(true) {
+            if c.privileged() {
                 out.push(Violation::new(
                     t.path(&c.rest("securityContext.privileged")),
                     format!("{kind} {name:?} is privileged: it holds every capability, NET_ADMIN included, so it can rewrite the pod's iptables and send the pod's traffic around the sidecar, without mTLS or AuthorizationPolicy"),
                     "run it unprivileged (securityContext.privileged: false); if it must be, exempt this workload from wl-net-admin in the meshguard policy",
                 ));
             }
-            let added = c
-                .security("capabilities")
-                .and_then(|caps| caps.get("add"))
-                .and_then(Value::as_array);
-            for (i, cap) in added.into_iter().flatten().enumerate() {
-                let Some(raw) = cap.as_str() else { continue };
+            for (i, cap) in c.added_capabilities().iter().enumerate() {
+                let Some(raw) = cap.ok().map(|s| s.as_str()) else { continue };
                 let cap = capability(raw);
                 if !NET_CAPABILITIES.contains(&cap.as_str()) {
                     continue;
@@ -445,7 +433,7 @@ pub static INJECTION_TEMPLATE: Rule = Rule {
     example_fix: "remove the inject.istio.io/templates annotation (the default sidecar template captures the pod's traffic)",
     needs: &[],
     check: |review, ctx, out| {
-        let Some(t) = PodTemplate::written(review) else { return };
+        let Some(t) = ctx.cache.template(review) else { return };
         let Some(value) = t.annotation(TEMPLATES_ANNOTATION) else { return };
         let names: Vec<&str> = value.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
         if names.is_empty() {

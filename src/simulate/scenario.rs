@@ -12,8 +12,8 @@ use crate::dataplane::{
 use crate::inventory::{Inventory, Object};
 use crate::manifest;
 use crate::mesh::MeshContext;
+use crate::model::workload::PodTemplate;
 use crate::mtls::Workload;
-use crate::pod_template::PodTemplate;
 use crate::resource::Kind;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -27,7 +27,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "resource",
             "model",
             "istio",
-            "pod_template",
             "context",
             "config",
             "mesh",
@@ -242,6 +241,11 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
                 continue;
             }
             if path.extension().and_then(|e| e.to_str()) != Some("rs") || tests.contains(&path) {
+                continue;
+            }
+            // A sibling test module (`#[cfg(test)] mod tests;` in `x.rs` is `x/tests.rs`) is
+            // test code, like a trailing `mod tests { ... }` block.
+            if path.file_name().and_then(|n| n.to_str()) == Some("tests.rs") {
                 continue;
             }
             let rel = path.strip_prefix(&src).expect("under src");

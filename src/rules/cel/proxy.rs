@@ -6,7 +6,7 @@
 
 use super::workload::{with_template, CONTAINERS};
 use super::{lit, lit_list, site, CelForm, Coverage, NotInCel, On};
-use crate::pod_template::{
+use crate::model::workload::{
     INIT_CONTAINER, PROXY_CONTAINER, STATUS_ANNOTATION, VALIDATION_CONTAINER,
 };
 use crate::rules::{proxy, workload as wl};

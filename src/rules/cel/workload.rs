@@ -1,6 +1,6 @@
 //! CEL forms of the workload rules ([`crate::rules::workload`]).
 //!
-//! The pod template is found as [`crate::pod_template::PodTemplate`] finds it: a Pod is its own,
+//! The pod template is found as [`crate::model::workload::PodTemplate`] finds it: a Pod is its own,
 //! CronJobs carry it at `spec.jobTemplate.spec.template`, the other controllers at
 //! `spec.template`; field paths get the same prefix. The namespace's labels are
 //! `namespaceObject`'s, the same labels the webhook reads from its namespace cache.
@@ -10,7 +10,7 @@
 //! injectors decide, and say what they leave to the webhook.
 
 use super::{lit, lit_list, site, site_if, Cel, CelForm, Coverage, NotInCel, On};
-use crate::pod_template::{INJECT, PROXY_CONTAINER, PROXY_UID};
+use crate::model::workload::{INJECT, PROXY_CONTAINER, PROXY_UID};
 use crate::resource::Kind;
 use crate::rules::namespace::DATAPLANE_MODE;
 use crate::rules::workload as wl;
