@@ -306,18 +306,8 @@ pub enum InjectValues {
     Legacy,
 }
 
-/// A `sidecar.istio.io/inject` value that turns injection on, as meshguard (and Istio's
-/// injector up to 1.26, `InjectValues::Legacy`) reads it: `y`, `yes`, `true` or `on`, in any
-/// case. The one place this is parsed.
-pub fn inject_value_enables(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "y" | "yes" | "true" | "on")
-}
-
-/// A `sidecar.istio.io/inject` value that turns injection off: anything but on or empty (empty
-/// means "use the default").
-pub fn inject_value_disables(v: &str) -> bool {
-    !v.is_empty() && !inject_value_enables(v)
-}
+/// `sidecar.istio.io/inject` values, parsed in one place ([`crate::model::labels`]).
+pub use crate::model::labels::{inject_value_disables, inject_value_enables};
 
 impl InjectValues {
     /// What a `sidecar.istio.io/inject` value decides (`None`: fall through to the selectors and

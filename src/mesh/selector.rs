@@ -33,6 +33,12 @@ pub trait Labels {
     fn label(&self, key: &str) -> Option<&str>;
 }
 
+impl Labels for crate::model::workload::MetaView<'_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
 impl Labels for BTreeMap<String, String> {
     fn label(&self, key: &str) -> Option<&str> {
         self.get(key).map(String::as_str)

@@ -45,3 +45,16 @@ pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Pod annotation choosing the proxy image type (`distroless`, `debug`).
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+
+/// A `sidecar.istio.io/inject` value that turns injection on, as meshguard (and Istio's
+/// injector up to 1.26, `InjectValues::Legacy`) reads it: `y`, `yes`, `true` or `on`, in any
+/// case. The one place this is parsed.
+pub fn inject_value_enables(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "y" | "yes" | "true" | "on")
+}
+
+/// A `sidecar.istio.io/inject` value that turns injection off: anything but on or empty (empty
+/// means "use the default").
+pub fn inject_value_disables(v: &str) -> bool {
+    !v.is_empty() && !inject_value_enables(v)
+}

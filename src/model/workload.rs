@@ -26,7 +26,7 @@ use std::fmt;
 
 /// Label and annotation that turn sidecar injection on or off for one pod; the pod label that
 /// selects an injector revision (also an opt-in on its own).
-pub use crate::mesh::injector::{INJECT, REV_LABEL as REV};
+pub use crate::model::labels::{INJECT, REV};
 /// Name of the injected proxy container.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 /// The sidecar's UID; iptables lets traffic of this UID skip the proxy.
@@ -649,7 +649,7 @@ impl<'a> PodTemplate<'a> {
         serde_json::from_str(self.annotation(STATUS_ANNOTATION)?).ok()
     }
 
-    /// The template's labels as a label set for selectors ([`crate::mesh::Labels`]), without
+    /// The template's labels as a label set for selectors (the mesh's `Labels`), without
     /// copying them.
     pub fn label_view(&self) -> MetaView<'_> {
         MetaView(&self.labels)
@@ -728,14 +728,15 @@ impl<'a> PodTemplate<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct MetaView<'t>(&'t StrMap<'t>);
 
-impl crate::mesh::Labels for MetaView<'_> {
-    fn label(&self, key: &str) -> Option<&str> {
+impl MetaView<'_> {
+    /// The value of `key`, when present (the mesh's selectors read the view through this).
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(|s| s.as_str())
     }
 }
 
 /// `sidecar.istio.io/inject` values, parsed in one place (the injector's reading).
-pub use crate::mesh::injector::{
+pub use crate::model::labels::{
     inject_value_disables as value_disables, inject_value_enables as value_enables,
 };
 
