@@ -122,12 +122,13 @@ fn sets(side: &Side) -> usize {
     let mesh = Mesh::from_context(side.engine.mesh());
     let set = meshguard::authz::PolicySet::new(
         mesh.clone(),
-        side.inventory.objects().iter().map(|o| (o.kind, &o.object)),
+        side.inventory.decoded(meshguard::authz::PolicySet::reads),
     );
     let workloads = model::workloads(&side.inventory, side.engine.mesh(), "cluster.local");
     let callers = model::callers(&[&side.inventory], &mesh);
     let topology = meshguard::dataplane::Topology::new(
-        side.inventory.objects().iter().map(|o| (o.kind, &o.object)),
+        side.inventory
+            .decoded(meshguard::dataplane::Topology::reads),
     );
     let mut some = 0;
     for w in &workloads {

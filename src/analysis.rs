@@ -29,7 +29,8 @@ pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
         let mut findings = Vec::new();
         let mut excepted = Vec::new();
         for o in chunk {
-            let ev = engine.evaluate(&o.review(), inventory);
+            let object = o.object();
+            let ev = engine.evaluate(&o.review(&object), inventory);
             if ev.findings.is_empty() && ev.excepted.is_empty() {
                 continue;
             }

@@ -188,13 +188,8 @@ pub async fn collect(
                                 kind: ar.kind.clone(),
                             });
                         }
-                        c.objects.push(Object {
-                            kind,
-                            version: (*version).to_owned(),
-                            object: obj,
-                            file: None,
-                            line: None,
-                        });
+                        c.objects
+                            .push(Object::new(kind, (*version).to_owned(), obj, None, None));
                     }
                     found = true;
                     break;

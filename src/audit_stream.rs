@@ -31,7 +31,7 @@ use crate::istio::WorkloadSelector;
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Checks whose findings about root-namespace AuthorizationPolicies and RequestAuthentications
@@ -58,7 +58,8 @@ impl Context {
     /// A DestinationRule to keep for the final pass, and the namespaces it reaches.
     pub fn consider_destination_rule(&mut self, o: &Object) {
         // A spec the typed decode refuses is istio-invalid-spec, judged in its batch.
-        let Ok(dr) = decode_spec::<DestinationRule<'_>>(spec_of(&o.object)) else {
+        let spec = o.spec();
+        let Ok(dr) = decode_spec::<DestinationRule<'_>>(&spec) else {
             return;
         };
         let Some(host) = dr.host() else { return };
@@ -123,7 +124,7 @@ impl<'e> StreamAnalysis<'e> {
                 (
                     o.kind,
                     o.name().to_owned(),
-                    WorkloadSelector::of(spec_of(&o.object)).to_map(),
+                    WorkloadSelector::of(&o.spec()).to_map(),
                 )
             })
             .collect();
@@ -168,7 +169,7 @@ impl<'e> StreamAnalysis<'e> {
             .iter()
             .filter(|o| o.kind == Kind::AuthorizationPolicy)
         {
-            named_namespaces(spec_of(&o.object), &mut account_namespaces);
+            named_namespaces(&o.spec(), &mut account_namespaces);
         }
         for ns in &account_namespaces {
             for name in self.context.accounts.get(ns).into_iter().flatten() {
@@ -193,7 +194,8 @@ impl<'e> StreamAnalysis<'e> {
                 continue;
             }
             self.evaluated += 1;
-            let ev = self.engine.evaluate(&o.review(), &inventory);
+            let object = o.object();
+            let ev = self.engine.evaluate(&o.review(&object), &inventory);
             let subject = o.subject();
             batch_findings.extend(ev.findings.into_iter().map(|finding| ObjectFinding {
                 subject: subject.clone(),
@@ -309,8 +311,7 @@ impl<'e> StreamAnalysis<'e> {
         }
         for o in inventory.of_kind(Kind::AuthorizationPolicy) {
             if jwt_namespaces.contains(o.namespace())
-                && AuthorizationPolicy::of(spec_of(&o.object))
-                    .requires_jwt(crate::istio::is_dry_run(&o.object))
+                && AuthorizationPolicy::of(&o.spec()).requires_jwt(o.is_dry_run())
             {
                 keep(o);
             }
@@ -531,13 +532,7 @@ fn object(kind: Kind, ar: &ApiResource, mut o: DynamicObject) -> Object {
             kind: ar.kind.clone(),
         });
     }
-    Object {
-        kind,
-        version: ar.version.clone(),
-        object: o,
-        file: None,
-        line: None,
-    }
+    Object::new(kind, ar.version.clone(), o, None, None)
 }
 
 /// One page of a list, decoded as the webhook decodes objects.
@@ -859,13 +854,7 @@ mod tests {
                 }
                 let version = d["apiVersion"].as_str()?.rsplit('/').next()?.to_owned();
                 let object: DynamicObject = serde_json::from_value(d).ok()?;
-                Some(Object {
-                    kind,
-                    version,
-                    object,
-                    file: None,
-                    line: None,
-                })
+                Some(Object::new(kind, version, object, None, None))
             })
             .collect()
     }

@@ -76,6 +76,63 @@ pub struct Prepared {
     pub mesh_objects: Vec<DynamicObject>,
 }
 
+/// One loaded object sorted for [`Prepared`].
+pub enum Prepped {
+    Object(Box<Object>),
+    Skipped(String),
+    /// Not checked, but read for the mesh context.
+    Mesh(String, Box<DynamicObject>),
+}
+
+/// Sort one loaded object: an inventory object (held compact, [`Object::new`]) of a checked
+/// kind, a mesh object, or skipped. `keep_values`: leave the loaded JSON in place (needed by
+/// `--fix`); otherwise it is moved out.
+pub fn prepare_one(
+    o: &mut manifest::ManifestObject,
+    default_namespace: &str,
+    keep_values: bool,
+) -> Prepped {
+    let (api_version, kind_s) = o
+        .object
+        .types
+        .as_ref()
+        .map(|t| (t.api_version.clone(), t.kind.as_str()))
+        .unwrap_or_default();
+    let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
+        let skipped = format!("{api_version}/{kind_s}");
+        if is_mesh_object(&api_version, kind_s) {
+            return Prepped::Mesh(skipped, Box::new(o.object.clone()));
+        }
+        return Prepped::Skipped(skipped);
+    };
+    let mut obj = if keep_values {
+        o.object.clone()
+    } else {
+        std::mem::replace(
+            &mut o.object,
+            DynamicObject {
+                types: None,
+                metadata: Default::default(),
+                data: Value::Null,
+            },
+        )
+    };
+    if kind.facts().namespaced && obj.metadata.namespace.is_none() {
+        obj.metadata.namespace = Some(default_namespace.to_owned());
+    }
+    let version = api_version
+        .rsplit_once('/')
+        .map_or(api_version.as_str(), |(_, v)| v)
+        .to_owned();
+    Prepped::Object(Box::new(Object::new(
+        kind,
+        version,
+        obj,
+        Some(o.file.clone()),
+        Some(o.line),
+    )))
+}
+
 /// Turn loaded objects into the run's inventory; objects of other kinds are counted as
 /// skipped. `keep_values`: keep the loaded JSON (needed by `--fix`); otherwise it is moved.
 /// `complete`: the input is the whole cluster (what it lacks does not exist).
@@ -85,64 +142,28 @@ pub fn prepare(
     keep_values: bool,
     complete: bool,
 ) -> Prepared {
-    let mut p = Prepared {
-        errors: std::mem::take(&mut loaded.errors),
-        ..Default::default()
-    };
-    enum Prepped {
-        Object(Box<Object>),
-        Skipped(String),
-        /// Not checked, but read for the mesh context.
-        Mesh(String, Box<DynamicObject>),
-    }
+    let errors = std::mem::take(&mut loaded.errors);
     let parts = crate::parallel::par_map_mut(&mut loaded.objects, |chunk| {
         chunk
             .iter_mut()
-            .map(|o| {
-                let (api_version, kind_s) = o
-                    .object
-                    .types
-                    .as_ref()
-                    .map(|t| (t.api_version.clone(), t.kind.as_str()))
-                    .unwrap_or_default();
-                let Some(kind) = Kind::from_api_version(&api_version, kind_s) else {
-                    let skipped = format!("{api_version}/{kind_s}");
-                    if is_mesh_object(&api_version, kind_s) {
-                        return Prepped::Mesh(skipped, Box::new(o.object.clone()));
-                    }
-                    return Prepped::Skipped(skipped);
-                };
-                let mut obj = if keep_values {
-                    o.object.clone()
-                } else {
-                    std::mem::replace(
-                        &mut o.object,
-                        DynamicObject {
-                            types: None,
-                            metadata: Default::default(),
-                            data: Value::Null,
-                        },
-                    )
-                };
-                if kind.facts().namespaced && obj.metadata.namespace.is_none() {
-                    obj.metadata.namespace = Some(default_namespace.to_owned());
-                }
-                let version = api_version
-                    .rsplit_once('/')
-                    .map_or(api_version.as_str(), |(_, v)| v)
-                    .to_owned();
-                Prepped::Object(Box::new(Object {
-                    kind,
-                    version,
-                    object: obj,
-                    file: Some(o.file.clone()),
-                    line: Some(o.line),
-                }))
-            })
+            .map(|o| prepare_one(o, default_namespace, keep_values))
             .collect::<Vec<_>>()
     });
+    assemble(parts.into_iter().flatten(), errors, complete)
+}
+
+/// [`Prepared`] from sorted objects (input order) and the load errors.
+pub fn assemble(
+    prepped: impl IntoIterator<Item = Prepped>,
+    errors: Vec<LoadError>,
+    complete: bool,
+) -> Prepared {
+    let mut p = Prepared {
+        errors,
+        ..Default::default()
+    };
     let mut objects = Vec::new();
-    for prepped in parts.into_iter().flatten() {
+    for prepped in prepped {
         match prepped {
             Prepped::Object(o) => {
                 p.object_of.push(Some(objects.len()));
@@ -193,12 +214,12 @@ pub fn mesh_context(
     }
     b.objects(&prepared.mesh_objects);
     // ztunnel's and istio-cni's DaemonSets (ambient as installed) are workloads of the input.
-    b.objects(
-        prepared
-            .inventory
-            .of_kind(Kind::DaemonSet)
-            .map(|o| &o.object),
-    );
+    let daemon_sets: Vec<DynamicObject> = prepared
+        .inventory
+        .of_kind(Kind::DaemonSet)
+        .map(crate::inventory::Object::object)
+        .collect();
+    b.objects(&daemon_sets);
     b.build()
 }
 
@@ -269,7 +290,7 @@ pub fn fixed_documents(
         .zip(&prepared.object_of)
         .map(
             |(_, idx)| match idx.and_then(|i| inventory.objects().get(i)) {
-                Some(o) => engine.mutate(&o.review(), inventory).patch,
+                Some(o) => engine.mutate(&o.review(&o.object()), inventory).patch,
                 None => Vec::new(),
             },
         )
@@ -389,17 +410,26 @@ pub fn execute(
         }
         None => None,
     };
-    let mut loaded = match manifest::load_from(&args.paths, stdin) {
-        Ok(l) => l,
-        Err(e) => fail!("{e}"),
+    let (loaded, prepared) = if args.fix {
+        let mut loaded = match manifest::load_from(&args.paths, stdin) {
+            Ok(l) => l,
+            Err(e) => fail!("{e}"),
+        };
+        let prepared = prepare(&mut loaded, &args.namespace, true, args.complete);
+        (loaded, prepared)
+    } else {
+        // Only --fix goes back to the documents: without it, each object is sorted (and held
+        // compact) as soon as it is parsed, so no two objects' JSON trees are alive at once.
+        let namespace = args.namespace.as_str();
+        let loaded = manifest::load_map(&args.paths, stdin, |mut o| {
+            prepare_one(&mut o, namespace, false)
+        });
+        let (prepped, errors) = match loaded {
+            Ok(l) => l,
+            Err(e) => fail!("{e}"),
+        };
+        (Loaded::default(), assemble(prepped, errors, args.complete))
     };
-    let prepared = prepare(&mut loaded, &args.namespace, args.fix, args.complete);
-    if !args.fix {
-        // Only --fix goes back to the documents: without it, the emptied shells of the moved
-        // objects and the file texts (~1 KB an object) need not outlive the inventory's build.
-        let shells = std::mem::take(&mut loaded.objects);
-        std::thread::spawn(move || drop(shells));
-    }
     let mesh = mesh_context(
         &prepared,
         mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),

@@ -103,13 +103,7 @@ pub fn spawn(
             if o.types.is_none() {
                 o.types = Some(types.clone());
             }
-            Object {
-                kind,
-                version: version.to_owned(),
-                object: o,
-                file: None,
-                line: None,
-            }
+            Object::new(kind, version.to_owned(), o, None, None)
         };
         loop {
             let Some(first) = events.next().await else {

@@ -145,6 +145,18 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
 /// [`load`] with `-` read from `stdin`. Files are read in order, then their documents are
 /// parsed on all cores; the result keeps input order.
 pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
+    let (objects, errors) = load_map(paths, stdin, |o| o)?;
+    Ok(Loaded { objects, errors })
+}
+
+/// [`load_from`], each object passed through `f` as soon as it is parsed (on the parsing
+/// core): a caller that keeps something smaller than the parsed object never holds every
+/// object's JSON tree at once. Results and errors in input order.
+pub fn load_map<T: Send>(
+    paths: &[PathBuf],
+    stdin: &mut dyn Read,
+    f: impl Fn(ManifestObject) -> T + Sync + Send,
+) -> Result<(Vec<T>, Vec<LoadError>), InputError> {
     let files = expand(paths)?;
     let mut texts: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(files.len());
     for f in files {
@@ -173,18 +185,21 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
         })
         .collect();
     let parts = crate::parallel::par_map(&jobs, |chunk| {
+        let (mut objects, mut errors) = (Vec::new(), Vec::new());
         let mut out = Loaded::default();
         for (name, doc, source) in chunk {
             parse_document(name, doc, source, &mut out);
+            objects.extend(out.objects.drain(..).map(&f));
+            errors.append(&mut out.errors);
         }
-        out
+        (objects, errors)
     });
-    let mut loaded = Loaded::default();
-    for mut p in parts {
-        loaded.objects.append(&mut p.objects);
-        loaded.errors.append(&mut p.errors);
+    let (mut objects, mut errors) = (Vec::new(), Vec::new());
+    for (mut o, mut e) in parts {
+        objects.append(&mut o);
+        errors.append(&mut e);
     }
-    Ok(loaded)
+    Ok((objects, errors))
 }
 
 fn without_bom(text: String) -> Arc<str> {

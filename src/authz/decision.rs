@@ -143,12 +143,20 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The kinds [`PolicySet::new`] compiles.
+    pub fn reads(kind: Kind) -> bool {
+        matches!(
+            kind,
+            Kind::AuthorizationPolicy | Kind::RequestAuthentication | Kind::PeerAuthentication
+        )
+    }
+
     /// Compile the objects (other kinds are ignored, so an inventory's whole object list can be
-    /// passed: `inventory.objects().iter().map(|o| (o.kind, &o.object))`). Policies are kept in
+    /// passed, borrowed or owned: `inventory.decoded(PolicySet::reads)`). Policies are kept in
     /// creation order (oldest first, then by name), as istiod lists them.
-    pub fn new<'o>(
+    pub fn new<B: std::borrow::Borrow<DynamicObject>>(
         mesh: Mesh,
-        objects: impl IntoIterator<Item = (Kind, &'o DynamicObject)>,
+        objects: impl IntoIterator<Item = (Kind, B)>,
     ) -> PolicySet {
         let trust = TrustDomains {
             domains: std::iter::once(mesh.trust_domain.clone())
@@ -159,6 +167,7 @@ impl PolicySet {
         let mut jwt = Vec::new();
         let mut peers = Vec::new();
         for (kind, obj) in objects {
+            let obj = obj.borrow();
             match kind {
                 Kind::AuthorizationPolicy => compiled.push((
                     Policy::compile(obj, &trust),

@@ -9,8 +9,7 @@ use super::{CrossCheck, CrossContext};
 use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::{Inventory, Object};
-use crate::istio::is_dry_run;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use std::collections::{BTreeSet, HashSet};
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -24,7 +23,7 @@ pub static CHECK: CrossCheck = CrossCheck {
 /// The allow-nothing policies in force, in input order.
 pub fn allow_nothing_policies(inventory: &Inventory) -> impl Iterator<Item = &Object> {
     inventory.of_kind(Kind::AuthorizationPolicy).filter(|o| {
-        AuthorizationPolicy::of(spec_of(&o.object)).is_allow_nothing(is_dry_run(&o.object))
+        AuthorizationPolicy::of(&o.spec()).is_allow_nothing(o.is_dry_run())
     })
 }
 

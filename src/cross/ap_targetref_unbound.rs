@@ -17,7 +17,7 @@ use crate::authz::policy::{target_refs, TargetRef};
 use crate::dataplane::labels::WAYPOINT_CLASS;
 use crate::dataplane::{Binding, ServiceKind, Unbound};
 use crate::finding::{Action, Subject, Violation};
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
     id: "ap-targetref-unbound",
@@ -109,7 +109,7 @@ fn unbound(cx: &CrossContext<'_>, r: &TargetRef, ns: &str) -> Option<(String, St
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     for kind in [Kind::AuthorizationPolicy, Kind::RequestAuthentication] {
         for o in cx.inventory.of_kind(kind) {
-            let spec = spec_of(&o.object);
+            let spec = &o.spec();
             let refs = target_refs(spec);
             let field = if crate::json::items(spec, "targetRefs").is_empty() {
                 "spec.targetRef".to_owned()

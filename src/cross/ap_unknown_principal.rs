@@ -16,7 +16,7 @@ use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
 use crate::model::AuthorizationPolicy;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use crate::rules::authorization_policy::is_local_trust_domain;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -74,7 +74,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let mesh = cx.engine.mesh();
     let inv = cx.inventory;
     for o in inv.of_kind(Kind::AuthorizationPolicy) {
-        let ap = AuthorizationPolicy::of(spec_of(&o.object));
+        let spec = o.spec();
+        let ap = AuthorizationPolicy::of(&spec);
         for src in ap.sources() {
             for field in ["principals", "notPrincipals"] {
                 let list = src.field(field);

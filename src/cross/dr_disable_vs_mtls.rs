@@ -14,7 +14,7 @@ use crate::inventory::Object;
 use crate::model::MtlsMode;
 use crate::model::destination_rule::TlsSite;
 use crate::model::{decode_spec, DestinationRule, Service};
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use std::collections::BTreeMap;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -51,7 +51,8 @@ fn services<'a>(cx: &CrossContext<'a>, host: &str, rule_ns: &str) -> Vec<&'a Obj
 
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     for dr_obj in cx.inventory.of_kind(Kind::DestinationRule) {
-        let Ok(dr) = decode_spec::<DestinationRule<'_>>(spec_of(&dr_obj.object)) else {
+        let dr_spec = dr_obj.spec();
+        let Ok(dr) = decode_spec::<DestinationRule<'_>>(&dr_spec) else {
             continue;
         };
         let Some(host) = dr.host() else { continue };
@@ -83,7 +84,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             let mut strict = Vec::new();
             let mut permissive = Vec::new();
             for svc in &services {
-                let Ok(sspec) = decode_spec::<Service<'_>>(spec_of(&svc.object)) else {
+                let svc_spec = svc.spec();
+                let Ok(sspec) = decode_spec::<Service<'_>>(&svc_spec) else {
                     continue;
                 };
                 let svc_sel = sspec.selector();

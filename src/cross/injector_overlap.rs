@@ -15,7 +15,6 @@ use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
 use crate::mesh::{InjectorWebhook, Labels, MeshContext, NoLabels};
-use crate::model::workload::PodTemplate;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -124,7 +123,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let Lookup::Found(labels) = cx.inventory.namespace_labels(ns) else {
             continue;
         };
-        let Some(t) = PodTemplate::of(o.kind, &o.object) else {
+        let Some(t) = o.template() else {
             continue;
         };
         if let Some((a, b)) = overlap(mesh, ns, &labels, &t.label_view()) {

@@ -117,7 +117,7 @@ impl<'a> CrossContext<'a> {
             root,
             inventory
                 .of_kind(Kind::PeerAuthentication)
-                .map(|o| PeerPolicy::from_object(&o.object)),
+                .map(|o| PeerPolicy::from_object(&o.object())),
         );
         CrossContext {
             engine,
@@ -141,7 +141,7 @@ impl<'a> CrossContext<'a> {
                 .iter()
                 .map(|w| {
                     let o = self.inventory.workload_object(w);
-                    match crate::model::workload::PodTemplate::of(o.kind, &o.object) {
+                    match o.template() {
                         Some(t) => workload_plane(
                             mesh,
                             o.namespace(),
@@ -173,7 +173,7 @@ impl<'a> CrossContext<'a> {
         self.policy_set.get_or_init(|| {
             PolicySet::new(
                 Mesh::from_context(self.engine.mesh()),
-                self.inventory.objects().iter().map(|o| (o.kind, &o.object)),
+                self.inventory.decoded(PolicySet::reads),
             )
         })
     }
@@ -181,9 +181,8 @@ impl<'a> CrossContext<'a> {
     /// The ambient topology of the inventory (waypoints, Service bindings, gateway identities),
     /// read once.
     pub fn topology(&self) -> &Topology {
-        self.topology.get_or_init(|| {
-            Topology::new(self.inventory.objects().iter().map(|o| (o.kind, &o.object)))
-        })
+        self.topology
+            .get_or_init(|| Topology::new(self.inventory.decoded(Topology::reads)))
     }
 
     /// PeerAuthentications by namespace, ready to compose effective mTLS.
@@ -458,13 +457,7 @@ pub(crate) mod testing {
             .rsplit_once('/')
             .map_or(t.api_version.as_str(), |(_, v)| v)
             .to_owned();
-        Object {
-            kind,
-            version,
-            object,
-            file: None,
-            line: None,
-        }
+        Object::new(kind, version, object, None, None)
     }
 
     /// Run one check over objects and return what it reports, as `(subject label, path,

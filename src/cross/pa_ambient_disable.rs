@@ -12,7 +12,7 @@ use super::{list_some, CrossCheck, CrossContext};
 use crate::dataplane::{namespace_plane, Plane};
 use crate::finding::{Action, Subject, Violation};
 use crate::model::{decode_spec, PeerAuthentication};
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
     id: "pa-ambient-disable",
@@ -26,7 +26,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let mesh = cx.engine.mesh();
     for o in cx.inventory.of_kind(Kind::PeerAuthentication) {
         let ns = o.namespace();
-        let pa: PeerAuthentication<'_> = decode_spec(spec_of(&o.object)).unwrap_or_default();
+        let spec = o.spec();
+        let pa: PeerAuthentication<'_> = decode_spec(&spec).unwrap_or_default();
         let disabled: Vec<(String, &str)> = pa
             .modes()
             .filter(|(_, m)| *m == "DISABLE")

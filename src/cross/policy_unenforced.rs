@@ -13,7 +13,7 @@ use super::{list_some, CrossCheck, CrossContext};
 use crate::dataplane::Plane;
 use crate::finding::{Action, Subject, Violation};
 use crate::istio::WorkloadSelector;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
     id: "policy-unenforced",
@@ -31,7 +31,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     ] {
         for o in cx.inventory.of_kind(kind) {
             let ns = o.namespace();
-            let spec = spec_of(&o.object);
+            let spec = &o.spec();
             let targeted = crate::json::is_set(spec.get("targetRef"))
                 || crate::json::is_set(spec.get("targetRefs"));
             let sel = WorkloadSelector::of(spec);

@@ -7,8 +7,8 @@ use super::{list_some, CrossCheck, CrossContext};
 use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::{is_dry_run, WorkloadSelector};
-use crate::resource::{spec_of, Kind};
+use crate::istio::{WorkloadSelector};
+use crate::resource::Kind;
 use std::collections::HashMap;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -18,10 +18,6 @@ pub static CHECK: CrossCheck = CrossCheck {
     example_fix: "an AuthorizationPolicy for the same workloads with rules[].from[].source.requestPrincipals: [\"*\"]",
     run,
 };
-
-fn selector(o: &Object) -> WorkloadSelector<'_> {
-    WorkloadSelector::of(spec_of(&o.object))
-}
 
 /// A namespace whose pods ztunnel captures (the root namespace aside).
 fn ambient_namespace(cx: &CrossContext<'_>, ns: &str) -> bool {
@@ -35,14 +31,20 @@ fn ambient_namespace(cx: &CrossContext<'_>, ns: &str) -> bool {
 }
 
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
-    let enforcing: Vec<&Object> = cx
+    // The enforcing policies with their specs, decoded once.
+    let enforcing: Vec<(&Object, serde_json::Value)> = cx
         .inventory
         .of_kind(Kind::AuthorizationPolicy)
-        .filter(|o| AuthorizationPolicy::of(spec_of(&o.object)).requires_jwt(is_dry_run(&o.object)))
+        .filter_map(|o| {
+            let spec = o.spec();
+            AuthorizationPolicy::of(&spec)
+                .requires_jwt(o.is_dry_run())
+                .then_some((o, spec))
+        })
         .collect();
-    let mut enforcing_by_ns: HashMap<&str, Vec<&Object>> = HashMap::new();
-    for o in &enforcing {
-        enforcing_by_ns.entry(o.namespace()).or_default().push(o);
+    let mut enforcing_by_ns: HashMap<&str, Vec<&(&Object, serde_json::Value)>> = HashMap::new();
+    for e in &enforcing {
+        enforcing_by_ns.entry(e.0.namespace()).or_default().push(e);
     }
     let none = Vec::new();
     let sidecar_fix = "add an AuthorizationPolicy for the same workloads with rules[].from[].source.requestPrincipals: [\"*\"] (or action DENY with notRequestPrincipals: [\"*\"])";
@@ -55,7 +57,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         } else {
             sidecar_fix
         };
-        let spec = spec_of(&ra.object);
+        let spec = &ra.spec();
         let sel = WorkloadSelector::of(spec);
         let targets = cx.scope(ns, &sel, true);
         let path = if spec.get("jwtRules").is_some() {
@@ -65,8 +67,8 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         };
         if targets.is_empty() {
             // No workload in view: compare scopes instead.
-            let covered = enforcing.iter().any(|ap| {
-                let aps = selector(ap);
+            let covered = enforcing.iter().any(|(ap, spec)| {
+                let aps = WorkloadSelector::of(spec);
                 (ap.namespace() == ns || ap.namespace() == cx.root)
                     && (aps.is_empty() || aps.to_map() == sel.to_map())
             });
@@ -96,7 +98,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                 !local
                     .iter()
                     .chain(root)
-                    .any(|ap| selector(ap).matches(&w.labels))
+                    .any(|(_, spec)| WorkloadSelector::of(spec).matches(&w.labels))
             })
             .map(|i| cx.workload_label(i))
             .collect();

@@ -13,7 +13,7 @@
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
 use crate::istio::WorkloadSelector;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
     id: "selector-matches-nothing",
@@ -33,11 +33,12 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     .into_iter()
     .flat_map(|k| inv.of_kind(k));
     for o in policies {
-        let sel = WorkloadSelector::of(spec_of(&o.object));
+        let spec = o.spec();
+        let sel = WorkloadSelector::of(&spec);
         let ns = o.namespace();
         if sel.is_empty() {
             let targeted = o.kind != Kind::PeerAuthentication
-                && crate::model::AuthorizationPolicy::of(spec_of(&o.object)).is_targeted();
+                && crate::model::AuthorizationPolicy::of(&spec).is_targeted();
             if inv.is_complete() && ns != cx.root && !targeted && inv.workloads_in(ns).is_empty() {
                 out.push((
                     o.subject(),

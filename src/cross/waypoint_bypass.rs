@@ -38,7 +38,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         .iter()
         .map(|w| {
             let o = cx.inventory.workload_object(w);
-            let sa = crate::model::workload::PodTemplate::of(o.kind, &o.object)
+            let sa = o.template()
                 .and_then(|t| t.service_account().map(|(_, sa)| sa.to_owned()))
                 .unwrap_or_else(|| "default".to_owned());
             (w.workload.namespace.clone(), sa)

@@ -16,7 +16,6 @@ use crate::dataplane::labels::USE_WAYPOINT;
 use crate::dataplane::{Binding, LabelSource, Unbound};
 use crate::finding::{Action, Subject, Violation};
 use crate::json::quoted_key;
-use crate::model::workload::PodTemplate;
 use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -105,7 +104,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         let o = cx.inventory.workload_object(w);
         let what = format!("the pods of {} {}", wl.kind.as_str().to_ascii_lowercase(), wl.name);
         if let Some((message, fix)) = explain(&b, &what, &wl.namespace) {
-            let path = PodTemplate::of(o.kind, &o.object)
+            let path = o.template()
                 .map_or_else(|| label_path.clone(), |t| t.label_path(USE_WAYPOINT));
             out.push((o.subject(), Violation::new(path, message, fix)));
         }

@@ -16,7 +16,7 @@
 use super::{CrossCheck, CrossContext};
 use crate::context::{ClusterView, Lookup};
 use crate::finding::{Action, Subject, Violation};
-use crate::model::workload::{PodTemplate, PROXY_CONTAINER, REV};
+use crate::model::workload::{PROXY_CONTAINER, REV};
 use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -37,7 +37,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         if cx.is_exempt_namespace(ns) {
             continue;
         }
-        let Some(t) = PodTemplate::of(Kind::Pod, &o.object) else {
+        let Some(t) = o.template() else {
             continue;
         };
         // Istio's own lookup: containers, then init containers.

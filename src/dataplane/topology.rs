@@ -333,14 +333,33 @@ pub struct Topology {
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 impl Topology {
+    /// The kinds [`Topology::new`] reads.
+    pub fn reads(kind: Kind) -> bool {
+        matches!(
+            kind,
+            Kind::Namespace
+                | Kind::GatewayClass
+                | Kind::Gateway
+                | Kind::Service
+                | Kind::ServiceEntry
+                | Kind::HttpRoute
+        ) || kind.is_workload()
+    }
+
     /// Read the objects (any kinds; the ones that matter are taken).
-    pub fn new<'o>(objects: impl IntoIterator<Item = (Kind, &'o DynamicObject)>) -> Topology {
+    pub fn new<B: std::borrow::Borrow<DynamicObject>>(
+        objects: impl IntoIterator<Item = (Kind, B)>,
+    ) -> Topology {
         let mut t = Topology::default();
         let mut classes: HashMap<String, (String, Option<String>)> = HashMap::new();
         let mut gateway_objects = Vec::new();
         let mut service_objects = Vec::new();
         let mut deployments: HashMap<(String, String), String> = HashMap::new();
-        for (kind, o) in objects {
+        for (kind, b) in objects {
+            if !Topology::reads(kind) {
+                continue;
+            }
+            let o: &DynamicObject = b.borrow();
             let ns = || o.metadata.namespace.clone().unwrap_or_default();
             let name = || o.metadata.name.clone().unwrap_or_default();
             match kind {
@@ -352,8 +371,8 @@ impl Topology {
                     let waypoint_for = labels_of(o).get(WAYPOINT_FOR).cloned();
                     classes.insert(name(), (spec.controller_name, waypoint_for));
                 }
-                Kind::Gateway => gateway_objects.push(o),
-                Kind::Service | Kind::ServiceEntry => service_objects.push((kind, o)),
+                Kind::Gateway => gateway_objects.push(b),
+                Kind::Service | Kind::ServiceEntry => service_objects.push((kind, b)),
                 Kind::HttpRoute => t.routes.push(route(o)),
                 k if k.is_workload() => {
                     // The deployment istiod made for a Gateway: its pods' ServiceAccount.
@@ -369,13 +388,15 @@ impl Topology {
                 _ => {}
             }
         }
-        for o in gateway_objects {
+        for b in gateway_objects {
+            let o = b.borrow();
             let g = gateway(o, &classes, &deployments);
             t.gateway_index
                 .insert((g.namespace.clone(), g.name.clone()), t.gateways.len());
             t.gateways.push(g);
         }
-        for (kind, o) in service_objects {
+        for (kind, b) in service_objects {
+            let o = b.borrow();
             let s = t.read_service(kind, o);
             t.service_index.insert(
                 (s.kind, s.namespace.clone(), s.name.clone()),

@@ -34,7 +34,7 @@ use crate::reach::eval::{Decider, Enforcement};
 use crate::reach::model::{self, CallerNode, WorkloadNode};
 use crate::reach::space::{Partition, Protocols, Space};
 use crate::reach::{self, ChangeKind};
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -431,9 +431,9 @@ fn fingerprint(
                 let (ns, name) = id.split_once('/').unwrap_or(("", id.as_str()));
                 let spec = inv.find(Kind::AuthorizationPolicy, ns, name).map(|o| {
                     (
-                        spec_of(&o.object).to_string(),
-                        o.object.metadata.annotations.clone(),
-                        o.object.metadata.creation_timestamp.clone(),
+                        o.spec().to_string(),
+                        o.metadata.annotations.clone(),
+                        o.metadata.creation_timestamp.clone(),
                     )
                 });
                 s.push_str(&format!("{id}|{spec:?}|"));
@@ -539,16 +539,10 @@ fn to_arg(inv: &Inventory, w: &WorkloadNode) -> String {
 
 /// Compare two loaded sides.
 pub fn compare(base: &Side, head: &Side) -> Diff {
-    let base_set = PolicySet::new(
-        base.mesh(),
-        base.inventory.objects().iter().map(|o| (o.kind, &o.object)),
-    );
-    let head_set = PolicySet::new(
-        head.mesh(),
-        head.inventory.objects().iter().map(|o| (o.kind, &o.object)),
-    );
+    let base_set = PolicySet::new(base.mesh(), base.inventory.decoded(PolicySet::reads));
+    let head_set = PolicySet::new(head.mesh(), head.inventory.decoded(PolicySet::reads));
     let topology = |s: &Side| {
-        crate::dataplane::Topology::new(s.inventory.objects().iter().map(|o| (o.kind, &o.object)))
+        crate::dataplane::Topology::new(s.inventory.decoded(crate::dataplane::Topology::reads))
     };
     let (base_topology, head_topology) = (topology(base), topology(head));
     let domain = |s: &Side| s.engine.policy().cluster_domain.clone();

@@ -25,7 +25,6 @@ pub mod sidecar;
 pub use envoy_filter::EnvoyFilter;
 pub use sidecar::Sidecar;
 
-use crate::resource::annotations_of;
 use kube::core::DynamicObject;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -88,8 +87,14 @@ impl<'a> WorkloadSelector<'a> {
 /// `pilot/pkg/security/authz/builder/builder.go`, `isDryRun`): `1`, `t`, `T`, `TRUE`, `true`
 /// and `True` all turn it on.
 pub fn is_dry_run(obj: &DynamicObject) -> bool {
-    annotations_of(obj)
-        .get("istio.io/dry-run")
+    is_dry_run_meta(&obj.metadata)
+}
+
+/// [`is_dry_run`] of an object's metadata.
+pub fn is_dry_run_meta(meta: &kube::core::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get("istio.io/dry-run"))
         .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
 

@@ -337,6 +337,25 @@ pub fn decode_spec<'a, T: Deserialize<'a> + Default>(spec: &'a Value) -> Result<
     }
 }
 
+/// [`decode_spec`] of an owned `spec`, owning its strings (the inventory's readers, which
+/// decode a spec from its stored text and keep what they read).
+pub fn decode_spec_owned<T: Deserialize<'static> + Default>(spec: Value) -> Result<T, Malformed> {
+    match spec {
+        Value::Null => Ok(T::default()),
+        Value::Object(_) => T::deserialize(spec).map_err(|e| Malformed {
+            path: "spec".to_owned(),
+            message: format!("spec could not be read: {e}"),
+        }),
+        other => Err(Malformed {
+            path: "spec".to_owned(),
+            message: format!(
+                "spec in body must be of type object: {:?}",
+                crate::json::type_name(&other)
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

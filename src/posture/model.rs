@@ -23,12 +23,11 @@ use crate::dataplane::Plane;
 use crate::engine::Engine;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::{Inventory, InventoryWorkload};
-use crate::model::workload::PodTemplate;
 use crate::model::MtlsMode;
-use crate::model::{decode_spec, Service};
+use crate::model::Service;
 use crate::mtls::Decider;
 use crate::report::Report;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use crate::rules::service::{targeted_protocol, PortProtocol};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +53,7 @@ pub struct Data<'a> {
     /// Workloads, grouped by namespace (each namespace lists its own).
     pub wl: Vec<WorkloadRow<'a>>,
     /// The policies the page links to (deciding PeerAuthentications, AuthorizationPolicies).
-    pub pol: Vec<PolicyRef<'a>>,
+    pub pol: Vec<PolicyRef>,
     /// Manifest files (workloads, policies and findings name them by index).
     pub files: Vec<&'a str>,
     /// `[id, summary]` of the rules that have findings.
@@ -148,7 +147,7 @@ impl<'a> Services<'a> {
     pub fn new(inventory: &'a Inventory) -> Services<'a> {
         let mut by_namespace: HashMap<&str, Vec<_>> = HashMap::new();
         for o in inventory.of_kind(Kind::Service) {
-            let Ok(spec) = decode_spec::<Service<'_>>(spec_of(&o.object)) else {
+            let Ok(spec) = o.decode_spec::<Service<'static>>() else {
                 continue;
             };
             let selector = spec.selector();
@@ -288,7 +287,7 @@ pub fn build<'a>(
         for &i in inventory.workloads_in(name) {
             let w = &inventory.workloads()[i];
             let o = inventory.workload_object(w);
-            let t = PodTemplate::of(o.kind, &o.object);
+            let t = o.template();
             let named = t
                 .as_ref()
                 .and_then(|t| t.service_account_str())

@@ -31,7 +31,7 @@ use crate::reach::eval::{Decider, Enforcement};
 use crate::reach::model;
 use crate::reach::space::{Protocols, Summary};
 use crate::reach::Reach;
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use crate::rules::service::PortProtocol;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -187,7 +187,8 @@ fn names_in(
     let mut principals = Vec::new();
     let mut namespaces = Vec::new();
     for o in policies {
-        let ap = AuthorizationPolicy::of(spec_of(&o.object));
+        let spec = o.spec();
+        let ap = AuthorizationPolicy::of(&spec);
         for src in ap.sources() {
             for (_, p) in src.field("principals").strings() {
                 if let Some((td, n, sa)) = principal::identity(p) {

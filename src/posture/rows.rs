@@ -3,7 +3,7 @@
 //! ([`super::model`]) and the reachability matrices ([`super::reach`]).
 
 use crate::inventory::{Inventory, Object};
-use crate::resource::{spec_of, Kind};
+use crate::resource::Kind;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -104,7 +104,7 @@ impl Serialize for WorkloadRow<'_> {
 
 /// A policy the page links to.
 #[derive(Debug, Serialize)]
-pub struct PolicyRef<'a> {
+pub struct PolicyRef {
     pub k: &'static str,
     pub ns: String,
     pub n: String,
@@ -114,10 +114,10 @@ pub struct PolicyRef<'a> {
     /// Its `spec` as written, as JSON text (parsed when shown; null when the input does not
     /// hold the policy).
     #[serde(serialize_with = "json_text")]
-    pub spec: &'a Value,
+    pub spec: Value,
 }
 
-fn json_text<S: serde::Serializer>(v: &&Value, s: S) -> Result<S::Ok, S::Error> {
+fn json_text<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
     if v.is_null() {
         return s.serialize_none();
     }
@@ -130,12 +130,10 @@ pub type SubjectRow<'a> = (&'a str, &'a str, &'a str, Option<usize>, Option<usiz
 /// `[subject, rule, action, path, message, fix]`.
 pub type FindingRow<'a> = (usize, usize, &'static str, &'a str, &'a str, &'a str);
 
-pub(super) static NULL: Value = Value::Null;
-
 /// Policies interned by kind, namespace and name.
 #[derive(Debug, Default)]
 pub(super) struct Policies<'a> {
-    pub list: Vec<PolicyRef<'a>>,
+    pub list: Vec<PolicyRef>,
     /// Manifest files, interned.
     pub files: Vec<&'a str>,
     file_index: HashMap<&'a str, usize>,
@@ -158,7 +156,7 @@ impl<'a> Policies<'a> {
             n: key.2.clone(),
             file,
             line: object.and_then(|o| o.line),
-            spec: object.map_or(&NULL, |o| spec_of(&o.object)),
+            spec: object.map_or(Value::Null, |o| o.spec()),
         });
         self.index.insert(key, i);
         i

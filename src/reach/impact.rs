@@ -30,6 +30,7 @@ use crate::mesh::MeshContext;
 use crate::model::MtlsMode;
 use crate::resource::Kind;
 use kube::core::DynamicObject;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The cluster as the impact computation reads it: the objects that decide requests, the
@@ -76,9 +77,8 @@ impl ImpactIndex {
             }
         }
         let seeds = CallerSeeds::of(&[&inventory], &Mesh::from_context(mesh));
-        let topology = crate::dataplane::Topology::new(
-            inventory.objects().iter().map(|o| (o.kind, &o.object)),
-        );
+        let topology =
+            crate::dataplane::Topology::new(inventory.decoded(crate::dataplane::Topology::reads));
         let planes = CallerPlanes::new(&inventory, mesh, &topology, &workloads);
         ImpactIndex {
             planes,
@@ -211,15 +211,16 @@ pub fn impact(index: &ImpactIndex, mesh: &Mesh, change: Change<'_>, limits: Limi
         objects
             .iter()
             .filter(|o| !same(o))
-            .map(|o| (o.kind, &o.object))
+            .filter(|o| PolicySet::reads(o.kind))
+            .map(|o| (o.kind, Cow::Owned(o.object())))
     };
     let base = PolicySet::new(
         mesh.clone(),
-        others().chain(change.old.map(|o| (change.kind, o))),
+        others().chain(change.old.map(|o| (change.kind, Cow::Borrowed(o)))),
     );
     let head = PolicySet::new(
         mesh.clone(),
-        others().chain(change.new.map(|o| (change.kind, o))),
+        others().chain(change.new.map(|o| (change.kind, Cow::Borrowed(o)))),
     );
     let id = format!("{}/{}", change.namespace, change.name);
     let scope: Vec<&WorkloadNode> = if root {

@@ -14,8 +14,7 @@ use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::inventory::Inventory;
 use crate::mesh::MeshContext;
 use crate::model::authorization_policy::principal;
-use crate::model::workload::PodTemplate;
-use crate::model::{decode_spec, AuthorizationPolicy, Service};
+use crate::model::{AuthorizationPolicy, Service};
 use crate::resource::{spec_of, Kind};
 use crate::rules::service::{targeted_protocol, PortProtocol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -132,7 +131,7 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
     let services: Vec<Svc<'_>> = inv
         .of_kind(Kind::Service)
         .filter_map(|o| {
-            let spec: Service<'_> = decode_spec(spec_of(&o.object)).ok()?;
+            let spec: Service<'static> = o.decode_spec().ok()?;
             let selector = spec.selector();
             (!selector.is_empty()).then(|| Svc {
                 namespace: o.namespace(),
@@ -145,7 +144,7 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
     let mut out = Vec::with_capacity(inv.workloads().len());
     for w in inv.workloads() {
         let o = inv.workload_object(w);
-        let t = PodTemplate::of(o.kind, &o.object);
+        let t = o.template();
         let sa = t
             .as_ref()
             .and_then(|t| t.service_account())
@@ -205,13 +204,14 @@ pub fn workloads(inv: &Inventory, mesh: &MeshContext, cluster_domain: &str) -> V
 
 /// What the AuthorizationPolicies of some objects name: identities (namespace, account) and
 /// namespaces.
-pub fn named<'o>(
-    policies: impl IntoIterator<Item = &'o kube::core::DynamicObject>,
+pub fn named<B: std::borrow::Borrow<kube::core::DynamicObject>>(
+    policies: impl IntoIterator<Item = B>,
     trust_domains: &[&str],
 ) -> (BTreeSet<(String, String)>, BTreeSet<String>) {
     let mut ids = BTreeSet::new();
     let mut namespaces = BTreeSet::new();
-    for o in policies {
+    for b in policies {
+        let o = b.borrow();
         let ap = AuthorizationPolicy::of(spec_of(o));
         let own = o.metadata.namespace.as_deref().unwrap_or("");
         for src in ap.sources() {
@@ -299,13 +299,15 @@ impl CallerSeeds {
             }
             for w in inv.workloads() {
                 let o = inv.workload_object(w);
-                let sa = PodTemplate::of(o.kind, &o.object)
+                let sa = o
+                    .template()
                     .and_then(|t| t.service_account().map(|(_, sa)| sa.to_owned()))
                     .unwrap_or_else(|| "default".to_owned());
                 seeds.accounts.insert((o.namespace().to_owned(), sa));
             }
             seeds.add_named(
-                inv.of_kind(Kind::AuthorizationPolicy).map(|o| &o.object),
+                inv.of_kind(Kind::AuthorizationPolicy)
+                    .map(crate::inventory::Object::object),
                 mesh,
             );
             seeds
@@ -316,9 +318,9 @@ impl CallerSeeds {
     }
 
     /// Add what some AuthorizationPolicies name (an admitted policy's old and new object).
-    pub fn add_named<'o>(
+    pub fn add_named<B: std::borrow::Borrow<kube::core::DynamicObject>>(
         &mut self,
-        policies: impl IntoIterator<Item = &'o kube::core::DynamicObject>,
+        policies: impl IntoIterator<Item = B>,
         mesh: &Mesh,
     ) {
         let (ids, ns) = named(policies, &trust_domains(mesh));
@@ -528,7 +530,7 @@ pub fn caller_planes(
             continue;
         };
         let o = inventory.workload_object(w);
-        let Some(t) = PodTemplate::of(o.kind, &o.object) else {
+        let Some(t) = o.template() else {
             continue;
         };
         let sa = t.service_account().map_or("default", |(_, s)| s);

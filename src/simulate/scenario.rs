@@ -12,7 +12,6 @@ use crate::dataplane::{
 use crate::inventory::{Inventory, Object};
 use crate::manifest;
 use crate::mesh::MeshContext;
-use crate::model::workload::PodTemplate;
 use crate::mtls::Workload;
 use crate::resource::Kind;
 use serde_json::Value;
@@ -77,10 +76,7 @@ pub fn load_cluster(
 
 /// The security policies of an inventory, compiled.
 pub fn policy_set(inventory: &Inventory, mesh: Mesh) -> crate::authz::PolicySet {
-    crate::authz::PolicySet::new(
-        mesh,
-        inventory.objects().iter().map(|o| (o.kind, &o.object)),
-    )
+    crate::authz::PolicySet::new(mesh, inventory.decoded(crate::authz::PolicySet::reads))
 }
 
 /// What requests are resolved against: the objects, the mesh as installed (with meshguard's
@@ -94,7 +90,7 @@ pub struct World {
 
 impl World {
     pub fn new(inventory: Inventory, mesh: MeshContext) -> World {
-        let topology = Topology::new(inventory.objects().iter().map(|o| (o.kind, &o.object)));
+        let topology = Topology::new(inventory.decoded(Topology::reads));
         World {
             inventory,
             mesh,
@@ -114,7 +110,7 @@ impl World {
 
     /// The data plane of a workload object.
     pub fn plane_of(&self, o: &Object) -> PodPlane {
-        match PodTemplate::of(o.kind, &o.object) {
+        match o.template() {
             Some(t) => workload_plane(
                 &self.mesh,
                 o.namespace(),
@@ -357,7 +353,7 @@ fn workloads_running_as<'i>(world: &'i World, ns: &str, sa: &str) -> Vec<(&'i Ob
                 .workload_object(&world.inventory.workloads()[i])
         })
         .filter(|o| {
-            PodTemplate::of(o.kind, &o.object)
+            o.template()
                 .is_some_and(|t| t.service_account().map_or("default", |(_, s)| s) == sa)
         })
         .map(|o| (o, world.plane_of(o)))
@@ -366,7 +362,7 @@ fn workloads_running_as<'i>(world: &'i World, ns: &str, sa: &str) -> Vec<(&'i Ob
 
 /// Whether a workload is a gateway's deployment (Gateway API, or Istio's ingress gateway).
 fn is_gateway(o: &Object) -> bool {
-    PodTemplate::of(o.kind, &o.object).is_some_and(|t| {
+    o.template().is_some_and(|t| {
         t.label(GATEWAY_NAME).is_some()
             || matches!(t.label("istio"), Some("ingressgateway" | "eastwestgateway"))
     })
@@ -459,8 +455,7 @@ fn resolve_caller(
                 }
             }
             let o = find_workload(&world.inventory, s)?;
-            let t =
-                PodTemplate::of(o.kind, &o.object).ok_or_else(|| format!("{s}: not a workload"))?;
+            let t = o.template().ok_or_else(|| format!("{s}: not a workload"))?;
             let sa = match t.service_account() {
                 Some((_, sa)) => sa,
                 None => {
@@ -506,7 +501,7 @@ pub fn resolve(world: &World, spec: &RequestSpec) -> Result<Resolved, String> {
     let mut notes = Vec::new();
     let (to_label, via, targets, port) = match parse_to(world, &spec.to)? {
         To::Workload(target) => {
-            let workload = Workload::from_object(target.kind, &target.object)
+            let workload = Workload::from_object(target.kind, &target.object())
                 .ok_or_else(|| format!("{}: not a workload", spec.to))?;
             let to_label = format!(
                 "{} {}/{}",

@@ -700,13 +700,13 @@ fn a_fake_owner_does_not_hide_a_pod_from_the_inventory() {
             "spec": {"serviceAccountName": "web", "containers": [{"name": "c", "image": "i",
                 "ports": [{"containerPort": 8080}]}]}}))
         .expect("pod");
-        meshguard::inventory::Object {
-            kind: meshguard::resource::Kind::Pod,
-            version: "v1".into(),
-            object: o,
-            file: None,
-            line: None,
-        }
+        meshguard::inventory::Object::new(
+            meshguard::resource::Kind::Pod,
+            "v1".into(),
+            o,
+            None,
+            None,
+        )
     };
     // The cross-resource checks (effective mTLS per port, selectors that match nothing) see a
     // real ReplicaSet's Pod through its owner; a Pod whose "owner" is of another group is a
