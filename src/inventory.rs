@@ -39,8 +39,10 @@ pub struct Object {
     pub file: Option<Arc<str>>,
     pub line: Option<usize>,
     /// Its workload view, for a top-level workload ([`Inventory::workloads`]); taken by
-    /// [`Inventory::push`].
+    /// [`Inventory::push`] (which decodes it again for a copy pushed into another inventory).
     workload: Option<Workload>,
+    /// Controlled by a controller of pods (judged through it, [`is_controlled`]).
+    controlled: bool,
 }
 
 impl Object {
@@ -52,7 +54,8 @@ impl Object {
         file: Option<Arc<str>>,
         line: Option<usize>,
     ) -> Object {
-        let workload = if kind.is_workload() && !is_controlled(&object) {
+        let controlled = is_controlled(&object);
+        let workload = if kind.is_workload() && !controlled {
             Workload::from_object(kind, &object)
         } else {
             None
@@ -77,6 +80,7 @@ impl Object {
             file,
             line,
             workload,
+            controlled,
         }
     }
 
@@ -255,8 +259,12 @@ impl Inventory {
                     .insert((ns.clone(), o.name().to_owned()));
                 self.account_namespaces.insert(ns.clone());
             }
-            k if k.is_workload() => {
-                if let Some(workload) = o.workload.take() {
+            k if k.is_workload() && !o.controlled => {
+                let workload = o
+                    .workload
+                    .take()
+                    .or_else(|| Workload::from_object(k, &o.object()));
+                if let Some(workload) = workload {
                     self.workloads_by_namespace
                         .entry(ns.clone())
                         .or_default()
