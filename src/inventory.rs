@@ -577,6 +577,31 @@ mod tests {
     }
 
     #[test]
+    fn objects_are_held_compact_and_decode_back_whole() {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "prod", "labels": {"app": "web"}},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 8080}]}]}}},
+            "status": {"ready": 1.5}});
+        let whole: DynamicObject = serde_json::from_value(v.clone()).expect("object");
+        let o = object(v);
+        assert_eq!(o.object(), whole, "the object decodes back as read");
+        assert_eq!(o.spec(), whole.data["spec"]);
+        assert_eq!(o.template().map(|t| t.labels().len()), Some(1));
+        let sa = object(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "web", "namespace": "prod"}}));
+        assert_eq!(sa.spec(), Value::Null, "no spec");
+        assert_eq!(sa.data(), json!({}));
+        // A copy pushed into a second inventory (audit's batches) is a workload there too.
+        let first = Inventory::partial(vec![o]);
+        let copy = first.objects()[0].clone();
+        let second = Inventory::partial(vec![copy]);
+        assert_eq!(first.workloads().len(), 1);
+        assert_eq!(second.workloads().len(), 1);
+        assert_eq!(second.workloads()[0].workload.ports.len(), 1);
+    }
+
+    #[test]
     fn complete_inventory_knows_what_is_absent() {
         let inv = Inventory::complete(objects());
         assert_eq!(inv.namespace_labels("data"), Lookup::Missing);
