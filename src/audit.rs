@@ -5,10 +5,11 @@
 //! In `serve`, only the replica holding the audit Lease ([`crate::lease`]) runs it.
 
 use crate::analysis::analyze;
-use crate::config::Policy;
 use crate::engine::{Engine, EngineHandle};
+use crate::exit::Exit;
 use crate::inventory::{Inventory, Object};
 use crate::lease::Leadership;
+use crate::load::{ClusterArgs, Loader, MeshArgs, PolicyArgs};
 use crate::metrics::Metrics;
 use crate::policy_report::{ReportApi, Timestamp};
 use crate::report::{Format, Report};
@@ -23,23 +24,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Exit code when the cluster cannot be read.
-pub const EXIT_ERROR: i32 = 2;
-
 #[derive(Clone, Debug, Args)]
 pub struct AuditArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context (default: the current context).
-    #[arg(long)]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Policy configuration (YAML). Without it the built-in policy is used.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Print the effective mTLS of every workload and port.
     #[arg(long)]
     pub mtls: bool,
@@ -53,10 +46,8 @@ pub struct AuditArgs {
     /// meshguard's own namespace, exempt like in `serve`.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
-    /// The namespace Istio is installed in, where its MeshConfig and injector ConfigMaps are read
-    /// (default: the namespace the injector webhooks call, else istio-system).
-    #[arg(long)]
-    pub istio_namespace: Option<String>,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
     /// Also write the findings to the cluster as reports of this API (one per namespace with
     /// findings, one cluster report for Namespaces), as serve's periodic audit does.
     #[arg(long, value_enum, value_name = "API")]
@@ -328,16 +319,13 @@ pub async fn client(
     Client::try_from(config).map_err(|e| AuditError::Connect(e.to_string()))
 }
 
-pub fn run(args: AuditArgs) -> i32 {
-    let policy = match &args.config {
-        Some(p) => match crate::catalogue::load_policy(p) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("meshguard audit: {e}");
-                return EXIT_ERROR;
-            }
-        },
-        None => Policy::builtin(),
+pub fn run(args: AuditArgs) -> Exit {
+    let loader = match Loader::new(&args.policy, &args.mesh) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meshguard audit: {e}");
+            return Exit::Error;
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -346,7 +334,7 @@ pub fn run(args: AuditArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshguard audit: cannot start the async runtime: {e}");
-            return EXIT_ERROR;
+            return Exit::Error;
         }
     };
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -366,38 +354,23 @@ pub fn run(args: AuditArgs) -> i32 {
         batch_objects: args.batch_objects.max(1),
     };
     let audited = runtime.block_on(async {
-        let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-        let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
-            .await
-            .map_err(|source| AuditError::List {
-                what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
-                source,
-            })?;
-        let (exceptions, note) = crate::exception_watch::list(&client)
-            .await
-            .map_err(|source| AuditError::List {
-                what: "PolicyExceptions".to_owned(),
-                source,
-            })?;
         // The mesh as installed is an input of every verdict, like the policy.
-        let engine = Engine::new(
-            policy,
-            std::sync::Arc::new(mesh.builder.build()),
+        let installed = loader.installed(&args.cluster, true).await?;
+        let engine = loader.engine(
+            installed.mesh,
+            installed.exceptions,
             args.own_namespace.as_deref(),
-        )
-        .with_exception_resources(exceptions);
-        let mut notes = mesh.notes;
-        notes.extend(note);
+        );
         let report = audit_streamed(
-            &client,
+            &installed.client,
             &engine,
             limits,
-            notes,
+            installed.notes,
             args.mtls,
             progress.as_ref(),
         )
         .await?;
-        Ok::<_, AuditError>((client, report))
+        Ok::<_, AuditError>((installed.client, report))
     });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
@@ -406,7 +379,7 @@ pub fn run(args: AuditArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshguard audit: {e}");
-            return EXIT_ERROR;
+            return Exit::Error;
         }
     };
     print!("{}", report.render(args.format));
@@ -419,16 +392,16 @@ pub fn run(args: AuditArgs) -> i32 {
             Ok(counts) => {
                 eprintln!("meshguard audit: {} reports: {counts}", api.api_version());
                 if counts.failed > 0 {
-                    return EXIT_ERROR;
+                    return Exit::Error;
                 }
             }
             Err(e) => {
                 eprintln!("meshguard audit: cannot write reports: {e}");
-                return EXIT_ERROR;
+                return Exit::Error;
             }
         }
     }
-    report.exit_code()
+    report.exit()
 }
 
 /// Export a report as the audit gauges: reset, then one `{rule, namespace}` series per pair

@@ -1,9 +1,11 @@
 //! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report |
 //! diff`, and dispatch. Each command's flags live next to the command (`check::CheckArgs`,
-//! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
-//! server never sees clap. Every `serve` flag can also be set by an environment variable
-//! `MESHGUARD_<FLAG>`.
+//! `audit::AuditArgs`, ...); the flags the batch commands share are groups of
+//! [`crate::load`] they flatten (policy, input, cluster, mesh). `serve`'s flags are here and
+//! become a plain [`ServeConfig`], so the server never sees clap. Every `serve` flag can also be
+//! set by an environment variable `MESHGUARD_<FLAG>`. Every command ends with an [`Exit`].
 
+use crate::exit::Exit;
 use crate::lease::LeaseTiming;
 use crate::listener::Limits;
 use crate::policy_report::ReportApi;
@@ -266,8 +268,8 @@ impl ServeArgs {
     }
 }
 
-/// Run a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> i32 {
+/// Run a parsed command; returns how it ended ([`Exit`]: the process exit code).
+pub fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args.config()),
         Command::Rules(args) => crate::catalogue::run(&args),

@@ -366,7 +366,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
     assert!(!found
         .iter()
         .any(|(n, _, r)| n == "pay" && (*r == "ap-no-default-deny" || *r == "mtls-not-strict")));
-    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.exit(), meshguard::exit::Exit::Findings);
 
     let text = report.render(meshguard::report::Format::Text);
     assert!(text.contains("Findings by namespace:"), "{text}");
