@@ -36,7 +36,7 @@ use kube::core::DynamicObject;
 use meshguard::authz::hops::{Destination, Route};
 use meshguard::authz::{Http, Identity, Mesh, Outcome, PolicySet, Request, Verdict};
 use meshguard::resource::Kind;
-use meshguard::simulate::scenario::{self, Caller, RequestSpec, World};
+use meshguard::simulate::scenario::{Caller, RequestSpec, World};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -9,7 +9,7 @@ use crate::engine::{Engine, EngineHandle};
 use crate::exit::Exit;
 use crate::inventory::{Inventory, Object};
 use crate::lease::Leadership;
-use crate::load::{ClusterArgs, Loader, MeshArgs, PolicyArgs};
+use crate::load::{ClusterArgs, Installed, Loaded, Loader, MeshArgs, PolicyArgs};
 use crate::metrics::Metrics;
 use crate::policy_report::{ReportApi, Timestamp};
 use crate::report::{Format, Report};
@@ -317,6 +317,71 @@ pub async fn client(
             .map_err(|e| AuditError::Connect(e.to_string()))?,
     };
     Client::try_from(config).map_err(|e| AuditError::Connect(e.to_string()))
+}
+
+/// The cluster half of [`Loader`] (the manifest half is in [`crate::check`]).
+impl Loader {
+    /// Connect to a cluster and read the mesh as installed there (injector webhooks, Istio's
+    /// ConfigMaps, ztunnel and istio-cni) with the mesh flags, and, with `exceptions`, its
+    /// PolicyExceptions. Kinds that are forbidden or absent become notes.
+    pub async fn installed(
+        &self,
+        cluster: &ClusterArgs,
+        exceptions: bool,
+    ) -> Result<Installed, AuditError> {
+        let client =
+            crate::audit::client(cluster.kubeconfig.as_ref(), cluster.context.as_deref()).await?;
+        let read = crate::mesh_watch::read(&client, self.istio_namespace.as_deref())
+            .await
+            .map_err(|source| AuditError::List {
+                what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
+                source,
+            })?;
+        let mut builder = read.builder;
+        self.apply_flags(&mut builder);
+        let mut notes = read.notes;
+        let mut listed = Vec::new();
+        if exceptions {
+            let (found, note) = crate::exception_watch::list(&client)
+                .await
+                .map_err(|source| AuditError::List {
+                    what: "PolicyExceptions".to_owned(),
+                    source,
+                })?;
+            listed = found;
+            notes.extend(note);
+        }
+        Ok(Installed {
+            client,
+            mesh: builder.build(),
+            exceptions: listed,
+            notes,
+        })
+    }
+
+    /// Read a whole cluster (read-only): [`Loader::installed`], then every supported kind. The
+    /// listing is complete: what it lacks does not exist. Notes: the mesh's first, then the
+    /// kinds not served.
+    pub fn cluster(&self, cluster: &ClusterArgs, exceptions: bool) -> Result<Loaded, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        runtime
+            .block_on(async {
+                let installed = self.installed(cluster, exceptions).await?;
+                let collected = crate::audit::collect(&installed.client, 500, None).await?;
+                let mut notes = collected.notes;
+                notes.extend(installed.notes);
+                Ok::<_, AuditError>(Loaded {
+                    inventory: Inventory::complete(collected.objects),
+                    mesh: installed.mesh,
+                    exceptions: installed.exceptions,
+                    notes,
+                })
+            })
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub fn run(args: AuditArgs) -> Exit {

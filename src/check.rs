@@ -187,6 +187,89 @@ pub fn mesh_context(
     b.build()
 }
 
+/// Manifests as read: the documents (for `check --fix`) and what `check` prepared of them.
+#[derive(Debug)]
+pub struct Manifests {
+    pub documents: crate::manifest::Loaded,
+    pub prepared: Prepared,
+    pub mesh: MeshContext,
+    pub exceptions: Vec<crate::config::exceptions::Exception>,
+}
+
+/// The manifest half of [`Loader`] (the cluster half is in [`crate::audit`]).
+impl Loader {
+    /// Read manifests (`-` from `stdin`), leaving out the files of `skip` (test files inside
+    /// manifest directories). `keep_values`: keep the documents' JSON (`check --fix`);
+    /// `complete`: the manifests are the whole cluster.
+    pub fn manifests(
+        &self,
+        paths: &[PathBuf],
+        stdin: &mut dyn std::io::Read,
+        namespace: &str,
+        complete: bool,
+        keep_values: bool,
+        skip: &[PathBuf],
+    ) -> Result<Manifests, String> {
+        let mut documents = crate::manifest::load_from(paths, stdin).map_err(|e| e.to_string())?;
+        if !skip.is_empty() {
+            let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
+            let is_skipped = |file: &str| {
+                std::path::Path::new(file)
+                    .canonicalize()
+                    .is_ok_and(|f| skipped.contains(&f))
+            };
+            documents.objects.retain(|o| !is_skipped(&o.file));
+            documents.errors.retain(|e| !is_skipped(&e.file));
+        }
+        let prepared = crate::check::prepare(&mut documents, namespace, keep_values, complete);
+        let mesh = self.manifests_mesh(&prepared);
+        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
+        Ok(Manifests {
+            documents,
+            prepared,
+            mesh,
+            exceptions,
+        })
+    }
+
+    /// The mesh context of manifests: the mesh objects of the input (MeshConfig and injector
+    /// ConfigMaps, injector webhooks, ztunnel's and istio-cni's DaemonSets) and the mesh flags.
+    pub fn manifests_mesh(&self, prepared: &Prepared) -> MeshContext {
+        crate::check::mesh_context(
+            prepared,
+            self.mesh_config
+                .as_ref()
+                .map(|(p, t)| (p.as_str(), t.as_str())),
+            self.istio_namespace.as_deref(),
+        )
+    }
+
+    /// Read manifests that must all parse (`simulate`, `test`, `diff`): a document that does
+    /// not is an error, not a finding.
+    pub fn manifests_strict(
+        &self,
+        paths: &[PathBuf],
+        stdin: &mut dyn std::io::Read,
+        namespace: &str,
+        skip: &[PathBuf],
+    ) -> Result<crate::load::Loaded, String> {
+        let m = self.manifests(paths, stdin, namespace, false, false, skip)?;
+        if !m.prepared.errors.is_empty() {
+            let list: Vec<String> = m.prepared.errors.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "cannot read the manifests:\n  {}",
+                list.join("\n  ")
+            ));
+        }
+        Ok(crate::load::Loaded {
+            inventory: m.prepared.inventory,
+            mesh: m.mesh,
+            exceptions: m.exceptions,
+            notes: Vec::new(),
+        })
+    }
+}
+
 /// Check loaded manifests: the whole pipeline short of reading files and printing.
 pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Report {
     let inventory = &prepared.inventory;

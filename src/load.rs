@@ -6,27 +6,26 @@
 //! The flags come in groups that every command flattens (`#[command(flatten)]`), so one flag
 //! means one thing, with one help text, wherever it appears:
 //!
-//! * [`PolicyArgs`]: `--config`;
-//! * [`InputArgs`]: the manifests (`PATH…`) and `-n/--namespace`; [`ClusterArgs`]:
-//!   `--kubeconfig`, `--context` (and `--cluster` in [`LiveArgs`] for the commands that read
-//!   either);
-//! * [`MeshArgs`]: `--mesh-config`, `--istio-namespace`.
+//! * `--config` in [`PolicyArgs`];
+//! * the manifests (`PATH…`) and `-n/--namespace` in [`InputArgs`]; `--kubeconfig` and
+//!   `--context` in [`ClusterArgs`] (with `--cluster` in [`LiveArgs`], for the commands that
+//!   read either);
+//! * `--mesh-config` and `--istio-namespace` in [`MeshArgs`].
 //!
 //! Reading is [`Loader`]'s: [`Loader::new`] reads the policy and the `--mesh-config` file
-//! (refused before anything else is read), then [`Loader::manifests`] or
-//! [`Loader::installed`] (+ [`Loader::cluster`]) read the objects and build the mesh context
-//! the same way for every command.
+//! (refused before anything else is read), then `Loader::manifests` (or `manifests_strict`) or
+//! `Loader::installed` (+ `Loader::cluster`) read the objects and build the mesh context the
+//! same way for every command. The reading halves sit beside what they call, so that the
+//! modules stay acyclic: the manifest half in [`crate::check`] (beside `prepare`), the cluster
+//! half in [`crate::audit`] (beside `collect`); this module depends on neither.
 
-use crate::audit::AuditError;
-use crate::check::Prepared;
 use crate::config::exceptions::Exception;
 use crate::config::Policy;
 use crate::engine::Engine;
 use crate::inventory::Inventory;
 use crate::mesh::MeshContext;
 use clap::Args;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `--config`: the policy.
@@ -101,8 +100,8 @@ pub struct Loader {
     /// Where the policy came from: its path, or `built-in policy`.
     pub policy_source: String,
     /// `--mesh-config`: its path and text (already validated).
-    mesh_config: Option<(String, String)>,
-    istio_namespace: Option<String>,
+    pub(crate) mesh_config: Option<(String, String)>,
+    pub(crate) istio_namespace: Option<String>,
 }
 
 /// What a run judges or asks about, with the mesh it runs in.
@@ -116,15 +115,6 @@ pub struct Loaded {
     pub exceptions: Vec<Exception>,
     /// What could not be read and what was assumed instead.
     pub notes: Vec<String>,
-}
-
-/// Manifests as read: the documents (for `check --fix`) and what `check` prepared of them.
-#[derive(Debug)]
-pub struct Manifests {
-    pub documents: crate::manifest::Loaded,
-    pub prepared: Prepared,
-    pub mesh: MeshContext,
-    pub exceptions: Vec<Exception>,
 }
 
 /// The mesh and the PolicyExceptions of a live cluster (its objects are read apart: whole by
@@ -166,146 +156,13 @@ impl Loader {
     }
 
     /// The mesh flags applied to a mesh context being built from a cluster.
-    fn apply_flags(&self, b: &mut crate::mesh::MeshContextBuilder) {
+    pub(crate) fn apply_flags(&self, b: &mut crate::mesh::MeshContextBuilder) {
         if let Some(ns) = &self.istio_namespace {
             b.istio_namespace_from_flag(ns, "--istio-namespace");
         }
         if let Some((path, text)) = &self.mesh_config {
             b.mesh_config_file(path, text);
         }
-    }
-
-    /// Read manifests (`-` from `stdin`), leaving out the files of `skip` (test files inside
-    /// manifest directories). `keep_values`: keep the documents' JSON (`check --fix`);
-    /// `complete`: the manifests are the whole cluster.
-    pub fn manifests(
-        &self,
-        paths: &[PathBuf],
-        stdin: &mut dyn Read,
-        namespace: &str,
-        complete: bool,
-        keep_values: bool,
-        skip: &[PathBuf],
-    ) -> Result<Manifests, String> {
-        let mut documents = crate::manifest::load_from(paths, stdin).map_err(|e| e.to_string())?;
-        if !skip.is_empty() {
-            let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
-            let is_skipped = |file: &str| {
-                Path::new(file)
-                    .canonicalize()
-                    .is_ok_and(|f| skipped.contains(&f))
-            };
-            documents.objects.retain(|o| !is_skipped(&o.file));
-            documents.errors.retain(|e| !is_skipped(&e.file));
-        }
-        let prepared = crate::check::prepare(&mut documents, namespace, keep_values, complete);
-        let mesh = self.manifests_mesh(&prepared);
-        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
-        Ok(Manifests {
-            documents,
-            prepared,
-            mesh,
-            exceptions,
-        })
-    }
-
-    /// The mesh context of manifests: the mesh objects of the input (MeshConfig and injector
-    /// ConfigMaps, injector webhooks, ztunnel's and istio-cni's DaemonSets) and the mesh flags.
-    pub fn manifests_mesh(&self, prepared: &Prepared) -> MeshContext {
-        crate::check::mesh_context(
-            prepared,
-            self.mesh_config
-                .as_ref()
-                .map(|(p, t)| (p.as_str(), t.as_str())),
-            self.istio_namespace.as_deref(),
-        )
-    }
-
-    /// Read manifests that must all parse (`simulate`, `test`, `diff`): a document that does
-    /// not is an error, not a finding.
-    pub fn manifests_strict(
-        &self,
-        paths: &[PathBuf],
-        stdin: &mut dyn Read,
-        namespace: &str,
-        skip: &[PathBuf],
-    ) -> Result<Loaded, String> {
-        let m = self.manifests(paths, stdin, namespace, false, false, skip)?;
-        if !m.prepared.errors.is_empty() {
-            let list: Vec<String> = m.prepared.errors.iter().map(ToString::to_string).collect();
-            return Err(format!(
-                "cannot read the manifests:\n  {}",
-                list.join("\n  ")
-            ));
-        }
-        Ok(Loaded {
-            inventory: m.prepared.inventory,
-            mesh: m.mesh,
-            exceptions: m.exceptions,
-            notes: Vec::new(),
-        })
-    }
-
-    /// Connect to a cluster and read the mesh as installed there (injector webhooks, Istio's
-    /// ConfigMaps, ztunnel and istio-cni) with the mesh flags, and, with `exceptions`, its
-    /// PolicyExceptions. Kinds that are forbidden or absent become notes.
-    pub async fn installed(
-        &self,
-        cluster: &ClusterArgs,
-        exceptions: bool,
-    ) -> Result<Installed, AuditError> {
-        let client =
-            crate::audit::client(cluster.kubeconfig.as_ref(), cluster.context.as_deref()).await?;
-        let read = crate::mesh_watch::read(&client, self.istio_namespace.as_deref())
-            .await
-            .map_err(|source| AuditError::List {
-                what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
-                source,
-            })?;
-        let mut builder = read.builder;
-        self.apply_flags(&mut builder);
-        let mut notes = read.notes;
-        let mut listed = Vec::new();
-        if exceptions {
-            let (found, note) = crate::exception_watch::list(&client)
-                .await
-                .map_err(|source| AuditError::List {
-                    what: "PolicyExceptions".to_owned(),
-                    source,
-                })?;
-            listed = found;
-            notes.extend(note);
-        }
-        Ok(Installed {
-            client,
-            mesh: builder.build(),
-            exceptions: listed,
-            notes,
-        })
-    }
-
-    /// Read a whole cluster (read-only): [`Loader::installed`], then every supported kind. The
-    /// listing is complete: what it lacks does not exist. Notes: the mesh's first, then the
-    /// kinds not served.
-    pub fn cluster(&self, cluster: &ClusterArgs, exceptions: bool) -> Result<Loaded, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        runtime
-            .block_on(async {
-                let installed = self.installed(cluster, exceptions).await?;
-                let collected = crate::audit::collect(&installed.client, 500, None).await?;
-                let mut notes = collected.notes;
-                notes.extend(installed.notes);
-                Ok::<_, AuditError>(Loaded {
-                    inventory: Inventory::complete(collected.objects),
-                    mesh: installed.mesh,
-                    exceptions: installed.exceptions,
-                    notes,
-                })
-            })
-            .map_err(|e| e.to_string())
     }
 
     /// The engine that judges a run: the policy, the mesh as installed (the policy's overrides
