@@ -38,19 +38,18 @@ struct Body<'a> {
     immutable: Option<Checked<bool>>,
 }
 
-fn borrowed(v: &String) -> Str<'_> {
-    Str(std::borrow::Cow::Borrowed(v.as_str()))
+fn borrowed(v: &str) -> Str<'_> {
+    Str(std::borrow::Cow::Borrowed(v))
 }
 
 fn borrow_meta(meta: &ObjectMeta) -> (Str<'_>, Option<Str<'_>>, BTreeMap<Str<'_>, Str<'_>>) {
-    let s = borrowed;
     (
-        meta.name.as_ref().map(s).unwrap_or_default(),
-        meta.namespace.as_ref().map(s),
+        meta.name.as_deref().map(borrowed).unwrap_or_default(),
+        meta.namespace.as_deref().map(borrowed),
         meta.labels
             .iter()
             .flatten()
-            .map(|(k, v)| (s(k), s(v)))
+            .map(|(k, v)| (borrowed(k), borrowed(v)))
             .collect(),
     )
 }
@@ -80,12 +79,7 @@ impl<'a> ConfigMap<'a> {
                 .data
                 .iter()
                 .flatten()
-                .map(|(k, v)| {
-                    (
-                        Str(std::borrow::Cow::Borrowed(k.as_str())),
-                        Str(std::borrow::Cow::Borrowed(v.as_str())),
-                    )
-                })
+                .map(|(k, v)| (borrowed(k), borrowed(v)))
                 .collect(),
         }
     }
