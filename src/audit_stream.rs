@@ -27,7 +27,6 @@ use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
 use crate::inventory::{Inventory, Object};
-use crate::istio::WorkloadSelector;
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
@@ -123,7 +122,7 @@ impl<'e> StreamAnalysis<'e> {
                 (
                     o.kind,
                     o.name().to_owned(),
-                    WorkloadSelector::of(spec_of(&o.object)).to_map(),
+                    crate::model::Selector::of_spec(spec_of(&o.object)).to_map(),
                 )
             })
             .collect();
@@ -296,10 +295,10 @@ impl<'e> StreamAnalysis<'e> {
                 if !namespaces.contains(&w.workload.namespace) {
                     continue;
                 }
-                if selector
-                    .iter()
-                    .all(|(k, v)| w.workload.labels.get(k) == Some(v))
-                {
+                if crate::model::label_selector::all_pairs_match(
+                    &w.workload.labels,
+                    selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ) {
                     keep(inventory.workload_object(w));
                     if *kind == Kind::RequestAuthentication {
                         jwt_namespaces.insert(w.workload.namespace.clone());

@@ -7,7 +7,8 @@ use super::{list_some, CrossCheck, CrossContext};
 use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::{is_dry_run, WorkloadSelector};
+use crate::istio::is_dry_run;
+use crate::model::Selector;
 use crate::resource::{spec_of, Kind};
 use std::collections::HashMap;
 
@@ -19,8 +20,8 @@ pub static CHECK: CrossCheck = CrossCheck {
     run,
 };
 
-fn selector(o: &Object) -> WorkloadSelector<'_> {
-    WorkloadSelector::of(spec_of(&o.object))
+fn selector(o: &Object) -> Selector<'_> {
+    Selector::of_spec(spec_of(&o.object))
 }
 
 /// A namespace whose pods ztunnel captures (the root namespace aside).
@@ -56,7 +57,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             sidecar_fix
         };
         let spec = spec_of(&ra.object);
-        let sel = WorkloadSelector::of(spec);
+        let sel = Selector::of_spec(spec);
         let targets = cx.scope(ns, &sel, true);
         let path = if spec.get("jwtRules").is_some() {
             "spec.jwtRules"

@@ -12,7 +12,7 @@
 
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::WorkloadSelector;
+use crate::model::Selector;
 use crate::resource::{spec_of, Kind};
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -33,7 +33,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     .into_iter()
     .flat_map(|k| inv.of_kind(k));
     for o in policies {
-        let sel = WorkloadSelector::of(spec_of(&o.object));
+        let sel = Selector::of_spec(spec_of(&o.object));
         let ns = o.namespace();
         if sel.is_empty() {
             let targeted = o.kind != Kind::PeerAuthentication
