@@ -137,7 +137,7 @@ async fn list_all(
 
 /// What the checks read of an object judged by its metadata: its identity, labels, annotations
 /// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
-fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+pub(crate) fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
     let m = slim_metadata(m);
     kube::core::ObjectMeta {
         name: m.name,
@@ -266,7 +266,10 @@ pub async fn audit_streamed(
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Report, AuditError> {
     use crate::audit_stream::StreamError;
-    let (analysis, more) = match crate::audit_stream::audit(client, engine, limits, progress).await
+    let (analysis, more) = match crate::audit_stream::audit(
+        client, engine, limits, show_mtls, progress,
+    )
+    .await
     {
         Ok(done) => done,
         Err(StreamError::List { what, source }) => return Err(AuditError::List { what, source }),

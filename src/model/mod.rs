@@ -16,24 +16,29 @@
 //!
 //! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
 //! [`Service`], [`AuthorizationPolicy`], the pod template of every workload kind
-//! ([`workload::PodTemplate`]). The others still go through the lenses of [`crate::istio`]
+//! ([`workload::PodTemplate`]), and the metadata the cluster caches read of [`Namespace`] and
+//! [`ServiceAccount`]. The others still go through the lenses of [`crate::istio`]
 //! until they move here.
 
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod labels;
+pub mod namespace;
 pub mod peer_authentication;
 pub mod request_authentication;
 pub mod service;
+pub mod service_account;
 pub mod target_ref;
 pub mod validation;
 pub mod workload;
 
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
+pub use namespace::Namespace;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
 pub use service::Service;
+pub use service_account::ServiceAccount;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
