@@ -5,6 +5,7 @@
 //! In `serve`, only the replica holding the audit Lease ([`crate::lease`]) runs it.
 
 use crate::analysis::analyze;
+use crate::audit_stream::{identity_metadata, slim_metadata};
 use crate::config::Policy;
 use crate::engine::{Engine, EngineHandle};
 use crate::inventory::{Inventory, Object};
@@ -133,30 +134,6 @@ async fn list_all(
         }
     }
     Ok(out)
-}
-
-/// What the checks read of an object judged by its metadata: its identity, labels, annotations
-/// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
-pub(crate) fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
-    let m = slim_metadata(m);
-    kube::core::ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        labels: m.labels.filter(|l| !l.is_empty()),
-        annotations: m.annotations.filter(|a| !a.is_empty()),
-        deletion_timestamp: m.deletion_timestamp,
-        ..Default::default()
-    }
-}
-
-/// Metadata without what no check reads and every object may carry in bulk.
-fn slim_metadata(mut m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
-    m.managed_fields = None;
-    if let Some(a) = m.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-    m
 }
 
 /// Read every supported kind. Istio kinds whose CRD is absent (no served version) are skipped

@@ -694,6 +694,30 @@ async fn list_namespace(
     }
 }
 
+/// What the checks read of an object judged by its metadata: its identity, labels, annotations
+/// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
+pub(crate) fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    let m = slim_metadata(m);
+    kube::core::ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        labels: m.labels.filter(|l| !l.is_empty()),
+        annotations: m.annotations.filter(|a| !a.is_empty()),
+        deletion_timestamp: m.deletion_timestamp,
+        ..Default::default()
+    }
+}
+
+/// Metadata without what no check reads and every object may carry in bulk.
+pub(crate) fn slim_metadata(mut m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    m
+}
+
 /// Metadata-only objects of `kind` (Namespaces, ServiceAccounts), page by page, each handed to
 /// `each`.
 async fn each_metadata(
@@ -719,7 +743,7 @@ async fn each_metadata(
             // checks read (identity, labels, annotations, deletion), as the whole listing keeps.
             let dynamic = DynamicObject {
                 types: o.types,
-                metadata: crate::audit::identity_metadata(o.metadata),
+                metadata: identity_metadata(o.metadata),
                 data: serde_json::Value::Object(Default::default()),
             };
             each(object(kind, ar, dynamic));
