@@ -16,7 +16,8 @@
 //!
 //! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
 //! [`Service`], [`AuthorizationPolicy`], the pod template of every workload kind
-//! ([`workload::PodTemplate`]); what the mesh context reads, [`MutatingWebhookConfiguration`]
+//! ([`workload::PodTemplate`]); the metadata the cluster caches read of [`Namespace`] and
+//! [`ServiceAccount`]; what the mesh context reads, [`MutatingWebhookConfiguration`]
 //! and [`ConfigMap`] (decoded as k8s-openapi decodes them: the same objects refused with the
 //! same message: `k8s_struct!`, [`Checked`]); what the data-plane model reads,
 //! [`gateway`], [`gateway_class`], [`http_route`], [`service_entry`] ([`decode_part`]).
@@ -34,9 +35,11 @@ pub mod http_route;
 pub mod label_selector;
 pub mod labels;
 pub mod mutating_webhook_configuration;
+pub mod namespace;
 pub mod peer_authentication;
 pub mod request_authentication;
 pub mod service;
+pub mod service_account;
 pub mod service_entry;
 pub mod target_ref;
 pub mod validation;
@@ -47,9 +50,11 @@ pub use config_map::ConfigMap;
 pub use destination_rule::DestinationRule;
 pub use label_selector::{LabelSelectorSpec, Labels, Selector as LabelSelector};
 pub use mutating_webhook_configuration::MutatingWebhookConfiguration;
+pub use namespace::Namespace;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
 pub use service::Service;
+pub use service_account::ServiceAccount;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
