@@ -36,7 +36,7 @@ use kube::core::DynamicObject;
 use meshguard::authz::hops::{Destination, Route};
 use meshguard::authz::{Http, Identity, Mesh, Outcome, PolicySet, Request, Verdict};
 use meshguard::resource::Kind;
-use meshguard::simulate::scenario::{self, Caller, RequestSpec, World};
+use meshguard::simulate::scenario::{Caller, RequestSpec, World};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -397,10 +397,16 @@ fn mesh_bench(c: &mut Criterion, sidecar_only: bool) {
     let manifests = dir.path().join("mesh.yaml");
     std::fs::write(&manifests, ambient_mesh(namespaces, per_ns, sidecar_only))
         .expect("write the mesh");
-    let (inventory, mesh) =
-        scenario::load_manifests(std::slice::from_ref(&manifests), "default", &[])
-            .expect("the mesh loads");
-    let world = World::new(inventory, mesh);
+    let loaded = meshguard::load::Loader::new(&Default::default(), &Default::default())
+        .expect("the built-in policy")
+        .manifests_strict(
+            std::slice::from_ref(&manifests),
+            &mut std::io::empty(),
+            "default",
+            &[],
+        )
+        .expect("the mesh loads");
+    let world = World::new(loaded.inventory, loaded.mesh);
     let set = world.policy_set();
     // The workloads, and ztunnel and istio-cni.
     assert_eq!(world.inventory.workloads().len(), namespaces * per_ns + 2);
@@ -486,22 +492,26 @@ fn mesh_bench(c: &mut Criterion, sidecar_only: bool) {
 /// `meshguard report --html PAGE MANIFESTS`, whole.
 fn posture_page(manifests: &Path, html: &Path) {
     let args = meshguard::posture::ReportArgs {
-        paths: vec![manifests.to_owned()],
-        cluster: false,
-        kubeconfig: None,
-        context: None,
-        istio_namespace: None,
-        mesh_config: None,
+        input: meshguard::load::InputArgs {
+            paths: vec![manifests.to_owned()],
+            namespace: "default".to_owned(),
+        },
+        live: Default::default(),
+        mesh: Default::default(),
         html: html.to_owned(),
-        config: None,
-        namespace: "default".to_owned(),
+        policy: Default::default(),
         complete: false,
         own_namespace: None,
         max_identities: 40,
     };
     let mut err = Vec::new();
     let code = meshguard::posture::execute(&args, &mut err);
-    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(
+        code,
+        meshguard::exit::Exit::Ok,
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
 }
 
 criterion_group! {

@@ -105,12 +105,13 @@ fn loaded(text: &str) -> Loaded {
 }
 
 fn side(label: &str, text: &str) -> Side {
-    let policy = meshguard::config::Policy::builtin();
+    let loader = meshguard::load::Loader::new(&Default::default(), &Default::default())
+        .expect("the built-in policy");
     Side::load(
         label.to_owned(),
         Vec::new(),
         loaded(text),
-        &policy,
+        &loader,
         "default",
     )
     .expect("side")

@@ -9,6 +9,7 @@ use crate::finding::Action;
 use crate::metrics::Metrics;
 use crate::reach::impact::ImpactSlot;
 use crate::resource::{DecodeLimits, Kind, Overflow, Review, ReviewObject};
+use crate::rules::ReviewCache;
 use base64::Engine as _;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use std::sync::Arc;
@@ -236,10 +237,54 @@ impl Admission {
         if decoded.overflow.is_none() {
             recognise_checked(&req)?;
         }
-        // What the rules will read from the cluster, fetched before the (synchronous) engine runs.
-        let lookups = match recognise(&req) {
-            Some(r) if !namespace_teardown(&req) && decoded.overflow.is_none() => {
-                let mut lookups = self.engine.current().lookups(&r);
+        let overflow = decoded.overflow;
+        let held = decoded.reservation;
+        match this {
+            // A large review: judged on the blocking pool, which takes the request with it.
+            Some(this) => {
+                let lookups = self.lookups(&req, overflow, &ReviewCache::default());
+                self.prepare(&lookups, budget, &span).await;
+                tokio::task::spawn_blocking(move || {
+                    let out = this.judge(webhook, &req, overflow, &span, start, None);
+                    drop(req);
+                    drop(held);
+                    out
+                })
+                .await
+                .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?
+            }
+            None => {
+                // The review's typed objects (the pod template), decoded once for the lookups
+                // and the rules alike; nothing for a review no rule will read.
+                let cache = match recognise(&req) {
+                    Some(r)
+                        if overflow.is_none()
+                            && !namespace_teardown(&req)
+                            && !self.engine.current().is_exempt(&r) =>
+                    {
+                        ReviewCache::for_review(&r)
+                    }
+                    _ => ReviewCache::default(),
+                };
+                let lookups = self.lookups(&req, overflow, &cache);
+                self.prepare(&lookups, budget, &span).await;
+                let out = self.judge(webhook, &req, overflow, &span, start, Some(&cache));
+                drop(held);
+                out
+            }
+        }
+    }
+
+    /// What the rules will read from the cluster, fetched before the (synchronous) engine runs.
+    fn lookups(
+        &self,
+        req: &AdmissionRequest<ReviewObject>,
+        overflow: Option<Overflow>,
+        cache: &ReviewCache<'_>,
+    ) -> Vec<LookupKey> {
+        match recognise(req) {
+            Some(r) if !namespace_teardown(req) && overflow.is_none() => {
+                let mut lookups = self.engine.current().lookups_with(&r, cache);
                 if matches!(r.operation, Operation::Delete) && !r.namespace.is_empty() {
                     // Whether the namespace is Terminating (in `judge`) comes with its labels.
                     let key = LookupKey::NamespaceLabels(r.namespace.to_owned());
@@ -250,37 +295,24 @@ impl Admission {
                 lookups
             }
             _ => Vec::new(),
-        };
-        if !lookups.is_empty() {
-            let deadline = self.lookup_deadline.min(budget);
-            let prepared = self.cluster.prepare(&lookups, deadline);
-            if tokio::time::timeout(deadline, prepared)
-                .instrument(span.clone())
-                .await
-                .is_err()
-            {
-                let _entered = span.enter();
-                tracing::warn!("cluster lookup timed out; onLookupFailure decides");
-            }
         }
-        let overflow = decoded.overflow;
-        let held = decoded.reservation;
-        let out = match this {
-            Some(this) => tokio::task::spawn_blocking(move || {
-                let out = this.judge(webhook, &req, overflow, &span, start);
-                drop(req);
-                drop(held);
-                out
-            })
+    }
+
+    /// Fetch `lookups` from the cluster within the review's budget.
+    async fn prepare(&self, lookups: &[LookupKey], budget: Duration, span: &tracing::Span) {
+        if lookups.is_empty() {
+            return;
+        }
+        let deadline = self.lookup_deadline.min(budget);
+        let prepared = self.cluster.prepare(lookups, deadline);
+        if tokio::time::timeout(deadline, prepared)
+            .instrument(span.clone())
             .await
-            .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?,
-            None => {
-                let out = self.judge(webhook, &req, overflow, &span, start);
-                drop(held);
-                out
-            }
-        };
-        out
+            .is_err()
+        {
+            let _entered = span.enter();
+            tracing::warn!("cluster lookup timed out; onLookupFailure decides");
+        }
     }
 
     /// Judge a decoded review whose lookups are done: evaluate (or mutate), decide, encode,
@@ -292,6 +324,7 @@ impl Admission {
         overflow: Option<Overflow>,
         span: &tracing::Span,
         start: Instant,
+        cache: Option<&ReviewCache<'_>>,
     ) -> Result<Vec<u8>, BadReview> {
         let _entered = span.enter();
         let mut resp = AdmissionResponse::from(req);
@@ -336,7 +369,10 @@ impl Admission {
                 let outcome = match webhook {
                     _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
-                        let mut eval = engine.evaluate(&r, view);
+                        let mut eval = match cache {
+                            Some(cache) => engine.evaluate_with(&r, view, cache),
+                            None => engine.evaluate(&r, view),
+                        };
                         policy_ops::pardon_platform(engine.policy(), req, &mut eval);
                         self.count_violations(r.kind, &eval);
                         if !eval.findings.is_empty() {

@@ -1277,7 +1277,7 @@ pub struct AdmissionPoliciesArgs {
 }
 
 /// Run `meshguard generate`; returns the exit code.
-pub fn run(args: GenerateArgs) -> i32 {
+pub fn run(args: GenerateArgs) -> crate::exit::Exit {
     let (what, out) = match args.what {
         Generate::AdmissionPolicies(a) => ("admission-policies", admission_policies(&a)),
         Generate::SelfProtection(a) => (
@@ -1299,11 +1299,11 @@ pub fn run(args: GenerateArgs) -> i32 {
     match out {
         Ok(text) => {
             print!("{text}");
-            0
+            crate::exit::Exit::Ok
         }
         Err(e) => {
             eprintln!("meshguard generate {what}: {e}");
-            2
+            crate::exit::Exit::Error
         }
     }
 }

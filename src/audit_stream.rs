@@ -27,7 +27,6 @@ use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
 use crate::inventory::{Inventory, Object};
-use crate::istio::WorkloadSelector;
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
@@ -104,6 +103,8 @@ pub struct StreamAnalysis<'e> {
     /// (excepted ones apart: `true`).
     global_seen: HashSet<(String, String, String, bool)>,
     mtls: Vec<mtls::Row>,
+    /// Whether the mTLS table is kept (`audit --mtls`); the periodic audit shows none.
+    keep_mtls: bool,
     evaluated: usize,
     batched: BTreeSet<String>,
 }
@@ -124,7 +125,7 @@ impl<'e> StreamAnalysis<'e> {
                 (
                     o.kind,
                     o.name().to_owned(),
-                    WorkloadSelector::of(&o.spec()).to_map(),
+                    crate::model::Selector::of_spec(&o.spec()).to_map(),
                 )
             })
             .collect();
@@ -138,9 +139,16 @@ impl<'e> StreamAnalysis<'e> {
             excepted: Vec::new(),
             global_seen: HashSet::new(),
             mtls: Vec::new(),
+            keep_mtls: true,
             evaluated: 0,
             batched: BTreeSet::new(),
         }
+    }
+
+    /// Keep the mTLS table or not (a row per workload port, held until the end of the run).
+    pub fn keep_mtls(mut self, keep: bool) -> StreamAnalysis<'e> {
+        self.keep_mtls = keep;
+        self
     }
 
     /// The namespaces already judged.
@@ -231,12 +239,14 @@ impl<'e> StreamAnalysis<'e> {
         self.findings.extend(cross_findings);
         self.excepted.extend(batch_excepted);
         self.excepted.extend(cross_excepted);
-        self.mtls.extend(
-            cx.mtls_rows()
-                .iter()
-                .filter(|r| namespaces.contains(&r.namespace))
-                .cloned(),
-        );
+        if self.keep_mtls {
+            self.mtls.extend(
+                cx.mtls_rows()
+                    .iter()
+                    .filter(|r| namespaces.contains(&r.namespace))
+                    .cloned(),
+            );
+        }
         self.keep_for_final(namespaces, &inventory);
         self.batched.extend(namespaces.iter().cloned());
     }
@@ -298,10 +308,10 @@ impl<'e> StreamAnalysis<'e> {
                 if !namespaces.contains(&w.workload.namespace) {
                     continue;
                 }
-                if selector
-                    .iter()
-                    .all(|(k, v)| w.workload.labels.get(k) == Some(v))
-                {
+                if crate::model::label_selector::all_pairs_match(
+                    &w.workload.labels,
+                    selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ) {
                     keep(inventory.workload_object(w));
                     if *kind == Kind::RequestAuthentication {
                         jwt_namespaces.insert(w.workload.namespace.clone());
@@ -678,6 +688,30 @@ async fn list_namespace(
     }
 }
 
+/// What the checks read of an object judged by its metadata: its identity, labels, annotations
+/// and deletion (tens of thousands of ServiceAccounts are listed; nothing else is kept).
+pub(crate) fn identity_metadata(m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    let m = slim_metadata(m);
+    kube::core::ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        labels: m.labels.filter(|l| !l.is_empty()),
+        annotations: m.annotations.filter(|a| !a.is_empty()),
+        deletion_timestamp: m.deletion_timestamp,
+        ..Default::default()
+    }
+}
+
+/// Metadata without what no check reads and every object may carry in bulk.
+pub(crate) fn slim_metadata(mut m: kube::core::ObjectMeta) -> kube::core::ObjectMeta {
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    m
+}
+
 /// Metadata-only objects of `kind` (Namespaces, ServiceAccounts), page by page, each handed to
 /// `each`.
 async fn each_metadata(
@@ -699,14 +733,11 @@ async fn each_metadata(
             .await
             .map_err(|e| list_error(ar, e))?;
         for o in list.items {
-            let mut meta = o.metadata;
-            meta.managed_fields = None;
-            if let Some(a) = meta.annotations.as_mut() {
-                a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
+            // Kept for the whole run (Namespaces) and cloned into every batch: only what the
+            // checks read (identity, labels, annotations, deletion), as the whole listing keeps.
             let dynamic = DynamicObject {
                 types: o.types,
-                metadata: meta,
+                metadata: identity_metadata(o.metadata),
                 data: serde_json::Value::Object(Default::default()),
             };
             each(object(kind, ar, dynamic));
@@ -722,10 +753,12 @@ async fn each_metadata(
 /// batch of namespaces (and a page per kind) in memory besides the context.
 /// [`StreamError::OutOfOrder`] when kube-apiserver does not return lists in namespace order
 /// (the caller then audits from one whole listing).
+/// `mtls`: keep the mTLS table (`audit --mtls`).
 pub async fn audit(
     client: &Client,
     engine: &Engine,
     limits: Limits,
+    mtls: bool,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<(crate::analysis::Analysis, Vec<String>), StreamError> {
     let mut notes = Vec::new();
@@ -796,7 +829,7 @@ pub async fn audit(
         }
     }
     let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
-    let mut analysis = StreamAnalysis::new(engine, context);
+    let mut analysis = StreamAnalysis::new(engine, context).keep_mtls(mtls);
     let mut batch = BTreeSet::new();
     let mut held: Vec<Object> = Vec::new();
     loop {

@@ -344,7 +344,7 @@ async fn admin(
 }
 
 /// Run `meshguard auditor`; returns the exit code.
-pub fn run(args: AuditorArgs) -> i32 {
+pub fn run(args: AuditorArgs) -> crate::exit::Exit {
     let _logging = crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -353,15 +353,15 @@ pub fn run(args: AuditorArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshguard auditor: cannot start the async runtime: {e}");
-            return 1;
+            return crate::exit::Exit::Error;
         }
     };
     match runtime.block_on(auditor(args)) {
-        Ok(()) => 0,
+        Ok(()) => crate::exit::Exit::Ok,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("meshguard auditor: {e:#}");
-            crate::serve::EXIT_CONFIG
+            crate::exit::Exit::Error
         }
     }
 }

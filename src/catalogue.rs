@@ -349,7 +349,7 @@ pub fn render(format: RulesFormat) -> String {
 
 /// `meshguard rules [--config FILE]`: the catalogue (under the policy, when one is given), and
 /// the policy's warnings on stderr (exit 2 when the policy does not load).
-pub fn run(args: &RulesArgs) -> i32 {
+pub fn run(args: &RulesArgs) -> crate::exit::Exit {
     match &args.config {
         None => print!("{}", render(args.format)),
         Some(path) => match Policy::load(path, &Catalogue) {
@@ -361,11 +361,11 @@ pub fn run(args: &RulesArgs) -> i32 {
             }
             Err(e) => {
                 eprintln!("meshguard rules: {e}");
-                return 2;
+                return crate::exit::Exit::Error;
             }
         },
     }
-    0
+    crate::exit::Exit::Ok
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), CertsError>
 }
 
 /// Run the command: the caBundle goes to stdout (for `$(meshguard certs)`), the rest to stderr.
-pub fn run(args: CertsArgs) -> i32 {
+pub fn run(args: CertsArgs) -> crate::exit::Exit {
     match generate(&args) {
         Ok(w) => {
             eprintln!(
@@ -196,11 +196,11 @@ pub fn run(args: CertsArgs) -> i32 {
             );
             eprintln!("caBundle (base64 of {}):", w.ca_cert.display());
             println!("{}", w.ca_bundle);
-            0
+            crate::exit::Exit::Ok
         }
         Err(e) => {
             eprintln!("meshguard certs: {e}");
-            1
+            crate::exit::Exit::Error
         }
     }
 }

@@ -4,10 +4,11 @@
 //! cross-resource checks run over the whole set.
 
 use crate::analysis::analyze;
-use crate::config::Policy;
 use crate::engine::Engine;
+use crate::exit::Exit;
 use crate::inventory::{Inventory, Object};
-use crate::manifest::{self, LoadError, Loaded};
+use crate::load::{InputArgs, Loader, MeshArgs, PolicyArgs};
+use crate::manifest::{LoadError, Loaded};
 use crate::mesh::MeshContext;
 use crate::report::{Format, Report};
 use crate::resource::Kind;
@@ -17,22 +18,17 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// Exit code for usage and parse errors.
-pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Clone, Debug, Args)]
+#[command(mut_arg("paths", |a| a.required(true)))]
 pub struct CheckArgs {
-    /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Policy configuration (YAML). Without it the built-in policy is used.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Print the effective mTLS of every workload and port.
     #[arg(long)]
     pub mtls: bool,
@@ -44,23 +40,12 @@ pub struct CheckArgs {
     /// instead of stdout.
     #[arg(long, requires = "fix", value_name = "DIR")]
     pub fix_dir: Option<PathBuf>,
-    /// Namespace of objects that name none (as `kubectl apply` without `-n`).
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
     /// The input is the whole cluster: namespaces, ServiceAccounts and workloads absent from
     /// it do not exist (by default they are unknown).
     #[arg(long)]
     pub complete: bool,
-    /// The mesh's MeshConfig: a MeshConfig YAML file, or the `istio` ConfigMap holding it under
-    /// `data.mesh` (root namespace, trust domain and aliases, enableAutoMtls). It wins over
-    /// MeshConfig ConfigMaps in the input; meshguard's policy file wins over both.
-    #[arg(long, value_name = "FILE")]
-    pub mesh_config: Option<PathBuf>,
-    /// The namespace Istio is installed in, where its ConfigMaps (`istio[-<rev>]`,
-    /// `istio-sidecar-injector[-<rev>]`) count (default: from the injector webhooks in the
-    /// input, else istio-system). ConfigMaps without a namespace count as being in it.
-    #[arg(long, value_name = "NAMESPACE")]
-    pub istio_namespace: Option<String>,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 /// What `check` built from its input, before evaluation.
@@ -88,7 +73,7 @@ pub enum Prepped {
 /// kind, a mesh object, or skipped. `keep_values`: leave the loaded JSON in place (needed by
 /// `--fix`); otherwise it is moved out.
 pub fn prepare_one(
-    o: &mut manifest::ManifestObject,
+    o: &mut crate::manifest::ManifestObject,
     default_namespace: &str,
     keep_values: bool,
 ) -> Prepped {
@@ -221,6 +206,103 @@ pub fn mesh_context(
         .collect();
     b.objects(&daemon_sets);
     b.build()
+}
+
+/// Manifests as read: the documents (for `check --fix`) and what `check` prepared of them.
+#[derive(Debug)]
+pub struct Manifests {
+    pub documents: crate::manifest::Loaded,
+    pub prepared: Prepared,
+    pub mesh: MeshContext,
+    pub exceptions: Vec<crate::config::exceptions::Exception>,
+}
+
+/// The manifest half of [`Loader`] (the cluster half is in [`crate::audit`]).
+impl Loader {
+    /// Read manifests (`-` from `stdin`), leaving out the files of `skip` (test files inside
+    /// manifest directories). `keep_values`: keep the documents' JSON (`check --fix`);
+    /// `complete`: the manifests are the whole cluster.
+    pub fn manifests(
+        &self,
+        paths: &[PathBuf],
+        stdin: &mut dyn std::io::Read,
+        namespace: &str,
+        complete: bool,
+        keep_values: bool,
+        skip: &[PathBuf],
+    ) -> Result<Manifests, String> {
+        let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
+        let is_skipped = |file: &str| {
+            !skip.is_empty()
+                && std::path::Path::new(file)
+                    .canonicalize()
+                    .is_ok_and(|f| skipped.contains(&f))
+        };
+        let (documents, prepared) = if keep_values {
+            let mut documents =
+                crate::manifest::load_from(paths, stdin).map_err(|e| e.to_string())?;
+            documents.objects.retain(|o| !is_skipped(&o.file));
+            documents.errors.retain(|e| !is_skipped(&e.file));
+            let prepared = crate::check::prepare(&mut documents, namespace, true, complete);
+            (documents, prepared)
+        } else {
+            // Without `--fix` nothing goes back to the documents: each object is sorted (and
+            // held compact) as soon as it is parsed, so no two objects' JSON trees are alive
+            // at once.
+            let (prepped, mut errors) = crate::manifest::load_map(paths, stdin, |mut o| {
+                (!is_skipped(&o.file)).then(|| prepare_one(&mut o, namespace, false))
+            })
+            .map_err(|e| e.to_string())?;
+            errors.retain(|e| !is_skipped(&e.file));
+            let prepared = assemble(prepped.into_iter().flatten(), errors, complete);
+            (Loaded::default(), prepared)
+        };
+        let mesh = self.manifests_mesh(&prepared);
+        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
+        Ok(Manifests {
+            documents,
+            prepared,
+            mesh,
+            exceptions,
+        })
+    }
+
+    /// The mesh context of manifests: the mesh objects of the input (MeshConfig and injector
+    /// ConfigMaps, injector webhooks, ztunnel's and istio-cni's DaemonSets) and the mesh flags.
+    pub fn manifests_mesh(&self, prepared: &Prepared) -> MeshContext {
+        crate::check::mesh_context(
+            prepared,
+            self.mesh_config
+                .as_ref()
+                .map(|(p, t)| (p.as_str(), t.as_str())),
+            self.istio_namespace.as_deref(),
+        )
+    }
+
+    /// Read manifests that must all parse (`simulate`, `test`, `diff`): a document that does
+    /// not is an error, not a finding.
+    pub fn manifests_strict(
+        &self,
+        paths: &[PathBuf],
+        stdin: &mut dyn std::io::Read,
+        namespace: &str,
+        skip: &[PathBuf],
+    ) -> Result<crate::load::Loaded, String> {
+        let m = self.manifests(paths, stdin, namespace, false, false, skip)?;
+        if !m.prepared.errors.is_empty() {
+            let list: Vec<String> = m.prepared.errors.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "cannot read the manifests:\n  {}",
+                list.join("\n  ")
+            ));
+        }
+        Ok(crate::load::Loaded {
+            inventory: m.prepared.inventory,
+            mesh: m.mesh,
+            exceptions: m.exceptions,
+            notes: Vec::new(),
+        })
+    }
 }
 
 /// Check loaded manifests: the whole pipeline short of reading files and printing.
@@ -364,7 +446,7 @@ fn fix_path(dir: &Path, file: &str) -> PathBuf {
     dir.join(rel)
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub fn run(args: CheckArgs) -> Exit {
     let code = execute(
         args,
         &mut std::io::stdin(),
@@ -382,61 +464,36 @@ pub fn execute(
     stdin: &mut dyn std::io::Read,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> i32 {
+) -> Exit {
     macro_rules! fail {
         ($($t:tt)*) => {{
             let _ = writeln!(err, "meshguard check: {}", format!($($t)*));
-            return EXIT_USAGE;
+            return Exit::Error;
         }};
     }
-    let policy = match &args.config {
-        Some(p) => match crate::catalogue::load_policy(p) {
-            Ok(p) => p,
-            Err(e) => fail!("{e}"),
-        },
-        None => Policy::builtin(),
+    let loader = match Loader::new(&args.policy, &args.mesh) {
+        Ok(l) => l,
+        Err(e) => fail!("{e}"),
     };
-    let mesh_config = match &args.mesh_config {
-        Some(path) => {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => fail!("cannot read --mesh-config {}: {e}", path.display()),
-            };
-            let origin = format!("--mesh-config {}", path.display());
-            if let Err(e) = crate::mesh::MeshConfig::from_file_text(&text, &origin) {
-                fail!("{e}");
-            }
-            Some((path.display().to_string(), text))
-        }
-        None => None,
+    let manifests = match loader.manifests(
+        &args.input.paths,
+        stdin,
+        &args.input.namespace,
+        args.complete,
+        args.fix,
+        &[],
+    ) {
+        Ok(m) => m,
+        Err(e) => fail!("{e}"),
     };
-    let (loaded, prepared) = if args.fix {
-        let mut loaded = match manifest::load_from(&args.paths, stdin) {
-            Ok(l) => l,
-            Err(e) => fail!("{e}"),
-        };
-        let prepared = prepare(&mut loaded, &args.namespace, true, args.complete);
-        (loaded, prepared)
-    } else {
-        // Only --fix goes back to the documents: without it, each object is sorted (and held
-        // compact) as soon as it is parsed, so no two objects' JSON trees are alive at once.
-        let namespace = args.namespace.as_str();
-        let loaded = manifest::load_map(&args.paths, stdin, |mut o| {
-            prepare_one(&mut o, namespace, false)
-        });
-        let (prepped, errors) = match loaded {
-            Ok(l) => l,
-            Err(e) => fail!("{e}"),
-        };
-        (Loaded::default(), assemble(prepped, errors, args.complete))
-    };
-    let mesh = mesh_context(
-        &prepared,
-        mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        args.istio_namespace.as_deref(),
-    );
-    let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
-    let engine = Engine::new(policy, Arc::new(mesh), None).with_exception_resources(exceptions);
+    let (mut loaded, prepared) = (manifests.documents, manifests.prepared);
+    if !args.fix {
+        // Only --fix goes back to the documents: without it, the emptied shells of the moved
+        // objects and the file texts (~1 KB an object) need not outlive the inventory's build.
+        let shells = std::mem::take(&mut loaded.objects);
+        std::thread::spawn(move || drop(shells));
+    }
+    let engine = loader.engine(manifests.mesh, manifests.exceptions, None);
     let report = check_loaded(&engine, &prepared, args.mtls);
     let rendered = report.render(args.format);
     if args.fix {
@@ -470,7 +527,7 @@ pub fn execute(
     } else {
         let _ = out.write_all(rendered.as_bytes());
     }
-    let code = report.exit_code();
+    let code = report.exit();
     // Freeing a large inventory takes a noticeable share of a run: do it off the exit path.
     if prepared.inventory.len() > 10_000 {
         std::thread::spawn(move || drop((loaded, prepared, report)));

@@ -1,9 +1,11 @@
 //! Command line: `meshguard serve | check | audit | certs | rules | simulate | test | report |
 //! diff`, and dispatch. Each command's flags live next to the command (`check::CheckArgs`,
-//! `audit::AuditArgs`, ...); `serve`'s flags are here and become a plain [`ServeConfig`], so the
-//! server never sees clap. Every `serve` flag can also be set by an environment variable
-//! `MESHGUARD_<FLAG>`.
+//! `audit::AuditArgs`, ...); the flags the batch commands share are groups of
+//! [`crate::load`] they flatten (policy, input, cluster, mesh). `serve`'s flags are here and
+//! become a plain [`ServeConfig`], so the server never sees clap. Every `serve` flag can also be
+//! set by an environment variable `MESHGUARD_<FLAG>`. Every command ends with an [`Exit`].
 
+use crate::exit::Exit;
 use crate::lease::LeaseTiming;
 use crate::listener::Limits;
 use crate::policy_report::ReportApi;
@@ -266,8 +268,8 @@ impl ServeArgs {
     }
 }
 
-/// Run a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> i32 {
+/// Run a parsed command; returns how it ended ([`Exit`]: the process exit code).
+pub fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args.config()),
         Command::Rules(args) => crate::catalogue::run(&args),
@@ -280,5 +282,58 @@ pub fn run(cli: Cli) -> i32 {
         Command::Generate(args) => crate::admission_policy::run(args),
         Command::Auditor(args) => crate::auditor::run(*args),
         Command::Diff(args) => crate::diff::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+    use std::collections::BTreeMap;
+
+    /// The batch commands' shared flags (`crate::load`'s groups) read the same everywhere: one
+    /// help text per flag, and `simulate` and `test` take the mesh flags like `check`.
+    #[test]
+    fn shared_flags_have_one_help_text() {
+        let cli = Cli::command();
+        let shared = [
+            "config",
+            "namespace",
+            "kubeconfig",
+            "context",
+            "cluster",
+            "mesh_config",
+            "istio_namespace",
+        ];
+        let mut seen: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for name in ["check", "audit", "simulate", "test", "report", "diff"] {
+            let sub = cli
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no {name}"));
+            for id in shared {
+                if let Some(arg) = sub.get_arguments().find(|a| a.get_id() == id) {
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    seen.entry(id)
+                        .or_default()
+                        .entry(help)
+                        .or_default()
+                        .push(name.to_owned());
+                }
+            }
+            for id in ["config", "mesh_config", "istio_namespace"] {
+                assert!(
+                    sub.get_arguments().any(|a| a.get_id() == id),
+                    "{name} lacks --{id}"
+                );
+            }
+        }
+        for (id, helps) in &seen {
+            assert_eq!(helps.len(), 1, "--{id} has several help texts: {helps:#?}");
+        }
+        assert_eq!(
+            seen["mesh_config"].values().next().map(Vec::len),
+            Some(6),
+            "{seen:#?}"
+        );
     }
 }

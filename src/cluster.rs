@@ -2,10 +2,12 @@
 //! (names), shared read-only with the engine through [`ClusterView`]. The engine never waits on
 //! the network: whatever I/O a review needs happens in [`ClusterSource::prepare`] before it runs.
 //!
-//! * Two `kube::runtime` watchers, metadata only (`Api<PartialObjectMeta<_>>`: the API server
-//!   sends `PartialObjectMetadata`, never ServiceAccount secrets or Namespace specs), feed two
-//!   compact reflector stores: namespace → labels and whether it is Terminating
-//!   (`metadata.deletionTimestamp` set), and namespace → set of ServiceAccount names.
+//! * Two `kube::runtime` watchers, metadata only (the API server sends `PartialObjectMetadata`,
+//!   never ServiceAccount secrets or Namespace specs), decode each object straight into its
+//!   model struct ([`crate::model::namespace`], [`crate::model::service_account`]; no
+//!   `managedFields` or annotations are built) and feed two compact reflector stores:
+//!   namespace → [`crate::model::Namespace`] (labels, and whether it is Terminating), and
+//!   namespace → set of ServiceAccount names.
 //!   They follow the reflector protocol (`Init` / `InitApply` / `InitDone` swap a fresh list in
 //!   atomically; `Apply` / `Delete` update in place) but keep only what rules read, so 10,000
 //!   namespaces and 50,000 ServiceAccounts cost a few MB rather than a full `ObjectMeta` each.
@@ -24,12 +26,13 @@
 
 use crate::context::{ClusterSource, ClusterView, Lookup, LookupKey};
 use crate::metrics::Metrics;
+use crate::model::{self, namespace::Metadata};
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::core::PartialObjectMeta;
+use kube::core::ObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,46 +55,86 @@ pub const WATCH_GRACE: Duration = Duration::from_millis(250);
 pub const GET_RATE: f64 = 20.0;
 pub const GET_BURST: f64 = 40.0;
 
-/// A namespace's labels, compactly: one allocation of sorted pairs (a `BTreeMap` leaf costs
-/// ~540 bytes even for the two labels most namespaces carry).
-type Labels = Arc<[(Box<str>, Box<str>)]>;
-
-fn compact(labels: Option<BTreeMap<String, String>>) -> Labels {
-    labels
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-        .collect()
-}
-
-/// What the namespace cache keeps of one namespace.
+/// An object as the watches (and direct GETs) decode it: its model struct, and the
+/// `resourceVersion` kube's watcher resumes from (read through [`kube::Resource::meta`]). It is
+/// listed and watched as `PartialObjectMetadata` (the metadata API: the API server sends no
+/// ServiceAccount secrets or Namespace specs), and decoded straight into the model:
+/// `managedFields`, annotations and owner references are skipped, never built.
 #[derive(Clone, Debug)]
-struct NsEntry {
-    labels: Labels,
-    /// `metadata.deletionTimestamp` is set: the namespace controller is emptying it.
-    terminating: bool,
+struct Watched<T> {
+    meta: ObjectMeta,
+    object: T,
 }
 
-impl NsEntry {
-    fn of(meta: kube::core::ObjectMeta) -> NsEntry {
-        NsEntry {
-            terminating: meta.deletion_timestamp.is_some(),
-            labels: compact(meta.labels),
-        }
+/// A kind the cluster caches watch.
+trait WatchedKind: From<Metadata> + Clone + std::fmt::Debug + Send + Sync + 'static {
+    type Scope;
+    const KIND: &'static str;
+    const PLURAL: &'static str;
+}
+
+impl WatchedKind for model::Namespace {
+    type Scope = kube::core::ClusterResourceScope;
+    const KIND: &'static str = "Namespace";
+    const PLURAL: &'static str = "namespaces";
+}
+
+impl WatchedKind for model::ServiceAccount {
+    type Scope = kube::core::NamespaceResourceScope;
+    const KIND: &'static str = "ServiceAccount";
+    const PLURAL: &'static str = "serviceaccounts";
+}
+
+impl<'de, T: WatchedKind> serde::Deserialize<'de> for Watched<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut m = <model::namespace::Object as serde::Deserialize>::deserialize(d)?.metadata;
+        let meta = ObjectMeta {
+            resource_version: m.resource_version.take(),
+            ..ObjectMeta::default()
+        };
+        Ok(Watched {
+            meta,
+            object: T::from(m),
+        })
     }
 }
 
-fn expand(labels: &Labels) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+impl<T: WatchedKind> kube::Resource for Watched<T> {
+    type DynamicType = ();
+    type Scope = T::Scope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(T::KIND)
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(T::PLURAL)
+    }
+    /// Listed, watched and fetched as `PartialObjectMetadata`.
+    fn metadata_api() -> bool {
+        true
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
 }
 
-/// Namespace name → labels and Terminating flag.
+/// What the namespace cache keeps of one namespace: the model struct itself (name shared with
+/// the map's key, labels in one sorted allocation).
+type NsEntry = model::Namespace;
+
+/// Namespace name → the namespace.
 #[derive(Debug, Default)]
 struct NamespaceCache {
-    map: RwLock<HashMap<Box<str>, NsEntry>>,
+    map: RwLock<HashMap<Arc<str>, NsEntry>>,
 }
 
 /// Namespace → ServiceAccount names.
@@ -379,10 +422,11 @@ impl KubeCluster {
     pub fn cache_bytes(&self) -> usize {
         use std::mem::size_of;
         let ns = read(&self.namespaces.map);
-        let mut total = ns.capacity() * (size_of::<(Box<str>, NsEntry)>() + 1);
+        let mut total = ns.capacity() * (size_of::<(Arc<str>, NsEntry)>() + 1);
         for (name, NsEntry { labels, .. }) in ns.iter() {
-            // Arc header (two counts) + the pairs + the label strings.
-            total += name.len() + 2 * size_of::<usize>();
+            // The name (shared by key and entry) and the labels, each an Arc (two counts), then
+            // the pairs and the label strings.
+            total += name.len() + 4 * size_of::<usize>();
             total += labels.len() * size_of::<(Box<str>, Box<str>)>();
             total += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         }
@@ -428,12 +472,12 @@ impl KubeCluster {
         let Some(_leader) = self.lead_get(&key).await else {
             return;
         };
-        let api: Api<PartialObjectMeta<Namespace>> = Api::all(self.client.clone());
+        let api: Api<Watched<model::Namespace>> = Api::all(self.client.clone());
         match api.get_opt(name).await {
             Ok(Some(ns)) => remember(
                 &self.fallback.namespaces,
                 name.to_owned(),
-                Lookup::Found(NsEntry::of(ns.metadata)),
+                Lookup::Found(ns.object),
             ),
             Ok(None) => remember(&self.fallback.namespaces, name.to_owned(), Lookup::Missing),
             Err(e) => {
@@ -466,7 +510,7 @@ impl KubeCluster {
         let Some(_leader) = self.lead_get(&lookup).await else {
             return;
         };
-        let api: Api<PartialObjectMeta<ServiceAccount>> =
+        let api: Api<Watched<model::ServiceAccount>> =
             Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await {
             Ok(Some(_)) => remember(&self.fallback.accounts, key, Lookup::Found(())),
@@ -537,7 +581,7 @@ impl KubeCluster {
 impl ClusterView for KubeCluster {
     fn namespace_labels(&self, namespace: &str) -> Lookup<BTreeMap<String, String>> {
         match self.namespace(namespace) {
-            Lookup::Found(entry) => Lookup::Found(expand(&entry.labels)),
+            Lookup::Found(entry) => Lookup::Found(entry.labels_map()),
             Lookup::Missing => Lookup::Missing,
             Lookup::Unknown => Lookup::Unknown,
         }
@@ -612,14 +656,14 @@ fn mark_synced(state: &WatchState, metrics: &Option<Metrics>, resource: &str) {
 async fn reflect_namespaces(
     mut events: futures::stream::BoxStream<
         'static,
-        Result<Event<PartialObjectMeta<Namespace>>, watcher::Error>,
+        Result<Event<Watched<model::Namespace>>, watcher::Error>,
     >,
     cache: Arc<NamespaceCache>,
     state: Arc<WatchState>,
     metrics: Option<Metrics>,
     freshness: Arc<crate::freshness::Freshness>,
 ) {
-    let mut buffer: Option<HashMap<Box<str>, NsEntry>> = None;
+    let mut buffer: Option<HashMap<Arc<str>, NsEntry>> = None;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
@@ -630,10 +674,7 @@ async fn reflect_namespaces(
             }
         };
         state.failing.store(false, Ordering::Release);
-        let entry = |mut o: PartialObjectMeta<Namespace>| {
-            let name = o.metadata.name.take().unwrap_or_default().into_boxed_str();
-            (name, NsEntry::of(o.metadata))
-        };
+        let entry = |o: Watched<model::Namespace>| (o.object.name.clone(), o.object);
         match event {
             Event::Init => buffer = Some(HashMap::new()),
             Event::InitApply(o) => {
@@ -651,8 +692,7 @@ async fn reflect_namespaces(
                 write(&cache.map).insert(k, v);
             }
             Event::Delete(o) => {
-                let name = o.metadata.name.unwrap_or_default();
-                write(&cache.map).remove(name.as_str());
+                write(&cache.map).remove(&*o.object.name);
             }
         }
         state.changed.notify_waiters();
@@ -662,7 +702,7 @@ async fn reflect_namespaces(
 async fn reflect_accounts(
     mut events: futures::stream::BoxStream<
         'static,
-        Result<Event<PartialObjectMeta<ServiceAccount>>, watcher::Error>,
+        Result<Event<Watched<model::ServiceAccount>>, watcher::Error>,
     >,
     cache: Arc<AccountCache>,
     state: Arc<WatchState>,
@@ -670,11 +710,8 @@ async fn reflect_accounts(
     freshness: Arc<crate::freshness::Freshness>,
 ) {
     type Map = HashMap<Box<str>, HashSet<Box<str>>>;
-    fn key(o: PartialObjectMeta<ServiceAccount>) -> (Box<str>, Box<str>) {
-        (
-            o.metadata.namespace.unwrap_or_default().into_boxed_str(),
-            o.metadata.name.unwrap_or_default().into_boxed_str(),
-        )
+    fn key(o: Watched<model::ServiceAccount>) -> (Box<str>, Box<str>) {
+        (o.object.namespace, o.object.name)
     }
     fn insert(map: &mut Map, (ns, name): (Box<str>, Box<str>)) {
         map.entry(ns).or_default().insert(name);
@@ -712,5 +749,50 @@ async fn reflect_accounts(
             }
         }
         state.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::Resource;
+
+    #[test]
+    fn watched_objects_are_their_model_and_a_resource_version() {
+        // As the metadata API sends them: PartialObjectMetadata, managedFields and all.
+        let ns: Watched<model::Namespace> = serde_json::from_str(
+            r#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{
+                "name":"prod","uid":"u","resourceVersion":"17",
+                "labels":{"istio-injection":"enabled"},
+                "managedFields":[{"manager":"kubectl","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{}}}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ns.meta().resource_version.as_deref(), Some("17"));
+        assert_eq!(ns.meta().name, None, "only what the watcher reads");
+        assert_eq!(&*ns.object.name, "prod");
+        assert_eq!(ns.object.label("istio-injection"), Some("enabled"));
+        let sa: Watched<model::ServiceAccount> = serde_json::from_str(
+            r#"{"metadata":{"name":"web","namespace":"prod","resourceVersion":"18"}}"#,
+        )
+        .unwrap();
+        assert_eq!((&*sa.object.namespace, &*sa.object.name), ("prod", "web"));
+    }
+
+    #[test]
+    fn watched_kinds_are_listed_through_the_metadata_api_at_their_paths() {
+        assert!(Watched::<model::Namespace>::metadata_api());
+        assert_eq!(
+            Watched::<model::Namespace>::url_path(&(), None),
+            "/api/v1/namespaces"
+        );
+        assert_eq!(
+            Watched::<model::ServiceAccount>::url_path(&(), Some("prod")),
+            "/api/v1/namespaces/prod/serviceaccounts"
+        );
+        assert_eq!(
+            Watched::<model::ServiceAccount>::kind(&()),
+            "ServiceAccount"
+        );
+        assert_eq!(Watched::<model::Namespace>::api_version(&()), "v1");
     }
 }

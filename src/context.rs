@@ -55,6 +55,21 @@ pub enum LookupKey {
 impl Need {
     /// The lookup this need makes for one review, if any.
     pub fn key(self, review: &crate::resource::Review<'_>) -> Option<LookupKey> {
+        let template = std::cell::OnceCell::new();
+        self.key_with(review, &|| {
+            template
+                .get_or_init(|| crate::model::workload::PodTemplate::written(review))
+                .as_ref()
+        })
+    }
+
+    /// [`Need::key`], reading the review's pod template through `template` (the engine passes
+    /// the one its rules read, so the template is decoded once per review).
+    pub fn key_with<'t>(
+        self,
+        review: &crate::resource::Review<'_>,
+        template: &dyn Fn() -> Option<&'t crate::model::workload::PodTemplate<'t>>,
+    ) -> Option<LookupKey> {
         use crate::resource::Kind;
         match self {
             // A Namespace's own labels are in the object; cluster-scoped objects have none.
@@ -70,7 +85,7 @@ impl Need {
                     .then(|| LookupKey::NamespaceLabels(review.namespace.to_owned()))
             }
             Need::CandidateServiceAccount => {
-                let t = crate::model::workload::PodTemplate::written(review)?;
+                let t = template()?;
                 if t.service_account().is_some_and(|(_, sa)| sa != "default") {
                     return None;
                 }

@@ -178,15 +178,26 @@ impl Engine {
     /// The cluster lookups evaluating or mutating this review will make, derived from what the
     /// active rules, mutations and exemptions of its kind declare. Nothing for an exempt review.
     pub fn lookups(&self, review: &Review<'_>) -> Vec<LookupKey> {
+        self.lookups_with(review, &ReviewCache::default())
+    }
+
+    /// [`Engine::lookups`] reading the review's decoded objects from `cache` (the webhook passes
+    /// the cache it then evaluates with, so nothing is decoded twice).
+    pub fn lookups_with<'c>(
+        &self,
+        review: &Review<'c>,
+        cache: &'c ReviewCache<'c>,
+    ) -> Vec<LookupKey> {
         if self.is_exempt(review) {
             return Vec::new();
         }
+        let template = || cache.template(review);
         let mut keys: Vec<LookupKey> = self
             .needs
             .get(&review.kind)
             .into_iter()
             .flatten()
-            .filter_map(|n| n.key(review))
+            .filter_map(|n| n.key_with(review, &template))
             .collect();
         keys.sort();
         keys.dedup();
@@ -220,6 +231,17 @@ impl Engine {
 
     /// Validate one review.
     pub fn evaluate(&self, review: &Review<'_>, cluster: &dyn ClusterView) -> Evaluation {
+        self.evaluate_with(review, cluster, &ReviewCache::for_review(review))
+    }
+
+    /// [`Engine::evaluate`] with the review's cache made by the caller
+    /// ([`ReviewCache::for_review`] of this very review), shared with [`Engine::lookups_with`].
+    pub fn evaluate_with<'c>(
+        &self,
+        review: &Review<'c>,
+        cluster: &dyn ClusterView,
+        cache: &'c ReviewCache<'c>,
+    ) -> Evaluation {
         if self.is_exempt(review) {
             return Evaluation {
                 exempt: true,
@@ -227,7 +249,7 @@ impl Engine {
             };
         }
         let mut excepted = Vec::new();
-        let mut findings = self.run_rules(review, cluster, false, Some(&mut excepted));
+        let mut findings = self.run_rules(review, cluster, cache, false, Some(&mut excepted));
         if self.policy.allow_existing_violations {
             self.pardon_existing(review, cluster, &mut findings);
             pardon_inherited(review, &mut findings);
@@ -259,7 +281,13 @@ impl Engine {
             old_object: Some(old),
             ..*review
         };
-        let earlier = self.run_rules(&before, cluster, true, None);
+        let earlier = self.run_rules(
+            &before,
+            cluster,
+            &ReviewCache::for_review(&before),
+            true,
+            None,
+        );
         for f in findings.iter_mut().filter(|f| f.action == Action::Deny) {
             // The same finding: rule, field and message (which names the value), so that
             // widening an existing hole (excludeInboundPorts "8080" -> "1-65535") still denies.
@@ -279,19 +307,19 @@ impl Engine {
 
     /// Run the kind's rules (only its deny rules with `deny_only`); exempted rules report
     /// nothing; findings an exception covers go to `excepted` (dropped when `None`).
-    fn run_rules(
+    fn run_rules<'c>(
         &self,
-        review: &Review<'_>,
+        review: &Review<'c>,
         cluster: &dyn ClusterView,
+        cache: &'c ReviewCache<'c>,
         deny_only: bool,
         mut excepted: Option<&mut Vec<Excepted>>,
     ) -> Vec<Finding> {
-        let cache = ReviewCache::for_review(review);
         let ctx = Ctx {
             policy: &self.policy,
             mesh: &self.mesh,
             cluster,
-            cache: &cache,
+            cache,
         };
         let mut findings = Vec::new();
         let mut violations = Vec::new();

@@ -2,7 +2,8 @@
 //!
 //! Dependencies point one way (a test over the crate's `crate::` paths keeps it so):
 //!
-//! * leaves: `finding` (findings and actions), `json` (small JSON helpers), `metrics`,
+//! * leaves: `finding` (findings and actions), `exit` (every command's exit code), `json`
+//!   (small JSON helpers), `metrics`,
 //!   `freshness` (watch relists and staleness), `logging`, `budget` (the byte budget of the
 //!   reviews in flight);
 //! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
@@ -17,7 +18,8 @@
 //!   (engine + cross checks over an inventory), `catalogue` (every registry), `reach` (who can
 //!   reach what, as sets of requests, and what a change opens);
 //! * front ends: `admission` (the webhook), `admission_policy` (the rules' CEL forms as
-//!   ValidatingAdmissionPolicies), `check`, `audit` (and `audit_stream`, the audit a batch of
+//!   ValidatingAdmissionPolicies), `load` (the batch commands' shared flags and their one way
+//!   from flags to objects, mesh context and notes), `check`, `audit` (and `audit_stream`, the audit a batch of
 //!   namespaces at a time), `simulate` (and `test`), `diff` (what a change opens and closes),
 //!   `report` (outputs), `policy_change` (what a policy reload weakens), `posture` (the HTML
 //!   posture page), `manifest`, `cluster` (kube-backed caches), `policy_report` (findings →
@@ -49,6 +51,7 @@ pub mod dataplane;
 pub mod diff;
 pub mod engine;
 pub mod exception_watch;
+pub mod exit;
 pub mod finding;
 pub mod freshness;
 pub mod http;
@@ -58,6 +61,7 @@ pub mod istio;
 pub mod json;
 pub mod lease;
 pub mod listener;
+pub mod load;
 pub mod logging;
 pub mod manifest;
 pub mod mesh;

@@ -45,5 +45,5 @@ fn main() {
     // One process-wide rustls provider (pure Rust ring); ignore "already installed".
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = meshguard::cli::Cli::parse();
-    std::process::exit(meshguard::cli::run(cli));
+    std::process::exit(meshguard::cli::run(cli).code());
 }

@@ -252,7 +252,10 @@ impl PolicyIndex {
                 local.iter().find(|p| p.selector.is_empty()),
                 local.iter().find(|p| {
                     !p.selector.is_empty()
-                        && p.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                        && crate::model::label_selector::all_pairs_match(
+                            labels,
+                            p.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                        )
                 }),
             )
         };

@@ -56,14 +56,13 @@ impl Report {
             .count()
     }
 
-    /// 0 clean (or only warn/audit findings), 1 deny-level findings, 2 unreadable input.
-    pub fn exit_code(&self) -> i32 {
+    /// Ok when clean (or only warn/audit findings), Findings with deny-level findings, Error
+    /// with unreadable input.
+    pub fn exit(&self) -> crate::exit::Exit {
         if !self.errors.is_empty() {
-            2
-        } else if self.count(Action::Deny) > 0 {
-            1
+            crate::exit::Exit::Error
         } else {
-            0
+            crate::exit::Exit::failed_if(self.count(Action::Deny) > 0)
         }
     }
 

@@ -22,9 +22,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Exit code for configuration and start-up errors.
-pub const EXIT_CONFIG: i32 = 2;
-
 /// Everything `serve` needs, as plain values (the command line builds it from its flags).
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -73,7 +70,7 @@ pub struct ServeConfig {
     pub lease_timing: LeaseTiming,
 }
 
-pub fn run(args: ServeConfig) -> i32 {
+pub fn run(args: ServeConfig) -> crate::exit::Exit {
     let _logging = crate::logging::init(args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,15 +79,15 @@ pub fn run(args: ServeConfig) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshguard: cannot start the async runtime: {e}");
-            return 1;
+            return crate::exit::Exit::Error;
         }
     };
     match runtime.block_on(serve(args)) {
-        Ok(()) => 0,
+        Ok(()) => crate::exit::Exit::Ok,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("meshguard: {e:#}");
-            EXIT_CONFIG
+            crate::exit::Exit::Error
         }
     }
 }

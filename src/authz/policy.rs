@@ -14,7 +14,7 @@
 //! matches nothing (`rbacPolicyMatchNever` in `builder.go`), which for ALLOW is allow-nothing.
 
 use super::field::{when_attr, Attr, Field, FieldCompiler, OnError, TrustDomains};
-use crate::istio::{is_dry_run, WorkloadSelector};
+use crate::istio::is_dry_run;
 use crate::model::authorization_policy::{AuthzAction, RuleView, OPERATION_FIELDS, SOURCE_FIELDS};
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, RequestAuthentication};
@@ -93,10 +93,10 @@ impl Policy {
     /// selector's labels are a subset of the pod's.
     pub(crate) fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
         !self.target_refs
-            && self
-                .selector
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            && crate::model::label_selector::all_pairs_match(
+                labels,
+                self.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
     }
 
     /// Compile an AuthorizationPolicy object.
@@ -400,7 +400,7 @@ impl JwtPolicy {
             .collect();
         JwtPolicy {
             id: policy,
-            selector: WorkloadSelector::of(spec_of(obj)).to_map(),
+            selector: crate::model::Selector::of_spec(spec_of(obj)).to_map(),
             target_refs: ra.has_target_refs(),
             refs: target_refs(spec_of(obj)),
             issuers,
@@ -410,10 +410,10 @@ impl JwtPolicy {
 
     pub(crate) fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
         !self.target_refs
-            && self
-                .selector
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            && crate::model::label_selector::all_pairs_match(
+                labels,
+                self.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
     }
 }
 

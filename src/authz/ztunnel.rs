@@ -716,7 +716,12 @@ pub fn peer_derived(
     namespace: &str,
     labels: &BTreeMap<String, String>,
 ) -> PeerDerived {
-    let selects = |p: &PeerPolicy| p.selector.iter().all(|(k, v)| labels.get(k) == Some(v));
+    let selects = |p: &PeerPolicy| {
+        crate::model::label_selector::all_pairs_match(
+            labels,
+            p.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    };
     // fetchPeerAuthentications: the workload's namespace (no selector, or a matching one), and
     // the root namespace's selector-less policies.
     let fetched = peers.iter().filter(|p| {

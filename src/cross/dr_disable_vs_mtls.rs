@@ -102,7 +102,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                     for &wi in cx.inventory.workloads_in(svc.namespace()) {
                         let w = &cx.workload(wi).workload;
                         let selects = |sel: &BTreeMap<String, String>| {
-                            sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+                            crate::model::label_selector::all_pairs_match(&w.labels, sel.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                         };
                         if !selects(&svc_sel) || !selects(&subset) {
                             continue;

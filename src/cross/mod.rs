@@ -14,7 +14,6 @@ use crate::dataplane::{workload_plane, Plane, PodPlane, Topology};
 use crate::engine::Engine;
 use crate::finding::{Action, Finding, ObjectFinding, Subject, Violation};
 use crate::inventory::{Inventory, InventoryWorkload};
-use crate::istio::WorkloadSelector;
 use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
@@ -91,17 +90,10 @@ pub struct CrossContext<'a> {
     policy_set: OnceCell<PolicySet>,
 }
 
-/// A policy's workload selector, as [`CrossContext::scope`] reads it: the lens of
-/// [`crate::istio`] or the typed model's.
+/// A policy's workload selector, as [`CrossContext::scope`] reads it (the typed model's).
 pub trait Selects {
     /// Whether pods with `labels` are selected.
     fn selects(&self, labels: &BTreeMap<String, String>) -> bool;
-}
-
-impl Selects for WorkloadSelector<'_> {
-    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.matches(labels)
-    }
 }
 
 impl Selects for crate::model::Selector<'_> {

@@ -12,7 +12,7 @@
 use super::{list_some, CrossCheck, CrossContext};
 use crate::dataplane::Plane;
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::WorkloadSelector;
+use crate::model::Selector;
 use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -34,7 +34,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             let spec = &o.spec();
             let targeted = crate::json::is_set(spec.get("targetRef"))
                 || crate::json::is_set(spec.get("targetRefs"));
-            let sel = WorkloadSelector::of(spec);
+            let sel = Selector::of_spec(spec);
             if targeted || (ns == cx.root && sel.is_empty()) {
                 continue;
             }

@@ -7,7 +7,7 @@ use super::{list_some, CrossCheck, CrossContext};
 use crate::model::AuthorizationPolicy;
 use crate::finding::{Action, Subject, Violation};
 use crate::inventory::Object;
-use crate::istio::{WorkloadSelector};
+use crate::model::Selector;
 use crate::resource::Kind;
 use std::collections::HashMap;
 
@@ -58,7 +58,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             sidecar_fix
         };
         let spec = &ra.spec();
-        let sel = WorkloadSelector::of(spec);
+        let sel = Selector::of_spec(spec);
         let targets = cx.scope(ns, &sel, true);
         let path = if spec.get("jwtRules").is_some() {
             "spec.jwtRules"
@@ -68,7 +68,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
         if targets.is_empty() {
             // No workload in view: compare scopes instead.
             let covered = enforcing.iter().any(|(ap, spec)| {
-                let aps = WorkloadSelector::of(spec);
+                let aps = Selector::of_spec(spec);
                 (ap.namespace() == ns || ap.namespace() == cx.root)
                     && (aps.is_empty() || aps.to_map() == sel.to_map())
             });
@@ -98,7 +98,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
                 !local
                     .iter()
                     .chain(root)
-                    .any(|(_, spec)| WorkloadSelector::of(spec).matches(&w.labels))
+                    .any(|(_, spec)| Selector::of_spec(spec).matches(&w.labels))
             })
             .map(|i| cx.workload_label(i))
             .collect();

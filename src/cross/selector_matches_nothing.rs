@@ -12,7 +12,7 @@
 
 use super::{CrossCheck, CrossContext};
 use crate::finding::{Action, Subject, Violation};
-use crate::istio::WorkloadSelector;
+use crate::model::Selector;
 use crate::resource::Kind;
 
 pub static CHECK: CrossCheck = CrossCheck {
@@ -34,7 +34,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     .flat_map(|k| inv.of_kind(k));
     for o in policies {
         let spec = o.spec();
-        let sel = WorkloadSelector::of(&spec);
+        let sel = Selector::of_spec(&spec);
         let ns = o.namespace();
         if sel.is_empty() {
             let targeted = o.kind != Kind::PeerAuthentication

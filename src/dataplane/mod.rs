@@ -13,12 +13,14 @@
 //! * [`topology`]: Gateways (waypoints and ingress), the waypoint each Service, ServiceEntry and
 //!   pod binds to (with the reasons istiod binds nothing: fail open), the identities istiod
 //!   creates for gateways, and the HTTPRoutes ingress gateways follow.
-//! * [`objects`]: the typed views of Gateway API objects, ServiceEntries and Services it reads.
+//!
+//! The objects it reads are typed in [`crate::model`]: [`crate::model::gateway`],
+//! [`crate::model::gateway_class`], [`crate::model::http_route`],
+//! [`crate::model::service_entry`] and [`crate::model::Service`].
 //!
 //! Pure: no I/O.
 
 pub mod labels;
-pub mod objects;
 pub mod plane;
 pub mod topology;
 

@@ -32,12 +32,15 @@ use super::labels::{
     INGRESS_USE_WAYPOINT, MESH_CONTROLLER, USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR,
     WAYPOINT_INBOUND_BINDING,
 };
-use super::objects::{
-    part, GatewayClassSpec, GatewaySpec, GatewayStatus, HttpRouteSpec, Listener, ServiceEntrySpec,
-};
 use crate::mesh::{NamespaceLabels, Selector};
+use crate::model::decode_part as part;
+use crate::model::gateway::{GatewaySpec, GatewayStatus, Listener};
+use crate::model::gateway_class::GatewayClassSpec;
+use crate::model::http_route::HttpRouteSpec;
 use crate::model::service::Target;
+use crate::model::service_entry::ServiceEntrySpec;
 use crate::model::workload::PodTemplate;
+use crate::model::Str;
 use crate::resource::{annotations_of, labels_of, Kind};
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
@@ -303,7 +306,11 @@ impl Service {
     /// none).
     pub fn selects(&self, pod_labels: &BTreeMap<String, String>) -> bool {
         self.selector.as_ref().is_some_and(|sel| {
-            !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+            !sel.is_empty()
+                && crate::model::label_selector::all_pairs_match(
+                    pod_labels,
+                    sel.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
         })
     }
 }
@@ -367,9 +374,9 @@ impl Topology {
                     t.namespaces.insert(name(), labels_of(o).clone());
                 }
                 Kind::GatewayClass => {
-                    let (spec, _): (GatewayClassSpec, _) = part(o, "spec");
+                    let (spec, _): (GatewayClassSpec<'_>, _) = part(o, "spec");
                     let waypoint_for = labels_of(o).get(WAYPOINT_FOR).cloned();
-                    classes.insert(name(), (spec.controller_name, waypoint_for));
+                    classes.insert(name(), (spec.controller_name.to_string(), waypoint_for));
                 }
                 Kind::Gateway => gateway_objects.push(b),
                 Kind::Service | Kind::ServiceEntry => service_objects.push((kind, b)),
@@ -571,20 +578,25 @@ impl Topology {
             let selector = crate::model::ok(&spec.selector).map(|_| spec.selector());
             (selector, ports, ServiceKind::Service)
         } else {
-            let (spec, _): (ServiceEntrySpec, _) = part(o, "spec");
+            let (spec, _): (ServiceEntrySpec<'_>, _) = part(o, "spec");
             let ports = spec
                 .ports
                 .iter()
                 .map(|p| ServicePort {
                     port: p.number,
-                    name: Some(p.name.clone()),
+                    name: Some(p.name.to_string()),
                     target: TargetPort::Number(p.target_port.unwrap_or(p.number)),
-                    protocol: p.protocol.clone(),
+                    protocol: p.protocol.as_ref().map(ToString::to_string),
                     app_protocol: None,
                 })
                 .collect();
             (
-                spec.workload_selector.map(|w| w.labels),
+                spec.workload_selector.map(|w| {
+                    w.labels
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
                 ports,
                 ServiceKind::ServiceEntry,
             )
@@ -660,9 +672,9 @@ fn gateway(
     let namespace = o.metadata.namespace.clone().unwrap_or_default();
     let name = o.metadata.name.clone().unwrap_or_default();
     let mut errors = Vec::new();
-    let (spec, err): (GatewaySpec, _) = part(o, "spec");
+    let (spec, err): (GatewaySpec<'_>, _) = part(o, "spec");
     errors.extend(err);
-    let class = spec.gateway_class_name.clone();
+    let class = spec.gateway_class_name.to_string();
     let (controller, class_for) = match classes.get(&class) {
         Some((c, wf)) => (c.clone(), wf.clone()),
         None => (
@@ -685,7 +697,7 @@ fn gateway(
     let ready = match o.data.get("status") {
         None | Some(serde_json::Value::Null) => Readiness::Assumed,
         Some(_) => {
-            let (status, err): (GatewayStatus, _) = part(o, "status");
+            let (status, err): (GatewayStatus<'_>, _) = part(o, "status");
             errors.extend(err);
             if status.addresses.is_empty() {
                 Readiness::NotReady
@@ -725,7 +737,7 @@ fn gateway(
 
 /// `makeAllowedRoutes`: the bound listener (by port of the inbound binding), else the HBONE
 /// listener on 15008, else `Same`.
-fn allowed_from(listeners: &[Listener], binding: Option<&String>) -> AllowedFrom {
+fn allowed_from(listeners: &[Listener<'_>], binding: Option<&String>) -> AllowedFrom {
     let bound_port = binding
         .and_then(|b| b.split_once('/'))
         .and_then(|(_, p)| p.parse::<u32>().ok());
@@ -734,7 +746,7 @@ fn allowed_from(listeners: &[Listener], binding: Option<&String>) -> AllowedFrom
         .or_else(|| {
             listeners
                 .iter()
-                .find(|l| l.protocol == "HBONE" && l.port == 15008)
+                .find(|l| l.protocol.as_str() == "HBONE" && l.port == 15008)
         });
     let Some(ns) = listener
         .and_then(|l| l.allowed_routes.as_ref())
@@ -744,10 +756,7 @@ fn allowed_from(listeners: &[Listener], binding: Option<&String>) -> AllowedFrom
     };
     match ns.from.as_deref().unwrap_or("Same") {
         "All" => AllowedFrom::All,
-        "Selector" => AllowedFrom::Selector(match &ns.selector {
-            Some(s) => Selector::from_label_selector(s),
-            None => Selector::Nothing,
-        }),
+        "Selector" => AllowedFrom::Selector(Selector::from_optional(ns.selector.as_ref())),
         _ => AllowedFrom::Same,
     }
 }
@@ -755,8 +764,8 @@ fn allowed_from(listeners: &[Listener], binding: Option<&String>) -> AllowedFrom
 /// Read an HTTPRoute: parent Gateways and backend Services (core group, kind Service).
 fn route(o: &DynamicObject) -> Route {
     let namespace = o.metadata.namespace.clone().unwrap_or_default();
-    let (spec, _): (HttpRouteSpec, _) = part(o, "spec");
-    let is = |group: &Option<String>, kind: &Option<String>, g: &str, k: &str| {
+    let (spec, _): (HttpRouteSpec<'_>, _) = part(o, "spec");
+    let is = |group: &Option<Str<'_>>, kind: &Option<Str<'_>>, g: &str, k: &str| {
         group.as_deref().unwrap_or(g) == g && kind.as_deref().unwrap_or(k) == k
     };
     let gateways = spec
@@ -765,8 +774,10 @@ fn route(o: &DynamicObject) -> Route {
         .filter(|p| is(&p.group, &p.kind, "gateway.networking.k8s.io", "Gateway"))
         .map(|p| {
             (
-                p.namespace.clone().unwrap_or_else(|| namespace.clone()),
-                p.name.clone(),
+                p.namespace
+                    .as_ref()
+                    .map_or_else(|| namespace.clone(), ToString::to_string),
+                p.name.to_string(),
             )
         })
         .collect();
@@ -777,8 +788,10 @@ fn route(o: &DynamicObject) -> Route {
                 b.group.as_deref().unwrap_or("").is_empty() || b.group.as_deref() == Some("core");
             if core && b.kind.as_deref().unwrap_or("Service") == "Service" {
                 backends.push((
-                    b.namespace.clone().unwrap_or_else(|| namespace.clone()),
-                    b.name.clone(),
+                    b.namespace
+                        .as_ref()
+                        .map_or_else(|| namespace.clone(), ToString::to_string),
+                    b.name.to_string(),
                     format!("spec.rules[{ri}].backendRefs[{bi}]"),
                 ));
             }

@@ -24,10 +24,11 @@ pub mod render;
 
 use crate::authz::hops::CallerPlane;
 use crate::authz::{Mesh, PolicySet};
-use crate::config::Policy;
 use crate::engine::Engine;
+use crate::exit::Exit;
 use crate::finding::{Action, ObjectFinding};
 use crate::inventory::Inventory;
+use crate::load::{InputArgs, Loader, MeshArgs, PolicyArgs};
 use crate::manifest::{self, Loaded};
 use crate::model::MtlsMode;
 use crate::reach::eval::{Decider, Enforcement};
@@ -41,11 +42,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Exit codes.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_CHANGES: i32 = 1;
-pub const EXIT_ERROR: i32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
@@ -70,11 +66,12 @@ pub enum FailOn {
 }
 
 #[derive(Clone, Debug, Args)]
+#[command(mut_arg("paths", |a| a.help(
+    "BASE and HEAD: files or directories (searched recursively). With --base-ref, the paths of HEAD only (default: the current directory), and BASE is the same paths at GIT_REF"
+)))]
 pub struct DiffArgs {
-    /// BASE and HEAD: files or directories (searched recursively). With --base-ref, the paths
-    /// of HEAD only (default: the current directory), and BASE is the same paths at GIT_REF.
-    #[arg(value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Read BASE from git: the same paths as committed at this ref (a branch, tag or commit;
     /// e.g. `origin/main`, or `${{ github.event.pull_request.base.sha }}` in a workflow).
     #[arg(long, value_name = "GIT_REF")]
@@ -85,12 +82,10 @@ pub struct DiffArgs {
     /// What makes the exit code 1 (comma-separated; default: opened,new-findings).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FailOn::Opened, FailOn::NewFindings])]
     pub fail_on: Vec<FailOn>,
-    /// Policy configuration (YAML): rule actions, the root namespace and trust domain.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Namespace of manifests that name none (as `check -n`).
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 /// One side of the comparison, loaded and evaluated.
@@ -109,7 +104,7 @@ impl Side {
         label: String,
         paths: Vec<String>,
         mut loaded: Loaded,
-        policy: &Policy,
+        loader: &Loader,
         namespace: &str,
     ) -> Result<Side, String> {
         let prepared = crate::check::prepare(&mut loaded, namespace, false, false);
@@ -120,8 +115,8 @@ impl Side {
                 list.join("\n  ")
             ));
         }
-        let mesh = crate::check::mesh_context(&prepared, None, None);
-        let engine = Engine::new(policy.clone(), Arc::new(mesh), None);
+        let mesh = loader.manifests_mesh(&prepared);
+        let engine = Engine::new(loader.policy.clone(), Arc::new(mesh), None);
         let report = crate::check::check_loaded(&engine, &prepared, false);
         Ok(Side {
             label,
@@ -271,18 +266,14 @@ impl Diff {
     }
 
     /// The exit code under `--fail-on`.
-    pub fn exit_code(&self, fail_on: &[FailOn]) -> i32 {
+    pub fn exit_code(&self, fail_on: &[FailOn]) -> Exit {
         let fail = fail_on.iter().any(|f| match f {
             FailOn::Opened => self.opened(),
             FailOn::NewFindings => self.new_deny_findings() > 0,
             FailOn::Any => !self.is_empty(),
             FailOn::None => false,
         });
-        if fail {
-            EXIT_CHANGES
-        } else {
-            EXIT_OK
-        }
+        Exit::failed_if(fail)
     }
 }
 
@@ -881,19 +872,17 @@ pub fn load_git(reference: &str, paths: &[PathBuf]) -> Result<Loaded, String> {
     Ok(loaded)
 }
 
-pub fn run(args: DiffArgs) -> i32 {
+pub fn run(args: DiffArgs) -> Exit {
     let code = execute(&args, &mut std::io::stdout().lock(), &mut std::io::stderr());
     let _ = std::io::stdout().flush();
     code
 }
 
 /// `diff` with its streams given. Returns the exit code.
-pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let result = (|| -> Result<Diff, String> {
-        let policy = match &args.config {
-            Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
-            None => Policy::builtin(),
-        };
+        let loader = Loader::new(&args.policy, &args.mesh)?;
+        let namespace = &args.input.namespace;
         let shown = |ps: &[PathBuf]| {
             ps.iter()
                 .map(|p| p.display().to_string())
@@ -901,10 +890,10 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         };
         let (base, head) = match &args.base_ref {
             Some(r) => {
-                let paths = if args.paths.is_empty() {
+                let paths = if args.input.paths.is_empty() {
                     vec![PathBuf::from(".")]
                 } else {
-                    args.paths.clone()
+                    args.input.paths.clone()
                 };
                 let base_loaded = load_git(r, &paths)?;
                 let head_loaded = manifest::load_from(&paths, &mut std::io::empty())
@@ -915,18 +904,18 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                         format!("{r}:{label}"),
                         Vec::new(),
                         base_loaded,
-                        &policy,
-                        &args.namespace,
+                        &loader,
+                        namespace,
                     )?,
-                    Side::load(label, shown(&paths), head_loaded, &policy, &args.namespace)?,
+                    Side::load(label, shown(&paths), head_loaded, &loader, namespace)?,
                 )
             }
             None => {
-                let [b, h] = args.paths.as_slice() else {
+                let [b, h] = args.input.paths.as_slice() else {
                     return Err(format!(
                         "want BASE and HEAD (two files or directories), or --base-ref GIT_REF [PATH…]; got {} path{}",
-                        args.paths.len(),
-                        if args.paths.len() == 1 { "" } else { "s" }
+                        args.input.paths.len(),
+                        if args.input.paths.len() == 1 { "" } else { "s" }
                     ));
                 };
                 let load = |p: &PathBuf| {
@@ -938,15 +927,15 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                         b.display().to_string(),
                         shown(std::slice::from_ref(b)),
                         load(b)?,
-                        &policy,
-                        &args.namespace,
+                        &loader,
+                        namespace,
                     )?,
                     Side::load(
                         h.display().to_string(),
                         shown(std::slice::from_ref(h)),
                         load(h)?,
-                        &policy,
-                        &args.namespace,
+                        &loader,
+                        namespace,
                     )?,
                 )
             }
@@ -965,7 +954,7 @@ pub fn execute(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         Ok(d) => d,
         Err(e) => {
             let _ = writeln!(err, "meshguard diff: {e}");
-            return EXIT_ERROR;
+            return Exit::Error;
         }
     };
     let rendered = match args.format {

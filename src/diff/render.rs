@@ -245,7 +245,7 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
             .replace('<', "&lt;")
     };
     let mut s = String::new();
-    let verdict = if d.exit_code(fail_on) == 0 {
+    let verdict = if d.exit_code(fail_on) == crate::exit::Exit::Ok {
         "✅"
     } else {
         "⚠️"

@@ -15,6 +15,9 @@
 //! * [`EnvoyFilter`]: config patches, where each applies and what it does.
 //! * [`Sidecar`]: ingress listeners and their TLS settings.
 //!
+//! An Istio policy's `selector` (`WorkloadSelector`) is [`crate::model::Selector`], matched by
+//! meshguard's one selector engine ([`crate::model::label_selector`]).
+//!
 //! Semantics follow Istio's own code: `pilot/pkg/security/authz/model` for authorization,
 //! `pilot/pkg/security/authn` (`ComposePeerAuthentication`) for mTLS, and
 //! `pkg/config/validation` for what the API accepts.
@@ -26,61 +29,6 @@ pub use envoy_filter::EnvoyFilter;
 pub use sidecar::Sidecar;
 
 use kube::core::DynamicObject;
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-
-/// `spec.selector.matchLabels` of an Istio policy (`WorkloadSelector`). Empty (absent, or no
-/// labels) means the policy is namespace-wide, or mesh-wide in the root namespace.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WorkloadSelector<'a> {
-    match_labels: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> WorkloadSelector<'a> {
-    /// The selector of a policy `spec`.
-    pub fn of(spec: &'a Value) -> WorkloadSelector<'a> {
-        WorkloadSelector {
-            match_labels: spec
-                .get("selector")
-                .and_then(|s| s.get("matchLabels"))
-                .and_then(Value::as_object),
-        }
-    }
-
-    /// No labels: the policy selects nothing in particular.
-    pub fn is_empty(&self) -> bool {
-        self.match_labels.is_none_or(Map::is_empty)
-    }
-
-    /// The label pairs (entries whose value is not a string are skipped).
-    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.match_labels
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-    }
-
-    /// Whether pods with `labels` are selected (every pair present with the same value).
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels()
-            .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
-    }
-
-    /// The label pairs as an owned map.
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.labels()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-    }
-
-    /// `k=v,k2=v2`, for messages.
-    pub fn describe(&self) -> String {
-        self.labels()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
 
 /// The `istio.io/dry-run: "true"` annotation: Istio evaluates the policy in shadow mode only
 /// (logs and stats, never the decision). Read as Go's `strconv.ParseBool` reads it (istio/istio
@@ -115,26 +63,6 @@ mod tests {
         }
         for off in ["false", "0", "yes", ""] {
             assert!(!is_dry_run(&obj(off)), "{off}");
-        }
-    }
-
-    #[test]
-    fn selector_empty_matches_and_describes() {
-        let spec = json!({"selector": {"matchLabels": {"app": "web", "n": 1}}});
-        let s = WorkloadSelector::of(&spec);
-        assert!(!s.is_empty());
-        assert_eq!(s.describe(), "app=web");
-        let mut labels = BTreeMap::new();
-        assert!(!s.matches(&labels));
-        labels.insert("app".to_owned(), "web".to_owned());
-        assert!(s.matches(&labels));
-        for spec in [
-            json!({}),
-            json!({"selector": null}),
-            json!({"selector": {"matchLabels": {}}}),
-        ] {
-            let s = WorkloadSelector::of(&spec);
-            assert!(s.is_empty() && s.matches(&BTreeMap::new()), "{spec}");
         }
     }
 }

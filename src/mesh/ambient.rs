@@ -19,10 +19,10 @@
 
 use super::selector::{Labels, NamespaceLabels, Selector};
 use super::{MeshError, Origin, Sourced};
+use crate::model::label_selector::LabelSelectorSpec;
 use crate::model::labels::DATAPLANE_MODE;
+use crate::model::ConfigMap;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
 /// The istio-cni node agent's ConfigMap.
@@ -44,11 +44,11 @@ pub struct EnablementSelector {
 /// As written in `AMBIENT_ENABLEMENT_SELECTOR`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SelectorText {
-    #[serde(default)]
-    pod_selector: LabelSelector,
-    #[serde(default)]
-    namespace_selector: LabelSelector,
+struct SelectorText<'a> {
+    #[serde(borrow, default)]
+    pod_selector: LabelSelectorSpec<'a>,
+    #[serde(borrow, default)]
+    namespace_selector: LabelSelectorSpec<'a>,
 }
 
 /// The chart's default `ambient.enablementSelectors`.
@@ -137,7 +137,7 @@ impl AmbientInstall {
     /// From the ambient DaemonSets and istio-cni ConfigMaps seen (`(namespace, name, component)`).
     pub(crate) fn build(
         daemonsets: &[(String, String, Component)],
-        cni_maps: &[ConfigMap],
+        cni_maps: &[ConfigMap<'_>],
         errors: &mut Vec<MeshError>,
         notes: &mut Vec<String>,
     ) -> AmbientInstall {
@@ -155,15 +155,11 @@ impl AmbientInstall {
             notes.push(format!(
                 "{} istio-cni ConfigMaps are visible; meshguard reads the first ({})",
                 cni_maps.len(),
-                origin_of(cni_maps[0].metadata.namespace.as_deref(), CNI_CONFIG_MAP)
+                origin_of(cni_maps[0].namespace(), CNI_CONFIG_MAP)
             ));
         }
-        let data = |k: &str| -> Option<&str> {
-            map.and_then(|m| m.data.as_ref())
-                .and_then(|d| d.get(k))
-                .map(String::as_str)
-        };
-        let map_origin = map.map(|m| origin_of(m.metadata.namespace.as_deref(), CNI_CONFIG_MAP));
+        let data = |k: &str| -> Option<&str> { map.and_then(|m| m.get(k)) };
+        let map_origin = map.map(|m| origin_of(m.namespace(), CNI_CONFIG_MAP));
         let assumed = ztunnel.is_empty() && cni.is_empty() && map.is_none();
 
         let enabled = if assumed {
@@ -344,7 +340,7 @@ fn go_bool(v: &str) -> bool {
 
 /// `AMBIENT_ENABLEMENT_SELECTOR`: a YAML list of `{podSelector, namespaceSelector}`.
 fn parse_selectors(text: &str) -> Result<Vec<EnablementSelector>, String> {
-    let list: Vec<SelectorText> = serde_saphyr::from_str(text).map_err(|e| {
+    let list: Vec<SelectorText<'_>> = serde_saphyr::from_str(text).map_err(|e| {
         e.to_string()
             .lines()
             .next()
@@ -354,8 +350,8 @@ fn parse_selectors(text: &str) -> Result<Vec<EnablementSelector>, String> {
     Ok(list
         .iter()
         .map(|s| EnablementSelector {
-            pod: Selector::from_label_selector(&s.pod_selector),
-            namespace: Selector::from_label_selector(&s.namespace_selector),
+            pod: s.pod_selector.compile(),
+            namespace: s.namespace_selector.compile(),
         })
         .collect())
 }
@@ -373,9 +369,12 @@ mod tests {
             .collect()
     }
 
-    fn cni_map(data: serde_json::Value) -> ConfigMap {
-        serde_json::from_value(json!({"metadata": {"name": CNI_CONFIG_MAP, "namespace": "istio-system"}, "data": data}))
-            .expect("configmap")
+    fn cni_map(data: serde_json::Value) -> ConfigMap<'static> {
+        let k8s: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": CNI_CONFIG_MAP, "namespace": "istio-system"}, "data": data}),
+        )
+        .expect("configmap");
+        ConfigMap::from_k8s(&k8s).into_owned()
     }
 
     #[test]

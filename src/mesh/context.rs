@@ -18,15 +18,15 @@ use super::ambient::{self, AmbientInstall, Component};
 use super::decision::InjectionDecision;
 use super::injector::Why;
 use super::injector::{
-    self, identify, inject_required, pod_setting, webhooks_of, InjectorConfig, InjectorIdentity,
-    InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
+    self, identify_model, inject_required, pod_setting, webhooks_of, InjectorConfig,
+    InjectorIdentity, InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL,
+    INJECTOR_CONFIG_MAP, REV_LABEL,
 };
 use super::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
 use super::selector::{Labels, NamespaceLabels, NoLabels};
 use super::{MeshError, MeshOverrides, Origin, Sourced};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use crate::model::{ConfigMap, MutatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::DynamicObject;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -130,13 +130,13 @@ pub struct MeshContextBuilder {
     istio_namespace: Option<Sourced<String>>,
     overrides: MeshOverrides,
     mesh_file: Option<(String, Result<MeshConfig, MeshError>)>,
-    mesh_maps: Vec<ConfigMap>,
-    injector_maps: Vec<ConfigMap>,
+    mesh_maps: Vec<ConfigMap<'static>>,
+    injector_maps: Vec<ConfigMap<'static>>,
     configurations: Vec<(InjectorIdentity, String, Vec<InjectorWebhook>)>,
     /// ztunnel and istio-cni DaemonSets: (namespace, name, which).
     ambient_daemonsets: Vec<(String, String, Component)>,
     /// istio-cni's ConfigMaps (`istio-cni-config`, any namespace).
-    cni_maps: Vec<ConfigMap>,
+    cni_maps: Vec<ConfigMap<'static>>,
     errors: Vec<MeshError>,
 }
 
@@ -179,31 +179,54 @@ impl MeshContextBuilder {
 
     /// A ConfigMap: kept when it is a MeshConfig (`istio[-<rev>]` with key `mesh`) or an injector
     /// configuration (`istio-sidecar-injector[-<rev>]`); returns whether it was kept.
-    pub fn config_map(&mut self, cm: &ConfigMap) -> bool {
-        if is_cni_config_map(cm) {
-            self.cni_maps.push(cm.clone());
-            return true;
-        }
-        if InjectorConfig::is_injector_config_map(cm) {
-            self.injector_maps.push(cm.clone());
-            return true;
-        }
-        if is_mesh_config_map(cm) {
-            self.mesh_maps.push(cm.clone());
-            return true;
-        }
-        false
+    /// (As k8s-openapi decodes it, from a watch.)
+    pub fn config_map(&mut self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+        self.typed_config_map(&ConfigMap::from_k8s(cm))
+    }
+
+    /// A ConfigMap of the typed model (see [`MeshContextBuilder::config_map`]).
+    pub fn typed_config_map(&mut self, cm: &ConfigMap<'_>) -> bool {
+        let list = if is_cni_config(cm) {
+            &mut self.cni_maps
+        } else if InjectorConfig::is_injector_config(cm) {
+            &mut self.injector_maps
+        } else if is_mesh_config(cm) {
+            &mut self.mesh_maps
+        } else {
+            return false;
+        };
+        list.push(cm.clone().into_owned());
+        true
     }
 
     /// A MutatingWebhookConfiguration: kept when it is an Istio injector or revision tag; returns
-    /// whether it was kept.
-    pub fn webhook_configuration(&mut self, mwc: &MutatingWebhookConfiguration) -> bool {
-        let Some(id) = identify(mwc) else {
+    /// whether it was kept. (As k8s-openapi decodes it, from a watch.)
+    pub fn webhook_configuration(
+        &mut self,
+        mwc: &k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    ) -> bool {
+        let Ok(value) = serde_json::to_value(mwc) else {
+            return false;
+        };
+        match MutatingWebhookConfiguration::decode(
+            crate::model::mutating_webhook_configuration::API_VERSION,
+            &mwc.metadata,
+            &value,
+        ) {
+            Ok(m) => self.typed_webhook_configuration(&m),
+            Err(_) => false,
+        }
+    }
+
+    /// A MutatingWebhookConfiguration of the typed model (see
+    /// [`MeshContextBuilder::webhook_configuration`]).
+    pub fn typed_webhook_configuration(&mut self, mwc: &MutatingWebhookConfiguration<'_>) -> bool {
+        let Some(id) = identify_model(mwc) else {
             return false;
         };
         let webhooks = webhooks_of(mwc, &id);
-        let name = mwc.metadata.name.clone().unwrap_or_default();
-        self.configurations.push((id, name, webhooks));
+        self.configurations
+            .push((id, mwc.name.to_owned(), webhooks));
         true
     }
 
@@ -236,8 +259,8 @@ impl MeshContextBuilder {
             (v, "MutatingWebhookConfiguration")
                 if v.starts_with("admissionregistration.k8s.io/") =>
             {
-                match typed::<MutatingWebhookConfiguration>(obj) {
-                    Ok(mwc) => self.webhook_configuration(&mwc),
+                match MutatingWebhookConfiguration::decode(v, &obj.metadata, &obj.data) {
+                    Ok(mwc) => self.typed_webhook_configuration(&mwc),
                     Err(message) => {
                         let labels = obj.metadata.labels.as_ref();
                         let istio = name.starts_with("istio-")
@@ -261,8 +284,8 @@ impl MeshContextBuilder {
                 Ok(ds) => self.daemonset(&ds),
                 Err(_) => false,
             },
-            ("v1", "ConfigMap") => match typed::<ConfigMap>(obj) {
-                Ok(cm) => self.config_map(&cm),
+            ("v1", "ConfigMap") => match ConfigMap::decode(&obj.metadata, &obj.data) {
+                Ok(cm) => self.typed_config_map(&cm),
                 Err(message) => {
                     if name == MESH_CONFIG_MAP || name.starts_with(injector::INJECTOR_CONFIG_MAP) {
                         let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
@@ -320,10 +343,8 @@ impl MeshContextBuilder {
                     Sourced::new(DEFAULT_ISTIO_NAMESPACE.to_owned(), Origin::Default)
                 }),
         };
-        let in_istio_ns = |cm: &ConfigMap| {
-            cm.metadata
-                .namespace
-                .as_deref()
+        let in_istio_ns = |cm: &ConfigMap<'_>| {
+            cm.namespace()
                 .is_none_or(|ns| ns.is_empty() || ns == istio_namespace.value)
         };
 
@@ -351,11 +372,7 @@ impl MeshContextBuilder {
         let mut mesh_configs = BTreeMap::new();
         for cm in self.mesh_maps.iter().filter(|cm| in_istio_ns(cm)) {
             let origin = config_map_origin(cm);
-            let text = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(MESH_KEY))
-                .map_or("", String::as_str);
+            let text = cm.get(MESH_KEY).unwrap_or_default();
             match MeshConfig::parse(text, &origin.to_string()) {
                 Ok(m) => {
                     mesh_configs.insert(mesh_revision(cm), (origin, m));
@@ -532,39 +549,42 @@ fn typed<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<K, Strin
         .map_err(|e| e.to_string())
 }
 
+/// `istio` or `istio-<rev>` holding key `mesh` (as k8s-openapi decodes it, from a watch).
+pub(crate) fn is_mesh_config_map(cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+    is_mesh_config(&ConfigMap::from_k8s(cm))
+}
+
 /// `istio` or `istio-<rev>` holding key `mesh`.
-pub(crate) fn is_mesh_config_map(cm: &ConfigMap) -> bool {
-    let name = cm.metadata.name.as_deref().unwrap_or_default();
+pub(crate) fn is_mesh_config(cm: &ConfigMap<'_>) -> bool {
+    let name = cm.name();
     let named =
         name == MESH_CONFIG_MAP || name.strip_prefix("istio-").is_some_and(|r| !r.is_empty());
-    named && cm.data.as_ref().is_some_and(|d| d.contains_key(MESH_KEY))
+    named && cm.has(MESH_KEY)
+}
+
+/// `istio-cni-config` (as k8s-openapi decodes it, from a watch).
+pub(crate) fn is_cni_config_map(cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+    is_cni_config(&ConfigMap::from_k8s(cm))
 }
 
 /// `istio-cni-config` (any namespace: the node agent may run in `kube-system`).
-pub(crate) fn is_cni_config_map(cm: &ConfigMap) -> bool {
-    cm.metadata.name.as_deref() == Some(ambient::CNI_CONFIG_MAP)
+pub(crate) fn is_cni_config(cm: &ConfigMap<'_>) -> bool {
+    cm.name() == ambient::CNI_CONFIG_MAP
 }
 
 /// The revision a MeshConfig ConfigMap belongs to: its `istio.io/rev` label, else the name suffix.
-fn mesh_revision(cm: &ConfigMap) -> String {
-    let label = cm
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(REV_LABEL))
-        .filter(|r| !r.is_empty());
-    let name = cm.metadata.name.as_deref().unwrap_or_default();
-    label
-        .map(String::as_str)
-        .or_else(|| name.strip_prefix("istio-"))
+fn mesh_revision(cm: &ConfigMap<'_>) -> String {
+    cm.label(REV_LABEL)
+        .filter(|r| !r.is_empty())
+        .or_else(|| cm.name().strip_prefix("istio-"))
         .unwrap_or(DEFAULT_REVISION)
         .to_owned()
 }
 
-fn config_map_origin(cm: &ConfigMap) -> Origin {
+fn config_map_origin(cm: &ConfigMap<'_>) -> Origin {
     Origin::ConfigMap {
-        namespace: cm.metadata.namespace.clone().unwrap_or_default(),
-        name: cm.metadata.name.clone().unwrap_or_default(),
+        namespace: cm.namespace().unwrap_or_default().to_owned(),
+        name: cm.name().to_owned(),
     }
 }
 

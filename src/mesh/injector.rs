@@ -37,12 +37,13 @@
 use super::mesh_config::{json_type, parse_yaml};
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
+use crate::model::label_selector::LabelSelectorSpec;
 use crate::model::labels::{
     PROXY_IMAGE as PROXY_IMAGE_ANNOTATION, PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
 };
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use crate::model::mutating_webhook_configuration::MutatingWebhook;
+use crate::model::{ConfigMap, MutatingWebhookConfiguration};
+use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -201,15 +202,28 @@ pub(crate) struct InjectorIdentity {
     pub tag: Option<String>,
 }
 
+/// Whether a MutatingWebhookConfiguration (as k8s-openapi decodes it, from a watch) is an Istio
+/// sidecar injector, and which revision or tag. One that does not decode is not.
+pub(crate) fn identify(
+    mwc: &k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+) -> Option<InjectorIdentity> {
+    let value = serde_json::to_value(mwc).ok()?;
+    let m = MutatingWebhookConfiguration::decode(
+        crate::model::mutating_webhook_configuration::API_VERSION,
+        &mwc.metadata,
+        &value,
+    )
+    .ok()?;
+    identify_model(&m)
+}
+
 /// Whether a MutatingWebhookConfiguration is an Istio sidecar injector, and which revision or tag.
-pub(crate) fn identify(mwc: &MutatingWebhookConfiguration) -> Option<InjectorIdentity> {
-    let labels = mwc.metadata.labels.as_ref();
-    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+pub(crate) fn identify_model(mwc: &MutatingWebhookConfiguration<'_>) -> Option<InjectorIdentity> {
+    let label = |k: &str| mwc.label(k);
     let named = mwc
         .webhooks
         .iter()
-        .flatten()
-        .any(|w| w.name.ends_with("sidecar-injector.istio.io"));
+        .any(|w| w.name().ends_with("sidecar-injector.istio.io"));
     let is_injector = label(TAG_LABEL).is_some()
         || label(REV_LABEL).is_some()
         || label("app") == Some("sidecar-injector")
@@ -227,16 +241,14 @@ pub(crate) fn identify(mwc: &MutatingWebhookConfiguration) -> Option<InjectorIde
 
 /// The webhooks of an injector configuration, in order.
 pub(crate) fn webhooks_of(
-    mwc: &MutatingWebhookConfiguration,
+    mwc: &MutatingWebhookConfiguration<'_>,
     id: &InjectorIdentity,
 ) -> Vec<InjectorWebhook> {
-    let configuration = mwc.metadata.name.clone().unwrap_or_default();
     mwc.webhooks
         .iter()
-        .flatten()
         .map(|w| InjectorWebhook {
-            configuration: configuration.clone(),
-            name: w.name.clone(),
+            configuration: mwc.name.to_owned(),
+            name: w.name().to_owned(),
             revision: id.revision.clone(),
             tag: id.tag.clone(),
             namespace_selector: Selector::for_webhook(w.namespace_selector.as_ref()),
@@ -246,12 +258,10 @@ pub(crate) fn webhooks_of(
                 Some("Ignore") => FailurePolicy::Ignore,
                 _ => FailurePolicy::Fail,
             },
-            match_conditions: w.match_conditions.as_ref().map_or(0, Vec::len),
+            match_conditions: w.match_conditions(),
             service: w
-                .client_config
-                .service
-                .as_ref()
-                .map(|s| (s.namespace.clone(), s.name.clone())),
+                .service()
+                .map(|(ns, name)| (ns.to_owned(), name.to_owned())),
             injector: 0,
         })
         .collect()
@@ -260,11 +270,13 @@ pub(crate) fn webhooks_of(
 /// Whether a webhook's `rules` match a CREATE of core/v1 `pods` (kube-apiserver's
 /// `predicates/rules` `Matcher`: `*` wildcards; `pods/*` and `*/*` include the main resource; scope
 /// `*` or `Namespaced`).
-fn covers_pod_create(w: &MutatingWebhook) -> bool {
-    let any = |list: &Option<Vec<String>>, want: &str| {
-        list.iter().flatten().any(|x| x == "*" || x == want)
+fn covers_pod_create(w: &MutatingWebhook<'_>) -> bool {
+    let any = |list: &Option<Vec<crate::model::Str<'_>>>, want: &str| {
+        list.iter()
+            .flatten()
+            .any(|x| x.as_str() == "*" || x.as_str() == want)
     };
-    w.rules.iter().flatten().any(|r| {
+    w.rules().iter().any(|r| {
         any(&r.operations, "CREATE")
             && any(&r.api_groups, "")
             && any(&r.api_versions, "v1")
@@ -420,19 +432,18 @@ impl InjectorConfig {
 
     /// Read an injector ConfigMap. Errors in `config` or `values` are returned beside the result,
     /// which keeps the chart default for what could not be read.
-    pub fn from_config_map(cm: &ConfigMap) -> (Self, Vec<MeshError>) {
-        let name = cm.metadata.name.as_deref().unwrap_or_default();
-        let namespace = cm.metadata.namespace.as_deref().unwrap_or_default();
+    pub fn from_config_map(cm: &ConfigMap<'_>) -> (Self, Vec<MeshError>) {
+        let name = cm.name();
+        let namespace = cm.namespace().unwrap_or_default();
         let origin = Origin::ConfigMap {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
         let origin_text = origin.to_string();
-        let data = cm.data.as_ref();
         let mut errors = Vec::new();
         let mut cfg = InjectorConfig::assumed(DEFAULT_REVISION);
         cfg.origin = origin;
-        match data.and_then(|d| d.get("config")) {
+        match cm.get("config") {
             Some(text) => {
                 if let Err(e) = cfg.read_config(text, &origin_text) {
                     errors.push(e);
@@ -446,24 +457,18 @@ impl InjectorConfig {
             }),
         }
         let mut values_revision = None;
-        if let Some(text) = data.and_then(|d| d.get("values")) {
+        if let Some(text) = cm.get("values") {
             match cfg.read_values(text, &origin_text) {
                 Ok(rev) => values_revision = rev,
                 Err(e) => errors.extend(e),
             }
         }
-        let label_rev = cm
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(REV_LABEL))
-            .filter(|r| !r.is_empty());
+        let label_rev = cm.label(REV_LABEL).filter(|r| !r.is_empty());
         let name_rev = name
             .strip_prefix(INJECTOR_CONFIG_MAP)
             .and_then(|s| s.strip_prefix('-'))
             .filter(|r| !r.is_empty());
         cfg.revision = label_rev
-            .map(String::as_str)
             .or(values_revision.as_deref())
             .or(name_rev)
             .unwrap_or(DEFAULT_REVISION)
@@ -473,19 +478,21 @@ impl InjectorConfig {
         (cfg, errors)
     }
 
+    /// Whether a ConfigMap (as k8s-openapi decodes it, from a watch) is an injector
+    /// configuration.
+    pub fn is_injector_config_map(cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+        Self::is_injector_config(&ConfigMap::from_k8s(cm))
+    }
+
     /// Whether a ConfigMap is an injector configuration (`istio-sidecar-injector[-<rev>]` holding
     /// `config` or `values`).
-    pub fn is_injector_config_map(cm: &ConfigMap) -> bool {
-        let name = cm.metadata.name.as_deref().unwrap_or_default();
+    pub fn is_injector_config(cm: &ConfigMap<'_>) -> bool {
+        let name = cm.name();
         let named = name == INJECTOR_CONFIG_MAP
             || name
                 .strip_prefix(INJECTOR_CONFIG_MAP)
                 .is_some_and(|s| s.starts_with('-'));
-        named
-            && cm
-                .data
-                .as_ref()
-                .is_some_and(|d| d.contains_key("config") || d.contains_key("values"))
+        named && (cm.has("config") || cm.has("values"))
     }
 
     fn read_config(&mut self, text: &str, origin: &str) -> Result<(), MeshError> {
@@ -527,8 +534,8 @@ impl InjectorConfig {
                     .iter()
                     .enumerate()
                     .map(|(i, v)| {
-                        serde_json::from_value::<LabelSelector>(v.clone())
-                            .map(|s| Selector::from_label_selector(&s))
+                        <LabelSelectorSpec<'_> as Deserialize>::deserialize(v)
+                            .map(|s| s.compile())
                             .map_err(|e| invalid(&format!("{field}[{i}]"), e.to_string()))
                     })
                     .collect(),
@@ -783,7 +790,11 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    fn from_cm(c: &k8s_openapi::api::core::v1::ConfigMap) -> (InjectorConfig, Vec<MeshError>) {
+        InjectorConfig::from_config_map(&ConfigMap::from_k8s(c))
+    }
+
+    fn cm(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::ConfigMap {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "istio-system"},
             "data": data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -813,7 +824,7 @@ mod tests {
 
     #[test]
     fn reads_an_injector_config_map() {
-        let (cfg, errors) = InjectorConfig::from_config_map(&cm(
+        let (cfg, errors) = from_cm(&cm(
             "istio-sidecar-injector-canary",
             &[
                 ("config", CONFIG),
@@ -843,11 +854,11 @@ mod tests {
     #[test]
     fn revision_from_label_values_or_name() {
         let mut c = cm("istio-sidecar-injector", &[("config", CONFIG)]);
-        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "default");
+        assert_eq!(from_cm(&c).0.revision, "default");
         c.metadata.name = Some("istio-sidecar-injector-1-28".into());
-        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "1-28");
+        assert_eq!(from_cm(&c).0.revision, "1-28");
         c.metadata.labels = Some([(REV_LABEL.to_owned(), "blue".to_owned())].into());
-        assert_eq!(InjectorConfig::from_config_map(&c).0.revision, "blue");
+        assert_eq!(from_cm(&c).0.revision, "blue");
         assert!(InjectorConfig::is_injector_config_map(&c));
         assert!(!InjectorConfig::is_injector_config_map(&cm(
             "istio-sidecar-injectorx",
@@ -861,7 +872,7 @@ mod tests {
 
     #[test]
     fn bad_config_and_values_are_errors_with_defaults_kept() {
-        let (cfg, errors) = InjectorConfig::from_config_map(&cm(
+        let (cfg, errors) = from_cm(&cm(
             "istio-sidecar-injector",
             &[("config", "policy: [\n"), ("values", "{not json")],
         ));
@@ -875,7 +886,7 @@ mod tests {
         assert_eq!(cfg.policy, InjectionPolicy::Enabled, "chart default kept");
         assert_eq!(cfg.proxy_image, None);
 
-        let (_, errors) = InjectorConfig::from_config_map(&cm(
+        let (_, errors) = from_cm(&cm(
             "istio-sidecar-injector",
             &[(
                 "config",
@@ -888,8 +899,7 @@ mod tests {
                 .contains("config.neverInjectSelector[0]"),
             "{errors:?}"
         );
-        let (_, errors) =
-            InjectorConfig::from_config_map(&cm("istio-sidecar-injector", &[("values", "{}")]));
+        let (_, errors) = from_cm(&cm("istio-sidecar-injector", &[("values", "{}")]));
         assert!(
             errors[0].to_string().contains("no key \"config\""),
             "{errors:?}"
@@ -908,15 +918,14 @@ mod tests {
             ("templates: {}", InjectionPolicy::Invalid(String::new())),
             ("", InjectionPolicy::Invalid(String::new())),
         ] {
-            let (cfg, errors) =
-                InjectorConfig::from_config_map(&cm("istio-sidecar-injector", &[("config", text)]));
+            let (cfg, errors) = from_cm(&cm("istio-sidecar-injector", &[("config", text)]));
             assert!(errors.is_empty(), "{text}: {errors:?}");
             assert_eq!(cfg.policy, want, "{text}");
         }
     }
 
     fn image_cfg(values_json: &str, mesh_type: Option<&str>) -> InjectorConfig {
-        let (mut cfg, errors) = InjectorConfig::from_config_map(&cm(
+        let (mut cfg, errors) = from_cm(&cm(
             "istio-sidecar-injector",
             &[("config", CONFIG), ("values", values_json)],
         ));
@@ -1050,12 +1059,12 @@ mod tests {
 
     #[test]
     fn rules_must_cover_pod_create() {
-        let wh = |rules: Value| -> MutatingWebhook {
-            serde_json::from_value(
-                json!({"name": "x.sidecar-injector.istio.io", "clientConfig": {},
-                "sideEffects": "None", "admissionReviewVersions": ["v1"], "rules": rules}),
+        let covers = |rules: Value| -> bool {
+            let hook = json!({"name": "x.sidecar-injector.istio.io", "clientConfig": {},
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "rules": rules});
+            covers_pod_create(
+                &<MutatingWebhook<'_> as Deserialize>::deserialize(&hook).expect("webhook"),
             )
-            .unwrap()
         };
         for rules in [
             json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]),
@@ -1064,7 +1073,7 @@ mod tests {
             json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]},
                    {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/*"]}]),
         ] {
-            assert!(covers_pod_create(&wh(rules.clone())), "{rules}");
+            assert!(covers(rules.clone()), "{rules}");
         }
         for rules in [
             json!([]),
@@ -1074,7 +1083,7 @@ mod tests {
             json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["deployments"]}]),
             json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Cluster"}]),
         ] {
-            assert!(!covers_pod_create(&wh(rules.clone())), "{rules}");
+            assert!(!covers(rules.clone()), "{rules}");
         }
     }
 }

@@ -16,24 +16,45 @@
 //!
 //! Landed kinds: [`PeerAuthentication`], [`RequestAuthentication`], [`DestinationRule`],
 //! [`Service`], [`AuthorizationPolicy`], the pod template of every workload kind
-//! ([`workload::PodTemplate`]). The others still go through the lenses of [`crate::istio`]
-//! until they move here.
+//! ([`workload::PodTemplate`]); the metadata the cluster caches read of [`Namespace`] and
+//! [`ServiceAccount`]; what the mesh context reads, [`MutatingWebhookConfiguration`]
+//! and [`ConfigMap`] (decoded as k8s-openapi decodes them: the same objects refused with the
+//! same message: `k8s_struct!`, [`Checked`]); what the data-plane model reads,
+//! [`gateway`], [`gateway_class`], [`http_route`], [`service_entry`] ([`decode_part`]).
+//! EnvoyFilter and Sidecar still go through the lenses of [`crate::istio`].
+//!
+//! Label selectors have one engine, [`label_selector`]: Kubernetes `LabelSelector` semantics,
+//! and an Istio policy's [`Selector`] (`matchLabels` only) matches through it.
 
 pub mod authorization_policy;
+pub mod config_map;
 pub mod destination_rule;
+pub mod gateway;
+pub mod gateway_class;
+pub mod http_route;
+pub mod label_selector;
 pub mod labels;
+pub mod mutating_webhook_configuration;
+pub mod namespace;
 pub mod peer_authentication;
 pub mod request_authentication;
 pub mod service;
+pub mod service_account;
+pub mod service_entry;
 pub mod target_ref;
 pub mod validation;
 pub mod workload;
 
 pub use authorization_policy::AuthorizationPolicy;
+pub use config_map::ConfigMap;
 pub use destination_rule::DestinationRule;
+pub use label_selector::{LabelSelectorSpec, Labels, Selector as LabelSelector};
+pub use mutating_webhook_configuration::MutatingWebhookConfiguration;
+pub use namespace::Namespace;
 pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
 pub use service::Service;
+pub use service_account::ServiceAccount;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
@@ -56,6 +77,12 @@ impl<'a> Str<'a> {
     /// The same string, owning its text (independent of the document).
     pub fn into_owned(self) -> Str<'static> {
         Str(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -137,6 +164,76 @@ impl<T> Loose<T> {
 
     fn wrong(found: &'static str, text: String) -> Loose<T> {
         Loose::Wrong { found, text }
+    }
+}
+
+/// For a Kubernetes built-in kind decoded the way k8s-openapi decodes it: the struct derives
+/// `Deserialize` with `#[serde(remote = "Self")]` (an inherent `deserialize`), and this gives it
+/// the trait impl that takes a JSON object only, expecting `$name` (as k8s-openapi's visitors
+/// do), so that a refused object gets k8s-openapi's message, word for word.
+macro_rules! k8s_struct {
+    ($t:ident, $name:literal) => {
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for $t<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($name)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$t<'de>, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+pub(crate) use k8s_struct;
+
+/// A field no check reads but Kubernetes' decoder (k8s-openapi) type-checks: decoded, so that a
+/// wrong type is refused with the same message, then dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(|_| Checked(std::marker::PhantomData))
+    }
+}
+
+/// A base64 string (`caBundle`, `binaryData`), checked as k8s-openapi's `ByteString` checks it
+/// (standard alphabet, padded; `null` is empty) and not kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Base64;
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Base64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a base64-encoded string")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Base64, E> {
+                Ok(Base64)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Base64, D::Error> {
+                d.deserialize_str(self)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Base64, E> {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(|_| Base64)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_option(V)
     }
 }
 
@@ -260,6 +357,17 @@ pub struct Selector<'a> {
 
 shaped!(Map: Selector<'_>);
 
+impl<'a> Selector<'a> {
+    /// `selector` of an Istio policy `spec` (borrowing from it). A `selector` that is not an
+    /// object, or a `matchLabels` that is not one, selects by no labels (the kind's validation
+    /// reports it).
+    pub fn of_spec(spec: &'a Value) -> Selector<'a> {
+        spec.get("selector")
+            .and_then(|s| Selector::deserialize(s).ok())
+            .unwrap_or_default()
+    }
+}
+
 impl Selector<'_> {
     /// The label pairs with string values.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -274,10 +382,10 @@ impl Selector<'_> {
         ok(&self.match_labels).is_none_or(BTreeMap::is_empty)
     }
 
-    /// Whether pods with `labels` are selected (every pair present with the same value).
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels()
-            .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+    /// Whether pods with `labels` are selected (every pair present with the same value: the
+    /// pairs are `matchLabels` terms of the one selector engine, [`label_selector`]).
+    pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+        label_selector::all_pairs_match(labels, self.labels())
     }
 
     /// The label pairs as an owned map.
@@ -334,6 +442,23 @@ pub fn decode_spec<'a, T: Deserialize<'a> + Default>(spec: &'a Value) -> Result<
                 crate::json::type_name(other)
             ),
         }),
+    }
+}
+
+/// Decode a part of an object (`spec`, `status`) into `T`, borrowing its strings, for the kinds
+/// meshguard reads without validating (Gateway API objects, ServiceEntry): a missing or null part
+/// is `T::default()`, a malformed one too, with the decoder's message (`spec: invalid type: …`)
+/// kept for the explanation.
+pub fn decode_part<'a, T: Deserialize<'a> + Default>(
+    obj: &'a kube::core::DynamicObject,
+    key: &str,
+) -> (T, Option<String>) {
+    match obj.data.get(key) {
+        None | Some(Value::Null) => (T::default(), None),
+        Some(v) => match T::deserialize(v) {
+            Ok(t) => (t, None),
+            Err(e) => (T::default(), Some(format!("{key}: {e}"))),
+        },
     }
 }
 

@@ -17,49 +17,34 @@ pub mod policy_ops;
 pub mod reach;
 mod rows;
 
-use crate::config::Policy;
 use crate::engine::Engine;
+use crate::exit::Exit;
 use crate::inventory::Inventory;
+use crate::load::{InputArgs, LiveArgs, Loader, MeshArgs, PolicyArgs};
 use crate::report::Report;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Exit code for usage, input and output errors.
-pub const EXIT_ERROR: i32 = 2;
-
 #[derive(Clone, Debug, Args)]
+#[command(
+    mut_arg("paths", |a| a.required_unless_present("cluster")),
+    mut_arg("cluster", |a| a.conflicts_with("paths"))
+)]
 pub struct ReportArgs {
-    /// Manifests: files, directories (searched recursively) or `-` for stdin.
-    #[arg(value_name = "PATH", required_unless_present = "cluster")]
-    pub paths: Vec<PathBuf>,
-    /// Read the objects from the live cluster (read-only, like `audit`) instead of manifests.
-    #[arg(long, conflicts_with = "paths")]
-    pub cluster: bool,
-    /// Kubeconfig file for --cluster (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
-    #[arg(long, requires = "cluster")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context for --cluster.
-    #[arg(long, requires = "cluster")]
-    pub context: Option<String>,
-    /// Namespace of the Istio control plane (its ConfigMaps); by default read from the
-    /// injector webhooks, else `istio-system`.
-    #[arg(long)]
-    pub istio_namespace: Option<String>,
-    /// The mesh's MeshConfig for manifests (as `check --mesh-config`): a MeshConfig YAML file
-    /// or the `istio` ConfigMap holding it under `data.mesh`.
-    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
-    pub mesh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
     /// Write the page to this file.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
-    /// Policy configuration (YAML). Without it the built-in policy is used.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Namespace of manifests that name none (as `check -n`).
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
-    /// The manifests are the whole cluster (as `check --complete`).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The input is the whole cluster: namespaces, ServiceAccounts and workloads absent from
+    /// it do not exist (by default they are unknown).
     #[arg(long, conflicts_with = "cluster")]
     pub complete: bool,
     /// meshguard's own namespace, exempt as in `audit` (with --cluster).
@@ -80,53 +65,22 @@ struct Run {
 }
 
 fn load(args: &ReportArgs) -> Result<Run, String> {
-    let (policy, policy_source) = match &args.config {
-        Some(p) => (
-            crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
-            format!("{}", p.display()),
-        ),
-        None => (Policy::builtin(), "built-in policy".to_owned()),
-    };
-    if args.cluster {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let (collected, mesh, exceptions) = runtime
-            .block_on(async {
-                let client =
-                    crate::audit::client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-                let mesh = crate::mesh_watch::read(&client, args.istio_namespace.as_deref())
-                    .await
-                    .map_err(|source| crate::audit::AuditError::List {
-                        what: "the mesh's injector webhooks and ConfigMaps".to_owned(),
-                        source,
-                    })?;
-                let mut collected = crate::audit::collect(&client, 500, None).await?;
-                collected.notes.extend(mesh.notes);
-                let (exceptions, note) =
-                    crate::exception_watch::list(&client)
-                        .await
-                        .map_err(|source| crate::audit::AuditError::List {
-                            what: "PolicyExceptions".to_owned(),
-                            source,
-                        })?;
-                collected.notes.extend(note);
-                Ok::<_, crate::audit::AuditError>((collected, mesh.builder, exceptions))
-            })
-            .map_err(|e| e.to_string())?;
+    let loader = Loader::new(&args.policy, &args.mesh)?;
+    let policy_source = loader.policy_source.clone();
+    if args.live.cluster {
+        let loaded = loader.cluster(&args.live.kube, true)?;
         // The mesh as installed is an input of every verdict, as in `audit`.
-        let engine = Engine::new(
-            policy,
-            std::sync::Arc::new(mesh.build()),
+        let engine = loader.engine(
+            loaded.mesh,
+            loaded.exceptions,
             args.own_namespace.as_deref(),
-        )
-        .with_exception_resources(exceptions);
-        let inventory = Inventory::complete(collected.objects);
-        let report = crate::audit::evaluate_inventory(&engine, &inventory, collected.notes, false);
+        );
+        let inventory = loaded.inventory;
+        let report = crate::audit::evaluate_inventory(&engine, &inventory, loaded.notes, false);
+        let kube = &args.live.kube;
         let input = format!(
             "live cluster ({}), as `meshguard audit`",
-            match (&args.context, &args.kubeconfig) {
+            match (&kube.context, &kube.kubeconfig) {
                 (Some(c), _) => format!("context {c}"),
                 (None, Some(k)) => format!("current context of {}", k.display()),
                 (None, None) => "current context".to_owned(),
@@ -140,32 +94,23 @@ fn load(args: &ReportArgs) -> Result<Run, String> {
             policy_source,
         })
     } else {
-        let mesh_config = match &args.mesh_config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read --mesh-config {}: {e}", path.display()))?;
-                let origin = format!("--mesh-config {}", path.display());
-                crate::mesh::MeshConfig::from_file_text(&text, &origin)
-                    .map_err(|e| e.to_string())?;
-                Some((path.display().to_string(), text))
-            }
-            None => None,
-        };
-        let mut loaded = crate::manifest::load_from(&args.paths, &mut std::io::stdin())
-            .map_err(|e| e.to_string())?;
-        let prepared = crate::check::prepare(&mut loaded, &args.namespace, false, args.complete);
-        // The mesh objects of the input (MeshConfig, injector webhooks) and --mesh-config, as
-        // in `check`.
-        let mesh = crate::check::mesh_context(
-            &prepared,
-            mesh_config.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-            args.istio_namespace.as_deref(),
-        );
-        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
-        let engine = Engine::new(policy, std::sync::Arc::new(mesh), None)
-            .with_exception_resources(exceptions);
+        let manifests = loader.manifests(
+            &args.input.paths,
+            &mut std::io::stdin(),
+            &args.input.namespace,
+            args.complete,
+            false,
+            &[],
+        )?;
+        let prepared = manifests.prepared;
+        let engine = loader.engine(manifests.mesh, manifests.exceptions, None);
         let report = crate::check::check_loaded(&engine, &prepared, false);
-        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        let paths: Vec<String> = args
+            .input
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let input = format!(
             "manifests {}{}, as `meshguard check`",
             paths.join(" "),
@@ -192,7 +137,7 @@ fn generated_at() -> String {
     humantime::format_rfc3339_seconds(now).to_string()
 }
 
-pub fn run(args: ReportArgs) -> i32 {
+pub fn run(args: ReportArgs) -> Exit {
     let code = execute(&args, &mut std::io::stderr());
     let _ = std::io::stderr().flush();
     code
@@ -200,12 +145,12 @@ pub fn run(args: ReportArgs) -> i32 {
 
 /// `report` with its diagnostics stream given. Returns the exit code: 0 when the page was
 /// written (whatever it shows), 2 when it could not be.
-pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> i32 {
+pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> Exit {
     let run = match load(args) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "meshguard report: {e}");
-            return EXIT_ERROR;
+            return Exit::Error;
         }
     };
     let options = model::Options {
@@ -227,7 +172,7 @@ pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> i32 {
             "meshguard report: cannot write {}: {e}",
             args.html.display()
         );
-        return EXIT_ERROR;
+        return Exit::Error;
     }
     let _ = writeln!(
         err,
@@ -243,5 +188,5 @@ pub fn execute(args: &ReportArgs, err: &mut dyn Write) -> i32 {
         drop(data);
         std::thread::spawn(move || drop(run));
     }
-    0
+    Exit::Ok
 }

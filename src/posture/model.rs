@@ -173,7 +173,10 @@ impl<'a> Services<'a> {
         let wl = &w.workload;
         let services = self.by_namespace.get(wl.namespace.as_str());
         for (selector, spec) in services.into_iter().flatten() {
-            if !selector.iter().all(|(k, v)| wl.labels.get(k) == Some(v)) {
+            if !crate::model::label_selector::all_pairs_match(
+                &wl.labels,
+                selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ) {
                 continue;
             }
             for sp in spec.ports() {

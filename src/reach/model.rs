@@ -113,7 +113,11 @@ fn protocol(
     port: u32,
 ) -> (PortProtocol, Option<String>) {
     for s in services {
-        if s.namespace != w.namespace || !s.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+        if s.namespace != w.namespace
+            || !crate::model::label_selector::all_pairs_match(
+                &w.labels,
+                s.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
         {
             continue;
         }

@@ -53,27 +53,32 @@ pub struct ReviewCache<'v> {
     /// Which of the pod's containers (in `PodTemplate::containers` order) are Istio's own
     /// (`proxy`): the UID, capability and override rules all ask.
     pub(crate) istio_containers: std::cell::OnceCell<Vec<bool>>,
-    /// The pod template of the object written (`model::workload`), decoded once.
-    template: std::cell::OnceCell<Option<crate::model::workload::PodTemplate<'static>>>,
-}
-
-impl ReviewCache<'_> {
-    /// The pod template of the object `review` writes (CREATE/UPDATE of a workload kind),
-    /// decoded on first use; every rule of the review reads this one.
-    pub fn template(
-        &self,
-        review: &Review<'_>,
-    ) -> Option<&crate::model::workload::PodTemplate<'static>> {
-        self.template
-            .get_or_init(|| {
-                crate::model::workload::PodTemplate::written(review)
-                    .map(crate::model::workload::PodTemplate::into_owned)
-            })
-            .as_ref()
-    }
+    /// The pod template of the object the review writes (`model::workload`), decoded once
+    /// when the cache is made for the review ([`ReviewCache::for_review`]), its strings borrowed
+    /// from the review; `None` when the cache was made without the review.
+    template: Option<Option<crate::model::workload::PodTemplate<'v>>>,
+    /// The template decoded on first use by a cache made without the review (`default`),
+    /// owning its strings.
+    owned_template: std::cell::OnceCell<Option<crate::model::workload::PodTemplate<'static>>>,
 }
 
 impl<'v> ReviewCache<'v> {
+    /// The pod template of the object `review` writes (CREATE/UPDATE of a workload kind);
+    /// every rule of the review (and the engine's lookups) reads this one.
+    pub fn template(
+        &self,
+        review: &Review<'_>,
+    ) -> Option<&crate::model::workload::PodTemplate<'v>> {
+        use crate::model::workload::PodTemplate;
+        match &self.template {
+            Some(t) => t.as_ref(),
+            None => self
+                .owned_template
+                .get_or_init(|| PodTemplate::written(review).map(PodTemplate::into_owned))
+                .as_ref(),
+        }
+    }
+
     /// The cache of one review, with the typed object decoded once for the kinds whose rules
     /// share it (AuthorizationPolicy).
     pub fn for_review(review: &Review<'v>) -> ReviewCache<'v> {
@@ -81,8 +86,14 @@ impl<'v> ReviewCache<'v> {
             .then(|| review.written())
             .flatten()
             .map(|o| crate::model::decode_spec(crate::resource::spec_of(o)));
+        // Every rule of a workload kind reads the template: decoded here, once, borrowing.
+        let template = review
+            .kind
+            .is_workload()
+            .then(|| crate::model::workload::PodTemplate::written(review));
         ReviewCache {
             authorization_policy,
+            template,
             ..ReviewCache::default()
         }
     }
@@ -91,7 +102,8 @@ impl<'v> ReviewCache<'v> {
 pub(crate) use crate::model::validation::closest;
 
 /// A check: pure function of the review and context, pushing violations.
-pub type CheckFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<Violation>);
+/// One lifetime for the review and its context (the cache borrows from the review).
+pub type CheckFn = for<'a> fn(&Review<'a>, &Ctx<'a>, &mut Vec<Violation>);
 
 /// One rule of the catalogue.
 pub struct Rule {

@@ -41,6 +41,7 @@ use crate::config::exceptions::{self, Clock, FixedClock, SystemClock};
 use crate::config::Policy;
 use crate::engine::{Engine, EngineHandle};
 use crate::inventory::Inventory;
+use crate::load::{Loader, MeshArgs, PolicyArgs};
 use crate::metrics::Metrics;
 use crate::resource::Kind;
 use base64::Engine as _;
@@ -319,13 +320,13 @@ impl Suites {
         let mut errors = Vec::new();
         for f in self.files.iter().filter(|f| !f.cases.is_empty()) {
             let file = f.path.display().to_string();
-            if args.cluster {
+            if args.live.cluster {
                 errors.push(format!(
                     "{file}: admission cases read their cluster state from manifests, not --cluster"
                 ));
                 continue;
             }
-            let policy = match load_policy(f.policy.as_deref().or(args.config.as_deref())) {
+            let policy = match load_policy(f.policy.as_deref().or(args.policy.config.as_deref())) {
                 Ok(p) => p,
                 Err(e) => {
                     errors.push(format!("{file}: {e}"));
@@ -333,7 +334,7 @@ impl Suites {
                 }
             };
             let paths: Vec<PathBuf> = f.manifests.iter().chain(extra).cloned().collect();
-            let world = match World::load(&paths, &args.namespace, test_files) {
+            let world = match World::load(&args.mesh, &paths, &args.input.namespace, test_files) {
                 Ok(w) => w,
                 Err(e) => {
                     errors.push(format!("{file}: {e}"));
@@ -342,7 +343,7 @@ impl Suites {
             };
             for case in &f.cases {
                 let now = case.now.or(f.now);
-                match run_case(&runtime, &policy, &world, now, case, &args.namespace) {
+                match run_case(&runtime, &policy, &world, now, case, &args.input.namespace) {
                     Ok(r) => out.push(r),
                     Err(e) => errors.push(format!(
                         "{}:{}: test \"{}\": {e}",
@@ -374,38 +375,27 @@ struct World {
 }
 
 impl World {
-    fn load(paths: &[PathBuf], namespace: &str, skip: &[PathBuf]) -> Result<World, String> {
+    /// The manifests' objects and mesh (with the mesh flags), as every batch command reads them.
+    fn load(
+        mesh: &MeshArgs,
+        paths: &[PathBuf],
+        namespace: &str,
+        skip: &[PathBuf],
+    ) -> Result<World, String> {
+        // The cases carry their own policy: the loader reads only the manifests and the mesh.
+        let loader = Loader::new(&PolicyArgs::default(), mesh)?;
         if paths.is_empty() {
             return Ok(World {
                 inventory: Arc::new(Inventory::partial(Vec::new())),
-                mesh: Arc::default(),
+                mesh: Arc::new(loader.manifests_mesh(&Default::default())),
                 exceptions: Vec::new(),
             });
         }
-        let mut loaded =
-            crate::manifest::load_from(paths, &mut std::io::empty()).map_err(|e| e.to_string())?;
-        let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
-        let is_skipped = |file: &str| {
-            Path::new(file)
-                .canonicalize()
-                .is_ok_and(|f| skipped.contains(&f))
-        };
-        loaded.objects.retain(|o| !is_skipped(&o.file));
-        loaded.errors.retain(|e| !is_skipped(&e.file));
-        let prepared = crate::check::prepare(&mut loaded, namespace, false, false);
-        if !prepared.errors.is_empty() {
-            let list: Vec<String> = prepared.errors.iter().map(ToString::to_string).collect();
-            return Err(format!(
-                "cannot read the manifests:\n  {}",
-                list.join("\n  ")
-            ));
-        }
-        let mesh = crate::check::mesh_context(&prepared, None, None);
-        let exceptions = exceptions::from_objects(&prepared.mesh_objects);
+        let loaded = loader.manifests_strict(paths, &mut std::io::empty(), namespace, skip)?;
         Ok(World {
-            inventory: Arc::new(prepared.inventory),
-            mesh: Arc::new(mesh),
-            exceptions,
+            inventory: Arc::new(loaded.inventory),
+            mesh: Arc::new(loaded.mesh),
+            exceptions: loaded.exceptions,
         })
     }
 }
@@ -906,8 +896,8 @@ pub(super) fn record(
     manifests: &[PathBuf],
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    let policy = load_policy(args.config.as_deref())?;
-    let world = World::load(manifests, &args.namespace, &[])?;
+    let policy = load_policy(args.policy.config.as_deref())?;
+    let world = World::load(&args.mesh, manifests, &args.input.namespace, &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,6 @@
 //! `meshguard simulate`: would this request be allowed, and why. The objects come from
-//! manifests or a live cluster; the decision is [`crate::authz`]'s. Exit code 0 when the
-//! request is allowed, 1 when it is denied, 2 on a usage or input error.
+//! manifests or a live cluster ([`crate::load`]); the decision is [`crate::authz`]'s. Exit code
+//! ([`Exit`]) 0 when the request is allowed, 1 when it is denied, 2 on a usage or input error.
 //!
 //! `meshguard test` ([`policy_tests`]) runs files of such requests with expected verdicts.
 
@@ -11,19 +11,13 @@ pub mod scenario;
 
 use crate::authz::hops::{Destination, Route};
 use crate::authz::{Explanation, PolicySet, Verdict};
-use crate::config::Policy;
-use crate::mesh::MeshContext;
+use crate::exit::Exit;
+use crate::load::{InputArgs, LiveArgs, Loader, MeshArgs, PolicyArgs};
 use clap::{Args, ValueEnum};
 use scenario::{Caller, RequestSpec, Resolved, TokenSpec, World};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
-
-/// Exit codes.
-pub const EXIT_ALLOW: i32 = 0;
-pub const EXIT_DENY: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimulateFormat {
@@ -32,20 +26,16 @@ pub enum SimulateFormat {
 }
 
 #[derive(Clone, Debug, Args)]
-#[command(group(clap::ArgGroup::new("caller").required(true).args(["from", "from_workload", "plaintext"])))]
+#[command(
+    group(clap::ArgGroup::new("caller").required(true).args(["from", "from_workload", "plaintext"])),
+    mut_arg("paths", |a| a.required_unless_present("cluster")),
+    mut_arg("cluster", |a| a.conflicts_with("paths"))
+)]
 pub struct SimulateArgs {
-    /// Manifests: files, directories (searched recursively) or `-` for stdin.
-    #[arg(value_name = "PATH", required_unless_present = "cluster")]
-    pub paths: Vec<PathBuf>,
-    /// Read the objects from the live cluster (read-only) instead of manifests.
-    #[arg(long, conflicts_with = "paths")]
-    pub cluster: bool,
-    /// Kubeconfig file for --cluster (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
-    #[arg(long, requires = "cluster")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context for --cluster.
-    #[arg(long, requires = "cluster")]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// The caller's mesh identity: NAMESPACE/SERVICEACCOUNT.
     #[arg(long, value_name = "NS/SA")]
     pub from: Option<String>,
@@ -94,12 +84,10 @@ pub struct SimulateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: SimulateFormat,
-    /// Policy configuration (YAML): the root namespace and trust domain come from it.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Namespace of manifests that name none.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 impl SimulateArgs {
@@ -153,14 +141,24 @@ impl SimulateArgs {
     }
 }
 
-/// The mesh the decision runs in: the mesh as installed (`installed`, read with the objects),
-/// with the overrides of `--config` (or the built-in policy) applied, as the engine does.
-pub fn mesh_of(config: Option<&PathBuf>, installed: &MeshContext) -> Result<MeshContext, String> {
-    let policy = match config {
-        Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
-        None => Policy::builtin(),
+/// The objects and the mesh a decision runs in: manifests (`-` from `stdin`; every document
+/// must parse) or the live cluster, the mesh as installed with the mesh flags, the policy's
+/// overrides applied.
+pub fn world(
+    loader: &Loader,
+    input: &InputArgs,
+    live: &LiveArgs,
+    stdin: &mut dyn std::io::Read,
+) -> Result<World, String> {
+    let loaded = if live.cluster {
+        loader.cluster(&live.kube, false)?
+    } else {
+        loader.manifests_strict(&input.paths, stdin, &input.namespace, &[])?
     };
-    Ok(installed.with_overrides(&policy.mesh_overrides()))
+    Ok(World::new(
+        loaded.inventory,
+        loader.decision_mesh(&loaded.mesh),
+    ))
 }
 
 /// The request and its explanation as JSON: the explanation's fields plus `request`.
@@ -275,22 +273,19 @@ pub fn simulate(
     Ok((resolved, ex))
 }
 
-pub fn run(args: SimulateArgs) -> i32 {
+pub fn run(args: SimulateArgs) -> Exit {
     let code = execute(&args, &mut std::io::stdout().lock(), &mut std::io::stderr());
     let _ = std::io::stdout().flush();
     code
 }
 
-/// `simulate` with its streams given. Returns the exit code.
-pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// `simulate` with its streams given. Returns the exit code: Ok when the request is allowed,
+/// Findings when it is denied.
+pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let result = (|| -> Result<(Resolved, Explanation), String> {
         let spec = args.request_spec()?;
-        let (inventory, installed) = if args.cluster {
-            scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref())?
-        } else {
-            scenario::load_manifests(&args.paths, &args.namespace, &[])?
-        };
-        let world = World::new(inventory, mesh_of(args.config.as_ref(), &installed)?);
+        let loader = Loader::new(&args.policy, &args.mesh)?;
+        let world = world(&loader, &args.input, &args.live, &mut std::io::stdin())?;
         let set = world.policy_set().assume_custom_deny(args.custom_deny);
         simulate(&world, &set, &spec)
     })();
@@ -298,7 +293,7 @@ pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "meshguard simulate: {e}");
-            return EXIT_USAGE;
+            return Exit::Error;
         }
     };
     let rendered = match args.format {
@@ -310,8 +305,5 @@ pub fn execute(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         }
     };
     let _ = out.write_all(rendered.as_bytes());
-    match ex.verdict {
-        Verdict::Allow => EXIT_ALLOW,
-        Verdict::Deny => EXIT_DENY,
-    }
+    Exit::failed_if(ex.verdict == Verdict::Deny)
 }

@@ -25,8 +25,10 @@
 //! AdmissionReviews into admission cases.
 
 use super::scenario::{self, Caller, RequestSpec, TokenSpec, World};
-use super::{mesh_of, simulate, EXIT_USAGE};
+use super::simulate;
 use crate::authz::{Explanation, Verdict};
+use crate::exit::Exit;
+use crate::load::{InputArgs, LiveArgs, Loader, MeshArgs, PolicyArgs};
 use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,10 +38,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Args)]
+#[command(mut_arg("paths", |a| a
+    .value_name("TESTFILE|PATH")
+    .help("Test files, then manifests (files or directories) every test file also uses")
+    .required_unless_present("record")))]
 pub struct TestArgs {
-    /// Test files, then manifests (files or directories) every test file also uses.
-    #[arg(value_name = "TESTFILE|PATH", required_unless_present = "record")]
-    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Print a captured AdmissionReview (a JSON file; repeat the flag for more) as admission
     /// test cases, with what meshguard answers now as their expectations; the positional paths
     /// are the manifests the webhook would look up.
@@ -48,27 +53,18 @@ pub struct TestArgs {
     /// Output format of the results.
     #[arg(long, value_enum, default_value = "text")]
     pub format: super::results::TestFormat,
-    /// Test against the live cluster (read-only) instead of manifests.
-    #[arg(long)]
-    pub cluster: bool,
-    /// Kubeconfig file for --cluster.
-    #[arg(long, requires = "cluster")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context for --cluster.
-    #[arg(long, requires = "cluster")]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Also write the results as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Assume the external authorizer of CUSTOM policies denies (default: allows).
     #[arg(long)]
     pub custom_deny: bool,
-    /// Policy configuration (YAML): the root namespace and trust domain come from it.
-    #[arg(long, env = "MESHGUARD_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Namespace of manifests that name none.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 /// A test file as written.
@@ -367,43 +363,48 @@ fn spec_of(t: &TestCase) -> Result<RequestSpec, String> {
     Ok(spec)
 }
 
-pub fn run(args: TestArgs) -> i32 {
+pub fn run(args: TestArgs) -> Exit {
     let code = execute(&args, &mut std::io::stdout().lock(), &mut std::io::stderr());
     let _ = std::io::stdout().flush();
     code
 }
 
-/// `test` with its streams given. Returns the exit code.
-pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// `test` with its streams given. Returns the exit code: Findings when a test fails.
+pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let fail = |err: &mut dyn Write, errors: &[String]| {
         for e in errors {
             let _ = writeln!(err, "meshguard test: {e}");
         }
-        EXIT_USAGE
+        Exit::Error
     };
     if !args.record.is_empty() {
-        return match super::admission_tests::record(args, &args.record, &args.inputs, out) {
-            Ok(()) => 0,
+        return match super::admission_tests::record(args, &args.record, &args.input.paths, out) {
+            Ok(()) => Exit::Ok,
             Err(e) => fail(err, &[e]),
         };
     }
-    let (test_files, extra): (Vec<PathBuf>, Vec<PathBuf>) =
-        args.inputs.iter().cloned().partition(|p| is_test_file(p));
+    let (test_files, extra): (Vec<PathBuf>, Vec<PathBuf>) = args
+        .input
+        .paths
+        .iter()
+        .cloned()
+        .partition(|p| is_test_file(p));
     if test_files.is_empty() {
         return fail(
             err,
             &["no test file among the arguments (a test file is YAML with a top-level tests: list)".to_owned()],
         );
     }
-    if args.cluster && !extra.is_empty() {
+    if args.live.cluster && !extra.is_empty() {
         return fail(err, &["give manifests or --cluster, not both".to_owned()]);
     }
-    // The policy file is read (and refused) before anything else.
-    if let Err(e) = mesh_of(args.config.as_ref(), &Default::default()) {
-        return fail(err, &[e]);
-    }
-    let cluster = if args.cluster {
-        match scenario::load_cluster(args.kubeconfig.as_ref(), args.context.as_deref()) {
+    // The policy and the MeshConfig file are read (and refused) before anything else.
+    let loader = match Loader::new(&args.policy, &args.mesh) {
+        Ok(l) => l,
+        Err(e) => return fail(err, &[e]),
+    };
+    let cluster = if args.live.cluster {
+        match loader.cluster(&args.live.kube, false) {
             Ok(loaded) => Some(loaded),
             Err(e) => return fail(err, &[e]),
         }
@@ -430,7 +431,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             continue; // admission cases only: no requests to resolve
         }
         let (inventory, installed) = match &cluster {
-            Some((inv, installed)) => (inv.clone(), installed.clone()),
+            Some(loaded) => (loaded.inventory.clone(), loaded.mesh.clone()),
             None => {
                 let paths: Vec<PathBuf> = manifests.iter().chain(&extra).cloned().collect();
                 if paths.is_empty() {
@@ -440,8 +441,13 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                     ));
                     continue;
                 }
-                match scenario::load_manifests(&paths, &args.namespace, &test_files) {
-                    Ok(loaded) => loaded,
+                match loader.manifests_strict(
+                    &paths,
+                    &mut std::io::stdin(),
+                    &args.input.namespace,
+                    &test_files,
+                ) {
+                    Ok(loaded) => (loaded.inventory, loaded.mesh),
                     Err(e) => {
                         errors.push(format!("{}: {e}", file.display()));
                         continue;
@@ -449,11 +455,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
                 }
             }
         };
-        let mesh = match mesh_of(args.config.as_ref(), &installed) {
-            Ok(m) => m,
-            Err(e) => return fail(err, &[e]),
-        };
-        let world = World::new(inventory, mesh);
+        let world = World::new(inventory, loader.decision_mesh(&installed));
         for t in &tests {
             if let Err(e) = scenario::resolve(&world, &t.spec) {
                 errors.push(format!("{}:{}: test \"{}\": {e}", t.file, t.line, t.name));
@@ -503,7 +505,7 @@ pub fn execute(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             return fail(err, &[format!("cannot write {}: {e}", path.display())]);
         }
     }
-    i32::from(failed > 0)
+    Exit::failed_if(failed > 0)
 }
 
 /// The results as JUnit XML: one suite per test file, one case per test.

@@ -1,6 +1,6 @@
-//! What `simulate` and `test` share: reading the objects (manifests or a live cluster) and
-//! turning "from this identity to that workload, with this request" into a [`Request`] and
-//! the workload's pod labels.
+//! What `simulate` and `test` share (the objects come from [`crate::load`]): turning "from
+//! this identity to that workload, with this request" into a [`Request`] and the workload's
+//! pod labels.
 
 use crate::authz::hops::{Addressed, CallerPlane};
 use crate::authz::{Http, Identity, Jwt, Mesh, PolicySet, Request};
@@ -10,69 +10,12 @@ use crate::dataplane::{
     namespace_plane, workload_plane, Binding, Plane, PodPlane, ServiceKind, Topology,
 };
 use crate::inventory::{Inventory, Object};
-use crate::manifest;
 use crate::mesh::MeshContext;
 use crate::mtls::Workload;
 use crate::resource::Kind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-
-/// Read manifests into an inventory, with the mesh context their Istio objects describe
-/// (MeshConfig, injector webhooks and ConfigMaps, as `check` reads them). Files in `skip` (test
-/// files found in a manifest directory) are left out. Any unreadable document is an error: a
-/// policy that cannot be read would silently change the verdict.
-pub fn load_manifests(
-    paths: &[PathBuf],
-    default_namespace: &str,
-    skip: &[PathBuf],
-) -> Result<(Inventory, MeshContext), String> {
-    let mut loaded =
-        manifest::load_from(paths, &mut std::io::stdin()).map_err(|e| e.to_string())?;
-    let skipped: Vec<PathBuf> = skip.iter().filter_map(|p| p.canonicalize().ok()).collect();
-    let is_skipped = |file: &str| {
-        Path::new(file)
-            .canonicalize()
-            .is_ok_and(|f| skipped.contains(&f))
-    };
-    loaded.objects.retain(|o| !is_skipped(&o.file));
-    loaded.errors.retain(|e| !is_skipped(&e.file));
-    let prepared = crate::check::prepare(&mut loaded, default_namespace, false, false);
-    if !prepared.errors.is_empty() {
-        let list: Vec<String> = prepared.errors.iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "cannot read the manifests:\n  {}",
-            list.join("\n  ")
-        ));
-    }
-    let mesh = crate::check::mesh_context(&prepared, None, None);
-    Ok((prepared.inventory, mesh))
-}
-
-/// Read a live cluster (read-only, like `audit`), with the mesh as installed there.
-pub fn load_cluster(
-    kubeconfig: Option<&PathBuf>,
-    context: Option<&str>,
-) -> Result<(Inventory, MeshContext), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let (collected, mesh) = runtime
-        .block_on(async {
-            let client = crate::audit::client(kubeconfig, context).await?;
-            let collected = crate::audit::collect(&client, 500, None).await?;
-            // Forbidden or absent mesh objects: Istio's defaults, as `audit` falls back.
-            let mesh = crate::mesh_watch::read(&client, None)
-                .await
-                .map(|m| m.builder.build())
-                .unwrap_or_default();
-            Ok::<_, crate::audit::AuditError>((collected, mesh))
-        })
-        .map_err(|e| e.to_string())?;
-    Ok((Inventory::complete(collected.objects), mesh))
-}
 
 /// The security policies of an inventory, compiled.
 pub fn policy_set(inventory: &Inventory, mesh: Mesh) -> crate::authz::PolicySet {

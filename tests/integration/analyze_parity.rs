@@ -433,7 +433,7 @@ fn check(case: &Case) -> Vec<Found> {
         panic!("not check");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = check::execute(check_args, &mut &b""[..], &mut out, &mut err);
+    let code = check::execute(check_args, &mut &b""[..], &mut out, &mut err).code();
     assert!(
         code <= 1,
         "{}: check exited {code}: {}",

@@ -366,7 +366,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
     assert!(!found
         .iter()
         .any(|(n, _, r)| n == "pay" && (*r == "ap-no-default-deny" || *r == "mtls-not-strict")));
-    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.exit(), meshguard::exit::Exit::Findings);
 
     let text = report.render(meshguard::report::Format::Text);
     assert!(text.contains("Findings by namespace:"), "{text}");
@@ -612,7 +612,7 @@ fn audit_and_serve_flags_parse() {
     };
     assert!(args.mtls);
     assert_eq!(args.page_size, 50);
-    assert_eq!(args.context.as_deref(), Some("prod"));
+    assert_eq!(args.cluster.context.as_deref(), Some("prod"));
     assert!(Cli::try_parse_from(["meshguard", "audit", "--page-size", "0"]).is_err());
 }
 
@@ -635,8 +635,10 @@ async fn report_cluster_shows_audits_findings() {
     )
     .expect("kubeconfig");
     let page = dir.path().join("page.html");
-    let (k, p) = (kubeconfig.clone(), page.clone());
-    let (audit, report) = tokio::task::spawn_blocking(move || {
+    let mesh_config = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh_config, "rootNamespace: mesh-root\n").expect("mesh config");
+    let (k, p, m) = (kubeconfig.clone(), page.clone(), mesh_config.clone());
+    let (audit, report, audit_mesh) = tokio::task::spawn_blocking(move || {
         let run = |args: &[&std::ffi::OsStr]| {
             std::process::Command::new(env!("CARGO_BIN_EXE_meshguard"))
                 .args(args)
@@ -660,7 +662,17 @@ async fn report_cluster_shows_audits_findings() {
             "--html".as_ref(),
             p.as_os_str(),
         ]);
-        (audit, report)
+        // The shared mesh flags reach the cluster's run too.
+        let audit_mesh = run(&[
+            "audit".as_ref(),
+            "--kubeconfig".as_ref(),
+            k.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "--mesh-config".as_ref(),
+            m.as_os_str(),
+        ]);
+        (audit, report, audit_mesh)
     })
     .await
     .expect("joined");
@@ -677,6 +689,23 @@ async fn report_cluster_shows_audits_findings() {
     })["summary"]
         .clone();
     assert!(summary["findings"].as_u64().expect("findings") > 0);
+    // Exit 1 with deny-level findings, else 0 (meshguard::exit::Exit).
+    let deny = summary["deny"].as_u64().expect("deny");
+    assert_eq!(audit.status.code(), Some(i32::from(deny > 0)), "{summary}");
+    let with_mesh: Value = serde_json::from_slice(&audit_mesh.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit --mesh-config: {e}: {}",
+            String::from_utf8_lossy(&audit_mesh.stderr)
+        )
+    });
+    let root = &with_mesh["meshContext"]["rootNamespace"];
+    assert_eq!(root["value"], "mesh-root", "{root}");
+    assert!(
+        root["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("mesh.yaml")),
+        "{root}"
+    );
     let html = scraper::Html::parse_document(&std::fs::read_to_string(&page).expect("page"));
     let text = |s: &str| -> String {
         let sel = scraper::Selector::parse(s).expect("selector");

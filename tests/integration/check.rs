@@ -41,7 +41,7 @@ fn meshguard(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
     };
     let mut input = stdin.unwrap_or("").as_bytes();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = check::execute(check_args, &mut input, &mut out, &mut err);
+    let code = check::execute(check_args, &mut input, &mut out, &mut err).code();
     (
         String::from_utf8(out).expect("utf-8 stdout"),
         String::from_utf8(err).expect("utf-8 stderr"),

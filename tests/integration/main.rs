@@ -19,6 +19,7 @@ mod cluster_context;
 mod config_reload;
 mod conformance;
 mod diff;
+mod exit_codes;
 mod hostile;
 mod https;
 mod istio_fixtures;

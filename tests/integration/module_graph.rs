@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaves",
         &[
             "finding",
+            "exit",
             "json",
             "metrics",
             "logging",
@@ -52,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "admission",
             "admission_policy",
             "manifest",
+            "load",
             "report",
             "check",
             "audit",

@@ -42,7 +42,7 @@ fn report(args: &[&str]) -> (i32, String, String) {
         panic!("not a report command");
     };
     let mut err = Vec::new();
-    let code = meshguard::posture::execute(&a, &mut err);
+    let code = meshguard::posture::execute(&a, &mut err).code();
     let html = std::fs::read_to_string(&page).unwrap_or_default();
     (code, String::from_utf8(err).expect("utf-8"), html)
 }
@@ -66,7 +66,7 @@ fn check_json(path: &Path) -> Value {
         panic!("not a check command");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = meshguard::check::execute(a, &mut std::io::empty(), &mut out, &mut err);
+    let code = meshguard::check::execute(a, &mut std::io::empty(), &mut out, &mut err).code();
     assert!(code <= 1, "check failed: {}", String::from_utf8_lossy(&err));
     serde_json::from_slice(&out).expect("check's JSON")
 }
@@ -610,7 +610,7 @@ fn simulate(dir: &Path, from: &[String], to: &str, req: &[&str]) -> i32 {
         panic!("not a simulate command");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = meshguard::simulate::execute(&a, &mut out, &mut err);
+    let code = meshguard::simulate::execute(&a, &mut out, &mut err).code();
     assert!(
         code <= 1,
         "simulate failed: {}",
@@ -766,7 +766,7 @@ fn unwritable_output_is_an_error() {
         panic!("not a report command");
     };
     let mut err = Vec::new();
-    assert_eq!(meshguard::posture::execute(&a, &mut err), 2);
+    assert_eq!(meshguard::posture::execute(&a, &mut err).code(), 2);
     let err = String::from_utf8(err).expect("utf-8");
     assert!(
         err.contains("cannot write /nonexistent-dir/page.html"),

@@ -5,6 +5,8 @@
 use super::*;
 use crate::mesh::testing::*;
 use crate::mesh::{InjectValues, InjectionPolicy, NoLabels, SettingSource};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{json, Value};
 
 // ---- fixtures: crate::mesh::testing (shared with the rule and cross-check tests) ----
@@ -1241,4 +1243,69 @@ fn ambient_as_installed_comes_from_the_daemonsets_and_istio_cni() {
         ),
         crate::mesh::Capture::Excluded
     );
+}
+
+/// A MutatingWebhookConfiguration or ConfigMap the typed model refuses is an error of the mesh
+/// context (for Istio's names), with k8s-openapi's message for the same object (what meshguard
+/// decoded them with before the model): never a panic, never silently taken.
+#[test]
+fn refused_mesh_objects_are_errors_with_k8s_openapi_messages() {
+    fn k8s<K: serde::de::DeserializeOwned>(v: &Value) -> String {
+        serde_json::from_value::<K>(v.clone())
+            .map(drop)
+            .expect_err("k8s-openapi refuses it")
+            .to_string()
+    }
+    let mwc = |webhooks: Value| {
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "istio-sidecar-injector", "labels": {"istio.io/rev": "default"}},
+            "webhooks": webhooks})
+    };
+    let cm = |data: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system"}, "data": data})
+    };
+    let mut beta = mwc(json!([]));
+    beta["apiVersion"] = json!("admissionregistration.k8s.io/v1beta1");
+    for (v, kind, origin) in [
+        (
+            mwc(
+                json!([{"name": "sidecar-injector.istio.io", "namespaceSelector": {"matchExpressions": [{"key": "a", "values": "x"}]}}]),
+            ),
+            "MutatingWebhookConfiguration",
+            "MutatingWebhookConfiguration istio-sidecar-injector",
+        ),
+        (
+            mwc(json!([{"name": "sidecar-injector.istio.io", "clientConfig": {"caBundle": "%%"}}])),
+            "MutatingWebhookConfiguration",
+            "MutatingWebhookConfiguration istio-sidecar-injector",
+        ),
+        (
+            beta,
+            "MutatingWebhookConfiguration",
+            "MutatingWebhookConfiguration istio-sidecar-injector",
+        ),
+        (
+            cm(json!({"mesh": 1})),
+            "ConfigMap",
+            "ConfigMap istio-system/istio",
+        ),
+    ] {
+        let message = if kind == "ConfigMap" {
+            k8s::<ConfigMap>(&v)
+        } else {
+            k8s::<MutatingWebhookConfiguration>(&v)
+        };
+        let c = MeshContext::from_objects(&[dynamic(v.clone())], None, MeshOverrides::default());
+        assert!(
+            c.errors().contains(&crate::mesh::MeshError::Object {
+                origin: origin.to_owned(),
+                kind: kind.to_owned(),
+                message: message.clone(),
+            }),
+            "{v}: want {message:?}, got {:?}",
+            c.errors()
+        );
+        assert!(c.webhooks().is_empty() && c.injectors().iter().all(|i| !i.observed()));
+    }
 }
