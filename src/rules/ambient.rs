@@ -68,7 +68,7 @@ pub static ZTUNNEL_HTTP: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        let ap = super::authorization_policy::policy(review, ctx);
+        let ap = ctx.cache.authorization_policy(review);
         let Ok(converted) = convert_policy(
             &ap,
             ns,
@@ -128,7 +128,7 @@ pub static ZTUNNEL_ACTION: Rule = Rule {
             return;
         }
         let ns = review.namespace;
-        let ap = super::authorization_policy::policy(review, ctx);
+        let ap = ctx.cache.authorization_policy(review);
         let Err(NotSent::Action(action)) = convert_policy(
             &ap,
             ns,

@@ -19,17 +19,9 @@ use crate::resource::{spec_of, Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::AuthorizationPolicy];
 
-/// The policy being written: decoded once per review ([`super::ReviewCache::for_review`]),
-/// or here when the cache was made without the review.
-pub(crate) fn policy<'x>(
-    review: &Review<'x>,
-    ctx: &Ctx<'x>,
-) -> std::borrow::Cow<'x, AuthorizationPolicy<'x>> {
-    match &ctx.cache.authorization_policy {
-        Some(Ok(ap)) => std::borrow::Cow::Borrowed(ap),
-        Some(Err(_)) => std::borrow::Cow::Owned(AuthorizationPolicy::default()),
-        None => std::borrow::Cow::Owned(AuthorizationPolicy::of(review.spec())),
-    }
+/// The policy being written ([`ReviewCache::authorization_policy`](super::ReviewCache)).
+fn policy<'x>(review: &Review<'x>, ctx: &Ctx<'x>) -> std::borrow::Cow<'x, AuthorizationPolicy<'x>> {
+    ctx.cache.authorization_policy(review)
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, ap: &AuthorizationPolicy<'_>) -> String {

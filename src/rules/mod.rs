@@ -63,6 +63,24 @@ pub struct ReviewCache<'v> {
 }
 
 impl<'v> ReviewCache<'v> {
+    /// The AuthorizationPolicy the review writes: decoded once per review
+    /// ([`ReviewCache::for_review`]), or here when the cache was made without the review; a
+    /// policy whose decode is refused reads as empty (`istio-invalid-spec` reports it).
+    pub(crate) fn authorization_policy<'x>(
+        &'x self,
+        review: &Review<'x>,
+    ) -> std::borrow::Cow<'x, crate::model::AuthorizationPolicy<'x>>
+    where
+        'v: 'x,
+    {
+        use crate::model::AuthorizationPolicy;
+        match &self.authorization_policy {
+            Some(Ok(ap)) => std::borrow::Cow::Borrowed(ap),
+            Some(Err(_)) => std::borrow::Cow::Owned(AuthorizationPolicy::default()),
+            None => std::borrow::Cow::Owned(AuthorizationPolicy::of(review.spec())),
+        }
+    }
+
     /// The pod template of the object `review` writes (CREATE/UPDATE of a workload kind);
     /// every rule of the review (and the engine's lookups) reads this one.
     pub fn template(
