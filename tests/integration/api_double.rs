@@ -47,9 +47,13 @@ pub struct State {
     /// PolicyExceptions (meshguard.io/v1alpha1), whole objects (list and watch); `None`: the
     /// CRD is not installed (404).
     pub policy_exceptions: Option<Vec<Value>>,
-    /// Answer watches of Namespaces and ServiceAccounts with 500 (lists still work): the caches
-    /// sync, then their watches keep failing.
+    /// Answer watches of Namespaces and ServiceAccounts with 500, and every list of them after
+    /// the first with 500 too: the caches sync once, then their watches keep failing (a relist
+    /// that succeeded would make the cache authoritative again for a moment, and it does not
+    /// hold what only GETs answer).
     pub watch_fails: bool,
+    /// The Namespace and ServiceAccount lists answered whole (for `watch_fails`).
+    pub listed_once: std::collections::BTreeSet<String>,
 }
 
 pub struct ApiServer {
@@ -243,6 +247,17 @@ pub async fn handle(
             }
         }
         ["api", "v1", "namespaces"] | ["api", "v1", "serviceaccounts"] if watch && watch_fails => {
+            broken_watch()
+        }
+        ["api", "v1", "namespaces"] | ["api", "v1", "serviceaccounts"]
+            if watch_fails
+                && page(&query).0 == 0
+                && !state
+                    .lock()
+                    .expect("state")
+                    .listed_once
+                    .insert(path.clone()) =>
+        {
             broken_watch()
         }
         ["api", "v1", "namespaces"] if watch => watch_stream(namespace_events.subscribe()),
