@@ -43,7 +43,7 @@ pub enum Command {
     /// Would this request be allowed? Istio's authorization decision, explained.
     Simulate(Box<crate::simulate::SimulateArgs>),
     /// Run authorization test files (requests with expected verdicts).
-    Test(crate::simulate::policy_tests::TestArgs),
+    Test(crate::simulate::TestArgs),
     /// Write the mesh's zero-trust posture as one self-contained HTML page.
     Report(crate::posture::ReportArgs),
     /// Generate Kubernetes objects from the rules (admission-policies: the rules CEL can state,

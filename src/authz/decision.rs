@@ -27,7 +27,7 @@
 use super::field::{Ctx, TrustDomains};
 use super::policy::{attaches_to_waypoint, JwtIssuer, JwtPolicy, Policy, Rule, ServiceRef};
 use super::request::{Identity, Jwt, Request};
-use super::ztunnel::{self, L4Action, L4Policy, NotSent, ZtunnelTarget};
+use super::ztunnel::{self, L4Policy, NotSent};
 use crate::model::authorization_policy::AuthzAction;
 use crate::model::MtlsMode;
 use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
@@ -132,13 +132,13 @@ pub struct PolicySet {
     mesh: Mesh,
     policies: Vec<Policy>,
     /// Each policy as istiod converts it for ztunnel (same order as `policies`).
-    ztunnel: Vec<Result<L4Policy, NotSent>>,
+    pub(super) ztunnel: Vec<Result<L4Policy, NotSent>>,
     /// The PeerAuthentications, for ztunnel's compilation of them.
     peers: Vec<PeerPolicy>,
-    by_namespace: HashMap<String, Vec<usize>>,
-    jwt: Vec<JwtPolicy>,
-    jwt_by_namespace: HashMap<String, Vec<usize>>,
-    mtls: PolicyIndex,
+    pub(super) by_namespace: HashMap<String, Vec<usize>>,
+    pub(super) jwt: Vec<JwtPolicy>,
+    pub(super) jwt_by_namespace: HashMap<String, Vec<usize>>,
+    pub(super) mtls: PolicyIndex,
     custom_deny: bool,
 }
 
@@ -240,45 +240,6 @@ impl PolicySet {
         }
     }
 
-    /// What the destination ztunnel applies to a captured workload in `namespace` whose pods
-    /// carry `labels` ([`ztunnel`]): the selector, namespace-wide and root policies istiod
-    /// converts for it, and the PeerAuthentication-derived DENY policies.
-    pub fn ztunnel_target(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> ZtunnelTarget<'_> {
-        let mut t = ZtunnelTarget {
-            set: self,
-            deny: Vec::new(),
-            allow: Vec::new(),
-            not_sent: Vec::new(),
-            peer: ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels),
-            mtls: self.mtls.compose(namespace, labels),
-            selector_jwt: Vec::new(),
-        };
-        for ns in self.scope_namespaces(namespace) {
-            for &i in self.by_namespace.get(ns).into_iter().flatten() {
-                let p = &self.policies[i];
-                if !p.target_refs && !p.selects(labels) {
-                    continue;
-                }
-                match &self.ztunnel[i] {
-                    Ok(l) if l.action == L4Action::Deny => t.deny.push(i),
-                    Ok(_) => t.allow.push(i),
-                    Err(_) => t.not_sent.push(i),
-                }
-            }
-            for &i in self.jwt_by_namespace.get(ns).into_iter().flatten() {
-                let p = &self.jwt[i];
-                if p.selects(labels) {
-                    t.selector_jwt.push(p.id.clone());
-                }
-            }
-        }
-        t
-    }
-
     /// The PeerAuthentication-derived DENY policies ztunnel applies to a captured workload.
     pub fn peer_derived(
         &self,
@@ -289,7 +250,10 @@ impl PolicySet {
     }
 
     /// The root namespace, then `namespace` when it is another one.
-    fn scope_namespaces<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a str> {
+    pub(super) fn scope_namespaces<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a str> {
         let root = self.mesh.root_namespace.as_str();
         std::iter::once(root).chain((namespace != root).then_some(namespace))
     }

@@ -25,7 +25,7 @@ use super::decision::{Outcome, PolicySet, Target, Verdict};
 use super::explain::{Explanation, Hop, MtlsStep};
 use super::policy::ServiceRef;
 use super::request::{Identity, Request};
-use super::ztunnel::ZtunnelTarget;
+use super::ztunnel_target::ZtunnelTarget;
 use crate::dataplane::{Binding, Outside, Plane, PodPlane, ServiceKind, Topology, Unbound};
 use std::collections::BTreeMap;
 

@@ -35,8 +35,9 @@ pub mod policy;
 pub mod request;
 pub mod string_match;
 pub mod ztunnel;
+pub mod ztunnel_target;
 
 pub use decision::{At, Mesh, Outcome, PolicySet, RuleRef, Target, Verdict};
 pub use explain::{Explanation, Hop, NearMiss, RuleHit};
 pub use request::{Http, Identity, Jwt, Request};
-pub use ztunnel::ZtunnelTarget;
+pub use ztunnel_target::ZtunnelTarget;

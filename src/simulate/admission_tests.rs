@@ -34,8 +34,8 @@
 //! verdict in the cluster. `meshguard test --record REVIEW.json…` turns captured reviews into
 //! such entries.
 
-use super::policy_tests::TestArgs;
 use super::results::Reported;
+use super::TestArgs;
 use crate::admission::{Admission, Webhook};
 use crate::config::exceptions::{self, Clock, FixedClock, SystemClock};
 use crate::config::Policy;

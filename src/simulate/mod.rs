@@ -18,6 +18,39 @@ use scenario::{Caller, RequestSpec, Resolved, TokenSpec, World};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// `meshguard test`: its flags (the runner is [`policy_tests`], admission cases
+/// `admission_tests`).
+#[derive(Clone, Debug, Args)]
+#[command(mut_arg("paths", |a| a
+    .value_name("TESTFILE|PATH")
+    .help("Test files, then manifests (files or directories) every test file also uses")
+    .required_unless_present("record")))]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print a captured AdmissionReview (a JSON file; repeat the flag for more) as admission
+    /// test cases, with what meshguard answers now as their expectations; the positional paths
+    /// are the manifests the webhook would look up.
+    #[arg(long, value_name = "REVIEW.json")]
+    pub record: Vec<PathBuf>,
+    /// Output format of the results.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: results::TestFormat,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Assume the external authorizer of CUSTOM policies denies (default: allows).
+    #[arg(long)]
+    pub custom_deny: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimulateFormat {

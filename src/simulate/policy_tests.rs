@@ -25,47 +25,16 @@
 //! AdmissionReviews into admission cases.
 
 use super::scenario::{self, Caller, RequestSpec, TokenSpec, World};
-use super::simulate;
+use super::{simulate, TestArgs};
 use crate::authz::{Explanation, Verdict};
 use crate::exit::Exit;
-use crate::load::{InputArgs, LiveArgs, Loader, MeshArgs, PolicyArgs};
-use clap::Args;
+use crate::load::Loader;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Debug, Args)]
-#[command(mut_arg("paths", |a| a
-    .value_name("TESTFILE|PATH")
-    .help("Test files, then manifests (files or directories) every test file also uses")
-    .required_unless_present("record")))]
-pub struct TestArgs {
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// Print a captured AdmissionReview (a JSON file; repeat the flag for more) as admission
-    /// test cases, with what meshguard answers now as their expectations; the positional paths
-    /// are the manifests the webhook would look up.
-    #[arg(long, value_name = "REVIEW.json")]
-    pub record: Vec<PathBuf>,
-    /// Output format of the results.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: super::results::TestFormat,
-    #[command(flatten)]
-    pub live: LiveArgs,
-    /// Also write the results as JUnit XML to this file.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Assume the external authorizer of CUSTOM policies denies (default: allows).
-    #[arg(long)]
-    pub custom_deny: bool,
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    #[command(flatten)]
-    pub mesh: MeshArgs,
-}
 
 /// A test file as written.
 #[derive(Debug, Deserialize)]

@@ -109,11 +109,23 @@ fn code(text: &str) -> String {
 /// The top-level modules a piece of code names through `crate::`, including grouped
 /// `use crate::{a::X, b}` imports.
 fn referenced(code: &str) -> BTreeSet<String> {
+    referenced_via(code, "crate::")
+}
+
+/// The first segments of the paths a piece of code writes after `prefix` (`crate::`,
+/// `super::`, `crate::authz::`), including grouped `use prefix{a::X, b}` imports.
+fn referenced_via(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let bytes = code.as_bytes();
     let mut at = 0;
-    while let Some(i) = code[at..].find("crate::") {
-        let start = at + i + "crate::".len();
+    while let Some(i) = code[at..].find(prefix) {
+        // `xcrate::` or `my_super::` is not the prefix.
+        let before = code[..at + i].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            at += i + prefix.len();
+            continue;
+        }
+        let start = at + i + prefix.len();
         at = start;
         if bytes.get(start) == Some(&b'{') {
             // A group: collect the first segment of each comma-separated item at depth 1.
@@ -373,6 +385,62 @@ fn modules_have_no_cycles_and_depend_downward() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Edges between the files of one module directory (`src/<module>/<file>.rs`, test files and
+/// `mod.rs` left out): the `super::<file>` and `crate::<module>::<file>` paths of its code.
+fn file_graph(module: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tests = test_module_files(&src);
+    let dir = src.join(module);
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("read module dir") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().and_then(|e| e.to_str()) == Some("rs")
+            && !tests.contains(&path)
+            && stem != "mod"
+            && stem != "tests"
+        {
+            files.insert(stem.to_owned(), path.clone());
+        }
+    }
+    let own = format!("crate::{module}::");
+    let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, path) in &files {
+        let text = code(&std::fs::read_to_string(path).expect("read source"));
+        let mut to = referenced_via(&text, "super::");
+        to.extend(referenced_via(&text, &own));
+        let out = edges.entry(name.clone()).or_default();
+        for t in to {
+            if t != *name && files.contains_key(&t) {
+                out.insert(t, format!("src/{module}/{name}.rs"));
+            }
+        }
+    }
+    edges
+}
+
+/// Within these modules the files depend one way too (`farm-studio look` draws file circles;
+/// this keeps them from coming back).
+#[test]
+fn files_within_a_module_have_no_cycles() {
+    for module in ["authz", "reach", "posture", "simulate", "dataplane"] {
+        let edges = file_graph(module);
+        assert!(edges.len() > 1, "src/{module} has files");
+        let cyc = cycles(&edges);
+        assert!(
+            cyc.is_empty(),
+            "file cycles in src/{module}: {cyc:?}\nedges:\n{}",
+            cyc.iter()
+                .flatten()
+                .flat_map(|m| edges[m].keys().map(move |to| format!("  {m} -> {to}")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
 #[test]
 fn the_checker_sees_cycles_groups_and_skips_tests() {
     let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -387,6 +455,11 @@ fn the_checker_sees_cycles_groups_and_skips_tests() {
     let text = "use crate::{a::X, b};\n// crate::c in a comment\nfn f() { crate::d::g() }\n#[cfg(test)]\nmod tests { use crate::e; }\n";
     let found: Vec<String> = referenced(&code(text)).into_iter().collect();
     assert_eq!(found, ["a", "b", "d"]);
+    let text = "use super::{decision::X, ztunnel::{self, Y}};\nuse crate::authz::explain::Z;\nfn f() { my_super::q(); super::ip::parse() }\n";
+    let mut found = referenced_via(&code(text), "super::");
+    found.extend(referenced_via(&code(text), "crate::authz::"));
+    let found: Vec<String> = found.into_iter().collect();
+    assert_eq!(found, ["decision", "explain", "ip", "ztunnel"]);
 }
 
 #[test]

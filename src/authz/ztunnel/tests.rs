@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::authz::decision::tests::{ap, obj, set};
+use crate::authz::decision::{Outcome, RuleRef};
 use crate::authz::request::Http;
 use crate::resource::Kind;
 use serde_json::json;
