@@ -3,27 +3,9 @@
 //! without an admission case fails here. Mixed files, failures, bad entries, JUnit and
 //! `--record`.
 
+use crate::common::{meshguard, root};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn meshguard(args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("run meshguard");
-    (
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-        out.status.code().unwrap_or(-1),
-    )
-}
 
 /// The committed admission test files.
 fn committed() -> Vec<String> {

@@ -5,6 +5,7 @@
 //!
 //! Regenerate the golden file with `MESHGUARD_BLESS=1 cargo test --test integration diff::`.
 
+use crate::common::{meshguard_in, root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,24 +26,6 @@ const STEPS: &[&str] = &[
     "authz-rbac.yaml",
     "jwt-auth.yaml",
 ];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Run the binary in `dir`; returns (stdout, stderr, exit code).
-fn meshguard_in(dir: &Path, args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run meshguard");
-    (
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-        out.status.code().unwrap_or(-1),
-    )
-}
 
 /// A directory with the tutorial's first `n` steps, named `step-<n>`.
 fn steps_dir(tmp: &Path, n: usize) -> PathBuf {

@@ -3,27 +3,9 @@
 //! (`--mesh-config`, `--istio-namespace`) changing `simulate`'s and `test`'s verdicts as they
 //! change `check`'s.
 
+use crate::common::meshguard_in;
 use meshguard::exit::Exit;
 use std::path::Path;
-use std::process::Command;
-
-/// Run the binary in `dir` with a clean environment for the flags that read one; returns
-/// (exit code, stdout, stderr).
-fn meshguard(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("MESHGUARD_CONFIG")
-        .env_remove("KUBECONFIG")
-        .env_remove("POD_NAMESPACE")
-        .output()
-        .expect("run meshguard");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 const APPS: &str = r#"apiVersion: v1
 kind: Namespace
@@ -114,7 +96,7 @@ fn simulate_reads_the_mesh_flags() {
     let simulate = |extra: &[&str]| {
         let mut args = vec!["simulate", "root", "--from", "shop/web", "--to", "shop/api"];
         args.extend_from_slice(extra);
-        let (code, out, err) = meshguard(d, &args);
+        let (out, err, code) = meshguard_in(d, &args);
         (code, out.lines().next().unwrap_or_default().to_owned(), err)
     };
     // Without the flags mesh-root is an ordinary namespace: its policy applies to nothing here.
@@ -132,7 +114,8 @@ fn simulate_reads_the_mesh_flags() {
         let mut args = vec!["simulate", "td", "--from-workload", "shop/web"];
         args.extend_from_slice(&["--to", "shop/api"]);
         args.extend_from_slice(extra);
-        meshguard(d, &args)
+        let (out, err, code) = meshguard_in(d, &args);
+        (code, out, err)
     };
     let (code, out, err) = td(&[]);
     assert_eq!(code, 1, "{out}{err}");
@@ -150,7 +133,7 @@ fn simulate_reads_the_mesh_flags() {
 fn test_reads_the_mesh_flags() {
     let dir = fixture();
     let d = dir.path();
-    let (code, out, err) = meshguard(d, &["test", "deny.test.yaml"]);
+    let (out, err, code) = meshguard_in(d, &["test", "deny.test.yaml"]);
     assert_eq!(code, 1, "mesh-root is not the root namespace: {out}{err}");
     assert!(out.contains("FAIL"), "{out}");
     for flags in [
@@ -159,12 +142,13 @@ fn test_reads_the_mesh_flags() {
     ] {
         let mut args = vec!["test", "deny.test.yaml"];
         args.extend_from_slice(&flags);
-        let (code, out, err) = meshguard(d, &args);
+        let (out, err, code) = meshguard_in(d, &args);
         assert_eq!(code, 0, "{flags:?}: {out}{err}");
         assert!(out.contains("PASS"), "{out}");
     }
     // An unreadable MeshConfig file is refused before any test runs.
-    let (code, out, err) = meshguard(d, &["test", "deny.test.yaml", "--mesh-config", "nope.yaml"]);
+    let (out, err, code) =
+        meshguard_in(d, &["test", "deny.test.yaml", "--mesh-config", "nope.yaml"]);
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     assert!(err.contains("--mesh-config nope.yaml"), "{err}");
 }
@@ -177,7 +161,7 @@ fn check_reads_the_same_mesh_flags() {
     let root_ns = |extra: &[&str]| {
         let mut args = vec!["check", "root", "--format", "json"];
         args.extend_from_slice(extra);
-        let (code, out, err) = meshguard(d, &args);
+        let (out, err, code) = meshguard_in(d, &args);
         assert!(code <= 1, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).expect("json");
         v["meshContext"]["rootNamespace"]["value"]
@@ -350,7 +334,7 @@ fn every_command_exits_with_the_documented_codes() {
     ];
     let mut wrong = Vec::new();
     for (name, args, want) in &cases {
-        let (code, out, err) = meshguard(d, args);
+        let (out, err, code) = meshguard_in(d, args);
         if code != *want {
             wrong.push(format!("{name}: exit {code}, want {want}\n{out}{err}"));
         }

@@ -3,30 +3,12 @@
 //! (tests/fixtures/authz/tutorial.yaml): exit codes, the JSON shape, the explanations, and bad
 //! input.
 
+use crate::common::{meshguard, root};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 
 const TUTORIAL: &str = "tests/fixtures/tutorial";
 const TESTS: &str = "tests/fixtures/authz/tutorial.yaml";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Run the binary from the crate root; returns (stdout, stderr, exit code).
-fn meshguard(args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshguard"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("run meshguard");
-    (
-        String::from_utf8(out.stdout).expect("utf-8"),
-        String::from_utf8(out.stderr).expect("utf-8"),
-        out.status.code().unwrap_or(-1),
-    )
-}
 
 /// `simulate TUTORIAL ARGS --format json`, parsed; with the exit code.
 fn simulate_json(args: &[&str]) -> (Value, i32) {

@@ -18,6 +18,35 @@ use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// The crate root: the working directory of `cargo test` and of [`meshguard`].
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run the `meshguard` binary from the crate root; returns (stdout, stderr, exit code).
+pub fn meshguard(args: &[&str]) -> (String, String, i32) {
+    meshguard_in(root(), args)
+}
+
+/// Run the `meshguard` binary in `dir`, with the variables that choose a policy file, a
+/// cluster or a namespace (`MESHGUARD_CONFIG`, `KUBECONFIG`, `POD_NAMESPACE`) removed, so only
+/// the arguments decide; returns (stdout, stderr, exit code).
+pub fn meshguard_in(dir: &Path, args: &[&str]) -> (String, String, i32) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshguard"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("MESHGUARD_CONFIG")
+        .env_remove("KUBECONFIG")
+        .env_remove("POD_NAMESPACE")
+        .output()
+        .expect("run meshguard");
+    (
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
 pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub fn init() {
