@@ -15,7 +15,11 @@
 //! * **mTLS**: the effective mode per workload and port ([`crate::mtls`]) where it changes; a
 //!   port that stops requiring mTLS (STRICT → PERMISSIVE or DISABLE) counts as opening.
 //! * **findings**: those of `meshguard check` new in HEAD and fixed since BASE, keyed by rule,
-//!   object and field path.
+//!   object and field path. Each side applies its own PolicyExceptions (and the policy's
+//!   `exceptions:`) as `check` does: a finding HEAD excepts is not new, and one that BASE
+//!   reported and HEAD excepts is not fixed but `excepted` (listed with the exception), as is
+//!   one that HEAD both introduces and excepts. An exception that has expired covers nothing,
+//!   so its finding counts as reported.
 //!
 //! Exit code: 0 when nothing opened and no deny-level finding is new, 1 otherwise (`--fail-on`
 //! chooses), 2 on bad input (an unreadable path or document, a git error).
@@ -24,9 +28,10 @@ pub mod render;
 
 use crate::authz::hops::CallerPlane;
 use crate::authz::{Mesh, PolicySet};
+use crate::config::exceptions::ObjectExcepted;
 use crate::engine::Engine;
 use crate::exit::Exit;
-use crate::finding::{Action, ObjectFinding};
+use crate::finding::{Action, Finding, ObjectFinding, Subject};
 use crate::inventory::Inventory;
 use crate::load::{InputArgs, Loader, MeshArgs, PolicyArgs};
 use crate::manifest::{self, Loaded};
@@ -41,7 +46,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
@@ -96,10 +100,13 @@ pub struct Side {
     pub inventory: Inventory,
     pub engine: Engine,
     pub findings: Vec<ObjectFinding>,
+    /// `check`'s findings that this side's exceptions cover.
+    pub excepted: Vec<ObjectExcepted>,
 }
 
 impl Side {
-    /// Load one side: its objects, the mesh they describe, `check`'s findings.
+    /// Load one side: its objects, the mesh they describe, `check`'s findings under the
+    /// side's own PolicyExceptions.
     pub fn load(
         label: String,
         paths: Vec<String>,
@@ -116,7 +123,8 @@ impl Side {
             ));
         }
         let mesh = loader.manifests_mesh(&prepared);
-        let engine = Engine::new(loader.policy.clone(), Arc::new(mesh), None);
+        let exceptions = crate::config::exceptions::from_objects(&prepared.mesh_objects);
+        let engine = loader.engine(mesh, exceptions, None);
         let report = crate::check::check_loaded(&engine, &prepared, false);
         Ok(Side {
             label,
@@ -124,6 +132,7 @@ impl Side {
             inventory: prepared.inventory,
             engine,
             findings: report.findings,
+            excepted: report.excepted,
         })
     }
 
@@ -223,10 +232,26 @@ pub struct FindingChange {
     pub line: Option<usize>,
 }
 
+/// A finding HEAD excepts and BASE did not: the exception a change adds (or a finding it adds
+/// together with its exception).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExceptedChange {
+    #[serde(flatten)]
+    pub finding: FindingChange,
+    /// `policy:<name>` or `<namespace>/<name>`.
+    pub exception: String,
+    /// `until …, owner …: reason`.
+    pub exception_says: String,
+    /// BASE reported the finding (else HEAD introduces it, excepted).
+    pub in_base: bool,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FindingsDiff {
     pub new: Vec<FindingChange>,
     pub fixed: Vec<FindingChange>,
+    pub excepted: Vec<ExceptedChange>,
 }
 
 /// Everything `diff` found.
@@ -263,6 +288,7 @@ impl Diff {
             && self.mtls.is_empty()
             && self.findings.new.is_empty()
             && self.findings.fixed.is_empty()
+            && self.findings.excepted.is_empty()
     }
 
     /// The exit code under `--fail-on`.
@@ -485,28 +511,31 @@ fn mtls_decider(enf: &Enforcement<'_>, port: u16) -> Option<String> {
         .map(|d| format!("{}/{} ({})", d.namespace, d.name, d.level.as_str()))
 }
 
-fn finding_key(f: &ObjectFinding) -> (String, String, String, String, String) {
+type FindingKey = (String, String, String, String, String);
+
+/// Rule, object and field path.
+fn finding_key(subject: &Subject, f: &Finding) -> FindingKey {
     (
-        f.finding.rule.to_owned(),
-        f.subject.kind.clone(),
-        f.subject.namespace.clone(),
-        f.subject.name.clone(),
-        f.finding.violation.path.clone(),
+        f.rule.to_owned(),
+        subject.kind.clone(),
+        subject.namespace.clone(),
+        subject.name.clone(),
+        f.violation.path.clone(),
     )
 }
 
-fn finding_change(f: &ObjectFinding) -> FindingChange {
+fn finding_change(subject: &Subject, f: &Finding) -> FindingChange {
     FindingChange {
-        rule: f.finding.rule,
-        action: f.finding.action.as_str(),
-        kind: f.subject.kind.clone(),
-        namespace: f.subject.namespace.clone(),
-        name: f.subject.name.clone(),
-        path: f.finding.violation.path.clone(),
-        message: f.finding.violation.message.clone(),
-        fix: f.finding.violation.fix.clone(),
-        file: f.subject.file.as_deref().map(str::to_owned),
-        line: f.subject.line,
+        rule: f.rule,
+        action: f.action.as_str(),
+        kind: subject.kind.clone(),
+        namespace: subject.namespace.clone(),
+        name: subject.name.clone(),
+        path: f.violation.path.clone(),
+        message: f.violation.message.clone(),
+        fix: f.violation.fix.clone(),
+        file: subject.file.as_deref().map(str::to_owned),
+        line: subject.line,
     }
 }
 
@@ -738,20 +767,41 @@ pub fn compare(base: &Side, head: &Side) -> Diff {
         (a.change, &a.to, a.port, &a.from).cmp(&(b.change, &b.to, b.port, &b.from))
     });
     // Findings: keyed by rule, object and field path.
-    fn keyed(s: &Side) -> BTreeMap<(String, String, String, String, String), &ObjectFinding> {
-        s.findings.iter().map(|f| (finding_key(f), f)).collect()
+    fn keyed(s: &Side) -> BTreeMap<FindingKey, &ObjectFinding> {
+        s.findings
+            .iter()
+            .map(|f| (finding_key(&f.subject, &f.finding), f))
+            .collect()
     }
     let (bf, hf) = (keyed(base), keyed(head));
+    // Excepted findings, keyed the same way.
+    fn keyed_excepted(s: &Side) -> BTreeMap<FindingKey, &ObjectExcepted> {
+        s.excepted
+            .iter()
+            .map(|e| (finding_key(&e.subject, &e.finding), e))
+            .collect()
+    }
+    let (be, he) = (keyed_excepted(base), keyed_excepted(head));
     let findings = FindingsDiff {
         new: hf
             .iter()
             .filter(|(k, _)| !bf.contains_key(*k))
-            .map(|(_, f)| finding_change(f))
+            .map(|(_, f)| finding_change(&f.subject, &f.finding))
             .collect(),
         fixed: bf
             .iter()
-            .filter(|(k, _)| !hf.contains_key(*k))
-            .map(|(_, f)| finding_change(f))
+            .filter(|(k, _)| !hf.contains_key(*k) && !he.contains_key(*k))
+            .map(|(_, f)| finding_change(&f.subject, &f.finding))
+            .collect(),
+        excepted: he
+            .iter()
+            .filter(|(k, _)| !be.contains_key(*k))
+            .map(|(k, e)| ExceptedChange {
+                finding: finding_change(&e.subject, &e.finding),
+                exception: e.exception.id(),
+                exception_says: e.exception.describe(),
+                in_base: bf.contains_key(k),
+            })
             .collect(),
     };
     notes.sort();

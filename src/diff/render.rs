@@ -6,7 +6,7 @@
 //! same deciding policies): a new workload in an open namespace is one line, not one per
 //! identity. JSON lists every caller.
 
-use super::{Diff, EdgeChange, FailOn, FindingChange};
+use super::{Diff, EdgeChange, ExceptedChange, FailOn, FindingChange};
 use crate::reach::ChangeKind;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -97,6 +97,25 @@ fn finding_line(f: &FindingChange) -> String {
     )
 }
 
+/// An excepted finding, with the exception and whether BASE reported it.
+fn excepted_line(e: &ExceptedChange) -> String {
+    format!(
+        "{} [excepted by {}, {}{}]",
+        finding_line(&e.finding),
+        e.exception,
+        e.exception_says,
+        if e.in_base { "" } else { "; new in HEAD" }
+    )
+}
+
+/// `, N excepted` when the change excepts any finding.
+fn excepted_count(d: &Diff) -> String {
+    match d.findings.excepted.len() {
+        0 => String::new(),
+        n => format!(", {n} excepted"),
+    }
+}
+
 /// Text.
 pub fn text(d: &Diff) -> String {
     let mut s = String::new();
@@ -184,6 +203,16 @@ pub fn text(d: &Diff) -> String {
             let _ = writeln!(s, "  - {}", finding_line(f));
         }
     }
+    if !d.findings.excepted.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nExcepted by HEAD (reported, not enforced): {}",
+            d.findings.excepted.len()
+        );
+        for e in &d.findings.excepted {
+            let _ = writeln!(s, "  ~ {}", excepted_line(e));
+        }
+    }
     if !d.notes.is_empty() {
         let _ = writeln!(s, "\nNotes:");
         for n in &d.notes {
@@ -192,7 +221,7 @@ pub fn text(d: &Diff) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{}; {} mTLS change{}; {} finding{} new, {} fixed",
+        "\n{}; {} mTLS change{}; {} finding{} new, {} fixed{}",
         if d.changes.is_empty() {
             "no reachability change".to_owned()
         } else {
@@ -202,7 +231,8 @@ pub fn text(d: &Diff) -> String {
         if d.mtls.len() == 1 { "" } else { "s" },
         d.findings.new.len(),
         if d.findings.new.len() == 1 { "" } else { "s" },
-        d.findings.fixed.len()
+        d.findings.fixed.len(),
+        excepted_count(d)
     );
     s
 }
@@ -224,6 +254,7 @@ pub fn json(d: &Diff) -> Value {
                 "findingsNew": d.findings.new.len(),
                 "findingsNewDeny": d.new_deny_findings(),
                 "findingsFixed": d.findings.fixed.len(),
+                "findingsExcepted": d.findings.excepted.len(),
                 "opened_anything": d.opened(),
             }),
         );
@@ -253,7 +284,7 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
     let _ = writeln!(s, "### {verdict} meshguard diff\n");
     let _ = writeln!(
         s,
-        "`{}` → `{}`: {}; {} mTLS change{}{}; findings: {} new ({} deny), {} fixed.\n",
+        "`{}` → `{}`: {}; {} mTLS change{}{}; findings: {} new ({} deny), {} fixed{}.\n",
         md(&d.base),
         md(&d.head),
         if d.changes.is_empty() {
@@ -270,7 +301,8 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
         },
         d.findings.new.len(),
         d.new_deny_findings(),
-        d.findings.fixed.len()
+        d.findings.fixed.len(),
+        excepted_count(d)
     );
     let gs = groups(d);
     if !gs.is_empty() {
@@ -349,7 +381,8 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
             let _ = writeln!(s, "- …and {} more", d.mtls.len() - ROWS);
         }
     }
-    if !d.findings.new.is_empty() || !d.findings.fixed.is_empty() {
+    if !d.findings.new.is_empty() || !d.findings.fixed.is_empty() || !d.findings.excepted.is_empty()
+    {
         let _ = writeln!(s, "\n**Findings of `meshguard check`**\n");
         let mut new: Vec<&FindingChange> = d.findings.new.iter().collect();
         new.sort_by_key(|f| f.action != "deny");
@@ -364,6 +397,16 @@ pub fn markdown(d: &Diff, fail_on: &[FailOn]) -> String {
             let _ = writeln!(s, "- …and {} more new", d.findings.new.len() - ROWS);
         }
         let _ = writeln!(s, "- fixed: {}", d.findings.fixed.len());
+        // Every exception the change adds is a decision a reviewer signs off: listed whole
+        // (within the budget), not counted.
+        for e in &d.findings.excepted {
+            let line = format!("- excepted: `{}`\n", md(&excepted_line(e)));
+            if s.len() + line.len() > BUDGET {
+                let _ = writeln!(s, "- …and more excepted");
+                break;
+            }
+            s.push_str(&line);
+        }
     }
     s
 }

@@ -643,3 +643,157 @@ fn binding_a_service_to_a_waypoint_puts_its_policies_on_ambient_callers_paths() 
     assert!(!from.contains(&"shop/waypoint"), "{from:?}");
     assert_witnesses_flip(tmp.path(), "base", "head", &v);
 }
+
+/// The manifests of the exception tests: a meshed namespace with STRICT mTLS, and a Deployment
+/// that runs as the default ServiceAccount (`wl-default-service-account`, deny by default).
+const SHOP: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio-injection: enabled}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n";
+const OLD_API: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: old-api, namespace: shop}\nspec:\n  selector: {matchLabels: {app: old-api}}\n  template:\n    metadata: {labels: {app: old-api}}\n    spec: {containers: [{name: app, image: old:1}]}\n";
+/// A PolicyException for that finding, ending at `expires`.
+fn exception(expires: &str) -> String {
+    format!("apiVersion: meshguard.io/v1alpha1\nkind: PolicyException\nmetadata: {{name: old-api-sa, namespace: shop}}\nspec: {{rules: [wl-default-service-account], names: [old-api], reason: moving to its own account, owner: team-shop, expires: \"{expires}\"}}\n")
+}
+
+/// A side made of `docs`, and the policy that accepts PolicyExceptions in `shop`.
+fn exception_side(tmp: &Path, name: &str, docs: &[&str]) {
+    std::fs::create_dir_all(tmp.join(name)).expect("mkdir");
+    std::fs::write(tmp.join(name).join("all.yaml"), docs.join("---\n")).expect("write");
+    std::fs::write(
+        tmp.join("policy.yaml"),
+        "policyExceptions:\n  namespaces: [shop]\n  maxDuration: 365000d\n",
+    )
+    .expect("policy");
+}
+
+fn rules_of<'v>(v: &'v Value, list: &str) -> Vec<&'v str> {
+    v["findings"][list]
+        .as_array()
+        .unwrap_or_else(|| panic!("findings.{list}: {v}"))
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect()
+}
+
+#[test]
+fn a_finding_head_excepts_is_not_new() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    let exc = exception("2999-01-01");
+    exception_side(d, "base", &[SHOP]);
+    exception_side(d, "head", &[SHOP, OLD_API, &exc]);
+    exception_side(d, "head-bare", &[SHOP, OLD_API]);
+    let flags = ["--config", "policy.yaml", "--fail-on", "new-findings"];
+
+    // Fires: without the exception the new Deployment's finding is new and fails the run.
+    let (v, code) = diff_json(d, "base", "head-bare", &flags);
+    assert!(
+        rules_of(&v, "new").contains(&"wl-default-service-account"),
+        "{v}"
+    );
+    assert_eq!(code, 1, "{v}");
+    assert!(rules_of(&v, "excepted").is_empty(), "{v}");
+
+    // Quiet: HEAD's own exception covers it, as in `check`: not new, the run passes, and the
+    // exception the change brings is listed with its finding.
+    let (v, code) = diff_json(d, "base", "head", &flags);
+    assert!(
+        !rules_of(&v, "new").contains(&"wl-default-service-account"),
+        "{v}"
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        rules_of(&v, "excepted"),
+        ["wl-default-service-account"],
+        "{v}"
+    );
+    let e = &v["findings"]["excepted"][0];
+    assert_eq!(e["exception"], "shop/old-api-sa", "{v}");
+    assert_eq!(e["inBase"], false, "{v}");
+    assert_eq!(e["name"], "old-api", "{v}");
+    assert_eq!(v["summary"]["findingsExcepted"], 1, "{v}");
+}
+
+#[test]
+fn an_exception_the_change_adds_is_listed_not_counted_as_fixed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    let exc = exception("2999-01-01");
+    exception_side(d, "base", &[SHOP, OLD_API]);
+    exception_side(d, "head", &[SHOP, OLD_API, &exc]);
+    exception_side(d, "base-excepted", &[SHOP, OLD_API, &exc]);
+    let policy = ["--config", "policy.yaml"];
+
+    let (v, code) = diff_json(d, "base", "head", &policy);
+    assert_eq!(code, 0, "{v}");
+    assert!(rules_of(&v, "new").is_empty(), "{v}");
+    // The finding did not go away: it was excepted, and the reviewer sees by what.
+    assert!(rules_of(&v, "fixed").is_empty(), "{v}");
+    assert_eq!(
+        rules_of(&v, "excepted"),
+        ["wl-default-service-account"],
+        "{v}"
+    );
+    assert_eq!(v["findings"]["excepted"][0]["inBase"], true, "{v}");
+    assert!(
+        v["findings"]["excepted"][0]["exceptionSays"]
+            .as_str()
+            .is_some_and(
+                |s| s.contains("owner team-shop") && s.contains("moving to its own account")
+            ),
+        "{v}"
+    );
+    let args = ["diff", "base", "head", "--config", "policy.yaml"];
+    let (text, err, _) = meshguard_in(d, &args);
+    assert!(
+        text.contains("Excepted by HEAD (reported, not enforced): 1"),
+        "{text}{err}"
+    );
+    assert!(
+        text.contains("[excepted by shop/old-api-sa, until 2999-01-01T00:00:00Z"),
+        "{text}"
+    );
+    assert!(text.contains(", 1 excepted\n"), "{text}");
+    let mut md_args = args.to_vec();
+    md_args.extend_from_slice(&["--format", "markdown"]);
+    let (md, err, _) = meshguard_in(d, &md_args);
+    assert!(
+        md.contains("- excepted: `[wl-default-service-account]"),
+        "{md}{err}"
+    );
+    assert!(md.contains("0 fixed, 1 excepted."), "{md}");
+    // `--fail-on any` counts it as a change.
+    let mut any = policy.to_vec();
+    any.extend_from_slice(&["--fail-on", "any"]);
+    assert_eq!(diff_json(d, "base", "head", &any).1, 1);
+
+    // Quiet: an exception both sides hold is no change; removing it makes the finding new.
+    let (v, code) = diff_json(d, "base-excepted", "head", &policy);
+    assert_eq!(code, 0, "{v}");
+    assert!(rules_of(&v, "excepted").is_empty(), "{v}");
+    assert!(
+        rules_of(&v, "new").is_empty() && rules_of(&v, "fixed").is_empty(),
+        "{v}"
+    );
+    let (v, code) = diff_json(d, "base-excepted", "base", &policy);
+    assert_eq!(rules_of(&v, "new"), ["wl-default-service-account"], "{v}");
+    assert_eq!(code, 1, "{v}");
+}
+
+#[test]
+fn an_expired_exception_covers_nothing_as_in_check() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    let expired = exception("2000-01-01");
+    exception_side(d, "base", &[SHOP]);
+    exception_side(d, "head", &[SHOP, OLD_API, &expired]);
+    let (v, code) = diff_json(
+        d,
+        "base",
+        "head",
+        &["--config", "policy.yaml", "--fail-on", "new-findings"],
+    );
+    let new = rules_of(&v, "new");
+    assert!(new.contains(&"wl-default-service-account"), "{v}");
+    assert!(new.contains(&"exception-expired"), "{v}");
+    assert!(rules_of(&v, "excepted").is_empty(), "{v}");
+    assert_eq!(code, 1, "{v}");
+}
