@@ -29,7 +29,11 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, Args)]
 #[command(
     mut_arg("paths", |a| a.required_unless_present("cluster")),
-    mut_arg("cluster", |a| a.conflicts_with("paths"))
+    mut_arg("cluster", |a| a.conflicts_with("paths")),
+    // `--cluster` conflicts with the manifests, so clap waives its `requires("cluster")` when
+    // manifests are given: the cluster flags conflict with them too.
+    mut_arg("kubeconfig", |a| a.conflicts_with("paths")),
+    mut_arg("context", |a| a.conflicts_with("paths"))
 )]
 pub struct ReportArgs {
     #[command(flatten)]

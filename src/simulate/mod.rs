@@ -62,7 +62,11 @@ pub enum SimulateFormat {
 #[command(
     group(clap::ArgGroup::new("caller").required(true).args(["from", "from_workload", "plaintext"])),
     mut_arg("paths", |a| a.required_unless_present("cluster")),
-    mut_arg("cluster", |a| a.conflicts_with("paths"))
+    mut_arg("cluster", |a| a.conflicts_with("paths")),
+    // `--cluster` conflicts with the manifests, so clap waives its `requires("cluster")` when
+    // manifests are given: the cluster flags conflict with them too.
+    mut_arg("kubeconfig", |a| a.conflicts_with("paths")),
+    mut_arg("context", |a| a.conflicts_with("paths"))
 )]
 pub struct SimulateArgs {
     #[command(flatten)]

@@ -341,3 +341,50 @@ fn every_command_exits_with_the_documented_codes() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n---\n"));
 }
+
+/// `--kubeconfig` and `--context` choose the cluster `--cluster` reads: without it they would be
+/// ignored (the manifests are read), so `simulate`, `test` and `report` refuse them with a
+/// usage error (exit 2). `audit` always reads a cluster: there they stand alone.
+#[test]
+fn cluster_flags_without_cluster_are_refused() {
+    let dir = fixture();
+    let d = dir.path();
+    let runs: [(&str, Vec<&str>); 3] = [
+        (
+            "simulate",
+            vec!["simulate", "root", "--from", "shop/web", "--to", "shop/api"],
+        ),
+        (
+            "test",
+            vec!["test", "deny.test.yaml", "--mesh-config", "root-ns.yaml"],
+        ),
+        ("report", vec!["report", "root", "--html", "page.html"]),
+    ];
+    for (name, args) in &runs {
+        // Quiet: the same run without the flag succeeds.
+        let (out, err, code) = meshguard_in(d, args);
+        assert_eq!(code, Exit::Ok.code(), "{name}: {out}{err}");
+        for flag in [["--kubeconfig", "some.kubeconfig"], ["--context", "c"]] {
+            let mut with = args.clone();
+            with.extend_from_slice(&flag);
+            let (out, err, code) = meshguard_in(d, &with);
+            assert_eq!(code, Exit::Error.code(), "{name} {flag:?}: {out}{err}");
+            assert!(err.starts_with("error: "), "{name} {flag:?}: {err}");
+            assert!(err.contains(flag[0]), "{name} {flag:?}: {err}");
+            assert!(out.is_empty(), "{name} {flag:?}: {out}");
+        }
+        // With `--cluster` they are what they say (no manifests then, except `test`'s files).
+        let mut live: Vec<&str> = args.iter().copied().filter(|a| *a != "root").collect();
+        live.extend_from_slice(&["--cluster", "--kubeconfig", "nope.kubeconfig"]);
+        let (_, err, code) = meshguard_in(d, &live);
+        assert_eq!(code, Exit::Error.code(), "{name}: {err}");
+        assert!(
+            !err.starts_with("error: "),
+            "{name}: not a usage error: {err}"
+        );
+    }
+    // `audit`: the flags alone are valid; an unreadable kubeconfig is a run error, not usage.
+    let (_, err, code) = meshguard_in(d, &["audit", "--kubeconfig", "nope.kubeconfig"]);
+    assert_eq!(code, Exit::Error.code(), "{err}");
+    assert!(!err.starts_with("error: "), "not a usage error: {err}");
+}
