@@ -26,12 +26,13 @@ use crate::config::exceptions::{sort_excepted, ObjectExcepted};
 use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
 use crate::finding::{sort_findings, ObjectFinding, Subject};
-use crate::inventory::{Inventory, Object};
+use crate::inventory::{Inventory, Object, SharedNamespaces};
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
 use crate::resource::Kind;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// Checks whose findings about root-namespace AuthorizationPolicies and RequestAuthentications
 /// depend on workloads of every namespace.
@@ -42,10 +43,9 @@ const DR_SCOPED: &str = "dr-disable-vs-mtls";
 /// What the whole run keeps besides the findings.
 #[derive(Debug, Default)]
 pub struct Context {
-    /// Every Namespace, by name (metadata only).
-    pub namespaces: BTreeMap<String, Object>,
-    /// ServiceAccount names by namespace.
-    pub accounts: HashMap<String, Vec<String>>,
+    /// Every Namespace (metadata only) and the ServiceAccount names by namespace: shared by
+    /// every batch's inventory, never copied into one.
+    pub cluster: SharedNamespaces,
     /// Objects of the root namespace.
     pub root_objects: Vec<Object>,
     /// DestinationRules with a DISABLE site toward Services outside their namespace, with the
@@ -90,6 +90,8 @@ impl Context {
 pub struct StreamAnalysis<'e> {
     engine: &'e Engine,
     root: String,
+    /// The cluster's Namespaces and ServiceAccounts (the context's, shared by the batches).
+    cluster: Arc<SharedNamespaces>,
     context: Context,
     /// Root-namespace AuthorizationPolicies and RequestAuthentications whose scope is every
     /// namespace: (kind, name, selector labels, is a RequestAuthentication).
@@ -110,8 +112,9 @@ pub struct StreamAnalysis<'e> {
 }
 
 impl<'e> StreamAnalysis<'e> {
-    pub fn new(engine: &'e Engine, context: Context) -> StreamAnalysis<'e> {
+    pub fn new(engine: &'e Engine, mut context: Context) -> StreamAnalysis<'e> {
         let root = engine.mesh().root_namespace().value.clone();
+        let cluster = Arc::new(std::mem::take(&mut context.cluster));
         let root_scoped = context
             .root_objects
             .iter()
@@ -132,6 +135,7 @@ impl<'e> StreamAnalysis<'e> {
         StreamAnalysis {
             engine,
             root,
+            cluster,
             context,
             root_scoped,
             kept_for_final: BTreeMap::new(),
@@ -159,29 +163,18 @@ impl<'e> StreamAnalysis<'e> {
     /// Judge the objects of `namespaces` (every object they hold, of every kind).
     pub fn batch(&mut self, namespaces: &BTreeSet<String>, objects: Vec<Object>) {
         let with_root = namespaces.contains(&self.root);
-        let mut inventory = Inventory::complete(Vec::new());
-        // Every Namespace: existence and labels for the rules, the mesh's namespaces for the
-        // cross checks.
-        for o in self.context.namespaces.values() {
-            inventory.push(o.clone());
+        // Every Namespace and ServiceAccount answers lookups (existence, labels) from the shared
+        // context; the batch holds its own Namespaces only, so the cross checks that go over
+        // namespaces go over the batch's.
+        let mut inventory = Inventory::complete(Vec::new()).with_shared(Arc::clone(&self.cluster));
+        for ns in namespaces {
+            if let Some(o) = self.cluster.namespaces.get(ns) {
+                inventory.push(o.clone());
+            }
         }
         if !with_root {
             for o in &self.context.root_objects {
                 inventory.push(o.clone());
-            }
-        }
-        // ServiceAccounts: those of the batch's namespaces and of every namespace its
-        // AuthorizationPolicies name.
-        let mut account_namespaces: BTreeSet<String> = namespaces.clone();
-        for o in objects
-            .iter()
-            .filter(|o| o.kind == Kind::AuthorizationPolicy)
-        {
-            named_namespaces(&o.spec(), &mut account_namespaces);
-        }
-        for ns in &account_namespaces {
-            for name in self.context.accounts.get(ns).into_iter().flatten() {
-                inventory.insert_service_account(ns, name);
             }
         }
         let first_own = inventory.len();
@@ -249,6 +242,21 @@ impl<'e> StreamAnalysis<'e> {
         }
         self.keep_for_final(namespaces, &inventory);
         self.batched.extend(namespaces.iter().cloned());
+    }
+
+    /// Judge the Namespaces no batch held (no object lives in them), `per_batch` at a time.
+    pub fn batch_the_rest(&mut self, per_batch: usize) {
+        let rest: Vec<String> = self
+            .cluster
+            .namespaces
+            .keys()
+            .filter(|ns| !self.batched.contains(*ns))
+            .cloned()
+            .collect();
+        for chunk in rest.chunks(per_batch.max(1)) {
+            let namespaces: BTreeSet<String> = chunk.iter().cloned().collect();
+            self.batch(&namespaces, Vec::new());
+        }
     }
 
     /// Whether a batch keeps a cross-check finding: it is about one of the batch's namespaces
@@ -352,13 +360,11 @@ impl<'e> StreamAnalysis<'e> {
     /// The final pass, then every finding, sorted as `analyze` sorts them.
     pub fn finish(mut self) -> crate::analysis::Analysis {
         // ServiceAccounts are judged by no admission rule; `analyze` counts them all the same.
-        self.evaluated += self.context.accounts.values().map(Vec::len).sum::<usize>();
+        self.evaluated += self.cluster.accounts.values().map(Vec::len).sum::<usize>();
         let needs_final = !self.root_scoped.is_empty() || !self.context.deferred_rules.is_empty();
         if needs_final {
-            let mut inventory = Inventory::complete(Vec::new());
-            for o in self.context.namespaces.values() {
-                inventory.push(o.clone());
-            }
+            let mut inventory =
+                Inventory::complete(Vec::new()).with_shared(Arc::clone(&self.cluster));
             // In the order a live listing has them (kind by kind, then namespace and name), as
             // the workloads a message lists come in inventory order.
             let mut objects: BTreeMap<(Kind, String, String), &Object> = BTreeMap::new();
@@ -413,27 +419,6 @@ impl<'e> StreamAnalysis<'e> {
     }
 }
 
-/// The namespaces an AuthorizationPolicy names in principals and namespaces (`…/ns/<ns>/…`, and
-/// every string, over-approximately): the ServiceAccounts it may refer to.
-fn named_namespaces(spec: &serde_json::Value, out: &mut BTreeSet<String>) {
-    match spec {
-        serde_json::Value::String(s) => {
-            let mut parts = s.split('/');
-            while let Some(p) = parts.next() {
-                if p == "ns" {
-                    if let Some(ns) = parts.next() {
-                        out.insert(ns.trim_end_matches('*').to_owned());
-                    }
-                }
-            }
-            out.insert(s.trim_matches('*').to_owned());
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| named_namespaces(v, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|v| named_namespaces(v, out)),
-        _ => {}
-    }
-}
-
 /// Analyse an inventory the streamed way, in batches of about `batch_objects` objects of
 /// consecutive namespaces (tests compare it with `analyze`; `check` has no use for it).
 pub fn analyze_in_batches(
@@ -447,9 +432,10 @@ pub fn analyze_in_batches(
     for o in objects {
         match o.kind {
             Kind::Namespace => {
-                context.namespaces.insert(o.name().to_owned(), o);
+                context.cluster.namespaces.insert(o.name().to_owned(), o);
             }
             Kind::ServiceAccount => context
+                .cluster
                 .accounts
                 .entry(o.namespace().to_owned())
                 .or_default()
@@ -468,7 +454,6 @@ pub fn analyze_in_batches(
             }
         }
     }
-    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
     let mut analysis = StreamAnalysis::new(engine, context);
     let mut batch = BTreeSet::new();
     let mut held = Vec::new();
@@ -483,10 +468,7 @@ pub fn analyze_in_batches(
     if !batch.is_empty() {
         analysis.batch(&batch, std::mem::take(&mut held));
     }
-    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
-    if !rest.is_empty() {
-        analysis.batch(&rest, Vec::new());
-    }
+    analysis.batch_the_rest(batch_objects);
     analysis.finish()
 }
 
@@ -592,7 +574,7 @@ async fn open(client: &Client, kind: Kind, limit: u32) -> Result<Option<Cursor>,
             Ok((items, next)) => {
                 cursor.started = true;
                 cursor.token = next;
-                cursor.page.extend(items);
+                cursor.hold(items);
                 return Ok(Some(cursor));
             }
             Err(e) if is_not_found(&e) => continue,
@@ -607,7 +589,8 @@ struct Cursor {
     kind: Kind,
     ar: ApiResource,
     api: Api<ReviewObject>,
-    page: VecDeque<DynamicObject>,
+    /// The rest of the page read last, each object held compact as soon as it is decoded.
+    page: VecDeque<Object>,
     token: Option<String>,
     started: bool,
     last_namespace: String,
@@ -619,6 +602,12 @@ struct Cursor {
 struct OutOfOrder;
 
 impl Cursor {
+    fn hold(&mut self, items: Vec<DynamicObject>) {
+        let (kind, ar) = (self.kind, &self.ar);
+        self.page
+            .extend(items.into_iter().map(|o| object(kind, ar, o)));
+    }
+
     async fn fill(&mut self) -> Result<(), StreamError> {
         while self.page.is_empty() && (!self.started || self.token.is_some()) {
             let (items, next) = page(&self.api, self.limit, self.token.as_deref())
@@ -626,17 +615,14 @@ impl Cursor {
                 .map_err(|e| list_error(&self.ar, e))?;
             self.started = true;
             self.token = next;
-            self.page.extend(items);
+            self.hold(items);
         }
         Ok(())
     }
 
     async fn peek_namespace(&mut self) -> Result<Option<String>, StreamError> {
         self.fill().await?;
-        Ok(self
-            .page
-            .front()
-            .map(|o| o.metadata.namespace.clone().unwrap_or_default()))
+        Ok(self.page.front().map(|o| o.namespace().to_owned()))
     }
 
     /// Move the objects of `ns` into `out`; `Err(None)` when the list is out of order.
@@ -650,7 +636,7 @@ impl Cursor {
             let Some(front) = self.page.front() else {
                 return Ok(Ok(()));
             };
-            let front_ns = front.metadata.namespace.as_deref().unwrap_or("");
+            let front_ns = front.namespace();
             if front_ns != ns {
                 if front_ns < ns || front_ns < self.last_namespace.as_str() {
                     return Ok(Err(OutOfOrder));
@@ -658,7 +644,7 @@ impl Cursor {
                 return Ok(Ok(()));
             }
             if let Some(o) = self.page.pop_front() {
-                out.push(object(self.kind, &self.ar, o));
+                out.push(o);
             }
             self.last_namespace = ns.to_owned();
         }
@@ -784,13 +770,14 @@ pub async fn audit(
             // Judged by their metadata, listed as such (the cursor's first page is dropped).
             Kind::Namespace => {
                 each_metadata(client, kind, &ar, limits.page_size, |o| {
-                    context.namespaces.insert(o.name().to_owned(), o);
+                    context.cluster.namespaces.insert(o.name().to_owned(), o);
                 })
                 .await?
             }
             Kind::ServiceAccount => {
                 each_metadata(client, kind, &ar, limits.page_size, |o| {
                     context
+                        .cluster
                         .accounts
                         .entry(o.namespace().to_owned())
                         .or_default()
@@ -828,7 +815,6 @@ pub async fn audit(
             pb.inc(1);
         }
     }
-    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
     let mut analysis = StreamAnalysis::new(engine, context).keep_mtls(mtls);
     let mut batch = BTreeSet::new();
     let mut held: Vec<Object> = Vec::new();
@@ -861,10 +847,7 @@ pub async fn audit(
     if !batch.is_empty() {
         analysis.batch(&batch, std::mem::take(&mut held));
     }
-    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
-    if !rest.is_empty() {
-        analysis.batch(&rest, Vec::new());
-    }
+    analysis.batch_the_rest(limits.batch_objects);
     Ok((analysis.finish(), notes))
 }
 
@@ -1013,6 +996,76 @@ metadata: {name: lone, namespace: c, labels: {app: web}}
 spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
 "#;
 
+    /// Root-namespace policies whose findings read workloads of other namespaces (mesh-wide
+    /// checks: every batch holds the root namespace's objects, one batch may report them), and
+    /// lookups across namespaces held by different batches (Namespace labels, ServiceAccounts,
+    /// principals by namespace prefix).
+    const MESH_WIDE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: aa-plain}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: legacy, namespace: aa-plain}
+spec:
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {serviceAccountName: legacy, containers: [{name: app, image: app}]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: legacy, namespace: aa-plain}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: mm-ambient, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: mm-ambient}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: zz-callers, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: caller, namespace: zz-callers}
+spec:
+  selector: {matchLabels: {app: caller}}
+  template:
+    metadata: {labels: {app: caller}}
+    spec: {serviceAccountName: legacy, containers: [{name: app, image: app}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-elsewhere, namespace: zz-callers}
+spec:
+  selector: {matchLabels: {app: caller}}
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/aa-plain/sa/legacy", "cluster.local/ns/aa-plain/sa/ghost", "cluster.local/ns/nowhere/sa/x"]
+            namespaces: ["mm-*", "qq-*"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: legacy-only, namespace: istio-system}
+spec: {selector: {matchLabels: {app: legacy}}, rules: [{to: [{operation: {ports: ["80"]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mesh-disable, namespace: istio-system}
+spec: {mtls: {mode: DISABLE}}
+"#;
+
     type Key = (String, String, String, &'static str, String, String, String);
 
     fn keys(a: &crate::analysis::Analysis) -> Vec<Key> {
@@ -1138,7 +1191,7 @@ exceptions:
                     "{what}, batches of {batch}"
                 );
             }
-            if with_exceptions && what != "fixtures" {
+            if with_exceptions && (what == "across namespaces" || what == "both") {
                 let names: BTreeSet<String> = excepted_keys(&whole)
                     .into_iter()
                     .map(|(_, _, rule, name)| format!("{rule}/{name}"))
@@ -1154,6 +1207,51 @@ exceptions:
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_mesh_wide_cases_are_there() {
+        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
+        let whole = analyze(
+            &engine,
+            &Inventory::complete(cluster(objects_of(MESH_WIDE))),
+        );
+        let rules: BTreeSet<(&str, &str)> = whole
+            .findings
+            .iter()
+            .map(|f| (f.finding.rule, f.subject.name.as_str()))
+            .collect();
+        for expected in [
+            ("policy-unenforced", "legacy-only"),
+            ("pa-ambient-disable", "mesh-disable"),
+            ("ap-unknown-principal", "from-elsewhere"),
+        ] {
+            assert!(rules.contains(&expected), "{expected:?} not in {rules:#?}");
+        }
+        let messages: Vec<&str> = whole
+            .findings
+            .iter()
+            .filter(|f| f.finding.rule == "ap-unknown-principal")
+            .map(|f| f.finding.violation.message.as_str())
+            .collect();
+        // The account and the namespace prefix that exist (in other batches) are not reported.
+        assert!(
+            messages.iter().any(|m| m.contains("aa-plain/ghost")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("\"nowhere\"")),
+            "{messages:#?}"
+        );
+        assert!(messages.iter().any(|m| m.contains("qq-*")), "{messages:#?}");
+        assert!(
+            !messages.iter().any(|m| m.contains("aa-plain/legacy\"")),
+            "{messages:#?}"
+        );
+        assert!(
+            !messages.iter().any(|m| m.contains("mm-*")),
+            "{messages:#?}"
+        );
     }
 
     #[test]
