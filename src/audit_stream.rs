@@ -3,22 +3,31 @@
 //! once its findings are kept. The findings are exactly those of one [`analyze`] over the whole
 //! cluster (a test compares them): every check that looks beyond one namespace gets what it reads.
 //!
-//! * **Context**, listed first and kept for the whole run: every Namespace (metadata only), the
-//!   names of every ServiceAccount, the objects of the root namespace (mesh-wide policies apply
-//!   to every batch), and the DestinationRules whose `tls.mode: DISABLE` reaches Services of other
-//!   namespaces.
+//! * **Context**, listed first and kept for the whole run: every Namespace (metadata only) and
+//!   the names of every ServiceAccount, shared by every batch's inventory as lookups
+//!   ([`Inventory::with_shared`]), never copied into one; the objects of the root namespace
+//!   (mesh-wide policies apply to every batch); and the DestinationRules whose `tls.mode: DISABLE`
+//!   reaches Services of other namespaces.
 //! * **Batches**: every namespaced kind is listed cluster-wide, page by page (`limit`/`continue`;
 //!   kube-apiserver returns objects in key order, namespace by namespace); the pages of all kinds
 //!   are merged namespace by namespace, and namespaces are gathered until a batch holds
 //!   `batch_objects` objects. Objects are decoded as the webhook decodes them (pod specs pruned to
-//!   what checks read, no `status`, no `managedFields`, no last-applied annotation).
-//! * **Cross-namespace checks**: a root-namespace AuthorizationPolicy or RequestAuthentication
-//!   selects workloads in every namespace (`selector-matches-nothing`, `ra-unenforced`), and a
-//!   DestinationRule may point at Services elsewhere (`dr-disable-vs-mtls`): those findings come
-//!   from a final pass over the context and just the objects they read (the workloads such a
-//!   policy selects, the JWT-enforcing AuthorizationPolicies of their namespaces, the Services,
-//!   workloads and PeerAuthentications of the namespaces such a rule points at), collected while
-//!   the batches go by.
+//!   what checks read, no `status`, no `managedFields`, no last-applied annotation) and held
+//!   compact from the page on. A batch's inventory holds its own Namespaces, the root
+//!   namespace's objects and its objects: the cross checks that go over namespaces
+//!   (`ap-no-default-deny`, `injector-overlap`) go over the batch's, and every other Namespace
+//!   and ServiceAccount answers lookups only (existence, labels, a principal's account). A batch
+//!   keeps the findings about its own namespaces; those about injector configurations (the same
+//!   in every batch) once.
+//! * **Mesh-wide checks**: a root-namespace AuthorizationPolicy or RequestAuthentication
+//!   selects workloads in every namespace (`selector-matches-nothing`, `ra-unenforced`,
+//!   `policy-unenforced`), a root-namespace PeerAuthentication with mode DISABLE applies to the
+//!   ambient workloads of every namespace (`pa-ambient-disable`), and a DestinationRule may point
+//!   at Services elsewhere (`dr-disable-vs-mtls`): those findings come from a final pass over the
+//!   context and just the objects they read (the workloads such a policy selects or applies to,
+//!   the JWT-enforcing AuthorizationPolicies of their namespaces, the Services, workloads and
+//!   PeerAuthentications of the namespaces such a rule points at), collected while the batches
+//!   go by.
 //!
 //! [`analyze`]: crate::analysis::analyze
 
@@ -35,8 +44,15 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// Checks whose findings about root-namespace AuthorizationPolicies and RequestAuthentications
-/// depend on workloads of every namespace.
-const ROOT_SCOPED: &[&str] = &["selector-matches-nothing", "ra-unenforced"];
+/// depend on workloads of every namespace (a root-namespace selector selects in every namespace).
+const ROOT_SCOPED: &[&str] = &[
+    "selector-matches-nothing",
+    "ra-unenforced",
+    "policy-unenforced",
+];
+/// The check whose findings about a root-namespace PeerAuthentication with mode DISABLE depend
+/// on the ambient workloads of every namespace (it applies mesh-wide).
+const ROOT_PEER_SCOPED: &str = "pa-ambient-disable";
 /// The check whose findings about a DestinationRule depend on Services of other namespaces.
 const DR_SCOPED: &str = "dr-disable-vs-mtls";
 
@@ -51,6 +67,21 @@ pub struct Context {
     /// DestinationRules with a DISABLE site toward Services outside their namespace, with the
     /// namespaces they reach (`None`: a wildcard host, every namespace).
     pub deferred_rules: Vec<(Object, Option<BTreeSet<String>>)>,
+    /// Gateways outside the root namespace: a Namespace or Service binds to a waypoint of
+    /// another namespace (`istio.io/use-waypoint-namespace`), an HTTPRoute attaches to a Gateway
+    /// elsewhere, a principal names a gateway's identity; every batch holds them (few).
+    pub gateways: Vec<Object>,
+}
+
+impl Context {
+    /// An object of the cluster-wide listing the context keeps (besides the root namespace's).
+    pub fn consider(&mut self, o: &Object, root: &str) {
+        match o.kind {
+            Kind::DestinationRule => self.consider_destination_rule(o),
+            Kind::Gateway if o.namespace() != root => self.gateways.push(o.clone()),
+            _ => {}
+        }
+    }
 }
 
 impl Context {
@@ -96,6 +127,9 @@ pub struct StreamAnalysis<'e> {
     /// Root-namespace AuthorizationPolicies and RequestAuthentications whose scope is every
     /// namespace: (kind, name, selector labels, is a RequestAuthentication).
     root_scoped: Vec<(Kind, String, BTreeMap<String, String>)>,
+    /// A root-namespace PeerAuthentication without a selector sets mode DISABLE somewhere: the
+    /// final pass reads every ambient workload.
+    root_disable: bool,
     /// Objects the final pass reads, by (kind, namespace, name).
     kept_for_final: BTreeMap<(Kind, String, String), Object>,
     findings: Vec<ObjectFinding>,
@@ -132,10 +166,21 @@ impl<'e> StreamAnalysis<'e> {
                 )
             })
             .collect();
+        let root_disable = context
+            .root_objects
+            .iter()
+            .filter(|o| o.kind == Kind::PeerAuthentication)
+            .any(|o| {
+                let spec = o.spec();
+                let pa: crate::model::PeerAuthentication<'_> =
+                    decode_spec(&spec).unwrap_or_default();
+                pa.selector().is_empty() && pa.modes().any(|(_, m)| m == "DISABLE")
+            });
         StreamAnalysis {
             engine,
             root,
             cluster,
+            root_disable,
             context,
             root_scoped,
             kept_for_final: BTreeMap::new(),
@@ -174,6 +219,11 @@ impl<'e> StreamAnalysis<'e> {
         }
         if !with_root {
             for o in &self.context.root_objects {
+                inventory.push(o.clone());
+            }
+        }
+        for o in &self.context.gateways {
+            if !namespaces.contains(o.namespace()) {
                 inventory.push(o.clone());
             }
         }
@@ -240,7 +290,7 @@ impl<'e> StreamAnalysis<'e> {
                     .cloned(),
             );
         }
-        self.keep_for_final(namespaces, &inventory);
+        self.keep_for_final(namespaces, &cx);
         self.batched.extend(namespaces.iter().cloned());
     }
 
@@ -283,6 +333,13 @@ impl<'e> StreamAnalysis<'e> {
 
     /// A finding the final pass decides instead.
     fn deferred(&self, rule: &str, s: &Subject) -> bool {
+        if rule == ROOT_PEER_SCOPED
+            && self.root_disable
+            && s.namespace == self.root
+            && s.kind == Kind::PeerAuthentication.as_str()
+        {
+            return true;
+        }
         if ROOT_SCOPED.contains(&rule)
             && s.namespace == self.root
             && self
@@ -301,7 +358,8 @@ impl<'e> StreamAnalysis<'e> {
     }
 
     /// Keep what the final pass reads from this batch.
-    fn keep_for_final(&mut self, namespaces: &BTreeSet<String>, inventory: &Inventory) {
+    fn keep_for_final(&mut self, namespaces: &BTreeSet<String>, cx: &CrossContext<'_>) {
+        let inventory = cx.inventory;
         let mut keep = |o: &Object| {
             self.kept_for_final.insert(
                 (o.kind, o.namespace().to_owned(), o.name().to_owned()),
@@ -324,6 +382,16 @@ impl<'e> StreamAnalysis<'e> {
                     if *kind == Kind::RequestAuthentication {
                         jwt_namespaces.insert(w.workload.namespace.clone());
                     }
+                }
+            }
+        }
+        // Ambient workloads, which a mesh-wide DISABLE PeerAuthentication applies to.
+        if self.root_disable {
+            for (i, w) in inventory.workloads().iter().enumerate() {
+                if namespaces.contains(&w.workload.namespace)
+                    && cx.plane(i).plane == crate::dataplane::Plane::Ambient
+                {
+                    keep(inventory.workload_object(w));
                 }
             }
         }
@@ -361,7 +429,9 @@ impl<'e> StreamAnalysis<'e> {
     pub fn finish(mut self) -> crate::analysis::Analysis {
         // ServiceAccounts are judged by no admission rule; `analyze` counts them all the same.
         self.evaluated += self.cluster.accounts.values().map(Vec::len).sum::<usize>();
-        let needs_final = !self.root_scoped.is_empty() || !self.context.deferred_rules.is_empty();
+        let needs_final = !self.root_scoped.is_empty()
+            || self.root_disable
+            || !self.context.deferred_rules.is_empty();
         if needs_final {
             let mut inventory =
                 Inventory::complete(Vec::new()).with_shared(Arc::clone(&self.cluster));
@@ -373,6 +443,7 @@ impl<'e> StreamAnalysis<'e> {
                 .root_objects
                 .iter()
                 .chain(self.context.deferred_rules.iter().map(|(o, _)| o))
+                .chain(self.context.gateways.iter())
                 .chain(self.kept_for_final.values())
             {
                 objects
@@ -441,9 +512,7 @@ pub fn analyze_in_batches(
                 .or_default()
                 .push(o.name().to_owned()),
             _ => {
-                if o.kind == Kind::DestinationRule {
-                    context.consider_destination_rule(&o);
-                }
+                context.consider(&o, &root);
                 if o.namespace() == root {
                     context.root_objects.push(o.clone());
                 }
@@ -792,7 +861,7 @@ pub async fn audit(
                 context
                     .root_objects
                     .extend(list_namespace(client, kind, &ar, &root, limits.page_size).await?);
-                if kind == Kind::DestinationRule {
+                if matches!(kind, Kind::DestinationRule | Kind::Gateway) {
                     let api: Api<ReviewObject> = Api::all_with(client.clone(), &ar);
                     let mut token = None;
                     loop {
@@ -800,7 +869,7 @@ pub async fn audit(
                             .await
                             .map_err(|e| list_error(&ar, e))?;
                         for o in items {
-                            context.consider_destination_rule(&object(kind, &ar, o));
+                            context.consider(&object(kind, &ar, o), &root);
                         }
                         token = next;
                         if token.is_none() {
@@ -1064,6 +1133,35 @@ apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: mesh-disable, namespace: istio-system}
 spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ww-waypoints}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: ww-waypoints, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE, allowedRoutes: {namespaces: {from: All}}}]
+status:
+  addresses: [{type: IPAddress, value: 10.0.0.9}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: mm-ambient
+  labels: {istio.io/use-waypoint: shared, istio.io/use-waypoint-namespace: ww-waypoints}
+spec: {selector: {app: api}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: lost
+  namespace: mm-ambient
+  labels: {istio.io/use-waypoint: gone, istio.io/use-waypoint-namespace: ww-waypoints}
+spec: {selector: {app: api}, ports: [{name: http, port: 81, targetPort: 8080}]}
 "#;
 
     type Key = (String, String, String, &'static str, String, String, String);
@@ -1158,6 +1256,7 @@ exceptions:
                 "both",
                 cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect()),
             ),
+            ("mesh-wide", cluster(objects_of(MESH_WIDE))),
         ] {
             // In the order a live listing has them: kind by kind, then namespace and name.
             let mut objects = objects;
@@ -1225,6 +1324,7 @@ exceptions:
             ("policy-unenforced", "legacy-only"),
             ("pa-ambient-disable", "mesh-disable"),
             ("ap-unknown-principal", "from-elsewhere"),
+            ("waypoint-unbound", "lost"),
         ] {
             assert!(rules.contains(&expected), "{expected:?} not in {rules:#?}");
         }
@@ -1252,6 +1352,8 @@ exceptions:
             !messages.iter().any(|m| m.contains("mm-*")),
             "{messages:#?}"
         );
+        // The Service bound to the waypoint of another namespace is bound.
+        assert!(!rules.contains(&("waypoint-unbound", "api")), "{rules:#?}");
     }
 
     #[test]

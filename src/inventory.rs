@@ -671,6 +671,42 @@ mod tests {
     }
 
     #[test]
+    fn shared_namespaces_answer_lookups_but_are_not_objects() {
+        let mut shared = SharedNamespaces::default();
+        for (name, labels) in [("a", json!({"k": "v"})), ("c", json!({}))] {
+            shared.namespaces.insert(
+                name.to_owned(),
+                object(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels}})),
+            );
+        }
+        shared
+            .accounts
+            .insert("a".to_owned(), vec!["web".to_owned()]);
+        let mut inv = Inventory::complete(vec![object(json!({"apiVersion": "v1",
+            "kind": "Namespace", "metadata": {"name": "b"}}))])
+        .with_shared(Arc::new(shared));
+        inv.push(object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "db", "namespace": "d"}})));
+        assert!(matches!(inv.namespace_labels("a"), Lookup::Found(l) if l["k"] == "v"));
+        assert_eq!(inv.namespace_exists("c"), Lookup::Found(()));
+        assert_eq!(inv.namespace_exists("e"), Lookup::Missing);
+        assert_eq!(inv.service_account("a", "web"), Lookup::Found(()));
+        assert_eq!(inv.service_account("a", "default"), Lookup::Found(()));
+        assert_eq!(inv.service_account("a", "ghost"), Lookup::Missing);
+        assert!(inv.find(Kind::Namespace, "a", "a").is_some());
+        // Sorted, each name once: its own (b, d) and the shared ones (a, c).
+        assert_eq!(
+            inv.namespace_names().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        // Iterating goes over its own objects only.
+        let own: Vec<&str> = inv.namespace_objects().map(Object::name).collect();
+        assert_eq!(own, ["b"]);
+        assert_eq!(inv.len(), 2);
+    }
+
+    #[test]
     fn complete_inventory_knows_what_is_absent() {
         let inv = Inventory::complete(objects());
         assert_eq!(inv.namespace_labels("data"), Lookup::Missing);
