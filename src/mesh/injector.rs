@@ -34,13 +34,13 @@
 //!   `global.variant`, and the annotation `sidecar.istio.io/proxyImageType` overrides both.
 //!   ProxyConfig custom resources can also set the image type; they are not read here.
 
-use super::mesh_config::{json_type, parse_yaml};
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
 use crate::model::label_selector::LabelSelectorSpec;
 use crate::model::labels::{
     PROXY_IMAGE as PROXY_IMAGE_ANNOTATION, PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
 };
+use crate::model::mesh_config::ProxyConfig;
 use crate::model::mutating_webhook_configuration::MutatingWebhook;
 use crate::model::{ConfigMap, MutatingWebhookConfiguration};
 use serde::Deserialize;
@@ -657,7 +657,8 @@ impl InjectorConfig {
             .unwrap_or("proxyv2");
         let annotated_type = annotations
             .label(PROXY_CONFIG_ANNOTATION)
-            .and_then(image_type_of_proxy_config);
+            .and_then(ProxyConfig::from_annotation)
+            .and_then(|p| p.image_type);
         let mut image_type = annotated_type
             .as_deref()
             .or(self.mesh_image_type.as_deref())
@@ -674,14 +675,20 @@ impl InjectorConfig {
     }
 }
 
-/// `image.imageType` of a `proxy.istio.io/config` annotation (ProxyConfig YAML), when readable.
-fn image_type_of_proxy_config(yaml: &str) -> Option<String> {
-    let v = parse_yaml(yaml, "", "").ok()?;
-    v.get("image")?
-        .get("imageType")?
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+/// YAML text into a JSON tree (empty text is `null`).
+fn parse_yaml(text: &str, origin: &str, key: &str) -> Result<Value, MeshError> {
+    Ok(crate::model::mesh_config::from_yaml::<Value>(text, origin, key)?.unwrap_or(Value::Null))
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 /// `updateImageTypeIfPresent`: replace a known type suffix on the tag, `default` meaning none.

@@ -34,6 +34,7 @@ pub mod gateway_class;
 pub mod http_route;
 pub mod label_selector;
 pub mod labels;
+pub mod mesh_config;
 pub mod mutating_webhook_configuration;
 pub mod namespace;
 pub mod peer_authentication;
