@@ -45,6 +45,8 @@ pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Pod annotation choosing the proxy image type (`distroless`, `debug`).
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+/// Pod annotation holding ProxyConfig YAML over the MeshConfig's `defaultConfig`.
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
 
 /// A `sidecar.istio.io/inject` value that turns injection on, as meshguard (and Istio's
 /// injector up to 1.26, `InjectValues::Legacy`) reads it: `y`, `yes`, `true` or `on`, in any

@@ -32,6 +32,7 @@ pub mod destination_rule;
 pub mod gateway;
 pub mod gateway_class;
 pub mod http_route;
+pub mod injector_config;
 pub mod label_selector;
 pub mod labels;
 pub mod mesh_config;
