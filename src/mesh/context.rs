@@ -33,7 +33,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
+/// The Istio namespace when nothing says otherwise: Istio's `constants.IstioSystemNamespace`, the
+/// same constant as the default root namespace.
+pub const DEFAULT_ISTIO_NAMESPACE: &str = crate::model::mesh_config::DEFAULT_ROOT_NAMESPACE;
 const MESH_CONFIG_MAP: &str = "istio";
 const NO_LABELS: NoLabels = NoLabels;
 

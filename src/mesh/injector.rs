@@ -287,10 +287,9 @@ fn covers_pod_create(w: &MutatingWebhook<'_>) -> bool {
 }
 
 /// The injection policy and how `sidecar.istio.io/inject` values are read: defined with the
-/// typed `config`/`values` model ([`crate::model::injector_config`]); values parsed in one place
-/// ([`crate::model::labels`]).
+/// typed `config`/`values` model ([`crate::model::injector_config`]); the values themselves are
+/// parsed in one place ([`crate::model::labels`]).
 pub use crate::model::injector_config::{InjectValues, InjectionPolicy};
-pub use crate::model::labels::{inject_value_disables, inject_value_enables};
 
 /// One revision's injector configuration, from its ConfigMap, or Istio's chart defaults when that
 /// ConfigMap is not visible.
