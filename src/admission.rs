@@ -166,7 +166,7 @@ impl Admission {
     ) -> Result<Vec<u8>, BadReview> {
         let start = Instant::now();
         let decoded = decode_bounded(body, self.decode_limits, self.reservation())?;
-        self.answer(None, webhook, decoded, budget, start).await
+        self.answer(webhook, decoded, budget, start).await
     }
 
     /// [`Admission::handle`] for a shared server: a body of [`OFFLOAD_BYTES`] or more is
@@ -200,15 +200,25 @@ impl Admission {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let decoded = tokio::task::spawn_blocking(move || {
+        // Decoded, looked up and judged in one blocking task, so the review's pod template is
+        // decoded once for the lookups and the rules alike (the cache borrows the request); the
+        // lookups are awaited on the runtime from there (`Handle::block_on` is allowed on the
+        // blocking pool). The slot above bounds how many such tasks run at once.
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
             let decoded = decode_bounded(&body, limits, reservation);
             drop(body);
-            decoded
+            let decoded = decoded?;
+            let span = review_span(webhook, &decoded.request);
+            let cache = this.checked(&decoded)?;
+            let req = &decoded.request;
+            let lookups = this.lookups(req, decoded.overflow, &cache);
+            runtime.block_on(this.prepare(&lookups, budget, &span));
+            this.judge(webhook, req, decoded.overflow, &span, start, &cache)
         })
         .await
-        .map_err(|e| BadReview::Encode(format!("decode task failed: {e}")))??;
-        self.answer(Some(self.clone()), webhook, decoded, budget, start)
-            .await
+        .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?
     }
 
     fn reservation(&self) -> Reservation {
@@ -217,62 +227,37 @@ impl Admission {
             .map_or_else(Reservation::unbounded, |b| b.reserve())
     }
 
-    /// Recognise, look up what the rules need, judge and encode a decoded review. With `this`
-    /// (large reviews) the judging runs on the blocking pool.
+    /// Recognise, look up what the rules need, judge and encode a decoded review.
     async fn answer(
         &self,
-        this: Option<Arc<Admission>>,
         webhook: Webhook,
         decoded: Decoded,
         budget: Duration,
         start: Instant,
     ) -> Result<Vec<u8>, BadReview> {
-        let req = decoded.request;
-        // One span per review. It is debug-level so that at the default `info` level it costs
-        // nothing; the summary event below carries the same fields for denied/warned/audited.
-        let span = tracing::debug_span!("review", webhook = webhook.as_str(), uid = %req.uid,
-            kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty);
-        // 2. recognise. A request kube-apiserver would never send (no object to judge, or an
-        // object of another kind than the request names) is refused before anything is looked up.
-        if decoded.overflow.is_none() {
-            recognise_checked(&req)?;
+        let span = review_span(webhook, &decoded.request);
+        let cache = self.checked(&decoded)?;
+        let req = &decoded.request;
+        let lookups = self.lookups(req, decoded.overflow, &cache);
+        self.prepare(&lookups, budget, &span).await;
+        self.judge(webhook, req, decoded.overflow, &span, start, &cache)
+    }
+
+    /// Refuse (2. recognise) a request kube-apiserver would never send (no object to judge, or
+    /// an object of another kind than the request names) before anything is looked up; else
+    /// the review's typed objects (the pod template), decoded once for the lookups and the
+    /// rules alike; nothing for a review no rule will read.
+    fn checked<'r>(&self, decoded: &'r Decoded) -> Result<ReviewCache<'r>, BadReview> {
+        let req = &decoded.request;
+        if decoded.overflow.is_some() {
+            return Ok(ReviewCache::default());
         }
-        let overflow = decoded.overflow;
-        let held = decoded.reservation;
-        match this {
-            // A large review: judged on the blocking pool, which takes the request with it.
-            Some(this) => {
-                let lookups = self.lookups(&req, overflow, &ReviewCache::default());
-                self.prepare(&lookups, budget, &span).await;
-                tokio::task::spawn_blocking(move || {
-                    let out = this.judge(webhook, &req, overflow, &span, start, None);
-                    drop(req);
-                    drop(held);
-                    out
-                })
-                .await
-                .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?
+        Ok(match recognise_checked(req)? {
+            Some(r) if !namespace_teardown(req) && !self.engine.current().is_exempt(&r) => {
+                ReviewCache::for_review(&r)
             }
-            None => {
-                // The review's typed objects (the pod template), decoded once for the lookups
-                // and the rules alike; nothing for a review no rule will read.
-                let cache = match recognise(&req) {
-                    Some(r)
-                        if overflow.is_none()
-                            && !namespace_teardown(&req)
-                            && !self.engine.current().is_exempt(&r) =>
-                    {
-                        ReviewCache::for_review(&r)
-                    }
-                    _ => ReviewCache::default(),
-                };
-                let lookups = self.lookups(&req, overflow, &cache);
-                self.prepare(&lookups, budget, &span).await;
-                let out = self.judge(webhook, &req, overflow, &span, start, Some(&cache));
-                drop(held);
-                out
-            }
-        }
+            _ => ReviewCache::default(),
+        })
     }
 
     /// What the rules will read from the cluster, fetched before the (synchronous) engine runs.
@@ -324,7 +309,7 @@ impl Admission {
         overflow: Option<Overflow>,
         span: &tracing::Span,
         start: Instant,
-        cache: Option<&ReviewCache<'_>>,
+        cache: &ReviewCache<'_>,
     ) -> Result<Vec<u8>, BadReview> {
         let _entered = span.enter();
         let mut resp = AdmissionResponse::from(req);
@@ -369,10 +354,7 @@ impl Admission {
                 let outcome = match webhook {
                     _ if delete_in_terminating_namespace(&r, view) => Outcome::Exempt,
                     Webhook::Validate => {
-                        let mut eval = match cache {
-                            Some(cache) => engine.evaluate_with(&r, view, cache),
-                            None => engine.evaluate(&r, view),
-                        };
+                        let mut eval = engine.evaluate_with(&r, view, cache);
                         policy_ops::pardon_platform(engine.policy(), req, &mut eval);
                         self.count_violations(r.kind, &eval);
                         if !eval.findings.is_empty() {
@@ -504,6 +486,13 @@ impl Admission {
             tracing::debug!(rule = f.rule, action = f.action.as_str(), path = %f.violation.path, "{}", f.violation.message);
         }
     }
+}
+
+/// One span per review. It is debug-level so that at the default `info` level it costs nothing;
+/// the summary event `judge` logs carries the same fields for denied/warned/audited reviews.
+fn review_span(webhook: Webhook, req: &AdmissionRequest<ReviewObject>) -> tracing::Span {
+    tracing::debug_span!("review", webhook = webhook.as_str(), uid = %req.uid,
+        kind = %req.kind.kind, namespace = Empty, operation = ?req.operation, outcome = Empty, duration_us = Empty)
 }
 
 /// Bodies from this size on are decoded and judged off the async workers
@@ -1043,20 +1032,135 @@ fn with_patch(
     Ok((resp, Outcome::Patched))
 }
 
-/// Serialise the response review. kube-core serialises `patch` (a `Vec<u8>`) as a JSON array
-/// of numbers; the apiserver's Go `[]byte` expects a base64 string, so we write that.
+/// Serialise the response review, written straight from the response (no intermediate
+/// `AdmissionReview` or `serde_json::Value`), in the bytes the earlier encoding produced:
+/// `apiVersion`, `kind`, then `response` with kube-core's field order (`uid`, `allowed`,
+/// `status`, `auditAnnotations`, `warnings`); a response with a patch in key order, as it was
+/// when it went through a `Value`. kube-core serialises `patch` (a `Vec<u8>`) as a JSON array
+/// of numbers; the apiserver's Go `[]byte` expects a base64 string, so we write that. Audit
+/// annotations are written in key order (kube-core's `HashMap` wrote them in any order).
 pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
-    let review = resp.into_review();
-    let patch = review.response.as_ref().and_then(|r| r.patch.as_ref());
-    let Some(patch) = patch else {
-        return serde_json::to_vec(&review).map_err(|e| BadReview::Encode(e.to_string()));
-    };
-    let b64 = base64::engine::general_purpose::STANDARD.encode(patch);
-    let mut value = serde_json::to_value(&review).map_err(|e| BadReview::Encode(e.to_string()))?;
-    if let Some(slot) = value.pointer_mut("/response/patch") {
-        *slot = serde_json::Value::String(b64);
+    use serde::Serialize;
+    fn sorted(m: &std::collections::HashMap<String, String>) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        v.sort_unstable();
+        v
     }
-    serde_json::to_vec(&value).map_err(|e| BadReview::Encode(e.to_string()))
+    /// A map from sorted pairs.
+    struct Pairs<'a>(&'a [(&'a str, &'a str)]);
+    impl Serialize for Pairs<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+    impl Pairs<'_> {
+        fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+    /// kube-core's `Status` with its keys in order (the patch case's `Value` sorted them).
+    #[derive(Serialize)]
+    struct SortedStatus<'a> {
+        #[serde(skip_serializing_if = "is_zero")]
+        code: u16,
+        /// As a `Value`: its keys sorted too.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        reason: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<&'a kube::core::response::StatusSummary>,
+    }
+    fn is_zero(c: &u16) -> bool {
+        *c == 0
+    }
+    fn as_value<T: Serialize>(v: Option<&T>) -> Result<Option<serde_json::Value>, BadReview> {
+        v.map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| BadReview::Encode(e.to_string()))
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Plain<'a> {
+        uid: &'a str,
+        allowed: bool,
+        status: &'a kube::core::response::Status,
+        #[serde(skip_serializing_if = "Pairs::is_empty")]
+        audit_annotations: Pairs<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a [String]>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Patched<'a> {
+        allowed: bool,
+        #[serde(skip_serializing_if = "Pairs::is_empty")]
+        audit_annotations: Pairs<'a>,
+        patch: String,
+        patch_type: &'static str,
+        status: SortedStatus<'a>,
+        uid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a [String]>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a, R> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: R,
+    }
+    let annotations = sorted(&resp.audit_annotations);
+    let warnings = resp.warnings.as_deref();
+    let mut out = Vec::with_capacity(256 + resp.result.message.len());
+    let written = match &resp.patch {
+        None => serde_json::to_writer(
+            &mut out,
+            &Review {
+                api_version: &resp.types.api_version,
+                kind: &resp.types.kind,
+                response: Plain {
+                    uid: &resp.uid,
+                    allowed: resp.allowed,
+                    status: &resp.result,
+                    audit_annotations: Pairs(&annotations),
+                    warnings,
+                },
+            },
+        ),
+        Some(patch) => {
+            let r = &resp.result;
+            serde_json::to_writer(
+                &mut out,
+                &Review {
+                    api_version: &resp.types.api_version,
+                    kind: &resp.types.kind,
+                    response: Patched {
+                        allowed: resp.allowed,
+                        audit_annotations: Pairs(&annotations),
+                        patch: base64::engine::general_purpose::STANDARD.encode(patch),
+                        patch_type: "JSONPatch",
+                        status: SortedStatus {
+                            code: r.code,
+                            details: as_value(r.details.as_ref())?,
+                            message: &r.message,
+                            metadata: as_value(r.metadata.as_ref())?,
+                            reason: &r.reason,
+                            status: r.status.as_ref(),
+                        },
+                        uid: &resp.uid,
+                        warnings,
+                    },
+                },
+            )
+        }
+    };
+    written.map_err(|e| BadReview::Encode(e.to_string()))?;
+    Ok(out)
 }
 
 fn operation_label(op: &Operation) -> &'static str {
@@ -1072,6 +1176,80 @@ fn operation_label(op: &Operation) -> &'static str {
 mod tests {
     use super::*;
     use crate::inventory::Inventory;
+
+    /// What `encode` wrote before it wrote the response directly: kube-core's review, through
+    /// a `Value` when there is a patch.
+    fn encode_through_kube(resp: AdmissionResponse) -> Vec<u8> {
+        let review = resp.into_review();
+        let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) else {
+            return serde_json::to_vec(&review).expect("encodes");
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(patch);
+        let mut value = serde_json::to_value(&review).expect("value");
+        if let Some(slot) = value.pointer_mut("/response/patch") {
+            *slot = serde_json::Value::String(b64);
+        }
+        serde_json::to_vec(&value).expect("encodes")
+    }
+
+    #[test]
+    fn responses_are_encoded_as_kube_core_encodes_them() {
+        let req = request_of(&fixture("pod-create-by-replicaset.json"));
+        let base = || AdmissionResponse::from(&req);
+        let annotated = |mut r: AdmissionResponse| {
+            r.audit_annotations.insert(
+                AUDIT_ANNOTATION.to_owned(),
+                "[\"[x] spec (deny)\"]".to_owned(),
+            );
+            r
+        };
+        let warned = |mut r: AdmissionResponse| {
+            r.warnings = Some(vec!["w \"1\"".to_owned(), "w\u{e9}2".to_owned()]);
+            r
+        };
+        let denied = |r: AdmissionResponse| {
+            let mut r = r.deny("meshguard: 1 violation:\n[x] \"quoted\" \u{2026}");
+            r.result.code = 403;
+            r.result.reason = "Forbidden".into();
+            r.result.status = Some(kube::core::response::StatusSummary::Failure);
+            r
+        };
+        let patched = |r: AdmissionResponse| {
+            r.with_patch(json_patch::Patch(vec![crate::mutation::add(
+                ["metadata", "labels", "a"],
+                serde_json::json!("b"),
+            )]))
+            .expect("patch")
+        };
+        let cases = [
+            base(),
+            annotated(base()),
+            warned(annotated(base())),
+            denied(warned(annotated(base()))),
+            denied(base()),
+            too_large(base(), 32 << 20),
+            patched(base()),
+            patched(warned(annotated(base()))),
+            patched(denied(base())),
+        ];
+        for resp in cases {
+            let want = encode_through_kube(resp.clone());
+            let got = encode(resp).expect("encodes");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        // Several audit annotations are written in key order (kube-core's HashMap had none).
+        let mut two = annotated(base());
+        two.audit_annotations
+            .insert(IMPACT_ANNOTATION.to_owned(), "[]".to_owned());
+        let got = String::from_utf8(encode(two).expect("encodes")).expect("utf8");
+        assert!(
+            got.contains(r#""auditAnnotations":{"impact":"[]","violations":"#),
+            "{got}"
+        );
+    }
 
     #[test]
     fn warnings_are_bounded_and_header_safe() {
