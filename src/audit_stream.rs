@@ -3,54 +3,85 @@
 //! once its findings are kept. The findings are exactly those of one [`analyze`] over the whole
 //! cluster (a test compares them): every check that looks beyond one namespace gets what it reads.
 //!
-//! * **Context**, listed first and kept for the whole run: every Namespace (metadata only), the
-//!   names of every ServiceAccount, the objects of the root namespace (mesh-wide policies apply
-//!   to every batch), and the DestinationRules whose `tls.mode: DISABLE` reaches Services of other
-//!   namespaces.
+//! * **Context**, listed first and kept for the whole run: every Namespace (metadata only) and
+//!   the names of every ServiceAccount, shared by every batch's inventory as lookups
+//!   ([`Inventory::with_shared`]), never copied into one; the objects of the root namespace
+//!   (mesh-wide policies apply to every batch); and the DestinationRules whose `tls.mode: DISABLE`
+//!   reaches Services of other namespaces.
 //! * **Batches**: every namespaced kind is listed cluster-wide, page by page (`limit`/`continue`;
 //!   kube-apiserver returns objects in key order, namespace by namespace); the pages of all kinds
 //!   are merged namespace by namespace, and namespaces are gathered until a batch holds
 //!   `batch_objects` objects. Objects are decoded as the webhook decodes them (pod specs pruned to
-//!   what checks read, no `status`, no `managedFields`, no last-applied annotation).
-//! * **Cross-namespace checks**: a root-namespace AuthorizationPolicy or RequestAuthentication
-//!   selects workloads in every namespace (`selector-matches-nothing`, `ra-unenforced`), and a
-//!   DestinationRule may point at Services elsewhere (`dr-disable-vs-mtls`): those findings come
-//!   from a final pass over the context and just the objects they read (the workloads such a
-//!   policy selects, the JWT-enforcing AuthorizationPolicies of their namespaces, the Services,
-//!   workloads and PeerAuthentications of the namespaces such a rule points at), collected while
-//!   the batches go by.
+//!   what checks read, no `status`, no `managedFields`, no last-applied annotation) and held
+//!   compact from the page on. A batch's inventory holds its own Namespaces, the root
+//!   namespace's objects and its objects: the cross checks that go over namespaces
+//!   (`ap-no-default-deny`, `injector-overlap`) go over the batch's, and every other Namespace
+//!   and ServiceAccount answers lookups only (existence, labels, a principal's account). A batch
+//!   keeps the findings about its own namespaces; those about injector configurations (the same
+//!   in every batch) once.
+//! * **Mesh-wide checks**: a root-namespace AuthorizationPolicy or RequestAuthentication
+//!   selects workloads in every namespace (`selector-matches-nothing`, `ra-unenforced`,
+//!   `policy-unenforced`), a root-namespace PeerAuthentication with mode DISABLE applies to the
+//!   ambient workloads of every namespace (`pa-ambient-disable`), and a DestinationRule may point
+//!   at Services elsewhere (`dr-disable-vs-mtls`): those findings come from a final pass over the
+//!   context and just the objects they read (the workloads such a policy selects or applies to,
+//!   the JWT-enforcing AuthorizationPolicies of their namespaces, the Services, workloads and
+//!   PeerAuthentications of the namespaces such a rule points at), collected while the batches
+//!   go by.
 //!
 //! [`analyze`]: crate::analysis::analyze
 
 use crate::config::exceptions::{sort_excepted, ObjectExcepted};
 use crate::cross::{self, CrossContext};
 use crate::engine::Engine;
-use crate::finding::{sort_findings, ObjectFinding, Subject};
-use crate::inventory::{Inventory, Object};
+use crate::finding::{subject_order, ObjectFinding, Subject};
+use crate::inventory::{Inventory, Object, SharedNamespaces};
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, DestinationRule};
 use crate::mtls;
 use crate::resource::Kind;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// Checks whose findings about root-namespace AuthorizationPolicies and RequestAuthentications
-/// depend on workloads of every namespace.
-const ROOT_SCOPED: &[&str] = &["selector-matches-nothing", "ra-unenforced"];
+/// depend on workloads of every namespace (a root-namespace selector selects in every namespace).
+const ROOT_SCOPED: &[&str] = &[
+    "selector-matches-nothing",
+    "ra-unenforced",
+    "policy-unenforced",
+];
+/// The check whose findings about a root-namespace PeerAuthentication with mode DISABLE depend
+/// on the ambient workloads of every namespace (it applies mesh-wide).
+const ROOT_PEER_SCOPED: &str = "pa-ambient-disable";
 /// The check whose findings about a DestinationRule depend on Services of other namespaces.
 const DR_SCOPED: &str = "dr-disable-vs-mtls";
 
 /// What the whole run keeps besides the findings.
 #[derive(Debug, Default)]
 pub struct Context {
-    /// Every Namespace, by name (metadata only).
-    pub namespaces: BTreeMap<String, Object>,
-    /// ServiceAccount names by namespace.
-    pub accounts: HashMap<String, Vec<String>>,
+    /// Every Namespace (metadata only) and the ServiceAccount names by namespace: shared by
+    /// every batch's inventory, never copied into one.
+    pub cluster: SharedNamespaces,
     /// Objects of the root namespace.
     pub root_objects: Vec<Object>,
     /// DestinationRules with a DISABLE site toward Services outside their namespace, with the
     /// namespaces they reach (`None`: a wildcard host, every namespace).
     pub deferred_rules: Vec<(Object, Option<BTreeSet<String>>)>,
+    /// Gateways outside the root namespace: a Namespace or Service binds to a waypoint of
+    /// another namespace (`istio.io/use-waypoint-namespace`), an HTTPRoute attaches to a Gateway
+    /// elsewhere, a principal names a gateway's identity; every batch holds them (few).
+    pub gateways: Vec<Object>,
+}
+
+impl Context {
+    /// An object of the cluster-wide listing the context keeps (besides the root namespace's).
+    pub fn consider(&mut self, o: &Object, root: &str) {
+        match o.kind {
+            Kind::DestinationRule => self.consider_destination_rule(o),
+            Kind::Gateway if o.namespace() != root => self.gateways.push(o.clone()),
+            _ => {}
+        }
+    }
 }
 
 impl Context {
@@ -90,10 +121,15 @@ impl Context {
 pub struct StreamAnalysis<'e> {
     engine: &'e Engine,
     root: String,
+    /// The cluster's Namespaces and ServiceAccounts (the context's, shared by the batches).
+    cluster: Arc<SharedNamespaces>,
     context: Context,
     /// Root-namespace AuthorizationPolicies and RequestAuthentications whose scope is every
     /// namespace: (kind, name, selector labels, is a RequestAuthentication).
     root_scoped: Vec<(Kind, String, BTreeMap<String, String>)>,
+    /// A root-namespace PeerAuthentication without a selector sets mode DISABLE somewhere: the
+    /// final pass reads every ambient workload.
+    root_disable: bool,
     /// Objects the final pass reads, by (kind, namespace, name).
     kept_for_final: BTreeMap<(Kind, String, String), Object>,
     findings: Vec<ObjectFinding>,
@@ -110,8 +146,9 @@ pub struct StreamAnalysis<'e> {
 }
 
 impl<'e> StreamAnalysis<'e> {
-    pub fn new(engine: &'e Engine, context: Context) -> StreamAnalysis<'e> {
+    pub fn new(engine: &'e Engine, mut context: Context) -> StreamAnalysis<'e> {
         let root = engine.mesh().root_namespace().value.clone();
+        let cluster = Arc::new(std::mem::take(&mut context.cluster));
         let root_scoped = context
             .root_objects
             .iter()
@@ -129,9 +166,21 @@ impl<'e> StreamAnalysis<'e> {
                 )
             })
             .collect();
+        let root_disable = context
+            .root_objects
+            .iter()
+            .filter(|o| o.kind == Kind::PeerAuthentication)
+            .any(|o| {
+                let spec = o.spec();
+                let pa: crate::model::PeerAuthentication<'_> =
+                    decode_spec(&spec).unwrap_or_default();
+                pa.selector().is_empty() && pa.modes().any(|(_, m)| m == "DISABLE")
+            });
         StreamAnalysis {
             engine,
             root,
+            cluster,
+            root_disable,
             context,
             root_scoped,
             kept_for_final: BTreeMap::new(),
@@ -159,29 +208,23 @@ impl<'e> StreamAnalysis<'e> {
     /// Judge the objects of `namespaces` (every object they hold, of every kind).
     pub fn batch(&mut self, namespaces: &BTreeSet<String>, objects: Vec<Object>) {
         let with_root = namespaces.contains(&self.root);
-        let mut inventory = Inventory::complete(Vec::new());
-        // Every Namespace: existence and labels for the rules, the mesh's namespaces for the
-        // cross checks.
-        for o in self.context.namespaces.values() {
-            inventory.push(o.clone());
+        // Every Namespace and ServiceAccount answers lookups (existence, labels) from the shared
+        // context; the batch holds its own Namespaces only, so the cross checks that go over
+        // namespaces go over the batch's.
+        let mut inventory = Inventory::complete(Vec::new()).with_shared(Arc::clone(&self.cluster));
+        for ns in namespaces {
+            if let Some(o) = self.cluster.namespaces.get(ns) {
+                inventory.push(o.clone());
+            }
         }
         if !with_root {
             for o in &self.context.root_objects {
                 inventory.push(o.clone());
             }
         }
-        // ServiceAccounts: those of the batch's namespaces and of every namespace its
-        // AuthorizationPolicies name.
-        let mut account_namespaces: BTreeSet<String> = namespaces.clone();
-        for o in objects
-            .iter()
-            .filter(|o| o.kind == Kind::AuthorizationPolicy)
-        {
-            named_namespaces(&o.spec(), &mut account_namespaces);
-        }
-        for ns in &account_namespaces {
-            for name in self.context.accounts.get(ns).into_iter().flatten() {
-                inventory.insert_service_account(ns, name);
+        for o in &self.context.gateways {
+            if !namespaces.contains(o.namespace()) {
+                inventory.push(o.clone());
             }
         }
         let first_own = inventory.len();
@@ -247,8 +290,23 @@ impl<'e> StreamAnalysis<'e> {
                     .cloned(),
             );
         }
-        self.keep_for_final(namespaces, &inventory);
+        self.keep_for_final(namespaces, &cx);
         self.batched.extend(namespaces.iter().cloned());
+    }
+
+    /// Judge the Namespaces no batch held (no object lives in them), `per_batch` at a time.
+    pub fn batch_the_rest(&mut self, per_batch: usize) {
+        let rest: Vec<String> = self
+            .cluster
+            .namespaces
+            .keys()
+            .filter(|ns| !self.batched.contains(*ns))
+            .cloned()
+            .collect();
+        for chunk in rest.chunks(per_batch.max(1)) {
+            let namespaces: BTreeSet<String> = chunk.iter().cloned().collect();
+            self.batch(&namespaces, Vec::new());
+        }
     }
 
     /// Whether a batch keeps a cross-check finding: it is about one of the batch's namespaces
@@ -275,6 +333,13 @@ impl<'e> StreamAnalysis<'e> {
 
     /// A finding the final pass decides instead.
     fn deferred(&self, rule: &str, s: &Subject) -> bool {
+        if rule == ROOT_PEER_SCOPED
+            && self.root_disable
+            && s.namespace == self.root
+            && s.kind == Kind::PeerAuthentication.as_str()
+        {
+            return true;
+        }
         if ROOT_SCOPED.contains(&rule)
             && s.namespace == self.root
             && self
@@ -293,7 +358,8 @@ impl<'e> StreamAnalysis<'e> {
     }
 
     /// Keep what the final pass reads from this batch.
-    fn keep_for_final(&mut self, namespaces: &BTreeSet<String>, inventory: &Inventory) {
+    fn keep_for_final(&mut self, namespaces: &BTreeSet<String>, cx: &CrossContext<'_>) {
+        let inventory = cx.inventory;
         let mut keep = |o: &Object| {
             self.kept_for_final.insert(
                 (o.kind, o.namespace().to_owned(), o.name().to_owned()),
@@ -316,6 +382,16 @@ impl<'e> StreamAnalysis<'e> {
                     if *kind == Kind::RequestAuthentication {
                         jwt_namespaces.insert(w.workload.namespace.clone());
                     }
+                }
+            }
+        }
+        // Ambient workloads, which a mesh-wide DISABLE PeerAuthentication applies to.
+        if self.root_disable {
+            for (i, w) in inventory.workloads().iter().enumerate() {
+                if namespaces.contains(&w.workload.namespace)
+                    && cx.plane(i).plane == crate::dataplane::Plane::Ambient
+                {
+                    keep(inventory.workload_object(w));
                 }
             }
         }
@@ -352,13 +428,13 @@ impl<'e> StreamAnalysis<'e> {
     /// The final pass, then every finding, sorted as `analyze` sorts them.
     pub fn finish(mut self) -> crate::analysis::Analysis {
         // ServiceAccounts are judged by no admission rule; `analyze` counts them all the same.
-        self.evaluated += self.context.accounts.values().map(Vec::len).sum::<usize>();
-        let needs_final = !self.root_scoped.is_empty() || !self.context.deferred_rules.is_empty();
+        self.evaluated += self.cluster.accounts.values().map(Vec::len).sum::<usize>();
+        let needs_final = !self.root_scoped.is_empty()
+            || self.root_disable
+            || !self.context.deferred_rules.is_empty();
         if needs_final {
-            let mut inventory = Inventory::complete(Vec::new());
-            for o in self.context.namespaces.values() {
-                inventory.push(o.clone());
-            }
+            let mut inventory =
+                Inventory::complete(Vec::new()).with_shared(Arc::clone(&self.cluster));
             // In the order a live listing has them (kind by kind, then namespace and name), as
             // the workloads a message lists come in inventory order.
             let mut objects: BTreeMap<(Kind, String, String), &Object> = BTreeMap::new();
@@ -367,6 +443,7 @@ impl<'e> StreamAnalysis<'e> {
                 .root_objects
                 .iter()
                 .chain(self.context.deferred_rules.iter().map(|(o, _)| o))
+                .chain(self.context.gateways.iter())
                 .chain(self.kept_for_final.values())
             {
                 objects
@@ -379,58 +456,65 @@ impl<'e> StreamAnalysis<'e> {
             let cx = CrossContext::new(self.engine, &inventory);
             let (decided, decided_excepted) = cross::run_all_with_exceptions(&cx);
             // An admission rule of the same id may already have reported the same subject.
-            let seen: HashSet<(&str, Subject)> = self
+            let seen: HashSet<(&str, &Subject)> = self
                 .findings
                 .iter()
-                .map(|f| (f.finding.rule, f.subject.clone()))
+                .map(|f| (f.finding.rule, &f.subject))
                 .collect();
             let decided: Vec<ObjectFinding> = decided
                 .into_iter()
                 .filter(|f| self.deferred(f.finding.rule, &f.subject))
-                .filter(|f| !seen.contains(&(f.finding.rule, f.subject.clone())))
+                .filter(|f| !seen.contains(&(f.finding.rule, &f.subject)))
                 .collect();
-            let seen: HashSet<(&str, Subject)> = self
+            let seen: HashSet<(&str, &Subject)> = self
                 .excepted
                 .iter()
-                .map(|f| (f.finding.rule, f.subject.clone()))
+                .map(|f| (f.finding.rule, &f.subject))
                 .collect();
             let decided_excepted: Vec<ObjectExcepted> = decided_excepted
                 .into_iter()
                 .filter(|f| self.deferred(f.finding.rule, &f.subject))
-                .filter(|f| !seen.contains(&(f.finding.rule, f.subject.clone())))
+                .filter(|f| !seen.contains(&(f.finding.rule, &f.subject)))
                 .collect();
             self.findings.extend(decided);
             self.excepted.extend(decided_excepted);
         }
-        sort_findings(&mut self.findings);
-        sort_excepted(&mut self.excepted);
+        // The findings are what is left: the context goes before they are sorted.
+        let mut findings = std::mem::take(&mut self.findings);
+        let mut excepted = std::mem::take(&mut self.excepted);
+        let mtls = std::mem::take(&mut self.mtls);
+        let evaluated = self.evaluated;
+        drop(self);
+        sort_findings_in_place(&mut findings);
+        sort_excepted(&mut excepted);
         crate::analysis::Analysis {
-            findings: self.findings,
-            excepted: self.excepted,
-            mtls: self.mtls,
-            evaluated: self.evaluated,
+            findings,
+            excepted,
+            mtls,
+            evaluated,
         }
     }
 }
 
-/// The namespaces an AuthorizationPolicy names in principals and namespaces (`…/ns/<ns>/…`, and
-/// every string, over-approximately): the ServiceAccounts it may refer to.
-fn named_namespaces(spec: &serde_json::Value, out: &mut BTreeSet<String>) {
-    match spec {
-        serde_json::Value::String(s) => {
-            let mut parts = s.split('/');
-            while let Some(p) = parts.next() {
-                if p == "ns" {
-                    if let Some(ns) = parts.next() {
-                        out.insert(ns.trim_end_matches('*').to_owned());
-                    }
-                }
+/// [`crate::finding::sort_findings`]'s order (stable), without its scratch copy of the findings
+/// (a whole audit's findings are the largest thing it holds at the end: 13,000 findings take a
+/// 3 MB scratch buffer): the indexes are sorted, then each finding is moved into place once.
+fn sort_findings_in_place(items: &mut [ObjectFinding]) {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| subject_order(&items[a].subject).cmp(&subject_order(&items[b].subject)));
+    // `order[i]`: the finding that goes to position i. Follow each cycle of the permutation
+    // once, marking the positions done.
+    for start in 0..items.len() {
+        let mut at = start;
+        loop {
+            let from = order[at];
+            order[at] = at;
+            if from == start {
+                break;
             }
-            out.insert(s.trim_matches('*').to_owned());
+            items.swap(at, from);
+            at = from;
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| named_namespaces(v, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|v| named_namespaces(v, out)),
-        _ => {}
     }
 }
 
@@ -447,17 +531,16 @@ pub fn analyze_in_batches(
     for o in objects {
         match o.kind {
             Kind::Namespace => {
-                context.namespaces.insert(o.name().to_owned(), o);
+                context.cluster.namespaces.insert(o.name().to_owned(), o);
             }
             Kind::ServiceAccount => context
+                .cluster
                 .accounts
                 .entry(o.namespace().to_owned())
                 .or_default()
                 .push(o.name().to_owned()),
             _ => {
-                if o.kind == Kind::DestinationRule {
-                    context.consider_destination_rule(&o);
-                }
+                context.consider(&o, &root);
                 if o.namespace() == root {
                     context.root_objects.push(o.clone());
                 }
@@ -468,7 +551,6 @@ pub fn analyze_in_batches(
             }
         }
     }
-    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
     let mut analysis = StreamAnalysis::new(engine, context);
     let mut batch = BTreeSet::new();
     let mut held = Vec::new();
@@ -483,10 +565,7 @@ pub fn analyze_in_batches(
     if !batch.is_empty() {
         analysis.batch(&batch, std::mem::take(&mut held));
     }
-    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
-    if !rest.is_empty() {
-        analysis.batch(&rest, Vec::new());
-    }
+    analysis.batch_the_rest(batch_objects);
     analysis.finish()
 }
 
@@ -592,7 +671,7 @@ async fn open(client: &Client, kind: Kind, limit: u32) -> Result<Option<Cursor>,
             Ok((items, next)) => {
                 cursor.started = true;
                 cursor.token = next;
-                cursor.page.extend(items);
+                cursor.hold(items);
                 return Ok(Some(cursor));
             }
             Err(e) if is_not_found(&e) => continue,
@@ -607,7 +686,8 @@ struct Cursor {
     kind: Kind,
     ar: ApiResource,
     api: Api<ReviewObject>,
-    page: VecDeque<DynamicObject>,
+    /// The rest of the page read last, each object held compact as soon as it is decoded.
+    page: VecDeque<Object>,
     token: Option<String>,
     started: bool,
     last_namespace: String,
@@ -619,6 +699,12 @@ struct Cursor {
 struct OutOfOrder;
 
 impl Cursor {
+    fn hold(&mut self, items: Vec<DynamicObject>) {
+        let (kind, ar) = (self.kind, &self.ar);
+        self.page
+            .extend(items.into_iter().map(|o| object(kind, ar, o)));
+    }
+
     async fn fill(&mut self) -> Result<(), StreamError> {
         while self.page.is_empty() && (!self.started || self.token.is_some()) {
             let (items, next) = page(&self.api, self.limit, self.token.as_deref())
@@ -626,17 +712,14 @@ impl Cursor {
                 .map_err(|e| list_error(&self.ar, e))?;
             self.started = true;
             self.token = next;
-            self.page.extend(items);
+            self.hold(items);
         }
         Ok(())
     }
 
     async fn peek_namespace(&mut self) -> Result<Option<String>, StreamError> {
         self.fill().await?;
-        Ok(self
-            .page
-            .front()
-            .map(|o| o.metadata.namespace.clone().unwrap_or_default()))
+        Ok(self.page.front().map(|o| o.namespace().to_owned()))
     }
 
     /// Move the objects of `ns` into `out`; `Err(None)` when the list is out of order.
@@ -650,7 +733,7 @@ impl Cursor {
             let Some(front) = self.page.front() else {
                 return Ok(Ok(()));
             };
-            let front_ns = front.metadata.namespace.as_deref().unwrap_or("");
+            let front_ns = front.namespace();
             if front_ns != ns {
                 if front_ns < ns || front_ns < self.last_namespace.as_str() {
                     return Ok(Err(OutOfOrder));
@@ -658,7 +741,7 @@ impl Cursor {
                 return Ok(Ok(()));
             }
             if let Some(o) = self.page.pop_front() {
-                out.push(object(self.kind, &self.ar, o));
+                out.push(o);
             }
             self.last_namespace = ns.to_owned();
         }
@@ -784,13 +867,14 @@ pub async fn audit(
             // Judged by their metadata, listed as such (the cursor's first page is dropped).
             Kind::Namespace => {
                 each_metadata(client, kind, &ar, limits.page_size, |o| {
-                    context.namespaces.insert(o.name().to_owned(), o);
+                    context.cluster.namespaces.insert(o.name().to_owned(), o);
                 })
                 .await?
             }
             Kind::ServiceAccount => {
                 each_metadata(client, kind, &ar, limits.page_size, |o| {
                     context
+                        .cluster
                         .accounts
                         .entry(o.namespace().to_owned())
                         .or_default()
@@ -805,7 +889,7 @@ pub async fn audit(
                 context
                     .root_objects
                     .extend(list_namespace(client, kind, &ar, &root, limits.page_size).await?);
-                if kind == Kind::DestinationRule {
+                if matches!(kind, Kind::DestinationRule | Kind::Gateway) {
                     let api: Api<ReviewObject> = Api::all_with(client.clone(), &ar);
                     let mut token = None;
                     loop {
@@ -813,7 +897,7 @@ pub async fn audit(
                             .await
                             .map_err(|e| list_error(&ar, e))?;
                         for o in items {
-                            context.consider_destination_rule(&object(kind, &ar, o));
+                            context.consider(&object(kind, &ar, o), &root);
                         }
                         token = next;
                         if token.is_none() {
@@ -828,7 +912,6 @@ pub async fn audit(
             pb.inc(1);
         }
     }
-    let every: BTreeSet<String> = context.namespaces.keys().cloned().collect();
     let mut analysis = StreamAnalysis::new(engine, context).keep_mtls(mtls);
     let mut batch = BTreeSet::new();
     let mut held: Vec<Object> = Vec::new();
@@ -861,10 +944,7 @@ pub async fn audit(
     if !batch.is_empty() {
         analysis.batch(&batch, std::mem::take(&mut held));
     }
-    let rest: BTreeSet<String> = every.difference(analysis.batched()).cloned().collect();
-    if !rest.is_empty() {
-        analysis.batch(&rest, Vec::new());
-    }
+    analysis.batch_the_rest(limits.batch_objects);
     Ok((analysis.finish(), notes))
 }
 
@@ -1013,6 +1093,105 @@ metadata: {name: lone, namespace: c, labels: {app: web}}
 spec: {serviceAccountName: default, containers: [{name: app, image: app}]}
 "#;
 
+    /// Root-namespace policies whose findings read workloads of other namespaces (mesh-wide
+    /// checks: every batch holds the root namespace's objects, one batch may report them), and
+    /// lookups across namespaces held by different batches (Namespace labels, ServiceAccounts,
+    /// principals by namespace prefix).
+    const MESH_WIDE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: aa-plain}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: legacy, namespace: aa-plain}
+spec:
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {serviceAccountName: legacy, containers: [{name: app, image: app}]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: legacy, namespace: aa-plain}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: mm-ambient, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: mm-ambient}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: zz-callers, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: caller, namespace: zz-callers}
+spec:
+  selector: {matchLabels: {app: caller}}
+  template:
+    metadata: {labels: {app: caller}}
+    spec: {serviceAccountName: legacy, containers: [{name: app, image: app}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-elsewhere, namespace: zz-callers}
+spec:
+  selector: {matchLabels: {app: caller}}
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/aa-plain/sa/legacy", "cluster.local/ns/aa-plain/sa/ghost", "cluster.local/ns/nowhere/sa/x"]
+            namespaces: ["mm-*", "qq-*"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: legacy-only, namespace: istio-system}
+spec: {selector: {matchLabels: {app: legacy}}, rules: [{to: [{operation: {ports: ["80"]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mesh-disable, namespace: istio-system}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ww-waypoints}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: ww-waypoints, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE, allowedRoutes: {namespaces: {from: All}}}]
+status:
+  addresses: [{type: IPAddress, value: 10.0.0.9}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: mm-ambient
+  labels: {istio.io/use-waypoint: shared, istio.io/use-waypoint-namespace: ww-waypoints}
+spec: {selector: {app: api}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: lost
+  namespace: mm-ambient
+  labels: {istio.io/use-waypoint: gone, istio.io/use-waypoint-namespace: ww-waypoints}
+spec: {selector: {app: api}, ports: [{name: http, port: 81, targetPort: 8080}]}
+"#;
+
     type Key = (String, String, String, &'static str, String, String, String);
 
     fn keys(a: &crate::analysis::Analysis) -> Vec<Key> {
@@ -1105,6 +1284,7 @@ exceptions:
                 "both",
                 cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect()),
             ),
+            ("mesh-wide", cluster(objects_of(MESH_WIDE))),
         ] {
             // In the order a live listing has them: kind by kind, then namespace and name.
             let mut objects = objects;
@@ -1138,7 +1318,7 @@ exceptions:
                     "{what}, batches of {batch}"
                 );
             }
-            if with_exceptions && what != "fixtures" {
+            if with_exceptions && (what == "across namespaces" || what == "both") {
                 let names: BTreeSet<String> = excepted_keys(&whole)
                     .into_iter()
                     .map(|(_, _, rule, name)| format!("{rule}/{name}"))
@@ -1154,6 +1334,84 @@ exceptions:
                 );
             }
         }
+    }
+
+    #[test]
+    fn findings_sorted_in_place_as_sort_findings_sorts_them() {
+        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
+        let mut objects = cluster(fixtures().into_iter().chain(objects_of(ACROSS)).collect());
+        objects.reverse();
+        let mut findings = analyze(&engine, &Inventory::complete(objects)).findings;
+        // An order with runs, ties (one subject, several rules) and cycles.
+        findings.reverse();
+        let n = findings.len();
+        assert!(n > 20, "{n}");
+        findings.rotate_left(n / 3);
+        let mut expected = findings.clone();
+        crate::finding::sort_findings(&mut expected);
+        sort_findings_in_place(&mut findings);
+        let show = |v: &[ObjectFinding]| {
+            v.iter()
+                .map(|f| {
+                    format!(
+                        "{} {} {}",
+                        f.subject.label(),
+                        f.finding.rule,
+                        f.finding.violation.message
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(show(&findings), show(&expected));
+        sort_findings_in_place(&mut []);
+    }
+
+    #[test]
+    fn the_mesh_wide_cases_are_there() {
+        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
+        let whole = analyze(
+            &engine,
+            &Inventory::complete(cluster(objects_of(MESH_WIDE))),
+        );
+        let rules: BTreeSet<(&str, &str)> = whole
+            .findings
+            .iter()
+            .map(|f| (f.finding.rule, f.subject.name.as_str()))
+            .collect();
+        for expected in [
+            ("policy-unenforced", "legacy-only"),
+            ("pa-ambient-disable", "mesh-disable"),
+            ("ap-unknown-principal", "from-elsewhere"),
+            ("waypoint-unbound", "lost"),
+        ] {
+            assert!(rules.contains(&expected), "{expected:?} not in {rules:#?}");
+        }
+        let messages: Vec<&str> = whole
+            .findings
+            .iter()
+            .filter(|f| f.finding.rule == "ap-unknown-principal")
+            .map(|f| f.finding.violation.message.as_str())
+            .collect();
+        // The account and the namespace prefix that exist (in other batches) are not reported.
+        assert!(
+            messages.iter().any(|m| m.contains("aa-plain/ghost")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("\"nowhere\"")),
+            "{messages:#?}"
+        );
+        assert!(messages.iter().any(|m| m.contains("qq-*")), "{messages:#?}");
+        assert!(
+            !messages.iter().any(|m| m.contains("aa-plain/legacy\"")),
+            "{messages:#?}"
+        );
+        assert!(
+            !messages.iter().any(|m| m.contains("mm-*")),
+            "{messages:#?}"
+        );
+        // The Service bound to the waypoint of another namespace is bound.
+        assert!(!rules.contains(&("waypoint-unbound", "api")), "{rules:#?}");
     }
 
     #[test]

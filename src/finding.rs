@@ -165,17 +165,18 @@ pub struct ObjectFinding {
 
 /// Deterministic order: file, line, namespace, kind, name; stable within one subject.
 pub fn sort_findings(items: &mut [ObjectFinding]) {
-    fn key(i: &ObjectFinding) -> (&str, usize, &str, &str, &str) {
-        let s = &i.subject;
-        (
-            s.file.as_deref().unwrap_or(""),
-            s.line.unwrap_or(0),
-            &s.namespace,
-            &s.kind,
-            &s.name,
-        )
-    }
-    items.sort_by(|a, b| key(a).cmp(&key(b)));
+    items.sort_by(|a, b| subject_order(&a.subject).cmp(&subject_order(&b.subject)));
+}
+
+/// The order findings are reported in ([`sort_findings`]): file, line, namespace, kind, name.
+pub fn subject_order(s: &Subject) -> (&str, usize, &str, &str, &str) {
+    (
+        s.file.as_deref().unwrap_or(""),
+        s.line.unwrap_or(0),
+        &s.namespace,
+        &s.kind,
+        &s.name,
+    )
 }
 
 #[cfg(test)]

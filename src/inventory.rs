@@ -290,11 +290,33 @@ pub struct InventoryWorkload {
     pub workload: Workload,
 }
 
+/// Namespaces and ServiceAccount names an inventory answers lookups from without holding them
+/// as its objects: the cluster's, listed once and shared by every batch of a streamed audit
+/// ([`crate::audit_stream`]) instead of copied into each ([`Inventory::with_shared`]).
+#[derive(Debug, Default)]
+pub struct SharedNamespaces {
+    /// Every Namespace, by name (identity metadata).
+    pub namespaces: BTreeMap<String, Object>,
+    /// ServiceAccount names by namespace.
+    pub accounts: HashMap<String, Vec<String>>,
+}
+
+impl SharedNamespaces {
+    fn has_account(&self, namespace: &str, name: &str) -> bool {
+        self.accounts
+            .get(namespace)
+            .is_some_and(|names| names.iter().any(|n| n == name))
+    }
+}
+
 /// The objects of one run, with the indexes every consumer shares.
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
     objects: Vec<Object>,
     complete: bool,
+    /// Namespaces and ServiceAccounts known beyond `objects` (lookups only: they are not
+    /// [`Inventory::objects`], [`Inventory::namespace_objects`] or [`Inventory::of_kind`]).
+    shared: Option<Arc<SharedNamespaces>>,
     /// Namespace objects by name.
     namespaces: HashMap<String, usize>,
     /// Namespaces any object lives in (Namespace objects included).
@@ -337,6 +359,17 @@ impl Inventory {
     /// Room for `additional` more objects.
     pub fn reserve(&mut self, additional: usize) {
         self.objects.reserve_exact(additional);
+    }
+
+    /// Answer namespace and ServiceAccount lookups from `shared` too (every batch of a streamed
+    /// audit shares the cluster's): [`Inventory::namespace`], [`Inventory::namespace_exists`],
+    /// [`Inventory::namespace_names`], [`Inventory::find`] of a Namespace and
+    /// [`ClusterView`]'s lookups see them; iterating the objects and
+    /// [`Inventory::namespace_objects`] does not (a batch's cross checks iterate its own
+    /// namespaces).
+    pub fn with_shared(mut self, shared: Arc<SharedNamespaces>) -> Inventory {
+        self.shared = Some(shared);
+        self
     }
 
     /// Add one object and index it.
@@ -493,9 +526,18 @@ impl Inventory {
         });
         // The last definition wins, as for Namespaces.
         let end = sorted.partition_point(|i| key(&self.objects[*i as usize]) <= wanted);
-        end.checked_sub(1)
+        let found = end
+            .checked_sub(1)
             .map(|e| &self.objects[sorted[e] as usize])
-            .filter(|o| key(o) == wanted)
+            .filter(|o| key(o) == wanted);
+        match found {
+            None if kind == Kind::Namespace => self.shared_namespace(name),
+            found => found,
+        }
+    }
+
+    fn shared_namespace(&self, name: &str) -> Option<&Object> {
+        self.shared.as_ref()?.namespaces.get(name)
     }
 
     /// The object a finding's subject names.
@@ -506,24 +548,47 @@ impl Inventory {
 
     /// The Namespace object of that name.
     pub fn namespace(&self, name: &str) -> Option<&Object> {
-        self.namespaces.get(name).map(|i| &self.objects[*i])
+        match self.namespaces.get(name) {
+            Some(i) => Some(&self.objects[*i]),
+            None => self.shared_namespace(name),
+        }
     }
 
     /// The Namespace objects, one per name (the last one when the input repeats a name, as
-    /// applying the manifests in order would leave it).
+    /// applying the manifests in order would leave it); not the shared ones
+    /// ([`Inventory::with_shared`]).
     pub fn namespace_objects(&self) -> impl Iterator<Item = &Object> + '_ {
         self.namespaces.values().map(|i| &self.objects[*i])
     }
 
-    /// Names of the namespaces any object lives in, sorted.
+    /// Names of the namespaces any object lives in, and of the shared Namespaces, sorted.
     pub fn namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.seen_namespaces.iter().map(String::as_str)
+        let mut own = self.seen_namespaces.iter().map(String::as_str).peekable();
+        let mut shared = self
+            .shared
+            .iter()
+            .flat_map(|s| s.namespaces.keys())
+            .map(String::as_str)
+            .peekable();
+        // Both sorted: merge them, each name once.
+        std::iter::from_fn(move || match (own.peek(), shared.peek()) {
+            (Some(a), Some(b)) if a == b => {
+                shared.next();
+                own.next()
+            }
+            (Some(a), Some(b)) if a < b => own.next(),
+            (Some(_), Some(_)) | (None, _) => shared.next(),
+            (Some(_), None) => own.next(),
+        })
     }
 
     /// Whether a namespace exists: it has a Namespace object or some object lives in it;
     /// otherwise `Missing` for a complete inventory, `Unknown` for a partial one.
     pub fn namespace_exists(&self, name: &str) -> Lookup<()> {
-        if self.namespaces.contains_key(name) || self.seen_namespaces.contains(name) {
+        if self.namespaces.contains_key(name)
+            || self.seen_namespaces.contains(name)
+            || self.shared_namespace(name).is_some()
+        {
             Lookup::Found(())
         } else if self.complete {
             Lookup::Missing
@@ -594,6 +659,10 @@ impl ClusterView for Inventory {
         if self
             .service_accounts
             .contains(&(namespace.to_owned(), name.to_owned()))
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.has_account(namespace, name))
             || (name == "default" && self.namespace_exists(namespace) == Lookup::Found(()))
         {
             Lookup::Found(())
@@ -772,6 +841,42 @@ mod tests {
         inv.push(sa("0", "1"));
         assert_eq!(label(&inv, "a").as_deref(), Some("3"));
         assert_eq!(label(&inv, "0").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn shared_namespaces_answer_lookups_but_are_not_objects() {
+        let mut shared = SharedNamespaces::default();
+        for (name, labels) in [("a", json!({"k": "v"})), ("c", json!({}))] {
+            shared.namespaces.insert(
+                name.to_owned(),
+                object(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels}})),
+            );
+        }
+        shared
+            .accounts
+            .insert("a".to_owned(), vec!["web".to_owned()]);
+        let mut inv = Inventory::complete(vec![object(json!({"apiVersion": "v1",
+            "kind": "Namespace", "metadata": {"name": "b"}}))])
+        .with_shared(Arc::new(shared));
+        inv.push(object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "db", "namespace": "d"}})));
+        assert!(matches!(inv.namespace_labels("a"), Lookup::Found(l) if l["k"] == "v"));
+        assert_eq!(inv.namespace_exists("c"), Lookup::Found(()));
+        assert_eq!(inv.namespace_exists("e"), Lookup::Missing);
+        assert_eq!(inv.service_account("a", "web"), Lookup::Found(()));
+        assert_eq!(inv.service_account("a", "default"), Lookup::Found(()));
+        assert_eq!(inv.service_account("a", "ghost"), Lookup::Missing);
+        assert!(inv.find(Kind::Namespace, "a", "a").is_some());
+        // Sorted, each name once: its own (b, d) and the shared ones (a, c).
+        assert_eq!(
+            inv.namespace_names().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        // Iterating goes over its own objects only.
+        let own: Vec<&str> = inv.namespace_objects().map(Object::name).collect();
+        assert_eq!(own, ["b"]);
+        assert_eq!(inv.len(), 2);
     }
 
     #[test]

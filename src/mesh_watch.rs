@@ -32,8 +32,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The Istio namespace when nothing says otherwise.
-pub const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
+/// The Istio namespace when nothing says otherwise (defined once, with the mesh context).
+pub use crate::mesh::context::DEFAULT_ISTIO_NAMESPACE;
 
 /// How long the watch waits for more changes before it rebuilds (a `helm upgrade` changes several
 /// objects at once).

@@ -22,9 +22,9 @@ use super::injector::{
     InjectorIdentity, InjectorWebhook, DEFAULT_REVISION, INJECT, INJECTION_LABEL,
     INJECTOR_CONFIG_MAP, REV_LABEL,
 };
-use super::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
 use super::selector::{Labels, NamespaceLabels, NoLabels};
 use super::{MeshError, MeshOverrides, Origin, Sourced};
+use crate::model::mesh_config::{MeshConfig, DEFAULT_TRUST_DOMAIN, MESH_KEY};
 use crate::model::{ConfigMap, MutatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::core::DynamicObject;
@@ -33,7 +33,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
+/// The Istio namespace when nothing says otherwise: Istio's `constants.IstioSystemNamespace`, the
+/// same constant as the default root namespace.
+pub const DEFAULT_ISTIO_NAMESPACE: &str = crate::model::mesh_config::DEFAULT_ROOT_NAMESPACE;
 const MESH_CONFIG_MAP: &str = "istio";
 const NO_LABELS: NoLabels = NoLabels;
 
@@ -448,7 +450,7 @@ impl MeshContextBuilder {
         let effective = mesh_values.overridden(&self.overrides);
         let primary_image_type = primary
             .as_ref()
-            .and_then(|(_, m)| m.proxy_image_type.clone());
+            .and_then(|(_, m)| m.proxy_image_type().map(str::to_owned));
 
         // Injector configurations: read, then one (assumed if unseen) per revision a webhook uses.
         let mut injectors: Vec<InjectorConfig> = Vec::new();
@@ -493,7 +495,7 @@ impl MeshContextBuilder {
         for cfg in &mut injectors {
             // The revision's own MeshConfig when visible, else the mesh's.
             cfg.mesh_image_type = match mesh_configs.get(&cfg.revision) {
-                Some((_, m)) => m.proxy_image_type.clone(),
+                Some((_, m)) => m.proxy_image_type().map(str::to_owned),
                 None => primary_image_type.clone(),
             };
             cfg.refresh_proxy_image();

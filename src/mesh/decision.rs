@@ -24,6 +24,7 @@ use super::injector::{
     InjectionPolicy, InjectorConfig, InjectorWebhook, PodSetting, SettingSource, Why,
     DEFAULT_REVISION, IGNORED_NAMESPACES, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
 };
+use crate::model::labels::{inject_value_disables, inject_value_enables};
 use std::fmt;
 
 /// Whether a pod gets a sidecar, and why. Borrowed from the mesh context and the inputs; building
@@ -118,7 +119,7 @@ impl<'a> InjectionDecision<'a> {
             d.why = Why::HostNetwork;
             return d;
         }
-        let disabled = setting.is_some_and(|s| super::injector::inject_value_disables(s.value));
+        let disabled = setting.is_some_and(|s| inject_value_disables(s.value));
         let enrol = |d: &mut Self, label: (&'static str, &'a str)| {
             if disabled {
                 d.why = Why::PodSetting;
@@ -138,10 +139,7 @@ impl<'a> InjectionDecision<'a> {
                 Some(rev) => enrol(&mut d, (REV_LABEL, rev)),
                 None if disabled => {}
                 None => {
-                    if let Some(v) = pod_labels
-                        .label(INJECT)
-                        .filter(|v| super::injector::inject_value_enables(v))
-                    {
+                    if let Some(v) = pod_labels.label(INJECT).filter(|v| inject_value_enables(v)) {
                         d.inject = true;
                         d.why = Why::PodOptIn;
                         d.label = Some((INJECT, v));

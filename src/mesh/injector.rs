@@ -15,7 +15,8 @@
 //!   (YAML, `pkg/kube/inject/inject.go` `Config`: `policy`, `neverInjectSelector`,
 //!   `alwaysInjectSelector`, `defaultTemplates`, `templates`) and key `values` (JSON, the Helm
 //!   values the templates read: `global.hub`, `global.tag`, `global.proxy.image`, `global.variant`,
-//!   `sidecarInjectorWebhook.enableNamespacesByDefault`, `revision`).
+//!   `sidecarInjectorWebhook.enableNamespacesByDefault`, `revision`), each decoded once by the
+//!   typed model ([`crate::model::injector_config`]).
 //! * **`injectRequired`** (`pkg/kube/inject/inject.go`) decides for a pod that reached the injector,
 //!   in this order: hostNetwork → no; namespace in `IgnoredNamespaces` (kube-system, kube-public,
 //!   kube-node-lease, local-path-storage; `pkg/kube/inject/initializer.go`) → no; the pod label
@@ -34,17 +35,16 @@
 //!   `global.variant`, and the annotation `sidecar.istio.io/proxyImageType` overrides both.
 //!   ProxyConfig custom resources can also set the image type; they are not read here.
 
-use super::mesh_config::{json_type, parse_yaml};
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
-use crate::model::label_selector::LabelSelectorSpec;
+use crate::model::injector_config::{InjectionConfig, InjectionValues};
 use crate::model::labels::{
-    PROXY_IMAGE as PROXY_IMAGE_ANNOTATION, PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
+    PROXY_CONFIG, PROXY_IMAGE as PROXY_IMAGE_ANNOTATION,
+    PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
 };
+use crate::model::mesh_config::ProxyConfig;
 use crate::model::mutating_webhook_configuration::MutatingWebhook;
 use crate::model::{ConfigMap, MutatingWebhookConfiguration};
-use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -132,8 +132,6 @@ pub const IGNORED_NAMESPACES: [&str; 4] = [
 ];
 /// The name of the injector ConfigMap of the default revision.
 pub const INJECTOR_CONFIG_MAP: &str = "istio-sidecar-injector";
-
-const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
 
 /// `failurePolicy` of a webhook (`Fail` when unset, the v1 default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,75 +286,10 @@ fn covers_pod_create(w: &MutatingWebhook<'_>) -> bool {
     })
 }
 
-/// `policy` of an injector configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum InjectionPolicy {
-    Enabled,
-    Disabled,
-    /// Any other value (or none): Istio logs "Illegal value for autoInject" and injects nothing.
-    Invalid(String),
-}
-
-impl fmt::Display for InjectionPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InjectionPolicy::Enabled => f.write_str("enabled"),
-            InjectionPolicy::Disabled => f.write_str("disabled"),
-            InjectionPolicy::Invalid(v) if v.is_empty() => f.write_str("unset"),
-            InjectionPolicy::Invalid(v) => write!(f, "{v:?}"),
-        }
-    }
-}
-
-/// How the injector reads `sidecar.istio.io/inject` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InjectValues {
-    /// Istio 1.27 and later: only `"true"` and `"false"` decide; anything else falls through.
-    Exact,
-    /// Before 1.27: `y`, `yes`, `true`, `on` (any case) inject, empty falls through, anything else
-    /// refuses.
-    Legacy,
-}
-
-/// `sidecar.istio.io/inject` values, parsed in one place ([`crate::model::labels`]).
-pub use crate::model::labels::{inject_value_disables, inject_value_enables};
-
-impl InjectValues {
-    /// What a `sidecar.istio.io/inject` value decides (`None`: fall through to the selectors and
-    /// policy).
-    pub fn decide(self, value: &str) -> Option<bool> {
-        match self {
-            InjectValues::Exact => match value {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            },
-            InjectValues::Legacy => {
-                if value.is_empty() {
-                    None
-                } else {
-                    Some(inject_value_enables(value))
-                }
-            }
-        }
-    }
-
-    /// From the injector's image tag (`global.tag`): `1.26.x` and older are `Legacy`; anything
-    /// newer or unrecognised (a digest, `latest`) is `Exact`.
-    pub fn for_tag(tag: Option<&str>) -> Self {
-        let Some(tag) = tag else {
-            return InjectValues::Exact;
-        };
-        let mut parts = tag.split(['.', '-']);
-        let major = parts.next().and_then(|p| p.parse::<u32>().ok());
-        let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
-        match (major, minor) {
-            (Some(1), Some(minor)) if minor < 27 => InjectValues::Legacy,
-            (Some(0), Some(_)) => InjectValues::Legacy,
-            _ => InjectValues::Exact,
-        }
-    }
-}
+/// The injection policy and how `sidecar.istio.io/inject` values are read: defined with the
+/// typed `config`/`values` model ([`crate::model::injector_config`]); the values themselves are
+/// parsed in one place ([`crate::model::labels`]).
+pub use crate::model::injector_config::{InjectValues, InjectionPolicy};
 
 /// One revision's injector configuration, from its ConfigMap, or Istio's chart defaults when that
 /// ConfigMap is not visible.
@@ -445,9 +378,9 @@ impl InjectorConfig {
         cfg.origin = origin;
         match cm.get("config") {
             Some(text) => {
-                if let Err(e) = cfg.read_config(text, &origin_text) {
-                    errors.push(e);
-                }
+                let (config, error) = InjectionConfig::decode(text, &origin_text);
+                cfg.apply_config(config);
+                errors.extend(error);
             }
             None => errors.push(MeshError::Invalid {
                 origin: origin_text.clone(),
@@ -458,10 +391,14 @@ impl InjectorConfig {
         }
         let mut values_revision = None;
         if let Some(text) = cm.get("values") {
-            match cfg.read_values(text, &origin_text) {
-                Ok(rev) => values_revision = rev,
-                Err(e) => errors.extend(e),
-            }
+            let (values, errs) = InjectionValues::decode(text, &origin_text);
+            errors.extend(errs);
+            cfg.hub = values.hub;
+            cfg.tag = values.tag;
+            cfg.proxy_image_name = values.proxy_image;
+            cfg.variant = values.variant;
+            cfg.enable_namespaces_by_default = values.enable_namespaces_by_default;
+            values_revision = values.revision;
         }
         let label_rev = cm.label(REV_LABEL).filter(|r| !r.is_empty());
         let name_rev = name
@@ -495,139 +432,24 @@ impl InjectorConfig {
         named && (cm.has("config") || cm.has("values"))
     }
 
-    fn read_config(&mut self, text: &str, origin: &str) -> Result<(), MeshError> {
-        let value = parse_yaml(text, origin, "config")?;
-        let invalid = |field: &str, message: String| MeshError::Invalid {
-            origin: origin.to_owned(),
-            field: format!("config.{field}"),
-            message,
-        };
-        let map = match &value {
-            Value::Object(m) => m,
-            Value::Null => {
-                self.policy = InjectionPolicy::Invalid(String::new());
-                return Ok(());
-            }
-            other => {
-                return Err(invalid(
-                    "",
-                    format!("must be a YAML mapping, not {}", json_type(other)),
-                ))
-            }
-        };
-        self.policy = match map.get("policy") {
-            None | Some(Value::Null) => InjectionPolicy::Invalid(String::new()),
-            Some(Value::String(s)) if s == "enabled" => InjectionPolicy::Enabled,
-            Some(Value::String(s)) if s == "disabled" => InjectionPolicy::Disabled,
-            Some(Value::String(s)) => InjectionPolicy::Invalid(s.clone()),
-            Some(other) => {
-                return Err(invalid(
-                    "policy",
-                    format!("must be enabled or disabled, not {}", json_type(other)),
-                ))
-            }
-        };
-        let selectors = |field: &str| -> Result<Vec<Selector>, MeshError> {
-            match map.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        <LabelSelectorSpec<'_> as Deserialize>::deserialize(v)
-                            .map(|s| s.compile())
-                            .map_err(|e| invalid(&format!("{field}[{i}]"), e.to_string()))
-                    })
-                    .collect(),
-                Some(other) => Err(invalid(
-                    field,
-                    format!(
-                        "must be a list of label selectors, not {}",
-                        json_type(other)
-                    ),
-                )),
-            }
-        };
-        self.never_inject = selectors("neverInjectSelector")?;
-        self.always_inject = selectors("alwaysInjectSelector")?;
-        if let Some(Value::Array(t)) = map.get("defaultTemplates") {
-            let t: Vec<String> = t
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect();
-            if !t.is_empty() {
-                self.default_templates = t;
-            }
-        }
-        if let Some(Value::Object(t)) = map.get("templates") {
-            self.templates = t.keys().cloned().collect();
-            self.capturing_templates = t
-                .iter()
-                .filter(|(_, text)| text.as_str().is_some_and(|t| t.contains("istio-iptables")))
-                .map(|(name, _)| name.clone())
-                .collect();
-        }
-        if let Some(Value::Object(a)) = map.get("aliases") {
-            self.aliases = a
-                .iter()
-                .map(|(name, list)| {
-                    let names = list
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect();
-                    (name.clone(), names)
-                })
-                .collect();
-        }
-        Ok(())
-    }
-
-    /// Read `values`; returns its `revision` (empty means the default revision).
-    fn read_values(&mut self, text: &str, origin: &str) -> Result<Option<String>, Vec<MeshError>> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            vec![MeshError::Json {
-                origin: origin.to_owned(),
-                key: "values".to_owned(),
-                message: e.to_string(),
-            }]
-        })?;
-        let mut errors = Vec::new();
-        let mut string = |path: &[&str]| -> Option<String> {
-            let v = path.iter().try_fold(&value, |v, k| v.get(k))?;
-            match v {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                // global.tag may be a number in Helm values (`tag: 1.27`); Go prints it with %v.
-                Value::Number(n) if path == ["global", "tag"] => Some(go_number(n)),
-                other => {
-                    errors.push(MeshError::Invalid {
-                        origin: origin.to_owned(),
-                        field: format!("values.{}", path.join(".")),
-                        message: format!("must be a string, not {}", json_type(other)),
-                    });
-                    None
-                }
-            }
-        };
-        self.hub = string(&["global", "hub"]);
-        self.tag = string(&["global", "tag"]);
-        self.proxy_image_name = string(&["global", "proxy", "image"]);
-        self.variant = string(&["global", "variant"]);
-        let revision = string(&["revision"]).filter(|r| !r.is_empty());
-        self.enable_namespaces_by_default = value
-            .get("sidecarInjectorWebhook")
-            .and_then(|s| s.get("enableNamespacesByDefault"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if errors.is_empty() {
-            Ok(revision)
-        } else {
-            Err(errors)
-        }
+    /// Take what the `config` key set over the chart defaults.
+    fn apply_config(&mut self, config: InjectionConfig) {
+        let InjectionConfig {
+            policy,
+            never_inject,
+            always_inject,
+            default_templates,
+            templates,
+            capturing_templates,
+            aliases,
+        } = config;
+        keep(&mut self.policy, policy);
+        keep(&mut self.never_inject, never_inject);
+        keep(&mut self.always_inject, always_inject);
+        keep(&mut self.default_templates, default_templates);
+        keep(&mut self.templates, templates);
+        keep(&mut self.capturing_templates, capturing_templates);
+        keep(&mut self.aliases, aliases);
     }
 
     /// Recompute the annotation-free proxy image (after the MeshConfig image type is known).
@@ -656,8 +478,9 @@ impl InjectorConfig {
             .filter(|n| !n.is_empty())
             .unwrap_or("proxyv2");
         let annotated_type = annotations
-            .label(PROXY_CONFIG_ANNOTATION)
-            .and_then(image_type_of_proxy_config);
+            .label(PROXY_CONFIG)
+            .and_then(ProxyConfig::from_annotation)
+            .and_then(|p| p.image_type);
         let mut image_type = annotated_type
             .as_deref()
             .or(self.mesh_image_type.as_deref())
@@ -674,14 +497,11 @@ impl InjectorConfig {
     }
 }
 
-/// `image.imageType` of a `proxy.istio.io/config` annotation (ProxyConfig YAML), when readable.
-fn image_type_of_proxy_config(yaml: &str) -> Option<String> {
-    let v = parse_yaml(yaml, "", "").ok()?;
-    v.get("image")?
-        .get("imageType")?
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+/// A value read over a default: the default stays when nothing was read.
+fn keep<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
 }
 
 /// `updateImageTypeIfPresent`: replace a known type suffix on the tag, `default` meaning none.
@@ -722,14 +542,6 @@ pub fn same_proxy_release(a: &str, b: &str) -> bool {
         image
     }
     a == b || base(a) == base(b)
-}
-
-/// A JSON number as Go's `%v` prints the float64 it decodes to (`1.27`, `2`).
-fn go_number(n: &serde_json::Number) -> String {
-    if n.is_i64() || n.is_u64() {
-        return n.to_string();
-    }
-    n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string())
 }
 
 /// The pod's `sidecar.istio.io/inject` setting: the label when present (even empty), else the
@@ -787,7 +599,9 @@ pub(crate) fn inject_required<P: Labels + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use serde_json::json;
+    use serde_json::Value;
     use std::collections::BTreeMap;
 
     fn from_cm(c: &k8s_openapi::api::core::v1::ConfigMap) -> (InjectorConfig, Vec<MeshError>) {
@@ -1023,11 +837,11 @@ mod tests {
             Some("hub/proxyv2:1.28.0")
         );
         assert_eq!(
-            image(&[(PROXY_CONFIG_ANNOTATION, "image:\n  imageType: debug\n")]).as_deref(),
+            image(&[(PROXY_CONFIG, "image:\n  imageType: debug\n")]).as_deref(),
             Some("hub/proxyv2:1.28.0-debug")
         );
         assert_eq!(
-            image(&[(PROXY_CONFIG_ANNOTATION, "{broken")]).as_deref(),
+            image(&[(PROXY_CONFIG, "{broken")]).as_deref(),
             Some("hub/proxyv2:1.28.0-distroless"),
             "an unreadable proxy config is ignored, as Istio ignores it"
         );

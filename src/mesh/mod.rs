@@ -5,7 +5,8 @@
 //! changes, when `audit` lists the cluster, when `check` reads its input) from:
 //!
 //! * **MeshConfig** — ConfigMap `istio` / `istio-<rev>` in the Istio namespace, key `mesh`
-//!   ([`mesh_config`]): root namespace, trust domain and aliases, `enableAutoMtls`;
+//!   ([`mesh_config`], the typed model's [`crate::model::mesh_config`]): root namespace, trust
+//!   domain and aliases, `enableAutoMtls`, the proxy image type;
 //! * **injector webhooks** — the MutatingWebhookConfigurations that are Istio sidecar injectors or
 //!   revision tags ([`injector`]): their selectors decide whether kube-apiserver sends a pod to an
 //!   injector at all ([`selector`]);
@@ -24,11 +25,13 @@ pub mod ambient;
 pub mod context;
 pub mod decision;
 pub mod injector;
-pub mod mesh_config;
+/// The MeshConfig model ([`crate::model::mesh_config`]), under the name the mesh's readers use.
+pub use crate::model::mesh_config;
 pub mod selector;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use crate::model::mesh_config::{MeshConfig, MeshError};
 pub use ambient::{AmbientInstall, Capture};
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
 pub use decision::InjectionDecision;
@@ -37,7 +40,6 @@ pub use injector::{
     InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES,
 };
 pub use injector::{PodSetting, SettingSource, Why};
-pub use mesh_config::MeshConfig;
 pub use selector::{Labels, NamespaceLabels, NoLabels, Selector};
 
 use serde::Serialize;
@@ -103,34 +105,4 @@ pub struct MeshOverrides {
     /// Replaces the mesh's aliases when set.
     pub trust_domain_aliases: Option<Vec<String>>,
     pub enable_auto_mtls: Option<bool>,
-}
-
-/// A mesh object meshguard could not read. Building a context never fails: errors are kept beside
-/// it ([`MeshContext::errors`]) and the affected values fall back to Istio's defaults.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MeshError {
-    #[error("{origin}: key {key:?} is not valid YAML: {message}")]
-    Yaml {
-        origin: String,
-        key: String,
-        message: String,
-    },
-    #[error("{origin}: key {key:?} is not valid JSON: {message}")]
-    Json {
-        origin: String,
-        key: String,
-        message: String,
-    },
-    #[error("{origin}: {field}: {message}")]
-    Invalid {
-        origin: String,
-        field: String,
-        message: String,
-    },
-    #[error("{origin}: cannot read it as a {kind}: {message}")]
-    Object {
-        origin: String,
-        kind: String,
-        message: String,
-    },
 }

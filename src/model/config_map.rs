@@ -2,8 +2,9 @@
 //! `istio.io/rev` label names a revision) and its string `data` — Istio's MeshConfig
 //! (`istio[-<rev>]`, keys `mesh` and `meshNetworks`), the sidecar injector's configuration
 //! (`istio-sidecar-injector[-<rev>]`, keys `config` and `values`) and istio-cni's
-//! (`istio-cni-config`). What those keys hold is read by [`crate::mesh`] (`mesh_config`,
-//! `injector`, `ambient`), each with the field paths of its own errors.
+//! (`istio-cni-config`). What those keys hold is decoded by [`super::mesh_config`] and
+//! [`super::injector_config`] (istio-cni's by `crate::mesh::ambient`), each with the field paths
+//! of its own errors.
 //!
 //! Decoding refuses what k8s-openapi's `ConfigMap` refuses, with the same message: `data` that
 //! is not a map of strings, `binaryData` that is not a map of base64 strings, `immutable` that is

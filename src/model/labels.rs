@@ -45,6 +45,8 @@ pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Pod annotation choosing the proxy image type (`distroless`, `debug`).
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+/// Pod annotation holding ProxyConfig YAML over the MeshConfig's `defaultConfig`.
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
 
 /// A `sidecar.istio.io/inject` value that turns injection on, as meshguard (and Istio's
 /// injector up to 1.26, `InjectValues::Legacy`) reads it: `y`, `yes`, `true` or `on`, in any
@@ -57,4 +59,45 @@ pub fn inject_value_enables(v: &str) -> bool {
 /// means "use the default").
 pub fn inject_value_disables(v: &str) -> bool {
     !v.is_empty() && !inject_value_enables(v)
+}
+
+/// `istio.io/dry-run` on an AuthorizationPolicy: Istio evaluates the policy in shadow mode only
+/// (logs and stats, never the decision).
+pub const DRY_RUN: &str = "istio.io/dry-run";
+
+/// Whether an object is Istio dry-run: its `istio.io/dry-run` annotation read as Go's
+/// `strconv.ParseBool` reads it (istio/istio `pilot/pkg/security/authz/builder/builder.go`,
+/// `isDryRun`): `1`, `t`, `T`, `TRUE`, `true` and `True` all turn it on.
+pub fn is_dry_run(obj: &kube::core::DynamicObject) -> bool {
+    is_dry_run_meta(&obj.metadata)
+}
+
+/// [`is_dry_run`] of an object's metadata.
+pub fn is_dry_run_meta(meta: &kube::core::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(DRY_RUN))
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::DynamicObject;
+    use serde_json::json;
+
+    #[test]
+    fn dry_run_reads_like_go_parse_bool() {
+        let obj = |v: &str| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "X",
+                "metadata": {"name": "p", "annotations": {"istio.io/dry-run": v}}}))
+            .expect("object")
+        };
+        for on in ["true", "True", "TRUE", "t", "T", "1"] {
+            assert!(is_dry_run(&obj(on)), "{on}");
+        }
+        for off in ["false", "0", "yes", ""] {
+            assert!(!is_dry_run(&obj(off)), "{off}");
+        }
+    }
 }

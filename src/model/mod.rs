@@ -20,8 +20,9 @@
 //! [`ServiceAccount`]; what the mesh context reads, [`MutatingWebhookConfiguration`]
 //! and [`ConfigMap`] (decoded as k8s-openapi decodes them: the same objects refused with the
 //! same message: `k8s_struct!`, [`Checked`]); what the data-plane model reads,
-//! [`gateway`], [`gateway_class`], [`http_route`], [`service_entry`] ([`decode_part`]).
-//! EnvoyFilter and Sidecar still go through the lenses of [`crate::istio`].
+//! [`gateway`], [`gateway_class`], [`http_route`], [`service_entry`] ([`decode_part`]);
+//! [`EnvoyFilter`] and [`Sidecar`]; and what the mesh's ConfigMaps hold: the MeshConfig
+//! ([`mesh_config`]) and the sidecar injector's `config` and `values` ([`injector_config`]).
 //!
 //! Label selectors have one engine, [`label_selector`]: Kubernetes `LabelSelector` semantics,
 //! and an Istio policy's [`Selector`] (`matchLabels` only) matches through it.
@@ -29,11 +30,14 @@
 pub mod authorization_policy;
 pub mod config_map;
 pub mod destination_rule;
+pub mod envoy_filter;
 pub mod gateway;
 pub mod gateway_class;
 pub mod http_route;
+pub mod injector_config;
 pub mod label_selector;
 pub mod labels;
+pub mod mesh_config;
 pub mod mutating_webhook_configuration;
 pub mod namespace;
 pub mod peer_authentication;
@@ -41,6 +45,7 @@ pub mod request_authentication;
 pub mod service;
 pub mod service_account;
 pub mod service_entry;
+pub mod sidecar;
 pub mod target_ref;
 pub mod validation;
 pub mod workload;
@@ -48,6 +53,7 @@ pub mod workload;
 pub use authorization_policy::AuthorizationPolicy;
 pub use config_map::ConfigMap;
 pub use destination_rule::DestinationRule;
+pub use envoy_filter::EnvoyFilter;
 pub use label_selector::{LabelSelectorSpec, Labels, Selector as LabelSelector};
 pub use mutating_webhook_configuration::MutatingWebhookConfiguration;
 pub use namespace::Namespace;
@@ -55,6 +61,7 @@ pub use peer_authentication::{MtlsMode, PeerAuthentication};
 pub use request_authentication::RequestAuthentication;
 pub use service::Service;
 pub use service_account::ServiceAccount;
+pub use sidecar::Sidecar;
 
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;

@@ -43,7 +43,7 @@ pub const VALIDATION_CONTAINER: &str = "istio-validation";
 /// The annotation Istio's injector writes on every pod it injected, naming the containers and
 /// init containers it added (`sidecar.istio.io/status`, istio/istio `pkg/kube/inject/webhook.go`
 /// `getInjectionStatus`).
-pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+pub const STATUS_ANNOTATION: &str = super::labels::SIDECAR_STATUS;
 
 /// Where the webhook keeps a Pod's `spec` as JSON text ([`crate::resource::RAW_POD_SPEC`]).
 pub use crate::resource::RAW_POD_SPEC as RAW_SPEC;

@@ -8,7 +8,7 @@
 //! external hosts pass.
 //!
 //! Semantics (istio/istio `pilot/pkg/networking/core/envoyfilter/`, see
-//! [`crate::istio::envoy_filter`]): `match.context` defaults to `ANY`, which includes the sidecar's
+//! [`crate::model::envoy_filter`]): `match.context` defaults to `ANY`, which includes the sidecar's
 //! inbound side; a match that names no filter applies to every filter of its level.
 //!
 //! Exemptions: EnvoyFilters are judged in every namespace, the root namespace included, like
@@ -19,10 +19,16 @@
 
 use super::destination_rule::host_in_mesh;
 use super::{Action, Rule, Violation};
-use crate::istio::envoy_filter::{find_string, ConfigPatch, EnvoyFilter, PatchContext};
-use crate::resource::Kind;
+use crate::model::decode_spec;
+use crate::model::envoy_filter::{find_string, EnvoyFilter, PatchAt, PatchContext};
+use crate::resource::{Kind, Review};
 
 const KINDS: &[Kind] = &[Kind::EnvoyFilter];
+
+/// The reviewed EnvoyFilter; a spec the typed decode refuses (not an object) reads as empty.
+fn envoy_filter<'a>(review: &Review<'a>) -> EnvoyFilter<'a> {
+    decode_spec(review.spec()).unwrap_or_default()
+}
 
 /// The filters that enforce mutual TLS identities and authorization, and the dynamic-metadata
 /// namespaces authorization reads (a filter that writes `istio_authn` can forge request
@@ -51,7 +57,7 @@ fn rewrites(op: &str) -> bool {
     matches!(op, "REMOVE" | "REPLACE" | "MERGE")
 }
 
-fn context_text(p: &ConfigPatch<'_>) -> &'static str {
+fn context_text(p: &PatchAt<'_, '_>) -> &'static str {
     match p.context() {
         PatchContext::Any => {
             "every proxy listener (context ANY), the sidecar's inbound side included"
@@ -73,7 +79,7 @@ pub static SECURITY_FILTER: Rule = Rule {
     example_fix: "express the access rule as an AuthorizationPolicy (and tokens as a RequestAuthentication) instead of patching Envoy",
     needs: &[],
     check: |review, _ctx, out| {
-        let ef = EnvoyFilter::of(review.spec());
+        let ef = envoy_filter(review);
         for p in ef.patches() {
             if !p.reaches_enforcement() {
                 continue;
@@ -131,7 +137,7 @@ pub static SECURITY_FILTER: Rule = Rule {
 
 /// A patch whose value adds or configures a security filter (or its metadata): its path and
 /// text; empty when it does not.
-fn continue_value(p: &ConfigPatch<'_>) -> (String, String) {
+fn continue_value(p: &PatchAt<'_, '_>) -> (String, String) {
     let base = format!("{}.patch.value", p.path());
     let found = p
         .patch_value()
@@ -167,7 +173,7 @@ pub static TRANSPORT_SOCKET: Rule = Rule {
     example_fix: "use PeerAuthentication for the server side and a DestinationRule tls setting for the client side",
     needs: &[],
     check: |review, ctx, out| {
-        let ef = EnvoyFilter::of(review.spec());
+        let ef = envoy_filter(review);
         for p in ef.patches() {
             let Some(value) = p.patch_value() else { continue };
             let base = format!("{}.patch.value", p.path());
@@ -208,7 +214,7 @@ pub static INBOUND_LISTENER: Rule = Rule {
     example_fix: "patch HTTP filters (INSERT_BEFORE envoy.filters.http.router) instead of listeners and filter chains",
     needs: &[],
     check: |review, _ctx, out| {
-        let ef = EnvoyFilter::of(review.spec());
+        let ef = envoy_filter(review);
         for p in ef.patches() {
             if !p.reaches_inbound() {
                 continue;

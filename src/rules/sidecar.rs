@@ -11,7 +11,8 @@
 //! and `ingress` ports without `tls` are left to RBAC (docs/rules.md).
 
 use super::{Action, Rule, Violation};
-use crate::istio::Sidecar;
+use crate::model::decode_spec;
+use crate::model::sidecar::{IngressListener, Sidecar};
 use crate::resource::Kind;
 
 const KINDS: &[Kind] = &[Kind::Sidecar];
@@ -24,8 +25,9 @@ pub static INGRESS_TLS: Rule = Rule {
     example_fix: "remove spec.ingress[].tls and terminate external TLS at a Gateway",
     needs: &[],
     check: |review, _ctx, out| {
-        let sidecar = Sidecar::of(review.spec());
-        for listener in sidecar.ingress() {
+        // A spec the typed decode refuses (not an object) reads as empty.
+        let sidecar: Sidecar<'_> = decode_spec(review.spec()).unwrap_or_default();
+        for (index, listener) in sidecar.ingress() {
             let Some(mode) = listener.tls_mode() else { continue };
             if mode == "ISTIO_MUTUAL" {
                 continue; // Istio's own certificates and peer verification
@@ -34,7 +36,7 @@ pub static INGRESS_TLS: Rule = Rule {
                 .port()
                 .map_or_else(|| "this port".to_owned(), |p| format!("port {p}"));
             out.push(Violation::new(
-                format!("{}.tls", listener.path()),
+                format!("{}.tls", IngressListener::path(index)),
                 format!(
                     "tls mode {mode} makes the sidecar terminate TLS on {port} with the Sidecar's own certificates instead of Istio's mutual TLS: STRICT PeerAuthentication no longer holds there, and a client certificate from the CA it trusts can carry any SPIFFE identity, which AuthorizationPolicy then matches as a mesh principal"
                 ),

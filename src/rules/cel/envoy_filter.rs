@@ -1,6 +1,6 @@
 //! CEL forms of the EnvoyFilter rules ([`crate::rules::envoy_filter`]).
 //!
-//! A patch is read as [`crate::istio::envoy_filter::ConfigPatch`] reads it: `match.context`
+//! A patch is read as [`crate::model::envoy_filter::PatchAt`] reads it: `match.context`
 //! absent is `ANY`, the sidecar's inbound listener is `virtualInbound` (port 15006). The rules
 //! that look inside `patch.value` (any Envoy configuration, kept as written by the CRD's
 //! `x-kubernetes-preserve-unknown-fields`) search it as `envoy_filter::find_string` does, for

@@ -1,5 +1,5 @@
 //! CEL form of the Sidecar rule ([`crate::rules::sidecar`]): `spec.ingress[i].tls`, read as
-//! [`crate::istio::sidecar`] reads it (`tls.mode` absent is `PASSTHROUGH`).
+//! [`crate::model::sidecar`] reads it (`tls.mode` absent is `PASSTHROUGH`).
 
 use super::{site, Cel, CelForm, Coverage, On};
 use crate::rules::sidecar;
