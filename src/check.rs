@@ -147,12 +147,20 @@ pub fn assemble(
         errors,
         ..Default::default()
     };
-    let mut objects = Vec::new();
+    // Straight into the inventory, sized once: no second vector of objects, no doubling.
+    let mut inventory = if complete {
+        Inventory::complete(Vec::new())
+    } else {
+        Inventory::partial(Vec::new())
+    };
+    let prepped = prepped.into_iter();
+    inventory.reserve(prepped.size_hint().0);
+    p.object_of.reserve(prepped.size_hint().0);
     for prepped in prepped {
         match prepped {
             Prepped::Object(o) => {
-                p.object_of.push(Some(objects.len()));
-                objects.push(*o);
+                p.object_of.push(Some(inventory.len()));
+                inventory.push(*o);
             }
             Prepped::Skipped(k) => {
                 *p.skipped.entry(k).or_default() += 1;
@@ -165,11 +173,7 @@ pub fn assemble(
             }
         }
     }
-    p.inventory = if complete {
-        Inventory::complete(objects)
-    } else {
-        Inventory::partial(objects)
-    };
+    p.inventory = inventory;
     p
 }
 
@@ -254,7 +258,8 @@ impl Loader {
             })
             .map_err(|e| e.to_string())?;
             errors.retain(|e| !is_skipped(&e.file));
-            let prepared = assemble(prepped.into_iter().flatten(), errors, complete);
+            let prepped: Vec<Prepped> = prepped.into_iter().flatten().collect();
+            let prepared = assemble(prepped, errors, complete);
             (Loaded::default(), prepared)
         };
         let mesh = self.manifests_mesh(&prepared);

@@ -16,33 +16,43 @@ use crate::resource::{is_controlled, Kind, Review};
 use kube::core::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One object of the inventory, with where it came from.
 ///
-/// Held compact: `apiVersion`/`kind` and `metadata` decoded (every reader asks for the name,
-/// namespace and labels), everything else (`spec`, a ConfigMap's `data`, ...) as its compact
-/// JSON text, decoded when a reader asks ([`Object::object`], [`Object::spec`]). A
-/// `serde_json::Value` tree costs a 632-byte B-tree node per map, ~10 KB for a Deployment; the
-/// text is ~0.4 KB. The workload view the cross checks share is decoded once, at construction.
+/// Held compact: the whole object as its compact JSON text (one allocation, ~0.4 KB for a
+/// Deployment), decoded when a reader asks ([`Object::object`], [`Object::spec`],
+/// [`Object::metadata`]), beside the few facts every reader asks for, read once: name,
+/// namespace, labels, uid, the Istio dry-run annotation, whether it is being deleted. A
+/// `serde_json::Value` tree costs a 632-byte B-tree node per map (~10 KB for a Deployment), and a
+/// decoded `ObjectMeta` ~0.45 KB inline however few of its fields are set. The workload view the
+/// cross checks share is decoded once, at construction.
 #[derive(Clone, Debug)]
 pub struct Object {
     pub kind: Kind,
     /// API version (`v1`, `v1beta1`, ...).
     pub version: String,
-    /// `apiVersion` and `kind` as the object states them.
-    pub types: Option<kube::core::TypeMeta>,
-    pub metadata: kube::core::ObjectMeta,
-    /// The rest of the object as compact JSON (empty for an empty object).
-    data: Box<str>,
     /// The manifest file and line it was read from (`check`).
     pub file: Option<Arc<str>>,
     pub line: Option<usize>,
+    /// The whole object (`apiVersion`, `kind`, `metadata` and the rest) as compact JSON.
+    text: Box<str>,
+    name: Box<str>,
+    /// `metadata.namespace` as written (empty when absent).
+    namespace: Box<str>,
+    labels: BTreeMap<String, String>,
+    uid: Box<str>,
+    /// `apiVersion` as the object states it (empty when it does not).
+    stated_api_version: Box<str>,
     /// Its workload view, for a top-level workload ([`Inventory::workloads`]); taken by
     /// [`Inventory::push`] (which decodes it again for a copy pushed into another inventory).
-    workload: Option<Workload>,
+    workload: Option<Box<Workload>>,
     /// Controlled by a controller of pods (judged through it, [`is_controlled`]).
     controlled: bool,
+    /// `istio.io/dry-run` set ([`crate::istio::is_dry_run_meta`]).
+    dry_run: bool,
+    /// `metadata.deletionTimestamp` set.
+    terminating: bool,
 }
 
 impl Object {
@@ -56,49 +66,74 @@ impl Object {
     ) -> Object {
         let controlled = is_controlled(&object);
         let workload = if kind.is_workload() && !controlled {
-            Workload::from_object(kind, &object)
+            Workload::from_object(kind, &object).map(Box::new)
         } else {
             None
         };
+        let text = serde_json::to_string(&object)
+            .unwrap_or_default()
+            .into_boxed_str();
         let DynamicObject {
-            types,
-            metadata,
-            data,
+            types, metadata, ..
         } = object;
-        let data = match &data {
-            Value::Object(m) if m.is_empty() => Box::default(),
-            v => serde_json::to_string(v)
-                .unwrap_or_default()
-                .into_boxed_str(),
-        };
+        let dry_run = crate::istio::is_dry_run_meta(&metadata);
+        let kube::core::ObjectMeta {
+            name,
+            namespace,
+            labels,
+            uid,
+            deletion_timestamp,
+            ..
+        } = metadata;
+        let boxed = |s: Option<String>| s.unwrap_or_default().into_boxed_str();
         Object {
             kind,
             version,
-            types,
-            metadata,
-            data,
             file,
             line,
+            text,
+            name: boxed(name),
+            namespace: boxed(namespace),
+            labels: labels.unwrap_or_default(),
+            uid: boxed(uid),
+            stated_api_version: boxed(types.map(|t| t.api_version)),
             workload,
             controlled,
+            dry_run,
+            terminating: deletion_timestamp.is_some(),
         }
     }
 
     /// The whole object, decoded.
     pub fn object(&self) -> DynamicObject {
-        DynamicObject {
-            types: self.types.clone(),
-            metadata: self.metadata.clone(),
-            data: self.data(),
+        serde_json::from_str::<Whole>(&self.text).map_or_else(
+            |_| DynamicObject {
+                types: None,
+                metadata: Default::default(),
+                data: Value::Object(Default::default()),
+            },
+            |w| w.0,
+        )
+    }
+
+    /// `apiVersion` and `kind` as the object states them, decoded.
+    pub fn types(&self) -> Option<kube::core::TypeMeta> {
+        self.object().types
+    }
+
+    /// Its `metadata`, decoded.
+    pub fn metadata(&self) -> kube::core::ObjectMeta {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            metadata: kube::core::ObjectMeta,
         }
+        serde_json::from_str::<Meta>(&self.text).map_or_else(|_| Default::default(), |m| m.metadata)
     }
 
     /// Everything but `apiVersion`, `kind` and `metadata` (as `DynamicObject::data`), decoded.
     pub fn data(&self) -> Value {
-        if self.data.is_empty() {
-            return Value::Object(Default::default());
-        }
-        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+        self.object().data
     }
 
     /// Its `spec`, decoded (`null` when absent, as [`crate::resource::spec_of`]).
@@ -108,10 +143,7 @@ impl Object {
             #[serde(default)]
             spec: Value,
         }
-        if self.data.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str::<Spec>(&self.data).map_or(Value::Null, |s| s.spec)
+        serde_json::from_str::<Spec>(&self.text).map_or(Value::Null, |s| s.spec)
     }
 
     /// Its `spec` decoded into a model struct, owning its strings (as
@@ -144,22 +176,31 @@ impl Object {
         if self.kind == Kind::Namespace {
             self.name()
         } else {
-            self.metadata.namespace.as_deref().unwrap_or("")
+            &self.namespace
         }
     }
 
     pub fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or("")
+        &self.name
     }
 
     pub fn labels(&self) -> &BTreeMap<String, String> {
-        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-        self.metadata.labels.as_ref().unwrap_or(&EMPTY)
+        &self.labels
+    }
+
+    /// Its `metadata.uid` (empty when absent).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Whether it is being deleted (`metadata.deletionTimestamp` set).
+    pub fn is_terminating(&self) -> bool {
+        self.terminating
     }
 
     /// Whether it is Istio dry-run (`istio.io/dry-run: "true"`), as [`crate::istio::is_dry_run`].
     pub fn is_dry_run(&self) -> bool {
-        crate::istio::is_dry_run_meta(&self.metadata)
+        self.dry_run
     }
 
     /// What a finding about this object names.
@@ -169,7 +210,7 @@ impl Object {
             kind: self.kind.as_str().to_owned(),
             namespace: self.namespace().to_owned(),
             name: self.name().to_owned(),
-            uid: self.metadata.uid.clone().unwrap_or_default(),
+            uid: self.uid.to_string(),
             file: self.file.clone(),
             line: self.line,
         }
@@ -178,17 +219,64 @@ impl Object {
     /// `apiVersion` as the object states it, else from its kind's group and the version it was
     /// read as.
     pub fn api_version(&self) -> String {
-        match &self.types {
-            Some(t) if !t.api_version.is_empty() => t.api_version.clone(),
-            _ => {
-                let group = self.kind.facts().group;
-                if group.is_empty() {
-                    self.version.clone()
-                } else {
-                    format!("{group}/{}", self.version)
+        if !self.stated_api_version.is_empty() {
+            return self.stated_api_version.to_string();
+        }
+        let group = self.kind.facts().group;
+        if group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{group}/{}", self.version)
+        }
+    }
+}
+
+/// A [`DynamicObject`] read back from the text [`Object::new`] wrote: `apiVersion`, `kind` and
+/// `metadata` taken out, every other member kept in `data`, as `DynamicObject`'s own
+/// deserializer does, but without serde's `flatten` (which buffers the whole object first).
+struct Whole(DynamicObject);
+
+impl<'de> serde::Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Whole, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Whole;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Kubernetes object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Whole, A::Error> {
+                let (mut api_version, mut kind, mut metadata) = (None, None, None);
+                let mut data = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "apiVersion" => api_version = Some(map.next_value::<String>()?),
+                        "kind" => kind = Some(map.next_value::<String>()?),
+                        "metadata" => metadata = Some(map.next_value()?),
+                        _ => {
+                            let value = map.next_value()?;
+                            data.insert(key, value);
+                        }
+                    }
                 }
+                let types = match (api_version, kind) {
+                    (Some(api_version), Some(kind)) => {
+                        Some(kube::core::TypeMeta { api_version, kind })
+                    }
+                    _ => None,
+                };
+                Ok(Whole(DynamicObject {
+                    types,
+                    metadata: metadata.unwrap_or_default(),
+                    data: Value::Object(data),
+                }))
             }
         }
+        d.deserialize_map(Members)
     }
 }
 
@@ -237,7 +325,10 @@ pub struct Inventory {
     /// Namespaces whose ServiceAccounts the input lists.
     account_namespaces: HashSet<String>,
     by_kind: HashMap<Kind, Vec<usize>>,
-    by_subject: HashMap<(Kind, String, String), usize>,
+    /// Indexes of the objects sorted by (kind, namespace, name, index): what [`Inventory::find`]
+    /// searches (4 bytes an object, where a map keyed by owned names took ~130). Built on the
+    /// first search after a push.
+    by_subject: OnceLock<Vec<u32>>,
     workloads: Vec<InventoryWorkload>,
     workloads_by_namespace: HashMap<String, Vec<usize>>,
 }
@@ -258,10 +349,16 @@ impl Inventory {
             complete,
             ..Inventory::default()
         };
+        inv.reserve(objects.len());
         for o in objects {
             inv.push(o);
         }
         inv
+    }
+
+    /// Room for `additional` more objects.
+    pub fn reserve(&mut self, additional: usize) {
+        self.objects.reserve_exact(additional);
     }
 
     /// Answer namespace and ServiceAccount lookups from `shared` too (every batch of a streamed
@@ -293,10 +390,10 @@ impl Inventory {
                 self.account_namespaces.insert(ns.clone());
             }
             k if k.is_workload() && !o.controlled => {
-                let workload = o
-                    .workload
-                    .take()
-                    .or_else(|| Workload::from_object(k, &o.object()));
+                let workload = match o.workload.take() {
+                    Some(w) => Some(*w),
+                    None => Workload::from_object(k, &o.object()),
+                };
                 if let Some(workload) = workload {
                     self.workloads_by_namespace
                         .entry(ns.clone())
@@ -311,8 +408,7 @@ impl Inventory {
             _ => {}
         }
         self.by_kind.entry(o.kind).or_default().push(i);
-        // The last definition wins, as for Namespaces.
-        self.by_subject.insert((o.kind, ns, o.name().to_owned()), i);
+        self.by_subject.take();
         self.objects.push(o);
     }
 
@@ -416,10 +512,24 @@ impl Inventory {
 
     /// The object of a kind, namespace and name (the last one when the input repeats it).
     pub fn find(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Object> {
-        let found = self
-            .by_subject
-            .get(&(kind, namespace.to_owned(), name.to_owned()))
-            .map(|i| &self.objects[*i]);
+        fn key(o: &Object) -> (Kind, &str, &str) {
+            (o.kind, o.namespace(), o.name())
+        }
+        let wanted = (kind, namespace, name);
+        let sorted = self.by_subject.get_or_init(|| {
+            let mut sorted: Vec<u32> = (0..self.objects.len() as u32).collect();
+            // Stable: equal subjects stay in input order, so the last one is the last defined.
+            sorted.sort_by(|a, b| {
+                key(&self.objects[*a as usize]).cmp(&key(&self.objects[*b as usize]))
+            });
+            sorted
+        });
+        // The last definition wins, as for Namespaces.
+        let end = sorted.partition_point(|i| key(&self.objects[*i as usize]) <= wanted);
+        let found = end
+            .checked_sub(1)
+            .map(|e| &self.objects[sorted[e] as usize])
+            .filter(|o| key(o) == wanted);
         match found {
             None if kind == Kind::Namespace => self.shared_namespace(name),
             found => found,
@@ -572,7 +682,7 @@ impl Inventory {
     /// Whether a listed namespace is Terminating (`deletionTimestamp` set).
     fn terminating(&self, namespace: &str) -> Lookup<bool> {
         match self.namespace(namespace) {
-            Some(o) => Lookup::Found(o.metadata.deletion_timestamp.is_some()),
+            Some(o) => Lookup::Found(o.is_terminating()),
             None if self.complete => Lookup::Missing,
             None => Lookup::Unknown,
         }
@@ -668,6 +778,69 @@ mod tests {
         assert_eq!(first.workloads().len(), 1);
         assert_eq!(second.workloads().len(), 1);
         assert_eq!(second.workloads()[0].workload.ports.len(), 1);
+    }
+
+    #[test]
+    fn metadata_and_types_decode_back_as_read() {
+        let v = json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "prod", "uid": "u-1",
+                "labels": {"a": "b"}, "annotations": {"istio.io/dry-run": "true", "x": "y"},
+                "deletionTimestamp": "2024-01-01T00:00:00Z", "finalizers": ["f"],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "o"}]},
+            "spec": {"action": "DENY"}});
+        let whole: DynamicObject = serde_json::from_value(v.clone()).expect("object");
+        let o = object(v);
+        assert_eq!(o.object(), whole);
+        assert_eq!(o.metadata(), whole.metadata);
+        assert_eq!(o.types(), whole.types);
+        assert_eq!((o.name(), o.namespace(), o.uid()), ("p", "prod", "u-1"));
+        assert_eq!(o.labels().len(), 1);
+        assert!(o.is_dry_run() && o.is_terminating());
+        assert_eq!(o.api_version(), "security.istio.io/v1");
+        assert_eq!(o.spec(), json!({"action": "DENY"}));
+        // Without apiVersion/kind: as DynamicObject reads it (no types), the version from the
+        // kind read.
+        let bare = DynamicObject {
+            types: None,
+            metadata: kube::core::ObjectMeta {
+                name: Some("n".into()),
+                ..Default::default()
+            },
+            data: json!({"spec": {}}),
+        };
+        let o = Object::new(
+            Kind::PeerAuthentication,
+            "v1beta1".into(),
+            bare.clone(),
+            None,
+            None,
+        );
+        assert_eq!(o.object(), bare);
+        assert_eq!(o.api_version(), "security.istio.io/v1beta1");
+        assert!(!o.is_dry_run() && !o.is_terminating());
+    }
+
+    #[test]
+    fn find_takes_the_last_definition() {
+        let sa = |name: &str, label: &str| {
+            object(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": "prod", "labels": {"v": label}}}))
+        };
+        let mut inv = Inventory::partial(vec![sa("a", "1"), sa("b", "1"), sa("a", "2")]);
+        let label = |inv: &Inventory, name: &str| {
+            inv.find(Kind::ServiceAccount, "prod", name)
+                .map(|o| o.labels()["v"].clone())
+        };
+        assert_eq!(label(&inv, "a").as_deref(), Some("2"));
+        assert_eq!(label(&inv, "b").as_deref(), Some("1"));
+        assert_eq!(label(&inv, "c"), None);
+        assert!(inv.find(Kind::Service, "prod", "a").is_none());
+        assert!(inv.find(Kind::ServiceAccount, "other", "a").is_none());
+        // A push after a search is found by the next one.
+        inv.push(sa("a", "3"));
+        inv.push(sa("0", "1"));
+        assert_eq!(label(&inv, "a").as_deref(), Some("3"));
+        assert_eq!(label(&inv, "0").as_deref(), Some("1"));
     }
 
     #[test]

@@ -447,10 +447,11 @@ fn fingerprint(
             for id in ids {
                 let (ns, name) = id.split_once('/').unwrap_or(("", id.as_str()));
                 let spec = inv.find(Kind::AuthorizationPolicy, ns, name).map(|o| {
+                    let meta = o.metadata();
                     (
                         o.spec().to_string(),
-                        o.metadata.annotations.clone(),
-                        o.metadata.creation_timestamp.clone(),
+                        meta.annotations,
+                        meta.creation_timestamp,
                     )
                 });
                 s.push_str(&format!("{id}|{spec:?}|"));

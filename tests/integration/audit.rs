@@ -305,7 +305,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         .expect("RequestAuthentication listed");
     assert_eq!(ra.version, "v1beta1");
     assert_eq!(
-        ra.types.as_ref().map(|t| t.api_version.as_str()),
+        ra.types().as_ref().map(|t| t.api_version.as_str()),
         Some("security.istio.io/v1beta1"),
         "list items get their type filled in"
     );
@@ -318,7 +318,7 @@ async fn audit_lists_every_kind_with_pagination_and_reports() {
         .collect();
     assert_eq!(gateways.len(), 2);
     assert_eq!(gateways[0].version, "v1beta1");
-    assert!(gateways[0].metadata.managed_fields.is_none());
+    assert!(gateways[0].metadata().managed_fields.is_none());
     let topology =
         meshguard::dataplane::Topology::new(collected.objects.iter().map(|o| (o.kind, o.object())));
     let ready: Vec<meshguard::dataplane::Readiness> =
