@@ -438,17 +438,27 @@ impl fmt::Display for Malformed {
 pub fn decode_spec<'a, T: Deserialize<'a> + Default>(spec: &'a Value) -> Result<T, Malformed> {
     match spec {
         Value::Null => Ok(T::default()),
-        Value::Object(_) => T::deserialize(spec).map_err(|e| Malformed {
-            path: "spec".to_owned(),
-            message: format!("spec could not be read: {e}"),
-        }),
-        other => Err(Malformed {
-            path: "spec".to_owned(),
-            message: format!(
-                "spec in body must be of type object: {:?}",
-                crate::json::type_name(other)
-            ),
-        }),
+        Value::Object(_) => T::deserialize(spec).map_err(unreadable_spec),
+        other => Err(spec_not_object(other)),
+    }
+}
+
+/// The [`Malformed`] of a spec object the decoder refused.
+fn unreadable_spec(e: serde_json::Error) -> Malformed {
+    Malformed {
+        path: "spec".to_owned(),
+        message: format!("spec could not be read: {e}"),
+    }
+}
+
+/// The [`Malformed`] of a spec that is not an object.
+fn spec_not_object(spec: &Value) -> Malformed {
+    Malformed {
+        path: "spec".to_owned(),
+        message: format!(
+            "spec in body must be of type object: {:?}",
+            crate::json::type_name(spec)
+        ),
     }
 }
 
@@ -474,17 +484,8 @@ pub fn decode_part<'a, T: Deserialize<'a> + Default>(
 pub fn decode_spec_owned<T: Deserialize<'static> + Default>(spec: Value) -> Result<T, Malformed> {
     match spec {
         Value::Null => Ok(T::default()),
-        Value::Object(_) => T::deserialize(spec).map_err(|e| Malformed {
-            path: "spec".to_owned(),
-            message: format!("spec could not be read: {e}"),
-        }),
-        other => Err(Malformed {
-            path: "spec".to_owned(),
-            message: format!(
-                "spec in body must be of type object: {:?}",
-                crate::json::type_name(&other)
-            ),
-        }),
+        Value::Object(_) => T::deserialize(spec).map_err(unreadable_spec),
+        other => Err(spec_not_object(&other)),
     }
 }
 
