@@ -1366,18 +1366,25 @@ exceptions:
         sort_findings_in_place(&mut []);
     }
 
-    #[test]
-    fn the_mesh_wide_cases_are_there() {
+    /// One analysis of a whole test cluster, unbatched.
+    fn analyze_whole(yaml: &str) -> crate::analysis::Analysis {
         let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
-        let whole = analyze(
-            &engine,
-            &Inventory::complete(cluster(objects_of(MESH_WIDE))),
-        );
-        let rules: BTreeSet<(&str, &str)> = whole
+        analyze(&engine, &Inventory::complete(cluster(objects_of(yaml))))
+    }
+
+    /// (rule, subject name) of every finding.
+    fn rule_subjects(whole: &crate::analysis::Analysis) -> BTreeSet<(&str, &str)> {
+        whole
             .findings
             .iter()
             .map(|f| (f.finding.rule, f.subject.name.as_str()))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_mesh_wide_cases_are_there() {
+        let whole = analyze_whole(MESH_WIDE);
+        let rules = rule_subjects(&whole);
         for expected in [
             ("policy-unenforced", "legacy-only"),
             ("pa-ambient-disable", "mesh-disable"),
@@ -1416,13 +1423,8 @@ exceptions:
 
     #[test]
     fn the_cross_namespace_cases_are_there() {
-        let engine = Engine::new(Policy::default(), Arc::new(MeshContext::default()), None);
-        let whole = analyze(&engine, &Inventory::complete(cluster(objects_of(ACROSS))));
-        let rules: BTreeSet<(&str, &str)> = whole
-            .findings
-            .iter()
-            .map(|f| (f.finding.rule, f.subject.name.as_str()))
-            .collect();
+        let whole = analyze_whole(ACROSS);
+        let rules = rule_subjects(&whole);
         for expected in [
             ("dr-disable-vs-mtls", "to-web"),
             ("dr-disable-vs-mtls", "everything"),
