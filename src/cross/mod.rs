@@ -84,6 +84,7 @@ pub struct CrossContext<'a> {
     /// The mesh's root namespace.
     pub root: &'a str,
     peer_index: PolicyIndex,
+    mesh: Mesh,
     mtls_rows: OnceCell<Vec<mtls::Row>>,
     topology: OnceCell<Topology>,
     planes: OnceCell<Vec<PodPlane>>,
@@ -116,6 +117,7 @@ impl<'a> CrossContext<'a> {
             inventory,
             root,
             peer_index,
+            mesh: Mesh::from_context(engine.mesh()),
             mtls_rows: OnceCell::new(),
             topology: OnceCell::new(),
             planes: OnceCell::new(),
@@ -163,11 +165,14 @@ impl<'a> CrossContext<'a> {
     /// compiled once for the simulator's evaluator (sidecar, waypoint and ztunnel).
     pub fn policy_set(&self) -> &PolicySet {
         self.policy_set.get_or_init(|| {
-            PolicySet::new(
-                Mesh::from_context(self.engine.mesh()),
-                self.inventory.decoded(PolicySet::reads),
-            )
+            PolicySet::new(self.mesh.clone(), self.inventory.decoded(PolicySet::reads))
         })
+    }
+
+    /// The mesh's root namespace and trust domains (what [`CrossContext::policy_set`] is
+    /// compiled with), without compiling the policies.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
     }
 
     /// The ambient topology of the inventory (waypoints, Service bindings, gateway identities),
@@ -204,6 +209,12 @@ impl<'a> CrossContext<'a> {
         })
     }
 
+    /// The effective-mTLS table ([`CrossContext::mtls_rows`]), moved out: the context is done.
+    pub fn into_mtls_rows(self) -> Vec<mtls::Row> {
+        self.mtls_rows();
+        self.mtls_rows.into_inner().unwrap_or_default()
+    }
+
     /// The effective-mTLS rows of workload `i`, with its data plane: for a workload ztunnel
     /// captures, ztunnel's compilation of the PeerAuthentications ([`crate::authz::ztunnel`]):
     /// a port is STRICT when plaintext is refused there, else PERMISSIVE (DISABLE included).
@@ -212,7 +223,12 @@ impl<'a> CrossContext<'a> {
         let plane = self.plane(i).plane;
         let mut table = self.peer_index.table(std::iter::once(w));
         if plane == Plane::Ambient {
-            let z = self.policy_set().peer_derived(&w.namespace, &w.labels);
+            let z = crate::authz::ztunnel::peer_derived(
+                self.peer_index.peers_for(&w.namespace),
+                self.root,
+                &w.namespace,
+                &w.labels,
+            );
             for r in &mut table {
                 let port = r.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
                 r.effective.mode = if z.strict_on(port) {
