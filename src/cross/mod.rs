@@ -205,6 +205,8 @@ impl<'a> CrossContext<'a> {
                     b.port,
                 ))
             });
+            // Grown by doubling: up to half of it would be slack for the rest of the run.
+            rows.shrink_to_fit();
             rows
         })
     }
