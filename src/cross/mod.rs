@@ -18,6 +18,7 @@ use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
 pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
@@ -83,7 +84,7 @@ pub struct CrossContext<'a> {
     pub inventory: &'a Inventory,
     /// The mesh's root namespace.
     pub root: &'a str,
-    peer_index: PolicyIndex,
+    peer_index: Arc<PolicyIndex>,
     mesh: Mesh,
     mtls_rows: OnceCell<Vec<mtls::Row>>,
     topology: OnceCell<Topology>,
@@ -106,12 +107,12 @@ impl Selects for crate::model::Selector<'_> {
 impl<'a> CrossContext<'a> {
     pub fn new(engine: &'a Engine, inventory: &'a Inventory) -> CrossContext<'a> {
         let root = engine.mesh().root_namespace().value.as_str();
-        let peer_index = PolicyIndex::new(
+        let peer_index = Arc::new(PolicyIndex::new(
             root,
             inventory
                 .of_kind(Kind::PeerAuthentication)
                 .map(|o| PeerPolicy::from_object(&o.object())),
-        );
+        ));
         CrossContext {
             engine,
             inventory,
@@ -165,7 +166,13 @@ impl<'a> CrossContext<'a> {
     /// compiled once for the simulator's evaluator (sidecar, waypoint and ztunnel).
     pub fn policy_set(&self) -> &PolicySet {
         self.policy_set.get_or_init(|| {
-            PolicySet::new(self.mesh.clone(), self.inventory.decoded(PolicySet::reads))
+            // The PeerAuthentications are indexed once, in `new`, for both.
+            PolicySet::with_peer_index(
+                self.mesh.clone(),
+                self.inventory
+                    .decoded(|k| PolicySet::reads(k) && k != Kind::PeerAuthentication),
+                Arc::clone(&self.peer_index),
+            )
         })
     }
 
