@@ -907,7 +907,17 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         size += e.len() + 3;
         entries.push(e);
     }
-    let annotation = serde_json::to_string(&entries).unwrap_or_default();
+    // A JSON list of the entries, as serde_json writes it.
+    let mut annotation = Vec::with_capacity(size + 2 * entries.len());
+    annotation.push(b'[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            annotation.push(b',');
+        }
+        crate::json::write_str(&mut annotation, e);
+    }
+    annotation.push(b']');
+    let annotation = String::from_utf8(annotation).unwrap_or_default();
     resp.audit_annotations.insert(
         AUDIT_ANNOTATION.to_owned(),
         truncate(annotation, AUDIT_ANNOTATION_MAX),
@@ -975,9 +985,9 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        // Printable ASCII, the usual case, is checked a byte at a time.
+        // Printable ASCII, the usual case, is checked eight bytes at a time.
         let control = if w.is_ascii() {
-            w.bytes().any(|b| b < 0x20 || b == 0x7f)
+            ascii_control(w.as_bytes())
         } else {
             w.chars().any(char::is_control)
         };
@@ -1000,6 +1010,25 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
         out.push(w);
     }
     out
+}
+
+/// Whether ASCII text holds a control character (below 0x20, or DEL), eight bytes at a time:
+/// every warning is checked, and one is as long as a finding's whole line before it is cut.
+fn ascii_control(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `x` is below `n` (n ≤ 0x80): exact as a yes/no.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if below(x, 0x20) || below(x ^ (ONES * 0x7f), 1) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
 /// Cut to at most `max` bytes on a char boundary, marking the cut with `…`.
@@ -1117,6 +1146,73 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
     let annotations = sorted(&resp.audit_annotations);
     let warnings = resp.warnings.as_deref();
     let mut out = Vec::with_capacity(256 + resp.result.message.len());
+    let r = &resp.result;
+    if resp.patch.is_none() && r.metadata.is_none() && r.details.is_none() {
+        // Every validating answer: written by hand, the same bytes as `Plain` below (kube-core's
+        // field order, its `skip_serializing_if`s), strings through `json::write_str`.
+        use crate::json::write_str;
+        out.extend_from_slice(b"{\"apiVersion\":");
+        write_str(&mut out, &resp.types.api_version);
+        out.extend_from_slice(b",\"kind\":");
+        write_str(&mut out, &resp.types.kind);
+        out.extend_from_slice(b",\"response\":{\"uid\":");
+        write_str(&mut out, &resp.uid);
+        out.extend_from_slice(if resp.allowed {
+            b",\"allowed\":true,\"status\":{"
+        } else {
+            b",\"allowed\":false,\"status\":{"
+        });
+        let mut sep: &[u8] = b"";
+        if let Some(status) = &r.status {
+            out.extend_from_slice(match status {
+                kube::core::response::StatusSummary::Success => b"\"status\":\"Success\"",
+                kube::core::response::StatusSummary::Failure => b"\"status\":\"Failure\"",
+            });
+            sep = b",";
+        }
+        if r.code != 0 {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"code\":");
+            out.extend_from_slice(r.code.to_string().as_bytes());
+            sep = b",";
+        }
+        if !r.message.is_empty() {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"message\":");
+            write_str(&mut out, &r.message);
+            sep = b",";
+        }
+        if !r.reason.is_empty() {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"reason\":");
+            write_str(&mut out, &r.reason);
+        }
+        out.push(b'}');
+        if !annotations.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":{");
+            for (i, (k, v)) in annotations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, k);
+                out.push(b':');
+                write_str(&mut out, v);
+            }
+            out.push(b'}');
+        }
+        if let Some(warnings) = warnings {
+            out.extend_from_slice(b",\"warnings\":[");
+            for (i, w) in warnings.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, w);
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"}}");
+        return Ok(out);
+    }
     let written = match &resp.patch {
         None => serde_json::to_writer(
             &mut out,
@@ -1132,32 +1228,29 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
                 },
             },
         ),
-        Some(patch) => {
-            let r = &resp.result;
-            serde_json::to_writer(
-                &mut out,
-                &Review {
-                    api_version: &resp.types.api_version,
-                    kind: &resp.types.kind,
-                    response: Patched {
-                        allowed: resp.allowed,
-                        audit_annotations: Pairs(&annotations),
-                        patch: base64::engine::general_purpose::STANDARD.encode(patch),
-                        patch_type: "JSONPatch",
-                        status: SortedStatus {
-                            code: r.code,
-                            details: as_value(r.details.as_ref())?,
-                            message: &r.message,
-                            metadata: as_value(r.metadata.as_ref())?,
-                            reason: &r.reason,
-                            status: r.status.as_ref(),
-                        },
-                        uid: &resp.uid,
-                        warnings,
+        Some(patch) => serde_json::to_writer(
+            &mut out,
+            &Review {
+                api_version: &resp.types.api_version,
+                kind: &resp.types.kind,
+                response: Patched {
+                    allowed: resp.allowed,
+                    audit_annotations: Pairs(&annotations),
+                    patch: base64::engine::general_purpose::STANDARD.encode(patch),
+                    patch_type: "JSONPatch",
+                    status: SortedStatus {
+                        code: r.code,
+                        details: as_value(r.details.as_ref())?,
+                        message: &r.message,
+                        metadata: as_value(r.metadata.as_ref())?,
+                        reason: &r.reason,
+                        status: r.status.as_ref(),
                     },
+                    uid: &resp.uid,
+                    warnings,
                 },
-            )
-        }
+            },
+        ),
     };
     written.map_err(|e| BadReview::Encode(e.to_string()))?;
     Ok(out)
@@ -1228,6 +1321,16 @@ mod tests {
             denied(warned(annotated(base()))),
             denied(base()),
             too_large(base(), 32 << 20),
+            {
+                let mut r = base();
+                r.warnings = Some(Vec::new());
+                r
+            },
+            {
+                let mut r = base();
+                r.result = kube::core::response::Status::success();
+                r
+            },
             patched(base()),
             patched(warned(annotated(base()))),
             patched(denied(base())),
@@ -1738,6 +1841,20 @@ mod tests {
             serde_json::json!("fake.example.com/v1");
         let req = request_of(&r);
         assert_eq!(recognise(&req).expect("pod").created_for, None);
+    }
+
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        for len in 0..20 {
+            for at in 0..len {
+                for c in (0u8..0x80).map(char::from) {
+                    let mut s = "a".repeat(len);
+                    s.replace_range(at..=at, &c.to_string());
+                    assert_eq!(ascii_control(s.as_bytes()), c.is_ascii_control(), "{s:?}");
+                }
+            }
+            assert!(!ascii_control("a".repeat(len).as_bytes()));
+        }
     }
 
     #[test]
