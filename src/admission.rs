@@ -573,13 +573,13 @@ pub fn decode_bounded(
 /// result is kube's `AdmissionReview`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(default)]
-    request: Option<RequestWire>,
+    #[serde(default, borrow)]
+    request: Option<RequestWire<'a>>,
 }
 
 /// Longest `uid` accepted: the apiserver sends a UUID (36 characters), and the uid is echoed in
@@ -588,28 +588,37 @@ pub const MAX_UID_BYTES: usize = 128;
 
 /// kube's `AdmissionRequest`, field for field, with what an attacker could inflate bounded: the
 /// objects, `options` and the user's groups and extras are charged to the decode meter
-/// (`resource::metered`), the uid is at most [`MAX_UID_BYTES`].
+/// (`resource::metered`), the uid is at most [`MAX_UID_BYTES`]. What no check reads and no
+/// meter charges (`resource`, `requestKind`, `requestResource`, `requestSubResource`,
+/// `userInfo.uid`) is type-checked as kube-core checks it, borrowing from the body, and not
+/// built: the request leaves them empty.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestWire {
+struct RequestWire<'a> {
     #[serde(deserialize_with = "bounded_uid")]
     uid: String,
     kind: kube::core::GroupVersionKind,
-    resource: kube::core::GroupVersionResource,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    resource: Checked<GroupVersionResource<'a>>,
     #[serde(default)]
     sub_resource: Option<String>,
-    #[serde(default)]
-    request_kind: Option<kube::core::GroupVersionKind>,
-    #[serde(default)]
-    request_resource: Option<kube::core::GroupVersionResource>,
-    #[serde(default)]
-    request_sub_resource: Option<String>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_kind: Option<Checked<GroupVersionKind<'a>>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_resource: Option<Checked<GroupVersionResource<'a>>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_sub_resource: Option<Checked<std::borrow::Cow<'a, str>>>,
     #[serde(default)]
     name: String,
     #[serde(default)]
     namespace: Option<String>,
     operation: Operation,
-    user_info: UserInfoWire,
+    #[serde(borrow)]
+    user_info: UserInfoWire<'a>,
     #[serde(default)]
     object: Option<ReviewObject>,
     #[serde(default)]
@@ -621,15 +630,47 @@ struct RequestWire {
 }
 
 #[derive(serde::Deserialize)]
-struct UserInfoWire {
+struct UserInfoWire<'a> {
     #[serde(default, deserialize_with = "crate::resource::bounded_extra")]
     extra: Option<std::collections::BTreeMap<String, Vec<String>>>,
     #[serde(default, deserialize_with = "crate::resource::bounded_string_list")]
     groups: Option<Vec<String>>,
-    #[serde(default)]
-    uid: Option<String>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    uid: Option<Checked<std::borrow::Cow<'a, str>>>,
     #[serde(default)]
     username: Option<String>,
+}
+
+/// A value decoded only to refuse what kube-core would refuse, with its words; then dropped.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Checked<T>(#[allow(dead_code)] T);
+
+/// kube-core's `GroupVersionKind`, its strings borrowed (the same fields, the same messages).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow)]
+    group: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    version: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// kube-core's `GroupVersionResource`, its strings borrowed (the same fields, the same messages).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct GroupVersionResource<'a> {
+    #[serde(borrow)]
+    group: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    version: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    resource: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    api_version: std::borrow::Cow<'a, str>,
 }
 
 fn bounded_uid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -650,24 +691,24 @@ fn bounded_options<'de, D: serde::Deserializer<'de>>(
     Ok((!v.is_null()).then_some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(v)))
 }
 
-impl From<RequestWire> for AdmissionRequest<ReviewObject> {
-    fn from(w: RequestWire) -> Self {
+impl From<RequestWire<'_>> for AdmissionRequest<ReviewObject> {
+    fn from(w: RequestWire<'_>) -> Self {
         AdmissionRequest {
             types: Default::default(),
             uid: w.uid,
             kind: w.kind,
-            resource: w.resource,
+            resource: kube::core::GroupVersionResource::gvr("", "", ""),
             sub_resource: w.sub_resource,
-            request_kind: w.request_kind,
-            request_resource: w.request_resource,
-            request_sub_resource: w.request_sub_resource,
+            request_kind: None,
+            request_resource: None,
+            request_sub_resource: None,
             name: w.name,
             namespace: w.namespace,
             operation: w.operation,
             user_info: k8s_openapi::api::authentication::v1::UserInfo {
                 extra: w.user_info.extra,
                 groups: w.user_info.groups,
-                uid: w.user_info.uid,
+                uid: None,
                 username: w.user_info.username,
             },
             object: w.object,
@@ -1420,6 +1461,63 @@ mod tests {
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
         );
+    }
+
+    #[test]
+    fn fields_checked_but_not_built_are_refused_as_kube_core_refuses_them() {
+        let review = fixture("pod-create-by-replicaset.json");
+        let message = |e: String| {
+            let e = e.split(" at line").next().unwrap_or("");
+            e.strip_prefix("request body is not a valid AdmissionReview: ")
+                .unwrap_or(e)
+                .to_owned()
+        };
+        for (field, value) in [
+            ("resource", serde_json::json!(5)),
+            (
+                "resource",
+                serde_json::json!({"group": "", "version": "v1"}),
+            ),
+            (
+                "resource",
+                serde_json::json!({"group": 1, "version": "v1", "resource": "pods"}),
+            ),
+            (
+                "requestKind",
+                serde_json::json!({"group": "", "kind": "Pod"}),
+            ),
+            ("requestKind", serde_json::json!("Pod")),
+            ("requestResource", serde_json::json!([])),
+            ("requestSubResource", serde_json::json!(7)),
+        ] {
+            let mut r = review.clone();
+            r["request"][field] = value;
+            let body = serde_json::to_vec(&r).expect("json");
+            let ours = decode_review(&body).map(|_| ()).expect_err("refused");
+            let theirs =
+                serde_json::from_slice::<AdmissionReview<kube::core::DynamicObject>>(&body)
+                    .map(|_| ())
+                    .expect_err("kube refuses");
+            assert_eq!(
+                message(ours.to_string()),
+                message(theirs.to_string()),
+                "{field}"
+            );
+        }
+        let mut r = review.clone();
+        r["request"]["userInfo"]["uid"] = serde_json::json!(5);
+        let body = serde_json::to_vec(&r).expect("json");
+        let ours = decode_review(&body).map(|_| ()).expect_err("refused");
+        assert!(ours.to_string().contains("expected a string"), "{ours}");
+        // What is not built reads as absent; what is read is kept.
+        let req: AdmissionRequest<ReviewObject> =
+            decode_review(&serde_json::to_vec(&review).expect("json"))
+                .expect("decodes")
+                .try_into()
+                .expect("request");
+        assert!(req.request_kind.is_none() && req.request_resource.is_none());
+        assert_eq!(req.kind.kind, "Pod");
+        assert!(req.user_info.username.is_some() && req.user_info.groups.is_some());
     }
 
     /// Answer a review with the default policy over `cluster`; returns the response.
