@@ -573,13 +573,13 @@ pub fn decode_bounded(
 /// result is kube's `AdmissionReview`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(default)]
-    request: Option<RequestWire>,
+    #[serde(default, borrow)]
+    request: Option<RequestWire<'a>>,
 }
 
 /// Longest `uid` accepted: the apiserver sends a UUID (36 characters), and the uid is echoed in
@@ -588,28 +588,37 @@ pub const MAX_UID_BYTES: usize = 128;
 
 /// kube's `AdmissionRequest`, field for field, with what an attacker could inflate bounded: the
 /// objects, `options` and the user's groups and extras are charged to the decode meter
-/// (`resource::metered`), the uid is at most [`MAX_UID_BYTES`].
+/// (`resource::metered`), the uid is at most [`MAX_UID_BYTES`]. What no check reads and no
+/// meter charges (`resource`, `requestKind`, `requestResource`, `requestSubResource`,
+/// `userInfo.uid`) is type-checked as kube-core checks it, borrowing from the body, and not
+/// built: the request leaves them empty.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestWire {
+struct RequestWire<'a> {
     #[serde(deserialize_with = "bounded_uid")]
     uid: String,
     kind: kube::core::GroupVersionKind,
-    resource: kube::core::GroupVersionResource,
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    resource: Checked<GroupVersionResource<'a>>,
     #[serde(default)]
     sub_resource: Option<String>,
-    #[serde(default)]
-    request_kind: Option<kube::core::GroupVersionKind>,
-    #[serde(default)]
-    request_resource: Option<kube::core::GroupVersionResource>,
-    #[serde(default)]
-    request_sub_resource: Option<String>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_kind: Option<Checked<GroupVersionKind<'a>>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_resource: Option<Checked<GroupVersionResource<'a>>>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    request_sub_resource: Option<Checked<std::borrow::Cow<'a, str>>>,
     #[serde(default)]
     name: String,
     #[serde(default)]
     namespace: Option<String>,
     operation: Operation,
-    user_info: UserInfoWire,
+    #[serde(borrow)]
+    user_info: UserInfoWire<'a>,
     #[serde(default)]
     object: Option<ReviewObject>,
     #[serde(default)]
@@ -621,15 +630,47 @@ struct RequestWire {
 }
 
 #[derive(serde::Deserialize)]
-struct UserInfoWire {
+struct UserInfoWire<'a> {
     #[serde(default, deserialize_with = "crate::resource::bounded_extra")]
     extra: Option<std::collections::BTreeMap<String, Vec<String>>>,
     #[serde(default, deserialize_with = "crate::resource::bounded_string_list")]
     groups: Option<Vec<String>>,
-    #[serde(default)]
-    uid: Option<String>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    uid: Option<Checked<std::borrow::Cow<'a, str>>>,
     #[serde(default)]
     username: Option<String>,
+}
+
+/// A value decoded only to refuse what kube-core would refuse, with its words; then dropped.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Checked<T>(#[allow(dead_code)] T);
+
+/// kube-core's `GroupVersionKind`, its strings borrowed (the same fields, the same messages).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow)]
+    group: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    version: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// kube-core's `GroupVersionResource`, its strings borrowed (the same fields, the same messages).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct GroupVersionResource<'a> {
+    #[serde(borrow)]
+    group: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    version: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    resource: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    api_version: std::borrow::Cow<'a, str>,
 }
 
 fn bounded_uid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -650,24 +691,24 @@ fn bounded_options<'de, D: serde::Deserializer<'de>>(
     Ok((!v.is_null()).then_some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(v)))
 }
 
-impl From<RequestWire> for AdmissionRequest<ReviewObject> {
-    fn from(w: RequestWire) -> Self {
+impl From<RequestWire<'_>> for AdmissionRequest<ReviewObject> {
+    fn from(w: RequestWire<'_>) -> Self {
         AdmissionRequest {
             types: Default::default(),
             uid: w.uid,
             kind: w.kind,
-            resource: w.resource,
+            resource: kube::core::GroupVersionResource::gvr("", "", ""),
             sub_resource: w.sub_resource,
-            request_kind: w.request_kind,
-            request_resource: w.request_resource,
-            request_sub_resource: w.request_sub_resource,
+            request_kind: None,
+            request_resource: None,
+            request_sub_resource: None,
             name: w.name,
             namespace: w.namespace,
             operation: w.operation,
             user_info: k8s_openapi::api::authentication::v1::UserInfo {
                 extra: w.user_info.extra,
                 groups: w.user_info.groups,
-                uid: w.user_info.uid,
+                uid: None,
                 username: w.user_info.username,
             },
             object: w.object,
@@ -907,7 +948,17 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         size += e.len() + 3;
         entries.push(e);
     }
-    let annotation = serde_json::to_string(&entries).unwrap_or_default();
+    // A JSON list of the entries, as serde_json writes it.
+    let mut annotation = Vec::with_capacity(size + 2 * entries.len());
+    annotation.push(b'[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            annotation.push(b',');
+        }
+        crate::json::write_str(&mut annotation, e);
+    }
+    annotation.push(b']');
+    let annotation = String::from_utf8(annotation).unwrap_or_default();
     resp.audit_annotations.insert(
         AUDIT_ANNOTATION.to_owned(),
         truncate(annotation, AUDIT_ANNOTATION_MAX),
@@ -975,9 +1026,9 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {
-        // Printable ASCII, the usual case, is checked a byte at a time.
+        // Printable ASCII, the usual case, is checked eight bytes at a time.
         let control = if w.is_ascii() {
-            w.bytes().any(|b| b < 0x20 || b == 0x7f)
+            ascii_control(w.as_bytes())
         } else {
             w.chars().any(char::is_control)
         };
@@ -1000,6 +1051,25 @@ pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> 
         out.push(w);
     }
     out
+}
+
+/// Whether ASCII text holds a control character (below 0x20, or DEL), eight bytes at a time:
+/// every warning is checked, and one is as long as a finding's whole line before it is cut.
+fn ascii_control(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `x` is below `n` (n ≤ 0x80): exact as a yes/no.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if below(x, 0x20) || below(x ^ (ONES * 0x7f), 1) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
 /// Cut to at most `max` bytes on a char boundary, marking the cut with `…`.
@@ -1117,6 +1187,73 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
     let annotations = sorted(&resp.audit_annotations);
     let warnings = resp.warnings.as_deref();
     let mut out = Vec::with_capacity(256 + resp.result.message.len());
+    let r = &resp.result;
+    if resp.patch.is_none() && r.metadata.is_none() && r.details.is_none() {
+        // Every validating answer: written by hand, the same bytes as `Plain` below (kube-core's
+        // field order, its `skip_serializing_if`s), strings through `json::write_str`.
+        use crate::json::write_str;
+        out.extend_from_slice(b"{\"apiVersion\":");
+        write_str(&mut out, &resp.types.api_version);
+        out.extend_from_slice(b",\"kind\":");
+        write_str(&mut out, &resp.types.kind);
+        out.extend_from_slice(b",\"response\":{\"uid\":");
+        write_str(&mut out, &resp.uid);
+        out.extend_from_slice(if resp.allowed {
+            b",\"allowed\":true,\"status\":{"
+        } else {
+            b",\"allowed\":false,\"status\":{"
+        });
+        let mut sep: &[u8] = b"";
+        if let Some(status) = &r.status {
+            out.extend_from_slice(match status {
+                kube::core::response::StatusSummary::Success => b"\"status\":\"Success\"",
+                kube::core::response::StatusSummary::Failure => b"\"status\":\"Failure\"",
+            });
+            sep = b",";
+        }
+        if r.code != 0 {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"code\":");
+            out.extend_from_slice(r.code.to_string().as_bytes());
+            sep = b",";
+        }
+        if !r.message.is_empty() {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"message\":");
+            write_str(&mut out, &r.message);
+            sep = b",";
+        }
+        if !r.reason.is_empty() {
+            out.extend_from_slice(sep);
+            out.extend_from_slice(b"\"reason\":");
+            write_str(&mut out, &r.reason);
+        }
+        out.push(b'}');
+        if !annotations.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":{");
+            for (i, (k, v)) in annotations.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, k);
+                out.push(b':');
+                write_str(&mut out, v);
+            }
+            out.push(b'}');
+        }
+        if let Some(warnings) = warnings {
+            out.extend_from_slice(b",\"warnings\":[");
+            for (i, w) in warnings.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, w);
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"}}");
+        return Ok(out);
+    }
     let written = match &resp.patch {
         None => serde_json::to_writer(
             &mut out,
@@ -1132,32 +1269,29 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
                 },
             },
         ),
-        Some(patch) => {
-            let r = &resp.result;
-            serde_json::to_writer(
-                &mut out,
-                &Review {
-                    api_version: &resp.types.api_version,
-                    kind: &resp.types.kind,
-                    response: Patched {
-                        allowed: resp.allowed,
-                        audit_annotations: Pairs(&annotations),
-                        patch: base64::engine::general_purpose::STANDARD.encode(patch),
-                        patch_type: "JSONPatch",
-                        status: SortedStatus {
-                            code: r.code,
-                            details: as_value(r.details.as_ref())?,
-                            message: &r.message,
-                            metadata: as_value(r.metadata.as_ref())?,
-                            reason: &r.reason,
-                            status: r.status.as_ref(),
-                        },
-                        uid: &resp.uid,
-                        warnings,
+        Some(patch) => serde_json::to_writer(
+            &mut out,
+            &Review {
+                api_version: &resp.types.api_version,
+                kind: &resp.types.kind,
+                response: Patched {
+                    allowed: resp.allowed,
+                    audit_annotations: Pairs(&annotations),
+                    patch: base64::engine::general_purpose::STANDARD.encode(patch),
+                    patch_type: "JSONPatch",
+                    status: SortedStatus {
+                        code: r.code,
+                        details: as_value(r.details.as_ref())?,
+                        message: &r.message,
+                        metadata: as_value(r.metadata.as_ref())?,
+                        reason: &r.reason,
+                        status: r.status.as_ref(),
                     },
+                    uid: &resp.uid,
+                    warnings,
                 },
-            )
-        }
+            },
+        ),
     };
     written.map_err(|e| BadReview::Encode(e.to_string()))?;
     Ok(out)
@@ -1228,6 +1362,16 @@ mod tests {
             denied(warned(annotated(base()))),
             denied(base()),
             too_large(base(), 32 << 20),
+            {
+                let mut r = base();
+                r.warnings = Some(Vec::new());
+                r
+            },
+            {
+                let mut r = base();
+                r.result = kube::core::response::Status::success();
+                r
+            },
             patched(base()),
             patched(warned(annotated(base()))),
             patched(denied(base())),
@@ -1317,6 +1461,63 @@ mod tests {
             ours.old_object.expect("old").0.metadata.name,
             theirs.old_object.expect("old").metadata.name
         );
+    }
+
+    #[test]
+    fn fields_checked_but_not_built_are_refused_as_kube_core_refuses_them() {
+        let review = fixture("pod-create-by-replicaset.json");
+        let message = |e: String| {
+            let e = e.split(" at line").next().unwrap_or("");
+            e.strip_prefix("request body is not a valid AdmissionReview: ")
+                .unwrap_or(e)
+                .to_owned()
+        };
+        for (field, value) in [
+            ("resource", serde_json::json!(5)),
+            (
+                "resource",
+                serde_json::json!({"group": "", "version": "v1"}),
+            ),
+            (
+                "resource",
+                serde_json::json!({"group": 1, "version": "v1", "resource": "pods"}),
+            ),
+            (
+                "requestKind",
+                serde_json::json!({"group": "", "kind": "Pod"}),
+            ),
+            ("requestKind", serde_json::json!("Pod")),
+            ("requestResource", serde_json::json!([])),
+            ("requestSubResource", serde_json::json!(7)),
+        ] {
+            let mut r = review.clone();
+            r["request"][field] = value;
+            let body = serde_json::to_vec(&r).expect("json");
+            let ours = decode_review(&body).map(|_| ()).expect_err("refused");
+            let theirs =
+                serde_json::from_slice::<AdmissionReview<kube::core::DynamicObject>>(&body)
+                    .map(|_| ())
+                    .expect_err("kube refuses");
+            assert_eq!(
+                message(ours.to_string()),
+                message(theirs.to_string()),
+                "{field}"
+            );
+        }
+        let mut r = review.clone();
+        r["request"]["userInfo"]["uid"] = serde_json::json!(5);
+        let body = serde_json::to_vec(&r).expect("json");
+        let ours = decode_review(&body).map(|_| ()).expect_err("refused");
+        assert!(ours.to_string().contains("expected a string"), "{ours}");
+        // What is not built reads as absent; what is read is kept.
+        let req: AdmissionRequest<ReviewObject> =
+            decode_review(&serde_json::to_vec(&review).expect("json"))
+                .expect("decodes")
+                .try_into()
+                .expect("request");
+        assert!(req.request_kind.is_none() && req.request_resource.is_none());
+        assert_eq!(req.kind.kind, "Pod");
+        assert!(req.user_info.username.is_some() && req.user_info.groups.is_some());
     }
 
     /// Answer a review with the default policy over `cluster`; returns the response.
@@ -1738,6 +1939,20 @@ mod tests {
             serde_json::json!("fake.example.com/v1");
         let req = request_of(&r);
         assert_eq!(recognise(&req).expect("pod").created_for, None);
+    }
+
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        for len in 0..20 {
+            for at in 0..len {
+                for c in (0u8..0x80).map(char::from) {
+                    let mut s = "a".repeat(len);
+                    s.replace_range(at..=at, &c.to_string());
+                    assert_eq!(ascii_control(s.as_bytes()), c.is_ascii_control(), "{s:?}");
+                }
+            }
+            assert!(!ascii_control("a".repeat(len).as_bytes()));
+        }
     }
 
     #[test]

@@ -250,8 +250,11 @@ async fn read_body(
         }
     }
     let mut body = body;
-    // One buffer of the declared size: no second copy of a large body.
-    let mut all = bytes::BytesMut::with_capacity(held.bytes());
+    // A body that arrives in one frame (a small review, the usual case) is kept as it came,
+    // without a copy; from the second frame on, the frames are gathered into one buffer of the
+    // declared size (no second copy of a large body either).
+    let mut first: Option<bytes::Bytes> = None;
+    let mut all = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -271,12 +274,27 @@ async fn read_body(
             return Err(Rejection::TooLarge(limit));
         }
         if total > held.bytes() && !held.grow(total - held.bytes()) {
-            drop(all);
+            drop((first, all));
             return Err(drain(body, limit - total).await);
+        }
+        if all.is_empty() {
+            match first.take() {
+                None => {
+                    first = Some(data);
+                    continue;
+                }
+                Some(earlier) => {
+                    all.reserve(held.bytes().max(total));
+                    all.extend_from_slice(&earlier);
+                }
+            }
         }
         all.extend_from_slice(&data);
     }
-    Ok(all.freeze())
+    Ok(match first {
+        Some(only) => only,
+        None => all.freeze(),
+    })
 }
 
 /// How long a body waits for room in the memory budget before it is refused with 429.
