@@ -77,8 +77,8 @@ pub fn analyze(engine: &Engine, inventory: &Inventory) -> Analysis {
     excepted.extend(cross_excepted);
     crate::config::exceptions::sort_excepted(&mut excepted);
     Analysis {
+        mtls: cx.into_mtls_rows(),
         findings,
-        mtls: cx.mtls_rows().to_vec(),
         evaluated: inventory.len(),
         excepted,
     }

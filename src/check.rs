@@ -344,7 +344,8 @@ pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Re
         objects: analysis.evaluated,
         skipped: prepared.skipped.clone(),
         notes,
-        mtls: analysis.mtls,
+        // Only printed with --mtls.
+        mtls: if show_mtls { analysis.mtls } else { Vec::new() },
         show_mtls,
         mesh: Some(engine.mesh().clone()),
         policy_warnings: crate::catalogue::policy_warnings(engine.policy()),
@@ -500,7 +501,6 @@ pub fn execute(
     }
     let engine = loader.engine(manifests.mesh, manifests.exceptions, None);
     let report = check_loaded(&engine, &prepared, args.mtls);
-    let rendered = report.render(args.format);
     if args.fix {
         let files = fixed_documents(&engine, &loaded, &prepared);
         if let Some(dir) = &args.fix_dir {
@@ -518,7 +518,7 @@ pub fn execute(
                     fail!("cannot write {}: {e}", path.display());
                 }
             }
-            let _ = out.write_all(rendered.as_bytes());
+            let _ = report.write(args.format, out);
         } else {
             let all: Vec<FixedDoc> = files.into_iter().flat_map(|(_, d)| d).collect();
             match to_yaml_stream(&all) {
@@ -527,10 +527,11 @@ pub fn execute(
                 }
                 Err(e) => fail!("cannot render the fixed manifests: {e}"),
             }
-            let _ = err.write_all(rendered.as_bytes());
+            let _ = report.write(args.format, err);
         }
     } else {
-        let _ = out.write_all(rendered.as_bytes());
+        // Streamed: a large JSON report is never held whole.
+        let _ = report.write(args.format, out);
     }
     let code = report.exit();
     // Freeing a large inventory takes a noticeable share of a run: do it off the exit path.

@@ -226,6 +226,19 @@ impl PolicyIndex {
         &self.root_namespace
     }
 
+    /// The policies of the root namespace, then those of `namespace` when it is another one
+    /// (each namespace's oldest first): every policy that can apply to a workload there.
+    pub fn peers_for<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a PeerPolicy> {
+        let get = |ns: &str| self.by_namespace.get(ns).map_or(&[][..], Vec::as_slice);
+        let root = get(&self.root_namespace);
+        let local = if namespace == self.root_namespace {
+            &[][..]
+        } else {
+            get(namespace)
+        };
+        root.iter().chain(local)
+    }
+
     /// The mesh-wide policy in force (oldest selector-less policy in the root namespace).
     pub fn mesh_policy(&self) -> Option<&PeerPolicy> {
         self.by_namespace

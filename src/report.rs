@@ -90,7 +90,9 @@ impl Report {
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Text => self.text(),
-            Format::Json => serde_json::to_string_pretty(&self.json()).unwrap_or_default() + "\n",
+            Format::Json => {
+                serde_json::to_string_pretty(&StreamedJson(self)).unwrap_or_default() + "\n"
+            }
             Format::Junit => self.junit(),
             Format::Sarif => serde_json::to_string_pretty(&self.sarif()).unwrap_or_default() + "\n",
         }
@@ -196,24 +198,16 @@ impl Report {
     // --- json ------------------------------------------------------------------------------
 
     pub fn json(&self) -> Value {
-        let findings: Vec<Value> = self
-            .findings
-            .iter()
-            .map(|i| {
-                json!({
-                    "file": i.subject.file.as_deref(),
-                    "line": i.subject.line,
-                    "kind": i.subject.kind,
-                    "namespace": i.subject.namespace,
-                    "name": i.subject.name,
-                    "rule": i.finding.rule,
-                    "action": i.finding.action,
-                    "path": i.finding.violation.path,
-                    "message": i.finding.violation.message,
-                    "fix": i.finding.violation.fix,
-                })
-            })
-            .collect();
+        let mut v = self.json_head();
+        v["findings"] = Value::Array(self.findings.iter().map(finding_json).collect());
+        if self.show_mtls {
+            v["mtls"] = Value::Array(self.mtls.iter().map(mtls_json).collect());
+        }
+        v
+    }
+
+    /// The JSON report without its two long lists (`findings`, `mtls`).
+    fn json_head(&self) -> Value {
         let mut v = json!({
             "command": self.command,
             "summary": {
@@ -227,7 +221,6 @@ impl Report {
                 "byNamespace": self.by_namespace(),
                 "skipped": self.skipped,
             },
-            "findings": findings,
             "errors": self.errors,
             "notes": self.notes,
         });
@@ -239,22 +232,22 @@ impl Report {
         }
         v["summary"]["excepted"] = json!(self.excepted.len());
         v["excepted"] = excepted::json(&self.excepted);
-        if self.show_mtls {
-            v["mtls"] = json!(self
-                .mtls
-                .iter()
-                .map(|r| json!({
-                    "namespace": r.namespace,
-                    "kind": r.kind,
-                    "workload": r.workload,
-                    "port": r.port,
-                    "mode": r.effective.mode,
-                    "decidedBy": r.effective.decided_by,
-                    "dataPlane": r.dataplane,
-                }))
-                .collect::<Vec<_>>());
-        }
         v
+    }
+
+    /// Write the report in `format` to `out`: what [`Report::render`] returns, byte for byte.
+    /// JSON is streamed (one finding's tree at a time), never held whole in memory.
+    pub fn write(&self, format: Format, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+        match format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut out, &StreamedJson(self))?;
+                out.write_all(b"\n")?;
+            }
+            other => out.write_all(self.render(other).as_bytes())?,
+        }
+        out.flush()
     }
 
     // --- junit -----------------------------------------------------------------------------
@@ -434,6 +427,83 @@ impl Report {
     }
 }
 
+/// One finding of the JSON report.
+fn finding_json(i: &ObjectFinding) -> Value {
+    json!({
+        "file": i.subject.file.as_deref(),
+        "line": i.subject.line,
+        "kind": i.subject.kind,
+        "namespace": i.subject.namespace,
+        "name": i.subject.name,
+        "rule": i.finding.rule,
+        "action": i.finding.action,
+        "path": i.finding.violation.path,
+        "message": i.finding.violation.message,
+        "fix": i.finding.violation.fix,
+    })
+}
+
+/// One row of the JSON report's effective-mTLS table.
+fn mtls_json(r: &mtls::Row) -> Value {
+    json!({
+        "namespace": r.namespace,
+        "kind": r.kind,
+        "workload": r.workload,
+        "port": r.port,
+        "mode": r.effective.mode,
+        "decidedBy": r.effective.decided_by,
+        "dataPlane": r.dataplane,
+    })
+}
+
+/// The JSON report as [`Report::json`] builds it, serialized with the two long lists
+/// (`findings`, `mtls`) converted one element at a time.
+struct StreamedJson<'a>(&'a Report);
+
+/// A long list of the JSON report, serialized by converting one element at a time.
+enum List<'a> {
+    Findings(&'a [ObjectFinding]),
+    Mtls(&'a [mtls::Row]),
+}
+
+impl serde::Serialize for List<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            List::Findings(f) => s.collect_seq(f.iter().map(finding_json)),
+            List::Mtls(r) => s.collect_seq(r.iter().map(mtls_json)),
+        }
+    }
+}
+
+impl serde::Serialize for StreamedJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let report = self.0;
+        let Value::Object(head) = report.json_head() else {
+            return Err(serde::ser::Error::custom(
+                "the report head is not an object",
+            ));
+        };
+        // The lists go where `Report::json` puts them in the head's key order.
+        let mut lists = vec![("findings", List::Findings(&report.findings))];
+        if report.show_mtls {
+            lists.push(("mtls", List::Mtls(&report.mtls)));
+        }
+        let mut lists = lists.into_iter().peekable();
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in &head {
+            while let Some((name, list)) = lists.next_if(|(name, _)| *name < k.as_str()) {
+                map.serialize_entry(name, &list)?;
+            }
+            map.serialize_entry(k, v)?;
+        }
+        for (name, list) in lists {
+            map.serialize_entry(name, &list)?;
+        }
+        map.end()
+    }
+}
+
 fn level(a: Action) -> &'static str {
     match a {
         Action::Deny => "error",
@@ -488,5 +558,87 @@ mod tests {
         assert_eq!(uri("./a b/c.yaml"), "a%20b/c.yaml");
         assert_eq!(uri("-"), "stdin");
         assert_eq!(xml("a<\"b\">&\u{1}"), "a&lt;&quot;b&quot;&gt;&amp;");
+    }
+
+    /// A report with every part of the JSON report set (both long lists included).
+    fn full_report(show_mtls: bool) -> Report {
+        use crate::finding::{Finding, Violation};
+        let finding = |file: Option<&str>, ns: &str, rule: &'static str, action| ObjectFinding {
+            subject: Subject {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: ns.into(),
+                name: "web".into(),
+                uid: String::new(),
+                file: file.map(Into::into),
+                line: file.map(|_| 7),
+            },
+            finding: Finding {
+                rule,
+                action,
+                violation: Violation::new("spec.x", "a \"quoted\" message", "the fix"),
+            },
+        };
+        let row = |port, decided: bool| mtls::Row {
+            namespace: "prod".into(),
+            kind: crate::resource::Kind::Deployment,
+            workload: "web".into(),
+            port,
+            path: "spec.template".into(),
+            effective: mtls::Effective {
+                mode: crate::model::MtlsMode::Permissive,
+                decided_by: decided.then(|| mtls::Decider {
+                    namespace: "prod".into(),
+                    name: "pa".into(),
+                    level: mtls::Level::Port,
+                }),
+            },
+            dataplane: if decided {
+                "sidecar".into()
+            } else {
+                String::new()
+            },
+        };
+        Report {
+            command: "check",
+            findings: vec![
+                finding(Some("a.yaml"), "prod", "mtls-not-strict", Action::Deny),
+                finding(None, "", "ap-no-default-deny", Action::Warn),
+            ],
+            objects: 3,
+            skipped: BTreeMap::from([("v1/Secret".to_owned(), 2)]),
+            notes: vec!["a note".into()],
+            mtls: vec![row(Some(8080), true), row(None, false)],
+            show_mtls,
+            mesh: Some(Default::default()),
+            policy_warnings: vec!["a warning".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn streamed_json_is_the_json_tree_byte_for_byte() {
+        for show_mtls in [false, true] {
+            let r = full_report(show_mtls);
+            let tree = serde_json::to_string_pretty(&r.json()).expect("json") + "\n";
+            assert_eq!(r.render(Format::Json), tree);
+            let mut written = Vec::new();
+            r.write(Format::Json, &mut written).expect("write");
+            assert_eq!(String::from_utf8(written).expect("utf-8"), tree);
+            assert_eq!(tree.contains("\"mtls\""), show_mtls);
+            // Every other format is written as rendered.
+            for f in [Format::Text, Format::Junit, Format::Sarif] {
+                let mut written = Vec::new();
+                r.write(f, &mut written).expect("write");
+                assert_eq!(String::from_utf8(written).expect("utf-8"), r.render(f));
+            }
+        }
+        let empty = Report::default();
+        let mut written = Vec::new();
+        empty.write(Format::Json, &mut written).expect("write");
+        assert_eq!(
+            String::from_utf8(written).expect("utf-8"),
+            serde_json::to_string_pretty(&empty.json()).expect("json") + "\n"
+        );
     }
 }

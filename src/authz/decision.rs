@@ -34,6 +34,7 @@ use crate::mtls::{Composed, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use kube::core::DynamicObject;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The mesh facts the decision depends on: from meshguard's policy file ([`Mesh::from_policy`])
 /// or from the mesh as installed ([`Mesh::from_context`]).
@@ -133,12 +134,12 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     /// Each policy as istiod converts it for ztunnel (same order as `policies`).
     pub(super) ztunnel: Vec<Result<L4Policy, NotSent>>,
-    /// The PeerAuthentications, for ztunnel's compilation of them.
-    peers: Vec<PeerPolicy>,
     pub(super) by_namespace: HashMap<String, Vec<usize>>,
     pub(super) jwt: Vec<JwtPolicy>,
     pub(super) jwt_by_namespace: HashMap<String, Vec<usize>>,
-    pub(super) mtls: PolicyIndex,
+    /// The PeerAuthentications by namespace: effective mTLS, and ztunnel's compilation of them.
+    /// Shared with whoever else indexed them ([`PolicySet::with_peer_index`]).
+    pub(super) mtls: Arc<PolicyIndex>,
     custom_deny: bool,
 }
 
@@ -158,6 +159,25 @@ impl PolicySet {
         mesh: Mesh,
         objects: impl IntoIterator<Item = (Kind, B)>,
     ) -> PolicySet {
+        PolicySet::compile(mesh, objects, None)
+    }
+
+    /// [`PolicySet::new`] with the PeerAuthentications already indexed (by a [`PolicyIndex`]
+    /// over the same mesh's root namespace): the PeerAuthentications among `objects` are
+    /// ignored, so they need not be passed.
+    pub fn with_peer_index<B: std::borrow::Borrow<DynamicObject>>(
+        mesh: Mesh,
+        objects: impl IntoIterator<Item = (Kind, B)>,
+        peers: Arc<PolicyIndex>,
+    ) -> PolicySet {
+        PolicySet::compile(mesh, objects, Some(peers))
+    }
+
+    fn compile<B: std::borrow::Borrow<DynamicObject>>(
+        mesh: Mesh,
+        objects: impl IntoIterator<Item = (Kind, B)>,
+        indexed: Option<Arc<PolicyIndex>>,
+    ) -> PolicySet {
         let trust = TrustDomains {
             domains: std::iter::once(mesh.trust_domain.clone())
                 .chain(mesh.trust_domain_aliases.iter().cloned())
@@ -174,7 +194,9 @@ impl PolicySet {
                     ztunnel::convert(obj, &mesh.root_namespace),
                 )),
                 Kind::RequestAuthentication => jwt.push(JwtPolicy::compile(obj)),
-                Kind::PeerAuthentication => peers.push(PeerPolicy::from_object(obj)),
+                Kind::PeerAuthentication if indexed.is_none() => {
+                    peers.push(PeerPolicy::from_object(obj));
+                }
                 _ => {}
             }
         }
@@ -199,11 +221,11 @@ impl PolicySet {
                 .push(i);
         }
         PolicySet {
-            mtls: PolicyIndex::new(&mesh.root_namespace, peers.iter().cloned()),
+            mtls: indexed
+                .unwrap_or_else(|| Arc::new(PolicyIndex::new(&mesh.root_namespace, peers))),
             mesh,
             policies,
             ztunnel,
-            peers,
             by_namespace,
             jwt,
             jwt_by_namespace,
@@ -246,7 +268,12 @@ impl PolicySet {
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> ztunnel::PeerDerived {
-        ztunnel::peer_derived(&self.peers, &self.mesh.root_namespace, namespace, labels)
+        ztunnel::peer_derived(
+            self.mtls.peers_for(namespace),
+            &self.mesh.root_namespace,
+            namespace,
+            labels,
+        )
     }
 
     /// The root namespace, then `namespace` when it is another one.

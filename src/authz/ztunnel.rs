@@ -708,8 +708,8 @@ fn oldest<'p>(ps: impl Iterator<Item = &'p PeerPolicy>) -> Option<&'p PeerPolicy
 
 /// `convertedSelectorPeerAuthentications` and `convertPeerAuthentication` for a workload in
 /// `namespace` with pod `labels`.
-pub fn peer_derived(
-    peers: &[PeerPolicy],
+pub fn peer_derived<'p>(
+    peers: impl IntoIterator<Item = &'p PeerPolicy>,
     root: &str,
     namespace: &str,
     labels: &BTreeMap<String, String>,
@@ -722,7 +722,7 @@ pub fn peer_derived(
     };
     // fetchPeerAuthentications: the workload's namespace (no selector, or a matching one), and
     // the root namespace's selector-less policies.
-    let fetched = peers.iter().filter(|p| {
+    let fetched = peers.into_iter().filter(|p| {
         (p.namespace == namespace && (p.selector.is_empty() || selects(p)))
             || (namespace != root && p.namespace == root && p.selector.is_empty())
     });
@@ -803,14 +803,17 @@ pub fn peer_derived(
     }
     let port_policy = if port_key {
         // PeerAuthDerivedPolicies: the namespace's and the root's selector-less policies.
+        // (Both lists are among the fetched policies.)
         let ns_pol = oldest(
-            peers
+            fetched
                 .iter()
+                .copied()
                 .filter(|p| p.namespace == w.namespace && p.selector.is_empty()),
         );
         let root_pol = oldest(
-            peers
+            fetched
                 .iter()
+                .copied()
                 .filter(|p| p.namespace == root && p.selector.is_empty()),
         );
         convert_peer(root, w, ns_pol, root_pol).map(|g| (format!("{}/{}", w.namespace, w.name), g))

@@ -49,7 +49,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     // The waypoints the namespace's Services are bound to: an allow-nothing policy also blocks
     // their connections to the pods, so the fix must admit them too.
     let topology = cx.topology();
-    let set = cx.policy_set();
+    let mesh_identity = cx.mesh();
     for ns in mesh {
         if cx.is_exempt_namespace(ns) || protected.contains(ns) {
             continue;
@@ -61,7 +61,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
             .filter_map(|s| s.binding.gateway())
             .map(|g| {
                 let gw = topology.gateway(g);
-                set.mesh()
+                mesh_identity
                     .identity(&gw.namespace, &gw.service_account)
                     .principal()
                     .to_owned()

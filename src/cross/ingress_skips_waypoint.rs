@@ -23,7 +23,7 @@ pub static CHECK: CrossCheck = CrossCheck {
 
 fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     let topology = cx.topology();
-    let mesh = cx.policy_set().mesh();
+    let mesh = cx.mesh();
     for r in topology.routes() {
         let gateways: Vec<usize> = r
             .gateways

@@ -18,6 +18,7 @@ use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
 pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
@@ -83,7 +84,8 @@ pub struct CrossContext<'a> {
     pub inventory: &'a Inventory,
     /// The mesh's root namespace.
     pub root: &'a str,
-    peer_index: PolicyIndex,
+    peer_index: Arc<PolicyIndex>,
+    mesh: Mesh,
     mtls_rows: OnceCell<Vec<mtls::Row>>,
     topology: OnceCell<Topology>,
     planes: OnceCell<Vec<PodPlane>>,
@@ -105,17 +107,18 @@ impl Selects for crate::model::Selector<'_> {
 impl<'a> CrossContext<'a> {
     pub fn new(engine: &'a Engine, inventory: &'a Inventory) -> CrossContext<'a> {
         let root = engine.mesh().root_namespace().value.as_str();
-        let peer_index = PolicyIndex::new(
+        let peer_index = Arc::new(PolicyIndex::new(
             root,
             inventory
                 .of_kind(Kind::PeerAuthentication)
                 .map(|o| PeerPolicy::from_object(&o.object())),
-        );
+        ));
         CrossContext {
             engine,
             inventory,
             root,
             peer_index,
+            mesh: Mesh::from_context(engine.mesh()),
             mtls_rows: OnceCell::new(),
             topology: OnceCell::new(),
             planes: OnceCell::new(),
@@ -163,11 +166,20 @@ impl<'a> CrossContext<'a> {
     /// compiled once for the simulator's evaluator (sidecar, waypoint and ztunnel).
     pub fn policy_set(&self) -> &PolicySet {
         self.policy_set.get_or_init(|| {
-            PolicySet::new(
-                Mesh::from_context(self.engine.mesh()),
-                self.inventory.decoded(PolicySet::reads),
+            // The PeerAuthentications are indexed once, in `new`, for both.
+            PolicySet::with_peer_index(
+                self.mesh.clone(),
+                self.inventory
+                    .decoded(|k| PolicySet::reads(k) && k != Kind::PeerAuthentication),
+                Arc::clone(&self.peer_index),
             )
         })
+    }
+
+    /// The mesh's root namespace and trust domains (what [`CrossContext::policy_set`] is
+    /// compiled with), without compiling the policies.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
     }
 
     /// The ambient topology of the inventory (waypoints, Service bindings, gateway identities),
@@ -200,8 +212,16 @@ impl<'a> CrossContext<'a> {
                     b.port,
                 ))
             });
+            // Grown by doubling: up to half of it would be slack for the rest of the run.
+            rows.shrink_to_fit();
             rows
         })
+    }
+
+    /// The effective-mTLS table ([`CrossContext::mtls_rows`]), moved out: the context is done.
+    pub fn into_mtls_rows(self) -> Vec<mtls::Row> {
+        self.mtls_rows();
+        self.mtls_rows.into_inner().unwrap_or_default()
     }
 
     /// The effective-mTLS rows of workload `i`, with its data plane: for a workload ztunnel
@@ -212,7 +232,12 @@ impl<'a> CrossContext<'a> {
         let plane = self.plane(i).plane;
         let mut table = self.peer_index.table(std::iter::once(w));
         if plane == Plane::Ambient {
-            let z = self.policy_set().peer_derived(&w.namespace, &w.labels);
+            let z = crate::authz::ztunnel::peer_derived(
+                self.peer_index.peers_for(&w.namespace),
+                self.root,
+                &w.namespace,
+                &w.labels,
+            );
             for r in &mut table {
                 let port = r.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
                 r.effective.mode = if z.strict_on(port) {

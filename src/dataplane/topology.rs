@@ -379,7 +379,11 @@ impl Topology {
                     classes.insert(name(), (spec.controller_name.to_string(), waypoint_for));
                 }
                 Kind::Gateway => gateway_objects.push(b),
-                Kind::Service | Kind::ServiceEntry => service_objects.push((kind, b)),
+                // Read now (the object is not kept), bound to its waypoint once every Namespace
+                // and Gateway is known.
+                Kind::Service | Kind::ServiceEntry => {
+                    service_objects.push((read_service(kind, o), labels_of(o).clone()));
+                }
                 Kind::HttpRoute => t.routes.push(route(o)),
                 k if k.is_workload() => {
                     // The deployment istiod made for a Gateway: its pods' ServiceAccount.
@@ -402,9 +406,8 @@ impl Topology {
                 .insert((g.namespace.clone(), g.name.clone()), t.gateways.len());
             t.gateways.push(g);
         }
-        for (kind, b) in service_objects {
-            let o = b.borrow();
-            let s = t.read_service(kind, o);
+        for (mut s, labels) in service_objects {
+            t.bind_service(&mut s, &labels);
             t.service_index.insert(
                 (s.kind, s.namespace.clone(), s.name.clone()),
                 t.services.len(),
@@ -551,66 +554,13 @@ impl Topology {
         Binding::Bound { gateway: i, source }
     }
 
-    fn read_service(&self, kind: Kind, o: &DynamicObject) -> Service {
-        let namespace = o.metadata.namespace.clone().unwrap_or_default();
-        let name = o.metadata.name.clone().unwrap_or_default();
-        let labels = labels_of(o);
-        let (selector, ports, skind) = if kind == Kind::Service {
-            let spec: crate::model::Service<'_> =
-                crate::model::decode_spec(crate::resource::spec_of(o)).unwrap_or_default();
-            let ports = spec
-                .ports()
-                .map(|p| {
-                    let port = p.number().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-                    ServicePort {
-                        port,
-                        name: crate::model::ok(&p.name).map(|n| n.to_string()),
-                        target: match p.target() {
-                            Some(Target::Name(n)) => TargetPort::Name(n.to_owned()),
-                            Some(Target::Number(n)) => TargetPort::Number(n),
-                            None => TargetPort::Number(port),
-                        },
-                        protocol: crate::model::ok(&p.protocol).map(|n| n.to_string()),
-                        app_protocol: p.app_protocol().map(str::to_owned),
-                    }
-                })
-                .collect();
-            let selector = crate::model::ok(&spec.selector).map(|_| spec.selector());
-            (selector, ports, ServiceKind::Service)
-        } else {
-            let (spec, _): (ServiceEntrySpec<'_>, _) = part(o, "spec");
-            let ports = spec
-                .ports
-                .iter()
-                .map(|p| ServicePort {
-                    port: p.number,
-                    name: Some(p.name.to_string()),
-                    target: TargetPort::Number(p.target_port.unwrap_or(p.number)),
-                    protocol: p.protocol.as_ref().map(ToString::to_string),
-                    app_protocol: None,
-                })
-                .collect();
-            (
-                spec.workload_selector.map(|w| {
-                    w.labels
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                }),
-                ports,
-                ServiceKind::ServiceEntry,
-            )
-        };
-        // A waypoint's (or east-west gateway's) own Service has no waypoint.
-        let managed = labels.get(GATEWAY_MANAGED).map(String::as_str);
-        let is_waypoint = matches!(
-            managed,
-            Some("istio.io-mesh-controller" | "istio.io-eastwest-controller")
-        );
-        let binding = if is_waypoint {
+    /// Bind a Service read by [`read_service`] (`labels`: its object's) to its waypoint, and
+    /// read its `istio.io/ingress-use-waypoint` (the Service's label, else its namespace's).
+    fn bind_service(&self, s: &mut Service, labels: &BTreeMap<String, String>) {
+        s.binding = if s.is_waypoint {
             Binding::None
         } else {
-            match self.binding(&namespace, labels) {
+            match self.binding(&s.namespace, labels) {
                 Binding::Bound { gateway, source } => {
                     let g = &self.gateways[gateway];
                     if g.traffic.serves_services() {
@@ -627,20 +577,11 @@ impl Topology {
                 other => other,
             }
         };
-        let ns_labels = self.namespace_labels(&namespace);
+        let ns_labels = self.namespace_labels(&s.namespace);
         let ingress = labels
             .get(INGRESS_USE_WAYPOINT)
             .or_else(|| ns_labels.get(INGRESS_USE_WAYPOINT));
-        Service {
-            kind: skind,
-            namespace,
-            name,
-            selector,
-            ports,
-            binding,
-            ingress_use_waypoint: (ingress.is_some(), ingress.is_some_and(|v| go_bool(v))),
-            is_waypoint,
-        }
+        s.ingress_use_waypoint = (ingress.is_some(), ingress.is_some_and(|v| go_bool(v)));
     }
 
     /// The identities istiod creates for Gateways: `(namespace, ServiceAccount, gateway)`.
@@ -802,6 +743,76 @@ fn route(o: &DynamicObject) -> Route {
         namespace,
         gateways,
         backends,
+    }
+}
+
+/// A Service or ServiceEntry as its object gives it, not yet bound to a waypoint
+/// ([`Topology::bind_service`] does that once every Namespace and Gateway is read).
+fn read_service(kind: Kind, o: &DynamicObject) -> Service {
+    let namespace = o.metadata.namespace.clone().unwrap_or_default();
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let labels = labels_of(o);
+    let (selector, ports, skind) = if kind == Kind::Service {
+        let spec: crate::model::Service<'_> =
+            crate::model::decode_spec(crate::resource::spec_of(o)).unwrap_or_default();
+        let ports = spec
+            .ports()
+            .map(|p| {
+                let port = p.number().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+                ServicePort {
+                    port,
+                    name: crate::model::ok(&p.name).map(|n| n.to_string()),
+                    target: match p.target() {
+                        Some(Target::Name(n)) => TargetPort::Name(n.to_owned()),
+                        Some(Target::Number(n)) => TargetPort::Number(n),
+                        None => TargetPort::Number(port),
+                    },
+                    protocol: crate::model::ok(&p.protocol).map(|n| n.to_string()),
+                    app_protocol: p.app_protocol().map(str::to_owned),
+                }
+            })
+            .collect();
+        let selector = crate::model::ok(&spec.selector).map(|_| spec.selector());
+        (selector, ports, ServiceKind::Service)
+    } else {
+        let (spec, _): (ServiceEntrySpec<'_>, _) = part(o, "spec");
+        let ports = spec
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                port: p.number,
+                name: Some(p.name.to_string()),
+                target: TargetPort::Number(p.target_port.unwrap_or(p.number)),
+                protocol: p.protocol.as_ref().map(ToString::to_string),
+                app_protocol: None,
+            })
+            .collect();
+        (
+            spec.workload_selector.map(|w| {
+                w.labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            ports,
+            ServiceKind::ServiceEntry,
+        )
+    };
+    // A waypoint's (or east-west gateway's) own Service has no waypoint.
+    let managed = labels.get(GATEWAY_MANAGED).map(String::as_str);
+    let is_waypoint = matches!(
+        managed,
+        Some("istio.io-mesh-controller" | "istio.io-eastwest-controller")
+    );
+    Service {
+        kind: skind,
+        namespace,
+        name,
+        selector,
+        ports,
+        binding: Binding::None,
+        ingress_use_waypoint: (false, false),
+        is_waypoint,
     }
 }
 
