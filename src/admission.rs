@@ -105,7 +105,7 @@ pub struct Admission {
     pub metrics: Metrics,
     pub cluster: Arc<dyn ClusterSource>,
     /// How long a cluster lookup may take before `onLookupFailure` decides.
-    pub lookup_deadline: Duration,
+    pub(crate) lookup_deadline: Duration,
     /// What decoding one review may build.
     pub decode_limits: DecodeLimits,
     /// The memory budget shared by the reviews in flight (bodies and decoded trees); `None`:
@@ -123,12 +123,12 @@ const WARNING_MAX: usize = 256;
 const WARNINGS_TOTAL_MAX: usize = 4096;
 /// Longest deny message (`status.message`): every finding's line is clipped
 /// (`finding::MAX_MESSAGE_BYTES`), and lines past this say `… and N more`.
-pub const MAX_DENY_MESSAGE: usize = 16 * 1024;
+pub(crate) const MAX_DENY_MESSAGE: usize = 16 * 1024;
 /// Longest audit annotation value.
 const AUDIT_ANNOTATION_MAX: usize = 16 * 1024;
 /// Key of the audit annotation of what a change opens (`impact`), recorded as
 /// `<webhook name>/impact`.
-pub const IMPACT_ANNOTATION: &str = "impact";
+pub(crate) const IMPACT_ANNOTATION: &str = "impact";
 /// Lines of what one change opens, at most (the last counts the rest).
 const IMPACT_LINES: usize = 8;
 /// Key of the audit annotation; the apiserver records it as `<webhook name>/violations`.
@@ -172,7 +172,7 @@ impl Admission {
     /// [`Admission::handle`] for a shared server: a body of [`OFFLOAD_BYTES`] or more is
     /// decoded, judged and encoded on tokio's blocking pool (at most one review per core at
     /// once), so that probes, the Lease renewal and small reviews never wait behind it.
-    pub async fn handle_owned(
+    pub(crate) async fn handle_owned(
         self: &Arc<Self>,
         webhook: Webhook,
         body: bytes::Bytes,
@@ -498,7 +498,7 @@ fn review_span(webhook: Webhook, req: &AdmissionRequest<ReviewObject>) -> tracin
 /// Bodies from this size on are decoded and judged off the async workers
 /// ([`Admission::handle_owned`]). A 5 KB Pod review decodes in ~15 µs, where moving it to
 /// another thread would cost more than it saves; a 1 MiB one takes milliseconds.
-pub const OFFLOAD_BYTES: usize = 128 * 1024;
+pub(crate) const OFFLOAD_BYTES: usize = 128 * 1024;
 
 /// A large review holds this many times its body's size of the memory budget for its decoded
 /// tree before it is decoded ([`Admission::handle_owned`]), and waits at most
@@ -507,7 +507,7 @@ const UPFRONT_FACTOR: usize = 4;
 const UPFRONT_WAIT: Duration = Duration::from_secs(2);
 
 /// The id the audit annotation and the log line give a review refused as too large to judge.
-pub const TOO_LARGE_RULE: &str = "meshguard-too-large";
+pub(crate) const TOO_LARGE_RULE: &str = "meshguard-too-large";
 
 /// Refuse a review whose objects were too large to decode within `limit`: nothing in them was
 /// judged, so nothing may pass (code 413, as the apiserver says of oversized bodies).
@@ -540,7 +540,7 @@ pub struct Decoded {
 
 /// Decode a review within `limits`, charging the shared budget through `reservation`.
 /// [`BadReview::Busy`] when the shared budget has no room for it now.
-pub fn decode_bounded(
+pub(crate) fn decode_bounded(
     body: &[u8],
     limits: DecodeLimits,
     reservation: Reservation,
@@ -584,7 +584,7 @@ struct Envelope<'a> {
 
 /// Longest `uid` accepted: the apiserver sends a UUID (36 characters), and the uid is echoed in
 /// the response, so an unbounded one would make the answer as large as the question.
-pub const MAX_UID_BYTES: usize = 128;
+pub(crate) const MAX_UID_BYTES: usize = 128;
 
 /// kube's `AdmissionRequest`, field for field, with what an attacker could inflate bounded: the
 /// objects, `options` and the user's groups and extras are charged to the decode meter
@@ -794,7 +794,7 @@ pub fn recognise(req: &AdmissionRequest<ReviewObject>) -> Option<Review<'_>> {
 ///   PeerAuthentication request carrying a Pod would otherwise be judged by neither kind's
 ///   rules). The object is always sent in the request's version, so they agree on every real
 ///   request; an object without `apiVersion` and `kind` is judged as the request's kind.
-pub fn recognise_checked(
+pub(crate) fn recognise_checked(
     req: &AdmissionRequest<ReviewObject>,
 ) -> Result<Option<Review<'_>>, BadReview> {
     let Some(review) = recognise(req) else {
@@ -1022,7 +1022,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
 }
 
 /// Warnings that survive an HTTP `Warning` header: printable, ≤ 256 chars each, ≤ 4 KiB total.
-pub fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
     let mut total = 0;
     for w in items {

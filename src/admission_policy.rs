@@ -36,13 +36,13 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Prefix of every object's name (`<prefix><rule id>`).
-    pub name_prefix: String,
+    pub(crate) name_prefix: String,
     /// Labels a namespace must carry for the bindings to apply (`matchResources.namespaceSelector`;
     /// for Namespace objects, their own labels). Empty: every namespace.
-    pub namespace_selector: BTreeMap<String, String>,
+    pub(crate) namespace_selector: BTreeMap<String, String>,
     /// `failurePolicy` of the policies: what kube-apiserver does when an expression cannot be
     /// evaluated (cost budget exceeded, a type it did not expect).
-    pub failure_policy: FailurePolicy,
+    pub(crate) failure_policy: FailurePolicy,
     /// Extra labels on every object.
     pub labels: BTreeMap<String, String>,
 }
@@ -211,7 +211,7 @@ fn instantiate(
 }
 
 /// A label selector as a CEL condition on the labels map `labels` (a CEL expression).
-pub fn selector_cel(sel: &LabelSelector, labels: &str) -> String {
+pub(crate) fn selector_cel(sel: &LabelSelector, labels: &str) -> String {
     let mut conds = Vec::new();
     for (k, v) in &sel.match_labels {
         conds.push(format!("{k} in l && l[{k}] == {v}", k = lit(k), v = lit(v)));
@@ -235,7 +235,7 @@ pub fn selector_cel(sel: &LabelSelector, labels: &str) -> String {
 /// The rule's `exemptions` as one CEL condition (true: exempt), with the object's labels read
 /// from `subject_labels` (a CEL expression) and a namespace selector turned into CEL by
 /// `namespace_selector`.
-pub fn exemptions_cel(
+pub(crate) fn exemptions_cel(
     exemptions: &[Exemption],
     subject_labels: &str,
     namespace_selector: &dyn Fn(&LabelSelector) -> String,
@@ -395,7 +395,7 @@ fn message_expression(id: &str) -> String {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Var {
     pub name: String,
-    pub expression: String,
+    pub(crate) expression: String,
 }
 
 fn vars(pairs: Vec<(String, String)>) -> Vec<Var> {
@@ -417,30 +417,30 @@ pub struct FormParts {
     /// Istio's kinds: the exempt namespaces do not apply.
     pub istio: bool,
     /// The policy judges Namespace objects (their own labels are their namespace's).
-    pub namespace_kind: bool,
+    pub(crate) namespace_kind: bool,
     /// DELETE among the operations: the namespace teardown exemptions apply.
     pub delete: bool,
     /// A write rule (CREATE/UPDATE): `allowExistingViolations` applies on UPDATE.
     pub write: bool,
     pub operations: Vec<&'static str>,
-    pub match_constraints: Value,
+    pub(crate) match_constraints: Value,
     /// The settings (`@name`) its CEL reads, in [`cel::SETTINGS`] order.
     pub settings: Vec<&'static str>,
     /// The form's variables for the object judged (`findings` comes after them).
     pub variables: Vec<Var>,
     pub findings: String,
     /// The form's variables for the old object of an UPDATE (`old_<name>`).
-    pub old_variables: Vec<Var>,
+    pub(crate) old_variables: Vec<Var>,
     /// `previous`: the old object's findings as keys, when `pardonable`.
     pub previous: String,
     /// The object an exception's `names` and `objectSelector` read (the old one of a DELETE).
     pub subject: &'static str,
     /// The labels an `objectSelector` exemption reads (the subject's).
-    pub subject_labels: &'static str,
+    pub(crate) subject_labels: &'static str,
     /// Kinds whose controllers' objects are their owner's (the rule also judges the owner).
-    pub owners: Vec<&'static str>,
+    pub(crate) owners: Vec<&'static str>,
     pub annotations: BTreeMap<String, String>,
-    pub message_expression: String,
+    pub(crate) message_expression: String,
 }
 
 /// The static parts of one form.
@@ -585,7 +585,7 @@ const NS_LABELS: &str = "variables.namespaceLabels";
 /// conditions in precedence order ([`crate::config::Policy::overrides_in_order`]; the first
 /// that holds decides), and the action everywhere else.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionPlan {
+pub(crate) struct ActionPlan {
     pub steps: Vec<(String, Action)>,
     pub elsewhere: Action,
 }
@@ -610,12 +610,12 @@ impl ActionPlan {
     }
 
     /// Whether the action depends on the namespace.
-    pub fn per_namespace(&self) -> bool {
+    pub(crate) fn per_namespace(&self) -> bool {
         !self.steps.is_empty()
     }
 
     /// Whether a condition reads the namespace's labels.
-    pub fn reads_labels(&self) -> bool {
+    pub(crate) fn reads_labels(&self) -> bool {
         self.steps.iter().any(|(c, _)| c.contains(NS_LABELS))
     }
 
@@ -649,7 +649,7 @@ fn name_cel(subject: &str) -> String {
 /// excepted). Their expiry is not CEL's to check (it has no clock): an exception that expires
 /// stays in the generated policies until they are generated again (the policies carry the
 /// earliest end in `meshguard.io/exceptions-until`).
-pub fn exceptions_cel(
+pub(crate) fn exceptions_cel(
     engine: &Engine,
     id: &str,
     subject: &str,
@@ -722,7 +722,7 @@ fn exceptions_until(engine: &Engine, id: &str) -> Option<String> {
 
 /// The namespaces whose PolicyException resources may except rule `id` (the webhook reads
 /// those resources; these policies cannot, so they stand aside there).
-pub fn policy_exception_namespaces<'p>(
+pub(crate) fn policy_exception_namespaces<'p>(
     policy: &'p crate::config::Policy,
     id: &str,
 ) -> &'p [String] {
@@ -744,7 +744,7 @@ pub fn policy_exception_namespaces<'p>(
 /// is one pair named `<prefix><id>`; with them, the action elsewhere keeps that name and each
 /// other action gets `<prefix><id>-<action>`, every one computing the namespace's action
 /// (`variables.actionHere`) and refusing only where it is its own.
-pub fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Vec<Value> {
+pub(crate) fn assemble(parts: &FormParts, engine: &Engine, options: &Options) -> Vec<Value> {
     let plan = ActionPlan::of(engine.policy(), parts.id, parts.default_action);
     let mut out = Vec::new();
     for action in plan.actions() {
@@ -953,7 +953,7 @@ fn assemble_action(
 }
 
 /// The policies and bindings of one form (none when the rule is off everywhere).
-pub fn policy_for(
+pub(crate) fn policy_for(
     form: &'static CelForm,
     engine: &Engine,
     options: &Options,
@@ -963,7 +963,7 @@ pub fn policy_for(
 
 /// What the Helm chart ships (`files/admission-policies.json`): every form's parts, and the
 /// identities the match conditions name. The chart assembles them as [`assemble`] does.
-pub fn chart_data(engine: &Engine) -> Result<Value, GenerateError> {
+pub(crate) fn chart_data(engine: &Engine) -> Result<Value, GenerateError> {
     let forms: Vec<FormParts> = cel::REGISTRY
         .iter()
         .map(|f| parts(f, engine))
@@ -993,7 +993,7 @@ fn md(text: &str) -> String {
 }
 
 /// The table of every rule: in CEL, partly (what the webhook adds), or not (why).
-pub fn docs_table() -> String {
+pub(crate) fn docs_table() -> String {
     let mut out = String::from(
         "| rule | kinds | default | in CEL | what only the webhook judges |\n|---|---|---|---|---|\n",
     );
@@ -1030,22 +1030,22 @@ pub fn docs_table() -> String {
 
 /// What the self-protection policy guards, and who may change it anyway.
 #[derive(Clone, Debug, Default)]
-pub struct SelfProtection {
+pub(crate) struct SelfProtection {
     /// The policy's and binding's name.
     pub name: String,
     /// meshguard's Validating- and MutatingWebhookConfiguration (the same name).
-    pub webhook_configuration: String,
+    pub(crate) webhook_configuration: String,
     /// Namespace labels that take a namespace out of meshguard's hands: the webhooks' opt-out
     /// label and the keys of namespaceSelector exemptions.
-    pub protected_labels: Vec<String>,
-    pub allowed_groups: Vec<String>,
-    pub allowed_users: Vec<String>,
+    pub(crate) protected_labels: Vec<String>,
+    pub(crate) allowed_groups: Vec<String>,
+    pub(crate) allowed_users: Vec<String>,
 }
 
 /// The namespace label keys that decide where meshguard enforces, sorted: those the policy's
 /// namespaceSelector exemptions read, and the platform-owned labels (`platform.labels`, the only
 /// keys overrides and exceptions may select on).
-pub fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
+pub(crate) fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
     let mut keys: BTreeSet<String> = policy.platform.labels.iter().cloned().collect();
     for c in policy.rules.values() {
         for sel in c
@@ -1065,7 +1065,7 @@ pub fn exemption_label_keys(policy: &crate::config::Policy) -> Vec<String> {
 /// kube-apiserver exempts ValidatingAdmissionPolicies and their bindings from every admission
 /// check (webhooks and policies alike), so the generated policies, and this one, are protected
 /// by RBAC alone; that is also the break-glass: delete this binding.
-pub fn self_protection(p: &SelfProtection) -> [Value; 2] {
+pub(crate) fn self_protection(p: &SelfProtection) -> [Value; 2] {
     let who = format!(
         "{}{}",
         if p.allowed_groups.is_empty() {
@@ -1187,16 +1187,16 @@ pub struct SelfProtectionArgs {
     pub name: String,
     /// meshguard's webhook configurations (the Validating- and Mutating-, same name).
     #[arg(long, default_value = "meshguard")]
-    pub webhook_configuration: String,
+    pub(crate) webhook_configuration: String,
     /// Groups allowed to change them (repeatable; `--allowed-group ''` alone: none).
     #[arg(long = "allowed-group", default_value = "system:masters")]
-    pub allowed_groups: Vec<String>,
+    pub(crate) allowed_groups: Vec<String>,
     /// Users allowed to change them (repeatable).
     #[arg(long = "allowed-user")]
-    pub allowed_users: Vec<String>,
+    pub(crate) allowed_users: Vec<String>,
     /// The webhooks' namespace opt-out label.
     #[arg(long, default_value = "meshguard.io/ignore")]
-    pub opt_out_label: String,
+    pub(crate) opt_out_label: String,
     /// Policy file whose namespaceSelector exemptions' label keys are protected too.
     #[arg(long, env = "MESHGUARD_CONFIG")]
     pub config: Option<std::path::PathBuf>,
@@ -1209,7 +1209,7 @@ fn nonempty(items: &[String]) -> Vec<String> {
 }
 
 /// The self-protection objects for these flags.
-pub fn self_protection_objects(args: &SelfProtectionArgs) -> Result<Vec<Value>, String> {
+pub(crate) fn self_protection_objects(args: &SelfProtectionArgs) -> Result<Vec<Value>, String> {
     let policy = match &args.config {
         Some(p) => crate::catalogue::load_policy(p).map_err(|e| e.to_string())?,
         None => crate::config::Policy::builtin(),
@@ -1264,14 +1264,14 @@ pub struct AdmissionPoliciesArgs {
     pub own_namespace: Option<String>,
     /// Prefix of the objects' names.
     #[arg(long, default_value = "meshguard-")]
-    pub name_prefix: String,
+    pub(crate) name_prefix: String,
     /// Bind the policies only in namespaces with these labels (`key=value`, repeatable; for
     /// Namespace objects, their own labels). Default: everywhere.
     #[arg(long = "namespace-selector", value_name = "KEY=VALUE")]
-    pub namespace_selector: Vec<String>,
+    pub(crate) namespace_selector: Vec<String>,
     /// What kube-apiserver does when an expression cannot be evaluated.
     #[arg(long, value_enum, default_value = "fail")]
-    pub failure_policy: FailurePolicy,
+    pub(crate) failure_policy: FailurePolicy,
     #[arg(long, value_enum, default_value = "yaml")]
     pub format: OutputFormat,
 }
@@ -1362,7 +1362,7 @@ pub fn admission_policies(args: &AdmissionPoliciesArgs) -> Result<String, String
 }
 
 /// Multi-document YAML, with a header saying what it is.
-pub fn render_yaml(objects: &[Value]) -> Result<String, String> {
+pub(crate) fn render_yaml(objects: &[Value]) -> Result<String, String> {
     render_yaml_with(
         objects,
         "admission-policies",

@@ -43,7 +43,7 @@ pub struct AuditArgs {
     /// Objects judged at once: namespaces are gathered, in order, until a batch holds this many
     /// (the audit keeps one batch and each kind's current page in memory, besides the findings).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(usize))]
-    pub batch_objects: usize,
+    pub(crate) batch_objects: usize,
     /// meshguard's own namespace, exempt like in `serve`.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
@@ -196,7 +196,7 @@ pub fn evaluate(engine: &Engine, collected: Collected, show_mtls: bool) -> Repor
 }
 
 /// Evaluate a cluster listing already made into an inventory (the posture page keeps it).
-pub fn evaluate_inventory(
+pub(crate) fn evaluate_inventory(
     engine: &Engine,
     inventory: &Inventory,
     notes: Vec<String>,
@@ -220,7 +220,7 @@ pub fn evaluate_inventory(
 
 /// Audit a live cluster a batch of namespaces at a time ([`crate::audit_stream`]); from one
 /// whole listing when kube-apiserver does not return lists in namespace order.
-pub async fn audit_streamed(
+pub(crate) async fn audit_streamed(
     client: &Client,
     engine: &Engine,
     limits: crate::audit_stream::Limits,
@@ -446,7 +446,7 @@ pub fn run(args: AuditArgs) -> Exit {
 
 /// Export a report as the audit gauges: reset, then one `{rule, namespace}` series per pair
 /// (bounded by rules × namespaces), in sorted order.
-pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
+pub(crate) fn publish(metrics: &Metrics, report: &Report, took: Duration) {
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for i in &report.findings {
         *counts
@@ -483,20 +483,20 @@ pub fn publish(metrics: &Metrics, report: &Report, took: Duration) {
 
 /// What serve's periodic audit does besides the gauges, and who may do it.
 #[derive(Clone, Debug)]
-pub struct Periodic {
+pub(crate) struct Periodic {
     /// Zero turns the periodic audit off.
     pub interval: Duration,
     /// `--reports`.
     pub reports: ReportsSetting,
     /// Run only while this replica holds the audit Lease; `None`: always (`--leader-elect=false`).
-    pub leadership: Option<Leadership>,
+    pub(crate) leadership: Option<Leadership>,
 }
 
 /// Objects per batch of `serve`'s periodic audit: a quarter of `auditor`'s default. The webhook's
 /// memory is what admission runs in, and a batch's decoded objects are most of an audit's peak
 /// (about 10 KB each at the peak): at 3,000 namespaces and 20,000 workloads, 500 instead of 2,000
 /// lowers the peak by about 17 MiB for 10–20 % more time (docs/auditor.md).
-pub const PERIODIC_BATCH_OBJECTS: usize = 500;
+pub(crate) const PERIODIC_BATCH_OBJECTS: usize = 500;
 
 /// One periodic run: list, evaluate with the engine in force now (off the async threads),
 /// publish, and write the reports when `reports` names an API. On error the previous gauges
@@ -534,7 +534,7 @@ async fn run_periodic_report(
 /// Start the periodic audit of `serve` (no-op when the interval is zero or no cluster is
 /// configured). With a `leadership`, it runs only while this replica holds the Lease, at once
 /// when it acquires it, and stops writing reports as soon as it loses it.
-pub fn spawn_periodic(
+pub(crate) fn spawn_periodic(
     client: Option<kube::Client>,
     engine: EngineHandle,
     metrics: Metrics,

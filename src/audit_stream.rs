@@ -63,10 +63,10 @@ pub struct Context {
     /// every batch's inventory, never copied into one.
     pub cluster: SharedNamespaces,
     /// Objects of the root namespace.
-    pub root_objects: Vec<Object>,
+    pub(crate) root_objects: Vec<Object>,
     /// DestinationRules with a DISABLE site toward Services outside their namespace, with the
     /// namespaces they reach (`None`: a wildcard host, every namespace).
-    pub deferred_rules: Vec<(Object, Option<BTreeSet<String>>)>,
+    pub(crate) deferred_rules: Vec<(Object, Option<BTreeSet<String>>)>,
     /// Gateways outside the root namespace: a Namespace or Service binds to a waypoint of
     /// another namespace (`istio.io/use-waypoint-namespace`), an HTTPRoute attaches to a Gateway
     /// elsewhere, a principal names a gateway's identity; every batch holds them (few).
@@ -75,7 +75,7 @@ pub struct Context {
 
 impl Context {
     /// An object of the cluster-wide listing the context keeps (besides the root namespace's).
-    pub fn consider(&mut self, o: &Object, root: &str) {
+    pub(crate) fn consider(&mut self, o: &Object, root: &str) {
         match o.kind {
             Kind::DestinationRule => self.consider_destination_rule(o),
             Kind::Gateway if o.namespace() != root => self.gateways.push(o.clone()),
@@ -86,7 +86,7 @@ impl Context {
 
 impl Context {
     /// A DestinationRule to keep for the final pass, and the namespaces it reaches.
-    pub fn consider_destination_rule(&mut self, o: &Object) {
+    pub(crate) fn consider_destination_rule(&mut self, o: &Object) {
         // A spec the typed decode refuses is istio-invalid-spec, judged in its batch.
         let spec = o.spec();
         let Ok(dr) = decode_spec::<DestinationRule<'_>>(&spec) else {
@@ -195,7 +195,7 @@ impl<'e> StreamAnalysis<'e> {
     }
 
     /// Keep the mTLS table or not (a row per workload port, held until the end of the run).
-    pub fn keep_mtls(mut self, keep: bool) -> StreamAnalysis<'e> {
+    pub(crate) fn keep_mtls(mut self, keep: bool) -> StreamAnalysis<'e> {
         self.keep_mtls = keep;
         self
     }
@@ -295,7 +295,7 @@ impl<'e> StreamAnalysis<'e> {
     }
 
     /// Judge the Namespaces no batch held (no object lives in them), `per_batch` at a time.
-    pub fn batch_the_rest(&mut self, per_batch: usize) {
+    pub(crate) fn batch_the_rest(&mut self, per_batch: usize) {
         let rest: Vec<String> = self
             .cluster
             .namespaces
@@ -598,7 +598,7 @@ pub struct Limits {
     /// Objects per list page.
     pub page_size: u32,
     /// Objects gathered before a batch is judged (at least one namespace at a time).
-    pub batch_objects: usize,
+    pub(crate) batch_objects: usize,
 }
 
 impl Default for Limits {

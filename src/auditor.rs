@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The Lease that records the audit's runs (not an election: its annotations are the record).
-pub const RUN_RECORD: &str = "meshguard-audit-run";
+pub(crate) const RUN_RECORD: &str = "meshguard-audit-run";
 const STARTED: &str = "meshguard.io/audit-started";
 const FINISHED: &str = "meshguard.io/audit-finished";
 const RESULT: &str = "meshguard.io/audit-result";
@@ -72,28 +72,28 @@ pub struct AuditorArgs {
     pub page_size: u32,
     /// Objects judged at once (a batch of namespaces).
     #[arg(long, default_value_t = 2000)]
-    pub batch_objects: usize,
+    pub(crate) batch_objects: usize,
     /// Wait after one failed or killed run; doubled for each further failure in a row.
     #[arg(long, default_value = "1m", value_parser = duration)]
     pub backoff: Duration,
     /// The longest wait after failures.
     #[arg(long, default_value = "1h", value_parser = duration)]
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// Give up a run that takes longer (a failure).
     #[arg(long, default_value = "30m", value_parser = duration)]
-    pub run_timeout: Duration,
+    pub(crate) run_timeout: Duration,
     /// Elect one auditor by the Lease meshguard-audit (false: a single replica, no Lease).
     #[arg(long, env = "MESHGUARD_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub leader_elect: bool,
     #[arg(long, default_value = "15s", value_parser = duration)]
-    pub leader_elect_lease_duration: Duration,
+    pub(crate) leader_elect_lease_duration: Duration,
     #[arg(long, default_value = "10s", value_parser = duration)]
-    pub leader_elect_renew_deadline: Duration,
+    pub(crate) leader_elect_renew_deadline: Duration,
     #[arg(long, default_value = "2s", value_parser = duration)]
-    pub leader_elect_retry_period: Duration,
+    pub(crate) leader_elect_retry_period: Duration,
     /// Log format.
     #[arg(long, env = "MESHGUARD_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::logging::LogFormat,
+    pub(crate) log_format: crate::logging::LogFormat,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "MESHGUARD_LOG", default_value = "info")]
     pub log_level: String,
@@ -101,7 +101,7 @@ pub struct AuditorArgs {
 
 /// What the run record says about the last run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     /// Unix seconds.
     pub started: Option<i64>,
     pub finished: Option<i64>,
@@ -146,13 +146,18 @@ impl RunRecord {
     }
 
     /// Failures in a row, the unfinished run counted.
-    pub fn failures_in_a_row(&self) -> u32 {
+    pub(crate) fn failures_in_a_row(&self) -> u32 {
         self.failures + u32::from(self.unfinished())
     }
 
     /// When (Unix seconds) the next run may start: after `interval` from the last success, or
     /// after the back-off from the last start when runs failed.
-    pub fn next_start(&self, interval: Duration, backoff: Duration, max_backoff: Duration) -> i64 {
+    pub(crate) fn next_start(
+        &self,
+        interval: Duration,
+        backoff: Duration,
+        max_backoff: Duration,
+    ) -> i64 {
         let failures = self.failures_in_a_row();
         if failures == 0 {
             return match self.finished {
@@ -168,7 +173,7 @@ impl RunRecord {
 }
 
 /// The wait after `failures` failures in a row: `backoff × 2^(failures-1)`, at most `max`.
-pub fn backoff_after(failures: u32, backoff: Duration, max: Duration) -> Duration {
+pub(crate) fn backoff_after(failures: u32, backoff: Duration, max: Duration) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }

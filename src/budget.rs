@@ -50,7 +50,7 @@ impl Budget {
     }
 
     /// An empty reservation on this budget, to grow as a review reads and decodes.
-    pub fn reserve(self: &Arc<Self>) -> Reservation {
+    pub(crate) fn reserve(self: &Arc<Self>) -> Reservation {
         Reservation {
             budget: Some(self.clone()),
             bytes: 0,
@@ -73,7 +73,7 @@ impl Reservation {
     }
 
     /// Hold `n` more bytes; `false` (and nothing taken) when the budget has no room.
-    pub fn grow(&mut self, n: usize) -> bool {
+    pub(crate) fn grow(&mut self, n: usize) -> bool {
         if let Some(b) = &self.budget {
             if !b.take(n) {
                 return false;

@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// Every registry, as the policy's id check sees it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Catalogue;
+pub(crate) struct Catalogue;
 
 impl KnownIds for Catalogue {
     fn is_check(&self, id: &str) -> bool {
@@ -33,7 +33,7 @@ pub fn policy_from_yaml(text: &str, origin: &str) -> Result<Policy, ConfigError>
 }
 
 /// Read and validate a policy file against the catalogue, logging [`policy_warnings`] at warn.
-pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
+pub(crate) fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
     let policy = Policy::load(path, &Catalogue)?;
     log_warnings(&policy, &path.display().to_string());
     Ok(policy)
@@ -51,7 +51,7 @@ fn log_warnings(policy: &Policy, origin: &str) {
 /// label it to skip the check. Exemptions by namespace (`namespaces`, or a `namespaceSelector`
 /// over labels only cluster administrators may set) do not have that hole. `serve` logs these at
 /// warn when it loads the policy; `check` and `audit` print them above their findings.
-pub fn policy_warnings(policy: &Policy) -> Vec<String> {
+pub(crate) fn policy_warnings(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
     for (id, cfg) in &policy.rules {
         let default = crate::rules::find(id)
@@ -112,7 +112,7 @@ pub struct CheckInfo {
     pub kinds: Vec<&'static str>,
     pub default_action: Action,
     pub summary: &'static str,
-    pub example_fix: &'static str,
+    pub(crate) example_fix: &'static str,
     /// `admission` (webhook, check, audit) or `cross-resource` (check and audit only).
     pub scope: Scope,
 }
@@ -164,7 +164,7 @@ pub struct RulesArgs {
 
 /// Where a check acts under a policy, for people: `deny`, or `deny in namespaceSelector
 /// env=prod; warn elsewhere`, then the exceptions that name it.
-pub fn acts_under(policy: &Policy, id: &str, default: Action) -> String {
+pub(crate) fn acts_under(policy: &Policy, id: &str, default: Action) -> String {
     let places = policy.acts_where(id, default);
     let mut s = match places.as_slice() {
         [(_, only)] => only.as_str().to_owned(),
@@ -264,7 +264,7 @@ pub fn markdown() -> String {
 }
 
 /// `meshguard rules --config POLICY`: the catalogue with where each check acts under the policy.
-pub fn render_under(format: RulesFormat, policy: &Policy) -> String {
+pub(crate) fn render_under(format: RulesFormat, policy: &Policy) -> String {
     let rows = entries();
     match format {
         RulesFormat::Json => {

@@ -54,9 +54,9 @@ pub enum CertsError {
 }
 
 /// File names inside `--out`.
-pub const CA_CERT: &str = "ca.pem";
-pub const CA_KEY: &str = "ca-key.pem";
-pub const CERT: &str = "tls.pem";
+pub(crate) const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_KEY: &str = "ca-key.pem";
+pub(crate) const CERT: &str = "tls.pem";
 pub const KEY: &str = "tls-key.pem";
 
 /// What was written.
@@ -84,7 +84,7 @@ fn is_dns_label(s: &str) -> bool {
 
 /// The names the apiserver and in-cluster clients may use for the Service:
 /// `<svc>.<ns>.svc` (what the apiserver dials), `<svc>.<ns>.svc.<domain>`, `<svc>.<ns>`, `<svc>`.
-pub fn service_names(
+pub(crate) fn service_names(
     service: &str,
     namespace: &str,
     cluster_domain: &str,

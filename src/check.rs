@@ -39,7 +39,7 @@ pub struct CheckArgs {
     /// With --fix: write the mutated manifests into this directory (same relative file names)
     /// instead of stdout.
     #[arg(long, requires = "fix", value_name = "DIR")]
-    pub fix_dir: Option<PathBuf>,
+    pub(crate) fix_dir: Option<PathBuf>,
     /// The input is the whole cluster: namespaces, ServiceAccounts and workloads absent from
     /// it do not exist (by default they are unknown).
     #[arg(long)]
@@ -53,7 +53,7 @@ pub struct CheckArgs {
 pub struct Prepared {
     pub inventory: Inventory,
     /// Index into the inventory's objects for each loaded object (None: not a checked kind).
-    pub object_of: Vec<Option<usize>>,
+    pub(crate) object_of: Vec<Option<usize>>,
     pub errors: Vec<LoadError>,
     pub skipped: BTreeMap<String, usize>,
     /// MutatingWebhookConfigurations and ConfigMaps of the input (not checked themselves): what
@@ -62,7 +62,7 @@ pub struct Prepared {
 }
 
 /// One loaded object sorted for [`Prepared`].
-pub enum Prepped {
+pub(crate) enum Prepped {
     Object(Box<Object>),
     Skipped(String),
     /// Not checked, but read for the mesh context.
@@ -72,7 +72,7 @@ pub enum Prepped {
 /// Sort one loaded object: an inventory object (held compact, [`Object::new`]) of a checked
 /// kind, a mesh object, or skipped. `keep_values`: leave the loaded JSON in place (needed by
 /// `--fix`); otherwise it is moved out.
-pub fn prepare_one(
+pub(crate) fn prepare_one(
     o: &mut crate::manifest::ManifestObject,
     default_namespace: &str,
     keep_values: bool,
@@ -138,7 +138,7 @@ pub fn prepare(
 }
 
 /// [`Prepared`] from sorted objects (input order) and the load errors.
-pub fn assemble(
+pub(crate) fn assemble(
     prepped: impl IntoIterator<Item = Prepped>,
     errors: Vec<LoadError>,
     complete: bool,
@@ -274,7 +274,7 @@ impl Loader {
 
     /// The mesh context of manifests: the mesh objects of the input (MeshConfig and injector
     /// ConfigMaps, injector webhooks, ztunnel's and istio-cni's DaemonSets) and the mesh flags.
-    pub fn manifests_mesh(&self, prepared: &Prepared) -> MeshContext {
+    pub(crate) fn manifests_mesh(&self, prepared: &Prepared) -> MeshContext {
         crate::check::mesh_context(
             prepared,
             self.mesh_config
@@ -355,7 +355,7 @@ pub fn check_loaded(engine: &Engine, prepared: &Prepared, show_mtls: bool) -> Re
 
 /// One document of `--fix` output.
 #[derive(Clone, Debug, PartialEq)]
-pub enum FixedDoc {
+pub(crate) enum FixedDoc {
     /// Nothing to patch: the document exactly as written, comments included.
     Verbatim(String),
     /// A patched object, re-rendered.
@@ -365,7 +365,7 @@ pub enum FixedDoc {
 /// Apply the engine's mutations to every object; returns the documents per file, in input
 /// order. Documents with nothing to patch (objects of other kinds too) are passed through
 /// verbatim; a patched document is re-rendered (a patched `List` as its items).
-pub fn fixed_documents(
+pub(crate) fn fixed_documents(
     engine: &Engine,
     loaded: &Loaded,
     prepared: &Prepared,
@@ -422,7 +422,7 @@ pub fn fixed_documents(
 }
 
 /// Render documents as a multi-document YAML stream.
-pub fn to_yaml_stream(docs: &[FixedDoc]) -> Result<String, String> {
+pub(crate) fn to_yaml_stream(docs: &[FixedDoc]) -> Result<String, String> {
     let mut out = String::new();
     for (i, d) in docs.iter().enumerate() {
         let text = match d {

@@ -70,7 +70,7 @@ pub struct ServeArgs {
     pub tls_cert: Option<PathBuf>,
     /// Private key of the serving certificate (PEM).
     #[arg(long, env = "MESHGUARD_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// DNS names of the generated certificate (used only without --tls-cert); localhost and
     /// 127.0.0.1 are always included.
     #[arg(
@@ -79,17 +79,17 @@ pub struct ServeArgs {
         value_delimiter = ',',
         default_value = "meshguard.meshguard.svc"
     )]
-    pub dns_names: Vec<String>,
+    pub(crate) dns_names: Vec<String>,
     /// Where to write the CA bundle (PEM) of the generated certificate.
     #[arg(long, env = "MESHGUARD_CA_BUNDLE_OUT")]
-    pub ca_bundle_out: Option<PathBuf>,
+    pub(crate) ca_bundle_out: Option<PathBuf>,
     /// How often to check the certificate files for changes.
     #[arg(long, env = "MESHGUARD_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
-    pub tls_reload_interval: Duration,
+    pub(crate) tls_reload_interval: Duration,
     /// Require client certificates signed by this CA bundle (PEM), for apiservers configured
     /// with a webhook client certificate.
     #[arg(long, env = "MESHGUARD_CLIENT_CA")]
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
     /// Address of the plain-HTTP admin listener (/metrics, /healthz, /readyz).
     #[arg(long, env = "MESHGUARD_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
@@ -99,13 +99,13 @@ pub struct ServeArgs {
     /// How often to check the --config file for changes. A changed, valid file replaces the
     /// policy without restart; an invalid one is logged and the current policy kept.
     #[arg(long, env = "MESHGUARD_CONFIG_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
-    pub config_reload_interval: Duration,
+    pub(crate) config_reload_interval: Duration,
     /// meshguard's own namespace, always exempt.
     #[arg(long, env = "POD_NAMESPACE")]
     pub own_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "MESHGUARD_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::logging::LogFormat,
+    pub(crate) log_format: crate::logging::LogFormat,
     /// Log filter (tracing EnvFilter syntax); `trace` includes request bodies.
     #[arg(long, env = "MESHGUARD_LOG", default_value = "info")]
     pub log_level: String,
@@ -113,58 +113,58 @@ pub struct ServeArgs {
     /// kube-apiserver sends: object and oldObject of at most 3 MiB each (its request body
     /// limit) and the envelope.
     #[arg(long, env = "MESHGUARD_MAX_BODY_BYTES", default_value_t = crate::listener::DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Bytes all reviews in flight may hold together (request bodies and the objects decoded
     /// from them); a review that does not fit is answered 429 with Retry-After.
     #[arg(long, env = "MESHGUARD_MAX_INFLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_inflight_bytes: usize,
+    pub(crate) max_inflight_bytes: usize,
     /// Estimated bytes the decoded objects of one review may take; a larger review is denied
     /// as too large to judge.
     #[arg(long, env = "MESHGUARD_MAX_DECODED_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_decoded_bytes: usize,
     /// Time a client has to send a request's body (the request's ?timeout= lowers it).
     #[arg(long, env = "MESHGUARD_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// Time a client has to send the request headers.
     #[arg(long, env = "MESHGUARD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     #[arg(long, env = "MESHGUARD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Upper bound for answering one review (the apiserver's ?timeout= lowers it).
     #[arg(long, env = "MESHGUARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Maximum concurrent TLS connections; further connections wait in the accept queue.
     /// Lowered at start to fit the open-file limit.
     #[arg(long, env = "MESHGUARD_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Maximum concurrent connections from one peer address; further ones are closed at once.
     #[arg(
         long,
         env = "MESHGUARD_MAX_CONNECTIONS_PER_PEER",
         default_value_t = 1_000
     )]
-    pub max_connections_per_peer: usize,
+    pub(crate) max_connections_per_peer: usize,
     /// Maximum concurrent connections to the admin port (a quarter of them per peer).
     #[arg(long, env = "MESHGUARD_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
-    pub admin_max_connections: usize,
+    pub(crate) admin_max_connections: usize,
     /// Maximum concurrent HTTP/2 streams per connection.
     #[arg(long, env = "MESHGUARD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
-    pub max_concurrent_streams: u32,
+    pub(crate) max_concurrent_streams: u32,
     /// How long SIGTERM waits for in-flight reviews before closing connections.
     #[arg(long, env = "MESHGUARD_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]
     pub drain_timeout: Duration,
     /// Close a connection idle (no bytes either way, no review in flight) for this long.
     /// Before its first request the --header-timeout applies.
     #[arg(long, env = "MESHGUARD_IDLE_TIMEOUT", default_value = "90s", value_parser = duration)]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Close a connection whose client cancels, or gets refused with a 4xx, more than this many
     /// requests within 10 s (HTTP/2 rapid-reset floods; kube-apiserver sends none of either).
     #[arg(long, env = "MESHGUARD_MAX_CANCELLED_PER_10S", default_value_t = 500)]
-    pub max_cancelled_per_10s: u32,
+    pub(crate) max_cancelled_per_10s: u32,
     /// Deadline of a direct API lookup on a cache miss.
     #[arg(long, env = "MESHGUARD_LOOKUP_TIMEOUT", default_value = "2s", value_parser = duration)]
-    pub lookup_timeout: Duration,
+    pub(crate) lookup_timeout: Duration,
     /// Kubeconfig for the namespace and ServiceAccount watches. Without it: in-cluster
     /// configuration, then the default kubeconfig; with neither, serve runs without a cluster.
     #[arg(long, env = "MESHGUARD_KUBECONFIG", conflicts_with = "no_cluster")]
@@ -194,21 +194,21 @@ pub struct ServeArgs {
     pub leader_elect: bool,
     /// How long standbys wait after the Lease last changed before taking it over.
     #[arg(long, env = "MESHGUARD_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = duration)]
-    pub leader_elect_lease_duration: Duration,
+    pub(crate) leader_elect_lease_duration: Duration,
     /// How long the holder keeps writing after its last successful renewal.
     #[arg(long, env = "MESHGUARD_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
-    pub leader_elect_renew_deadline: Duration,
+    pub(crate) leader_elect_renew_deadline: Duration,
     /// Time between attempts to acquire or renew the Lease.
     #[arg(long, env = "MESHGUARD_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
-    pub leader_elect_retry_period: Duration,
+    pub(crate) leader_elect_retry_period: Duration,
     /// Restart every watch (a fresh list) this often, so that a stalled watch cannot keep a
     /// cache stale for long; 0 never restarts them.
     #[arg(long, env = "MESHGUARD_WATCH_RELIST_INTERVAL", default_value = "10m", value_parser = duration)]
-    pub watch_relist_interval: Duration,
+    pub(crate) watch_relist_interval: Duration,
     /// Not ready (/readyz fails) while a watch has not completed a list for this long; 0 turns
     /// the check off.
     #[arg(long, env = "MESHGUARD_WATCH_STALE_AFTER", default_value = "30m", value_parser = duration)]
-    pub watch_stale_after: Duration,
+    pub(crate) watch_stale_after: Duration,
 }
 
 pub use crate::report_writer::ReportsFlag;

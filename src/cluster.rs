@@ -50,7 +50,7 @@ const FALLBACK_MAX: usize = 4096;
 /// before the object is taken as missing. kube-apiserver's NamespaceLifecycle admission waits
 /// 50 ms for its in-process informer (`missingNamespaceWait`); meshguard's watch crosses the
 /// network, hence more.
-pub const WATCH_GRACE: Duration = Duration::from_millis(250);
+pub(crate) const WATCH_GRACE: Duration = Duration::from_millis(250);
 /// Direct GETs per second, sustained, and in a burst (all lookups together).
 pub const GET_RATE: f64 = 20.0;
 pub const GET_BURST: f64 = 40.0;

@@ -10,7 +10,7 @@ pub mod exceptions;
 pub mod rollout;
 
 /// The built-in policy, embedded in the binary.
-pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
+pub(crate) const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
 
 /// Global enforcement mode. A rule's explicit `action` in config overrides it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,16 +65,16 @@ pub enum ImpactSetting {
 /// Kubernetes-style label selector (matchLabels + matchExpressions).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LabelSelector {
+pub(crate) struct LabelSelector {
     #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
+    pub(crate) match_labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub match_expressions: Vec<LabelSelectorRequirement>,
+    pub(crate) match_expressions: Vec<LabelSelectorRequirement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LabelSelectorRequirement {
+pub(crate) struct LabelSelectorRequirement {
     pub key: String,
     pub operator: SelectorOperator,
     #[serde(default)]
@@ -82,7 +82,7 @@ pub struct LabelSelectorRequirement {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SelectorOperator {
+pub(crate) enum SelectorOperator {
     In,
     NotIn,
     Exists,
@@ -115,10 +115,10 @@ pub struct Exemption {
     pub namespaces: Vec<String>,
     /// Namespaces selected by their labels (needs the namespace labels from the cluster).
     #[serde(default)]
-    pub namespace_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
     /// Objects selected by their own labels.
     #[serde(default)]
-    pub object_selector: Option<LabelSelector>,
+    pub(crate) object_selector: Option<LabelSelector>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,7 +286,7 @@ impl Policy {
     }
 
     /// Parse and validate policy YAML. `origin` names the source in error messages.
-    pub fn from_yaml(
+    pub(crate) fn from_yaml(
         text: &str,
         origin: &str,
         known: &dyn KnownIds,
@@ -347,19 +347,19 @@ impl Policy {
 
     /// The effective action of a rule or cross-resource check under this policy: its
     /// `rules.<id>.action` when set, else its default capped by the global mode.
-    pub fn action_for(&self, id: &str, default_action: Action) -> Action {
+    pub(crate) fn action_for(&self, id: &str, default_action: Action) -> Action {
         match self.rules.get(id).and_then(|c| c.action) {
             Some(a) => a,
             None => self.mode.cap(default_action),
         }
     }
 
-    pub fn mutation_enabled(&self, id: &str) -> bool {
+    pub(crate) fn mutation_enabled(&self, id: &str) -> bool {
         self.mutations.get(id).is_none_or(|m| m.enabled)
     }
 
     /// The mesh values this policy sets itself, which win over the mesh's own.
-    pub fn mesh_overrides(&self) -> crate::mesh::MeshOverrides {
+    pub(crate) fn mesh_overrides(&self) -> crate::mesh::MeshOverrides {
         crate::mesh::MeshOverrides {
             root_namespace: self.root_namespace.clone(),
             trust_domain: self.trust_domain.clone(),

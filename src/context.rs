@@ -65,7 +65,7 @@ impl Need {
 
     /// [`Need::key`], reading the review's pod template through `template` (the engine passes
     /// the one its rules read, so the template is decoded once per review).
-    pub fn key_with<'t>(
+    pub(crate) fn key_with<'t>(
         self,
         review: &crate::resource::Review<'_>,
         template: &dyn Fn() -> Option<&'t crate::model::workload::PodTemplate<'t>>,

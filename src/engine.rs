@@ -152,7 +152,7 @@ impl Engine {
 
     /// Add PolicyException resources to the policy's exceptions (checked against the policy at
     /// every evaluation).
-    pub fn with_exception_resources(mut self, resources: Vec<Exception>) -> Engine {
+    pub(crate) fn with_exception_resources(mut self, resources: Vec<Exception>) -> Engine {
         for e in resources {
             self.exceptions.push(e);
         }
@@ -160,7 +160,7 @@ impl Engine {
     }
 
     /// Read the time from `clock` (tests, `meshguard test`) instead of the system's.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
         self.clock = clock;
         self
     }
@@ -183,7 +183,7 @@ impl Engine {
 
     /// [`Engine::lookups`] reading the review's decoded objects from `cache` (the webhook passes
     /// the cache it then evaluates with, so nothing is decoded twice).
-    pub fn lookups_with<'c>(
+    pub(crate) fn lookups_with<'c>(
         &self,
         review: &Review<'c>,
         cache: &'c ReviewCache<'c>,
@@ -222,7 +222,7 @@ impl Engine {
     /// Whether a review is exempt as a whole. Istio security resources are never exempt by
     /// namespace: the mesh-wide policies live in the (exempt) root namespace and are exactly
     /// what must be checked. Use per-rule exemptions to relax them.
-    pub fn is_exempt(&self, review: &Review<'_>) -> bool {
+    pub(crate) fn is_exempt(&self, review: &Review<'_>) -> bool {
         if finalizers_coming_off(review) {
             return true;
         }
@@ -236,7 +236,7 @@ impl Engine {
 
     /// [`Engine::evaluate`] with the review's cache made by the caller
     /// ([`ReviewCache::for_review`] of this very review), shared with [`Engine::lookups_with`].
-    pub fn evaluate_with<'c>(
+    pub(crate) fn evaluate_with<'c>(
         &self,
         review: &Review<'c>,
         cluster: &dyn ClusterView,

@@ -165,7 +165,7 @@ pub fn spawn(
 }
 
 /// `meshguard_exceptions{source,status}`: the engine's exceptions now.
-pub fn publish(metrics: &Metrics, engine: &Engine) {
+pub(crate) fn publish(metrics: &Metrics, engine: &Engine) {
     let now = engine.now();
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for source in ["policy", "resource"] {

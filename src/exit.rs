@@ -28,7 +28,7 @@ impl Exit {
     }
 
     /// [`Exit::Findings`] when `failed`, else [`Exit::Ok`].
-    pub fn failed_if(failed: bool) -> Exit {
+    pub(crate) fn failed_if(failed: bool) -> Exit {
         if failed {
             Exit::Findings
         } else {

@@ -77,13 +77,13 @@ pub struct Finding {
 /// Longest path, message and fix of one finding's line: messages quote values from the object
 /// (a 2 MB string, a list of 100,000 principals), and the line goes back to the client, into the
 /// apiserver's audit log and into kubectl's output.
-pub const MAX_PATH_BYTES: usize = 512;
-pub const MAX_MESSAGE_BYTES: usize = 2048;
-pub const MAX_FIX_BYTES: usize = 1024;
+pub(crate) const MAX_PATH_BYTES: usize = 512;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 2048;
+pub(crate) const MAX_FIX_BYTES: usize = 1024;
 
 /// `s` cut to at most `max` bytes on a character boundary, ending in `… (N more bytes)` when
 /// something was cut (the marker is counted in `max`).
-pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
         return Cow::Borrowed(s);
     }
@@ -100,7 +100,7 @@ impl Finding {
     /// `Display` writes, without the formatting machinery: the webhook writes one per finding
     /// of every denied review). Path, message and fix are each clipped ([`MAX_MESSAGE_BYTES`]
     /// and friends), so one line is at most ~3.6 KB whatever the object quoted.
-    pub fn write_line(&self, out: &mut String) {
+    pub(crate) fn write_line(&self, out: &mut String) {
         let v = &self.violation;
         let (path, message, fix) = (
             clip(&v.path, MAX_PATH_BYTES),
@@ -164,12 +164,12 @@ pub struct ObjectFinding {
 }
 
 /// Deterministic order: file, line, namespace, kind, name; stable within one subject.
-pub fn sort_findings(items: &mut [ObjectFinding]) {
+pub(crate) fn sort_findings(items: &mut [ObjectFinding]) {
     items.sort_by(|a, b| subject_order(&a.subject).cmp(&subject_order(&b.subject)));
 }
 
 /// The order findings are reported in ([`sort_findings`]): file, line, namespace, kind, name.
-pub fn subject_order(s: &Subject) -> (&str, usize, &str, &str, &str) {
+pub(crate) fn subject_order(s: &Subject) -> (&str, usize, &str, &str, &str) {
     (
         s.file.as_deref().unwrap_or(""),
         s.line.unwrap_or(0),

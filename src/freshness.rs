@@ -57,7 +57,7 @@ impl Freshness {
     }
 
     /// The resources whose last list is older than `stale_after` at `now`.
-    pub fn stale_at(&self, now: Instant) -> Vec<&'static str> {
+    pub(crate) fn stale_at(&self, now: Instant) -> Vec<&'static str> {
         let Some(limit) = self.stale_after else {
             return Vec::new();
         };

@@ -32,7 +32,7 @@ impl AppState {
 }
 
 /// The admission router: `POST /validate`, `POST /mutate`, and health probes.
-pub fn admission_router(state: AppState) -> Router {
+pub(crate) fn admission_router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
     Router::new()
         .route("/validate", post(validate))
@@ -45,7 +45,7 @@ pub fn admission_router(state: AppState) -> Router {
 }
 
 /// The admin router (plain HTTP): metrics and probes, no admission traffic.
-pub fn admin_router(state: AppState) -> Router {
+pub(crate) fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -72,7 +72,7 @@ fn timeout_query(query: Option<&str>) -> Option<Duration> {
 /// Why a review request was answered without an AdmissionReview. The status code each
 /// deserves lives here, on the type.
 #[derive(Debug, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     #[error("Content-Type must be application/json, got {0:?}")]
     ContentType(String),
     #[error("request body exceeds the {0} byte limit (--max-body-bytes)")]
@@ -131,7 +131,7 @@ impl IntoResponse for Rejection {
 }
 
 /// Longest error text sent back for a refused request.
-pub const MAX_ERROR_BYTES: usize = 1024;
+pub(crate) const MAX_ERROR_BYTES: usize = 1024;
 
 impl BadReview {
     /// 500 when meshguard failed to encode its own answer, 429 when the memory budget is full,
@@ -322,7 +322,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Serve the admin router over plain HTTP until `shutdown`, through the same hardened accept
 /// loop as the admission port (header and idle timeouts, its own connection caps).
-pub async fn serve_admin(
+pub(crate) async fn serve_admin(
     listener: TcpListener,
     router: Router,
     limits: Arc<Limits>,

@@ -148,7 +148,7 @@ impl Object {
 
     /// Its `spec` decoded into a model struct, owning its strings (as
     /// [`crate::model::decode_spec`]).
-    pub fn decode_spec<T: serde::Deserialize<'static> + Default>(
+    pub(crate) fn decode_spec<T: serde::Deserialize<'static> + Default>(
         &self,
     ) -> Result<T, crate::model::Malformed> {
         crate::model::decode_spec_owned(self.spec())
@@ -194,7 +194,7 @@ impl Object {
     }
 
     /// Whether it is being deleted (`metadata.deletionTimestamp` set).
-    pub fn is_terminating(&self) -> bool {
+    pub(crate) fn is_terminating(&self) -> bool {
         self.terminating
     }
 
@@ -357,7 +357,7 @@ impl Inventory {
     }
 
     /// Room for `additional` more objects.
-    pub fn reserve(&mut self, additional: usize) {
+    pub(crate) fn reserve(&mut self, additional: usize) {
         self.objects.reserve_exact(additional);
     }
 
@@ -367,7 +367,7 @@ impl Inventory {
     /// [`ClusterView`]'s lookups see them; iterating the objects and
     /// [`Inventory::namespace_objects`] does not (a batch's cross checks iterate its own
     /// namespaces).
-    pub fn with_shared(mut self, shared: Arc<SharedNamespaces>) -> Inventory {
+    pub(crate) fn with_shared(mut self, shared: Arc<SharedNamespaces>) -> Inventory {
         self.shared = Some(shared);
         self
     }
@@ -472,7 +472,7 @@ impl Inventory {
     }
 
     /// The inventory is the whole cluster.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.complete
     }
 
@@ -502,7 +502,7 @@ impl Inventory {
     }
 
     /// The objects of one kind, in input order.
-    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> + '_ {
+    pub(crate) fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> + '_ {
         self.by_kind
             .get(&kind)
             .into_iter()
@@ -541,7 +541,7 @@ impl Inventory {
     }
 
     /// The object a finding's subject names.
-    pub fn find_subject(&self, subject: &Subject) -> Option<&Object> {
+    pub(crate) fn find_subject(&self, subject: &Subject) -> Option<&Object> {
         let kind = Kind::from_name(&subject.kind)?;
         self.find(kind, &subject.namespace, &subject.name)
     }
@@ -557,12 +557,12 @@ impl Inventory {
     /// The Namespace objects, one per name (the last one when the input repeats a name, as
     /// applying the manifests in order would leave it); not the shared ones
     /// ([`Inventory::with_shared`]).
-    pub fn namespace_objects(&self) -> impl Iterator<Item = &Object> + '_ {
+    pub(crate) fn namespace_objects(&self) -> impl Iterator<Item = &Object> + '_ {
         self.namespaces.values().map(|i| &self.objects[*i])
     }
 
     /// Names of the namespaces any object lives in, and of the shared Namespaces, sorted.
-    pub fn namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
+    pub(crate) fn namespace_names(&self) -> impl Iterator<Item = &str> + '_ {
         let mut own = self.seen_namespaces.iter().map(String::as_str).peekable();
         let mut shared = self
             .shared
@@ -584,7 +584,7 @@ impl Inventory {
 
     /// Whether a namespace exists: it has a Namespace object or some object lives in it;
     /// otherwise `Missing` for a complete inventory, `Unknown` for a partial one.
-    pub fn namespace_exists(&self, name: &str) -> Lookup<()> {
+    pub(crate) fn namespace_exists(&self, name: &str) -> Lookup<()> {
         if self.namespaces.contains_key(name)
             || self.seen_namespaces.contains(name)
             || self.shared_namespace(name).is_some()
@@ -611,12 +611,12 @@ impl Inventory {
     }
 
     /// Namespaces with at least one workload.
-    pub fn namespaces_with_workloads(&self) -> impl Iterator<Item = &str> + '_ {
+    pub(crate) fn namespaces_with_workloads(&self) -> impl Iterator<Item = &str> + '_ {
         self.workloads_by_namespace.keys().map(String::as_str)
     }
 
     /// The object of a workload.
-    pub fn workload_object(&self, w: &InventoryWorkload) -> &Object {
+    pub(crate) fn workload_object(&self, w: &InventoryWorkload) -> &Object {
         &self.objects[w.object]
     }
 }

@@ -30,7 +30,7 @@ fn list_strings_of(list: &[Value]) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// A field counts as set when it is present, not null, and not an empty list or object.
-pub fn is_set(v: Option<&Value>) -> bool {
+pub(crate) fn is_set(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => false,
         Some(Value::Array(a)) => !a.is_empty(),
@@ -40,7 +40,7 @@ pub fn is_set(v: Option<&Value>) -> bool {
 }
 
 /// Walk object keys from a JSON value; `None` when any step is missing.
-pub fn get_path<'v>(value: &'v Value, keys: &[&str]) -> Option<&'v Value> {
+pub(crate) fn get_path<'v>(value: &'v Value, keys: &[&str]) -> Option<&'v Value> {
     keys.iter().try_fold(value, |v, k| v.get(*k))
 }
 
@@ -56,12 +56,12 @@ pub fn string_map(v: &Value) -> BTreeMap<String, String> {
 }
 
 /// Render a map key for a user-facing field path: `labels["app"]`.
-pub fn quoted_key(key: &str) -> String {
+pub(crate) fn quoted_key(key: &str) -> String {
     format!("[{}]", Value::String(key.to_owned()))
 }
 
 /// The JSON type name of a value, as the API server's schema errors write it.
-pub fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

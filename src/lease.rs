@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Name of the Lease that elects the writer of the periodic audit and its reports.
-pub const LEASE_NAME: &str = "meshguard-audit";
+pub(crate) const LEASE_NAME: &str = "meshguard-audit";
 
 /// client-go's `JitterFactor`: a candidate waits between one and 2.2 retry periods.
 const JITTER_FACTOR: f64 = 1.2;
@@ -102,12 +102,12 @@ pub struct LeaseConfig {
     pub name: String,
     /// Unique per process: `spec.holderIdentity` when it leads.
     pub identity: String,
-    pub timing: LeaseTiming,
+    pub(crate) timing: LeaseTiming,
 }
 
 /// A process-unique identity: the pod name (`POD_NAME`, else the host name) and a random
 /// suffix, like client-go users' `hostname_uuid`.
-pub fn default_identity() -> String {
+pub(crate) fn default_identity() -> String {
     let host = std::env::var("POD_NAME")
         .ok()
         .filter(|s| !s.is_empty())
@@ -180,7 +180,7 @@ impl Elector {
     }
 
     /// The holder named by the last record seen ("" when none).
-    pub fn observed_holder(&self) -> &str {
+    pub(crate) fn observed_holder(&self) -> &str {
         self.observed
             .as_ref()
             .and_then(|s| s.holder_identity.as_deref())
@@ -240,7 +240,7 @@ impl Elector {
 
     /// `release`: the record that gives the Lease up (`None` when this candidate does not
     /// hold it).
-    pub fn release_record(&self, wall: MicroTime) -> Option<LeaseSpec> {
+    pub(crate) fn release_record(&self, wall: MicroTime) -> Option<LeaseSpec> {
         if !self.holds() {
             return None;
         }
@@ -282,26 +282,26 @@ impl Leadership {
     }
 
     /// Leading until `until` (the start of the last successful renewal + renew deadline).
-    pub fn lead_until(&self, until: Instant) {
+    pub(crate) fn lead_until(&self, until: Instant) {
         *self.lock() = Some(until);
         self.changes
             .send_if_modified(|v| !std::mem::replace(v, true));
     }
 
     /// Not leading any more.
-    pub fn step_down(&self) {
+    pub(crate) fn step_down(&self) {
         *self.lock() = None;
         self.changes
             .send_if_modified(|v| std::mem::replace(v, false));
     }
 
     /// Leading at `now`.
-    pub fn is_leader_at(&self, now: Instant) -> bool {
+    pub(crate) fn is_leader_at(&self, now: Instant) -> bool {
         self.lock().is_some_and(|until| now < until)
     }
 
     /// Leading now: every write checks this first.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.is_leader_at(Instant::now())
     }
 
@@ -313,7 +313,7 @@ impl Leadership {
 
 /// Errors talking to the API server about the Lease.
 #[derive(Debug, thiserror::Error)]
-pub enum LeaseError {
+pub(crate) enum LeaseError {
     #[error("cannot read Lease {name}: {source}")]
     Get {
         name: String,

@@ -22,34 +22,34 @@ use tokio_rustls::TlsAcceptor;
 /// Limits of the admission listener. Every one is a `serve` flag.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    pub max_body_bytes: usize,
-    pub header_read_timeout: Duration,
-    pub handshake_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Upper bound for one review; the apiserver's `?timeout=` lowers it per request.
-    pub request_timeout: Duration,
-    pub max_connections: usize,
-    pub max_concurrent_streams: u32,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_concurrent_streams: u32,
     pub drain_timeout: Duration,
     /// A connection with no byte read or written and no review in flight for this long is
     /// closed. Before its first request the (shorter) header timeout applies instead.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Requests a client may cancel (HTTP/2 RST_STREAM, an abandoned body) or get refused with
     /// a 4xx on one connection within 10 s before the connection is closed: rapid-reset floods.
-    pub max_cancelled_per_10s: u32,
+    pub(crate) max_cancelled_per_10s: u32,
     /// Time a client has to send a request's whole body (the request's own `?timeout=` lowers
     /// it): a client trickling its body holds a connection and a review slot at most this long.
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// Connections one peer address may hold at once; further ones are closed on accept, so
     /// one client cannot fill `max_connections` and starve the apiserver's new handshakes.
-    pub max_connections_per_peer: usize,
+    pub(crate) max_connections_per_peer: usize,
     /// Bytes the reviews in flight may hold together (bodies and decoded trees); a review that
     /// does not fit is answered 429 with `Retry-After`.
-    pub max_inflight_bytes: usize,
+    pub(crate) max_inflight_bytes: usize,
     /// Estimated bytes the decoded objects of one review may take; a larger review is refused
     /// as too large to judge (a denial, never a partial judgement).
     pub max_decoded_bytes: usize,
     /// Connections the admin port (metrics, probes) may hold at once.
-    pub admin_max_connections: usize,
+    pub(crate) admin_max_connections: usize,
 }
 
 /// The largest body kube-apiserver sends: an UPDATE carries `object` and `oldObject`, each at
@@ -123,7 +123,7 @@ pub async fn serve_tls(
 /// Serve a router over plain HTTP (the admin port) through the same loop: header, idle and
 /// reset-flood watchdogs, and `limits.admin_max_connections` connections (a quarter of them per
 /// peer, at least 4).
-pub async fn serve_plain(
+pub(crate) async fn serve_plain(
     listener: TcpListener,
     router: Router,
     limits: Arc<Limits>,

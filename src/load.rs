@@ -98,7 +98,7 @@ pub struct MeshArgs {
 pub struct Loader {
     pub policy: Policy,
     /// Where the policy came from: its path, or `built-in policy`.
-    pub policy_source: String,
+    pub(crate) policy_source: String,
     /// `--mesh-config`: its path and text (already validated).
     pub(crate) mesh_config: Option<(String, String)>,
     pub(crate) istio_namespace: Option<String>,
@@ -179,7 +179,7 @@ impl Loader {
 
     /// The mesh an authorization decision runs in (`simulate`, `test`): as installed, with the
     /// policy's overrides applied, as the engine does.
-    pub fn decision_mesh(&self, installed: &MeshContext) -> MeshContext {
+    pub(crate) fn decision_mesh(&self, installed: &MeshContext) -> MeshContext {
         installed.with_overrides(&self.policy.mesh_overrides())
     }
 }

@@ -28,11 +28,11 @@ pub enum LogFormat {
 }
 
 /// How long a line may wait in the batch.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// A batch this large is written at once, without waiting for the interval.
-pub const FLUSH_BYTES: usize = 64 * 1024;
+pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
 /// A batch this large takes no more lines until the writer has taken it (the sink is behind).
-pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// The batch and its writer thread, shared by every line writer.
 #[derive(Debug, Default)]
@@ -161,7 +161,7 @@ pub fn init(format: LogFormat, filter: &str) -> LoggingGuard {
 
 /// [`init`] with another sink than stderr (the load benchmark discards the lines but pays for
 /// them exactly as `serve` does).
-pub fn init_to(
+pub(crate) fn init_to(
     format: LogFormat,
     filter: &str,
     sink: impl std::io::Write + Send + 'static,
@@ -338,7 +338,7 @@ impl tracing::field::Visit for Fields<'_, '_> {
 }
 
 /// Lines dropped so far because the log sink was slower than the reviews.
-pub fn dropped_lines() -> u64 {
+pub(crate) fn dropped_lines() -> u64 {
     INSTALLED
         .get()
         .map_or(0, |s| s.dropped.load(Ordering::Relaxed))

@@ -30,7 +30,7 @@ pub struct ManifestObject {
 #[derive(Clone, Debug)]
 pub struct Source {
     /// The whole file, shared by its objects.
-    pub file_text: Arc<str>,
+    pub(crate) file_text: Arc<str>,
     /// Byte range of the document (a `--- content` marker line included).
     pub start: usize,
     pub end: usize,
@@ -42,7 +42,7 @@ impl Source {
     }
 
     /// Whether two objects come from the same document.
-    pub fn same_document(&self, other: &Source) -> bool {
+    pub(crate) fn same_document(&self, other: &Source) -> bool {
         Arc::ptr_eq(&self.file_text, &other.file_text) && self.start == other.start
     }
 }
@@ -85,7 +85,7 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// Expand the inputs into the list of files to read, in a stable order: given files as given,
 /// directories walked recursively with entries sorted by name (hidden entries skipped).
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut out = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
@@ -144,7 +144,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, InputError> {
 
 /// [`load`] with `-` read from `stdin`. Files are read in order, then their documents are
 /// parsed on all cores; the result keeps input order.
-pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
+pub(crate) fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, InputError> {
     let (objects, errors) = load_map(paths, stdin, |o| o)?;
     Ok(Loaded { objects, errors })
 }
@@ -152,7 +152,7 @@ pub fn load_from(paths: &[PathBuf], stdin: &mut dyn Read) -> Result<Loaded, Inpu
 /// [`load_from`], each object passed through `f` as soon as it is parsed (on the parsing
 /// core): a caller that keeps something smaller than the parsed object never holds every
 /// object's JSON tree at once. Results and errors in input order.
-pub fn load_map<T: Send>(
+pub(crate) fn load_map<T: Send>(
     paths: &[PathBuf],
     stdin: &mut dyn Read,
     f: impl Fn(ManifestObject) -> T + Sync + Send,
@@ -211,16 +211,16 @@ fn without_bom(text: String) -> Arc<str> {
 
 /// A document of a multi-document YAML stream: its text and first line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawDocument<'a> {
+pub(crate) struct RawDocument<'a> {
     pub text: &'a str,
     /// 1-based line of the document's first line (after the `---`).
-    pub first_line: usize,
+    pub(crate) first_line: usize,
 }
 
 /// Split a YAML stream on document markers (`---` at column 0, optionally followed by
 /// whitespace and content) and end markers (`...`). Content after `--- ` on the marker line
 /// belongs to the new document.
-pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
+pub(crate) fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
     let mut docs = Vec::new();
     let mut start = 0usize; // byte offset of the current document
     let mut start_line = 1usize;

@@ -224,7 +224,7 @@ impl MeshWatch {
 
 /// A cluster source that is ready only once the mesh watch is too (and owns the watch, so it runs
 /// as long as the admission server holds it).
-pub struct ReadyWithMesh {
+pub(crate) struct ReadyWithMesh {
     pub inner: Arc<dyn crate::context::ClusterSource>,
     pub watch: MeshWatch,
 }
@@ -270,7 +270,7 @@ pub fn spawn(
 }
 
 /// [`spawn`] with watches that relist and count as stale as `freshness` says.
-pub fn spawn_with(
+pub(crate) fn spawn_with(
     client: Client,
     istio_namespace: String,
     explicit: bool,

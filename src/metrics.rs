@@ -10,38 +10,38 @@ use prometheus::{
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
-    pub admission_requests: IntCounterVec,
-    pub admission_duration: HistogramVec,
+    pub(crate) admission_requests: IntCounterVec,
+    pub(crate) admission_duration: HistogramVec,
     pub violations: IntCounterVec,
     pub mutations: IntCounterVec,
-    pub tls_expiry: Gauge,
-    pub tls_reloads: IntCounterVec,
-    pub config_reloads: IntCounterVec,
+    pub(crate) tls_expiry: Gauge,
+    pub(crate) tls_reloads: IntCounterVec,
+    pub(crate) config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
-    pub cache_synced: IntGaugeVec,
+    pub(crate) cache_synced: IntGaugeVec,
     pub audit_violations: GaugeVec,
     pub audit_last_run: Gauge,
-    pub audit_duration: Gauge,
+    pub(crate) audit_duration: Gauge,
     /// Log lines dropped by the non-blocking writer (sink slower than the reviews).
-    pub log_dropped: prometheus::IntCounter,
+    pub(crate) log_dropped: prometheus::IntCounter,
     /// Report writes by API and result (created, updated, unchanged, deleted, failed).
-    pub report_writes: IntCounterVec,
+    pub(crate) report_writes: IntCounterVec,
     /// 1 while this replica holds the audit Lease (runs the periodic audit, writes reports).
     pub leader: IntGauge,
     /// Audit runs by result (success, failure, interrupted).
-    pub audit_runs: IntCounterVec,
+    pub(crate) audit_runs: IntCounterVec,
     /// How long the auditor waits before its next run after failures (0: no back-off).
-    pub audit_backoff: Gauge,
+    pub(crate) audit_backoff: Gauge,
     /// The policy in force: one series, 1, labelled with its mode, a digest of its text and what
     /// its last reload weakened (`none`, or a comma-separated list: mode, action, exemption,
     /// lookup, existing-violations).
-    pub policy_info: IntGaugeVec,
+    pub(crate) policy_info: IntGaugeVec,
     /// When each watch last completed a full list (a relist), as a Unix timestamp.
-    pub watch_last_list: GaugeVec,
+    pub(crate) watch_last_list: GaugeVec,
     /// Policy operations (`config::exceptions`): findings excepted at admission, by the last
     /// periodic audit, and the exceptions known by source and status.
     pub excepted: IntCounterVec,
-    pub audit_excepted: GaugeVec,
+    pub(crate) audit_excepted: GaugeVec,
     pub exceptions: IntGaugeVec,
     /// Admitted AuthorizationPolicy and PeerAuthentication changes that open access (the
     /// policy's `impact` setting), by kind.
@@ -49,7 +49,7 @@ pub struct Metrics {
 }
 
 /// Histogram buckets from 50 µs to 10 s.
-pub const DURATION_BUCKETS: &[f64] = &[
+pub(crate) const DURATION_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];

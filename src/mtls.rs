@@ -114,7 +114,7 @@ impl Workload {
     /// The container port a Service port's target is, in this workload: a number as is, a name
     /// resolved against the container ports' names (`None` when no container port has it).
     /// The one place a `targetPort` name is resolved.
-    pub fn target_port(&self, target: crate::model::service::Target<'_>) -> Option<u32> {
+    pub(crate) fn target_port(&self, target: crate::model::service::Target<'_>) -> Option<u32> {
         use crate::model::service::Target;
         match target {
             Target::Number(n) => Some(n),
@@ -127,7 +127,7 @@ impl Workload {
     }
 
     /// Field path of the pod template (`spec.template`, or `metadata` for a Pod).
-    pub fn template_path(&self) -> String {
+    pub(crate) fn template_path(&self) -> String {
         match self.kind.pod_template_path() {
             Some(keys) if !keys.is_empty() => keys.join("."),
             _ => "metadata".to_owned(),
@@ -187,7 +187,7 @@ pub struct Effective {
 /// The composed policy of one workload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Composed {
-    pub workload_mode: Effective,
+    pub(crate) workload_mode: Effective,
     /// Port-level modes (already inheriting the workload mode for UNSET ports).
     pub ports: BTreeMap<u32, Effective>,
 }
@@ -240,7 +240,7 @@ impl PolicyIndex {
     }
 
     /// The mesh-wide policy in force (oldest selector-less policy in the root namespace).
-    pub fn mesh_policy(&self) -> Option<&PeerPolicy> {
+    pub(crate) fn mesh_policy(&self) -> Option<&PeerPolicy> {
         self.by_namespace
             .get(&self.root_namespace)?
             .iter()
@@ -248,7 +248,7 @@ impl PolicyIndex {
     }
 
     /// Compose the policies that apply to pods with `labels` in `namespace`.
-    pub fn compose(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Composed {
+    pub(crate) fn compose(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Composed {
         let empty = Vec::new();
         let root = self
             .by_namespace
@@ -385,11 +385,11 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn port_label(&self) -> String {
+    pub(crate) fn port_label(&self) -> String {
         self.port.map_or_else(|| "*".to_owned(), |p| p.to_string())
     }
 
-    pub fn decided_by_label(&self) -> String {
+    pub(crate) fn decided_by_label(&self) -> String {
         match &self.effective.decided_by {
             Some(d) => d.to_string(),
             None => "(no policy: Istio default)".to_owned(),

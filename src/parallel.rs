@@ -12,13 +12,16 @@ fn chunk_size(len: usize) -> usize {
 }
 
 /// Map `f` over contiguous chunks of `items` in parallel; results in chunk order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync + Send) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&[T]) -> R + Sync + Send,
+) -> Vec<R> {
     use rayon::prelude::*;
     items.par_chunks(chunk_size(items.len())).map(f).collect()
 }
 
 /// [`par_map`] over mutable chunks.
-pub fn par_map_mut<T: Send, R: Send>(
+pub(crate) fn par_map_mut<T: Send, R: Send>(
     items: &mut [T],
     f: impl Fn(&mut [T]) -> R + Sync + Send,
 ) -> Vec<R> {

@@ -32,7 +32,7 @@ pub struct Weakening {
 }
 
 /// Every way `new` enforces less than `old`.
-pub fn weakenings(old: &Policy, new: &Policy) -> Vec<Weakening> {
+pub(crate) fn weakenings(old: &Policy, new: &Policy) -> Vec<Weakening> {
     let mut out = Vec::new();
     let mut push = |class: &'static str, what: String| out.push(Weakening { class, what });
     if mode_strength(new.mode) < mode_strength(old.mode) {
@@ -103,7 +103,7 @@ pub fn weakenings(old: &Policy, new: &Policy) -> Vec<Weakening> {
 
 /// A stable short digest of the policy file's bytes (FNV-1a, 64 bits): which policy a replica
 /// runs, comparable across replicas and restarts.
-pub fn digest(text: &[u8]) -> String {
+pub(crate) fn digest(text: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text {
         h ^= u64::from(*b);
@@ -114,7 +114,7 @@ pub fn digest(text: &[u8]) -> String {
 
 /// The policy now in force (`previous`: the one it replaces, on a reload): `meshguard_policy_info`
 /// gets one series for it, and a weakening is logged at warn.
-pub fn publish(metrics: &Metrics, previous: Option<&Policy>, policy: &Policy, text: &[u8]) {
+pub(crate) fn publish(metrics: &Metrics, previous: Option<&Policy>, policy: &Policy, text: &[u8]) {
     let weak = previous.map(|p| weakenings(p, policy)).unwrap_or_default();
     let classes: BTreeSet<&str> = weak.iter().map(|w| w.class).collect();
     let label = if classes.is_empty() {

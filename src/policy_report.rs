@@ -28,18 +28,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 /// `source` of every result (and of an openreports.io report).
-pub const SOURCE: &str = "meshguard";
+pub(crate) const SOURCE: &str = "meshguard";
 /// Name of meshguard's report in each namespace, and of its cluster report.
-pub const REPORT_NAME: &str = "meshguard";
+pub(crate) const REPORT_NAME: &str = "meshguard";
 /// The label that marks meshguard's reports.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "meshguard";
+pub(crate) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub(crate) const MANAGED_BY: &str = "meshguard";
 /// Set on a report whose results were cut to fit in one object.
-pub const TRUNCATED_ANNOTATION: &str = "meshguard.io/truncated";
+pub(crate) const TRUNCATED_ANNOTATION: &str = "meshguard.io/truncated";
 /// Room for a report's results. etcd refuses a write larger than its request limit (1.5 MiB by
 /// default, `--max-request-bytes`), and kube-apiserver stores a custom resource as JSON together
 /// with its metadata and managedFields: 1 MiB of results leaves a third for those.
-pub const RESULTS_BUDGET_BYTES: usize = 1024 * 1024;
+pub(crate) const RESULTS_BUDGET_BYTES: usize = 1024 * 1024;
 
 /// Which report API to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -129,7 +129,7 @@ impl ReportScope {
         }
     }
 
-    pub fn is_cluster(&self) -> bool {
+    pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, ReportScope::Cluster)
     }
 
@@ -159,7 +159,7 @@ pub struct Timestamp {
 
 impl Timestamp {
     /// Whole seconds: reports need no finer first-seen times.
-    pub fn from_unix(seconds: i64) -> Timestamp {
+    pub(crate) fn from_unix(seconds: i64) -> Timestamp {
         Timestamp { seconds, nanos: 0 }
     }
 
@@ -210,8 +210,8 @@ pub struct ReportResult {
 }
 
 /// Property keys of a result.
-pub const PROP_FIELD_PATH: &str = "fieldPath";
-pub const PROP_ACTION: &str = "action";
+pub(crate) const PROP_FIELD_PATH: &str = "fieldPath";
+pub(crate) const PROP_ACTION: &str = "action";
 
 /// What identifies a result from one audit to the next: the rule, the object (by uid too, so
 /// a recreated object is a new result) and the field.
@@ -219,7 +219,7 @@ pub const PROP_ACTION: &str = "action";
 pub struct ResultKey {
     pub policy: String,
     pub resource: ResourceRef,
-    pub field_path: String,
+    pub(crate) field_path: String,
 }
 
 impl ReportResult {
@@ -317,7 +317,7 @@ fn prefix(id: &str) -> &str {
 }
 
 /// The report result of one finding, first seen at `timestamp`.
-pub fn result_of(f: &ObjectFinding, timestamp: Timestamp) -> ReportResult {
+pub(crate) fn result_of(f: &ObjectFinding, timestamp: Timestamp) -> ReportResult {
     let (result, severity) = outcome(f.finding.action);
     let s = &f.subject;
     let v = &f.finding.violation;
@@ -351,7 +351,7 @@ pub fn result_of(f: &ObjectFinding, timestamp: Timestamp) -> ReportResult {
 
 /// First-seen timestamps of the results of a report already in the cluster. Entries this
 /// version cannot read are skipped (they just get a new timestamp).
-pub fn first_seen(existing: &Value) -> HashMap<ResultKey, Timestamp> {
+pub(crate) fn first_seen(existing: &Value) -> HashMap<ResultKey, Timestamp> {
     existing
         .get("results")
         .and_then(Value::as_array)
@@ -363,7 +363,9 @@ pub fn first_seen(existing: &Value) -> HashMap<ResultKey, Timestamp> {
 }
 
 /// Findings grouped into reports.
-pub fn group_by_scope(findings: &[ObjectFinding]) -> BTreeMap<ReportScope, Vec<&ObjectFinding>> {
+pub(crate) fn group_by_scope(
+    findings: &[ObjectFinding],
+) -> BTreeMap<ReportScope, Vec<&ObjectFinding>> {
     let mut out: BTreeMap<ReportScope, Vec<&ObjectFinding>> = BTreeMap::new();
     for f in findings {
         out.entry(ReportScope::of(f)).or_default().push(f);
@@ -389,7 +391,7 @@ impl Built {
     }
 
     /// The annotation value of a truncated report.
-    pub fn truncation_note(&self) -> Option<String> {
+    pub(crate) fn truncation_note(&self) -> Option<String> {
         self.truncated().then(|| {
             format!(
                 "{} of {} results kept (the most severe first; summary counts all {}): the report must fit in one object",
@@ -420,7 +422,7 @@ impl Built {
     /// `existing` with meshguard's content in place: results, summary, source, the managed-by
     /// label and the truncation annotation. Everything else (other labels and annotations,
     /// resourceVersion for the optimistic-concurrency check) is kept.
-    pub fn apply_to(&self, api: ReportApi, existing: &Value) -> Value {
+    pub(crate) fn apply_to(&self, api: ReportApi, existing: &Value) -> Value {
         let mut obj = existing.clone();
         if !obj.is_object() {
             obj = json!({});
@@ -477,7 +479,7 @@ pub fn build(
 }
 
 /// [`build`] with the scope's excepted findings as `skip` results ([`skipped_result_of`]).
-pub fn build_with_excepted(
+pub(crate) fn build_with_excepted(
     scope: ReportScope,
     findings: &[&ObjectFinding],
     excepted: &[&ObjectExcepted],
@@ -539,7 +541,7 @@ pub fn build_with_excepted(
 /// exception until when and why, and the properties `exception`, `exceptionExpires`,
 /// `exceptionReason` (and `exceptionOwner`, `exceptionTicket` when set) beside `fieldPath` and
 /// the `action` the finding would have had.
-pub fn skipped_result_of(e: &ObjectExcepted, timestamp: Timestamp) -> ReportResult {
+pub(crate) fn skipped_result_of(e: &ObjectExcepted, timestamp: Timestamp) -> ReportResult {
     let as_finding = ObjectFinding {
         subject: e.subject.clone(),
         finding: e.finding.clone(),
@@ -566,7 +568,7 @@ pub fn skipped_result_of(e: &ObjectExcepted, timestamp: Timestamp) -> ReportResu
 }
 
 /// Every report of a set of findings and excepted findings (see [`build_with_excepted`]).
-pub fn build_all_with_excepted(
+pub(crate) fn build_all_with_excepted(
     findings: &[ObjectFinding],
     excepted: &[ObjectExcepted],
     now: Timestamp,

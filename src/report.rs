@@ -21,7 +21,7 @@ pub enum Format {
 }
 
 /// Id under which unreadable documents appear in JUnit and SARIF.
-pub const PARSE_ERROR_ID: &str = "manifest-parse-error";
+pub(crate) const PARSE_ERROR_ID: &str = "manifest-parse-error";
 
 /// Everything a run produced.
 #[derive(Clone, Debug, Default)]
@@ -38,12 +38,12 @@ pub struct Report {
     pub notes: Vec<String>,
     pub mtls: Vec<mtls::Row>,
     /// Print the effective-mTLS table.
-    pub show_mtls: bool,
+    pub(crate) show_mtls: bool,
     /// The mesh context the verdicts were made with (effective values and their origins).
     pub mesh: Option<std::sync::Arc<crate::mesh::MeshContext>>,
     /// What the policy in force weakens without saying so (exemptions a tenant can grant
     /// themselves), from [`crate::catalogue::policy_warnings`].
-    pub policy_warnings: Vec<String>,
+    pub(crate) policy_warnings: Vec<String>,
     /// Findings an exception covers: shown apart (`report_excepted`), never counted as findings.
     pub excepted: Vec<ObjectExcepted>,
 }
@@ -74,7 +74,7 @@ impl Report {
         m
     }
 
-    pub fn by_namespace(&self) -> BTreeMap<&str, usize> {
+    pub(crate) fn by_namespace(&self) -> BTreeMap<&str, usize> {
         let mut m = BTreeMap::new();
         for i in &self.findings {
             let ns = if i.subject.namespace.is_empty() {

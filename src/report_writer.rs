@@ -31,7 +31,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Field manager of meshguard's writes (shown in managedFields).
-pub const FIELD_MANAGER: &str = "meshguard";
+pub(crate) const FIELD_MANAGER: &str = "meshguard";
 /// Requests in flight at once during a round.
 const CONCURRENCY: usize = 4;
 
@@ -46,7 +46,7 @@ pub struct WriteCounts {
     /// Reports written truncated (also counted as created or updated).
     pub truncated: usize,
     /// The round stopped early because `may_write` said no.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
 }
 
 impl std::fmt::Display for WriteCounts {
@@ -393,7 +393,7 @@ pub async fn resolve(
 /// `--reports` resolved before every round of the periodic audit, logged when the answer
 /// changes (so a missing CRD is one log line, not one per round).
 #[derive(Debug)]
-pub struct RoundApi {
+pub(crate) struct RoundApi {
     setting: ReportsSetting,
     last: Option<Option<ReportApi>>,
 }

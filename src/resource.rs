@@ -59,7 +59,7 @@ impl Kind {
     ];
 
     /// Kinds that carry a pod spec (directly or in a template).
-    pub const WORKLOADS: &'static [Kind] = &[
+    pub(crate) const WORKLOADS: &'static [Kind] = &[
         Kind::Pod,
         Kind::Deployment,
         Kind::StatefulSet,
@@ -89,7 +89,7 @@ impl Kind {
     }
 
     /// Recognise a kind by its name alone (`Deployment`), for objects referenced by kind.
-    pub fn from_name(kind: &str) -> Option<Kind> {
+    pub(crate) fn from_name(kind: &str) -> Option<Kind> {
         Some(match kind {
             "PeerAuthentication" => Kind::PeerAuthentication,
             "AuthorizationPolicy" => Kind::AuthorizationPolicy,
@@ -153,20 +153,20 @@ impl Kind {
         }
     }
 
-    pub fn is_workload(self) -> bool {
+    pub(crate) fn is_workload(self) -> bool {
         self.facts().pod_template.is_some()
     }
 
     /// One of Istio's resources meshguard judges (never exempt by namespace: the mesh-wide
     /// policies, and the EnvoyFilters and Sidecars that reach every workload, live in the exempt
     /// root namespace).
-    pub fn is_istio(self) -> bool {
+    pub(crate) fn is_istio(self) -> bool {
         self.facts().istio
     }
 
     /// Where the pod template sits below the object root, as object keys.
     /// `Some(&[])` for a Pod (the object is its own template).
-    pub fn pod_template_path(self) -> Option<&'static [&'static str]> {
+    pub(crate) fn pod_template_path(self) -> Option<&'static [&'static str]> {
         self.facts().pod_template
     }
 }
@@ -187,23 +187,23 @@ pub struct KindFacts {
     /// One of Istio's security resources.
     pub istio: bool,
     /// Where the pod template sits (`Some(&[])`: the object is a pod); `None`: no pods.
-    pub pod_template: Option<&'static [&'static str]>,
+    pub(crate) pod_template: Option<&'static [&'static str]>,
     /// A controller of pods (or of pod controllers): an object it owns through a `controller`
     /// owner reference is judged through it, not on its own.
-    pub owns_pods: bool,
+    pub(crate) owns_pods: bool,
 }
 
 impl KindFacts {
     /// Every check reads only the metadata of this kind (a Namespace's labels, annotations and
     /// deletion; a ServiceAccount's name), so a listing asks the API server for
     /// `PartialObjectMetadata` only.
-    pub fn judged_by_metadata(&self) -> bool {
+    pub(crate) fn judged_by_metadata(&self) -> bool {
         matches!(self.kind, Kind::Namespace | Kind::ServiceAccount)
     }
 
     /// A listing keeps this kind's `status` (a Gateway is a waypoint only once its
     /// `status.addresses` are set); every other kind's is dropped.
-    pub fn keeps_status(&self) -> bool {
+    pub(crate) fn keeps_status(&self) -> bool {
         self.kind == Kind::Gateway
     }
 }
@@ -218,7 +218,7 @@ const GATEWAY_API: &[&str] = &["v1", "v1beta1"];
 const TEMPLATE: Option<&[&str]> = Some(&["spec", "template"]);
 
 /// Every kind meshguard reads, in [`Kind::ALL`] order.
-pub static KIND_FACTS: &[KindFacts] = &[
+pub(crate) static KIND_FACTS: &[KindFacts] = &[
     KindFacts {
         kind: Kind::PeerAuthentication,
         group: "security.istio.io",
@@ -435,7 +435,7 @@ pub static KIND_FACTS: &[KindFacts] = &[
 
 /// An object owned, through a `controller` owner reference, by a controller of pods: it is
 /// judged through that controller (a ReplicaSet of a Deployment, the Pods of a ReplicaSet).
-pub fn is_controlled(obj: &DynamicObject) -> bool {
+pub(crate) fn is_controlled(obj: &DynamicObject) -> bool {
     controller_kind(obj).is_some()
 }
 
@@ -444,7 +444,7 @@ pub fn is_controlled(obj: &DynamicObject) -> bool {
 /// (`apps/v1` `Deployment`, `batch/v1` `Job`, `v1` `ReplicationController`): a `kind:
 /// Deployment` of another API group is somebody's own resource, which no Kubernetes controller
 /// acts for, and it must neither hide the object from the checks nor earn its owner's pardon.
-pub fn controller_kind(obj: &DynamicObject) -> Option<Kind> {
+pub(crate) fn controller_kind(obj: &DynamicObject) -> Option<Kind> {
     obj.metadata
         .owner_references
         .iter()
@@ -538,18 +538,18 @@ impl<'a> Review<'a> {
 }
 
 /// `spec` of an object, JSON null when absent.
-pub fn spec_of(obj: &DynamicObject) -> &Value {
+pub(crate) fn spec_of(obj: &DynamicObject) -> &Value {
     obj.data.get("spec").unwrap_or(&Value::Null)
 }
 
 /// Labels of an object, empty when absent.
-pub fn labels_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
+pub(crate) fn labels_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     obj.metadata.labels.as_ref().unwrap_or(&EMPTY)
 }
 
 /// Annotations of an object, empty when absent.
-pub fn annotations_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
+pub(crate) fn annotations_of(obj: &DynamicObject) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     obj.metadata.annotations.as_ref().unwrap_or(&EMPTY)
 }
@@ -1052,7 +1052,7 @@ impl<'de> serde::de::Visitor<'de> for Bounded {
 /// keys), rounded up so that the estimate stays above what the allocator hands out.
 mod cost {
     /// One list item or map value slot (`Value` is 32 bytes; vectors grow by doubling).
-    pub const ITEM: usize = 64;
+    pub(crate) const ITEM: usize = 64;
     /// A string of `len` bytes (allocator rounding and header included).
     pub fn string(len: usize) -> usize {
         len + 16
@@ -1098,7 +1098,7 @@ pub struct DecodeReport {
     /// must not be judged.
     pub overflow: Option<Overflow>,
     /// The bytes held on the shared budget for what was built; release when the review is done.
-    pub reservation: crate::budget::Reservation,
+    pub(crate) reservation: crate::budget::Reservation,
 }
 
 /// The meter of the decode running on this thread.
@@ -1159,7 +1159,7 @@ fn stopped() -> bool {
 /// either, the rest is scanned without being built and the report says which limit was hit:
 /// incomplete objects are never judged (truncating a list could hide the item a rule would
 /// deny), the review is answered as too large (or 429 when only the shared budget is full).
-pub fn metered<T>(
+pub(crate) fn metered<T>(
     limits: DecodeLimits,
     reservation: crate::budget::Reservation,
     decode: impl FnOnce() -> T,
@@ -1185,19 +1185,19 @@ pub fn metered<T>(
 }
 
 /// Deserialize `T` as a bounded tree (`options` of a review): built within the decode meter.
-pub fn bounded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+pub(crate) fn bounded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
     serde::de::DeserializeSeed::deserialize(Bounded(None), d)
 }
 
 /// A list of strings charged to the decode meter (a review's `userInfo.groups`).
-pub fn bounded_string_list<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn bounded_string_list<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Vec<String>>, D::Error> {
     bounded_list(d, |s: &String| s.len())
 }
 
 /// A map of string lists charged to the decode meter (a review's `userInfo.extra`).
-pub fn bounded_extra<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn bounded_extra<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
     struct Extra;

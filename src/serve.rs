@@ -29,26 +29,26 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Serving certificate chain and key (PEM files, reloaded when they change); `None`
     /// generates a self-signed CA and certificate for `dns_names`.
-    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
     /// DNS names of a generated certificate (besides localhost and 127.0.0.1).
-    pub dns_names: Vec<String>,
+    pub(crate) dns_names: Vec<String>,
     /// Where to write the CA bundle of a generated certificate.
-    pub ca_bundle_out: Option<PathBuf>,
-    pub tls_reload_interval: Duration,
+    pub(crate) ca_bundle_out: Option<PathBuf>,
+    pub(crate) tls_reload_interval: Duration,
     /// Require client certificates signed by this CA bundle (PEM file).
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
     /// Address of the plain-HTTP admin listener.
     pub admin_listen: SocketAddr,
     /// Policy file; `None` uses the built-in policy.
     pub config: Option<PathBuf>,
-    pub config_reload_interval: Duration,
+    pub(crate) config_reload_interval: Duration,
     /// meshguard's own namespace, always exempt.
     pub own_namespace: Option<String>,
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     pub log_level: String,
     pub limits: Limits,
     /// Deadline of a direct API lookup on a cache miss.
-    pub lookup_timeout: Duration,
+    pub(crate) lookup_timeout: Duration,
     /// Kubeconfig for the watches; `None`: in-cluster or the default kubeconfig.
     pub kubeconfig: Option<PathBuf>,
     /// Run without a cluster connection.
@@ -61,9 +61,9 @@ pub struct ServeConfig {
     /// Which reports the periodic audit writes.
     pub reports: ReportsSetting,
     /// Restart every watch this often (zero: never).
-    pub watch_relist_interval: Duration,
+    pub(crate) watch_relist_interval: Duration,
     /// Not ready while a watch has not listed for this long (zero: never).
-    pub watch_stale_after: Duration,
+    pub(crate) watch_stale_after: Duration,
     /// Run the periodic audit only while holding the audit Lease (several replicas); false:
     /// always (one replica).
     pub leader_elect: bool,
@@ -93,7 +93,7 @@ pub fn run(args: ServeConfig) -> crate::exit::Exit {
 }
 
 /// Load the policy named by `--config`, or the built-in one.
-pub fn load_policy(args: &ServeConfig) -> anyhow::Result<Policy> {
+pub(crate) fn load_policy(args: &ServeConfig) -> anyhow::Result<Policy> {
     Ok(match &args.config {
         Some(path) => crate::catalogue::load_policy(path)?,
         None => Policy::builtin(),
@@ -101,7 +101,7 @@ pub fn load_policy(args: &ServeConfig) -> anyhow::Result<Policy> {
 }
 
 /// The certificate source: the given files, or a CA + certificate generated now.
-pub fn cert_source(args: &ServeConfig) -> anyhow::Result<CertSource> {
+pub(crate) fn cert_source(args: &ServeConfig) -> anyhow::Result<CertSource> {
     if let Some((cert, key)) = &args.tls_files {
         return Ok(CertSource::Files {
             cert: cert.clone(),
@@ -368,7 +368,7 @@ const SPARE_FILES: u64 = 256;
 /// 1,024 while the hard one is far higher) and keep both listeners' connection caps below it,
 /// so that connections can never take the descriptors the process needs, nor the admin port's
 /// the admission port's. Checks the limits that must hold together.
-pub fn fit_to_open_files(mut limits: Limits) -> anyhow::Result<Limits> {
+pub(crate) fn fit_to_open_files(mut limits: Limits) -> anyhow::Result<Limits> {
     if limits.max_decoded_bytes > limits.max_inflight_bytes
         || limits.max_body_bytes > limits.max_inflight_bytes
     {

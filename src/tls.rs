@@ -263,7 +263,7 @@ pub fn server_config(
 #[derive(Clone, Debug)]
 pub struct Generated {
     pub ca_cert_pem: String,
-    pub ca_key_pem: String,
+    pub(crate) ca_key_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }

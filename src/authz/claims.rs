@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 /// The claim path of `request.auth.claims[...]` (`rest` is what follows the prefix):
 /// `[a][b]` → `a`, `b`; `[a.b]` → `a.b`; anything else must be one bracketed name.
-pub fn parse_claim_key(rest: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_claim_key(rest: &str) -> Result<Vec<String>, String> {
     let b = rest.as_bytes();
     let end_bracket = |begin: usize| -> Option<usize> {
         if b.get(begin) != Some(&b'[') {
@@ -45,7 +45,7 @@ pub fn parse_claim_key(rest: &str) -> Result<Vec<String>, String> {
 }
 
 /// Istio `extractNameInBrackets`: `[name]` → `name`.
-pub fn bracketed(s: &str) -> Result<&str, String> {
+pub(crate) fn bracketed(s: &str) -> Result<&str, String> {
     s.strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .ok_or_else(|| format!("expecting format [<NAME>], but found {s}"))
@@ -60,7 +60,7 @@ pub fn lookup<'v>(claims: &'v Map<String, Value>, path: &[String]) -> Option<&'v
 
 /// Whether a claim value matches one of `matchers`. `space_delimited`: the claim is one the
 /// JWT filter splits on spaces (only for a string value).
-pub fn value_matches(
+pub(crate) fn value_matches(
     value: Option<&Value>,
     matchers: &[StringMatcher],
     space_delimited: bool,

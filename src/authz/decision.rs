@@ -235,7 +235,7 @@ impl PolicySet {
 
     /// Assume the external authorizer of CUSTOM policies denies what it is asked about
     /// (default: it allows).
-    pub fn assume_custom_deny(mut self, deny: bool) -> PolicySet {
+    pub(crate) fn assume_custom_deny(mut self, deny: bool) -> PolicySet {
         self.custom_deny = deny;
         self
     }
@@ -254,7 +254,7 @@ impl PolicySet {
     }
 
     /// Policy `i` as istiod converts it for ztunnel, or why it sends nothing.
-    pub fn ztunnel_policy(&self, i: usize) -> Result<&L4Policy, &NotSent> {
+    pub(crate) fn ztunnel_policy(&self, i: usize) -> Result<&L4Policy, &NotSent> {
         match self.ztunnel.get(i) {
             Some(Ok(p)) => Ok(p),
             Some(Err(e)) => Err(e),
@@ -263,7 +263,7 @@ impl PolicySet {
     }
 
     /// The PeerAuthentication-derived DENY policies ztunnel applies to a captured workload.
-    pub fn peer_derived(
+    pub(crate) fn peer_derived(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
@@ -289,7 +289,7 @@ impl PolicySet {
     /// traffic): the policies whose `targetRef(s)` attach to it ([`attaches_to_waypoint`]),
     /// evaluated with the sidecar algorithm (CUSTOM, DENY, ALLOW); RequestAuthentications
     /// attach the same way. The waypoint sees the client's own identity (HBONE).
-    pub fn waypoint_target(
+    pub(crate) fn waypoint_target(
         &self,
         waypoint_namespace: &str,
         waypoint_name: &str,
@@ -479,12 +479,12 @@ impl<'s> Target<'s> {
     }
 
     /// The enforced ALLOW policies that apply, as indexes into [`PolicySet::policies`].
-    pub fn allow_policies(&self) -> &[usize] {
+    pub(crate) fn allow_policies(&self) -> &[usize] {
         &self.allow
     }
 
     /// The enforced DENY and CUSTOM policies that apply.
-    pub fn deny_policies(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn deny_policies(&self) -> impl Iterator<Item = usize> + '_ {
         self.deny.iter().chain(&self.custom).copied()
     }
 

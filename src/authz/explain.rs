@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::fmt::Write;
 
 /// How many closest rules an explanation lists.
-pub const NEAR_MISSES: usize = 3;
+pub(crate) const NEAR_MISSES: usize = 3;
 
 /// A rule that decided (or matched).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -96,7 +96,7 @@ impl NearMiss {
 /// The decision if the dry-run policies were enforced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Shadow {
+pub(crate) struct Shadow {
     pub verdict: Verdict,
     pub decided_by: Option<RuleHit>,
     pub reason: String,
@@ -125,20 +125,20 @@ pub struct Explanation {
     pub decided_by: Option<RuleHit>,
     pub mtls: MtlsStep,
     pub reason: String,
-    pub near_misses: Vec<NearMiss>,
+    pub(crate) near_misses: Vec<NearMiss>,
     /// The peer identity the sidecar sees (none for plaintext or without mTLS).
     pub peer: Option<String>,
     /// `iss/sub` of an accepted token.
-    pub request_principal: Option<String>,
+    pub(crate) request_principal: Option<String>,
     /// CUSTOM rules that sent the request to an external authorizer.
     pub custom: Vec<RuleHit>,
     /// AUDIT rules that matched (they never decide).
     pub audit: Vec<RuleHit>,
-    pub shadow: Option<Shadow>,
+    pub(crate) shadow: Option<Shadow>,
     pub policies: Vec<Applied>,
     /// Policies in scope that use targetRef(s): they attach to gateways and waypoints, not to
     /// the workload's sidecar.
-    pub not_applied: Vec<String>,
+    pub(crate) not_applied: Vec<String>,
     pub notes: Vec<String>,
     /// The request's path, hop by hop (caller's proxy, waypoint, destination); one hop for a
     /// sidecar destination reached directly.

@@ -77,7 +77,7 @@ pub(crate) struct Ctx<'r> {
     /// The token, when a RequestAuthentication accepted it.
     pub jwt: Option<&'r Jwt>,
     /// Top-level claims the JWT filter splits on spaces.
-    pub space_delimited: &'r [String],
+    pub(crate) space_delimited: &'r [String],
 }
 
 /// One compiled constraint.
@@ -85,10 +85,10 @@ pub(crate) struct Ctx<'r> {
 pub(crate) struct Field {
     pub attr: Attr,
     pub values: Vec<Matcher>,
-    pub not_values: Vec<Matcher>,
+    pub(crate) not_values: Vec<Matcher>,
     /// The values as written (for messages).
     pub shown: Vec<String>,
-    pub shown_not: Vec<String>,
+    pub(crate) shown_not: Vec<String>,
     /// Where it is written: `spec.rules[0].from[0].source.principals`, `spec.rules[0].when[1]`.
     pub path: String,
     /// How a message names it: `source.principal`, `path`, or a `when` key as written.
@@ -328,9 +328,9 @@ pub(crate) struct FieldCompiler<'a> {
     pub trust: &'a TrustDomains,
     /// The policy's namespace (default namespace of `serviceAccounts` entries).
     pub namespace: &'a str,
-    pub on_error: OnError,
+    pub(crate) on_error: OnError,
     /// Values the simulator cannot evaluate (for notes).
-    pub unsupported: Vec<String>,
+    pub(crate) unsupported: Vec<String>,
 }
 
 /// The attribute a `when` key reads, or why Istio rejects the rule (istio/istio

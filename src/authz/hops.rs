@@ -104,7 +104,7 @@ pub struct Route<'s> {
     pub waypoint: Option<WaypointHop<'s>>,
     pub dest: DestTarget<'s>,
     /// The destination, in words.
-    pub dest_label: String,
+    pub(crate) dest_label: String,
     /// What the path says about itself (skipped or misbound waypoints, …).
     pub notes: Vec<String>,
 }

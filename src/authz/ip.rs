@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 /// One CIDR range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     addr: IpAddr,
     prefix: u8,
 }

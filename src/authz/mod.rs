@@ -33,9 +33,9 @@ pub mod ip;
 pub mod path;
 pub mod policy;
 pub mod request;
-pub mod string_match;
+pub(crate) mod string_match;
 pub mod ztunnel;
-pub mod ztunnel_target;
+pub(crate) mod ztunnel_target;
 
 pub use decision::{At, Mesh, Outcome, PolicySet, RuleRef, Target, Verdict};
 pub use explain::{Explanation, Hop, NearMiss, RuleHit};

@@ -33,7 +33,7 @@ const PCHAR: &str = r"\-a-zA-Z0-9._\~%!$\&'()+,;:@=";
 
 /// A normalised request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NormalizedPath {
+pub(crate) struct NormalizedPath {
     /// What `paths` compare against: normalised, without query and fragment.
     pub path: String,
     /// The query, if any (kept for display).
@@ -41,7 +41,7 @@ pub struct NormalizedPath {
 }
 
 /// Normalise a request path the way `BASE` does; `Err` is the 400 reason.
-pub fn normalize_base(raw: &str) -> Result<NormalizedPath, String> {
+pub(crate) fn normalize_base(raw: &str) -> Result<NormalizedPath, String> {
     if raw.contains("%00") {
         return Err("the path contains %00, which Envoy rejects with 400".to_owned());
     }
@@ -126,7 +126,7 @@ fn remove_dot_segments(path: &str) -> String {
 }
 
 /// Whether a policy path is a URI template (`{*}` or `{**}` anywhere).
-pub fn is_template(value: &str) -> bool {
+pub(crate) fn is_template(value: &str) -> bool {
     value.contains("{*}") || value.contains("{**}")
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct Rule {
     pub to: Vec<Clause>,
     pub when: Vec<Field>,
     /// Where the first HTTP-only field sits (an ALLOW rule with one never matches TCP).
-    pub http_only: Option<String>,
+    pub(crate) http_only: Option<String>,
 }
 
 impl Rule {
@@ -62,12 +62,12 @@ pub struct Policy {
     pub name: String,
     /// `None`: an action Istio does not know (the policy is ignored).
     pub action: Option<AuthzAction>,
-    pub action_str: String,
+    pub(crate) action_str: String,
     pub dry_run: bool,
     /// `spec.provider.name` (CUSTOM).
     pub provider: Option<String>,
     /// `targetRef`/`targetRefs` set: gateways and waypoints, never sidecars.
-    pub target_refs: bool,
+    pub(crate) target_refs: bool,
     /// The target references, as `GetTargetRefs` reads them.
     pub refs: Vec<TargetRef>,
     pub(crate) selector: BTreeMap<String, String>,
@@ -84,7 +84,7 @@ impl Policy {
     }
 
     /// No rules: the policy matches nothing (for ALLOW, allow-nothing).
-    pub fn has_rules(&self) -> bool {
+    pub(crate) fn has_rules(&self) -> bool {
         !self.rules.is_empty()
     }
 
@@ -184,7 +184,7 @@ impl TargetRef {
 
 /// `GetTargetRefs`: `targetRefs` when it has entries, else `targetRef`. Entries that do not
 /// decode are left out (Istio's schema rejects them).
-pub fn target_refs(spec: &Value) -> Vec<TargetRef> {
+pub(crate) fn target_refs(spec: &Value) -> Vec<TargetRef> {
     let list: Vec<TargetRef> = crate::json::items(spec, "targetRefs")
         .iter()
         .filter_map(|v| TargetRef::deserialize(v).ok())
@@ -201,8 +201,8 @@ pub fn target_refs(spec: &Value) -> Vec<TargetRef> {
 
 /// The Service a waypoint chain serves: `(ServiceEntry?, namespace, name)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServiceRef<'a> {
-    pub service_entry: bool,
+pub(crate) struct ServiceRef<'a> {
+    pub(crate) service_entry: bool,
     pub namespace: &'a str,
     pub name: &'a str,
 }
@@ -211,7 +211,7 @@ pub struct ServiceRef<'a> {
 /// only target references attach ("waypoints never use selector"): a `Gateway` named like the
 /// waypoint, from its namespace; the `Service` (or `ServiceEntry`) the chain serves, from its
 /// namespace; the GatewayClass `istio-waypoint`, from the root namespace.
-pub fn attaches_to_waypoint(
+pub(crate) fn attaches_to_waypoint(
     refs: &[TargetRef],
     policy_namespace: &str,
     root: &str,
@@ -355,14 +355,14 @@ fn compile_rule(r: &RuleView<'_, '_>, c: &mut FieldCompiler<'_>) -> Rule {
 
 /// One `jwtRules` entry of a RequestAuthentication.
 #[derive(Clone, Debug)]
-pub struct JwtIssuer {
+pub(crate) struct JwtIssuer {
     /// `namespace/name` of the RequestAuthentication.
     pub policy: String,
     pub issuer: String,
     /// Empty: any audience (Envoy checks none).
     pub audiences: Vec<String>,
     /// Claims the JWT filter splits on spaces: `scope`, `permission`, plus the rule's own.
-    pub space_delimited: Vec<String>,
+    pub(crate) space_delimited: Vec<String>,
 }
 
 /// One compiled RequestAuthentication.
@@ -372,9 +372,9 @@ pub(crate) struct JwtPolicy {
     pub id: String,
     pub namespace: String,
     pub selector: BTreeMap<String, String>,
-    pub target_refs: bool,
+    pub(crate) target_refs: bool,
     pub refs: Vec<TargetRef>,
-    pub issuers: Vec<JwtIssuer>,
+    pub(crate) issuers: Vec<JwtIssuer>,
 }
 
 impl JwtPolicy {

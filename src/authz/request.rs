@@ -103,7 +103,7 @@ impl Http {
         &self.method
     }
     /// The path as sent.
-    pub fn raw_path(&self) -> &str {
+    pub(crate) fn raw_path(&self) -> &str {
         &self.raw_path
     }
     /// The normalised path without query (`None` when the request is rejected).
@@ -132,7 +132,7 @@ impl Http {
 
     /// Why the sidecar answers 400 before any policy runs, if it does: a path with `%00`, a
     /// method not in upper case (Istio's "Authorization Policy Normalization" reference).
-    pub fn rejection(&self) -> Option<String> {
+    pub(crate) fn rejection(&self) -> Option<String> {
         if let Err(e) = &self.path {
             return Some(e.clone());
         }
@@ -172,7 +172,7 @@ impl Jwt {
     }
 
     /// Set `aud` (a string for one audience, a list for several).
-    pub fn with_audiences(mut self, audiences: &[String]) -> Jwt {
+    pub(crate) fn with_audiences(mut self, audiences: &[String]) -> Jwt {
         match audiences {
             [] => {}
             [one] => {
@@ -190,7 +190,7 @@ impl Jwt {
 
     /// Set a claim at a path (`["realm_access", "roles"]`); intermediate objects are created.
     /// Setting a path again turns its value into a list of both.
-    pub fn with_claim(mut self, path: &[String], value: Value) -> Jwt {
+    pub(crate) fn with_claim(mut self, path: &[String], value: Value) -> Jwt {
         let Some((last, parents)) = path.split_last() else {
             return self;
         };
@@ -251,7 +251,7 @@ pub struct Request {
     pub(crate) remote_ip: Option<IpAddr>,
     pub(crate) destination_ip: Option<IpAddr>,
     pub(crate) sni: Option<String>,
-    pub(crate) port: u16,
+    pub port: u16,
     pub(crate) http: Option<Http>,
     pub(crate) jwt: Option<Jwt>,
 }
@@ -291,17 +291,17 @@ impl Request {
         self
     }
     /// The destination pod address (`destination.ip`).
-    pub fn with_destination_ip(mut self, ip: IpAddr) -> Request {
+    pub(crate) fn with_destination_ip(mut self, ip: IpAddr) -> Request {
         self.destination_ip = Some(ip);
         self
     }
     /// The TLS SNI (`connection.sni`).
-    pub fn with_sni(mut self, sni: &str) -> Request {
+    pub(crate) fn with_sni(mut self, sni: &str) -> Request {
         self.sni = Some(sni.to_owned());
         self
     }
     /// The token the client presents (HTTP only; a TCP request carries none).
-    pub fn with_jwt(mut self, jwt: Jwt) -> Request {
+    pub(crate) fn with_jwt(mut self, jwt: Jwt) -> Request {
         self.jwt = Some(jwt);
         self
     }
@@ -332,7 +332,7 @@ impl Request {
     pub fn port(&self) -> u16 {
         self.port
     }
-    pub fn http_part(&self) -> Option<&Http> {
+    pub(crate) fn http_part(&self) -> Option<&Http> {
         self.http.as_ref()
     }
     pub fn jwt(&self) -> Option<&Jwt> {
@@ -343,16 +343,16 @@ impl Request {
     }
     /// `remote.ip`: the given remote address, else the peer address (no X-Forwarded-For or
     /// PROXY protocol in front of a sidecar).
-    pub fn remote_ip(&self) -> Option<IpAddr> {
+    pub(crate) fn remote_ip(&self) -> Option<IpAddr> {
         self.remote_ip.or(self.source_ip)
     }
-    pub fn destination_ip(&self) -> Option<IpAddr> {
+    pub(crate) fn destination_ip(&self) -> Option<IpAddr> {
         self.destination_ip
     }
-    pub fn sni(&self) -> Option<&str> {
+    pub(crate) fn sni(&self) -> Option<&str> {
         self.sni.as_deref()
     }
-    pub fn is_http(&self) -> bool {
+    pub(crate) fn is_http(&self) -> bool {
         self.http.is_some()
     }
 

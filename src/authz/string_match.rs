@@ -20,7 +20,7 @@ use regex::Regex;
 
 /// One compiled string matcher.
 #[derive(Clone, Debug)]
-pub enum StringMatcher {
+pub(crate) enum StringMatcher {
     Exact(String),
     Prefix(String),
     Suffix(String),
@@ -43,7 +43,7 @@ impl StringMatcher {
     }
 
     /// Istio `matcher.StringMatcherWithPrefix(v, prefix)`.
-    pub fn with_prefix(v: &str, prefix: &str) -> StringMatcher {
+    pub(crate) fn with_prefix(v: &str, prefix: &str) -> StringMatcher {
         if v == "*" {
             StringMatcher::NonEmpty
         } else if let Some(rest) = v.strip_prefix('*') {
@@ -74,7 +74,7 @@ impl StringMatcher {
     }
 
     /// A full-match regex; `None` when it does not compile (Envoy would reject it).
-    pub fn regex(pattern: &str) -> Option<StringMatcher> {
+    pub(crate) fn regex(pattern: &str) -> Option<StringMatcher> {
         Regex::new(&format!("^(?:{pattern})$"))
             .ok()
             .map(StringMatcher::Regex)
@@ -116,7 +116,7 @@ fn eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
 }
 
 /// `regexp.QuoteMeta`: escape every regex metacharacter.
-pub fn quote_meta(s: &str) -> String {
+pub(crate) fn quote_meta(s: &str) -> String {
     regex::escape(s)
 }
 

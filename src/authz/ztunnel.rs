@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// The name of istiod's static STRICT policy.
-pub const STATIC_STRICT: &str = "istio_converted_static_strict";
+pub(crate) const STATIC_STRICT: &str = "istio_converted_static_strict";
 
 /// A ztunnel string match (`stringToMatch`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,17 +98,17 @@ impl Sm {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct L4Match {
     pub namespaces: Vec<Sm>,
-    pub not_namespaces: Vec<Sm>,
-    pub service_accounts: Vec<(String, String)>,
-    pub not_service_accounts: Vec<(String, String)>,
+    pub(crate) not_namespaces: Vec<Sm>,
+    pub(crate) service_accounts: Vec<(String, String)>,
+    pub(crate) not_service_accounts: Vec<(String, String)>,
     pub principals: Vec<Sm>,
-    pub not_principals: Vec<Sm>,
-    pub source_ips: Vec<Cidr>,
-    pub not_source_ips: Vec<Cidr>,
-    pub destination_ips: Vec<Cidr>,
-    pub not_destination_ips: Vec<Cidr>,
-    pub destination_ports: Vec<u16>,
-    pub not_destination_ports: Vec<u16>,
+    pub(crate) not_principals: Vec<Sm>,
+    pub(crate) source_ips: Vec<Cidr>,
+    pub(crate) not_source_ips: Vec<Cidr>,
+    pub(crate) destination_ips: Vec<Cidr>,
+    pub(crate) not_destination_ips: Vec<Cidr>,
+    pub(crate) destination_ports: Vec<u16>,
+    pub(crate) not_destination_ports: Vec<u16>,
     /// `from[1]`, `to[0]`, `when[2]`, or the PeerAuthentication part it stands for.
     pub label: String,
     pub path: String,
@@ -119,7 +119,7 @@ pub(crate) struct L4Match {
 pub(crate) struct Conn<'r> {
     pub identity: Option<&'r Identity>,
     pub source_ip: Option<IpAddr>,
-    pub destination_ip: Option<IpAddr>,
+    pub(crate) destination_ip: Option<IpAddr>,
     pub port: u16,
 }
 
@@ -289,7 +289,7 @@ impl L4Match {
 pub(crate) struct L4Group {
     /// Index of the AuthorizationPolicy rule it came from.
     pub rule: usize,
-    pub clauses: Vec<Vec<L4Match>>,
+    pub(crate) clauses: Vec<Vec<L4Match>>,
 }
 
 impl L4Group {
@@ -392,7 +392,7 @@ pub struct L4Policy {
     pub scope: Scope,
     pub(crate) groups: Vec<L4Group>,
     /// Per rule of the policy, what conversion made of it.
-    pub fates: Vec<(usize, RuleFate)>,
+    pub(crate) fates: Vec<(usize, RuleFate)>,
 }
 
 impl L4Policy {
@@ -417,7 +417,7 @@ pub fn convert(obj: &DynamicObject, root_namespace: &str) -> Result<L4Policy, No
 }
 
 /// [`convert`] on a spec.
-pub fn convert_spec(
+pub(crate) fn convert_spec(
     spec: &Value,
     namespace: &str,
     dry_run: bool,
@@ -432,7 +432,7 @@ pub fn convert_spec(
 }
 
 /// [`convert`] on a decoded policy.
-pub fn convert_policy(
+pub(crate) fn convert_policy(
     ap: &AuthorizationPolicy<'_>,
     namespace: &str,
     dry_run: bool,
@@ -659,7 +659,7 @@ fn handle_rule(rule: &RuleView<'_, '_>, ns: &str) -> (Vec<Vec<L4Match>>, Vec<L7F
 pub struct PeerDerived {
     /// `istio_converted_static_strict` is attached: connections without a peer identity are
     /// denied.
-    pub static_strict: bool,
+    pub(crate) static_strict: bool,
     /// The converted workload policy with port exceptions, and its PeerAuthentication.
     pub(crate) port_policy: Option<(String, Vec<L4Group>)>,
     /// The policies that decided, for explanations: mesh, namespace, workload.
@@ -677,7 +677,7 @@ impl PeerDerived {
     }
 
     /// Whether a plaintext connection to this port is refused.
-    pub fn strict_on(&self, port: u16) -> bool {
+    pub(crate) fn strict_on(&self, port: u16) -> bool {
         self.denies(&Conn {
             identity: None,
             source_ip: None,
@@ -923,7 +923,7 @@ pub(super) fn names(f: &[L7Field]) -> String {
 }
 
 /// A note on what conversion did to a rule, for explanations and findings.
-pub fn fate_note(rule: usize, fate: &RuleFate) -> Option<String> {
+pub(crate) fn fate_note(rule: usize, fate: &RuleFate) -> Option<String> {
     Some(match fate {
         RuleFate::Kept => return None,
         RuleFate::Dropped(f) => format!(

@@ -16,7 +16,7 @@ impl PolicySet {
     /// What the destination ztunnel applies to a captured workload in `namespace` whose pods
     /// carry `labels` ([`super::ztunnel`]): the selector, namespace-wide and root policies istiod
     /// converts for it, and the PeerAuthentication-derived DENY policies.
-    pub fn ztunnel_target(
+    pub(crate) fn ztunnel_target(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
@@ -76,7 +76,7 @@ impl<'s> ZtunnelTarget<'s> {
     }
 
     /// The ALLOW policies that apply (indexes into [`PolicySet::policies`]).
-    pub fn allow_policies(&self) -> &[usize] {
+    pub(crate) fn allow_policies(&self) -> &[usize] {
         &self.allow
     }
 
@@ -122,7 +122,7 @@ impl<'s> ZtunnelTarget<'s> {
     }
 
     /// The mode plaintext meets on a port: STRICT when ztunnel refuses it, else PERMISSIVE.
-    pub fn mode_on(&self, port: u16) -> MtlsMode {
+    pub(crate) fn mode_on(&self, port: u16) -> MtlsMode {
         if self.peer.strict_on(port) {
             MtlsMode::Strict
         } else {

@@ -26,11 +26,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// API group of the PolicyException resource.
-pub const GROUP: &str = "meshguard.io";
+pub(crate) const GROUP: &str = "meshguard.io";
 /// Its (only) version.
-pub const VERSION: &str = "v1alpha1";
-pub const KIND: &str = "PolicyException";
-pub const PLURAL: &str = "policyexceptions";
+pub(crate) const VERSION: &str = "v1alpha1";
+pub(crate) const KIND: &str = "PolicyException";
+pub(crate) const PLURAL: &str = "policyexceptions";
 
 /// One entry of the policy file's `exceptions:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,10 +50,10 @@ pub struct ExceptionSpec {
     #[serde(default)]
     pub kinds: Vec<String>,
     #[serde(default)]
-    pub object_selector: Option<LabelSelector>,
+    pub(crate) object_selector: Option<LabelSelector>,
     /// Namespaces by label: platform-owned labels only (`platform.labels`).
     #[serde(default)]
-    pub namespace_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
     /// Why it is granted.
     pub reason: String,
     /// Who answers for it (one of owner and ticket is required).
@@ -75,7 +75,7 @@ pub struct ExceptionSettings {
     pub namespaces: Vec<String>,
     /// The furthest a PolicyException may expire from now (`30d`, `720h`).
     #[serde(default = "default_max_duration")]
-    pub max_duration: String,
+    pub(crate) max_duration: String,
     /// The rules they may except; empty: any rule but the platform-label guard.
     #[serde(default)]
     pub rules: Vec<String>,
@@ -108,14 +108,14 @@ impl ExceptionSettings {
 /// The `spec` of a PolicyException resource.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ResourceSpec {
+pub(crate) struct ResourceSpec {
     pub rules: Vec<String>,
     #[serde(default)]
     pub names: Vec<String>,
     #[serde(default)]
     pub kinds: Vec<String>,
     #[serde(default)]
-    pub object_selector: Option<LabelSelector>,
+    pub(crate) object_selector: Option<LabelSelector>,
     pub reason: String,
     #[serde(default)]
     pub owner: Option<String>,
@@ -146,8 +146,8 @@ pub struct Exception {
     pub namespaces: Vec<String>,
     pub names: Vec<String>,
     pub kinds: Vec<String>,
-    pub object_selector: Option<LabelSelector>,
-    pub namespace_selector: Option<LabelSelector>,
+    pub(crate) object_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
     pub reason: String,
     pub owner: Option<String>,
     pub ticket: Option<String>,
@@ -247,7 +247,7 @@ impl Exception {
     }
 
     /// Where its end is written: `spec.expires`, or `exceptions[i].expires` in the policy.
-    pub fn expires_path(&self) -> String {
+    pub(crate) fn expires_path(&self) -> String {
         match &self.source {
             Source::Policy { index } => format!("exceptions[{index}].expires"),
             Source::Resource { .. } => "spec.expires".to_owned(),
@@ -295,7 +295,7 @@ impl Exception {
     }
 
     /// From the policy file's entry.
-    pub fn from_spec(index: usize, s: &ExceptionSpec) -> Exception {
+    pub(crate) fn from_spec(index: usize, s: &ExceptionSpec) -> Exception {
         Exception {
             source: Source::Policy { index },
             name: s.name.clone(),
@@ -315,7 +315,7 @@ impl Exception {
 
     /// From a PolicyException resource. Its scope is its own namespace; a spec that does not
     /// parse gives an exception that is refused (and reported), never applied.
-    pub fn from_resource(obj: &DynamicObject) -> Exception {
+    pub(crate) fn from_resource(obj: &DynamicObject) -> Exception {
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let source = Source::Resource {
             namespace: namespace.clone(),
@@ -378,7 +378,7 @@ impl Policy {
 }
 
 /// Whether an object (as a manifest or listing gives it) is a PolicyException.
-pub fn is_resource(obj: &DynamicObject) -> bool {
+pub(crate) fn is_resource(obj: &DynamicObject) -> bool {
     obj.types.as_ref().is_some_and(|t| {
         t.kind == KIND
             && t.api_version
@@ -405,7 +405,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// Read `expires`: an RFC 3339 time, or a date (midnight UTC).
-pub fn parse_expires(s: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_expires(s: &str) -> Result<Timestamp, String> {
     let s = s.trim();
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
@@ -460,7 +460,7 @@ fn resource_refusal(
 /// Admission-time validation of a PolicyException (meshguard's own webhook): every reason it is
 /// refused, empty when it is accepted. Stricter than [`Exception::status`]: the rule ids must be
 /// known, and it must not have expired already.
-pub fn validate_resource(
+pub(crate) fn validate_resource(
     policy: &Policy,
     known: &dyn KnownIds,
     obj: &DynamicObject,
@@ -578,13 +578,13 @@ pub(super) fn validate(policy: &Policy, known: &dyn KnownIds) -> Result<(), Stri
 }
 
 /// Where the engine reads the time from.
-pub trait Clock: Send + Sync + std::fmt::Debug {
+pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Timestamp;
 }
 
 /// The system's clock (whole seconds).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
@@ -597,7 +597,7 @@ impl Clock for SystemClock {
 
 /// A clock stopped at one moment (tests, `meshguard test`'s `now:`).
 #[derive(Clone, Copy, Debug)]
-pub struct FixedClock(pub Timestamp);
+pub(crate) struct FixedClock(pub Timestamp);
 
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
@@ -623,7 +623,7 @@ pub enum Hit {
 
 impl ExceptionSet {
     /// The policy file's exceptions.
-    pub fn of_policy(policy: &Policy) -> ExceptionSet {
+    pub(crate) fn of_policy(policy: &Policy) -> ExceptionSet {
         let mut set = ExceptionSet::default();
         for (i, s) in policy.exceptions.iter().enumerate() {
             set.push(Exception::from_spec(i, s));
@@ -651,12 +651,12 @@ impl ExceptionSet {
     }
 
     /// Whether any exception names rule `id` (the usual answer is no: nothing else to do).
-    pub fn names_rule(&self, id: &str) -> bool {
+    pub(crate) fn names_rule(&self, id: &str) -> bool {
         self.rules.contains(id)
     }
 
     /// Whether an exception of rule `id` reads namespace labels.
-    pub fn reads_namespace_labels(&self, id: &str) -> bool {
+    pub(crate) fn reads_namespace_labels(&self, id: &str) -> bool {
         self.by_namespace_labels.contains(id)
     }
 
@@ -704,7 +704,7 @@ pub struct ObjectExcepted {
 }
 
 /// Deterministic order, as `finding::sort_findings`: file, line, namespace, kind, name.
-pub fn sort_excepted(items: &mut [ObjectExcepted]) {
+pub(crate) fn sort_excepted(items: &mut [ObjectExcepted]) {
     fn key(i: &ObjectExcepted) -> (&str, usize, &str, &str, &str) {
         let s = &i.subject;
         (
@@ -719,7 +719,7 @@ pub fn sort_excepted(items: &mut [ObjectExcepted]) {
 }
 
 /// The note a finding gets when an exception that covered it has expired.
-pub fn expired_note(e: &Exception) -> String {
+pub(crate) fn expired_note(e: &Exception) -> String {
     format!(
         " (exception {} expired {}: enforced again)",
         e.id(),

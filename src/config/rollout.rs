@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The rule that guards the platform-owned namespace labels. Overrides never change its action.
-pub const PLATFORM_LABEL_RULE: &str = "ns-platform-label-change";
+pub(crate) const PLATFORM_LABEL_RULE: &str = "ns-platform-label-change";
 
 /// A label the API server sets on every Namespace and nobody can change: always platform-owned.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -74,7 +74,7 @@ impl Platform {
     }
 
     /// Whether a requester is the platform.
-    pub fn is_platform(&self, user: Option<&str>, groups: &[String]) -> bool {
+    pub(crate) fn is_platform(&self, user: Option<&str>, groups: &[String]) -> bool {
         user.is_some_and(|u| self.users.iter().any(|p| p == u))
             || groups.iter().any(|g| self.groups.contains(g))
     }
@@ -88,7 +88,7 @@ pub struct Override {
     #[serde(default)]
     pub namespaces: Vec<String>,
     #[serde(default)]
-    pub namespace_selector: Option<LabelSelector>,
+    pub(crate) namespace_selector: Option<LabelSelector>,
     /// Top-level overrides only: the rules it applies to (empty: every rule).
     #[serde(default)]
     pub rules: Vec<String>,
@@ -144,7 +144,7 @@ fn mode_name(m: EnforcementMode) -> &'static str {
 }
 
 /// `env=prod, tier in (a, b), !legacy` (for messages and tables).
-pub fn describe_selector(s: &LabelSelector) -> String {
+pub(crate) fn describe_selector(s: &LabelSelector) -> String {
     use super::SelectorOperator::*;
     let mut parts: Vec<String> = s
         .match_labels
@@ -167,7 +167,7 @@ pub fn describe_selector(s: &LabelSelector) -> String {
 }
 
 /// The label keys a selector reads.
-pub fn selector_keys(s: &LabelSelector) -> impl Iterator<Item = &str> {
+pub(crate) fn selector_keys(s: &LabelSelector) -> impl Iterator<Item = &str> {
     s.match_labels
         .keys()
         .map(String::as_str)
@@ -204,7 +204,7 @@ fn matches(o: &Override, ns: &str, labels: Option<&BTreeMap<String, String>>) ->
 
 /// Where an action came from (for `meshguard rules` and the posture page).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ActionSource {
+pub(crate) enum ActionSource {
     /// An override (its scope and effect).
     Override(String),
     /// `rules.<id>.action`.
@@ -220,7 +220,7 @@ impl Policy {
     }
 
     /// Whether the action of rule `id` may depend on its namespace's labels.
-    pub fn action_reads_namespace_labels(&self, id: &str) -> bool {
+    pub(crate) fn action_reads_namespace_labels(&self, id: &str) -> bool {
         id != PLATFORM_LABEL_RULE
             && self
                 .overrides_of(id)
@@ -264,7 +264,7 @@ impl Policy {
     }
 
     /// [`Policy::action_in`] with where the action came from.
-    pub fn resolve_in(
+    pub(crate) fn resolve_in(
         &self,
         id: &str,
         default: Action,
@@ -335,7 +335,7 @@ impl Policy {
 
     /// Whether rule `id` acts anywhere under this policy (its table entry is kept even when its
     /// action is `off` by default but some override turns it on).
-    pub fn may_act(&self, id: &str, default: Action) -> bool {
+    pub(crate) fn may_act(&self, id: &str, default: Action) -> bool {
         self.action_for(id, default) != Action::Off
             || (id != PLATFORM_LABEL_RULE
                 && self
@@ -349,7 +349,7 @@ impl Policy {
     /// is set, which stands before them — those for every rule, by name then by selector.
     /// Empty for the platform-label guard and when the policy has no overrides. Generators of
     /// other enforcement points (`meshguard generate admission-policies`) state actions with it.
-    pub fn overrides_in_order<'a>(&'a self, id: &'a str) -> Vec<&'a Override> {
+    pub(crate) fn overrides_in_order<'a>(&'a self, id: &'a str) -> Vec<&'a Override> {
         if id == PLATFORM_LABEL_RULE {
             return Vec::new();
         }
@@ -377,7 +377,7 @@ impl Policy {
 
     /// Where rule `id` acts, for people: the overrides that concern it in precedence order,
     /// each as (scope, action), then the action everywhere else.
-    pub fn acts_where(&self, id: &str, default: Action) -> Vec<(String, Action)> {
+    pub(crate) fn acts_where(&self, id: &str, default: Action) -> Vec<(String, Action)> {
         let mut out: Vec<(String, Action)> = self
             .overrides_in_order(id)
             .into_iter()

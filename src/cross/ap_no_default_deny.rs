@@ -12,7 +12,7 @@ use crate::inventory::{Inventory, Object};
 use crate::resource::Kind;
 use std::collections::{BTreeSet, HashSet};
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ap-no-default-deny",
     default_action: Action::Warn,
     summary: "a mesh namespace without an allow-nothing AuthorizationPolicy (`spec: {}`) in it or mesh-wide",
@@ -21,14 +21,14 @@ pub static CHECK: CrossCheck = CrossCheck {
 };
 
 /// The allow-nothing policies in force, in input order.
-pub fn allow_nothing_policies(inventory: &Inventory) -> impl Iterator<Item = &Object> {
+pub(crate) fn allow_nothing_policies(inventory: &Inventory) -> impl Iterator<Item = &Object> {
     inventory.of_kind(Kind::AuthorizationPolicy).filter(|o| {
         AuthorizationPolicy::of(&o.spec()).is_allow_nothing(o.is_dry_run())
     })
 }
 
 /// Namespaces with an allow-nothing policy in force.
-pub fn protected_namespaces<'a>(cx: &CrossContext<'a>) -> HashSet<&'a str> {
+pub(crate) fn protected_namespaces<'a>(cx: &CrossContext<'a>) -> HashSet<&'a str> {
     allow_nothing_policies(cx.inventory)
         .map(|o| o.namespace())
         .collect()

@@ -19,7 +19,7 @@ use crate::dataplane::{Binding, ServiceKind, Unbound};
 use crate::finding::{Action, Subject, Violation};
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ap-targetref-unbound",
     default_action: Action::Warn,
     summary: "an AuthorizationPolicy or RequestAuthentication targetRefs entry that binds to nothing (a Service or ServiceEntry without a waypoint or that does not exist, a Gateway that does not exist, a GatewayClass other than istio-waypoint or outside the root namespace): no proxy enforces it",

@@ -19,7 +19,7 @@ use crate::model::AuthorizationPolicy;
 use crate::resource::Kind;
 use crate::rules::authorization_policy::is_local_trust_domain;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ap-unknown-principal",
     default_action: Action::Warn,
     summary: "AuthorizationPolicy principals or namespaces (exact, prefix* or *suffix) naming ServiceAccounts or namespaces that do not exist",

@@ -15,7 +15,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::resource::Kind;
 use std::collections::HashSet;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ap-waypoint-identity-denied",
     default_action: Action::Warn,
     summary: "a workload behind a waypoint whose ztunnel policies (selector, namespace-wide or mesh-wide) do not admit the waypoint's identity: every call to its Service through the waypoint is denied",

@@ -17,7 +17,7 @@ use crate::model::{decode_spec, DestinationRule, Service};
 use crate::resource::Kind;
 use std::collections::BTreeMap;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "dr-disable-vs-mtls",
     default_action: Action::Deny,
     summary: "DestinationRule `tls.mode: DISABLE` toward a STRICT (traffic breaks) or PERMISSIVE (silent plaintext) workload",

@@ -7,7 +7,7 @@ use super::{CrossCheck, CrossContext};
 use crate::config::exceptions::Status;
 use crate::finding::{Action, Subject, Violation};
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "exception-expired",
     default_action: Action::Warn,
     summary: "an exception (policy exceptions entry or PolicyException) past its expires: it no longer applies, so the findings it covered are enforced again",

@@ -9,7 +9,7 @@ use super::{CrossCheck, CrossContext};
 use crate::config::exceptions::Status;
 use crate::finding::{Action, Subject, Violation};
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "exception-refused",
     default_action: Action::Warn,
     summary: "a PolicyException the policy does not accept (namespace not listed under policyExceptions.namespaces, a rule it may not except, an expiry beyond policyExceptions.maxDuration, an invalid spec): it does not apply",

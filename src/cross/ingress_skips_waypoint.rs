@@ -13,7 +13,7 @@ use crate::dataplane::ServiceKind;
 use crate::finding::{Action, Subject, Violation};
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ingress-skips-waypoint",
     default_action: Action::Warn,
     summary: "an HTTPRoute of an ingress gateway sends to a Service bound to a waypoint without istio.io/ingress-use-waypoint: \"true\": ingress traffic skips the waypoint's L7 policies",

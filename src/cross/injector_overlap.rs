@@ -17,7 +17,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::mesh::{InjectorWebhook, Labels, MeshContext, NoLabels};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "injector-overlap",
     default_action: Action::Warn,
     summary: "two sidecar injector webhooks (different revisions or tags) both select the same namespace and pod: double injection (IST0139)",

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
-pub type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
+pub(crate) type CrossCheckFn = fn(&CrossContext<'_>, &mut Vec<(Subject, Violation)>);
 
 /// One cross-resource check of the catalogue.
 pub struct CrossCheck {
@@ -31,7 +31,7 @@ pub struct CrossCheck {
     /// One-line description for `meshguard rules`.
     pub summary: &'static str,
     /// Example fix for `meshguard rules`.
-    pub example_fix: &'static str,
+    pub(crate) example_fix: &'static str,
     pub run: CrossCheckFn,
 }
 
@@ -128,7 +128,7 @@ impl<'a> CrossContext<'a> {
 
     /// The data plane of every workload ([`Inventory::workloads`] order), from the mesh as
     /// installed ([`crate::dataplane::workload_plane`]).
-    pub fn planes(&self) -> &[PodPlane] {
+    pub(crate) fn planes(&self) -> &[PodPlane] {
         self.planes.get_or_init(|| {
             let mesh = self.engine.mesh();
             self.inventory
@@ -190,13 +190,13 @@ impl<'a> CrossContext<'a> {
     }
 
     /// PeerAuthentications by namespace, ready to compose effective mTLS.
-    pub fn peer_index(&self) -> &PolicyIndex {
+    pub(crate) fn peer_index(&self) -> &PolicyIndex {
         &self.peer_index
     }
 
     /// The effective-mTLS table: one row per workload port, workloads of exempt namespaces
     /// left out.
-    pub fn mtls_rows(&self) -> &[mtls::Row] {
+    pub(crate) fn mtls_rows(&self) -> &[mtls::Row] {
         self.mtls_rows.get_or_init(|| {
             let mut rows = Vec::new();
             for (i, w) in self.inventory.workloads().iter().enumerate() {
@@ -227,7 +227,7 @@ impl<'a> CrossContext<'a> {
     /// The effective-mTLS rows of workload `i`, with its data plane: for a workload ztunnel
     /// captures, ztunnel's compilation of the PeerAuthentications ([`crate::authz::ztunnel`]):
     /// a port is STRICT when plaintext is refused there, else PERMISSIVE (DISABLE included).
-    pub fn workload_mtls(&self, i: usize) -> Vec<mtls::Row> {
+    pub(crate) fn workload_mtls(&self, i: usize) -> Vec<mtls::Row> {
         let w = &self.workload(i).workload;
         let plane = self.plane(i).plane;
         let mut table = self.peer_index.table(std::iter::once(w));
@@ -258,7 +258,7 @@ impl<'a> CrossContext<'a> {
     }
 
     /// meshguard exempts the namespace as a whole (policy `exemptNamespaces`, root, own).
-    pub fn is_exempt_namespace(&self, ns: &str) -> bool {
+    pub(crate) fn is_exempt_namespace(&self, ns: &str) -> bool {
         self.engine.exempt_namespaces().iter().any(|n| n == ns)
     }
 
@@ -286,7 +286,7 @@ impl<'a> CrossContext<'a> {
     }
 
     /// `deployment prod/web`, for messages.
-    pub fn workload_label(&self, i: usize) -> String {
+    pub(crate) fn workload_label(&self, i: usize) -> String {
         let w = &self.workload(i).workload;
         format!(
             "{} {}/{}",
@@ -298,7 +298,7 @@ impl<'a> CrossContext<'a> {
 
     /// The subject of a namespace-level finding: its Namespace object when the inventory has
     /// one, else the bare name.
-    pub fn namespace_subject(&self, ns: &str) -> Subject {
+    pub(crate) fn namespace_subject(&self, ns: &str) -> Subject {
         match self.inventory.namespace(ns) {
             Some(o) => o.subject(),
             None => Subject {
@@ -373,7 +373,9 @@ pub fn run_all(cx: &CrossContext<'_>) -> Vec<ObjectFinding> {
 }
 
 /// [`run_all`], with the findings an exception covers apart.
-pub fn run_all_with_exceptions(cx: &CrossContext<'_>) -> (Vec<ObjectFinding>, Vec<ObjectExcepted>) {
+pub(crate) fn run_all_with_exceptions(
+    cx: &CrossContext<'_>,
+) -> (Vec<ObjectFinding>, Vec<ObjectExcepted>) {
     let mut out = Vec::new();
     let mut excepted = Vec::new();
     let mut found = Vec::new();
@@ -487,7 +489,7 @@ pub(crate) mod testing {
         findings_with(check, complete, objects, Policy::default())
     }
 
-    pub fn findings_with(
+    pub(crate) fn findings_with(
         check: &CrossCheck,
         complete: bool,
         objects: Vec<serde_json::Value>,
@@ -503,7 +505,7 @@ pub(crate) mod testing {
     }
 
     /// Run one check with a mesh context (the policy's overrides go over it).
-    pub fn findings_in(
+    pub(crate) fn findings_in(
         check: &CrossCheck,
         complete: bool,
         objects: Vec<serde_json::Value>,

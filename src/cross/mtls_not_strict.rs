@@ -13,7 +13,7 @@ use crate::mtls::Level;
 use crate::resource::Kind;
 use std::collections::HashMap;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "mtls-not-strict",
     default_action: Action::Deny,
     summary: "a workload port whose effective mTLS is PERMISSIVE or DISABLE (mesh → namespace → workload → port, oldest policy wins, UNSET inherits, no mesh policy = PERMISSIVE, root-namespace workload policies ignored)",

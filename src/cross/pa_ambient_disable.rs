@@ -14,7 +14,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::model::{decode_spec, PeerAuthentication};
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "pa-ambient-disable",
     default_action: Action::Warn,
     summary: "a PeerAuthentication with mode DISABLE applying to ambient workloads (mesh-wide, or pods enrolled in a namespace that is not ambient): ztunnel treats it as PERMISSIVE, so plaintext gets in while mesh traffic stays mTLS",

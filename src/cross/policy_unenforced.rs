@@ -15,7 +15,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::model::Selector;
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "policy-unenforced",
     default_action: Action::Warn,
     summary: "a PeerAuthentication, AuthorizationPolicy or RequestAuthentication whose workloads all run outside the mesh (dataplane-mode none, hostNetwork, not enrolled, excluded): no proxy enforces it",

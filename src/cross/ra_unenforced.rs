@@ -11,7 +11,7 @@ use crate::model::Selector;
 use crate::resource::Kind;
 use std::collections::HashMap;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "ra-unenforced",
     default_action: Action::Warn,
     summary: "a RequestAuthentication with no AuthorizationPolicy requiring `requestPrincipals` for its workloads: requests without a token pass",

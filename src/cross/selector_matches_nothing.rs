@@ -15,7 +15,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::model::Selector;
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "selector-matches-nothing",
     default_action: Action::Warn,
     summary: "a PeerAuthentication, AuthorizationPolicy or RequestAuthentication whose selector matches no workload, or a namespace-wide one in a namespace without workloads (complete input)",

@@ -19,7 +19,7 @@ use crate::dataplane::{Plane, ServiceKind};
 use crate::finding::{Action, Subject, Violation};
 use std::collections::{BTreeSet, HashSet};
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "waypoint-bypass",
     default_action: Action::Warn,
     summary: "a workload behind a waypoint with L7 policies whose ztunnel admits callers other than the waypoint: they skip those policies by calling the pod IP (or from a sidecar, or an ingress without ingress-use-waypoint)",

@@ -18,7 +18,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::json::quoted_key;
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "waypoint-unbound",
     default_action: Action::Warn,
     summary: "an istio.io/use-waypoint label (Namespace, Service, ServiceEntry or pod) naming a waypoint that does not exist, is not ready, takes other traffic or does not admit the namespace: istiod binds nothing, traffic goes straight to the pods and skips the waypoint's L7 policies (fail open)",

@@ -19,7 +19,7 @@ use crate::finding::{Action, Subject, Violation};
 use crate::model::workload::{PROXY_CONTAINER, REV};
 use crate::resource::Kind;
 
-pub static CHECK: CrossCheck = CrossCheck {
+pub(crate) static CHECK: CrossCheck = CrossCheck {
     id: "wl-proxy-outdated",
     default_action: Action::Warn,
     summary: "a Pod whose istio-proxy image differs from the one its injector gives a new pod now: it keeps the old proxy until it is recreated (after an upgrade or a revision change)",

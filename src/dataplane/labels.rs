@@ -37,18 +37,18 @@ pub fn injection(labels: &BTreeMap<String, String>) -> Injection<'_> {
 }
 
 /// `istio.io/dataplane-mode=ambient` among the labels (of a namespace or a pod).
-pub fn is_ambient(labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn is_ambient(labels: &BTreeMap<String, String>) -> bool {
     labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
 }
 
 /// Whether a namespace's labels put its pods in the mesh: injected with a sidecar, or captured by
 /// ztunnel (ambient, which also applies where `istio-injection` keeps sidecars out).
-pub fn in_mesh(labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn in_mesh(labels: &BTreeMap<String, String>) -> bool {
     injection(labels) == Injection::Sidecar || is_ambient(labels)
 }
 
 /// A boolean as Go's `strconv.ParseBool` reads it (how Istio reads annotation flags).
-pub fn go_bool(v: &str) -> bool {
+pub(crate) fn go_bool(v: &str) -> bool {
     matches!(v.trim(), "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
@@ -56,7 +56,7 @@ pub fn go_bool(v: &str) -> bool {
 /// `istio.io/use-waypoint-namespace` or `default_namespace`), istio/istio
 /// `pilot/pkg/serviceregistry/ambient/waypoints.go` `GetUseWaypoint`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UseWaypoint<'a> {
+pub(crate) enum UseWaypoint<'a> {
     /// No `istio.io/use-waypoint` label.
     Unset,
     /// `istio.io/use-waypoint: none`: opted out.
@@ -65,7 +65,7 @@ pub enum UseWaypoint<'a> {
     Named(&'a str, &'a str),
 }
 
-pub fn use_waypoint<'a>(
+pub(crate) fn use_waypoint<'a>(
     labels: &'a BTreeMap<String, String>,
     default_namespace: &'a str,
 ) -> UseWaypoint<'a> {

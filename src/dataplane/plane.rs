@@ -85,7 +85,7 @@ pub struct PodPlane {
     pub outside: Option<Outside>,
     /// `ambient.istio.io/bypass-inbound-capture: "true"` on an ambient pod: plaintext inbound
     /// traffic reaches the application without ztunnel (HBONE still goes through it).
-    pub bypass_inbound: bool,
+    pub(crate) bypass_inbound: bool,
 }
 
 impl PodPlane {

@@ -98,11 +98,11 @@ impl TrafficType {
         }
     }
 
-    pub fn serves_services(&self) -> bool {
+    pub(crate) fn serves_services(&self) -> bool {
         matches!(self, TrafficType::Service | TrafficType::All)
     }
 
-    pub fn serves_workloads(&self) -> bool {
+    pub(crate) fn serves_workloads(&self) -> bool {
         matches!(self, TrafficType::Workload | TrafficType::All)
     }
 }
@@ -157,7 +157,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// An Istio waypoint (class controlled by `istio.io/mesh-controller`).
-    pub fn is_waypoint(&self) -> bool {
+    pub(crate) fn is_waypoint(&self) -> bool {
         self.controller == MESH_CONTROLLER
     }
 
@@ -270,7 +270,7 @@ pub struct ServicePort {
     /// The container port (number) or its name.
     pub target: TargetPort,
     pub protocol: Option<String>,
-    pub app_protocol: Option<String>,
+    pub(crate) app_protocol: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,7 +291,7 @@ pub struct Service {
     pub binding: Binding,
     /// `istio.io/ingress-use-waypoint` on the Service, else its namespace: (label present,
     /// true).
-    pub ingress_use_waypoint: (bool, bool),
+    pub(crate) ingress_use_waypoint: (bool, bool),
     /// It is a waypoint's own Service (never bound to a waypoint).
     pub is_waypoint: bool,
 }
@@ -323,7 +323,7 @@ pub struct Route {
     /// Parent Gateways `(namespace, name)`.
     pub gateways: Vec<(String, String)>,
     /// Backend Services `(namespace, name)`, with the field path of each.
-    pub backends: Vec<(String, String, String)>,
+    pub(crate) backends: Vec<(String, String, String)>,
 }
 
 /// The ambient topology of a set of objects.
@@ -427,7 +427,7 @@ impl Topology {
     }
 
     /// The Gateway of that namespace and name.
-    pub fn find_gateway(&self, namespace: &str, name: &str) -> Option<usize> {
+    pub(crate) fn find_gateway(&self, namespace: &str, name: &str) -> Option<usize> {
         self.gateway_index
             .get(&(namespace.to_owned(), name.to_owned()))
             .copied()
@@ -443,14 +443,19 @@ impl Topology {
     }
 
     /// A Service or ServiceEntry by kind, namespace and name.
-    pub fn find_service(&self, kind: ServiceKind, namespace: &str, name: &str) -> Option<usize> {
+    pub(crate) fn find_service(
+        &self,
+        kind: ServiceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<usize> {
         self.service_index
             .get(&(kind, namespace.to_owned(), name.to_owned()))
             .copied()
     }
 
     /// The Services of a namespace that select pods with these labels.
-    pub fn services_selecting<'a>(
+    pub(crate) fn services_selecting<'a>(
         &'a self,
         namespace: &'a str,
         pod_labels: &'a BTreeMap<String, String>,
@@ -462,7 +467,7 @@ impl Topology {
     }
 
     /// Every HTTPRoute.
-    pub fn routes(&self) -> &[Route] {
+    pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
     }
 
@@ -473,7 +478,7 @@ impl Topology {
 
     /// The waypoint a pod with these labels uses for traffic addressed to it (its own
     /// `istio.io/use-waypoint`, else its namespace's; `fetchWaypointForWorkload`).
-    pub fn workload_binding(
+    pub(crate) fn workload_binding(
         &self,
         namespace: &str,
         pod_labels: &BTreeMap<String, String>,
@@ -502,7 +507,7 @@ impl Topology {
     /// The waypoint a namespace's own `istio.io/use-waypoint` label names, as its Services
     /// without a label of their own bind to it (`fetchWaypointForService` on the namespace's
     /// label; [`Binding::None`] without one).
-    pub fn namespace_binding(&self, namespace: &str) -> Binding {
+    pub(crate) fn namespace_binding(&self, namespace: &str) -> Binding {
         match self.binding(namespace, &EMPTY) {
             Binding::Bound { gateway, source }
                 if !self.gateways[gateway].traffic.serves_services() =>
@@ -585,14 +590,18 @@ impl Topology {
     }
 
     /// The identities istiod creates for Gateways: `(namespace, ServiceAccount, gateway)`.
-    pub fn gateway_identities(&self) -> impl Iterator<Item = (&str, &str, &Gateway)> {
+    pub(crate) fn gateway_identities(&self) -> impl Iterator<Item = (&str, &str, &Gateway)> {
         self.gateways
             .iter()
             .map(|g| (g.namespace.as_str(), g.service_account.as_str(), g))
     }
 
     /// A Gateway whose pods run as this identity.
-    pub fn gateway_with_identity(&self, namespace: &str, service_account: &str) -> Option<usize> {
+    pub(crate) fn gateway_with_identity(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<usize> {
         self.gateways
             .iter()
             .position(|g| g.namespace == namespace && g.service_account == service_account)

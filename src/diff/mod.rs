@@ -79,7 +79,7 @@ pub struct DiffArgs {
     /// Read BASE from git: the same paths as committed at this ref (a branch, tag or commit;
     /// e.g. `origin/main`, or `${{ github.event.pull_request.base.sha }}` in a workflow).
     #[arg(long, value_name = "GIT_REF")]
-    pub base_ref: Option<String>,
+    pub(crate) base_ref: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: DiffFormat,
@@ -158,9 +158,9 @@ pub struct Witness {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub destination_ip: Option<String>,
+    pub(crate) destination_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<serde_json::Value>,
     /// `meshguard simulate` asking HEAD about it: the command line, as arguments.
@@ -179,7 +179,7 @@ pub struct EdgeChange {
     pub from: String,
     /// The workload: `production/backend`.
     pub to: String,
-    pub to_kind: &'static str,
+    pub(crate) to_kind: &'static str,
     pub port: u16,
     /// The Service the caller addresses, when its requests take that Service's path (ambient
     /// callers through its waypoint): `shop/Service/reviews:9080`, as `simulate --to` takes it
@@ -208,10 +208,10 @@ pub struct MtlsChange {
     /// STRICT, PERMISSIVE, DISABLE, or `none` (no proxy).
     pub from: String,
     pub to: String,
-    pub from_policy: Option<String>,
-    pub to_policy: Option<String>,
+    pub(crate) from_policy: Option<String>,
+    pub(crate) to_policy: Option<String>,
     /// The port accepted only mTLS and now accepts plaintext.
-    pub opens_plaintext: bool,
+    pub(crate) opens_plaintext: bool,
 }
 
 /// A finding new in HEAD or fixed since BASE.
@@ -242,9 +242,9 @@ pub struct ExceptedChange {
     /// `policy:<name>` or `<namespace>/<name>`.
     pub exception: String,
     /// `until …, owner …: reason`.
-    pub exception_says: String,
+    pub(crate) exception_says: String,
     /// BASE reported the finding (else HEAD introduces it, excepted).
-    pub in_base: bool,
+    pub(crate) in_base: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -264,7 +264,7 @@ pub struct Diff {
     pub mtls: Vec<MtlsChange>,
     pub findings: FindingsDiff,
     /// Workload ports compared, and how many of them had applicable changes.
-    pub ports_compared: usize,
+    pub(crate) ports_compared: usize,
     pub ports_recomputed: usize,
     pub callers: usize,
     pub notes: Vec<String>,
@@ -275,7 +275,7 @@ impl Diff {
         self.changes.iter().any(|c| c.change.opens()) || self.mtls.iter().any(|m| m.opens_plaintext)
     }
 
-    pub fn new_deny_findings(&self) -> usize {
+    pub(crate) fn new_deny_findings(&self) -> usize {
         self.findings
             .new
             .iter()
@@ -304,7 +304,7 @@ impl Diff {
 }
 
 /// Single-quote an argument for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b))
@@ -859,7 +859,7 @@ fn whole(p: &Partition, e: &Enforcement<'_>, s: &Space, kind: ChangeKind) -> Vec
 }
 
 /// Read the same paths as committed at a git ref.
-pub fn load_git(reference: &str, paths: &[PathBuf]) -> Result<Loaded, String> {
+pub(crate) fn load_git(reference: &str, paths: &[PathBuf]) -> Result<Loaded, String> {
     let git = |args: &[&str]| -> Result<Vec<u8>, String> {
         let out = std::process::Command::new("git")
             .args(args)

@@ -26,13 +26,13 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use serde::Deserialize;
 
 /// The istio-cni node agent's ConfigMap.
-pub const CNI_CONFIG_MAP: &str = "istio-cni-config";
+pub(crate) const CNI_CONFIG_MAP: &str = "istio-cni-config";
 /// The istio-cni DaemonSet of Istio's chart.
-pub const CNI_DAEMONSET: &str = "istio-cni-node";
+pub(crate) const CNI_DAEMONSET: &str = "istio-cni-node";
 /// ztunnel's DaemonSet (and its pods' `app` label).
-pub const ZTUNNEL: &str = "ztunnel";
+pub(crate) const ZTUNNEL: &str = "ztunnel";
 /// The chart default of `excludeNamespaces`.
-pub const DEFAULT_EXCLUDED: &[&str] = &["kube-system"];
+pub(crate) const DEFAULT_EXCLUDED: &[&str] = &["kube-system"];
 
 /// One of the node agent's enablement selectors.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ struct SelectorText<'a> {
 }
 
 /// The chart's default `ambient.enablementSelectors`.
-pub fn default_selectors() -> Vec<EnablementSelector> {
+pub(crate) fn default_selectors() -> Vec<EnablementSelector> {
     let none: [&str; 1] = ["none"];
     vec![
         EnablementSelector {
@@ -116,7 +116,7 @@ pub enum Capture {
 pub struct AmbientInstall {
     /// Ambient capture is in place.
     pub enabled: Sourced<bool>,
-    pub exclude_namespaces: Sourced<Vec<String>>,
+    pub(crate) exclude_namespaces: Sourced<Vec<String>>,
     pub selectors: Sourced<Vec<EnablementSelector>>,
     /// ztunnel DaemonSets seen, as `namespace/name`.
     pub ztunnel: Vec<String>,
@@ -266,7 +266,7 @@ impl AmbientInstall {
     }
 
     /// The chart's default enablement selectors are in force.
-    pub fn default_selectors(&self) -> bool {
+    pub(crate) fn default_selectors(&self) -> bool {
         self.selectors.origin == Origin::Default
     }
 

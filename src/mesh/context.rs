@@ -123,7 +123,7 @@ pub struct ConfigurationOverlap {
     /// Namespace labels both select.
     pub namespace_labels: BTreeMap<String, String>,
     /// Pod labels both select (with those namespace labels).
-    pub pod_labels: BTreeMap<String, String>,
+    pub(crate) pod_labels: BTreeMap<String, String>,
 }
 
 /// Collects mesh objects, then [`MeshContextBuilder::build`]s the context.
@@ -151,7 +151,7 @@ impl MeshContextBuilder {
     }
 
     /// The Istio namespace, given by a command-line flag (`--istio-namespace`).
-    pub fn istio_namespace_from_flag(
+    pub(crate) fn istio_namespace_from_flag(
         &mut self,
         namespace: impl Into<String>,
         flag: &str,
@@ -173,7 +173,7 @@ impl MeshContextBuilder {
 
     /// A MeshConfig file (`check --mesh-config`): MeshConfig YAML or the `istio` ConfigMap. It is
     /// the mesh's MeshConfig, whatever ConfigMaps are also seen.
-    pub fn mesh_config_file(&mut self, path: &str, text: &str) -> &mut Self {
+    pub(crate) fn mesh_config_file(&mut self, path: &str, text: &str) -> &mut Self {
         let parsed = MeshConfig::from_file_text(text, &format!("file {path}"));
         self.mesh_file = Some((path.to_owned(), parsed));
         self
@@ -182,12 +182,12 @@ impl MeshContextBuilder {
     /// A ConfigMap: kept when it is a MeshConfig (`istio[-<rev>]` with key `mesh`) or an injector
     /// configuration (`istio-sidecar-injector[-<rev>]`); returns whether it was kept.
     /// (As k8s-openapi decodes it, from a watch.)
-    pub fn config_map(&mut self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+    pub(crate) fn config_map(&mut self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
         self.typed_config_map(&ConfigMap::from_k8s(cm))
     }
 
     /// A ConfigMap of the typed model (see [`MeshContextBuilder::config_map`]).
-    pub fn typed_config_map(&mut self, cm: &ConfigMap<'_>) -> bool {
+    pub(crate) fn typed_config_map(&mut self, cm: &ConfigMap<'_>) -> bool {
         let list = if is_cni_config(cm) {
             &mut self.cni_maps
         } else if InjectorConfig::is_injector_config(cm) {
@@ -203,7 +203,7 @@ impl MeshContextBuilder {
 
     /// A MutatingWebhookConfiguration: kept when it is an Istio injector or revision tag; returns
     /// whether it was kept. (As k8s-openapi decodes it, from a watch.)
-    pub fn webhook_configuration(
+    pub(crate) fn webhook_configuration(
         &mut self,
         mwc: &k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
     ) -> bool {
@@ -222,7 +222,10 @@ impl MeshContextBuilder {
 
     /// A MutatingWebhookConfiguration of the typed model (see
     /// [`MeshContextBuilder::webhook_configuration`]).
-    pub fn typed_webhook_configuration(&mut self, mwc: &MutatingWebhookConfiguration<'_>) -> bool {
+    pub(crate) fn typed_webhook_configuration(
+        &mut self,
+        mwc: &MutatingWebhookConfiguration<'_>,
+    ) -> bool {
         let Some(id) = identify_model(mwc) else {
             return false;
         };
@@ -671,7 +674,7 @@ impl MeshContext {
     /// This context with other policy overrides (a policy reload): the mesh's own values stay,
     /// meshguard's policy goes over them again. Cheap next to a rebuild, and used only when the
     /// policy changes.
-    pub fn with_overrides(&self, overrides: &MeshOverrides) -> MeshContext {
+    pub(crate) fn with_overrides(&self, overrides: &MeshOverrides) -> MeshContext {
         let v = self.mesh_values.overridden(overrides);
         MeshContext {
             root_namespace: v.root_namespace,
@@ -726,7 +729,7 @@ impl MeshContext {
     }
 
     /// The trust domain, then its aliases.
-    pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn trust_domains(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.trust_domain.value.as_str())
             .chain(self.trust_domain_aliases.value.iter().map(String::as_str))
     }
@@ -778,14 +781,14 @@ impl MeshContext {
 
     /// Whether a namespace labelled `istio.io/rev=<name>` (and nothing else) has its plain pods
     /// sent to an injector. `true` with no injector visible.
-    pub fn serves_namespace(&self, name: &str) -> bool {
+    pub(crate) fn serves_namespace(&self, name: &str) -> bool {
         let rev = [(REV_LABEL, name)];
         self.assumed_default_injector() || self.webhooks.iter().any(|w| w.selects(&rev, &NO_LABELS))
     }
 
     /// Whether a pod labelled `istio.io/rev=<name>` in an unlabelled namespace is sent to an
     /// injector. `true` with no injector visible.
-    pub fn serves_pod(&self, name: &str) -> bool {
+    pub(crate) fn serves_pod(&self, name: &str) -> bool {
         let rev = [(REV_LABEL, name)];
         self.assumed_default_injector() || self.webhooks.iter().any(|w| w.selects(&NO_LABELS, &rev))
     }
@@ -820,7 +823,7 @@ impl MeshContext {
     /// The proxy image a new pod with these annotations gets from this revision's (or tag's)
     /// injector (`sidecar.istio.io/proxyImage`, `sidecar.istio.io/proxyImageType`,
     /// `proxy.istio.io/config` taken into account).
-    pub fn proxy_image_for<A: Labels + ?Sized>(
+    pub(crate) fn proxy_image_for<A: Labels + ?Sized>(
         &self,
         name: &str,
         annotations: &A,
@@ -829,7 +832,7 @@ impl MeshContext {
     }
 
     /// The injector webhooks that select a Pod CREATE with these labels, in kube-apiserver's order.
-    pub fn selecting_webhooks<'a, N, P>(
+    pub(crate) fn selecting_webhooks<'a, N, P>(
         &'a self,
         namespace: &'a str,
         ns_labels: &'a N,
@@ -866,7 +869,7 @@ impl MeshContext {
 
     /// Webhook pairs that can both select the same pod, found the way Istio's `webhook` analyzer
     /// looks for them (IST0139), independent of the namespaces and pods that exist.
-    pub fn configuration_overlaps(
+    pub(crate) fn configuration_overlaps(
         &self,
     ) -> impl Iterator<Item = (&InjectorWebhook, &InjectorWebhook, &ConfigurationOverlap)> {
         self.overlaps
@@ -876,7 +879,7 @@ impl MeshContext {
 
     /// Whether a plain pod (no labels or annotations of its own) created in this namespace gets a
     /// sidecar: the namespace-level verdict (`ns-injection-missing`).
-    pub fn namespace_injection<'a, N: Labels + ?Sized>(
+    pub(crate) fn namespace_injection<'a, N: Labels + ?Sized>(
         &'a self,
         namespace: &'a str,
         ns_labels: &'a N,
@@ -1097,8 +1100,8 @@ pub struct AmbientSummary {
     /// `observed`, or `assumed-default` when no ztunnel or istio-cni is visible.
     pub state: &'static str,
     pub enabled: SourcedValue,
-    pub exclude_namespaces: SourcedValue,
-    pub enablement_selectors: SourcedValue,
+    pub(crate) exclude_namespaces: SourcedValue,
+    pub(crate) enablement_selectors: SourcedValue,
     /// ztunnel DaemonSets seen (`namespace/name`).
     pub ztunnel: Vec<String>,
     /// istio-cni DaemonSets seen.
@@ -1122,8 +1125,8 @@ pub struct RevisionSummary {
     /// Where its injector configuration came from.
     pub config: String,
     pub policy: String,
-    pub proxy_image: Option<String>,
-    pub enable_namespaces_by_default: bool,
+    pub(crate) proxy_image: Option<String>,
+    pub(crate) enable_namespaces_by_default: bool,
 }
 
 impl fmt::Display for MeshContext {

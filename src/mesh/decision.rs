@@ -65,7 +65,7 @@ impl<'a> InjectionDecision<'a> {
     /// webhook visible): `istio.io/rev=<x>` on the namespace or the pod names it, anything else
     /// (`istio-injection=enabled`, the pod's opt-in, enableNamespacesByDefault) is the default
     /// revision's. `None` when not injected or decided by a visible injector.
-    pub fn assumed_revision(&self) -> Option<&'a str> {
+    pub(crate) fn assumed_revision(&self) -> Option<&'a str> {
         if !(self.assumed && self.inject) {
             return None;
         }
@@ -77,7 +77,7 @@ impl<'a> InjectionDecision<'a> {
 
     /// The pod's `sidecar.istio.io/inject` value was ignored by the injector (neither `"true"` nor
     /// `"false"` for Istio 1.27 and later), so a selector or the policy decided instead.
-    pub fn setting_ignored(&self) -> bool {
+    pub(crate) fn setting_ignored(&self) -> bool {
         matches!(
             self.why,
             Why::NeverInjectSelector(_) | Why::AlwaysInjectSelector(_) | Why::Policy

@@ -131,7 +131,7 @@ pub const IGNORED_NAMESPACES: [&str; 4] = [
     "local-path-storage",
 ];
 /// The name of the injector ConfigMap of the default revision.
-pub const INJECTOR_CONFIG_MAP: &str = "istio-sidecar-injector";
+pub(crate) const INJECTOR_CONFIG_MAP: &str = "istio-sidecar-injector";
 
 /// `failurePolicy` of a webhook (`Fail` when unset, the v1 default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,14 +152,14 @@ pub struct InjectorWebhook {
     /// The revision tag, for a tag's configuration (`istio.io/tag`).
     pub tag: Option<String>,
     /// `namespaceSelector` (null means everything, as the API server defaults it).
-    pub namespace_selector: Selector,
+    pub(crate) namespace_selector: Selector,
     /// `objectSelector` (null means everything).
-    pub object_selector: Selector,
+    pub(crate) object_selector: Selector,
     /// Whether its `rules` send a Pod CREATE to it at all.
-    pub covers_pod_create: bool,
+    pub(crate) covers_pod_create: bool,
     pub failure_policy: FailurePolicy,
     /// `matchConditions` (CEL) count: they can narrow the match further, and are not evaluated here.
-    pub match_conditions: usize,
+    pub(crate) match_conditions: usize,
     /// `clientConfig.service` as (namespace, name), when the webhook calls a Service.
     pub service: Option<(String, String)>,
     /// Index of the injector configuration used for this webhook's revision.
@@ -301,18 +301,18 @@ pub struct InjectorConfig {
     pub origin: Origin,
     pub policy: InjectionPolicy,
     /// `neverInjectSelector` entries, compiled.
-    pub never_inject: Vec<Selector>,
+    pub(crate) never_inject: Vec<Selector>,
     /// `alwaysInjectSelector` entries, compiled.
-    pub always_inject: Vec<Selector>,
+    pub(crate) always_inject: Vec<Selector>,
     /// `defaultTemplates` (`[sidecar]` when unset).
-    pub default_templates: Vec<String>,
+    pub(crate) default_templates: Vec<String>,
     /// The template names `templates` defines.
     pub templates: Vec<String>,
     /// The templates among them that install the pod's traffic capture: their text runs
     /// `istio-iptables` (the `istio-init` container, or `istio-validation` when the Istio CNI
     /// plugin installs the rules). The chart's `sidecar` does; `gateway`, `grpc-agent`,
     /// `grpc-simple`, `waypoint` and `kube-gateway` do not.
-    pub capturing_templates: Vec<String>,
+    pub(crate) capturing_templates: Vec<String>,
     /// `aliases`: a name that stands for several templates (`inject.istio.io/templates` and
     /// `defaultTemplates` resolve them, istio/istio `pkg/kube/inject/inject.go`,
     /// `resolveAliases`).
@@ -320,15 +320,15 @@ pub struct InjectorConfig {
     pub hub: Option<String>,
     pub tag: Option<String>,
     /// `global.proxy.image`.
-    pub proxy_image_name: Option<String>,
+    pub(crate) proxy_image_name: Option<String>,
     /// `global.variant`.
     pub variant: Option<String>,
     /// `sidecarInjectorWebhook.enableNamespacesByDefault` (its effect is the `auto.*` webhook).
-    pub enable_namespaces_by_default: bool,
+    pub(crate) enable_namespaces_by_default: bool,
     /// How `sidecar.istio.io/inject` values are read (from the injector's version).
-    pub inject_values: InjectValues,
+    pub(crate) inject_values: InjectValues,
     /// The proxy image a pod without image annotations gets, when `values` tell.
-    pub proxy_image: Option<String>,
+    pub(crate) proxy_image: Option<String>,
     /// `defaultConfig.image.imageType` of the MeshConfig this injector renders with.
     pub(crate) mesh_image_type: Option<String>,
 }
@@ -365,7 +365,7 @@ impl InjectorConfig {
 
     /// Read an injector ConfigMap. Errors in `config` or `values` are returned beside the result,
     /// which keeps the chart default for what could not be read.
-    pub fn from_config_map(cm: &ConfigMap<'_>) -> (Self, Vec<MeshError>) {
+    pub(crate) fn from_config_map(cm: &ConfigMap<'_>) -> (Self, Vec<MeshError>) {
         let name = cm.name();
         let namespace = cm.namespace().unwrap_or_default();
         let origin = Origin::ConfigMap {
@@ -417,13 +417,13 @@ impl InjectorConfig {
 
     /// Whether a ConfigMap (as k8s-openapi decodes it, from a watch) is an injector
     /// configuration.
-    pub fn is_injector_config_map(cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
+    pub(crate) fn is_injector_config_map(cm: &k8s_openapi::api::core::v1::ConfigMap) -> bool {
         Self::is_injector_config(&ConfigMap::from_k8s(cm))
     }
 
     /// Whether a ConfigMap is an injector configuration (`istio-sidecar-injector[-<rev>]` holding
     /// `config` or `values`).
-    pub fn is_injector_config(cm: &ConfigMap<'_>) -> bool {
+    pub(crate) fn is_injector_config(cm: &ConfigMap<'_>) -> bool {
         let name = cm.name();
         let named = name == INJECTOR_CONFIG_MAP
             || name
@@ -461,7 +461,10 @@ impl InjectorConfig {
 
     /// The `istio-proxy` image a new pod with these annotations gets from this injector, when the
     /// injector's `values` were read. See the module documentation for the rules.
-    pub fn proxy_image_for<A: Labels + ?Sized>(&self, annotations: &A) -> Option<Cow<'_, str>> {
+    pub(crate) fn proxy_image_for<A: Labels + ?Sized>(
+        &self,
+        annotations: &A,
+    ) -> Option<Cow<'_, str>> {
         // injection-template.yaml: annotation `sidecar.istio.io/proxyImage` else
         // .Values.global.proxy.image; used verbatim when it contains "/".
         let chosen = annotations
@@ -546,7 +549,7 @@ pub fn same_proxy_release(a: &str, b: &str) -> bool {
 
 /// The pod's `sidecar.istio.io/inject` setting: the label when present (even empty), else the
 /// annotation.
-pub fn pod_setting<'a, P: Labels + ?Sized, A: Labels + ?Sized>(
+pub(crate) fn pod_setting<'a, P: Labels + ?Sized, A: Labels + ?Sized>(
     labels: &'a P,
     annotations: &'a A,
 ) -> Option<PodSetting<'a>> {

@@ -41,7 +41,7 @@ impl AuthzAction {
     ];
 
     /// The names Istio accepts, in [`AuthzAction::ALL`] order.
-    pub const NAMES: [&'static str; 4] = [
+    pub(crate) const NAMES: [&'static str; 4] = [
         AuthzAction::Allow.as_str(),
         AuthzAction::Deny.as_str(),
         AuthzAction::Audit.as_str(),
@@ -66,7 +66,7 @@ impl AuthzAction {
 /// The fields of `from[].source`, positive and negative of each pair together, in the order
 /// Istio builds them (`model.New`: principals, requestPrincipals, serviceAccounts,
 /// trustDomains, namespaces, remoteIpBlocks, ipBlocks).
-pub const SOURCE_FIELDS: &[&str] = &[
+pub(crate) const SOURCE_FIELDS: &[&str] = &[
     "principals",
     "notPrincipals",
     "requestPrincipals",
@@ -85,7 +85,7 @@ pub const SOURCE_FIELDS: &[&str] = &[
 
 /// The fields of `to[].operation`, pairs together, in the order Istio builds them (hosts,
 /// methods, paths, ports).
-pub const OPERATION_FIELDS: &[&str] = &[
+pub(crate) const OPERATION_FIELDS: &[&str] = &[
     "hosts",
     "notHosts",
     "methods",
@@ -97,7 +97,7 @@ pub const OPERATION_FIELDS: &[&str] = &[
 ];
 
 /// Operation fields only HTTP requests carry (on TCP traffic Istio drops them).
-pub const HTTP_OPERATION_FIELDS: &[&str] = &[
+pub(crate) const HTTP_OPERATION_FIELDS: &[&str] = &[
     "hosts",
     "notHosts",
     "methods",
@@ -116,9 +116,9 @@ pub struct AuthorizationPolicy<'a> {
     #[serde(borrow, default)]
     pub selector: Option<Loose<Selector<'a>>>,
     #[serde(borrow, default)]
-    pub target_ref: Option<Loose<TargetRef<'a>>>,
+    pub(crate) target_ref: Option<Loose<TargetRef<'a>>>,
     #[serde(borrow, default)]
-    pub target_refs: Option<Loose<Vec<Loose<TargetRef<'a>>>>>,
+    pub(crate) target_refs: Option<Loose<Vec<Loose<TargetRef<'a>>>>>,
     #[serde(borrow, default)]
     pub action: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
@@ -167,31 +167,31 @@ pub struct Source<'a> {
     #[serde(borrow, default)]
     pub principals: List<'a>,
     #[serde(borrow, default)]
-    pub not_principals: List<'a>,
+    pub(crate) not_principals: List<'a>,
     #[serde(borrow, default)]
-    pub request_principals: List<'a>,
+    pub(crate) request_principals: List<'a>,
     #[serde(borrow, default)]
-    pub not_request_principals: List<'a>,
+    pub(crate) not_request_principals: List<'a>,
     #[serde(borrow, default)]
-    pub service_accounts: List<'a>,
+    pub(crate) service_accounts: List<'a>,
     #[serde(borrow, default)]
-    pub not_service_accounts: List<'a>,
+    pub(crate) not_service_accounts: List<'a>,
     #[serde(borrow, default)]
-    pub trust_domains: List<'a>,
+    pub(crate) trust_domains: List<'a>,
     #[serde(borrow, default)]
-    pub not_trust_domains: List<'a>,
+    pub(crate) not_trust_domains: List<'a>,
     #[serde(borrow, default)]
     pub namespaces: List<'a>,
     #[serde(borrow, default)]
-    pub not_namespaces: List<'a>,
+    pub(crate) not_namespaces: List<'a>,
     #[serde(borrow, default)]
-    pub remote_ip_blocks: List<'a>,
+    pub(crate) remote_ip_blocks: List<'a>,
     #[serde(borrow, default)]
-    pub not_remote_ip_blocks: List<'a>,
+    pub(crate) not_remote_ip_blocks: List<'a>,
     #[serde(borrow, default)]
-    pub ip_blocks: List<'a>,
+    pub(crate) ip_blocks: List<'a>,
     #[serde(borrow, default)]
-    pub not_ip_blocks: List<'a>,
+    pub(crate) not_ip_blocks: List<'a>,
 }
 
 /// One `to[j].operation`: the fields of [`OPERATION_FIELDS`].
@@ -201,19 +201,19 @@ pub struct Operation<'a> {
     #[serde(borrow, default)]
     pub hosts: List<'a>,
     #[serde(borrow, default)]
-    pub not_hosts: List<'a>,
+    pub(crate) not_hosts: List<'a>,
     #[serde(borrow, default)]
     pub methods: List<'a>,
     #[serde(borrow, default)]
-    pub not_methods: List<'a>,
+    pub(crate) not_methods: List<'a>,
     #[serde(borrow, default)]
     pub paths: List<'a>,
     #[serde(borrow, default)]
-    pub not_paths: List<'a>,
+    pub(crate) not_paths: List<'a>,
     #[serde(borrow, default)]
     pub ports: List<'a>,
     #[serde(borrow, default)]
-    pub not_ports: List<'a>,
+    pub(crate) not_ports: List<'a>,
 }
 
 /// One `when[l]`.
@@ -225,7 +225,7 @@ pub struct Condition<'a> {
     #[serde(borrow, default)]
     pub values: List<'a>,
     #[serde(borrow, default)]
-    pub not_values: List<'a>,
+    pub(crate) not_values: List<'a>,
 }
 
 shaped!(Map: AuthorizationPolicy<'_>, Provider<'_>, Rule<'_>, From<'_>, To<'_>, Source<'_>, Operation<'_>, Condition<'_>);
@@ -320,7 +320,7 @@ impl<'a> AuthorizationPolicy<'a> {
     }
 
     /// `spec.action` as written; `ALLOW` when absent (or not a string).
-    pub fn action_str(&self) -> &str {
+    pub(crate) fn action_str(&self) -> &str {
         ok(&self.action).map_or("ALLOW", Str::as_str)
     }
 
@@ -329,12 +329,12 @@ impl<'a> AuthorizationPolicy<'a> {
         AuthzAction::parse(self.action_str())
     }
 
-    pub fn is_allow(&self) -> bool {
+    pub(crate) fn is_allow(&self) -> bool {
         self.action() == Some(AuthzAction::Allow)
     }
 
     /// `spec.provider.name` (CUSTOM policies name their external authorizer there).
-    pub fn provider_name(&self) -> Option<&str> {
+    pub(crate) fn provider_name(&self) -> Option<&str> {
         ok(&self.provider)
             .and_then(|p| ok(&p.name))
             .map(Str::as_str)
@@ -357,7 +357,7 @@ impl<'a> AuthorizationPolicy<'a> {
 
     /// `targetRef` or `targetRefs` is set: the policy attaches to gateways, waypoints or
     /// Services, not to sidecars.
-    pub fn has_target_refs(&self) -> bool {
+    pub(crate) fn has_target_refs(&self) -> bool {
         let one = match &self.target_ref {
             None => false,
             Some(Loose::Ok(r)) => *r != TargetRef::default(),
@@ -367,7 +367,7 @@ impl<'a> AuthorizationPolicy<'a> {
     }
 
     /// `spec.targetRefs` when it is set, else `spec.targetRef`.
-    pub fn target_refs_path(&self) -> &'static str {
+    pub(crate) fn target_refs_path(&self) -> &'static str {
         if self.target_refs_set() {
             "spec.targetRefs"
         } else {
@@ -388,17 +388,17 @@ impl<'a> AuthorizationPolicy<'a> {
     }
 
     /// The policy applies to something narrower than its namespace (selector or target refs).
-    pub fn is_targeted(&self) -> bool {
+    pub(crate) fn is_targeted(&self) -> bool {
         !self.selector().is_empty() || self.has_target_refs()
     }
 
     /// `spec.rules` is written, even as `null`.
-    pub fn rules_written(&self) -> bool {
+    pub(crate) fn rules_written(&self) -> bool {
         self.rules.is_some()
     }
 
     /// `spec.rules` holds at least one entry.
-    pub fn has_rules(&self) -> bool {
+    pub(crate) fn has_rules(&self) -> bool {
         is_set(&self.rules)
     }
 
@@ -414,7 +414,7 @@ impl<'a> AuthorizationPolicy<'a> {
     }
 
     /// Every `from[].source` of every rule.
-    pub fn sources(&self) -> impl Iterator<Item = SourceView<'_, 'a>> {
+    pub(crate) fn sources(&self) -> impl Iterator<Item = SourceView<'_, 'a>> {
         self.rules().flat_map(|r| r.sources())
     }
 
@@ -433,7 +433,7 @@ impl<'a> AuthorizationPolicy<'a> {
     /// The policy requires a request principal (a JWT): an ALLOW rule on `requestPrincipals`
     /// (or a `request.auth.principal` condition), or a DENY rule on `notRequestPrincipals`.
     /// Pass `dry_run` from the object's annotations: a dry-run policy enforces nothing.
-    pub fn requires_jwt(&self, dry_run: bool) -> bool {
+    pub(crate) fn requires_jwt(&self, dry_run: bool) -> bool {
         if dry_run {
             return false;
         }
@@ -458,7 +458,7 @@ impl<'a> AuthorizationPolicy<'a> {
     /// no other ALLOW policy, every request to the namespace's (or, in the root namespace, the
     /// mesh's) workloads is denied. A policy in dry-run (`istio.io/dry-run`) is not enforced,
     /// so it never counts: pass `dry_run` from the object's annotations.
-    pub fn is_allow_nothing(&self, dry_run: bool) -> bool {
+    pub(crate) fn is_allow_nothing(&self, dry_run: bool) -> bool {
         self.is_allow() && !self.has_rules() && !self.is_targeted() && !dry_run
     }
 }
@@ -482,17 +482,17 @@ impl<'r, 'a> RuleView<'r, 'a> {
     }
 
     /// `from` holds at least one entry.
-    pub fn has_from(&self) -> bool {
+    pub(crate) fn has_from(&self) -> bool {
         self.rule.is_some_and(|r| is_set(&r.from))
     }
 
     /// `to` holds at least one entry.
-    pub fn has_to(&self) -> bool {
+    pub(crate) fn has_to(&self) -> bool {
         self.rule.is_some_and(|r| is_set(&r.to))
     }
 
     /// `when` holds at least one entry.
-    pub fn has_when(&self) -> bool {
+    pub(crate) fn has_when(&self) -> bool {
         self.rule.is_some_and(|r| is_set(&r.when))
     }
 
@@ -520,7 +520,7 @@ impl<'r, 'a> RuleView<'r, 'a> {
     }
 
     /// Every `from[j]` entry that has a `source` (one that is not an object reads as empty).
-    pub fn sources(&self) -> impl Iterator<Item = SourceView<'r, 'a>> {
+    pub(crate) fn sources(&self) -> impl Iterator<Item = SourceView<'r, 'a>> {
         let rule = self.index;
         self.from_entries().filter_map(move |(index, e)| {
             let source = e?.source.as_ref()?.ok().unwrap_or(NO_SOURCE);
@@ -586,11 +586,11 @@ impl std::fmt::Display for Base {
 
 impl<'r, 'a> MatchList<'r, 'a> {
     /// Written with at least one entry (or with a value of another type).
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         is_set(self.list)
     }
     /// Written as a list (even an empty one) or another value; not absent or `null`.
-    pub fn is_written(&self) -> bool {
+    pub(crate) fn is_written(&self) -> bool {
         self.list.is_some()
     }
     /// Every entry as written.
@@ -606,7 +606,7 @@ impl<'r, 'a> MatchList<'r, 'a> {
         format!("{}.{}", self.base, self.field)
     }
     /// `spec.rules[i].from[j].source.principals[k]`.
-    pub fn item_path(&self, k: usize) -> String {
+    pub(crate) fn item_path(&self, k: usize) -> String {
         format!("{}.{}[{k}]", self.base, self.field)
     }
 }
@@ -621,7 +621,7 @@ pub fn strings<'r>(list: &'r List<'_>) -> impl Iterator<Item = (usize, &'r str)>
 
 /// One `from[j].source`.
 #[derive(Clone, Copy, Debug)]
-pub struct SourceView<'r, 'a> {
+pub(crate) struct SourceView<'r, 'a> {
     pub rule: usize,
     pub index: usize,
     pub source: &'r Source<'a>,
@@ -649,7 +649,7 @@ impl<'r, 'a> SourceView<'r, 'a> {
             .filter(MatchList::is_written)
     }
     /// Some field of [`SOURCE_FIELDS`] is written.
-    pub fn has_fields(&self) -> bool {
+    pub(crate) fn has_fields(&self) -> bool {
         self.fields().next().is_some()
     }
 }
@@ -684,7 +684,7 @@ impl<'r, 'a> OperationView<'r, 'a> {
             .filter(MatchList::is_written)
     }
     /// Some field of [`OPERATION_FIELDS`] is written.
-    pub fn has_fields(&self) -> bool {
+    pub(crate) fn has_fields(&self) -> bool {
         self.fields().next().is_some()
     }
 }
@@ -703,7 +703,7 @@ impl<'r, 'a> ConditionView<'r, 'a> {
         ok(&self.condition.key).map(Str::as_str)
     }
     /// The parsed key, when it is a string.
-    pub fn when_key(&self) -> Option<WhenKey<'r>> {
+    pub(crate) fn when_key(&self) -> Option<WhenKey<'r>> {
         self.key().map(WhenKey::parse)
     }
     /// `spec.rules[i].when[l]`.
@@ -726,7 +726,7 @@ impl<'r, 'a> ConditionView<'r, 'a> {
         strings(self.list(field))
     }
     /// The key names the caller's peer identity (`source.principal`, ...).
-    pub fn is_peer_identity(&self) -> bool {
+    pub(crate) fn is_peer_identity(&self) -> bool {
         self.when_key().is_some_and(|k| k.is_peer_identity())
     }
 }
@@ -736,7 +736,7 @@ impl<'r, 'a> ConditionView<'r, 'a> {
 
 /// A `when` key, as Istio's `model.New` and `security.ValidateAttribute` read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WhenKey<'k> {
+pub(crate) enum WhenKey<'k> {
     SourceIp,
     RemoteIp,
     SourceNamespace,
@@ -776,13 +776,13 @@ const PLAIN_KEYS: &[(&str, WhenKey<'static>)] = &[
 ];
 
 /// `request.headers`: the key of a header condition, before its bracketed name.
-pub const HEADERS: &str = "request.headers";
+pub(crate) const HEADERS: &str = "request.headers";
 /// `request.auth.claims`: the key of a claim condition, before its bracketed names.
-pub const CLAIMS: &str = "request.auth.claims";
+pub(crate) const CLAIMS: &str = "request.auth.claims";
 const ENVOY_FILTERS: &str = "experimental.envoy.filters.";
 
 /// Every key name, for "did you mean" suggestions: the plain keys, then the bracketed ones.
-pub fn key_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn key_names() -> impl Iterator<Item = &'static str> {
     PLAIN_KEYS.iter().map(|(n, _)| *n).chain([HEADERS, CLAIMS])
 }
 
@@ -826,7 +826,7 @@ impl<'k> WhenKey<'k> {
 
     /// Istio's validation accepts the key: a known name, a header with one bracketed name, a
     /// claim with one or more, an Envoy filter with a name.
-    pub fn is_supported(self) -> bool {
+    pub(crate) fn is_supported(self) -> bool {
         match self {
             WhenKey::Header(rest) => brackets_ok(rest, false),
             WhenKey::Claims(rest) => brackets_ok(rest, true),
@@ -837,7 +837,7 @@ impl<'k> WhenKey<'k> {
     }
 
     /// The key names the caller's peer identity (empty for plaintext callers).
-    pub fn is_peer_identity(self) -> bool {
+    pub(crate) fn is_peer_identity(self) -> bool {
         matches!(
             self,
             WhenKey::SourcePrincipal
@@ -848,7 +848,7 @@ impl<'k> WhenKey<'k> {
     }
 
     /// The key's value is an IP address or CIDR range.
-    pub fn is_ip(self) -> bool {
+    pub(crate) fn is_ip(self) -> bool {
         matches!(
             self,
             WhenKey::SourceIp | WhenKey::RemoteIp | WhenKey::DestinationIp
@@ -857,22 +857,22 @@ impl<'k> WhenKey<'k> {
 }
 
 /// The key starts with `request.`: only HTTP requests carry it.
-pub fn is_request_key(key: &str) -> bool {
+pub(crate) fn is_request_key(key: &str) -> bool {
     key.starts_with("request.")
 }
 
 /// The key reads the request's JWT (`request.auth.*`).
-pub fn is_request_identity_key(key: &str) -> bool {
+pub(crate) fn is_request_identity_key(key: &str) -> bool {
     key.starts_with("request.auth.")
 }
 
 /// The key restricts who the caller is (`source.*`, `remote.ip`, `request.auth.*`).
-pub fn is_source_key(key: &str) -> bool {
+pub(crate) fn is_source_key(key: &str) -> bool {
     key.starts_with("source.") || key == "remote.ip" || is_request_identity_key(key)
 }
 
 /// The bracketed names of a `request.headers[...]` / `request.auth.claims[...][...]` key.
-pub fn bracket_names(key: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn bracket_names(key: &str) -> impl Iterator<Item = &str> {
     let rest = key
         .strip_prefix(HEADERS)
         .or_else(|| key.strip_prefix(CLAIMS))
@@ -891,14 +891,14 @@ pub mod principal {
     const TEMPLATE: [Option<&str>; 5] = [None, Some("ns"), None, Some("sa"), None];
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub enum Match {
+    pub(crate) enum Match {
         Exact,
         Prefix,
         Suffix,
     }
 
     /// Split an Istio match string into its literal body and match kind.
-    pub fn match_kind(v: &str) -> (&str, Match) {
+    pub(crate) fn match_kind(v: &str) -> (&str, Match) {
         if let Some(body) = v.strip_prefix('*') {
             (body, Match::Suffix)
         } else if let Some(body) = v.strip_suffix('*') {
@@ -910,7 +910,7 @@ pub mod principal {
 
     /// Whether `body` (a principal, or the literal part of a prefix/suffix match) fits the
     /// template.
-    pub fn shape_ok(body: &str, kind: Match) -> bool {
+    pub(crate) fn shape_ok(body: &str, kind: Match) -> bool {
         // Split once, into at most the template's five segments.
         let mut segs = [""; 5];
         let mut n = 0;
@@ -1067,7 +1067,7 @@ fn path_template_problem(p: &str) -> Option<&'static str> {
 }
 
 /// An IP address or CIDR range, as Istio's `ValidateIPs` accepts them.
-pub fn ip_or_cidr(s: &str) -> bool {
+pub(crate) fn ip_or_cidr(s: &str) -> bool {
     use std::net::IpAddr;
     match s.split_once('/') {
         None => s.parse::<IpAddr>().is_ok(),

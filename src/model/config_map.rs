@@ -70,7 +70,7 @@ impl<'a> ConfigMap<'a> {
     }
 
     /// A ConfigMap k8s-openapi decoded (a watch's), borrowed.
-    pub fn from_k8s(cm: &'a k8s_openapi::api::core::v1::ConfigMap) -> ConfigMap<'a> {
+    pub(crate) fn from_k8s(cm: &'a k8s_openapi::api::core::v1::ConfigMap) -> ConfigMap<'a> {
         let (name, namespace, labels) = borrow_meta(&cm.metadata);
         ConfigMap {
             name,

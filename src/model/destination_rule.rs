@@ -21,11 +21,11 @@ pub struct DestinationRule<'a> {
     #[serde(borrow, default)]
     pub host: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub traffic_policy: Option<Loose<TrafficPolicy<'a>>>,
+    pub(crate) traffic_policy: Option<Loose<TrafficPolicy<'a>>>,
     #[serde(borrow, default)]
     pub subsets: Option<Loose<Vec<Loose<Subset<'a>>>>>,
     #[serde(borrow, default)]
-    pub workload_selector: Option<Loose<Selector<'a>>>,
+    pub(crate) workload_selector: Option<Loose<Selector<'a>>>,
 }
 
 /// One `subsets[i]` entry.
@@ -37,22 +37,22 @@ pub struct Subset<'a> {
     #[serde(borrow, default)]
     pub labels: Option<Loose<BTreeMap<Str<'a>, Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
-    pub traffic_policy: Option<Loose<TrafficPolicy<'a>>>,
+    pub(crate) traffic_policy: Option<Loose<TrafficPolicy<'a>>>,
 }
 
 /// A `trafficPolicy`, at the top level or in a subset.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct TrafficPolicy<'a> {
+pub(crate) struct TrafficPolicy<'a> {
     #[serde(borrow, default)]
     pub tls: Option<Loose<Tls<'a>>>,
     #[serde(borrow, default)]
-    pub port_level_settings: Option<Loose<Vec<Loose<PortLevel<'a>>>>>,
+    pub(crate) port_level_settings: Option<Loose<Vec<Loose<PortLevel<'a>>>>>,
 }
 
 /// One `portLevelSettings[j]` entry.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct PortLevel<'a> {
+pub(crate) struct PortLevel<'a> {
     #[serde(default)]
     pub port: Option<Loose<PortSelector>>,
     /// `null` is kept (as `Wrong`): a port-level `tls` key of any value overrides the policy's.
@@ -62,7 +62,7 @@ pub struct PortLevel<'a> {
 
 /// `port` of a port-level setting.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct PortSelector {
+pub(crate) struct PortSelector {
     /// `null` is kept (as `Wrong`), so that validation names it.
     #[serde(default, deserialize_with = "nullable")]
     pub number: Option<Loose<u64>>,
@@ -71,19 +71,19 @@ pub struct PortSelector {
 /// A `tls` block (`ClientTLSSettings`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Tls<'a> {
+pub(crate) struct Tls<'a> {
     #[serde(borrow, default)]
     pub mode: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub credential_name: Option<Loose<Str<'a>>>,
+    pub(crate) credential_name: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub client_certificate: Option<Loose<Str<'a>>>,
+    pub(crate) client_certificate: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub private_key: Option<Loose<Str<'a>>>,
+    pub(crate) private_key: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub ca_certificates: Option<Loose<Str<'a>>>,
+    pub(crate) ca_certificates: Option<Loose<Str<'a>>>,
     #[serde(default)]
-    pub insecure_skip_verify: Option<Loose<bool>>,
+    pub(crate) insecure_skip_verify: Option<Loose<bool>>,
 }
 
 shaped!(Map: DestinationRule<'_>, Subset<'_>, TrafficPolicy<'_>, PortLevel<'_>, PortSelector, Tls<'_>);
@@ -93,11 +93,11 @@ pub(crate) const TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MU
 
 /// Where a `tls` block sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TlsPath {
+pub(crate) struct TlsPath {
     /// `None`: `spec.trafficPolicy`; else `spec.subsets[i].trafficPolicy`.
     pub subset: Option<usize>,
     /// `Some(j)`: `.portLevelSettings[j]`.
-    pub port_level: Option<usize>,
+    pub(crate) port_level: Option<usize>,
 }
 
 impl fmt::Display for TlsPath {
@@ -115,7 +115,7 @@ impl fmt::Display for TlsPath {
 
 /// One `tls` block that is an object, with where it sits and the port it applies to.
 #[derive(Clone, Copy, Debug)]
-pub struct TlsSite<'d, 'a> {
+pub(crate) struct TlsSite<'d, 'a> {
     pub at: TlsPath,
     /// The port-level setting's port; `None` at the traffic policy's level.
     pub port: Option<u64>,
@@ -128,7 +128,7 @@ impl<'d> TlsSite<'d, '_> {
         ok(&self.tls.mode).map_or("", Str::as_str)
     }
     /// `insecureSkipVerify: true`.
-    pub fn insecure_skip_verify(&self) -> bool {
+    pub(crate) fn insecure_skip_verify(&self) -> bool {
         ok(&self.tls.insecure_skip_verify) == Some(&true)
     }
 }
@@ -138,17 +138,17 @@ impl Tls<'_> {
     fn has(field: &Option<Loose<Str<'_>>>) -> bool {
         ok(field).is_some_and(|s| !s.is_empty())
     }
-    pub fn has_credential_name(&self) -> bool {
+    pub(crate) fn has_credential_name(&self) -> bool {
         Self::has(&self.credential_name)
     }
-    pub fn has_ca_certificates(&self) -> bool {
+    pub(crate) fn has_ca_certificates(&self) -> bool {
         Self::has(&self.ca_certificates)
     }
 }
 
 /// A traffic policy with where it sits.
 #[derive(Clone, Copy, Debug)]
-pub struct Placed<'d, 'a> {
+pub(crate) struct Placed<'d, 'a> {
     /// `None` for `spec.trafficPolicy`, the subset index otherwise.
     pub subset: Option<usize>,
     pub policy: &'d TrafficPolicy<'a>,
@@ -164,13 +164,15 @@ impl<'d, 'a> Placed<'d, 'a> {
     }
 
     /// The port-level settings, each as written, with their index.
-    pub fn port_level(&self) -> impl Iterator<Item = (usize, &'d Loose<PortLevel<'a>>)> + 'd {
+    pub(crate) fn port_level(
+        &self,
+    ) -> impl Iterator<Item = (usize, &'d Loose<PortLevel<'a>>)> + 'd {
         entries(&self.policy.port_level_settings).iter().enumerate()
     }
 
     /// Ports whose port-level settings have their own `tls` (any value): the policy-level `tls`
     /// does not apply to them.
-    pub fn tls_overridden_ports(&self) -> Vec<u64> {
+    pub(crate) fn tls_overridden_ports(&self) -> Vec<u64> {
         self.port_level()
             .filter_map(|(_, p)| p.ok())
             .filter(|p| p.tls.is_some())
@@ -179,7 +181,7 @@ impl<'d, 'a> Placed<'d, 'a> {
     }
 
     /// The policy's own `tls`, then its port-level ones (objects only).
-    pub fn tls_sites(&self) -> impl Iterator<Item = TlsSite<'d, 'a>> + 'd {
+    pub(crate) fn tls_sites(&self) -> impl Iterator<Item = TlsSite<'d, 'a>> + 'd {
         let subset = self.subset;
         let own = ok(&self.policy.tls).map(|tls| TlsSite {
             at: TlsPath {
@@ -206,7 +208,7 @@ impl<'d, 'a> Placed<'d, 'a> {
 
 impl PortLevel<'_> {
     /// `port.number`, when it is a number.
-    pub fn port_number(&self) -> Option<u64> {
+    pub(crate) fn port_number(&self) -> Option<u64> {
         ok(&self.port).and_then(|p| ok(&p.number)).copied()
     }
 }
@@ -229,7 +231,7 @@ impl<'a> DestinationRule<'a> {
     }
 
     /// `spec.workloadSelector` is set (not null).
-    pub fn has_workload_selector(&self) -> bool {
+    pub(crate) fn has_workload_selector(&self) -> bool {
         self.workload_selector.is_some()
     }
 
@@ -239,7 +241,7 @@ impl<'a> DestinationRule<'a> {
     }
 
     /// The top-level traffic policy, then each subset's (objects only).
-    pub fn traffic_policies(&self) -> impl Iterator<Item = Placed<'_, 'a>> {
+    pub(crate) fn traffic_policies(&self) -> impl Iterator<Item = Placed<'_, 'a>> {
         let top = ok(&self.traffic_policy).map(|policy| Placed {
             subset: None,
             policy,
@@ -255,7 +257,7 @@ impl<'a> DestinationRule<'a> {
 
     /// Every `tls` block that is an object, in document order: per traffic policy, its own
     /// `tls` then its port-level ones.
-    pub fn tls_sites(&self) -> impl Iterator<Item = TlsSite<'_, 'a>> {
+    pub(crate) fn tls_sites(&self) -> impl Iterator<Item = TlsSite<'_, 'a>> {
         self.traffic_policies().flat_map(|tp| tp.tls_sites())
     }
 

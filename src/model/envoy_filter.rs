@@ -25,7 +25,7 @@ use serde_json::Value;
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyFilter<'a> {
     #[serde(borrow, default)]
-    pub config_patches: Option<Loose<Vec<Loose<ConfigPatch<'a>>>>>,
+    pub(crate) config_patches: Option<Loose<Vec<Loose<ConfigPatch<'a>>>>>,
 }
 
 /// One `configPatches[i]` (`EnvoyConfigObjectPatch`).
@@ -33,9 +33,9 @@ pub struct EnvoyFilter<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigPatch<'a> {
     #[serde(borrow, default)]
-    pub apply_to: Option<Loose<Str<'a>>>,
+    pub(crate) apply_to: Option<Loose<Str<'a>>>,
     #[serde(borrow, default, rename = "match")]
-    pub match_: Option<Loose<Match<'a>>>,
+    pub(crate) match_: Option<Loose<Match<'a>>>,
     #[serde(borrow, default)]
     pub patch: Option<Loose<Patch<'a>>>,
 }
@@ -43,7 +43,7 @@ pub struct ConfigPatch<'a> {
 /// `match` (`EnvoyConfigObjectMatch`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Match<'a> {
+pub(crate) struct Match<'a> {
     #[serde(borrow, default)]
     pub context: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
@@ -55,21 +55,21 @@ pub struct Match<'a> {
 /// `match.listener`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ListenerMatch<'a> {
+pub(crate) struct ListenerMatch<'a> {
     #[serde(borrow, default)]
     pub name: Option<Loose<Str<'a>>>,
     #[serde(default)]
-    pub port_number: Option<Loose<u64>>,
+    pub(crate) port_number: Option<Loose<u64>>,
     #[serde(borrow, default)]
-    pub filter_chain: Option<Loose<FilterChainMatch<'a>>>,
+    pub(crate) filter_chain: Option<Loose<FilterChainMatch<'a>>>,
     #[serde(borrow, default)]
-    pub listener_filter: Option<Loose<Str<'a>>>,
+    pub(crate) listener_filter: Option<Loose<Str<'a>>>,
 }
 
 /// `match.listener.filterChain`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct FilterChainMatch<'a> {
+pub(crate) struct FilterChainMatch<'a> {
     #[serde(borrow, default)]
     pub filter: Option<Loose<FilterMatch<'a>>>,
 }
@@ -77,23 +77,23 @@ pub struct FilterChainMatch<'a> {
 /// `match.listener.filterChain.filter`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct FilterMatch<'a> {
+pub(crate) struct FilterMatch<'a> {
     #[serde(borrow, default)]
     pub name: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub sub_filter: Option<Loose<SubFilterMatch<'a>>>,
+    pub(crate) sub_filter: Option<Loose<SubFilterMatch<'a>>>,
 }
 
 /// `match.listener.filterChain.filter.subFilter`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct SubFilterMatch<'a> {
+pub(crate) struct SubFilterMatch<'a> {
     #[serde(borrow, default)]
     pub name: Option<Loose<Str<'a>>>,
 }
 
 /// `match.cluster`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct ClusterMatch<'a> {
+pub(crate) struct ClusterMatch<'a> {
     #[serde(borrow, default)]
     pub service: Option<Loose<Str<'a>>>,
 }
@@ -171,7 +171,7 @@ impl<'d> PatchAt<'d, '_> {
     }
 
     /// `applyTo` as written (`""` when absent).
-    pub fn apply_to(&self) -> &'d str {
+    pub(crate) fn apply_to(&self) -> &'d str {
         ok(&self.patch.apply_to).map_or("", Str::as_str)
     }
 
@@ -194,23 +194,23 @@ impl<'d> PatchAt<'d, '_> {
     }
 
     /// `match.listener.name`.
-    pub fn listener_name(&self) -> Option<&'d str> {
+    pub(crate) fn listener_name(&self) -> Option<&'d str> {
         self.listener().and_then(|l| ok(&l.name)).map(Str::as_str)
     }
 
     /// `match.listener.portNumber`.
-    pub fn port_number(&self) -> Option<u64> {
+    pub(crate) fn port_number(&self) -> Option<u64> {
         self.listener().and_then(|l| ok(&l.port_number)).copied()
     }
 
     /// `match.listener.filterChain.filter.name`.
-    pub fn filter_name(&self) -> Option<&'d str> {
+    pub(crate) fn filter_name(&self) -> Option<&'d str> {
         self.filter().and_then(|f| ok(&f.name)).map(Str::as_str)
     }
 
     /// `match.listener.filterChain.filter.subFilter.name`; the outer `Option` is whether a
     /// `subFilter` is matched at all (present and not `null`, whatever its type).
-    pub fn sub_filter(&self) -> Option<Option<&'d str>> {
+    pub(crate) fn sub_filter(&self) -> Option<Option<&'d str>> {
         match self.filter()?.sub_filter.as_ref()? {
             Loose::Ok(sub) => Some(ok(&sub.name).map(Str::as_str)),
             Loose::Wrong { found: "null", .. } => None,
@@ -219,14 +219,14 @@ impl<'d> PatchAt<'d, '_> {
     }
 
     /// `match.listener.listenerFilter`.
-    pub fn listener_filter(&self) -> Option<&'d str> {
+    pub(crate) fn listener_filter(&self) -> Option<&'d str> {
         self.listener()
             .and_then(|l| ok(&l.listener_filter))
             .map(Str::as_str)
     }
 
     /// `match.cluster.service`.
-    pub fn cluster_service(&self) -> Option<&'d str> {
+    pub(crate) fn cluster_service(&self) -> Option<&'d str> {
         self.matched()
             .and_then(|m| ok(&m.cluster))
             .and_then(|c| ok(&c.service))
@@ -234,7 +234,7 @@ impl<'d> PatchAt<'d, '_> {
     }
 
     /// `patch.value`, when present.
-    pub fn patch_value(&self) -> Option<&'d Value> {
+    pub(crate) fn patch_value(&self) -> Option<&'d Value> {
         ok(&self.patch.patch)
             .and_then(|p| p.value.as_ref())
             .filter(|v| !v.is_null())
@@ -242,7 +242,7 @@ impl<'d> PatchAt<'d, '_> {
 
     /// The patch reaches the sidecar's inbound listener (`virtualInbound`): context
     /// `SIDECAR_INBOUND` or `ANY`, or a match on that listener by name or port.
-    pub fn reaches_inbound(&self) -> bool {
+    pub(crate) fn reaches_inbound(&self) -> bool {
         matches!(
             self.context(),
             PatchContext::Any | PatchContext::SidecarInbound
@@ -252,14 +252,14 @@ impl<'d> PatchAt<'d, '_> {
 
     /// The patch reaches a listener that enforces authorization: a sidecar's inbound side or a
     /// gateway (contexts `ANY`, `SIDECAR_INBOUND`, `GATEWAY`).
-    pub fn reaches_enforcement(&self) -> bool {
+    pub(crate) fn reaches_enforcement(&self) -> bool {
         self.reaches_inbound() || self.context() == PatchContext::Gateway
     }
 }
 
 /// The first string in `value` (keys and string values, at any depth) for which `hit` holds,
 /// with the path it sits at below `prefix`.
-pub fn find_string<'v>(
+pub(crate) fn find_string<'v>(
     value: &'v Value,
     prefix: &str,
     hit: &dyn Fn(&str) -> bool,

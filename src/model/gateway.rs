@@ -16,9 +16,9 @@ use serde::Deserialize;
 /// `Gateway.spec`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GatewaySpec<'a> {
+pub(crate) struct GatewaySpec<'a> {
     #[serde(borrow, default)]
-    pub gateway_class_name: Str<'a>,
+    pub(crate) gateway_class_name: Str<'a>,
     #[serde(borrow, default)]
     pub listeners: Vec<Listener<'a>>,
 }
@@ -34,13 +34,13 @@ pub struct Listener<'a> {
     #[serde(borrow, default)]
     pub protocol: Str<'a>,
     #[serde(borrow, default)]
-    pub allowed_routes: Option<AllowedRoutes<'a>>,
+    pub(crate) allowed_routes: Option<AllowedRoutes<'a>>,
 }
 
 /// `listeners[].allowedRoutes`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AllowedRoutes<'a> {
+pub(crate) struct AllowedRoutes<'a> {
     #[serde(borrow, default)]
     pub namespaces: Option<RouteNamespaces<'a>>,
 }
@@ -50,7 +50,7 @@ pub struct AllowedRoutes<'a> {
 /// ([`crate::model::label_selector`]; absent with `from: Selector`, it matches nothing).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteNamespaces<'a> {
+pub(crate) struct RouteNamespaces<'a> {
     #[serde(borrow, default)]
     pub from: Option<Str<'a>>,
     #[serde(borrow, default)]
@@ -60,7 +60,7 @@ pub struct RouteNamespaces<'a> {
 /// `Gateway.status` (only what readiness needs).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GatewayStatus<'a> {
+pub(crate) struct GatewayStatus<'a> {
     #[serde(borrow, default)]
     pub addresses: Vec<GatewayAddress<'a>>,
 }

@@ -8,9 +8,9 @@ use serde::Deserialize;
 /// `GatewayClass.spec`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GatewayClassSpec<'a> {
+pub(crate) struct GatewayClassSpec<'a> {
     #[serde(borrow, default)]
-    pub controller_name: Str<'a>,
+    pub(crate) controller_name: Str<'a>,
 }
 
 #[cfg(test)]

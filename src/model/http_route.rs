@@ -10,9 +10,9 @@ use serde::Deserialize;
 /// `HTTPRoute.spec`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HttpRouteSpec<'a> {
+pub(crate) struct HttpRouteSpec<'a> {
     #[serde(borrow, default)]
-    pub parent_refs: Vec<ObjectRef<'a>>,
+    pub(crate) parent_refs: Vec<ObjectRef<'a>>,
     #[serde(borrow, default)]
     pub rules: Vec<RouteRule<'a>>,
 }
@@ -20,9 +20,9 @@ pub struct HttpRouteSpec<'a> {
 /// `spec.rules[]`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteRule<'a> {
+pub(crate) struct RouteRule<'a> {
     #[serde(borrow, default)]
-    pub backend_refs: Vec<ObjectRef<'a>>,
+    pub(crate) backend_refs: Vec<ObjectRef<'a>>,
 }
 
 /// A `parentRef` or `backendRef`.

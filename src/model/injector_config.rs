@@ -91,7 +91,7 @@ impl InjectValues {
 
     /// From the injector's image tag (`global.tag`): `1.26.x` and older are `Legacy`; anything
     /// newer or unrecognised (a digest, `latest`) is `Exact`.
-    pub fn for_tag(tag: Option<&str>) -> Self {
+    pub(crate) fn for_tag(tag: Option<&str>) -> Self {
         let Some(tag) = tag else {
             return InjectValues::Exact;
         };
@@ -108,19 +108,19 @@ impl InjectValues {
 
 /// The `config` key, as read: `None` for what was not read (the chart default stays).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct InjectionConfig {
+pub(crate) struct InjectionConfig {
     pub policy: Option<InjectionPolicy>,
     /// `neverInjectSelector` entries, compiled.
-    pub never_inject: Option<Vec<Selector>>,
+    pub(crate) never_inject: Option<Vec<Selector>>,
     /// `alwaysInjectSelector` entries, compiled.
-    pub always_inject: Option<Vec<Selector>>,
+    pub(crate) always_inject: Option<Vec<Selector>>,
     /// `defaultTemplates`, when it names at least one template.
-    pub default_templates: Option<Vec<String>>,
+    pub(crate) default_templates: Option<Vec<String>>,
     /// The names `templates` defines, when it is a map.
     pub templates: Option<Vec<String>>,
     /// The templates among them whose text runs `istio-iptables`: they install the pod's traffic
     /// capture (the `istio-init` container, or `istio-validation` with the Istio CNI plugin).
-    pub capturing_templates: Option<Vec<String>>,
+    pub(crate) capturing_templates: Option<Vec<String>>,
     /// `aliases`, when it is a map.
     pub aliases: Option<BTreeMap<String, Vec<String>>>,
 }
@@ -256,19 +256,19 @@ impl InjectionConfig {
 
 /// The `values` key, as read (`None`: not set, or of the wrong type).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InjectionValues {
+pub(crate) struct InjectionValues {
     /// `global.hub`.
     pub hub: Option<String>,
     /// `global.tag` (a number as Go prints it).
     pub tag: Option<String>,
     /// `global.proxy.image`.
-    pub proxy_image: Option<String>,
+    pub(crate) proxy_image: Option<String>,
     /// `global.variant`.
     pub variant: Option<String>,
     /// `revision`, when not empty.
     pub revision: Option<String>,
     /// `sidecarInjectorWebhook.enableNamespacesByDefault` (`false` unless `true`).
-    pub enable_namespaces_by_default: bool,
+    pub(crate) enable_namespaces_by_default: bool,
 }
 
 #[derive(Default, Deserialize)]

@@ -134,7 +134,7 @@ impl<N: Labels + ?Sized> Labels for NamespaceLabels<'_, N> {
 
 /// Whether every `(key, value)` pair is among the labels (a `matchLabels` term each: the key
 /// present with that exact value). An Istio `WorkloadSelector` is just such pairs.
-pub fn all_pairs_match<'p, L: Labels + ?Sized>(
+pub(crate) fn all_pairs_match<'p, L: Labels + ?Sized>(
     labels: &L,
     mut pairs: impl Iterator<Item = (&'p str, &'p str)>,
 ) -> bool {
@@ -149,9 +149,9 @@ pub fn all_pairs_match<'p, L: Labels + ?Sized>(
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct LabelSelectorSpec<'a> {
     #[serde(borrow, default)]
-    pub match_labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
+    pub(crate) match_labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
     #[serde(borrow, default)]
-    pub match_expressions: Option<Vec<LabelSelectorRequirement<'a>>>,
+    pub(crate) match_expressions: Option<Vec<LabelSelectorRequirement<'a>>>,
 }
 super::k8s_struct!(LabelSelectorSpec, "LabelSelector");
 
@@ -159,7 +159,7 @@ super::k8s_struct!(LabelSelectorSpec, "LabelSelector");
 /// reads them).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(remote = "Self")]
-pub struct LabelSelectorRequirement<'a> {
+pub(crate) struct LabelSelectorRequirement<'a> {
     #[serde(borrow, default)]
     pub key: Option<Str<'a>>,
     #[serde(borrow, default)]
@@ -285,13 +285,13 @@ impl Selector {
     }
 
     /// `LabelSelectorAsSelector`: `None` (null) matches nothing, `{}` matches everything.
-    pub fn from_optional(selector: Option<&LabelSelectorSpec<'_>>) -> Self {
+    pub(crate) fn from_optional(selector: Option<&LabelSelectorSpec<'_>>) -> Self {
         selector.map_or(Selector::Nothing, LabelSelectorSpec::compile)
     }
 
     /// A webhook's `namespaceSelector` or `objectSelector`: null is defaulted to `{}` by the API
     /// server, so it matches everything.
-    pub fn for_webhook(selector: Option<&LabelSelectorSpec<'_>>) -> Self {
+    pub(crate) fn for_webhook(selector: Option<&LabelSelectorSpec<'_>>) -> Self {
         selector.map_or_else(Selector::everything, LabelSelectorSpec::compile)
     }
 
@@ -361,7 +361,7 @@ impl Selector {
     }
 
     /// The terms, when the selector is valid and not null.
-    pub fn requirements(&self) -> &[Requirement] {
+    pub(crate) fn requirements(&self) -> &[Requirement] {
         match self {
             Selector::All(reqs) => reqs,
             _ => &[],

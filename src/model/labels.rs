@@ -42,11 +42,11 @@ pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 /// The controller of Istio's waypoint GatewayClass.
 pub const MESH_CONTROLLER: &str = "istio.io/mesh-controller";
 /// Pod annotation naming the proxy image the injector uses instead of its template's.
-pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+pub(crate) const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 /// Pod annotation choosing the proxy image type (`distroless`, `debug`).
-pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
+pub(crate) const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
 /// Pod annotation holding ProxyConfig YAML over the MeshConfig's `defaultConfig`.
-pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
+pub(crate) const PROXY_CONFIG: &str = "proxy.istio.io/config";
 
 /// A `sidecar.istio.io/inject` value that turns injection on, as meshguard (and Istio's
 /// injector up to 1.26, `InjectValues::Legacy`) reads it: `y`, `yes`, `true` or `on`, in any
@@ -63,7 +63,7 @@ pub fn inject_value_disables(v: &str) -> bool {
 
 /// `istio.io/dry-run` on an AuthorizationPolicy: Istio evaluates the policy in shadow mode only
 /// (logs and stats, never the decision).
-pub const DRY_RUN: &str = "istio.io/dry-run";
+pub(crate) const DRY_RUN: &str = "istio.io/dry-run";
 
 /// Whether an object is Istio dry-run: its `istio.io/dry-run` annotation read as Go's
 /// `strconv.ParseBool` reads it (istio/istio `pilot/pkg/security/authz/builder/builder.go`,

@@ -35,11 +35,11 @@ use super::{Loose, Str};
 use serde::Deserialize;
 
 /// Istio's default root namespace (`constants.IstioSystemNamespace`).
-pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+pub(crate) const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 /// Istio's default trust domain (`constants.DefaultClusterLocalDomain`).
-pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+pub(crate) const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 /// The ConfigMap key holding the MeshConfig YAML.
-pub const MESH_KEY: &str = "mesh";
+pub(crate) const MESH_KEY: &str = "mesh";
 
 /// A mesh object meshguard could not read (a MeshConfig, an injector or istio-cni ConfigMap).
 /// Building a mesh context never fails: errors are kept beside it and the affected values fall
@@ -85,15 +85,15 @@ pub struct MeshConfig {
     /// `enableAutoMtls`.
     pub enable_auto_mtls: Option<bool>,
     /// `defaultConfig`: the ProxyConfig every proxy starts from.
-    pub default_config: ProxyConfig,
+    pub(crate) default_config: ProxyConfig,
 }
 
 /// The part of a ProxyConfig meshguard reads (MeshConfig `defaultConfig`, or the pod annotation
 /// `proxy.istio.io/config`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// `image.imageType` (the proxy image variant, e.g. `distroless`).
-    pub image_type: Option<String>,
+    pub(crate) image_type: Option<String>,
 }
 
 /// The document as the deserializer reads it: every field as written ([`Loose`]: a wrong type is
@@ -194,7 +194,7 @@ impl MeshConfig {
 
     /// Read a `--mesh-config` file: either MeshConfig YAML, or a ConfigMap (`kind: ConfigMap`)
     /// whose `data.mesh` holds it.
-    pub fn from_file_text(text: &str, origin: &str) -> Result<MeshConfig, MeshError> {
+    pub(crate) fn from_file_text(text: &str, origin: &str) -> Result<MeshConfig, MeshError> {
         let raw = from_yaml::<Loose<Raw<'_>>>(text, origin, "file")?;
         if let Some(Loose::Ok(file)) = &raw {
             if super::ok(&file.kind).map(Str::as_str) == Some("ConfigMap") {
@@ -286,24 +286,24 @@ impl MeshConfig {
     }
 
     /// The root namespace istiod uses with this MeshConfig.
-    pub fn effective_root_namespace(&self) -> &str {
+    pub(crate) fn effective_root_namespace(&self) -> &str {
         self.root_namespace
             .as_deref()
             .unwrap_or(DEFAULT_ROOT_NAMESPACE)
     }
 
     /// The trust domain istiod uses with this MeshConfig.
-    pub fn effective_trust_domain(&self) -> &str {
+    pub(crate) fn effective_trust_domain(&self) -> &str {
         self.trust_domain.as_deref().unwrap_or(DEFAULT_TRUST_DOMAIN)
     }
 
     /// `enableAutoMtls` as istiod uses it.
-    pub fn effective_enable_auto_mtls(&self) -> bool {
+    pub(crate) fn effective_enable_auto_mtls(&self) -> bool {
         self.enable_auto_mtls.unwrap_or(true)
     }
 
     /// `defaultConfig.image.imageType`, when written.
-    pub fn proxy_image_type(&self) -> Option<&str> {
+    pub(crate) fn proxy_image_type(&self) -> Option<&str> {
         self.default_config.image_type.as_deref()
     }
 }
@@ -312,7 +312,7 @@ impl ProxyConfig {
     /// The ProxyConfig of a `proxy.istio.io/config` pod annotation, as the injector reads it:
     /// `None` when the YAML is unreadable (Istio ignores it then); fields of the wrong type, and
     /// an empty `imageType`, read as unset.
-    pub fn from_annotation(yaml: &str) -> Option<ProxyConfig> {
+    pub(crate) fn from_annotation(yaml: &str) -> Option<ProxyConfig> {
         let raw = from_yaml::<Loose<RawProxyConfig<'_>>>(yaml, "", "").ok()??;
         let image_type = super::ok(&raw.into_ok()?.image)
             .and_then(|i| super::ok(&i.image_type))
@@ -323,7 +323,7 @@ impl ProxyConfig {
 }
 
 /// `agent.ValidateTrustDomain`: non-empty, dot-separated DNS-1123 labels (a trailing dot allowed).
-pub fn validate_trust_domain(domain: &str) -> Result<(), String> {
+pub(crate) fn validate_trust_domain(domain: &str) -> Result<(), String> {
     if domain.is_empty() {
         return Err("empty domain name not allowed".to_owned());
     }

@@ -28,25 +28,25 @@
 //! and an Istio policy's [`Selector`] (`matchLabels` only) matches through it.
 
 pub mod authorization_policy;
-pub mod config_map;
-pub mod destination_rule;
+pub(crate) mod config_map;
+pub(crate) mod destination_rule;
 pub mod envoy_filter;
 pub mod gateway;
-pub mod gateway_class;
+pub(crate) mod gateway_class;
 pub mod http_route;
-pub mod injector_config;
-pub mod label_selector;
+pub(crate) mod injector_config;
+pub(crate) mod label_selector;
 pub mod labels;
 pub mod mesh_config;
-pub mod mutating_webhook_configuration;
+pub(crate) mod mutating_webhook_configuration;
 pub mod namespace;
 pub mod peer_authentication;
-pub mod request_authentication;
+pub(crate) mod request_authentication;
 pub mod service;
 pub mod service_account;
 pub mod service_entry;
 pub mod sidecar;
-pub mod target_ref;
+pub(crate) mod target_ref;
 pub mod validation;
 pub mod workload;
 
@@ -162,7 +162,7 @@ impl<T> Loose<T> {
         }
     }
 
-    pub fn into_ok(self) -> Option<T> {
+    pub(crate) fn into_ok(self) -> Option<T> {
         match self {
             Loose::Ok(t) => Some(t),
             Loose::Wrong { .. } => None,
@@ -205,7 +205,7 @@ pub(crate) use k8s_struct;
 /// A field no check reads but Kubernetes' decoder (k8s-openapi) type-checks: decoded, so that a
 /// wrong type is refused with the same message, then dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Checked<T>(std::marker::PhantomData<T>);
+pub(crate) struct Checked<T>(std::marker::PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -216,7 +216,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
 /// A base64 string (`caBundle`, `binaryData`), checked as k8s-openapi's `ByteString` checks it
 /// (standard alphabet, padded; `null` is empty) and not kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Base64;
+pub(crate) struct Base64;
 
 impl<'de> Deserialize<'de> for Base64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -264,7 +264,7 @@ pub enum Shape {
 }
 
 /// The JSON shape of a model type.
-pub trait Shaped {
+pub(crate) trait Shaped {
     const SHAPE: Shape;
 }
 
@@ -359,7 +359,7 @@ impl<'de, T: Deserialize<'de> + Shaped> Deserialize<'de> for Loose<T> {
 #[serde(rename_all = "camelCase")]
 pub struct Selector<'a> {
     #[serde(borrow, default)]
-    pub match_labels: Option<Loose<BTreeMap<Str<'a>, Loose<Str<'a>>>>>,
+    pub(crate) match_labels: Option<Loose<BTreeMap<Str<'a>, Loose<Str<'a>>>>>,
 }
 
 shaped!(Map: Selector<'_>);
@@ -368,7 +368,7 @@ impl<'a> Selector<'a> {
     /// `selector` of an Istio policy `spec` (borrowing from it). A `selector` that is not an
     /// object, or a `matchLabels` that is not one, selects by no labels (the kind's validation
     /// reports it).
-    pub fn of_spec(spec: &'a Value) -> Selector<'a> {
+    pub(crate) fn of_spec(spec: &'a Value) -> Selector<'a> {
         spec.get("selector")
             .and_then(|s| Selector::deserialize(s).ok())
             .unwrap_or_default()
@@ -396,7 +396,7 @@ impl Selector<'_> {
     }
 
     /// The label pairs as an owned map.
-    pub fn to_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn to_map(&self) -> BTreeMap<String, String> {
         self.labels()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
@@ -414,7 +414,7 @@ impl Selector<'_> {
 /// For `#[serde(deserialize_with = "nullable")]`: a present `null` is kept as
 /// `Some(Wrong { found: "null" })` instead of read as absent, where what Istio reports (or
 /// what a field's presence means) differs for it.
-pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shaped>(
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shaped>(
     d: D,
 ) -> Result<Option<Loose<T>>, D::Error> {
     Loose::deserialize(d).map(Some)
@@ -422,7 +422,7 @@ pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shaped>(
 
 /// What the typed decode of an object refuses: where, and why (in Istio's wording).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Malformed {
+pub(crate) struct Malformed {
     pub path: String,
     pub message: String,
 }
@@ -435,7 +435,9 @@ impl fmt::Display for Malformed {
 
 /// Decode a kind's `spec` (borrowing its strings). An absent or null spec is the kind's
 /// default (nothing set); a spec that is not an object is [`Malformed`].
-pub fn decode_spec<'a, T: Deserialize<'a> + Default>(spec: &'a Value) -> Result<T, Malformed> {
+pub(crate) fn decode_spec<'a, T: Deserialize<'a> + Default>(
+    spec: &'a Value,
+) -> Result<T, Malformed> {
     match spec {
         Value::Null => Ok(T::default()),
         Value::Object(_) => T::deserialize(spec).map_err(unreadable_spec),
@@ -466,7 +468,7 @@ fn spec_not_object(spec: &Value) -> Malformed {
 /// meshguard reads without validating (Gateway API objects, ServiceEntry): a missing or null part
 /// is `T::default()`, a malformed one too, with the decoder's message (`spec: invalid type: …`)
 /// kept for the explanation.
-pub fn decode_part<'a, T: Deserialize<'a> + Default>(
+pub(crate) fn decode_part<'a, T: Deserialize<'a> + Default>(
     obj: &'a kube::core::DynamicObject,
     key: &str,
 ) -> (T, Option<String>) {
@@ -481,7 +483,9 @@ pub fn decode_part<'a, T: Deserialize<'a> + Default>(
 
 /// [`decode_spec`] of an owned `spec`, owning its strings (the inventory's readers, which
 /// decode a spec from its stored text and keep what they read).
-pub fn decode_spec_owned<T: Deserialize<'static> + Default>(spec: Value) -> Result<T, Malformed> {
+pub(crate) fn decode_spec_owned<T: Deserialize<'static> + Default>(
+    spec: Value,
+) -> Result<T, Malformed> {
     match spec {
         Value::Null => Ok(T::default()),
         Value::Object(_) => T::deserialize(spec).map_err(unreadable_spec),

@@ -20,7 +20,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The only version k8s-openapi's type takes.
-pub const API_VERSION: &str = "admissionregistration.k8s.io/v1";
+pub(crate) const API_VERSION: &str = "admissionregistration.k8s.io/v1";
 
 /// A MutatingWebhookConfiguration: its name, labels and webhooks.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,21 +51,21 @@ pub struct MutatingWebhook<'a> {
     pub client_config: Option<WebhookClientConfig<'a>>,
     /// `Fail` (the v1 default) or `Ignore`.
     #[serde(borrow, default)]
-    pub failure_policy: Option<Str<'a>>,
+    pub(crate) failure_policy: Option<Str<'a>>,
     #[serde(default)]
-    pub match_conditions: Option<Vec<MatchCondition>>,
+    pub(crate) match_conditions: Option<Vec<MatchCondition>>,
     #[allow(dead_code)] // checked by the decoder, read by no check
     #[serde(default)]
     match_policy: Option<Checked<String>>,
     #[serde(borrow, default)]
     pub name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub namespace_selector: Option<LabelSelectorSpec<'a>>,
+    pub(crate) namespace_selector: Option<LabelSelectorSpec<'a>>,
     #[serde(borrow, default)]
-    pub object_selector: Option<LabelSelectorSpec<'a>>,
+    pub(crate) object_selector: Option<LabelSelectorSpec<'a>>,
     /// `Never` (the default) or `IfNeeded`.
     #[serde(borrow, default)]
-    pub reinvocation_policy: Option<Str<'a>>,
+    pub(crate) reinvocation_policy: Option<Str<'a>>,
     #[serde(borrow, default)]
     pub rules: Option<Vec<RuleWithOperations<'a>>>,
     #[allow(dead_code)] // checked by the decoder, read by no check
@@ -112,7 +112,7 @@ k8s_struct!(ServiceReference, "ServiceReference");
 /// `matchConditions[]` (CEL; counted, not evaluated).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(remote = "Self")]
-pub struct MatchCondition {
+pub(crate) struct MatchCondition {
     #[allow(dead_code)] // checked by the decoder, read by no check
     #[serde(default)]
     expression: Option<Checked<String>>,
@@ -145,9 +145,9 @@ impl<'de> Deserialize<'de> for MatchCondition {
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct RuleWithOperations<'a> {
     #[serde(borrow, default)]
-    pub api_groups: Option<Vec<Str<'a>>>,
+    pub(crate) api_groups: Option<Vec<Str<'a>>>,
     #[serde(borrow, default)]
-    pub api_versions: Option<Vec<Str<'a>>>,
+    pub(crate) api_versions: Option<Vec<Str<'a>>>,
     #[serde(borrow, default)]
     pub operations: Option<Vec<Str<'a>>>,
     #[serde(borrow, default)]
@@ -203,7 +203,7 @@ impl MutatingWebhook<'_> {
     }
 
     /// The number of `matchConditions`.
-    pub fn match_conditions(&self) -> usize {
+    pub(crate) fn match_conditions(&self) -> usize {
         self.match_conditions.as_ref().map_or(0, Vec::len)
     }
 

@@ -42,7 +42,7 @@ impl Namespace {
     }
 
     /// The labels as a map (what [`crate::context::ClusterView`] hands to the rules).
-    pub fn labels_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn labels_map(&self) -> BTreeMap<String, String> {
         self.labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -76,7 +76,7 @@ pub struct Metadata {
     /// `deletionTimestamp` is set.
     pub terminating: bool,
     /// The version a watch resumes from (not a fact any check reads).
-    pub resource_version: Option<String>,
+    pub(crate) resource_version: Option<String>,
 }
 
 /// An object reduced to [`Metadata`] (`apiVersion`, `kind`, `spec`, `status` skipped).
@@ -144,7 +144,7 @@ fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
 }
 
 /// Pairs sorted by key, the last of a repeated key kept.
-pub fn sorted(mut pairs: Vec<(Box<str>, Box<str>)>) -> Vec<(Box<str>, Box<str>)> {
+pub(crate) fn sorted(mut pairs: Vec<(Box<str>, Box<str>)>) -> Vec<(Box<str>, Box<str>)> {
     // Stable: among equal keys the later one stays later, and dedup keeps the first of a run,
     // so reverse first to keep the last.
     pairs.reverse();

@@ -37,7 +37,7 @@ impl MtlsMode {
     ];
 
     /// The names the API accepts, in the API's order (from [`MtlsMode::as_str`]).
-    pub const NAMES: [&'static str; 4] = {
+    pub(crate) const NAMES: [&'static str; 4] = {
         let mut names = [""; 4];
         let mut i = 0;
         while i < names.len() {
@@ -58,7 +58,7 @@ impl MtlsMode {
     }
 
     /// The mode named `name` exactly (the API is case-sensitive).
-    pub fn from_name(name: &str) -> Option<MtlsMode> {
+    pub(crate) fn from_name(name: &str) -> Option<MtlsMode> {
         MtlsMode::ALL.into_iter().find(|m| m.as_str() == name)
     }
 
@@ -87,7 +87,7 @@ pub struct PeerAuthentication<'a> {
     pub mtls: Option<Loose<Mtls<'a>>>,
     /// Keyed by container port, as written (a string of the number when valid).
     #[serde(borrow, default)]
-    pub port_level_mtls: Option<Loose<BTreeMap<Str<'a>, Loose<Mtls<'a>>>>>,
+    pub(crate) port_level_mtls: Option<Loose<BTreeMap<Str<'a>, Loose<Mtls<'a>>>>>,
 }
 
 /// `spec.mtls`, or one `spec.portLevelMtls` entry (`MutualTLS`).
@@ -119,7 +119,7 @@ fn mode_to_validate<'d, 'a>(mtls: Option<&'d Loose<Mtls<'a>>>) -> Option<&'d Loo
 
 /// One `portLevelMtls` entry.
 #[derive(Clone, Copy, Debug)]
-pub struct PortMtls<'d, 'a> {
+pub(crate) struct PortMtls<'d, 'a> {
     /// The key as written (Istio requires a port number).
     pub key: &'d str,
     /// The entry as written (`{mode: ...}`).
@@ -148,17 +148,17 @@ impl<'a> PeerAuthentication<'a> {
     }
 
     /// `spec.mtls` is present (any value, `null` included).
-    pub fn has_mtls(&self) -> bool {
+    pub(crate) fn has_mtls(&self) -> bool {
         self.mtls.is_some()
     }
 
     /// `spec.mtls.mode` as written (any JSON type, a present `null` included).
-    pub fn mode_field(&self) -> Option<&Loose<Str<'a>>> {
+    pub(crate) fn mode_field(&self) -> Option<&Loose<Str<'a>>> {
         ok(&self.mtls).and_then(|m| m.mode.as_ref())
     }
 
     /// `spec.mtls.mode`, when it is a string.
-    pub fn mode_str(&self) -> Option<&str> {
+    pub(crate) fn mode_str(&self) -> Option<&str> {
         ok(&self.mtls).and_then(Mtls::mode_str)
     }
 
@@ -168,12 +168,12 @@ impl<'a> PeerAuthentication<'a> {
     }
 
     /// `spec.portLevelMtls` is present as an object (possibly empty).
-    pub fn has_port_level_field(&self) -> bool {
+    pub(crate) fn has_port_level_field(&self) -> bool {
         ok(&self.port_level_mtls).is_some()
     }
 
     /// The `portLevelMtls` entries, in key order.
-    pub fn port_level(&self) -> impl Iterator<Item = PortMtls<'_, 'a>> {
+    pub(crate) fn port_level(&self) -> impl Iterator<Item = PortMtls<'_, 'a>> {
         ok(&self.port_level_mtls)
             .into_iter()
             .flatten()

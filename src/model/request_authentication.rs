@@ -18,52 +18,52 @@ pub struct RequestAuthentication<'a> {
     #[serde(borrow, default)]
     pub selector: Option<Loose<Selector<'a>>>,
     #[serde(borrow, default)]
-    pub target_ref: Option<Loose<TargetRef<'a>>>,
+    pub(crate) target_ref: Option<Loose<TargetRef<'a>>>,
     #[serde(borrow, default)]
-    pub target_refs: Option<Loose<Vec<Loose<TargetRef<'a>>>>>,
+    pub(crate) target_refs: Option<Loose<Vec<Loose<TargetRef<'a>>>>>,
     #[serde(borrow, default)]
-    pub jwt_rules: Option<Loose<Vec<Loose<JwtRule<'a>>>>>,
+    pub(crate) jwt_rules: Option<Loose<Vec<Loose<JwtRule<'a>>>>>,
 }
 
 /// One `jwtRules[i]` entry.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct JwtRule<'a> {
+pub(crate) struct JwtRule<'a> {
     #[serde(borrow, default)]
     pub issuer: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub jwks_uri: Option<Loose<Str<'a>>>,
+    pub(crate) jwks_uri: Option<Loose<Str<'a>>>,
     /// Inline JWKS: a JSON document inside the string.
     #[serde(borrow, default)]
     pub jwks: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
     pub audiences: Option<Loose<Vec<Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
-    pub presence: Option<Loose<Str<'a>>>,
+    pub(crate) presence: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub from_params: Option<Loose<Vec<Loose<Str<'a>>>>>,
+    pub(crate) from_params: Option<Loose<Vec<Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
-    pub from_cookies: Option<Loose<Vec<Loose<Str<'a>>>>>,
+    pub(crate) from_cookies: Option<Loose<Vec<Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
-    pub space_delimited_claims: Option<Loose<Vec<Loose<Str<'a>>>>>,
+    pub(crate) space_delimited_claims: Option<Loose<Vec<Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
-    pub from_headers: Option<Loose<Vec<Loose<JwtHeader<'a>>>>>,
+    pub(crate) from_headers: Option<Loose<Vec<Loose<JwtHeader<'a>>>>>,
     #[serde(borrow, default)]
-    pub output_claim_to_headers: Option<Loose<Vec<Loose<ClaimToHeader<'a>>>>>,
+    pub(crate) output_claim_to_headers: Option<Loose<Vec<Loose<ClaimToHeader<'a>>>>>,
     #[serde(borrow, default)]
     pub timeout: Option<Loose<Str<'a>>>,
 }
 
 /// `jwtRules[i].fromHeaders[j]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct JwtHeader<'a> {
+pub(crate) struct JwtHeader<'a> {
     #[serde(borrow, default)]
     pub name: Option<Loose<Str<'a>>>,
 }
 
 /// `jwtRules[i].outputClaimToHeaders[j]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct ClaimToHeader<'a> {
+pub(crate) struct ClaimToHeader<'a> {
     #[serde(borrow, default)]
     pub claim: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
@@ -76,7 +76,7 @@ const PRESENCE: &[&str] = &["OPTIONAL", "REQUIRED"];
 
 impl<'a> RequestAuthentication<'a> {
     /// Every `jwtRules[i]` that is an object, with its index.
-    pub fn jwt_rules(&self) -> impl Iterator<Item = (usize, &JwtRule<'a>)> {
+    pub(crate) fn jwt_rules(&self) -> impl Iterator<Item = (usize, &JwtRule<'a>)> {
         entries(&self.jwt_rules)
             .iter()
             .enumerate()
@@ -85,7 +85,7 @@ impl<'a> RequestAuthentication<'a> {
 
     /// `targetRef` or `targetRefs` is set (gateways and waypoints, not sidecars): present, not
     /// null, not an empty list or reference.
-    pub fn has_target_refs(&self) -> bool {
+    pub(crate) fn has_target_refs(&self) -> bool {
         let one = match &self.target_ref {
             None => false,
             Some(Loose::Ok(r)) => *r != TargetRef::default(),
@@ -101,7 +101,7 @@ impl<'a> RequestAuthentication<'a> {
 
     /// No `selector.matchLabels`: the policy applies namespace-wide (mesh-wide in the root
     /// namespace).
-    pub fn selects_all(&self) -> bool {
+    pub(crate) fn selects_all(&self) -> bool {
         ok(&self.selector).is_none_or(Selector::is_empty)
     }
 
@@ -158,7 +158,7 @@ impl JwtRule<'_> {
     }
 
     /// `jwksUri`, when it is a string.
-    pub fn jwks_uri(&self) -> Option<&str> {
+    pub(crate) fn jwks_uri(&self) -> Option<&str> {
         ok(&self.jwks_uri).map(Str::as_str)
     }
 
@@ -168,7 +168,7 @@ impl JwtRule<'_> {
     }
 
     /// The string entries of `spaceDelimitedClaims`.
-    pub fn space_delimited_claims(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn space_delimited_claims(&self) -> impl Iterator<Item = &str> {
         entries(&self.space_delimited_claims)
             .iter()
             .filter_map(|a| a.ok().map(Str::as_str))

@@ -17,7 +17,7 @@ use std::fmt;
 #[serde(rename_all = "camelCase")]
 pub struct Service<'a> {
     #[serde(borrow, default, rename = "type")]
-    pub service_type: Option<Loose<Str<'a>>>,
+    pub(crate) service_type: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
     pub selector: Option<Loose<BTreeMap<Str<'a>, Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
@@ -36,9 +36,9 @@ pub struct ServicePort<'a> {
     #[serde(borrow, default)]
     pub protocol: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub app_protocol: Option<Loose<Str<'a>>>,
+    pub(crate) app_protocol: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub target_port: Option<Loose<IntOrString<'a>>>,
+    pub(crate) target_port: Option<Loose<IntOrString<'a>>>,
 }
 
 shaped!(Map: Service<'_>, ServicePort<'_>);
@@ -46,7 +46,7 @@ shaped!(Scalar: IntOrString<'_>);
 
 /// A Kubernetes `IntOrString` as written.
 #[derive(Clone, Debug, PartialEq)]
-pub enum IntOrString<'a> {
+pub(crate) enum IntOrString<'a> {
     Int(u64),
     String(Str<'a>),
 }
@@ -92,7 +92,7 @@ pub enum Target<'a> {
 
 impl<'a> Service<'a> {
     /// `spec.type` is `ExternalName` (a DNS alias: no selector, no proxying).
-    pub fn is_external_name(&self) -> bool {
+    pub(crate) fn is_external_name(&self) -> bool {
         ok(&self.service_type).is_some_and(|t| t.as_str() == "ExternalName")
     }
 
@@ -106,7 +106,7 @@ impl<'a> Service<'a> {
     }
 
     /// Every `spec.ports[i]` entry, as written.
-    pub fn port_entries(&self) -> &[Loose<ServicePort<'a>>] {
+    pub(crate) fn port_entries(&self) -> &[Loose<ServicePort<'a>>] {
         entries(&self.ports)
     }
 
@@ -123,7 +123,7 @@ impl ServicePort<'_> {
     }
 
     /// `port` as written, for messages (`?` when absent).
-    pub fn number_text(&self) -> String {
+    pub(crate) fn number_text(&self) -> String {
         match &self.port {
             None => "?".to_owned(),
             Some(Loose::Ok(n)) => n.to_string(),
@@ -142,7 +142,7 @@ impl ServicePort<'_> {
     }
 
     /// `appProtocol`, when it is a string.
-    pub fn app_protocol(&self) -> Option<&str> {
+    pub(crate) fn app_protocol(&self) -> Option<&str> {
         ok(&self.app_protocol).map(Str::as_str)
     }
 

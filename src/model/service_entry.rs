@@ -16,7 +16,7 @@ pub struct ServiceEntrySpec<'a> {
     #[serde(borrow, default)]
     pub ports: Vec<ServiceEntryPort<'a>>,
     #[serde(borrow, default)]
-    pub workload_selector: Option<WorkloadSelectorSpec<'a>>,
+    pub(crate) workload_selector: Option<WorkloadSelectorSpec<'a>>,
 }
 
 /// `spec.ports[]`.
@@ -30,12 +30,12 @@ pub struct ServiceEntryPort<'a> {
     #[serde(borrow, default)]
     pub protocol: Option<Str<'a>>,
     #[serde(default)]
-    pub target_port: Option<u32>,
+    pub(crate) target_port: Option<u32>,
 }
 
 /// `spec.workloadSelector`: labels every selected pod carries (`matchLabels` semantics).
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct WorkloadSelectorSpec<'a> {
+pub(crate) struct WorkloadSelectorSpec<'a> {
     #[serde(borrow, default)]
     pub labels: BTreeMap<Str<'a>, Str<'a>>,
 }

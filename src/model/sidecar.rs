@@ -17,7 +17,7 @@ use super::{entries, ok, Loose, Str};
 use serde::Deserialize;
 
 /// `ServerTLSSettings.mode` when `tls` does not set it.
-pub const DEFAULT_TLS_MODE: &str = "PASSTHROUGH";
+pub(crate) const DEFAULT_TLS_MODE: &str = "PASSTHROUGH";
 
 /// One Sidecar's `spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -74,7 +74,7 @@ impl IngressListener<'_> {
     }
 
     /// `tls.mode` when `tls` is set ([`DEFAULT_TLS_MODE`] when it has no string `mode`).
-    pub fn tls_mode(&self) -> Option<&str> {
+    pub(crate) fn tls_mode(&self) -> Option<&str> {
         match self.tls.as_ref()? {
             Loose::Ok(tls) => Some(ok(&tls.mode).map_or(DEFAULT_TLS_MODE, Str::as_str)),
             Loose::Wrong { found: "null", .. } => None,

@@ -28,29 +28,29 @@ use std::fmt;
 /// selects an injector revision (also an opt-in on its own).
 pub use crate::model::labels::{INJECT, REV};
 /// Name of the injected proxy container.
-pub const PROXY_CONTAINER: &str = "istio-proxy";
+pub(crate) const PROXY_CONTAINER: &str = "istio-proxy";
 /// The sidecar's UID; iptables lets traffic of this UID skip the proxy.
-pub const PROXY_UID: i64 = 1337;
+pub(crate) const PROXY_UID: i64 = 1337;
 /// The sidecar's GID; iptables lets traffic of this GID skip the proxy too (istio-iptables
 /// `--gid-owner`).
-pub const PROXY_GID: i64 = 1337;
+pub(crate) const PROXY_GID: i64 = 1337;
 /// The init container that installs the pod's iptables capture (istio/istio
 /// `pkg/kube/inject/inject.go`, `InitContainerName`).
-pub const INIT_CONTAINER: &str = "istio-init";
+pub(crate) const INIT_CONTAINER: &str = "istio-init";
 /// The init container that checks the capture when the Istio CNI plugin installs it
 /// (`ValidationContainerName`).
-pub const VALIDATION_CONTAINER: &str = "istio-validation";
+pub(crate) const VALIDATION_CONTAINER: &str = "istio-validation";
 /// The annotation Istio's injector writes on every pod it injected, naming the containers and
 /// init containers it added (`sidecar.istio.io/status`, istio/istio `pkg/kube/inject/webhook.go`
 /// `getInjectionStatus`).
-pub const STATUS_ANNOTATION: &str = super::labels::SIDECAR_STATUS;
+pub(crate) const STATUS_ANNOTATION: &str = super::labels::SIDECAR_STATUS;
 
 /// Where the webhook keeps a Pod's `spec` as JSON text ([`crate::resource::RAW_POD_SPEC`]).
 pub use crate::resource::RAW_POD_SPEC as RAW_SPEC;
 
 /// String-valued entries of a metadata map (labels, annotations), in key order; entries whose
 /// value is not a string are left out, and a map that is not an object reads as empty.
-pub type StrMap<'a> = BTreeMap<Str<'a>, Str<'a>>;
+pub(crate) type StrMap<'a> = BTreeMap<Str<'a>, Str<'a>>;
 
 /// For `deserialize_with`: a [`StrMap`] from whatever is there.
 fn string_map<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<StrMap<'a>, D::Error> {
@@ -138,20 +138,20 @@ struct TemplateWire<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec<'a> {
     #[serde(borrow, default)]
-    pub service_account_name: Option<Loose<Str<'a>>>,
+    pub(crate) service_account_name: Option<Loose<Str<'a>>>,
     /// The deprecated alias of `serviceAccountName`.
     #[serde(borrow, default)]
     pub service_account: Option<Loose<Str<'a>>>,
     #[serde(default)]
-    pub host_network: Option<Loose<bool>>,
+    pub(crate) host_network: Option<Loose<bool>>,
     #[serde(borrow, default)]
-    pub security_context: Option<Loose<SecurityContext<'a>>>,
+    pub(crate) security_context: Option<Loose<SecurityContext<'a>>>,
     #[serde(borrow, default)]
     pub containers: Option<Loose<Vec<Loose<ContainerSpec<'a>>>>>,
     #[serde(borrow, default)]
-    pub init_containers: Option<Loose<Vec<Loose<ContainerSpec<'a>>>>>,
+    pub(crate) init_containers: Option<Loose<Vec<Loose<ContainerSpec<'a>>>>>,
     #[serde(borrow, default)]
-    pub ephemeral_containers: Option<Loose<Vec<Loose<ContainerSpec<'a>>>>>,
+    pub(crate) ephemeral_containers: Option<Loose<Vec<Loose<ContainerSpec<'a>>>>>,
 }
 
 /// A pod's or a container's `securityContext`: the identities and privileges checks read.
@@ -159,9 +159,9 @@ pub struct PodSpec<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct SecurityContext<'a> {
     #[serde(default)]
-    pub run_as_user: Option<Loose<i64>>,
+    pub(crate) run_as_user: Option<Loose<i64>>,
     #[serde(default)]
-    pub run_as_group: Option<Loose<i64>>,
+    pub(crate) run_as_group: Option<Loose<i64>>,
     /// Containers only.
     #[serde(default)]
     pub privileged: Option<Loose<bool>>,
@@ -183,7 +183,7 @@ pub struct Capabilities<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort<'a> {
     #[serde(default)]
-    pub container_port: Option<Loose<u64>>,
+    pub(crate) container_port: Option<Loose<u64>>,
     #[serde(borrow, default)]
     pub name: Option<Loose<Str<'a>>>,
 }
@@ -199,9 +199,9 @@ pub struct ContainerSpec<'a> {
     #[serde(borrow, default)]
     pub ports: Option<Loose<Vec<Loose<ContainerPort<'a>>>>>,
     #[serde(borrow, default)]
-    pub security_context: Option<Loose<SecurityContext<'a>>>,
+    pub(crate) security_context: Option<Loose<SecurityContext<'a>>>,
     #[serde(borrow, default)]
-    pub restart_policy: Option<Loose<Str<'a>>>,
+    pub(crate) restart_policy: Option<Loose<Str<'a>>>,
     /// Set (and not null): the container replaces its image's entrypoint.
     #[serde(default)]
     pub command: Option<Present>,
@@ -223,7 +223,7 @@ static NO_CONTAINER: ContainerSpec<'static> = ContainerSpec {
 };
 
 /// The same value, owning its strings.
-pub trait IntoOwned {
+pub(crate) trait IntoOwned {
     type Owned;
     fn into_owned(self) -> Self::Owned;
 }
@@ -343,7 +343,7 @@ impl<'a> PodSpec<'a> {
 
     /// Decode a pod spec from its JSON text (the webhook's [`RAW_SPEC`]), borrowing its strings
     /// where they need no unescaping.
-    pub fn from_text(text: &'a str) -> PodSpec<'a> {
+    pub(crate) fn from_text(text: &'a str) -> PodSpec<'a> {
         // serde's derived structs would also read a list, positionally.
         if !text.trim_start().starts_with('{') {
             return PodSpec::default();
@@ -360,7 +360,7 @@ impl<'a> PodSpec<'a> {
     }
 
     /// `securityContext`, when it is an object.
-    pub fn security_context(&self) -> Option<&SecurityContext<'a>> {
+    pub(crate) fn security_context(&self) -> Option<&SecurityContext<'a>> {
         ok(&self.security_context)
     }
 }
@@ -410,7 +410,7 @@ impl<'t> Container<'t> {
             .map(|(i, p)| (i, p.ok().unwrap_or(&NONE)))
     }
     /// An init container with `restartPolicy: Always` (a native sidecar).
-    pub fn is_native_sidecar(&self) -> bool {
+    pub(crate) fn is_native_sidecar(&self) -> bool {
         self.list == "initContainers"
             && ok(&self.spec.restart_policy).map(|s| s.as_str()) == Some("Always")
     }
@@ -427,13 +427,13 @@ impl<'t> Container<'t> {
         self.security().and_then(|s| ok(&s.privileged)).copied() == Some(true)
     }
     /// `securityContext.capabilities.add`, each entry as written.
-    pub fn added_capabilities(&self) -> &'t [Loose<Str<'t>>] {
+    pub(crate) fn added_capabilities(&self) -> &'t [Loose<Str<'t>>] {
         self.security()
             .and_then(|s| ok(&s.capabilities))
             .map_or(&[], |c| super::entries(&c.add))
     }
     /// `command` is set.
-    pub fn has_command(&self) -> bool {
+    pub(crate) fn has_command(&self) -> bool {
         self.spec.command.is_some()
     }
     /// `args` is set (not null): `Some` with its first entry when that is a string.
@@ -468,11 +468,11 @@ impl<'t> Container<'t> {
 /// no JSON escapes; an annotation that has them does not read, and lists nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InjectionStatus<'a> {
+pub(crate) struct InjectionStatus<'a> {
     #[serde(default, borrow, deserialize_with = "names")]
     pub containers: Vec<&'a str>,
     #[serde(default, borrow, deserialize_with = "names")]
-    pub init_containers: Vec<&'a str>,
+    pub(crate) init_containers: Vec<&'a str>,
 }
 
 /// A list of names that may be JSON `null` (`"containers":null` for native sidecars).
@@ -552,7 +552,7 @@ impl<'a> PodTemplate<'a> {
     }
 
     /// True for a Pod (the object is its own template).
-    pub fn is_pod(&self) -> bool {
+    pub(crate) fn is_pod(&self) -> bool {
         self.prefix.is_empty()
     }
 
@@ -596,12 +596,12 @@ impl<'a> PodTemplate<'a> {
     }
 
     /// `metadata.labels["key"]` below the template.
-    pub fn label_path(&self, key: &str) -> String {
+    pub(crate) fn label_path(&self, key: &str) -> String {
         self.path(&format!("metadata.labels{}", quoted_key(key)))
     }
 
     /// `metadata.annotations["key"]` below the template.
-    pub fn annotation_path(&self, key: &str) -> String {
+    pub(crate) fn annotation_path(&self, key: &str) -> String {
         self.path(&format!("metadata.annotations{}", quoted_key(key)))
     }
 
@@ -637,7 +637,7 @@ impl<'a> PodTemplate<'a> {
 
     /// The pod runs `istio-proxy` as a sidecar: a regular container, or a native sidecar
     /// (an init container with `restartPolicy: Always`).
-    pub fn has_proxy(&self) -> bool {
+    pub(crate) fn has_proxy(&self) -> bool {
         self.containers().any(|c| {
             c.name() == PROXY_CONTAINER && (c.list == "containers" || c.is_native_sidecar())
         })
@@ -645,23 +645,23 @@ impl<'a> PodTemplate<'a> {
 
     /// The injector's record of what it added (`sidecar.istio.io/status`), when the annotation is
     /// there and reads as Istio writes it.
-    pub fn injection_status(&self) -> Option<InjectionStatus<'_>> {
+    pub(crate) fn injection_status(&self) -> Option<InjectionStatus<'_>> {
         serde_json::from_str(self.annotation(STATUS_ANNOTATION)?).ok()
     }
 
     /// The template's labels as a label set for selectors (the mesh's `Labels`), without
     /// copying them.
-    pub fn label_view(&self) -> MetaView<'_> {
+    pub(crate) fn label_view(&self) -> MetaView<'_> {
         MetaView(&self.labels)
     }
 
     /// The template's annotations, likewise.
-    pub fn annotation_view(&self) -> MetaView<'_> {
+    pub(crate) fn annotation_view(&self) -> MetaView<'_> {
         MetaView(&self.annotations)
     }
 
     /// `spec.hostNetwork: true`.
-    pub fn host_network(&self) -> bool {
+    pub(crate) fn host_network(&self) -> bool {
         ok(&self.spec.host_network).copied() == Some(true)
     }
 
@@ -673,7 +673,7 @@ impl<'a> PodTemplate<'a> {
 
     /// [`PodTemplate::service_account`] as the document's string (borrowed from it when the
     /// template is).
-    pub fn service_account_str(&self) -> Option<(&'static str, &Str<'a>)> {
+    pub(crate) fn service_account_str(&self) -> Option<(&'static str, &Str<'a>)> {
         [
             ("serviceAccountName", &self.spec.service_account_name),
             ("serviceAccount", &self.spec.service_account),
@@ -687,7 +687,7 @@ impl<'a> PodTemplate<'a> {
 
     /// The ServiceAccount name this workload should use, derived from its
     /// `app.kubernetes.io/name` label, else its `app` label, when that is a valid object name.
-    pub fn service_account_candidate(&self) -> Option<(&'static str, &str)> {
+    pub(crate) fn service_account_candidate(&self) -> Option<(&'static str, &str)> {
         ["app.kubernetes.io/name", "app"].into_iter().find_map(|k| {
             let v = self.label(k)?;
             is_dns_subdomain(v).then_some((k, v))
@@ -697,7 +697,7 @@ impl<'a> PodTemplate<'a> {
     /// The effective value of `sidecar.istio.io/inject`: the label wins over the (deprecated)
     /// annotation, which counts only when the label is absent. Returns the value and the path
     /// it was read from.
-    pub fn inject_setting(&self) -> Option<(String, &str)> {
+    pub(crate) fn inject_setting(&self) -> Option<(String, &str)> {
         if let Some(v) = self.label(INJECT) {
             return Some((self.label_path(INJECT), v));
         }
@@ -708,14 +708,14 @@ impl<'a> PodTemplate<'a> {
     /// Injection is explicitly turned off for this pod. Istio's injector treats `y`, `yes`,
     /// `true` and `on` (any case) as on, an empty value as "use the default", and any other
     /// value as off.
-    pub fn injection_disabled(&self) -> bool {
+    pub(crate) fn injection_disabled(&self) -> bool {
         self.inject_setting()
             .is_some_and(|(_, v)| value_disables(v))
     }
 
     /// The pod asks for injection itself, whatever its namespace says: the label
     /// `sidecar.istio.io/inject=true` or an `istio.io/rev` label (the injector's object selectors).
-    pub fn opts_in(&self) -> bool {
+    pub(crate) fn opts_in(&self) -> bool {
         if self.injection_disabled() {
             return false;
         }
@@ -726,7 +726,7 @@ impl<'a> PodTemplate<'a> {
 
 /// A pod template's labels (or annotations) read in place, for label selectors.
 #[derive(Clone, Copy, Debug)]
-pub struct MetaView<'t>(&'t StrMap<'t>);
+pub(crate) struct MetaView<'t>(&'t StrMap<'t>);
 
 impl MetaView<'_> {
     /// The value of `key`, when present (the mesh's selectors read the view through this).
@@ -741,7 +741,7 @@ pub use crate::model::labels::{
 };
 
 /// RFC 1123 subdomain, the syntax of a ServiceAccount name.
-pub fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|part| {

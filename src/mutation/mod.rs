@@ -15,7 +15,7 @@ pub mod namespace;
 pub mod peer_authentication;
 pub mod service_account;
 
-pub type ApplyFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<PatchOperation>);
+pub(crate) type ApplyFn = fn(&Review<'_>, &Ctx<'_>, &mut Vec<PatchOperation>);
 
 pub struct Mutation {
     pub id: &'static str,
@@ -58,7 +58,7 @@ pub fn add<'a>(keys: impl IntoIterator<Item = &'a str>, value: Value) -> PatchOp
 
 /// Emit the smallest `add` that makes `root[keys...] = value`: when an intermediate object is
 /// missing, add it whole (with the value nested inside) rather than failing on a missing parent.
-pub fn add_nested(root: &Value, keys: &[&str], value: Value, out: &mut Vec<PatchOperation>) {
+pub(crate) fn add_nested(root: &Value, keys: &[&str], value: Value, out: &mut Vec<PatchOperation>) {
     let mut cur = root;
     for (i, key) in keys.iter().enumerate() {
         let last = i + 1 == keys.len();

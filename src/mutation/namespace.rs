@@ -15,7 +15,7 @@ use crate::rules::namespace::suggested_label_for;
 use kube::core::admission::Operation;
 use serde_json::{json, Value};
 
-pub static INJECTION_LABEL: Mutation = Mutation {
+pub(crate) static INJECTION_LABEL: Mutation = Mutation {
     id: "namespace-injection-label",
     kinds: &[Kind::Namespace],
     summary: "add istio-injection: enabled (or istio.io/rev: <injectionRevision>; with injectors visible, a label one of them serves) to namespaces without an injection label",

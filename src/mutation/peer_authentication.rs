@@ -6,7 +6,7 @@ use crate::model::{decode_spec, PeerAuthentication};
 use crate::resource::Kind;
 use serde_json::json;
 
-pub static STRICT_DEFAULT: Mutation = Mutation {
+pub(crate) static STRICT_DEFAULT: Mutation = Mutation {
     id: "peer-authentication-strict-default",
     kinds: &[Kind::PeerAuthentication],
     summary: "set spec.mtls.mode: STRICT where the mode is absent",

@@ -11,7 +11,7 @@ use crate::model::workload::PodTemplate;
 use crate::resource::Kind;
 use serde_json::json;
 
-pub static DEFAULT_SERVICE_ACCOUNT: Mutation = Mutation {
+pub(crate) static DEFAULT_SERVICE_ACCOUNT: Mutation = Mutation {
     id: "default-service-account",
     kinds: &[
         Kind::Deployment,

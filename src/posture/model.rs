@@ -65,12 +65,12 @@ pub struct Data<'a> {
     /// Reachability per namespace (same order as `ns`; null without workloads).
     pub reach: Vec<Option<Matrix>>,
     /// Allow-nothing policy of the root namespace (mesh-wide default deny), index into `pol`.
-    pub mdd: Option<usize>,
+    pub(crate) mdd: Option<usize>,
     /// The root namespace.
     pub root: &'a str,
     /// The mesh-wide mTLS mode and the policy that sets it, in words (for the header).
     #[serde(skip)]
-    pub mesh_mtls: String,
+    pub(crate) mesh_mtls: String,
     /// The Gateways (waypoints and ingress), in words: `(waypoint shop/waypoint, for service
     /// traffic, runs as …)` (for the header).
     #[serde(skip)]

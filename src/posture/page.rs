@@ -28,7 +28,7 @@ const JS: &str = include_str!("page.js");
 pub const DATA_ID: &str = "posture-data";
 
 /// Namespaces per page of the grid (the others are in the document, hidden: no layout).
-pub const NAMESPACE_PAGE: usize = 50;
+pub(crate) const NAMESPACE_PAGE: usize = 50;
 
 /// One fact of the mesh context in the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl MeshFact {
 
     /// The mesh as installed ([`crate::mesh::MeshContext::summary`]), each value with its
     /// origin.
-    pub fn from_summary(s: &MeshSummary) -> Vec<MeshFact> {
+    pub(crate) fn from_summary(s: &MeshSummary) -> Vec<MeshFact> {
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Array(a) if a.is_empty() => "none".to_owned(),
@@ -194,7 +194,7 @@ impl Meta {
 }
 
 /// Escape text for HTML content and double- or single-quoted attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -210,7 +210,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The data document: JSON, gzip, base64.
-pub fn encode_data(data: &Data<'_>) -> String {
+pub(crate) fn encode_data(data: &Data<'_>) -> String {
     // Serialised whole, then compressed in one write: flate2 is slow on serde's many small
     // writes. Writing into memory cannot fail; serialising our own types cannot either.
     let json = serde_json::to_vec(data).unwrap_or_default();

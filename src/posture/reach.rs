@@ -41,17 +41,17 @@ pub(super) struct Input<'i, 'a> {
     pub inventory: &'a Inventory,
     pub set: &'i PolicySet,
     pub names: &'i [&'a str],
-    pub ns_index: &'i HashMap<&'a str, usize>,
+    pub(crate) ns_index: &'i HashMap<&'a str, usize>,
     pub namespaces: &'i [NamespaceRow<'a>],
     pub workloads: &'i [WorkloadRow<'a>],
     /// The simulator's target of each workload (same order as `workloads`).
     pub targets: &'i [Target<'i>],
-    pub sources: &'i [&'a InventoryWorkload],
-    pub trust_domains: Vec<&'a str>,
+    pub(crate) sources: &'i [&'a InventoryWorkload],
+    pub(crate) trust_domains: Vec<&'a str>,
     /// The data-plane topology (Services and their waypoints).
     pub topology: &'i Topology,
     /// The data plane of each workload (same order as `workloads`).
-    pub planes: &'i [PodPlane],
+    pub(crate) planes: &'i [PodPlane],
     /// The data plane of each identity that runs workloads (or a gateway).
     pub callers: &'i HashMap<(String, String), CallerPlane>,
 }
@@ -85,7 +85,7 @@ pub struct Matrix {
 
 /// The digits of the cell codes: printable ASCII from `#` to `~` without `-` and the
 /// backslash (nothing JSON escapes).
-pub const ALPHABET: &[u8; 90] =
+pub(crate) const ALPHABET: &[u8; 90] =
     b"#$%&'()*+,./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
 
 impl Matrix {
@@ -116,10 +116,10 @@ fn encode(row: &[i32], w: usize) -> String {
 }
 
 /// `[policy (index into pol), rule, how, hop]`.
-pub type DeciderRow = (Option<usize>, Option<usize>, &'static str, Option<String>);
+pub(crate) type DeciderRow = (Option<usize>, Option<usize>, &'static str, Option<String>);
 
 /// `[summary, set in words, allowed by, refused by, path]`.
-pub type Cell = (
+pub(crate) type Cell = (
     &'static str,
     String,
     Vec<DeciderRow>,

@@ -17,11 +17,11 @@ pub struct NamespaceRow<'a> {
     pub ex: bool,
     /// Injection by its labels: `sidecar`, `ambient`, `off`, `none`, or `unknown` (no
     /// Namespace object in the input).
-    pub inj: &'static str,
+    pub(crate) inj: &'static str,
     /// The label that says so, e.g. `istio-injection=enabled`.
-    pub injl: String,
+    pub(crate) injl: String,
     /// Its allow-nothing AuthorizationPolicy, index into `pol`.
-    pub dd: Option<usize>,
+    pub(crate) dd: Option<usize>,
     /// Its workloads, indexes into `wl`.
     pub w: Vec<usize>,
     /// Findings of objects in it: deny, warn, audit.
@@ -32,7 +32,7 @@ pub struct NamespaceRow<'a> {
 
 /// One port's effective mTLS: `[port (null: every port), mode, deciding policy (index into
 /// pol, null: Istio's PERMISSIVE default), level, protocol]`.
-pub type PortCell = (
+pub(crate) type PortCell = (
     Option<u32>,
     &'static str,
     Option<usize>,
@@ -53,20 +53,20 @@ pub struct WorkloadRow<'a> {
     /// Data plane: `sidecar`, `ztunnel` (ambient), `none` or `unknown`.
     pub dp: &'static str,
     /// The waypoints its traffic goes through (`shop/waypoint (Service reviews)`), if any.
-    pub wp: Option<String>,
+    pub(crate) wp: Option<String>,
     /// ServiceAccount its pods run as.
     pub sa: std::borrow::Cow<'a, str>,
     /// No ServiceAccount named: `default` by omission.
-    pub sai: bool,
+    pub(crate) sai: bool,
     /// Whether that ServiceAccount exists: `found`, `missing`, `unknown`.
-    pub sax: &'static str,
+    pub(crate) sax: &'static str,
     /// Effective mTLS per port.
     pub p: Vec<PortCell>,
     /// Default deny: `deny-all` (an allow-nothing policy applies), `allow-list` (ALLOW
     /// policies apply, so what none of them allows is denied) or `open`.
-    pub dd: &'static str,
+    pub(crate) dd: &'static str,
     /// The allow-nothing policy that applies, index into `pol`.
-    pub ddp: Option<usize>,
+    pub(crate) ddp: Option<usize>,
     /// Number of ALLOW policies that apply.
     pub ap: usize,
     /// Its findings: deny, warn, audit.
@@ -142,7 +142,13 @@ pub(super) struct Policies<'a> {
 
 impl<'a> Policies<'a> {
     /// The index of a policy in the list, adding it on first use.
-    pub fn intern(&mut self, inventory: &'a Inventory, kind: Kind, ns: &str, name: &str) -> usize {
+    pub(crate) fn intern(
+        &mut self,
+        inventory: &'a Inventory,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+    ) -> usize {
         let key = (kind, ns.to_owned(), name.to_owned());
         if let Some(&i) = self.index.get(&key) {
             return i;

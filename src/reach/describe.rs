@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 /// A set of one dimension's values, as a formula over its literals (indexes into `lits`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Formula {
+pub(crate) enum Formula {
     /// Matches one of these values.
     In(Vec<usize>),
     /// Matches one of the first, none of the second.
@@ -30,14 +30,14 @@ pub enum Formula {
 
 /// A constraint of one dimension in an alternative.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Part {
-    pub dim: usize,
-    pub formula: Formula,
+pub(crate) struct Part {
+    pub(crate) dim: usize,
+    pub(crate) formula: Formula,
 }
 
 /// One alternative: a box of requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Alt {
+pub(crate) struct Alt {
     pub http: bool,
     pub parts: Vec<Part>,
     /// The requests also go to this CUSTOM provider (`namespace/name (provider)`).
@@ -47,7 +47,7 @@ pub struct Alt {
 /// A set of requests of one edge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Description {
-    pub alts: Vec<Alt>,
+    pub(crate) alts: Vec<Alt>,
     /// Every request of the partition is in the set.
     pub all: bool,
 }

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 /// What a dimension reads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DimKey {
+pub(crate) enum DimKey {
     Method,
     Path,
     Host,
@@ -40,7 +40,7 @@ pub enum DimKey {
 
 impl DimKey {
     /// Read only on HTTP requests.
-    pub fn http_only(&self) -> bool {
+    pub(crate) fn http_only(&self) -> bool {
         !matches!(self, DimKey::SourceIp | DimKey::DestinationIp | DimKey::Sni)
     }
 
@@ -77,7 +77,7 @@ pub enum Value {
 
 /// One policy value of a dimension.
 #[derive(Clone, Debug)]
-pub enum DimLit {
+pub(crate) enum DimLit {
     Str(Lit),
     Cidr(String, Cidr),
     /// A token's issuer (a `requestPrincipals` issuer part, `request.auth.claims[iss]`, or an
@@ -98,17 +98,17 @@ impl DimLit {
 
 /// One class: a representative value and the literals it matches.
 #[derive(Clone, Debug)]
-pub struct Class {
+pub(crate) struct Class {
     pub value: Value,
     pub sig: Sig,
 }
 
 /// One dimension with its classes.
 #[derive(Clone, Debug)]
-pub struct Dim {
+pub(crate) struct Dim {
     pub key: DimKey,
-    pub lits: Vec<DimLit>,
-    pub classes: Vec<Class>,
+    pub(crate) lits: Vec<DimLit>,
+    pub(crate) classes: Vec<Class>,
     /// A claim the JWT filter splits on spaces.
     split: bool,
 }
@@ -206,14 +206,14 @@ impl Dim {
     }
 
     /// Read only when the request carries an accepted token (the subject, claims).
-    pub fn token_only(&self) -> bool {
+    pub(crate) fn token_only(&self) -> bool {
         matches!(self.key, DimKey::Sub | DimKey::Claim(_))
     }
 }
 
 /// Collects the policy values per dimension.
 #[derive(Default)]
-pub struct Literals {
+pub(crate) struct Literals {
     str_lits: BTreeMap<DimKey, Vec<Lit>>,
     cidrs: BTreeMap<DimKey, Vec<(String, Cidr)>>,
     iss: Vec<Lit>,
@@ -243,7 +243,7 @@ fn str_lit(m: &StringMatcher, shown: &str, ignore_case: bool) -> Lit {
 
 impl Literals {
     /// A Host to prefer as the representative (the workload's Service name).
-    pub fn host_seed(&mut self, host: &str) {
+    pub(crate) fn host_seed(&mut self, host: &str) {
         self.host_seed = Some(host.to_owned());
     }
 
@@ -326,7 +326,7 @@ impl Literals {
     }
 
     /// Add the JWT issuers a RequestAuthentication accepts.
-    pub fn issuers(&mut self, issuers: &[&JwtIssuer]) {
+    pub(crate) fn issuers(&mut self, issuers: &[&JwtIssuer]) {
         for i in issuers {
             let auds: Vec<String> = i.audiences.iter().take(1).cloned().collect();
             self.issuers

@@ -41,9 +41,9 @@ pub enum Enforcement<'s> {
 pub struct PathEnforcement<'s> {
     pub route: Route<'s>,
     /// The port the caller addresses.
-    pub via_port: u16,
+    pub(crate) via_port: u16,
     /// The pod's port.
-    pub pod_port: u16,
+    pub(crate) pod_port: u16,
 }
 
 impl PathEnforcement<'_> {
@@ -124,7 +124,7 @@ impl Decider {
     }
 
     /// The policy id, when a policy decided.
-    pub fn policy_id(&self) -> Option<&str> {
+    pub(crate) fn policy_id(&self) -> Option<&str> {
         (!self.policy.is_empty()).then_some(self.policy.as_str())
     }
 }
@@ -308,7 +308,7 @@ impl<'s> Enforcement<'s> {
     }
 
     /// Name what decided.
-    pub fn decider(&self, d: Decision, port: u16) -> Decider {
+    pub(crate) fn decider(&self, d: Decision, port: u16) -> Decider {
         match (self, d) {
             (Enforcement::Sidecar(t), Decision::Authz(o)) => target_decider(t, o, port, None),
             (Enforcement::Path(p), Decision::Path(po)) => match (&p.route.waypoint, po.waypoint) {

@@ -108,7 +108,7 @@ pub struct Limits {
     /// Workload ports compared (after the ones the object does not apply to are left out).
     pub ports: usize,
     /// Distinct caller classes evaluated per workload port.
-    pub classes: usize,
+    pub(crate) classes: usize,
 }
 
 impl Default for Limits {
@@ -491,7 +491,7 @@ impl ImpactSlot {
 
 /// The review's change, when it is one `impact` judges: an AuthorizationPolicy or
 /// PeerAuthentication CREATE, UPDATE or DELETE.
-pub fn change_of<'a>(review: &crate::resource::Review<'a>) -> Option<Change<'a>> {
+pub(crate) fn change_of<'a>(review: &crate::resource::Review<'a>) -> Option<Change<'a>> {
     use kube::core::admission::Operation;
     if !matches!(
         review.kind,

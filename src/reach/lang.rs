@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Which values of an attribute a real request can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Language {
+pub(crate) enum Language {
     /// A path after Istio's `BASE` normalisation, of RFC 3986 path characters.
     Path,
     /// An HTTP method: an upper-case token (a lower-case method is a 400).
@@ -63,14 +63,14 @@ const NICE: &[u8] = b"zqxyjkvwabcdefghilmnoprstu0123456789ZQXYJKVWABCDEFGHILMNOP
 
 /// One policy value of an attribute, compiled as the evaluator compiles it.
 #[derive(Clone, Debug)]
-pub struct Lit {
+pub(crate) struct Lit {
     /// As written in the policy (`/api/*`, `GET`, `*`).
     pub shown: String,
     pub kind: LitKind,
 }
 
 #[derive(Clone, Debug)]
-pub enum LitKind {
+pub(crate) enum LitKind {
     /// A string matcher; hosts compare ignoring ASCII case.
     Str { m: StringMatcher, ignore_case: bool },
     /// A URI template (`/api/{*}/data`), as a full-match regex.
@@ -165,7 +165,7 @@ enum Simple<'a> {
 
 /// Which literals a value matches, as bits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Sig(pub Vec<u64>);
+pub(crate) struct Sig(pub Vec<u64>);
 
 impl Sig {
     pub fn new(n: usize) -> Sig {
@@ -193,7 +193,7 @@ impl Sig {
 
 /// One class of values: a representative (`None`: the attribute is absent) and its signature.
 #[derive(Clone, Debug)]
-pub struct StrClass {
+pub(crate) struct StrClass {
     pub value: Option<String>,
     pub sig: Sig,
 }
@@ -256,7 +256,7 @@ const MAX_STATES: usize = 20_000;
 /// `seeds` are tried first, so that the representatives are the values people expect (`GET`
 /// rather than `A`). `Err` when the automaton walk hit its bound: the classes found are still
 /// returned, with the note.
-pub fn classes(
+pub(crate) fn classes(
     lang: Language,
     lits: &[Lit],
     absent: bool,

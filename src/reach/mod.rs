@@ -30,10 +30,10 @@
 //! token without a subject is not generated.
 
 pub mod describe;
-pub mod dims;
+pub(crate) mod dims;
 pub mod eval;
 pub mod impact;
-pub mod lang;
+pub(crate) mod lang;
 pub mod model;
 pub mod space;
 
@@ -54,7 +54,7 @@ pub struct EdgeSet {
     /// `all`, `none`, or the alternatives.
     pub text: String,
     /// What allows the allowed requests.
-    pub allowed_by: Vec<Decider>,
+    pub(crate) allowed_by: Vec<Decider>,
     /// What refuses the others.
     pub denied_by: Vec<Decider>,
     #[serde(skip)]
@@ -77,7 +77,7 @@ fn custom_label(enf: &Enforcement<'_>, space: &Space, cell: usize) -> Option<Str
 }
 
 /// Deciders of some cells, deduplicated, in order.
-pub fn deciders(
+pub(crate) fn deciders(
     enf: &Enforcement<'_>,
     space: &Space,
     port: u16,
@@ -95,7 +95,7 @@ pub fn deciders(
 }
 
 /// The set of one space, described.
-pub fn edge_set(p: &Partition, enf: &Enforcement<'_>, space: &Space) -> EdgeSet {
+pub(crate) fn edge_set(p: &Partition, enf: &Enforcement<'_>, space: &Space) -> EdgeSet {
     if let Some(n) = p.too_large {
         return EdgeSet {
             summary: Summary::Some,
@@ -282,7 +282,7 @@ fn change(
 
 /// The simplest of some cells (the fewest classes other than each dimension's first), as the
 /// witness of a change.
-pub fn first_witness(p: &Partition, cells: &[usize]) -> usize {
+pub(crate) fn first_witness(p: &Partition, cells: &[usize]) -> usize {
     witness(p, cells)
 }
 

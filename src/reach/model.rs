@@ -37,7 +37,7 @@ pub struct WorkloadNode {
     /// Declared container ports (a workload that declares none gets one port, 80, sniffed).
     pub ports: Vec<PortNode>,
     /// The container ports as declared (names included, for Services' named `targetPort`s).
-    pub container_ports: Vec<crate::mtls::ContainerPort>,
+    pub(crate) container_ports: Vec<crate::mtls::ContainerPort>,
     /// Why nothing enforces (outside the mesh), if so.
     pub unenforced: Option<&'static str>,
     /// A Host its clients send (its Service's cluster name, else its name).
@@ -279,7 +279,7 @@ fn fresh(base: &str, taken: &BTreeSet<&str>) -> String {
 /// What the callers of some inventories are made of: the accounts, the namespaces policies
 /// name, and every namespace seen (so that "any other mesh identity" is in none of them).
 #[derive(Clone, Debug, Default)]
-pub struct CallerSeeds {
+pub(crate) struct CallerSeeds {
     accounts: BTreeSet<(String, String)>,
     namespaces: BTreeSet<String>,
     all_namespaces: BTreeSet<String>,
@@ -322,7 +322,7 @@ impl CallerSeeds {
     }
 
     /// Add what some AuthorizationPolicies name (an admitted policy's old and new object).
-    pub fn add_named<B: std::borrow::Borrow<kube::core::DynamicObject>>(
+    pub(crate) fn add_named<B: std::borrow::Borrow<kube::core::DynamicObject>>(
         &mut self,
         policies: impl IntoIterator<Item = B>,
         mesh: &Mesh,
@@ -443,7 +443,7 @@ pub fn destination<'a>(
 
 /// The path a caller's requests to a workload port addressed as `via` take, with its ports:
 /// the Service's port before a waypoint, the pod's after it ([`super::eval::PathEnforcement`]).
-pub fn path_enforcement<'s>(
+pub(crate) fn path_enforcement<'s>(
     set: &'s PolicySet,
     topology: &Topology,
     caller: CallerPlane,
@@ -507,7 +507,7 @@ pub fn enforcement<'s>(
 
 /// Whether the requests to a workload port take a path that depends on the caller's data
 /// plane ([`addressed`]); else every caller meets the same enforcement.
-pub fn routed(topology: &Topology, w: &WorkloadNode, port: u16) -> bool {
+pub(crate) fn routed(topology: &Topology, w: &WorkloadNode, port: u16) -> bool {
     w.unenforced.is_none()
         && addressed(
             topology,
@@ -523,7 +523,7 @@ pub fn routed(topology: &Topology, w: &WorkloadNode, port: u16) -> bool {
 /// The data plane of every identity that runs workloads in the inventory (ambient, sidecar, or
 /// a gateway's deployment), and of the identities istiod creates for gateways. `planes`: the
 /// data plane of workloads (index into [`Inventory::workloads`]).
-pub fn caller_planes(
+pub(crate) fn caller_planes(
     inventory: &Inventory,
     topology: &Topology,
     planes: &[(usize, PodPlane)],
@@ -569,7 +569,7 @@ pub fn caller_planes(
 /// the namespace is captured, else a sidecar), as `meshguard simulate --from` takes it; the
 /// plaintext client is outside the mesh.
 #[derive(Clone, Debug, Default)]
-pub struct CallerPlanes {
+pub(crate) struct CallerPlanes {
     by_identity: HashMap<(String, String), CallerPlane>,
     ambient_namespaces: BTreeSet<String>,
 }

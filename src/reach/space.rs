@@ -13,7 +13,7 @@ use crate::rules::service::PortProtocol;
 use std::collections::{BTreeSet, HashMap};
 
 /// Above this many cells an edge is not split further: its space is reported as too large.
-pub const MAX_CELLS: usize = 200_000;
+pub(crate) const MAX_CELLS: usize = 200_000;
 
 /// Which kinds of request reach a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Protocols {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cell {
     pub http: bool,
-    pub classes: Vec<u16>,
+    pub(crate) classes: Vec<u16>,
 }
 
 /// The cells of one workload port, for the enforcement points it was built from.
@@ -58,7 +58,7 @@ pub struct Cell {
 pub struct Partition {
     pub port: u16,
     pub protocols: Protocols,
-    pub dims: Vec<Dim>,
+    pub(crate) dims: Vec<Dim>,
     pub cells: Vec<Cell>,
     /// The representative request of each cell, without a caller.
     requests: Vec<Request>,
@@ -68,7 +68,7 @@ pub struct Partition {
     /// What could not be split exactly (bounds hit).
     pub notes: Vec<String>,
     /// More than [`MAX_CELLS`] cells: nothing was evaluated.
-    pub too_large: Option<usize>,
+    pub(crate) too_large: Option<usize>,
 }
 
 /// Decisions of the cells of a partition, for one caller and one enforcement point.
@@ -377,7 +377,7 @@ impl Partition {
     }
 
     /// Whether a dimension is constrained by some policy value (witnesses show only those).
-    pub fn dim_matters(&self, d: usize) -> bool {
+    pub(crate) fn dim_matters(&self, d: usize) -> bool {
         !self.dims[d].lits.is_empty()
     }
 

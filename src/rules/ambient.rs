@@ -55,7 +55,7 @@ fn names(f: &[L7Field]) -> String {
 const TARGET_REFS_FIX: &str =
     "move HTTP rules to a targetRefs policy (Service or waypoint), keep L4 ones";
 
-pub static ZTUNNEL_HTTP: Rule = Rule {
+pub(crate) static ZTUNNEL_HTTP: Rule = Rule {
     id: "ap-ztunnel-http",
     kinds: &[Kind::AuthorizationPolicy],
     default_action: Action::Warn,
@@ -115,7 +115,7 @@ pub static ZTUNNEL_HTTP: Rule = Rule {
     },
 };
 
-pub static ZTUNNEL_ACTION: Rule = Rule {
+pub(crate) static ZTUNNEL_ACTION: Rule = Rule {
     id: "ap-ztunnel-action",
     kinds: &[Kind::AuthorizationPolicy],
     default_action: Action::Warn,
@@ -157,7 +157,7 @@ pub static ZTUNNEL_ACTION: Rule = Rule {
     },
 };
 
-pub static RA_AMBIENT_SELECTOR: Rule = Rule {
+pub(crate) static RA_AMBIENT_SELECTOR: Rule = Rule {
     id: "ra-ambient-selector",
     kinds: &[Kind::RequestAuthentication],
     default_action: Action::Warn,

@@ -71,7 +71,7 @@ fn principals(ap: &AuthorizationPolicy<'_>, mut f: impl FnMut(&dyn Fn() -> Strin
 // ---------------------------------------------------------------------------------------------
 // Rules
 
-pub static ALLOW_ALL: Rule = Rule {
+pub(crate) static ALLOW_ALL: Rule = Rule {
     id: "ap-allow-all",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -96,7 +96,7 @@ pub static ALLOW_ALL: Rule = Rule {
     },
 };
 
-pub static WILDCARD_SOURCE: Rule = Rule {
+pub(crate) static WILDCARD_SOURCE: Rule = Rule {
     id: "ap-wildcard-source",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -132,7 +132,7 @@ pub static WILDCARD_SOURCE: Rule = Rule {
     },
 };
 
-pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
+pub(crate) static ALLOW_WITHOUT_SOURCE: Rule = Rule {
     id: "ap-allow-without-source",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -165,7 +165,7 @@ pub static ALLOW_WITHOUT_SOURCE: Rule = Rule {
     },
 };
 
-pub static PRINCIPAL_FORMAT: Rule = Rule {
+pub(crate) static PRINCIPAL_FORMAT: Rule = Rule {
     id: "ap-principal-format",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -181,7 +181,7 @@ pub static PRINCIPAL_FORMAT: Rule = Rule {
     },
 };
 
-pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
+pub(crate) static FOREIGN_TRUST_DOMAIN: Rule = Rule {
     id: "ap-foreign-trust-domain",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -213,7 +213,7 @@ pub static FOREIGN_TRUST_DOMAIN: Rule = Rule {
     },
 };
 
-pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
+pub(crate) static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
     id: "ap-exact-path-trailing-slash",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -240,7 +240,7 @@ pub static EXACT_PATH_TRAILING_SLASH: Rule = Rule {
     },
 };
 
-pub static UNKNOWN_CONDITION_KEY: Rule = Rule {
+pub(crate) static UNKNOWN_CONDITION_KEY: Rule = Rule {
     id: "ap-unknown-condition-key",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -285,7 +285,7 @@ fn is_quoted(name: &str) -> bool {
             || (name.starts_with('\'') && name.ends_with('\'')))
 }
 
-pub static QUOTED_CONDITION_KEY: Rule = Rule {
+pub(crate) static QUOTED_CONDITION_KEY: Rule = Rule {
     id: "ap-quoted-condition-key",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -363,7 +363,7 @@ fn what_changed(new: &AuthorizationPolicy<'_>, dry_run: bool) -> (&'static str, 
     ("spec", "changes it".to_owned())
 }
 
-pub static DENY_ALL_DELETE: Rule = Rule {
+pub(crate) static DENY_ALL_DELETE: Rule = Rule {
     id: "ap-deny-all-delete",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -412,7 +412,7 @@ pub static DENY_ALL_DELETE: Rule = Rule {
     },
 };
 
-pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
+pub(crate) static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     id: "ap-allow-negative-match",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -484,7 +484,7 @@ pub static ALLOW_NEGATIVE_MATCH: Rule = Rule {
     },
 };
 
-pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
+pub(crate) static DENY_POSITIVE_IDENTITY: Rule = Rule {
     id: "ap-deny-positive-identity",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -514,7 +514,7 @@ pub static DENY_POSITIVE_IDENTITY: Rule = Rule {
     },
 };
 
-pub static ACTION_WITHOUT_RULES: Rule = Rule {
+pub(crate) static ACTION_WITHOUT_RULES: Rule = Rule {
     id: "ap-action-without-rules",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -565,7 +565,7 @@ fn http_only_and_ports(rule: &RuleView<'_, '_>) -> (bool, bool) {
     (http_only, ports)
 }
 
-pub static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
+pub(crate) static HTTP_ONLY_DENY_WITHOUT_PORTS: Rule = Rule {
     id: "ap-http-deny-without-ports",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -618,7 +618,7 @@ fn report_source_fields(
     }
 }
 
-pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
+pub(crate) static REMOTE_IP_UNTRUSTED: Rule = Rule {
     id: "ap-remote-ip-untrusted",
     kinds: KINDS,
     default_action: Action::Audit,
@@ -637,7 +637,7 @@ pub static REMOTE_IP_UNTRUSTED: Rule = Rule {
     },
 };
 
-pub static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
+pub(crate) static SOURCE_IP_BEHIND_GATEWAY: Rule = Rule {
     id: "ap-source-ip-behind-gateway",
     kinds: KINDS,
     default_action: Action::Audit,

@@ -77,7 +77,7 @@ fn in_mesh_host<'d>(dr: &'d DestinationRule<'_>, ctx: &Ctx<'_>) -> Option<&'d st
         .filter(|h| host_in_mesh(h, ctx.policy, ctx.cluster))
 }
 
-pub static TLS_DISABLED: Rule = Rule {
+pub(crate) static TLS_DISABLED: Rule = Rule {
     id: "dr-tls-disabled",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -99,7 +99,7 @@ pub static TLS_DISABLED: Rule = Rule {
     },
 };
 
-pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
+pub(crate) static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
     id: "dr-tls-not-istio-mutual",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -124,7 +124,7 @@ pub static TLS_NOT_ISTIO_MUTUAL: Rule = Rule {
     },
 };
 
-pub static TLS_NO_VERIFICATION: Rule = Rule {
+pub(crate) static TLS_NO_VERIFICATION: Rule = Rule {
     id: "dr-tls-no-verification",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -166,7 +166,7 @@ pub static TLS_NO_VERIFICATION: Rule = Rule {
     },
 };
 
-pub static INSECURE_SKIP_VERIFY: Rule = Rule {
+pub(crate) static INSECURE_SKIP_VERIFY: Rule = Rule {
     id: "dr-insecure-skip-verify",
     kinds: KINDS,
     default_action: Action::Deny,

@@ -71,7 +71,7 @@ fn context_text(p: &PatchAt<'_, '_>) -> &'static str {
 
 pub(crate) const EXEMPT_FIX: &str = "if this patch is deliberate and reviewed, exempt the EnvoyFilter's namespace from this rule in the meshguard policy";
 
-pub static SECURITY_FILTER: Rule = Rule {
+pub(crate) static SECURITY_FILTER: Rule = Rule {
     id: "ef-security-filter",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -165,7 +165,7 @@ pub(crate) const TRANSPORT_KEYS: &[&str] = &[
     "transportSocketMatches",
 ];
 
-pub static TRANSPORT_SOCKET: Rule = Rule {
+pub(crate) static TRANSPORT_SOCKET: Rule = Rule {
     id: "ef-transport-socket",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -206,7 +206,7 @@ pub static TRANSPORT_SOCKET: Rule = Rule {
     },
 };
 
-pub static INBOUND_LISTENER: Rule = Rule {
+pub(crate) static INBOUND_LISTENER: Rule = Rule {
     id: "ef-inbound-listener",
     kinds: KINDS,
     default_action: Action::Deny,

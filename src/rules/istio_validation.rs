@@ -82,7 +82,7 @@ fn check(class: Class, review: &Review<'_>, ctx: &Ctx<'_>, out: &mut Vec<Violati
     )
 }
 
-pub static INVALID_ENUM: Rule = Rule {
+pub(crate) static INVALID_ENUM: Rule = Rule {
     id: "istio-invalid-enum",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -92,7 +92,7 @@ pub static INVALID_ENUM: Rule = Rule {
     check: |review, ctx, out| check(Class::Enum, review, ctx, out),
 };
 
-pub static INVALID_PORT: Rule = Rule {
+pub(crate) static INVALID_PORT: Rule = Rule {
     id: "istio-invalid-port",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -102,7 +102,7 @@ pub static INVALID_PORT: Rule = Rule {
     check: |review, ctx, out| check(Class::Port, review, ctx, out),
 };
 
-pub static CONFLICTING_FIELDS: Rule = Rule {
+pub(crate) static CONFLICTING_FIELDS: Rule = Rule {
     id: "istio-conflicting-fields",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -112,7 +112,7 @@ pub static CONFLICTING_FIELDS: Rule = Rule {
     check: |review, ctx, out| check(Class::Conflict, review, ctx, out),
 };
 
-pub static INVALID_SPEC: Rule = Rule {
+pub(crate) static INVALID_SPEC: Rule = Rule {
     id: "istio-invalid-spec",
     kinds: KINDS,
     default_action: Action::Deny,

@@ -12,14 +12,14 @@ use std::fmt;
 pub mod ambient;
 pub mod authorization_policy;
 pub mod cel;
-pub mod destination_rule;
+pub(crate) mod destination_rule;
 pub mod envoy_filter;
-pub mod istio_validation;
+pub(crate) mod istio_validation;
 pub mod namespace;
-pub mod namespace_guard;
+pub(crate) mod namespace_guard;
 pub mod peer_authentication;
 pub mod proxy;
-pub mod request_authentication;
+pub(crate) mod request_authentication;
 pub mod service;
 pub mod sidecar;
 pub mod workload;
@@ -99,7 +99,7 @@ impl<'v> ReviewCache<'v> {
 
     /// The cache of one review, with the typed object decoded once for the kinds whose rules
     /// share it (AuthorizationPolicy).
-    pub fn for_review(review: &Review<'v>) -> ReviewCache<'v> {
+    pub(crate) fn for_review(review: &Review<'v>) -> ReviewCache<'v> {
         let authorization_policy = (review.kind == Kind::AuthorizationPolicy)
             .then(|| review.written())
             .flatten()
@@ -121,7 +121,7 @@ pub(crate) use crate::model::validation::closest;
 
 /// A check: pure function of the review and context, pushing violations.
 /// One lifetime for the review and its context (the cache borrows from the review).
-pub type CheckFn = for<'a> fn(&Review<'a>, &Ctx<'a>, &mut Vec<Violation>);
+pub(crate) type CheckFn = for<'a> fn(&Review<'a>, &Ctx<'a>, &mut Vec<Violation>);
 
 /// One rule of the catalogue.
 pub struct Rule {
@@ -133,7 +133,7 @@ pub struct Rule {
     /// One-line description for `meshguard rules`.
     pub summary: &'static str,
     /// Example fix for `meshguard rules`.
-    pub example_fix: &'static str,
+    pub(crate) example_fix: &'static str,
     /// The cluster facts `check` reads through the cluster view; the admission front end
     /// fetches them before the engine runs (a fact not declared here may read as unknown).
     pub needs: &'static [Need],
@@ -246,7 +246,7 @@ pub(crate) mod testing {
         run_with(rule, op, version, ns, o, &Policy::default())
     }
 
-    pub fn run_with(
+    pub(crate) fn run_with(
         rule: &Rule,
         op: Operation,
         version: &str,
@@ -269,7 +269,7 @@ pub(crate) mod testing {
     /// Run one rule with a policy, a mesh context and a cluster view. The policy's mesh
     /// overrides are applied to `mesh` as the engine applies them.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_in(
+    pub(crate) fn run_in(
         rule: &Rule,
         op: Operation,
         version: &str,

@@ -43,7 +43,7 @@ const NAMESPACE_AND_WORKLOADS: &[Kind] = &[
 ];
 
 /// The label (key, value) the policy wants namespaces to carry.
-pub fn wanted_label(policy: &Policy) -> (&'static str, &str) {
+pub(crate) fn wanted_label(policy: &Policy) -> (&'static str, &str) {
     match &policy.injection_revision {
         Some(rev) => (REV, rev.as_str()),
         None => (ISTIO_INJECTION, "enabled"),
@@ -61,7 +61,7 @@ pub fn suggested_label(ctx: &Ctx<'_>, ns: &str) -> (&'static str, String) {
 /// label is served is judged with the namespace's other labels (injectors may select on them
 /// too), and a label of the key it already carries comes first, so that the suggestion replaces
 /// it rather than adding a second mode label.
-pub fn suggested_label_for(
+pub(crate) fn suggested_label_for(
     ctx: &Ctx<'_>,
     ns: &str,
     current: Option<&BTreeMap<String, String>>,
@@ -97,7 +97,7 @@ pub fn suggested_label_for(
 /// `kubectl label namespace <ns> <key>=<value> --overwrite`, also removing the other injection
 /// label the namespace carries (`istio-injection` wins over `istio.io/rev`, so keeping both would
 /// not do).
-pub fn relabel_command(
+pub(crate) fn relabel_command(
     ns: &str,
     current: &BTreeMap<String, String>,
     key: &str,
@@ -162,7 +162,11 @@ fn served_labels(
 /// The revisions and tags that exist and the namespace labels they serve here, for messages:
 /// `injectors serve istio.io/rev=prod-stable, istio.io/rev=canary; revisions: canary, default;
 /// tags: prod-stable → canary`.
-pub fn served_summary(ctx: &Ctx<'_>, ns: &str, base: Option<&BTreeMap<String, String>>) -> String {
+pub(crate) fn served_summary(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    base: Option<&BTreeMap<String, String>>,
+) -> String {
     let served: Vec<String> = served_labels(ctx, ns, base)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -179,7 +183,7 @@ pub fn served_summary(ctx: &Ctx<'_>, ns: &str, base: Option<&BTreeMap<String, St
 /// Whether a namespace labelled `istio.io/rev=<rev>` has its plain pods sent to an injector:
 /// by the revision's own selectors, or by a webhook that selects the namespace with all its
 /// labels (custom selectors may ask for more than the revision label).
-pub fn revision_served_for_namespace(
+pub(crate) fn revision_served_for_namespace(
     ctx: &Ctx<'_>,
     ns: &str,
     labels: &BTreeMap<String, String>,
@@ -250,7 +254,7 @@ fn present_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
     out
 }
 
-pub static INJECTION_MISSING: Rule = Rule {
+pub(crate) static INJECTION_MISSING: Rule = Rule {
     id: "ns-injection-missing",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -330,7 +334,7 @@ pub static INJECTION_MISSING: Rule = Rule {
     },
 };
 
-pub static INJECTION_DISABLED: Rule = Rule {
+pub(crate) static INJECTION_DISABLED: Rule = Rule {
     id: "ns-injection-disabled",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -361,7 +365,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     },
 };
 
-pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
+pub(crate) static CONFLICTING_INJECTION_LABELS: Rule = Rule {
     id: "ns-conflicting-injection-labels",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -397,7 +401,7 @@ pub static CONFLICTING_INJECTION_LABELS: Rule = Rule {
     },
 };
 
-pub static UNKNOWN_REVISION: Rule = Rule {
+pub(crate) static UNKNOWN_REVISION: Rule = Rule {
     id: "ns-unknown-revision",
     kinds: NAMESPACE_AND_WORKLOADS,
     default_action: Action::Deny,

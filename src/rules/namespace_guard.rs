@@ -14,7 +14,7 @@ use crate::json::quoted_key;
 use crate::resource::{labels_of, Kind, Review};
 use kube::core::admission::Operation;
 
-pub static PLATFORM_LABEL_CHANGE: Rule = Rule {
+pub(crate) static PLATFORM_LABEL_CHANGE: Rule = Rule {
     id: PLATFORM_LABEL_RULE,
     kinds: &[Kind::Namespace],
     default_action: Action::Deny,

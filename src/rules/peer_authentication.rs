@@ -33,7 +33,7 @@ fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'s
     }
 }
 
-pub static PERMISSIVE_MTLS: Rule = Rule {
+pub(crate) static PERMISSIVE_MTLS: Rule = Rule {
     id: "pa-permissive-mtls",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -57,7 +57,7 @@ pub static PERMISSIVE_MTLS: Rule = Rule {
     },
 };
 
-pub static DISABLED_MTLS: Rule = Rule {
+pub(crate) static DISABLED_MTLS: Rule = Rule {
     id: "pa-disabled-mtls",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -90,7 +90,7 @@ pub static DISABLED_MTLS: Rule = Rule {
     },
 };
 
-pub static UNSET_MESH_DEFAULT: Rule = Rule {
+pub(crate) static UNSET_MESH_DEFAULT: Rule = Rule {
     id: "pa-unset-mesh-default",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -127,7 +127,7 @@ pub static UNSET_MESH_DEFAULT: Rule = Rule {
     },
 };
 
-pub static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
+pub(crate) static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     id: "pa-port-level-without-selector",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -180,7 +180,7 @@ fn what_changed(new: &PeerAuthentication<'_>) -> (&'static str, String) {
     }
 }
 
-pub static WEAKENING_DELETE: Rule = Rule {
+pub(crate) static WEAKENING_DELETE: Rule = Rule {
     id: "pa-weakening-delete",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -232,7 +232,7 @@ pub static WEAKENING_DELETE: Rule = Rule {
     },
 };
 
-pub static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
+pub(crate) static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
     id: "pa-root-namespace-selector",
     kinds: KINDS,
     default_action: Action::Warn,

@@ -218,7 +218,7 @@ pub(crate) fn proxy_config_interception(t: &PodTemplate<'_>) -> Option<String> {
     }
 }
 
-pub static PROXY_OVERRIDE: Rule = Rule {
+pub(crate) static PROXY_OVERRIDE: Rule = Rule {
     id: "wl-proxy-override",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -425,7 +425,7 @@ fn captures(mesh: &MeshContext, name: &str) -> Capture {
     }
 }
 
-pub static INJECTION_TEMPLATE: Rule = Rule {
+pub(crate) static INJECTION_TEMPLATE: Rule = Rule {
     id: "wl-injection-template",
     kinds: KINDS,
     default_action: Action::Deny,

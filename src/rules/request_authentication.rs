@@ -100,7 +100,7 @@ const QUOTED_PRIVATE_MEMBERS: &[&str] = &[
     "\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\"", "\"k\"",
 ];
 
-pub static MISSING_ISSUER: Rule = Rule {
+pub(crate) static MISSING_ISSUER: Rule = Rule {
     id: "ra-missing-issuer",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -120,7 +120,7 @@ pub static MISSING_ISSUER: Rule = Rule {
     },
 };
 
-pub static INSECURE_JWKS_URI: Rule = Rule {
+pub(crate) static INSECURE_JWKS_URI: Rule = Rule {
     id: "ra-insecure-jwks-uri",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -147,7 +147,7 @@ pub static INSECURE_JWKS_URI: Rule = Rule {
     },
 };
 
-pub static MISSING_AUDIENCES: Rule = Rule {
+pub(crate) static MISSING_AUDIENCES: Rule = Rule {
     id: "ra-missing-audiences",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -167,7 +167,7 @@ pub static MISSING_AUDIENCES: Rule = Rule {
     },
 };
 
-pub static JWKS_PRIVATE_KEY: Rule = Rule {
+pub(crate) static JWKS_PRIVATE_KEY: Rule = Rule {
     id: "ra-jwks-private-key",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -217,7 +217,7 @@ pub static JWKS_PRIVATE_KEY: Rule = Rule {
     },
 };
 
-pub static JWKS_URI_INTERNAL: Rule = Rule {
+pub(crate) static JWKS_URI_INTERNAL: Rule = Rule {
     id: "ra-jwks-uri-internal",
     kinds: KINDS,
     default_action: Action::Warn,

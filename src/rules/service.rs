@@ -14,7 +14,7 @@ const PROTOCOLS: &[&str] = &[
 ];
 
 /// True when a port name declares its protocol: `http`, `http-web`, `grpc-api`, `tcp-db`, ...
-pub fn name_declares_protocol(name: &str) -> bool {
+pub(crate) fn name_declares_protocol(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     PROTOCOLS.iter().any(|p| {
         lower == *p
@@ -55,7 +55,7 @@ impl PortProtocol {
 /// whole), case-insensitively; an unknown protocol is sniffed, except on the well-known ports
 /// 25, 53, 3306 and 27017, which are TCP (istio/istio `pkg/config/kube/conversion.go`,
 /// `ConvertProtocol`, and `pkg/config/protocol/instance.go`, `Parse`).
-pub fn port_protocol(
+pub(crate) fn port_protocol(
     port: u32,
     name: &str,
     protocol: &str,
@@ -89,7 +89,7 @@ pub fn port_protocol(
 /// The protocol Istio picks for container port `port` of workload `w` from one port of a
 /// Service that selects it: `None` when the Service port does not target that container port
 /// (by number, or by the container port's name; absent, the Service port's own number).
-pub fn targeted_protocol(
+pub(crate) fn targeted_protocol(
     sp: &ServicePort<'_>,
     w: &crate::mtls::Workload,
     port: u32,
@@ -107,7 +107,7 @@ pub fn targeted_protocol(
     ))
 }
 
-pub static PORT_PROTOCOL: Rule = Rule {
+pub(crate) static PORT_PROTOCOL: Rule = Rule {
     id: "svc-port-protocol",
     kinds: &[Kind::Service],
     default_action: Action::Warn,

@@ -17,7 +17,7 @@ use crate::resource::Kind;
 
 const KINDS: &[Kind] = &[Kind::Sidecar];
 
-pub static INGRESS_TLS: Rule = Rule {
+pub(crate) static INGRESS_TLS: Rule = Rule {
     id: "sidecar-ingress-tls",
     kinds: KINDS,
     default_action: Action::Deny,

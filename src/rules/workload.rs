@@ -175,7 +175,7 @@ fn default_identity(review: &Review<'_>, ctx: &Ctx<'_>) -> String {
     )
 }
 
-pub static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
+pub(crate) static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
     id: "wl-default-service-account",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -221,7 +221,7 @@ pub static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
     },
 };
 
-pub static INJECTION_DISABLED: Rule = Rule {
+pub(crate) static INJECTION_DISABLED: Rule = Rule {
     id: "wl-injection-disabled",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -273,7 +273,7 @@ pub static INJECTION_DISABLED: Rule = Rule {
     },
 };
 
-pub static NAMESPACE_NOT_INJECTED: Rule = Rule {
+pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
     id: "wl-namespace-not-injected",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -379,7 +379,7 @@ fn pod_revision_unknown(
             .is_some_and(|r| !r.is_empty() && !ctx.mesh.serves(r))
 }
 
-pub static MISSING_SIDECAR: Rule = Rule {
+pub(crate) static MISSING_SIDECAR: Rule = Rule {
     id: "wl-missing-sidecar",
     kinds: &[Kind::Pod],
     default_action: Action::Deny,
@@ -428,7 +428,7 @@ pub static MISSING_SIDECAR: Rule = Rule {
     },
 };
 
-pub static PROXY_IMAGE_AUTO: Rule = Rule {
+pub(crate) static PROXY_IMAGE_AUTO: Rule = Rule {
     id: "wl-proxy-image-auto",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -526,7 +526,7 @@ const BYPASS_ANNOTATIONS: &[(&str, Bypass, &str)] = &[
         "interception mode NONE installs no traffic redirection, so the proxy sees only what the application sends to it on purpose"),
 ];
 
-pub static TRAFFIC_BYPASS: Rule = Rule {
+pub(crate) static TRAFFIC_BYPASS: Rule = Rule {
     id: "wl-traffic-bypass",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -607,7 +607,7 @@ fn meshed_but_for_host_network(
     }
 }
 
-pub static HOST_NETWORK: Rule = Rule {
+pub(crate) static HOST_NETWORK: Rule = Rule {
     id: "wl-host-network",
     kinds: KINDS,
     default_action: Action::Warn,
@@ -632,7 +632,7 @@ pub static HOST_NETWORK: Rule = Rule {
     },
 };
 
-pub static HOST_NETWORK_IN_MESH: Rule = Rule {
+pub(crate) static HOST_NETWORK_IN_MESH: Rule = Rule {
     id: "wl-host-network-in-mesh",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -676,7 +676,7 @@ pub static HOST_NETWORK_IN_MESH: Rule = Rule {
 /// `istio-proxy` and `istio-init` when it contains a `/` (`injection-template.yaml`).
 const PROXY_IMAGE_ANNOTATION: &str = "sidecar.istio.io/proxyImage";
 
-pub static PROXY_IMAGE: Rule = Rule {
+pub(crate) static PROXY_IMAGE: Rule = Rule {
     id: "wl-proxy-image",
     kinds: KINDS,
     default_action: Action::Deny,
@@ -750,7 +750,7 @@ pub static PROXY_IMAGE: Rule = Rule {
     },
 };
 
-pub static PROXY_UID_RULE: Rule = Rule {
+pub(crate) static PROXY_UID_RULE: Rule = Rule {
     id: "wl-proxy-uid",
     kinds: KINDS,
     default_action: Action::Deny,

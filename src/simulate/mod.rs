@@ -45,7 +45,7 @@ pub struct TestArgs {
     pub junit: Option<PathBuf>,
     /// Assume the external authorizer of CUSTOM policies denies (default: allows).
     #[arg(long)]
-    pub custom_deny: bool,
+    pub(crate) custom_deny: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
@@ -79,7 +79,7 @@ pub struct SimulateArgs {
     /// The caller is this workload (its ServiceAccount and data plane): NAMESPACE/NAME,
     /// NAMESPACE/KIND/NAME, or NAMESPACE/Gateway/NAME for a Gateway API gateway.
     #[arg(long, value_name = "NS/NAME")]
-    pub from_workload: Option<String>,
+    pub(crate) from_workload: Option<String>,
     /// The caller has no mesh identity (sends plaintext).
     #[arg(long)]
     pub plaintext: bool,
@@ -117,7 +117,7 @@ pub struct SimulateArgs {
     pub audiences: Vec<String>,
     /// Assume the external authorizer of CUSTOM policies denies (default: allows).
     #[arg(long)]
-    pub custom_deny: bool,
+    pub(crate) custom_deny: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: SimulateFormat,
@@ -129,7 +129,7 @@ pub struct SimulateArgs {
 
 impl SimulateArgs {
     /// The request as written on the command line.
-    pub fn request_spec(&self) -> Result<RequestSpec, String> {
+    pub(crate) fn request_spec(&self) -> Result<RequestSpec, String> {
         let from = match (&self.from, &self.from_workload) {
             (Some(f), _) => Caller::Identity(f.clone()),
             (_, Some(w)) => Caller::Workload(w.clone()),
@@ -199,7 +199,7 @@ pub fn world(
 }
 
 /// The request and its explanation as JSON: the explanation's fields plus `request`.
-pub fn json_of(resolved: &Resolved, ex: &Explanation) -> Value {
+pub(crate) fn json_of(resolved: &Resolved, ex: &Explanation) -> Value {
     let req = &resolved.request;
     let mut v = serde_json::to_value(ex).unwrap_or(Value::Null);
     let http = req.http_part().map(|h| {
@@ -238,7 +238,7 @@ pub fn json_of(resolved: &Resolved, ex: &Explanation) -> Value {
 
 /// The explanation as text, with the request line after the headline and, when the request
 /// takes more than one hop or meets no sidecar, the path.
-pub fn text_of(resolved: &Resolved, ex: &Explanation) -> String {
+pub(crate) fn text_of(resolved: &Resolved, ex: &Explanation) -> String {
     let body = ex.text();
     let (head, rest) = body.split_once('\n').unwrap_or((&body, ""));
     let mut path = String::new();

@@ -42,7 +42,7 @@ impl World {
     }
 
     /// The authorization facts of the mesh.
-    pub fn authz_mesh(&self) -> Mesh {
+    pub(crate) fn authz_mesh(&self) -> Mesh {
         Mesh::from_context(&self.mesh)
     }
 
@@ -52,7 +52,7 @@ impl World {
     }
 
     /// The data plane of a workload object.
-    pub fn plane_of(&self, o: &Object) -> PodPlane {
+    pub(crate) fn plane_of(&self, o: &Object) -> PodPlane {
         match o.template() {
             Some(t) => workload_plane(
                 &self.mesh,
@@ -108,7 +108,7 @@ pub struct RequestSpec {
 
 impl RequestSpec {
     /// Whether the request is HTTP (any HTTP part given); otherwise plain TCP.
-    pub fn is_http(&self) -> bool {
+    pub(crate) fn is_http(&self) -> bool {
         self.method.is_some()
             || self.path.is_some()
             || self.host.is_some()
@@ -121,12 +121,12 @@ impl RequestSpec {
 #[derive(Clone, Debug)]
 pub struct Resolved {
     /// `deployment production/backend`, or `Service shop/reviews`.
-    pub to_label: String,
+    pub(crate) to_label: String,
     /// The workloads whose pods receive the request (one when a workload is named; every
     /// workload the Service selects).
     pub targets: Vec<DestWorkload>,
     /// `production/frontend (cluster.local/ns/production/sa/frontend)`, or `plaintext client`.
-    pub from_label: String,
+    pub(crate) from_label: String,
     /// The caller's data plane.
     pub caller: CallerPlane,
     /// Service VIP or pod IP.
@@ -153,7 +153,7 @@ pub struct DestWorkload {
 }
 
 /// A workload by `NS/NAME` or `NS/KIND/NAME`.
-pub fn find_workload<'i>(inv: &'i Inventory, spec: &str) -> Result<&'i Object, String> {
+pub(crate) fn find_workload<'i>(inv: &'i Inventory, spec: &str) -> Result<&'i Object, String> {
     let parts: Vec<&str> = spec.split('/').collect();
     let (ns, kind, name) = match parts.as_slice() {
         [ns, name] if !ns.is_empty() && !name.is_empty() => (*ns, None, *name),
@@ -611,7 +611,7 @@ fn port_list(w: &Workload) -> String {
 }
 
 /// A claim path from a command-line key: `role`, or `realm_access[roles]` for nesting.
-pub fn claim_path(key: &str) -> Result<Vec<String>, String> {
+pub(crate) fn claim_path(key: &str) -> Result<Vec<String>, String> {
     match key.find('[') {
         None if !key.is_empty() => Ok(vec![key.to_owned()]),
         Some(i) if i > 0 => {
@@ -626,7 +626,7 @@ pub fn claim_path(key: &str) -> Result<Vec<String>, String> {
 }
 
 /// `K=V`.
-pub fn key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

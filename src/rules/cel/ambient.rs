@@ -6,17 +6,17 @@ use crate::rules::ambient as a;
 
 const DATA_PLANE: &str = "whether ztunnel enforces the policy is the namespace's data plane as the mesh resolves it (the istio.io/dataplane-mode label weighed against the injection labels and the ztunnel and istio-cni DaemonSets actually installed, rules::ambient namespace_plane), which the webhook watches and no admission policy can read";
 
-pub static ZTUNNEL_HTTP: NotInCel = NotInCel {
+pub(crate) static ZTUNNEL_HTTP: NotInCel = NotInCel {
     rule: &a::ZTUNNEL_HTTP,
     why: DATA_PLANE,
 };
 
-pub static ZTUNNEL_ACTION: NotInCel = NotInCel {
+pub(crate) static ZTUNNEL_ACTION: NotInCel = NotInCel {
     rule: &a::ZTUNNEL_ACTION,
     why: DATA_PLANE,
 };
 
-pub static RA_AMBIENT_SELECTOR: NotInCel = NotInCel {
+pub(crate) static RA_AMBIENT_SELECTOR: NotInCel = NotInCel {
     rule: &a::RA_AMBIENT_SELECTOR,
     why: DATA_PLANE,
 };

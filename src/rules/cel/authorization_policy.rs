@@ -139,7 +139,7 @@ fn each_principal(per: &dyn Fn(&str) -> String) -> String {
     all.join(" + ")
 }
 
-pub static ALLOW_ALL: CelForm = CelForm {
+pub(crate) static ALLOW_ALL: CelForm = CelForm {
     rule: &ap::ALLOW_ALL,
     coverage: Coverage::Full,
     on: On::Write,
@@ -160,7 +160,7 @@ pub static ALLOW_ALL: CelForm = CelForm {
     },
 };
 
-pub static WILDCARD_SOURCE: CelForm = CelForm {
+pub(crate) static WILDCARD_SOURCE: CelForm = CelForm {
     rule: &ap::WILDCARD_SOURCE,
     coverage: Coverage::Full,
     on: On::Write,
@@ -193,7 +193,7 @@ pub static WILDCARD_SOURCE: CelForm = CelForm {
 const SOURCE_KEY: &str =
     "(c.key.startsWith('source.') || c.key == 'remote.ip' || c.key.startsWith('request.auth.'))";
 
-pub static ALLOW_WITHOUT_SOURCE: CelForm = CelForm {
+pub(crate) static ALLOW_WITHOUT_SOURCE: CelForm = CelForm {
     rule: &ap::ALLOW_WITHOUT_SOURCE,
     coverage: Coverage::Full,
     on: On::Write,
@@ -213,7 +213,7 @@ pub static ALLOW_WITHOUT_SOURCE: CelForm = CelForm {
     },
 };
 
-pub static PRINCIPAL_FORMAT: CelForm = CelForm {
+pub(crate) static PRINCIPAL_FORMAT: CelForm = CelForm {
     rule: &ap::PRINCIPAL_FORMAT,
     coverage: Coverage::Full,
     on: On::Write,
@@ -230,7 +230,7 @@ fn principal_trust_domain(v: &str) -> String {
     )
 }
 
-pub static FOREIGN_TRUST_DOMAIN: CelForm = CelForm {
+pub(crate) static FOREIGN_TRUST_DOMAIN: CelForm = CelForm {
     rule: &ap::FOREIGN_TRUST_DOMAIN,
     coverage: Coverage::Partly(
         "the trust domain and its aliases are those in force when the policies were generated (the meshguard policy's, or --mesh-config); the webhook follows the MeshConfig as it changes",
@@ -250,7 +250,7 @@ pub static FOREIGN_TRUST_DOMAIN: CelForm = CelForm {
     },
 };
 
-pub static EXACT_PATH_TRAILING_SLASH: CelForm = CelForm {
+pub(crate) static EXACT_PATH_TRAILING_SLASH: CelForm = CelForm {
     rule: &ap::EXACT_PATH_TRAILING_SLASH,
     coverage: Coverage::Full,
     on: On::Write,
@@ -296,7 +296,7 @@ fn key_supported(k: &str) -> String {
     )
 }
 
-pub static UNKNOWN_CONDITION_KEY: CelForm = CelForm {
+pub(crate) static UNKNOWN_CONDITION_KEY: CelForm = CelForm {
     rule: &ap::UNKNOWN_CONDITION_KEY,
     coverage: Coverage::Full,
     on: On::Write,
@@ -318,7 +318,7 @@ pub static UNKNOWN_CONDITION_KEY: CelForm = CelForm {
     },
 };
 
-pub static QUOTED_CONDITION_KEY: CelForm = CelForm {
+pub(crate) static QUOTED_CONDITION_KEY: CelForm = CelForm {
     rule: &ap::QUOTED_CONDITION_KEY,
     coverage: Coverage::Full,
     on: On::Write,
@@ -355,7 +355,7 @@ fn allow_nothing(o: &str) -> String {
     )
 }
 
-pub static DENY_ALL_DELETE: CelForm = CelForm {
+pub(crate) static DENY_ALL_DELETE: CelForm = CelForm {
     rule: &ap::DENY_ALL_DELETE,
     coverage: Coverage::Full,
     on: On::Delete,
@@ -390,7 +390,7 @@ const PEER_POSITIVE: &[&str] = &["principals", "namespaces", "serviceAccounts"];
 const PEER_KEYS: &str =
     "['source.principal', 'source.namespace', 'source.serviceAccount', 'source.trustDomain']";
 
-pub static ALLOW_NEGATIVE_MATCH: CelForm = CelForm {
+pub(crate) static ALLOW_NEGATIVE_MATCH: CelForm = CelForm {
     rule: &ap::ALLOW_NEGATIVE_MATCH,
     coverage: Coverage::Full,
     on: On::Write,
@@ -454,7 +454,7 @@ pub static ALLOW_NEGATIVE_MATCH: CelForm = CelForm {
     },
 };
 
-pub static DENY_POSITIVE_IDENTITY: CelForm = CelForm {
+pub(crate) static DENY_POSITIVE_IDENTITY: CelForm = CelForm {
     rule: &ap::DENY_POSITIVE_IDENTITY,
     coverage: Coverage::Full,
     on: On::Write,
@@ -485,7 +485,7 @@ pub static DENY_POSITIVE_IDENTITY: CelForm = CelForm {
     },
 };
 
-pub static ACTION_WITHOUT_RULES: CelForm = CelForm {
+pub(crate) static ACTION_WITHOUT_RULES: CelForm = CelForm {
     rule: &ap::ACTION_WITHOUT_RULES,
     coverage: Coverage::Full,
     on: On::Write,
@@ -503,7 +503,7 @@ pub static ACTION_WITHOUT_RULES: CelForm = CelForm {
     },
 };
 
-pub static HTTP_ONLY_DENY_WITHOUT_PORTS: CelForm = CelForm {
+pub(crate) static HTTP_ONLY_DENY_WITHOUT_PORTS: CelForm = CelForm {
     rule: &ap::HTTP_ONLY_DENY_WITHOUT_PORTS,
     coverage: Coverage::Full,
     on: On::Write,
@@ -566,7 +566,7 @@ fn source_fields(fields: [&str; 2], key: &str, msg: &str, fix: &str) -> String {
     format!("{sources} + {conditions}")
 }
 
-pub static REMOTE_IP_UNTRUSTED: CelForm = CelForm {
+pub(crate) static REMOTE_IP_UNTRUSTED: CelForm = CelForm {
     rule: &ap::REMOTE_IP_UNTRUSTED,
     coverage: Coverage::Full,
     on: On::Write,
@@ -584,7 +584,7 @@ pub static REMOTE_IP_UNTRUSTED: CelForm = CelForm {
     },
 };
 
-pub static SOURCE_IP_BEHIND_GATEWAY: CelForm = CelForm {
+pub(crate) static SOURCE_IP_BEHIND_GATEWAY: CelForm = CelForm {
     rule: &ap::SOURCE_IP_BEHIND_GATEWAY,
     coverage: Coverage::Full,
     on: On::Write,

@@ -41,7 +41,7 @@ fn variables() -> Vec<(&'static str, String)> {
 
 const IN_OTHER_NAMESPACES: &str = "a host <service>.<namespace> of another namespace counts as in-mesh when that namespace exists, which the webhook looks up (the policy counts only its own namespace's)";
 
-pub static TLS_DISABLED: CelForm = CelForm {
+pub(crate) static TLS_DISABLED: CelForm = CelForm {
     rule: &dr::TLS_DISABLED,
     coverage: Coverage::Partly(IN_OTHER_NAMESPACES),
     on: On::Write,
@@ -62,7 +62,7 @@ pub static TLS_DISABLED: CelForm = CelForm {
     },
 };
 
-pub static TLS_NOT_ISTIO_MUTUAL: CelForm = CelForm {
+pub(crate) static TLS_NOT_ISTIO_MUTUAL: CelForm = CelForm {
     rule: &dr::TLS_NOT_ISTIO_MUTUAL,
     coverage: Coverage::Partly(IN_OTHER_NAMESPACES),
     on: On::Write,
@@ -83,7 +83,7 @@ pub static TLS_NOT_ISTIO_MUTUAL: CelForm = CelForm {
     },
 };
 
-pub static TLS_NO_VERIFICATION: CelForm = CelForm {
+pub(crate) static TLS_NO_VERIFICATION: CelForm = CelForm {
     rule: &dr::TLS_NO_VERIFICATION,
     coverage: Coverage::Full,
     on: On::Write,
@@ -112,7 +112,7 @@ pub static TLS_NO_VERIFICATION: CelForm = CelForm {
     },
 };
 
-pub static INSECURE_SKIP_VERIFY: CelForm = CelForm {
+pub(crate) static INSECURE_SKIP_VERIFY: CelForm = CelForm {
     rule: &dr::INSECURE_SKIP_VERIFY,
     coverage: Coverage::Full,
     on: On::Write,

@@ -16,7 +16,7 @@ use crate::rules::envoy_filter as ef;
 /// How many levels below `patch.value` the policy searches: Envoy's listener configuration puts
 /// an HTTP filter's name 8 levels down (`filter_chains[0].filters[0].typed_config.http_filters[0]
 /// .name`), a transport socket 1 to 3.
-pub const DEPTH: usize = 12;
+pub(crate) const DEPTH: usize = 12;
 
 /// What the webhook adds for a rule that searches `patch.value`.
 const DEEPER: &str = "keys and strings nested more than 12 levels below a patch's patch.value (the policy unrolls the webhook's search to 12 levels; Envoy's own configuration puts what these rules look for 1 to 8 levels down)";
@@ -98,7 +98,7 @@ fn exempt_fix(fix: &str) -> String {
     lit(&format!("{fix}; {}", ef::EXEMPT_FIX))
 }
 
-pub static SECURITY_FILTER: CelForm = CelForm {
+pub(crate) static SECURITY_FILTER: CelForm = CelForm {
     rule: &ef::SECURITY_FILTER,
     coverage: Coverage::Partly(DEEPER),
     on: On::Write,
@@ -151,7 +151,7 @@ fn in_mesh_without_cluster() -> String {
     )
 }
 
-pub static TRANSPORT_SOCKET: CelForm = CelForm {
+pub(crate) static TRANSPORT_SOCKET: CelForm = CelForm {
     rule: &ef::TRANSPORT_SOCKET,
     coverage: Coverage::Partly(DEEPER),
     on: On::Write,
@@ -182,7 +182,7 @@ pub static TRANSPORT_SOCKET: CelForm = CelForm {
     },
 };
 
-pub static INBOUND_LISTENER: CelForm = CelForm {
+pub(crate) static INBOUND_LISTENER: CelForm = CelForm {
     rule: &ef::INBOUND_LISTENER,
     coverage: Coverage::Full,
     on: On::Write,

@@ -25,12 +25,12 @@ use crate::resource::Kind;
 
 pub mod ambient;
 pub mod authorization_policy;
-pub mod destination_rule;
+pub(crate) mod destination_rule;
 pub mod envoy_filter;
 pub mod namespace;
 pub mod peer_authentication;
 pub mod proxy;
-pub mod request_authentication;
+pub(crate) mod request_authentication;
 pub mod service;
 pub mod sidecar;
 pub mod workload;
@@ -62,7 +62,7 @@ pub struct Cel {
     /// The form's variables in order: `(name, expression)`, each over `$o` and earlier ones.
     pub variables: Vec<(&'static str, String)>,
     /// The findings on `$o`: a list of `[path, message, fix]`.
-    pub sites: String,
+    pub(crate) sites: String,
     /// For [`On::Delete`] forms: the UPDATE that takes the same protection away.
     pub weakening: Option<Weakening>,
 }
@@ -74,7 +74,7 @@ pub struct Cel {
 pub struct Weakening {
     /// The findings of the UPDATE over `$o` (the stored object) and `$n` (the new one), empty
     /// when the new object still protects.
-    pub sites: String,
+    pub(crate) sites: String,
     /// An UPDATE (old, new objects as JSON) the rule refuses exactly when it judges weakening
     /// UPDATEs.
     pub probe: (&'static str, &'static str),
@@ -107,13 +107,13 @@ impl CelForm {
 
 /// A rule with no CEL form, and why.
 #[derive(Debug)]
-pub struct NotInCel {
+pub(crate) struct NotInCel {
     pub rule: &'static Rule,
     pub why: &'static str,
 }
 
 /// The generator's settings a form may read as `@name`, with what each holds.
-pub const SETTINGS: &[(&str, &str)] = &[
+pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("rootNamespace", "Istio's root namespace (string)"),
     ("trustDomain", "the mesh trust domain (string)"),
     (
@@ -191,7 +191,7 @@ pub static REGISTRY: &[&CelForm] = &[
 ];
 
 /// The rules without a CEL form: one line each.
-pub static NOT_IN_CEL: &[&NotInCel] = &[
+pub(crate) static NOT_IN_CEL: &[&NotInCel] = &[
     &request_authentication::JWKS_PRIVATE_KEY,
     &istio_validation_not::INVALID_ENUM,
     &istio_validation_not::INVALID_PORT,
@@ -218,19 +218,19 @@ mod istio_validation_not {
 
     const WHY: &str = "Istio's own validation (pkg/config/validation), which meshguard mirrors class by class; the Istio CRDs' schemas (enums, types, port ranges, x-kubernetes-validations) already hold part of it in kube-apiserver without meshguard, and the rest (URL, duration and path-template syntax, cross-field rules) is Go code CEL cannot follow faithfully";
 
-    pub static INVALID_ENUM: NotInCel = NotInCel {
+    pub(crate) static INVALID_ENUM: NotInCel = NotInCel {
         rule: &v::INVALID_ENUM,
         why: WHY,
     };
-    pub static INVALID_PORT: NotInCel = NotInCel {
+    pub(crate) static INVALID_PORT: NotInCel = NotInCel {
         rule: &v::INVALID_PORT,
         why: WHY,
     };
-    pub static CONFLICTING_FIELDS: NotInCel = NotInCel {
+    pub(crate) static CONFLICTING_FIELDS: NotInCel = NotInCel {
         rule: &v::CONFLICTING_FIELDS,
         why: WHY,
     };
-    pub static INVALID_SPEC: NotInCel = NotInCel {
+    pub(crate) static INVALID_SPEC: NotInCel = NotInCel {
         rule: &v::INVALID_SPEC,
         why: WHY,
     };
@@ -242,7 +242,7 @@ pub fn find(id: &str) -> Option<&'static CelForm> {
 }
 
 /// Why a rule has no form, if it has none.
-pub fn not_in_cel(id: &str) -> Option<&'static NotInCel> {
+pub(crate) fn not_in_cel(id: &str) -> Option<&'static NotInCel> {
     NOT_IN_CEL.iter().copied().find(|n| n.rule.id == id)
 }
 
@@ -250,24 +250,24 @@ pub fn not_in_cel(id: &str) -> Option<&'static NotInCel> {
 // Building blocks shared by the forms
 
 /// A CEL string literal for `s` (JSON's escapes are valid CEL escapes).
-pub fn lit(s: &str) -> String {
+pub(crate) fn lit(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// A CEL list literal of strings.
-pub fn lit_list<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn lit_list<S: AsRef<str>>(items: &[S]) -> String {
     let inner: Vec<String> = items.iter().map(|s| lit(s.as_ref())).collect();
     format!("[{}]", inner.join(", "))
 }
 
 /// One finding `[path, message, fix]`, from three CEL string expressions (each passed through
 /// `string()`, so that values read from dynamically typed parts type-check as strings).
-pub fn site(path: &str, message: &str, fix: &str) -> String {
+pub(crate) fn site(path: &str, message: &str, fix: &str) -> String {
     format!("[string({path}), string({message}), string({fix})]")
 }
 
 /// `cond ? [site] : []`.
-pub fn site_if(cond: &str, path: &str, message: &str, fix: &str) -> String {
+pub(crate) fn site_if(cond: &str, path: &str, message: &str, fix: &str) -> String {
     format!("({cond} ? [{}] : [])", site(path, message, fix))
 }
 

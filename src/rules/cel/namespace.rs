@@ -10,7 +10,7 @@ fn labels() -> Vec<(&'static str, String)> {
     vec![("labels", "$o.metadata.?labels.orValue({})".to_owned())]
 }
 
-pub static INJECTION_DISABLED: CelForm = CelForm {
+pub(crate) static INJECTION_DISABLED: CelForm = CelForm {
     rule: &ns::INJECTION_DISABLED,
     coverage: Coverage::Full,
     on: On::Write,
@@ -32,7 +32,7 @@ pub static INJECTION_DISABLED: CelForm = CelForm {
     },
 };
 
-pub static CONFLICTING_INJECTION_LABELS: CelForm = CelForm {
+pub(crate) static CONFLICTING_INJECTION_LABELS: CelForm = CelForm {
     rule: &ns::CONFLICTING_INJECTION_LABELS,
     coverage: Coverage::Full,
     on: On::Write,
@@ -69,12 +69,12 @@ pub static CONFLICTING_INJECTION_LABELS: CelForm = CelForm {
     },
 };
 
-pub static INJECTION_MISSING: NotInCel = NotInCel {
+pub(crate) static INJECTION_MISSING: NotInCel = NotInCel {
     rule: &ns::INJECTION_MISSING,
     why: "whether a namespace's pods get a sidecar is the injectors' decision (an unlabelled namespace is enrolled under enableNamespacesByDefault, a labelled one is not if no injector serves the label), which no admission policy can read; while meshguard is down its mutation does not label new namespaces either",
 };
 
-pub static UNKNOWN_REVISION: NotInCel = NotInCel {
+pub(crate) static UNKNOWN_REVISION: NotInCel = NotInCel {
     rule: &ns::UNKNOWN_REVISION,
     why: "which revisions and tags exist is the injector MutatingWebhookConfigurations' labels, which the webhook watches and no admission policy can read",
 };
@@ -83,7 +83,7 @@ pub static UNKNOWN_REVISION: NotInCel = NotInCel {
 /// but the platform's users and groups (the webhook's pardon, stated here from `userInfo`). The
 /// old labels are `oldObject`'s whatever `$o` is, so that the old object, judged for
 /// `allowExistingViolations`, never has a finding of its own (as the webhook judges it).
-pub static PLATFORM_LABEL_CHANGE: CelForm = CelForm {
+pub(crate) static PLATFORM_LABEL_CHANGE: CelForm = CelForm {
     rule: &namespace_guard::PLATFORM_LABEL_CHANGE,
     coverage: Coverage::Full,
     on: On::Write,

@@ -41,7 +41,7 @@ fn mode_sites(mode: &str, message: &str, fix: &str) -> String {
     format!("{top} + {ports}")
 }
 
-pub static PERMISSIVE_MTLS: CelForm = CelForm {
+pub(crate) static PERMISSIVE_MTLS: CelForm = CelForm {
     rule: &pa::PERMISSIVE_MTLS,
     coverage: Coverage::Full,
     on: On::Write,
@@ -59,7 +59,7 @@ pub static PERMISSIVE_MTLS: CelForm = CelForm {
     },
 };
 
-pub static DISABLED_MTLS: CelForm = CelForm {
+pub(crate) static DISABLED_MTLS: CelForm = CelForm {
     rule: &pa::DISABLED_MTLS,
     coverage: Coverage::Full,
     on: On::Write,
@@ -77,7 +77,7 @@ pub static DISABLED_MTLS: CelForm = CelForm {
     },
 };
 
-pub static UNSET_MESH_DEFAULT: CelForm = CelForm {
+pub(crate) static UNSET_MESH_DEFAULT: CelForm = CelForm {
     rule: &pa::UNSET_MESH_DEFAULT,
     coverage: Coverage::Full,
     on: On::Write,
@@ -102,7 +102,7 @@ pub static UNSET_MESH_DEFAULT: CelForm = CelForm {
     },
 };
 
-pub static PORT_LEVEL_WITHOUT_SELECTOR: CelForm = CelForm {
+pub(crate) static PORT_LEVEL_WITHOUT_SELECTOR: CelForm = CelForm {
     rule: &pa::PORT_LEVEL_WITHOUT_SELECTOR,
     coverage: Coverage::Full,
     on: On::Write,
@@ -131,7 +131,7 @@ fn strict_delete_site() -> String {
     )
 }
 
-pub static WEAKENING_DELETE: CelForm = CelForm {
+pub(crate) static WEAKENING_DELETE: CelForm = CelForm {
     rule: &pa::WEAKENING_DELETE,
     coverage: Coverage::Full,
     on: On::Delete,
@@ -158,7 +158,7 @@ pub static WEAKENING_DELETE: CelForm = CelForm {
     },
 };
 
-pub static ROOT_NAMESPACE_SELECTOR: CelForm = CelForm {
+pub(crate) static ROOT_NAMESPACE_SELECTOR: CelForm = CelForm {
     rule: &pa::ROOT_NAMESPACE_SELECTOR,
     coverage: Coverage::Full,
     on: On::Write,

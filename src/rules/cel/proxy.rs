@@ -11,7 +11,7 @@ use crate::model::workload::{
 };
 use crate::rules::{proxy, workload as wl};
 
-pub static PROXY_OVERRIDE: NotInCel = NotInCel {
+pub(crate) static PROXY_OVERRIDE: NotInCel = NotInCel {
     rule: &proxy::PROXY_OVERRIDE,
     why: "what the injector runs is its templates and values (the injector ConfigMaps, the mesh as installed), and whether a hand-written sidecar's pod is selected by an injector is the injectors' decision; the webhook watches both and no admission policy can read them",
 };
@@ -95,12 +95,12 @@ pub static NET_ADMIN: CelForm = CelForm {
     },
 };
 
-pub static INJECTION_TEMPLATE: NotInCel = NotInCel {
+pub(crate) static INJECTION_TEMPLATE: NotInCel = NotInCel {
     rule: &proxy::INJECTION_TEMPLATE,
     why: "which injection templates install traffic capture is read from the injector ConfigMap's templates (custom ones included), which the webhook watches and no admission policy can read",
 };
 
-pub static HOST_NETWORK_IN_MESH: NotInCel = NotInCel {
+pub(crate) static HOST_NETWORK_IN_MESH: NotInCel = NotInCel {
     rule: &wl::HOST_NETWORK_IN_MESH,
     why: "whether the namespace is enrolled in the mesh (sidecar injection or ambient capture) is the injectors' and the installed data plane's decision, which the webhook watches and no admission policy can read",
 };

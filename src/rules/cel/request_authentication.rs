@@ -24,7 +24,7 @@ fn form(sites: String) -> Cel {
     }
 }
 
-pub static MISSING_ISSUER: CelForm = CelForm {
+pub(crate) static MISSING_ISSUER: CelForm = CelForm {
     rule: &ra::MISSING_ISSUER,
     coverage: Coverage::Full,
     on: On::Write,
@@ -42,7 +42,7 @@ pub static MISSING_ISSUER: CelForm = CelForm {
 /// `jwks_scheme`: the URI `u` has a scheme before `://`, followed by something.
 const SCHEME_END: &str = "u.indexOf('://')";
 
-pub static INSECURE_JWKS_URI: CelForm = CelForm {
+pub(crate) static INSECURE_JWKS_URI: CelForm = CelForm {
     rule: &ra::INSECURE_JWKS_URI,
     coverage: Coverage::Full,
     on: On::Write,
@@ -59,7 +59,7 @@ pub static INSECURE_JWKS_URI: CelForm = CelForm {
     },
 };
 
-pub static MISSING_AUDIENCES: CelForm = CelForm {
+pub(crate) static MISSING_AUDIENCES: CelForm = CelForm {
     rule: &ra::MISSING_AUDIENCES,
     coverage: Coverage::Full,
     on: On::Write,
@@ -74,7 +74,7 @@ pub static MISSING_AUDIENCES: CelForm = CelForm {
     },
 };
 
-pub static JWKS_PRIVATE_KEY: NotInCel = NotInCel {
+pub(crate) static JWKS_PRIVATE_KEY: NotInCel = NotInCel {
     rule: &ra::JWKS_PRIVATE_KEY,
     why: "the inline jwks is a JSON document inside a string, and Kubernetes' CEL has no JSON parser; a text match would also hit member names inside string values",
 };
@@ -110,7 +110,7 @@ fn internal_reason(h: &str) -> String {
     )
 }
 
-pub static JWKS_URI_INTERNAL: CelForm = CelForm {
+pub(crate) static JWKS_URI_INTERNAL: CelForm = CelForm {
     rule: &ra::JWKS_URI_INTERNAL,
     coverage: Coverage::Partly(
         "IPv4-mapped IPv6 literals (::ffff:10.0.0.1), which Kubernetes' CEL ip() refuses to parse",

@@ -8,7 +8,7 @@ use crate::rules::service as svc;
 const DECLARES: &str =
     r"(?s)^(http|http2|https|grpc|grpc-web|tcp|tls|udp|mongo|mysql|redis)(-.*)?$";
 
-pub static PORT_PROTOCOL: CelForm = CelForm {
+pub(crate) static PORT_PROTOCOL: CelForm = CelForm {
     rule: &svc::PORT_PROTOCOL,
     coverage: Coverage::Full,
     on: On::Write,

@@ -4,7 +4,7 @@
 use super::{site, Cel, CelForm, Coverage, On};
 use crate::rules::sidecar;
 
-pub static INGRESS_TLS: CelForm = CelForm {
+pub(crate) static INGRESS_TLS: CelForm = CelForm {
     rule: &sidecar::INGRESS_TLS,
     coverage: Coverage::Full,
     on: On::Write,

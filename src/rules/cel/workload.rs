@@ -56,7 +56,7 @@ pub(super) fn with_template(extra: Vec<(&'static str, String)>, sites: String) -
     }
 }
 
-pub static DEFAULT_SERVICE_ACCOUNT: CelForm = CelForm {
+pub(crate) static DEFAULT_SERVICE_ACCOUNT: CelForm = CelForm {
     rule: &wl::DEFAULT_SERVICE_ACCOUNT,
     coverage: Coverage::Full,
     on: On::Write,
@@ -106,7 +106,7 @@ fn ambient_by_labels() -> (&'static str, String) {
     )
 }
 
-pub static INJECTION_DISABLED: CelForm = CelForm {
+pub(crate) static INJECTION_DISABLED: CelForm = CelForm {
     rule: &wl::INJECTION_DISABLED,
     coverage: Coverage::Partly(
         "other values than \"false\" (whether \"no\" or \"False\" keep the sidecar out depends on the injector's Istio version), and the label istio.io/dataplane-mode: none in an ambient namespace unless the pod also refuses the sidecar (whether it gets one is the injector's decision)",
@@ -161,7 +161,7 @@ const BYPASS: &[(&str, &str, &str)] = &[
         "interception mode NONE installs no traffic redirection, so the proxy sees only what the application sends to it on purpose"),
 ];
 
-pub static TRAFFIC_BYPASS: CelForm = CelForm {
+pub(crate) static TRAFFIC_BYPASS: CelForm = CelForm {
     rule: &wl::TRAFFIC_BYPASS,
     coverage: Coverage::Partly(
         "pods that ztunnel would capture (ambient namespace or pod label) unless a sidecar is injected: whether one is, and so whether the sidecar annotations or ambient.istio.io/bypass-inbound-capture matter, is the injector's decision; the policy judges the sidecar annotations outside ambient mode, and bypass-inbound-capture on ambient pods that refuse the sidecar; interceptionMode inside the proxy.istio.io/config annotation is the webhook's alone",
@@ -202,12 +202,12 @@ pub static TRAFFIC_BYPASS: CelForm = CelForm {
     },
 };
 
-pub static HOST_NETWORK: NotInCel = NotInCel {
+pub(crate) static HOST_NETWORK: NotInCel = NotInCel {
     rule: &wl::HOST_NETWORK,
     why: "it judges hostNetwork only outside the namespaces the mesh enrolls (inside them wl-host-network-in-mesh does), and whether a namespace is enrolled is the injectors' and the installed data plane's decision, which the webhook watches and no admission policy can read",
 };
 
-pub static PROXY_UID_RULE: CelForm = CelForm {
+pub(crate) static PROXY_UID_RULE: CelForm = CelForm {
     rule: &wl::PROXY_UID_RULE,
     coverage: Coverage::Partly(
         "runAsGroup 1337 (the sidecar's GID), ephemeral containers (added through pods/ephemeralcontainers), and containers named like Istio's own that are not what the injector runs (which reads the injector's templates); the policy leaves every container named istio-proxy, istio-init or istio-validation alone",
@@ -240,12 +240,12 @@ pub static PROXY_UID_RULE: CelForm = CelForm {
     },
 };
 
-pub static PROXY_IMAGE: NotInCel = NotInCel {
+pub(crate) static PROXY_IMAGE: NotInCel = NotInCel {
     rule: &wl::PROXY_IMAGE,
     why: "Istio's proxy image is the injector's (its ConfigMap values: hub, tag, image), which the webhook watches and no admission policy can read; a test for .../proxyv2 alone would refuse a mesh whose injector runs another image",
 };
 
-pub static PROXY_IMAGE_AUTO: CelForm = CelForm {
+pub(crate) static PROXY_IMAGE_AUTO: CelForm = CelForm {
     rule: &wl::PROXY_IMAGE_AUTO,
     coverage: Coverage::Partly(
         "workload templates (IST0146): whether an injector will select their pods is the injectors' decision (their webhook selectors and ConfigMaps), which no admission policy can read; the policy judges Pod CREATEs (IST0147)",
@@ -268,12 +268,12 @@ pub static PROXY_IMAGE_AUTO: CelForm = CelForm {
     },
 };
 
-pub static NAMESPACE_NOT_INJECTED: NotInCel = NotInCel {
+pub(crate) static NAMESPACE_NOT_INJECTED: NotInCel = NotInCel {
     rule: &wl::NAMESPACE_NOT_INJECTED,
     why: "whether a pod gets a sidecar is the injectors' decision: their MutatingWebhookConfigurations' selectors (revisions, tags, enableNamespacesByDefault) and their ConfigMaps (policy, neverInjectSelector), which the webhook watches and no admission policy can read",
 };
 
-pub static MISSING_SIDECAR: NotInCel = NotInCel {
+pub(crate) static MISSING_SIDECAR: NotInCel = NotInCel {
     rule: &wl::MISSING_SIDECAR,
     why: "whether the pod should have been injected is the injectors' decision (their webhooks' selectors and ConfigMaps), which the webhook watches and no admission policy can read",
 };
