@@ -49,7 +49,7 @@ pub struct Object {
     workload: Option<Box<Workload>>,
     /// Controlled by a controller of pods (judged through it, [`is_controlled`]).
     controlled: bool,
-    /// `istio.io/dry-run` set ([`crate::istio::is_dry_run_meta`]).
+    /// `istio.io/dry-run` set ([`crate::model::labels::is_dry_run_meta`]).
     dry_run: bool,
     /// `metadata.deletionTimestamp` set.
     terminating: bool,
@@ -76,7 +76,7 @@ impl Object {
         let DynamicObject {
             types, metadata, ..
         } = object;
-        let dry_run = crate::istio::is_dry_run_meta(&metadata);
+        let dry_run = crate::model::labels::is_dry_run_meta(&metadata);
         let kube::core::ObjectMeta {
             name,
             namespace,
@@ -198,7 +198,7 @@ impl Object {
         self.terminating
     }
 
-    /// Whether it is Istio dry-run (`istio.io/dry-run: "true"`), as [`crate::istio::is_dry_run`].
+    /// Whether it is Istio dry-run (`istio.io/dry-run: "true"`), as [`crate::model::labels::is_dry_run`].
     pub fn is_dry_run(&self) -> bool {
         self.dry_run
     }

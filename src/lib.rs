@@ -7,7 +7,7 @@
 //!   `freshness` (watch relists and staleness), `logging`, `budget` (the byte budget of the
 //!   reviews in flight);
 //! * resources: `resource` (kinds, the review), `model` (one typed struct per kind, decoded
-//!   once, with Istio's validation beside it), `istio` (views of the Istio kinds not yet in it),
+//!   once, with Istio's validation beside it),
 //!   `context` (the cluster view rules read), `config`
 //!   (the policy), `mesh` (the mesh as installed), `dataplane` (each workload's enforcement
 //!   point and each Service's waypoint);
@@ -57,7 +57,6 @@ pub mod freshness;
 pub mod http;
 pub mod impact_watch;
 pub mod inventory;
-pub mod istio;
 pub mod json;
 pub mod lease;
 pub mod listener;

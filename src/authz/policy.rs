@@ -14,8 +14,8 @@
 //! matches nothing (`rbacPolicyMatchNever` in `builder.go`), which for ALLOW is allow-nothing.
 
 use super::field::{when_attr, Attr, Field, FieldCompiler, OnError, TrustDomains};
-use crate::istio::is_dry_run;
 use crate::model::authorization_policy::{AuthzAction, RuleView, OPERATION_FIELDS, SOURCE_FIELDS};
+use crate::model::labels::is_dry_run;
 use crate::model::AuthorizationPolicy;
 use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::spec_of;

@@ -38,10 +38,10 @@
 
 use super::ip::Cidr;
 use super::request::{Identity, Request};
-use crate::istio::is_dry_run;
 use crate::model::authorization_policy::{
     strings, AuthzAction, List, RuleView, HTTP_OPERATION_FIELDS,
 };
+use crate::model::labels::is_dry_run;
 use crate::model::{AuthorizationPolicy, MtlsMode};
 use crate::mtls::PeerPolicy;
 use crate::resource::spec_of;

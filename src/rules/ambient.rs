@@ -25,7 +25,7 @@ use super::{Action, Ctx, Rule, Violation};
 use crate::authz::ztunnel::{convert_policy, L7Field, NotSent, RuleFate};
 use crate::context::{Lookup, Need};
 use crate::dataplane::{namespace_plane, Plane};
-use crate::istio::is_dry_run;
+use crate::model::labels::is_dry_run;
 use crate::model::{decode_spec, RequestAuthentication};
 use crate::resource::{Kind, Review};
 

@@ -373,7 +373,7 @@ pub(crate) static DENY_ALL_DELETE: Rule = Rule {
     check: |review, ctx, out| {
         let Some(old) = review.old_object else { return };
         let before = AuthorizationPolicy::of(spec_of(old));
-        if !before.is_allow_nothing(crate::istio::is_dry_run(old)) {
+        if !before.is_allow_nothing(crate::model::labels::is_dry_run(old)) {
             return;
         }
         let name = old.metadata.name.as_deref().unwrap_or(review.name);
@@ -391,7 +391,7 @@ pub(crate) static DENY_ALL_DELETE: Rule = Rule {
             // elsewhere) is its deletion: the same hole, reached in two steps otherwise.
             kube::core::admission::Operation::Update => {
                 let Some(new) = review.written() else { return };
-                let dry_run = crate::istio::is_dry_run(new);
+                let dry_run = crate::model::labels::is_dry_run(new);
                 let after = AuthorizationPolicy::of(spec_of(new));
                 if after.is_allow_nothing(dry_run) {
                     return;

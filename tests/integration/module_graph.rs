@@ -27,7 +27,6 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "resource",
             "model",
-            "istio",
             "context",
             "config",
             "mesh",
