@@ -2,7 +2,7 @@
 //! Every format is deterministic (findings sorted, maps ordered).
 
 use crate::config::exceptions::ObjectExcepted;
-use crate::finding::{Action, ObjectFinding, Subject};
+use crate::finding::{Action, Finding, ObjectFinding, Subject};
 use crate::manifest::LoadError;
 use crate::mtls;
 use clap::ValueEnum;
@@ -429,17 +429,23 @@ impl Report {
 
 /// One finding of the JSON report.
 fn finding_json(i: &ObjectFinding) -> Value {
+    subject_finding_json(&i.subject, &i.finding)
+}
+
+/// A finding's subject and verdict as the JSON report writes them (an excepted finding adds
+/// its exception's fields).
+pub(super) fn subject_finding_json(subject: &Subject, finding: &Finding) -> Value {
     json!({
-        "file": i.subject.file.as_deref(),
-        "line": i.subject.line,
-        "kind": i.subject.kind,
-        "namespace": i.subject.namespace,
-        "name": i.subject.name,
-        "rule": i.finding.rule,
-        "action": i.finding.action,
-        "path": i.finding.violation.path,
-        "message": i.finding.violation.message,
-        "fix": i.finding.violation.fix,
+        "file": subject.file.as_deref(),
+        "line": subject.line,
+        "kind": subject.kind,
+        "namespace": subject.namespace,
+        "name": subject.name,
+        "rule": finding.rule,
+        "action": finding.action,
+        "path": finding.violation.path,
+        "message": finding.violation.message,
+        "fix": finding.violation.fix,
     })
 }
 

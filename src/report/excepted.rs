@@ -60,23 +60,13 @@ pub(super) fn json(items: &[ObjectExcepted]) -> Value {
         .iter()
         .map(|i| {
             let e = &i.exception;
-            json!({
-                "file": i.subject.file.as_deref(),
-                "line": i.subject.line,
-                "kind": i.subject.kind,
-                "namespace": i.subject.namespace,
-                "name": i.subject.name,
-                "rule": i.finding.rule,
-                "action": i.finding.action,
-                "path": i.finding.violation.path,
-                "message": i.finding.violation.message,
-                "fix": i.finding.violation.fix,
-                "exception": e.id(),
-                "expires": e.expires.map(|t| t.to_string()),
-                "owner": e.owner,
-                "ticket": e.ticket,
-                "reason": e.reason,
-            })
+            let mut v = super::subject_finding_json(&i.subject, &i.finding);
+            v["exception"] = json!(e.id());
+            v["expires"] = json!(e.expires.map(|t| t.to_string()));
+            v["owner"] = json!(e.owner);
+            v["ticket"] = json!(e.ticket);
+            v["reason"] = json!(e.reason);
+            v
         })
         .collect::<Vec<_>>())
 }
