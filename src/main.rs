@@ -2,8 +2,6 @@
 //! line, dispatch.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-
 /// mimalloc: the review hot path is allocation-heavy (decoded objects, findings, the response),
 /// and mimalloc cuts its CPU per review measurably against glibc's malloc (docs/benchmarks.md).
 #[cfg(feature = "mimalloc")]
@@ -44,6 +42,6 @@ fn main() {
     tune_allocator();
     // One process-wide rustls provider (pure Rust ring); ignore "already installed".
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = meshguard::cli::Cli::parse();
+    let cli = meshguard::cli::Cli::parse_checked();
     std::process::exit(meshguard::cli::run(cli).code());
 }
