@@ -13,8 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// commands, `serve` and `auditor`, two options are set (unless the environment sets them):
 /// arenas are committed as they are used, and freed memory goes back to the OS after 100 ms.
 /// `serve` at rest with 3,000 namespaces and 18,000 ServiceAccounts cached: 28 MB of RSS
-/// instead of 60 MB; the auditor between audits of a 5,000-object cluster: 33–35 MB instead of
-/// 50–72 MB (docs/benchmarks.md). The batch commands keep the defaults (`check` on 100,000
+/// instead of 60 MB; the auditor between audits of a 5,000-object cluster: 32–34 MiB instead
+/// of 48–71 MiB (docs/benchmarks.md). The batch commands keep the defaults (`check` on 100,000
 /// objects peaks 14% lower with the options, but runs up to 19% longer). mimalloc reads its
 /// options when the process starts, before `main`, so the command re-executes itself once with
 /// them in its environment (same PID, same arguments); if that fails it runs with the defaults.
