@@ -163,8 +163,8 @@ impl fmt::Display for InjectorWebhook {
 /// What a MutatingWebhookConfiguration is, for Istio.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InjectorIdentity {
-    pub revision: String,
-    pub tag: Option<String>,
+    pub(crate) revision: String,
+    pub(crate) tag: Option<String>,
 }
 
 /// Whether a MutatingWebhookConfiguration (as k8s-openapi decodes it, from a watch) is an Istio
