@@ -1067,8 +1067,8 @@ mod cost {
 /// What decoding one review may build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
-    /// Estimated heap bytes of the decoded objects of one review (object, oldObject, options
-    /// and the user's groups and extras).
+    /// Estimated heap bytes of the decoded objects of one review (object, oldObject and the
+    /// user's groups and extras; `options` is scanned past, not built).
     pub max_decoded_bytes: usize,
 }
 
@@ -1182,11 +1182,6 @@ pub(crate) fn metered<T>(
         None => DecodeReport::default(),
     };
     (out, report)
-}
-
-/// Deserialize `T` as a bounded tree (`options` of a review): built within the decode meter.
-pub(crate) fn bounded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-    serde::de::DeserializeSeed::deserialize(Bounded(None), d)
 }
 
 /// A list of strings charged to the decode meter (a review's `userInfo.groups`).
