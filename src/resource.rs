@@ -461,9 +461,10 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// Key under which the webhook keeps a Pod's `spec` as its JSON text instead of a tree
-/// ([`ReviewObject`]): `model::workload::PodTemplate::of` decodes it straight into the typed
-/// pod spec, borrowing its strings. Not a key any object can have (it starts with NUL).
+/// Key under which the webhook keeps a Pod's `spec` as JSON text instead of a tree
+/// ([`ReviewObject`]), written while the body is scanned with only the fields the typed model
+/// reads (`POD_SPEC_TEXT`): `model::workload::PodTemplate::of` decodes it straight into the
+/// typed pod spec, borrowing its strings. Not a key any object can have (it starts with NUL).
 pub const RAW_POD_SPEC: &str = "\u{0}spec";
 
 /// What a rule or mutation sees: the request reduced to the fields that matter.
@@ -756,14 +757,19 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                         "status" => {
                             map.next_value::<IgnoredAny>()?;
                         }
-                        // A Pod's spec is kept as its JSON text, decoded by the rules straight
+                        // A Pod's spec is kept as JSON text, decoded by the rules straight
                         // into the typed model (`model::workload::PodSpec`, borrowing its
-                        // strings): no tree is built. Charged to the decode meter as one string.
+                        // strings): no tree is built. The text is written as the spec is
+                        // scanned, with only the fields the typed model reads
+                        // (`POD_SPEC_TEXT`), so the typed decode scans a fraction of it.
+                        // Charged to the decode meter as one string.
                         "spec" if kind.as_deref() == Some("Pod") => {
-                            let raw: Box<serde_json::value::RawValue> = map.next_value()?;
-                            let text = String::from(Box::<str>::from(raw));
+                            let mut text = Vec::with_capacity(1024);
+                            map.next_value_seed(PrunedText(Some(&POD_SPEC_TEXT), &mut text))?;
                             if charge(cost::string(text.len())) {
-                                data.insert(RAW_POD_SPEC.to_owned(), Value::String(text));
+                                if let Ok(text) = String::from_utf8(text) {
+                                    data.insert(RAW_POD_SPEC.to_owned(), Value::String(text));
+                                }
                             }
                         }
                         "spec" => {
@@ -874,6 +880,53 @@ static POD_SPEC: Shape = Shape {
     ],
     items: None,
 };
+/// A Pod's spec as the typed model reads it (`model::workload::PodSpec`), down to the fields of
+/// security contexts and ports: the text kept of a Pod's spec ([`RAW_POD_SPEC`]) is only ever
+/// read by that typed decode, where the trees of controllers' templates keep whole security
+/// contexts and ports.
+static POD_SPEC_TEXT: Shape = Shape {
+    keep: POD_SPEC_KEEP,
+    children: &[
+        ("securityContext", &SECURITY_CONTEXT_TEXT),
+        ("containers", &CONTAINERS_TEXT),
+        ("initContainers", &CONTAINERS_TEXT),
+        ("ephemeralContainers", &CONTAINERS_TEXT),
+    ],
+    items: None,
+};
+static CONTAINERS_TEXT: Shape = Shape {
+    keep: &[],
+    children: &[],
+    items: Some(&CONTAINER_TEXT),
+};
+static CONTAINER_TEXT: Shape = Shape {
+    keep: CONTAINER_KEEP,
+    children: &[
+        ("securityContext", &SECURITY_CONTEXT_TEXT),
+        ("ports", &PORTS_TEXT),
+    ],
+    items: None,
+};
+static SECURITY_CONTEXT_TEXT: Shape = Shape {
+    keep: &["runAsUser", "runAsGroup", "privileged", "capabilities"],
+    children: &[("capabilities", &CAPABILITIES_TEXT)],
+    items: None,
+};
+static CAPABILITIES_TEXT: Shape = Shape {
+    keep: &["add"],
+    children: &[],
+    items: None,
+};
+static PORTS_TEXT: Shape = Shape {
+    keep: &[],
+    children: &[],
+    items: Some(&PORT_TEXT),
+};
+static PORT_TEXT: Shape = Shape {
+    keep: &["containerPort", "name"],
+    children: &[],
+    items: None,
+};
 static POD_TEMPLATE: Shape = Shape {
     keep: &[],
     children: &[("spec", &POD_SPEC)],
@@ -894,6 +947,137 @@ static CRONJOB_SPEC: Shape = Shape {
     children: &[("jobTemplate", &JOB_TEMPLATE)],
     items: None,
 };
+
+/// Write a JSON value as compact JSON text, with only what its `Shape` keeps (everything when
+/// there is no shape): what a Pod's typed decode reads, written in one scan of the body instead
+/// of the whole spec kept as raw text and scanned again. Keys, strings and numbers are written
+/// as serde_json reads them back (a repeated key stays repeated, so the typed decode reads it
+/// as it reads the whole spec: `model::workload::PodSpec::from_text`).
+struct PrunedText<'o>(Option<&'static Shape>, &'o mut Vec<u8>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PrunedText<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A map key, borrowed from the body unless it has escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PrunedText<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let PrunedText(shape, out) = self;
+        out.push(b'{');
+        let mut first = true;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let child = match shape {
+                Some(shape) if !shape.keeps(&key) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                Some(shape) => shape
+                    .children
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, s)| *s),
+                None => None,
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            crate::json::write_str(out, &key);
+            out.push(b':');
+            map.next_value_seed(PrunedText(child, out))?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let PrunedText(shape, out) = self;
+        let items = shape.and_then(|s| s.items);
+        out.push(b'[');
+        let mut first = true;
+        loop {
+            // The separator is written before the item is known to exist, and taken back after
+            // the last one.
+            let mark = out.len();
+            if !first {
+                out.push(b',');
+            }
+            if seq
+                .next_element_seed(PrunedText(items, &mut *out))?
+                .is_none()
+            {
+                out.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        out.push(b']');
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.1.extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        use std::io::Write as _;
+        // Writing to a `Vec` cannot fail.
+        let _ = write!(self.1, "{v}");
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        use std::io::Write as _;
+        let _ = write!(self.1, "{v}");
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // As serde_json writes it (a JSON number is always finite).
+        let n = serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+        self.1.extend_from_slice(n.to_string().as_bytes());
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        crate::json::write_str(self.1, v);
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.1.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.1.extend_from_slice(b"null");
+        Ok(())
+    }
+}
 
 /// Decode a JSON value into a `Value`, building only what its `Shape` keeps (everything when
 /// there is no shape), and charging what it builds to the decode meter: once the meter says
@@ -1067,8 +1251,8 @@ mod cost {
 /// What decoding one review may build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
-    /// Estimated heap bytes of the decoded objects of one review (object, oldObject, options
-    /// and the user's groups and extras).
+    /// Estimated heap bytes of the decoded objects of one review (object, oldObject and the
+    /// user's groups and extras; `options` is scanned past, not built).
     pub max_decoded_bytes: usize,
 }
 
@@ -1184,11 +1368,6 @@ pub(crate) fn metered<T>(
     (out, report)
 }
 
-/// Deserialize `T` as a bounded tree (`options` of a review): built within the decode meter.
-pub(crate) fn bounded_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-    serde::de::DeserializeSeed::deserialize(Bounded(None), d)
-}
-
 /// A list of strings charged to the decode meter (a review's `userInfo.groups`).
 pub(crate) fn bounded_string_list<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -1275,7 +1454,16 @@ mod tests {
         .expect("encodes");
         let pod: ReviewObject = serde_json::from_slice(&text).expect("pod");
         assert!(pod.0.data.get("spec").is_none());
-        assert!(pod.0.data[RAW_POD_SPEC].is_string());
+        // Written as the spec is scanned, with only what the typed model reads.
+        assert_eq!(
+            pod.0.data[RAW_POD_SPEC],
+            json!(concat!(
+                r#"{"containers":[{"image":"i","name":"app","ports":[{"containerPort":80}],"#,
+                r#""securityContext":{"runAsUser":1337}}],"hostNetwork":true,"#,
+                r#""initContainers":[{"args":["x"],"name":"istio-proxy","restartPolicy":"Always"}],"#,
+                r#""serviceAccountName":"web"}"#
+            ))
+        );
         let t = crate::model::workload::PodTemplate::of(Kind::Pod, &pod.0).expect("template");
         assert!(t.host_network());
         assert_eq!(t.service_account(), Some(("serviceAccountName", "web")));
@@ -1327,6 +1515,88 @@ mod tests {
         assert_eq!(odd.0.data[RAW_POD_SPEC], json!("\"nope\""));
         let t = crate::model::workload::PodTemplate::of(Kind::Pod, &odd.0).expect("template");
         assert_eq!(t.containers().count(), 0);
+    }
+
+    /// A Pod's spec as the webhook reads it (its pruned text, typed) and as a JSON tree reads
+    /// it, side by side.
+    fn pod_spec_both_ways(object_text: &str) -> (String, String) {
+        use crate::model::workload::{PodSpec, PodTemplate};
+        let o: ReviewObject = serde_json::from_str(object_text).expect("object decodes");
+        let t = PodTemplate::of(Kind::Pod, &o.0).expect("template");
+        let tree: Value = serde_json::from_str(object_text).expect("tree");
+        (
+            format!("{:?}", t.spec),
+            format!("{:?}", PodSpec::of(&tree["spec"])),
+        )
+    }
+
+    #[test]
+    fn pod_spec_text_reads_as_the_whole_spec_in_every_captured_review() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut compared = 0;
+        for dir in ["tests/fixtures/admission", "fuzz/seeds/admission"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(review) = std::fs::read(&path)
+                    .map_err(|_| ())
+                    .and_then(|t| serde_json::from_slice::<Value>(&t).map_err(|_| ()))
+                else {
+                    continue;
+                };
+                for field in ["object", "oldObject"] {
+                    let obj = &review["request"][field];
+                    if obj["kind"] != "Pod" {
+                        continue;
+                    }
+                    let text = serde_json::to_string(obj).expect("json");
+                    let (typed, tree) = pod_spec_both_ways(&text);
+                    assert_eq!(typed, tree, "{} {field}", path.display());
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared >= 20, "only {compared} Pods compared");
+    }
+
+    #[test]
+    fn pod_spec_text_reads_repeated_keys_and_odd_values_as_a_tree_does() {
+        // A repeated key is kept repeated, and read as a JSON tree reads it: the last one wins
+        // (never refused); numbers, escapes and wrong types read back as they were written.
+        let cases = [
+            concat!(
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"#,
+                r#""hostNetwork":true,"hostNetwork":false,"serviceAccountName":"a","#,
+                r#""containers":[{"name":"x","image":"i","name":"istio-proxy"}],"#,
+                r#""serviceAccountName":"b"}}"#
+            ),
+            concat!(
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"#,
+                r#""securityContext":{"runAsUser":1e3,"runAsGroup":-5,"runAsUser":1.5},"#,
+                r#""containers":[{"na\u006de":"a\"b\n\u00e9","ports":[{"containerPort":18446744073709551615},"#,
+                r#"{"containerPort":"80","name":7},null,3],"securityContext":{"privileged":"yes","#,
+                r#""capabilities":{"add":["NET_ADMIN",1,null,{"a":[]}]}},"args":[],"command":null},"#,
+                r#"[],"x"],"initContainers":{},"serviceAccount":["a"]}}"#
+            ),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{},"spec":[{"hostNetwork":true}]}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{},"spec":null}"#,
+        ];
+        for text in cases {
+            let (typed, tree) = pod_spec_both_ways(text);
+            assert_eq!(typed, tree, "{text}");
+        }
+        let o: ReviewObject = serde_json::from_str(cases[0]).expect("decodes");
+        let t = crate::model::workload::PodTemplate::of(Kind::Pod, &o.0).expect("template");
+        assert!(!t.host_network());
+        assert_eq!(t.service_account(), Some(("serviceAccountName", "b")));
+        assert_eq!(
+            t.containers()
+                .map(|c| (c.name(), c.image()))
+                .collect::<Vec<_>>(),
+            [("istio-proxy", Some("i"))]
+        );
     }
 
     #[test]
