@@ -586,8 +586,8 @@ const NS_LABELS: &str = "variables.namespaceLabels";
 /// that holds decides), and the action everywhere else.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ActionPlan {
-    pub steps: Vec<(String, Action)>,
-    pub elsewhere: Action,
+    pub(crate) steps: Vec<(String, Action)>,
+    pub(crate) elsewhere: Action,
 }
 
 impl ActionPlan {
@@ -1032,7 +1032,7 @@ pub(crate) fn docs_table() -> String {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SelfProtection {
     /// The policy's and binding's name.
-    pub name: String,
+    pub(crate) name: String,
     /// meshguard's Validating- and MutatingWebhookConfiguration (the same name).
     pub(crate) webhook_configuration: String,
     /// Namespace labels that take a namespace out of meshguard's hands: the webhooks' opt-out

@@ -485,9 +485,9 @@ pub(crate) fn publish(metrics: &Metrics, report: &Report, took: Duration) {
 #[derive(Clone, Debug)]
 pub(crate) struct Periodic {
     /// Zero turns the periodic audit off.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// `--reports`.
-    pub reports: ReportsSetting,
+    pub(crate) reports: ReportsSetting,
     /// Run only while this replica holds the audit Lease; `None`: always (`--leader-elect=false`).
     pub(crate) leadership: Option<Leadership>,
 }

@@ -103,11 +103,11 @@ pub struct AuditorArgs {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RunRecord {
     /// Unix seconds.
-    pub started: Option<i64>,
-    pub finished: Option<i64>,
+    pub(crate) started: Option<i64>,
+    pub(crate) finished: Option<i64>,
     /// success, failure or interrupted.
-    pub result: Option<String>,
-    pub failures: u32,
+    pub(crate) result: Option<String>,
+    pub(crate) failures: u32,
 }
 
 impl RunRecord {

@@ -27,6 +27,41 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parse the command line (exit 2 with clap's usage error on bad usage), then refuse
+    /// `--kubeconfig`/`--context` without `--cluster` in the commands that read either manifests
+    /// or a cluster, in words that say how to fix it.
+    pub fn parse_checked() -> Cli {
+        use clap::CommandFactory;
+        let cli = Cli::parse();
+        if let Some((name, flag)) = cli.stray_cluster_flag() {
+            let mut cmd = Cli::command();
+            let sub = cmd.find_subcommand_mut(name).map(std::mem::take);
+            let mut cmd = sub.map_or(cmd, |s| s.bin_name(format!("meshguard {name}")));
+            cmd.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!(
+                    "{flag} chooses the cluster that --cluster reads, and --cluster is not given: \
+                     add --cluster to read that cluster, or leave {flag} out to read the manifests"
+                ),
+            )
+            .exit()
+        }
+        cli
+    }
+
+    /// The subcommand's name and the cluster flag it got without `--cluster`.
+    fn stray_cluster_flag(&self) -> Option<(&'static str, &'static str)> {
+        let (name, live) = match &self.command {
+            Command::Simulate(a) => ("simulate", &a.live),
+            Command::Test(a) => ("test", &a.live),
+            Command::Report(a) => ("report", &a.live),
+            _ => return None,
+        };
+        live.stray_flag().map(|flag| (name, flag))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {

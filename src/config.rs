@@ -75,10 +75,10 @@ pub(crate) struct LabelSelector {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct LabelSelectorRequirement {
-    pub key: String,
-    pub operator: SelectorOperator,
+    pub(crate) key: String,
+    pub(crate) operator: SelectorOperator,
     #[serde(default)]
-    pub values: Vec<String>,
+    pub(crate) values: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -501,6 +501,18 @@ impl Inventory {
             .map(|o| (o.kind, o.object()))
     }
 
+    /// [`Inventory::decoded`], of the objects `keep` takes by kind and namespace (the namespace
+    /// is read before the object is decoded).
+    pub(crate) fn decoded_where<'a>(
+        &'a self,
+        keep: impl Fn(Kind, &str) -> bool + 'a,
+    ) -> impl Iterator<Item = (Kind, DynamicObject)> + 'a {
+        self.objects
+            .iter()
+            .filter(move |o| keep(o.kind, o.namespace()))
+            .map(|o| (o.kind, o.object()))
+    }
+
     /// The objects of one kind, in input order.
     pub(crate) fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> + '_ {
         self.by_kind

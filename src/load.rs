@@ -61,12 +61,11 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
-/// `--cluster` instead of manifests, and which cluster.
+/// `--cluster` instead of manifests, and which cluster. `--kubeconfig` and `--context` without
+/// `--cluster` are refused after parsing ([`LiveArgs::stray_flag`], `cli::Cli::parse_checked`):
+/// clap's own `requires` would word it as "required arguments were not provided: --cluster
+/// <PATH>...", which names both ways out as if both were missing.
 #[derive(Clone, Debug, Default, Args)]
-#[command(
-    mut_arg("kubeconfig", |a| a.requires("cluster")),
-    mut_arg("context", |a| a.requires("cluster"))
-)]
 pub struct LiveArgs {
     /// Read the objects from the live cluster (read-only, as `audit` does) instead of
     /// manifests.
@@ -74,6 +73,21 @@ pub struct LiveArgs {
     pub cluster: bool,
     #[command(flatten)]
     pub kube: ClusterArgs,
+}
+
+impl LiveArgs {
+    /// The cluster flag given without `--cluster`, which would otherwise be ignored.
+    pub(crate) fn stray_flag(&self) -> Option<&'static str> {
+        if self.cluster {
+            None
+        } else if self.kube.kubeconfig.is_some() {
+            Some("--kubeconfig")
+        } else if self.kube.context.is_some() {
+            Some("--context")
+        } else {
+            None
+        }
+    }
 }
 
 /// The mesh as installed, where the input does not say (or says otherwise).

@@ -212,7 +212,7 @@ fn without_bom(text: String) -> Arc<str> {
 /// A document of a multi-document YAML stream: its text and first line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RawDocument<'a> {
-    pub text: &'a str,
+    pub(crate) text: &'a str,
     /// 1-based line of the document's first line (after the `---`).
     pub(crate) first_line: usize,
 }

@@ -225,8 +225,8 @@ impl MeshWatch {
 /// A cluster source that is ready only once the mesh watch is too (and owns the watch, so it runs
 /// as long as the admission server holds it).
 pub(crate) struct ReadyWithMesh {
-    pub inner: Arc<dyn crate::context::ClusterSource>,
-    pub watch: MeshWatch,
+    pub(crate) inner: Arc<dyn crate::context::ClusterSource>,
+    pub(crate) watch: MeshWatch,
 }
 
 impl crate::context::ClusterSource for ReadyWithMesh {

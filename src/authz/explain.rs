@@ -97,11 +97,11 @@ impl NearMiss {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Shadow {
-    pub verdict: Verdict,
-    pub decided_by: Option<RuleHit>,
-    pub reason: String,
+    pub(crate) verdict: Verdict,
+    pub(crate) decided_by: Option<RuleHit>,
+    pub(crate) reason: String,
     /// Dry-run rules the request matches.
-    pub matched: Vec<RuleHit>,
+    pub(crate) matched: Vec<RuleHit>,
 }
 
 /// A policy that applies to the workload.

@@ -71,11 +71,11 @@ pub(crate) enum Matcher {
 
 /// What a field reads from a request once the mTLS and JWT steps ran.
 pub(crate) struct Ctx<'r> {
-    pub req: &'r Request,
+    pub(crate) req: &'r Request,
     /// The peer identity the sidecar sees (none for plaintext).
-    pub peer: Option<&'r Identity>,
+    pub(crate) peer: Option<&'r Identity>,
     /// The token, when a RequestAuthentication accepted it.
-    pub jwt: Option<&'r Jwt>,
+    pub(crate) jwt: Option<&'r Jwt>,
     /// Top-level claims the JWT filter splits on spaces.
     pub(crate) space_delimited: &'r [String],
 }
@@ -83,16 +83,16 @@ pub(crate) struct Ctx<'r> {
 /// One compiled constraint.
 #[derive(Clone, Debug)]
 pub(crate) struct Field {
-    pub attr: Attr,
-    pub values: Vec<Matcher>,
+    pub(crate) attr: Attr,
+    pub(crate) values: Vec<Matcher>,
     pub(crate) not_values: Vec<Matcher>,
     /// The values as written (for messages).
-    pub shown: Vec<String>,
+    pub(crate) shown: Vec<String>,
     pub(crate) shown_not: Vec<String>,
     /// Where it is written: `spec.rules[0].from[0].source.principals`, `spec.rules[0].when[1]`.
-    pub path: String,
+    pub(crate) path: String,
     /// How a message names it: `source.principal`, `path`, or a `when` key as written.
-    pub label: String,
+    pub(crate) label: String,
 }
 
 impl Field {
@@ -266,7 +266,7 @@ fn matcher_matches(attr: &Attr, m: &Matcher, ctx: &Ctx<'_>) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) struct TrustDomains {
     /// The trust domain first, then the aliases.
-    pub domains: Vec<String>,
+    pub(crate) domains: Vec<String>,
 }
 
 impl TrustDomains {
@@ -325,9 +325,9 @@ pub(crate) enum OnError {
 
 /// Compiles fields of one policy.
 pub(crate) struct FieldCompiler<'a> {
-    pub trust: &'a TrustDomains,
+    pub(crate) trust: &'a TrustDomains,
     /// The policy's namespace (default namespace of `serviceAccounts` entries).
-    pub namespace: &'a str,
+    pub(crate) namespace: &'a str,
     pub(crate) on_error: OnError,
     /// Values the simulator cannot evaluate (for notes).
     pub(crate) unsupported: Vec<String>,

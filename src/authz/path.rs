@@ -35,9 +35,9 @@ const PCHAR: &str = r"\-a-zA-Z0-9._\~%!$\&'()+,;:@=";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NormalizedPath {
     /// What `paths` compare against: normalised, without query and fragment.
-    pub path: String,
+    pub(crate) path: String,
     /// The query, if any (kept for display).
-    pub query: Option<String>,
+    pub(crate) query: Option<String>,
 }
 
 /// Normalise a request path the way `BASE` does; `Err` is the 400 reason.

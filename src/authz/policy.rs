@@ -28,18 +28,18 @@ use std::collections::BTreeMap;
 /// One entry of `from` or `to`.
 #[derive(Clone, Debug)]
 pub(crate) struct Clause {
-    pub fields: Vec<Field>,
+    pub(crate) fields: Vec<Field>,
 }
 
 /// One compiled rule.
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
-    pub index: usize,
+    pub(crate) index: usize,
     /// Istio skips the rule (it never matches), and why.
-    pub skipped: Option<String>,
-    pub from: Vec<Clause>,
-    pub to: Vec<Clause>,
-    pub when: Vec<Field>,
+    pub(crate) skipped: Option<String>,
+    pub(crate) from: Vec<Clause>,
+    pub(crate) to: Vec<Clause>,
+    pub(crate) when: Vec<Field>,
     /// Where the first HTTP-only field sits (an ALLOW rule with one never matches TCP).
     pub(crate) http_only: Option<String>,
 }
@@ -203,8 +203,8 @@ pub(crate) fn target_refs(spec: &Value) -> Vec<TargetRef> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ServiceRef<'a> {
     pub(crate) service_entry: bool,
-    pub namespace: &'a str,
-    pub name: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
 }
 
 /// `ShouldAttachPolicy` for a waypoint (istio/istio `pilot/pkg/model/policyattachment.go`):
@@ -357,10 +357,10 @@ fn compile_rule(r: &RuleView<'_, '_>, c: &mut FieldCompiler<'_>) -> Rule {
 #[derive(Clone, Debug)]
 pub(crate) struct JwtIssuer {
     /// `namespace/name` of the RequestAuthentication.
-    pub policy: String,
-    pub issuer: String,
+    pub(crate) policy: String,
+    pub(crate) issuer: String,
     /// Empty: any audience (Envoy checks none).
-    pub audiences: Vec<String>,
+    pub(crate) audiences: Vec<String>,
     /// Claims the JWT filter splits on spaces: `scope`, `permission`, plus the rule's own.
     pub(crate) space_delimited: Vec<String>,
 }
@@ -369,11 +369,11 @@ pub(crate) struct JwtIssuer {
 #[derive(Clone, Debug)]
 pub(crate) struct JwtPolicy {
     /// `namespace/name`.
-    pub id: String,
-    pub namespace: String,
-    pub selector: BTreeMap<String, String>,
+    pub(crate) id: String,
+    pub(crate) namespace: String,
+    pub(crate) selector: BTreeMap<String, String>,
     pub(crate) target_refs: bool,
-    pub refs: Vec<TargetRef>,
+    pub(crate) refs: Vec<TargetRef>,
     pub(crate) issuers: Vec<JwtIssuer>,
 }
 

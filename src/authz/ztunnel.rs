@@ -97,11 +97,11 @@ impl Sm {
 /// One match of a clause (ztunnel's `RbacMatch`): every field present must hold.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct L4Match {
-    pub namespaces: Vec<Sm>,
+    pub(crate) namespaces: Vec<Sm>,
     pub(crate) not_namespaces: Vec<Sm>,
     pub(crate) service_accounts: Vec<(String, String)>,
     pub(crate) not_service_accounts: Vec<(String, String)>,
-    pub principals: Vec<Sm>,
+    pub(crate) principals: Vec<Sm>,
     pub(crate) not_principals: Vec<Sm>,
     pub(crate) source_ips: Vec<Cidr>,
     pub(crate) not_source_ips: Vec<Cidr>,
@@ -110,17 +110,17 @@ pub(crate) struct L4Match {
     pub(crate) destination_ports: Vec<u16>,
     pub(crate) not_destination_ports: Vec<u16>,
     /// `from[1]`, `to[0]`, `when[2]`, or the PeerAuthentication part it stands for.
-    pub label: String,
-    pub path: String,
+    pub(crate) label: String,
+    pub(crate) path: String,
 }
 
 /// What a match reads from a connection.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn<'r> {
-    pub identity: Option<&'r Identity>,
-    pub source_ip: Option<IpAddr>,
+    pub(crate) identity: Option<&'r Identity>,
+    pub(crate) source_ip: Option<IpAddr>,
     pub(crate) destination_ip: Option<IpAddr>,
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl<'r> Conn<'r> {
@@ -288,7 +288,7 @@ impl L4Match {
 #[derive(Clone, Debug)]
 pub(crate) struct L4Group {
     /// Index of the AuthorizationPolicy rule it came from.
-    pub rule: usize,
+    pub(crate) rule: usize,
     pub(crate) clauses: Vec<Vec<L4Match>>,
 }
 

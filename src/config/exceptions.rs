@@ -109,19 +109,19 @@ impl ExceptionSettings {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ResourceSpec {
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     #[serde(default)]
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     #[serde(default)]
-    pub kinds: Vec<String>,
+    pub(crate) kinds: Vec<String>,
     #[serde(default)]
     pub(crate) object_selector: Option<LabelSelector>,
-    pub reason: String,
+    pub(crate) reason: String,
     #[serde(default)]
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     #[serde(default)]
-    pub ticket: Option<String>,
-    pub expires: String,
+    pub(crate) ticket: Option<String>,
+    pub(crate) expires: String,
 }
 
 /// Where an exception was written.

@@ -28,7 +28,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     if !topology.services().iter().any(|s| s.binding.gateway().is_some()) {
         return; // no Service behind a waypoint: nothing to compile the policies for
     }
-    let set = cx.policy_set();
+    let set = cx.waypoint_policy_set();
     let mesh = set.mesh();
     let mut seen: HashSet<(usize, usize)> = HashSet::new();
     for s in topology.services() {

@@ -17,7 +17,7 @@ use crate::inventory::{Inventory, InventoryWorkload};
 use crate::mtls::{self, PeerPolicy, PolicyIndex};
 use crate::resource::Kind;
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// A check function: report every violation it finds as `(subject, violation)`.
@@ -90,6 +90,7 @@ pub struct CrossContext<'a> {
     topology: OnceCell<Topology>,
     planes: OnceCell<Vec<PodPlane>>,
     policy_set: OnceCell<PolicySet>,
+    waypoint_policy_set: OnceCell<PolicySet>,
 }
 
 /// A policy's workload selector, as [`CrossContext::scope`] reads it (the typed model's).
@@ -123,6 +124,7 @@ impl<'a> CrossContext<'a> {
             topology: OnceCell::new(),
             planes: OnceCell::new(),
             policy_set: OnceCell::new(),
+            waypoint_policy_set: OnceCell::new(),
         }
     }
 
@@ -171,6 +173,43 @@ impl<'a> CrossContext<'a> {
                 self.mesh.clone(),
                 self.inventory
                     .decoded(|k| PolicySet::reads(k) && k != Kind::PeerAuthentication),
+                Arc::clone(&self.peer_index),
+            )
+        })
+    }
+
+    /// [`CrossContext::policy_set`] as far as the Services bound to a waypoint need it: the
+    /// policies of the root namespace, of each (non-exempt) bound Service's namespace and of its
+    /// waypoint's namespace. The ztunnel of a workload applies the policies of its own namespace
+    /// and the root namespace only (`PolicySet::scope_namespaces`), a waypoint those of the root,
+    /// its own and the Service's namespace (`PolicySet::waypoint_target`), and a Service's
+    /// backends run in its namespace, so these answer every question the waypoint checks ask
+    /// exactly as the whole set does, in the same order (compiling keeps the inventory's order
+    /// within equal creation times), without compiling every policy of a large mesh for one
+    /// waypoint. The whole set when it is compiled already.
+    pub(crate) fn waypoint_policy_set(&self) -> &PolicySet {
+        if let Some(whole) = self.policy_set.get() {
+            return whole;
+        }
+        self.waypoint_policy_set.get_or_init(|| {
+            let topology = self.topology();
+            let mut scope: HashSet<&str> = HashSet::new();
+            scope.insert(self.mesh.root_namespace.as_str());
+            for s in topology.services() {
+                let Some(g) = s.binding.gateway() else {
+                    continue;
+                };
+                if self.is_exempt_namespace(&s.namespace) {
+                    continue;
+                }
+                scope.insert(s.namespace.as_str());
+                scope.insert(topology.gateway(g).namespace.as_str());
+            }
+            PolicySet::with_peer_index(
+                self.mesh.clone(),
+                self.inventory.decoded_where(|k, ns| {
+                    PolicySet::reads(k) && k != Kind::PeerAuthentication && scope.contains(ns)
+                }),
                 Arc::clone(&self.peer_index),
             )
         })
@@ -583,9 +622,111 @@ mod tests {
     use super::*;
     use crate::config::Policy;
 
+    /// The waypoint checks compile only the policies of the namespaces they ask about, and
+    /// answer as they do with every policy compiled.
+    #[test]
+    fn the_waypoint_policy_set_answers_as_the_whole_set() {
+        use serde_json::json;
+        use testing::*;
+        let selector = json!({"matchLabels": {"app": "reviews"}});
+        let objects = vec![
+            namespace(
+                "shop",
+                json!({"istio.io/dataplane-mode": "ambient",
+                    "istio.io/use-waypoint": "waypoint", "istio.io/use-waypoint-namespace": "wp"}),
+            ),
+            namespace("wp", json!({"istio.io/dataplane-mode": "ambient"})),
+            namespace("other", json!({"istio.io/dataplane-mode": "ambient"})),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "waypoint", "namespace": "wp"},
+                "spec": {"gatewayClassName": "istio-waypoint",
+                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE",
+                        "allowedRoutes": {"namespaces": {"from": "All"}}}]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                "spec": {"selector": {"app": "reviews"}, "ports": [{"port": 80, "targetPort": 9080}]}}),
+            deployment("shop", "reviews", json!({"app": "reviews"}), &[9080]),
+            deployment("other", "reviews", json!({"app": "reviews"}), &[9080]),
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "l7",
+                json!({"targetRefs": [{"kind": "Service", "group": "", "name": "reviews"}],
+                    "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "wp",
+                "at-waypoint",
+                json!({"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}],
+                    "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}),
+            ),
+            // Admits a client but not the waypoint: both checks fire.
+            istio(
+                "AuthorizationPolicy",
+                "shop",
+                "l4",
+                json!({"selector": selector, "rules": [{"from": [{"source": {
+                    "principals": ["cluster.local/ns/shop/sa/default"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "istio-system",
+                "mesh-deny",
+                json!({"action": "DENY", "rules": [{"from": [{"source": {"namespaces": ["evil"]}}]}]}),
+            ),
+            istio(
+                "AuthorizationPolicy",
+                "other",
+                "unrelated",
+                json!({"selector": selector, "rules": [{}]}),
+            ),
+            istio(
+                "RequestAuthentication",
+                "other",
+                "unrelated-jwt",
+                json!({"jwtRules": [{"issuer": "https://issuer.example"}]}),
+            ),
+        ];
+        let inventory = Inventory::complete(objects.into_iter().map(object).collect());
+        let engine = Engine::new(
+            Policy::default(),
+            std::sync::Arc::new(crate::mesh::MeshContext::default()),
+            None,
+        );
+        let run = |check: &CrossCheck, whole_first: bool| {
+            let cx = CrossContext::new(&engine, &inventory);
+            if whole_first {
+                cx.policy_set();
+            }
+            let mut out = Vec::new();
+            (check.run)(&cx, &mut out);
+            out.into_iter()
+                .map(|(s, v)| (s.label(), v.path, v.message))
+                .collect::<Vec<_>>()
+        };
+        for check in [&waypoint_bypass::CHECK, &ap_waypoint_identity_denied::CHECK] {
+            let scoped = run(check, false);
+            assert!(!scoped.is_empty(), "{}: fires", check.id);
+            assert_eq!(scoped, run(check, true), "{}", check.id);
+        }
+        let cx = CrossContext::new(&engine, &inventory);
+        let ids: Vec<String> = cx
+            .waypoint_policy_set()
+            .policies()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        assert!(ids.iter().any(|i| i.contains("mesh-deny")), "{ids:?}");
+        assert!(ids.iter().any(|i| i.contains("l4")), "{ids:?}");
+        assert!(ids.iter().any(|i| i.contains("l7")), "{ids:?}");
+        assert!(ids.iter().any(|i| i.contains("at-waypoint")), "{ids:?}");
+        assert!(!ids.iter().any(|i| i.contains("unrelated")), "{ids:?}");
+        assert_eq!(cx.policy_set().policies().len(), ids.len() + 1);
+    }
+
     #[test]
     fn ids_are_unique_and_configured_like_rules() {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for c in REGISTRY {
             assert!(seen.insert(c.id), "duplicate id {}", c.id);
             assert!(

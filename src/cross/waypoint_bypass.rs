@@ -32,7 +32,7 @@ fn run(cx: &CrossContext<'_>, out: &mut Vec<(Subject, Violation)>) {
     if !topology.services().iter().any(|s| s.binding.gateway().is_some()) {
         return; // no Service behind a waypoint: nothing to compile the policies for
     }
-    let set = cx.policy_set();
+    let set = cx.waypoint_policy_set();
     let mesh = set.mesh();
     // Every identity the input knows of, then one it does not.
     let mut callers: BTreeSet<(String, String)> = cx

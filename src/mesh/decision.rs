@@ -21,10 +21,12 @@
 //! never injected. The field `InjectionDecision::assumed` says which way a decision was made.
 
 use super::injector::{
-    InjectionPolicy, InjectorConfig, InjectorWebhook, PodSetting, SettingSource, Why,
-    DEFAULT_REVISION, IGNORED_NAMESPACES, INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
+    InjectionPolicy, InjectorConfig, InjectorWebhook, Why, DEFAULT_REVISION, IGNORED_NAMESPACES,
+    INJECT, INJECTION_LABEL, INJECTOR_CONFIG_MAP, REV_LABEL,
 };
-use crate::model::labels::{inject_value_disables, inject_value_enables};
+use crate::model::labels::{
+    inject_value_disables, inject_value_enables, PodSetting, SettingSource,
+};
 use std::fmt;
 
 /// Whether a pod gets a sidecar, and why. Borrowed from the mesh context and the inputs; building

@@ -38,6 +38,7 @@
 use super::selector::{Labels, Selector};
 use super::{MeshError, Origin};
 use crate::model::injector_config::{InjectionConfig, InjectionValues};
+use crate::model::labels::PodSetting;
 use crate::model::labels::{
     PROXY_CONFIG, PROXY_IMAGE as PROXY_IMAGE_ANNOTATION,
     PROXY_IMAGE_TYPE as PROXY_IMAGE_TYPE_ANNOTATION,
@@ -48,40 +49,6 @@ use crate::model::{ConfigMap, MutatingWebhookConfiguration};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// Where a pod's `sidecar.istio.io/inject` setting came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SettingSource {
-    Label,
-    Annotation,
-}
-
-/// A pod's `sidecar.istio.io/inject` setting (the label wins over the annotation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodSetting<'a> {
-    pub source: SettingSource,
-    pub value: &'a str,
-}
-
-impl PodSetting<'_> {
-    /// `metadata.labels["sidecar.istio.io/inject"]` or `metadata.annotations[…]`.
-    pub fn path(&self) -> &'static str {
-        match self.source {
-            SettingSource::Label => "metadata.labels[\"sidecar.istio.io/inject\"]",
-            SettingSource::Annotation => "metadata.annotations[\"sidecar.istio.io/inject\"]",
-        }
-    }
-}
-
-impl fmt::Display for PodSetting<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.source {
-            SettingSource::Label => "label",
-            SettingSource::Annotation => "annotation",
-        };
-        write!(f, "the pod {what} {INJECT}={:?}", self.value)
-    }
-}
 
 /// The step that decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,8 +163,8 @@ impl fmt::Display for InjectorWebhook {
 /// What a MutatingWebhookConfiguration is, for Istio.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InjectorIdentity {
-    pub revision: String,
-    pub tag: Option<String>,
+    pub(crate) revision: String,
+    pub(crate) tag: Option<String>,
 }
 
 /// Whether a MutatingWebhookConfiguration (as k8s-openapi decodes it, from a watch) is an Istio
@@ -553,16 +520,7 @@ pub(crate) fn pod_setting<'a, P: Labels + ?Sized, A: Labels + ?Sized>(
     labels: &'a P,
     annotations: &'a A,
 ) -> Option<PodSetting<'a>> {
-    if let Some(value) = labels.label(INJECT) {
-        return Some(PodSetting {
-            source: SettingSource::Label,
-            value,
-        });
-    }
-    annotations.label(INJECT).map(|value| PodSetting {
-        source: SettingSource::Annotation,
-        value,
-    })
+    PodSetting::of(labels.label(INJECT), || annotations.label(INJECT))
 }
 
 /// `injectRequired` for a pod that reached this injector.

@@ -31,15 +31,16 @@ pub mod selector;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use crate::model::labels::{PodSetting, SettingSource};
 pub use crate::model::mesh_config::{MeshConfig, MeshError};
 pub use ambient::{AmbientInstall, Capture};
 pub use context::{ConfigurationOverlap, MeshContext, MeshContextBuilder, MeshSummary};
 pub use decision::InjectionDecision;
+pub use injector::Why;
 pub use injector::{
     same_proxy_release, FailurePolicy, InjectValues, InjectionPolicy, InjectorConfig,
     InjectorWebhook, DEFAULT_REVISION, IGNORED_NAMESPACES,
 };
-pub use injector::{PodSetting, SettingSource, Why};
 pub use selector::{Labels, NamespaceLabels, NoLabels, Selector};
 
 use serde::Serialize;

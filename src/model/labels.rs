@@ -80,6 +80,59 @@ pub fn is_dry_run_meta(meta: &kube::core::ObjectMeta) -> bool {
         .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
 
+/// Where a pod's `sidecar.istio.io/inject` setting came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingSource {
+    Label,
+    Annotation,
+}
+
+/// A pod's `sidecar.istio.io/inject` setting (the label wins over the annotation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodSetting<'a> {
+    pub source: SettingSource,
+    pub value: &'a str,
+}
+
+impl<'a> PodSetting<'a> {
+    /// The setting of a pod with this `sidecar.istio.io/inject` label and annotation: the label
+    /// wins; the (deprecated) annotation counts only when the label is absent (istio/istio
+    /// `pkg/kube/inject/inject.go`, `injectRequired`).
+    pub(crate) fn of(
+        label: Option<&'a str>,
+        annotation: impl FnOnce() -> Option<&'a str>,
+    ) -> Option<PodSetting<'a>> {
+        if let Some(value) = label {
+            return Some(PodSetting {
+                source: SettingSource::Label,
+                value,
+            });
+        }
+        annotation().map(|value| PodSetting {
+            source: SettingSource::Annotation,
+            value,
+        })
+    }
+
+    /// `metadata.labels["sidecar.istio.io/inject"]` or `metadata.annotations[…]`.
+    pub fn path(&self) -> &'static str {
+        match self.source {
+            SettingSource::Label => "metadata.labels[\"sidecar.istio.io/inject\"]",
+            SettingSource::Annotation => "metadata.annotations[\"sidecar.istio.io/inject\"]",
+        }
+    }
+}
+
+impl std::fmt::Display for PodSetting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.source {
+            SettingSource::Label => "label",
+            SettingSource::Annotation => "annotation",
+        };
+        write!(f, "the pod {what} {INJECT}={:?}", self.value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::model::labels::{PodSetting, SettingSource};
 /// Label and annotation that turn sidecar injection on or off for one pod; the pod label that
 /// selects an injector revision (also an opt-in on its own).
 pub use crate::model::labels::{INJECT, REV};
@@ -694,15 +695,19 @@ impl<'a> PodTemplate<'a> {
         })
     }
 
-    /// The effective value of `sidecar.istio.io/inject`: the label wins over the (deprecated)
-    /// annotation, which counts only when the label is absent. Returns the value and the path
-    /// it was read from.
-    pub(crate) fn inject_setting(&self) -> Option<(String, &str)> {
-        if let Some(v) = self.label(INJECT) {
-            return Some((self.label_path(INJECT), v));
+    /// The effective `sidecar.istio.io/inject` setting: the label wins over the (deprecated)
+    /// annotation, which counts only when the label is absent.
+    pub(crate) fn inject_setting(&self) -> Option<PodSetting<'_>> {
+        PodSetting::of(self.label(INJECT), || self.annotation(INJECT))
+    }
+
+    /// Where `setting` was read, below the template (`spec.template.metadata.labels[…]` in a
+    /// Deployment).
+    pub(crate) fn setting_path(&self, setting: &PodSetting<'_>) -> String {
+        match setting.source {
+            SettingSource::Label => self.label_path(INJECT),
+            SettingSource::Annotation => self.annotation_path(INJECT),
         }
-        self.annotation(INJECT)
-            .map(|v| (self.annotation_path(INJECT), v))
     }
 
     /// Injection is explicitly turned off for this pod. Istio's injector treats `y`, `yes`,
@@ -710,7 +715,7 @@ impl<'a> PodTemplate<'a> {
     /// value as off.
     pub(crate) fn injection_disabled(&self) -> bool {
         self.inject_setting()
-            .is_some_and(|(_, v)| value_disables(v))
+            .is_some_and(|s| value_disables(s.value))
     }
 
     /// The pod asks for injection itself, whatever its namespace says: the label
@@ -812,8 +817,8 @@ mod tests {
         let t = PodTemplate::of(Kind::Pod, &p).expect("t");
         assert!(t.injection_disabled());
         assert_eq!(
-            t.inject_setting().map(|s| s.0),
-            Some("metadata.annotations[\"sidecar.istio.io/inject\"]".to_owned())
+            t.inject_setting().map(|s| s.path()),
+            Some("metadata.annotations[\"sidecar.istio.io/inject\"]")
         );
         let p = pod(json!({INJECT: "off"}), json!({}));
         assert!(PodTemplate::of(Kind::Pod, &p)

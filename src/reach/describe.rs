@@ -38,10 +38,10 @@ pub(crate) struct Part {
 /// One alternative: a box of requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Alt {
-    pub http: bool,
-    pub parts: Vec<Part>,
+    pub(crate) http: bool,
+    pub(crate) parts: Vec<Part>,
     /// The requests also go to this CUSTOM provider (`namespace/name (provider)`).
-    pub custom: Option<String>,
+    pub(crate) custom: Option<String>,
 }
 
 /// A set of requests of one edge.

@@ -99,14 +99,14 @@ impl DimLit {
 /// One class: a representative value and the literals it matches.
 #[derive(Clone, Debug)]
 pub(crate) struct Class {
-    pub value: Value,
-    pub sig: Sig,
+    pub(crate) value: Value,
+    pub(crate) sig: Sig,
 }
 
 /// One dimension with its classes.
 #[derive(Clone, Debug)]
 pub(crate) struct Dim {
-    pub key: DimKey,
+    pub(crate) key: DimKey,
     pub(crate) lits: Vec<DimLit>,
     pub(crate) classes: Vec<Class>,
     /// A claim the JWT filter splits on spaces.
@@ -222,7 +222,7 @@ pub(crate) struct Literals {
     issuers: BTreeMap<String, BTreeSet<Vec<String>>>,
     space_delimited: BTreeSet<String>,
     host_seed: Option<String>,
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 fn push_lit(list: &mut Vec<Lit>, l: Lit) {

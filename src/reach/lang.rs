@@ -65,8 +65,8 @@ const NICE: &[u8] = b"zqxyjkvwabcdefghilmnoprstu0123456789ZQXYJKVWABCDEFGHILMNOP
 #[derive(Clone, Debug)]
 pub(crate) struct Lit {
     /// As written in the policy (`/api/*`, `GET`, `*`).
-    pub shown: String,
-    pub kind: LitKind,
+    pub(crate) shown: String,
+    pub(crate) kind: LitKind,
 }
 
 #[derive(Clone, Debug)]
@@ -194,8 +194,8 @@ impl Sig {
 /// One class of values: a representative (`None`: the attribute is absent) and its signature.
 #[derive(Clone, Debug)]
 pub(crate) struct StrClass {
-    pub value: Option<String>,
-    pub sig: Sig,
+    pub(crate) value: Option<String>,
+    pub(crate) sig: Sig,
 }
 
 /// Whether a real request can carry `v` for this attribute.

@@ -249,7 +249,8 @@ pub(crate) static INJECTION_DISABLED: Rule = Rule {
                 ));
             }
         }
-        let Some((path, value)) = t.inject_setting() else { return };
+        let Some(setting) = t.inject_setting() else { return };
+        let (path, value) = (t.setting_path(&setting), setting.value);
         if !crate::model::workload::value_disables(value) {
             return; // no reading of an "on" or empty value keeps the sidecar out
         }
@@ -257,7 +258,7 @@ pub(crate) static INJECTION_DISABLED: Rule = Rule {
         if !setting_disables(ctx, revision.as_deref(), value) {
             return; // this mesh's injectors ignore the value (Istio 1.27+: only "true"/"false")
         }
-        let from_annotation = t.label(INJECT).is_none();
+        let from_annotation = setting.source == crate::model::labels::SettingSource::Annotation;
         let mut message = format!(
             "{INJECT}: {value:?} keeps the Istio sidecar out of this pod, so its traffic skips mTLS and AuthorizationPolicy"
         );

@@ -371,7 +371,21 @@ fn cluster_flags_without_cluster_are_refused() {
             assert_eq!(code, Exit::Error.code(), "{name} {flag:?}: {out}{err}");
             assert!(err.starts_with("error: "), "{name} {flag:?}: {err}");
             assert!(err.contains(flag[0]), "{name} {flag:?}: {err}");
+            assert!(
+                err.contains("add --cluster") && !err.contains("not provided"),
+                "{name} {flag:?}: the refusal says how to fix it: {err}"
+            );
+            assert!(err.contains(&format!("meshguard {name}")), "{name}: {err}");
             assert!(out.is_empty(), "{name} {flag:?}: {out}");
+        }
+        // Without the manifests too: the flag is what is wrong, not the missing manifests.
+        let bare: Vec<&str> = args.iter().copied().filter(|a| *a != "root").collect();
+        if *name != "test" {
+            let mut with = bare.clone();
+            with.extend_from_slice(&["--kubeconfig", "some.kubeconfig"]);
+            let (_, err, code) = meshguard_in(d, &with);
+            assert_eq!(code, Exit::Error.code(), "{name}: {err}");
+            assert!(err.contains("add --cluster"), "{name}: {err}");
         }
         // With `--cluster` they are what they say (no manifests then, except `test`'s files).
         let mut live: Vec<&str> = args.iter().copied().filter(|a| *a != "root").collect();

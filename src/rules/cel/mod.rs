@@ -108,8 +108,8 @@ impl CelForm {
 /// A rule with no CEL form, and why.
 #[derive(Debug)]
 pub(crate) struct NotInCel {
-    pub rule: &'static Rule,
-    pub why: &'static str,
+    pub(crate) rule: &'static Rule,
+    pub(crate) why: &'static str,
 }
 
 /// The generator's settings a form may read as `@name`, with what each holds.
