@@ -622,9 +622,9 @@ pub fn strings<'r>(list: &'r List<'_>) -> impl Iterator<Item = (usize, &'r str)>
 /// One `from[j].source`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SourceView<'r, 'a> {
-    pub rule: usize,
-    pub index: usize,
-    pub source: &'r Source<'a>,
+    pub(crate) rule: usize,
+    pub(crate) index: usize,
+    pub(crate) source: &'r Source<'a>,
 }
 
 impl<'r, 'a> SourceView<'r, 'a> {

@@ -45,7 +45,7 @@ pub struct Subset<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TrafficPolicy<'a> {
     #[serde(borrow, default)]
-    pub tls: Option<Loose<Tls<'a>>>,
+    pub(crate) tls: Option<Loose<Tls<'a>>>,
     #[serde(borrow, default)]
     pub(crate) port_level_settings: Option<Loose<Vec<Loose<PortLevel<'a>>>>>,
 }
@@ -54,10 +54,10 @@ pub(crate) struct TrafficPolicy<'a> {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct PortLevel<'a> {
     #[serde(default)]
-    pub port: Option<Loose<PortSelector>>,
+    pub(crate) port: Option<Loose<PortSelector>>,
     /// `null` is kept (as `Wrong`): a port-level `tls` key of any value overrides the policy's.
     #[serde(borrow, default, deserialize_with = "nullable")]
-    pub tls: Option<Loose<Tls<'a>>>,
+    pub(crate) tls: Option<Loose<Tls<'a>>>,
 }
 
 /// `port` of a port-level setting.
@@ -65,7 +65,7 @@ pub(crate) struct PortLevel<'a> {
 pub(crate) struct PortSelector {
     /// `null` is kept (as `Wrong`), so that validation names it.
     #[serde(default, deserialize_with = "nullable")]
-    pub number: Option<Loose<u64>>,
+    pub(crate) number: Option<Loose<u64>>,
 }
 
 /// A `tls` block (`ClientTLSSettings`).
@@ -73,7 +73,7 @@ pub(crate) struct PortSelector {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Tls<'a> {
     #[serde(borrow, default)]
-    pub mode: Option<Loose<Str<'a>>>,
+    pub(crate) mode: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
     pub(crate) credential_name: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
@@ -95,7 +95,7 @@ pub(crate) const TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MU
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TlsPath {
     /// `None`: `spec.trafficPolicy`; else `spec.subsets[i].trafficPolicy`.
-    pub subset: Option<usize>,
+    pub(crate) subset: Option<usize>,
     /// `Some(j)`: `.portLevelSettings[j]`.
     pub(crate) port_level: Option<usize>,
 }
@@ -116,10 +116,10 @@ impl fmt::Display for TlsPath {
 /// One `tls` block that is an object, with where it sits and the port it applies to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TlsSite<'d, 'a> {
-    pub at: TlsPath,
+    pub(crate) at: TlsPath,
     /// The port-level setting's port; `None` at the traffic policy's level.
-    pub port: Option<u64>,
-    pub tls: &'d Tls<'a>,
+    pub(crate) port: Option<u64>,
+    pub(crate) tls: &'d Tls<'a>,
 }
 
 impl<'d> TlsSite<'d, '_> {
@@ -150,8 +150,8 @@ impl Tls<'_> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Placed<'d, 'a> {
     /// `None` for `spec.trafficPolicy`, the subset index otherwise.
-    pub subset: Option<usize>,
-    pub policy: &'d TrafficPolicy<'a>,
+    pub(crate) subset: Option<usize>,
+    pub(crate) policy: &'d TrafficPolicy<'a>,
 }
 
 impl<'d, 'a> Placed<'d, 'a> {

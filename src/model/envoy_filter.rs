@@ -45,11 +45,11 @@ pub struct ConfigPatch<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Match<'a> {
     #[serde(borrow, default)]
-    pub context: Option<Loose<Str<'a>>>,
+    pub(crate) context: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub listener: Option<Loose<ListenerMatch<'a>>>,
+    pub(crate) listener: Option<Loose<ListenerMatch<'a>>>,
     #[serde(borrow, default)]
-    pub cluster: Option<Loose<ClusterMatch<'a>>>,
+    pub(crate) cluster: Option<Loose<ClusterMatch<'a>>>,
 }
 
 /// `match.listener`.
@@ -57,7 +57,7 @@ pub(crate) struct Match<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListenerMatch<'a> {
     #[serde(borrow, default)]
-    pub name: Option<Loose<Str<'a>>>,
+    pub(crate) name: Option<Loose<Str<'a>>>,
     #[serde(default)]
     pub(crate) port_number: Option<Loose<u64>>,
     #[serde(borrow, default)]
@@ -71,7 +71,7 @@ pub(crate) struct ListenerMatch<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FilterChainMatch<'a> {
     #[serde(borrow, default)]
-    pub filter: Option<Loose<FilterMatch<'a>>>,
+    pub(crate) filter: Option<Loose<FilterMatch<'a>>>,
 }
 
 /// `match.listener.filterChain.filter`.
@@ -79,7 +79,7 @@ pub(crate) struct FilterChainMatch<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FilterMatch<'a> {
     #[serde(borrow, default)]
-    pub name: Option<Loose<Str<'a>>>,
+    pub(crate) name: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
     pub(crate) sub_filter: Option<Loose<SubFilterMatch<'a>>>,
 }
@@ -88,14 +88,14 @@ pub(crate) struct FilterMatch<'a> {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct SubFilterMatch<'a> {
     #[serde(borrow, default)]
-    pub name: Option<Loose<Str<'a>>>,
+    pub(crate) name: Option<Loose<Str<'a>>>,
 }
 
 /// `match.cluster`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct ClusterMatch<'a> {
     #[serde(borrow, default)]
-    pub service: Option<Loose<Str<'a>>>,
+    pub(crate) service: Option<Loose<Str<'a>>>,
 }
 
 /// `patch` (`Patch`).

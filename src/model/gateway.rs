@@ -20,7 +20,7 @@ pub(crate) struct GatewaySpec<'a> {
     #[serde(borrow, default)]
     pub(crate) gateway_class_name: Str<'a>,
     #[serde(borrow, default)]
-    pub listeners: Vec<Listener<'a>>,
+    pub(crate) listeners: Vec<Listener<'a>>,
 }
 
 /// One listener of a Gateway.
@@ -42,7 +42,7 @@ pub struct Listener<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AllowedRoutes<'a> {
     #[serde(borrow, default)]
-    pub namespaces: Option<RouteNamespaces<'a>>,
+    pub(crate) namespaces: Option<RouteNamespaces<'a>>,
 }
 
 /// `allowedRoutes.namespaces`: `from` is `Same` (the default), `All` or `Selector`; `selector` is
@@ -52,9 +52,9 @@ pub(crate) struct AllowedRoutes<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RouteNamespaces<'a> {
     #[serde(borrow, default)]
-    pub from: Option<Str<'a>>,
+    pub(crate) from: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub selector: Option<LabelSelectorSpec<'a>>,
+    pub(crate) selector: Option<LabelSelectorSpec<'a>>,
 }
 
 /// `Gateway.status` (only what readiness needs).
@@ -62,7 +62,7 @@ pub(crate) struct RouteNamespaces<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GatewayStatus<'a> {
     #[serde(borrow, default)]
-    pub addresses: Vec<GatewayAddress<'a>>,
+    pub(crate) addresses: Vec<GatewayAddress<'a>>,
 }
 
 /// `status.addresses[]`.

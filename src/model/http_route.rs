@@ -14,7 +14,7 @@ pub(crate) struct HttpRouteSpec<'a> {
     #[serde(borrow, default)]
     pub(crate) parent_refs: Vec<ObjectRef<'a>>,
     #[serde(borrow, default)]
-    pub rules: Vec<RouteRule<'a>>,
+    pub(crate) rules: Vec<RouteRule<'a>>,
 }
 
 /// `spec.rules[]`.

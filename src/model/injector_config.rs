@@ -109,7 +109,7 @@ impl InjectValues {
 /// The `config` key, as read: `None` for what was not read (the chart default stays).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct InjectionConfig {
-    pub policy: Option<InjectionPolicy>,
+    pub(crate) policy: Option<InjectionPolicy>,
     /// `neverInjectSelector` entries, compiled.
     pub(crate) never_inject: Option<Vec<Selector>>,
     /// `alwaysInjectSelector` entries, compiled.
@@ -117,12 +117,12 @@ pub(crate) struct InjectionConfig {
     /// `defaultTemplates`, when it names at least one template.
     pub(crate) default_templates: Option<Vec<String>>,
     /// The names `templates` defines, when it is a map.
-    pub templates: Option<Vec<String>>,
+    pub(crate) templates: Option<Vec<String>>,
     /// The templates among them whose text runs `istio-iptables`: they install the pod's traffic
     /// capture (the `istio-init` container, or `istio-validation` with the Istio CNI plugin).
     pub(crate) capturing_templates: Option<Vec<String>>,
     /// `aliases`, when it is a map.
-    pub aliases: Option<BTreeMap<String, Vec<String>>>,
+    pub(crate) aliases: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -258,15 +258,15 @@ impl InjectionConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct InjectionValues {
     /// `global.hub`.
-    pub hub: Option<String>,
+    pub(crate) hub: Option<String>,
     /// `global.tag` (a number as Go prints it).
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// `global.proxy.image`.
     pub(crate) proxy_image: Option<String>,
     /// `global.variant`.
-    pub variant: Option<String>,
+    pub(crate) variant: Option<String>,
     /// `revision`, when not empty.
-    pub revision: Option<String>,
+    pub(crate) revision: Option<String>,
     /// `sidecarInjectorWebhook.enableNamespacesByDefault` (`false` unless `true`).
     pub(crate) enable_namespaces_by_default: bool,
 }

@@ -161,11 +161,11 @@ super::k8s_struct!(LabelSelectorSpec, "LabelSelector");
 #[serde(remote = "Self")]
 pub(crate) struct LabelSelectorRequirement<'a> {
     #[serde(borrow, default)]
-    pub key: Option<Str<'a>>,
+    pub(crate) key: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub operator: Option<Str<'a>>,
+    pub(crate) operator: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub values: Option<Vec<Str<'a>>>,
+    pub(crate) values: Option<Vec<Str<'a>>>,
 }
 super::k8s_struct!(LabelSelectorRequirement, "LabelSelectorRequirement");
 

@@ -423,8 +423,8 @@ pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Shaped>(
 /// What the typed decode of an object refuses: where, and why (in Istio's wording).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Malformed {
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Malformed {

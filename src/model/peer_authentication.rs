@@ -121,9 +121,9 @@ fn mode_to_validate<'d, 'a>(mtls: Option<&'d Loose<Mtls<'a>>>) -> Option<&'d Loo
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PortMtls<'d, 'a> {
     /// The key as written (Istio requires a port number).
-    pub key: &'d str,
+    pub(crate) key: &'d str,
     /// The entry as written (`{mode: ...}`).
-    pub entry: &'d Loose<Mtls<'a>>,
+    pub(crate) entry: &'d Loose<Mtls<'a>>,
 }
 
 impl<'d> PortMtls<'d, '_> {

@@ -30,14 +30,14 @@ pub struct RequestAuthentication<'a> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JwtRule<'a> {
     #[serde(borrow, default)]
-    pub issuer: Option<Loose<Str<'a>>>,
+    pub(crate) issuer: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
     pub(crate) jwks_uri: Option<Loose<Str<'a>>>,
     /// Inline JWKS: a JSON document inside the string.
     #[serde(borrow, default)]
-    pub jwks: Option<Loose<Str<'a>>>,
+    pub(crate) jwks: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub audiences: Option<Loose<Vec<Loose<Str<'a>>>>>,
+    pub(crate) audiences: Option<Loose<Vec<Loose<Str<'a>>>>>,
     #[serde(borrow, default)]
     pub(crate) presence: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
@@ -51,23 +51,23 @@ pub(crate) struct JwtRule<'a> {
     #[serde(borrow, default)]
     pub(crate) output_claim_to_headers: Option<Loose<Vec<Loose<ClaimToHeader<'a>>>>>,
     #[serde(borrow, default)]
-    pub timeout: Option<Loose<Str<'a>>>,
+    pub(crate) timeout: Option<Loose<Str<'a>>>,
 }
 
 /// `jwtRules[i].fromHeaders[j]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct JwtHeader<'a> {
     #[serde(borrow, default)]
-    pub name: Option<Loose<Str<'a>>>,
+    pub(crate) name: Option<Loose<Str<'a>>>,
 }
 
 /// `jwtRules[i].outputClaimToHeaders[j]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub(crate) struct ClaimToHeader<'a> {
     #[serde(borrow, default)]
-    pub claim: Option<Loose<Str<'a>>>,
+    pub(crate) claim: Option<Loose<Str<'a>>>,
     #[serde(borrow, default)]
-    pub header: Option<Loose<Str<'a>>>,
+    pub(crate) header: Option<Loose<Str<'a>>>,
 }
 
 shaped!(Map: RequestAuthentication<'_>, JwtRule<'_>, JwtHeader<'_>, ClaimToHeader<'_>);

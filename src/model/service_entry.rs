@@ -37,7 +37,7 @@ pub struct ServiceEntryPort<'a> {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub(crate) struct WorkloadSelectorSpec<'a> {
     #[serde(borrow, default)]
-    pub labels: BTreeMap<Str<'a>, Str<'a>>,
+    pub(crate) labels: BTreeMap<Str<'a>, Str<'a>>,
 }
 
 #[cfg(test)]

@@ -471,7 +471,7 @@ impl<'t> Container<'t> {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct InjectionStatus<'a> {
     #[serde(default, borrow, deserialize_with = "names")]
-    pub containers: Vec<&'a str>,
+    pub(crate) containers: Vec<&'a str>,
     #[serde(default, borrow, deserialize_with = "names")]
     pub(crate) init_containers: Vec<&'a str>,
 }
