@@ -495,10 +495,7 @@ impl Inventory {
         &'a self,
         keep: impl Fn(Kind) -> bool + 'a,
     ) -> impl Iterator<Item = (Kind, DynamicObject)> + 'a {
-        self.objects
-            .iter()
-            .filter(move |o| keep(o.kind))
-            .map(|o| (o.kind, o.object()))
+        self.decoded_where(move |kind, _| keep(kind))
     }
 
     /// [`Inventory::decoded`], of the objects `keep` takes by kind and namespace (the namespace

@@ -766,10 +766,13 @@ impl<'de> serde::Deserialize<'de> for ReviewObject {
                         "spec" if kind.as_deref() == Some("Pod") => {
                             let mut text = Vec::with_capacity(1024);
                             map.next_value_seed(PrunedText(Some(&POD_SPEC_TEXT), &mut text))?;
+                            // Written from `str`s and ASCII only, so always UTF-8; were it
+                            // not, the review is refused rather than judged without its spec.
+                            let text = String::from_utf8(text).map_err(|_| {
+                                serde::de::Error::custom("a Pod's spec could not be kept as text")
+                            })?;
                             if charge(cost::string(text.len())) {
-                                if let Ok(text) = String::from_utf8(text) {
-                                    data.insert(RAW_POD_SPEC.to_owned(), Value::String(text));
-                                }
+                                data.insert(RAW_POD_SPEC.to_owned(), Value::String(text));
                             }
                         }
                         "spec" => {
@@ -835,6 +838,22 @@ impl Shape {
 
     fn keeps(&self, key: &str) -> bool {
         self.keep.is_empty() || self.keep.contains(&key)
+    }
+}
+
+/// The shape of the value under `key` of a map shaped by `shape`: `None` when the shape drops
+/// the key, `Some(None)` when the value is kept whole (no shape, or no child shape for it).
+fn descend(shape: Option<&'static Shape>, key: &str) -> Option<Option<&'static Shape>> {
+    match shape {
+        Some(shape) if !shape.keeps(key) => None,
+        Some(shape) => Some(
+            shape
+                .children
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, s)| *s),
+        ),
+        None => Some(None),
     }
 }
 
@@ -997,17 +1016,9 @@ impl<'de> serde::de::Visitor<'de> for PrunedText<'_> {
         out.push(b'{');
         let mut first = true;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let child = match shape {
-                Some(shape) if !shape.keeps(&key) => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    continue;
-                }
-                Some(shape) => shape
-                    .children
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, s)| *s),
-                None => None,
+            let Some(child) = descend(shape, &key) else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
             };
             if !first {
                 out.push(b',');
@@ -1152,17 +1163,9 @@ impl<'de> serde::de::Visitor<'de> for Bounded {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let child = match self.0 {
-                Some(shape) if !shape.keeps(&key) => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    continue;
-                }
-                Some(shape) => shape
-                    .children
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, s)| *s),
-                None => None,
+            let Some(child) = descend(self.0, &key) else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
             };
             if !charge(cost::entry(out.len(), key.len())) {
                 map.next_value::<serde::de::IgnoredAny>()?;
