@@ -103,12 +103,29 @@ mod tests {
 /// escape: the webhook's deny message and audit annotation are most of its response, and
 /// serde_json's writer looks at every byte on its own.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// [`write_str`] without the quotes: the inside of a JSON string, so that a string made of
+/// several pieces is written piece by piece, as the whole would be (escapes are byte by byte,
+/// and every byte that needs one is ASCII).
+pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str) {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// Whether any byte of `x` is below `n` (n ≤ 0x80): exact as a yes/no.
+    /// Whether any byte of `x` is below 0x20, `"` or `\\`: exact as a yes/no. Each of
+    /// `(v - n) & !v & HIGHS` is exact for "a byte of v below n"; the three share `!v & HIGHS`
+    /// (XOR with `"` or `\\` keeps every byte's high bit), so they are tested as one.
     #[inline]
-    fn has_less(x: u64, n: u8) -> bool {
-        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0
+    fn needs_any(x: u64) -> bool {
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES))
+            & !x
+            & HIGHS
+            != 0
     }
     #[inline]
     fn needs_escape(b: u8) -> bool {
@@ -133,19 +150,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
     let mut start = 0;
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        if has_less(x, 0x20)
-            || has_less(x ^ (ONES * u64::from(b'"')), 1)
-            || has_less(x ^ (ONES * u64::from(b'\\')), 1)
-        {
+        if needs_any(u64::from_ne_bytes(word)) {
             for (j, &b) in chunk.iter().enumerate() {
                 if needs_escape(b) {
                     out.extend_from_slice(&bytes[start..at + j]);
@@ -164,7 +175,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
