@@ -920,67 +920,57 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // warnings are in the response's status and warnings, so they are not repeated here (that
     // would double every response); audit-level findings are reported nowhere else, so they
     // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
-    // A JSON list of the entries, as serde_json writes it, each written straight into the list
-    // piece by piece (`json::write_escaped`), within `AUDIT_ANNOTATION_MAX - 64` bytes of text.
-    let mut annotation = Vec::with_capacity(64 * (eval.findings.len() + eval.excepted.len()));
-    annotation.push(b'[');
-    let mut size = 2;
-    fn entry(annotation: &mut Vec<u8>, pieces: &[&str]) {
+    // A JSON list of the entries, as serde_json writes it; each entry is built in `e`.
+    fn entry(annotation: &mut Vec<u8>, e: &str) {
         if annotation.len() > 1 {
             annotation.push(b',');
         }
-        annotation.push(b'"');
-        for piece in pieces {
-            crate::json::write_escaped(annotation, piece);
-        }
-        annotation.push(b'"');
+        crate::json::write_str(annotation, e);
     }
+    let mut annotation = Vec::with_capacity(96 * (eval.findings.len() + eval.excepted.len()));
+    annotation.push(b'[');
+    let mut size = 2;
+    let mut e = String::new();
     for (i, f) in eval.findings.iter().enumerate() {
         let v = &f.violation;
-        // `[rule] path (action)`, and for audit-level findings `: message. Fix: fix`.
-        let path = crate::finding::clip(&v.path, crate::finding::MAX_PATH_BYTES);
-        let audit = (f.action == Action::Audit).then(|| {
-            (
-                crate::finding::clip(&v.message, 1024),
-                crate::finding::clip(&v.fix, 512),
-            )
-        });
-        let mut pieces: [&str; 11] = [
-            "[",
-            f.rule,
-            "] ",
-            &path,
-            " (",
-            f.action.as_str(),
-            ")",
-            "",
-            "",
-            "",
-            "",
-        ];
-        if let Some((message, fix)) = &audit {
-            pieces[7..].copy_from_slice(&[": ", message, ". Fix: ", fix]);
+        e.clear();
+        e.push('[');
+        e.push_str(f.rule);
+        e.push_str("] ");
+        e.push_str(&crate::finding::clip(
+            &v.path,
+            crate::finding::MAX_PATH_BYTES,
+        ));
+        e.push_str(" (");
+        e.push_str(f.action.as_str());
+        e.push(')');
+        if f.action == Action::Audit {
+            e.push_str(": ");
+            e.push_str(&crate::finding::clip(&v.message, 1024));
+            e.push_str(". Fix: ");
+            e.push_str(&crate::finding::clip(&v.fix, 512));
         }
-        let len: usize = pieces.iter().map(|p| p.len()).sum();
         // Whole entries only, so the annotation stays a JSON list.
-        if size + len + 3 > AUDIT_ANNOTATION_MAX - 64 {
-            let more = format!("… and {} more", eval.findings.len() - i);
-            entry(&mut annotation, &[&more]);
+        if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
+            entry(
+                &mut annotation,
+                &format!("… and {} more", eval.findings.len() - i),
+            );
             break;
         }
-        size += len + 3;
-        entry(&mut annotation, &pieces);
+        size += e.len() + 3;
+        entry(&mut annotation, &e);
     }
     // Excepted findings (`policy_ops`), within the same room.
     for (i, x) in eval.excepted.iter().enumerate() {
         let e = policy_ops::annotation_entry(x);
         if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
             let more = format!("… and {} more excepted", eval.excepted.len() - i);
-            entry(&mut annotation, &[&more]);
+            entry(&mut annotation, &more);
             break;
         }
         size += e.len() + 3;
-        entry(&mut annotation, &[&e]);
+        entry(&mut annotation, &e);
     }
     annotation.push(b']');
     let annotation = String::from_utf8(annotation).unwrap_or_default();
@@ -1228,7 +1218,14 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
     }
     let annotations = sorted(&resp.audit_annotations);
     let warnings = resp.warnings.as_deref();
-    let mut out = Vec::with_capacity(256 + resp.result.message.len());
+    // Room for the texts and a few escapes, so that the answer is written without regrowing.
+    let texts = resp.result.message.len()
+        + annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>()
+        + warnings.map_or(0, |w| w.iter().map(|w| w.len() + 3).sum());
+    let mut out = Vec::with_capacity(256 + texts + texts / 8);
     let r = &resp.result;
     if resp.patch.is_none() && r.metadata.is_none() && r.details.is_none() {
         // Every validating answer: written by hand, the same bytes as `Plain` below (kube-core's
