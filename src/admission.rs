@@ -211,11 +211,11 @@ impl Admission {
             drop(body);
             let decoded = decoded?;
             let span = review_span(webhook, &decoded.request);
-            let cache = this.checked(&decoded)?;
+            let (review, cache) = this.checked(&decoded)?;
             let req = &decoded.request;
-            let lookups = this.lookups(req, decoded.overflow, &cache);
+            let lookups = this.lookups(req, review, decoded.overflow, &cache);
             runtime.block_on(this.prepare(&lookups, budget, &span));
-            this.judge(webhook, req, decoded.overflow, &span, start, &cache)
+            this.judge(webhook, &decoded, review, &span, start, &cache)
         })
         .await
         .map_err(|e| BadReview::Encode(format!("review task failed: {e}")))?
@@ -236,38 +236,45 @@ impl Admission {
         start: Instant,
     ) -> Result<Vec<u8>, BadReview> {
         let span = review_span(webhook, &decoded.request);
-        let cache = self.checked(&decoded)?;
+        let (review, cache) = self.checked(&decoded)?;
         let req = &decoded.request;
-        let lookups = self.lookups(req, decoded.overflow, &cache);
+        let lookups = self.lookups(req, review, decoded.overflow, &cache);
         self.prepare(&lookups, budget, &span).await;
-        self.judge(webhook, req, decoded.overflow, &span, start, &cache)
+        self.judge(webhook, &decoded, review, &span, start, &cache)
     }
 
     /// Refuse (2. recognise) a request kube-apiserver would never send (no object to judge, or
     /// an object of another kind than the request names) before anything is looked up; else
-    /// the review's typed objects (the pod template), decoded once for the lookups and the
-    /// rules alike; nothing for a review no rule will read.
-    fn checked<'r>(&self, decoded: &'r Decoded) -> Result<ReviewCache<'r>, BadReview> {
+    /// the review as the engine sees it ([`recognise`], once per review: `None` when meshguard
+    /// has nothing to say about it) and its typed objects (the pod template), decoded once for
+    /// the lookups and the rules alike; nothing for a review no rule will read.
+    fn checked<'r>(
+        &self,
+        decoded: &'r Decoded,
+    ) -> Result<(Option<Review<'r>>, ReviewCache<'r>), BadReview> {
         let req = &decoded.request;
         if decoded.overflow.is_some() {
-            return Ok(ReviewCache::default());
+            return Ok((recognise(req), ReviewCache::default()));
         }
-        Ok(match recognise_checked(req)? {
-            Some(r) if !namespace_teardown(req) && !self.engine.current().is_exempt(&r) => {
-                ReviewCache::for_review(&r)
+        let review = recognise_checked(req)?;
+        let cache = match &review {
+            Some(r) if !namespace_teardown(req) && !self.engine.current().is_exempt(r) => {
+                ReviewCache::for_review(r)
             }
             _ => ReviewCache::default(),
-        })
+        };
+        Ok((review, cache))
     }
 
     /// What the rules will read from the cluster, fetched before the (synchronous) engine runs.
     fn lookups(
         &self,
         req: &AdmissionRequest<ReviewObject>,
+        review: Option<Review<'_>>,
         overflow: Option<Overflow>,
         cache: &ReviewCache<'_>,
     ) -> Vec<LookupKey> {
-        match recognise(req) {
+        match review {
             Some(r) if !namespace_teardown(req) && overflow.is_none() => {
                 let mut lookups = self.engine.current().lookups_with(&r, cache);
                 if matches!(r.operation, Operation::Delete) && !r.namespace.is_empty() {
@@ -305,12 +312,13 @@ impl Admission {
     fn judge(
         &self,
         webhook: Webhook,
-        req: &AdmissionRequest<ReviewObject>,
-        overflow: Option<Overflow>,
+        decoded: &Decoded,
+        review: Option<Review<'_>>,
         span: &tracing::Span,
         start: Instant,
         cache: &ReviewCache<'_>,
     ) -> Result<Vec<u8>, BadReview> {
+        let (req, overflow) = (&decoded.request, decoded.overflow);
         let _entered = span.enter();
         let mut resp = AdmissionResponse::from(req);
 
@@ -318,7 +326,7 @@ impl Admission {
         // review (each finding's full text is logged at debug and sent in the response).
         let mut rules_hit = String::new();
         // 2. recognise: unknown kinds, subresources and CONNECT pass untouched
-        let (kind_label, outcome) = match recognise(req) {
+        let (kind_label, outcome) = match review {
             // meshguard's own PolicyException resources (config::exceptions).
             None if webhook == Webhook::Validate && policy_ops::is_exception(req) => {
                 let (answered, outcome) =
@@ -357,13 +365,11 @@ impl Admission {
                         let mut eval = engine.evaluate_with(&r, view, cache);
                         policy_ops::pardon_platform(engine.policy(), req, &mut eval);
                         self.count_violations(r.kind, &eval);
-                        if !eval.findings.is_empty() {
-                            rules_hit = eval
-                                .findings
-                                .iter()
-                                .map(|f| f.rule)
-                                .collect::<Vec<_>>()
-                                .join(",");
+                        for (i, f) in eval.findings.iter().enumerate() {
+                            if i > 0 {
+                                rules_hit.push(',');
+                            }
+                            rules_hit.push_str(f.rule);
                         }
                         let (decided, mut outcome) = decide(resp, &eval);
                         resp = decided;
@@ -914,11 +920,20 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // warnings are in the response's status and warnings, so they are not repeated here (that
     // would double every response); audit-level findings are reported nowhere else, so they
     // keep theirs (`[ap-wildcard-source] spec.rules[0]... (audit): "*" matches ... Fix: ...`).
-    let mut entries: Vec<String> = Vec::new();
+    // A JSON list of the entries, as serde_json writes it; each entry is built in `e`.
+    fn entry(annotation: &mut Vec<u8>, e: &str) {
+        if annotation.len() > 1 {
+            annotation.push(b',');
+        }
+        crate::json::write_str(annotation, e);
+    }
+    let mut annotation = Vec::with_capacity(96 * (eval.findings.len() + eval.excepted.len()));
+    annotation.push(b'[');
     let mut size = 2;
+    let mut e = String::new();
     for (i, f) in eval.findings.iter().enumerate() {
         let v = &f.violation;
-        let mut e = String::with_capacity(f.rule.len() + v.path.len() + 16);
+        e.clear();
         e.push('[');
         e.push_str(f.rule);
         e.push_str("] ");
@@ -937,30 +952,25 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
         }
         // Whole entries only, so the annotation stays a JSON list.
         if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
-            entries.push(format!("… and {} more", eval.findings.len() - i));
+            entry(
+                &mut annotation,
+                &format!("… and {} more", eval.findings.len() - i),
+            );
             break;
         }
         size += e.len() + 3;
-        entries.push(e);
+        entry(&mut annotation, &e);
     }
     // Excepted findings (`policy_ops`), within the same room.
     for (i, x) in eval.excepted.iter().enumerate() {
         let e = policy_ops::annotation_entry(x);
         if size + e.len() + 3 > AUDIT_ANNOTATION_MAX - 64 {
-            entries.push(format!("… and {} more excepted", eval.excepted.len() - i));
+            let more = format!("… and {} more excepted", eval.excepted.len() - i);
+            entry(&mut annotation, &more);
             break;
         }
         size += e.len() + 3;
-        entries.push(e);
-    }
-    // A JSON list of the entries, as serde_json writes it.
-    let mut annotation = Vec::with_capacity(size + 2 * entries.len());
-    annotation.push(b'[');
-    for (i, e) in entries.iter().enumerate() {
-        if i > 0 {
-            annotation.push(b',');
-        }
-        crate::json::write_str(&mut annotation, e);
+        entry(&mut annotation, &e);
     }
     annotation.push(b']');
     let annotation = String::from_utf8(annotation).unwrap_or_default();
@@ -1001,7 +1011,7 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     // the message goes back to the client and into the apiserver's audit log.
     let mut message = String::with_capacity(512 * denies.min(16));
     message.push_str("meshguard: ");
-    message.push_str(&denies.to_string());
+    message.push_str(decimal(denies, &mut [0; 20]));
     message.push(' ');
     message.push_str(noun);
     message.push(':');
@@ -1024,6 +1034,20 @@ pub fn decide(mut resp: AdmissionResponse, eval: &Evaluation) -> (AdmissionRespo
     resp.result.reason = "Forbidden".into();
     resp.result.status = Some(kube::core::response::StatusSummary::Failure);
     (resp, Outcome::Denied)
+}
+
+/// `n` in decimal (what `n.to_string()` writes, without the formatting machinery), in `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// Warnings that survive an HTTP `Warning` header: printable, ≤ 256 chars each, ≤ 4 KiB total.
@@ -1063,14 +1087,17 @@ pub(crate) fn header_safe_warnings(items: impl Iterator<Item = String>) -> Vec<S
 fn ascii_control(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether any byte of `x` is below `n` (n ≤ 0x80): exact as a yes/no.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    // Whether any byte of `x` is below 0x20 or is DEL: `(v - n) & !v & HIGHS` is exact as a
+    // yes/no for "a byte of v below n", and `x ^ 0x7f…` keeps every byte's high bit, so both
+    // tests share `!x & HIGHS`.
+    let below_or_del = |x: u64| {
+        (x.wrapping_sub(ONES * 0x20) | (x ^ (ONES * 0x7f)).wrapping_sub(ONES)) & !x & HIGHS != 0
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        if below(x, 0x20) || below(x ^ (ONES * 0x7f), 1) {
+        if below_or_del(u64::from_ne_bytes(word)) {
             return true;
         }
     }
@@ -1191,7 +1218,14 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
     }
     let annotations = sorted(&resp.audit_annotations);
     let warnings = resp.warnings.as_deref();
-    let mut out = Vec::with_capacity(256 + resp.result.message.len());
+    // Room for the texts and a few escapes, so that the answer is written without regrowing.
+    let texts = resp.result.message.len()
+        + annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>()
+        + warnings.map_or(0, |w| w.iter().map(|w| w.len() + 3).sum());
+    let mut out = Vec::with_capacity(256 + texts + texts / 8);
     let r = &resp.result;
     if resp.patch.is_none() && r.metadata.is_none() && r.details.is_none() {
         // Every validating answer: written by hand, the same bytes as `Plain` below (kube-core's
@@ -1219,7 +1253,7 @@ pub fn encode(resp: AdmissionResponse) -> Result<Vec<u8>, BadReview> {
         if r.code != 0 {
             out.extend_from_slice(sep);
             out.extend_from_slice(b"\"code\":");
-            out.extend_from_slice(r.code.to_string().as_bytes());
+            out.extend_from_slice(decimal(usize::from(r.code), &mut [0; 20]).as_bytes());
             sep = b",";
         }
         if !r.message.is_empty() {

@@ -540,9 +540,12 @@ fn pardon_inherited(review: &Review<'_>, findings: &mut [Finding]) {
         let judges_owner = rules::find(f.rule).is_some_and(|r| r.kinds.contains(&owner));
         if judges_owner {
             f.action = Action::Warn;
-            f.violation.message.push_str(&format!(
-                " (inherited from the pod template of its {owner}, created by its controller; allowed because allowExistingViolations is on, fix it in the {owner})"
-            ));
+            let m = &mut f.violation.message;
+            m.push_str(" (inherited from the pod template of its ");
+            m.push_str(owner.as_str());
+            m.push_str(", created by its controller; allowed because allowExistingViolations is on, fix it in the ");
+            m.push_str(owner.as_str());
+            m.push(')');
         }
     }
 }

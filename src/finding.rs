@@ -95,6 +95,23 @@ pub(crate) fn clip(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}… ({} more bytes)", &s[..end], s.len() - end))
 }
 
+/// Append `s` as `format!("{s:?}")` writes it: quoted, with Rust's escapes. Names (namespaces,
+/// accounts) are printable ASCII without quotes or backslashes, and are copied as they are;
+/// anything else goes through `Debug`.
+pub(crate) fn push_quoted(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        use fmt::Write;
+        let _ = write!(out, "{s:?}");
+    }
+}
+
 impl Finding {
     /// The finding as one line, `[rule] path: message. Fix: fix`, appended to `out` (what
     /// `Display` writes, without the formatting machinery: the webhook writes one per finding
@@ -182,6 +199,25 @@ pub(crate) fn subject_order(s: &Subject) -> (&str, usize, &str, &str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_as_debug_writes_it() {
+        for s in [
+            "prod",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{301}x",
+            "del\u{7f}",
+            "ns-1.x_y",
+        ] {
+            let mut out = String::from(">");
+            push_quoted(&mut out, s);
+            assert_eq!(out, format!(">{s:?}"));
+        }
+    }
 
     #[test]
     fn lines_clip_what_the_object_quoted() {

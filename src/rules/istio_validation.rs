@@ -32,9 +32,13 @@ pub(crate) fn validate(review: &Review<'_>, cache: &super::ReviewCache<'_>) -> I
         return found;
     }
     match review.kind {
-        Kind::PeerAuthentication => match decode_spec::<crate::model::PeerAuthentication>(spec) {
-            Ok(pa) => pa.validate(errors),
-            Err(m) => malformed(m, errors),
+        Kind::PeerAuthentication => match &cache.peer_authentication {
+            Some(Ok(pa)) => pa.validate(errors),
+            Some(Err(m)) => malformed(m.clone(), errors),
+            None => match decode_spec::<crate::model::PeerAuthentication>(spec) {
+                Ok(pa) => pa.validate(errors),
+                Err(m) => malformed(m, errors),
+            },
         },
         Kind::AuthorizationPolicy => match &cache.authorization_policy {
             Some(Ok(ap)) => ap.validate(errors),

@@ -45,6 +45,14 @@ pub struct ReviewCache<'v> {
     /// or what its decode refuses; `None` for other kinds or a cache made without the review.
     pub(crate) authorization_policy:
         Option<Result<crate::model::AuthorizationPolicy<'v>, crate::model::Malformed>>,
+    /// The PeerAuthentication the review writes, decoded once ([`ReviewCache::for_review`]),
+    /// or what its decode refuses; `None` for other kinds, a review that writes none, or a
+    /// cache made without the review.
+    pub(crate) peer_authentication:
+        Option<Result<crate::model::PeerAuthentication<'v>, crate::model::Malformed>>,
+    /// The PeerAuthentication the review replaces or deletes (`oldObject`), decoded once as
+    /// the rules read it (a refused spec reads as empty); `None` as above.
+    old_peer_authentication: Option<crate::model::PeerAuthentication<'v>>,
     /// What Istio's own validation would reject (`istio_validation`); its four rules each
     /// report one class of it.
     pub(crate) istio_errors: std::cell::OnceCell<istio_validation::IstioErrors>,
@@ -81,6 +89,42 @@ impl<'v> ReviewCache<'v> {
         }
     }
 
+    /// The PeerAuthentication the review writes (empty on DELETE): decoded once per review
+    /// ([`ReviewCache::for_review`]), or here when the cache was made without the review; a
+    /// policy whose decode is refused reads as empty (`istio-invalid-spec` reports it).
+    pub(crate) fn peer_authentication<'x>(
+        &'x self,
+        review: &Review<'x>,
+    ) -> std::borrow::Cow<'x, crate::model::PeerAuthentication<'x>>
+    where
+        'v: 'x,
+    {
+        use std::borrow::Cow;
+        match &self.peer_authentication {
+            Some(Ok(pa)) => Cow::Borrowed(pa),
+            Some(Err(_)) => Cow::Owned(crate::model::PeerAuthentication::default()),
+            None => Cow::Owned(crate::model::decode_spec(review.spec()).unwrap_or_default()),
+        }
+    }
+
+    /// The PeerAuthentication `old` (the review's `oldObject`) held, read as
+    /// [`ReviewCache::peer_authentication`] reads the written one.
+    pub(crate) fn old_peer_authentication<'x>(
+        &'x self,
+        old: &'x kube::core::DynamicObject,
+    ) -> std::borrow::Cow<'x, crate::model::PeerAuthentication<'x>>
+    where
+        'v: 'x,
+    {
+        use std::borrow::Cow;
+        match &self.old_peer_authentication {
+            Some(pa) => Cow::Borrowed(pa),
+            None => Cow::Owned(
+                crate::model::decode_spec(crate::resource::spec_of(old)).unwrap_or_default(),
+            ),
+        }
+    }
+
     /// The pod template of the object `review` writes (CREATE/UPDATE of a workload kind);
     /// every rule of the review (and the engine's lookups) reads this one.
     pub fn template(
@@ -104,6 +148,16 @@ impl<'v> ReviewCache<'v> {
             .then(|| review.written())
             .flatten()
             .map(|o| crate::model::decode_spec(crate::resource::spec_of(o)));
+        // Most PeerAuthentication rules read the policy, one the policy it replaces.
+        let is_pa = review.kind == Kind::PeerAuthentication;
+        let peer_authentication = is_pa
+            .then(|| review.written())
+            .flatten()
+            .map(|o| crate::model::decode_spec(crate::resource::spec_of(o)));
+        let old_peer_authentication = is_pa
+            .then_some(review.old_object)
+            .flatten()
+            .map(|o| crate::model::decode_spec(crate::resource::spec_of(o)).unwrap_or_default());
         // Every rule of a workload kind reads the template: decoded here, once, borrowing.
         let template = review
             .kind
@@ -111,6 +165,8 @@ impl<'v> ReviewCache<'v> {
             .then(|| crate::model::workload::PodTemplate::written(review));
         ReviewCache {
             authorization_policy,
+            peer_authentication,
+            old_peer_authentication,
             template,
             ..ReviewCache::default()
         }

@@ -6,21 +6,16 @@
 //! namespace. `portLevelMtls` only works with a selector.
 
 use super::{Action, Ctx, Rule, Violation};
-use crate::model::{decode_spec, MtlsMode, PeerAuthentication};
-use crate::resource::{spec_of, Kind, Review};
-use kube::core::DynamicObject;
+use crate::model::{MtlsMode, PeerAuthentication};
+use crate::resource::{Kind, Review};
+use std::borrow::Cow;
 
 const KINDS: &[Kind] = &[Kind::PeerAuthentication];
 
-/// The policy being written; a spec the typed decode refuses reads as empty
-/// (`istio-invalid-spec` reports it).
-fn policy<'a>(review: &Review<'a>) -> PeerAuthentication<'a> {
-    decode_spec(review.spec()).unwrap_or_default()
-}
-
-/// The policy of an object (the old one of an update or delete, say).
-fn policy_of(obj: &DynamicObject) -> PeerAuthentication<'_> {
-    decode_spec(spec_of(obj)).unwrap_or_default()
+/// The policy being written, decoded once per review ([`super::ReviewCache`]); a spec the
+/// typed decode refuses reads as empty (`istio-invalid-spec` reports it).
+fn policy<'a>(review: &Review<'a>, ctx: &Ctx<'a>) -> Cow<'a, PeerAuthentication<'a>> {
+    ctx.cache.peer_authentication(review)
 }
 
 fn scope(review: &Review<'_>, ctx: &Ctx<'_>, pa: &PeerAuthentication<'_>) -> &'static str {
@@ -41,7 +36,7 @@ pub(crate) static PERMISSIVE_MTLS: Rule = Rule {
     example_fix: "spec.mtls.mode: STRICT",
     needs: &[],
     check: |review, ctx, out| {
-        let pa = policy(review);
+        let pa = policy(review, ctx);
         for (path, mode) in pa.modes() {
             if mode == "PERMISSIVE" {
                 out.push(Violation::new(
@@ -65,7 +60,7 @@ pub(crate) static DISABLED_MTLS: Rule = Rule {
     example_fix: "spec.mtls.mode: STRICT",
     needs: &[crate::context::Need::NamespaceLabelsOnDisable],
     check: |review, ctx, out| {
-        let pa = policy(review);
+        let pa = policy(review, ctx);
         let mut ambient = None;
         for (path, mode) in pa.modes() {
             if mode == "DISABLE" {
@@ -98,11 +93,10 @@ pub(crate) static UNSET_MESH_DEFAULT: Rule = Rule {
     example_fix: "spec.mtls.mode: STRICT",
     needs: &[],
     check: |review, ctx, out| {
-        let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.mesh.root_namespace().value {
+        if review.written().is_none() || review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
-        let pa = policy_of(obj);
+        let pa = policy(review, ctx);
         if !pa.selector().is_empty() {
             return;
         }
@@ -134,8 +128,8 @@ pub(crate) static PORT_LEVEL_WITHOUT_SELECTOR: Rule = Rule {
     summary: "portLevelMtls without a workload selector is ignored (and rejected) by Istio",
     example_fix: "add spec.selector.matchLabels, or move the setting to spec.mtls.mode",
     needs: &[],
-    check: |review, _ctx, out| {
-        let pa = policy(review);
+    check: |review, ctx, out| {
+        let pa = policy(review, ctx);
         if pa.port_level().next().is_some() && pa.selector().is_empty() {
             out.push(Violation::new(
                 "spec.portLevelMtls",
@@ -190,7 +184,7 @@ pub(crate) static WEAKENING_DELETE: Rule = Rule {
     needs: &[],
     check: |review, ctx, out| {
         let Some(old) = review.old_object else { return };
-        let before = policy_of(old);
+        let before = ctx.cache.old_peer_authentication(old);
         if !protects(&before) {
             return;
         }
@@ -211,8 +205,10 @@ pub(crate) static WEAKENING_DELETE: Rule = Rule {
             // deletion (the same hole, and an UPDATE then a DELETE would otherwise walk around
             // the DELETE check).
             kube::core::admission::Operation::Update => {
-                let Some(new) = review.written() else { return };
-                let after = policy_of(new);
+                if review.written().is_none() {
+                    return;
+                }
+                let after = policy(review, ctx);
                 if protects(&after) {
                     return;
                 }
@@ -240,11 +236,10 @@ pub(crate) static ROOT_NAMESPACE_SELECTOR: Rule = Rule {
     example_fix: "move the policy to the workload's own namespace",
     needs: &[],
     check: |review, ctx, out| {
-        let Some(obj) = review.written() else { return };
-        if review.namespace != ctx.mesh.root_namespace().value {
+        if review.written().is_none() || review.namespace != ctx.mesh.root_namespace().value {
             return;
         }
-        if policy_of(obj).selector().is_empty() {
+        if policy(review, ctx).selector().is_empty() {
             return;
         }
         out.push(Violation::new(

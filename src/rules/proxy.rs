@@ -87,9 +87,13 @@ pub(crate) enum Deviation {
 /// prefixes removed, so `docker.io/istio/proxyv2:1.27.1` and `istio/proxyv2@sha256:…` compare
 /// equal.
 pub(crate) fn repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    let image = match image[last_slash..].find(':') {
+    // Byte positions of ASCII separators (never inside a multi-byte character): every pod's
+    // proxy image is compared with each injector's on every review.
+    let bytes = image.as_bytes();
+    let image = &image[..bytes.iter().position(|&b| b == b'@').unwrap_or(bytes.len())];
+    let bytes = image.as_bytes();
+    let last_slash = bytes.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let image = match bytes[last_slash..].iter().position(|&b| b == b':') {
         Some(colon) => &image[..last_slash + colon],
         None => image,
     };

@@ -33,6 +33,7 @@ use crate::dataplane::labels::{
     go_bool, is_ambient, BYPASS_INBOUND_CAPTURE, DATAPLANE_MODE, ISTIO_INJECTION, REV,
 };
 use crate::dataplane::{pod_plane, Plane};
+use crate::finding::push_quoted;
 use crate::mesh::Why;
 use crate::model::workload::{
     Container, PodTemplate, INIT_CONTAINER, INJECT, PROXY_CONTAINER, PROXY_GID, PROXY_UID,
@@ -62,21 +63,25 @@ fn unknown_namespace(
         return;
     }
     let ns = review.namespace;
-    let (why, fix) = match lookup {
-        Lookup::Missing => (
-            format!("namespace {ns:?} was not found"),
-            "create the namespace first (or include it in the manifests you check), or set onLookupFailure: allow in the meshguard policy",
-        ),
-        _ => (
-            format!("meshguard could not read namespace {ns:?} (no cluster connection, or the lookup failed)"),
-            "retry when the API server is reachable, or set onLookupFailure: allow in the meshguard policy",
-        ),
+    // `namespace labels unknown: {why}, so meshguard cannot tell {what}`, written in place.
+    let mut message = String::with_capacity(160 + ns.len() + what.len());
+    let fix = match lookup {
+        Lookup::Missing => {
+            message.push_str("namespace labels unknown: namespace ");
+            push_quoted(&mut message, ns);
+            message.push_str(" was not found");
+            "create the namespace first (or include it in the manifests you check), or set onLookupFailure: allow in the meshguard policy"
+        }
+        _ => {
+            message.push_str("namespace labels unknown: meshguard could not read namespace ");
+            push_quoted(&mut message, ns);
+            message.push_str(" (no cluster connection, or the lookup failed)");
+            "retry when the API server is reachable, or set onLookupFailure: allow in the meshguard policy"
+        }
     };
-    out.push(Violation::new(
-        "metadata.namespace",
-        format!("namespace labels unknown: {why}, so meshguard cannot tell {what}"),
-        fix,
-    ));
+    message.push_str(", so meshguard cannot tell ");
+    message.push_str(what);
+    out.push(Violation::new("metadata.namespace", message, fix));
 }
 
 /// What the rules of one review know about its pod's injection, worked out once per review
@@ -166,13 +171,12 @@ fn deciding_revision(
     d.webhook.map(|w| w.revision.clone())
 }
 
-/// The identity a pod of this namespace gets with the `default` ServiceAccount.
-fn default_identity(review: &Review<'_>, ctx: &Ctx<'_>) -> String {
-    format!(
-        "{}/ns/{}/sa/default",
-        ctx.mesh.trust_domain().value,
-        review.namespace
-    )
+/// The identity a pod of this namespace gets with the `default` ServiceAccount, appended.
+fn push_default_identity(out: &mut String, review: &Review<'_>, ctx: &Ctx<'_>) {
+    out.push_str(&ctx.mesh.trust_domain().value);
+    out.push_str("/ns/");
+    out.push_str(review.namespace);
+    out.push_str("/sa/default");
 }
 
 pub(crate) static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
@@ -189,17 +193,24 @@ pub(crate) static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
             return;
         }
         let field = set.map_or("serviceAccountName", |(f, _)| f);
-        let path = t.path(&format!("spec.{field}"));
+        let path = t.path(if field == "serviceAccountName" {
+            "spec.serviceAccountName"
+        } else {
+            "spec.serviceAccount"
+        });
         let sa_path = t.path("spec.serviceAccountName");
-        let what = match set {
-            None => "no serviceAccountName is set, so the pods run as the \"default\" ServiceAccount".to_owned(),
-            Some(_) if t.is_pod() => "the pod runs as the \"default\" ServiceAccount (the API server fills it in when the manifest names none)".to_owned(),
-            Some((f, _)) => format!("{f} is \"default\""),
-        };
-        let message = format!(
-            "{what}; its identity {} is shared by every workload without its own account, so AuthorizationPolicy cannot tell them apart",
-            default_identity(review, ctx)
-        );
+        let mut message = String::with_capacity(256);
+        match set {
+            None => message.push_str("no serviceAccountName is set, so the pods run as the \"default\" ServiceAccount"),
+            Some(_) if t.is_pod() => message.push_str("the pod runs as the \"default\" ServiceAccount (the API server fills it in when the manifest names none)"),
+            Some((f, _)) => {
+                message.push_str(f);
+                message.push_str(" is \"default\"");
+            }
+        }
+        message.push_str("; its identity ");
+        push_default_identity(&mut message, review, ctx);
+        message.push_str(" is shared by every workload without its own account, so AuthorizationPolicy cannot tell them apart");
         let ns = review.namespace;
         let fix = match t.service_account_candidate() {
             Some((label, name)) => match ctx.cluster.service_account(ns, name) {
@@ -209,9 +220,24 @@ pub(crate) static DEFAULT_SERVICE_ACCOUNT: Rule = Rule {
                 Lookup::Missing => format!(
                     "create ServiceAccount {name:?} in namespace {ns:?} (kubectl -n {ns} create serviceaccount {name}) and set {sa_path}: {name}; the name comes from the {label} label"
                 ),
-                Lookup::Unknown => format!(
-                    "create ServiceAccount {name:?} in namespace {ns:?} if it does not exist (kubectl -n {ns} create serviceaccount {name}) and set {sa_path}: {name}"
-                ),
+                Lookup::Unknown => {
+                    // `create ServiceAccount {name:?} in namespace {ns:?} if it does not exist
+                    // (kubectl -n {ns} create serviceaccount {name}) and set {sa_path}: {name}`
+                    let mut fix = String::with_capacity(160 + 3 * name.len() + 2 * ns.len() + sa_path.len());
+                    fix.push_str("create ServiceAccount ");
+                    push_quoted(&mut fix, name);
+                    fix.push_str(" in namespace ");
+                    push_quoted(&mut fix, ns);
+                    fix.push_str(" if it does not exist (kubectl -n ");
+                    fix.push_str(ns);
+                    fix.push_str(" create serviceaccount ");
+                    fix.push_str(name);
+                    fix.push_str(") and set ");
+                    fix.push_str(&sa_path);
+                    fix.push_str(": ");
+                    fix.push_str(name);
+                    fix
+                }
             },
             None => format!(
                 "create a ServiceAccount for this workload and set {sa_path} to its name (with an app.kubernetes.io/name or app label, meshguard names the account for you)"
@@ -290,7 +316,8 @@ pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
             return; // injected already (istioctl kube-inject): it carries its sidecar
         }
         let ns = review.namespace;
-        let labels_path = t.path("metadata.labels");
+        // Built only for a finding.
+        let labels_path = || t.path("metadata.labels");
         let facts = pod_injection(review, ctx, t);
         if facts.plane == Plane::Ambient {
             return; // enrolled in ambient mode: ztunnel captures it without a sidecar
@@ -306,7 +333,7 @@ pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
                     Why::NamespaceOff => {
                         let v = labels.get(ISTIO_INJECTION).map_or("", String::as_str);
                         out.push(Violation::new(
-                            labels_path,
+                            labels_path(),
                             format!(
                                 "namespace {ns:?} has istio-injection={v}, which keeps the sidecar out of every pod in it, even pods that opt in"
                             ),
@@ -314,7 +341,7 @@ pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
                         ));
                     }
                     Why::NotEnrolled => out.push(Violation::new(
-                        labels_path,
+                        labels_path(),
                         format!(
                             "namespace {ns:?} is not labeled for injection (istio-injection=enabled or istio.io/rev) and this pod does not opt in, so it starts without a sidecar"
                         ),
@@ -327,7 +354,7 @@ pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
                             return; // ns-unknown-revision names the label that points nowhere
                         }
                         out.push(Violation::new(
-                            labels_path,
+                            labels_path(),
                             format!(
                                 "{}, so it starts without a sidecar ({})",
                                 decision_text(review, ctx, t, labels),
@@ -340,7 +367,7 @@ pub(crate) static NAMESPACE_NOT_INJECTED: Rule = Rule {
                         ));
                     }
                     _ => out.push(Violation::new(
-                        labels_path,
+                        labels_path(),
                         format!(
                             "{}, so it starts without a sidecar",
                             decision_text(review, ctx, t, labels)
