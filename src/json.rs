@@ -139,6 +139,18 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             }
         }
     }
+    /// Write the bytes of `chunk` (which starts at `at` in `bytes`) that need an escape, each
+    /// after the unescaped run since `start`.
+    #[inline]
+    fn escape_in(out: &mut Vec<u8>, bytes: &[u8], start: &mut usize, at: usize, chunk: &[u8]) {
+        for (j, &b) in chunk.iter().enumerate() {
+            if needs_escape(b) {
+                out.extend_from_slice(&bytes[*start..at + j]);
+                escape(out, b);
+                *start = at + j + 1;
+            }
+        }
+    }
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
@@ -149,13 +161,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         if needs_any(u64::from_ne_bytes(word)) {
-            for (j, &b) in chunk.iter().enumerate() {
-                if needs_escape(b) {
-                    out.extend_from_slice(&bytes[start..at + j]);
-                    escape(out, b);
-                    start = at + j + 1;
-                }
-            }
+            escape_in(out, bytes, &mut start, at, chunk);
         }
         at += 8;
     }
@@ -164,13 +170,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let mut word = [b' '; 8];
     word[..rest.len()].copy_from_slice(rest);
     if needs_any(u64::from_ne_bytes(word)) {
-        for (j, &b) in rest.iter().enumerate() {
-            if needs_escape(b) {
-                out.extend_from_slice(&bytes[start..at + j]);
-                escape(out, b);
-                start = at + j + 1;
-            }
-        }
+        escape_in(out, bytes, &mut start, at, rest);
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
